@@ -1,0 +1,38 @@
+"""Checkpoints: one ``.npz`` of plain arrays (never pickled objects), written atomically."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_path
+
+FORMAT = "gvae-checkpoint"
+VERSION = 1
+
+
+def save(path, arrays, meta):
+    """Write ``arrays`` (name -> ndarray) and the JSON-able ``meta`` to ``path`` atomically."""
+    header = {"format": FORMAT, "version": VERSION, **meta}
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    payload["meta_json"] = np.array(json.dumps(header, sort_keys=True))
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **payload)
+
+
+def load(path):
+    """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        meta = json.loads(str(arrays.pop("meta_json")))
+    except (ValueError, OSError, KeyError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable gvae checkpoint ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a gvae checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path} has checkpoint version {meta.get('version')}; this gvae reads {VERSION}")
+    return arrays, meta

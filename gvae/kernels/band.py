@@ -1,0 +1,311 @@
+"""Banded lower-triangular factors: solves, products, log-determinant and exact trace of the inverse.
+
+Storage (contract, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
+``L`` has shape ``(*batch, K, n)`` with ``L[..., k, i] = L_{i, i - offsets[k]}``; the slots with
+``i < offsets[k]`` are ignored whatever they hold. The main diagonal is strictly positive.
+
+Right-hand sides ``b`` of shape ``(*lead, n)`` broadcast with ``batch`` by NumPy rules. The broadcast
+result axes split into *factor* axes (where ``L`` has the full size) and *sample* axes (where ``L`` has
+size 1 or no axis at all); the kernels see ``L`` as (F, K, n) without any copy and the right-hand sides
+as (S, F, n), samples first, so ``L (B, K, n)`` with ``b (S, B, n)`` needs no copy of either.
+
+Every function checks its arguments and raises ``ValueError`` naming the problem (``TypeError`` for a
+dtype other than float32/float64 or mixed dtypes, as everywhere in :mod:`gvae.kernels`). ``check=False``
+skips the scans for NaN/inf and for a non-positive diagonal (for callers that checked already).
+"""
+import functools
+import math
+
+import numpy as np
+
+from . import band_cpu  # noqa: F401  (registers the CPU kernels)
+from .backend import array_module, implementation
+from .checks import float_array, same_dtype
+
+__all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
+           "band_outer", "band_logdet_grad", "band_trace_inv_grad",
+           "chain_offsets", "grid_offsets", "extgrid_offsets", "lattice_mask"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks and layout
+# --------------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=256)
+def _offsets_array(offsets):
+    arr = np.array(offsets, dtype=np.int64)
+    arr.setflags(write=False)
+    return arr
+
+
+def _offsets(name, offsets, n=None, K=None):
+    """Validated offsets as a read-only int64 array."""
+    try:
+        tup = tuple(offsets)
+    except TypeError:
+        raise ValueError(f"{name}: offsets must be a sequence of ints, got {offsets!r}") from None
+    if not tup:
+        raise ValueError(f"{name}: offsets must not be empty (offsets[0] == 0 is the main diagonal)")
+    if not all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup):
+        raise ValueError(f"{name}: offsets must be ints, got {tup!r}")
+    tup = tuple(int(o) for o in tup)
+    if tup[0] != 0:
+        raise ValueError(f"{name}: offsets[0] must be 0 (the main diagonal), got {tup!r}")
+    if any(b <= a for a, b in zip(tup, tup[1:])):
+        raise ValueError(f"{name}: offsets must be strictly increasing, got {tup!r}")
+    if K is not None and len(tup) != K:
+        raise ValueError(f"{name}: L holds K={K} diagonals (axis -2) but offsets has {len(tup)} "
+                         f"entries {tup!r}")
+    if n is not None and tup[-1] >= n:
+        raise ValueError(f"{name}: offsets must be < n={n}, got largest offset {tup[-1]}")
+    return _offsets_array(tup)
+
+
+def _finite(name, what, a, xp):
+    """Raise if ``a`` holds NaN or inf: one summing pass (no temporary), exact test only if it fails."""
+    if a.size == 0:
+        return
+    if not bool(xp.isfinite(a.sum())) and not bool(xp.isfinite(a).all()):
+        raise ValueError(f"{name}: {what} contains NaN or inf")
+
+
+def _factor(name, L, offsets, check):
+    """Validate ``L`` (and ``offsets`` unless None); returns (offsets int64 array or None, K, n)."""
+    float_array(f"{name} L", L, 2)
+    K, n = L.shape[-2:]
+    if n < 1 or K < 1:
+        raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
+    offs = None if offsets is None else _offsets(name, offsets, n, K)
+    if check and L.size:
+        xp = array_module(L)
+        if offs is None:
+            _finite(name, "L's main diagonal", L[..., 0, :], xp)
+        else:
+            for k, o in enumerate(offs.tolist()):
+                _finite(name, "L", L[..., k, o:], xp)
+        if not bool(L[..., 0, :].min() > 0):
+            raise ValueError(f"{name}: the main diagonal L[..., 0, :] must be strictly positive")
+    return offs, K, n
+
+
+def _plan(name, batch, leads):
+    """Broadcast shape of the factor batch and right-hand-side leads, and the axis permutation that
+    puts the sample axes (L broadcast) first and the factor axes last: (out, perm, S, F)."""
+    try:
+        out = tuple(np.broadcast_shapes(batch, *leads))
+    except ValueError:
+        raise ValueError(f"{name}: right-hand side batch shape(s) {', '.join(map(str, leads))} do not "
+                         f"broadcast with the factor batch shape {batch}") from None
+    nd = len(out)
+    bfull = (1,) * (nd - len(batch)) + tuple(batch)
+    sample = [a for a in range(nd) if bfull[a] == 1 and out[a] != 1]
+    factor = [a for a in range(nd) if not (bfull[a] == 1 and out[a] != 1)]
+    S = math.prod(out[a] for a in sample)
+    F = math.prod(batch)
+    return out, tuple(sample + factor), S, F
+
+
+def _to_canonical(xp, b, out, perm, S, F):
+    n = b.shape[-1]
+    b = xp.broadcast_to(b, out + (n,))
+    if perm != tuple(range(len(out))):
+        b = b.transpose(perm + (len(out),))
+    return xp.ascontiguousarray(b).reshape(S, F, n)
+
+
+def _from_canonical(xp, y, out, perm):
+    n = y.shape[-1]
+    y = y.reshape(tuple(out[a] for a in perm) + (n,))
+    if perm != tuple(range(len(out))):
+        y = xp.ascontiguousarray(y.transpose(tuple(np.argsort(perm)) + (len(out),)))
+    return y
+
+
+def _rhs(name, argname, v, n, L):
+    float_array(f"{name} {argname}", v, 1)
+    same_dtype(name, L, v)
+    if v.shape[-1] != n:
+        raise ValueError(f"{name}: {argname} has length {v.shape[-1]} in its last axis, L has n={n}")
+
+
+def _vector_op(kernel, L, offsets, b, argname, check):
+    offs, K, n = _factor(kernel, L, offsets, check)
+    _rhs(kernel, argname, b, n, L)
+    xp = array_module(L, b)
+    if check:
+        _finite(kernel, argname, b, xp)
+    batch = L.shape[:-2]
+    out, perm, S, F = _plan(kernel, batch, [b.shape[:-1]])
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    bc = _to_canonical(xp, b, out, perm, S, F)
+    y = xp.empty_like(bc)
+    if y.size:
+        implementation(kernel, Lc, bc)(Lc, offs, bc, y)
+    return _from_canonical(xp, y, out, perm)
+
+
+# --------------------------------------------------------------------------------------------------
+# Contract functions
+# --------------------------------------------------------------------------------------------------
+
+def band_solve_t(L, offsets, b, *, check=True):
+    """x with L^T x = b (backward substitution); x has the broadcast shape of b and L's batch.
+
+    With b ~ N(0, I), x ~ N(0, (L L^T)^{-1}): the reparameterised sample of a banded-precision family."""
+    return _vector_op("band_solve_t", L, offsets, b, "b", check)
+
+
+def band_solve(L, offsets, b, *, check=True):
+    """x with L x = b (forward substitution)."""
+    return _vector_op("band_solve", L, offsets, b, "b", check)
+
+
+def band_matvec_t(L, offsets, x, *, check=True):
+    """L^T x."""
+    return _vector_op("band_matvec_t", L, offsets, x, "x", check)
+
+
+def band_matvec(L, offsets, x, *, check=True):
+    """L x."""
+    return _vector_op("band_matvec", L, offsets, x, "x", check)
+
+
+def band_logdet(L, *, check=True):
+    """log det L = sum_i log L[..., 0, i], shape ``L.shape[:-2]``."""
+    _, K, n = _factor("band_logdet", L, None, check)
+    xp = array_module(L)
+    F = math.prod(L.shape[:-2])
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    out = xp.empty(F, dtype=L.dtype)
+    if F:
+        implementation("band_logdet", Lc)(Lc, out)
+    return out.reshape(L.shape[:-2])
+
+
+def band_trace_inv(L, offsets, *, check=True):
+    """tr((L L^T)^{-1}) = tr(Sigma), exactly, shape ``L.shape[:-2]``; O(n) per factor for the chain,
+    O(n K w) with w = offsets[-1] otherwise (selected inversion over a sliding window of Sigma)."""
+    offs, K, n = _factor("band_trace_inv", L, offsets, check)
+    xp = array_module(L)
+    F = math.prod(L.shape[:-2])
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    out = xp.empty(F, dtype=L.dtype)
+    if F:
+        implementation("band_trace_inv", Lc)(Lc, offs, out)
+    return out.reshape(L.shape[:-2])
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers for the vector-Jacobian products
+# --------------------------------------------------------------------------------------------------
+
+def band_outer(a, c, offsets, batch_shape, scale=1.0):
+    """Band-restricted outer products summed over samples: the L-gradient of every solve and product.
+
+    ``a`` and ``c`` have shapes ``(*lead, n)`` that broadcast with ``batch_shape``; returns ``gL`` of
+    shape ``(*batch_shape, K, n)`` with
+    ``gL[..., k, i] = scale * sum_samples a[..., i] * c[..., i - offsets[k]]`` (zero for i < offsets[k]),
+    summed over every broadcast axis on which the factor batch has size 1 or no axis.
+
+    VJPs: x = L^{-T} b: gL = band_outer(x, L^{-1} g, scale=-1);  x = L^{-1} b: band_outer(L^{-T} g, x, -1);
+    y = L x: band_outer(g, x);  y = L^T x: band_outer(x, g)."""
+    name = "band_outer"
+    float_array(f"{name} a", a, 1)
+    float_array(f"{name} c", c, 1)
+    same_dtype(name, a, c)
+    n = a.shape[-1]
+    if c.shape[-1] != n:
+        raise ValueError(f"{name}: a and c must share the last axis, got {a.shape} and {c.shape}")
+    batch = tuple(int(s) for s in batch_shape)
+    offs = _offsets(name, offsets, n)
+    K = len(offs)
+    xp = array_module(a, c)
+    out, perm, S, F = _plan(name, batch, [a.shape[:-1], c.shape[:-1]])
+    ac = _to_canonical(xp, a, out, perm, S, F)
+    cc = _to_canonical(xp, c, out, perm, S, F)
+    # Split the samples across threads only when there are too few factors to keep them busy.
+    Q = 1 if F >= 8 or S < 64 else min(8, S // 32)
+    g = xp.empty((Q, F, K, n), dtype=a.dtype)
+    if F:
+        implementation(name, ac, cc)(ac, cc, offs, float(scale), g)
+    g = g[0] if Q == 1 else g.sum(axis=0)
+    return g.reshape(batch + (K, n))
+
+
+def band_logdet_grad(L, g):
+    """g[..., None] * d log det L / dL: ``g / L[..., 0, :]`` on the main diagonal, zero elsewhere."""
+    float_array("band_logdet_grad L", L, 2)
+    xp = array_module(L)
+    g = xp.asarray(g, dtype=L.dtype)
+    gL = xp.zeros(L.shape, dtype=L.dtype)
+    gL[..., 0, :] = g[..., None] / L[..., 0, :]
+    return gL
+
+
+def band_trace_inv_grad(L, offsets, g, *, check=True):
+    """g * d tr((L L^T)^{-1}) / dL on the band, i.e. ``-2 g (Sigma^2 L)`` restricted to the stored
+    diagonals, zero in the slots that do not exist; shape of L. ``g`` broadcasts to ``L.shape[:-2]``.
+
+    Reverse mode through the exact recursion of :func:`band_trace_inv`: O(n) per factor for the chain,
+    O(n K w) otherwise, with an (n, w+1) float64 scratch band per thread."""
+    offs, K, n = _factor("band_trace_inv_grad", L, offsets, check)
+    xp = array_module(L)
+    batch = L.shape[:-2]
+    F = math.prod(batch)
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    gc = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(g, dtype=L.dtype), batch)).reshape(F)
+    out = xp.empty((F, K, n), dtype=L.dtype)
+    if F:
+        implementation("band_trace_inv_grad", Lc)(Lc, offs, gc, out)
+    return out.reshape(L.shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stencils on an r x c lattice (row-major)
+# --------------------------------------------------------------------------------------------------
+
+def chain_offsets():
+    """(0, 1): each coordinate linked to the previous one."""
+    return (0, 1)
+
+
+def grid_offsets(rows, cols):
+    """(0, 1, cols): left and upper neighbours on a rows x cols lattice (cols >= 2)."""
+    _lattice("grid_offsets", rows, cols, 2)
+    return (0, 1, cols)
+
+
+def extgrid_offsets(rows, cols):
+    """(0, 1, cols-1, cols, cols+1): left, upper-right, upper and upper-left neighbours (cols >= 3)."""
+    _lattice("extgrid_offsets", rows, cols, 3)
+    return (0, 1, cols - 1, cols, cols + 1)
+
+
+def _lattice(name, rows, cols, min_cols):
+    for what, v in (("rows", rows), ("cols", cols)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}: {what} must be a positive int, got {v!r}")
+    if cols < min_cols:
+        raise ValueError(f"{name}: cols must be >= {min_cols} for distinct offsets, got {cols}")
+
+
+def lattice_mask(offsets, rows, cols, dtype=np.float64):
+    """(K, n) 0/1 mask, n = rows * cols, of the band slots that link lattice neighbours.
+
+    Slot (k, i) links pixel i = (r, c) to pixel j = i - o_k. Offset o is read as the displacement
+    (dr, dc) with dc = ((o + h) mod cols) - h, h = (cols - 1) // 2 (so 1 -> (0, 1), cols-1 -> (1, -1),
+    cols -> (1, 0), cols+1 -> (1, 1)); the slot is kept iff j >= 0 and 0 <= c - dc < cols. This zeroes the
+    wrap-around of offset 1 (first pixel of a row to the last of the row above, c = 0), of cols+1
+    (c = 0) and of cols-1 (last pixel of a row to the first of the same row, c = cols-1), and the slots
+    with i < o_k that do not exist. Multiply the factor's off-diagonals by it."""
+    _lattice("lattice_mask", rows, cols, 1)
+    n = rows * cols
+    offs = _offsets("lattice_mask", offsets, n)
+    h = (cols - 1) // 2
+    i = np.arange(n)
+    col = i % cols
+    mask = np.empty((len(offs), n), dtype=dtype)
+    for k, o in enumerate(offs.tolist()):
+        dc = (o + h) % cols - h
+        mask[k] = (i >= o) & (col - dc >= 0) & (col - dc < cols)
+    return mask

@@ -1,0 +1,28 @@
+"""Argument checks shared by the public kernel wrappers: clear errors instead of kernel crashes."""
+import numpy as np
+
+
+def float_array(name, a, ndim_min=1):
+    """Check ``a`` is a floating array (float32/float64) with at least ``ndim_min`` dimensions."""
+    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+        raise TypeError(f"{name}: expected an array, got {type(a).__name__}")
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    if a.ndim < ndim_min:
+        raise ValueError(f"{name}: expected at least {ndim_min} dimension(s), got shape {a.shape}")
+    return a
+
+
+def same_dtype(name, *arrays):
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        raise TypeError(f"{name}: arguments must share one dtype, got {sorted(map(str, dtypes))}")
+    return dtypes.pop()
+
+
+def finite(name, a):
+    """Raise if ``a`` holds NaN or inf (used where a kernel would silently return garbage)."""
+    xp = np if isinstance(a, np.ndarray) else __import__("sys").modules["cupy"]
+    if not bool(xp.isfinite(a).all()):
+        raise ValueError(f"{name}: input contains NaN or inf")
+    return a

@@ -1,0 +1,49 @@
+"""Dense layers and the multilayer perceptron, over named parameters ``{prefix}W{i}``, ``{prefix}b{i}``."""
+import numpy as np
+
+from . import ops
+from .kernels import ACTIVATIONS
+
+# Gains for which each activation keeps the forward variance (He for rectifiers, Glorot otherwise).
+_HE = {"relu", "elu", "softplus"}
+
+
+def init_dense(rng, W, b, activation):
+    """Fill W (Din, Dout) in place: He normal for rectifiers, Glorot uniform otherwise; b <- 0."""
+    din, dout = W.shape
+    if activation in _HE:
+        W[...] = rng.standard_normal(W.shape) * np.sqrt(2.0 / din)
+    else:
+        limit = np.sqrt(6.0 / (din + dout))
+        W[...] = rng.uniform(-limit, limit, W.shape)
+    b[...] = 0
+
+
+class MLP:
+    """x -> act(... act(x W0 + b0) ...) W_last + b_last, hidden activation ``activation``."""
+
+    def __init__(self, sizes, activation, prefix, out_activation="linear"):
+        for act in (activation, out_activation):
+            if act not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise ValueError(f"MLP sizes must be >= 2 positive integers, got {sizes}")
+        self.sizes = [int(s) for s in sizes]
+        self.prefix = prefix
+        self.activations = [activation] * (len(sizes) - 2) + [out_activation]
+
+    def shapes(self):
+        out = {}
+        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            out[f"{self.prefix}W{i}"] = (a, b)
+            out[f"{self.prefix}b{i}"] = (b,)
+        return out
+
+    def init(self, rng, params):
+        for i, act in enumerate(self.activations):
+            init_dense(rng, params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"], act)
+
+    def __call__(self, params, x):
+        for i, act in enumerate(self.activations):
+            x = ops.dense(x, params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"], act)
+        return x

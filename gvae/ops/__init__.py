@@ -1,0 +1,32 @@
+"""Differentiable operations. On plain arrays each simply computes; on traced values it also records
+its vector-Jacobian product (see :mod:`gvae.autodiff`). Traced values get ``+ - * / ** @``, unary
+``-``, indexing, ``.T`` and ``.reshape`` bound here."""
+from ..autodiff import Tracer, value_of
+from .elementwise import *  # noqa: F401,F403
+from .elementwise import __all__ as _elementwise
+from .reductions import *  # noqa: F401,F403
+from .reductions import __all__ as _reductions
+from .shape import *  # noqa: F401,F403
+from .shape import __all__ as _shape
+from .linalg import *  # noqa: F401,F403
+from .linalg import __all__ as _linalg
+from .densities import *  # noqa: F401,F403
+from .densities import __all__ as _densities
+
+__all__ = _elementwise + _reductions + _shape + _linalg + _densities + ["value_of"]
+
+
+def _bind():
+    from . import elementwise as e, linalg as la, shape as sh
+    ops = {"add": e.add, "sub": e.subtract, "mul": e.multiply, "truediv": e.divide, "pow": e.power,
+           "matmul": la.matmul}
+    for name, op in ops.items():
+        setattr(Tracer, f"__{name}__", lambda a, b, op=op: op(a, b))
+        setattr(Tracer, f"__r{name}__", lambda a, b, op=op: op(b, a))
+    Tracer.__neg__ = lambda a: e.negative(a)
+    Tracer.__getitem__ = lambda a, idx: sh.getitem(a, idx)
+    Tracer.T = property(lambda a: sh.transpose(a))
+    Tracer.reshape = lambda a, *shape: sh.reshape(a, shape[0] if len(shape) == 1 else shape)
+
+
+_bind()

@@ -1,0 +1,99 @@
+"""Differentiable banded-factor operations: the :mod:`gvae.kernels.band` functions with their VJPs.
+
+Every L-gradient is a band (same shape as L, zero in the slots that do not exist), computed in
+O(n K) per right-hand side by :func:`gvae.kernels.band_outer`, which also sums over the samples that
+share a factor; gradients wrt right-hand sides come back with the broadcast shape and are reduced by
+the tape's ``unbroadcast``.
+"""
+import numpy as np
+
+from .. import kernels
+from ..autodiff import defvjp, defvjp_joint, primitive
+
+__all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv"]
+
+
+def _cast(g, L):
+    """The upstream gradient in L's dtype (the kernels take one dtype)."""
+    return np.asarray(g, dtype=L.dtype)
+
+
+@primitive
+def band_solve_t(L, offsets, b):
+    """x with L^T x = b (see :func:`gvae.kernels.band_solve_t`)."""
+    return kernels.band_solve_t(L, offsets, b)
+
+
+def _solve_t_vjp(ans, argnums, L, offsets, b):
+    # x = L^{-T} b:  u = L^{-1} g;  gb = u;  gL[k, i] = -sum_s x_i u_{i - o_k}
+    def vjp(g):
+        u = kernels.band_solve(L, offsets, _cast(g, L), check=False)
+        gL = kernels.band_outer(ans, u, offsets, L.shape[:-2], scale=-1.0) if 0 in argnums else None
+        return gL, None, u
+    return vjp
+
+
+defvjp_joint(band_solve_t, _solve_t_vjp)
+
+
+@primitive
+def band_solve(L, offsets, b):
+    """x with L x = b (see :func:`gvae.kernels.band_solve`)."""
+    return kernels.band_solve(L, offsets, b)
+
+
+def _solve_vjp(ans, argnums, L, offsets, b):
+    # x = L^{-1} b:  u = L^{-T} g;  gb = u;  gL[k, i] = -sum_s u_i x_{i - o_k}
+    def vjp(g):
+        u = kernels.band_solve_t(L, offsets, _cast(g, L), check=False)
+        gL = kernels.band_outer(u, ans, offsets, L.shape[:-2], scale=-1.0) if 0 in argnums else None
+        return gL, None, u
+    return vjp
+
+
+defvjp_joint(band_solve, _solve_vjp)
+
+
+@primitive
+def band_matvec(L, offsets, x):
+    """L x (see :func:`gvae.kernels.band_matvec`)."""
+    return kernels.band_matvec(L, offsets, x)
+
+
+# y = L x:  gx = L^T g;  gL[k, i] = sum_s g_i x_{i - o_k}
+defvjp(band_matvec,
+       lambda ans, L, offsets, x: lambda g: kernels.band_outer(_cast(g, L), x, offsets, L.shape[:-2]),
+       None,
+       lambda ans, L, offsets, x: lambda g: kernels.band_matvec_t(L, offsets, _cast(g, L), check=False))
+
+
+@primitive
+def band_matvec_t(L, offsets, x):
+    """L^T x (see :func:`gvae.kernels.band_matvec_t`)."""
+    return kernels.band_matvec_t(L, offsets, x)
+
+
+# y = L^T x:  gx = L g;  gL[k, i] = sum_s x_i g_{i - o_k}
+defvjp(band_matvec_t,
+       lambda ans, L, offsets, x: lambda g: kernels.band_outer(x, _cast(g, L), offsets, L.shape[:-2]),
+       None,
+       lambda ans, L, offsets, x: lambda g: kernels.band_matvec(L, offsets, _cast(g, L), check=False))
+
+
+@primitive
+def band_logdet(L):
+    """log det L = sum_i log L_ii, shape ``L.shape[:-2]``."""
+    return kernels.band_logdet(L)
+
+
+defvjp(band_logdet, lambda ans, L: lambda g: kernels.band_logdet_grad(L, g))
+
+
+@primitive
+def band_trace_inv(L, offsets):
+    """tr((L L^T)^{-1}), exact, shape ``L.shape[:-2]`` (see :func:`gvae.kernels.band_trace_inv`)."""
+    return kernels.band_trace_inv(L, offsets)
+
+
+defvjp(band_trace_inv,
+       lambda ans, L, offsets: lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))

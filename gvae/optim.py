@@ -1,0 +1,44 @@
+"""Adam over a flat parameter buffer: one fused kernel pass per step, optional global-norm clipping."""
+import math
+
+import numpy as np
+
+from . import kernels
+
+
+class Adam:
+    """Adam (Kingma & Ba) with bias correction on ``flat`` (updated in place)."""
+
+    def __init__(self, flat, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, clip_norm=None):
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {beta1}, {beta2}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be positive or None, got {clip_norm}")
+        self.flat = flat
+        self.lr, self.beta1, self.beta2, self.eps, self.clip_norm = lr, beta1, beta2, eps, clip_norm
+        self.m = np.zeros_like(flat)
+        self.v = np.zeros_like(flat)
+        self.step = 0
+
+    def update(self, grad, norm=None):
+        """Apply one step with the flat gradient ``grad``; returns the gradient's global norm
+        (pass ``norm`` when it is already known)."""
+        if norm is None:
+            norm = math.sqrt(kernels.sum_squares(grad))
+        scale = 1.0
+        if self.clip_norm is not None and norm > self.clip_norm:
+            scale = self.clip_norm / norm
+        self.step += 1
+        kernels.adam_update(self.flat, grad, self.m, self.v, lr=self.lr, beta1=self.beta1,
+                            beta2=self.beta2, eps=self.eps, step=self.step, scale=scale)
+        return norm
+
+    def state(self):
+        return {"adam_m": self.m, "adam_v": self.v, "adam_step": np.array(self.step)}
+
+    def load_state(self, state):
+        self.m[...] = state["adam_m"]
+        self.v[...] = state["adam_v"]
+        self.step = int(state["adam_step"])

@@ -1,0 +1,39 @@
+"""What every posterior family provides, and the pieces they share."""
+import math
+
+import numpy as np
+
+from .. import ops
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def positive(raw, floor):
+    """softplus(raw) + floor: positive by construction, bounded away from zero."""
+    return ops.softplus(raw) + np.asarray(floor, dtype=raw.dtype)
+
+
+def std_normal_log_prob(z):
+    """log N(z; 0, I) summed over the last axis."""
+    return -0.5 * ops.sum(z * z, axis=-1) - 0.5 * z.shape[-1] * LOG_2PI
+
+
+class Family:
+    """A Gaussian q(z|x) parameterised by the encoder's output head.
+
+    ``split(h, d)`` turns the head (B, head_size(d)) into the family's parameters ``q`` (a dict);
+    ``sample(q, eps)`` maps eps ~ N(0, I) of shape (S, B, d) to z (S, B, d) by reparameterisation;
+    ``log_prob(q, z)`` is log q(z|x) of shape (S, B); ``kl(q)`` is KL(q || N(0, I)) in closed form,
+    shape (B,); ``entropy(q)`` shape (B,); ``precision(q)`` the dense (B, d, d) precision, float64,
+    for tests. Works on traced values (inside value_and_grad) and on plain arrays alike."""
+
+    name = ""
+
+    def __init__(self, floor=1e-4):
+        if not floor > 0:
+            raise ValueError(f"the floor on positive parameters must be > 0, got {floor}")
+        self.floor = floor
+
+    def kl_mc(self, q, z):
+        """Monte Carlo KL from samples z (S, B, d): mean over S of log q(z) - log N(z; 0, I)."""
+        return ops.mean(self.log_prob(q, z) - std_normal_log_prob(z), axis=0)

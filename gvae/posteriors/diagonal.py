@@ -1,0 +1,36 @@
+"""The mean-field Gaussian q(z|x) = N(mu, diag sigma^2) of the standard VAE."""
+import numpy as np
+
+from .. import ops
+from .base import Family, LOG_2PI, positive
+
+
+class Diagonal(Family):
+    """Encoder head (mu, s) of size 2d; sigma = softplus(s) + floor."""
+
+    name = "diagonal"
+
+    def head_size(self, d):
+        return 2 * d
+
+    def split(self, h, d):
+        return {"mu": h[..., :d], "sigma": positive(h[..., d:], self.floor)}
+
+    def sample(self, q, eps):
+        return q["mu"] + q["sigma"] * eps
+
+    def log_prob(self, q, z):
+        u = (z - q["mu"]) / q["sigma"]
+        d = z.shape[-1]
+        return -0.5 * ops.sum(u * u, axis=-1) - ops.sum(ops.log(q["sigma"]), axis=-1) - 0.5 * d * LOG_2PI
+
+    def kl(self, q):
+        return ops.diag_normal_kl(q["mu"], q["sigma"])
+
+    def entropy(self, q):
+        d = q["mu"].shape[-1]
+        return ops.sum(ops.log(q["sigma"]), axis=-1) + 0.5 * d * (1.0 + LOG_2PI)
+
+    def precision(self, q):
+        s = np.asarray(ops.value_of(q["sigma"]), dtype=np.float64)
+        return np.einsum("...i,ij->...ij", 1.0 / s ** 2, np.eye(s.shape[-1]))

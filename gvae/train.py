@@ -1,0 +1,197 @@
+"""Training loop: epochs of Adam steps on the negative ELBO, with validation, checkpoints and metrics.
+
+Output folder (contract section 5): ``config.json``, ``metrics.jsonl`` (one object per epoch),
+``checkpoint.npz`` (after every epoch) and, at the end, ``summary.json``.
+"""
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import checkpoint, kernels
+from .autodiff import value_and_grad
+from .data import batches, binarize
+from .evaluate import dataset_elbo
+from .files import write_json, write_jsonl
+from .model import VAE
+from .objectives import negative_elbo_loss
+from .optim import Adam
+
+# Validation and test sets are binarised once with this seed, so numbers compare across runs.
+EVAL_SEED = 20140101
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as ``config.json``."""
+    posterior: str = "diagonal"
+    latent: int = 16
+    hidden: tuple = (500, 500)
+    activation: str = "elu"
+    likelihood: str = "bernoulli"
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    kl: str = "analytic"
+    warmup: float = 0.0
+    samples: int = 1
+    seed: int = 0
+    limit: int = None
+    clip_norm: float = None
+    max_bad_steps: int = 20
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        checks = [(self.latent >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
+                  (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
+                  (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
+                  (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+                  (self.limit is None or self.limit >= 1, "limit must be >= 1"),
+                  (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
+                  (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
+                  (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"invalid training configuration: {msg}")
+
+
+class NonFiniteError(RuntimeError):
+    """Training met too many non-finite losses or gradients in a row."""
+
+
+def _first_non_finite(loss, grads):
+    if not math.isfinite(loss):
+        return "the loss"
+    for name, g in grads.items():
+        if not np.isfinite(g).all():
+            return f"the gradient of {name}"
+    return "the gradient norm"
+
+
+class Trainer:
+    """Holds a model, its parameters, the optimiser and the random state of one run."""
+
+    def __init__(self, config, data, out, progress=True, quiet=False):
+        self.config = config
+        self.out = Path(out)
+        self.progress = progress and not quiet
+        self.quiet = quiet
+        dtype = np.dtype(config.dtype)
+        train_x = data["train"][0]
+        if config.limit is not None:
+            train_x = train_x[:config.limit]
+        self.train_x = np.ascontiguousarray(train_x, dtype=dtype)
+        self.model = VAE(self.train_x.shape[1], config.latent, config.hidden, config.activation,
+                         config.posterior, config.likelihood, dtype)
+        for split in ("train", "valid", "test"):
+            self.model.likelihood.check(data[split][0])
+        eval_rng = np.random.default_rng(EVAL_SEED)
+        self.valid_x = binarize(np.asarray(data["valid"][0], dtype), eval_rng).astype(dtype)
+        self.test_x = binarize(np.asarray(data["test"][0], dtype), eval_rng).astype(dtype)
+        self.rng = np.random.default_rng(config.seed)
+        self.params = self.model.new_params(self.rng)
+        self.optimizer = Adam(self.params.flat, lr=config.lr, clip_norm=config.clip_norm)
+        self.grad_flat = np.empty_like(self.params.flat)
+        self.step_fn = value_and_grad(negative_elbo_loss, has_aux=True)
+        self.metrics = []
+        self.epoch = 0
+        self.bad_steps = 0
+        self.skipped_steps = 0
+
+    def kl_weight(self, progress_in_epochs):
+        w = self.config.warmup
+        return 1.0 if w == 0 else min(1.0, progress_in_epochs / w)
+
+    def step(self, x, kl_weight):
+        """One Adam step on a batch x (B, n); returns (elbo, rec, kl) batch means, or None if skipped."""
+        cfg = self.config
+        eps = self.rng.standard_normal((cfg.samples, len(x), cfg.latent), dtype=self.model.dtype)
+        (loss, (rec, kl)), grads = self.step_fn(self.params.views, self.model, x, eps, cfg.kl, kl_weight)
+        self.params.flatten(grads, self.grad_flat)
+        norm2 = kernels.sum_squares(self.grad_flat)
+        loss = float(loss)
+        if not (math.isfinite(loss) and math.isfinite(norm2)):
+            self.bad_steps += 1
+            self.skipped_steps += 1
+            if self.bad_steps >= cfg.max_bad_steps:
+                last = (f"{self.out / 'checkpoint.npz'} (epoch {self.epoch})" if self.epoch
+                        else "none (no epoch finished)")
+                raise NonFiniteError(
+                    f"training stopped: {self.bad_steps} steps in a row had a non-finite loss or gradient "
+                    f"(first non-finite quantity in the last one: {_first_non_finite(loss, grads)}, in epoch "
+                    f"{self.epoch + 1}); the last good checkpoint is {last}")
+            return None
+        self.bad_steps = 0
+        self.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
+        return float(rec) - float(kl), float(rec), float(kl)
+
+    def run_epoch(self):
+        cfg = self.config
+        start = time.perf_counter()
+        x_all = binarize(self.train_x, self.rng).astype(self.model.dtype, copy=False)  # redrawn every epoch
+        n = len(x_all)
+        n_batches = -(-n // cfg.batch_size)
+        total = rec_total = kl_total = 0.0
+        seen = 0
+        bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
+                   leave=False, file=sys.stderr)
+        for i, idx in enumerate(batches(n, cfg.batch_size, self.rng)):
+            result = self.step(x_all[idx], self.kl_weight(self.epoch + i / n_batches))
+            bar.update(1)
+            if result is None:
+                continue
+            elbo, rec, kl = result
+            total += elbo * len(idx)
+            rec_total += rec * len(idx)
+            kl_total += kl * len(idx)
+            seen += len(idx)
+            bar.set_postfix(elbo=f"{total / seen:.2f}")
+        bar.close()
+        self.epoch += 1
+        train_seconds = time.perf_counter() - start
+        valid = dataset_elbo(self.model, self.params.views, self.valid_x, np.random.default_rng(EVAL_SEED),
+                             kl=cfg.kl)
+        row = {"epoch": self.epoch, "train_elbo": total / max(seen, 1), "train_rec": rec_total / max(seen, 1),
+               "train_kl": kl_total / max(seen, 1), "valid_elbo": valid, "seconds": train_seconds,
+               "seconds_with_eval": time.perf_counter() - start, "skipped_steps": self.skipped_steps,
+               "kl_weight": self.kl_weight(self.epoch)}
+        self.metrics.append(row)
+        return row
+
+    def save(self):
+        arrays = {"params": self.params.flat, **self.optimizer.state()}
+        meta = {"config": dataclasses.asdict(self.config), "epoch": self.epoch,
+                "rng": self.rng.bit_generator.state, "param_shapes": self.params.shapes}
+        checkpoint.save(self.out / "checkpoint.npz", arrays, meta)
+        write_jsonl(self.out / "metrics.jsonl", self.metrics)
+
+    def fit(self):
+        """Train for ``config.epochs`` epochs; returns the summary (also written to summary.json)."""
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / "config.json", dataclasses.asdict(cfg))
+        while self.epoch < cfg.epochs:
+            row = self.run_epoch()
+            self.save()
+            if not self.quiet:
+                print(f"epoch {row['epoch']:3d}  train ELBO {row['train_elbo']:9.3f}  valid ELBO "
+                      f"{row['valid_elbo']:9.3f}  {row['seconds']:6.1f} s", flush=True)
+        test = dataset_elbo(self.model, self.params.views, self.test_x, np.random.default_rng(EVAL_SEED),
+                            kl=cfg.kl)
+        summary = {"test_elbo": test, "valid_elbo": self.metrics[-1]["valid_elbo"], "epochs": self.epoch,
+                   "seconds_per_epoch": float(np.mean([m["seconds"] for m in self.metrics])),
+                   "skipped_steps": self.skipped_steps, "n_train": len(self.train_x),
+                   "n_parameters": int(self.params.size)}
+        write_json(self.out / "summary.json", summary)
+        return summary
+
+
+def train(config, data, out, progress=True, quiet=False):
+    """Train a VAE described by ``config`` on ``data`` (as returned by :func:`gvae.data.load_mnist`),
+    writing into ``out``; returns the summary dict."""
+    return Trainer(config, data, out, progress=progress, quiet=quiet).fit()

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = next(line.split('"')[1] for line in (here / "gvae" / "__init__.py").read_text().splitlines()
+               if line.startswith("__version__"))
+
+setup(
+    name="gvae",
+    version=version,
+    description="Variational autoencoders with structured (banded-precision) Gaussian posteriors, "
+                "on NumPy and Numba",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["gvae", "gvae.*"]),
+    package_data={"gvae.kernels": ["*.cu", "*.cuh"]},
+    python_requires=">=3.11",
+    install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "bench": ["asv>=0.6"],
+        "plot": ["matplotlib>=3.7"],
+        "cuda12": ["cupy-cuda12x>=13"],
+        "cuda13": ["cupy-cuda13x>=13"],
+    },
+    entry_points={"console_scripts": ["gvae=gvae.cli:main"]},
+    license="MIT",
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)
