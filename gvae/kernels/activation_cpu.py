@@ -1,5 +1,8 @@
 """Numba CPU kernels: bias + activation fused, forward and backward.
 
+Serial on purpose: they run between OpenBLAS GEMMs, whose worker threads spin for a while after each
+product; a second thread pool fighting them for the cores costs more than these loops take.
+
 Activations are integer codes (see ``ACTIVATIONS``); the switch lives in scalar functions that are
 loop-invariant in the kernels, so LLVM unswitches it out of the inner loop. The backward pass needs only
 the layer's output y = act(h + b): every supported activation has act'(h) as a function of y. All
@@ -8,7 +11,7 @@ arithmetic is in the arrays' dtype (float32 data gets float32 maths).
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .backend import register
 
@@ -60,26 +63,24 @@ def _dact(code, y):
 
 
 @register("bias_act_forward")
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def bias_act_forward(h, b, code):
     """In place: h[i, j] <- act(h[i, j] + b[j]). h (M, N) C-contiguous, b (N,)."""
     m, n = h.shape
-    for i in prange(m):
+    for i in range(m):
         for j in range(n):
             h[i, j] = _act(code, h[i, j] + b[j])
 
 
 @register("bias_act_backward")
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def bias_act_backward(g, y, code, gh):
     """gh <- g * act'(.) from the output y; returns the bias gradient sum_i gh[i, :]."""
     m, n = g.shape
-    nblocks = min(m, 8)
-    partial = np.zeros((nblocks, n), dtype=g.dtype)
-    for blk in prange(nblocks):
-        for i in range(blk, m, nblocks):
-            for j in range(n):
-                v = g[i, j] * _dact(code, y[i, j])
-                gh[i, j] = v
-                partial[blk, j] += v
-    return partial.sum(axis=0)
+    gb = np.zeros(n, dtype=g.dtype)
+    for i in range(m):
+        for j in range(n):
+            v = g[i, j] * _dact(code, y[i, j])
+            gh[i, j] = v
+            gb[j] += v
+    return gb

@@ -1,8 +1,11 @@
-"""Numba CPU kernels for the optimiser: one fused Adam pass over flat buffers, and the squared norm."""
+"""Numba CPU kernels for the optimiser: one fused Adam pass over flat buffers, and the squared norm.
+
+Serial and vectorised (no division checks, so LLVM emits SIMD): a thread pool here would fight the
+OpenBLAS threads still spinning after the backward GEMMs."""
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .backend import register
 
@@ -10,22 +13,21 @@ _CHUNK = 16384
 
 
 @register("sum_squares")
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def sum_squares(g):
     """sum(g**2) of a 1-D array: float64 sums of dtype-precision chunks."""
     n = g.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    partial = np.zeros(nchunks, dtype=np.float64)
-    for c in prange(nchunks):
+    total = 0.0
+    for c in range(0, n, _CHUNK):
         acc = g.dtype.type(0.0)
-        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+        for i in range(c, min(n, c + _CHUNK)):
             acc += g[i] * g[i]
-        partial[c] = acc
-    return partial.sum()
+        total += acc
+    return total
 
 
 @register("adam_update")
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """In place over flat buffers: Adam with bias correction on the gradient ``scale * g``.
 
@@ -38,13 +40,10 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     eps_hat = t(eps * math.sqrt(c2))
     b1, b2, sc = t(beta1), t(beta2), t(scale)
     a1, a2 = t(1.0 - beta1), t(1.0 - beta2)
-    n = p.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(nchunks):
-        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            gi = sc * g[i]
-            mi = b1 * m[i] + a1 * gi
-            vi = b2 * v[i] + a2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] -= rate * mi / (math.sqrt(vi) + eps_hat)
+    for i in range(p.size):
+        gi = sc * g[i]
+        mi = b1 * m[i] + a1 * gi
+        vi = b2 * v[i] + a2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= rate * mi / (math.sqrt(vi) + eps_hat)

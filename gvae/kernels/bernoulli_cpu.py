@@ -2,13 +2,13 @@
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .backend import register
 
 
 @register("bernoulli_loglik")
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def bernoulli_loglik(logits, x, dlogits):
     """Row sums of x*l - softplus(l) for logits (M, N) and x (R, N) with M % R == 0 (row i uses
     x[i % R]: S samples per data point share x without a copy). Writes d/dl = x - sigmoid(l) into
@@ -19,7 +19,7 @@ def bernoulli_loglik(logits, x, dlogits):
     out = np.empty(m, dtype=logits.dtype)
     zero = logits.dtype.type(0.0)
     one = logits.dtype.type(1.0)
-    for i in prange(m):
+    for i in range(m):
         xi = x[i % r]
         acc = 0.0
         for j in range(n):

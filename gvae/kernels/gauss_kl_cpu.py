@@ -2,13 +2,13 @@
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .backend import register
 
 
 @register("diag_normal_kl")
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def diag_normal_kl(mu, sigma, dmu, dsigma):
     """KL_i = 1/2 sum_j (mu^2 + sigma^2 - 1) - sum_j log sigma, rows of (M, D) arrays.
 
@@ -16,7 +16,7 @@ def diag_normal_kl(mu, sigma, dmu, dsigma):
     m, d = mu.shape
     want_grad = dmu.shape[0] == m
     out = np.empty(m, dtype=mu.dtype)
-    for i in prange(m):
+    for i in range(m):
         acc = 0.0
         for j in range(d):
             u = mu[i, j]

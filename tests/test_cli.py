@@ -1,0 +1,56 @@
+"""The command line on a tiny generated data file."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gvae.cli import main
+from tests.test_train import make_data
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    data = make_data(n=200, d=784)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **{f"{s}_{p}": data[s][i] for s in data for i, p in enumerate("xy")})
+    return path
+
+
+def test_train_writes_the_contract_files(tmp_path, data_file):
+    out = tmp_path / "run"
+    rc = main(["train", "--data", str(data_file), "--limit", "120", "--epochs", "2", "--latent", "3",
+               "--hidden", "16", "--activation", "tanh", "--batch-size", "40", "--out", str(out), "--quiet"])
+    assert rc == 0
+    for name in ("config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"):
+        assert (out / name).is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_train"] == 120 and np.isfinite(summary["test_elbo"])
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and {"epoch", "train_elbo", "valid_elbo", "seconds"} <= rows[0].keys()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--iw-samples", "5"], "--iw-samples K > 1"),
+    (["--device", "cuda"], "--device cuda is not available"),
+    (["--posterior", "nope"], "invalid choice: 'nope'"),
+    (["--latent", "0"], "expected a positive integer"),
+    (["--lr", "nan"], "positive finite number"),
+])
+def test_bad_flags_are_refused(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", str(tmp_path / "r")] + argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_file(tmp_path, capsys):
+    rc = main(["train", "--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "r"), "--quiet"])
+    assert rc == 2
+    assert "absent.npz" in capsys.readouterr().err
+
+
+def test_console_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "gvae.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("gvae ")

@@ -1,0 +1,132 @@
+"""The fused layer, likelihood, KL and optimiser kernels against plain NumPy references."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gvae import kernels
+
+REFERENCE = {
+    "linear": lambda h: h, "relu": lambda h: np.maximum(h, 0),
+    "elu": lambda h: np.where(h > 0, h, np.expm1(np.minimum(h, 0))), "tanh": np.tanh,
+    "softplus": lambda h: np.logaddexp(0, h), "sigmoid": lambda h: 1 / (1 + np.exp(-h)),
+}
+DERIVATIVE = {
+    "linear": lambda h: np.ones_like(h), "relu": lambda h: (h > 0) * 1.0,
+    "elu": lambda h: np.where(h > 0, 1, np.exp(np.minimum(h, 0))), "tanh": lambda h: 1 - np.tanh(h) ** 2,
+    "softplus": lambda h: 1 / (1 + np.exp(-h)), "sigmoid": lambda h: np.exp(-h) / (1 + np.exp(-h)) ** 2,
+}
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+
+shapes = st.tuples(st.integers(1, 40), st.integers(1, 70))
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+@pytest.mark.parametrize("activation", sorted(REFERENCE))
+@given(shape=shapes, dtype=dtypes, seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([1e-3, 1.0, 30.0]))
+def test_bias_activation(activation, shape, dtype, seed, scale):
+    rng = np.random.default_rng(seed)
+    h = (rng.standard_normal(shape) * scale).astype(dtype)
+    b = (rng.standard_normal(shape[1]) * scale).astype(dtype)
+    pre = h.astype(np.float64) + b.astype(np.float64)
+    y = kernels.bias_activation(h.copy(), b, activation)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, REFERENCE[activation](pre), **TOL[dtype])
+    g = rng.standard_normal(shape).astype(dtype)
+    gh, gb = kernels.bias_activation_grad(g, y, activation)
+    ref = g * DERIVATIVE[activation](pre)
+    tol = TOL[dtype] if dtype == np.float64 else dict(rtol=1e-3, atol=1e-4)
+    if activation in ("relu", "elu"):
+        keep = np.abs(pre) > 1e-6  # the derivative is read off the output: ambiguous at the kink
+        np.testing.assert_allclose(gh[keep], ref[keep], **tol)
+    else:
+        np.testing.assert_allclose(gh, ref, **tol)
+    np.testing.assert_allclose(gb, gh.astype(np.float64).sum(0), rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+def test_bias_activation_errors():
+    h = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        kernels.bias_activation(h, np.zeros(3, np.float32), "gelu")
+    with pytest.raises(TypeError, match="one dtype"):
+        kernels.bias_activation(h, np.zeros(3), "relu")
+    with pytest.raises(ValueError, match=r"b \(N,\)"):
+        kernels.bias_activation(h, np.zeros(4, np.float32), "relu")
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.bias_activation(np.zeros((3, 2), np.float32).T, np.zeros(3, np.float32), "relu")
+    with pytest.raises(TypeError, match="float32 or float64"):
+        kernels.bias_activation(np.zeros((2, 3), np.int64), np.zeros(3, np.int64), "relu")
+
+
+@given(s=st.integers(1, 3), shape=shapes, dtype=dtypes, seed=st.integers(0, 2**32 - 1))
+def test_bernoulli_loglik(s, shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((s,) + shape) * 5).astype(dtype)
+    x = rng.random(shape).astype(dtype)
+    ll, d = kernels.bernoulli_loglik(logits, x, want_grad=True)
+    l64 = logits.astype(np.float64)
+    ref = np.sum(x * l64 - np.logaddexp(0, l64), axis=-1)
+    assert ll.shape == (s, shape[0]) and ll.dtype == dtype
+    np.testing.assert_allclose(ll, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
+    np.testing.assert_allclose(d, x - 1 / (1 + np.exp(-l64)), **TOL[dtype])
+    assert kernels.bernoulli_loglik(logits, x)[1] is None
+
+
+def test_bernoulli_extreme_logits_are_finite():
+    logits = np.array([[-1e4, 1e4, 0.0]], np.float32)
+    x = np.array([[0.0, 1.0, 1.0]], np.float32)
+    ll, d = kernels.bernoulli_loglik(logits, x, want_grad=True)
+    np.testing.assert_allclose(ll, [-np.log(2)], rtol=1e-6)
+    assert np.isfinite(d).all()
+
+
+@given(shape=shapes, dtype=dtypes, seed=st.integers(0, 2**32 - 1))
+def test_diag_normal_kl_against_dense_formula(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal(shape).astype(dtype)
+    sigma = rng.uniform(0.05, 3, shape).astype(dtype)
+    kl, (dmu, ds) = kernels.diag_normal_kl(mu, sigma, want_grad=True)
+    m, s = mu.astype(np.float64), sigma.astype(np.float64)
+    # KL(N(m, S) || N(0, I)) = (tr S + m'm - d - log det S) / 2
+    ref = 0.5 * (np.sum(s ** 2 + m ** 2, -1) - shape[1] - np.sum(np.log(s ** 2), -1))
+    np.testing.assert_allclose(kl, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-4)
+    np.testing.assert_allclose(dmu, m, **TOL[dtype])
+    np.testing.assert_allclose(ds, s - 1 / s, **TOL[dtype])
+
+
+@given(n=st.integers(1, 50000), dtype=dtypes, step=st.integers(1, 1000), seed=st.integers(0, 2**32 - 1),
+       scale=st.sampled_from([1.0, 0.25]))
+def test_adam_update_matches_textbook(n, dtype, step, seed, scale):
+    rng = np.random.default_rng(seed)
+    p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    m, v = rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    gs = scale * g.astype(np.float64)
+    m_ref = b1 * m + (1 - b1) * gs
+    v_ref = b2 * v + (1 - b2) * gs ** 2
+    p_ref = p - lr * (m_ref / (1 - b1 ** step)) / (np.sqrt(v_ref / (1 - b2 ** step)) + eps)
+    kernels.adam_update(p, g, m, v, lr=lr, beta1=b1, beta2=b2, eps=eps, step=step, scale=scale)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(m, m_ref, **tol)
+    np.testing.assert_allclose(v, v_ref, **tol)
+    np.testing.assert_allclose(p, p_ref, **tol)
+
+
+def test_sum_squares():
+    g = np.arange(100001, dtype=np.float32) / 1000
+    assert kernels.sum_squares(g) == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)), rel=1e-6)
+
+
+def test_adam_errors():
+    z = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="flat and contiguous"):
+        kernels.adam_update(z, np.zeros(4, np.float32), z.copy(), z.copy(), lr=1, beta1=.9, beta2=.9, eps=1,
+                            step=1)
+    with pytest.raises(ValueError, match="step counts from 1"):
+        kernels.adam_update(z, z.copy(), z.copy(), z.copy(), lr=1, beta1=.9, beta2=.9, eps=1, step=0)
+
+
+def test_mixed_devices_and_foreign_types_are_refused():
+    with pytest.raises(TypeError, match="NumPy or CuPy array"):
+        kernels.device_of(np.zeros(2), [1.0, 2.0])

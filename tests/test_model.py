@@ -1,0 +1,99 @@
+"""The whole VAE loss against finite differences, the diagonal family, the optimiser and training."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from gvae import ops
+from gvae.autodiff import value_and_grad
+from gvae.model import VAE
+from gvae.objectives import elbo, negative_elbo_loss
+from gvae.optim import Adam
+from gvae.params import FlatParams
+from gvae.posteriors import FAMILIES, get_family
+from tests.gradcheck import check_vjp
+
+
+@given(seed=st.integers(0, 2**32 - 1), activation=st.sampled_from(["elu", "tanh", "softplus", "relu"]),
+       kl=st.sampled_from(["analytic", "mc"]), samples=st.integers(1, 3),
+       hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2))
+def test_elbo_gradient_whole_model(seed, activation, kl, samples, hidden):
+    rng = np.random.default_rng(seed)
+    model = VAE(7, 3, hidden, activation, dtype=np.float64)
+    params = model.new_params(rng)
+    x = rng.random((4, 7))
+    eps = rng.standard_normal((samples, 4, 3))
+    views = {k: v.copy() for k, v in params.views.items()}
+    check_vjp(lambda p: elbo(model, p, x, eps, kl), [views], 0, seed=seed, rtol=1e-4, atol=1e-7)
+
+
+def test_diagonal_family_against_dense_gaussian():
+    from scipy.stats import multivariate_normal
+    rng = np.random.default_rng(0)
+    fam = get_family("diagonal")
+    h = rng.standard_normal((5, 8))
+    q = fam.split(h, 4)
+    eps = rng.standard_normal((3, 5, 4))
+    z = fam.sample(q, eps)
+    lp = fam.log_prob(q, z)
+    for b in range(5):
+        cov = np.linalg.inv(fam.precision(q)[b])
+        ref = multivariate_normal(q["mu"][b], cov)
+        np.testing.assert_allclose(lp[:, b], ref.logpdf(z[:, b]), rtol=1e-10)
+        np.testing.assert_allclose(fam.entropy(q)[b], ref.entropy(), rtol=1e-10)
+        kl_ref = 0.5 * (np.trace(cov) + q["mu"][b] @ q["mu"][b] - 4 - np.linalg.slogdet(cov)[1])
+        np.testing.assert_allclose(fam.kl(q)[b], kl_ref, rtol=1e-10)
+
+
+def test_mc_kl_converges_to_analytic():
+    rng = np.random.default_rng(1)
+    fam = get_family("diagonal")
+    q = fam.split(rng.standard_normal((3, 6)), 3)
+    z = fam.sample(q, rng.standard_normal((200000, 3, 3)))
+    np.testing.assert_allclose(fam.kl_mc(q, z), fam.kl(q), rtol=0.02, atol=0.02)
+
+
+def test_families_registry_and_errors():
+    assert "diagonal" in FAMILIES
+    with pytest.raises(ValueError, match="unknown posterior family 'nope'"):
+        get_family("nope")
+    with pytest.raises(ValueError, match="floor"):
+        get_family("diagonal", floor=0.0)
+    with pytest.raises(ValueError, match="unknown activation"):
+        VAE(4, 2, [3], "swish")
+
+
+def test_scale_floor_bounds_sigma():
+    q = get_family("diagonal", floor=1e-3).split(np.full((1, 4), -1e4, np.float32), 2)
+    assert (q["sigma"] >= 1e-3).all() and np.isfinite(q["sigma"]).all()
+
+
+def test_flat_params_views_share_the_buffer():
+    p = FlatParams({"a": (2, 3), "b": (4,)})
+    p.views["a"][...] = 1
+    assert p.flat[:6].tolist() == [1.0] * 6 and p.flat.dtype == np.float32
+    packed = p.flatten({"a": np.full((2, 3), 2.0), "b": np.arange(4.0)})
+    assert packed.tolist() == [2.0] * 6 + [0.0, 1.0, 2.0, 3.0]
+
+
+def test_adam_minimises_a_quadratic_and_clips():
+    target = np.linspace(-1, 1, 10)
+    p = FlatParams({"w": (10,)}, np.float64)
+    opt = Adam(p.flat, lr=0.05, clip_norm=1.0)
+    vg = value_and_grad(lambda q: ops.sum((q["w"] - target) ** 2))
+    for _ in range(800):
+        _, g = vg(p.views)
+        norm = opt.update(p.flatten(g))
+    np.testing.assert_allclose(p.flat, target, atol=1e-3)
+    assert norm < 1.0
+    with pytest.raises(ValueError, match="learning rate"):
+        Adam(p.flat, lr=0.0)
+
+
+def test_loss_is_reproducible_and_float32():
+    model = VAE(10, 2, [5], "elu")
+    a, b = model.new_params(np.random.default_rng(3)), model.new_params(np.random.default_rng(3))
+    np.testing.assert_array_equal(a.flat, b.flat)
+    x = np.random.default_rng(0).random((4, 10)).astype(np.float32)
+    eps = np.zeros((1, 4, 2), np.float32)
+    (loss, _), g = value_and_grad(negative_elbo_loss, has_aux=True)(a.views, model, x, eps)
+    assert loss.dtype == np.float32 and all(v.dtype == np.float32 for v in g.values())

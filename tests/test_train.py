@@ -1,0 +1,89 @@
+"""Training on small generated data: the loss falls, files appear, non-finite losses stop cleanly."""
+import json
+
+import numpy as np
+import pytest
+
+from gvae import checkpoint
+from gvae.files import read_jsonl
+from gvae.train import NonFiniteError, TrainConfig, Trainer, train
+
+
+def make_data(n=300, d=36, seed=0):
+    """Images of random bars: learnable structure in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    side = int(np.sqrt(d))
+
+    def draw(m):
+        img = np.zeros((m, side, side), np.float32)
+        rows = rng.integers(0, side, m)
+        cols = rng.integers(0, side, m)
+        img[np.arange(m), rows, :] = 0.9
+        img[np.arange(m), :, cols] = 0.9
+        return img.reshape(m, d) + 0.05, rng.integers(0, 10, m)
+    return {"train": draw(n), "valid": draw(100), "test": draw(100)}
+
+
+def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
+    cfg = TrainConfig(latent=4, hidden=(32,), epochs=6, batch_size=20, lr=3e-3, seed=1)
+    summary = train(cfg, make_data(), tmp_path, progress=False, quiet=True)
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [m["epoch"] for m in metrics] == list(range(1, 7))
+    assert metrics[-1]["train_elbo"] > metrics[0]["train_elbo"] + 1.0
+    assert metrics[-1]["valid_elbo"] > metrics[0]["valid_elbo"]
+    for key in ("epoch", "train_elbo", "valid_elbo", "seconds"):
+        assert key in metrics[0]
+    assert json.loads((tmp_path / "config.json").read_text())["latent"] == 4
+    assert np.isfinite(summary["test_elbo"]) and summary["test_elbo"] < 0
+    arrays, meta = checkpoint.load(tmp_path / "checkpoint.npz")
+    assert meta["epoch"] == 6 and arrays["params"].dtype == np.float32
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_same_seed_same_run(tmp_path):
+    cfg = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, seed=7)
+    a = train(cfg, make_data(), tmp_path / "a", progress=False, quiet=True)
+    b = train(cfg, make_data(), tmp_path / "b", progress=False, quiet=True)
+    assert a["test_elbo"] == b["test_elbo"]
+
+
+def test_warmup_and_mc_kl(tmp_path):
+    cfg = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, warmup=4, kl="mc", samples=2)
+    train(cfg, make_data(), tmp_path, progress=False, quiet=True)
+    weights = [m["kl_weight"] for m in read_jsonl(tmp_path / "metrics.jsonl")]
+    assert weights == [0.25, 0.5]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    trainer = Trainer(TrainConfig(latent=2, hidden=(8,), epochs=3, batch_size=50, max_bad_steps=3),
+                      make_data(), tmp_path, progress=False, quiet=True)
+    trainer.fit()
+    good = trainer.params.flat.copy()
+    trainer.params.views["dec.W0"][0, 0] = np.nan
+    with pytest.raises(NonFiniteError, match=r"3 steps in a row.*the loss.*checkpoint.npz \(epoch 3\)"):
+        trainer.step(trainer.train_x[:50], 1.0)
+        trainer.step(trainer.train_x[:50], 1.0)
+        trainer.step(trainer.train_x[:50], 1.0)
+    assert trainer.skipped_steps == 3
+    saved, _ = checkpoint.load(tmp_path / "checkpoint.npz")
+    np.testing.assert_array_equal(saved["params"], good)
+
+
+def test_bad_config_and_data_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="latent must be >= 1"):
+        TrainConfig(latent=0)
+    data = make_data()
+    data["train"] = (data["train"][0] * 3, data["train"][1])
+    with pytest.raises(ValueError, match=r"data must lie in \[0, 1\]"):
+        Trainer(TrainConfig(latent=2, hidden=(4,)), data, tmp_path)
+
+
+def test_checkpoint_refuses_foreign_files(tmp_path):
+    np.savez(tmp_path / "foreign.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="not a readable gvae checkpoint"):
+        checkpoint.load(tmp_path / "foreign.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable gvae checkpoint"):
+        checkpoint.load(tmp_path / "junk.npz")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "missing.npz")
