@@ -40,6 +40,8 @@ def build_parser():
 
     t = sub.add_parser("train", help="train one model and write its run folder")
     t.add_argument("--posterior", default="diagonal", choices=sorted(FAMILIES), help="posterior family")
+    t.add_argument("--grid-shape", type=_positive_int, nargs=2, default=None, metavar=("R", "C"),
+                   help="lattice of the latent units for grid/extgrid (default: the most square R x C)")
     t.add_argument("--likelihood", default="bernoulli", choices=sorted(LIKELIHOODS), help="observation model")
     t.add_argument("--latent", type=_positive_int, default=16, metavar="D", help="latent dimension")
     t.add_argument("--hidden", type=_positive_int, nargs="+", default=[500, 500], metavar="H",
@@ -86,7 +88,7 @@ def cmd_train(args):
     from .data import load_mnist
     from .train import NonFiniteError, TrainConfig, train
 
-    config = TrainConfig(posterior=args.posterior, latent=args.latent, hidden=tuple(args.hidden),
+    config = TrainConfig(posterior=args.posterior, grid_shape=args.grid_shape, latent=args.latent, hidden=tuple(args.hidden),
                          activation=args.activation, likelihood=args.likelihood, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, kl=args.kl, warmup=args.warmup,
                          samples=args.samples, seed=args.seed, limit=args.limit, clip_norm=args.clip_norm,

@@ -29,6 +29,7 @@ EVAL_SEED = 20140101
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
     posterior: str = "diagonal"
+    grid_shape: tuple = None
     latent: int = 16
     hidden: tuple = (500, 500)
     activation: str = "elu"
@@ -47,6 +48,8 @@ class TrainConfig:
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.grid_shape is not None:
+            self.grid_shape = tuple(int(v) for v in self.grid_shape)
         checks = [(self.latent >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
                   (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
                   (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
@@ -87,7 +90,8 @@ class Trainer:
             train_x = train_x[:config.limit]
         self.train_x = np.ascontiguousarray(train_x, dtype=dtype)
         self.model = VAE(self.train_x.shape[1], config.latent, config.hidden, config.activation,
-                         config.posterior, config.likelihood, dtype)
+                         config.posterior, config.likelihood, dtype,
+                         posterior_options={"grid_shape": config.grid_shape})
         for split in ("train", "valid", "test"):
             self.model.likelihood.check(data[split][0])
         eval_rng = np.random.default_rng(EVAL_SEED)

@@ -54,3 +54,19 @@ def test_missing_data_file(tmp_path, capsys):
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "gvae.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("gvae ")
+
+
+@pytest.mark.parametrize("posterior", ["ar1", "rank1", "chain", "grid", "extgrid", "full"])
+def test_every_family_trains_from_the_cli(tmp_path, data_file, posterior):
+    out = tmp_path / posterior
+    rc = main(["train", "--data", str(data_file), "--limit", "80", "--epochs", "1", "--latent", "6",
+               "--hidden", "8", "--posterior", posterior, "--batch-size", "40", "--out", str(out), "--quiet"]
+              + (["--grid-shape", "2", "3"] if "grid" in posterior else []))
+    assert rc == 0
+    assert np.isfinite(json.loads((out / "summary.json").read_text())["test_elbo"])
+
+
+def test_prime_latent_on_a_grid_is_refused(tmp_path, data_file, capsys):
+    rc = main(["train", "--data", str(data_file), "--latent", "7", "--posterior", "grid", "--out",
+               str(tmp_path / "r"), "--quiet"])
+    assert rc == 2 and "latent dimension 7 has no r x c lattice" in capsys.readouterr().err

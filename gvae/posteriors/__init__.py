@@ -1,12 +1,15 @@
 """Gaussian posterior families q(z|x), by name (contract section 4)."""
+from .ar1 import AR1
+from .banded import Banded, Chain, ExtGrid, Full, Grid, dense_factor, lattice_shape
 from .base import Family
 from .diagonal import Diagonal
+from .rank1 import Rank1
 
-FAMILIES = {cls.name: cls for cls in (Diagonal,)}
+FAMILIES = {cls.name: cls for cls in (Diagonal, AR1, Rank1, Chain, Grid, ExtGrid, Full)}
 
 
 def get_family(name, **options):
-    """An instance of the family called ``name``."""
+    """An instance of the family called ``name`` (options: ``floor``, ``grid_shape`` for lattices)."""
     try:
         cls = FAMILIES[name]
     except KeyError:
@@ -14,4 +17,4 @@ def get_family(name, **options):
     return cls(**options)
 
 
-__all__ = ["FAMILIES", "Family", "get_family"]
+__all__ = ["FAMILIES", "Family", "Banded", "get_family", "dense_factor", "lattice_shape"]

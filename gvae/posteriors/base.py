@@ -28,11 +28,15 @@ class Family:
     for tests. Works on traced values (inside value_and_grad) and on plain arrays alike."""
 
     name = ""
+    on_lattice = False  # whether the family lays the latent units out on a grid
 
-    def __init__(self, floor=1e-4):
+    def __init__(self, floor=1e-4, grid_shape=None):
         if not floor > 0:
             raise ValueError(f"the floor on positive parameters must be > 0, got {floor}")
+        if grid_shape is not None and not self.on_lattice:
+            raise ValueError(f"a grid shape applies only to the grid and extgrid families, not {self.name}")
         self.floor = floor
+        self.grid_shape = grid_shape
 
     def kl_mc(self, q, z):
         """Monte Carlo KL from samples z (S, B, d): mean over S of log q(z) - log N(z; 0, I)."""

@@ -1,0 +1,135 @@
+"""Gaussians with a sparse precision P = L L^T, L lower-triangular with nonzeros on a stencil of
+diagonals (band storage, contract section 1): chain, grid, extended grid, and the dense reference.
+
+Encoder head: mu (d) then K rows of d band values; the main diagonal goes through softplus + floor,
+the off-diagonals are free but multiplied by a 0/1 mask that removes slots outside the matrix and the
+lattice's wrap-around links. With u = L^T (z - mu):
+
+    z = mu + L^-T eps,   log q(z) = -|u|^2 / 2 + sum_i log L_ii - d/2 log 2 pi,
+    KL(q || N(0, I)) = (tr Sigma + |mu|^2 - d) / 2 + sum_i log L_ii,
+
+each in O(d |stencil|), the trace in O(d w^2) for bandwidth w.
+"""
+import numpy as np
+
+from .. import kernels, ops
+from .base import LOG_2PI, Family, positive
+
+
+def lattice_shape(d, grid_shape=None):
+    """(rows, cols) for d latent units: ``grid_shape`` if given, else the most square factorisation."""
+    if grid_shape is not None:
+        rows, cols = (int(v) for v in grid_shape)
+        if rows < 1 or cols < 1 or rows * cols != d:
+            raise ValueError(f"grid shape {rows} x {cols} does not hold the latent dimension {d}")
+        return rows, cols
+    rows = max(r for r in range(1, int(np.sqrt(d)) + 1) if d % r == 0)
+    if rows == 1:
+        raise ValueError(f"latent dimension {d} has no r x c lattice with r, c >= 2 (it is prime or 1); "
+                         "choose another --latent or give --grid-shape")
+    return rows, d // rows
+
+
+class Banded(Family):
+    """A band family; subclasses choose the stencil ``layout(d) -> (offsets, mask (K, d))``."""
+
+    def __init__(self, floor=1e-4, grid_shape=None):
+        super().__init__(floor, grid_shape)
+        self._layouts = {}
+
+    def layout(self, d):
+        """(offsets, float64 mask of shape (K, d)) for latent dimension d, computed once per d."""
+        if d not in self._layouts:
+            self._layouts[d] = self._layout(d)
+        return self._layouts[d]
+
+    def _layout(self, d):
+        offsets = self.stencil(d)
+        i = np.arange(d)
+        return offsets, np.stack([(i >= o).astype(np.float64) for o in offsets])
+
+    def head_size(self, d):
+        return (1 + len(self.layout(d)[0])) * d
+
+    def split(self, h, d):
+        offsets, mask = self.layout(d)
+        k = len(offsets)
+        raw = h[..., d:].reshape(h.shape[:-1] + (k, d))
+        diag = positive(raw[..., :1, :], self.floor)
+        L = diag if k == 1 else ops.concatenate2(diag, raw[..., 1:, :] * mask[1:].astype(h.dtype), axis=-2)
+        return {"mu": h[..., :d], "L": L, "offsets": offsets}
+
+    def sample(self, q, eps):
+        return q["mu"] + ops.band_solve_t(q["L"], q["offsets"], eps)
+
+    def log_prob(self, q, z):
+        u = ops.band_matvec_t(q["L"], q["offsets"], z - q["mu"])
+        d = z.shape[-1]
+        return -0.5 * ops.sum(u * u, axis=-1) + ops.band_logdet(q["L"]) - 0.5 * d * LOG_2PI
+
+    def kl(self, q):
+        mu = q["mu"]
+        trace = ops.band_trace_inv(q["L"], q["offsets"])
+        return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1]) + ops.band_logdet(q["L"])
+
+    def entropy(self, q):
+        d = q["mu"].shape[-1]
+        return 0.5 * d * (1.0 + LOG_2PI) - ops.band_logdet(q["L"])
+
+    def precision(self, q):
+        L = dense_factor(ops.value_of(q["L"]), q["offsets"])
+        return L @ np.swapaxes(L, -1, -2)
+
+
+def dense_factor(L, offsets):
+    """The dense (…, n, n) float64 lower-triangular matrix stored in band form ``L`` (…, K, n)."""
+    L = np.asarray(L, dtype=np.float64)
+    n = L.shape[-1]
+    out = np.zeros(L.shape[:-2] + (n, n))
+    for k, o in enumerate(offsets):
+        i = np.arange(o, n)
+        out[..., i, i - o] = L[..., k, o:]
+    return out
+
+
+class Chain(Banded):
+    """Lower-bidiagonal L: each latent unit linked to the previous one."""
+    name = "chain"
+
+    def stencil(self, d):
+        return kernels.chain_offsets() if d > 1 else (0,)
+
+
+class Full(Banded):
+    """Dense lower-triangular L (all d diagonals): the O(d^3) reference for the other families."""
+    name = "full"
+
+    def stencil(self, d):
+        return tuple(range(d))
+
+
+class _Lattice(Banded):
+    on_lattice = True
+
+    def _layout(self, d):
+        rows, cols = lattice_shape(d, self.grid_shape)
+        offsets = self.lattice_offsets(rows, cols)
+        return offsets, kernels.lattice_mask(offsets, rows, cols)
+
+
+class Grid(_Lattice):
+    """Latent units on an r x c lattice, each linked to its left and upper neighbours: (0, 1, c)."""
+    name = "grid"
+
+    @staticmethod
+    def lattice_offsets(rows, cols):
+        return kernels.grid_offsets(rows, cols)
+
+
+class ExtGrid(_Lattice):
+    """The grid plus both upper diagonals: (0, 1, c-1, c, c+1)."""
+    name = "extgrid"
+
+    @staticmethod
+    def lattice_offsets(rows, cols):
+        return kernels.extgrid_offsets(rows, cols)

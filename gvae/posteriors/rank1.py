@@ -1,0 +1,50 @@
+"""DLGM's rank-one-plus-diagonal precision P = D + u u^T (seed 002), everything in O(d).
+
+With D^-1 = diag(1/D_i), t = u^T D^-1 u and eta = 1 / (1 + t):
+Sigma = D^-1 - eta D^-1 u u^T D^-1,  log det Sigma = log eta - log det D,
+R = D^-1/2 - c D^-1 u u^T D^-1/2 with R R^T = Sigma, where the seed's c = (1 - sqrt(eta)) / t is
+rewritten as 1 / (sqrt(1 + t) (sqrt(1 + t) + 1)) so that u -> 0 divides nothing by zero.
+"""
+import numpy as np
+
+from .. import ops
+from .base import LOG_2PI, Family, positive
+
+
+class Rank1(Family):
+    name = "rank1"
+
+    def head_size(self, d):
+        return 3 * d
+
+    def split(self, h, d):
+        D = positive(h[..., d:2 * d], self.floor)
+        u = h[..., 2 * d:]
+        Dinv = 1 / D
+        t = ops.sum(u * u * Dinv, axis=-1)
+        root = ops.sqrt(1 + t)
+        return {"mu": h[..., :d], "D": D, "u": u, "Dinv": Dinv, "t": t,
+                "c": 1 / (root * (root + 1)), "logdet_p": ops.sum(ops.log(D), axis=-1) + ops.log1p(t)}
+
+    def sample(self, q, eps):
+        a = eps * ops.sqrt(q["Dinv"])
+        ua = ops.sum(q["u"] * a, axis=-1)
+        return q["mu"] + a - (q["c"] * ua)[..., None] * (q["Dinv"] * q["u"])
+
+    def log_prob(self, q, z):
+        w = z - q["mu"]
+        quad = ops.sum(q["D"] * w * w, axis=-1) + ops.sum(q["u"] * w, axis=-1) ** 2
+        return -0.5 * quad + 0.5 * q["logdet_p"] - 0.5 * z.shape[-1] * LOG_2PI
+
+    def kl(self, q):
+        mu, Dinv, u = q["mu"], q["Dinv"], q["u"]
+        trace = ops.sum(Dinv, axis=-1) - ops.sum(u * u * Dinv * Dinv, axis=-1) / (1 + q["t"])
+        return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1] + q["logdet_p"])
+
+    def entropy(self, q):
+        return 0.5 * q["mu"].shape[-1] * (1.0 + LOG_2PI) - 0.5 * q["logdet_p"]
+
+    def precision(self, q):
+        D = np.asarray(ops.value_of(q["D"]), np.float64)
+        u = np.asarray(ops.value_of(q["u"]), np.float64)
+        return np.einsum("...i,ij->...ij", D, np.eye(D.shape[-1])) + u[..., :, None] * u[..., None, :]

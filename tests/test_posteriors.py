@@ -1,0 +1,119 @@
+"""Every posterior family against the dense Gaussian it stands for, and its gradients by finite
+differences through sample + log q + KL."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy.stats import multivariate_normal
+
+from gvae.posteriors import FAMILIES, get_family, lattice_shape
+from tests.gradcheck import check_vjp
+
+GRID = {"grid": (2, 3), "extgrid": (2, 3)}
+
+
+def family(name, d=6):
+    return get_family(name, grid_shape=GRID.get(name) if d == 6 else None)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.3, 0.7, 1.0]))
+def test_against_dense_gaussian(name, seed, scale):
+    rng = np.random.default_rng(seed)
+    d = 6
+    fam = family(name)
+    q = fam.split(rng.standard_normal((3, fam.head_size(d))) * scale, d)
+    z = fam.sample(q, rng.standard_normal((4, 3, d)))
+    lp, kl, ent, prec = fam.log_prob(q, z), fam.kl(q), fam.entropy(q), fam.precision(q)
+    for b in range(3):
+        cov = np.linalg.inv(prec[b])
+        ref = multivariate_normal(q["mu"][b], cov)
+        np.testing.assert_allclose(lp[:, b], ref.logpdf(z[:, b]), rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(ent[b], ref.entropy(), rtol=1e-8, atol=1e-8)
+        kl_ref = 0.5 * (np.trace(cov) + q["mu"][b] @ q["mu"][b] - d - np.linalg.slogdet(cov)[1])
+        np.testing.assert_allclose(kl[b], kl_ref, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_samples_have_the_stated_covariance_and_mc_kl(name):
+    rng = np.random.default_rng(5)
+    d = 6
+    fam = family(name)
+    q = fam.split(rng.standard_normal((2, fam.head_size(d))), d)
+    z = fam.sample(q, rng.standard_normal((100000, 2, d)))
+    cov = np.linalg.inv(fam.precision(q)[1])
+    np.testing.assert_allclose(np.cov(z[:, 1].T), cov, atol=0.03 * np.abs(cov).max())
+    np.testing.assert_allclose(z[:, 1].mean(0), q["mu"][1], atol=0.02 * np.sqrt(cov.diagonal().max()) * 3)
+    np.testing.assert_allclose(fam.kl_mc(q, z), fam.kl(q), rtol=0.02, atol=0.03)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@given(seed=st.integers(0, 2**32 - 1), samples=st.integers(1, 3))
+def test_gradients_through_sample_log_q_and_kl(name, seed, samples):
+    rng = np.random.default_rng(seed)
+    d = 6
+    fam = family(name)
+    h = rng.standard_normal((2, fam.head_size(d)))
+    eps = rng.standard_normal((samples, 2, d))
+
+    def objective(h):
+        q = fam.split(h, d)
+        z = fam.sample(q, eps)
+        return fam.log_prob(q, z) * 0.5 + fam.kl(q) - fam.entropy(q) + (z * z).sum(-1) * 0.1
+
+    check_vjp(objective, [h], seed=seed, rtol=1e-5, atol=1e-7)
+
+
+def test_ar1_covariance_is_s_times_toeplitz():
+    fam = get_family("ar1")
+    d = 5
+    h = np.zeros((1, d + 2))
+    h[0, d], h[0, d + 1] = 0.7, 0.4
+    q = fam.split(h, d)
+    s, rho = float(q["s"][0]), float(q["rho"][0])
+    toeplitz = rho ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
+    np.testing.assert_allclose(np.linalg.inv(fam.precision(q)[0]), s * toeplitz, rtol=1e-10)
+    assert abs(rho) < 1 and s > 0
+
+
+def test_rank1_with_zero_u_is_diagonal():
+    fam = get_family("rank1")
+    q = fam.split(np.zeros((1, 9)), 3)
+    assert np.isfinite(q["c"]).all()
+    z = fam.sample(q, np.ones((1, 1, 3)))
+    np.testing.assert_allclose(z[0, 0], np.ones(3) / np.sqrt(np.log(2) + 1e-4))
+
+
+def test_wraparound_links_are_zero_on_the_lattice():
+    fam = get_family("extgrid", grid_shape=(3, 4))
+    q = fam.split(np.ones((1, fam.head_size(12))), 12)
+    prec = fam.precision(q)[0]
+    for i in range(12):
+        for j in range(12):
+            ri, ci, rj, cj = i // 4, i % 4, j // 4, j % 4
+            if max(abs(ri - rj), abs(ci - cj)) > 1:  # not lattice neighbours, nor sharing a neighbour
+                if abs(ri - rj) > 2 or abs(ci - cj) > 2:
+                    assert prec[i, j] == 0
+
+
+def test_head_sizes():
+    assert get_family("diagonal").head_size(16) == 32
+    assert get_family("ar1").head_size(16) == 18
+    assert get_family("rank1").head_size(16) == 48
+    assert get_family("chain").head_size(16) == 48
+    assert get_family("grid").head_size(16) == 64
+    assert get_family("extgrid").head_size(16) == 96
+    assert get_family("full").head_size(4) == 20
+
+
+def test_lattice_shape():
+    assert lattice_shape(16) == (4, 4)
+    assert lattice_shape(12) == (3, 4)
+    assert lattice_shape(12, (2, 6)) == (2, 6)
+    with pytest.raises(ValueError, match="17 has no r x c lattice"):
+        lattice_shape(17)
+    with pytest.raises(ValueError, match="does not hold"):
+        lattice_shape(12, (5, 3))
+    with pytest.raises(ValueError, match="only to the grid and extgrid"):
+        get_family("chain", grid_shape=(2, 2))
+    with pytest.raises(ValueError, match="no r x c lattice"):
+        get_family("grid").head_size(13)
