@@ -1,14 +1,82 @@
-"""Evaluation of a trained model on a data set, batched, without taping."""
-import numpy as np
+"""Evaluation of a trained model, batched and without taping: the ELBO, the IWAE bounds L_k and the
+importance-sampled log-likelihood log p(x) ~ L_K, within a stated memory bound."""
+import sys
+import time
 
-from .objectives import elbo
+import numpy as np
+from tqdm import tqdm
+
+from . import kernels
+from .objectives import elbo, log_weights
 
 
 def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
     """Mean ELBO per data point (nats) over the rows of x, with fresh noise from ``rng``."""
-    total = 0.0
+    return float(np.mean(per_example_elbo(model, params, x, rng, batch_size, n_samples, kl)))
+
+
+def per_example_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
+    """The ELBO of every row of x, float64 (N,)."""
+    out = np.empty(len(x))
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         eps = rng.standard_normal((n_samples, len(xb), model.latent), dtype=model.dtype)
-        total += float(np.sum(elbo(model, params, xb, eps, kl), dtype=np.float64))
-    return total / len(x)
+        out[start:start + len(xb)] = elbo(model, params, xb, eps, kl)
+    return out
+
+
+def sample_chunk(model, batch_size, memory_bytes):
+    """Samples per decoder pass so that one pass's activations fit in ``memory_bytes``.
+
+    A pass over c samples of a batch holds about three arrays per layer of c * batch * width entries
+    (pre-activation, output, likelihood scratch) in the model's dtype."""
+    widths = sum(model.decoder.sizes[1:]) + model.latent * 4
+    per_sample = 3 * batch_size * widths * model.dtype.itemsize
+    return max(1, int(memory_bytes // per_sample))
+
+
+def importance_sampling(model, params, x, n_samples, rng, ks=(1, 5, 50), batch_size=100,
+                        memory_mb=256, progress=True):
+    """Per-example IWAE bounds from ``n_samples`` importance samples per row of x.
+
+    Returns a dict of float64 arrays of shape (N,): ``log_likelihood`` = L_K (K = n_samples, the
+    estimate of log p(x)) and ``iwae_{k}`` for each k in ``ks`` that divides K, estimated without
+    extra samples as the mean of L_k over the K / k disjoint groups of the K samples. The log-weights
+    of one batch (K x batch float64) and one decoder pass (see :func:`sample_chunk`) are what is held
+    in memory at once."""
+    if n_samples < 1:
+        raise ValueError(f"the number of importance samples must be >= 1, got {n_samples}")
+    ks = [k for k in ks if n_samples % k == 0 and k < n_samples]
+    chunk = min(n_samples, sample_chunk(model, batch_size, memory_mb * 2 ** 20))
+    n = len(x)
+    out = {"log_likelihood": np.empty(n), **{f"iwae_{k}": np.empty(n) for k in ks}}
+    bar = tqdm(total=n * n_samples, unit="sample", unit_scale=True, disable=not progress, file=sys.stderr,
+               desc=f"log p(x), K={n_samples}")
+    logw = np.empty((n_samples, batch_size))
+    for start in range(0, n, batch_size):
+        xb = x[start:start + batch_size]
+        b = len(xb)
+        for s in range(0, n_samples, chunk):
+            c = min(chunk, n_samples - s)
+            eps = rng.standard_normal((c, b, model.latent), dtype=model.dtype)
+            rec, log_ratio = log_weights(model, params, xb, eps)
+            logw[s:s + c, :b] = rec + log_ratio
+            bar.update(c * b)
+        block = logw[:, :b]
+        out["log_likelihood"][start:start + b] = kernels.log_mean_exp(block, axis=0)[0]
+        for k in ks:
+            groups = block.reshape(n_samples // k, k, b)
+            out[f"iwae_{k}"][start:start + b] = kernels.log_mean_exp(groups, axis=1)[0].mean(axis=0)
+    bar.close()
+    return out
+
+
+def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size=100, memory_mb=256,
+             progress=True, kl="analytic"):
+    """Test metrics of a model on x: per-example arrays and their means (nats per data point)."""
+    start = time.perf_counter()
+    per = {"elbo": per_example_elbo(model, params, x, np.random.default_rng(seed), kl=kl)}
+    per.update(importance_sampling(model, params, x, n_samples, np.random.default_rng(seed + 1), ks,
+                                   batch_size, memory_mb, progress))
+    means = {key: float(np.mean(v)) for key, v in per.items()}
+    return per, means, time.perf_counter() - start

@@ -11,17 +11,17 @@ class VAE:
     """Encoder n_in -> hidden... -> head(d); decoder d -> reversed(hidden)... -> likelihood output.
 
     Parameters live in one :class:`FlatParams` buffer (float32 by default) under the names
-    ``enc.W{i}``, ``enc.b{i}``, ``dec.W{i}``, ``dec.b{i}``."""
+    ``enc.W{i}``, ``enc.b{i}``, ``dec.W{i}``, ``dec.b{i}`` and the likelihood's own ``lik.*``."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
-                 likelihood="bernoulli", dtype=np.float32, posterior_options=None):
+                 likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None):
         if int(latent) < 1 or int(n_in) < 1:
             raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
         self.n_in, self.latent = int(n_in), int(latent)
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
         self.family = get_family(posterior, **(posterior_options or {}))
-        self.likelihood = get_likelihood(likelihood)
+        self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
         self.dtype = np.dtype(dtype)
         self.encoder = MLP([self.n_in, *self.hidden, self.family.head_size(self.latent)], activation, "enc.")
         self.decoder = MLP([self.latent, *self.hidden[::-1], self.likelihood.output_size(self.n_in)],
@@ -29,9 +29,11 @@ class VAE:
 
     def new_params(self, rng):
         """A freshly initialised :class:`FlatParams`."""
-        params = FlatParams({**self.encoder.shapes(), **self.decoder.shapes()}, self.dtype)
+        params = FlatParams({**self.encoder.shapes(), **self.decoder.shapes(),
+                             **self.likelihood.param_shapes(self.n_in)}, self.dtype)
         self.encoder.init(rng, params.views)
         self.decoder.init(rng, params.views)
+        self.likelihood.init(rng, params.views)
         return params
 
     def encode(self, params, x):

@@ -1,5 +1,6 @@
-"""Variational objectives, per data point, in nats."""
+"""Variational objectives per data point, in nats: the ELBO (SGVB-A and -B) and the IWAE bound."""
 from . import ops
+from .posteriors.base import std_normal_log_prob
 
 
 def elbo_terms(model, params, x, eps, kl="analytic"):
@@ -11,7 +12,7 @@ def elbo_terms(model, params, x, eps, kl="analytic"):
     family = model.family
     q = model.encode(params, x)
     z = family.sample(q, eps)
-    rec = ops.mean(model.likelihood.log_prob(model.decode(params, z), x), axis=0)
+    rec = ops.mean(model.likelihood.log_prob(model.decode(params, z), x, params), axis=0)
     if kl == "analytic":
         kl_term = family.kl(q)
     elif kl == "mc":
@@ -27,8 +28,32 @@ def elbo(model, params, x, eps, kl="analytic"):
     return rec - kl_term
 
 
-def negative_elbo_loss(params, model, x, eps, kl="analytic", kl_weight=1.0):
-    """Training loss: -mean_b [rec_b - kl_weight * kl_b]; aux = (mean rec, mean kl) as plain floats."""
-    rec, kl_term = elbo_terms(model, params, x, eps, kl)
-    loss = ops.mean(kl_term * kl_weight - rec)
-    return loss, (ops.mean(rec), ops.mean(kl_term))
+def log_weights(model, params, x, eps):
+    """Importance log-weights with z_k = sample(q, eps_k): eps (K, B, d) -> ``(rec, log_ratio)``,
+    each (K, B): rec = log p(x|z_k), log_ratio = log p(z_k) - log q(z_k|x); log w = rec + log_ratio."""
+    family = model.family
+    q = model.encode(params, x)
+    z = family.sample(q, eps)
+    rec = model.likelihood.log_prob(model.decode(params, z), x, params)
+    return rec, std_normal_log_prob(z) - family.log_prob(q, z)
+
+
+def iwae_bound(model, params, x, eps):
+    """L_K = log mean_k w_k per data point, shape (B,), with K = eps.shape[0]."""
+    rec, log_ratio = log_weights(model, params, x, eps)
+    return ops.log_mean_exp(rec + log_ratio, axis=0)[0]
+
+
+def training_loss(params, model, x, eps, kl="analytic", kl_weight=1.0, iwae=False):
+    """The loss minimised by training and what is reported about it.
+
+    ELBO: -mean_b [rec_b - kl_weight * kl_b]. IWAE (``iwae``, K = eps.shape[0] samples):
+    -mean_b log mean_k exp(rec_bk + kl_weight * log_ratio_bk), the annealed bound. ``aux`` is
+    (bound at kl_weight 1, mean reconstruction, mean KL or -mean log ratio), batch means."""
+    if not iwae:
+        rec, kl_term = elbo_terms(model, params, x, eps, kl)
+        return ops.mean(kl_term * kl_weight - rec), (ops.mean(rec - kl_term), ops.mean(rec), ops.mean(kl_term))
+    rec, log_ratio = log_weights(model, params, x, eps)
+    bound, _ = ops.log_mean_exp(rec + log_ratio * kl_weight, axis=0)
+    report = bound if kl_weight == 1 else ops.log_mean_exp(ops.value_of(rec + log_ratio), axis=0)[0]
+    return -ops.mean(bound), (ops.mean(report), ops.mean(rec), -ops.mean(log_ratio))

@@ -16,9 +16,9 @@ from . import checkpoint, kernels
 from .autodiff import value_and_grad
 from .data import batches, binarize
 from .evaluate import dataset_elbo
-from .files import write_json, write_jsonl
+from .files import read_jsonl, write_json, write_jsonl
 from .model import VAE
-from .objectives import negative_elbo_loss
+from .objectives import training_loss
 from .optim import Adam
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
@@ -40,6 +40,8 @@ class TrainConfig:
     kl: str = "analytic"
     warmup: float = 0.0
     samples: int = 1
+    iw_samples: int = 1
+    schedule: str = "constant"
     seed: int = 0
     limit: int = None
     clip_norm: float = None
@@ -53,6 +55,10 @@ class TrainConfig:
         checks = [(self.latent >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
                   (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
                   (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
+                  (self.iw_samples >= 1, "iw_samples must be >= 1"),
+                  (self.samples == 1 or self.iw_samples == 1,
+                   "use either Monte Carlo samples for the ELBO or importance samples, not both"),
+                  (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
                   (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
                   (self.limit is None or self.limit >= 1, "limit must be >= 1"),
                   (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
@@ -61,6 +67,40 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(f"invalid training configuration: {msg}")
+
+
+def iwae_schedule(epoch, lr):
+    """The IWAE paper's rate: stage i (i = 0..7) lasts 3^i epochs at lr * 10^(-i/7) (3280 in all);
+    later epochs stay at the last stage's rate. ``epoch`` counts from 0."""
+    stage, end = 0, 1
+    while epoch >= end and stage < 7:
+        stage += 1
+        end += 3 ** stage
+    return lr * 10 ** (-stage / 7)
+
+
+SCHEDULES = {"constant": lambda epoch, lr: lr, "iwae": iwae_schedule}
+IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
+
+
+def fixed_binarization(data, dtype):
+    """The validation and test sets binarised once with EVAL_SEED: the same sets for every run."""
+    rng = np.random.default_rng(EVAL_SEED)
+    return tuple(binarize(np.asarray(data[split][0], dtype), rng).astype(dtype) for split in ("valid", "test"))
+
+
+def load_model(run_dir, which="best"):
+    """(model, params dict, config) of a run folder; ``which`` is "best" (by validation) or "last"."""
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    arrays, meta = checkpoint.load(Path(run_dir) / "checkpoint.npz")
+    config = TrainConfig(**meta["config"])
+    model = VAE(meta["param_shapes"]["enc.W0"][0], config.latent, config.hidden, config.activation,
+                config.posterior, config.likelihood, np.dtype(config.dtype),
+                posterior_options={"grid_shape": config.grid_shape})
+    params = model.new_params(np.random.default_rng(0))
+    params.flat[...] = arrays["best_params" if which == "best" else "params"]
+    return model, params.views, config
 
 
 class NonFiniteError(RuntimeError):
@@ -77,7 +117,10 @@ def _first_non_finite(loss, grads):
 
 
 class Trainer:
-    """Holds a model, its parameters, the optimiser and the random state of one run."""
+    """Holds a model, its parameters, the optimiser and the random state of one run.
+
+    ``Trainer(config, data, out)`` starts a run; :meth:`resume` continues one from its folder exactly
+    where its last checkpoint left it (parameters, Adam state, epoch, random state, best model)."""
 
     def __init__(self, config, data, out, progress=True, quiet=False):
         self.config = config
@@ -94,28 +137,50 @@ class Trainer:
                          posterior_options={"grid_shape": config.grid_shape})
         for split in ("train", "valid", "test"):
             self.model.likelihood.check(data[split][0])
-        eval_rng = np.random.default_rng(EVAL_SEED)
-        self.valid_x = binarize(np.asarray(data["valid"][0], dtype), eval_rng).astype(dtype)
-        self.test_x = binarize(np.asarray(data["test"][0], dtype), eval_rng).astype(dtype)
+        self.valid_x, self.test_x = fixed_binarization(data, dtype)
         self.rng = np.random.default_rng(config.seed)
         self.params = self.model.new_params(self.rng)
         self.optimizer = Adam(self.params.flat, lr=config.lr, clip_norm=config.clip_norm)
         self.grad_flat = np.empty_like(self.params.flat)
-        self.step_fn = value_and_grad(negative_elbo_loss, has_aux=True)
+        self.step_fn = value_and_grad(training_loss, has_aux=True)
         self.metrics = []
         self.epoch = 0
         self.bad_steps = 0
         self.skipped_steps = 0
+        self.best_flat = self.params.flat.copy()
+        self.best_valid = -np.inf
+        self.best_epoch = 0
+
+    @classmethod
+    def resume(cls, out, data, progress=True, quiet=False, epochs=None):
+        """Continue the run in ``out`` from its checkpoint (optionally to a new total of ``epochs``)."""
+        arrays, meta = checkpoint.load(Path(out) / "checkpoint.npz")
+        settings = dict(meta["config"])
+        if epochs is not None:
+            settings["epochs"] = epochs
+        self = cls(TrainConfig(**settings), data, out, progress, quiet)
+        if {k: tuple(v) for k, v in meta["param_shapes"].items()} != self.params.shapes:
+            raise ValueError(f"{out}/checkpoint.npz holds parameters of other shapes than its config.json")
+        self.params.flat[...] = arrays["params"]
+        self.best_flat[...] = arrays["best_params"]
+        self.optimizer.load_state(arrays)
+        self.rng.bit_generator.state = meta["rng"]
+        self.epoch, self.skipped_steps = meta["epoch"], meta["skipped_steps"]
+        self.best_valid, self.best_epoch = meta["best_valid_elbo"], meta["best_epoch"]
+        self.metrics = read_jsonl(self.out / "metrics.jsonl")[:self.epoch]
+        return self
 
     def kl_weight(self, progress_in_epochs):
         w = self.config.warmup
         return 1.0 if w == 0 else min(1.0, progress_in_epochs / w)
 
     def step(self, x, kl_weight):
-        """One Adam step on a batch x (B, n); returns (elbo, rec, kl) batch means, or None if skipped."""
+        """One Adam step on a batch x (B, n); returns (bound, rec, kl) batch means, or None if skipped."""
         cfg = self.config
-        eps = self.rng.standard_normal((cfg.samples, len(x), cfg.latent), dtype=self.model.dtype)
-        (loss, (rec, kl)), grads = self.step_fn(self.params.views, self.model, x, eps, cfg.kl, kl_weight)
+        n_samples = cfg.iw_samples if cfg.iw_samples > 1 else cfg.samples
+        eps = self.rng.standard_normal((n_samples, len(x), cfg.latent), dtype=self.model.dtype)
+        (loss, (bound, rec, kl)), grads = self.step_fn(self.params.views, self.model, x, eps, cfg.kl, kl_weight,
+                                                       cfg.iw_samples > 1)
         self.params.flatten(grads, self.grad_flat)
         norm2 = kernels.sum_squares(self.grad_flat)
         loss = float(loss)
@@ -132,15 +197,16 @@ class Trainer:
             return None
         self.bad_steps = 0
         self.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
-        return float(rec) - float(kl), float(rec), float(kl)
+        return float(bound), float(rec), float(kl)
 
     def run_epoch(self):
         cfg = self.config
         start = time.perf_counter()
+        self.optimizer.lr = SCHEDULES[cfg.schedule](self.epoch, cfg.lr)
         x_all = binarize(self.train_x, self.rng).astype(self.model.dtype, copy=False)  # redrawn every epoch
         n = len(x_all)
         n_batches = -(-n // cfg.batch_size)
-        total = rec_total = kl_total = 0.0
+        sums = np.zeros(3)
         seen = 0
         bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
                    leave=False, file=sys.stderr)
@@ -149,33 +215,38 @@ class Trainer:
             bar.update(1)
             if result is None:
                 continue
-            elbo, rec, kl = result
-            total += elbo * len(idx)
-            rec_total += rec * len(idx)
-            kl_total += kl * len(idx)
+            sums += np.array(result) * len(idx)
             seen += len(idx)
-            bar.set_postfix(elbo=f"{total / seen:.2f}")
+            bar.set_postfix(bound=f"{sums[0] / seen:.2f}")
         bar.close()
         self.epoch += 1
         train_seconds = time.perf_counter() - start
         valid = dataset_elbo(self.model, self.params.views, self.valid_x, np.random.default_rng(EVAL_SEED),
                              kl=cfg.kl)
-        row = {"epoch": self.epoch, "train_elbo": total / max(seen, 1), "train_rec": rec_total / max(seen, 1),
-               "train_kl": kl_total / max(seen, 1), "valid_elbo": valid, "seconds": train_seconds,
+        if valid > self.best_valid:
+            self.best_valid, self.best_epoch = valid, self.epoch
+            self.best_flat[...] = self.params.flat
+        bound, rec, kl = sums / max(seen, 1)
+        row = {"epoch": self.epoch, "train_elbo": rec - kl, "train_bound": bound, "train_rec": rec,
+               "train_kl": kl, "valid_elbo": valid, "seconds": train_seconds,
                "seconds_with_eval": time.perf_counter() - start, "skipped_steps": self.skipped_steps,
-               "kl_weight": self.kl_weight(self.epoch)}
+               "kl_weight": self.kl_weight(self.epoch), "lr": self.optimizer.lr}
         self.metrics.append(row)
         return row
 
     def save(self):
-        arrays = {"params": self.params.flat, **self.optimizer.state()}
-        meta = {"config": dataclasses.asdict(self.config), "epoch": self.epoch,
-                "rng": self.rng.bit_generator.state, "param_shapes": self.params.shapes}
-        checkpoint.save(self.out / "checkpoint.npz", arrays, meta)
+        """Write checkpoint.npz and metrics.jsonl (each atomically)."""
+        arrays = {"params": self.params.flat, "best_params": self.best_flat, **self.optimizer.state()}
+        meta = {"config": dataclasses.asdict(self.config), "epoch": self.epoch, "rng": self.rng.bit_generator.state,
+                "param_shapes": self.params.shapes, "skipped_steps": self.skipped_steps,
+                "best_valid_elbo": self.best_valid, "best_epoch": self.best_epoch}
         write_jsonl(self.out / "metrics.jsonl", self.metrics)
+        checkpoint.save(self.out / "checkpoint.npz", arrays, meta)
 
     def fit(self):
-        """Train for ``config.epochs`` epochs; returns the summary (also written to summary.json)."""
+        """Train until ``config.epochs`` epochs are done; returns the summary (also summary.json).
+
+        The test numbers use the parameters of the epoch with the best validation ELBO."""
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / "config.json", dataclasses.asdict(cfg))
@@ -183,13 +254,13 @@ class Trainer:
             row = self.run_epoch()
             self.save()
             if not self.quiet:
-                print(f"epoch {row['epoch']:3d}  train ELBO {row['train_elbo']:9.3f}  valid ELBO "
+                print(f"epoch {row['epoch']:4d}  train {row['train_bound']:9.3f}  valid ELBO "
                       f"{row['valid_elbo']:9.3f}  {row['seconds']:6.1f} s", flush=True)
-        test = dataset_elbo(self.model, self.params.views, self.test_x, np.random.default_rng(EVAL_SEED),
-                            kl=cfg.kl)
-        summary = {"test_elbo": test, "valid_elbo": self.metrics[-1]["valid_elbo"], "epochs": self.epoch,
+        best = self.params.unflatten(self.best_flat)
+        test = dataset_elbo(self.model, best, self.test_x, np.random.default_rng(EVAL_SEED), kl=cfg.kl)
+        summary = {"test_elbo": test, "best_epoch": self.best_epoch, "best_valid_elbo": self.best_valid,
+                   "epochs": self.epoch, "skipped_steps": self.skipped_steps, "n_train": len(self.train_x),
                    "seconds_per_epoch": float(np.mean([m["seconds"] for m in self.metrics])),
-                   "skipped_steps": self.skipped_steps, "n_train": len(self.train_x),
                    "n_parameters": int(self.params.size)}
         write_json(self.out / "summary.json", summary)
         return summary

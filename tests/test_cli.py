@@ -32,7 +32,6 @@ def test_train_writes_the_contract_files(tmp_path, data_file):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--iw-samples", "5"], "--iw-samples K > 1"),
     (["--device", "cuda"], "--device cuda is not available"),
     (["--posterior", "nope"], "invalid choice: 'nope'"),
     (["--latent", "0"], "expected a positive integer"),
@@ -70,3 +69,31 @@ def test_prime_latent_on_a_grid_is_refused(tmp_path, data_file, capsys):
     rc = main(["train", "--data", str(data_file), "--latent", "7", "--posterior", "grid", "--out",
                str(tmp_path / "r"), "--quiet"])
     assert rc == 2 and "latent dimension 7 has no r x c lattice" in capsys.readouterr().err
+
+
+def test_iwae_training_then_eval(tmp_path, data_file):
+    out = tmp_path / "iwae"
+    assert main(["train", "--data", str(data_file), "--limit", "80", "--epochs", "2", "--latent", "4",
+                 "--hidden", "8", "--iw-samples", "5", "--warmup", "1", "--schedule", "iwae", "--out", str(out),
+                 "--quiet"]) == 0
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["lr"] == pytest.approx(1e-3) and rows[1]["lr"] == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "50", "--limit", "30",
+                 "--per-example", str(tmp_path / "per.csv"), "--quiet"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["iw_samples"] == 50 and result["n_test"] == 30
+    assert result["test_log_likelihood"] >= result["test_iwae_5"] - 0.5 >= result["test_iwae_1"] - 1.0
+    per = np.loadtxt(tmp_path / "per.csv", delimiter=",", skiprows=1)
+    assert per.shape == (30, 4)
+
+
+def test_resume_continues_to_the_same_numbers(tmp_path, data_file):
+    common = ["--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20",
+              "--quiet"]
+    assert main(["train", *common, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
+    assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", *common, "--epochs", "3", "--resume", "--out", str(tmp_path / "split")]) == 0
+    a = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    b = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if not k.startswith("seconds")}  # noqa: E731
+    assert [strip(l) for l in a] == [strip(l) for l in b]

@@ -10,8 +10,11 @@ size 1 or no axis at all); the kernels see ``L`` as (F, K, n) without any copy a
 as (S, F, n), samples first, so ``L (B, K, n)`` with ``b (S, B, n)`` needs no copy of either.
 
 Every function checks its arguments and raises ``ValueError`` naming the problem (``TypeError`` for a
-dtype other than float32/float64 or mixed dtypes, as everywhere in :mod:`gvae.kernels`). ``check=False``
-skips the scans for NaN/inf and for a non-positive diagonal (for callers that checked already).
+dtype other than float32/float64 or mixed dtypes, as everywhere in :mod:`gvae.kernels`). NaN or inf in
+the inputs is detected without an extra pass over them: any non-finite input reaches the output, so the
+inputs are scanned (to name the culprit) only when the output's sum is not finite; a result that
+overflowed from finite inputs is returned as it is. ``check=False`` skips the positivity scan of the
+diagonal and that NaN/inf test (for callers that checked already, such as the VJPs).
 """
 import functools
 import math
@@ -31,34 +34,38 @@ __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_l
 # Checks and layout
 # --------------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=256)
-def _offsets_array(offsets):
-    arr = np.array(offsets, dtype=np.int64)
-    arr.setflags(write=False)
-    return arr
-
-
 def _offsets(name, offsets, n=None, K=None):
-    """Validated offsets as a read-only int64 array."""
+    """Validated offsets as a read-only int64 array (validation cached per tuple, n and K)."""
     try:
         tup = tuple(offsets)
     except TypeError:
         raise ValueError(f"{name}: offsets must be a sequence of ints, got {offsets!r}") from None
+    try:
+        return _offsets_cached(tup, n, K)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    except TypeError:  # unhashable entries
+        raise ValueError(f"{name}: offsets must be ints, got {tup!r}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _offsets_cached(tup, n, K):
     if not tup:
-        raise ValueError(f"{name}: offsets must not be empty (offsets[0] == 0 is the main diagonal)")
+        raise ValueError("offsets must not be empty (offsets[0] == 0 is the main diagonal)")
     if not all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup):
-        raise ValueError(f"{name}: offsets must be ints, got {tup!r}")
+        raise ValueError(f"offsets must be ints, got {tup!r}")
     tup = tuple(int(o) for o in tup)
     if tup[0] != 0:
-        raise ValueError(f"{name}: offsets[0] must be 0 (the main diagonal), got {tup!r}")
+        raise ValueError(f"offsets[0] must be 0 (the main diagonal), got {tup!r}")
     if any(b <= a for a, b in zip(tup, tup[1:])):
-        raise ValueError(f"{name}: offsets must be strictly increasing, got {tup!r}")
+        raise ValueError(f"offsets must be strictly increasing, got {tup!r}")
     if K is not None and len(tup) != K:
-        raise ValueError(f"{name}: L holds K={K} diagonals (axis -2) but offsets has {len(tup)} "
-                         f"entries {tup!r}")
+        raise ValueError(f"L holds K={K} diagonals (axis -2) but offsets has {len(tup)} entries {tup!r}")
     if n is not None and tup[-1] >= n:
-        raise ValueError(f"{name}: offsets must be < n={n}, got largest offset {tup[-1]}")
-    return _offsets_array(tup)
+        raise ValueError(f"offsets must be < n={n}, got largest offset {tup[-1]}")
+    arr = np.array(tup, dtype=np.int64)
+    arr.setflags(write=False)
+    return arr
 
 
 def _finite(name, what, a, xp):
@@ -77,15 +84,28 @@ def _factor(name, L, offsets, check):
         raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
     offs = None if offsets is None else _offsets(name, offsets, n, K)
     if check and L.size:
-        xp = array_module(L)
-        if offs is None:
-            _finite(name, "L's main diagonal", L[..., 0, :], xp)
-        else:
-            for k, o in enumerate(offs.tolist()):
-                _finite(name, "L", L[..., k, o:], xp)
-        if not bool(L[..., 0, :].min() > 0):
+        # an infinite diagonal entry would not reach the outputs (its reciprocal is 0): test it here
+        d = L[..., 0, :]
+        if not bool(d.min() > 0):
+            _finite(name, "L", d, array_module(L))
             raise ValueError(f"{name}: the main diagonal L[..., 0, :] must be strictly positive")
+        _finite(name, "L", d, array_module(L))
     return offs, K, n
+
+
+def _check_output(name, out, L, offs, others=()):
+    """Raise if a non-finite ``out`` comes from NaN/inf in L's existing slots or in ``others``
+    ((argname, array) pairs); otherwise (overflow from finite inputs) accept it."""
+    xp = array_module(out)
+    if out.size == 0 or bool(xp.isfinite(out.sum())):
+        return
+    if offs is None:
+        _finite(name, "L", L[..., 0, :], xp)
+    else:
+        for k, o in enumerate(offs.tolist()):
+            _finite(name, "L", L[..., k, o:], xp)
+    for argname, a in others:
+        _finite(name, argname, a, xp)
 
 
 def _plan(name, batch, leads):
@@ -132,8 +152,6 @@ def _vector_op(kernel, L, offsets, b, argname, check):
     offs, K, n = _factor(kernel, L, offsets, check)
     _rhs(kernel, argname, b, n, L)
     xp = array_module(L, b)
-    if check:
-        _finite(kernel, argname, b, xp)
     batch = L.shape[:-2]
     out, perm, S, F = _plan(kernel, batch, [b.shape[:-1]])
     Lc = xp.ascontiguousarray(L).reshape(F, K, n)
@@ -141,6 +159,8 @@ def _vector_op(kernel, L, offsets, b, argname, check):
     y = xp.empty_like(bc)
     if y.size:
         implementation(kernel, Lc, bc)(Lc, offs, bc, y)
+    if check:
+        _check_output(kernel, y, L, offs, [(argname, b)])
     return _from_canonical(xp, y, out, perm)
 
 
@@ -179,6 +199,8 @@ def band_logdet(L, *, check=True):
     out = xp.empty(F, dtype=L.dtype)
     if F:
         implementation("band_logdet", Lc)(Lc, out)
+    if check:
+        _check_output("band_logdet", out, L, None)
     return out.reshape(L.shape[:-2])
 
 
@@ -192,6 +214,8 @@ def band_trace_inv(L, offsets, *, check=True):
     out = xp.empty(F, dtype=L.dtype)
     if F:
         implementation("band_trace_inv", Lc)(Lc, offs, out)
+    if check:
+        _check_output("band_trace_inv", out, L, offs)
     return out.reshape(L.shape[:-2])
 
 
@@ -257,6 +281,8 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
     out = xp.empty((F, K, n), dtype=L.dtype)
     if F:
         implementation("band_trace_inv_grad", Lc)(Lc, offs, gc, out)
+    if check:
+        _check_output("band_trace_inv_grad", out, L, offs, [("g", gc)])
     return out.reshape(L.shape)
 
 

@@ -14,8 +14,10 @@ from .densities import *  # noqa: F401,F403
 from .densities import __all__ as _densities
 from .band import *  # noqa: F401,F403
 from .band import __all__ as _band
+from .importance import *  # noqa: F401,F403
+from .importance import __all__ as _importance
 
-__all__ = _elementwise + _reductions + _shape + _linalg + _densities + _band + ["value_of"]
+__all__ = _elementwise + _reductions + _shape + _linalg + _densities + _band + _importance + ["value_of"]
 
 
 def _bind():

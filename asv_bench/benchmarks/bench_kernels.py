@@ -1,0 +1,101 @@
+"""The public Numba kernels of :mod:`gvae.kernels` at the shapes the VAE step uses, float32."""
+import numpy as np
+
+from gvae import kernels
+
+HIDDEN = 500
+N_IN = 784
+LATENT = 16
+N_PARAMS_VAE = 1_310_816  # the 784-500-500-16 VAE
+
+
+class BiasActivation:
+    """Fused bias + activation of a (batch, 500) hidden layer, forward and backward."""
+
+    params = [[100, 1000], ["linear", "relu", "elu", "tanh", "softplus", "sigmoid"]]
+    param_names = ["batch", "activation"]
+
+    def setup(self, batch, activation):
+        if activation not in kernels.ACTIVATIONS:
+            raise NotImplementedError(f"activation {activation!r} not in this version")
+        rng = np.random.default_rng(0)
+        self.h0 = rng.standard_normal((batch, HIDDEN), dtype=np.float32)
+        self.h = np.empty_like(self.h0)
+        self.b = rng.standard_normal(HIDDEN, dtype=np.float32) * np.float32(0.1)
+        self.g = rng.standard_normal((batch, HIDDEN), dtype=np.float32)
+        self.y = kernels.bias_activation(self.h0.copy(), self.b, activation)
+        self.gh = np.empty_like(self.g)
+        self.time_forward(batch, activation)
+        self.time_backward(batch, activation)
+
+    def time_forward(self, batch, activation):
+        # The kernel works in place: restore its input first (a 0.2-2 MB copy, small beside the kernel).
+        np.copyto(self.h, self.h0)
+        kernels.bias_activation(self.h, self.b, activation)
+
+    def time_backward(self, batch, activation):
+        kernels.bias_activation_grad(self.g, self.y, activation, out=self.gh)
+
+
+class BernoulliLoglik:
+    """log p(x | logits) over 784 pixels, with and without the gradient wrt the logits."""
+
+    params = [[100, 1000]]
+    param_names = ["batch"]
+
+    def setup(self, batch):
+        rng = np.random.default_rng(0)
+        self.logits = rng.standard_normal((batch, N_IN), dtype=np.float32) * np.float32(3.0)
+        self.x = (rng.random((batch, N_IN)) < 0.2).astype(np.float32)
+        self.time_loglik(batch)
+        self.time_loglik_grad(batch)
+
+    def time_loglik(self, batch):
+        kernels.bernoulli_loglik(self.logits, self.x)
+
+    def time_loglik_grad(self, batch):
+        kernels.bernoulli_loglik(self.logits, self.x, want_grad=True)
+
+
+class DiagNormalKL:
+    """KL(N(mu, diag sigma^2) || N(0, I)) for d = 16, with and without its gradients."""
+
+    params = [[100, 1000, 10000]]
+    param_names = ["batch"]
+
+    def setup(self, batch):
+        rng = np.random.default_rng(0)
+        self.mu = rng.standard_normal((batch, LATENT), dtype=np.float32)
+        self.sigma = np.exp(rng.standard_normal((batch, LATENT), dtype=np.float32) * np.float32(0.5))
+        self.time_kl(batch)
+        self.time_kl_grad(batch)
+
+    def time_kl(self, batch):
+        kernels.diag_normal_kl(self.mu, self.sigma)
+
+    def time_kl_grad(self, batch):
+        kernels.diag_normal_kl(self.mu, self.sigma, want_grad=True)
+
+
+class Adam:
+    """One fused Adam step and the global gradient norm over a flat float32 buffer."""
+
+    params = [[10_000, N_PARAMS_VAE, 10_000_000]]
+    param_names = ["size"]
+
+    def setup(self, size):
+        rng = np.random.default_rng(0)
+        self.p = rng.standard_normal(size, dtype=np.float32)
+        self.g = rng.standard_normal(size, dtype=np.float32) * np.float32(1e-2)
+        self.m = np.zeros_like(self.p)
+        self.v = np.zeros_like(self.p)
+        self.time_update(size)
+        self.time_sum_squares(size)
+
+    def time_update(self, size):
+        # A fixed step count keeps the bias correction, and so the work, the same on every call.
+        kernels.adam_update(self.p, self.g, self.m, self.v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                            step=10)
+
+    def time_sum_squares(self, size):
+        kernels.sum_squares(self.g)
