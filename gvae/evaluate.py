@@ -16,13 +16,13 @@ def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analyti
 
 
 def per_example_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
-    """The ELBO of every row of x, float64 (N,)."""
+    """The ELBO of every row of x, float64 (N,), in nats of the data (see Likelihood.nats_offset)."""
     out = np.empty(len(x))
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
         eps = rng.standard_normal((n_samples, len(xb), model.latent), dtype=model.dtype)
         out[start:start + len(xb)] = elbo(model, params, xb, eps, kl)
-    return out
+    return out + model.likelihood.nats_offset()
 
 
 def sample_chunk(model, batch_size, memory_bytes):
@@ -60,7 +60,7 @@ def importance_sampling(model, params, x, n_samples, rng, ks=(1, 5, 50), batch_s
             c = min(chunk, n_samples - s)
             eps = rng.standard_normal((c, b, model.latent), dtype=model.dtype)
             rec, log_ratio = log_weights(model, params, xb, eps)
-            logw[s:s + c, :b] = rec + log_ratio
+            logw[s:s + c, :b] = rec + log_ratio + model.likelihood.nats_offset()
             bar.update(c * b)
         block = logw[:, :b]
         out["log_likelihood"][start:start + b] = kernels.log_mean_exp(block, axis=0)[0]

@@ -1,39 +1,59 @@
 """Observation models p(x|z) from the decoder's output.
 
-Each likelihood says how wide the decoder's output is (``output_size``), which parameters of its own
-it keeps (``param_shapes``, e.g. a global noise variance; named ``lik.*``), what data it accepts
-(``check``), and gives log p(x|z) summed over the pixels (``log_prob(out, x, params)``: out (S, B, w),
-x (B, n) -> (S, B)), the mean of x (``mean``) and samples (``sample``)."""
+A likelihood is set up for n observed units (``setup(n)``), then says how wide the decoder's output is
+(``output_size``), which parameters of its own it keeps (``param_shapes``, named ``lik.*``), what raw
+data it accepts (``check``: intensities in [0, 1]), how raw data becomes its observations (``prepare``:
+stochastic binarisation, or uniform dequantisation of the 8-bit intensities squashed into
+(lambda, 1 - lambda)), and gives log p(x|z) summed over the units (``log_prob(out, x, params)``:
+out (S, B, width), x (B, n) -> (S, B)), the decoder's mean (``mean``) and samples (``sample``).
+
+Continuous likelihoods model x = lambda + (1 - 2 lambda) (k + u) / 256 for 8-bit intensities k and
+u ~ U(0, 1)^n; ``nats_offset()`` = n log(1 - 2 lambda) - n log 256 turns their log-densities of x into
+(lower bounds on) log-probabilities of the 8-bit data in nats, comparable across likelihoods.
+"""
 import math
 
 import numpy as np
 
-from . import ops
+from . import kernels, ops
+from .band_gaussian import LOG_2PI, band_factor, band_log_density, band_sample
+from .data import binarize, dequantize
 
-LOG_2PI = math.log(2 * math.pi)
+
+def _check_float_range(name, x, lo, hi):
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        raise TypeError(f"{name} likelihood: expected float data, got dtype {np.asarray(x).dtype}")
+    xmin, xmax = float(np.min(x)), float(np.max(x))
+    if not (lo <= xmin and xmax <= hi):
+        raise ValueError(f"{name} likelihood: data must lie in [{lo:g}, {hi:g}], got values in [{xmin:g}, {xmax:g}]")
 
 
 class Likelihood:
     name = ""
+    continuous = False
 
-    def output_size(self, n):
-        return n
+    def setup(self, n):
+        """Fix the number of observed units; raises if this likelihood cannot model n of them."""
+        if int(n) < 1:
+            raise ValueError(f"{self.name} likelihood: needs at least one observed unit, got {n}")
+        self.n = int(n)
+        return self
 
-    def param_shapes(self, n):
+    def output_size(self):
+        return self.n
+
+    def param_shapes(self):
         return {}
 
     def init(self, rng, params):
         """Fill this likelihood's own parameters in ``params`` (in place)."""
 
+    def check(self, x):
+        """Raise unless the raw data ``x`` are floats in [0, 1] this likelihood can model."""
+        _check_float_range(self.name, x, 0.0, 1.0)
 
-def _check_float_range(name, x, lo, hi, closed):
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name} likelihood: expected float data, got dtype {x.dtype}")
-    xmin, xmax = float(np.min(x)), float(np.max(x))
-    ok = (lo <= xmin and xmax <= hi) if closed else (lo < xmin and xmax < hi)
-    if not ok or not math.isfinite(xmin + xmax):
-        interval = f"[{lo}, {hi}]" if closed else f"({lo}, {hi})"
-        raise ValueError(f"{name} likelihood: data must lie in {interval}, got values in [{xmin}, {xmax}]")
+    def nats_offset(self):
+        return 0.0
 
 
 class Bernoulli(Likelihood):
@@ -41,8 +61,8 @@ class Bernoulli(Likelihood):
 
     name = "bernoulli"
 
-    def check(self, x):
-        _check_float_range(self.name, x, 0.0, 1.0, closed=True)
+    def prepare(self, x, rng):
+        return binarize(x, rng)
 
     def log_prob(self, out, x, params=None):
         return ops.bernoulli_loglik(out, x)
@@ -55,45 +75,63 @@ class Bernoulli(Likelihood):
         return (rng.random(p.shape) < p).astype(p.dtype)
 
 
-class Gaussian(Likelihood):
+class Continuous(Likelihood):
+    """Base of the likelihoods of dequantised intensities in (lambda, 1 - lambda)."""
+
+    continuous = True
+
+    def __init__(self, squash=1e-6):
+        if not 0 < squash < 0.5:
+            raise ValueError(f"the squash margin lambda must lie in (0, 0.5), got {squash}")
+        self.squash = squash
+
+    def check(self, x):
+        super().check(x)
+        if np.all((x == 0) | (x == 1)):
+            raise ValueError(f"{self.name} likelihood: the data hold only 0 and 1 (binarized?); continuous "
+                             "likelihoods need the 8-bit intensities scaled into [0, 1]")
+
+    def prepare(self, x, rng):
+        return dequantize(x, rng, self.squash)
+
+    def nats_offset(self):
+        return self.n * (math.log1p(-2 * self.squash) - math.log(256))
+
+
+class Gaussian(Continuous):
     """p(x|z) = N(x; f(z), diag psi) (non-linear factor analysis, seed 004).
 
-    ``psi="global"``: psi = softplus(lik.psi) + floor, one learned variance per pixel shared by all
+    ``psi="global"``: psi = softplus(lik.psi) + floor, one learned variance per unit shared by all
     data; ``psi="decoder"``: the decoder outputs (mean, raw psi) per data point, psi = softplus + floor."""
 
     name = "gaussian"
 
-    def __init__(self, psi="global", floor=1e-4):
+    def __init__(self, psi="global", floor=1e-4, squash=1e-6):
+        super().__init__(squash)
         if psi not in ("global", "decoder"):
             raise ValueError(f"psi must be 'global' or 'decoder', got {psi!r}")
         if not floor > 0:
             raise ValueError(f"the variance floor must be > 0, got {floor}")
         self.psi, self.floor = psi, floor
 
-    def output_size(self, n):
-        return n if self.psi == "global" else 2 * n
+    def output_size(self):
+        return self.n if self.psi == "global" else 2 * self.n
 
-    def param_shapes(self, n):
-        return {"lik.psi": (n,)} if self.psi == "global" else {}
+    def param_shapes(self):
+        return {"lik.psi": (self.n,)} if self.psi == "global" else {}
 
     def init(self, rng, params):
         if self.psi == "global":
             params["lik.psi"][...] = math.log(math.expm1(0.1))  # variance 0.1 to start
 
-    def check(self, x):
-        if not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
-            raise ValueError(f"{self.name} likelihood: expected finite float data")
-
     def _mean_var(self, out, params):
-        n = out.shape[-1] if self.psi == "global" else out.shape[-1] // 2
-        raw = params["lik.psi"] if self.psi == "global" else out[..., n:]
-        return out[..., :n], ops.softplus(raw) + np.asarray(self.floor, dtype=out.dtype)
+        raw = params["lik.psi"] if self.psi == "global" else out[..., self.n:]
+        return out[..., :self.n], ops.softplus(raw) + np.asarray(self.floor, dtype=out.dtype)
 
     def log_prob(self, out, x, params):
         mu, var = self._mean_var(out, params)
         r = x - mu
-        n = x.shape[-1]
-        return -0.5 * ops.sum(r * r / var + ops.log(var), axis=-1) - 0.5 * n * LOG_2PI
+        return -0.5 * ops.sum(r * r / var + ops.log(var), axis=-1) - 0.5 * self.n * LOG_2PI
 
     def mean(self, out, params):
         return self._mean_var(out, params)[0]
@@ -103,12 +141,82 @@ class Gaussian(Likelihood):
         return mu + np.sqrt(var) * rng.standard_normal(mu.shape).astype(mu.dtype)
 
 
-LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian}
+class LogitNormal(Continuous):
+    """Multivariate logit-normal (seed 000): logit(x) ~ N(mu, (L L^T)^-1), L banded over the pixel
+    lattice, so log p(x|z) = log N(logit x; mu, P^-1) - sum_i log(x_i (1 - x_i)).
+
+    ``stencil``: "diagonal" (offsets (0,)), "grid" (0, 1, c) or "extgrid" (0, 1, c-1, c, c+1) on the
+    square image lattice, wrap-around links zeroed. ``factor="decoder"``: the decoder outputs mu and the
+    K band rows of L per data point (output (1 + K) n); ``"global"``: the decoder outputs mu only and L
+    is one learned band factor ``lik.L`` (K, n) shared by all data (far cheaper for large K)."""
+
+    STENCILS = {"diagonal": 1, "grid": 2, "extgrid": 3}  # the smallest lattice side each needs
+
+    def __init__(self, stencil="diagonal", factor="decoder", floor=1e-3, squash=1e-6):
+        super().__init__(squash)
+        if stencil not in self.STENCILS:
+            raise ValueError(f"stencil must be one of {sorted(self.STENCILS)}, got {stencil!r}")
+        if factor not in ("decoder", "global"):
+            raise ValueError(f"factor must be 'decoder' or 'global', got {factor!r}")
+        if not floor > 0:
+            raise ValueError(f"the floor on the factor's diagonal must be > 0, got {floor}")
+        self.stencil, self.factor, self.floor = stencil, factor, floor
+        self.name = "logitnormal" if stencil == "diagonal" else f"logitnormal-{stencil}"
+
+    def setup(self, n):
+        super().setup(n)
+        side = math.isqrt(self.n)
+        if side * side != self.n or side < self.STENCILS[self.stencil]:
+            raise ValueError(f"{self.name} likelihood: images of {self.n} pixels do not fit a square lattice "
+                             f"(need n = side^2 with side >= {self.STENCILS[self.stencil]})")
+        stencils = {"diagonal": lambda: (0,), "grid": lambda: kernels.grid_offsets(side, side),
+                    "extgrid": lambda: kernels.extgrid_offsets(side, side)}
+        self.offsets = stencils[self.stencil]()
+        self.mask = kernels.lattice_mask(self.offsets, side, side)
+        return self
+
+    def output_size(self):
+        return self.n * (1 + len(self.offsets)) if self.factor == "decoder" else self.n
+
+    def param_shapes(self):
+        return {"lik.L": (len(self.offsets), self.n)} if self.factor == "global" else {}
+
+    def init(self, rng, params):
+        if self.factor == "global":
+            params["lik.L"][...] = 0
+            params["lik.L"][0] = math.log(math.expm1(1.0 - self.floor))  # L = I to start
+
+    def _factor(self, out, params):
+        n, k = self.n, len(self.offsets)
+        raw = out[..., n:].reshape(out.shape[:-1] + (k, n)) if self.factor == "decoder" else params["lik.L"]
+        return band_factor(raw, self.mask, self.floor)
+
+    def log_prob(self, out, x, params):
+        y = np.log(x) - np.log1p(-x)
+        jacobian = -np.sum(np.log(x) + np.log1p(-x), axis=-1)
+        return band_log_density(self._factor(out, params), self.offsets, y, out[..., :self.n]) + jacobian
+
+    def mean(self, out, params):
+        """sigmoid(mu): the median of x (the logit-normal mean has no closed form)."""
+        return ops.sigmoid(out[..., :self.n])
+
+    def sample(self, out, params, rng):
+        L = self._factor(out, params)
+        mu = out[..., :self.n]
+        eps = rng.standard_normal(np.broadcast_shapes(mu.shape, L.shape[:-2] + (self.n,))).astype(mu.dtype)
+        return ops.sigmoid(band_sample(L, self.offsets, mu, eps))
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian,
+               "logitnormal": lambda **kw: LogitNormal("diagonal", **kw),
+               "logitnormal-grid": lambda **kw: LogitNormal("grid", **kw),
+               "logitnormal-extgrid": lambda **kw: LogitNormal("extgrid", **kw)}
 
 
 def get_likelihood(name, **options):
+    """The likelihood called ``name``, with its options (``psi``, ``factor``, ``squash``, ``floor``)."""
     try:
-        cls = LIKELIHOODS[name]
+        make = LIKELIHOODS[name]
     except KeyError:
         raise ValueError(f"unknown likelihood {name!r}; expected one of {sorted(LIKELIHOODS)}") from None
-    return cls(**options)
+    return make(**options)

@@ -21,16 +21,16 @@ class VAE:
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
         self.family = get_family(posterior, **(posterior_options or {}))
-        self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
+        self.likelihood = get_likelihood(likelihood, **(likelihood_options or {})).setup(self.n_in)
         self.dtype = np.dtype(dtype)
         self.encoder = MLP([self.n_in, *self.hidden, self.family.head_size(self.latent)], activation, "enc.")
-        self.decoder = MLP([self.latent, *self.hidden[::-1], self.likelihood.output_size(self.n_in)],
+        self.decoder = MLP([self.latent, *self.hidden[::-1], self.likelihood.output_size()],
                            activation, "dec.")
 
     def new_params(self, rng):
         """A freshly initialised :class:`FlatParams`."""
         params = FlatParams({**self.encoder.shapes(), **self.decoder.shapes(),
-                             **self.likelihood.param_shapes(self.n_in)}, self.dtype)
+                             **self.likelihood.param_shapes()}, self.dtype)
         self.encoder.init(rng, params.views)
         self.decoder.init(rng, params.views)
         self.likelihood.init(rng, params.views)

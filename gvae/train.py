@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import checkpoint, kernels
 from .autodiff import value_and_grad
-from .data import batches, binarize
+from .data import batches
 from .evaluate import dataset_elbo
 from .files import read_jsonl, write_json, write_jsonl
 from .model import VAE
@@ -34,6 +34,9 @@ class TrainConfig:
     hidden: tuple = (500, 500)
     activation: str = "elu"
     likelihood: str = "bernoulli"
+    psi: str = "global"
+    pixel_factor: str = "decoder"
+    squash: float = 1e-6
     epochs: int = 10
     batch_size: int = 100
     lr: float = 1e-3
@@ -83,10 +86,22 @@ SCHEDULES = {"constant": lambda epoch, lr: lr, "iwae": iwae_schedule}
 IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 
 
-def fixed_binarization(data, dtype):
-    """The validation and test sets binarised once with EVAL_SEED: the same sets for every run."""
+def fixed_eval_sets(data, model):
+    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED: the same
+    observations for every run and every evaluation."""
     rng = np.random.default_rng(EVAL_SEED)
-    return tuple(binarize(np.asarray(data[split][0], dtype), rng).astype(dtype) for split in ("valid", "test"))
+    return tuple(model.likelihood.prepare(np.asarray(data[split][0], model.dtype), rng)
+                 for split in ("valid", "test"))
+
+
+def build_model(config, n_in):
+    """The VAE a configuration describes, for n_in observed units."""
+    lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
+                   "bernoulli": {}}.get(config.likelihood,
+                                        {"factor": config.pixel_factor, "squash": config.squash})
+    return VAE(n_in, config.latent, config.hidden, config.activation, config.posterior, config.likelihood,
+               np.dtype(config.dtype), posterior_options={"grid_shape": config.grid_shape},
+               likelihood_options=lik_options)
 
 
 def load_model(run_dir, which="best"):
@@ -95,12 +110,17 @@ def load_model(run_dir, which="best"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     arrays, meta = checkpoint.load(Path(run_dir) / "checkpoint.npz")
     config = TrainConfig(**meta["config"])
-    model = VAE(meta["param_shapes"]["enc.W0"][0], config.latent, config.hidden, config.activation,
-                config.posterior, config.likelihood, np.dtype(config.dtype),
-                posterior_options={"grid_shape": config.grid_shape})
+    model = build_model(config, meta["param_shapes"]["enc.W0"][0])
     params = model.new_params(np.random.default_rng(0))
     params.flat[...] = arrays["best_params" if which == "best" else "params"]
     return model, params.views, config
+
+
+def bits_per_dim(model, nats):
+    """For continuous likelihoods: {name + "_bits_per_dim": -value / (n log 2)} of each entry."""
+    if not model.likelihood.continuous:
+        return {}
+    return {f"{k}_bits_per_dim": -v / (model.n_in * np.log(2)) for k, v in nats.items()}
 
 
 class NonFiniteError(RuntimeError):
@@ -132,12 +152,10 @@ class Trainer:
         if config.limit is not None:
             train_x = train_x[:config.limit]
         self.train_x = np.ascontiguousarray(train_x, dtype=dtype)
-        self.model = VAE(self.train_x.shape[1], config.latent, config.hidden, config.activation,
-                         config.posterior, config.likelihood, dtype,
-                         posterior_options={"grid_shape": config.grid_shape})
+        self.model = build_model(config, self.train_x.shape[1])
         for split in ("train", "valid", "test"):
             self.model.likelihood.check(data[split][0])
-        self.valid_x, self.test_x = fixed_binarization(data, dtype)
+        self.valid_x, self.test_x = fixed_eval_sets(data, self.model)
         self.rng = np.random.default_rng(config.seed)
         self.params = self.model.new_params(self.rng)
         self.optimizer = Adam(self.params.flat, lr=config.lr, clip_norm=config.clip_norm)
@@ -203,7 +221,7 @@ class Trainer:
         cfg = self.config
         start = time.perf_counter()
         self.optimizer.lr = SCHEDULES[cfg.schedule](self.epoch, cfg.lr)
-        x_all = binarize(self.train_x, self.rng).astype(self.model.dtype, copy=False)  # redrawn every epoch
+        x_all = self.model.likelihood.prepare(self.train_x, self.rng)  # redrawn every epoch
         n = len(x_all)
         n_batches = -(-n // cfg.batch_size)
         sums = np.zeros(3)
@@ -227,6 +245,8 @@ class Trainer:
             self.best_valid, self.best_epoch = valid, self.epoch
             self.best_flat[...] = self.params.flat
         bound, rec, kl = sums / max(seen, 1)
+        offset = self.model.likelihood.nats_offset()  # nats of the 8-bit data for continuous likelihoods
+        bound, rec = bound + offset, rec + offset
         row = {"epoch": self.epoch, "train_elbo": rec - kl, "train_bound": bound, "train_rec": rec,
                "train_kl": kl, "valid_elbo": valid, "seconds": train_seconds,
                "seconds_with_eval": time.perf_counter() - start, "skipped_steps": self.skipped_steps,
@@ -258,7 +278,7 @@ class Trainer:
                       f"{row['valid_elbo']:9.3f}  {row['seconds']:6.1f} s", flush=True)
         best = self.params.unflatten(self.best_flat)
         test = dataset_elbo(self.model, best, self.test_x, np.random.default_rng(EVAL_SEED), kl=cfg.kl)
-        summary = {"test_elbo": test, "best_epoch": self.best_epoch, "best_valid_elbo": self.best_valid,
+        summary = {"test_elbo": test, **bits_per_dim(self.model, {"test_elbo": test}), "best_epoch": self.best_epoch, "best_valid_elbo": self.best_valid,
                    "epochs": self.epoch, "skipped_steps": self.skipped_steps, "n_train": len(self.train_x),
                    "seconds_per_epoch": float(np.mean([m["seconds"] for m in self.metrics])),
                    "n_parameters": int(self.params.size)}

@@ -97,3 +97,34 @@ def test_resume_continues_to_the_same_numbers(tmp_path, data_file):
     b = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     strip = lambda line: {k: v for k, v in json.loads(line).items() if not k.startswith("seconds")}  # noqa: E731
     assert [strip(l) for l in a] == [strip(l) for l in b]
+
+
+@pytest.mark.parametrize("likelihood, extra", [("gaussian", ["--psi", "decoder"]), ("logitnormal", []),
+                                               ("logitnormal-grid", []),
+                                               ("logitnormal-extgrid", ["--pixel-factor", "global"])])
+def test_continuous_likelihoods_train_eval_and_sample(tmp_path, likelihood, extra):
+    rng = np.random.default_rng(0)
+    x = (np.floor(rng.random((120, 784)) * 256) / 256).astype(np.float32)  # 8-bit intensities, k / 256
+    path = tmp_path / "gray.npz"
+    np.savez(path, train_x=x[:80], train_y=np.zeros(80), valid_x=x[80:100], valid_y=np.zeros(20),
+             test_x=x[100:], test_y=np.zeros(20))
+    out = tmp_path / likelihood
+    assert main(["train", "--data", str(path), "--epochs", "1", "--latent", "4", "--hidden", "8",
+                 "--likelihood", likelihood, *extra, "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["test_elbo_bits_per_dim"] < 40
+    assert main(["eval", str(out), "--data", str(path), "--iw-samples", "10", "--quiet"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["test_log_likelihood_bits_per_dim"] <= result["test_elbo_bits_per_dim"] + 0.05
+    assert main(["sample", str(out), "--n", "4"]) == 0
+    assert (out / "samples_means.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_continuous_likelihood_refuses_binarized_data(tmp_path, capsys):
+    x = (np.random.default_rng(0).random((60, 784)) < 0.5).astype(np.float32)
+    path = tmp_path / "binary.npz"
+    np.savez(path, **{f"{s}_x": x[:20] for s in ("train", "valid", "test")},
+             **{f"{s}_y": np.zeros(20) for s in ("train", "valid", "test")})
+    assert main(["train", "--data", str(path), "--likelihood", "logitnormal", "--out", str(tmp_path / "r"),
+                 "--quiet"]) == 2
+    assert "binarized" in capsys.readouterr().err

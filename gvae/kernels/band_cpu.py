@@ -26,9 +26,12 @@ from numba import njit, prange
 from .backend import register
 
 _FMA = {"contract"}
+_u = np.uint64
 _FMA_REASSOC = {"contract", "reassoc"}
 # prange chunks per call: enough to balance 16 threads, few enough that per-chunk set-up is negligible.
 _MAX_CHUNKS = 64
+# Below this much work (elements x diagonals) a call runs serially: waking the threads costs more.
+_PARALLEL_MIN = 1 << 15
 
 
 @njit(cache=True)
@@ -40,189 +43,252 @@ def _nchunks(p):
 # Substitutions
 # --------------------------------------------------------------------------------------------------
 
-@njit(cache=True, fastmath=_FMA)
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _prep_t(Lf, offs, M):
     """M[0, i] = 1 / L_ii;  M[k, i] = L_{i + o_k, i} / L_ii  (i < n - o_k): the rows of L^T scaled."""
     K, n = Lf.shape
     one = Lf.dtype.type(1.0)
+    d = Lf[0]
+    m0 = M[0]
     for i in range(n):
-        M[0, i] = one / Lf[0, i]
+        m0[i] = one / d[i]
     for k in range(1, K):
         o = offs[k]
+        src = Lf[k, o:]
+        dst = M[k]
         for i in range(n - o):
-            M[k, i] = Lf[k, i + o] * M[0, i]
+            dst[i] = src[i] * m0[i]
 
 
-@njit(cache=True, fastmath=_FMA)
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _prep(Lf, offs, M):
     """M[0, i] = 1 / L_ii;  M[k, i] = L_{i, i - o_k} / L_ii  (i >= o_k): the rows of L scaled."""
     K, n = Lf.shape
     one = Lf.dtype.type(1.0)
+    d = Lf[0]
+    m0 = M[0]
     for i in range(n):
-        M[0, i] = one / Lf[0, i]
+        m0[i] = one / d[i]
     for k in range(1, K):
-        for i in range(offs[k], n):
-            M[k, i] = Lf[k, i] * M[0, i]
+        o = offs[k]
+        src = Lf[k, o:]
+        dst = M[k, o:]
+        m0o = m0[o:]
+        for i in range(n - o):
+            dst[i] = src[i] * m0o[i]
 
 
-@njit(cache=True, fastmath=_FMA)
+# The substitutions run in blocks. With q the first diagonal whose offset is >= 2 (q = 2 when offset 1
+# is present, else q = 1), a block of length offs[q] only reads x outside itself through diagonals
+# q..K-1: those terms are gathered first for the whole block with vectorised loops (written into x as
+# scratch), then the offset-1 recursion runs through the block, one fused multiply-add per element.
+# Indices that LLVM cannot prove non-negative are cast to unsigned (Numba then skips wraparound).
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _solve_t_row(M, offs, b, x):
     """Backward substitution L^T x = b with M from :func:`_prep_t`:
-    x_i = M[0, i] b_i - sum_{k >= 1, i + o_k < n} M[k, i] x_{i + o_k}, for i = n-1 .. 0.
-
-    Segment p holds the i with exactly p valid off-diagonal terms: n - o_{p+1} <= i < n - o_p."""
+    x_i = M[0, i] b_i - sum_{k >= 1, i + o_k < n} M[k, i] x_{i + o_k}, for i = n-1 .. 0."""
     K, n = M.shape
-    if K == 1:
-        for i in range(n):
-            x[i] = M[0, i] * b[i]
-        return
-    if offs[1] == 1:
-        prev = M[0, n - 1] * b[n - 1]
-        x[n - 1] = prev
-        hi = n - 1
-        for p in range(1, K):
-            lo = max(n - offs[p + 1], 0) if p + 1 < K else 0
-            for i in range(hi - 1, lo - 1, -1):
-                acc = M[0, i] * b[i]
-                for k in range(2, p + 1):
-                    acc -= M[k, i] * x[i + offs[k]]
-                prev = acc - M[1, i] * prev
-                x[i] = prev
-            hi = lo
-    else:
-        hi = n
-        for p in range(K):
-            lo = max(n - offs[p + 1], 0) if p + 1 < K else 0
-            for i in range(hi - 1, lo - 1, -1):
-                acc = M[0, i] * b[i]
-                for k in range(1, p + 1):
-                    acc -= M[k, i] * x[i + offs[k]]
-                x[i] = acc
-            hi = lo
+    chain = K > 1 and offs[1] == 1
+    q = 2 if chain else 1
+    blen = offs[q] if q < K else n
+    m0 = M[0]
+    hi = n
+    while hi > 0:
+        lo = max(hi - blen, 0)
+        xb = x[lo:hi]
+        m0b = m0[lo:hi]
+        bb = b[lo:hi]
+        for i in range(hi - lo):
+            xb[i] = m0b[i] * bb[i]
+        for k in range(q, K):
+            o = offs[k]
+            top = min(hi, n - o)  # i + o < n
+            if top > lo:
+                xk = x[lo + o:top + o]
+                Mk = M[k, lo:top]
+                for i in range(top - lo):
+                    xb[i] -= Mk[i] * xk[i]
+        if chain:
+            m1 = M[1]
+            if hi < n:
+                prev = x[hi]
+                start = hi - 1
+            else:
+                prev = x[n - 1]
+                start = n - 2
+            for i in range(start, lo - 1, -1):
+                ui = _u(i)
+                prev = x[ui] - m1[ui] * prev
+                x[ui] = prev
+        hi = lo
 
 
-@njit(cache=True, fastmath=_FMA)
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _solve_row(M, offs, b, x):
     """Forward substitution L x = b with M from :func:`_prep`:
-    x_i = M[0, i] b_i - sum_{k >= 1, i >= o_k} M[k, i] x_{i - o_k}, for i = 0 .. n-1.
-
-    Segment p holds the i with exactly p valid off-diagonal terms: o_p <= i < o_{p+1}."""
+    x_i = M[0, i] b_i - sum_{k >= 1, i >= o_k} M[k, i] x_{i - o_k}, for i = 0 .. n-1."""
     K, n = M.shape
-    if K == 1:
-        for i in range(n):
-            x[i] = M[0, i] * b[i]
-        return
-    if offs[1] == 1:
-        prev = M[0, 0] * b[0]
-        x[0] = prev
-        lo = 1
-        for p in range(1, K):
-            hi = min(offs[p + 1], n) if p + 1 < K else n
-            for i in range(lo, hi):
-                acc = M[0, i] * b[i]
-                for k in range(2, p + 1):
-                    acc -= M[k, i] * x[i - offs[k]]
-                prev = acc - M[1, i] * prev
-                x[i] = prev
-            lo = hi
+    chain = K > 1 and offs[1] == 1
+    q = 2 if chain else 1
+    blen = offs[q] if q < K else n
+    m0 = M[0]
+    lo = 0
+    while lo < n:
+        hi = min(lo + blen, n)
+        xb = x[lo:hi]
+        m0b = m0[lo:hi]
+        bb = b[lo:hi]
+        for i in range(hi - lo):
+            xb[i] = m0b[i] * bb[i]
+        for k in range(q, K):
+            o = offs[k]
+            start = max(lo, o)  # i - o >= 0
+            if hi > start:
+                xs = xb[start - lo:]
+                xk = x[start - o:hi - o]
+                Mk = M[k, start:hi]
+                for i in range(hi - start):
+                    xs[i] -= Mk[i] * xk[i]
+        if chain:
+            m1 = M[1]
+            start = max(lo, 1)
+            prev = x[start - 1]
+            for i in range(start, hi):
+                ui = _u(i)
+                prev = x[ui] - m1[ui] * prev
+                x[ui] = prev
+        lo = hi
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_pairs(L, offs, b, out, lo, hi, transposed):
+    """Solve the (factor, sample) pairs lo..hi-1 (factor-major), preparing each factor once."""
+    F, K, n = L.shape
+    S = b.shape[0]
+    M = np.empty((K, n), dtype=L.dtype)
+    last = -1
+    for p in range(lo, hi):
+        f = p // S
+        s = p - f * S
+        if transposed:
+            if f != last:
+                _prep_t(L[f], offs, M)
+            _solve_t_row(M, offs, b[s, f], out[s, f])
+        else:
+            if f != last:
+                _prep(L[f], offs, M)
+            _solve_row(M, offs, b[s, f], out[s, f])
+        last = f
+
+
+@njit(cache=True, parallel=True, fastmath=_FMA, error_model="numpy")
+def _solve(L, offs, b, out, transposed):
+    F, K, n = L.shape
+    P = F * b.shape[0]
+    if P * n * K < _PARALLEL_MIN:
+        _solve_pairs(L, offs, b, out, 0, P, transposed)
     else:
-        lo = 0
-        for p in range(K):
-            hi = min(offs[p + 1], n) if p + 1 < K else n
-            for i in range(lo, hi):
-                acc = M[0, i] * b[i]
-                for k in range(1, p + 1):
-                    acc -= M[k, i] * x[i - offs[k]]
-                x[i] = acc
-            lo = hi
+        nch = _nchunks(P)
+        for c in prange(nch):
+            _solve_pairs(L, offs, b, out, c * P // nch, (c + 1) * P // nch, transposed)
 
 
 @register("band_solve_t")
-@njit(cache=True, parallel=True, fastmath=_FMA)
 def band_solve_t(L, offs, b, out):
     """out[s, f] = L_f^{-T} b[s, f].  L (F, K, n); b, out (S, F, n)."""
-    F, K, n = L.shape
-    S = b.shape[0]
-    P = F * S
-    nch = _nchunks(P)
-    for c in prange(nch):
-        M = np.empty((K, n), dtype=L.dtype)
-        last = -1
-        for p in range(c * P // nch, (c + 1) * P // nch):
-            f = p // S
-            if f != last:
-                _prep_t(L[f], offs, M)
-                last = f
-            s = p - f * S
-            _solve_t_row(M, offs, b[s, f], out[s, f])
+    _solve(L, offs, b, out, True)
 
 
 @register("band_solve")
-@njit(cache=True, parallel=True, fastmath=_FMA)
 def band_solve(L, offs, b, out):
     """out[s, f] = L_f^{-1} b[s, f].  L (F, K, n); b, out (S, F, n)."""
-    F, K, n = L.shape
-    S = b.shape[0]
-    P = F * S
-    nch = _nchunks(P)
-    for c in prange(nch):
-        M = np.empty((K, n), dtype=L.dtype)
-        last = -1
-        for p in range(c * P // nch, (c + 1) * P // nch):
-            f = p // S
-            if f != last:
-                _prep(L[f], offs, M)
-                last = f
-            s = p - f * S
-            _solve_row(M, offs, b[s, f], out[s, f])
+    _solve(L, offs, b, out, False)
 
 
 # --------------------------------------------------------------------------------------------------
 # Products
 # --------------------------------------------------------------------------------------------------
 
-@register("band_matvec_t")
-@njit(cache=True, parallel=True, fastmath=_FMA)
-def band_matvec_t(L, offs, x, out):
-    """out[s, f] = L_f^T x[s, f]:  y_i = sum_{k, i + o_k < n} L[k, i + o_k] x_{i + o_k}."""
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _matvec_pairs(L, offs, x, out, lo, hi, transposed):
+    """y = L_f^T x (transposed) or L_f x for the pairs lo..hi-1; vectorised loops over shifted slices:
+    L^T x: y_i += L[k, i + o] x_{i + o} (i < n - o);  L x: y_i += L[k, i] x_{i - o} (i >= o)."""
     F, K, n = L.shape
     S = x.shape[0]
-    for p in prange(F * S):
+    for p in range(lo, hi):
         f = p // S
         s = p - f * S
         Lf = L[f]
         xv = x[s, f]
         y = out[s, f]
+        d = Lf[0]
         for i in range(n):
-            y[i] = Lf[0, i] * xv[i]
+            y[i] = d[i] * xv[i]
         for k in range(1, K):
             o = offs[k]
-            for i in range(n - o):
-                y[i] += Lf[k, i + o] * xv[i + o]
+            lk = Lf[k, o:]
+            if transposed:
+                xs = xv[o:]
+                for i in range(n - o):
+                    y[i] += lk[i] * xs[i]
+            else:
+                ys = y[o:]
+                for i in range(n - o):
+                    ys[i] += lk[i] * xv[i]
+
+
+@njit(cache=True, parallel=True, fastmath=_FMA, error_model="numpy")
+def _matvec(L, offs, x, out, transposed):
+    F, K, n = L.shape
+    P = F * x.shape[0]
+    if P * n * K < _PARALLEL_MIN:
+        _matvec_pairs(L, offs, x, out, 0, P, transposed)
+    else:
+        nch = _nchunks(P)
+        for c in prange(nch):
+            _matvec_pairs(L, offs, x, out, c * P // nch, (c + 1) * P // nch, transposed)
+
+
+@register("band_matvec_t")
+def band_matvec_t(L, offs, x, out):
+    """out[s, f] = L_f^T x[s, f].  L (F, K, n); x, out (S, F, n)."""
+    _matvec(L, offs, x, out, True)
 
 
 @register("band_matvec")
-@njit(cache=True, parallel=True, fastmath=_FMA)
 def band_matvec(L, offs, x, out):
-    """out[s, f] = L_f x[s, f]:  y_i = sum_{k, i >= o_k} L[k, i] x_{i - o_k}."""
-    F, K, n = L.shape
-    S = x.shape[0]
-    for p in prange(F * S):
-        f = p // S
-        s = p - f * S
-        Lf = L[f]
-        xv = x[s, f]
-        y = out[s, f]
+    """out[s, f] = L_f x[s, f].  L (F, K, n); x, out (S, F, n)."""
+    _matvec(L, offs, x, out, False)
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _outer_one(a, c, offs, scale, g, f, s_lo, s_hi):
+    n = a.shape[2]
+    K = offs.shape[0]
+    for k in range(K):
+        gk = g[k]
         for i in range(n):
-            y[i] = Lf[0, i] * xv[i]
-        for k in range(1, K):
+            gk[i] = 0.0
+    for s in range(s_lo, s_hi):
+        av = a[s, f]
+        cv = c[s, f]
+        for k in range(K):
             o = offs[k]
-            for i in range(o, n):
-                y[i] += Lf[k, i] * xv[i - o]
+            gk = g[k, o:]
+            ak = av[o:]
+            for i in range(n - o):
+                gk[i] += ak[i] * cv[i]
+    if scale != 1.0:
+        sc = g.dtype.type(scale)
+        for k in range(K):
+            gk = g[k]
+            for i in range(n):
+                gk[i] *= sc
 
 
 @register("band_outer")
-@njit(cache=True, parallel=True, fastmath=_FMA)
+@njit(cache=True, parallel=True, fastmath=_FMA, error_model="numpy")
 def band_outer(a, c, offs, scale, out):
     """Band-restricted sum of outer products, the L-gradient of every solve and product:
 
@@ -233,62 +299,62 @@ def band_outer(a, c, offs, scale, out):
     S, F, n = a.shape
     Q = out.shape[0]
     K = offs.shape[0]
-    sc = out.dtype.type(scale)
-    for t in prange(Q * F):
-        q = t // F
-        f = t - q * F
-        g = out[q, f]
-        for k in range(K):
-            for i in range(n):
-                g[k, i] = 0.0
-        for s in range(q * S // Q, (q + 1) * S // Q):
-            av = a[s, f]
-            cv = c[s, f]
-            for k in range(K):
-                o = offs[k]
-                for i in range(o, n):
-                    g[k, i] += av[i] * cv[i - o]
-        if sc != 1.0:
-            for k in range(K):
-                for i in range(offs[k], n):
-                    g[k, i] *= sc
+    if S * F * n * K < _PARALLEL_MIN:
+        for t in range(Q * F):
+            q = t // F
+            f = t - q * F
+            _outer_one(a, c, offs, scale, out[q, f], f, q * S // Q, (q + 1) * S // Q)
+    else:
+        for t in prange(Q * F):
+            q = t // F
+            f = t - q * F
+            _outer_one(a, c, offs, scale, out[q, f], f, q * S // Q, (q + 1) * S // Q)
 
 
 # --------------------------------------------------------------------------------------------------
 # Log-determinant
 # --------------------------------------------------------------------------------------------------
 
-@register("band_logdet")
-@njit(cache=True, parallel=True)
-def band_logdet(L, out):
-    """out[f] = sum_i log L[f, 0, i].
+@njit(cache=True, error_model="numpy")
+def _logdet_one(d):
+    """sum_i log d_i. Numba has no vector log here, so the entries are multiplied in float64 blocks of 8
+    and one log is taken per block; a block with an entry outside [1e-30, 1e30] (where the product
+    could leave the normal range) falls back to one log per entry."""
+    n = d.shape[0]
+    acc = 0.0
+    i = 0
+    while i + 8 <= n:
+        blk = d[i:i + 8]
+        lo = 1e30
+        hi = 1e-30
+        prod = 1.0
+        for j in range(8):
+            v = np.float64(blk[j])
+            lo = min(lo, v)
+            hi = max(hi, v)
+            prod *= v
+        if lo >= 1e-30 and hi <= 1e30:
+            acc += math.log(prod)
+        else:
+            for j in range(8):
+                acc += math.log(np.float64(blk[j]))
+        i += 8
+    for j in range(i, n):
+        acc += math.log(np.float64(d[_u(j)]))
+    return acc
 
-    Numba has no vector log here, so the diagonal is multiplied in float64 blocks of 8 and one log is
-    taken per block; a block with an entry outside [1e-30, 1e30] (where the product could leave the
-    normal range) falls back to one log per entry."""
+
+@register("band_logdet")
+@njit(cache=True, parallel=True, error_model="numpy")
+def band_logdet(L, out):
+    """out[f] = sum_i log L[f, 0, i]."""
     F, K, n = L.shape
-    for f in prange(F):
-        d = L[f, 0]
-        acc = 0.0
-        i = 0
-        while i + 8 <= n:
-            lo = 1e30
-            hi = 1e-30
-            prod = 1.0
-            for j in range(i, i + 8):
-                v = np.float64(d[j])
-                lo = min(lo, v)
-                hi = max(hi, v)
-                prod *= v
-            if lo >= 1e-30 and hi <= 1e30:
-                acc += math.log(prod)
-            else:
-                for j in range(i, i + 8):
-                    acc += math.log(np.float64(d[j]))
-            i += 8
-        for j in range(i, n):
-            acc += math.log(np.float64(d[j]))
-        out[f] = acc
+    if F * n < _PARALLEL_MIN:
+        for f in range(F):
+            out[f] = _logdet_one(L[f, 0])
+    else:
+        for f in prange(F):
+            out[f] = _logdet_one(L[f, 0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -304,60 +370,76 @@ def band_logdet(L, out):
 # recursion backwards in reverse mode. For the chain the diagonal alone satisfies
 #   s_i = a_i + c_i s_{i+1},  a_i = 1 / L_ii^2,  c_i = a_i L_{i+1, i}^2.
 
-@njit(cache=True, fastmath=_FMA)
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _chain_coefs(Lf, a, cc):
+    """a_i = 1 / L_ii^2 and c_i = a_i L_{i+1, i}^2 (float64), vectorised."""
+    n = Lf.shape[1]
+    d = Lf[0]
+    l1 = Lf[1, 1:]
+    for i in range(n):
+        r = 1.0 / np.float64(d[i])
+        a[i] = r * r
+    for i in range(n - 1):
+        v = np.float64(l1[i])
+        cc[i] = a[i] * v * v
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _trace_chain(Lf, buf):
     n = Lf.shape[1]
     a = buf[0]
     cc = buf[1]
-    for i in range(n):
-        r = 1.0 / np.float64(Lf[0, i])
-        a[i] = r * r
-    for i in range(n - 1):
-        v = np.float64(Lf[1, i + 1])
-        cc[i] = a[i] * v * v
+    _chain_coefs(Lf, a, cc)
     s = a[n - 1]
     tr = s
     for i in range(n - 2, -1, -1):
-        s = a[i] + cc[i] * s
+        ui = _u(i)
+        s = a[ui] + cc[ui] * s
         tr += s
     return tr
 
 
-@njit(cache=True, fastmath=_FMA)
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _trace_band(Lf, offs, Wm, t, ck, slot):
+    """Forward selected inversion over a (w+1) x (w+1) ring window: slot (i mod (w+1)) holds index i;
+    every index >= n keeps zeros. Returns tr(Sigma)."""
     K, n = Lf.shape
     W = offs[K - 1] + 1
     for r in range(W):
+        wr = Wm[r]
         for col in range(W):
-            Wm[r, col] = 0.0
+            wr[col] = 0.0
     tr = 0.0
     kmax = 0
     s0 = (n - 1) % W  # ring slot of index i
     for i in range(n - 1, -1, -1):
         while kmax + 1 < K and i + offs[kmax + 1] < n:
             kmax += 1
-        rl = 1.0 / np.float64(Lf[0, i])
+        rl = 1.0 / np.float64(Lf[0, _u(i)])
         for col in range(W):
             t[col] = 0.0
+        # t[slot(j)] = sum_k L_{m_k, i} Sigma_{m_k, j} over the window
         for k in range(1, kmax + 1):
             o = offs[k]
-            c = np.float64(Lf[k, i + o])
+            c = np.float64(Lf[k, _u(i + o)])
             row = s0 + o
             if row >= W:
                 row -= W
             ck[k] = c
             slot[k] = row
+            wr = Wm[_u(row)]
             for col in range(W):
-                t[col] += c * Wm[row, col]
+                t[col] += c * wr[col]
         d = rl
         for k in range(1, kmax + 1):
-            d += ck[k] * rl * t[slot[k]]
+            d += ck[k] * rl * t[_u(slot[k])]
         d *= rl
+        ws = Wm[_u(s0)]
         for col in range(W):
-            v = -rl * t[col]
-            Wm[s0, col] = v
-            Wm[col, s0] = v
-        Wm[s0, s0] = d
+            ws[col] = -rl * t[col]
+        for col in range(W):
+            Wm[col, _u(s0)] = ws[col]
+        ws[s0] = d
         tr += d
         s0 -= 1
         if s0 < 0:
@@ -365,58 +447,67 @@ def _trace_band(Lf, offs, Wm, t, ck, slot):
     return tr
 
 
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _trace_factors(L, offs, out, lo, hi):
+    F, K, n = L.shape
+    if K == 2 and offs[1] == 1:
+        buf = np.empty((2, n))
+        for f in range(lo, hi):
+            out[f] = _trace_chain(L[f], buf)
+    else:
+        W = offs[K - 1] + 1
+        Wm = np.empty((W, W))
+        t = np.empty(W)
+        ck = np.empty(K)
+        slot = np.empty(K, dtype=np.int64)
+        for f in range(lo, hi):
+            out[f] = _trace_band(L[f], offs, Wm, t, ck, slot)
+
+
 @register("band_trace_inv")
-@njit(cache=True, parallel=True, fastmath=_FMA)
+@njit(cache=True, parallel=True, error_model="numpy")
 def band_trace_inv(L, offs, out):
     """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain); float64 inside."""
     F, K, n = L.shape
-    chain = K == 2 and offs[1] == 1
     W = offs[K - 1] + 1
-    nch = _nchunks(F)
-    if chain:
-        for c in prange(nch):
-            buf = np.empty((2, n))
-            for f in range(c * F // nch, (c + 1) * F // nch):
-                out[f] = _trace_chain(L[f], buf)
+    if F * n * K * W < _PARALLEL_MIN:
+        _trace_factors(L, offs, out, 0, F)
     else:
+        nch = _nchunks(F)
         for c in prange(nch):
-            Wm = np.empty((W, W))
-            t = np.empty(W)
-            ck = np.empty(K)
-            slot = np.empty(K, dtype=np.int64)
-            for f in range(c * F // nch, (c + 1) * F // nch):
-                out[f] = _trace_band(L[f], offs, Wm, t, ck, slot)
+            _trace_factors(L, offs, out, c * F // nch, (c + 1) * F // nch)
 
 
-@njit(cache=True, fastmath=_FMA)
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _trace_chain_grad(Lf, g, buf, gf):
     """Reverse mode through s_i = a_i + c_i s_{i+1}; tr = sum_i s_i."""
     n = Lf.shape[1]
     a = buf[0]
     cc = buf[1]
     s = buf[2]
-    for i in range(n):
-        r = 1.0 / np.float64(Lf[0, i])
-        a[i] = r * r
-    for i in range(n - 1):
-        v = np.float64(Lf[1, i + 1])
-        cc[i] = a[i] * v * v
+    _chain_coefs(Lf, a, cc)
     acc = a[n - 1]
     s[n - 1] = acc
     for i in range(n - 2, -1, -1):
-        acc = a[i] + cc[i] * acc
-        s[i] = acc
+        ui = _u(i)
+        acc = a[ui] + cc[ui] * acc
+        s[ui] = acc
     # sb_i = g + sb_{i-1} c_{i-1};  ds_i/dL_ii = -2 s_i / L_ii;  ds_i/dL_{i+1,i} = 2 a_i L_{i+1,i} s_{i+1}
+    d = Lf[0]
+    l1 = Lf[1, 1:]
+    g0 = gf[0]
+    g1 = gf[1, 1:]
+    s1 = s[1:]
     gf[1, 0] = 0.0
     sb = g
     for i in range(n - 1):
-        gf[0, i] = -2.0 * sb * s[i] / np.float64(Lf[0, i])
-        gf[1, i + 1] = 2.0 * sb * a[i] * np.float64(Lf[1, i + 1]) * s[i + 1]
+        g0[i] = -2.0 * sb * s[i] / np.float64(d[i])
+        g1[i] = 2.0 * sb * a[i] * np.float64(l1[i]) * s1[i]
         sb = g + sb * cc[i]
-    gf[0, n - 1] = -2.0 * sb * s[n - 1] / np.float64(Lf[0, n - 1])
+    g0[n - 1] = -2.0 * sb * s[n - 1] / np.float64(d[n - 1])
 
 
-@njit(cache=True, fastmath=_FMA_REASSOC)
+@njit(cache=True, fastmath=_FMA_REASSOC, error_model="numpy")
 def _trace_band_grad(Lf, offs, g, R, Rb, y, gf):
     """Reverse mode through the selected inversion. R[i, d] = Sigma_{i, i+d} (i + d < n) is stored by
     the forward sweep; Rb holds the adjoints of the same entries. Sigma_{m, j} with j < m is read as
@@ -426,30 +517,36 @@ def _trace_band_grad(Lf, offs, g, R, Rb, y, gf):
     # forward sweep, i = n-1 .. 0
     kmax = 0
     for i in range(n - 1, -1, -1):
+        ui = _u(i)
         while kmax + 1 < K and i + offs[kmax + 1] < n:
             kmax += 1
-        rl = 1.0 / np.float64(Lf[0, i])
+        rl = 1.0 / np.float64(Lf[0, ui])
         jend = min(i + W, n)
         for d in range(W):
             y[d] = 0.0
         for k in range(1, kmax + 1):
             m = i + offs[k]
-            c = np.float64(Lf[k, m])
+            c = np.float64(Lf[k, _u(m)])
             for j in range(i + 1, m):
-                y[j - i] += c * R[j, m - j]
-            for j in range(m, jend):
-                y[j - i] += c * R[m, j - m]
+                y[_u(j - i)] += c * R[_u(j), _u(m - j)]
+            ym = y[m - i:]
+            Rm = R[_u(m)]
+            for t in range(jend - m):
+                ym[t] += c * Rm[t]
+        Ri = R[ui]
         for d in range(1, jend - i):
-            R[i, d] = -rl * y[d]
+            Ri[d] = -rl * y[d]
         sd = rl
         for k in range(1, kmax + 1):
-            sd -= np.float64(Lf[k, i + offs[k]]) * R[i, offs[k]]
-        R[i, 0] = rl * sd
+            o = offs[k]
+            sd -= np.float64(Lf[k, _u(i + o)]) * Ri[_u(o)]
+        Ri[0] = rl * sd
     # reverse sweep, i = 0 .. n-1; row i of Rb is final when step i is reached
     for i in range(n):
-        Rb[i, 0] = g
+        Rbi = Rb[i]
+        Rbi[0] = g
         for d in range(1, W):
-            Rb[i, d] = 0.0
+            Rbi[d] = 0.0
     kmax = K - 1
     for i in range(n):
         while kmax > 0 and i + offs[kmax] >= n:
@@ -457,59 +554,73 @@ def _trace_band_grad(Lf, offs, g, R, Rb, y, gf):
         L_ii = np.float64(Lf[0, i])
         rl = 1.0 / L_ii
         jend = min(i + W, n)
-        yb0 = Rb[i, 0]
+        Ri = R[i]
+        Rbi = Rb[i]
+        yb0 = Rbi[0]
         # Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}
         ssum = 0.0
         for k in range(1, kmax + 1):
-            ssum += np.float64(Lf[k, i + offs[k]]) * R[i, offs[k]]
+            o = offs[k]
+            ssum += np.float64(Lf[k, _u(i + o)]) * Ri[_u(o)]
         rlb = yb0 * (2.0 * rl - ssum)
         for k in range(1, kmax + 1):
             o = offs[k]
-            gf[k, i + o] = -yb0 * rl * R[i, o]
-            Rb[i, o] -= yb0 * rl * np.float64(Lf[k, i + o])
+            gf[k, _u(i + o)] = -yb0 * rl * Ri[_u(o)]
+            Rbi[_u(o)] -= yb0 * rl * np.float64(Lf[k, _u(i + o)])
         # Sigma_{i, i+d} = -rl T_d  =>  d/drl = -T_d = Sigma_{i, i+d} L_ii
         acc0 = 0.0
         for d in range(1, jend - i):
-            acc0 += Rb[i, d] * R[i, d]
+            acc0 += Rbi[d] * Ri[d]
         rlb += L_ii * acc0
         for k in range(1, kmax + 1):
             m = i + offs[k]
-            c = np.float64(Lf[k, m])
-            coef = -rl * c
+            coef = -rl * np.float64(Lf[k, _u(m)])
             acc = 0.0
             for j in range(i + 1, m):
-                yb = Rb[i, j - i]
-                acc += yb * R[j, m - j]
-                Rb[j, m - j] += coef * yb
-            for j in range(m, jend):
-                yb = Rb[i, j - i]
-                acc += yb * R[m, j - m]
-                Rb[m, j - m] += coef * yb
-            gf[k, m] -= rl * acc
+                yb = Rbi[_u(j - i)]
+                acc += yb * R[_u(j), _u(m - j)]
+                Rb[_u(j), _u(m - j)] += coef * yb
+            Rbm = Rbi[m - i:]
+            Rm = R[_u(m)]
+            Rbmm = Rb[_u(m)]
+            for t in range(jend - m):
+                yb = Rbm[t]
+                acc += yb * Rm[t]
+                Rbmm[t] += coef * yb
+            gf[k, _u(m)] -= rl * acc
         gf[0, i] = -rlb * rl * rl
     for k in range(1, K):
+        gk = gf[k]
         for i in range(offs[k]):
-            gf[k, i] = 0.0
+            gk[i] = 0.0
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _trace_grad_factors(L, offs, g, out, lo, hi):
+    F, K, n = L.shape
+    if K == 2 and offs[1] == 1:
+        buf = np.empty((3, n))
+        for f in range(lo, hi):
+            _trace_chain_grad(L[f], np.float64(g[f]), buf, out[f])
+    else:
+        W = offs[K - 1] + 1
+        R = np.empty((n, W))
+        Rb = np.empty((n, W))
+        y = np.empty(W)
+        for f in range(lo, hi):
+            _trace_band_grad(L[f], offs, np.float64(g[f]), R, Rb, y, out[f])
 
 
 @register("band_trace_inv_grad")
-@njit(cache=True, parallel=True, fastmath=_FMA)
+@njit(cache=True, parallel=True, error_model="numpy")
 def band_trace_inv_grad(L, offs, g, out):
     """out[f] = g[f] * d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted),
     zero in the slots that do not exist. L, out (F, K, n); g (F,)."""
     F, K, n = L.shape
-    chain = K == 2 and offs[1] == 1
     W = offs[K - 1] + 1
-    nch = _nchunks(F)
-    if chain:
-        for c in prange(nch):
-            buf = np.empty((3, n))
-            for f in range(c * F // nch, (c + 1) * F // nch):
-                _trace_chain_grad(L[f], np.float64(g[f]), buf, out[f])
+    if F * n * K * W < _PARALLEL_MIN:
+        _trace_grad_factors(L, offs, g, out, 0, F)
     else:
+        nch = _nchunks(F)
         for c in prange(nch):
-            R = np.empty((n, W))
-            Rb = np.empty((n, W))
-            y = np.empty(W)
-            for f in range(c * F // nch, (c + 1) * F // nch):
-                _trace_band_grad(L[f], offs, np.float64(g[f]), R, Rb, y, out[f])
+            _trace_grad_factors(L, offs, g, out, c * F // nch, (c + 1) * F // nch)

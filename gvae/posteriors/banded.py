@@ -13,7 +13,8 @@ each in O(d |stencil|), the trace in O(d w^2) for bandwidth w.
 import numpy as np
 
 from .. import kernels, ops
-from .base import LOG_2PI, Family, positive
+from ..band_gaussian import band_factor, band_log_density, band_sample
+from .base import LOG_2PI, Family
 
 
 def lattice_shape(d, grid_shape=None):
@@ -55,17 +56,13 @@ class Banded(Family):
         offsets, mask = self.layout(d)
         k = len(offsets)
         raw = h[..., d:].reshape(h.shape[:-1] + (k, d))
-        diag = positive(raw[..., :1, :], self.floor)
-        L = diag if k == 1 else ops.concatenate2(diag, raw[..., 1:, :] * mask[1:].astype(h.dtype), axis=-2)
-        return {"mu": h[..., :d], "L": L, "offsets": offsets}
+        return {"mu": h[..., :d], "L": band_factor(raw, mask, self.floor), "offsets": offsets}
 
     def sample(self, q, eps):
-        return q["mu"] + ops.band_solve_t(q["L"], q["offsets"], eps)
+        return band_sample(q["L"], q["offsets"], q["mu"], eps)
 
     def log_prob(self, q, z):
-        u = ops.band_matvec_t(q["L"], q["offsets"], z - q["mu"])
-        d = z.shape[-1]
-        return -0.5 * ops.sum(u * u, axis=-1) + ops.band_logdet(q["L"]) - 0.5 * d * LOG_2PI
+        return band_log_density(q["L"], q["offsets"], z, q["mu"])
 
     def kl(self, q):
         mu = q["mu"]

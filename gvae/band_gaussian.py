@@ -1,0 +1,38 @@
+"""Gaussians whose precision is P = L L^T with L in band storage, built from unconstrained outputs.
+
+Shared by the band posteriors and the pixel-lattice likelihoods: the same factor, log-density and
+sampler, each O(n |stencil|):
+
+    L[0] = softplus(raw[0]) + floor,  L[k>0] = raw[k] * mask[k],
+    log N(y; mu, P^-1) = -|L^T (y - mu)|^2 / 2 + sum_i log L_ii - n/2 log 2 pi,
+    y = mu + L^-T eps.
+"""
+import math
+
+import numpy as np
+
+from . import ops
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def band_factor(raw, mask, floor):
+    """raw (..., K, n) unconstrained -> L (..., K, n): positive main diagonal, masked off-diagonals.
+
+    ``mask`` (K, n) is 0/1 and removes slots outside the matrix and lattice wrap-around links."""
+    k = raw.shape[-2]
+    diag = ops.softplus(raw[..., :1, :]) + np.asarray(floor, dtype=raw.dtype)
+    if k == 1:
+        return diag
+    return ops.concatenate2(diag, raw[..., 1:, :] * np.asarray(mask[1:], dtype=raw.dtype), axis=-2)
+
+
+def band_log_density(L, offsets, y, mu):
+    """log N(y; mu, (L L^T)^-1) summed over the last axis."""
+    u = ops.band_matvec_t(L, offsets, y - mu)
+    return -0.5 * ops.sum(u * u, axis=-1) + ops.band_logdet(L) - 0.5 * y.shape[-1] * LOG_2PI
+
+
+def band_sample(L, offsets, mu, eps):
+    """mu + L^-T eps (eps standard normal, broadcast against L's batch dims)."""
+    return mu + ops.band_solve_t(L, offsets, eps)

@@ -1,0 +1,385 @@
+"""Pictures of a trained run: learning curves, reconstructions, samples, the 2-d latent manifold and,
+for structured posteriors, the Cholesky factor of the precision and the posterior correlations.
+
+matplotlib is an optional extra (``pip install 'gvae[plot]'``) imported only when a picture is drawn.
+Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, so no pyplot state is
+touched, and every PNG is written atomically with :func:`gvae.files.atomic_path`.
+
+:func:`plot_run` draws everything for a run folder; each picture also has its own function taking a
+model, its parameters and an output path:
+
+=========================  ======================================================================
+``curves.png``             train and validation ELBO per epoch (:func:`plot_curves`)
+``reconstructions.png``    test images and decoder means at the posterior mean
+                           (:func:`plot_reconstructions`)
+``samples.png``            decoder means for z ~ N(0, I) (:func:`plot_samples`)
+``manifold.png``           latent dimension 2 only: decoder means over a grid of Gaussian quantiles
+                           (:func:`plot_manifold`)
+``cholesky_diagonals.png`` structured posteriors only: the diagonals of the Cholesky factor L of
+                           the precision P = L L^T for a few test points
+                           (:func:`plot_cholesky_diagonals`)
+``correlation.png``        structured posteriors only: the posterior correlation matrices of those
+                           test points (:func:`plot_correlation`)
+=========================  ======================================================================
+"""
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_path, read_jsonl
+
+DPI = 100
+MAX_DIAGONALS = 6  # lines in the Cholesky picture for families with many diagonals (full, rank1)
+MISSING = "gvae plot needs matplotlib: pip install 'gvae[plot]'"
+
+
+def _figure(width, height, layout=None):
+    """A new Figure on its own Agg canvas (no pyplot, no global state)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise RuntimeError(MISSING) from None
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _image_figure(img, zoom, title, left=0.25, right=0.25, bottom=0.25, top=0.5):
+    """A figure showing the 2-d array img in [0, 1] at exactly ``zoom`` screen pixels per image pixel
+    (crisp, no resampling), with margins given in inches. Returns (fig, ax)."""
+    h, w = img.shape
+    aw, ah = w * zoom / DPI, h * zoom / DPI
+    fw, fh = aw + left + right, ah + bottom + top
+    fig = _figure(fw, fh)
+    ax = fig.add_axes([left / fw, bottom / fh, aw / fw, ah / fh])
+    ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=11)
+    return fig, ax
+
+
+def _save(fig, path):
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+def image_side(n):
+    """The side of a square image of n pixels, or None if n is not a perfect square."""
+    side = math.isqrt(int(n))
+    return side if side * side == n and side > 0 else None
+
+
+def _side_or_raise(n):
+    side = image_side(n)
+    if side is None:
+        raise ValueError(f"cannot draw images of {n} pixels: {n} is not a square number")
+    return side
+
+
+def tile(images, rows, cols, pad=2, pad_value=1.0):
+    """Images (N <= rows * cols, h, w) laid out row by row into one (rows h + ..., cols w + ...) array,
+    with ``pad`` pixels of ``pad_value`` between them (and around); unused cells stay ``pad_value``."""
+    images = np.asarray(images, dtype=np.float64)
+    n, h, w = images.shape
+    if n > rows * cols:
+        raise ValueError(f"{n} images do not fit a {rows} x {cols} grid")
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), pad_value)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = images[k]
+    return out
+
+
+def decoder_means(model, params, z):
+    """The likelihood's mean of x for latent points z (N, d), as float64 (N, n)."""
+    z = np.ascontiguousarray(z, dtype=model.dtype)
+    return np.asarray(model.likelihood.mean(model.decode(params, z), params), dtype=np.float64)
+
+
+def _gray(ax, img, title=None):
+    ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
+def _run_title(config):
+    if not config:
+        return ""
+    hidden = "-".join(str(h) for h in config.get("hidden", ()))
+    return f"{config.get('posterior', '?')} posterior, latent {config.get('latent', '?')}, hidden {hidden}"
+
+
+def _read_json(path):
+    import json
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- the pictures ------------------------------------------------------------------------------------
+
+def plot_curves(run_dir, path=None):
+    """``curves.png``: train and validation ELBO per epoch from ``run_dir/metrics.jsonl``.
+
+    The best validation epoch (from ``summary.json`` if there is one) is marked. Returns the path."""
+    run_dir = Path(run_dir)
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    if not rows:
+        raise ValueError(f"{run_dir / 'metrics.jsonl'} holds no epochs to plot")
+    config = _read_json(run_dir / "config.json")
+    summary = _read_json(run_dir / "summary.json")
+    epochs = [r["epoch"] for r in rows]
+    fig = _figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(epochs, [r["train_elbo"] for r in rows], "o-", ms=3, label="train ELBO (epoch average)")
+    if any(abs(r.get("train_bound", r["train_elbo"]) - r["train_elbo"]) > 0.01 for r in rows):
+        ax.plot(epochs, [r["train_bound"] for r in rows], "o--", ms=3, label="train bound (optimised)")
+    ax.plot(epochs, [r["valid_elbo"] for r in rows], "s-", ms=3, label="validation ELBO")
+    best = summary.get("best_epoch") if summary else None
+    if best is None:
+        best = max(rows, key=lambda r: r["valid_elbo"])["epoch"]
+    best_row = next((r for r in rows if r["epoch"] == best), None)
+    if best_row is not None:
+        ax.plot([best], [best_row["valid_elbo"]], "*", ms=12, color="C3", zorder=3,
+                label=f"best validation (epoch {best}: {best_row['valid_elbo']:.2f})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per image)")
+    if len(epochs) < 15:
+        ax.set_xticks(epochs)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    title = "Learning curves"
+    if config:
+        title += f"\n{_run_title(config)}"
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path if path is not None else run_dir / "curves.png")
+
+
+def plot_reconstructions(model, params, x, path, n_images=16, labels=None):
+    """``reconstructions.png``: the first ``n_images`` rows of x (top) and the decoder means of their
+    reconstructions through the posterior mean, z = mu(x) (bottom). Returns the path."""
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    x = np.ascontiguousarray(x[:n_images], dtype=model.dtype)
+    side = _side_or_raise(x.shape[1])
+    mu = np.asarray(model.encode(params, x)["mu"])
+    recon = decoder_means(model, params, mu)
+    n = len(x)
+    pad = 2
+    grid = tile(np.concatenate([x, recon]).reshape(2 * n, side, side), 2, n, pad=pad)
+    zoom = 2 if side <= 32 else 1
+    fig, ax = _image_figure(grid, zoom, "Reconstructions: decoder mean at z = posterior mean",
+                            left=1.25, bottom=0.55 if labels is not None else 0.2)
+    centre = [pad + k * (side + pad) + (side - 1) / 2 for k in range(max(n, 2))]
+    ax.set_yticks(centre[:2], ["test image", "reconstruction"])
+    if labels is not None:
+        ax.set_xticks(centre[:n], [str(int(v)) for v in np.asarray(labels)[:n]], fontsize=9)
+        ax.set_xlabel("digit label")
+    ax.tick_params(length=0)
+    return _save(fig, path)
+
+
+def plot_samples(model, params, path, rows=8, cols=8, seed=0):
+    """``samples.png``: decoder means for rows x cols draws z ~ N(0, I). Returns the path."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((rows * cols, model.latent))
+    means = decoder_means(model, params, z)
+    side = _side_or_raise(means.shape[1])
+    grid = tile(means.reshape(-1, side, side), rows, cols)
+    fig, _ = _image_figure(grid, 2 if side <= 32 else 1, f"Samples: decoder means for z ~ N(0, I), "
+                                                         f"d = {model.latent}", left=0.4, right=0.4)
+    return _save(fig, path)
+
+
+def manifold_grid(n):
+    """The n x n latent points of the manifold picture: the midpoints (k + 1/2) / n of a regular grid
+    on the unit square mapped through the inverse Gaussian CDF. Returns (z (n * n, 2), values (n,))
+    with z row by row: z_1 rises left to right, z_2 falls top to bottom (so up is larger z_2)."""
+    from scipy.special import ndtri
+    values = ndtri((np.arange(n) + 0.5) / n)
+    z1, z2 = np.meshgrid(values, values[::-1])
+    return np.stack([z1.ravel(), z2.ravel()], axis=1), values
+
+
+def plot_manifold(model, params, path, n=20):
+    """``manifold.png`` (latent dimension 2): decoder means at n x n Gaussian quantiles of the latent
+    space, tiled into one image (the learned-manifold picture of Kingma and Welling). Returns the path."""
+    if model.latent != 2:
+        raise ValueError(f"the manifold picture needs a 2-d latent space, this model has {model.latent}")
+    z, values = manifold_grid(n)
+    means = decoder_means(model, params, z)
+    side = _side_or_raise(means.shape[1])
+    img = tile(means.reshape(-1, side, side), n, n, pad=0)
+    zoom = 1 if n * side >= 400 else 2
+    fig, ax = _image_figure(img, zoom, f"Learned manifold: decoder means at {n} x {n} Gaussian quantiles of z",
+                            left=0.75, right=0.35, bottom=0.65)
+    step = max(1, n // 5)
+    ticks = list(range(0, n, step)) + ([n - 1] if (n - 1) % step else [])
+    centres = [k * side + (side - 1) / 2 for k in ticks]
+    ax.set_xticks(centres, [f"{values[k]:.2f}" for k in ticks], fontsize=9)
+    ax.set_yticks(centres, [f"{values[::-1][k]:.2f}" for k in ticks], fontsize=9)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    return _save(fig, path)
+
+
+def is_structured(model):
+    """Whether the posterior family has correlations to show (every family but ``diagonal``)."""
+    return model.family.name != "diagonal"
+
+
+def cholesky_diagonals(model, q):
+    """The diagonals of the Cholesky factor L (P = L L^T, L lower) of each posterior precision in q.
+
+    Returns (offsets, values): values[b][k] is the float64 array of the entries L[i, i - offsets[k]],
+    i = offsets[k] .. d - 1, of data point b. Band families read their band storage (their stencil
+    diagonals, at most MAX_DIAGONALS); others (rank1) factor the dense precision and give its first
+    MAX_DIAGONALS diagonals."""
+    d = q["mu"].shape[-1]
+    if "L" in q and "offsets" in q:
+        offsets = tuple(int(o) for o in q["offsets"])[:MAX_DIAGONALS]
+        band = np.asarray(q["L"], dtype=np.float64)
+        return offsets, [[band[b, k, o:] for k, o in enumerate(offsets)] for b in range(band.shape[0])]
+    chol = np.linalg.cholesky(model.family.precision(q))
+    offsets = tuple(range(min(d, MAX_DIAGONALS)))
+    return offsets, [[np.diagonal(c, offset=-o).copy() for o in offsets] for c in chol]
+
+
+def posterior_correlation(model, q):
+    """The (B, d, d) float64 posterior correlation matrices, from the inverse of the precision."""
+    cov = np.linalg.inv(model.family.precision(q))
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    s = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    return np.clip(cov / (s[..., :, None] * s[..., None, :]), -1.0, 1.0)
+
+
+def _point_axes(fig, x, labels, main_width):
+    """One panel per row of x, each with a thumbnail of the input image on its left (when the data are
+    square images) and a title naming the test image. Returns the main axes."""
+    n = len(x)
+    side = image_side(x.shape[1])
+    thumb = 0.9 if side is not None else 0.0
+    ratios = [thumb, main_width] * n if side is not None else [main_width] * n
+    grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios)
+    axes = []
+    for b in range(n):
+        if side is not None:
+            t = fig.add_subplot(grid[0, 2 * b])
+            _gray(t, np.asarray(x[b], dtype=np.float64).reshape(side, side))
+            t.set_xlabel("input", fontsize=8)
+            ax = fig.add_subplot(grid[0, 2 * b + 1])
+        else:
+            ax = fig.add_subplot(grid[0, b])
+        title = f"test image {b}" + ("" if labels is None else f" (digit {int(labels[b])})")
+        ax.set_title(title, fontsize=10)
+        axes.append(ax)
+    return axes
+
+
+def plot_cholesky_diagonals(model, params, x, path, labels=None):
+    """``cholesky_diagonals.png``: for each row of x (a few test images), the entries of the Cholesky
+    factor L of the posterior precision P = L L^T along each stencil diagonal (one line per diagonal,
+    plotted against the row index i of L[i, i - offset]). Returns the path."""
+    x = np.ascontiguousarray(x, dtype=model.dtype)
+    q = model.encode(params, x)
+    offsets, values = cholesky_diagonals(model, q)
+    d = model.latent
+    banded = "L" in q and "offsets" in q
+    fig = _figure(4.9 * len(x) + 0.3, 3.9, layout="constrained")
+    axes = _point_axes(fig, x, labels, 4.0)
+    for b, ax in enumerate(axes):
+        for k, o in enumerate(offsets):
+            ax.plot(np.arange(o, d), values[b][k], "o-" if d <= 64 else "-", ms=3, lw=1.2,
+                    label="main diagonal L[i, i]" if o == 0 else f"L[i, i-{o}]")
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_xlabel("row i of L")
+        ax.grid(alpha=0.3)
+        if d <= 20:
+            ax.set_xticks(range(0, d, 1 if d <= 10 else 2))
+    axes[0].set_ylabel("entry of L")
+    axes[0].legend(fontsize=8, loc="best")
+    how = "its stencil diagonals" if banded else "first diagonals of the dense Cholesky factor"
+    fig.suptitle(f"Cholesky factor L of the posterior precision P = L L$^T$: {how} "
+                 f"({model.family.name}, d = {d})", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_correlation(model, params, x, path, labels=None):
+    """``correlation.png``: the posterior correlation matrix of z for each row of x, as heatmaps on
+    one diverging colour scale over [-1, 1]. Returns the path."""
+    x = np.ascontiguousarray(x, dtype=model.dtype)
+    corr = posterior_correlation(model, model.encode(params, x))
+    d = corr.shape[-1]
+    fig = _figure(4.1 * len(x) + 1.0, 3.7, layout="constrained")
+    axes = _point_axes(fig, x, labels, 3.0)
+    im = None
+    for b, ax in enumerate(axes):
+        im = ax.imshow(corr[b], cmap="RdBu_r", vmin=-1.0, vmax=1.0, interpolation="nearest")
+        ticks = list(range(0, d, 1 if d <= 10 else max(2, d // 8)))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("latent unit j")
+        ax.set_ylabel("latent unit i")
+    fig.colorbar(im, ax=axes, shrink=0.9, label="corr($z_i$, $z_j$ | x)")
+    fig.suptitle(f"Posterior correlation matrices ({model.family.name}, d = {d})", fontsize=11)
+    return _save(fig, path)
+
+
+# --- everything for a run ----------------------------------------------------------------------------
+
+def prepared_test_images(data, model):
+    """The test split as the run evaluates it: binarised (or prepared by the likelihood) once with the
+    fixed evaluation seed, so every picture of every run shows the same observations."""
+    from . import train
+    if hasattr(train, "fixed_eval_sets"):
+        return train.fixed_eval_sets(data, model)[1]
+    return train.fixed_binarization(data, model.dtype)[1]
+
+
+def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, which="best"):
+    """Write the pictures of the run in ``run_dir`` into ``out_dir`` (default: the run folder).
+
+    ``data``: as returned by :func:`gvae.data.load_mnist` (loaded when None); the test images are its
+    test split binarised once as in training (:func:`gvae.train.fixed_binarization`). ``n_images``
+    test images are reconstructed, ``seed`` draws the samples, the first ``n_points`` test images are
+    shown in the structured-posterior pictures; ``which`` picks the "best" or "last" parameters.
+    Image pictures are skipped, with a message on stderr, when the data are not square images.
+    Returns the list of written paths."""
+    from .train import load_model
+
+    _figure(1, 1)  # fail early and clearly if matplotlib is missing
+    run_dir = Path(run_dir)
+    out_dir = run_dir if out_dir is None else Path(out_dir)
+    model, params, config = load_model(run_dir, which)
+    if data is None:
+        from .data import load_mnist
+        data = load_mnist()
+    test_x = prepared_test_images(data, model)
+    test_y = data["test"][1] if len(data["test"]) > 1 else None
+    written = [plot_curves(run_dir, out_dir / "curves.png")]
+    side = image_side(test_x.shape[1])
+    if side is None:
+        print(f"gvae plot: skipping reconstructions.png, samples.png and manifold.png: the data have "
+              f"{test_x.shape[1]} pixels, not a square number, so they are not drawn as images",
+              file=sys.stderr)
+    else:
+        written.append(plot_reconstructions(model, params, test_x, out_dir / "reconstructions.png",
+                                            n_images=n_images, labels=test_y))
+        written.append(plot_samples(model, params, out_dir / "samples.png", seed=seed))
+        if model.latent == 2:
+            written.append(plot_manifold(model, params, out_dir / "manifold.png"))
+    if is_structured(model):
+        pts = test_x[:n_points]
+        labels = None if test_y is None else test_y[:n_points]
+        written.append(plot_cholesky_diagonals(model, params, pts, out_dir / "cholesky_diagonals.png", labels))
+        written.append(plot_correlation(model, params, pts, out_dir / "correlation.png", labels))
+    return written

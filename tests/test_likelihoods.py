@@ -1,0 +1,116 @@
+"""Observation models against dense SciPy references, their gradients, samples and data handling."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from scipy.stats import multivariate_normal, norm
+
+from gvae.data import dequantize
+from gvae.likelihoods import LIKELIHOODS, get_likelihood
+from gvae.posteriors import dense_factor
+from tests.gradcheck import check_vjp
+
+PIXEL = ["logitnormal", "logitnormal-grid", "logitnormal-extgrid"]
+
+
+def setup(name, n=16, **options):
+    return get_likelihood(name, **options).setup(n)
+
+
+def random_params(lik, rng):
+    return {k: rng.standard_normal(s) * 0.3 for k, s in lik.param_shapes().items()}
+
+
+@pytest.mark.parametrize("name", PIXEL)
+@pytest.mark.parametrize("factor", ["decoder", "global"])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_logitnormal_against_dense_reference(name, factor, seed):
+    rng = np.random.default_rng(seed)
+    lik = setup(name, factor=factor)
+    out = rng.standard_normal((2, 3, lik.output_size())) * 0.5
+    params = random_params(lik, rng)
+    x = rng.uniform(0.01, 0.99, (3, 16))
+    lp = lik.log_prob(out, x, params)
+    L = dense_factor(lik._factor(out, params), lik.offsets)
+    y = np.log(x / (1 - x))
+    for s in range(2):
+        for b in range(3):
+            Lsb = L[s, b] if factor == "decoder" else L
+            ref = multivariate_normal(out[s, b, :16], np.linalg.inv(Lsb @ Lsb.T)).logpdf(y[b])
+            ref -= np.sum(np.log(x[b] * (1 - x[b])))
+            np.testing.assert_allclose(lp[s, b], ref, rtol=1e-9)
+
+
+def test_lattice_links_are_only_neighbours():
+    lik = setup("logitnormal-extgrid", factor="global")
+    params = {"lik.L": np.ones((5, 16))}
+    L = dense_factor(lik._factor(np.zeros((1, 16)), params), lik.offsets)
+    for i, j in zip(*np.nonzero(L)):
+        assert max(abs(i // 4 - j // 4), abs(i % 4 - j % 4)) <= 1
+
+
+@pytest.mark.parametrize("name", ["gaussian"] + PIXEL)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_gradients(name, seed):
+    rng = np.random.default_rng(seed)
+    options = {"psi": "decoder"} if name == "gaussian" else {}
+    lik = setup(name, **options)
+    out = rng.standard_normal((2, 3, lik.output_size())) * 0.5
+    x = rng.uniform(0.05, 0.95, (3, 16))
+    check_vjp(lambda o: lik.log_prob(o, x, {}), [out], seed=seed)
+    glob = setup(name, **({"psi": "global"} if name == "gaussian" else {"factor": "global"}))
+    out = rng.standard_normal((2, 3, glob.output_size())) * 0.5
+    params = random_params(glob, rng)
+    check_vjp(lambda p: glob.log_prob(out, x, p), [params], seed=seed)
+    check_vjp(lambda o: glob.log_prob(o, x, params), [out], seed=seed)
+
+
+def test_gaussian_against_scipy():
+    rng = np.random.default_rng(0)
+    lik = setup("gaussian", psi="decoder")
+    out = rng.standard_normal((1, 4, 32))
+    x = rng.random((4, 16))
+    var = np.logaddexp(0, out[..., 16:]) + lik.floor
+    ref = norm(out[..., :16], np.sqrt(var)).logpdf(x).sum(-1)
+    np.testing.assert_allclose(lik.log_prob(out, x, {}), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", PIXEL)
+def test_samples_have_the_model_covariance_in_logit_space(name):
+    rng = np.random.default_rng(1)
+    lik = setup(name, factor="global")
+    params = random_params(lik, rng)
+    params["lik.L"][0] += 1.0
+    out = np.zeros((200000, 16))
+    x = lik.sample(out, params, rng)
+    assert x.shape == (200000, 16) and (0 < x).all() and (x < 1).all()
+    y = np.log(x / (1 - x))
+    L = dense_factor(lik._factor(out[:1], params), lik.offsets)
+    cov = np.linalg.inv(L @ L.T)
+    np.testing.assert_allclose(np.cov(y.T), cov, atol=0.03 * np.abs(cov).max())
+
+
+def test_dequantize_recovers_the_bytes_and_stays_inside():
+    k = np.arange(256)
+    for x in (k / 256, k / 255):
+        v = dequantize(x.astype(np.float32), np.random.default_rng(0), squash=1e-6)
+        assert v.dtype == np.float32 and (v > 0).all() and (v < 1).all()
+        np.testing.assert_array_equal(np.floor((v.astype(np.float64) - 1e-6) / (1 - 2e-6) * 256), k)
+
+
+def test_nats_offset_and_refusals():
+    lik = setup("logitnormal", n=784, squash=1e-6)
+    assert lik.nats_offset() == pytest.approx(784 * (math.log1p(-2e-6) - math.log(256)))
+    assert setup("bernoulli").nats_offset() == 0
+    with pytest.raises(ValueError, match="binarized"):
+        lik.check(np.array([[0.0, 1.0]], np.float32))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        setup("bernoulli").check(np.array([[-0.1, 0.5]]))
+    with pytest.raises(ValueError, match="do not fit a square lattice"):
+        get_likelihood("logitnormal-grid").setup(15)
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        get_likelihood("poisson")
+    with pytest.raises(ValueError, match="squash"):
+        get_likelihood("gaussian", squash=0.7)
+    assert set(LIKELIHOODS) == {"bernoulli", "gaussian", *PIXEL}
