@@ -30,6 +30,7 @@ def bias_activation(h, b, activation):
 def bias_activation_grad(g, y, activation, out=None):
     """Gradient through y = act(h + b): returns (dL/dh of shape (M, N), dL/db of shape (N,))."""
     float_array("bias_activation_grad g", g, 2)
+    float_array("bias_activation_grad y", y, 2)
     same_dtype("bias_activation_grad", g, y)
     if g.shape != y.shape or g.ndim != 2:
         raise ValueError(f"bias_activation_grad: g and y must both be (M, N), got {g.shape} and {y.shape}")

@@ -32,6 +32,7 @@ def diag_normal_kl(mu, sigma, want_grad=False):
 
     Returns ``(kl of shape (*B,), (dkl/dmu, dkl/dsigma) or None)``."""
     float_array("diag_normal_kl mu", mu)
+    float_array("diag_normal_kl sigma", sigma)
     same_dtype("diag_normal_kl", mu, sigma)
     if mu.shape != sigma.shape:
         raise ValueError(f"diag_normal_kl: mu {mu.shape} and sigma {sigma.shape} must have one shape")
