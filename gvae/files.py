@@ -8,14 +8,17 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path, suffix=""):
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path next to ``path``; on success its content is flushed to disk and it
+    replaces ``path`` in one rename, so a reader (or a kill mid-write) never sees a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; results should read like any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
