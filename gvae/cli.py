@@ -1,4 +1,5 @@
-"""The ``gvae`` command line: ``gvae train``, ``gvae eval`` (contract section 5) and ``gvae sample``."""
+"""The ``gvae`` command line: ``gvae train``, ``gvae eval`` (contract section 5), ``gvae sample`` and
+``gvae plot``."""
 import argparse
 import sys
 
@@ -109,6 +110,13 @@ def build_parser():
     s.add_argument("--params", choices=["best", "last"], default="best")
     s.add_argument("--out", default=None, metavar="PREFIX",
                    help="writes PREFIX_means.png and PREFIX_samples.png (default: DIR/samples)")
+
+    pl = sub.add_parser("plot", help="pictures of a run (needs matplotlib: pip install 'gvae[plot]')")
+    pl.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
+    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
+    pl.add_argument("--params", choices=["best", "last"], default="best")
+    pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    pl.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -202,7 +210,16 @@ def cmd_sample(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+def cmd_plot(args):
+    from .data import load_mnist
+    from .plots import plot_run
+
+    paths = plot_run(args.run, load_mnist(args.data), out_dir=args.out, seed=args.seed, which=args.params)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot}
 
 
 def main(argv=None):

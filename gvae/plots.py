@@ -22,6 +22,7 @@ model, its parameters and an output path:
                            test points (:func:`plot_correlation`)
 =========================  ======================================================================
 """
+import json
 import math
 import sys
 from pathlib import Path
@@ -63,9 +64,21 @@ def _image_figure(img, zoom, title, left=0.25, right=0.25, bottom=0.25, top=0.5)
 
 
 def _save(fig, path):
+    """Render fig and write it as a PNG, atomically: 8-bit grayscale when the picture has no colour,
+    a lossless 256-colour palette when it has few colours, RGB otherwise (keeps files small)."""
+    from PIL import Image  # a dependency of matplotlib
+
     path = Path(path)
+    fig.canvas.draw()
+    rgb = np.ascontiguousarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        image = Image.fromarray(np.ascontiguousarray(rgb[..., 0]))  # 8-bit grayscale
+    else:
+        image = Image.fromarray(rgb)  # RGB
+        if image.getcolors(256) is not None:
+            image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        image.save(tmp, format="PNG", optimize=True, dpi=(DPI, DPI))
     return path
 
 
@@ -118,7 +131,6 @@ def _run_title(config):
 
 
 def _read_json(path):
-    import json
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -177,7 +189,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None):
     grid = tile(np.concatenate([x, recon]).reshape(2 * n, side, side), 2, n, pad=pad)
     zoom = 2 if side <= 32 else 1
     fig, ax = _image_figure(grid, zoom, "Reconstructions: decoder mean at z = posterior mean",
-                            left=1.25, bottom=0.55 if labels is not None else 0.2)
+                            left=1.25, bottom=0.5 if labels is not None else 0.2)
     centre = [pad + k * (side + pad) + (side - 1) / 2 for k in range(max(n, 2))]
     ax.set_yticks(centre[:2], ["test image", "reconstruction"])
     if labels is not None:
@@ -284,10 +296,41 @@ def _point_axes(fig, x, labels, main_width):
     return axes
 
 
+def _diagonal_label(model, offset, banded):
+    """Legend text for the diagonal L[i, i - offset], naming the link it carries where there is one."""
+    if offset == 0:
+        return "main diagonal L[i, i]"
+    text = f"L[i, i-{offset}]"
+    family = model.family
+    link = None
+    if banded and getattr(family, "on_lattice", False):
+        from .posteriors import lattice_shape
+        cols = lattice_shape(model.latent, family.grid_shape)[1]
+        link = {1: "left", cols - 1: "upper right", cols: "up", cols + 1: "upper left"}.get(offset)
+    elif banded and offset == 1:
+        link = "previous unit"
+    return f"{text}: {link}" if link else text
+
+
+def _free_slots(model, offsets, banded):
+    """(K, d) booleans: which entries L[i, i - offsets[k]] the family can make nonzero (lattice
+    families mask the links that would wrap around a row of the grid)."""
+    d = model.latent
+    free = np.ones((len(offsets), d), dtype=bool)
+    layout = getattr(model.family, "layout", None)
+    if banded and layout is not None:
+        family_offsets, mask = layout(d)
+        for k, o in enumerate(offsets):
+            if o in family_offsets:
+                free[k] = np.asarray(mask)[list(family_offsets).index(o)] != 0
+    return free
+
+
 def plot_cholesky_diagonals(model, params, x, path, labels=None):
     """``cholesky_diagonals.png``: for each row of x (a few test images), the entries of the Cholesky
     factor L of the posterior precision P = L L^T along each stencil diagonal (one line per diagonal,
-    plotted against the row index i of L[i, i - offset]). Returns the path."""
+    plotted against the row index i of L[i, i - offset]; entries the stencil keeps at zero, such as
+    lattice links that would wrap around a row, are left out). Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
     q = model.encode(params, x)
     offsets, values = cholesky_diagonals(model, q)
@@ -295,10 +338,12 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None):
     banded = "L" in q and "offsets" in q
     fig = _figure(4.9 * len(x) + 0.3, 3.9, layout="constrained")
     axes = _point_axes(fig, x, labels, 4.0)
+    free = _free_slots(model, offsets, banded)
     for b, ax in enumerate(axes):
         for k, o in enumerate(offsets):
-            ax.plot(np.arange(o, d), values[b][k], "o-" if d <= 64 else "-", ms=3, lw=1.2,
-                    label="main diagonal L[i, i]" if o == 0 else f"L[i, i-{o}]")
+            shown = np.where(free[k][o:], values[b][k], np.nan)  # gaps where the stencil has no link
+            ax.plot(np.arange(o, d), shown, "o-" if d <= 64 else "-", ms=3, lw=1.2,
+                    label=_diagonal_label(model, o, banded))
         ax.axhline(0.0, color="0.6", lw=0.8)
         ax.set_xlabel("row i of L")
         ax.grid(alpha=0.3)
@@ -339,17 +384,15 @@ def plot_correlation(model, params, x, path, labels=None):
 def prepared_test_images(data, model):
     """The test split as the run evaluates it: binarised (or prepared by the likelihood) once with the
     fixed evaluation seed, so every picture of every run shows the same observations."""
-    from . import train
-    if hasattr(train, "fixed_eval_sets"):
-        return train.fixed_eval_sets(data, model)[1]
-    return train.fixed_binarization(data, model.dtype)[1]
+    from .train import fixed_eval_sets
+    return fixed_eval_sets(data, model)[1]
 
 
 def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, which="best"):
     """Write the pictures of the run in ``run_dir`` into ``out_dir`` (default: the run folder).
 
     ``data``: as returned by :func:`gvae.data.load_mnist` (loaded when None); the test images are its
-    test split binarised once as in training (:func:`gvae.train.fixed_binarization`). ``n_images``
+    test split prepared once as the run evaluates it (:func:`prepared_test_images`). ``n_images``
     test images are reconstructed, ``seed`` draws the samples, the first ``n_points`` test images are
     shown in the structured-posterior pictures; ``which`` picks the "best" or "last" parameters.
     Image pictures are skipped, with a message on stderr, when the data are not square images.

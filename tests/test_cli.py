@@ -128,3 +128,12 @@ def test_continuous_likelihood_refuses_binarized_data(tmp_path, capsys):
     assert main(["train", "--data", str(path), "--likelihood", "logitnormal", "--out", str(tmp_path / "r"),
                  "--quiet"]) == 2
     assert "binarized" in capsys.readouterr().err
+
+
+def test_plot_command(tmp_path, data_file):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data_file), "--limit", "60", "--epochs", "1", "--latent", "2",
+                 "--hidden", "8", "--posterior", "chain", "--out", str(out), "--quiet"]) == 0
+    assert main(["plot", str(out), "--data", str(data_file)]) == 0
+    assert {"curves.png", "samples.png", "manifold.png", "correlation.png"} <= {p.name for p in out.glob("*.png")}
