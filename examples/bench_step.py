@@ -305,9 +305,11 @@ def main(args):
             tsteps, notes = torch_steps(args, batches)
             impls.update(tsteps)
 
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         times, rounds, phases = run_interleaved(impls, phased, args.repeats, args.block, args.warmup)
         wall = time.perf_counter() - t0
+        load_after = os.getloadavg()[0]
 
     n_params = trainer.params.size
     print(f"VAE {N_IN}-{args.hidden}-{args.hidden}-{args.latent} ELU, Bernoulli, batch {args.batch}, "
@@ -319,6 +321,11 @@ def main(args):
     tinfo = f", torch {torch.__version__} {torch.get_num_threads()}t" if "torch" in " ".join(impls) else ""
     print(f"threads {args.threads} (NumPy BLAS: {blas}{tinfo}); {args.repeats} steps each in blocks of "
           f"{args.block}, interleaved; {wall:.1f} s")
+    cores = os.cpu_count() or 1
+    print(f"1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {cores} cores")
+    if max(load_before, load_after) > cores - 0.5:
+        print("warning: the machine is busy; threaded BLAS/OpenMP collapse when other processes hold the "
+              "cores (try --threads 1), and absolute times mean little")
     print()
     ref = "torch eager, Adam" if "torch eager, Adam" in impls else None
     header = f"{'implementation':<28} {'median ms':>10} {'IQR ms':>16} {'vs torch eager':>15}"

@@ -2,16 +2,18 @@
 import numpy as np
 
 from . import activation_cpu  # noqa: F401  (registers the CPU kernels)
-from .activation_cpu import ACTIVATIONS
+from .activation_cpu import SCALARS
 from .backend import implementation
 from .checks import float_array, same_dtype
 
 
-def activation_code(name):
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}") from None
+ACTIVATIONS = tuple(SCALARS)
+
+
+def _known(name):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return name
 
 
 def bias_activation(h, b, activation):
@@ -23,7 +25,7 @@ def bias_activation(h, b, activation):
         raise ValueError(f"bias_activation: expected h (M, N) and b (N,), got {h.shape} and {b.shape}")
     if not h.flags.c_contiguous:
         raise ValueError("bias_activation: h must be C-contiguous (it is overwritten in place)")
-    implementation("bias_act_forward", h, b)(h, b, activation_code(activation))
+    implementation("bias_act_forward", h, b)(h, b, _known(activation))
     return h
 
 
@@ -35,5 +37,5 @@ def bias_activation_grad(g, y, activation, out=None):
     if g.shape != y.shape or g.ndim != 2:
         raise ValueError(f"bias_activation_grad: g and y must both be (M, N), got {g.shape} and {y.shape}")
     gh = np.empty_like(g) if out is None else out
-    gb = implementation("bias_act_backward", g, y)(g, y, activation_code(activation), gh)
+    gb = implementation("bias_act_backward", g, y)(g, y, _known(activation), gh)
     return gh, gb
