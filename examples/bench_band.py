@@ -1,7 +1,8 @@
 """Banded-factor kernels versus the dense path, float32, on the chain, grid and extended-grid stencils.
 
     python examples/bench_band.py            # d in {16, 64, 256, 1024}, batch in {100, 10000}
-    python examples/bench_band.py --quick    # shorter timing windows (about a minute)
+    python examples/bench_band.py --quick    # shorter timing windows (one to two minutes)
+    python examples/bench_band.py --dims 256 --batches 100   # a subset
 
 For each stencil, latent size d (an r x r lattice, d = r^2) and batch B (one factor per row, one sample):
   sample   x = L^{-T} eps            band_solve_t        dense: triangular solve with the dense factor
@@ -11,15 +12,24 @@ For each stencil, latent size d (an r x r lattice, d = r^2) and batch B (one fac
 and the vector-Jacobian products the tape runs for each (band: exactly what gvae.ops.band does;
 dense: the same maths with dense matrices). Times are medians of repeats, in milliseconds per call for
 the whole batch. The dense path is timed once per (d, B) on the chain factor (its cost does not depend
-on the sparsity), on a sub-batch where the full one would not fit or take too long, and scaled linearly
-to B (marked '*'). "best dense" is the faster of SciPy/NumPy and PyTorch (if importable). GB/s counts the
-bytes each band kernel must move (factor, inputs, outputs) against the copy bandwidth measured here.
+on the sparsity), on the first m factors with m sized so that one call takes about 0.15 s (0.03 s with
+--quick) and its dense factors fit in 256 MiB, then scaled linearly to B (marked '*' where m < B).
+ratio = best dense (the faster of SciPy/NumPy and PyTorch, if importable) / band. GB/s counts the bytes
+each band kernel must move (factor, inputs, outputs), %bw compares it with the copy bandwidth measured
+here. The machine may be shared: compare ratios within one run, not absolute times across runs.
 """
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
+
+# Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine a spinning thread can hold the
+# core that a Numba worker needs, and a parallel region then waits a whole scheduler tick (~8 ms).
+# Must be set before any OpenMP runtime starts; run with OMP_WAIT_POLICY=ACTIVE to see the default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import scipy.linalg
@@ -36,8 +46,14 @@ DTYPE = np.float32
 
 
 def timeit(fn, min_time, min_reps=3, max_reps=500):
-    """Median seconds per call of fn() after one warm-up call."""
+    """Median seconds per call of fn() after one warm-up call (two calls in all for slow ones)."""
+    t0 = time.perf_counter()
     fn()
+    first = time.perf_counter() - t0
+    if first > max(0.5, 10 * min_time):
+        t0 = time.perf_counter()
+        fn()
+        return min(first, time.perf_counter() - t0)
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
@@ -136,82 +152,85 @@ def band_times(L, offsets, min_time):
 
 
 # ------------------------------------------------------------------------------------------------
-# dense timings (per (d, B), on a sub-batch, scaled)
+# dense timings (per (d, B), on a sub-batch sized to the time budget, scaled to B)
 # ------------------------------------------------------------------------------------------------
 
-def dense_times(L, offsets, B_full, min_time):
+def dense_times(L, offsets, B_full, min_time, budget):
+    """{"numpy": {op: s}, "torch": {op: s}, "sub": {op: sub-batch}} for the batch B_full; each op is
+    timed on the first m factors of L, m chosen so that one call takes about ``budget`` seconds."""
     rng = np.random.default_rng(2)
     B, K, n = L.shape
     D = dense(L, offsets)
     DT = np.ascontiguousarray(np.swapaxes(D, -1, -2))
     eps = rng.standard_normal((B, n)).astype(DTYPE)
     g = rng.standard_normal((B, n)).astype(DTYPE)
-    # the trace is O(n^3) per factor: a smaller sub-batch still
-    Bt = max(2, min(B, int(4e9 // n**3)))
-    res = {}
-
-    # SciPy / NumPy
-    def sp_sample():
-        return [scipy.linalg.solve_triangular(D[i], eps[i], lower=True, trans="T", check_finite=False)
-                for i in range(B)]
-
-    def sp_sample_vjp():
-        out = []
-        for i in range(B):
-            x = scipy.linalg.solve_triangular(D[i], eps[i], lower=True, trans="T", check_finite=False)
-            u = scipy.linalg.solve_triangular(D[i], g[i], lower=True, check_finite=False)
-            out.append(np.tril(np.multiply.outer(-x, u)))
-        return out
-
     trtri = scipy.linalg.lapack.get_lapack_funcs("trtri", (D,))
 
-    def sp_trace():
-        return [np.sum(trtri(D[i], lower=1)[0] ** 2) for i in range(Bt)]
+    def sp_sample(m):
+        return lambda: [scipy.linalg.solve_triangular(D[i], eps[i], lower=True, trans="T", check_finite=False)
+                        for i in range(m)]
 
-    def sp_trace_vjp():
-        out = []
-        for i in range(Bt):
-            Li = trtri(D[i], lower=1)[0]
-            out.append(np.tril(-2.0 * (Li.T @ (Li @ Li.T))))
-        return out
+    def sp_sample_vjp(m):
+        def run():
+            for i in range(m):
+                x = scipy.linalg.solve_triangular(D[i], eps[i], lower=True, trans="T", check_finite=False)
+                u = scipy.linalg.solve_triangular(D[i], g[i], lower=True, check_finite=False)
+                np.tril(np.multiply.outer(-x, u))
+        return run
 
-    res["numpy"] = {
-        "sample": timeit(sp_sample, min_time) * B_full / B,
-        "sample_vjp": timeit(sp_sample_vjp, min_time) * B_full / B,
-        "logq": timeit(lambda: np.matmul(DT, eps[..., None]), min_time) * B_full / B,
-        "logq_vjp": timeit(lambda: (np.matmul(D, g[..., None]),
-                                    np.tril(eps[:, :, None] * g[:, None, :])), min_time) * B_full / B,
-        "trace": timeit(sp_trace, min_time) * B_full / Bt,
-        "trace_vjp": timeit(sp_trace_vjp, min_time) * B_full / Bt,
-    }
+    def sp_trace(m):
+        return lambda: [np.sum(trtri(D[i], lower=1)[0] ** 2) for i in range(m)]
+
+    def sp_trace_vjp(m):
+        def run():
+            for i in range(m):
+                Li = trtri(D[i], lower=1)[0]
+                np.tril(-2.0 * (Li.T @ (Li @ Li.T)))
+        return run
+
+    ops = {"numpy": {
+        "sample": sp_sample, "sample_vjp": sp_sample_vjp,
+        "logq": lambda m: lambda: np.matmul(DT[:m], eps[:m, :, None]),
+        "logq_vjp": lambda m: lambda: (np.matmul(D[:m], g[:m, :, None]),
+                                       np.tril(eps[:m, :, None] * g[:m, None, :])),
+        "trace": sp_trace, "trace_vjp": sp_trace_vjp}}
     if torch is not None:
         tD, tDT = torch.from_numpy(D), torch.from_numpy(DT)
         te, tg = torch.from_numpy(eps)[..., None], torch.from_numpy(g)[..., None]
         eye = torch.eye(n, dtype=tD.dtype)
-        tDs = tD[:Bt].contiguous()
 
-        def t_sample_vjp():
-            x = torch.linalg.solve_triangular(tDT, te, upper=True)
-            u = torch.linalg.solve_triangular(tD, tg, upper=False)
-            return torch.tril(-x * u.transpose(-1, -2)), u
+        def t_sample_vjp(m):
+            def run():
+                x = torch.linalg.solve_triangular(tDT[:m], te[:m], upper=True)
+                u = torch.linalg.solve_triangular(tD[:m], tg[:m], upper=False)
+                return torch.tril(-x * u.transpose(-1, -2)), u
+            return run
 
-        def t_trace_vjp():
-            Li = torch.linalg.solve_triangular(tDs, eye, upper=False)
-            return torch.tril(-2.0 * (Li.transpose(-1, -2) @ (Li @ Li.transpose(-1, -2))))
+        def t_trace_vjp(m):
+            def run():
+                Li = torch.linalg.solve_triangular(tD[:m], eye, upper=False)
+                return torch.tril(-2.0 * (Li.transpose(-1, -2) @ (Li @ Li.transpose(-1, -2))))
+            return run
 
-        with torch.no_grad():
-            res["torch"] = {
-                "sample": timeit(lambda: torch.linalg.solve_triangular(tDT, te, upper=True), min_time)
-                * B_full / B,
-                "sample_vjp": timeit(t_sample_vjp, min_time) * B_full / B,
-                "logq": timeit(lambda: torch.bmm(tDT, te), min_time) * B_full / B,
-                "logq_vjp": timeit(lambda: (torch.bmm(tD, tg), torch.tril(te * tg.transpose(-1, -2))),
-                                   min_time) * B_full / B,
-                "trace": timeit(lambda: torch.linalg.solve_triangular(tDs, eye, upper=False).square()
-                                .sum((-1, -2)), min_time) * B_full / Bt,
-                "trace_vjp": timeit(t_trace_vjp, min_time) * B_full / Bt,
-            }
-    res["sub"] = (B, Bt)
+        ops["torch"] = {
+            "sample": lambda m: lambda: torch.linalg.solve_triangular(tDT[:m], te[:m], upper=True),
+            "sample_vjp": t_sample_vjp,
+            "logq": lambda m: lambda: torch.bmm(tDT[:m], te[:m]),
+            "logq_vjp": lambda m: lambda: (torch.bmm(tD[:m], tg[:m]),
+                                           torch.tril(te[:m] * tg[:m].transpose(-1, -2))),
+            "trace": lambda m: lambda: (torch.linalg.solve_triangular(tD[:m], eye, upper=False)
+                                        .square().sum((-1, -2))),
+            "trace_vjp": t_trace_vjp}
+    res = {"sub": {}}
+    with torch.no_grad() if torch is not None else contextlib.nullcontext():
+        for lib, table in ops.items():
+            res[lib] = {}
+            for op, make in table.items():
+                m0 = min(B, 4)
+                t1 = timeit(make(m0), 0.0, min_reps=1) / m0
+                m = int(max(m0, min(B, budget / max(t1, 1e-9))))
+                res[lib][op] = timeit(make(m), min_time) * B_full / m
+                res["sub"][op] = min(res["sub"].get(op, B_full), m)
     return res
 
 
@@ -222,6 +241,7 @@ def main():
     ap.add_argument("--batches", type=int, nargs="+", default=[100, 10000])
     args = ap.parse_args()
     min_time = 0.02 if args.quick else 0.15
+    budget = 0.03 if args.quick else 0.15  # seconds per dense call (sub-batch sized to it)
     t_start = time.perf_counter()
 
     import numba
@@ -231,7 +251,12 @@ def main():
         Lw = make_factor(rng, 3, offs, 4)
         band_times(Lw, offs, 0.0)
     bw = copy_bandwidth(min_time)
-    print(f"# float32; numba threads {numba.get_num_threads()}; torch "
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        layer = "not started"
+    print(f"# float32; numba threads {numba.get_num_threads()} ({layer}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}); torch "
           f"{torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed'}")
     print(f"# copy bandwidth (np.copyto, 256 MiB, read + write): {bw:.1f} GB/s")
     print("# ms per call for the whole batch; ratio = best dense / band; * = dense timed on a sub-batch "
@@ -247,9 +272,7 @@ def main():
         for B in args.batches:
             n_sub = max(2, min(B, int(2**28 // (d * d * 4))))
             offs_chain = stencil("chain", r)
-            dn = dense_times(make_factor(rng, n_sub, offs_chain, r), offs_chain, B, min_time)
-            mark = "*" if dn["sub"][0] < B else " "
-            mark_t = "*" if dn["sub"][1] < B else " "
+            dn = dense_times(make_factor(rng, n_sub, offs_chain, r), offs_chain, B, min_time, budget)
             for name in ("chain", "grid", "extgrid"):
                 offs = stencil(name, r)
                 L = make_factor(rng, B, offs, r)
@@ -260,7 +283,7 @@ def main():
                     tn = dn["numpy"][op]
                     tt = dn["torch"][op] if "torch" in dn else float("nan")
                     best = min(tn, tt) if "torch" in dn else tn
-                    m = mark_t if op.startswith("trace") else mark
+                    m = "*" if dn["sub"][op] < B else " "
                     st = bt.get(op + "_stencil") if op.startswith("logq") else None
                     st_s = f"{st * 1e3:10.3f} {st / tb:7.2f}" if st else f"{'':10} {'':7}"
                     print(f"{name:8} {d:5d} {B:6d} {op:11} {tb * 1e3:9.3f} {gbs:6.1f} {100 * gbs / bw:4.0f} "

@@ -54,14 +54,26 @@ def named_offsets(name, n):
     return (0, 1, cols - 1, cols, cols + 1)
 
 
+def _solve_dense(A, b):
+    """A^{-1} b with A (*batch, n, n) and b (*lead, n) broadcasting; right-hand sides that share a
+    matrix are solved together as columns (one factorisation per matrix)."""
+    b = np.asarray(b, np.float64)
+    batch, n = A.shape[:-2], A.shape[-1]
+    out = np.broadcast_shapes(batch, b.shape[:-1])
+    extra = len(out) - len(batch)
+    if out[extra:] == batch:
+        bb = np.broadcast_to(b, out + (n,)).reshape((-1,) + batch + (n,))
+        cols = np.moveaxis(bb, 0, -1)                        # (*batch, n, S)
+        return np.moveaxis(np.linalg.solve(A, cols), -1, 0).reshape(out + (n,))
+    return np.linalg.solve(A, b[..., None])[..., 0]
+
+
 def solve_t_ref(L, offsets, b):
-    D = dense_from_band(L, offsets)
-    return np.linalg.solve(np.swapaxes(D, -1, -2), np.asarray(b, np.float64)[..., None])[..., 0]
+    return _solve_dense(np.swapaxes(dense_from_band(L, offsets), -1, -2), b)
 
 
 def solve_ref(L, offsets, b):
-    D = dense_from_band(L, offsets)
-    return np.linalg.solve(D, np.asarray(b, np.float64)[..., None])[..., 0]
+    return _solve_dense(dense_from_band(L, offsets), b)
 
 
 def matvec_ref(L, offsets, x):

@@ -112,6 +112,25 @@ def test_band_outer_matches_dense(batch, lead_a, lead_c, S, dtype):
     _close(gL, -2.0 * expected.reshape(gL.shape), dtype, scale=np.max(np.abs(expected)) * 2)
 
 
+@pytest.mark.parametrize("offsets", [(0, 1), (0, 1, 10), (0, 1, 70, 71, 72), (0, 65, 100), (0, 3, 4)])
+def test_long_blocks_and_parallel_path(offsets):
+    # n = 150 with offsets >= 64 takes the blocked substitution; 1200 right-hand sides the threads
+    # (the dense references only on a corner of the batch, to keep them cheap)
+    rng = np.random.default_rng(len(offsets))
+    n = 150
+    L = random_factor(rng, (30,), offsets, n)
+    b = rng.standard_normal((40, 30, n))
+    Ls, bs = L[:4], b[:6, :4]
+    for name, ref in VECTOR.items():
+        _close(getattr(kernels, name)(L, offsets, b)[:6, :4], ref(Ls, offsets, bs), np.float64)
+    _close(kernels.band_trace_inv(L, offsets)[:4], trace_inv_ref(Ls, offsets), np.float64)
+    _close(kernels.band_trace_inv_grad(L, offsets, np.ones(30))[:4], trace_inv_grad_ref(Ls, offsets),
+           np.float64)
+    g = kernels.band_outer(b, b[::-1], offsets, (30,))
+    expected = band_from_dense(np.tril(np.einsum("sfi,sfj->fij", b[:, :4], b[::-1, :4])), offsets)
+    _close(g[:4], expected, np.float64)
+
+
 def test_noncontiguous_inputs():
     rng = np.random.default_rng(11)
     offsets, n = (0, 1, 4), 16
@@ -125,13 +144,15 @@ def test_noncontiguous_inputs():
 def test_sigma_diagonal_of_chain_recursion_large_n():
     # the O(n) chain recursion and the general window recursion agree (offset (0, 1) vs (0, 1, 2) with
     # a zero second diagonal) on a long chain
+    # (250 factors: the parallel path)
     rng = np.random.default_rng(2)
-    L = random_factor(rng, (5,), (0, 1), 300)
-    L3 = np.concatenate([L, np.zeros((5, 1, 300))], axis=1)
+    L = random_factor(rng, (250,), (0, 1), 300)
+    L3 = np.concatenate([L, np.zeros((250, 1, 300))], axis=1)
     np.testing.assert_allclose(kernels.band_trace_inv(L, (0, 1)), kernels.band_trace_inv(L3, (0, 1, 2)),
                                rtol=1e-12)
-    g = kernels.band_trace_inv_grad(L3, (0, 1, 2), np.ones(5))
-    np.testing.assert_allclose(kernels.band_trace_inv_grad(L, (0, 1), np.ones(5)), g[:, :2], rtol=1e-10)
+    g = kernels.band_trace_inv_grad(L3, (0, 1, 2), np.ones(250))
+    np.testing.assert_allclose(kernels.band_trace_inv_grad(L, (0, 1), np.ones(250)), g[:, :2], rtol=1e-10)
+    _close(kernels.band_trace_inv(L[:3], (0, 1)), trace_inv_ref(L[:3], (0, 1)), np.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,6 +200,19 @@ def test_bad_inputs_vector(name):
         fn(L, offs, bad)
     with pytest.raises(ValueError, match="at least 2 dimension"):
         fn(L[0, 0], offs, b)
+    bad = L.copy()
+    bad[1, 0, 3] = np.inf  # its reciprocal is 0: caught through the diagonal's checksum
+    with pytest.raises(ValueError, match="L contains NaN or inf"):
+        fn(bad, offs, b)
+    fn(bad, offs, b, check=False)  # no scan asked for
+
+
+def test_overflow_from_finite_inputs_is_returned():
+    L, offs, b = _good()
+    L = L.astype(np.float32)
+    L[:, 0] = 1e-20
+    x = kernels.band_solve(L, offs, np.full_like(b, 3e30, dtype=np.float32))
+    assert np.isinf(x).any()
 
 
 def test_bad_inputs_factor():

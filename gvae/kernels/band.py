@@ -10,11 +10,11 @@ size 1 or no axis at all); the kernels see ``L`` as (F, K, n) without any copy a
 as (S, F, n), samples first, so ``L (B, K, n)`` with ``b (S, B, n)`` needs no copy of either.
 
 Every function checks its arguments and raises ``ValueError`` naming the problem (``TypeError`` for a
-dtype other than float32/float64 or mixed dtypes, as everywhere in :mod:`gvae.kernels`). NaN or inf in
-the inputs is detected without an extra pass over them: any non-finite input reaches the output, so the
-inputs are scanned (to name the culprit) only when the output's sum is not finite; a result that
-overflowed from finite inputs is returned as it is. ``check=False`` skips the positivity scan of the
-diagonal and that NaN/inf test (for callers that checked already, such as the VJPs).
+dtype other than float32/float64 or mixed dtypes, as everywhere in :mod:`gvae.kernels`). The scans for a
+non-positive diagonal and for NaN/inf cost no extra pass over memory: the kernels count diagonal
+entries <= 0 and return a checksum of their outputs and of the diagonals, which any NaN or inf in the
+inputs reaches; only when that flags a problem are the inputs scanned, to name the culprit (a result
+that overflowed from finite inputs is returned as it is). ``check=False`` ignores those flags.
 """
 import functools
 import math
@@ -76,69 +76,78 @@ def _finite(name, what, a, xp):
         raise ValueError(f"{name}: {what} contains NaN or inf")
 
 
-def _factor(name, L, offsets, check):
+def _factor(name, L, offsets):
     """Validate ``L`` (and ``offsets`` unless None); returns (offsets int64 array or None, K, n)."""
     float_array(f"{name} L", L, 2)
     K, n = L.shape[-2:]
     if n < 1 or K < 1:
         raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
     offs = None if offsets is None else _offsets(name, offsets, n, K)
-    if check and L.size:
-        # an infinite diagonal entry would not reach the outputs (its reciprocal is 0): test it here
-        d = L[..., 0, :]
-        if not bool(d.min() > 0):
-            _finite(name, "L", d, array_module(L))
-            raise ValueError(f"{name}: the main diagonal L[..., 0, :] must be strictly positive")
-        _finite(name, "L", d, array_module(L))
     return offs, K, n
 
 
-def _check_output(name, out, L, offs, others=()):
-    """Raise if a non-finite ``out`` comes from NaN/inf in L's existing slots or in ``others``
-    ((argname, array) pairs); otherwise (overflow from finite inputs) accept it."""
-    xp = array_module(out)
-    if out.size == 0 or bool(xp.isfinite(out.sum())):
+def _verdict(name, flags, L, offs, others=()):
+    """Turn a kernel's (count of diagonal entries <= 0, checksum) into an error naming the problem:
+    NaN/inf in L's diagonal, a non-positive diagonal, NaN/inf in L's existing slots or in ``others``
+    ((argname, array) pairs). A non-finite checksum from finite inputs (overflow) is accepted."""
+    bad, chk = flags
+    if bad == 0 and math.isfinite(chk):
         return
-    if offs is None:
-        _finite(name, "L", L[..., 0, :], xp)
-    else:
+    xp = array_module(L)
+    _finite(name, "L", L[..., 0, :], xp)
+    if bad:
+        raise ValueError(f"{name}: the main diagonal L[..., 0, :] must be strictly positive "
+                         f"({int(bad)} entries are not)")
+    if offs is not None:
         for k, o in enumerate(offs.tolist()):
             _finite(name, "L", L[..., k, o:], xp)
     for argname, a in others:
         _finite(name, argname, a, xp)
 
 
-def _plan(name, batch, leads):
-    """Broadcast shape of the factor batch and right-hand-side leads, and the axis permutation that
-    puts the sample axes (L broadcast) first and the factor axes last: (out, perm, S, F)."""
-    try:
-        out = tuple(np.broadcast_shapes(batch, *leads))
-    except ValueError:
-        raise ValueError(f"{name}: right-hand side batch shape(s) {', '.join(map(str, leads))} do not "
-                         f"broadcast with the factor batch shape {batch}") from None
+@functools.lru_cache(maxsize=512)
+def _plan_cached(batch, leads):
+    out = tuple(np.broadcast_shapes(batch, *leads))
     nd = len(out)
     bfull = (1,) * (nd - len(batch)) + tuple(batch)
     sample = [a for a in range(nd) if bfull[a] == 1 and out[a] != 1]
     factor = [a for a in range(nd) if not (bfull[a] == 1 and out[a] != 1)]
-    S = math.prod(out[a] for a in sample)
-    F = math.prod(batch)
-    return out, tuple(sample + factor), S, F
+    perm = tuple(sample + factor)
+    identity = perm == tuple(range(nd))
+    inverse = None if identity else tuple(int(a) for a in np.argsort(perm))
+    return out, (None if identity else perm), inverse, math.prod(out[a] for a in sample), math.prod(batch)
 
 
-def _to_canonical(xp, b, out, perm, S, F):
+def _plan(name, batch, leads):
+    """Broadcast shape of the factor batch and the right-hand-side leads, and the axis permutation
+    that puts the sample axes (where L is broadcast) first and the factor axes last:
+    (out, perm or None for the identity, inverse perm, S, F). Cached per shapes."""
+    try:
+        return _plan_cached(tuple(batch), tuple(map(tuple, leads)))
+    except ValueError:
+        raise ValueError(f"{name}: right-hand side batch shape(s) {', '.join(map(str, leads))} do not "
+                         f"broadcast with the factor batch shape {batch}") from None
+
+
+def _to_canonical(xp, b, plan):
+    """b as a C-contiguous (S, F, n) array: a view when b already has that layout, else one copy."""
+    out, perm, _, S, F = plan
     n = b.shape[-1]
+    if perm is None and b.shape[:-1] == out and b.flags.c_contiguous:
+        return b.reshape(S, F, n)
     b = xp.broadcast_to(b, out + (n,))
-    if perm != tuple(range(len(out))):
+    if perm is not None:
         b = b.transpose(perm + (len(out),))
     return xp.ascontiguousarray(b).reshape(S, F, n)
 
 
-def _from_canonical(xp, y, out, perm):
+def _from_canonical(xp, y, plan):
+    out, perm, inverse, _, _ = plan
     n = y.shape[-1]
+    if perm is None:
+        return y.reshape(out + (n,))
     y = y.reshape(tuple(out[a] for a in perm) + (n,))
-    if perm != tuple(range(len(out))):
-        y = xp.ascontiguousarray(y.transpose(tuple(np.argsort(perm)) + (len(out),)))
-    return y
+    return xp.ascontiguousarray(y.transpose(inverse + (len(out),)))
 
 
 def _rhs(name, argname, v, n, L):
@@ -149,19 +158,18 @@ def _rhs(name, argname, v, n, L):
 
 
 def _vector_op(kernel, L, offsets, b, argname, check):
-    offs, K, n = _factor(kernel, L, offsets, check)
+    offs, K, n = _factor(kernel, L, offsets)
     _rhs(kernel, argname, b, n, L)
     xp = array_module(L, b)
-    batch = L.shape[:-2]
-    out, perm, S, F = _plan(kernel, batch, [b.shape[:-1]])
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
-    bc = _to_canonical(xp, b, out, perm, S, F)
+    plan = _plan(kernel, L.shape[:-2], [b.shape[:-1]])
+    Lc = xp.ascontiguousarray(L).reshape(plan[4], K, n)
+    bc = _to_canonical(xp, b, plan)
     y = xp.empty_like(bc)
     if y.size:
-        implementation(kernel, Lc, bc)(Lc, offs, bc, y)
-    if check:
-        _check_output(kernel, y, L, offs, [(argname, b)])
-    return _from_canonical(xp, y, out, perm)
+        flags = implementation(kernel, Lc, bc)(Lc, offs, bc, y)
+        if check:
+            _verdict(kernel, flags, L, offs, [(argname, b)])
+    return _from_canonical(xp, y, plan)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,30 +200,30 @@ def band_matvec(L, offsets, x, *, check=True):
 
 def band_logdet(L, *, check=True):
     """log det L = sum_i log L[..., 0, i], shape ``L.shape[:-2]``."""
-    _, K, n = _factor("band_logdet", L, None, check)
+    _, K, n = _factor("band_logdet", L, None)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
     Lc = xp.ascontiguousarray(L).reshape(F, K, n)
     out = xp.empty(F, dtype=L.dtype)
     if F:
-        implementation("band_logdet", Lc)(Lc, out)
-    if check:
-        _check_output("band_logdet", out, L, None)
+        flags = implementation("band_logdet", Lc)(Lc, out)
+        if check:
+            _verdict("band_logdet", flags, L, None)
     return out.reshape(L.shape[:-2])
 
 
 def band_trace_inv(L, offsets, *, check=True):
     """tr((L L^T)^{-1}) = tr(Sigma), exactly, shape ``L.shape[:-2]``; O(n) per factor for the chain,
     O(n K w) with w = offsets[-1] otherwise (selected inversion over a sliding window of Sigma)."""
-    offs, K, n = _factor("band_trace_inv", L, offsets, check)
+    offs, K, n = _factor("band_trace_inv", L, offsets)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
     Lc = xp.ascontiguousarray(L).reshape(F, K, n)
     out = xp.empty(F, dtype=L.dtype)
     if F:
-        implementation("band_trace_inv", Lc)(Lc, offs, out)
-    if check:
-        _check_output("band_trace_inv", out, L, offs)
+        flags = implementation("band_trace_inv", Lc)(Lc, offs, out)
+        if check:
+            _verdict("band_trace_inv", flags, L, offs)
     return out.reshape(L.shape[:-2])
 
 
@@ -244,9 +252,10 @@ def band_outer(a, c, offsets, batch_shape, scale=1.0):
     offs = _offsets(name, offsets, n)
     K = len(offs)
     xp = array_module(a, c)
-    out, perm, S, F = _plan(name, batch, [a.shape[:-1], c.shape[:-1]])
-    ac = _to_canonical(xp, a, out, perm, S, F)
-    cc = _to_canonical(xp, c, out, perm, S, F)
+    plan = _plan(name, batch, [a.shape[:-1], c.shape[:-1]])
+    S, F = plan[3], plan[4]
+    ac = _to_canonical(xp, a, plan)
+    cc = _to_canonical(xp, c, plan)
     # Split the samples across threads only when there are too few factors to keep them busy.
     Q = 1 if F >= 8 or S < 64 else min(8, S // 32)
     g = xp.empty((Q, F, K, n), dtype=a.dtype)
@@ -272,7 +281,7 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
 
     Reverse mode through the exact recursion of :func:`band_trace_inv`: O(n) per factor for the chain,
     O(n K w) otherwise, with an (n, w+1) float64 scratch band per thread."""
-    offs, K, n = _factor("band_trace_inv_grad", L, offsets, check)
+    offs, K, n = _factor("band_trace_inv_grad", L, offsets)
     xp = array_module(L)
     batch = L.shape[:-2]
     F = math.prod(batch)
@@ -280,9 +289,9 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
     gc = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(g, dtype=L.dtype), batch)).reshape(F)
     out = xp.empty((F, K, n), dtype=L.dtype)
     if F:
-        implementation("band_trace_inv_grad", Lc)(Lc, offs, gc, out)
-    if check:
-        _check_output("band_trace_inv_grad", out, L, offs, [("g", gc)])
+        flags = implementation("band_trace_inv_grad", Lc)(Lc, offs, gc, out)
+        if check:
+            _verdict("band_trace_inv_grad", flags, L, offs, [("g", gc)])
     return out.reshape(L.shape)
 
 

@@ -1,6 +1,6 @@
 """Numba CPU kernels for banded lower-triangular factors (the contract lives in :mod:`gvae.kernels.band`).
 
-Canonical layouts; the wrappers in ``band.py`` bring every call to them and check everything first:
+Canonical layouts; the wrappers in ``band.py`` bring every call to them:
 
 - ``L``: (F, K, n) C-contiguous, ``L[f, k, i] = L_{i, i - offs[k]}`` of factor f. Slots with
   ``i < offs[k]`` are never read.
@@ -9,14 +9,20 @@ Canonical layouts; the wrappers in ``band.py`` bring every call to them and chec
   solved with factor f. ``b`` of shape (S, B, n) against ``L`` of shape (B, K, n) is used as it is.
 - per-factor results (log-determinant, trace): (F,).
 
+Every kernel writes into ``out`` and returns ``(bad, checksum)``: the number of diagonal entries <= 0
+it met, and a float64 sum of its outputs and of the diagonals it read, through which any NaN or inf in
+the inputs shows (see ``_checksum``); the wrappers turn them into errors.
+
 Vector work is split over the P = F * S (factor, sample) pairs, factor-major, in one chunk per prange
-iteration; what depends only on the factor (reciprocal diagonal, rows scaled by it) is computed once per
-factor inside a chunk and reused by all its samples. Scratch buffers are allocated per chunk. Inner
-loops are branch-free: the edge ``i - offs[k] < 0`` (or ``i + offs[k] >= n``) is handled by splitting
-the loop ranges into segments with a fixed number of terms. The substitutions keep the neighbour at
-offset 1 (present in chain, grid and extended grid) in a register, so the serial dependency per element
-is one fused multiply-add. ``fastmath`` is limited to ``contract`` (FMA), plus ``reassoc`` for the short
-dot products of the trace's reverse sweep.
+iteration (serially below ``_PARALLEL_MIN``); what depends only on the factor (reciprocal diagonal,
+rows scaled by it) is computed once per factor inside a chunk and reused by all its samples. Scratch
+buffers are allocated per chunk. Inner loops are branch-free: the edge ``i - offs[k] < 0`` (or
+``i + offs[k] >= n``) is handled by splitting loop ranges or by shifted slices, never by a test per
+element. In the substitutions the neighbour at offset 1 (present in chain, grid and extended grid) stays
+in a register, so the serial dependency per element is one fused multiply-add. ``error_model="numpy"``
+drops Python's division-by-zero checks (the diagonal is checked), which lets the reciprocal loops
+vectorise. ``fastmath`` is limited to ``contract`` (FMA), plus ``reassoc`` for the short dot products
+of the trace's reverse sweep and the checksums.
 """
 import math
 
@@ -27,16 +33,39 @@ from .backend import register
 
 _FMA = {"contract"}
 _u = np.uint64
-_FMA_REASSOC = {"contract", "reassoc"}
+_FMA_REASSOC = {"contract", "reassoc"}  # also for the checksums: reordering a sum keeps NaN/inf
 # prange chunks per call: enough to balance 16 threads, few enough that per-chunk set-up is negligible.
 _MAX_CHUNKS = 64
-# Below this much work (elements x diagonals) a call runs serially: waking the threads costs more.
-_PARALLEL_MIN = 1 << 15
+# Below this much work (elements x diagonals, ~0.3 ms serially) a call runs serially: a parallel region
+# costs tens of microseconds to wake the threads, and on a busy 2-core machine it can wait a whole
+# scheduler tick (~8 ms) for a thread that is not running.
+_PARALLEL_MIN = 1 << 18
 
 
 @njit(cache=True)
 def _nchunks(p):
     return max(1, min(p, _MAX_CHUNKS))
+
+
+# Every kernel also returns (count of diagonal entries <= 0, checksum) where the checksum adds up its
+# outputs and the diagonals it read: NaN or inf anywhere in the inputs reaches it (an infinite diagonal
+# entry only through the diagonal's own sum, as its reciprocal is 0). Both are vectorised passes over
+# data already in L1, so the wrappers validate at no extra pass over memory.
+
+@njit(cache=True, fastmath=_FMA_REASSOC, error_model="numpy")
+def _checksum(v):
+    acc = v.dtype.type(0.0)
+    for i in range(v.shape[0]):
+        acc += v[i]
+    return np.float64(acc)
+
+
+@njit(cache=True, error_model="numpy")
+def _nonpositive(d):
+    count = 0
+    for i in range(d.shape[0]):
+        count += np.int64(d[i] <= 0)
+    return count
 
 
 # --------------------------------------------------------------------------------------------------
@@ -78,16 +107,93 @@ def _prep(Lf, offs, M):
             dst[i] = src[i] * m0o[i]
 
 
-# The substitutions run in blocks. With q the first diagonal whose offset is >= 2 (q = 2 when offset 1
-# is present, else q = 1), a block of length offs[q] only reads x outside itself through diagonals
-# q..K-1: those terms are gathered first for the whole block with vectorised loops (written into x as
-# scratch), then the offset-1 recursion runs through the block, one fused multiply-add per element.
+# Two formulations of each substitution, chosen per call by _use_blocks:
+# - segments: the i range is split where the number of valid off-diagonal terms changes, so the loops
+#   over i carry no edge test; each x_i gathers its terms, the offset-1 neighbour kept in a register.
+# - blocks: with q the first diagonal whose offset is >= 2 (q = 2 when offset 1 is present, else 1), a
+#   block of length offs[q] only reads x outside itself through diagonals q..K-1; those terms are
+#   gathered first for the whole block with vectorised loops (into x as scratch), then the offset-1
+#   recursion runs through the block, one fused multiply-add per element. Best for the chain (one
+#   block) and for long blocks; short blocks would run the vector loops' scalar remainders.
 # Indices that LLVM cannot prove non-negative are cast to unsigned (Numba then skips wraparound).
 
+@njit(cache=True)
+def _use_blocks(offs, n):
+    K = offs.shape[0]
+    q = 2 if K > 1 and offs[1] == 1 else 1
+    return q >= K or offs[q] >= 64
+
+
 @njit(cache=True, fastmath=_FMA, error_model="numpy")
-def _solve_t_row(M, offs, b, x):
-    """Backward substitution L^T x = b with M from :func:`_prep_t`:
-    x_i = M[0, i] b_i - sum_{k >= 1, i + o_k < n} M[k, i] x_{i + o_k}, for i = n-1 .. 0."""
+def _solve_t_main(M, offs, b, x, hi, prev):
+    """Rows i = hi-1 .. 0 of L^T x = b, where every diagonal has a term; K = 3, 4 or 5 with offset 1,
+    unrolled (grid, extended grid). Returns x_0."""
+    K = M.shape[0]
+    m0 = M[0]
+    m1 = M[1]
+    M2 = M[2]
+    x2 = x[offs[2]:]
+    if K == 3:
+        for i in range(hi - 1, -1, -1):
+            ui = _u(i)
+            prev = m0[ui] * b[ui] - M2[ui] * x2[ui] - m1[ui] * prev
+            x[ui] = prev
+    elif K == 4:
+        M3 = M[3]
+        x3 = x[offs[3]:]
+        for i in range(hi - 1, -1, -1):
+            ui = _u(i)
+            prev = m0[ui] * b[ui] - M2[ui] * x2[ui] - M3[ui] * x3[ui] - m1[ui] * prev
+            x[ui] = prev
+    else:
+        M3 = M[3]
+        x3 = x[offs[3]:]
+        M4 = M[4]
+        x4 = x[offs[4]:]
+        for i in range(hi - 1, -1, -1):
+            ui = _u(i)
+            prev = m0[ui] * b[ui] - M2[ui] * x2[ui] - M3[ui] * x3[ui] - M4[ui] * x4[ui] - m1[ui] * prev
+            x[ui] = prev
+    return prev
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_t_seg(M, offs, b, x):
+    K, n = M.shape
+    m0 = M[0]
+    if K > 1 and offs[1] == 1:
+        m1 = M[1]
+        prev = m0[n - 1] * b[n - 1]
+        x[n - 1] = prev
+        hi = n - 1
+        for p in range(1, K):
+            lo = max(n - offs[p + 1], 0) if p + 1 < K else 0
+            if p == K - 1 and 3 <= K <= 5:
+                _solve_t_main(M, offs, b, x, hi, prev)
+                break
+            for i in range(hi - 1, lo - 1, -1):
+                ui = _u(i)
+                acc = m0[ui] * b[ui]
+                for k in range(2, p + 1):
+                    acc -= M[k, ui] * x[_u(i + offs[k])]
+                prev = acc - m1[ui] * prev
+                x[ui] = prev
+            hi = lo
+    else:
+        hi = n
+        for p in range(K):
+            lo = max(n - offs[p + 1], 0) if p + 1 < K else 0
+            for i in range(hi - 1, lo - 1, -1):
+                ui = _u(i)
+                acc = m0[ui] * b[ui]
+                for k in range(1, p + 1):
+                    acc -= M[k, ui] * x[_u(i + offs[k])]
+                x[ui] = acc
+            hi = lo
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_t_blk(M, offs, b, x):
     K, n = M.shape
     chain = K > 1 and offs[1] == 1
     q = 2 if chain else 1
@@ -125,9 +231,85 @@ def _solve_t_row(M, offs, b, x):
 
 
 @njit(cache=True, fastmath=_FMA, error_model="numpy")
-def _solve_row(M, offs, b, x):
-    """Forward substitution L x = b with M from :func:`_prep`:
-    x_i = M[0, i] b_i - sum_{k >= 1, i >= o_k} M[k, i] x_{i - o_k}, for i = 0 .. n-1."""
+def _solve_t_row(M, offs, b, x, blocks):
+    """Backward substitution L^T x = b with M from :func:`_prep_t`:
+    x_i = M[0, i] b_i - sum_{k >= 1, i + o_k < n} M[k, i] x_{i + o_k}, for i = n-1 .. 0."""
+    if blocks:
+        _solve_t_blk(M, offs, b, x)
+    else:
+        _solve_t_seg(M, offs, b, x)
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_main(M, offs, b, x, prev):
+    """Rows i = o_{K-1} .. n-1 of L x = b, where every diagonal has a term; K = 3, 4 or 5 with offset 1,
+    unrolled (grid, extended grid). Views are shifted so that j = i - o_{K-1} indexes them all."""
+    K, n = M.shape
+    top = offs[K - 1]
+    m0 = M[0, top:]
+    m1 = M[1, top:]
+    bt = b[top:]
+    xt = x[top:]
+    M2 = M[2, top:]
+    x2 = x[top - offs[2]:]
+    if K == 3:
+        for j in range(n - top):
+            prev = m0[j] * bt[j] - M2[j] * x2[j] - m1[j] * prev
+            xt[j] = prev
+    elif K == 4:
+        M3 = M[3, top:]
+        x3 = x[top - offs[3]:]
+        for j in range(n - top):
+            prev = m0[j] * bt[j] - M2[j] * x2[j] - M3[j] * x3[j] - m1[j] * prev
+            xt[j] = prev
+    else:
+        M3 = M[3, top:]
+        x3 = x[top - offs[3]:]
+        M4 = M[4, top:]
+        x4 = x[top - offs[4]:]
+        for j in range(n - top):
+            prev = m0[j] * bt[j] - M2[j] * x2[j] - M3[j] * x3[j] - M4[j] * x4[j] - m1[j] * prev
+            xt[j] = prev
+    return prev
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_seg(M, offs, b, x):
+    K, n = M.shape
+    m0 = M[0]
+    if K > 1 and offs[1] == 1:
+        m1 = M[1]
+        prev = m0[0] * b[0]
+        x[0] = prev
+        lo = 1
+        for p in range(1, K):
+            hi = min(offs[p + 1], n) if p + 1 < K else n
+            if p == K - 1 and 3 <= K <= 5:
+                _solve_main(M, offs, b, x, prev)
+                break
+            for i in range(lo, hi):
+                ui = _u(i)
+                acc = m0[ui] * b[ui]
+                for k in range(2, p + 1):
+                    acc -= M[k, ui] * x[_u(i - offs[k])]
+                prev = acc - m1[ui] * prev
+                x[ui] = prev
+            lo = hi
+    else:
+        lo = 0
+        for p in range(K):
+            hi = min(offs[p + 1], n) if p + 1 < K else n
+            for i in range(lo, hi):
+                ui = _u(i)
+                acc = m0[ui] * b[ui]
+                for k in range(1, p + 1):
+                    acc -= M[k, ui] * x[_u(i - offs[k])]
+                x[ui] = acc
+            lo = hi
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_blk(M, offs, b, x):
     K, n = M.shape
     chain = K > 1 and offs[1] == 1
     q = 2 if chain else 1
@@ -162,24 +344,44 @@ def _solve_row(M, offs, b, x):
 
 
 @njit(cache=True, fastmath=_FMA, error_model="numpy")
+def _solve_row(M, offs, b, x, blocks):
+    """Forward substitution L x = b with M from :func:`_prep`:
+    x_i = M[0, i] b_i - sum_{k >= 1, i >= o_k} M[k, i] x_{i - o_k}, for i = 0 .. n-1."""
+    if blocks:
+        _solve_blk(M, offs, b, x)
+    else:
+        _solve_seg(M, offs, b, x)
+
+
+@njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _solve_pairs(L, offs, b, out, lo, hi, transposed):
     """Solve the (factor, sample) pairs lo..hi-1 (factor-major), preparing each factor once."""
     F, K, n = L.shape
     S = b.shape[0]
     M = np.empty((K, n), dtype=L.dtype)
+    blocks = _use_blocks(offs, n)
+    bad = 0
+    chk = 0.0
     last = -1
     for p in range(lo, hi):
         f = p // S
         s = p - f * S
-        if transposed:
-            if f != last:
+        if f != last:
+            d = L[f, 0]
+            bad += _nonpositive(d)
+            chk += _checksum(d)
+            if transposed:
                 _prep_t(L[f], offs, M)
-            _solve_t_row(M, offs, b[s, f], out[s, f])
-        else:
-            if f != last:
+            else:
                 _prep(L[f], offs, M)
-            _solve_row(M, offs, b[s, f], out[s, f])
-        last = f
+            last = f
+        x = out[s, f]
+        if transposed:
+            _solve_t_row(M, offs, b[s, f], x, blocks)
+        else:
+            _solve_row(M, offs, b[s, f], x, blocks)
+        chk += _checksum(x)
+    return bad, chk
 
 
 @njit(cache=True, parallel=True, fastmath=_FMA, error_model="numpy")
@@ -187,23 +389,27 @@ def _solve(L, offs, b, out, transposed):
     F, K, n = L.shape
     P = F * b.shape[0]
     if P * n * K < _PARALLEL_MIN:
-        _solve_pairs(L, offs, b, out, 0, P, transposed)
-    else:
-        nch = _nchunks(P)
-        for c in prange(nch):
-            _solve_pairs(L, offs, b, out, c * P // nch, (c + 1) * P // nch, transposed)
+        return _solve_pairs(L, offs, b, out, 0, P, transposed)
+    bad = 0
+    chk = 0.0
+    nch = _nchunks(P)
+    for c in prange(nch):
+        bc, cc = _solve_pairs(L, offs, b, out, c * P // nch, (c + 1) * P // nch, transposed)
+        bad += bc
+        chk += cc
+    return bad, chk
 
 
 @register("band_solve_t")
 def band_solve_t(L, offs, b, out):
-    """out[s, f] = L_f^{-T} b[s, f].  L (F, K, n); b, out (S, F, n)."""
-    _solve(L, offs, b, out, True)
+    """out[s, f] = L_f^{-T} b[s, f].  L (F, K, n); b, out (S, F, n). Returns (bad, checksum)."""
+    return _solve(L, offs, b, out, True)
 
 
 @register("band_solve")
 def band_solve(L, offs, b, out):
-    """out[s, f] = L_f^{-1} b[s, f].  L (F, K, n); b, out (S, F, n)."""
-    _solve(L, offs, b, out, False)
+    """out[s, f] = L_f^{-1} b[s, f].  L (F, K, n); b, out (S, F, n). Returns (bad, checksum)."""
+    return _solve(L, offs, b, out, False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,6 +422,9 @@ def _matvec_pairs(L, offs, x, out, lo, hi, transposed):
     L^T x: y_i += L[k, i + o] x_{i + o} (i < n - o);  L x: y_i += L[k, i] x_{i - o} (i >= o)."""
     F, K, n = L.shape
     S = x.shape[0]
+    bad = 0
+    chk = 0.0
+    last = -1
     for p in range(lo, hi):
         f = p // S
         s = p - f * S
@@ -223,6 +432,10 @@ def _matvec_pairs(L, offs, x, out, lo, hi, transposed):
         xv = x[s, f]
         y = out[s, f]
         d = Lf[0]
+        if f != last:
+            bad += _nonpositive(d)
+            chk += _checksum(d)
+            last = f
         for i in range(n):
             y[i] = d[i] * xv[i]
         for k in range(1, K):
@@ -236,6 +449,8 @@ def _matvec_pairs(L, offs, x, out, lo, hi, transposed):
                 ys = y[o:]
                 for i in range(n - o):
                     ys[i] += lk[i] * xv[i]
+        chk += _checksum(y)
+    return bad, chk
 
 
 @njit(cache=True, parallel=True, fastmath=_FMA, error_model="numpy")
@@ -243,23 +458,27 @@ def _matvec(L, offs, x, out, transposed):
     F, K, n = L.shape
     P = F * x.shape[0]
     if P * n * K < _PARALLEL_MIN:
-        _matvec_pairs(L, offs, x, out, 0, P, transposed)
-    else:
-        nch = _nchunks(P)
-        for c in prange(nch):
-            _matvec_pairs(L, offs, x, out, c * P // nch, (c + 1) * P // nch, transposed)
+        return _matvec_pairs(L, offs, x, out, 0, P, transposed)
+    bad = 0
+    chk = 0.0
+    nch = _nchunks(P)
+    for c in prange(nch):
+        bc, cc = _matvec_pairs(L, offs, x, out, c * P // nch, (c + 1) * P // nch, transposed)
+        bad += bc
+        chk += cc
+    return bad, chk
 
 
 @register("band_matvec_t")
 def band_matvec_t(L, offs, x, out):
-    """out[s, f] = L_f^T x[s, f].  L (F, K, n); x, out (S, F, n)."""
-    _matvec(L, offs, x, out, True)
+    """out[s, f] = L_f^T x[s, f].  L (F, K, n); x, out (S, F, n). Returns (bad, checksum)."""
+    return _matvec(L, offs, x, out, True)
 
 
 @register("band_matvec")
 def band_matvec(L, offs, x, out):
-    """out[s, f] = L_f x[s, f].  L (F, K, n); x, out (S, F, n)."""
-    _matvec(L, offs, x, out, False)
+    """out[s, f] = L_f x[s, f].  L (F, K, n); x, out (S, F, n). Returns (bad, checksum)."""
+    return _matvec(L, offs, x, out, False)
 
 
 @njit(cache=True, fastmath=_FMA, error_model="numpy")
@@ -347,14 +566,24 @@ def _logdet_one(d):
 @register("band_logdet")
 @njit(cache=True, parallel=True, error_model="numpy")
 def band_logdet(L, out):
-    """out[f] = sum_i log L[f, 0, i]."""
+    """out[f] = sum_i log L[f, 0, i]. Returns (bad, checksum)."""
     F, K, n = L.shape
+    bad = 0
+    chk = 0.0
     if F * n < _PARALLEL_MIN:
         for f in range(F):
-            out[f] = _logdet_one(L[f, 0])
+            d = L[f, 0]
+            bad += _nonpositive(d)
+            out[f] = _logdet_one(d)
+            chk += out[f]
     else:
         for f in prange(F):
-            out[f] = _logdet_one(L[f, 0])
+            d = L[f, 0]
+            bad += _nonpositive(d)
+            v = _logdet_one(d)
+            out[f] = v
+            chk += v
+    return bad, chk
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,10 +679,14 @@ def _trace_band(Lf, offs, Wm, t, ck, slot):
 @njit(cache=True, fastmath=_FMA, error_model="numpy")
 def _trace_factors(L, offs, out, lo, hi):
     F, K, n = L.shape
+    bad = 0
+    chk = 0.0
     if K == 2 and offs[1] == 1:
         buf = np.empty((2, n))
         for f in range(lo, hi):
-            out[f] = _trace_chain(L[f], buf)
+            v = _trace_chain(L[f], buf)
+            out[f] = v
+            chk += v
     else:
         W = offs[K - 1] + 1
         Wm = np.empty((W, W))
@@ -461,21 +694,32 @@ def _trace_factors(L, offs, out, lo, hi):
         ck = np.empty(K)
         slot = np.empty(K, dtype=np.int64)
         for f in range(lo, hi):
-            out[f] = _trace_band(L[f], offs, Wm, t, ck, slot)
+            v = _trace_band(L[f], offs, Wm, t, ck, slot)
+            out[f] = v
+            chk += v
+    for f in range(lo, hi):
+        bad += _nonpositive(L[f, 0])
+        chk += _checksum(L[f, 0])
+    return bad, chk
 
 
 @register("band_trace_inv")
 @njit(cache=True, parallel=True, error_model="numpy")
 def band_trace_inv(L, offs, out):
-    """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain); float64 inside."""
+    """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain); float64 inside.
+    Returns (bad, checksum)."""
     F, K, n = L.shape
     W = offs[K - 1] + 1
     if F * n * K * W < _PARALLEL_MIN:
-        _trace_factors(L, offs, out, 0, F)
-    else:
-        nch = _nchunks(F)
-        for c in prange(nch):
-            _trace_factors(L, offs, out, c * F // nch, (c + 1) * F // nch)
+        return _trace_factors(L, offs, out, 0, F)
+    bad = 0
+    chk = 0.0
+    nch = _nchunks(F)
+    for c in prange(nch):
+        bc, cc = _trace_factors(L, offs, out, c * F // nch, (c + 1) * F // nch)
+        bad += bc
+        chk += cc
+    return bad, chk
 
 
 @njit(cache=True, fastmath=_FMA, error_model="numpy")
@@ -609,18 +853,30 @@ def _trace_grad_factors(L, offs, g, out, lo, hi):
         y = np.empty(W)
         for f in range(lo, hi):
             _trace_band_grad(L[f], offs, np.float64(g[f]), R, Rb, y, out[f])
+    bad = 0
+    chk = 0.0
+    for f in range(lo, hi):
+        bad += _nonpositive(L[f, 0])
+        chk += _checksum(L[f, 0])
+        for k in range(K):
+            chk += _checksum(out[f, k])
+    return bad, chk
 
 
 @register("band_trace_inv_grad")
 @njit(cache=True, parallel=True, error_model="numpy")
 def band_trace_inv_grad(L, offs, g, out):
     """out[f] = g[f] * d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted),
-    zero in the slots that do not exist. L, out (F, K, n); g (F,)."""
+    zero in the slots that do not exist. L, out (F, K, n); g (F,). Returns (bad, checksum)."""
     F, K, n = L.shape
     W = offs[K - 1] + 1
     if F * n * K * W < _PARALLEL_MIN:
-        _trace_grad_factors(L, offs, g, out, 0, F)
-    else:
-        nch = _nchunks(F)
-        for c in prange(nch):
-            _trace_grad_factors(L, offs, g, out, c * F // nch, (c + 1) * F // nch)
+        return _trace_grad_factors(L, offs, g, out, 0, F)
+    bad = 0
+    chk = 0.0
+    nch = _nchunks(F)
+    for c in prange(nch):
+        bc, cc = _trace_grad_factors(L, offs, g, out, c * F // nch, (c + 1) * F // nch)
+        bad += bc
+        chk += cc
+    return bad, chk

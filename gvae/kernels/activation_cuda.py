@@ -1,0 +1,63 @@
+"""CUDA twins of :mod:`activation_cpu` (source: ``activation.cu``): bias + activation, forward in place
+and backward from the output, one template specialisation per activation.
+
+The bias gradient's column sums are deterministic: each block of the backward kernel writes its partial
+sums to a row of a scratch array, and a second kernel adds the rows up in order (no atomics)."""
+import numpy as np
+
+from .backend import register
+from .cuda_build import CudaSource, contiguous, int32, sm_count
+
+# Must match enum Activation in activation.cu.
+ACT_CODES = {"linear": 0, "relu": 1, "elu": 2, "tanh": 3, "softplus": 4, "sigmoid": 5}
+
+SOURCE = CudaSource(
+    "activation.cu",
+    [f"bias_act_forward<{{T}}, {c}>" for c in ACT_CODES.values()]
+    + [f"bias_act_backward<{{T}}, {c}>" for c in ACT_CODES.values()]
+    + ["column_sum<{T}>"])
+
+
+@register("bias_act_forward", "cuda")
+def bias_act_forward(h, b, activation):
+    """In place: h <- act(h + b[None, :]); h (M, N) C-contiguous, b (N,)."""
+    import cupy
+    contiguous("bias_act_forward", h)
+    m, n = int32("bias_act_forward", *h.shape)
+    if not (m and n):
+        return
+    b = cupy.ascontiguousarray(b)
+    bx = 32 * min(8, -(-int(n) // 32))          # threads along a row: a multiple of 32, at most 256
+    by = 256 // bx                               # rows per block
+    gx = -(-int(n) // bx)
+    # About 16 blocks per SM in all; the rows beyond are covered grid-stride.
+    gy = max(1, min(-(-int(m) // by), (16 * sm_count(h)) // gx, 65535))
+    fn = SOURCE.function(f"bias_act_forward<{{T}}, {ACT_CODES[activation]}>", h.dtype)
+    with h.device:
+        fn((gx, gy), (bx, by), (h, b, m, n))
+
+
+@register("bias_act_backward", "cuda")
+def bias_act_backward(g, y, activation, gh):
+    """gh <- g * act'(.) from the output y (all (M, N)); returns the bias gradient (N,)."""
+    import cupy
+    contiguous("bias_act_backward", gh)
+    g = cupy.ascontiguousarray(g)
+    y = cupy.ascontiguousarray(y)
+    m, n = int32("bias_act_backward", *g.shape)
+    if not (m and n):
+        return cupy.zeros(int(n), dtype=g.dtype)
+    gb = cupy.empty(int(n), dtype=g.dtype)
+    gx = -(-int(n) // 32)
+    # Enough row blocks to give every SM about four blocks, each thread at least one row.
+    gy = max(1, min(-(-int(m) // 8), (4 * sm_count(g)) // gx, 1024))
+    fn = SOURCE.function(f"bias_act_backward<{{T}}, {ACT_CODES[activation]}>", g.dtype)
+    with g.device:
+        if gy == 1:
+            fn((gx, 1), (32, 8), (g, y, gh, gb, m, n))
+        else:
+            part = cupy.empty((gy, int(n)), dtype=g.dtype)
+            fn((gx, gy), (32, 8), (g, y, gh, part, m, n))
+            SOURCE.function("column_sum<{T}>", g.dtype)((-(-int(n) // 256),), (256,),
+                                                        (part, gb, np.int32(gy), n))
+    return gb

@@ -1,0 +1,40 @@
+// CUDA twin of adam_cpu.py: one fused Adam pass over flat buffers, and the squared norm.
+#include "cuda_common.cuh"
+
+// In place, grid-stride over n: m <- b1 m + a1 g';  v <- b2 v + a2 g'^2;  p <- p - rate m / (sqrt(v) + eps_hat)
+// with g' = scale * g. rate and eps_hat carry the bias corrections (computed on the host in float64 and
+// rounded to T, as the CPU kernel does).
+template <typename T>
+__global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
+                            T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, long long n) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const T gi = scale * g[i];
+        const T mi = b1 * m[i] + a1 * gi;
+        const T vi = b2 * v[i] + a2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= rate * mi / (gvae::sqrt_(vi) + eps_hat);
+    }
+}
+
+// Stage 1 of sum(g^2): each thread sums its grid-stride elements in T (like the CPU kernel's chunks in
+// the array's precision), each block adds its threads in float64 and writes partial[blockIdx.x].
+template <typename T>
+__global__ void sum_squares_partial(const T* __restrict__ g, double* __restrict__ partial, long long n) {
+    __shared__ double scratch[32];
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    T acc = T(0);
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) acc += g[i] * g[i];
+    const double s = gvae::block_sum((double)acc, scratch);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// Stage 2: one block adds the `count` partials in a fixed order (deterministic) into total[0].
+__global__ void sum_partials(const double* __restrict__ partial, double* __restrict__ total, int count) {
+    __shared__ double scratch[32];
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
+    const double s = gvae::block_sum(acc, scratch);
+    if (threadIdx.x == 0) total[0] = s;
+}
