@@ -26,7 +26,6 @@ def bias_act_forward(h, b, activation):
     m, n = int32("bias_act_forward", *h.shape)
     if not (m and n):
         return
-    b = cupy.ascontiguousarray(b)
     bx = 32 * min(8, -(-int(n) // 32))          # threads along a row: a multiple of 32, at most 256
     by = 256 // bx                               # rows per block
     gx = -(-int(n) // bx)
@@ -34,7 +33,7 @@ def bias_act_forward(h, b, activation):
     gy = max(1, min(-(-int(m) // by), (16 * sm_count(h)) // gx, 65535))
     fn = SOURCE.function(f"bias_act_forward<{{T}}, {ACT_CODES[activation]}>", h.dtype)
     with h.device:
-        fn((gx, gy), (bx, by), (h, b, m, n))
+        fn((gx, gy), (bx, by), (h, cupy.ascontiguousarray(b), m, n))
 
 
 @register("bias_act_backward", "cuda")
@@ -42,17 +41,16 @@ def bias_act_backward(g, y, activation, gh):
     """gh <- g * act'(.) from the output y (all (M, N)); returns the bias gradient (N,)."""
     import cupy
     contiguous("bias_act_backward", gh)
-    g = cupy.ascontiguousarray(g)
-    y = cupy.ascontiguousarray(y)
     m, n = int32("bias_act_backward", *g.shape)
-    if not (m and n):
-        return cupy.zeros(int(n), dtype=g.dtype)
-    gb = cupy.empty(int(n), dtype=g.dtype)
-    gx = -(-int(n) // 32)
-    # Enough row blocks to give every SM about four blocks, each thread at least one row.
-    gy = max(1, min(-(-int(m) // 8), (4 * sm_count(g)) // gx, 1024))
-    fn = SOURCE.function(f"bias_act_backward<{{T}}, {ACT_CODES[activation]}>", g.dtype)
     with g.device:
+        g, y = cupy.ascontiguousarray(g), cupy.ascontiguousarray(y)
+        if not (m and n):
+            return cupy.zeros(int(n), dtype=g.dtype)
+        gb = cupy.empty(int(n), dtype=g.dtype)
+        gx = -(-int(n) // 32)
+        # Enough row blocks to give every SM about four blocks, each thread at least one row.
+        gy = max(1, min(-(-int(m) // 8), (4 * sm_count(g)) // gx, 1024))
+        fn = SOURCE.function(f"bias_act_backward<{{T}}, {ACT_CODES[activation]}>", g.dtype)
         if gy == 1:
             fn((gx, 1), (32, 8), (g, y, gh, gb, m, n))
         else:

@@ -10,7 +10,8 @@ import numpy as np
 
 _IMPLEMENTATIONS = {"cpu": {}, "cuda": {}}
 # Modules whose import registers the CUDA twins; loaded the first time a CuPy array arrives.
-_CUDA_MODULES = ()
+_CUDA_MODULES = ("gvae.kernels.activation_cuda", "gvae.kernels.bernoulli_cuda", "gvae.kernels.gauss_kl_cuda",
+                 "gvae.kernels.adam_cuda", "gvae.kernels.logmeanexp_cuda", "gvae.kernels.band_cuda")
 
 
 def register(name, device="cpu"):

@@ -21,7 +21,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMON_HEADER = "cuda_common.cuh"
-OPTIONS = ("-std=c++17",)
+OPTIONS = ("--std=c++17",)  # the spelling CuPy itself uses (it adds it when absent)
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 SOURCES = {}  # file name -> CudaSource, filled as the *_cuda modules are imported
 

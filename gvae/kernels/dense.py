@@ -1,9 +1,7 @@
 """Fused bias + activation for dense layers: forward in place, backward from the output."""
-import numpy as np
-
 from . import activation_cpu  # noqa: F401  (registers the CPU kernels)
 from .activation_cpu import SCALARS
-from .backend import implementation
+from .backend import array_module, implementation
 from .checks import float_array, same_dtype
 
 
@@ -36,6 +34,6 @@ def bias_activation_grad(g, y, activation, out=None):
     same_dtype("bias_activation_grad", g, y)
     if g.shape != y.shape or g.ndim != 2:
         raise ValueError(f"bias_activation_grad: g and y must both be (M, N), got {g.shape} and {y.shape}")
-    gh = np.empty_like(g) if out is None else out
+    gh = array_module(g, y).empty_like(g) if out is None else out
     gb = implementation("bias_act_backward", g, y)(g, y, _known(activation), gh)
     return gh, gb

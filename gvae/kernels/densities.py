@@ -1,13 +1,11 @@
 """Fused log-densities and KL terms that the objectives evaluate on every step."""
-import numpy as np
-
 from . import bernoulli_cpu, gauss_kl_cpu  # noqa: F401  (registers the CPU kernels)
-from .backend import implementation
+from .backend import array_module, implementation
 from .checks import float_array, same_dtype
 
 
-def _rows(a):
-    return np.ascontiguousarray(a.reshape(-1, a.shape[-1]))
+def _rows(xp, a):
+    return xp.ascontiguousarray(a.reshape(-1, a.shape[-1]))
 
 
 def bernoulli_loglik(logits, x, want_grad=False):
@@ -21,8 +19,9 @@ def bernoulli_loglik(logits, x, want_grad=False):
     if logits.shape[logits.ndim - x.ndim:] != x.shape:
         raise ValueError(f"bernoulli_loglik: x of shape {x.shape} does not match the trailing dims of "
                          f"logits {logits.shape}")
-    l2, x2 = _rows(logits), _rows(x)
-    d = np.empty_like(l2) if want_grad else np.empty((0, l2.shape[1]), l2.dtype)
+    xp = array_module(logits, x)
+    l2, x2 = _rows(xp, logits), _rows(xp, x)
+    d = xp.empty_like(l2) if want_grad else xp.empty((0, l2.shape[1]), l2.dtype)
     out = implementation("bernoulli_loglik", l2, x2)(l2, x2, d)
     return out.reshape(logits.shape[:-1]), (d.reshape(logits.shape) if want_grad else None)
 
@@ -36,11 +35,12 @@ def diag_normal_kl(mu, sigma, want_grad=False):
     same_dtype("diag_normal_kl", mu, sigma)
     if mu.shape != sigma.shape:
         raise ValueError(f"diag_normal_kl: mu {mu.shape} and sigma {sigma.shape} must have one shape")
-    m2, s2 = _rows(mu), _rows(sigma)
+    xp = array_module(mu, sigma)
+    m2, s2 = _rows(xp, mu), _rows(xp, sigma)
     if want_grad:
-        dm, ds = np.empty_like(m2), np.empty_like(s2)
+        dm, ds = xp.empty_like(m2), xp.empty_like(s2)
     else:
-        dm = ds = np.empty((0, m2.shape[1]), m2.dtype)
+        dm = ds = xp.empty((0, m2.shape[1]), m2.dtype)
     out = implementation("diag_normal_kl", m2, s2)(m2, s2, dm, ds)
     grads = (dm.reshape(mu.shape), ds.reshape(mu.shape)) if want_grad else None
     return out.reshape(mu.shape[:-1]), grads

@@ -19,5 +19,5 @@ def adam_update(p, g, m, v, *, lr, beta1, beta2, eps, step, scale=1.0):
     same_dtype("adam_update", p, g, m, v)
     if step < 1:
         raise ValueError(f"adam_update: step counts from 1, got {step}")
-    implementation("adam_update", p, g)(p, g, m, v, float(lr), float(beta1), float(beta2), float(eps),
-                                        int(step), float(scale))
+    implementation("adam_update", p, g, m, v)(p, g, m, v, float(lr), float(beta1), float(beta2),
+                                              float(eps), int(step), float(scale))

@@ -1,0 +1,151 @@
+"""Compile every CUDA source of gvae with ``nvcc``, for every kernel instantiation the runtime fetches.
+
+    python -m gvae.kernels.cuda_compile_check [--arch sm_90] [--nvcc PATH] [--nvrtc]
+
+Needs neither CuPy nor a GPU (CI runs it wherever ``nvcc`` exists). The instantiations are the name
+expressions that the ``*_cuda.py`` modules declare through :class:`gvae.kernels.cuda_build.CudaSource`
+(those modules import without CuPy). For each ``.cu`` file and each float type a small translation unit
+includes the source and takes the address of every declared kernel, which makes nvcc instantiate and
+compile each one (``--ptx``: device code only, no host compiler pass). One line per file; exit status 1
+with nvcc's message on any failure, or when a ``.cu`` file is declared by no module.
+
+``--nvrtc`` also compiles each source through NVRTC with the very name expressions and options that
+``cupy.RawModule`` uses at run time (this needs CuPy and the NVRTC library, still no GPU).
+"""
+import argparse
+import concurrent.futures
+import glob
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import cuda_build
+
+FLOAT_TYPES = ("float", "double")
+
+
+def declared_sources():
+    """Import every ``*_cuda`` module beside this one; returns {file name: CudaSource}."""
+    for path in sorted(glob.glob(os.path.join(cuda_build.HERE, "*_cuda.py"))):
+        importlib.import_module(f"{__package__}.{os.path.basename(path)[:-3]}")
+    return dict(cuda_build.SOURCES)
+
+
+def instantiation_unit(filename, expressions):
+    """A translation unit that includes ``filename`` and references every kernel in ``expressions``."""
+    refs = "\n".join(f"    (const void*)&{e}," for e in expressions)
+    return (f'#include "{filename}"\n\n'
+            f"// Taking each kernel's address instantiates it, as NVRTC's name expressions do.\n"
+            f"extern const void* const gvae_instances[];\n"
+            f"const void* const gvae_instances[] = {{\n{refs}\n}};\n")
+
+
+def compile_unit(nvcc, arch, source_dir, workdir, tag, text, kernels):
+    """(ok, seconds, message) of ``nvcc --ptx`` on ``text``, which must yield ``kernels`` entry points."""
+    cu = os.path.join(workdir, f"{tag}.cu")
+    with open(cu, "w") as f:
+        f.write(text)
+    ptx = os.path.join(workdir, f"{tag}.ptx")
+    cmd = [nvcc, "-std=c++17", f"-arch={arch}", "--ptx", "-I", source_dir, "-o", ptx, cu]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    message = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        return False, seconds, message
+    with open(ptx) as f:
+        entries = sum(1 for line in f if ".entry" in line)
+    if entries < kernels:
+        return False, seconds, f"{message}\nexpected {kernels} kernel entry points in the PTX, found {entries}"
+    return True, seconds, message
+
+
+def nvrtc_compile(source, ct, arch):
+    """Compile ``source`` for C type ``ct`` as ``cupy.RawModule`` would (NVRTC, name expressions);
+    returns the lowered names. Raises RuntimeError with NVRTC's log on failure."""
+    from cupy.cuda import nvrtc
+    text = cuda_build.source_text(source.filename)
+    exprs = source.instantiations(ct)
+    prog = nvrtc.createProgram(text, source.filename, (), ())
+    try:
+        for e in exprs:
+            nvrtc.addNameExpression(prog, e)
+        # CuPy adds -ftz=true and the architecture to the options it is given
+        options = cuda_build.OPTIONS + ("-ftz=true", f"-arch=compute_{arch.split('_')[-1]}")
+        try:
+            nvrtc.compileProgram(prog, options)
+        except nvrtc.NVRTCError as err:
+            raise RuntimeError(f"{err}\n{nvrtc.getProgramLog(prog)}") from None
+        return {e: nvrtc.getLoweredName(prog, e) for e in exprs}
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gvae.kernels.cuda_compile_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="sm_90", help="nvcc -arch (default sm_90)")
+    parser.add_argument("--nvcc", default=shutil.which("nvcc"), help="path of nvcc (default: on PATH)")
+    parser.add_argument("--nvrtc", action="store_true", help="also compile through NVRTC (needs CuPy)")
+    args = parser.parse_args(argv)
+    if not args.nvcc:
+        print("cuda_compile_check: nvcc not found (pass --nvcc PATH)", file=sys.stderr)
+        return 2
+
+    sources = declared_sources()
+    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(cuda_build.HERE, "*.cu")))
+    failures = 0
+    jobs = {}
+    with tempfile.TemporaryDirectory(prefix="gvae_cuda_check_") as workdir, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        for name in files:
+            src = sources.get(name)
+            if src is None:
+                continue
+            for ct in FLOAT_TYPES:
+                tag = f"{name[:-3]}_{ct}"
+                text = instantiation_unit(name, src.instantiations(ct))
+                jobs[name, ct] = pool.submit(compile_unit, args.nvcc, args.arch, cuda_build.HERE, workdir, tag,
+                                             text, len(src.expressions))
+        for name in files:
+            src = sources.get(name)
+            if src is None:
+                failures += 1
+                print(f"FAIL {name}: no *_cuda.py module declares it (CudaSource), so nothing instantiates it")
+                continue
+            results = [(ct,) + jobs[name, ct].result() for ct in FLOAT_TYPES]
+            bad = [(ct, msg) for ct, ok, _, msg in results if not ok]
+            seconds = max(r[2] for r in results)
+            count = len(src.expressions)
+            if bad:
+                failures += 1
+                print(f"FAIL {name} ({', '.join(ct for ct, _ in bad)})")
+                for ct, msg in bad:
+                    print(f"--- nvcc, T = {ct} ---\n{msg}")
+                continue
+            warned = [msg for _, _, _, msg in results if msg]
+            line = f"ok   {name:<16} {count:>2} kernels x (float, double)  nvcc {args.arch} {seconds:.1f} s"
+            if args.nvrtc:
+                try:
+                    for ct in FLOAT_TYPES:
+                        nvrtc_compile(src, ct, args.arch)
+                    line += ", nvrtc ok"
+                except Exception as err:  # noqa: BLE001  (any NVRTC or import failure is reported)
+                    failures += 1
+                    line = f"FAIL {name}: nvrtc\n{err}"
+            print(line)
+            for msg in warned:
+                print(f"     nvcc said: {msg}")
+    missing = sorted(set(sources) - set(files))
+    for name in missing:
+        failures += 1
+        print(f"FAIL {name}: declared by a *_cuda.py module but missing")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
