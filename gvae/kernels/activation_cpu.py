@@ -1,10 +1,11 @@
 """Numba CPU kernels: bias + activation fused, forward and backward.
 
-The activation enters a kernel as a scalar Numba function argument, so each activation gets its own
-compiled, branch-free and vectorised specialisation (cached like any other signature). The backward
-pass needs only the layer's output y = act(h + b): every supported activation has act'(h) as a function
-of y. Transcendentals come from :mod:`vecmath_cpu` (vectorisable, float64 inside); tanh is a library
-call.
+The activation is an integer code. Each kernel holds one loop per activation, so every loop is
+branch-free and vectorises; the alternatives do not survive Numba's cache (a jitted function passed as
+an argument, or used as a value, makes the kernel uncacheable or breaks the cache index across
+processes), and a switch inside the element loop blocks vectorisation. The backward pass needs only
+the layer's output y = act(h + b): every supported activation has act'(h) as a function of y.
+Transcendentals come from :mod:`vecmath_cpu` (vectorisable, float64 inside); tanh is a library call.
 
 Serial on purpose: these run between OpenBLAS GEMMs, whose worker threads spin for a while after each
 product; a second thread pool fighting them for the cores costs more than these loops take.
@@ -17,52 +18,72 @@ from numba import njit
 from .backend import register
 from .vecmath_cpu import expm1_nonpos, softplus_and_sigmoid
 
-
-def _scalar(fun):
-    return njit(cache=True, inline="always", error_model="numpy")(fun)
-
-
-# name -> (act(x), act'(x) written in terms of y = act(x)); x, y float64
-SCALARS = {
-    "linear": (_scalar(lambda x: x), _scalar(lambda y: 1.0)),
-    "relu": (_scalar(lambda x: max(x, 0.0)), _scalar(lambda y: 1.0 if y > 0 else 0.0)),
-    "elu": (_scalar(lambda x: x if x > 0 else expm1_nonpos(min(x, 0.0))),
-            _scalar(lambda y: 1.0 if y > 0 else y + 1.0)),
-    "tanh": (_scalar(lambda x: math.tanh(x)), _scalar(lambda y: 1.0 - y * y)),
-    "softplus": (_scalar(lambda x: softplus_and_sigmoid(x)[0]), _scalar(lambda y: -expm1_nonpos(-max(y, 0.0)))),
-    "sigmoid": (_scalar(lambda x: softplus_and_sigmoid(x)[1]), _scalar(lambda y: y * (1.0 - y))),
-}
+ACTIVATIONS = ("linear", "relu", "elu", "tanh", "softplus", "sigmoid")  # codes 0..5
+_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 
 @njit(cache=True, error_model="numpy")
-def _forward(h, b, act):
-    """In place: h[i, j] <- act(h[i, j] + b[j]). h (M, N) C-contiguous, b (N,)."""
+def _forward(h, b, code):
     m, n = h.shape
     for i in range(m):
-        for j in range(n):
-            h[i, j] = act(np.float64(h[i, j] + b[j]))
+        row = h[i]
+        if code == 0:
+            for j in range(n):
+                row[j] += b[j]
+        elif code == 1:
+            for j in range(n):
+                row[j] = max(np.float64(row[j] + b[j]), 0.0)
+        elif code == 2:
+            for j in range(n):
+                x = np.float64(row[j] + b[j])
+                row[j] = x if x > 0 else expm1_nonpos(min(x, 0.0))
+        elif code == 3:
+            for j in range(n):
+                row[j] = math.tanh(np.float64(row[j] + b[j]))
+        elif code == 4:
+            for j in range(n):
+                row[j] = softplus_and_sigmoid(np.float64(row[j] + b[j]))[0]
+        else:
+            for j in range(n):
+                row[j] = softplus_and_sigmoid(np.float64(row[j] + b[j]))[1]
 
 
 @njit(cache=True, error_model="numpy")
-def _backward(g, y, dact, gh):
-    """gh <- g * act'(.) from the output y; returns the bias gradient sum_i gh[i, :]."""
+def _backward(g, y, code, gh):
     m, n = g.shape
     gb = np.zeros(n, dtype=g.dtype)
     for i in range(m):
+        gi, yi, out = g[i], y[i], gh[i]
+        if code == 0:
+            for j in range(n):
+                out[j] = gi[j]
+        elif code == 1:
+            for j in range(n):
+                out[j] = gi[j] if yi[j] > 0 else 0.0
+        elif code == 2:
+            for j in range(n):
+                out[j] = gi[j] * (1.0 if yi[j] > 0 else np.float64(yi[j]) + 1.0)
+        elif code == 3:
+            for j in range(n):
+                out[j] = gi[j] * (1.0 - np.float64(yi[j]) * yi[j])
+        elif code == 4:
+            for j in range(n):
+                out[j] = gi[j] * -expm1_nonpos(-max(np.float64(yi[j]), 0.0))
+        else:
+            for j in range(n):
+                out[j] = gi[j] * (np.float64(yi[j]) * (1.0 - yi[j]))
         for j in range(n):
-            v = g[i, j] * dact(np.float64(y[i, j]))
-            gh[i, j] = v
-            gb[j] += v
+            gb[j] += out[j]
     return gb
 
 
 @register("bias_act_forward")
 def bias_act_forward(h, b, activation):
     """In place: h <- act(h + b[None, :]) for the activation called ``activation``."""
-    _forward(h, b, SCALARS[activation][0])
+    _forward(h, b, _CODE[activation])
 
 
 @register("bias_act_backward")
 def bias_act_backward(g, y, activation, gh):
     """gh <- g * act'(.) from the output y; returns the bias gradient (N,)."""
-    return _backward(g, y, SCALARS[activation][1], gh)
+    return _backward(g, y, _CODE[activation], gh)

@@ -1,11 +1,10 @@
 """Fused bias + activation for dense layers: forward in place, backward from the output."""
 from . import activation_cpu  # noqa: F401  (registers the CPU kernels)
-from .activation_cpu import SCALARS
+from .activation_cpu import ACTIVATIONS
 from .backend import array_module, implementation
 from .checks import float_array, same_dtype
 
 
-ACTIVATIONS = tuple(SCALARS)
 
 
 def _known(name):
