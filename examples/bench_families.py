@@ -25,6 +25,8 @@ parser.add_argument("--families", nargs="+",
                     default=["diagonal", "ar1", "rank1", "chain", "grid", "extgrid", "full"])
 parser.add_argument("--likelihoods", nargs="+", default=["bernoulli"],
                     help="observation models to time (each family x each likelihood)")
+parser.add_argument("--pixel-factor", choices=["decoder", "global"], default="decoder",
+                    help="logitnormal*: the pixel precision factor from the decoder or one learned factor")
 args = parser.parse_args()
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = str(args.threads)  # before NumPy and Numba start their thread pools
@@ -45,7 +47,7 @@ trainers = {}
 for lik in args.likelihoods:
     for fam in args.families:
         config = TrainConfig(posterior=fam, likelihood=lik, latent=args.latent, hidden=(args.hidden, args.hidden),
-                             batch_size=args.batch)
+                             batch_size=args.batch, pixel_factor=args.pixel_factor)
         trainer = Trainer(config, data, tmp, quiet=True)
         batches = [trainer.model.likelihood.prepare(x[i * args.batch:(i + 1) * args.batch], rng) for i in range(8)]
         for b in batches * 2:  # compile and warm up
