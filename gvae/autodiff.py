@@ -115,7 +115,7 @@ class Primitive:
         for i in argnums:
             maker = self.makers.get(i)
             if maker is None:
-                raise NotImplementedError(f"VJP of {self.name} wrt argument {i} not defined")
+                raise TypeError(f"VJP of {self.name} wrt argument {i} not defined: it cannot be differentiated")
             fns.append(maker(ans, *raw, **kwargs))
         return lambda g: [f(g) for f in fns]
 

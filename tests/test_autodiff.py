@@ -179,3 +179,10 @@ def test_unbroadcast():
 def test_plain_arrays_just_compute():
     np.testing.assert_allclose(ops.softplus(np.array([0.0, 100.0])), [np.log(2.0), 100.0])
     assert ops.softplus(np.ones(2, np.float32)).dtype == np.float32
+
+
+def test_missing_vjp_is_named():
+    from gvae.autodiff import primitive
+    floor = primitive(np.floor, name="floor")
+    with pytest.raises(TypeError, match="VJP of floor wrt argument 0 not defined"):
+        value_and_grad(lambda x: ops.sum(floor(x)))(np.ones(2))
