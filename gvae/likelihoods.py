@@ -192,8 +192,9 @@ class LogitNormal(Continuous):
         return band_factor(raw, self.mask, self.floor)
 
     def log_prob(self, out, x, params):
-        y = np.log(x) - np.log1p(-x)
-        jacobian = -np.sum(np.log(x) + np.log1p(-x), axis=-1)
+        log_x, log_1mx = np.log(x), np.log1p(-x)
+        y = log_x - log_1mx
+        jacobian = -np.sum(log_x + log_1mx, axis=-1)
         return band_log_density(self._factor(out, params), self.offsets, y, out[..., :self.n]) + jacobian
 
     def mean(self, out, params):

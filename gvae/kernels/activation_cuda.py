@@ -5,11 +5,12 @@ The bias gradient's column sums are deterministic: each block of the backward ke
 sums to a row of a scratch array, and a second kernel adds the rows up in order (no atomics)."""
 import numpy as np
 
+from .activation_cpu import ACTIVATIONS
 from .backend import register
 from .cuda_build import CudaSource, contiguous, int32, sm_count
 
-# Must match enum Activation in activation.cu.
-ACT_CODES = {"linear": 0, "relu": 1, "elu": 2, "tanh": 3, "softplus": 4, "sigmoid": 5}
+# The CPU kernels' codes, one source of truth; enum Activation in activation.cu lists them in this order.
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 SOURCE = CudaSource(
     "activation.cu",
