@@ -36,6 +36,7 @@ import scipy.linalg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gvae import kernels  # noqa: E402
+from gvae.model import lattice
 
 try:
     import torch
@@ -71,15 +72,15 @@ def copy_bandwidth(min_time):
 
 
 def stencil(name, r):
-    return {"chain": kernels.chain_offsets(), "grid": kernels.grid_offsets(r, r),
-            "extgrid": kernels.extgrid_offsets(r, r)}[name]
+    return {"chain": lattice.chain_offsets(), "grid": lattice.grid_offsets(r, r),
+            "extgrid": lattice.extgrid_offsets(r, r)}[name]
 
 
 def make_factor(rng, B, offsets, r):
     n = r * r
     K = len(offsets)
     L = (rng.uniform(-0.5, 0.5, size=(B, K, n)) / np.sqrt(K)).astype(DTYPE)
-    L *= kernels.lattice_mask(offsets, r, r, dtype=DTYPE)
+    L *= lattice.lattice_mask(offsets, r, r, dtype=DTYPE)
     L[:, 0] = rng.uniform(0.5, 2.0, size=(B, n))
     return L
 

@@ -84,8 +84,8 @@ def band_rows(cupy, kernels, time_it, args, rng):
     rows = []
     for r in args.sides:
         n = r * r
-        stencils = {"chain": kernels.chain_offsets(), "grid": kernels.grid_offsets(r, r),
-                    "extgrid": kernels.extgrid_offsets(r, r)}
+        stencils = {"chain": lattice.chain_offsets(), "grid": lattice.grid_offsets(r, r),
+                    "extgrid": lattice.extgrid_offsets(r, r)}
         for stencil, offs in stencils.items():
             K = len(offs)
             for F in args.factors:
@@ -123,7 +123,7 @@ def layer_sizes():
 
 
 def init_params(rng):
-    """He-normal hidden, Glorot-uniform output weights, zero biases (as gvae.layers)."""
+    """He-normal hidden, Glorot-uniform output weights, zero biases (as gvae.model.layers)."""
     out = []
     sizes = layer_sizes()
     for k, (din, dout) in enumerate(sizes):
@@ -276,6 +276,7 @@ def main(args):
         print(f"bench_cuda: needs CuPy and a CUDA GPU ({type(exc).__name__}: {exc})")
         return 1
     from gvae import kernels
+    from gvae.model import lattice
 
     torch = None
     torch_note = "PyTorch rows skipped (--no-torch)" if args.no_torch else None

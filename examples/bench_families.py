@@ -1,6 +1,6 @@
 """Cost of one training step per posterior family, relative to the diagonal family.
 
-The real step (:meth:`gvae.train.Trainer.step`) of a 784-H-H-d ELU VAE with a Bernoulli decoder, float32,
+The real step (:meth:`gvae.training.Trainer.step`) of a 784-H-H-d ELU VAE with a Bernoulli decoder, float32,
 batch 100, for each family, interleaved block by block in one process so that machine noise hits every
 family alike; medians over ``--repeats`` steps:
 
@@ -37,7 +37,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gvae.train import TrainConfig, Trainer  # noqa: E402
+from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 rng = np.random.default_rng(0)
 x = (np.floor(rng.random((8 * args.batch, 784)) * 256) / 256).astype(np.float32)

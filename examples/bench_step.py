@@ -2,7 +2,7 @@
 
 Compares, in one process and interleaved block by block (so machine noise hits every row alike):
 
-* ``gvae``: :meth:`gvae.train.Trainer.step`, the real training step (value_and_grad of the negative
+* ``gvae``: :meth:`gvae.training.Trainer.step`, the real training step (value_and_grad of the negative
   ELBO, flatten the gradients, global norm, fused Adam);
 * ``gvae phased``: a second Trainer whose step has a timer around each phase it calls
   (value_and_grad, flatten, norm, Adam), for the per-phase breakdown;
@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from gvae import kernels  # noqa: E402
-from gvae.train import TrainConfig, Trainer  # noqa: E402
+from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 N_IN = 784
 N_BATCHES = 8  # distinct batches cycled through, so no implementation sees one batch only

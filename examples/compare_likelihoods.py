@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gvae.data import load_mnist
-from gvae.evaluate import evaluate
-from gvae.files import atomic_path, write_json
-from gvae.images import tile, write_png
-from gvae.train import TrainConfig, Trainer, fixed_eval_sets, load_model
+from gvae.io.mnist import load_mnist
+from gvae.training.evaluate import evaluate
+from gvae.io.files import atomic_path, write_json
+from gvae.io.images import tile, write_png
+from gvae.training import TrainConfig, Trainer
+from gvae.training.runs import fixed_eval_sets, load_model
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--likelihoods", nargs="+",

@@ -4,8 +4,8 @@
 """
 import argparse
 
-from gvae.data import load_mnist
-from gvae.train import TrainConfig, train
+from gvae.io.mnist import load_mnist
+from gvae.training import TrainConfig, train
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--posterior", default="diagonal")

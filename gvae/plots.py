@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_path, read_jsonl
+from .io.files import atomic_path, read_jsonl
+from .io.images import tile
 
 DPI = 100
 MAX_DIAGONALS = 6  # lines in the Cholesky picture for families with many diagonals (full, rank1)
@@ -93,20 +94,6 @@ def _side_or_raise(n):
     if side is None:
         raise ValueError(f"cannot draw images of {n} pixels: {n} is not a square number")
     return side
-
-
-def tile(images, rows, cols, pad=2, pad_value=1.0):
-    """Images (N <= rows * cols, h, w) laid out row by row into one (rows h + ..., cols w + ...) array,
-    with ``pad`` pixels of ``pad_value`` between them (and around); unused cells stay ``pad_value``."""
-    images = np.asarray(images, dtype=np.float64)
-    n, h, w = images.shape
-    if n > rows * cols:
-        raise ValueError(f"{n} images do not fit a {rows} x {cols} grid")
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), pad_value)
-    for k in range(n):
-        r, c = divmod(k, cols)
-        out[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = images[k]
-    return out
 
 
 def decoder_means(model, params, z):
@@ -205,7 +192,7 @@ def plot_samples(model, params, path, rows=8, cols=8, seed=0):
     z = rng.standard_normal((rows * cols, model.latent))
     means = decoder_means(model, params, z)
     side = _side_or_raise(means.shape[1])
-    grid = tile(means.reshape(-1, side, side), rows, cols)
+    grid = tile(means.reshape(-1, side, side), rows, cols, pad=2)
     fig, _ = _image_figure(grid, 2 if side <= 32 else 1, f"Samples: decoder means for z ~ N(0, I), "
                                                          f"d = {model.latent}", left=0.4, right=0.4)
     return _save(fig, path)
@@ -304,7 +291,7 @@ def _diagonal_label(model, offset, banded):
     family = model.family
     link = None
     if banded and getattr(family, "on_lattice", False):
-        from .posteriors import lattice_shape
+        from .model.lattice import lattice_shape
         cols = lattice_shape(model.latent, family.grid_shape)[1]
         link = {1: "left", cols - 1: "upper right", cols: "up", cols + 1: "upper left"}.get(offset)
     elif banded and offset == 1:
@@ -384,7 +371,7 @@ def plot_correlation(model, params, x, path, labels=None):
 def prepared_test_images(data, model):
     """The test split as the run evaluates it: binarised (or prepared by the likelihood) once with the
     fixed evaluation seed, so every picture of every run shows the same observations."""
-    from .train import fixed_eval_sets
+    from .training.runs import fixed_eval_sets
     return fixed_eval_sets(data, model)[1]
 
 
@@ -397,14 +384,14 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
     shown in the structured-posterior pictures; ``which`` picks the "best" or "last" parameters.
     Image pictures are skipped, with a message on stderr, when the data are not square images.
     Returns the list of written paths."""
-    from .train import load_model
+    from .training.runs import load_model
 
     _figure(1, 1)  # fail early and clearly if matplotlib is missing
     run_dir = Path(run_dir)
     out_dir = run_dir if out_dir is None else Path(out_dir)
     model, params, config = load_model(run_dir, which)
     if data is None:
-        from .data import load_mnist
+        from .io.mnist import load_mnist
         data = load_mnist()
     test_x = prepared_test_images(data, model)
     test_y = data["test"][1] if len(data["test"]) > 1 else None

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from gvae import kernels
+from gvae.model import lattice
 from tests.band_reference import (band_from_dense, dense_from_band, logdet_ref, matvec_ref, matvec_t_ref,
                                   named_offsets, random_factor, random_offsets, solve_ref, solve_t_ref,
                                   trace_inv_grad_ref, trace_inv_ref)
@@ -241,13 +242,13 @@ def test_bad_inputs_factor():
 # --------------------------------------------------------------------------------------------------
 
 def test_named_offsets():
-    assert kernels.chain_offsets() == (0, 1)
-    assert kernels.grid_offsets(5, 7) == (0, 1, 7)
-    assert kernels.extgrid_offsets(5, 7) == (0, 1, 6, 7, 8)
+    assert lattice.chain_offsets() == (0, 1)
+    assert lattice.grid_offsets(5, 7) == (0, 1, 7)
+    assert lattice.extgrid_offsets(5, 7) == (0, 1, 6, 7, 8)
     with pytest.raises(ValueError, match="cols must be >= 3"):
-        kernels.extgrid_offsets(4, 2)
+        lattice.extgrid_offsets(4, 2)
     with pytest.raises(ValueError, match="rows must be a positive int"):
-        kernels.grid_offsets(0, 4)
+        lattice.grid_offsets(0, 4)
 
 
 @pytest.mark.parametrize("rows,cols", [(1, 3), (3, 3), (4, 5), (5, 4), (28, 28), (2, 2)])
@@ -256,11 +257,11 @@ def test_lattice_mask_keeps_exactly_the_neighbours(rows, cols):
     r, c = np.divmod(np.arange(n), cols)
     for offsets, adjacent in [((0, 1) + ((cols,) if cols > 1 and cols < n else ()),
                                lambda dr, dc: abs(dr) + abs(dc) <= 1),
-                              (kernels.extgrid_offsets(rows, cols) if cols >= 3 and cols + 1 < n else None,
+                              (lattice.extgrid_offsets(rows, cols) if cols >= 3 and cols + 1 < n else None,
                                lambda dr, dc: max(abs(dr), abs(dc)) <= 1)]:
         if offsets is None or offsets[-1] >= n:
             continue
-        mask = kernels.lattice_mask(offsets, rows, cols)
+        mask = lattice.lattice_mask(offsets, rows, cols)
         assert mask.shape == (len(offsets), n)
         for k, o in enumerate(offsets):
             for i in range(n):
@@ -270,7 +271,7 @@ def test_lattice_mask_keeps_exactly_the_neighbours(rows, cols):
 
 
 def test_lattice_mask_wraparound_entries():
-    mask = kernels.lattice_mask((0, 1, 3, 4, 5), 3, 4)
+    mask = lattice.lattice_mask((0, 1, 3, 4, 5), 3, 4)
     # offset 1: first pixel of each row; offset c+1: first pixel of each row; offset c-1: last pixel
     assert np.flatnonzero(mask[1] == 0).tolist() == [0, 4, 8]
     assert np.flatnonzero(mask[4] == 0).tolist() == [0, 1, 2, 3, 4, 8]

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gvae import data
+from gvae.io import mnist as data
+from gvae.model.likelihoods import binarize
+from gvae.training.trainer import batches
 
 SMALL_SIZES = {"train": 30, "valid": 10, "test": 12}
 
@@ -388,7 +390,7 @@ def test_idx_directory_errors(tmp_path, monkeypatch):
 @given(p=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
 def test_binarize_mean_matches(p, seed):
     x = np.full((200, 784), p, np.float32)
-    b = data.binarize(x, np.random.default_rng(seed))
+    b = binarize(x, np.random.default_rng(seed))
     assert b.dtype == np.float32 and b.shape == x.shape
     assert set(np.unique(b)) <= {0.0, 1.0}
     # 156800 Bernoulli draws: 6 standard deviations is at most 0.0076.
@@ -398,12 +400,12 @@ def test_binarize_mean_matches(p, seed):
 def test_binarize_is_redrawn():
     x = np.full((10, 784), 0.5, np.float32)
     rng = np.random.default_rng(0)
-    assert not np.array_equal(data.binarize(x, rng), data.binarize(x, rng))
+    assert not np.array_equal(binarize(x, rng), binarize(x, rng))
 
 
 @given(n=st.integers(0, 300), batch_size=st.integers(1, 70), shuffle=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_batches_cover_each_index_once(n, batch_size, shuffle, seed):
-    parts = list(data.batches(n, batch_size, np.random.default_rng(seed), shuffle=shuffle))
+    parts = list(batches(n, batch_size, np.random.default_rng(seed), shuffle=shuffle))
     assert all(len(b) == batch_size for b in parts[:-1])
     assert all(1 <= len(b) <= batch_size for b in parts)
     assert len(parts) == -(-n // batch_size)
@@ -415,7 +417,7 @@ def test_batches_cover_each_index_once(n, batch_size, shuffle, seed):
 
 def test_batches_rejects_bad_arguments():
     with pytest.raises(ValueError, match="batch_size >= 1"):
-        data.batches(10, 0, np.random.default_rng(0))
+        batches(10, 0, np.random.default_rng(0))
 
 
 # ---------------------------------------------------------------- real MNIST

@@ -8,9 +8,9 @@ from scipy.special import logsumexp, softmax
 from scipy.stats import multivariate_normal
 
 from gvae import kernels, ops
-from gvae.evaluate import importance_sampling, per_example_elbo
+from gvae.training.evaluate import importance_sampling, per_example_elbo
 from gvae.model import VAE
-from gvae.objectives import iwae_bound
+from gvae.model.objectives import iwae_bound
 from tests.gradcheck import check_vjp
 
 
@@ -110,7 +110,7 @@ def test_bounds_increase_with_k():
 
 
 def test_memory_bound_chunks_the_samples():
-    from gvae.evaluate import sample_chunk
+    from gvae.training.evaluate import sample_chunk
     model = VAE(784, 16, [500, 500], "elu")
     c = sample_chunk(model, 100, 64 * 2 ** 20)
     assert 1 <= c and 3 * 100 * (500 + 500 + 784 + 64) * 4 * c <= 64 * 2 ** 20

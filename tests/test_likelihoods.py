@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, strategies as st
 from scipy.stats import multivariate_normal, norm
 
-from gvae.data import dequantize
-from gvae.likelihoods import LIKELIHOODS, get_likelihood
-from gvae.posteriors import dense_factor
+from gvae.model.likelihoods import dequantize
+from gvae.model.likelihoods import LIKELIHOODS, get_likelihood
+from gvae.model.posteriors import dense_factor
 from tests.gradcheck import check_vjp
 
 PIXEL = ["logitnormal", "logitnormal-grid", "logitnormal-extgrid"]

@@ -6,10 +6,10 @@ from hypothesis import given, strategies as st
 from gvae import ops
 from gvae.autodiff import value_and_grad
 from gvae.model import VAE
-from gvae.objectives import elbo, training_loss
-from gvae.optim import Adam
-from gvae.params import FlatParams
-from gvae.posteriors import FAMILIES, get_family
+from gvae.model.objectives import elbo, training_loss
+from gvae.training.adam import Adam
+from gvae.model.params import FlatParams
+from gvae.model.posteriors import FAMILIES, get_family
 from tests.gradcheck import check_vjp
 
 

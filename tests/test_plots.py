@@ -8,7 +8,7 @@ pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
 
 from gvae import plots  # noqa: E402
-from gvae.train import TrainConfig, Trainer, load_model  # noqa: E402
+from gvae.training import TrainConfig, Trainer, load_model  # noqa: E402
 from tests.test_train import make_data  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 from scipy.stats import multivariate_normal
 
-from gvae.posteriors import FAMILIES, get_family, lattice_shape
+from gvae.model.lattice import lattice_shape
+from gvae.model.posteriors import FAMILIES, get_family
 from tests.gradcheck import check_vjp
 
 GRID = {"grid": (2, 3), "extgrid": (2, 3)}

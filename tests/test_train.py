@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from gvae import checkpoint
-from gvae.files import read_jsonl
-from gvae.train import NonFiniteError, TrainConfig, Trainer, train
+from gvae.training import checkpoint
+from gvae.io.files import read_jsonl
+from gvae.training import NonFiniteError, TrainConfig, Trainer, train
 
 
 def make_data(n=300, d=36, seed=0):

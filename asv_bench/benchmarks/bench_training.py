@@ -1,9 +1,9 @@
-"""The real training step: :meth:`gvae.train.Trainer.step` (value_and_grad, flatten, norm, Adam)."""
+"""The real training step: :meth:`gvae.training.Trainer.step` (value_and_grad, flatten, norm, Adam)."""
 import tempfile
 
 import numpy as np
 
-from gvae.train import TrainConfig, Trainer
+from gvae.training import TrainConfig, Trainer
 
 N_IN = 784
 N_BATCHES = 4

@@ -1,6 +1,6 @@
 """Numba CPU kernels: bias + activation fused, forward and backward.
 
-The activation is an integer code. Each kernel holds one loop per activation, so every loop is
+The activation is its integer code in the table of :mod:`activations`. Each kernel holds one loop per activation, so every loop is
 branch-free and vectorises; the alternatives do not survive Numba's cache (a jitted function passed as
 an argument, or used as a value, makes the kernel uncacheable or breaks the cache index across
 processes), and a switch inside the element loop blocks vectorisation. The backward pass needs only
@@ -13,16 +13,15 @@ product; a second thread pool fighting them for the cores costs more than these 
 import math
 
 import numpy as np
-from numba import njit
+from .jit import jit
 
+from .activations import CODES
 from .backend import register
 from .vecmath_cpu import expm1_nonpos, softplus_and_sigmoid
 
-ACTIVATIONS = ("linear", "relu", "elu", "tanh", "softplus", "sigmoid")  # codes 0..5
-_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 
-@njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _forward(h, b, code):
     m, n = h.shape
     for i in range(m):
@@ -48,7 +47,7 @@ def _forward(h, b, code):
                 row[j] = softplus_and_sigmoid(np.float64(row[j] + b[j]))[1]
 
 
-@njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _backward(g, y, code, gh):
     m, n = g.shape
     gb = np.zeros(n, dtype=g.dtype)
@@ -80,10 +79,10 @@ def _backward(g, y, code, gh):
 @register("bias_act_forward")
 def bias_act_forward(h, b, activation):
     """In place: h <- act(h + b[None, :]) for the activation called ``activation``."""
-    _forward(h, b, _CODE[activation])
+    _forward(h, b, CODES[activation])
 
 
 @register("bias_act_backward")
 def bias_act_backward(g, y, activation, gh):
     """gh <- g * act'(.) from the output y; returns the bias gradient (N,)."""
-    return _backward(g, y, _CODE[activation], gh)
+    return _backward(g, y, CODES[activation], gh)

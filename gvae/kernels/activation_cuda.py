@@ -5,12 +5,9 @@ The bias gradient's column sums are deterministic: each block of the backward ke
 sums to a row of a scratch array, and a second kernel adds the rows up in order (no atomics)."""
 import numpy as np
 
-from .activation_cpu import ACTIVATIONS
+from .activations import CODES as ACT_CODES
 from .backend import register
 from .cuda_build import CudaSource, contiguous, int32, sm_count
-
-# The CPU kernels' codes, one source of truth; enum Activation in activation.cu lists them in this order.
-ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
 SOURCE = CudaSource(
     "activation.cu",

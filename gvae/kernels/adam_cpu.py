@@ -5,7 +5,7 @@ OpenBLAS threads still spinning after the backward GEMMs."""
 import math
 
 import numpy as np
-from numba import njit
+from .jit import jit
 
 from .backend import register
 
@@ -13,7 +13,7 @@ _CHUNK = 16384
 
 
 @register("sum_squares")
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+@jit(error_model="numpy", fastmath={"reassoc"})
 def sum_squares(g):
     """sum(g**2) of a 1-D array: float64 sums of dtype-precision chunks (reassociated within a chunk,
     so that LLVM vectorises the reduction)."""
@@ -28,7 +28,7 @@ def sum_squares(g):
 
 
 @register("adam_update")
-@njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """In place over flat buffers: Adam with bias correction on the gradient ``scale * g``.
 

@@ -4,14 +4,23 @@ NumPy arrays run on the Numba CPU kernels, CuPy arrays on the CUDA kernels. CuPy
 here: an array can only be a CuPy array if CuPy is already in ``sys.modules``.
 """
 import importlib
+import os
 import sys
 
 import numpy as np
 
 _IMPLEMENTATIONS = {"cpu": {}, "cuda": {}}
-# Modules whose import registers the CUDA twins; loaded the first time a CuPy array arrives.
-_CUDA_MODULES = ("gvae.kernels.activation_cuda", "gvae.kernels.bernoulli_cuda", "gvae.kernels.gauss_kl_cuda",
-                 "gvae.kernels.adam_cuda", "gvae.kernels.logmeanexp_cuda", "gvae.kernels.band_cuda")
+_KERNELS = os.path.dirname(os.path.abspath(__file__))
+
+
+def cuda_modules():
+    """Every ``*_cuda.py`` module under gvae/kernels (dotted names): importing one registers its CUDA
+    twins. They are loaded the first time a CuPy array arrives."""
+    names = []
+    for folder, _, files in sorted(os.walk(_KERNELS)):
+        package = __package__ + "".join("." + p for p in os.path.relpath(folder, _KERNELS).split(os.sep) if p != ".")
+        names += [f"{package}.{f[:-3]}" for f in sorted(files) if f.endswith("_cuda.py")]
+    return names
 
 
 def register(name, device="cpu"):
@@ -45,7 +54,7 @@ def implementation(name, *arrays):
     device = device_of(*arrays)
     table = _IMPLEMENTATIONS[device]
     if device == "cuda" and name not in table:
-        for mod in _CUDA_MODULES:
+        for mod in cuda_modules():
             importlib.import_module(mod)
     try:
         return table[name]

@@ -1,12 +1,12 @@
 """Numba CPU kernel: Bernoulli log-likelihood from logits, with its gradient in the same pass."""
 import numpy as np
-from numba import njit
+from .jit import jit
 
 from .backend import register
 from .vecmath_cpu import softplus_and_sigmoid
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+@jit(error_model="numpy", fastmath={"reassoc"})
 def _sum(v):
     """sum(v), reassociated so that it vectorises."""
     acc = 0.0
@@ -16,7 +16,7 @@ def _sum(v):
 
 
 @register("bernoulli_loglik")
-@njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def bernoulli_loglik(logits, x, dlogits):
     """Row sums of x*l - softplus(l) for logits (M, N) and x (R, N) with M % R == 0 (row i uses
     x[i % R]: S samples per data point share x without a copy). Writes d/dl = x - sigmoid(l) into

@@ -18,3 +18,8 @@ def same_dtype(name, *arrays):
     if len(dtypes) > 1:
         raise TypeError(f"{name}: arguments must share one dtype, got {sorted(map(str, dtypes))}")
     return dtypes.pop()
+
+
+def rows(xp, a):
+    """``a`` as a C-contiguous (M, N) array of its rows over the last axis (a view when possible)."""
+    return xp.ascontiguousarray(a.reshape(-1, a.shape[-1]))

@@ -3,13 +3,14 @@ for the maximum and one for the sum and the weights."""
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+from .jit import jit
 
 from .backend import register
 
 
 @register("log_mean_exp")
-@njit(cache=True, parallel=True, error_model="numpy")
+@jit(parallel=True, error_model="numpy")
 def log_mean_exp(logw, out, weights):
     """For each row r of logw (R, K): out[r] = log(mean_k exp(logw[r, k])) and weights[r] =
     softmax(logw[r]). A row of all -inf gives out = -inf and uniform weights; +inf or NaN propagate."""

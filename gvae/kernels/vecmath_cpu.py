@@ -11,13 +11,13 @@ element on this machine). These are branch-free polynomials in float64, inlined 
 import math
 
 import numpy as np
-from numba import njit
+from .jit import jit
 
 _INV_FACT = np.array([1.0 / math.factorial(k) for k in range(13)])
 _INV_ODD = np.array([1.0 / (2 * k + 1) for k in range(16)])
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@jit(inline="always", error_model="numpy")
 def exp_nonpos(x):
     """e^x for x <= 0 (float64)."""
     t = max(x, -88.0) * (1.0 / 256.0)
@@ -29,7 +29,7 @@ def exp_nonpos(x):
     return p
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@jit(inline="always", error_model="numpy")
 def log1p_unit(e):
     """log(1 + e) for 0 <= e <= 1 (float64)."""
     s = e / (2.0 + e)
@@ -40,14 +40,14 @@ def log1p_unit(e):
     return 2.0 * s * acc
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@jit(inline="always", error_model="numpy")
 def expm1_nonpos(x):
     """e^x - 1 for x <= 0: a Taylor polynomial near 0, where e^x - 1 cancels, exp_nonpos elsewhere."""
     taylor = x * (1.0 + x * (0.5 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x * (1 / 720))))))
     return taylor if x > -0.01 else exp_nonpos(x) - 1.0
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@jit(inline="always", error_model="numpy")
 def softplus_and_sigmoid(x):
     """(log(1 + e^x), 1 / (1 + e^-x)) from one exponential."""
     e = exp_nonpos(-abs(x))

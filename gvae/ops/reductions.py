@@ -22,7 +22,7 @@ def _count(shape, axis):
 
 
 @primitive
-def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name, as the contract asks)
+def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name, as docs/api.md asks)
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 

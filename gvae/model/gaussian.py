@@ -1,7 +1,6 @@
-"""Gaussians whose precision is P = L L^T with L in band storage, built from unconstrained outputs.
-
-Shared by the band posteriors and the pixel-lattice likelihoods: the same factor, log-density and
-sampler, each O(n |stencil|):
+"""Gaussian pieces shared by the posteriors and the likelihoods: log 2 pi, positive parameters with a
+floor, the standard normal's log-density, and Gaussians whose precision is P = L L^T with L in band
+storage, built from unconstrained network outputs (each O(n |stencil|)):
 
     L[0] = softplus(raw[0]) + floor,  L[k>0] = raw[k] * mask[k],
     log N(y; mu, P^-1) = -|L^T (y - mu)|^2 / 2 + sum_i log L_ii - n/2 log 2 pi,
@@ -11,9 +10,19 @@ import math
 
 import numpy as np
 
-from . import ops
+from .. import ops
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+def positive(raw, floor):
+    """softplus(raw) + floor: positive by construction and bounded away from zero (floor > 0)."""
+    return ops.softplus(raw) + raw.dtype.type(floor)
+
+
+def std_normal_log_prob(z):
+    """log N(z; 0, I) summed over the last axis."""
+    return -0.5 * ops.sum(z * z, axis=-1) - 0.5 * z.shape[-1] * LOG_2PI
 
 
 def band_factor(raw, mask, floor):
@@ -21,7 +30,7 @@ def band_factor(raw, mask, floor):
 
     ``mask`` (K, n) is 0/1 and removes slots outside the matrix and lattice wrap-around links."""
     k = raw.shape[-2]
-    diag = ops.softplus(raw[..., :1, :]) + np.asarray(floor, dtype=raw.dtype)
+    diag = positive(raw[..., :1, :], floor)
     if k == 1:
         return diag
     return ops.concatenate2(diag, raw[..., 1:, :] * np.asarray(mask[1:], dtype=raw.dtype), axis=-2)

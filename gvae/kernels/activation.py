@@ -1,15 +1,12 @@
 """Fused bias + activation for dense layers: forward in place, backward from the output."""
 from . import activation_cpu  # noqa: F401  (registers the CPU kernels)
-from .activation_cpu import ACTIVATIONS
+from .activations import activation_code
 from .backend import array_module, implementation
 from .checks import float_array, same_dtype
 
 
-
-
 def _known(name):
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    activation_code(name)  # raises for an unknown name
     return name
 
 

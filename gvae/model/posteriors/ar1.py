@@ -3,14 +3,16 @@
 The AR(1) process read backwards, eps_i = (z_i - rho z_{i+1}) / sqrt(1 - rho^2), eps_d = z_d, gives
 P = Sigma^-1 = L L^T with L lower-bidiagonal in band storage (offsets (0, 1)):
 L_ii = 1 / sqrt(s (1 - rho^2)) for i < d, L_dd = 1 / sqrt(s), L_{i,i-1} = -rho / sqrt(s (1 - rho^2)).
-Sampling and log q use the band kernels in O(d); the KL is closed form (seed 003, eq. 6):
+Sampling and log q use the band kernels in O(d); the KL is closed form (Ferdowsi et al., "rho-VAE: Autoregressive
+parametrization of the VAE encoder", eq. 6):
 KL = (d s + |mu|^2 - d - d log s - (d - 1) log(1 - rho^2)) / 2.
 """
 import numpy as np
 
-from .. import ops
+from ... import ops
+from ..gaussian import LOG_2PI, positive
 from .banded import Banded
-from .base import LOG_2PI, positive
+
 
 # |rho| <= 1 - RHO_MARGIN keeps 1 - rho^2 away from zero by construction.
 RHO_MARGIN = 1e-4

@@ -1,24 +1,11 @@
 """What every posterior family provides, and the pieces they share."""
-import math
+from abc import ABC, abstractmethod
 
-import numpy as np
-
-from .. import ops
-
-LOG_2PI = math.log(2 * math.pi)
+from ... import ops
+from ..gaussian import std_normal_log_prob
 
 
-def positive(raw, floor):
-    """softplus(raw) + floor: positive by construction, bounded away from zero."""
-    return ops.softplus(raw) + np.asarray(floor, dtype=raw.dtype)
-
-
-def std_normal_log_prob(z):
-    """log N(z; 0, I) summed over the last axis."""
-    return -0.5 * ops.sum(z * z, axis=-1) - 0.5 * z.shape[-1] * LOG_2PI
-
-
-class Family:
+class Family(ABC):
     """A Gaussian q(z|x) parameterised by the encoder's output head.
 
     ``split(h, d)`` turns the head (B, head_size(d)) into the family's parameters ``q`` (a dict);
@@ -37,6 +24,34 @@ class Family:
             raise ValueError(f"a grid shape applies only to the grid and extgrid families, not {self.name}")
         self.floor = floor
         self.grid_shape = grid_shape
+
+    @abstractmethod
+    def head_size(self, d):
+        """Width of the encoder's output head for latent dimension d."""
+
+    @abstractmethod
+    def split(self, h, d):
+        """The head h (B, head_size(d)) -> the family's parameters q (a dict)."""
+
+    @abstractmethod
+    def sample(self, q, eps):
+        """eps (S, B, d) standard normal -> z (S, B, d) ~ q, by reparameterisation."""
+
+    @abstractmethod
+    def log_prob(self, q, z):
+        """log q(z|x), z (S, B, d) -> (S, B)."""
+
+    @abstractmethod
+    def kl(self, q):
+        """KL(q || N(0, I)) in closed form, (B,)."""
+
+    @abstractmethod
+    def entropy(self, q):
+        """The entropy of q, (B,)."""
+
+    @abstractmethod
+    def precision(self, q):
+        """The dense precision (B, d, d) as float64 NumPy, for tests and pictures."""
 
     def kl_mc(self, q, z):
         """Monte Carlo KL from samples z (S, B, d): mean over S of log q(z) - log N(z; 0, I)."""

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from . import kernels
+from .. import kernels
 
 
 class Adam:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_path
+from ..io.files import atomic_path
 
 FORMAT = "gvae-checkpoint"
 VERSION = 1

@@ -12,12 +12,34 @@ u ~ U(0, 1)^n; ``nats_offset()`` = n log(1 - 2 lambda) - n log 256 turns their l
 (lower bounds on) log-probabilities of the 8-bit data in nats, comparable across likelihoods.
 """
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
-from . import kernels, ops
-from .band_gaussian import LOG_2PI, band_factor, band_log_density, band_sample
-from .data import binarize, dequantize
+from .. import ops
+from .gaussian import LOG_2PI, band_factor, band_log_density, band_sample, positive
+from .lattice import extgrid_offsets, grid_offsets, lattice_mask
+
+
+def binarize(x, rng):
+    """Stochastic binarisation: each pixel is 1 with probability ``x``.
+
+    ``x``: float array in ``[0, 1]``; ``rng``: ``np.random.Generator``.
+    Returns an array of ``x.shape`` and dtype (float32 unless x is float64) with values in {0, 1}."""
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(dtype)
+
+
+def dequantize(x, rng, squash=1e-6):
+    """Uniform dequantisation of 8-bit intensities, squashed away from 0 and 1.
+
+    ``x`` in [0, 1] holds k / 256 (MNIST's pickle) or k / 255 (scaled uint8); both give back the
+    integer k = min(floor(256 x), 255). Returns lambda + (1 - 2 lambda) (k + u) / 256 with
+    u ~ U(0, 1), lambda = ``squash``: values in (lambda, 1 - lambda), x's float dtype (float32 default)."""
+    dtype = np.float64 if x.dtype == np.float64 else np.float32
+    k = np.minimum(np.floor(np.asarray(x, np.float64) * 256), 255)
+    v = (k + rng.random(x.shape)) / 256
+    return (squash + (1 - 2 * squash) * v).astype(dtype)
 
 
 def _check_float_range(name, x, lo, hi):
@@ -28,9 +50,25 @@ def _check_float_range(name, x, lo, hi):
         raise ValueError(f"{name} likelihood: data must lie in [{lo:g}, {hi:g}], got values in [{xmin:g}, {xmax:g}]")
 
 
-class Likelihood:
+class Likelihood(ABC):
     name = ""
     continuous = False
+
+    @abstractmethod
+    def prepare(self, x, rng):
+        """Raw data x (B, n) in [0, 1] -> this model's observations (binarised, dequantised, ...)."""
+
+    @abstractmethod
+    def log_prob(self, out, x, params):
+        """log p(x|z) summed over the units: decoder output out (S, B, width), x (B, n) -> (S, B)."""
+
+    @abstractmethod
+    def mean(self, out, params):
+        """The decoder's mean (or median) of x, (..., n)."""
+
+    @abstractmethod
+    def sample(self, out, params, rng):
+        """A sample of x for each decoder output, (..., n)."""
 
     def setup(self, n):
         """Fix the number of observed units; raises if this likelihood cannot model n of them."""
@@ -99,7 +137,7 @@ class Continuous(Likelihood):
 
 
 class Gaussian(Continuous):
-    """p(x|z) = N(x; f(z), diag psi) (non-linear factor analysis, seed 004).
+    """p(x|z) = N(x; f(z), diag psi) (the VAE as non-linear factor analysis, as in Marlin's lectures).
 
     ``psi="global"``: psi = softplus(lik.psi) + floor, one learned variance per unit shared by all
     data; ``psi="decoder"``: the decoder outputs (mean, raw psi) per data point, psi = softplus + floor."""
@@ -126,7 +164,7 @@ class Gaussian(Continuous):
 
     def _mean_var(self, out, params):
         raw = params["lik.psi"] if self.psi == "global" else out[..., self.n:]
-        return out[..., :self.n], ops.softplus(raw) + np.asarray(self.floor, dtype=out.dtype)
+        return out[..., :self.n], positive(raw, self.floor)
 
     def log_prob(self, out, x, params):
         mu, var = self._mean_var(out, params)
@@ -142,7 +180,8 @@ class Gaussian(Continuous):
 
 
 class LogitNormal(Continuous):
-    """Multivariate logit-normal (seed 000): logit(x) ~ N(mu, (L L^T)^-1), L banded over the pixel
+    """Multivariate logit-normal (Malago & Peste, "Variational Autoencoders Endowed with Richer but Still Computationally
+    Efficient Statistical Models"): logit(x) ~ N(mu, (L L^T)^-1), L banded over the pixel
     lattice, so log p(x|z) = log N(logit x; mu, P^-1) - sum_i log(x_i (1 - x_i)).
 
     ``stencil``: "diagonal" (offsets (0,)), "grid" (0, 1, c) or "extgrid" (0, 1, c-1, c, c+1) on the
@@ -169,10 +208,10 @@ class LogitNormal(Continuous):
         if side * side != self.n or side < self.STENCILS[self.stencil]:
             raise ValueError(f"{self.name} likelihood: images of {self.n} pixels do not fit a square lattice "
                              f"(need n = side^2 with side >= {self.STENCILS[self.stencil]})")
-        stencils = {"diagonal": lambda: (0,), "grid": lambda: kernels.grid_offsets(side, side),
-                    "extgrid": lambda: kernels.extgrid_offsets(side, side)}
+        stencils = {"diagonal": lambda: (0,), "grid": lambda: grid_offsets(side, side),
+                    "extgrid": lambda: extgrid_offsets(side, side)}
         self.offsets = stencils[self.stencil]()
-        self.mask = kernels.lattice_mask(self.offsets, side, side)
+        self.mask = lattice_mask(self.offsets, side, side)
         return self
 
     def output_size(self):

@@ -8,10 +8,10 @@ never waits for the device.
 """
 import numpy as np
 
-from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32, scalar, sm_count
+from ..backend import register
+from ..cuda_build import CudaSource, contiguous, grid_for, int32, scalar, sm_count
 
-SOURCE = CudaSource("band.cu", [
+SOURCE = CudaSource("band/band.cu", [
     "band_solve<{T}>", "band_solve_t<{T}>", "band_matvec<{T}>", "band_matvec_t<{T}>", "band_outer<{T}>",
     "band_logdet<{T}>", "band_trace_chain<{T}>", "band_trace_window<{T}, true>",
     "band_trace_window<{T}, false>", "band_trace_chain_grad<{T}>", "band_trace_band_grad<{T}>",

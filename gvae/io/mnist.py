@@ -339,33 +339,3 @@ def load_mnist(path=None):
         return _load_npz(path)
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise ValueError(f"{path}: not a readable .npz archive ({e}); expected keys {list(NPZ_KEYS)}") from e
-
-
-def binarize(x, rng):
-    """Stochastic binarisation: each pixel is 1 with probability ``x``.
-
-    ``x``: float array in ``[0, 1]``; ``rng``: ``np.random.Generator``.
-    Returns an array of ``x.shape`` and dtype (float32 unless x is float64) with values in {0, 1}."""
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
-    return (rng.random(x.shape, dtype=np.float32) < x).astype(dtype)
-
-
-def dequantize(x, rng, squash=1e-6):
-    """Uniform dequantisation of 8-bit intensities, squashed away from 0 and 1.
-
-    ``x`` in [0, 1] holds k / 256 (MNIST's pickle) or k / 255 (scaled uint8); both give back the
-    integer k = min(floor(256 x), 255). Returns lambda + (1 - 2 lambda) (k + u) / 256 with
-    u ~ U(0, 1), lambda = ``squash``: values in (lambda, 1 - lambda), x's float dtype (float32 default)."""
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
-    k = np.minimum(np.floor(np.asarray(x, np.float64) * 256), 255)
-    v = (k + rng.random(x.shape)) / 256
-    return (squash + (1 - 2 * squash) * v).astype(dtype)
-
-
-def batches(n, batch_size, rng, shuffle=True):
-    """Yield int64 index arrays of length ``batch_size`` (the last may be
-    shorter) that together cover ``0..n-1`` once, in random order if ``shuffle``."""
-    if n < 0 or batch_size < 1:
-        raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    return (order[i:i + batch_size] for i in range(0, n, batch_size))

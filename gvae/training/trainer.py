@@ -1,6 +1,6 @@
 """Training loop: epochs of Adam steps on the negative ELBO, with validation, checkpoints and metrics.
 
-Output folder (contract section 5): ``config.json``, ``metrics.jsonl`` (one object per epoch),
+Output folder (docs/api.md, section 5): ``config.json``, ``metrics.jsonl`` (one object per epoch),
 ``checkpoint.npz`` (after every epoch) and, at the end, ``summary.json``.
 """
 import dataclasses
@@ -12,115 +12,23 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, kernels
-from .autodiff import value_and_grad
-from .data import batches
+from .. import kernels
+from ..autodiff import value_and_grad
+from ..io.files import read_jsonl, write_json, write_jsonl
+from ..model.objectives import training_loss
+from . import checkpoint
+from .adam import Adam
+from .config import SCHEDULES, TrainConfig
 from .evaluate import dataset_elbo
-from .files import read_jsonl, write_json, write_jsonl
-from .model import VAE
-from .objectives import training_loss
-from .optim import Adam
+from .runs import EVAL_SEED, bits_per_dim, build_model, fixed_eval_sets
 
-# Validation and test sets are binarised once with this seed, so numbers compare across runs.
-EVAL_SEED = 20140101
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a run; saved as ``config.json``."""
-    posterior: str = "diagonal"
-    grid_shape: tuple = None
-    latent: int = 16
-    hidden: tuple = (500, 500)
-    activation: str = "elu"
-    likelihood: str = "bernoulli"
-    psi: str = "global"
-    pixel_factor: str = "decoder"
-    squash: float = 1e-6
-    epochs: int = 10
-    batch_size: int = 100
-    lr: float = 1e-3
-    kl: str = "analytic"
-    warmup: float = 0.0
-    samples: int = 1
-    iw_samples: int = 1
-    schedule: str = "constant"
-    seed: int = 0
-    limit: int = None
-    clip_norm: float = None
-    max_bad_steps: int = 20
-    dtype: str = "float32"
-
-    def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if self.grid_shape is not None:
-            self.grid_shape = tuple(int(v) for v in self.grid_shape)
-        checks = [(self.latent >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
-                  (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
-                  (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
-                  (self.iw_samples >= 1, "iw_samples must be >= 1"),
-                  (self.samples == 1 or self.iw_samples == 1,
-                   "use either Monte Carlo samples for the ELBO or importance samples, not both"),
-                  (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
-                  (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
-                  (self.limit is None or self.limit >= 1, "limit must be >= 1"),
-                  (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
-                  (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
-                  (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"invalid training configuration: {msg}")
-
-
-def iwae_schedule(epoch, lr):
-    """The IWAE paper's rate: stage i (i = 0..7) lasts 3^i epochs at lr * 10^(-i/7) (3280 in all);
-    later epochs stay at the last stage's rate. ``epoch`` counts from 0."""
-    stage, end = 0, 1
-    while epoch >= end and stage < 7:
-        stage += 1
-        end += 3 ** stage
-    return lr * 10 ** (-stage / 7)
-
-
-SCHEDULES = {"constant": lambda epoch, lr: lr, "iwae": iwae_schedule}
-IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
-
-
-def fixed_eval_sets(data, model):
-    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED: the same
-    observations for every run and every evaluation."""
-    rng = np.random.default_rng(EVAL_SEED)
-    return tuple(model.likelihood.prepare(np.asarray(data[split][0], model.dtype), rng)
-                 for split in ("valid", "test"))
-
-
-def build_model(config, n_in):
-    """The VAE a configuration describes, for n_in observed units."""
-    lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
-                   "bernoulli": {}}.get(config.likelihood,
-                                        {"factor": config.pixel_factor, "squash": config.squash})
-    return VAE(n_in, config.latent, config.hidden, config.activation, config.posterior, config.likelihood,
-               np.dtype(config.dtype), posterior_options={"grid_shape": config.grid_shape},
-               likelihood_options=lik_options)
-
-
-def load_model(run_dir, which="best"):
-    """(model, params dict, config) of a run folder; ``which`` is "best" (by validation) or "last"."""
-    if which not in ("best", "last"):
-        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    arrays, meta = checkpoint.load(Path(run_dir) / "checkpoint.npz")
-    config = TrainConfig(**meta["config"])
-    model = build_model(config, meta["param_shapes"]["enc.W0"][0])
-    params = model.new_params(np.random.default_rng(0))
-    params.flat[...] = arrays["best_params" if which == "best" else "params"]
-    return model, params.views, config
-
-
-def bits_per_dim(model, nats):
-    """For continuous likelihoods: {name + "_bits_per_dim": -value / (n log 2)} of each entry."""
-    if not model.likelihood.continuous:
-        return {}
-    return {f"{k}_bits_per_dim": -v / (model.n_in * np.log(2)) for k, v in nats.items()}
+def batches(n, batch_size, rng, shuffle=True):
+    """Yield int64 index arrays of length ``batch_size`` (the last may be
+    shorter) that together cover ``0..n-1`` once, in random order if ``shuffle``."""
+    if n < 0 or batch_size < 1:
+        raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    return (order[i:i + batch_size] for i in range(0, n, batch_size))
 
 
 class NonFiniteError(RuntimeError):
@@ -287,6 +195,6 @@ class Trainer:
 
 
 def train(config, data, out, progress=True, quiet=False):
-    """Train a VAE described by ``config`` on ``data`` (as returned by :func:`gvae.data.load_mnist`),
+    """Train a VAE described by ``config`` on ``data`` (as returned by :func:`gvae.io.mnist.load_mnist`),
     writing into ``out``; returns the summary dict."""
     return Trainer(config, data, out, progress=progress, quiet=quiet).fit()

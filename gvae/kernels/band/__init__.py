@@ -1,6 +1,6 @@
 """Banded lower-triangular factors: solves, products, log-determinant and exact trace of the inverse.
 
-Storage (contract, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
+Storage (docs/api.md, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
 ``L`` has shape ``(*batch, K, n)`` with ``L[..., k, i] = L_{i, i - offsets[k]}``; the slots with
 ``i < offsets[k]`` are ignored whatever they hold. The main diagonal is strictly positive.
 
@@ -21,21 +21,21 @@ import math
 
 import numpy as np
 
-from . import band_cpu  # noqa: F401  (registers the CPU kernels)
-from .backend import array_module, implementation
-from .checks import float_array, same_dtype
+from . import logdet_cpu, product_cpu, substitution_cpu, trace_cpu  # noqa: F401  (register the CPU kernels)
+from ..backend import array_module, implementation
+from ..checks import float_array, same_dtype
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_outer", "band_logdet_grad", "band_trace_inv_grad",
-           "chain_offsets", "grid_offsets", "extgrid_offsets", "lattice_mask"]
+           "band_outer", "band_logdet_grad", "band_trace_inv_grad", "validate_offsets"]
 
 
 # --------------------------------------------------------------------------------------------------
 # Checks and layout
 # --------------------------------------------------------------------------------------------------
 
-def _offsets(name, offsets, n=None, K=None):
-    """Validated offsets as a read-only int64 array (validation cached per tuple, n and K)."""
+def validate_offsets(name, offsets, n=None, K=None):
+    """Validated offsets as a read-only int64 array (validation cached per tuple, n and K); errors are
+    ``ValueError`` naming ``name`` and what was expected."""
     try:
         tup = tuple(offsets)
     except TypeError:
@@ -82,7 +82,7 @@ def _factor(name, L, offsets):
     K, n = L.shape[-2:]
     if n < 1 or K < 1:
         raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
-    offs = None if offsets is None else _offsets(name, offsets, n, K)
+    offs = None if offsets is None else validate_offsets(name, offsets, n, K)
     return offs, K, n
 
 
@@ -249,7 +249,7 @@ def band_outer(a, c, offsets, batch_shape, scale=1.0):
     if c.shape[-1] != n:
         raise ValueError(f"{name}: a and c must share the last axis, got {a.shape} and {c.shape}")
     batch = tuple(int(s) for s in batch_shape)
-    offs = _offsets(name, offsets, n)
+    offs = validate_offsets(name, offsets, n)
     K = len(offs)
     xp = array_module(a, c)
     plan = _plan(name, batch, [a.shape[:-1], c.shape[:-1]])
@@ -293,54 +293,3 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
         if check:
             _verdict("band_trace_inv_grad", flags, L, offs, [("g", gc)])
     return out.reshape(L.shape)
-
-
-# --------------------------------------------------------------------------------------------------
-# Stencils on an r x c lattice (row-major)
-# --------------------------------------------------------------------------------------------------
-
-def chain_offsets():
-    """(0, 1): each coordinate linked to the previous one."""
-    return (0, 1)
-
-
-def grid_offsets(rows, cols):
-    """(0, 1, cols): left and upper neighbours on a rows x cols lattice (cols >= 2)."""
-    _lattice("grid_offsets", rows, cols, 2)
-    return (0, 1, cols)
-
-
-def extgrid_offsets(rows, cols):
-    """(0, 1, cols-1, cols, cols+1): left, upper-right, upper and upper-left neighbours (cols >= 3)."""
-    _lattice("extgrid_offsets", rows, cols, 3)
-    return (0, 1, cols - 1, cols, cols + 1)
-
-
-def _lattice(name, rows, cols, min_cols):
-    for what, v in (("rows", rows), ("cols", cols)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}: {what} must be a positive int, got {v!r}")
-    if cols < min_cols:
-        raise ValueError(f"{name}: cols must be >= {min_cols} for distinct offsets, got {cols}")
-
-
-def lattice_mask(offsets, rows, cols, dtype=np.float64):
-    """(K, n) 0/1 mask, n = rows * cols, of the band slots that link lattice neighbours.
-
-    Slot (k, i) links pixel i = (r, c) to pixel j = i - o_k. Offset o is read as the displacement
-    (dr, dc) with dc = ((o + h) mod cols) - h, h = (cols - 1) // 2 (so 1 -> (0, 1), cols-1 -> (1, -1),
-    cols -> (1, 0), cols+1 -> (1, 1)); the slot is kept iff j >= 0 and 0 <= c - dc < cols. This zeroes the
-    wrap-around of offset 1 (first pixel of a row to the last of the row above, c = 0), of cols+1
-    (c = 0) and of cols-1 (last pixel of a row to the first of the same row, c = cols-1), and the slots
-    with i < o_k that do not exist. Multiply the factor's off-diagonals by it."""
-    _lattice("lattice_mask", rows, cols, 1)
-    n = rows * cols
-    offs = _offsets("lattice_mask", offsets, n)
-    h = (cols - 1) // 2
-    i = np.arange(n)
-    col = i % cols
-    mask = np.empty((len(offs), n), dtype=dtype)
-    for k, o in enumerate(offs.tolist()):
-        dc = (o + h) % cols - h
-        mask[k] = (i >= o) & (col - dc >= 0) & (col - dc < cols)
-    return mask

@@ -1,4 +1,5 @@
-"""DLGM's rank-one-plus-diagonal precision P = D + u u^T (seed 002), everything in O(d).
+"""DLGM's rank-one-plus-diagonal precision P = D + u u^T (the DLGM of Rezende, Mohamed & Wierstra, "Stochastic Backpropagation and
+Approximate Inference in Deep Generative Models"), everything in O(d).
 
 With D^-1 = diag(1/D_i), t = u^T D^-1 u and eta = 1 / (1 + t):
 Sigma = D^-1 - eta D^-1 u u^T D^-1,  log det Sigma = log eta - log det D,
@@ -7,8 +8,9 @@ rewritten as 1 / (sqrt(1 + t) (sqrt(1 + t) + 1)) so that u -> 0 divides nothing 
 """
 import numpy as np
 
-from .. import ops
-from .base import LOG_2PI, Family, positive
+from ... import ops
+from ..gaussian import LOG_2PI, positive
+from .base import Family
 
 
 class Rank1(Family):

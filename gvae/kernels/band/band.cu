@@ -1,4 +1,4 @@
-// CUDA twins of band_cpu.py: banded lower-triangular factors (layouts and contract in band.py).
+// CUDA twins of the band/*_cpu.py kernels: banded lower-triangular factors (layouts in band/__init__.py).
 //
 // Canonical layouts (the wrappers in band.py bring every call to them):
 //   L (F, K, n) C-contiguous, L[f, k, i] = L_{i, i - offs[k]}; slots with i < offs[k] are never read

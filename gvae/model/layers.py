@@ -1,8 +1,8 @@
 """Dense layers and the multilayer perceptron, over named parameters ``{prefix}W{i}``, ``{prefix}b{i}``."""
 import numpy as np
 
-from . import ops
-from .kernels import ACTIVATIONS
+from .. import ops
+from ..kernels.activations import ACTIVATIONS
 
 # Gains for which each activation keeps the forward variance (He for rectifiers, Glorot otherwise).
 _HE = {"relu", "elu", "softplus"}

@@ -1,8 +1,9 @@
 """The mean-field Gaussian q(z|x) = N(mu, diag sigma^2) of the standard VAE."""
 import numpy as np
 
-from .. import ops
-from .base import Family, LOG_2PI, positive
+from ... import ops
+from ..gaussian import LOG_2PI, positive
+from .base import Family
 
 
 class Diagonal(Family):

@@ -1,5 +1,5 @@
 """Gaussians with a sparse precision P = L L^T, L lower-triangular with nonzeros on a stencil of
-diagonals (band storage, contract section 1): chain, grid, extended grid, and the dense reference.
+diagonals (band storage, docs/api.md section 1): chain, grid, extended grid, and the dense reference.
 
 Encoder head: mu (d) then K rows of d band values; the main diagonal goes through softplus + floor,
 the off-diagonals are free but multiplied by a 0/1 mask that removes slots outside the matrix and the
@@ -10,29 +10,23 @@ lattice's wrap-around links. With u = L^T (z - mu):
 
 each in O(d |stencil|), the trace in O(d w^2) for bandwidth w.
 """
+from abc import abstractmethod
+
 import numpy as np
 
-from .. import kernels, ops
-from ..band_gaussian import band_factor, band_log_density, band_sample
-from .base import LOG_2PI, Family
-
-
-def lattice_shape(d, grid_shape=None):
-    """(rows, cols) for d latent units: ``grid_shape`` if given, else the most square factorisation."""
-    if grid_shape is not None:
-        rows, cols = (int(v) for v in grid_shape)
-        if rows < 1 or cols < 1 or rows * cols != d:
-            raise ValueError(f"grid shape {rows} x {cols} does not hold the latent dimension {d}")
-        return rows, cols
-    rows = max(r for r in range(1, int(np.sqrt(d)) + 1) if d % r == 0)
-    if rows == 1:
-        raise ValueError(f"latent dimension {d} has no r x c lattice with r, c >= 2 (it is prime or 1); "
-                         "choose another --latent or give --grid-shape")
-    return rows, d // rows
+from ... import ops
+from ..lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask, lattice_shape
+from ..gaussian import LOG_2PI, band_factor, band_log_density, band_sample
+from .base import Family
 
 
 class Banded(Family):
-    """A band family; subclasses choose the stencil ``layout(d) -> (offsets, mask (K, d))``."""
+    """A band family; subclasses choose the stencil (``stencil(d) -> offsets``; lattice families also
+    the mask of ``layout(d) -> (offsets, mask (K, d))``)."""
+
+    @abstractmethod
+    def stencil(self, d):
+        """The band offsets for latent dimension d."""
 
     def __init__(self, floor=1e-4, grid_shape=None):
         super().__init__(floor, grid_shape)
@@ -94,7 +88,7 @@ class Chain(Banded):
     name = "chain"
 
     def stencil(self, d):
-        return kernels.chain_offsets() if d > 1 else (0,)
+        return chain_offsets() if d > 1 else (0,)
 
 
 class Full(Banded):
@@ -108,10 +102,18 @@ class Full(Banded):
 class _Lattice(Banded):
     on_lattice = True
 
+    @staticmethod
+    @abstractmethod
+    def lattice_offsets(rows, cols):
+        """The stencil's offsets on a rows x cols lattice."""
+
+    def stencil(self, d):
+        return self.layout(d)[0]
+
     def _layout(self, d):
         rows, cols = lattice_shape(d, self.grid_shape)
         offsets = self.lattice_offsets(rows, cols)
-        return offsets, kernels.lattice_mask(offsets, rows, cols)
+        return offsets, lattice_mask(offsets, rows, cols)
 
 
 class Grid(_Lattice):
@@ -120,7 +122,7 @@ class Grid(_Lattice):
 
     @staticmethod
     def lattice_offsets(rows, cols):
-        return kernels.grid_offsets(rows, cols)
+        return grid_offsets(rows, cols)
 
 
 class ExtGrid(_Lattice):
@@ -129,4 +131,4 @@ class ExtGrid(_Lattice):
 
     @staticmethod
     def lattice_offsets(rows, cols):
-        return kernels.extgrid_offsets(rows, cols)
+        return extgrid_offsets(rows, cols)

@@ -1,6 +1,6 @@
 """Variational objectives per data point, in nats: the ELBO (SGVB-A and -B) and the IWAE bound."""
-from . import ops
-from .posteriors.base import std_normal_log_prob
+from .. import ops
+from .gaussian import std_normal_log_prob
 
 
 def elbo_terms(model, params, x, eps, kl="analytic"):
@@ -9,17 +9,19 @@ def elbo_terms(model, params, x, eps, kl="analytic"):
     x (B, n), eps (S, B, d) standard normal. Returns ``(rec, kl)``, each of shape (B,):
     rec = mean_s log p(x | z_s); kl = KL(q(z|x) || N(0, I)), in closed form (``"analytic"``, SGVB-B)
     or as mean_s [log q(z_s|x) - log p(z_s)] (``"mc"``, SGVB-A)."""
-    family = model.family
-    q = model.encode(params, x)
-    z = family.sample(q, eps)
-    rec = ops.mean(model.likelihood.log_prob(model.decode(params, z), x, params), axis=0)
-    if kl == "analytic":
-        kl_term = family.kl(q)
-    elif kl == "mc":
-        kl_term = family.kl_mc(q, z)
-    else:
+    if kl not in ("analytic", "mc"):
         raise ValueError(f"unknown KL estimator {kl!r}; expected 'analytic' or 'mc'")
-    return rec, kl_term
+    q, z, rec = reconstruct(model, params, x, eps)
+    kl_term = model.family.kl(q) if kl == "analytic" else model.family.kl_mc(q, z)
+    return ops.mean(rec, axis=0), kl_term
+
+
+def reconstruct(model, params, x, eps):
+    """Encode x (B, n), draw z = sample(q, eps) for eps (S, B, d), decode: returns ``(q, z, rec)``
+    with rec = log p(x | z_s) of shape (S, B)."""
+    q = model.encode(params, x)
+    z = model.family.sample(q, eps)
+    return q, z, model.likelihood.log_prob(model.decode(params, z), x, params)
 
 
 def elbo(model, params, x, eps, kl="analytic"):
@@ -31,11 +33,8 @@ def elbo(model, params, x, eps, kl="analytic"):
 def log_weights(model, params, x, eps):
     """Importance log-weights with z_k = sample(q, eps_k): eps (K, B, d) -> ``(rec, log_ratio)``,
     each (K, B): rec = log p(x|z_k), log_ratio = log p(z_k) - log q(z_k|x); log w = rec + log_ratio."""
-    family = model.family
-    q = model.encode(params, x)
-    z = family.sample(q, eps)
-    rec = model.likelihood.log_prob(model.decode(params, z), x, params)
-    return rec, std_normal_log_prob(z) - family.log_prob(q, z)
+    q, z, rec = reconstruct(model, params, x, eps)
+    return rec, std_normal_log_prob(z) - model.family.log_prob(q, z)
 
 
 def iwae_bound(model, params, x, eps):

@@ -8,8 +8,10 @@ import numpy as np
 from .files import atomic_path
 
 
-def tile(images, cols=None, pad=1):
-    """Images (N, h*w) or (N, h, w) with values in [0, 1] -> one (H, W) grid, ``pad`` pixels apart."""
+def tile(images, rows=None, cols=None, pad=1, pad_value=1.0):
+    """Images (N, h*w) square or (N, h, w), values in [0, 1] -> one grid laid out row by row, ``pad``
+    pixels of ``pad_value`` between and around them; ``cols`` defaults to ceil(sqrt(N)) and ``rows`` to
+    what N needs; unused cells stay ``pad_value``."""
     images = np.asarray(images, dtype=np.float64)
     if images.ndim == 2:
         side = math.isqrt(images.shape[1])
@@ -18,11 +20,13 @@ def tile(images, cols=None, pad=1):
                              "pass (N, h, w) arrays")
         images = images.reshape(-1, side, side)
     n, h, w = images.shape
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad))
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = rows or max(1, math.ceil(n / cols))
+    if n > rows * cols:
+        raise ValueError(f"{n} images do not fit a {rows} x {cols} grid")
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad), pad_value)
+    for k, img in enumerate(images):
+        r, c = divmod(k, cols)
         grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
     return grid
 

@@ -1,6 +1,6 @@
-"""Gaussian posterior families q(z|x), by name (contract section 4)."""
+"""Gaussian posterior families q(z|x), by name (docs/api.md, section 4)."""
 from .ar1 import AR1
-from .banded import Banded, Chain, ExtGrid, Full, Grid, dense_factor, lattice_shape
+from .banded import Banded, Chain, ExtGrid, Full, Grid, dense_factor
 from .base import Family
 from .diagonal import Diagonal
 from .rank1 import Rank1
@@ -17,4 +17,4 @@ def get_family(name, **options):
     return cls(**options)
 
 
-__all__ = ["FAMILIES", "Family", "Banded", "get_family", "dense_factor", "lattice_shape"]
+__all__ = ["FAMILIES", "Family", "Banded", "get_family", "dense_factor"]

@@ -6,8 +6,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import kernels
-from .objectives import elbo, log_weights
+from .. import kernels
+from ..model.objectives import elbo, log_weights
 
 
 def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):

@@ -1,0 +1,1 @@
+"""Reading and writing, apart from the maths: atomic files, MNIST and user data sets, PNG images."""

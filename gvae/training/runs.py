@@ -1,0 +1,52 @@
+"""Run folders as the evaluation, sampling and plotting commands read them: the model a configuration
+describes, the trained parameters of a run, and the fixed validation and test sets.
+
+A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
+``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
+from pathlib import Path
+
+import numpy as np
+
+from ..model import VAE
+from . import checkpoint
+from .config import TrainConfig
+
+# Validation and test sets are binarised once with this seed, so numbers compare across runs.
+EVAL_SEED = 20140101
+
+
+def fixed_eval_sets(data, model):
+    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED: the same
+    observations for every run and every evaluation."""
+    rng = np.random.default_rng(EVAL_SEED)
+    return tuple(model.likelihood.prepare(np.asarray(data[split][0], model.dtype), rng)
+                 for split in ("valid", "test"))
+
+
+def build_model(config, n_in):
+    """The VAE a configuration describes, for n_in observed units."""
+    lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
+                   "bernoulli": {}}.get(config.likelihood,
+                                        {"factor": config.pixel_factor, "squash": config.squash})
+    return VAE(n_in, config.latent, config.hidden, config.activation, config.posterior, config.likelihood,
+               np.dtype(config.dtype), posterior_options={"grid_shape": config.grid_shape},
+               likelihood_options=lik_options)
+
+
+def load_model(run_dir, which="best"):
+    """(model, params dict, config) of a run folder; ``which`` is "best" (by validation) or "last"."""
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    arrays, meta = checkpoint.load(Path(run_dir) / "checkpoint.npz")
+    config = TrainConfig(**meta["config"])
+    model = build_model(config, meta["param_shapes"]["enc.W0"][0])
+    params = model.new_params(np.random.default_rng(0))
+    params.flat[...] = arrays["best_params" if which == "best" else "params"]
+    return model, params.views, config
+
+
+def bits_per_dim(model, nats):
+    """For continuous likelihoods: {name + "_bits_per_dim": -value / (n log 2)} of each entry."""
+    if not model.likelihood.continuous:
+        return {}
+    return {f"{k}_bits_per_dim": -v / (model.n_in * np.log(2)) for k, v in nats.items()}
