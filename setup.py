@@ -14,7 +14,7 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gvae", "gvae.*"]),
-    package_data={"gvae.kernels": ["*.cu", "*.cuh"]},
+    package_data={"gvae.kernels": ["*.cu", "*.cuh"], "gvae.kernels.band": ["*.cu", "*.cuh"]},
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59", "tqdm>=4.60"],
     extras_require={

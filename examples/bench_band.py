@@ -24,7 +24,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine a spinning thread can hold the
 # core that a Numba worker needs, and a parallel region then waits a whole scheduler tick (~8 ms).
@@ -34,7 +33,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import scipy.linalg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gvae import kernels  # noqa: E402
 from gvae.model import lattice
 

@@ -8,8 +8,6 @@ family alike; medians over ``--repeats`` steps:
 """
 import argparse
 import os
-import sys
-from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--latent", type=int, default=16)
@@ -36,7 +34,6 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 rng = np.random.default_rng(0)

@@ -378,7 +378,7 @@ def prepared_test_images(data, model):
 def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, which="best"):
     """Write the pictures of the run in ``run_dir`` into ``out_dir`` (default: the run folder).
 
-    ``data``: as returned by :func:`gvae.data.load_mnist` (loaded when None); the test images are its
+    ``data``: as returned by :func:`gvae.io.mnist.load_mnist` (loaded when None); the test images are its
     test split prepared once as the run evaluates it (:func:`prepared_test_images`). ``n_images``
     test images are reconstructed, ``seed`` draws the samples, the first ``n_points`` test images are
     shown in the structured-posterior pictures; ``which`` picks the "best" or "last" parameters.

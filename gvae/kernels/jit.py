@@ -34,20 +34,14 @@ def _user_cache_dir():
     return AppDirs(appname="numba", appauthor=False).user_cache_dir
 
 
-def cache_locations():
-    """The folders Numba would try for gvae's kernels, in Numba's order of preference."""
-    places = [os.path.join(config.CACHE_DIR)] if config.CACHE_DIR else []
-    places += [os.path.join(_HERE, "__pycache__"), os.path.join(_HERE, "band", "__pycache__"),
-               _user_cache_dir()]
-    return places
-
-
 def _caching_possible():
-    places = cache_locations()
+    """Whether Numba will find a writable cache for every kernel: ``$NUMBA_CACHE_DIR`` when set (Numba
+    then uses nothing else), else the in-tree ``__pycache__`` folders of both kernel folders, else the
+    user-wide cache."""
     if config.CACHE_DIR:
-        return _writable_dir(places[0])
-    in_tree = all(_writable_dir(p) for p in places[1:3])
-    return in_tree or _writable_dir(places[3])
+        return _writable_dir(config.CACHE_DIR)
+    in_tree = all(_writable_dir(os.path.join(d, "__pycache__")) for d in (_HERE, os.path.join(_HERE, "band")))
+    return in_tree or _writable_dir(_user_cache_dir())
 
 
 CACHING = _caching_possible()
