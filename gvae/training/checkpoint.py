@@ -1,5 +1,6 @@
 """Checkpoints: one ``.npz`` of plain arrays (never pickled objects), written atomically."""
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,8 @@ def load(path):
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
         meta = json.loads(str(arrays.pop("meta_json")))
-    except (ValueError, OSError, KeyError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable gvae checkpoint ({e})") from None
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not a readable gvae checkpoint (damaged or truncated: {e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gvae checkpoint (format {meta.get('format')!r})")
     if meta.get("version") != VERSION:
