@@ -40,21 +40,19 @@ def validate_offsets(name, offsets, n=None, K=None):
         tup = tuple(offsets)
     except TypeError:
         raise ValueError(f"{name}: offsets must be a sequence of ints, got {offsets!r}") from None
+    # The types are checked before the cache: 1.0 and True are equal to 1 as keys.
+    if not all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup):
+        raise ValueError(f"{name}: offsets must be ints, got {tup!r}")
     try:
-        return _offsets_cached(tup, n, K)
+        return _offsets_cached(tuple(int(o) for o in tup), n, K)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
-    except TypeError:  # unhashable entries
-        raise ValueError(f"{name}: offsets must be ints, got {tup!r}") from None
 
 
 @functools.lru_cache(maxsize=1024)
 def _offsets_cached(tup, n, K):
     if not tup:
         raise ValueError("offsets must not be empty (offsets[0] == 0 is the main diagonal)")
-    if not all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup):
-        raise ValueError(f"offsets must be ints, got {tup!r}")
-    tup = tuple(int(o) for o in tup)
     if tup[0] != 0:
         raise ValueError(f"offsets[0] must be 0 (the main diagonal), got {tup!r}")
     if any(b <= a for a, b in zip(tup, tup[1:])):
@@ -76,14 +74,19 @@ def _finite(name, what, a, xp):
         raise ValueError(f"{name}: {what} contains NaN or inf")
 
 
-def _factor(name, L, offsets):
-    """Validate ``L`` (and ``offsets`` unless None); returns (offsets int64 array or None, K, n)."""
+def _shape(name, L):
+    """Validate ``L`` as a band factor; returns (K, n)."""
     float_array(f"{name} L", L, 2)
     K, n = L.shape[-2:]
     if n < 1 or K < 1:
         raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
-    offs = None if offsets is None else validate_offsets(name, offsets, n, K)
-    return offs, K, n
+    return K, n
+
+
+def _factor(name, L, offsets):
+    """Validate ``L`` and ``offsets``; returns (offsets as an int64 array, K, n)."""
+    K, n = _shape(name, L)
+    return validate_offsets(name, offsets, n, K), K, n
 
 
 def _verdict(name, flags, L, offs, others=()):
@@ -200,7 +203,7 @@ def band_matvec(L, offsets, x, *, check=True):
 
 def band_logdet(L, *, check=True):
     """log det L = sum_i log L[..., 0, i], shape ``L.shape[:-2]``."""
-    _, K, n = _factor("band_logdet", L, None)
+    K, n = _shape("band_logdet", L)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
     Lc = xp.ascontiguousarray(L).reshape(F, K, n)
