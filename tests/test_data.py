@@ -230,7 +230,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
     splits = _fake_splits()
     target = tmp_path / data.NPZ_NAME
     data._save_npz_atomic(target, splits)
-    assert os.listdir(tmp_path) == [data.NPZ_NAME]
+    assert sorted(os.listdir(tmp_path)) == [data.NPZ_NAME, data.NPZ_NAME + ".sha256"]
     _assert_splits_equal(data.load_mnist(target), splits)
 
     def broken_savez(f, **arrays):
@@ -240,7 +240,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
     monkeypatch.setattr(data.np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         data._save_npz_atomic(target, splits)
-    assert os.listdir(tmp_path) == [data.NPZ_NAME]
+    assert sorted(os.listdir(tmp_path)) == [data.NPZ_NAME, data.NPZ_NAME + ".sha256"]
     _assert_splits_equal(data.load_mnist(target), splits)
 
 

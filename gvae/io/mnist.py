@@ -279,6 +279,8 @@ def _validate_split(x, y, source, split):
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim != 2 or x.shape[1] != N_PIXELS:
         raise ValueError(f"{source}: {split}_x has shape {x.shape}, expected (N, {N_PIXELS})")
+    if len(x) == 0:
+        raise ValueError(f"{source}: the {split} split holds no images; every split needs at least one")
     if y.shape != (len(x),):
         raise ValueError(
             f"{source}: {split}_y has shape {y.shape}, expected ({len(x)},) to match {split}_x"

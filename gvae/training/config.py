@@ -23,6 +23,17 @@ def positive_int(text):
     return v
 
 
+def non_negative_int(text):
+    """An int >= 0 from its text."""
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise ValueError(f"expected a non-negative integer, got {v}")
+    return v
+
+
 def positive_float(text):
     """A finite float > 0 from its text."""
     try:
@@ -98,7 +109,7 @@ class TrainConfig:
     schedule: str = _option("constant", "learning rate: constant, or the IWAE paper's 3^i-epoch stages "
                             "at lr 10^(-i/7)", choices=sorted(SCHEDULES))
     seed: int = _option(0, "seed of the initialisation, the data order, the binarisation and the noise",
-                        parse=int, metavar="S")
+                        parse=non_negative_int, metavar="S")
     limit: int = _option(None, "use only the first N training images", parse=positive_int, metavar="N")
     clip_norm: float = _option(None, "clip the global gradient norm to C", parse=positive_float, metavar="C")
     max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
@@ -118,6 +129,7 @@ class TrainConfig:
                    "use either Monte Carlo samples for the ELBO or importance samples, not both"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
                   (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+                  (isinstance(self.seed, int) and self.seed >= 0, "seed must be an int >= 0"),
                   (self.limit is None or self.limit >= 1, "limit must be >= 1"),
                   (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
