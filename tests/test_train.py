@@ -108,3 +108,16 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     (tmp_path / "checkpoint.npz").write_text("kept")
     assert remove_stale_temporaries(tmp_path) == [leftover.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
+def test_json_files_stay_strict_json_with_non_finite_values(tmp_path):
+    from gvae.io.files import write_json, write_jsonl
+    values = {"test_elbo": float("nan"), "valid": float("-inf"), "rows": [1.5, float("inf")], "n": 3}
+    write_json(tmp_path / "a.json", values)
+    write_jsonl(tmp_path / "m.jsonl", [values])
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    expected = {"test_elbo": None, "valid": None, "rows": [1.5, None], "n": 3}
+    assert json.loads((tmp_path / "a.json").read_text(), parse_constant=refuse) == expected
+    assert json.loads((tmp_path / "m.jsonl").read_text(), parse_constant=refuse) == expected

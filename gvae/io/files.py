@@ -1,5 +1,6 @@
 """Writing files so that nothing written is lost: a temporary name in the same folder, then a rename."""
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -37,14 +38,32 @@ def remove_stale_temporaries(folder):
     return [p.name for p in stale]
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float (NaN, inf) replaced by None, so that it encodes as strict
+    JSON (``null``) rather than the ``NaN``/``Infinity`` tokens other readers reject."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _dumps(obj, **options):
+    return json.dumps(json_safe(obj), allow_nan=False, sort_keys=True, **options)
+
+
 def write_json(path, obj):
+    """``obj`` as strict JSON (non-finite numbers as null), atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(_dumps(obj, indent=2) + "\n")
 
 
 def write_jsonl(path, rows):
+    """One strict-JSON object per line (non-finite numbers as null), atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        tmp.write_text("".join(_dumps(r) + "\n" for r in rows))
 
 
 def read_jsonl(path):
