@@ -1,20 +1,23 @@
 """Compile every CUDA source of gvae with ``nvcc``, for every kernel instantiation the runtime fetches.
 
-    python -m gvae.kernels.cuda_compile_check [--arch sm_90] [--nvcc PATH] [--nvrtc]
+    python tools/cuda_compile_check.py [--arch sm_90] [--nvcc PATH] [--nvrtc]
 
-Needs neither CuPy nor a GPU (CI runs it wherever ``nvcc`` exists). The instantiations are the name
-expressions that the ``*_cuda.py`` modules declare through :class:`gvae.kernels.cuda_build.CudaSource`
-(those modules import without CuPy). For each ``.cu`` file and each float type a small translation unit
-includes the source and takes the address of every declared kernel, which makes nvcc instantiate and
-compile each one (``--ptx``: device code only, no host compiler pass). One line per file; exit status 1
-with nvcc's message on any failure, or when a ``.cu`` file is declared by no module.
+Run from the repository root; it checks the gvae that Python imports (this checkout once it is
+installed with ``pip install -e .``, or with ``PYTHONPATH=.``) and says which one. Needs neither CuPy
+nor a GPU (CI runs it wherever ``nvcc`` exists). The CUDA modules are the ones the backend loads
+(``gvae.kernels.backend.cuda_modules()``, every ``*_cuda.py`` under gvae/kernels, subfolders included);
+they import without CuPy and declare their sources through :class:`gvae.kernels.cuda_build.CudaSource`.
+For each source and each float type a translation unit holds the very text the runtime hands to
+``cupy.RawModule`` (``CudaSource.text()``: generated prelude, headers pasted in, ``#line`` directives
+for the messages) and takes the address of every declared kernel, which makes nvcc instantiate and
+compile each one (``--ptx``: device code only, no host compiler pass). One line per source; exit
+status 1 with nvcc's message on any failure, or when a ``.cu`` file is declared by no module.
 
 ``--nvrtc`` also compiles each source through NVRTC with the very name expressions and options that
 ``cupy.RawModule`` uses at run time (this needs CuPy and the NVRTC library, still no GPU).
 """
 import argparse
 import concurrent.futures
-import glob
 import importlib
 import os
 import shutil
@@ -23,34 +26,44 @@ import sys
 import tempfile
 import time
 
-from . import cuda_build
+from gvae.kernels import backend, cuda_build
 
 FLOAT_TYPES = ("float", "double")
 
 
 def declared_sources():
-    """Import every ``*_cuda`` module beside this one; returns {file name: CudaSource}."""
-    for path in sorted(glob.glob(os.path.join(cuda_build.HERE, "*_cuda.py"))):
-        importlib.import_module(f"{__package__}.{os.path.basename(path)[:-3]}")
+    """Import every CUDA module the backend loads; returns {path relative to gvae/kernels: CudaSource}."""
+    for name in backend.cuda_modules():
+        importlib.import_module(name)
     return dict(cuda_build.SOURCES)
 
 
-def instantiation_unit(filename, expressions):
-    """A translation unit that includes ``filename`` and references every kernel in ``expressions``."""
-    refs = "\n".join(f"    (const void*)&{e}," for e in expressions)
-    return (f'#include "{filename}"\n\n'
+def cu_files():
+    """Every ``.cu`` file under gvae/kernels, as paths relative to it with ``/`` (the CudaSource names)."""
+    found = []
+    for folder, _, files in os.walk(cuda_build.HERE):
+        rel = os.path.relpath(folder, cuda_build.HERE)
+        found += [os.path.normpath(os.path.join(rel, f)).replace(os.sep, "/") for f in files if f.endswith(".cu")]
+    return sorted(found)
+
+
+def instantiation_unit(source, ct):
+    """``source``'s runtime text for C type ``ct`` followed by references to all its kernels."""
+    refs = "\n".join(f"    (const void*)&{e}," for e in source.instantiations(ct))
+    return (f"{source.text()}\n"
+            f'#line 1 "<instantiations of {source.filename} for {ct}>"\n'
             f"// Taking each kernel's address instantiates it, as NVRTC's name expressions do.\n"
             f"extern const void* const gvae_instances[];\n"
             f"const void* const gvae_instances[] = {{\n{refs}\n}};\n")
 
 
-def compile_unit(nvcc, arch, source_dir, workdir, tag, text, kernels):
+def compile_unit(nvcc, arch, workdir, tag, text, kernels):
     """(ok, seconds, message) of ``nvcc --ptx`` on ``text``, which must yield ``kernels`` entry points."""
     cu = os.path.join(workdir, f"{tag}.cu")
     with open(cu, "w") as f:
         f.write(text)
     ptx = os.path.join(workdir, f"{tag}.ptx")
-    cmd = [nvcc, "-std=c++17", f"-arch={arch}", "--ptx", "-I", source_dir, "-o", ptx, cu]
+    cmd = [nvcc, "-std=c++17", f"-arch={arch}", "--ptx", "-o", ptx, cu]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -68,9 +81,8 @@ def nvrtc_compile(source, ct, arch):
     """Compile ``source`` for C type ``ct`` as ``cupy.RawModule`` would (NVRTC, name expressions);
     returns the lowered names. Raises RuntimeError with NVRTC's log on failure."""
     from cupy.cuda import nvrtc
-    text = cuda_build.source_text(source.filename)
     exprs = source.instantiations(ct)
-    prog = nvrtc.createProgram(text, source.filename, (), ())
+    prog = nvrtc.createProgram(source.text(), source.filename, (), ())
     try:
         for e in exprs:
             nvrtc.addNameExpression(prog, e)
@@ -86,7 +98,7 @@ def nvrtc_compile(source, ct, arch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m gvae.kernels.cuda_compile_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python tools/cuda_compile_check.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="sm_90", help="nvcc -arch (default sm_90)")
     parser.add_argument("--nvcc", default=shutil.which("nvcc"), help="path of nvcc (default: on PATH)")
@@ -96,8 +108,9 @@ def main(argv=None):
         print("cuda_compile_check: nvcc not found (pass --nvcc PATH)", file=sys.stderr)
         return 2
 
+    print(f"gvae CUDA sources in {cuda_build.HERE}")
     sources = declared_sources()
-    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(cuda_build.HERE, "*.cu")))
+    files = cu_files()
     failures = 0
     jobs = {}
     with tempfile.TemporaryDirectory(prefix="gvae_cuda_check_") as workdir, \
@@ -107,10 +120,9 @@ def main(argv=None):
             if src is None:
                 continue
             for ct in FLOAT_TYPES:
-                tag = f"{name[:-3]}_{ct}"
-                text = instantiation_unit(name, src.instantiations(ct))
-                jobs[name, ct] = pool.submit(compile_unit, args.nvcc, args.arch, cuda_build.HERE, workdir, tag,
-                                             text, len(src.expressions))
+                tag = f"{name[:-3].replace('/', '_')}_{ct}"
+                jobs[name, ct] = pool.submit(compile_unit, args.nvcc, args.arch, workdir, tag,
+                                             instantiation_unit(src, ct), len(src.expressions))
         for name in files:
             src = sources.get(name)
             if src is None:
@@ -128,7 +140,7 @@ def main(argv=None):
                     print(f"--- nvcc, T = {ct} ---\n{msg}")
                 continue
             warned = [msg for _, _, _, msg in results if msg]
-            line = f"ok   {name:<16} {count:>2} kernels x (float, double)  nvcc {args.arch} {seconds:.1f} s"
+            line = f"ok   {name:<22} {count:>2} kernels x (float, double)  nvcc {args.arch} {seconds:.1f} s"
             if args.nvrtc:
                 try:
                     for ct in FLOAT_TYPES:
@@ -140,8 +152,7 @@ def main(argv=None):
             print(line)
             for msg in warned:
                 print(f"     nvcc said: {msg}")
-    missing = sorted(set(sources) - set(files))
-    for name in missing:
+    for name in sorted(set(sources) - set(files)):
         failures += 1
         print(f"FAIL {name}: declared by a *_cuda.py module but missing")
     return 1 if failures else 0

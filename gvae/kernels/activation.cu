@@ -8,9 +8,9 @@
 
 namespace gvae {
 
-// Must match ACT_CODES in activation_cuda.py.
-enum Activation { LINEAR = 0, RELU = 1, ELU = 2, TANH = 3, SOFTPLUS = 4, SIGMOID = 5 };
-
+// enum Activation { LINEAR = 0, RELU = 1, ... } is not written here: activation_cuda.py generates it
+// from the table in activations.py (the one list of the codes) and the loader puts it before this text.
+// An activation added there without a specialisation here fails to compile (Act<T, code> incomplete).
 template <typename T, int A> struct Act;
 
 template <typename T> struct Act<T, LINEAR> {

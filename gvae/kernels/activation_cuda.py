@@ -1,5 +1,7 @@
 """CUDA twins of :mod:`activation_cpu` (source: ``activation.cu``): bias + activation, forward in place
-and backward from the output, one template specialisation per activation.
+and backward from the output, one template specialisation per activation. The source's
+``enum Activation`` is generated from :data:`activations.CODES` and put before it (its prelude), so the
+codes passed as template arguments here, the Numba kernels' and the ops' come from one table.
 
 The bias gradient's column sums are deterministic: each block of the backward kernel writes its partial
 sums to a row of a scratch array, and a second kernel adds the rows up in order (no atomics)."""
@@ -7,13 +9,14 @@ import numpy as np
 
 from .activations import CODES as ACT_CODES
 from .backend import register
-from .cuda_build import CudaSource, contiguous, int32, sm_count
+from .cuda_build import CudaSource, contiguous, enum_text, int32, sm_count
 
 SOURCE = CudaSource(
     "activation.cu",
     [f"bias_act_forward<{{T}}, {c}>" for c in ACT_CODES.values()]
     + [f"bias_act_backward<{{T}}, {c}>" for c in ACT_CODES.values()]
-    + ["column_sum<{T}>"])
+    + ["column_sum<{T}>"],
+    prelude=enum_text("Activation", ACT_CODES))
 
 
 @register("bias_act_forward", "cuda")

@@ -1,13 +1,16 @@
 """Loading the CUDA C sources (``*.cu`` beside their Numba twins) as CuPy RawModules.
 
-Each source is a :class:`CudaSource`: a ``.cu`` file and its kernel *name expressions*, written with
-``{T}`` for the float type (``"bias_act_forward<{T}, 2>"``). The first call for a dtype compiles the
-file once through ``cupy.RawModule(code=..., options=OPTIONS, name_expressions=[...])`` with every
-expression for that dtype, and caches the module and the fetched kernels.
+Each source is a :class:`CudaSource`: a ``.cu`` file (path relative to gvae/kernels, ``band/trace.cu``
+in a subfolder), C++ declarations generated from Python tables (the ``prelude``, e.g.
+:func:`enum_text` of the activation codes), and its kernel *name expressions*, written with ``{T}`` for
+the float type (``"bias_act_forward<{T}, 2>"``). The first call for a dtype compiles
+:meth:`CudaSource.text` once through ``cupy.RawModule(code=..., options=OPTIONS, name_expressions=[...])``
+with every expression for that dtype, and caches the module and the fetched kernels.
 
-CuPy is imported only inside the functions that need it, so this module (and the thin ``*_cuda.py``
-modules that declare their sources here) import without it: :mod:`gvae.kernels.cuda_compile_check` reads
-the same declarations to compile every instantiation with ``nvcc`` on a machine with no GPU.
+CuPy is imported only inside the functions that need it, and neither this module nor the thin
+``*_cuda.py`` modules that declare their sources here import CuPy, Numba or a ``*_cpu.py`` module: the
+repository's ``tools/cuda_compile_check.py`` compiles the very same text with ``nvcc`` on a machine with
+no GPU.
 
 Scalars: CuPy passes a Python float as a C double and an int as a 64-bit integer whatever the kernel
 declares, so every scalar argument goes through :func:`scalar` (or ``numpy.int32``/``numpy.int64``) to
@@ -20,12 +23,11 @@ import re
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-COMMON_HEADER = "cuda_common.cuh"
 OPTIONS = ("--std=c++17",)  # the spelling CuPy itself uses (it adds it when absent)
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-SOURCES = {}  # file name -> CudaSource, filled as the *_cuda modules are imported
+SOURCES = {}  # path relative to HERE -> CudaSource, filled as the *_cuda modules are imported
 
-_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.MULTILINE)
+_INCLUDE = re.compile(r'[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*')
 
 
 def ctype(dtype):
@@ -41,35 +43,68 @@ def scalar(dtype, x):
     return np.dtype(dtype).type(x)
 
 
-def source_text(filename):
-    """The text of ``filename`` with each local ``#include "..."`` replaced by that file's text (once).
+def enum_text(name, codes):
+    """C++ for ``enum name {...}`` in namespace gvae from ``codes`` ({lower-case name: int}), members
+    upper-cased: ``{"relu": 1}`` gives ``RELU = 1``. Lets a Python table be the only list of the codes."""
+    members = ", ".join(f"{key.upper()} = {int(code)}" for key, code in codes.items())
+    return f"namespace gvae {{\nenum {name} {{ {members} }};\n}}  // namespace gvae\n"
 
-    CuPy's on-disk kernel cache is keyed by the source text; pasting the header in makes an edit of
-    the header recompile every kernel that uses it."""
+
+def _resolve(name, includer):
+    """Path (relative to gvae/kernels) of ``#include "name"`` met in ``includer``: the includer's folder
+    first, then gvae/kernels itself (as ``nvcc -I gvae/kernels`` would search)."""
+    for candidate in (os.path.join(os.path.dirname(includer), name), name):
+        candidate = os.path.normpath(candidate)
+        if os.path.exists(os.path.join(HERE, candidate)):
+            return candidate.replace(os.sep, "/")
+    raise FileNotFoundError(f'{includer}: #include "{name}" is neither beside it nor in {HERE}')
+
+
+def source_text(filename, prelude=""):
+    """``prelude`` followed by the text of ``filename`` (relative to gvae/kernels) with each local
+    ``#include "..."`` replaced by that file's text (once per file), as one self-contained translation unit.
+
+    CuPy's on-disk kernel cache is keyed by the source text, so pasting the headers in makes an edit of
+    a header recompile every kernel that uses it. ``#line`` directives keep the compilers' messages
+    pointing at the real files and lines."""
     seen = set()
 
-    def expand(name):
-        if name in seen:
+    def expand(path):
+        if path in seen:
             return ""
-        seen.add(name)
-        with open(os.path.join(HERE, name)) as f:
-            text = f.read()
-        return _INCLUDE.sub(lambda m: f"// ---- {m.group(1)} ----\n" + expand(m.group(1)), text)
+        seen.add(path)
+        with open(os.path.join(HERE, path)) as f:
+            lines = f.read().splitlines()
+        out = [f'#line 1 "{path}"']
+        for number, line in enumerate(lines, 1):
+            match = _INCLUDE.fullmatch(line)
+            if match is None:
+                out.append(line)
+            else:
+                out += [expand(_resolve(match.group(1), path)), f'#line {number + 1} "{path}"']
+        return "\n".join(out)
 
-    return expand(filename)
+    head = f'#line 1 "<generated prelude of {filename}>"\n{prelude}' if prelude else ""
+    return head + expand(filename) + "\n"
 
 
 class CudaSource:
-    """One ``.cu`` file and the name expressions of the kernels fetched from it (``{T}`` = float type)."""
+    """One ``.cu`` file (relative to gvae/kernels), the generated C++ put before it, and the name
+    expressions of the kernels fetched from it (``{T}`` = float type)."""
 
-    def __init__(self, filename, expressions):
+    def __init__(self, filename, expressions, prelude=""):
         if not os.path.exists(os.path.join(HERE, filename)):
             raise FileNotFoundError(f"CUDA source {filename} is missing from {HERE}")
         self.filename = filename
         self.expressions = tuple(expressions)
+        self.prelude = prelude
         self._modules = {}
         self._functions = {}
         SOURCES[filename] = self
+
+    def text(self):
+        """The translation unit compiled for this source, here and by the compile check alike."""
+        return source_text(self.filename, self.prelude)
 
     def instantiations(self, ct):
         """The name expressions for the C type ``ct`` ("float" or "double")."""
@@ -81,7 +116,7 @@ class CudaSource:
         mod = self._modules.get(ct)
         if mod is None:
             import cupy
-            mod = cupy.RawModule(code=source_text(self.filename), options=OPTIONS,
+            mod = cupy.RawModule(code=self.text(), options=OPTIONS,
                                  name_expressions=self.instantiations(ct))
             self._modules[ct] = mod
         return mod

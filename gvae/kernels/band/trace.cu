@@ -1,0 +1,267 @@
+// CUDA twin of trace_cpu.py: the exact trace of Sigma = (L L^T)^{-1} by selected inversion, and its
+// gradient (layouts and flags: band_common.cuh). float64 inside, as on the CPU.
+//
+// The chain's O(n) recursion (offs = (0, 1)) runs one thread per factor. The general selected inversion
+// (window of width W = offs[K-1] + 1) runs one warp per factor, lanes across the W columns of the
+// window: the forward trace keeps its W x W ring window in shared memory (global scratch when it does
+// not fit); the gradient stores the band of Sigma and its adjoint, (n, W) each, in global scratch.
+#include "band_common.cuh"
+
+// Chain (offs = (0, 1)), one thread per factor: s_i = a_i + c_i s_{i+1}, a_i = 1 / L_ii^2,
+// c_i = a_i L_{i+1,i}^2; tr = sum_i s_i.
+template <typename T>
+__global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, int F, int n,
+                                 double* __restrict__ flags) {
+    double bad = 0.0, chk = 0.0;
+    for (int f = blockIdx.x * blockDim.x + threadIdx.x; f < F; f += gridDim.x * blockDim.x) {
+        const T* d = L + (long long)f * 2 * n;
+        const T* l1 = d + n + 1;  // l1[i] = L_{i+1, i}
+        const double rn = 1.0 / (double)d[n - 1];
+        double s = rn * rn;
+        double tr = s;
+        for (int i = n - 2; i >= 0; --i) {
+            const double r = 1.0 / (double)d[i];
+            const double a = r * r;
+            const double v = (double)l1[i];
+            s = a + (a * v * v) * s;
+            tr += s;
+        }
+        out[f] = (T)tr;
+        chk += tr;
+        for (int i = 0; i < n; ++i) {
+            const T v = d[i];
+            bad += v <= T(0) ? 1.0 : 0.0;
+            chk += (double)v;
+        }
+    }
+    gvae::add_flags(flags, bad, chk);
+}
+
+// General offsets, one warp per factor. The window win (W x W, float64) is a ring: slot (i mod W) holds
+// index i, and slots of indices >= n hold zeros. Per step i = n-1 .. 0 (m_k = i + o_k, rl = 1 / L_ii):
+//   t[col] = sum_{k >= 1, m_k < n} L_{m_k, i} win[slot(m_k)][col]        (lanes across col)
+//   Sigma_ii = rl (rl + sum_k L_{m_k, i} rl t[slot(m_k)]),  row and column slot(i) <- -rl t.
+// SHARED: win and t live in dynamic shared memory, (W*W + W) doubles per warp; otherwise in `scratch`,
+// (W*W + W) doubles per warp of the grid.
+template <typename T, bool SHARED>
+__global__ void band_trace_window(const T* __restrict__ L, const int* __restrict__ offs, T* __restrict__ out,
+                                  int F, int K, int n, double* __restrict__ scratch, double* __restrict__ flags) {
+    extern __shared__ double smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    const int W = offs[K - 1] + 1;
+    double bad = 0.0, chk = 0.0;
+    const int slot = blockIdx.x * warps + warp;  // this warp's scratch, reused for each of its factors
+    double* win = SHARED ? smem + (long long)warp * (W * W + W) : scratch + (long long)slot * (W * W + W);
+    for (int f = slot; f < F; f += gridDim.x * warps) {
+        double* t = win + W * W;
+        const T* Lf = L + (long long)f * K * n;
+        for (int idx = lane; idx < W * W; idx += 32) win[idx] = 0.0;
+        for (int i = lane; i < n; i += 32) {
+            const T v = Lf[i];
+            bad += v <= T(0) ? 1.0 : 0.0;
+            chk += (double)v;
+        }
+        __syncwarp();
+        double tr = 0.0;
+        int kmax = 0;
+        int s0 = (n - 1) % W;  // ring slot of index i
+        for (int i = n - 1; i >= 0; --i) {
+            while (kmax + 1 < K && i + offs[kmax + 1] < n) ++kmax;
+            const double rl = 1.0 / (double)Lf[i];
+            for (int col = lane; col < W; col += 32) {
+                double tc = 0.0;
+                for (int k = 1; k <= kmax; ++k) {
+                    const int o = offs[k];
+                    const int row = s0 + o >= W ? s0 + o - W : s0 + o;
+                    tc += (double)Lf[(long long)k * n + i + o] * win[row * W + col];
+                }
+                t[col] = tc;
+            }
+            __syncwarp();
+            double d = rl;
+            for (int k = 1; k <= kmax; ++k) {
+                const int o = offs[k];
+                const int row = s0 + o >= W ? s0 + o - W : s0 + o;
+                d += (double)Lf[(long long)k * n + i + o] * rl * t[row];
+            }
+            d *= rl;
+            for (int col = lane; col < W; col += 32) {
+                const double v = -rl * t[col];
+                win[s0 * W + col] = v;
+                win[col * W + s0] = v;
+            }
+            __syncwarp();
+            if (lane == 0) win[s0 * W + s0] = d;
+            __syncwarp();
+            tr += d;
+            s0 = s0 == 0 ? W - 1 : s0 - 1;
+        }
+        if (lane == 0) {
+            out[f] = (T)tr;
+            chk += tr;
+        }
+        __syncwarp();
+    }
+    gvae::add_flags(flags, bad, chk);
+}
+
+// Gradient for the chain, one thread per factor (reverse mode through s_i = a_i + c_i s_{i+1}):
+//   out[0, i] = -2 sb_i s_i / L_ii,  out[1, i+1] = 2 sb_i a_i L_{i+1,i} s_{i+1},  sb_{i+1} = g + sb_i c_i,
+// sb_0 = g. s is kept in `scratch` (n, F), interleaved so that the threads' stores coalesce.
+template <typename T>
+__global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restrict__ g, T* __restrict__ out,
+                                      int F, int n, double* __restrict__ scratch, double* __restrict__ flags) {
+    double bad = 0.0, chk = 0.0;
+    for (int f = blockIdx.x * blockDim.x + threadIdx.x; f < F; f += gridDim.x * blockDim.x) {
+        const T* d = L + (long long)f * 2 * n;
+        const T* l1 = d + n + 1;
+        T* g0 = out + (long long)f * 2 * n;
+        T* g1 = g0 + n + 1;  // g1[i] = out[1, i+1]
+        double* s = scratch + f;
+        const double rn = 1.0 / (double)d[n - 1];
+        double acc = rn * rn;
+        s[(long long)(n - 1) * F] = acc;
+        for (int i = n - 2; i >= 0; --i) {
+            const double r = 1.0 / (double)d[i];
+            const double a = r * r;
+            const double v = (double)l1[i];
+            acc = a + (a * v * v) * acc;
+            s[(long long)i * F] = acc;
+        }
+        const double gf = (double)g[f];
+        double sb = gf;
+        T sum = T(0);
+        g0[n] = T(0);  // out[1, 0]: no such slot
+        for (int i = 0; i < n - 1; ++i) {
+            const double di = (double)d[i];
+            const double r = 1.0 / di;
+            const double a = r * r;
+            const double v = (double)l1[i];
+            const double si = s[(long long)i * F], si1 = s[(long long)(i + 1) * F];
+            const T v0 = (T)(-2.0 * sb * si / di);
+            const T v1 = (T)(2.0 * sb * a * v * si1);
+            g0[i] = v0;
+            g1[i] = v1;
+            sum += v0 + v1;
+            sb = gf + sb * (a * v * v);
+        }
+        const T last = (T)(-2.0 * sb * s[(long long)(n - 1) * F] / (double)d[n - 1]);
+        g0[n - 1] = last;
+        sum += last;
+        chk += (double)sum;
+        for (int i = 0; i < n; ++i) {
+            const T v = d[i];
+            bad += v <= T(0) ? 1.0 : 0.0;
+            chk += (double)v;
+        }
+    }
+    gvae::add_flags(flags, bad, chk);
+}
+
+// Gradient for general offsets, one warp per factor: reverse mode through the selected inversion, as
+// trace_cpu.py's _reverse. R[i][d] = Sigma_{i, i+d} (i + d < n) is stored by a forward sweep, Rb holds
+// the adjoints of the same entries; Sigma_{m, j} with j < m is read as R[j][m - j]. Lanes run across d.
+// scratch: 2 n W doubles per warp of the grid (R, then Rb). out[f] (K, n): g[f] d tr / d L on the band, 0 in the
+// slots that do not exist.
+template <typename T>
+__global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restrict__ offs, const T* __restrict__ g,
+                                     T* __restrict__ out, int F, int K, int n, double* __restrict__ scratch,
+                                     double* __restrict__ flags) {
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    const int W = offs[K - 1] + 1;
+    const int slot = blockIdx.x * warps + (threadIdx.x >> 5);  // this warp's scratch, reused per factor
+    double* R = scratch + (long long)slot * 2 * n * W;
+    double* Rb = R + (long long)n * W;
+    double bad = 0.0, chk = 0.0;
+    for (int f = slot; f < F; f += gridDim.x * warps) {
+        const T* Lf = L + (long long)f * K * n;
+        T* gf = out + (long long)f * K * n;
+        for (int i = lane; i < n; i += 32) {
+            const T v = Lf[i];
+            bad += v <= T(0) ? 1.0 : 0.0;
+            chk += (double)v;
+        }
+        // forward sweep, i = n-1 .. 0
+        int kmax = 0;
+        for (int i = n - 1; i >= 0; --i) {
+            while (kmax + 1 < K && i + offs[kmax + 1] < n) ++kmax;
+            const double rl = 1.0 / (double)Lf[i];
+            const int jend = min(i + W, n);
+            for (int d = 1 + lane; d < jend - i; d += 32) {
+                const int j = i + d;
+                double y = 0.0;
+                for (int k = 1; k <= kmax; ++k) {
+                    const int m = i + offs[k];
+                    const double c = (double)Lf[(long long)k * n + m];
+                    y += c * (j < m ? R[(long long)j * W + (m - j)] : R[(long long)m * W + (j - m)]);
+                }
+                R[(long long)i * W + d] = -rl * y;
+            }
+            __syncwarp();
+            if (lane == 0) {
+                double sd = rl;
+                for (int k = 1; k <= kmax; ++k) {
+                    const int o = offs[k];
+                    sd -= (double)Lf[(long long)k * n + i + o] * R[(long long)i * W + o];
+                }
+                R[(long long)i * W] = rl * sd;
+            }
+            __syncwarp();
+        }
+        // reverse sweep, i = 0 .. n-1; row i of Rb is final when step i is reached
+        const double gv = (double)g[f];
+        for (int i = 0; i < n; ++i)
+            for (int d = lane; d < W; d += 32) Rb[(long long)i * W + d] = d == 0 ? gv : 0.0;
+        __syncwarp();
+        kmax = K - 1;
+        for (int i = 0; i < n; ++i) {
+            while (kmax > 0 && i + offs[kmax] >= n) --kmax;
+            const double Lii = (double)Lf[i];
+            const double rl = 1.0 / Lii;
+            const int jend = min(i + W, n);
+            const double* Ri = R + (long long)i * W;
+            double* Rbi = Rb + (long long)i * W;
+            const double yb0 = Rbi[0];
+            // Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}
+            double ssum = 0.0;
+            for (int k = 1; k <= kmax; ++k) ssum += (double)Lf[(long long)k * n + i + offs[k]] * Ri[offs[k]];
+            double rlb = yb0 * (2.0 * rl - ssum);
+            __syncwarp();  // every lane has read Rbi[0] and Ri before Rbi changes
+            for (int k = 1 + lane; k <= kmax; k += 32) {  // distinct offsets: no two lanes share a slot
+                const int o = offs[k];
+                Rbi[o] -= yb0 * rl * (double)Lf[(long long)k * n + i + o];
+            }
+            __syncwarp();
+            // Sigma_{i, i+d} = -rl T_d  =>  d/drl = Sigma_{i, i+d} L_ii
+            double acc0 = 0.0;
+            for (int d = 1 + lane; d < jend - i; d += 32) acc0 += Rbi[d] * Ri[d];
+            rlb += Lii * gvae::warp_sum(acc0);
+            for (int k = 1; k <= kmax; ++k) {  // in order: two diagonals may update one Rb entry
+                const int m = i + offs[k];
+                const double c = (double)Lf[(long long)k * n + m];
+                const double coef = -rl * c;
+                double acc = 0.0;
+                for (int d = 1 + lane; d < jend - i; d += 32) {
+                    const int j = i + d;
+                    const double yb = Rbi[d];
+                    const long long at = j < m ? (long long)j * W + (m - j) : (long long)m * W + (j - m);
+                    acc += yb * R[at];
+                    Rb[at] += coef * yb;
+                }
+                acc = gvae::warp_sum(acc);
+                if (lane == 0) gf[(long long)k * n + m] = (T)(-yb0 * rl * Ri[offs[k]] - rl * acc);
+                __syncwarp();
+            }
+            if (lane == 0) gf[i] = (T)(-rlb * rl * rl);
+            __syncwarp();
+        }
+        for (int k = 1; k < K; ++k)
+            for (int i = lane; i < offs[k]; i += 32) gf[(long long)k * n + i] = T(0);
+        __syncwarp();
+        T sum = T(0);
+        for (int idx = lane; idx < K * n; idx += 32) sum += gf[idx];
+        chk += (double)sum;
+        __syncwarp();
+    }
+    gvae::add_flags(flags, bad, chk);
+}

@@ -1,0 +1,79 @@
+"""CUDA twins of :mod:`trace_cpu` (source: ``trace.cu``): the exact trace of (L L^T)^{-1} and its
+gradient, by the chain's recursion for offsets (0, 1) and by selected inversion otherwise. Same
+canonical layouts, arguments and return values as the Numba kernels (see :mod:`common_cuda`)."""
+import numpy as np
+
+from ..backend import register
+from ..cuda_build import CudaSource, contiguous, grid_for, int32, sm_count
+from .common_cuda import device_offsets, new_flags, sizes, verdict
+
+SOURCE = CudaSource("band/trace.cu", [
+    "band_trace_chain<{T}>", "band_trace_window<{T}, true>", "band_trace_window<{T}, false>",
+    "band_trace_chain_grad<{T}>", "band_trace_band_grad<{T}>",
+])
+
+_SHARED_BYTES = 48 * 1024        # dynamic shared memory available without opting in
+_SCRATCH_BYTES = 256 * 1024**2   # cap on the gradient's global scratch (fewer warps beyond)
+
+
+def _is_chain(offs):
+    return len(offs) == 2 and int(offs[1]) == 1
+
+
+@register("band_trace_inv", "cuda")
+def band_trace_inv(L, offs, out):
+    """out[f] = tr((L_f L_f^T)^{-1}), exactly; float64 inside. Returns (bad, checksum)."""
+    import cupy
+    F, K, n = sizes("band_trace_inv", L)
+    contiguous("band_trace_inv", out)
+    with L.device:
+        flags = new_flags()
+        if not (F and n):
+            return verdict(flags)
+        if _is_chain(offs):
+            SOURCE.function("band_trace_chain<{T}>", L.dtype)(
+                (grid_for(F, 64, L),), (64,), (L, out, F, n, flags))
+            return verdict(flags)
+        W = int(offs[-1]) + 1
+        per_warp = 8 * (W * W + W)
+        warps = min(4, _SHARED_BYTES // per_warp)
+        d_offs = device_offsets(offs, L.device)
+        if warps >= 1:
+            SOURCE.function("band_trace_window<{T}, true>", L.dtype)(
+                (grid_for(F, warps, L),), (32 * warps,), (L, d_offs, out, F, K, n, flags, flags),  # scratch unused here
+                shared_mem=warps * per_warp)
+        else:  # the window does not fit in shared memory: one window per warp in global memory
+            blocks = grid_for(F, 4, L, blocks_per_sm=4)
+            scratch = cupy.empty(blocks * 4 * (W * W + W), dtype=np.float64)
+            SOURCE.function("band_trace_window<{T}, false>", L.dtype)(
+                (blocks,), (128,), (L, d_offs, out, F, K, n, scratch, flags))
+    return verdict(flags)
+
+
+@register("band_trace_inv_grad", "cuda")
+def band_trace_inv_grad(L, offs, g, out):
+    """out[f] = g[f] * d tr((L_f L_f^T)^{-1}) / d L_f on the band, zero in the slots that do not exist.
+    L, out (F, K, n); g (F,). Returns (bad, checksum)."""
+    import cupy
+    F, K, n = sizes("band_trace_inv_grad", L)
+    contiguous("band_trace_inv_grad", g, out)
+    with L.device:
+        flags = new_flags()
+        if not (F and n):
+            return verdict(flags)
+        if _is_chain(offs):
+            int32("band_trace_inv_grad", int(F) * int(n))
+            scratch = cupy.empty(int(F) * int(n), dtype=np.float64)
+            SOURCE.function("band_trace_chain_grad<{T}>", L.dtype)(
+                (grid_for(F, 64, L),), (64,), (L, g, out, F, n, scratch, flags))
+            return verdict(flags)
+        W = int(offs[-1]) + 1
+        per_warp = 2 * int(n) * W * 8
+        # one warp per factor, as many warps as factors up to 64 per SM and the scratch cap
+        warps = max(1, min(int(F), _SCRATCH_BYTES // per_warp, 64 * sm_count(L)))
+        per_block = min(4, warps)
+        blocks = warps // per_block
+        scratch = cupy.empty(blocks * per_block * 2 * int(n) * W, dtype=np.float64)
+        SOURCE.function("band_trace_band_grad<{T}>", L.dtype)(
+            (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, scratch, flags))
+    return verdict(flags)
