@@ -16,12 +16,16 @@ def _tree_dot(a, b):
     return float(np.sum(a * b))
 
 
-def check_vjp(fun, args, argnum=0, seed=0, eps=1e-6, rtol=1e-5, atol=1e-8):
+def check_vjp(fun, args, argnum=0, seed=0, eps=1e-5, rtol=1e-5, atol=1e-8):
     """Check d/dt <u, fun(args[argnum] + t v)> at t=0 against <grad of <u, fun>, v>, in float64, and
     that the gradient written into ``out=`` buffers is the same.
 
     ``fun`` maps the (possibly dict-valued) arguments to an array; u and v are random. The inputs are
-    also checked not to be mutated by the forward or backward pass."""
+    also checked not to be mutated by the forward or backward pass.
+
+    The step ``eps`` balances the central difference's O(eps^2) error against the noise of the
+    function values over eps: the activation kernels' vectorised exp and log1p are accurate to about
+    1e-13 relative in float64 (not 1e-16), which a step of 1e-6 would amplify to about 1e-5."""
     rng = np.random.default_rng(seed)
     args = list(args)
     before = [_tree_map(np.copy, a) if isinstance(a, (dict, np.ndarray)) else a for a in args]

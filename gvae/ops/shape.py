@@ -44,7 +44,8 @@ defvjp(getitem, _getitem_vjp)
 
 @primitive
 def transpose(x, axes=None):
-    return x.transpose(axes)
+    """x with its axes permuted by ``axes`` (reversed when None)."""
+    return x.transpose() if axes is None else x.transpose(axes)
 
 
 def _inverse(axes):
@@ -55,7 +56,7 @@ def _inverse(axes):
 
 
 defvjp(transpose, lambda ans, x, axes=None:
-       lambda g: g.transpose(None if axes is None else _inverse(axes)))
+       lambda g: g.transpose() if axes is None else g.transpose(_inverse(axes)))
 
 
 @primitive
