@@ -14,8 +14,8 @@ another.
 
 Randomness: the parameters are initialised on the host from ``seed`` (the same model on every device);
 all an epoch draws (binarisation or dequantisation, data order, noise) comes from a generator of the
-device created at the epoch's start from (seed, epoch). A run resumed from a checkpoint, which is written
-at an epoch's end, so draws exactly what the uninterrupted run drew on a device of the same kind.
+device created at the epoch's start from (seed, epoch). Checkpoints are written at epoch ends, so a
+resumed run draws exactly what the uninterrupted run drew, on a device of the same kind.
 """
 import dataclasses
 import math
