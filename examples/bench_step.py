@@ -3,9 +3,10 @@
 Compares, in one process and interleaved block by block (so machine noise hits every row alike):
 
 * ``gvae``: :meth:`gvae.training.Trainer.step`, the real training step (value_and_grad of the negative
-  ELBO, flatten the gradients, global norm, fused Adam);
+  ELBO, writing the gradients straight into views of one flat buffer; global norm; one read of the loss
+  and the reported means; fused Adam);
 * ``gvae phased``: a second Trainer whose step has a timer around each phase it calls
-  (value_and_grad, flatten, norm, Adam), for the per-phase breakdown;
+  (value_and_grad, norm, Adam), for the per-phase breakdown;
 * PyTorch eager with ``torch.optim.Adam`` (default, ``foreach=True`` and ``fused=True`` when this
   build supports them on CPU), same architecture and initialisation;
 * the matrix products alone (forward and backward GEMMs of all six layers through NumPy into
@@ -101,14 +102,15 @@ def gvae_step(trainer, batches):
     return step
 
 
-PHASES = ("forward+backward", "flatten", "norm", "adam", "other (eps, glue)")
+PHASES = ("forward+backward", "norm", "adam", "other (eps, read)")
 
 
 def gvae_phased_step(trainer, batches):
     """``trainer.step`` itself, with a timer wrapped around each phase it calls: ``step_fn``
-    (value_and_grad), ``params.flatten``, ``kernels.sum_squares`` and ``optimizer.update``. Whatever
-    is left (drawing eps, float conversions, checks) is "other". Wrapping the callees, rather than
-    re-implementing the step, keeps this in step with Trainer.step as it changes."""
+    (value_and_grad, which writes the gradients into the flat buffer's views), ``kernels.sum_squares``
+    and ``optimizer.update``. Whatever is left (drawing eps, the one read of the loss and the reported
+    means, checks) is "other". Wrapping the callees, rather than re-implementing the step, keeps this in
+    step with Trainer.step as it changes."""
     clock = time.perf_counter
     spent = dict.fromkeys(PHASES, 0.0)
 
@@ -122,7 +124,6 @@ def gvae_phased_step(trainer, batches):
         return wrapper
 
     trainer.step_fn = timed("forward+backward", trainer.step_fn)
-    trainer.params.flatten = timed("flatten", trainer.params.flatten)
     trainer.optimizer.update = timed("adam", trainer.optimizer.update)
     plain_sum_squares = kernels.sum_squares
     timed_sum_squares = timed("norm", plain_sum_squares)
@@ -139,7 +140,7 @@ def gvae_phased_step(trainer, batches):
             kernels.sum_squares = plain_sum_squares
         if result is None:
             raise RuntimeError("gvae skipped a step (non-finite loss or gradient)")
-        spent["other (eps, glue)"] = total - sum(spent[k] for k in PHASES[:-1])
+        spent[PHASES[-1]] = total - sum(spent[k] for k in PHASES[:-1])
         return tuple(spent[k] for k in PHASES)
     return step
 

@@ -1,4 +1,4 @@
-"""gvae: variational autoencoders with structured Gaussian posteriors, on NumPy and Numba.
+"""gvae: variational autoencoders with structured Gaussian posteriors, on NumPy and Numba or CuPy and CUDA.
 
 The layers, bottom up, each importing only from those below it:
 :mod:`gvae.kernels` (raw array kernels, Numba on CPU and CUDA on GPU, chosen from the arrays' type) <-

@@ -1,6 +1,6 @@
 """Reverse-mode automatic differentiation over a tape of primitives.
 
-A ``Primitive`` wraps a NumPy-level function. Called on plain arrays it just computes. Called with a
+A ``Primitive`` wraps an array-level function. Called on plain arrays it just computes. Called with a
 ``Tracer`` among its arguments it computes on the underlying values, appends a node to the tape and
 keeps, for the backward pass, a closure built by the primitive's VJP maker:
 
@@ -12,10 +12,15 @@ A primitive may instead register one joint maker, ``maker(ans, argnums, *args, *
 pre-activation gradient of a dense layer, say) is done once. A joint maker may come with a traced
 forward ``forward(*args, **kwargs) -> (ans, residual)``, used only when tracing, whose ``residual``
 (what a fused kernel computed for the backward pass in the same sweep) the maker receives in place of
-``ans``. Gradients that come back with a
-broadcast shape are reduced to the argument's shape in one place, :func:`unbroadcast`.
+``ans``. Gradients that come back with a broadcast shape are reduced to the argument's shape in one
+place, :func:`unbroadcast`.
+
+The tape never converts an array: values and gradients stay arrays of the device they were made on
+(NumPy, CuPy, ...), and new ones come from that device's array module. ``value_and_grad(..., out=)``
+writes the gradients into arrays the caller owns (views of one flat buffer, say); a joint maker
+registered with ``into=True`` may write an argument's gradient straight into such an array.
 """
-import numpy as np
+from .kernels.backend import array_module
 
 __all__ = ["Primitive", "primitive", "defvjp", "defvjp_joint", "Tracer", "value_and_grad", "grad",
            "unbroadcast", "value_of"]
@@ -31,19 +36,22 @@ class _Tape:
 
 
 class _Node:
-    __slots__ = ("parents", "vjp", "index")
+    __slots__ = ("parents", "vjp", "index", "into")
 
-    def __init__(self, parents, vjp, index):
+    def __init__(self, parents, vjp, index, into=False):
         self.parents = parents  # tuple of (parent node index, shape, argument position)
-        self.vjp = vjp          # g -> tuple of gradients, one per parent
+        self.vjp = vjp          # g -> tuple of gradients, one per parent; g, into -> the same if into
         self.index = index
+        self.into = into        # whether vjp takes destinations {argument position: array}
 
 
 class Tracer:
     """A value recorded on a tape. Supports ``+ - * / ** @``, unary ``-``, indexing, ``.T``."""
 
     __slots__ = ("value", "tape", "node")
-    __array_priority__ = 100.0  # so that ndarray (op) Tracer defers to Tracer's reflected operator
+    # An array of any device on the left of an operator (NumPy's, CuPy's) defers to Tracer's reflected
+    # operator: both honour __array_ufunc__ = None (CuPy would not defer to a mere __array_priority__).
+    __array_ufunc__ = None
 
     def __init__(self, value, tape, node):
         self.value = value
@@ -78,6 +86,7 @@ class Primitive:
         self.makers = {}
         self.joint = None
         self.traced_forward = None
+        self.into = False
         self.__doc__ = fun.__doc__
         self.__name__ = self.name
 
@@ -102,14 +111,16 @@ class Primitive:
         else:
             ans = residual = self.fun(*raw, **kwargs)
         vjp = self._vjp(residual, tuple(argnums), raw, kwargs)
-        parents = tuple((args[i].node, np.shape(raw[i]), i) for i in argnums)
-        node = _Node(parents, vjp, len(tape.nodes))
+        parents = tuple((args[i].node, raw[i].shape, i) for i in argnums)
+        node = _Node(parents, vjp, len(tape.nodes), self.into)
         tape.nodes.append(node)
         return Tracer(ans, tape, node.index)
 
     def _vjp(self, ans, argnums, raw, kwargs):
         if self.joint is not None:
             joint = self.joint(ans, argnums, *raw, **kwargs)
+            if self.into:
+                return lambda g, into: _select(joint(g, into), argnums)
             return lambda g: _select(joint(g), argnums)
         fns = []
         for i in argnums:
@@ -125,7 +136,7 @@ def _select(grads, argnums):
 
 
 def primitive(fun=None, *, name=None):
-    """Decorator turning a NumPy-level function into a :class:`Primitive`."""
+    """Decorator turning an array-level function into a :class:`Primitive`."""
     if fun is None:
         return lambda f: Primitive(f, name)
     return Primitive(fun, name)
@@ -139,18 +150,21 @@ def defvjp(prim, *makers):
     return prim
 
 
-def defvjp_joint(prim, maker, forward=None):
+def defvjp_joint(prim, maker, forward=None, into=False):
     """Register ``maker(ans, argnums, *args, **kw) -> (g -> tuple of gradients for all args)``.
 
     With ``forward(*args, **kw) -> (ans, residual)`` traced calls run ``forward`` instead and the
-    maker receives ``residual`` as its first argument."""
+    maker receives ``residual`` as its first argument. With ``into`` the maker's closure is called
+    ``(g, into)``, ``into`` a dict {argument position: array of that argument's shape and dtype}: it may
+    write that argument's gradient into the array and return the array itself (no copy is made then)."""
     prim.joint = maker
     prim.traced_forward = forward
+    prim.into = into
     return prim
 
 
 def unbroadcast(g, shape):
-    """Sum ``g`` over the axes that NumPy broadcasting added or stretched to reach ``g.shape``."""
+    """Sum ``g`` over the axes that broadcasting added or stretched to reach ``g.shape``."""
     if g.shape == tuple(shape):
         return g
     extra = g.ndim - len(shape)
@@ -162,9 +176,12 @@ def unbroadcast(g, shape):
     return g.reshape(shape)
 
 
-def _backward(tape, out_index, g_out):
-    """Propagate ``g_out`` from node ``out_index`` back to every leaf; returns {node index: grad}."""
+def _backward(tape, out_index, g_out, sinks):
+    """Propagate ``g_out`` from node ``out_index`` back to every leaf. Leaves in ``sinks`` ({node index:
+    array}) get their gradient written (then accumulated) into that array, every sink is written (zero
+    where no gradient arrives); the others' gradients are returned as {node index: grad}."""
     grads = {out_index: g_out}
+    filled = set()
     nodes = tape.nodes
     for index in range(out_index, -1, -1):
         g = grads.get(index)
@@ -172,12 +189,32 @@ def _backward(tape, out_index, g_out):
         if g is None or node.vjp is None:
             continue
         del grads[index]
-        for (parent, shape, _), pg in zip(node.parents, node.vjp(g)):
+        into = {}
+        if node.into:
+            for parent, _, pos in node.parents:
+                if parent in sinks and parent not in filled and all(a is not sinks[parent] for a in into.values()):
+                    into[pos] = sinks[parent]
+            pgs = node.vjp(g, into)
+        else:
+            pgs = node.vjp(g)
+        for (parent, shape, pos), pg in zip(node.parents, pgs):
             if pg is None:
                 continue
-            pg = unbroadcast(np.asarray(pg), shape)
-            prev = grads.get(parent)
-            grads[parent] = pg if prev is None else prev + pg
+            sink = sinks.get(parent)
+            if sink is None:
+                pg = unbroadcast(pg, shape)
+                prev = grads.get(parent)
+                grads[parent] = pg if prev is None else prev + pg
+                continue
+            if pg is not into.get(pos):  # (when it is, the VJP has written the sink itself)
+                if parent in filled:
+                    sink += unbroadcast(pg, shape)
+                else:
+                    sink[...] = unbroadcast(pg, shape)
+            filled.add(parent)
+    for index, sink in sinks.items():
+        if index not in filled:
+            sink[...] = 0
     return grads
 
 
@@ -187,21 +224,37 @@ def _leaves(tree, tape):
         return {k: _leaves(v, tape) for k, v in tree.items()}
     if isinstance(tree, Tracer):
         raise TypeError("value_and_grad: nested differentiation is not supported")
-    arr = np.asarray(tree)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"value_and_grad: can only differentiate floating arrays, got dtype {arr.dtype}")
+    if getattr(getattr(tree, "dtype", None), "kind", None) != "f":
+        what = f"dtype {tree.dtype}" if hasattr(tree, "dtype") else type(tree).__name__
+        raise TypeError(f"value_and_grad: can only differentiate floating arrays, got {what}")
     node = _Node((), None, len(tape.nodes))
     tape.nodes.append(node)
-    return Tracer(arr, tape, node.index)
+    return Tracer(tree, tape, node.index)
+
+
+def _sinks(wrapped, out, found, where="out"):
+    """Pair each leaf Tracer of ``wrapped`` with the array at the same place in ``out``, into ``found``."""
+    if isinstance(wrapped, dict):
+        if not isinstance(out, dict) or set(out) != set(wrapped):
+            raise ValueError(f"value_and_grad: {where} must be a dict with the keys {sorted(wrapped)}")
+        for k in wrapped:
+            _sinks(wrapped[k], out[k], found, f"{where}[{k!r}]")
+        return
+    v = wrapped.value
+    if getattr(out, "shape", None) != v.shape or getattr(out, "dtype", None) != v.dtype:
+        raise ValueError(f"value_and_grad: {where} must be an array of shape {v.shape} and dtype {v.dtype} "
+                         "(the argument's)")
+    found[wrapped.node] = out
 
 
 def _collect(wrapped, grads):
     if isinstance(wrapped, dict):
         return {k: _collect(v, grads) for k, v in wrapped.items()}
+    v = wrapped.value
     g = grads.get(wrapped.node)
     if g is None:
-        return np.zeros_like(wrapped.value)
-    return np.asarray(g, dtype=wrapped.value.dtype).reshape(wrapped.value.shape)
+        return array_module(v).zeros_like(v)
+    return g.astype(v.dtype, copy=False).reshape(v.shape)
 
 
 def _strip(tree):
@@ -212,39 +265,48 @@ def _strip(tree):
     return value_of(tree)
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f, argnums=0, has_aux=False, out=None):
     """``f(*args) -> scalar``; returns ``g(*args) -> (value, gradient)``.
 
     ``argnums`` is an int or a tuple of ints; each chosen argument is an array or a dict of arrays and
     its gradient has the same structure and dtype. With ``has_aux`` ``f`` returns ``(scalar, aux)`` and
-    ``g`` returns ``((value, aux), gradient)`` with ``aux`` stripped of tracing.
+    ``g`` returns ``((value, aux), gradient)`` with ``aux`` stripped of tracing. ``out`` (a tuple of them
+    for a tuple ``argnums``): arrays of the gradient's structure, shapes and dtypes that every call writes
+    the gradient into and returns, instead of new arrays. The value is a 0-d array of the device's (a
+    NumPy scalar on the CPU): reading it on the host is left to the caller.
     """
     multi = isinstance(argnums, (tuple, list))
     nums = tuple(argnums) if multi else (argnums,)
+    outs = (tuple(out) if multi else (out,)) if out is not None else (None,) * len(nums)
+    if len(outs) != len(nums):
+        raise ValueError(f"value_and_grad: out holds {len(outs)} trees for {len(nums)} differentiated arguments")
 
     def wrapped(*args, **kwargs):
         tape = _Tape()
         args = list(args)
-        for i in nums:
+        sinks = {}
+        for i, o in zip(nums, outs):
             if i >= len(args):
                 raise TypeError(f"value_and_grad: argnums {i} but only {len(args)} arguments given")
             args[i] = _leaves(args[i], tape)
-        out = f(*args, **kwargs)
+            if o is not None:
+                _sinks(args[i], o, sinks)
+        result = f(*args, **kwargs)
         aux = None
         if has_aux:
-            out, aux = out
-        if not isinstance(out, Tracer):
+            result, aux = result
+        if not isinstance(result, Tracer):
             raise TypeError("value_and_grad: the function's output does not depend on the "
-                            f"differentiated arguments (got {type(out).__name__})")
-        if out.value.size != 1:
-            raise ValueError(f"value_and_grad: the function must return a scalar, got shape {out.shape}")
-        value = out.value.reshape(())
-        grads = _backward(tape, out.node, np.ones_like(out.value))
-        gs = tuple(_collect(args[i], grads) for i in nums)
-        result = value[()]
+                            f"differentiated arguments (got {type(result).__name__})")
+        if result.value.size != 1:
+            raise ValueError(f"value_and_grad: the function must return a scalar, got shape {result.shape}")
+        value = result.value.reshape(())
+        grads = _backward(tape, result.node, array_module(value).ones_like(value), sinks)
+        gs = tuple(_collect(args[i], grads) if o is None else o for i, o in zip(nums, outs))
+        value = value[()]
         if has_aux:
-            result = (result, _strip(aux))
-        return result, (gs if multi else gs[0])
+            value = (value, _strip(aux))
+        return value, (gs if multi else gs[0])
 
     return wrapped
 

@@ -8,7 +8,12 @@ import sys
 import numpy as np
 
 from . import __version__
+from .kernels import device_module, generator, to_device, to_host
 from .training.config import TrainConfig, positive_int
+
+DEVICES = ["cpu", "cuda"]
+DEVICE_HELP = ("where the arrays live and the work is done: cpu (NumPy and Numba) or cuda (CuPy; pip install "
+               '"gvae[cuda12]" or "gvae[cuda13]")')
 
 
 def _flag_type(parse):
@@ -44,7 +49,7 @@ def build_parser():
 
     t = sub.add_parser("train", help="train one model and write its run folder", formatter_class=defaults)
     _add_config_flags(t)
-    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the arrays live")
+    t.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
     t.add_argument("--data", default=None, metavar="PATH",
                    help="an .npz (train_x, train_y, valid_x, ...) or a folder of MNIST IDX files; "
                         "default: MNIST from the cache ($GVAE_DATA), fetched on first use")
@@ -67,7 +72,7 @@ def build_parser():
     e.add_argument("--memory-mb", type=_positive_int, default=256, metavar="M",
                    help="bound on the memory of one decoder pass (samples are chunked to fit)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    e.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
     e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
     e.add_argument("--quiet", action="store_true")
 
@@ -77,6 +82,7 @@ def build_parser():
     s.add_argument("--n", type=_positive_int, default=64, metavar="N", help="images per grid")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--params", choices=["best", "last"], default="best")
+    s.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
     s.add_argument("--out", default=None, metavar="PREFIX",
                    help="writes PREFIX_means.png and PREFIX_samples.png (default: DIR/samples)")
 
@@ -90,23 +96,16 @@ def build_parser():
     return parser
 
 
-def _refuse_unavailable(args):
-    """Flags of docs/api.md whose feature this version does not have yet: refuse, do not ignore."""
-    if getattr(args, "device", "cpu") == "cuda":
-        return "--device cuda is not available in this version of gvae (CPU only); use --device cpu"
-    return None
-
-
 def cmd_train(args):
     from .io.mnist import load_mnist
     from .training import NonFiniteError, Trainer
 
     data = load_mnist(args.data)
     if args.resume:
-        trainer = Trainer.resume(args.out, data, quiet=args.quiet, epochs=args.epochs)
+        trainer = Trainer.resume(args.out, data, quiet=args.quiet, epochs=args.epochs, device=args.device)
     else:
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-        trainer = Trainer(config, data, args.out, quiet=args.quiet)
+        trainer = Trainer(config, data, args.out, quiet=args.quiet, device=args.device)
     try:
         summary = trainer.fit()
     except NonFiniteError as e:
@@ -125,10 +124,11 @@ def cmd_eval(args):
     from .training.evaluate import evaluate
     from .training.runs import bits_per_dim, fixed_eval_sets, load_model
 
-    model, params, config = load_model(args.run, args.params)
+    model, params, config = load_model(args.run, args.params, args.device)
     test_x = fixed_eval_sets(load_mnist(args.data), model)[1]
     if args.limit is not None:
         test_x = test_x[:args.limit]
+    test_x = to_device(test_x, args.device)
     per, means, seconds = evaluate(model, params, test_x, args.iw_samples, seed=args.seed,
                                    batch_size=args.batch_size, memory_mb=args.memory_mb,
                                    progress=not args.quiet, kl=config.kl)
@@ -159,16 +159,16 @@ def cmd_sample(args):
     from .io.images import tile, write_png
     from .training.runs import load_model
 
-    model, params, _ = load_model(args.run, args.params)
-    rng = np.random.default_rng(args.seed)
-    z = rng.standard_normal((args.n, model.latent)).astype(model.dtype)
+    model, params, _ = load_model(args.run, args.params, args.device)
+    rng = generator(args.device, args.seed)
+    z = rng.standard_normal((args.n, model.latent), dtype=model.dtype)
     out = model.decode(params, z)
     prefix = args.out or f"{args.run}/samples"
     written = []
     for kind, images in (("means", model.likelihood.mean(out, params)),
                          ("samples", model.likelihood.sample(out, params, rng))):
         path = f"{prefix}_{kind}.png"
-        write_png(path, tile(np.clip(images, 0, 1)), scale=2)
+        write_png(path, tile(np.clip(to_host(images), 0, 1)), scale=2)
         written.append(path)
     print("wrote " + ", ".join(written))
     return 0
@@ -194,10 +194,9 @@ def main(argv=None):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = _refuse_unavailable(args)
-    if problem:
-        parser.error(problem)
     try:
+        if hasattr(args, "device"):
+            device_module(args.device)  # an unavailable device is refused before any work is done
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"gvae: error: {e}", file=sys.stderr)

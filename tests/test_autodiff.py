@@ -116,6 +116,7 @@ def test_shape_ops(data):
     x = data.draw(arrays((3, 4)))
     check_vjp(lambda a: ops.reshape(a, (4, 3)), [x])
     check_vjp(lambda a: ops.transpose(a), [x])
+    check_vjp(lambda a: ops.transpose(a.reshape(2, 3, 2), (2, 0, 1)), [x])
     check_vjp(lambda a: a[1:, ::2], [x])
     check_vjp(lambda a: a[np.array([0, 0, 2])], [x])  # repeated advanced index accumulates
     y = data.draw(arrays((3, 2)))

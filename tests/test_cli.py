@@ -32,7 +32,7 @@ def test_train_writes_the_contract_files(tmp_path, data_file):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--device", "cuda"], "--device cuda is not available"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
     (["--posterior", "nope"], "invalid choice: 'nope'"),
     (["--latent", "0"], "expected a positive integer"),
     (["--lr", "nan"], "positive finite number"),
@@ -42,6 +42,21 @@ def test_bad_flags_are_refused(tmp_path, capsys, argv, message):
         main(["train", "--out", str(tmp_path / "r")] + argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "sample"])
+def test_cuda_without_cupy_is_one_clear_error(tmp_path, capsys, command):
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here: the device is available")
+    except ImportError:
+        pass
+    argv = {"train": ["train", "--out", str(tmp_path / "r"), "--quiet"],
+            "eval": ["eval", str(tmp_path / "r"), "--quiet"], "sample": ["sample", str(tmp_path / "r")]}[command]
+    rc = main(argv + ["--device", "cuda"])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1
+    assert "CuPy" in err and 'pip install "gvae[cuda12]"' in err and '"gvae[cuda13]"' in err
 
 
 def test_missing_data_file(tmp_path, capsys):

@@ -442,16 +442,16 @@ def test_binarize_is_redrawn():
     assert not np.array_equal(binarize(x, rng), binarize(x, rng))
 
 
-@given(n=st.integers(0, 300), batch_size=st.integers(1, 70), shuffle=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_batches_cover_each_index_once(n, batch_size, shuffle, seed):
-    parts = list(batches(n, batch_size, np.random.default_rng(seed), shuffle=shuffle))
+@given(n=st.integers(0, 300), batch_size=st.integers(1, 70), seed=st.integers(0, 2**32 - 1))
+def test_batches_cover_each_index_once(n, batch_size, seed):
+    parts = list(batches(n, batch_size, np.random.default_rng(seed)))
     assert all(len(b) == batch_size for b in parts[:-1])
     assert all(1 <= len(b) <= batch_size for b in parts)
     assert len(parts) == -(-n // batch_size)
     flat = np.concatenate(parts) if parts else np.array([], np.int64)
     assert np.array_equal(np.sort(flat), np.arange(n))
-    if not shuffle:
-        assert np.array_equal(flat, np.arange(n))
+    if n > 20:
+        assert not np.array_equal(flat, np.arange(n))  # shuffled
 
 
 def test_batches_rejects_bad_arguments():

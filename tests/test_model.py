@@ -72,18 +72,44 @@ def test_flat_params_views_share_the_buffer():
     p = FlatParams({"a": (2, 3), "b": (4,)})
     p.views["a"][...] = 1
     assert p.flat[:6].tolist() == [1.0] * 6 and p.flat.dtype == np.float32
-    packed = p.flatten({"a": np.full((2, 3), 2.0), "b": np.arange(4.0)})
-    assert packed.tolist() == [2.0] * 6 + [0.0, 1.0, 2.0, 3.0]
+    other = p.unflatten(np.arange(10.0, dtype=np.float32))
+    assert other["b"].tolist() == [6.0, 7.0, 8.0, 9.0] and other["a"].shape == (2, 3)
+    assert p.on("cpu") is p
+    with pytest.raises(ValueError, match=r"shape \(10,\) and dtype float32"):
+        FlatParams(p.shapes, np.float32, np.zeros(9, np.float32))
+
+
+def test_gradients_written_into_views_of_a_flat_buffer():
+    p = FlatParams({"W": (3, 2), "b": (2,), "unused": (4,)}, np.float64)
+    rng = np.random.default_rng(0)
+    p.flat[...] = rng.standard_normal(p.size)
+    x = rng.standard_normal((5, 3))
+    grad = FlatParams(p.shapes, np.float64)
+    grad.flat[...] = np.nan  # every entry must be written, the unused parameter's with zeros
+
+    def loss(q):
+        h = ops.dense(x, q["W"], q["b"], "tanh")
+        return ops.sum(h * h) + ops.sum(q["b"] * q["W"][0])  # W and b reached twice: accumulated
+
+    value, g = value_and_grad(loss, out=grad.views)(p.views)
+    _, fresh = value_and_grad(loss)(p.views)
+    assert g is grad.views
+    for name in p.shapes:
+        np.testing.assert_allclose(grad.views[name], fresh[name], rtol=1e-12)
+    assert (grad.views["unused"] == 0).all()
+    with pytest.raises(ValueError, match=r"out\['W'\] must be an array of shape \(3, 2\)"):
+        value_and_grad(loss, out={**grad.views, "W": np.zeros((2, 3))})(p.views)
 
 
 def test_adam_minimises_a_quadratic_and_clips():
     target = np.linspace(-1, 1, 10)
     p = FlatParams({"w": (10,)}, np.float64)
+    grad = FlatParams(p.shapes, np.float64)
     opt = Adam(p.flat, lr=0.05, clip_norm=1.0)
-    vg = value_and_grad(lambda q: ops.sum((q["w"] - target) ** 2))
+    vg = value_and_grad(lambda q: ops.sum((q["w"] - target) ** 2), out=grad.views)
     for _ in range(800):
-        _, g = vg(p.views)
-        norm = opt.update(p.flatten(g))
+        vg(p.views)
+        norm = opt.update(grad.flat)
     np.testing.assert_allclose(p.flat, target, atol=1e-3)
     assert norm < 1.0
     with pytest.raises(ValueError, match="learning rate"):

@@ -1,4 +1,4 @@
-"""The real training step: :meth:`gvae.training.Trainer.step` (value_and_grad, flatten, norm, Adam)."""
+"""The real training step: :meth:`gvae.training.Trainer.step` (value_and_grad into the gradient buffer, norm, Adam)."""
 import tempfile
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Fused bias + activation for dense layers: forward in place, backward from the output."""
+"""Activations on float arrays: fused with a dense layer's bias (forward in place, backward from the
+output), and on their own (the same kernels with a zero bias, over the array's rows)."""
 from . import activation_cpu  # noqa: F401  (registers the CPU kernels)
 from .activations import activation_code
 from .backend import array_module, implementation
@@ -33,3 +34,32 @@ def bias_activation_grad(g, y, activation, out=None):
     gh = array_module(g, y).empty_like(g) if out is None else out
     gb = implementation("bias_act_backward", g, y)(g, y, _known(activation), gh)
     return gh, gb
+
+
+def _rows(a):
+    """A C-contiguous ``a`` of any shape as a 2-D view (M, N): its rows over the last axis."""
+    cols = a.shape[-1] if a.ndim and a.size else a.size
+    return a.reshape(-1 if cols else 1, cols)
+
+
+def activation(x, name):
+    """act(x) elementwise, a new array of x's shape and dtype (float32 or float64; x is not modified)."""
+    float_array("activation x", x, 0)
+    xp = array_module(x)
+    y = xp.array(x, copy=True, order="C")
+    h = _rows(y)
+    implementation("bias_act_forward", h)(h, xp.zeros(h.shape[1], dtype=h.dtype), _known(name))
+    return y
+
+
+def activation_grad(g, y, name):
+    """g * act'(x) from the output y = act(x) (g cast to y's dtype; both of y's shape)."""
+    float_array("activation_grad y", y, 0)
+    if g.shape != y.shape:
+        raise ValueError(f"activation_grad: g {g.shape} and y {y.shape} must have one shape")
+    xp = array_module(g, y)
+    g2 = _rows(xp.ascontiguousarray(g, dtype=y.dtype))
+    y2 = _rows(xp.ascontiguousarray(y))
+    gh = xp.empty_like(g2)
+    implementation("bias_act_backward", g2, y2)(g2, y2, _known(name), gh)  # (its bias sums go unused)
+    return gh.reshape(y.shape)

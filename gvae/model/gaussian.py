@@ -8,8 +8,6 @@ storage, built from unconstrained network outputs (each O(n |stencil|)):
 """
 import math
 
-import numpy as np
-
 from .. import ops
 
 LOG_2PI = math.log(2 * math.pi)
@@ -20,28 +18,38 @@ def positive(raw, floor):
     return ops.softplus(raw) + raw.dtype.type(floor)
 
 
+def positive_inverse(value, floor):
+    """The raw parameter (a float) for which :func:`positive` gives ``value`` > floor: log(e^(value - floor) - 1)."""
+    return math.log(math.expm1(value - floor))
+
+
 def std_normal_log_prob(z):
     """log N(z; 0, I) summed over the last axis."""
     return -0.5 * ops.sum(z * z, axis=-1) - 0.5 * z.shape[-1] * LOG_2PI
 
 
-def band_factor(raw, mask, floor):
+def band_factor(raw, off_mask, floor):
     """raw (..., K, n) unconstrained -> L (..., K, n): positive main diagonal, masked off-diagonals.
 
-    ``mask`` (K, n) is 0/1 and removes slots outside the matrix and lattice wrap-around links."""
+    ``off_mask`` (a :class:`~gvae.model.constants.DeviceConstant` of shape (K - 1, n), 0/1) removes the
+    off-diagonal slots outside the matrix and the lattice's wrap-around links."""
     k = raw.shape[-2]
     diag = positive(raw[..., :1, :], floor)
     if k == 1:
         return diag
-    return ops.concatenate2(diag, raw[..., 1:, :] * np.asarray(mask[1:], dtype=raw.dtype), axis=-2)
+    return ops.concatenate2(diag, raw[..., 1:, :] * off_mask.like(raw), axis=-2)
 
+
+# Every factor the model builds (band_factor's, the AR(1) family's) has a positive diagonal by
+# construction, and a NaN in it reaches the loss, which training checks: the model's band operations
+# skip the kernels' verdict on L (check=False), which on a device reads flags back to the host per call.
 
 def band_log_density(L, offsets, y, mu):
     """log N(y; mu, (L L^T)^-1) summed over the last axis."""
-    u = ops.band_matvec_t(L, offsets, y - mu)
-    return -0.5 * ops.sum(u * u, axis=-1) + ops.band_logdet(L) - 0.5 * y.shape[-1] * LOG_2PI
+    u = ops.band_matvec_t(L, offsets, y - mu, check=False)
+    return -0.5 * ops.sum(u * u, axis=-1) + ops.band_logdet(L, check=False) - 0.5 * y.shape[-1] * LOG_2PI
 
 
 def band_sample(L, offsets, mu, eps):
     """mu + L^-T eps (eps standard normal, broadcast against L's batch dims)."""
-    return mu + ops.band_solve_t(L, offsets, eps)
+    return mu + ops.band_solve_t(L, offsets, eps, check=False)

@@ -17,17 +17,27 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .. import ops
-from .gaussian import LOG_2PI, band_factor, band_log_density, band_sample, positive
+from ..kernels import array_module
+from .constants import DeviceConstant
+from .gaussian import LOG_2PI, band_factor, band_log_density, band_sample, positive, positive_inverse
 from .lattice import extgrid_offsets, grid_offsets, lattice_mask
+
+# Random draws come from ``rng``, a generator of the data's own array module (numpy.random.default_rng,
+# cupy.random.default_rng, ...), so noise is made on the device that uses it. NumPy appears below only
+# for dtypes, which every device shares.
+
+
+def _float_dtype(x):
+    """float64 for float64 data, float32 otherwise: the dtype observations are made in."""
+    return np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
 
 
 def binarize(x, rng):
     """Stochastic binarisation: each pixel is 1 with probability ``x``.
 
-    ``x``: float array in ``[0, 1]``; ``rng``: ``np.random.Generator``.
+    ``x``: float array in ``[0, 1]`` on any device; ``rng``: a generator of that device.
     Returns an array of ``x.shape`` and dtype (float32 unless x is float64) with values in {0, 1}."""
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
-    return (rng.random(x.shape, dtype=np.float32) < x).astype(dtype)
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(_float_dtype(x))
 
 
 def dequantize(x, rng, squash=1e-6):
@@ -36,16 +46,16 @@ def dequantize(x, rng, squash=1e-6):
     ``x`` in [0, 1] holds k / 256 (MNIST's pickle) or k / 255 (scaled uint8); both give back the
     integer k = min(floor(256 x), 255). Returns lambda + (1 - 2 lambda) (k + u) / 256 with
     u ~ U(0, 1), lambda = ``squash``: values in (lambda, 1 - lambda), x's float dtype (float32 default)."""
-    dtype = np.float64 if x.dtype == np.float64 else np.float32
-    k = np.minimum(np.floor(np.asarray(x, np.float64) * 256), 255)
+    xp = array_module(x)
+    k = xp.minimum(xp.floor(x.astype(np.float64) * 256), 255)
     v = (k + rng.random(x.shape)) / 256
-    return (squash + (1 - 2 * squash) * v).astype(dtype)
+    return (squash + (1 - 2 * squash) * v).astype(_float_dtype(x))
 
 
 def _check_float_range(name, x, lo, hi):
-    if not np.issubdtype(np.asarray(x).dtype, np.floating):
-        raise TypeError(f"{name} likelihood: expected float data, got dtype {np.asarray(x).dtype}")
-    xmin, xmax = float(np.min(x)), float(np.max(x))
+    if getattr(getattr(x, "dtype", None), "kind", None) != "f":
+        raise TypeError(f"{name} likelihood: expected a float array, got {getattr(x, 'dtype', type(x).__name__)}")
+    xmin, xmax = float(x.min()), float(x.max())
     if not (lo <= xmin and xmax <= hi):
         raise ValueError(f"{name} likelihood: data must lie in [{lo:g}, {hi:g}], got values in [{xmin:g}, {xmax:g}]")
 
@@ -84,7 +94,8 @@ class Likelihood(ABC):
         return {}
 
     def init(self, rng, params):
-        """Fill this likelihood's own parameters in ``params`` (in place)."""
+        """Fill this likelihood's own parameters in ``params`` (in place; the host arrays of a new model,
+        ``rng`` a NumPy generator)."""
 
     def check(self, x):
         """Raise unless the raw data ``x`` are floats in [0, 1] this likelihood can model."""
@@ -125,7 +136,7 @@ class Continuous(Likelihood):
 
     def check(self, x):
         super().check(x)
-        if np.all((x == 0) | (x == 1)):
+        if bool(((x == 0) | (x == 1)).all()):
             raise ValueError(f"{self.name} likelihood: the data hold only 0 and 1 (binarized?); continuous "
                              "likelihoods need the 8-bit intensities scaled into [0, 1]")
 
@@ -160,7 +171,7 @@ class Gaussian(Continuous):
 
     def init(self, rng, params):
         if self.psi == "global":
-            params["lik.psi"][...] = math.log(math.expm1(0.1))  # variance 0.1 to start
+            params["lik.psi"][...] = positive_inverse(0.1, self.floor)  # variance 0.1 to start
 
     def _mean_var(self, out, params):
         raw = params["lik.psi"] if self.psi == "global" else out[..., self.n:]
@@ -176,7 +187,7 @@ class Gaussian(Continuous):
 
     def sample(self, out, params, rng):
         mu, var = self._mean_var(out, params)
-        return mu + np.sqrt(var) * rng.standard_normal(mu.shape).astype(mu.dtype)
+        return mu + ops.sqrt(var) * rng.standard_normal(mu.shape, dtype=mu.dtype)
 
 
 class LogitNormal(Continuous):
@@ -211,7 +222,7 @@ class LogitNormal(Continuous):
         stencils = {"diagonal": lambda: (0,), "grid": lambda: grid_offsets(side, side),
                     "extgrid": lambda: extgrid_offsets(side, side)}
         self.offsets = stencils[self.stencil]()
-        self.mask = lattice_mask(self.offsets, side, side)
+        self.off_mask = DeviceConstant(lattice_mask(self.offsets, side, side)[1:])
         return self
 
     def output_size(self):
@@ -223,17 +234,17 @@ class LogitNormal(Continuous):
     def init(self, rng, params):
         if self.factor == "global":
             params["lik.L"][...] = 0
-            params["lik.L"][0] = math.log(math.expm1(1.0 - self.floor))  # L = I to start
+            params["lik.L"][0] = positive_inverse(1.0, self.floor)  # L = I to start
 
     def _factor(self, out, params):
         n, k = self.n, len(self.offsets)
         raw = out[..., n:].reshape(out.shape[:-1] + (k, n)) if self.factor == "decoder" else params["lik.L"]
-        return band_factor(raw, self.mask, self.floor)
+        return band_factor(raw, self.off_mask, self.floor)
 
     def log_prob(self, out, x, params):
-        log_x, log_1mx = np.log(x), np.log1p(-x)
+        log_x, log_1mx = ops.log(x), ops.log1p(-x)
         y = log_x - log_1mx
-        jacobian = -np.sum(log_x + log_1mx, axis=-1)
+        jacobian = -ops.sum(log_x + log_1mx, axis=-1)
         return band_log_density(self._factor(out, params), self.offsets, y, out[..., :self.n]) + jacobian
 
     def mean(self, out, params):
@@ -243,7 +254,8 @@ class LogitNormal(Continuous):
     def sample(self, out, params, rng):
         L = self._factor(out, params)
         mu = out[..., :self.n]
-        eps = rng.standard_normal(np.broadcast_shapes(mu.shape, L.shape[:-2] + (self.n,))).astype(mu.dtype)
+        # L's batch is mu's (a factor per decoder output) or none (one global factor): eps has mu's shape.
+        eps = rng.standard_normal(mu.shape, dtype=mu.dtype)
         return ops.sigmoid(band_sample(L, self.offsets, mu, eps))
 
 

@@ -1,15 +1,26 @@
-"""Named parameter arrays stored as views into one flat buffer, so the optimiser makes one pass."""
+"""Named parameter arrays stored as views into one flat buffer, so the optimiser makes one pass and the
+gradients can be written into views of a second buffer of the same layout."""
+import math
+
 import numpy as np
+
+from ..kernels import to_device
 
 
 class FlatParams:
-    """``views[name]`` are arrays of the given shapes sharing the flat buffer ``flat`` (dtype ``dtype``)."""
+    """``views[name]`` are arrays of the given shapes sharing the flat buffer ``flat`` (dtype ``dtype``):
+    zeros on the host, or the given ``flat`` (an array of the layout's size and dtype on any device)."""
 
-    def __init__(self, shapes, dtype=np.float32):
+    def __init__(self, shapes, dtype=np.float32, flat=None):
         self.shapes = {name: tuple(shape) for name, shape in shapes.items()}
         self.dtype = np.dtype(dtype)
-        sizes = [int(np.prod(s)) for s in self.shapes.values()]
-        self.flat = np.zeros(sum(sizes), dtype=self.dtype)
+        sizes = [math.prod(s) for s in self.shapes.values()]
+        if flat is None:
+            flat = np.zeros(sum(sizes), dtype=self.dtype)
+        elif flat.shape != (sum(sizes),) or flat.dtype != self.dtype:
+            raise ValueError(f"FlatParams: the flat buffer must have shape ({sum(sizes)},) and dtype "
+                             f"{self.dtype}, got {flat.shape} and {flat.dtype}")
+        self.flat = flat
         self.slices = {}
         start = 0
         for name, size in zip(self.shapes, sizes):
@@ -25,10 +36,7 @@ class FlatParams:
         """A dict of views of ``flat`` (any buffer of this layout) under the parameter names."""
         return {name: flat[sl].reshape(self.shapes[name]) for name, sl in self.slices.items()}
 
-    def flatten(self, tree, out=None):
-        """Copy a dict of arrays with this layout into ``out`` (a new flat buffer if None)."""
-        if out is None:
-            out = np.empty(self.size, dtype=self.dtype)
-        for name, sl in self.slices.items():
-            out[sl] = tree[name].reshape(-1)
-        return out
+    def on(self, device):
+        """This layout over a copy of the buffer on ``device`` (itself when the buffer is there)."""
+        flat = to_device(self.flat, device)
+        return self if flat is self.flat else FlatParams(self.shapes, self.dtype, flat)

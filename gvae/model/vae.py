@@ -27,10 +27,14 @@ class VAE:
         self.decoder = MLP([self.latent, *self.hidden[::-1], self.likelihood.output_size()],
                            activation, "dec.")
 
+    def param_shapes(self):
+        """{name: shape} of every parameter, in the order of the flat buffer."""
+        return {**self.encoder.shapes(), **self.decoder.shapes(), **self.likelihood.param_shapes()}
+
     def new_params(self, rng):
-        """A freshly initialised :class:`FlatParams`."""
-        params = FlatParams({**self.encoder.shapes(), **self.decoder.shapes(),
-                             **self.likelihood.param_shapes()}, self.dtype)
+        """A freshly initialised :class:`FlatParams` on the host, drawn from the NumPy generator ``rng``
+        (so that a seed gives the same model on every device; ``.on(device)`` moves it)."""
+        params = FlatParams(self.param_shapes(), self.dtype)
         self.encoder.init(rng, params.views)
         self.decoder.init(rng, params.views)
         self.likelihood.init(rng, params.views)

@@ -4,9 +4,11 @@ Every L-gradient is a band (same shape as L, zero in the slots that do not exist
 O(n K) per right-hand side by :func:`gvae.kernels.band_outer`, which also sums over the samples that
 share a factor; gradients wrt right-hand sides come back with the broadcast shape and are reduced by
 the tape's ``unbroadcast``.
-"""
-import numpy as np
 
+The forward functions take the kernels' ``check``: with ``check=False`` they skip the verdict on the
+factor (a non-positive diagonal, NaN or inf), which on a device costs a read of two flags back to the
+host per call; for factors positive by construction, whose NaNs reach a loss that is checked anyway.
+"""
 from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
 
@@ -15,16 +17,16 @@ __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_l
 
 def _cast(g, L):
     """The upstream gradient in L's dtype (the kernels take one dtype)."""
-    return np.asarray(g, dtype=L.dtype)
+    return g.astype(L.dtype, copy=False)
 
 
 @primitive
-def band_solve_t(L, offsets, b):
+def band_solve_t(L, offsets, b, check=True):
     """x with L^T x = b (see :func:`gvae.kernels.band_solve_t`)."""
-    return kernels.band_solve_t(L, offsets, b)
+    return kernels.band_solve_t(L, offsets, b, check=check)
 
 
-def _solve_t_vjp(ans, argnums, L, offsets, b):
+def _solve_t_vjp(ans, argnums, L, offsets, b, check=True):
     # x = L^{-T} b:  u = L^{-1} g;  gb = u;  gL[k, i] = -sum_s x_i u_{i - o_k}
     def vjp(g):
         u = kernels.band_solve(L, offsets, _cast(g, L), check=False)
@@ -37,12 +39,12 @@ defvjp_joint(band_solve_t, _solve_t_vjp)
 
 
 @primitive
-def band_solve(L, offsets, b):
+def band_solve(L, offsets, b, check=True):
     """x with L x = b (see :func:`gvae.kernels.band_solve`)."""
-    return kernels.band_solve(L, offsets, b)
+    return kernels.band_solve(L, offsets, b, check=check)
 
 
-def _solve_vjp(ans, argnums, L, offsets, b):
+def _solve_vjp(ans, argnums, L, offsets, b, check=True):
     # x = L^{-1} b:  u = L^{-T} g;  gb = u;  gL[k, i] = -sum_s u_i x_{i - o_k}
     def vjp(g):
         u = kernels.band_solve_t(L, offsets, _cast(g, L), check=False)
@@ -55,45 +57,45 @@ defvjp_joint(band_solve, _solve_vjp)
 
 
 @primitive
-def band_matvec(L, offsets, x):
+def band_matvec(L, offsets, x, check=True):
     """L x (see :func:`gvae.kernels.band_matvec`)."""
-    return kernels.band_matvec(L, offsets, x)
+    return kernels.band_matvec(L, offsets, x, check=check)
 
 
 # y = L x:  gx = L^T g;  gL[k, i] = sum_s g_i x_{i - o_k}
 defvjp(band_matvec,
-       lambda ans, L, offsets, x: lambda g: kernels.band_outer(_cast(g, L), x, offsets, L.shape[:-2]),
+       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_outer(_cast(g, L), x, offsets, L.shape[:-2]),
        None,
-       lambda ans, L, offsets, x: lambda g: kernels.band_matvec_t(L, offsets, _cast(g, L), check=False))
+       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_matvec_t(L, offsets, _cast(g, L), check=False))
 
 
 @primitive
-def band_matvec_t(L, offsets, x):
+def band_matvec_t(L, offsets, x, check=True):
     """L^T x (see :func:`gvae.kernels.band_matvec_t`)."""
-    return kernels.band_matvec_t(L, offsets, x)
+    return kernels.band_matvec_t(L, offsets, x, check=check)
 
 
 # y = L^T x:  gx = L g;  gL[k, i] = sum_s x_i g_{i - o_k}
 defvjp(band_matvec_t,
-       lambda ans, L, offsets, x: lambda g: kernels.band_outer(x, _cast(g, L), offsets, L.shape[:-2]),
+       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_outer(x, _cast(g, L), offsets, L.shape[:-2]),
        None,
-       lambda ans, L, offsets, x: lambda g: kernels.band_matvec(L, offsets, _cast(g, L), check=False))
+       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_matvec(L, offsets, _cast(g, L), check=False))
 
 
 @primitive
-def band_logdet(L):
+def band_logdet(L, check=True):
     """log det L = sum_i log L_ii, shape ``L.shape[:-2]``."""
-    return kernels.band_logdet(L)
+    return kernels.band_logdet(L, check=check)
 
 
-defvjp(band_logdet, lambda ans, L: lambda g: kernels.band_logdet_grad(L, g))
+defvjp(band_logdet, lambda ans, L, check=True: lambda g: kernels.band_logdet_grad(L, g))
 
 
 @primitive
-def band_trace_inv(L, offsets):
+def band_trace_inv(L, offsets, check=True):
     """tr((L L^T)^{-1}), exact, shape ``L.shape[:-2]`` (see :func:`gvae.kernels.band_trace_inv`)."""
-    return kernels.band_trace_inv(L, offsets)
+    return kernels.band_trace_inv(L, offsets, check=check)
 
 
 defvjp(band_trace_inv,
-       lambda ans, L, offsets: lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))
+       lambda ans, L, offsets, check=True: lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))

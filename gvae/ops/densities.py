@@ -1,6 +1,4 @@
 """Fused log-densities and KL terms (the differentiable twins of gvae.kernels.densities)."""
-import numpy as np
-
 from .. import kernels
 from ..autodiff import defvjp_joint, primitive
 

@@ -1,37 +1,65 @@
-"""Elementwise primitives with NumPy broadcasting; the core reduces broadcast gradients."""
-import numpy as np
-from scipy.special import expit
-
+"""Elementwise primitives with broadcasting; the core reduces broadcast gradients. Arithmetic is the
+arrays' own operators and the maths functions come from the arrays' module (see
+:func:`gvae.kernels.array_module`), so each runs on the device its arguments live on. The activations
+(softplus, sigmoid, tanh, relu, elu) are the kernels of the dense layers, whose one table in
+:mod:`gvae.kernels.activations` writes each derivative as a function of the output."""
+from .. import kernels
 from ..autodiff import defvjp, primitive
+from ..kernels import array_module
 
 __all__ = ["add", "subtract", "multiply", "divide", "power", "negative", "square", "sqrt", "exp",
            "log", "log1p", "softplus", "sigmoid", "tanh", "relu", "elu"]
 
-add = primitive(np.add, name="add")
+
+@primitive
+def add(a, b):
+    return a + b
+
+
 defvjp(add, lambda ans, a, b: lambda g: g, lambda ans, a, b: lambda g: g)
 
-subtract = primitive(np.subtract, name="subtract")
+
+@primitive
+def subtract(a, b):
+    return a - b
+
+
 defvjp(subtract, lambda ans, a, b: lambda g: g, lambda ans, a, b: lambda g: -g)
 
-multiply = primitive(np.multiply, name="multiply")
+
+@primitive
+def multiply(a, b):
+    return a * b
+
+
 defvjp(multiply, lambda ans, a, b: lambda g: g * b, lambda ans, a, b: lambda g: g * a)
 
-divide = primitive(np.true_divide, name="divide")
+
+@primitive
+def divide(a, b):
+    return a / b
+
+
 defvjp(divide, lambda ans, a, b: lambda g: g / b, lambda ans, a, b: lambda g: -g * ans / b)
 
-negative = primitive(np.negative, name="negative")
+
+@primitive
+def negative(x):
+    return -x
+
+
 defvjp(negative, lambda ans, x: lambda g: -g)
 
 
 @primitive
 def power(x, p):
     """x ** p (x > 0 wherever p is differentiated or non-integer)."""
-    return np.power(x, p)
+    return x ** p
 
 
 defvjp(power,
-       lambda ans, x, p: lambda g: g * p * np.power(x, p - 1),
-       lambda ans, x, p: lambda g: g * ans * np.log(x))
+       lambda ans, x, p: lambda g: g * p * x ** (p - 1),
+       lambda ans, x, p: lambda g: g * ans * array_module(x).log(x))
 
 
 @primitive
@@ -41,53 +69,48 @@ def square(x):
 
 defvjp(square, lambda ans, x: lambda g: 2 * g * x)
 
-sqrt = primitive(np.sqrt, name="sqrt")
+
+@primitive
+def sqrt(x):
+    return array_module(x).sqrt(x)
+
+
 defvjp(sqrt, lambda ans, x: lambda g: g * 0.5 / ans)
 
-exp = primitive(np.exp, name="exp")
+
+@primitive
+def exp(x):
+    return array_module(x).exp(x)
+
+
 defvjp(exp, lambda ans, x: lambda g: g * ans)
 
-log = primitive(np.log, name="log")
+
+@primitive
+def log(x):
+    return array_module(x).log(x)
+
+
 defvjp(log, lambda ans, x: lambda g: g / x)
 
-log1p = primitive(np.log1p, name="log1p")
+
+@primitive
+def log1p(x):
+    return array_module(x).log1p(x)
+
+
 defvjp(log1p, lambda ans, x: lambda g: g / (1 + x))
 
 
-@primitive
-def softplus(x):
-    """log(1 + e^x), stable for large |x|."""
-    return np.logaddexp(0, x).astype(np.result_type(x), copy=False)
+def _activation(name, doc):
+    """The primitive ``name``(x) of the activation kernels, its VJP from the output."""
+    prim = primitive(lambda x: kernels.activation(x, name), name=name)
+    prim.__doc__ = doc
+    return defvjp(prim, lambda ans, x: lambda g: kernels.activation_grad(g, ans, name))
 
 
-defvjp(softplus, lambda ans, x: lambda g: g * expit(x))
-
-
-@primitive
-def sigmoid(x):
-    """1 / (1 + e^-x)."""
-    return expit(x)
-
-
-defvjp(sigmoid, lambda ans, x: lambda g: g * ans * (1 - ans))
-
-tanh = primitive(np.tanh, name="tanh")
-defvjp(tanh, lambda ans, x: lambda g: g * (1 - ans * ans))
-
-
-@primitive
-def relu(x):
-    """max(x, 0)."""
-    return np.maximum(x, 0)
-
-
-defvjp(relu, lambda ans, x: lambda g: g * (x > 0))
-
-
-@primitive
-def elu(x):
-    """x for x > 0, e^x - 1 otherwise (alpha = 1)."""
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-defvjp(elu, lambda ans, x: lambda g: g * np.where(x > 0, 1, ans + 1))
+softplus = _activation("softplus", "log(1 + e^x), stable for large |x|.")
+sigmoid = _activation("sigmoid", "1 / (1 + e^-x).")
+tanh = _activation("tanh", "tanh x.")
+relu = _activation("relu", "max(x, 0).")
+elu = _activation("elu", "x for x > 0, e^x - 1 otherwise (alpha = 1).")

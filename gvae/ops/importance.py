@@ -1,8 +1,7 @@
 """Importance-weighted reductions: log_mean_exp with the normalised weights as its gradient."""
-import numpy as np
-
 from .. import kernels
 from ..autodiff import defvjp, primitive, value_of
+from ..kernels import array_module
 
 __all__ = ["log_mean_exp"]
 
@@ -13,7 +12,7 @@ def _attach(logw, value, weights, axis):
     return value
 
 
-defvjp(_attach, lambda ans, logw, value, weights, axis: lambda g: np.expand_dims(g, axis) * weights)
+defvjp(_attach, lambda ans, logw, value, weights, axis: lambda g: array_module(g).expand_dims(g, axis) * weights)
 
 
 def log_mean_exp(logw, axis=-1):

@@ -1,53 +1,55 @@
-"""Reductions over axes, as in NumPy (``axis=None`` reduces everything)."""
-import numpy as np
+"""Reductions over axes, as in NumPy (``axis=None`` reduces everything), on any device's arrays."""
+import math
 
 from ..autodiff import defvjp, primitive
+from ..kernels import array_module
 
 __all__ = ["sum", "mean", "logsumexp"]
 
 
+def _axes(axis, ndim):
+    """``axis`` (None, an int or a tuple of ints) as a tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(a % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
+
+
 def _expand(g, shape, axis, keepdims):
     """Broadcast the reduced gradient ``g`` back over the reduced axes of ``shape``."""
+    xp = array_module(g)
     if axis is not None and not keepdims:
-        axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
-        g = np.expand_dims(g, tuple(a % len(shape) for a in axes))
-    return np.broadcast_to(g, shape)
-
-
-def _count(shape, axis):
-    if axis is None:
-        return int(np.prod(shape))
-    axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
-    return int(np.prod([shape[a] for a in axes]))
+        g = xp.expand_dims(g, _axes(axis, len(shape)))
+    return xp.broadcast_to(g, shape)
 
 
 @primitive
 def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name, as docs/api.md asks)
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    return x.sum(axis=axis, keepdims=keepdims)
 
 
 defvjp(sum, lambda ans, x, axis=None, keepdims=False:
-       lambda g: _expand(g, np.shape(x), axis, keepdims))
+       lambda g: _expand(g, x.shape, axis, keepdims))
 
 
 @primitive
 def mean(x, axis=None, keepdims=False):
-    return np.mean(x, axis=axis, keepdims=keepdims)
+    return x.mean(axis=axis, keepdims=keepdims)
 
 
 defvjp(mean, lambda ans, x, axis=None, keepdims=False:
-       lambda g: _expand(g / _count(np.shape(x), axis), np.shape(x), axis, keepdims))
+       lambda g: _expand(g / math.prod(x.shape[a] for a in _axes(axis, x.ndim)), x.shape, axis, keepdims))
 
 
 @primitive
 def logsumexp(x, axis=None, keepdims=False):
     """log sum exp(x) along ``axis``, shifted by the maximum so it never overflows."""
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else np.squeeze(out, axis=axis)
+    xp = array_module(x)
+    m = x.max(axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    out = xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.squeeze(out, axis=axis)
 
 
 defvjp(logsumexp, lambda ans, x, axis=None, keepdims=False:
-       lambda g: _expand(g, np.shape(x), axis, keepdims)
-       * np.exp(x - _expand(ans, np.shape(x), axis, keepdims)))
+       lambda g: _expand(g, x.shape, axis, keepdims)
+       * array_module(x).exp(x - _expand(ans, x.shape, axis, keepdims)))

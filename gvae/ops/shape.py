@@ -1,22 +1,24 @@
-"""Shape primitives: reshape, indexing, transpose, concatenation."""
-import numpy as np
+"""Shape primitives: reshape, indexing, transpose, concatenation, broadcasting, on any device's arrays."""
+from numbers import Integral  # (NumPy's integer scalars are registered as Integral too)
 
 from ..autodiff import defvjp, primitive
+from ..kernels import array_module
 
 __all__ = ["reshape", "getitem", "transpose", "concatenate2", "broadcast_to"]
 
 
 @primitive
 def reshape(x, shape):
-    return np.reshape(x, shape)
+    return x.reshape(shape)
 
 
-defvjp(reshape, lambda ans, x, shape: lambda g: np.reshape(g, np.shape(x)))
+defvjp(reshape, lambda ans, x, shape: lambda g: g.reshape(x.shape))
 
 
 def _is_basic(idx):
+    """Whether ``idx`` is basic indexing (ints, slices, None, Ellipsis: no element picked twice)."""
     items = idx if isinstance(idx, tuple) else (idx,)
-    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
+    return all(i is None or i is Ellipsis or isinstance(i, (slice, Integral)) for i in items)
 
 
 @primitive
@@ -27,11 +29,12 @@ def getitem(x, idx):
 
 def _getitem_vjp(ans, x, idx):
     def vjp(g):
-        out = np.zeros(np.shape(x), dtype=np.result_type(g))
+        xp = array_module(g)
+        out = xp.zeros(x.shape, dtype=g.dtype)
         if _is_basic(idx):
             out[idx] = g
         else:
-            np.add.at(out, idx, g)
+            xp.add.at(out, idx, g)
         return out
     return vjp
 
@@ -41,33 +44,42 @@ defvjp(getitem, _getitem_vjp)
 
 @primitive
 def transpose(x, axes=None):
-    return np.transpose(x, axes)
+    """x with its axes permuted by ``axes`` (reversed when None)."""
+    return x.transpose() if axes is None else x.transpose(axes)
+
+
+def _inverse(axes):
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return tuple(inverse)
 
 
 defvjp(transpose, lambda ans, x, axes=None:
-       lambda g: np.transpose(g, None if axes is None else np.argsort(axes)))
+       lambda g: g.transpose() if axes is None else g.transpose(_inverse(axes)))
 
 
 @primitive
 def concatenate2(a, b, axis=-1):
-    """np.concatenate((a, b), axis) for two arrays of equal rank."""
-    return np.concatenate((a, b), axis=axis)
+    """concatenate((a, b), axis) for two arrays of equal rank."""
+    return array_module(a, b).concatenate((a, b), axis=axis)
 
 
-def _split(first, axis):
+def _split(first):
     def maker(ans, a, b, axis=-1):
-        n = np.shape(a)[axis]
-        return lambda g: np.take(g, np.arange(n), axis=axis) if first else \
-            np.take(g, np.arange(n, g.shape[axis]), axis=axis)
+        n = a.shape[axis]
+        ax = axis % ans.ndim
+        lead = (slice(None),) * ax
+        return lambda g: g[lead + (slice(None, n),)] if first else g[lead + (slice(n, None),)]
     return maker
 
 
-defvjp(concatenate2, _split(True, -1), _split(False, -1))
+defvjp(concatenate2, _split(True), _split(False))
 
 
 @primitive
 def broadcast_to(x, shape):
-    return np.broadcast_to(x, shape)
+    return array_module(x).broadcast_to(x, shape)
 
 
 defvjp(broadcast_to, lambda ans, x, shape: lambda g: g)

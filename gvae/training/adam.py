@@ -1,13 +1,14 @@
-"""Adam over a flat parameter buffer: one fused kernel pass per step, optional global-norm clipping."""
+"""Adam over a flat parameter buffer: one fused kernel pass per step, optional global-norm clipping. The
+moments live on the buffer's device; :meth:`Adam.state` and :meth:`Adam.load_state` exchange host copies
+with checkpoints."""
 import math
 
-import numpy as np
-
 from .. import kernels
+from ..kernels import array_module, device_of, to_device, to_host
 
 
 class Adam:
-    """Adam (Kingma & Ba) with bias correction on ``flat`` (updated in place)."""
+    """Adam (Kingma & Ba) with bias correction on ``flat`` (updated in place, on its device)."""
 
     def __init__(self, flat, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, clip_norm=None):
         if not lr > 0:
@@ -18,13 +19,14 @@ class Adam:
             raise ValueError(f"clip_norm must be positive or None, got {clip_norm}")
         self.flat = flat
         self.lr, self.beta1, self.beta2, self.eps, self.clip_norm = lr, beta1, beta2, eps, clip_norm
-        self.m = np.zeros_like(flat)
-        self.v = np.zeros_like(flat)
+        xp = array_module(flat)
+        self.m = xp.zeros_like(flat)
+        self.v = xp.zeros_like(flat)
         self.step = 0
 
     def update(self, grad, norm=None):
         """Apply one step with the flat gradient ``grad``; returns the gradient's global norm
-        (pass ``norm`` when it is already known)."""
+        (pass ``norm``, a host float, when it is already known; else it is read from the device)."""
         if norm is None:
             norm = math.sqrt(kernels.sum_squares(grad))
         scale = 1.0
@@ -36,9 +38,12 @@ class Adam:
         return norm
 
     def state(self):
-        return {"adam_m": self.m, "adam_v": self.v, "adam_step": np.array(self.step)}
+        """Host copies of the moments and the step count, for a checkpoint."""
+        return {"adam_m": to_host(self.m), "adam_v": to_host(self.v), "adam_step": self.step}
 
     def load_state(self, state):
-        self.m[...] = state["adam_m"]
-        self.v[...] = state["adam_v"]
+        """Restore from host arrays (a checkpoint's), onto the buffer's device."""
+        device = device_of(self.flat)
+        self.m[...] = to_device(state["adam_m"], device)
+        self.v[...] = to_device(state["adam_v"], device)
         self.step = int(state["adam_step"])

@@ -1,4 +1,8 @@
-"""Checkpoints: one ``.npz`` of plain arrays (never pickled objects), written atomically."""
+"""Checkpoints: one ``.npz`` of plain host arrays (never pickled objects, never device arrays), written
+atomically.
+
+Version 2 derives a run's random streams from (seed, epoch) and stores no generator state; version 1
+also held a NumPy generator's state, which is not needed to read its parameters, Adam state or epoch."""
 import json
 import zipfile
 from pathlib import Path
@@ -8,11 +12,12 @@ import numpy as np
 from ..io.files import atomic_path
 
 FORMAT = "gvae-checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 
 
 def save(path, arrays, meta):
-    """Write ``arrays`` (name -> ndarray) and the JSON-able ``meta`` to ``path`` atomically."""
+    """Write ``arrays`` (name -> NumPy array or number) and the JSON-able ``meta`` to ``path`` atomically."""
     header = {"format": FORMAT, "version": VERSION, **meta}
     payload = {k: np.asarray(v) for k, v in arrays.items()}
     payload["meta_json"] = np.array(json.dumps(header, sort_keys=True))
@@ -22,7 +27,7 @@ def save(path, arrays, meta):
 
 
 def load(path):
-    """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``."""
+    """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``, the arrays on the host."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -34,6 +39,7 @@ def load(path):
         raise ValueError(f"{path} is not a readable gvae checkpoint (damaged or truncated: {e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a gvae checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{path} has checkpoint version {meta.get('version')}; this gvae reads {VERSION}")
+    if meta.get("version") not in READABLE:
+        raise ValueError(f"{path} has checkpoint version {meta.get('version')}; this gvae reads "
+                         f"{', '.join(map(str, READABLE))}")
     return arrays, meta

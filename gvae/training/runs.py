@@ -3,11 +3,14 @@ describes, the trained parameters of a run, and the fixed validation and test se
 
 A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
+import math
 from pathlib import Path
 
 import numpy as np
 
+from ..kernels import to_device
 from ..model import VAE
+from ..model.params import FlatParams
 from . import checkpoint
 from .config import TrainConfig
 
@@ -16,8 +19,8 @@ EVAL_SEED = 20140101
 
 
 def fixed_eval_sets(data, model):
-    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED: the same
-    observations for every run and every evaluation."""
+    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED, on the host:
+    the same observations for every run, every evaluation and every device (move them with to_device)."""
     rng = np.random.default_rng(EVAL_SEED)
     return tuple(model.likelihood.prepare(np.asarray(data[split][0], model.dtype), rng)
                  for split in ("valid", "test"))
@@ -33,20 +36,20 @@ def build_model(config, n_in):
                likelihood_options=lik_options)
 
 
-def load_model(run_dir, which="best"):
-    """(model, params dict, config) of a run folder; ``which`` is "best" (by validation) or "last"."""
+def load_model(run_dir, which="best", device="cpu"):
+    """(model, params dict, config) of a run folder, the parameters on ``device``; ``which`` is "best"
+    (by validation) or "last"."""
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     arrays, meta = checkpoint.load(Path(run_dir) / "checkpoint.npz")
     config = TrainConfig(**meta["config"])
     model = build_model(config, meta["param_shapes"]["enc.W0"][0])
-    params = model.new_params(np.random.default_rng(0))
-    params.flat[...] = arrays["best_params" if which == "best" else "params"]
-    return model, params.views, config
+    flat = to_device(arrays["best_params" if which == "best" else "params"], device)
+    return model, FlatParams(model.param_shapes(), model.dtype, flat).views, config
 
 
 def bits_per_dim(model, nats):
     """For continuous likelihoods: {name + "_bits_per_dim": -value / (n log 2)} of each entry."""
     if not model.likelihood.continuous:
         return {}
-    return {f"{k}_bits_per_dim": -v / (model.n_in * np.log(2)) for k, v in nats.items()}
+    return {f"{k}_bits_per_dim": -v / (model.n_in * math.log(2)) for k, v in nats.items()}

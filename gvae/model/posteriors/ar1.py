@@ -10,6 +10,7 @@ KL = (d s + |mu|^2 - d - d log s - (d - 1) log(1 - rho^2)) / 2.
 import numpy as np
 
 from ... import ops
+from ..constants import DeviceConstant
 from ..gaussian import LOG_2PI, positive
 from .banded import Banded
 
@@ -24,24 +25,33 @@ class AR1(Banded):
     def stencil(self, d):
         return (0, 1) if d > 1 else (0,)
 
+    def __init__(self, floor=1e-4, grid_shape=None):
+        super().__init__(floor, grid_shape)
+        self._indicators = {}
+
+    def indicators(self, d):
+        """DeviceConstants of shape (d,): [i = d-1], [i < d-1] and [i > 0], on each device once per d."""
+        if d not in self._indicators:
+            i = np.arange(d)
+            self._indicators[d] = tuple(DeviceConstant(v.astype(np.float64))
+                                        for v in (i == d - 1, i < d - 1, i > 0))
+        return self._indicators[d]
+
     def head_size(self, d):
         return d + 2
 
     def split(self, h, d):
-        dt = h.dtype
+        scalar = h.dtype.type  # NumPy scalars keep the arrays' dtype on every device
+        last, not_last, not_first = self.indicators(d)
         s = positive(h[..., d:d + 1], self.floor)
-        rho = ops.tanh(h[..., d + 1:d + 2]) * np.asarray(1 - RHO_MARGIN, dt)
+        rho = ops.tanh(h[..., d + 1:d + 2]) * scalar(1 - RHO_MARGIN)
         one_minus = 1 - rho * rho
-        a = ops.power(s * one_minus, np.asarray(-0.5, dt))
-        last = np.zeros(d, dt)
-        last[-1] = 1
-        diag = a * (1 - last) + ops.power(s, np.asarray(-0.5, dt)) * last
+        a = ops.power(s * one_minus, scalar(-0.5))
+        diag = a * not_last.like(h) + ops.power(s, scalar(-0.5)) * last.like(h)
         offsets, _ = self.layout(d)
         L = diag[..., None, :]
         if d > 1:
-            first = np.ones(d, dt)
-            first[0] = 0
-            L = ops.concatenate2(L, (-rho * a * first)[..., None, :], axis=-2)
+            L = ops.concatenate2(L, (-rho * a * not_first.like(h))[..., None, :], axis=-2)
         return {"mu": h[..., :d], "L": L, "offsets": offsets, "s": s[..., 0], "rho": rho[..., 0]}
 
     def kl(self, q):

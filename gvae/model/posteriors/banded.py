@@ -14,9 +14,10 @@ from abc import abstractmethod
 
 import numpy as np
 
-from ... import ops
-from ..lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask, lattice_shape
+from ... import kernels, ops
+from ..constants import DeviceConstant
 from ..gaussian import LOG_2PI, band_factor, band_log_density, band_sample
+from ..lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask, lattice_shape
 from .base import Family
 
 
@@ -31,12 +32,19 @@ class Banded(Family):
     def __init__(self, floor=1e-4, grid_shape=None):
         super().__init__(floor, grid_shape)
         self._layouts = {}
+        self._off_masks = {}
 
     def layout(self, d):
-        """(offsets, float64 mask of shape (K, d)) for latent dimension d, computed once per d."""
+        """(offsets, float64 NumPy mask of shape (K, d)) for latent dimension d, computed once per d."""
         if d not in self._layouts:
             self._layouts[d] = self._layout(d)
         return self._layouts[d]
+
+    def off_mask(self, d):
+        """The mask's off-diagonal rows (K - 1, d) as a DeviceConstant: on each device once per d."""
+        if d not in self._off_masks:
+            self._off_masks[d] = DeviceConstant(self.layout(d)[1][1:])
+        return self._off_masks[d]
 
     def _layout(self, d):
         offsets = self.stencil(d)
@@ -47,10 +55,10 @@ class Banded(Family):
         return (1 + len(self.layout(d)[0])) * d
 
     def split(self, h, d):
-        offsets, mask = self.layout(d)
+        offsets = self.layout(d)[0]
         k = len(offsets)
         raw = h[..., d:].reshape(h.shape[:-1] + (k, d))
-        return {"mu": h[..., :d], "L": band_factor(raw, mask, self.floor), "offsets": offsets}
+        return {"mu": h[..., :d], "L": band_factor(raw, self.off_mask(d), self.floor), "offsets": offsets}
 
     def sample(self, q, eps):
         return band_sample(q["L"], q["offsets"], q["mu"], eps)
@@ -58,22 +66,24 @@ class Banded(Family):
     def log_prob(self, q, z):
         return band_log_density(q["L"], q["offsets"], z, q["mu"])
 
+    # check=False: L is positive by construction (see gvae.model.gaussian).
     def kl(self, q):
         mu = q["mu"]
-        trace = ops.band_trace_inv(q["L"], q["offsets"])
-        return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1]) + ops.band_logdet(q["L"])
+        trace = ops.band_trace_inv(q["L"], q["offsets"], check=False)
+        return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1]) + ops.band_logdet(q["L"], check=False)
 
     def entropy(self, q):
         d = q["mu"].shape[-1]
-        return 0.5 * d * (1.0 + LOG_2PI) - ops.band_logdet(q["L"])
+        return 0.5 * d * (1.0 + LOG_2PI) - ops.band_logdet(q["L"], check=False)
 
     def precision(self, q):
-        L = dense_factor(ops.value_of(q["L"]), q["offsets"])
+        L = dense_factor(kernels.to_host(ops.value_of(q["L"])), q["offsets"])
         return L @ np.swapaxes(L, -1, -2)
 
 
 def dense_factor(L, offsets):
-    """The dense (…, n, n) float64 lower-triangular matrix stored in band form ``L`` (…, K, n)."""
+    """The dense (…, n, n) float64 lower-triangular NumPy matrix stored in band form ``L`` (…, K, n), a
+    host array (a reference for tests and pictures)."""
     L = np.asarray(L, dtype=np.float64)
     n = L.shape[-1]
     out = np.zeros(L.shape[:-2] + (n, n))

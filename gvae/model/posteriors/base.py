@@ -51,7 +51,7 @@ class Family(ABC):
 
     @abstractmethod
     def precision(self, q):
-        """The dense precision (B, d, d) as float64 NumPy, for tests and pictures."""
+        """The dense precision (B, d, d) as a float64 NumPy array on the host, for tests and pictures."""
 
     def kl_mc(self, q, z):
         """Monte Carlo KL from samples z (S, B, d): mean over S of log q(z) - log N(z; 0, I)."""

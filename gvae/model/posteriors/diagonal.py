@@ -1,7 +1,7 @@
 """The mean-field Gaussian q(z|x) = N(mu, diag sigma^2) of the standard VAE."""
 import numpy as np
 
-from ... import ops
+from ... import kernels, ops
 from ..gaussian import LOG_2PI, positive
 from .base import Family
 
@@ -33,5 +33,5 @@ class Diagonal(Family):
         return ops.sum(ops.log(q["sigma"]), axis=-1) + 0.5 * d * (1.0 + LOG_2PI)
 
     def precision(self, q):
-        s = np.asarray(ops.value_of(q["sigma"]), dtype=np.float64)
+        s = kernels.to_host(ops.value_of(q["sigma"])).astype(np.float64)
         return np.einsum("...i,ij->...ij", 1.0 / s ** 2, np.eye(s.shape[-1]))

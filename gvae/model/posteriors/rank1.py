@@ -8,7 +8,7 @@ rewritten as 1 / (sqrt(1 + t) (sqrt(1 + t) + 1)) so that u -> 0 divides nothing 
 """
 import numpy as np
 
-from ... import ops
+from ... import kernels, ops
 from ..gaussian import LOG_2PI, positive
 from .base import Family
 
@@ -47,6 +47,6 @@ class Rank1(Family):
         return 0.5 * q["mu"].shape[-1] * (1.0 + LOG_2PI) - 0.5 * q["logdet_p"]
 
     def precision(self, q):
-        D = np.asarray(ops.value_of(q["D"]), np.float64)
-        u = np.asarray(ops.value_of(q["u"]), np.float64)
+        D = kernels.to_host(ops.value_of(q["D"])).astype(np.float64)
+        u = kernels.to_host(ops.value_of(q["u"])).astype(np.float64)
         return np.einsum("...i,ij->...ij", D, np.eye(D.shape[-1])) + u[..., :, None] * u[..., None, :]

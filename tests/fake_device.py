@@ -1,0 +1,264 @@
+"""A test-only device that behaves like a GPU where it matters to gvae, to prove the device path
+without one.
+
+:class:`FakeArray` keeps a NumPy array that it never hands out implicitly: ``__array__`` raises TypeError
+(as CuPy's does) and counts the attempt, it has no ``__array_interface__`` and no buffer, NumPy's
+ufuncs refuse it (``__array_ufunc__ = None``), and ``float()``, ``int()``, ``bool()`` and ``.item()``
+work on size-1 arrays only, like ``.tolist()`` each counted as a sync (the explicit reads a GPU allows).
+Its operators and methods take FakeArrays and Python or NumPy scalars; a NumPy array raises TypeError,
+as with CuPy. :data:`xp` is its module (what ``cupy`` is to CuPy arrays): NumPy's functions over
+FakeArrays, refusing NumPy arrays, with ``xp.random.default_rng`` drawing NumPy's streams straight into
+FakeArrays (so a run here draws what the same run draws on the CPU).
+
+:func:`install` registers the device ``"fake"`` with gvae's backend, its copies to the host (counted as
+syncs) and from it (counted as uploads), and for every CPU kernel a fake kernel that unwraps its
+arguments explicitly, runs the CPU kernel and wraps what comes back: the device's own work, not counted.
+Scalars a CPU kernel returns come back as 0-d FakeArrays (the CUDA twins leave their flags on the
+device), except ``sum_squares``'s, which is read to the host (counted) as its CUDA twin's is.
+"""
+import operator
+from collections import Counter
+
+import numpy as np
+
+from gvae.kernels import backend
+
+COUNTS = Counter()  # "implicit" conversions attempted, explicit "sync"s, host-to-device "upload"s
+KERNELS_READ_BACK = {"sum_squares"}
+
+
+def _refuse_numpy(where):
+    raise TypeError(f"{where}: got a NumPy array where a FakeArray is expected; move it with "
+                    "gvae.kernels.to_device first (a GPU array module refuses host arrays too)")
+
+
+def _unwrap(obj, where="fake device"):
+    """The NumPy arrays inside FakeArrays, through tuples, lists and dicts; NumPy arrays refused."""
+    if isinstance(obj, FakeArray):
+        return obj._a
+    if isinstance(obj, np.ndarray):
+        _refuse_numpy(where)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_unwrap(o, where) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _unwrap(v, where) for k, v in obj.items()}
+    return obj
+
+
+def _wrap(obj):
+    """NumPy results as FakeArrays (scalars as 0-d arrays, as CuPy returns them), through tuples/lists."""
+    if isinstance(obj, np.ndarray):
+        return FakeArray(obj)
+    if isinstance(obj, np.generic):
+        return FakeArray(np.asarray(obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_wrap(o) for o in obj)
+    return obj
+
+
+def _operand(other):
+    """The NumPy value of an operator's other operand, or NotImplemented to let its reflected operator
+    act: CuPy's rule, which defers only to a type with ``__array_ufunc__ = None`` or, lacking the
+    attribute, a higher ``__array_priority__``."""
+    if isinstance(other, FakeArray):
+        return other._a
+    if isinstance(other, np.ndarray):
+        _refuse_numpy("FakeArray operator")
+    if isinstance(other, (int, float, complex, np.generic)):
+        return other
+    ufunc = getattr(type(other), "__array_ufunc__", NotImplemented)
+    if ufunc is None or (ufunc is NotImplemented
+                         and getattr(other, "__array_priority__", 0) > FakeArray.__array_priority__):
+        return NotImplemented
+    raise TypeError(f"Unsupported type {type(other).__name__} (a FakeArray operator, as CuPy's, takes "
+                    "device arrays and scalars)")
+
+
+def _binary(op, iop=None):
+    def forward(self, other):
+        o = _operand(other)
+        return NotImplemented if o is NotImplemented else _wrap(op(self._a, o))
+
+    def reflected(self, other):
+        o = _operand(other)
+        return NotImplemented if o is NotImplemented else _wrap(op(o, self._a))
+
+    def inplace(self, other):
+        o = _operand(other)
+        if o is NotImplemented:
+            return NotImplemented
+        iop(self._a, o)  # writes into the array itself
+        return self
+    return forward, reflected, inplace
+
+
+class FakeArray:
+    """A device array (see the module's docstring)."""
+
+    __slots__ = ("_a",)
+    __array_ufunc__ = None  # NumPy ufuncs and ndarray operators refuse or defer, never convert
+    __array_priority__ = 100  # as cupy.ndarray's
+    __hash__ = None
+
+    def __init__(self, array):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"FakeArray wraps a NumPy array, got {type(array).__name__}")
+        self._a = array
+
+    def __array__(self, *args, **kwargs):
+        COUNTS["implicit"] += 1
+        raise TypeError("Implicit conversion of a FakeArray to a NumPy array is not allowed: use "
+                        "gvae.kernels.to_host")
+
+    # metadata, which lives on the host
+    shape = property(lambda self: self._a.shape)
+    ndim = property(lambda self: self._a.ndim)
+    dtype = property(lambda self: self._a.dtype)
+    size = property(lambda self: self._a.size)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: _wrap(self._a.T))
+
+    def __len__(self):
+        return len(self._a)
+
+    def __repr__(self):
+        return f"FakeArray(shape={self._a.shape}, dtype={self._a.dtype})"
+
+    def __getitem__(self, idx):
+        return _wrap(self._a[_unwrap(idx, "FakeArray index")])
+
+    def __setitem__(self, idx, value):
+        v = _operand(value)
+        if v is NotImplemented:
+            raise TypeError(f"cannot assign a {type(value).__name__} into a FakeArray")
+        self._a[_unwrap(idx, "FakeArray index")] = v
+
+    # explicit reads of one value: the syncs a GPU allows, counted
+    def _read_one(self, what):
+        if self._a.size != 1:
+            raise TypeError(f"only a size-1 FakeArray can be read as {what}, got shape {self._a.shape}")
+        COUNTS["sync"] += 1
+        return self._a.reshape(()).item()
+
+    def __float__(self):
+        return float(self._read_one("a float"))
+
+    def __int__(self):
+        return int(self._read_one("an int"))
+
+    def __bool__(self):
+        return bool(self._read_one("a bool"))
+
+    def item(self):
+        return self._read_one("a Python scalar")
+
+    def tolist(self):
+        COUNTS["sync"] += 1
+        return self._a.tolist()
+
+    def __neg__(self):
+        return _wrap(-self._a)
+
+
+for _name in ("add", "sub", "mul", "truediv", "pow", "matmul", "and", "or"):
+    _fun = getattr(operator, _name + "_" if _name in ("and", "or") else _name)
+    _f, _r, _i = _binary(_fun, getattr(operator, "i" + _name))
+    setattr(FakeArray, f"__{_name}__", _f)
+    setattr(FakeArray, f"__r{_name}__", _r)
+    setattr(FakeArray, f"__i{_name}__", _i)
+for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(FakeArray, f"__{_name}__", _binary(getattr(operator, _name))[0])
+
+
+def _method(name):
+    def method(self, *args, **kwargs):
+        return _wrap(getattr(self._a, name)(*_unwrap(args, name), **_unwrap(kwargs, name)))
+    method.__name__ = name
+    return method
+
+
+for _name in ("reshape", "sum", "mean", "max", "min", "all", "astype", "copy", "transpose", "swapaxes", "argsort"):
+    setattr(FakeArray, _name, _method(_name))
+
+
+class _Function:
+    """A NumPy function over FakeArrays: arguments unwrapped (NumPy arrays refused), results wrapped;
+    an ``out=`` FakeArray is returned itself, as CuPy returns its ``out``."""
+
+    def __init__(self, fun, name):
+        self.fun, self.name = fun, name
+
+    def __call__(self, *args, **kwargs):
+        result = self.fun(*_unwrap(args, f"xp.{self.name}"), **_unwrap(kwargs, f"xp.{self.name}"))
+        out = kwargs.get("out")
+        return out if isinstance(out, FakeArray) and result is out._a else _wrap(result)
+
+
+class _Ufunc(_Function):
+    def at(self, a, indices, b=None):
+        self.fun.at(_unwrap(a, f"xp.{self.name}.at"), _unwrap(indices, f"xp.{self.name}.at"),
+                    _unwrap(b, f"xp.{self.name}.at"))
+
+
+class _Generator:
+    """NumPy's Generator drawing into FakeArrays (the device's own generator)."""
+
+    def __init__(self, gen):
+        self._gen = gen
+
+    def __getattr__(self, name):
+        return _Function(getattr(self._gen, name), f"random.Generator.{name}")
+
+
+class _Random:
+    @staticmethod
+    def default_rng(seed=None):
+        return _Generator(np.random.default_rng(seed))
+
+
+class _Module:
+    """The fake device's array module: NumPy's namespace over FakeArrays."""
+
+    ndarray = FakeArray
+    random = _Random()
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)
+        if isinstance(attr, np.ufunc):
+            return _Ufunc(attr, name)
+        if isinstance(attr, type) or not callable(attr):
+            return attr  # dtypes and constants, shared with the host as CuPy shares NumPy's
+        return _Function(attr, name)
+
+
+xp = _Module()
+
+
+def to_host(a):
+    COUNTS["sync"] += 1
+    return a._a.copy()
+
+
+def from_host(a):
+    COUNTS["upload"] += 1
+    return FakeArray(np.array(a, copy=True))
+
+
+def _fake_kernel(name, cpu):
+    def kernel(*args):
+        result = cpu(*[a._a if isinstance(a, FakeArray) else a for a in args])
+        if name in KERNELS_READ_BACK:
+            COUNTS["sync"] += 1
+            return result
+        if isinstance(result, tuple):
+            return tuple(FakeArray(np.asarray(r)) for r in result)
+        return _wrap(result)
+    kernel.__name__ = f"fake_{name}"
+    return kernel
+
+
+def install():
+    """Register the device "fake" and a fake twin of every CPU kernel (idempotent)."""
+    backend.register_device("fake", FakeArray, xp, to_host, from_host)
+    for name in backend.kernel_names("cpu"):
+        backend.register(name, "fake")(_fake_kernel(name, backend.implementation(name)))

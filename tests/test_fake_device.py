@@ -1,0 +1,147 @@
+"""The whole device path (training steps, epochs, checkpoints and resume, importance-sampled evaluation,
+sampling) on a device that refuses host conversions (tests/fake_device.py): it must run without one
+implicit conversion, read the host only where stated, upload nothing during a step or an epoch, and give
+the CPU's numbers for the same configuration (its generator draws NumPy's streams)."""
+import numpy as np
+import pytest
+
+from gvae.kernels import device_of, to_device, to_host
+from gvae.model.objectives import training_loss
+from gvae.autodiff import value_and_grad
+from gvae.training import TrainConfig, Trainer
+from gvae.training.evaluate import evaluate
+from gvae.training.runs import fixed_eval_sets, load_model
+from tests import fake_device as fake
+from tests.test_train import make_data
+
+fake.install()
+CONFIGS = [dict(posterior=p, likelihood=lik, **extra)
+           for p, extra in [("diagonal", {}), ("chain", {}), ("extgrid", {"grid_shape": (2, 3)})]
+           for lik in ("bernoulli", "logitnormal-grid")]
+CONFIGS += [dict(posterior="ar1", likelihood="gaussian", kl="mc", samples=2),
+            dict(posterior="grid", likelihood="bernoulli", grid_shape=(2, 3), iw_samples=3, warmup=1.0)]
+SYNCS_PER_STEP = 2  # the gradient norm, and one read of (loss, bound, rec, kl)
+RTOL = dict(rtol=2e-5, atol=2e-5)  # float32
+
+
+def ids(cfg):
+    return "-".join(str(v) for k, v in cfg.items() if k in ("posterior", "likelihood", "kl", "iw_samples"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data(n=120, d=36)
+
+
+def trainers(cfg, data, tmp_path):
+    config = TrainConfig(latent=6, hidden=(16,), epochs=2, batch_size=40, lr=3e-3, seed=3, **cfg)
+    return (Trainer(config, data, tmp_path / "cpu", progress=False, quiet=True),
+            Trainer(config, data, tmp_path / "fake", progress=False, quiet=True, device="fake"))
+
+
+class Counting:
+    """COUNTS since entering; fails the test if an implicit conversion was attempted."""
+
+    def __enter__(self):
+        fake.COUNTS.clear()
+        return fake.COUNTS
+
+    def __exit__(self, *exc):
+        assert fake.COUNTS["implicit"] == 0, "a FakeArray was converted to NumPy implicitly"
+
+
+def test_the_fake_device_refuses_what_a_gpu_refuses():
+    a = to_device(np.arange(4.0), "fake")
+    with Counting() as counts:
+        for attempt in (lambda: np.asarray(a), lambda: a + np.ones(4), lambda: fake.xp.exp(np.ones(4)),
+                        lambda: np.exp(a), lambda: float(a), lambda: a[np.array([0, 1])], lambda: a * [1.0]):
+            with pytest.raises(TypeError):
+                attempt()
+        fake.COUNTS["implicit"] = 0  # (np.asarray above did try: that is what the counter is for)
+        assert float(a[2]) == 2.0 and counts["sync"] == 1
+        assert device_of(a * 2.0 + np.float32(1)) == "fake" and not hasattr(a, "__array_interface__")
+    with pytest.raises(TypeError, match="different devices"):
+        device_of(a, np.zeros(2))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=ids)
+def test_training_evaluation_and_sampling_stay_on_the_device(cfg, data, tmp_path):
+    cpu, dev = trainers(cfg, data, tmp_path)
+    assert device_of(dev.params.flat, dev.grad_flat, dev.optimizer.m, dev.train_x, dev.valid_x) == "fake"
+    np.testing.assert_array_equal(to_host(dev.params.flat), cpu.params.flat)
+
+    # Steps: the first one copies the model's constants (masks) to the device, once; then nothing is
+    # uploaded and the host reads exactly the two things a step needs.
+    steps = [(slice(0, 40), 1.0), (slice(40, 80), 0.5), (slice(80, 120), 1.0), (slice(0, 40), 1.0)]
+    for k, (rows, weight) in enumerate(steps):
+        with Counting() as counts:
+            got = dev.step(dev.train_x[rows], weight)
+        if k:
+            assert counts["upload"] == 0 and counts["sync"] == SYNCS_PER_STEP, dict(counts)
+        want = cpu.step(cpu.train_x[rows], weight)
+        np.testing.assert_allclose(got, want, **RTOL)
+    np.testing.assert_allclose(to_host(dev.params.flat), cpu.params.flat, **RTOL)
+    np.testing.assert_allclose(to_host(dev.optimizer.v), cpu.optimizer.v, **RTOL)
+
+    # An epoch: data preparation, order and noise drawn on the device; one read per step plus the norm,
+    # and the validation ELBO's mean.
+    with Counting() as counts:
+        row = dev.run_epoch()
+    assert counts["upload"] == 0 and counts["sync"] == SYNCS_PER_STEP * 3 + 1, dict(counts)
+    want = cpu.run_epoch()
+    for key in ("train_elbo", "train_bound", "train_kl", "valid_elbo"):
+        np.testing.assert_allclose(row[key], want[key], **RTOL, err_msg=key)
+
+    # Checkpoints hold host arrays; the CPU run resumed from the device's checkpoint continues as the
+    # uninterrupted CPU run does (the generators are derived from (seed, epoch), the streams are NumPy's).
+    dev.save()
+    cpu.save()
+    resumed = Trainer.resume(tmp_path / "fake", data, progress=False, quiet=True)
+    np.testing.assert_allclose(resumed.run_epoch()["train_bound"], cpu.run_epoch()["train_bound"], **RTOL)
+
+    # The rest of the run on the device (its second epoch and the test ELBO) against the CPU's.
+    summary, summary_cpu = dev.fit(), cpu.fit()
+    for key in ("test_elbo", "best_valid_elbo"):
+        np.testing.assert_allclose(summary[key], summary_cpu[key], **RTOL, err_msg=key)
+
+    # Importance-sampled evaluation on the device: host reads independent of the number of batches.
+    model, params, _ = load_model(tmp_path / "fake", "last", device="fake")
+    model_cpu, params_cpu, _ = load_model(tmp_path / "fake", "last")
+    test_x = fixed_eval_sets(data, model)[1][:30]
+    x_dev = to_device(test_x, "fake")
+    evaluate(model, params, x_dev[:2], n_samples=2, ks=(), progress=False)  # the model's masks go over once
+    with Counting() as counts:
+        per, means, _ = evaluate(model, params, x_dev, n_samples=6, ks=(1, 3), batch_size=7, progress=False,
+                                 kl=dev.config.kl)
+    assert counts["upload"] == 0 and counts["sync"] == len(per), dict(counts)
+    per_cpu, _, _ = evaluate(model_cpu, params_cpu, test_x, n_samples=6, ks=(1, 3), batch_size=7,
+                             progress=False, kl=dev.config.kl)
+    assert set(per) == {"elbo", "log_likelihood", "iwae_1", "iwae_3"}
+    for key in per:
+        assert isinstance(per[key], np.ndarray)
+        np.testing.assert_allclose(per[key], per_cpu[key], **RTOL, err_msg=key)
+
+    # Sampling: z, the decoder, the means and the samples on the device; two reads to get the images.
+    rng, rng_cpu = fake.xp.random.default_rng(5), np.random.default_rng(5)
+    with Counting() as counts:
+        z = rng.standard_normal((4, model.latent), dtype=model.dtype)
+        out = model.decode(params, z)
+        images = [to_host(model.likelihood.mean(out, params)), to_host(model.likelihood.sample(out, params, rng))]
+    assert counts["upload"] == 0 and counts["sync"] == 2, dict(counts)
+    out_cpu = model_cpu.decode(params_cpu, rng_cpu.standard_normal((4, model.latent), dtype=model.dtype))
+    want = [model_cpu.likelihood.mean(out_cpu, params_cpu), model_cpu.likelihood.sample(out_cpu, params_cpu, rng_cpu)]
+    for got_i, want_i in zip(images, want):
+        np.testing.assert_allclose(got_i, want_i, **RTOL)
+
+
+def test_gradients_land_in_device_buffers_without_reads(data, tmp_path):
+    _, dev = trainers(CONFIGS[2], data, tmp_path)  # chain, bernoulli
+    x = dev.train_x[:40]
+    eps = fake.xp.random.default_rng(0).standard_normal((1, 40, 6), dtype=np.float32)
+    grads = dev.params.unflatten(fake.xp.zeros_like(dev.params.flat))
+    step = value_and_grad(training_loss, has_aux=True, out=grads)
+    step(dev.params.views, dev.model, x, eps)  # first call: the mask goes to the device
+    with Counting() as counts:
+        (loss, aux), g = step(dev.params.views, dev.model, x, eps)
+    assert g is grads and counts == {}, dict(counts)
+    assert device_of(loss, *aux, *g.values()) == "fake"
