@@ -110,7 +110,9 @@ def test_resume_continues_to_the_same_numbers(tmp_path, data_file):
     assert main(["train", *common, "--epochs", "3", "--resume", "--out", str(tmp_path / "split")]) == 0
     a = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     b = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda line: {k: v for k, v in json.loads(line).items() if not k.startswith("seconds")}  # noqa: E731
+    assert json.loads(b[1])["resumed_with"] == {"epochs": 3}  # the change is recorded where it took effect
+    strip = lambda line: {k: v for k, v in json.loads(line).items()  # noqa: E731
+                          if not k.startswith("seconds") and k != "resumed_with"}
     assert [strip(l) for l in a] == [strip(l) for l in b]
 
 
@@ -132,7 +134,7 @@ def test_continuous_likelihoods_train_eval_and_sample(tmp_path, likelihood, extr
     result = json.loads((out / "eval.json").read_text())
     assert result["test_log_likelihood_bits_per_dim"] <= result["test_elbo_bits_per_dim"] + 0.05
     assert main(["sample", str(out), "--n", "4"]) == 0
-    assert (out / "samples_means.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "decoder_means.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_continuous_likelihood_refuses_binarized_data(tmp_path, capsys):

@@ -14,6 +14,9 @@ from ..io.files import atomic_path
 FORMAT = "gvae-checkpoint"
 VERSION = 2
 READABLE = (1, 2)
+# What a trained model needs, and what continuing its training needs besides: (arrays, meta keys).
+MODEL = (("params", "best_params"), ("config", "param_shapes", "epoch"))
+RESUME = (MODEL[0] + ("adam_m", "adam_v", "adam_step"), MODEL[1] + ("skipped_steps", "best_valid_elbo", "best_epoch"))
 
 
 def save(path, arrays, meta):
@@ -26,8 +29,11 @@ def save(path, arrays, meta):
             np.savez(f, **payload)
 
 
-def load(path):
-    """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``, the arrays on the host."""
+def load(path, need=MODEL):
+    """Read a checkpoint written by :func:`save`: returns ``(arrays, meta)``, the arrays on the host.
+
+    ``need`` (:data:`MODEL` or :data:`RESUME`) names the arrays and meta keys that must be present; a
+    damaged, truncated or foreign file, or one that lacks them, is a ``ValueError`` saying so."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -42,4 +48,7 @@ def load(path):
     if meta.get("version") not in READABLE:
         raise ValueError(f"{path} has checkpoint version {meta.get('version')}; this gvae reads "
                          f"{', '.join(map(str, READABLE))}")
+    missing = [k for k in need[0] if k not in arrays] + [k for k in need[1] if k not in meta]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: it is damaged or was not written by gvae train")
     return arrays, meta

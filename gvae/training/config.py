@@ -75,13 +75,16 @@ def iwae_schedule(epoch, lr):
 
 SCHEDULES = {"constant": lambda epoch, lr: lr, "iwae": iwae_schedule}
 IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
+# What may change when a run is resumed (each change is recorded in the metrics); everything else is the
+# run's own configuration.
+RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
     posterior: str = _option("diagonal", "posterior family of q(z|x)", choices=sorted(FAMILIES))
-    grid_shape: tuple = _option(None, "lattice of the latent units for grid/extgrid (default: the most "
+    grid_shape: tuple = _option(None, "lattice of the latent units for grid/extgrid (None: the most "
                                 "square R x C)", parse=positive_int, nargs=2, metavar=("R", "C"))
     latent: int = _option(16, "latent dimension", parse=positive_int, metavar="D")
     hidden: tuple = _option((500, 500), "hidden layer widths of the encoder (the decoder mirrors them)",
@@ -110,10 +113,14 @@ class TrainConfig:
                             "at lr 10^(-i/7)", choices=sorted(SCHEDULES))
     seed: int = _option(0, "seed of the initialisation, the data order, the binarisation and the noise",
                         parse=non_negative_int, metavar="S")
-    limit: int = _option(None, "use only the first N training images", parse=positive_int, metavar="N")
-    clip_norm: float = _option(None, "clip the global gradient norm to C", parse=positive_float, metavar="C")
+    limit: int = _option(None, "use only the first N training images (None: all)", parse=positive_int,
+                         metavar="N")
+    clip_norm: float = _option(None, "clip the global gradient norm to C (None: no clipping)",
+                               parse=positive_float, metavar="C")
     max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
                                  parse=positive_int, metavar="N")
+    patience: int = _option(None, "stop early when the validation ELBO has not improved for N epochs "
+                            "(None: never)", parse=positive_int, metavar="N")
     dtype: str = _option("float32", "floating-point type of parameters and computation",
                          choices=["float32", "float64"])
 
@@ -131,6 +138,7 @@ class TrainConfig:
                   (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
                   (isinstance(self.seed, int) and self.seed >= 0, "seed must be an int >= 0"),
                   (self.limit is None or self.limit >= 1, "limit must be >= 1"),
+                  (self.patience is None or self.patience >= 1, "patience must be >= 1"),
                   (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]

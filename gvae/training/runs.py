@@ -41,11 +41,25 @@ def load_model(run_dir, which="best", device="cpu"):
     (by validation) or "last"."""
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    arrays, meta = checkpoint.load(Path(run_dir) / "checkpoint.npz")
-    config = TrainConfig(**meta["config"])
+    path = Path(run_dir) / "checkpoint.npz"
+    arrays, meta = checkpoint.load(path)
+    config = config_of(path, meta)
     model = build_model(config, meta["param_shapes"]["enc.W0"][0])
-    flat = to_device(arrays["best_params" if which == "best" else "params"], device)
-    return model, FlatParams(model.param_shapes(), model.dtype, flat).views, config
+    host = arrays["best_params" if which == "best" else "params"]
+    if host.shape != (sum(math.prod(s) for s in model.param_shapes().values()),):
+        raise ValueError(f"{path} holds parameters of another shape than its configuration describes")
+    if not np.isfinite(host).all():
+        raise ValueError(f"the {which} parameters in {path} hold NaN or inf (the run diverged); there is no "
+                         "model to use: train again with a lower --lr")
+    return model, FlatParams(model.param_shapes(), model.dtype, to_device(host, device)).views, config
+
+
+def config_of(path, meta):
+    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one)."""
+    try:
+        return TrainConfig(**meta["config"])
+    except TypeError as e:
+        raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None
 
 
 def bits_per_dim(model, nats):

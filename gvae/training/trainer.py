@@ -18,6 +18,7 @@ device created at the epoch's start from (seed, epoch). Checkpoints are written 
 resumed run draws exactly what the uninterrupted run drew, on a device of the same kind.
 """
 import dataclasses
+import hashlib
 import math
 import sys
 import time
@@ -31,11 +32,11 @@ from ..autodiff import value_and_grad
 from ..io.files import read_jsonl, write_json, write_jsonl
 from ..kernels import array_module, device_module, generator, to_device, to_host
 from ..model.objectives import training_loss
-from . import checkpoint
+from . import checkpoint, rundir
 from .adam import Adam
-from .config import SCHEDULES, TrainConfig
+from .config import RESUMABLE, SCHEDULES
 from .evaluate import dataset_elbo
-from .runs import EVAL_SEED, bits_per_dim, build_model, fixed_eval_sets
+from .runs import EVAL_SEED, bits_per_dim, build_model, config_of, fixed_eval_sets
 
 # The second word of an epoch's seed (seed, EPOCH_STREAM, epoch): not 0, since a SeedSequence pads its
 # entropy with zeros, so (seed, 0, 0) would give the initialisation's stream (seeded with seed alone).
@@ -52,8 +53,49 @@ def batches(n, batch_size, rng):
     return (order[i:i + batch_size] for i in range(0, n, batch_size))
 
 
-class NonFiniteError(RuntimeError):
-    """Training met too many non-finite losses or gradients in a row."""
+class TrainingStopped(RuntimeError):
+    """Training went wrong and stopped before its last epoch; the message says what went wrong and which
+    checkpoint (always one of a healthy epoch) the run resumes from."""
+
+
+class NonFiniteError(TrainingStopped):
+    """Too many steps in a row, or every step of an epoch, had a non-finite loss or gradient."""
+
+
+class DivergedError(TrainingStopped):
+    """After an epoch the validation ELBO or the parameters were not finite, or the validation ELBO fell
+    far below the untrained model's (by more than the untrained model's own magnitude)."""
+
+
+def data_fingerprint(train_x, data):
+    """SHA-256 of the training images a run uses (after its limit) and of the raw validation and test
+    images: a resumed run must see the data it was trained on."""
+    digest = hashlib.sha256()
+    for a in (train_x, data["valid"][0], data["test"][0]):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.data)
+    return digest.hexdigest()
+
+
+def resume_conflicts(out, given):
+    """The settings in ``given`` (field name -> value, as a user asked for them) that differ from the
+    run's own configuration and may not change on resume: a list of (name, given, the run's value)."""
+    path = Path(out) / "checkpoint.npz"
+    _, meta = checkpoint.load(path)
+    run = config_of(path, meta)
+    try:
+        asked = dataclasses.replace(run, **given)
+    except ValueError:
+        asked = None
+    return [(name, value, getattr(run, name)) for name, value in sorted(given.items())
+            if name not in RESUMABLE and (asked is None or getattr(asked, name) != getattr(run, name))]
+
+
+def _duration(seconds):
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min" if hours else (f"{m} min {s:02d} s" if m else f"{s} s")
 
 
 def _first_non_finite(loss, grads):
@@ -73,11 +115,13 @@ class Trainer:
     :func:`gvae.io.mnist.load_mnist` returns them); :meth:`resume` continues one from its folder exactly
     where its last checkpoint left it (parameters, Adam state, epoch, best model)."""
 
-    def __init__(self, config, data, out, progress=True, quiet=False, device="cpu"):
+    def __init__(self, config, data, out, progress=True, quiet=False, device="cpu", overwrite=False):
         self.xp = device_module(device)  # first: an unavailable device is refused before any work
         self.device = device
         self.config = config
-        self.out = Path(out)
+        self.out = rundir.run_path(out)
+        self.overwrite = overwrite
+        self.resumed, self.resumed_with = False, {}
         self.progress = progress and not quiet
         self.quiet = quiet
         train_x = data["train"][0]
@@ -86,6 +130,7 @@ class Trainer:
         self.model = build_model(config, train_x.shape[1])
         for split in ("train", "valid", "test"):
             self.model.likelihood.check(data[split][0])
+        self.data_sha256 = data_fingerprint(train_x, data)
         self.train_x = to_device(np.ascontiguousarray(train_x, dtype=self.model.dtype), device)
         self.valid_x, self.test_x = (to_device(x, device) for x in fixed_eval_sets(data, self.model))
         self.params = self.model.new_params(np.random.default_rng(config.seed)).on(device)
@@ -100,16 +145,27 @@ class Trainer:
         self.best_flat = self.params.flat.copy()
         self.best_valid = -math.inf
         self.best_epoch = 0
+        self.initial_valid = None  # the untrained model's validation ELBO, the yardstick of divergence
+        self.saved_epoch = 0       # the epoch of the checkpoint on disk (0: none)
 
     @classmethod
-    def resume(cls, out, data, progress=True, quiet=False, epochs=None, device="cpu"):
-        """Continue the run in ``out`` from its checkpoint (optionally to a new total of ``epochs``), on
-        ``device`` (whichever the run was trained on)."""
-        arrays, meta = checkpoint.load(Path(out) / "checkpoint.npz")
-        settings = dict(meta["config"])
-        if epochs is not None:
-            settings["epochs"] = epochs
-        self = cls(TrainConfig(**settings), data, out, progress, quiet, device)
+    def resume(cls, out, data, progress=True, quiet=False, device="cpu", **changes):
+        """Continue the run in ``out`` from its checkpoint, with its own configuration, on ``device``
+        (whichever the run was trained on). ``changes`` may set the settings named in
+        ``config.RESUMABLE`` (a new total of ``epochs``, ``lr``, ...; None keeps the run's); the first
+        epoch's metrics record them as ``resumed_with``. Refuses data other than the run's."""
+        unknown = sorted(set(changes) - set(RESUMABLE))
+        if unknown:
+            raise ValueError(f"only {', '.join(RESUMABLE)} may change when a run is resumed, not {', '.join(unknown)}")
+        path = rundir.run_path(out) / "checkpoint.npz"
+        arrays, meta = checkpoint.load(path, need=checkpoint.RESUME)
+        run = config_of(path, meta)
+        changes = {k: v for k, v in changes.items() if v is not None and getattr(run, k) != v}
+        self = cls(dataclasses.replace(run, **changes), data, out, progress, quiet, device)
+        if meta.get("data_sha256") not in (None, self.data_sha256):
+            raise ValueError(f"{out} was trained on other data than the data given now (SHA-256 "
+                             f"{meta['data_sha256'][:16]}... against {self.data_sha256[:16]}...); resume it "
+                             "with the data it was trained on (--data)")
         if {k: tuple(v) for k, v in meta["param_shapes"].items()} != self.params.shapes:
             raise ValueError(f"{out}/checkpoint.npz holds parameters of other shapes than its config.json")
         self.params.flat[...] = to_device(arrays["params"], device)
@@ -117,7 +173,12 @@ class Trainer:
         self.optimizer.load_state(arrays)
         self.epoch, self.skipped_steps = meta["epoch"], meta["skipped_steps"]
         self.best_valid, self.best_epoch = meta["best_valid_elbo"], meta["best_epoch"]
-        self.metrics = read_jsonl(self.out / "metrics.jsonl")[:self.epoch]
+        self.bad_steps = meta.get("bad_steps", 0)
+        self.initial_valid = meta.get("initial_valid_elbo")
+        self.saved_epoch = self.epoch
+        metrics = self.out / "metrics.jsonl"
+        self.metrics = read_jsonl(metrics)[:self.epoch] if metrics.is_file() else []
+        self.resumed, self.resumed_with = True, changes
         return self
 
     def epoch_generator(self, epoch):
@@ -143,12 +204,10 @@ class Trainer:
             self.bad_steps += 1
             self.skipped_steps += 1
             if self.bad_steps >= cfg.max_bad_steps:
-                last = (f"{self.out / 'checkpoint.npz'} (epoch {self.epoch})" if self.epoch
-                        else "none (no epoch finished)")
                 raise NonFiniteError(
                     f"training stopped: {self.bad_steps} steps in a row had a non-finite loss or gradient "
                     f"(first non-finite quantity in the last one: {_first_non_finite(loss, grads)}, in epoch "
-                    f"{self.epoch + 1}); the last good checkpoint is {last}")
+                    f"{self.epoch + 1}); {self.last_good()}")
             return None
         self.bad_steps = 0
         self.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
@@ -175,10 +234,12 @@ class Trainer:
             seen += len(idx)
             bar.set_postfix(bound=f"{sums[0] / seen:.2f}")
         bar.close()
+        if seen == 0:
+            raise NonFiniteError(f"training stopped: every step of epoch {self.epoch + 1} had a non-finite loss or "
+                                 f"gradient; {self.last_good()}")
         self.epoch += 1
         train_seconds = time.perf_counter() - start
-        valid = dataset_elbo(self.model, self.params.views, self.valid_x, generator(self.device, EVAL_SEED),
-                             kl=cfg.kl)
+        valid = self.validation_elbo()
         if valid > self.best_valid:
             self.best_valid, self.best_epoch = valid, self.epoch
             self.best_flat[...] = self.params.flat
@@ -189,8 +250,37 @@ class Trainer:
                "train_kl": kl, "valid_elbo": valid, "seconds": train_seconds,
                "seconds_with_eval": time.perf_counter() - start, "skipped_steps": self.skipped_steps,
                "kl_weight": self.kl_weight(self.epoch), "lr": self.optimizer.lr}
+        if self.resumed_with and self.epoch == self.saved_epoch + 1:
+            row["resumed_with"] = dict(self.resumed_with)
         self.metrics.append(row)
         return row
+
+    def last_good(self):
+        """Where the run stands on disk after a failure, and how to go on from there."""
+        lr = self.optimizer.lr / 10
+        if self.saved_epoch == 0:
+            return f"no epoch finished, so there is no checkpoint: start again with a lower learning rate (--lr {lr:g})"
+        return (f"the last good checkpoint is {self.out / 'checkpoint.npz'} (epoch {self.saved_epoch}); continue "
+                f"from it with a lower learning rate: gvae train --resume --out {self.out} --lr {lr:g}")
+
+    def validation_elbo(self):
+        """The mean validation ELBO (nats per image) of the current parameters, with fixed noise."""
+        return dataset_elbo(self.model, self.params.views, self.valid_x, generator(self.device, EVAL_SEED),
+                            kl=self.config.kl)
+
+    def check_health(self, row):
+        """Raise DivergedError (metrics written, checkpoint not) if the epoch just run left the run unusable."""
+        valid, init = row["valid_elbo"], self.initial_valid
+        if not math.isfinite(valid):
+            why = f"the validation ELBO is {valid}"
+        elif not math.isfinite(kernels.sum_squares(self.params.flat)):
+            why = "the parameters hold NaN or inf"
+        elif init is not None and valid < init - max(abs(init), 1.0):
+            why = f"the validation ELBO fell to {valid:.4g}, far below the untrained model's {init:.4g}"
+        else:
+            return
+        write_jsonl(self.out / "metrics.jsonl", self.metrics)
+        raise DivergedError(f"training diverged in epoch {self.epoch}: {why}; {self.last_good()}")
 
     def save(self):
         """Write checkpoint.npz (host copies of the device's arrays) and metrics.jsonl, each atomically."""
@@ -198,34 +288,57 @@ class Trainer:
                   **self.optimizer.state()}
         meta = {"config": dataclasses.asdict(self.config), "epoch": self.epoch,
                 "param_shapes": self.params.shapes, "skipped_steps": self.skipped_steps,
-                "best_valid_elbo": self.best_valid, "best_epoch": self.best_epoch}
+                "bad_steps": self.bad_steps, "best_valid_elbo": self.best_valid, "best_epoch": self.best_epoch,
+                "initial_valid_elbo": self.initial_valid, "data_sha256": self.data_sha256}
         write_jsonl(self.out / "metrics.jsonl", self.metrics)
         checkpoint.save(self.out / "checkpoint.npz", arrays, meta)
+        self.saved_epoch = self.epoch
 
     def fit(self):
-        """Train until ``config.epochs`` epochs are done; returns the summary (also summary.json).
+        """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better
+        validation ELBO); returns the summary (also summary.json). Holds the run folder's lock throughout.
 
-        The test numbers use the parameters of the epoch with the best validation ELBO."""
+        After every epoch the run's health is checked before its checkpoint is written, so the checkpoint
+        on disk is always one of a healthy epoch; a run that goes wrong raises a :class:`TrainingStopped`
+        naming it. The test numbers use the parameters of the epoch with the best validation ELBO."""
         cfg = self.config
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / "config.json", dataclasses.asdict(cfg))
-        while self.epoch < cfg.epochs:
-            row = self.run_epoch()
-            self.save()
-            if not self.quiet:
-                print(f"epoch {row['epoch']:4d}  train {row['train_bound']:9.3f}  valid ELBO "
-                      f"{row['valid_elbo']:9.3f}  {row['seconds']:6.1f} s", flush=True)
-        best = self.params.unflatten(self.best_flat)
-        test = dataset_elbo(self.model, best, self.test_x, generator(self.device, EVAL_SEED), kl=cfg.kl)
-        summary = {"test_elbo": test, **bits_per_dim(self.model, {"test_elbo": test}), "best_epoch": self.best_epoch, "best_valid_elbo": self.best_valid,
-                   "epochs": self.epoch, "skipped_steps": self.skipped_steps, "n_train": len(self.train_x),
-                   "seconds_per_epoch": float(np.mean([m["seconds"] for m in self.metrics])),
-                   "n_parameters": int(self.params.size)}
-        write_json(self.out / "summary.json", summary)
+        # A run this trainer resumed, or whose checkpoint it wrote itself, is continued; any other is refused.
+        continuing = self.resumed or self.saved_epoch > 0
+        with rundir.writer(self.out, resume=continuing, overwrite=self.overwrite and not continuing):
+            write_json(self.out / "config.json", dataclasses.asdict(cfg))
+            if self.initial_valid is None and self.epoch == 0:
+                self.initial_valid = self.validation_elbo()
+            first, started = self.epoch, time.perf_counter()
+            stopped_early = False
+            while self.epoch < cfg.epochs:
+                row = self.run_epoch()
+                self.check_health(row)
+                self.save()
+                if not self.quiet:
+                    left = (time.perf_counter() - started) / (self.epoch - first) * (cfg.epochs - self.epoch)
+                    print(f"epoch {row['epoch']}/{cfg.epochs}  train bound {row['train_bound']:.3f}  valid ELBO "
+                          f"{row['valid_elbo']:.3f} nats/image  {row['seconds']:.1f} s"
+                          + (f"  about {_duration(left)} left" if self.epoch < cfg.epochs else ""), flush=True)
+                if cfg.patience and self.epoch - self.best_epoch >= cfg.patience:
+                    stopped_early = True
+                    if not self.quiet:
+                        print(f"stopped early: no better validation ELBO for {cfg.patience} epochs (best: epoch "
+                              f"{self.best_epoch})", flush=True)
+                    break
+            best = self.params.unflatten(self.best_flat)
+            test = dataset_elbo(self.model, best, self.test_x, generator(self.device, EVAL_SEED), kl=cfg.kl)
+            summary = {"test_elbo": test, **bits_per_dim(self.model, {"test_elbo": test}),
+                       "best_epoch": self.best_epoch, "best_valid_elbo": self.best_valid, "epochs": self.epoch,
+                       "stopped_early": stopped_early, "skipped_steps": self.skipped_steps,
+                       "n_train": len(self.train_x), "n_parameters": int(self.params.size),
+                       "seconds_per_epoch": float(np.mean([m["seconds"] for m in self.metrics]))
+                       if self.metrics else None}
+            write_json(self.out / "summary.json", summary)
         return summary
 
 
-def train(config, data, out, progress=True, quiet=False, device="cpu"):
+def train(config, data, out, progress=True, quiet=False, device="cpu", overwrite=False):
     """Train a VAE described by ``config`` on ``data`` (as returned by :func:`gvae.io.mnist.load_mnist`)
-    on ``device``, writing into ``out``; returns the summary dict."""
-    return Trainer(config, data, out, progress=progress, quiet=quiet, device=device).fit()
+    on ``device``, writing into the new run folder ``out`` (an existing run there is refused unless
+    ``overwrite``); returns the summary dict."""
+    return Trainer(config, data, out, progress=progress, quiet=quiet, device=device, overwrite=overwrite).fit()
