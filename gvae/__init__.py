@@ -1,19 +1,38 @@
-"""gvae: variational autoencoders with structured Gaussian posteriors, on NumPy and Numba or CuPy and CUDA.
+"""gvae: variational autoencoders with structured Gaussian posteriors, on NumPy and Numba.
 
 The layers, bottom up, each importing only from those below it:
 :mod:`gvae.kernels` (raw array kernels, Numba on CPU and CUDA on GPU, chosen from the arrays' type) <-
 :mod:`gvae.autodiff` and :mod:`gvae.ops` (differentiable primitives) <- :mod:`gvae.model` (networks,
 posteriors, likelihoods, objectives, the VAE) <- :mod:`gvae.training` (trainer, run folders,
-evaluation) <- :mod:`gvae.cli` and :mod:`gvae.plots`; :mod:`gvae.io` (files, data sets, images) stands
-apart. The public contract is ``docs/api.md`` in the repository.
+evaluation, trained models) <- :mod:`gvae.cli` and :mod:`gvae.plots`; :mod:`gvae.io` (files, data
+sets, images) stands apart. The public contract is ``docs/api.md`` in the repository.
 
-Importing gvae changes nothing outside it: no environment variable is set (see the README on
-``OMP_WAIT_POLICY``).
+Importing gvae changes nothing outside it (no environment variable is set; see the README on
+``OMP_WAIT_POLICY``), and loads its parts when they are first used, so that the command line can set
+thread counts before NumPy and Numba start their thread pools.
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from . import kernels, ops  # noqa: E402
-from .autodiff import grad, value_and_grad  # noqa: E402
-from .model import posteriors  # noqa: E402
+# name -> (module, attribute or None for the module itself)
+_LAZY = {"kernels": ("gvae.kernels", None), "ops": ("gvae.ops", None), "posteriors": ("gvae.model.posteriors", None),
+         "value_and_grad": ("gvae.autodiff", "value_and_grad"), "grad": ("gvae.autodiff", "grad"),
+         "load": ("gvae.training.trained", "load")}
 
-__all__ = ["kernels", "ops", "posteriors", "value_and_grad", "grad", "__version__"]
+__all__ = ["kernels", "ops", "posteriors", "value_and_grad", "grad", "load", "__version__"]
+
+
+def __getattr__(name):
+    try:
+        module, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'gvae' has no attribute {name!r}") from None
+    value = importlib.import_module(module)
+    value = value if attribute is None else getattr(value, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -19,7 +19,7 @@ def test_bad_flag_is_named_before_any_work(argv, flag, capsys, monkeypatch):
 
 @pytest.mark.parametrize("text", ["0", "0.0", "0.00", "0e0"])
 def test_zero_warmup_is_accepted_in_every_spelling(text):
-    from gvae.cli import build_parser
+    from gvae.commands import build_parser
     assert build_parser().parse_args(["train", "--out", "x", "--warmup", text]).warmup == 0.0
 
 

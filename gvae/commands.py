@@ -1,0 +1,276 @@
+"""The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample`` and
+``gvae plot``, and their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets
+the process up and calls :func:`run`."""
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .cli import THREAD_VARIABLES
+from .kernels import device_module, generator, to_device, to_host
+from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
+
+DEVICES = ["cpu", "cuda"]
+DEVICE_HELP = ("where the arrays live and the work is done: cpu (NumPy and Numba) or cuda (CuPy; pip install "
+               '"gvae[cuda12]" or "gvae[cuda13]")')
+
+
+def _flag_type(parse):
+    """An argparse ``type`` from a config parser that raises ``ValueError`` with its message."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
+_positive_int = _flag_type(positive_int)
+
+
+def _add_config_flags(parser, unset=None):
+    """One ``--flag`` per :class:`TrainConfig` field, with its default, help and parser (every default
+    replaced by ``unset`` when given: then a flag whose value is ``unset`` was not on the command line)."""
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata)
+        parse = meta.pop("parse", None)
+        if parse is not None:
+            meta["type"] = _flag_type(parse)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name,
+                            default=default if unset is None else unset, **meta)
+
+
+_UNSET = object()
+
+
+def given_config_flags(argv):
+    """{field name: value} of the TrainConfig flags that ``gvae train`` was given explicitly."""
+    args = build_parser(_UNSET).parse_args(argv)
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(args, f.name) is not _UNSET}
+
+
+def build_parser(unset=None):
+    parser = argparse.ArgumentParser(prog="gvae", description="VAEs with structured Gaussian posteriors.")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    parser.add_argument("--version", action="version", version=f"gvae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    threads = dict(type=_positive_int, default=None, metavar="N",
+                   help="threads for the BLAS, OpenMP and Numba (sets " + ", ".join(THREAD_VARIABLES)
+                        + " in this process; None: as the environment says, else one per core)")
+
+    t = sub.add_parser("train", help="train one model and write its run folder", formatter_class=defaults)
+    _add_config_flags(t, unset)
+    t.add_argument("--threads", **threads)
+    t.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
+    t.add_argument("--data", default=None, metavar="PATH",
+                   help="an .npz (train_x, train_y, valid_x, ...) or a folder of MNIST IDX files; "
+                        "default: MNIST from the cache ($GVAE_DATA), fetched on first use")
+    t.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder to write (a new one, unless --resume or --overwrite)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its own configuration; only " + ", ".join(
+                       "--" + name.replace("_", "-") for name in RESUMABLE) + " may change")
+    t.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
+
+    e = sub.add_parser("eval", help="test ELBO, IWAE bounds and importance-sampled log p(x) of a run",
+                       formatter_class=defaults)
+    e.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
+    e.add_argument("--threads", **threads)
+    e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K",
+                   help="importance samples per test image for log p(x)")
+    e.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N test images only")
+    e.add_argument("--per-example", default=None, metavar="FILE",
+                   help="also write per-image values (elbo, log_likelihood, iwae_k) to FILE (.npz or .csv)")
+    e.add_argument("--params", choices=["best", "last"], default="best",
+                   help="the parameters of the best validation epoch or of the last epoch")
+    e.add_argument("--batch-size", type=_positive_int, default=100, metavar="B", help="test images per pass")
+    e.add_argument("--memory-mb", type=_positive_int, default=256, metavar="M",
+                   help="bound on the memory of one decoder pass (samples are chunked to fit)")
+    e.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
+                   help="seed of the importance samples")
+    e.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
+    e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    e.add_argument("--quiet", action="store_true", help="no progress bar and no result line")
+
+    s = sub.add_parser("sample", help="decoder means and samples for z ~ N(0, I), saved as PNG grids",
+                       formatter_class=defaults)
+    s.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
+    s.add_argument("--threads", **threads)
+    s.add_argument("--n", type=_positive_int, default=64, metavar="N", help="images per grid")
+    s.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
+                   help="seed of z and of the samples")
+    s.add_argument("--params", choices=["best", "last"], default="best",
+                   help="the parameters of the best validation epoch or of the last epoch")
+    s.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
+    s.add_argument("--out", default=None, metavar="PREFIX",
+                   help="writes PREFIX_means.png and PREFIX_samples.png (None: DIR/decoder)")
+
+    pl = sub.add_parser("plot", help="pictures of a run (needs matplotlib: pip install 'gvae[plot]')",
+                        formatter_class=defaults)
+    pl.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
+    pl.add_argument("--threads", **threads)
+    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
+    pl.add_argument("--params", choices=["best", "last"], default="best",
+                    help="the parameters of the best validation epoch or of the last epoch")
+    pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    pl.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
+                    help="seed of the test images shown and of the noise")
+    return parser
+
+
+def cmd_train(args, argv):
+    from .io.mnist import load_mnist
+    from .training import Trainer, TrainingStopped, rundir
+    from .training.trainer import resume_conflicts
+
+    rundir.check(args.out, args.resume, args.overwrite)  # before the data are loaded
+    given = given_config_flags(argv)
+    if args.resume:
+        conflicts = resume_conflicts(args.out, given)
+        if conflicts:
+            listed = "; ".join(f"--{name.replace('_', '-')} {value} (the run's: {run})" for name, value, run in conflicts)
+            raise ValueError(f"--resume continues {args.out} with its own configuration, but these flags differ "
+                             f"from it: {listed}. Only " + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE)
+                             + " may change on resume; start a new run (another --out) for the rest")
+    data = load_mnist(args.data)
+    if args.resume:
+        trainer = Trainer.resume(args.out, data, quiet=args.quiet, device=args.device,
+                                 **{k: v for k, v in given.items() if k in RESUMABLE})
+    else:
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+        trainer = Trainer(config, data, args.out, quiet=args.quiet, device=args.device, overwrite=args.overwrite)
+    try:
+        summary = trainer.fit()
+    except TrainingStopped as e:
+        print(f"gvae: {e}", file=sys.stderr)
+        return 3
+    if not args.quiet:
+        print(f"test ELBO {summary['test_elbo']:.3f} nats; run written to {args.out}")
+    return 0
+
+
+def cmd_eval(args):
+    import resource
+
+    from .io.mnist import load_mnist
+    from .io.files import atomic_path, write_json
+    from .training.evaluate import evaluate
+    from .training.runs import bits_per_dim, fixed_eval_sets, load_model
+
+    per_example = _per_example_path(args.per_example)  # checked before any work, not after eval.json
+    model, params, config = load_model(args.run, args.params, args.device)
+    test_x = fixed_eval_sets(load_mnist(args.data), model)[1]
+    if args.limit is not None:
+        test_x = test_x[:args.limit]
+    test_x = to_device(test_x, args.device)
+    per, means, seconds = evaluate(model, params, test_x, args.iw_samples, seed=args.seed,
+                                   batch_size=args.batch_size, memory_mb=args.memory_mb,
+                                   progress=not args.quiet, kl=config.kl)
+    result = {"test_elbo": means["elbo"], "test_log_likelihood": means["log_likelihood"],
+              "iw_samples": args.iw_samples, "n_test": len(test_x), "params": args.params, "seconds": seconds,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              **{f"test_{k}": v for k, v in means.items() if k.startswith("iwae_")}}
+    result.update(bits_per_dim(model, {"test_elbo": result["test_elbo"],
+                                       "test_log_likelihood": result["test_log_likelihood"]}))
+    run = Path(args.run)
+    previous = run / "eval.json"
+    if previous.is_file():  # an evaluation by an older gvae, with another K, is kept under its own name
+        try:
+            k_old = json.loads(previous.read_text()).get("iw_samples")
+        except (ValueError, OSError):
+            k_old = None
+        if isinstance(k_old, int) and k_old != args.iw_samples and not (run / f"eval_k{k_old}.json").exists():
+            write_json(run / f"eval_k{k_old}.json", json.loads(previous.read_text()))
+    write_json(run / f"eval_k{args.iw_samples}.json", result)
+    write_json(previous, result)
+    if per_example:
+        path = str(per_example)
+        with atomic_path(path, suffix=per_example.suffix) as tmp:
+            if path.endswith(".npz"):
+                with open(tmp, "wb") as f:
+                    np.savez(f, **per)
+            else:
+                keys = sorted(per)
+                np.savetxt(tmp, np.column_stack([per[k] for k in keys]), delimiter=",",
+                           header=",".join(keys), comments="", fmt="%.6f")
+    if not args.quiet:
+        bounds = "  ".join(f"L_{k} {result[f'test_iwae_{k}']:.3f}" for k in (1, 5, 50) if f"test_iwae_{k}" in result)
+        print(f"test ELBO {result['test_elbo']:.3f}  {bounds + '  ' if bounds else ''}log p(x) ~ "
+              f"{result['test_log_likelihood']:.3f} (L_{args.iw_samples}) nats per image; {len(test_x)} images, "
+              f"{seconds:.1f} s; written to {previous} and {run / f'eval_k{args.iw_samples}.json'}")
+    return 0
+
+
+def _per_example_path(text):
+    """The --per-example file as a Path, checked: a .npz or .csv file in an existing folder."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"--per-example {text} is a folder; expected a file name ending in .npz or .csv")
+    if path.suffix not in (".npz", ".csv"):
+        raise ValueError(f"--per-example {text}: expected a file name ending in .npz or .csv")
+    if not path.parent.is_dir():
+        raise ValueError(f"--per-example {text}: the folder {path.parent} does not exist")
+    return path
+
+
+def cmd_sample(args):
+    from .io.images import tile, write_png
+    from .training.runs import load_model
+
+    model, params, _ = load_model(args.run, args.params, args.device)
+    rng = generator(args.device, args.seed)
+    z = rng.standard_normal((args.n, model.latent), dtype=model.dtype)
+    out = model.decode(params, z)
+    prefix = args.out or f"{args.run}/decoder"
+    written = []
+    for kind, images in (("means", model.likelihood.mean(out, params)),
+                         ("samples", model.likelihood.sample(out, params, rng))):
+        path = f"{prefix}_{kind}.png"
+        write_png(path, tile(np.clip(to_host(images), 0, 1)), scale=2)
+        written.append(path)
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+def cmd_plot(args):
+    from .io.mnist import load_mnist
+    from .plots import plot_run
+
+    paths = plot_run(args.run, load_mnist(args.data), out_dir=args.out, seed=args.seed, which=args.params)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot}
+
+
+def run(argv):
+    """Parse ``argv`` (the arguments after ``gvae``) and run the command; returns the exit status."""
+    argv = list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if hasattr(args, "device"):
+            device_module(args.device)  # an unavailable device is refused before any work is done
+        if args.command == "train":
+            return cmd_train(args, argv)
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
+        print(f"gvae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        hint = ""
+        if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
+            hint = f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
+        print(f"\ngvae: interrupted{hint}", file=sys.stderr)
+        return 130

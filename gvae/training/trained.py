@@ -1,0 +1,89 @@
+"""A trained model as a user holds it: ``gvae.load(run_dir)``.
+
+    import gvae
+    vae = gvae.load("runs/chain")              # the best-validation parameters, on the CPU
+    z = vae.encode(x)["mu"]                    # x: (N, 784) images in [0, 1]
+    images = vae.decode(z)                     # the decoder's mean images
+    log_px = vae.log_likelihood(x, k=5000)     # importance-sampled log p(x) per image, nats
+
+Images go in as the data sets hold them (floats in [0, 1], shape (N, n)); they are turned into the
+model's observations (binarised, or dequantised for continuous likelihoods) where a density is needed,
+with a fixed seed, as the evaluation sets are. Outputs are arrays of the device the model was loaded on.
+"""
+import numpy as np
+
+from ..kernels import device_of, generator, to_device, to_host
+from ..model.objectives import elbo
+from .evaluate import importance_sampling
+from .runs import load_model
+
+
+class TrainedModel:
+    """The VAE of a run folder with its trained parameters: ``config`` (the run's TrainConfig),
+    ``model`` (the :class:`gvae.model.VAE`), ``params`` (name -> array) and ``device``."""
+
+    def __init__(self, run_dir, which="best", device="cpu"):
+        self.run_dir = run_dir
+        self.device = device
+        self.model, self.params, self.config = load_model(run_dir, which, device)
+
+    def __repr__(self):
+        c = self.config
+        return (f"TrainedModel({str(self.run_dir)!r}: {c.posterior} posterior, latent {c.latent}, hidden "
+                f"{list(c.hidden)}, {c.likelihood} likelihood, on {self.device})")
+
+    def _images(self, x):
+        x = to_device(np.ascontiguousarray(x, dtype=self.model.dtype) if device_of(x) == "cpu" else x,
+                      self.device)
+        if x.ndim != 2 or x.shape[1] != self.model.n_in:
+            raise ValueError(f"expected images of shape (N, {self.model.n_in}), got {tuple(x.shape)}")
+        self.model.likelihood.check(to_host(x))
+        return x
+
+    def _observed(self, x, seed):
+        """Images as the model's observations (binarised or dequantised with ``seed``)."""
+        return self.model.likelihood.prepare(self._images(x), generator(self.device, seed))
+
+    def encode(self, x):
+        """The posterior q(z|x) of each image: the family's parameters, a dict whose ``"mu"`` (N, d) is
+        the posterior mean (a banded family adds its factor ``"L"`` (N, K, d) and ``"offsets"``)."""
+        return self.model.encode(self.params, self._images(x))
+
+    def decode(self, z):
+        """The decoder's mean image (the median for logit-normal likelihoods) for latent points z (N, d)."""
+        z = to_device(np.asarray(z, dtype=self.model.dtype) if device_of(z) == "cpu" else z, self.device)
+        if z.ndim != 2 or z.shape[1] != self.model.latent:
+            raise ValueError(f"expected latent points of shape (N, {self.model.latent}), got {tuple(z.shape)}")
+        return self.model.likelihood.mean(self.model.decode(self.params, z), self.params)
+
+    def sample(self, n, seed=0, mean=True):
+        """n images from the model: z ~ N(0, I), then the decoder's mean (``mean``) or a draw of x|z."""
+        rng = generator(self.device, seed)
+        z = rng.standard_normal((int(n), self.model.latent), dtype=self.model.dtype)
+        out = self.model.decode(self.params, z)
+        lik = self.model.likelihood
+        return lik.mean(out, self.params) if mean else lik.sample(out, self.params, rng)
+
+    def reconstruct(self, x):
+        """The decoder's mean image at each image's posterior mean: decode(encode(x)["mu"])."""
+        return self.decode(self.encode(x)["mu"])
+
+    def elbo(self, x, seed=0):
+        """The ELBO of each image (nats of the data, one Monte Carlo sample; analytic KL where the run's is)."""
+        obs = self._observed(x, seed)
+        eps = generator(self.device, seed + 1).standard_normal((1, len(obs), self.model.latent),
+                                                              dtype=self.model.dtype)
+        return elbo(self.model, self.params, obs, eps, self.config.kl) + self.model.likelihood.nats_offset()
+
+    def log_likelihood(self, x, k=5000, seed=0, batch_size=100):
+        """Importance-sampled log p(x) of each image with k samples (the IWAE bound L_k, nats of the
+        data), float64 (N,) on the model's device."""
+        obs = self._observed(x, seed)
+        return importance_sampling(self.model, self.params, obs, int(k), generator(self.device, seed + 1), ks=(),
+                                   batch_size=batch_size, progress=False)["log_likelihood"]
+
+
+def load(run_dir, which="best", device="cpu"):
+    """The trained model of a run folder written by ``gvae train``: ``which`` parameters ("best" by
+    validation, or "last"), on ``device``; see :class:`TrainedModel`."""
+    return TrainedModel(run_dir, which, device)
