@@ -227,18 +227,29 @@ def cmd_sample(args):
     from .io.images import tile, write_png
     from .training.runs import load_model
 
-    model, params, _ = load_model(args.run, args.params, args.device)
+    model, params, config = load_model(args.run, args.params, args.device)
     rng = generator(args.device, args.seed)
     z = rng.standard_normal((args.n, model.latent), dtype=model.dtype)
     out = model.decode(params, z)
     prefix = args.out or f"{args.run}/decoder"
+    try:
+        from . import plots
+        plots._figure(1, 1)
+    except RuntimeError:  # no matplotlib: plain grids, without titles
+        plots = None
+    kinds = {"means": (model.likelihood.mean(out, params), "decoder means"),
+             "samples": (model.likelihood.sample(out, params, rng), "samples x ~ p(x|z)")}
     written = []
-    for kind, images in (("means", model.likelihood.mean(out, params)),
-                         ("samples", model.likelihood.sample(out, params, rng))):
+    for kind, (images, what) in kinds.items():
         path = f"{prefix}_{kind}.png"
-        write_png(path, tile(np.clip(to_host(images), 0, 1)), scale=2)
+        images = np.clip(to_host(images), 0, 1)
+        if plots is None:
+            write_png(path, tile(images), scale=2)
+        else:
+            plots.plot_image_grid(images, path, f"{what} for {args.n} draws z ~ N(0, I) ({args.params} parameters)",
+                                  plots.run_title(config, args.run))
         written.append(path)
-    print("wrote " + ", ".join(written))
+    print("wrote " + ", ".join(written) + ("" if plots else " (untitled: pip install 'gvae[plot]' for titles)"))
     return 0
 
 

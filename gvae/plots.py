@@ -22,9 +22,11 @@ model, its parameters and an output path:
                            test points (:func:`plot_correlation`)
 =========================  ======================================================================
 """
+import dataclasses
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -49,12 +51,21 @@ def _figure(width, height, layout=None):
     return fig
 
 
-def _image_figure(img, zoom, title, left=0.25, right=0.25, bottom=0.25, top=0.5):
+def _wrap(title, width_inches, fontsize):
+    """``title`` broken into lines that fit a figure ``width_inches`` wide (about 0.55 em per character)."""
+    chars = max(20, int(width_inches * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in title.split("\n"))
+
+
+def _image_figure(img, zoom, title, left=0.25, right=0.25, bottom=0.25, top=0.3):
     """A figure showing the 2-d array img in [0, 1] at exactly ``zoom`` screen pixels per image pixel
-    (crisp, no resampling), with margins given in inches. Returns (fig, ax)."""
+    (crisp, no resampling), with margins given in inches (the top one grows with the title's lines).
+    Returns (fig, ax)."""
     h, w = img.shape
     aw, ah = w * zoom / DPI, h * zoom / DPI
-    fw, fh = aw + left + right, ah + bottom + top
+    fw = aw + left + right
+    title = _wrap(title, fw, 11)
+    fh = ah + bottom + top + 0.2 * (title.count("\n") + 1)
     fig = _figure(fw, fh)
     ax = fig.add_axes([left / fw, bottom / fh, aw / fw, ah / fh])
     ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
@@ -110,11 +121,20 @@ def _gray(ax, img, title=None):
         ax.set_title(title)
 
 
-def _run_title(config):
+def run_title(config, run_dir=None):
+    """One line naming the run folder, its posterior, likelihood and network: the second line of every
+    picture's title, so a picture read on its own says what it shows."""
     if not config:
-        return ""
+        return "" if run_dir is None else Path(run_dir).name
+    config = config if isinstance(config, dict) else dataclasses.asdict(config)
     hidden = "-".join(str(h) for h in config.get("hidden", ()))
-    return f"{config.get('posterior', '?')} posterior, latent {config.get('latent', '?')}, hidden {hidden}"
+    name = "" if run_dir is None else f"{Path(run_dir).resolve().name}: "
+    return (f"{name}{config.get('posterior', '?')} posterior, {config.get('likelihood', 'bernoulli')} likelihood, "
+            f"latent {config.get('latent', '?')}, hidden {hidden}")
+
+
+def _titled(title, subtitle):
+    return title if not subtitle else f"{title}\n{subtitle}"
 
 
 def _read_json(path):
@@ -152,17 +172,25 @@ def plot_curves(run_dir, path=None):
     ax.set_ylabel("ELBO (nats per image)")
     if len(epochs) < 15:
         ax.set_xticks(epochs)
+    # The first epoch starts from the untrained model, often hundreds of nats below the rest: scale the
+    # axis to the later epochs and say where the first one went, rather than flatten every later change.
+    later = [v for r in rows[1:] for v in (r["train_elbo"], r["valid_elbo"]) if v is not None and np.isfinite(v)]
+    first = [v for v in (rows[0]["train_elbo"], rows[0]["valid_elbo"]) if v is not None and np.isfinite(v)]
+    if len(rows) >= 3 and later and first:
+        lo, hi = min(later), max(later)
+        pad = 0.15 * (hi - lo) or 1.0
+        if min(first) < lo - 3 * (hi - lo + pad):
+            ax.set_ylim(lo - pad, hi + pad)
+            ax.annotate(f"epoch 1 below the axis ({min(first):.1f})", xy=(epochs[0], lo - pad), xytext=(0, 8),
+                        textcoords="offset points", fontsize=8, color="0.3")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
-    title = "Learning curves"
-    if config:
-        title += f"\n{_run_title(config)}"
-    ax.set_title(title, fontsize=11)
+    ax.legend(loc="best", fontsize=9)
+    ax.set_title(_wrap(_titled("Learning curves", run_title(config, run_dir)), 6.4, 11), fontsize=11)
     fig.tight_layout()
     return _save(fig, path if path is not None else run_dir / "curves.png")
 
 
-def plot_reconstructions(model, params, x, path, n_images=16, labels=None):
+def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subtitle=None):
     """``reconstructions.png``: the first ``n_images`` rows of x (top) and the decoder means of their
     reconstructions through the posterior mean, z = mu(x) (bottom). Returns the path."""
     if n_images < 1:
@@ -175,7 +203,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None):
     pad = 2
     grid = tile(np.concatenate([x, recon]).reshape(2 * n, side, side), 2, n, pad=pad)
     zoom = 2 if side <= 32 else 1
-    fig, ax = _image_figure(grid, zoom, "Reconstructions: decoder mean at z = posterior mean",
+    fig, ax = _image_figure(grid, zoom, _titled("Reconstructions: decoder mean at z = posterior mean", subtitle),
                             left=1.25, bottom=0.5 if labels is not None else 0.2)
     centre = [pad + k * (side + pad) + (side - 1) / 2 for k in range(max(n, 2))]
     ax.set_yticks(centre[:2], ["test image", "reconstruction"])
@@ -186,15 +214,22 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None):
     return _save(fig, path)
 
 
-def plot_samples(model, params, path, rows=8, cols=8, seed=0):
+def plot_samples(model, params, path, rows=8, cols=8, seed=0, subtitle=None):
     """``samples.png``: decoder means for rows x cols draws z ~ N(0, I). Returns the path."""
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((rows * cols, model.latent))
     means = decoder_means(model, params, z)
-    side = _side_or_raise(means.shape[1])
-    grid = tile(means.reshape(-1, side, side), rows, cols, pad=2)
-    fig, _ = _image_figure(grid, 2 if side <= 32 else 1, f"Samples: decoder means for z ~ N(0, I), "
-                                                         f"d = {model.latent}", left=0.4, right=0.4)
+    return plot_image_grid(means, path, f"Samples: decoder means for z ~ N(0, I), d = {model.latent}",
+                           subtitle, cols=cols)
+
+
+def plot_image_grid(images, path, title, subtitle=None, cols=None):
+    """Square images (N, n) in [0, 1] as one titled grid (``cols`` per row, default about sqrt(N)).
+    Returns the path."""
+    images = np.clip(np.asarray(images, dtype=np.float64), 0, 1)
+    side = _side_or_raise(images.shape[1])
+    grid = tile(images.reshape(-1, side, side), cols=cols, pad=2)
+    fig, _ = _image_figure(grid, 2 if side <= 32 else 1, _titled(title, subtitle), left=0.4, right=0.4)
     return _save(fig, path)
 
 
@@ -313,7 +348,7 @@ def _free_slots(model, offsets, banded):
     return free
 
 
-def plot_cholesky_diagonals(model, params, x, path, labels=None):
+def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     """``cholesky_diagonals.png``: for each row of x (a few test images), the entries of the Cholesky
     factor L of the posterior precision P = L L^T along each stencil diagonal (one line per diagonal,
     plotted against the row index i of L[i, i - offset]; entries the stencil keeps at zero, such as
@@ -339,12 +374,12 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None):
     axes[0].set_ylabel("entry of L")
     axes[0].legend(fontsize=8, loc="best")
     how = "its stencil diagonals" if banded else "first diagonals of the dense Cholesky factor"
-    fig.suptitle(f"Cholesky factor L of the posterior precision P = L L$^T$: {how} "
-                 f"({model.family.name}, d = {d})", fontsize=11)
+    fig.suptitle(_titled(f"Cholesky factor L of the posterior precision P = L L$^T$: {how} "
+                         f"({model.family.name}, d = {d})", subtitle), fontsize=11)
     return _save(fig, path)
 
 
-def plot_correlation(model, params, x, path, labels=None):
+def plot_correlation(model, params, x, path, labels=None, subtitle=None):
     """``correlation.png``: the posterior correlation matrix of z for each row of x, as heatmaps on
     one diverging colour scale over [-1, 1]. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
@@ -362,7 +397,7 @@ def plot_correlation(model, params, x, path, labels=None):
         ax.set_xlabel("latent unit j")
         ax.set_ylabel("latent unit i")
     fig.colorbar(im, ax=axes, shrink=0.9, label="corr($z_i$, $z_j$ | x)")
-    fig.suptitle(f"Posterior correlation matrices ({model.family.name}, d = {d})", fontsize=11)
+    fig.suptitle(_titled(f"Posterior correlation matrices ({model.family.name}, d = {d})", subtitle), fontsize=11)
     return _save(fig, path)
 
 
@@ -395,6 +430,7 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
         data = load_mnist()
     test_x = prepared_test_images(data, model)
     test_y = data["test"][1] if len(data["test"]) > 1 else None
+    subtitle = run_title(config, run_dir)
     written = [plot_curves(run_dir, out_dir / "curves.png")]
     side = image_side(test_x.shape[1])
     if side is None:
@@ -403,13 +439,14 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
               file=sys.stderr)
     else:
         written.append(plot_reconstructions(model, params, test_x, out_dir / "reconstructions.png",
-                                            n_images=n_images, labels=test_y))
-        written.append(plot_samples(model, params, out_dir / "samples.png", seed=seed))
+                                            n_images=n_images, labels=test_y, subtitle=subtitle))
+        written.append(plot_samples(model, params, out_dir / "samples.png", seed=seed, subtitle=subtitle))
         if model.latent == 2:
             written.append(plot_manifold(model, params, out_dir / "manifold.png"))
     if is_structured(model):
         pts = test_x[:n_points]
         labels = None if test_y is None else test_y[:n_points]
-        written.append(plot_cholesky_diagonals(model, params, pts, out_dir / "cholesky_diagonals.png", labels))
-        written.append(plot_correlation(model, params, pts, out_dir / "correlation.png", labels))
+        written.append(plot_cholesky_diagonals(model, params, pts, out_dir / "cholesky_diagonals.png", labels,
+                                               subtitle))
+        written.append(plot_correlation(model, params, pts, out_dir / "correlation.png", labels, subtitle))
     return written
