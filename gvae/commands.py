@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .kernels.jit import cache_is_cold
 from .cli import THREAD_VARIABLES
 from .kernels import device_module, generator, to_device, to_host
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
@@ -273,6 +274,9 @@ def run(argv):
     try:
         if hasattr(args, "device"):
             device_module(args.device)  # an unavailable device is refused before any work is done
+        if not getattr(args, "quiet", False) and cache_is_cold():
+            print("gvae: compiling gvae's kernels for this machine (the first run only: about a minute; "
+                  "they are cached for the next runs)", file=sys.stderr)
         if args.command == "train":
             return cmd_train(args, argv)
         return COMMANDS[args.command](args)

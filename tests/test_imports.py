@@ -41,3 +41,18 @@ def test_import_and_run_without_a_writable_cache(tmp_path):
     assert out.returncode == 0, out.stderr
     assert abs(float(out.stdout.strip().splitlines()[-1]) - 3.0) < 1e-12
     assert "NUMBA_CACHE_DIR" in out.stderr and "cannot cache" in out.stderr
+
+
+def test_a_cold_kernel_cache_is_announced_once(tmp_path):
+    """A fresh copy of the package (no compiled kernels yet): the first command says it compiles, the
+    second (cache now warm) does not."""
+    pkg = tmp_path / "site" / "gvae"
+    shutil.copytree(ROOT / "gvae", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["PYTHONPATH"] = str(pkg.parent)
+    code = ("import numpy as np, gvae.kernels.jit as j; print(j.cache_is_cold()); from gvae import kernels; "
+            "kernels.band_logdet(np.ones((1, 1, 3)))")
+    first = _run(code, env, tmp_path)
+    second = _run(code, env, tmp_path)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split()[-1] == "True" and second.stdout.split()[-1] == "False"

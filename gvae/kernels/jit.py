@@ -7,13 +7,14 @@ those places is writable: if so every kernel is cached there, if not the kernels
 each process (correct, only slower to start) and one warning says how to give Numba a cache folder.
 gvae sets no environment variable and changes no Numba setting.
 """
+import glob
 import os
 import tempfile
 import warnings
 
 from numba import config, njit
 
-__all__ = ["jit", "CACHING"]
+__all__ = ["jit", "CACHING", "cache_is_cold"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,6 +50,16 @@ if not CACHING:
     warnings.warn("gvae: Numba cannot cache gvae's compiled kernels (neither the package's __pycache__ "
                   f"nor {_user_cache_dir()} is writable), so they are compiled again in every process; "
                   "set NUMBA_CACHE_DIR to a writable folder to keep them", RuntimeWarning, stacklevel=2)
+
+
+def cache_is_cold():
+    """Whether gvae's kernels will be compiled in this process although they could be cached: the
+    in-tree cache is writable but holds no index file (``*.nbi``, Numba's documented cache format) for
+    the kernels yet, as after a fresh install. Where the cache lives elsewhere this is not known: False."""
+    folders = [os.path.join(d, "__pycache__") for d in (_HERE, os.path.join(_HERE, "band"))]
+    if not CACHING or config.CACHE_DIR or not all(_writable_dir(f) for f in folders):
+        return False
+    return not any(glob.glob(os.path.join(f, "*_cpu.*.nbi")) for f in folders)
 
 
 def jit(*args, **options):
