@@ -7,6 +7,7 @@ samples of each run as a PNG, and writes a Markdown table:
     python examples/compare_likelihoods.py --epochs 5 --iw-samples 100 --test-limit 1000 --out runs/lik
 """
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,9 +17,25 @@ import numpy as np
 from gvae.io.mnist import load_mnist
 from gvae.training.evaluate import evaluate
 from gvae.io.files import atomic_path, write_json
-from gvae.io.images import tile, write_png
+from gvae.model.posteriors import dense_factor
+from gvae.plots import plot_image_grid, run_title
 from gvae.training import TrainConfig, Trainer
 from gvae.training.runs import fixed_eval_sets, load_model
+
+def precision_conditioning(model, params, decoded):
+    """How far from singular the pixel precision P = L L^T of each decoded output is (float64, dense):
+    the median and largest condition number, and the median standard deviation, in logits, along the
+    direction of least precision (what a sample draws with eps ~ N(0, I) through L^-T)."""
+    L = np.asarray(model.likelihood._factor(decoded, params), dtype=np.float64)
+    conds, sds = [], []
+    for Lb in L:
+        Ld = dense_factor(Lb, model.likelihood.offsets)
+        w = np.linalg.eigvalsh(Ld @ Ld.T)
+        conds.append(w[-1] / w[0])
+        sds.append(1 / math.sqrt(w[0]))
+    return {"precision_condition_median": float(np.median(conds)), "precision_condition_max": float(np.max(conds)),
+            "weakest_direction_sd_median": float(np.median(sds))}
+
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--likelihoods", nargs="+",
@@ -54,8 +71,15 @@ for lik in args.likelihoods:
                 "seconds_per_epoch": summary["seconds_per_epoch"]})
             rng = np.random.default_rng(0)
             decoded = model.decode(params, rng.standard_normal((64, model.latent)).astype(model.dtype))
-            write_png(run / "samples.png", tile(np.clip(model.likelihood.sample(decoded, params, rng), 0, 1)), scale=2)
-            write_png(run / "means.png", tile(np.clip(model.likelihood.mean(decoded, params), 0, 1)), scale=2)
+            title = run_title(dataclasses.asdict(config), run)
+            plot_image_grid(model.likelihood.sample(decoded, params, rng), run / "samples.png",
+                            "samples x ~ p(x|z), z ~ N(0, I)", title)
+            plot_image_grid(model.likelihood.mean(decoded, params), run / "means.png",
+                            "decoder means (logit-normal: medians sigmoid(mu)), z ~ N(0, I)", title)
+            if hasattr(model.likelihood, "offsets"):
+                result = json.loads((run / "eval.json").read_text())
+                result.update(precision_conditioning(model, params, decoded[:16]))
+                write_json(run / "eval.json", result)
         result = json.loads((run / "eval.json").read_text())
         rows.append((lik, post, result))
         print(f"{lik:20s} {post:9s} log p(x) {result['test_log_likelihood']:9.1f} nats "
