@@ -26,16 +26,23 @@ def band_solve_t(L, offsets, b, check=True):
     return kernels.band_solve_t(L, offsets, b, check=check)
 
 
-def _solve_t_vjp(ans, argnums, L, offsets, b, check=True):
-    # x = L^{-T} b:  u = L^{-1} g;  gb = u;  gL[k, i] = -sum_s x_i u_{i - o_k}
-    def vjp(g):
-        u = kernels.band_solve(L, offsets, _cast(g, L), check=False)
-        gL = kernels.band_outer(ans, u, offsets, L.shape[:-2], scale=-1.0) if 0 in argnums else None
-        return gL, None, u
-    return vjp
+def _solve_vjp(transposed):
+    """The VJP maker of a substitution. x = L^{-T} b: u = L^{-1} g, gb = u, gL[k, i] = -sum_s x_i u_{i-o_k};
+    x = L^{-1} b: u = L^{-T} g, gb = u, gL[k, i] = -sum_s u_i x_{i-o_k} (the other solve, the outer
+    product's factors swapped)."""
+    other = kernels.band_solve if transposed else kernels.band_solve_t
+
+    def maker(ans, argnums, L, offsets, b, check=True):
+        def vjp(g):
+            u = other(L, offsets, _cast(g, L), check=False)
+            pair = (ans, u) if transposed else (u, ans)
+            gL = kernels.band_outer(*pair, offsets, L.shape[:-2], scale=-1.0) if 0 in argnums else None
+            return gL, None, u
+        return vjp
+    return maker
 
 
-defvjp_joint(band_solve_t, _solve_t_vjp)
+defvjp_joint(band_solve_t, _solve_vjp(transposed=True))
 
 
 @primitive
@@ -44,16 +51,7 @@ def band_solve(L, offsets, b, check=True):
     return kernels.band_solve(L, offsets, b, check=check)
 
 
-def _solve_vjp(ans, argnums, L, offsets, b, check=True):
-    # x = L^{-1} b:  u = L^{-T} g;  gb = u;  gL[k, i] = -sum_s u_i x_{i - o_k}
-    def vjp(g):
-        u = kernels.band_solve_t(L, offsets, _cast(g, L), check=False)
-        gL = kernels.band_outer(u, ans, offsets, L.shape[:-2], scale=-1.0) if 0 in argnums else None
-        return gL, None, u
-    return vjp
-
-
-defvjp_joint(band_solve, _solve_vjp)
+defvjp_joint(band_solve, _solve_vjp(transposed=False))
 
 
 @primitive

@@ -12,48 +12,25 @@ from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, LIKELIHOODS
 
 
-def positive_int(text):
-    """An int >= 1 from its text."""
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise ValueError(f"expected a positive integer, got {v}")
-    return v
+def _number_parser(kind, noun, strict):
+    """A parser of ``kind`` (int or float) from text that accepts finite values > 0 (``strict``) or >= 0,
+    raising ValueError with a message that names the expected ``noun``."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a {noun}, got {text!r}") from None
+        if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
+            raise ValueError(f"expected a {noun}, got {text}")
+        return v
+    parse.__name__ = noun.replace(" ", "_").replace("-", "_")
+    return parse
 
 
-def non_negative_int(text):
-    """An int >= 0 from its text."""
-    try:
-        v = int(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise ValueError(f"expected a non-negative integer, got {v}")
-    return v
-
-
-def positive_float(text):
-    """A finite float > 0 from its text."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a positive number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"expected a positive finite number, got {text}")
-    return v
-
-
-def non_negative_float(text):
-    """A finite float >= 0 from its text."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a non-negative number, got {text!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"expected a non-negative finite number, got {text}")
-    return v
+positive_int = _number_parser(int, "positive integer", strict=True)
+non_negative_int = _number_parser(int, "non-negative integer", strict=False)
+positive_float = _number_parser(float, "positive finite number", strict=True)
+non_negative_float = _number_parser(float, "non-negative finite number", strict=False)
 
 
 def _option(default, help, **cli):
