@@ -1,8 +1,12 @@
 """The banded-factor kernels of gvae.kernels against dense NumPy references (tests/band_reference.py)."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from gvae import kernels
+from gvae.kernels.jit import CACHING
 from gvae.model import lattice
 from tests.band_reference import (band_from_dense, dense_from_band, logdet_ref, matvec_ref, matvec_t_ref,
                                   named_offsets, random_factor, random_offsets, solve_ref, solve_t_ref,
@@ -154,6 +158,36 @@ def test_sigma_diagonal_of_chain_recursion_large_n():
     g = kernels.band_trace_inv_grad(L3, (0, 1, 2), np.ones(250))
     np.testing.assert_allclose(kernels.band_trace_inv_grad(L, (0, 1), np.ones(250)), g[:, :2], rtol=1e-10)
     _close(kernels.band_trace_inv(L[:3], (0, 1)), trace_inv_ref(L[:3], (0, 1)), np.float64)
+
+
+_CACHED_CALLS = """
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from gvae import kernels
+from gvae.kernels.backend import _IMPLEMENTATIONS
+from gvae.kernels.band import product_cpu
+L, b, offs = np.ones((2, 3, 9)), np.ones((2, 9)), (0, 1, 3)
+for name in ("band_solve_t", "band_solve", "band_matvec_t", "band_matvec"):
+    getattr(kernels, name)(L, offs, b)
+kernels.band_outer(b, b, offs, (2,))
+kernels.band_logdet(L)
+kernels.band_trace_inv(L, offs)
+kernels.band_trace_inv_grad(L, offs, 1.0)
+entries = [f for n, f in _IMPLEMENTATIONS["cpu"].items() if n.startswith("band_") and isinstance(f, CPUDispatcher)]
+entries.append(product_cpu._outer)
+print(sum(sum(f.stats.cache_misses.values()) for f in entries), sum(sum(f.stats.cache_hits.values()) for f in entries))
+"""
+
+
+def test_a_new_process_loads_every_kernel_from_numba_cache():
+    # The kernels are generated variants (one per direction, one driver per kernel); a variant that
+    # reached another through a closure or an argument would miss Numba's cache in every new process.
+    if not CACHING:
+        pytest.skip("Numba cannot cache gvae's kernels on this machine")
+    for _ in range(2):  # the first run may compile (and store) what this process has not
+        out = subprocess.run([sys.executable, "-c", _CACHED_CALLS], capture_output=True, text=True, check=True)
+    misses, hits = map(int, out.stdout.split())
+    assert (misses, hits) == (0, 8), out.stdout
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ Every kernel writes into ``out`` and returns ``(bad, checksum)``: the number of 
 it met, and a float64 sum of its outputs and of the diagonals it read, through which any NaN or inf in
 the inputs shows (see ``_checksum``); the wrappers turn them into errors.
 
-Vector work is split over the P = F * S (factor, sample) pairs, factor-major, in one chunk per prange
-iteration (serially below ``_PARALLEL_MIN``); what depends only on the factor (reciprocal diagonal,
+Vector work is split over the P = F * S (factor, sample) pairs, factor-major, in chunks that the
+driver (driver_cpu) runs serially or in parallel; what depends only on the factor (reciprocal diagonal,
 rows scaled by it) is computed once per factor inside a chunk and reused by all its samples. Scratch
 buffers are allocated per chunk. Inner loops are branch-free: the edge ``i - offs[k] < 0`` (or
 ``i + offs[k] >= n``) is handled by splitting loop ranges or by shifted slices, never by a test per
@@ -25,8 +25,7 @@ vectorise. ``fastmath`` is limited to ``contract`` (FMA), plus ``reassoc`` for t
 
 The exact trace and its gradient (outside the chain) vectorise across factors instead: blocks of
 ``_TB`` factors run the per-factor recursion in lock-step on explicit block vectors (see the section
-on the trace), split over prange chunks of whole blocks above ``_TRACE_PARALLEL_MIN`` /
-``_TRACE_GRAD_PARALLEL_MIN``.
+on the trace), in chunks of whole blocks.
 """
 import numpy as np
 
@@ -35,30 +34,8 @@ from ..jit import jit
 _FMA = {"contract"}
 _u = np.uint64
 _FMA_REASSOC = {"contract", "reassoc"}  # for the checksums: reordering a sum keeps NaN/inf
-# prange chunks per call: enough to balance 16 threads, few enough that per-chunk set-up is negligible.
-_MAX_CHUNKS = 64
-# Below this much work (elements x diagonals, ~0.3 ms serially) a call runs serially: a parallel region
-# costs tens of microseconds to wake the threads, and on a busy 2-core machine it can wait a whole
-# scheduler tick (~8 ms) for a thread that is not running.
-_PARALLEL_MIN = 1 << 18
-# Factors per lock-step block of the exact trace and its gradient (see _stage), and the same ~0.3 ms of
-# serial work for them, counted as F n K (w + 1): the blocked recursions do ~8x (trace) and ~2x
-# (gradient) more of it per second than the per-factor loops that _PARALLEL_MIN was set for.
+# Factors per lock-step block of the exact trace and its gradient (see trace_cpu).
 _TB = 8
-_TRACE_PARALLEL_MIN = 1 << 21
-_TRACE_GRAD_PARALLEL_MIN = 1 << 19
-
-
-@jit
-def _nchunks(p):
-    return max(1, min(p, _MAX_CHUNKS))
-
-
-@jit
-def _chunk(c, nch, F, step):
-    """Items [lo, hi) of chunk c of nch over F items, cut at multiples of step."""
-    nb = (F + step - 1) // step
-    return min(F, c * nb // nch * step), min(F, (c + 1) * nb // nch * step)
 
 
 # Every kernel also returns (count of diagonal entries <= 0, checksum) where the checksum adds up its

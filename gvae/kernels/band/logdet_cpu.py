@@ -2,11 +2,11 @@
 import math
 
 import numpy as np
-from numba import prange
 
 from ..backend import register
 from ..jit import jit
-from .common_cpu import _PARALLEL_MIN, _nonpositive, _u
+from .common_cpu import _nonpositive, _u
+from .driver_cpu import _PARALLEL_MIN, driver
 
 
 # --------------------------------------------------------------------------------------------------
@@ -42,24 +42,25 @@ def _logdet_one(d):
     return acc
 
 
-@register("band_logdet")
-@jit(parallel=True, error_model="numpy")
-def band_logdet(L, out):
-    """out[f] = sum_i log L[f, 0, i]. Returns (bad, checksum)."""
-    F, K, n = L.shape
+@jit(error_model="numpy")
+def _logdet_factors(L, out, lo, hi):
+    """out[f] for the factors lo..hi-1."""
     bad = 0
     chk = 0.0
-    if F * n < _PARALLEL_MIN:
-        for f in range(F):
-            d = L[f, 0]
-            bad += _nonpositive(d)
-            out[f] = _logdet_one(d)
-            chk += out[f]
-    else:
-        for f in prange(F):
-            d = L[f, 0]
-            bad += _nonpositive(d)
-            v = _logdet_one(d)
-            out[f] = v
-            chk += v
+    for f in range(lo, hi):
+        d = L[f, 0]
+        bad += _nonpositive(d)
+        v = _logdet_one(d)
+        out[f] = v
+        chk += v
     return bad, chk
+
+
+@jit
+def _plan(L, out):
+    F, K, n = L.shape
+    return F, 1, F * n, _PARALLEL_MIN
+
+
+# out[f] = sum_i log L[f, 0, i]; L (F, K, n), out (F,).
+register("band_logdet")(driver(_plan, _logdet_factors))

@@ -1,20 +1,16 @@
 """Numba CPU kernels: products with a banded factor (L x, L^T x) and the band-restricted outer
 products that are the L-gradient of every solve and product."""
-from numba import prange
-
 from ..backend import register
 from ..jit import jit
-from .common_cpu import _FMA, _PARALLEL_MIN, _checksum, _nchunks, _nonpositive
+from .common_cpu import _FMA, _checksum, _nonpositive
+from .driver_cpu import _PARALLEL_MIN, driver, pair_plan
+from .variants_cpu import specialise, template
 
 
-# --------------------------------------------------------------------------------------------------
-# Products
-# --------------------------------------------------------------------------------------------------
-
-@jit(fastmath=_FMA, error_model="numpy")
-def _matvec_pairs(L, offs, x, out, lo, hi, transposed):
-    """y = L_f^T x (transposed) or L_f x for the pairs lo..hi-1; vectorised loops over shifted slices:
-    L^T x: y_i += L[k, i + o] x_{i + o} (i < n - o);  L x: y_i += L[k, i] x_{i - o} (i >= o)."""
+@template(fastmath=_FMA, error_model="numpy")
+def _matvec_pairs(L, offs, x, out, lo, hi):
+    """y = L_f^T x (``_TRANSPOSED``) or L_f x for the pairs lo..hi-1; vectorised loops over shifted
+    slices: L^T x: y_i += L[k, i + o] x_{i + o} (i < n - o);  L x: y_i += L[k, i] x_{i - o} (i >= o)."""
     F, K, n = L.shape
     S = x.shape[0]
     bad = 0
@@ -35,45 +31,24 @@ def _matvec_pairs(L, offs, x, out, lo, hi, transposed):
             y[i] = d[i] * xv[i]
         for k in range(1, K):
             o = offs[k]
+            r = 0 if _TRANSPOSED else o  # the first entry of y with the term
             lk = Lf[k, o:]
-            if transposed:
-                xs = xv[o:]
-                for i in range(n - o):
-                    y[i] += lk[i] * xs[i]
-            else:
-                ys = y[o:]
-                for i in range(n - o):
-                    ys[i] += lk[i] * xv[i]
+            ys = y[r:]
+            xs = xv[o - r:]
+            for i in range(n - o):
+                ys[i] += lk[i] * xs[i]
         chk += _checksum(y)
     return bad, chk
 
 
-@jit(parallel=True, fastmath=_FMA, error_model="numpy")
-def _matvec(L, offs, x, out, transposed):
-    F, K, n = L.shape
-    P = F * x.shape[0]
-    if P * n * K < _PARALLEL_MIN:
-        return _matvec_pairs(L, offs, x, out, 0, P, transposed)
-    bad = 0
-    chk = 0.0
-    nch = _nchunks(P)
-    for c in prange(nch):
-        bc, cc = _matvec_pairs(L, offs, x, out, c * P // nch, (c + 1) * P // nch, transposed)
-        bad += bc
-        chk += cc
-    return bad, chk
+def _direction(transposed):
+    """The kernel (L, offs, x, out) -> (bad, checksum): out = L^T x if transposed, else L x."""
+    return driver(pair_plan, specialise((_matvec_pairs,), "_t" if transposed else "_n", _TRANSPOSED=transposed)[0])
 
 
-@register("band_matvec_t")
-def band_matvec_t(L, offs, x, out):
-    """out[s, f] = L_f^T x[s, f].  L (F, K, n); x, out (S, F, n). Returns (bad, checksum)."""
-    return _matvec(L, offs, x, out, True)
-
-
-@register("band_matvec")
-def band_matvec(L, offs, x, out):
-    """out[s, f] = L_f x[s, f].  L (F, K, n); x, out (S, F, n). Returns (bad, checksum)."""
-    return _matvec(L, offs, x, out, False)
+# out[s, f] = L_f^T x[s, f] and out[s, f] = L_f x[s, f]; L (F, K, n); x, out (S, F, n).
+register("band_matvec_t")(_direction(True))
+register("band_matvec")(_direction(False))
 
 
 @jit(fastmath=_FMA, error_model="numpy")
@@ -101,8 +76,30 @@ def _outer_one(a, c, offs, scale, g, f, s_lo, s_hi):
                 gk[i] *= sc
 
 
+@jit(fastmath=_FMA, error_model="numpy")
+def _outer_items(a, c, offs, scale, out, lo, hi):
+    """Items t = q F + f in [lo, hi) of band_outer (chunk q of the samples, factor f); returns the
+    driver's pair as (0, 0.0): band_outer checks nothing."""
+    S, F, n = a.shape
+    Q = out.shape[0]
+    for t in range(lo, hi):
+        q = t // F
+        f = t - q * F
+        _outer_one(a, c, offs, scale, out[q, f], f, q * S // Q, (q + 1) * S // Q)
+    return 0, 0.0
+
+
+@jit
+def _outer_plan(a, c, offs, scale, out):
+    """Q F items, S F n K work in all."""
+    S, F, n = a.shape
+    return out.shape[0] * F, 1, S * F * n * offs.shape[0], _PARALLEL_MIN
+
+
+_outer = driver(_outer_plan, _outer_items)
+
+
 @register("band_outer")
-@jit(parallel=True, fastmath=_FMA, error_model="numpy")
 def band_outer(a, c, offs, scale, out):
     """Band-restricted sum of outer products, the L-gradient of every solve and product:
 
@@ -110,16 +107,4 @@ def band_outer(a, c, offs, scale, out):
 
     a, c (S, F, n); out (Q, F, K, n): the samples are split into Q chunks (Q = 1 when there are
     enough factors to keep every thread busy); the caller sums over q."""
-    S, F, n = a.shape
-    Q = out.shape[0]
-    K = offs.shape[0]
-    if S * F * n * K < _PARALLEL_MIN:
-        for t in range(Q * F):
-            q = t // F
-            f = t - q * F
-            _outer_one(a, c, offs, scale, out[q, f], f, q * S // Q, (q + 1) * S // Q)
-    else:
-        for t in prange(Q * F):
-            q = t // F
-            f = t - q * F
-            _outer_one(a, c, offs, scale, out[q, f], f, q * S // Q, (q + 1) * S // Q)
+    _outer(a, c, offs, scale, out)

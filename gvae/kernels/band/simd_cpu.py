@@ -70,6 +70,21 @@ def _vsplat(typingctx, x):
 
 
 @intrinsic
+def _repeat(typingctx, x, count):
+    """A tuple of ``count`` (a literal) copies of x (a block vector or an integer): the per-term values of
+    an unrolled loop, which LLVM keeps in registers."""
+    if not ((x == _block or isinstance(x, types.Integer)) and isinstance(count, types.IntegerLiteral)):
+        return None
+    m = count.literal_value
+    ty = types.unliteral(x)
+
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[0], sig.args[0], ty)
+        return context.make_tuple(builder, sig.return_type, [v] * m)
+    return types.UniTuple(ty, m)(x, count), codegen
+
+
+@intrinsic
 def _vadd(typingctx, x, y):
     if not (x == _block and y == _block):
         return None

@@ -1,12 +1,13 @@
 """Numba CPU kernels: the exact trace of Sigma = (L L^T)^{-1} for banded factors, and its gradient."""
 import numpy as np
-from numba import prange
+from numba.cpython.unsafe.tuple import tuple_setitem
 
 from ..backend import register
 from ..jit import jit
-from .common_cpu import (_FMA, _PARALLEL_MIN, _TB, _TRACE_GRAD_PARALLEL_MIN, _TRACE_PARALLEL_MIN, _checksum,
-                         _chunk, _nchunks, _nonpositive, _u)
-from .simd_cpu import _vadd, _vdiv, _vfma, _vfnma, _vgather, _vld, _vmul, _vsplat, _vst, _vstage, _vsub, _vunstage
+from .common_cpu import _FMA, _TB, _checksum, _nonpositive, _u
+from .driver_cpu import _PARALLEL_MIN, driver
+from .simd_cpu import (_repeat, _vadd, _vdiv, _vfma, _vfnma, _vgather, _vld, _vmul, _vsplat, _vst, _vstage, _vsub,
+                       _vunstage)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,89 +155,84 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
     return c + (sw if x >= dw else rp)
 
 
+# Step i's sums over its terms k = 1 .. kmax (kmax = K - 1 but in the last w rows) run in passes over d,
+# each over nt consecutive terms with nt a literal, so that LLVM unrolls the loop over them and keeps
+# their coefficients and addresses in registers (tuples). With 3 to 5 diagonals (grid, extended grid)
+# the rows that have all their terms take one pass, kmax and nt literals; every other row takes one
+# pass per term. The forward sweep and its reverse mode walk the same runs of d with different bodies:
+# a shared loop would need the body passed as a jitted function, which Numba's cache cannot hold, and
+# a helper called per row pays Numba's reference counting of its array arguments at every call.
+
 @jit(error_model="numpy")
-def _forward(S, offs, n, R, Wr, seg, C, T, nseg, tr):
-    """Rows of Sigma for i = n-1 .. 0 (selected inversion) into the ring R of Wr rows;
-    tr[:_TB] = tr(Sigma). The 2- and 4-term recursions (grid, extended grid) are unrolled."""
+def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, lo, kmax, nt, trv):
+    """Steps i = hi-1 .. lo of _forward (hi = n, or below the last w rows), rows with the terms
+    k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms; returns trv, the trace so far,
+    plus their diagonals."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
     KT = K * _TB
     zero = _vsplat(0.0)
-    trv = zero
-    kmax = 0
-    s0 = (n - 1) % Wr  # slot of row i
-    for i in range(n - 1, -1, -1):
-        while kmax + 1 < K and i + offs[kmax + 1] < n:
-            kmax += 1
+    s0 = (hi - 1) % Wr  # slot of row i
+    km = 0 if kmax < 0 else kmax
+    for i in range(hi - 1, lo - 1, -1):
+        if kmax < 0:
+            while km + 1 < K and i + offs[km + 1] < n:
+                km += 1
         rp = s0 * WT
         dw = Wr - s0  # rows i + d, d >= dw, have wrapped around the ring
         sw = rp - Wr * WT
         pS = i * KT
         rl = _vld(S, pS)
         nrl = _vsub(zero, rl)
-        # Sigma_{i, i+d} = -rl sum_k L_{m_k, i} Sigma_{m_k, i+d}, d = 1 .. w (-rl folded into the c_k)
-        if kmax == 2:
-            c1 = _vmul(nrl, _vld(S, pS + _TB))
-            c2 = _vmul(nrl, _vld(S, pS + 2 * _TB))
+        # Sigma_{i, i+d} = -rl sum_k L_{m_k, i} Sigma_{m_k, i+d}, d = 1 .. w (zero without terms)
+        if km == 0:
+            for d in range(1, W):
+                _vst(R, rp + d * _TB, zero)
+        for k0 in range(1, km + 1, nt):
+            c = _repeat(zero, nt)  # c_k = -rl L_{m_k, i}
+            for j in range(nt):
+                c = tuple_setitem(c, j, _vmul(nrl, _vld(S, pS + (k0 + j) * _TB)))
             for p in range(nseg):
-                lo = seg[p]
-                hi = seg[p + 1]
-                t1 = T[p, 1]
-                t2 = T[p, 2]
-                while lo < hi:
-                    e = dw if lo < dw < hi else hi
-                    q1 = _ring_base(C[p, 1], t1, offs[1], lo, dw, rp, sw)
-                    q2 = _ring_base(C[p, 2], t2, offs[2], lo, dw, rp, sw)
-                    for d in range(lo, e):
-                        _vst(R, rp + d * _TB, _vfma(c2, _vld(R, q2 + d * t2), _vmul(c1, _vld(R, q1 + d * t1))))
-                    lo = e
-            a = _vfma(c1, _vld(R, rp + offs[1] * _TB), _vmul(rl, rl))
-            a = _vfma(c2, _vld(R, rp + offs[2] * _TB), a)
-        elif kmax == 4:
-            c1 = _vmul(nrl, _vld(S, pS + _TB))
-            c2 = _vmul(nrl, _vld(S, pS + 2 * _TB))
-            c3 = _vmul(nrl, _vld(S, pS + 3 * _TB))
-            c4 = _vmul(nrl, _vld(S, pS + 4 * _TB))
-            for p in range(nseg):
-                lo = seg[p]
-                hi = seg[p + 1]
-                t1 = T[p, 1]
-                t2 = T[p, 2]
-                t3 = T[p, 3]
-                t4 = T[p, 4]
-                while lo < hi:
-                    e = dw if lo < dw < hi else hi
-                    q1 = _ring_base(C[p, 1], t1, offs[1], lo, dw, rp, sw)
-                    q2 = _ring_base(C[p, 2], t2, offs[2], lo, dw, rp, sw)
-                    q3 = _ring_base(C[p, 3], t3, offs[3], lo, dw, rp, sw)
-                    q4 = _ring_base(C[p, 4], t4, offs[4], lo, dw, rp, sw)
-                    for d in range(lo, e):
-                        a = _vfma(c2, _vld(R, q2 + d * t2), _vmul(c1, _vld(R, q1 + d * t1)))
-                        _vst(R, rp + d * _TB, _vfma(c4, _vld(R, q4 + d * t4), _vfma(c3, _vld(R, q3 + d * t3), a)))
-                    lo = e
-            a = _vfma(c2, _vld(R, rp + offs[2] * _TB), _vfma(c1, _vld(R, rp + offs[1] * _TB), _vmul(rl, rl)))
-            a = _vfma(c4, _vld(R, rp + offs[4] * _TB), _vfma(c3, _vld(R, rp + offs[3] * _TB), a))
-        else:
-            for p in range(nseg):
-                lo = seg[p]
-                hi = seg[p + 1]
-                while lo < hi:
-                    e = dw if lo < dw < hi else hi
-                    for d in range(lo, e):
-                        a = zero
-                        for k in range(1, kmax + 1):
-                            q = _ring_base(C[p, k], T[p, k], offs[k], lo, dw, rp, sw)
-                            a = _vfma(_vld(S, pS + k * _TB), _vld(R, q + d * T[p, k]), a)
-                        _vst(R, rp + d * _TB, _vmul(nrl, a))
-                    lo = e
-            a = _vmul(rl, rl)
-            for k in range(1, kmax + 1):
-                a = _vfma(_vmul(nrl, _vld(S, pS + k * _TB)), _vld(R, rp + offs[k] * _TB), a)
-        # Sigma_ii = rl (rl - sum_k L_{m_k, i} Sigma_{i, m_k}), computed above as rl^2 + sum_k c_k' ...
+                dlo = seg[p]
+                dhi = seg[p + 1]
+                t = _repeat(0, nt)
+                for j in range(nt):
+                    t = tuple_setitem(t, j, T[p, k0 + j])
+                while dlo < dhi:
+                    e = dw if dlo < dw < dhi else dhi
+                    q = t
+                    for j in range(nt):
+                        q = tuple_setitem(q, j, _ring_base(C[p, k0 + j], t[j], offs[k0 + j], dlo, dw, rp, sw))
+                    for d in range(dlo, e):
+                        a = zero if k0 == 1 else _vld(R, rp + d * _TB)
+                        for j in range(nt):
+                            a = _vfma(c[j], _vld(R, q[j] + d * t[j]), a)
+                        _vst(R, rp + d * _TB, a)
+                    dlo = e
+        # Sigma_ii = rl (rl - sum_k L_{m_k, i} Sigma_{i, m_k})
+        a = _vmul(rl, rl)
+        for k in range(1, km + 1):
+            a = _vfma(_vmul(nrl, _vld(S, pS + k * _TB)), _vld(R, rp + offs[k] * _TB), a)
         _vst(R, rp, a)
         trv = _vadd(trv, a)
         s0 = s0 - 1 if s0 > 0 else Wr - 1
+    return trv
+
+
+@jit(error_model="numpy")
+def _forward(S, offs, n, R, Wr, seg, C, T, nseg, tr):
+    """Rows of Sigma for i = n-1 .. 0 (selected inversion) into the ring R of Wr rows;
+    tr[:_TB] = tr(Sigma)."""
+    K = offs.shape[0]
+    hi = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < hi: all terms, one pass
+    trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, n, hi, -1, 1, _vsplat(0.0))
+    if K == 3:
+        trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, 0, 2, 2, trv)
+    elif K == 4:
+        trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, 0, 3, 3, trv)
+    elif K == 5:
+        trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, 0, 4, 4, trv)
     _vst(tr, 0, trv)
 
 
@@ -274,26 +270,31 @@ def _trace_factors(L, offs, out, lo, hi):
     return bad, chk
 
 
-@register("band_trace_inv")
-@jit(parallel=True, error_model="numpy")
-def band_trace_inv(L, offs, out):
-    """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain); float64 inside.
-    Returns (bad, checksum)."""
+# The lock-step blocks (not the chain) do ~8x (trace) and ~2x (gradient) more of their work,
+# F n K (w + 1), per second than the per-pair loops that _PARALLEL_MIN was set for.
+@jit
+def _plan(L, offs, speedup):
+    """Factors, one at a time for the chain, else in blocks of _TB."""
     F, K, n = L.shape
-    W = offs[K - 1] + 1
-    chain = K == 2 and offs[1] == 1
-    step = 1 if chain else _TB
-    if F * n * K * W < (_PARALLEL_MIN if chain else _TRACE_PARALLEL_MIN) or F <= step:
-        return _trace_factors(L, offs, out, 0, F)
-    bad = 0
-    chk = 0.0
-    nch = _nchunks((F + step - 1) // step)
-    for c in prange(nch):
-        lo, hi = _chunk(c, nch, F, step)
-        bc, cc = _trace_factors(L, offs, out, lo, hi)
-        bad += bc
-        chk += cc
-    return bad, chk
+    work = F * n * K * (offs[K - 1] + 1)
+    if K == 2 and offs[1] == 1:
+        return F, 1, work, _PARALLEL_MIN
+    return F, _TB, work // speedup, _PARALLEL_MIN
+
+
+@jit
+def _trace_plan(L, offs, out):
+    return _plan(L, offs, 8)
+
+
+@jit
+def _trace_grad_plan(L, offs, g, out):
+    return _plan(L, offs, 2)
+
+
+# out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside; L (F, K, n),
+# out (F,).
+register("band_trace_inv")(driver(_trace_plan, _trace_factors))
 
 
 @jit(fastmath=_FMA, error_model="numpy")
@@ -326,26 +327,20 @@ def _trace_chain_grad(Lf, g, buf, gf):
 
 
 @jit(error_model="numpy")
-def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
-    """Reverse mode through the recursion of _forward, whose rows of Sigma are all in R (Wr = n); the
-    adjoints of the same entries (g on the diagonal) live in a ring Rb of W rows, row i final at step
-    i = 0 .. n-1, its slot then reset for row i + W. G (n, K, _TB), flat: G[i, k] = g dtr/dL_{i, i-o_k}
-    (the entries i < o_k are left alone)."""
+def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, hi, kmax, nt):
+    """Steps i = lo .. hi-1 of _reverse (lo = 0, or the first of the last w rows), rows with the terms
+    k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms as in _forward_rows."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
     KT = K * _TB
     zero = _vsplat(0.0)
-    gvec = _vld(gv, 0)
-    for q in range(0, W * WT, _TB):
-        _vst(Rb, q, zero)
-    for q in range(0, W * WT, WT):
-        _vst(Rb, q, gvec)
-    kmax = K - 1
-    s0 = 0  # slot of adjoint row i
-    for i in range(n):
-        while kmax > 0 and i + offs[kmax] >= n:
-            kmax -= 1
+    s0 = lo % W  # slot of adjoint row i
+    km = K - 1 if kmax < 0 else kmax
+    for i in range(lo, hi):
+        if kmax < 0:
+            while km > 0 and i + offs[km] >= n:
+                km -= 1
         rp = i * WT
         bp = s0 * WT
         dw = W - s0  # adjoint rows i + d, d >= dw, have wrapped around the ring
@@ -358,7 +353,7 @@ def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
         nt0 = _vsub(zero, t0)
         # Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}
         ssum = zero
-        for k in range(1, kmax + 1):
+        for k in range(1, km + 1):
             o = offs[k]
             ck = _vld(S, pS + k * _TB)
             r = _vld(R, rp + o * _TB)
@@ -367,117 +362,43 @@ def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
             _vst(Rb, bp + o * _TB, _vfnma(t0, ck, _vld(Rb, bp + o * _TB)))
         rlb = _vmul(yb0, _vsub(_vadd(rl, rl), ssum))
         # Sigma_{i, i+d} = -rl T_d, T_d = sum_k c_k Sigma_{m_k, i+d}: to rl (d/drl = -T_d = L_ii
-        # Sigma_{i, i+d}, summed in acc0), to c_k and to those entries
+        # Sigma_{i, i+d}, summed in acc0 by the first pass), to c_k and to those entries
         acc0 = zero
-        if kmax == 2:
-            e1 = _vmul(nrl, _vld(S, pS + _TB))
-            e2 = _vmul(nrl, _vld(S, pS + 2 * _TB))
-            a1 = zero
-            a2 = zero
-            for p in range(nseg):
-                lo = seg[p]
-                hi = seg[p + 1]
-                t1 = T[p, 1]
-                t2 = T[p, 2]
-                while lo < hi:
-                    e = dw if lo < dw < hi else hi
-                    c = C[p, 1]
-                    q1 = rp + c
-                    u1 = _ring_base(c, t1, offs[1], lo, dw, bp, sw)
-                    c = C[p, 2]
-                    q2 = rp + c
-                    u2 = _ring_base(c, t2, offs[2], lo, dw, bp, sw)
-                    for d in range(lo, e):
-                        yb = _vld(Rb, bp + d * _TB)
-                        acc0 = _vfma(yb, _vld(R, rp + d * _TB), acc0)
-                        a1 = _vfma(yb, _vld(R, q1 + d * t1), a1)
-                        x = u1 + d * t1
-                        _vst(Rb, x, _vfma(e1, yb, _vld(Rb, x)))
-                        a2 = _vfma(yb, _vld(R, q2 + d * t2), a2)
-                        x = u2 + d * t2
-                        _vst(Rb, x, _vfma(e2, yb, _vld(Rb, x)))
-                    lo = e
-            x = (i + offs[1]) * KT + _TB
-            _vst(G, x, _vfnma(rl, a1, _vld(G, x)))
-            x = (i + offs[2]) * KT + 2 * _TB
-            _vst(G, x, _vfnma(rl, a2, _vld(G, x)))
-        elif kmax == 4:
-            e1 = _vmul(nrl, _vld(S, pS + _TB))
-            e2 = _vmul(nrl, _vld(S, pS + 2 * _TB))
-            e3 = _vmul(nrl, _vld(S, pS + 3 * _TB))
-            e4 = _vmul(nrl, _vld(S, pS + 4 * _TB))
-            a1 = zero
-            a2 = zero
-            a3 = zero
-            a4 = zero
-            for p in range(nseg):
-                lo = seg[p]
-                hi = seg[p + 1]
-                t1 = T[p, 1]
-                t2 = T[p, 2]
-                t3 = T[p, 3]
-                t4 = T[p, 4]
-                while lo < hi:
-                    e = dw if lo < dw < hi else hi
-                    c = C[p, 1]
-                    q1 = rp + c
-                    u1 = _ring_base(c, t1, offs[1], lo, dw, bp, sw)
-                    c = C[p, 2]
-                    q2 = rp + c
-                    u2 = _ring_base(c, t2, offs[2], lo, dw, bp, sw)
-                    c = C[p, 3]
-                    q3 = rp + c
-                    u3 = _ring_base(c, t3, offs[3], lo, dw, bp, sw)
-                    c = C[p, 4]
-                    q4 = rp + c
-                    u4 = _ring_base(c, t4, offs[4], lo, dw, bp, sw)
-                    for d in range(lo, e):
-                        yb = _vld(Rb, bp + d * _TB)
-                        acc0 = _vfma(yb, _vld(R, rp + d * _TB), acc0)
-                        a1 = _vfma(yb, _vld(R, q1 + d * t1), a1)
-                        x = u1 + d * t1
-                        _vst(Rb, x, _vfma(e1, yb, _vld(Rb, x)))
-                        a2 = _vfma(yb, _vld(R, q2 + d * t2), a2)
-                        x = u2 + d * t2
-                        _vst(Rb, x, _vfma(e2, yb, _vld(Rb, x)))
-                        a3 = _vfma(yb, _vld(R, q3 + d * t3), a3)
-                        x = u3 + d * t3
-                        _vst(Rb, x, _vfma(e3, yb, _vld(Rb, x)))
-                        a4 = _vfma(yb, _vld(R, q4 + d * t4), a4)
-                        x = u4 + d * t4
-                        _vst(Rb, x, _vfma(e4, yb, _vld(Rb, x)))
-                    lo = e
-            x = (i + offs[1]) * KT + _TB
-            _vst(G, x, _vfnma(rl, a1, _vld(G, x)))
-            x = (i + offs[2]) * KT + 2 * _TB
-            _vst(G, x, _vfnma(rl, a2, _vld(G, x)))
-            x = (i + offs[3]) * KT + 3 * _TB
-            _vst(G, x, _vfnma(rl, a3, _vld(G, x)))
-            x = (i + offs[4]) * KT + 4 * _TB
-            _vst(G, x, _vfnma(rl, a4, _vld(G, x)))
-        else:
+        if km == 0:
             for d in range(1, W):
                 acc0 = _vfma(_vld(Rb, bp + d * _TB), _vld(R, rp + d * _TB), acc0)
-            for k in range(1, kmax + 1):
-                e1 = _vmul(nrl, _vld(S, pS + k * _TB))
-                a1 = zero
-                for p in range(nseg):
-                    lo = seg[p]
-                    hi = seg[p + 1]
-                    t1 = T[p, k]
-                    while lo < hi:
-                        e = dw if lo < dw < hi else hi
-                        c = C[p, k]
-                        q1 = rp + c
-                        u1 = _ring_base(c, t1, offs[k], lo, dw, bp, sw)
-                        for d in range(lo, e):
-                            yb = _vld(Rb, bp + d * _TB)
-                            a1 = _vfma(yb, _vld(R, q1 + d * t1), a1)
-                            x = u1 + d * t1
-                            _vst(Rb, x, _vfma(e1, yb, _vld(Rb, x)))
-                        lo = e
+        for k0 in range(1, km + 1, nt):
+            e = _repeat(zero, nt)  # -rl c_k
+            for j in range(nt):
+                e = tuple_setitem(e, j, _vmul(nrl, _vld(S, pS + (k0 + j) * _TB)))
+            a = _repeat(zero, nt)
+            for p in range(nseg):
+                dlo = seg[p]
+                dhi = seg[p + 1]
+                t = _repeat(0, nt)
+                for j in range(nt):
+                    t = tuple_setitem(t, j, T[p, k0 + j])
+                while dlo < dhi:
+                    end = dw if dlo < dw < dhi else dhi
+                    q = t
+                    u = t
+                    for j in range(nt):
+                        c = C[p, k0 + j]
+                        q = tuple_setitem(q, j, rp + c)
+                        u = tuple_setitem(u, j, _ring_base(c, t[j], offs[k0 + j], dlo, dw, bp, sw))
+                    for d in range(dlo, end):
+                        yb = _vld(Rb, bp + d * _TB)
+                        if k0 == 1:
+                            acc0 = _vfma(yb, _vld(R, rp + d * _TB), acc0)
+                        for j in range(nt):
+                            a = tuple_setitem(a, j, _vfma(yb, _vld(R, q[j] + d * t[j]), a[j]))
+                            x = u[j] + d * t[j]
+                            _vst(Rb, x, _vfma(e[j], yb, _vld(Rb, x)))
+                    dlo = end
+            for j in range(nt):
+                k = k0 + j
                 x = (i + offs[k]) * KT + k * _TB
-                _vst(G, x, _vfnma(rl, a1, _vld(G, x)))
+                _vst(G, x, _vfnma(rl, a[j], _vld(G, x)))
         rlb = _vfma(_vld(D, i * _TB), acc0, rlb)
         _vst(G, pS, _vsub(zero, _vmul(rlb, _vmul(rl, rl))))
         # slot s0 now takes adjoint row i + W
@@ -485,6 +406,31 @@ def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
         for q in range(bp + _TB, bp + WT, _TB):
             _vst(Rb, q, zero)
         s0 = s0 + 1 if s0 < W - 1 else 0
+
+
+@jit(error_model="numpy")
+def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
+    """Reverse mode through the recursion of _forward, whose rows of Sigma are all in R (Wr = n); the
+    adjoints of the same entries (g on the diagonal) live in a ring Rb of W rows, row i final at step
+    i = 0 .. n-1, its slot then reset for row i + W. G (n, K, _TB), flat: G[i, k] = g dtr/dL_{i, i-o_k}
+    (the entries i < o_k are left alone)."""
+    K = offs.shape[0]
+    W = offs[K - 1] + 1
+    WT = _pitch(W) * _TB
+    zero = _vsplat(0.0)
+    gvec = _vld(gv, 0)
+    for q in range(0, W * WT, _TB):
+        _vst(Rb, q, zero)
+    for q in range(0, W * WT, WT):
+        _vst(Rb, q, gvec)
+    lo = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < lo: all terms, one pass
+    if K == 3:
+        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, 0, lo, 2, 2)
+    elif K == 4:
+        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, 0, lo, 3, 3)
+    elif K == 5:
+        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, 0, lo, 4, 4)
+    _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, n, -1, 1)
 
 
 @jit(fastmath=_FMA, error_model="numpy")
@@ -545,23 +491,6 @@ def _trace_grad_factors(L, offs, g, out, lo, hi):
     return bad, chk
 
 
-@register("band_trace_inv_grad")
-@jit(parallel=True, error_model="numpy")
-def band_trace_inv_grad(L, offs, g, out):
-    """out[f] = g[f] * d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted),
-    zero in the slots that do not exist. L, out (F, K, n); g (F,). Returns (bad, checksum)."""
-    F, K, n = L.shape
-    W = offs[K - 1] + 1
-    chain = K == 2 and offs[1] == 1
-    step = 1 if chain else _TB
-    if F * n * K * W < (_PARALLEL_MIN if chain else _TRACE_GRAD_PARALLEL_MIN) or F <= step:
-        return _trace_grad_factors(L, offs, g, out, 0, F)
-    bad = 0
-    chk = 0.0
-    nch = _nchunks((F + step - 1) // step)
-    for c in prange(nch):
-        lo, hi = _chunk(c, nch, F, step)
-        bc, cc = _trace_grad_factors(L, offs, g, out, lo, hi)
-        bad += bc
-        chk += cc
-    return bad, chk
+# out[f] = g[f] d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted), zero in the
+# slots that do not exist; L, out (F, K, n), g (F,).
+register("band_trace_inv_grad")(driver(_trace_grad_plan, _trace_grad_factors))
