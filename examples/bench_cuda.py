@@ -21,11 +21,9 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 N_IN, HIDDEN, LATENT = 784, 500, 16
 
@@ -79,6 +77,7 @@ def copy_bandwidth(cupy, time_it):
 
 
 def band_rows(cupy, kernels, time_it, args, rng):
+    from gvae.model import lattice
     dtype = np.float32
     item = np.dtype(dtype).itemsize
     rows = []
@@ -276,7 +275,6 @@ def main(args):
         print(f"bench_cuda: needs CuPy and a CUDA GPU ({type(exc).__name__}: {exc})")
         return 1
     from gvae import kernels
-    from gvae.model import lattice
 
     torch = None
     torch_note = "PyTorch rows skipped (--no-torch)" if args.no_torch else None

@@ -17,7 +17,6 @@ run; absolute times on a shared machine drift between runs.
 """
 import argparse
 import os
-import sys
 
 
 def parse_args(argv=None):
@@ -48,11 +47,9 @@ import gc  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from gvae import kernels  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
