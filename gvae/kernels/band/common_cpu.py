@@ -25,7 +25,8 @@ vectorise. ``fastmath`` is limited to ``contract`` (FMA), plus ``reassoc`` for t
 
 The exact trace and its gradient (outside the chain) vectorise across factors instead: blocks of
 ``_TB`` factors run the per-factor recursion in lock-step on explicit block vectors (see the section
-on the trace), in chunks of whole blocks.
+on the trace), in chunks of whole blocks; a batch of fewer than ``_TB`` factors runs them one at a
+time, on blocks of one lane compiled from the same source.
 """
 import numpy as np
 
@@ -34,7 +35,8 @@ from ..jit import jit
 _FMA = {"contract"}
 _u = np.uint64
 _FMA_REASSOC = {"contract", "reassoc"}  # for the checksums: reordering a sum keeps NaN/inf
-# Factors per lock-step block of the exact trace and its gradient (see trace_cpu).
+# Factors per lock-step block of the exact trace and its gradient, for batches of at least _TB factors
+# (see trace_cpu).
 _TB = 8
 
 

@@ -6,8 +6,8 @@ from ..backend import register
 from ..jit import jit
 from .common_cpu import _FMA, _TB, _checksum, _nonpositive, _u
 from .driver_cpu import _PARALLEL_MIN, driver
-from .simd_cpu import (_repeat, _vadd, _vdiv, _vfma, _vfnma, _vgather, _vld, _vmul, _vsplat, _vst, _vstage, _vsub,
-                       _vunstage)
+from .simd_cpu import simd
+from .variants_cpu import specialise, template
 
 
 # --------------------------------------------------------------------------------------------------
@@ -63,12 +63,12 @@ def _trace_chain(Lf, buf):
 # the intrinsics below (no bounds checks; inspect_llvm shows <8 x double> throughout).
 # The band values of a block are staged, float64, in S (n, K, _TB): S[i, 0, b] = 1 / L_ii,
 # S[i, k, b] = L_{i + o_k, i} (0 where i + o_k >= n) of factor f0 + b, and the diagonal in D (n, _TB),
-# by 8 x 8 transposes; lanes past the end of the batch repeat its last factor and their results are
-# dropped (a batch of one factor costs a whole block: ~1.5x the old per-factor loop). The staging is
-# O(n K) per factor against the recursion's O(n K w).
+# by _TB x _TB transposes; lanes past the end of the batch repeat its last factor and their results are
+# dropped. The staging is O(n K) per factor against the recursion's O(n K w). The functions from here
+# to _trace_grad_blocks are templates, compiled for _TB = 8 lanes and for 1 (see _LOCKSTEP below).
 
 
-@jit(error_model="numpy")
+@template(error_model="numpy")
 def _stage(L, offs, f0, S, D):
     """Stage factors f0 .. f0 + _TB - 1 of L into S and D (flat, see above); lanes past the batch
     repeat its last factor (their results are dropped)."""
@@ -112,7 +112,7 @@ def _pitch(W):
     return W + (W & 1)
 
 
-@jit(error_model="numpy")
+@template(error_model="numpy")
 def _segments(offs, seg, C, T):
     """Split d = 1 .. w where the address of Sigma_{i+o_k, i+d} changes form: entry o_k - d of row
     i + d for d < e_k, entry d - o_k of row i + o_k for d >= e_k. Both name the same entry at d = o_k,
@@ -147,7 +147,7 @@ def _segments(offs, seg, C, T):
     return nseg
 
 
-@jit(error_model="numpy", inline="always")
+@template(error_model="numpy", inline="always")
 def _ring_base(c, t, o, lo, dw, rp, sw):
     """Start of the affine run C[p, k] + d * T[p, k] for d in [lo, ...) in the ring: its row is
     i + o (row form, t == _TB) or i + d (entry o - d), wrapped (base sw) from d >= dw on, else rp."""
@@ -163,7 +163,7 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
 # a shared loop would need the body passed as a jitted function, which Numba's cache cannot hold, and
 # a helper called per row pays Numba's reference counting of its array arguments at every call.
 
-@jit(error_model="numpy")
+@template(error_model="numpy")
 def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, lo, kmax, nt, trv):
     """Steps i = hi-1 .. lo of _forward (hi = n, or below the last w rows), rows with the terms
     k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms; returns trv, the trace so far,
@@ -220,7 +220,7 @@ def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, lo, kmax, nt, trv):
     return trv
 
 
-@jit(error_model="numpy")
+@template(error_model="numpy")
 def _forward(S, offs, n, R, Wr, seg, C, T, nseg, tr):
     """Rows of Sigma for i = n-1 .. 0 (selected inversion) into the ring R of Wr rows;
     tr[:_TB] = tr(Sigma)."""
@@ -236,18 +236,12 @@ def _forward(S, offs, n, R, Wr, seg, C, T, nseg, tr):
     _vst(tr, 0, trv)
 
 
-@jit(fastmath=_FMA, error_model="numpy")
-def _trace_factors(L, offs, out, lo, hi):
+@template(fastmath=_FMA, error_model="numpy")
+def _trace_blocks(L, offs, out, lo, hi):
+    """out[lo:hi] by the window recursion, in lock-step blocks of _TB factors; returns their sum."""
     F, K, n = L.shape
-    bad = 0
     chk = 0.0
-    if K == 2 and offs[1] == 1:
-        buf = np.empty((2, n))
-        for f in range(lo, hi):
-            v = _trace_chain(L[f], buf)
-            out[f] = v
-            chk += v
-    elif hi > lo:
+    if hi > lo:
         W = offs[K - 1] + 1
         S = np.empty(n * K * _TB)
         D = np.empty(n * _TB)
@@ -264,37 +258,7 @@ def _trace_factors(L, offs, out, lo, hi):
                 v = tr[b]
                 out[f0 + b] = v
                 chk += v
-    for f in range(lo, hi):
-        bad += _nonpositive(L[f, 0])
-        chk += _checksum(L[f, 0])
-    return bad, chk
-
-
-# The lock-step blocks (not the chain) do ~8x (trace) and ~2x (gradient) more of their work,
-# F n K (w + 1), per second than the per-pair loops that _PARALLEL_MIN was set for.
-@jit
-def _plan(L, offs, speedup):
-    """Factors, one at a time for the chain, else in blocks of _TB."""
-    F, K, n = L.shape
-    work = F * n * K * (offs[K - 1] + 1)
-    if K == 2 and offs[1] == 1:
-        return F, 1, work, _PARALLEL_MIN
-    return F, _TB, work // speedup, _PARALLEL_MIN
-
-
-@jit
-def _trace_plan(L, offs, out):
-    return _plan(L, offs, 8)
-
-
-@jit
-def _trace_grad_plan(L, offs, g, out):
-    return _plan(L, offs, 2)
-
-
-# out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside; L (F, K, n),
-# out (F,).
-register("band_trace_inv")(driver(_trace_plan, _trace_factors))
+    return chk
 
 
 @jit(fastmath=_FMA, error_model="numpy")
@@ -326,7 +290,7 @@ def _trace_chain_grad(Lf, g, buf, gf):
     g0[n - 1] = -2.0 * sb * s[n - 1] / np.float64(d[n - 1])
 
 
-@jit(error_model="numpy")
+@template(error_model="numpy")
 def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, hi, kmax, nt):
     """Steps i = lo .. hi-1 of _reverse (lo = 0, or the first of the last w rows), rows with the terms
     k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms as in _forward_rows."""
@@ -408,7 +372,7 @@ def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, hi, kmax, 
         s0 = s0 + 1 if s0 < W - 1 else 0
 
 
-@jit(error_model="numpy")
+@template(error_model="numpy")
 def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
     """Reverse mode through the recursion of _forward, whose rows of Sigma are all in R (Wr = n); the
     adjoints of the same entries (g on the diagonal) live in a ring Rb of W rows, row i final at step
@@ -433,14 +397,12 @@ def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
     _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, n, -1, 1)
 
 
-@jit(fastmath=_FMA, error_model="numpy")
-def _trace_grad_factors(L, offs, g, out, lo, hi):
+@template(fastmath=_FMA, error_model="numpy")
+def _trace_grad_blocks(L, offs, g, out, lo, hi):
+    """out[lo:hi] by reverse mode through the window recursion, in lock-step blocks of _TB factors. The
+    scratch is dominated by R, the rows of Sigma of a block: n * _pitch(W) * _TB float64."""
     F, K, n = L.shape
-    if K == 2 and offs[1] == 1:
-        buf = np.empty((3, n))
-        for f in range(lo, hi):
-            _trace_chain_grad(L[f], np.float64(g[f]), buf, out[f])
-    elif hi > lo:
+    if hi > lo:
         W = offs[K - 1] + 1
         KT = K * _TB
         S = np.empty(n * KT)
@@ -481,6 +443,56 @@ def _trace_grad_factors(L, offs, g, out, lo, hi):
                     Gk = G[k * _TB + b:]
                     for i in range(i0, n):
                         gk[i] = Gk[i * KT]
+
+
+# The lock-step width is a compile-time choice: the templates above compiled for _TB lanes and for one.
+# Lanes past the batch repeat its last factor, each at the full cost of a lane (in the gradient an
+# (n, pitch) float64 band of Sigma), so a batch of fewer than _TB factors runs one factor at a time
+# on one lane, plain scalar code, instead of padding a block; a batch of _TB or more keeps _TB lanes
+# throughout. The choice is per batch, not per chunk, so that every chunk of a batch runs the same code.
+_LOCKSTEP = (_trace_blocks, _trace_grad_blocks, _stage, _segments, _ring_base, _forward_rows, _forward,
+             _reverse_rows, _reverse)
+_trace_blocks_x8, _trace_grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, **simd(_TB))[:2]
+_trace_blocks_x1, _trace_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, **simd(1))[:2]
+
+
+@jit
+def _chain(offs):
+    return offs.shape[0] == 2 and offs[1] == 1
+
+
+@jit(fastmath=_FMA, error_model="numpy")
+def _trace_factors(L, offs, out, lo, hi):
+    F, K, n = L.shape
+    chk = 0.0
+    if _chain(offs):
+        buf = np.empty((2, n))
+        for f in range(lo, hi):
+            v = _trace_chain(L[f], buf)
+            out[f] = v
+            chk += v
+    elif F >= _TB:
+        chk = _trace_blocks_x8(L, offs, out, lo, hi)
+    else:
+        chk = _trace_blocks_x1(L, offs, out, lo, hi)
+    bad = 0
+    for f in range(lo, hi):
+        bad += _nonpositive(L[f, 0])
+        chk += _checksum(L[f, 0])
+    return bad, chk
+
+
+@jit(fastmath=_FMA, error_model="numpy")
+def _trace_grad_factors(L, offs, g, out, lo, hi):
+    F, K, n = L.shape
+    if _chain(offs):
+        buf = np.empty((3, n))
+        for f in range(lo, hi):
+            _trace_chain_grad(L[f], np.float64(g[f]), buf, out[f])
+    elif F >= _TB:
+        _trace_grad_blocks_x8(L, offs, g, out, lo, hi)
+    else:
+        _trace_grad_blocks_x1(L, offs, g, out, lo, hi)
     bad = 0
     chk = 0.0
     for f in range(lo, hi):
@@ -491,6 +503,32 @@ def _trace_grad_factors(L, offs, g, out, lo, hi):
     return bad, chk
 
 
+# The lock-step blocks of _TB lanes (not the chain) do ~8x (trace) and ~2x (gradient) more of their work,
+# F n K (w + 1), per second than the per-pair loops that _PARALLEL_MIN was set for; one lane is taken as
+# on a par with them.
+@jit
+def _plan(L, offs, speedup):
+    """Factors, one at a time for the chain and for batches of fewer than _TB, else in blocks of _TB."""
+    F, K, n = L.shape
+    work = F * n * K * (offs[K - 1] + 1)
+    if _chain(offs) or F < _TB:
+        return F, 1, work, _PARALLEL_MIN
+    return F, _TB, work // speedup, _PARALLEL_MIN
+
+
+@jit
+def _trace_plan(L, offs, out):
+    return _plan(L, offs, 8)
+
+
+@jit
+def _trace_grad_plan(L, offs, g, out):
+    return _plan(L, offs, 2)
+
+
+# out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside; L (F, K, n),
+# out (F,).
+register("band_trace_inv")(driver(_trace_plan, _trace_factors))
 # out[f] = g[f] d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted), zero in the
 # slots that do not exist; L, out (F, K, n), g (F,).
 register("band_trace_inv_grad")(driver(_trace_grad_plan, _trace_grad_factors))
