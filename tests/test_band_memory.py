@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gvae import kernels
+from gvae.kernels.band import trace_cpu
 from tests.band_reference import random_factor, trace_inv_grad_ref, trace_inv_ref
 
 _PEAK = """
@@ -16,7 +17,7 @@ from gvae import kernels
 from tests.band_reference import random_factor
 offs = (0, 1, 500)
 rng = np.random.default_rng(0)
-kernels.band_trace_inv_grad(random_factor(rng, (1,), offs, 600), offs, np.ones(1))  # compile or load
+kernels.band_trace_inv_grad(random_factor(rng, (1,), offs, 9000), offs, np.ones(1))  # compile or load the one-lane path
 L = random_factor(rng, (1,), offs, 20000)
 g = np.ones(1)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -36,13 +37,19 @@ def test_one_factor_gradient_peak_memory_within_bound():
 @pytest.mark.parametrize("offsets,n", [((0, 1, 3), 20), ((0, 1, 4, 5, 6), 30), ((0, 2, 7), 25),
                                        ((0, 1, 5, 6, 7, 9), 19)])
 def test_one_lane_and_eight_lane_blocks_match_dense(offsets, n):
-    # batches below 8 factors run on one lane, from 8 on in blocks of 8 (with a partial last block)
+    """Both widths of the gradient's lock-step recursion (the dispatch picks one lane only for bands past
+    the memory budget, too large for a dense reference, so each variant is called here directly), and the
+    dispatching kernels, on batches that fill blocks of 8, leave a partial last block, or hold one factor."""
     rng = np.random.default_rng(n)
+    offs = np.array(offsets, dtype=np.int64)
     for F in (1, 2, 7, 8, 11):
         L = random_factor(rng, (F,), offsets, n)
         g = rng.uniform(0.5, 1.5, size=F)
-        tr = kernels.band_trace_inv(L, offsets)
-        np.testing.assert_allclose(tr, trace_inv_ref(L, offsets), rtol=1e-12)
+        np.testing.assert_allclose(kernels.band_trace_inv(L, offsets), trace_inv_ref(L, offsets), rtol=1e-12)
         expected = g[:, None, None] * trace_inv_grad_ref(L, offsets)
-        np.testing.assert_allclose(kernels.band_trace_inv_grad(L, offsets, g), expected, rtol=1e-11,
-                                   atol=1e-12 * np.max(np.abs(expected)))
+        tol = dict(rtol=1e-11, atol=1e-12 * np.max(np.abs(expected)))
+        np.testing.assert_allclose(kernels.band_trace_inv_grad(L, offsets, g), expected, **tol)
+        for variant in (trace_cpu._trace_grad_blocks_x1, trace_cpu._trace_grad_blocks_x8):
+            out = np.zeros_like(L)
+            variant(L, offs, g, out, 0, F)
+            np.testing.assert_allclose(out, expected, **tol, err_msg=variant.__name__)

@@ -218,8 +218,7 @@ def band_logdet(L, *, check=True):
 def band_trace_inv(L, offsets, *, check=True):
     """tr((L L^T)^{-1}) = tr(Sigma), exactly, shape ``L.shape[:-2]``; O(n) per factor for the chain,
     O(n K w) with w = offsets[-1] otherwise (selected inversion over a sliding window of Sigma), with
-    O(n K + w^2) float64 of scratch per lane of a lock-step block on the CPU (lanes as in
-    :func:`band_trace_inv_grad`)."""
+    O(n K + w^2) float64 of scratch per lane of a lock-step block of 8 factors on the CPU."""
     offs, K, n = _factor("band_trace_inv", L, offsets)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
@@ -286,9 +285,9 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
 
     Reverse mode through the exact recursion of :func:`band_trace_inv`: O(n) per factor for the chain,
     O(n K w) otherwise. Scratch memory on the CPU, outside the chain: n (w+1) float64 (w+1 rounded up to
-    even) per lane of a lock-step block, plus O(n K + w^2) per lane; a block has 8 lanes (8 factors)
-    when the batch holds at least 8 factors, else 1 (the factors then run one at a time); one block per
-    running thread."""
+    even) per lane of a lock-step block, plus O(n K + w^2) per lane, one block per running thread; a
+    block has 8 lanes (8 factors, padded with the last) while 8 such bands fit in 256 MiB, else 1 (the
+    factors then run one at a time), so a thread holds at most max(256 MiB, one band)."""
     offs, K, n = _factor("band_trace_inv_grad", L, offsets)
     xp = array_module(L)
     batch = L.shape[:-2]

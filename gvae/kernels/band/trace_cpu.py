@@ -446,14 +446,23 @@ def _trace_grad_blocks(L, offs, g, out, lo, hi):
 
 
 # The lock-step width is a compile-time choice: the templates above compiled for _TB lanes and for one.
-# Lanes past the batch repeat its last factor, each at the full cost of a lane (in the gradient an
-# (n, pitch) float64 band of Sigma), so a batch of fewer than _TB factors runs one factor at a time
-# on one lane, plain scalar code, instead of padding a block; a batch of _TB or more keeps _TB lanes
-# throughout. The choice is per batch, not per chunk, so that every chunk of a batch runs the same code.
+# Every lane of a block costs its scratch whether or not it holds a factor (lanes past the batch repeat
+# its last factor): for the trace a window of w + 1 rows, small, so it always runs _TB lanes; for the
+# gradient an (n, pitch) float64 band of all of Sigma's rows, so it runs _TB lanes only while they fit
+# in _WIDE_SCRATCH_MAX bytes, and one factor at a time on one lane beyond (n = 10^5, w = 1000: 6.4 GB
+# on 8 lanes, 0.8 GB on one). The choice depends on the shapes only, so every chunk runs the same code.
+_WIDE_SCRATCH_MAX = 1 << 28  # 256 MiB per running thread
 _LOCKSTEP = (_trace_blocks, _trace_grad_blocks, _stage, _segments, _ring_base, _forward_rows, _forward,
              _reverse_rows, _reverse)
 _trace_blocks_x8, _trace_grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, **simd(_TB))[:2]
-_trace_blocks_x1, _trace_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, **simd(1))[:2]
+_trace_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, **simd(1))[1]
+
+
+@jit
+def _grad_wide(L, offs):
+    """Whether the gradient runs blocks of _TB lanes (else one lane): while their bands fit the budget."""
+    F, K, n = L.shape
+    return n * _pitch(offs[K - 1] + 1) * _TB * 8 <= _WIDE_SCRATCH_MAX
 
 
 @jit
@@ -471,10 +480,8 @@ def _trace_factors(L, offs, out, lo, hi):
             v = _trace_chain(L[f], buf)
             out[f] = v
             chk += v
-    elif F >= _TB:
-        chk = _trace_blocks_x8(L, offs, out, lo, hi)
     else:
-        chk = _trace_blocks_x1(L, offs, out, lo, hi)
+        chk = _trace_blocks_x8(L, offs, out, lo, hi)
     bad = 0
     for f in range(lo, hi):
         bad += _nonpositive(L[f, 0])
@@ -489,7 +496,7 @@ def _trace_grad_factors(L, offs, g, out, lo, hi):
         buf = np.empty((3, n))
         for f in range(lo, hi):
             _trace_chain_grad(L[f], np.float64(g[f]), buf, out[f])
-    elif F >= _TB:
+    elif _grad_wide(L, offs):
         _trace_grad_blocks_x8(L, offs, g, out, lo, hi)
     else:
         _trace_grad_blocks_x1(L, offs, g, out, lo, hi)
@@ -507,23 +514,24 @@ def _trace_grad_factors(L, offs, g, out, lo, hi):
 # F n K (w + 1), per second than the per-pair loops that _PARALLEL_MIN was set for; one lane is taken as
 # on a par with them.
 @jit
-def _plan(L, offs, speedup):
-    """Factors, one at a time for the chain and for batches of fewer than _TB, else in blocks of _TB."""
+def _plan(L, offs, wide, speedup):
+    """Factors, one at a time for the chain and on one lane, else in blocks of _TB (``speedup``: how much
+    more of the counted work a blocked recursion does per second than the per-item loops)."""
     F, K, n = L.shape
     work = F * n * K * (offs[K - 1] + 1)
-    if _chain(offs) or F < _TB:
+    if _chain(offs) or not wide:
         return F, 1, work, _PARALLEL_MIN
     return F, _TB, work // speedup, _PARALLEL_MIN
 
 
 @jit
 def _trace_plan(L, offs, out):
-    return _plan(L, offs, 8)
+    return _plan(L, offs, True, 8)
 
 
 @jit
 def _trace_grad_plan(L, offs, g, out):
-    return _plan(L, offs, 2)
+    return _plan(L, offs, _grad_wide(L, offs), 2)
 
 
 # out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside; L (F, K, n),
