@@ -1,5 +1,7 @@
 import os
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Numba compiles on first call, so no per-example deadline; CI keeps example counts small.
@@ -12,3 +14,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    """A small data set of 784-pixel images in the .npz layout ``gvae --data`` reads."""
+    from tests.test_train import make_data
+    data = make_data(n=200, d=784)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **{f"{s}_{p}": data[s][i] for s in data for i, p in enumerate("xy")})
+    return path

@@ -7,15 +7,6 @@ import numpy as np
 import pytest
 
 from gvae.cli import main
-from tests.test_train import make_data
-
-
-@pytest.fixture
-def data_file(tmp_path):
-    data = make_data(n=200, d=784)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, **{f"{s}_{p}": data[s][i] for s in data for i, p in enumerate("xy")})
-    return path
 
 
 def test_train_writes_the_contract_files(tmp_path, data_file):

@@ -15,14 +15,6 @@ from tests.test_train import make_data
 SMALL = ["--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20", "--quiet"]
 
 
-@pytest.fixture
-def data_file(tmp_path):
-    data = make_data(n=200, d=784)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, **{f"{s}_{p}": data[s][i] for s in data for i, p in enumerate("xy")})
-    return path
-
-
 def train(data_file, out, *extra):
     return main(["train", "--data", str(data_file), *SMALL, "--out", str(out), *extra])
 
