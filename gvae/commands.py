@@ -94,7 +94,7 @@ def build_parser(unset=None):
                    help="the parameters of the best validation epoch or of the last epoch")
     e.add_argument("--batch-size", type=_positive_int, default=100, metavar="B", help="test images per pass")
     e.add_argument("--memory-mb", type=_positive_int, default=256, metavar="M",
-                   help="bound on the memory of one decoder pass (samples are chunked to fit)")
+                   help="bound on the memory of one decoder pass, in MiB (samples are chunked to fit)")
     e.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
                    help="seed of the importance samples")
     e.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
@@ -118,7 +118,7 @@ def build_parser(unset=None):
                         formatter_class=defaults)
     pl.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
     pl.add_argument("--threads", **threads)
-    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
+    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (None: the run folder)")
     pl.add_argument("--params", choices=["best", "last"], default="best",
                     help="the parameters of the best validation epoch or of the last epoch")
     pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
