@@ -34,8 +34,12 @@ def test_an_existing_run_is_refused_unless_resumed_or_overwritten(tmp_path, data
     err = lines(capsys)
     assert len(err) == 1 and "already holds a run" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
     assert (out / "checkpoint.npz").read_bytes() == before
+    assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "2", "--quiet"]) == 0
+    (out / "notes.txt").write_text("the user's own file")
     assert train(data_file, out, "--epochs", "1", "--seed", "3", "--overwrite") == 0
     assert json.loads((out / "config.json").read_text())["seed"] == 3
+    assert not list(out.glob("eval*.json"))  # evaluations of the replaced run went with it
+    assert (out / "notes.txt").read_text() == "the user's own file"
     assert (out / "checkpoint.npz").read_bytes() != before
 
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from ..io.files import remove_stale_temporaries
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "summary.json")
+# What gvae eval, sample and plot write from a run: replaced with it, so none describes another run.
+DERIVED = ("eval.json", "eval_k*.json", "decoder_means.png", "decoder_samples.png", "curves.png",
+           "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png")
 LOCK_NAME = ".gvae.lock"
 
 
@@ -56,8 +59,8 @@ def check(out, resume=False, overwrite=False):
 @contextmanager
 def writer(out, resume=False, overwrite=False):
     """Hold the folder's lock while the body writes the run: checks as :func:`check` does (again, now
-    under the lock), removes the run files when ``overwrite``, and the temporary files that a killed
-    write left behind. Yields the folder's Path."""
+    under the lock), removes the run files and what was derived from them (:data:`DERIVED`) when
+    ``overwrite``, and the temporary files that a killed write left behind. Yields the folder's Path."""
     path = run_path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -75,8 +78,9 @@ def writer(out, resume=False, overwrite=False):
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         check(path, resume, overwrite)
         if overwrite:
-            for name in RUN_FILES:
-                (path / name).unlink(missing_ok=True)
+            for pattern in RUN_FILES + DERIVED:
+                for old in path.glob(pattern):
+                    old.unlink()
         remove_stale_temporaries(path)
         yield path
     finally:
