@@ -302,7 +302,7 @@ def test_bad_inputs_diag_inv():
         with pytest.raises(ValueError, match="K=3 diagonals"):
             fn(L, (0, 1))
         with pytest.raises(TypeError):
-            fn(L.astype(np.int64), offs)
+            fn(np.ones(L.shape, np.int64), offs)
     badg = g.copy()
     badg[1, 2] = np.nan
     with pytest.raises(ValueError, match="g contains NaN or inf"):
