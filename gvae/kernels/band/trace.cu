@@ -10,7 +10,7 @@
 #include "band_common.cuh"
 
 // Chain (offs = (0, 1)), one thread per factor: s_i = a_i + c_i s_{i+1}, a_i = 1 / L_ii^2,
-// c_i = a_i L_{i+1,i}^2; tr = sum_i s_i.
+// c_i = a_i L_{i+1,i}^2; out[f] = tr = sum_i s_i, or out[f, i] = s_i (DIAG).
 template <typename T, bool DIAG>
 __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, int F, int n,
                                  double* __restrict__ flags) {
@@ -19,17 +19,16 @@ __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, i
         const T* d = L + (long long)f * 2 * n;
         const T* l1 = d + n + 1;  // l1[i] = L_{i+1, i}
         const double rn = 1.0 / (double)d[n - 1];
-        T* diag = out + (long long)f * n;
         double s = rn * rn;
         double tr = s;
-        if (DIAG) diag[n - 1] = (T)s;
+        if (DIAG) out[(long long)f * n + n - 1] = (T)s;
         for (int i = n - 2; i >= 0; --i) {
             const double r = 1.0 / (double)d[i];
             const double a = r * r;
             const double v = (double)l1[i];
             s = a + (a * v * v) * s;
             tr += s;
-            if (DIAG) diag[i] = (T)s;
+            if (DIAG) out[(long long)f * n + i] = (T)s;
         }
         if (!DIAG) out[f] = (T)tr;
         chk += tr;
@@ -47,7 +46,7 @@ __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, i
 //   t[col] = sum_{k >= 1, m_k < n} L_{m_k, i} win[slot(m_k)][col]        (lanes across col)
 //   Sigma_ii = rl (rl + sum_k L_{m_k, i} rl t[slot(m_k)]),  row and column slot(i) <- -rl t.
 // SHARED: win and t live in dynamic shared memory, (W*W + W) doubles per warp; otherwise in `scratch`,
-// (W*W + W) doubles per warp of the grid.
+// (W*W + W) doubles per warp of the grid. out[f] = sum_i Sigma_ii, or out[f, i] = Sigma_ii (DIAG).
 template <typename T, bool SHARED, bool DIAG>
 __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict__ offs, T* __restrict__ out,
                                   int F, int K, int n, double* __restrict__ scratch, double* __restrict__ flags) {
