@@ -315,9 +315,10 @@ def _chain_grad(Lf, g, buf, gf):
     gf[1, 0] = 0.0
     sb = np.float64(g[0])
     for i in range(n - 1):
+        gn = np.float64(g[(i + 1) * gi])  # read before the stores to gf, which might alias g
         g0[i] = -2.0 * sb * s[i] / np.float64(d[i])
         g1[i] = 2.0 * sb * a[i] * np.float64(l1[i]) * s1[i]
-        sb = np.float64(g[(i + 1) * gi]) + sb * cc[i]
+        sb = gn + sb * cc[i]
     g0[n - 1] = -2.0 * sb * s[n - 1] / np.float64(d[n - 1])
 
 
