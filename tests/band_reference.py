@@ -103,3 +103,14 @@ def trace_inv_grad_ref(L, offsets):
     D = dense_from_band(L, offsets)
     S = sigma_ref(L, offsets)
     return band_from_dense(-2.0 * S @ S @ D, offsets)
+
+
+def diag_inv_ref(L, offsets):
+    return np.diagonal(sigma_ref(L, offsets), axis1=-2, axis2=-1)
+
+
+def diag_inv_grad_ref(L, offsets, g):
+    """sum_i g_i d Sigma_ii / dL = -2 Sigma diag(g) Sigma L restricted to the band."""
+    D = dense_from_band(L, offsets)
+    S = sigma_ref(L, offsets)
+    return band_from_dense(-2.0 * (S * np.asarray(g, np.float64)[..., None, :]) @ S @ D, offsets)

@@ -11,6 +11,8 @@ FUNCTIONS = {
     "band_matvec": lambda L, o: kernels.band_matvec(L, o, np.ones(16)),
     "band_trace_inv": kernels.band_trace_inv,
     "band_trace_inv_grad": lambda L, o: kernels.band_trace_inv_grad(L, o, np.ones(2)),
+    "band_diag_inv": kernels.band_diag_inv,
+    "band_diag_inv_grad": lambda L, o: kernels.band_diag_inv_grad(L, o, np.ones(16)),
 }
 
 

@@ -58,6 +58,8 @@ def test_factor_ops_vjp(problem):
     check_vjp(ops_band.band_trace_inv, [L, offsets], argnum=0, seed=seed % 1000)
     _zero_outside_band(ops_band.band_trace_inv, L, offsets)
     _zero_outside_band(lambda L_, offs: ops_band.band_logdet(L_), L, offsets)
+    check_vjp(ops_band.band_diag_inv, [L, offsets], argnum=0, seed=seed % 1000 + 2)
+    _zero_outside_band(ops_band.band_diag_inv, L, offsets)
 
 
 def test_solve_t_vjp_both_arguments_and_plain_call():

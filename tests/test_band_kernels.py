@@ -8,9 +8,9 @@ import pytest
 from gvae import kernels
 from gvae.kernels.jit import CACHING
 from gvae.model import lattice
-from tests.band_reference import (band_from_dense, dense_from_band, logdet_ref, matvec_ref, matvec_t_ref,
-                                  named_offsets, random_factor, random_offsets, solve_ref, solve_t_ref,
-                                  trace_inv_grad_ref, trace_inv_ref)
+from tests.band_reference import (band_from_dense, dense_from_band, diag_inv_grad_ref, diag_inv_ref, logdet_ref,
+                                  matvec_ref, matvec_t_ref, named_offsets, random_factor, random_offsets,
+                                  solve_ref, solve_t_ref, trace_inv_grad_ref, trace_inv_ref)
 
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
 
@@ -173,6 +173,8 @@ kernels.band_outer(b, b, offs, (2,))
 kernels.band_logdet(L)
 kernels.band_trace_inv(L, offs)
 kernels.band_trace_inv_grad(L, offs, 1.0)
+kernels.band_diag_inv(L, offs)
+kernels.band_diag_inv_grad(L, offs, 1.0)
 entries = [f for n, f in _IMPLEMENTATIONS["cpu"].items() if n.startswith("band_") and isinstance(f, CPUDispatcher)]
 entries.append(product_cpu._outer)
 print(sum(sum(f.stats.cache_misses.values()) for f in entries), sum(sum(f.stats.cache_hits.values()) for f in entries))
@@ -187,7 +189,7 @@ def test_a_new_process_loads_every_kernel_from_numba_cache():
     for _ in range(2):  # the first run may compile (and store) what this process has not
         out = subprocess.run([sys.executable, "-c", _CACHED_CALLS], capture_output=True, text=True, check=True)
     misses, hits = map(int, out.stdout.split())
-    assert (misses, hits) == (0, 8), out.stdout
+    assert (misses, hits) == (0, 10), out.stdout
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,6 +250,70 @@ def test_overflow_from_finite_inputs_is_returned():
     L[:, 0] = 1e-20
     x = kernels.band_solve(L, offs, np.full_like(b, 3e30, dtype=np.float32))
     assert np.isinf(x).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offsets,n", CASES)
+def test_diag_inv_matches_dense(offsets, n, dtype):
+    # one factor, partial and full blocks of 8, more than 8 (chunks of blocks), nested batches
+    rng = np.random.default_rng(n * 7919 + len(offsets))
+    for batch in [(), (1,), (3,), (8,), (2, 3), (19,)]:
+        L = random_factor(rng, batch, offsets, n, dtype)
+        L0 = L.copy()
+        d = kernels.band_diag_inv(L, offsets)
+        assert d.dtype == dtype and d.shape == batch + (n,)
+        _close(d, diag_inv_ref(L, offsets), dtype)
+        _close(d.astype(np.float64).sum(axis=-1), kernels.band_trace_inv(L, offsets), dtype)
+        g = rng.uniform(-1.5, 1.5, size=batch + (n,))
+        gL = kernels.band_diag_inv_grad(L, offsets, g.astype(dtype))
+        assert gL.dtype == dtype and gL.shape == L.shape
+        _close(gL, diag_inv_grad_ref(L, offsets, g), dtype)
+        for k, o in enumerate(offsets):
+            assert np.all(gL[..., k, :o] == 0)
+        # a constant g is the trace's gradient; g broadcasts over the batch
+        ones = np.ones(n, dtype)
+        _close(kernels.band_diag_inv_grad(L, offsets, ones), kernels.band_trace_inv_grad(L, offsets,
+               np.ones(batch, dtype)), dtype)
+        np.testing.assert_array_equal(L, L0)
+
+
+@pytest.mark.parametrize("offsets", [(0, 1), (0, 1, 10), (0, 1, 70, 71, 72), (0, 3, 4)])
+def test_diag_inv_parallel_path(offsets):
+    # 40 factors of n = 150: the threads (dense references on a corner of the batch)
+    rng = np.random.default_rng(len(offsets) + 5)
+    n = 150
+    L = random_factor(rng, (40,), offsets, n)
+    g = rng.standard_normal((40, n))
+    _close(kernels.band_diag_inv(L, offsets)[:4], diag_inv_ref(L[:4], offsets), np.float64)
+    _close(kernels.band_diag_inv_grad(L, offsets, g)[:4], diag_inv_grad_ref(L[:4], offsets, g[:4]), np.float64)
+
+
+def test_bad_inputs_diag_inv():
+    L, offs, _ = _good()
+    g = np.ones(L.shape[:-2] + L.shape[-1:])
+    for fn in (kernels.band_diag_inv, lambda L_, o: kernels.band_diag_inv_grad(L_, o, g)):
+        bad = L.copy()
+        bad[0, 0, 0] = -1.0
+        with pytest.raises(ValueError, match="strictly positive"):
+            fn(bad, offs)
+        bad[0, 0, 0] = np.inf
+        with pytest.raises(ValueError, match="NaN or inf"):
+            fn(bad, offs)
+        with pytest.raises(ValueError, match="K=3 diagonals"):
+            fn(L, (0, 1))
+        with pytest.raises(TypeError):
+            fn(np.ones(L.shape, np.int64), offs)
+    badg = g.copy()
+    badg[1, 2] = np.nan
+    with pytest.raises(ValueError, match="g contains NaN or inf"):
+        kernels.band_diag_inv_grad(L, offs, badg)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        kernels.band_diag_inv_grad(L, offs, np.ones(L.shape[-1] + 1))
+    # nonexistent slots are ignored, whatever they hold
+    L[:, 1, 0] = np.inf
+    L[:, 2, :3] = np.nan
+    assert np.all(np.isfinite(kernels.band_diag_inv(L, offs)))
+    assert np.all(np.isfinite(kernels.band_diag_inv_grad(L, offs, g)))
 
 
 def test_bad_inputs_factor():

@@ -216,6 +216,13 @@ def test_band_factor_kernels(offsets, n, dtype):
         for k, o in enumerate(offsets):
             assert np.all(host(actual)[..., k, :o] == 0)
         close(kernels.band_logdet_grad(Ld, dev(g)), kernels.band_logdet_grad(L, g), dtype)
+        close(kernels.band_diag_inv(Ld, offsets), kernels.band_diag_inv(L, offsets), dtype,
+              rtol=_band_rtol(dtype, n))
+        gd = rng.uniform(-1.5, 1.5, size=batch + (n,)).astype(dtype)
+        actual = kernels.band_diag_inv_grad(Ld, offsets, dev(gd))
+        close(actual, kernels.band_diag_inv_grad(L, offsets, gd), dtype, rtol=_band_rtol(dtype, n))
+        for k, o in enumerate(offsets):
+            assert np.all(host(actual)[..., k, :o] == 0)
 
 
 @pytest.mark.parametrize("offsets", [(0, 1), (0, 1, 5), (0, 2, 7)])
@@ -231,6 +238,11 @@ def test_band_chain_and_window_agree(offsets):
     g = dev(np.ones(9))
     np.testing.assert_allclose(host(kernels.band_trace_inv_grad(Ld, offsets, g)),
                                host(kernels.band_trace_inv_grad(L3d, offs3, g))[:, :-1], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(host(kernels.band_diag_inv(Ld, offsets)), host(kernels.band_diag_inv(L3d, offs3)),
+                               rtol=1e-12)
+    gd = dev(np.random.default_rng(5).standard_normal((9, 50)))
+    np.testing.assert_allclose(host(kernels.band_diag_inv_grad(Ld, offsets, gd)),
+                               host(kernels.band_diag_inv_grad(L3d, offs3, gd))[:, :-1], rtol=1e-10, atol=1e-14)
 
 
 def test_band_bad_inputs_are_named():

@@ -30,6 +30,7 @@ def valid_calls(rng):
         "band_matvec": (kernels.band_matvec, [L, offsets, v]),
         "band_logdet": (kernels.band_logdet, [L]),
         "band_trace_inv": (kernels.band_trace_inv, [L, offsets]),
+        "band_diag_inv": (kernels.band_diag_inv, [L, offsets]),
         "log_mean_exp": (kernels.log_mean_exp, [v, 0]),
         "bias_activation": (kernels.bias_activation, [h.copy(), rng.standard_normal(n), "elu"]),
         "bernoulli_loglik": (kernels.bernoulli_loglik, [h, rng.random((b, n))]),

@@ -12,7 +12,8 @@ host per call; for factors positive by construction, whose NaNs reach a loss tha
 from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
 
-__all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv"]
+__all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
+           "band_diag_inv"]
 
 
 def _cast(g, L):
@@ -97,3 +98,13 @@ def band_trace_inv(L, offsets, check=True):
 
 defvjp(band_trace_inv,
        lambda ans, L, offsets, check=True: lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))
+
+
+@primitive
+def band_diag_inv(L, offsets, check=True):
+    """diag((L L^T)^{-1}), exact, shape ``L.shape[:-2] + (n,)`` (see :func:`gvae.kernels.band_diag_inv`)."""
+    return kernels.band_diag_inv(L, offsets, check=check)
+
+
+defvjp(band_diag_inv,
+       lambda ans, L, offsets, check=True: lambda g: kernels.band_diag_inv_grad(L, offsets, _cast(g, L), check=False))

@@ -1,4 +1,5 @@
-"""Banded lower-triangular factors: solves, products, log-determinant and exact trace of the inverse.
+"""Banded lower-triangular factors: solves, products, log-determinant, exact diagonal and trace of the
+inverse.
 
 Storage (docs/api.md, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
 ``L`` has shape ``(*batch, K, n)`` with ``L[..., k, i] = L_{i, i - offsets[k]}``; the slots with
@@ -26,7 +27,8 @@ from ..backend import array_module, implementation
 from ..checks import float_array, same_dtype
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_outer", "band_logdet_grad", "band_trace_inv_grad", "validate_offsets"]
+           "band_diag_inv", "band_outer", "band_logdet_grad", "band_trace_inv_grad", "band_diag_inv_grad",
+           "validate_offsets"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,6 +233,21 @@ def band_trace_inv(L, offsets, *, check=True):
     return out.reshape(L.shape[:-2])
 
 
+def band_diag_inv(L, offsets, *, check=True):
+    """diag((L L^T)^{-1}) = diag(Sigma), exactly, shape ``L.shape[:-2] + (n,)``: the recursion of
+    :func:`band_trace_inv` keeping each Sigma_ii (same cost and scratch)."""
+    offs, K, n = _factor("band_diag_inv", L, offsets)
+    xp = array_module(L)
+    F = math.prod(L.shape[:-2])
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    out = xp.empty((F, n), dtype=L.dtype)
+    if F:
+        flags = implementation("band_diag_inv", Lc)(Lc, offs, out)
+        if check:
+            _verdict("band_diag_inv", flags, L, offs)
+    return out.reshape(L.shape[:-2] + (n,))
+
+
 # --------------------------------------------------------------------------------------------------
 # Helpers for the vector-Jacobian products
 # --------------------------------------------------------------------------------------------------
@@ -299,4 +316,29 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
         flags = implementation("band_trace_inv_grad", Lc)(Lc, offs, gc, out)
         if check:
             _verdict("band_trace_inv_grad", flags, L, offs, [("g", gc)])
+    return out.reshape(L.shape)
+
+
+def band_diag_inv_grad(L, offsets, g, *, check=True):
+    """sum_i g_i d Sigma_ii / dL on the band, i.e. ``-2 (Sigma diag(g) Sigma L)`` restricted to the stored
+    diagonals, zero in the slots that do not exist; shape of L. ``g`` broadcasts to
+    ``L.shape[:-2] + (n,)``. Reverse mode through the recursion of :func:`band_trace_inv_grad`, seeded
+    with g_i on each Sigma_ii instead of one g for all: same cost and scratch."""
+    offs, K, n = _factor("band_diag_inv_grad", L, offsets)
+    xp = array_module(L)
+    batch = L.shape[:-2]
+    F = math.prod(batch)
+    g = xp.asarray(g, dtype=L.dtype)
+    try:
+        gb = xp.broadcast_to(g, batch + (n,))
+    except ValueError:
+        raise ValueError(f"band_diag_inv_grad: g of shape {g.shape} does not broadcast to "
+                         f"{batch + (n,)}") from None
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    gc = xp.ascontiguousarray(gb).reshape(F, n)
+    out = xp.empty((F, K, n), dtype=L.dtype)
+    if F:
+        flags = implementation("band_diag_inv_grad", Lc)(Lc, offs, gc, out)
+        if check:
+            _verdict("band_diag_inv_grad", flags, L, offs, [("g", gc)])
     return out.reshape(L.shape)

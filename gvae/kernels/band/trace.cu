@@ -1,5 +1,7 @@
-// CUDA twin of trace_cpu.py: the exact trace of Sigma = (L L^T)^{-1} by selected inversion, and its
-// gradient (layouts and flags: band_common.cuh). float64 inside, as on the CPU.
+// CUDA twin of trace_cpu.py: the exact diagonal and trace of Sigma = (L L^T)^{-1} by selected inversion,
+// and their gradients (layouts and flags: band_common.cuh). float64 inside, as on the CPU. One recursion
+// serves both: the forward kernels write Sigma_ii (DIAG: out (F, n)) or their sum (out (F,)); the
+// gradients take an adjoint per Sigma_ii, g (F, G), G = n, or G = 1 for the trace (one g for all).
 //
 // The chain's O(n) recursion (offs = (0, 1)) runs one thread per factor. The general selected inversion
 // (window of width W = offs[K-1] + 1) runs one warp per factor, lanes across the W columns of the
@@ -8,8 +10,8 @@
 #include "band_common.cuh"
 
 // Chain (offs = (0, 1)), one thread per factor: s_i = a_i + c_i s_{i+1}, a_i = 1 / L_ii^2,
-// c_i = a_i L_{i+1,i}^2; tr = sum_i s_i.
-template <typename T>
+// c_i = a_i L_{i+1,i}^2; out[f] = tr = sum_i s_i, or out[f, i] = s_i (DIAG).
+template <typename T, bool DIAG>
 __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, int F, int n,
                                  double* __restrict__ flags) {
     double bad = 0.0, chk = 0.0;
@@ -19,14 +21,16 @@ __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, i
         const double rn = 1.0 / (double)d[n - 1];
         double s = rn * rn;
         double tr = s;
+        if (DIAG) out[(long long)f * n + n - 1] = (T)s;
         for (int i = n - 2; i >= 0; --i) {
             const double r = 1.0 / (double)d[i];
             const double a = r * r;
             const double v = (double)l1[i];
             s = a + (a * v * v) * s;
             tr += s;
+            if (DIAG) out[(long long)f * n + i] = (T)s;
         }
-        out[f] = (T)tr;
+        if (!DIAG) out[f] = (T)tr;
         chk += tr;
         for (int i = 0; i < n; ++i) {
             const T v = d[i];
@@ -42,8 +46,8 @@ __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, i
 //   t[col] = sum_{k >= 1, m_k < n} L_{m_k, i} win[slot(m_k)][col]        (lanes across col)
 //   Sigma_ii = rl (rl + sum_k L_{m_k, i} rl t[slot(m_k)]),  row and column slot(i) <- -rl t.
 // SHARED: win and t live in dynamic shared memory, (W*W + W) doubles per warp; otherwise in `scratch`,
-// (W*W + W) doubles per warp of the grid.
-template <typename T, bool SHARED>
+// (W*W + W) doubles per warp of the grid. out[f] = sum_i Sigma_ii, or out[f, i] = Sigma_ii (DIAG).
+template <typename T, bool SHARED, bool DIAG>
 __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict__ offs, T* __restrict__ out,
                                   int F, int K, int n, double* __restrict__ scratch, double* __restrict__ flags) {
     extern __shared__ double smem[];
@@ -91,13 +95,16 @@ __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict
                 win[col * W + s0] = v;
             }
             __syncwarp();
-            if (lane == 0) win[s0 * W + s0] = d;
+            if (lane == 0) {
+                win[s0 * W + s0] = d;
+                if (DIAG) out[(long long)f * n + i] = (T)d;
+            }
             __syncwarp();
             tr += d;
             s0 = s0 == 0 ? W - 1 : s0 - 1;
         }
         if (lane == 0) {
-            out[f] = (T)tr;
+            if (!DIAG) out[f] = (T)tr;
             chk += tr;
         }
         __syncwarp();
@@ -106,11 +113,14 @@ __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict
 }
 
 // Gradient for the chain, one thread per factor (reverse mode through s_i = a_i + c_i s_{i+1}):
-//   out[0, i] = -2 sb_i s_i / L_ii,  out[1, i+1] = 2 sb_i a_i L_{i+1,i} s_{i+1},  sb_{i+1} = g + sb_i c_i,
-// sb_0 = g. s is kept in `scratch` (n, F), interleaved so that the threads' stores coalesce.
+//   out[0, i] = -2 sb_i s_i / L_ii,  out[1, i+1] = 2 sb_i a_i L_{i+1,i} s_{i+1},  sb_{i+1} = g_{i+1} + sb_i c_i,
+// sb_0 = g_0 (g (F, G): g_i = g[f, i] for G = n, g[f, 0] for G = 1). s is kept in `scratch` (n, F),
+// interleaved so that the threads' stores coalesce.
 template <typename T>
 __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restrict__ g, T* __restrict__ out,
-                                      int F, int n, double* __restrict__ scratch, double* __restrict__ flags) {
+                                      int F, int n, int G, double* __restrict__ scratch,
+                                      double* __restrict__ flags) {
+    const int gi = G > 1 ? 1 : 0;  // g's stride over i
     double bad = 0.0, chk = 0.0;
     for (int f = blockIdx.x * blockDim.x + threadIdx.x; f < F; f += gridDim.x * blockDim.x) {
         const T* d = L + (long long)f * 2 * n;
@@ -128,8 +138,8 @@ __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restri
             acc = a + (a * v * v) * acc;
             s[(long long)i * F] = acc;
         }
-        const double gf = (double)g[f];
-        double sb = gf;
+        const T* gr = g + (long long)f * G;
+        double sb = (double)gr[0];
         T sum = T(0);
         g0[n] = T(0);  // out[1, 0]: no such slot
         for (int i = 0; i < n - 1; ++i) {
@@ -143,7 +153,7 @@ __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restri
             g0[i] = v0;
             g1[i] = v1;
             sum += v0 + v1;
-            sb = gf + sb * (a * v * v);
+            sb = (double)gr[(i + 1) * gi] + sb * (a * v * v);
         }
         const T last = (T)(-2.0 * sb * s[(long long)(n - 1) * F] / (double)d[n - 1]);
         g0[n - 1] = last;
@@ -161,12 +171,13 @@ __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restri
 // Gradient for general offsets, one warp per factor: reverse mode through the selected inversion, as
 // trace_cpu.py's _reverse. R[i][d] = Sigma_{i, i+d} (i + d < n) is stored by a forward sweep, Rb holds
 // the adjoints of the same entries; Sigma_{m, j} with j < m is read as R[j][m - j]. Lanes run across d.
-// scratch: 2 n W doubles per warp of the grid (R, then Rb). out[f] (K, n): g[f] d tr / d L on the band, 0 in the
-// slots that do not exist.
+// scratch: 2 n W doubles per warp of the grid (R, then Rb). out[f] (K, n): d(sum_i g_i Sigma_ii) / d L on the
+// band (g (F, G) as in band_trace_chain_grad), 0 in the slots that do not exist.
 template <typename T>
 __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restrict__ offs, const T* __restrict__ g,
-                                     T* __restrict__ out, int F, int K, int n, double* __restrict__ scratch,
+                                     T* __restrict__ out, int F, int K, int n, int G, double* __restrict__ scratch,
                                      double* __restrict__ flags) {
+    const int gi = G > 1 ? 1 : 0;  // g's stride over i
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int W = offs[K - 1] + 1;
     const int slot = blockIdx.x * warps + (threadIdx.x >> 5);  // this warp's scratch, reused per factor
@@ -209,9 +220,9 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
             __syncwarp();
         }
         // reverse sweep, i = 0 .. n-1; row i of Rb is final when step i is reached
-        const double gv = (double)g[f];
+        const T* gr = g + (long long)f * G;
         for (int i = 0; i < n; ++i)
-            for (int d = lane; d < W; d += 32) Rb[(long long)i * W + d] = d == 0 ? gv : 0.0;
+            for (int d = lane; d < W; d += 32) Rb[(long long)i * W + d] = d == 0 ? (double)gr[i * gi] : 0.0;
         __syncwarp();
         kmax = K - 1;
         for (int i = 0; i < n; ++i) {

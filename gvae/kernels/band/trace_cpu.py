@@ -1,4 +1,6 @@
-"""Numba CPU kernels: the exact trace of Sigma = (L L^T)^{-1} for banded factors, and its gradient."""
+"""Numba CPU kernels: the exact diagonal and trace of Sigma = (L L^T)^{-1} for banded factors, and their
+gradients, from one recursion: the forward sweep yields every Sigma_ii (the trace is their sum), and its
+reverse mode takes an adjoint per Sigma_ii (the trace's gradient gives all of them the same g)."""
 import numpy as np
 from numba.cpython.unsafe.tuple import tuple_setitem
 
@@ -40,17 +42,21 @@ def _chain_coefs(Lf, a, cc):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _trace_chain(Lf, buf):
+def _diag_chain(Lf, buf, s):
+    """s[i] = Sigma_ii of one chain factor (s: a row of n, any float dtype); returns their sum, the trace
+    (the store rides in the shadow of the recursion's serial FMA)."""
     n = Lf.shape[1]
     a = buf[0]
     cc = buf[1]
     _chain_coefs(Lf, a, cc)
-    s = a[n - 1]
-    tr = s
+    v = a[n - 1]
+    s[n - 1] = v
+    tr = v
     for i in range(n - 2, -1, -1):
         ui = _u(i)
-        s = a[ui] + cc[ui] * s
-        tr += s
+        v = a[ui] + cc[ui] * v
+        s[ui] = v
+        tr += v
     return tr
 
 
@@ -65,7 +71,7 @@ def _trace_chain(Lf, buf):
 # S[i, k, b] = L_{i + o_k, i} (0 where i + o_k >= n) of factor f0 + b, and the diagonal in D (n, _TB),
 # by _TB x _TB transposes; lanes past the end of the batch repeat its last factor and their results are
 # dropped. The staging is O(n K) per factor against the recursion's O(n K w). The functions from here
-# to _trace_grad_blocks are templates, compiled for _TB = 8 lanes and for 1 (see _LOCKSTEP below).
+# to _grad_blocks are templates, compiled for _TB = 8 lanes and for 1 (see _LOCKSTEP below).
 
 
 @template(error_model="numpy")
@@ -164,10 +170,9 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
 # a helper called per row pays Numba's reference counting of its array arguments at every call.
 
 @template(error_model="numpy")
-def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, lo, kmax, nt, trv):
+def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, lo, kmax, nt):
     """Steps i = hi-1 .. lo of _forward (hi = n, or below the last w rows), rows with the terms
-    k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms; returns trv, the trace so far,
-    plus their diagonals."""
+    k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms; Sigma_ii also into dg."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
@@ -215,30 +220,29 @@ def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, lo, kmax, nt, trv):
         for k in range(1, km + 1):
             a = _vfma(_vmul(nrl, _vld(S, pS + k * _TB)), _vld(R, rp + offs[k] * _TB), a)
         _vst(R, rp, a)
-        trv = _vadd(trv, a)
+        _vst(dg, i * _TB, a)
         s0 = s0 - 1 if s0 > 0 else Wr - 1
-    return trv
 
 
 @template(error_model="numpy")
-def _forward(S, offs, n, R, Wr, seg, C, T, nseg, tr):
-    """Rows of Sigma for i = n-1 .. 0 (selected inversion) into the ring R of Wr rows;
-    tr[:_TB] = tr(Sigma)."""
+def _forward(S, offs, n, R, Wr, seg, C, T, nseg, dg):
+    """Rows of Sigma for i = n-1 .. 0 (selected inversion) into the ring R of Wr rows; dg (n, _TB),
+    flat: dg[i, b] = Sigma_ii of lane b."""
     K = offs.shape[0]
     hi = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < hi: all terms, one pass
-    trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, n, hi, -1, 1, _vsplat(0.0))
+    _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, n, hi, -1, 1)
     if K == 3:
-        trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, 0, 2, 2, trv)
+        _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, 0, 2, 2)
     elif K == 4:
-        trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, 0, 3, 3, trv)
+        _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, 0, 3, 3)
     elif K == 5:
-        trv = _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, hi, 0, 4, 4, trv)
-    _vst(tr, 0, trv)
+        _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, 0, 4, 4)
 
 
 @template(fastmath=_FMA, error_model="numpy")
-def _trace_blocks(L, offs, out, lo, hi):
-    """out[lo:hi] by the window recursion, in lock-step blocks of _TB factors; returns their sum."""
+def _window_blocks(L, offs, out, lo, hi):
+    """Factors lo .. hi-1 by the window recursion, in lock-step blocks of _TB factors: out (F,) their
+    traces, or out (F, n) their diagonals (bound _DIAG); returns the sum of what was written."""
     F, K, n = L.shape
     chk = 0.0
     if hi > lo:
@@ -246,24 +250,50 @@ def _trace_blocks(L, offs, out, lo, hi):
         S = np.empty(n * K * _TB)
         D = np.empty(n * _TB)
         R = np.empty(W * _pitch(W) * _TB)
+        dg = np.empty(n * _TB)
         seg = np.empty(K + 1, dtype=np.int64)
         C = np.empty((K, K), dtype=np.int64)
         T = np.empty((K, K), dtype=np.int64)
         nseg = _segments(offs, seg, C, T)
         tr = np.empty(_TB)
         for f0 in range(lo, hi, _TB):
+            nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
-            _forward(S, offs, n, R, W, seg, C, T, nseg, tr)
-            for b in range(min(_TB, hi - f0)):
-                v = tr[b]
-                out[f0 + b] = v
-                chk += v
+            _forward(S, offs, n, R, W, seg, C, T, nseg, dg)
+            if _DIAG:
+                _unstage_rows(dg, out.reshape(F * n), f0, nf, n)
+            else:
+                trv = _vsplat(0.0)
+                for i in range(n - 1, -1, -1):  # the order in which the rows were found
+                    trv = _vadd(trv, _vld(dg, i * _TB))
+                _vst(tr, 0, trv)
+            for b in range(nf):
+                if _DIAG:
+                    chk += _checksum(out[f0 + b])
+                else:
+                    out[f0 + b] = tr[b]
+                    chk += tr[b]
     return chk
 
 
+@template(error_model="numpy")
+def _unstage_rows(X, a, f0, nf, n):
+    """a[(f0 + b) * n + i] = X[i * _TB + b] for the nf lanes that hold factors (8 x 8 tiles when the block
+    is full), rounded to a's dtype: the inverse of staging one row per factor."""
+    i0 = 0
+    if nf == _TB:
+        i0 = n - n % _TB
+        for i in range(0, i0, _TB):
+            _vunstage(X, i * _TB, _TB, a, f0, n, i)
+    for b in range(nf):
+        for i in range(i0, n):
+            a[(f0 + b) * n + i] = X[i * _TB + b]
+
+
 @jit(fastmath=_FMA, error_model="numpy")
-def _trace_chain_grad(Lf, g, buf, gf):
-    """Reverse mode through s_i = a_i + c_i s_{i+1}; tr = sum_i s_i."""
+def _chain_grad(Lf, g, buf, gf):
+    """gf = d(sum_i g_i s_i)/dL_f by reverse mode through s_i = a_i + c_i s_{i+1}; g has n entries, or
+    one for all (the trace's gradient)."""
     n = Lf.shape[1]
     a = buf[0]
     cc = buf[1]
@@ -275,23 +305,25 @@ def _trace_chain_grad(Lf, g, buf, gf):
         ui = _u(i)
         acc = a[ui] + cc[ui] * acc
         s[ui] = acc
-    # sb_i = g + sb_{i-1} c_{i-1};  ds_i/dL_ii = -2 s_i / L_ii;  ds_i/dL_{i+1,i} = 2 a_i L_{i+1,i} s_{i+1}
+    # sb_i = g_i + sb_{i-1} c_{i-1};  ds_i/dL_ii = -2 s_i / L_ii;  ds_i/dL_{i+1,i} = 2 a_i L_{i+1,i} s_{i+1}
+    gi = 1 if g.shape[0] > 1 else 0  # g's stride over i
     d = Lf[0]
     l1 = Lf[1, 1:]
     g0 = gf[0]
     g1 = gf[1, 1:]
     s1 = s[1:]
     gf[1, 0] = 0.0
-    sb = g
+    sb = np.float64(g[0])
     for i in range(n - 1):
+        gn = np.float64(g[(i + 1) * gi])  # read before the stores to gf, which might alias g
         g0[i] = -2.0 * sb * s[i] / np.float64(d[i])
         g1[i] = 2.0 * sb * a[i] * np.float64(l1[i]) * s1[i]
-        sb = g + sb * cc[i]
+        sb = gn + sb * cc[i]
     g0[n - 1] = -2.0 * sb * s[n - 1] / np.float64(d[n - 1])
 
 
 @template(error_model="numpy")
-def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, hi, kmax, nt):
+def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, lo, hi, kmax, nt):
     """Steps i = lo .. hi-1 of _reverse (lo = 0, or the first of the last w rows), rows with the terms
     k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms as in _forward_rows."""
     K = offs.shape[0]
@@ -366,41 +398,42 @@ def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, hi, kmax, 
         rlb = _vfma(_vld(D, i * _TB), acc0, rlb)
         _vst(G, pS, _vsub(zero, _vmul(rlb, _vmul(rl, rl))))
         # slot s0 now takes adjoint row i + W
-        _vst(Rb, bp, gvec)
+        _vst(Rb, bp, _vld(gd, (i + W) * _TB))
         for q in range(bp + _TB, bp + WT, _TB):
             _vst(Rb, q, zero)
         s0 = s0 + 1 if s0 < W - 1 else 0
 
 
 @template(error_model="numpy")
-def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G):
+def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gd, G):
     """Reverse mode through the recursion of _forward, whose rows of Sigma are all in R (Wr = n); the
-    adjoints of the same entries (g on the diagonal) live in a ring Rb of W rows, row i final at step
-    i = 0 .. n-1, its slot then reset for row i + W. G (n, K, _TB), flat: G[i, k] = g dtr/dL_{i, i-o_k}
-    (the entries i < o_k are left alone)."""
+    adjoints of the same entries (g_i on the diagonal Sigma_ii, from gd (n + W, _TB), flat, its rows
+    from n on zero) live in a ring Rb of W rows, row i final at step i = 0 .. n-1, its slot then reset
+    for row i + W. G (n, K, _TB), flat: G[i, k] = d(sum_j g_j Sigma_jj)/dL_{i, i-o_k} (the entries
+    i < o_k are left alone)."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
     zero = _vsplat(0.0)
-    gvec = _vld(gv, 0)
     for q in range(0, W * WT, _TB):
         _vst(Rb, q, zero)
-    for q in range(0, W * WT, WT):
-        _vst(Rb, q, gvec)
+    for r in range(W):
+        _vst(Rb, r * WT, _vld(gd, r * _TB))
     lo = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < lo: all terms, one pass
     if K == 3:
-        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, 0, lo, 2, 2)
+        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, 0, lo, 2, 2)
     elif K == 4:
-        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, 0, lo, 3, 3)
+        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, 0, lo, 3, 3)
     elif K == 5:
-        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, 0, lo, 4, 4)
-    _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gvec, lo, n, -1, 1)
+        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, 0, lo, 4, 4)
+    _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, lo, n, -1, 1)
 
 
 @template(fastmath=_FMA, error_model="numpy")
-def _trace_grad_blocks(L, offs, g, out, lo, hi):
-    """out[lo:hi] by reverse mode through the window recursion, in lock-step blocks of _TB factors. The
-    scratch is dominated by R, the rows of Sigma of a block: n * _pitch(W) * _TB float64."""
+def _grad_blocks(L, offs, g, out, lo, hi):
+    """out[lo:hi] = d(sum_i g_i Sigma_ii)/dL by reverse mode through the window recursion, in lock-step
+    blocks of _TB factors; g (F, n), or (F, 1) for one g per factor (the trace). The scratch is dominated
+    by R, the rows of Sigma of a block: n * _pitch(W) * _TB float64."""
     F, K, n = L.shape
     if hi > lo:
         W = offs[K - 1] + 1
@@ -414,16 +447,18 @@ def _trace_grad_blocks(L, offs, g, out, lo, hi):
         C = np.empty((K, K), dtype=np.int64)
         T = np.empty((K, K), dtype=np.int64)
         nseg = _segments(offs, seg, C, T)
-        gv = np.empty(_TB)
-        tr = np.empty(_TB)
+        dg = np.empty(n * _TB)
+        gd = np.zeros((n + W) * _TB)  # rows from n on stay zero: adjoints of rows past the end
+        gi = 1 if g.shape[1] > 1 else 0  # g's stride over i
         outflat = out.reshape(F * K * n)
         for f0 in range(lo, hi, _TB):
             nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
-            for b in range(_TB):
-                gv[b] = g[f0 + b] if b < nf else 0.0
-            _forward(S, offs, n, R, n, seg, C, T, nseg, tr)
-            _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gv, G)
+            for i in range(n):
+                for b in range(_TB):
+                    gd[i * _TB + b] = g[f0 + b, i * gi] if b < nf else 0.0
+            _forward(S, offs, n, R, n, seg, C, T, nseg, dg)
+            _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gd, G)
             for b in range(nf):
                 gf = out[f0 + b]
                 for k in range(K):
@@ -447,15 +482,17 @@ def _trace_grad_blocks(L, offs, g, out, lo, hi):
 
 # The lock-step width is a compile-time choice: the templates above compiled for _TB lanes and for one.
 # Every lane of a block costs its scratch whether or not it holds a factor (lanes past the batch repeat
-# its last factor): for the trace a window of w + 1 rows, small, so it always runs _TB lanes; for the
-# gradient an (n, pitch) float64 band of all of Sigma's rows, so it runs _TB lanes only while they fit
-# in _WIDE_SCRATCH_MAX bytes, and one factor at a time on one lane beyond (n = 10^5, w = 1000: 6.4 GB
-# on 8 lanes, 0.8 GB on one). The choice depends on the shapes only, so every chunk runs the same code.
+# its last factor): for the forward sweep a window of w + 1 rows, small, so it always runs _TB lanes; for
+# the gradient an (n, pitch) float64 band of all of Sigma's rows, so it runs _TB lanes only while they
+# fit in _WIDE_SCRATCH_MAX bytes, and one factor at a time on one lane beyond (n = 10^5, w = 1000:
+# 6.4 GB on 8 lanes, 0.8 GB on one). The choice depends on the shapes only, so every chunk runs the same
+# code. _DIAG picks what the forward sweep's blocks write: traces or diagonals.
 _WIDE_SCRATCH_MAX = 1 << 28  # 256 MiB per running thread
-_LOCKSTEP = (_trace_blocks, _trace_grad_blocks, _stage, _segments, _ring_base, _forward_rows, _forward,
-             _reverse_rows, _reverse)
-_trace_blocks_x8, _trace_grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, **simd(_TB))[:2]
-_trace_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, **simd(1))[1]
+_LOCKSTEP = (_window_blocks, _grad_blocks, _unstage_rows, _stage, _segments, _ring_base, _forward_rows,
+             _forward, _reverse_rows, _reverse)
+_trace_blocks_x8, _grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, _DIAG=False, **simd(_TB))[:2]
+_diag_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}_diag", _TB=_TB, _DIAG=True, **simd(_TB))[0]
+_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, _DIAG=False, **simd(1))[1]
 
 
 @jit
@@ -471,17 +508,8 @@ def _chain(offs):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _trace_factors(L, offs, out, lo, hi):
-    F, K, n = L.shape
-    chk = 0.0
-    if _chain(offs):
-        buf = np.empty((2, n))
-        for f in range(lo, hi):
-            v = _trace_chain(L[f], buf)
-            out[f] = v
-            chk += v
-    else:
-        chk = _trace_blocks_x8(L, offs, out, lo, hi)
+def _flags(L, lo, hi, chk):
+    """(count of diagonal entries <= 0, chk plus the diagonals' checksum) of factors lo .. hi-1."""
     bad = 0
     for f in range(lo, hi):
         bad += _nonpositive(L[f, 0])
@@ -490,29 +518,60 @@ def _trace_factors(L, offs, out, lo, hi):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _trace_grad_factors(L, offs, g, out, lo, hi):
+def _trace_factors(L, offs, out, lo, hi):
+    F, K, n = L.shape
+    chk = 0.0
+    if _chain(offs):
+        buf = np.empty((3, n))
+        for f in range(lo, hi):
+            v = _diag_chain(L[f], buf, buf[2])
+            out[f] = v
+            chk += v
+    else:
+        chk = _trace_blocks_x8(L, offs, out, lo, hi)
+    return _flags(L, lo, hi, chk)
+
+
+@jit(fastmath=_FMA, error_model="numpy")
+def _diag_factors(L, offs, out, lo, hi):
+    F, K, n = L.shape
+    chk = 0.0
+    if _chain(offs):
+        buf = np.empty((2, n))
+        for f in range(lo, hi):
+            chk += _diag_chain(L[f], buf, out[f])
+    else:
+        chk = _diag_blocks_x8(L, offs, out, lo, hi)
+    return _flags(L, lo, hi, chk)
+
+
+@jit(fastmath=_FMA, error_model="numpy")
+def _grad_factors(L, offs, g, out, lo, hi):
+    """out[lo:hi] = d(sum_i g_i Sigma_ii)/dL; g (F, n), or (F, 1): one g per factor, the trace."""
     F, K, n = L.shape
     if _chain(offs):
         buf = np.empty((3, n))
         for f in range(lo, hi):
-            _trace_chain_grad(L[f], np.float64(g[f]), buf, out[f])
+            _chain_grad(L[f], g[f], buf, out[f])
     elif _grad_wide(L, offs):
-        _trace_grad_blocks_x8(L, offs, g, out, lo, hi)
+        _grad_blocks_x8(L, offs, g, out, lo, hi)
     else:
-        _trace_grad_blocks_x1(L, offs, g, out, lo, hi)
-    bad = 0
+        _grad_blocks_x1(L, offs, g, out, lo, hi)
     chk = 0.0
     for f in range(lo, hi):
-        bad += _nonpositive(L[f, 0])
-        chk += _checksum(L[f, 0])
         for k in range(K):
             chk += _checksum(out[f, k])
-    return bad, chk
+    return _flags(L, lo, hi, chk)
 
 
-# The lock-step blocks of _TB lanes (not the chain) do ~8x (trace) and ~2x (gradient) more of their work,
-# F n K (w + 1), per second than the per-pair loops that _PARALLEL_MIN was set for; one lane is taken as
-# on a par with them.
+@jit(fastmath=_FMA, error_model="numpy")
+def _trace_grad_factors(L, offs, g, out, lo, hi):
+    return _grad_factors(L, offs, g.reshape((g.shape[0], 1)), out, lo, hi)
+
+
+# The lock-step blocks of _TB lanes (not the chain) do ~8x (forward) and ~2x (gradient) more of their
+# work, F n K (w + 1), per second than the per-pair loops that _PARALLEL_MIN was set for; one lane is
+# taken as on a par with them.
 @jit
 def _plan(L, offs, wide, speedup):
     """Factors, one at a time for the chain and on one lane, else in blocks of _TB (``speedup``: how much
@@ -525,18 +584,23 @@ def _plan(L, offs, wide, speedup):
 
 
 @jit
-def _trace_plan(L, offs, out):
+def _forward_plan(L, offs, out):
     return _plan(L, offs, True, 8)
 
 
 @jit
-def _trace_grad_plan(L, offs, g, out):
+def _grad_plan(L, offs, g, out):
     return _plan(L, offs, _grad_wide(L, offs), 2)
 
 
 # out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside; L (F, K, n),
 # out (F,).
-register("band_trace_inv")(driver(_trace_plan, _trace_factors))
+register("band_trace_inv")(driver(_forward_plan, _trace_factors))
+# out[f, i] = ((L_f L_f^T)^{-1})_ii, the same recursion; out (F, n).
+register("band_diag_inv")(driver(_forward_plan, _diag_factors))
 # out[f] = g[f] d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted), zero in the
 # slots that do not exist; L, out (F, K, n), g (F,).
-register("band_trace_inv_grad")(driver(_trace_grad_plan, _trace_grad_factors))
+register("band_trace_inv_grad")(driver(_grad_plan, _trace_grad_factors))
+# out[f] = sum_i g[f, i] d ((L_f L_f^T)^{-1})_ii / d L_f on the band, zero in the slots that do not
+# exist; L, out (F, K, n), g (F, n).
+register("band_diag_inv_grad")(driver(_grad_plan, _grad_factors))

@@ -1,5 +1,5 @@
-"""CUDA twins of :mod:`trace_cpu` (source: ``trace.cu``): the exact trace of (L L^T)^{-1} and its
-gradient, by the chain's recursion for offsets (0, 1) and by selected inversion otherwise. Same
+"""CUDA twins of :mod:`trace_cpu` (source: ``trace.cu``): the exact diagonal and trace of (L L^T)^{-1} and
+their gradients, by the chain's recursion for offsets (0, 1) and by selected inversion otherwise. Same
 canonical layouts, arguments and return values as the Numba kernels (see :mod:`common_cuda`)."""
 import numpy as np
 
@@ -8,7 +8,9 @@ from ..cuda_build import CudaSource, contiguous, grid_for, int32, sm_count
 from .common_cuda import device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/trace.cu", [
-    "band_trace_chain<{T}>", "band_trace_window<{T}, true>", "band_trace_window<{T}, false>",
+    "band_trace_chain<{T}, false>", "band_trace_chain<{T}, true>",
+    "band_trace_window<{T}, true, false>", "band_trace_window<{T}, false, false>",
+    "band_trace_window<{T}, true, true>", "band_trace_window<{T}, false, true>",
     "band_trace_chain_grad<{T}>", "band_trace_band_grad<{T}>",
 ])
 
@@ -20,18 +22,18 @@ def _is_chain(offs):
     return len(offs) == 2 and int(offs[1]) == 1
 
 
-@register("band_trace_inv", "cuda")
-def band_trace_inv(L, offs, out):
-    """out[f] = tr((L_f L_f^T)^{-1}), exactly; float64 inside. Returns (bad, checksum)."""
+def _forward(name, L, offs, out, diag):
+    """The forward recursion: out (F,) the traces, or out (F, n) the diagonals (``diag``)."""
     import cupy
-    F, K, n = sizes("band_trace_inv", L)
-    contiguous("band_trace_inv", out)
+    F, K, n = sizes(name, L)
+    contiguous(name, out)
+    flag = "true" if diag else "false"
     with L.device:
         flags = new_flags()
         if not (F and n):
             return verdict(flags)
         if _is_chain(offs):
-            SOURCE.function("band_trace_chain<{T}>", L.dtype)(
+            SOURCE.function(f"band_trace_chain<{{T}}, {flag}>", L.dtype)(
                 (grid_for(F, 64, L),), (64,), (L, out, F, n, flags))
             return verdict(flags)
         W = int(offs[-1]) + 1
@@ -39,33 +41,33 @@ def band_trace_inv(L, offs, out):
         warps = min(4, _SHARED_BYTES // per_warp)
         d_offs = device_offsets(offs, L.device)
         if warps >= 1:
-            SOURCE.function("band_trace_window<{T}, true>", L.dtype)(
+            SOURCE.function(f"band_trace_window<{{T}}, true, {flag}>", L.dtype)(
                 (grid_for(F, warps, L),), (32 * warps,), (L, d_offs, out, F, K, n, flags, flags),  # scratch unused here
                 shared_mem=warps * per_warp)
         else:  # the window does not fit in shared memory: one window per warp in global memory
             blocks = grid_for(F, 4, L, blocks_per_sm=4)
             scratch = cupy.empty(blocks * 4 * (W * W + W), dtype=np.float64)
-            SOURCE.function("band_trace_window<{T}, false>", L.dtype)(
+            SOURCE.function(f"band_trace_window<{{T}}, false, {flag}>", L.dtype)(
                 (blocks,), (128,), (L, d_offs, out, F, K, n, scratch, flags))
     return verdict(flags)
 
 
-@register("band_trace_inv_grad", "cuda")
-def band_trace_inv_grad(L, offs, g, out):
-    """out[f] = g[f] * d tr((L_f L_f^T)^{-1}) / d L_f on the band, zero in the slots that do not exist.
-    L, out (F, K, n); g (F,). Returns (bad, checksum)."""
+def _grad(name, L, offs, g, out):
+    """out[f] = d(sum_i g[f, i] Sigma_ii) / d L_f on the band, zero in the slots that do not exist; g (F, G)
+    with G = n, or G = 1 (one g per factor: the trace), or (F,) for G = 1."""
     import cupy
-    F, K, n = sizes("band_trace_inv_grad", L)
-    contiguous("band_trace_inv_grad", g, out)
+    F, K, n = sizes(name, L)
+    contiguous(name, g, out)
+    G = g.size // F if F else 1
     with L.device:
         flags = new_flags()
         if not (F and n):
             return verdict(flags)
         if _is_chain(offs):
-            int32("band_trace_inv_grad", int(F) * int(n))
+            int32(name, int(F) * int(n))
             scratch = cupy.empty(int(F) * int(n), dtype=np.float64)
             SOURCE.function("band_trace_chain_grad<{T}>", L.dtype)(
-                (grid_for(F, 64, L),), (64,), (L, g, out, F, n, scratch, flags))
+                (grid_for(F, 64, L),), (64,), (L, g, out, F, n, G, scratch, flags))
             return verdict(flags)
         W = int(offs[-1]) + 1
         per_warp = 2 * int(n) * W * 8
@@ -75,5 +77,31 @@ def band_trace_inv_grad(L, offs, g, out):
         blocks = warps // per_block
         scratch = cupy.empty(blocks * per_block * 2 * int(n) * W, dtype=np.float64)
         SOURCE.function("band_trace_band_grad<{T}>", L.dtype)(
-            (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, scratch, flags))
+            (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, G, scratch, flags))
     return verdict(flags)
+
+
+@register("band_trace_inv", "cuda")
+def band_trace_inv(L, offs, out):
+    """out[f] = tr((L_f L_f^T)^{-1}), exactly; float64 inside. Returns (bad, checksum)."""
+    return _forward("band_trace_inv", L, offs, out, False)
+
+
+@register("band_diag_inv", "cuda")
+def band_diag_inv(L, offs, out):
+    """out[f, i] = ((L_f L_f^T)^{-1})_ii, exactly; out (F, n). Returns (bad, checksum)."""
+    return _forward("band_diag_inv", L, offs, out, True)
+
+
+@register("band_trace_inv_grad", "cuda")
+def band_trace_inv_grad(L, offs, g, out):
+    """out[f] = g[f] * d tr((L_f L_f^T)^{-1}) / d L_f on the band, zero in the slots that do not exist.
+    L, out (F, K, n); g (F,). Returns (bad, checksum)."""
+    return _grad("band_trace_inv_grad", L, offs, g, out)
+
+
+@register("band_diag_inv_grad", "cuda")
+def band_diag_inv_grad(L, offs, g, out):
+    """out[f] = sum_i g[f, i] d ((L_f L_f^T)^{-1})_ii / d L_f on the band, zero in the slots that do not
+    exist. L, out (F, K, n); g (F, n). Returns (bad, checksum)."""
+    return _grad("band_diag_inv_grad", L, offs, g, out)
