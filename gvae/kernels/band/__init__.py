@@ -296,6 +296,29 @@ def band_logdet_grad(L, g):
     return gL
 
 
+def _sigma_grad(name, L, offsets, g, per_row, check):
+    """The VJP kernels of the selected inversion: ``g`` one weight per factor (broadcast to
+    ``L.shape[:-2]``, the trace's) or, with ``per_row``, one per Sigma_ii (to ``L.shape[:-2] + (n,)``)."""
+    offs, K, n = _factor(name, L, offsets)
+    xp = array_module(L)
+    batch = L.shape[:-2]
+    F = math.prod(batch)
+    shape = batch + ((n,) if per_row else ())
+    g = xp.asarray(g, dtype=L.dtype)
+    try:
+        gb = xp.broadcast_to(g, shape)
+    except ValueError:
+        raise ValueError(f"{name}: g of shape {g.shape} does not broadcast to {shape}") from None
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    gc = xp.ascontiguousarray(gb).reshape((F, n) if per_row else (F,))
+    out = xp.empty((F, K, n), dtype=L.dtype)
+    if F:
+        flags = implementation(name, Lc)(Lc, offs, gc, out)
+        if check:
+            _verdict(name, flags, L, offs, [("g", gc)])
+    return out.reshape(L.shape)
+
+
 def band_trace_inv_grad(L, offsets, g, *, check=True):
     """g * d tr((L L^T)^{-1}) / dL on the band, i.e. ``-2 g (Sigma^2 L)`` restricted to the stored
     diagonals, zero in the slots that do not exist; shape of L. ``g`` broadcasts to ``L.shape[:-2]``.
@@ -305,18 +328,7 @@ def band_trace_inv_grad(L, offsets, g, *, check=True):
     even) per lane of a lock-step block, plus O(n K + w^2) per lane, one block per running thread; a
     block has 8 lanes (8 factors, padded with the last) while 8 such bands fit in 256 MiB, else 1 (the
     factors then run one at a time), so a thread holds at most max(256 MiB, one band)."""
-    offs, K, n = _factor("band_trace_inv_grad", L, offsets)
-    xp = array_module(L)
-    batch = L.shape[:-2]
-    F = math.prod(batch)
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
-    gc = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(g, dtype=L.dtype), batch)).reshape(F)
-    out = xp.empty((F, K, n), dtype=L.dtype)
-    if F:
-        flags = implementation("band_trace_inv_grad", Lc)(Lc, offs, gc, out)
-        if check:
-            _verdict("band_trace_inv_grad", flags, L, offs, [("g", gc)])
-    return out.reshape(L.shape)
+    return _sigma_grad("band_trace_inv_grad", L, offsets, g, False, check)
 
 
 def band_diag_inv_grad(L, offsets, g, *, check=True):
@@ -324,21 +336,4 @@ def band_diag_inv_grad(L, offsets, g, *, check=True):
     diagonals, zero in the slots that do not exist; shape of L. ``g`` broadcasts to
     ``L.shape[:-2] + (n,)``. Reverse mode through the recursion of :func:`band_trace_inv_grad`, seeded
     with g_i on each Sigma_ii instead of one g for all: same cost and scratch."""
-    offs, K, n = _factor("band_diag_inv_grad", L, offsets)
-    xp = array_module(L)
-    batch = L.shape[:-2]
-    F = math.prod(batch)
-    g = xp.asarray(g, dtype=L.dtype)
-    try:
-        gb = xp.broadcast_to(g, batch + (n,))
-    except ValueError:
-        raise ValueError(f"band_diag_inv_grad: g of shape {g.shape} does not broadcast to "
-                         f"{batch + (n,)}") from None
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
-    gc = xp.ascontiguousarray(gb).reshape(F, n)
-    out = xp.empty((F, K, n), dtype=L.dtype)
-    if F:
-        flags = implementation("band_diag_inv_grad", Lc)(Lc, offs, gc, out)
-        if check:
-            _verdict("band_diag_inv_grad", flags, L, offs, [("g", gc)])
-    return out.reshape(L.shape)
+    return _sigma_grad("band_diag_inv_grad", L, offsets, g, True, check)
