@@ -1,19 +1,26 @@
-"""Time one training step of the 784-500-500-16 ELU VAE (Bernoulli decoder, float32, Adam).
+"""Time one training step of the 784-500-500-16 ELU VAE (Bernoulli decoder, float32, Adam) against its
+peers: the ELBO step, or the IWAE step with ``--iw K``.
 
 Compares, in one process and interleaved block by block (so machine noise hits every row alike):
 
-* ``gvae``: :meth:`gvae.training.Trainer.step`, the real training step (value_and_grad of the negative
-  ELBO, writing the gradients straight into views of one flat buffer; global norm; one read of the loss
-  and the reported means; fused Adam);
-* ``gvae phased``: a second Trainer whose step has a timer around each phase it calls
-  (value_and_grad, norm, Adam), for the per-phase breakdown;
-* PyTorch eager with ``torch.optim.Adam`` (default, ``foreach=True`` and ``fused=True`` when this
-  build supports them on CPU), same architecture and initialisation;
-* the matrix products alone (forward and backward GEMMs of all six layers through NumPy into
-  preallocated outputs), the floor any implementation pays.
+* ``gvae <family>``: :meth:`gvae.training.Trainer.step`, the real training step, for each family of
+  ``--posterior`` (value_and_grad of the loss, writing the gradients into one flat buffer; norm; one
+  read of the loss and the reported means; fused Adam), on ``--threads`` of gvae's own threads;
+* ``gvae phased``: a second diagonal Trainer with a timer around each phase it calls, for the breakdown;
+* PyTorch eager with ``torch.optim.Adam`` (default, ``foreach`` and ``fused`` where this build has
+  them), same architecture, initialisation and loss (diagonal q), ``torch.set_num_threads(threads)``;
+* JAX ``jit`` of value_and_grad and optax's Adam in one compiled step, parameters and optimiser state
+  donated, the noise drawn inside the step;
+* the matrix products alone (forward and backward GEMMs of all six layers through ``gvae.kernels.matmul``
+  into preallocated outputs), the floor any implementation on this BLAS pays.
 
-Usage: ``python examples/bench_step.py [--repeats 200] [--threads 2]``. Compare ratios from one
-run; absolute times on a shared machine drift between runs.
+Every peer runs at its best: nothing here sets ``OMP_WAIT_POLICY`` (which parks PyTorch's OpenMP
+threads); with ``--threads 1`` the whole process is pinned to one core (``sched_setaffinity``), the
+only limit that XLA's thread pool obeys; NumPy's OpenBLAS is held to one thread because gvae splits its
+products over its own threads (gvae/kernels/matmul_cpu.py).
+
+Usage: ``python examples/bench_step.py [--threads 2] [--iw 5] [--posterior diagonal chain extgrid]``.
+Compare ratios from one run; absolute times on a shared machine drift between runs.
 """
 import argparse
 import os
@@ -28,20 +35,25 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--hidden", type=int, default=500, help="width of both hidden layers")
     p.add_argument("--latent", type=int, default=16)
-    p.add_argument("--threads", type=int, default=2, help="BLAS / OpenMP / Numba / torch threads")
-    p.add_argument("--iw", type=int, default=1, help="importance samples (unused for now: ELBO only)")
+    p.add_argument("--threads", type=int, default=2, help="threads for gvae, torch and (1: one core) JAX")
+    p.add_argument("--iw", type=int, default=1, help="importance samples: 1 = ELBO step, K > 1 = IWAE step")
+    p.add_argument("--posterior", nargs="+", default=["diagonal"], help="gvae families to time")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    p.add_argument("--no-jax", action="store_true", help="skip the JAX row")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.block < 1 or args.threads < 1:
-        p.error("--repeats, --block and --threads must be >= 1")
+    if args.repeats < 1 or args.block < 1 or args.threads < 1 or args.iw < 1:
+        p.error("--repeats, --block, --threads and --iw must be >= 1")
     return args
 
 
 ARGS = parse_args()
-# Thread counts must be fixed before NumPy (OpenBLAS), Numba or torch load their thread pools.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+# Thread counts must be fixed before NumPy (OpenBLAS), Numba, torch or XLA load their thread pools.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # gvae splits its GEMMs over its own threads
+if ARGS.threads == 1 and hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
 import gc  # noqa: E402
 import math  # noqa: E402
@@ -53,6 +65,8 @@ import numpy as np  # noqa: E402
 from gvae import kernels  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
+kernels.set_threads(ARGS.threads)
+
 N_IN = 784
 N_BATCHES = 8  # distinct batches cycled through, so no implementation sees one batch only
 
@@ -63,6 +77,15 @@ try:
 except Exception as exc:  # noqa: BLE001 - any import failure just drops the torch rows
     torch = None
     TORCH_ERROR = f"{type(exc).__name__}: {exc}"
+
+try:
+    import jax
+    import jax.numpy as jnp
+    import optax
+    JAX_ERROR = None
+except Exception as exc:  # noqa: BLE001 - any import failure just drops the JAX row
+    jax = None
+    JAX_ERROR = f"{type(exc).__name__}: {exc}"
 
 
 def layer_sizes(args):
@@ -85,10 +108,10 @@ def make_data(args, rng):
 # phased variant, returns the seconds spent in each phase.
 # --------------------------------------------------------------------------------------------------
 
-def gvae_trainer(args, data, out):
-    cfg = TrainConfig(latent=args.latent, hidden=(args.hidden, args.hidden), activation="elu",
-                      likelihood="bernoulli", batch_size=args.batch, lr=1e-3, kl="analytic",
-                      samples=1, seed=args.seed, dtype="float32")
+def gvae_trainer(args, data, out, posterior="diagonal"):
+    cfg = TrainConfig(posterior=posterior, latent=args.latent, hidden=(args.hidden, args.hidden),
+                      activation="elu", likelihood="bernoulli", batch_size=args.batch, lr=1e-3,
+                      kl="analytic", samples=1, iw_samples=args.iw, seed=args.seed, dtype="float32")
     return Trainer(cfg, data, out, progress=False, quiet=True)
 
 
@@ -143,46 +166,55 @@ def gvae_phased_step(trainer, batches):
 
 
 def gemm_floor(args, rng):
-    """x@W forward, g@W.T (not for the first layer: no gradient wrt the data) and x.T@g backward."""
-    B = args.batch
-    ops = []
+    """x@W forward, then g@W.T (not for the first layer: no gradient wrt the data) and x.T@g together,
+    through gvae.kernels.matmuls as gvae's dense layers call it; the decoder's rows are batch x iw."""
+    groups = []
     for k, (din, dout) in enumerate(layer_sizes(args)):
-        x = rng.standard_normal((B, din), dtype=np.float32)
+        rows = args.batch * (args.iw if k >= 3 else 1)
+        x = rng.standard_normal((rows, din), dtype=np.float32)
         W = rng.standard_normal((din, dout), dtype=np.float32)
-        g = rng.standard_normal((B, dout), dtype=np.float32)
-        h, gx, gW = np.empty((B, dout), np.float32), np.empty((B, din), np.float32), np.empty_like(W)
-        ops.append((np.matmul, x, W, h))
-        if k > 0:
-            ops.append((np.matmul, g, W.T, gx))
-        ops.append((np.matmul, x.T, g, gW))
-    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for _, a, b, _ in ops)
+        g = rng.standard_normal((rows, dout), dtype=np.float32)
+        h, gx, gW = np.empty((rows, dout), np.float32), np.empty((rows, din), np.float32), np.empty_like(W)
+        groups.append([(x, W, h)])
+        groups.append(([(g, W.T, gx)] if k > 0 else []) + [(x.T, g, gW)])  # side by side, as ops.dense
+    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for group in groups for a, b, _ in group)
 
     def step(i):
-        for mm, a, b, o in ops:
-            mm(a, b, out=o)
+        for group in groups:
+            kernels.matmuls(group)
     return step, flops
 
 
-class TorchVAE(torch.nn.Module if torch is not None else object):
-    """Encoder and decoder MLPs as in gvae: ELU hidden layers, He-normal hidden weights, Glorot-uniform
-    output weights, zero biases; sigma = softplus(s) + 1e-4."""
+def init_weights(args, rng):
+    """The layers' (W, b) as gvae initialises them: He normal for hidden layers, Glorot uniform for the
+    output layers, zero biases."""
+    sizes = layer_sizes(args)
+    out = []
+    for k, (din, dout) in enumerate(sizes):
+        if k in (2, 5):
+            limit = math.sqrt(6.0 / (din + dout))
+            W = rng.uniform(-limit, limit, (din, dout)).astype(np.float32)
+        else:
+            W = (rng.standard_normal((din, dout)) * math.sqrt(2.0 / din)).astype(np.float32)
+        out.append((W, np.zeros(dout, np.float32)))
+    return out
 
-    def __init__(self, args):
+
+class TorchVAE(torch.nn.Module if torch is not None else object):
+    """Encoder and decoder MLPs as in gvae (ELU hidden layers, gvae's initialisation); diagonal q with
+    sigma = softplus(s) + 1e-4; the ELBO (analytic KL) or, with iw > 1, the IWAE bound."""
+
+    def __init__(self, args, weights):
         super().__init__()
-        sizes = layer_sizes(args)
-        self.latent = args.latent
-        self.enc = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in sizes[:3])
-        self.dec = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in sizes[3:])
-        with torch.no_grad():
-            for mlp in (self.enc, self.dec):
-                for k, lin in enumerate(mlp):
-                    din = lin.in_features
-                    if k < len(mlp) - 1:
-                        lin.weight.normal_(0.0, math.sqrt(2.0 / din))
-                    else:
-                        limit = math.sqrt(6.0 / (din + lin.out_features))
-                        lin.weight.uniform_(-limit, limit)
-                    lin.bias.zero_()
+        self.latent, self.iw = args.latent, args.iw
+        lins = []
+        for W, b in weights:
+            lin = torch.nn.Linear(*W.shape)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(W.T.copy()))
+                lin.bias.copy_(torch.from_numpy(b))
+            lins.append(lin)
+        self.enc, self.dec = torch.nn.ModuleList(lins[:3]), torch.nn.ModuleList(lins[3:])
 
     @staticmethod
     def _mlp(layers, h):
@@ -194,14 +226,19 @@ class TorchVAE(torch.nn.Module if torch is not None else object):
         head = self._mlp(self.enc, x)
         mu, s = head[:, :self.latent], head[:, self.latent:]
         sigma = F.softplus(s) + 1e-4
-        z = mu + sigma * eps
+        z = mu + sigma * eps                                    # (K, B, d)
         logits = self._mlp(self.dec, z)
-        rec = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
-        kl = 0.5 * (mu * mu + sigma * sigma - 1.0).sum(-1) - torch.log(sigma).sum(-1)
-        return (kl - rec).mean()
+        rec = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        if self.iw == 1:
+            kl = 0.5 * (mu * mu + sigma * sigma - 1.0).sum(-1) - torch.log(sigma).sum(-1)
+            return (kl - rec[0]).mean()
+        log_q = (-0.5 * eps * eps - torch.log(sigma)).sum(-1)  # the 2 pi terms of q and p cancel
+        log_p = (-0.5 * z * z).sum(-1)
+        bound = torch.logsumexp(rec + log_p - log_q, dim=0) - math.log(self.iw)
+        return -bound.mean()
 
 
-def torch_steps(args, batches):
+def torch_steps(args, batches, weights):
     """{name: step} for torch.optim.Adam in its default, foreach and fused forms (when supported)."""
     torch.set_num_threads(args.threads)
     xs = [torch.from_numpy(b) for b in batches]
@@ -210,7 +247,7 @@ def torch_steps(args, batches):
     steps, notes = {}, []
     for name, kw in variants:
         torch.manual_seed(args.seed)
-        model = TorchVAE(args)
+        model = TorchVAE(args, weights)
         try:
             opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
         except Exception as exc:  # noqa: BLE001
@@ -219,7 +256,7 @@ def torch_steps(args, batches):
         gen = torch.Generator().manual_seed(args.seed)
 
         def step(i, model=model, opt=opt, gen=gen):
-            eps = torch.randn((args.batch, args.latent), generator=gen)
+            eps = torch.randn((args.iw, args.batch, args.latent), generator=gen)
             opt.zero_grad(set_to_none=True)
             loss = model.loss(xs[i % N_BATCHES], eps)
             loss.backward()
@@ -232,6 +269,52 @@ def torch_steps(args, batches):
             continue
         steps[name] = step
     return steps, notes
+
+
+def jax_step(args, batches, weights):
+    """One jitted step: value_and_grad of the same loss as TorchVAE, optax Adam, noise drawn inside;
+    parameters, optimiser state and key donated; the loss read back every step, as gvae reads its."""
+    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]
+    opt = optax.adam(1e-3)
+    d, iw = args.latent, args.iw
+
+    def mlp(layers, h):
+        for W, b in layers[:-1]:
+            h = jax.nn.elu(h @ W + b)
+        W, b = layers[-1]
+        return h @ W + b
+
+    def loss_fn(params, x, eps):
+        head = mlp(params[:3], x)
+        mu, s = head[:, :d], head[:, d:]
+        sigma = jax.nn.softplus(s) + 1e-4
+        z = mu + sigma * eps
+        logits = mlp(params[3:], z)
+        rec = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+        if iw == 1:
+            kl = 0.5 * jnp.sum(mu * mu + sigma * sigma - 1.0, -1) - jnp.sum(jnp.log(sigma), -1)
+            return jnp.mean(kl - rec[0])
+        log_q = jnp.sum(-0.5 * eps * eps - jnp.log(sigma), -1)
+        log_p = jnp.sum(-0.5 * z * z, -1)
+        return -jnp.mean(jax.nn.logsumexp(rec + log_p - log_q, axis=0) - math.log(iw))
+
+    def step(params, state, key, x):
+        key, sub = jax.random.split(key)
+        eps = jax.random.normal(sub, (iw, x.shape[0], d), dtype=jnp.float32)
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, eps)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, key, loss
+
+    compiled = jax.jit(step, donate_argnums=(0, 1, 2))
+    xs = [jnp.asarray(b) for b in batches]
+    holder = {"params": params, "state": opt.init(params), "key": jax.random.PRNGKey(args.seed)}
+
+    def run(i):
+        holder["params"], holder["state"], holder["key"], loss = compiled(
+            holder["params"], holder["state"], holder["key"], xs[i % N_BATCHES])
+        float(loss)
+    run(0)
+    return run
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,23 +368,29 @@ def paired_ratio(rounds, name, ref):
 def main(args):
     rng = np.random.default_rng(args.seed)
     data, batches = make_data(args, rng)
-    if args.iw != 1:
-        print(f"note: --iw {args.iw} ignored (this benchmark times the ELBO step only for now)")
-    torch_note = None
+    weights = init_weights(args, np.random.default_rng(args.seed))
     with tempfile.TemporaryDirectory() as out:
-        trainer = gvae_trainer(args, data, out)
-        impls = {"gvae Trainer.step": gvae_step(trainer, batches)}
+        trainers = {f: gvae_trainer(args, data, out, f) for f in args.posterior}
+        trainer = next(iter(trainers.values()))
+        impls = {f"gvae {f}": gvae_step(t, batches) for f, t in trainers.items()}
         phased = gvae_phased_step(gvae_trainer(args, data, out), batches)  # its own, instrumented
         floor_step, floor_flops = gemm_floor(args, rng)
-        impls["GEMMs alone (NumPy)"] = floor_step
+        impls["GEMMs alone (gvae matmul)"] = floor_step
         notes = []
         if args.no_torch:
-            torch_note = "PyTorch rows skipped (--no-torch)"
+            notes.append("PyTorch rows skipped (--no-torch)")
         elif torch is None:
-            torch_note = f"PyTorch rows skipped: torch not importable ({TORCH_ERROR})"
+            notes.append(f"PyTorch rows skipped: torch not importable ({TORCH_ERROR})")
         else:
-            tsteps, notes = torch_steps(args, batches)
+            tsteps, tnotes = torch_steps(args, batches, weights)
             impls.update(tsteps)
+            notes += tnotes
+        if args.no_jax:
+            notes.append("JAX row skipped (--no-jax)")
+        elif jax is None:
+            notes.append(f"JAX row skipped: jax/optax not importable ({JAX_ERROR})")
+        else:
+            impls[f"JAX {jax.__version__} jit"] = jax_step(args, batches, weights)
 
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
@@ -310,38 +399,35 @@ def main(args):
         load_after = os.getloadavg()[0]
 
     n_params = trainer.params.size
-    print(f"VAE {N_IN}-{args.hidden}-{args.hidden}-{args.latent} ELU, Bernoulli, batch {args.batch}, "
+    step = "ELBO" if args.iw == 1 else f"IWAE k={args.iw}"
+    print(f"{step} step, VAE {N_IN}-{args.hidden}-{args.hidden}-{args.latent} ELU, Bernoulli, batch {args.batch}, "
           f"float32, Adam; {n_params:,} parameters")
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     except Exception:  # noqa: BLE001 - show_config's layout differs between NumPy versions
         blas = "?"
     tinfo = f", torch {torch.__version__} {torch.get_num_threads()}t" if "torch" in " ".join(impls) else ""
-    print(f"threads {args.threads} (NumPy BLAS: {blas}{tinfo}); {args.repeats} steps each in blocks of "
-          f"{args.block}, interleaved; {wall:.1f} s")
-    cores = os.cpu_count() or 1
-    print(f"1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {cores} cores")
-    if max(load_before, load_after) > cores - 0.5:
-        print("warning: the machine is busy; threaded BLAS/OpenMP collapse when other processes hold the "
-              "cores (try --threads 1), and absolute times mean little")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"threads {args.threads} on {cores} core(s) (gvae {kernels.get_threads()}t, NumPy BLAS: {blas} 1t{tinfo}); "
+          f"{args.repeats} steps each in blocks of {args.block}, interleaved; {wall:.1f} s")
+    print(f"1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores")
+    if max(load_before, load_after) > (os.cpu_count() or 1) - 0.5:
+        print("warning: the machine is busy; absolute times mean little")
     print()
-    ref = "torch eager, Adam" if "torch eager, Adam" in impls else None
-    header = f"{'implementation':<28} {'median ms':>10} {'IQR ms':>16} {'vs torch eager':>15}"
+    refs = [r for r in impls if r.startswith("JAX")] + [r for r in ("torch eager, Adam",) if r in impls]
+    header = f"{'implementation':<28} {'median ms':>10} {'IQR ms':>16}" + "".join(f" {'vs ' + r.split(' ')[0]:>10}" for r in refs)
     print(header)
     print("-" * len(header))
-    rows = list(impls) + ["__phased__"]
-    for name in rows:
+    for name in list(impls) + ["__phased__"]:
         med, q25, q75 = summary(times[name])
-        ratio = f"{paired_ratio(rounds, name, ref):.2f}x" if ref else "-"
         label = "gvae phased (sum of phases)" if name == "__phased__" else name
-        print(f"{label:<28} {med:>10.2f} {f'[{q25:.2f}, {q75:.2f}]':>16} {ratio:>15}")
-    med_floor = np.median(times["GEMMs alone (NumPy)"])
+        ratios = "".join(f" {paired_ratio(rounds, name, r):>9.2f}x" for r in refs)
+        print(f"{label:<28} {med:>10.2f} {f'[{q25:.2f}, {q75:.2f}]':>16}{ratios}")
+    med_floor = np.median(times["GEMMs alone (gvae matmul)"])
     print(f"(GEMM floor: {floor_flops / 1e9:.2f} GFLOP per step, {floor_flops / med_floor / 1e9:.0f} GFLOP/s; "
           f"ratios are medians of per-round ratios)")
-    for note in [torch_note, *notes]:
-        if note:
-            print(f"note: {note}")
-
+    for note in notes:
+        print(f"note: {note}")
     print()
     print("gvae Trainer.step by phase (timers around the callees, in the phased steps):")
     total = np.median(phases.sum(axis=1))

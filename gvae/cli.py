@@ -7,8 +7,10 @@ import argparse
 import os
 import sys
 
-# What --threads sets, in this process only: NumPy's BLAS (OpenBLAS, or MKL), OpenMP and Numba.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+# What --threads sets, in this process only: OpenMP, MKL (when NumPy uses it) and Numba. OpenBLAS runs on
+# one thread in gvae's own process: gvae splits its products over its own threads (kernels/threads.py),
+# and an OpenBLAS pool beside them would spin on the cores they need.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def thread_count(argv):
@@ -34,6 +36,14 @@ def set_threads(n):
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
+def available_cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     # Idle OpenMP threads (Numba's parallel kernels) sleep instead of spinning: on a 2-core machine a
@@ -41,10 +51,14 @@ def main(argv=None):
     # scheduler tick (8 ms). Set here, in gvae's own process, before any kernel starts a thread pool (a
     # library user sets it themselves, see the README); a value already set is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     n = thread_count(argv)
     if n is not None:
         set_threads(n)
     from .commands import run
+    from .kernels import set_threads as set_kernel_threads
+    # gvae's own threads split its GEMMs and elementwise kernels (see gvae/kernels/threads.py).
+    set_kernel_threads(n if n is not None else available_cores())
     return run(argv)
 
 

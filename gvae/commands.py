@@ -63,8 +63,9 @@ def build_parser(unset=None):
     parser.add_argument("--version", action="version", version=f"gvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     threads = dict(type=_positive_int, default=None, metavar="N",
-                   help="threads for the BLAS, OpenMP and Numba (sets " + ", ".join(THREAD_VARIABLES)
-                        + " in this process; None: as the environment says, else one per core)")
+                   help="threads for gvae's kernels and products (OpenBLAS runs on one), OpenMP and Numba "
+                        "(sets " + ", ".join(THREAD_VARIABLES) + " in this process; None: one per core gvae "
+                        "may use, and the others as the environment says)")
 
     t = sub.add_parser("train", help="train one model and write its run folder", formatter_class=defaults)
     _add_config_flags(t, unset)

@@ -92,6 +92,15 @@ def _fetched(path):
             and node.args for p in _patterns(node.args[0])]
 
 
+def _calls_cupy(path):
+    """Whether every function the file registers calls a ``cupy.*`` function."""
+    funcs = [node for node in ast.walk(_parse(path)) if isinstance(node, ast.FunctionDef)
+             and any(isinstance(d, ast.Call) and getattr(d.func, "id", "") == "register" for d in node.decorator_list)]
+    return bool(funcs) and all(
+        any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and isinstance(c.func.value, ast.Name)
+            and c.func.value.id == "cupy" for c in ast.walk(f)) for f in funcs)
+
+
 def _compile_check():
     """tools/cuda_compile_check.py as a module (it is a script, not part of the package)."""
     spec = importlib.util.spec_from_file_location("cuda_compile_check", TOOL)
@@ -133,8 +142,11 @@ def test_every_cu_file_is_declared_once_beside_its_module_and_every_fetched_kern
     declared = {}
     for path in CUDA_FILES:
         sources = _cuda_sources(path)
-        if not sources:  # a helper module (band/common_cuda.py): it may launch nothing
-            assert not _registered(path) and not _fetched(path), f"{_rel(path)} launches kernels of no CudaSource"
+        if not sources:
+            # A helper module (band/common_cuda.py) launches nothing; a module whose kernels are CuPy's own
+            # library calls (matmul_cuda.py: cuBLAS) registers them and fetches nothing.
+            assert not _fetched(path), f"{_rel(path)} launches kernels of no CudaSource"
+            assert not _registered(path) or _calls_cupy(path), f"{_rel(path)} registers kernels that launch nothing"
             continue
         for filename, exprs in sources:
             expected = _rel(path).replace("_cuda.py", ".cu")

@@ -55,8 +55,18 @@ def test_the_methods_agree_with_the_engine(tmp_path):
 def test_threads_are_set_before_numpy_and_numba_load():
     code = ("import sys, os, gvae.cli as c; assert 'numpy' not in sys.modules and 'numba' not in sys.modules; "
             "c.set_threads(c.thread_count(['train', '--threads', '1', '--out', 'x'])); import numba; "
-            "print(numba.get_num_threads(), os.environ['OPENBLAS_NUM_THREADS'])")
+            "print(numba.get_num_threads(), os.environ['OMP_NUM_THREADS'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_the_command_runs_openblas_on_one_thread_and_gvae_on_the_threads_asked():
+    code = ("import os, gvae.cli as c\ntry:\n    c.main(['--threads', '2', '--version'])\nexcept SystemExit:\n    pass\n"
+            "import gvae.kernels as k; print(os.environ['OPENBLAS_NUM_THREADS'], k.get_threads())")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**env, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["1", "2"]

@@ -1,35 +1,25 @@
-"""Numba CPU kernels for the optimiser: one fused Adam pass over flat buffers, and the squared norm.
-
-Serial and vectorised (no division checks, so LLVM emits SIMD): a thread pool here would fight the
-OpenBLAS threads still spinning after the backward GEMMs."""
+"""CPU kernels for the optimiser: one fused Adam pass over flat buffers (Numba, vectorised: no division
+checks, so LLVM emits SIMD), and the squared norm (BLAS dot products). The registered functions cut the
+buffers into blocks for gvae's threads (:mod:`threads`)."""
 import math
 
 import numpy as np
 from .jit import jit
 
+from . import threads
 from .backend import register
 
-_CHUNK = 16384
+_CHUNK = 1 << 16
 
 
-@register("sum_squares")
-@jit(error_model="numpy", fastmath={"reassoc"})
-def sum_squares(g):
-    """sum(g**2) of a 1-D array: float64 sums of dtype-precision chunks (reassociated within a chunk,
-    so that LLVM vectorises the reduction)."""
-    n = g.size
-    total = 0.0
-    for c in range(0, n, _CHUNK):
-        acc = g.dtype.type(0.0)
-        for i in range(c, min(n, c + _CHUNK)):
-            acc += g[i] * g[i]
-        total += acc
-    return total
+def _sum_squares(g):
+    """sum(g**2) of a contiguous 1-D array: float64 sums of BLAS dot products over chunks of _CHUNK
+    (Numba's reassociated loop did not vectorise: 0.9 ms for 1.1M float32 values, sdot 0.07 ms)."""
+    return sum(float(np.dot(c, c)) for c in (g[i:i + _CHUNK] for i in range(0, g.size, _CHUNK)))
 
 
-@register("adam_update")
 @jit(error_model="numpy")
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
+def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """In place over flat buffers: Adam with bias correction on the gradient ``scale * g``.
 
     m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  p <- p - lr * (m / c1) / (sqrt(v / c2) + eps),
@@ -48,3 +38,22 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
         m[i] = mi
         v[i] = vi
         p[i] -= rate * mi / (math.sqrt(vi) + eps_hat)
+
+
+@register("sum_squares")
+def sum_squares(g):
+    """sum(g**2) of a 1-D array (float64 sums of per-block sums)."""
+    parts = threads.row_blocks(g.size, 1, 0.07e-9)
+    sums = [0.0] * len(parts)
+
+    def block(k, lo, hi):
+        sums[k] = _sum_squares(g[lo:hi])
+    threads.run([lambda k=k, lo=lo, hi=hi: block(k, lo, hi) for k, (lo, hi) in enumerate(parts)])
+    return sum(sums)
+
+
+@register("adam_update")
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
+    """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
+    threads.run([lambda lo=lo, hi=hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps,
+                                            step, scale) for lo, hi in threads.row_blocks(p.size, 1, 0.6e-9)])

@@ -2,32 +2,40 @@
 import numpy as np
 from .jit import jit
 
+from . import threads
 from .backend import register
 from .vecmath_cpu import softplus_and_sigmoid
 
 
-@jit(error_model="numpy", fastmath={"reassoc"})
-def _sum(v):
-    """sum(v), reassociated so that it vectorises."""
-    acc = 0.0
-    for x in v:
-        acc += x
-    return acc
-
-
-@register("bernoulli_loglik")
 @jit(error_model="numpy")
-def bernoulli_loglik(logits, x, dlogits):
-    """Row sums of x*l - softplus(l) for logits (M, N) and x (R, N) with M % R == 0 (row i uses
-    x[i % R]: S samples per data point share x without a copy). Writes d/dl = x - sigmoid(l) into
-    ``dlogits`` (M, N) unless it has zero rows. Maths and row sums in float64, vectorised."""
+def _sum(v):
+    """sum(v) with eight running sums: independent additions overlap (one running sum, reassociated or
+    not, was a chain of dependent adds: 4.5x slower over 784 values)."""
+    n = v.size
+    m = n - n % 8
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    for i in range(0, m, 8):
+        a0 += v[i]
+        a1 += v[i + 1]
+        a2 += v[i + 2]
+        a3 += v[i + 3]
+        a4 += v[i + 4]
+        a5 += v[i + 5]
+        a6 += v[i + 6]
+        a7 += v[i + 7]
+    for i in range(m, n):
+        a0 += v[i]
+    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+
+
+@jit(error_model="numpy")
+def _loglik(logits, x, dlogits, first, out):
     m, n = logits.shape
     r = x.shape[0]
     want_grad = dlogits.shape[0] == m
-    out = np.empty(m, dtype=logits.dtype)
     terms = np.empty(n)
     for i in range(m):
-        xi = x[i % r]
+        xi = x[(first + i) % r]
         li = logits[i]
         if want_grad:
             di = dlogits[i]
@@ -39,4 +47,17 @@ def bernoulli_loglik(logits, x, dlogits):
             for j in range(n):
                 terms[j] = xi[j] * li[j] - softplus_and_sigmoid(np.float64(li[j]))[0]
         out[i] = _sum(terms)
+
+
+@register("bernoulli_loglik")
+def bernoulli_loglik(logits, x, dlogits):
+    """Row sums of x*l - softplus(l) for logits (M, N) and x (R, N) with M % R == 0 (row i uses
+    x[i % R]: S samples per data point share x without a copy). Writes d/dl = x - sigmoid(l) into
+    ``dlogits`` (M, N) unless it has zero rows. Maths and row sums in float64, vectorised; row blocks
+    on gvae's threads (5 ns per element on one core)."""
+    m = logits.shape[0]
+    out = np.empty(m, dtype=logits.dtype)
+    grad = dlogits.shape[0] == m
+    threads.run([lambda lo=lo, hi=hi: _loglik(logits[lo:hi], x, dlogits[lo:hi] if grad else dlogits, lo, out[lo:hi])
+                 for lo, hi in threads.row_blocks(*logits.shape, 5e-9)])
     return out

@@ -63,6 +63,8 @@ def cache_is_cold():
 
 
 def jit(*args, **options):
-    """``numba.njit`` with ``cache`` set to :data:`CACHING` (callers may still pass ``cache=False``)."""
+    """``numba.njit`` with ``cache`` set to :data:`CACHING` (callers may still pass ``cache=False``) and
+    ``nogil``, so that gvae's threads (:mod:`threads`) run kernels side by side."""
     options.setdefault("cache", CACHING)
+    options.setdefault("nogil", True)
     return njit(*args, **options)

@@ -23,7 +23,7 @@ defvjp(matmul,
 def dense(x, W, b, activation="linear"):
     """act(x @ W + b) for x (..., Din), W (Din, Dout), b (Dout,); bias and activation fused."""
     x2 = x.reshape(-1, x.shape[-1])
-    h = x2 @ W
+    h = kernels.matmul(x2, W)
     kernels.bias_activation(h, b, activation)
     return h.reshape(x.shape[:-1] + (W.shape[1],))
 
@@ -36,9 +36,11 @@ def _dense_vjp(ans, argnums, x, W, b, activation="linear"):
         xp = array_module(g, ans)
         y2 = ans.reshape(-1, ans.shape[-1])
         gh, gb = kernels.bias_activation_grad(xp.ascontiguousarray(g.reshape(y2.shape)), y2, activation)
-        gx = (gh @ W.T).reshape(x.shape) if 0 in argnums else None
-        gW = xp.matmul(x2.T, gh, out=into.get(1)) if 1 in argnums else None
-        return gx, gW, gb, None
+        wanted = [k for k in (0, 1) if k in argnums]
+        products = {0: (gh, W.T, None), 1: (x2.T, gh, into.get(1))}
+        found = dict(zip(wanted, kernels.matmuls([products[k] for k in wanted])))  # side by side
+        gx = found[0].reshape(x.shape) if 0 in found else None
+        return gx, found.get(1), gb, None
     return vjp
 
 

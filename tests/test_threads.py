@@ -1,0 +1,219 @@
+"""gvae's own threads (gvae/kernels/threads.py) and the kernels that split their work over them: every
+split kernel gives what the whole call gives on one thread; the pool's hand-over, errors, nesting and
+fork; the BLAS thread count is restored. The split thresholds are lowered so that small arrays split."""
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+from gvae import kernels
+from gvae.kernels import matmul_cpu, threads
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Threads on, and every kernel call split however small (restored after the test)."""
+    monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)
+    yield
+    kernels.set_threads(1)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_set_threads_refuses_what_is_not_a_positive_int(bad):
+    with pytest.raises(ValueError, match="integer >= 1"):
+        kernels.set_threads(bad)
+    assert kernels.get_threads() == 1
+
+
+@pytest.mark.parametrize("n,grain,workers", [(10, 3, 3), (10, 3, 8), (5, 10, 4), (0, 1, 2), (1000, 1, 3)])
+def test_blocks_cover_the_range_in_order(n, grain, workers):
+    kernels.set_threads(workers)
+    try:
+        parts = threads.blocks(n, grain)
+    finally:
+        kernels.set_threads(1)
+    assert parts[0][0] == 0 and parts[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    assert len(parts) <= workers
+    assert len(parts) == 1 or all(hi - lo >= grain for lo, hi in parts)
+
+
+def test_run_runs_every_task_on_distinct_threads_and_waits():
+    kernels.set_threads(3)
+    try:
+        seen, barrier = [], threading.Barrier(3, timeout=10)
+
+        def task(k):
+            barrier.wait()  # all three must be running at once, or this times out
+            seen.append((k, threading.get_ident()))
+        threads.run([lambda k=k: task(k) for k in range(3)])
+    finally:
+        kernels.set_threads(1)
+    assert sorted(k for k, _ in seen) == [0, 1, 2]
+    assert len({ident for _, ident in seen}) == 3
+
+
+def test_run_reraises_after_every_task_has_finished():
+    kernels.set_threads(2)
+    done = []
+    try:
+        def slow():
+            threading.Event().wait(0.05)
+            done.append("slow")
+
+        def bad():
+            raise ZeroDivisionError("from a task")
+        with pytest.raises(ZeroDivisionError, match="from a task"):
+            threads.run([bad, slow])
+        assert done == ["slow"]
+        with pytest.raises(ZeroDivisionError):
+            threads.run([slow, bad])
+        threads.run([slow, slow])  # the pool still works after errors
+    finally:
+        kernels.set_threads(1)
+    assert done == ["slow"] * 4
+
+
+def test_a_run_inside_a_task_runs_inline():
+    kernels.set_threads(2)
+    out = []
+    try:
+        threads.run([lambda: threads.run([lambda: out.append(1), lambda: out.append(2)]), lambda: out.append(3)])
+    finally:
+        kernels.set_threads(1)
+    assert sorted(out) == [1, 2, 3]
+
+
+def _child_sum(queue):
+    kernels.set_threads(2)
+    x = np.arange(1000, dtype=np.float64)
+    queue.put(kernels.sum_squares(x))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_a_forked_child_makes_its_own_workers(split_everything):
+    kernels.set_threads(2)
+    threads.run([lambda: None, lambda: None])  # the parent's workers exist before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_sum, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == float(np.sum(np.arange(1000.0) ** 2))
+
+
+def _results(fun, n):
+    """fun() on 1 thread and on n threads."""
+    kernels.set_threads(1)
+    one = fun()
+    kernels.set_threads(n)
+    return one, fun()
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_elementwise_kernels_match_one_thread(split_everything, n, dtype):
+    rng = np.random.default_rng(n)
+    h = rng.standard_normal((37, 29)).astype(dtype)
+    b = rng.standard_normal(29).astype(dtype)
+    g = rng.standard_normal((37, 29)).astype(dtype)
+    for act in ("elu", "tanh", "softplus", "relu"):
+        one, many = _results(lambda: kernels.bias_activation(h.copy(), b, act), n)
+        np.testing.assert_array_equal(one, many)
+        (gh1, gb1), (ghn, gbn) = _results(lambda: kernels.bias_activation_grad(g, one, act), n)
+        np.testing.assert_array_equal(gh1, ghn)
+        np.testing.assert_allclose(gb1, gbn, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    # S = 3 samples share each row of x: a block that starts mid-sample must still pair rows correctly
+    logits = rng.standard_normal((3, 7, 29)).astype(dtype)
+    x = (rng.random((7, 29)) < 0.5).astype(dtype)
+    (l1, d1), (ln, dn) = _results(lambda: kernels.bernoulli_loglik(logits, x, want_grad=True), n)
+    np.testing.assert_array_equal(l1, ln)
+    np.testing.assert_array_equal(d1, dn)
+    dense = (x * logits - np.logaddexp(0, logits.astype(np.float64))).sum(-1)
+    np.testing.assert_allclose(ln, dense, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    logw = rng.standard_normal((23, 11)).astype(dtype)
+    (o1, w1), (on, wn) = _results(lambda: kernels.log_mean_exp(logw), n)
+    np.testing.assert_array_equal(o1, on)
+    np.testing.assert_array_equal(w1, wn)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_split_optimiser_kernels_match_one_thread(split_everything, n):
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(100_003).astype(np.float32)
+    one, many = _results(lambda: kernels.sum_squares(g), n)
+    assert many == pytest.approx(one, rel=1e-6)
+    assert many == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)), rel=1e-6)
+    start = [rng.standard_normal(1001).astype(np.float32) for _ in range(4)]
+
+    def step():
+        p, grad, m, v = (a.copy() for a in start)
+        m, v = np.abs(m), np.abs(v)
+        kernels.adam_update(p, grad, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=3, scale=0.5)
+        return np.concatenate([p, m, v])
+    one, many = _results(step, n)
+    np.testing.assert_array_equal(one, many)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_split_products_match_numpy(split_everything, n):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((41, 13)).astype(np.float32)
+    b = rng.standard_normal((13, 17)).astype(np.float32)
+    c = rng.standard_normal((17, 41)).astype(np.float32)
+    d = rng.standard_normal((17, 13)).astype(np.float32)
+    kernels.set_threads(n)
+    for left, right in [(a, b), (c.T, b.T), (a, d.T), (c.T, c)]:
+        expected = left.astype(np.float64) @ right.astype(np.float64)
+        np.testing.assert_allclose(kernels.matmul(left, right), expected, rtol=1e-4, atol=1e-4)
+        out = np.full(expected.shape, np.nan, np.float32)
+        assert kernels.matmul(left, right, out=out) is out
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
+    pair = kernels.matmuls([(a, b, None), (c.T, b.T, np.empty((41, 13), np.float32))])
+    for got, (left, right) in zip(pair, [(a, b), (c.T, b.T)]):
+        np.testing.assert_allclose(got, left @ right, rtol=1e-4, atol=1e-4)
+    assert kernels.matmuls([]) == []
+
+
+def test_products_refuse_bad_arguments():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="a \\(M, K\\) and b \\(K, N\\)"):
+        kernels.matmul(a, a)
+    with pytest.raises(ValueError, match="out must be C-contiguous float32 of shape \\(3, 3\\)"):
+        kernels.matmul(a, a.T, out=np.empty((3, 4), np.float32))
+    with pytest.raises(TypeError, match="one dtype"):
+        kernels.matmul(a, a.T.astype(np.float64))
+
+
+def test_the_blas_thread_count_is_restored(split_everything):
+    controls = matmul_cpu._openblas_threads()
+    if controls is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS whose thread count can be read")
+    get, put = controls
+    before = get()
+    put(2)
+    try:
+        kernels.set_threads(2)
+        a = np.ones((64, 64), np.float32)
+        kernels.matmul(a, a)
+        assert get() == 2
+    finally:
+        put(before)
+
+
+def test_a_training_step_on_two_threads_matches_one(split_everything, tmp_path):
+    from gvae.training import TrainConfig, Trainer
+    rng = np.random.default_rng(0)
+    x = (rng.random((60, 20)) < 0.3).astype(np.float32)
+    data = {s: (x, np.zeros(60, np.int64)) for s in ("train", "valid", "test")}
+    losses = {}
+    for n in (1, 2):
+        kernels.set_threads(n)
+        cfg = TrainConfig(latent=4, hidden=(8,), posterior="chain", iw_samples=3, batch_size=20, seed=5)
+        trainer = Trainer(cfg, data, tmp_path / f"t{n}", progress=False, quiet=True)
+        losses[n] = [trainer.step(x[i * 20:(i + 1) * 20], 1.0)[0] for i in range(3)]
+    np.testing.assert_allclose(losses[1], losses[2], rtol=1e-5)
