@@ -1,5 +1,5 @@
-"""The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample`` and
-``gvae plot``, and their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets
+"""The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample``,
+``gvae plot`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets
 the process up and calls :func:`run`."""
 import argparse
 import dataclasses
@@ -13,6 +13,7 @@ from . import __version__
 from .kernels.jit import cache_is_cold
 from .cli import THREAD_VARIABLES
 from .kernels import device_module, generator, to_device, to_host
+from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
 DEVICES = ["cpu", "cuda"]
@@ -125,6 +126,7 @@ def build_parser(unset=None):
     pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
     pl.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
                     help="seed of the test images shown and of the noise")
+    sweep_commands.add_parsers(sub, defaults, _positive_int)
     return parser
 
 
@@ -264,7 +266,7 @@ def cmd_plot(args):
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot}
+COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, **sweep_commands.COMMANDS}
 
 
 def run(argv):
@@ -288,5 +290,7 @@ def run(argv):
         hint = ""
         if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
             hint = f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
+        elif args.command == "sweep":
+            hint = "; the same gvae sweep command goes on from where the sweep stopped"
         print(f"\ngvae: interrupted{hint}", file=sys.stderr)
         return 130

@@ -57,16 +57,15 @@ def check(out, resume=False, overwrite=False):
 
 
 @contextmanager
-def writer(out, resume=False, overwrite=False):
-    """Hold the folder's lock while the body writes the run: checks as :func:`check` does (again, now
-    under the lock), removes the run files and what was derived from them (:data:`DERIVED`) when
-    ``overwrite``, and the temporary files that a killed write left behind. Yields the folder's Path."""
-    path = run_path(out)
+def folder_lock(path, lock_name=LOCK_NAME, what="run folder"):
+    """Hold an exclusive lock on ``path / lock_name`` (made with its folder if need be) for the body, or
+    raise RunFolderError naming the process (pid) that holds it. The lock file holds the holder's pid."""
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path / lock_name, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise RunFolderError(f"cannot write the run folder {path}: {e.strerror}") from None
+        raise RunFolderError(f"cannot write the {what} {path}: {e.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,6 +75,17 @@ def writer(out, resume=False, overwrite=False):
                                  "or choose another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def writer(out, resume=False, overwrite=False):
+    """Hold the folder's lock while the body writes the run: checks as :func:`check` does (again, now
+    under the lock), removes the run files and what was derived from them (:data:`DERIVED`) when
+    ``overwrite``, and the temporary files that a killed write left behind. Yields the folder's Path."""
+    with folder_lock(run_path(out)) as path:
         check(path, resume, overwrite)
         if overwrite:
             for pattern in RUN_FILES + DERIVED:
@@ -83,5 +93,3 @@ def writer(out, resume=False, overwrite=False):
                     old.unlink()
         remove_stale_temporaries(path)
         yield path
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,307 @@
+"""Running a sweep on Dask distributed: each run that is not finished, or not evaluated after its last
+training, becomes one Dask task; the task trains and evaluates its run with ``gvae train`` and ``gvae
+eval``, each in a process of its own (see :func:`run_job` for why).
+
+Threads: a run's process uses ``threads`` threads for the BLAS, OpenMP and Numba (``--threads``), and the
+Dask worker that waits on it runs one task at a time, so n workers use n x threads cores; on this
+machine the default is cores // threads workers (a :class:`distributed.LocalCluster` of processes).
+
+The sweep folder holds ``sweep.toml`` (the spec last run; an earlier, different one is kept as
+``sweep.N.toml``), ``sweep.json`` (where the spec and the data were), ``failures.json`` (the runs whose
+last attempt failed, and why), ``table.json`` and ``table.md``, and one run folder per run:
+``<configuration>/seed-<seed>/`` (with ``sweep.log``, the output of its commands)."""
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..io.files import atomic_path, write_json
+from ..training import rundir
+from ..training.config import RESUMABLE
+from . import state
+from .spec import load_spec
+from .state import FAILURES_NAME, LOG_NAME, RECORD_NAME, SPEC_NAME
+
+LOCK_NAME = ".gvae-sweep.lock"
+DASK_MISSING = 'gvae sweep runs on Dask distributed, which is not installed: pip install "gvae[dask]"'
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What one Dask task does to one run: ``train`` and ``evaluate`` are the arguments of ``gvae train``
+    and ``gvae eval`` (None: not needed); ``settings`` the [eval] settings to record with the evaluation."""
+    id: str
+    folder: str
+    train: tuple
+    evaluate: tuple
+    settings: dict
+
+
+def train_flags(config):
+    """The ``gvae train`` flags that give ``config`` (every field that is not None), as argv words."""
+    words = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        words.append("--" + f.name.replace("_", "-"))
+        words += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+    return words
+
+
+def _common(sweep):
+    return (("--data", str(sweep.data.absolute())) if sweep.data is not None else ()) + (
+        "--device", sweep.device, "--threads", str(sweep.threads), "--quiet")
+
+
+def train_args(sweep, run, how):
+    """``gvae train`` arguments that bring ``run`` on: ``how`` is "new", "resume" or "overwrite"."""
+    extra = {"new": (), "resume": ("--resume",), "overwrite": ("--overwrite",)}[how]
+    return ("train", "--out", str(run.folder.absolute()), *train_flags(run.config), *extra, *_common(sweep))
+
+
+def eval_args(sweep, run):
+    """``gvae eval`` arguments that evaluate ``run`` with the spec's [eval] settings."""
+    words = []
+    for key, value in sweep.eval.items():
+        words += ["--" + key.replace("_", "-"), str(value)]
+    return ("eval", str(run.folder.absolute()), *words, *_common(sweep))
+
+
+def _run_command(args, log):
+    """Run ``python -m gvae.sweep.child PARENT gvae-args...`` with its output appended to the file ``log``;
+    returns (exit status, the last line it wrote)."""
+    command = [sys.executable, "-m", "gvae.sweep.child", str(os.getpid()), *args]
+    with open(log, "a") as f:
+        f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] gvae {' '.join(args)}\n")
+        f.flush()
+        start = f.tell()
+        code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT).returncode
+    with open(log) as f:
+        f.seek(start)
+        lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    last = lines[-1] if lines else (f"killed by signal {-code}" if code < 0 else "no output")
+    return code, last
+
+
+def run_job(job):
+    """The Dask task of one run: train it (when ``job.train``), then evaluate it and record the evaluation
+    (when ``job.evaluate``). Returns a dict: id, ok, seconds, and on failure the failed command, its exit
+    status and last line (gvae's message), or on success the evaluation's result.
+
+    Each command runs in a process of its own (:mod:`gvae.sweep.child`): its ``--threads`` set the
+    BLAS, OpenMP and Numba thread counts before NumPy loads there (the worker's own NumPy is loaded
+    already); a crash or a leak stays in that process; the run is trained exactly as ``gvae train``
+    trains it (its lock, atomic checkpoints, exit statuses); and it stops, resumably, when its worker
+    dies."""
+    folder = Path(job.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / LOG_NAME
+    start = time.perf_counter()
+    for args in (job.train, job.evaluate):
+        if args is None:
+            continue
+        code, last = _run_command(args, log)
+        if code != 0:
+            return {"id": job.id, "ok": False, "command": args[0], "returncode": code, "message": last,
+                    "log": str(log), "seconds": time.perf_counter() - start}
+    if job.evaluate is not None:
+        state.record_evaluation(folder, job.settings)
+    return {"id": job.id, "ok": True, "seconds": time.perf_counter() - start,
+            "summary": state.read_json(folder / "summary.json"),
+            "result": state.read_json(folder / "eval.json") if job.evaluate is not None else None}
+
+
+def _listed(items, limit=3):
+    shown = "; ".join(items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def plan(sweep, overwrite=False):
+    """(jobs, counts) for the runs of ``sweep`` as their folders stand. A run trained with a configuration
+    that differs from the spec in more than the settings a resume may change (``RESUMABLE``), or on other
+    data, is refused (ValueError listing them), or with ``overwrite`` trained again from its start."""
+    from ..training.trainer import resume_conflicts
+
+    previous = state.read_json(sweep.out / RECORD_NAME)
+    data = None if sweep.data is None else str(sweep.data.absolute())
+    other_data = isinstance(previous, dict) and previous.get("data") != data
+    jobs, counts, conflicts = [], {"finished": 0, "resume": 0, "new": 0, "overwrite": 0, "evaluate": 0}, []
+    for run in sweep.runs:
+        progress = state.training(run.folder, run.config)
+        how = {"new": "new", "unstarted": "overwrite", "unfinished": "resume", "finished": None}[progress.state]
+        if progress.state in ("unfinished", "finished"):
+            differ = [f"{name} {value} (the run's: {old})" for name, value, old in
+                      resume_conflicts(run.folder, dataclasses.asdict(run.config))]
+            if other_data:
+                differ.append(f"data {data} (the sweep's: {previous.get('data')})")
+            if differ and not overwrite:
+                conflicts.append(f"{run.id}: {', '.join(differ)}")
+            how = "overwrite" if differ else how
+        counts[how or "finished"] += 1
+        train = None if how is None else train_args(sweep, run, how)
+        evaluate = sweep.eval is not None and (
+            train is not None or state.evaluation(run.folder, sweep.eval, progress.summary)[0] != "current")
+        counts["evaluate"] += evaluate
+        if train is not None or evaluate:
+            jobs.append(Job(run.id, str(run.folder), train, eval_args(sweep, run) if evaluate else None, sweep.eval))
+    if conflicts:
+        may = ", ".join(RESUMABLE)
+        raise ValueError(f"{sweep.out} holds {len(conflicts)} run(s) that the spec describes differently: "
+                         f"{_listed(conflicts)}. Only {may} may change in a sweep's runs: give another sweep "
+                         "folder, or --overwrite to train these runs again from their start")
+    return jobs, counts
+
+
+def _check_folder(out):
+    """Refuse a sweep folder that is a file, or a non-empty folder that holds no sweep."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the sweep folder {out} exists and is not a folder")
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / SPEC_NAME).is_file():
+        raise ValueError(f"{out} is not empty and holds no sweep ({SPEC_NAME}); give a new or empty folder")
+
+
+def _record_spec(sweep):
+    """Write the spec into the sweep folder; a different earlier one is kept as sweep.N.toml."""
+    target = sweep.out / SPEC_NAME
+    if target.is_file() and target.read_text() != sweep.text:
+        n = 1 + sum(1 for _ in sweep.out.glob("sweep.*.toml"))
+        os.replace(target, sweep.out / f"sweep.{n}.toml")
+    if not target.is_file():
+        with atomic_path(target) as tmp:
+            tmp.write_text(sweep.text)
+    write_json(sweep.out / RECORD_NAME, {"spec": str(sweep.file.absolute()),
+                                         "data": None if sweep.data is None else str(sweep.data.absolute())})
+
+
+def _others(sweep):
+    """Run folders in the sweep folder that the spec does not name (they are left as they are)."""
+    named = {run.folder for run in sweep.runs}
+    return sorted(str(p.relative_to(sweep.out)) for p in sweep.out.glob("*/seed-*")
+                  if p.is_dir() and p not in named)
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise RuntimeError(DASK_MISSING) from None
+    return distributed
+
+
+def cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _connect(distributed, scheduler, workers):
+    """(client, the LocalCluster it made or None) for ``scheduler`` (an address, or a scheduler file),
+    else for a new LocalCluster of ``workers`` processes of one thread each."""
+    if scheduler is None:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        return distributed.Client(cluster), cluster
+    where = {"scheduler_file": scheduler} if Path(scheduler).is_file() else {"address": scheduler}
+    try:
+        return distributed.Client(timeout="30s", **where), None
+    except (OSError, TimeoutError, ValueError) as e:
+        raise RuntimeError(f"cannot connect to the Dask scheduler {scheduler}: {e}") from None
+
+
+def _line(result):
+    if not result["ok"]:
+        return (f"FAILED {result['id']}: gvae {result['command']} exit {result['returncode']}: {result['message']} "
+                f"(log: {result['log']})")
+    summary, evaluation = result.get("summary") or {}, result.get("result")
+    text = f"done   {result['id']}: {summary.get('epochs')} epochs"
+    if evaluation:
+        text += (f", test ELBO {evaluation['test_elbo']:.3f}, log p(x) {evaluation['test_log_likelihood']:.3f} "
+                 f"(K={evaluation['iw_samples']}, {evaluation['n_test']} images)")
+    return text + f", {result['seconds']:.0f} s"
+
+
+def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False):
+    """Bring every run of the spec up to date on Dask, then write the table; returns the exit status
+    (0, or 3 when some run failed). ``out`` replaces the spec's sweep folder; ``scheduler`` is the
+    address (or scheduler file) of a running Dask cluster, else a LocalCluster of ``workers`` processes
+    (default cores // threads) runs the sweep here."""
+    from .table import write_table
+
+    sweep = load_spec(spec_file, out)
+    distributed = _dask()
+    if scheduler is not None and workers is not None:
+        raise ValueError("--workers sets the size of the local cluster; with --scheduler the cluster's own "
+                         "workers run the sweep")
+    if sweep.data is not None and not sweep.data.exists():
+        raise FileNotFoundError(f"{sweep.file}: [sweep] data: there is no {sweep.data}")
+    if scheduler is None:  # what every run here would need, checked once before any work
+        from ..kernels import device_module
+        device_module(sweep.device)
+    _check_folder(sweep.out)
+    with rundir.folder_lock(sweep.out, LOCK_NAME, "sweep folder"):
+        jobs, counts = plan(sweep, overwrite)
+        _record_spec(sweep)
+        others = _others(sweep)
+        if others:
+            print(f"note: {len(others)} run folder(s) in {sweep.out} are not in the spec and are left as they are: "
+                  f"{_listed(others)}")
+        # A failure is kept while its run still has work to do (it is not, once it was mended by hand).
+        failures = {k: v for k, v in state.failures_of(sweep.out).items() if k in {job.id for job in jobs}}
+        write_json(sweep.out / FAILURES_NAME, failures)
+        if jobs and scheduler is None and sweep.data is None:
+            from ..io.mnist import fetch_mnist
+            fetch_mnist()  # once here, not by every run at once
+        print(f"sweep {sweep.file}: {len(sweep.runs)} runs ({len(sweep.configs)} configurations x "
+              f"{len(sweep.seeds)} seeds) in {sweep.out}: {counts['finished']} trained, {counts['resume']} to "
+              f"resume, {counts['new'] + counts['overwrite']} to start, {counts['evaluate']} to evaluate", flush=True)
+        if jobs:
+            failures = _execute(distributed, sweep, jobs, scheduler, workers, failures)
+        _, markdown = write_table(sweep.out)
+        print(markdown, end="")
+    failed = [run.id for run in sweep.runs if run.id in failures]
+    if failed:
+        print(f"gvae: {len(failed)} of {len(sweep.runs)} runs failed ({_listed(failed)}); see {sweep.out / FAILURES_NAME}",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+def _execute(distributed, sweep, jobs, scheduler, workers, failures):
+    """Run the jobs as Dask tasks, reporting each as it ends; returns the updated failures."""
+    from tqdm import tqdm
+
+    if scheduler is None:
+        workers = min(workers or max(1, cores() // sweep.threads), len(jobs))
+        print(f"on a local Dask cluster: {workers} worker(s) x {sweep.threads} thread(s) per run", flush=True)
+    client, cluster = _connect(distributed, scheduler, workers)
+    bar = tqdm(total=len(sweep.runs), initial=len(sweep.runs) - len(jobs), unit="run", desc="sweep",
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
+        for future in distributed.as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as e:  # the task itself failed, e.g. its workers died (KilledWorker)
+                result = {"id": job.id, "ok": False, "command": "train" if job.train else "eval",
+                          "returncode": None, "message": f"{type(e).__name__}: {e}",
+                          "log": str(Path(job.folder) / LOG_NAME), "seconds": 0.0}
+            if result["ok"]:
+                failures.pop(job.id, None)
+            else:
+                failures[job.id] = {k: result[k] for k in ("command", "returncode", "message", "log")}
+            write_json(sweep.out / FAILURES_NAME, failures)
+            bar.update(1)
+            bar.write(_line(result), file=sys.stdout)
+            sys.stdout.flush()  # a line per run as it ends, also into a pipe or a log file
+    finally:
+        bar.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return failures

@@ -1,0 +1,480 @@
+"""gvae sweep and gvae table: the spec and every bad spec, the plan a sweep makes from its run folders, the
+table's maths, a parent-watching child process, and a tiny sweep on a Dask LocalCluster killed mid-way
+and resumed (the same table as an uninterrupted one)."""
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gvae.cli import main
+from gvae.commands import build_parser
+from gvae.io.files import write_json, write_jsonl
+from gvae.sweep import state
+from gvae.sweep.execute import _record_spec, plan, train_flags
+from gvae.sweep.spec import SpecError, load_spec
+from gvae.sweep.table import aggregate, build_table, mean_std, write_table
+from gvae.training import TrainConfig, Trainer, rundir
+from tests.test_train import make_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+SPEC = """
+[sweep]
+out = "sweep"
+seeds = [0, 1]
+data = "tiny.npz"
+
+[base]
+latent = 4
+hidden = [16]
+activation = "tanh"
+epochs = 2
+batch_size = 50
+
+[grid]
+posterior = ["diagonal", "chain"]
+
+[eval]
+iw_samples = 10
+limit = 50
+"""
+
+
+def write_spec(folder, text=SPEC, name="spec.toml"):
+    path = Path(folder) / name
+    path.write_text(text)
+    return path
+
+
+def edit(text, old, new):
+    assert old in text, old
+    return text.replace(old, new)
+
+
+# 1. The spec
+
+def test_a_spec_gives_its_runs_seed_by_seed(tmp_path):
+    sweep = load_spec(write_spec(tmp_path))
+    assert sweep.out == tmp_path / "sweep" and sweep.data == tmp_path / "tiny.npz"
+    assert (sweep.seeds, sweep.threads, sweep.device) == ((0, 1), 1, "cpu")
+    assert [run.id for run in sweep.runs] == ["diagonal/seed-0", "chain/seed-0", "diagonal/seed-1", "chain/seed-1"]
+    assert sweep.runs[3].config == TrainConfig(posterior="chain", latent=4, hidden=(16,), activation="tanh",
+                                               epochs=2, batch_size=50, seed=1)
+    assert sweep.runs[3].folder == tmp_path / "sweep" / "chain" / "seed-1"
+    assert sweep.eval == {"iw_samples": 10, "limit": 50}
+    assert load_spec(write_spec(tmp_path), out=tmp_path / "elsewhere").runs[0].folder == \
+        tmp_path / "elsewhere" / "diagonal" / "seed-0"
+
+
+def test_the_grid_is_crossed_and_configs_add_variants_over_base(tmp_path):
+    text = edit(SPEC, 'posterior = ["diagonal", "chain"]',
+                'posterior = ["diagonal", "extgrid"]\nhidden = [[16], [8, 8]]')
+    text = edit(text, "hidden = [16]\n", "") + '\n[[configs]]\nname = "wide"\nhidden = [64]\nlr = 3e-3\n'
+    sweep = load_spec(write_spec(tmp_path, text))
+    assert list(sweep.configs) == ["diagonal_16", "diagonal_8x8", "extgrid_16", "extgrid_8x8", "wide"]
+    assert sweep.configs["extgrid_8x8"] == {"posterior": "extgrid", "hidden": (8, 8)}
+    wide = next(run for run in sweep.runs if run.name == "wide")
+    assert (wide.config.posterior, wide.config.hidden, wide.config.lr, wide.config.latent) == ("diagonal", (64,), 3e-3, 4)
+    assert len(sweep.runs) == 10
+
+
+def test_the_example_spec_of_the_ggm_table(tmp_path):
+    sweep = load_spec(REPO / "examples" / "ggm_sweep.toml")
+    assert list(sweep.configs) == ["diagonal", "chain", "extgrid"] and sweep.seeds == (0, 1)
+    assert sweep.eval == {"iw_samples": 5000} and sweep.out == REPO / "examples" / ".." / "runs" / "ggm"
+    config = sweep.runs[0].config
+    assert (config.latent, config.hidden, config.activation, config.likelihood) == (16, (500, 500), "elu", "bernoulli")
+
+
+def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
+    """What a task passes to gvae train parses back to the configuration of the spec."""
+    text = edit(SPEC, "epochs = 2", "epochs = 2\nlr = 3e-4\nsquash = 1e-7\npatience = 3\ngrid_shape = [2, 2]")
+    for run in load_spec(write_spec(tmp_path, text)).runs:
+        args = build_parser().parse_args(["train", "--out", "x", *train_flags(run.config)])
+        assert TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__}) == run.config
+
+
+BAD = [  # (edit of SPEC, where the message points, what it says was expected)
+    (("hidden = [16]", "hiden = [16]"), "[base]", "unknown key 'hiden' (did you mean hidden?)"),
+    (("[eval]", "[evaluation]"), "the top level", "unknown key 'evaluation'"),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nthread = 2"), "[sweep]", "did you mean threads?"),
+    (("latent = 4", "latent = 0"), "[base] latent", "expected a positive integer, got 0"),
+    (("latent = 4", "latent = 4.5"), "[base] latent", "expected a positive integer, got '4.5'"),
+    (("latent = 4", "latent = true"), "[base] latent", "expected a positive integer, got 'True'"),
+    (("epochs = 2", "lr = -1"), "[base] lr", "expected a positive finite number"),
+    (("hidden = [16]", "hidden = [[16]]"), "[base] hidden", "expected one value"),
+    (("hidden = [16]", "grid_shape = [4]"), "[base] grid_shape", "expected 2 values"),
+    (('"diagonal", "chain"', '"diagonal", "nope"'), "[grid] posterior", "expected one of ar1, chain"),
+    (('["diagonal", "chain"]', "[]"), "[grid] posterior", "expected a non-empty list"),
+    (('["diagonal", "chain"]', '"chain"'), "[grid] posterior", "expected a non-empty list"),
+    (('posterior = ["diagonal", "chain"]', ""), "[grid]", "expected a table of lists"),
+    (('[grid]\nposterior = ["diagonal", "chain"]', ""), "[grid]", "describes no configuration"),
+    (('["diagonal", "chain"]', '["chain"]\nhidden = [16, 16]'), "[grid] hidden",
+     "lists 16 twice; a value of hidden is itself a list"),
+    (("hidden = [16]", "hidden = [16]\nposterior = \"chain\""), "[grid] posterior", "also set in [base]"),
+    (("seeds = [0, 1]", "seeds = [0, 0]"), "[sweep] seeds", "lists seed 0 twice"),
+    (("seeds = [0, 1]", "seeds = []"), "[sweep] seeds", "expected a non-empty list of seeds"),
+    (("seeds = [0, 1]", "seeds = 1"), "[sweep] seeds", "expected a non-empty list of seeds"),
+    (("seeds = [0, 1]", "seeds = [-1]"), "[sweep] seeds", "expected a non-negative integer"),
+    (("seeds = [0, 1]", ""), "[sweep] seeds", "expected a non-empty list of seeds"),
+    (("latent = 4", "latent = 4\nseed = 3"), "[base] seed", "[sweep] seeds"),
+    (('out = "sweep"', ""), "[sweep] out", "--out"),
+    (('out = "sweep"', "out = 3"), "[sweep] out", "expected a path"),
+    (('data = "tiny.npz"', 'data = "tiny.npz"\ndevice = "tpu"'), "[sweep] device", "expected one of cpu, cuda"),
+    (('data = "tiny.npz"', 'data = "tiny.npz"\nthreads = 0'), "[sweep] threads", "expected a positive integer"),
+    (("[sweep]", "[swep]"), "the top level", "unknown key 'swep'"),
+    (("epochs = 2", "epochs = 2\nsamples = 2\niw_samples = 2"), "configuration 'diagonal'",
+     "use either Monte Carlo samples for the ELBO or importance samples"),
+    (("iw_samples = 10", "k = 10"), "[eval]", "unknown key 'k'"),
+    (("iw_samples = 10", "iw_samples = 0"), "[eval] iw_samples", "expected a positive integer"),
+    (("iw_samples = 10", 'params = "middle"'), "[eval] params", "expected one of best, last, got 'middle'"),
+    (("[eval]", '[configs]\nname = "x"\n[eval]'), "configs", "write each as [[configs]]"),
+    (("[eval]", "[[configs]]\nlatent = 3\n[eval]"), "[[configs]] #1 name", "expected the configuration's name"),
+    (("[eval]", '[[configs]]\nname = "a/b"\n[eval]'), "configuration 'a/b'", "a name is a folder name"),
+    (("[eval]", '[[configs]]\nname = "table.json"\n[eval]'), "configuration 'table.json'", "not ending in .json"),
+    (("[eval]", '[[configs]]\nname = "chain"\nlr = 0.01\n[eval]'), "configuration 'chain'", "given twice"),
+    (("[eval]", '[[configs]]\nname = "same"\nposterior = "chain"\n[eval]'), "configuration 'same'",
+     "has every setting of configuration 'chain'"),
+    (("[eval]", '[[configs]]\nname = "x"\nlatnet = 3\n[eval]'), "[[configs]] 'x'", "did you mean latent?"),
+]
+
+
+@pytest.mark.parametrize("change, where, expected", BAD, ids=[f"{c[0][0][:12]}->{c[0][1][:14]}" for c in BAD])
+def test_a_bad_spec_is_one_line_naming_file_key_and_expectation(tmp_path, capsys, change, where, expected):
+    path = write_spec(tmp_path, edit(SPEC, *change))
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: {where}: ") and expected in message, message
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gvae: error: ") and expected in err
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"[sweep\nout = ", "is not a valid TOML file"),
+    (b"seeds = [0, 1\n", "is not a valid TOML file"),
+    (b"\xff\xfe[sweep]", "is not a TOML file (not UTF-8 text)"),
+    (None, "there is no sweep spec at"),
+    ("folder", "is a folder; expected a sweep spec file"),
+])
+def test_a_file_that_is_no_spec_is_one_line(tmp_path, capsys, content, expected):
+    path = tmp_path / "spec.toml"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and str(path) in err
+
+
+def test_without_dask_the_sweep_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
+    assert main(["sweep", str(write_spec(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "gvae[dask]"' in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_workers_with_a_scheduler_is_refused(tmp_path, capsys):
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    assert main(["sweep", str(write_spec(tmp_path)), "--scheduler", "tcp://localhost:1", "--workers", "2"]) == 2
+    assert "--workers sets the size of the local cluster" in capsys.readouterr().err
+
+
+def test_a_folder_that_holds_no_sweep_is_refused(tmp_path, capsys):
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "notes.txt").write_text("the user's")
+    (tmp_path / "tiny.npz").write_bytes(b"")
+    assert main(["sweep", str(write_spec(tmp_path))]) == 2
+    assert "is not empty and holds no sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["notes.txt"]
+
+
+# 2. The plan: what each run folder still needs
+
+def fit(run, epochs=None):
+    """Train ``run`` in-process (on small generated data) for ``epochs`` (default: its own)."""
+    config = run.config if epochs is None else dataclasses.replace(run.config, epochs=epochs)
+    Trainer(config, make_data(n=100, d=36), run.folder, quiet=True).fit()
+
+
+def fake_evaluation(run, settings, **result):
+    write_json(run.folder / "eval.json", {"test_elbo": -1.0, "test_log_likelihood": -0.5, "iw_samples": 10,
+                                          "n_test": 50, "seconds": 1.0, **result})
+    state.record_evaluation(run.folder, settings)
+
+
+def test_the_plan_trains_what_is_unfinished_and_evaluates_what_is_not_current(tmp_path):
+    path = write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0]"))
+    sweep = load_spec(path)
+    done, partial = sweep.runs
+    jobs, counts = plan(sweep)
+    assert counts == {"finished": 0, "resume": 0, "new": 2, "overwrite": 0, "evaluate": 2}
+    assert all("--resume" not in job.train and "--overwrite" not in job.train for job in jobs)
+    assert jobs[0].evaluate[:2] == ("eval", str(done.folder.absolute())) and "--limit" in jobs[0].evaluate
+
+    fit(done)
+    fit(partial, epochs=1)  # a run stopped after 1 of its 2 epochs
+    jobs, counts = plan(sweep)
+    assert counts == {"finished": 1, "resume": 1, "new": 0, "overwrite": 0, "evaluate": 2}
+    assert jobs[0].train is None and jobs[0].evaluate is not None
+    assert "--resume" in jobs[1].train and jobs[1].train[jobs[1].train.index("--epochs") + 1] == "2"
+
+    fake_evaluation(done, sweep.eval)
+    jobs, _ = plan(sweep)
+    assert [job.id for job in jobs] == [partial.id]
+    # Other [eval] settings: the finished run is evaluated again, not trained.
+    jobs, counts = plan(load_spec(write_spec(tmp_path, edit(path.read_text(), "iw_samples = 10", "iw_samples = 20"))))
+    assert jobs[0].id == done.id and jobs[0].train is None and "20" in jobs[0].evaluate
+    # More epochs (a setting that may change on resume): the finished run goes on, and is evaluated after.
+    jobs, counts = plan(load_spec(write_spec(tmp_path, edit(path.read_text(), "epochs = 2", "epochs = 3"))))
+    assert counts["resume"] == 2 and counts["evaluate"] == 2
+    assert jobs[0].train[jobs[0].train.index("--epochs") + 1] == "3"
+
+
+def test_a_run_the_spec_describes_differently_is_refused_unless_overwritten(tmp_path):
+    path = write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0]"))
+    sweep = load_spec(path)
+    fit(sweep.runs[0])
+    _record_spec(sweep)
+    changed = load_spec(write_spec(tmp_path, edit(path.read_text(), "hidden = [16]", "hidden = [32]"), "b.toml"))
+    with pytest.raises(ValueError) as e:
+        plan(changed)
+    message = str(e.value)
+    assert "diagonal/seed-0: hidden (32,) (the run's: (16,))" in message and "--overwrite" in message
+    assert "epochs, lr, max_bad_steps, patience may change" in message
+    jobs, counts = plan(changed, overwrite=True)
+    assert counts["overwrite"] == 1 and "--overwrite" in jobs[0].train
+    # Other data: every trained run would mix two data sets.
+    other = load_spec(write_spec(tmp_path, edit(path.read_text(), "tiny.npz", "other.npz"), "c.toml"))
+    with pytest.raises(ValueError, match="data .*other.npz"):
+        plan(other)
+
+
+def test_a_run_folder_without_a_finished_epoch_is_started_over(tmp_path):
+    sweep = load_spec(write_spec(tmp_path))
+    run = sweep.runs[0]
+    run.folder.mkdir(parents=True)
+    (run.folder / "config.json").write_text("{}")  # killed before its first checkpoint
+    assert state.training(run.folder, run.config).state == "unstarted"
+    jobs, counts = plan(sweep)
+    assert counts["overwrite"] == 1 and "--overwrite" in jobs[0].train
+
+
+def test_a_run_stopped_early_is_finished_for_its_patience(tmp_path):
+    run = load_spec(write_spec(tmp_path)).runs[0]
+    run.folder.mkdir(parents=True)
+    (run.folder / "checkpoint.npz").write_bytes(b"")
+    write_jsonl(run.folder / "metrics.jsonl", [{"epoch": 1}, {"epoch": 2}])
+    write_json(run.folder / "summary.json", {"epochs": 2, "stopped_early": True, "best_epoch": 0})
+    config = dataclasses.replace(run.config, epochs=10)
+    assert state.training(run.folder, config).state == "finished"  # its own patience (None: as on resume)
+    assert state.training(run.folder, dataclasses.replace(config, patience=2)).state == "finished"
+    assert state.training(run.folder, dataclasses.replace(config, patience=5)).state == "unfinished"
+    # A later resume that was cut short: the summary is older than the last epoch.
+    write_jsonl(run.folder / "metrics.jsonl", [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}])
+    assert state.training(run.folder, config).state == "unfinished"
+
+
+# 3. The table
+
+def fake_run(run, seconds, result=None, settings=None):
+    """A run folder as the table reads it: ``seconds`` per epoch trained, and an evaluation if ``result``."""
+    run.folder.mkdir(parents=True)
+    (run.folder / "checkpoint.npz").write_bytes(b"")
+    write_jsonl(run.folder / "metrics.jsonl", [{"epoch": i + 1, "seconds": s, "seconds_with_eval": s + 0.5}
+                                              for i, s in enumerate(seconds)])
+    if len(seconds) == run.config.epochs:
+        write_json(run.folder / "summary.json", {"epochs": len(seconds), "stopped_early": False, "best_epoch": 1})
+    if result is not None:
+        fake_evaluation(run, settings, **result)
+
+
+def test_mean_and_sample_std_over_seeds():
+    stat = mean_std([1.0, 2.0, 4.0])
+    assert stat["n_seeds"] == 3 and stat["mean"] == pytest.approx(7 / 3)
+    # sum of squared deviations (16 + 1 + 25) / 9, over n - 1 = 2
+    assert stat["std"] == pytest.approx(math.sqrt(42 / 9 / 2))
+    assert mean_std([5.0]) == {"mean": 5.0, "std": None, "n_seeds": 1}
+    assert mean_std([]) == {"mean": None, "std": None, "n_seeds": 0}
+
+
+def test_aggregate_uses_the_rows_that_have_each_number():
+    rows = [{"seed": 0, "test_elbo": -100.0, "test_log_likelihood": -95.0, "epochs": 2, "train_seconds": 4.0,
+             "eval_seconds": 10.0, "iw_samples": 10, "n_test": 50, "missing": None},
+            {"seed": 1, "test_elbo": None, "test_log_likelihood": None, "epochs": None, "train_seconds": None,
+             "eval_seconds": None, "iw_samples": None, "n_test": None, "missing": "not trained yet"}]
+    entry = aggregate(rows)
+    assert entry["test_elbo"] == {"mean": -100.0, "std": None, "n_seeds": 1}
+    assert entry["iw_samples"] == 10 and entry["seeds"] == [0, 1]
+    assert entry["missing"] == [{"seed": 1, "reason": "not trained yet"}]
+
+
+def test_the_table_against_a_hand_computation(tmp_path, capsys):
+    path = write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    sweep = load_spec(path)
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    for seed, elbo, ll in ((0, -100.0, -95.0), (1, -102.0, -96.0), (2, -107.0, -100.0)):
+        fake_run(runs[f"diagonal/seed-{seed}"], [1.0, 2.0], dict(test_elbo=elbo, test_log_likelihood=ll,
+                                                               seconds=10.0 * (seed + 1)), sweep.eval)
+    fake_run(runs["chain/seed-0"], [3.0, 3.0], dict(test_elbo=-99.0, test_log_likelihood=-94.0), sweep.eval)
+    fake_run(runs["chain/seed-1"], [3.0])  # stopped after 1 of its 2 epochs
+    write_json(sweep.out / state.FAILURES_NAME, {"chain/seed-2": {"command": "train", "returncode": 3,
+                                                                "message": "gvae: training stopped", "log": "x"}})
+    table = build_table(sweep, state.failures_of(sweep.out))
+    diagonal, chain = table["configs"]["diagonal"], table["configs"]["chain"]
+    assert diagonal["test_elbo"]["mean"] == pytest.approx(-103.0)
+    assert diagonal["test_elbo"]["std"] == pytest.approx(math.sqrt((9 + 1 + 16) / 2))
+    assert diagonal["test_log_likelihood"]["mean"] == pytest.approx(-97.0)
+    assert diagonal["test_log_likelihood"]["std"] == pytest.approx(math.sqrt((4 + 1 + 9) / 2))
+    assert diagonal["train_seconds"] == {"mean": 4.0, "std": 0.0, "n_seeds": 3}  # (1 + 0.5) + (2 + 0.5)
+    assert diagonal["eval_seconds"]["mean"] == pytest.approx(20.0) and diagonal["eval_seconds"]["std"] == pytest.approx(10.0)
+    assert diagonal["epochs"] == {"mean": 2.0, "std": 0.0, "n_seeds": 3} and diagonal["missing"] == []
+    assert chain["test_elbo"] == {"mean": -99.0, "std": None, "n_seeds": 1}
+    assert chain["train_seconds"]["n_seeds"] == 1
+    assert chain["missing"] == [{"seed": 1, "reason": "training not finished (1 epochs done)"},
+                                {"seed": 2, "reason": "failed: gvae train exit 3: gvae: training stopped"}]
+    assert table["total_seconds"] == {"train_seconds": pytest.approx(3 * 4.0 + 7.0),
+                                      "eval_seconds": pytest.approx(60.0 + 1.0)}
+    assert main(["table", str(sweep.out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| diagonal | -103.00 ± 3.61 | -97.00 ± 2.65 | 3 of 3 | 2.0 ± 0.0 | 4.0 ± 0.0 s | 20.0 ± 10.0 s |" in printed
+    assert "| chain | -99.00 | -94.00 | 1 of 3 |" in printed
+    assert "- chain/seed-1: training not finished" in printed and "K = 10 on 50 test images" in printed
+    assert (sweep.out / "table.md").read_text() == printed
+    assert json.loads((sweep.out / "table.json").read_text())["configs"]["chain"]["missing"] == chain["missing"]
+    # An evaluation made before the run's last training is out of date, not a result.
+    write_json(runs["chain/seed-0"].folder / "summary.json", {"epochs": 2, "stopped_early": False, "best_epoch": 2})
+    table, _ = write_table(sweep.out)
+    assert table["configs"]["chain"]["test_elbo"]["n_seeds"] == 0
+    assert "evaluated before its last training" in table["configs"]["chain"]["missing"][0]["reason"]
+
+
+def test_table_of_a_folder_without_a_sweep(tmp_path, capsys):
+    assert main(["table", str(tmp_path)]) == 2
+    assert "holds no sweep" in capsys.readouterr().err
+
+
+# 4. Processes: a run stops when the worker that started it dies; a sweep killed mid-way and resumed
+
+def wait_for(condition, timeout, what):
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def lock_is_free(folder):
+    try:
+        with rundir.folder_lock(folder):
+            return True
+    except rundir.RunFolderError:
+        return False
+
+
+def environment():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size",
+            "20", "--epochs", "100000", "--quiet", "--threads", "1", "--out", str(out)]
+    parent = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-m', 'gvae.sweep.child', "
+              "str(os.getpid()), *sys.argv[1:]]); print(p.pid, flush=True); p.wait()")
+    proc = subprocess.Popen([sys.executable, "-c", parent, *args], stdout=subprocess.PIPE, text=True,
+                            env=environment(), cwd=tmp_path)
+    proc.stdout.readline()
+    wait_for(lambda: (out / "checkpoint.npz").is_file(), 120, "the first epoch")
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: lock_is_free(out), 30, "the orphaned run to stop")
+    epochs = len((out / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= epochs < 100000
+    assert state.training(out, TrainConfig(epochs=100000)).state == "unfinished"  # resumable, not finished
+
+
+def strip_times(table):
+    """A table without what differs between equal sweeps: times and the folder's name."""
+    table = json.loads(json.dumps(table))
+    for entry in table["configs"].values():
+        del entry["train_seconds"], entry["eval_seconds"]
+    del table["total_seconds"], table["sweep"]
+    return table
+
+
+def sweep_process(spec, out):
+    return subprocess.Popen([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            start_new_session=True)
+
+
+def test_a_sweep_killed_midway_and_resumed_gives_the_table_of_an_uninterrupted_one(tmp_path, data_file):
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    # 30 epochs: long enough to be killed while training (most of a tiny run is starting its processes).
+    spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 30"))
+    runs = load_spec(spec).runs
+
+    killed = tmp_path / "killed"
+    proc = sweep_process(spec, killed)
+    evaluated = lambda: [run for run in runs if (killed / run.id / state.EVAL_RECORD).is_file()]  # noqa: E731
+    training = lambda: [run for run in runs if (killed / run.id / "checkpoint.npz").is_file()  # noqa: E731
+                        and not (killed / run.id / "summary.json").is_file()]
+    try:
+        # Killed when one run is evaluated and another is between its epochs.
+        wait_for(lambda: evaluated() and training() or proc.poll() is not None, 300, "a run finished and one training")
+        proc.send_signal(signal.SIGKILL)  # the sweep's driver only: its workers and their runs are left
+        proc.communicate()
+        for run in runs:  # the workers die with their driver, and each run with its worker
+            wait_for(lambda: not (killed / run.id).is_dir() or lock_is_free(killed / run.id), 60,
+                     f"{run.id} to stop")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    finished_before = len(evaluated())
+    assert 1 <= finished_before < len(runs), "the sweep was not killed mid-way"
+    assert not (killed / "table.json").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(killed)],
+                             capture_output=True, text=True, env=environment(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("done   ") == len(runs) - finished_before  # the finished runs are skipped
+    whole = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(tmp_path / "whole")],
+                           capture_output=True, text=True, env=environment(), timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.count("done   ") == len(runs)
+    tables = [json.loads((folder / "table.json").read_text()) for folder in (killed, tmp_path / "whole")]
+    assert strip_times(tables[0]) == strip_times(tables[1])
+    assert all(c["test_log_likelihood"]["n_seeds"] == 2 for c in tables[0]["configs"].values())
+
+    # The same sweep with a configuration that fails: the others are kept, the failure is reported,
+    # recorded and listed, and the exit status says so.
+    failing = write_spec(tmp_path, edit(spec.read_text(), "[eval]",
+                                        '[[configs]]\nname = "bad"\nposterior = "grid"\ngrid_shape = [3, 3]\n[eval]'),
+                         "failing.toml")
+    again = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(failing), "--out", str(killed)],
+                           capture_output=True, text=True, env=environment(), timeout=300)
+    assert again.returncode == 3, again.stderr
+    assert "4 trained, 0 to resume, 2 to start" in again.stdout
+    assert again.stdout.count("FAILED bad/seed-") == 2 and "grid shape 3 x 3" in again.stdout
+    assert "2 of 6 runs failed" in again.stderr
+    failures = state.failures_of(killed)
+    assert sorted(failures) == ["bad/seed-0", "bad/seed-1"] and failures["bad/seed-0"]["returncode"] == 2
+    table = json.loads((killed / "table.json").read_text())
+    assert strip_times(table)["configs"]["chain"] == strip_times(tables[1])["configs"]["chain"]
+    assert [m["reason"].startswith("failed: gvae train exit 2") for m in table["configs"]["bad"]["missing"]] == [True] * 2
+    assert (killed / "sweep.1.toml").read_text() == spec.read_text()  # the spec it replaced is kept
