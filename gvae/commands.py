@@ -103,7 +103,8 @@ def build_parser(unset=None):
     e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
     e.add_argument("--quiet", action="store_true", help="no progress bar and no result line")
 
-    s = sub.add_parser("sample", help="decoder means and samples for z ~ N(0, I), saved as PNG grids",
+    s = sub.add_parser("sample", help="decoder means and samples for z ~ N(0, I) (a hierarchy: drawn from the "
+                       "top layer down), saved as PNG grids",
                        formatter_class=defaults)
     s.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
     s.add_argument("--threads", **threads)
@@ -144,12 +145,13 @@ def cmd_train(args, argv):
             raise ValueError(f"--resume continues {args.out} with its own configuration, but these flags differ "
                              f"from it: {listed}. Only " + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE)
                              + " may change on resume; start a new run (another --out) for the rest")
+    # A new run's configuration is checked before the data are loaded (or fetched).
+    config = None if args.resume else TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     data = load_mnist(args.data)
     if args.resume:
         trainer = Trainer.resume(args.out, data, quiet=args.quiet, device=args.device,
                                  **{k: v for k, v in given.items() if k in RESUMABLE})
     else:
-        config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
         trainer = Trainer(config, data, args.out, quiet=args.quiet, device=args.device, overwrite=args.overwrite)
     try:
         summary = trainer.fit()
@@ -233,8 +235,9 @@ def cmd_sample(args):
 
     model, params, config = load_model(args.run, args.params, args.device)
     rng = generator(args.device, args.seed)
-    z = rng.standard_normal((args.n, model.latent), dtype=model.dtype)
-    out = model.decode(params, z)
+    eps = rng.standard_normal((args.n, model.noise_size), dtype=model.dtype)
+    out = model.decode(params, model.prior_sample(params, eps)[0])
+    draws = "z ~ N(0, I)" if len(model.layers) == 1 else f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1"
     prefix = args.out or f"{args.run}/decoder"
     try:
         from . import plots
@@ -250,7 +253,7 @@ def cmd_sample(args):
         if plots is None:
             write_png(path, tile(images), scale=2)
         else:
-            plots.plot_image_grid(images, path, f"{what} for {args.n} draws z ~ N(0, I) ({args.params} parameters)",
+            plots.plot_image_grid(images, path, f"{what} for {args.n} {draws} ({args.params} parameters)",
                                   plots.run_title(config, args.run))
         written.append(path)
     print("wrote " + ", ".join(written) + ("" if plots else " (untitled: pip install 'gvae[plot]' for titles)"))

@@ -127,10 +127,17 @@ def run_title(config, run_dir=None):
     if not config:
         return "" if run_dir is None else Path(run_dir).name
     config = config if isinstance(config, dict) else dataclasses.asdict(config)
-    hidden = "-".join(str(h) for h in config.get("hidden", ()))
+    hidden = config.get("hidden", ())
+    per_layer = bool(hidden) and isinstance(hidden[0], (list, tuple))
+    hidden = " / ".join("-".join(map(str, h)) for h in (hidden if per_layer else [hidden]))
     name = "" if run_dir is None else f"{Path(run_dir).resolve().name}: "
-    return (f"{name}{config.get('posterior', '?')} posterior, {config.get('likelihood', 'bernoulli')} likelihood, "
-            f"latent {config.get('latent', '?')}, hidden {hidden}")
+    return (f"{name}{_words(config.get('posterior', '?'), ' ')} posterior, {config.get('likelihood', 'bernoulli')} "
+            f"likelihood, latent {_words(config.get('latent', '?'), '-')}, hidden {hidden}")
+
+
+def _words(value, sep):
+    """A config value that is one item or a list of them (one per stochastic layer), as text."""
+    return sep.join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _titled(title, subtitle):
@@ -215,12 +222,14 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
 
 
 def plot_samples(model, params, path, rows=8, cols=8, seed=0, subtitle=None):
-    """``samples.png``: decoder means for rows x cols draws z ~ N(0, I). Returns the path."""
+    """``samples.png``: decoder means for rows x cols draws z ~ N(0, I) (a hierarchy: ancestral draws
+    from the top layer down). Returns the path."""
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((rows * cols, model.latent))
-    means = decoder_means(model, params, z)
-    return plot_image_grid(means, path, f"Samples: decoder means for z ~ N(0, I), d = {model.latent}",
-                           subtitle, cols=cols)
+    eps = rng.standard_normal((rows * cols, model.noise_size)).astype(model.dtype)
+    means = decoder_means(model, params, model.prior_sample(params, eps)[0])
+    what = (f"z ~ N(0, I), d = {model.latent}" if len(model.layers) == 1 else
+            "ancestral draws from z_L ~ N(0, I), d = " + "-".join(map(str, model.sizes)))
+    return plot_image_grid(means, path, f"Samples: decoder means for {what}", subtitle, cols=cols)
 
 
 def plot_image_grid(images, path, title, subtitle=None, cols=None):
@@ -246,8 +255,9 @@ def manifold_grid(n):
 def plot_manifold(model, params, path, n=20):
     """``manifold.png`` (latent dimension 2): decoder means at n x n Gaussian quantiles of the latent
     space, tiled into one image (the learned-manifold picture of Kingma and Welling). Returns the path."""
-    if model.latent != 2:
-        raise ValueError(f"the manifold picture needs a 2-d latent space, this model has {model.latent}")
+    if model.sizes != (2,):
+        raise ValueError(f"the manifold picture needs one 2-d stochastic layer, this model has "
+                         f"{'-'.join(map(str, model.sizes))}")
     z, values = manifold_grid(n)
     means = decoder_means(model, params, z)
     side = _side_or_raise(means.shape[1])
@@ -441,7 +451,7 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
         written.append(plot_reconstructions(model, params, test_x, out_dir / "reconstructions.png",
                                             n_images=n_images, labels=test_y, subtitle=subtitle))
         written.append(plot_samples(model, params, out_dir / "samples.png", seed=seed, subtitle=subtitle))
-        if model.latent == 2:
+        if model.sizes == (2,):
             written.append(plot_manifold(model, params, out_dir / "manifold.png"))
     if is_structured(model):
         pts = test_x[:n_points]

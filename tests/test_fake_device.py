@@ -19,13 +19,17 @@ CONFIGS = [dict(posterior=p, likelihood=lik, **extra)
            for p, extra in [("diagonal", {}), ("chain", {}), ("extgrid", {"grid_shape": (2, 3)})]
            for lik in ("bernoulli", "logitnormal-grid")]
 CONFIGS += [dict(posterior="ar1", likelihood="gaussian", kl="mc", samples=2),
-            dict(posterior="grid", likelihood="bernoulli", grid_shape=(2, 3), iw_samples=3, warmup=1.0)]
+            dict(posterior="grid", likelihood="bernoulli", grid_shape=(2, 3), iw_samples=3, warmup=1.0),
+            dict(posterior=("chain", "ar1"), likelihood="bernoulli", latent=(6, 4), iw_samples=3),
+            dict(posterior=("extgrid", "rank1"), likelihood="bernoulli", latent=(6, 4), grid_shape=(2, 3),
+                 inference="top-down")]
 SYNCS_PER_STEP = 2  # the gradient norm, and one read of (loss, bound, rec, kl)
 RTOL = dict(rtol=2e-5, atol=2e-5)  # float32
 
 
 def ids(cfg):
-    return "-".join(str(v) for k, v in cfg.items() if k in ("posterior", "likelihood", "kl", "iw_samples"))
+    return "-".join("+".join(v) if isinstance(v, tuple) else str(v) for k, v in cfg.items()
+                    if k in ("posterior", "likelihood", "kl", "iw_samples", "inference"))
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def data():
 
 
 def trainers(cfg, data, tmp_path):
-    config = TrainConfig(latent=6, hidden=(16,), epochs=2, batch_size=40, lr=3e-3, seed=3, **cfg)
+    config = TrainConfig(**{"latent": 6, "hidden": (16,), "epochs": 2, "batch_size": 40, "lr": 3e-3, "seed": 3, **cfg})
     return (Trainer(config, data, tmp_path / "cpu", progress=False, quiet=True),
             Trainer(config, data, tmp_path / "fake", progress=False, quiet=True, device="fake"))
 
@@ -121,14 +125,16 @@ def test_training_evaluation_and_sampling_stay_on_the_device(cfg, data, tmp_path
         assert isinstance(per[key], np.ndarray)
         np.testing.assert_allclose(per[key], per_cpu[key], **RTOL, err_msg=key)
 
-    # Sampling: z, the decoder, the means and the samples on the device; two reads to get the images.
+    # Sampling (ancestral, in a hierarchy): z, the decoder, the means and the samples on the device; two
+    # reads to get the images.
     rng, rng_cpu = fake.xp.random.default_rng(5), np.random.default_rng(5)
     with Counting() as counts:
-        z = rng.standard_normal((4, model.latent), dtype=model.dtype)
-        out = model.decode(params, z)
+        eps = rng.standard_normal((4, model.noise_size), dtype=model.dtype)
+        out = model.decode(params, model.prior_sample(params, eps)[0])
         images = [to_host(model.likelihood.mean(out, params)), to_host(model.likelihood.sample(out, params, rng))]
     assert counts["upload"] == 0 and counts["sync"] == 2, dict(counts)
-    out_cpu = model_cpu.decode(params_cpu, rng_cpu.standard_normal((4, model.latent), dtype=model.dtype))
+    eps_cpu = rng_cpu.standard_normal((4, model.noise_size), dtype=model.dtype)
+    out_cpu = model_cpu.decode(params_cpu, model_cpu.prior_sample(params_cpu, eps_cpu)[0])
     want = [model_cpu.likelihood.mean(out_cpu, params_cpu), model_cpu.likelihood.sample(out_cpu, params_cpu, rng_cpu)]
     for got_i, want_i in zip(images, want):
         np.testing.assert_allclose(got_i, want_i, **RTOL)

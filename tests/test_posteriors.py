@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 from scipy.stats import multivariate_normal
 
+from gvae import ops
 from gvae.model.lattice import lattice_shape
 from gvae.model.posteriors import FAMILIES, get_family
 from tests.gradcheck import check_vjp
@@ -118,3 +119,45 @@ def test_lattice_shape():
         get_family("chain", grid_shape=(2, 2))
     with pytest.raises(ValueError, match="no r x c lattice"):
         get_family("grid").head_size(13)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.3, 0.7, 1.0]))
+def test_variance_and_kl_to_a_diagonal_gaussian_against_dense(name, seed, scale):
+    """diag(Sigma) and KL(q || N(m, diag s^2)) against the dense float64 covariance, for a batch of
+    (S, B) posteriors (one per sample of a layer above, as in a hierarchy)."""
+    rng = np.random.default_rng(seed)
+    d = 6
+    fam = family(name)
+    q = fam.split(rng.standard_normal((2, 3, fam.head_size(d))) * scale, d)
+    p = {"mu": rng.standard_normal((2, 3, d)), "sigma": np.exp(rng.uniform(-1, 1, (2, 3, d)))}
+    var, kl = fam.variance(q), fam.kl_diagonal(q, p)
+    assert var.shape == (2, 3, d) and kl.shape == (2, 3)
+    cov = np.linalg.inv(fam.precision(q))
+    for s in range(2):
+        for b in range(3):
+            c, m, sd = cov[s, b], p["mu"][s, b], p["sigma"][s, b]
+            np.testing.assert_allclose(var[s, b], np.diag(c), rtol=1e-9, atol=1e-12)
+            diff = q["mu"][s, b] - m
+            ref = 0.5 * (np.trace(np.diag(1 / sd ** 2) @ c) + diff @ (diff / sd ** 2) - d
+                         + np.sum(np.log(sd ** 2)) - np.linalg.slogdet(c)[1])
+            np.testing.assert_allclose(kl[s, b], ref, rtol=1e-9, atol=1e-9)
+    standard = {"mu": np.zeros(d), "sigma": np.ones(d)}  # against N(0, I): the family's own KL
+    np.testing.assert_allclose(fam.kl_diagonal(q, standard), fam.kl(q), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_kl_to_a_diagonal_gaussian_gradients(name, seed):
+    rng = np.random.default_rng(seed)
+    d = 6
+    fam = family(name)
+    args = {"h": rng.standard_normal((2, 3, fam.head_size(d))) * 0.7,
+            "m": rng.standard_normal((2, 3, d)), "s": rng.uniform(-1, 1, (3, d))}
+
+    def objective(a):
+        q = fam.split(a["h"], d)
+        p = {"mu": a["m"], "sigma": ops.exp(a["s"])}
+        return fam.kl_diagonal(q, p) + ops.sum(fam.variance(q) * a["m"], axis=-1) * 0.3
+
+    check_vjp(objective, [args], seed=seed, rtol=1e-5, atol=1e-7)

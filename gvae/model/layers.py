@@ -39,11 +39,26 @@ class MLP:
             out[f"{self.prefix}b{i}"] = (b,)
         return out
 
-    def init(self, rng, params):
+    def init(self, rng, params, zero_output=False):
+        """Fill this network's parameters in ``params`` in place (see :func:`init_dense`); with
+        ``zero_output`` the output layer starts at zero (and draws nothing from ``rng``)."""
         for i, act in enumerate(self.activations):
-            init_dense(rng, params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"], act)
+            W, b = params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"]
+            if zero_output and i == len(self.activations) - 1:
+                W[...], b[...] = 0, 0
+            else:
+                init_dense(rng, W, b, act)
 
     def __call__(self, params, x):
-        for i, act in enumerate(self.activations):
+        return self.head(params, self.features(params, x))
+
+    def features(self, params, x):
+        """The last hidden layer's activations (x itself when there is no hidden layer)."""
+        for i, act in enumerate(self.activations[:-1]):
             x = ops.dense(x, params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"], act)
         return x
+
+    def head(self, params, h):
+        """The output layer on the features h."""
+        i = len(self.activations) - 1
+        return ops.dense(h, params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"], self.activations[i])

@@ -1,49 +1,215 @@
-"""The VAE: encoder MLP -> posterior family head, decoder MLP -> likelihood parameters."""
+"""The VAE: stochastic layers z_1 (bottom) ... z_L (top) over the observations x, each with its own
+posterior family.
+
+Generative model: z_L ~ N(0, I); z_l | z_{l+1} ~ N(m, diag s^2), (m, raw s) from the network of layer
+l+1 (s = softplus(raw) + floor); x | z_1 from the network of layer 1 and the likelihood.
+
+Inference, q(z_1, ..., z_L | x), in one of two orders (``inference``):
+
+- ``"bottom-up"`` (the IWAE paper's): q(z_1|x) q(z_2|z_1) ... q(z_L|z_{L-1}), each layer's encoder on
+  the layer below;
+- ``"top-down"`` (the Ladder VAE's order, Sonderby et al., "Ladder Variational Autoencoders"): a
+  deterministic bottom-up pass h_l = the last hidden features of layer l's encoder on h_{l-1} (h_0 = x),
+  then q(z_L|x) from h_L and q(z_l | z_{l+1}, x) from h_l and z_{l+1}: the encoder's output layer on h_l
+  plus z_{l+1} times the weight ``enc{l}.Wz`` (zero at first). The LVAE merges a bottom-up Gaussian with
+  p(z_l | z_{l+1}) by precision weighting instead; for the banded families that would fill in the
+  stencil, so the merge here is learned. Here q(z_l | .) and p(z_l | z_{l+1}) share their condition,
+  so the KL between them is closed form given z_{l+1}.
+
+Layer l (1 = bottom) owns the networks named ``enc{l}.`` (its posterior's head) and ``dec{l}.`` (from
+z_l down: to the likelihood's parameters for l = 1, to p(z_{l-1} | z_l) above), with the tag dropped
+for l = 1: a one-layer model has exactly the parameters ``enc.*``, ``dec.*``, ``lik.*`` it always had.
+"""
 import numpy as np
 
+from .. import ops
 from .layers import MLP
 from .likelihoods import get_likelihood
 from .params import FlatParams
 from .posteriors import get_family
 
+INFERENCE = ("bottom-up", "top-down")
+
+
+class StochasticLayer:
+    """Layer ``index`` (1 = bottom) of a :class:`VAE`: ``size`` latent units with the posterior
+    ``family``; ``encoder`` (an :class:`MLP` whose output is the family's head), ``decoder`` (an MLP
+    from z_l to the parameters of what lies below it), ``top_down`` (the name of the weight that brings
+    z_{l+1} into the head in top-down inference, None otherwise)."""
+
+    def __init__(self, index, size, family, encoder, decoder, top_down=None):
+        self.index, self.size, self.family = index, size, family
+        self.encoder, self.decoder, self.top_down = encoder, decoder, top_down
+
+    def __repr__(self):
+        return f"StochasticLayer(z{self.index}: {self.size} units, {self.family.name} posterior)"
+
+
+def layer_family(name, size, options=None, index=None):
+    """The posterior family ``name`` (with ``options``: ``grid_shape``, ``floor``) for a layer of
+    ``size`` units, checked: its head size is computed, so a lattice family on a size without an r x c
+    lattice raises here. The ValueError names the layer (``index``, 1 = bottom) when one is given."""
+    try:
+        family = get_family(name, **(options or {}))
+        family.head_size(size)
+    except ValueError as e:
+        raise ValueError(str(e) if index is None else f"stochastic layer {index} ({name}, {size} units): {e}") from None
+    return family
+
+
+def _per_layer(what, value, n, scalar):
+    """``value`` (one item, ``scalar(value)`` true, or a sequence of n of them) as a list of n items."""
+    if scalar(value):
+        return [value] * n
+    items = list(value)
+    if len(items) != n:
+        raise ValueError(f"{what}: expected one value for every stochastic layer or one per layer ({n}), "
+                         f"got {len(items)}")
+    return items
+
+
+def _is_widths(value):
+    """Whether ``value`` is one list of hidden widths (ints), not a list of such lists."""
+    return all(not isinstance(v, (list, tuple)) for v in value)
+
 
 class VAE:
-    """Encoder n_in -> hidden... -> head(d); decoder d -> reversed(hidden)... -> likelihood output.
+    """Stochastic layers of sizes ``latent`` (an int, or a sequence bottom first) over n_in observed units.
 
-    Parameters live in one :class:`FlatParams` buffer (float32 by default) under the names
-    ``enc.W{i}``, ``enc.b{i}``, ``dec.W{i}``, ``dec.b{i}`` and the likelihood's own ``lik.*``."""
+    ``hidden``: the hidden widths of every layer's encoder (its decoder mirrors them), or a sequence of
+    such lists, one per layer; ``posterior``: a family name for every layer or one per layer;
+    ``posterior_options``: a dict for every layer or one per layer (``grid_shape``, ``floor``);
+    ``inference``: "bottom-up" or "top-down" (see the module's docstring; the same for one layer).
+
+    ``layers`` lists the :class:`StochasticLayer` s bottom first; ``family``, ``encoder``, ``decoder``
+    and ``latent`` are the bottom layer's (its posterior, networks and size: what :meth:`decode` takes).
+    Parameters live in one :class:`FlatParams` buffer (float32 by default), layer by layer (encoder,
+    top-down weight, decoder), then the likelihood's own ``lik.*``."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
-                 likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None):
-        if int(latent) < 1 or int(n_in) < 1:
+                 likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None,
+                 inference="bottom-up"):
+        sizes = [int(latent)] if np.ndim(latent) == 0 else [int(d) for d in latent]
+        if not sizes or min(sizes) < 1 or int(n_in) < 1:
             raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
-        self.n_in, self.latent = int(n_in), int(latent)
-        self.hidden = [int(h) for h in hidden]
-        self.activation = activation
-        self.family = get_family(posterior, **(posterior_options or {}))
+        if inference not in INFERENCE:
+            raise ValueError(f"unknown inference order {inference!r}; expected one of {list(INFERENCE)}")
+        n = len(sizes)
+        hiddens = [[int(h) for h in widths] for widths in _per_layer("hidden", list(hidden), n, _is_widths)]
+        names = _per_layer("posterior", posterior, n, lambda v: isinstance(v, str))
+        options = _per_layer("posterior_options", posterior_options or {}, n, lambda v: isinstance(v, dict))
+        self.n_in, self.sizes = int(n_in), tuple(sizes)
+        self.hidden = hiddens[0] if n == 1 else hiddens  # a one-layer model's: its one list, as always
+        self.activation, self.inference = activation, inference
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {})).setup(self.n_in)
         self.dtype = np.dtype(dtype)
-        self.encoder = MLP([self.n_in, *self.hidden, self.family.head_size(self.latent)], activation, "enc.")
-        self.decoder = MLP([self.latent, *self.hidden[::-1], self.likelihood.output_size()],
-                           activation, "dec.")
+        self.conditional = get_family("diagonal")  # the form of p(z_l | z_{l+1}): N(mu, diag sigma^2)
+        self.layers = []
+        below = self.n_in  # width of what layer l's encoder reads
+        for i, (d, widths, name, opts) in enumerate(zip(sizes, hiddens, names, options)):
+            tag = "" if i == 0 else str(i + 1)
+            family = layer_family(name, d, opts, i + 1 if n > 1 else None)
+            head = family.head_size(d)
+            out = self.likelihood.output_size() if i == 0 else self.conditional.head_size(sizes[i - 1])
+            top_down = f"enc{tag}.Wz" if inference == "top-down" and i < n - 1 else None
+            self.layers.append(StochasticLayer(i + 1, d, family, MLP([below, *widths, head], activation, f"enc{tag}."),
+                                               MLP([d, *widths[::-1], out], activation, f"dec{tag}."), top_down))
+            below = d if inference == "bottom-up" else (widths[-1] if widths else below)
+        bottom = self.layers[0]
+        self.family, self.encoder, self.decoder = bottom.family, bottom.encoder, bottom.decoder
+        self.latent = sizes[0]
+        self.noise_size = sum(sizes)
 
     def param_shapes(self):
         """{name: shape} of every parameter, in the order of the flat buffer."""
-        return {**self.encoder.shapes(), **self.decoder.shapes(), **self.likelihood.param_shapes()}
+        shapes = {}
+        for i, layer in enumerate(self.layers):
+            shapes.update(layer.encoder.shapes())
+            if layer.top_down:
+                shapes[layer.top_down] = (self.sizes[i + 1], layer.encoder.sizes[-1])
+            shapes.update(layer.decoder.shapes())
+        return {**shapes, **self.likelihood.param_shapes()}
 
     def new_params(self, rng):
         """A freshly initialised :class:`FlatParams` on the host, drawn from the NumPy generator ``rng``
-        (so that a seed gives the same model on every device; ``.on(device)`` moves it)."""
+        (so that a seed gives the same model on every device; ``.on(device)`` moves it).
+
+        The networks that only hierarchies have start with their output layers at zero, and top-down
+        weights at zero: at first q(z_l | .) (l > 1) is the family at head 0 (mean 0, scales about 1)
+        and p(z_l | z_{l+1}) = N(0, (log 2 + floor)^2 I). With random output layers, unit-scale samples
+        passed up through the encoders above gave scales of e^-3 and below, so samples of 10^2 and
+        conditional-prior scales at the floor: initial KL terms of 10^9 nats with ELU networks."""
         params = FlatParams(self.param_shapes(), self.dtype)
-        self.encoder.init(rng, params.views)
-        self.decoder.init(rng, params.views)
+        for i, layer in enumerate(self.layers):
+            layer.encoder.init(rng, params.views, zero_output=i > 0)
+            layer.decoder.init(rng, params.views, zero_output=i > 0)
         self.likelihood.init(rng, params.views)
         return params
 
+    def split_noise(self, eps):
+        """Standard normal noise (..., noise_size) -> a list, bottom first, of each layer's (..., d_l)."""
+        if len(self.layers) == 1:
+            return [eps]
+        ends = np.cumsum(self.sizes)
+        return [eps[..., end - d:end] for d, end in zip(self.sizes, ends)]
+
+    def infer(self, params, x, eps=None):
+        """The posterior pass over x (B, n_in): ``(qs, zs)``, lists bottom first of each layer's family
+        parameters q_l and of z_l = sample(q_l, eps_l) for noise eps (S, B, noise_size) (each layer's
+        slice, :meth:`split_noise`), or with ``eps=None`` z_l = the mean of q_l, shape (B, d_l): the pass
+        that conditions every layer on the means of the others (deterministic). A layer conditioned on
+        S samples has parameters of batch shape (S, B)."""
+        noise = self.split_noise(eps) if eps is not None else [None] * len(self.layers)
+        qs, zs = [], []
+        if self.inference == "bottom-up":
+            h = x
+            for layer, e in zip(self.layers, noise):
+                q = layer.family.split(layer.encoder(params, h), layer.size)
+                h = q["mu"] if e is None else layer.family.sample(q, e)
+                qs.append(q)
+                zs.append(h)
+            return qs, zs
+        features, h = [], x
+        for layer in self.layers:
+            h = layer.encoder.features(params, h)
+            features.append(h)
+        z = None
+        for layer, h, e in zip(self.layers[::-1], features[::-1], noise[::-1]):
+            head = layer.encoder.head(params, h)
+            if z is not None:
+                head = head + ops.matmul(z, params[layer.top_down])
+            q = layer.family.split(head, layer.size)
+            z = q["mu"] if e is None else layer.family.sample(q, e)
+            qs.insert(0, q)
+            zs.insert(0, z)
+        return qs, zs
+
     def encode(self, params, x):
-        """x (B, n_in) -> the family's parameters of q(z|x)."""
-        return self.family.split(self.encoder(params, x), self.latent)
+        """x (B, n_in) -> the bottom layer's posterior parameters (a dict of its family's); in a
+        hierarchy, that of the mean pass (:meth:`infer` with ``eps=None``)."""
+        if len(self.layers) == 1:
+            return self.family.split(self.encoder(params, x), self.latent)
+        return self.infer(params, x)[0][0]
+
+    def prior(self, params, i, z_above):
+        """p(z_i | z_{i+1}) for layer i (0 = bottom) below the top, from the layer above's sample
+        z_above (..., d_{i+1}): diagonal-Gaussian parameters {"mu", "sigma"} of shape (..., d_i)."""
+        return self.conditional.split(self.layers[i + 1].decoder(params, z_above), self.sizes[i])
+
+    def priors(self, params, zs):
+        """The conditional priors of a pass's samples zs: a list bottom first of :meth:`prior` of each
+        layer below the top, then None for the top layer's N(0, I)."""
+        return [self.prior(params, i, zs[i + 1]) for i in range(len(self.layers) - 1)] + [None]
+
+    def prior_sample(self, params, eps):
+        """Ancestral sampling from the top: eps (..., noise_size) standard normal -> a list, bottom first,
+        of z_l (..., d_l): z_L = eps_L, z_l = m + s * eps_l with (m, s) of p(z_l | z_{l+1})."""
+        noise = self.split_noise(eps)
+        zs = [noise[-1]]
+        for i in range(len(self.layers) - 2, -1, -1):
+            zs.insert(0, self.conditional.sample(self.prior(params, i, zs[0]), noise[i]))
+        return zs
 
     def decode(self, params, z):
-        """z (..., d) -> likelihood parameters (..., output size)."""
+        """z_1 (..., d_1) -> likelihood parameters (..., output size)."""
         return self.decoder(params, z)

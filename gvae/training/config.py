@@ -10,6 +10,7 @@ import math
 
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, LIKELIHOODS
+from ..model.vae import INFERENCE, layer_family
 
 
 def _number_parser(kind, noun, strict):
@@ -31,6 +32,64 @@ positive_int = _number_parser(int, "positive integer", strict=True)
 non_negative_int = _number_parser(int, "non-negative integer", strict=False)
 positive_float = _number_parser(float, "positive finite number", strict=True)
 non_negative_float = _number_parser(float, "non-negative finite number", strict=False)
+
+# Separates the stochastic layers' lists of hidden widths on the command line: --hidden 200 200 / 100 100.
+LAYER_SEPARATOR = "/"
+
+
+def hidden_width(text):
+    """A --hidden token: a positive integer width, or the layer separator '/'."""
+    return LAYER_SEPARATOR if text == LAYER_SEPARATOR else positive_int(text)
+
+
+def _invalid(message):
+    return ValueError(f"invalid training configuration: {message}")
+
+
+def _one_or_many(name, value, kind):
+    """One value, or a sequence of them as a tuple (a sequence of one: that value, so a one-layer
+    configuration reads as it always did)."""
+    if not isinstance(value, (list, tuple)):
+        return kind(value)
+    items = tuple(kind(v) for v in value)
+    if not items:
+        raise _invalid(f"{name} needs at least one value")
+    return items[0] if len(items) == 1 else items
+
+
+def _hidden_groups(value):
+    """--hidden as given (widths, widths and '/' separators, or nested lists) -> a tuple of ints (every
+    layer's) or a tuple of per-layer tuples."""
+    value = tuple(value)
+    nested = [isinstance(v, (list, tuple)) for v in value]
+    if any(nested):
+        if not all(nested):
+            raise _invalid(f"hidden mixes widths and lists of widths: {list(value)}")
+        return tuple(tuple(int(h) for h in v) for v in value)
+    if LAYER_SEPARATOR not in value:
+        return tuple(int(h) for h in value)
+    groups = [[]]
+    for v in value:
+        if v == LAYER_SEPARATOR:
+            groups.append([])
+        else:
+            groups[-1].append(int(v))
+    if not all(groups):
+        raise _invalid(f"hidden {' '.join(map(str, value))} has an empty list of widths beside a "
+                       f"'{LAYER_SEPARATOR}'; expected e.g. --hidden 200 200 {LAYER_SEPARATOR} 100 100")
+    return tuple(tuple(g) for g in groups)
+
+
+def _grid_pairs(value):
+    """--grid-shape as given (R C numbers, or nested pairs) -> None, one pair (R, C), or a tuple of pairs."""
+    if value is None:
+        return None
+    flat = [int(v) for item in value for v in (item if isinstance(item, (list, tuple)) else (item,))]
+    if not flat or len(flat) % 2:
+        raise _invalid(f"grid_shape takes pairs R C, one per layer whose family is on a lattice; got "
+                       f"{len(flat)} numbers")
+    pairs = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+    return pairs[0] if len(pairs) == 1 else pairs
 
 
 def _option(default, help, **cli):
@@ -60,12 +119,22 @@ RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
-    posterior: str = _option("diagonal", "posterior family of q(z|x)", choices=sorted(FAMILIES))
-    grid_shape: tuple = _option(None, "lattice of the latent units for grid/extgrid (None: the most "
-                                "square R x C)", parse=positive_int, nargs=2, metavar=("R", "C"))
-    latent: int = _option(16, "latent dimension", parse=positive_int, metavar="D")
-    hidden: tuple = _option((500, 500), "hidden layer widths of the encoder (the decoder mirrors them)",
-                            parse=positive_int, nargs="+", metavar="H")
+    posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
+                                "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
+                                choices=sorted(FAMILIES), nargs="+", metavar="NAME")
+    grid_shape: object = _option(None, "lattice R x C of the latent units of a grid/extgrid layer: one pair "
+                                 "per layer whose family is on a lattice, bottom first (None: the most "
+                                 "square R x C of each)", parse=positive_int, nargs="+", metavar="R C")
+    latent: object = _option(16, "latent units of each stochastic layer, bottom first (one number: one "
+                             "layer; --latent 100 50: the IWAE paper's two layers)", parse=positive_int,
+                             nargs="+", metavar="D")
+    hidden: tuple = _option((500, 500), "hidden widths of each stochastic layer's encoder, whose decoder "
+                            f"mirrors them: one list for every layer, or one per layer, bottom first, "
+                            f"separated by '{LAYER_SEPARATOR}' (--hidden 200 200 {LAYER_SEPARATOR} 100 100)",
+                            parse=hidden_width, nargs="+", metavar="H")
+    inference: str = _option("bottom-up", "order of a hierarchy's posterior pass: bottom-up q(z1|x) q(z2|z1) "
+                             "... (the IWAE paper's) or top-down q(zL|x) ... q(z1|z2, x) (the Ladder VAE's), "
+                             "where each lower layer's KL term is closed form", choices=list(INFERENCE))
     activation: str = _option("elu", "hidden-layer activation",
                               choices=sorted(set(ACTIVATIONS) - {"linear"}))
     likelihood: str = _option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
@@ -102,10 +171,11 @@ class TrainConfig:
                          choices=["float32", "float64"])
 
     def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if self.grid_shape is not None:
-            self.grid_shape = tuple(int(v) for v in self.grid_shape)
-        checks = [(self.latent >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
+        self.latent = _one_or_many("latent", self.latent, int)
+        self.posterior = _one_or_many("posterior", self.posterior, str)
+        self.grid_shape = _grid_pairs(self.grid_shape)
+        self.hidden = _hidden_groups(self.hidden)
+        checks = [(min(self.layer_sizes()) >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
                   (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
                   (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
                   (self.iw_samples >= 1, "iw_samples must be >= 1"),
@@ -116,9 +186,64 @@ class TrainConfig:
                   (isinstance(self.seed, int) and self.seed >= 0, "seed must be an int >= 0"),
                   (self.limit is None or self.limit >= 1, "limit must be >= 1"),
                   (self.patience is None or self.patience >= 1, "patience must be >= 1"),
-                  (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
+                  (all(h >= 1 for widths in self.layer_hidden() for h in widths), "hidden sizes must be >= 1"),
+                  (self.inference in INFERENCE, f"inference must be one of {list(INFERENCE)}"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"invalid training configuration: {msg}")
+                raise _invalid(msg)
+        self._check_layers()
+        if self._per_layer_hidden() and len(set(self.hidden)) == 1:
+            self.hidden = self.hidden[0]  # the same widths for every layer: written once
+
+    def layer_sizes(self):
+        """The latent size of each stochastic layer, bottom first (a tuple)."""
+        return self.latent if isinstance(self.latent, tuple) else (self.latent,)
+
+    def layer_posteriors(self):
+        """The posterior family name of each stochastic layer, bottom first."""
+        n = len(self.layer_sizes())
+        return self.posterior if isinstance(self.posterior, tuple) else (self.posterior,) * n
+
+    def layer_hidden(self):
+        """The hidden widths of each stochastic layer's networks, bottom first (a tuple of tuples)."""
+        return self.hidden if self._per_layer_hidden() else (self.hidden,) * len(self.layer_sizes())
+
+    def _per_layer_hidden(self):
+        return bool(self.hidden) and isinstance(self.hidden[0], tuple)
+
+    def layer_grid_shapes(self):
+        """Each layer's lattice (R, C), or None: the given pairs, in order, for the layers whose family
+        lies on a lattice, None elsewhere (and everywhere when no grid shape is given)."""
+        names = self.layer_posteriors()
+        shapes = [None] * len(names)
+        if self.grid_shape is None:
+            return tuple(shapes)
+        pairs = [self.grid_shape] if isinstance(self.grid_shape[0], int) else list(self.grid_shape)
+        on_lattice = [i for i, name in enumerate(names) if FAMILIES[name].on_lattice]
+        if not on_lattice:
+            raise _invalid(f"a grid shape applies only to the grid and extgrid families, not "
+                           f"{', '.join(sorted(set(names)))}")
+        if len(pairs) != len(on_lattice):
+            raise _invalid(f"grid_shape gives {len(pairs)} pair(s) R C for {len(on_lattice)} layer(s) on a lattice "
+                           f"(layers {', '.join(str(i + 1) for i in on_lattice)}): give one pair per such layer, "
+                           "bottom first")
+        for i, pair in zip(on_lattice, pairs):
+            shapes[i] = pair
+        return tuple(shapes)
+
+    def _check_layers(self):
+        """Every per-layer list the right length, and each layer's family able to hold its size."""
+        sizes = self.layer_sizes()
+        counts = {"posterior": len(self.posterior) if isinstance(self.posterior, tuple) else 1,
+                  "hidden": len(self.hidden) if self._per_layer_hidden() else 1}
+        for name, count in counts.items():
+            if count not in (1, len(sizes)):
+                raise _invalid(f"{name} gives {count} per-layer values for {len(sizes)} stochastic layer(s) "
+                               f"(latent {' '.join(map(str, sizes))}): give one for every layer or one per layer")
+        for i, (d, name, shape) in enumerate(zip(sizes, self.layer_posteriors(), self.layer_grid_shapes())):
+            try:
+                layer_family(name, d, {"grid_shape": shape}, i + 1 if len(sizes) > 1 else None)
+            except ValueError as e:
+                raise _invalid(str(e)) from None

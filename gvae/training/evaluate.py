@@ -28,7 +28,7 @@ def per_example_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="ana
     out = xp.empty(len(x), dtype=np.float64)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
-        eps = rng.standard_normal((n_samples, len(xb), model.latent), dtype=model.dtype)
+        eps = rng.standard_normal((n_samples, len(xb), model.noise_size), dtype=model.dtype)
         out[start:start + len(xb)] = elbo(model, params, xb, eps, kl)
     return out + model.likelihood.nats_offset()
 
@@ -37,8 +37,11 @@ def sample_chunk(model, batch_size, memory_bytes):
     """Samples per decoder pass so that one pass's activations fit in ``memory_bytes``.
 
     A pass over c samples of a batch holds about three arrays per layer of c * batch * width entries
-    (pre-activation, output, likelihood scratch) in the model's dtype."""
-    widths = sum(model.decoder.sizes[1:]) + model.latent * 4
+    (pre-activation, output, likelihood scratch) in the model's dtype: every network that runs once per
+    sample (each stochastic layer's decoder; in a hierarchy the encoders above the bottom one too) and
+    the latent draws."""
+    networks = [layer.decoder for layer in model.layers] + [layer.encoder for layer in model.layers[1:]]
+    widths = sum(sum(net.sizes[1:]) for net in networks) + model.noise_size * 4
     per_sample = 3 * batch_size * widths * model.dtype.itemsize
     return max(1, int(memory_bytes // per_sample))
 
@@ -68,7 +71,7 @@ def importance_sampling(model, params, x, n_samples, rng, ks=(1, 5, 50), batch_s
         b = len(xb)
         for s in range(0, n_samples, chunk):
             c = min(chunk, n_samples - s)
-            eps = rng.standard_normal((c, b, model.latent), dtype=model.dtype)
+            eps = rng.standard_normal((c, b, model.noise_size), dtype=model.dtype)
             rec, log_ratio = log_weights(model, params, xb, eps)
             logw[s:s + c, :b] = rec + log_ratio + model.likelihood.nats_offset()
             bar.update(c * b)

@@ -31,9 +31,10 @@ def build_model(config, n_in):
     lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
                    "bernoulli": {}}.get(config.likelihood,
                                         {"factor": config.pixel_factor, "squash": config.squash})
-    return VAE(n_in, config.latent, config.hidden, config.activation, config.posterior, config.likelihood,
-               np.dtype(config.dtype), posterior_options={"grid_shape": config.grid_shape},
-               likelihood_options=lik_options)
+    return VAE(n_in, config.layer_sizes(), config.layer_hidden(), config.activation, config.layer_posteriors(),
+               config.likelihood, np.dtype(config.dtype),
+               posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],
+               likelihood_options=lik_options, inference=config.inference)
 
 
 def load_model(run_dir, which="best", device="cpu"):

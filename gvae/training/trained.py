@@ -6,6 +6,9 @@
     images = vae.decode(z)                     # the decoder's mean images
     log_px = vae.log_likelihood(x, k=5000)     # importance-sampled log p(x) per image, nats
 
+A hierarchy (``gvae train --latent 100 50``) works the same way: ``encode`` gives the bottom layer's
+posterior, ``encode_layers`` every layer's, ``decode`` takes z_1, and ``sample`` draws from the top down.
+
 Images go in as the data sets hold them (floats in [0, 1], shape (N, n)); they are turned into the
 model's observations (binarised, or dequantised for continuous likelihoods) where a density is needed,
 with a fixed seed, as the evaluation sets are. Outputs are arrays of the device the model was loaded on.
@@ -46,21 +49,31 @@ class TrainedModel:
 
     def encode(self, x):
         """The posterior q(z|x) of each image: the family's parameters, a dict whose ``"mu"`` (N, d) is
-        the posterior mean (a banded family adds its factor ``"L"`` (N, K, d) and ``"offsets"``)."""
+        the posterior mean (a banded family adds its factor ``"L"`` (N, K, d) and ``"offsets"``). In a
+        hierarchy: the bottom layer's, ``encode_layers(x)[0]``."""
         return self.model.encode(self.params, self._images(x))
 
+    def encode_layers(self, x):
+        """Every stochastic layer's posterior parameters, a list bottom first of dicts as :meth:`encode`
+        gives (``"mu"`` of layer l: (N, d_l)), from the mean pass: each layer conditioned on the
+        posterior means of the layers it depends on (bottom-up: q(z_2 | mu_1), ...; top-down:
+        q(z_1 | mu_2, x), ...). One layer: ``[encode(x)]``."""
+        return self.model.infer(self.params, self._images(x))[0]
+
     def decode(self, z):
-        """The decoder's mean image (the median for logit-normal likelihoods) for latent points z (N, d)."""
+        """The decoder's mean image (the median for logit-normal likelihoods) for latent points z (N, d)
+        (in a hierarchy, points z_1 of the bottom layer)."""
         z = to_device(np.asarray(z, dtype=self.model.dtype) if device_of(z) == "cpu" else z, self.device)
         if z.ndim != 2 or z.shape[1] != self.model.latent:
             raise ValueError(f"expected latent points of shape (N, {self.model.latent}), got {tuple(z.shape)}")
         return self.model.likelihood.mean(self.model.decode(self.params, z), self.params)
 
     def sample(self, n, seed=0, mean=True):
-        """n images from the model: z ~ N(0, I), then the decoder's mean (``mean``) or a draw of x|z."""
+        """n images from the model: z ~ N(0, I) (in a hierarchy z_L ~ N(0, I), then each z_l | z_{l+1}
+        down to z_1), then the decoder's mean (``mean``) or a draw of x|z."""
         rng = generator(self.device, seed)
-        z = rng.standard_normal((int(n), self.model.latent), dtype=self.model.dtype)
-        out = self.model.decode(self.params, z)
+        eps = rng.standard_normal((int(n), self.model.noise_size), dtype=self.model.dtype)
+        out = self.model.decode(self.params, self.model.prior_sample(self.params, eps)[0])
         lik = self.model.likelihood
         return lik.mean(out, self.params) if mean else lik.sample(out, self.params, rng)
 
@@ -71,7 +84,7 @@ class TrainedModel:
     def elbo(self, x, seed=0):
         """The ELBO of each image (nats of the data, one Monte Carlo sample; analytic KL where the run's is)."""
         obs = self._observed(x, seed)
-        eps = generator(self.device, seed + 1).standard_normal((1, len(obs), self.model.latent),
+        eps = generator(self.device, seed + 1).standard_normal((1, len(obs), self.model.noise_size),
                                                               dtype=self.model.dtype)
         return elbo(self.model, self.params, obs, eps, self.config.kl) + self.model.likelihood.nats_offset()
 

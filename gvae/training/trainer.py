@@ -80,7 +80,8 @@ def data_fingerprint(train_x, data):
 
 def resume_conflicts(out, given):
     """The settings in ``given`` (field name -> value, as a user asked for them) that differ from the
-    run's own configuration and may not change on resume: a list of (name, given, the run's value)."""
+    run's own configuration and may not change on resume: a list of (name, given, the run's value), the
+    values as the configuration holds them (lists for several values, one value as itself)."""
     path = Path(out) / "checkpoint.npz"
     _, meta = checkpoint.load(path)
     run = config_of(path, meta)
@@ -88,8 +89,14 @@ def resume_conflicts(out, given):
         asked = dataclasses.replace(run, **given)
     except ValueError:
         asked = None
-    return [(name, value, getattr(run, name)) for name, value in sorted(given.items())
+    return [(name, _listed(value if asked is None else getattr(asked, name)), _listed(getattr(run, name)))
+            for name, value in sorted(given.items())
             if name not in RESUMABLE and (asked is None or getattr(asked, name) != getattr(run, name))]
+
+
+def _listed(value):
+    """A configuration value with its tuples as lists (as config.json shows it)."""
+    return [_listed(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def _duration(seconds):
@@ -194,7 +201,7 @@ class Trainer:
         means as host floats, or None if the step was skipped."""
         cfg = self.config
         n_samples = cfg.iw_samples if cfg.iw_samples > 1 else cfg.samples
-        eps = self.rng.standard_normal((n_samples, len(x), cfg.latent), dtype=self.model.dtype)
+        eps = self.rng.standard_normal((n_samples, len(x), self.model.noise_size), dtype=self.model.dtype)
         (loss, aux), grads = self.step_fn(self.params.views, self.model, x, eps, cfg.kl, kl_weight,
                                           cfg.iw_samples > 1)
         # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.

@@ -5,7 +5,7 @@ P = Sigma^-1 = L L^T with L lower-bidiagonal in band storage (offsets (0, 1)):
 L_ii = 1 / sqrt(s (1 - rho^2)) for i < d, L_dd = 1 / sqrt(s), L_{i,i-1} = -rho / sqrt(s (1 - rho^2)).
 Sampling and log q use the band kernels in O(d); the KL is closed form (Ferdowsi et al., "rho-VAE: Autoregressive
 parametrization of the VAE encoder", eq. 6):
-KL = (d s + |mu|^2 - d - d log s - (d - 1) log(1 - rho^2)) / 2.
+KL = (d s + |mu|^2 - d - d log s - (d - 1) log(1 - rho^2)) / 2; every marginal variance is s.
 """
 import numpy as np
 
@@ -59,6 +59,9 @@ class AR1(Banded):
         d = mu.shape[-1]
         return 0.5 * (d * s + ops.sum(mu * mu, axis=-1) - d - d * ops.log(s)
                       - (d - 1) * ops.log(1 - rho * rho))
+
+    def variance(self, q):
+        return ops.broadcast_to(q["s"][..., None], q["mu"].shape)
 
     def entropy(self, q):
         d = q["mu"].shape[-1]

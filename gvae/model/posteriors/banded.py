@@ -8,7 +8,7 @@ lattice's wrap-around links. With u = L^T (z - mu):
     z = mu + L^-T eps,   log q(z) = -|u|^2 / 2 + sum_i log L_ii - d/2 log 2 pi,
     KL(q || N(0, I)) = (tr Sigma + |mu|^2 - d) / 2 + sum_i log L_ii,
 
-each in O(d |stencil|), the trace in O(d w^2) for bandwidth w.
+each in O(d |stencil|), the trace and diag(Sigma) (the selected inversion) in O(d w^2) for bandwidth w.
 """
 from abc import abstractmethod
 
@@ -75,6 +75,9 @@ class Banded(Family):
     def entropy(self, q):
         d = q["mu"].shape[-1]
         return 0.5 * d * (1.0 + LOG_2PI) - ops.band_logdet(q["L"], check=False)
+
+    def variance(self, q):
+        return ops.band_diag_inv(q["L"], q["offsets"], check=False)
 
     def precision(self, q):
         L = dense_factor(kernels.to_host(ops.value_of(q["L"])), q["offsets"])

@@ -32,6 +32,9 @@ class Diagonal(Family):
         d = q["mu"].shape[-1]
         return ops.sum(ops.log(q["sigma"]), axis=-1) + 0.5 * d * (1.0 + LOG_2PI)
 
+    def variance(self, q):
+        return q["sigma"] * q["sigma"]
+
     def precision(self, q):
         s = kernels.to_host(ops.value_of(q["sigma"])).astype(np.float64)
         return np.einsum("...i,ij->...ij", 1.0 / s ** 2, np.eye(s.shape[-1]))

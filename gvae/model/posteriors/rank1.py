@@ -2,7 +2,7 @@
 Approximate Inference in Deep Generative Models"), everything in O(d).
 
 With D^-1 = diag(1/D_i), t = u^T D^-1 u and eta = 1 / (1 + t):
-Sigma = D^-1 - eta D^-1 u u^T D^-1,  log det Sigma = log eta - log det D,
+Sigma = D^-1 - eta D^-1 u u^T D^-1,  diag Sigma = D^-1 - eta (D^-1 u)^2,  log det Sigma = log eta - log det D,
 R = D^-1/2 - c D^-1 u u^T D^-1/2 with R R^T = Sigma, where the seed's c = (1 - sqrt(eta)) / t is
 rewritten as 1 / (sqrt(1 + t) (sqrt(1 + t) + 1)) so that u -> 0 divides nothing by zero.
 """
@@ -42,6 +42,10 @@ class Rank1(Family):
         mu, Dinv, u = q["mu"], q["Dinv"], q["u"]
         trace = ops.sum(Dinv, axis=-1) - ops.sum(u * u * Dinv * Dinv, axis=-1) / (1 + q["t"])
         return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1] + q["logdet_p"])
+
+    def variance(self, q):
+        w = q["Dinv"] * q["u"]
+        return q["Dinv"] - w * w / (1 + q["t"])[..., None]
 
     def entropy(self, q):
         return 0.5 * q["mu"].shape[-1] * (1.0 + LOG_2PI) - 0.5 * q["logdet_p"]
