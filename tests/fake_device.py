@@ -244,14 +244,26 @@ def from_host(a):
     return FakeArray(np.array(a, copy=True))
 
 
+def _host_args(a):
+    """The device arrays among a kernel's arguments, also inside lists and tuples (as ``matmul`` takes
+    its products), as the host arrays behind them (so that kernels write into their storage)."""
+    if isinstance(a, FakeArray):
+        return a._a
+    if isinstance(a, (list, tuple)):
+        return type(a)(_host_args(x) for x in a)
+    return a
+
+
 def _fake_kernel(name, cpu):
     def kernel(*args):
-        result = cpu(*[a._a if isinstance(a, FakeArray) else a for a in args])
+        result = cpu(*[_host_args(a) for a in args])
         if name in KERNELS_READ_BACK:
             COUNTS["sync"] += 1
             return result
         if isinstance(result, tuple):
             return tuple(FakeArray(np.asarray(r)) for r in result)
+        if isinstance(result, list):
+            return [_wrap(r) for r in result]
         return _wrap(result)
     kernel.__name__ = f"fake_{name}"
     return kernel

@@ -75,11 +75,12 @@ def test_a_spec_gives_its_runs_seed_by_seed(tmp_path):
 
 def test_the_grid_is_crossed_and_configs_add_variants_over_base(tmp_path):
     text = edit(SPEC, 'posterior = ["diagonal", "chain"]',
-                'posterior = ["diagonal", "extgrid"]\nhidden = [[16], [8, 8]]')
+                'posterior = ["diagonal", "grid"]\nhidden = [[16], [8, 8]]')
     text = edit(text, "hidden = [16]\n", "") + '\n[[configs]]\nname = "wide"\nhidden = [64]\nlr = 3e-3\n'
     sweep = load_spec(write_spec(tmp_path, text))
-    assert list(sweep.configs) == ["diagonal_16", "diagonal_8x8", "extgrid_16", "extgrid_8x8", "wide"]
-    assert sweep.configs["extgrid_8x8"] == {"posterior": "extgrid", "hidden": (8, 8)}
+    assert list(sweep.configs) == ["diagonal_16", "diagonal_8x8", "grid_16", "grid_8x8", "wide"]
+    grid = next(run for run in sweep.runs if run.name == "grid_8x8")
+    assert (grid.config.posterior, grid.config.hidden) == ("grid", (8, 8))
     wide = next(run for run in sweep.runs if run.name == "wide")
     assert (wide.config.posterior, wide.config.hidden, wide.config.lr, wide.config.latent) == ("diagonal", (64,), 3e-3, 4)
     assert len(sweep.runs) == 10
@@ -95,7 +96,8 @@ def test_the_example_spec_of_the_ggm_table(tmp_path):
 
 def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
     """What a task passes to gvae train parses back to the configuration of the spec."""
-    text = edit(SPEC, "epochs = 2", "epochs = 2\nlr = 3e-4\nsquash = 1e-7\npatience = 3\ngrid_shape = [2, 2]")
+    text = edit(SPEC, "epochs = 2", "epochs = 2\nlr = 3e-4\nsquash = 1e-7\npatience = 3")
+    text += '\n[[configs]]\nname = "g"\nposterior = "grid"\ngrid_shape = [2, 2]\n'
     for run in load_spec(write_spec(tmp_path, text)).runs:
         args = build_parser().parse_args(["train", "--out", "x", *train_flags(run.config)])
         assert TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__}) == run.config
@@ -110,7 +112,7 @@ BAD = [  # (edit of SPEC, where the message points, what it says was expected)
     (("latent = 4", "latent = true"), "[base] latent", "expected a positive integer, got 'True'"),
     (("epochs = 2", "lr = -1"), "[base] lr", "expected a positive finite number"),
     (("hidden = [16]", "hidden = [[16]]"), "[base] hidden", "expected one value"),
-    (("hidden = [16]", "grid_shape = [4]"), "[base] grid_shape", "expected 2 values"),
+    (("hidden = [16]", "grid_shape = [4]"), "configuration 'diagonal'", "grid_shape takes pairs R C"),
     (('"diagonal", "chain"', '"diagonal", "nope"'), "[grid] posterior", "expected one of ar1, chain"),
     (('["diagonal", "chain"]', "[]"), "[grid] posterior", "expected a non-empty list"),
     (('["diagonal", "chain"]', '"chain"'), "[grid] posterior", "expected a non-empty list"),
@@ -251,7 +253,7 @@ def test_a_run_the_spec_describes_differently_is_refused_unless_overwritten(tmp_
     with pytest.raises(ValueError) as e:
         plan(changed)
     message = str(e.value)
-    assert "diagonal/seed-0: hidden (32,) (the run's: (16,))" in message and "--overwrite" in message
+    assert "diagonal/seed-0: hidden [32] (the run's: [16])" in message and "--overwrite" in message
     assert "epochs, lr, max_bad_steps, patience may change" in message
     jobs, counts = plan(changed, overwrite=True)
     assert counts["overwrite"] == 1 and "--overwrite" in jobs[0].train
@@ -464,17 +466,17 @@ def test_a_sweep_killed_midway_and_resumed_gives_the_table_of_an_uninterrupted_o
     # The same sweep with a configuration that fails: the others are kept, the failure is reported,
     # recorded and listed, and the exit status says so.
     failing = write_spec(tmp_path, edit(spec.read_text(), "[eval]",
-                                        '[[configs]]\nname = "bad"\nposterior = "grid"\ngrid_shape = [3, 3]\n[eval]'),
+                                        '[[configs]]\nname = "bad"\nlr = 1e12\nmax_bad_steps = 1\n[eval]'),
                          "failing.toml")
     again = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(failing), "--out", str(killed)],
                            capture_output=True, text=True, env=environment(), timeout=300)
     assert again.returncode == 3, again.stderr
     assert "4 trained, 0 to resume, 2 to start" in again.stdout
-    assert again.stdout.count("FAILED bad/seed-") == 2 and "grid shape 3 x 3" in again.stdout
+    assert again.stdout.count("FAILED bad/seed-") == 2 and "lower learning rate" in again.stdout
     assert "2 of 6 runs failed" in again.stderr
     failures = state.failures_of(killed)
-    assert sorted(failures) == ["bad/seed-0", "bad/seed-1"] and failures["bad/seed-0"]["returncode"] == 2
+    assert sorted(failures) == ["bad/seed-0", "bad/seed-1"] and failures["bad/seed-0"]["returncode"] == 3
     table = json.loads((killed / "table.json").read_text())
     assert strip_times(table)["configs"]["chain"] == strip_times(tables[1])["configs"]["chain"]
-    assert [m["reason"].startswith("failed: gvae train exit 2") for m in table["configs"]["bad"]["missing"]] == [True] * 2
+    assert [m["reason"].startswith("failed: gvae train exit 3") for m in table["configs"]["bad"]["missing"]] == [True] * 2
     assert (killed / "sweep.1.toml").read_text() == spec.read_text()  # the spec it replaced is kept
