@@ -1,6 +1,7 @@
 """The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample``,
-``gvae plot`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets
-the process up and calls :func:`run`."""
+``gvae plot``, ``gvae analyze`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and
+their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets the process up and
+calls :func:`run`."""
 import argparse
 import dataclasses
 import json
@@ -116,6 +117,26 @@ def build_parser(unset=None):
     s.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
     s.add_argument("--out", default=None, metavar="PREFIX",
                    help="writes PREFIX_means.png and PREFIX_samples.png (None: DIR/decoder)")
+
+    a = sub.add_parser("analyze", help="active units, rate and distortion, and the inference gaps of a run "
+                       "(docs/analysis.md)", formatter_class=defaults)
+    a.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
+    a.add_argument("--threads", **threads)
+    a.add_argument("--points", type=_positive_int, default=100, metavar="N",
+                   help="test images (drawn with --seed) whose posteriors are refined for the inference gaps")
+    a.add_argument("--iw-samples", type=_positive_int, default=1000, metavar="K",
+                   help="samples from each of the amortised and the refined posterior per point (log p(x) "
+                        "from all 2K, ELBOs from each one's own K)")
+    a.add_argument("--refine-steps", type=_positive_int, default=2000, metavar="N",
+                   help="most Adam steps of the refinement (it stops earlier when the held-out ELBO levels off)")
+    a.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
+                   help="seed of the points drawn and of all noise")
+    a.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="first N test images only (active units and rate/distortion; the points are drawn from them)")
+    a.add_argument("--params", choices=["best", "last"], default="best",
+                   help="the parameters of the best validation epoch or of the last epoch")
+    a.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    a.add_argument("--quiet", action="store_true", help="no progress bar and no result lines")
 
     pl = sub.add_parser("plot", help="pictures of a run (needs matplotlib: pip install 'gvae[plot]')",
                         formatter_class=defaults)
@@ -239,11 +260,7 @@ def cmd_sample(args):
     out = model.decode(params, model.prior_sample(params, eps)[0])
     draws = "z ~ N(0, I)" if len(model.layers) == 1 else f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1"
     prefix = args.out or f"{args.run}/decoder"
-    try:
-        from . import plots
-        plots._figure(1, 1)
-    except RuntimeError:  # no matplotlib: plain grids, without titles
-        plots = None
+    plots = _plots_or_none()  # without matplotlib: plain grids, without titles
     kinds = {"means": (model.likelihood.mean(out, params), "decoder means"),
              "samples": (model.likelihood.sample(out, params, rng), "samples x ~ p(x|z)")}
     written = []
@@ -269,7 +286,44 @@ def cmd_plot(args):
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, **sweep_commands.COMMANDS}
+def cmd_analyze(args):
+    from .io.files import write_json
+    from .training.analysis import analyze_run
+
+    result = analyze_run(args.run, args.data, which=args.params, limit=args.limit,
+                         points=args.points, iw_samples=args.iw_samples, refine_steps=args.refine_steps,
+                         seed=args.seed, progress=not args.quiet)
+    run = Path(args.run)
+    plots = _plots_or_none()
+    if plots is None:
+        result.update(pictures=[], pictures_note="no pictures: pip install 'gvae[plot]' (matplotlib)")
+    else:
+        result["pictures"] = [p.name for p in plots.plot_analysis(result, run)]
+    write_json(run / "analysis.json", result)
+    if not args.quiet:
+        layer, gaps = result["layers"][0], result["gaps"]
+        print(f"{layer['active_units']} of {layer['latent']} units active; rate {result['rate']:.2f}, distortion "
+              f"{result['distortion']:.2f}, ELBO {result['elbo']:.2f} nats on {result['n_test']} test images")
+        print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f}, ELBO refined "
+              f"{gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f}; approximation gap {gaps['approximation_gap']:.2f}, "
+              f"amortisation gap {gaps['amortisation_gap']:.2f} nats")
+        print(f"written to {run / 'analysis.json'}" + "".join(f", {run / name}" for name in result["pictures"])
+              + (f" ({result['pictures_note']})" if "pictures_note" in result else ""))
+    return 0
+
+
+def _plots_or_none():
+    """:mod:`gvae.plots` if matplotlib is there to draw, else None."""
+    try:
+        from . import plots
+        plots._figure(1, 1)
+    except RuntimeError:  # no matplotlib
+        return None
+    return plots
+
+
+COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
+            **sweep_commands.COMMANDS}
 
 
 def run(argv):

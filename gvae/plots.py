@@ -1,5 +1,6 @@
 """Pictures of a trained run: learning curves, reconstructions, samples, the 2-d latent manifold and,
-for structured posteriors, the Cholesky factor of the precision and the posterior correlations.
+for structured posteriors, the Cholesky factor of the precision and the posterior correlations; and
+those of ``gvae analyze``: the inference gaps and the activity of the latent units.
 
 matplotlib is an optional extra (``pip install 'gvae[plot]'``) imported only when a picture is drawn.
 Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, so no pyplot state is
@@ -21,6 +22,10 @@ model, its parameters and an output path:
 ``correlation.png``        structured posteriors only: the posterior correlation matrices of those
                            test points (:func:`plot_correlation`)
 =========================  ======================================================================
+
+``gvae analyze`` draws two more from its ``analysis.json`` (:func:`plot_analysis`, docs/analysis.md):
+``gaps.png`` (the inference gaps, :func:`plot_gaps`) and ``unit_activity.png`` (the activity of each
+latent unit, :func:`plot_unit_activity`).
 """
 import dataclasses
 import json
@@ -460,3 +465,87 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
                                                subtitle))
         written.append(plot_correlation(model, params, pts, out_dir / "correlation.png", labels, subtitle))
     return written
+
+
+# --- gvae analyze ------------------------------------------------------------------------------------
+
+def analysis_title(result):
+    """The second title line of the analysis pictures: the run and its model, from ``analysis.json``."""
+    return run_title({k: result[k] for k in ("posterior", "likelihood", "latent", "hidden") if k in result},
+                     result.get("run"))
+
+
+def plot_gaps(result, path):
+    """``gaps.png`` from an ``analysis.json`` dict: the inference gap split into the approximation and the
+    amortisation gap (means over the points, bars of one standard error), each point's two gaps, and
+    the refinement's mean held-out ELBO per check. Returns the path."""
+    gaps = result["gaps"]
+    fig = _figure(13.0, 4.4, layout="constrained")
+    bars, points, trace = fig.subplots(1, 3, width_ratios=[0.8, 1.0, 1.2])
+    approx, amort = gaps["approximation_gap"], gaps["amortisation_gap"]
+    bars.bar([0], [approx], 0.6, yerr=gaps["approximation_gap_sem"], capsize=4, color="C0",
+             label=f"approximation gap {approx:.2f}")
+    bars.bar([0], [amort], 0.6, bottom=[approx], yerr=gaps["amortisation_gap_sem"], capsize=4, color="C1",
+             label=f"amortisation gap {amort:.2f}")
+    bars.set_xticks([0], [f"{result.get('posterior', '?')}"])
+    bars.set_xlim(-0.8, 0.8)
+    top = approx + amort + (gaps["amortisation_gap_sem"] or 0.0)
+    bars.set_ylim(min(0.0, approx, approx + amort) * 1.1, max(top, approx, 1e-3) * 1.45)  # room for the legend
+    bars.set_ylabel("nats per image")
+    bars.set_title(f"inference gap {gaps['inference_gap']:.2f}", fontsize=10)
+    bars.legend(fontsize=8, loc="upper left")
+    bars.grid(axis="y", alpha=0.3)
+    per = gaps["per_point"]
+    points.scatter(per["approximation_gap"], per["amortisation_gap"], s=12, alpha=0.7)
+    points.axhline(0.0, color="0.6", lw=0.8)
+    points.axvline(0.0, color="0.6", lw=0.8)
+    points.set_xlabel("approximation gap: log p(x) - ELBO(q*)")
+    points.set_ylabel("amortisation gap: ELBO(q*) - ELBO(q)")
+    points.set_title(f"each of the {gaps['points']} test images", fontsize=10)
+    points.grid(alpha=0.3)
+    for b, rows in enumerate(gaps["refinement"]["trace"]):
+        rows = np.asarray(rows, dtype=np.float64)
+        trace.plot(rows[:, 0], rows[:, 1], "o-", ms=3, label=f"batch {b + 1}" if b < 8 else None)
+    trace.set_xlabel("Adam step")
+    trace.set_ylabel("mean held-out ELBO (nats)")
+    trace.set_title("refinement of q(z|x) with the decoder fixed", fontsize=10)
+    trace.grid(alpha=0.3)
+    if len(gaps["refinement"]["trace"]) > 1:
+        trace.legend(fontsize=8, loc="lower right")
+    fig.suptitle(_titled(f"Inference gaps (Cremer et al.): log p(x) {gaps['log_likelihood']:.2f}, ELBO(q*) "
+                         f"{gaps['elbo_refined']:.2f}, ELBO(q) {gaps['elbo_amortised']:.2f} nats",
+                         analysis_title(result)), fontsize=11)
+    return _save(fig, path)
+
+
+def plot_unit_activity(result, path):
+    """``unit_activity.png`` from an ``analysis.json`` dict: the activity Cov_x(E_q[z_i]) of each latent
+    unit of each stochastic layer on a log scale, with the threshold of the active units. Returns the path."""
+    layers = result["layers"]
+    width = max(7.0, 0.25 * max(len(layer["activity"]) for layer in layers) + 2.0)
+    fig = _figure(width, 3.2 * len(layers) + 0.9, layout="constrained")
+    for ax, layer in zip(np.atleast_1d(fig.subplots(len(layers), 1)), layers):
+        activity = np.asarray(layer["activity"], dtype=np.float64)
+        threshold = layer["activity_threshold"]
+        active = activity > threshold
+        shown = np.maximum(activity, 1e-12)  # a dead unit's variance can be 0: keep it on the log axis
+        for chosen, colour, label in ((active, "C0", "active"), (~active, "0.6", "inactive")):
+            if chosen.any():
+                ax.bar(np.flatnonzero(chosen), shown[chosen], color=colour, label=label)
+        ax.axhline(threshold, color="C3", lw=1, ls="--", label=f"threshold {threshold:g}")
+        ax.set_ylim(min(shown.min(), threshold) / 3, max(shown.max(), threshold) * 3)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"latent unit of layer {layer['layer']} ({layer['posterior']}, d = {layer['latent']})")
+        ax.set_ylabel("Cov$_x$(E$_q$[$z_i$])")
+        ax.set_title(f"{layer['active_units']} of {layer['latent']} units active", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(_wrap(_titled("Active units (Burda et al.): variance over the test images of each posterior mean",
+                               analysis_title(result)), width, 11), fontsize=11)
+    return _save(fig, path)
+
+
+def plot_analysis(result, out_dir):
+    """``gaps.png`` and ``unit_activity.png`` of an ``analysis.json`` dict into ``out_dir``; returns the paths."""
+    out_dir = Path(out_dir)
+    return [plot_gaps(result, out_dir / "gaps.png"), plot_unit_activity(result, out_dir / "unit_activity.png")]

@@ -15,9 +15,10 @@ from pathlib import Path
 from ..io.files import remove_stale_temporaries
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "summary.json")
-# What gvae eval, sample and plot write from a run: replaced with it, so none describes another run.
+# What gvae eval, sample, plot and analyze write from a run: replaced with it, so none describes another run.
 DERIVED = ("eval.json", "eval_k*.json", "decoder_means.png", "decoder_samples.png", "curves.png",
-           "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png")
+           "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png",
+           "analysis.json", "gaps.png", "unit_activity.png")
 LOCK_NAME = ".gvae.lock"
 
 

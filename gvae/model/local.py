@@ -1,0 +1,45 @@
+"""Local variational parameters: a VAE's decoder with q(z|x_b) given by free head values h_b.
+
+The encoder maps x_b to the head h_b = encoder(x_b) (B, head_size(d)) and the family turns it into
+q(z|x_b) = split(h_b). :class:`LocalVAE` keeps the family, decoder and likelihood of a VAE and replaces
+the encoder by a table of head values under the parameter name :data:`HEADS`, so the objectives of
+:mod:`gvae.model.objectives` (ELBO, importance weights) are functions of the heads with the decoder
+fixed: the E-step of variational EM, seeded by the encoder's heads (Cremer, Li & Duvenaud, "Inference
+Suboptimality in Variational Autoencoders", refine these local parameters to measure the amortisation gap).
+
+One stochastic layer: the heads of layer 0.
+"""
+HEADS = "local.h"
+
+
+def encoder_heads(model, params, x):
+    """The encoder's head values h (B, head_size(d)) for x (B, n): the amortised q's parameters."""
+    return model.encoder(params, x)
+
+
+class LocalVAE:
+    """The VAE ``model`` with ``encode(params, x) = family.split(params[HEADS])``: row b of the heads is
+    q(z|x_b), so x and the heads must have the same rows. ``decode``, ``family``, ``likelihood`` and
+    ``latent`` are the model's: what the objectives use."""
+
+    def __init__(self, model):
+        self.model = model
+        self.family = model.family
+        self.likelihood = model.likelihood
+        self.latent = model.latent
+
+    def encode(self, params, x):
+        h = params[HEADS]
+        if h.shape[0] != x.shape[0] or h.shape[-1] != self.family.head_size(self.latent):
+            raise ValueError(f"local heads of shape {tuple(h.shape)} do not fit {x.shape[0]} data points of a "
+                             f"{self.family.name} posterior (expected ({x.shape[0]}, "
+                             f"{self.family.head_size(self.latent)}))")
+        return self.family.split(h, self.latent)
+
+    def decode(self, params, z):
+        return self.model.decode(params, z)
+
+
+def with_heads(params, h):
+    """The parameter dict ``params`` (the decoder's and the likelihood's are read) with the heads h."""
+    return {**params, HEADS: h}

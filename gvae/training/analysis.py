@@ -1,0 +1,108 @@
+"""What ``gvae analyze`` measures of a trained model on the test set (docs/analysis.md): the active
+latent units, rate and distortion, and the inference gaps on a sample of test points.
+
+- Active units (Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", section 5.2): unit i
+  is active when its activity A_i = Cov_x(E_q(z|x)[z_i]), the variance over the test images of its
+  posterior mean, exceeds 0.01.
+- Rate and distortion (Alemi et al., "Fixing a Broken ELBO"): R = mean KL(q(z|x) || p(z)) and
+  D = -mean E_q[log p(x|z)] over the test images, in nats of the data; ELBO = -(D + R).
+- The inference gaps of :mod:`gvae.training.gaps`.
+
+Results are per stochastic layer where the quantity belongs to one (``layers``, layer 0 the one this
+model has); the distortion and the gaps belong to the whole model.
+"""
+import dataclasses
+import time
+
+import numpy as np
+
+from ..io.mnist import load_mnist
+from ..kernels import device_of, generator, to_host
+from ..model.objectives import elbo_terms
+from .gaps import inference_gaps, summarize
+from .refine import RefineOptions
+from .runs import fixed_eval_sets, load_model
+
+ACTIVITY_THRESHOLD = 0.01
+
+
+def unit_activity(model, params, x, batch_size=500):
+    """A_i = Var over the rows of x (N, n) of the posterior mean E_q[z_i] (N >= 2): float64 host (d,)."""
+    if x.shape[0] < 2:
+        raise ValueError(f"unit activity is a variance over data points: needs at least 2, got {x.shape[0]}")
+    mu = np.concatenate([to_host(model.encode(params, x[s:s + batch_size])["mu"]).astype(np.float64)
+                         for s in range(0, x.shape[0], batch_size)])
+    return mu.var(axis=0)
+
+
+def rate_distortion(model, params, x, rng, samples=10, batch_size=100):
+    """(rate, distortion), each float64 (N,) on the host, for the rows of x: the closed-form KL term and
+    minus the reconstruction term (``samples`` Monte Carlo samples of z per row), in nats of the data."""
+    if not (isinstance(samples, (int, np.integer)) and samples >= 1):
+        raise ValueError(f"the samples of z per data point must be an integer >= 1, got {samples!r}")
+    rates, distortions = [], []
+    for s in range(0, x.shape[0], batch_size):
+        xb = x[s:s + batch_size]
+        eps = rng.standard_normal((samples, xb.shape[0], model.latent), dtype=model.dtype)
+        rec, kl = elbo_terms(model, params, xb, eps, "analytic")
+        rates.append(to_host(kl).astype(np.float64))
+        distortions.append(-(to_host(rec).astype(np.float64) + model.likelihood.nats_offset()))
+    return np.concatenate(rates), np.concatenate(distortions)
+
+
+def sample_points(n, points, seed):
+    """The sorted indices of ``points`` distinct rows drawn from n with ``seed``."""
+    if not (isinstance(points, (int, np.integer)) and points >= 1):
+        raise ValueError(f"the number of points must be an integer >= 1, got {points!r}")
+    if points > n:
+        raise ValueError(f"cannot draw {points} points from {n} test images; give --points <= {n} "
+                         "(or a larger --limit)")
+    return np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
+
+
+def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions(), seed=0,
+            rd_samples=10, progress=False):
+    """Everything ``gvae analyze`` reports for the test images x (N, n) (prepared observations, on
+    their device), as a JSON-ready dict (docs/analysis.md): ``layers`` (one dict per stochastic layer:
+    ``active_units``, ``activity``, ``rate``), ``rate``, ``distortion``, ``elbo`` and ``gaps`` (means,
+    standard errors and per-point values on ``points`` test images drawn with ``seed``)."""
+    timings = {}
+    start = time.perf_counter()
+    n = x.shape[0]
+    idx = sample_points(n, points, seed)  # checked before any work
+    device = device_of(x)
+    activity = unit_activity(model, params, x)
+    rate, distortion = rate_distortion(model, params, x, generator(device, seed + 2), rd_samples)
+    timings["active_units_and_rate_distortion"] = time.perf_counter() - start
+    start = time.perf_counter()
+    per, refinements = inference_gaps(model, params, x[idx], generator(device, seed + 1),
+                                      iw_samples, options, progress=progress)
+    timings["gaps"] = time.perf_counter() - start
+    layer = {"layer": 0, "latent": model.latent, "posterior": model.family.name,
+             "active_units": int((activity > ACTIVITY_THRESHOLD).sum()), "activity": activity.tolist(),
+             "activity_threshold": ACTIVITY_THRESHOLD, "rate": float(rate.mean())}
+    gaps = {"points": int(points), "indices": idx.tolist(), "iw_samples": int(iw_samples),
+            "refine": dataclasses.asdict(options), **summarize(per),
+            "refinement": {key: [r[key] for r in refinements] for key in refinements[0]},
+            "per_point": {key: v.tolist() for key, v in per.items()}}
+    return {"n_test": int(n), "seed": int(seed), "rd_samples": int(rd_samples), "layers": [layer],
+            "rate": float(rate.mean()), "distortion": float(distortion.mean()),
+            "elbo": float(-(rate + distortion).mean()), "gaps": gaps, "seconds": timings}
+
+
+def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_samples=1000, refine_steps=2000,
+                seed=0, progress=False):
+    """:func:`analyze` of the run folder ``run_dir`` (its ``which`` parameters) on the first ``limit`` test
+    images (all when None) of ``data``: a data set as :func:`gvae.io.mnist.load_mnist` returns it, or the
+    path to give it (None: MNIST from the cache), loaded once the run is. The result names the run."""
+    model, params, config = load_model(run_dir, which)
+    if limit is not None and points > limit:
+        raise ValueError(f"cannot draw {points} points from the first {limit} test images (--limit); give "
+                         f"--points <= {limit}")
+    if not isinstance(data, dict):
+        data = load_mnist(data)
+    test_x = fixed_eval_sets(data, model)[1][:limit]
+    result = analyze(model, params, test_x, points, iw_samples, RefineOptions(max_steps=refine_steps), seed,
+                     progress=progress)
+    return {"run": str(run_dir), "params": which, "posterior": config.posterior, "latent": config.latent,
+            "hidden": list(config.hidden), "likelihood": config.likelihood, **result}

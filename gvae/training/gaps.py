@@ -1,0 +1,112 @@
+"""The inference gaps of a VAE on a sample of data points (Cremer, Li & Duvenaud, "Inference
+Suboptimality in Variational Autoencoders", table 1), per point, in nats:
+
+    log p(x) - ELBO(q_amortised) = [log p(x) - ELBO(q*)] + [ELBO(q*) - ELBO(q_amortised)]
+           inference gap         =   approximation gap   +      amortisation gap
+
+q_amortised is the encoder's q(z|x); q* the q of the same family refined for x alone with the decoder
+fixed (:mod:`gvae.training.refine`). The approximation gap is what the family cannot express of the true
+posterior; the amortisation gap what the encoder loses by sharing one network over all data points.
+
+Estimates, from one pass of ``iw_samples`` = K reparameterised samples from each of the two posteriors:
+ELBO(q) = mean of log p(x|z) over q's own K samples minus KL(q || N(0, I)) in closed form; log p(x) =
+the importance-sampled estimate with the equal mixture of q_amortised and q* as proposal, 2K samples
+(:mod:`gvae.model.proposals`: a stochastic lower bound, as the IWAE bound L_K is, never much worse than the
+better of the two proposals). The IWAE bounds L_K of each proposal alone come from the same samples and
+are reported beside it.
+"""
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import kernels
+from ..kernels import array_module, to_host
+from ..model.local import encoder_heads
+from ..model.proposals import mixture_log_weights, proposal_terms
+from .evaluate import sample_chunk
+from .refine import RefineOptions, refine_heads
+
+POSTERIORS = ("amortised", "refined")  # the two proposals, in this order
+GAPS = {"approximation_gap": ("log_likelihood", "elbo_refined"),
+        "amortisation_gap": ("elbo_refined", "elbo_amortised"),
+        "inference_gap": ("log_likelihood", "elbo_amortised")}
+
+
+def posterior_estimates(model, params, x, heads, rng, iw_samples, chunk):
+    """Estimates for the points x (B, n) under each posterior whose heads are in ``heads`` (a list of
+    (B, head_size) arrays, the proposals of :data:`POSTERIORS`), from ``iw_samples`` = K samples of each,
+    drawn ``chunk`` at a time. Returns float64 arrays (B,) on x's device, in nats of the data:
+    ``log_likelihood`` (the mixture estimate from all samples) and, per posterior NAME,
+    ``log_likelihood_NAME`` (L_K with that proposal alone), ``elbo_NAME``, ``rate_NAME`` (its KL term)
+    and ``distortion_NAME`` (minus its reconstruction term)."""
+    xp = array_module(x)
+    b, d, k = x.shape[0], model.latent, iw_samples
+    qs = [model.family.split(h, d) for h in heads]
+    own = xp.empty((len(qs), k, b), dtype=np.float64)
+    mix = xp.empty((len(qs), k, b), dtype=np.float64)
+    rec = xp.zeros((len(qs), b), dtype=np.float64)
+    for s in range(0, k, chunk):
+        c = min(chunk, k - s)
+        eps = [rng.standard_normal((c, b, d), dtype=model.dtype) for _ in qs]
+        for j, terms in enumerate(proposal_terms(model, params, x, qs, eps)):
+            own[j, s:s + c] = terms["rec"] + terms["log_prior"] - terms["log_q"][j]
+            mix[j, s:s + c] = mixture_log_weights(terms)
+            rec[j] += terms["rec"].sum(axis=0)
+    offset = model.likelihood.nats_offset()
+    out = {"log_likelihood": kernels.log_mean_exp(mix.reshape(-1, b), axis=0)[0] + offset}
+    for j, (name, q) in enumerate(zip(POSTERIORS, qs)):
+        kl = model.family.kl(q).astype(np.float64)
+        distortion = -(rec[j] / k + offset)
+        out[f"log_likelihood_{name}"] = kernels.log_mean_exp(own[j], axis=0)[0] + offset
+        out[f"rate_{name}"] = kl
+        out[f"distortion_{name}"] = distortion
+        out[f"elbo_{name}"] = -(distortion + kl)
+    return out
+
+
+def inference_gaps(model, params, x, rng, iw_samples=1000, options=RefineOptions(), batch_size=100,
+                   memory_mb=256, progress=False):
+    """The inference gaps of every row of x (N, n), refined ``batch_size`` points at a time.
+
+    ``rng``: a generator of x's device (the refinement's and the estimates' noise). Returns ``(per,
+    refinements)``: ``per`` a dict of float64 host arrays (N,) with the estimates of
+    :func:`posterior_estimates` and the three gaps of :data:`GAPS`; ``refinements`` the info dict of
+    :func:`refine_heads` for each batch."""
+    if not (isinstance(iw_samples, (int, np.integer)) and iw_samples >= 1):
+        raise ValueError(f"the number of importance samples must be an integer >= 1, got {iw_samples!r}")
+    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise ValueError(f"the batch size must be an integer >= 1, got {batch_size!r}")
+    n = x.shape[0]
+    if n < 1:
+        raise ValueError("inference_gaps: no data points given")
+    parts = []
+    refinements = []
+    n_batches = -(-n // batch_size)
+    bar = tqdm(total=n_batches * options.max_steps, unit="step", disable=not progress, file=sys.stderr,
+               desc=f"refining q for {n} points")
+    for start in range(0, n, batch_size):
+        xb = x[start:start + batch_size]
+        amortised = array_module(xb).ascontiguousarray(encoder_heads(model, params, xb))
+        chunk = min(options.eval_samples, sample_chunk(model, len(xb), memory_mb * 2 ** 20))
+        refined, info = refine_heads(model, params, xb, amortised, rng, options, chunk=chunk, bar=bar)
+        bar.update(options.max_steps - info["steps"])
+        refinements.append(info)
+        chunk = min(iw_samples, sample_chunk(model, len(xb), memory_mb * 2 ** 20))
+        parts.append(posterior_estimates(model, params, xb, [amortised, refined], rng, iw_samples, chunk))
+    bar.close()
+    per = {key: np.concatenate([to_host(p[key]) for p in parts]) for key in parts[0]}
+    for gap, (high, low) in GAPS.items():
+        per[gap] = per[high] - per[low]
+    return per, refinements
+
+
+def summarize(per):
+    """{key: mean, key + "_sem": standard error of the mean over points (None for one point)} of the
+    per-point arrays ``per``, as host floats."""
+    out = {}
+    for key, v in per.items():
+        v = np.asarray(v, dtype=np.float64)
+        out[key] = float(v.mean())
+        out[f"{key}_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+    return out
