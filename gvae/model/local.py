@@ -19,14 +19,28 @@ def encoder_heads(model, params, x):
 
 class LocalVAE:
     """The VAE ``model`` with ``encode(params, x) = family.split(params[HEADS])``: row b of the heads is
-    q(z|x_b), so x and the heads must have the same rows. ``decode``, ``family``, ``likelihood`` and
-    ``latent`` are the model's: what the objectives use."""
+    q(z|x_b), so x and the heads must have the same rows. ``decode``, ``family``, ``likelihood``,
+    ``latent`` and the prior are the model's: what the objectives use. One stochastic layer."""
 
     def __init__(self, model):
+        if len(model.layers) != 1:
+            raise ValueError(f"local variational parameters are refined for one stochastic layer; this model "
+                             f"has {len(model.layers)} (latent sizes {list(model.sizes)})")
         self.model = model
         self.family = model.family
         self.likelihood = model.likelihood
         self.latent = model.latent
+        # What the objectives read of a model besides the posterior pass: the model's own.
+        self.layers, self.noise_size, self.inference = model.layers, model.noise_size, model.inference
+        self.conditional = model.conditional
+
+    def priors(self, params, zs):
+        return self.model.priors(params, zs)
+
+    def infer(self, params, x, eps=None):
+        """The posterior pass of the objectives (:meth:`VAE.infer`) with q from the heads: ``([q], [z])``."""
+        q = self.encode(params, x)
+        return [q], [q["mu"] if eps is None else self.family.sample(q, eps)]
 
     def encode(self, params, x):
         h = params[HEADS]
