@@ -1,7 +1,7 @@
 """The VAE: encoder MLP -> posterior family head, decoder MLP -> likelihood parameters."""
 import numpy as np
 
-from .layers import MLP
+from .layers import INITS, MLP
 from .likelihoods import get_likelihood
 from .params import FlatParams
 from .posteriors import get_family
@@ -11,12 +11,17 @@ class VAE:
     """Encoder n_in -> hidden... -> head(d); decoder d -> reversed(hidden)... -> likelihood output.
 
     Parameters live in one :class:`FlatParams` buffer (float32 by default) under the names
-    ``enc.W{i}``, ``enc.b{i}``, ``dec.W{i}``, ``dec.b{i}`` and the likelihood's own ``lik.*``."""
+    ``enc.W{i}``, ``enc.b{i}``, ``dec.W{i}``, ``dec.b{i}`` and the likelihood's own ``lik.*``; the
+    networks' weights are initialised by the scheme ``init`` (a name in :data:`gvae.model.layers.INITS`)."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
-                 likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None):
+                 likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None,
+                 init="uniform"):
         if int(latent) < 1 or int(n_in) < 1:
             raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        self.init = init
         self.n_in, self.latent = int(n_in), int(latent)
         self.hidden = [int(h) for h in hidden]
         self.activation = activation
@@ -35,8 +40,8 @@ class VAE:
         """A freshly initialised :class:`FlatParams` on the host, drawn from the NumPy generator ``rng``
         (so that a seed gives the same model on every device; ``.on(device)`` moves it)."""
         params = FlatParams(self.param_shapes(), self.dtype)
-        self.encoder.init(rng, params.views)
-        self.decoder.init(rng, params.views)
+        self.encoder.init(rng, params.views, self.init)
+        self.decoder.init(rng, params.views, self.init)
         self.likelihood.init(rng, params.views)
         return params
 

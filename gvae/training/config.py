@@ -9,7 +9,7 @@ import dataclasses
 import math
 
 from ..kernels.activations import ACTIVATIONS
-from ..model import FAMILIES, LIKELIHOODS
+from ..model import FAMILIES, INITS, LIKELIHOODS
 
 
 def _number_parser(kind, noun, strict):
@@ -55,6 +55,9 @@ IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 # What may change when a run is resumed (each change is recorded in the metrics); everything else is the
 # run's own configuration.
 RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
+# Settings added after runs were first written, each with the value every run written before it used:
+# a config.json without the field describes a run made that way (runs.config_of reads it so).
+FORMER_DEFAULTS = {"init": "he"}
 
 
 @dataclasses.dataclass
@@ -68,6 +71,9 @@ class TrainConfig:
                             parse=positive_int, nargs="+", metavar="H")
     activation: str = _option("elu", "hidden-layer activation",
                               choices=sorted(set(ACTIVATIONS) - {"linear"}))
+    init: str = _option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
+                        "(PyTorch's nn.Linear); he, He normal before rectifiers, Glorot uniform before the "
+                        "output layers, zero biases (gvae's former default)", choices=sorted(INITS))
     likelihood: str = _option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
     psi: str = _option("global", "gaussian likelihood: one learned variance per pixel, or one per data "
                        "point from the decoder", choices=["global", "decoder"])
@@ -118,6 +124,7 @@ class TrainConfig:
                   (self.patience is None or self.patience >= 1, "patience must be >= 1"),
                   (all(h >= 1 for h in self.hidden), "hidden sizes must be >= 1"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
+                  (self.init in INITS, f"init must be one of {sorted(INITS)}"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
         for ok, msg in checks:
             if not ok:

@@ -12,7 +12,7 @@ from ..kernels import to_device
 from ..model import VAE
 from ..model.params import FlatParams
 from . import checkpoint
-from .config import TrainConfig
+from .config import FORMER_DEFAULTS, TrainConfig
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
 EVAL_SEED = 20140101
@@ -33,7 +33,7 @@ def build_model(config, n_in):
                                         {"factor": config.pixel_factor, "squash": config.squash})
     return VAE(n_in, config.latent, config.hidden, config.activation, config.posterior, config.likelihood,
                np.dtype(config.dtype), posterior_options={"grid_shape": config.grid_shape},
-               likelihood_options=lik_options)
+               likelihood_options=lik_options, init=config.init)
 
 
 def load_model(run_dir, which="best", device="cpu"):
@@ -55,9 +55,10 @@ def load_model(run_dir, which="best", device="cpu"):
 
 
 def config_of(path, meta):
-    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one)."""
+    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one); a
+    setting the run predates takes the value runs had before it existed (config.FORMER_DEFAULTS)."""
     try:
-        return TrainConfig(**meta["config"])
+        return TrainConfig(**{**FORMER_DEFAULTS, **meta["config"]})
     except TypeError as e:
         raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None
 
