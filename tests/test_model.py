@@ -63,6 +63,45 @@ def test_families_registry_and_errors():
         VAE(4, 2, [3], "swish")
 
 
+def test_initialisation_schemes():
+    """"uniform": W and b ~ U(+-1/sqrt(fan_in)) (torch.nn.Linear); "he": He normal before the ELU layers,
+    Glorot uniform before the linear outputs, zero biases (the scheme runs written before "init" used)."""
+    uniform = VAE(400, 8, [300, 200]).new_params(np.random.default_rng(0)).views
+    he = VAE(400, 8, [300, 200], init="he").new_params(np.random.default_rng(0)).views
+    for name, shape in VAE(400, 8, [300, 200]).param_shapes().items():
+        if "W" not in name:
+            continue
+        (din, dout), bias = shape, name.replace("W", "b")
+        bound = 1 / np.sqrt(din)
+        w, b = np.abs(uniform[name]).max(), np.abs(uniform[bias]).max()
+        assert 0.99 * bound < w <= bound and 0.5 * bound < b <= bound  # b has as few as 16 entries
+        np.testing.assert_allclose(uniform[name].std(), bound / np.sqrt(3), rtol=0.05)
+        assert not he[bias].any()
+        if name in ("enc.W2", "dec.W2"):  # before the linear heads
+            limit = np.sqrt(6 / (din + dout))
+            assert np.abs(he[name]).max() <= limit and np.abs(he[name]).max() > 0.95 * limit
+        else:
+            np.testing.assert_allclose(he[name].std(), np.sqrt(2 / din), rtol=0.05)
+    with pytest.raises(ValueError, match="unknown initialisation 'lecun'; expected one of"):
+        VAE(4, 2, [3], init="lecun")
+
+
+@pytest.mark.parametrize("name", ["diagonal", "chain", "extgrid", "rank1"])
+def test_the_default_initialisation_starts_every_family_near_the_prior(name):
+    """With "he", head outputs of O(1) made the off-diagonals of a chain's or grid's factor L as large as
+    its diagonal, so L^-T multiplied them along the band: KLs of 1e4 nats and more at step 0 on MNIST-sized
+    nets (docs/training_quality.md). The default keeps q(z|x) within a few nats of N(0, I)."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((200, 784)) < 0.15).astype(np.float32)
+    kl = {}
+    for init in ("uniform", "he"):
+        model = VAE(784, 16, [500, 500], posterior=name, init=init)
+        kl[init] = model.family.kl(model.encode(model.new_params(np.random.default_rng(1)).views, x))
+    assert kl["uniform"].max() < 5
+    if name in ("chain", "extgrid"):
+        assert np.median(kl["he"]) > 50
+
+
 def test_scale_floor_bounds_sigma():
     q = get_family("diagonal", floor=1e-3).split(np.full((1, 4), -1e4, np.float32), 2)
     assert (q["sigma"] >= 1e-3).all() and np.isfinite(q["sigma"]).all()

@@ -1,4 +1,5 @@
 """Training on small generated data: the loss falls, files appear, non-finite losses stop cleanly."""
+import dataclasses
 import json
 
 import numpy as np
@@ -67,6 +68,38 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     assert trainer.skipped_steps == 3
     saved, _ = checkpoint.load(tmp_path / "checkpoint.npz")
     np.testing.assert_array_equal(saved["params"], good)
+
+
+def test_a_run_written_before_init_existed_reads_as_he_and_resumes_identically(tmp_path):
+    """Runs whose config.json has no "init" were initialised by the "he" scheme: loading, evaluating and
+    resuming such a run says so, and continues it exactly as the uninterrupted run went on."""
+    from gvae.training import load_model
+    cfg = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, init="he", seed=3)
+    whole = train(cfg, make_data(), tmp_path / "whole", progress=False, quiet=True)
+    old = tmp_path / "old"
+    train(dataclasses.replace(cfg, epochs=1), make_data(), old, progress=False, quiet=True)
+    arrays, meta = checkpoint.load(old / "checkpoint.npz")
+    del meta["config"]["init"]
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    checkpoint.save(old / "checkpoint.npz", arrays, meta)
+    config = json.loads((old / "config.json").read_text())
+    del config["init"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert load_model(old)[2].init == "he"
+    resumed = Trainer.resume(old, make_data(), progress=False, quiet=True, epochs=2).fit()
+    assert json.loads((old / "config.json").read_text())["init"] == "he"
+    assert resumed["test_elbo"] == whole["test_elbo"]
+    assert [m["valid_elbo"] for m in read_jsonl(old / "metrics.jsonl")] == \
+        [m["valid_elbo"] for m in read_jsonl(tmp_path / "whole" / "metrics.jsonl")]
+
+
+def test_the_default_initialisation_is_uniform_and_he_stays_selectable(tmp_path):
+    assert TrainConfig().init == "uniform"
+    with pytest.raises(ValueError, match=r"init must be one of \['he', 'uniform'\]"):
+        TrainConfig(init="zeros")
+    a = Trainer(TrainConfig(latent=2, hidden=(8,), seed=1), make_data(), tmp_path / "a", progress=False)
+    b = Trainer(TrainConfig(latent=2, hidden=(8,), seed=1, init="he"), make_data(), tmp_path / "b", progress=False)
+    assert a.params.views["enc.b0"].any() and not b.params.views["enc.b0"].any()
 
 
 def test_bad_config_and_data_are_refused(tmp_path):

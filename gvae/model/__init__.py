@@ -4,8 +4,9 @@ with the differentiable operations of :mod:`gvae.ops` (so they run on every arra
 Add a posterior family in :mod:`gvae.model.posteriors` (a :class:`~gvae.model.posteriors.Family`
 subclass listed in ``FAMILIES``), an observation model in :mod:`gvae.model.likelihoods`."""
 from . import posteriors
+from .layers import INITS
 from .likelihoods import LIKELIHOODS, Likelihood, get_likelihood
 from .posteriors import FAMILIES, Family, get_family
 from .vae import VAE
 
-__all__ = ["posteriors", "FAMILIES", "Family", "get_family", "LIKELIHOODS", "Likelihood", "get_likelihood", "VAE"]
+__all__ = ["posteriors", "INITS", "FAMILIES", "Family", "get_family", "LIKELIHOODS", "Likelihood", "get_likelihood", "VAE"]

@@ -23,7 +23,7 @@ for l = 1: a one-layer model has exactly the parameters ``enc.*``, ``dec.*``, ``
 import numpy as np
 
 from .. import ops
-from .layers import MLP
+from .layers import INITS, MLP
 from .likelihoods import get_likelihood
 from .params import FlatParams
 from .posteriors import get_family
@@ -84,14 +84,18 @@ class VAE:
     ``layers`` lists the :class:`StochasticLayer` s bottom first; ``family``, ``encoder``, ``decoder``
     and ``latent`` are the bottom layer's (its posterior, networks and size: what :meth:`decode` takes).
     Parameters live in one :class:`FlatParams` buffer (float32 by default), layer by layer (encoder,
-    top-down weight, decoder), then the likelihood's own ``lik.*``."""
+    top-down weight, decoder), then the likelihood's own ``lik.*``; the networks' weights are initialised
+    by the scheme ``init`` (a name in :data:`gvae.model.layers.INITS`)."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
                  likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None,
-                 inference="bottom-up"):
+                 inference="bottom-up", init="uniform"):
         sizes = [int(latent)] if np.ndim(latent) == 0 else [int(d) for d in latent]
         if not sizes or min(sizes) < 1 or int(n_in) < 1:
             raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        self.init = init
         if inference not in INFERENCE:
             raise ValueError(f"unknown inference order {inference!r}; expected one of {list(INFERENCE)}")
         n = len(sizes)
@@ -141,8 +145,8 @@ class VAE:
         conditional-prior scales at the floor: initial KL terms of 10^9 nats with ELU networks."""
         params = FlatParams(self.param_shapes(), self.dtype)
         for i, layer in enumerate(self.layers):
-            layer.encoder.init(rng, params.views, zero_output=i > 0)
-            layer.decoder.init(rng, params.views, zero_output=i > 0)
+            layer.encoder.init(rng, params.views, self.init, zero_output=i > 0)
+            layer.decoder.init(rng, params.views, self.init, zero_output=i > 0)
         self.likelihood.init(rng, params.views)
         return params
 

@@ -9,7 +9,7 @@ import dataclasses
 import math
 
 from ..kernels.activations import ACTIVATIONS
-from ..model import FAMILIES, LIKELIHOODS
+from ..model import FAMILIES, INITS, LIKELIHOODS
 from ..model.vae import INFERENCE, layer_family
 
 
@@ -114,6 +114,9 @@ IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 # What may change when a run is resumed (each change is recorded in the metrics); everything else is the
 # run's own configuration.
 RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
+# Settings added after runs were first written, each with the value every run written before it used:
+# a config.json without the field describes a run made that way (runs.config_of reads it so).
+FORMER_DEFAULTS = {"init": "he"}
 
 
 @dataclasses.dataclass
@@ -137,6 +140,9 @@ class TrainConfig:
                              "where each lower layer's KL term is closed form", choices=list(INFERENCE))
     activation: str = _option("elu", "hidden-layer activation",
                               choices=sorted(set(ACTIVATIONS) - {"linear"}))
+    init: str = _option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
+                        "(PyTorch's nn.Linear); he, He normal before rectifiers, Glorot uniform before the "
+                        "output layers, zero biases (gvae's former default)", choices=sorted(INITS))
     likelihood: str = _option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
     psi: str = _option("global", "gaussian likelihood: one learned variance per pixel, or one per data "
                        "point from the decoder", choices=["global", "decoder"])
@@ -189,6 +195,7 @@ class TrainConfig:
                   (all(h >= 1 for widths in self.layer_hidden() for h in widths), "hidden sizes must be >= 1"),
                   (self.inference in INFERENCE, f"inference must be one of {list(INFERENCE)}"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
+                  (self.init in INITS, f"init must be one of {sorted(INITS)}"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
         for ok, msg in checks:
             if not ok:

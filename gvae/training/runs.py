@@ -12,7 +12,7 @@ from ..kernels import to_device
 from ..model import VAE
 from ..model.params import FlatParams
 from . import checkpoint
-from .config import TrainConfig
+from .config import FORMER_DEFAULTS, TrainConfig
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
 EVAL_SEED = 20140101
@@ -34,7 +34,7 @@ def build_model(config, n_in):
     return VAE(n_in, config.layer_sizes(), config.layer_hidden(), config.activation, config.layer_posteriors(),
                config.likelihood, np.dtype(config.dtype),
                posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],
-               likelihood_options=lik_options, inference=config.inference)
+               likelihood_options=lik_options, inference=config.inference, init=config.init)
 
 
 def load_model(run_dir, which="best", device="cpu"):
@@ -56,9 +56,10 @@ def load_model(run_dir, which="best", device="cpu"):
 
 
 def config_of(path, meta):
-    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one)."""
+    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one); a
+    setting the run predates takes the value runs had before it existed (config.FORMER_DEFAULTS)."""
     try:
-        return TrainConfig(**meta["config"])
+        return TrainConfig(**{**FORMER_DEFAULTS, **meta["config"]})
     except TypeError as e:
         raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None
 
