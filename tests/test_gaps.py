@@ -359,7 +359,7 @@ def test_unit_activity_counts_the_units_the_encoder_uses():
     activity = unit_activity(model, params, x, batch_size=7)
     expected = np.var(x @ params["enc.W0"][:, :D] + params["enc.b0"][:D], axis=0)
     np.testing.assert_allclose(activity, expected, rtol=1e-10, atol=1e-15)
-    assert activity[0] == activity[1] == 0 and np.all(activity[2:] > 0.01)
+    assert np.all(activity[:2] < 1e-20) and np.all(activity[2:] > 0.01)  # (rounding of a constant mean)
     with pytest.raises(ValueError, match="at least 2"):
         unit_activity(model, params, x[:1])
 
