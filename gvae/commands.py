@@ -301,12 +301,16 @@ def cmd_analyze(args):
         result["pictures"] = [p.name for p in plots.plot_analysis(result, run)]
     write_json(run / "analysis.json", result)
     if not args.quiet:
-        layer, gaps = result["layers"][0], result["gaps"]
-        print(f"{layer['active_units']} of {layer['latent']} units active; rate {result['rate']:.2f}, distortion "
-              f"{result['distortion']:.2f}, ELBO {result['elbo']:.2f} nats on {result['n_test']} test images")
-        print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f}, ELBO refined "
-              f"{gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f}; approximation gap {gaps['approximation_gap']:.2f}, "
-              f"amortisation gap {gaps['amortisation_gap']:.2f} nats")
+        gaps = result["gaps"]
+        active = ", ".join(f"{layer['active_units']} of {layer['latent']}" for layer in result["layers"])
+        print(f"active units {active}; rate {result['rate']:.2f}, distortion {result['distortion']:.2f}, ELBO "
+              f"{result['elbo']:.2f} nats on {result['n_test']} test images")
+        if gaps is None:
+            print(f"no inference gaps: {result['gaps_note']}")
+        else:
+            print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f}, ELBO refined "
+                  f"{gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f}; approximation gap "
+                  f"{gaps['approximation_gap']:.2f}, amortisation gap {gaps['amortisation_gap']:.2f} nats")
         print(f"written to {run / 'analysis.json'}" + "".join(f", {run / name}" for name in result["pictures"])
               + (f" ({result['pictures_note']})" if "pictures_note" in result else ""))
     return 0

@@ -548,4 +548,5 @@ def plot_unit_activity(result, path):
 def plot_analysis(result, out_dir):
     """``gaps.png`` and ``unit_activity.png`` of an ``analysis.json`` dict into ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
-    return [plot_gaps(result, out_dir / "gaps.png"), plot_unit_activity(result, out_dir / "unit_activity.png")]
+    gaps = [plot_gaps(result, out_dir / "gaps.png")] if result.get("gaps") else []
+    return gaps + [plot_unit_activity(result, out_dir / "unit_activity.png")]

@@ -356,7 +356,7 @@ def test_unit_activity_counts_the_units_the_encoder_uses():
     model, params, W, b, psi = fa_model("chain", constant_encoder=False)
     params["enc.W0"][:, :2] = 0  # mu_0 and mu_1 no longer depend on x
     x = fa_data(W, b, psi, n=50)
-    activity = unit_activity(model, params, x, batch_size=7)
+    [activity] = unit_activity(model, params, x, batch_size=7)
     expected = np.var(x @ params["enc.W0"][:, :D] + params["enc.b0"][:D], axis=0)
     np.testing.assert_allclose(activity, expected, rtol=1e-10, atol=1e-15)
     assert np.all(activity[:2] < 1e-20) and np.all(activity[2:] > 0.01)  # (rounding of a constant mean)
@@ -377,7 +377,7 @@ def test_rate_and_distortion_against_the_closed_forms():
     band[0] = [positive_inverse(v, model.family.floor) for v in band[0]]
     params["enc.b0"][D:] = band.ravel()
     x = fa_data(W, b, psi, n=5)
-    rate, distortion = rate_distortion(model, params, x, np.random.default_rng(0), samples=4000, batch_size=2)
+    [rate], distortion = rate_distortion(model, params, x, np.random.default_rng(0), samples=4000, batch_size=2)
     q = model.encode(params, x)
     np.testing.assert_allclose(rate, model.family.kl(q), rtol=1e-12)
     elbo_exact = exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q))
@@ -424,7 +424,7 @@ def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
                "--refine-steps", "40", "--limit", "30", "--threads", "1"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "units active" in out and "approximation gap" in out and "analysis.json" in out
+    assert "active units" in out and "approximation gap" in out and "analysis.json" in out
     result = _strict_json(run / "analysis.json")
     layer = result["layers"][0]
     assert layer["layer"] == 0 and layer["latent"] == 4 and layer["posterior"] == "chain"

@@ -40,6 +40,24 @@ def test_a_hierarchy_trains_evaluates_samples_and_loads(tmp_path, data_file):
     assert "latent (6, 4)" in repr(vae)
 
 
+def test_analyze_reports_every_layer_of_a_hierarchy(tmp_path, data_file, capsys):
+    """Active units and the KL term per layer; the layers' rates add up to the rate, and rate plus
+    distortion is minus the ELBO; the gaps are left out with the reason (one-layer refinement only)."""
+    out = tmp_path / "h"
+    assert main(["train", "--data", str(data_file), "--limit", "80", "--epochs", "2", "--latent", "6", "4",
+                 "--hidden", "8", "--posterior", "chain", "diagonal", "--batch-size", "40", "--out", str(out),
+                 "--quiet"]) == 0
+    assert main(["analyze", str(out), "--data", str(data_file), "--limit", "30", "--points", "5"]) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    assert [(l["layer"], l["latent"], l["posterior"], len(l["activity"])) for l in result["layers"]] == \
+        [(0, 6, "chain", 6), (1, 4, "diagonal", 4)]
+    assert all(0 <= l["active_units"] <= l["latent"] and l["rate"] > 0 for l in result["layers"])
+    assert result["rate"] == pytest.approx(sum(l["rate"] for l in result["layers"]), rel=1e-9)
+    assert result["elbo"] == pytest.approx(-(result["rate"] + result["distortion"]), rel=1e-9)
+    assert result["gaps"] is None and "one stochastic layer" in result["gaps_note"]
+    assert "no inference gaps" in capsys.readouterr().out
+
+
 def test_per_layer_widths_and_top_down_inference(tmp_path, data_file):
     out = tmp_path / "td"
     assert main(["train", "--data", str(data_file), "--limit", "40", "--epochs", "1", "--latent", "6", "4",

@@ -8,8 +8,10 @@ latent units, rate and distortion, and the inference gaps on a sample of test po
   D = -mean E_q[log p(x|z)] over the test images, in nats of the data; ELBO = -(D + R).
 - The inference gaps of :mod:`gvae.training.gaps`.
 
-Results are per stochastic layer where the quantity belongs to one (``layers``, layer 0 the one this
-model has); the distortion and the gaps belong to the whole model.
+Results are per stochastic layer where the quantity belongs to one (``layers``, bottom first: active
+units and rate, the KL term of each layer); the distortion belongs to the whole model. The gaps are
+measured for models with one stochastic layer (refinement of a hierarchy's local parameters is not
+built); for a hierarchy ``gaps`` is null and ``gaps_note`` says why.
 """
 import dataclasses
 import time
@@ -18,7 +20,8 @@ import numpy as np
 
 from ..io.mnist import load_mnist
 from ..kernels import device_of, generator, to_host
-from ..model.objectives import elbo_terms
+from .. import ops
+from ..model.objectives import layer_terms
 from .gaps import inference_gaps, summarize
 from .refine import RefineOptions
 from .runs import fixed_eval_sets, load_model
@@ -27,27 +30,31 @@ ACTIVITY_THRESHOLD = 0.01
 
 
 def unit_activity(model, params, x, batch_size=500):
-    """A_i = Var over the rows of x (N, n) of the posterior mean E_q[z_i] (N >= 2): float64 host (d,)."""
+    """A_i = Var over the rows of x (N, n) of the posterior mean E_q[z_i] (N >= 2), for each stochastic
+    layer of the mean pass (:meth:`VAE.infer` without noise): a list bottom first of float64 host (d_l,)."""
     if x.shape[0] < 2:
         raise ValueError(f"unit activity is a variance over data points: needs at least 2, got {x.shape[0]}")
-    mu = np.concatenate([to_host(model.encode(params, x[s:s + batch_size])["mu"]).astype(np.float64)
-                         for s in range(0, x.shape[0], batch_size)])
-    return mu.var(axis=0)
+    means = [model.infer(params, x[s:s + batch_size])[0] for s in range(0, x.shape[0], batch_size)]
+    return [np.concatenate([to_host(qs[layer]["mu"]).astype(np.float64) for qs in means]).var(axis=0)
+            for layer in range(len(model.layers))]
 
 
 def rate_distortion(model, params, x, rng, samples=10, batch_size=100):
-    """(rate, distortion), each float64 (N,) on the host, for the rows of x: the closed-form KL term and
-    minus the reconstruction term (``samples`` Monte Carlo samples of z per row), in nats of the data."""
+    """(rates, distortion) for the rows of x: rates a list bottom first of each layer's KL term (N,)
+    (closed form where it is one, see :func:`gvae.model.objectives.layer_terms`) and the distortion minus
+    the reconstruction term (N,), float64 on the host, ``samples`` Monte Carlo samples of z per row, in
+    nats of the data."""
     if not (isinstance(samples, (int, np.integer)) and samples >= 1):
         raise ValueError(f"the samples of z per data point must be an integer >= 1, got {samples!r}")
-    rates, distortions = [], []
+    rates, distortions = [[] for _ in model.layers], []
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
-        eps = rng.standard_normal((samples, xb.shape[0], model.latent), dtype=model.dtype)
-        rec, kl = elbo_terms(model, params, xb, eps, "analytic")
-        rates.append(to_host(kl).astype(np.float64))
-        distortions.append(-(to_host(rec).astype(np.float64) + model.likelihood.nats_offset()))
-    return np.concatenate(rates), np.concatenate(distortions)
+        eps = rng.standard_normal((samples, xb.shape[0], model.noise_size), dtype=model.dtype)
+        rec, kls, _, _ = layer_terms(model, params, xb, eps, "analytic")
+        for out, kl in zip(rates, kls):
+            out.append(to_host(kl).astype(np.float64))
+        distortions.append(-(to_host(ops.mean(rec, axis=0)).astype(np.float64) + model.likelihood.nats_offset()))
+    return [np.concatenate(r) for r in rates], np.concatenate(distortions)
 
 
 def sample_points(n, points, seed):
@@ -69,25 +76,33 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
     timings = {}
     start = time.perf_counter()
     n = x.shape[0]
-    idx = sample_points(n, points, seed)  # checked before any work
+    one_layer = len(model.layers) == 1
+    idx = sample_points(n, points, seed) if one_layer else None  # checked before any work
     device = device_of(x)
-    activity = unit_activity(model, params, x)
-    rate, distortion = rate_distortion(model, params, x, generator(device, seed + 2), rd_samples)
+    activities = unit_activity(model, params, x)
+    rates, distortion = rate_distortion(model, params, x, generator(device, seed + 2), rd_samples)
     timings["active_units_and_rate_distortion"] = time.perf_counter() - start
+    layers = [{"layer": i, "latent": layer.size, "posterior": layer.family.name,
+               "active_units": int((activity > ACTIVITY_THRESHOLD).sum()), "activity": activity.tolist(),
+               "activity_threshold": ACTIVITY_THRESHOLD, "rate": float(rate.mean())}
+              for i, (layer, activity, rate) in enumerate(zip(model.layers, activities, rates))]
+    rate = np.sum(rates, axis=0)
+    result = {"n_test": int(n), "seed": int(seed), "rd_samples": int(rd_samples), "layers": layers,
+              "rate": float(rate.mean()), "distortion": float(distortion.mean()),
+              "elbo": float(-(rate + distortion).mean()), "gaps": None, "seconds": timings}
+    if not one_layer:
+        result["gaps_note"] = (f"the inference gaps are measured for one stochastic layer; this model has "
+                               f"{len(model.layers)}")
+        return result
     start = time.perf_counter()
     per, refinements = inference_gaps(model, params, x[idx], generator(device, seed + 1),
                                       iw_samples, options, progress=progress)
     timings["gaps"] = time.perf_counter() - start
-    layer = {"layer": 0, "latent": model.latent, "posterior": model.family.name,
-             "active_units": int((activity > ACTIVITY_THRESHOLD).sum()), "activity": activity.tolist(),
-             "activity_threshold": ACTIVITY_THRESHOLD, "rate": float(rate.mean())}
-    gaps = {"points": int(points), "indices": idx.tolist(), "iw_samples": int(iw_samples),
-            "refine": dataclasses.asdict(options), **summarize(per),
-            "refinement": {key: [r[key] for r in refinements] for key in refinements[0]},
-            "per_point": {key: v.tolist() for key, v in per.items()}}
-    return {"n_test": int(n), "seed": int(seed), "rd_samples": int(rd_samples), "layers": [layer],
-            "rate": float(rate.mean()), "distortion": float(distortion.mean()),
-            "elbo": float(-(rate + distortion).mean()), "gaps": gaps, "seconds": timings}
+    result["gaps"] = {"points": int(points), "indices": idx.tolist(), "iw_samples": int(iw_samples),
+                      "refine": dataclasses.asdict(options), **summarize(per),
+                      "refinement": {key: [r[key] for r in refinements] for key in refinements[0]},
+                      "per_point": {key: v.tolist() for key, v in per.items()}}
+    return result
 
 
 def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_samples=1000, refine_steps=2000,
@@ -105,4 +120,4 @@ def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_sam
     result = analyze(model, params, test_x, points, iw_samples, RefineOptions(max_steps=refine_steps), seed,
                      progress=progress)
     return {"run": str(run_dir), "params": which, "posterior": config.posterior, "latent": config.latent,
-            "hidden": list(config.hidden), "likelihood": config.likelihood, **result}
+            "hidden": config.hidden, "likelihood": config.likelihood, **result}
