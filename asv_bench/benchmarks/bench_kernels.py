@@ -3,13 +3,15 @@ import numpy as np
 
 from gvae import kernels
 
+from .common import Benchmark
+
 HIDDEN = 500
 N_IN = 784
 LATENT = 16
 N_PARAMS_VAE = 1_310_816  # the 784-500-500-16 VAE
 
 
-class BiasActivation:
+class BiasActivation(Benchmark):
     """Fused bias + activation of a (batch, 500) hidden layer, forward and backward."""
 
     params = [[100, 1000], ["linear", "relu", "elu", "tanh", "softplus", "sigmoid"]]
@@ -37,7 +39,7 @@ class BiasActivation:
         kernels.bias_activation_grad(self.g, self.y, activation, out=self.gh)
 
 
-class BernoulliLoglik:
+class BernoulliLoglik(Benchmark):
     """log p(x | logits) over 784 pixels, with and without the gradient wrt the logits."""
 
     params = [[100, 1000]]
@@ -57,7 +59,7 @@ class BernoulliLoglik:
         kernels.bernoulli_loglik(self.logits, self.x, want_grad=True)
 
 
-class DiagNormalKL:
+class DiagNormalKL(Benchmark):
     """KL(N(mu, diag sigma^2) || N(0, I)) for d = 16, with and without its gradients."""
 
     params = [[100, 1000, 10000]]
@@ -77,7 +79,7 @@ class DiagNormalKL:
         kernels.diag_normal_kl(self.mu, self.sigma, want_grad=True)
 
 
-class Adam:
+class Adam(Benchmark):
     """One fused Adam step and the global gradient norm over a flat float32 buffer."""
 
     params = [[10_000, N_PARAMS_VAE, 10_000_000]]
