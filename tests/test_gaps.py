@@ -421,7 +421,7 @@ def trained_run(tmp_path_factory):
 def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
     run, data = trained_run
     rc = main(["analyze", str(run), "--data", str(data), "--points", "5", "--iw-samples", "30",
-               "--refine-steps", "40", "--limit", "30", "--threads", "1"])
+               "--refine-steps", "40", "--limit", "30"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "active units" in out and "approximation gap" in out and "analysis.json" in out
