@@ -36,13 +36,21 @@ class VAE:
         """{name: shape} of every parameter, in the order of the flat buffer."""
         return {**self.encoder.shapes(), **self.decoder.shapes(), **self.likelihood.param_shapes()}
 
-    def new_params(self, rng):
+    def new_params(self, rng, x=None):
         """A freshly initialised :class:`FlatParams` on the host, drawn from the NumPy generator ``rng``
-        (so that a seed gives the same model on every device; ``.on(device)`` moves it)."""
+        (so that a seed gives the same model on every device; ``.on(device)`` moves it).
+
+        With the training data ``x`` (N, n_in) in [0, 1] on the host, the "uniform" scheme also starts the
+        decoder's last bias where the likelihood predicts the data's marginal (``Likelihood.output_bias``:
+        the pixel means' logits for Bernoulli; Burda et al.'s IWAE code does the same), which is worth
+        0.2-0.6 nats of test ELBO after 10 epochs on MNIST (docs/training_quality.md)."""
         params = FlatParams(self.param_shapes(), self.dtype)
         self.encoder.init(rng, params.views, self.init)
         self.decoder.init(rng, params.views, self.init)
         self.likelihood.init(rng, params.views)
+        bias = None if x is None or self.init != "uniform" else self.likelihood.output_bias(x)
+        if bias is not None:
+            params.views[f"dec.b{len(self.decoder.activations) - 1}"][...] = bias
         return params
 
     def encode(self, params, x):
