@@ -102,6 +102,27 @@ def test_the_default_initialisation_is_uniform_and_he_stays_selectable(tmp_path)
     assert a.params.views["enc.b0"].any() and not b.params.views["enc.b0"].any()
 
 
+def test_a_bernoulli_decoder_starts_at_the_logits_of_the_training_pixel_means(tmp_path):
+    data = make_data()
+    x = data["train"][0][:120]
+    x[:, 0] = 0  # a pixel never on: its logit is clipped, not -inf
+    trainer = Trainer(TrainConfig(latent=2, hidden=(8, 6), limit=120, seed=2), data, tmp_path / "a", progress=False)
+    m = np.clip(x.mean(axis=0).astype(np.float64), 1e-3, 1 - 1e-3)
+    np.testing.assert_allclose(trainer.params.views["dec.b2"], np.log(m / (1 - m)), rtol=1e-5)
+    assert trainer.params.views["dec.b2"][0] == np.float32(np.log(1e-3 / (1 - 1e-3)))
+    # the rest of the model is the seed's, as without data; "he" and other likelihoods keep drawn biases
+    drawn = trainer.model.new_params(np.random.default_rng(2))
+    for name, value in drawn.views.items():
+        if name != "dec.b2":
+            np.testing.assert_array_equal(trainer.params.views[name], value)
+    he = Trainer(TrainConfig(latent=2, hidden=(8, 6), init="he"), data, tmp_path / "b", progress=False)
+    assert not he.params.views["dec.b2"].any()
+    gauss = Trainer(TrainConfig(latent=2, hidden=(8, 6), likelihood="gaussian", seed=2), data, tmp_path / "c",
+                    progress=False)
+    np.testing.assert_array_equal(gauss.params.views["dec.b2"],
+                                  gauss.model.new_params(np.random.default_rng(2)).views["dec.b2"])
+
+
 def test_bad_config_and_data_are_refused(tmp_path):
     with pytest.raises(ValueError, match="latent must be >= 1"):
         TrainConfig(latent=0)

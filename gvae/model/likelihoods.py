@@ -32,6 +32,10 @@ def _float_dtype(x):
     return np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
 
 
+# Pixel means are clipped to [MARGINAL_CLIP, 1 - MARGINAL_CLIP] before their logits start the decoder.
+MARGINAL_CLIP = 1e-3
+
+
 def binarize(x, rng):
     """Stochastic binarisation: each pixel is 1 with probability ``x``.
 
@@ -97,6 +101,12 @@ class Likelihood(ABC):
         """Fill this likelihood's own parameters in ``params`` (in place; the host arrays of a new model,
         ``rng`` a NumPy generator)."""
 
+    def output_bias(self, x):
+        """The decoder's last bias (output_size,) with which an untrained decoder, whose other outputs are
+        near zero, predicts the marginal of the training data ``x`` (N, n) in [0, 1]; None
+        where this model defines none (then the bias stays as the initialisation scheme drew it)."""
+        return None
+
     def check(self, x):
         """Raise unless the raw data ``x`` are floats in [0, 1] this likelihood can model."""
         _check_float_range(self.name, x, 0.0, 1.0)
@@ -118,6 +128,12 @@ class Bernoulli(Likelihood):
 
     def mean(self, out, params=None):
         return ops.sigmoid(out)
+
+    def output_bias(self, x):
+        """The logits of the mean pixel values, clipped to [MARGINAL_CLIP, 1 - MARGINAL_CLIP] (MNIST's
+        border pixels are never on), in x's float dtype, on x's device."""
+        m = x.mean(axis=0).clip(MARGINAL_CLIP, 1 - MARGINAL_CLIP)
+        return array_module(x).log(m / (1 - m))
 
     def sample(self, out, params, rng):
         p = self.mean(out)

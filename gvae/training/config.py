@@ -141,8 +141,9 @@ class TrainConfig:
     activation: str = _option("elu", "hidden-layer activation",
                               choices=sorted(set(ACTIVATIONS) - {"linear"}))
     init: str = _option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
-                        "(PyTorch's nn.Linear); he, He normal before rectifiers, Glorot uniform before the "
-                        "output layers, zero biases (gvae's former default)", choices=sorted(INITS))
+                        "(PyTorch's nn.Linear), with a Bernoulli decoder's last bias at the logits of the mean "
+                        "training image; he, He normal before rectifiers, Glorot uniform before the output "
+                        "layers, zero biases (gvae's former default)", choices=sorted(INITS))
     likelihood: str = _option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
     psi: str = _option("global", "gaussian likelihood: one learned variance per pixel, or one per data "
                        "point from the decoder", choices=["global", "decoder"])

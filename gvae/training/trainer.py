@@ -140,7 +140,7 @@ class Trainer:
         self.data_sha256 = data_fingerprint(train_x, data)
         self.train_x = to_device(np.ascontiguousarray(train_x, dtype=self.model.dtype), device)
         self.valid_x, self.test_x = (to_device(x, device) for x in fixed_eval_sets(data, self.model))
-        self.params = self.model.new_params(np.random.default_rng(config.seed)).on(device)
+        self.params = self.model.new_params(np.random.default_rng(config.seed), train_x).on(device)
         self.optimizer = Adam(self.params.flat, lr=config.lr, clip_norm=config.clip_norm)
         self.grad_flat = self.xp.zeros_like(self.params.flat)
         self.step_fn = value_and_grad(training_loss, has_aux=True, out=self.params.unflatten(self.grad_flat))
