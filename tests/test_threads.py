@@ -78,6 +78,27 @@ def test_run_reraises_after_every_task_has_finished():
     assert done == ["slow"] * 4
 
 
+def test_an_interrupted_call_leaves_nothing_for_the_next():
+    """Ctrl-C in the caller's own task: the workers' task still finishes before run returns (re-raising
+    the interrupt), and the next call waits for its own tasks, not for a stale completion."""
+    kernels.set_threads(2)
+    log = []
+    try:
+        def interrupted():
+            raise KeyboardInterrupt
+
+        def slow(tag):
+            threading.Event().wait(0.05)
+            log.append(tag)
+        with pytest.raises(KeyboardInterrupt):
+            threads.run([interrupted, lambda: slow("first")])
+        assert log == ["first"]
+        threads.run([lambda: log.append("caller"), lambda: slow("second")])
+        assert sorted(log) == ["caller", "first", "second"]
+    finally:
+        kernels.set_threads(1)
+
+
 def test_a_run_inside_a_task_runs_inline():
     kernels.set_threads(2)
     out = []

@@ -102,14 +102,22 @@ def run(tasks):
             workers.append((thread, inbox))
         for (_thread, inbox), task in zip(workers, tasks[1:]):
             inbox.put(task)
+        pending = len(tasks) - 1
         error = None
         try:
             tasks[0]()
         except BaseException as exc:  # noqa: BLE001 - re-raised once the workers are done
             error = exc
-        for _ in tasks[1:]:
-            exc = done.get()
-            error = error or exc
+        try:
+            while pending:
+                exc = done.get()
+                pending -= 1
+                error = error or exc
+        finally:
+            # Interrupted (Ctrl-C) while waiting: the workers' results must not reach the next call.
+            while pending:
+                done.get()
+                pending -= 1
         if error is not None:
             raise error
     finally:
