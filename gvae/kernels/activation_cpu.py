@@ -86,17 +86,13 @@ def bias_act_forward(h, b, activation):
     """In place: h <- act(h + b[None, :]) for the activation called ``activation``; row blocks on
     gvae's threads."""
     code = CODES[activation]
-    threads.run([lambda lo=lo, hi=hi: _forward(h[lo:hi], b, code) for lo, hi in threads.row_blocks(*h.shape, _FORWARD_SECONDS)])
+    threads.over_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), threads.row_blocks(*h.shape, _FORWARD_SECONDS))
 
 
 @register("bias_act_backward")
 def bias_act_backward(g, y, activation, gh):
     """gh <- g * act'(.) from the output y; returns the bias gradient (N,) (per-block sums added)."""
     code = CODES[activation]
-    parts = threads.row_blocks(*g.shape, _BACKWARD_SECONDS)
-    sums = [None] * len(parts)
-
-    def block(k, lo, hi):
-        sums[k] = _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi])
-    threads.run([lambda k=k, lo=lo, hi=hi: block(k, lo, hi) for k, (lo, hi) in enumerate(parts)])
+    sums = threads.over_blocks(lambda lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi]),
+                               threads.row_blocks(*g.shape, _BACKWARD_SECONDS))
     return sums[0] if len(sums) == 1 else np.sum(sums, axis=0, dtype=g.dtype)

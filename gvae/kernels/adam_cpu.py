@@ -43,17 +43,11 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
 @register("sum_squares")
 def sum_squares(g):
     """sum(g**2) of a 1-D array (float64 sums of per-block sums)."""
-    parts = threads.row_blocks(g.size, 1, 0.07e-9)
-    sums = [0.0] * len(parts)
-
-    def block(k, lo, hi):
-        sums[k] = _sum_squares(g[lo:hi])
-    threads.run([lambda k=k, lo=lo, hi=hi: block(k, lo, hi) for k, (lo, hi) in enumerate(parts)])
-    return sum(sums)
+    return sum(threads.over_blocks(lambda lo, hi: _sum_squares(g[lo:hi]), threads.row_blocks(g.size, 1, 0.07e-9)))
 
 
 @register("adam_update")
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
-    threads.run([lambda lo=lo, hi=hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps,
-                                            step, scale) for lo, hi in threads.row_blocks(p.size, 1, 0.6e-9)])
+    threads.over_blocks(lambda lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step,
+                                             scale), threads.row_blocks(p.size, 1, 0.6e-9))

@@ -58,6 +58,6 @@ def bernoulli_loglik(logits, x, dlogits):
     m = logits.shape[0]
     out = np.empty(m, dtype=logits.dtype)
     grad = dlogits.shape[0] == m
-    threads.run([lambda lo=lo, hi=hi: _loglik(logits[lo:hi], x, dlogits[lo:hi] if grad else dlogits, lo, out[lo:hi])
-                 for lo, hi in threads.row_blocks(*logits.shape, 5e-9)])
+    threads.over_blocks(lambda lo, hi: _loglik(logits[lo:hi], x, dlogits[lo:hi] if grad else dlogits, lo, out[lo:hi]),
+                        threads.row_blocks(*logits.shape, 5e-9))
     return out

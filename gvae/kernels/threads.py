@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 
-__all__ = ["set_threads", "get_threads", "run", "blocks", "row_blocks"]
+__all__ = ["set_threads", "get_threads", "run", "over_blocks", "blocks", "row_blocks"]
 
 # A hand-over to a worker and back costs some 20-60 us here (a futex wake-up each way, and the GIL), so
 # a kernel call is split only into blocks that each take at least this long.
@@ -122,3 +122,13 @@ def run(tasks):
             raise error
     finally:
         lock.release()
+
+
+def over_blocks(fun, parts):
+    """[fun(lo, hi) for (lo, hi) in parts], the calls run side by side by :func:`run`."""
+    results = [None] * len(parts)
+
+    def task(k, lo, hi):
+        results[k] = fun(lo, hi)
+    run([lambda k=k, lo=lo, hi=hi: task(k, lo, hi) for k, (lo, hi) in enumerate(parts)])
+    return results
