@@ -4,7 +4,9 @@ process that stops when process PARENT_PID, the Dask worker that started it, has
 A worker that dies (its sweep killed, its node lost) does not take its child processes with it; a run
 left training would hold its folder's lock against the sweep's next attempt. So a thread watches the
 parent and, once it is gone, interrupts the command as Ctrl-C would: gvae train stops at once with its
-last finished epoch on disk, resumable. Only the standard library is imported before gvae.cli, which
+last finished epoch on disk, resumable. The child answers SIGINT even when it was started with SIGINT
+ignored, as every process started in the background by a non-interactive shell (``gvae sweep ... &``)
+is: without that, an orphaned run would train on. Only the standard library is imported before gvae.cli, which
 sets the thread counts before NumPy loads."""
 import os
 import signal
@@ -23,6 +25,7 @@ def stop_with_parent(parent, period=1.0):
 
 def main(argv):
     parent = int(argv[0])
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
     from ..cli import main as gvae
     return gvae(argv[1:])
