@@ -3,8 +3,10 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
-# gvae sweep runs on Dask distributed: an extra of its own, and in "test" so that its tests run.
+# gvae sweep runs on Dask distributed and the pictures need matplotlib: extras of their own, and in "test"
+# so that every test runs in CI.
 DASK = "dask[distributed]>=2023.1"
+PLOT = "matplotlib>=3.7"
 version = next(line.split('"')[1] for line in (here / "gvae" / "__init__.py").read_text().splitlines()
                if line.startswith("__version__"))
 
@@ -20,10 +22,10 @@ setup(
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", DASK],
+        "test": ["pytest>=7", "hypothesis>=6.80", DASK, PLOT],
         "dask": [DASK],
         "bench": ["asv>=0.6"],
-        "plot": ["matplotlib>=3.7"],
+        "plot": [PLOT],
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13"],
     },

@@ -25,7 +25,8 @@ model, its parameters and an output path:
 
 ``gvae analyze`` draws two more from its ``analysis.json`` (:func:`plot_analysis`, docs/analysis.md):
 ``gaps.png`` (the inference gaps, :func:`plot_gaps`) and ``unit_activity.png`` (the activity of each
-latent unit, :func:`plot_unit_activity`).
+latent unit, :func:`plot_unit_activity`). ``gvae table`` draws a sweep's validation curves
+(:func:`plot_sweep_curves`, docs/sweeps.md).
 """
 import dataclasses
 import json
@@ -550,3 +551,47 @@ def plot_analysis(result, out_dir):
     out_dir = Path(out_dir)
     gaps = [plot_gaps(result, out_dir / "gaps.png")] if result.get("gaps") else []
     return gaps + [plot_unit_activity(result, out_dir / "unit_activity.png")]
+
+
+def plot_sweep_curves(curves, path, title):
+    """``curves.png`` of a sweep: the validation ELBO per epoch of every run, one colour per configuration
+    and one line style per seed; the right panel enlarges the last half of the epochs, where runs that
+    differ by a nat are told apart. A dotted vertical line marks each epoch where the learning rate of
+    the first run changed. ``curves``: {configuration: [(seed, epochs, valid_elbo, lr)]}. Returns path."""
+    runs = [(name, seed, np.asarray(e), np.asarray(v, dtype=np.float64), lr)
+            for name, seeds in curves.items() for seed, e, v, lr in seeds if len(e)]
+    if not runs:
+        raise ValueError("no run of the sweep has a finished epoch to plot")
+    fig = _figure(11.0, 4.6)
+    full, tail = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(curves)}
+    seeds = sorted({seed for _, seed, *_ in runs})
+    styles = {seed: ("-", "--", ":", "-.")[i % 4] for i, seed in enumerate(seeds)}
+    last = max(int(e[-1]) for _, _, e, _, _ in runs)
+    start = max(1, last // 2)
+    for name, seed, e, v, _ in runs:
+        for ax in (full, tail):
+            keep = e >= (start if ax is tail else 1)
+            ax.plot(e[keep], v[keep], styles[seed], color=colours[name], lw=1.2, label=f"{name}, seed {seed}")
+    _, _, e0, _, lr0 = runs[0]
+    changes = [int(e0[i]) for i in range(1, len(e0)) if lr0[i] != lr0[i - 1]]
+    for ax, lo in ((full, 1), (tail, start)):
+        for c in changes:
+            if c >= lo:
+                ax.axvline(c, color="0.6", lw=0.8, ls=":")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    # Scale each panel to the values it shows after the first epochs (the untrained model is far below).
+    for ax, lo in ((full, min(5, last)), (tail, start)):
+        shown = np.concatenate([v[e >= lo] for _, _, e, v, _ in runs])
+        shown = shown[np.isfinite(shown)]
+        if shown.size:
+            pad = 0.08 * (shown.max() - shown.min()) or 0.5
+            ax.set_ylim(shown.min() - pad, shown.max() + pad)
+    full.set_ylabel("validation ELBO (nats per image)")
+    full.set_title("all epochs", fontsize=10)
+    tail.set_title(f"epochs {start}-{last}" + (" (dotted: learning-rate changes)" if changes else ""), fontsize=10)
+    tail.legend(loc="lower right", fontsize=8)
+    fig.suptitle(_wrap(title, 11.0, 11), fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -2,6 +2,7 @@
 table's maths, a parent-watching child process, and a tiny sweep on a Dask LocalCluster killed mid-way
 and resumed (the same table as an uninterrupted one)."""
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from gvae.io.files import write_json, write_jsonl
 from gvae.sweep import state
 from gvae.sweep.execute import _record_spec, plan, train_flags
 from gvae.sweep.spec import SpecError, load_spec
-from gvae.sweep.table import aggregate, build_table, mean_std, write_table
+from gvae.sweep.table import aggregate, build_table, curves, mean_std, write_table
 from gvae.training import TrainConfig, Trainer, rundir
 from tests.test_train import make_data
 
@@ -92,6 +93,37 @@ def test_the_example_spec_of_the_ggm_table(tmp_path):
     assert sweep.eval == {"iw_samples": 5000} and sweep.out == REPO / "examples" / ".." / "runs" / "ggm"
     config = sweep.runs[0].config
     assert (config.latent, config.hidden, config.activation, config.likelihood) == (16, (500, 500), "elu", "bernoulli")
+    assert (config.schedule, config.epochs, config.lr, config.patience) == ("iwae", 364, 1e-3, 30)
+
+
+def test_the_ggm_results_beside_the_paper(tmp_path):
+    sweep = load_spec(REPO / "examples" / "ggm_sweep.toml", tmp_path / "sweep")
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    numbers = {"diagonal": ((-94.0, -90.0), (-96.0, -90.5)), "chain": ((-93.0, -89.0), (-93.5, -89.2)),
+               "extgrid": ((-92.0, -88.5), None)}
+    for name, seeds in numbers.items():
+        for seed, result in enumerate(seeds):
+            if result is not None:
+                fake_run(runs[f"{name}/seed-{seed}"], [1.0] * 364, dict(test_elbo=result[0], test_log_likelihood=result[1],
+                                                                       iw_samples=5000, n_test=10000), sweep.eval,
+                         valid=[-100.0 + 0.01 * i for i in range(364)])
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
+                           str(tmp_path / "results")], capture_output=True, text=True, env=environment())
+    assert done.returncode == 0, done.stderr
+    res = json.loads((tmp_path / "results" / "ggm_table.json").read_text())
+    assert (res["epochs"], res["iw_samples"], res["n_test"], res["complete"]) == (364, 5000, 10000, False)
+    diagonal, chain = res["families"]["diagonal"], res["families"]["chain"]
+    assert diagonal["test_elbo"] == {"mean": -95.0, "std": pytest.approx(math.sqrt(2.0)), "n_seeds": 2}
+    assert diagonal["paper"] == {"test_elbo": -93.4, "test_log_likelihood": -89.2}
+    # chain - diagonal: -93.25 + 95 = 1.75, standard error sqrt(0.125 / 2 + 2 / 2)
+    assert chain["minus_diagonal"]["test_elbo"] == {"mean": pytest.approx(1.75),
+                                                    "standard_error": pytest.approx(math.sqrt(0.0625 + 1.0))}
+    assert res["families"]["extgrid"]["minus_diagonal"]["test_elbo"]["standard_error"] is None  # one seed
+    text = (tmp_path / "results" / "ggm_table.md").read_text()
+    assert "| diagonal | -95.00 ± 1.41 | -93.4 | -90.25 ± 0.35 | -89.2 | 2 of 2 |" in text
+    assert "- extgrid/seed-1: not trained yet" in text and text == done.stdout
+    assert (tmp_path / "results" / "ggm_curves.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
 
 
 def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
@@ -290,12 +322,14 @@ def test_a_run_stopped_early_is_finished_for_its_patience(tmp_path):
 
 # 3. The table
 
-def fake_run(run, seconds, result=None, settings=None):
-    """A run folder as the table reads it: ``seconds`` per epoch trained, and an evaluation if ``result``."""
+def fake_run(run, seconds, result=None, settings=None, valid=None):
+    """A run folder as the table reads it: ``seconds`` per epoch trained (with validation ELBOs ``valid``
+    and a rate that halves each epoch), and an evaluation if ``result``."""
     run.folder.mkdir(parents=True)
     (run.folder / "checkpoint.npz").write_bytes(b"")
-    write_jsonl(run.folder / "metrics.jsonl", [{"epoch": i + 1, "seconds": s, "seconds_with_eval": s + 0.5}
-                                              for i, s in enumerate(seconds)])
+    write_jsonl(run.folder / "metrics.jsonl", [{"epoch": i + 1, "seconds": s, "seconds_with_eval": s + 0.5,
+                                                **({} if valid is None else {"valid_elbo": valid[i], "lr": 0.5 ** i})}
+                                               for i, s in enumerate(seconds)])
     if len(seconds) == run.config.epochs:
         write_json(run.folder / "summary.json", {"epochs": len(seconds), "stopped_early": False, "best_epoch": 1})
     if result is not None:
@@ -361,6 +395,21 @@ def test_the_table_against_a_hand_computation(tmp_path, capsys):
     table, _ = write_table(sweep.out)
     assert table["configs"]["chain"]["test_elbo"]["n_seeds"] == 0
     assert "evaluated before its last training" in table["configs"]["chain"]["missing"][0]["reason"]
+
+
+def test_the_curves_are_every_run_s_validation_elbo_per_epoch(tmp_path, capsys):
+    sweep = load_spec(write_spec(tmp_path, SPEC))
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    fake_run(runs["diagonal/seed-0"], [1.0, 1.0], valid=[-120.0, -110.0])
+    fake_run(runs["chain/seed-1"], [1.0], valid=[-115.0])
+    fake_run(runs["chain/seed-0"], [1.0])  # an epoch without validation (an old format) is not a point
+    assert curves(sweep) == {"diagonal": [(0, [1, 2], [-120.0, -110.0], [1.0, 0.5])],
+                             "chain": [(1, [1], [-115.0], [1.0])]}
+    pytest.importorskip("matplotlib")
+    assert main(["table", str(sweep.out)]) == 0
+    assert f"wrote {sweep.out / 'curves.png'}" in capsys.readouterr().out
+    assert (sweep.out / "curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_table_of_a_folder_without_a_sweep(tmp_path, capsys):

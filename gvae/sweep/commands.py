@@ -23,8 +23,8 @@ def add_parsers(sub, formatter_class, positive_int):
                         "what their folders hold (without it, such a spec is refused)")
 
     t = sub.add_parser("table", formatter_class=formatter_class,
-                       help="aggregate a sweep over seeds: writes table.json and table.md into SWEEP_DIR "
-                            "and prints the Markdown")
+                       help="aggregate a sweep over seeds: writes table.json and table.md (and curves.png, "
+                            "with matplotlib) into SWEEP_DIR and prints the Markdown")
     t.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a folder written by gvae sweep")
 
 
@@ -35,9 +35,12 @@ def cmd_sweep(args):
 
 
 def cmd_table(args):
-    from .table import write_table
+    from .table import write_curves, write_table
     _, text = write_table(args.sweep_dir)
     sys.stdout.write(text)
+    picture = write_curves(args.sweep_dir)
+    if picture is not None:
+        print(f"wrote {picture}")
     return 0
 
 

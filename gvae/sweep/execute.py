@@ -230,7 +230,7 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
     (0, or 3 when some run failed). ``out`` replaces the spec's sweep folder; ``scheduler`` is the
     address (or scheduler file) of a running Dask cluster, else a LocalCluster of ``workers`` processes
     (default cores // threads) runs the sweep here."""
-    from .table import write_table
+    from .table import write_curves, write_table
 
     sweep = load_spec(spec_file, out)
     distributed = _dask()
@@ -263,6 +263,7 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
             failures = _execute(distributed, sweep, jobs, scheduler, workers, failures)
         _, markdown = write_table(sweep.out)
         print(markdown, end="")
+        write_curves(sweep.out)
     failed = [run.id for run in sweep.runs if run.id in failures]
     if failed:
         print(f"gvae: {len(failed)} of {len(sweep.runs)} runs failed ({_listed(failed)}); see {sweep.out / FAILURES_NAME}",

@@ -1,6 +1,7 @@
 """The table of a sweep: per configuration, the mean and the sample standard deviation over seeds of the
 test ELBO and of log p(x) (from the evaluations the sweep recorded), of the epochs trained and of the
-training and evaluation times; written as ``table.json`` and ``table.md`` into the sweep folder.
+training and evaluation times; written as ``table.json`` and ``table.md`` into the sweep folder, with
+``curves.png`` (every run's validation ELBO per epoch) when matplotlib is installed.
 
 The standard deviation is the sample one (ddof = 1: the sum of squared deviations over n - 1), and None
 for a single seed. A run without a current evaluation is listed under ``missing`` with the reason; its
@@ -138,3 +139,30 @@ def write_table(sweep_dir):
     with atomic_path(sweep.out / "table.md") as tmp:
         tmp.write_text(text)
     return table, text
+
+
+def curves(sweep):
+    """{configuration: [(seed, epochs, valid_elbo, lr)]} of every run that has finished an epoch."""
+    out = {}
+    for run in sweep.runs:
+        metrics = run.folder / "metrics.jsonl"
+        rows = [r for r in read_jsonl(metrics) if "valid_elbo" in r] if metrics.is_file() else []
+        if rows:
+            out.setdefault(run.name, []).append((run.seed, [r["epoch"] for r in rows],
+                                                 [r["valid_elbo"] for r in rows], [r["lr"] for r in rows]))
+    return out
+
+
+def write_curves(sweep_dir):
+    """Draw ``curves.png`` into a sweep folder; returns its path, or None when matplotlib is missing or
+    no run has finished an epoch."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:  # the optional extra: without it, no picture
+        return None
+    from ..plots import plot_sweep_curves
+    sweep = state.spec_of(sweep_dir)
+    found = curves(sweep)
+    if not found:
+        return None
+    return plot_sweep_curves(found, sweep.out / "curves.png", f"Validation ELBO per epoch, sweep {sweep.out}")
