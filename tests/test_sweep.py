@@ -124,6 +124,9 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
     assert "| diagonal | -95.00 ± 1.41 | -93.4 | -90.25 ± 0.35 | -89.2 | 2 of 2 |" in text
     assert "- extgrid/seed-1: not trained yet" in text and text == done.stdout
     assert (tmp_path / "results" / "ggm_curves.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
+    refused = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(tmp_path / "results")],
+                             capture_output=True, text=True, env=environment())
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "holds no sweep" in refused.stderr
 
 
 def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
