@@ -3,9 +3,12 @@
 their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets the process up and
 calls :func:`run`."""
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -330,11 +333,41 @@ COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze":
             **sweep_commands.COMMANDS}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch system's time limit, ``docker stop``) taken as Ctrl-C is: the command
+    stops with what it had finished on disk and says how to go on."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_stops_cleanly():
+    """Within it, SIGTERM raises :class:`Terminated` in the main thread (its default would end the process
+    at once: no lock released, no Dask cluster closed, no word to the user); the handler before it is put
+    back after. Outside the main thread, where no handler can be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(argv):
-    """Parse ``argv`` (the arguments after ``gvae``) and run the command; returns the exit status."""
+    """Parse ``argv`` (the arguments after ``gvae``) and run the command; returns the exit status (0; 2 for
+    bad input; 130 after Ctrl-C, 143 after SIGTERM, each with a hint how to go on)."""
     argv = list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    with sigterm_stops_cleanly():
+        return _run(args, argv)
+
+
+def _run(args, argv):
     try:
         if hasattr(args, "device"):
             device_module(args.device)  # an unavailable device is refused before any work is done
@@ -347,11 +380,12 @@ def run(argv):
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"gvae: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         hint = ""
         if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
             hint = f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
         elif args.command == "sweep":
             hint = "; the same gvae sweep command goes on from where the sweep stopped"
-        print(f"\ngvae: interrupted{hint}", file=sys.stderr)
-        return 130
+        terminated = isinstance(e, Terminated)
+        print(f"\ngvae: {'stopped by SIGTERM' if terminated else 'interrupted'}{hint}", file=sys.stderr)
+        return 143 if terminated else 130

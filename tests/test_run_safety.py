@@ -2,14 +2,18 @@
 
 Existing runs are refused unless resumed or overwritten; one run folder has one writer; a resumed run
 keeps its own configuration and data; a diverged run stops with a non-zero exit and leaves a healthy,
-resumable checkpoint; damaged files give one clear line; Ctrl-C exits with a resume hint."""
+resumable checkpoint; damaged files give one clear line; Ctrl-C and SIGTERM exit with a resume hint."""
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from gvae.cli import main
 from gvae.training import DivergedError, NonFiniteError, TrainConfig, Trainer, checkpoint, rundir
+from tests.test_sweep import environment, wait_for
 from tests.test_train import make_data
 
 SMALL = ["--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20", "--quiet"]
@@ -200,6 +204,32 @@ def test_ctrl_c_exits_with_one_line_and_a_resume_hint(tmp_path, data_file, capsy
     assert main(["train", "--resume", "--data", str(data_file), "--out", str(out), "--epochs", "3", "--quiet"]) == 130
     err = lines(capsys)
     assert len(err) == 1 and f"gvae train --resume --out {out}" in err[0]
+
+
+def test_sigterm_stops_training_as_ctrl_c_does(tmp_path, data_file):
+    # kill, a batch system's time limit, docker stop: the last finished epoch stays resumable, the lock
+    # is released and the user told how to go on, exit status 128 + 15.
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "gvae.cli", "train", "--data", str(data_file), *SMALL,
+                             "--epochs", "100000", "--threads", "1", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True, env=environment())
+    try:
+        wait_for(lambda: (out / "checkpoint.npz").is_file() or proc.poll() is not None, 120, "the first epoch")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (f"gvae: stopped by SIGTERM; the run resumes from its last finished "
+                                            f"epoch: gvae train --resume --out {out}")
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert train(data_file, out, "--resume", "--epochs", str(done + 1)) == 0
+
+
+def test_sigterm_is_left_as_it_was_after_a_command(tmp_path, data_file):
+    before = signal.getsignal(signal.SIGTERM)
+    assert train(data_file, tmp_path / "run", "--epochs", "1") == 0
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 # 5. Where things are written

@@ -462,6 +462,31 @@ def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint)
     assert state.training(out, TrainConfig(epochs=100000)).state == "unfinished"  # resumable, not finished
 
 
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, data_file):
+    # kill, a batch system's time limit: the driver closes its cluster, its runs stop resumably, and the
+    # user is told how to go on (SIGTERM's default ended the driver at once, in silence).
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 100000"))
+    out = tmp_path / "sweep"
+    proc = sweep_process(spec, out)
+    try:
+        wait_for(lambda: any((out / run.id / "checkpoint.npz").is_file() for run in load_spec(spec).runs)
+                 or proc.poll() is not None, 300, "a run's first epoch")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 143, err
+    assert "gvae: stopped by SIGTERM; the same gvae sweep command goes on from where the sweep stopped" in err
+    for run in load_spec(spec).runs:
+        wait_for(lambda: not (out / run.id).is_dir() or lock_is_free(out / run.id), 60, f"{run.id} to stop")
+        if (out / run.id / "checkpoint.npz").is_file():
+            assert state.training(out / run.id, TrainConfig(epochs=100000)).state == "unfinished"
+
+
 def strip_times(table):
     """A table without what differs between equal sweeps: times and the folder's name."""
     table = json.loads(json.dumps(table))
