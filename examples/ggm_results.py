@@ -18,10 +18,11 @@ from pathlib import Path
 
 from gvae.io.files import atomic_path, write_json
 from gvae.sweep import state
-from gvae.sweep.table import write_curves, write_table
+from gvae.sweep.table import curves, mean_std, write_curves, write_table
 
 PAPER = {"diagonal": (-93.4, -89.2), "chain": (-93.4, -89.1), "extgrid": (-93.0, -88.8)}
 METRICS = (("test_elbo", "test ELBO"), ("test_log_likelihood", "log p(x)"))
+WINDOW = 50  # epochs: was validation still improving at the end? (the learning curves, in one number)
 
 
 def _stat(s, digits=2):
@@ -44,15 +45,30 @@ def _one(values):
     return values[0] if len(values) == 1 else (values or None)
 
 
+def late_gain(valid, window=WINDOW):
+    """How much the best validation ELBO rose over the last ``window`` epochs of a run (its validation
+    ELBOs ``valid``, one per epoch): max(valid) - max(valid[:-window]); None for a run no longer than that."""
+    return max(valid) - max(valid[:-window]) if len(valid) > window else None
+
+
+def learning_curves(runs):
+    """{"best_valid_elbo", "late_gain"} over the seeds of one family, from its runs' [(seed, epochs,
+    valid_elbo, lr)] (:func:`gvae.sweep.table.curves`): each a {"mean", "std", "n_seeds"}."""
+    gains = [g for g in (late_gain(valid) for _, _, valid, _ in runs) if g is not None]
+    return {"best_valid_elbo": mean_std([max(valid) for _, _, valid, _ in runs]), "late_gain": mean_std(gains),
+            "late_gain_window": WINDOW}
+
+
 def results(table, spec):
     """The JSON of docs/results/ggm_table.json from a sweep's table and spec."""
     base = next(iter(spec.runs)).config
+    found = curves(spec)
     families = {}
     for name, c in table["configs"].items():
         family = name  # the configurations of examples/ggm_sweep.toml are named by their posterior
         entry = {key: c[key] for key, _ in METRICS}
         entry.update(epochs=c["epochs"], train_seconds=c["train_seconds"], eval_seconds=c["eval_seconds"],
-                     seeds=c["seeds"], missing=c["missing"])
+                     seeds=c["seeds"], missing=c["missing"], learning_curves=learning_curves(found.get(name, [])))
         if family in PAPER:
             entry["paper"] = dict(zip(("test_elbo", "test_log_likelihood"), PAPER[family]))
         families[family] = entry
@@ -104,6 +120,12 @@ def markdown(res):
                       ("" if v["standard_error"] is None else f" ± {v['standard_error']:.2f}"))
                      for v in (d["test_elbo"], d["test_log_likelihood"])]
             lines.append(f"| {family} | {cells[0]} | {cells[1]} |")
+    lines += ["", "Learning curves (every run's: ggm_curves.png): the best validation ELBO, and how much it rose "
+                  "over each run's last epochs (near 0: converged at this budget):", "",
+              f"| posterior | best validation ELBO | rise over the last {WINDOW} epochs |", "| --- | --- | --- |"]
+    for family, e in res["families"].items():
+        lc = e["learning_curves"]
+        lines.append(f"| {family} | {_stat(lc['best_valid_elbo'])} | {_stat(lc['late_gain'])} |")
     missing = [f"- {f}/seed-{m['seed']}: {m['reason']}" for f, e in res["families"].items() for m in e["missing"]]
     if missing:
         lines += ["", "**Incomplete.** Runs without a current evaluation:", ""] + missing

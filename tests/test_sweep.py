@@ -93,27 +93,33 @@ def test_the_example_spec_of_the_ggm_table(tmp_path):
     assert sweep.eval == {"iw_samples": 5000} and sweep.out == REPO / "examples" / ".." / "runs" / "ggm"
     config = sweep.runs[0].config
     assert (config.latent, config.hidden, config.activation, config.likelihood) == (16, (500, 500), "elu", "bernoulli")
-    assert (config.schedule, config.epochs, config.lr, config.patience) == ("iwae", 364, 1e-3, 30)
+    assert (config.schedule, config.epochs, config.lr, config.patience) == ("iwae", 200, 1e-3, 30)
 
 
 def test_the_ggm_results_beside_the_paper(tmp_path):
     sweep = load_spec(REPO / "examples" / "ggm_sweep.toml", tmp_path / "sweep")
     _record_spec(sweep)
     runs = {run.id: run for run in sweep.runs}
+    epochs = sweep.runs[0].config.epochs
     numbers = {"diagonal": ((-94.0, -90.0), (-96.0, -90.5)), "chain": ((-93.0, -89.0), (-93.5, -89.2)),
                "extgrid": ((-92.0, -88.5), None)}
     for name, seeds in numbers.items():
         for seed, result in enumerate(seeds):
             if result is not None:
-                fake_run(runs[f"{name}/seed-{seed}"], [1.0] * 364, dict(test_elbo=result[0], test_log_likelihood=result[1],
-                                                                       iw_samples=5000, n_test=10000), sweep.eval,
-                         valid=[-100.0 + 0.01 * i for i in range(364)])
+                fake_run(runs[f"{name}/seed-{seed}"], [1.0] * epochs, dict(test_elbo=result[0], test_log_likelihood=result[1],
+                                                                          iw_samples=5000, n_test=10000), sweep.eval,
+                         valid=[-100.0 + 0.01 * (seed + 1) * i for i in range(epochs)])
     done = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
                            str(tmp_path / "results")], capture_output=True, text=True, env=environment())
     assert done.returncode == 0, done.stderr
     res = json.loads((tmp_path / "results" / "ggm_table.json").read_text())
-    assert (res["epochs"], res["iw_samples"], res["n_test"], res["complete"]) == (364, 5000, 10000, False)
+    assert (res["epochs"], res["iw_samples"], res["n_test"], res["complete"]) == (epochs, 5000, 10000, False)
     diagonal, chain = res["families"]["diagonal"], res["families"]["chain"]
+    # the validation ELBO rises 0.01 (seed 0) and 0.02 (seed 1) per epoch: 0.5 and 1.0 over the last 50
+    best = {"mean": pytest.approx(-100 + 0.015 * (epochs - 1)), "std": pytest.approx(0.01 * (epochs - 1) / math.sqrt(2)),
+            "n_seeds": 2}
+    gain = {"mean": pytest.approx(0.75), "std": pytest.approx(0.5 / math.sqrt(2)), "n_seeds": 2}
+    assert diagonal["learning_curves"] == {"best_valid_elbo": best, "late_gain": gain, "late_gain_window": 50}
     assert diagonal["test_elbo"] == {"mean": -95.0, "std": pytest.approx(math.sqrt(2.0)), "n_seeds": 2}
     assert diagonal["paper"] == {"test_elbo": -93.4, "test_log_likelihood": -89.2}
     # chain - diagonal: -93.25 + 95 = 1.75, standard error sqrt(0.125 / 2 + 2 / 2)
@@ -123,6 +129,7 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
     text = (tmp_path / "results" / "ggm_table.md").read_text()
     assert "| diagonal | -95.00 ± 1.41 | -93.4 | -90.25 ± 0.35 | -89.2 | 2 of 2 |" in text
     assert "- extgrid/seed-1: not trained yet" in text and text == done.stdout
+    assert "| diagonal | " + f"{-100 + 0.015 * (epochs - 1):.2f} ± {0.01 * (epochs - 1) / math.sqrt(2):.2f} | 0.75 ± 0.35 |" in text
     assert (tmp_path / "results" / "ggm_curves.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
     refused = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(tmp_path / "results")],
                              capture_output=True, text=True, env=environment())
