@@ -7,6 +7,10 @@ So while gvae's threads are in use, the BLAS is held to one thread; independent 
 together run one per thread, and a product of at least ``MIN_FLOPS`` given alone is cut into blocks of
 rows (of columns for a transposed b), each computed by NumPy's matmul on its own thread. Where the BLAS's thread count cannot be set (not
 OpenBLAS, or no ``/proc/self/maps`` to find it), or on one thread, this is NumPy's matmul unchanged.
+
+A left factor that is mostly zeros (a binarised image batch: the first layer's product and its weight
+gradient) is multiplied in compressed sparse rows instead (:mod:`sparse_rows_cpu`), on one thread or in
+blocks of rows on gvae's threads.
 """
 import ctypes
 import threading
@@ -15,9 +19,11 @@ import numpy as np
 
 from . import threads
 from .backend import register
+from .sparse_rows_cpu import csr_product, sparse_rows
 
 MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over costs 20-60 us
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
+MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
 
 _controls = {}
 
@@ -78,11 +84,18 @@ class _OneBlasThread:
                 self.put(_OneBlasThread._saved)
 
 
-def _blocked(a, b, out):
-    """Tasks computing the blocks of out = a @ b (one task when the product is small): blocks of rows,
-    or of columns when b is stored transposed (g @ W.T)."""
+def _tasks(a, b, out, split):
+    """Tasks computing out = a @ b, in blocks for gvae's threads when ``split`` and the product is large
+    enough: a mostly-zero a (with b's rows contiguous) as sparse rows, in blocks of rows; otherwise
+    NumPy's matmul, in blocks of rows, or of columns when b is stored transposed (g @ W.T)."""
+    form = sparse_rows(a) if b.strides[1] == b.itemsize else None
+    if form is not None:
+        indptr, indices, values = form
+        m = a.shape[0]
+        parts = threads.blocks(m, MIN_ROWS) if split and values.size * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
+        return [lambda lo=lo, hi=hi: csr_product(indptr, indices, values, b, out, lo, hi) for lo, hi in parts]
     m, n = a.shape[0], b.shape[1]
-    if 2.0 * m * n * a.shape[1] < MIN_FLOPS:
+    if not split or 2.0 * m * n * a.shape[1] < MIN_FLOPS:
         return [lambda: np.matmul(a, b, out=out)]
     if not b.flags.c_contiguous:
         # A column block of W.T is a row block of W: each task is one whole-row NT product, no copy.
@@ -98,13 +111,13 @@ def matmul(products):
     """[(a, b, out or None)] -> [a @ b], each into its out (allocated when None)."""
     outs = [np.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out for a, b, out in products]
     controls = _openblas_threads() if threads.get_threads() > 1 else None
+    # As many independent products as threads (a dense layer's two gradients): one thread each, whole.
+    whole = controls is None or len(products) >= threads.get_threads()
+    tasks = [task for (a, b, _), out in zip(products, outs) for task in _tasks(a, b, out, split=not whole)]
     if controls is None:
-        return [np.matmul(a, b, out=out) for (a, b, _), out in zip(products, outs)]
-    if len(products) >= threads.get_threads():
-        # As many independent products as threads (a dense layer's two gradients): one thread each, whole.
-        tasks = [lambda a=a, b=b, out=out: np.matmul(a, b, out=out) for (a, b, _), out in zip(products, outs)]
-    else:
-        tasks = [task for (a, b, _), out in zip(products, outs) for task in _blocked(a, b, out)]
+        for task in tasks:
+            task()
+        return outs
     # Every product runs on one BLAS thread while gvae's threads are in use: OpenBLAS's own workers,
     # woken by a product it ran on several, would spin on the core the next split product needs.
     with _OneBlasThread(controls):
