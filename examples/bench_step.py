@@ -12,7 +12,10 @@ Compares, in one process and interleaved block by block (so machine noise hits e
 * JAX ``jit`` of value_and_grad and optax's Adam in one compiled step, parameters and optimiser state
   donated, the noise drawn inside the step;
 * the matrix products alone (forward and backward GEMMs of all six layers through ``gvae.kernels.matmul``
-  into preallocated outputs), the floor any implementation on this BLAS pays.
+  into preallocated outputs, the first layer's on a binarised batch as in the step), gvae's floor.
+
+The data are the first MNIST training images, binarised stochastically, the same batches for every
+implementation.
 
 Every peer runs at its best: nothing here sets ``OMP_WAIT_POLICY`` (which parks PyTorch's OpenMP
 threads); with ``--threads 1`` the whole process is pinned to one core (``sched_setaffinity``), the
@@ -63,6 +66,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gvae import kernels  # noqa: E402
+from gvae.io.mnist import load_mnist  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 kernels.set_threads(ARGS.threads)
@@ -94,8 +98,11 @@ def layer_sizes(args):
 
 
 def make_data(args, rng):
+    """The first training images of MNIST (fetched once, as gvae train does), and N_BATCHES batches of them
+    binarised stochastically: what every implementation trains on (13% of the pixels are on, which gvae's
+    first-layer products exploit: gvae/kernels/sparse_rows_cpu.py)."""
     n = args.batch * N_BATCHES
-    x = rng.random((n, N_IN), dtype=np.float32)
+    x = np.ascontiguousarray(load_mnist()["train"][0][:n], dtype=np.float32)
     y = np.zeros(n, dtype=np.int64)
     data = {"train": (x, y), "valid": (x[:args.batch], y[:args.batch]), "test": (x[:args.batch], y[:args.batch])}
     binary = (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
@@ -165,13 +172,14 @@ def gvae_phased_step(trainer, batches):
     return step
 
 
-def gemm_floor(args, rng):
+def gemm_floor(args, rng, batch):
     """x@W forward, then g@W.T (not for the first layer: no gradient wrt the data) and x.T@g together,
-    through gvae.kernels.matmuls as gvae's dense layers call it; the decoder's rows are batch x iw."""
+    through gvae.kernels.matmuls as gvae's dense layers call it; the decoder's rows are batch x iw, the
+    first layer's x is the binarised ``batch`` (so its two products are sparse ones, as in gvae's step)."""
     groups = []
     for k, (din, dout) in enumerate(layer_sizes(args)):
         rows = args.batch * (args.iw if k >= 3 else 1)
-        x = rng.standard_normal((rows, din), dtype=np.float32)
+        x = batch if k == 0 else rng.standard_normal((rows, din), dtype=np.float32)
         W = rng.standard_normal((din, dout), dtype=np.float32)
         g = rng.standard_normal((rows, dout), dtype=np.float32)
         h, gx, gW = np.empty((rows, dout), np.float32), np.empty((rows, din), np.float32), np.empty_like(W)
@@ -374,7 +382,7 @@ def main(args):
         trainer = next(iter(trainers.values()))
         impls = {f"gvae {f}": gvae_step(t, batches) for f, t in trainers.items()}
         phased = gvae_phased_step(gvae_trainer(args, data, out), batches)  # its own, instrumented
-        floor_step, floor_flops = gemm_floor(args, rng)
+        floor_step, floor_flops = gemm_floor(args, rng, batches[0])
         impls["GEMMs alone (gvae matmul)"] = floor_step
         notes = []
         if args.no_torch:
