@@ -46,6 +46,9 @@ def test_dense_or_strided_factors_have_no_sparse_form():
     assert sparse_rows(at_most, max_density=0.2) is not None
     at_most.flat[99] = 1.0
     assert sparse_rows(at_most, max_density=0.2) is None
+    front_loaded = np.zeros((100, 50), np.float32)  # 16% nonzero, all in the rows the probe reads
+    front_loaded[:8] = 1.0
+    assert sparse_rows(front_loaded) is None and sparse_rows(front_loaded[::-1].copy()) is not None
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n} threads")

@@ -3,10 +3,12 @@ and the product of them with a dense matrix.
 
 A binarised MNIST batch is 13% ones, so the encoder's first layer, x (100, 784) @ W (784, 500), and its
 weight gradient x^T (784, 100) @ g (100, 500) need 13% of a dense product's multiply-adds. Adding up the
-rows of W (of g) that the nonzeros pick is then faster than the BLAS: measured on one AVX-512 core,
-0.30 ms against 0.78 for either product, the CSR form included (0.045 ms). The sparse product's time
-grows with the nonzeros, the BLAS's does not: they break even near 35% nonzeros; MAX_DENSITY stays
-well below that, where the gain is sure. Zeros of the left factor are skipped, so 0 * inf and 0 * nan add nothing here (as in
+rows of W (of g) that the nonzeros pick is then faster than the BLAS. Measured on a quiet 2-core AVX-512
+machine, through kernels.matmul, the CSR form included (0.055 ms; 0.087 for x^T, transposed from x's):
+on one thread 0.31 and 0.35 ms against the BLAS's 0.78 for either product; on two, 0.26-0.29 and
+0.31-0.34 against 0.46-0.50 (the form is built on one). The sparse product's time grows with the
+nonzeros, the BLAS's does not: on one thread they break even near 35% nonzeros; MAX_DENSITY stays well
+below that. Zeros of the left factor are skipped, so 0 * inf and 0 * nan add nothing here (as in
 scipy.sparse), where the dense product gives nan.
 """
 import numpy as np
@@ -14,61 +16,50 @@ import numpy as np
 from .jit import jit
 
 MAX_DENSITY = 0.2
+PROBE_ROWS = 8  # of the array in memory order: a dense one is told from them
 
 
 @jit
-def _count_upto(flat, limit):
-    """The number of nonzeros of the 1-D ``flat``, or -1 as soon as there are more than ``limit``."""
-    nnz = 0
-    for i in range(flat.shape[0]):
-        if flat[i] != 0:
-            nnz += 1
-            if nnz > limit:
-                return -1
-    return nnz
-
-
-@jit
-def _csr_of_rows(a, nnz):
-    """CSR (indptr, indices, values) of a C-ordered (M, K) ``a`` with ``nnz`` nonzeros."""
+def _rows_form(a, limit):
+    """CSR (indptr, indices, values) of a C-ordered (M, K) ``a`` in one pass, or three empty arrays as soon
+    as it has more than ``limit`` nonzeros."""
     m, k = a.shape
     indptr = np.empty(m + 1, dtype=np.int32)
-    indices = np.empty(nnz, dtype=np.int32)
-    values = np.empty(nnz, dtype=a.dtype)
+    indices = np.empty(limit, dtype=np.int32)
+    values = np.empty(limit, dtype=a.dtype)
     p = 0
     indptr[0] = 0
     for i in range(m):
         for j in range(k):
             if a[i, j] != 0:
+                if p == limit:
+                    return indptr[:0], indices[:0], values[:0]
                 indices[p] = j
                 values[p] = a[i, j]
                 p += 1
         indptr[i + 1] = p
-    return indptr, indices, values
+    return indptr, indices[:p], values[:p]
 
 
 @jit
-def _csr_of_columns(t, nnz):
-    """CSR of t.T for a C-ordered (K, M) ``t`` (the rows of t.T are t's columns) with ``nnz`` nonzeros:
-    counted per column, then filled in t's memory order."""
-    k, m = t.shape
-    indptr = np.zeros(m + 1, dtype=np.int32)
-    for r in range(k):
-        for c in range(m):
-            if t[r, c] != 0:
-                indptr[c + 1] += 1
-    for c in range(m):
-        indptr[c + 1] += indptr[c]
-    fill = indptr[:m].copy()
-    indices = np.empty(nnz, dtype=np.int32)
-    values = np.empty(nnz, dtype=t.dtype)
-    for r in range(k):
-        for c in range(m):
-            if t[r, c] != 0:
-                indices[fill[c]] = r
-                values[fill[c]] = t[r, c]
-                fill[c] += 1
-    return indptr, indices, values
+def _transposed_form(indptr, indices, values, columns):
+    """CSR of A.T from the CSR of A (with ``columns`` columns): a counting sort of the nonzeros by column,
+    each row's entries in increasing order."""
+    t_indptr = np.zeros(columns + 1, dtype=np.int32)
+    for p in range(indices.shape[0]):
+        t_indptr[indices[p] + 1] += 1
+    for c in range(columns):
+        t_indptr[c + 1] += t_indptr[c]
+    fill = t_indptr[:columns].copy()
+    t_indices = np.empty_like(indices)
+    t_values = np.empty_like(values)
+    for i in range(indptr.shape[0] - 1):
+        for p in range(indptr[i], indptr[i + 1]):
+            c = indices[p]
+            t_indices[fill[c]] = i
+            t_values[fill[c]] = values[p]
+            fill[c] += 1
+    return t_indptr, t_indices, t_values
 
 
 @jit
@@ -99,12 +90,18 @@ def csr_product(indptr, indices, values, b, out, lo, hi):
 def sparse_rows(a, max_density=MAX_DENSITY):
     """(indptr, indices, values): the CSR form of the 2-D ``a`` (C- or Fortran-ordered: a transposed C
     array), or None when more than ``max_density`` of its entries are nonzero or it is laid out otherwise.
-    A dense ``a`` is given up on early: the count stops once it passes the limit."""
+    One pass over ``a`` in its memory order, given up as soon as it passes the limit; a dense ``a`` (a
+    layer's activations) is told by its first rows, at twice the limit, before any allocation."""
     if a.flags.c_contiguous:
-        build, base = _csr_of_rows, a
+        base = a
     elif a.flags.f_contiguous:
-        build, base = _csr_of_columns, a.T
+        base = a.T
     else:
         return None
-    nnz = _count_upto(base.reshape(-1), int(max_density * a.size))
-    return None if nnz < 0 else build(base, nnz)
+    probe = base[:PROBE_ROWS]
+    if np.count_nonzero(probe) > 2 * max_density * probe.size:
+        return None
+    form = _rows_form(base, int(max_density * a.size))
+    if base is not a and form[0].size:
+        form = _transposed_form(*form, a.shape[0])
+    return form if form[0].size else None
