@@ -68,7 +68,10 @@ def results(table, spec):
         family = name  # the configurations of examples/ggm_sweep.toml are named by their posterior
         entry = {key: c[key] for key, _ in METRICS}
         entry.update(epochs=c["epochs"], train_seconds=c["train_seconds"], eval_seconds=c["eval_seconds"],
-                     seeds=c["seeds"], missing=c["missing"], learning_curves=learning_curves(found.get(name, [])))
+                     seeds=c["seeds"], missing=c["missing"])
+        # The curves of the runs in the table only: a run still training would read as unconverged.
+        unevaluated = {m["seed"] for m in c["missing"]}
+        entry["learning_curves"] = learning_curves([r for r in found.get(name, []) if r[0] not in unevaluated])
         if family in PAPER:
             entry["paper"] = dict(zip(("test_elbo", "test_log_likelihood"), PAPER[family]))
         families[family] = entry

@@ -109,6 +109,7 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
                 fake_run(runs[f"{name}/seed-{seed}"], [1.0] * epochs, dict(test_elbo=result[0], test_log_likelihood=result[1],
                                                                           iw_samples=5000, n_test=10000), sweep.eval,
                          valid=[-100.0 + 0.01 * (seed + 1) * i for i in range(epochs)])
+    fake_run(runs["extgrid/seed-1"], [1.0] * 50, valid=[-120.0 + i for i in range(50)])  # still training
     done = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
                            str(tmp_path / "results")], capture_output=True, text=True, env=environment())
     assert done.returncode == 0, done.stderr
@@ -128,7 +129,8 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
     assert res["families"]["extgrid"]["minus_diagonal"]["test_elbo"]["standard_error"] is None  # one seed
     text = (tmp_path / "results" / "ggm_table.md").read_text()
     assert "| diagonal | -95.00 ± 1.41 | -93.4 | -90.25 ± 0.35 | -89.2 | 2 of 2 |" in text
-    assert "- extgrid/seed-1: not trained yet" in text and text == done.stdout
+    assert "- extgrid/seed-1: training not finished (50 epochs done)" in text and text == done.stdout
+    assert res["families"]["extgrid"]["learning_curves"]["best_valid_elbo"]["n_seeds"] == 1  # not the unfinished run
     assert "| diagonal | " + f"{-100 + 0.015 * (epochs - 1):.2f} ± {0.01 * (epochs - 1) / math.sqrt(2):.2f} | 0.75 ± 0.35 |" in text
     assert (tmp_path / "results" / "ggm_curves.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
     refused = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(tmp_path / "results")],
