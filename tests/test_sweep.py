@@ -236,6 +236,27 @@ def test_workers_with_a_scheduler_is_refused(tmp_path, capsys):
     assert "--workers sets the size of the local cluster" in capsys.readouterr().err
 
 
+def test_the_local_cluster_runs_dask_s_bookkeeping_rarely(monkeypatch):
+    distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    import dask
+
+    from gvae.sweep.execute import _connect
+
+    def periods(server):
+        return {k: server.periodic_callbacks[k].callback_time for k in ("tick", "monitor")}
+
+    client, cluster = _connect(distributed, None, 1)
+    try:
+        assert periods(cluster.scheduler) == {"tick": 1000, "monitor": 5000}  # ms (Dask's defaults: 20, 500)
+        (worker,) = client.run(lambda dask_worker: (periods(dask_worker), dask.config.get(
+            "distributed.worker.profile.enabled"), dask_worker.monitor.monitor_disk_io)).values()
+        assert list(worker) == [{"tick": 1000, "monitor": 5000}, False, False]
+    finally:
+        client.close()
+        cluster.close()
+    assert dask.config.get("distributed.worker.profile.enabled")  # the caller's configuration is untouched
+
+
 def test_a_folder_that_holds_no_sweep_is_refused(tmp_path, capsys):
     pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
     (tmp_path / "sweep").mkdir()
