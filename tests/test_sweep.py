@@ -137,6 +137,31 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
                              capture_output=True, text=True, env=environment())
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "holds no sweep" in refused.stderr
 
+    # --archive: the evaluated runs without their checkpoints, a sweep folder of its own that gives the
+    # same table, and that a sweep goes on from by training only the run it lacks.
+    archived = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
+                               str(tmp_path / "again"), "--archive", str(tmp_path / "archive")],
+                              capture_output=True, text=True, env=environment())
+    assert archived.returncode == 0, archived.stderr
+    assert "archived 5 evaluated run(s)" in archived.stdout
+    files = sorted(str(f.relative_to(tmp_path / "archive")) for f in (tmp_path / "archive").rglob("*") if f.is_file())
+    assert "sweep.toml" in files and not any("checkpoint" in f or "extgrid/seed-1" in f for f in files)
+    assert "diagonal/seed-1/sweep_eval.json" in files and "diagonal/seed-1/metrics.jsonl" in files
+    again = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(tmp_path / "archive"),
+                            "--out", str(tmp_path / "from_archive")], capture_output=True, text=True, env=environment())
+    assert again.returncode == 0, again.stderr
+    from_archive = json.loads((tmp_path / "from_archive" / "ggm_table.json").read_text())
+    for family, entry in res["families"].items():
+        for key in ("test_elbo", "test_log_likelihood", "epochs", "learning_curves"):
+            assert from_archive["families"][family][key] == entry[key], (family, key)
+    assert from_archive["families"]["extgrid"]["missing"] == [{"seed": 1, "reason": "not trained yet"}]
+    jobs, counts = plan(load_spec(tmp_path / "archive" / "sweep.toml", tmp_path / "archive"))
+    assert [job.id for job in jobs] == ["extgrid/seed-1"] and counts["finished"] == 5 and counts["new"] == 1
+    into_itself = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
+                                  str(tmp_path / "again"), "--archive", str(sweep.out)],
+                                 capture_output=True, text=True, env=environment())
+    assert into_itself.returncode == 2 and "another folder" in into_itself.stderr
+
 
 def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
     """What a task passes to gvae train parses back to the configuration of the spec."""
@@ -338,6 +363,28 @@ def test_a_run_folder_without_a_finished_epoch_is_started_over(tmp_path):
     assert counts["overwrite"] == 1 and "--overwrite" in jobs[0].train
 
 
+def test_a_finished_run_kept_without_its_checkpoint_is_finished(tmp_path, capsys):
+    path = write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0]"))
+    sweep = load_spec(path)
+    done, partial = sweep.runs
+    fit(done)
+    fake_evaluation(done, sweep.eval)
+    fit(partial, epochs=1)
+    (partial.folder / "summary.json").unlink()  # as when a run is killed in its second epoch
+    for run in sweep.runs:
+        (run.folder / "checkpoint.npz").unlink()
+    assert state.training(done.folder, done.config).state == "finished"
+    assert state.training(partial.folder, partial.config).state == "unstarted"  # 1 of 2 epochs: no results
+    jobs, counts = plan(sweep)
+    assert [job.id for job in jobs] == [partial.id] and counts["finished"] == 1 and counts["overwrite"] == 1
+    # More epochs: the plan resumes it, and gvae train says there is nothing to resume from.
+    more = load_spec(write_spec(tmp_path, edit(path.read_text(), "epochs = 2", "epochs = 3")))
+    jobs, _ = plan(more)
+    assert "--resume" in jobs[0].train
+    assert main(list(jobs[0].train)) == 2
+    assert "there is no run to resume" in capsys.readouterr().err
+
+
 def test_a_run_stopped_early_is_finished_for_its_patience(tmp_path):
     run = load_spec(write_spec(tmp_path)).runs[0]
     run.folder.mkdir(parents=True)
@@ -360,6 +407,7 @@ def fake_run(run, seconds, result=None, settings=None, valid=None):
     and a rate that halves each epoch), and an evaluation if ``result``."""
     run.folder.mkdir(parents=True)
     (run.folder / "checkpoint.npz").write_bytes(b"")
+    write_json(run.folder / "config.json", dataclasses.asdict(run.config))
     write_jsonl(run.folder / "metrics.jsonl", [{"epoch": i + 1, "seconds": s, "seconds_with_eval": s + 0.5,
                                                 **({} if valid is None else {"valid_elbo": valid[i], "lr": 0.5 ** i})}
                                                for i, s in enumerate(seconds)])

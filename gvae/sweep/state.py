@@ -42,18 +42,26 @@ def read_json(path):
 
 
 def training(folder, config):
-    """The :class:`Training` of the run folder ``folder`` that should be trained as ``config`` says."""
+    """The :class:`Training` of the run folder ``folder`` that should be trained as ``config`` says.
+
+    A run whose checkpoint was removed after its training ended, to keep only its results (an archive
+    of a sweep: examples/ggm_results.py --archive), is as it was: its summary, metrics and evaluation are
+    all that the table reads. Training it further (more epochs) then fails, saying there is no checkpoint
+    to resume; without a summary of its last training, it is started over."""
     folder = Path(folder)
-    if not (folder / "checkpoint.npz").is_file():
+    checkpoint = (folder / "checkpoint.npz").is_file()
+    summary = read_json(folder / "summary.json")
+    if not checkpoint and not isinstance(summary, dict):
         return Training("unstarted" if rundir.holds_run(folder) else "new", 0, None)
     metrics = folder / "metrics.jsonl"
     epochs = len(read_jsonl(metrics)) if metrics.is_file() else 0
-    summary = read_json(folder / "summary.json")
     # A summary describes the checkpoint only if no epoch was trained after it (a resumed run that was
     # stopped before its end keeps the summary of its earlier end).
-    done = isinstance(summary, dict) and summary.get("epochs") == epochs and (
-        epochs >= config.epochs or _stopped_early(summary, epochs, config.patience))
-    return Training("finished" if done else "unfinished", epochs, summary)
+    ended = isinstance(summary, dict) and summary.get("epochs") == epochs
+    done = ended and (epochs >= config.epochs or _stopped_early(summary, epochs, config.patience))
+    if checkpoint or ended:
+        return Training("finished" if done else "unfinished", epochs, summary)
+    return Training("unstarted", 0, None)
 
 
 def _stopped_early(summary, epochs, patience):

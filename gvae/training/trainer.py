@@ -19,6 +19,7 @@ resumed run draws exactly what the uninterrupted run drew, on a device of the sa
 """
 import dataclasses
 import hashlib
+import json
 import math
 import sys
 import time
@@ -83,7 +84,11 @@ def resume_conflicts(out, given):
     run's own configuration and may not change on resume: a list of (name, given, the run's value), the
     values as the configuration holds them (lists for several values, one value as itself)."""
     path = Path(out) / "checkpoint.npz"
-    _, meta = checkpoint.load(path)
+    if path.is_file():
+        _, meta = checkpoint.load(path)
+    else:  # a finished run kept without its checkpoint (gvae.sweep.state.training): its config.json
+        path = path.with_name("config.json")
+        meta = {"config": json.loads(path.read_text())}
     run = config_of(path, meta)
     try:
         asked = dataclasses.replace(run, **given)
