@@ -18,11 +18,11 @@ from .jit import jit
 from .activations import CODES
 from . import threads
 from .backend import register
-from .vecmath_cpu import expm1_nonpos, softplus_and_sigmoid
+from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid
 
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", fastmath=FMA)
 def _forward(h, b, code):
     m, n = h.shape
     for i in range(m):
@@ -48,7 +48,7 @@ def _forward(h, b, code):
                 row[j] = softplus_and_sigmoid(np.float64(row[j] + b[j]))[1]
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", fastmath=FMA)
 def _backward(g, y, code, gh):
     m, n = g.shape
     gb = np.zeros(n, dtype=g.dtype)

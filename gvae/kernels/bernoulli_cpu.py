@@ -4,10 +4,10 @@ from .jit import jit
 
 from . import threads
 from .backend import register
-from .vecmath_cpu import softplus_and_sigmoid
+from .vecmath_cpu import FMA, softplus_and_sigmoid
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", fastmath=FMA)
 def _sum(v):
     """sum(v) with eight running sums: independent additions overlap (one running sum, reassociated or
     not, was a chain of dependent adds: 4.5x slower over 784 values)."""
@@ -28,7 +28,7 @@ def _sum(v):
     return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", fastmath=FMA)
 def _loglik(logits, x, dlogits, first, out):
     m, n = logits.shape
     r = x.shape[0]

@@ -3,12 +3,13 @@ import math
 
 import numpy as np
 from .jit import jit
+from .vecmath_cpu import FMA
 
 from .backend import register
 
 
 @register("diag_normal_kl")
-@jit(error_model="numpy")
+@jit(error_model="numpy", fastmath=FMA)
 def diag_normal_kl(mu, sigma, dmu, dsigma):
     """KL_i = 1/2 sum_j (mu^2 + sigma^2 - 1) - sum_j log sigma, rows of (M, D) arrays.
 

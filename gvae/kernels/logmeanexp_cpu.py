@@ -5,12 +5,13 @@ import math
 
 import numpy as np
 from .jit import jit
+from .vecmath_cpu import FMA
 
 from . import threads
 from .backend import register
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", fastmath=FMA)
 def _log_mean_exp(logw, out, weights):
     """For each row r of logw (R, K): out[r] = log(mean_k exp(logw[r, k])) and weights[r] =
     softmax(logw[r]). A row of all -inf gives out = -inf and uniform weights; +inf or NaN propagate."""

