@@ -5,7 +5,8 @@ branch-free and vectorises; the alternatives do not survive Numba's cache (a jit
 an argument, or used as a value, makes the kernel uncacheable or breaks the cache index across
 processes), and a switch inside the element loop blocks vectorisation. The backward pass needs only
 the layer's output y = act(h + b): every supported activation has act'(h) as a function of y.
-Transcendentals come from :mod:`vecmath_cpu` (vectorisable, float64 inside); tanh is a library call.
+Transcendentals come from :mod:`vecmath_cpu` (vectorisable, in the array's precision; computed for every
+element and then selected, so that the loop stays branch-free); tanh is a library call.
 
 Each kernel is serial; the registered functions cut large arrays into row blocks for gvae's own
 threads (:mod:`threads`), which sleep between calls rather than spin against the BLAS's threads.
@@ -35,17 +36,18 @@ def _forward(h, b, code):
                 row[j] = max(np.float64(row[j] + b[j]), 0.0)
         elif code == 2:
             for j in range(n):
-                x = np.float64(row[j] + b[j])
-                row[j] = x if x > 0 else expm1_nonpos(min(x, 0.0))
+                x = row[j] + b[j]
+                e = expm1_nonpos(x)
+                row[j] = x if x > 0 else e
         elif code == 3:
             for j in range(n):
                 row[j] = math.tanh(np.float64(row[j] + b[j]))
         elif code == 4:
             for j in range(n):
-                row[j] = softplus_and_sigmoid(np.float64(row[j] + b[j]))[0]
+                row[j] = softplus_and_sigmoid(row[j] + b[j])[0]
         else:
             for j in range(n):
-                row[j] = softplus_and_sigmoid(np.float64(row[j] + b[j]))[1]
+                row[j] = softplus_and_sigmoid(row[j] + b[j])[1]
 
 
 @jit(error_model="numpy", fastmath=FMA)
@@ -68,7 +70,7 @@ def _backward(g, y, code, gh):
                 out[j] = gi[j] * (1.0 - np.float64(yi[j]) * yi[j])
         elif code == 4:
             for j in range(n):
-                out[j] = gi[j] * -expm1_nonpos(-max(np.float64(yi[j]), 0.0))
+                out[j] = gi[j] * -expm1_nonpos(-yi[j])  # y >= 0
         else:
             for j in range(n):
                 out[j] = gi[j] * (np.float64(yi[j]) * (1.0 - yi[j]))

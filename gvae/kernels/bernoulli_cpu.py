@@ -40,12 +40,12 @@ def _loglik(logits, x, dlogits, first, out):
         if want_grad:
             di = dlogits[i]
             for j in range(n):
-                sp, sig = softplus_and_sigmoid(np.float64(li[j]))
+                sp, sig = softplus_and_sigmoid(li[j])
                 terms[j] = xi[j] * li[j] - sp
                 di[j] = xi[j] - sig
         else:
             for j in range(n):
-                terms[j] = xi[j] * li[j] - softplus_and_sigmoid(np.float64(li[j]))[0]
+                terms[j] = xi[j] * li[j] - softplus_and_sigmoid(li[j])[0]
         out[i] = _sum(terms)
 
 
@@ -53,8 +53,8 @@ def _loglik(logits, x, dlogits, first, out):
 def bernoulli_loglik(logits, x, dlogits):
     """Row sums of x*l - softplus(l) for logits (M, N) and x (R, N) with M % R == 0 (row i uses
     x[i % R]: S samples per data point share x without a copy). Writes d/dl = x - sigmoid(l) into
-    ``dlogits`` (M, N) unless it has zero rows. Maths and row sums in float64, vectorised; row blocks
-    on gvae's threads (5 ns per element on one core)."""
+    ``dlogits`` (M, N) unless it has zero rows. Softplus and sigmoid in the logits' precision
+    (:mod:`vecmath_cpu`), row sums in float64, vectorised; row blocks on gvae's threads."""
     m = logits.shape[0]
     out = np.empty(m, dtype=logits.dtype)
     grad = dlogits.shape[0] == m

@@ -1,0 +1,69 @@
+"""The vectorisable transcendentals of gvae/kernels/vecmath_cpu.py against float64 NumPy, in units in the
+last place of the argument's precision: float32 arguments take the float32 implementations, float64 the
+float64 ones (one name, chosen by type when a kernel compiles), and outside Numba the plain-Python forms."""
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from gvae.kernels.vecmath_cpu import exp_nonpos, expm1_nonpos, softplus_and_sigmoid
+
+
+@numba.njit
+def _apply(x, out):
+    for i in range(x.size):
+        out[0, i] = exp_nonpos(x[i])
+        out[1, i] = expm1_nonpos(x[i])
+        sp, sig = softplus_and_sigmoid(x[i])
+        out[2, i] = sp
+        out[3, i] = sig
+
+
+def _references(x):
+    x = x.astype(np.float64)
+    neg = np.minimum(x, 0.0)
+    return np.stack([np.exp(neg), np.expm1(neg), np.logaddexp(0.0, x), 1.0 / (1.0 + np.exp(-x))])
+
+
+def _arguments(dtype):
+    rng = np.random.default_rng(0)
+    mags = np.concatenate([np.logspace(-30, 1.94, 20000), rng.uniform(0.0, 87.0, 20000), [0.0, 0.5, 1.0]])
+    return np.concatenate([-mags, mags]).astype(dtype)
+
+
+# float32: ulps of float32. float64: exp's relative error < 2e-13 (about 1000 ulps), and expm1's near
+# x = -0.01, where it switches from its Taylor polynomial to exp(x) - 1, 2e-13 / |e^x - 1| < 3e-11.
+ULPS = {np.float32: (3.0, 3.0, 3.0, 3.0), np.float64: (2000.0, 3e-11 / 2.2e-16, 2000.0, 2000.0)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_against_numpy_in_ulps(dtype):
+    x = _arguments(dtype)
+    out = np.empty((4, x.size), dtype)
+    _apply(x, out)
+    ref = _references(x)
+    spacing = np.spacing(np.abs(ref).astype(dtype)).astype(np.float64)
+    floor = np.finfo(dtype).tiny  # e^x below the smallest normal number: absolute error only
+    err = np.abs(out.astype(np.float64) - ref) / np.maximum(spacing, np.spacing(dtype(floor)))
+    assert np.all(np.isfinite(out))
+    worst = err.max(axis=1)
+    assert np.all(worst <= ULPS[dtype]), dict(zip(("exp", "expm1", "softplus", "sigmoid"), worst))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_edges(dtype):
+    x = np.array([0.0, -0.0, -1e-30, -87.5, -1e4, 1e4, np.inf, -np.inf], dtype)
+    out = np.empty((4, x.size), dtype)
+    _apply(x, out)
+    assert out[0, 0] == 1.0 and out[1, 0] == 0.0 and out[1, 2] == dtype(-1e-30)
+    assert out[0, 4] < 1e-37 and out[1, 4] == -1.0 and out[3, 4] < 1e-37
+    assert out[2, 5] == dtype(1e4) and out[3, 5] == 1.0 and out[2, 4] < 1e-37
+    assert out[2, 6] == np.inf and out[3, 6] == 1.0 and out[3, 7] < 1e-37
+
+
+def test_the_python_forms():
+    assert exp_nonpos(-1.0) == math.exp(-1.0) and exp_nonpos(2.0) == 1.0
+    assert expm1_nonpos(-1e-3) == math.expm1(-1e-3) and expm1_nonpos(1.0) == 0.0
+    sp, sig = softplus_and_sigmoid(-3.0)
+    assert sp == pytest.approx(math.log1p(math.exp(-3.0)), rel=1e-15) and sig == pytest.approx(1 / (1 + math.exp(3.0)))
