@@ -28,10 +28,15 @@ def thread_count(argv):
 
 def set_threads(n):
     """Use n threads for the BLAS, OpenMP and Numba: the environment variables they read when they load,
-    and Numba's run-time setting if it is loaded already (as when ``main`` is called from Python)."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(n)
+    and Numba's run-time setting if it is loaded already (as when ``main`` is called from Python).
+
+    A loaded Numba keeps its NUMBA_NUM_THREADS variable as it is: Numba reads it again at every
+    compilation and refuses any new value once its threads have started, so a changed variable would
+    break every later compilation in the calling process."""
     numba = sys.modules.get("numba")
+    for name in THREAD_VARIABLES:
+        if not (numba is not None and name == "NUMBA_NUM_THREADS"):
+            os.environ[name] = str(n)
     if numba is not None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 

@@ -1,5 +1,6 @@
 """The command line on a tiny generated data file."""
 import json
+import os
 import subprocess
 import sys
 
@@ -145,3 +146,30 @@ def test_plot_command(tmp_path, data_file):
                  "--hidden", "8", "--posterior", "chain", "--out", str(out), "--quiet"]) == 0
     assert main(["plot", str(out), "--data", str(data_file)]) == 0
     assert {"curves.png", "samples.png", "manifold.png", "correlation.png"} <= {p.name for p in out.glob("*.png")}
+
+
+def test_threads_from_python_leave_later_numba_compilations_working(tmp_path):
+    """``main([..., "--threads", "1"])`` called from a Python process whose Numba threads have started
+    (a notebook, this test suite) must not leave a NUMBA_NUM_THREADS behind that Numba then refuses at
+    every later compilation ("Cannot set NUMBA_NUM_THREADS ... once the threads have been launched")."""
+    script = (
+        "import numba, numpy as np\n"
+        "from gvae.cli import set_threads\n"
+        "@numba.njit(parallel=True)\n"
+        "def total(x):\n"
+        "    s = 0.0\n"
+        "    for i in numba.prange(x.size):\n"
+        "        s += x[i]\n"
+        "    return s\n"
+        "assert total(np.ones(64)) == 64.0\n"
+        "set_threads(1)\n"
+        "assert numba.get_num_threads() == 1\n"
+        "@numba.njit\n"
+        "def later(v):\n"
+        "    return v + 1.0\n"
+        "assert later(1.0) == 2.0\n"
+    )
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
