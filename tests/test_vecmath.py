@@ -2,6 +2,7 @@
 last place of the argument's precision: float32 arguments take the float32 implementations, float64 the
 float64 ones (one name, chosen by type when a kernel compiles), and outside Numba the plain-Python forms."""
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -67,3 +68,25 @@ def test_the_python_forms():
     assert expm1_nonpos(-1e-3) == math.expm1(-1e-3) and expm1_nonpos(1.0) == 0.0
     sp, sig = softplus_and_sigmoid(-3.0)
     assert sp == pytest.approx(math.log1p(math.exp(-3.0)), rel=1e-15) and sig == pytest.approx(1 / (1 + math.exp(3.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_that_call_them_twice_compile_without_numba_warnings(dtype):
+    """The helpers are inlined into every call site (the Bernoulli kernel has two); Numba's IR inliner
+    warned (NumbaIRAssumptionWarning, 32 of them on a first ``gvae train``) when an inlined body held a
+    conditional expression or a loop. A fresh function, so that it compiles here, not from the cache."""
+    def twice(x, out, first):
+        for i in range(x.size):
+            if first:
+                sp, sig = softplus_and_sigmoid(x[i])
+                out[0, i] = sp + exp_nonpos(x[i])
+                out[1, i] = sig + expm1_nonpos(x[i])
+            else:
+                out[0, i] = softplus_and_sigmoid(x[i])[0] + exp_nonpos(x[i])
+                out[1, i] = expm1_nonpos(x[i])
+    x = np.linspace(-30.0, 30.0, 61).astype(dtype)
+    out = np.empty((2, x.size), dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", numba.core.errors.NumbaIRAssumptionWarning)
+        numba.njit(twice)(x, out, True)
+    np.testing.assert_allclose(out[0], np.logaddexp(0.0, x) + np.exp(np.minimum(x, 0.0)), rtol=1e-5)

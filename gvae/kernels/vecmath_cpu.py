@@ -53,9 +53,15 @@ def _inline(fun):
     return jit(inline="always", error_model="numpy", fastmath=FMA)(fun)
 
 
+def _callee(fun):
+    """Compiled as a function of its own, which LLVM may inline: for helpers with loops, which Numba's
+    IR inliner (``_inline``) warns about (NumbaIRAssumptionWarning on the loop's phi nodes)."""
+    return jit(error_model="numpy", fastmath=FMA)(fun)
+
+
 # float64 ------------------------------------------------------------------------------------------
 
-@_inline
+@_callee
 def _exp_nonpos64(x):
     t = max(x, -88.0) * (1.0 / 256.0)
     p = _INV_FACT[12]
@@ -70,10 +76,11 @@ def _exp_nonpos64(x):
 def _expm1_nonpos64(x):
     x = min(x, 0.0)
     taylor = x * (1.0 + x * (0.5 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x * (1 / 720))))))
-    return taylor if x > -0.01 else _exp_nonpos64(x) - 1.0
+    near = np.float64(x > -0.01)  # a 0/1 select, exact, without a branch (see _reduce32)
+    return near * taylor + (1.0 - near) * (_exp_nonpos64(x) - 1.0)
 
 
-@_inline
+@_callee
 def _log1p_unit64(e):
     s = e / (2.0 + e)
     s2 = s * s
@@ -92,14 +99,23 @@ def _reduce32(x):
     n = np.floor(x * _LOG2E32 + _f32(0.5))
     r = (x - n * _LN2_HI32) - n * _LN2_LO32
     k = np.int32(-n)
-    s = _f32(1.0)
-    s *= _f32(2.0 ** -1) if k & 1 else _f32(1.0)
-    s *= _f32(2.0 ** -2) if k & 2 else _f32(1.0)
-    s *= _f32(2.0 ** -4) if k & 4 else _f32(1.0)
-    s *= _f32(2.0 ** -8) if k & 8 else _f32(1.0)
-    s *= _f32(2.0 ** -16) if k & 16 else _f32(1.0)
-    s *= _f32(2.0 ** -32) if k & 32 else _f32(1.0)
-    s *= _f32(2.0 ** -64) if k & 64 else _f32(1.0)
+    # 2^n = 2^-k as the product of 2^(-2^j) over the set bits j of k: each factor b * 2^(-2^j) + (1 - b)
+    # with b in {0, 1} is exact, and arithmetic, not a branch (a conditional expression here leaves
+    # phi nodes that Numba's inliner warns about: NumbaIRAssumptionWarning; so does a loop).
+    one, b = _f32(1.0), _f32(k & 1)
+    s = b * _f32(2.0 ** -1) + (one - b)
+    b = _f32((k >> 1) & 1)
+    s *= b * _f32(2.0 ** -2) + (one - b)
+    b = _f32((k >> 2) & 1)
+    s *= b * _f32(2.0 ** -4) + (one - b)
+    b = _f32((k >> 3) & 1)
+    s *= b * _f32(2.0 ** -8) + (one - b)
+    b = _f32((k >> 4) & 1)
+    s *= b * _f32(2.0 ** -16) + (one - b)
+    b = _f32((k >> 5) & 1)
+    s *= b * _f32(2.0 ** -32) + (one - b)
+    b = _f32((k >> 6) & 1)
+    s *= b * _f32(2.0 ** -64) + (one - b)
     return r, s
 
 
@@ -184,12 +200,14 @@ def _softplus_and_sigmoid_typed(x):
         def f32(x):
             e = _exp_nonpos32(-abs(x))
             inv = _f32(1.0) / (_f32(1.0) + e)
-            return max(x, _f32(0.0)) + _log1p_unit32(e), inv if x >= 0 else e * inv
+            up = _f32(x >= 0)  # sigmoid: inv for x >= 0, e * inv below; a 0/1 select (see _reduce32)
+            return max(x, _f32(0.0)) + _log1p_unit32(e), inv * (up + (_f32(1.0) - up) * e)
         return f32
 
     def f64(x):
         x = np.float64(x)
         e = _exp_nonpos64(-abs(x))
         inv = 1.0 / (1.0 + e)
-        return max(x, 0.0) + _log1p_unit64(e), inv if x >= 0 else e * inv
+        up = np.float64(x >= 0)
+        return max(x, 0.0) + _log1p_unit64(e), inv * (up + (1.0 - up) * e)
     return f64
