@@ -1,10 +1,10 @@
 """The GGM paper's MNIST table from a finished (or partly finished) ``gvae sweep examples/ggm_sweep.toml``,
 beside the paper's numbers: writes ``ggm_table.json``, ``ggm_table.md`` and ``ggm_curves.png``.
 
-    python examples/ggm_results.py /work/runs/ggm --out docs/results
+    python examples/ggm_results.py runs/ggm --out docs/results
 
 The paper (Malago & Peste, "Variational Autoencoders Endowed with Richer but Still Computationally
-Efficient Statistical Models", seed 000) reports one number per family: the test ELBO and log p(x) of
+Efficient Statistical Models") reports one number per family: the test ELBO and log p(x) of
 stochastically binarised MNIST, latent 16, two hidden ELU layers. Each family's row here is the mean and
 sample standard deviation over the sweep's seeds; a structured family is compared with the diagonal one
 by the difference of the means and its standard error sqrt(s1^2/n1 + s2^2/n2). Runs without a current
@@ -14,8 +14,8 @@ evaluation are listed, never dropped silently, and the JSON says whether the tab
 (20 MB a run), into DIR: kilobytes to commit, from which the table is made again, and a sweep folder
 that a later sweep goes on from, training only the runs it lacks (docs/ggm_reproduction.md)::
 
-    python examples/ggm_results.py /work/runs/ggm --out docs/results --archive docs/results/ggm_runs
-    cp -r docs/results/ggm_runs /work/runs/ggm && gvae sweep examples/ggm_sweep.toml --out /work/runs/ggm
+    python examples/ggm_results.py runs/ggm --out docs/results --archive docs/results/ggm_runs
+    cp -r docs/results/ggm_runs runs/ggm && gvae sweep examples/ggm_sweep.toml --out runs/ggm
 """
 import argparse
 import math

@@ -34,9 +34,8 @@ def set_threads(n):
     compilation and refuses any new value once its threads have started, so a changed variable would
     break every later compilation in the calling process."""
     numba = sys.modules.get("numba")
-    for name in THREAD_VARIABLES:
-        if not (numba is not None and name == "NUMBA_NUM_THREADS"):
-            os.environ[name] = str(n)
+    for name in THREAD_VARIABLES if numba is None else set(THREAD_VARIABLES) - {"NUMBA_NUM_THREADS"}:
+        os.environ[name] = str(n)
     if numba is not None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 

@@ -383,6 +383,10 @@ def test_a_finished_run_kept_without_its_checkpoint_is_finished(tmp_path, capsys
     assert "--resume" in jobs[0].train
     assert main(list(jobs[0].train)) == 2
     assert "there is no run to resume" in capsys.readouterr().err
+    # Without its checkpoint the run's config.json is its configuration: a damaged one is named.
+    (done.folder / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json: the run has no checkpoint, and its configuration"):
+        plan(sweep)
 
 
 def test_a_run_stopped_early_is_finished_for_its_patience(tmp_path):

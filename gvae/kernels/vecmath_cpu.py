@@ -39,127 +39,85 @@ from .jit import jit
 # one FMA (more accurate, not less; CUDA's nvcc does the same by default).
 FMA = {"contract"}
 
-_INV_FACT = np.array([1.0 / math.factorial(k) for k in range(13)])
-_INV_ODD = np.array([1.0 / (2 * k + 1) for k in range(16)])
 _f32 = np.float32
-_INV_FACT32 = tuple(_f32(1.0 / math.factorial(k)) for k in range(9))
-_INV_ODD32 = tuple(_f32(1.0 / (2 * k + 1)) for k in range(8))
+_INV_FACT64 = tuple(1.0 / math.factorial(k) for k in range(13))
+_INV_ODD64 = tuple(1.0 / (2 * k + 1) for k in range(16))
+_INV_FACT32 = tuple(_f32(c) for c in _INV_FACT64[:9])
+_INV_ODD32 = tuple(_f32(c) for c in _INV_ODD64[:8])
 _LOG2E32 = _f32(1.4426950408889634)
 _LN2_HI32 = _f32(0.693359375)  # 355/512: n * _LN2_HI32 is exact for |n| < 2^15
 _LN2_LO32 = _f32(math.log(2.0) - 0.693359375)
+_POW2_NEG32 = tuple(_f32(2.0 ** -(1 << j)) for j in range(7))  # 2^-1, 2^-2, 2^-4, ..., 2^-64
+
+# Every helper is a function of its own, which LLVM inlines into the kernel's loop and unrolls (the same
+# speed as Numba's IR inlining, measured); Numba's IR inliner warned (NumbaIRAssumptionWarning) on the
+# phi nodes of a helper's loops and conditional expressions. So selections below are 0/1 arithmetic.
+_helper = jit(error_model="numpy", fastmath=FMA)
 
 
-def _inline(fun):
-    return jit(inline="always", error_model="numpy", fastmath=FMA)(fun)
+@_helper
+def _horner(c, t):
+    """sum_k c[k] t^k, in the dtype of c and t."""
+    p = c[len(c) - 1]
+    for k in range(len(c) - 2, -1, -1):
+        p = c[k] + t * p
+    return p
 
 
-def _callee(fun):
-    """Compiled as a function of its own, which LLVM may inline: for helpers with loops, which Numba's
-    IR inliner (``_inline``) warns about (NumbaIRAssumptionWarning on the loop's phi nodes)."""
-    return jit(error_model="numpy", fastmath=FMA)(fun)
+@_helper
+def _log1p_unit(e, odd):
+    """log(1 + e) for e in [0, 1] as 2 atanh(s), s = e / (2 + e) <= 1/3, by the odd series of
+    ``odd`` = (1, 1/3, 1/5, ...) in e's dtype."""
+    two = odd[0] + odd[0]
+    s = e / (two + e)
+    return two * s * _horner(odd, s * s)
 
 
 # float64 ------------------------------------------------------------------------------------------
 
-@_callee
+@_helper
 def _exp_nonpos64(x):
-    t = max(x, -88.0) * (1.0 / 256.0)
-    p = _INV_FACT[12]
-    for k in range(11, -1, -1):
-        p = _INV_FACT[k] + t * p
+    p = _horner(_INV_FACT64, max(x, -88.0) * (1.0 / 256.0))
     for _ in range(8):
         p = p * p
     return p
 
 
-@_inline
+@_helper
 def _expm1_nonpos64(x):
     x = min(x, 0.0)
-    taylor = x * (1.0 + x * (0.5 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x * (1 / 720))))))
-    near = np.float64(x > -0.01)  # a 0/1 select, exact, without a branch (see _reduce32)
-    return near * taylor + (1.0 - near) * (_exp_nonpos64(x) - 1.0)
-
-
-@_callee
-def _log1p_unit64(e):
-    s = e / (2.0 + e)
-    s2 = s * s
-    acc = _INV_ODD[15]
-    for k in range(14, -1, -1):
-        acc = _INV_ODD[k] + s2 * acc
-    return 2.0 * s * acc
+    near = np.float64(x > -0.01)  # the Taylor polynomial where e^x - 1 cancels
+    return near * x * _horner(_INV_FACT64[1:7], x) + (1.0 - near) * (_exp_nonpos64(x) - 1.0)
 
 
 # float32 ------------------------------------------------------------------------------------------
 
-@_inline
+@_helper
 def _reduce32(x):
     """(r, 2^n) with x = n ln 2 + r, |r| <= 0.35, for x in [-87.3, 0] (clamped to it)."""
     x = max(min(x, _f32(0.0)), _f32(-87.3))
     n = np.floor(x * _LOG2E32 + _f32(0.5))
     r = (x - n * _LN2_HI32) - n * _LN2_LO32
     k = np.int32(-n)
-    # 2^n = 2^-k as the product of 2^(-2^j) over the set bits j of k: each factor b * 2^(-2^j) + (1 - b)
-    # with b in {0, 1} is exact, and arithmetic, not a branch (a conditional expression here leaves
-    # phi nodes that Numba's inliner warns about: NumbaIRAssumptionWarning; so does a loop).
-    one, b = _f32(1.0), _f32(k & 1)
-    s = b * _f32(2.0 ** -1) + (one - b)
-    b = _f32((k >> 1) & 1)
-    s *= b * _f32(2.0 ** -2) + (one - b)
-    b = _f32((k >> 2) & 1)
-    s *= b * _f32(2.0 ** -4) + (one - b)
-    b = _f32((k >> 3) & 1)
-    s *= b * _f32(2.0 ** -8) + (one - b)
-    b = _f32((k >> 4) & 1)
-    s *= b * _f32(2.0 ** -16) + (one - b)
-    b = _f32((k >> 5) & 1)
-    s *= b * _f32(2.0 ** -32) + (one - b)
-    b = _f32((k >> 6) & 1)
-    s *= b * _f32(2.0 ** -64) + (one - b)
+    # 2^n = 2^-k, the product of 2^(-2^j) over the set bits j of k; each factor b 2^(-2^j) + (1 - b),
+    # b in {0, 1}, is exact.
+    s = _f32(1.0)
+    for j in range(7):
+        b = _f32((k >> j) & 1)
+        s *= b * _POW2_NEG32[j] + (_f32(1.0) - b)
     return r, s
 
 
-@_inline
-def _em1_small32(r):
-    """e^r - 1 for |r| <= 0.35."""
-    c = _INV_FACT32
-    p = c[8]
-    p = c[7] + r * p
-    p = c[6] + r * p
-    p = c[5] + r * p
-    p = c[4] + r * p
-    p = c[3] + r * p
-    p = c[2] + r * p
-    p = c[1] + r * p
-    return r * p
-
-
-@_inline
+@_helper
 def _expm1_nonpos32(x):
     r, s = _reduce32(x)
-    return s * _em1_small32(r) + (s - _f32(1.0))
+    return s * (r * _horner(_INV_FACT32[1:], r)) + (s - _f32(1.0))
 
 
-@_inline
+@_helper
 def _exp_nonpos32(x):
     r, s = _reduce32(x)
-    return s * _em1_small32(r) + s
-
-
-@_inline
-def _log1p_unit32(e):
-    c = _INV_ODD32
-    s = e / (_f32(2.0) + e)
-    s2 = s * s
-    acc = c[7]
-    acc = c[6] + s2 * acc
-    acc = c[5] + s2 * acc
-    acc = c[4] + s2 * acc
-    acc = c[3] + s2 * acc
-    acc = c[2] + s2 * acc
-    acc = c[1] + s2 * acc
-    acc = c[0] + s2 * acc
-    return _f32(2.0) * s * acc
+    return s * (r * _horner(_INV_FACT32[1:], r)) + s
 
 
 # The public names: plain Python outside Numba, the implementation of the argument's type inside it.
@@ -200,8 +158,8 @@ def _softplus_and_sigmoid_typed(x):
         def f32(x):
             e = _exp_nonpos32(-abs(x))
             inv = _f32(1.0) / (_f32(1.0) + e)
-            up = _f32(x >= 0)  # sigmoid: inv for x >= 0, e * inv below; a 0/1 select (see _reduce32)
-            return max(x, _f32(0.0)) + _log1p_unit32(e), inv * (up + (_f32(1.0) - up) * e)
+            up = _f32(x >= 0)  # sigmoid: inv for x >= 0, e * inv below; a 0/1 select
+            return max(x, _f32(0.0)) + _log1p_unit(e, _INV_ODD32), inv * (up + (_f32(1.0) - up) * e)
         return f32
 
     def f64(x):
@@ -209,5 +167,5 @@ def _softplus_and_sigmoid_typed(x):
         e = _exp_nonpos64(-abs(x))
         inv = 1.0 / (1.0 + e)
         up = np.float64(x >= 0)
-        return max(x, 0.0) + _log1p_unit64(e), inv * (up + (1.0 - up) * e)
+        return max(x, 0.0) + _log1p_unit(e, _INV_ODD64), inv * (up + (1.0 - up) * e)
     return f64

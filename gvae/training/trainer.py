@@ -88,7 +88,11 @@ def resume_conflicts(out, given):
         _, meta = checkpoint.load(path)
     else:  # a finished run kept without its checkpoint (gvae.sweep.state.training): its config.json
         path = path.with_name("config.json")
-        meta = {"config": json.loads(path.read_text())}
+        try:
+            meta = {"config": json.loads(path.read_text())}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: the run has no checkpoint, and its configuration cannot be read "
+                             f"({e})") from None
     run = config_of(path, meta)
     try:
         asked = dataclasses.replace(run, **given)
