@@ -87,7 +87,8 @@ def build_parser(unset=None):
                        "--" + name.replace("_", "-") for name in RESUMABLE) + " may change")
     t.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
 
-    e = sub.add_parser("eval", help="test ELBO, IWAE bounds and importance-sampled log p(x) of a run",
+    e = sub.add_parser("eval", help="test ELBO, IWAE bounds and importance-sampled log p(x) of a run (an "
+                       "interrupted evaluation goes on where it stopped)",
                        formatter_class=defaults)
     e.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
     e.add_argument("--threads", **threads)
@@ -188,29 +189,41 @@ def cmd_train(args, argv):
 
 
 def cmd_eval(args):
-    import resource
-
-    from .io.mnist import load_mnist
-    from .io.files import atomic_path, write_json
-    from .training.evaluate import evaluate
-    from .training.runs import bits_per_dim, fixed_eval_sets, load_model
+    from .training import rundir
+    from .training.runs import load_model
 
     per_example = _per_example_path(args.per_example)  # checked before any work, not after eval.json
     model, params, config = load_model(args.run, args.params, args.device)
+    run = Path(args.run)
+    with rundir.folder_lock(run, rundir.EVAL_LOCK_NAME, "run folder's evaluation", "wait for it to finish"):
+        return _evaluate_run(args, run, model, params, config, per_example)
+
+
+def _evaluate_run(args, run, model, params, config, per_example):
+    """gvae eval's work, under the run folder's evaluation lock."""
+    import resource
+
+    from .io.files import atomic_path, remove_stale_temporaries, write_json
+    from .io.mnist import load_mnist
+    from .training.evaluate import evaluate
+    from .training.runs import bits_per_dim, fixed_eval_sets
+
     test_x = fixed_eval_sets(load_mnist(args.data), model)[1]
     if args.limit is not None:
         test_x = test_x[:args.limit]
     test_x = to_device(test_x, args.device)
+    # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
+    partial = run / f"eval_k{args.iw_samples}.partial.npz"
+    remove_stale_temporaries(run, partial.name)
     per, means, seconds = evaluate(model, params, test_x, args.iw_samples, seed=args.seed,
                                    batch_size=args.batch_size, memory_mb=args.memory_mb,
-                                   progress=not args.quiet, kl=config.kl)
+                                   progress=not args.quiet, kl=config.kl, partial=partial)
     result = {"test_elbo": means["elbo"], "test_log_likelihood": means["log_likelihood"],
               "iw_samples": args.iw_samples, "n_test": len(test_x), "params": args.params, "seconds": seconds,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               **{f"test_{k}": v for k, v in means.items() if k.startswith("iwae_")}}
     result.update(bits_per_dim(model, {"test_elbo": result["test_elbo"],
                                        "test_log_likelihood": result["test_log_likelihood"]}))
-    run = Path(args.run)
     previous = run / "eval.json"
     if previous.is_file():  # an evaluation by an older gvae, with another K, is kept under its own name
         try:
@@ -231,6 +244,7 @@ def cmd_eval(args):
                 keys = sorted(per)
                 np.savetxt(tmp, np.column_stack([per[k] for k in keys]), delimiter=",",
                            header=",".join(keys), comments="", fmt="%.6f")
+    partial.unlink(missing_ok=True)  # the result is stored: the progress is no longer needed
     if not args.quiet:
         bounds = "  ".join(f"L_{k} {result[f'test_iwae_{k}']:.3f}" for k in (1, 5, 50) if f"test_iwae_{k}" in result)
         print(f"test ELBO {result['test_elbo']:.3f}  {bounds + '  ' if bounds else ''}log p(x) ~ "
@@ -384,6 +398,8 @@ def _run(args, argv):
         hint = ""
         if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
             hint = f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
+        elif args.command == "eval" and any(Path(args.run).glob("eval_k*.partial.npz")):
+            hint = "; the same gvae eval command goes on from the images it finished"
         elif args.command == "sweep":
             hint = "; the same gvae sweep command goes on from where the sweep stopped"
         terminated = isinstance(e, Terminated)

@@ -93,7 +93,7 @@ def test_importance_sampling_converges_to_the_exact_log_likelihood():
     model, params, x, exact = factor_analysis()
     errors = []
     for k in (1, 10, 100, 2000):
-        est = importance_sampling(model, params, x, k, np.random.default_rng(k), progress=False)
+        est = importance_sampling(model, params, x, k, k, progress=False)
         errors.append(np.mean(np.abs(est["log_likelihood"] - exact)))
     assert errors[-1] < 0.02, errors
     assert errors[3] < errors[2] < errors[1] < errors[0], errors
@@ -103,7 +103,7 @@ def test_importance_sampling_converges_to_the_exact_log_likelihood():
 
 def test_bounds_increase_with_k():
     model, params, x, exact = factor_analysis(seed=3, points=60)
-    est = importance_sampling(model, params, x, 500, np.random.default_rng(0), ks=(1, 5, 50), progress=False)
+    est = importance_sampling(model, params, x, 500, 0, ks=(1, 5, 50), progress=False)
     l1, l5, l50, lk = (np.mean(est[key]) for key in ("iwae_1", "iwae_5", "iwae_50", "log_likelihood"))
     # each gap exceeds the Monte Carlo noise of these means (~0.01 nats here) by far
     assert l1 + 0.02 < l5 < l50 + 0.01 and l50 <= lk + 0.01 and lk <= np.mean(exact) + 0.05
@@ -114,3 +114,56 @@ def test_memory_bound_chunks_the_samples():
     model = VAE(784, 16, [500, 500], "elu")
     c = sample_chunk(model, 100, 64 * 2 ** 20)
     assert 1 <= c and 3 * 100 * (500 + 500 + 784 + 64) * 4 * c <= 64 * 2 ** 20
+
+
+def test_importance_sampling_goes_on_after_any_batch_to_the_same_result():
+    model, params, x, _ = factor_analysis(seed=5, points=23)
+    settings = dict(ks=(1, 5), batch_size=5, progress=False)
+    seen = []
+    full = importance_sampling(model, params, x, 40, 7, **settings,
+                               on_batch=lambda rows, out: seen.append((rows, {k: v.copy() for k, v in out.items()})))
+    assert [rows for rows, _ in seen] == [5, 10, 15, 20, 23]
+    for rows, arrays in seen:
+        rest = importance_sampling(model, params, x, 40, 7, **settings, resume_from=(rows, arrays))
+        for key in full:
+            np.testing.assert_array_equal(rest[key], full[key])
+    with pytest.raises(ValueError, match="multiple of 5"):
+        importance_sampling(model, params, x, 40, 7, **settings, resume_from=(3, seen[0][1]))
+    with pytest.raises(ValueError, match="iwae_5"):
+        importance_sampling(model, params, x, 40, 7, **settings, resume_from=(5, {"log_likelihood": full["log_likelihood"]}))
+
+
+def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monkeypatch):
+    import gvae.training.evaluate as ev
+    model, params, x, _ = factor_analysis(seed=6, points=30)
+    settings = dict(ks=(1, 5), seed=3, batch_size=5, progress=False)
+    full, means, _ = ev.evaluate(model, params, x, 20, **settings)
+    path = tmp_path / "progress.npz"
+    real, calls = ev.log_weights, []
+
+    def counted(*args, interrupt_at=None):  # one call per batch here (20 samples fit one pass)
+        calls.append(1)
+        if len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(ev, "log_weights", lambda *a: counted(*a, interrupt_at=4))
+    with pytest.raises(KeyboardInterrupt):
+        ev.evaluate(model, params, x, 20, **settings, partial=path, save_seconds=1e9)  # saved at the interrupt
+    with np.load(path) as f:
+        assert int(f["rows"]) == 15 and f["result_log_likelihood"].shape == (15,)
+    calls.clear()
+    monkeypatch.setattr(ev, "log_weights", counted)
+    per, again, _ = ev.evaluate(model, params, x, 20, **settings, partial=path)
+    assert len(calls) == 3  # only the three batches not done before
+    assert again == means
+    for key in full:
+        np.testing.assert_array_equal(per[key], full[key])
+    # Progress of other settings, or a damaged file, is not used: the evaluation starts over.
+    for other in (dict(settings, seed=4), settings):
+        if other is settings:
+            path.write_bytes(b"not an npz")
+        calls.clear()
+        _, result, _ = ev.evaluate(model, params, x, 20, **other, partial=path)
+        assert len(calls) == 6
+        assert (result == means) == (other is settings)

@@ -265,3 +265,48 @@ def test_an_evaluation_with_another_k_does_not_replace_the_first(tmp_path, data_
     assert json.loads((out / "eval_k4.json").read_text())["iw_samples"] == 4
     assert json.loads((out / "eval_k2.json").read_text())["iw_samples"] == 2
     assert json.loads((out / "eval.json").read_text())["iw_samples"] == 2
+
+
+def test_an_evaluation_stopped_by_sigterm_goes_on_where_it_stopped(tmp_path, data_file, capsys, monkeypatch):
+    import gvae.training.evaluate as ev
+    from gvae.commands import Terminated
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    argv = ["eval", str(out), "--data", str(data_file), "--iw-samples", "20", "--batch-size", "10", "--quiet"]
+    assert main(argv) == 0
+    whole = json.loads((out / "eval.json").read_text())
+    real, calls = ev.log_weights, []
+
+    def stopped_in_the_third_batch(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Terminated
+        return real(*args)
+
+    monkeypatch.setattr(ev, "SAVE_SECONDS", 0.0)
+    monkeypatch.setattr(ev, "log_weights", stopped_in_the_third_batch)
+    (out / "eval.json").unlink()
+    capsys.readouterr()
+    assert main(argv) == 143
+    assert lines(capsys)[-1] == "gvae: stopped by SIGTERM; the same gvae eval command goes on from the images it finished"
+    assert (out / "eval_k20.partial.npz").is_file() and not (out / "eval.json").exists()
+    monkeypatch.setattr(ev, "log_weights", real)
+    assert main(argv) == 0
+    resumed = json.loads((out / "eval.json").read_text())
+    assert {k: v for k, v in resumed.items() if k not in ("seconds", "peak_rss_mb")} == \
+        {k: v for k, v in whole.items() if k not in ("seconds", "peak_rss_mb")}
+    assert not list(out.glob("*partial*")) and not list(out.glob(".*.tmp*"))
+
+
+def test_a_run_folder_has_one_evaluation_at_a_time(tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    argv = ["eval", str(out), "--data", str(data_file), "--iw-samples", "2", "--quiet"]
+    with rundir.folder_lock(out, rundir.EVAL_LOCK_NAME):  # another gvae eval of the run
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = lines(capsys)
+        assert len(err) == 1 and "being written by another gvae process" in err[0] and "wait for it to finish" in err[0]
+        with rundir.writer(out, resume=True):  # its training may go on beside an evaluation
+            pass
+    assert main(argv) == 0

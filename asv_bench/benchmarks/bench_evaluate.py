@@ -46,7 +46,7 @@ class ImportanceSampling(Benchmark):
             raise RuntimeError("evaluation gave a non-finite log-likelihood")
 
     def _sample(self, n_samples):
-        out = importance_sampling(self.model, self.params, self.x, n_samples, np.random.default_rng(1), ks=KS,
+        out = importance_sampling(self.model, self.params, self.x, n_samples, 1, ks=KS,
                                   progress=False)
         if not np.isfinite(out["log_likelihood"]).all():
             raise RuntimeError("importance sampling gave a non-finite log-likelihood")

@@ -26,13 +26,14 @@ def atomic_path(path, suffix=""):
             os.unlink(tmp)
 
 
-def remove_stale_temporaries(folder):
+def remove_stale_temporaries(folder, name="*"):
     """Delete the temporary files that :func:`atomic_path` left in ``folder`` when its process was killed
-    mid-write (``.NAME.*.tmp*``); returns their names. Call it only while no other process writes there."""
+    mid-write (``.NAME.*.tmp*``; only those of the file ``name`` when given); returns their names. Call it
+    only while no other process writes there (that file, when ``name`` is given)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = sorted(p for p in folder.glob(".*.tmp*") if p.is_file())
+    stale = sorted(p for p in folder.glob(f".{name}.*.tmp*") if p.is_file())
     for p in stale:
         p.unlink()
     return [p.name for p in stale]

@@ -18,8 +18,9 @@ RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "summary.json")
 # What gvae eval, sample, plot and analyze write from a run: replaced with it, so none describes another run.
 DERIVED = ("eval.json", "eval_k*.json", "decoder_means.png", "decoder_samples.png", "curves.png",
            "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png",
-           "analysis.json", "gaps.png", "unit_activity.png")
+           "analysis.json", "gaps.png", "unit_activity.png", "eval_k*.partial.npz")
 LOCK_NAME = ".gvae.lock"
+EVAL_LOCK_NAME = ".gvae-eval.lock"  # one gvae eval at a time per run folder (beside its training)
 
 
 class RunFolderError(ValueError):
@@ -58,9 +59,10 @@ def check(out, resume=False, overwrite=False):
 
 
 @contextmanager
-def folder_lock(path, lock_name=LOCK_NAME, what="run folder"):
+def folder_lock(path, lock_name=LOCK_NAME, what="run folder", advice="wait for it or choose another --out"):
     """Hold an exclusive lock on ``path / lock_name`` (made with its folder if need be) for the body, or
-    raise RunFolderError naming the process (pid) that holds it. The lock file holds the holder's pid."""
+    raise RunFolderError naming the process (pid) that holds it, and ``advice``. The lock file holds the
+    holder's pid."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -72,8 +74,7 @@ def folder_lock(path, lock_name=LOCK_NAME, what="run folder"):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise RunFolderError(f"{path} is being written by another gvae process (pid {holder}); wait for it "
-                                 "or choose another --out") from None
+            raise RunFolderError(f"{path} is being written by another gvae process (pid {holder}); {advice}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path

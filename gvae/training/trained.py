@@ -92,7 +92,7 @@ class TrainedModel:
         """Importance-sampled log p(x) of each image with k samples (the IWAE bound L_k, nats of the
         data), float64 (N,) on the model's device."""
         obs = self._observed(x, seed)
-        return importance_sampling(self.model, self.params, obs, int(k), generator(self.device, seed + 1), ks=(),
+        return importance_sampling(self.model, self.params, obs, int(k), seed + 1, ks=(),
                                    batch_size=batch_size, progress=False)["log_likelihood"]
 
 
