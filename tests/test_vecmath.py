@@ -90,3 +90,30 @@ def test_kernels_that_call_them_twice_compile_without_numba_warnings(dtype):
         warnings.simplefilter("error", numba.core.errors.NumbaIRAssumptionWarning)
         numba.njit(twice)(x, out, True)
     np.testing.assert_allclose(out[0], np.logaddexp(0.0, x) + np.exp(np.minimum(x, 0.0)), rtol=1e-5)
+
+
+def test_a_changed_helper_drops_the_whole_kernel_cache(tmp_path):
+    # Numba would keep a cached kernel whose helper (inlined from another file) changed: the cache is one unit.
+    from gvae.kernels.jit import drop_stale_cache
+    kernels, band = tmp_path / "kernels", tmp_path / "kernels" / "band"
+    for folder in (kernels, band):
+        (folder / "__pycache__").mkdir(parents=True)
+    (kernels / "vecmath_cpu.py").write_text("A = 1\n")
+    (band / "common_cpu.py").write_text("B = 1\n")
+
+    def cached():
+        for folder in (kernels, band):
+            (folder / "__pycache__" / "k._f-1.py311.nbi").write_text("index")
+            (folder / "__pycache__" / "k._f-1.py311.0.nbc").write_text("code")
+            (folder / "__pycache__" / "k.cpython-311.pyc").write_text("bytecode")
+
+    cached()
+    assert drop_stale_cache((kernels, band)) == 4  # nothing recorded yet: of an unknown version
+    cached()
+    assert drop_stale_cache((kernels, band)) == 0  # unchanged sources keep their kernels
+    for changed in (kernels / "vecmath_cpu.py", band / "common_cpu.py"):
+        changed.write_text(changed.read_text() + "C = 2\n")
+        assert drop_stale_cache((kernels, band)) == 4
+        assert sorted(p.name for p in (kernels / "__pycache__").iterdir() if not p.name.startswith(".")) == \
+            ["gvae-kernels.sha256", "k.cpython-311.pyc"]
+        cached()

@@ -5,9 +5,12 @@ Numba caches compiled kernels in the package's ``__pycache__`` folders, else in 
 decoration itself fail, and ``import gvae`` with it. This module checks once, at import, whether one of
 those places is writable: if so every kernel is cached there, if not the kernels are compiled afresh in
 each process (correct, only slower to start) and one warning says how to give Numba a cache folder.
+The in-tree cache is kept whole: when any kernel source changes, all of it is dropped and compiled again
+(:func:`drop_stale_cache`), since Numba would keep a kernel whose inlined helpers changed in another file.
 gvae sets no environment variable and changes no Numba setting.
 """
 import glob
+import hashlib
 import os
 import tempfile
 import warnings
@@ -17,6 +20,8 @@ from numba import config, njit
 __all__ = ["jit", "CACHING", "cache_is_cold"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+_FOLDERS = (_HERE, os.path.join(_HERE, "band"))  # the kernel folders; each caches in its __pycache__
+_STAMP = "gvae-kernels.sha256"
 
 
 def _writable_dir(path):
@@ -41,11 +46,56 @@ def _caching_possible():
     user-wide cache."""
     if config.CACHE_DIR:
         return _writable_dir(config.CACHE_DIR)
-    in_tree = all(_writable_dir(os.path.join(d, "__pycache__")) for d in (_HERE, os.path.join(_HERE, "band")))
+    in_tree = all(_writable_dir(os.path.join(d, "__pycache__")) for d in _FOLDERS)
     return in_tree or _writable_dir(_user_cache_dir())
 
 
+
+
+def sources_digest(folders=_FOLDERS):
+    """SHA-256 (hex) of the kernels' Python sources: every ``*.py`` of ``folders``, in name order."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted(glob.glob(os.path.join(folder, "*.py"))):
+            digest.update(os.path.basename(path).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def drop_stale_cache(folders=_FOLDERS):
+    """Keep the in-tree cache of ``folders`` one unit: Numba checks a cached kernel against its own file's
+    timestamp only, not against the helpers it inlines from other files (vecmath_cpu, band/common_cpu,
+    ...), so a changed helper would leave the kernels that use it running its old code. When the digest of
+    the sources differs from the one recorded in ``folders[0]/__pycache__`` (or none is recorded), every
+    cached kernel (``*.nbi``, ``*.nbc``) there is removed and the digest recorded; they compile afresh.
+    Returns the number of files removed."""
+    record = os.path.join(folders[0], "__pycache__", _STAMP)
+    digest = sources_digest(folders)
+    try:
+        with open(record) as f:
+            if f.read().strip() == digest:
+                return 0
+    except OSError:
+        pass
+    removed = 0
+    for folder in folders:
+        for path in glob.glob(os.path.join(folder, "__pycache__", "*.nb[ic]")):
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:  # another process removed it first
+                pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(record), prefix=f".{_STAMP}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(digest + "\n")
+    os.replace(tmp, record)
+    return removed
+
+
 CACHING = _caching_possible()
+if CACHING and not config.CACHE_DIR and all(_writable_dir(os.path.join(d, "__pycache__")) for d in _FOLDERS):
+    drop_stale_cache()
 if not CACHING:
     warnings.warn("gvae: Numba cannot cache gvae's compiled kernels (neither the package's __pycache__ "
                   f"nor {_user_cache_dir()} is writable), so they are compiled again in every process; "
@@ -56,7 +106,7 @@ def cache_is_cold():
     """Whether gvae's kernels will be compiled in this process although they could be cached: the
     in-tree cache is writable but holds no index file (``*.nbi``, Numba's documented cache format) for
     the kernels yet, as after a fresh install. Where the cache lives elsewhere this is not known: False."""
-    folders = [os.path.join(d, "__pycache__") for d in (_HERE, os.path.join(_HERE, "band"))]
+    folders = [os.path.join(d, "__pycache__") for d in _FOLDERS]
     if not CACHING or config.CACHE_DIR or not all(_writable_dir(f) for f in folders):
         return False
     return not any(glob.glob(os.path.join(f, "*_cpu.*.nbi")) for f in folders)

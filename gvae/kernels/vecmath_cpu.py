@@ -20,19 +20,21 @@ float32 (training's precision), about 1 ulp:
                                its Taylor polynomial to r^8 (truncation < 2e-10), then
                                e^x - 1 = 2^n (e^r - 1) + (2^n - 1): 2^n is exact, 2^n - 1 too for
                                n >= -24 (below it rounds to -1, as the result does), and no step
-                               cancels (2^n - 1 <= -1/2 when n < 0). 2^n is a product of the selected
-                               powers 2^-1, 2^-2, 2^-4, ... (the bits of -n). Below -17.5, -1.
+                               cancels (2^n - 1 <= -1/2 when n < 0). 2^n is built from its bits
+                               (exponent field n + 127). Below -17.5, -1.
     e^x, x in [-87.3, 0]:      2^n (e^r - 1) + 2^n.
     log1p(e), e in [0, 1]:     2 atanh(s) as above, odd series to s^15 (truncation < 2e-9).
 
 Measured on a Zen 1 core, ELU forward over float32: 12.4 ns per element with the float64 polynomials
-as separate multiplies and adds, 7.1 with FMA contraction (:data:`FMA`), 2.8 in float32.
+as separate multiplies and adds, 7.1 with FMA contraction (:data:`FMA`), 2.8 in float32 (2^n as a
+product of selected powers of two); float32 e^x 3.1 -> 2.0 ns per element with 2^n built from its bits.
 """
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from .jit import jit
 
@@ -48,7 +50,6 @@ _INV_ODD32 = tuple(_f32(c) for c in _INV_ODD64[:8])
 _LOG2E32 = _f32(1.4426950408889634)
 _LN2_HI32 = _f32(0.693359375)  # 355/512: n * _LN2_HI32 is exact for |n| < 2^15
 _LN2_LO32 = _f32(math.log(2.0) - 0.693359375)
-_POW2_NEG32 = tuple(_f32(2.0 ** -(1 << j)) for j in range(7))  # 2^-1, 2^-2, 2^-4, ..., 2^-64
 
 # Every helper is a function of its own, which LLVM inlines into the kernel's loop and unrolls (the same
 # speed as Numba's IR inlining, measured); Numba's IR inliner warned (NumbaIRAssumptionWarning) on the
@@ -93,33 +94,41 @@ def _expm1_nonpos64(x):
 
 # float32 ------------------------------------------------------------------------------------------
 
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose IEEE 754 bit pattern is the low 32 bits of the integer ``bits`` (an LLVM
+    bitcast: free, and it vectorises)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = args[0]
+        if bits.bitwidth > 32:
+            word = builder.trunc(word, ir.IntType(32))
+        return builder.bitcast(word, ir.FloatType())
+    return types.float32(bits), codegen
+
+
 @_helper
-def _reduce32(x, lowest, bits):
-    """(r, 2^n) with x = n ln 2 + r, |r| <= 0.35, for x in [lowest, 0] (clamped to it), where
-    -n < 2^bits."""
+def _reduce32(x, lowest):
+    """(r, 2^n) with x = n ln 2 + r, |r| <= 0.35, for x in [lowest, 0] (clamped to it; lowest >= -87.3)."""
     x = max(min(x, _f32(0.0)), lowest)
     n = np.floor(x * _LOG2E32 + _f32(0.5))
     r = (x - n * _LN2_HI32) - n * _LN2_LO32
-    k = np.int32(-n)
-    # 2^n = 2^-k, the product of 2^(-2^j) over the set bits j of k; each factor b 2^(-2^j) + (1 - b),
-    # b in {0, 1}, is exact.
-    s = _f32(1.0)
-    for j in range(bits):
-        b = _f32((k >> j) & 1)
-        s *= b * _POW2_NEG32[j] + (_f32(1.0) - b)
-    return r, s
+    # 2^n, a normal float32 for n >= -126: biased exponent n + 127, zero mantissa.
+    return r, _f32_from_bits((np.int64(n) + 127) << 23)
 
 
 @_helper
 def _expm1_nonpos32(x):
-    # Below -17.5, e^x < 2^-25: e^x - 1 rounds to -1 in float32, as it does at -17.5; so -n <= 25 < 2^5.
-    r, s = _reduce32(x, _f32(-17.5), 5)
+    # Below -17.5, e^x < 2^-25: e^x - 1 rounds to -1 in float32, as it does at -17.5.
+    r, s = _reduce32(x, _f32(-17.5))
     return s * (r * _horner(_INV_FACT32[1:], r)) + (s - _f32(1.0))
 
 
 @_helper
 def _exp_nonpos32(x):
-    r, s = _reduce32(x, _f32(-87.3), 7)
+    r, s = _reduce32(x, _f32(-87.3))
     return s * (r * _horner(_INV_FACT32[1:], r)) + s
 
 
