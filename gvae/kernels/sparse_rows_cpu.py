@@ -20,6 +20,17 @@ PROBE_ROWS = 8  # of the array in memory order: a dense one is told from them
 
 
 @jit
+def _nonzeros(a):
+    """The number of nonzero entries of the 2-D ``a`` (np.count_nonzero took 8 us for 8 x 500 float32,
+    this 0.5 us: it is asked before every product)."""
+    count = 0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            count += a[i, j] != 0
+    return count
+
+
+@jit
 def _rows_form(a, limit):
     """CSR (indptr, indices, values) of a C-ordered (M, K) ``a`` in one pass, or three empty arrays as soon
     as it has more than ``limit`` nonzeros."""
@@ -99,7 +110,7 @@ def sparse_rows(a, max_density=MAX_DENSITY):
     else:
         return None
     probe = base[:PROBE_ROWS]
-    if np.count_nonzero(probe) > 2 * max_density * probe.size:
+    if _nonzeros(probe) > 2 * max_density * probe.size:
         return None
     form = _rows_form(base, int(max_density * a.size))
     if base is not a and form[0].size:

@@ -69,7 +69,9 @@ def get_threads():
 def blocks(n, grain):
     """range(n) cut into at most :func:`get_threads` contiguous (start, stop) blocks of >= ``grain``
     items each (one block when n < 2 * grain)."""
-    parts = max(1, min(get_threads(), n // max(1, grain)))
+    parts = max(1, min(_state["threads"], n // max(1, grain)))
+    if parts == 1:
+        return [(0, n)]
     edges = [n * k // parts for k in range(parts + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
@@ -126,6 +128,8 @@ def run(tasks):
 
 def over_blocks(fun, parts):
     """[fun(lo, hi) for (lo, hi) in parts], the calls run side by side by :func:`run`."""
+    if len(parts) == 1:  # the common case of a short call: no hand-over machinery
+        return [fun(*parts[0])]
     results = [None] * len(parts)
 
     def task(k, lo, hi):
