@@ -195,11 +195,13 @@ def cmd_eval(args):
     per_example = _per_example_path(args.per_example)  # checked before any work, not after eval.json
     model, params, config = load_model(args.run, args.params, args.device)
     run = Path(args.run)
+    # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
+    partial = run / rundir.EVAL_PARTIAL.format(k=args.iw_samples)
     with rundir.folder_lock(run, rundir.EVAL_LOCK_NAME, "run folder's evaluation", "wait for it to finish"):
-        return _evaluate_run(args, run, model, params, config, per_example)
+        return _evaluate_run(args, run, model, params, config, per_example, partial)
 
 
-def _evaluate_run(args, run, model, params, config, per_example):
+def _evaluate_run(args, run, model, params, config, per_example, partial):
     """gvae eval's work, under the run folder's evaluation lock."""
     import resource
 
@@ -212,8 +214,6 @@ def _evaluate_run(args, run, model, params, config, per_example):
     if args.limit is not None:
         test_x = test_x[:args.limit]
     test_x = to_device(test_x, args.device)
-    # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
-    partial = run / f"eval_k{args.iw_samples}.partial.npz"
     remove_stale_temporaries(run, partial.name)
     per, means, seconds = evaluate(model, params, test_x, args.iw_samples, seed=args.seed,
                                    batch_size=args.batch_size, memory_mb=args.memory_mb,
@@ -395,10 +395,11 @@ def _run(args, argv):
         print(f"gvae: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
+        from .training import rundir
         hint = ""
         if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
             hint = f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
-        elif args.command == "eval" and any(Path(args.run).glob("eval_k*.partial.npz")):
+        elif args.command == "eval" and (Path(args.run) / rundir.EVAL_PARTIAL.format(k=args.iw_samples)).is_file():
             hint = "; the same gvae eval command goes on from the images it finished"
         elif args.command == "sweep":
             hint = "; the same gvae sweep command goes on from where the sweep stopped"

@@ -107,3 +107,13 @@ def test_zeros_of_the_sparse_factor_skip_what_they_multiply():
     np.testing.assert_array_equal(got, [[0] * 4, [1] * 4, [0] * 4])
     W[2, 3] = np.inf
     assert kernels.matmul(x, W)[1, 3] == np.inf
+
+
+@given(m=st.integers(0, 12), k=st.integers(0, 40), density=st.floats(0, 1), seed=st.integers(0, 2**32 - 1),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_the_probe_counts_nonzeros_as_numpy_does(m, k, density, seed, dtype):
+    rng = np.random.default_rng(seed)
+    a = mostly_zero(rng, (m, k), density, dtype, binary=False)
+    if a.size:  # -0.0 is zero, nan and inf are not
+        a.flat[rng.integers(a.size, size=3)] = rng.choice([-0.0, np.nan, np.inf], 3)
+    assert sparse_rows_cpu._nonzeros(a) == np.count_nonzero(a)

@@ -46,10 +46,7 @@ def _caching_possible():
     user-wide cache."""
     if config.CACHE_DIR:
         return _writable_dir(config.CACHE_DIR)
-    in_tree = all(_writable_dir(os.path.join(d, "__pycache__")) for d in _FOLDERS)
-    return in_tree or _writable_dir(_user_cache_dir())
-
-
+    return _IN_TREE or _writable_dir(_user_cache_dir())
 
 
 def sources_digest(folders=_FOLDERS):
@@ -93,8 +90,10 @@ def drop_stale_cache(folders=_FOLDERS):
     return removed
 
 
+# Whether Numba caches in the kernel folders' own __pycache__ (checked once: each check writes a file).
+_IN_TREE = all(_writable_dir(os.path.join(d, "__pycache__")) for d in _FOLDERS)
 CACHING = _caching_possible()
-if CACHING and not config.CACHE_DIR and all(_writable_dir(os.path.join(d, "__pycache__")) for d in _FOLDERS):
+if CACHING and not config.CACHE_DIR and _IN_TREE:
     drop_stale_cache()
 if not CACHING:
     warnings.warn("gvae: Numba cannot cache gvae's compiled kernels (neither the package's __pycache__ "
@@ -106,10 +105,9 @@ def cache_is_cold():
     """Whether gvae's kernels will be compiled in this process although they could be cached: the
     in-tree cache is writable but holds no index file (``*.nbi``, Numba's documented cache format) for
     the kernels yet, as after a fresh install. Where the cache lives elsewhere this is not known: False."""
-    folders = [os.path.join(d, "__pycache__") for d in _FOLDERS]
-    if not CACHING or config.CACHE_DIR or not all(_writable_dir(f) for f in folders):
+    if not CACHING or config.CACHE_DIR or not _IN_TREE:
         return False
-    return not any(glob.glob(os.path.join(f, "*_cpu.*.nbi")) for f in folders)
+    return not any(glob.glob(os.path.join(d, "__pycache__", "*_cpu.*.nbi")) for d in _FOLDERS)
 
 
 def jit(*args, **options):

@@ -56,6 +56,11 @@ def sample_chunk(model, batch_size, memory_bytes):
     return max(1, int(memory_bytes // per_sample))
 
 
+def _chunk(model, n_samples, batch_size, memory_mb):
+    """Samples per decoder pass of :func:`importance_sampling`."""
+    return min(n_samples, sample_chunk(model, batch_size, memory_mb * 2 ** 20))
+
+
 def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_size=100, memory_mb=256,
                         progress=True, resume_from=None, on_batch=None):
     """Per-example IWAE bounds from ``n_samples`` importance samples per row of x.
@@ -75,7 +80,7 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     if n_samples < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {n_samples}")
     ks = [k for k in ks if n_samples % k == 0 and k < n_samples]
-    chunk = min(n_samples, sample_chunk(model, batch_size, memory_mb * 2 ** 20))
+    chunk = _chunk(model, n_samples, batch_size, memory_mb)
     xp = array_module(x)
     device = device_of(x)
     n = len(x)
@@ -130,38 +135,55 @@ def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size
     start = time.perf_counter()
     device = device_of(x)
     per = {"elbo": per_example_elbo(model, params, x, generator(device, seed), kl=kl)}
-    resume_from, earlier, on_batch, latest = None, 0.0, None, {"out": None}
+    kept = None
     if partial is not None:
-        partial = Path(partial)
         key = _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb)
-        found = _read_partial(partial, key)
-        if found is not None:
-            rows, arrays, earlier = found
-            resume_from = (rows, arrays)
-            if progress:
-                print(f"log p(x): going on from {rows} of {len(x)} rows evaluated before ({partial})",
-                      file=sys.stderr)
-        every = SAVE_SECONDS if save_seconds is None else save_seconds
-        sampling_start = time.perf_counter()
-        latest.update(saved=sampling_start)
-
-        def on_batch(rows, out):
-            now = time.perf_counter()
-            latest.update(rows=rows, out=out)
-            if rows < len(x) and now - latest["saved"] >= every:
-                _write_partial(partial, key, rows, out, earlier + now - sampling_start)
-                latest["saved"] = now
+        kept = _Progress(Path(partial), key, len(x), save_seconds)
+        if kept.resume_from is not None and progress:
+            print(f"log p(x): going on from {kept.resume_from[0]} of {len(x)} rows evaluated before ({partial})",
+                  file=sys.stderr)
     try:
-        per.update(importance_sampling(model, params, x, n_samples, seed + 1, ks, batch_size, memory_mb,
-                                       progress, resume_from, on_batch))
+        per.update(importance_sampling(model, params, x, n_samples, seed + 1, ks, batch_size, memory_mb, progress,
+                                       resume_from=None if kept is None else kept.resume_from,
+                                       on_batch=None if kept is None else kept.batch_done))
     except KeyboardInterrupt:
-        if latest["out"] is not None:
-            _write_partial(partial, key, latest["rows"], latest["out"],
-                           earlier + time.perf_counter() - sampling_start)
+        if kept is not None:
+            kept.save()
         raise
     per = {key: to_host(v) for key, v in per.items()}
     means = {key: float(np.mean(v)) for key, v in per.items()}
-    return per, means, earlier + time.perf_counter() - start
+    return per, means, (0.0 if kept is None else kept.earlier) + time.perf_counter() - start
+
+
+class _Progress:
+    """An evaluation's progress in its partial file: what an earlier run left there under the same
+    ``key`` (``resume_from``, ``earlier`` seconds), and the writes of this run's (at most every
+    ``save_seconds``, and by :meth:`save`)."""
+
+    def __init__(self, path, key, n, save_seconds=None):
+        self.path, self.key, self.n = path, key, n
+        self.every = SAVE_SECONDS if save_seconds is None else save_seconds
+        found = _read_partial(path, key)
+        self.resume_from, self.earlier = (None, 0.0) if found is None else (found[:2], found[2])
+        self.started = self.saved = time.perf_counter()
+        self.rows, self.out = 0, None
+
+    def batch_done(self, rows, out):
+        """The on_batch of :func:`importance_sampling`."""
+        self.rows, self.out = rows, out
+        if rows < self.n and time.perf_counter() - self.saved >= self.every:
+            self.save()
+
+    def save(self):
+        """Write the rows done so far (nothing before the first batch of this run)."""
+        if self.out is None:
+            return
+        self.saved = time.perf_counter()
+        arrays = {f"result_{name}": to_host(values[:self.rows]) for name, values in self.out.items()}
+        with atomic_path(self.path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, key=np.array(self.key), rows=np.array(self.rows),
+                         seconds=np.array(self.earlier + self.saved - self.started), **arrays)
 
 
 def _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb):
@@ -174,16 +196,9 @@ def _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb):
     data = hashlib.sha256(np.ascontiguousarray(to_host(x)).tobytes()).hexdigest()
     return json.dumps({"format": PARTIAL_FORMAT, "n_samples": int(n_samples), "ks": sorted(int(k) for k in ks),
                        "seed": int(seed), "batch_size": int(batch_size),
-                       "chunk": min(n_samples, sample_chunk(model, batch_size, memory_mb * 2 ** 20)),
+                       "chunk": _chunk(model, n_samples, batch_size, memory_mb),
                        "dtype": str(model.dtype), "params_sha256": digest.hexdigest(), "data_sha256": data,
                        "rows": len(x)}, sort_keys=True)
-
-
-def _write_partial(path, key, rows, out, seconds):
-    arrays = {f"result_{name}": to_host(values[:rows]) for name, values in out.items()}
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, key=np.array(key), rows=np.array(rows), seconds=np.array(seconds), **arrays)
 
 
 def _read_partial(path, key):

@@ -15,10 +15,11 @@ from pathlib import Path
 from ..io.files import remove_stale_temporaries
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "summary.json")
+EVAL_PARTIAL = "eval_k{k}.partial.npz"  # gvae eval's progress with K = k (training.evaluate's partial file)
 # What gvae eval, sample, plot and analyze write from a run: replaced with it, so none describes another run.
 DERIVED = ("eval.json", "eval_k*.json", "decoder_means.png", "decoder_samples.png", "curves.png",
            "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png",
-           "analysis.json", "gaps.png", "unit_activity.png", "eval_k*.partial.npz")
+           "analysis.json", "gaps.png", "unit_activity.png", EVAL_PARTIAL.format(k="*"))
 LOCK_NAME = ".gvae.lock"
 EVAL_LOCK_NAME = ".gvae-eval.lock"  # one gvae eval at a time per run folder (beside its training)
 
