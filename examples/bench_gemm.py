@@ -1,8 +1,12 @@
 """The float32 matrix products of a 784-500-500-16 VAE step (batch 100; IWAE k = 5 decoder rows 500) on
-each BLAS at hand: how gvae chose its products (README, Results).
+each BLAS at hand: how gvae chose its products (README, Results). With ``--products eval``, the three
+products of one decoder pass of ``gvae eval`` instead (12,100 rows: 121 samples of 100 images, what the
+default 256 MiB bound allows), and the importance samples per second they alone would allow: the ceiling
+of evaluation throughput on this machine.
 
-    python examples/bench_gemm.py                          # gvae (1 and 2 threads) and NumPy's OpenBLAS
+    python examples/bench_gemm.py                          # gvae and NumPy's OpenBLAS
     python examples/bench_gemm.py --libs openblas blis mkl torch jax gvae
+    python examples/bench_gemm.py --products eval --threads 2
 
 Rows: ``openblas`` NumPy's matmul, one BLAS thread; ``gvae`` gvae's ``kernels.matmul`` on ``--threads``
 threads (row or column blocks, one BLAS thread each); ``blis`` the ``blis`` wheel (``blis.py.gemm``);
@@ -35,6 +39,10 @@ SHAPES = [("enc L0 forward x @ W", 100, 784, 500, False, False),
           ("iw5 dec L2 dx", 500, 784, 500, False, True),
           ("iw5 dec L2 dW", 500, 500, 784, True, False),
           ("iw5 dec L1 forward", 500, 500, 500, False, False)]
+EVAL_ROWS = 121 * 100
+EVAL_SHAPES = [("eval dec L0 forward", EVAL_ROWS, 16, 500, False, False),
+               ("eval dec L1 forward", EVAL_ROWS, 500, 500, False, False),
+               ("eval dec L2 forward", EVAL_ROWS, 500, 784, False, False)]
 
 
 def median_seconds(f, repeat):
@@ -111,7 +119,10 @@ def main(argv=None):
                         choices=["openblas", "gvae", "blis", "mkl", "torch", "jax"])
     parser.add_argument("--threads", type=int, default=2, help="threads of the gvae and torch rows")
     parser.add_argument("--repeat", type=int, default=80)
+    parser.add_argument("--products", choices=["step", "eval"], default="step",
+                        help="the ten products of a training step, or the three of an evaluation pass")
     args = parser.parse_args(argv)
+    shapes = SHAPES if args.products == "step" else EVAL_SHAPES
     rng = np.random.default_rng(0)
     for lib in args.libs:
         try:
@@ -120,7 +131,7 @@ def main(argv=None):
             print(f"{lib:9s} skipped: {e}")
             continue
         total = 0.0
-        for name, m, k, n, ta, tb in SHAPES:
+        for name, m, k, n, ta, tb in shapes:
             a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
             b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
             call, result = make(a, b, np.empty((m, n), np.float32), ta, tb)
@@ -132,7 +143,9 @@ def main(argv=None):
             total += seconds
             print(f"{lib:9s} {name:22s} {m:4d} x {k:4d} x {n:4d} {seconds * 1e6:8.1f} us "
                   f"{2 * m * k * n / seconds / 1e9:6.1f} GFLOP/s", flush=True)
-        print(f"{lib:9s} all ten products: {total * 1e3:.2f} ms", flush=True)
+        print(f"{lib:9s} all {len(shapes)} products: {total * 1e3:.2f} ms", flush=True)
+        if args.products == "eval":
+            print(f"{lib:9s} at most {EVAL_ROWS / total:,.0f} importance samples per second", flush=True)
 
 
 if __name__ == "__main__":

@@ -188,8 +188,11 @@ def test_split_products_match_numpy(split_everything, n):
     b = rng.standard_normal((13, 17)).astype(np.float32)
     c = rng.standard_normal((17, 41)).astype(np.float32)
     d = rng.standard_normal((17, 13)).astype(np.float32)
+    e = rng.standard_normal((13, 29)).astype(np.float32)
     kernels.set_threads(n)
-    for left, right in [(a, b), (c.T, b.T), (a, d.T), (c.T, c)]:
+    # Tall products in row blocks, wide ones (fewer rows than columns) and transposed right factors in
+    # column blocks; left factors C- and Fortran-ordered.
+    for left, right in [(a, b), (c.T, b.T), (a, d.T), (c.T, c), (d, e), (b.T, e)]:
         expected = left.astype(np.float64) @ right.astype(np.float64)
         np.testing.assert_allclose(kernels.matmul(left, right), expected, rtol=1e-4, atol=1e-4)
         out = np.full(expected.shape, np.nan, np.float32)
