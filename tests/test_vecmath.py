@@ -61,6 +61,11 @@ def test_edges(dtype):
     assert out[0, 4] < 1e-37 and out[1, 4] == -1.0 and out[3, 4] < 1e-37
     assert out[2, 5] == dtype(1e4) and out[3, 5] == 1.0 and out[2, 4] < 1e-37
     assert out[2, 6] == np.inf and out[3, 6] == 1.0 and out[3, 7] < 1e-37
+    assert out[1, 7] == -1.0  # e^-inf - 1, as math.expm1 and CUDA's expm1 give it
+    nan = np.full(1, np.nan, dtype)
+    out = np.empty((4, 1), dtype)
+    _apply(nan, out)
+    assert np.isnan(out).all()  # a non-finite input is never hidden
 
 
 def test_the_python_forms():

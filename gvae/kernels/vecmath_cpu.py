@@ -10,7 +10,7 @@ float64 (the checks' precision):
     exp(x), x in [-88, 0]:  t = x / 256, p = sum_{k<=12} t^k / k!, then p <- p^2 eight times;
                             relative error < 2e-13 (x < -88 is read as -88: e^-88 ~ 6e-39).
     expm1(x), x <= 0:       a Taylor polynomial for x > -0.01, where e^x - 1 cancels; exp(x) - 1 below
-                            (relative error < 3e-11, at x = -0.01).
+                            (relative error < 3e-11, at x = -0.01); -1 below -88.
     log1p(e), e in [0, 1]:  2 atanh(s), s = e / (2 + e) <= 1/3, odd series to s^31; relative error
                             < 1e-15.
 
@@ -87,7 +87,8 @@ def _exp_nonpos64(x):
 
 @_helper
 def _expm1_nonpos64(x):
-    x = min(x, 0.0)
+    # Clamped below too: the unselected Taylor term at x = -inf would be 0 * inf = nan (e^-88 - 1 is -1).
+    x = max(min(x, 0.0), -88.0)
     near = np.float64(x > -0.01)  # the Taylor polynomial where e^x - 1 cancels
     return near * x * _horner(_INV_FACT64[1:7], x) + (1.0 - near) * (_exp_nonpos64(x) - 1.0)
 
