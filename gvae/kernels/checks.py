@@ -13,6 +13,16 @@ def float_array(name, a, ndim_min=1):
     return a
 
 
+def real_array(name, a, dtype, xp=np):
+    """``a`` (an array, array-like or number of real values: bool, int or float) as an ``xp`` array of
+    ``dtype``; a ``TypeError`` naming ``name`` for anything else (complex numbers, whose imaginary part a
+    conversion would drop, strings, objects)."""
+    a = xp.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers (bool, int or float), got dtype {a.dtype}")
+    return a.astype(dtype, copy=False)
+
+
 def same_dtype(name, *arrays):
     dtypes = {a.dtype for a in arrays}
     if len(dtypes) > 1:

@@ -87,7 +87,7 @@ def band_logdet(L, check=True):
     return kernels.band_logdet(L, check=check)
 
 
-defvjp(band_logdet, lambda ans, L, check=True: lambda g: kernels.band_logdet_grad(L, g))
+defvjp(band_logdet, lambda ans, L, check=True: lambda g: kernels.band_logdet_grad(L, g, check=False))
 
 
 @primitive

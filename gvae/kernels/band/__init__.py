@@ -24,7 +24,7 @@ import numpy as np
 
 from . import logdet_cpu, product_cpu, substitution_cpu, trace_cpu  # noqa: F401  (register the CPU kernels)
 from ..backend import array_module, implementation
-from ..checks import float_array, same_dtype
+from ..checks import float_array, real_array, same_dtype
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv", "band_outer", "band_logdet_grad", "band_trace_inv_grad", "band_diag_inv_grad",
@@ -270,6 +270,9 @@ def band_outer(a, c, offsets, batch_shape, scale=1.0):
     if c.shape[-1] != n:
         raise ValueError(f"{name}: a and c must share the last axis, got {a.shape} and {c.shape}")
     batch = tuple(int(s) for s in batch_shape)
+    scale = real_array(f"{name} scale", scale, np.float64)
+    if scale.ndim:
+        raise ValueError(f"{name}: scale must be a number, got shape {scale.shape}")
     offs = validate_offsets(name, offsets, n)
     K = len(offs)
     xp = array_module(a, c)
@@ -286,13 +289,32 @@ def band_outer(a, c, offsets, batch_shape, scale=1.0):
     return g.reshape(batch + (K, n))
 
 
-def band_logdet_grad(L, g):
-    """g[..., None] * d log det L / dL: ``g / L[..., 0, :]`` on the main diagonal, zero elsewhere."""
-    float_array("band_logdet_grad L", L, 2)
+def _weights(name, L, g, shape):
+    """The VJP weights ``g`` (real numbers) as L's dtype, broadcast to ``shape``."""
     xp = array_module(L)
-    g = xp.asarray(g, dtype=L.dtype)
+    g = real_array(f"{name} g", g, L.dtype, xp)
+    try:
+        return xp.broadcast_to(g, shape)
+    except ValueError:
+        raise ValueError(f"{name}: g of shape {g.shape} does not broadcast to {shape}") from None
+
+
+def band_logdet_grad(L, g, *, check=True):
+    """g[..., None] * d log det L / dL: ``g / L[..., 0, :]`` on the main diagonal, zero elsewhere; ``g``
+    broadcasts to ``L.shape[:-2]``. Checks as :func:`band_logdet` (a diagonal entry <= 0, where the
+    log-determinant does not exist, or NaN/inf in the diagonal), and NaN/inf in ``g``."""
+    name = "band_logdet_grad"
+    _shape(name, L)
+    xp = array_module(L)
+    gb = _weights(name, L, g, L.shape[:-2])
+    d = L[..., 0, :]
+    if check:  # before dividing by a zero
+        _verdict(name, (int(xp.count_nonzero(d <= 0)), 0.0), L, None)
     gL = xp.zeros(L.shape, dtype=L.dtype)
-    gL[..., 0, :] = g[..., None] / L[..., 0, :]
+    gL[..., 0, :] = gb[..., None] / d
+    if check:  # the quotients carry any NaN/inf of g or d (an infinite d through d's own sum)
+        chk = float(d.sum(dtype=xp.float64)) + float(gL[..., 0, :].sum(dtype=xp.float64))
+        _verdict(name, (0, chk), L, None, [("g", gb)])
     return gL
 
 
@@ -303,12 +325,7 @@ def _sigma_grad(name, L, offsets, g, per_row, check):
     xp = array_module(L)
     batch = L.shape[:-2]
     F = math.prod(batch)
-    shape = batch + ((n,) if per_row else ())
-    g = xp.asarray(g, dtype=L.dtype)
-    try:
-        gb = xp.broadcast_to(g, shape)
-    except ValueError:
-        raise ValueError(f"{name}: g of shape {g.shape} does not broadcast to {shape}") from None
+    gb = _weights(name, L, g, batch + ((n,) if per_row else ()))
     Lc = xp.ascontiguousarray(L).reshape(F, K, n)
     gc = xp.ascontiguousarray(gb).reshape((F, n) if per_row else (F,))
     out = xp.empty((F, K, n), dtype=L.dtype)
