@@ -170,15 +170,15 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
 # a helper called per row pays Numba's reference counting of its array arguments at every call.
 
 @template(error_model="numpy")
-def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, lo, kmax, nt):
-    """Steps i = hi-1 .. lo of _forward (hi = n, or below the last w rows), rows with the terms
-    k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms; Sigma_ii also into dg."""
+def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, lo, kmax, nt):
+    """Steps i = hi-1 .. lo of _forward, rows with the terms k = 1 .. kmax (kmax = -1: each row its
+    own), in passes of nt terms; Sigma_ii also into dg."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
     KT = K * _TB
     zero = _vsplat(0.0)
-    s0 = (hi - 1) % Wr  # slot of row i
+    s0 = (hi - 1 - base) % Wr  # slot of row i
     km = 0 if kmax < 0 else kmax
     for i in range(hi - 1, lo - 1, -1):
         if kmax < 0:
@@ -225,18 +225,20 @@ def _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, lo, kmax, nt):
 
 
 @template(error_model="numpy")
-def _forward(S, offs, n, R, Wr, seg, C, T, nseg, dg):
-    """Rows of Sigma for i = n-1 .. 0 (selected inversion) into the ring R of Wr rows; dg (n, _TB),
-    flat: dg[i, b] = Sigma_ii of lane b."""
+def _forward(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, lo):
+    """Rows of Sigma for i = hi-1 .. lo (selected inversion; rows hi .. hi + w - 1 already in R) into
+    the ring R of Wr rows, row i in slot (i - base) mod Wr; dg (n, _TB), flat: dg[i, b] = Sigma_ii of
+    lane b."""
     K = offs.shape[0]
-    hi = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < hi: all terms, one pass
-    _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, n, hi, -1, 1)
+    full = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < full: all terms, one pass
+    t = max(lo, min(hi, full))
+    _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, t, -1, 1)
     if K == 3:
-        _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, 0, 2, 2)
+        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, lo, 2, 2)
     elif K == 4:
-        _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, 0, 3, 3)
+        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, lo, 3, 3)
     elif K == 5:
-        _forward_rows(S, offs, n, R, Wr, seg, C, T, nseg, dg, hi, 0, 4, 4)
+        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, lo, 4, 4)
 
 
 @template(fastmath=_FMA, error_model="numpy")
@@ -259,7 +261,7 @@ def _window_blocks(L, offs, out, lo, hi):
         for f0 in range(lo, hi, _TB):
             nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
-            _forward(S, offs, n, R, W, seg, C, T, nseg, dg)
+            _forward(S, offs, n, R, W, 0, seg, C, T, nseg, dg, n, 0)
             if _DIAG:
                 _unstage_rows(dg, out.reshape(F * n), f0, nf, n)
             else:
@@ -323,9 +325,9 @@ def _chain_grad(Lf, g, buf, gf):
 
 
 @template(error_model="numpy")
-def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, lo, hi, kmax, nt):
-    """Steps i = lo .. hi-1 of _reverse (lo = 0, or the first of the last w rows), rows with the terms
-    k = 1 .. kmax (kmax = -1: each row its own), in passes of nt terms as in _forward_rows."""
+def _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, hi, kmax, nt):
+    """Steps i = lo .. hi-1 of _reverse, rows with the terms k = 1 .. kmax (kmax = -1: each row its
+    own), in passes of nt terms as in _forward_rows."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
@@ -337,7 +339,7 @@ def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, lo, hi, kmax, nt
         if kmax < 0:
             while km > 0 and i + offs[km] >= n:
                 km -= 1
-        rp = i * WT
+        rp = (i - r0) * WT
         bp = s0 * WT
         dw = W - s0  # adjoint rows i + d, d >= dw, have wrapped around the ring
         sw = bp - W * WT
@@ -405,12 +407,8 @@ def _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, lo, hi, kmax, nt
 
 
 @template(error_model="numpy")
-def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gd, G):
-    """Reverse mode through the recursion of _forward, whose rows of Sigma are all in R (Wr = n); the
-    adjoints of the same entries (g_i on the diagonal Sigma_ii, from gd (n + W, _TB), flat, its rows
-    from n on zero) live in a ring Rb of W rows, row i final at step i = 0 .. n-1, its slot then reset
-    for row i + W. G (n, K, _TB), flat: G[i, k] = d(sum_j g_j Sigma_jj)/dL_{i, i-o_k} (the entries
-    i < o_k are left alone)."""
+def _reverse_start(offs, Rb, gd):
+    """The adjoint ring Rb of _reverse before step 0: rows 0 .. w, g_i on their diagonals."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
@@ -419,28 +417,47 @@ def _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gd, G):
         _vst(Rb, q, zero)
     for r in range(W):
         _vst(Rb, r * WT, _vld(gd, r * _TB))
-    lo = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < lo: all terms, one pass
+
+
+@template(error_model="numpy")
+def _reverse(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi):
+    """Steps i = lo .. hi-1 of the reverse mode through the recursion of _forward, in order from 0 (see
+    _reverse_start) to n-1: step i reads rows i .. i + w of Sigma, row r in R at row r - r0. The adjoints
+    of the same entries (g_i on the diagonal Sigma_ii, from gd (n + W, _TB), flat, its rows from n on
+    zero) live in a ring Rb of W rows, row i final at step i, its slot then reset for row i + W.
+    G (n, K, _TB), flat: G[i, k] = d(sum_j g_j Sigma_jj)/dL_{i, i-o_k} (the entries i < o_k are left
+    alone)."""
+    K = offs.shape[0]
+    full = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < full: all terms, one pass
+    t = max(lo, min(hi, full))
     if K == 3:
-        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, 0, lo, 2, 2)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, t, 2, 2)
     elif K == 4:
-        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, 0, lo, 3, 3)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, t, 3, 3)
     elif K == 5:
-        _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, 0, lo, 4, 4)
-    _reverse_rows(S, D, offs, n, R, Rb, G, seg, C, T, nseg, gd, lo, n, -1, 1)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, t, 4, 4)
+    _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, t, hi, -1, 1)
 
 
 @template(fastmath=_FMA, error_model="numpy")
-def _grad_blocks(L, offs, g, out, lo, hi):
+def _grad_blocks(L, offs, g, out, lo, hi, ks):
     """out[lo:hi] = d(sum_i g_i Sigma_ii)/dL by reverse mode through the window recursion, in lock-step
-    blocks of _TB factors; g (F, n), or (F, 1) for one g per factor (the trace). The scratch is dominated
-    by R, the rows of Sigma of a block: n * _pitch(W) * _TB float64."""
+    blocks of _TB factors; g (F, n), or (F, 1) for one g per factor (the trace). The rows of Sigma are
+    taken in segments of ks rows (see _segment_rows), m = ceil(n / ks) of them: the scratch is dominated
+    by R, the rows of one segment and the w above it, min(ks + w, n) * _pitch(W) * _TB float64, and by
+    CP, w rows at each of the m - 1 segment boundaries, (m - 1) * w * _pitch(W) * _TB float64."""
     F, K, n = L.shape
     if hi > lo:
         W = offs[K - 1] + 1
+        w = W - 1
+        WT = _pitch(W) * _TB
         KT = K * _TB
+        m = (n + ks - 1) // ks
+        rows = min(ks + w, n)
         S = np.empty(n * KT)
         D = np.empty(n * _TB)
-        R = np.empty(n * _pitch(W) * _TB)
+        R = np.empty(rows * WT)
+        CP = np.empty((m - 1) * w * WT)
         Rb = np.empty(W * _pitch(W) * _TB)
         G = np.empty(n * KT)
         seg = np.empty(K + 1, dtype=np.int64)
@@ -457,8 +474,29 @@ def _grad_blocks(L, offs, g, out, lo, hi):
             for i in range(n):
                 for b in range(_TB):
                     gd[i * _TB + b] = g[f0 + b, i * gi] if b < nf else 0.0
-            _forward(S, offs, n, R, n, seg, C, T, nseg, dg)
-            _reverse(S, D, offs, n, R, Rb, seg, C, T, nseg, gd, G)
+            # Forward, segments m-1 .. 0, each into R from row b on (row r in slot r - b), above it the
+            # first w rows of the segment before, which are also kept in CP as that segment's start.
+            for j in range(m - 1, -1, -1):
+                b = j * ks
+                e = min(b + ks, n)
+                c = min(w, n - e) * WT
+                for q in range(c - 1, -1, -1):  # slots 0 .. to ks .. (downwards: they overlap for ks < w)
+                    R[ks * WT + q] = R[q]
+                _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, e, b)
+                if j > 0:
+                    CP[(j - 1) * w * WT:(j - 1) * w * WT + min(w, n - b) * WT] = R[:min(w, n - b) * WT]
+            # Reverse, segments 0 .. m-1, each but the first (still in R) recomputed from the start of
+            # the one above, kept in CP: the forward sweep twice (less segment 0), always in the same
+            # operations, so the result does not depend on ks.
+            _reverse_start(offs, Rb, gd)
+            for j in range(m):
+                b = j * ks
+                e = min(b + ks, n)
+                if j > 0:
+                    c = min(w, n - e) * WT
+                    R[ks * WT:ks * WT + c] = CP[j * w * WT:j * w * WT + c]
+                    _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, e, b)
+                _reverse(S, D, offs, n, R, b, Rb, seg, C, T, nseg, gd, G, b, e)
             for b in range(nf):
                 gf = out[f0 + b]
                 for k in range(K):
@@ -483,13 +521,13 @@ def _grad_blocks(L, offs, g, out, lo, hi):
 # The lock-step width is a compile-time choice: the templates above compiled for _TB lanes and for one.
 # Every lane of a block costs its scratch whether or not it holds a factor (lanes past the batch repeat
 # its last factor): for the forward sweep a window of w + 1 rows, small, so it always runs _TB lanes; for
-# the gradient an (n, pitch) float64 band of all of Sigma's rows, so it runs _TB lanes only while they
-# fit in _WIDE_SCRATCH_MAX bytes, and one factor at a time on one lane beyond (n = 10^5, w = 1000:
-# 6.4 GB on 8 lanes, 0.8 GB on one). The choice depends on the shapes only, so every chunk runs the same
-# code. _DIAG picks what the forward sweep's blocks write: traces or diagonals.
-_WIDE_SCRATCH_MAX = 1 << 28  # 256 MiB per running thread
+# the gradient the rows of Sigma, (n, pitch) float64 when all are kept, so it runs _TB lanes only while
+# they fit in _SCRATCH_MAX bytes, and one factor at a time on one lane beyond, where the rows are
+# kept in segments small enough to fit (_segment_rows). The choice depends on the shapes only, so every
+# chunk runs the same code. _DIAG picks what the forward sweep's blocks write: traces or diagonals.
+_SCRATCH_MAX = 1 << 28  # 256 MiB per running thread
 _LOCKSTEP = (_window_blocks, _grad_blocks, _unstage_rows, _stage, _segments, _ring_base, _forward_rows,
-             _forward, _reverse_rows, _reverse)
+             _forward, _reverse_rows, _reverse_start, _reverse)
 _trace_blocks_x8, _grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, _DIAG=False, **simd(_TB))[:2]
 _diag_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}_diag", _TB=_TB, _DIAG=True, **simd(_TB))[0]
 _grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, _DIAG=False, **simd(1))[1]
@@ -497,9 +535,36 @@ _grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, _DIAG=False, **simd(1))[1]
 
 @jit
 def _grad_wide(L, offs):
-    """Whether the gradient runs blocks of _TB lanes (else one lane): while their bands fit the budget."""
+    """Whether the gradient runs blocks of _TB lanes (else one lane): while all their rows of Sigma fit
+    the budget."""
     F, K, n = L.shape
-    return n * _pitch(offs[K - 1] + 1) * _TB * 8 <= _WIDE_SCRATCH_MAX
+    return n * _pitch(offs[K - 1] + 1) * _TB * 8 <= _SCRATCH_MAX
+
+
+@jit
+def _segment_rows(n, W, lanes):
+    """Rows per segment k of the gradient's sweep on blocks of ``lanes`` (see _grad_blocks): m = 1
+    segment (k = n, every row kept) while it fits _SCRATCH_MAX, else the fewest segments k = ceil(n / m)
+    whose rows, (m - 1) w + min(k + w, n), fit it (each segment past the first costs its rows of the
+    forward sweep again), else, where none fits, the m that keeps the fewest rows: about
+    2 sqrt(n w) + w at m ~ sqrt(n / w), against n for k = n."""
+    w = W - 1
+    fit = _SCRATCH_MAX // (_pitch(W) * lanes * 8)
+    best = n + 1
+    k_best = n
+    m = 1
+    while (m - 1) * w < best:  # past that every m keeps more rows
+        k = (n + m - 1) // m
+        rows = (m - 1) * w + min(k + w, n)
+        if rows <= fit:
+            return k
+        if rows < best:
+            best = rows
+            k_best = k
+        if k == 1:
+            break
+        m += 1
+    return k_best
 
 
 @jit
@@ -554,9 +619,9 @@ def _grad_factors(L, offs, g, out, lo, hi):
         for f in range(lo, hi):
             _chain_grad(L[f], g[f], buf, out[f])
     elif _grad_wide(L, offs):
-        _grad_blocks_x8(L, offs, g, out, lo, hi)
+        _grad_blocks_x8(L, offs, g, out, lo, hi, n)
     else:
-        _grad_blocks_x1(L, offs, g, out, lo, hi)
+        _grad_blocks_x1(L, offs, g, out, lo, hi, _segment_rows(n, offs[K - 1] + 1, 1))
     chk = 0.0
     for f in range(lo, hi):
         for k in range(K):
