@@ -83,8 +83,8 @@ print(abs(np.sum(L * gL) + 2 * tr) / tr)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/clear_refs and VmHWM")
 def test_gradient_scratch_stays_within_budget_past_it():
     """n = 2 10^5, w = 200: all the rows of Sigma would take 323 MB (n * 202 float64), past the 256 MiB
-    budget; the segmented sweep keeps 100,400 of them (162 MB). About 1.5 s: the smallest band whose rows
-    overflow the budget."""
+    budget (322 MiB measured before the segmented sweep); the sweep keeps 100,400 of them (162 MB; 169 MiB
+    measured). 1-3 s with the subprocess: about the smallest band whose rows overflow the budget."""
     out = subprocess.run([sys.executable, "-c", _PEAK_SEGMENTED], capture_output=True, text=True, check=True)
     increase, euler = out.stdout.split()[-2:]
     n = 200000
