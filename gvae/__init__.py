@@ -16,7 +16,7 @@ import importlib
 __version__ = "0.1.0"
 
 # name -> (module, attribute or None for the module itself)
-_LAZY = {"kernels": ("gvae.kernels", None), "ops": ("gvae.ops", None), "posteriors": ("gvae.model.posteriors", None),
+_LAZY = {"kernels": ("gvae.kernels", None), "ops": ("gvae.ops", None), "posteriors": ("gvae.posteriors", None),
          "value_and_grad": ("gvae.autodiff", "value_and_grad"), "grad": ("gvae.autodiff", "grad"),
          "load": ("gvae.training.trained", "load")}
 

@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .kernels.jit import cache_is_cold
 from .cli import THREAD_VARIABLES
-from .kernels import device_module, generator, to_device, to_host
+from .kernels import device_module, to_device, to_host
 from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
@@ -62,14 +62,26 @@ def given_config_flags(argv):
             if getattr(args, f.name) is not _UNSET}
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with every flag's default, except where "(default: ...)" would say nothing: a required flag
+    has none, and a flag whose default is None says in its own words what happens without it."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None:
+            return action.help
+        if isinstance(action.default, (list, tuple)):  # as it is typed: --hidden 500 500
+            return f"{action.help} (default: {' '.join(map(str, action.default))})"
+        return super()._get_help_string(action)
+
+
 def build_parser(unset=None):
     parser = argparse.ArgumentParser(prog="gvae", description="VAEs with structured Gaussian posteriors.")
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = _DefaultsHelpFormatter
     parser.add_argument("--version", action="version", version=f"gvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     threads = dict(type=_positive_int, default=None, metavar="N",
                    help="threads for gvae's kernels and products (OpenBLAS runs on one), OpenMP and Numba "
-                        "(sets " + ", ".join(THREAD_VARIABLES) + " in this process; None: one per core gvae "
+                        "(sets " + ", ".join(THREAD_VARIABLES) + " in this process; default: one per core gvae "
                         "may use, and the others as the environment says)")
 
     t = sub.add_parser("train", help="train one model and write its run folder", formatter_class=defaults)
@@ -94,9 +106,11 @@ def build_parser(unset=None):
     e.add_argument("--threads", **threads)
     e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K",
                    help="importance samples per test image for log p(x)")
-    e.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="first N test images only")
+    e.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                   help="first N test images only (default: all)")
     e.add_argument("--per-example", default=None, metavar="FILE",
-                   help="also write per-image values (elbo, log_likelihood, iwae_k) to FILE (.npz or .csv)")
+                   help="also write per-image values (elbo, log_likelihood, iwae_k) to FILE (.npz or .csv; "
+                        "default: no such file)")
     e.add_argument("--params", choices=["best", "last"], default="best",
                    help="the parameters of the best validation epoch or of the last epoch")
     e.add_argument("--batch-size", type=_positive_int, default=100, metavar="B", help="test images per pass")
@@ -105,7 +119,7 @@ def build_parser(unset=None):
     e.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
                    help="seed of the importance samples")
     e.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
-    e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
     e.add_argument("--quiet", action="store_true", help="no progress bar and no result line")
 
     s = sub.add_parser("sample", help="decoder means and samples for z ~ N(0, I) (a hierarchy: drawn from the "
@@ -115,12 +129,13 @@ def build_parser(unset=None):
     s.add_argument("--threads", **threads)
     s.add_argument("--n", type=_positive_int, default=64, metavar="N", help="images per grid")
     s.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
-                   help="seed of z and of the samples")
+                   help="seed of z (the same z as gvae plot's decoder_means.png) and of the samples")
     s.add_argument("--params", choices=["best", "last"], default="best",
                    help="the parameters of the best validation epoch or of the last epoch")
     s.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
     s.add_argument("--out", default=None, metavar="PREFIX",
-                   help="writes PREFIX_means.png and PREFIX_samples.png (None: DIR/decoder)")
+                   help="writes PREFIX_means.png and PREFIX_samples.png (default: DIR/decoder)")
+    s.add_argument("--quiet", action="store_true", help="no line naming the files written")
 
     a = sub.add_parser("analyze", help="active units, rate and distortion, and the inference gaps of a run "
                        "(docs/analysis.md)", formatter_class=defaults)
@@ -136,22 +151,24 @@ def build_parser(unset=None):
     a.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
                    help="seed of the points drawn and of all noise")
     a.add_argument("--limit", type=_positive_int, default=None, metavar="N",
-                   help="first N test images only (active units and rate/distortion; the points are drawn from them)")
+                   help="first N test images only (active units and rate/distortion; the points are drawn from "
+                        "them; default: all)")
     a.add_argument("--params", choices=["best", "last"], default="best",
                    help="the parameters of the best validation epoch or of the last epoch")
-    a.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    a.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
     a.add_argument("--quiet", action="store_true", help="no progress bar and no result lines")
 
     pl = sub.add_parser("plot", help="pictures of a run (needs matplotlib: pip install 'gvae[plot]')",
                         formatter_class=defaults)
     pl.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
     pl.add_argument("--threads", **threads)
-    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (None: the run folder)")
+    pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
     pl.add_argument("--params", choices=["best", "last"], default="best",
                     help="the parameters of the best validation epoch or of the last epoch")
-    pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train")
+    pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
     pl.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
-                    help="seed of the test images shown and of the noise")
+                    help="seed of the z of decoder_means.png (the same z as gvae sample --seed S)")
+    pl.add_argument("--quiet", action="store_true", help="no line naming the files written")
     sweep_commands.add_parsers(sub, defaults, _positive_int)
     return parser
 
@@ -183,8 +200,7 @@ def cmd_train(args, argv):
     except TrainingStopped as e:
         print(f"gvae: {e}", file=sys.stderr)
         return 3
-    if not args.quiet:
-        print(f"test ELBO {summary['test_elbo']:.3f} nats; run written to {args.out}")
+    print(f"test ELBO {summary['test_elbo']:.3f} nats; run written to {args.out}")  # --quiet too: the result
     return 0
 
 
@@ -193,26 +209,30 @@ def cmd_eval(args):
     from .training.runs import load_model
 
     per_example = _per_example_path(args.per_example)  # checked before any work, not after eval.json
-    model, params, config = load_model(args.run, args.params, args.device)
-    run = Path(args.run)
-    # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
-    partial = run / rundir.EVAL_PARTIAL.format(k=args.iw_samples)
-    with rundir.folder_lock(run, rundir.EVAL_LOCK_NAME, "run folder's evaluation", "wait for it to finish"):
+    # Under the run folder's lock from before the model is read: no other process replaces the run (gvae
+    # train --overwrite) while this one evaluates it, nor writes its results.
+    with rundir.folder_lock(rundir.existing_run(args.run), command="gvae eval", advice="wait for it to end") as run:
+        model, params, config = load_model(run, args.params, args.device)
+        # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
+        partial = run / rundir.EVAL_PARTIAL.format(k=args.iw_samples)
+        rundir.refuse_folders(run, ["eval.json", f"eval_k{args.iw_samples}.json", partial.name])
         return _evaluate_run(args, run, model, params, config, per_example, partial)
 
 
 def _evaluate_run(args, run, model, params, config, per_example, partial):
-    """gvae eval's work, under the run folder's evaluation lock."""
+    """gvae eval's work, under the run folder's lock."""
     import resource
 
     from .io.files import atomic_path, remove_stale_temporaries, write_json
     from .io.mnist import load_mnist
     from .training.evaluate import evaluate
+    from .training.memory import check_importance_sampling
     from .training.runs import bits_per_dim, fixed_eval_sets
 
     test_x = fixed_eval_sets(load_mnist(args.data), model)[1]
     if args.limit is not None:
         test_x = test_x[:args.limit]
+    check_importance_sampling(model, args.batch_size, args.iw_samples, args.memory_mb * 2 ** 20, len(test_x))
     test_x = to_device(test_x, args.device)
     remove_stale_temporaries(run, partial.name)
     per, means, seconds = evaluate(model, params, test_x, args.iw_samples, seed=args.seed,
@@ -268,18 +288,27 @@ def _per_example_path(text):
 
 
 def cmd_sample(args):
+    """gvae sample, under the run folder's lock when it writes there (as it does by default)."""
+    from .training import rundir
+    with rundir.lock_to_write(args.run, Path(args.out or f"{args.run}/decoder").parent, "gvae sample"):
+        return _sample(args)
+
+
+def _sample(args):
+    from .io.files import check_writable
     from .io.images import tile, write_png
+    from .training.memory import check_sampling
     from .training.runs import load_model
 
+    check_writable(Path(args.out or f"{args.run}/decoder").parent, "the pictures (--out)")
     model, params, config = load_model(args.run, args.params, args.device)
-    rng = generator(args.device, args.seed)
-    eps = rng.standard_normal((args.n, model.noise_size), dtype=model.dtype)
-    out = model.decode(params, model.prior_sample(params, eps)[0])
-    draws = "z ~ N(0, I)" if len(model.layers) == 1 else f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1"
+    check_sampling(model, args.n)
+    from .plots import prior_draws, prior_draws_title
+    out, rng = prior_draws(model, params, args.n, args.seed, args.device)  # the z of gvae plot's decoder_means.png
     prefix = args.out or f"{args.run}/decoder"
     plots = _plots_or_none()  # without matplotlib: plain grids, without titles
-    kinds = {"means": (model.likelihood.mean(out, params), "decoder means"),
-             "samples": (model.likelihood.sample(out, params, rng), "samples x ~ p(x|z)")}
+    kinds = {"means": (model.likelihood.mean(out, params), "Decoder means"),
+             "samples": (model.likelihood.sample(out, params, rng), "Samples x ~ p(x|z)")}
     written = []
     for kind, (images, what) in kinds.items():
         path = f"{prefix}_{kind}.png"
@@ -287,26 +316,45 @@ def cmd_sample(args):
         if plots is None:
             write_png(path, tile(images), scale=2)
         else:
-            plots.plot_image_grid(images, path, f"{what} for {args.n} {draws} ({args.params} parameters)",
+            plots.plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params),
                                   plots.run_title(config, args.run))
         written.append(path)
-    print("wrote " + ", ".join(written) + ("" if plots else " (untitled: pip install 'gvae[plot]' for titles)"))
+    if not args.quiet:
+        print("wrote " + ", ".join(written) + ("" if plots else " (untitled: pip install 'gvae[plot]' for titles)"))
     return 0
 
 
 def cmd_plot(args):
+    """gvae plot, under the run folder's lock when it writes there (as it does by default)."""
+    from .training import rundir
+    with rundir.lock_to_write(args.run, args.out or args.run, "gvae plot"):
+        return _plot(args)
+
+
+def _plot(args):
     from .io.mnist import load_mnist
+    from .io.files import check_writable
     from .plots import plot_run
 
+    check_writable(args.out or args.run, "the pictures (--out)")
     paths = plot_run(args.run, load_mnist(args.data), out_dir=args.out, seed=args.seed, which=args.params)
-    print("wrote " + ", ".join(str(p) for p in paths))
+    if not args.quiet:
+        print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
 def cmd_analyze(args):
-    from .io.files import write_json
+    """gvae analyze, under the run folder's lock (it writes analysis.json and its pictures there)."""
+    from .training import rundir
+    with rundir.folder_lock(rundir.existing_run(args.run), command="gvae analyze", advice="wait for it to end"):
+        return _analyze(args)
+
+
+def _analyze(args):
+    from .io.files import check_writable, write_json
     from .training.analysis import analyze_run
 
+    check_writable(args.run, "analysis.json")  # before the work, which takes minutes
     result = analyze_run(args.run, args.data, which=args.params, limit=args.limit,
                          points=args.points, iw_samples=args.iw_samples, refine_steps=args.refine_steps,
                          seed=args.seed, progress=not args.quiet)
@@ -325,6 +373,8 @@ def cmd_analyze(args):
         if gaps is None:
             print(f"no inference gaps: {result['gaps_note']}")
         else:
+            if "points_note" in gaps:
+                print(f"inference gaps: {gaps['points_note']}")
             print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f}, ELBO refined "
                   f"{gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f}; approximation gap "
                   f"{gaps['approximation_gap']:.2f}, amortisation gap {gaps['amortisation_gap']:.2f} nats")
@@ -394,15 +444,30 @@ def _run(args, argv):
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"gvae: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # what the machine refused (a full disk, a read-only folder, a folder named like a file)
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"gvae: error: {e.strerror or e}{where}; what was written before stays as it was"
+              + _resume_hint(args), file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
-        from .training import rundir
-        hint = ""
-        if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
-            hint = f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
-        elif args.command == "eval" and (Path(args.run) / rundir.EVAL_PARTIAL.format(k=args.iw_samples)).is_file():
-            hint = "; the same gvae eval command goes on from the images it finished"
-        elif args.command == "sweep":
-            hint = "; the same gvae sweep command goes on from where the sweep stopped"
         terminated = isinstance(e, Terminated)
+        hint = _resume_hint(args)
+        if args.command == "eval" and not hint:  # stopped before its first batch ended, or no progress file
+            hint = (f"; nothing was kept (an evaluation keeps its progress once a batch of {args.batch_size} images "
+                    "is done), so the same gvae eval command starts over")
         print(f"\ngvae: {'stopped by SIGTERM' if terminated else 'interrupted'}{hint}", file=sys.stderr)
         return 143 if terminated else 130
+
+
+def _resume_hint(args):
+    """How to go on after a stop (an interruption or a refused write), as "; ..." (empty: nothing to go on from)."""
+    from .training import rundir
+    if args.command == "train" and (Path(args.out) / "checkpoint.npz").is_file():
+        return f"; the run resumes from its last finished epoch: gvae train --resume --out {args.out}"
+    if args.command == "train" and rundir.resume_refusal(Path(args.out)) is None:  # its config.json alone
+        return f"; no epoch had finished: gvae train --resume --out {args.out} starts the run over with its configuration"
+    if args.command == "eval" and (Path(args.run) / rundir.EVAL_PARTIAL.format(k=args.iw_samples)).is_file():
+        return "; the same gvae eval command goes on from the images it finished"
+    if args.command == "sweep":
+        return "; the same gvae sweep command goes on from where the sweep stopped"
+    return ""

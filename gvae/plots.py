@@ -13,7 +13,8 @@ model, its parameters and an output path:
 ``curves.png``             train and validation ELBO per epoch (:func:`plot_curves`)
 ``reconstructions.png``    test images and decoder means at the posterior mean
                            (:func:`plot_reconstructions`)
-``samples.png``            decoder means for z ~ N(0, I) (:func:`plot_samples`)
+``decoder_means.png``      decoder means for z ~ N(0, I) (:func:`plot_samples`): the picture of that
+                           name that ``gvae sample`` writes, the same z for the same seed
 ``manifold.png``           latent dimension 2 only: decoder means over a grid of Gaussian quantiles
                            (:func:`plot_manifold`)
 ``cholesky_diagonals.png`` structured posteriors only: the diagonals of the Cholesky factor L of
@@ -29,15 +30,15 @@ latent unit, :func:`plot_unit_activity`). ``gvae table`` draws a sweep's validat
 (:func:`plot_sweep_curves`, docs/sweeps.md).
 """
 import dataclasses
-import json
 import math
+import re
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from .io.files import atomic_path, read_jsonl
+from .io.files import atomic_path, read_json, read_jsonl
 from .io.images import tile
 
 DPI = 100
@@ -57,18 +58,47 @@ def _figure(width, height, layout=None):
     return fig
 
 
+def _phrases(line):
+    """``line`` split after each comma, colon or semicolon followed by a space outside brackets: "z ~ N(0, I),
+    d = 16" -> ["z ~ N(0, I),", "d = 16"]."""
+    phrases, depth, start = [], 0, 0
+    for i, c in enumerate(line):
+        depth += (c in "([{") - (c in ")]}")
+        if c in ",:;" and depth == 0 and line[i + 1:i + 2] == " ":
+            phrases.append(line[start:i + 1])
+            start = i + 2
+    return phrases + [line[start:]]
+
+
 def _wrap(title, width_inches, fontsize):
-    """``title`` broken into lines that fit a figure ``width_inches`` wide (about 0.55 em per character)."""
+    """``title`` broken into lines that fit a figure ``width_inches`` wide (about 0.55 em per character),
+    between its phrases (:func:`_phrases`), so that "hidden 500 500" or "N(0, I)" is never split; only a
+    phrase longer than a line is broken between its words."""
     chars = max(20, int(width_inches * 72 / (0.55 * fontsize)))
-    return "\n".join(textwrap.fill(line, chars) for line in title.split("\n"))
+    lines = []
+    for line in title.split("\n"):
+        current = ""
+        for phrase in _phrases(line):
+            if current and len(current) + 1 + len(phrase) > chars:
+                lines.append(current)
+                current = ""
+            current = f"{current} {phrase}" if current else phrase
+            if len(current) > chars:  # one phrase wider than the figure: break it between words
+                *full, current = textwrap.wrap(current, chars)
+                lines.extend(full)
+        lines.append(current)
+    return "\n".join(lines)
 
 
-def _image_figure(img, zoom, title, left=0.25, right=0.25, bottom=0.25, top=0.3):
+def _image_figure(img, zoom, title, left=0.25, right=0.25, bottom=0.25, top=0.3, least_width=5.0):
     """A figure showing the 2-d array img in [0, 1] at exactly ``zoom`` screen pixels per image pixel
-    (crisp, no resampling), with margins given in inches (the top one grows with the title's lines).
+    (crisp, no resampling), with margins given in inches (the top one grows with the title's lines), and
+    at least ``least_width`` inches wide (a small grid is centred), so its title's phrases fit on a line.
     Returns (fig, ax)."""
     h, w = img.shape
     aw, ah = w * zoom / DPI, h * zoom / DPI
+    widen = max(0.0, least_width - (aw + left + right)) / 2
+    left, right = left + widen, right + widen
     fw = aw + left + right
     title = _wrap(title, fw, 11)
     fh = ah + bottom + top + 0.2 * (title.count("\n") + 1)
@@ -136,9 +166,13 @@ def run_title(config, run_dir=None):
     hidden = config.get("hidden", ())
     per_layer = bool(hidden) and isinstance(hidden[0], (list, tuple))
     hidden = " / ".join("-".join(map(str, h)) for h in (hidden if per_layer else [hidden]))
-    name = "" if run_dir is None else f"{Path(run_dir).resolve().name}: "
-    return (f"{name}{_words(config.get('posterior', '?'), ' ')} posterior, {config.get('likelihood', 'bernoulli')} "
+    text = (f"{_words(config.get('posterior', '?'), ' ')} posterior, {config.get('likelihood', 'bernoulli')} "
             f"likelihood, latent {_words(config.get('latent', '?'), '-')}, hidden {hidden}")
+    name = "" if run_dir is None else Path(run_dir).resolve().name
+    # A folder named after its model ("extgrid") would only repeat a word of the line: left out then.
+    if not name or name.lower() in re.findall(r"[\w.-]+", text.lower()):
+        return text
+    return f"{name}: {text}"
 
 
 def _words(value, sep):
@@ -152,7 +186,23 @@ def _titled(title, subtitle):
 
 def _read_json(path):
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
+
+
+def _marker_size(points, most=60):
+    """Marker size for a line of ``points`` points: large enough that one point alone is seen (a line
+    needs two), smaller as they crowd, none beyond ``most`` (the line shows them)."""
+    return 0 if points > most else 6 if points <= 12 else 3
+
+
+def _integer_axis(ax, first, last, axis="x"):
+    """Limit ``ax``'s x (or y) axis to the integers first..last with half a step of margin (a few
+    percent for long ranges), ticked at integers only: an epoch or a unit index has no fractions, and
+    no tick falls outside the range."""
+    from matplotlib.ticker import MaxNLocator
+    pad = max(0.5, 0.02 * (last - first))
+    getattr(ax, f"set_{axis}lim")(first - pad, last + pad)
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
 
 
 # --- the pictures ------------------------------------------------------------------------------------
@@ -168,23 +218,23 @@ def plot_curves(run_dir, path=None):
     config = _read_json(run_dir / "config.json")
     summary = _read_json(run_dir / "summary.json")
     epochs = [r["epoch"] for r in rows]
-    fig = _figure(6.4, 4.2)
+    fig = _figure(6.4, 4.8, layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(epochs, [r["train_elbo"] for r in rows], "o-", ms=3, label="train ELBO (epoch average)")
+    ms = _marker_size(len(rows))
+    ax.plot(epochs, [r["train_elbo"] for r in rows], "o-", ms=ms, label="train ELBO (epoch average)")
     if any(abs(r.get("train_bound", r["train_elbo"]) - r["train_elbo"]) > 0.01 for r in rows):
-        ax.plot(epochs, [r["train_bound"] for r in rows], "o--", ms=3, label="train bound (optimised)")
-    ax.plot(epochs, [r["valid_elbo"] for r in rows], "s-", ms=3, label="validation ELBO")
+        ax.plot(epochs, [r["train_bound"] for r in rows], "o--", ms=ms, label="train bound (optimised)")
+    ax.plot(epochs, [r["valid_elbo"] for r in rows], "s-", ms=ms, label="validation ELBO")
     best = summary.get("best_epoch") if summary else None
     if best is None:
         best = max(rows, key=lambda r: r["valid_elbo"])["epoch"]
     best_row = next((r for r in rows if r["epoch"] == best), None)
-    if best_row is not None:
-        ax.plot([best], [best_row["valid_elbo"]], "*", ms=12, color="C3", zorder=3,
+    if best_row is not None:  # a star behind the validation point, which stays visible on it
+        ax.plot([best], [best_row["valid_elbo"]], "*", ms=16, color="C3", zorder=1.9,
                 label=f"best validation (epoch {best}: {best_row['valid_elbo']:.2f})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per image)")
-    if len(epochs) < 15:
-        ax.set_xticks(epochs)
+    _integer_axis(ax, min(epochs), max(epochs))
     # The first epoch starts from the untrained model, often hundreds of nats below the rest: scale the
     # axis to the later epochs and say where the first one went, rather than flatten every later change.
     later = [v for r in rows[1:] for v in (r["train_elbo"], r["valid_elbo"]) if v is not None and np.isfinite(v)]
@@ -197,9 +247,8 @@ def plot_curves(run_dir, path=None):
             ax.annotate(f"epoch 1 below the axis ({min(first):.1f})", xy=(epochs[0], lo - pad), xytext=(0, 8),
                         textcoords="offset points", fontsize=8, color="0.3")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=9)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9)  # below the axes, never on a curve
     ax.set_title(_wrap(_titled("Learning curves", run_title(config, run_dir)), 6.4, 11), fontsize=11)
-    fig.tight_layout()
     return _save(fig, path if path is not None else run_dir / "curves.png")
 
 
@@ -227,15 +276,32 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
     return _save(fig, path)
 
 
-def plot_samples(model, params, path, rows=8, cols=8, seed=0, subtitle=None):
-    """``samples.png``: decoder means for rows x cols draws z ~ N(0, I) (a hierarchy: ancestral draws
-    from the top layer down). Returns the path."""
-    rng = np.random.default_rng(seed)
-    eps = rng.standard_normal((rows * cols, model.noise_size)).astype(model.dtype)
-    means = decoder_means(model, params, model.prior_sample(params, eps)[0])
-    what = (f"z ~ N(0, I), d = {model.latent}" if len(model.layers) == 1 else
-            "ancestral draws from z_L ~ N(0, I), d = " + "-".join(map(str, model.sizes)))
-    return plot_image_grid(means, path, f"Samples: decoder means for {what}", subtitle, cols=cols)
+def prior_draws(model, params, n, seed, device="cpu"):
+    """The decoder's output for n draws z ~ p(z) (a hierarchy: ancestral, from the top layer down) made
+    from ``seed``, and the generator that made them (``gvae sample`` goes on with it to draw x ~ p(x|z)).
+    ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. Returns (out, rng)."""
+    from .kernels import generator
+    rng = generator(device, seed)
+    eps = rng.standard_normal((n, model.noise_size), dtype=model.dtype)
+    return model.decode(params, model.prior_sample(params, eps)[0]), rng
+
+
+def prior_draws_title(model, what, n, which):
+    """The title of a grid of ``what`` ("decoder means") for n prior draws of the ``which`` parameters."""
+    if len(model.layers) == 1:
+        draws = f"z ~ N(0, I), d = {model.latent}"
+    else:
+        draws = f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1, d = " + "-".join(map(str, model.sizes))
+    return f"{what} for {n} {draws} ({which} parameters)"
+
+
+def plot_samples(model, params, path, n=64, seed=0, subtitle=None, which="best"):
+    """``decoder_means.png``: the decoder means for n draws z ~ N(0, I) from ``seed`` (a hierarchy:
+    ancestral draws from the top layer down), the picture ``gvae sample`` writes under that name for the
+    same seed (``which``: the parameters' name for the title). Returns the path."""
+    out, _ = prior_draws(model, params, n, seed)
+    means = np.asarray(model.likelihood.mean(out, params), dtype=np.float64)
+    return plot_image_grid(means, path, prior_draws_title(model, "Decoder means", n, which), subtitle)
 
 
 def plot_image_grid(images, path, title, subtitle=None, cols=None):
@@ -258,7 +324,7 @@ def manifold_grid(n):
     return np.stack([z1.ravel(), z2.ravel()], axis=1), values
 
 
-def plot_manifold(model, params, path, n=20):
+def plot_manifold(model, params, path, n=20, subtitle=None):
     """``manifold.png`` (latent dimension 2): decoder means at n x n Gaussian quantiles of the latent
     space, tiled into one image (the learned-manifold picture of Kingma and Welling). Returns the path."""
     if model.sizes != (2,):
@@ -269,8 +335,8 @@ def plot_manifold(model, params, path, n=20):
     side = _side_or_raise(means.shape[1])
     img = tile(means.reshape(-1, side, side), n, n, pad=0)
     zoom = 1 if n * side >= 400 else 2
-    fig, ax = _image_figure(img, zoom, f"Learned manifold: decoder means at {n} x {n} Gaussian quantiles of z",
-                            left=0.75, right=0.35, bottom=0.65)
+    fig, ax = _image_figure(img, zoom, _titled(f"Learned manifold: decoder means at {n} x {n} Gaussian quantiles "
+                                               "of z", subtitle), left=0.75, right=0.35, bottom=0.65)
     step = max(1, n // 5)
     ticks = list(range(0, n, step)) + ([n - 1] if (n - 1) % step else [])
     centres = [k * side + (side - 1) / 2 for k in ticks]
@@ -380,19 +446,24 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     for b, ax in enumerate(axes):
         for k, o in enumerate(offsets):
             shown = np.where(free[k][o:], values[b][k], np.nan)  # gaps where the stencil has no link
-            ax.plot(np.arange(o, d), shown, "o-" if d <= 64 else "-", ms=3, lw=1.2,
+            ax.plot(np.arange(o, d), shown, "o-", ms=_marker_size(d), lw=1.2,
                     label=_diagonal_label(model, o, banded))
         ax.axhline(0.0, color="0.6", lw=0.8)
         ax.set_xlabel("row i of L")
         ax.grid(alpha=0.3)
-        if d <= 20:
-            ax.set_xticks(range(0, d, 1 if d <= 10 else 2))
+        _integer_axis(ax, 0, d - 1)
     axes[0].set_ylabel("entry of L")
-    axes[0].legend(fontsize=8, loc="best")
+    # One legend for every panel, below them: inside a panel it would hide a diagonal's values.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(offsets), fontsize=8)
     how = "its stencil diagonals" if banded else "first diagonals of the dense Cholesky factor"
-    fig.suptitle(_titled(f"Cholesky factor L of the posterior precision P = L L$^T$: {how} "
-                         f"({model.family.name}, d = {d})", subtitle), fontsize=11)
+    fig.suptitle(_titled(f"Cholesky factor L of the posterior precision P = L L$^T$: {how}"
+                         + _family_words(model, subtitle), subtitle), fontsize=11)
     return _save(fig, path)
+
+
+def _family_words(model, subtitle):
+    """" (family, d = ...)" for a title that has no run line (``subtitle``) saying so already, else ""."""
+    return "" if subtitle else f" ({model.family.name}, d = {model.latent})"
 
 
 def plot_correlation(model, params, x, path, labels=None, subtitle=None):
@@ -413,7 +484,7 @@ def plot_correlation(model, params, x, path, labels=None, subtitle=None):
         ax.set_xlabel("latent unit j")
         ax.set_ylabel("latent unit i")
     fig.colorbar(im, ax=axes, shrink=0.9, label="corr($z_i$, $z_j$ | x)")
-    fig.suptitle(_titled(f"Posterior correlation matrices ({model.family.name}, d = {d})", subtitle), fontsize=11)
+    fig.suptitle(_titled("Posterior correlation matrices" + _family_words(model, subtitle), subtitle), fontsize=11)
     return _save(fig, path)
 
 
@@ -431,8 +502,9 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
 
     ``data``: as returned by :func:`gvae.io.mnist.load_mnist` (loaded when None); the test images are its
     test split prepared once as the run evaluates it (:func:`prepared_test_images`). ``n_images``
-    test images are reconstructed, ``seed`` draws the samples, the first ``n_points`` test images are
-    shown in the structured-posterior pictures; ``which`` picks the "best" or "last" parameters.
+    test images are reconstructed, ``seed`` draws the z of ``decoder_means.png`` (those of ``gvae sample
+    --seed``), the first ``n_points`` test images are shown in the structured-posterior pictures;
+    ``which`` picks the "best" or "last" parameters.
     Image pictures are skipped, with a message on stderr, when the data are not square images.
     Returns the list of written paths."""
     from .training.runs import load_model
@@ -450,15 +522,16 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
     written = [plot_curves(run_dir, out_dir / "curves.png")]
     side = image_side(test_x.shape[1])
     if side is None:
-        print(f"gvae plot: skipping reconstructions.png, samples.png and manifold.png: the data have "
+        print(f"gvae plot: skipping reconstructions.png, decoder_means.png and manifold.png: the data have "
               f"{test_x.shape[1]} pixels, not a square number, so they are not drawn as images",
               file=sys.stderr)
     else:
         written.append(plot_reconstructions(model, params, test_x, out_dir / "reconstructions.png",
                                             n_images=n_images, labels=test_y, subtitle=subtitle))
-        written.append(plot_samples(model, params, out_dir / "samples.png", seed=seed, subtitle=subtitle))
+        written.append(plot_samples(model, params, out_dir / "decoder_means.png", seed=seed, subtitle=subtitle,
+                                    which=which))
         if model.sizes == (2,):
-            written.append(plot_manifold(model, params, out_dir / "manifold.png"))
+            written.append(plot_manifold(model, params, out_dir / "manifold.png", subtitle=subtitle))
     if is_structured(model):
         pts = test_x[:n_points]
         labels = None if test_y is None else test_y[:n_points]
@@ -523,7 +596,7 @@ def plot_unit_activity(result, path):
     """``unit_activity.png`` from an ``analysis.json`` dict: the activity Cov_x(E_q[z_i]) of each latent
     unit of each stochastic layer on a log scale, with the threshold of the active units. Returns the path."""
     layers = result["layers"]
-    width = max(7.0, 0.25 * max(len(layer["activity"]) for layer in layers) + 2.0)
+    width = max(8.0, 0.25 * max(len(layer["activity"]) for layer in layers) + 3.5)  # 1.5 in: the legends
     fig = _figure(width, 3.2 * len(layers) + 0.9, layout="constrained")
     for ax, layer in zip(np.atleast_1d(fig.subplots(len(layers), 1)), layers):
         activity = np.asarray(layer["activity"], dtype=np.float64)
@@ -535,12 +608,13 @@ def plot_unit_activity(result, path):
                 ax.bar(np.flatnonzero(chosen), shown[chosen], color=colour, label=label)
         ax.axhline(threshold, color="C3", lw=1, ls="--", label=f"threshold {threshold:g}")
         ax.set_ylim(min(shown.min(), threshold) / 3, max(shown.max(), threshold) * 3)
+        _integer_axis(ax, 0, len(activity) - 1)
         ax.set_yscale("log")
         ax.set_xlabel(f"latent unit of layer {layer['layer']} ({layer['posterior']}, d = {layer['latent']})")
         ax.set_ylabel("Cov$_x$(E$_q$[$z_i$])")
         ax.set_title(f"{layer['active_units']} of {layer['latent']} units active", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the bars
     fig.suptitle(_wrap(_titled("Active units (Burda et al.): variance over the test images of each posterior mean",
                                analysis_title(result)), width, 11), fontsize=11)
     return _save(fig, path)
@@ -555,43 +629,56 @@ def plot_analysis(result, out_dir):
 
 def plot_sweep_curves(curves, path, title):
     """``curves.png`` of a sweep: the validation ELBO per epoch of every run, one colour per configuration
-    and one line style per seed; the right panel enlarges the last half of the epochs, where runs that
-    differ by a nat are told apart. A dotted vertical line marks each epoch where the learning rate of
-    the first run changed. ``curves``: {configuration: [(seed, epochs, valid_elbo, lr)]}. Returns path."""
+    and one line style per seed (the legend, right of the panels, names each once). From 10 epochs on, a
+    right panel enlarges the last half of the epochs, where runs that differ by a nat are told apart, and
+    the left one is scaled to the epochs from the fifth (the untrained model starts far below). A dotted
+    vertical line marks each epoch where the learning rate of the first run changed. Few epochs are drawn
+    with markers, so a run with one epoch shows its point. ``curves``: {configuration: [(seed, epochs,
+    valid_elbo, lr)]}. Returns path."""
+    from matplotlib.lines import Line2D
+
     runs = [(name, seed, np.asarray(e), np.asarray(v, dtype=np.float64), lr)
             for name, seeds in curves.items() for seed, e, v, lr in seeds if len(e)]
     if not runs:
         raise ValueError("no run of the sweep has a finished epoch to plot")
-    fig = _figure(11.0, 4.6)
-    full, tail = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    first = min(int(e[0]) for _, _, e, _, _ in runs)
+    last = max(int(e[-1]) for _, _, e, _, _ in runs)
+    zoom = last >= 10
+    fig = _figure(13.0 if zoom else 8.5, 4.8, layout="constrained")
+    panels = fig.subplots(1, 2 if zoom else 1, squeeze=False)[0]
+    start = max(first, last // 2)
+    spans = [(first, min(5, last) if zoom else first, "all epochs")]  # (first shown, first scaled, title)
+    if zoom:
+        spans.append((start, start, f"epochs {start}-{last}"))
     colours = {name: f"C{i % 10}" for i, name in enumerate(curves)}
     seeds = sorted({seed for _, seed, *_ in runs})
     styles = {seed: ("-", "--", ":", "-.")[i % 4] for i, seed in enumerate(seeds)}
-    last = max(int(e[-1]) for _, _, e, _, _ in runs)
-    start = max(1, last // 2)
-    for name, seed, e, v, _ in runs:
-        for ax in (full, tail):
-            keep = e >= (start if ax is tail else 1)
-            ax.plot(e[keep], v[keep], styles[seed], color=colours[name], lw=1.2, label=f"{name}, seed {seed}")
     _, _, e0, _, lr0 = runs[0]
     changes = [int(e0[i]) for i in range(1, len(e0)) if lr0[i] != lr0[i - 1]]
-    for ax, lo in ((full, 1), (tail, start)):
+    for ax, (lo, scaled, name) in zip(panels, spans):
+        for config, seed, e, v, _ in runs:
+            keep = e >= lo
+            ax.plot(e[keep], v[keep], styles[seed], color=colours[config], lw=1.2, marker="o",
+                    ms=_marker_size(last - lo + 1, most=12))  # many runs: markers only for a few epochs
         for c in changes:
             if c >= lo:
                 ax.axvline(c, color="0.6", lw=0.8, ls=":")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    # Scale each panel to the values it shows after the first epochs (the untrained model is far below).
-    for ax, lo in ((full, min(5, last)), (tail, start)):
-        shown = np.concatenate([v[e >= lo] for _, _, e, v, _ in runs])
+        _integer_axis(ax, lo, last)
+        # Scaled to the values from epoch ``scaled`` on: the untrained model's first epochs are far below.
+        shown = np.concatenate([v[e >= scaled] for _, _, e, v, _ in runs])
         shown = shown[np.isfinite(shown)]
         if shown.size:
             pad = 0.08 * (shown.max() - shown.min()) or 0.5
             ax.set_ylim(shown.min() - pad, shown.max() + pad)
-    full.set_ylabel("validation ELBO (nats per image)")
-    full.set_title("all epochs", fontsize=10)
-    tail.set_title(f"epochs {start}-{last}" + (" (dotted: learning-rate changes)" if changes else ""), fontsize=10)
-    tail.legend(loc="lower right", fontsize=8)
-    fig.suptitle(_wrap(title, 11.0, 11), fontsize=11)
-    fig.tight_layout()
+        ax.set_xlabel("epoch")
+        ax.set_title(name + (" (dotted: learning-rate changes)" if any(c >= lo for c in changes) else ""),
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+    panels[0].set_ylabel("validation ELBO (nats per image)")
+    handles = [Line2D([], [], color=colours[name], lw=2, label=name) for name in curves
+               if any(run[0] == name for run in runs)]
+    if len(seeds) > 1:
+        handles += [Line2D([], [], color="0.3", ls=styles[seed], lw=1.2, label=f"seed {seed}") for seed in seeds]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    fig.suptitle(_wrap(title, 13.0 if zoom else 8.5, 11), fontsize=11)
     return _save(fig, path)

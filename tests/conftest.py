@@ -1,6 +1,5 @@
 import os
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -19,8 +18,5 @@ def pytest_configure(config):
 @pytest.fixture
 def data_file(tmp_path):
     """A small data set of 784-pixel images in the .npz layout ``gvae --data`` reads."""
-    from tests.test_train import make_data
-    data = make_data(n=200, d=784)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, **{f"{s}_{p}": data[s][i] for s in data for i, p in enumerate("xy")})
-    return path
+    from tests.helpers import write_data
+    return write_data(tmp_path / "tiny.npz")

@@ -139,13 +139,22 @@ def test_continuous_likelihood_refuses_binarized_data(tmp_path, capsys):
     assert "binarized" in capsys.readouterr().err
 
 
-def test_plot_command(tmp_path, data_file):
+def test_plot_command(tmp_path, data_file, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"
     assert main(["train", "--data", str(data_file), "--limit", "60", "--epochs", "1", "--latent", "2",
                  "--hidden", "8", "--posterior", "chain", "--out", str(out), "--quiet"]) == 0
-    assert main(["plot", str(out), "--data", str(data_file)]) == 0
-    assert {"curves.png", "samples.png", "manifold.png", "correlation.png"} <= {p.name for p in out.glob("*.png")}
+    capsys.readouterr()
+    assert main(["plot", str(out), "--data", str(data_file), "--quiet"]) == 0
+    assert {"curves.png", "decoder_means.png", "manifold.png", "correlation.png"} <= {p.name for p in out.glob("*.png")}
+    assert capsys.readouterr().out == ""  # --quiet: no line
+    # gvae sample draws the z of gvae plot for the same seed: one picture under one name, whichever command drew it
+    assert main(["sample", str(out), "--seed", "0", "--out", str(tmp_path / "s")]) == 0
+    assert f"wrote {tmp_path / 's_means.png'}" in capsys.readouterr().out
+    assert (out / "decoder_means.png").read_bytes() == (tmp_path / "s_means.png").read_bytes()
+    assert main(["sample", str(out), "--seed", "5", "--out", str(tmp_path / "s5"), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "s5_means.png").read_bytes() != (tmp_path / "s_means.png").read_bytes()
 
 
 def test_threads_from_python_leave_later_numba_compilations_working(tmp_path):

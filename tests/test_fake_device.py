@@ -12,7 +12,7 @@ from gvae.training import TrainConfig, Trainer
 from gvae.training.evaluate import evaluate
 from gvae.training.runs import fixed_eval_sets, load_model
 from tests import fake_device as fake
-from tests.test_train import make_data
+from tests.helpers import make_data
 
 fake.install()
 CONFIGS = [dict(posterior=p, likelihood=lik, **extra)

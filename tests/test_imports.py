@@ -56,3 +56,15 @@ def test_a_cold_kernel_cache_is_announced_once(tmp_path):
     second = _run(code, env, tmp_path)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert first.stdout.split()[-1] == "True" and second.stdout.split()[-1] == "False"
+
+
+def test_the_documented_short_names_import():
+    """docs/api.md section 4 names gvae.posteriors.FAMILIES: the import statement and the attribute give the
+    one module gvae.model.posteriors, in a fresh process whichever comes first."""
+    for code in ("import gvae.posteriors, gvae.model.posteriors as m; assert gvae.posteriors is m",
+                 "import gvae, gvae.model.posteriors as m; assert gvae.posteriors is m; import gvae.posteriors; "
+                 "assert gvae.posteriors is m",
+                 "from gvae.posteriors import FAMILIES, get_family; assert get_family('chain').name == 'chain' "
+                 "and FAMILIES['chain'] is type(get_family('chain'))"):
+        out = _run(code, dict(os.environ, PYTHONPATH=str(ROOT)), ROOT)
+        assert out.returncode == 0, out.stderr

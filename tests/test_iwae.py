@@ -155,7 +155,7 @@ def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monke
     calls.clear()
     monkeypatch.setattr(ev, "log_weights", counted)
     per, again, _ = ev.evaluate(model, params, x, 20, **settings, partial=path)
-    assert len(calls) == 3  # only the three batches not done before
+    assert len(calls) == 4  # the three batches not done before, and one stored batch recomputed as a check
     assert again == means
     for key in full:
         np.testing.assert_array_equal(per[key], full[key])

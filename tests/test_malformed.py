@@ -135,7 +135,7 @@ def test_cli_config_errors_are_clear(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "bad.npz" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "nowhere"), "--quiet"]) == 2
-    assert "no checkpoint" in capsys.readouterr().err
+    assert "there is no run folder at" in capsys.readouterr().err
 
 
 def test_report_attempts(capsys):

@@ -1,5 +1,9 @@
-"""gvae.plots on tiny runs trained on generated 28 x 28 images: the right set of valid PNGs."""
+"""gvae.plots on tiny runs trained on generated 28 x 28 images: the right set of valid PNGs, and figures
+that stay readable at any scale (markers for single points, integer epoch and unit ticks, legends beside
+the data, titles broken between phrases)."""
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,10 +13,10 @@ Image = pytest.importorskip("PIL.Image")
 
 from gvae import plots  # noqa: E402
 from gvae.training import TrainConfig, Trainer, load_model  # noqa: E402
-from tests.test_train import make_data  # noqa: E402
+from tests.helpers import make_data  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-IMAGES = {"curves.png", "reconstructions.png", "samples.png"}
+IMAGES = {"curves.png", "reconstructions.png", "decoder_means.png"}
 STRUCTURED = {"cholesky_diagonals.png", "correlation.png"}
 
 
@@ -108,3 +112,160 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(RuntimeError, match=r"pip install 'gvae\[plot\]'"):
         plots._figure(1, 1)
+
+
+# --- what the figures look like ----------------------------------------------------------------------
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """{file name: Figure} of every picture drawn in the test (each still written as usual)."""
+    figures = {}
+    save = plots._save
+
+    def keep(fig, path):
+        figures[Path(path).name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def visible_ticks(ax, axis="x"):
+    lo, hi = sorted(getattr(ax, f"get_{axis}lim")())
+    return [t for t in getattr(ax, f"get_{axis}ticks")() if lo <= t <= hi]
+
+
+def assert_legends_beside_the_axes(fig):
+    """Every legend of fig exists outside every axes' box (so it covers no data)."""
+    renderer = fig.canvas.get_renderer()
+    found = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert found, "no legend drawn"
+    for legend in found:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), (legend, ax)
+
+
+def assert_single_points_marked(fig):
+    """A line of one point is invisible unless it has a marker."""
+    lines = [line for ax in fig.axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    assert lines
+    for line in lines:
+        assert line.get_marker() not in (None, "", "None", " ") and line.get_markersize() >= 4, line
+
+
+def sweep_curves(epochs, seeds=(0, 1)):
+    rng = np.random.default_rng(0)
+    e = list(range(1, epochs + 1))
+    return {name: [(seed, e, list(-100 - 80 / np.array(e) - k + rng.normal(0, 0.2, epochs)), [1e-3] * epochs)
+                   for seed in seeds] for k, name in enumerate(["diagonal", "chain", "extgrid"])}
+
+
+def test_sweep_curves_after_one_epoch_show_every_run(tmp_path, drawn):
+    plots.plot_sweep_curves(sweep_curves(1), tmp_path / "curves.png", "sweep")
+    fig = drawn["curves.png"]
+    assert_single_points_marked(fig)
+    (ax,) = fig.axes  # one epoch: no enlarged last half beside it
+    lo, hi = ax.get_xlim()
+    assert lo <= 0.5 and hi >= 1.5  # not 0.96-1.04
+    assert visible_ticks(ax) == [1]
+    assert_legends_beside_the_axes(fig)
+
+
+@pytest.mark.parametrize("epochs", [3, 17, 50])
+def test_sweep_curves_show_whole_lines_on_integer_epochs(tmp_path, drawn, epochs):
+    curves = sweep_curves(epochs)
+    plots.plot_sweep_curves(curves, tmp_path / "curves.png", "sweep")
+    fig = drawn["curves.png"]
+    assert len(fig.axes) == (1 if epochs < 10 else 2)
+    for ax in fig.axes:
+        ticks = visible_ticks(ax)
+        assert ticks and all(float(t).is_integer() and 1 <= t <= epochs for t in ticks), ticks
+    if epochs < 10:  # few epochs: every value within the axes, none cut off by the scaling
+        lo, hi = fig.axes[0].get_ylim()
+        values = [v for runs in curves.values() for _, _, vs, _ in runs for v in vs]
+        assert lo < min(values) and max(values) < hi
+    assert_legends_beside_the_axes(fig)
+
+
+def write_metrics(run, epochs):
+    run.mkdir()
+    rows = [{"epoch": e, "train_elbo": -200.0 + 3 * e, "valid_elbo": -198.0 + 2.5 * e} for e in range(1, epochs + 1)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 23])
+def test_run_curves_at_any_length(tmp_path, drawn, epochs):
+    plots.plot_curves(write_metrics(tmp_path / "run", epochs))
+    fig = drawn["curves.png"]
+    (ax,) = fig.axes
+    ticks = visible_ticks(ax)
+    assert ticks and all(float(t).is_integer() and 1 <= t <= epochs for t in ticks), ticks
+    lo, hi = ax.get_xlim()
+    assert lo <= 0.5 and hi >= epochs + 0.5
+    if epochs == 1:
+        assert_single_points_marked(fig)
+        valid = next(line for line in ax.get_lines() if line.get_label() == "validation ELBO")
+        star = next(line for line in ax.get_lines() if line.get_label().startswith("best"))
+        assert star.get_zorder() < valid.get_zorder()  # the best epoch's star does not hide its point
+    assert_legends_beside_the_axes(fig)
+
+
+def test_unit_activity_ticks_and_legend(tmp_path, drawn):
+    activity = [0.5] * 12 + [1e-4] * 4
+    layer = {"layer": 0, "activity": activity, "activity_threshold": 0.01, "active_units": 12, "latent": 16,
+             "posterior": "extgrid"}
+    plots.plot_unit_activity({"layers": [layer], "posterior": "extgrid", "latent": 16, "hidden": [32],
+                              "run": str(tmp_path / "extgrid")}, tmp_path / "unit_activity.png")
+    fig = drawn["unit_activity.png"]
+    ax = fig.axes[0]
+    ticks = visible_ticks(ax)
+    assert all(float(t).is_integer() for t in ticks) and min(ticks) == 0 and max(ticks) <= 15, ticks
+    assert_legends_beside_the_axes(fig)
+    title = fig._suptitle.get_text()
+    assert "extgrid: extgrid" not in title.replace("\n", " ")
+
+
+def test_titles_break_between_phrases_and_fit(tmp_path, drawn):
+    title = "Decoder means for 64 z ~ N(0, I), d = 16 (best parameters)"
+    subtitle = "extgrid16: extgrid posterior, bernoulli likelihood, latent 16, hidden 500 500"
+    plots.plot_image_grid(np.zeros((4, 784)), tmp_path / "grid.png", title, subtitle, cols=2)  # a narrow grid
+    fig = drawn["grid.png"]
+    text = fig.axes[0].get_title()
+    lines = text.split("\n")
+    assert len(lines) > 2, "the narrow figure's title should wrap"
+    assert " ".join(lines) == f"{title} {subtitle}"  # nothing lost or changed
+    for line in lines:
+        if line not in (title, subtitle) and not subtitle.endswith(line) and not title.endswith(line):
+            assert line[-1] in ",:;", f"a title line broken mid-phrase: {line!r}"
+    assert "N(0, I)" in text and "hidden 500 500" in text
+    renderer = fig.canvas.get_renderer()
+    assert fig.axes[0].title.get_window_extent(renderer).width <= fig.bbox.width
+
+
+def test_run_title_does_not_repeat_a_folder_named_after_its_model(tmp_path):
+    config = {"posterior": "extgrid", "latent": 16, "hidden": [32]}
+    assert plots.run_title(config, tmp_path / "extgrid") == ("extgrid posterior, bernoulli likelihood, latent 16, "
+                                                             "hidden 32")
+    assert plots.run_title(config, tmp_path / "ext50").startswith("ext50: extgrid posterior")
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory, data):
+    return train_run(tmp_path_factory.mktemp("plots") / "chain", data, "chain", 2)
+
+
+def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path, data, chain_run, drawn):
+    plots.plot_run(chain_run, data, out_dir=tmp_path, n_images=4)
+    subtitle = plots.run_title(json.loads((chain_run / "config.json").read_text()), chain_run)
+    for name, fig in drawn.items():
+        titles = [fig._suptitle.get_text()] if fig._suptitle is not None else [ax.get_title() for ax in fig.axes[:1]]
+        assert subtitle.replace("\n", " ") in " ".join(titles).replace("\n", " "), name  # manifold.png too
+        assert " ".join(titles).count("chain") == 1, (name, titles)  # the family named once
+    assert {"manifold.png", "cholesky_diagonals.png", "decoder_means.png"} <= set(drawn)
+    assert_legends_beside_the_axes(drawn["cholesky_diagonals.png"])
+    assert_single_points_marked(drawn["cholesky_diagonals.png"])  # d = 2: L[1, 0] is one point
+    for ax in drawn["cholesky_diagonals.png"].axes:
+        if ax.get_xlabel() == "row i of L":
+            assert visible_ticks(ax) == [0, 1]

@@ -4,6 +4,7 @@ Existing runs are refused unless resumed or overwritten; one run folder has one 
 keeps its own configuration and data; a diverged run stops with a non-zero exit and leaves a healthy,
 resumable checkpoint; damaged files give one clear line; Ctrl-C and SIGTERM exit with a resume hint."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from gvae.cli import main
 from gvae.training import DivergedError, NonFiniteError, TrainConfig, Trainer, checkpoint, rundir
 from tests.test_sweep import environment, wait_for
-from tests.test_train import make_data
+from tests.helpers import make_data, write_data
 
 SMALL = ["--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20", "--quiet"]
 
@@ -103,9 +104,7 @@ def test_resume_with_a_new_rate_records_it(tmp_path, data_file):
 def test_resume_refuses_other_data(tmp_path, data_file, capsys):
     out = tmp_path / "run"
     assert train(data_file, out, "--epochs", "1") == 0
-    other = make_data(n=200, d=784, seed=9)
-    path = tmp_path / "other.npz"
-    np.savez(path, **{f"{s}_{p}": other[s][i] for s in other for i, p in enumerate("xy")})
+    path = write_data(tmp_path / "other.npz", seed=9)
     capsys.readouterr()
     assert main(["train", "--resume", "--data", str(path), "--out", str(out), "--epochs", "2", "--quiet"]) == 2
     assert "trained on other data" in lines(capsys)[0]
@@ -298,15 +297,216 @@ def test_an_evaluation_stopped_by_sigterm_goes_on_where_it_stopped(tmp_path, dat
     assert not list(out.glob("*partial*")) and not list(out.glob(".*.tmp*"))
 
 
-def test_a_run_folder_has_one_evaluation_at_a_time(tmp_path, data_file, capsys):
+def test_a_run_folder_has_one_writer_whatever_the_command(tmp_path, data_file, capsys):
+    # An evaluation running while gvae train --overwrite replaced the run wrote the old model's results
+    # into the new run: train, eval, analyze, and sample and plot into the run folder share one lock.
     out = tmp_path / "run"
     assert train(data_file, out, "--epochs", "1") == 0
-    argv = ["eval", str(out), "--data", str(data_file), "--iw-samples", "2", "--quiet"]
-    with rundir.folder_lock(out, rundir.EVAL_LOCK_NAME):  # another gvae eval of the run
+    evaluate = ["eval", str(out), "--data", str(data_file), "--iw-samples", "2", "--quiet"]
+    with rundir.folder_lock(out, command="gvae eval"):  # an evaluation of the run, in progress
         capsys.readouterr()
-        assert main(argv) == 2
+        assert train(data_file, out, "--epochs", "1", "--overwrite") == 2
         err = lines(capsys)
-        assert len(err) == 1 and "being written by another gvae process" in err[0] and "wait for it to finish" in err[0]
-        with rundir.writer(out, resume=True):  # its training may go on beside an evaluation
-            pass
+        assert len(err) == 1 and "being written by another gvae process" in err[0] and "gvae eval" in err[0]
+        assert main(["analyze", str(out), "--data", str(data_file), "--quiet"]) == 2
+        assert "gvae eval" in lines(capsys)[0]
+        for argv in (["sample", str(out)], ["plot", str(out), "--data", str(data_file)]):
+            assert main(argv) == 2
+            assert "being written by another gvae process" in lines(capsys)[0]
+        assert main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "elsewhere")]) == 0  # reads only
+    with rundir.writer(out, resume=True):  # its training, in progress
+        capsys.readouterr()
+        assert main(evaluate) == 2
+        err = lines(capsys)
+        assert len(err) == 1 and f"pid {os.getpid()}: gvae train" in err[0]
+    assert not (out / "eval.json").exists()
+    assert main(evaluate) == 0
+
+
+# 6. Resuming (issue 24): from nothing, with fewer epochs, with damaged metrics; what it prints
+
+def killed_before_its_first_checkpoint(data_file, out, monkeypatch, capsys):
+    """A run folder as gvae train leaves it when stopped in its first epoch: config.json alone."""
+    def interrupted(self):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "run_epoch", interrupted)
+        assert train(data_file, out, "--epochs", "2") == 130
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    return lines(capsys)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_nothing(tmp_path, data_file, monkeypatch, capsys):
+    # gvae train said "use --resume" and --resume said "start one without --resume": only --overwrite worked.
+    out = tmp_path / "run"
+    err = killed_before_its_first_checkpoint(data_file, out, monkeypatch, capsys)
+    assert err[-1] == (f"gvae: interrupted; no epoch had finished: gvae train --resume --out {out} starts the run "
+                       "over with its configuration")
+    assert train(data_file, out, "--epochs", "2") == 2
+    assert "continue it with --resume" in lines(capsys)[0]
+    assert main(["train", "--resume", "--data", str(data_file), "--out", str(out), "--lr", "0.002"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (f"resuming {out} from epoch 0 of 2 with lr 0.002 (no epoch "
+                                                       "had finished: it starts over with its configuration)")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["resumed_with"] == {"lr": 0.002}
+    assert json.loads((out / "config.json").read_text())["latent"] == 3  # the run's own configuration
+    # The same run trained without the stop: the same parameters.
+    assert train(data_file, tmp_path / "whole", "--epochs", "2", "--lr", "0.002") == 0
+    np.testing.assert_array_equal(checkpoint.load(out / "checkpoint.npz")[0]["params"],
+                                  checkpoint.load(tmp_path / "whole" / "checkpoint.npz")[0]["params"])
+
+
+def test_a_run_kept_for_its_results_is_not_resumed_from_nothing(tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    (out / "checkpoint.npz").unlink()  # an archive: its summary and metrics, no checkpoint
+    capsys.readouterr()
+    assert train(data_file, out, "--resume", "--epochs", "2") == 2
+    err = lines(capsys)
+    assert len(err) == 1 and "there is no run to resume" in err[0] and "--overwrite" in err[0]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has_done(tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "2") == 0
+    config = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert train(data_file, out, "--resume", "--epochs", "1") == 2
+    err = lines(capsys)
+    assert len(err) == 1 and "has done 2 epochs, more than the 1 asked for (--epochs); give at least 2" in err[0]
+    assert (out / "config.json").read_text() == config
+    assert train(data_file, out, "--resume", "--epochs", "2") == 0  # as many as done: nothing to train
+
+
+@pytest.mark.parametrize("damage", ["emptied", "cut short", "renumbered", "not JSON", "not UTF-8", "a folder"])
+def test_resume_refuses_metrics_without_a_row_per_epoch_done(tmp_path, data_file, capsys, damage):
+    # An emptied metrics.jsonl was continued silently: one line for three epochs.
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "2") == 0
+    metrics = out / "metrics.jsonl"
+    rows = metrics.read_text().splitlines()
+    if damage == "a folder":
+        metrics.unlink()
+        metrics.mkdir()
+    else:
+        metrics.write_bytes({"emptied": b"", "cut short": rows[0].encode() + b"\n",
+                             "renumbered": (rows[1] + "\n" + rows[1] + "\n").encode(),
+                             "not JSON": rows[0].encode() + b"\n{\"epoch\": 2,\n",
+                             "not UTF-8": b"\xff\xfe" + rows[0].encode()}[damage])
+    capsys.readouterr()
+    assert train(data_file, out, "--resume", "--epochs", "3") == 2
+    err = lines(capsys)
+    assert len(err) == 1 and str(metrics) in err[0], err
+    assert checkpoint.load(out / "checkpoint.npz")[1]["epoch"] == 2
+
+
+def test_resume_drops_the_metrics_of_an_epoch_its_checkpoint_lacks(tmp_path, data_file):
+    # Stopped between writing an epoch's metrics and its checkpoint: the checkpoint's epochs go on.
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    row = json.loads((out / "metrics.jsonl").read_text())
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**row, "epoch": 2, "valid_elbo": 1.0}) + "\n")
+    assert train(data_file, out, "--resume", "--epochs", "2") == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["valid_elbo"] != 1.0
+
+
+def test_a_resume_that_read_a_run_replaced_since_is_refused(tmp_path, data_file):
+    # Trainer.resume reads the run before fit takes the folder's lock: a run replaced in between (gvae train
+    # --overwrite) is not overwritten with the state of the one it replaced.
+    from gvae.io.mnist import load_mnist
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    trainer = Trainer.resume(out, load_mnist(str(data_file)), progress=False, quiet=True, epochs=2)
+    assert train(data_file, out, "--epochs", "1", "--seed", "5", "--overwrite") == 0
+    replaced = (out / "checkpoint.npz").read_bytes()
+    with pytest.raises(rundir.RunFolderError, match="was written by another gvae process after this one read"):
+        trainer.fit()
+    assert (out / "checkpoint.npz").read_bytes() == replaced
+
+
+def test_train_says_where_it_resumes_and_quiet_keeps_the_result_line(tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0  # --quiet: the result and the folder, nothing else
+    assert capsys.readouterr().out.splitlines() == [f"test ELBO {json.loads((out / 'summary.json').read_text())['test_elbo']:.3f} "
+                                                    f"nats; run written to {out}"]
+    argv = ["train", "--resume", "--data", str(data_file), "--out", str(out), "--epochs", "2"]
     assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"resuming {out} from epoch 1 of 2 with epochs 2" and printed[1].startswith("epoch 2/2")
+
+
+# 7. A run folder's files, damaged or missing, are named
+
+@pytest.mark.parametrize("command", ["eval", "sample", "analyze", "resume"])
+@pytest.mark.parametrize("what", ["no folder", "a file", "no run", "no epoch", "checkpoint folder"])
+def test_a_missing_or_partial_run_is_one_line_naming_what_is_there(tmp_path, data_file, capsys, command, what):
+    out = tmp_path / "run"
+    if what == "a file":
+        out.write_text("x")
+    elif what != "no folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("the user's")
+        if what == "no epoch":
+            (out / "config.json").write_text(json.dumps({"latent": 3, "hidden": [8]}))
+        if what == "checkpoint folder":
+            (out / "checkpoint.npz").mkdir()
+    argv = {"eval": ["eval", str(out), "--data", str(data_file), "--quiet"], "sample": ["sample", str(out)],
+            "analyze": ["analyze", str(out), "--data", str(data_file), "--quiet"],
+            "resume": ["train", "--resume", "--data", str(data_file), "--out", str(out), "--quiet"]}[command]
+    assert main(argv) == (0 if (command, what) == ("resume", "no epoch") else 2)
+    err = lines(capsys)
+    if (command, what) == ("resume", "no epoch"):
+        return  # it trains (see above)
+    expected = {"no folder": f"there is no run folder at {out}", "a file": "is not a run folder",
+                "no run": f"{out} holds no gvae run (no checkpoint.npz)",
+                "no epoch": f"{out} holds a run with no finished epoch", "checkpoint folder": "checkpoint.npz is a folder"}
+    if command == "resume":
+        expected.update({"no folder": "there is no run to resume", "no run": "there is no run to resume",
+                         "a file": "exists and is not a folder"})
+    assert len(err) == 1 and expected[what] in err[0], err
+    assert not (tmp_path / "run" / rundir.LOCK_NAME).exists() and not (what == "no folder" and out.exists())
+
+
+@pytest.mark.parametrize("name", ["eval.json", "eval_k2.json", "eval_k2.partial.npz"])
+def test_an_evaluation_file_that_is_a_folder_is_named(tmp_path, data_file, capsys, name):
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    (out / name).mkdir()
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "2", "--quiet"]) == 2
+    err = lines(capsys)
+    assert len(err) == 1 and f"{out / name} is a folder" in err[0]
+
+
+def test_overwrite_refuses_a_run_file_that_is_a_folder_before_removing_any(tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    (out / "eval.json").mkdir()
+    capsys.readouterr()
+    assert train(data_file, out, "--epochs", "1", "--overwrite") == 2
+    assert f"{out / 'eval.json'} is a folder" in lines(capsys)[0]
+    assert (out / "checkpoint.npz").is_file() and (out / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["config.json", "summary.json", "metrics.jsonl"])
+def test_a_damaged_run_file_is_named_when_it_is_read(tmp_path, data_file, capsys, name):
+    pytest.importorskip("matplotlib")  # gvae plot reads all three
+    out = tmp_path / "run"
+    assert train(data_file, out, "--epochs", "1") == 0
+    (out / name).write_bytes(b"\xff{not json")
+    capsys.readouterr()
+    assert main(["plot", str(out), "--data", str(data_file)]) == 2
+    err = lines(capsys)
+    assert len(err) == 1 and f"{out / name} is damaged" in err[0], err
+
+
+def test_the_config_of_a_run_without_a_checkpoint_is_named_when_damaged(tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"latent": -3}')
+    assert train(data_file, out, "--resume") == 2
+    err = lines(capsys)
+    assert len(err) == 1 and str(out / "config.json") in err[0] and "latent" in err[0], err

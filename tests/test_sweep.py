@@ -22,7 +22,7 @@ from gvae.sweep.execute import _record_spec, plan, train_flags
 from gvae.sweep.spec import SpecError, load_spec
 from gvae.sweep.table import aggregate, build_table, curves, mean_std, write_table
 from gvae.training import TrainConfig, Trainer, rundir
-from tests.test_train import make_data
+from tests.helpers import make_data
 
 REPO = Path(__file__).resolve().parents[1]
 

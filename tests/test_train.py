@@ -8,21 +8,7 @@ import pytest
 from gvae.training import checkpoint
 from gvae.io.files import read_jsonl
 from gvae.training import NonFiniteError, TrainConfig, Trainer, train
-
-
-def make_data(n=300, d=36, seed=0):
-    """Images of random bars: learnable structure in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    side = int(np.sqrt(d))
-
-    def draw(m):
-        img = np.zeros((m, side, side), np.float32)
-        rows = rng.integers(0, side, m)
-        cols = rng.integers(0, side, m)
-        img[np.arange(m), rows, :] = 0.9
-        img[np.arange(m), :, cols] = 0.9
-        return img.reshape(m, d) + 0.05, rng.integers(0, 10, m)
-    return {"train": draw(n), "valid": draw(100), "test": draw(100)}
+from tests.helpers import make_data
 
 
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path):

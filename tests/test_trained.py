@@ -8,7 +8,7 @@ import numpy as np
 
 import gvae
 from gvae.training import TrainConfig, train
-from tests.test_train import make_data
+from tests.helpers import make_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -67,5 +67,50 @@ def write_jsonl(path, rows):
         tmp.write_text("".join(_dumps(r) + "\n" for r in rows))
 
 
+def _read_text(path):
+    """The UTF-8 text of the file ``path``; ValueError naming it when it is a folder, unreadable or not
+    UTF-8 (FileNotFoundError when absent)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is damaged: not UTF-8 text (byte {e.start})") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, where a file was expected") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_json(path):
+    """The content of the JSON file ``path``; ValueError naming the file when it cannot be read as one."""
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is damaged: not JSON ({e})") from None
+
+
 def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The objects of the JSON-lines file ``path`` (one per non-blank line); ValueError naming the file
+    (and the line) when it cannot be read as one."""
+    rows = []
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is damaged: line {number} is not JSON ({e})") from None
+    return rows
+
+
+def check_writable(folder, what):
+    """Make ``folder`` (and its parents) if need be and prove it can be written by creating and removing a
+    temporary file in it, before a command spends its work; ValueError naming ``what`` and the reason."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".gvae-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"cannot write {what} in {folder}: {e.strerror}") from None

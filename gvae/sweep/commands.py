@@ -11,12 +11,12 @@ def add_parsers(sub, formatter_class, positive_int):
                             "docs/sweeps.md); resumable: run it again to go on")
     s.add_argument("spec", metavar="SPEC", help="the sweep's TOML file")
     s.add_argument("--out", default=None, metavar="DIR",
-                   help="the sweep folder (None: the spec's [sweep] out, relative to the spec's folder)")
+                   help="the sweep folder (default: the spec's [sweep] out, relative to the spec's folder)")
     s.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run on this Dask cluster (an address such as tcp://host:8786, or a scheduler file) "
-                        "instead of a local one; its workers must see the sweep folder and have gvae")
+                   help="run on this Dask cluster (an address such as tcp://host:8786, or a scheduler file; "
+                        "default: a local cluster); its workers must see the sweep folder and have gvae")
     s.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="processes of the local cluster, each running one run at a time (None: cores // "
+                   help="processes of the local cluster, each running one run at a time (default: cores // "
                         "the spec's threads)")
     s.add_argument("--overwrite", action="store_true",
                    help="train again from their start the runs that the spec describes differently from "

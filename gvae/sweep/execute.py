@@ -253,7 +253,7 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
         from ..kernels import device_module
         device_module(sweep.device)
     _check_folder(sweep.out)
-    with rundir.folder_lock(sweep.out, LOCK_NAME, "sweep folder"):
+    with rundir.folder_lock(sweep.out, LOCK_NAME, "sweep folder", command="gvae sweep"):
         jobs, counts = plan(sweep, overwrite)
         _record_spec(sweep)
         others = _others(sweep)

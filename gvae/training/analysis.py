@@ -23,10 +23,12 @@ from ..kernels import device_of, generator, to_host
 from .. import ops
 from ..model.objectives import layer_terms
 from .gaps import inference_gaps, summarize
+from .memory import check_importance_sampling
 from .refine import RefineOptions
 from .runs import fixed_eval_sets, load_model
 
 ACTIVITY_THRESHOLD = 0.01
+GAP_BATCH, GAP_MEMORY_MB = 100, 256  # points refined at once; bound on one decoder pass of the gaps' sampling
 
 
 def unit_activity(model, params, x, batch_size=500):
@@ -58,12 +60,9 @@ def rate_distortion(model, params, x, rng, samples=10, batch_size=100):
 
 
 def sample_points(n, points, seed):
-    """The sorted indices of ``points`` distinct rows drawn from n with ``seed``."""
-    if not (isinstance(points, (int, np.integer)) and points >= 1):
-        raise ValueError(f"the number of points must be an integer >= 1, got {points!r}")
-    if points > n:
-        raise ValueError(f"cannot draw {points} points from {n} test images; give --points <= {n} "
-                         "(or a larger --limit)")
+    """The sorted indices of ``points`` distinct rows drawn from n with ``seed`` (1 <= points <= n)."""
+    if not (isinstance(points, (int, np.integer)) and 1 <= points <= n):
+        raise ValueError(f"the number of points must be an integer from 1 to {n}, got {points!r}")
     return np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
 
 
@@ -77,6 +76,7 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
     start = time.perf_counter()
     n = x.shape[0]
     one_layer = len(model.layers) == 1
+    asked, points = points, min(points, n)  # more points than images: all of them, and the result says so
     idx = sample_points(n, points, seed) if one_layer else None  # checked before any work
     device = device_of(x)
     activities = unit_activity(model, params, x)
@@ -95,13 +95,15 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
                                f"{len(model.layers)}")
         return result
     start = time.perf_counter()
-    per, refinements = inference_gaps(model, params, x[idx], generator(device, seed + 1),
-                                      iw_samples, options, progress=progress)
+    per, refinements = inference_gaps(model, params, x[idx], generator(device, seed + 1), iw_samples, options,
+                                      batch_size=GAP_BATCH, memory_mb=GAP_MEMORY_MB, progress=progress)
     timings["gaps"] = time.perf_counter() - start
     result["gaps"] = {"points": int(points), "indices": idx.tolist(), "iw_samples": int(iw_samples),
                       "refine": dataclasses.asdict(options), **summarize(per),
                       "refinement": {key: [r[key] for r in refinements] for key in refinements[0]},
                       "per_point": {key: v.tolist() for key, v in per.items()}}
+    if asked > points:
+        result["gaps"]["points_note"] = f"{asked} points asked, {n} test images: all {n} used"
     return result
 
 
@@ -111,9 +113,8 @@ def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_sam
     images (all when None) of ``data``: a data set as :func:`gvae.io.mnist.load_mnist` returns it, or the
     path to give it (None: MNIST from the cache), loaded once the run is. The result names the run."""
     model, params, config = load_model(run_dir, which)
-    if limit is not None and points > limit:
-        raise ValueError(f"cannot draw {points} points from the first {limit} test images (--limit); give "
-                         f"--points <= {limit}")
+    if len(model.layers) == 1:  # the gaps' arrays: 2 proposals x K samples x a batch of points, twice
+        check_importance_sampling(model, min(points, GAP_BATCH), 4 * iw_samples, GAP_MEMORY_MB * 2 ** 20)
     if not isinstance(data, dict):
         data = load_mnist(data)
     test_x = fixed_eval_sets(data, model)[1][:limit]

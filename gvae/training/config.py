@@ -13,9 +13,15 @@ from ..model import FAMILIES, INITS, LIKELIHOODS
 from ..model.vae import INFERENCE, layer_family
 
 
-def _number_parser(kind, noun, strict):
-    """A parser of ``kind`` (int or float) from text that accepts finite values > 0 (``strict``) or >= 0,
-    raising ValueError with a message that names the expected ``noun``."""
+# The largest count a flag takes (a size, a number of samples, epochs, ...): 2^31 - 1, the largest index of a
+# CUDA kernel's int and far beyond any array this machine holds. Larger values would reach NumPy as shapes
+# ("Maximum allowed dimension exceeded") or a factorisation loop of the lattice stencils before any check.
+MOST = 2 ** 31 - 1
+
+
+def _number_parser(kind, noun, strict, most=None):
+    """A parser of ``kind`` (int or float) from text that accepts finite values > 0 (``strict``) or >= 0
+    (and at most ``most`` when given), raising ValueError with a message that names the expected ``noun``."""
     def parse(text):
         try:
             v = kind(text)
@@ -23,12 +29,14 @@ def _number_parser(kind, noun, strict):
             raise ValueError(f"expected a {noun}, got {text!r}") from None
         if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
             raise ValueError(f"expected a {noun}, got {text}")
+        if most is not None and v > most:
+            raise ValueError(f"expected a {noun} of at most {most}, got {text}")
         return v
     parse.__name__ = noun.replace(" ", "_").replace("-", "_")
     return parse
 
 
-positive_int = _number_parser(int, "positive integer", strict=True)
+positive_int = _number_parser(int, "positive integer", strict=True, most=MOST)
 non_negative_int = _number_parser(int, "non-negative integer", strict=False)
 positive_float = _number_parser(float, "positive finite number", strict=True)
 non_negative_float = _number_parser(float, "non-negative finite number", strict=False)
@@ -126,7 +134,7 @@ class TrainConfig:
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")
     grid_shape: object = _option(None, "lattice R x C of the latent units of a grid/extgrid layer: one pair "
-                                 "per layer whose family is on a lattice, bottom first (None: the most "
+                                 "per layer whose family is on a lattice, bottom first (default: the most "
                                  "square R x C of each)", parse=positive_int, nargs="+", metavar="R C")
     latent: object = _option(16, "latent units of each stochastic layer, bottom first (one number: one "
                              "layer; --latent 100 50: the IWAE paper's two layers)", parse=positive_int,
@@ -162,18 +170,19 @@ class TrainConfig:
                            metavar="S")
     iw_samples: int = _option(1, "importance samples per image (K > 1: train on the IWAE bound)",
                               parse=positive_int, metavar="K")
-    schedule: str = _option("constant", "learning rate: constant, or the IWAE paper's 3^i-epoch stages "
-                            "at lr 10^(-i/7)", choices=sorted(SCHEDULES))
+    schedule: str = _option("constant", "learning rate: constant, --lr throughout; or iwae, the IWAE paper's "
+                            "stages i = 0, ..., 7 of 3^i epochs each at --lr x 10^(-i/7) (3280 epochs; later "
+                            "epochs stay at the last stage's rate)", choices=sorted(SCHEDULES))
     seed: int = _option(0, "seed of the initialisation, the data order, the binarisation and the noise",
                         parse=non_negative_int, metavar="S")
-    limit: int = _option(None, "use only the first N training images (None: all)", parse=positive_int,
+    limit: int = _option(None, "use only the first N training images (default: all)", parse=positive_int,
                          metavar="N")
-    clip_norm: float = _option(None, "clip the global gradient norm to C (None: no clipping)",
+    clip_norm: float = _option(None, "clip the global gradient norm to C (default: no clipping)",
                                parse=positive_float, metavar="C")
     max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
                                  parse=positive_int, metavar="N")
     patience: int = _option(None, "stop early when the validation ELBO has not improved for N epochs "
-                            "(None: never)", parse=positive_int, metavar="N")
+                            "(default: never)", parse=positive_int, metavar="N")
     dtype: str = _option("float32", "floating-point type of parameters and computation",
                          choices=["float32", "float64"])
 
@@ -182,7 +191,11 @@ class TrainConfig:
         self.posterior = _one_or_many("posterior", self.posterior, str)
         self.grid_shape = _grid_pairs(self.grid_shape)
         self.hidden = _hidden_groups(self.hidden)
-        checks = [(min(self.layer_sizes()) >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
+        counts = [*self.layer_sizes(), *(h for widths in self.layer_hidden() for h in widths), self.batch_size,
+                  self.samples, self.iw_samples, self.epochs]
+        checks = [(max(counts) <= MOST, f"latent, hidden, batch_size, samples, iw_samples and epochs must be at most "
+                                        f"{MOST}"),
+                  (min(self.layer_sizes()) >= 1, "latent must be >= 1"), (self.epochs >= 1, "epochs must be >= 1"),
                   (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
                   (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
                   (self.iw_samples >= 1, "iw_samples must be >= 1"),

@@ -8,9 +8,9 @@ as long as the training did (5,000 samples of 10,000 images: 50 million decoder 
 progress in a file and goes on from it after an interruption (:func:`evaluate`'s ``partial``)."""
 import hashlib
 import json
+import random
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,16 @@ from tqdm import tqdm
 
 from .. import kernels
 from ..kernels import array_module, device_of, generator, to_device, to_host
+from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
 from ..model.objectives import elbo, log_weights
 
 PARTIAL_FORMAT = 1  # of the partial file's content; a file of another format is started over
 SAVE_SECONDS = 30.0  # between two writes of an evaluation's progress (a batch of K = 5000 takes ~25 s)
+KEY_BYTES = 2 ** 16  # the most read of a partial file's key (a few hundred characters of JSON)
+ORDER_TOLERANCE = 1e-9  # relative rounding allowed in L_k <= L_k' (that of the log-mean-exps is ~1e-15)
+TRIAL_SECONDS = 0.5  # timed decoder passes behind the estimate an evaluation prints before it starts
+TRIAL_STREAM = 0x7E57  # the trial's noise: a stream of its own, whose values matter to nothing
 
 
 def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
@@ -61,6 +66,16 @@ def _chunk(model, n_samples, batch_size, memory_mb):
     return min(n_samples, sample_chunk(model, batch_size, memory_mb * 2 ** 20))
 
 
+def _bounds(n_samples, ks):
+    """The k of ``ks`` whose bounds L_k an evaluation with n_samples samples reports: those dividing it."""
+    return sorted(k for k in ks if n_samples % k == 0 and k < n_samples)
+
+
+def _result_names(ks):
+    """The per-example results of :func:`importance_sampling` for the bounds ``ks`` (from :func:`_bounds`)."""
+    return ["log_likelihood"] + [f"iwae_{k}" for k in ks]
+
+
 def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_size=100, memory_mb=256,
                         progress=True, resume_from=None, on_batch=None):
     """Per-example IWAE bounds from ``n_samples`` importance samples per row of x.
@@ -79,13 +94,12 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     arrays whose first ``rows`` entries are final)."""
     if n_samples < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {n_samples}")
-    ks = [k for k in ks if n_samples % k == 0 and k < n_samples]
+    ks = _bounds(n_samples, ks)
     chunk = _chunk(model, n_samples, batch_size, memory_mb)
     xp = array_module(x)
     device = device_of(x)
     n = len(x)
-    out = {"log_likelihood": xp.empty(n, dtype=np.float64),
-           **{f"iwae_{k}": xp.empty(n, dtype=np.float64) for k in ks}}
+    out = {name: xp.empty(n, dtype=np.float64) for name in _result_names(ks)}
     done = 0
     if resume_from is not None:
         done, arrays = resume_from
@@ -99,49 +113,75 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     logw = xp.empty((n_samples, batch_size), dtype=np.float64)
     try:
         for start in range(done, n, batch_size):
-            xb = x[start:start + batch_size]
-            b = len(xb)
-            rng = generator(device, (seed, start))
-            for s in range(0, n_samples, chunk):
-                c = min(chunk, n_samples - s)
-                eps = rng.standard_normal((c, b, model.noise_size), dtype=model.dtype)
-                rec, log_ratio = log_weights(model, params, xb, eps)
-                logw[s:s + c, :b] = rec + log_ratio + model.likelihood.nats_offset()
-                bar.update(c * b)
-            block = logw[:, :b]
-            out["log_likelihood"][start:start + b] = kernels.log_mean_exp(block, axis=0)[0]
-            for k in ks:
-                groups = block.reshape(n_samples // k, k, b)
-                out[f"iwae_{k}"][start:start + b] = kernels.log_mean_exp(groups, axis=1)[0].mean(axis=0)
+            rows = _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, bar.update)
+            for key, values in rows.items():
+                out[key][start:start + batch_size] = values
             if on_batch is not None:
-                on_batch(start + b, out)
+                on_batch(min(start + batch_size, n), out)
     finally:
         bar.close()  # before any message about an interruption
     return out
 
 
+def _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, counted=None):
+    """The results of the rows [start, start + batch_size) of x, as :func:`importance_sampling` computes
+    them (a dict of float64 (b,) arrays, b the rows there), in the float64 scratch ``logw`` (K,
+    batch_size); ``counted(m)`` is told of each m samples x rows done."""
+    xb = x[start:start + batch_size]
+    b = len(xb)
+    rng = generator(device_of(x), (seed, start))
+    for s in range(0, n_samples, chunk):
+        c = min(chunk, n_samples - s)
+        eps = rng.standard_normal((c, b, model.noise_size), dtype=model.dtype)
+        rec, log_ratio = log_weights(model, params, xb, eps)
+        logw[s:s + c, :b] = rec + log_ratio + model.likelihood.nats_offset()
+        if counted is not None:
+            counted(c * b)
+    block = logw[:, :b]
+    rows = {"log_likelihood": kernels.log_mean_exp(block, axis=0)[0]}
+    for k in ks:
+        groups = block.reshape(n_samples // k, k, b)
+        rows[f"iwae_{k}"] = kernels.log_mean_exp(groups, axis=1)[0].mean(axis=0)
+    return rows
+
+
 def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size=100, memory_mb=256,
              progress=True, kl="analytic", partial=None, save_seconds=None):
     """Test metrics of a model on x, computed on x's device: per-example host arrays and their means
-    (nats per data point), and the seconds taken.
+    (nats per data point), and the seconds taken. With ``progress``, one line on stderr first states the
+    work and an estimate of its time (from a short timed trial, :func:`estimate_seconds`), then a bar.
 
     ``partial``: a file (.npz) that keeps the importance sampling's progress, written atomically at most
     every ``save_seconds`` (default :data:`SAVE_SECONDS`) while it runs, and when it is interrupted
-    (KeyboardInterrupt: Ctrl-C, or SIGTERM as gvae's commands take it). A call that finds there the
-    progress of an evaluation of the same parameters, data and settings goes on from it (the result is
-    the one of a call that ran through; the seconds count both); other content is replaced. The caller
-    removes the file once the result is stored. One process at a time may use a file (the caller's
-    lock)."""
+    (KeyboardInterrupt: Ctrl-C, or SIGTERM as gvae's commands take it); nothing is kept before the first
+    batch of ``batch_size`` rows is done. A call that finds there the progress of an evaluation of the
+    same parameters, data and settings goes on from it (the result is the one of a call that ran through;
+    the seconds count both) once the stored results pass a check (:func:`_stored_problem`: one stored
+    batch, drawn at random, is recomputed and must match bit for bit). Another evaluation's progress, a
+    damaged file or results that fail the check are removed at once, with a line on stderr saying why,
+    and the evaluation starts over. The caller removes the file once the result is stored. One process at
+    a time may use a file (the caller's lock)."""
     start = time.perf_counter()
     device = device_of(x)
     per = {"elbo": per_example_elbo(model, params, x, generator(device, seed), kl=kl)}
     kept = None
     if partial is not None:
         key = _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb)
-        kept = _Progress(Path(partial), key, len(x), save_seconds)
-        if kept.resume_from is not None and progress:
-            print(f"log p(x): going on from {kept.resume_from[0]} of {len(x)} rows evaluated before ({partial})",
-                  file=sys.stderr)
+        kept = _Progress(Path(partial), key, len(x), batch_size, _result_names(_bounds(n_samples, ks)), save_seconds)
+        if kept.resume_from is not None:
+            if progress:
+                print(f"log p(x): checking the {kept.resume_from[0]} rows kept in {partial} (recomputing one of "
+                      "their batches)", file=sys.stderr)
+            problem = _stored_problem(model, params, x, kept.resume_from, n_samples, seed + 1, ks, batch_size,
+                                      memory_mb)
+            if problem is not None:
+                kept.start_over(problem)
+            elif progress:
+                print(f"log p(x): going on from {kept.resume_from[0]} of {len(x)} rows evaluated before ({partial})",
+                      file=sys.stderr)
+    done = 0 if kept is None or kept.resume_from is None else kept.resume_from[0]
+    if progress and done < len(x):
+        print(_work_line(model, params, x[done:], n_samples, batch_size, memory_mb, partial), file=sys.stderr)
     try:
         per.update(importance_sampling(model, params, x, n_samples, seed + 1, ks, batch_size, memory_mb, progress,
                                        resume_from=None if kept is None else kept.resume_from,
@@ -155,18 +195,82 @@ def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size
     return per, means, (0.0 if kept is None else kept.earlier) + time.perf_counter() - start
 
 
+def estimate_seconds(model, params, x, n_samples, batch_size=100, memory_mb=256, trial_seconds=TRIAL_SECONDS):
+    """(estimated seconds of :func:`importance_sampling` on all rows of x, seconds of its timed trial).
+
+    The trial runs decoder passes as the evaluation does (one pass: a batch's rows and one chunk of
+    samples, with noise of its own) once untimed, then again until ``trial_seconds`` have passed and at
+    least three were timed, or as many as the whole evaluation makes; the median pass's time per sample
+    and row is scaled to all of them. The log-mean-exp of the weights is left out (a small share). An
+    estimate: other load on the machine, or a batch of other size at the end, makes the real time differ."""
+    xb = x[:batch_size]
+    c = _chunk(model, n_samples, batch_size, memory_mb)
+    rng = generator(device_of(x), TRIAL_STREAM)
+    work = len(x) * n_samples
+    passes = -(-work // (c * len(xb)))
+    times = []
+    for i in range(passes + 1):
+        eps = rng.standard_normal((c, len(xb), model.noise_size), dtype=model.dtype)
+        began = time.perf_counter()
+        rec, _ = log_weights(model, params, xb, eps)
+        to_host(rec[:1, :1])  # waits for the device
+        if i > 0:  # the first pass may include one-off costs (loading compiled kernels, allocations)
+            times.append(time.perf_counter() - began)
+            if len(times) >= 3 and sum(times) >= trial_seconds:
+                break
+    return float(np.median(times)) / (c * len(xb)) * work, sum(times)
+
+
+def _work_line(model, params, x, n_samples, batch_size, memory_mb, partial):
+    """The line that states an evaluation's work and estimated time before it starts."""
+    n = len(x)
+    seconds, trial = estimate_seconds(model, params, x, n_samples, batch_size, memory_mb)
+    per_batch = seconds * min(batch_size, n) / n
+    batches = -(-n // batch_size)
+    kept = (f"; an interruption keeps the batches done in {Path(partial).name} (the first ends in about "
+            f"{_duration(per_batch)})" if partial is not None else "")
+    return (f"log p(x): {n:,} images x {n_samples:,} samples = {n * n_samples:,} decoder passes in {batches:,} "
+            f"batch{'es' if batches > 1 else ''} of {min(batch_size, n)}: about {_duration(seconds)} on this "
+            f"device (an estimate from a {trial:.1f} s trial){kept}")
+
+
+def _duration(seconds):
+    """Seconds for a message: "under 1 s", "40 s", "3 min 20 s", "1 h 05 min"."""
+    if seconds < 1:
+        return "under 1 s"
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min" if hours else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
+class _StartOver(Exception):
+    """What makes a partial file unusable (another evaluation's, or damaged); the message says why."""
+
+
 class _Progress:
     """An evaluation's progress in its partial file: what an earlier run left there under the same
     ``key`` (``resume_from``, ``earlier`` seconds), and the writes of this run's (at most every
-    ``save_seconds``, and by :meth:`save`)."""
+    ``save_seconds``, and by :meth:`save`). A file that is not usable is removed at once, saying why."""
 
-    def __init__(self, path, key, n, save_seconds=None):
+    def __init__(self, path, key, n, batch_size, names, save_seconds=None):
         self.path, self.key, self.n = path, key, n
         self.every = SAVE_SECONDS if save_seconds is None else save_seconds
-        found = _read_partial(path, key)
-        self.resume_from, self.earlier = (None, 0.0) if found is None else (found[:2], found[2])
+        self.resume_from, self.earlier = None, 0.0
+        try:
+            found = _read_partial(path, key, n, batch_size, names)
+        except _StartOver as e:
+            self.start_over(str(e))
+        else:
+            if found is not None:
+                self.resume_from, self.earlier = found[:2], found[2]
         self.started = self.saved = time.perf_counter()
         self.rows, self.out = 0, None
+
+    def start_over(self, why):
+        """Forget the file's progress: remove it, with one line on stderr saying why."""
+        print(f"log p(x): starting over: {self.path} {why}", file=sys.stderr)
+        self.path.unlink(missing_ok=True)
+        self.resume_from, self.earlier = None, 0.0
 
     def batch_done(self, rows, out):
         """The on_batch of :func:`importance_sampling`."""
@@ -201,17 +305,70 @@ def _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb):
                        "rows": len(x)}, sort_keys=True)
 
 
-def _read_partial(path, key):
-    """(rows, results, seconds) from the partial file ``path`` if it holds progress under ``key``; else
-    None (no file, another evaluation's, or unreadable: it is a cache, started over)."""
+def _read_partial(path, key, n, batch_size, names):
+    """(rows, results, seconds) kept in the partial file ``path`` under ``key`` for an evaluation of n rows
+    in batches of ``batch_size`` with the results ``names``; None when there is no file. Raises
+    :class:`_StartOver` for another evaluation's progress or a damaged file (any that cannot be what
+    :meth:`_Progress.save` wrote: the rows done in whole batches, every result for each), and ValueError
+    for something that is not a file (a folder, say: it is not removed)."""
+    if not path.exists():
+        if path.is_symlink():
+            raise _StartOver("is a link to nothing")
+        return None
+    check_regular_file(path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if str(f["key"]) != key:
-                return None
-            rows, seconds = int(f["rows"]), float(f["seconds"])
-            arrays = {name[len("result_"):]: f[name] for name in f.files if name.startswith("result_")}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
+        with Npz(path, compressed=False) as f:  # written by np.savez; read in bounded memory
+            if str(f.read("key", KEY_BYTES)) != key:
+                raise _StartOver("holds the progress of another evaluation (other parameters, data or settings)")
+            rows, seconds = f.read("rows", 8), f.read("seconds", 8)
+            found = sorted(name[len("result_"):] for name in f.names if name.startswith("result_"))
+            if found != sorted(names):
+                raise _StartOver(f"is damaged: it holds the results {found}, expected {sorted(names)}")
+            if not (rows.shape == () and rows.dtype.kind in "iu" and 0 < rows <= n
+                    and (rows % batch_size == 0 or rows == n)):
+                raise _StartOver(f"is damaged: it holds {rows} rows, expected a multiple of the batch size "
+                                 f"{batch_size} up to {n}")
+            rows = int(rows)
+            arrays = {name: f.read(f"result_{name}", 8 * rows) for name in names}
+    except ValueError as e:
+        raise _StartOver(f"is damaged ({str(e).removeprefix(f'{path}: ')})") from None
+    if not (seconds.shape == () and seconds.dtype.kind == "f" and np.isfinite(seconds) and seconds >= 0):
+        raise _StartOver(f"is damaged: its seconds are {seconds}")
     if any(v.shape != (rows,) or v.dtype != np.float64 for v in arrays.values()):
-        return None
-    return rows, arrays, seconds
+        raise _StartOver("is damaged: its results are not float64 arrays of one value per row")
+    return rows, arrays, float(seconds)
+
+
+def _stored_problem(model, params, x, resume_from, n_samples, seed, ks, batch_size, memory_mb):
+    """Why the stored results ``resume_from`` = (rows, arrays) of an evaluation cannot be its own, or None.
+
+    Each batch's noise depends on (seed, first row) alone, so a stored batch recomputed must give the
+    same numbers bit for bit: one batch, drawn at random (the file cannot predict which), is recomputed.
+    Every stored row must also obey what holds for any one set of samples, whatever the noise: no NaN,
+    no +inf, and L_k <= L_k' whenever k divides k' (log is concave: the mean of L_k over the groups of k
+    within a group of k' is at most its L_k'), with L_K = log p(x) the largest."""
+    rows, arrays = resume_from
+    ks = _bounds(n_samples, ks)
+    for name, values in arrays.items():
+        if np.isnan(values).any() or np.isposinf(values).any():
+            return f"holds NaN or +inf in {name}"
+    order = ks + [n_samples]
+    names = {k: f"iwae_{k}" for k in ks} | {n_samples: "log_likelihood"}
+    for i, k in enumerate(order):
+        for big in order[i + 1:]:
+            if big % k == 0:
+                low, high = arrays[names[k]], arrays[names[big]]
+                bad = np.flatnonzero(low > high + ORDER_TOLERANCE * (1 + np.abs(high)))
+                if len(bad):
+                    return (f"holds results no evaluation gives: {names[k]} {low[bad[0]]:.6g} above "
+                            f"{names[big]} {high[bad[0]]:.6g} in row {bad[0]}")
+    start = batch_size * random.SystemRandom().randrange(-(-rows // batch_size))
+    chunk = _chunk(model, n_samples, batch_size, memory_mb)
+    logw = array_module(x).empty((n_samples, batch_size), dtype=np.float64)
+    again = _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw)
+    for name, values in again.items():
+        if not np.array_equal(to_host(values), arrays[name][start:start + batch_size]):
+            return (f"holds results that differ from a recomputation of rows {start}-"
+                    f"{min(start + batch_size, rows) - 1} ({name}): altered, or computed elsewhere (another "
+                    "device or gvae version draws other noise)")
+    return None

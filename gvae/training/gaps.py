@@ -90,7 +90,10 @@ def inference_gaps(model, params, x, rng, iw_samples=1000, options=RefineOptions
         amortised = array_module(xb).ascontiguousarray(encoder_heads(model, params, xb))
         chunk = min(options.eval_samples, sample_chunk(model, len(xb), memory_mb * 2 ** 20))
         refined, info = refine_heads(model, params, xb, amortised, rng, options, chunk=chunk, bar=bar)
-        bar.update(options.max_steps - info["steps"])
+        # The bar's total is the most steps still possible: a refinement that stopped at a plateau takes
+        # its unused steps off the total instead of counting steps that never ran.
+        bar.total -= options.max_steps - info["steps"]
+        bar.refresh()
         refinements.append(info)
         chunk = min(iw_samples, sample_chunk(model, len(xb), memory_mb * 2 ** 20))
         parts.append(posterior_estimates(model, params, xb, [amortised, refined], rng, iw_samples, chunk))

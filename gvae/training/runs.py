@@ -4,14 +4,13 @@ describes, the trained parameters of a run, and the fixed validation and test se
 A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
 import math
-from pathlib import Path
 
 import numpy as np
 
 from ..kernels import to_device
 from ..model import VAE
 from ..model.params import FlatParams
-from . import checkpoint
+from . import checkpoint, rundir
 from .config import FORMER_DEFAULTS, TrainConfig
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
@@ -39,15 +38,15 @@ def build_model(config, n_in):
 
 def load_model(run_dir, which="best", device="cpu"):
     """(model, params dict, config) of a run folder, the parameters on ``device``; ``which`` is "best"
-    (by validation) or "last"."""
+    (by validation) or "last". A folder without a trained run is a RunFolderError saying what it holds."""
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
-    path = Path(run_dir) / "checkpoint.npz"
+    path = rundir.existing_run(run_dir) / "checkpoint.npz"
     arrays, meta = checkpoint.load(path)
     config = config_of(path, meta)
     model = build_model(config, meta["param_shapes"]["enc.W0"][0])
     host = arrays["best_params" if which == "best" else "params"]
-    if host.shape != (sum(math.prod(s) for s in model.param_shapes().values()),):
+    if {k: tuple(v) for k, v in meta["param_shapes"].items()} != model.param_shapes():  # checkpoint checked the rest
         raise ValueError(f"{path} holds parameters of another shape than its configuration describes")
     if not np.isfinite(host).all():
         raise ValueError(f"the {which} parameters in {path} hold NaN or inf (the run diverged); there is no "
@@ -62,6 +61,8 @@ def config_of(path, meta):
         return TrainConfig(**{**FORMER_DEFAULTS, **meta["config"]})
     except TypeError as e:
         raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None
+    except ValueError as e:  # TrainConfig's checks of the values
+        raise ValueError(f"{path} holds an invalid configuration: {e}") from None
 
 
 def bits_per_dim(model, nats):

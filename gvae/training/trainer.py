@@ -19,7 +19,6 @@ resumed run draws exactly what the uninterrupted run drew, on a device of the sa
 """
 import dataclasses
 import hashlib
-import json
 import math
 import sys
 import time
@@ -30,7 +29,7 @@ from tqdm import tqdm
 
 from .. import kernels
 from ..autodiff import value_and_grad
-from ..io.files import read_jsonl, write_json, write_jsonl
+from ..io.files import read_json, read_jsonl, write_json, write_jsonl
 from ..kernels import array_module, device_module, generator, to_device, to_host
 from ..model.objectives import training_loss
 from . import checkpoint, rundir
@@ -38,6 +37,7 @@ from .adam import Adam
 from .config import RESUMABLE, SCHEDULES
 from .evaluate import dataset_elbo
 from .runs import EVAL_SEED, bits_per_dim, build_model, config_of, fixed_eval_sets
+from .memory import check_training
 
 # The second word of an epoch's seed (seed, EPOCH_STREAM, epoch): not 0, since a SeedSequence pads its
 # entropy with zeros, so (seed, 0, 0) would give the initialisation's stream (seeded with seed alone).
@@ -84,16 +84,7 @@ def resume_conflicts(out, given):
     run's own configuration and may not change on resume: a list of (name, given, the run's value), the
     values as the configuration holds them (lists for several values, one value as itself)."""
     path = Path(out) / "checkpoint.npz"
-    if path.is_file():
-        _, meta = checkpoint.load(path)
-    else:  # a finished run kept without its checkpoint (gvae.sweep.state.training): its config.json
-        path = path.with_name("config.json")
-        try:
-            meta = {"config": json.loads(path.read_text())}
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: the run has no checkpoint, and its configuration cannot be read "
-                             f"({e})") from None
-    run = config_of(path, meta)
+    run = config_of(path, checkpoint.load(path)[1]) if path.is_file() else _configuration_file(out)
     try:
         asked = dataclasses.replace(run, **given)
     except ValueError:
@@ -101,6 +92,48 @@ def resume_conflicts(out, given):
     return [(name, _listed(value if asked is None else getattr(asked, name)), _listed(getattr(run, name)))
             for name, value in sorted(given.items())
             if name not in RESUMABLE and (asked is None or getattr(asked, name) != getattr(run, name))]
+
+
+def _configuration_file(out):
+    """The TrainConfig in the config.json of the run in ``out``, a run without a checkpoint (one stopped
+    before its first, or a finished one kept for its results: gvae.sweep.state.training)."""
+    path = Path(out) / "config.json"
+    try:
+        meta = {"config": read_json(path)}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: the run has no checkpoint, and its configuration cannot be read ({e})") from None
+    return config_of(path, meta)
+
+
+def _finished_metrics(path, epochs):
+    """The rows of metrics.jsonl (``path``) of the first ``epochs`` epochs, those a checkpoint holds (rows
+    of later epochs, written before a stop that kept an earlier checkpoint, are left out); ValueError
+    naming the file when it lacks one of them."""
+    try:
+        rows = read_jsonl(path)
+    except FileNotFoundError:
+        rows = []
+    numbers = [row.get("epoch") if isinstance(row, dict) else None for row in rows[:epochs]]
+    if numbers != list(range(1, epochs + 1)):
+        held = f"{len(rows)} rows" + (f", not numbered 1 to {epochs}" if len(rows) >= epochs else "")
+        raise ValueError(f"{path} does not hold one row for each of the {epochs} epochs of the run's checkpoint "
+                         f"({held}): it was emptied, cut short or damaged, so the run cannot be continued with its "
+                         "metrics; replace it with --overwrite, or train a new run (another --out)")
+    return rows[:epochs]
+
+
+def _stamps(folder):
+    """What identifies the config.json and checkpoint.npz in ``folder`` (None for one absent): a trainer
+    continues a run only if they are still those it read when it takes the folder's lock."""
+    stamps = []
+    for name in ("config.json", "checkpoint.npz"):
+        try:
+            info = (Path(folder) / name).stat()
+        except FileNotFoundError:
+            stamps.append(None)
+        else:
+            stamps.append((info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
 
 
 def _listed(value):
@@ -144,6 +177,8 @@ class Trainer:
         if config.limit is not None:
             train_x = train_x[:config.limit]
         self.model = build_model(config, train_x.shape[1])
+        # Before any array of the model's size is made: sizes beyond the machine are refused, naming the flags.
+        check_training(self.model, config.batch_size, config.samples * config.iw_samples, len(train_x))
         for split in ("train", "valid", "test"):
             self.model.likelihood.check(data[split][0])
         self.data_sha256 = data_fingerprint(train_x, data)
@@ -163,21 +198,38 @@ class Trainer:
         self.best_epoch = 0
         self.initial_valid = None  # the untrained model's validation ELBO, the yardstick of divergence
         self.saved_epoch = 0       # the epoch of the checkpoint on disk (0: none)
+        self.read_from = None      # _stamps of the run files this trainer read or wrote last
 
     @classmethod
     def resume(cls, out, data, progress=True, quiet=False, device="cpu", **changes):
         """Continue the run in ``out`` from its checkpoint, with its own configuration, on ``device``
-        (whichever the run was trained on). ``changes`` may set the settings named in
-        ``config.RESUMABLE`` (a new total of ``epochs``, ``lr``, ...; None keeps the run's); the first
-        epoch's metrics record them as ``resumed_with``. Refuses data other than the run's."""
+        (whichever the run was trained on); a run stopped before its first checkpoint (a config.json
+        alone) starts over from epoch 0 with its configuration. ``changes`` may set the settings named in
+        ``config.RESUMABLE`` (a new total of ``epochs``, no fewer than the run has done, ``lr``, ...; None
+        keeps the run's); the first epoch's metrics record them as ``resumed_with``. Refuses data other
+        than the run's, and a metrics.jsonl without a row for each epoch done."""
         unknown = sorted(set(changes) - set(RESUMABLE))
         if unknown:
             raise ValueError(f"only {', '.join(RESUMABLE)} may change when a run is resumed, not {', '.join(unknown)}")
-        path = rundir.run_path(out) / "checkpoint.npz"
-        arrays, meta = checkpoint.load(path, need=checkpoint.RESUME)
-        run = config_of(path, meta)
+        folder = rundir.check(out, resume=True)
+        read_from = _stamps(folder)  # before reading: a file replaced from here on is seen in fit
+        path = folder / "checkpoint.npz"
+        if path.is_file():
+            arrays, meta = checkpoint.load(path, need=checkpoint.RESUME)
+            run = config_of(path, meta)
+        else:
+            arrays, meta, run = None, {"epoch": 0}, _configuration_file(folder)
+        done = meta["epoch"]
         changes = {k: v for k, v in changes.items() if v is not None and getattr(run, k) != v}
+        if changes.get("epochs", done) < done:
+            raise ValueError(f"{out} has done {done} epochs, more than the {changes['epochs']} asked for (--epochs); "
+                             f"give at least {done}, or leave --epochs out to train to the run's own {run.epochs}")
+        metrics = _finished_metrics(folder / "metrics.jsonl", done)
         self = cls(dataclasses.replace(run, **changes), data, out, progress, quiet, device)
+        self.metrics, self.read_from = metrics, read_from
+        self.resumed, self.resumed_with = True, changes
+        if arrays is None:
+            return self
         if meta.get("data_sha256") not in (None, self.data_sha256):
             raise ValueError(f"{out} was trained on other data than the data given now (SHA-256 "
                              f"{meta['data_sha256'][:16]}... against {self.data_sha256[:16]}...); resume it "
@@ -192,9 +244,6 @@ class Trainer:
         self.bad_steps = meta.get("bad_steps", 0)
         self.initial_valid = meta.get("initial_valid_elbo")
         self.saved_epoch = self.epoch
-        metrics = self.out / "metrics.jsonl"
-        self.metrics = read_jsonl(metrics)[:self.epoch] if metrics.is_file() else []
-        self.resumed, self.resumed_with = True, changes
         return self
 
     def epoch_generator(self, epoch):
@@ -275,7 +324,8 @@ class Trainer:
         """Where the run stands on disk after a failure, and how to go on from there."""
         lr = self.optimizer.lr / 10
         if self.saved_epoch == 0:
-            return f"no epoch finished, so there is no checkpoint: start again with a lower learning rate (--lr {lr:g})"
+            return (f"no epoch finished, so there is no checkpoint: start it again with a lower learning rate: "
+                    f"gvae train --resume --out {self.out} --lr {lr:g}")
         return (f"the last good checkpoint is {self.out / 'checkpoint.npz'} (epoch {self.saved_epoch}); continue "
                 f"from it with a lower learning rate: gvae train --resume --out {self.out} --lr {lr:g}")
 
@@ -309,6 +359,7 @@ class Trainer:
         write_jsonl(self.out / "metrics.jsonl", self.metrics)
         checkpoint.save(self.out / "checkpoint.npz", arrays, meta)
         self.saved_epoch = self.epoch
+        self.read_from = _stamps(self.out)
 
     def fit(self):
         """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better
@@ -321,7 +372,17 @@ class Trainer:
         # A run this trainer resumed, or whose checkpoint it wrote itself, is continued; any other is refused.
         continuing = self.resumed or self.saved_epoch > 0
         with rundir.writer(self.out, resume=continuing, overwrite=self.overwrite and not continuing):
+            if continuing and _stamps(self.out) != self.read_from:
+                raise rundir.RunFolderError(f"{self.out} was written by another gvae process after this one read "
+                                            "its run; run the command again to continue the run as it is now")
+            if self.resumed and self.epoch == self.saved_epoch and not self.quiet:
+                changed = ", ".join(f"{name} {value}" for name, value in sorted(self.resumed_with.items()))
+                print(f"resuming {self.out} from epoch {self.epoch} of {cfg.epochs}"
+                      + (f" with {changed}" if changed else "")
+                      + ("" if self.epoch else " (no epoch had finished: it starts over with its configuration)"),
+                      flush=True)
             write_json(self.out / "config.json", dataclasses.asdict(cfg))
+            self.read_from = _stamps(self.out)
             if self.initial_valid is None and self.epoch == 0:
                 self.initial_valid = self.validation_elbo()
             first, started = self.epoch, time.perf_counter()

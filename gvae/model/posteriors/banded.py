@@ -52,7 +52,9 @@ class Banded(Family):
         return offsets, np.stack([(i >= o).astype(np.float64) for o in offsets])
 
     def head_size(self, d):
-        return (1 + len(self.layout(d)[0])) * d
+        # From the stencil alone: the mask of layout(d) is K x d values, and a head size is asked of sizes
+        # too large to hold (gvae.training.memory refuses them from it).
+        return (1 + len(self.stencil(d))) * d
 
     def split(self, h, d):
         offsets = self.layout(d)[0]
@@ -111,6 +113,9 @@ class Full(Banded):
     def stencil(self, d):
         return tuple(range(d))
 
+    def head_size(self, d):
+        return (1 + d) * d
+
 
 class _Lattice(Banded):
     on_lattice = True
@@ -121,12 +126,11 @@ class _Lattice(Banded):
         """The stencil's offsets on a rows x cols lattice."""
 
     def stencil(self, d):
-        return self.layout(d)[0]
+        return self.lattice_offsets(*lattice_shape(d, self.grid_shape))
 
     def _layout(self, d):
-        rows, cols = lattice_shape(d, self.grid_shape)
-        offsets = self.lattice_offsets(rows, cols)
-        return offsets, lattice_mask(offsets, rows, cols)
+        offsets = self.stencil(d)
+        return offsets, lattice_mask(offsets, *lattice_shape(d, self.grid_shape))
 
 
 class Grid(_Lattice):
