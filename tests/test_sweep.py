@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -384,9 +385,10 @@ def test_a_finished_run_kept_without_its_checkpoint_is_finished(tmp_path, capsys
     assert main(list(jobs[0].train)) == 2
     assert "there is no run to resume" in capsys.readouterr().err
     # Without its checkpoint the run's config.json is its configuration: a damaged one is named.
+    # The sweep leaves it as it is, names it, and goes on with the others.
     (done.folder / "config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="config.json: the run has no checkpoint, and its configuration"):
-        plan(sweep)
+    assert "config.json: the run has no checkpoint, and its configuration" in state.damaged_runs(sweep)[done.id]
+    assert [job.id for job in plan(sweep)[0]] == [partial.id]
 
 
 def test_a_run_stopped_early_is_finished_for_its_patience(tmp_path):
@@ -641,3 +643,143 @@ def test_a_sweep_killed_midway_and_resumed_gives_the_table_of_an_uninterrupted_o
     assert strip_times(table)["configs"]["chain"] == strip_times(tables[1])["configs"]["chain"]
     assert [m["reason"].startswith("failed: gvae train exit 3") for m in table["configs"]["bad"]["missing"]] == [True] * 2
     assert (killed / "sweep.1.toml").read_text() == spec.read_text()  # the spec it replaced is kept
+
+
+def test_a_run_imports_the_installed_gvae_not_one_in_the_working_directory(tmp_path, monkeypatch):
+    """A gvae/ folder in the sweep's working directory (planted, or a checkout's parent) is never imported
+    by the runs: python -m would put the working directory first on the import path."""
+    from gvae.sweep.execute import _run_command
+    planted = tmp_path / "gvae" / "sweep"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "planted-code-ran"
+    for init in (tmp_path / "gvae" / "__init__.py", planted / "__init__.py"):
+        init.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (planted / "child.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    code, last = _run_command(["--version"], tmp_path / "log.txt")
+    assert code == 0 and last.startswith("gvae ") and not marker.exists()
+
+
+@pytest.fixture
+def odd_server():
+    """A TCP server on 127.0.0.1 that never answers ("silent") or answers in another protocol
+    ("garbage"); yields a function mode -> "host:port". It stops by itself after 30 s at most."""
+    import socket
+    import threading
+    servers = []
+
+    def start(mode):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(30)
+        servers.append(srv)
+
+        def serve():
+            held = []
+            try:
+                while True:
+                    conn, _ = srv.accept()
+                    held.append(conn)
+                    if mode == "garbage":
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 4)
+            except OSError:
+                pass
+            finally:
+                for conn in held:
+                    conn.close()
+        threading.Thread(target=serve, daemon=True).start()
+        return "127.0.0.1:%d" % srv.getsockname()[1]
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+@pytest.mark.parametrize("mode, message", [("silent", "no Dask scheduler answered at"),
+                                           ("garbage", "does not answer as a Dask scheduler")])
+def test_a_scheduler_address_of_another_server_is_one_line_in_bounded_time(tmp_path, data_file, capsys, monkeypatch,
+                                                                          odd_server, mode, message):
+    pytest.importorskip("distributed")
+    from gvae.sweep import execute
+    monkeypatch.setattr(execute, "CONNECT_SECONDS", 2)
+    start = time.monotonic()
+    rc = main(["sweep", str(write_spec(tmp_path, edit(SPEC, "tiny.npz", str(data_file)))), "--scheduler",
+               odd_server(mode)])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1 and time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"address": 7}', '{"id": "x"}'])
+def test_a_scheduler_file_that_is_not_one_is_named(tmp_path, data_file, capsys, content):
+    pytest.importorskip("distributed")
+    path = tmp_path / "scheduler.json"
+    path.write_text(content)
+    rc = main(["sweep", str(write_spec(tmp_path, edit(SPEC, "tiny.npz", str(data_file)))), "--scheduler", str(path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{path} is not a Dask scheduler file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["metrics", "summary", "config"])
+def test_a_damaged_run_is_named_and_the_others_go_on(tmp_path, capsys, damage):
+    """One run whose metrics.jsonl, summary.json or config.json is damaged: gvae table still tables the
+    others and gives the damaged one's reason naming the file; the sweep's plan leaves it as it is and
+    plans the others."""
+    path = write_spec(tmp_path, SPEC)
+    sweep = load_spec(path)
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    for run_id in ("diagonal/seed-0", "diagonal/seed-1"):
+        fit(runs[run_id])
+        fake_evaluation(runs[run_id], sweep.eval, test_elbo=-100.0)
+    broken = runs["diagonal/seed-1"].folder
+    if damage == "metrics":
+        (broken / "metrics.jsonl").write_bytes(b'{"epoch": 1}\n\xff\xfe not text\n')
+    elif damage == "summary":
+        (broken / "summary.json").write_text("{not json")
+    else:
+        (broken / "checkpoint.npz").unlink()  # the configuration is then read from config.json
+        (broken / "config.json").write_text("[1, 2")
+    named = {"metrics": "metrics.jsonl", "summary": "summary.json", "config": "config.json"}[damage]
+    assert list(state.damaged_runs(sweep)) == ["diagonal/seed-1"]
+    assert named in state.damaged_runs(sweep)["diagonal/seed-1"]
+    jobs, _ = plan(sweep)
+    assert "diagonal/seed-1" not in {job.id for job in jobs} and "chain/seed-0" in {job.id for job in jobs}
+    if damage != "config":  # without a checkpoint but with its summary the table reads it as kept results
+        table = build_table(sweep, {})
+        assert table["configs"]["diagonal"]["test_elbo"]["n_seeds"] == 1
+        [missing] = table["configs"]["diagonal"]["missing"]
+        assert missing["seed"] == 1 and missing["reason"].startswith("damaged: ") and named in missing["reason"]
+    assert main(["table", str(sweep.out)]) == 0
+    capsys.readouterr()
+
+
+def test_the_sweep_bar_counts_epochs_from_the_runs_folders(tmp_path):
+    """The bar of gvae sweep moves by epochs the runs write to their metrics (each run trains --quiet in a
+    process of its own): a finished run counts all its epochs (also when its patience stopped it), an
+    unfinished one the epochs it has, a damaged one none; the watcher thread follows the files."""
+    from tqdm import tqdm
+
+    from gvae.sweep import execute
+    sweep = load_spec(write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0, 1, 2]")))
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    assert execute.epochs_done(sweep) == 0
+    fake_run(runs["diagonal/seed-0"], [1.0, 1.0])
+    fake_run(runs["diagonal/seed-1"], [1.0])
+    fake_run(runs["chain/seed-0"], [1.0])
+    write_json(runs["chain/seed-0"].folder / "summary.json", {"epochs": 1, "stopped_early": True, "best_epoch": 0})
+    fake_run(runs["chain/seed-1"], [1.0])
+    (runs["chain/seed-1"].folder / "metrics.jsonl").write_text("{not json\n")
+    assert execute.epochs_done(sweep) == 2 + 1 + 2 + 0
+    import io
+    bar = tqdm(total=12, initial=5, file=io.StringIO())
+    ended = threading.Event()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(execute, "FOLLOW_SECONDS", 0.01)
+        watcher = threading.Thread(target=execute._follow_epochs, args=(sweep, bar, ended))
+        watcher.start()
+        write_jsonl(runs["chain/seed-1"].folder / "metrics.jsonl", [{"epoch": 1, "seconds": 1.0}])
+        wait_for(lambda: bar.n == 6, 10, "the bar to follow the new epoch")
+        ended.set()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()

@@ -1,4 +1,4 @@
-"""``python -m gvae.sweep.child PARENT_PID ARGS...``: the gvae command ``gvae ARGS...`` (``gvae.cli``) in a
+"""``python -P -m gvae.sweep.child PARENT_PID ARGS...``: the gvae command ``gvae ARGS...`` (``gvae.cli``) in a
 process that stops when process PARENT_PID, the Dask worker that started it, has ended.
 
 A worker that dies (its sweep killed, its node lost) does not take its child processes with it; a run

@@ -11,9 +11,11 @@ The sweep folder holds ``sweep.toml`` (the spec last run; an earlier, different 
 last attempt failed, and why), ``table.json`` and ``table.md``, and one run folder per run:
 ``<configuration>/seed-<seed>/`` (with ``sweep.log``, the output of its commands)."""
 import dataclasses
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,9 +80,13 @@ def eval_args(sweep, run):
 
 
 def _run_command(args, log):
-    """Run ``python -m gvae.sweep.child PARENT gvae-args...`` with its output appended to the file ``log``;
-    returns (exit status, the last line it wrote)."""
-    command = [sys.executable, "-m", "gvae.sweep.child", str(os.getpid()), *args]
+    """Run ``python -P -m gvae.sweep.child PARENT gvae-args...`` with its output appended to the file ``log``;
+    returns (exit status, the last line it wrote).
+
+    ``-P``: ``python -m`` would put the working directory first on the import path, so a ``gvae/`` folder
+    there (a checkout's parent, or one planted) would run instead of the installed gvae; with ``-P`` only
+    the import path of the installation (site-packages, an editable install, ``PYTHONPATH``) is used."""
+    command = [sys.executable, "-P", "-m", "gvae.sweep.child", str(os.getpid()), *args]
     with open(log, "a") as f:
         f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] gvae {' '.join(args)}\n")
         f.flush()
@@ -126,6 +132,11 @@ def _listed(items, limit=3):
     return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def _count(n, noun):
+    """'1 seed', '2 seeds'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def plan(sweep, overwrite=False):
     """(jobs, counts) for the runs of ``sweep`` as their folders stand. A run trained with a configuration
     that differs from the spec in more than the settings a resume may change (``RESUMABLE``), or on other
@@ -138,10 +149,15 @@ def plan(sweep, overwrite=False):
     jobs, counts, conflicts = [], {"finished": 0, "resume": 0, "new": 0, "overwrite": 0, "evaluate": 0}, []
     for run in sweep.runs:
         progress = state.training(run.folder, run.config)
+        if progress.state == "damaged":  # left as it is (state.damaged_runs names it); the others go on
+            continue
         how = {"new": "new", "unstarted": "overwrite", "unfinished": "resume", "finished": None}[progress.state]
         if progress.state in ("unfinished", "finished"):
-            differ = [f"{name} {value} (the run's: {old})" for name, value, old in
-                      resume_conflicts(run.folder, dataclasses.asdict(run.config))]
+            try:
+                differ = [f"{name} {value} (the run's: {old})" for name, value, old in
+                          resume_conflicts(run.folder, dataclasses.asdict(run.config))]
+            except ValueError:  # its config.json or checkpoint is damaged: state.damaged_runs names it
+                continue
             if other_data:
                 differ.append(f"data {data} (the sweep's: {previous.get('data')})")
             if differ and not overwrite:
@@ -156,7 +172,7 @@ def plan(sweep, overwrite=False):
             jobs.append(Job(run.id, str(run.folder), train, eval_args(sweep, run) if evaluate else None, sweep.eval))
     if conflicts:
         may = ", ".join(RESUMABLE)
-        raise ValueError(f"{sweep.out} holds {len(conflicts)} run(s) that the spec describes differently: "
+        raise ValueError(f"{sweep.out} holds {_count(len(conflicts), 'run')} that the spec describes differently: "
                          f"{_listed(conflicts)}. Only {may} may change in a sweep's runs: give another sweep "
                          "folder, or --overwrite to train these runs again from their start")
     return jobs, counts
@@ -206,6 +222,9 @@ def cores():
         return os.cpu_count() or 1
 
 
+CONNECT_SECONDS = 30  # for a scheduler to answer, however it fails to
+
+
 def _connect(distributed, scheduler, workers):
     """(client, the LocalCluster it made or None) for ``scheduler`` (an address, or a scheduler file),
     else for a new LocalCluster of ``workers`` processes of one thread each."""
@@ -216,11 +235,88 @@ def _connect(distributed, scheduler, workers):
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                dashboard_address=None)
         return distributed.Client(cluster), cluster
-    where = {"scheduler_file": scheduler} if Path(scheduler).is_file() else {"address": scheduler}
+    address = _scheduler_address(scheduler)
+    _check_scheduler(distributed, address, scheduler)
     try:
-        return distributed.Client(timeout="30s", **where), None
-    except (OSError, TimeoutError, ValueError) as e:
-        raise RuntimeError(f"cannot connect to the Dask scheduler {scheduler}: {e}") from None
+        return distributed.Client(address=address, timeout=f"{CONNECT_SECONDS}s"), None
+    except Exception as e:  # noqa: BLE001 - whatever the other end did, one line naming it
+        raise RuntimeError(f"cannot connect to the Dask scheduler {scheduler}: {type(e).__name__}: {e}") from None
+
+
+def _scheduler_address(scheduler):
+    """The address of ``--scheduler``: the text itself, or the ``address`` of the scheduler file it names
+    (Dask's JSON); RuntimeError naming the file when it is not one."""
+    path = Path(scheduler)
+    if not path.is_file():
+        return scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    try:
+        address = json.loads(path.read_text(encoding="utf-8"))["address"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        address = None
+    if not isinstance(address, str) or "://" not in address:
+        raise RuntimeError(f"{scheduler} is not a Dask scheduler file (expected JSON with an \"address\" such as "
+                           "\"tcp://host:8786\", as dask scheduler --scheduler-file writes)")
+    return address
+
+
+def _check_scheduler(distributed, address, given):
+    """Ask ``address`` who it is within CONNECT_SECONDS, in Dask's own protocol (its handshake, then the
+    ``identity`` call every Dask server answers): a closed port, a server that says nothing (Dask's client
+    would wait for its handshake forever) or that speaks another protocol (Dask's frame reader would take
+    its bytes for a length: a MemoryError of exbibytes) is a RuntimeError of one line, before a client is
+    made."""
+    import asyncio
+
+    async def identity():
+        comm = await distributed.comm.connect(address, timeout=CONNECT_SECONDS)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(identity(), CONNECT_SECONDS))
+    except (asyncio.TimeoutError, TimeoutError):
+        raise RuntimeError(f"no Dask scheduler answered at {given} within {CONNECT_SECONDS} s") from None
+    except OSError as e:
+        raise RuntimeError(f"cannot connect to the Dask scheduler {given}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a reply Dask cannot read: another kind of server
+        raise RuntimeError(f"{given} does not answer as a Dask scheduler ({type(e).__name__})") from None
+    if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
+        kind = answer.get("type") if isinstance(answer, dict) else None
+        raise RuntimeError(f"{given} answers, but is not a Dask scheduler" + (f" (a {kind})" if kind else ""))
+
+
+FOLLOW_SECONDS = 5.0  # how often the sweep's bar reads the runs' epochs
+
+
+def epochs_done(sweep):
+    """The epochs the runs of ``sweep`` have trained, read from their folders: a finished run (all its
+    epochs, or stopped early by its patience) counts all of its configured epochs, so the total is
+    reached when every run is trained; a damaged run counts none."""
+    done = 0
+    for run in sweep.runs:
+        progress = state.training(run.folder, run.config)
+        done += run.config.epochs if progress.state == "finished" else min(progress.epochs, run.config.epochs)
+    return done
+
+
+_BAR_LOCK = threading.Lock()  # the watcher thread and the loop over finished runs both move the bar
+
+
+def _show_epochs(sweep, bar):
+    """Move ``bar`` to :func:`epochs_done` (tqdm's rate and estimate then follow the epochs)."""
+    with _BAR_LOCK:
+        done = epochs_done(sweep)
+        if done != bar.n:
+            bar.update(done - bar.n)
+
+
+def _follow_epochs(sweep, bar, ended):
+    """Until ``ended`` is set, :func:`_show_epochs` every FOLLOW_SECONDS."""
+    while not ended.wait(FOLLOW_SECONDS):
+        _show_epochs(sweep, bar)
 
 
 def _line(result):
@@ -255,10 +351,13 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
     _check_folder(sweep.out)
     with rundir.folder_lock(sweep.out, LOCK_NAME, "sweep folder", command="gvae sweep"):
         jobs, counts = plan(sweep, overwrite)
+        damaged = state.damaged_runs(sweep)
+        for run_id, problem in damaged.items():
+            print(f"skipped {run_id}: {problem}; mend or remove its folder, and run gvae sweep again", flush=True)
         _record_spec(sweep)
         others = _others(sweep)
         if others:
-            print(f"note: {len(others)} run folder(s) in {sweep.out} are not in the spec and are left as they are: "
+            print(f"note: {_count(len(others), 'run folder')} in {sweep.out} not in the spec, left as they are: "
                   f"{_listed(others)}")
         # A failure is kept while its run still has work to do (it is not, once it was mended by hand).
         failures = {k: v for k, v in state.failures_of(sweep.out).items() if k in {job.id for job in jobs}}
@@ -266,8 +365,8 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
         if jobs and scheduler is None and sweep.data is None:
             from ..io.mnist import fetch_mnist
             fetch_mnist()  # once here, not by every run at once
-        print(f"sweep {sweep.file}: {len(sweep.runs)} runs ({len(sweep.configs)} configurations x "
-              f"{len(sweep.seeds)} seeds) in {sweep.out}: {counts['finished']} trained, {counts['resume']} to "
+        print(f"sweep {sweep.file}: {_count(len(sweep.runs), 'run')} ({_count(len(sweep.configs), 'configuration')} x "
+              f"{_count(len(sweep.seeds), 'seed')}) in {sweep.out}: {counts['finished']} trained, {counts['resume']} to "
               f"resume, {counts['new'] + counts['overwrite']} to start, {counts['evaluate']} to evaluate", flush=True)
         if jobs:
             failures = _execute(distributed, sweep, jobs, scheduler, workers, failures)
@@ -275,9 +374,11 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
         print(markdown, end="")
         write_curves(sweep.out)
     failed = [run.id for run in sweep.runs if run.id in failures]
-    if failed:
-        print(f"gvae: {len(failed)} of {len(sweep.runs)} runs failed ({_listed(failed)}); see {sweep.out / FAILURES_NAME}",
-              file=sys.stderr)
+    if failed or damaged:
+        said = [f"{len(failed)} of {_count(len(sweep.runs), 'run')} failed ({_listed(failed)}); see {sweep.out / FAILURES_NAME}"] \
+            if failed else []
+        said += [f"{_count(len(damaged), 'damaged run')} skipped ({_listed(list(damaged))})"] if damaged else []
+        print("gvae: " + "; ".join(said), file=sys.stderr)
         return 3
     return 0
 
@@ -288,10 +389,18 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
 
     if scheduler is None:
         workers = min(workers or max(1, cores() // sweep.threads), len(jobs))
-        print(f"on a local Dask cluster: {workers} worker(s) x {sweep.threads} thread(s) per run", flush=True)
+        print(f"on a local Dask cluster: {_count(workers, 'worker')} x {_count(sweep.threads, 'thread')} per run",
+              flush=True)
     client, cluster = _connect(distributed, scheduler, workers)
-    bar = tqdm(total=len(sweep.runs), initial=len(sweep.runs) - len(jobs), unit="run", desc="sweep",
-               file=sys.stderr, dynamic_ncols=True)
+    # Progress in epochs, read from the runs' own files (each run trains --quiet in a process of its own):
+    # a bar over the runs alone would stand still for the hours a run takes.
+    bar = tqdm(total=sum(run.config.epochs for run in sweep.runs), initial=epochs_done(sweep), unit="epoch",
+               desc="sweep", file=sys.stderr, dynamic_ncols=True)
+    ended = threading.Event()
+    watcher = threading.Thread(target=_follow_epochs, args=(sweep, bar, ended), daemon=True)
+    watcher.start()
+    runs_done = len(sweep.runs) - len(jobs)
+    bar.set_postfix_str(f"runs {runs_done}/{len(sweep.runs)}")
     try:
         futures = {client.submit(run_job, job, pure=False): job for job in jobs}
         for future in distributed.as_completed(futures):
@@ -307,10 +416,14 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
             else:
                 failures[job.id] = {k: result[k] for k in ("command", "returncode", "message", "log")}
             write_json(sweep.out / FAILURES_NAME, failures)
-            bar.update(1)
+            runs_done += 1
+            bar.set_postfix_str(f"runs {runs_done}/{len(sweep.runs)}", refresh=False)
+            _show_epochs(sweep, bar)
             bar.write(_line(result), file=sys.stdout)
             sys.stdout.flush()  # a line per run as it ends, also into a pipe or a log file
     finally:
+        ended.set()
+        watcher.join()
         bar.close()
         client.close()
         if cluster is not None:

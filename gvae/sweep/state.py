@@ -11,7 +11,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..io.files import read_jsonl, write_json
+from ..io import files
+from ..io.files import write_json
 from ..training import rundir
 from .spec import load_spec
 
@@ -26,11 +27,13 @@ LOG_NAME = "sweep.log"
 @dataclasses.dataclass(frozen=True)
 class Training:
     """``state``: "new" (an empty or absent folder), "unstarted" (run files but no checkpoint: no epoch
-    finished), "unfinished" (a checkpoint, epochs left) or "finished"; ``epochs``: epochs in
-    metrics.jsonl; ``summary``: summary.json's content (None without one)."""
+    finished), "unfinished" (a checkpoint, epochs left), "finished", or "damaged" (a run file that cannot
+    be read: ``problem`` says which and why; the sweep leaves the run as it is and goes on with the
+    others); ``epochs``: epochs in metrics.jsonl; ``summary``: summary.json's content (None without one)."""
     state: str
     epochs: int
     summary: dict
+    problem: str = None
 
 
 def read_json(path):
@@ -50,11 +53,16 @@ def training(folder, config):
     to resume; without a summary of its last training, it is started over."""
     folder = Path(folder)
     checkpoint = (folder / "checkpoint.npz").is_file()
-    summary = read_json(folder / "summary.json")
-    if not checkpoint and not isinstance(summary, dict):
+    try:
+        summary = files.read_json(folder / "summary.json") if (folder / "summary.json").exists() else None
+        if summary is not None and not isinstance(summary, dict):
+            raise ValueError(f"{folder / 'summary.json'} is damaged: not a JSON object")
+        metrics = folder / "metrics.jsonl"
+        epochs = len(files.read_jsonl(metrics)) if metrics.exists() else 0
+    except ValueError as e:
+        return Training("damaged", 0, None, str(e))
+    if not checkpoint and summary is None:
         return Training("unstarted" if rundir.holds_run(folder) else "new", 0, None)
-    metrics = folder / "metrics.jsonl"
-    epochs = len(read_jsonl(metrics)) if metrics.is_file() else 0
     # A summary describes the checkpoint only if no epoch was trained after it (a resumed run that was
     # stopped before its end keeps the summary of its earlier end).
     ended = isinstance(summary, dict) and summary.get("epochs") == epochs
@@ -62,6 +70,25 @@ def training(folder, config):
     if checkpoint or ended:
         return Training("finished" if done else "unfinished", epochs, summary)
     return Training("unstarted", 0, None)
+
+
+def damaged_runs(sweep):
+    """{run id: what is wrong} of the runs of ``sweep`` whose files cannot be read (metrics.jsonl,
+    summary.json, config.json or the checkpoint's meta), each named by the error; the sweep and its table
+    go on with the others."""
+    from ..training.trainer import resume_conflicts
+
+    out = {}
+    for run in sweep.runs:
+        progress = training(run.folder, run.config)
+        if progress.state == "damaged":
+            out[run.id] = progress.problem
+        elif progress.state in ("unfinished", "finished"):
+            try:
+                resume_conflicts(run.folder, dataclasses.asdict(run.config))
+            except ValueError as e:
+                out[run.id] = str(e)
+    return out
 
 
 def _stopped_early(summary, epochs, patience):

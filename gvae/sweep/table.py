@@ -27,6 +27,8 @@ def _why_missing(progress, evaluation, failure, has_eval):
     """The reason a run has no current evaluation (None when it has one); its last failure first."""
     if progress.state == "finished" and evaluation == "current":
         return None
+    if progress.state == "damaged":
+        return f"damaged: {progress.problem}"
     if failure is not None:
         return f"failed: gvae {failure.get('command')} exit {failure.get('returncode')}: {failure.get('message')}"
     if progress.state in ("new", "unstarted"):
@@ -146,7 +148,10 @@ def curves(sweep):
     out = {}
     for run in sweep.runs:
         metrics = run.folder / "metrics.jsonl"
-        rows = [r for r in read_jsonl(metrics) if "valid_elbo" in r] if metrics.is_file() else []
+        try:
+            rows = [r for r in read_jsonl(metrics) if "valid_elbo" in r] if metrics.is_file() else []
+        except ValueError:  # a damaged run: the table names it (run_row); the curves go on without it
+            continue
         if rows:
             out.setdefault(run.name, []).append((run.seed, [r["epoch"] for r in rows],
                                                  [r["valid_elbo"] for r in rows], [r["lr"] for r in rows]))
