@@ -22,7 +22,7 @@ setup(
     python_requires=">=3.11",
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", DASK, PLOT],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT],
         "dask": [DASK],
         "bench": ["asv>=0.6"],
         "plot": [PLOT],

@@ -449,14 +449,37 @@ def _run(args, argv):
         print(f"gvae: error: {e.strerror or e}{where}; what was written before stays as it was"
               + _resume_hint(args), file=sys.stderr)
         return 1
+    except SystemError as e:
+        # Ctrl-C or SIGTERM that arrived while C code ran Python (Numba loading a cached kernel): the
+        # interpreter wraps the handler's exception in a SystemError; it is the same stop.
+        stop = _interruption(e)
+        if stop is None:
+            raise
+        return _stopped(args, stop)
     except KeyboardInterrupt as e:
-        terminated = isinstance(e, Terminated)
-        hint = _resume_hint(args)
-        if args.command == "eval" and not hint:  # stopped before its first batch ended, or no progress file
-            hint = (f"; nothing was kept (an evaluation keeps its progress once a batch of {args.batch_size} images "
-                    "is done), so the same gvae eval command starts over")
-        print(f"\ngvae: {'stopped by SIGTERM' if terminated else 'interrupted'}{hint}", file=sys.stderr)
-        return 143 if terminated else 130
+        return _stopped(args, e)
+
+
+def _interruption(error):
+    """The KeyboardInterrupt (or :class:`Terminated`) among the causes of ``error``, or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _stopped(args, e):
+    """What a stop by Ctrl-C or SIGTERM (``e``) prints, and its exit status (130 or 143)."""
+    terminated = isinstance(e, Terminated)
+    hint = _resume_hint(args)
+    if args.command == "eval" and not hint:  # stopped before its first batch ended, or no progress file
+        hint = (f"; nothing was kept (an evaluation keeps its progress once a batch of {args.batch_size} images "
+                "is done), so the same gvae eval command starts over")
+    print(f"\ngvae: {'stopped by SIGTERM' if terminated else 'interrupted'}{hint}", file=sys.stderr)
+    return 143 if terminated else 130
 
 
 def _resume_hint(args):

@@ -13,6 +13,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")
+    config.addinivalue_line("markers", "slow: over about a second warm (subprocesses, sweeps on Dask, refinements "
+                                       "to convergence); the quick loop leaves them out: -m 'not slow'")
 
 
 @pytest.fixture

@@ -181,6 +181,7 @@ print(sum(sum(f.stats.cache_misses.values()) for f in entries), sum(sum(f.stats.
 """
 
 
+@pytest.mark.slow
 def test_a_new_process_loads_every_kernel_from_numba_cache():
     # The kernels are generated variants (one per direction, one driver per kernel); a variant that
     # reached another through a closure or an argument would miss Numba's cache in every new process.

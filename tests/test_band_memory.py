@@ -27,6 +27,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
 def test_one_factor_gradient_peak_memory_within_bound():
     out = subprocess.run([sys.executable, "-c", _PEAK], capture_output=True, text=True, check=True)
@@ -80,6 +81,7 @@ print(abs(np.sum(L * gL) + 2 * tr) / tr)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/clear_refs and VmHWM")
 def test_gradient_scratch_stays_within_budget_past_it():
     """n = 2 10^5, w = 200: all the rows of Sigma would take 323 MB (n * 202 float64), past the 256 MiB

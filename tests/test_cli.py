@@ -139,6 +139,7 @@ def test_continuous_likelihood_refuses_binarized_data(tmp_path, capsys):
     assert "binarized" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plot_command(tmp_path, data_file, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"
@@ -157,6 +158,7 @@ def test_plot_command(tmp_path, data_file, capsys):
     assert (tmp_path / "s5_means.png").read_bytes() != (tmp_path / "s_means.png").read_bytes()
 
 
+@pytest.mark.slow
 def test_threads_from_python_leave_later_numba_compilations_working(tmp_path):
     """``main([..., "--threads", "1"])`` called from a Python process whose Numba threads have started
     (a notebook, this test suite) must not leave a NUMBA_NUM_THREADS behind that Numba then refuses at

@@ -186,6 +186,7 @@ def refined_gaps():
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_the_refined_elbo_is_log_px_minus_the_smallest_kl(refined_gaps, name):
     gap, smallest, info = refined_gaps[name]
@@ -194,11 +195,13 @@ def test_the_refined_elbo_is_log_px_minus_the_smallest_kl(refined_gaps, name):
     assert info["stopped"] == "plateau" and info["restarts"] == 0
 
 
+@pytest.mark.slow
 def test_full_closes_the_approximation_gap(refined_gaps):
     gap, smallest, _ = refined_gaps["full"]
     assert smallest < 1e-9 and np.all(gap < 0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inner, outer", NESTINGS)
 def test_the_gaps_order_as_the_families_nest(refined_gaps, inner, outer):
     """A family inside another has the larger gap: the references by construction, and here by far more
@@ -215,6 +218,7 @@ def test_the_chain_is_not_inside_the_grid():
     assert min_kl("chain", P) < 1e-9 and min_kl("grid", P) > 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["diagonal", "chain", "full"])
 def test_the_estimates_of_gvae_analyze_match_the_closed_forms(name):
     """inference_gaps on the factor-analysis model: log p(x) (importance sampled), both ELBOs (Monte Carlo)

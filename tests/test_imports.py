@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,7 @@ def test_import_sets_no_environment_variable():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
 
 
+@pytest.mark.slow
 def test_import_and_run_without_a_writable_cache(tmp_path):
     """A copy of the package whose __pycache__ folders cannot be created (a file stands in their place)
     and a home folder that cannot be written: Numba has nowhere to cache. Import must still work, the
@@ -43,6 +46,7 @@ def test_import_and_run_without_a_writable_cache(tmp_path):
     assert "NUMBA_CACHE_DIR" in out.stderr and "cannot cache" in out.stderr
 
 
+@pytest.mark.slow
 def test_a_cold_kernel_cache_is_announced_once(tmp_path):
     """A fresh copy of the package (no compiled kernels yet): the first command says it compiles, the
     second (cache now warm) does not."""
@@ -58,6 +62,7 @@ def test_a_cold_kernel_cache_is_announced_once(tmp_path):
     assert first.stdout.split()[-1] == "True" and second.stdout.split()[-1] == "False"
 
 
+@pytest.mark.slow
 def test_the_documented_short_names_import():
     """docs/api.md section 4 names gvae.posteriors.FAMILIES: the import statement and the attribute give the
     one module gvae.model.posteriors, in a fresh process whichever comes first."""

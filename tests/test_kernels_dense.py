@@ -16,7 +16,9 @@ DERIVATIVE = {
     "elu": lambda h: np.where(h > 0, 1, np.exp(np.minimum(h, 0))), "tanh": lambda h: 1 - np.tanh(h) ** 2,
     "softplus": lambda h: 1 / (1 + np.exp(-h)), "sigmoid": lambda h: np.exp(-h) / (1 + np.exp(-h)) ** 2,
 }
-TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+# float64: the vectorised e^x - 1 is exp(x) - 1 below x = -0.01, relative error < 3e-11 there
+# (gvae/kernels/vecmath_cpu.py); Hypothesis found ELU(-0.0101) 2e-12 off, beyond a 1e-12 tolerance.
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=3e-11, atol=1e-14)}
 # Derivatives read off the output: softplus' 1 - e^-y cancels for small y, multiplying the vectorised
 # exp's relative error (~2e-13) by 1/y; float32 rounds the output itself.
 GRAD_TOL = {np.float32: dict(rtol=1e-3, atol=1e-4), np.float64: dict(rtol=1e-10, atol=1e-14)}

@@ -205,6 +205,7 @@ def test_ctrl_c_exits_with_one_line_and_a_resume_hint(tmp_path, data_file, capsy
     assert len(err) == 1 and f"gvae train --resume --out {out}" in err[0]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_as_ctrl_c_does(tmp_path, data_file):
     # kill, a batch system's time limit, docker stop: the last finished epoch stays resumable, the lock
     # is released and the user told how to go on, exit status 128 + 15.
@@ -510,3 +511,30 @@ def test_the_config_of_a_run_without_a_checkpoint_is_named_when_damaged(tmp_path
     assert train(data_file, out, "--resume") == 2
     err = lines(capsys)
     assert len(err) == 1 and str(out / "config.json") in err[0] and "latent" in err[0], err
+
+
+def test_a_stop_that_arrives_inside_c_code_is_the_same_stop(monkeypatch, capsys, tmp_path):
+    """SIGTERM or Ctrl-C while C code runs Python (Numba unpickling a cached kernel) reaches gvae as a
+    SystemError caused by the handler's exception: it stops as the plain one does (seen in
+    test_sigterm_stops_training_as_ctrl_c_does under load); another SystemError is not swallowed."""
+    from gvae import commands
+
+    def stopped_in_c(stop):
+        def command(args):
+            try:
+                raise stop
+            except KeyboardInterrupt as e:
+                raise SystemError("<function _numba_unpickle> returned a result with an exception set") from e
+        return command
+
+    monkeypatch.setitem(commands.COMMANDS, "sample", stopped_in_c(commands.Terminated()))
+    assert commands.run(["sample", str(tmp_path)]) == 143
+    assert capsys.readouterr().err.strip() == "gvae: stopped by SIGTERM"
+    monkeypatch.setitem(commands.COMMANDS, "sample", stopped_in_c(KeyboardInterrupt()))
+    assert commands.run(["sample", str(tmp_path)]) == 130
+
+    def broken(args):
+        raise SystemError("a real one")
+    monkeypatch.setitem(commands.COMMANDS, "sample", broken)
+    with pytest.raises(SystemError, match="a real one"):
+        commands.run(["sample", str(tmp_path)])

@@ -97,6 +97,7 @@ def test_the_example_spec_of_the_ggm_table(tmp_path):
     assert (config.schedule, config.epochs, config.lr, config.patience) == ("iwae", 200, 1e-3, 30)
 
 
+@pytest.mark.slow
 def test_the_ggm_results_beside_the_paper(tmp_path):
     sweep = load_spec(REPO / "examples" / "ggm_sweep.toml", tmp_path / "sweep")
     _record_spec(sweep)
@@ -526,6 +527,7 @@ def environment():
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sigint", ["default", "ignored"])  # ignored: started by `gvae sweep ... &` in a script
 def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint):
     out = tmp_path / "run"
@@ -546,6 +548,7 @@ def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint)
     assert state.training(out, TrainConfig(epochs=100000)).state == "unfinished"  # resumable, not finished
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, data_file):
     # kill, a batch system's time limit: the driver closes its cluster, its runs stop resumably, and the
     # user is told how to go on (SIGTERM's default ended the driver at once, in silence).
@@ -586,6 +589,7 @@ def sweep_process(spec, out):
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_midway_and_resumed_gives_the_table_of_an_uninterrupted_one(tmp_path, data_file):
     pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
     # 30 epochs: long enough to be killed while training (most of a tiny run is starting its processes).
@@ -695,6 +699,7 @@ def odd_server():
         srv.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, message", [("silent", "no Dask scheduler answered at"),
                                            ("garbage", "does not answer as a Dask scheduler")])
 def test_a_scheduler_address_of_another_server_is_one_line_in_bounded_time(tmp_path, data_file, capsys, monkeypatch,
