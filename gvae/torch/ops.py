@@ -99,11 +99,9 @@ def _define(name, schema, cpu, fake):
 # --------------------------------------------------------------------------------------------------
 
 def _vector_kernel(name, argname):
-    kernel = getattr(_band, name)
-
     def cpu(L, offsets, v, check=True):
         _dtype(name, [("L", L), (argname, v)])
-        return torch.from_numpy(kernel(_np(L), offsets, _np(v), check=check))
+        return torch.from_numpy(getattr(_band, name)(_np(L), offsets, _np(v), check=check))
 
     def fake(L, offsets, v, check=True):
         _dtype(name, [("L", L), (argname, v)])
@@ -134,11 +132,9 @@ _OPS["band_logdet"] = _define("band_logdet", "(Tensor L, bool check=True) -> Ten
 
 
 def _sigma_kernel(name, per_row):
-    kernel = getattr(_band, name)
-
     def cpu(L, offsets, check=True):
         _dtype(name, [("L", L)])
-        return torch.from_numpy(kernel(_np(L), offsets, check=check))
+        return torch.from_numpy(getattr(_band, name)(_np(L), offsets, check=check))
 
     def fake(L, offsets, check=True):
         _dtype(name, [("L", L)])
@@ -189,11 +185,9 @@ _logdet_grad = _define("band_logdet_grad", "(Tensor L, Tensor g) -> Tensor",
 
 
 def _sigma_grad_kernel(name):
-    kernel = getattr(_band, name)
-
     def cpu(L, offsets, g, check=True):
         _dtype(name, [("L", L), ("g", g)])
-        return torch.from_numpy(kernel(_np(L), offsets, _np(g), check=check))
+        return torch.from_numpy(getattr(_band, name)(_np(L), offsets, _np(g), check=check))
 
     def fake(L, offsets, g, check=True):
         _dtype(name, [("L", L), ("g", g)])
