@@ -1,0 +1,210 @@
+"""A Gaussian with a banded precision factor as a ``torch.distributions.Distribution``.
+
+N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/api.md, section 1): ``factor`` of shape
+``(*fbatch, K, n)`` on ``offsets``. Sampling, scoring, entropy and the KL against diagonal Gaussians cost
+O(n K) per factor and right-hand side, through the ``gvae::`` operators of :mod:`gvae.torch.ops`; the
+marginal variances diag(Sigma) and tr(Sigma) are exact (selected inversion), O(n K w) with
+w = offsets[-1]. Only the dense views ``precision_matrix`` and ``covariance_matrix`` are O(n^2) or more.
+"""
+import math
+
+import torch
+from torch.distributions import Distribution, Independent, Normal, constraints, register_kl
+
+from ..kernels.band import validate_offsets
+from . import ops
+
+__all__ = ["BandedPrecisionNormal"]
+
+
+# The offsets and the lattice's mask are Python constants of a traced program: torch.compile runs these
+# NumPy helpers once, eagerly, instead of tracing into them.
+@torch.compiler.assume_constant_result
+def _checked_offsets(name, offsets, n, K):
+    return tuple(validate_offsets(name, offsets, n, K).tolist())
+
+
+@torch.compiler.assume_constant_result
+def _lattice_mask(offsets, rows, cols):
+    """gvae.model.lattice.lattice_mask as nested tuples of bools."""
+    from ..model.lattice import lattice_mask
+    return tuple(tuple(row) for row in (lattice_mask(offsets, rows, cols) > 0).tolist())
+
+
+class _PositiveDiagonal(constraints.Constraint):
+    """A band factor (*batch, K, n) whose main diagonal factor[..., 0, :] is strictly positive (the
+    slots that do not exist in the matrix may hold anything)."""
+    event_dim = 2
+
+    def check(self, value):
+        return (value[..., 0, :] > 0).all(-1)
+
+
+class BandedPrecisionNormal(Distribution):
+    """N(loc, (L L^T)^-1), L in band storage: ``loc`` (*batch, n), ``factor`` (*fbatch, K, n) with
+    ``factor[..., k, i] = L_{i, i - offsets[k]}`` and a positive main diagonal ``factor[..., 0, :]``.
+
+    The batch shape is the broadcast of ``loc.shape[:-1]`` and ``fbatch``; the event shape is (n,). The
+    factor is kept unexpanded (the kernels broadcast it against samples and ``loc``), so a factor shared
+    by a batch is stored, solved against and differentiated once."""
+    arg_constraints = {"loc": constraints.real_vector, "factor": _PositiveDiagonal()}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, loc, factor, offsets, validate_args=None):
+        name = "BandedPrecisionNormal"
+        for argname, t in (("loc", loc), ("factor", factor)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name}: {argname} must be a torch.Tensor, got {type(t).__name__}")
+            if t.dtype not in (torch.float32, torch.float64):
+                raise TypeError(f"{name}: {argname} has dtype {t.dtype}, expected torch.float32 or torch.float64")
+        if loc.dtype != factor.dtype or loc.device != factor.device:
+            raise TypeError(f"{name}: loc and factor must share dtype and device, got loc {loc.dtype} on "
+                            f"{loc.device}, factor {factor.dtype} on {factor.device}")
+        if loc.dim() < 1 or factor.dim() < 2 or factor.shape[-1] != loc.shape[-1]:
+            raise ValueError(f"{name}: loc must have shape (*batch, n) and factor (*batch, K, n) with the same n, "
+                             f"got loc {tuple(loc.shape)}, factor {tuple(factor.shape)}")
+        n, K = loc.shape[-1], factor.shape[-2]
+        self.offsets = _checked_offsets(name, tuple(offsets), int(n), int(K))
+        try:
+            batch_shape = torch.broadcast_shapes(loc.shape[:-1], factor.shape[:-2])
+        except RuntimeError:
+            raise ValueError(f"{name}: loc's batch shape {tuple(loc.shape[:-1])} does not broadcast with "
+                             f"factor's {tuple(factor.shape[:-2])}") from None
+        self.loc = loc.expand(batch_shape + (n,))
+        self.factor = factor
+        super().__init__(batch_shape, loc.shape[-1:], validate_args=validate_args)
+
+    # -- the named stencils on an r x c lattice (docs/api.md, section 1) ----------------------------
+
+    @classmethod
+    def chain(cls, loc, factor, validate_args=None):
+        """The chain, offsets (0, 1): ``factor`` (*fbatch, 2, n)."""
+        return cls(loc, factor, (0, 1), validate_args)
+
+    @classmethod
+    def grid(cls, loc, factor, rows, cols, validate_args=None):
+        """The grid on a rows x cols lattice (row-major, n = rows * cols), offsets (0, 1, cols): ``factor``
+        (*fbatch, 3, n), its links across the lattice's edges (the wrap-around of offset 1) zeroed."""
+        from ..model.lattice import grid_offsets
+        return cls._lattice(loc, factor, grid_offsets(rows, cols), rows, cols, validate_args)
+
+    @classmethod
+    def extgrid(cls, loc, factor, rows, cols, validate_args=None):
+        """The extended grid on a rows x cols lattice, offsets (0, 1, cols-1, cols, cols+1): ``factor``
+        (*fbatch, 5, n), its wrap-around links (offsets 1, cols-1 and cols+1) zeroed."""
+        from ..model.lattice import extgrid_offsets
+        return cls._lattice(loc, factor, extgrid_offsets(rows, cols), rows, cols, validate_args)
+
+    @classmethod
+    def _lattice(cls, loc, factor, offsets, rows, cols, validate_args):
+        if not isinstance(factor, torch.Tensor) or factor.dim() < 2 or tuple(factor.shape[-2:]) != (len(offsets), rows * cols):
+            got = tuple(factor.shape) if isinstance(factor, torch.Tensor) else type(factor).__name__
+            raise ValueError(f"BandedPrecisionNormal: factor must have shape (*batch, {len(offsets)}, {rows * cols}) "
+                             f"for offsets {offsets} on a {rows} x {cols} lattice, got {got}")
+        # where, not a product: a slot outside the matrix may hold NaN, and NaN * 0 is NaN.
+        mask = torch.tensor(_lattice_mask(offsets, rows, cols), dtype=torch.bool, device=factor.device)
+        return cls(loc, torch.where(mask, factor, torch.zeros((), dtype=factor.dtype, device=factor.device)),
+                   offsets, validate_args)
+
+    # -- Distribution ---------------------------------------------------------------------------------
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(BandedPrecisionNormal, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.loc = self.loc.expand(batch_shape + self.event_shape)
+        new.factor = self.factor
+        new.offsets = self.offsets
+        super(BandedPrecisionNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def mode(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        """diag(Sigma), exactly, through ``band_diag_inv``."""
+        return ops.band_diag_inv(self.factor, self.offsets).expand(self.batch_shape + self.event_shape)
+
+    def _dense_factor(self):
+        n = self.event_shape[0]
+        return sum(torch.diag_embed(self.factor[..., k, o:], offset=-o)
+                   for k, o in enumerate(self.offsets) if o < n)
+
+    @property
+    def precision_matrix(self):
+        """L L^T as a dense (*batch, n, n) tensor (for small n)."""
+        D = self._dense_factor()
+        return (D @ D.mT).expand(self.batch_shape + self.event_shape + self.event_shape)
+
+    @property
+    def covariance_matrix(self):
+        """(L L^T)^-1 as a dense (*batch, n, n) tensor (for small n)."""
+        return torch.cholesky_inverse(self._dense_factor()).expand(
+            self.batch_shape + self.event_shape + self.event_shape)
+
+    def rsample(self, sample_shape=torch.Size()):
+        """loc + L^-T eps, eps ~ N(0, I) of shape ``sample_shape + batch_shape + (n,)``."""
+        shape = self._extended_shape(sample_shape)
+        eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + ops.band_solve_t(self.factor, self.offsets, eps)
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value):
+        """log N(value; loc, (L L^T)^-1) = log det L - |L^T (value - loc)|^2 / 2 - n log(2 pi) / 2."""
+        if self._validate_args:
+            self._validate_sample(value)
+        y = ops.band_matvec_t(self.factor, self.offsets, value - self.loc)
+        n = self.event_shape[0]
+        return ops.band_logdet(self.factor) - 0.5 * y.square().sum(-1) - 0.5 * n * math.log(2 * math.pi)
+
+    def entropy(self):
+        n = self.event_shape[0]
+        return (0.5 * n * (1 + math.log(2 * math.pi)) - ops.band_logdet(self.factor)).expand(self.batch_shape)
+
+
+def _kl_diagonal(q, loc, scale):
+    """KL(q || N(loc, diag scale^2)) with loc, scale broadcasting to q's (*batch, n):
+    sum log s + log det L + (sum_i Sigma_ii / s_i^2 + |(mu - loc) / s|^2 - n) / 2, where sum_i Sigma_ii / s_i^2
+    is tr(Sigma) / s^2 (``band_trace_inv``) when the scale is one number per distribution (the last axis of
+    size 1, as for N(0, I)), else through diag(Sigma) (``band_diag_inv``)."""
+    n = q.event_shape[0]
+    for what, t in (("loc", loc), ("scale", scale)):
+        if t.dim() and t.shape[-1] not in (1, n):
+            raise ValueError(f"kl_divergence(BandedPrecisionNormal, Normal): the Normal's {what} has {t.shape[-1]} "
+                             f"entries in its last axis, the BandedPrecisionNormal's event has n={n}")
+    if scale.dim() == 0 or scale.shape[-1] == 1:
+        s = scale if scale.dim() == 0 else scale[..., 0]
+        spread = ops.band_trace_inv(q.factor, q.offsets) / s.square()
+        log_scale = n * s.log()
+    else:
+        spread = (ops.band_diag_inv(q.factor, q.offsets) / scale.square()).sum(-1)
+        log_scale = scale.log().sum(-1)
+    mahalanobis = ((q.loc - loc) / scale).square().sum(-1)
+    return log_scale + ops.band_logdet(q.factor) + 0.5 * (spread + mahalanobis - n)
+
+
+@register_kl(BandedPrecisionNormal, Normal)
+def _kl_banded_normal(q, p):
+    """KL against the product of p's univariate normals over q's event axis: p's batch shape broadcasts
+    with q's (*batch, n); ``Normal(0., 1.)`` is N(0, I)."""
+    return _kl_diagonal(q, p.loc, p.scale)
+
+
+@register_kl(BandedPrecisionNormal, Independent)
+def _kl_banded_independent(q, p):
+    """KL against Independent(Normal(loc, scale), 1), a diagonal Gaussian over q's event."""
+    if not isinstance(p.base_dist, Normal) or p.reinterpreted_batch_ndims != 1:
+        raise NotImplementedError("kl_divergence(BandedPrecisionNormal, Independent): only Independent(Normal, 1) "
+                                  f"is implemented, got Independent({type(p.base_dist).__name__}, "
+                                  f"{p.reinterpreted_batch_ndims})")
+    return _kl_diagonal(q, p.base_dist.loc, p.base_dist.scale)
