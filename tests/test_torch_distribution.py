@@ -199,3 +199,15 @@ def test_bad_input_raises_clear_errors():
         kl_divergence(good, Normal(torch.zeros(5, dtype=f64), torch.ones(5, dtype=f64)))
     with pytest.raises(NotImplementedError, match=r"only Independent\(Normal, 1\)"):
         kl_divergence(good, Independent(Normal(torch.zeros(3, N, dtype=f64), torch.ones(3, N, dtype=f64)), 2))
+
+
+def test_the_readme_block_runs():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- the block below runs in tests/test_torch_distribution.py -->\n```python\n(.*?)```",
+                     text, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["z"].shape == (8, 16) and torch.isfinite(namespace["loss"])
+    assert namespace["factor"].grad is not None and torch.isfinite(namespace["factor"].grad).all()
