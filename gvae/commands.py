@@ -290,22 +290,26 @@ def _per_example_path(text):
 def cmd_sample(args):
     """gvae sample, under the run folder's lock when it writes there (as it does by default)."""
     from .training import rundir
-    with rundir.lock_to_write(args.run, Path(args.out or f"{args.run}/decoder").parent, "gvae sample"):
+    with rundir.lock_to_write(args.run, Path(_sample_prefix(args)).parent, "gvae sample"):
         return _sample(args)
+
+
+def _sample_prefix(args):
+    """gvae sample's --out: PREFIX of PREFIX_means.png and PREFIX_samples.png (default DIR/decoder)."""
+    return args.out or f"{args.run}/decoder"
 
 
 def _sample(args):
     from .io.files import check_writable
     from .io.images import tile, write_png
     from .training.memory import check_sampling
-    from .training.runs import load_model
+    from .training.runs import load_model, prior_draws
 
-    check_writable(Path(args.out or f"{args.run}/decoder").parent, "the pictures (--out)")
+    prefix = _sample_prefix(args)
+    check_writable(Path(prefix).parent, "the pictures (--out)")
     model, params, config = load_model(args.run, args.params, args.device)
     check_sampling(model, args.n)
-    from .plots import prior_draws, prior_draws_title
     out, rng = prior_draws(model, params, args.n, args.seed, args.device)  # the z of gvae plot's decoder_means.png
-    prefix = args.out or f"{args.run}/decoder"
     plots = _plots_or_none()  # without matplotlib: plain grids, without titles
     kinds = {"means": (model.likelihood.mean(out, params), "Decoder means"),
              "samples": (model.likelihood.sample(out, params, rng), "Samples x ~ p(x|z)")}
@@ -316,7 +320,7 @@ def _sample(args):
         if plots is None:
             write_png(path, tile(images), scale=2)
         else:
-            plots.plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params),
+            plots.plot_image_grid(images, path, plots.prior_draws_title(model, what, args.n, args.params),
                                   plots.run_title(config, args.run))
         written.append(path)
     if not args.quiet:

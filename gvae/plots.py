@@ -276,16 +276,6 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
     return _save(fig, path)
 
 
-def prior_draws(model, params, n, seed, device="cpu"):
-    """The decoder's output for n draws z ~ p(z) (a hierarchy: ancestral, from the top layer down) made
-    from ``seed``, and the generator that made them (``gvae sample`` goes on with it to draw x ~ p(x|z)).
-    ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. Returns (out, rng)."""
-    from .kernels import generator
-    rng = generator(device, seed)
-    eps = rng.standard_normal((n, model.noise_size), dtype=model.dtype)
-    return model.decode(params, model.prior_sample(params, eps)[0]), rng
-
-
 def prior_draws_title(model, what, n, which):
     """The title of a grid of ``what`` ("decoder means") for n prior draws of the ``which`` parameters."""
     if len(model.layers) == 1:
@@ -299,6 +289,7 @@ def plot_samples(model, params, path, n=64, seed=0, subtitle=None, which="best")
     """``decoder_means.png``: the decoder means for n draws z ~ N(0, I) from ``seed`` (a hierarchy:
     ancestral draws from the top layer down), the picture ``gvae sample`` writes under that name for the
     same seed (``which``: the parameters' name for the title). Returns the path."""
+    from .training.runs import prior_draws
     out, _ = prior_draws(model, params, n, seed)
     means = np.asarray(model.likelihood.mean(out, params), dtype=np.float64)
     return plot_image_grid(means, path, prior_draws_title(model, "Decoder means", n, which), subtitle)

@@ -157,7 +157,7 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
         for key in ("test_elbo", "test_log_likelihood", "epochs", "learning_curves"):
             assert from_archive["families"][family][key] == entry[key], (family, key)
     assert from_archive["families"]["extgrid"]["missing"] == [{"seed": 1, "reason": "not trained yet"}]
-    jobs, counts = plan(load_spec(tmp_path / "archive" / "sweep.toml", tmp_path / "archive"))
+    jobs, counts, _ = plan(load_spec(tmp_path / "archive" / "sweep.toml", tmp_path / "archive"))
     assert [job.id for job in jobs] == ["extgrid/seed-1"] and counts["finished"] == 5 and counts["new"] == 1
     into_itself = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
                                   str(tmp_path / "again"), "--archive", str(sweep.out)],
@@ -312,26 +312,26 @@ def test_the_plan_trains_what_is_unfinished_and_evaluates_what_is_not_current(tm
     path = write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0]"))
     sweep = load_spec(path)
     done, partial = sweep.runs
-    jobs, counts = plan(sweep)
+    jobs, counts, _ = plan(sweep)
     assert counts == {"finished": 0, "resume": 0, "new": 2, "overwrite": 0, "evaluate": 2}
     assert all("--resume" not in job.train and "--overwrite" not in job.train for job in jobs)
     assert jobs[0].evaluate[:2] == ("eval", str(done.folder.absolute())) and "--limit" in jobs[0].evaluate
 
     fit(done)
     fit(partial, epochs=1)  # a run stopped after 1 of its 2 epochs
-    jobs, counts = plan(sweep)
+    jobs, counts, _ = plan(sweep)
     assert counts == {"finished": 1, "resume": 1, "new": 0, "overwrite": 0, "evaluate": 2}
     assert jobs[0].train is None and jobs[0].evaluate is not None
     assert "--resume" in jobs[1].train and jobs[1].train[jobs[1].train.index("--epochs") + 1] == "2"
 
     fake_evaluation(done, sweep.eval)
-    jobs, _ = plan(sweep)
+    jobs, _, _ = plan(sweep)
     assert [job.id for job in jobs] == [partial.id]
     # Other [eval] settings: the finished run is evaluated again, not trained.
-    jobs, counts = plan(load_spec(write_spec(tmp_path, edit(path.read_text(), "iw_samples = 10", "iw_samples = 20"))))
+    jobs, counts, _ = plan(load_spec(write_spec(tmp_path, edit(path.read_text(), "iw_samples = 10", "iw_samples = 20"))))
     assert jobs[0].id == done.id and jobs[0].train is None and "20" in jobs[0].evaluate
     # More epochs (a setting that may change on resume): the finished run goes on, and is evaluated after.
-    jobs, counts = plan(load_spec(write_spec(tmp_path, edit(path.read_text(), "epochs = 2", "epochs = 3"))))
+    jobs, counts, _ = plan(load_spec(write_spec(tmp_path, edit(path.read_text(), "epochs = 2", "epochs = 3"))))
     assert counts["resume"] == 2 and counts["evaluate"] == 2
     assert jobs[0].train[jobs[0].train.index("--epochs") + 1] == "3"
 
@@ -347,7 +347,7 @@ def test_a_run_the_spec_describes_differently_is_refused_unless_overwritten(tmp_
     message = str(e.value)
     assert "diagonal/seed-0: hidden [32] (the run's: [16])" in message and "--overwrite" in message
     assert "epochs, lr, max_bad_steps, patience may change" in message
-    jobs, counts = plan(changed, overwrite=True)
+    jobs, counts, _ = plan(changed, overwrite=True)
     assert counts["overwrite"] == 1 and "--overwrite" in jobs[0].train
     # Other data: every trained run would mix two data sets.
     other = load_spec(write_spec(tmp_path, edit(path.read_text(), "tiny.npz", "other.npz"), "c.toml"))
@@ -361,7 +361,7 @@ def test_a_run_folder_without_a_finished_epoch_is_started_over(tmp_path):
     run.folder.mkdir(parents=True)
     (run.folder / "config.json").write_text("{}")  # killed before its first checkpoint
     assert state.training(run.folder, run.config).state == "unstarted"
-    jobs, counts = plan(sweep)
+    jobs, counts, _ = plan(sweep)
     assert counts["overwrite"] == 1 and "--overwrite" in jobs[0].train
 
 
@@ -377,19 +377,20 @@ def test_a_finished_run_kept_without_its_checkpoint_is_finished(tmp_path, capsys
         (run.folder / "checkpoint.npz").unlink()
     assert state.training(done.folder, done.config).state == "finished"
     assert state.training(partial.folder, partial.config).state == "unstarted"  # 1 of 2 epochs: no results
-    jobs, counts = plan(sweep)
+    jobs, counts, _ = plan(sweep)
     assert [job.id for job in jobs] == [partial.id] and counts["finished"] == 1 and counts["overwrite"] == 1
     # More epochs: the plan resumes it, and gvae train says there is nothing to resume from.
     more = load_spec(write_spec(tmp_path, edit(path.read_text(), "epochs = 2", "epochs = 3")))
-    jobs, _ = plan(more)
+    jobs, _, _ = plan(more)
     assert "--resume" in jobs[0].train
     assert main(list(jobs[0].train)) == 2
     assert "there is no run to resume" in capsys.readouterr().err
     # Without its checkpoint the run's config.json is its configuration: a damaged one is named.
     # The sweep leaves it as it is, names it, and goes on with the others.
     (done.folder / "config.json").write_text("{not json")
-    assert "config.json: the run has no checkpoint, and its configuration" in state.damaged_runs(sweep)[done.id]
-    assert [job.id for job in plan(sweep)[0]] == [partial.id]
+    jobs, _, damaged = plan(sweep)
+    assert "config.json: the run has no checkpoint, and its configuration" in damaged[done.id]
+    assert [job.id for job in jobs] == [partial.id]
 
 
 def test_a_run_stopped_early_is_finished_for_its_patience(tmp_path):
@@ -745,9 +746,8 @@ def test_a_damaged_run_is_named_and_the_others_go_on(tmp_path, capsys, damage):
         (broken / "checkpoint.npz").unlink()  # the configuration is then read from config.json
         (broken / "config.json").write_text("[1, 2")
     named = {"metrics": "metrics.jsonl", "summary": "summary.json", "config": "config.json"}[damage]
-    assert list(state.damaged_runs(sweep)) == ["diagonal/seed-1"]
-    assert named in state.damaged_runs(sweep)["diagonal/seed-1"]
-    jobs, _ = plan(sweep)
+    jobs, _, damaged = plan(sweep)
+    assert list(damaged) == ["diagonal/seed-1"] and named in damaged["diagonal/seed-1"]
     assert "diagonal/seed-1" not in {job.id for job in jobs} and "chain/seed-0" in {job.id for job in jobs}
     if damage != "config":  # without a checkpoint but with its summary the table reads it as kept results
         table = build_table(sweep, {})

@@ -138,25 +138,30 @@ def _count(n, noun):
 
 
 def plan(sweep, overwrite=False):
-    """(jobs, counts) for the runs of ``sweep`` as their folders stand. A run trained with a configuration
-    that differs from the spec in more than the settings a resume may change (``RESUMABLE``), or on other
-    data, is refused (ValueError listing them), or with ``overwrite`` trained again from its start."""
+    """(jobs, counts, damaged) for the runs of ``sweep`` as their folders stand. A run trained with a
+    configuration that differs from the spec in more than the settings a resume may change
+    (``RESUMABLE``), or on other data, is refused (ValueError listing them), or with ``overwrite`` trained
+    again from its start. ``damaged``: {run id: what is wrong} of the runs whose files cannot be read
+    (metrics.jsonl, summary.json, config.json or the checkpoint's meta); they get no job, and the sweep
+    goes on with the others."""
     from ..training.trainer import resume_conflicts
 
     previous = state.read_json(sweep.out / RECORD_NAME)
     data = None if sweep.data is None else str(sweep.data.absolute())
     other_data = isinstance(previous, dict) and previous.get("data") != data
-    jobs, counts, conflicts = [], {"finished": 0, "resume": 0, "new": 0, "overwrite": 0, "evaluate": 0}, []
+    jobs, counts, conflicts, damaged = [], {"finished": 0, "resume": 0, "new": 0, "overwrite": 0, "evaluate": 0}, [], {}
     for run in sweep.runs:
         progress = state.training(run.folder, run.config)
-        if progress.state == "damaged":  # left as it is (state.damaged_runs names it); the others go on
+        if progress.state == "damaged":
+            damaged[run.id] = progress.problem
             continue
         how = {"new": "new", "unstarted": "overwrite", "unfinished": "resume", "finished": None}[progress.state]
         if progress.state in ("unfinished", "finished"):
             try:
                 differ = [f"{name} {value} (the run's: {old})" for name, value, old in
                           resume_conflicts(run.folder, dataclasses.asdict(run.config))]
-            except ValueError:  # its config.json or checkpoint is damaged: state.damaged_runs names it
+            except ValueError as e:  # its config.json or checkpoint cannot be read
+                damaged[run.id] = str(e)
                 continue
             if other_data:
                 differ.append(f"data {data} (the sweep's: {previous.get('data')})")
@@ -175,7 +180,7 @@ def plan(sweep, overwrite=False):
         raise ValueError(f"{sweep.out} holds {_count(len(conflicts), 'run')} that the spec describes differently: "
                          f"{_listed(conflicts)}. Only {may} may change in a sweep's runs: give another sweep "
                          "folder, or --overwrite to train these runs again from their start")
-    return jobs, counts
+    return jobs, counts, damaged
 
 
 def _check_folder(out):
@@ -350,8 +355,7 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
         device_module(sweep.device)
     _check_folder(sweep.out)
     with rundir.folder_lock(sweep.out, LOCK_NAME, "sweep folder", command="gvae sweep"):
-        jobs, counts = plan(sweep, overwrite)
-        damaged = state.damaged_runs(sweep)
+        jobs, counts, damaged = plan(sweep, overwrite)
         for run_id, problem in damaged.items():
             print(f"skipped {run_id}: {problem}; mend or remove its folder, and run gvae sweep again", flush=True)
         _record_spec(sweep)

@@ -72,25 +72,6 @@ def training(folder, config):
     return Training("unstarted", 0, None)
 
 
-def damaged_runs(sweep):
-    """{run id: what is wrong} of the runs of ``sweep`` whose files cannot be read (metrics.jsonl,
-    summary.json, config.json or the checkpoint's meta), each named by the error; the sweep and its table
-    go on with the others."""
-    from ..training.trainer import resume_conflicts
-
-    out = {}
-    for run in sweep.runs:
-        progress = training(run.folder, run.config)
-        if progress.state == "damaged":
-            out[run.id] = progress.problem
-        elif progress.state in ("unfinished", "finished"):
-            try:
-                resume_conflicts(run.folder, dataclasses.asdict(run.config))
-            except ValueError as e:
-                out[run.id] = str(e)
-    return out
-
-
 def _stopped_early(summary, epochs, patience):
     """Whether a run that stopped early is finished for ``patience`` (None: the run's own, as on resume)."""
     if not summary.get("stopped_early"):

@@ -129,10 +129,7 @@ def check_meta(path, meta, need=MODEL[1]):
     config = meta.get("config")
     if not isinstance(config, dict):
         raise ValueError(f"{path}: the meta's config is {type(config).__name__}, expected an object")
-    try:
-        dtype = np.dtype(TrainConfig(**{**FORMER_DEFAULTS, **config}).dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None
+    dtype = np.dtype(config_of(path, meta).dtype)
     shapes = meta.get("param_shapes")
     if not (isinstance(shapes, dict) and shapes
             and all(isinstance(s, list) and all(_is_int(n, 1) for n in s) for s in shapes.values())):
@@ -142,3 +139,12 @@ def check_meta(path, meta, need=MODEL[1]):
         raise ValueError(f"{path}: the meta's param_shapes lacks enc.W0 (observed units, width), which every "
                          "gvae model has")
     return sum(math.prod(s) for s in shapes.values()), dtype
+
+
+def config_of(path, meta):
+    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one); a
+    setting the run predates takes the value runs had before it existed (config.FORMER_DEFAULTS)."""
+    try:  # TypeError: a key TrainConfig lacks; ValueError: a value its checks refuse
+        return TrainConfig(**{**FORMER_DEFAULTS, **meta["config"]})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None

@@ -123,7 +123,7 @@ IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 # run's own configuration.
 RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
 # Settings added after runs were first written, each with the value every run written before it used:
-# a config.json without the field describes a run made that way (runs.config_of reads it so).
+# a config.json without the field describes a run made that way (checkpoint.config_of reads it so).
 FORMER_DEFAULTS = {"init": "he"}
 
 

@@ -7,7 +7,8 @@ or the kernel would end the process. Each command adds up its largest arrays fro
 machine has available. The estimates count the arrays that grow with the flags, with a margin for the
 copies the work makes; they are not a profile."""
 import math
-import os
+
+from ..io.archive import physical_memory
 
 GIB = 2 ** 30
 
@@ -26,10 +27,7 @@ def available_bytes():
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return physical_memory()
 
 
 def require(parts, advice, available=None):

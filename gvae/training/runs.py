@@ -7,11 +7,10 @@ import math
 
 import numpy as np
 
-from ..kernels import to_device
+from ..kernels import generator, to_device
 from ..model import VAE
 from ..model.params import FlatParams
 from . import checkpoint, rundir
-from .config import FORMER_DEFAULTS, TrainConfig
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
 EVAL_SEED = 20140101
@@ -43,7 +42,7 @@ def load_model(run_dir, which="best", device="cpu"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     path = rundir.existing_run(run_dir) / "checkpoint.npz"
     arrays, meta = checkpoint.load(path)
-    config = config_of(path, meta)
+    config = checkpoint.config_of(path, meta)
     model = build_model(config, meta["param_shapes"]["enc.W0"][0])
     host = arrays["best_params" if which == "best" else "params"]
     if {k: tuple(v) for k, v in meta["param_shapes"].items()} != model.param_shapes():  # checkpoint checked the rest
@@ -54,15 +53,13 @@ def load_model(run_dir, which="best", device="cpu"):
     return model, FlatParams(model.param_shapes(), model.dtype, to_device(host, device)).views, config
 
 
-def config_of(path, meta):
-    """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one); a
-    setting the run predates takes the value runs had before it existed (config.FORMER_DEFAULTS)."""
-    try:
-        return TrainConfig(**{**FORMER_DEFAULTS, **meta["config"]})
-    except TypeError as e:
-        raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None
-    except ValueError as e:  # TrainConfig's checks of the values
-        raise ValueError(f"{path} holds an invalid configuration: {e}") from None
+def prior_draws(model, params, n, seed, device="cpu"):
+    """The decoder's output for n draws z ~ p(z) (a hierarchy: ancestral, from the top layer down) made
+    from ``seed``, and the generator that made them (``gvae sample`` goes on with it to draw x ~ p(x|z)).
+    ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. Returns (out, rng)."""
+    rng = generator(device, seed)
+    eps = rng.standard_normal((n, model.noise_size), dtype=model.dtype)
+    return model.decode(params, model.prior_sample(params, eps)[0]), rng
 
 
 def bits_per_dim(model, nats):

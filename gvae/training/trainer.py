@@ -34,10 +34,11 @@ from ..kernels import array_module, device_module, generator, to_device, to_host
 from ..model.objectives import training_loss
 from . import checkpoint, rundir
 from .adam import Adam
+from .checkpoint import config_of
 from .config import RESUMABLE, SCHEDULES
 from .evaluate import dataset_elbo
-from .runs import EVAL_SEED, bits_per_dim, build_model, config_of, fixed_eval_sets
 from .memory import check_training
+from .runs import EVAL_SEED, bits_per_dim, build_model, fixed_eval_sets
 
 # The second word of an epoch's seed (seed, EPOCH_STREAM, epoch): not 0, since a SeedSequence pads its
 # entropy with zeros, so (seed, 0, 0) would give the initialisation's stream (seeded with seed alone).
