@@ -204,6 +204,64 @@ def test_double_backward_of_the_selected_inversion_refuses(name):
 
 
 # --------------------------------------------------------------------------------------------------
+# The eager path: the same kernels and backward without the dispatcher
+# --------------------------------------------------------------------------------------------------
+
+def _through_operators(monkeypatch):
+    """Make every gvae.torch call go through torch.ops.gvae (the eager path disabled)."""
+    monkeypatch.setattr(gops, "_plain", lambda tensors: False)
+
+
+@pytest.mark.parametrize("name", VECTOR + FACTOR)
+def test_eager_path_equals_the_operator_to_second_order(monkeypatch, name):
+    offs = STENCILS["extgrid"]
+    L = factor(offs, (3,), garbage=0.0, requires_grad=True)
+    b = torch.randn(2, 3, N, dtype=torch.float64, requires_grad=True)
+    inputs = (L, b) if name in VECTOR else (L,)
+
+    def derivatives():
+        out = call(name, L, offs, b if name in VECTOR else None)
+        w = torch.linspace(-1, 1, out.numel(), dtype=torch.float64).reshape(out.shape)
+        first = torch.autograd.grad((out * w).sum(), inputs, create_graph=True)
+        # Second order where it is offered: the selected inversion's backward refuses it.
+        second = () if name in ("band_trace_inv", "band_diag_inv") else \
+            torch.autograd.grad(sum((g * g).sum() for g in first), inputs)
+        return (out, *first, *second)
+
+    eager = derivatives()
+    _through_operators(monkeypatch)
+    for got, want in zip(eager, derivatives(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_eager_calls_skip_the_dispatcher_and_modes_see_the_operators(monkeypatch):
+    from torch.utils._python_dispatch import TorchDispatchMode
+    offs = STENCILS["chain"]
+    L = factor(offs, (3,), garbage=0.0, requires_grad=True)
+    b = torch.randn(3, N, dtype=torch.float64)
+
+    class Seen(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(str(func))
+            return func(*args, **(kwargs or {}))
+
+    # Plain eager calls, with and without a gradient, never reach the operator...
+    monkeypatch.setitem(gops._OPS, "band_solve_t", None)
+    gt.band_solve_t(L, offs, b).sum().backward()
+    with torch.no_grad():
+        gt.band_solve_t(L, offs, b)
+    monkeypatch.undo()
+    # ...while a dispatch mode (a profiler, a tracer) sees every operator, the backward's included.
+    with Seen() as mode:
+        gt.band_solve_t(L, offs, b).sum().backward()
+    assert {"gvae.band_solve_t.default", "gvae.band_solve.default", "gvae.band_outer.default"} <= mode.names
+
+
+# --------------------------------------------------------------------------------------------------
 # vmap and compile
 # --------------------------------------------------------------------------------------------------
 

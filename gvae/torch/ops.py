@@ -10,6 +10,11 @@ CPU tensors reach the Numba kernels as NumPy views of their own memory (``Tensor
 kernels' outputs come back as tensors over the same memory (``torch.from_numpy``): no copy either way.
 A non-contiguous input is copied once, by the kernel front ends, as for a strided NumPy array.
 
+The public functions take a shorter road in plain eager mode (:func:`_call`): the dispatcher and
+``torch.library``'s Python autograd kernel cost 15-40 us a call, so on plain CPU tensors with nothing
+tracing, the CPU kernel runs directly, or inside an ``autograd.Function`` made of the operator's own
+setup and backward when a gradient is wanted.
+
 Backward passes run gvae's own VJP kernels, themselves operators here so that the backward traces too:
 ``band_outer`` (the L-gradient of every solve and product), ``band_logdet_grad``,
 ``band_trace_inv_grad`` and ``band_diag_inv_grad``. Solves and products are differentiable to any
@@ -25,6 +30,7 @@ __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_l
            "band_diag_inv"]
 
 _lib = torch.library.Library("gvae", "DEF")
+_OPS, _CPU, _EAGER = {}, {}, {}  # name -> operator overload, CPU kernel, eager autograd.Function
 _FLOATS = (torch.float32, torch.float64)
 _VECTOR = {"band_solve_t": "b", "band_solve": "b", "band_matvec_t": "x", "band_matvec": "x"}
 
@@ -91,7 +97,48 @@ def _define(name, schema, cpu, fake):
     _lib.impl(name, cpu, "CPU")
     _lib.impl(name, _cuda_refusal(name), "CUDA")
     torch.library.register_fake(f"gvae::{name}", fake, lib=_lib)
-    return getattr(torch.ops.gvae, name).default
+    _OPS[name] = getattr(torch.ops.gvae, name).default
+    _CPU[name] = cpu
+
+
+def _autograd(name, backward, setup_context):
+    """Register ``gvae::name``'s backward, and the same pair as the ``torch.autograd.Function`` of its
+    eager path (:func:`_call`)."""
+    torch.library.register_autograd(f"gvae::{name}", backward, setup_context=setup_context, lib=_lib)
+    cpu = _CPU[name]
+
+    # forward(ctx, ...) with the set-up inside rather than a separate setup_context: PyTorch binds the
+    # arguments of the latter form to the forward's signature with ``inspect`` on every call (~15 us).
+    def forward(ctx, *args):
+        out = cpu(*args)
+        setup_context(ctx, args, out)
+        return out
+    _EAGER[name] = type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
+def _plain(tensors):
+    """Whether a call on ``tensors`` may skip PyTorch's dispatcher: CPU tensors of the base class (no
+    fake, functional or batched wrapper) and nothing that intercepts operators (torch.compile, a
+    torch.func transform, a dispatch or function mode)."""
+    return (not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+            and torch._C._len_torch_dispatch_stack() == 0 and torch._C._len_torch_function_stack() == 0
+            and all(type(t) is torch.Tensor and t.device.type == "cpu" for t in tensors))
+
+
+def _call(name, *args):
+    """``torch.ops.gvae.name(*args)``, in eager mode on plain CPU tensors without the dispatcher.
+
+    The dispatcher and the autograd kernel of ``torch.library`` cost 15-40 us a call in Python, several
+    times the kernel on small inputs; eagerly the same CPU kernel runs directly (no gradient wanted) or
+    inside an ``autograd.Function`` with the registered backward (same values, same gradients). Anything
+    that traces or transforms goes through the operator."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not _plain(tensors):
+        return _OPS[name](*args)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _EAGER[name].apply(*args)
+    return _CPU[name](*args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,9 +157,8 @@ def _vector_kernel(name, argname):
     return cpu, fake
 
 
-_OPS = {}
 for _name, _arg in _VECTOR.items():
-    _OPS[_name] = _define(_name, f"(Tensor L, int[] offsets, Tensor {_arg}, bool check=True) -> Tensor",
+    _define(_name, f"(Tensor L, int[] offsets, Tensor {_arg}, bool check=True) -> Tensor",
                           *_vector_kernel(_name, _arg))
 
 
@@ -127,7 +173,7 @@ def _logdet_fake(L, check=True):
     return L.new_empty(L.shape[:-2])
 
 
-_OPS["band_logdet"] = _define("band_logdet", "(Tensor L, bool check=True) -> Tensor",
+_define("band_logdet", "(Tensor L, bool check=True) -> Tensor",
                               _logdet_cpu, _logdet_fake)
 
 
@@ -144,7 +190,7 @@ def _sigma_kernel(name, per_row):
 
 
 for _name, _per_row in (("band_trace_inv", False), ("band_diag_inv", True)):
-    _OPS[_name] = _define(_name, "(Tensor L, int[] offsets, bool check=True) -> Tensor",
+    _define(_name, "(Tensor L, int[] offsets, bool check=True) -> Tensor",
                           *_sigma_kernel(_name, _per_row))
 
 
@@ -166,7 +212,7 @@ def _outer_fake(a, c, like, offsets, scale):
 
 
 # like: a factor of the shape of the result (only its shape is read): the gradient's batch shape.
-_outer = _define("band_outer", "(Tensor a, Tensor c, Tensor like, int[] offsets, float scale) -> Tensor",
+_define("band_outer", "(Tensor a, Tensor c, Tensor like, int[] offsets, float scale) -> Tensor",
                  _outer_cpu, _outer_fake)
 
 
@@ -180,7 +226,7 @@ def _logdet_grad_fake(L, g):
     return L.new_empty(L.shape)
 
 
-_logdet_grad = _define("band_logdet_grad", "(Tensor L, Tensor g) -> Tensor",
+_define("band_logdet_grad", "(Tensor L, Tensor g) -> Tensor",
                        _logdet_grad_cpu, _logdet_grad_fake)
 
 
@@ -196,10 +242,8 @@ def _sigma_grad_kernel(name):
     return cpu, fake
 
 
-_trace_grad, _diag_grad = (
-    _define(_name, "(Tensor L, int[] offsets, Tensor g, bool check=True) -> Tensor",
-            *_sigma_grad_kernel(_name))
-    for _name in ("band_trace_inv_grad", "band_diag_inv_grad"))
+for _name in ("band_trace_inv_grad", "band_diag_inv_grad"):
+    _define(_name, "(Tensor L, int[] offsets, Tensor g, bool check=True) -> Tensor", *_sigma_grad_kernel(_name))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,11 +271,10 @@ def _solve_backward(transposed):
     gb = u, gL = band_outer(u, x, scale=-1)."""
     def backward(ctx, g):
         L, _, x = ctx.saved_tensors
-        other = _OPS["band_solve" if transposed else "band_solve_t"]
-        u = other(L, ctx.offsets, g, False)
+        u = _call("band_solve" if transposed else "band_solve_t", L, ctx.offsets, g, False)
         gL = gb = None
         if ctx.needs_input_grad[0]:
-            gL = _outer(*((x, u) if transposed else (u, x)), L, ctx.offsets, -1.0)
+            gL = _call("band_outer", *((x, u) if transposed else (u, x)), L, ctx.offsets, -1.0)
         if ctx.needs_input_grad[2]:
             gb = _reduce(u, ctx.v_shape)
         return gL, None, gb, None
@@ -244,9 +287,9 @@ def _matvec_backward(transposed):
         L, x, _ = ctx.saved_tensors
         gL = gx = None
         if ctx.needs_input_grad[0]:
-            gL = _outer(*((x, g) if transposed else (g, x)), L, ctx.offsets, 1.0)
+            gL = _call("band_outer", *((x, g) if transposed else (g, x)), L, ctx.offsets, 1.0)
         if ctx.needs_input_grad[2]:
-            gx = _reduce(_OPS["band_matvec" if transposed else "band_matvec_t"](L, ctx.offsets, g, False),
+            gx = _reduce(_call("band_matvec" if transposed else "band_matvec_t", L, ctx.offsets, g, False),
                          ctx.v_shape)
         return gL, None, gx, None
     return backward
@@ -254,7 +297,7 @@ def _matvec_backward(transposed):
 
 for _name, _backward in (("band_solve_t", _solve_backward(True)), ("band_solve", _solve_backward(False)),
                          ("band_matvec_t", _matvec_backward(True)), ("band_matvec", _matvec_backward(False))):
-    torch.library.register_autograd(f"gvae::{_name}", _backward, setup_context=_save_vector, lib=_lib)
+    _autograd(_name, _backward, _save_vector)
 
 
 def _save_factor(ctx, inputs, output):
@@ -262,14 +305,10 @@ def _save_factor(ctx, inputs, output):
     ctx.save_for_backward(inputs[0])
 
 
-torch.library.register_autograd("gvae::band_logdet", lambda ctx, g: (_logdet_grad(ctx.saved_tensors[0], g), None),
-                                setup_context=_save_factor, lib=_lib)
-torch.library.register_autograd(
-    "gvae::band_trace_inv", lambda ctx, g: (_trace_grad(ctx.saved_tensors[0], ctx.offsets, g, False), None, None),
-    setup_context=_save_factor, lib=_lib)
-torch.library.register_autograd(
-    "gvae::band_diag_inv", lambda ctx, g: (_diag_grad(ctx.saved_tensors[0], ctx.offsets, g, False), None, None),
-    setup_context=_save_factor, lib=_lib)
+_autograd("band_logdet", lambda ctx, g: (_call("band_logdet_grad", ctx.saved_tensors[0], g), None), _save_factor)
+for _name in ("band_trace_inv", "band_diag_inv"):
+    _autograd(_name, lambda ctx, g, _grad=f"{_name}_grad": (
+        _call(_grad, ctx.saved_tensors[0], ctx.offsets, g, False), None, None), _save_factor)
 
 
 def _save_outer(ctx, inputs, output):
@@ -284,13 +323,13 @@ def _outer_backward(ctx, gG):
     a, c = ctx.saved_tensors
     ga = gc = None
     if ctx.needs_input_grad[0]:
-        ga = _reduce(ctx.scale * _OPS["band_matvec"](gG, ctx.offsets, c, False), ctx.a_shape)
+        ga = _reduce(ctx.scale * _call("band_matvec", gG, ctx.offsets, c, False), ctx.a_shape)
     if ctx.needs_input_grad[1]:
-        gc = _reduce(ctx.scale * _OPS["band_matvec_t"](gG, ctx.offsets, a, False), ctx.c_shape)
+        gc = _reduce(ctx.scale * _call("band_matvec_t", gG, ctx.offsets, a, False), ctx.c_shape)
     return ga, gc, None, None, None
 
 
-torch.library.register_autograd("gvae::band_outer", _outer_backward, setup_context=_save_outer, lib=_lib)
+_autograd("band_outer", _outer_backward, _save_outer)
 
 
 def _save_logdet_grad(ctx, inputs, output):
@@ -311,8 +350,7 @@ def _logdet_grad_backward(ctx, gG):
     return gL, gg
 
 
-torch.library.register_autograd("gvae::band_logdet_grad", _logdet_grad_backward,
-                                setup_context=_save_logdet_grad, lib=_lib)
+_autograd("band_logdet_grad", _logdet_grad_backward, _save_logdet_grad)
 
 
 def _no_double_backward(name):
@@ -324,8 +362,7 @@ def _no_double_backward(name):
 
 
 for _name in ("band_trace_inv", "band_diag_inv"):
-    torch.library.register_autograd(f"gvae::{_name}_grad", _no_double_backward(_name),
-                                    setup_context=lambda ctx, inputs, output: None, lib=_lib)
+    _autograd(f"{_name}_grad", _no_double_backward(_name), lambda ctx, inputs, output: None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -368,34 +405,34 @@ for _name in ("band_trace_inv", "band_diag_inv"):
 
 def band_solve_t(L, offsets, b, *, check=True):
     """x with L^T x = b; L (*batch, K, n), b (*lead, n) broadcasting with batch; float32 or float64."""
-    return _OPS["band_solve_t"](L, offsets, b, check)
+    return _call("band_solve_t", L, offsets, b, check)
 
 
 def band_solve(L, offsets, b, *, check=True):
     """x with L x = b (shapes as :func:`band_solve_t`)."""
-    return _OPS["band_solve"](L, offsets, b, check)
+    return _call("band_solve", L, offsets, b, check)
 
 
 def band_matvec_t(L, offsets, x, *, check=True):
     """L^T x (shapes as :func:`band_solve_t`)."""
-    return _OPS["band_matvec_t"](L, offsets, x, check)
+    return _call("band_matvec_t", L, offsets, x, check)
 
 
 def band_matvec(L, offsets, x, *, check=True):
     """L x (shapes as :func:`band_solve_t`)."""
-    return _OPS["band_matvec"](L, offsets, x, check)
+    return _call("band_matvec", L, offsets, x, check)
 
 
 def band_logdet(L, *, check=True):
     """log det L = sum_i log L[..., 0, i], shape ``L.shape[:-2]``."""
-    return _OPS["band_logdet"](L, check)
+    return _call("band_logdet", L, check)
 
 
 def band_trace_inv(L, offsets, *, check=True):
     """tr((L L^T)^-1), exact, shape ``L.shape[:-2]``."""
-    return _OPS["band_trace_inv"](L, offsets, check)
+    return _call("band_trace_inv", L, offsets, check)
 
 
 def band_diag_inv(L, offsets, *, check=True):
     """diag((L L^T)^-1), exact, shape ``L.shape[:-2] + (n,)``."""
-    return _OPS["band_diag_inv"](L, offsets, check)
+    return _call("band_diag_inv", L, offsets, check)
