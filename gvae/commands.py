@@ -1,7 +1,7 @@
 """The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample``,
 ``gvae plot``, ``gvae analyze`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and
-their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets the process up and
-calls :func:`run`."""
+their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets the process up
+(:mod:`gvae.process`) and calls :func:`run`."""
 import argparse
 import contextlib
 import dataclasses
@@ -15,12 +15,11 @@ import numpy as np
 
 from . import __version__
 from .kernels.jit import cache_is_cold
-from .cli import THREAD_VARIABLES
-from .kernels import device_module, to_device, to_host
+from .process import THREAD_VARIABLES
+from .kernels import device_module, device_names, to_device, to_host
 from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
-DEVICES = ["cpu", "cuda"]
 DEVICE_HELP = ("where the arrays live and the work is done: cpu (NumPy and Numba) or cuda (CuPy; pip install "
                '"gvae[cuda12]" or "gvae[cuda13]")')
 
@@ -87,7 +86,7 @@ def build_parser(unset=None):
     t = sub.add_parser("train", help="train one model and write its run folder", formatter_class=defaults)
     _add_config_flags(t, unset)
     t.add_argument("--threads", **threads)
-    t.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
+    t.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
     t.add_argument("--data", default=None, metavar="PATH",
                    help="an .npz (train_x, train_y, valid_x, ...) or a folder of MNIST IDX files; "
                         "default: MNIST from the cache ($GVAE_DATA), fetched on first use")
@@ -118,7 +117,7 @@ def build_parser(unset=None):
                    help="bound on the memory of one decoder pass, in MiB (samples are chunked to fit)")
     e.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
                    help="seed of the importance samples")
-    e.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
+    e.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
     e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
     e.add_argument("--quiet", action="store_true", help="no progress bar and no result line")
 
@@ -132,7 +131,7 @@ def build_parser(unset=None):
                    help="seed of z (the same z as gvae plot's decoder_means.png) and of the samples")
     s.add_argument("--params", choices=["best", "last"], default="best",
                    help="the parameters of the best validation epoch or of the last epoch")
-    s.add_argument("--device", choices=DEVICES, default="cpu", help=DEVICE_HELP)
+    s.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
     s.add_argument("--out", default=None, metavar="PREFIX",
                    help="writes PREFIX_means.png and PREFIX_samples.png (default: DIR/decoder)")
     s.add_argument("--quiet", action="store_true", help="no line naming the files written")

@@ -165,7 +165,7 @@ def test_threads_from_python_leave_later_numba_compilations_working(tmp_path):
     every later compilation ("Cannot set NUMBA_NUM_THREADS ... once the threads have been launched")."""
     script = (
         "import numba, numpy as np\n"
-        "from gvae.cli import set_threads\n"
+        "from gvae.process import set_threads\n"
         "@numba.njit(parallel=True)\n"
         "def total(x):\n"
         "    s = 0.0\n"

@@ -1,7 +1,9 @@
 """The layer rule of the README, checked on every module's imports (read with ``ast``, nothing imported):
-kernels <- autodiff, ops <- model <- training <- cli, commands, sweep, plots <- the package's fronts (gvae/__init__, gvae.torch,
-the short name gvae.posteriors); io stands apart (only itself, the standard
-library and NumPy below it) and is used from training upwards. Nothing imports upward."""
+kernels <- autodiff, ops <- model <- training <- process, cli, commands, sweep, plots <- the package's fronts
+(gvae/__init__, gvae.torch, the short name gvae.posteriors); io stands apart (only itself, the standard
+library and NumPy below it) and is used from training upwards. Nothing imports upward, and no modules
+import each other in a circle, even within a layer (imports inside functions count: they tie the
+modules as much)."""
 import ast
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gvae"
 
 # Layer of each top-level part of the package; a module may import its own layer and those below.
-LAYERS = {"kernels": 0, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "cli": 4, "commands": 4, "sweep": 4, "plots": 4, "posteriors": 5, "torch": 5, "__init__": 5}
+LAYERS = {"kernels": 0, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "process": 4, "cli": 4, "commands": 4,
+          "sweep": 4, "plots": 4, "posteriors": 5, "torch": 5, "__init__": 5}
 IO_USERS = {"training", "cli", "commands", "sweep", "plots", "__init__"}
 
 
@@ -29,7 +32,7 @@ def _module_name(path):
 
 
 def _imports(path):
-    """Every gvae module that ``path`` imports, as a dotted name."""
+    """Every gvae module that ``path`` imports, or name that it imports from one, as a dotted name."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     out = []
@@ -45,10 +48,9 @@ def _imports(path):
                 target = node.module or ""
             if target.split(".")[0] != "gvae":
                 continue
-            if node.module is None or target == "gvae":  # "from . import x": each name is a module
-                out += [f"{target}.{a.name}" for a in node.names]
-            else:
-                out.append(target)
+            # Each name may be a module ("from .sweep import commands") or a name in one: the dotted name
+            # says which part it belongs to, and _graph takes the longest prefix that is a module.
+            out += [f"{target}.{a.name}" for a in node.names]
     return out
 
 
@@ -75,3 +77,64 @@ def test_the_rule_is_checked_on_real_imports():
     for expected in ("gvae.kernels.backend", "gvae.ops", "gvae.model.gaussian", "gvae.training.config",
                      "gvae.io.files", "gvae.kernels.jit"):
         assert any(t == expected or t.startswith(expected + ".") for t in found), expected
+
+
+def _graph():
+    """{module: the gvae modules it imports}: a name that is not a module (``from gvae import
+    __version__``, ``from .kernels import matmul``) is its package's ``__init__``; a module's import of
+    a package that contains it (its own package's ``__init__``, loaded before it anyway) is left out."""
+    names = {_module_name(p): p for p in MODULES}
+    graph = {}
+    for name, path in names.items():
+        edges = set()
+        for target in _imports(path):
+            while target not in names:
+                target = target.rsplit(".", 1)[0]
+            if not (name + ".").startswith(target + ".") and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _circles(graph):
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    assert _circles(_graph()) == []
+
+
+def test_the_circle_check_finds_a_circle():
+    """The cycle that ran through the command layer (cli -> commands -> sweep ... -> commands) is found
+    when planted back into the real graph, as is a two-module one."""
+    graph = _graph()
+    planted = {**graph, "gvae.sweep.spec": graph["gvae.sweep.spec"] | {"gvae.commands"}}
+    assert any({"gvae.commands", "gvae.sweep.spec"} <= set(c) for c in _circles(planted))
+    assert _circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]

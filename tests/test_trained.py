@@ -53,7 +53,7 @@ def test_the_methods_agree_with_the_engine(tmp_path):
 
 
 def test_threads_are_set_before_numpy_and_numba_load():
-    code = ("import sys, os, gvae.cli as c; assert 'numpy' not in sys.modules and 'numba' not in sys.modules; "
+    code = ("import sys, os, gvae.process as c; assert 'numpy' not in sys.modules and 'numba' not in sys.modules; "
             "c.set_threads(c.thread_count(['train', '--threads', '1', '--out', 'x'])); import numba; "
             "print(numba.get_num_threads(), os.environ['OMP_NUM_THREADS'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

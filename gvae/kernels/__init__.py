@@ -10,8 +10,8 @@ the thin ``NAME_cuda.py`` that launches it; the banded-factor kernels have a fol
 from .activation import activation, activation_grad, bias_activation, bias_activation_grad
 from .activations import ACTIVATIONS
 from .adam import adam_update, sum_squares
-from .backend import (array_module, device_module, device_of, generator, register_device, to_device,
-                      to_host)
+from .backend import (array_module, device_module, device_names, device_of, generator, register_device,
+                      to_device, to_host)
 from .band import *  # noqa: F401,F403
 from .band import __all__ as _band
 from .bernoulli import bernoulli_loglik
@@ -20,7 +20,7 @@ from .logmeanexp import log_mean_exp
 from .matmul import matmul, matmuls
 from .threads import get_threads, set_threads
 
-__all__ = ["array_module", "device_of", "device_module", "to_device", "to_host", "register_device", "generator",
+__all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",
            "bernoulli_loglik", "diag_normal_kl", "adam_update", "sum_squares", "log_mean_exp",
            "matmul", "matmuls", "set_threads", "get_threads"]

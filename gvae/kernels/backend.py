@@ -131,12 +131,18 @@ def array_module(*arrays):
     return _DEVICES[device_of(*arrays)].module
 
 
+def device_names():
+    """The devices a command may name: "cpu", "cuda" (CuPy, imported when first used) and any device
+    registered since."""
+    return tuple(dict.fromkeys(["cpu", "cuda", *_DEVICES]))
+
+
 def _device(name):
     """The device called ``name``; "cuda" imports CuPy (a RuntimeError says what to install)."""
     if name in _DEVICES:
         return _DEVICES[name]
     if name != "cuda":
-        raise ValueError(f"unknown device {name!r}; expected one of {sorted(set(_DEVICES) | {'cuda'})}")
+        raise ValueError(f"unknown device {name!r}; expected one of {list(device_names())}")
     try:
         cupy = importlib.import_module("cupy")
     except ImportError:

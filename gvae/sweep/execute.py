@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..io.files import atomic_path, write_json
+from ..process import available_cores
 from ..training import rundir
 from ..training.config import RESUMABLE
 from . import state
@@ -219,14 +220,6 @@ def _dask():
     return distributed
 
 
-def cores():
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 CONNECT_SECONDS = 30  # for a scheduler to answer, however it fails to
 
 
@@ -392,7 +385,7 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
     from tqdm import tqdm
 
     if scheduler is None:
-        workers = min(workers or max(1, cores() // sweep.threads), len(jobs))
+        workers = min(workers or max(1, available_cores() // sweep.threads), len(jobs))
         print(f"on a local Dask cluster: {_count(workers, 'worker')} x {_count(sweep.threads, 'thread')} per run",
               flush=True)
     client, cluster = _connect(distributed, scheduler, workers)

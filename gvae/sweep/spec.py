@@ -17,7 +17,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from ..commands import DEVICES
+from ..kernels.backend import device_names
 from ..training.config import TrainConfig, non_negative_int, positive_int
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -200,7 +200,7 @@ def _sweep_table(file, table, out):
     except ValueError as e:
         _fail(file, "[sweep] threads", str(e))
     try:
-        device = _flag_value(tuple(DEVICES), table.get("device", "cpu"))
+        device = _flag_value(device_names(), table.get("device", "cpu"))
     except ValueError as e:
         _fail(file, "[sweep] device", str(e))
     return paths["out"], seeds, paths["data"], threads, device
