@@ -17,6 +17,8 @@ import warnings
 
 from numba import config, njit
 
+from .numba_compat import numba_user_cache_dir
+
 __all__ = ["jit", "CACHING", "cache_is_cold"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,19 +36,13 @@ def _writable_dir(path):
     return True
 
 
-def _user_cache_dir():
-    # Numba's user-wide locator uses the platform's user cache folder (appdirs), appname "numba".
-    from numba.misc.appdirs import AppDirs
-    return AppDirs(appname="numba", appauthor=False).user_cache_dir
-
-
 def _caching_possible():
     """Whether Numba will find a writable cache for every kernel: ``$NUMBA_CACHE_DIR`` when set (Numba
     then uses nothing else), else the in-tree ``__pycache__`` folders of both kernel folders, else the
     user-wide cache."""
     if config.CACHE_DIR:
         return _writable_dir(config.CACHE_DIR)
-    return _IN_TREE or _writable_dir(_user_cache_dir())
+    return _IN_TREE or _writable_dir(numba_user_cache_dir())
 
 
 def sources_digest(folders=_FOLDERS):
@@ -97,7 +93,7 @@ if CACHING and not config.CACHE_DIR and _IN_TREE:
     drop_stale_cache()
 if not CACHING:
     warnings.warn("gvae: Numba cannot cache gvae's compiled kernels (neither the package's __pycache__ "
-                  f"nor {_user_cache_dir()} is writable), so they are compiled again in every process; "
+                  f"nor {numba_user_cache_dir()} is writable), so they are compiled again in every process; "
                   "set NUMBA_CACHE_DIR to a writable folder to keep them", RuntimeWarning, stacklevel=2)
 
 

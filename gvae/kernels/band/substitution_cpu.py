@@ -6,10 +6,10 @@ They walk the rows in solve order, t = 0 .. n-1 steps from the row where the sol
 and the term of offset o in row t reads x at row ``_row(t - o, n)``, solved o steps earlier.
 """
 import numpy as np
-from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from ..backend import register
 from ..jit import jit
+from ..numba_compat import to_fixed_tuple
 from .common_cpu import _FMA, _checksum, _nonpositive, _u
 from .driver_cpu import driver, pair_plan
 from .variants_cpu import specialise, template

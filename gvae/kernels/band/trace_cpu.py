@@ -2,10 +2,10 @@
 gradients, from one recursion: the forward sweep yields every Sigma_ii (the trace is their sum), and its
 reverse mode takes an adjoint per Sigma_ii (the trace's gradient gives all of them the same g)."""
 import numpy as np
-from numba.cpython.unsafe.tuple import tuple_setitem
 
 from ..backend import register
 from ..jit import jit
+from ..numba_compat import tuple_setitem
 from .common_cpu import _FMA, _TB, _checksum, _nonpositive, _u
 from .driver_cpu import _PARALLEL_MIN, driver
 from .simd_cpu import simd

@@ -1,0 +1,22 @@
+"""The parts of Numba that gvae's kernels use from outside Numba's public API, in one place, so that a
+Numba release that moves them breaks this file alone (and setup.py's range of Numba versions says where
+they were checked: each name has had this path since Numba 0.49; run with 0.68.1).
+
+- :func:`tuple_setitem` (``tup``, ``i``, ``value``) -> a copy of a homogeneous tuple with item i replaced,
+  inside a jitted function: the lock-step recursions of trace_cpu keep their per-lane state in tuples so
+  that LLVM holds it in registers.
+- :func:`to_fixed_tuple` (``array``, ``n``) -> the first n items of a 1-D array as a tuple of
+  compile-time length n (n a literal): substitution_cpu unrolls its inner loop over the band's offsets.
+- :func:`numba_user_cache_dir` -> the user-wide folder where Numba caches compiled functions when the
+  package's own ``__pycache__`` is not writable (Numba's cache locators read it through its vendored
+  appdirs, appname "numba").
+"""
+from numba.cpython.unsafe.tuple import tuple_setitem
+from numba.np.unsafe.ndarray import to_fixed_tuple
+
+__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir"]
+
+
+def numba_user_cache_dir():
+    from numba.misc.appdirs import AppDirs
+    return AppDirs(appname="numba", appauthor=False).user_cache_dir
