@@ -44,6 +44,7 @@ def test_power(a, p):
 
 
 UNARY = {"negative": (ops.negative, floats), "square": (ops.square, floats),
+         "absolute": (ops.absolute, floats.filter(lambda x: abs(x) > 1e-3)),
          "sqrt": (ops.sqrt, positive), "exp": (ops.exp, floats), "log": (ops.log, positive),
          "log1p": (ops.log1p, positive), "softplus": (ops.softplus, floats),
          "sigmoid": (ops.sigmoid, floats), "tanh": (ops.tanh, floats),

@@ -110,16 +110,23 @@ def iwae_bound(model, params, x, eps):
     return ops.log_mean_exp(rec + log_ratio, axis=0)[0]
 
 
-def training_loss(params, model, x, eps, kl="analytic", kl_weight=1.0, iwae=False):
+def training_loss(params, model, x, eps, kl="analytic", kl_weight=1.0, iwae=False, target_rate=None):
     """The loss minimised by training and what is reported about it.
 
-    ELBO: -mean_b [rec_b - kl_weight * kl_b]. IWAE (``iwae``, K = eps.shape[0] samples):
-    -mean_b log mean_k exp(rec_bk + kl_weight * log_ratio_bk), the annealed bound (the weight applies to
-    every layer's latent terms). ``aux`` is (bound at kl_weight 1, mean reconstruction, mean KL or -mean
-    log ratio), batch means."""
+    ELBO: D + kl_weight R with D = -mean_b rec_b (the distortion) and R = mean_b kl_b (the rate): the
+    ELBO at weight 1, the beta-VAE's loss at beta, warm-up below 1. With ``target_rate`` S: D + |S - R|,
+    the rate held near S (Alemi et al., "Fixing a broken ELBO"). IWAE (``iwae``, K = eps.shape[0]
+    samples): -mean_b log mean_k exp(rec_bk + kl_weight * log_ratio_bk), the annealed bound (the weight
+    applies to every layer's latent terms). ``aux`` is (bound at kl_weight 1, mean reconstruction, mean
+    KL or -mean log ratio), batch means."""
     if not iwae:
         rec, kl_term = elbo_terms(model, params, x, eps, kl)
-        return ops.mean(kl_term * kl_weight - rec), (ops.mean(rec - kl_term), ops.mean(rec), ops.mean(kl_term))
+        rate = ops.mean(kl_term)
+        if target_rate is None:
+            loss = ops.mean(kl_term * kl_weight - rec)
+        else:
+            loss = ops.absolute(target_rate - rate) - ops.mean(rec)
+        return loss, (ops.mean(rec - kl_term), ops.mean(rec), rate)
     rec, log_ratio = log_weights(model, params, x, eps)
     bound, _ = ops.log_mean_exp(rec + log_ratio * kl_weight, axis=0)
     report = bound if kl_weight == 1 else ops.log_mean_exp(ops.value_of(rec + log_ratio), axis=0)[0]

@@ -7,7 +7,7 @@ from .. import kernels
 from ..autodiff import defvjp, primitive
 from ..kernels import array_module
 
-__all__ = ["add", "subtract", "multiply", "divide", "power", "negative", "square", "sqrt", "exp",
+__all__ = ["add", "subtract", "multiply", "divide", "power", "negative", "absolute", "square", "sqrt", "exp",
            "log", "log1p", "softplus", "sigmoid", "tanh", "relu", "elu"]
 
 
@@ -49,6 +49,15 @@ def negative(x):
 
 
 defvjp(negative, lambda ans, x: lambda g: -g)
+
+
+@primitive
+def absolute(x):
+    """|x|; its derivative sign(x) is taken as 0 at x = 0 (a subgradient)."""
+    return abs(x)
+
+
+defvjp(absolute, lambda ans, x: lambda g: g * array_module(x).sign(x))
 
 
 @primitive

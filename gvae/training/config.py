@@ -166,6 +166,12 @@ class TrainConfig:
                       choices=["analytic", "mc"])
     warmup: float = _option(0.0, "raise the KL weight linearly from 0 to 1 over this many epochs",
                             parse=non_negative_float, metavar="EPOCHS")
+    beta: float = _option(1.0, "weight B of the rate in the loss D + B R, with R = KL(q(z|x) || p(z)) and D = "
+                          "-E_q log p(x|z) (the beta-VAE; 1: the ELBO; times the warm-up's weight)",
+                          parse=non_negative_float, metavar="B")
+    target_rate: float = _option(None, "train on D + |S - R| instead, R the batch's mean rate in nats (Alemi "
+                                 "et al., 'Fixing a broken ELBO'); default: no target", parse=non_negative_float,
+                                 metavar="S")
     samples: int = _option(1, "Monte Carlo samples of z per image for the ELBO", parse=positive_int,
                            metavar="S")
     iw_samples: int = _option(1, "importance samples per image (K > 1: train on the IWAE bound)",
@@ -199,6 +205,11 @@ class TrainConfig:
                   (self.batch_size >= 1, "batch size must be >= 1"), (self.lr > 0, "lr must be > 0"),
                   (self.samples >= 1, "samples must be >= 1"), (self.warmup >= 0, "warmup must be >= 0"),
                   (self.iw_samples >= 1, "iw_samples must be >= 1"),
+                  (math.isfinite(self.beta) and self.beta >= 0, "beta must be a finite number >= 0"),
+                  (self.target_rate is None or (math.isfinite(self.target_rate) and self.target_rate >= 0),
+                   "target_rate must be a finite number >= 0"),
+                  (self.target_rate is None or (self.beta == 1 and self.warmup == 0 and self.iw_samples == 1),
+                   "a target rate sets the rate's weight itself: use it without beta, warmup or iw_samples"),
                   (self.samples == 1 or self.iw_samples == 1,
                    "use either Monte Carlo samples for the ELBO or importance samples, not both"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),

@@ -252,8 +252,9 @@ class Trainer:
         return generator(self.device, (self.config.seed, EPOCH_STREAM, epoch))
 
     def kl_weight(self, progress_in_epochs):
-        w = self.config.warmup
-        return 1.0 if w == 0 else min(1.0, progress_in_epochs / w)
+        """The rate's weight: beta, raised linearly from 0 over the warm-up's epochs."""
+        w, beta = self.config.warmup, self.config.beta
+        return beta if w == 0 else beta * min(1.0, progress_in_epochs / w)
 
     def step(self, x, kl_weight):
         """One Adam step on a batch x (B, n) on the trainer's device; returns the (bound, rec, kl) batch
@@ -262,7 +263,7 @@ class Trainer:
         n_samples = cfg.iw_samples if cfg.iw_samples > 1 else cfg.samples
         eps = self.rng.standard_normal((n_samples, len(x), self.model.noise_size), dtype=self.model.dtype)
         (loss, aux), grads = self.step_fn(self.params.views, self.model, x, eps, cfg.kl, kl_weight,
-                                          cfg.iw_samples > 1)
+                                          cfg.iw_samples > 1, cfg.target_rate)
         # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
         norm2 = kernels.sum_squares(self.grad_flat)
         loss, bound, rec, kl = to_host(self.xp.stack([loss, *aux])).tolist()
