@@ -388,12 +388,8 @@ def _analyze(args):
 
 def _plots_or_none():
     """:mod:`gvae.plots` if matplotlib is there to draw, else None."""
-    try:
-        from . import plots
-        plots._figure(1, 1)
-    except RuntimeError:  # no matplotlib
-        return None
-    return plots
+    from . import plots
+    return plots if plots.available() else None
 
 
 COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,

@@ -30,6 +30,7 @@ latent unit, :func:`plot_unit_activity`). ``gvae table`` draws a sweep's validat
 (:func:`plot_sweep_curves`, docs/sweeps.md).
 """
 import dataclasses
+import importlib.util
 import math
 import re
 import sys
@@ -44,6 +45,17 @@ from .io.images import tile
 DPI = 100
 MAX_DIAGONALS = 6  # lines in the Cholesky picture for families with many diagonals (full, rank1)
 MISSING = "gvae plot needs matplotlib: pip install 'gvae[plot]'"
+
+
+def available():
+    """Whether matplotlib (the optional extra ``gvae[plot]``) is installed to draw with."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def require():
+    """Raise RuntimeError saying what to install when matplotlib is not there."""
+    if not available():
+        raise RuntimeError(MISSING)
 
 
 def _figure(width, height, layout=None):
@@ -500,7 +512,7 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
     Returns the list of written paths."""
     from .training.runs import load_model
 
-    _figure(1, 1)  # fail early and clearly if matplotlib is missing
+    require()  # fail early and clearly, before loading the run
     run_dir = Path(run_dir)
     out_dir = run_dir if out_dir is None else Path(out_dir)
     model, params, config = load_model(run_dir, which)

@@ -114,6 +114,19 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
         plots._figure(1, 1)
 
 
+def test_one_probe_says_whether_pictures_can_be_drawn(monkeypatch, tmp_path):
+    """plots.available() is what gvae plot, gvae train's pictures and the sweep's curves ask."""
+    import importlib.util
+    from gvae import commands
+    from gvae.sweep.table import write_curves
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert not plots.available() and commands._plots_or_none() is None
+    with pytest.raises(RuntimeError, match=r"pip install 'gvae\[plot\]'"):
+        plots.plot_run(tmp_path)
+    assert write_curves(tmp_path) is None
+
+
 # --- what the figures look like ----------------------------------------------------------------------
 
 @pytest.fixture

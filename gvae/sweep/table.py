@@ -161,11 +161,9 @@ def curves(sweep):
 def write_curves(sweep_dir):
     """Draw ``curves.png`` into a sweep folder; returns its path, or None when matplotlib is missing or
     no run has finished an epoch."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:  # the optional extra: without it, no picture
+    from ..plots import available, plot_sweep_curves
+    if not available():  # the optional extra: without it, no picture
         return None
-    from ..plots import plot_sweep_curves
     sweep = state.spec_of(sweep_dir)
     found = curves(sweep)
     if not found:
