@@ -1,6 +1,6 @@
 """Conventions shared by the Numba CPU kernels of banded factors (the contract: :mod:`gvae.kernels.band`).
 
-Canonical layouts; the wrappers in ``band/__init__.py`` bring every call to them:
+Canonical layouts; the fronts (band/NAME.py, through band/layout.py) bring every call to them:
 
 - ``L``: (F, K, n) C-contiguous, ``L[f, k, i] = L_{i, i - offs[k]}`` of factor f. Slots with
   ``i < offs[k]`` are never read.

@@ -3,7 +3,7 @@ the device, the flags the kernels add into, and the size checks of their 32-bit 
 the flags' meaning: ``band_common.cuh``.
 
 Return values: the checked kernels return ``(bad, checksum)`` like their CPU twins, but as two 0-d
-float64 CuPy arrays that stay on the device: ``band/__init__.py``'s ``_verdict`` reads them with ``==``,
+float64 CuPy arrays that stay on the device: ``band/layout.py``'s ``_verdict`` reads them with ``==``,
 ``int()`` and ``math.isfinite()``, which fetch them, while a call with ``check=False`` (every VJP)
 never waits for the device.
 """
@@ -15,7 +15,7 @@ _offsets_on_device = {}
 
 
 def device_offsets(offs, device):
-    """``offs`` (NumPy int64, validated by band/__init__.py) as a device int32 array, cached per device."""
+    """``offs`` (NumPy int64, validated by band/layout.py) as a device int32 array, cached per device."""
     offs = np.asarray(offs, dtype=np.int64)
     key = (offs.tobytes(), device.id)
     d = _offsets_on_device.get(key)
@@ -34,7 +34,7 @@ def new_flags():
 
 
 def verdict(flags):
-    """The (bad, checksum) pair that band/__init__.py expects, as 0-d device arrays."""
+    """The (bad, checksum) pair that band/layout.py's _verdict expects, as 0-d device arrays."""
     return flags[0], flags[1]
 
 

@@ -1,0 +1,162 @@
+"""Checks and layout shared by the banded-factor fronts: validated offsets, the verdict on a kernel's
+flags (naming a non-positive diagonal or the argument holding NaN/inf), and the canonical (S, F, n)
+layout of right-hand sides that broadcast against the factor batch (see the package's docstring)."""
+import functools
+import math
+
+import numpy as np
+
+from ..backend import array_module, implementation
+from ..checks import float_array, real_array, same_dtype
+
+
+def validate_offsets(name, offsets, n=None, K=None):
+    """Validated offsets as a read-only int64 array (validation cached per tuple, n and K); errors are
+    ``ValueError`` naming ``name`` and what was expected."""
+    try:
+        tup = tuple(offsets)
+    except TypeError:
+        raise ValueError(f"{name}: offsets must be a sequence of ints, got {offsets!r}") from None
+    # The types are checked before the cache: 1.0 and True are equal to 1 as keys.
+    if not all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup):
+        raise ValueError(f"{name}: offsets must be ints, got {tup!r}")
+    try:
+        return _offsets_cached(tuple(int(o) for o in tup), n, K)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _offsets_cached(tup, n, K):
+    if not tup:
+        raise ValueError("offsets must not be empty (offsets[0] == 0 is the main diagonal)")
+    if tup[0] != 0:
+        raise ValueError(f"offsets[0] must be 0 (the main diagonal), got {tup!r}")
+    if any(b <= a for a, b in zip(tup, tup[1:])):
+        raise ValueError(f"offsets must be strictly increasing, got {tup!r}")
+    if K is not None and len(tup) != K:
+        raise ValueError(f"L holds K={K} diagonals (axis -2) but offsets has {len(tup)} entries {tup!r}")
+    if n is not None and tup[-1] >= n:
+        raise ValueError(f"offsets must be < n={n}, got largest offset {tup[-1]}")
+    arr = np.array(tup, dtype=np.int64)
+    arr.setflags(write=False)
+    return arr
+
+
+def _finite(name, what, a, xp):
+    """Raise if ``a`` holds NaN or inf: one summing pass (no temporary), exact test only if it fails."""
+    if a.size == 0:
+        return
+    if not bool(xp.isfinite(a.sum())) and not bool(xp.isfinite(a).all()):
+        raise ValueError(f"{name}: {what} contains NaN or inf")
+
+
+def _shape(name, L):
+    """Validate ``L`` as a band factor; returns (K, n)."""
+    float_array(f"{name} L", L, 2)
+    K, n = L.shape[-2:]
+    if n < 1 or K < 1:
+        raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
+    return K, n
+
+
+def _factor(name, L, offsets):
+    """Validate ``L`` and ``offsets``; returns (offsets as an int64 array, K, n)."""
+    K, n = _shape(name, L)
+    return validate_offsets(name, offsets, n, K), K, n
+
+
+def _verdict(name, flags, L, offs, others=()):
+    """Turn a kernel's (count of diagonal entries <= 0, checksum) into an error naming the problem:
+    NaN/inf in L's diagonal, a non-positive diagonal, NaN/inf in L's existing slots or in ``others``
+    ((argname, array) pairs). A non-finite checksum from finite inputs (overflow) is accepted."""
+    bad, chk = flags
+    if bad == 0 and math.isfinite(chk):
+        return
+    xp = array_module(L)
+    _finite(name, "L", L[..., 0, :], xp)
+    if bad:
+        raise ValueError(f"{name}: the main diagonal L[..., 0, :] must be strictly positive "
+                         f"({int(bad)} entries are not)")
+    if offs is not None:
+        for k, o in enumerate(offs.tolist()):
+            _finite(name, "L", L[..., k, o:], xp)
+    for argname, a in others:
+        _finite(name, argname, a, xp)
+
+
+@functools.lru_cache(maxsize=512)
+def _plan_cached(batch, leads):
+    out = tuple(np.broadcast_shapes(batch, *leads))
+    nd = len(out)
+    bfull = (1,) * (nd - len(batch)) + tuple(batch)
+    sample = [a for a in range(nd) if bfull[a] == 1 and out[a] != 1]
+    factor = [a for a in range(nd) if not (bfull[a] == 1 and out[a] != 1)]
+    perm = tuple(sample + factor)
+    identity = perm == tuple(range(nd))
+    inverse = None if identity else tuple(int(a) for a in np.argsort(perm))
+    return out, (None if identity else perm), inverse, math.prod(out[a] for a in sample), math.prod(batch)
+
+
+def _plan(name, batch, leads):
+    """Broadcast shape of the factor batch and the right-hand-side leads, and the axis permutation
+    that puts the sample axes (where L is broadcast) first and the factor axes last:
+    (out, perm or None for the identity, inverse perm, S, F). Cached per shapes."""
+    try:
+        return _plan_cached(tuple(batch), tuple(map(tuple, leads)))
+    except ValueError:
+        raise ValueError(f"{name}: right-hand side batch shape(s) {', '.join(map(str, leads))} do not "
+                         f"broadcast with the factor batch shape {batch}") from None
+
+
+def _to_canonical(xp, b, plan):
+    """b as a C-contiguous (S, F, n) array: a view when b already has that layout, else one copy."""
+    out, perm, _, S, F = plan
+    n = b.shape[-1]
+    if perm is None and b.shape[:-1] == out and b.flags.c_contiguous:
+        return b.reshape(S, F, n)
+    b = xp.broadcast_to(b, out + (n,))
+    if perm is not None:
+        b = b.transpose(perm + (len(out),))
+    return xp.ascontiguousarray(b).reshape(S, F, n)
+
+
+def _from_canonical(xp, y, plan):
+    out, perm, inverse, _, _ = plan
+    n = y.shape[-1]
+    if perm is None:
+        return y.reshape(out + (n,))
+    y = y.reshape(tuple(out[a] for a in perm) + (n,))
+    return xp.ascontiguousarray(y.transpose(inverse + (len(out),)))
+
+
+def _rhs(name, argname, v, n, L):
+    float_array(f"{name} {argname}", v, 1)
+    same_dtype(name, L, v)
+    if v.shape[-1] != n:
+        raise ValueError(f"{name}: {argname} has length {v.shape[-1]} in its last axis, L has n={n}")
+
+
+def _vector_op(kernel, L, offsets, b, argname, check):
+    offs, K, n = _factor(kernel, L, offsets)
+    _rhs(kernel, argname, b, n, L)
+    xp = array_module(L, b)
+    plan = _plan(kernel, L.shape[:-2], [b.shape[:-1]])
+    Lc = xp.ascontiguousarray(L).reshape(plan[4], K, n)
+    bc = _to_canonical(xp, b, plan)
+    y = xp.empty_like(bc)
+    if y.size:
+        flags = implementation(kernel, Lc, bc)(Lc, offs, bc, y)
+        if check:
+            _verdict(kernel, flags, L, offs, [(argname, b)])
+    return _from_canonical(xp, y, plan)
+
+
+def _weights(name, L, g, shape):
+    """The VJP weights ``g`` (real numbers) as L's dtype, broadcast to ``shape``."""
+    xp = array_module(L)
+    g = real_array(f"{name} g", g, L.dtype, xp)
+    try:
+        return xp.broadcast_to(g, shape)
+    except ValueError:
+        raise ValueError(f"{name}: g of shape {g.shape} does not broadcast to {shape}") from None

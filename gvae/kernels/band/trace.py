@@ -1,0 +1,80 @@
+"""Front of the selected inversion of a banded factor (Numba: trace_cpu.py; CUDA: trace.cu, trace_cuda.py):
+the exact trace and diagonal of Sigma = (L L^T)^{-1} and their gradients, from one recursion."""
+import math
+
+from . import trace_cpu  # noqa: F401  (registers the CPU kernels)
+from ..backend import array_module, implementation
+from .layout import _factor, _verdict, _weights
+
+
+def band_trace_inv(L, offsets, *, check=True):
+    """tr((L L^T)^{-1}) = tr(Sigma), exactly, shape ``L.shape[:-2]``; O(n) per factor for the chain,
+    O(n K w) with w = offsets[-1] otherwise (selected inversion over a sliding window of Sigma), with
+    O(n K + w^2) float64 of scratch per lane of a lock-step block of 8 factors on the CPU."""
+    offs, K, n = _factor("band_trace_inv", L, offsets)
+    xp = array_module(L)
+    F = math.prod(L.shape[:-2])
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    out = xp.empty(F, dtype=L.dtype)
+    if F:
+        flags = implementation("band_trace_inv", Lc)(Lc, offs, out)
+        if check:
+            _verdict("band_trace_inv", flags, L, offs)
+    return out.reshape(L.shape[:-2])
+
+
+def band_diag_inv(L, offsets, *, check=True):
+    """diag((L L^T)^{-1}) = diag(Sigma), exactly, shape ``L.shape[:-2] + (n,)``: the recursion of
+    :func:`band_trace_inv` keeping each Sigma_ii (same cost and scratch)."""
+    offs, K, n = _factor("band_diag_inv", L, offsets)
+    xp = array_module(L)
+    F = math.prod(L.shape[:-2])
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    out = xp.empty((F, n), dtype=L.dtype)
+    if F:
+        flags = implementation("band_diag_inv", Lc)(Lc, offs, out)
+        if check:
+            _verdict("band_diag_inv", flags, L, offs)
+    return out.reshape(L.shape[:-2] + (n,))
+
+
+def _sigma_grad(name, L, offsets, g, per_row, check):
+    """The VJP kernels of the selected inversion: ``g`` one weight per factor (broadcast to
+    ``L.shape[:-2]``, the trace's) or, with ``per_row``, one per Sigma_ii (to ``L.shape[:-2] + (n,)``)."""
+    offs, K, n = _factor(name, L, offsets)
+    xp = array_module(L)
+    batch = L.shape[:-2]
+    F = math.prod(batch)
+    gb = _weights(name, L, g, batch + ((n,) if per_row else ()))
+    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    gc = xp.ascontiguousarray(gb).reshape((F, n) if per_row else (F,))
+    out = xp.empty((F, K, n), dtype=L.dtype)
+    if F:
+        flags = implementation(name, Lc)(Lc, offs, gc, out)
+        if check:
+            _verdict(name, flags, L, offs, [("g", gc)])
+    return out.reshape(L.shape)
+
+
+def band_trace_inv_grad(L, offsets, g, *, check=True):
+    """g * d tr((L L^T)^{-1}) / dL on the band, i.e. ``-2 g (Sigma^2 L)`` restricted to the stored
+    diagonals, zero in the slots that do not exist; shape of L. ``g`` broadcasts to ``L.shape[:-2]``.
+
+    Reverse mode through the exact recursion of :func:`band_trace_inv`: O(n) per factor for the chain,
+    O(n K w) otherwise. Scratch memory on the CPU, outside the chain: the band of Sigma's rows, n (w+1)
+    float64 (w+1 rounded up to even) per lane of a lock-step block, plus O(n K + w^2) per lane, one block
+    per running thread; a block has 8 lanes (8 factors, padded with the last) while 8 such bands fit in
+    256 MiB, else 1 (the factors then run one at a time). A band past 256 MiB on one lane is kept in the
+    fewest segments of k rows (m = ceil(n / k) of them) whose (m - 1) w + min(k + w, n) rows fit, at the
+    cost of the forward sweep once more over all but the first segment (same result, bitwise); where
+    none fits, in those that keep the fewest rows, about 2 sqrt(n w) + w. A thread holds at most
+    max(256 MiB, those rows) (n = 10^5, w = 1000: 0.23 GB instead of 0.8; n = 10^6: 0.5 GB instead of 8)."""
+    return _sigma_grad("band_trace_inv_grad", L, offsets, g, False, check)
+
+
+def band_diag_inv_grad(L, offsets, g, *, check=True):
+    """sum_i g_i d Sigma_ii / dL on the band, i.e. ``-2 (Sigma diag(g) Sigma L)`` restricted to the stored
+    diagonals, zero in the slots that do not exist; shape of L. ``g`` broadcasts to
+    ``L.shape[:-2] + (n,)``. Reverse mode through the recursion of :func:`band_trace_inv_grad`, seeded
+    with g_i on each Sigma_ii instead of one g for all: same cost and scratch."""
+    return _sigma_grad("band_diag_inv_grad", L, offsets, g, True, check)
