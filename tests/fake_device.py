@@ -45,14 +45,16 @@ def _unwrap(obj, where="fake device"):
     return obj
 
 
-def _wrap(obj):
-    """NumPy results as FakeArrays (scalars as 0-d arrays, as CuPy returns them), through tuples/lists."""
+def _wrap(obj, cls=None):
+    """NumPy results as arrays of ``cls`` (FakeArray or a subclass; scalars as 0-d arrays, as CuPy
+    returns them), through tuples/lists."""
+    cls = cls or FakeArray
     if isinstance(obj, np.ndarray):
-        return FakeArray(obj)
+        return cls(obj)
     if isinstance(obj, np.generic):
-        return FakeArray(np.asarray(obj))
+        return cls(np.asarray(obj))
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_wrap(o) for o in obj)
+        return type(obj)(_wrap(o, cls) for o in obj)
     return obj
 
 
@@ -77,11 +79,11 @@ def _operand(other):
 def _binary(op, iop=None):
     def forward(self, other):
         o = _operand(other)
-        return NotImplemented if o is NotImplemented else _wrap(op(self._a, o))
+        return NotImplemented if o is NotImplemented else _wrap(op(self._a, o), type(self))
 
     def reflected(self, other):
         o = _operand(other)
-        return NotImplemented if o is NotImplemented else _wrap(op(o, self._a))
+        return NotImplemented if o is NotImplemented else _wrap(op(o, self._a), type(self))
 
     def inplace(self, other):
         o = _operand(other)
@@ -116,7 +118,7 @@ class FakeArray:
     dtype = property(lambda self: self._a.dtype)
     size = property(lambda self: self._a.size)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: _wrap(self._a.T))
+    T = property(lambda self: _wrap(self._a.T, type(self)))
 
     def __len__(self):
         return len(self._a)
@@ -125,7 +127,7 @@ class FakeArray:
         return f"FakeArray(shape={self._a.shape}, dtype={self._a.dtype})"
 
     def __getitem__(self, idx):
-        return _wrap(self._a[_unwrap(idx, "FakeArray index")])
+        return _wrap(self._a[_unwrap(idx, "FakeArray index")], type(self))
 
     def __setitem__(self, idx, value):
         v = _operand(value)
@@ -157,7 +159,7 @@ class FakeArray:
         return self._a.tolist()
 
     def __neg__(self):
-        return _wrap(-self._a)
+        return _wrap(-self._a, type(self))
 
 
 for _name in ("add", "sub", "mul", "truediv", "pow", "matmul", "and", "or"):
@@ -172,7 +174,7 @@ for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
 
 def _method(name):
     def method(self, *args, **kwargs):
-        return _wrap(getattr(self._a, name)(*_unwrap(args, name), **_unwrap(kwargs, name)))
+        return _wrap(getattr(self._a, name)(*_unwrap(args, name), **_unwrap(kwargs, name)), type(self))
     method.__name__ = name
     return method
 
@@ -183,15 +185,15 @@ for _name in ("reshape", "sum", "mean", "max", "min", "all", "astype", "copy", "
 
 class _Function:
     """A NumPy function over FakeArrays: arguments unwrapped (NumPy arrays refused), results wrapped;
-    an ``out=`` FakeArray is returned itself, as CuPy returns its ``out``."""
+    an ``out=`` FakeArray is returned itself, as CuPy returns its ``out``. Results are of class ``cls``."""
 
-    def __init__(self, fun, name):
-        self.fun, self.name = fun, name
+    def __init__(self, fun, name, cls=FakeArray):
+        self.fun, self.name, self.cls = fun, name, cls
 
     def __call__(self, *args, **kwargs):
         result = self.fun(*_unwrap(args, f"xp.{self.name}"), **_unwrap(kwargs, f"xp.{self.name}"))
         out = kwargs.get("out")
-        return out if isinstance(out, FakeArray) and result is out._a else _wrap(result)
+        return out if isinstance(out, FakeArray) and result is out._a else _wrap(result, self.cls)
 
 
 class _Ufunc(_Function):
@@ -203,32 +205,37 @@ class _Ufunc(_Function):
 class _Generator:
     """NumPy's Generator drawing into FakeArrays (the device's own generator)."""
 
-    def __init__(self, gen):
-        self._gen = gen
+    def __init__(self, gen, cls):
+        self._gen, self._cls = gen, cls
 
     def __getattr__(self, name):
-        return _Function(getattr(self._gen, name), f"random.Generator.{name}")
+        return _Function(getattr(self._gen, name), f"random.Generator.{name}", self._cls)
 
 
 class _Random:
-    @staticmethod
-    def default_rng(seed=None):
-        return _Generator(np.random.default_rng(seed))
+    def __init__(self, cls):
+        self._cls = cls
+
+    def default_rng(self, seed=None):
+        return _Generator(np.random.default_rng(seed), self._cls)
 
 
 class _Module:
-    """The fake device's array module: NumPy's namespace over FakeArrays."""
+    """The fake device's array module: NumPy's namespace over arrays of class ``ndarray`` (FakeArray
+    here, a subclass in a module derived from this one)."""
 
     ndarray = FakeArray
-    random = _Random()
+
+    def __init__(self):
+        self.random = _Random(self.ndarray)
 
     def __getattr__(self, name):
         attr = getattr(np, name)
         if isinstance(attr, np.ufunc):
-            return _Ufunc(attr, name)
+            return _Ufunc(attr, name, self.ndarray)
         if isinstance(attr, type) or not callable(attr):
             return attr  # dtypes and constants, shared with the host as CuPy shares NumPy's
-        return _Function(attr, name)
+        return _Function(attr, name, self.ndarray)
 
 
 xp = _Module()
