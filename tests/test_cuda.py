@@ -327,9 +327,6 @@ def test_results_stay_on_the_device():
     assert isinstance(kernels.log_mean_exp(dev(rng.standard_normal((3, 4))))[1], _cupy().ndarray)
 
 
-@pytest.mark.xfail(reason="gvae.autodiff and gvae.ops still call NumPy functions that refuse CuPy arrays "
-                          "(np.asarray in autodiff._leaves/_backward/_collect and ops.band._cast, "
-                          "np.ascontiguousarray in ops.linalg's dense VJP)", strict=False)
 def test_value_and_grad_on_cupy_arrays():
     rng = np.random.default_rng(3)
     x = rng.random((4, 10)).astype(np.float32)
