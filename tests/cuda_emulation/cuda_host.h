@@ -121,8 +121,11 @@ inline void fail(const std::string& what) {
     if (e.error.empty()) {
         const Fiber* f = e.cur;
         char where[160];
-        snprintf(where, sizeof where, " (block (%u, %u, %u), thread (%u, %u, %u))", e.bid.x, e.bid.y, e.bid.z,
-                 f ? f->tid.x : 0, f ? f->tid.y : 0, f ? f->tid.z : 0);
+        if (f)
+            snprintf(where, sizeof where, " (block (%u, %u, %u), thread (%u, %u, %u))", e.bid.x, e.bid.y, e.bid.z,
+                     f->tid.x, f->tid.y, f->tid.z);
+        else
+            snprintf(where, sizeof where, " (block (%u, %u, %u))", e.bid.x, e.bid.y, e.bid.z);
         e.error = what + where;
     }
 }

@@ -9,6 +9,7 @@ argument against as CuPy would pass it (CuPy converts nothing: a Python int arri
 """
 import ctypes
 import fcntl
+import functools
 import hashlib
 import os
 import platform
@@ -64,6 +65,7 @@ def translation_unit(code, expressions):
     return "\n".join(lines) + "\n"
 
 
+@functools.lru_cache(maxsize=None)
 def _version(cxx):
     return subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
 
