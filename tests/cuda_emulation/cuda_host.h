@@ -3,12 +3,14 @@
 //
 // The blocks of a grid run one after another; the threads of a block run as fibers on one OS thread,
 // switched cooperatively (x86-64, a hand-written switch: swapcontext's signal-mask system call would
-// cost more than the kernels). A thread runs until it reaches __syncthreads, __syncwarp or a shuffle,
-// which are real barriers: it waits there until every live thread of its block (warp) has arrived. A
-// barrier that can never complete (some threads exited, or wait at another barrier) is a deadlock and
-// an error, as is a warp-synchronous op with a full mask once a lane of the warp has exited. Shared
-// memory is filled with 0xff bytes (NaN in float and double) before each block, so reads of what no
-// thread wrote show.
+// cost more than the kernels), in index order in even blocks and in reverse in odd ones, so that a race
+// one order hides the other shows. A thread runs until it reaches __syncthreads, __syncwarp or a
+// shuffle, which are real barriers: it waits there until every live thread of its block (warp) has
+// arrived. A barrier that can never complete (threads wait at another one) is a deadlock and an error,
+// as is a warp-synchronous op with a full mask once a lane of the warp has exited. Shared memory is
+// filled with 0xff bytes (NaN in float and double) before each block, so reads of what no thread wrote
+// show. Not emulated: preemption (a thread that spins waiting for another never yields) and a stack
+// overflow other than as a crash (each stack has a guard page).
 #ifndef GVAE_CUDA_HOST_H
 #define GVAE_CUDA_HOST_H
 
@@ -263,9 +265,11 @@ inline void run_block() {
         f.lane = t % 32;
         start_fiber(f, base + (size_t)(t + 1) * (STACK_BYTES + PAGE));
     }
+    const bool reverse = (e.bid.x + e.bid.y + e.bid.z) & 1u;
     while (e.live > 0) {
         bool progress = false;
-        for (Fiber& f : e.fibers) {
+        for (int t = 0; t < n; ++t) {
+            Fiber& f = e.fibers[reverse ? n - 1 - t : t];
             if (f.state == DONE || (f.state == WAITING && f.wait_on->gen == f.wait_gen)) continue;
             f.state = READY;
             e.cur = &f;
