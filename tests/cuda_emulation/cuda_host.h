@@ -14,18 +14,17 @@
 #ifndef GVAE_CUDA_HOST_H
 #define GVAE_CUDA_HOST_H
 
+// C headers and <tuple> only: the rest of the standard library would add a third to each compile.
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include <mutex>
-#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 struct uint3 { unsigned x, y, z; };
 struct dim3 { unsigned x, y, z; };
@@ -43,7 +42,7 @@ extern "C" char __stop_gvae_shared[] __attribute__((weak, visibility("hidden")))
 
 namespace gvae_emu {
 
-constexpr int MAX_THREADS = 1024;
+constexpr int MAX_THREADS = 1024, MAX_WARPS = MAX_THREADS / 32;
 constexpr size_t STACK_BYTES = 64 * 1024;     // per thread, with a guard page below it
 constexpr size_t PAGE = 4096;
 constexpr size_t MAX_DYNAMIC_SHARED = 48 * 1024;  // what a launch gets without opting in
@@ -73,16 +72,16 @@ struct Emulator {
     void* sched_sp = nullptr;
     void (*body)(void*) = nullptr;
     void* body_arg = nullptr;
-    std::vector<Fiber> fibers;
-    int live = 0;
-    std::vector<int> warp_live, warp_size;
+    Fiber fibers[MAX_THREADS];
+    int threads = 0, live = 0;  // in the block, and of those not yet exited
+    int warp_live[MAX_WARPS], warp_size[MAX_WARPS];
     Barrier block_bar;
-    std::vector<Barrier> warp_bar;
-    std::vector<uint64_t> exchange;  // shuffles: per warp, two generations (by parity) of 32 lanes
+    Barrier warp_bar[MAX_WARPS];
+    uint64_t exchange[MAX_WARPS * 64];  // shuffles: per warp, two generations (by parity) of 32 lanes
     alignas(16) unsigned char dynamic_shared[MAX_DYNAMIC_SHARED];
     char* stacks = nullptr;
-    std::string error;
-    std::mutex lock;  // one launch at a time: the emulator's state is global
+    char error[512] = "";
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;  // one launch at a time: the emulator's state is global
 };
 
 inline Emulator& emu() {
@@ -118,9 +117,9 @@ gvae_emu_switch:
     .size gvae_emu_switch, .-gvae_emu_switch
 )");
 
-inline void fail(const std::string& what) {
+inline void fail(const char* what, const char* detail = "") {
     Emulator& e = emu();
-    if (e.error.empty()) {
+    if (e.error[0] == 0) {
         const Fiber* f = e.cur;
         char where[160];
         if (f)
@@ -128,7 +127,7 @@ inline void fail(const std::string& what) {
                      f->tid.x, f->tid.y, f->tid.z);
         else
             snprintf(where, sizeof where, " (block (%u, %u, %u))", e.bid.x, e.bid.y, e.bid.z);
-        e.error = what + where;
+        snprintf(e.error, sizeof e.error, "%s%s%s", what, detail, where);
     }
 }
 
@@ -163,9 +162,9 @@ inline void check_full_warp(unsigned mask, const char* what) {
     Emulator& e = emu();
     const Fiber* f = e.cur;
     const int size = e.warp_size[f->warp];
-    if (mask != 0xffffffffu) fail(std::string(what) + ": only the full mask is emulated");
-    if (size != 32) fail(std::string(what) + " with a full mask in a partial warp (blockDim not a multiple of 32)");
-    if (e.warp_live[f->warp] != size) fail(std::string(what) + " with a full mask after a lane of the warp exited");
+    if (mask != 0xffffffffu) fail(what, ": only the full mask is emulated");
+    if (size != 32) fail(what, " with a full mask in a partial warp (blockDim not a multiple of 32)");
+    if (e.warp_live[f->warp] != size) fail(what, " with a full mask after a lane of the warp exited");
 }
 
 inline void syncwarp(unsigned mask) {
@@ -234,7 +233,8 @@ inline char* stacks() {
 inline void describe_deadlock() {
     Emulator& e = emu();
     int at_block = 0, at_warp = 0;
-    for (const Fiber& f : e.fibers) {
+    for (int t = 0; t < e.threads; ++t) {
+        const Fiber& f = e.fibers[t];
         if (f.state != WAITING) continue;
         (f.wait_on == &e.block_bar ? at_block : at_warp) += 1;
     }
@@ -249,17 +249,16 @@ inline void run_block() {
     Emulator& e = emu();
     const int nx = e.block.x, ny = e.block.y, n = nx * ny * e.block.z;
     const int warps = (n + 31) / 32;
-    e.fibers.assign(n, Fiber());
-    e.warp_live.assign(warps, 32);
-    e.warp_size.assign(warps, 32);
+    for (int w = 0; w < warps; ++w) {
+        e.warp_live[w] = e.warp_size[w] = 32;
+        e.warp_bar[w] = Barrier();
+    }
     if (n % 32) e.warp_live[warps - 1] = e.warp_size[warps - 1] = n % 32;
-    e.warp_bar.assign(warps, Barrier());
-    e.exchange.assign((size_t)warps * 64, 0);
     e.block_bar = Barrier();
-    e.live = n;
+    e.threads = e.live = n;
     char* base = stacks();
     for (int t = 0; t < n; ++t) {
-        Fiber& f = e.fibers[t];
+        Fiber& f = e.fibers[t] = Fiber();
         f.tid = uint3{(unsigned)(t % nx), (unsigned)(t / nx % ny), (unsigned)(t / (nx * ny))};
         f.warp = t / 32;
         f.lane = t % 32;
@@ -275,7 +274,7 @@ inline void run_block() {
             e.cur = &f;
             gvae_emu_switch(&e.sched_sp, f.sp);
             progress = true;
-            if (!e.error.empty()) return;
+            if (e.error[0]) return;
         }
         if (!progress) {
             describe_deadlock();
@@ -287,24 +286,26 @@ inline void run_block() {
 // Runs `body` as every thread of every block; returns 0, or 1 with the message in emu().error.
 inline int run_grid(const long long* cfg, void (*body)(void*), void* arg) {
     Emulator& e = emu();
-    e.error.clear();
+    e.error[0] = 0;
+    e.cur = nullptr;
+    e.bid = uint3{0, 0, 0};
     e.grid = dim3{(unsigned)cfg[0], (unsigned)cfg[1], (unsigned)cfg[2]};
     e.block = dim3{(unsigned)cfg[3], (unsigned)cfg[4], (unsigned)cfg[5]};
     const long long threads = cfg[3] * cfg[4] * cfg[5];
     if (threads < 1 || threads > MAX_THREADS || cfg[5] > 64) {
-        e.error = "invalid block size (more than 1024 threads, or blockDim.z > 64)";
+        fail("invalid block size (more than 1024 threads, or blockDim.z > 64)");
         return 1;
     }
     if (cfg[0] < 1 || cfg[1] < 1 || cfg[2] < 1 || cfg[1] > 65535 || cfg[2] > 65535 || cfg[0] > 2147483647LL) {
-        e.error = "invalid grid size";
+        fail("invalid grid size");
         return 1;
     }
     if (cfg[6] < 0 || (size_t)cfg[6] > MAX_DYNAMIC_SHARED) {
-        e.error = "dynamic shared memory over 48 KiB (a launch needs an opt-in attribute for more)";
+        fail("dynamic shared memory over 48 KiB (a launch needs an opt-in attribute for more)");
         return 1;
     }
     if (stacks() == nullptr) {
-        e.error = "cannot map the threads' stacks";
+        fail("cannot map the threads' stacks");
         return 1;
     }
     e.body = body;
@@ -317,7 +318,7 @@ inline int run_grid(const long long* cfg, void (*body)(void*), void* arg) {
                 if (__start_gvae_shared != nullptr)
                     memset(__start_gvae_shared, 0xff, __stop_gvae_shared - __start_gvae_shared);
                 run_block();
-                if (!e.error.empty()) return 1;
+                if (e.error[0]) return 1;
             }
     return 0;
 }
@@ -330,18 +331,23 @@ template <> struct Code<int> { static constexpr char c = 'i'; };
 template <> struct Code<long long> { static constexpr char c = 'q'; };
 template <> struct Code<bool> { static constexpr char c = '?'; };
 
-template <typename T> std::string code() {
-    if constexpr (std::is_pointer_v<T>)
-        return std::string("p") + Code<std::remove_cv_t<std::remove_pointer_t<T>>>::c;
-    else
-        return std::string(1, Code<std::remove_cv_t<T>>::c);
+template <typename T> void append_code(char*& out) {
+    if constexpr (std::is_pointer_v<T>) {
+        *out++ = 'p';
+        *out++ = Code<std::remove_cv_t<std::remove_pointer_t<T>>>::c;
+    } else {
+        *out++ = Code<std::remove_cv_t<T>>::c;
+    }
+    *out++ = ',';
 }
 
-// "pf,pf,i,i" for bias_act_forward<float, A>(float*, const float*, int, int).
-template <typename... A> std::string signature(void (*)(A...)) {
-    std::string s;
-    ((s += (s.empty() ? "" : ",") + code<A>()), ...);
-    return s;
+// Writes "pf,pf,i,i" for bias_act_forward<float, A>(float*, const float*, int, int) into `out`, which
+// holds at least 3 chars a parameter and one.
+template <typename... A> const char* signature(void (*)(A...), char* out) {
+    char* end = out;
+    (append_code<A>(end), ...);
+    end[end == out ? 0 : -1] = 0;  // the last comma
+    return out;
 }
 
 template <typename... A, size_t... I>
@@ -353,16 +359,18 @@ std::tuple<std::decay_t<A>...> unpack(void** args, std::index_sequence<I...>) {
 // parameter's type) and cfg = (grid x, y, z, block x, y, z, dynamic shared bytes).
 template <typename... A> int launch(void (*k)(A...), const long long* cfg, void** args) {
     Emulator& e = emu();
-    std::lock_guard<std::mutex> hold(e.lock);
+    pthread_mutex_lock(&e.lock);
     auto values = unpack<A...>(args, std::index_sequence_for<A...>{});
     struct Call {
         void (*k)(A...);
         std::tuple<std::decay_t<A>...>* values;
     } call{k, &values};
-    return run_grid(cfg, [](void* p) {
+    const int status = run_grid(cfg, [](void* p) {
         Call* c = static_cast<Call*>(p);
         std::apply(c->k, *c->values);
     }, &call);
+    pthread_mutex_unlock(&e.lock);
+    return status;
 }
 
 }  // namespace gvae_emu

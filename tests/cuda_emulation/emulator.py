@@ -60,8 +60,8 @@ def translation_unit(code, expressions):
         lines += [f"{_EXPORT} int gvae_emu_launch_{i}(const long long* cfg, void** args) "
                   f"{{ return gvae_emu::launch(&{e}, cfg, args); }}",
                   f"{_EXPORT} const char* gvae_emu_signature_{i}() "
-                  f"{{ static const std::string s = gvae_emu::signature(&{e}); return s.c_str(); }}"]
-    lines.append(f"{_EXPORT} const char* gvae_emu_error() {{ return gvae_emu::emu().error.c_str(); }}")
+                  f"{{ static char s[256]; return gvae_emu::signature(&{e}, s); }}"]
+    lines.append(f"{_EXPORT} const char* gvae_emu_error() {{ return gvae_emu::emu().error; }}")
     return "\n".join(lines) + "\n"
 
 
