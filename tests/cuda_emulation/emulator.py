@@ -47,8 +47,18 @@ def unavailable():
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def cache_dir():
-    return os.environ.get("GVAE_EMU_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gvae-emu")
+    """$GVAE_EMU_CACHE or ~/.cache/gvae-emu, created; a private temporary folder of this process when
+    that cannot be written (a read-only home: the libraries are then built once per process)."""
+    folder = os.environ.get("GVAE_EMU_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gvae-emu")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix="gvae-emu-")
 
 
 def translation_unit(code, expressions):
@@ -78,7 +88,6 @@ def build(code, expressions):
         header = f.read()
     key = hashlib.sha256("\0".join([header, text, " ".join(FLAGS), _version(cxx)]).encode()).hexdigest()[:32]
     folder = cache_dir()
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{key}.so")
     if os.path.exists(path):
         return path
