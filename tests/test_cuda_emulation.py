@@ -2,8 +2,9 @@
 their *_cuda.py modules never choose: other block sizes, and sizes around a warp (n = 1, 31, 33).
 
 The first half plants the faults a GPU would punish in small kernels of their own and checks that the
-emulator stops them: a barrier some threads never reach, a write past a buffer, a read of shared memory
-no thread wrote, a scalar of the wrong width. The second half launches gvae's kernels directly (the
+emulator shows or stops them: a barrier left out (a read of shared memory not yet written), a barrier
+that can never complete, a shuffle after a lane exited, a write past a buffer, a scalar or an array of
+the wrong type. The second half launches gvae's kernels directly (the
 RawModule and name expressions of their CudaSource, the configuration chosen here) and compares them
 with the Numba kernels of the same name, called on the same canonical layouts."""
 import importlib
@@ -147,7 +148,8 @@ def test_row_kernels_at_other_block_sizes(cp, block, dtype):
     backend.implementation("log_mean_exp")(logw, out, w)
     outd, wd = cp.empty(m, dtype=dtype), cp.empty((m, n), dtype=dtype)
     grid = (3,)
-    _fn("logmeanexp.cu", "log_mean_exp<{T}>", dtype)(grid, (block,), (cp.asarray(logw), outd, wd, np.int32(m), np.int32(n)))
+    _fn("logmeanexp.cu", "log_mean_exp<{T}>", dtype)(
+        grid, (block,), (cp.asarray(logw), outd, wd, np.int32(m), np.int32(n)))
     _close(outd, out, dtype)
     _close(wd, w, dtype)
 
@@ -247,7 +249,8 @@ def test_band_kernels_at_other_block_sizes(cp, n, block, dtype):
     expected = np.empty(F, dtype)
     backend.implementation("band_logdet")(L, expected)
     out, flags = cp.empty(F, dtype=dtype), cp.zeros(2)
-    _fn("band/logdet.cu", "band_logdet<{T}>", dtype)(grid, (block,), (Ld, out, np.int32(F), np.int32(K), np.int32(n), flags))
+    _fn("band/logdet.cu", "band_logdet<{T}>", dtype)(
+        grid, (block,), (Ld, out, np.int32(F), np.int32(K), np.int32(n), flags))
     _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 

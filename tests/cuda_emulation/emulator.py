@@ -98,7 +98,8 @@ def build(code, expressions):
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
         os.close(fd)
         try:
-            done = subprocess.run([cxx, *FLAGS, "-x", "c++", "-", "-o", tmp], input=text, capture_output=True, text=True)
+            done = subprocess.run([cxx, *FLAGS, "-x", "c++", "-", "-o", tmp], input=text, capture_output=True,
+                                  text=True)
             if done.returncode:
                 raise RuntimeError(f"g++ could not compile the emulated CUDA source:\n{done.stderr[-6000:]}")
             os.replace(tmp, path)
