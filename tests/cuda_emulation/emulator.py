@@ -119,7 +119,8 @@ class Kernel:
         self._launch.argtypes = [ctypes.POINTER(ctypes.c_longlong), ctypes.POINTER(ctypes.c_void_p)]
         signature = getattr(lib, f"gvae_emu_signature_{index}")
         signature.restype = ctypes.c_char_p
-        self.signature = signature().decode().split(",") if signature().decode() else []
+        text = signature().decode()
+        self.signature = text.split(",") if text else []
         self._error = lib.gvae_emu_error
         self._error.restype = ctypes.c_char_p
 
@@ -128,9 +129,8 @@ class Kernel:
         where = f"{self.name}, argument {k}"
         if isinstance(a, np.ndarray):
             letter = _LETTER.get(a.dtype)
-            if code != "p" + str(letter):
-                raise TypeError(f"{where}: a {a.dtype} array passed where the kernel takes "
-                                f"{_C_NAME.get(code[-1], code)}{'*' if code[0] == 'p' else ''}")
+            if code != f"p{letter}":
+                raise TypeError(f"{where}: a {a.dtype} array passed where the kernel takes {_c_type(code)}")
             if not a.flags.c_contiguous:
                 raise ValueError(f"{where}: a non-contiguous array (the kernel indexes a raw pointer)")
             return ctypes.c_void_p(a.ctypes.data)
@@ -145,9 +145,8 @@ class Kernel:
         else:
             raise TypeError(f"{where}: unsupported argument type {type(a).__name__}")
         if letter != code:
-            raise TypeError(f"{where}: a {_C_NAME.get(letter, letter)} passed where the kernel takes "
-                            f"{_C_NAME.get(code.lstrip('p'), code)}{'*' if code[0] == 'p' else ''} (CuPy "
-                            "would pass its bytes unconverted)")
+            raise TypeError(f"{where}: a {_c_type(letter)} passed where the kernel takes {_c_type(code)} "
+                            "(CuPy would pass its bytes unconverted)")
         return _TYPES[code][1](a.item() if isinstance(a, np.generic) else a)
 
     def launch(self, grid, block, args, shared_mem=0):
@@ -158,6 +157,13 @@ class Kernel:
         cfg = (ctypes.c_longlong * 7)(*_dim3(grid), *_dim3(block), int(shared_mem))
         if self._launch(cfg, pointers):
             raise RuntimeError(f"emulated kernel {self.name}: {self._error().decode()}")
+
+
+def _c_type(code):
+    """'pf' -> 'float*', 'i' -> 'int' (None, for a NumPy type no kernel takes, -> 'another type')."""
+    if code is None:
+        return "another type"
+    return _C_NAME[code[-1]] + ("*" if code.startswith("p") else "")
 
 
 def _dim3(d):
