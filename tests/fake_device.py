@@ -34,7 +34,7 @@ def _refuse_numpy(where):
 
 def _unwrap(obj, where="fake device"):
     """The NumPy arrays inside FakeArrays, through tuples, lists and dicts; NumPy arrays refused."""
-    if isinstance(obj, FakeArray):
+    if isinstance(obj, DeviceArray):
         return obj._a
     if isinstance(obj, np.ndarray):
         _refuse_numpy(where)
@@ -62,7 +62,7 @@ def _operand(other):
     """The NumPy value of an operator's other operand, or NotImplemented to let its reflected operator
     act: CuPy's rule, which defers only to a type with ``__array_ufunc__ = None`` or, lacking the
     attribute, a higher ``__array_priority__``."""
-    if isinstance(other, FakeArray):
+    if isinstance(other, DeviceArray):
         return other._a
     if isinstance(other, np.ndarray):
         _refuse_numpy("FakeArray operator")
@@ -70,7 +70,7 @@ def _operand(other):
         return other
     ufunc = getattr(type(other), "__array_ufunc__", NotImplemented)
     if ufunc is None or (ufunc is NotImplemented
-                         and getattr(other, "__array_priority__", 0) > FakeArray.__array_priority__):
+                         and getattr(other, "__array_priority__", 0) > DeviceArray.__array_priority__):
         return NotImplemented
     raise TypeError(f"Unsupported type {type(other).__name__} (a FakeArray operator, as CuPy's, takes "
                     "device arrays and scalars)")
@@ -94,8 +94,9 @@ def _binary(op, iop=None):
     return forward, reflected, inplace
 
 
-class FakeArray:
-    """A device array (see the module's docstring)."""
+class DeviceArray:
+    """A device array (see the module's docstring): :class:`FakeArray` is the fake device's; another
+    test device (tests/cuda_emulation's cupy) derives its own, so that the backend tells them apart."""
 
     __slots__ = ("_a",)
     __array_ufunc__ = None  # NumPy ufuncs and ndarray operators refuse or defer, never convert
@@ -124,7 +125,7 @@ class FakeArray:
         return len(self._a)
 
     def __repr__(self):
-        return f"FakeArray(shape={self._a.shape}, dtype={self._a.dtype})"
+        return f"{type(self).__name__}(shape={self._a.shape}, dtype={self._a.dtype})"
 
     def __getitem__(self, idx):
         return _wrap(self._a[_unwrap(idx, "FakeArray index")], type(self))
@@ -165,11 +166,11 @@ class FakeArray:
 for _name in ("add", "sub", "mul", "truediv", "pow", "matmul", "and", "or"):
     _fun = getattr(operator, _name + "_" if _name in ("and", "or") else _name)
     _f, _r, _i = _binary(_fun, getattr(operator, "i" + _name))
-    setattr(FakeArray, f"__{_name}__", _f)
-    setattr(FakeArray, f"__r{_name}__", _r)
-    setattr(FakeArray, f"__i{_name}__", _i)
+    setattr(DeviceArray, f"__{_name}__", _f)
+    setattr(DeviceArray, f"__r{_name}__", _r)
+    setattr(DeviceArray, f"__i{_name}__", _i)
 for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
-    setattr(FakeArray, f"__{_name}__", _binary(getattr(operator, _name))[0])
+    setattr(DeviceArray, f"__{_name}__", _binary(getattr(operator, _name))[0])
 
 
 def _method(name):
@@ -180,7 +181,13 @@ def _method(name):
 
 
 for _name in ("reshape", "sum", "mean", "max", "min", "all", "astype", "copy", "transpose", "swapaxes", "argsort"):
-    setattr(FakeArray, _name, _method(_name))
+    setattr(DeviceArray, _name, _method(_name))
+
+
+class FakeArray(DeviceArray):
+    """An array of the fake device."""
+
+    __slots__ = ()
 
 
 class _Function:
@@ -193,7 +200,7 @@ class _Function:
     def __call__(self, *args, **kwargs):
         result = self.fun(*_unwrap(args, f"xp.{self.name}"), **_unwrap(kwargs, f"xp.{self.name}"))
         out = kwargs.get("out")
-        return out if isinstance(out, FakeArray) and result is out._a else _wrap(result, self.cls)
+        return out if isinstance(out, DeviceArray) and result is out._a else _wrap(result, self.cls)
 
 
 class _Ufunc(_Function):
@@ -254,7 +261,7 @@ def from_host(a):
 def _host_args(a):
     """The device arrays among a kernel's arguments, also inside lists and tuples (as ``matmul`` takes
     its products), as the host arrays behind them (so that kernels write into their storage)."""
-    if isinstance(a, FakeArray):
+    if isinstance(a, DeviceArray):
         return a._a
     if isinstance(a, (list, tuple)):
         return type(a)(_host_args(x) for x in a)

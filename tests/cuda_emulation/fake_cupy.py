@@ -2,11 +2,12 @@
 host emulator (emulator.py, cuda_host.h): the launch configuration, template arguments, name expressions
 and argument types come from the very code a GPU run uses.
 
-Arrays are :class:`ndarray`, a :class:`tests.fake_device.FakeArray` (NumPy inside, never handed out
-implicitly) with CuPy's ``device``. Every buffer this module allocates sits between two guard bands of
-0xff bytes, checked after each launch (a write out of bounds is an error; a read there gives NaN), and
-``empty`` fills it with 0xff bytes (NaN) so that a read of what no kernel wrote shows. The device
-reports :data:`SM_COUNT` multiprocessors, few enough that the grid-stride loops take several turns.
+Arrays are :class:`ndarray`, a :class:`tests.fake_device.DeviceArray` (NumPy inside, never handed out
+implicitly; not a FakeArray, so that the backend keeps the two devices apart) with CuPy's ``device``.
+Every buffer this module allocates sits between two guard bands of 0xff bytes, checked after each
+launch (a write out of bounds is an error; a read there gives NaN), and ``empty`` fills it with 0xff
+bytes (NaN) so that a read of what no kernel wrote shows. The device reports :data:`SM_COUNT`
+multiprocessors, few enough that the grid-stride loops take several turns.
 
 :func:`installed` puts the module in ``sys.modules["cupy"]`` and empties the caches gvae keeps of the
 CuPy it met (compiled modules, offsets on the device, the multiprocessor count), on entry and on exit.
@@ -23,14 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tests.cuda_emulation import emulator
-from tests.fake_device import FakeArray, _Module, _unwrap
+from tests.fake_device import DeviceArray, _Module, _unwrap
 
 SM_COUNT = 2
 GUARD = 256  # bytes each side of a buffer
 _GUARDED = weakref.WeakValueDictionary()  # id(root buffer) -> root buffer
 
 
-class ndarray(FakeArray):  # noqa: N801  (cupy's spelling)
+class ndarray(DeviceArray):  # noqa: N801  (cupy's spelling)
     """A device array of the emulated GPU."""
 
     __slots__ = ()
@@ -91,7 +92,7 @@ class Function:
             if isinstance(a, np.ndarray):
                 raise TypeError(f"{self._kernel.name}: a NumPy array among the kernel's arguments (CuPy "
                                 "refuses host arrays)")
-            if isinstance(a, FakeArray) and not isinstance(a, ndarray):
+            if isinstance(a, DeviceArray) and not isinstance(a, ndarray):
                 raise TypeError(f"{self._kernel.name}: an array of another device among the arguments")
         host = [_unwrap(a) for a in args]
         self._kernel.launch(grid, block, host, shared_mem)
