@@ -34,7 +34,7 @@ def _refuse_numpy(where):
 
 def _unwrap(obj, where="fake device"):
     """The NumPy arrays inside FakeArrays, through tuples, lists and dicts; NumPy arrays refused."""
-    if isinstance(obj, FakeArray):
+    if isinstance(obj, DeviceArray):
         return obj._a
     if isinstance(obj, np.ndarray):
         _refuse_numpy(where)
@@ -45,14 +45,16 @@ def _unwrap(obj, where="fake device"):
     return obj
 
 
-def _wrap(obj):
-    """NumPy results as FakeArrays (scalars as 0-d arrays, as CuPy returns them), through tuples/lists."""
+def _wrap(obj, cls=None):
+    """NumPy results as arrays of ``cls`` (FakeArray or a subclass; scalars as 0-d arrays, as CuPy
+    returns them), through tuples/lists."""
+    cls = cls or FakeArray
     if isinstance(obj, np.ndarray):
-        return FakeArray(obj)
+        return cls(obj)
     if isinstance(obj, np.generic):
-        return FakeArray(np.asarray(obj))
+        return cls(np.asarray(obj))
     if isinstance(obj, (tuple, list)):
-        return type(obj)(_wrap(o) for o in obj)
+        return type(obj)(_wrap(o, cls) for o in obj)
     return obj
 
 
@@ -60,7 +62,7 @@ def _operand(other):
     """The NumPy value of an operator's other operand, or NotImplemented to let its reflected operator
     act: CuPy's rule, which defers only to a type with ``__array_ufunc__ = None`` or, lacking the
     attribute, a higher ``__array_priority__``."""
-    if isinstance(other, FakeArray):
+    if isinstance(other, DeviceArray):
         return other._a
     if isinstance(other, np.ndarray):
         _refuse_numpy("FakeArray operator")
@@ -68,7 +70,7 @@ def _operand(other):
         return other
     ufunc = getattr(type(other), "__array_ufunc__", NotImplemented)
     if ufunc is None or (ufunc is NotImplemented
-                         and getattr(other, "__array_priority__", 0) > FakeArray.__array_priority__):
+                         and getattr(other, "__array_priority__", 0) > DeviceArray.__array_priority__):
         return NotImplemented
     raise TypeError(f"Unsupported type {type(other).__name__} (a FakeArray operator, as CuPy's, takes "
                     "device arrays and scalars)")
@@ -77,11 +79,11 @@ def _operand(other):
 def _binary(op, iop=None):
     def forward(self, other):
         o = _operand(other)
-        return NotImplemented if o is NotImplemented else _wrap(op(self._a, o))
+        return NotImplemented if o is NotImplemented else _wrap(op(self._a, o), type(self))
 
     def reflected(self, other):
         o = _operand(other)
-        return NotImplemented if o is NotImplemented else _wrap(op(o, self._a))
+        return NotImplemented if o is NotImplemented else _wrap(op(o, self._a), type(self))
 
     def inplace(self, other):
         o = _operand(other)
@@ -92,8 +94,9 @@ def _binary(op, iop=None):
     return forward, reflected, inplace
 
 
-class FakeArray:
-    """A device array (see the module's docstring)."""
+class DeviceArray:
+    """A device array (see the module's docstring): :class:`FakeArray` is the fake device's; another
+    test device (tests/cuda_emulation's cupy) derives its own, so that the backend tells them apart."""
 
     __slots__ = ("_a",)
     __array_ufunc__ = None  # NumPy ufuncs and ndarray operators refuse or defer, never convert
@@ -116,16 +119,16 @@ class FakeArray:
     dtype = property(lambda self: self._a.dtype)
     size = property(lambda self: self._a.size)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: _wrap(self._a.T))
+    T = property(lambda self: _wrap(self._a.T, type(self)))
 
     def __len__(self):
         return len(self._a)
 
     def __repr__(self):
-        return f"FakeArray(shape={self._a.shape}, dtype={self._a.dtype})"
+        return f"{type(self).__name__}(shape={self._a.shape}, dtype={self._a.dtype})"
 
     def __getitem__(self, idx):
-        return _wrap(self._a[_unwrap(idx, "FakeArray index")])
+        return _wrap(self._a[_unwrap(idx, "FakeArray index")], type(self))
 
     def __setitem__(self, idx, value):
         v = _operand(value)
@@ -157,41 +160,47 @@ class FakeArray:
         return self._a.tolist()
 
     def __neg__(self):
-        return _wrap(-self._a)
+        return _wrap(-self._a, type(self))
 
 
 for _name in ("add", "sub", "mul", "truediv", "pow", "matmul", "and", "or"):
     _fun = getattr(operator, _name + "_" if _name in ("and", "or") else _name)
     _f, _r, _i = _binary(_fun, getattr(operator, "i" + _name))
-    setattr(FakeArray, f"__{_name}__", _f)
-    setattr(FakeArray, f"__r{_name}__", _r)
-    setattr(FakeArray, f"__i{_name}__", _i)
+    setattr(DeviceArray, f"__{_name}__", _f)
+    setattr(DeviceArray, f"__r{_name}__", _r)
+    setattr(DeviceArray, f"__i{_name}__", _i)
 for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
-    setattr(FakeArray, f"__{_name}__", _binary(getattr(operator, _name))[0])
+    setattr(DeviceArray, f"__{_name}__", _binary(getattr(operator, _name))[0])
 
 
 def _method(name):
     def method(self, *args, **kwargs):
-        return _wrap(getattr(self._a, name)(*_unwrap(args, name), **_unwrap(kwargs, name)))
+        return _wrap(getattr(self._a, name)(*_unwrap(args, name), **_unwrap(kwargs, name)), type(self))
     method.__name__ = name
     return method
 
 
 for _name in ("reshape", "sum", "mean", "max", "min", "all", "astype", "copy", "transpose", "swapaxes", "argsort"):
-    setattr(FakeArray, _name, _method(_name))
+    setattr(DeviceArray, _name, _method(_name))
+
+
+class FakeArray(DeviceArray):
+    """An array of the fake device."""
+
+    __slots__ = ()
 
 
 class _Function:
     """A NumPy function over FakeArrays: arguments unwrapped (NumPy arrays refused), results wrapped;
-    an ``out=`` FakeArray is returned itself, as CuPy returns its ``out``."""
+    an ``out=`` FakeArray is returned itself, as CuPy returns its ``out``. Results are of class ``cls``."""
 
-    def __init__(self, fun, name):
-        self.fun, self.name = fun, name
+    def __init__(self, fun, name, cls=FakeArray):
+        self.fun, self.name, self.cls = fun, name, cls
 
     def __call__(self, *args, **kwargs):
         result = self.fun(*_unwrap(args, f"xp.{self.name}"), **_unwrap(kwargs, f"xp.{self.name}"))
         out = kwargs.get("out")
-        return out if isinstance(out, FakeArray) and result is out._a else _wrap(result)
+        return out if isinstance(out, DeviceArray) and result is out._a else _wrap(result, self.cls)
 
 
 class _Ufunc(_Function):
@@ -203,32 +212,37 @@ class _Ufunc(_Function):
 class _Generator:
     """NumPy's Generator drawing into FakeArrays (the device's own generator)."""
 
-    def __init__(self, gen):
-        self._gen = gen
+    def __init__(self, gen, cls):
+        self._gen, self._cls = gen, cls
 
     def __getattr__(self, name):
-        return _Function(getattr(self._gen, name), f"random.Generator.{name}")
+        return _Function(getattr(self._gen, name), f"random.Generator.{name}", self._cls)
 
 
 class _Random:
-    @staticmethod
-    def default_rng(seed=None):
-        return _Generator(np.random.default_rng(seed))
+    def __init__(self, cls):
+        self._cls = cls
+
+    def default_rng(self, seed=None):
+        return _Generator(np.random.default_rng(seed), self._cls)
 
 
 class _Module:
-    """The fake device's array module: NumPy's namespace over FakeArrays."""
+    """The fake device's array module: NumPy's namespace over arrays of class ``ndarray`` (FakeArray
+    here, a subclass in a module derived from this one)."""
 
     ndarray = FakeArray
-    random = _Random()
+
+    def __init__(self):
+        self.random = _Random(self.ndarray)
 
     def __getattr__(self, name):
         attr = getattr(np, name)
         if isinstance(attr, np.ufunc):
-            return _Ufunc(attr, name)
+            return _Ufunc(attr, name, self.ndarray)
         if isinstance(attr, type) or not callable(attr):
             return attr  # dtypes and constants, shared with the host as CuPy shares NumPy's
-        return _Function(attr, name)
+        return _Function(attr, name, self.ndarray)
 
 
 xp = _Module()
@@ -247,7 +261,7 @@ def from_host(a):
 def _host_args(a):
     """The device arrays among a kernel's arguments, also inside lists and tuples (as ``matmul`` takes
     its products), as the host arrays behind them (so that kernels write into their storage)."""
-    if isinstance(a, FakeArray):
+    if isinstance(a, DeviceArray):
         return a._a
     if isinstance(a, (list, tuple)):
         return type(a)(_host_args(x) for x in a)

@@ -58,7 +58,9 @@ def _grad(name, L, offs, g, out):
     import cupy
     F, K, n = sizes(name, L)
     contiguous(name, g, out)
-    G = g.size // F if F else 1
+    # int32 whatever the NumPy: under NumPy 1's value-based casting, a Python int // numpy.int32 is an int64,
+    # whose eight bytes CuPy would pass to the kernel's `int G` unconverted
+    G = int32(name, g.size // int(F) if F else 1)[0]
     with L.device:
         flags = new_flags()
         if not (F and n):

@@ -1,0 +1,193 @@
+"""A stand-in for ``cupy`` under which gvae's real ``*_cuda.py`` modules run their CUDA kernels in the
+host emulator (emulator.py, cuda_host.h): the launch configuration, template arguments, name expressions
+and argument types come from the very code a GPU run uses.
+
+Arrays are :class:`ndarray`, a :class:`tests.fake_device.DeviceArray` (NumPy inside, never handed out
+implicitly; not a FakeArray, so that the backend keeps the two devices apart) with CuPy's ``device``.
+Every buffer this module allocates sits between two guard bands of 0xff bytes, checked after each
+launch (a write out of bounds is an error; a read there gives NaN), and ``empty`` fills it with 0xff
+bytes (NaN) so that a read of what no kernel wrote shows. The device reports :data:`SM_COUNT`
+multiprocessors, few enough that the grid-stride loops take several turns.
+
+:func:`installed` puts the module in ``sys.modules["cupy"]`` and empties the caches gvae keeps of the
+CuPy it met (compiled modules, offsets on the device, the multiprocessor count), on entry and on exit.
+"""
+import contextlib
+import importlib
+import os
+import random
+import sys
+import types
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from tests.cuda_emulation import emulator
+from tests.fake_device import DeviceArray, _Module, _unwrap
+
+SM_COUNT = 2
+GUARD = 256  # bytes each side of a buffer
+_GUARDED = weakref.WeakValueDictionary()  # id(root buffer) -> root buffer
+
+
+class ndarray(DeviceArray):  # noqa: N801  (cupy's spelling)
+    """A device array of the emulated GPU."""
+
+    __slots__ = ()
+    device = property(lambda self: DEVICE)
+
+    def __repr__(self):
+        return f"emulated cupy.ndarray(shape={self.shape}, dtype={self.dtype})"
+
+
+class _Device:
+    """The one emulated GPU: ``with device:`` makes it current (it always is)."""
+
+    id = 0
+    attributes = {"MultiProcessorCount": SM_COUNT}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+DEVICE = _Device()
+
+
+def _guarded(shape, dtype):
+    """A NumPy array in a fresh buffer between guard bands, filled with 0xff bytes."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    root = np.full(nbytes + 2 * GUARD, 0xFF, dtype=np.uint8)
+    _GUARDED[id(root)] = root
+    return root[GUARD:GUARD + nbytes].view(dtype).reshape(shape)
+
+
+def _root(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def check_guards(name, arrays):
+    """Raise unless the guard bands around the buffers of ``arrays`` are intact."""
+    for a in arrays:
+        root = _root(a)
+        if _GUARDED.get(id(root)) is root and not (np.all(root[:GUARD] == 0xFF) and np.all(root[-GUARD:] == 0xFF)):
+            raise RuntimeError(f"emulated kernel {name} wrote outside a buffer (shape {a.shape}, {a.dtype}): "
+                               "its guard band changed")
+
+
+class Function:
+    """A kernel of a RawModule: ``fn(grid, block, args, shared_mem=0)`` as CuPy's."""
+
+    def __init__(self, kernel):
+        self._kernel = kernel
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        for a in args:
+            if isinstance(a, np.ndarray):
+                raise TypeError(f"{self._kernel.name}: a NumPy array among the kernel's arguments (CuPy "
+                                "refuses host arrays)")
+            if isinstance(a, DeviceArray) and not isinstance(a, ndarray):
+                raise TypeError(f"{self._kernel.name}: an array of another device among the arguments")
+        host = [_unwrap(a) for a in args]
+        self._kernel.launch(grid, block, host, shared_mem)
+        check_guards(self._kernel.name, [a for a in host if isinstance(a, np.ndarray)])
+
+
+class RawModule:
+    """``cupy.RawModule(code=..., options=..., name_expressions=[...])``, compiled for the emulator."""
+
+    def __init__(self, code, options=(), name_expressions=()):
+        if "--std=c++17" not in options:
+            raise ValueError(f"emulated RawModule: expected --std=c++17 among the options, got {options}")
+        self._library = emulator.Library(code, name_expressions)
+
+    def get_function(self, name):
+        return Function(self._library.kernel(name))
+
+
+class _Cupy(_Module):
+    """The module: NumPy's namespace over :class:`ndarray`, with what gvae takes from CuPy itself."""
+
+    ndarray = ndarray
+    RawModule = RawModule
+
+    def __init__(self):
+        super().__init__()
+        self.cuda = types.SimpleNamespace(Device=lambda device_id=0: DEVICE,
+                                          runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+
+    @staticmethod
+    def asarray(a, dtype=None):
+        if isinstance(a, ndarray) and (dtype is None or np.dtype(dtype) == a.dtype):
+            return a
+        host = np.asarray(a._a if isinstance(a, ndarray) else a, dtype=dtype)
+        out = _guarded(host.shape, host.dtype)
+        out[...] = host
+        return ndarray(out)
+
+    @staticmethod
+    def asnumpy(a):
+        return np.array(a._a, copy=True)
+
+    @staticmethod
+    def empty(shape, dtype=np.float64):
+        return ndarray(_guarded(shape, dtype))
+
+    @staticmethod
+    def zeros(shape, dtype=np.float64):
+        out = _guarded(shape, dtype)
+        out[...] = 0
+        return ndarray(out)
+
+    def ascontiguousarray(self, a):
+        return a if a.flags.c_contiguous else self.asarray(a._a.copy())
+
+
+cupy = _Cupy()
+
+
+def _reset_gvae_caches():
+    """Forget what gvae cached of the CuPy it met: its compiled modules and kernels, offsets uploaded,
+    the multiprocessor count and the registered "cuda" device (its array type changes with the module)."""
+    from gvae.kernels import backend, cuda_build
+    from gvae.kernels.band import common_cuda
+    for source in cuda_build.SOURCES.values():
+        source._modules.clear()
+        source._functions.clear()
+    cuda_build._sm_count.cache_clear()
+    common_cuda._offsets_on_device.clear()
+    backend._DEVICES.pop("cuda", None)
+
+
+def precompile():
+    """Build every CUDA source of gvae for float and double now, two at a time per core, in an order
+    of this process's own (test processes beside it take the others first)."""
+    from gvae.kernels import backend, cuda_build
+    for name in backend.cuda_modules():
+        importlib.import_module(name)
+    jobs = [(s.text(), s.instantiations(ct)) for s in cuda_build.SOURCES.values() for ct in ("float", "double")]
+    random.Random(os.getpid()).shuffle(jobs)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(lambda job: emulator.build(*job), jobs))
+
+
+@contextlib.contextmanager
+def installed():
+    """``sys.modules["cupy"]`` is the emulated CuPy inside the block (gvae's caches emptied on both sides)."""
+    previous = sys.modules.get("cupy")
+    _reset_gvae_caches()
+    sys.modules["cupy"] = cupy
+    try:
+        yield cupy
+    finally:
+        if previous is None:
+            sys.modules.pop("cupy", None)
+        else:
+            sys.modules["cupy"] = previous
+        _reset_gvae_caches()

@@ -1,0 +1,275 @@
+"""The host emulation of CUDA (tests/cuda_emulation) itself, and gvae's kernels at launch shapes that
+their *_cuda.py modules never choose: other block sizes, and sizes around a warp (n = 1, 31, 33).
+
+The first half plants the faults a GPU would punish in small kernels of their own and checks that the
+emulator shows or stops them: a barrier left out (a read of shared memory not yet written), a barrier
+that can never complete, a shuffle after a lane exited, a write past a buffer, a scalar or an array of
+the wrong type. The second half launches gvae's kernels directly (the
+RawModule and name expressions of their CudaSource, the configuration chosen here) and compares them
+with the Numba kernels of the same name, called on the same canonical layouts."""
+import importlib
+
+import numpy as np
+import pytest
+
+from gvae.kernels import backend, cuda_build
+from gvae.kernels.activations import CODES
+from tests.band_reference import named_offsets, random_factor
+from tests.cuda_emulation import emulator, fake_cupy
+
+pytestmark = pytest.mark.skipif(emulator.unavailable() is not None, reason=str(emulator.unavailable()))
+
+
+@pytest.fixture(scope="module")
+def cp():
+    fake_cupy.precompile()
+    with fake_cupy.installed() as module:
+        yield module
+
+
+_PLANTED_KERNELS = ["block_total", "divergent_barrier", "early_exit_shuffle", "write_past", "butterfly"]
+
+
+def _kernel(cp, code, expression):
+    """A kernel of ``code`` (every one of its kernels compiled together: one build, cached on disk)."""
+    return cp.RawModule(code=code, options=("--std=c++17",), name_expressions=_PLANTED_KERNELS).get_function(expression)
+
+
+# --------------------------------------------------------------------------------------------------
+# Planted faults
+# --------------------------------------------------------------------------------------------------
+
+_BLOCK_SUM = r"""
+__global__ void block_total(const float* x, float* out, int n, int skip_sync) {
+    __shared__ float part[256];
+    part[threadIdx.x] = threadIdx.x < n ? x[threadIdx.x] : 0.0f;
+    if (!skip_sync) __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.0f;
+        for (int i = 0; i < blockDim.x; ++i) s += part[i];
+        out[blockIdx.x] = s;
+    }
+}
+__global__ void divergent_barrier(float* out) {
+    if (threadIdx.x < 16) __syncwarp(); else __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+__global__ void early_exit_shuffle(float* out) {
+    if (threadIdx.x == 3) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+__global__ void write_past(float* out, int n) { out[n + threadIdx.x] = 0.0f; }
+__global__ void butterfly(const double* x, double* out) {
+    double v = x[blockIdx.x * blockDim.x + threadIdx.x];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    out[blockIdx.x * blockDim.x + threadIdx.x] = v;
+}
+"""
+
+
+def test_syncthreads_is_a_barrier_and_its_absence_shows(cp):
+    x = cp.asarray(np.arange(256, dtype=np.float32))
+    out = cp.empty(3, dtype=np.float32)
+    _kernel(cp, _BLOCK_SUM, "block_total")((3,), (256,), (x, out, np.int32(256), np.int32(0)))
+    assert np.all(cp.asnumpy(out) == np.arange(256).sum())
+    # without the barrier thread 0 sums before the others have written: the NaN fill shows through
+    _kernel(cp, _BLOCK_SUM, "block_total")((1,), (256,), (x, out, np.int32(256), np.int32(1)))
+    assert np.isnan(cp.asnumpy(out)[0])
+
+
+def test_a_barrier_not_all_threads_reach_is_a_deadlock(cp):
+    # (a thread that exits no longer counts at __syncthreads, as on the hardware: only a wait that can
+    # never end is a deadlock)
+    with pytest.raises(RuntimeError, match="deadlock: 16 threads wait at __syncthreads and 16 at a warp"):
+        _kernel(cp, _BLOCK_SUM, "divergent_barrier")((1,), (32,), (cp.empty(32, dtype=np.float32),))
+
+
+def test_a_shuffle_after_a_lane_exited_is_refused(cp):
+    with pytest.raises(RuntimeError, match="a lane exited while others of its warp wait"):
+        _kernel(cp, _BLOCK_SUM, "early_exit_shuffle")((1,), (32,), (cp.empty(32, dtype=np.float32),))
+
+
+def test_a_write_past_a_buffer_is_caught(cp):
+    out = cp.empty(10, dtype=np.float32)
+    with pytest.raises(RuntimeError, match="wrote outside a buffer"):
+        _kernel(cp, _BLOCK_SUM, "write_past")((1,), (1,), (out, np.int32(10)))
+
+
+def test_butterfly_shuffle_sums_each_warp(cp):
+    x = np.random.default_rng(0).standard_normal(128)
+    out = cp.empty(128)
+    _kernel(cp, _BLOCK_SUM, "butterfly")((2,), (64,), (cp.asarray(x), out))
+    np.testing.assert_allclose(cp.asnumpy(out), np.repeat(x.reshape(4, 32).sum(1), 32), rtol=1e-14)
+
+
+@pytest.mark.parametrize("bad,message", [(np.int64(10), "a long long passed where the kernel takes int"),
+                                         (10, "a long long passed where the kernel takes int"),
+                                         (10.0, "a double passed where the kernel takes int")])
+def test_scalars_must_have_the_kernels_type(cp, bad, message):
+    # CuPy passes a Python int as 8 bytes and converts nothing: the emulator refuses what a GPU misreads
+    with pytest.raises(TypeError, match=message):
+        _kernel(cp, _BLOCK_SUM, "write_past")((1,), (1,), (cp.empty(10, dtype=np.float32), bad))
+
+
+def test_arrays_must_have_the_kernels_type(cp):
+    with pytest.raises(TypeError, match="a float64 array passed where the kernel takes float"):
+        _kernel(cp, _BLOCK_SUM, "write_past")((1,), (1,), (cp.empty(10), np.int32(0)))
+
+
+# --------------------------------------------------------------------------------------------------
+# gvae's kernels at other launch shapes, against the Numba kernels
+# --------------------------------------------------------------------------------------------------
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 3e-5, np.float64: 1e-12}
+
+
+def _fn(filename, expression, dtype):
+    """The kernel ``expression`` of gvae's CUDA source ``filename``, fetched as its *_cuda module does."""
+    for name in backend.cuda_modules():
+        importlib.import_module(name)
+    return cuda_build.SOURCES[filename].function(expression, dtype)
+
+
+def _close(actual, expected, dtype, rtol=None):
+    actual = fake_cupy.cupy.asnumpy(actual)
+    rtol = TOL[dtype] if rtol is None else rtol
+    scale = max(float(np.max(np.abs(expected))) if expected.size else 1.0, 1e-30)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [32, 96, 1024])
+def test_row_kernels_at_other_block_sizes(cp, block, dtype):
+    rng = np.random.default_rng(block)
+    m, n = 33, 31
+    logw = (rng.standard_normal((m, n)) * 3).astype(dtype)
+    out, w = np.empty(m, dtype), np.empty((m, n), dtype)
+    backend.implementation("log_mean_exp")(logw, out, w)
+    outd, wd = cp.empty(m, dtype=dtype), cp.empty((m, n), dtype=dtype)
+    grid = (3,)
+    _fn("logmeanexp.cu", "log_mean_exp<{T}>", dtype)(
+        grid, (block,), (cp.asarray(logw), outd, wd, np.int32(m), np.int32(n)))
+    _close(outd, out, dtype)
+    _close(wd, w, dtype)
+
+    x = rng.random((3, n)).astype(dtype)
+    dl = np.empty_like(logw)
+    expected = backend.implementation("bernoulli_loglik")(logw, x, dl)
+    outd, dld = cp.empty(m, dtype=dtype), cp.empty((m, n), dtype=dtype)
+    _fn("bernoulli.cu", "bernoulli_loglik<{T}, true>", dtype)(
+        grid, (block,), (cp.asarray(logw), cp.asarray(x), outd, dld, np.int32(m), np.int32(n), np.int32(3)))
+    _close(outd, expected, dtype)
+    _close(dld, dl, dtype)
+
+    sigma = rng.uniform(0.1, 2.0, (m, n)).astype(dtype)
+    dmu, ds = np.empty_like(sigma), np.empty_like(sigma)
+    expected = backend.implementation("diag_normal_kl")(logw, sigma, dmu, ds)
+    outd, dmud, dsd = cp.empty(m, dtype=dtype), cp.empty((m, n), dtype=dtype), cp.empty((m, n), dtype=dtype)
+    _fn("gauss_kl.cu", "diag_normal_kl<{T}, true>", dtype)(
+        grid, (block,), (cp.asarray(logw), cp.asarray(sigma), outd, dmud, dsd, np.int32(m), np.int32(n)))
+    _close(outd, expected, dtype)
+    _close(dmud, dmu, dtype)
+    _close(dsd, ds, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [32, 64, 1024])
+def test_adam_and_norm_at_other_block_sizes(cp, block, dtype):
+    rng = np.random.default_rng(block)
+    n = 1000 + 33
+    g = rng.standard_normal(n).astype(dtype)
+    partial, total = cp.empty(5, dtype=np.float64), cp.empty(1, dtype=np.float64)
+    _fn("adam.cu", "sum_squares_partial<{T}>", dtype)((5,), (block,), (cp.asarray(g), partial, np.int64(n)))
+    _fn("adam.cu", "sum_partials", dtype)((1,), (block,), (partial, total, np.int32(5)))
+    assert float(total[0]) == pytest.approx(backend.implementation("sum_squares")(g), rel=1e-6)
+
+    p, m, v = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+    pd, md, vd = cp.asarray(p), cp.asarray(m), cp.asarray(v)
+    backend.implementation("adam_update")(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 3, 0.5)
+    c1, c2 = 1 - 0.9 ** 3, 1 - 0.999 ** 3
+    t = np.dtype(dtype).type
+    _fn("adam.cu", "adam_update<{T}>", dtype)(
+        (3,), (block,), (pd, cp.asarray(g), md, vd, t(1e-3 * np.sqrt(c2) / c1), t(1e-8 * np.sqrt(c2)), t(0.9),
+                         t(0.999), t(0.1), t(0.001), t(0.5), np.int64(n)))
+    for a, b in ((pd, p), (md, m), (vd, v)):
+        _close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [(1, 1), (7, 3), (32, 8), (33, 31)])
+def test_bias_activation_forward_at_other_block_shapes(cp, block, dtype):
+    rng = np.random.default_rng(sum(block))
+    h = rng.standard_normal((31, 33)).astype(dtype)
+    b = rng.standard_normal(33).astype(dtype)
+    for name, code in CODES.items():
+        expected = h.copy()
+        backend.implementation("bias_act_forward")(expected, b, name)
+        hd = cp.asarray(h)
+        _fn("activation.cu", f"bias_act_forward<{{T}}, {code}>", dtype)(
+            (-(-33 // block[0]), 2), block, (hd, cp.asarray(b), np.int32(31), np.int32(33)))
+        _close(hd, expected, dtype)
+
+
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 31, 33])
+@pytest.mark.parametrize("block", [32, 1024])
+def test_band_kernels_at_other_block_sizes(cp, n, block, dtype):
+    rng = np.random.default_rng(n)
+    offsets = tuple(o for o in (named_offsets("grid", n) or (0, 1, 3)) if o < n)
+    L = random_factor(rng, (3,), offsets, n, dtype)
+    F, K = L.shape[:2]
+    S = 5
+    x = rng.standard_normal((S, F, n)).astype(dtype)
+    offs = cp.asarray(np.array(offsets, dtype=np.int32))
+    Ld, xd = cp.asarray(L), cp.asarray(x)
+    sizes = tuple(np.int32(v) for v in (F, K, S, n))
+    grid = (2,)
+    for expression, name in (("band_matvec<{T}, false>", "band_matvec"), ("band_matvec<{T}, true>", "band_matvec_t")):
+        expected = np.empty_like(x)
+        backend.implementation(name)(L, np.array(offsets), x, expected)
+        out, flags = cp.empty(x.shape, dtype=dtype), cp.zeros(2)
+        _fn("band/product.cu", expression, dtype)(grid, (block,), (Ld, offs, xd, out, *sizes, flags))
+        _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
+    for expression, name in (("band_solve<{T}, false>", "band_solve"), ("band_solve<{T}, true>", "band_solve_t")):
+        expected = np.empty_like(x)
+        backend.implementation(name)(L, np.array(offsets), x, expected)
+        out, flags = cp.empty(x.shape, dtype=dtype), cp.zeros(2)
+        _fn("band/substitution.cu", expression, dtype)((1,), (block,), (Ld, offs, xd, out, *sizes, flags))
+        _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
+    c = rng.standard_normal(x.shape).astype(dtype)
+    expected = np.empty((2, F, K, n), dtype)
+    backend.implementation("band_outer")(x, c, np.array(offsets), -1.5, expected)
+    out = cp.empty(expected.shape, dtype=dtype)
+    _fn("band/product.cu", "band_outer<{T}>", dtype)(
+        grid, (block,), (xd, cp.asarray(c), offs, dtype(-1.5), out, np.int32(2), *(np.int32(v) for v in (F, K, S, n))))
+    _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
+    expected = np.empty(F, dtype)
+    backend.implementation("band_logdet")(L, expected)
+    out, flags = cp.empty(F, dtype=dtype), cp.zeros(2)
+    _fn("band/logdet.cu", "band_logdet<{T}>", dtype)(
+        grid, (block,), (Ld, out, np.int32(F), np.int32(K), np.int32(n), flags))
+    _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("warps", [1, 3])
+@pytest.mark.parametrize("diag", [False, True])
+def test_band_trace_window_at_other_warp_counts(cp, warps, diag, dtype):
+    rng = np.random.default_rng(warps)
+    offsets = (0, 1, 2, 5)
+    L = random_factor(rng, (4,), offsets, 33, dtype)
+    F, K, n = L.shape
+    expected = np.empty((F, n) if diag else F, dtype)
+    backend.implementation("band_diag_inv" if diag else "band_trace_inv")(L, np.array(offsets), expected)
+    W = offsets[-1] + 1
+    flag = "true" if diag else "false"
+    for shared in ("true", "false"):
+        out, flags = cp.empty(expected.shape, dtype=dtype), cp.zeros(2)
+        scratch = cp.empty(2 * 32 * warps * (W * W + W))
+        _fn("band/trace.cu", f"band_trace_window<{{T}}, {shared}, {flag}>", dtype)(
+            (2,), (32 * warps,), (cp.asarray(L), cp.asarray(np.array(offsets, np.int32)), out, np.int32(F), np.int32(K),
+                                  np.int32(n), scratch, flags), shared_mem=warps * 8 * (W * W + W))
+        _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-11)
