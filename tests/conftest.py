@@ -1,4 +1,8 @@
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -22,3 +26,29 @@ def data_file(tmp_path):
     """A small data set of 784-pixel images in the .npz layout ``gvae --data`` reads."""
     from tests.helpers import write_data
     return write_data(tmp_path / "tiny.npz")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """On a cold Numba cache, compile the kernels in one process per core (tests/warm_kernels.py), each a
+    share, before any test (and any xdist worker) starts: otherwise every worker compiles all of them for
+    itself. Only for runs over whole folders (the README's command), not for single files or tests."""
+    config = session.config
+    if hasattr(config, "workerinput") or not all(Path(a).is_dir() for a in config.args):
+        return
+    from gvae.kernels.jit import cache_is_cold
+    if not cache_is_cold():
+        return
+    from tests.warm_kernels import GROUPS
+    parts = max(1, min(len(GROUPS), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                       else os.cpu_count() or 1))
+    root = Path(__file__).resolve().parents[1]
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.warm_kernels", str(i), str(parts)], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(parts)]
+    failed = [p.communicate()[1].strip().splitlines()[-1:] for p in procs if p.wait() != 0]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"gvae: compiled the Numba kernels into their cache in {parts} processes, "
+                            f"{time.perf_counter() - start:.0f} s"
+                            + (f" ({len(failed)} failed, the tests compile what they miss: {failed})" if failed else ""))
