@@ -345,3 +345,26 @@ def test_value_and_grad_on_cupy_arrays():
     assert float(dvalue) == pytest.approx(float(value), rel=1e-4)
     for k in grads:
         close(dgrads[k], grads[k], np.float32, rtol=1e-4)
+
+
+@pytest.mark.parametrize("offsets,n", [((0, 1), 40), ((0, 1, 4, 5, 6), 40)])
+def test_band_flags_count_what_the_numba_twins_count(offsets, n):
+    """A kernel's count of non-positive diagonal entries is a sum over warps (warp shuffles, then one
+    atomic add per warp): with entries scattered over many warps and blocks, the error names the same
+    count as the Numba twin's."""
+    rng = np.random.default_rng(6)
+    L = random_factor(rng, (70,), offsets, n)
+    b = rng.standard_normal((70, n))
+    flat = L[:, 0, :].reshape(-1)
+    flat[rng.choice(flat.size, 37, replace=False)] = -0.5
+    L[:, 0, :] = flat.reshape(70, n)
+    calls = {name: (lambda m, name=name: getattr(kernels, name)(m(L), offsets, m(b))) for name in VECTOR}
+    calls.update(band_logdet=lambda m: kernels.band_logdet(m(L)),
+                 band_trace_inv=lambda m: kernels.band_trace_inv(m(L), offsets),
+                 band_diag_inv=lambda m: kernels.band_diag_inv(m(L), offsets))
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match="strictly positive") as cpu:
+            call(np.asarray)
+        with pytest.raises(ValueError, match="strictly positive") as gpu:
+            call(dev)
+        assert str(gpu.value) == str(cpu.value), name
