@@ -368,3 +368,16 @@ def test_band_flags_count_what_the_numba_twins_count(offsets, n):
         with pytest.raises(ValueError, match="strictly positive") as gpu:
             call(dev)
         assert str(gpu.value) == str(cpu.value), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ["imq", "rbf"])
+@pytest.mark.parametrize("B,M,d", [(1, 1, 1), (33, 31, 16), (100, 100, 3), (5, 300, 2)])
+def test_mmd(dtype, kernel, B, M, d):
+    rng = np.random.default_rng(B + M + d)
+    z, y = rng.standard_normal((B, d)).astype(dtype), rng.standard_normal((M, d)).astype(dtype)
+    value, grad = kernels.mmd(z, y, kernel, want_grad=True)
+    dvalue, dgrad = kernels.mmd(dev(z), dev(y), kernel, want_grad=True)
+    close(dvalue, value, dtype, scale=1.0)
+    close(dgrad, grad, dtype)
+    close(kernels.mmd(dev(z), dev(y), kernel)[0], value, dtype, scale=1.0)

@@ -115,6 +115,14 @@ def _log_mean_exp(data, name):
     return [(lambda a: ops.log_mean_exp(a, axis)[0], [x], 0)]
 
 
+@case("mmd")
+def _mmd(data, name):
+    B, M, d = data.draw(st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 4)))
+    z, y = data.draw(arrays((B, d))), data.draw(arrays((M, d)))
+    kernel = data.draw(st.sampled_from(["imq", "rbf"]))
+    return [(lambda a, b: ops.mmd(a, b, kernel), [z, y], 0)]
+
+
 @case("band_solve_t", "band_solve", "band_matvec_t", "band_matvec")
 def _band_vector(data, name):
     L, offsets, b, _ = data.draw(band_problem())

@@ -67,6 +67,8 @@ def _activations(dtype):
     for name in kernels.ACTIVATIONS:
         y = kernels.bias_activation(x @ W, b, name)
         kernels.bias_activation_grad(np.ones_like(y), y, name)
+    for kernel in kernels.MMD_KERNELS:
+        kernels.mmd(x, x[:2], kernel, want_grad=True)
 
 
 GROUPS = [(_band, np.float64), (_band, np.float32), (_model, np.float32), (_model, np.float64),

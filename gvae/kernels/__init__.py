@@ -18,10 +18,11 @@ from .bernoulli import bernoulli_loglik
 from .gauss_kl import diag_normal_kl
 from .logmeanexp import log_mean_exp
 from .matmul import matmul, matmuls
+from .mmd import MMD_KERNELS, mmd
 from .threads import get_threads, set_threads
 
 __all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",
-           "bernoulli_loglik", "diag_normal_kl", "adam_update", "sum_squares", "log_mean_exp",
+           "bernoulli_loglik", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "sum_squares", "log_mean_exp",
            "matmul", "matmuls", "set_threads", "get_threads"]
 __all__ += _band

@@ -110,22 +110,32 @@ def iwae_bound(model, params, x, eps):
     return ops.log_mean_exp(rec + log_ratio, axis=0)[0]
 
 
-def training_loss(params, model, x, eps, kl="analytic", kl_weight=1.0, iwae=False, target_rate=None):
+def training_loss(params, model, x, eps, kl="analytic", kl_weight=1.0, iwae=False, target_rate=None, mmd=None):
     """The loss minimised by training and what is reported about it.
 
     ELBO: D + kl_weight R with D = -mean_b rec_b (the distortion) and R = mean_b kl_b (the rate): the
     ELBO at weight 1, the beta-VAE's loss at beta, warm-up below 1. With ``target_rate`` S: D + |S - R|,
-    the rate held near S (Alemi et al., "Fixing a broken ELBO"). IWAE (``iwae``, K = eps.shape[0]
-    samples): -mean_b log mean_k exp(rec_bk + kl_weight * log_ratio_bk), the annealed bound (the weight
+    the rate held near S (Alemi et al., "Fixing a broken ELBO"). With ``mmd`` = (W, y, kernel): plus
+    W MMD^2(z, y), z the samples of the top layer (S B, d) and y as many draws of its prior N(0, I): the
+    InfoVAE objective of Zhao et al. with alpha = 1 - kl_weight and lambda = W - alpha + 1. IWAE
+    (``iwae``, K = eps.shape[0] samples): -mean_b log mean_k exp(rec_bk + kl_weight * log_ratio_bk), the annealed bound (the weight
     applies to every layer's latent terms). ``aux`` is (bound at kl_weight 1, mean reconstruction, mean
     KL or -mean log ratio), batch means."""
     if not iwae:
-        rec, kl_term = elbo_terms(model, params, x, eps, kl)
+        if mmd is None:
+            rec, kl_term = elbo_terms(model, params, x, eps, kl)
+        else:
+            rec, kls, _, zs = layer_terms(model, params, x, eps, kl)
+            rec, kl_term = ops.mean(rec, axis=0), _total(kls)
         rate = ops.mean(kl_term)
         if target_rate is None:
             loss = ops.mean(kl_term * kl_weight - rec)
         else:
             loss = ops.absolute(target_rate - rate) - ops.mean(rec)
+        if mmd is not None:
+            weight, y, kernel = mmd
+            top = zs[-1]
+            loss = loss + weight * ops.mmd(ops.reshape(top, (-1, top.shape[-1])), y, kernel)
         return loss, (ops.mean(rec - kl_term), ops.mean(rec), rate)
     rec, log_ratio = log_weights(model, params, x, eps)
     bound, _ = ops.log_mean_exp(rec + log_ratio * kl_weight, axis=0)

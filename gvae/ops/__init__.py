@@ -16,8 +16,10 @@ from .band import *  # noqa: F401,F403
 from .band import __all__ as _band
 from .importance import *  # noqa: F401,F403
 from .importance import __all__ as _importance
+from .discrepancy import *  # noqa: F401,F403
+from .discrepancy import __all__ as _discrepancy
 
-__all__ = _elementwise + _reductions + _shape + _linalg + _densities + _band + _importance + ["value_of"]
+__all__ = _elementwise + _reductions + _shape + _linalg + _densities + _band + _importance + _discrepancy + ["value_of"]
 
 
 def _bind():

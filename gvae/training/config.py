@@ -172,6 +172,13 @@ class TrainConfig:
     target_rate: float = _option(None, "train on D + |S - R| instead, R the batch's mean rate in nats (Alemi "
                                  "et al., 'Fixing a broken ELBO'); default: no target", parse=non_negative_float,
                                  metavar="S")
+    alpha: float = _option(0.0, "InfoVAE's alpha: the rate's weight becomes (1 - A) times beta (Zhao et al.; "
+                           "1 with --mmd: the MMD-VAE)", parse=non_negative_float, metavar="A")
+    mmd: float = _option(0.0, "add W MMD^2 between the batch's posterior samples of the top layer and as many "
+                         "draws of N(0, I) (InfoVAE; W = alpha + lambda - 1 in Zhao et al.'s terms; 0: none)",
+                         parse=non_negative_float, metavar="W")
+    mmd_kernel: str = _option("imq", "the MMD's kernel: inverse multiquadratic C / (C + |a - b|^2) or Gaussian "
+                              "exp(-|a - b|^2 / C), C = 2 d", choices=["imq", "rbf"])
     samples: int = _option(1, "Monte Carlo samples of z per image for the ELBO", parse=positive_int,
                            metavar="S")
     iw_samples: int = _option(1, "importance samples per image (K > 1: train on the IWAE bound)",
@@ -210,6 +217,11 @@ class TrainConfig:
                    "target_rate must be a finite number >= 0"),
                   (self.target_rate is None or (self.beta == 1 and self.warmup == 0 and self.iw_samples == 1),
                    "a target rate sets the rate's weight itself: use it without beta, warmup or iw_samples"),
+                  (math.isfinite(self.alpha) and 0 <= self.alpha <= 1, "alpha must lie in [0, 1]"),
+                  (math.isfinite(self.mmd) and self.mmd >= 0, "mmd must be a finite number >= 0"),
+                  (self.mmd_kernel in ("imq", "rbf"), "mmd_kernel must be 'imq' or 'rbf'"),
+                  (self.mmd == 0 or (self.iw_samples == 1 and self.target_rate is None),
+                   "the MMD term is added to the ELBO: use it without iw_samples or target_rate"),
                   (self.samples == 1 or self.iw_samples == 1,
                    "use either Monte Carlo samples for the ELBO or importance samples, not both"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),

@@ -252,8 +252,9 @@ class Trainer:
         return generator(self.device, (self.config.seed, EPOCH_STREAM, epoch))
 
     def kl_weight(self, progress_in_epochs):
-        """The rate's weight: beta, raised linearly from 0 over the warm-up's epochs."""
-        w, beta = self.config.warmup, self.config.beta
+        """The rate's weight: beta (times 1 - alpha, InfoVAE's), raised linearly from 0 over the warm-up's
+        epochs."""
+        w, beta = self.config.warmup, self.config.beta * (1.0 - self.config.alpha)
         return beta if w == 0 else beta * min(1.0, progress_in_epochs / w)
 
     def step(self, x, kl_weight):
@@ -262,8 +263,12 @@ class Trainer:
         cfg = self.config
         n_samples = cfg.iw_samples if cfg.iw_samples > 1 else cfg.samples
         eps = self.rng.standard_normal((n_samples, len(x), self.model.noise_size), dtype=self.model.dtype)
+        mmd = None
+        if cfg.mmd > 0:  # the prior's draws for the MMD, after the posterior's noise
+            prior = self.rng.standard_normal((n_samples * len(x), self.model.layers[-1].size), dtype=self.model.dtype)
+            mmd = (cfg.mmd, prior, cfg.mmd_kernel)
         (loss, aux), grads = self.step_fn(self.params.views, self.model, x, eps, cfg.kl, kl_weight,
-                                          cfg.iw_samples > 1, cfg.target_rate)
+                                          cfg.iw_samples > 1, cfg.target_rate, mmd)
         # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
         norm2 = kernels.sum_squares(self.grad_flat)
         loss, bound, rec, kl = to_host(self.xp.stack([loss, *aux])).tolist()
