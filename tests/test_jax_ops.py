@@ -1,6 +1,6 @@
 """gvae.jax's functions: gradients against finite differences (jax.test_util.check_grads), jit + vmap +
 grad composed against a dense jnp reference, the eager path against the callback path bit for bit, and
-the clear errors. Float64 inside ``jax.enable_x64`` (a context: nothing leaks to other test files)."""
+the clear errors. Float64 with x64 enabled per test and restored after it (nothing leaks to other test files)."""
 import os
 import subprocess
 import sys
@@ -29,8 +29,12 @@ BATCHES = {"none": ((), (4,)), "one": ((3,), (2, 3)), "two": ((2, 3), (3,))}
 
 @pytest.fixture(autouse=True)
 def x64():
-    with jax.enable_x64(True):
-        yield
+    """x64 set process-wide and restored: the jax.enable_x64 context is local to its thread, and XLA may
+    run the callbacks on another (see gvae.jax.ops)."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
 
 
 def factor(offsets, batch=(), seed=0, garbage=np.nan):

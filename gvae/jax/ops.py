@@ -106,8 +106,14 @@ def _host(kernel, shape, out_core, args, cores, spread=False):
         return jnp.asarray(kernel(*(np.asarray(a) for a in args)))
     args = _align(args, cores)
     ndim = args[0].ndim
+    x64 = jax.config.jax_enable_x64
 
     def call(*xs):
+        if x64 and not jax.config.jax_enable_x64:
+            # JAX has made float32 copies of float64 arguments here and would refuse the float32 result.
+            raise RuntimeError("gvae.jax: float64 under a transformation needs x64 enabled process-wide "
+                               "(jax.config.update('jax_enable_x64', True)): the jax.enable_x64 context is "
+                               "local to its thread, and XLA may run the callback on another")
         xs = [np.asarray(x) for x in xs]  # the callback is handed jax.Arrays: their NumPy views, no copy
         extra = xs[0].ndim - ndim  # the axes vmap added in front
         if spread and extra:
