@@ -107,7 +107,7 @@ def test_pytree_through_jit_vmap_grad():
         z = q.loc + jnp.linalg.solve(jnp.swapaxes(D, -1, -2), eps[..., None])[..., 0]
         return (lp + kl + 0.5 * N * (1 + np.log(2 * np.pi)) - logdet).sum() + jnp.sin(z).sum()
 
-    got, want = jax.jit(jax.grad(ours))(q), jax.grad(dense)(q)
+    got, want = jax.jit(jax.grad(ours))(q), jax.jit(jax.grad(dense))(q)
     assert isinstance(got, BandedPrecisionNormal) and got.offsets == q.offsets
     np.testing.assert_allclose(got.loc, want.loc, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got.factor, want.factor, rtol=1e-9, atol=1e-12)

@@ -161,11 +161,28 @@ def test_eager_equals_callback_bitwise(dtype):
             assert np.array_equal(g, h, equal_nan=True), name
 
 
-def test_reverse_mode_only():
-    """custom_vjp over a callback: forward mode (jvp) is refused, as documented."""
+def test_reverse_mode_to_first_order_only():
+    """custom_vjp over a callback: forward mode (jvp) and a gradient of a gradient are refused, as
+    documented."""
     L = factor(STENCILS["chain"], garbage=0.0)
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(gj.band_logdet, (L,), (L,))
+    with pytest.raises(ValueError, match="Pure callbacks do not support JVP"):
+        jax.grad(lambda L: jax.grad(lambda L: gj.band_solve(L, (0, 1), L[0]).sum())(L).sum())(L)
+
+
+def test_a_gpu_backend_warns_once_of_the_host_copy(monkeypatch):
+    """No GPU here: the backend's name is patched, to check the one warning of the copy through the host."""
+    from gvae.jax import ops
+    monkeypatch.setattr(ops, "_host_copy_warned", False)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    L = factor(STENCILS["chain"])
+    with pytest.warns(RuntimeWarning, match="on gpu every call copies its arguments to the host"):
+        gj.band_logdet(L)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gj.band_logdet(L)
 
 
 # --------------------------------------------------------------------------------------------------
