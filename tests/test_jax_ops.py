@@ -114,16 +114,22 @@ def _objective(fns, offsets):
 
 @pytest.mark.parametrize("stencil", STENCILS)
 def test_jit_vmap_grad_against_dense(stencil):
+    """jit(vmap(grad)): a factor and right-hand sides per mapped row."""
     offsets = STENCILS[stencil]
     L, b = factor(offsets, (3,)), rhs((3, 2))  # b: 3 mapped rows of 2 right-hand sides each
     got, want = (jax.jit(jax.vmap(jax.grad(_objective(fns, offsets), (0, 1))))
                  for fns in (call, reference))
     for g, w in zip(got(L, b), want(L, b)):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
-    # grad of a vmapped sum: the shared factor's gradient summed over the mapped axis
+
+
+def test_jit_grad_vmap_shared_factor_against_dense():
+    """jit(grad(sum of vmap)) with the factor shared by the mapped rows: its gradient summed over them."""
+    offsets = STENCILS["extgrid"]
+    L, b = factor(offsets), rhs((3, 2))
     got, want = (jax.jit(jax.grad(lambda L, b, f=_objective(fns, offsets): jax.vmap(f, (None, 0))(L, b).sum()))
                  for fns in (call, reference))
-    np.testing.assert_allclose(got(L[0], b), want(L[0], b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got(L, b), want(L, b), rtol=1e-10, atol=1e-12)
 
 
 def test_values_against_dense_with_broadcasting():
