@@ -240,14 +240,23 @@ def test_non_positive_diagonal_eagerly_and_under_jit():
 # Imports
 # --------------------------------------------------------------------------------------------------
 
-def test_imports_leave_jax_alone():
-    """import gvae (and gvae.torch) does not import JAX; import gvae.jax changes no JAX configuration."""
-    code = ("import sys, gvae, gvae.posteriors\n"
-            "assert 'jax' not in sys.modules\n"
-            "import jax; before = dict(jax.config.values)\n"
-            "import gvae.jax\n"
-            "after = dict(jax.config.values)\n"
-            "assert before == after, {k: after[k] for k in after if before.get(k) != after[k]}\n")
+def _run(code):
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+def test_imports_leave_jax_alone():
+    """import gvae does not import JAX; import gvae.jax changes no JAX configuration."""
+    _run("import sys, gvae, gvae.posteriors\n"
+         "assert 'jax' not in sys.modules\n"
+         "import jax; before = dict(jax.config.values)\n"
+         "import gvae.jax\n"
+         "after = dict(jax.config.values)\n"
+         "assert before == after, {k: after[k] for k in after if before.get(k) != after[k]}\n")
+
+
+@pytest.mark.slow
+def test_gvae_torch_does_not_import_jax():
+    pytest.importorskip("torch")
+    _run("import sys, gvae.torch; assert 'jax' not in sys.modules")
