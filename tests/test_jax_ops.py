@@ -180,7 +180,7 @@ def test_reverse_mode_to_first_order_only():
 def test_a_gpu_backend_warns_once_of_the_host_copy(monkeypatch):
     """No GPU here: the backend's name is patched, to check the one warning of the copy through the host."""
     from gvae.jax import ops
-    monkeypatch.setattr(ops, "_host_copy_warned", False)
+    monkeypatch.setattr(ops, "_backend_checked", False)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     L = factor(STENCILS["chain"])
     with pytest.warns(RuntimeWarning, match="on gpu every call copies its arguments to the host"):

@@ -1,7 +1,9 @@
 """The banded-factor kernels of docs/api.md section 2 as JAX functions with ``jax.custom_vjp``.
 
 Called eagerly on concrete arrays, a function runs the Numba kernel directly on ``np.asarray`` views of
-the arrays (no copy on the CPU). Under a transformation (``jit``, ``vmap``, ``grad``: any tracer among the
+the arrays (no copy on the CPU), past ``custom_vjp`` too: with nothing to differentiate its dispatch
+would cost about 250 us a call (84 against 140 us under ``jit``, 7 us for gvae.kernels on NumPy, for
+``band_matvec`` on a 2 x 8 factor: examples/bench_jax_interop.py). Under a transformation (``jit``, ``vmap``, ``grad``: any tracer among the
 arguments) it runs the same kernel through ``jax.pure_callback``, which hands the callback the buffers
 themselves on the CPU; both paths give the same bits. ``vmap`` reaches the kernel as one more leading
 batch axis (``vmap_method="expand_dims"``): every argument is first given the same number of batch axes,
@@ -32,7 +34,7 @@ __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_l
            "band_diag_inv"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_host_copy_warned = False
+_backend_checked = False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,9 +84,12 @@ def _concrete(args):
 
 
 def _warn_host_copy():
-    global _host_copy_warned
-    if not _host_copy_warned and jax.default_backend() != "cpu":
-        _host_copy_warned = True
+    """Once per process: a warning if JAX's default backend is not the CPU (asked once: it costs)."""
+    global _backend_checked
+    if _backend_checked:
+        return
+    _backend_checked = True
+    if jax.default_backend() != "cpu":
         warnings.warn(f"gvae.jax: the band kernels run on the CPU; on {jax.default_backend()} every call "
                       "copies its arguments to the host and its result back", RuntimeWarning, stacklevel=4)
 
@@ -197,13 +202,15 @@ _VECTOR = {"band_solve_t": _vector_op("band_solve_t", _solve_t_bwd),
            "band_matvec": _vector_op("band_matvec", _matvec_bwd)}
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _logdet(L, check):
+def _logdet_plain(L, check):
     return _host(lambda L: _band.band_logdet(L, check=check), L.shape[:-2], 0, [L], [2])
 
 
+_logdet = jax.custom_vjp(_logdet_plain, nondiff_argnums=(1,))
+
+
 def _logdet_fwd(L, check):
-    return _logdet(L, check), L
+    return _logdet_plain(L, check), L
 
 
 def _logdet_bwd(check, L, g):
@@ -215,27 +222,27 @@ _logdet.defvjp(_logdet_fwd, _logdet_bwd)
 
 
 def _sigma_op(name, per_row):
-    """band_trace_inv (one number per factor) or, with ``per_row``, band_diag_inv (n per factor)."""
+    """band_trace_inv (one number per factor) or, with ``per_row``, band_diag_inv (n per factor): the
+    plain function and its custom_vjp."""
     kernel, grad = getattr(_band, name), getattr(_band, name + "_grad")
 
-    @partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-    def op(L, offsets, check):
+    def plain(L, offsets, check):
         shape = L.shape[:-2] + ((L.shape[-1],) if per_row else ())
         return _host(lambda L: kernel(L, offsets, check=check), shape, int(per_row), [L], [2])
 
     def fwd(L, offsets, check):
-        return op(L, offsets, check), L
+        return plain(L, offsets, check), L
 
     def bwd(offsets, check, L, g):
         return (_host(lambda L, g: grad(L, offsets, g, check=False), L.shape, 2, [L, g], [2, int(per_row)],
                       spread=True),)
 
+    op = jax.custom_vjp(plain, nondiff_argnums=(1, 2))
     op.defvjp(fwd, bwd)
-    return op
+    return plain, op
 
 
-_trace_inv = _sigma_op("band_trace_inv", False)
-_diag_inv = _sigma_op("band_diag_inv", True)
+_SIGMA = {"band_trace_inv": _sigma_op("band_trace_inv", False), "band_diag_inv": _sigma_op("band_diag_inv", True)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,6 +254,8 @@ def _vector_public(name, argname, L, offsets, v, check):
     v = jnp.asarray(v)
     _dtype(name, [("L", L), (argname, v)])
     _vector_shape(name, argname, L, v)
+    if _concrete((L, v)):  # nothing to differentiate: custom_vjp's dispatch would cost 250 us a call
+        return _vector(name, L, offsets, v, bool(check))
     return _VECTOR[name](L, offsets, v, bool(check))
 
 
@@ -274,18 +283,20 @@ def band_logdet(L, *, check=True):
     """log det L = sum_i log L[..., 0, i], shape ``L.shape[:-2]``."""
     L, _ = _factor("band_logdet", L)
     _dtype("band_logdet", [("L", L)])
-    return _logdet(L, bool(check))
+    return (_logdet_plain if _concrete((L,)) else _logdet)(L, bool(check))
 
 
 def band_trace_inv(L, offsets, *, check=True):
     """tr((L L^T)^-1), exact, shape ``L.shape[:-2]``."""
     L, offsets = _factor("band_trace_inv", L, offsets)
     _dtype("band_trace_inv", [("L", L)])
-    return _trace_inv(L, offsets, bool(check))
+    plain, op = _SIGMA["band_trace_inv"]
+    return (plain if _concrete((L,)) else op)(L, offsets, bool(check))
 
 
 def band_diag_inv(L, offsets, *, check=True):
     """diag((L L^T)^-1), exact, shape ``L.shape[:-2] + (n,)``."""
     L, offsets = _factor("band_diag_inv", L, offsets)
     _dtype("band_diag_inv", [("L", L)])
-    return _diag_inv(L, offsets, bool(check))
+    plain, op = _SIGMA["band_diag_inv"]
+    return (plain if _concrete((L,)) else op)(L, offsets, bool(check))
