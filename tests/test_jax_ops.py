@@ -167,6 +167,17 @@ def test_eager_equals_callback_bitwise(dtype):
             assert np.array_equal(g, h, equal_nan=True), name
 
 
+def test_eager_calls_read_the_arrays_memory(monkeypatch):
+    """The eager path hands the kernel a NumPy view of the jax.Array's own buffer (no copy)."""
+    from gvae.jax import ops
+    seen, kernel = [], ops._band.band_logdet
+    monkeypatch.setattr(ops._band, "band_logdet",
+                        lambda L, **kw: seen.append(L.__array_interface__["data"][0]) or kernel(L, **kw))
+    L = factor(STENCILS["chain"], (3,))
+    gj.band_logdet(L)
+    assert seen == [L.unsafe_buffer_pointer()]
+
+
 def test_reverse_mode_to_first_order_only():
     """custom_vjp over a callback: forward mode (jvp) and a gradient of a gradient are refused, as
     documented."""

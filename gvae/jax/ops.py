@@ -4,8 +4,9 @@ Called eagerly on concrete arrays, a function runs the Numba kernel directly on 
 the arrays (no copy on the CPU), past ``custom_vjp`` too: with nothing to differentiate its dispatch
 would cost about 250 us a call (84 against 140 us under ``jit``, 7 us for gvae.kernels on NumPy, for
 ``band_matvec`` on a 2 x 8 factor: examples/bench_jax_interop.py). Under a transformation (``jit``, ``vmap``, ``grad``: any tracer among the
-arguments) it runs the same kernel through ``jax.pure_callback``, which hands the callback the buffers
-themselves on the CPU; both paths give the same bits. ``vmap`` reaches the kernel as one more leading
+arguments) it runs the same kernel through ``jax.pure_callback``, on NumPy views of the arrays that XLA hands the
+callback (with jaxlib 0.10.2 on the CPU these are not the jit arguments' own buffers: a copy was seen);
+both paths give the same bits. ``vmap`` reaches the kernel as one more leading
 batch axis (``vmap_method="expand_dims"``): every argument is first given the same number of batch axes,
 so that the mapped axis lines up across arguments and the kernels' own broadcasting does the rest.
 
