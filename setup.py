@@ -3,13 +3,16 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
-# gvae sweep runs on Dask distributed, the pictures need matplotlib and gvae.torch PyTorch: extras of their
-# own, and in "test" so that every test runs in CI.
+# gvae sweep runs on Dask distributed, the pictures need matplotlib, gvae.torch PyTorch and gvae.jax JAX:
+# extras of their own, and in "test" so that every test runs in CI.
 DASK = "dask[distributed]>=2023.1"
 PLOT = "matplotlib>=3.7"
 # gvae.torch (the kernels as PyTorch operators) is pinned to the PyTorch it is tested with: it registers
 # operators through torch.library, whose Python API still changes between releases.
 TORCH = "torch==2.13.0"
+# gvae.jax is pinned likewise: it relies on jax.custom_vjp over jax.pure_callback (its vmap_method and the
+# arrays it hands the callback changed between releases), and jaxlib must match jax exactly.
+JAX = ["jax==0.10.2", "jaxlib==0.10.2"]
 version = next(line.split('"')[1] for line in (here / "gvae" / "__init__.py").read_text().splitlines()
                if line.startswith("__version__"))
 
@@ -27,11 +30,12 @@ setup(
     # (gvae/kernels/numba_compat.py), which a release may move.
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX],
         "dask": [DASK],
         "bench": ["asv>=0.6"],
         "plot": [PLOT],
         "torch": [TORCH],
+        "jax": JAX,
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13"],
     },

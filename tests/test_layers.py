@@ -1,6 +1,6 @@
 """The layer rule of the README, checked on every module's imports (read with ``ast``, nothing imported):
 kernels <- autodiff, ops <- model <- training <- process, cli, commands, sweep, plots <- the package's fronts
-(gvae/__init__, gvae.torch, the short name gvae.posteriors); io stands apart (only itself, the standard
+(gvae/__init__, gvae.torch, gvae.jax, the short name gvae.posteriors); io stands apart (only itself, the standard
 library and NumPy below it) and is used from training upwards. Nothing imports upward, and no modules
 import each other in a circle, even within a layer (imports inside functions count: they tie the
 modules as much)."""
@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gvae"
 
 # Layer of each top-level part of the package; a module may import its own layer and those below.
 LAYERS = {"kernels": 0, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "process": 4, "cli": 4, "commands": 4,
-          "sweep": 4, "plots": 4, "posteriors": 5, "torch": 5, "__init__": 5}
+          "sweep": 4, "plots": 4, "posteriors": 5, "torch": 5, "jax": 5, "__init__": 5}
 IO_USERS = {"training", "cli", "commands", "sweep", "plots", "__init__"}
 
 

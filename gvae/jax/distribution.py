@@ -1,0 +1,191 @@
+"""A Gaussian with a banded precision factor as a JAX pytree (the counterpart of gvae.torch's).
+
+N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/api.md, section 1): ``factor`` of shape
+``(*fbatch, K, n)`` on ``offsets``. Sampling, scoring, entropy and the KL against diagonal Gaussians cost
+O(n K) per factor and right-hand side, through :mod:`gvae.jax.ops`; diag(Sigma) and tr(Sigma) are exact
+(selected inversion), O(n K w) with w = offsets[-1]. Only the dense views are O(n^2) or more.
+
+``loc`` and ``factor`` are the pytree's leaves and ``offsets`` its static part, so a distribution passes
+through ``jit``, ``vmap`` and ``grad`` (and is rebuilt there without the eager checks).
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import cho_solve
+
+from ..kernels.band import validate_offsets
+from . import ops
+
+__all__ = ["BandedPrecisionNormal"]
+
+_NAME = "BandedPrecisionNormal"
+
+
+@jax.tree_util.register_pytree_node_class
+class BandedPrecisionNormal:
+    """N(loc, (L L^T)^-1), L in band storage: ``loc`` (*batch, n), ``factor`` (*fbatch, K, n) with
+    ``factor[..., k, i] = L_{i, i - offsets[k]}`` and a positive main diagonal ``factor[..., 0, :]``;
+    float32 or float64, one dtype.
+
+    The batch shape is the broadcast of ``loc.shape[:-1]`` and ``fbatch``; the event shape is (n,). The
+    factor is kept unexpanded (the kernels broadcast it), so a factor shared by a batch is solved against
+    and differentiated once. On concrete arrays a non-positive diagonal is a ValueError here; under
+    ``jit`` it is the kernels' error, wrapped (see :mod:`gvae.jax.ops`)."""
+
+    def __init__(self, loc, factor, offsets):
+        loc, factor = jnp.asarray(loc), jnp.asarray(factor)
+        for argname, t in (("loc", loc), ("factor", factor)):
+            if t.dtype not in (jnp.float32, jnp.float64):
+                raise TypeError(f"{_NAME}: {argname} has dtype {t.dtype}, expected float32 or float64")
+        if loc.dtype != factor.dtype:
+            raise TypeError(f"{_NAME}: loc and factor must share one dtype, got loc {loc.dtype}, "
+                            f"factor {factor.dtype}")
+        if loc.ndim < 1 or factor.ndim < 2 or factor.shape[-1] != loc.shape[-1]:
+            raise ValueError(f"{_NAME}: loc must have shape (*batch, n) and factor (*batch, K, n) with the same "
+                             f"n, got loc {tuple(loc.shape)}, factor {tuple(factor.shape)}")
+        n, K = loc.shape[-1], factor.shape[-2]
+        offsets = tuple(int(o) for o in validate_offsets(_NAME, offsets, n, K))
+        try:
+            batch = np.broadcast_shapes(loc.shape[:-1], factor.shape[:-2])
+        except ValueError:
+            raise ValueError(f"{_NAME}: loc's batch shape {tuple(loc.shape[:-1])} does not broadcast with "
+                             f"factor's {tuple(factor.shape[:-2])}") from None
+        if not isinstance(factor, jax.core.Tracer) and not bool((factor[..., 0, :] > 0).all()):
+            raise ValueError(f"{_NAME}: factor's main diagonal factor[..., 0, :] must be > 0 (and not NaN)")
+        self.loc = jnp.broadcast_to(loc, batch + (n,))
+        self.factor = factor
+        self.offsets = offsets
+
+    def tree_flatten(self):
+        return (self.loc, self.factor), self.offsets
+
+    @classmethod
+    def tree_unflatten(cls, offsets, leaves):
+        # No checks: transformations rebuild the object from tracers or placeholders.
+        new = object.__new__(cls)
+        new.loc, new.factor = leaves
+        new.offsets = offsets
+        return new
+
+    # -- the named stencils on an r x c lattice (docs/api.md, section 1) ----------------------------
+
+    @classmethod
+    def chain(cls, loc, factor):
+        """The chain, offsets (0, 1): ``factor`` (*fbatch, 2, n)."""
+        return cls(loc, factor, (0, 1))
+
+    @classmethod
+    def grid(cls, loc, factor, rows, cols):
+        """The grid on a rows x cols lattice (row-major, n = rows * cols), offsets (0, 1, cols): ``factor``
+        (*fbatch, 3, n), its links across the lattice's edges (the wrap-around of offset 1) zeroed."""
+        from ..model.lattice import grid_offsets
+        return cls._lattice(loc, factor, grid_offsets(rows, cols), rows, cols)
+
+    @classmethod
+    def extgrid(cls, loc, factor, rows, cols):
+        """The extended grid on a rows x cols lattice, offsets (0, 1, cols-1, cols, cols+1): ``factor``
+        (*fbatch, 5, n), its wrap-around links (offsets 1, cols-1 and cols+1) zeroed."""
+        from ..model.lattice import extgrid_offsets
+        return cls._lattice(loc, factor, extgrid_offsets(rows, cols), rows, cols)
+
+    @classmethod
+    def _lattice(cls, loc, factor, offsets, rows, cols):
+        from ..model.lattice import lattice_mask
+        factor = jnp.asarray(factor)
+        offsets = tuple(int(o) for o in offsets)
+        if factor.ndim < 2 or tuple(factor.shape[-2:]) != (len(offsets), rows * cols):
+            raise ValueError(f"{_NAME}: factor must have shape (*batch, {len(offsets)}, {rows * cols}) for offsets "
+                             f"{offsets} on a {rows} x {cols} lattice, got {tuple(factor.shape)}")
+        # where, not a product: a slot outside the matrix may hold NaN, and NaN * 0 is NaN.
+        mask = np.asarray(lattice_mask(offsets, rows, cols)) > 0
+        return cls(loc, jnp.where(mask, factor, jnp.zeros((), factor.dtype)), offsets)
+
+    # -- shapes and moments ---------------------------------------------------------------------------
+
+    @property
+    def batch_shape(self):
+        return self.loc.shape[:-1]
+
+    @property
+    def event_shape(self):
+        return self.loc.shape[-1:]
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def variance(self):
+        """diag(Sigma), exactly, through ``band_diag_inv``: (*batch, n)."""
+        return jnp.broadcast_to(ops.band_diag_inv(self.factor, self.offsets), self.loc.shape)
+
+    def _dense_factor(self):
+        n = self.loc.shape[-1]
+        D = jnp.zeros(self.factor.shape[:-2] + (n, n), self.factor.dtype)
+        for k, o in enumerate(self.offsets):
+            i = np.arange(o, n)
+            D = D.at[..., i, i - o].set(self.factor[..., k, o:])
+        return D
+
+    @property
+    def precision_matrix(self):
+        """L L^T as a dense (*batch, n, n) array (for small n)."""
+        D = self._dense_factor()
+        return jnp.broadcast_to(D @ jnp.swapaxes(D, -1, -2), self.batch_shape + self.event_shape * 2)
+
+    @property
+    def covariance_matrix(self):
+        """(L L^T)^-1 as a dense (*batch, n, n) array (for small n), by Cholesky solves with L."""
+        D = self._dense_factor()
+        eye = jnp.broadcast_to(jnp.eye(D.shape[-1], dtype=D.dtype), D.shape)
+        return jnp.broadcast_to(cho_solve((D, True), eye), self.batch_shape + self.event_shape * 2)
+
+    # -- sampling and scoring -------------------------------------------------------------------------
+
+    def rsample(self, key, sample_shape=()):
+        """loc + L^-T eps, eps ~ N(0, I) of shape ``sample_shape + batch_shape + (n,)`` drawn with ``key``;
+        differentiable in loc and factor."""
+        eps = jax.random.normal(key, tuple(sample_shape) + self.loc.shape, self.loc.dtype)
+        return self.loc + ops.band_solve_t(self.factor, self.offsets, eps)
+
+    def log_prob(self, value):
+        """log N(value; loc, (L L^T)^-1) = log det L - |L^T (value - loc)|^2 / 2 - n log(2 pi) / 2;
+        ``value`` (*sample, *batch, n) gives (*sample, *batch)."""
+        y = ops.band_matvec_t(self.factor, self.offsets, value - self.loc)
+        n = self.loc.shape[-1]
+        return ops.band_logdet(self.factor) - 0.5 * jnp.square(y).sum(-1) - 0.5 * n * math.log(2 * math.pi)
+
+    def entropy(self):
+        """n (1 + log 2 pi) / 2 - log det L, shape ``batch_shape``."""
+        n = self.loc.shape[-1]
+        return jnp.broadcast_to(0.5 * n * (1 + math.log(2 * math.pi)) - ops.band_logdet(self.factor),
+                                self.batch_shape)
+
+    # -- closed-form KL -------------------------------------------------------------------------------
+
+    def kl_to_standard_normal(self):
+        """KL(self || N(0, I)) = (tr Sigma + |loc|^2 - n) / 2 + log det L, shape ``batch_shape``."""
+        return self.kl_to_diagonal(jnp.zeros((), self.loc.dtype), jnp.ones((), self.loc.dtype))
+
+    def kl_to_diagonal(self, loc, scale):
+        """KL(self || N(loc, diag scale^2)), loc and scale broadcasting to (*batch, n):
+        sum log s + log det L + (sum_i Sigma_ii / s_i^2 + |(mu - loc) / s|^2 - n) / 2, where the sum is
+        tr(Sigma) / s^2 (``band_trace_inv``) when the scale is one number per distribution (no axis, or a
+        last axis of size 1), else through diag(Sigma) (``band_diag_inv``)."""
+        loc, scale = jnp.asarray(loc, self.loc.dtype), jnp.asarray(scale, self.loc.dtype)
+        n = self.loc.shape[-1]
+        for what, t in (("loc", loc), ("scale", scale)):
+            if t.ndim and t.shape[-1] not in (1, n):
+                raise ValueError(f"{_NAME}.kl_to_diagonal: {what} has {t.shape[-1]} entries in its last axis, "
+                                 f"the event has n={n}")
+        if scale.ndim == 0 or scale.shape[-1] == 1:
+            s = scale if scale.ndim == 0 else scale[..., 0]
+            spread = ops.band_trace_inv(self.factor, self.offsets) / jnp.square(s)
+            log_scale = n * jnp.log(s)
+        else:
+            spread = (ops.band_diag_inv(self.factor, self.offsets) / jnp.square(scale)).sum(-1)
+            log_scale = jnp.log(scale).sum(-1)
+        mahalanobis = jnp.square((self.loc - loc) / scale).sum(-1)
+        return log_scale + ops.band_logdet(self.factor) + 0.5 * (spread + mahalanobis - n)

@@ -1,0 +1,303 @@
+"""The banded-factor kernels of docs/api.md section 2 as JAX functions with ``jax.custom_vjp``.
+
+Called eagerly on concrete arrays, a function runs the Numba kernel directly on ``np.asarray`` views of
+the arrays (no copy on the CPU), past ``custom_vjp`` too: with nothing to differentiate its dispatch
+would cost about 250 us a call (84 against 140 us under ``jit``, 7 us for gvae.kernels on NumPy, for
+``band_matvec`` on a 2 x 8 factor: examples/bench_jax_interop.py). Under a transformation (``jit``, ``vmap``, ``grad``: any tracer among the
+arguments) it runs the same kernel through ``jax.pure_callback``, on NumPy views of the arrays that XLA hands the
+callback (with jaxlib 0.10.2 on the CPU these are not the jit arguments' own buffers: a copy was seen);
+both paths give the same bits. ``vmap`` reaches the kernel as one more leading
+batch axis (``vmap_method="expand_dims"``): every argument is first given the same number of batch axes,
+so that the mapped axis lines up across arguments and the kernels' own broadcasting does the rest.
+
+Backward passes run gvae's own VJP kernels as ``gvae.torch.ops`` does: ``band_outer`` (the L-gradient of
+every solve and product), ``band_logdet_grad``, ``band_trace_inv_grad`` and ``band_diag_inv_grad``.
+Reverse mode only, to first order: ``pure_callback`` has no JVP rule, so ``jvp``, ``jacfwd`` and a
+gradient of a gradient raise. On a GPU the callbacks copy through the host (a warning says so once):
+``jax.experimental.buffer_callback`` exists in jaxlib 0.10.2 but the path to gvae's CUDA kernels on
+XLA's stream is not written yet.
+
+Shapes, dtypes and offsets are checked while tracing (a ``TypeError``/``ValueError`` naming the function
+and argument, under ``jit`` too); the verdict on the values (a diagonal entry <= 0, NaN) is the kernel's
+``ValueError``, raised directly in eager mode and, under ``jit``, arriving wrapped in a
+``jax.errors.JaxRuntimeError`` whose message contains it.
+"""
+import warnings
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..kernels import band as _band
+
+__all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
+           "band_diag_inv"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_backend_checked = False
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks (shapes and dtypes are static: they run while tracing as well as eagerly)
+# --------------------------------------------------------------------------------------------------
+
+def _dtype(name, args):
+    """TypeError unless every (argname, array) is float32/float64 and they share one dtype."""
+    for argname, t in args:
+        if np.dtype(t.dtype) not in _FLOATS:
+            raise TypeError(f"{name}: {argname} has dtype {t.dtype}, expected float32 or float64")
+    if len({np.dtype(t.dtype) for _, t in args}) > 1:
+        raise TypeError(f"{name}: arguments must share one dtype, got "
+                        + ", ".join(f"{a} {t.dtype}" for a, t in args))
+
+
+def _factor(name, L, offsets=None):
+    """L as an array checked to have shape (*batch, K, n), K, n >= 1, and the offsets as a tuple."""
+    L = jnp.asarray(L)
+    if L.ndim < 2 or L.shape[-1] < 1 or L.shape[-2] < 1:
+        raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {tuple(L.shape)}")
+    if offsets is None:
+        return L, None
+    K, n = L.shape[-2:]
+    return L, tuple(int(o) for o in _band.validate_offsets(name, offsets, n, K))
+
+
+def _vector_shape(name, argname, L, v):
+    """The broadcast of L's batch and v's leading axes, plus n."""
+    n = L.shape[-1]
+    if v.ndim < 1 or v.shape[-1] != n:
+        raise ValueError(f"{name}: {argname} must have shape (*lead, n) with n={n} (L's last axis), "
+                         f"got {tuple(v.shape)}")
+    try:
+        return np.broadcast_shapes(L.shape[:-2], v.shape[:-1]) + (n,)
+    except ValueError:
+        raise ValueError(f"{name}: {argname}'s batch shape {tuple(v.shape[:-1])} does not broadcast with "
+                         f"the factor batch shape {tuple(L.shape[:-2])}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Host calls: directly on concrete arrays, through pure_callback under a transformation
+# --------------------------------------------------------------------------------------------------
+
+def _concrete(args):
+    return not any(isinstance(a, jax.core.Tracer) for a in args)
+
+
+def _warn_host_copy():
+    """Once per process: a warning if JAX's default backend is not the CPU (asked once: it costs)."""
+    global _backend_checked
+    if _backend_checked:
+        return
+    _backend_checked = True
+    if jax.default_backend() != "cpu":
+        warnings.warn(f"gvae.jax: the band kernels run on the CPU; on {jax.default_backend()} every call "
+                      "copies its arguments to the host and its result back", RuntimeWarning, stacklevel=4)
+
+
+def _align(args, cores):
+    """Every array given the same number of batch axes (leading size-1 axes), ``cores`` trailing axes
+    each not being batch axes: vmap's leading axis then lines up across the arguments."""
+    m = max(a.ndim - c for a, c in zip(args, cores))
+    return [a.reshape((1,) * (m - a.ndim + c) + a.shape) for a, c in zip(args, cores)]
+
+
+def _host(kernel, shape, out_core, args, cores, spread=False):
+    """``kernel(*numpy arrays)``, of result ``shape`` (``out_core`` trailing axes not batch axes) in the
+    arguments' dtype. With ``spread`` the kernel needs every argument over the whole batch and its output
+    takes the first argument's batch: vmap's axes are then broadcast over all arguments in the callback
+    (views, no copy)."""
+    _warn_host_copy()
+    if _concrete(args):
+        return jnp.asarray(kernel(*(np.asarray(a) for a in args)))
+    args = _align(args, cores)
+    ndim = args[0].ndim
+    x64 = jax.config.jax_enable_x64
+
+    def call(*xs):
+        if x64 and not jax.config.jax_enable_x64:
+            # JAX has made float32 copies of float64 arguments here and would refuse the float32 result.
+            raise RuntimeError("gvae.jax: float64 under a transformation needs x64 enabled process-wide "
+                               "(jax.config.update('jax_enable_x64', True)): the jax.enable_x64 context is "
+                               "local to its thread, and XLA may run the callback on another")
+        xs = [np.asarray(x) for x in xs]  # the callback is handed jax.Arrays: their NumPy views, no copy
+        extra = xs[0].ndim - ndim  # the axes vmap added in front
+        if spread and extra:
+            lead = np.broadcast_shapes(*(x.shape[:extra] for x in xs))
+            xs = [np.broadcast_to(x, lead + x.shape[extra:]) for x in xs]
+        return kernel(*xs)
+
+    batches = [a.shape[:a.ndim - c] for a, c in zip(args, cores)]
+    batch = batches[0] if spread else np.broadcast_shapes(*batches)
+    result = jax.ShapeDtypeStruct(tuple(batch) + tuple(shape[len(shape) - out_core:]), args[0].dtype)
+    return jax.pure_callback(call, result, *args, vmap_method="expand_dims").reshape(shape)
+
+
+def _vector(name, L, offsets, v, check):
+    """The forward kernel ``name`` (a solve or product) on L (*batch, K, n) and v (*lead, n)."""
+    shape = _vector_shape(name, "v", L, v)
+    kernel = getattr(_band, name)
+    return _host(lambda L, v: kernel(L, offsets, v, check=check), shape, 1, [L, v], [2, 1])
+
+
+def _outer(a, c, L, offsets, scale):
+    """band_outer: ``scale * sum a_i c_{i - o_k}`` over the samples, summed to L's shape."""
+    return _host(lambda L, a, c: _band.band_outer(a, c, offsets, L.shape[:-2], scale), L.shape, 2,
+                 [L, a, c], [2, 1, 1], spread=True)
+
+
+def _unbroadcast(g, shape):
+    """g summed down to ``shape`` (the gradient of an input that was broadcast)."""
+    g = g.sum(tuple(range(g.ndim - len(shape))))
+    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s == 1 and t != 1)
+    return g.sum(axes, keepdims=True) if axes else g
+
+
+# --------------------------------------------------------------------------------------------------
+# The differentiable functions: every backward is a gvae kernel
+# --------------------------------------------------------------------------------------------------
+
+def _vector_op(name, backward):
+    @partial(jax.custom_vjp, nondiff_argnums=(1, 3))
+    def op(L, offsets, v, check):
+        return _vector(name, L, offsets, v, check)
+
+    def fwd(L, offsets, v, check):
+        out = _vector(name, L, offsets, v, check)
+        return out, (L, v, out)
+
+    def bwd(offsets, check, res, g):
+        L, v, out = res
+        gL, gv = backward(L, offsets, v, out, g)
+        return gL, _unbroadcast(gv, v.shape)
+
+    op.defvjp(fwd, bwd)
+    return op
+
+
+def _solve_t_bwd(L, offsets, b, x, g):
+    """x = L^-T b: u = L^-1 g, gb = u, gL = band_outer(x, u, -1)."""
+    u = _vector("band_solve", L, offsets, g, False)
+    return _outer(x, u, L, offsets, -1.0), u
+
+
+def _solve_bwd(L, offsets, b, x, g):
+    """x = L^-1 b: u = L^-T g, gb = u, gL = band_outer(u, x, -1)."""
+    u = _vector("band_solve_t", L, offsets, g, False)
+    return _outer(u, x, L, offsets, -1.0), u
+
+
+def _matvec_t_bwd(L, offsets, x, y, g):
+    """y = L^T x: gL = band_outer(x, g), gx = L g."""
+    return _outer(x, g, L, offsets, 1.0), _vector("band_matvec", L, offsets, g, False)
+
+
+def _matvec_bwd(L, offsets, x, y, g):
+    """y = L x: gL = band_outer(g, x), gx = L^T g."""
+    return _outer(g, x, L, offsets, 1.0), _vector("band_matvec_t", L, offsets, g, False)
+
+
+_VECTOR = {"band_solve_t": _vector_op("band_solve_t", _solve_t_bwd),
+           "band_solve": _vector_op("band_solve", _solve_bwd),
+           "band_matvec_t": _vector_op("band_matvec_t", _matvec_t_bwd),
+           "band_matvec": _vector_op("band_matvec", _matvec_bwd)}
+
+
+def _logdet_plain(L, check):
+    return _host(lambda L: _band.band_logdet(L, check=check), L.shape[:-2], 0, [L], [2])
+
+
+_logdet = jax.custom_vjp(_logdet_plain, nondiff_argnums=(1,))
+
+
+def _logdet_fwd(L, check):
+    return _logdet_plain(L, check), L
+
+
+def _logdet_bwd(check, L, g):
+    return (_host(lambda L, g: _band.band_logdet_grad(L, g, check=False), L.shape, 2, [L, g], [2, 0],
+                  spread=True),)
+
+
+_logdet.defvjp(_logdet_fwd, _logdet_bwd)
+
+
+def _sigma_op(name, per_row):
+    """band_trace_inv (one number per factor) or, with ``per_row``, band_diag_inv (n per factor): the
+    plain function and its custom_vjp."""
+    kernel, grad = getattr(_band, name), getattr(_band, name + "_grad")
+
+    def plain(L, offsets, check):
+        shape = L.shape[:-2] + ((L.shape[-1],) if per_row else ())
+        return _host(lambda L: kernel(L, offsets, check=check), shape, int(per_row), [L], [2])
+
+    def fwd(L, offsets, check):
+        return plain(L, offsets, check), L
+
+    def bwd(offsets, check, L, g):
+        return (_host(lambda L, g: grad(L, offsets, g, check=False), L.shape, 2, [L, g], [2, int(per_row)],
+                      spread=True),)
+
+    op = jax.custom_vjp(plain, nondiff_argnums=(1, 2))
+    op.defvjp(fwd, bwd)
+    return plain, op
+
+
+_SIGMA = {"band_trace_inv": _sigma_op("band_trace_inv", False), "band_diag_inv": _sigma_op("band_diag_inv", True)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Public functions (docs/api.md, "From JAX")
+# --------------------------------------------------------------------------------------------------
+
+def _vector_public(name, argname, L, offsets, v, check):
+    L, offsets = _factor(name, L, offsets)
+    v = jnp.asarray(v)
+    _dtype(name, [("L", L), (argname, v)])
+    _vector_shape(name, argname, L, v)
+    if _concrete((L, v)):  # nothing to differentiate: custom_vjp's dispatch would cost 250 us a call
+        return _vector(name, L, offsets, v, bool(check))
+    return _VECTOR[name](L, offsets, v, bool(check))
+
+
+def band_solve_t(L, offsets, b, *, check=True):
+    """x with L^T x = b; L (*batch, K, n), b (*lead, n) broadcasting with batch; float32 or float64."""
+    return _vector_public("band_solve_t", "b", L, offsets, b, check)
+
+
+def band_solve(L, offsets, b, *, check=True):
+    """x with L x = b (shapes as :func:`band_solve_t`)."""
+    return _vector_public("band_solve", "b", L, offsets, b, check)
+
+
+def band_matvec_t(L, offsets, x, *, check=True):
+    """L^T x (shapes as :func:`band_solve_t`)."""
+    return _vector_public("band_matvec_t", "x", L, offsets, x, check)
+
+
+def band_matvec(L, offsets, x, *, check=True):
+    """L x (shapes as :func:`band_solve_t`)."""
+    return _vector_public("band_matvec", "x", L, offsets, x, check)
+
+
+def band_logdet(L, *, check=True):
+    """log det L = sum_i log L[..., 0, i], shape ``L.shape[:-2]``."""
+    L, _ = _factor("band_logdet", L)
+    _dtype("band_logdet", [("L", L)])
+    return (_logdet_plain if _concrete((L,)) else _logdet)(L, bool(check))
+
+
+def band_trace_inv(L, offsets, *, check=True):
+    """tr((L L^T)^-1), exact, shape ``L.shape[:-2]``."""
+    L, offsets = _factor("band_trace_inv", L, offsets)
+    _dtype("band_trace_inv", [("L", L)])
+    plain, op = _SIGMA["band_trace_inv"]
+    return (plain if _concrete((L,)) else op)(L, offsets, bool(check))
+
+
+def band_diag_inv(L, offsets, *, check=True):
+    """diag((L L^T)^-1), exact, shape ``L.shape[:-2] + (n,)``."""
+    L, offsets = _factor("band_diag_inv", L, offsets)
+    _dtype("band_diag_inv", [("L", L)])
+    plain, op = _SIGMA["band_diag_inv"]
+    return (plain if _concrete((L,)) else op)(L, offsets, bool(check))
