@@ -6,7 +6,8 @@
 For each run, on the fixed binarised test set (the one ``gvae train`` reports on), R = mean KL(q(z|x) || p(z))
 in closed form and D = -mean E_q log p(x|z) with 10 posterior samples per image
 (:func:`gvae.training.analysis.rate_distortion`); -ELBO = R + D. The table gives, per family and target
-rate, the mean and sample standard deviation over seeds; the picture draws D against R for each family
+setting (the sweep's grid values other than the family: beta or the target rate), the mean and sample
+standard deviation over seeds; the picture draws D against R for each family
 with the line R + D = the best run's -ELBO (Alemi et al., "Fixing a Broken ELBO": every model lies on or
 above the line of the best ELBO, and the ELBO alone cannot tell the points of that line apart).
 Runs not yet trained are listed as missing, never dropped silently.
@@ -53,11 +54,11 @@ def summarise(points):
     """Rows per (family, target): means and standard deviations of R, D and -ELBO over seeds."""
     groups = defaultdict(list)
     for p in points:
-        groups[(p["family"], p["target_rate"])].append(p)
+        groups[(p["family"], p["setting"])].append(p)
     rows = []
-    for (family, target), ps in sorted(groups.items()):
+    for (family, setting), ps in sorted(groups.items()):
         done = [p for p in ps if p["R"] is not None]
-        row = {"family": family, "target_rate": target, "seeds": len(done), "missing": len(ps) - len(done)}
+        row = {"family": family, "setting": setting, "seeds": len(done), "missing": len(ps) - len(done)}
         for key in ("R", "D", "neg_elbo"):
             row[key], row[key + "_std"] = _stat([p[key] for p in done])
         rows.append(row)
@@ -65,10 +66,10 @@ def summarise(points):
 
 
 def markdown(rows):
-    lines = ["| family | target S | R (nats) | D (nats) | -ELBO = R + D | seeds |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| family | setting | R (nats) | D (nats) | -ELBO = R + D | seeds |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         seeds = str(r["seeds"]) + (f" ({r['missing']} missing)" if r["missing"] else "")
-        lines.append(f"| {r['family']} | {r['target_rate']:g} | {_cell(r['R'], r['R_std'])} | "
+        lines.append(f"| {r['family']} | {r['setting']} | {_cell(r['R'], r['R_std'])} | "
                      f"{_cell(r['D'], r['D_std'])} | {_cell(r['neg_elbo'], r['neg_elbo_std'])} | {seeds} |")
     return "\n".join(lines) + "\n"
 
@@ -80,15 +81,15 @@ def picture(points, path):
     done = [p for p in points if p["R"] is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     for family, marker in zip(sorted({p["family"] for p in done}), "osD^v"):
-        ps = sorted((p for p in done if p["family"] == family), key=lambda p: (p["target_rate"], p["seed"]))
+        ps = [p for p in done if p["family"] == family]
         ax.plot([p["R"] for p in ps], [p["D"] for p in ps], marker=marker, linestyle="none", alpha=0.8,
                 label=family)
-        means = summarise(ps)
+        means = sorted(summarise(ps), key=lambda m: m["R"])  # the curve through the settings' means
         ax.plot([m["R"] for m in means], [m["D"] for m in means], color=ax.lines[-1].get_color(), lw=1)
     best = min(done, key=lambda p: p["neg_elbo"])
     r = np.linspace(0, max(p["R"] for p in done) * 1.05, 50)
     ax.plot(r, best["neg_elbo"] - r, "k--", lw=1,
-            label=f"R + D = {best['neg_elbo']:.1f} (best -ELBO: {best['family']}, S = {best['target_rate']:g})")
+            label=f"R + D = {best['neg_elbo']:.1f} (best -ELBO: {best['family']}, {best['setting']})")
     ax.set_xlabel("rate R = KL(q(z|x) || p(z)), nats")
     ax.set_ylabel("distortion D = -E log p(x|z), nats")
     ax.set_title("Rate and distortion on the MNIST test set", fontsize=11)
@@ -115,8 +116,8 @@ def main(argv=None):
     points = []
     for run in sweep.runs:
         m = measure(run, data) or {"R": None, "D": None, "neg_elbo": None}
-        points.append({"run": run.id, "family": run.config.posterior, "target_rate": run.config.target_rate,
-                       "seed": run.seed, **m})
+        setting = ", ".join(f"{k} {v:g}" for k, v in sorted(sweep.configs[run.name].items()) if k != "posterior")
+        points.append({"run": run.id, "family": run.config.posterior, "setting": setting, "seed": run.seed, **m})
         state_word = "missing" if m["R"] is None else f"R {m['R']:.2f}  D {m['D']:.2f}"
         print(f"{run.id}: {state_word}", flush=True)
     rows = summarise(points)

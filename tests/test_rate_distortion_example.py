@@ -54,7 +54,7 @@ def test_rates_and_distortions_of_the_trained_runs(tmp_path, capsys):
     assert point["R"] == pytest.approx(float(np.mean(kl, dtype=np.float64)), rel=1e-4)  # closed form, no noise
     assert point["neg_elbo"] == pytest.approx(point["R"] + point["D"]) and point["D"] > 0
     table = (tmp_path / "results" / "rd.md").read_text()
-    assert "| extgrid | 4 |" in table and "1 missing" in table
+    assert "| extgrid | target_rate 4 |" in table and "1 missing" in table
     assert (tmp_path / "results" / "rd.png").stat().st_size > 10_000
 
 
