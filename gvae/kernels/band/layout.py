@@ -109,16 +109,27 @@ def _plan(name, batch, leads):
                          f"broadcast with the factor batch shape {batch}") from None
 
 
+def _read(xp, a, shape):
+    """``a`` as a kernel reads it: C-contiguous of ``shape`` (a view when it already is), and on the CPU a
+    read-only view. Read-only is part of a Numba array type, so without this every kernel would be
+    compiled twice, for writable inputs (NumPy, PyTorch) and for read-only ones (JAX's, broadcast views)."""
+    a = xp.ascontiguousarray(a).reshape(shape)
+    if xp is np and a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 def _to_canonical(xp, b, plan):
     """b as a C-contiguous (S, F, n) array: a view when b already has that layout, else one copy."""
     out, perm, _, S, F = plan
     n = b.shape[-1]
     if perm is None and b.shape[:-1] == out and b.flags.c_contiguous:
-        return b.reshape(S, F, n)
+        return _read(xp, b, (S, F, n))
     b = xp.broadcast_to(b, out + (n,))
     if perm is not None:
         b = b.transpose(perm + (len(out),))
-    return xp.ascontiguousarray(b).reshape(S, F, n)
+    return _read(xp, b, (S, F, n))
 
 
 def _from_canonical(xp, y, plan):
@@ -142,7 +153,7 @@ def _vector_op(kernel, L, offsets, b, argname, check):
     _rhs(kernel, argname, b, n, L)
     xp = array_module(L, b)
     plan = _plan(kernel, L.shape[:-2], [b.shape[:-1]])
-    Lc = xp.ascontiguousarray(L).reshape(plan[4], K, n)
+    Lc = _read(xp, L, (plan[4], K, n))
     bc = _to_canonical(xp, b, plan)
     y = xp.empty_like(bc)
     if y.size:

@@ -4,7 +4,7 @@ import math
 
 from . import logdet_cpu  # noqa: F401  (registers the CPU kernels)
 from ..backend import array_module, implementation
-from .layout import _shape, _verdict, _weights
+from .layout import _read, _shape, _verdict, _weights
 
 
 def band_logdet(L, *, check=True):
@@ -12,7 +12,7 @@ def band_logdet(L, *, check=True):
     K, n = _shape("band_logdet", L)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    Lc = _read(xp, L, (F, K, n))
     out = xp.empty(F, dtype=L.dtype)
     if F:
         flags = implementation("band_logdet", Lc)(Lc, out)

@@ -4,7 +4,7 @@ import math
 
 from . import trace_cpu  # noqa: F401  (registers the CPU kernels)
 from ..backend import array_module, implementation
-from .layout import _factor, _verdict, _weights
+from .layout import _factor, _read, _verdict, _weights
 
 
 def band_trace_inv(L, offsets, *, check=True):
@@ -14,7 +14,7 @@ def band_trace_inv(L, offsets, *, check=True):
     offs, K, n = _factor("band_trace_inv", L, offsets)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    Lc = _read(xp, L, (F, K, n))
     out = xp.empty(F, dtype=L.dtype)
     if F:
         flags = implementation("band_trace_inv", Lc)(Lc, offs, out)
@@ -29,7 +29,7 @@ def band_diag_inv(L, offsets, *, check=True):
     offs, K, n = _factor("band_diag_inv", L, offsets)
     xp = array_module(L)
     F = math.prod(L.shape[:-2])
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
+    Lc = _read(xp, L, (F, K, n))
     out = xp.empty((F, n), dtype=L.dtype)
     if F:
         flags = implementation("band_diag_inv", Lc)(Lc, offs, out)
@@ -46,8 +46,8 @@ def _sigma_grad(name, L, offsets, g, per_row, check):
     batch = L.shape[:-2]
     F = math.prod(batch)
     gb = _weights(name, L, g, batch + ((n,) if per_row else ()))
-    Lc = xp.ascontiguousarray(L).reshape(F, K, n)
-    gc = xp.ascontiguousarray(gb).reshape((F, n) if per_row else (F,))
+    Lc = _read(xp, L, (F, K, n))
+    gc = _read(xp, gb, (F, n) if per_row else (F,))
     out = xp.empty((F, K, n), dtype=L.dtype)
     if F:
         flags = implementation(name, Lc)(Lc, offs, gc, out)
