@@ -268,9 +268,28 @@ def _host_args(a):
     return a
 
 
+def _read_only(a):
+    """A read-only view of the NumPy array ``a`` (anything else as it is)."""
+    if isinstance(a, np.ndarray) and a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
+def band_inputs(args):
+    """A band kernel's arguments as its CPU front hands them over (band/layout.py ``_read``): every array
+    but the last, the output, read-only. Read-only is part of a Numba array type, so writable inputs
+    would have every band kernel compiled a second time for this device alone."""
+    last = max(i for i, a in enumerate(args) if isinstance(a, np.ndarray))
+    return [a if i == last else _read_only(a) for i, a in enumerate(args)]
+
+
 def _fake_kernel(name, cpu):
+    band = name.startswith("band_")
+
     def kernel(*args):
-        result = cpu(*[_host_args(a) for a in args])
+        host = [_host_args(a) for a in args]
+        result = cpu(*(band_inputs(host) if band else host))
         if name in KERNELS_READ_BACK:
             COUNTS["sync"] += 1
             return result

@@ -16,6 +16,7 @@ from gvae.kernels import backend, cuda_build
 from gvae.kernels.activations import CODES
 from tests.band_reference import named_offsets, random_factor
 from tests.cuda_emulation import emulator, fake_cupy
+from tests.fake_device import band_inputs
 
 pytestmark = pytest.mark.skipif(emulator.unavailable() is not None, reason=str(emulator.unavailable()))
 
@@ -28,6 +29,12 @@ def cp():
 
 
 _PLANTED_KERNELS = ["block_total", "divergent_barrier", "early_exit_shuffle", "write_past", "butterfly"]
+
+
+def _numba(name, *args):
+    """The CPU (Numba) kernel ``name`` on the arguments as its front hands them over: inputs read-only
+    (tests/fake_device.band_inputs), so that no second, writable-input compilation is made for tests."""
+    return backend.implementation(name)(*band_inputs(args))
 
 
 def _kernel(cp, code, expression):
@@ -229,25 +236,25 @@ def test_band_kernels_at_other_block_sizes(cp, n, block, dtype):
     grid = (2,)
     for expression, name in (("band_matvec<{T}, false>", "band_matvec"), ("band_matvec<{T}, true>", "band_matvec_t")):
         expected = np.empty_like(x)
-        backend.implementation(name)(L, np.array(offsets), x, expected)
+        _numba(name, L, np.array(offsets), x, expected)
         out, flags = cp.empty(x.shape, dtype=dtype), cp.zeros(2)
         _fn("band/product.cu", expression, dtype)(grid, (block,), (Ld, offs, xd, out, *sizes, flags))
         _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
     for expression, name in (("band_solve<{T}, false>", "band_solve"), ("band_solve<{T}, true>", "band_solve_t")):
         expected = np.empty_like(x)
-        backend.implementation(name)(L, np.array(offsets), x, expected)
+        _numba(name, L, np.array(offsets), x, expected)
         out, flags = cp.empty(x.shape, dtype=dtype), cp.zeros(2)
         _fn("band/substitution.cu", expression, dtype)((1,), (block,), (Ld, offs, xd, out, *sizes, flags))
         _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
     c = rng.standard_normal(x.shape).astype(dtype)
     expected = np.empty((2, F, K, n), dtype)
-    backend.implementation("band_outer")(x, c, np.array(offsets), -1.5, expected)
+    _numba("band_outer", x, c, np.array(offsets), -1.5, expected)
     out = cp.empty(expected.shape, dtype=dtype)
     _fn("band/product.cu", "band_outer<{T}>", dtype)(
         grid, (block,), (xd, cp.asarray(c), offs, dtype(-1.5), out, np.int32(2), *(np.int32(v) for v in (F, K, S, n))))
     _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
     expected = np.empty(F, dtype)
-    backend.implementation("band_logdet")(L, expected)
+    _numba("band_logdet", L, expected)
     out, flags = cp.empty(F, dtype=dtype), cp.zeros(2)
     _fn("band/logdet.cu", "band_logdet<{T}>", dtype)(
         grid, (block,), (Ld, out, np.int32(F), np.int32(K), np.int32(n), flags))
@@ -263,7 +270,7 @@ def test_band_trace_window_at_other_warp_counts(cp, warps, diag, dtype):
     L = random_factor(rng, (4,), offsets, 33, dtype)
     F, K, n = L.shape
     expected = np.empty((F, n) if diag else F, dtype)
-    backend.implementation("band_diag_inv" if diag else "band_trace_inv")(L, np.array(offsets), expected)
+    _numba("band_diag_inv" if diag else "band_trace_inv", L, np.array(offsets), expected)
     W = offsets[-1] + 1
     flag = "true" if diag else "false"
     for shared in ("true", "false"):
