@@ -335,12 +335,13 @@ def cmd_plot(args):
 
 
 def _plot(args):
-    from .io.mnist import load_mnist
+    from . import plots
     from .io.files import check_writable
-    from .plots import plot_run
+    from .training.runs import open_run
 
     check_writable(args.out or args.run, "the pictures (--out)")
-    paths = plot_run(args.run, load_mnist(args.data), out_dir=args.out, seed=args.seed, which=args.params)
+    plots.require()  # fail early and clearly, before the run is read
+    paths = plots.plot_run(open_run(args.run, args.data, args.params), out_dir=args.out, seed=args.seed)
     if not args.quiet:
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0

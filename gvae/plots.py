@@ -6,8 +6,11 @@ matplotlib is an optional extra (``pip install 'gvae[plot]'``) imported only whe
 Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, so no pyplot state is
 touched, and every PNG is written atomically with :func:`gvae.files.atomic_path`.
 
-:func:`plot_run` draws everything for a run folder; each picture also has its own function taking a
-model, its parameters and an output path:
+This module only draws. A run folder is read by :func:`gvae.training.runs.open_run` (model, parameters,
+configuration, prepared test images) and drawn whole by :func:`plot_run`; what a picture shows of a
+posterior it asks the family (``structured``, ``factor_diagonals``, ``diagonal_label``, ``correlation``
+of :class:`gvae.model.posteriors.Family`). Each picture also has its own function taking a model, its
+parameters and an output path:
 
 =========================  ======================================================================
 ``curves.png``             train and validation ELBO per epoch (:func:`plot_curves`)
@@ -350,36 +353,6 @@ def plot_manifold(model, params, path, n=20, subtitle=None):
     return _save(fig, path)
 
 
-def is_structured(model):
-    """Whether the posterior family has correlations to show (every family but ``diagonal``)."""
-    return model.family.name != "diagonal"
-
-
-def cholesky_diagonals(model, q):
-    """The diagonals of the Cholesky factor L (P = L L^T, L lower) of each posterior precision in q.
-
-    Returns (offsets, values): values[b][k] is the float64 array of the entries L[i, i - offsets[k]],
-    i = offsets[k] .. d - 1, of data point b. Band families read their band storage (their stencil
-    diagonals, at most MAX_DIAGONALS); others (rank1) factor the dense precision and give its first
-    MAX_DIAGONALS diagonals."""
-    d = q["mu"].shape[-1]
-    if "L" in q and "offsets" in q:
-        offsets = tuple(int(o) for o in q["offsets"])[:MAX_DIAGONALS]
-        band = np.asarray(q["L"], dtype=np.float64)
-        return offsets, [[band[b, k, o:] for k, o in enumerate(offsets)] for b in range(band.shape[0])]
-    chol = np.linalg.cholesky(model.family.precision(q))
-    offsets = tuple(range(min(d, MAX_DIAGONALS)))
-    return offsets, [[np.diagonal(c, offset=-o).copy() for o in offsets] for c in chol]
-
-
-def posterior_correlation(model, q):
-    """The (B, d, d) float64 posterior correlation matrices, from the inverse of the precision."""
-    cov = np.linalg.inv(model.family.precision(q))
-    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-    s = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    return np.clip(cov / (s[..., :, None] * s[..., None, :]), -1.0, 1.0)
-
-
 def _point_axes(fig, x, labels, main_width):
     """One panel per row of x, each with a thumbnail of the input image on its left (when the data are
     square images) and a title naming the test image. Returns the main axes."""
@@ -403,54 +376,21 @@ def _point_axes(fig, x, labels, main_width):
     return axes
 
 
-def _diagonal_label(model, offset, banded):
-    """Legend text for the diagonal L[i, i - offset], naming the link it carries where there is one."""
-    if offset == 0:
-        return "main diagonal L[i, i]"
-    text = f"L[i, i-{offset}]"
-    family = model.family
-    link = None
-    if banded and getattr(family, "on_lattice", False):
-        from .model.lattice import lattice_shape
-        cols = lattice_shape(model.latent, family.grid_shape)[1]
-        link = {1: "left", cols - 1: "upper right", cols: "up", cols + 1: "upper left"}.get(offset)
-    elif banded and offset == 1:
-        link = "previous unit"
-    return f"{text}: {link}" if link else text
-
-
-def _free_slots(model, offsets, banded):
-    """(K, d) booleans: which entries L[i, i - offsets[k]] the family can make nonzero (lattice
-    families mask the links that would wrap around a row of the grid)."""
-    d = model.latent
-    free = np.ones((len(offsets), d), dtype=bool)
-    layout = getattr(model.family, "layout", None)
-    if banded and layout is not None:
-        family_offsets, mask = layout(d)
-        for k, o in enumerate(offsets):
-            if o in family_offsets:
-                free[k] = np.asarray(mask)[list(family_offsets).index(o)] != 0
-    return free
-
-
 def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     """``cholesky_diagonals.png``: for each row of x (a few test images), the entries of the Cholesky
     factor L of the posterior precision P = L L^T along each stencil diagonal (one line per diagonal,
     plotted against the row index i of L[i, i - offset]; entries the stencil keeps at zero, such as
-    lattice links that would wrap around a row, are left out). Returns the path."""
+    lattice links that would wrap around a row, are left out): the family's ``factor_diagonals``, at
+    most MAX_DIAGONALS of them. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    q = model.encode(params, x)
-    offsets, values = cholesky_diagonals(model, q)
-    d = model.latent
-    banded = "L" in q and "offsets" in q
+    family, d = model.family, model.latent
+    offsets, values, free = family.factor_diagonals(model.encode(params, x), MAX_DIAGONALS)
     fig = _figure(4.9 * len(x) + 0.3, 3.9, layout="constrained")
     axes = _point_axes(fig, x, labels, 4.0)
-    free = _free_slots(model, offsets, banded)
     for b, ax in enumerate(axes):
         for k, o in enumerate(offsets):
-            shown = np.where(free[k][o:], values[b][k], np.nan)  # gaps where the stencil has no link
-            ax.plot(np.arange(o, d), shown, "o-", ms=_marker_size(d), lw=1.2,
-                    label=_diagonal_label(model, o, banded))
+            shown = np.where(free[k, o:], values[b, k, o:], np.nan)  # gaps where the stencil has no link
+            ax.plot(np.arange(o, d), shown, "o-", ms=_marker_size(d), lw=1.2, label=family.diagonal_label(o, d))
         ax.axhline(0.0, color="0.6", lw=0.8)
         ax.set_xlabel("row i of L")
         ax.grid(alpha=0.3)
@@ -458,7 +398,7 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     axes[0].set_ylabel("entry of L")
     # One legend for every panel, below them: inside a panel it would hide a diagonal's values.
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(offsets), fontsize=8)
-    how = "its stencil diagonals" if banded else "first diagonals of the dense Cholesky factor"
+    how = "its stencil diagonals" if family.banded else "first diagonals of the dense Cholesky factor"
     fig.suptitle(_titled(f"Cholesky factor L of the posterior precision P = L L$^T$: {how}"
                          + _family_words(model, subtitle), subtitle), fontsize=11)
     return _save(fig, path)
@@ -470,10 +410,10 @@ def _family_words(model, subtitle):
 
 
 def plot_correlation(model, params, x, path, labels=None, subtitle=None):
-    """``correlation.png``: the posterior correlation matrix of z for each row of x, as heatmaps on
-    one diverging colour scale over [-1, 1]. Returns the path."""
+    """``correlation.png``: the posterior correlation matrix of z for each row of x (the family's
+    ``correlation``), as heatmaps on one diverging colour scale over [-1, 1]. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    corr = posterior_correlation(model, model.encode(params, x))
+    corr = model.family.correlation(model.encode(params, x))
     d = corr.shape[-1]
     fig = _figure(4.1 * len(x) + 1.0, 3.7, layout="constrained")
     axes = _point_axes(fig, x, labels, 3.0)
@@ -493,36 +433,21 @@ def plot_correlation(model, params, x, path, labels=None, subtitle=None):
 
 # --- everything for a run ----------------------------------------------------------------------------
 
-def prepared_test_images(data, model):
-    """The test split as the run evaluates it: binarised (or prepared by the likelihood) once with the
-    fixed evaluation seed, so every picture of every run shows the same observations."""
-    from .training.runs import fixed_eval_sets
-    return fixed_eval_sets(data, model)[1]
+def plot_run(run, out_dir=None, n_images=16, seed=0, n_points=3):
+    """Write the pictures of a run opened with :func:`gvae.training.runs.open_run` into ``out_dir``
+    (default: the run folder).
 
-
-def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, which="best"):
-    """Write the pictures of the run in ``run_dir`` into ``out_dir`` (default: the run folder).
-
-    ``data``: as returned by :func:`gvae.io.mnist.load_mnist` (loaded when None); the test images are its
-    test split prepared once as the run evaluates it (:func:`prepared_test_images`). ``n_images``
-    test images are reconstructed, ``seed`` draws the z of ``decoder_means.png`` (those of ``gvae sample
-    --seed``), the first ``n_points`` test images are shown in the structured-posterior pictures;
-    ``which`` picks the "best" or "last" parameters.
-    Image pictures are skipped, with a message on stderr, when the data are not square images.
-    Returns the list of written paths."""
-    from .training.runs import load_model
-
-    require()  # fail early and clearly, before loading the run
-    run_dir = Path(run_dir)
-    out_dir = run_dir if out_dir is None else Path(out_dir)
-    model, params, config = load_model(run_dir, which)
-    if data is None:
-        from .io.mnist import load_mnist
-        data = load_mnist()
-    test_x = prepared_test_images(data, model)
-    test_y = data["test"][1] if len(data["test"]) > 1 else None
-    subtitle = run_title(config, run_dir)
-    written = [plot_curves(run_dir, out_dir / "curves.png")]
+    ``n_images`` of its test images are reconstructed, ``seed`` draws the z of ``decoder_means.png``
+    (those of ``gvae sample --seed``), the first ``n_points`` test images are shown in the
+    structured-posterior pictures. Image pictures are skipped, with a message on stderr, when the data
+    are not square images. Returns the list of written paths."""
+    require()
+    if isinstance(run, (str, Path)):
+        raise TypeError(f"plot_run takes an opened run: plot_run(gvae.training.runs.open_run({str(run)!r}))")
+    model, params, test_x, test_y = run.model, run.params, run.test_x, run.test_y
+    out_dir = run.run_dir if out_dir is None else Path(out_dir)
+    subtitle = run_title(run.config, run.run_dir)
+    written = [plot_curves(run.run_dir, out_dir / "curves.png")]
     side = image_side(test_x.shape[1])
     if side is None:
         print(f"gvae plot: skipping reconstructions.png, decoder_means.png and manifold.png: the data have "
@@ -532,10 +457,10 @@ def plot_run(run_dir, data=None, out_dir=None, n_images=16, seed=0, n_points=3, 
         written.append(plot_reconstructions(model, params, test_x, out_dir / "reconstructions.png",
                                             n_images=n_images, labels=test_y, subtitle=subtitle))
         written.append(plot_samples(model, params, out_dir / "decoder_means.png", seed=seed, subtitle=subtitle,
-                                    which=which))
+                                    which=run.which))
         if model.sizes == (2,):
             written.append(plot_manifold(model, params, out_dir / "manifold.png", subtitle=subtitle))
-    if is_structured(model):
+    if model.family.structured:
         pts = test_x[:n_points]
         labels = None if test_y is None else test_y[:n_points]
         written.append(plot_cholesky_diagonals(model, params, pts, out_dir / "cholesky_diagonals.png", labels,

@@ -12,7 +12,7 @@ pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
 
 from gvae import plots  # noqa: E402
-from gvae.training import TrainConfig, Trainer, load_model  # noqa: E402
+from gvae.training import TrainConfig, Trainer, load_model, open_run  # noqa: E402
 from tests.helpers import make_data  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,7 +52,7 @@ def assert_pngs(paths, out_dir, expected):
 def test_plot_run_writes_the_right_pictures(tmp_path, data, posterior, latent, expected):
     run = train_run(tmp_path / "run", data, posterior, latent)
     pyplot_before = "matplotlib.pyplot" in sys.modules
-    paths = plots.plot_run(run, data, n_images=4)
+    paths = plots.plot_run(open_run(run, data), n_images=4)
     assert_pngs(paths, run, expected)
     if not pyplot_before:
         assert "matplotlib.pyplot" not in sys.modules  # figures never go through pyplot's global state
@@ -65,26 +65,26 @@ def test_out_dir_and_non_square_images(tmp_path, capsys):
         data[split] = (np.ascontiguousarray(x[:, :35]), y)
     run = train_run(tmp_path / "run", data, "chain", 2)
     out = tmp_path / "pictures"
-    paths = plots.plot_run(run, data, out_dir=out)
+    paths = plots.plot_run(open_run(run, data), out_dir=out)
     assert_pngs(paths, out, {"curves.png"} | STRUCTURED)
     assert "not a square number" in capsys.readouterr().err
     assert not list(run.glob("*.png"))
 
 
 def test_cholesky_diagonals_match_the_dense_factor(tmp_path):
-    # the band values shown are the diagonals of the Cholesky factor of the family's precision
+    # the values shown are the diagonals of the Cholesky factor of the trained family's precision
     data = make_data(n=100, d=36)
     for posterior, latent in [("chain", 4), ("rank1", 4), ("extgrid", 9)]:
         run = train_run(tmp_path / posterior, data, posterior, latent)
         model, params, _ = load_model(run)
         q = model.encode(params, np.ascontiguousarray(data["test"][0][:2]))
-        offsets, values = plots.cholesky_diagonals(model, q)
+        offsets, values, _ = model.family.factor_diagonals(q, plots.MAX_DIAGONALS)
         chol = np.linalg.cholesky(model.family.precision(q))
         assert offsets[0] == 0 and len(values) == 2
         for b in range(2):
             for k, o in enumerate(offsets):
-                np.testing.assert_allclose(values[b][k], np.diagonal(chol[b], offset=-o), rtol=1e-4, atol=1e-5)
-        corr = plots.posterior_correlation(model, q)
+                np.testing.assert_allclose(values[b, k, o:], np.diagonal(chol[b], offset=-o), rtol=1e-4, atol=1e-5)
+        corr = model.family.correlation(q)
         np.testing.assert_allclose(np.diagonal(corr, axis1=1, axis2=2), 1.0, atol=1e-9)
         assert np.all(np.abs(corr) <= 1.0) and np.allclose(corr, np.swapaxes(corr, 1, 2))
 
@@ -125,6 +125,11 @@ def test_one_probe_says_whether_pictures_can_be_drawn(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match=r"pip install 'gvae\[plot\]'"):
         plots.plot_run(tmp_path)
     assert write_curves(tmp_path) is None
+
+
+def test_plot_run_takes_an_opened_run(tmp_path):
+    with pytest.raises(TypeError, match=r"plot_run\(gvae.training.runs.open_run\("):
+        plots.plot_run(tmp_path)
 
 
 # --- what the figures look like ----------------------------------------------------------------------
@@ -270,7 +275,7 @@ def chain_run(tmp_path_factory, data):
 
 
 def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path, data, chain_run, drawn):
-    plots.plot_run(chain_run, data, out_dir=tmp_path, n_images=4)
+    plots.plot_run(open_run(chain_run, data), out_dir=tmp_path, n_images=4)
     subtitle = plots.run_title(json.loads((chain_run / "config.json").read_text()), chain_run)
     for name, fig in drawn.items():
         titles = [fig._suptitle.get_text()] if fig._suptitle is not None else [ax.get_title() for ax in fig.axes[:1]]
@@ -282,3 +287,5 @@ def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path
     for ax in drawn["cholesky_diagonals.png"].axes:
         if ax.get_xlabel() == "row i of L":
             assert visible_ticks(ax) == [0, 1]
+            assert [line.get_label() for line in ax.get_lines()[:2]] == ["main diagonal L[i, i]",
+                                                                        "L[i, i-1]: previous unit"]

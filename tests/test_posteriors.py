@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 
 from gvae import ops
 from gvae.model.lattice import lattice_shape
-from gvae.model.posteriors import FAMILIES, get_family
+from gvae.model.posteriors import FAMILIES, dense_factor, get_family
 from tests.gradcheck import check_vjp
 
 GRID = {"grid": (2, 3), "extgrid": (2, 3)}
@@ -164,3 +164,79 @@ def test_kl_to_a_diagonal_gaussian_gradients(name, seed):
         return fam.kl_diagonal(q, p) + ops.sum(fam.variance(q) * a["m"], axis=-1) * 0.3
 
     check_vjp(objective, [args], seed=seed, rtol=1e-5, atol=1e-7)
+
+
+# --- what a picture of q shows (gvae.plots asks the family) ----------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_factor_diagonals_are_the_cholesky_factor_of_the_precision(name, dtype):
+    """Put back into a matrix, the diagonals are np.linalg.cholesky(precision); entries that do not
+    exist (i < offset) or that the stencil holds at zero are 0 and not free; ``most`` keeps the first."""
+    rng = np.random.default_rng(3)
+    d = 6
+    fam = family(name)
+    q = fam.split(rng.standard_normal((3, fam.head_size(d))).astype(dtype), d)
+    offsets, values, free = fam.factor_diagonals(q)
+    chol = np.linalg.cholesky(fam.precision(q))
+    assert values.dtype == np.float64 and values.shape == (3, len(offsets), d) and free.shape == (len(offsets), d)
+    np.testing.assert_allclose(dense_factor(values, offsets), chol, rtol=1e-9, atol=1e-10)
+    exists = np.arange(d) >= np.array(offsets)[:, None]
+    if fam.banded:  # the stencil and its mask, read from the band storage
+        stencil, mask = fam.layout(d)
+        assert offsets == tuple(stencil)
+        np.testing.assert_array_equal(free, mask != 0)
+        np.testing.assert_array_equal(values, np.asarray(q["L"], dtype=np.float64))
+    else:  # the dense factor's diagonals, every existing entry free
+        assert offsets == tuple(range(d))
+        np.testing.assert_array_equal(free, exists)
+    assert np.all(free <= exists) and np.all(values[:, ~free] == 0)
+    assert free[0].all() and np.all(values[:, 0] > 0)
+    first, kept, kept_free = fam.factor_diagonals(q, most=2)
+    assert first == offsets[:2]
+    np.testing.assert_array_equal(kept, values[:, :2])
+    np.testing.assert_array_equal(kept_free, free[:2])
+
+
+def test_lattice_wraparound_links_are_not_free():
+    fam = family("grid")  # 2 x 3: offsets (0, 1, 3); unit 3 starts the second row, so has no left link
+    offsets, _, free = fam.factor_diagonals(fam.split(np.ones((1, fam.head_size(6))), 6))
+    assert offsets == (0, 1, 3)
+    np.testing.assert_array_equal(free[1], [False, True, True, False, True, True])
+    np.testing.assert_array_equal(free[2], [False, False, False, True, True, True])
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_correlation_is_the_normalised_covariance(name):
+    rng = np.random.default_rng(4)
+    d = 6
+    fam = family(name)
+    q = fam.split(rng.standard_normal((2, 3, fam.head_size(d))), d)  # an (S, B) batch, as in a hierarchy
+    corr = fam.correlation(q)
+    cov = np.linalg.inv(fam.precision(q))
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    assert corr.shape == (2, 3, d, d)
+    np.testing.assert_allclose(corr, cov / (sd[..., :, None] * sd[..., None, :]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(corr, np.swapaxes(corr, -1, -2))
+    off = corr[..., ~np.eye(d, dtype=bool)]
+    assert np.abs(off).max() < 1e-12 if name == "diagonal" else np.abs(off).max() > 0.01
+
+
+def test_structured_and_banded_families():
+    assert {n for n, cls in FAMILIES.items() if not cls.structured} == {"diagonal"}
+    assert {n for n, cls in FAMILIES.items() if cls.banded} == {"ar1", "chain", "grid", "extgrid", "full"}
+
+
+def test_diagonal_labels_name_the_links():
+    labels = {name: [family(name).diagonal_label(o, 6) for o in range(6)] for name in FAMILIES}
+    assert all(row[0] == "main diagonal L[i, i]" for row in labels.values())
+    for name in ("ar1", "chain", "full"):
+        assert labels[name][1] == "L[i, i-1]: previous unit" and labels[name][2] == "L[i, i-2]"
+    for name in ("diagonal", "rank1"):
+        assert labels[name][1:] == [f"L[i, i-{o}]" for o in range(1, 6)]
+    # a 2 x 3 lattice: offset 1 is the left neighbour, 2 = cols - 1 the upper right, 3 up, 4 upper left
+    assert labels["extgrid"][1:] == ["L[i, i-1]: left", "L[i, i-2]: upper right", "L[i, i-3]: up",
+                                     "L[i, i-4]: upper left", "L[i, i-5]"]
+    assert labels["grid"][1:4] == ["L[i, i-1]: left", "L[i, i-2]: upper right", "L[i, i-3]: up"]
+    assert get_family("grid", grid_shape=(3, 4)).diagonal_label(4, 12) == "L[i, i-4]: up"

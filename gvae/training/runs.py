@@ -1,12 +1,16 @@
 """Run folders as the evaluation, sampling and plotting commands read them: the model a configuration
-describes, the trained parameters of a run, and the fixed validation and test sets.
+describes, the trained parameters of a run, the fixed validation and test sets, and a run opened for
+its pictures (:func:`open_run`, drawn by :func:`gvae.plots.plot_run`).
 
 A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
 import math
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
+from ..io.mnist import load_mnist
 from ..kernels import generator, to_device
 from ..model import VAE
 from ..model.params import FlatParams
@@ -51,6 +55,32 @@ def load_model(run_dir, which="best", device="cpu"):
         raise ValueError(f"the {which} parameters in {path} hold NaN or inf (the run diverged); there is no "
                          "model to use: train again with a lower --lr")
     return model, FlatParams(model.param_shapes(), model.dtype, to_device(host, device)).views, config
+
+
+class OpenRun(NamedTuple):
+    """A trained run as its pictures are drawn from it (:func:`open_run`)."""
+    run_dir: Path  # the run folder
+    which: str  # the parameters: "best" (by validation) or "last"
+    model: VAE
+    params: dict  # name -> array, on the CPU
+    config: Any  # the run's TrainConfig
+    test_x: np.ndarray  # (N, n): the test split prepared as the run evaluates it
+    test_y: Optional[np.ndarray]  # (N,): its labels, None when the data set has none
+
+
+def open_run(run_dir, data=None, which="best"):
+    """The run folder ``run_dir`` with its ``which`` parameters on the CPU (:func:`load_model`) and the
+    test split of ``data`` prepared once as the run evaluates it (the test set of :func:`fixed_eval_sets`),
+    so that every picture of every run shows the same observations. ``data``: a data set as
+    :func:`gvae.io.mnist.load_mnist` returns it, or the path to give it (None: MNIST from the cache),
+    loaded once the run is. Returns an :class:`OpenRun`."""
+    run_dir = Path(run_dir)
+    model, params, config = load_model(run_dir, which)
+    if not isinstance(data, dict):
+        data = load_mnist(data)
+    test = data["test"]
+    return OpenRun(run_dir, which, model, params, config, fixed_eval_sets(data, model)[1],
+                   test[1] if len(test) > 1 else None)
 
 
 def prior_draws(model, params, n, seed, device="cpu"):

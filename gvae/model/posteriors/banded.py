@@ -25,6 +25,8 @@ class Banded(Family):
     """A band family; subclasses choose the stencil (``stencil(d) -> offsets``; lattice families also
     the mask of ``layout(d) -> (offsets, mask (K, d))``)."""
 
+    banded = True
+
     @abstractmethod
     def stencil(self, d):
         """The band offsets for latent dimension d."""
@@ -85,6 +87,17 @@ class Banded(Family):
         L = dense_factor(kernels.to_host(ops.value_of(q["L"])), q["offsets"])
         return L @ np.swapaxes(L, -1, -2)
 
+    def factor_diagonals(self, q, most=None):
+        """The stencil's first ``most`` diagonals (all when None) as the band storage holds them (see
+        :meth:`Family.factor_diagonals`); ``free`` is the layout's mask."""
+        offsets, mask = self.layout(q["mu"].shape[-1])
+        offsets = tuple(int(o) for o in offsets[:most])
+        values = np.asarray(kernels.to_host(ops.value_of(q["L"])), dtype=np.float64)[..., :len(offsets), :]
+        return offsets, values, mask[:len(offsets)] != 0
+
+    def _link(self, offset, d):
+        return "previous unit" if offset == 1 else None
+
 
 def dense_factor(L, offsets):
     """The dense (…, n, n) float64 lower-triangular NumPy matrix stored in band form ``L`` (…, K, n), a
@@ -131,6 +144,10 @@ class _Lattice(Banded):
     def _layout(self, d):
         offsets = self.stencil(d)
         return offsets, lattice_mask(offsets, *lattice_shape(d, self.grid_shape))
+
+    def _link(self, offset, d):
+        cols = lattice_shape(d, self.grid_shape)[1]
+        return {1: "left", cols - 1: "upper right", cols: "up", cols + 1: "upper left"}.get(offset)
 
 
 class Grid(_Lattice):

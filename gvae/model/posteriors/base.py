@@ -1,6 +1,8 @@
 """What every posterior family provides, and the pieces they share."""
 from abc import ABC, abstractmethod
 
+import numpy as np
+
 from ... import ops
 from ..gaussian import LOG_2PI, std_normal_log_prob
 
@@ -15,10 +17,17 @@ class Family(ABC):
     KL(q || N(p["mu"], diag p["sigma"]^2)) in closed form, shape (B,); ``precision(q)`` the dense
     (B, d, d) precision, float64, for tests. The batch B may be several axes (a q per sample of the layer
     above, (S, B), in a hierarchy). Works on traced values (inside value_and_grad) and on plain arrays
-    alike."""
+    alike.
+
+    What a picture of q shows, on the host in float64: ``factor_diagonals(q)`` the diagonals of the
+    Cholesky factor of the precision, ``diagonal_label(offset, d)`` what each one links, ``correlation(q)``
+    the posterior correlation matrices; ``structured`` says whether there are correlations to show and
+    ``banded`` whether q holds its factor in band storage."""
 
     name = ""
     on_lattice = False  # whether the family lays the latent units out on a grid
+    structured = True  # whether q correlates the latent units (every family but diagonal)
+    banded = False  # whether q holds the Cholesky factor of its precision in band storage ("L", "offsets")
 
     def __init__(self, floor=1e-4, grid_shape=None):
         if not floor > 0:
@@ -59,6 +68,45 @@ class Family(ABC):
     @abstractmethod
     def precision(self, q):
         """The dense precision (B, d, d) as a float64 NumPy array on the host, for tests and pictures."""
+
+    def factor_diagonals(self, q, most=None):
+        """The diagonals of the Cholesky factor L (P = L L^T, L lower) of each precision in q, on the host:
+        (offsets, values, free) with ``offsets`` a tuple of K ints, 0 first; ``values`` float64 (B, K, d),
+        values[..., k, i] = L[i, i - offsets[k]] for i >= offsets[k] and 0 for the i < offsets[k] where L
+        has no entry; ``free`` bool (K, d), True at the entries that exist and that the family does not
+        hold at zero (a lattice's wrap-around links are not free).
+
+        Here the dense precision is factored (np.linalg.cholesky) and its first ``most`` diagonals (all d
+        when None) are given, every existing entry free; band families read their band storage instead
+        and give their stencil's first ``most`` diagonals."""
+        P = self.precision(q)
+        d = P.shape[-1]
+        chol = np.linalg.cholesky(P)
+        offsets = tuple(range(d if most is None else min(d, most)))
+        values = np.zeros(P.shape[:-2] + (len(offsets), d))
+        for k, o in enumerate(offsets):
+            values[..., k, o:] = np.diagonal(chol, offset=-o, axis1=-2, axis2=-1)
+        return offsets, values, np.arange(d) >= np.array(offsets)[:, None]
+
+    def diagonal_label(self, offset, d):
+        """Legend text for the diagonal L[i, i - offset] of the factor (latent dimension d), naming the
+        link between units it carries where the family gives it one ("L[i, i-1]: previous unit")."""
+        if offset == 0:
+            return "main diagonal L[i, i]"
+        link = self._link(offset, d)
+        return f"L[i, i-{offset}]: {link}" if link else f"L[i, i-{offset}]"
+
+    def _link(self, offset, d):
+        """The name of the link that the factor's diagonal at ``offset`` > 0 carries, or None."""
+        return None
+
+    def correlation(self, q):
+        """The posterior correlation matrices corr(z_i, z_j | x), float64 (B, d, d) on the host, from the
+        inverse of :meth:`precision` (symmetrised, clipped to [-1, 1])."""
+        cov = np.linalg.inv(self.precision(q))
+        cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+        s = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        return np.clip(cov / (s[..., :, None] * s[..., None, :]), -1.0, 1.0)
 
     def kl_mc(self, q, z):
         """Monte Carlo KL from samples z (S, B, d): mean over S of log q(z) - log N(z; 0, I)."""

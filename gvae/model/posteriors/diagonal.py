@@ -10,6 +10,7 @@ class Diagonal(Family):
     """Encoder head (mu, s) of size 2d; sigma = softplus(s) + floor."""
 
     name = "diagonal"
+    structured = False
 
     def head_size(self, d):
         return 2 * d
