@@ -175,7 +175,7 @@ def build_parser(unset=None):
 def cmd_train(args, argv):
     from .io.mnist import load_mnist
     from .training import Trainer, TrainingStopped, rundir
-    from .training.trainer import resume_conflicts
+    from .training.runfiles import resume_conflicts
 
     rundir.check(args.out, args.resume, args.overwrite)  # before the data are loaded
     given = given_config_flags(argv)

@@ -98,8 +98,8 @@ def test_training_evaluation_and_sampling_stay_on_the_device(cfg, data, tmp_path
 
     # Checkpoints hold host arrays; the CPU run resumed from the device's checkpoint continues as the
     # uninterrupted CPU run does (the generators are derived from (seed, epoch), the streams are NumPy's).
-    dev.save()
-    cpu.save()
+    for trainer, epoch_row in ((dev, row), (cpu, want)):  # what fit's run-folder listener does after an epoch
+        trainer.files.epoch_end(trainer, epoch_row)
     resumed = Trainer.resume(tmp_path / "fake", data, progress=False, quiet=True)
     np.testing.assert_allclose(resumed.run_epoch()["train_bound"], cpu.run_epoch()["train_bound"], **RTOL)
 

@@ -51,7 +51,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         trainer.step(trainer.train_x[:50], 1.0)
         trainer.step(trainer.train_x[:50], 1.0)
         trainer.step(trainer.train_x[:50], 1.0)
-    assert trainer.skipped_steps == 3
+    assert trainer.state.skipped_steps == 3
     saved, _ = checkpoint.load(tmp_path / "checkpoint.npz")
     np.testing.assert_array_equal(saved["params"], good)
 

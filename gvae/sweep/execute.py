@@ -145,7 +145,7 @@ def plan(sweep, overwrite=False):
     again from its start. ``damaged``: {run id: what is wrong} of the runs whose files cannot be read
     (metrics.jsonl, summary.json, config.json or the checkpoint's meta); they get no job, and the sweep
     goes on with the others."""
-    from ..training.trainer import resume_conflicts
+    from ..training.runfiles import resume_conflicts
 
     previous = state.read_json(sweep.out / RECORD_NAME)
     data = None if sweep.data is None else str(sweep.data.absolute())

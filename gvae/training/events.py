@@ -1,0 +1,65 @@
+"""What a training loop tells the world, and the listener that prints it.
+
+:meth:`gvae.training.Trainer.fit` only trains: at each point where something could be written or shown it
+calls its listeners (a list of :class:`Events`), and they decide what to do. gvae's command line passes
+:class:`runfiles.RunFiles` (the run folder's files and lock) and :class:`Console` (the lines it prints);
+a program that embeds the loop passes its own (a subclass overriding some methods), or none at all to
+train without writing or printing anything."""
+import contextlib
+import time
+
+
+class Events:
+    """A listener of a training loop; every method does nothing unless overridden. ``trainer`` is the
+    :class:`Trainer` whose state (``trainer.state``) the loop has just changed."""
+
+    def running(self, trainer):
+        """A context manager held for the whole of ``fit`` (a lock, say); entered before anything else."""
+        return contextlib.nullcontext()
+
+    def started(self, trainer):
+        """The loop is about to run its first epoch of this call (``trainer.state.epoch`` done before)."""
+
+    def epoch_end(self, trainer, row):
+        """An epoch ended healthy: ``row`` is its metrics row, the last of ``trainer.state.metrics``."""
+
+    def diverged(self, trainer, why):
+        """The epoch just run left the run unusable (``why``); the loop raises DivergedError next."""
+
+    def stopped_early(self, trainer):
+        """No better validation ELBO for ``config.patience`` epochs: the loop ends here."""
+
+    def finished(self, trainer, summary):
+        """The loop ended (its epochs done or stopped early); ``summary`` holds the test numbers."""
+
+
+def duration(seconds):
+    """'1 h 02 min', '3 min 05 s' or '42 s'."""
+    minutes, s = divmod(int(round(seconds)), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min" if hours else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
+class Console(Events):
+    """The lines ``gvae train`` prints: the resumed run and epoch it goes on from, one line per epoch with
+    an estimate of the time left, and an early stop."""
+
+    def started(self, trainer):
+        self.first, self.start = trainer.state.epoch, time.perf_counter()
+        if trainer.resumed and trainer.state.epoch == trainer.saved_epoch:
+            changed = ", ".join(f"{name} {value}" for name, value in sorted(trainer.resumed_with.items()))
+            print(f"resuming {trainer.out} from epoch {trainer.state.epoch} of {trainer.config.epochs}"
+                  + (f" with {changed}" if changed else "")
+                  + ("" if trainer.state.epoch else " (no epoch had finished: it starts over with its configuration)"),
+                  flush=True)
+
+    def epoch_end(self, trainer, row):
+        epochs, done = trainer.config.epochs, trainer.state.epoch
+        left = (time.perf_counter() - self.start) / (done - self.first) * (epochs - done)
+        print(f"epoch {row['epoch']}/{epochs}  train bound {row['train_bound']:.3f}  valid ELBO "
+              f"{row['valid_elbo']:.3f} nats/image  {row['seconds']:.1f} s"
+              + (f"  about {duration(left)} left" if done < epochs else ""), flush=True)
+
+    def stopped_early(self, trainer):
+        print(f"stopped early: no better validation ELBO for {trainer.config.patience} epochs (best: epoch "
+              f"{trainer.state.best_epoch})", flush=True)

@@ -1,0 +1,107 @@
+"""The training loop's pieces apart: its state and the checkpoint it becomes, and the listeners that
+decide what is written and printed (gvae.training.state, .events, .runfiles)."""
+import numpy as np
+import pytest
+
+from gvae.training import DivergedError, TrainConfig, Trainer, checkpoint
+from gvae.training.events import Console, Events
+from gvae.training.state import TrainingState
+from tests.helpers import make_data
+
+CONFIG = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, limit=100, posterior="chain")
+
+
+class Recorder(Events):
+    """Remembers what the loop told it, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def started(self, trainer):
+        self.calls.append(("started", trainer.state.epoch))
+
+    def epoch_end(self, trainer, row):
+        assert row is trainer.state.metrics[-1]
+        self.calls.append(("epoch_end", row["epoch"]))
+
+    def diverged(self, trainer, why):
+        self.calls.append(("diverged", why))
+
+    def stopped_early(self, trainer):
+        self.calls.append(("stopped_early", trainer.state.epoch))
+
+    def finished(self, trainer, summary):
+        self.calls.append(("finished", summary["epochs"]))
+
+
+def _same_state(a, b):
+    for name in ("epoch", "skipped_steps", "bad_steps", "best_valid", "best_epoch", "initial_valid", "metrics"):
+        assert getattr(a, name) == getattr(b, name), name
+    np.testing.assert_array_equal(a.params.flat, b.params.flat)
+    np.testing.assert_array_equal(a.best_flat, b.best_flat)
+    for name in ("m", "v", "step", "lr", "clip_norm"):
+        np.testing.assert_array_equal(getattr(a.optimizer, name), getattr(b.optimizer, name))
+
+
+def test_a_state_comes_back_from_its_checkpoint_whole(tmp_path):
+    trainer = Trainer(CONFIG, make_data(), tmp_path / "run", progress=False, quiet=True)
+    trainer.fit(events=[])
+    state = trainer.state
+    state.bad_steps, state.skipped_steps = 2, 5  # counters a plain run leaves at 0
+    checkpoint.save(tmp_path / "c.npz", *state.to_checkpoint(trainer.config, trainer.data_sha256))
+    arrays, meta = checkpoint.load(tmp_path / "c.npz", need=checkpoint.RESUME)
+    back = TrainingState.from_checkpoint(arrays, meta, trainer.model, trainer.config, "cpu", state.metrics)
+    _same_state(back, state)
+    assert back.params.flat is not state.params.flat and back.optimizer.flat is back.params.flat
+
+
+def test_a_checkpoint_of_other_shapes_is_named(tmp_path):
+    trainer = Trainer(CONFIG, make_data(), tmp_path / "run", progress=False, quiet=True)
+    arrays, meta = trainer.state.to_checkpoint(trainer.config, trainer.data_sha256)
+    meta["param_shapes"]["enc.W0"] = [3, 3]
+    with pytest.raises(ValueError, match="THE FILE holds parameters of other shapes"):
+        TrainingState.from_checkpoint(arrays, meta, trainer.model, trainer.config, "cpu", [], where="THE FILE")
+
+
+def test_without_listeners_the_loop_writes_and_prints_nothing(tmp_path, capsys):
+    trainer = Trainer(CONFIG, make_data(), tmp_path / "run", progress=False)
+    recorder = Recorder()
+    summary = trainer.fit(events=[recorder])
+    assert recorder.calls == [("started", 0), ("epoch_end", 1), ("epoch_end", 2), ("finished", 2)]
+    assert not (tmp_path / "run").exists()
+    assert capsys.readouterr() == ("", "")
+    assert summary["epochs"] == 2 and len(trainer.state.metrics) == 2
+
+
+def test_the_default_listeners_write_the_run_the_same_as_listeners_given_explicitly(tmp_path, capsys):
+    """fit() with no listeners given is the run folder's files and the console; both paths agree."""
+    default = Trainer(CONFIG, make_data(), tmp_path / "a", progress=False)
+    default.fit()
+    printed = capsys.readouterr().out
+    explicit = Trainer(CONFIG, make_data(), tmp_path / "b", progress=False)
+    explicit.fit(events=[explicit.files, Console()])
+    assert capsys.readouterr().out.count("epoch ") == printed.count("epoch ") == 2
+    for name in ("config.json", "summary.json"):
+        assert (tmp_path / "a" / name).is_file() and (tmp_path / "b" / name).is_file()
+    a, _ = checkpoint.load(tmp_path / "a" / "checkpoint.npz")
+    b, _ = checkpoint.load(tmp_path / "b" / "checkpoint.npz")
+    np.testing.assert_array_equal(a["params"], b["params"])
+
+
+def test_a_diverged_epoch_is_told_and_not_reported_as_an_end(tmp_path):
+    trainer = Trainer(CONFIG, make_data(), tmp_path / "run", progress=False, quiet=True)
+    trainer.validation_elbo = lambda: float("nan") if trainer.state.epoch else -50.0
+    recorder = Recorder()
+    with pytest.raises(DivergedError, match="validation ELBO is nan"):
+        trainer.fit(events=[recorder])
+    assert recorder.calls == [("started", 0), ("diverged", "the validation ELBO is nan")]
+
+
+def test_patience_is_told_as_an_early_stop(tmp_path):
+    config = TrainConfig(latent=2, hidden=(8,), epochs=5, batch_size=50, limit=100, patience=1)
+    trainer = Trainer(config, make_data(), tmp_path / "run", progress=False, quiet=True)
+    values = iter([-50.0, -40.0, -45.0, -44.0, -43.0])
+    trainer.validation_elbo = lambda: next(values)
+    recorder = Recorder()
+    summary = trainer.fit(events=[recorder])
+    assert recorder.calls[-2:] == [("stopped_early", 2), ("finished", 2)] and summary["stopped_early"]
