@@ -250,6 +250,63 @@ def test_band_factor_kernels(offsets, n, dtype):
             assert np.all(host(actual)[..., k, :o] == 0)
 
 
+# Chain-free stencils for the gradient's rows of Sigma in segments: grid, extended grid, a wide band (many
+# diagonals), and wide windows (w close to n) that no segmentation makes smaller
+SEGMENT_CASES = [((0,), 1), ((0, 1, 6), 31), ((0, 1, 5, 6, 7), 31), ((0, 2, 17, 29), 31), ((0, 1, 11), 33),
+                 ((0, 1, 10, 11, 12), 33), ((0, 1, 2, 3, 4, 5, 6, 7, 8), 33), ((0, 1, 3), 33), ((0, 1, 2, 3, 4), 33),
+                 ((0, 1, 10), 100), ((0, 1, 9, 10, 11), 100), ((0, 1, 2, 3, 17, 18, 19), 100), ((0, 1, 40, 90), 100)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offsets,n", SEGMENT_CASES)
+def test_band_trace_grad_in_segments(offsets, n, dtype, monkeypatch):
+    """With the scratch budget lowered, the gradients keep the rows of Sigma in segments recomputed from
+    checkpoints: the same numbers as with every row kept, bit for bit, and as the Numba twins; the
+    scratch handed to the kernel is what _grad_scratch counts, within the budget where the least
+    segmentation fits it, and below the 2 n W float64 a warp took for the whole band of Sigma and its
+    adjoint."""
+    from gvae.kernels.band import trace_cuda
+    rng = np.random.default_rng(n * 7 + len(offsets))
+    L = random_factor(rng, (5,), offsets, n, dtype)
+    g = rng.uniform(0.5, 1.5, size=5).astype(dtype)
+    gd = rng.uniform(-1.5, 1.5, size=(5, n)).astype(dtype)
+    Ld = dev(L)
+    W = offsets[-1] + 1
+    full = trace_cuda._grad_scratch(n, W, n)
+    least = trace_cuda._grad_scratch(n, W, trace_cuda._segment_rows(n, W, 0))
+    launches = []
+    function = trace_cuda.SOURCE.function
+
+    def recorded(expression, dt):
+        fn = function(expression, dt)
+
+        def launch(grid, block, args, **kw):
+            if expression.startswith("band_trace_band_grad"):
+                launches.append((grid[0] * block[0] // 32, int(args[8]), args[9].size))
+            return fn(grid, block, args, **kw)
+        return launch
+
+    monkeypatch.setattr(trace_cuda.SOURCE, "function", recorded)
+    whole = [kernels.band_trace_inv_grad(Ld, offsets, dev(g)), kernels.band_diag_inv_grad(Ld, offsets, dev(gd))]
+    assert [ks for _, ks, _ in launches] == [n, n]
+    expected = [kernels.band_trace_inv_grad(L, offsets, g), kernels.band_diag_inv_grad(L, offsets, gd)]
+    for budget in (8 * (full - 1), 8 * least, 8):
+        monkeypatch.setattr(trace_cuda, "_SCRATCH_BYTES", budget)
+        launches.clear()
+        actual = [kernels.band_trace_inv_grad(Ld, offsets, dev(g)), kernels.band_diag_inv_grad(Ld, offsets, dev(gd))]
+        for a, b, c in zip(actual, whole, expected):
+            np.testing.assert_array_equal(host(a), host(b))
+            close(a, c, dtype, rtol=_band_rtol(dtype, n))
+        assert len(launches) == 2
+        for warps, ks, size in launches:
+            per_warp = trace_cuda._grad_scratch(n, W, ks)
+            assert size == warps * per_warp
+            assert per_warp <= (n + W) * W and (per_warp < 2 * n * W or n == 1)
+            assert size <= max(budget // 8, least)
+            if least < full:  # segments make it smaller: they are taken
+                assert ks < n
+
+
 @pytest.mark.parametrize("offsets", [(0, 1), (0, 1, 5), (0, 2, 7)])
 def test_band_chain_and_window_agree(offsets):
     # the chain's O(n) recursion against the general window with an extra zero diagonal

@@ -280,3 +280,39 @@ def test_band_trace_window_at_other_warp_counts(cp, warps, diag, dtype):
             (2,), (32 * warps,), (cp.asarray(L), cp.asarray(np.array(offsets, np.int32)), out, np.int32(F), np.int32(K),
                                   np.int32(n), scratch, flags), shared_mem=warps * 8 * (W * W + W))
         _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-11)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offsets,n", [((0, 1, 6), 31), ((0, 1, 10, 11, 12), 33), ((0, 1, 2, 3, 17, 18, 19), 100)])
+def test_band_trace_grad_at_every_segment_length(cp, offsets, n, dtype):
+    """band_trace_band_grad with segments of ks rows that trace_cuda.py never picks (fewer rows than w,
+    where the rows kept below a segment overlap its own, and a ragged last segment), 1 and 3 warps a
+    block over 7 factors (each warp's scratch reused): bit for bit the result with every row kept, and
+    the Numba twins'. The scratch is exactly _grad_scratch per warp: the guard bands catch a write past
+    it and a read past it gives NaN."""
+    from gvae.kernels.band import trace_cuda
+    rng = np.random.default_rng(n)
+    L = random_factor(rng, (7,), offsets, n, dtype)
+    F, K, _ = L.shape
+    W = offsets[-1] + 1
+    w = W - 1
+    offs = cp.asarray(np.array(offsets, np.int32))
+    Ld = cp.asarray(L)
+    for G in (1, n):
+        g = rng.uniform(-1.5, 1.5, size=(F, G)).astype(dtype)
+        expected = np.empty_like(L)
+        backend.implementation("band_diag_inv_grad" if G > 1 else "band_trace_inv_grad")(
+            L, np.array(offsets), g if G > 1 else g[:, 0], expected)
+        gd = cp.asarray(g)
+        whole = None
+        for ks in (n, 1, 2, w - 1, w, w + 1, -(-n // 3)):
+            for warps in (1, 3):
+                out, flags = cp.empty(L.shape, dtype=dtype), cp.zeros(2)
+                scratch = cp.empty(2 * warps * trace_cuda._grad_scratch(n, W, ks))
+                _fn("band/trace.cu", "band_trace_band_grad<{T}>", dtype)(
+                    (2,), (32 * warps,), (Ld, offs, gd, out, np.int32(F), np.int32(K), np.int32(n), np.int32(G),
+                                          np.int32(ks), scratch, flags))
+                if whole is None:
+                    whole = cp.asnumpy(out)
+                    _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)
+                np.testing.assert_array_equal(cp.asnumpy(out), whole, err_msg=f"ks={ks}, warps={warps}")

@@ -6,7 +6,8 @@
 // The chain's O(n) recursion (offs = (0, 1)) runs one thread per factor. The general selected inversion
 // (window of width W = offs[K-1] + 1) runs one warp per factor, lanes across the W columns of the
 // window: the forward trace keeps its W x W ring window in shared memory (global scratch when it does
-// not fit); the gradient stores the band of Sigma and its adjoint, (n, W) each, in global scratch.
+// not fit); the gradient keeps the rows of Sigma in global scratch, in segments recomputed from
+// checkpoints where they do not all fit, and their adjoints in a ring of W rows.
 #include "band_common.cuh"
 
 // Chain (offs = (0, 1)), one thread per factor: s_i = a_i + c_i s_{i+1}, a_i = 1 / L_ii^2,
@@ -168,21 +169,64 @@ __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restri
     gvae::add_flags(flags, bad, chk);
 }
 
+// Rows hi-1 .. lo of Sigma for band_trace_band_grad, by the warp: R[r - b][d] = Sigma_{r, r+d} (r + d < n),
+// each row from the w = W - 1 rows after it, already in R; Sigma_{m, j} with j < m is read as R[j - b][m - j].
+// Lanes run across d. A segment recomputed from its checkpoint repeats these operations in this order.
+template <typename T>
+__device__ void band_grad_rows(const T* __restrict__ Lf, const int* __restrict__ offs, int K, int n, int W,
+                               double* R, int b, int lo, int hi, int lane) {
+    int kmax = 0;
+    for (int i = hi - 1; i >= lo; --i) {
+        while (kmax + 1 < K && i + offs[kmax + 1] < n) ++kmax;
+        const double rl = 1.0 / (double)Lf[i];
+        const int jend = min(i + W, n);
+        double* Ri = R + (long long)(i - b) * W;
+        for (int d = 1 + lane; d < jend - i; d += 32) {
+            const int j = i + d;
+            double y = 0.0;
+            for (int k = 1; k <= kmax; ++k) {
+                const int m = i + offs[k];
+                const double c = (double)Lf[(long long)k * n + m];
+                y += c * (j < m ? R[(long long)(j - b) * W + (m - j)] : R[(long long)(m - b) * W + (j - m)]);
+            }
+            Ri[d] = -rl * y;
+        }
+        __syncwarp();
+        if (lane == 0) {
+            double sd = rl;
+            for (int k = 1; k <= kmax; ++k) {
+                const int o = offs[k];
+                sd -= (double)Lf[(long long)k * n + i + o] * Ri[o];
+            }
+            Ri[0] = rl * sd;
+        }
+        __syncwarp();
+    }
+}
+
 // Gradient for general offsets, one warp per factor: reverse mode through the selected inversion, as
-// trace_cpu.py's _reverse. R[i][d] = Sigma_{i, i+d} (i + d < n) is stored by a forward sweep, Rb holds
-// the adjoints of the same entries; Sigma_{m, j} with j < m is read as R[j][m - j]. Lanes run across d.
-// scratch: 2 n W doubles per warp of the grid (R, then Rb). out[f] (K, n): d(sum_i g_i Sigma_ii) / d L on the
-// band (g (F, G) as in band_trace_chain_grad), 0 in the slots that do not exist.
+// trace_cpu.py's _grad_blocks. Step i of the reverse sweep (i = 0 .. n-1) reads rows i .. i + w of Sigma
+// and updates their adjoints, row i's final by then: the adjoints live in a ring Rb of W rows (row r in
+// slot r mod W, reset for row i + W after step i). The rows of Sigma are taken in segments of ks rows,
+// m = ceil(n / ks) of them: the forward sweep (segments m-1 .. 0) keeps the first w rows of each segment
+// but the first in CP, the reverse sweep recomputes each segment but the first (still in R) from the
+// checkpoint of the segment after it, in the same operations, so the result does not depend on ks.
+// R holds one segment and the w rows after it, row r at r - b (b: the segment's first row).
+// scratch per warp of the grid (trace_cuda.py's _grad_scratch): R min(ks + w, n) x W, CP (m - 1) w x W,
+// Rb W x W float64; (n + W) W for ks = n. out[f] (K, n): d(sum_i g_i Sigma_ii) / d L on the band
+// (g (F, G) as in band_trace_chain_grad), 0 in the slots that do not exist.
 template <typename T>
 __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restrict__ offs, const T* __restrict__ g,
-                                     T* __restrict__ out, int F, int K, int n, int G, double* __restrict__ scratch,
-                                     double* __restrict__ flags) {
+                                     T* __restrict__ out, int F, int K, int n, int G, int ks,
+                                     double* __restrict__ scratch, double* __restrict__ flags) {
     const int gi = G > 1 ? 1 : 0;  // g's stride over i
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-    const int W = offs[K - 1] + 1;
+    const int W = offs[K - 1] + 1, w = W - 1;
+    const int nseg = (n + ks - 1) / ks, rows = min(ks + w, n);
     const int slot = blockIdx.x * warps + (threadIdx.x >> 5);  // this warp's scratch, reused per factor
-    double* R = scratch + (long long)slot * 2 * n * W;
-    double* Rb = R + (long long)n * W;
+    double* R = scratch + (long long)slot * ((long long)(rows + (nseg - 1) * w + W) * W);
+    double* CP = R + (long long)rows * W;
+    double* Rb = CP + (long long)(nseg - 1) * w * W;
     double bad = 0.0, chk = 0.0;
     for (int f = slot; f < F; f += gridDim.x * warps) {
         const T* Lf = L + (long long)f * K * n;
@@ -192,79 +236,85 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
             bad += v <= T(0) ? 1.0 : 0.0;
             chk += (double)v;
         }
-        // forward sweep, i = n-1 .. 0
-        int kmax = 0;
-        for (int i = n - 1; i >= 0; --i) {
-            while (kmax + 1 < K && i + offs[kmax + 1] < n) ++kmax;
-            const double rl = 1.0 / (double)Lf[i];
-            const int jend = min(i + W, n);
-            for (int d = 1 + lane; d < jend - i; d += 32) {
-                const int j = i + d;
-                double y = 0.0;
-                for (int k = 1; k <= kmax; ++k) {
-                    const int m = i + offs[k];
-                    const double c = (double)Lf[(long long)k * n + m];
-                    y += c * (j < m ? R[(long long)j * W + (m - j)] : R[(long long)m * W + (j - m)]);
-                }
-                R[(long long)i * W + d] = -rl * y;
-            }
+        // forward sweep, segments m-1 .. 0
+        for (int s = nseg - 1; s >= 0; --s) {
+            const int b = s * ks, e = min(b + ks, n), c = min(w, n - e);
+            // the first c rows of segment s + 1 move from slots 0 .. to ks .., the last first (the two
+            // overlap for ks < w); each lane copies its own columns, so none overwrites what another reads
+            for (int r = c - 1; r >= 0; --r)
+                for (int d = lane; d < W; d += 32) R[(long long)(ks + r) * W + d] = R[(long long)r * W + d];
             __syncwarp();
-            if (lane == 0) {
-                double sd = rl;
-                for (int k = 1; k <= kmax; ++k) {
-                    const int o = offs[k];
-                    sd -= (double)Lf[(long long)k * n + i + o] * R[(long long)i * W + o];
-                }
-                R[(long long)i * W] = rl * sd;
-            }
+            band_grad_rows(Lf, offs, K, n, W, R, b, b, e, lane);
+            if (s > 0)
+                for (int idx = lane; idx < min(w, n - b) * W; idx += 32)
+                    CP[(long long)(s - 1) * w * W + idx] = R[idx];
             __syncwarp();
         }
-        // reverse sweep, i = 0 .. n-1; row i of Rb is final when step i is reached
+        // reverse sweep, i = 0 .. n-1; the ring starts with rows 0 .. w, g_r on their diagonals
         const T* gr = g + (long long)f * G;
-        for (int i = 0; i < n; ++i)
-            for (int d = lane; d < W; d += 32) Rb[(long long)i * W + d] = d == 0 ? (double)gr[i * gi] : 0.0;
+        for (int idx = lane; idx < W * W; idx += 32) {
+            const int r = idx / W;
+            Rb[idx] = idx == r * W && r < n ? (double)gr[r * gi] : 0.0;
+        }
         __syncwarp();
-        kmax = K - 1;
-        for (int i = 0; i < n; ++i) {
-            while (kmax > 0 && i + offs[kmax] >= n) --kmax;
-            const double Lii = (double)Lf[i];
-            const double rl = 1.0 / Lii;
-            const int jend = min(i + W, n);
-            const double* Ri = R + (long long)i * W;
-            double* Rbi = Rb + (long long)i * W;
-            const double yb0 = Rbi[0];
-            // Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}
-            double ssum = 0.0;
-            for (int k = 1; k <= kmax; ++k) ssum += (double)Lf[(long long)k * n + i + offs[k]] * Ri[offs[k]];
-            double rlb = yb0 * (2.0 * rl - ssum);
-            __syncwarp();  // every lane has read Rbi[0] and Ri before Rbi changes
-            for (int k = 1 + lane; k <= kmax; k += 32) {  // distinct offsets: no two lanes share a slot
-                const int o = offs[k];
-                Rbi[o] -= yb0 * rl * (double)Lf[(long long)k * n + i + o];
-            }
-            __syncwarp();
-            // Sigma_{i, i+d} = -rl T_d  =>  d/drl = Sigma_{i, i+d} L_ii
-            double acc0 = 0.0;
-            for (int d = 1 + lane; d < jend - i; d += 32) acc0 += Rbi[d] * Ri[d];
-            rlb += Lii * gvae::warp_sum(acc0);
-            for (int k = 1; k <= kmax; ++k) {  // in order: two diagonals may update one Rb entry
-                const int m = i + offs[k];
-                const double c = (double)Lf[(long long)k * n + m];
-                const double coef = -rl * c;
-                double acc = 0.0;
-                for (int d = 1 + lane; d < jend - i; d += 32) {
-                    const int j = i + d;
-                    const double yb = Rbi[d];
-                    const long long at = j < m ? (long long)j * W + (m - j) : (long long)m * W + (j - m);
-                    acc += yb * R[at];
-                    Rb[at] += coef * yb;
-                }
-                acc = gvae::warp_sum(acc);
-                if (lane == 0) gf[(long long)k * n + m] = (T)(-yb0 * rl * Ri[offs[k]] - rl * acc);
+        int kmax = K - 1;
+        int s0 = 0;  // ring slot of row i
+        for (int s = 0; s < nseg; ++s) {
+            const int b = s * ks, e = min(b + ks, n);
+            if (s > 0) {  // segment 0 is still in R from the forward sweep
+                const int c = min(w, n - e);  // the rows after it: the start of segment s + 1
+                for (int idx = lane; idx < c * W; idx += 32)
+                    R[(long long)ks * W + idx] = CP[(long long)s * w * W + idx];
                 __syncwarp();
+                band_grad_rows(Lf, offs, K, n, W, R, b, b, e, lane);
             }
-            if (lane == 0) gf[i] = (T)(-rlb * rl * rl);
-            __syncwarp();
+            for (int i = b; i < e; ++i) {
+                while (kmax > 0 && i + offs[kmax] >= n) --kmax;
+                const double Lii = (double)Lf[i];
+                const double rl = 1.0 / Lii;
+                const int jend = min(i + W, n);
+                const double* Ri = R + (long long)(i - b) * W;
+                double* Rbi = Rb + (long long)s0 * W;
+                const double yb0 = Rbi[0];
+                // Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}
+                double ssum = 0.0;
+                for (int k = 1; k <= kmax; ++k) ssum += (double)Lf[(long long)k * n + i + offs[k]] * Ri[offs[k]];
+                double rlb = yb0 * (2.0 * rl - ssum);
+                __syncwarp();  // every lane has read Rbi[0] and Ri before Rbi changes
+                for (int k = 1 + lane; k <= kmax; k += 32) {  // distinct offsets: no two lanes share a slot
+                    const int o = offs[k];
+                    Rbi[o] -= yb0 * rl * (double)Lf[(long long)k * n + i + o];
+                }
+                __syncwarp();
+                // Sigma_{i, i+d} = -rl T_d  =>  d/drl = Sigma_{i, i+d} L_ii
+                double acc0 = 0.0;
+                for (int d = 1 + lane; d < jend - i; d += 32) acc0 += Rbi[d] * Ri[d];
+                rlb += Lii * gvae::warp_sum(acc0);
+                for (int k = 1; k <= kmax; ++k) {  // in order: two diagonals may update one Rb entry
+                    const int o = offs[k];
+                    const int m = i + o;
+                    const int sm = s0 + o >= W ? s0 + o - W : s0 + o;  // ring slot of row m
+                    const double c = (double)Lf[(long long)k * n + m];
+                    const double coef = -rl * c;
+                    double acc = 0.0;
+                    for (int d = 1 + lane; d < jend - i; d += 32) {
+                        const int j = i + d;
+                        const double yb = Rbi[d];
+                        const int sj = s0 + d >= W ? s0 + d - W : s0 + d;  // ring slot of row j
+                        const bool inj = j < m;  // Sigma_{j, m} in row j, else Sigma_{m, j} in row m
+                        acc += yb * R[inj ? (long long)(j - b) * W + (m - j) : (long long)(m - b) * W + (j - m)];
+                        Rb[inj ? (long long)sj * W + (m - j) : (long long)sm * W + (j - m)] += coef * yb;
+                    }
+                    acc = gvae::warp_sum(acc);
+                    if (lane == 0) gf[(long long)k * n + m] = (T)(-yb0 * rl * Ri[o] - rl * acc);
+                    __syncwarp();
+                }
+                if (lane == 0) gf[i] = (T)(-rlb * rl * rl);
+                // row i's adjoints are spent: its slot takes row i + W (none reaches it before step i + 1)
+                for (int d = lane; d < W; d += 32) Rbi[d] = d == 0 && i + W < n ? (double)gr[(i + W) * gi] : 0.0;
+                __syncwarp();
+                s0 = s0 == W - 1 ? 0 : s0 + 1;
+            }
         }
         for (int k = 1; k < K; ++k)
             for (int i = lane; i < offs[k]; i += 32) gf[(long long)k * n + i] = T(0);

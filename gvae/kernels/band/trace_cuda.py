@@ -15,7 +15,53 @@ SOURCE = CudaSource("band/trace.cu", [
 ])
 
 _SHARED_BYTES = 48 * 1024        # dynamic shared memory available without opting in
-_SCRATCH_BYTES = 256 * 1024**2   # cap on the gradient's global scratch (fewer warps beyond)
+# Cap on the gradient's global scratch per launch: fewer warps beyond it, and where not even one warp
+# keeps every row of Sigma within it, the rows in segments (a module attribute: tests lower it).
+_SCRATCH_BYTES = 256 * 1024**2
+
+
+def _grad_scratch(n, W, ks):
+    """float64 per warp of band_trace_band_grad with segments of ks rows, m = ceil(n / ks) of them: the
+    rows of one segment and the w = W - 1 after it, min(ks + w, n) x W; w rows kept at each of the m - 1
+    segment boundaries, (m - 1) w x W; the adjoint ring, W x W. (n + W) W for one segment (ks = n)."""
+    w = W - 1
+    m = -(-n // ks)
+    return (min(ks + w, n) + (m - 1) * w + W) * W
+
+
+def _segment_rows(n, W, budget):
+    """Rows per segment for one warp's scratch of at most ``budget`` float64 (see trace_cpu's
+    _segment_rows): the fewest segments that fit, ks = ceil(n / m), else, where none fits, the m of the
+    least scratch, about (2 sqrt(n w) + w + W) W at m ~ sqrt(n / w), against (n + W) W for ks = n."""
+    w = W - 1
+    if w == 0:  # rows independent of one another: no checkpoints, the scratch falls with ks
+        return max(1, min(n, budget // W - W))
+    best, ks_best, m = None, n, 1
+    while best is None or (m - 1) * w * W < best:  # past that every m needs more
+        ks = -(-n // m)
+        need = _grad_scratch(n, W, ks)
+        if need <= budget:
+            return ks
+        if best is None or need < best:
+            best, ks_best = need, ks
+        if ks == 1:
+            break
+        m += 1
+    return ks_best
+
+
+def _grad_launch(F, n, W, sms):
+    """(warps, rows per segment) of band_trace_band_grad, one warp per factor: every row kept (ks = n)
+    in as many warps as factors up to 64 per SM and the scratch cap, at least one; where one warp's
+    rows alone pass the cap, the rows in segments (the forward sweep once more, whatever their number),
+    in as many warps as fit at the least scratch, each segmented to fit its share."""
+    budget = _SCRATCH_BYTES // 8
+    cap = min(F, 64 * sms)
+    full = _grad_scratch(n, W, n)
+    if full <= budget:
+        return max(1, min(cap, budget // full)), n
+    warps = max(1, min(cap, budget // _grad_scratch(n, W, _segment_rows(n, W, 0))))
+    return warps, _segment_rows(n, W, budget // warps)
 
 
 def _is_chain(offs):
@@ -72,14 +118,13 @@ def _grad(name, L, offs, g, out):
                 (grid_for(F, 64, L),), (64,), (L, g, out, F, n, G, scratch, flags))
             return verdict(flags)
         W = int(offs[-1]) + 1
-        per_warp = 2 * int(n) * W * 8
-        # one warp per factor, as many warps as factors up to 64 per SM and the scratch cap
-        warps = max(1, min(int(F), _SCRATCH_BYTES // per_warp, 64 * sm_count(L)))
+        warps, ks = _grad_launch(int(F), int(n), W, sm_count(L))
         per_block = min(4, warps)
         blocks = warps // per_block
-        scratch = cupy.empty(blocks * per_block * 2 * int(n) * W, dtype=np.float64)
+        scratch = cupy.empty(blocks * per_block * _grad_scratch(int(n), W, ks), dtype=np.float64)
         SOURCE.function("band_trace_band_grad<{T}>", L.dtype)(
-            (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, G, scratch, flags))
+            (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, G,
+                                           int32(name, ks)[0], scratch, flags))
     return verdict(flags)
 
 
