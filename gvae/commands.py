@@ -38,27 +38,42 @@ def _flag_type(parse):
 _positive_int = _flag_type(positive_int)
 
 
-def _add_config_flags(parser, unset=None):
-    """One ``--flag`` per :class:`TrainConfig` field, with its default, help and parser (every default
-    replaced by ``unset`` when given: then a flag whose value is ``unset`` was not on the command line)."""
+class _ConfigFlag(argparse.Action):
+    """Stores a TrainConfig flag's value and records its field name in ``namespace.given_config``: which
+    settings the command line gave, known from the one parse of argv (a resumed run may change only some)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given_config = (*getattr(namespace, "given_config", ()), self.dest)
+
+
+def _add_config_flags(parser):
+    """One ``--flag`` per :class:`TrainConfig` field, with its default, help and parser."""
     for f in dataclasses.fields(TrainConfig):
         meta = dict(f.metadata)
         parse = meta.pop("parse", None)
         if parse is not None:
             meta["type"] = _flag_type(parse)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name,
-                            default=default if unset is None else unset, **meta)
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default, action=_ConfigFlag,
+                            **meta)
+    parser.set_defaults(given_config=())
 
 
-_UNSET = object()
-
-
-def given_config_flags(argv):
-    """{field name: value} of the TrainConfig flags that ``gvae train`` was given explicitly."""
-    args = build_parser(_UNSET).parse_args(argv)
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-            if getattr(args, f.name) is not _UNSET}
+def _add_run_flags(parser, threads, seed_help, device=False, data=True):
+    """The flags of a command that opens a run folder, declared once for all of them: DIR, --threads,
+    --params and --seed (``seed_help`` says what it seeds), and --device and --data where the command
+    takes them."""
+    parser.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
+    parser.add_argument("--threads", **threads)
+    parser.add_argument("--params", choices=["best", "last"], default="best",
+                        help="the parameters of the best validation epoch or of the last epoch")
+    parser.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S", help=seed_help)
+    if device:
+        parser.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
+    if data:
+        parser.add_argument("--data", default=None, metavar="PATH",
+                            help="as for gvae train (default: MNIST from the cache)")
 
 
 class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -73,7 +88,7 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser(unset=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="gvae", description="VAEs with structured Gaussian posteriors.")
     defaults = _DefaultsHelpFormatter
     parser.add_argument("--version", action="version", version=f"gvae {__version__}")
@@ -84,7 +99,7 @@ def build_parser(unset=None):
                         "may use, and the others as the environment says)")
 
     t = sub.add_parser("train", help="train one model and write its run folder", formatter_class=defaults)
-    _add_config_flags(t, unset)
+    _add_config_flags(t)
     t.add_argument("--threads", **threads)
     t.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
     t.add_argument("--data", default=None, metavar="PATH",
@@ -101,8 +116,7 @@ def build_parser(unset=None):
     e = sub.add_parser("eval", help="test ELBO, IWAE bounds and importance-sampled log p(x) of a run (an "
                        "interrupted evaluation goes on where it stopped)",
                        formatter_class=defaults)
-    e.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
-    e.add_argument("--threads", **threads)
+    _add_run_flags(e, threads, seed_help="seed of the importance samples", device=True)
     e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K",
                    help="importance samples per test image for log p(x)")
     e.add_argument("--limit", type=_positive_int, default=None, metavar="N",
@@ -110,36 +124,24 @@ def build_parser(unset=None):
     e.add_argument("--per-example", default=None, metavar="FILE",
                    help="also write per-image values (elbo, log_likelihood, iwae_k) to FILE (.npz or .csv; "
                         "default: no such file)")
-    e.add_argument("--params", choices=["best", "last"], default="best",
-                   help="the parameters of the best validation epoch or of the last epoch")
     e.add_argument("--batch-size", type=_positive_int, default=100, metavar="B", help="test images per pass")
     e.add_argument("--memory-mb", type=_positive_int, default=256, metavar="M",
                    help="bound on the memory of one decoder pass, in MiB (samples are chunked to fit)")
-    e.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
-                   help="seed of the importance samples")
-    e.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
-    e.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
     e.add_argument("--quiet", action="store_true", help="no progress bar and no result line")
 
     s = sub.add_parser("sample", help="decoder means and samples for z ~ N(0, I) (a hierarchy: drawn from the "
                        "top layer down), saved as PNG grids",
                        formatter_class=defaults)
-    s.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
-    s.add_argument("--threads", **threads)
+    _add_run_flags(s, threads, seed_help="seed of z (the same z as gvae plot's decoder_means.png) and of the samples",
+                   device=True, data=False)
     s.add_argument("--n", type=_positive_int, default=64, metavar="N", help="images per grid")
-    s.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
-                   help="seed of z (the same z as gvae plot's decoder_means.png) and of the samples")
-    s.add_argument("--params", choices=["best", "last"], default="best",
-                   help="the parameters of the best validation epoch or of the last epoch")
-    s.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
     s.add_argument("--out", default=None, metavar="PREFIX",
                    help="writes PREFIX_means.png and PREFIX_samples.png (default: DIR/decoder)")
     s.add_argument("--quiet", action="store_true", help="no line naming the files written")
 
     a = sub.add_parser("analyze", help="active units, rate and distortion, and the inference gaps of a run "
                        "(docs/analysis.md)", formatter_class=defaults)
-    a.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
-    a.add_argument("--threads", **threads)
+    _add_run_flags(a, threads, seed_help="seed of the points drawn and of all noise")
     a.add_argument("--points", type=_positive_int, default=100, metavar="N",
                    help="test images (drawn with --seed) whose posteriors are refined for the inference gaps")
     a.add_argument("--iw-samples", type=_positive_int, default=1000, metavar="K",
@@ -147,38 +149,27 @@ def build_parser(unset=None):
                         "from all 2K, ELBOs from each one's own K)")
     a.add_argument("--refine-steps", type=_positive_int, default=2000, metavar="N",
                    help="most Adam steps of the refinement (it stops earlier when the held-out ELBO levels off)")
-    a.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
-                   help="seed of the points drawn and of all noise")
     a.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="first N test images only (active units and rate/distortion; the points are drawn from "
                         "them; default: all)")
-    a.add_argument("--params", choices=["best", "last"], default="best",
-                   help="the parameters of the best validation epoch or of the last epoch")
-    a.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
     a.add_argument("--quiet", action="store_true", help="no progress bar and no result lines")
 
     pl = sub.add_parser("plot", help="pictures of a run (needs matplotlib: pip install 'gvae[plot]')",
                         formatter_class=defaults)
-    pl.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
-    pl.add_argument("--threads", **threads)
+    _add_run_flags(pl, threads, seed_help="seed of the z of decoder_means.png (the same z as gvae sample --seed S)")
     pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
-    pl.add_argument("--params", choices=["best", "last"], default="best",
-                    help="the parameters of the best validation epoch or of the last epoch")
-    pl.add_argument("--data", default=None, metavar="PATH", help="as for gvae train (default: MNIST from the cache)")
-    pl.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S",
-                    help="seed of the z of decoder_means.png (the same z as gvae sample --seed S)")
     pl.add_argument("--quiet", action="store_true", help="no line naming the files written")
     sweep_commands.add_parsers(sub, defaults, _positive_int)
     return parser
 
 
-def cmd_train(args, argv):
+def cmd_train(args):
     from .io.mnist import load_mnist
     from .training import Trainer, TrainingStopped, rundir
     from .training.runfiles import resume_conflicts
 
     rundir.check(args.out, args.resume, args.overwrite)  # before the data are loaded
-    given = given_config_flags(argv)
+    given = {name: getattr(args, name) for name in args.given_config}  # the settings the command line gave
     if args.resume:
         conflicts = resume_conflicts(args.out, given)
         if conflicts:
@@ -393,7 +384,7 @@ def _plots_or_none():
     return plots if plots.available() else None
 
 
-COMMANDS = {"eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
             **sweep_commands.COMMANDS}
 
 
@@ -424,22 +415,18 @@ def sigterm_stops_cleanly():
 def run(argv):
     """Parse ``argv`` (the arguments after ``gvae``) and run the command; returns the exit status (0; 2 for
     bad input; 130 after Ctrl-C, 143 after SIGTERM, each with a hint how to go on)."""
-    argv = list(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(list(argv))
     with sigterm_stops_cleanly():
-        return _run(args, argv)
+        return _run(args)
 
 
-def _run(args, argv):
+def _run(args):
     try:
         if hasattr(args, "device"):
             device_module(args.device)  # an unavailable device is refused before any work is done
         if not getattr(args, "quiet", False) and cache_is_cold():
             print("gvae: compiling gvae's kernels for this machine (the first run only: about a minute; "
                   "they are cached for the next runs)", file=sys.stderr)
-        if args.command == "train":
-            return cmd_train(args, argv)
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"gvae: error: {e}", file=sys.stderr)

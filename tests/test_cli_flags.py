@@ -30,3 +30,31 @@ def test_an_empty_split_is_named(tmp_path):
     np.savez(tmp_path / "d.npz", **arrays)
     with pytest.raises(ValueError, match="the valid split holds no images"):
         mnist.load_mnist(tmp_path / "d.npz")
+
+
+def test_the_one_parse_knows_which_settings_were_given():
+    """gvae train parses argv once: a flag given with its default value counts as given (a resumed run
+    refuses it unless it may change), a flag left out does not."""
+    from gvae.commands import build_parser
+    args = build_parser().parse_args(["train", "--out", "x", "--lr", "0.001", "--hidden", "3", "4", "--seed", "2"])
+    assert set(args.given_config) == {"lr", "hidden", "seed"}
+    assert (args.lr, args.hidden, args.seed, args.epochs) == (0.001, [3, 4], 2, 10)
+    assert build_parser().parse_args(["train", "--out", "x"]).given_config == ()
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("eval", {"--threads", "--params", "--seed", "--device", "--data"}),
+    ("sample", {"--threads", "--params", "--seed", "--device"}),
+    ("analyze", {"--threads", "--params", "--seed", "--data"}),
+    ("plot", {"--threads", "--params", "--seed", "--data"})])
+def test_every_command_that_opens_a_run_takes_the_shared_flags_alike(command, flags):
+    import argparse
+
+    from gvae.commands import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    actions = {s: a for a in sub._actions for s in a.option_strings}
+    assert flags <= set(actions)
+    assert actions["--params"].choices == ["best", "last"] and actions["--params"].default == "best"
+    assert actions["--seed"].default == 0 and actions["--seed"].type("3") == 3
+    for optional in ("--device", "--data"):  # where the command does not use one, it does not take it
+        assert (optional in actions) == (optional in flags)
