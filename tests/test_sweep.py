@@ -534,7 +534,7 @@ def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint)
     out = tmp_path / "run"
     args = ["train", "--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size",
             "20", "--epochs", "100000", "--quiet", "--threads", "1", "--out", str(out)]
-    parent = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-m', 'gvae.sweep.child', "
+    parent = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-m', 'gvae.sweep_child', "
               "str(os.getpid()), *sys.argv[1:]]); print(p.pid, flush=True); p.wait()")
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
     proc = subprocess.Popen([sys.executable, "-c", parent, *args], stdout=subprocess.PIPE, text=True,

@@ -3,9 +3,9 @@ an ordinary run folder, run on Dask distributed and aggregated into a table.
 
 :mod:`~gvae.sweep.spec` reads and checks the spec, :mod:`~gvae.sweep.state` tells how far each run
 folder has come, :mod:`~gvae.sweep.execute` brings the runs up to date on a Dask cluster (each run a
-``gvae train`` and ``gvae eval`` in its own process, :mod:`~gvae.sweep.child`), :mod:`~gvae.sweep.table`
+``gvae train`` and ``gvae eval`` in its own process, :mod:`gvae.sweep_child`), :mod:`~gvae.sweep.table`
 aggregates the results over seeds, and :mod:`~gvae.sweep.commands` adds ``gvae sweep`` and
 ``gvae table`` to the command line.
 
 This package imports only the standard library when it is imported (its parts load on use), so that
-``python -m gvae.sweep.child`` can still set thread counts before NumPy loads."""
+``python -m gvae.sweep_child`` can still set thread counts before NumPy loads."""

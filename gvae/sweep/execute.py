@@ -81,13 +81,13 @@ def eval_args(sweep, run):
 
 
 def _run_command(args, log):
-    """Run ``python -P -m gvae.sweep.child PARENT gvae-args...`` with its output appended to the file ``log``;
+    """Run ``python -P -m gvae.sweep_child PARENT gvae-args...`` with its output appended to the file ``log``;
     returns (exit status, the last line it wrote).
 
     ``-P``: ``python -m`` would put the working directory first on the import path, so a ``gvae/`` folder
     there (a checkout's parent, or one planted) would run instead of the installed gvae; with ``-P`` only
     the import path of the installation (site-packages, an editable install, ``PYTHONPATH``) is used."""
-    command = [sys.executable, "-P", "-m", "gvae.sweep.child", str(os.getpid()), *args]
+    command = [sys.executable, "-P", "-m", "gvae.sweep_child", str(os.getpid()), *args]
     with open(log, "a") as f:
         f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] gvae {' '.join(args)}\n")
         f.flush()
@@ -105,7 +105,7 @@ def run_job(job):
     (when ``job.evaluate``). Returns a dict: id, ok, seconds, and on failure the failed command, its exit
     status and last line (gvae's message), or on success the evaluation's result.
 
-    Each command runs in a process of its own (:mod:`gvae.sweep.child`): its ``--threads`` set the
+    Each command runs in a process of its own (:mod:`gvae.sweep_child`): its ``--threads`` set the
     BLAS, OpenMP and Numba thread counts before NumPy loads there (the worker's own NumPy is loaded
     already); a crash or a leak stays in that process; the run is trained exactly as ``gvae train``
     trains it (its lock, atomic checkpoints, exit statuses); and it stops, resumably, when its worker

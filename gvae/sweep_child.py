@@ -1,4 +1,4 @@
-"""``python -P -m gvae.sweep.child PARENT_PID ARGS...``: the gvae command ``gvae ARGS...`` (``gvae.cli``) in a
+"""``python -P -m gvae.sweep_child PARENT_PID ARGS...``: the gvae command ``gvae ARGS...`` (``gvae.cli``) in a
 process that stops when process PARENT_PID, the Dask worker that started it, has ended.
 
 A worker that dies (its sweep killed, its node lost) does not take its child processes with it; a run
@@ -7,7 +7,8 @@ parent and, once it is gone, interrupts the command as Ctrl-C would: gvae train 
 last finished epoch on disk, resumable. The child answers SIGINT even when it was started with SIGINT
 ignored, as every process started in the background by a non-interactive shell (``gvae sweep ... &``)
 is: without that, an orphaned run would train on. Only the standard library is imported before gvae.cli, which
-sets the thread counts before NumPy loads."""
+sets the thread counts before NumPy loads. Like ``gvae.cli``, this is a process's entry point, so it sits
+beside it at the top of the package: the sweep (below the commands) names it only as a module to run."""
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ def main(argv):
     parent = int(argv[0])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
-    from ..cli import main as gvae
+    from .cli import main as gvae
     return gvae(argv[1:])
 
 
