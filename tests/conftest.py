@@ -22,6 +22,17 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def jax_x64():
+    """JAX's x64 mode set process-wide for a test and restored after it (the jax.enable_x64 context is local
+    to its thread, and XLA may run gvae.jax's callbacks on another)."""
+    import jax
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
+@pytest.fixture
 def data_file(tmp_path):
     """A small data set of 784-pixel images in the .npz layout ``gvae --data`` reads."""
     from tests.helpers import write_data

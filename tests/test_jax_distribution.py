@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax", reason="gvae.jax needs JAX (pip install gvae[jax])")
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 import jax.numpy as jnp  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -18,16 +19,6 @@ from tests.band_reference import dense_from_band, random_factor  # noqa: E402
 ROWS, COLS = 2, 3
 N = ROWS * COLS
 STENCILS = {"chain": (0, 1), "grid": (0, 1, 3), "extgrid": (0, 1, 2, 3, 4)}
-
-
-@pytest.fixture(autouse=True)
-def x64():
-    """x64 set process-wide and restored: the jax.enable_x64 context is local to its thread, and XLA may
-    run the callbacks on another (see gvae.jax.ops)."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
 
 
 def make(stencil, batch=(2,), seed=0):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax", reason="gvae.jax needs JAX (pip install gvae[jax])")
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 import jax.numpy as jnp  # noqa: E402
 from jax.scipy.linalg import solve_triangular  # noqa: E402
@@ -25,16 +26,6 @@ VECTOR = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec"]
 FACTOR = ["band_logdet", "band_trace_inv", "band_diag_inv"]
 # A factor batch and a right-hand side that broadcasts with it (larger, then smaller than the batch).
 BATCHES = {"none": ((), (4,)), "one": ((3,), (2, 3)), "two": ((2, 3), (3,))}
-
-
-@pytest.fixture(autouse=True)
-def x64():
-    """x64 set process-wide and restored: the jax.enable_x64 context is local to its thread, and XLA may
-    run the callbacks on another (see gvae.jax.ops)."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", before)
 
 
 def factor(offsets, batch=(), seed=0, garbage=np.nan):
