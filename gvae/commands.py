@@ -196,32 +196,30 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from .training import rundir
-    from .training.runs import load_model
+    from .training.runs import open_run
 
     per_example = _per_example_path(args.per_example)  # checked before any work, not after eval.json
     # Under the run folder's lock from before the model is read: no other process replaces the run (gvae
     # train --overwrite) while this one evaluates it, nor writes its results.
     with rundir.folder_lock(rundir.existing_run(args.run), command="gvae eval", advice="wait for it to end") as run:
-        model, params, config = load_model(run, args.params, args.device)
+        opened = open_run(run, args.params, args.device)
         # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
         partial = run / rundir.EVAL_PARTIAL.format(k=args.iw_samples)
         rundir.refuse_folders(run, ["eval.json", f"eval_k{args.iw_samples}.json", partial.name])
-        return _evaluate_run(args, run, model, params, config, per_example, partial)
+        return _evaluate_run(args, opened, per_example, partial)
 
 
-def _evaluate_run(args, run, model, params, config, per_example, partial):
-    """gvae eval's work, under the run folder's lock."""
+def _evaluate_run(args, opened, per_example, partial):
+    """gvae eval's work on the run ``opened`` (:func:`open_run`), under the run folder's lock."""
     import resource
 
     from .io.files import atomic_path, remove_stale_temporaries, write_json
-    from .io.mnist import load_mnist
     from .training.evaluate import evaluate
     from .training.memory import check_importance_sampling
-    from .training.runs import bits_per_dim, fixed_eval_sets
+    from .training.runs import bits_per_dim
 
-    test_x = fixed_eval_sets(load_mnist(args.data), model)[1]
-    if args.limit is not None:
-        test_x = test_x[:args.limit]
+    opened = opened.with_test_set(args.data, args.limit)
+    run, model, params, config, test_x = opened.run_dir, opened.model, opened.params, opened.config, opened.test_x
     check_importance_sampling(model, args.batch_size, args.iw_samples, args.memory_mb * 2 ** 20, len(test_x))
     test_x = to_device(test_x, args.device)
     remove_stale_temporaries(run, partial.name)
@@ -293,11 +291,12 @@ def _sample(args):
     from .io.files import check_writable
     from .io.images import tile, write_png
     from .training.memory import check_sampling
-    from .training.runs import load_model, prior_draws
+    from .training.runs import open_run, prior_draws
 
     prefix = _sample_prefix(args)
     check_writable(Path(prefix).parent, "the pictures (--out)")
-    model, params, config = load_model(args.run, args.params, args.device)
+    run = open_run(args.run, args.params, args.device)
+    model, params, config = run.model, run.params, run.config
     check_sampling(model, args.n)
     out, rng = prior_draws(model, params, args.n, args.seed, args.device)  # the z of gvae plot's decoder_means.png
     plots = _plots_or_none()  # without matplotlib: plain grids, without titles
@@ -332,7 +331,7 @@ def _plot(args):
 
     check_writable(args.out or args.run, "the pictures (--out)")
     plots.require()  # fail early and clearly, before the run is read
-    paths = plots.plot_run(open_run(args.run, args.data, args.params), out_dir=args.out, seed=args.seed)
+    paths = plots.plot_run(open_run(args.run, args.params).with_test_set(args.data), out_dir=args.out, seed=args.seed)
     if not args.quiet:
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -434,7 +434,8 @@ def plot_correlation(model, params, x, path, labels=None, subtitle=None):
 # --- everything for a run ----------------------------------------------------------------------------
 
 def plot_run(run, out_dir=None, n_images=16, seed=0, n_points=3):
-    """Write the pictures of a run opened with :func:`gvae.training.runs.open_run` into ``out_dir``
+    """Write the pictures of a run opened with :func:`gvae.training.runs.open_run` and its test images
+    (``.with_test_set(data)``) into ``out_dir``
     (default: the run folder).
 
     ``n_images`` of its test images are reconstructed, ``seed`` draws the z of ``decoder_means.png``
@@ -443,7 +444,10 @@ def plot_run(run, out_dir=None, n_images=16, seed=0, n_points=3):
     are not square images. Returns the list of written paths."""
     require()
     if isinstance(run, (str, Path)):
-        raise TypeError(f"plot_run takes an opened run: plot_run(gvae.training.runs.open_run({str(run)!r}))")
+        raise TypeError("plot_run takes an opened run with its test images: "
+                        f"plot_run(gvae.training.runs.open_run({str(run)!r}).with_test_set(data))")
+    if run.test_x is None:
+        raise ValueError("plot_run needs the run's test images: pass open_run(...).with_test_set(data)")
     model, params, test_x, test_y = run.model, run.params, run.test_x, run.test_y
     out_dir = run.run_dir if out_dir is None else Path(out_dir)
     subtitle = run_title(run.config, run.run_dir)

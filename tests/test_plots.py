@@ -52,7 +52,7 @@ def assert_pngs(paths, out_dir, expected):
 def test_plot_run_writes_the_right_pictures(tmp_path, data, posterior, latent, expected):
     run = train_run(tmp_path / "run", data, posterior, latent)
     pyplot_before = "matplotlib.pyplot" in sys.modules
-    paths = plots.plot_run(open_run(run, data), n_images=4)
+    paths = plots.plot_run(open_run(run).with_test_set(data), n_images=4)
     assert_pngs(paths, run, expected)
     if not pyplot_before:
         assert "matplotlib.pyplot" not in sys.modules  # figures never go through pyplot's global state
@@ -65,7 +65,7 @@ def test_out_dir_and_non_square_images(tmp_path, capsys):
         data[split] = (np.ascontiguousarray(x[:, :35]), y)
     run = train_run(tmp_path / "run", data, "chain", 2)
     out = tmp_path / "pictures"
-    paths = plots.plot_run(open_run(run, data), out_dir=out)
+    paths = plots.plot_run(open_run(run).with_test_set(data), out_dir=out)
     assert_pngs(paths, out, {"curves.png"} | STRUCTURED)
     assert "not a square number" in capsys.readouterr().err
     assert not list(run.glob("*.png"))
@@ -275,7 +275,7 @@ def chain_run(tmp_path_factory, data):
 
 
 def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path, data, chain_run, drawn):
-    plots.plot_run(open_run(chain_run, data), out_dir=tmp_path, n_images=4)
+    plots.plot_run(open_run(chain_run).with_test_set(data), out_dir=tmp_path, n_images=4)
     subtitle = plots.run_title(json.loads((chain_run / "config.json").read_text()), chain_run)
     for name, fig in drawn.items():
         titles = [fig._suptitle.get_text()] if fig._suptitle is not None else [ax.get_title() for ax in fig.axes[:1]]
@@ -289,3 +289,23 @@ def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path
             assert visible_ticks(ax) == [0, 1]
             assert [line.get_label() for line in ax.get_lines()[:2]] == ["main diagonal L[i, i]",
                                                                         "L[i, i-1]: previous unit"]
+
+
+def test_an_opened_run_without_its_test_images_is_refused_by_name(chain_run):
+    with pytest.raises(ValueError, match=r"with_test_set"):
+        plots.plot_run(open_run(chain_run))
+
+
+def test_an_opened_run_carries_the_test_set_every_command_evaluates(chain_run, data):
+    """open_run is how eval, sample, plot, analyze and gvae.load open a run: the same parameters as
+    load_model, and with_test_set the test split as fixed_eval_sets prepares it, cut to ``limit``."""
+    from gvae.training.runs import fixed_eval_sets
+    run = open_run(chain_run, "last")
+    model, params, _ = load_model(chain_run, "last")
+    assert run.which == "last" and run.device == "cpu" and run.test_x is None
+    for name in params:
+        np.testing.assert_array_equal(run.params[name], params[name])
+    some = run.with_test_set(data, limit=7)
+    np.testing.assert_array_equal(some.test_x, fixed_eval_sets(data, model)[1][:7])
+    np.testing.assert_array_equal(some.test_y, data["test"][1][:7])
+    assert run.test_x is None  # with_test_set gives a new OpenRun

@@ -18,14 +18,13 @@ import time
 
 import numpy as np
 
-from ..io.mnist import load_mnist
 from ..kernels import device_of, generator, to_host
 from .. import ops
 from ..model.objectives import layer_terms
 from .gaps import inference_gaps, summarize
 from .memory import check_importance_sampling
 from .refine import RefineOptions
-from .runs import fixed_eval_sets, load_model
+from .runs import open_run
 
 ACTIVITY_THRESHOLD = 0.01
 GAP_BATCH, GAP_MEMORY_MB = 100, 256  # points refined at once; bound on one decoder pass of the gaps' sampling
@@ -112,13 +111,12 @@ def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_sam
     """:func:`analyze` of the run folder ``run_dir`` (its ``which`` parameters) on the first ``limit`` test
     images (all when None) of ``data``: a data set as :func:`gvae.io.mnist.load_mnist` returns it, or the
     path to give it (None: MNIST from the cache), loaded once the run is. The result names the run."""
-    model, params, config = load_model(run_dir, which)
+    run = open_run(run_dir, which)
+    model, config = run.model, run.config
     if len(model.layers) == 1:  # the gaps' arrays: 2 proposals x K samples x a batch of points, twice
         check_importance_sampling(model, min(points, GAP_BATCH), 4 * iw_samples, GAP_MEMORY_MB * 2 ** 20)
-    if not isinstance(data, dict):
-        data = load_mnist(data)
-    test_x = fixed_eval_sets(data, model)[1][:limit]
-    result = analyze(model, params, test_x, points, iw_samples, RefineOptions(max_steps=refine_steps), seed,
+    run = run.with_test_set(data, limit)
+    result = analyze(model, run.params, run.test_x, points, iw_samples, RefineOptions(max_steps=refine_steps), seed,
                      progress=progress)
     return {"run": str(run_dir), "params": which, "posterior": config.posterior, "latent": config.latent,
             "hidden": config.hidden, "likelihood": config.likelihood, **result}

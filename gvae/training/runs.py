@@ -1,6 +1,6 @@
-"""Run folders as the evaluation, sampling and plotting commands read them: the model a configuration
-describes, the trained parameters of a run, the fixed validation and test sets, and a run opened for
-its pictures (:func:`open_run`, drawn by :func:`gvae.plots.plot_run`).
+"""Run folders as the evaluation, sampling, plotting and analysis commands read them: the model a
+configuration describes, the trained parameters of a run, the fixed validation and test sets, and the one
+way to open a run (:func:`open_run`).
 
 A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
@@ -58,29 +58,36 @@ def load_model(run_dir, which="best", device="cpu"):
 
 
 class OpenRun(NamedTuple):
-    """A trained run as its pictures are drawn from it (:func:`open_run`)."""
+    """A trained run as the commands use it (:func:`open_run`): its folder, which parameters, the device
+    they are on, the model, the parameters (name -> array) and the run's TrainConfig; with
+    :meth:`with_test_set`, also its test images."""
     run_dir: Path  # the run folder
     which: str  # the parameters: "best" (by validation) or "last"
+    device: str  # where the parameters live
     model: VAE
-    params: dict  # name -> array, on the CPU
+    params: dict  # name -> array, on ``device``
     config: Any  # the run's TrainConfig
-    test_x: np.ndarray  # (N, n): the test split prepared as the run evaluates it
-    test_y: Optional[np.ndarray]  # (N,): its labels, None when the data set has none
+    test_x: Optional[np.ndarray] = None  # (N, n) on the host: the test split prepared as the run evaluates it
+    test_y: Optional[np.ndarray] = None  # (N,): its labels, None when the data set has none
+
+    def with_test_set(self, data=None, limit=None):
+        """This run with the first ``limit`` (all when None) images of the test split of ``data`` prepared
+        once as the run evaluates them (the test set of :func:`fixed_eval_sets`), so that every command and
+        picture of every run sees the same observations. ``data``: a data set as
+        :func:`gvae.io.mnist.load_mnist` returns it, or the path to give it (None: MNIST from the cache)."""
+        if not isinstance(data, dict):
+            data = load_mnist(data)
+        test = data["test"]
+        labels = test[1][:limit] if len(test) > 1 else None
+        return self._replace(test_x=fixed_eval_sets(data, self.model)[1][:limit], test_y=labels)
 
 
-def open_run(run_dir, data=None, which="best"):
-    """The run folder ``run_dir`` with its ``which`` parameters on the CPU (:func:`load_model`) and the
-    test split of ``data`` prepared once as the run evaluates it (the test set of :func:`fixed_eval_sets`),
-    so that every picture of every run shows the same observations. ``data``: a data set as
-    :func:`gvae.io.mnist.load_mnist` returns it, or the path to give it (None: MNIST from the cache),
-    loaded once the run is. Returns an :class:`OpenRun`."""
-    run_dir = Path(run_dir)
-    model, params, config = load_model(run_dir, which)
-    if not isinstance(data, dict):
-        data = load_mnist(data)
-    test = data["test"]
-    return OpenRun(run_dir, which, model, params, config, fixed_eval_sets(data, model)[1],
-                   test[1] if len(test) > 1 else None)
+def open_run(run_dir, which="best", device="cpu"):
+    """The run in the folder ``run_dir`` with its ``which`` parameters on ``device`` (:func:`load_model`):
+    the one way gvae eval, sample, plot, analyze and :func:`gvae.load` open a run. Returns an
+    :class:`OpenRun`; ``.with_test_set(data)`` adds its test images."""
+    model, params, config = load_model(run_dir, which, device)
+    return OpenRun(Path(run_dir), which, device, model, params, config)
 
 
 def prior_draws(model, params, n, seed, device="cpu"):

@@ -18,7 +18,7 @@ import numpy as np
 from ..kernels import device_of, generator, to_device, to_host
 from ..model.objectives import elbo
 from .evaluate import importance_sampling
-from .runs import load_model
+from .runs import open_run
 
 
 class TrainedModel:
@@ -28,7 +28,8 @@ class TrainedModel:
     def __init__(self, run_dir, which="best", device="cpu"):
         self.run_dir = run_dir
         self.device = device
-        self.model, self.params, self.config = load_model(run_dir, which, device)
+        run = open_run(run_dir, which, device)
+        self.model, self.params, self.config = run.model, run.params, run.config
 
     def __repr__(self):
         c = self.config
