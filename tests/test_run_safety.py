@@ -14,7 +14,7 @@ import pytest
 
 from gvae.cli import main
 from gvae.training import DivergedError, NonFiniteError, TrainConfig, Trainer, checkpoint, rundir
-from tests.test_sweep import environment, wait_for
+from tests.sweep_helpers import environment, wait_for
 from tests.helpers import make_data, write_data
 
 SMALL = ["--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20", "--quiet"]

@@ -1,0 +1,283 @@
+"""A sweep's processes: a run stops resumably when the worker that started it dies, SIGTERM stops a sweep
+as Ctrl-C does, a sweep killed mid-way and resumed gives the table of an uninterrupted one, scheduler
+addresses and files of the wrong kind, damaged runs, and the progress bar."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from gvae.cli import main
+from gvae.io.files import write_json, write_jsonl
+from gvae.sweep import state
+from gvae.sweep.execute import _record_spec, plan
+from gvae.sweep.spec import load_spec
+from gvae.sweep.table import build_table
+from gvae.training import TrainConfig
+from tests.sweep_helpers import SPEC, write_spec, edit, fit, fake_evaluation, fake_run, wait_for, lock_is_free, environment
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sigint", ["default", "ignored"])  # ignored: started by `gvae sweep ... &` in a script
+def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size",
+            "20", "--epochs", "100000", "--quiet", "--threads", "1", "--out", str(out)]
+    parent = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-m', 'gvae.sweep_child', "
+              "str(os.getpid()), *sys.argv[1:]]); print(p.pid, flush=True); p.wait()")
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
+    proc = subprocess.Popen([sys.executable, "-c", parent, *args], stdout=subprocess.PIPE, text=True,
+                            env=environment(), cwd=tmp_path, preexec_fn=ignore)
+    proc.stdout.readline()
+    wait_for(lambda: (out / "checkpoint.npz").is_file(), 120, "the first epoch")
+    proc.kill()
+    proc.wait()
+    wait_for(lambda: lock_is_free(out), 30, "the orphaned run to stop")
+    epochs = len((out / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= epochs < 100000
+    assert state.training(out, TrainConfig(epochs=100000)).state == "unfinished"  # resumable, not finished
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, data_file):
+    # kill, a batch system's time limit: the driver closes its cluster, its runs stop resumably, and the
+    # user is told how to go on (SIGTERM's default ended the driver at once, in silence).
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 100000"))
+    out = tmp_path / "sweep"
+    proc = sweep_process(spec, out)
+    try:
+        wait_for(lambda: any((out / run.id / "checkpoint.npz").is_file() for run in load_spec(spec).runs)
+                 or proc.poll() is not None, 300, "a run's first epoch")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 143, err
+    assert "gvae: stopped by SIGTERM; the same gvae sweep command goes on from where the sweep stopped" in err
+    for run in load_spec(spec).runs:
+        wait_for(lambda: not (out / run.id).is_dir() or lock_is_free(out / run.id), 60, f"{run.id} to stop")
+        if (out / run.id / "checkpoint.npz").is_file():
+            assert state.training(out / run.id, TrainConfig(epochs=100000)).state == "unfinished"
+
+
+def strip_times(table):
+    """A table without what differs between equal sweeps: times and the folder's name."""
+    table = json.loads(json.dumps(table))
+    for entry in table["configs"].values():
+        del entry["train_seconds"], entry["eval_seconds"]
+    del table["total_seconds"], table["sweep"]
+    return table
+
+
+def sweep_process(spec, out):
+    return subprocess.Popen([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_midway_and_resumed_gives_the_table_of_an_uninterrupted_one(tmp_path, data_file):
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    # 30 epochs: long enough to be killed while training (most of a tiny run is starting its processes).
+    spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 30"))
+    runs = load_spec(spec).runs
+
+    killed = tmp_path / "killed"
+    proc = sweep_process(spec, killed)
+    evaluated = lambda: [run for run in runs if (killed / run.id / state.EVAL_RECORD).is_file()]  # noqa: E731
+    training = lambda: [run for run in runs if (killed / run.id / "checkpoint.npz").is_file()  # noqa: E731
+                        and not (killed / run.id / "summary.json").is_file()]
+    try:
+        # Killed when one run is evaluated and another is between its epochs.
+        wait_for(lambda: evaluated() and training() or proc.poll() is not None, 300, "a run finished and one training")
+        proc.send_signal(signal.SIGKILL)  # the sweep's driver only: its workers and their runs are left
+        proc.communicate()
+        for run in runs:  # the workers die with their driver, and each run with its worker
+            wait_for(lambda: not (killed / run.id).is_dir() or lock_is_free(killed / run.id), 60,
+                     f"{run.id} to stop")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    finished_before = len(evaluated())
+    assert 1 <= finished_before < len(runs), "the sweep was not killed mid-way"
+    assert not (killed / "table.json").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(killed)],
+                             capture_output=True, text=True, env=environment(), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("done   ") == len(runs) - finished_before  # the finished runs are skipped
+    whole = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(tmp_path / "whole")],
+                           capture_output=True, text=True, env=environment(), timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.count("done   ") == len(runs)
+    tables = [json.loads((folder / "table.json").read_text()) for folder in (killed, tmp_path / "whole")]
+    assert strip_times(tables[0]) == strip_times(tables[1])
+    assert all(c["test_log_likelihood"]["n_seeds"] == 2 for c in tables[0]["configs"].values())
+
+    # The same sweep with a configuration that fails: the others are kept, the failure is reported,
+    # recorded and listed, and the exit status says so.
+    failing = write_spec(tmp_path, edit(spec.read_text(), "[eval]",
+                                        '[[configs]]\nname = "bad"\nlr = 1e12\nmax_bad_steps = 1\n[eval]'),
+                         "failing.toml")
+    again = subprocess.run([sys.executable, "-m", "gvae.cli", "sweep", str(failing), "--out", str(killed)],
+                           capture_output=True, text=True, env=environment(), timeout=300)
+    assert again.returncode == 3, again.stderr
+    assert "4 trained, 0 to resume, 2 to start" in again.stdout
+    assert again.stdout.count("FAILED bad/seed-") == 2 and "lower learning rate" in again.stdout
+    assert "2 of 6 runs failed" in again.stderr
+    failures = state.failures_of(killed)
+    assert sorted(failures) == ["bad/seed-0", "bad/seed-1"] and failures["bad/seed-0"]["returncode"] == 3
+    table = json.loads((killed / "table.json").read_text())
+    assert strip_times(table)["configs"]["chain"] == strip_times(tables[1])["configs"]["chain"]
+    assert [m["reason"].startswith("failed: gvae train exit 3") for m in table["configs"]["bad"]["missing"]] == [True] * 2
+    assert (killed / "sweep.1.toml").read_text() == spec.read_text()  # the spec it replaced is kept
+
+
+def test_a_run_imports_the_installed_gvae_not_one_in_the_working_directory(tmp_path, monkeypatch):
+    """A gvae/ folder in the sweep's working directory (planted, or a checkout's parent) is never imported
+    by the runs: python -m would put the working directory first on the import path."""
+    from gvae.sweep.execute import _run_command
+    planted = tmp_path / "gvae" / "sweep"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "planted-code-ran"
+    for init in (tmp_path / "gvae" / "__init__.py", planted / "__init__.py"):
+        init.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (planted / "child.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    code, last = _run_command(["--version"], tmp_path / "log.txt")
+    assert code == 0 and last.startswith("gvae ") and not marker.exists()
+
+
+@pytest.fixture
+def odd_server():
+    """A TCP server on 127.0.0.1 that never answers ("silent") or answers in another protocol
+    ("garbage"); yields a function mode -> "host:port". It stops by itself after 30 s at most."""
+    import socket
+    import threading
+    servers = []
+
+    def start(mode):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        srv.settimeout(30)
+        servers.append(srv)
+
+        def serve():
+            held = []
+            try:
+                while True:
+                    conn, _ = srv.accept()
+                    held.append(conn)
+                    if mode == "garbage":
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 4)
+            except OSError:
+                pass
+            finally:
+                for conn in held:
+                    conn.close()
+        threading.Thread(target=serve, daemon=True).start()
+        return "127.0.0.1:%d" % srv.getsockname()[1]
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, message", [("silent", "no Dask scheduler answered at"),
+                                           ("garbage", "does not answer as a Dask scheduler")])
+def test_a_scheduler_address_of_another_server_is_one_line_in_bounded_time(tmp_path, data_file, capsys, monkeypatch,
+                                                                          odd_server, mode, message):
+    pytest.importorskip("distributed")
+    from gvae.sweep import execute
+    monkeypatch.setattr(execute, "CONNECT_SECONDS", 2)
+    start = time.monotonic()
+    rc = main(["sweep", str(write_spec(tmp_path, edit(SPEC, "tiny.npz", str(data_file)))), "--scheduler",
+               odd_server(mode)])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1 and time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"address": 7}', '{"id": "x"}'])
+def test_a_scheduler_file_that_is_not_one_is_named(tmp_path, data_file, capsys, content):
+    pytest.importorskip("distributed")
+    path = tmp_path / "scheduler.json"
+    path.write_text(content)
+    rc = main(["sweep", str(write_spec(tmp_path, edit(SPEC, "tiny.npz", str(data_file)))), "--scheduler", str(path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{path} is not a Dask scheduler file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", ["metrics", "summary", "config"])
+def test_a_damaged_run_is_named_and_the_others_go_on(tmp_path, capsys, damage):
+    """One run whose metrics.jsonl, summary.json or config.json is damaged: gvae table still tables the
+    others and gives the damaged one's reason naming the file; the sweep's plan leaves it as it is and
+    plans the others."""
+    path = write_spec(tmp_path, SPEC)
+    sweep = load_spec(path)
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    for run_id in ("diagonal/seed-0", "diagonal/seed-1"):
+        fit(runs[run_id])
+        fake_evaluation(runs[run_id], sweep.eval, test_elbo=-100.0)
+    broken = runs["diagonal/seed-1"].folder
+    if damage == "metrics":
+        (broken / "metrics.jsonl").write_bytes(b'{"epoch": 1}\n\xff\xfe not text\n')
+    elif damage == "summary":
+        (broken / "summary.json").write_text("{not json")
+    else:
+        (broken / "checkpoint.npz").unlink()  # the configuration is then read from config.json
+        (broken / "config.json").write_text("[1, 2")
+    named = {"metrics": "metrics.jsonl", "summary": "summary.json", "config": "config.json"}[damage]
+    jobs, _, damaged = plan(sweep)
+    assert list(damaged) == ["diagonal/seed-1"] and named in damaged["diagonal/seed-1"]
+    assert "diagonal/seed-1" not in {job.id for job in jobs} and "chain/seed-0" in {job.id for job in jobs}
+    if damage != "config":  # without a checkpoint but with its summary the table reads it as kept results
+        table = build_table(sweep, {})
+        assert table["configs"]["diagonal"]["test_elbo"]["n_seeds"] == 1
+        [missing] = table["configs"]["diagonal"]["missing"]
+        assert missing["seed"] == 1 and missing["reason"].startswith("damaged: ") and named in missing["reason"]
+    assert main(["table", str(sweep.out)]) == 0
+    capsys.readouterr()
+
+
+def test_the_sweep_bar_counts_epochs_from_the_runs_folders(tmp_path):
+    """The bar of gvae sweep moves by epochs the runs write to their metrics (each run trains --quiet in a
+    process of its own): a finished run counts all its epochs (also when its patience stopped it), an
+    unfinished one the epochs it has, a damaged one none; the watcher thread follows the files."""
+    from tqdm import tqdm
+
+    from gvae.sweep import execute
+    sweep = load_spec(write_spec(tmp_path, edit(SPEC, "seeds = [0, 1]", "seeds = [0, 1, 2]")))
+    _record_spec(sweep)
+    runs = {run.id: run for run in sweep.runs}
+    assert execute.epochs_done(sweep) == 0
+    fake_run(runs["diagonal/seed-0"], [1.0, 1.0])
+    fake_run(runs["diagonal/seed-1"], [1.0])
+    fake_run(runs["chain/seed-0"], [1.0])
+    write_json(runs["chain/seed-0"].folder / "summary.json", {"epochs": 1, "stopped_early": True, "best_epoch": 0})
+    fake_run(runs["chain/seed-1"], [1.0])
+    (runs["chain/seed-1"].folder / "metrics.jsonl").write_text("{not json\n")
+    assert execute.epochs_done(sweep) == 2 + 1 + 2 + 0
+    import io
+    bar = tqdm(total=12, initial=5, file=io.StringIO())
+    ended = threading.Event()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(execute, "FOLLOW_SECONDS", 0.01)
+        watcher = threading.Thread(target=execute._follow_epochs, args=(sweep, bar, ended))
+        watcher.start()
+        write_jsonl(runs["chain/seed-1"].folder / "metrics.jsonl", [{"epoch": 1, "seconds": 1.0}])
+        wait_for(lambda: bar.n == 6, 10, "the bar to follow the new epoch")
+        ended.set()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()
