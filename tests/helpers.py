@@ -23,3 +23,26 @@ def write_data(path, n=200, d=784, seed=0):
     data = make_data(n=n, d=d, seed=seed)
     np.savez(path, **{f"{split}_{part}": data[split][i] for split in data for i, part in enumerate("xy")})
     return path
+
+
+SMALL_SIZES = {"train": 30, "valid": 10, "test": 12}  # the splits of fake_splits
+
+
+def fake_splits(sizes=SMALL_SIZES, seed=0):
+    """MNIST-shaped splits {name: (x (n, 784) float32 in [0, 1), y (n,) int64)} of the given sizes."""
+    rng = np.random.default_rng(seed)
+    return {
+        s: (rng.integers(0, 256, (n, 784)).astype(np.float32) / 256,
+            rng.integers(0, 10, n).astype(np.int64))
+        for s, n in sizes.items()
+    }
+
+
+def assert_splits_equal(loaded, splits):
+    """``loaded`` (as load_mnist returns it) holds exactly ``splits``, as C-contiguous float32 and int64."""
+    for s in splits:
+        x, y = loaded[s]
+        assert x.dtype == np.float32 and x.flags.c_contiguous and x.shape == splits[s][0].shape
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(x, splits[s][0])
+        np.testing.assert_array_equal(y, splits[s][1])
