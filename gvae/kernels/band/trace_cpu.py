@@ -161,6 +161,10 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
     return c + (sw if x >= dw else rp)
 
 
+# The four sweeps (_forward, _forward_rows, _reverse, _reverse_rows) take one argument order: the
+# factor (S, offs, n), the rows of Sigma (R and where they start), the lock-step plan (seg, C, T, nseg),
+# the vectors they read and write, then the rows lo .. hi - 1 (the forward ones taken from hi - 1 down).
+#
 # Step i's sums over its terms k = 1 .. kmax (kmax = K - 1 but in the last w rows) run in passes over d,
 # each over nt consecutive terms with nt a literal, so that LLVM unrolls the loop over them and keeps
 # their coefficients and addresses in registers (tuples). With 3 to 5 diagonals (grid, extended grid)
@@ -170,7 +174,7 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
 # a helper called per row pays Numba's reference counting of its array arguments at every call.
 
 @template(error_model="numpy")
-def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, lo, kmax, nt):
+def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, hi, kmax, nt):
     """Steps i = hi-1 .. lo of _forward, rows with the terms k = 1 .. kmax (kmax = -1: each row its
     own), in passes of nt terms; Sigma_ii also into dg."""
     K = offs.shape[0]
@@ -225,20 +229,20 @@ def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, lo, kmax, nt
 
 
 @template(error_model="numpy")
-def _forward(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, lo):
+def _forward(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, hi):
     """Rows of Sigma for i = hi-1 .. lo (selected inversion; rows hi .. hi + w - 1 already in R) into
     the ring R of Wr rows, row i in slot (i - base) mod Wr; dg (n, _TB), flat: dg[i, b] = Sigma_ii of
     lane b."""
     K = offs.shape[0]
     full = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < full: all terms, one pass
     t = max(lo, min(hi, full))
-    _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, hi, t, -1, 1)
+    _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, hi, -1, 1)
     if K == 3:
-        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, lo, 2, 2)
+        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, t, 2, 2)
     elif K == 4:
-        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, lo, 3, 3)
+        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, t, 3, 3)
     elif K == 5:
-        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, lo, 4, 4)
+        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, t, 4, 4)
 
 
 @template(fastmath=_FMA, error_model="numpy")
@@ -261,7 +265,7 @@ def _window_blocks(L, offs, out, lo, hi):
         for f0 in range(lo, hi, _TB):
             nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
-            _forward(S, offs, n, R, W, 0, seg, C, T, nseg, dg, n, 0)
+            _forward(S, offs, n, R, W, 0, seg, C, T, nseg, dg, 0, n)
             if _DIAG:
                 _unstage_rows(dg, out.reshape(F * n), f0, nf, n)
             else:
@@ -325,7 +329,7 @@ def _chain_grad(Lf, g, buf, gf):
 
 
 @template(error_model="numpy")
-def _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, hi, kmax, nt):
+def _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi, kmax, nt):
     """Steps i = lo .. hi-1 of _reverse, rows with the terms k = 1 .. kmax (kmax = -1: each row its
     own), in passes of nt terms as in _forward_rows."""
     K = offs.shape[0]
@@ -431,12 +435,12 @@ def _reverse(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi):
     full = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < full: all terms, one pass
     t = max(lo, min(hi, full))
     if K == 3:
-        _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, t, 2, 2)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, t, 2, 2)
     elif K == 4:
-        _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, t, 3, 3)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, t, 3, 3)
     elif K == 5:
-        _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, lo, t, 4, 4)
-    _reverse_rows(S, D, offs, n, R, r0, Rb, G, seg, C, T, nseg, gd, t, hi, -1, 1)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, t, 4, 4)
+    _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, t, hi, -1, 1)
 
 
 @template(fastmath=_FMA, error_model="numpy")
@@ -482,7 +486,7 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
                 c = min(w, n - e) * WT
                 for q in range(c - 1, -1, -1):  # slots 0 .. to ks .. (downwards: they overlap for ks < w)
                     R[ks * WT + q] = R[q]
-                _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, e, b)
+                _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, b, e)
                 if j > 0:
                     CP[(j - 1) * w * WT:(j - 1) * w * WT + min(w, n - b) * WT] = R[:min(w, n - b) * WT]
             # Reverse, segments 0 .. m-1, each but the first (still in R) recomputed from the start of
@@ -495,7 +499,7 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
                 if j > 0:
                     c = min(w, n - e) * WT
                     R[ks * WT:ks * WT + c] = CP[j * w * WT:j * w * WT + c]
-                    _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, e, b)
+                    _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, b, e)
                 _reverse(S, D, offs, n, R, b, Rb, seg, C, T, nseg, gd, G, b, e)
             for b in range(nf):
                 gf = out[f0 + b]
