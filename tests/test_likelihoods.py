@@ -15,7 +15,7 @@ PIXEL = ["logitnormal", "logitnormal-grid", "logitnormal-extgrid"]
 
 
 def setup(name, n=16, **options):
-    return get_likelihood(name, **options).setup(n)
+    return get_likelihood(name, n, **options)
 
 
 def random_params(lik, rng):
@@ -109,9 +109,12 @@ def test_nats_offset_and_refusals():
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         setup("bernoulli").check(np.array([[-0.1, 0.5]]))
     with pytest.raises(ValueError, match="do not fit a square lattice"):
-        get_likelihood("logitnormal-grid").setup(15)
+        get_likelihood("logitnormal-grid", 15)
     with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        get_likelihood("poisson")
+        get_likelihood("poisson", 784)
     with pytest.raises(ValueError, match="squash"):
-        get_likelihood("gaussian", squash=0.7)
+        get_likelihood("gaussian", 784, squash=0.7)
+    for name in LIKELIHOODS:  # complete when constructed: the units are given then, and checked
+        with pytest.raises(ValueError, match=f"{name} likelihood: needs at least one observed unit"):
+            get_likelihood(name, 0)
     assert set(LIKELIHOODS) == {"bernoulli", "gaussian", *PIXEL}

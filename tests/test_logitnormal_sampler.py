@@ -11,7 +11,7 @@ from gvae.model.posteriors import dense_factor
 
 @pytest.mark.parametrize("name", ["logitnormal-grid", "logitnormal-extgrid"])
 def test_sampler_covariance_is_the_inverse_precision_at_28x28(name):
-    lik = get_likelihood(name).setup(784)
+    lik = get_likelihood(name, 784)
     rng = np.random.default_rng(0)
     K = len(lik.offsets)
     raw = rng.normal(0.0, 0.15, (1, K, 784))  # one decoder output's band rows, float64

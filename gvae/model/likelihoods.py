@@ -65,8 +65,15 @@ def _check_float_range(name, x, lo, hi):
 
 
 class Likelihood(ABC):
+    """An observation model p(x|z) over ``n`` observed units, complete once constructed: its output size,
+    parameters and any structure over the units (a pixel lattice) are fixed by ``n`` and its options."""
     name = ""
     continuous = False
+
+    def __init__(self, n):
+        if isinstance(n, bool) or int(n) != n or int(n) < 1:
+            raise ValueError(f"{self.name} likelihood: needs at least one observed unit, got {n}")
+        self.n = int(n)
 
     @abstractmethod
     def prepare(self, x, rng):
@@ -83,13 +90,6 @@ class Likelihood(ABC):
     @abstractmethod
     def sample(self, out, params, rng):
         """A sample of x for each decoder output, (..., n)."""
-
-    def setup(self, n):
-        """Fix the number of observed units; raises if this likelihood cannot model n of them."""
-        if int(n) < 1:
-            raise ValueError(f"{self.name} likelihood: needs at least one observed unit, got {n}")
-        self.n = int(n)
-        return self
 
     def output_size(self):
         return self.n
@@ -145,7 +145,8 @@ class Continuous(Likelihood):
 
     continuous = True
 
-    def __init__(self, squash=1e-6):
+    def __init__(self, n, squash=1e-6):
+        super().__init__(n)
         if not 0 < squash < 0.5:
             raise ValueError(f"the squash margin lambda must lie in (0, 0.5), got {squash}")
         self.squash = squash
@@ -171,8 +172,8 @@ class Gaussian(Continuous):
 
     name = "gaussian"
 
-    def __init__(self, psi="global", floor=1e-4, squash=1e-6):
-        super().__init__(squash)
+    def __init__(self, n, psi="global", floor=1e-4, squash=1e-6):
+        super().__init__(n, squash)
         if psi not in ("global", "decoder"):
             raise ValueError(f"psi must be 'global' or 'decoder', got {psi!r}")
         if not floor > 0:
@@ -218,8 +219,9 @@ class LogitNormal(Continuous):
 
     STENCILS = {"diagonal": 1, "grid": 2, "extgrid": 3}  # the smallest lattice side each needs
 
-    def __init__(self, stencil="diagonal", factor="decoder", floor=1e-3, squash=1e-6):
-        super().__init__(squash)
+    def __init__(self, n, stencil="diagonal", factor="decoder", floor=1e-3, squash=1e-6):
+        self.name = "logitnormal" if stencil == "diagonal" else f"logitnormal-{stencil}"  # first: errors name it
+        super().__init__(n, squash)
         if stencil not in self.STENCILS:
             raise ValueError(f"stencil must be one of {sorted(self.STENCILS)}, got {stencil!r}")
         if factor not in ("decoder", "global"):
@@ -227,10 +229,6 @@ class LogitNormal(Continuous):
         if not floor > 0:
             raise ValueError(f"the floor on the factor's diagonal must be > 0, got {floor}")
         self.stencil, self.factor, self.floor = stencil, factor, floor
-        self.name = "logitnormal" if stencil == "diagonal" else f"logitnormal-{stencil}"
-
-    def setup(self, n):
-        super().setup(n)
         side = math.isqrt(self.n)
         if side * side != self.n or side < self.STENCILS[self.stencil]:
             raise ValueError(f"{self.name} likelihood: images of {self.n} pixels do not fit a square lattice "
@@ -239,7 +237,6 @@ class LogitNormal(Continuous):
                     "extgrid": lambda: extgrid_offsets(side, side)}
         self.offsets = stencils[self.stencil]()
         self.off_mask = DeviceConstant(lattice_mask(self.offsets, side, side)[1:])
-        return self
 
     def output_size(self):
         return self.n * (1 + len(self.offsets)) if self.factor == "decoder" else self.n
@@ -276,15 +273,16 @@ class LogitNormal(Continuous):
 
 
 LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian,
-               "logitnormal": lambda **kw: LogitNormal("diagonal", **kw),
-               "logitnormal-grid": lambda **kw: LogitNormal("grid", **kw),
-               "logitnormal-extgrid": lambda **kw: LogitNormal("extgrid", **kw)}
+               "logitnormal": lambda n, **kw: LogitNormal(n, "diagonal", **kw),
+               "logitnormal-grid": lambda n, **kw: LogitNormal(n, "grid", **kw),
+               "logitnormal-extgrid": lambda n, **kw: LogitNormal(n, "extgrid", **kw)}
 
 
-def get_likelihood(name, **options):
-    """The likelihood called ``name``, with its options (``psi``, ``factor``, ``squash``, ``floor``)."""
+def get_likelihood(name, n, **options):
+    """The likelihood called ``name`` over ``n`` observed units, with its options (``psi``, ``factor``,
+    ``squash``, ``floor``); a ValueError when it cannot model n units (a pixel lattice needs n = side^2)."""
     try:
         make = LIKELIHOODS[name]
     except KeyError:
         raise ValueError(f"unknown likelihood {name!r}; expected one of {sorted(LIKELIHOODS)}") from None
-    return make(**options)
+    return make(n, **options)

@@ -105,7 +105,7 @@ class VAE:
         self.n_in, self.sizes = int(n_in), tuple(sizes)
         self.hidden = hiddens[0] if n == 1 else hiddens  # a one-layer model's: its one list, as always
         self.activation, self.inference = activation, inference
-        self.likelihood = get_likelihood(likelihood, **(likelihood_options or {})).setup(self.n_in)
+        self.likelihood = get_likelihood(likelihood, self.n_in, **(likelihood_options or {}))
         self.dtype = np.dtype(dtype)
         self.conditional = get_family("diagonal")  # the form of p(z_l | z_{l+1}): N(mu, diag sigma^2)
         self.layers = []
