@@ -163,3 +163,28 @@ def test_loss_is_reproducible_and_float32():
     eps = np.zeros((1, 4, 2), np.float32)
     (loss, _), g = value_and_grad(training_loss, has_aux=True)(a.views, model, x, eps)
     assert loss.dtype == np.float32 and all(v.dtype == np.float32 for v in g.values())
+
+
+def test_the_vae_and_its_local_twin_provide_what_the_objectives_need():
+    """gvae.model.interface.ObjectiveModel: the VAE (one layer and a hierarchy) and a LocalVAE provide it;
+    the LocalVAE reads everything but its posterior pass from the model it wraps, never a copy."""
+    from gvae.model.interface import ObjectiveModel
+    from gvae.model.local import HEADS, LocalVAE, encoder_heads, with_heads
+    one = VAE(16, 3, [8], "tanh", posterior="chain")
+    two = VAE(16, [4, 2], [8], "tanh", posterior="chain")
+    local = LocalVAE(one)
+    for model in (one, two, local):
+        assert isinstance(model, ObjectiveModel)
+    assert not isinstance(object(), ObjectiveModel)
+    for name in ("layers", "likelihood", "noise_size", "inference", "conditional", "family", "latent"):
+        assert getattr(local, name) is getattr(one, name), name
+    with pytest.raises(AttributeError):
+        local.no_such_attribute
+    # the objectives score the local twin at the encoder's own heads exactly as the model itself
+    rng = np.random.default_rng(0)
+    params = one.new_params(rng).views
+    x = (rng.random((5, 16)) < 0.5).astype(np.float32)
+    eps = rng.standard_normal((2, 5, one.noise_size)).astype(np.float32)
+    local_params = with_heads(params, encoder_heads(one, params, x))
+    assert HEADS in local_params
+    np.testing.assert_allclose(elbo(local, local_params, x, eps), elbo(one, params, x, eps), rtol=1e-6)

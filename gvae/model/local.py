@@ -19,23 +19,23 @@ def encoder_heads(model, params, x):
 
 class LocalVAE:
     """The VAE ``model`` with ``encode(params, x) = family.split(params[HEADS])``: row b of the heads is
-    q(z|x_b), so x and the heads must have the same rows. ``decode``, ``family``, ``likelihood``,
-    ``latent`` and the prior are the model's: what the objectives use. One stochastic layer."""
+    q(z|x_b), so x and the heads must have the same rows. Everything else the objectives use
+    (:class:`gvae.model.interface.ObjectiveModel`: ``decode``, the priors, ``likelihood``, ``layers``, ...)
+    is the model's. One stochastic layer."""
 
     def __init__(self, model):
         if len(model.layers) != 1:
             raise ValueError(f"local variational parameters are refined for one stochastic layer; this model "
                              f"has {len(model.layers)} (latent sizes {list(model.sizes)})")
         self.model = model
-        self.family = model.family
-        self.likelihood = model.likelihood
-        self.latent = model.latent
-        # What the objectives read of a model besides the posterior pass: the model's own.
-        self.layers, self.noise_size, self.inference = model.layers, model.noise_size, model.inference
-        self.conditional = model.conditional
 
-    def priors(self, params, zs):
-        return self.model.priors(params, zs)
+    def __getattr__(self, name):
+        # Everything but the posterior pass is the model's own (family, latent, likelihood, layers, ...,
+        # the rest of gvae.model.interface.ObjectiveModel): read from it, never copied. (Only names this
+        # object lacks arrive here; "model" itself, before __init__ set it, is an AttributeError.)
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
     def infer(self, params, x, eps=None):
         """The posterior pass of the objectives (:meth:`VAE.infer`) with q from the heads: ``([q], [z])``."""
@@ -49,9 +49,6 @@ class LocalVAE:
                              f"{self.family.name} posterior (expected ({x.shape[0]}, "
                              f"{self.family.head_size(self.latent)}))")
         return self.family.split(h, self.latent)
-
-    def decode(self, params, z):
-        return self.model.decode(params, z)
 
 
 def with_heads(params, h):

@@ -1,5 +1,6 @@
 """Variational objectives per data point, in nats: the ELBO (SGVB-A and -B) and the IWAE bound, for one
-stochastic layer or a hierarchy (see :mod:`gvae.model.vae`).
+stochastic layer or a hierarchy (see :mod:`gvae.model.vae`). Each takes its ``model`` as an
+:class:`~gvae.model.interface.ObjectiveModel`: the VAE, or a LocalVAE with free per-point posteriors.
 
 With samples (z_1, ..., z_L) of the posterior pass, p(z_L) = N(0, I) and p(z_l | z_{l+1}) the
 conditional priors, the log importance weight is
