@@ -21,6 +21,7 @@ from ..kernels import array_module, device_of, generator, to_device, to_host
 from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
 from ..model.objectives import elbo, log_weights
+from .events import duration
 
 PARTIAL_FORMAT = 1  # of the partial file's content; a file of another format is started over
 SAVE_SECONDS = 30.0  # between two writes of an evaluation's progress (a batch of K = 5000 takes ~25 s)
@@ -228,19 +229,10 @@ def _work_line(model, params, x, n_samples, batch_size, memory_mb, partial):
     per_batch = seconds * min(batch_size, n) / n
     batches = -(-n // batch_size)
     kept = (f"; an interruption keeps the batches done in {Path(partial).name} (the first ends in about "
-            f"{_duration(per_batch)})" if partial is not None else "")
+            f"{duration(per_batch)})" if partial is not None else "")
     return (f"log p(x): {n:,} images x {n_samples:,} samples = {n * n_samples:,} decoder passes in {batches:,} "
-            f"batch{'es' if batches > 1 else ''} of {min(batch_size, n)}: about {_duration(seconds)} on this "
+            f"batch{'es' if batches > 1 else ''} of {min(batch_size, n)}: about {duration(seconds)} on this "
             f"device (an estimate from a {trial:.1f} s trial){kept}")
-
-
-def _duration(seconds):
-    """Seconds for a message: "under 1 s", "40 s", "3 min 20 s", "1 h 05 min"."""
-    if seconds < 1:
-        return "under 1 s"
-    minutes, s = divmod(int(round(seconds)), 60)
-    hours, m = divmod(minutes, 60)
-    return f"{hours} h {m:02d} min" if hours else (f"{m} min {s:02d} s" if m else f"{s} s")
 
 
 class _StartOver(Exception):

@@ -33,8 +33,17 @@ class Events:
         """The loop ended (its epochs done or stopped early); ``summary`` holds the test numbers."""
 
 
+def tell(listeners, what, trainer, *args):
+    """Call ``what`` (a method name of :class:`Events`) on every listener, in order."""
+    for listener in listeners:
+        getattr(listener, what)(trainer, *args)
+
+
 def duration(seconds):
-    """'1 h 02 min', '3 min 05 s' or '42 s'."""
+    """Seconds for a message, as gvae train's and gvae eval's estimates say them: "under 1 s", "42 s",
+    "3 min 05 s", "1 h 02 min"."""
+    if seconds < 1:
+        return "under 1 s"
     minutes, s = divmod(int(round(seconds)), 60)
     hours, m = divmod(minutes, 60)
     return f"{hours} h {m:02d} min" if hours else (f"{m} min {s:02d} s" if m else f"{s} s")

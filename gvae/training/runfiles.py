@@ -104,9 +104,8 @@ def _listed(value):
 
 
 class RunFiles(Events):
-    """Writes a training run's folder: holds its lock while the loop runs (a run this trainer resumed, or
-    whose checkpoint it wrote itself, is continued; any other is refused unless the trainer was told to
-    overwrite it), config.json at the start, metrics.jsonl and checkpoint.npz after every healthy epoch
+    """Writes a training run's folder: holds its lock while the loop runs (a run the trainer is
+    ``continuing`` goes on; any other is refused unless the trainer was told to overwrite it), config.json at the start, metrics.jsonl and checkpoint.npz after every healthy epoch
     (each atomically, so the checkpoint on disk is always one of a healthy epoch), metrics.jsonl alone
     when an epoch diverged, summary.json at the end."""
 
@@ -114,11 +113,11 @@ class RunFiles(Events):
         self.read_from = read_from  # stamps() of the run files as the trainer last read or wrote them
 
     def running(self, trainer):
-        continuing = trainer.resumed or trainer.saved_epoch > 0
-        return rundir.writer(trainer.out, resume=continuing, overwrite=trainer.overwrite and not continuing)
+        return rundir.writer(trainer.out, resume=trainer.continuing,
+                             overwrite=trainer.overwrite and not trainer.continuing)
 
     def started(self, trainer):
-        if (trainer.resumed or trainer.saved_epoch > 0) and stamps(trainer.out) != self.read_from:
+        if trainer.continuing and stamps(trainer.out) != self.read_from:
             raise rundir.RunFolderError(f"{trainer.out} was written by another gvae process after this one read "
                                         "its run; run the command again to continue the run as it is now")
         write_json(trainer.out / "config.json", dataclasses.asdict(trainer.config))

@@ -34,7 +34,7 @@ from ..model.objectives import training_loss
 from . import rundir
 from .config import RESUMABLE, SCHEDULES
 from .evaluate import dataset_elbo
-from .events import Console
+from .events import Console, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
 from .runs import EVAL_SEED, bits_per_dim, build_model, fixed_eval_sets
@@ -125,15 +125,20 @@ class Trainer:
                                  "it with the data it was trained on (--data)")
             self.state = TrainingState.from_checkpoint(saved.arrays, saved.meta, self.model, config, device,
                                                        saved.metrics, where=saved.checkpoint)
-        else:
+        else:  # a new run, or one stopped before its first checkpoint (no metrics rows then)
             self.state = TrainingState.new(self.model, config, train_x, device)
-            self.state.metrics = [] if saved is None else list(saved.metrics)
         self.train_x = to_device(np.ascontiguousarray(train_x, dtype=self.model.dtype), device)
         self.valid_x, self.test_x = (to_device(x, device) for x in fixed_eval_sets(data, self.model))
         self.grad_flat = self.xp.zeros_like(self.state.params.flat)
         self.step_fn = value_and_grad(training_loss, has_aux=True, out=self.state.params.unflatten(self.grad_flat))
         self.rng = self.epoch_generator(self.state.epoch)
         self.saved_epoch = self.state.epoch  # the epoch of the checkpoint on disk (0: none)
+
+    @property
+    def continuing(self):
+        """Whether this trainer goes on with the run in its folder: one it resumed, or whose checkpoint it
+        wrote itself (any other run there is refused unless it was told to overwrite it)."""
+        return self.resumed or self.saved_epoch > 0
 
     @property
     def params(self):
@@ -301,8 +306,7 @@ class Trainer:
         with contextlib.ExitStack() as stack:
             for listener in events:
                 stack.enter_context(listener.running(self))
-            for listener in events:
-                listener.started(self)
+            tell(events, "started", self)
             if state.initial_valid is None and state.epoch == 0:
                 state.initial_valid = self.validation_elbo()
             stopped_early = False
@@ -310,19 +314,15 @@ class Trainer:
                 row = self.run_epoch()
                 why = self.unhealthy(row)
                 if why is not None:
-                    for listener in events:
-                        listener.diverged(self, why)
+                    tell(events, "diverged", self, why)
                     raise DivergedError(f"training diverged in epoch {state.epoch}: {why}; {self.last_good()}")
-                for listener in events:
-                    listener.epoch_end(self, row)
+                tell(events, "epoch_end", self, row)
                 if cfg.patience and state.epoch - state.best_epoch >= cfg.patience:
                     stopped_early = True
-                    for listener in events:
-                        listener.stopped_early(self)
+                    tell(events, "stopped_early", self)
                     break
             summary = self.test_summary(stopped_early)
-            for listener in events:
-                listener.finished(self, summary)
+            tell(events, "finished", self, summary)
         return summary
 
 
