@@ -172,42 +172,41 @@ def min_kl(name, P):
 
 # --- the tests -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def refined_gaps():
-    """{family: (refined approximation gap per point (exact, float64), smallest KL)} on 4 points."""
-    out = {}
-    for name in FAMILIES:
-        model, params, W, b, psi = fa_model(name)
-        x = fa_data(W, b, psi)
-        P, _, logp = exact_posterior(W, b, psi, x)
-        h, info = refine_heads(model, params, x, encoder_heads(model, params, x), np.random.default_rng(0), TIGHT)
-        q = model.family.split(h, D)
-        out[name] = (logp - exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q)), min_kl(name, P), info)
-    return out
+def refined_gap(name):
+    """(refined approximation gap per point (exact, float64), smallest KL of the family, refinement info) on
+    4 points. Each family's test refines its own (1-7 s), so the test processes share them out."""
+    model, params, W, b, psi = fa_model(name)
+    x = fa_data(W, b, psi)
+    P, _, logp = exact_posterior(W, b, psi, x)
+    h, info = refine_heads(model, params, x, encoder_heads(model, params, x), np.random.default_rng(0), TIGHT)
+    q = model.family.split(h, D)
+    return logp - exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q)), min_kl(name, P), info
+
+
+def smallest_kl(name):
+    """The family's smallest KL to the exact posterior (its precision is the same for every x)."""
+    _, _, W, b, psi = fa_model(name)
+    return min_kl(name, exact_posterior(W, b, psi, fa_data(W, b, psi))[0])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
-def test_the_refined_elbo_is_log_px_minus_the_smallest_kl(refined_gaps, name):
-    gap, smallest, info = refined_gaps[name]
+def test_the_refined_elbo_is_log_px_minus_the_smallest_kl(name):
+    gap, smallest, info = refined_gap(name)
     assert np.all(gap >= smallest - 1e-8), (gap, smallest)  # no q of the family does better than its best
     assert np.all(gap <= smallest + TOLERANCE.get(name, 0.01)), (gap, smallest, info["steps"])  # and gets close
     assert info["stopped"] == "plateau" and info["restarts"] == 0
+    if name == "full":  # the dense family closes the approximation gap
+        assert smallest < 1e-9 and np.all(gap < 0.01)
 
 
-@pytest.mark.slow
-def test_full_closes_the_approximation_gap(refined_gaps):
-    gap, smallest, _ = refined_gaps["full"]
-    assert smallest < 1e-9 and np.all(gap < 0.01)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("inner, outer", NESTINGS)
-def test_the_gaps_order_as_the_families_nest(refined_gaps, inner, outer):
-    """A family inside another has the larger gap: the references by construction, and here by far more
-    than the refinement's tolerance (so the order of the refined gaps is a test that can fail)."""
-    assert refined_gaps[inner][1] > refined_gaps[outer][1] + 0.1
-    assert np.all(refined_gaps[inner][0] > refined_gaps[outer][0] + 0.05)
+def test_the_gaps_order_as_the_families_nest(inner, outer):
+    """A family inside another has the larger smallest KL, by more than the refinement's tolerance plus a
+    margin: with the test above (each refined gap within its tolerance of its family's smallest KL) the
+    refined gaps are then ordered too, by at least 0.1 - tolerance > 0.05 nats."""
+    assert max(TOLERANCE.get(outer, 0.01), TOLERANCE.get(inner, 0.01)) < 0.05
+    assert smallest_kl(inner) > smallest_kl(outer) + 0.1
 
 
 def test_the_chain_is_not_inside_the_grid():
@@ -461,6 +460,7 @@ def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
         assert all((run / name).stat().st_size > 1000 for name in result["pictures"])
 
 
+@pytest.mark.slow
 def test_analyze_is_reproducible_and_a_new_run_removes_it(trained_run, tmp_path):
     run, data = trained_run
     argv = ["--data", str(data), "--points", "2", "--iw-samples", "10", "--refine-steps", "5", "--limit", "10",

@@ -163,6 +163,7 @@ def test_a_fresh_elu_hierarchy_starts_with_moderate_kl_terms():
         assert all(0 <= float(k.mean()) < 50 for k in kls), [float(k.mean()) for k in kls]
 
 
+@pytest.mark.slow
 def test_plot_of_a_hierarchy_shows_the_bottom_layer(tmp_path, data_file):
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"

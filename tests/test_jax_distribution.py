@@ -76,6 +76,7 @@ def test_sample_moments():
     assert np.all(np.abs(np.cov(z.T) - S) < 5 * se_cov)
 
 
+@pytest.mark.slow
 def test_pytree_through_jit_vmap_grad():
     """A distribution is an argument and a gradient of jit, vmap and grad; the gradient of an objective
     using every method matches that of the same objective written densely in jnp."""

@@ -103,7 +103,7 @@ def _objective(fns, offsets):
     return f
 
 
-@pytest.mark.parametrize("stencil", STENCILS)
+@pytest.mark.parametrize("stencil", [s if s == "chain" else pytest.param(s, marks=pytest.mark.slow) for s in STENCILS])
 def test_jit_vmap_grad_against_dense(stencil):
     """jit(vmap(grad)): a factor and right-hand sides per mapped row."""
     offsets = STENCILS[stencil]

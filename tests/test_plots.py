@@ -47,7 +47,7 @@ def assert_pngs(paths, out_dir, expected):
 @pytest.mark.parametrize("posterior, latent, expected", [
     ("chain", 2, IMAGES | {"manifold.png"} | STRUCTURED),
     ("diagonal", 3, IMAGES),
-    ("rank1", 3, IMAGES | STRUCTURED),
+    pytest.param("rank1", 3, IMAGES | STRUCTURED, marks=pytest.mark.slow),
 ])
 def test_plot_run_writes_the_right_pictures(tmp_path, data, posterior, latent, expected):
     run = train_run(tmp_path / "run", data, posterior, latent)
