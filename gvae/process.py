@@ -1,6 +1,6 @@
 """Setting up a process that runs a gvae command (the ``gvae`` console script, a sweep's run): the thread
-counts of the BLAS, OpenMP and Numba, read from ``--threads`` before NumPy and Numba load, and the cores
-the process may use.
+counts of the BLAS, OpenMP and Numba, read from ``--threads`` before NumPy and Numba load, and gvae's own
+threads (one per core the process may use unless ``--threads`` says otherwise).
 
 This module imports only the standard library at its top, so :func:`prepare` can still set the variables
 that OpenBLAS, OpenMP and Numba read when they load. It changes the environment only when called: importing
@@ -42,14 +42,6 @@ def set_threads(n):
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
-def available_cores():
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def prepare(argv):
     """Set this process up for the gvae command ``argv`` (its arguments after ``gvae``), before anything
     starts a thread pool: the thread variables from ``--threads``, then gvae's own threads (one per
@@ -63,6 +55,6 @@ def prepare(argv):
     n = thread_count(argv)
     if n is not None:
         set_threads(n)
-    from .kernels import set_threads as set_kernel_threads
+    from .kernels.threads import available_cores, set_threads as set_kernel_threads
     # gvae's own threads split its GEMMs and elementwise kernels (see gvae/kernels/threads.py).
     set_kernel_threads(n if n is not None else available_cores())

@@ -242,3 +242,25 @@ def test_a_training_step_on_two_threads_matches_one(split_everything, tmp_path):
         trainer = Trainer(cfg, data, tmp_path / f"t{n}", progress=False, quiet=True)
         losses[n] = [trainer.step(x[i * 20:(i + 1) * 20], 1.0)[0] for i in range(3)]
     np.testing.assert_allclose(losses[1], losses[2], rtol=1e-5)
+
+
+def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypatch, tmp_path):
+    """Trainer.fit (and so gvae.train) runs on one kernel thread per available core, as the command does,
+    unless set_threads was called; the count before is back after."""
+    from gvae.training import TrainConfig, Trainer
+    monkeypatch.setitem(threads._state, "threads", 1)
+    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    seen = []
+    real_epoch = Trainer.run_epoch
+    monkeypatch.setattr(Trainer, "run_epoch", lambda self: seen.append(kernels.get_threads()) or real_epoch(self))
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 20)) < 0.3).astype(np.float32)
+    data = {s: (x, np.zeros(40, np.int64)) for s in ("train", "valid", "test")}
+    cfg = TrainConfig(latent=2, hidden=(4,), epochs=1, batch_size=20)
+    Trainer(cfg, data, tmp_path / "default", progress=False, quiet=True).fit(events=[])
+    assert seen == [3] and kernels.get_threads() == 1 and not threads._state["set"]
+    kernels.set_threads(2)  # a choice stands
+    Trainer(cfg, data, tmp_path / "chosen", progress=False, quiet=True).fit(events=[])
+    assert seen == [3, 2] and kernels.get_threads() == 2
+    kernels.set_threads(1)

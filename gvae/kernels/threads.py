@@ -9,21 +9,25 @@ pieces here are plain calls of ``nogil`` Numba kernels, or of NumPy's matmul on 
 to persistent Python threads that sleep on a queue between calls.
 
 ``set_threads(n)`` sets how many threads run a call (the caller's own and n - 1 workers; default 1:
-every call runs in the caller's thread). Nothing here touches the environment; a forked child starts
-without workers and makes its own when it first needs them.
+every call runs in the caller's thread). gvae's own long computations started from Python (training)
+run on one thread per available core unless ``set_threads`` was called (:func:`cores_unless_set`), so a
+library user gets the speed of the ``gvae`` command without setting anything. Nothing here touches the
+environment; a forked child starts without workers and makes its own when it first needs them.
 """
+import contextlib
 import math
 import os
 import queue
 import threading
 
-__all__ = ["set_threads", "get_threads", "run", "over_blocks", "blocks", "row_blocks"]
+__all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "run", "over_blocks", "blocks",
+           "row_blocks"]
 
 # A hand-over to a worker and back costs some 20-60 us here (a futex wake-up each way, and the GIL), so
 # a kernel call is split only into blocks that each take at least this long.
 MIN_BLOCK_SECONDS = 150e-6
 
-_state = {"threads": 1, "workers": [], "done": queue.SimpleQueue(), "lock": threading.Lock()}
+_state = {"threads": 1, "set": False, "workers": [], "done": queue.SimpleQueue(), "lock": threading.Lock()}
 
 
 def _work(inbox, done):
@@ -59,6 +63,30 @@ def set_threads(n):
             _thread, inbox = workers.pop()
             inbox.put(None)
         _state["threads"] = n
+        _state["set"] = True
+
+
+def available_cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def cores_unless_set():
+    """Within it, kernel calls use one thread per available core, unless :func:`set_threads` was called
+    (that choice stands); the count is restored after."""
+    if _state["set"]:
+        yield
+        return
+    before = _state["threads"]
+    _state["threads"] = available_cores()
+    try:
+        yield
+    finally:
+        _state["threads"] = before
 
 
 def get_threads():

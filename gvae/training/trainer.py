@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .. import kernels
 from ..autodiff import value_and_grad
 from ..kernels import array_module, device_module, generator, to_device, to_host
+from ..kernels.threads import cores_unless_set
 from ..model.objectives import training_loss
 from . import rundir
 from .config import RESUMABLE, SCHEDULES
@@ -304,6 +305,8 @@ class Trainer:
             events = [self.files] + ([] if self.quiet else [Console()])
         cfg, state = self.config, self.state
         with contextlib.ExitStack() as stack:
+            # From Python as from the command: one kernel thread per core unless set_threads chose.
+            stack.enter_context(cores_unless_set())
             for listener in events:
                 stack.enter_context(listener.running(self))
             tell(events, "started", self)
