@@ -60,17 +60,16 @@ def _add_config_flags(parser):
     parser.set_defaults(given_config=())
 
 
-def _add_run_flags(parser, threads, seed_help, device=False, data=True):
+def _add_run_flags(parser, threads, seed_help, data=True):
     """The flags of a command that opens a run folder, declared once for all of them: DIR, --threads,
-    --params and --seed (``seed_help`` says what it seeds), and --device and --data where the command
-    takes them."""
+    --params, --seed (``seed_help`` says what it seeds) and --device, and --data where the command takes
+    it."""
     parser.add_argument("run", metavar="DIR", help="a run folder written by gvae train")
     parser.add_argument("--threads", **threads)
     parser.add_argument("--params", choices=["best", "last"], default="best",
                         help="the parameters of the best validation epoch or of the last epoch")
     parser.add_argument("--seed", type=_flag_type(non_negative_int), default=0, metavar="S", help=seed_help)
-    if device:
-        parser.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
+    parser.add_argument("--device", choices=device_names(), default="cpu", help=DEVICE_HELP)
     if data:
         parser.add_argument("--data", default=None, metavar="PATH",
                             help="as for gvae train (default: MNIST from the cache)")
@@ -116,7 +115,7 @@ def build_parser():
     e = sub.add_parser("eval", help="test ELBO, IWAE bounds and importance-sampled log p(x) of a run (an "
                        "interrupted evaluation goes on where it stopped)",
                        formatter_class=defaults)
-    _add_run_flags(e, threads, seed_help="seed of the importance samples", device=True)
+    _add_run_flags(e, threads, seed_help="seed of the importance samples")
     e.add_argument("--iw-samples", type=_positive_int, default=5000, metavar="K",
                    help="importance samples per test image for log p(x)")
     e.add_argument("--limit", type=_positive_int, default=None, metavar="N",
@@ -133,7 +132,7 @@ def build_parser():
                        "top layer down), saved as PNG grids",
                        formatter_class=defaults)
     _add_run_flags(s, threads, seed_help="seed of z (the same z as gvae plot's decoder_means.png) and of the samples",
-                   device=True, data=False)
+                   data=False)
     s.add_argument("--n", type=_positive_int, default=64, metavar="N", help="images per grid")
     s.add_argument("--out", default=None, metavar="PREFIX",
                    help="writes PREFIX_means.png and PREFIX_samples.png (default: DIR/decoder)")
@@ -336,7 +335,8 @@ def _plot(args):
 
     check_writable(args.out or args.run, "the pictures (--out)")
     plots.require()  # fail early and clearly, before the run is read
-    paths = plots.plot_run(open_run(args.run, args.params).with_test_set(args.data), out_dir=args.out, seed=args.seed)
+    run = open_run(args.run, args.params, args.device).with_test_set(args.data)
+    paths = plots.plot_run(run, out_dir=args.out, seed=args.seed)
     if not args.quiet:
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
@@ -356,7 +356,7 @@ def _analyze(args):
     check_writable(args.run, "analysis.json")  # before the work, which takes minutes
     result = analyze_run(args.run, args.data, which=args.params, limit=args.limit,
                          points=args.points, iw_samples=args.iw_samples, refine_steps=args.refine_steps,
-                         seed=args.seed, progress=not args.quiet)
+                         seed=args.seed, device=args.device, progress=not args.quiet)
     run = Path(args.run)
     plots = _plots_or_none()
     if plots is None:

@@ -6,11 +6,12 @@ matplotlib is an optional extra (``pip install 'gvae[plot]'``) imported only whe
 Figures are built with :class:`matplotlib.figure.Figure` on the Agg canvas, so no pyplot state is
 touched, and every PNG is written atomically with :func:`gvae.files.atomic_path`.
 
-This module only draws. A run folder is read by :func:`gvae.training.runs.open_run` (model, parameters,
-configuration, prepared test images) and drawn whole by :func:`plot_run`; what a picture shows of a
-posterior it asks the family (``structured``, ``factor_diagonals``, ``diagonal_label``, ``correlation``
-of :class:`gvae.model.posteriors.Family`). Each picture also has its own function taking a model, its
-parameters and an output path:
+This module only draws. A run folder is read by :func:`gvae.training.runs.open_run` (model, parameters
+on their device, configuration, prepared test images) and drawn whole by :func:`plot_run`; what a
+picture shows of a posterior it asks the family (``structured``, ``factor_diagonals``, ``diagonal_label``,
+``correlation`` of :class:`gvae.model.posteriors.Family`). A picture's numbers are computed on the
+device of the parameters and read to the host once, to be drawn. Each picture also has its own function
+taking a model, its parameters and an output path:
 
 =========================  ======================================================================
 ``curves.png``             train and validation ELBO per epoch (:func:`plot_curves`)
@@ -44,6 +45,7 @@ import numpy as np
 
 from .io.files import atomic_path, read_json, read_jsonl
 from .io.images import tile
+from .kernels import device_of, to_device, to_host
 
 DPI = 100
 MAX_DIAGONALS = 6  # lines in the Cholesky picture for families with many diagonals (full, rank1)
@@ -158,10 +160,21 @@ def _side_or_raise(n):
     return side
 
 
+def _device(params):
+    """The device the parameters (name -> array) live on: a picture's numbers are computed there, and only
+    what it shows is read back."""
+    return device_of(*params.values())
+
+
+def _on_device(model, params, a):
+    """The host array ``a`` (images or latent points) in the model's dtype, on the device of ``params``."""
+    return to_device(np.ascontiguousarray(a, dtype=model.dtype), _device(params))
+
+
 def decoder_means(model, params, z):
-    """The likelihood's mean of x for latent points z (N, d), as float64 (N, n)."""
-    z = np.ascontiguousarray(z, dtype=model.dtype)
-    return np.asarray(model.likelihood.mean(model.decode(params, z), params), dtype=np.float64)
+    """The likelihood's mean of x for latent points z (N, d) on the device of ``params``, as float64
+    (N, n) on the host."""
+    return to_host(model.likelihood.mean(model.decode(params, z), params)).astype(np.float64)
 
 
 def _gray(ax, img, title=None):
@@ -274,8 +287,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     x = np.ascontiguousarray(x[:n_images], dtype=model.dtype)
     side = _side_or_raise(x.shape[1])
-    mu = np.asarray(model.encode(params, x)["mu"])
-    recon = decoder_means(model, params, mu)
+    recon = decoder_means(model, params, model.encode(params, _on_device(model, params, x))["mu"])
     n = len(x)
     pad = 2
     grid = tile(np.concatenate([x, recon]).reshape(2 * n, side, side), 2, n, pad=pad)
@@ -305,8 +317,8 @@ def plot_samples(model, params, path, n=64, seed=0, subtitle=None, which="best")
     ancestral draws from the top layer down), the picture ``gvae sample`` writes under that name for the
     same seed (``which``: the parameters' name for the title). Returns the path."""
     from .training.runs import prior_draws
-    out, _ = prior_draws(model, params, n, seed)
-    means = np.asarray(model.likelihood.mean(out, params), dtype=np.float64)
+    out, _ = prior_draws(model, params, n, seed, _device(params))
+    means = to_host(model.likelihood.mean(out, params)).astype(np.float64)
     return plot_image_grid(means, path, prior_draws_title(model, "Decoder means", n, which), subtitle)
 
 
@@ -337,7 +349,7 @@ def plot_manifold(model, params, path, n=20, subtitle=None):
         raise ValueError(f"the manifold picture needs one 2-d stochastic layer, this model has "
                          f"{'-'.join(map(str, model.sizes))}")
     z, values = manifold_grid(n)
-    means = decoder_means(model, params, z)
+    means = decoder_means(model, params, _on_device(model, params, z))
     side = _side_or_raise(means.shape[1])
     img = tile(means.reshape(-1, side, side), n, n, pad=0)
     zoom = 1 if n * side >= 400 else 2
@@ -384,7 +396,8 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     most MAX_DIAGONALS of them. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
     family, d = model.family, model.latent
-    offsets, values, free = family.factor_diagonals(model.encode(params, x), MAX_DIAGONALS)
+    offsets, values, free = family.factor_diagonals(model.encode(params, _on_device(model, params, x)),
+                                                    MAX_DIAGONALS)
     fig = _figure(4.9 * len(x) + 0.3, 3.9, layout="constrained")
     axes = _point_axes(fig, x, labels, 4.0)
     for b, ax in enumerate(axes):
@@ -413,7 +426,7 @@ def plot_correlation(model, params, x, path, labels=None, subtitle=None):
     """``correlation.png``: the posterior correlation matrix of z for each row of x (the family's
     ``correlation``), as heatmaps on one diverging colour scale over [-1, 1]. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    corr = model.family.correlation(model.encode(params, x))
+    corr = model.family.correlation(model.encode(params, _on_device(model, params, x)))
     d = corr.shape[-1]
     fig = _figure(4.1 * len(x) + 1.0, 3.7, layout="constrained")
     axes = _point_axes(fig, x, labels, 3.0)

@@ -36,16 +36,15 @@ def test_bad_flags_are_refused(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "sample"])
+@pytest.mark.parametrize("command", ["train", "eval", "sample", "analyze", "plot"])
 def test_cuda_without_cupy_is_one_clear_error(tmp_path, capsys, command):
     try:
         import cupy  # noqa: F401
         pytest.skip("CuPy is installed here: the device is available")
     except ImportError:
         pass
-    argv = {"train": ["train", "--out", str(tmp_path / "r"), "--quiet"],
-            "eval": ["eval", str(tmp_path / "r"), "--quiet"], "sample": ["sample", str(tmp_path / "r")]}[command]
-    rc = main(argv + ["--device", "cuda"])
+    argv = ["train", "--out", str(tmp_path / "r")] if command == "train" else [command, str(tmp_path / "r")]
+    rc = main(argv + ["--quiet", "--device", "cuda"])
     err = capsys.readouterr().err
     assert rc != 0 and err.count("\n") == 1
     assert "CuPy" in err and 'pip install "gvae[cuda12]"' in err and '"gvae[cuda13]"' in err

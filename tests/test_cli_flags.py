@@ -45,8 +45,8 @@ def test_the_one_parse_knows_which_settings_were_given():
 @pytest.mark.parametrize("command, flags", [
     ("eval", {"--threads", "--params", "--seed", "--device", "--data"}),
     ("sample", {"--threads", "--params", "--seed", "--device"}),
-    ("analyze", {"--threads", "--params", "--seed", "--data"}),
-    ("plot", {"--threads", "--params", "--seed", "--data"})])
+    ("analyze", {"--threads", "--params", "--seed", "--device", "--data"}),
+    ("plot", {"--threads", "--params", "--seed", "--device", "--data"})])
 def test_every_command_that_opens_a_run_takes_the_shared_flags_alike(command, flags):
     import argparse
 
@@ -56,5 +56,15 @@ def test_every_command_that_opens_a_run_takes_the_shared_flags_alike(command, fl
     assert flags <= set(actions)
     assert actions["--params"].choices == ["best", "last"] and actions["--params"].default == "best"
     assert actions["--seed"].default == 0 and actions["--seed"].type("3") == 3
-    for optional in ("--device", "--data"):  # where the command does not use one, it does not take it
-        assert (optional in actions) == (optional in flags)
+    assert actions["--device"].default == "cpu" and {"cpu", "cuda"} <= set(actions["--device"].choices)
+    assert ("--data" in actions) == ("--data" in flags)  # where the command does not use it, it does not take it
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "sample", "analyze", "plot"])
+def test_an_unknown_device_is_refused_alike_by_every_command(command, capsys):
+    argv = ["train", "--out", "unused"] if command == "train" else [command, "unused"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--device", "tpu"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith(f"gvae {command}: error: argument --device: invalid choice: 'tpu'"), error

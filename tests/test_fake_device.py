@@ -1,10 +1,16 @@
 """The whole device path (training steps, epochs, checkpoints and resume, importance-sampled evaluation,
-sampling) on a device that refuses host conversions (tests/fake_device.py): it must run without one
-implicit conversion, read the host only where stated, upload nothing during a step or an epoch, and give
-the CPU's numbers for the same configuration (its generator draws NumPy's streams)."""
+sampling, and gvae plot and gvae analyze) on a device that refuses host conversions (tests/fake_device.py):
+it must run without one implicit conversion, read the host only where stated, upload nothing during a step
+or an epoch, and give the CPU's numbers for the same configuration (its generator draws NumPy's streams)."""
+import json
+import shutil
+
 import numpy as np
 import pytest
 
+from gvae import plots
+from gvae.cli import main
+from gvae.io.mnist import load_mnist
 from gvae.kernels import device_of, to_device, to_host
 from gvae.model.objectives import training_loss
 from gvae.autodiff import value_and_grad
@@ -12,7 +18,7 @@ from gvae.training import TrainConfig, Trainer
 from gvae.training.evaluate import evaluate
 from gvae.training.runs import fixed_eval_sets, load_model
 from tests import fake_device as fake
-from tests.helpers import make_data
+from tests.helpers import make_data, write_data
 
 fake.install()
 CONFIGS = [dict(posterior=p, likelihood=lik, **extra)
@@ -151,3 +157,81 @@ def test_gradients_land_in_device_buffers_without_reads(data, tmp_path):
         (loss, aux), g = step(dev.params.views, dev.model, x, eps)
     assert g is grads and counts == {}, dict(counts)
     assert device_of(loss, *aux, *g.values()) == "fake"
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory):
+    """(run folder, data file): a chain posterior in 2 latent dimensions, so that gvae plot draws every
+    picture from the model (reconstructions, decoder means, the manifold, the factor, the correlations)."""
+    root = tmp_path_factory.mktemp("chain")
+    data = write_data(root / "data.npz", n=120)  # 784 pixels, as --data takes them
+    config = TrainConfig(latent=2, hidden=(16,), epochs=2, batch_size=40, lr=3e-3, seed=3, posterior="chain")
+    Trainer(config, load_mnist(data), root / "run", progress=False, quiet=True).fit()
+    return root / "run", data
+
+
+# gvae plot reads one array per picture drawn from the model: the decoder means of the reconstructions,
+# of the prior draws and of the manifold, and the band factor of the few test points for each of the
+# Cholesky and the correlation pictures (a chain's family reads its factor L, all its precision is made of).
+PLOT_READS = 5
+
+
+@pytest.mark.skipif(not plots.available(), reason="gvae plot needs matplotlib")
+def test_gvae_plot_on_the_device_draws_the_cpus_pictures(chain_run, tmp_path):
+    run, data = chain_run
+    argv = ["plot", str(run), "--data", str(data), "--quiet", "--out"]
+    assert main(argv + [str(tmp_path / "cpu")]) == 0
+    with Counting() as counts:
+        assert main(argv + [str(tmp_path / "fake"), "--device", "fake"]) == 0
+    assert counts["sync"] == PLOT_READS, dict(counts)
+    drawn = sorted(p.name for p in (tmp_path / "cpu").glob("*.png"))
+    assert drawn == sorted(p.name for p in (tmp_path / "fake").glob("*.png")) and len(drawn) == 6
+    for name in drawn:
+        assert (tmp_path / "fake" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes(), name
+
+
+def analyze_reads(result):
+    """The host reads gvae analyze makes on a device, from its result (one stochastic layer): per layer its
+    activities and its rates, and the distortion (each read once, after all batches); per refined batch the
+    encoder's held-out ELBO (is it finite, its mean), two per Adam step (the loss and the gradient norm, as
+    a training step reads), three per check (are the new ELBOs finite, their gain, their mean for the
+    trace) and the count of points that kept the encoder's heads; then each per-point estimate once, for
+    all batches. None grows with the number of test images or of samples."""
+    refinement = result["gaps"]["refinement"]
+    checks = sum(len(trace) - 1 for trace in refinement["trace"])
+    per_batch = 2 + 1
+    estimates = 1 + 4 * 2  # log p(x); L_K, ELBO, rate and distortion of each of the two posteriors
+    return (2 * len(result["layers"]) + 1 + per_batch * len(refinement["steps"]) + 2 * sum(refinement["steps"])
+            + 3 * checks + estimates)
+
+
+def test_gvae_analyze_on_the_device_gives_the_cpus_analysis(chain_run, tmp_path):
+    run, data = chain_run
+    results = {}
+    for device in ("cpu", "fake"):
+        shutil.copytree(run, tmp_path / device)
+        with Counting() as counts:
+            assert main(["analyze", str(tmp_path / device), "--data", str(data), "--points", "7", "--iw-samples",
+                         "6", "--refine-steps", "30", "--limit", "40", "--quiet", "--device", device]) == 0
+        results[device] = json.loads((tmp_path / device / "analysis.json").read_text())
+    got, want = results["fake"], results["cpu"]
+    assert counts["sync"] == analyze_reads(got), dict(counts)
+    assert got["gaps"]["refinement"]["steps"] == [30] and got["gaps"]["points"] == 7
+    assert_same_numbers(got, want)
+
+
+def assert_same_numbers(got, want, where="analysis"):
+    """``got`` and ``want`` (JSON values) alike, their numbers within RTOL; timings and the run's path
+    are left out."""
+    if isinstance(want, dict):
+        assert set(got) == set(want), where
+        for key in set(want) - {"seconds", "run"}:
+            assert_same_numbers(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_numbers(g, w, f"{where}[{i}]")
+    elif isinstance(want, float):
+        np.testing.assert_allclose(got, want, **RTOL, err_msg=where)
+    else:
+        assert got == want, where

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ..kernels import device_of, generator, to_host
+from ..kernels import array_module, device_of, generator, to_device, to_host
 from .. import ops
 from ..model.objectives import layer_terms
 from .gaps import inference_gaps, summarize
@@ -32,11 +32,13 @@ GAP_BATCH, GAP_MEMORY_MB = 100, 256  # points refined at once; bound on one deco
 
 def unit_activity(model, params, x, batch_size=500):
     """A_i = Var over the rows of x (N, n) of the posterior mean E_q[z_i] (N >= 2), for each stochastic
-    layer of the mean pass (:meth:`VAE.infer` without noise): a list bottom first of float64 host (d_l,)."""
+    layer of the mean pass (:meth:`VAE.infer` without noise): a list bottom first of float64 host (d_l,),
+    computed on x's device (one read per layer)."""
     if x.shape[0] < 2:
         raise ValueError(f"unit activity is a variance over data points: needs at least 2, got {x.shape[0]}")
+    xp = array_module(x)
     means = [model.infer(params, x[s:s + batch_size])[0] for s in range(0, x.shape[0], batch_size)]
-    return [np.concatenate([to_host(qs[layer]["mu"]).astype(np.float64) for qs in means]).var(axis=0)
+    return [to_host(xp.var(xp.concatenate([qs[layer]["mu"] for qs in means]).astype(np.float64), axis=0))
             for layer in range(len(model.layers))]
 
 
@@ -44,7 +46,8 @@ def rate_distortion(model, params, x, rng, samples=10, batch_size=100):
     """(rates, distortion) for the rows of x: rates a list bottom first of each layer's KL term (N,)
     (closed form where it is one, see :func:`gvae.model.objectives.layer_terms`) and the distortion minus
     the reconstruction term (N,), float64 on the host, ``samples`` Monte Carlo samples of z per row, in
-    nats of the data."""
+    nats of the data. ``rng``: a generator of x's device, where the batches' terms stay until one read of
+    each result at the end."""
     if not (isinstance(samples, (int, np.integer)) and samples >= 1):
         raise ValueError(f"the samples of z per data point must be an integer >= 1, got {samples!r}")
     rates, distortions = [[] for _ in model.layers], []
@@ -53,9 +56,10 @@ def rate_distortion(model, params, x, rng, samples=10, batch_size=100):
         eps = rng.standard_normal((samples, xb.shape[0], model.noise_size), dtype=model.dtype)
         rec, kls, _, _ = layer_terms(model, params, xb, eps, "analytic")
         for out, kl in zip(rates, kls):
-            out.append(to_host(kl).astype(np.float64))
-        distortions.append(-(to_host(ops.mean(rec, axis=0)).astype(np.float64) + model.likelihood.nats_offset()))
-    return [np.concatenate(r) for r in rates], np.concatenate(distortions)
+            out.append(kl.astype(np.float64))
+        distortions.append(-(ops.mean(rec, axis=0).astype(np.float64) + model.likelihood.nats_offset()))
+    xp = array_module(x)
+    return [to_host(xp.concatenate(r)) for r in rates], to_host(xp.concatenate(distortions))
 
 
 def sample_points(n, points, seed):
@@ -94,7 +98,8 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
                                f"{len(model.layers)}")
         return result
     start = time.perf_counter()
-    per, refinements = inference_gaps(model, params, x[idx], generator(device, seed + 1), iw_samples, options,
+    chosen = x[to_device(idx, device)]  # the index goes to x's device: a device array takes no host index
+    per, refinements = inference_gaps(model, params, chosen, generator(device, seed + 1), iw_samples, options,
                                       batch_size=GAP_BATCH, memory_mb=GAP_MEMORY_MB, progress=progress)
     timings["gaps"] = time.perf_counter() - start
     result["gaps"] = {"points": int(points), "indices": idx.tolist(), "iw_samples": int(iw_samples),
@@ -107,16 +112,17 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
 
 
 def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_samples=1000, refine_steps=2000,
-                seed=0, progress=False):
+                seed=0, device="cpu", progress=False):
     """:func:`analyze` of the run folder ``run_dir`` (its ``which`` parameters) on the first ``limit`` test
     images (all when None) of ``data``: a data set as :func:`gvae.io.mnist.load_mnist` returns it, or the
-    path to give it (None: MNIST from the cache), loaded once the run is. The result names the run."""
-    run = open_run(run_dir, which)
+    path to give it (None: MNIST from the cache), loaded once the run is. The work is done on ``device``
+    (the parameters and the test images are copied there once). The result names the run."""
+    run = open_run(run_dir, which, device)
     model, config = run.model, run.config
     if len(model.layers) == 1:  # the gaps' arrays: 2 proposals x K samples x a batch of points, twice
         check_importance_sampling(model, min(points, GAP_BATCH), 4 * iw_samples, GAP_MEMORY_MB * 2 ** 20)
     run = run.with_test_set(data, limit)
-    result = analyze(model, run.params, run.test_x, points, iw_samples, RefineOptions(max_steps=refine_steps), seed,
-                     progress=progress)
+    result = analyze(model, run.params, to_device(run.test_x, device), points, iw_samples,
+                     RefineOptions(max_steps=refine_steps), seed, progress=progress)
     return {"run": str(run_dir), "params": which, "posterior": config.posterior, "latent": config.latent,
             "hidden": config.hidden, "likelihood": config.likelihood, **result}

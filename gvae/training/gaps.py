@@ -98,7 +98,8 @@ def inference_gaps(model, params, x, rng, iw_samples=1000, options=RefineOptions
         chunk = min(iw_samples, sample_chunk(model, len(xb), memory_mb * 2 ** 20))
         parts.append(posterior_estimates(model, params, xb, [amortised, refined], rng, iw_samples, chunk))
     bar.close()
-    per = {key: np.concatenate([to_host(p[key]) for p in parts]) for key in parts[0]}
+    xp = array_module(x)
+    per = {key: to_host(xp.concatenate([p[key] for p in parts])) for key in parts[0]}  # one read per key
     for gap, (high, low) in GAPS.items():
         per[gap] = per[high] - per[low]
     return per, refinements

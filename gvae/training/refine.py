@@ -152,7 +152,7 @@ def refine_heads(model, params, x, h0, rng, options=RefineOptions(), chunk=None,
             break
     # A point whose held-out ELBO ended below its encoder's keeps the encoder's heads.
     worse = last < first
-    checked[worse] = encoder[worse]
+    checked = xp.where(worse[:, None], encoder, checked)  # a select: masking would read the count on a GPU
     stopped = "plateau" if plateaus > options.max_decays else "max_steps"
     return checked, {"steps": steps, "stopped": stopped, "restarts": restarts, "kept_encoder": int(worse.sum()),
                      "trace": trace}

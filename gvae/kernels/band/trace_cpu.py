@@ -1,6 +1,8 @@
 """Numba CPU kernels: the exact diagonal and trace of Sigma = (L L^T)^{-1} for banded factors, and their
 gradients, from one recursion: the forward sweep yields every Sigma_ii (the trace is their sum), and its
 reverse mode takes an adjoint per Sigma_ii (the trace's gradient gives all of them the same g)."""
+from collections import namedtuple
+
 import numpy as np
 
 from ..backend import register
@@ -107,8 +109,8 @@ def _stage(L, offs, f0, S, D):
 # index n - 1 come out as zeros, so no loop needs an edge test), in a ring of Wr rows of pitch P >= W
 # block vectors: row i in slot i mod Wr. Wr = W keeps just the window of rows i .. i + w that step i
 # reads; Wr = n keeps every row, as the gradient needs. Sigma_{i+o, i+d} is entry |d - o| of row
-# i + min(d, o): on each segment of d between the offsets (see _segments) its address is affine in d,
-# the same for every i up to the ring's wrap, where a segment splits once more (_ring_base).
+# i + min(d, o): on each run of d between the offsets (see _runs) its address is affine in d, the same
+# for every i up to the ring's wrap, where a run splits once more (_ring_base).
 
 @jit
 def _pitch(W):
@@ -118,51 +120,62 @@ def _pitch(W):
     return W + (W & 1)
 
 
+# The lock-step plan of a stencil (_runs): the runs of d on which step i reads Sigma_{i+o_k, i+d} at an
+# address affine in d, the same for every step and every lane. Run p is d in [bounds[p], bounds[p+1]),
+# p < count, where term k's entry is element origin[p, k] + d * stride[p, k] counted from the start of
+# row i. The sweeps take it as one argument: a tuple costs nothing in Numba (its fields are read as the
+# separate arguments were), where a jitclass would be a heap object reached through a pointer.
+Runs = namedtuple("Runs", ["bounds", "origin", "stride", "count"])
+
+
 @template(error_model="numpy")
-def _segments(offs, seg, C, T):
-    """Split d = 1 .. w where the address of Sigma_{i+o_k, i+d} changes form: entry o_k - d of row
-    i + d for d < e_k, entry d - o_k of row i + o_k for d >= e_k. Both name the same entry at d = o_k,
-    so e_k may be o_k or o_k + 1, chosen to share splits (the grid has one segment, the extended grid
-    two). On segment p, d in [seg[p], seg[p+1]), the entry is element C[p, k] + d * T[p, k] counted
-    from the start of row i. Returns the number of segments."""
+def _runs(offs):
+    """The :data:`Runs` of d = 1 .. w for the offsets offs: split where the address of Sigma_{i+o_k, i+d}
+    changes form, entry o_k - d of row i + d for d < e_k, entry d - o_k of row i + o_k for d >= e_k. Both
+    name the same entry at d = o_k, so e_k may be o_k or o_k + 1, chosen to share splits (the grid has
+    one run, the extended grid two)."""
     K = offs.shape[0]
     W = offs[K - 1] + 1
     WT = _pitch(W) * _TB
+    bounds = np.empty(K + 1, dtype=np.int64)
+    origin = np.empty((K, K), dtype=np.int64)
+    stride = np.empty((K, K), dtype=np.int64)
     e = np.empty(K, dtype=np.int64)
     last = 1
     for k in range(1, K):
         o = offs[k]
         e[k] = o if o == last else o + 1
         last = e[k]
-    nseg = 0
-    seg[0] = 1
+    count = 0
+    bounds[0] = 1
     for kk in range(1, K + 1):
         hi = e[kk] if kk < K else W
-        lo = seg[nseg]
+        lo = bounds[count]
         if hi > lo:
             for k in range(1, K):
                 o = offs[k]
                 if lo >= e[k]:  # entry d - o of row i + o
-                    C[nseg, k] = o * (WT - _TB)
-                    T[nseg, k] = _TB
+                    origin[count, k] = o * (WT - _TB)
+                    stride[count, k] = _TB
                 else:  # entry o - d of row i + d
-                    C[nseg, k] = o * _TB
-                    T[nseg, k] = WT - _TB
-            nseg += 1
-            seg[nseg] = hi
-    return nseg
+                    origin[count, k] = o * _TB
+                    stride[count, k] = WT - _TB
+            count += 1
+            bounds[count] = hi
+    return Runs(bounds, origin, stride, count)
 
 
 @template(error_model="numpy", inline="always")
 def _ring_base(c, t, o, lo, dw, rp, sw):
-    """Start of the affine run C[p, k] + d * T[p, k] for d in [lo, ...) in the ring: its row is
-    i + o (row form, t == _TB) or i + d (entry o - d), wrapped (base sw) from d >= dw on, else rp."""
+    """Start of the affine run c + d * t (origin[p, k] and stride[p, k] of :data:`Runs`) for d in
+    [lo, ...) in the ring: its row is i + o (row form, t == _TB) or i + d (entry o - d), wrapped (base sw)
+    from d >= dw on, else rp."""
     x = o if t == _TB else lo
     return c + (sw if x >= dw else rp)
 
 
 # The four sweeps (_forward, _forward_rows, _reverse, _reverse_rows) take one argument order: the
-# factor (S, offs, n), the rows of Sigma (R and where they start), the lock-step plan (seg, C, T, nseg),
+# factor (S, offs, n), the rows of Sigma (R and where they start), the lock-step plan (runs),
 # the vectors they read and write, then the rows lo .. hi - 1 (the forward ones taken from hi - 1 down).
 #
 # Step i's sums over its terms k = 1 .. kmax (kmax = K - 1 but in the last w rows) run in passes over d,
@@ -174,7 +187,7 @@ def _ring_base(c, t, o, lo, dw, rp, sw):
 # a helper called per row pays Numba's reference counting of its array arguments at every call.
 
 @template(error_model="numpy")
-def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, hi, kmax, nt):
+def _forward_rows(S, offs, n, R, Wr, base, runs, dg, lo, hi, kmax, nt):
     """Steps i = hi-1 .. lo of _forward, rows with the terms k = 1 .. kmax (kmax = -1: each row its
     own), in passes of nt terms; Sigma_ii also into dg."""
     K = offs.shape[0]
@@ -202,17 +215,18 @@ def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, hi, kmax, nt
             c = _repeat(zero, nt)  # c_k = -rl L_{m_k, i}
             for j in range(nt):
                 c = tuple_setitem(c, j, _vmul(nrl, _vld(S, pS + (k0 + j) * _TB)))
-            for p in range(nseg):
-                dlo = seg[p]
-                dhi = seg[p + 1]
+            for p in range(runs.count):
+                dlo = runs.bounds[p]
+                dhi = runs.bounds[p + 1]
                 t = _repeat(0, nt)
                 for j in range(nt):
-                    t = tuple_setitem(t, j, T[p, k0 + j])
+                    t = tuple_setitem(t, j, runs.stride[p, k0 + j])
                 while dlo < dhi:
                     e = dw if dlo < dw < dhi else dhi
                     q = t
                     for j in range(nt):
-                        q = tuple_setitem(q, j, _ring_base(C[p, k0 + j], t[j], offs[k0 + j], dlo, dw, rp, sw))
+                        q = tuple_setitem(q, j, _ring_base(runs.origin[p, k0 + j], t[j], offs[k0 + j], dlo, dw, rp,
+                                                           sw))
                     for d in range(dlo, e):
                         a = zero if k0 == 1 else _vld(R, rp + d * _TB)
                         for j in range(nt):
@@ -229,20 +243,20 @@ def _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, hi, kmax, nt
 
 
 @template(error_model="numpy")
-def _forward(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, hi):
+def _forward(S, offs, n, R, Wr, base, runs, dg, lo, hi):
     """Rows of Sigma for i = hi-1 .. lo (selected inversion; rows hi .. hi + w - 1 already in R) into
     the ring R of Wr rows, row i in slot (i - base) mod Wr; dg (n, _TB), flat: dg[i, b] = Sigma_ii of
     lane b."""
     K = offs.shape[0]
     full = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < full: all terms, one pass
     t = max(lo, min(hi, full))
-    _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, t, hi, -1, 1)
+    _forward_rows(S, offs, n, R, Wr, base, runs, dg, t, hi, -1, 1)
     if K == 3:
-        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, t, 2, 2)
+        _forward_rows(S, offs, n, R, Wr, base, runs, dg, lo, t, 2, 2)
     elif K == 4:
-        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, t, 3, 3)
+        _forward_rows(S, offs, n, R, Wr, base, runs, dg, lo, t, 3, 3)
     elif K == 5:
-        _forward_rows(S, offs, n, R, Wr, base, seg, C, T, nseg, dg, lo, t, 4, 4)
+        _forward_rows(S, offs, n, R, Wr, base, runs, dg, lo, t, 4, 4)
 
 
 @template(fastmath=_FMA, error_model="numpy")
@@ -257,15 +271,12 @@ def _window_blocks(L, offs, out, lo, hi):
         D = np.empty(n * _TB)
         R = np.empty(W * _pitch(W) * _TB)
         dg = np.empty(n * _TB)
-        seg = np.empty(K + 1, dtype=np.int64)
-        C = np.empty((K, K), dtype=np.int64)
-        T = np.empty((K, K), dtype=np.int64)
-        nseg = _segments(offs, seg, C, T)
+        runs = _runs(offs)
         tr = np.empty(_TB)
         for f0 in range(lo, hi, _TB):
             nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
-            _forward(S, offs, n, R, W, 0, seg, C, T, nseg, dg, 0, n)
+            _forward(S, offs, n, R, W, 0, runs, dg, 0, n)
             if _DIAG:
                 _unstage_rows(dg, out.reshape(F * n), f0, nf, n)
             else:
@@ -329,7 +340,7 @@ def _chain_grad(Lf, g, buf, gf):
 
 
 @template(error_model="numpy")
-def _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi, kmax, nt):
+def _reverse_rows(S, D, offs, n, R, r0, Rb, runs, gd, G, lo, hi, kmax, nt):
     """Steps i = lo .. hi-1 of _reverse, rows with the terms k = 1 .. kmax (kmax = -1: each row its
     own), in passes of nt terms as in _forward_rows."""
     K = offs.shape[0]
@@ -374,18 +385,18 @@ def _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi, kmax
             for j in range(nt):
                 e = tuple_setitem(e, j, _vmul(nrl, _vld(S, pS + (k0 + j) * _TB)))
             a = _repeat(zero, nt)
-            for p in range(nseg):
-                dlo = seg[p]
-                dhi = seg[p + 1]
+            for p in range(runs.count):
+                dlo = runs.bounds[p]
+                dhi = runs.bounds[p + 1]
                 t = _repeat(0, nt)
                 for j in range(nt):
-                    t = tuple_setitem(t, j, T[p, k0 + j])
+                    t = tuple_setitem(t, j, runs.stride[p, k0 + j])
                 while dlo < dhi:
                     end = dw if dlo < dw < dhi else dhi
                     q = t
                     u = t
                     for j in range(nt):
-                        c = C[p, k0 + j]
+                        c = runs.origin[p, k0 + j]
                         q = tuple_setitem(q, j, rp + c)
                         u = tuple_setitem(u, j, _ring_base(c, t[j], offs[k0 + j], dlo, dw, bp, sw))
                     for d in range(dlo, end):
@@ -424,7 +435,7 @@ def _reverse_start(offs, Rb, gd):
 
 
 @template(error_model="numpy")
-def _reverse(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi):
+def _reverse(S, D, offs, n, R, r0, Rb, runs, gd, G, lo, hi):
     """Steps i = lo .. hi-1 of the reverse mode through the recursion of _forward, in order from 0 (see
     _reverse_start) to n-1: step i reads rows i .. i + w of Sigma, row r in R at row r - r0. The adjoints
     of the same entries (g_i on the diagonal Sigma_ii, from gd (n + W, _TB), flat, its rows from n on
@@ -435,12 +446,12 @@ def _reverse(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, hi):
     full = n - offs[K - 1] if 3 <= K <= 5 else 0  # rows i < full: all terms, one pass
     t = max(lo, min(hi, full))
     if K == 3:
-        _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, t, 2, 2)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, runs, gd, G, lo, t, 2, 2)
     elif K == 4:
-        _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, t, 3, 3)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, runs, gd, G, lo, t, 3, 3)
     elif K == 5:
-        _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, lo, t, 4, 4)
-    _reverse_rows(S, D, offs, n, R, r0, Rb, seg, C, T, nseg, gd, G, t, hi, -1, 1)
+        _reverse_rows(S, D, offs, n, R, r0, Rb, runs, gd, G, lo, t, 4, 4)
+    _reverse_rows(S, D, offs, n, R, r0, Rb, runs, gd, G, t, hi, -1, 1)
 
 
 @template(fastmath=_FMA, error_model="numpy")
@@ -464,10 +475,7 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
         CP = np.empty((m - 1) * w * WT)
         Rb = np.empty(W * _pitch(W) * _TB)
         G = np.empty(n * KT)
-        seg = np.empty(K + 1, dtype=np.int64)
-        C = np.empty((K, K), dtype=np.int64)
-        T = np.empty((K, K), dtype=np.int64)
-        nseg = _segments(offs, seg, C, T)
+        runs = _runs(offs)
         dg = np.empty(n * _TB)
         gd = np.zeros((n + W) * _TB)  # rows from n on stay zero: adjoints of rows past the end
         gi = 1 if g.shape[1] > 1 else 0  # g's stride over i
@@ -486,7 +494,7 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
                 c = min(w, n - e) * WT
                 for q in range(c - 1, -1, -1):  # slots 0 .. to ks .. (downwards: they overlap for ks < w)
                     R[ks * WT + q] = R[q]
-                _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, b, e)
+                _forward(S, offs, n, R, rows, b, runs, dg, b, e)
                 if j > 0:
                     CP[(j - 1) * w * WT:(j - 1) * w * WT + min(w, n - b) * WT] = R[:min(w, n - b) * WT]
             # Reverse, segments 0 .. m-1, each but the first (still in R) recomputed from the start of
@@ -499,8 +507,8 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
                 if j > 0:
                     c = min(w, n - e) * WT
                     R[ks * WT:ks * WT + c] = CP[j * w * WT:j * w * WT + c]
-                    _forward(S, offs, n, R, rows, b, seg, C, T, nseg, dg, b, e)
-                _reverse(S, D, offs, n, R, b, Rb, seg, C, T, nseg, gd, G, b, e)
+                    _forward(S, offs, n, R, rows, b, runs, dg, b, e)
+                _reverse(S, D, offs, n, R, b, Rb, runs, gd, G, b, e)
             for b in range(nf):
                 gf = out[f0 + b]
                 for k in range(K):
@@ -530,7 +538,7 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
 # kept in segments small enough to fit (_segment_rows). The choice depends on the shapes only, so every
 # chunk runs the same code. _DIAG picks what the forward sweep's blocks write: traces or diagonals.
 _SCRATCH_MAX = 1 << 28  # 256 MiB per running thread
-_LOCKSTEP = (_window_blocks, _grad_blocks, _unstage_rows, _stage, _segments, _ring_base, _forward_rows,
+_LOCKSTEP = (_window_blocks, _grad_blocks, _unstage_rows, _stage, _runs, _ring_base, _forward_rows,
              _forward, _reverse_rows, _reverse_start, _reverse)
 _trace_blocks_x8, _grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, _DIAG=False, **simd(_TB))[:2]
 _diag_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}_diag", _TB=_TB, _DIAG=True, **simd(_TB))[0]
