@@ -32,7 +32,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX],
         "dask": [DASK],
-        "bench": ["asv>=0.6"],
+        "bench": ["asv>=0.6", TORCH, *JAX, "optax==0.2.8"],  # the peers of examples/bench_*.py
         "plot": [PLOT],
         "torch": [TORCH],
         "jax": JAX,
