@@ -274,7 +274,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     x = np.ascontiguousarray(x[:n_images], dtype=model.dtype)
     side = _side_or_raise(x.shape[1])
-    mu = np.asarray(model.encode(params, x)["mu"])
+    mu = np.asarray(model.encode(params, x).mu)
     recon = decoder_means(model, params, mu)
     n = len(x)
     pad = 2

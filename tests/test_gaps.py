@@ -182,7 +182,7 @@ def refined_gaps():
         P, _, logp = exact_posterior(W, b, psi, x)
         h, info = refine_heads(model, params, x, encoder_heads(model, params, x), np.random.default_rng(0), TIGHT)
         q = model.family.split(h, D)
-        out[name] = (logp - exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q)), min_kl(name, P), info)
+        out[name] = (logp - exact_elbo(W, b, psi, x, q.mu, model.family.precision(q)), min_kl(name, P), info)
     return out
 
 
@@ -229,7 +229,7 @@ def test_the_estimates_of_gvae_analyze_match_the_closed_forms(name):
     k = 4000
     per, refinements = inference_gaps(model, params, x, np.random.default_rng(3), iw_samples=k, options=TIGHT)
     q0 = model.family.split(encoder_heads(model, params, x), D)
-    amortised = exact_elbo(W, b, psi, x, q0["mu"], model.family.precision(q0))
+    amortised = exact_elbo(W, b, psi, x, q0.mu, model.family.precision(q0))
     z = model.family.sample(q0, np.random.default_rng(4).standard_normal((k, len(x), D)))
     error = model.likelihood.log_prob(model.decode(params, z), x, params).std(axis=0) / np.sqrt(k)  # of the ELBO's mean
     offset = model.likelihood.nats_offset()  # the estimates are in nats of 8-bit data (see Likelihood.nats_offset)
@@ -274,7 +274,7 @@ def test_mixture_log_weights_against_scipy():
     for i, t in enumerate(terms):
         z = model.family.sample(qs[i], eps[i])
         for bb in range(2):
-            dens = [multivariate_normal(q["mu"][bb], np.linalg.inv(model.family.precision(q)[bb])).pdf(z[:, bb])
+            dens = [multivariate_normal(q.mu[bb], np.linalg.inv(model.family.precision(q)[bb])).pdf(z[:, bb])
                     for q in qs]
             rec = np.array([multivariate_normal(W @ zz + b, np.diag(psi)).logpdf(x[bb]) for zz in z[:, bb]])
             prior = multivariate_normal(np.zeros(D), np.eye(D)).logpdf(z[:, bb])
@@ -301,7 +301,7 @@ def test_local_heads_must_fit_the_points():
     x = fa_data(W, b, psi, n=3)
     h = encoder_heads(model, params, x)
     local = LocalVAE(model)
-    np.testing.assert_array_equal(local.encode(with_heads(params, h), x)["mu"], model.encode(params, x)["mu"])
+    np.testing.assert_array_equal(local.encode(with_heads(params, h), x).mu, model.encode(params, x).mu)
     with pytest.raises(ValueError, match="do not fit 2 data points"):
         local.encode(with_heads(params, h), x[:2])
     with pytest.raises(ValueError, match=r"expected \(3, 18\)"):
@@ -318,7 +318,7 @@ def test_refinement_never_leaves_a_point_worse_than_its_encoder():
                                          (2, 1))], axis=1)
     h, info = refine_heads(model, params, x, best, np.random.default_rng(0), RefineOptions(max_steps=200))
     q0, q = (model.family.split(v, D) for v in (best, h))
-    e0, e = (exact_elbo(W, b, psi, x, v["mu"], model.family.precision(v)) for v in (q0, q))
+    e0, e = (exact_elbo(W, b, psi, x, v.mu, model.family.precision(v)) for v in (q0, q))
     assert np.all(e >= e0 - 0.01) and info["trace"][0][0] == 0 and len(info["trace"]) >= 2
 
 
@@ -398,7 +398,7 @@ def test_rate_and_distortion_against_the_closed_forms():
     [rate], distortion = rate_distortion(model, params, x, np.random.default_rng(0), samples=4000, batch_size=2)
     q = model.encode(params, x)
     np.testing.assert_allclose(rate, model.family.kl(q), rtol=1e-12)
-    elbo_exact = exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q))
+    elbo_exact = exact_elbo(W, b, psi, x, q.mu, model.family.precision(q))
     np.testing.assert_allclose(elbo_exact, exact_posterior(W, b, psi, x)[2], rtol=1e-10)
     offset = model.likelihood.nats_offset()  # distortion is in nats of 8-bit data
     np.testing.assert_allclose(-(rate + distortion) - offset, elbo_exact, atol=0.1)

@@ -37,11 +37,11 @@ def dense_sample_and_logpdf(family, head, d, eps):
     prec = family.precision(q)
     z, logq = np.empty_like(eps), np.empty(len(eps))
     for s in range(len(eps)):
-        if "L" in q:
-            z[s] = q["mu"][s] + np.linalg.solve(dense_factor(q["L"][s], q["offsets"]).T, eps[s])
+        if family.banded:
+            z[s] = q.mu[s] + np.linalg.solve(dense_factor(q.L[s], q.offsets).T, eps[s])
         else:
-            z[s] = q["mu"][s] + q["sigma"][s] * eps[s]
-        r = z[s] - q["mu"][s]  # the Gaussian density from the dense precision (better conditioned than Sigma)
+            z[s] = q.mu[s] + q.sigma[s] * eps[s]
+        r = z[s] - q.mu[s]  # the Gaussian density from the dense precision (better conditioned than Sigma)
         logq[s] = -0.5 * r @ prec[s] @ r + 0.5 * np.linalg.slogdet(prec[s])[1] - 0.5 * d * np.log(2 * np.pi)
     return z, logq
 
@@ -193,7 +193,7 @@ def test_analytic_and_mc_elbo_agree_in_expectation(inference):
     assert se < 0.01 and abs(diff.mean()) < 4 * se, (diff.mean(), se)
     rec, kls, qs, zs = layer_terms(model, params, x[:2], eps[:, :2].repeat(3, axis=0))
     assert rec.shape == (3, 2) and [k.shape for k in kls] == [(2,), (2,)]
-    assert [z.shape for z in zs] == [(3, 2, 4), (3, 2, 3)] and qs[1]["mu"].shape[-1] == 3
+    assert [z.shape for z in zs] == [(3, 2, 4), (3, 2, 3)] and qs[1].mu.shape[-1] == 3
 
 
 STRUCTURED = [("chain", "grid"), ("ar1", "rank1"), ("extgrid", "diagonal"), ("grid", "chain")]
@@ -241,7 +241,7 @@ def test_three_layers_and_the_iwae_papers_architecture():
     assert len(kls) == 3 and all(np.isfinite(k).all() for k in kls)
     assert [z.shape for z in deep.prior_sample(params, eps[0])] == [(2, 5), (2, 4), (2, 3)]
     qs, zs = deep.infer(params, x)  # the mean pass
-    assert all(np.array_equal(q["mu"], z) for q, z in zip(qs, zs)) and zs[2].shape == (2, 3)
+    assert all(np.array_equal(q.mu, z) for q, z in zip(qs, zs)) and zs[2].shape == (2, 3)
 
 
 def test_one_layer_is_the_model_it_always_was():

@@ -40,7 +40,7 @@ class LocalVAE:
     def infer(self, params, x, eps=None):
         """The posterior pass of the objectives (:meth:`VAE.infer`) with q from the heads: ``([q], [z])``."""
         q = self.encode(params, x)
-        return [q], [q["mu"] if eps is None else self.family.sample(q, eps)]
+        return [q], [q.mu if eps is None else self.family.sample(q, eps)]
 
     def encode(self, params, x):
         h = params[HEADS]

@@ -177,7 +177,7 @@ class VAE:
             h = x
             for layer, e in zip(self.layers, noise):
                 q = layer.family.split(layer.encoder(params, h), layer.size)
-                h = q["mu"] if e is None else layer.family.sample(q, e)
+                h = q.mu if e is None else layer.family.sample(q, e)
                 qs.append(q)
                 zs.append(h)
             return qs, zs
@@ -191,13 +191,13 @@ class VAE:
             if z is not None:
                 head = head + ops.matmul(z, params[layer.top_down])
             q = layer.family.split(head, layer.size)
-            z = q["mu"] if e is None else layer.family.sample(q, e)
+            z = q.mu if e is None else layer.family.sample(q, e)
             qs.insert(0, q)
             zs.insert(0, z)
         return qs, zs
 
     def encode(self, params, x):
-        """x (B, n_in) -> the bottom layer's posterior parameters (a dict of its family's); in a
+        """x (B, n_in) -> the bottom layer's posterior parameters (its family's record); in a
         hierarchy, that of the mean pass (:meth:`infer` with ``eps=None``)."""
         if len(self.layers) == 1:
             return self.family.split(self.encoder(params, x), self.latent)
@@ -205,7 +205,7 @@ class VAE:
 
     def prior(self, params, i, z_above):
         """p(z_i | z_{i+1}) for layer i (0 = bottom) below the top, from the layer above's sample
-        z_above (..., d_{i+1}): diagonal-Gaussian parameters {"mu", "sigma"} of shape (..., d_i)."""
+        z_above (..., d_{i+1}): a ``DiagonalParams`` (mu, sigma) of shape (..., d_i)."""
         return self.conditional.split(self.layers[i + 1].decoder(params, z_above), self.sizes[i])
 
     def priors(self, params, zs):

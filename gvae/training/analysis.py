@@ -36,7 +36,7 @@ def unit_activity(model, params, x, batch_size=500):
     if x.shape[0] < 2:
         raise ValueError(f"unit activity is a variance over data points: needs at least 2, got {x.shape[0]}")
     means = [model.infer(params, x[s:s + batch_size])[0] for s in range(0, x.shape[0], batch_size)]
-    return [np.concatenate([to_host(qs[layer]["mu"]).astype(np.float64) for qs in means]).var(axis=0)
+    return [np.concatenate([to_host(qs[layer].mu).astype(np.float64) for qs in means]).var(axis=0)
             for layer in range(len(model.layers))]
 
 

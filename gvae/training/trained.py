@@ -2,7 +2,7 @@
 
     import gvae
     vae = gvae.load("runs/chain")              # the best-validation parameters, on the CPU
-    z = vae.encode(x)["mu"]                    # x: (N, 784) images in [0, 1]
+    z = vae.encode(x).mu                       # x: (N, 784) images in [0, 1]
     images = vae.decode(z)                     # the decoder's mean images
     log_px = vae.log_likelihood(x, k=5000)     # importance-sampled log p(x) per image, nats
 
@@ -49,14 +49,15 @@ class TrainedModel:
         return self.model.likelihood.prepare(self._images(x), generator(self.device, seed))
 
     def encode(self, x):
-        """The posterior q(z|x) of each image: the family's parameters, a dict whose ``"mu"`` (N, d) is
-        the posterior mean (a banded family adds its factor ``"L"`` (N, K, d) and ``"offsets"``). In a
-        hierarchy: the bottom layer's, ``encode_layers(x)[0]``."""
+        """The posterior q(z|x) of each image: the family's parameters, a record
+        (:class:`gvae.model.posteriors.PosteriorParams`) whose ``mu`` (N, d) is the posterior mean (a banded
+        family adds its factor ``L`` (N, K, d) and ``offsets``). In a hierarchy: the bottom layer's,
+        ``encode_layers(x)[0]``."""
         return self.model.encode(self.params, self._images(x))
 
     def encode_layers(self, x):
-        """Every stochastic layer's posterior parameters, a list bottom first of dicts as :meth:`encode`
-        gives (``"mu"`` of layer l: (N, d_l)), from the mean pass: each layer conditioned on the
+        """Every stochastic layer's posterior parameters, a list bottom first of records as :meth:`encode`
+        gives (``mu`` of layer l: (N, d_l)), from the mean pass: each layer conditioned on the
         posterior means of the layers it depends on (bottom-up: q(z_2 | mu_1), ...; top-down:
         q(z_1 | mu_2, x), ...). One layer: ``[encode(x)]``."""
         return self.model.infer(self.params, self._images(x))[0]
@@ -79,8 +80,8 @@ class TrainedModel:
         return lik.mean(out, self.params) if mean else lik.sample(out, self.params, rng)
 
     def reconstruct(self, x):
-        """The decoder's mean image at each image's posterior mean: decode(encode(x)["mu"])."""
-        return self.decode(self.encode(x)["mu"])
+        """The decoder's mean image at each image's posterior mean: decode(encode(x).mu)."""
+        return self.decode(self.encode(x).mu)
 
     def elbo(self, x, seed=0):
         """The ELBO of each image (nats of the data, one Monte Carlo sample; analytic KL where the run's is)."""
