@@ -294,7 +294,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
 def prior_draws_title(model, what, n, which):
     """The title of a grid of ``what`` ("decoder means") for n prior draws of the ``which`` parameters."""
     if len(model.layers) == 1:
-        draws = f"z ~ N(0, I), d = {model.latent}"
+        draws = f"z ~ N(0, I), d = {model.sizes[0]}"
     else:
         draws = f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1, d = " + "-".join(map(str, model.sizes))
     return f"{what} for {n} {draws} ({which} parameters)"
@@ -383,7 +383,7 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     lattice links that would wrap around a row, are left out): the family's ``factor_diagonals``, at
     most MAX_DIAGONALS of them. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    family, d = model.family, model.latent
+    family, d = model.layers[0].family, model.sizes[0]
     offsets, values, free = family.factor_diagonals(model.encode(params, x), MAX_DIAGONALS)
     fig = _figure(4.9 * len(x) + 0.3, 3.9, layout="constrained")
     axes = _point_axes(fig, x, labels, 4.0)
@@ -406,14 +406,14 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
 
 def _family_words(model, subtitle):
     """" (family, d = ...)" for a title that has no run line (``subtitle``) saying so already, else ""."""
-    return "" if subtitle else f" ({model.family.name}, d = {model.latent})"
+    return "" if subtitle else f" ({model.layers[0].family.name}, d = {model.sizes[0]})"
 
 
 def plot_correlation(model, params, x, path, labels=None, subtitle=None):
     """``correlation.png``: the posterior correlation matrix of z for each row of x (the family's
     ``correlation``), as heatmaps on one diverging colour scale over [-1, 1]. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    corr = model.family.correlation(model.encode(params, x))
+    corr = model.layers[0].family.correlation(model.encode(params, x))
     d = corr.shape[-1]
     fig = _figure(4.1 * len(x) + 1.0, 3.7, layout="constrained")
     axes = _point_axes(fig, x, labels, 3.0)
@@ -464,7 +464,7 @@ def plot_run(run, out_dir=None, n_images=16, seed=0, n_points=3):
                                     which=run.which))
         if model.sizes == (2,):
             written.append(plot_manifold(model, params, out_dir / "manifold.png", subtitle=subtitle))
-    if model.family.structured:
+    if model.layers[0].family.structured:
         pts = test_x[:n_points]
         labels = None if test_y is None else test_y[:n_points]
         written.append(plot_cholesky_diagonals(model, params, pts, out_dir / "cholesky_diagonals.png", labels,

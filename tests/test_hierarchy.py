@@ -231,7 +231,7 @@ def test_three_layers_and_the_iwae_papers_architecture():
     shapes = model.param_shapes()
     assert shapes["enc.W2"] == (200, 300) and shapes["enc2.W0"] == (100, 100) and shapes["enc2.W2"] == (100, 150)
     assert shapes["dec2.W0"] == (50, 100) and shapes["dec2.W2"] == (100, 200) and shapes["dec.W0"] == (100, 200)
-    assert model.noise_size == 150 and model.latent == 100 and [l.size for l in model.layers] == [100, 50]
+    assert model.noise_size == 150 and model.sizes[0] == 100 and [l.size for l in model.layers] == [100, 50]
     rng = np.random.default_rng(0)
     deep = VAE(8, [5, 4, 3], [6], "tanh", posterior=["diagonal", "grid", "chain"], dtype=np.float64)
     params = deep.new_params(rng).views

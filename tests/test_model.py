@@ -96,7 +96,7 @@ def test_the_default_initialisation_starts_every_family_near_the_prior(name):
     kl = {}
     for init in ("uniform", "he"):
         model = VAE(784, 16, [500, 500], posterior=name, init=init)
-        kl[init] = model.family.kl(model.encode(model.new_params(np.random.default_rng(1)).views, x))
+        kl[init] = model.layers[0].family.kl(model.encode(model.new_params(np.random.default_rng(1)).views, x))
     assert kl["uniform"].max() < 5
     if name in ("chain", "extgrid"):
         assert np.median(kl["he"]) > 50
@@ -176,7 +176,7 @@ def test_the_vae_and_its_local_twin_provide_what_the_objectives_need():
     for model in (one, two, local):
         assert isinstance(model, ObjectiveModel)
     assert not isinstance(object(), ObjectiveModel)
-    for name in ("layers", "likelihood", "noise_size", "inference", "conditional", "family", "latent"):
+    for name in ("layers", "likelihood", "noise_size", "inference", "conditional", "sizes"):
         assert getattr(local, name) is getattr(one, name), name
     with pytest.raises(AttributeError):
         local.no_such_attribute

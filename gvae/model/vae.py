@@ -81,8 +81,8 @@ class VAE:
     ``posterior_options``: a dict for every layer or one per layer (``grid_shape``, ``floor``);
     ``inference``: "bottom-up" or "top-down" (see the module's docstring; the same for one layer).
 
-    ``layers`` lists the :class:`StochasticLayer` s bottom first; ``family``, ``encoder``, ``decoder``
-    and ``latent`` are the bottom layer's (its posterior, networks and size: what :meth:`decode` takes).
+    ``layers`` lists the :class:`StochasticLayer` s bottom first (``layers[0]`` is the bottom layer:
+    its posterior, networks and size, what :meth:`encode` gives and :meth:`decode` takes).
     Parameters live in one :class:`FlatParams` buffer (float32 by default), layer by layer (encoder,
     top-down weight, decoder), then the likelihood's own ``lik.*``; the networks' weights are initialised
     by the scheme ``init`` (a name in :data:`gvae.model.layers.INITS`)."""
@@ -119,9 +119,6 @@ class VAE:
             self.layers.append(StochasticLayer(i + 1, d, family, MLP([below, *widths, head], activation, f"enc{tag}."),
                                                MLP([d, *widths[::-1], out], activation, f"dec{tag}."), top_down))
             below = d if inference == "bottom-up" else (widths[-1] if widths else below)
-        bottom = self.layers[0]
-        self.family, self.encoder, self.decoder = bottom.family, bottom.encoder, bottom.decoder
-        self.latent = sizes[0]
         self.noise_size = sum(sizes)
 
     def param_shapes(self):
@@ -155,7 +152,7 @@ class VAE:
         self.likelihood.init(rng, params.views)
         bias = None if x is None or self.init != "uniform" else self.likelihood.output_bias(x)
         if bias is not None:
-            params.views[f"dec.b{len(self.decoder.activations) - 1}"][...] = bias
+            params.views[f"dec.b{len(self.layers[0].decoder.activations) - 1}"][...] = bias
         return params
 
     def split_noise(self, eps):
@@ -200,7 +197,8 @@ class VAE:
         """x (B, n_in) -> the bottom layer's posterior parameters (its family's record); in a
         hierarchy, that of the mean pass (:meth:`infer` with ``eps=None``)."""
         if len(self.layers) == 1:
-            return self.family.split(self.encoder(params, x), self.latent)
+            bottom = self.layers[0]
+            return bottom.family.split(bottom.encoder(params, x), bottom.size)
         return self.infer(params, x)[0][0]
 
     def prior(self, params, i, z_above):
@@ -224,4 +222,4 @@ class VAE:
 
     def decode(self, params, z):
         """z_1 (..., d_1) -> likelihood parameters (..., output size)."""
-        return self.decoder(params, z)
+        return self.layers[0].decoder(params, z)

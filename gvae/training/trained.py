@@ -66,8 +66,9 @@ class TrainedModel:
         """The decoder's mean image (the median for logit-normal likelihoods) for latent points z (N, d)
         (in a hierarchy, points z_1 of the bottom layer)."""
         z = to_device(np.asarray(z, dtype=self.model.dtype) if device_of(z) == "cpu" else z, self.device)
-        if z.ndim != 2 or z.shape[1] != self.model.latent:
-            raise ValueError(f"expected latent points of shape (N, {self.model.latent}), got {tuple(z.shape)}")
+        d = self.model.sizes[0]
+        if z.ndim != 2 or z.shape[1] != d:
+            raise ValueError(f"expected latent points of shape (N, {d}), got {tuple(z.shape)}")
         return self.model.likelihood.mean(self.model.decode(self.params, z), self.params)
 
     def sample(self, n, seed=0, mean=True):
