@@ -178,9 +178,8 @@ def run_title(config, run_dir=None):
     if not config:
         return "" if run_dir is None else Path(run_dir).name
     config = config if isinstance(config, dict) else dataclasses.asdict(config)
-    hidden = config.get("hidden", ())
-    per_layer = bool(hidden) and isinstance(hidden[0], (list, tuple))
-    hidden = " / ".join("-".join(map(str, h)) for h in (hidden if per_layer else [hidden]))
+    from .model.vae import layer_widths  # here, as plot_samples imports training: gvae.plots loads no model
+    hidden = " / ".join("-".join(map(str, h)) for h in layer_widths(config.get("hidden", ())))
     text = (f"{_words(config.get('posterior', '?'), ' ')} posterior, {config.get('likelihood', 'bernoulli')} "
             f"likelihood, latent {_words(config.get('latent', '?'), '-')}, hidden {hidden}")
     name = "" if run_dir is None else Path(run_dir).resolve().name

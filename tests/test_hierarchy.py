@@ -8,6 +8,7 @@ from scipy.special import expit
 from scipy.stats import multivariate_normal, norm
 
 from gvae.model import VAE
+from gvae.model.vae import layer_widths
 from gvae.model.posteriors import dense_factor
 from gvae.model.objectives import elbo, iwae_bound, layer_terms, log_weights
 from gvae.training.evaluate import importance_sampling, per_example_elbo
@@ -251,7 +252,7 @@ def test_one_layer_is_the_model_it_always_was():
     b = VAE(10, [4], [[7, 5]], "elu", posterior=["chain"], inference="top-down")
     assert list(a.param_shapes()) == ["enc.W0", "enc.b0", "enc.W1", "enc.b1", "enc.W2", "enc.b2",
                                       "dec.W0", "dec.b0", "dec.W1", "dec.b1", "dec.W2", "dec.b2"]
-    assert a.param_shapes() == b.param_shapes() and a.hidden == b.hidden == [7, 5]
+    assert a.param_shapes() == b.param_shapes() and a.hidden == b.hidden == ((7, 5),)
     pa, pb = a.new_params(np.random.default_rng(0)), b.new_params(np.random.default_rng(0))
     np.testing.assert_array_equal(pa.flat, pb.flat)
     x = np.random.default_rng(1).random((3, 10)).astype(np.float32)
@@ -262,6 +263,7 @@ def test_one_layer_is_the_model_it_always_was():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(latent=[4, 3], hidden=[5], posterior=["chain", "grid", "ar1"]), "posterior: expected one value"),
     (dict(latent=[4, 3], hidden=[[5], [5], [5]]), "hidden: expected one value"),
+    (dict(latent=[4, 3], hidden=[[5], 5]), "hidden mixes widths and lists of widths"),
     (dict(latent=[4, 7], hidden=[5], posterior=["chain", "grid"]), "stochastic layer 2 .grid, 7 units.: latent dimension 7"),
     (dict(latent=[4, 0], hidden=[5]), "must be positive"),
     (dict(latent=[4, 3], hidden=[5], inference="sideways"), "unknown inference order 'sideways'"),
@@ -269,3 +271,12 @@ def test_one_layer_is_the_model_it_always_was():
 def test_bad_hierarchies_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAE(6, **kwargs)
+
+
+def test_hidden_widths_are_one_tuple_per_layer():
+    """Either form of ``hidden`` becomes a tuple of one tuple of widths per layer, once (layer_widths)."""
+    assert layer_widths([7, 5], 2) == ((7, 5), (7, 5)) and layer_widths([7, 5]) == ((7, 5),)
+    assert layer_widths([[7], (5, 3)]) == layer_widths(((7,), [5, 3]), 2) == ((7,), (5, 3))
+    assert layer_widths([], 2) == ((), ())  # no hidden layer in either network
+    assert VAE(6, [4, 3], [5]).hidden == ((5,), (5,)) and VAE(6, [4, 3], [[5], [2, 2]]).hidden == ((5,), (2, 2))
+    assert [layer.encoder.sizes for layer in VAE(6, [4, 3], [[5], [2, 2]]).layers] == [[6, 5, 8], [4, 2, 2, 6]]

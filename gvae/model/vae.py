@@ -68,18 +68,29 @@ def _per_layer(what, value, n, scalar):
     return items
 
 
-def _is_widths(value):
-    """Whether ``value`` is one list of hidden widths (ints), not a list of such lists."""
-    return all(not isinstance(v, (list, tuple)) for v in value)
+def layer_widths(hidden, n=None):
+    """The hidden widths as a VAE or a training configuration takes them, one list of widths for every
+    stochastic layer or a list of such lists (one per layer, bottom first), as a tuple of per-layer tuples
+    of ints: n of them (one list is every layer's; lists per layer must be n), or with ``n`` None as many
+    as were given (one list: one). The one place that tells the two forms apart."""
+    items = list(hidden)
+    nested = [isinstance(v, (list, tuple)) for v in items]
+    if any(nested) and not all(nested):
+        raise ValueError(f"hidden mixes widths and lists of widths: {items}")
+    one = not any(nested)  # one list for every layer
+    if n is None:
+        n = 1 if one else len(items)
+    return tuple(tuple(int(h) for h in widths) for widths in _per_layer("hidden", items, n, lambda v: one))
 
 
 class VAE:
     """Stochastic layers of sizes ``latent`` (an int, or a sequence bottom first) over n_in observed units.
 
     ``hidden``: the hidden widths of every layer's encoder (its decoder mirrors them), or a sequence of
-    such lists, one per layer; ``posterior``: a family name for every layer or one per layer;
-    ``posterior_options``: a dict for every layer or one per layer (``grid_shape``, ``floor``);
-    ``inference``: "bottom-up" or "top-down" (see the module's docstring; the same for one layer).
+    such lists, one per layer (kept as ``hidden``, a tuple of one tuple per layer: :func:`layer_widths`);
+    ``posterior``: a family name for every layer or one per layer; ``posterior_options``: a dict for
+    every layer or one per layer (``grid_shape``, ``floor``); ``inference``: "bottom-up" or "top-down"
+    (see the module's docstring; the same for one layer).
 
     ``layers`` lists the :class:`StochasticLayer` s bottom first (``layers[0]`` is the bottom layer:
     its posterior, networks and size, what :meth:`encode` gives and :meth:`decode` takes).
@@ -99,18 +110,17 @@ class VAE:
         if inference not in INFERENCE:
             raise ValueError(f"unknown inference order {inference!r}; expected one of {list(INFERENCE)}")
         n = len(sizes)
-        hiddens = [[int(h) for h in widths] for widths in _per_layer("hidden", list(hidden), n, _is_widths)]
         names = _per_layer("posterior", posterior, n, lambda v: isinstance(v, str))
         options = _per_layer("posterior_options", posterior_options or {}, n, lambda v: isinstance(v, dict))
         self.n_in, self.sizes = int(n_in), tuple(sizes)
-        self.hidden = hiddens[0] if n == 1 else hiddens  # a one-layer model's: its one list, as always
+        self.hidden = layer_widths(hidden, n)
         self.activation, self.inference = activation, inference
         self.likelihood = get_likelihood(likelihood, self.n_in, **(likelihood_options or {}))
         self.dtype = np.dtype(dtype)
         self.conditional = get_family("diagonal")  # the form of p(z_l | z_{l+1}): N(mu, diag sigma^2)
         self.layers = []
         below = self.n_in  # width of what layer l's encoder reads
-        for i, (d, widths, name, opts) in enumerate(zip(sizes, hiddens, names, options)):
+        for i, (d, widths, name, opts) in enumerate(zip(sizes, self.hidden, names, options)):
             tag = "" if i == 0 else str(i + 1)
             family = layer_family(name, d, opts, i + 1 if n > 1 else None)
             head = family.head_size(d)
