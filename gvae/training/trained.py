@@ -17,6 +17,7 @@ import numpy as np
 
 from ..kernels import device_of, generator, to_device, to_host
 from ..model.objectives import elbo
+from .batching import observations
 from .evaluate import importance_sampling
 from .runs import open_run
 
@@ -46,7 +47,7 @@ class TrainedModel:
 
     def _observed(self, x, seed):
         """Images as the model's observations (binarised or dequantised with ``seed``)."""
-        return self.model.likelihood.prepare(self._images(x), generator(self.device, seed))
+        return observations(self._images(x), self.model.likelihood, generator(self.device, seed))
 
     def encode(self, x):
         """The posterior q(z|x) of each image: the family's parameters, a record
