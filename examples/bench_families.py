@@ -35,6 +35,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gvae.training import TrainConfig, Trainer  # noqa: E402
+from gvae.training.batching import observations  # noqa: E402
 
 rng = np.random.default_rng(0)
 x = (np.floor(rng.random((8 * args.batch, 784)) * 256) / 256).astype(np.float32)
@@ -46,7 +47,8 @@ for lik in args.likelihoods:
         config = TrainConfig(posterior=fam, likelihood=lik, latent=args.latent, hidden=(args.hidden, args.hidden),
                              batch_size=args.batch, pixel_factor=args.pixel_factor)
         trainer = Trainer(config, data, tmp, quiet=True)
-        batches = [trainer.model.likelihood.prepare(x[i * args.batch:(i + 1) * args.batch], rng) for i in range(8)]
+        batches = [observations(x[i * args.batch:(i + 1) * args.batch], trainer.model.likelihood, rng)
+                   for i in range(8)]
         for b in batches * 2:  # compile and warm up
             trainer.step(b, 1.0)
         trainers[(lik, fam)] = (trainer, batches)

@@ -70,7 +70,7 @@ for lik in args.likelihoods:
                 "iw_samples": args.iw_samples, "n_test": len(test_x), "seconds": seconds,
                 "seconds_per_epoch": summary["seconds_per_epoch"]})
             rng = np.random.default_rng(0)
-            decoded = model.decode(params, rng.standard_normal((64, model.latent)).astype(model.dtype))
+            decoded = model.decode(params, rng.standard_normal((64, model.sizes[0])).astype(model.dtype))
             title = run_title(dataclasses.asdict(config), run)
             plot_image_grid(model.likelihood.sample(decoded, params, rng), run / "samples.png",
                             "samples x ~ p(x|z), z ~ N(0, I)", title)

@@ -28,8 +28,8 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 from gvae.io.mnist import load_mnist
 from gvae.model.lattice import lattice_shape
-from gvae.model.likelihoods import binarize
 from gvae.torch import BandedPrecisionNormal
+from gvae.training.batching import binarize
 from gvae.training.runs import EVAL_SEED
 
 FLOOR = 1e-4  # the floor on the factor's diagonal (and on sigma), as in gvae

@@ -56,7 +56,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from gvae.io.mnist import load_mnist  # noqa: E402
-from gvae.model.likelihoods import binarize  # noqa: E402
+from gvae.training.batching import binarize  # noqa: E402
 from gvae.training.runs import EVAL_SEED  # noqa: E402
 
 FLOOR = 1e-4  # gvae's floor on positive parameters

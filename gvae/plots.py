@@ -191,9 +191,8 @@ def run_title(config, run_dir=None):
     if not config:
         return "" if run_dir is None else Path(run_dir).name
     config = config if isinstance(config, dict) else dataclasses.asdict(config)
-    hidden = config.get("hidden", ())
-    per_layer = bool(hidden) and isinstance(hidden[0], (list, tuple))
-    hidden = " / ".join("-".join(map(str, h)) for h in (hidden if per_layer else [hidden]))
+    from .model.vae import layer_widths  # here, as plot_samples imports training: gvae.plots loads no model
+    hidden = " / ".join("-".join(map(str, h)) for h in layer_widths(config.get("hidden", ())))
     text = (f"{_words(config.get('posterior', '?'), ' ')} posterior, {config.get('likelihood', 'bernoulli')} "
             f"likelihood, latent {_words(config.get('latent', '?'), '-')}, hidden {hidden}")
     name = "" if run_dir is None else Path(run_dir).resolve().name
@@ -287,7 +286,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
         raise ValueError(f"n_images must be >= 1, got {n_images}")
     x = np.ascontiguousarray(x[:n_images], dtype=model.dtype)
     side = _side_or_raise(x.shape[1])
-    recon = decoder_means(model, params, model.encode(params, _on_device(model, params, x))["mu"])
+    recon = decoder_means(model, params, model.encode(params, _on_device(model, params, x)).mu)
     n = len(x)
     pad = 2
     grid = tile(np.concatenate([x, recon]).reshape(2 * n, side, side), 2, n, pad=pad)
@@ -306,7 +305,7 @@ def plot_reconstructions(model, params, x, path, n_images=16, labels=None, subti
 def prior_draws_title(model, what, n, which):
     """The title of a grid of ``what`` ("decoder means") for n prior draws of the ``which`` parameters."""
     if len(model.layers) == 1:
-        draws = f"z ~ N(0, I), d = {model.latent}"
+        draws = f"z ~ N(0, I), d = {model.sizes[0]}"
     else:
         draws = f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1, d = " + "-".join(map(str, model.sizes))
     return f"{what} for {n} {draws} ({which} parameters)"
@@ -395,7 +394,7 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
     lattice links that would wrap around a row, are left out): the family's ``factor_diagonals``, at
     most MAX_DIAGONALS of them. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    family, d = model.family, model.latent
+    family, d = model.layers[0].family, model.sizes[0]
     offsets, values, free = family.factor_diagonals(model.encode(params, _on_device(model, params, x)),
                                                     MAX_DIAGONALS)
     fig = _figure(4.9 * len(x) + 0.3, 3.9, layout="constrained")
@@ -419,14 +418,14 @@ def plot_cholesky_diagonals(model, params, x, path, labels=None, subtitle=None):
 
 def _family_words(model, subtitle):
     """" (family, d = ...)" for a title that has no run line (``subtitle``) saying so already, else ""."""
-    return "" if subtitle else f" ({model.family.name}, d = {model.latent})"
+    return "" if subtitle else f" ({model.layers[0].family.name}, d = {model.sizes[0]})"
 
 
 def plot_correlation(model, params, x, path, labels=None, subtitle=None):
     """``correlation.png``: the posterior correlation matrix of z for each row of x (the family's
     ``correlation``), as heatmaps on one diverging colour scale over [-1, 1]. Returns the path."""
     x = np.ascontiguousarray(x, dtype=model.dtype)
-    corr = model.family.correlation(model.encode(params, _on_device(model, params, x)))
+    corr = model.layers[0].family.correlation(model.encode(params, _on_device(model, params, x)))
     d = corr.shape[-1]
     fig = _figure(4.1 * len(x) + 1.0, 3.7, layout="constrained")
     axes = _point_axes(fig, x, labels, 3.0)
@@ -477,7 +476,7 @@ def plot_run(run, out_dir=None, n_images=16, seed=0, n_points=3):
                                     which=run.which))
         if model.sizes == (2,):
             written.append(plot_manifold(model, params, out_dir / "manifold.png", subtitle=subtitle))
-    if model.family.structured:
+    if model.layers[0].family.structured:
         pts = test_x[:n_points]
         labels = None if test_y is None else test_y[:n_points]
         written.append(plot_cholesky_diagonals(model, params, pts, out_dir / "cholesky_diagonals.png", labels,

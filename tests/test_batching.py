@@ -1,11 +1,12 @@
-"""An epoch's data: stochastic binarisation and the shuffled batches that cover every image once."""
+"""An epoch's data: the likelihood's observations (stochastic binarisation, dequantisation) and the
+shuffled batches that cover every image once."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gvae.model.likelihoods import binarize
-from gvae.training.trainer import batches
+from gvae.model.likelihoods import get_likelihood
+from gvae.training.batching import batches, binarize, dequantize, epoch_batches, observations
 
 
 @settings(max_examples=25, deadline=None)
@@ -40,3 +41,38 @@ def test_batches_cover_each_index_once(n, batch_size, seed):
 def test_batches_rejects_bad_arguments():
     with pytest.raises(ValueError, match="batch_size >= 1"):
         batches(10, 0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "logitnormal"])
+def test_observations_are_what_the_likelihood_models(name):
+    """Binary pixels for a Bernoulli likelihood, dequantised intensities within its squash margin for a
+    continuous one; the same draws as binarize or dequantize on the same generator."""
+    lik = get_likelihood(name, 16, **({} if name == "bernoulli" else {"squash": 1e-3}))
+    x = (np.random.default_rng(0).integers(0, 256, (30, 16)) / 256).astype(np.float32)
+    obs = observations(x, lik, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    expected = dequantize(x, rng, 1e-3) if lik.continuous else binarize(x, rng)
+    np.testing.assert_array_equal(obs, expected)
+    assert obs.dtype == np.float32 and obs.shape == x.shape
+    if lik.continuous:
+        assert obs.min() > 1e-3 and obs.max() < 1 - 1e-3  # the likelihood's own margin, not the default 1e-6
+    else:
+        assert set(np.unique(obs)) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian"])
+def test_an_epoch_draws_the_observations_then_the_order(name):
+    """epoch_batches: the observations of all of x, then the shuffled batches, both drawn at once from the
+    generator (the steps' noise comes after), as the loop drew them when it prepared the data itself."""
+    lik = get_likelihood(name, 5)
+    x = (np.random.default_rng(0).integers(0, 256, (23, 5)) / 256).astype(np.float32)
+    rng, ref = np.random.default_rng(7), np.random.default_rng(7)
+    parts = epoch_batches(x, lik, 10, rng)
+    after = rng.random()  # before any batch is taken
+    obs = observations(x, lik, ref)
+    expected = [obs[idx] for idx in batches(len(x), 10, ref)]
+    assert after == ref.random()
+    got = list(parts)
+    assert [len(b) for b in got] == [10, 10, 3]
+    for b, e in zip(got, expected):
+        np.testing.assert_array_equal(b, e)

@@ -179,8 +179,9 @@ def refined_gap(name):
     x = fa_data(W, b, psi)
     P, _, logp = exact_posterior(W, b, psi, x)
     h, info = refine_heads(model, params, x, encoder_heads(model, params, x), np.random.default_rng(0), TIGHT)
-    q = model.family.split(h, D)
-    return logp - exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q)), min_kl(name, P), info
+    family = model.layers[0].family
+    q = family.split(h, D)
+    return logp - exact_elbo(W, b, psi, x, q.mu, family.precision(q)), min_kl(name, P), info
 
 
 def smallest_kl(name):
@@ -227,9 +228,10 @@ def test_the_estimates_of_gvae_analyze_match_the_closed_forms(name):
     P, _, logp = exact_posterior(W, b, psi, x)
     k = 4000
     per, refinements = inference_gaps(model, params, x, np.random.default_rng(3), iw_samples=k, options=TIGHT)
-    q0 = model.family.split(encoder_heads(model, params, x), D)
-    amortised = exact_elbo(W, b, psi, x, q0["mu"], model.family.precision(q0))
-    z = model.family.sample(q0, np.random.default_rng(4).standard_normal((k, len(x), D)))
+    family = model.layers[0].family
+    q0 = family.split(encoder_heads(model, params, x), D)
+    amortised = exact_elbo(W, b, psi, x, q0.mu, family.precision(q0))
+    z = family.sample(q0, np.random.default_rng(4).standard_normal((k, len(x), D)))
     error = model.likelihood.log_prob(model.decode(params, z), x, params).std(axis=0) / np.sqrt(k)  # of the ELBO's mean
     offset = model.likelihood.nats_offset()  # the estimates are in nats of 8-bit data (see Likelihood.nats_offset)
     assert np.all(np.abs(per["elbo_amortised"] - offset - amortised) < 5 * error)
@@ -249,8 +251,9 @@ def test_the_mixture_estimate_is_unbiased_for_p_x():
     model, params, W, b, psi = fa_model("diagonal")
     x = fa_data(W, b, psi, n=1)
     P, mean, logp = exact_posterior(W, b, psi, x)
-    good = np.concatenate([mean, [[positive_inverse(v, model.family.floor) for v in 1 / np.sqrt(np.diag(P))]]], 1)
-    qs = [model.family.split(h, D) for h in (encoder_heads(model, params, x), good)]
+    family = model.layers[0].family
+    good = np.concatenate([mean, [[positive_inverse(v, family.floor) for v in 1 / np.sqrt(np.diag(P))]]], 1)
+    qs = [family.split(h, D) for h in (encoder_heads(model, params, x), good)]
     rng = np.random.default_rng(0)
     ratios = []
     for _ in range(400):
@@ -266,14 +269,15 @@ def test_mixture_log_weights_against_scipy():
     model, params, W, b, psi = fa_model("full", constant_encoder=False)
     x = fa_data(W, b, psi, n=2)
     rng = np.random.default_rng(1)
-    heads = [rng.standard_normal((2, model.family.head_size(D))) * 0.3 for _ in range(2)]
-    qs = [model.family.split(h, D) for h in heads]
+    family = model.layers[0].family
+    heads = [rng.standard_normal((2, family.head_size(D))) * 0.3 for _ in range(2)]
+    qs = [family.split(h, D) for h in heads]
     eps = [rng.standard_normal((3, 2, D)) for _ in qs]
     terms = proposal_terms(model, params, x, qs, eps)
     for i, t in enumerate(terms):
-        z = model.family.sample(qs[i], eps[i])
+        z = family.sample(qs[i], eps[i])
         for bb in range(2):
-            dens = [multivariate_normal(q["mu"][bb], np.linalg.inv(model.family.precision(q)[bb])).pdf(z[:, bb])
+            dens = [multivariate_normal(q.mu[bb], np.linalg.inv(family.precision(q)[bb])).pdf(z[:, bb])
                     for q in qs]
             rec = np.array([multivariate_normal(W @ zz + b, np.diag(psi)).logpdf(x[bb]) for zz in z[:, bb]])
             prior = multivariate_normal(np.zeros(D), np.eye(D)).logpdf(z[:, bb])
@@ -289,7 +293,7 @@ def test_the_local_elbo_gradient_wrt_the_heads(name, seed):
     model, params, W, b, psi = fa_model(name, seed=seed % 7)
     rng = np.random.default_rng(seed)
     x = fa_data(W, b, psi, n=3, seed=seed)
-    h = rng.standard_normal((3, model.family.head_size(D))) * 0.5
+    h = rng.standard_normal((3, model.layers[0].family.head_size(D))) * 0.5
     eps = rng.standard_normal((2, 3, D))
     local = LocalVAE(model)
     check_vjp(lambda heads: elbo(local, with_heads(params, heads), x, eps, "analytic"), [h], rtol=1e-5, atol=1e-7)
@@ -300,7 +304,7 @@ def test_local_heads_must_fit_the_points():
     x = fa_data(W, b, psi, n=3)
     h = encoder_heads(model, params, x)
     local = LocalVAE(model)
-    np.testing.assert_array_equal(local.encode(with_heads(params, h), x)["mu"], model.encode(params, x)["mu"])
+    np.testing.assert_array_equal(local.encode(with_heads(params, h), x).mu, model.encode(params, x).mu)
     with pytest.raises(ValueError, match="do not fit 2 data points"):
         local.encode(with_heads(params, h), x[:2])
     with pytest.raises(ValueError, match=r"expected \(3, 18\)"):
@@ -313,11 +317,12 @@ def test_refinement_never_leaves_a_point_worse_than_its_encoder():
     model, params, W, b, psi = fa_model("diagonal")
     x = fa_data(W, b, psi, n=2)
     P, mean, _ = exact_posterior(W, b, psi, x)
-    best = np.concatenate([mean, np.tile([positive_inverse(v, model.family.floor) for v in 1 / np.sqrt(np.diag(P))],
+    family = model.layers[0].family
+    best = np.concatenate([mean, np.tile([positive_inverse(v, family.floor) for v in 1 / np.sqrt(np.diag(P))],
                                          (2, 1))], axis=1)
     h, info = refine_heads(model, params, x, best, np.random.default_rng(0), RefineOptions(max_steps=200))
-    q0, q = (model.family.split(v, D) for v in (best, h))
-    e0, e = (exact_elbo(W, b, psi, x, v["mu"], model.family.precision(v)) for v in (q0, q))
+    q0, q = (family.split(v, D) for v in (best, h))
+    e0, e = (exact_elbo(W, b, psi, x, v.mu, family.precision(v)) for v in (q0, q))
     assert np.all(e >= e0 - 0.01) and info["trace"][0][0] == 0 and len(info["trace"]) >= 2
 
 
@@ -391,13 +396,14 @@ def test_rate_and_distortion_against_the_closed_forms():
     params["enc.b0"][:D] = -A @ b
     R = np.linalg.cholesky(P)
     band = np.array([[R[i, i - k] if i >= k else 0.0 for i in range(D)] for k in range(D)])
-    band[0] = [positive_inverse(v, model.family.floor) for v in band[0]]
+    family = model.layers[0].family
+    band[0] = [positive_inverse(v, family.floor) for v in band[0]]
     params["enc.b0"][D:] = band.ravel()
     x = fa_data(W, b, psi, n=5)
     [rate], distortion = rate_distortion(model, params, x, np.random.default_rng(0), samples=4000, batch_size=2)
     q = model.encode(params, x)
-    np.testing.assert_allclose(rate, model.family.kl(q), rtol=1e-12)
-    elbo_exact = exact_elbo(W, b, psi, x, q["mu"], model.family.precision(q))
+    np.testing.assert_allclose(rate, family.kl(q), rtol=1e-12)
+    elbo_exact = exact_elbo(W, b, psi, x, q.mu, family.precision(q))
     np.testing.assert_allclose(elbo_exact, exact_posterior(W, b, psi, x)[2], rtol=1e-10)
     offset = model.likelihood.nats_offset()  # distortion is in nats of 8-bit data
     np.testing.assert_allclose(-(rate + distortion) - offset, elbo_exact, atol=0.1)

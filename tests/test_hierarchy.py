@@ -8,6 +8,7 @@ from scipy.special import expit
 from scipy.stats import multivariate_normal, norm
 
 from gvae.model import VAE
+from gvae.model.vae import layer_widths
 from gvae.model.posteriors import dense_factor
 from gvae.model.objectives import elbo, iwae_bound, layer_terms, log_weights
 from gvae.training.evaluate import importance_sampling, per_example_elbo
@@ -37,11 +38,11 @@ def dense_sample_and_logpdf(family, head, d, eps):
     prec = family.precision(q)
     z, logq = np.empty_like(eps), np.empty(len(eps))
     for s in range(len(eps)):
-        if "L" in q:
-            z[s] = q["mu"][s] + np.linalg.solve(dense_factor(q["L"][s], q["offsets"]).T, eps[s])
+        if family.banded:
+            z[s] = q.mu[s] + np.linalg.solve(dense_factor(q.L[s], q.offsets).T, eps[s])
         else:
-            z[s] = q["mu"][s] + q["sigma"][s] * eps[s]
-        r = z[s] - q["mu"][s]  # the Gaussian density from the dense precision (better conditioned than Sigma)
+            z[s] = q.mu[s] + q.sigma[s] * eps[s]
+        r = z[s] - q.mu[s]  # the Gaussian density from the dense precision (better conditioned than Sigma)
         logq[s] = -0.5 * r @ prec[s] @ r + 0.5 * np.linalg.slogdet(prec[s])[1] - 0.5 * d * np.log(2 * np.pi)
     return z, logq
 
@@ -193,7 +194,7 @@ def test_analytic_and_mc_elbo_agree_in_expectation(inference):
     assert se < 0.01 and abs(diff.mean()) < 4 * se, (diff.mean(), se)
     rec, kls, qs, zs = layer_terms(model, params, x[:2], eps[:, :2].repeat(3, axis=0))
     assert rec.shape == (3, 2) and [k.shape for k in kls] == [(2,), (2,)]
-    assert [z.shape for z in zs] == [(3, 2, 4), (3, 2, 3)] and qs[1]["mu"].shape[-1] == 3
+    assert [z.shape for z in zs] == [(3, 2, 4), (3, 2, 3)] and qs[1].mu.shape[-1] == 3
 
 
 STRUCTURED = [("chain", "grid"), ("ar1", "rank1"), ("extgrid", "diagonal"), ("grid", "chain")]
@@ -231,7 +232,7 @@ def test_three_layers_and_the_iwae_papers_architecture():
     shapes = model.param_shapes()
     assert shapes["enc.W2"] == (200, 300) and shapes["enc2.W0"] == (100, 100) and shapes["enc2.W2"] == (100, 150)
     assert shapes["dec2.W0"] == (50, 100) and shapes["dec2.W2"] == (100, 200) and shapes["dec.W0"] == (100, 200)
-    assert model.noise_size == 150 and model.latent == 100 and [l.size for l in model.layers] == [100, 50]
+    assert model.noise_size == 150 and model.sizes[0] == 100 and [l.size for l in model.layers] == [100, 50]
     rng = np.random.default_rng(0)
     deep = VAE(8, [5, 4, 3], [6], "tanh", posterior=["diagonal", "grid", "chain"], dtype=np.float64)
     params = deep.new_params(rng).views
@@ -241,7 +242,7 @@ def test_three_layers_and_the_iwae_papers_architecture():
     assert len(kls) == 3 and all(np.isfinite(k).all() for k in kls)
     assert [z.shape for z in deep.prior_sample(params, eps[0])] == [(2, 5), (2, 4), (2, 3)]
     qs, zs = deep.infer(params, x)  # the mean pass
-    assert all(np.array_equal(q["mu"], z) for q, z in zip(qs, zs)) and zs[2].shape == (2, 3)
+    assert all(np.array_equal(q.mu, z) for q, z in zip(qs, zs)) and zs[2].shape == (2, 3)
 
 
 def test_one_layer_is_the_model_it_always_was():
@@ -251,7 +252,7 @@ def test_one_layer_is_the_model_it_always_was():
     b = VAE(10, [4], [[7, 5]], "elu", posterior=["chain"], inference="top-down")
     assert list(a.param_shapes()) == ["enc.W0", "enc.b0", "enc.W1", "enc.b1", "enc.W2", "enc.b2",
                                       "dec.W0", "dec.b0", "dec.W1", "dec.b1", "dec.W2", "dec.b2"]
-    assert a.param_shapes() == b.param_shapes() and a.hidden == b.hidden == [7, 5]
+    assert a.param_shapes() == b.param_shapes() and a.hidden == b.hidden == ((7, 5),)
     pa, pb = a.new_params(np.random.default_rng(0)), b.new_params(np.random.default_rng(0))
     np.testing.assert_array_equal(pa.flat, pb.flat)
     x = np.random.default_rng(1).random((3, 10)).astype(np.float32)
@@ -262,6 +263,7 @@ def test_one_layer_is_the_model_it_always_was():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(latent=[4, 3], hidden=[5], posterior=["chain", "grid", "ar1"]), "posterior: expected one value"),
     (dict(latent=[4, 3], hidden=[[5], [5], [5]]), "hidden: expected one value"),
+    (dict(latent=[4, 3], hidden=[[5], 5]), "hidden mixes widths and lists of widths"),
     (dict(latent=[4, 7], hidden=[5], posterior=["chain", "grid"]), "stochastic layer 2 .grid, 7 units.: latent dimension 7"),
     (dict(latent=[4, 0], hidden=[5]), "must be positive"),
     (dict(latent=[4, 3], hidden=[5], inference="sideways"), "unknown inference order 'sideways'"),
@@ -269,3 +271,12 @@ def test_one_layer_is_the_model_it_always_was():
 def test_bad_hierarchies_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         VAE(6, **kwargs)
+
+
+def test_hidden_widths_are_one_tuple_per_layer():
+    """Either form of ``hidden`` becomes a tuple of one tuple of widths per layer, once (layer_widths)."""
+    assert layer_widths([7, 5], 2) == ((7, 5), (7, 5)) and layer_widths([7, 5]) == ((7, 5),)
+    assert layer_widths([[7], (5, 3)]) == layer_widths(((7,), [5, 3]), 2) == ((7,), (5, 3))
+    assert layer_widths([], 2) == ((), ())  # no hidden layer in either network
+    assert VAE(6, [4, 3], [5]).hidden == ((5,), (5,)) and VAE(6, [4, 3], [[5], [2, 2]]).hidden == ((5,), (2, 2))
+    assert [layer.encoder.sizes for layer in VAE(6, [4, 3], [[5], [2, 2]]).layers] == [[6, 5, 8], [4, 2, 2, 6]]

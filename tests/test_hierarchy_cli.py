@@ -10,6 +10,7 @@ import gvae
 from gvae.cli import main
 from gvae.model import VAE
 from gvae.model.objectives import layer_terms
+from gvae.model.posteriors import BandedParams
 from gvae.training import TrainConfig, checkpoint
 from gvae.training.runs import build_model
 
@@ -33,9 +34,9 @@ def test_a_hierarchy_trains_evaluates_samples_and_loads(tmp_path, data_file):
     x = np.load(data_file)["test_x"][:5]
     q = vae.encode(x)
     layers = vae.encode_layers(x)
-    assert q["mu"].shape == (5, 6) and "L" in q and [l["mu"].shape for l in layers] == [(5, 6), (5, 4)]
-    np.testing.assert_array_equal(layers[0]["mu"], q["mu"])
-    assert vae.decode(q["mu"]).shape == (5, 784) and vae.sample(3).shape == (3, 784)
+    assert q.mu.shape == (5, 6) and isinstance(q, BandedParams) and [l.mu.shape for l in layers] == [(5, 6), (5, 4)]
+    np.testing.assert_array_equal(layers[0].mu, q.mu)
+    assert vae.decode(q.mu).shape == (5, 784) and vae.sample(3).shape == (3, 784)
     assert vae.elbo(x).shape == (5,) and np.all(vae.log_likelihood(x, k=10) < 0)
     assert "latent (6, 4)" in repr(vae)
 
@@ -100,7 +101,7 @@ def test_a_one_layer_run_of_an_older_gvae_loads_and_resumes(tmp_path, data_file)
     (out / "config.json").write_text(json.dumps(config))
     vae = gvae.load(out)
     assert vae.model.sizes == (6,) and list(vae.model.param_shapes())[:2] == ["enc.W0", "enc.b0"]
-    assert vae.encode(np.load(data_file)["test_x"][:2])["mu"].shape == (2, 6)
+    assert vae.encode(np.load(data_file)["test_x"][:2]).mu.shape == (2, 6)
     assert main(["train", "--data", str(data_file), "--epochs", "2", "--resume", "--out", str(out), "--quiet"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 

@@ -73,7 +73,7 @@ def factor_analysis(seed=0, n=5, d=2, points=40):
     for k in range(d):  # band rows of the full factor: row k holds L[i, i - k]
         row = np.array([L[i, i - k] if i >= k else 0.0 for i in range(d)])
         if k == 0:
-            row = np.log(np.expm1(row - model.family.floor))  # inverse of softplus + floor
+            row = np.log(np.expm1(row - model.layers[0].family.floor))  # inverse of softplus + floor
         params["enc.b0"][d + k * d:d + (k + 1) * d] = row
     cov = W.T @ W + np.diag(psi)
     x = rng.multivariate_normal(b, cov, size=points)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 from scipy.stats import multivariate_normal, norm
 
-from gvae.model.likelihoods import dequantize
+from gvae.training.batching import dequantize
 from gvae.model.likelihoods import LIKELIHOODS, get_likelihood
 from gvae.model.posteriors import dense_factor
 from tests.gradcheck import check_vjp

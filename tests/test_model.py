@@ -38,10 +38,10 @@ def test_diagonal_family_against_dense_gaussian():
     lp = fam.log_prob(q, z)
     for b in range(5):
         cov = np.linalg.inv(fam.precision(q)[b])
-        ref = multivariate_normal(q["mu"][b], cov)
+        ref = multivariate_normal(q.mu[b], cov)
         np.testing.assert_allclose(lp[:, b], ref.logpdf(z[:, b]), rtol=1e-10)
         np.testing.assert_allclose(fam.entropy(q)[b], ref.entropy(), rtol=1e-10)
-        kl_ref = 0.5 * (np.trace(cov) + q["mu"][b] @ q["mu"][b] - 4 - np.linalg.slogdet(cov)[1])
+        kl_ref = 0.5 * (np.trace(cov) + q.mu[b] @ q.mu[b] - 4 - np.linalg.slogdet(cov)[1])
         np.testing.assert_allclose(fam.kl(q)[b], kl_ref, rtol=1e-10)
 
 
@@ -96,7 +96,7 @@ def test_the_default_initialisation_starts_every_family_near_the_prior(name):
     kl = {}
     for init in ("uniform", "he"):
         model = VAE(784, 16, [500, 500], posterior=name, init=init)
-        kl[init] = model.family.kl(model.encode(model.new_params(np.random.default_rng(1)).views, x))
+        kl[init] = model.layers[0].family.kl(model.encode(model.new_params(np.random.default_rng(1)).views, x))
     assert kl["uniform"].max() < 5
     if name in ("chain", "extgrid"):
         assert np.median(kl["he"]) > 50
@@ -104,7 +104,7 @@ def test_the_default_initialisation_starts_every_family_near_the_prior(name):
 
 def test_scale_floor_bounds_sigma():
     q = get_family("diagonal", floor=1e-3).split(np.full((1, 4), -1e4, np.float32), 2)
-    assert (q["sigma"] >= 1e-3).all() and np.isfinite(q["sigma"]).all()
+    assert (q.sigma >= 1e-3).all() and np.isfinite(q.sigma).all()
 
 
 def test_flat_params_views_share_the_buffer():
@@ -176,7 +176,7 @@ def test_the_vae_and_its_local_twin_provide_what_the_objectives_need():
     for model in (one, two, local):
         assert isinstance(model, ObjectiveModel)
     assert not isinstance(object(), ObjectiveModel)
-    for name in ("layers", "likelihood", "noise_size", "inference", "conditional", "family", "latent"):
+    for name in ("layers", "likelihood", "noise_size", "inference", "conditional", "sizes"):
         assert getattr(local, name) is getattr(one, name), name
     with pytest.raises(AttributeError):
         local.no_such_attribute

@@ -78,13 +78,13 @@ def test_cholesky_diagonals_match_the_dense_factor(tmp_path):
         run = train_run(tmp_path / posterior, data, posterior, latent)
         model, params, _ = load_model(run)
         q = model.encode(params, np.ascontiguousarray(data["test"][0][:2]))
-        offsets, values, _ = model.family.factor_diagonals(q, plots.MAX_DIAGONALS)
-        chol = np.linalg.cholesky(model.family.precision(q))
+        offsets, values, _ = model.layers[0].family.factor_diagonals(q, plots.MAX_DIAGONALS)
+        chol = np.linalg.cholesky(model.layers[0].family.precision(q))
         assert offsets[0] == 0 and len(values) == 2
         for b in range(2):
             for k, o in enumerate(offsets):
                 np.testing.assert_allclose(values[b, k, o:], np.diagonal(chol[b], offset=-o), rtol=1e-4, atol=1e-5)
-        corr = model.family.correlation(q)
+        corr = model.layers[0].family.correlation(q)
         np.testing.assert_allclose(np.diagonal(corr, axis1=1, axis2=2), 1.0, atol=1e-9)
         assert np.all(np.abs(corr) <= 1.0) and np.allclose(corr, np.swapaxes(corr, 1, 2))
 

@@ -1,5 +1,7 @@
 """Every posterior family against the dense Gaussian it stands for, and its gradients by finite
 differences through sample + log q + KL."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -7,7 +9,8 @@ from scipy.stats import multivariate_normal
 
 from gvae import ops
 from gvae.model.lattice import lattice_shape
-from gvae.model.posteriors import FAMILIES, dense_factor, get_family
+from gvae.model.posteriors import (FAMILIES, AR1Params, BandedParams, DiagonalParams, Rank1Params, dense_factor,
+                                   get_family)
 from tests.gradcheck import check_vjp
 
 GRID = {"grid": (2, 3), "extgrid": (2, 3)}
@@ -28,10 +31,10 @@ def test_against_dense_gaussian(name, seed, scale):
     lp, kl, ent, prec = fam.log_prob(q, z), fam.kl(q), fam.entropy(q), fam.precision(q)
     for b in range(3):
         cov = np.linalg.inv(prec[b])
-        ref = multivariate_normal(q["mu"][b], cov)
+        ref = multivariate_normal(q.mu[b], cov)
         np.testing.assert_allclose(lp[:, b], ref.logpdf(z[:, b]), rtol=1e-8, atol=1e-8)
         np.testing.assert_allclose(ent[b], ref.entropy(), rtol=1e-8, atol=1e-8)
-        kl_ref = 0.5 * (np.trace(cov) + q["mu"][b] @ q["mu"][b] - d - np.linalg.slogdet(cov)[1])
+        kl_ref = 0.5 * (np.trace(cov) + q.mu[b] @ q.mu[b] - d - np.linalg.slogdet(cov)[1])
         np.testing.assert_allclose(kl[b], kl_ref, rtol=1e-8, atol=1e-8)
 
 
@@ -44,8 +47,62 @@ def test_samples_have_the_stated_covariance_and_mc_kl(name):
     z = fam.sample(q, rng.standard_normal((100000, 2, d)))
     cov = np.linalg.inv(fam.precision(q)[1])
     np.testing.assert_allclose(np.cov(z[:, 1].T), cov, atol=0.03 * np.abs(cov).max())
-    np.testing.assert_allclose(z[:, 1].mean(0), q["mu"][1], atol=0.02 * np.sqrt(cov.diagonal().max()) * 3)
+    np.testing.assert_allclose(z[:, 1].mean(0), q.mu[1], atol=0.02 * np.sqrt(cov.diagonal().max()) * 3)
     np.testing.assert_allclose(fam.kl_mc(q, z), fam.kl(q), rtol=0.02, atol=0.03)
+
+
+# Each family's record of q and its fields' shapes for a batch of 3 with d = 6 (docs/api.md, section 4; the
+# lattices are 2 x 3: grid offsets (0, 1, 3), extgrid (0, 1, 2, 3, 4)).
+RECORDS = {"diagonal": (DiagonalParams, {"sigma": (3, 6)}),
+           "ar1": (AR1Params, {"L": (3, 2, 6), "offsets": (2,), "s": (3,), "rho": (3,)}),
+           "rank1": (Rank1Params, {"D": (3, 6), "u": (3, 6), "Dinv": (3, 6), "t": (3,), "c": (3,), "logdet_p": (3,)}),
+           "chain": (BandedParams, {"L": (3, 2, 6), "offsets": (2,)}),
+           "grid": (BandedParams, {"L": (3, 3, 6), "offsets": (3,)}),
+           "extgrid": (BandedParams, {"L": (3, 5, 6), "offsets": (5,)}),
+           "full": (BandedParams, {"L": (3, 6, 6), "offsets": (6,)})}
+
+
+def test_every_family_has_its_record_listed():
+    assert set(RECORDS) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_split_gives_the_family_record_with_its_fields(name):
+    fam = family(name)
+    cls, shapes = RECORDS[name]
+    q = fam.split(np.random.default_rng(0).standard_normal((3, fam.head_size(6))), 6)
+    assert type(q) is cls and fam.record is cls
+    assert [f.name for f in dataclasses.fields(q)] == ["mu", *shapes]
+    assert {k: np.shape(getattr(q, k)) for k in ["mu", *shapes]} == {"mu": (3, 6), **shapes}
+    if fam.banded:
+        assert q.offsets == tuple(fam.layout(6)[0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        q.mu = q.mu + 1
+    assert q["mu"] is q.mu  # by name too, as the dicts of earlier versions
+    with pytest.raises(KeyError, match="has no field 'sigma2'; its fields: mu, "):
+        q["sigma2"]
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_another_family_record_is_refused(name):
+    """Every method that takes q refuses a record of another type (and the dicts of earlier versions),
+    naming the family and the record it takes."""
+    rng = np.random.default_rng(1)
+    fam = family(name)
+    others = [family(other).split(rng.standard_normal((3, family(other).head_size(6))), 6) for other in FAMILIES]
+    wrong = [q for q in others if not isinstance(q, fam.record)] + [{"mu": np.zeros((3, 6))}]
+    assert len(wrong) >= 3
+    z = rng.standard_normal((2, 3, 6))
+    calls = {"sample": lambda q: fam.sample(q, z), "log_prob": lambda q: fam.log_prob(q, z), "kl": fam.kl,
+             "entropy": fam.entropy, "variance": fam.variance, "precision": fam.precision,
+             "factor_diagonals": fam.factor_diagonals, "correlation": fam.correlation,
+             "kl_mc": lambda q: fam.kl_mc(q, z),
+             "kl_diagonal": lambda q: fam.kl_diagonal(q, DiagonalParams(np.zeros(6), np.ones(6)))}
+    for q in wrong:
+        for method, call in calls.items():
+            with pytest.raises(TypeError, match=f"the {name} posterior takes its parameters as a "
+                                                f"{fam.record.__name__} .from its split., got {type(q).__name__}"):
+                call(q)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
@@ -71,7 +128,7 @@ def test_ar1_covariance_is_s_times_toeplitz():
     h = np.zeros((1, d + 2))
     h[0, d], h[0, d + 1] = 0.7, 0.4
     q = fam.split(h, d)
-    s, rho = float(q["s"][0]), float(q["rho"][0])
+    s, rho = float(q.s[0]), float(q.rho[0])
     toeplitz = rho ** np.abs(np.subtract.outer(np.arange(d), np.arange(d)))
     np.testing.assert_allclose(np.linalg.inv(fam.precision(q)[0]), s * toeplitz, rtol=1e-10)
     assert abs(rho) < 1 and s > 0
@@ -80,7 +137,7 @@ def test_ar1_covariance_is_s_times_toeplitz():
 def test_rank1_with_zero_u_is_diagonal():
     fam = get_family("rank1")
     q = fam.split(np.zeros((1, 9)), 3)
-    assert np.isfinite(q["c"]).all()
+    assert np.isfinite(q.c).all()
     z = fam.sample(q, np.ones((1, 1, 3)))
     np.testing.assert_allclose(z[0, 0], np.ones(3) / np.sqrt(np.log(2) + 1e-4))
 
@@ -130,22 +187,22 @@ def test_variance_and_kl_to_a_diagonal_gaussian_against_dense(name, seed, scale)
     d = 6
     fam = family(name)
     q = fam.split(rng.standard_normal((2, 3, fam.head_size(d))) * scale, d)
-    p = {"mu": rng.standard_normal((2, 3, d)), "sigma": np.exp(rng.uniform(-1, 1, (2, 3, d)))}
+    p = DiagonalParams(rng.standard_normal((2, 3, d)), np.exp(rng.uniform(-1, 1, (2, 3, d))))
     var, kl = fam.variance(q), fam.kl_diagonal(q, p)
     assert var.shape == (2, 3, d) and kl.shape == (2, 3)
     precision = fam.precision(q)
     cov = np.linalg.inv(precision)
     for s in range(2):
         for b in range(3):
-            c, m, sd = cov[s, b], p["mu"][s, b], p["sigma"][s, b]
+            c, m, sd = cov[s, b], p.mu[s, b], p.sigma[s, b]
             # The dense inverse is itself good to about cond(P) * 1e-16 (seen: cond 1e7, 1.7e-9 apart).
             rtol = max(1e-9, 1e-15 * np.linalg.cond(precision[s, b]))
             np.testing.assert_allclose(var[s, b], np.diag(c), rtol=rtol, atol=1e-12)
-            diff = q["mu"][s, b] - m
+            diff = q.mu[s, b] - m
             ref = 0.5 * (np.trace(np.diag(1 / sd ** 2) @ c) + diff @ (diff / sd ** 2) - d
                          + np.sum(np.log(sd ** 2)) - np.linalg.slogdet(c)[1])
             np.testing.assert_allclose(kl[s, b], ref, rtol=rtol, atol=1e-9)
-    standard = {"mu": np.zeros(d), "sigma": np.ones(d)}  # against N(0, I): the family's own KL
+    standard = DiagonalParams(np.zeros(d), np.ones(d))  # against N(0, I): the family's own KL
     np.testing.assert_allclose(fam.kl_diagonal(q, standard), fam.kl(q), rtol=1e-9, atol=1e-9)
 
 
@@ -160,7 +217,7 @@ def test_kl_to_a_diagonal_gaussian_gradients(name, seed):
 
     def objective(a):
         q = fam.split(a["h"], d)
-        p = {"mu": a["m"], "sigma": ops.exp(a["s"])}
+        p = DiagonalParams(a["m"], ops.exp(a["s"]))
         return fam.kl_diagonal(q, p) + ops.sum(fam.variance(q) * a["m"], axis=-1) * 0.3
 
     check_vjp(objective, [args], seed=seed, rtol=1e-5, atol=1e-7)
@@ -186,7 +243,7 @@ def test_factor_diagonals_are_the_cholesky_factor_of_the_precision(name, dtype):
         stencil, mask = fam.layout(d)
         assert offsets == tuple(stencil)
         np.testing.assert_array_equal(free, mask != 0)
-        np.testing.assert_array_equal(values, np.asarray(q["L"], dtype=np.float64))
+        np.testing.assert_array_equal(values, np.asarray(q.L, dtype=np.float64))
     else:  # the dense factor's diagonals, every existing entry free
         assert offsets == tuple(range(d))
         np.testing.assert_array_equal(free, exists)

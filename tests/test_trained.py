@@ -29,7 +29,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["recon"].shape == (10, 784) and namespace["images"].shape == (64, 784)
-    assert namespace["q"]["mu"].shape == (10, 16) and np.all(namespace["log_px"] < 0)
+    assert namespace["q"].mu.shape == (10, 16) and np.all(namespace["log_px"] < 0)
 
 
 def test_the_methods_agree_with_the_engine(tmp_path):
@@ -37,7 +37,9 @@ def test_the_methods_agree_with_the_engine(tmp_path):
     vae = gvae.load(tmp_path / "run")
     assert "chain posterior" in repr(vae) and vae.config.latent == 16
     x = data["test"][0][:6]
-    mu = vae.encode(x)["mu"]
+    q = vae.encode(x)
+    mu = q.mu
+    assert q["mu"] is mu  # read by name too, as the dicts encode gave before its records
     np.testing.assert_array_equal(vae.reconstruct(x), vae.decode(mu))
     assert np.all((vae.sample(5) >= 0) & (vae.sample(5) <= 1))
     assert set(np.unique(vae.sample(5, mean=False))) <= {0.0, 1.0}

@@ -26,7 +26,7 @@ class ObjectiveModel(Protocol):
         (S, B, d_l) for eps (S, B, noise_size), or its mean (B, d_l) when eps is None."""
 
     def priors(self, params, zs):
-        """p(z_l | z_{l+1}) of each layer below the top as {"mu", "sigma"}, then None (N(0, I))."""
+        """p(z_l | z_{l+1}) of each layer below the top as a ``DiagonalParams``, then None (N(0, I))."""
 
     def decode(self, params, z):
         """The likelihood's parameters (the decoder output) for z_1 (..., d_1)."""

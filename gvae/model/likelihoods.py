@@ -1,11 +1,12 @@
 """Observation models p(x|z) from the decoder's output.
 
-A likelihood is set up for n observed units (``setup(n)``), then says how wide the decoder's output is
-(``output_size``), which parameters of its own it keeps (``param_shapes``, named ``lik.*``), what raw
-data it accepts (``check``: intensities in [0, 1]), how raw data becomes its observations (``prepare``:
-stochastic binarisation, or uniform dequantisation of the 8-bit intensities squashed into
-(lambda, 1 - lambda)), and gives log p(x|z) summed over the units (``log_prob(out, x, params)``:
-out (S, B, width), x (B, n) -> (S, B)), the decoder's mean (``mean``) and samples (``sample``).
+A likelihood is made for n observed units (``Likelihood(n, ...)``), then says how wide the decoder's
+output is (``output_size``), which parameters of its own it keeps (``param_shapes``, named ``lik.*``),
+what raw data it accepts (``check``: intensities in [0, 1]), which observations it models
+(``continuous``: uniformly dequantised 8-bit intensities squashed into (lambda, 1 - lambda), lambda its
+``squash``, or else binary pixels; :mod:`gvae.training.batching` makes them from the raw data), and gives
+log p(x|z) summed over the units (``log_prob(out, x, params)``: out (S, B, width), x (B, n) -> (S, B)),
+the decoder's mean (``mean``) and samples (``sample``).
 
 Continuous likelihoods model x = lambda + (1 - 2 lambda) (k + u) / 256 for 8-bit intensities k and
 u ~ U(0, 1)^n; ``nats_offset()`` = n log(1 - 2 lambda) - n log 256 turns their log-densities of x into
@@ -14,8 +15,6 @@ u ~ U(0, 1)^n; ``nats_offset()`` = n log(1 - 2 lambda) - n log 256 turns their l
 import math
 from abc import ABC, abstractmethod
 
-import numpy as np
-
 from .. import ops
 from ..kernels import array_module
 from .constants import DeviceConstant
@@ -23,37 +22,10 @@ from .gaussian import LOG_2PI, band_factor, band_log_density, band_sample, posit
 from .lattice import extgrid_offsets, grid_offsets, lattice_mask
 
 # Random draws come from ``rng``, a generator of the data's own array module (numpy.random.default_rng,
-# cupy.random.default_rng, ...), so noise is made on the device that uses it. NumPy appears below only
-# for dtypes, which every device shares.
-
-
-def _float_dtype(x):
-    """float64 for float64 data, float32 otherwise: the dtype observations are made in."""
-    return np.dtype(np.float64) if x.dtype == np.float64 else np.dtype(np.float32)
-
+# cupy.random.default_rng, ...), so noise is made on the device that uses it.
 
 # Pixel means are clipped to [MARGINAL_CLIP, 1 - MARGINAL_CLIP] before their logits start the decoder.
 MARGINAL_CLIP = 1e-3
-
-
-def binarize(x, rng):
-    """Stochastic binarisation: each pixel is 1 with probability ``x``.
-
-    ``x``: float array in ``[0, 1]`` on any device; ``rng``: a generator of that device.
-    Returns an array of ``x.shape`` and dtype (float32 unless x is float64) with values in {0, 1}."""
-    return (rng.random(x.shape, dtype=np.float32) < x).astype(_float_dtype(x))
-
-
-def dequantize(x, rng, squash=1e-6):
-    """Uniform dequantisation of 8-bit intensities, squashed away from 0 and 1.
-
-    ``x`` in [0, 1] holds k / 256 (MNIST's pickle) or k / 255 (scaled uint8); both give back the
-    integer k = min(floor(256 x), 255). Returns lambda + (1 - 2 lambda) (k + u) / 256 with
-    u ~ U(0, 1), lambda = ``squash``: values in (lambda, 1 - lambda), x's float dtype (float32 default)."""
-    xp = array_module(x)
-    k = xp.minimum(xp.floor(x.astype(np.float64) * 256), 255)
-    v = (k + rng.random(x.shape)) / 256
-    return (squash + (1 - 2 * squash) * v).astype(_float_dtype(x))
 
 
 def _check_float_range(name, x, lo, hi):
@@ -68,16 +40,12 @@ class Likelihood(ABC):
     """An observation model p(x|z) over ``n`` observed units, complete once constructed: its output size,
     parameters and any structure over the units (a pixel lattice) are fixed by ``n`` and its options."""
     name = ""
-    continuous = False
+    continuous = False  # whether it models dequantised intensities (with a margin ``squash``), not binary pixels
 
     def __init__(self, n):
         if isinstance(n, bool) or int(n) != n or int(n) < 1:
             raise ValueError(f"{self.name} likelihood: needs at least one observed unit, got {n}")
         self.n = int(n)
-
-    @abstractmethod
-    def prepare(self, x, rng):
-        """Raw data x (B, n) in [0, 1] -> this model's observations (binarised, dequantised, ...)."""
 
     @abstractmethod
     def log_prob(self, out, x, params):
@@ -120,9 +88,6 @@ class Bernoulli(Likelihood):
 
     name = "bernoulli"
 
-    def prepare(self, x, rng):
-        return binarize(x, rng)
-
     def log_prob(self, out, x, params=None):
         return ops.bernoulli_loglik(out, x)
 
@@ -156,9 +121,6 @@ class Continuous(Likelihood):
         if bool(((x == 0) | (x == 1)).all()):
             raise ValueError(f"{self.name} likelihood: the data hold only 0 and 1 (binarized?); continuous "
                              "likelihoods need the 8-bit intensities scaled into [0, 1]")
-
-    def prepare(self, x, rng):
-        return dequantize(x, rng, self.squash)
 
     def nats_offset(self):
         return self.n * (math.log1p(-2 * self.squash) - math.log(256))

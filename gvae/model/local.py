@@ -14,7 +14,7 @@ HEADS = "local.h"
 
 def encoder_heads(model, params, x):
     """The encoder's head values h (B, head_size(d)) for x (B, n): the amortised q's parameters."""
-    return model.encoder(params, x)
+    return model.layers[0].encoder(params, x)
 
 
 class LocalVAE:
@@ -30,7 +30,7 @@ class LocalVAE:
         self.model = model
 
     def __getattr__(self, name):
-        # Everything but the posterior pass is the model's own (family, latent, likelihood, layers, ...,
+        # Everything but the posterior pass is the model's own (layers, likelihood, decode, ...,
         # the rest of gvae.model.interface.ObjectiveModel): read from it, never copied. (Only names this
         # object lacks arrive here; "model" itself, before __init__ set it, is an AttributeError.)
         if name == "model":
@@ -40,15 +40,15 @@ class LocalVAE:
     def infer(self, params, x, eps=None):
         """The posterior pass of the objectives (:meth:`VAE.infer`) with q from the heads: ``([q], [z])``."""
         q = self.encode(params, x)
-        return [q], [q["mu"] if eps is None else self.family.sample(q, eps)]
+        return [q], [q.mu if eps is None else self.layers[0].family.sample(q, eps)]
 
     def encode(self, params, x):
-        h = params[HEADS]
-        if h.shape[0] != x.shape[0] or h.shape[-1] != self.family.head_size(self.latent):
+        h, layer = params[HEADS], self.layers[0]
+        if h.shape[0] != x.shape[0] or h.shape[-1] != layer.family.head_size(layer.size):
             raise ValueError(f"local heads of shape {tuple(h.shape)} do not fit {x.shape[0]} data points of a "
-                             f"{self.family.name} posterior (expected ({x.shape[0]}, "
-                             f"{self.family.head_size(self.latent)}))")
-        return self.family.split(h, self.latent)
+                             f"{layer.family.name} posterior (expected ({x.shape[0]}, "
+                             f"{layer.family.head_size(layer.size)}))")
+        return layer.family.split(h, layer.size)
 
 
 def with_heads(params, h):

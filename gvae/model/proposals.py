@@ -24,11 +24,11 @@ def proposal_terms(model, params, x, qs, eps):
 
     Returns one dict per proposal i with ``rec`` = log p(x|z_i), ``log_prior`` = log N(z_i; 0, I), each
     (S, B), and ``log_q`` (J, S, B): log q_j(z_i) under every proposal j. Plain arrays (no gradient)."""
-    out = []
+    family, out = model.layers[0].family, []
     for q, e in zip(qs, eps):
-        z = model.family.sample(q, e)
+        z = family.sample(q, e)
         rec = model.likelihood.log_prob(model.decode(params, z), x, params)
-        log_q = array_module(rec).stack([model.family.log_prob(p, z) for p in qs])
+        log_q = array_module(rec).stack([family.log_prob(p, z) for p in qs])
         out.append({"rec": rec, "log_prior": std_normal_log_prob(z), "log_q": log_q})
     return out
 

@@ -68,21 +68,32 @@ def _per_layer(what, value, n, scalar):
     return items
 
 
-def _is_widths(value):
-    """Whether ``value`` is one list of hidden widths (ints), not a list of such lists."""
-    return all(not isinstance(v, (list, tuple)) for v in value)
+def layer_widths(hidden, n=None):
+    """The hidden widths as a VAE or a training configuration takes them, one list of widths for every
+    stochastic layer or a list of such lists (one per layer, bottom first), as a tuple of per-layer tuples
+    of ints: n of them (one list is every layer's; lists per layer must be n), or with ``n`` None as many
+    as were given (one list: one). The one place that tells the two forms apart."""
+    items = list(hidden)
+    nested = [isinstance(v, (list, tuple)) for v in items]
+    if any(nested) and not all(nested):
+        raise ValueError(f"hidden mixes widths and lists of widths: {items}")
+    one = not any(nested)  # one list for every layer
+    if n is None:
+        n = 1 if one else len(items)
+    return tuple(tuple(int(h) for h in widths) for widths in _per_layer("hidden", items, n, lambda v: one))
 
 
 class VAE:
     """Stochastic layers of sizes ``latent`` (an int, or a sequence bottom first) over n_in observed units.
 
     ``hidden``: the hidden widths of every layer's encoder (its decoder mirrors them), or a sequence of
-    such lists, one per layer; ``posterior``: a family name for every layer or one per layer;
-    ``posterior_options``: a dict for every layer or one per layer (``grid_shape``, ``floor``);
-    ``inference``: "bottom-up" or "top-down" (see the module's docstring; the same for one layer).
+    such lists, one per layer (kept as ``hidden``, a tuple of one tuple per layer: :func:`layer_widths`);
+    ``posterior``: a family name for every layer or one per layer; ``posterior_options``: a dict for
+    every layer or one per layer (``grid_shape``, ``floor``); ``inference``: "bottom-up" or "top-down"
+    (see the module's docstring; the same for one layer).
 
-    ``layers`` lists the :class:`StochasticLayer` s bottom first; ``family``, ``encoder``, ``decoder``
-    and ``latent`` are the bottom layer's (its posterior, networks and size: what :meth:`decode` takes).
+    ``layers`` lists the :class:`StochasticLayer` s bottom first (``layers[0]`` is the bottom layer:
+    its posterior, networks and size, what :meth:`encode` gives and :meth:`decode` takes).
     Parameters live in one :class:`FlatParams` buffer (float32 by default), layer by layer (encoder,
     top-down weight, decoder), then the likelihood's own ``lik.*``; the networks' weights are initialised
     by the scheme ``init`` (a name in :data:`gvae.model.layers.INITS`)."""
@@ -99,18 +110,17 @@ class VAE:
         if inference not in INFERENCE:
             raise ValueError(f"unknown inference order {inference!r}; expected one of {list(INFERENCE)}")
         n = len(sizes)
-        hiddens = [[int(h) for h in widths] for widths in _per_layer("hidden", list(hidden), n, _is_widths)]
         names = _per_layer("posterior", posterior, n, lambda v: isinstance(v, str))
         options = _per_layer("posterior_options", posterior_options or {}, n, lambda v: isinstance(v, dict))
         self.n_in, self.sizes = int(n_in), tuple(sizes)
-        self.hidden = hiddens[0] if n == 1 else hiddens  # a one-layer model's: its one list, as always
+        self.hidden = layer_widths(hidden, n)
         self.activation, self.inference = activation, inference
         self.likelihood = get_likelihood(likelihood, self.n_in, **(likelihood_options or {}))
         self.dtype = np.dtype(dtype)
         self.conditional = get_family("diagonal")  # the form of p(z_l | z_{l+1}): N(mu, diag sigma^2)
         self.layers = []
         below = self.n_in  # width of what layer l's encoder reads
-        for i, (d, widths, name, opts) in enumerate(zip(sizes, hiddens, names, options)):
+        for i, (d, widths, name, opts) in enumerate(zip(sizes, self.hidden, names, options)):
             tag = "" if i == 0 else str(i + 1)
             family = layer_family(name, d, opts, i + 1 if n > 1 else None)
             head = family.head_size(d)
@@ -119,9 +129,6 @@ class VAE:
             self.layers.append(StochasticLayer(i + 1, d, family, MLP([below, *widths, head], activation, f"enc{tag}."),
                                                MLP([d, *widths[::-1], out], activation, f"dec{tag}."), top_down))
             below = d if inference == "bottom-up" else (widths[-1] if widths else below)
-        bottom = self.layers[0]
-        self.family, self.encoder, self.decoder = bottom.family, bottom.encoder, bottom.decoder
-        self.latent = sizes[0]
         self.noise_size = sum(sizes)
 
     def param_shapes(self):
@@ -155,7 +162,7 @@ class VAE:
         self.likelihood.init(rng, params.views)
         bias = None if x is None or self.init != "uniform" else self.likelihood.output_bias(x)
         if bias is not None:
-            params.views[f"dec.b{len(self.decoder.activations) - 1}"][...] = bias
+            params.views[f"dec.b{len(self.layers[0].decoder.activations) - 1}"][...] = bias
         return params
 
     def split_noise(self, eps):
@@ -177,7 +184,7 @@ class VAE:
             h = x
             for layer, e in zip(self.layers, noise):
                 q = layer.family.split(layer.encoder(params, h), layer.size)
-                h = q["mu"] if e is None else layer.family.sample(q, e)
+                h = q.mu if e is None else layer.family.sample(q, e)
                 qs.append(q)
                 zs.append(h)
             return qs, zs
@@ -191,21 +198,22 @@ class VAE:
             if z is not None:
                 head = head + ops.matmul(z, params[layer.top_down])
             q = layer.family.split(head, layer.size)
-            z = q["mu"] if e is None else layer.family.sample(q, e)
+            z = q.mu if e is None else layer.family.sample(q, e)
             qs.insert(0, q)
             zs.insert(0, z)
         return qs, zs
 
     def encode(self, params, x):
-        """x (B, n_in) -> the bottom layer's posterior parameters (a dict of its family's); in a
+        """x (B, n_in) -> the bottom layer's posterior parameters (its family's record); in a
         hierarchy, that of the mean pass (:meth:`infer` with ``eps=None``)."""
         if len(self.layers) == 1:
-            return self.family.split(self.encoder(params, x), self.latent)
+            bottom = self.layers[0]
+            return bottom.family.split(bottom.encoder(params, x), bottom.size)
         return self.infer(params, x)[0][0]
 
     def prior(self, params, i, z_above):
         """p(z_i | z_{i+1}) for layer i (0 = bottom) below the top, from the layer above's sample
-        z_above (..., d_{i+1}): diagonal-Gaussian parameters {"mu", "sigma"} of shape (..., d_i)."""
+        z_above (..., d_{i+1}): a ``DiagonalParams`` (mu, sigma) of shape (..., d_i)."""
         return self.conditional.split(self.layers[i + 1].decoder(params, z_above), self.sizes[i])
 
     def priors(self, params, zs):
@@ -224,4 +232,4 @@ class VAE:
 
     def decode(self, params, z):
         """z_1 (..., d_1) -> likelihood parameters (..., output size)."""
-        return self.decoder(params, z)
+        return self.layers[0].decoder(params, z)

@@ -38,7 +38,7 @@ def unit_activity(model, params, x, batch_size=500):
         raise ValueError(f"unit activity is a variance over data points: needs at least 2, got {x.shape[0]}")
     xp = array_module(x)
     means = [model.infer(params, x[s:s + batch_size])[0] for s in range(0, x.shape[0], batch_size)]
-    return [to_host(xp.var(xp.concatenate([qs[layer]["mu"] for qs in means]).astype(np.float64), axis=0))
+    return [to_host(xp.var(xp.concatenate([qs[layer].mu for qs in means]).astype(np.float64), axis=0))
             for layer in range(len(model.layers))]
 
 

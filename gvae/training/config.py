@@ -10,7 +10,7 @@ import math
 
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
-from ..model.vae import INFERENCE, layer_family
+from ..model.vae import INFERENCE, layer_family, layer_widths
 
 
 # The largest count a flag takes (a size, a number of samples, epochs, ...): 2^31 - 1, the largest index of a
@@ -66,26 +66,24 @@ def _one_or_many(name, value, kind):
 
 
 def _hidden_groups(value):
-    """--hidden as given (widths, widths and '/' separators, or nested lists) -> a tuple of ints (every
-    layer's) or a tuple of per-layer tuples."""
+    """--hidden as given (widths, widths and '/' separators, or nested lists) -> the tuples of widths it
+    gives, one per layer or one for every layer (:func:`gvae.model.vae.layer_widths` with n None)."""
     value = tuple(value)
-    nested = [isinstance(v, (list, tuple)) for v in value]
-    if any(nested):
-        if not all(nested):
-            raise _invalid(f"hidden mixes widths and lists of widths: {list(value)}")
-        return tuple(tuple(int(h) for h in v) for v in value)
-    if LAYER_SEPARATOR not in value:
-        return tuple(int(h) for h in value)
-    groups = [[]]
-    for v in value:
-        if v == LAYER_SEPARATOR:
-            groups.append([])
-        else:
-            groups[-1].append(int(v))
-    if not all(groups):
-        raise _invalid(f"hidden {' '.join(map(str, value))} has an empty list of widths beside a "
-                       f"'{LAYER_SEPARATOR}'; expected e.g. --hidden 200 200 {LAYER_SEPARATOR} 100 100")
-    return tuple(tuple(g) for g in groups)
+    if LAYER_SEPARATOR in value:
+        groups = [[]]
+        for v in value:
+            if v == LAYER_SEPARATOR:
+                groups.append([])
+            else:
+                groups[-1].append(v)
+        if not all(groups):
+            raise _invalid(f"hidden {' '.join(map(str, value))} has an empty list of widths beside a "
+                           f"'{LAYER_SEPARATOR}'; expected e.g. --hidden 200 200 {LAYER_SEPARATOR} 100 100")
+        value = groups
+    try:
+        return layer_widths(value)
+    except ValueError as e:
+        raise _invalid(str(e)) from None
 
 
 def _grid_pairs(value):
@@ -203,8 +201,8 @@ class TrainConfig:
         self.latent = _one_or_many("latent", self.latent, int)
         self.posterior = _one_or_many("posterior", self.posterior, str)
         self.grid_shape = _grid_pairs(self.grid_shape)
-        self.hidden = _hidden_groups(self.hidden)
-        counts = [*self.layer_sizes(), *(h for widths in self.layer_hidden() for h in widths), self.batch_size,
+        hidden = _hidden_groups(self.hidden)
+        counts = [*self.layer_sizes(), *(h for widths in hidden for h in widths), self.batch_size,
                   self.samples, self.iw_samples, self.epochs]
         checks = [(max(counts) <= MOST, f"latent, hidden, batch_size, samples, iw_samples and epochs must be at most "
                                         f"{MOST}"),
@@ -229,7 +227,7 @@ class TrainConfig:
                   (isinstance(self.seed, int) and self.seed >= 0, "seed must be an int >= 0"),
                   (self.limit is None or self.limit >= 1, "limit must be >= 1"),
                   (self.patience is None or self.patience >= 1, "patience must be >= 1"),
-                  (all(h >= 1 for widths in self.layer_hidden() for h in widths), "hidden sizes must be >= 1"),
+                  (all(h >= 1 for widths in hidden for h in widths), "hidden sizes must be >= 1"),
                   (self.inference in INFERENCE, f"inference must be one of {list(INFERENCE)}"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
                   (self.init in INITS, f"init must be one of {sorted(INITS)}"),
@@ -237,9 +235,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise _invalid(msg)
-        self._check_layers()
-        if self._per_layer_hidden() and len(set(self.hidden)) == 1:
-            self.hidden = self.hidden[0]  # the same widths for every layer: written once
+        self._check_layers(len(hidden))
+        # config.json's form: the widths once when every layer has the same, else a list per layer.
+        self.hidden = hidden[0] if len(set(hidden)) == 1 else hidden
 
     def layer_sizes(self):
         """The latent size of each stochastic layer, bottom first (a tuple)."""
@@ -252,10 +250,7 @@ class TrainConfig:
 
     def layer_hidden(self):
         """The hidden widths of each stochastic layer's networks, bottom first (a tuple of tuples)."""
-        return self.hidden if self._per_layer_hidden() else (self.hidden,) * len(self.layer_sizes())
-
-    def _per_layer_hidden(self):
-        return bool(self.hidden) and isinstance(self.hidden[0], tuple)
+        return layer_widths(self.hidden, len(self.layer_sizes()))
 
     def layer_grid_shapes(self):
         """Each layer's lattice (R, C), or None: the given pairs, in order, for the layers whose family
@@ -277,11 +272,12 @@ class TrainConfig:
             shapes[i] = pair
         return tuple(shapes)
 
-    def _check_layers(self):
-        """Every per-layer list the right length, and each layer's family able to hold its size."""
+    def _check_layers(self, hidden_lists):
+        """Every per-layer list the right length (``hidden_lists``: how many lists of widths were given),
+        and each layer's family able to hold its size."""
         sizes = self.layer_sizes()
         counts = {"posterior": len(self.posterior) if isinstance(self.posterior, tuple) else 1,
-                  "hidden": len(self.hidden) if self._per_layer_hidden() else 1}
+                  "hidden": hidden_lists}
         for name, count in counts.items():
             if count not in (1, len(sizes)):
                 raise _invalid(f"{name} gives {count} per-layer values for {len(sizes)} stochastic layer(s) "

@@ -41,8 +41,8 @@ def posterior_estimates(model, params, x, heads, rng, iw_samples, chunk):
     ``log_likelihood_NAME`` (L_K with that proposal alone), ``elbo_NAME``, ``rate_NAME`` (its KL term)
     and ``distortion_NAME`` (minus its reconstruction term)."""
     xp = array_module(x)
-    b, d, k = x.shape[0], model.latent, iw_samples
-    qs = [model.family.split(h, d) for h in heads]
+    family, b, d, k = model.layers[0].family, x.shape[0], model.sizes[0], iw_samples
+    qs = [family.split(h, d) for h in heads]
     own = xp.empty((len(qs), k, b), dtype=np.float64)
     mix = xp.empty((len(qs), k, b), dtype=np.float64)
     rec = xp.zeros((len(qs), b), dtype=np.float64)
@@ -56,7 +56,7 @@ def posterior_estimates(model, params, x, heads, rng, iw_samples, chunk):
     offset = model.likelihood.nats_offset()
     out = {"log_likelihood": kernels.log_mean_exp(mix.reshape(-1, b), axis=0)[0] + offset}
     for j, (name, q) in enumerate(zip(POSTERIORS, qs)):
-        kl = model.family.kl(q).astype(np.float64)
+        kl = family.kl(q).astype(np.float64)
         distortion = -(rec[j] / k + offset)
         out[f"log_likelihood_{name}"] = kernels.log_mean_exp(own[j], axis=0)[0] + offset
         out[f"rate_{name}"] = kl

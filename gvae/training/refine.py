@@ -86,11 +86,11 @@ def refine_heads(model, params, x, h0, rng, options=RefineOptions(), chunk=None,
     step 0 the encoder's)."""
     local = LocalVAE(model)
     xp = array_module(x)
-    b, d = x.shape[0], model.latent
+    b, d, family = x.shape[0], model.sizes[0], model.layers[0].family
     h = xp.array(h0, dtype=model.dtype, copy=True, order="C")
-    if h.shape != (b, model.family.head_size(d)):
+    if h.shape != (b, family.head_size(d)):
         raise ValueError(f"refine_heads: heads of shape {tuple(h0.shape)} for {b} points; expected "
-                         f"({b}, {model.family.head_size(d)})")
+                         f"({b}, {family.head_size(d)})")
     grad = xp.empty_like(h)
     step = value_and_grad(lambda heads, xb, eps: -ops.sum(elbo(local, with_heads(params, heads), xb, eps,
                                                                 "analytic")), out=grad)

@@ -15,6 +15,7 @@ from ..kernels import generator, to_device
 from ..model import VAE
 from ..model.params import FlatParams
 from . import checkpoint, rundir
+from .batching import observations
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
 EVAL_SEED = 20140101
@@ -24,7 +25,7 @@ def fixed_eval_sets(data, model):
     """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED, on the host:
     the same observations for every run, every evaluation and every device (move them with to_device)."""
     rng = np.random.default_rng(EVAL_SEED)
-    return tuple(model.likelihood.prepare(np.asarray(data[split][0], model.dtype), rng)
+    return tuple(observations(np.asarray(data[split][0], model.dtype), model.likelihood, rng)
                  for split in ("valid", "test"))
 
 

@@ -2,7 +2,7 @@
 
     import gvae
     vae = gvae.load("runs/chain")              # the best-validation parameters, on the CPU
-    z = vae.encode(x)["mu"]                    # x: (N, 784) images in [0, 1]
+    z = vae.encode(x).mu                       # x: (N, 784) images in [0, 1]
     images = vae.decode(z)                     # the decoder's mean images
     log_px = vae.log_likelihood(x, k=5000)     # importance-sampled log p(x) per image, nats
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from ..kernels import device_of, generator, to_device, to_host
 from ..model.objectives import elbo
+from .batching import observations
 from .evaluate import importance_sampling
 from .runs import open_run
 
@@ -46,17 +47,18 @@ class TrainedModel:
 
     def _observed(self, x, seed):
         """Images as the model's observations (binarised or dequantised with ``seed``)."""
-        return self.model.likelihood.prepare(self._images(x), generator(self.device, seed))
+        return observations(self._images(x), self.model.likelihood, generator(self.device, seed))
 
     def encode(self, x):
-        """The posterior q(z|x) of each image: the family's parameters, a dict whose ``"mu"`` (N, d) is
-        the posterior mean (a banded family adds its factor ``"L"`` (N, K, d) and ``"offsets"``). In a
-        hierarchy: the bottom layer's, ``encode_layers(x)[0]``."""
+        """The posterior q(z|x) of each image: the family's parameters, a record
+        (:class:`gvae.model.posteriors.PosteriorParams`) whose ``mu`` (N, d) is the posterior mean (a banded
+        family adds its factor ``L`` (N, K, d) and ``offsets``). In a hierarchy: the bottom layer's,
+        ``encode_layers(x)[0]``."""
         return self.model.encode(self.params, self._images(x))
 
     def encode_layers(self, x):
-        """Every stochastic layer's posterior parameters, a list bottom first of dicts as :meth:`encode`
-        gives (``"mu"`` of layer l: (N, d_l)), from the mean pass: each layer conditioned on the
+        """Every stochastic layer's posterior parameters, a list bottom first of records as :meth:`encode`
+        gives (``mu`` of layer l: (N, d_l)), from the mean pass: each layer conditioned on the
         posterior means of the layers it depends on (bottom-up: q(z_2 | mu_1), ...; top-down:
         q(z_1 | mu_2, x), ...). One layer: ``[encode(x)]``."""
         return self.model.infer(self.params, self._images(x))[0]
@@ -65,8 +67,9 @@ class TrainedModel:
         """The decoder's mean image (the median for logit-normal likelihoods) for latent points z (N, d)
         (in a hierarchy, points z_1 of the bottom layer)."""
         z = to_device(np.asarray(z, dtype=self.model.dtype) if device_of(z) == "cpu" else z, self.device)
-        if z.ndim != 2 or z.shape[1] != self.model.latent:
-            raise ValueError(f"expected latent points of shape (N, {self.model.latent}), got {tuple(z.shape)}")
+        d = self.model.sizes[0]
+        if z.ndim != 2 or z.shape[1] != d:
+            raise ValueError(f"expected latent points of shape (N, {d}), got {tuple(z.shape)}")
         return self.model.likelihood.mean(self.model.decode(self.params, z), self.params)
 
     def sample(self, n, seed=0, mean=True):
@@ -79,8 +82,8 @@ class TrainedModel:
         return lik.mean(out, self.params) if mean else lik.sample(out, self.params, rng)
 
     def reconstruct(self, x):
-        """The decoder's mean image at each image's posterior mean: decode(encode(x)["mu"])."""
-        return self.decode(self.encode(x)["mu"])
+        """The decoder's mean image at each image's posterior mean: decode(encode(x).mu)."""
+        return self.decode(self.encode(x).mu)
 
     def elbo(self, x, seed=0):
         """The ELBO of each image (nats of the data, one Monte Carlo sample; analytic KL where the run's is)."""

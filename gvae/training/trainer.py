@@ -33,6 +33,7 @@ from ..kernels import array_module, device_module, generator, to_device, to_host
 from ..kernels.threads import cores_unless_set
 from ..model.objectives import training_loss
 from . import rundir
+from .batching import epoch_batches
 from .config import RESUMABLE, SCHEDULES
 from .evaluate import dataset_elbo
 from .events import Console, tell
@@ -44,16 +45,6 @@ from .state import TrainingState
 # The second word of an epoch's seed (seed, EPOCH_STREAM, epoch): not 0, since a SeedSequence pads its
 # entropy with zeros, so (seed, 0, 0) would give the initialisation's stream (seeded with seed alone).
 EPOCH_STREAM = 1
-
-
-def batches(n, batch_size, rng):
-    """Yield index arrays of length ``batch_size`` (the last may be shorter) that together cover
-    ``0..n-1`` once, in random order, on ``rng``'s device: the order is the argsort of n uniform draws,
-    which every device's generator makes."""
-    if n < 0 or batch_size < 1:
-        raise ValueError(f"need n >= 0 and batch_size >= 1, got n={n}, batch_size={batch_size}")
-    order = rng.random(n).argsort()
-    return (order[i:i + batch_size] for i in range(0, n, batch_size))
 
 
 class TrainingStopped(RuntimeError):
@@ -217,20 +208,19 @@ class Trainer:
         start = time.perf_counter()
         state.optimizer.lr = SCHEDULES[cfg.schedule](state.epoch, cfg.lr)
         self.rng = self.epoch_generator(state.epoch)
-        x_all = self.model.likelihood.prepare(self.train_x, self.rng)  # redrawn every epoch
-        n = len(x_all)
-        n_batches = -(-n // cfg.batch_size)
+        n_batches = -(-len(self.train_x) // cfg.batch_size)
         sums = np.zeros(3)
         seen = 0
         bar = tqdm(total=n_batches, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", disable=not self.progress,
                    leave=False, file=sys.stderr)
-        for i, idx in enumerate(batches(n, cfg.batch_size, self.rng)):
-            result = self.step(x_all[idx], self.kl_weight(state.epoch + i / n_batches))
+        # The observations are redrawn every epoch, from the epoch's generator.
+        for i, x in enumerate(epoch_batches(self.train_x, self.model.likelihood, cfg.batch_size, self.rng)):
+            result = self.step(x, self.kl_weight(state.epoch + i / n_batches))
             bar.update(1)
             if result is None:
                 continue
-            sums += np.array(result) * len(idx)
-            seen += len(idx)
+            sums += np.array(result) * len(x)
+            seen += len(x)
             bar.set_postfix(bound=f"{sums[0] / seen:.2f}")
         bar.close()
         if seen == 0:

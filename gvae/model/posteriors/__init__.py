@@ -1,9 +1,9 @@
 """Gaussian posterior families q(z|x), by name (docs/api.md, section 4)."""
-from .ar1 import AR1
-from .banded import Banded, Chain, ExtGrid, Full, Grid, dense_factor
-from .base import Family
-from .diagonal import Diagonal
-from .rank1 import Rank1
+from .ar1 import AR1, AR1Params
+from .banded import Banded, BandedParams, Chain, ExtGrid, Full, Grid, dense_factor
+from .base import Family, PosteriorParams
+from .diagonal import Diagonal, DiagonalParams
+from .rank1 import Rank1, Rank1Params
 
 FAMILIES = {cls.name: cls for cls in (Diagonal, AR1, Rank1, Chain, Grid, ExtGrid, Full)}
 
@@ -17,4 +17,5 @@ def get_family(name, **options):
     return cls(**options)
 
 
-__all__ = ["FAMILIES", "Family", "Banded", "get_family", "dense_factor"]
+__all__ = ["FAMILIES", "Family", "Banded", "get_family", "dense_factor", "PosteriorParams", "DiagonalParams",
+           "BandedParams", "AR1Params", "Rank1Params"]

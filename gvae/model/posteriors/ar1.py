@@ -7,20 +7,32 @@ Sampling and log q use the band kernels in O(d); the KL is closed form (Ferdowsi
 parametrization of the VAE encoder", eq. 6):
 KL = (d s + |mu|^2 - d - d log s - (d - 1) log(1 - rho^2)) / 2; every marginal variance is s.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from ... import ops
 from ..constants import DeviceConstant
 from ..gaussian import LOG_2PI, positive
-from .banded import Banded
+from .banded import Banded, BandedParams
 
 
 # |rho| <= 1 - RHO_MARGIN keeps 1 - rho^2 away from zero by construction.
 RHO_MARGIN = 1e-4
 
 
+@dataclass(frozen=True, eq=False)
+class AR1Params(BandedParams):
+    """The band factor L (B, 2, d) on offsets (0, 1) (one row, (0,), when d = 1) of :class:`BandedParams`,
+    and the two scalars it is made of: ``s`` > 0 and ``rho``, |rho| < 1, each (B,)."""
+
+    s: object
+    rho: object
+
+
 class AR1(Banded):
     name = "ar1"
+    record = AR1Params
 
     def stencil(self, d):
         return (0, 1) if d > 1 else (0,)
@@ -52,17 +64,17 @@ class AR1(Banded):
         L = diag[..., None, :]
         if d > 1:
             L = ops.concatenate2(L, (-rho * a * not_first.like(h))[..., None, :], axis=-2)
-        return {"mu": h[..., :d], "L": L, "offsets": offsets, "s": s[..., 0], "rho": rho[..., 0]}
+        return AR1Params(h[..., :d], L, offsets, s[..., 0], rho[..., 0])
 
     def kl(self, q):
-        mu, s, rho = q["mu"], q["s"], q["rho"]
+        mu, s, rho = q.mu, q.s, q.rho
         d = mu.shape[-1]
         return 0.5 * (d * s + ops.sum(mu * mu, axis=-1) - d - d * ops.log(s)
                       - (d - 1) * ops.log(1 - rho * rho))
 
     def variance(self, q):
-        return ops.broadcast_to(q["s"][..., None], q["mu"].shape)
+        return ops.broadcast_to(q.s[..., None], q.mu.shape)
 
     def entropy(self, q):
-        d = q["mu"].shape[-1]
-        return 0.5 * d * (1.0 + LOG_2PI) + 0.5 * (d * ops.log(q["s"]) + (d - 1) * ops.log(1 - q["rho"] ** 2))
+        d = q.mu.shape[-1]
+        return 0.5 * d * (1.0 + LOG_2PI) + 0.5 * (d * ops.log(q.s) + (d - 1) * ops.log(1 - q.rho ** 2))

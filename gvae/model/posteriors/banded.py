@@ -11,6 +11,7 @@ lattice's wrap-around links. With u = L^T (z - mu):
 each in O(d |stencil|), the trace and diag(Sigma) (the selected inversion) in O(d w^2) for bandwidth w.
 """
 from abc import abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,7 +19,16 @@ from ... import kernels, ops
 from ..constants import DeviceConstant
 from ..gaussian import LOG_2PI, band_factor, band_log_density, band_sample
 from ..lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask, lattice_shape
-from .base import Family
+from .base import Family, PosteriorParams
+
+
+@dataclass(frozen=True, eq=False)
+class BandedParams(PosteriorParams):
+    """q = N(mu, (L L^T)^-1): ``L`` (B, K, d) the Cholesky factor of the precision in band storage on the
+    stencil ``offsets`` (a tuple of K ints, 0 first; docs/api.md section 1), L_ii > 0."""
+
+    L: object
+    offsets: tuple
 
 
 class Banded(Family):
@@ -26,6 +36,7 @@ class Banded(Family):
     the mask of ``layout(d) -> (offsets, mask (K, d))``)."""
 
     banded = True
+    record = BandedParams
 
     @abstractmethod
     def stencil(self, d):
@@ -62,37 +73,37 @@ class Banded(Family):
         offsets = self.layout(d)[0]
         k = len(offsets)
         raw = h[..., d:].reshape(h.shape[:-1] + (k, d))
-        return {"mu": h[..., :d], "L": band_factor(raw, self.off_mask(d), self.floor), "offsets": offsets}
+        return BandedParams(h[..., :d], band_factor(raw, self.off_mask(d), self.floor), offsets)
 
     def sample(self, q, eps):
-        return band_sample(q["L"], q["offsets"], q["mu"], eps)
+        return band_sample(q.L, q.offsets, q.mu, eps)
 
     def log_prob(self, q, z):
-        return band_log_density(q["L"], q["offsets"], z, q["mu"])
+        return band_log_density(q.L, q.offsets, z, q.mu)
 
     # check=False: L is positive by construction (see gvae.model.gaussian).
     def kl(self, q):
-        mu = q["mu"]
-        trace = ops.band_trace_inv(q["L"], q["offsets"], check=False)
-        return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1]) + ops.band_logdet(q["L"], check=False)
+        mu = q.mu
+        trace = ops.band_trace_inv(q.L, q.offsets, check=False)
+        return 0.5 * (trace + ops.sum(mu * mu, axis=-1) - mu.shape[-1]) + ops.band_logdet(q.L, check=False)
 
     def entropy(self, q):
-        d = q["mu"].shape[-1]
-        return 0.5 * d * (1.0 + LOG_2PI) - ops.band_logdet(q["L"], check=False)
+        d = q.mu.shape[-1]
+        return 0.5 * d * (1.0 + LOG_2PI) - ops.band_logdet(q.L, check=False)
 
     def variance(self, q):
-        return ops.band_diag_inv(q["L"], q["offsets"], check=False)
+        return ops.band_diag_inv(q.L, q.offsets, check=False)
 
     def precision(self, q):
-        L = dense_factor(kernels.to_host(ops.value_of(q["L"])), q["offsets"])
+        L = dense_factor(kernels.to_host(ops.value_of(q.L)), q.offsets)
         return L @ np.swapaxes(L, -1, -2)
 
     def factor_diagonals(self, q, most=None):
         """The stencil's first ``most`` diagonals (all when None) as the band storage holds them (see
         :meth:`Family.factor_diagonals`); ``free`` is the layout's mask."""
-        offsets, mask = self.layout(q["mu"].shape[-1])
+        offsets, mask = self.layout(q.mu.shape[-1])
         offsets = tuple(int(o) for o in offsets[:most])
-        values = np.asarray(kernels.to_host(ops.value_of(q["L"])), dtype=np.float64)[..., :len(offsets), :]
+        values = np.asarray(kernels.to_host(ops.value_of(q.L)), dtype=np.float64)[..., :len(offsets), :]
         return offsets, values, mask[:len(offsets)] != 0
 
     def _link(self, offset, d):

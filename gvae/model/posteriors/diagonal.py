@@ -1,41 +1,52 @@
 """The mean-field Gaussian q(z|x) = N(mu, diag sigma^2) of the standard VAE."""
+from dataclasses import dataclass
+
 import numpy as np
 
 from ... import kernels, ops
 from ..gaussian import LOG_2PI, positive
-from .base import Family
+from .base import Family, PosteriorParams
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalParams(PosteriorParams):
+    """q = N(mu, diag sigma^2): ``mu`` and ``sigma`` (B, d), sigma > 0. Also the form of a hierarchy's
+    conditional prior p(z_l | z_{l+1})."""
+
+    sigma: object
 
 
 class Diagonal(Family):
     """Encoder head (mu, s) of size 2d; sigma = softplus(s) + floor."""
 
     name = "diagonal"
+    record = DiagonalParams
     structured = False
 
     def head_size(self, d):
         return 2 * d
 
     def split(self, h, d):
-        return {"mu": h[..., :d], "sigma": positive(h[..., d:], self.floor)}
+        return DiagonalParams(h[..., :d], positive(h[..., d:], self.floor))
 
     def sample(self, q, eps):
-        return q["mu"] + q["sigma"] * eps
+        return q.mu + q.sigma * eps
 
     def log_prob(self, q, z):
-        u = (z - q["mu"]) / q["sigma"]
+        u = (z - q.mu) / q.sigma
         d = z.shape[-1]
-        return -0.5 * ops.sum(u * u, axis=-1) - ops.sum(ops.log(q["sigma"]), axis=-1) - 0.5 * d * LOG_2PI
+        return -0.5 * ops.sum(u * u, axis=-1) - ops.sum(ops.log(q.sigma), axis=-1) - 0.5 * d * LOG_2PI
 
     def kl(self, q):
-        return ops.diag_normal_kl(q["mu"], q["sigma"])
+        return ops.diag_normal_kl(q.mu, q.sigma)
 
     def entropy(self, q):
-        d = q["mu"].shape[-1]
-        return ops.sum(ops.log(q["sigma"]), axis=-1) + 0.5 * d * (1.0 + LOG_2PI)
+        d = q.mu.shape[-1]
+        return ops.sum(ops.log(q.sigma), axis=-1) + 0.5 * d * (1.0 + LOG_2PI)
 
     def variance(self, q):
-        return q["sigma"] * q["sigma"]
+        return q.sigma * q.sigma
 
     def precision(self, q):
-        s = kernels.to_host(ops.value_of(q["sigma"])).astype(np.float64)
+        s = kernels.to_host(ops.value_of(q.sigma)).astype(np.float64)
         return np.einsum("...i,ij->...ij", 1.0 / s ** 2, np.eye(s.shape[-1]))
