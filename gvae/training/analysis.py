@@ -35,7 +35,7 @@ ACTIVITY_THRESHOLD = 0.01
 GAP_BATCH, GAP_MEMORY_MB = 100, 256  # points refined at once; bound on one decoder pass of the gaps' sampling
 SURGERY_NOTES = {  # why a hierarchy's layers other than surgery_layer's have none
     "bottom-up": "no ELBO surgery: bottom-up, the top layer's posterior is conditional on a sample of the layer "
-                 "below, and a lower layer's prior is p(z_l | z_l+1), not N(0, I)",
+                 "below, and a lower layer's prior is p(z_l | z_{l+1}), not N(0, I)",
     "top-down": "ELBO surgery of the top layer only: a lower layer's posterior and prior are conditional on a "
                 "sample of the layer above"}
 
@@ -149,9 +149,10 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
               "elbo": float(-(rate + distortion).mean()), "gaps": None, "seconds": timings}
     if not one_layer:
         result["surgery_note"] = SURGERY_NOTES[model.inference]
-    if surgery_layer(model) is not None:
+    at = surgery_layer(model)
+    if at is not None:
         start = time.perf_counter()
-        layers[surgery_layer(model)]["surgery"] = {
+        layers[at]["surgery"] = {
             **surgery(model, params, x[surgery_idx], generator(device, seed + 3), surgery_samples),
             **_points_note(surgery_points, n)}
         timings["surgery"] = time.perf_counter() - start

@@ -24,6 +24,7 @@ from ..model.proposals import mixture_log_prob
 
 SURGERY_MEMORY_MB = 64  # bound on one chunk's tile of samples against every point's posterior
 PAIR_COPIES = 4  # (chunk, N, d) arrays a family's log-density holds at once (z - mu and its products)
+PAIR_FLOAT64 = 4  # (chunk, N) float64 arrays: the log-densities and the log-sum-exp's shifted copies
 
 
 def elbo_surgery(family, q, eps, memory_mb=SURGERY_MEMORY_MB):
@@ -37,7 +38,7 @@ def elbo_surgery(family, q, eps, memory_mb=SURGERY_MEMORY_MB):
     s, n, d = eps.shape
     z = family.sample(q, eps).reshape(s * n, d)  # sample i was drawn from point i % n
     owner = xp.tile(xp.arange(n), s)
-    chunk = max(1, memory_mb * 2 ** 20 // (n * (PAIR_COPIES * d * eps.dtype.itemsize + 4 * 8)))
+    chunk = max(1, memory_mb * 2 ** 20 // (n * (PAIR_COPIES * d * eps.dtype.itemsize + PAIR_FLOAT64 * 8)))
     ratio = xp.empty(s * n, dtype=np.float64)
     for start in range(0, s * n, chunk):
         zc = z[start:start + chunk]
