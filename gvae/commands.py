@@ -148,6 +148,11 @@ def build_parser():
                         "from all 2K, ELBOs from each one's own K)")
     a.add_argument("--refine-steps", type=_positive_int, default=2000, metavar="N",
                    help="most Adam steps of the refinement (it stops earlier when the held-out ELBO levels off)")
+    a.add_argument("--surgery-points", type=_positive_int, default=1000, metavar="N",
+                   help="test images (drawn with --seed) whose aggregate posterior the ELBO surgery measures "
+                        "(time grows as N^2)")
+    a.add_argument("--surgery-samples", type=_positive_int, default=10, metavar="S",
+                   help="samples of z per image for the ELBO surgery's mutual information")
     a.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="first N test images only (active units and rate/distortion; the points are drawn from "
                         "them; default: all)")
@@ -351,12 +356,13 @@ def cmd_analyze(args):
 
 def _analyze(args):
     from .io.files import check_writable, write_json
-    from .training.analysis import analyze_run
+    from .training.analysis import analyze_run, describe_surgery
 
     check_writable(args.run, "analysis.json")  # before the work, which takes minutes
     result = analyze_run(args.run, args.data, which=args.params, limit=args.limit,
                          points=args.points, iw_samples=args.iw_samples, refine_steps=args.refine_steps,
-                         seed=args.seed, device=args.device, progress=not args.quiet)
+                         seed=args.seed, surgery_points=args.surgery_points, surgery_samples=args.surgery_samples,
+                         device=args.device, progress=not args.quiet)
     run = Path(args.run)
     plots = _plots_or_none()
     if plots is None:
@@ -377,6 +383,11 @@ def _analyze(args):
             print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f}, ELBO refined "
                   f"{gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f}; approximation gap "
                   f"{gaps['approximation_gap']:.2f}, amortisation gap {gaps['amortisation_gap']:.2f} nats")
+        for layer in result["layers"]:
+            if layer["surgery"] is not None:
+                print(describe_surgery(layer, len(result["layers"])))
+        if "surgery_note" in result:
+            print(result["surgery_note"])
         print(f"written to {run / 'analysis.json'}" + "".join(f", {run / name}" for name in result["pictures"])
               + (f" ({result['pictures_note']})" if "pictures_note" in result else ""))
     return 0

@@ -29,9 +29,10 @@ taking a model, its parameters and an output path:
 =========================  ======================================================================
 
 ``gvae analyze`` draws two more from its ``analysis.json`` (:func:`plot_analysis`, docs/analysis.md):
-``gaps.png`` (the inference gaps, :func:`plot_gaps`) and ``unit_activity.png`` (the activity of each
-latent unit, :func:`plot_unit_activity`). ``gvae table`` draws a sweep's validation curves
-(:func:`plot_sweep_curves`, docs/sweeps.md).
+``gaps.png`` (the inference gaps and the ELBO surgery beside them, :func:`plot_gaps`; a hierarchy, which
+has no gaps, gets ``surgery.png`` for a layer with an ELBO surgery, :func:`plot_surgery`) and
+``unit_activity.png`` (the activity of each latent unit, :func:`plot_unit_activity`). ``gvae table``
+draws a sweep's validation curves (:func:`plot_sweep_curves`, docs/sweeps.md).
 """
 import dataclasses
 import importlib.util
@@ -493,13 +494,43 @@ def analysis_title(result):
                      result.get("run"))
 
 
+def _surgeries(result):
+    """The layers of an ``analysis.json`` dict that have an ELBO surgery."""
+    return [layer for layer in result["layers"] if layer.get("surgery")]
+
+
+def _draw_surgery(ax, layer):
+    """One stacked bar of a layer's ELBO surgery: its mean KL term split into the mutual information
+    (with its bound log N dashed) and the marginal KL, bars of one standard error."""
+    s = layer["surgery"]
+    mutual, marginal = s["mutual_information"], s["marginal_kl"]
+    ax.bar([0], [mutual], 0.6, yerr=s["mutual_information_sem"], capsize=4, color="C2",
+           label=f"mutual information I(n, z) {mutual:.2f}")
+    ax.bar([0], [marginal], 0.6, bottom=[mutual], yerr=s["marginal_kl_sem"], capsize=4, color="C4",
+           label=f"marginal KL(q(z) || p(z)) {marginal:.2f}")
+    ax.axhline(s["log_n"], color="C2", lw=1, ls="--", label=f"log N = {s['log_n']:.2f}")
+    ax.set_xticks([0], [f"layer {layer['layer']} ({layer['posterior']})" if layer["layer"] else layer["posterior"]])
+    ax.set_xlim(-0.8, 0.8)
+    top = max(mutual + marginal + (s["marginal_kl_sem"] or 0.0), s["log_n"], 1e-3)
+    ax.set_ylim(min(0.0, mutual, mutual + marginal) * 1.1, top * 1.45)  # room for the legend
+    ax.set_ylabel("nats per image")
+    ax.set_title(f"ELBO surgery: mean KL {s['mean_kl']:.2f}, {s['n_points']} points", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot_gaps(result, path):
     """``gaps.png`` from an ``analysis.json`` dict: the inference gap split into the approximation and the
-    amortisation gap (means over the points, bars of one standard error), each point's two gaps, and
-    the refinement's mean held-out ELBO per check. Returns the path."""
+    amortisation gap (means over the points, bars of one standard error), each point's two gaps, the
+    refinement's mean held-out ELBO per check and, where the layer has one, its ELBO surgery. Returns the
+    path."""
     gaps = result["gaps"]
-    fig = _figure(13.0, 4.4, layout="constrained")
-    bars, points, trace = fig.subplots(1, 3, width_ratios=[0.8, 1.0, 1.2])
+    surgeries = _surgeries(result)
+    fig = _figure(13.0 + 3.5 * len(surgeries), 4.4, layout="constrained")
+    bars, points, trace, *more = fig.subplots(1, 3 + len(surgeries),
+                                              width_ratios=[0.8, 1.0, 1.2] + [0.9] * len(surgeries))
+    for ax, layer in zip(more, surgeries):
+        _draw_surgery(ax, layer)
     approx, amort = gaps["approximation_gap"], gaps["amortisation_gap"]
     bars.bar([0], [approx], 0.6, yerr=gaps["approximation_gap_sem"], capsize=4, color="C0",
              label=f"approximation gap {approx:.2f}")
@@ -564,11 +595,27 @@ def plot_unit_activity(result, path):
     return _save(fig, path)
 
 
+def plot_surgery(result, path):
+    """``surgery.png`` from an ``analysis.json`` dict without gaps (a hierarchy): the ELBO surgery of each
+    layer that has one (:func:`plot_gaps` draws it beside the gaps otherwise). Returns the path."""
+    surgeries = _surgeries(result)
+    fig = _figure(1.0 + 4.0 * len(surgeries), 4.4, layout="constrained")
+    for ax, layer in zip(np.atleast_1d(fig.subplots(1, len(surgeries))), surgeries):
+        _draw_surgery(ax, layer)
+    fig.suptitle(_wrap(_titled("ELBO surgery (Hoffman & Johnson): mean KL = I(n, z) + KL(q(z) || p(z))",
+                               analysis_title(result)), 1.0 + 4.0 * len(surgeries), 11), fontsize=11)
+    return _save(fig, path)
+
+
 def plot_analysis(result, out_dir):
-    """``gaps.png`` and ``unit_activity.png`` of an ``analysis.json`` dict into ``out_dir``; returns the paths."""
+    """``gaps.png`` (or ``surgery.png`` for a hierarchy with an ELBO surgery) and ``unit_activity.png`` of an
+    ``analysis.json`` dict into ``out_dir``; returns the paths."""
     out_dir = Path(out_dir)
-    gaps = [plot_gaps(result, out_dir / "gaps.png")] if result.get("gaps") else []
-    return gaps + [plot_unit_activity(result, out_dir / "unit_activity.png")]
+    if result.get("gaps"):
+        first = [plot_gaps(result, out_dir / "gaps.png")]
+    else:
+        first = [plot_surgery(result, out_dir / "surgery.png")] if _surgeries(result) else []
+    return first + [plot_unit_activity(result, out_dir / "unit_activity.png")]
 
 
 def plot_sweep_curves(curves, path, title):

@@ -196,13 +196,14 @@ def analyze_reads(result):
     encoder's held-out ELBO (is it finite, its mean), two per Adam step (the loss and the gradient norm, as
     a training step reads), three per check (are the new ELBOs finite, their gain, their mean for the
     trace) and the count of points that kept the encoder's heads; then each per-point estimate once, for
-    all batches. None grows with the number of test images or of samples."""
+    all batches; and the three parts of the ELBO surgery. None grows with the number of test images or of
+    samples."""
     refinement = result["gaps"]["refinement"]
     checks = sum(len(trace) - 1 for trace in refinement["trace"])
     per_batch = 2 + 1
     estimates = 1 + 4 * 2  # log p(x); L_K, ELBO, rate and distortion of each of the two posteriors
     return (2 * len(result["layers"]) + 1 + per_batch * len(refinement["steps"]) + 2 * sum(refinement["steps"])
-            + 3 * checks + estimates)
+            + 3 * checks + estimates + 3 * sum(layer["surgery"] is not None for layer in result["layers"]))
 
 
 def test_gvae_analyze_on_the_device_gives_the_cpus_analysis(chain_run, tmp_path):

@@ -88,6 +88,19 @@ def exact_posterior(W, b, psi, x):
     return P, mean, logp
 
 
+def exact_encoder(model, params, W, b, psi):
+    """Sets the "full" family's encoder of ``fa_model`` to the exact posterior: its mean to A (x - b)
+    (the linear map of the posterior mean), its factor to the Cholesky factor of P, the same for every x."""
+    P = np.eye(D) + W.T @ (W / psi[:, None])
+    A = np.linalg.solve(P, W.T / psi)
+    params["enc.W0"][:, :D] = A.T
+    params["enc.b0"][:D] = -A @ b
+    R = np.linalg.cholesky(P)
+    band = np.array([[R[i, i - k] if i >= k else 0.0 for i in range(D)] for k in range(D)])
+    band[0] = [positive_inverse(v, model.layers[0].family.floor) for v in band[0]]
+    params["enc.b0"][D:] = band.ravel()
+
+
 def exact_elbo(W, b, psi, x, mu, Pq):
     """The ELBO of q = N(mu, Pq^-1) (mu (B, D), Pq (B, D, D)) in closed form: E_q log N(x; W z + b, Psi)
     - KL(q || N(0, I))."""
@@ -390,15 +403,8 @@ def test_rate_and_distortion_against_the_closed_forms():
     """Rate = KL(q || N(0, I)) exactly; distortion = -E_q log p(x|z) within its Monte Carlo error (q the
     exact posterior, so that the ELBO is log p(x))."""
     model, params, W, b, psi = fa_model("full")
-    P = np.eye(D) + W.T @ (W / psi[:, None])
-    A = np.linalg.solve(P, W.T / psi)  # the posterior mean is A (x - b): the encoder's mean is set to it,
-    params["enc.W0"][:, :D] = A.T      # its factor to the Cholesky factor of P (q = the exact posterior)
-    params["enc.b0"][:D] = -A @ b
-    R = np.linalg.cholesky(P)
-    band = np.array([[R[i, i - k] if i >= k else 0.0 for i in range(D)] for k in range(D)])
+    exact_encoder(model, params, W, b, psi)
     family = model.layers[0].family
-    band[0] = [positive_inverse(v, family.floor) for v in band[0]]
-    params["enc.b0"][D:] = band.ravel()
     x = fa_data(W, b, psi, n=5)
     [rate], distortion = rate_distortion(model, params, x, np.random.default_rng(0), samples=4000, batch_size=2)
     q = model.encode(params, x)
@@ -442,10 +448,11 @@ def trained_run(tmp_path_factory):
 def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
     run, data = trained_run
     rc = main(["analyze", str(run), "--data", str(data), "--points", "5", "--iw-samples", "30",
-               "--refine-steps", "40", "--limit", "30"])
+               "--refine-steps", "40", "--limit", "30", "--surgery-points", "20", "--surgery-samples", "3"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "active units" in out and "approximation gap" in out and "analysis.json" in out
+    assert "ELBO surgery, 20 points: mean KL" in out and "mutual information" in out
     result = _strict_json(run / "analysis.json")
     layer = result["layers"][0]
     assert layer["layer"] == 0 and layer["latent"] == 4 and layer["posterior"] == "chain"
@@ -459,6 +466,12 @@ def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
     assert gaps["approximation_gap"] == pytest.approx(gaps["log_likelihood"] - gaps["elbo_refined"])
     assert gaps["refine"]["max_steps"] == 40 and gaps["refinement"]["steps"] == [40]
     assert all(np.isfinite(v) for k, v in gaps.items() if isinstance(v, float))
+    surgery = layer["surgery"]
+    assert {k: surgery[k] for k in ("n_points", "samples")} == {"n_points": 20, "samples": 3}
+    assert surgery["log_n"] == pytest.approx(math.log(20)) and surgery["mutual_information"] <= surgery["log_n"]
+    assert surgery["mean_kl"] == pytest.approx(surgery["mutual_information"] + surgery["marginal_kl"], rel=1e-9)
+    assert all(np.isfinite(surgery[f"{k}_sem"]) for k in ("mean_kl", "mutual_information", "marginal_kl"))
+    assert "surgery_note" not in result and "surgery" in result["seconds"]
     if importlib.util.find_spec("matplotlib") is None:
         assert result["pictures"] == [] and "matplotlib" in result["pictures_note"]
     else:
@@ -500,7 +513,10 @@ def test_analyze_with_more_points_than_images_uses_them_all_and_says_so(trained_
     gaps = _strict_json(run / "analysis.json")["gaps"]
     assert gaps["points"] == 4 and gaps["indices"] == [0, 1, 2, 3]
     assert gaps["points_note"] == "7 points asked, 4 test images: all 4 used"
-    assert "7 points asked, 4 test images: all 4 used" in capsys.readouterr().out
+    surgery = _strict_json(run / "analysis.json")["layers"][0]["surgery"]
+    assert surgery["n_points"] == 4 and surgery["points_note"] == "1000 points asked, 4 test images: all 4 used"
+    out = capsys.readouterr().out
+    assert "7 points asked, 4 test images: all 4 used" in out and "(1000 points asked, 4 test images" in out
 
 
 def test_analyze_refuses_more_memory_than_the_machine_has_before_any_work(trained_run, capsys):
@@ -523,7 +539,8 @@ def test_analyze_without_a_run(tmp_path, capsys):
 @pytest.mark.parametrize("flag, value, message", [
     ("--points", "0", "expected a positive integer"), ("--iw-samples", "-3", "expected a positive integer"),
     ("--refine-steps", "2.5", "expected a positive integer"), ("--seed", "-1", "non-negative integer"),
-    ("--limit", "x", "expected a positive integer")])
+    ("--limit", "x", "expected a positive integer"), ("--surgery-points", "0", "expected a positive integer"),
+    ("--surgery-samples", "1.5", "expected a positive integer")])
 def test_analyze_bad_flags(tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as e:
         main(["analyze", str(tmp_path), flag, value])

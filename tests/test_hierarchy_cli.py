@@ -57,7 +57,10 @@ def test_analyze_reports_every_layer_of_a_hierarchy(tmp_path, data_file, capsys)
     assert result["rate"] == pytest.approx(sum(l["rate"] for l in result["layers"]), rel=1e-9)
     assert result["elbo"] == pytest.approx(-(result["rate"] + result["distortion"]), rel=1e-9)
     assert result["gaps"] is None and "one stochastic layer" in result["gaps_note"]
-    assert "no inference gaps" in capsys.readouterr().out
+    assert all(l["surgery"] is None for l in result["layers"]) and "no ELBO surgery" in result["surgery_note"]
+    out = capsys.readouterr().out
+    assert "no inference gaps" in out and "no ELBO surgery: bottom-up" in out
+    assert "gaps.png" not in result["pictures"] and "surgery.png" not in result["pictures"]
 
 
 def test_per_layer_widths_and_top_down_inference(tmp_path, data_file):
@@ -71,6 +74,14 @@ def test_per_layer_widths_and_top_down_inference(tmp_path, data_file):
     shapes = model.param_shapes()
     assert shapes["enc2.W0"] == (8, 5) and shapes["enc.Wz"] == (4, 24) and shapes["dec2.W2"] == (5, 12)
     assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "5", "--limit", "6", "--quiet"]) == 0
+    # top-down, the top layer's posterior depends on x alone and its prior is N(0, I): its ELBO surgery
+    assert main(["analyze", str(out), "--data", str(data_file), "--limit", "12", "--surgery-samples", "2",
+                 "--quiet"]) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    bottom, top = (l["surgery"] for l in result["layers"])
+    assert bottom is None and top["n_points"] == 12 and top["mutual_information"] <= top["log_n"]
+    assert "top layer only" in result["surgery_note"]
+    assert result["pictures"] == [] or result["pictures"] == ["surgery.png", "unit_activity.png"]
 
 
 def test_a_hierarchy_resumes_to_the_same_numbers(tmp_path, data_file):

@@ -245,6 +245,24 @@ def test_unit_activity_ticks_and_legend(tmp_path, drawn):
     assert "extgrid: extgrid" not in title.replace("\n", " ")
 
 
+def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
+    """A hierarchy has no gaps: its top layer's ELBO surgery goes to surgery.png, one bar of the mutual
+    information with the marginal KL on top of it, and log N dashed."""
+    surgery = {"n_points": 1000, "samples": 10, "log_n": 6.9, "mean_kl": 20.0, "mean_kl_sem": 0.3,
+               "mutual_information": 6.5, "mutual_information_sem": 0.01, "marginal_kl": 13.5,
+               "marginal_kl_sem": 0.3}
+    layers = [{"layer": i, "activity": [0.5] * 4, "activity_threshold": 0.01, "active_units": 4, "latent": 4,
+               "posterior": "chain", "surgery": surgery if i else None} for i in range(2)]
+    paths = plots.plot_analysis({"layers": layers, "gaps": None, "posterior": "chain", "latent": [4, 4]}, tmp_path)
+    assert [p.name for p in paths] == ["surgery.png", "unit_activity.png"]
+    (ax,) = drawn["surgery.png"].axes
+    mutual, marginal = ax.patches
+    assert (mutual.get_y(), mutual.get_height()) == (0.0, 6.5)
+    assert (marginal.get_y(), marginal.get_height()) == (6.5, 13.5)
+    assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [6.9]
+    assert ax.get_ylim()[1] > 20.3 and "layer 1" in ax.get_xticklabels()[0].get_text()
+
+
 def test_titles_break_between_phrases_and_fit(tmp_path, drawn):
     title = "Decoder means for 64 z ~ N(0, I), d = 16 (best parameters)"
     subtitle = "extgrid16: extgrid posterior, bernoulli likelihood, latent 16, hidden 500 500"

@@ -33,8 +33,13 @@ def proposal_terms(model, params, x, qs, eps):
     return out
 
 
+def mixture_log_prob(log_q, axis=0):
+    """log q_mix = log (1/J) sum_j q_j of an equal mixture, from its J components' log-densities
+    ``log_q`` along ``axis``: logsumexp_j log q_j - log J, the axis removed."""
+    return ops.logsumexp(log_q, axis=axis) - math.log(log_q.shape[axis])
+
+
 def mixture_log_weights(terms):
     """log w = log p(x|z) + log p(z) - log q_mix(z) for one proposal's samples (a dict of
-    :func:`proposal_terms`): shape (S, B); log q_mix = logsumexp_j log q_j - log J."""
-    log_q = terms["log_q"]
-    return terms["rec"] + terms["log_prior"] - (ops.logsumexp(log_q, axis=0) - math.log(log_q.shape[0]))
+    :func:`proposal_terms`): shape (S, B)."""
+    return terms["rec"] + terms["log_prior"] - mixture_log_prob(terms["log_q"])

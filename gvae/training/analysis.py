@@ -7,6 +7,9 @@ latent units, rate and distortion, and the inference gaps on a sample of test po
 - Rate and distortion (Alemi et al., "Fixing a Broken ELBO"): R = mean KL(q(z|x) || p(z)) and
   D = -mean E_q[log p(x|z)] over the test images, in nats of the data; ELBO = -(D + R).
 - The inference gaps of :mod:`gvae.training.gaps`.
+- ELBO surgery (:mod:`gvae.training.surgery`) of the layer whose posterior depends on x alone and whose
+  prior is N(0, I): the mean KL term split into the index-code mutual information and the KL from the
+  aggregate posterior to the prior, on a sample of test points.
 
 Results are per stochastic layer where the quantity belongs to one (``layers``, bottom first: active
 units and rate, the KL term of each layer); the distortion belongs to the whole model. The gaps are
@@ -14,6 +17,7 @@ measured for models with one stochastic layer (refinement of a hierarchy's local
 built); for a hierarchy ``gaps`` is null and ``gaps_note`` says why.
 """
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -25,9 +29,15 @@ from .gaps import inference_gaps, summarize
 from .memory import check_importance_sampling
 from .refine import RefineOptions
 from .runs import open_run
+from .surgery import elbo_surgery
 
 ACTIVITY_THRESHOLD = 0.01
 GAP_BATCH, GAP_MEMORY_MB = 100, 256  # points refined at once; bound on one decoder pass of the gaps' sampling
+SURGERY_NOTES = {  # why a hierarchy's layers other than surgery_layer's have none
+    "bottom-up": "no ELBO surgery: bottom-up, the top layer's posterior is conditional on a sample of the layer "
+                 "below, and a lower layer's prior is p(z_l | z_{l+1}), not N(0, I)",
+    "top-down": "ELBO surgery of the top layer only: a lower layer's posterior and prior are conditional on a "
+                "sample of the layer above"}
 
 
 def unit_activity(model, params, x, batch_size=500):
@@ -69,30 +79,87 @@ def sample_points(n, points, seed):
     return np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
 
 
+def surgery_layer(model):
+    """The index (0 = bottom) of the layer whose ELBO surgery is measured, or None: the top layer where
+    its posterior q(z_L|x) depends on x alone (one layer, or top-down inference) and its prior is N(0, I).
+    Bottom-up, the top layer's q is conditional on a sample of the layer below (its q(z_L|x) is a
+    continuous mixture with no closed density), and every lower layer's prior is p(z_l|z_{l+1})."""
+    top = len(model.layers) - 1
+    return top if top == 0 or model.inference == "top-down" else None
+
+
+def surgery(model, params, x, rng, samples):
+    """The ELBO surgery of :func:`surgery_layer`'s layer over the rows of x (N, n), ``samples`` samples of
+    z per row from ``rng`` (a generator of x's device): a JSON-ready dict of the means of
+    :func:`gvae.training.surgery.elbo_surgery`'s parts with their standard errors over the rows."""
+    at = surgery_layer(model)
+    layer, used = model.layers[at], x.shape[0]
+    q = model.infer(params, x)[0][at]
+    eps = rng.standard_normal((samples, used, layer.size), dtype=model.dtype)
+    return {"n_points": int(used), "samples": int(samples), "log_n": math.log(used),
+            **summarize(elbo_surgery(layer.family, q, eps))}
+
+
+def _points_note(asked, n):
+    """``{"points_note": ...}`` when more points were asked than there are test images, else {}."""
+    return {"points_note": f"{asked} points asked, {n} test images: all {n} used"} if asked > n else {}
+
+
+def describe_surgery(layer, n_layers):
+    """The line ``gvae analyze`` prints for the ELBO surgery of a layer of ``analysis.json`` (of a model
+    with ``n_layers`` stochastic layers)."""
+    s = layer["surgery"]
+    where = f" of layer {layer['layer']}" if n_layers > 1 else ""
+    note = f" ({s['points_note']})" if "points_note" in s else ""
+    return (f"ELBO surgery{where}, {s['n_points']} points{note}: mean KL {s['mean_kl']:.2f} = mutual information "
+            f"{_with_error(s, 'mutual_information')} (at most log N = {s['log_n']:.2f}) + marginal KL "
+            f"{_with_error(s, 'marginal_kl')} nats")
+
+
+def _with_error(summary, key):
+    """``summary[key]`` and its standard error (where there is one) as text."""
+    sem = summary[f"{key}_sem"]
+    return f"{summary[key]:.2f}" + ("" if sem is None else f" +- {sem:.2f}")
+
+
 def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions(), seed=0,
-            rd_samples=10, progress=False):
+            rd_samples=10, surgery_points=1000, surgery_samples=10, progress=False):
     """Everything ``gvae analyze`` reports for the test images x (N, n) (prepared observations, on
     their device), as a JSON-ready dict (docs/analysis.md): ``layers`` (one dict per stochastic layer:
-    ``active_units``, ``activity``, ``rate``), ``rate``, ``distortion``, ``elbo`` and ``gaps`` (means,
-    standard errors and per-point values on ``points`` test images drawn with ``seed``)."""
+    ``active_units``, ``activity``, ``rate``, ``surgery``), ``rate``, ``distortion``, ``elbo`` and ``gaps``
+    (means, standard errors and per-point values on ``points`` test images drawn with ``seed``). The
+    ELBO surgery uses ``surgery_points`` test images, ``surgery_samples`` samples of z each."""
     timings = {}
     start = time.perf_counter()
     n = x.shape[0]
     one_layer = len(model.layers) == 1
     asked, points = points, min(points, n)  # more points than images: all of them, and the result says so
     idx = sample_points(n, points, seed) if one_layer else None  # checked before any work
+    surgery_idx = sample_points(n, min(surgery_points, n), seed)
+    if not (isinstance(surgery_samples, (int, np.integer)) and surgery_samples >= 1):
+        raise ValueError(f"the samples of z per point of the ELBO surgery must be an integer >= 1, got "
+                         f"{surgery_samples!r}")
     device = device_of(x)
     activities = unit_activity(model, params, x)
     rates, distortion = rate_distortion(model, params, x, generator(device, seed + 2), rd_samples)
     timings["active_units_and_rate_distortion"] = time.perf_counter() - start
     layers = [{"layer": i, "latent": layer.size, "posterior": layer.family.name,
                "active_units": int((activity > ACTIVITY_THRESHOLD).sum()), "activity": activity.tolist(),
-               "activity_threshold": ACTIVITY_THRESHOLD, "rate": float(rate.mean())}
+               "activity_threshold": ACTIVITY_THRESHOLD, "rate": float(rate.mean()), "surgery": None}
               for i, (layer, activity, rate) in enumerate(zip(model.layers, activities, rates))]
     rate = np.sum(rates, axis=0)
     result = {"n_test": int(n), "seed": int(seed), "rd_samples": int(rd_samples), "layers": layers,
               "rate": float(rate.mean()), "distortion": float(distortion.mean()),
               "elbo": float(-(rate + distortion).mean()), "gaps": None, "seconds": timings}
+    if not one_layer:
+        result["surgery_note"] = SURGERY_NOTES[model.inference]
+    at = surgery_layer(model)
+    if at is not None:
+        start = time.perf_counter()
+        layers[at]["surgery"] = {
+            **surgery(model, params, x[to_device(surgery_idx, device)], generator(device, seed + 3), surgery_samples),
+            **_points_note(surgery_points, n)}
+        timings["surgery"] = time.perf_counter() - start
     if not one_layer:
         result["gaps_note"] = (f"the inference gaps are measured for one stochastic layer; this model has "
                                f"{len(model.layers)}")
@@ -106,13 +173,12 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
                       "refine": dataclasses.asdict(options), **summarize(per),
                       "refinement": {key: [r[key] for r in refinements] for key in refinements[0]},
                       "per_point": {key: v.tolist() for key, v in per.items()}}
-    if asked > points:
-        result["gaps"]["points_note"] = f"{asked} points asked, {n} test images: all {n} used"
+    result["gaps"].update(_points_note(asked, n))
     return result
 
 
 def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_samples=1000, refine_steps=2000,
-                seed=0, device="cpu", progress=False):
+                seed=0, surgery_points=1000, surgery_samples=10, device="cpu", progress=False):
     """:func:`analyze` of the run folder ``run_dir`` (its ``which`` parameters) on the first ``limit`` test
     images (all when None) of ``data``: a data set as :func:`gvae.io.mnist.load_mnist` returns it, or the
     path to give it (None: MNIST from the cache), loaded once the run is. The work is done on ``device``
@@ -123,6 +189,7 @@ def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_sam
         check_importance_sampling(model, min(points, GAP_BATCH), 4 * iw_samples, GAP_MEMORY_MB * 2 ** 20)
     run = run.with_test_set(data, limit)
     result = analyze(model, run.params, to_device(run.test_x, device), points, iw_samples,
-                     RefineOptions(max_steps=refine_steps), seed, progress=progress)
+                     RefineOptions(max_steps=refine_steps), seed, surgery_points=surgery_points,
+                     surgery_samples=surgery_samples, progress=progress)
     return {"run": str(run_dir), "params": which, "posterior": config.posterior, "latent": config.latent,
             "hidden": config.hidden, "likelihood": config.likelihood, **result}

@@ -31,7 +31,7 @@ EVAL_PARTIAL = "eval_k{k}.partial.npz"  # gvae eval's progress with K = k (train
 # What gvae eval, sample, plot and analyze write from a run: replaced with it, so none describes another run.
 DERIVED = ("eval.json", "eval_k*.json", "decoder_means.png", "decoder_samples.png", "curves.png",
            "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png",
-           "analysis.json", "gaps.png", "unit_activity.png", EVAL_PARTIAL.format(k="*"))
+           "analysis.json", "gaps.png", "surgery.png", "unit_activity.png", EVAL_PARTIAL.format(k="*"))
 LOCK_NAME = ".gvae.lock"
 LOCK_TRIES = 100  # a lock file replaced more often than this while it is taken is not only gvae's doing
 
