@@ -71,9 +71,3 @@ def pytest_sessionstart(session):
                             f"{time.perf_counter() - start:.0f} s"
                             + (f" ({len(failed)} failed, the tests compile what they miss: {failed})" if failed else ""))
 
-
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first (a stable sort, so each file keeps its order). With one process per core
-    (-n auto) xdist hands the tests out in this order: the long ones (a 40-second sweep) then start while
-    the short ones fill the other cores, instead of one starting last and running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
