@@ -177,6 +177,7 @@ PLOT_READS = 5
 
 
 @pytest.mark.skipif(not plots.available(), reason="gvae plot needs matplotlib")
+@pytest.mark.slow
 def test_gvae_plot_on_the_device_draws_the_cpus_pictures(chain_run, tmp_path):
     run, data = chain_run
     argv = ["plot", str(run), "--data", str(data), "--quiet", "--out"]
@@ -206,6 +207,7 @@ def analyze_reads(result):
             + 3 * checks + estimates + 3 * sum(layer["surgery"] is not None for layer in result["layers"]))
 
 
+@pytest.mark.slow
 def test_gvae_analyze_on_the_device_gives_the_cpus_analysis(chain_run, tmp_path):
     run, data = chain_run
     results = {}
