@@ -131,8 +131,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     shapes = SHAPES if args.products == "step" else eval_shapes()
     rng = np.random.default_rng(0)
-    from gvae.kernels import plans
-    print(plans.describe()[0], flush=True)
     for lib in args.libs:
         try:
             make = prepare(lib, args.threads)
@@ -155,8 +153,6 @@ def main(argv=None):
         print(f"{lib:9s} all {len(shapes)} products: {total * 1e3:.2f} ms", flush=True)
         if args.products == "eval":
             print(f"{lib:9s} at most {shapes[0][1] / total:,.0f} importance samples per second", flush=True)
-        if lib == "gvae":
-            print("\n".join(["gvae plans (gvae plan):"] + plans.describe(args.threads)[1:]), flush=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,6 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gvae import kernels  # noqa: E402
-from gvae.kernels import plans  # noqa: E402
 from gvae.io.mnist import load_mnist  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
@@ -411,8 +410,10 @@ def main(args):
     step = "ELBO" if args.iw == 1 else f"IWAE k={args.iw}"
     print(f"{step} step, VAE {N_IN}-{args.hidden}-{args.hidden}-{args.latent} ELU, Bernoulli, batch {args.batch}, "
           f"float32, Adam; {n_params:,} parameters")
-    print(plans.describe()[0])
-    blas = plans.machine()["blas"]
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # noqa: BLE001 - show_config's layout differs between NumPy versions
+        blas = "?"
     tinfo = f", torch {torch.__version__} {torch.get_num_threads()}t" if "torch" in " ".join(impls) else ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"threads {args.threads} on {cores} core(s) (gvae {kernels.get_threads()}t, NumPy BLAS: {blas} 1t{tinfo}); "
@@ -446,7 +447,6 @@ def main(args):
         print(f"{name:<20} {med:>10.3f} {f'[{q25:.3f}, {q75:.3f}]':>16} {med / (total * 1e3):>7.1%}")
     print(f"{'total':<20} {total * 1e3:>10.3f}")
     print(f"forward+backward over the GEMM floor: {np.median(phases[:, 0]) / med_floor:.2f}x")
-    print("\n".join(["gvae plans (gvae plan):"] + plans.describe(args.threads)[1:]))
 
 
 if __name__ == "__main__":

@@ -163,11 +163,6 @@ def build_parser():
     _add_run_flags(pl, threads, seed_help="seed of the z of decoder_means.png (the same z as gvae sample --seed S)")
     pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
     pl.add_argument("--quiet", action="store_true", help="no line naming the files written")
-    pn = sub.add_parser("plan", help="this machine's plans: which way gvae runs each product shape on its "
-                        "threads (measured when a shape first runs, kept in gvae's cache folder)",
-                        formatter_class=defaults)
-    pn.add_argument("--clear", action="store_true",
-                    help="forget them, so that the next run measures again (after plans measured on a busy machine)")
     sweep_commands.add_parsers(sub, defaults, _positive_int)
     return parser
 
@@ -399,24 +394,8 @@ def _plots_or_none():
     return plots if plots.available() else None
 
 
-def cmd_plan(args):
-    """gvae plan: this machine's plans (kernels/plans.py), or --clear them."""
-    from .kernels import plans
-    path = plans.plan_file()
-    if args.clear:
-        print(f"removed {path}" if plans.clear() else f"no plans at {path}")
-        return 0
-    lines = plans.describe()
-    print(lines[0])
-    print(f"plans: {path}" + ("" if lines[1:] else " (none yet: each is measured when its shape first runs on 2 or "
-                                                   "more threads)"))
-    for line in lines[1:]:
-        print(line)
-    return 0
-
-
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
-            "plan": cmd_plan, **sweep_commands.COMMANDS}
+            **sweep_commands.COMMANDS}
 
 
 class Terminated(KeyboardInterrupt):
@@ -455,7 +434,7 @@ def _run(args):
     try:
         if hasattr(args, "device"):
             device_module(args.device)  # an unavailable device is refused before any work is done
-        if not getattr(args, "quiet", False) and args.command != "plan" and cache_is_cold():  # plan compiles nothing
+        if not getattr(args, "quiet", False) and cache_is_cold():
             print("gvae: compiling gvae's kernels for this machine (the first run only: about a minute; "
                   "they are cached for the next runs)", file=sys.stderr)
         return COMMANDS[args.command](args)

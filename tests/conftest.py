@@ -1,8 +1,6 @@
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,11 +16,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config):
-    # Plans measured while tests load the machine are noise: the tests (and the processes they start) keep
-    # theirs in a folder of their own, never in the user's cache (gvae/kernels/plans.py).
-    folder = tempfile.mkdtemp(prefix="gvae-plans-")
-    os.environ["GVAE_PLAN_DIR"] = folder
-    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")
     config.addinivalue_line("markers", "slow: over about a second warm (subprocesses, sweeps on Dask, refinements "
                                        "to convergence); the quick loop leaves them out: -m 'not slow'")
