@@ -6,6 +6,9 @@ Compares, in one process and interleaved block by block (so machine noise hits e
 * ``gvae <family>``: :meth:`gvae.training.Trainer.step`, the real training step, for each family of
   ``--posterior`` (value_and_grad of the loss, writing the gradients into one flat buffer; norm; one
   read of the loss and the reported means; fused Adam), on ``--threads`` of gvae's own threads;
+* ``gvae <family> [k=v,...]``: with each ``--objective`` (TrainConfig settings such as ``beta=0.5``,
+  ``mmd=1000,alpha=1`` or ``target_rate=20``), the first family's step on that objective, with its ratio
+  to the same family's ELBO (or IWAE) step in the column "vs ELBO";
 * ``gvae phased``: a second diagonal Trainer with a timer around each phase it calls, for the breakdown;
 * PyTorch eager with ``torch.optim.Adam`` (default, ``foreach`` and ``fused`` where this build has
   them), same architecture, initialisation and loss (diagonal q), ``torch.set_num_threads(threads)``;
@@ -22,7 +25,8 @@ threads); with ``--threads 1`` the whole process is pinned to one core (``sched_
 only limit that XLA's thread pool obeys; NumPy's OpenBLAS is held to one thread because gvae splits its
 products over its own threads (gvae/kernels/matmul_cpu.py).
 
-Usage: ``python examples/bench_step.py [--threads 2] [--iw 5] [--posterior diagonal chain extgrid]``.
+Usage: ``python examples/bench_step.py [--threads 2] [--iw 5] [--posterior diagonal chain extgrid]
+[--objective beta=0.5 --objective mmd=1000,alpha=1]``.
 Compare ratios from one run; absolute times on a shared machine drift between runs.
 """
 import argparse
@@ -43,6 +47,9 @@ def parse_args(argv=None):
     p.add_argument("--posterior", nargs="+", default=["diagonal"], help="gvae families to time")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     p.add_argument("--no-jax", action="store_true", help="skip the JAX row")
+    p.add_argument("--objective", action="append", default=[], metavar="K=V[,K=V]",
+                   help="also time the first family's step with these TrainConfig settings (repeatable), "
+                        "e.g. beta=0.5 or mmd=1000,alpha=1")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.block < 1 or args.threads < 1 or args.iw < 1:
@@ -60,6 +67,7 @@ if ARGS.threads == 1 and hasattr(os, "sched_setaffinity"):
 
 import gc  # noqa: E402
 import math  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -67,9 +75,33 @@ import numpy as np  # noqa: E402
 
 from gvae import kernels  # noqa: E402
 from gvae.io.mnist import load_mnist  # noqa: E402
+from gvae.sweep.spec import FIELDS, config_value  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 kernels.set_threads(ARGS.threads)
+
+
+def parse_settings(text):
+    """``"k=v,k=v"`` -> {TrainConfig field: value}, each value checked as ``gvae train --k`` checks it."""
+    settings = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in FIELDS:
+            raise ValueError(f"{item!r} is not KEY=VALUE with KEY a gvae train setting")
+        try:
+            settings[key] = config_value(key, value.strip())
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None
+    return settings
+
+
+# The settings are parsed here, once NumPy's and Numba's thread counts are fixed above.
+try:
+    ARGS.objective = [parse_settings(text) for text in ARGS.objective]
+except ValueError as e:
+    sys.exit(f"bench_step.py: error: --objective: {e}")
+
 
 N_IN = 784
 N_BATCHES = 8  # distinct batches cycled through, so no implementation sees one batch only
@@ -115,10 +147,11 @@ def make_data(args, rng):
 # phased variant, returns the seconds spent in each phase.
 # --------------------------------------------------------------------------------------------------
 
-def gvae_trainer(args, data, out, posterior="diagonal"):
-    cfg = TrainConfig(posterior=posterior, latent=args.latent, hidden=(args.hidden, args.hidden),
-                      activation="elu", likelihood="bernoulli", batch_size=args.batch, lr=1e-3,
-                      kl="analytic", samples=1, iw_samples=args.iw, seed=args.seed, dtype="float32")
+def gvae_trainer(args, data, out, posterior="diagonal", **settings):
+    cfg = TrainConfig(**{**dict(posterior=posterior, latent=args.latent, hidden=(args.hidden, args.hidden),
+                                activation="elu", likelihood="bernoulli", batch_size=args.batch, lr=1e-3,
+                                kl="analytic", samples=1, iw_samples=args.iw, seed=args.seed, dtype="float32"),
+                         **settings})
     return Trainer(cfg, data, out, progress=False, quiet=True)
 
 
@@ -381,6 +414,12 @@ def main(args):
         trainers = {f: gvae_trainer(args, data, out, f) for f in args.posterior}
         trainer = next(iter(trainers.values()))
         impls = {f"gvae {f}": gvae_step(t, batches) for f, t in trainers.items()}
+        first = args.posterior[0]
+        variants = {}
+        for settings in args.objective:
+            name = f"gvae {first} " + ",".join(f"{k}={v}" for k, v in settings.items())
+            variants[name] = f"gvae {first}"
+            impls[name] = gvae_step(gvae_trainer(args, data, out, first, **settings), batches)
         phased = gvae_phased_step(gvae_trainer(args, data, out), batches)  # its own, instrumented
         floor_step, floor_flops = gemm_floor(args, rng, batches[0])
         impls["GEMMs alone (gvae matmul)"] = floor_step
@@ -423,14 +462,18 @@ def main(args):
         print("warning: the machine is busy; absolute times mean little")
     print()
     refs = [r for r in impls if r.startswith("JAX")] + [r for r in ("torch eager, Adam",) if r in impls]
-    header = f"{'implementation':<28} {'median ms':>10} {'IQR ms':>16}" + "".join(f" {'vs ' + r.split(' ')[0]:>10}" for r in refs)
+    width = max(28, *(len(n) for n in impls))
+    header = (f"{'implementation':<{width}} {'median ms':>10} {'IQR ms':>16}"
+              + "".join(f" {'vs ' + r.split(' ')[0]:>10}" for r in refs) + (f" {'vs ELBO':>10}" if variants else ""))
     print(header)
     print("-" * len(header))
     for name in list(impls) + ["__phased__"]:
         med, q25, q75 = summary(times[name])
         label = "gvae phased (sum of phases)" if name == "__phased__" else name
         ratios = "".join(f" {paired_ratio(rounds, name, r):>9.2f}x" for r in refs)
-        print(f"{label:<28} {med:>10.2f} {f'[{q25:.2f}, {q75:.2f}]':>16}{ratios}")
+        if name in variants:
+            ratios += f" {paired_ratio(rounds, name, variants[name]):>9.2f}x"
+        print(f"{label:<{width}} {med:>10.2f} {f'[{q25:.2f}, {q75:.2f}]':>16}{ratios}")
     med_floor = np.median(times["GEMMs alone (gvae matmul)"])
     print(f"(GEMM floor: {floor_flops / 1e9:.2f} GFLOP per step, {floor_flops / med_floor / 1e9:.0f} GFLOP/s; "
           f"ratios are medians of per-round ratios)")
