@@ -51,6 +51,19 @@ def test_the_example_spec_of_the_ggm_table(tmp_path):
     assert (config.schedule, config.epochs, config.lr, config.patience) == ("iwae", 200, 1e-3, 30)
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "examples").glob("*.toml")))
+def test_every_example_spec_is_valid(name):
+    assert load_spec(REPO / "examples" / name).runs
+
+
+def test_the_example_spec_of_the_mmd_comparison():
+    sweep = load_spec(REPO / "examples" / "mmd_sweep.toml")
+    settings = {run.name: (run.config.posterior, run.config.alpha, run.config.mmd) for run in sweep.runs}
+    assert settings == {f"{f}-{way}": (f, alpha, mmd) for f in ("diagonal", "extgrid")
+                        for way, alpha, mmd in (("elbo", 0.0, 0.0), ("infovae", 0.0, 1000.0), ("mmdvae", 1.0, 1000.0))}
+    assert sweep.seeds == (0, 1) and sweep.eval == {"iw_samples": 1000, "limit": 2000}
+
+
 @pytest.mark.slow
 def test_the_ggm_results_beside_the_paper(tmp_path):
     sweep = load_spec(REPO / "examples" / "ggm_sweep.toml", tmp_path / "sweep")
