@@ -45,7 +45,7 @@ class StochasticLayer:
     """Layer ``index`` (1 = bottom) of a :class:`VAE`: ``size`` latent units with the posterior
     ``family``; ``encoder`` (an :class:`MLP` whose output is the family's head), ``decoder`` (an MLP
     from z_l to the parameters of what lies below it), ``top_down`` (the name of the weight that brings
-    z_{l+1} into the head in top-down inference, None otherwise)."""
+    z_{l+1} into the head in top-down inference with the learned merge, None otherwise)."""
 
     def __init__(self, index, size, family, encoder, decoder, top_down=None):
         self.index, self.size, self.family = index, size, family
