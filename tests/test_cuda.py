@@ -427,6 +427,53 @@ def test_band_flags_count_what_the_numba_twins_count(offsets, n):
         assert str(gpu.value) == str(cpu.value), name
 
 
+def _spd_band(rng, batch, n, w, dtype):
+    """A symmetric positive definite band matrix M M^T + I on the full band (0, ..., w), NaN in the slots
+    that do not exist."""
+    from tests.band_reference import band_from_dense, dense_from_band
+    offsets = (0,) + ((1, w) if w > 1 else (w,) if w else ())
+    M = dense_from_band(random_factor(rng, batch, offsets, n, garbage=0.0), offsets)
+    A = band_from_dense(M @ np.swapaxes(M, -1, -2) + np.eye(n), tuple(range(w + 1)))
+    for k in range(1, w + 1):
+        A[..., k, :k] = np.nan
+    return A.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,n,w", [((), 1, 0), ((3,), 17, 1), ((2, 35), 16, 5), ((70,), 40, 9)])
+def test_band_cholesky(batch, n, w, dtype):
+    """The factor and its VJP, against the Numba twins (70 matrices: more than one block of threads)."""
+    rng = np.random.default_rng(n + w)
+    full = tuple(range(w + 1))
+    A = _spd_band(rng, batch, n, w, dtype)
+    L = kernels.band_cholesky(A, full)
+    Ld = kernels.band_cholesky(dev(A), full)
+    close(Ld, L, dtype, rtol=_band_rtol(dtype, n))
+    g = rng.standard_normal(L.shape).astype(dtype)
+    close(kernels.band_cholesky_grad(Ld, full, dev(g)), kernels.band_cholesky_grad(L, full, g), dtype,
+          rtol=_band_rtol(dtype, n) * 10)
+
+
+def test_band_cholesky_refusals_match_the_numba_twins():
+    """Not positive definite (the first failing matrix and row named as on the CPU, the failing rows NaN
+    when unchecked) and NaN in A."""
+    rng = np.random.default_rng(11)
+    A = _spd_band(rng, (4, 5), 12, 3, np.float64)
+    A[2, 1, 0, 7] = -40.0
+    A[3, 0, 0, 2] = -1.0
+    with pytest.raises(ValueError, match="not positive definite") as cpu:
+        kernels.band_cholesky(A, (0, 1, 2, 3))
+    with pytest.raises(ValueError, match="not positive definite") as gpu:
+        kernels.band_cholesky(dev(A), (0, 1, 2, 3))
+    assert str(gpu.value) == str(cpu.value)
+    unchecked = kernels.band_cholesky(A, (0, 1, 2, 3), check=False)
+    close(kernels.band_cholesky(dev(A), (0, 1, 2, 3), check=False), unchecked, np.float64)  # NaN where the CPU's
+    assert np.all(np.isnan(unchecked[2, 1, :, 7:])) and np.all(np.isnan(unchecked[3, 0, :3, 2:]))
+    A[0, 0, 2, 5] = np.nan
+    with pytest.raises(ValueError, match="A contains NaN or inf"):
+        kernels.band_cholesky(dev(A), (0, 1, 2, 3))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel", ["imq", "rbf"])
 @pytest.mark.parametrize("B,M,d", [(1, 1, 1), (33, 31, 16), (100, 100, 3), (5, 300, 2)])

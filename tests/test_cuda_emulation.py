@@ -316,3 +316,29 @@ def test_band_trace_grad_at_every_segment_length(cp, offsets, n, dtype):
                     whole = cp.asnumpy(out)
                     _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)
                 np.testing.assert_array_equal(cp.asnumpy(out), whole, err_msg=f"ks={ks}, warps={warps}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("grid,block", [((1,), (32,)), ((3,), (64,))])
+def test_band_cholesky_grid_stride(cp, grid, block, dtype):
+    """band_cholesky and its VJP with fewer threads than matrices (each thread takes several, grid-stride),
+    against the Numba twins; the unused slots of both outputs are zeroed."""
+    from tests.band_reference import band_from_dense, dense_from_band
+    rng = np.random.default_rng(block[0])
+    n, w = 13, 4
+    M = dense_from_band(random_factor(rng, (70,), (0, 1, 4), n, garbage=0.0), (0, 1, 4))
+    A = band_from_dense(M @ np.swapaxes(M, -1, -2) + np.eye(n), tuple(range(w + 1))).astype(dtype)
+    F, K = A.shape[:2]
+    sizes = (np.int32(F), np.int32(K), np.int32(n))
+    L = np.empty_like(A)
+    _numba("band_cholesky", A, L)
+    out, flags = cp.full(A.shape, np.nan, dtype=dtype), cp.zeros(2)
+    _fn("band/cholesky.cu", "band_cholesky<{T}>", dtype)(grid, block, (cp.asarray(A), out, *sizes, flags))
+    _close(out, L, dtype)
+    g = rng.standard_normal(A.shape)
+    expected = np.empty_like(A)
+    _numba("band_cholesky_grad", L, g.astype(dtype), expected)
+    gA, flags = cp.full(A.shape, np.nan, dtype=dtype), cp.zeros(2)
+    G = cp.asarray(g.astype(dtype).astype(np.float64))  # the launcher's float64 scratch copy of g
+    _fn("band/cholesky.cu", "band_cholesky_grad<{T}>", dtype)(grid, block, (cp.asarray(L), G, gA, *sizes, flags))
+    _close(gA, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gvae import ops
+from tests.band_reference import band_from_dense, dense_from_band
 from tests.gradcheck import check_vjp
 from tests.strategies import array_and_axis, arrays, band_problem, broadcast_pair, floats, off_zero, positive
 
@@ -136,6 +137,19 @@ def _band_factor(data, name):
     if name == "band_logdet":
         return [(ops.band_logdet, [L], 0)]
     return [(getattr(ops, name), [L, offsets], 0)]
+
+
+@case("band_cholesky")
+def _band_cholesky(data, name):
+    """A = M M^T + I (M a random band factor) on the full band of M's largest offset, NaN in the slots
+    that do not exist."""
+    M, offsets, _, seed = data.draw(band_problem())
+    full = tuple(range(offsets[-1] + 1))
+    D = dense_from_band(np.nan_to_num(M, nan=0.0), offsets)
+    A = band_from_dense(D @ np.swapaxes(D, -1, -2) + np.eye(D.shape[-1]), full)
+    for k in full[1:]:
+        A[..., k, :k] = np.nan
+    return [(ops.band_cholesky, [A, full], 0)]
 
 
 def test_every_op_has_a_gradient_case():

@@ -32,6 +32,11 @@ def _band(dtype):
         kernels.band_diag_inv(L, offsets)
         kernels.band_trace_inv_grad(L, offsets, np.ones(3))
         kernels.band_diag_inv_grad(L, offsets, np.ones((3, n)))
+        full = kernels.full_band(offsets[-1])
+        A = np.zeros((3, len(full), n), dtype)
+        A[:, 0] = 2.0  # 2 I: positive definite on any band
+        C = kernels.band_cholesky(A, full)
+        kernels.band_cholesky_grad(C, full, np.ones_like(C))
 
 
 def _band_lanes(dtype):

@@ -8,7 +8,10 @@ storage, built from unconstrained network outputs (each O(n |stencil|)):
 """
 import math
 
-from .. import ops
+import numpy as np
+
+from .. import kernels, ops
+from ..autodiff import value_of
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -53,3 +56,53 @@ def band_log_density(L, offsets, y, mu):
 def band_sample(L, offsets, mu, eps):
     """mu + L^-T eps (eps standard normal, broadcast against L's batch dims)."""
     return mu + ops.band_solve_t(L, offsets, eps, check=False)
+
+
+def band_gram(L, offsets):
+    """P = L L^T in band storage on the full band (0, 1, ..., w), w = offsets[-1]: (..., w + 1, n), zero
+    in the slots that do not exist. Diagonal m of P is sum over the pairs of stencil offsets
+    o_a - o_b = m of L[a, i] L[b, i - m] (i >= o_a), so O(n K^2) products for K offsets."""
+    n = L.shape[-1]
+    batch = L.shape[:-2]
+    xp = kernels.array_module(value_of(L))
+    diagonals = [None] * (offsets[-1] + 1)
+    for a, oa in enumerate(offsets):
+        for b, ob in enumerate(offsets[:a + 1]):
+            # L_{i, i-oa} L_{i-m, i-oa} with m = oa - ob: columns i >= oa of diagonal m
+            term = L[..., a, oa:] * L[..., b, ob:n - oa + ob]
+            if oa:
+                term = ops.concatenate2(xp.zeros(batch + (oa,), dtype=term.dtype), term)
+            m = oa - ob
+            diagonals[m] = term if diagonals[m] is None else diagonals[m] + term
+    rows = []
+    for m, diagonal in enumerate(diagonals):  # diagonals no pair reaches are zero
+        diagonal = xp.zeros(batch + (n,), dtype=L.dtype) if diagonal is None else diagonal
+        rows.append(ops.reshape(diagonal, batch + (1, n)))
+    out = rows[0]
+    for row in rows[1:]:
+        out = ops.concatenate2(out, row, axis=-2)
+    return out
+
+
+def band_precision_merge(L, offsets, mu, prior_mu, prior_sigma):
+    """The Ladder VAE's precision-weighted merge of N(mu, (L L^T)^-1) (L on the stencil ``offsets``) with
+    N(prior_mu, diag prior_sigma^2): the Gaussian proportional to their product,
+
+        P = L L^T + diag(prior_sigma^-2),   mean = P^-1 (L L^T mu + prior_sigma^-2 prior_mu),
+
+    as (mean, L_P, full offsets (0, ..., w)) with P = L_P L_P^T, L_P in band storage on the full band (the
+    factor fills in every diagonal up to w = offsets[-1]). The batch shapes broadcast ((B,) against
+    (S, B) for a prior per sample of the layer above). O(n w^2) for the factorisation, O(n w) for the
+    mean's solves."""
+    full = kernels.full_band(offsets[-1])
+    lam = 1.0 / (prior_sigma * prior_sigma)
+    P = band_gram(L, offsets)
+    batch = tuple(np.broadcast_shapes(P.shape[:-2], lam.shape[:-1]))
+    P = ops.broadcast_to(P, batch + P.shape[-2:])
+    n = P.shape[-1]
+    diag = ops.reshape(P[..., 0, :] + lam, batch + (1, n))
+    P = diag if len(full) == 1 else ops.concatenate2(diag, P[..., 1:, :], axis=-2)
+    LP = ops.band_cholesky(P, full, check=False)
+    r = ops.band_matvec(L, offsets, ops.band_matvec_t(L, offsets, mu, check=False), check=False) + lam * prior_mu
+    mean = ops.band_solve_t(LP, full, ops.band_solve(LP, full, r, check=False), check=False)
+    return mean, LP, full

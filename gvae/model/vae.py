@@ -11,10 +11,19 @@ Inference, q(z_1, ..., z_L | x), in one of two orders (``inference``):
 - ``"top-down"`` (the Ladder VAE's order, Sonderby et al., "Ladder Variational Autoencoders"): a
   deterministic bottom-up pass h_l = the last hidden features of layer l's encoder on h_{l-1} (h_0 = x),
   then q(z_L|x) from h_L and q(z_l | z_{l+1}, x) from h_l and z_{l+1}: the encoder's output layer on h_l
-  plus z_{l+1} times the weight ``enc{l}.Wz`` (zero at first). The LVAE merges a bottom-up Gaussian with
-  p(z_l | z_{l+1}) by precision weighting instead; for the banded families that would fill in the
-  stencil, so the merge here is learned. Here q(z_l | .) and p(z_l | z_{l+1}) share their condition,
-  so the KL between them is closed form given z_{l+1}.
+  combined with z_{l+1} in one of two ways (``merge``):
+
+  - ``"learned"``: the encoder's output layer on h_l plus z_{l+1} times the weight ``enc{l}.Wz`` (zero at
+    first);
+  - ``"precision"``: the LVAE's precision-weighted merge (Sonderby et al., eq. 18-19) of the bottom-up
+    Gaussian N(mu_hat, P_hat^-1) from h_l with p(z_l | z_{l+1}) = N(m, diag s^2): precision P_hat +
+    diag(s^-2), mean (P_hat + diag(s^-2))^-1 (P_hat mu_hat + s^-2 m) (``Family.merge``). Elementwise for
+    the diagonal family; for a banded family the merged precision is banded with the full band of the
+    stencil's largest offset w, factored by the banded Cholesky kernel in O(d w^2): O(d) for the chain,
+    O(d c^2) for a grid or extended grid of c columns. The AR(1) and rank-one families have no merge.
+
+  Either way q(z_l | .) and p(z_l | z_{l+1}) share their condition, so the KL between them is closed
+  form given z_{l+1}.
 
 Layer l (1 = bottom) owns the networks named ``enc{l}.`` (its posterior's head) and ``dec{l}.`` (from
 z_l down: to the likelihood's parameters for l = 1, to p(z_{l-1} | z_l) above), with the tag dropped
@@ -29,13 +38,14 @@ from .params import FlatParams
 from .posteriors import get_family
 
 INFERENCE = ("bottom-up", "top-down")
+MERGES = ("learned", "precision")
 
 
 class StochasticLayer:
     """Layer ``index`` (1 = bottom) of a :class:`VAE`: ``size`` latent units with the posterior
     ``family``; ``encoder`` (an :class:`MLP` whose output is the family's head), ``decoder`` (an MLP
     from z_l to the parameters of what lies below it), ``top_down`` (the name of the weight that brings
-    z_{l+1} into the head in top-down inference, None otherwise)."""
+    z_{l+1} into the head in top-down inference with the learned merge, None otherwise)."""
 
     def __init__(self, index, size, family, encoder, decoder, top_down=None):
         self.index, self.size, self.family = index, size, family
@@ -90,7 +100,9 @@ class VAE:
     such lists, one per layer (kept as ``hidden``, a tuple of one tuple per layer: :func:`layer_widths`);
     ``posterior``: a family name for every layer or one per layer; ``posterior_options``: a dict for
     every layer or one per layer (``grid_shape``, ``floor``); ``inference``: "bottom-up" or "top-down"
-    (see the module's docstring; the same for one layer).
+    (see the module's docstring; the same for one layer); ``merge``: how top-down inference brings
+    z_{l+1} into layer l's posterior, "learned" or "precision" (the latter only with "top-down", and only
+    for the families with a ``merge``: see the module's docstring).
 
     ``layers`` lists the :class:`StochasticLayer` s bottom first (``layers[0]`` is the bottom layer:
     its posterior, networks and size, what :meth:`encode` gives and :meth:`decode` takes).
@@ -100,7 +112,7 @@ class VAE:
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
                  likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None,
-                 inference="bottom-up", init="uniform"):
+                 inference="bottom-up", init="uniform", merge="learned"):
         sizes = [int(latent)] if np.ndim(latent) == 0 else [int(d) for d in latent]
         if not sizes or min(sizes) < 1 or int(n_in) < 1:
             raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
@@ -109,6 +121,12 @@ class VAE:
         self.init = init
         if inference not in INFERENCE:
             raise ValueError(f"unknown inference order {inference!r}; expected one of {list(INFERENCE)}")
+        if merge not in MERGES:
+            raise ValueError(f"unknown merge {merge!r}; expected one of {list(MERGES)}")
+        if merge == "precision" and inference != "top-down":
+            raise ValueError(f"merge 'precision' merges a layer's posterior with its conditional prior in top-down "
+                             f"inference; got inference {inference!r} (use inference 'top-down' or merge 'learned')")
+        self.merge = merge
         n = len(sizes)
         names = _per_layer("posterior", posterior, n, lambda v: isinstance(v, str))
         options = _per_layer("posterior_options", posterior_options or {}, n, lambda v: isinstance(v, dict))
@@ -125,7 +143,10 @@ class VAE:
             family = layer_family(name, d, opts, i + 1 if n > 1 else None)
             head = family.head_size(d)
             out = self.likelihood.output_size() if i == 0 else self.conditional.head_size(sizes[i - 1])
-            top_down = f"enc{tag}.Wz" if inference == "top-down" and i < n - 1 else None
+            if merge == "precision" and i < n - 1 and not family.mergeable:
+                raise ValueError(f"stochastic layer {i + 1} ({name}): the {name} posterior has no precision merge; "
+                                 f"merge 'precision' needs diagonal, chain, grid, extgrid or full below the top layer")
+            top_down = f"enc{tag}.Wz" if inference == "top-down" and merge == "learned" and i < n - 1 else None
             self.layers.append(StochasticLayer(i + 1, d, family, MLP([below, *widths, head], activation, f"enc{tag}."),
                                                MLP([d, *widths[::-1], out], activation, f"dec{tag}."), top_down))
             below = d if inference == "bottom-up" else (widths[-1] if widths else below)
@@ -193,11 +214,15 @@ class VAE:
             h = layer.encoder.features(params, h)
             features.append(h)
         z = None
-        for layer, h, e in zip(self.layers[::-1], features[::-1], noise[::-1]):
-            head = layer.encoder.head(params, h)
-            if z is not None:
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            head = layer.encoder.head(params, features[i])
+            if z is not None and self.merge == "learned":
                 head = head + ops.matmul(z, params[layer.top_down])
             q = layer.family.split(head, layer.size)
+            if z is not None and self.merge == "precision":
+                q = layer.family.merge(q, self.prior(params, i, z))
+            e = noise[i]
             z = q.mu if e is None else layer.family.sample(q, e)
             qs.insert(0, q)
             zs.insert(0, z)

@@ -13,7 +13,7 @@ from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_diag_inv"]
+           "band_diag_inv", "band_cholesky"]
 
 
 def _cast(g, L):
@@ -108,3 +108,15 @@ def band_diag_inv(L, offsets, check=True):
 
 defvjp(band_diag_inv,
        lambda ans, L, offsets, check=True: lambda g: kernels.band_diag_inv_grad(L, offsets, _cast(g, L), check=False))
+
+
+@primitive
+def band_cholesky(A, offsets, check=True):
+    """The Cholesky factor of the band matrix A on the full band offsets (0, ..., w) (see
+    :func:`gvae.kernels.band_cholesky`)."""
+    return kernels.band_cholesky(A, offsets, check=check)
+
+
+# L = chol(A): gA by reverse mode through the factorisation, O(n w^2) (gvae.kernels.band_cholesky_grad)
+defvjp(band_cholesky,
+       lambda ans, A, offsets, check=True: lambda g: kernels.band_cholesky_grad(ans, offsets, _cast(g, ans), check=False))

@@ -10,7 +10,7 @@ import math
 
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
-from ..model.vae import INFERENCE, layer_family, layer_widths
+from ..model.vae import INFERENCE, MERGES, layer_family, layer_widths
 
 
 # The largest count a flag takes (a size, a number of samples, epochs, ...): 2^31 - 1, the largest index of a
@@ -144,6 +144,11 @@ class TrainConfig:
     inference: str = _option("bottom-up", "order of a hierarchy's posterior pass: bottom-up q(z1|x) q(z2|z1) "
                              "... (the IWAE paper's) or top-down q(zL|x) ... q(z1|z2, x) (the Ladder VAE's), "
                              "where each lower layer's KL term is closed form", choices=list(INFERENCE))
+    merge: str = _option("learned", "top-down inference: how z(l+1) enters q(zl|.): learned, the encoder's "
+                         "head plus z(l+1) times a learned weight; precision, the Ladder VAE's precision-weighted "
+                         "merge of the encoder's Gaussian with p(zl|z(l+1)) (diagonal, chain, grid, extgrid, full; "
+                         "banded families through a banded Cholesky factor, O(d w^2) for the largest offset w)",
+                         choices=list(MERGES))
     activation: str = _option("elu", "hidden-layer activation",
                               choices=sorted(set(ACTIVATIONS) - {"linear"}))
     init: str = _option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
@@ -229,6 +234,10 @@ class TrainConfig:
                   (self.patience is None or self.patience >= 1, "patience must be >= 1"),
                   (all(h >= 1 for widths in hidden for h in widths), "hidden sizes must be >= 1"),
                   (self.inference in INFERENCE, f"inference must be one of {list(INFERENCE)}"),
+                  (self.merge in MERGES, f"merge must be one of {list(MERGES)}"),
+                  (self.merge == "learned" or self.inference == "top-down",
+                   "merge 'precision' needs inference 'top-down' (it merges each lower layer's posterior with "
+                   "its conditional prior p(zl|z(l+1)))"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
                   (self.init in INITS, f"init must be one of {sorted(INITS)}"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
@@ -284,6 +293,9 @@ class TrainConfig:
                                f"(latent {' '.join(map(str, sizes))}): give one for every layer or one per layer")
         for i, (d, name, shape) in enumerate(zip(sizes, self.layer_posteriors(), self.layer_grid_shapes())):
             try:
-                layer_family(name, d, {"grid_shape": shape}, i + 1 if len(sizes) > 1 else None)
+                family = layer_family(name, d, {"grid_shape": shape}, i + 1 if len(sizes) > 1 else None)
             except ValueError as e:
                 raise _invalid(str(e)) from None
+            if self.merge == "precision" and i < len(sizes) - 1 and not family.mergeable:
+                raise _invalid(f"stochastic layer {i + 1} ({name}): merge 'precision' needs a family with a precision "
+                               f"merge below the top layer (diagonal, chain, grid, extgrid or full), not {name}")

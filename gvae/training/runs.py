@@ -37,7 +37,8 @@ def build_model(config, n_in):
     return VAE(n_in, config.layer_sizes(), config.layer_hidden(), config.activation, config.layer_posteriors(),
                config.likelihood, np.dtype(config.dtype),
                posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],
-               likelihood_options=lik_options, inference=config.inference, init=config.init)
+               likelihood_options=lik_options, inference=config.inference, init=config.init,
+               merge=config.merge)
 
 
 def load_model(run_dir, which="best", device="cpu"):

@@ -1,5 +1,5 @@
 """Banded lower-triangular factors: solves, products, log-determinant, exact diagonal and trace of the
-inverse.
+inverse, and the Cholesky factorisation of a band matrix that gives them.
 
 Storage (docs/api.md, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
 ``L`` has shape ``(*batch, K, n)`` with ``L[..., k, i] = L_{i, i - offsets[k]}``; the slots with
@@ -21,6 +21,7 @@ Per algorithm, as everywhere in :mod:`gvae.kernels`: the front ``NAME.py`` (chec
 its Numba kernels ``NAME_cpu.py`` and its CUDA source ``NAME.cu`` with ``NAME_cuda.py``; ``layout.py`` holds
 what the fronts share.
 """
+from .cholesky import band_cholesky, band_cholesky_grad, full_band
 from .layout import validate_offsets
 from .logdet import band_logdet, band_logdet_grad
 from .product import band_matvec, band_matvec_t, band_outer
@@ -29,4 +30,4 @@ from .trace import band_diag_inv, band_diag_inv_grad, band_trace_inv, band_trace
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv", "band_outer", "band_logdet_grad", "band_trace_inv_grad", "band_diag_inv_grad",
-           "validate_offsets"]
+           "band_cholesky", "band_cholesky_grad", "full_band", "validate_offsets"]

@@ -33,6 +33,7 @@ class AR1Params(BandedParams):
 class AR1(Banded):
     name = "ar1"
     record = AR1Params
+    mergeable = False  # a merged precision is no longer an AR(1) process's
 
     def stencil(self, d):
         return (0, 1) if d > 1 else (0,)

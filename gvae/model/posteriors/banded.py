@@ -17,7 +17,7 @@ import numpy as np
 
 from ... import kernels, ops
 from ..constants import DeviceConstant
-from ..gaussian import LOG_2PI, band_factor, band_log_density, band_sample
+from ..gaussian import LOG_2PI, band_factor, band_log_density, band_precision_merge, band_sample
 from ..lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask, lattice_shape
 from .base import Family, PosteriorParams
 
@@ -36,6 +36,7 @@ class Banded(Family):
     the mask of ``layout(d) -> (offsets, mask (K, d))``)."""
 
     banded = True
+    mergeable = True
     record = BandedParams
 
     @abstractmethod
@@ -98,10 +99,24 @@ class Banded(Family):
         L = dense_factor(kernels.to_host(ops.value_of(q.L)), q.offsets)
         return L @ np.swapaxes(L, -1, -2)
 
+    def merge(self, q, p):
+        """The Ladder VAE's precision-weighted merge with p = N(m, diag s^2): precision L L^T + diag(s^-2),
+        banded with the full band (0, 1, ..., w) of the stencil's largest offset w, factored by the banded
+        Cholesky kernel; the record holds that factor on the full band
+        (:func:`gvae.model.gaussian.band_precision_merge`). O(d w^2): O(d) for the chain, O(d c^2) for a
+        grid or extended grid of c columns (w = c or c + 1)."""
+        mean, L, full = band_precision_merge(q.L, q.offsets, q.mu, p.mu, p.sigma)
+        return BandedParams(mean, L, full)
+
     def factor_diagonals(self, q, most=None):
         """The stencil's first ``most`` diagonals (all when None) as the band storage holds them (see
-        :meth:`Family.factor_diagonals`); ``free`` is the layout's mask."""
-        offsets, mask = self.layout(q.mu.shape[-1])
+        :meth:`Family.factor_diagonals`); ``free`` is the layout's mask. A merged q (:meth:`merge`) holds
+        the full band: its diagonals, every existing entry free."""
+        d = q.mu.shape[-1]
+        offsets, mask = self.layout(d)
+        if tuple(q.offsets) != tuple(offsets):
+            offsets = tuple(q.offsets)
+            mask = (np.arange(d) >= np.array(offsets)[:, None]).astype(np.float64)
         offsets = tuple(int(o) for o in offsets[:most])
         values = np.asarray(kernels.to_host(ops.value_of(q.L)), dtype=np.float64)[..., :len(offsets), :]
         return offsets, values, mask[:len(offsets)] != 0

@@ -32,7 +32,7 @@ class PosteriorParams:
 # The methods that take a family's q first, each checked (_own_q) to get the family's own record: Family's
 # own where it defines them, a subclass's by Family.__init_subclass__.
 _TAKES_Q = ("sample", "log_prob", "kl", "entropy", "variance", "precision", "factor_diagonals", "correlation",
-            "kl_mc", "kl_diagonal")
+            "kl_mc", "kl_diagonal", "merge")
 
 
 def _own_q(method):
@@ -71,6 +71,9 @@ class Family(ABC):
     on_lattice = False  # whether the family lays the latent units out on a grid
     structured = True  # whether q correlates the latent units (every family but diagonal)
     banded = False  # whether q holds the Cholesky factor of its precision in band storage (L, offsets)
+    # whether the family has ``merge(q, p)``: the Ladder VAE's precision-weighted merge of q with a
+    # DiagonalParams p, N(mu, Sigma) proportional to q p, as a record the family's own methods take
+    mergeable = False
 
     def __init_subclass__(cls, **kwargs):
         # One check for every family, in place of a line at the top of each of their methods.

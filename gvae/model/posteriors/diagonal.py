@@ -22,6 +22,7 @@ class Diagonal(Family):
     name = "diagonal"
     record = DiagonalParams
     structured = False
+    mergeable = True
 
     def head_size(self, d):
         return 2 * d
@@ -50,3 +51,12 @@ class Diagonal(Family):
     def precision(self, q):
         s = kernels.to_host(ops.value_of(q.sigma)).astype(np.float64)
         return np.einsum("...i,ij->...ij", 1.0 / s ** 2, np.eye(s.shape[-1]))
+
+    def merge(self, q, p):
+        """The Ladder VAE's precision-weighted merge with p = N(m, diag s^2) (Sonderby et al., eq. 18-19),
+        elementwise: sigma^2 = 1 / (sigma_q^-2 + s^-2), mu = (mu_q sigma_q^-2 + m s^-2) sigma^2; the
+        batch shapes broadcast."""
+        pq = 1.0 / (q.sigma * q.sigma)
+        pp = 1.0 / (p.sigma * p.sigma)
+        var = 1.0 / (pq + pp)
+        return DiagonalParams((q.mu * pq + p.mu * pp) * var, ops.sqrt(var))
