@@ -164,6 +164,18 @@ def test_split_elementwise_kernels_match_one_thread(split_everything, n, dtype):
 
 
 @pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("B,M", [(13, 8), (5, 11)])
+def test_split_mmd_matches_one_thread(split_everything, n, B, M):
+    # Blocks run over max(B, M) rows: z's rows, then the rows of y past B (B < M) or not (B > M).
+    rng = np.random.default_rng(B)
+    z, y = rng.standard_normal((B, 3)), rng.standard_normal((M, 3))
+    for kernel in ("imq", "rbf"):
+        (v1, g1), (vn, gn) = _results(lambda: kernels.mmd(z, y, kernel, want_grad=True), n)
+        assert float(vn) == pytest.approx(float(v1), rel=1e-13)
+        np.testing.assert_array_equal(g1, gn)
+
+
+@pytest.mark.parametrize("n", [2, 3])
 def test_split_optimiser_kernels_match_one_thread(split_everything, n):
     rng = np.random.default_rng(0)
     g = rng.standard_normal(100_003).astype(np.float32)
