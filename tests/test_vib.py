@@ -135,7 +135,13 @@ def test_a_classify_run_from_the_command_line(tmp_path, capsys):
     _, meta = checkpoint.load(out / "checkpoint.npz")
     assert meta["config"]["task"] == "classify" and meta["config"]["classes"] == 6
     assert main(["train", "--resume", "--out", str(out), "--data", str(data), "--epochs", "5", "--quiet"]) == 0
-    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    # The best epoch is the first with the lowest validation error, the test numbers its parameters'.
+    errors = [r["valid_error"] for r in rows]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_epoch"] == 1 + errors.index(min(errors))
+    assert summary["best_valid_error"] == pytest.approx(min(errors), abs=1e-15)
     capsys.readouterr()
     # What needs a decoder refuses a classifier, in one line.
     for command in (["eval", str(out), "--data", str(data)], ["sample", str(out)], ["analyze", str(out), "--data", str(data)],
@@ -187,3 +193,14 @@ def test_the_labels_are_checked(tmp_path, capsys):
                  "--hidden", "8", "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gvae: error: the valid labels run from 6 to 11, outside 0..5") and "\n" not in err
+
+
+def test_the_best_epoch_is_the_first_with_the_lowest_validation_error(tmp_path):
+    trainer = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,), epochs=3, batch_size=100), make_data(),
+                      tmp_path, progress=False, quiet=True)
+    # The untrained model's numbers, then three epochs' whose best objective (epoch 3) is not the best error.
+    values = iter([(-2.3, 0.9), (-1.0, 0.2), (-0.5, 0.3), (-0.4, 0.2)])
+    trainer.validate = lambda: dict(zip(("valid_objective", "valid_error"), next(values)), valid_rate=1.0)
+    summary = trainer.fit()
+    assert summary["best_epoch"] == 1 and summary["best_valid_error"] == pytest.approx(0.2)
+    assert trainer.state.initial_valid == -2.3  # the objective: divergence's yardstick

@@ -206,7 +206,7 @@ class TrainConfig:
                                parse=positive_float, metavar="C")
     max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
                                  parse=positive_int, metavar="N")
-    patience: int = _option(None, "stop early when the validation ELBO (classify: the validation objective) "
+    patience: int = _option(None, "stop early when the validation ELBO (classify: the validation error) "
                             "has not improved for N epochs (default: never)", parse=positive_int, metavar="N")
     dtype: str = _option("float32", "floating-point type of parameters and computation",
                          choices=["float32", "float64"])

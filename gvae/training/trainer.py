@@ -107,9 +107,13 @@ class Trainer:
         if config.limit is not None:
             train_x = train_x[:config.limit]
         self.classify = config.task == "classify"
-        # The validation number that picks the best epoch and stops a run early: the higher the better.
-        self.score_name, self.score_label = (("valid_objective", "validation objective") if self.classify
-                                             else ("valid_elbo", "validation ELBO"))
+        # The validation number whose collapse is divergence (the untrained model's is the yardstick). A
+        # classifier's best epoch is picked by its validation error instead (:meth:`score`): the objective
+        # peaks early (epoch 18 of 50 on MNIST, 1.50% test error, against 1.42% at epoch 50) while the
+        # error still falls, its log q(y|z) spent on the few images the classifier gets confidently wrong.
+        self.health_name, self.health_label = (("valid_objective", "validation objective") if self.classify
+                                               else ("valid_elbo", "validation ELBO"))
+        self.score_label = "validation error" if self.classify else "validation ELBO"
         self.model = build_model(config, train_x.shape[1])
         # Before any array of the model's size is made: sizes beyond the machine are refused, naming the flags.
         check_training(self.model, config.batch_size, config.samples * config.iw_samples, len(train_x))
@@ -260,8 +264,8 @@ class Trainer:
         state.epoch += 1
         train_seconds = time.perf_counter() - start
         valid = self.validate()
-        if valid[self.score_name] > state.best_valid:
-            state.best_valid, state.best_epoch = valid[self.score_name], state.epoch
+        if self.score(valid) > state.best_valid:
+            state.best_valid, state.best_epoch = self.score(valid), state.epoch
             state.best_flat[...] = state.params.flat
         bound, rec, kl = sums / max(seen, 1)
         if self.classify:
@@ -290,11 +294,16 @@ class Trainer:
     def validate(self):
         """The validation numbers of an epoch's metrics row: ``valid_elbo`` (:meth:`validation_elbo`), or in
         a classify run ``valid_objective``, ``valid_error`` and ``valid_rate`` (:meth:`classifier_scores`
-        with 12 samples per image); ``self.score_name`` names the one that picks the best epoch."""
+        with 12 samples per image)."""
         if not self.classify:
             return {"valid_elbo": self.validation_elbo()}
         scores = self.scores(self.state.params.views, self.valid_x, self.valid_y)
         return {"valid_objective": scores["objective"], "valid_error": scores["error"], "valid_rate": scores["rate"]}
+
+    def score(self, valid):
+        """What picks the best epoch and stops a run early, the higher the better, from :meth:`validate`'s
+        numbers: the validation ELBO, or a classify run's validation accuracy 1 - valid_error."""
+        return 1.0 - valid["valid_error"] if self.classify else valid["valid_elbo"]
 
     def scores(self, params, x, y):
         """:func:`classify.classifier_scores` of a classify run's ``params`` on (x, y), with fixed noise."""
@@ -308,7 +317,7 @@ class Trainer:
     def unhealthy(self, row):
         """Why the epoch just run (its metrics ``row``) left the run unusable, or None: a non-finite
         validation ELBO (classify: objective) or parameters, or one far below the untrained model's."""
-        valid, init, what = row[self.score_name], self.state.initial_valid, self.score_label
+        valid, init, what = row[self.health_name], self.state.initial_valid, self.health_label
         if not math.isfinite(valid):
             return f"the {what} is {valid}"
         if not math.isfinite(kernels.sum_squares(self.state.params.flat)):
@@ -330,21 +339,21 @@ class Trainer:
             test = self.scores(best, self.test_x, self.test_y)
             return {"task": "classify", "test_error": test["error"], "test_rate": test["rate"],
                     "test_log_lik": test["log_lik"], "test_objective": test["objective"], "test_samples": TEST_SAMPLES,
-                    "beta": cfg.beta, "best_valid_objective": state.best_valid, **counts}
+                    "beta": cfg.beta, "best_valid_error": 1.0 - state.best_valid, **counts}
         test = dataset_elbo(self.model, best, self.test_x, generator(self.device, EVAL_SEED), kl=cfg.kl)
         return {"test_elbo": test, **bits_per_dim(self.model, {"test_elbo": test}),
                 "best_valid_elbo": state.best_valid, **counts}
 
     def fit(self, events=None):
         """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better
-        validation ELBO, classify: objective); returns the summary. ``events`` are the listeners (:class:`events.Events`) told
+        validation ELBO, classify: error); returns the summary. ``events`` are the listeners (:class:`events.Events`) told
         of each point of the loop; by default this trainer's :class:`RunFiles` (the folder's files, under
         its lock) and, unless ``quiet``, a :class:`Console`.
 
         The run's health is checked after every epoch before the listeners hear of it, so a checkpoint
         written then is always one of a healthy epoch; a run that goes wrong raises a
         :class:`TrainingStopped` naming it. The test numbers use the parameters of the epoch with the best
-        validation ELBO (classify: objective)."""
+        validation ELBO (classify: the lowest validation error)."""
         if events is None:
             events = [self.files] + ([] if self.quiet else [Console()])
         cfg, state = self.config, self.state
@@ -355,7 +364,7 @@ class Trainer:
                 stack.enter_context(listener.running(self))
             tell(events, "started", self)
             if state.initial_valid is None and state.epoch == 0:
-                state.initial_valid = self.validate()[self.score_name]
+                state.initial_valid = self.validate()[self.health_name]
             stopped_early = False
             while state.epoch < cfg.epochs:
                 row = self.run_epoch()
