@@ -194,7 +194,11 @@ def cmd_train(args):
     except TrainingStopped as e:
         print(f"gvae: {e}", file=sys.stderr)
         return 3
-    print(f"test ELBO {summary['test_elbo']:.3f} nats; run written to {args.out}")  # --quiet too: the result
+    if "test_error" in summary:  # a classify run
+        result = f"test error {100 * summary['test_error']:.2f}%, test rate {summary['test_rate']:.2f} nats"
+    else:
+        result = f"test ELBO {summary['test_elbo']:.3f} nats"
+    print(f"{result}; run written to {args.out}")  # --quiet too: the result
     return 0
 
 

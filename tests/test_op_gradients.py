@@ -101,6 +101,16 @@ def _bernoulli(data, name):
     return [(lambda l_: ops.bernoulli_loglik(l_, x.astype(np.float64)), [logits], 0)]
 
 
+@case("categorical_log_prob")
+def _categorical(data, name):
+    """Logits (*S, *B, C) with labels (*B,), broadcast over the leading sample axes as the VIB's head
+    gives them."""
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=1, min_dims=1, max_dims=3, max_side=4))
+    logits = data.draw(arrays(shapes.input_shapes[0]))
+    labels = data.draw(hnp.arrays(np.int64, logits.shape[-2:-1], elements=st.integers(0, logits.shape[-1] - 1)))
+    return [(lambda l_: ops.categorical_log_prob(l_, labels), [logits], 0)]
+
+
 @case("diag_normal_kl")
 def _diag_kl(data, name):
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))

@@ -133,7 +133,7 @@ def test_a_diverging_run_stops_and_its_named_checkpoint_resumes_with_a_lower_rat
 def test_an_epoch_of_only_skipped_steps_stops_the_run(tmp_path):
     config = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, limit=100, max_bad_steps=50)
     trainer = Trainer(config, make_data(), tmp_path / "run", progress=False, quiet=True)
-    trainer.step = lambda x, kl_weight: None  # every step non-finite, fewer than max_bad_steps in all
+    trainer.step = lambda x, kl_weight, y=None: None  # every step non-finite, fewer than max_bad_steps in all
     with pytest.raises(NonFiniteError, match="every step of epoch 1 .*no epoch finished"):
         trainer.fit()
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -183,6 +183,7 @@ BAD = [  # (edit of SPEC, where the message points, what it says was expected)
     (("[eval]", '[[configs]]\nname = "same"\nposterior = "chain"\n[eval]'), "configuration 'same'",
      "has every setting of configuration 'chain'"),
     (("[eval]", '[[configs]]\nname = "x"\nlatnet = 3\n[eval]'), "[[configs]] 'x'", "did you mean latent?"),
+    (("epochs = 2", 'epochs = 2\ntask = "classify"'), "[base] task", "train a classifier with gvae train --task classify"),
 ]
 
 

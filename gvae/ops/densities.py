@@ -1,8 +1,9 @@
 """Fused log-densities and KL terms (the differentiable twins of gvae.kernels.densities)."""
 from .. import kernels
 from ..autodiff import defvjp_joint, primitive
+from ..kernels import array_module
 
-__all__ = ["bernoulli_loglik", "diag_normal_kl"]
+__all__ = ["bernoulli_loglik", "diag_normal_kl", "categorical_log_prob"]
 
 
 @primitive
@@ -33,3 +34,39 @@ def _kl_vjp(grads, argnums, mu, sigma):
 
 
 defvjp_joint(diag_normal_kl, _kl_vjp, forward=lambda mu, sigma: kernels.diag_normal_kl(mu, sigma, want_grad=True))
+
+
+def _log_softmax(logits):
+    """log softmax over the last axis, shifted by the row's maximum so that exp never overflows."""
+    xp = array_module(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _categorical_forward(logits, labels):
+    """(log q(y | logits), softmax(logits)): the value and what its gradient needs."""
+    xp = array_module(logits)
+    log_p = _log_softmax(logits)
+    index = xp.broadcast_to(labels, log_p.shape[:-1])[..., None]
+    return xp.take_along_axis(log_p, index, axis=-1)[..., 0], xp.exp(log_p)
+
+
+@primitive
+def categorical_log_prob(logits, labels):
+    """log softmax(logits)_y = l_y - log sum_c exp(l_c) over the last axis: the log-probability of the
+    integer class ``labels`` (*B,) in 0..C-1 under a softmax of ``logits`` (*S, *B, C) -> (*S, *B)."""
+    return _categorical_forward(logits, labels)[0]
+
+
+def _categorical_vjp(probs, argnums, logits, labels):
+    # The labels are integers (value_and_grad traces floating arrays only): a gradient for the logits alone.
+    xp = array_module(logits)
+
+    def vjp(g):
+        # d/dl_c (l_y - logsumexp l) = [c = y] - softmax(l)_c
+        onehot = xp.arange(logits.shape[-1]) == xp.broadcast_to(labels, logits.shape[:-1])[..., None]
+        return g[..., None] * (onehot - probs), None
+    return vjp
+
+
+defvjp_joint(categorical_log_prob, _categorical_vjp, forward=_categorical_forward)

@@ -106,8 +106,11 @@ def _check_key(file, where, key):
     """Refuse a key of table ``where`` that is no TrainConfig field a spec may set."""
     if key == "seed":
         _fail(file, f"{where} seed", "the seeds of a sweep are [sweep] seeds, a list")
+    if key in ("task", "classes"):  # every run of a sweep is evaluated by gvae eval, a VAE's log p(x)
+        _fail(file, f"{where} {key}", "a sweep trains and evaluates VAEs (task generate); train a classifier with "
+                                      "gvae train --task classify")
     if key not in FIELDS:
-        _unknown(file, where, key, [k for k in FIELDS if k != "seed"])
+        _unknown(file, where, key, [k for k in FIELDS if k not in ("seed", "task", "classes")])
 
 
 def _setting(file, where, key, value):

@@ -120,6 +120,12 @@ IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 # What may change when a run is resumed (each change is recorded in the metrics); everything else is the
 # run's own configuration.
 RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
+# What a run trains: a VAE of the images, or the deep variational information bottleneck's classifier of
+# their labels (gvae.model.vib).
+TASKS = ("generate", "classify")
+# The settings of the observation model p(x|z), which a classifier does not have.
+LIKELIHOOD_SETTINGS = ("likelihood", "psi", "pixel_factor", "squash")
+
 # Settings added after runs were first written, each with the value every run written before it used:
 # a config.json without the field describes a run made that way (checkpoint.config_of reads it so).
 FORMER_DEFAULTS = {"init": "he"}
@@ -128,6 +134,12 @@ FORMER_DEFAULTS = {"init": "he"}
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
+    task: str = _option("generate", "what the run learns: generate, a VAE of the images; classify, the deep "
+                        "variational information bottleneck (Alemi et al. 2017), a softmax q(y|z) of the data "
+                        "set's labels through the stochastic code z, trained on E log q(y|z) - beta R",
+                        choices=list(TASKS))
+    classes: int = _option(10, "classify: the number of classes C; every label must lie in 0..C-1",
+                           parse=positive_int, metavar="C")
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")
@@ -170,7 +182,9 @@ class TrainConfig:
     warmup: float = _option(0.0, "raise the KL weight linearly from 0 to 1 over this many epochs",
                             parse=non_negative_float, metavar="EPOCHS")
     beta: float = _option(1.0, "weight B of the rate in the loss D + B R, with R = KL(q(z|x) || p(z)) and D = "
-                          "-E_q log p(x|z) (the beta-VAE; 1: the ELBO; times the warm-up's weight)",
+                          "-E_q log p(x|z) (the beta-VAE; 1: the ELBO; times the warm-up's weight); with --task "
+                          "classify, the VIB's beta: the loss is B R - E_q log q(y|z) (the paper's MNIST model: "
+                          "1e-3)",
                           parse=non_negative_float, metavar="B")
     target_rate: float = _option(None, "train on D + |S - R| instead, R the batch's mean rate in nats (Alemi "
                                  "et al., 'Fixing a broken ELBO'); default: no target", parse=non_negative_float,
@@ -197,8 +211,8 @@ class TrainConfig:
                                parse=positive_float, metavar="C")
     max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
                                  parse=positive_int, metavar="N")
-    patience: int = _option(None, "stop early when the validation ELBO has not improved for N epochs "
-                            "(default: never)", parse=positive_int, metavar="N")
+    patience: int = _option(None, "stop early when the validation ELBO (classify: the validation error) "
+                            "has not improved for N epochs (default: never)", parse=positive_int, metavar="N")
     dtype: str = _option("float32", "floating-point type of parameters and computation",
                          choices=["float32", "float64"])
 
@@ -245,6 +259,7 @@ class TrainConfig:
             if not ok:
                 raise _invalid(msg)
         self._check_layers(len(hidden))
+        self._check_task()
         # config.json's form: the widths once when every layer has the same, else a list per layer.
         self.hidden = hidden[0] if len(set(hidden)) == 1 else hidden
 
@@ -280,6 +295,27 @@ class TrainConfig:
         for i, pair in zip(on_lattice, pairs):
             shapes[i] = pair
         return tuple(shapes)
+
+    def _check_task(self):
+        """A classify run's settings: one stochastic layer, the VIB objective alone, no observation model."""
+        if self.task not in TASKS:
+            raise _invalid(f"task must be one of {list(TASKS)}, got {self.task!r}")
+        if self.task == "generate":
+            if self.classes != 10:
+                raise _invalid("classes applies to --task classify only")
+            return
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [name for name in LIKELIHOOD_SETTINGS if getattr(self, name) != defaults[name]]
+        checks = [(self.classes >= 2, f"a classifier needs classes >= 2, got {self.classes}"),
+                  (len(self.layer_sizes()) == 1, "task classify has one stochastic layer: give one --latent size"),
+                  (not changed, "task classify has no observation model p(x|z): leave "
+                                + ", ".join("--" + n.replace("_", "-") for n in changed) + " at the default"),
+                  (self.iw_samples == 1 and self.target_rate is None and self.mmd == 0 and self.alpha == 0,
+                   "task classify trains E log q(y|z) - beta R: use it without --iw-samples, --target-rate, --mmd "
+                   "or --alpha")]
+        for ok, msg in checks:
+            if not ok:
+                raise _invalid(msg)
 
     def _check_layers(self, hidden_lists):
         """Every per-layer list the right length (``hidden_lists``: how many lists of widths were given),

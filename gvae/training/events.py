@@ -65,10 +65,14 @@ class Console(Events):
     def epoch_end(self, trainer, row):
         epochs, done = trainer.config.epochs, trainer.state.epoch
         left = (time.perf_counter() - self.start) / (done - self.first) * (epochs - done)
-        print(f"epoch {row['epoch']}/{epochs}  train bound {row['train_bound']:.3f}  valid ELBO "
-              f"{row['valid_elbo']:.3f} nats/image  {row['seconds']:.1f} s"
+        if trainer.classify:
+            numbers = (f"train objective {row['train_objective']:.4f}  valid error {100 * row['valid_error']:.2f}%  "
+                       f"valid rate {row['valid_rate']:.2f} nats")
+        else:
+            numbers = f"train bound {row['train_bound']:.3f}  valid ELBO {row['valid_elbo']:.3f} nats/image"
+        print(f"epoch {row['epoch']}/{epochs}  {numbers}  {row['seconds']:.1f} s"
               + (f"  about {duration(left)} left" if done < epochs else ""), flush=True)
 
     def stopped_early(self, trainer):
-        print(f"stopped early: no better validation ELBO for {trainer.config.patience} epochs (best: epoch "
+        print(f"stopped early: no better {trainer.score_label} for {trainer.config.patience} epochs (best: epoch "
               f"{trainer.state.best_epoch})", flush=True)

@@ -13,6 +13,7 @@ import numpy as np
 from ..io.mnist import load_mnist
 from ..kernels import generator, to_device
 from ..model import VAE
+from ..model.vib import Classifier
 from ..model.params import FlatParams
 from . import checkpoint, rundir
 from .batching import observations
@@ -30,7 +31,12 @@ def fixed_eval_sets(data, model):
 
 
 def build_model(config, n_in):
-    """The VAE a configuration describes, for n_in observed units."""
+    """The model a configuration describes, for n_in observed units: the VAE, or with task "classify" the
+    VIB's :class:`~gvae.model.vib.Classifier`."""
+    if config.task == "classify":
+        return Classifier(n_in, config.latent, config.layer_hidden()[0], config.classes, config.activation,
+                          config.posterior, np.dtype(config.dtype), {"grid_shape": config.layer_grid_shapes()[0]},
+                          config.init)
     lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
                    "bernoulli": {}}.get(config.likelihood,
                                         {"factor": config.pixel_factor, "squash": config.squash})
@@ -89,6 +95,9 @@ def open_run(run_dir, which="best", device="cpu"):
     the one way gvae eval, sample, plot, analyze and :func:`gvae.load` open a run. Returns an
     :class:`OpenRun`; ``.with_test_set(data)`` adds its test images."""
     model, params, config = load_model(run_dir, which, device)
+    if config.task == "classify":  # every user of an OpenRun needs a generative model's decoder and prior
+        raise ValueError(f"{run_dir} holds a classifier (--task classify), which has no decoder p(x|z) or prior "
+                         "to evaluate, sample, plot or analyse: its test error and rate are in its summary.json")
     return OpenRun(Path(run_dir), which, device, model, params, config)
 
 

@@ -1,0 +1,206 @@
+"""The deep variational information bottleneck (--task classify): the softmax head's log-probability,
+the objective E log q(y|z) - beta KL against a dense NumPy reference for every family, its gradient, the
+12-sample evaluation, a run from the command line, and the refusals."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from gvae import ops
+from gvae.cli import main
+from gvae.io.files import read_jsonl
+from gvae.model import FAMILIES
+from gvae.model.vib import Classifier, predict, vib_loss, vib_terms
+from gvae.training import TrainConfig, Trainer, checkpoint
+from gvae.training.classify import classifier_scores, labels_of
+from tests.gradcheck import check_vjp
+from tests.helpers import make_data
+
+
+def _log_softmax_ref(logits):
+    m = logits.max(axis=-1, keepdims=True)
+    return logits - m - np.log(np.exp(logits - m).sum(axis=-1, keepdims=True))
+
+
+def test_categorical_log_prob_is_the_log_softmax_at_the_label_and_never_overflows():
+    rng = np.random.default_rng(0)
+    logits, y = rng.standard_normal((3, 5, 4)), rng.integers(0, 4, 5)
+    ref = np.take_along_axis(_log_softmax_ref(logits), np.broadcast_to(y, (3, 5))[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(ops.categorical_log_prob(logits, y), ref, rtol=1e-13)
+    wide = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4 - 1.0, 1e4]])  # exp(1e4) overflows unshifted
+    np.testing.assert_allclose(ops.categorical_log_prob(wide, np.array([0, 1])), [0.0, -1.0 - np.log1p(np.exp(-1.0))],
+                               rtol=1e-12)
+
+
+def _tiny(posterior, seed=0):
+    """A float64 classifier on 7 inputs, 6 latent units (grid and extgrid: a 2 x 3 lattice), 3 classes."""
+    model = Classifier(7, 6, [5], 3, "tanh", posterior, np.float64)
+    params = model.new_params(np.random.default_rng(seed)).views
+    rng = np.random.default_rng(seed + 1)
+    x, y = rng.random((4, 7)), rng.integers(0, 3, 4)
+    return model, params, x, y, rng.standard_normal((2, 4, 6))
+
+
+@pytest.mark.parametrize("posterior", sorted(FAMILIES))
+def test_the_objective_against_a_dense_numpy_reference(posterior):
+    model, params, x, y, eps = _tiny(posterior)
+    p = {k: np.asarray(v) for k, v in params.items()}
+    head = np.tanh(x @ p["enc.W0"] + p["enc.b0"]) @ p["enc.W1"] + p["enc.b1"]
+    q = model.family.split(head, 6)
+    z = np.asarray(model.family.sample(q, eps))  # the family's sampler is tested in test_posteriors
+    log_lik = np.take_along_axis(_log_softmax_ref(z @ p["cls.W0"] + p["cls.b0"]),
+                                 np.broadcast_to(y, (2, 4))[..., None], axis=-1)[..., 0].mean(axis=0)
+    P = model.family.precision(q)
+    cov = np.linalg.inv(P)
+    mu = np.asarray(q.mu)
+    kl = 0.5 * (np.trace(cov, axis1=-2, axis2=-1) + (mu * mu).sum(-1) - 6 + np.linalg.slogdet(P)[1])
+    for beta in (0.0, 1e-3, 0.7):
+        loss, (objective, mean_log_lik, rate) = vib_loss(params, model, x, y, eps, beta=beta)
+        assert loss == pytest.approx(np.mean(beta * kl - log_lik), rel=1e-9)
+        assert objective == pytest.approx(-loss, rel=1e-12)
+        assert mean_log_lik == pytest.approx(log_lik.mean(), rel=1e-9)
+        assert rate == pytest.approx(kl.mean(), rel=1e-8)
+    # The Monte Carlo rate averages log q(z|x) - log N(z; 0, I) over the same samples.
+    mc = vib_terms(model, params, x, y, eps, kl="mc")[1]
+    log_q = np.asarray(model.family.log_prob(q, z))
+    log_p = -0.5 * (z * z).sum(-1) - 3 * np.log(2 * np.pi)
+    np.testing.assert_allclose(mc, (log_q - log_p).mean(axis=0), rtol=1e-10)
+
+
+@pytest.mark.parametrize("posterior,kl", [("diagonal", "analytic"), ("chain", "analytic"), ("grid", "mc"),
+                                          ("extgrid", "analytic")])
+def test_the_loss_gradient_against_finite_differences(posterior, kl):
+    model, params, x, y, eps = _tiny(posterior, seed=3)
+    check_vjp(lambda p_: vib_loss(p_, model, x, y, eps, kl, beta=0.3)[0], [params])
+
+
+def test_the_evaluation_averages_the_softmax_over_the_samples():
+    model, params, x, y, eps = _tiny("chain")
+    probs, log_lik, rate = predict(model, params, x, y, eps)
+    _, z = model.infer(params, x, eps)
+    p_s = np.exp(_log_softmax_ref(np.asarray(model.logits(params, z))))
+    np.testing.assert_allclose(probs, p_s.mean(axis=0), rtol=1e-12)
+    # Batched over a set, the error counts the averaged softmax's argmax and the rate is the mean KL.
+    data_x, data_y = np.random.default_rng(5).random((11, 7)), np.random.default_rng(6).integers(0, 3, 11)
+    scores = classifier_scores(model, params, data_x, data_y, np.random.default_rng(7), beta=0.5, batch_size=4,
+                               n_samples=12)
+    noise = np.random.default_rng(7)
+    wrong, rates, liks = 0, [], []
+    for start in range(0, 11, 4):
+        xb, yb = data_x[start:start + 4], data_y[start:start + 4]
+        pb, lb, rb = predict(model, params, xb, yb, noise.standard_normal((12, len(xb), 6)))
+        wrong += int((pb.argmax(-1) != yb).sum())
+        rates += list(rb)
+        liks += list(lb)
+    assert scores["error"] == wrong / 11
+    assert scores["rate"] == pytest.approx(np.mean(rates), rel=1e-12)
+    assert scores["objective"] == pytest.approx(np.mean(liks) - 0.5 * np.mean(rates), rel=1e-12)
+
+
+def _bars(tmp_path, n=400):
+    """28 x 28 images of noise with one bright band of 4 rows, labelled by the band (6 classes), as the .npz
+    that --data reads."""
+    rng = np.random.default_rng(0)
+
+    def draw(m):
+        bands = rng.integers(0, 6, m)
+        img = rng.random((m, 28, 28)).astype(np.float32) * 0.2
+        for i, band in enumerate(bands):
+            img[i, 4 * band:4 * band + 4, :] = 0.9
+        return img.reshape(m, 784), bands
+    splits = {"train": draw(n), "valid": draw(100), "test": draw(100)}
+    path = tmp_path / "bars.npz"
+    np.savez(path, **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
+    return path
+
+
+def test_a_classify_run_from_the_command_line(tmp_path, capsys):
+    data, out = _bars(tmp_path), tmp_path / "run"
+    argv = ["train", "--task", "classify", "--classes", "6", "--data", str(data), "--latent", "4", "--hidden",
+            "32", "--posterior", "chain", "--beta", "1e-3", "--lr", "3e-3", "--batch-size", "20", "--out", str(out)]
+    assert main([*argv, "--epochs", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "valid error" in printed and "valid rate" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "classify" and summary["test_samples"] == 12 and summary["beta"] == 1e-3
+    assert summary["test_error"] < 0.3  # chance: 5/6; the bars' rows are plain to see
+    assert summary["test_rate"] > 0 and summary["test_objective"] < 0
+    assert f"test error {100 * summary['test_error']:.2f}%" in printed.splitlines()[-1]
+    rows = read_jsonl(out / "metrics.jsonl")
+    for key in ("train_objective", "train_log_lik", "train_rate", "valid_objective", "valid_error", "valid_rate"):
+        assert key in rows[0]
+    assert rows[-1]["train_log_lik"] > rows[0]["train_log_lik"]
+    assert json.loads((out / "config.json").read_text())["task"] == "classify"
+    _, meta = checkpoint.load(out / "checkpoint.npz")
+    assert meta["config"]["task"] == "classify" and meta["config"]["classes"] == 6
+    assert main(["train", "--resume", "--out", str(out), "--data", str(data), "--epochs", "5", "--quiet"]) == 0
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    # The best epoch is the first with the lowest validation error, the test numbers its parameters'.
+    errors = [r["valid_error"] for r in rows]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_epoch"] == 1 + errors.index(min(errors))
+    assert summary["best_valid_error"] == pytest.approx(min(errors), abs=1e-15)
+    capsys.readouterr()
+    # What needs a decoder refuses a classifier, in one line.
+    for command in (["eval", str(out), "--data", str(data)], ["sample", str(out)], ["analyze", str(out), "--data", str(data)],
+                    ["plot", str(out), "--data", str(data)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "holds a classifier (--task classify)" in err and "summary.json" in err
+
+
+def test_a_run_written_before_the_task_existed_is_a_generative_run():
+    meta_config = {k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k not in ("task", "classes")}
+    config = checkpoint.config_of("config.json", {"config": meta_config})
+    assert config.task == "generate" and config.classes == 10
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(latent=(4, 2)), "one stochastic layer"),
+    (dict(likelihood="gaussian"), "no observation model p\\(x\\|z\\): leave --likelihood at the default"),
+    (dict(iw_samples=5), "without --iw-samples"),
+    (dict(mmd=1.0), "without --iw-samples, --target-rate, --mmd"),
+    (dict(classes=1), "classes >= 2"),
+    (dict(task="regress"), "task must be one of"),
+])
+def test_a_classify_configuration_refuses_what_it_cannot_train(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"task": "classify", **settings})
+
+
+def test_classes_belong_to_classify_runs():
+    with pytest.raises(ValueError, match="classes applies to --task classify only"):
+        TrainConfig(classes=6)
+
+
+def test_the_labels_are_checked(tmp_path, capsys):
+    data = make_data()
+    assert [len(y) for y in labels_of(data, 10)] == [300, 100, 100]
+    with pytest.raises(ValueError, match=r"the train labels run from 0 to 9, outside 0..4; give --classes"):
+        labels_of(data, 5)
+    unlabelled = {**data, "test": (data["test"][0],)}
+    with pytest.raises(ValueError, match="needs labels, and the test split has none"):
+        Trainer(TrainConfig(task="classify", latent=2, hidden=(8,)), unlabelled, tmp_path / "r", progress=False)
+    floats = {**data, "train": (data["train"][0], data["train"][1].astype(np.float64) + 0.5)}
+    with pytest.raises(ValueError, match="the train labels have dtype float64, expected integer class labels"):
+        labels_of(floats, 10)
+    bad = np.load(_bars(tmp_path))
+    bad = {**bad, "valid_y": bad["valid_y"] + 6}
+    np.savez(tmp_path / "bad.npz", **bad)
+    assert main(["train", "--task", "classify", "--classes", "6", "--data", str(tmp_path / "bad.npz"), "--latent", "2",
+                 "--hidden", "8", "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gvae: error: the valid labels run from 6 to 11, outside 0..5") and "\n" not in err
+
+
+def test_the_best_epoch_is_the_first_with_the_lowest_validation_error(tmp_path):
+    trainer = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,), epochs=3, batch_size=100), make_data(),
+                      tmp_path, progress=False, quiet=True)
+    # The untrained model's numbers, then three epochs' whose best objective (epoch 3) is not the best error.
+    values = iter([(-2.3, 0.9), (-1.0, 0.2), (-0.5, 0.3), (-0.4, 0.2)])
+    trainer.validate = lambda: dict(zip(("valid_objective", "valid_error"), next(values)), valid_rate=1.0)
+    summary = trainer.fit()
+    assert summary["best_epoch"] == 1 and summary["best_valid_error"] == pytest.approx(0.2)
+    assert trainer.state.initial_valid == -2.3  # the objective: divergence's yardstick
