@@ -88,8 +88,8 @@ def picture(points, path):
         ax.plot([m["R"] for m in means], [m["D"] for m in means], color=ax.lines[-1].get_color(), lw=1)
     best = min(done, key=lambda p: p["neg_elbo"])
     r = np.linspace(0, max(p["R"] for p in done) * 1.05, 50)
-    ax.plot(r, best["neg_elbo"] - r, "k--", lw=1,
-            label=f"R + D = {best['neg_elbo']:.1f} (best -ELBO: {best['family']}, {best['setting']})")
+    where = ", ".join(filter(None, (best["family"], best["setting"])))  # a configuration's setting may be empty
+    ax.plot(r, best["neg_elbo"] - r, "k--", lw=1, label=f"R + D = {best['neg_elbo']:.1f} (best -ELBO: {where})")
     ax.set_xlabel("rate R = KL(q(z|x) || p(z)), nats")
     ax.set_ylabel("distortion D = -E log p(x|z), nats")
     ax.set_title("Rate and distortion on the MNIST test set", fontsize=11)
