@@ -74,10 +74,8 @@ def band_gram(L, offsets):
                 term = ops.concatenate2(xp.zeros(batch + (oa,), dtype=term.dtype), term)
             m = oa - ob
             diagonals[m] = term if diagonals[m] is None else diagonals[m] + term
-    rows = []
-    for m, diagonal in enumerate(diagonals):  # diagonals no pair reaches are zero
-        diagonal = xp.zeros(batch + (n,), dtype=L.dtype) if diagonal is None else diagonal
-        rows.append(ops.reshape(diagonal, batch + (1, n)))
+    rows = [ops.reshape(xp.zeros(batch + (n,), dtype=L.dtype) if d is None else d, batch + (1, n))
+            for d in diagonals]  # a diagonal that no pair of offsets reaches is zero
     out = rows[0]
     for row in rows[1:]:
         out = ops.concatenate2(out, row, axis=-2)
