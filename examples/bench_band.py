@@ -21,19 +21,14 @@ here. The machine may be shared: compare ratios within one run, not absolute tim
 import argparse
 import contextlib
 import math
-import os
 import sys
 import time
-
-# Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine a spinning thread can hold the
-# core that a Numba worker needs, and a parallel region then waits a whole scheduler tick (~8 ms).
-# Must be set before any OpenMP runtime starts; run with OMP_WAIT_POLICY=ACTIVE to see the default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import scipy.linalg
 
-from gvae import kernels  # noqa: E402
+from gvae import kernels
+from gvae.kernels.threads import available_cores
 from gvae.model import lattice
 
 try:
@@ -243,20 +238,14 @@ def main():
     budget = 0.03 if args.quick else 0.15  # seconds per dense call (sub-batch sized to it)
     t_start = time.perf_counter()
 
-    import numba
     rng = np.random.default_rng(0)
     for name in ("chain", "grid", "extgrid"):  # warm-up: load or compile every kernel
         offs = stencil(name, 4)
         Lw = make_factor(rng, 3, offs, 4)
         band_times(Lw, offs, 0.0)
     bw = copy_bandwidth(min_time)
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel region has run yet
-        layer = "not started"
-    print(f"# float32; numba threads {numba.get_num_threads()} ({layer}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}); torch "
-          f"{torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed'}")
+    print(f"# float32; gvae threads {available_cores()} on a large call (one per available core); "
+          f"torch {torch.__version__ + ' threads ' + str(torch.get_num_threads()) if torch else 'not installed'}")
     print(f"# copy bandwidth (np.copyto, 256 MiB, read + write): {bw:.1f} GB/s")
     print("# ms per call for the whole batch; ratio = best dense / band; * = dense timed on a sub-batch "
           "and scaled")

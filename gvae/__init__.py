@@ -7,9 +7,8 @@ posteriors, likelihoods, objectives, the VAE) <- :mod:`gvae.training` (trainer, 
 evaluation, trained models) <- :mod:`gvae.cli` and :mod:`gvae.plots`; :mod:`gvae.io` (files, data
 sets, images) stands apart. The public contract is ``docs/api.md`` in the repository.
 
-Importing gvae changes nothing outside it (no environment variable is set; see the README on
-``OMP_WAIT_POLICY``), and loads its parts when they are first used, so that the command line can set
-thread counts before NumPy and Numba start their thread pools.
+Importing gvae changes nothing outside it (no environment variable is set), and loads its parts when
+they are first used, so that the command line can set thread counts before NumPy starts its BLAS.
 """
 import importlib
 

@@ -1,8 +1,8 @@
-"""The ``gvae`` command: sets the process up before NumPy and Numba start their thread pools
+"""The ``gvae`` command: sets the process up before NumPy starts its BLAS's thread pool
 (:mod:`gvae.process`), then runs the command (:mod:`gvae.commands`).
 
 This module imports only the standard library and :mod:`gvae.process` at its top, so ``--threads N`` can
-still set the thread counts that OpenBLAS, OpenMP and Numba read when they load."""
+still set the thread counts that OpenBLAS, MKL and OpenMP read when they load."""
 import sys
 
 from .process import prepare

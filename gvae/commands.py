@@ -93,7 +93,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"gvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     threads = dict(type=_positive_int, default=None, metavar="N",
-                   help="threads for gvae's kernels and products (OpenBLAS runs on one), OpenMP and Numba "
+                   help="threads for gvae's kernels and products (OpenBLAS runs on one) and OpenMP "
                         "(sets " + ", ".join(THREAD_VARIABLES) + " in this process; default: one per core gvae "
                         "may use, and the others as the environment says)")
 

@@ -44,7 +44,7 @@ def _band_lanes(dtype):
     rng = np.random.default_rng(1)
     offsets = (0, 1, 4, 5, 6)
     L = random_factor(rng, (8,), offsets, 20, dtype=dtype)
-    offs, g = np.array(offsets, dtype=np.int64), np.ones(8, dtype=np.float64)
+    offs, g = np.array(offsets, dtype=np.int64), np.ones(8, dtype=dtype)
     for variant in (trace_cpu._grad_blocks_x1, trace_cpu._grad_blocks_x8):
         variant(L, offs, g[:, None], np.zeros_like(L), 0, 8, 20)
 

@@ -2,7 +2,7 @@
 training, becomes one Dask task; the task trains and evaluates its run with ``gvae train`` and ``gvae
 eval``, each in a process of its own (see :func:`run_job` for why).
 
-Threads: a run's process uses ``threads`` threads for the BLAS, OpenMP and Numba (``--threads``), and the
+Threads: a run's process uses ``threads`` threads for gvae's kernels, the BLAS and OpenMP (``--threads``), and the
 Dask worker that waits on it runs one task at a time, so n workers use n x threads cores; on this
 machine the default is cores // threads workers (a :class:`distributed.LocalCluster` of processes).
 
@@ -105,8 +105,8 @@ def run_job(job):
     (when ``job.evaluate``). Returns a dict: id, ok, seconds, and on failure the failed command, its exit
     status and last line (gvae's message), or on success the evaluation's result.
 
-    Each command runs in a process of its own (:mod:`gvae.sweep_child`): its ``--threads`` set the
-    BLAS, OpenMP and Numba thread counts before NumPy loads there (the worker's own NumPy is loaded
+    Each command runs in a process of its own (:mod:`gvae.sweep_child`): its ``--threads`` set gvae's,
+    the BLAS's and OpenMP's thread counts before NumPy loads there (the worker's own NumPy is loaded
     already); a crash or a leak stays in that process; the run is trained exactly as ``gvae train``
     trains it (its lock, atomic checkpoints, exit statuses); and it stops, resumably, when its worker
     dies."""

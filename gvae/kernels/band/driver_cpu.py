@@ -1,37 +1,23 @@
 """The one serial-or-parallel driver of the band kernels.
 
 A kernel's work is a range of items (pairs, factors, blocks of factors) cut into chunks, each run by a
-chunk function ``run(*args, lo, hi) -> (bad, checksum)`` (see common_cpu); the driver runs the chunks
-and sums the pairs. Below a threshold of work the whole range is one chunk run serially: a parallel
-region costs tens of microseconds to wake the threads, and on a busy 2-core machine it can wait a whole
-scheduler tick (~8 ms) for a thread that is not running. Above it, the chunks run in a prange.
+chunk function ``run(*args, lo, hi) -> (bad, checksum)`` (see common_cpu), a ``nogil`` Numba kernel; the
+driver runs the chunks and sums the pairs. Below a threshold of work the whole range is one chunk run
+serially in the caller's thread: a hand-over to another thread costs tens of microseconds. Above it, the
+chunks run side by side on gvae's own threads (kernels/threads.py), one per core the process may use
+unless ``set_threads`` chose a count.
+
+The driver is Python, not a Numba ``parallel=True`` kernel: Numba links and optimises a caller with
+everything it calls, so a jitted driver over the selected inversion compiled it twice more (once for
+its parallel loop's body), most of a minute per dtype on a cold cache, and its OpenMP pool would spin
+beside gvae's threads.
 """
-import sys
+from .. import threads
 
-from numba import prange
-
-from ..jit import jit
-from .variants_cpu import specialise, template
-
-# prange chunks per call: enough to balance 16 threads, few enough that per-chunk set-up is negligible.
-_MAX_CHUNKS = 64
 # Work (elements x diagonals of the per-pair loops) below which a call runs serially: ~0.3 ms.
 _PARALLEL_MIN = 1 << 18
 
 
-@jit
-def _nchunks(p):
-    return max(1, min(p, _MAX_CHUNKS))
-
-
-@jit
-def _chunk(c, nch, items, step):
-    """Items [lo, hi) of chunk c of nch over items, cut at multiples of step."""
-    nb = (items + step - 1) // step
-    return min(items, c * nb // nch * step), min(items, (c + 1) * nb // nch * step)
-
-
-@jit
 def pair_plan(L, offs, b, out):
     """The plan of the kernels over (factor, sample) pairs, L (F, K, n) and b, out (S, F, n): F S pairs,
     n K work each."""
@@ -40,27 +26,26 @@ def pair_plan(L, offs, b, out):
     return P, 1, P * n * K, _PARALLEL_MIN
 
 
-@template(parallel=True, error_model="numpy")
-def _drive(*args):
-    """Binds ``_plan(*args) -> (items, step, work, work_min)`` and ``_run(*args, lo, hi)``.
-    Runs items [0, items) serially when work < work_min or one step holds them all, else over prange
-    chunks cut at multiples of step; returns the summed (bad, checksum)."""
-    items, step, work, work_min = _plan(*args)
-    if work < work_min or items <= step:
-        return _run(*args, 0, items)
-    bad = 0
-    chk = 0.0
-    nch = _nchunks((items + step - 1) // step)
-    for c in prange(nch):
-        lo, hi = _chunk(c, nch, items, step)
-        bc, cc = _run(*args, lo, hi)
-        bad += bc
-        chk += cc
-    return bad, chk
+def chunks(items, step, parts):
+    """[lo, hi) of ``parts`` contiguous chunks of range(items), cut at multiples of step, none empty."""
+    nb = (items + step - 1) // step
+    parts = max(1, min(parts, nb))
+    return [(min(items, c * nb // parts * step), min(items, (c + 1) * nb // parts * step)) for c in range(parts)]
 
 
 def driver(plan, run):
-    """The kernel ``(*args) -> (bad, checksum)`` that runs the chunk function ``run`` (jitted) over the
-    work that the jitted ``plan(*args)`` describes; named after ``run``."""
-    fn = run.py_func
-    return specialise((_drive,), fn.__name__, sys.modules[fn.__module__], _plan=plan, _run=run)[0]
+    """The kernel ``(*args) -> (bad, checksum)`` that runs the jitted chunk function ``run`` over the
+    work that ``plan(*args) -> (items, step, work, work_min)`` describes: items [0, items) in one call
+    when work < work_min or one step holds them all, else in one chunk per thread (cut at multiples of
+    step); returns the summed (bad, checksum). ``drive.kernel`` is ``run``."""
+    def drive(*args):
+        items, step, work, work_min = plan(*args)
+        if work < work_min or items <= step:
+            return run(*args, 0, items)
+        with threads.cores_unless_set():
+            parts = chunks(items, step, threads.get_threads())
+        results = threads.over_blocks(lambda lo, hi: run(*args, lo, hi), parts)
+        return sum(r[0] for r in results), sum(r[1] for r in results)
+    drive.__name__ = drive.__qualname__ = "drive" + run.py_func.__name__
+    drive.kernel = run
+    return drive

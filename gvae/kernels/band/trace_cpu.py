@@ -261,8 +261,8 @@ def _forward(S, offs, n, R, Wr, base, runs, dg, lo, hi):
 
 @template(fastmath=_FMA, error_model="numpy")
 def _window_blocks(L, offs, out, lo, hi):
-    """Factors lo .. hi-1 by the window recursion, in lock-step blocks of _TB factors: out (F,) their
-    traces, or out (F, n) their diagonals (bound _DIAG); returns the sum of what was written."""
+    """Factors lo .. hi-1 by the window recursion, in lock-step blocks of _TB factors: out (F, n) their
+    diagonals, or out (F, 1) their traces (the two agree for n = 1); returns the sum of what was written."""
     F, K, n = L.shape
     chk = 0.0
     if hi > lo:
@@ -273,11 +273,12 @@ def _window_blocks(L, offs, out, lo, hi):
         dg = np.empty(n * _TB)
         runs = _runs(offs)
         tr = np.empty(_TB)
+        diag = out.shape[1] > 1
         for f0 in range(lo, hi, _TB):
             nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
             _forward(S, offs, n, R, W, 0, runs, dg, 0, n)
-            if _DIAG:
+            if diag:
                 _unstage_rows(dg, out.reshape(F * n), f0, nf, n)
             else:
                 trv = _vsplat(0.0)
@@ -285,10 +286,10 @@ def _window_blocks(L, offs, out, lo, hi):
                     trv = _vadd(trv, _vld(dg, i * _TB))
                 _vst(tr, 0, trv)
             for b in range(nf):
-                if _DIAG:
+                if diag:
                     chk += _checksum(out[f0 + b])
                 else:
-                    out[f0 + b] = tr[b]
+                    out[f0 + b, 0] = tr[b]
                     chk += tr[b]
     return chk
 
@@ -536,13 +537,12 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
 # the gradient the rows of Sigma, (n, pitch) float64 when all are kept, so it runs _TB lanes only while
 # they fit in _SCRATCH_MAX bytes, and one factor at a time on one lane beyond, where the rows are
 # kept in segments small enough to fit (_segment_rows). The choice depends on the shapes only, so every
-# chunk runs the same code. _DIAG picks what the forward sweep's blocks write: traces or diagonals.
+# chunk runs the same code.
 _SCRATCH_MAX = 1 << 28  # 256 MiB per running thread
 _LOCKSTEP = (_window_blocks, _grad_blocks, _unstage_rows, _stage, _runs, _ring_base, _forward_rows,
              _forward, _reverse_rows, _reverse_start, _reverse)
-_trace_blocks_x8, _grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, _DIAG=False, **simd(_TB))[:2]
-_diag_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}_diag", _TB=_TB, _DIAG=True, **simd(_TB))[0]
-_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, _DIAG=False, **simd(1))[1]
+_window_blocks_x8, _grad_blocks_x8 = specialise(_LOCKSTEP, f"_x{_TB}", _TB=_TB, **simd(_TB))[:2]
+_grad_blocks_x1 = specialise(_LOCKSTEP, "_x1", _TB=1, **simd(1))[1]
 
 
 @jit
@@ -595,30 +595,23 @@ def _flags(L, lo, hi, chk):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _trace_factors(L, offs, out, lo, hi):
+def _sigma_factors(L, offs, out, lo, hi):
+    """out[f] = diag(Sigma_f), out (F, n), or out[f, 0] = tr(Sigma_f), out (F, 1), for f in lo .. hi-1:
+    one compiled kernel for both (each costs Numba most of a minute to compile)."""
     F, K, n = L.shape
     chk = 0.0
     if _chain(offs):
         buf = np.empty((3, n))
+        diag = out.shape[1] > 1
         for f in range(lo, hi):
-            v = _diag_chain(L[f], buf, buf[2])
-            out[f] = v
-            chk += v
+            if diag:
+                chk += _diag_chain(L[f], buf, out[f])
+            else:
+                v = _diag_chain(L[f], buf, buf[2])
+                out[f, 0] = v
+                chk += v
     else:
-        chk = _trace_blocks_x8(L, offs, out, lo, hi)
-    return _flags(L, lo, hi, chk)
-
-
-@jit(fastmath=_FMA, error_model="numpy")
-def _diag_factors(L, offs, out, lo, hi):
-    F, K, n = L.shape
-    chk = 0.0
-    if _chain(offs):
-        buf = np.empty((2, n))
-        for f in range(lo, hi):
-            chk += _diag_chain(L[f], buf, out[f])
-    else:
-        chk = _diag_blocks_x8(L, offs, out, lo, hi)
+        chk = _window_blocks_x8(L, offs, out, lo, hi)
     return _flags(L, lo, hi, chk)
 
 
@@ -639,11 +632,6 @@ def _grad_factors(L, offs, g, out, lo, hi):
         for k in range(K):
             chk += _checksum(out[f, k])
     return _flags(L, lo, hi, chk)
-
-
-@jit(fastmath=_FMA, error_model="numpy")
-def _trace_grad_factors(L, offs, g, out, lo, hi):
-    return _grad_factors(L, offs, g.reshape((g.shape[0], 1)), out, lo, hi)
 
 
 # The lock-step blocks of _TB lanes (not the chain) do ~8x (forward) and ~2x (gradient) more of their
@@ -670,14 +658,34 @@ def _grad_plan(L, offs, g, out):
     return _plan(L, offs, _grad_wide(L, offs), 2)
 
 
-# out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside; L (F, K, n),
-# out (F,).
-register("band_trace_inv")(driver(_forward_plan, _trace_factors))
-# out[f, i] = ((L_f L_f^T)^{-1})_ii, the same recursion; out (F, n).
-register("band_diag_inv")(driver(_forward_plan, _diag_factors))
-# out[f] = g[f] d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted), zero in the
-# slots that do not exist; L, out (F, K, n), g (F,).
-register("band_trace_inv_grad")(driver(_grad_plan, _trace_grad_factors))
-# out[f] = sum_i g[f, i] d ((L_f L_f^T)^{-1})_ii / d L_f on the band, zero in the slots that do not
-# exist; L, out (F, K, n), g (F, n).
-register("band_diag_inv_grad")(driver(_grad_plan, _grad_factors))
+_sigma = driver(_forward_plan, _sigma_factors)
+_sigma_grad = driver(_grad_plan, _grad_factors)
+
+
+# The trace and the diagonal share their compiled kernels (each of them costs Numba most of a minute to
+# compile, per dtype): the trace's arrays take a trailing axis of 1, as views.
+@register("band_trace_inv")
+def band_trace_inv(L, offs, out):
+    """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside;
+    L (F, K, n), out (F,)."""
+    return _sigma(L, offs, out.reshape(-1, 1))
+
+
+@register("band_diag_inv")
+def band_diag_inv(L, offs, out):
+    """out[f, i] = ((L_f L_f^T)^{-1})_ii, the same recursion; out (F, n)."""
+    return _sigma(L, offs, out)
+
+
+@register("band_trace_inv_grad")
+def band_trace_inv_grad(L, offs, g, out):
+    """out[f] = g[f] d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted), zero in
+    the slots that do not exist; L, out (F, K, n), g (F,)."""
+    return _sigma_grad(L, offs, g.reshape(-1, 1), out)
+
+
+@register("band_diag_inv_grad")
+def band_diag_inv_grad(L, offs, g, out):
+    """out[f] = sum_i g[f, i] d ((L_f L_f^T)^{-1})_ii / d L_f on the band, zero in the slots that do not
+    exist; L, out (F, K, n), g (F, n)."""
+    return _sigma_grad(L, offs, g, out)
