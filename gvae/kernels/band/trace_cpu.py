@@ -615,15 +615,17 @@ def _sigma_factors(L, offs, out, lo, hi):
     return _flags(L, lo, hi, chk)
 
 
-@jit(fastmath=_FMA, error_model="numpy")
+@template(fastmath=_FMA, error_model="numpy")
 def _grad_factors(L, offs, g, out, lo, hi):
-    """out[lo:hi] = d(sum_i g_i Sigma_ii)/dL; g (F, n), or (F, 1): one g per factor, the trace."""
+    """out[lo:hi] = d(sum_i g_i Sigma_ii)/dL; g (F, n), or (F, 1): one g per factor, the trace. Compiled
+    for blocks of _TB lanes and for one (_WIDE), so that a process compiles the one-lane sweep only when
+    a band past the memory budget asks for it."""
     F, K, n = L.shape
     if _chain(offs):
         buf = np.empty((3, n))
         for f in range(lo, hi):
             _chain_grad(L[f], g[f], buf, out[f])
-    elif _grad_wide(L, offs):
+    elif _WIDE:
         _grad_blocks_x8(L, offs, g, out, lo, hi, n)
     else:
         _grad_blocks_x1(L, offs, g, out, lo, hi, _segment_rows(n, offs[K - 1] + 1, 1))
@@ -659,7 +661,12 @@ def _grad_plan(L, offs, g, out):
 
 
 _sigma = driver(_forward_plan, _sigma_factors)
-_sigma_grad = driver(_grad_plan, _grad_factors)
+_sigma_grad_wide = driver(_grad_plan, specialise((_grad_factors,), "_wide", _WIDE=True)[0])
+_sigma_grad_narrow = driver(_grad_plan, specialise((_grad_factors,), "_narrow", _WIDE=False)[0])
+
+
+def _sigma_grad(L, offs, g, out):
+    return (_sigma_grad_wide if _grad_wide(L, offs) else _sigma_grad_narrow)(L, offs, g, out)
 
 
 # The trace and the diagonal share their compiled kernels (each of them costs Numba most of a minute to
