@@ -9,6 +9,7 @@ import pytest
 
 from gvae import kernels
 from gvae.kernels import matmul_cpu, threads
+from tests.band_reference import random_factor
 
 
 @pytest.fixture
@@ -276,3 +277,41 @@ def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypat
     Trainer(cfg, data, tmp_path / "chosen", progress=False, quiet=True).fit(events=[])
     assert seen == [3, 2] and kernels.get_threads() == 2
     kernels.set_threads(1)
+
+
+@pytest.mark.parametrize("items,step,parts", [(10, 1, 3), (10, 8, 3), (17, 8, 2), (7, 8, 4), (64, 8, 16), (1, 1, 5)])
+def test_band_chunks_cover_the_items_at_multiples_of_the_step(items, step, parts):
+    from gvae.kernels.band.driver_cpu import chunks
+    cut = chunks(items, step, parts)
+    assert cut[0][0] == 0 and cut[-1][1] == items and len(cut) <= parts
+    assert all(a[1] == b[0] and a[1] % step == 0 for a, b in zip(cut, cut[1:]))
+    assert all(hi > lo for lo, hi in cut)
+
+
+def test_the_band_kernels_on_three_threads_give_what_one_gives(monkeypatch):
+    """Calls above the band driver's work threshold run in chunks on gvae's threads (blocks of 8 factors
+    for the selected inversion): bitwise the result of one thread, and really split."""
+    splits = []
+    over_blocks = threads.over_blocks
+    monkeypatch.setattr(threads, "over_blocks",
+                        lambda fun, parts: splits.append(len(parts)) or over_blocks(fun, parts))
+    rng = np.random.default_rng(5)
+    offsets, n, F = (0, 1, 70, 71, 72), 150, 61  # a partial last block of 8
+    L = random_factor(rng, (F,), offsets, n)
+    b = rng.standard_normal((20, F, n))
+    g = rng.uniform(0.5, 1.5, size=(F, n))
+    calls = [lambda f=f: f(L, offsets, b) for f in (kernels.band_solve_t, kernels.band_solve, kernels.band_matvec_t,
+                                                   kernels.band_matvec)]
+    calls += [lambda: kernels.band_outer(b, b[::-1], offsets, (F,)), lambda: kernels.band_trace_inv(L, offsets),
+              lambda: kernels.band_diag_inv(L, offsets), lambda: kernels.band_trace_inv_grad(L, offsets, g[:, 0]),
+              lambda: kernels.band_diag_inv_grad(L, offsets, g)]
+    results = {}
+    try:
+        for count in (1, 3):
+            kernels.set_threads(count)
+            results[count] = [call() for call in calls]
+    finally:
+        kernels.set_threads(1)
+    assert splits == [1] * len(calls) + [3] * len(calls), splits  # every call past the threshold
+    for one, three in zip(results[1], results[3]):
+        np.testing.assert_array_equal(one, three)

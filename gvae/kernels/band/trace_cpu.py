@@ -597,7 +597,7 @@ def _flags(L, lo, hi, chk):
 @jit(fastmath=_FMA, error_model="numpy")
 def _sigma_factors(L, offs, out, lo, hi):
     """out[f] = diag(Sigma_f), out (F, n), or out[f, 0] = tr(Sigma_f), out (F, 1), for f in lo .. hi-1:
-    one compiled kernel for both (each costs Numba most of a minute to compile)."""
+    one compiled kernel for both."""
     F, K, n = L.shape
     chk = 0.0
     if _chain(offs):
@@ -656,21 +656,26 @@ def _forward_plan(L, offs, out):
 
 
 @jit
-def _grad_plan(L, offs, g, out):
-    return _plan(L, offs, _grad_wide(L, offs), 2)
+def _wide_grad_plan(L, offs, g, out):
+    return _plan(L, offs, True, 2)
+
+
+@jit
+def _narrow_grad_plan(L, offs, g, out):
+    return _plan(L, offs, False, 2)
 
 
 _sigma = driver(_forward_plan, _sigma_factors)
-_sigma_grad_wide = driver(_grad_plan, specialise((_grad_factors,), "_wide", _WIDE=True)[0])
-_sigma_grad_narrow = driver(_grad_plan, specialise((_grad_factors,), "_narrow", _WIDE=False)[0])
+_sigma_grad_wide = driver(_wide_grad_plan, specialise((_grad_factors,), "_wide", _WIDE=True)[0])
+_sigma_grad_narrow = driver(_narrow_grad_plan, specialise((_grad_factors,), "_narrow", _WIDE=False)[0])
 
 
 def _sigma_grad(L, offs, g, out):
     return (_sigma_grad_wide if _grad_wide(L, offs) else _sigma_grad_narrow)(L, offs, g, out)
 
 
-# The trace and the diagonal share their compiled kernels (each of them costs Numba most of a minute to
-# compile, per dtype): the trace's arrays take a trailing axis of 1, as views.
+# The trace and the diagonal share their compiled kernels, and so do their gradients (the selected
+# inversion is the longest compilation of gvae): the trace's arrays take a trailing axis of 1, as views.
 @register("band_trace_inv")
 def band_trace_inv(L, offs, out):
     """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside;
