@@ -157,6 +157,19 @@ def test_adam_update(n, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 257, 100_001])
+def test_average_update(n, dtype):
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n).astype(dtype)
+    ad = dev(a)
+    for decay in (0.0, 0.5, 0.999):
+        p = rng.standard_normal(n).astype(dtype)
+        kernels.average_update(a, p, decay=decay)
+        kernels.average_update(ad, dev(p), decay=decay)
+    close(ad, a, dtype, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,axis", [((1,), -1), ((7, 33), 1), ((7, 33), 0), ((5, 4, 100), 1), ((3, 5000), -1)])
 def test_log_mean_exp(shape, axis, dtype):
     rng = np.random.default_rng(shape[-1])

@@ -202,6 +202,13 @@ def test_adam_and_norm_at_other_block_sizes(cp, block, dtype):
     for a, b in ((pd, p), (md, m), (vd, v)):
         _close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
+    avg = rng.standard_normal(n).astype(dtype)
+    avg_d = cp.asarray(avg)
+    backend.implementation("average_update")(avg, p, 0.999)
+    _fn("adam.cu", "average_update<{T}>", dtype)((3,), (block,), (avg_d, cp.asarray(p), t(0.999), t(1 - 0.999),
+                                                                   np.int64(n)))
+    _close(avg_d, avg, dtype, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block", [(1, 1), (7, 3), (32, 8), (33, 31)])

@@ -25,7 +25,8 @@ CONFIGS = [dict(posterior=p, likelihood=lik, **extra)
            for p, extra in [("diagonal", {}), ("chain", {}), ("extgrid", {"grid_shape": (2, 3)})]
            for lik in ("bernoulli", "logitnormal-grid")]
 CONFIGS += [dict(posterior="ar1", likelihood="gaussian", kl="mc", samples=2),
-            dict(posterior="grid", likelihood="bernoulli", grid_shape=(2, 3), iw_samples=3, warmup=1.0),
+            dict(posterior="grid", likelihood="bernoulli", grid_shape=(2, 3), iw_samples=3, warmup=1.0, polyak=0.9,
+                 adam_beta1=0.5, lr_decay=0.5),
             dict(posterior=("chain", "ar1"), likelihood="bernoulli", latent=(6, 4), iw_samples=3),
             dict(posterior=("extgrid", "rank1"), likelihood="bernoulli", latent=(6, 4), grid_shape=(2, 3),
                  inference="top-down")]

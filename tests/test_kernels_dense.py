@@ -140,6 +140,27 @@ def test_adam_update_matches_textbook(n, dtype, step, seed, scale):
     np.testing.assert_allclose(p, p_ref, **tol)
 
 
+@given(n=st.integers(1, 50000), dtype=dtypes, decay=st.sampled_from([0.0, 0.5, 0.999]), seed=st.integers(0, 2**32 - 1))
+def test_average_update_matches_textbook(n, dtype, decay, seed):
+    rng = np.random.default_rng(seed)
+    a, p = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    ref = decay * a.astype(np.float64) + (1 - decay) * p
+    kernels.average_update(a, p, decay=decay)
+    np.testing.assert_allclose(a, ref, **(dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else
+                                          dict(rtol=1e-14, atol=1e-15)))
+
+
+def test_average_update_errors():
+    z = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="flat and contiguous"):
+        kernels.average_update(z, np.zeros(4, np.float32), decay=0.5)
+    with pytest.raises(TypeError, match="same dtype|dtype"):
+        kernels.average_update(z, np.zeros(3), decay=0.5)
+    for decay in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\)"):
+            kernels.average_update(z, z.copy(), decay=decay)
+
+
 def test_sum_squares():
     g = np.arange(100001, dtype=np.float32) / 1000
     assert kernels.sum_squares(g) == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)), rel=1e-6)

@@ -39,7 +39,10 @@ def _same_state(a, b):
         assert getattr(a, name) == getattr(b, name), name
     np.testing.assert_array_equal(a.params.flat, b.params.flat)
     np.testing.assert_array_equal(a.best_flat, b.best_flat)
-    for name in ("m", "v", "step", "lr", "clip_norm"):
+    assert (a.average is None) == (b.average is None) and a.polyak == b.polyak
+    if a.average is not None:
+        np.testing.assert_array_equal(a.average, b.average)
+    for name in ("m", "v", "step", "lr", "beta1", "clip_norm"):
         np.testing.assert_array_equal(getattr(a.optimizer, name), getattr(b.optimizer, name))
 
 

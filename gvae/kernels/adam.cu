@@ -1,4 +1,5 @@
-// CUDA twin of adam_cpu.py: one fused Adam pass over flat buffers, and the squared norm.
+// CUDA twin of adam_cpu.py: one fused Adam pass over flat buffers, the running average of the parameters,
+// and the squared norm.
 #include "cuda_common.cuh"
 
 // In place, grid-stride over n: m <- b1 m + a1 g';  v <- b2 v + a2 g'^2;  p <- p - rate m / (sqrt(v) + eps_hat)
@@ -16,6 +17,13 @@ __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __res
         v[i] = vi;
         p[i] -= rate * mi / (gvae::sqrt_(vi) + eps_hat);
     }
+}
+
+// In place, grid-stride over n: a <- d a + e p, with d the decay and e = 1 - d (rounded to T on the host).
+template <typename T>
+__global__ void average_update(T* __restrict__ a, const T* __restrict__ p, T d, T e, long long n) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) a[i] = d * a[i] + e * p[i];
 }
 
 // Stage 1 of sum(g^2): each thread sums its grid-stride elements in T (like the CPU kernel's chunks in

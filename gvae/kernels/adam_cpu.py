@@ -1,5 +1,6 @@
 """CPU kernels for the optimiser: one fused Adam pass over flat buffers (Numba, vectorised: no division
-checks, so LLVM emits SIMD), and the squared norm (BLAS dot products). The registered functions cut the
+checks, so LLVM emits SIMD), the running average of the parameters (Polyak averaging), and the squared
+norm (BLAS dot products). The registered functions cut the
 buffers into blocks for gvae's threads (:mod:`threads`)."""
 import math
 
@@ -40,6 +41,15 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
         p[i] -= rate * mi / (math.sqrt(vi) + eps_hat)
 
 
+@jit(error_model="numpy")
+def _average(a, p, decay):
+    """In place over flat buffers: a <- decay a + (1 - decay) p, in a's dtype."""
+    t = a.dtype.type
+    d, e = t(decay), t(1.0 - decay)
+    for i in range(a.size):
+        a[i] = d * a[i] + e * p[i]
+
+
 @register("sum_squares")
 def sum_squares(g):
     """sum(g**2) of a 1-D array (float64 sums of per-block sums)."""
@@ -51,3 +61,10 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
     threads.over_blocks(lambda lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step,
                                              scale), threads.row_blocks(p.size, 1, 0.6e-9))
+
+
+@register("average_update")
+def average_update(a, p, decay):
+    """One step of the exponential moving average in place (see :func:`_average`), in blocks on gvae's
+    threads."""
+    threads.over_blocks(lambda lo, hi: _average(a[lo:hi], p[lo:hi], decay), threads.row_blocks(a.size, 1, 0.2e-9))

@@ -1,5 +1,5 @@
-"""CUDA twins of :mod:`adam_cpu` (source: ``adam.cu``): one fused Adam pass over flat buffers, and the
-squared norm (two stages: per-block float64 partials, then one block adds them in a fixed order)."""
+"""CUDA twins of :mod:`adam_cpu` (source: ``adam.cu``): one fused Adam pass over flat buffers, the
+running average of the parameters, and the squared norm (two stages: per-block float64 partials, then one block adds them in a fixed order)."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import numpy as np
 from .backend import register
 from .cuda_build import CudaSource, contiguous, grid_for, scalar
 
-SOURCE = CudaSource("adam.cu", ["adam_update<{T}>", "sum_squares_partial<{T}>", "sum_partials"])
+SOURCE = CudaSource("adam.cu", ["adam_update<{T}>", "average_update<{T}>", "sum_squares_partial<{T}>", "sum_partials"])
 
 _THREADS = 256
 
@@ -47,3 +47,16 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
             scalar(t, scale), np.int64(n))
     with p.device:
         SOURCE.function("adam_update<{T}>", t)((grid_for(n, _THREADS, p, blocks_per_sm=8),), (_THREADS,), args)
+
+
+@register("average_update", "cuda")
+def average_update(a, p, decay):
+    """In place over flat buffers: a <- decay a + (1 - decay) p (see adam_cpu.average_update)."""
+    contiguous("average_update", a, p)
+    n = a.size
+    if n == 0:
+        return
+    t = a.dtype
+    with a.device:
+        SOURCE.function("average_update<{T}>", t)((grid_for(n, _THREADS, a, blocks_per_sm=8),), (_THREADS,),
+                                                  (a, p, scalar(t, decay), scalar(t, 1.0 - decay), np.int64(n)))

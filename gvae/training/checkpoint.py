@@ -19,7 +19,8 @@ READABLE = (1, 2)
 # What a trained model needs, and what continuing its training needs besides: (arrays, meta keys).
 MODEL = (("params", "best_params"), ("config", "param_shapes", "epoch"))
 RESUME = (MODEL[0] + ("adam_m", "adam_v", "adam_step"), MODEL[1] + ("skipped_steps", "best_valid_elbo", "best_epoch"))
-PARAM_ARRAYS = ("params", "best_params", "adam_m", "adam_v")  # each holds one value per parameter
+# Each holds one value per parameter (average_params: only a run with Polyak averaging has it).
+PARAM_ARRAYS = ("params", "best_params", "adam_m", "adam_v", "average_params")
 META_BYTES = 2 ** 20  # a run's meta is a few kB (its configuration and parameter shapes)
 
 

@@ -41,6 +41,28 @@ non_negative_int = _number_parser(int, "non-negative integer", strict=False)
 positive_float = _number_parser(float, "positive finite number", strict=True)
 non_negative_float = _number_parser(float, "non-negative finite number", strict=False)
 
+
+def fraction(text):
+    """A number in [0, 1) from text (a decay rate), else ValueError naming what was expected."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= v < 1:
+        raise ValueError(f"expected a number in [0, 1), got {text}")
+    return v
+
+
+def decay_factor(text):
+    """A number in (0, 1] from text (a learning rate's decay per step), else ValueError."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < v <= 1:
+        raise ValueError(f"expected a number in (0, 1], got {text}")
+    return v
+
 # Separates the stochastic layers' lists of hidden widths on the command line: --hidden 200 200 / 100 100.
 LAYER_SEPARATOR = "/"
 
@@ -116,6 +138,13 @@ def iwae_schedule(epoch, lr):
 
 
 SCHEDULES = {"constant": lambda epoch, lr: lr, "iwae": iwae_schedule}
+
+
+def learning_rate(config, epoch):
+    """Adam's rate in epoch ``epoch`` (from 0): the schedule's, times lr_decay once every lr_decay_epochs
+    epochs (a staircase, as Alemi et al. decay the deep VIB's rate by 0.97 every 2 epochs)."""
+    return SCHEDULES[config.schedule](epoch, config.lr) * config.lr_decay ** (epoch // config.lr_decay_epochs)
+
 IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 # What may change when a run is resumed (each change is recorded in the metrics); everything else is the
 # run's own configuration.
@@ -203,6 +232,15 @@ class TrainConfig:
     schedule: str = _option("constant", "learning rate: constant, --lr throughout; or iwae, the IWAE paper's "
                             "stages i = 0, ..., 7 of 3^i epochs each at --lr x 10^(-i/7) (3280 epochs; later "
                             "epochs stay at the last stage's rate)", choices=sorted(SCHEDULES))
+    lr_decay: float = _option(1.0, "multiply the learning rate by R every --lr-decay-epochs epochs, on top of "
+                              "--schedule (Alemi et al.'s deep VIB: 0.97 every 2 epochs; 1: no decay)",
+                              parse=decay_factor, metavar="R")
+    lr_decay_epochs: int = _option(1, "epochs between two steps of --lr-decay", parse=positive_int, metavar="N")
+    adam_beta1: float = _option(0.9, "Adam's beta1, the decay of its running mean of the gradients (Alemi et al. "
+                                "train the deep VIB with 0.5)", parse=fraction, metavar="B1")
+    polyak: float = _option(0.0, "Polyak averaging: after every step a <- D a + (1 - D) theta, bias-corrected as "
+                            "Adam's moments are, and the average is what is validated, tested and kept as the best "
+                            "model (Alemi et al.'s deep VIB: 0.999; 0: none)", parse=fraction, metavar="D")
     seed: int = _option(0, "seed of the initialisation, the data order, the binarisation and the noise",
                         parse=non_negative_int, metavar="S")
     limit: int = _option(None, "use only the first N training images (default: all)", parse=positive_int,
@@ -242,6 +280,10 @@ class TrainConfig:
                   (self.samples == 1 or self.iw_samples == 1,
                    "use either Monte Carlo samples for the ELBO or importance samples, not both"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
+                  (0 < self.lr_decay <= 1, "lr_decay must lie in (0, 1]"),
+                  (isinstance(self.lr_decay_epochs, int) and self.lr_decay_epochs >= 1, "lr_decay_epochs must be >= 1"),
+                  (0 <= self.adam_beta1 < 1, "adam_beta1 must lie in [0, 1)"),
+                  (0 <= self.polyak < 1, "polyak must lie in [0, 1)"),
                   (self.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
                   (isinstance(self.seed, int) and self.seed >= 0, "seed must be an int >= 0"),
                   (self.limit is None or self.limit >= 1, "limit must be >= 1"),

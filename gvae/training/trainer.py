@@ -37,7 +37,7 @@ from ..model.vib import vib_loss
 from . import rundir
 from .batching import batches, epoch_batches
 from .classify import TEST_SAMPLES, classifier_scores, labels_of
-from .config import RESUMABLE, SCHEDULES
+from .config import RESUMABLE, learning_rate
 from .evaluate import dataset_elbo
 from .events import Console, tell
 from .memory import check_training
@@ -227,6 +227,7 @@ class Trainer:
             return None
         state.bad_steps = 0
         state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
+        state.after_step()
         return bound, rec, kl
 
     def epoch_data(self):
@@ -242,7 +243,7 @@ class Trainer:
         appended to the state's metrics)."""
         cfg, state = self.config, self.state
         start = time.perf_counter()
-        state.optimizer.lr = SCHEDULES[cfg.schedule](state.epoch, cfg.lr)
+        state.optimizer.lr = learning_rate(cfg, state.epoch)
         self.rng = self.epoch_generator(state.epoch)
         n_batches = -(-len(self.train_x) // cfg.batch_size)
         sums = np.zeros(3)
@@ -266,7 +267,7 @@ class Trainer:
         valid = self.validate()
         if self.score(valid) > state.best_valid:
             state.best_valid, state.best_epoch = self.score(valid), state.epoch
-            state.best_flat[...] = state.params.flat
+            state.best_flat[...] = state.evaluated_flat()
         bound, rec, kl = sums / max(seen, 1)
         if self.classify:
             train = {"train_objective": bound, "train_log_lik": rec, "train_rate": kl}
@@ -294,10 +295,10 @@ class Trainer:
     def validate(self):
         """The validation numbers of an epoch's metrics row: ``valid_elbo`` (:meth:`validation_elbo`), or in
         a classify run ``valid_objective``, ``valid_error`` and ``valid_rate`` (:meth:`classifier_scores`
-        with 12 samples per image)."""
+        with 12 samples per image); of the parameters the run evaluates (with Polyak averaging, the average)."""
         if not self.classify:
             return {"valid_elbo": self.validation_elbo()}
-        scores = self.scores(self.state.params.views, self.valid_x, self.valid_y)
+        scores = self.scores(self.evaluated(), self.valid_x, self.valid_y)
         return {"valid_objective": scores["objective"], "valid_error": scores["error"], "valid_rate": scores["rate"]}
 
     def score(self, valid):
@@ -309,9 +310,13 @@ class Trainer:
         """:func:`classify.classifier_scores` of a classify run's ``params`` on (x, y), with fixed noise."""
         return classifier_scores(self.model, params, x, y, generator(self.device, EVAL_SEED), self.config.beta)
 
+    def evaluated(self):
+        """Named views of the parameters the run evaluates (:meth:`TrainingState.evaluated_flat`)."""
+        return self.state.params.unflatten(self.state.evaluated_flat())
+
     def validation_elbo(self):
-        """The mean validation ELBO (nats per image) of the current parameters, with fixed noise."""
-        return dataset_elbo(self.model, self.state.params.views, self.valid_x, generator(self.device, EVAL_SEED),
+        """The mean validation ELBO (nats per image) of the evaluated parameters, with fixed noise."""
+        return dataset_elbo(self.model, self.evaluated(), self.valid_x, generator(self.device, EVAL_SEED),
                             kl=self.config.kl)
 
     def unhealthy(self, row):
