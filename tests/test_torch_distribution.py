@@ -168,6 +168,20 @@ def test_compiled_sample_score_and_kl_equal_eager():
         torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
 
 
+def test_the_helpers_are_marked_constant_as_torch_compiler_marks_them():
+    from gvae.torch import distribution
+
+    def marked():
+        return 0
+
+    def ours():
+        return 0
+    torch.compiler.assume_constant_result(marked)
+    distribution._constant_result(ours)
+    assert vars(ours) == vars(marked) == {"_dynamo_marked_constant": True}
+    assert distribution._checked_offsets._dynamo_marked_constant and distribution._lattice_mask._dynamo_marked_constant
+
+
 def test_bad_input_raises_clear_errors():
     F = raw_factor("grid", (3,), garbage=0.0)
     loc = torch.zeros(3, N, dtype=f64)

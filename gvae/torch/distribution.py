@@ -17,14 +17,23 @@ from . import ops
 __all__ = ["BandedPrecisionNormal"]
 
 
+def _constant_result(fn):
+    """``torch.compiler.assume_constant_result(fn)`` without importing Dynamo when gvae.torch is imported
+    (torch._dynamo takes 1.4-1.9 s, more than torch itself): in torch 2.13 the decorator imports Dynamo and
+    sets only this attribute, which Dynamo reads when it traces a call (tests/test_torch_distribution.py
+    checks that the two mark a function alike)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 # The offsets and the lattice's mask are Python constants of a traced program: torch.compile runs these
 # NumPy helpers once, eagerly, instead of tracing into them.
-@torch.compiler.assume_constant_result
+@_constant_result
 def _checked_offsets(name, offsets, n, K):
     return tuple(validate_offsets(name, offsets, n, K).tolist())
 
 
-@torch.compiler.assume_constant_result
+@_constant_result
 def _lattice_mask(offsets, rows, cols):
     """gvae.model.lattice.lattice_mask as nested tuples of bools."""
     from ..model.lattice import lattice_mask
