@@ -3,7 +3,6 @@ the flags a run is trained with, and what is refused before a cluster starts."""
 import importlib.util
 import json
 import math
-import subprocess
 import sys
 
 import pytest
@@ -13,7 +12,20 @@ from gvae.commands import build_parser
 from gvae.sweep.execute import _record_spec, plan, train_flags
 from gvae.sweep.spec import SpecError, load_spec
 from gvae.training import TrainConfig
-from tests.sweep_helpers import REPO, SPEC, write_spec, edit, fake_run, environment
+from tests.sweep_helpers import REPO, SPEC, write_spec, edit, fake_run
+
+_spec = importlib.util.spec_from_file_location("ggm_results", REPO / "examples" / "ggm_results.py")
+ggm_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ggm_results)
+
+
+def run_ggm_results(capsys, *argv):
+    """examples/ggm_results.py in this process (its imports are this process's already): (exit status,
+    stdout, stderr)."""
+    capsys.readouterr()
+    code = ggm_results.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_a_spec_gives_its_runs_seed_by_seed(tmp_path):
@@ -65,7 +77,7 @@ def test_the_example_spec_of_the_mmd_comparison():
 
 
 @pytest.mark.slow
-def test_the_ggm_results_beside_the_paper(tmp_path):
+def test_the_ggm_results_beside_the_paper(tmp_path, capsys):
     sweep = load_spec(REPO / "examples" / "ggm_sweep.toml", tmp_path / "sweep")
     _record_spec(sweep)
     runs = {run.id: run for run in sweep.runs}
@@ -79,9 +91,8 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
                                                                           iw_samples=5000, n_test=10000), sweep.eval,
                          valid=[-100.0 + 0.01 * (seed + 1) * i for i in range(epochs)])
     fake_run(runs["extgrid/seed-1"], [1.0] * 50, valid=[-120.0 + i for i in range(50)])  # still training
-    done = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
-                           str(tmp_path / "results")], capture_output=True, text=True, env=environment())
-    assert done.returncode == 0, done.stderr
+    code, done, err = run_ggm_results(capsys, sweep.out, "--out", tmp_path / "results")
+    assert code == 0, err
     res = json.loads((tmp_path / "results" / "ggm_table.json").read_text())
     assert (res["epochs"], res["iw_samples"], res["n_test"], res["complete"]) == (epochs, 5000, 10000, False)
     diagonal, chain = res["families"]["diagonal"], res["families"]["chain"]
@@ -98,27 +109,24 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
     assert res["families"]["extgrid"]["minus_diagonal"]["test_elbo"]["standard_error"] is None  # one seed
     text = (tmp_path / "results" / "ggm_table.md").read_text()
     assert "| diagonal | -95.00 ± 1.41 | -93.4 | -90.25 ± 0.35 | -89.2 | 2 of 2 |" in text
-    assert "- extgrid/seed-1: training not finished (50 epochs done)" in text and text == done.stdout
+    assert "- extgrid/seed-1: training not finished (50 epochs done)" in text and text == done
     assert res["families"]["extgrid"]["learning_curves"]["best_valid_elbo"]["n_seeds"] == 1  # not the unfinished run
     assert "| diagonal | " + f"{-100 + 0.015 * (epochs - 1):.2f} ± {0.01 * (epochs - 1) / math.sqrt(2):.2f} | 0.75 ± 0.35 |" in text
     assert (tmp_path / "results" / "ggm_curves.png").is_file() == (importlib.util.find_spec("matplotlib") is not None)
-    refused = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(tmp_path / "results")],
-                             capture_output=True, text=True, env=environment())
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "holds no sweep" in refused.stderr
+    code, _, err = run_ggm_results(capsys, tmp_path / "results")
+    assert code == 2 and err.count("\n") == 1 and "holds no sweep" in err
 
     # --archive: the evaluated runs without their checkpoints, a sweep folder of its own that gives the
     # same table, and that a sweep goes on from by training only the run it lacks.
-    archived = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
-                               str(tmp_path / "again"), "--archive", str(tmp_path / "archive")],
-                              capture_output=True, text=True, env=environment())
-    assert archived.returncode == 0, archived.stderr
-    assert "archived 5 evaluated run(s)" in archived.stdout
+    code, archived, err = run_ggm_results(capsys, sweep.out, "--out", tmp_path / "again", "--archive",
+                                          tmp_path / "archive")
+    assert code == 0, err
+    assert "archived 5 evaluated run(s)" in archived
     files = sorted(str(f.relative_to(tmp_path / "archive")) for f in (tmp_path / "archive").rglob("*") if f.is_file())
     assert "sweep.toml" in files and not any("checkpoint" in f or "extgrid/seed-1" in f for f in files)
     assert "diagonal/seed-1/sweep_eval.json" in files and "diagonal/seed-1/metrics.jsonl" in files
-    again = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(tmp_path / "archive"),
-                            "--out", str(tmp_path / "from_archive")], capture_output=True, text=True, env=environment())
-    assert again.returncode == 0, again.stderr
+    code, _, err = run_ggm_results(capsys, tmp_path / "archive", "--out", tmp_path / "from_archive")
+    assert code == 0, err
     from_archive = json.loads((tmp_path / "from_archive" / "ggm_table.json").read_text())
     for family, entry in res["families"].items():
         for key in ("test_elbo", "test_log_likelihood", "epochs", "learning_curves"):
@@ -126,10 +134,8 @@ def test_the_ggm_results_beside_the_paper(tmp_path):
     assert from_archive["families"]["extgrid"]["missing"] == [{"seed": 1, "reason": "not trained yet"}]
     jobs, counts, _ = plan(load_spec(tmp_path / "archive" / "sweep.toml", tmp_path / "archive"))
     assert [job.id for job in jobs] == ["extgrid/seed-1"] and counts["finished"] == 5 and counts["new"] == 1
-    into_itself = subprocess.run([sys.executable, str(REPO / "examples" / "ggm_results.py"), str(sweep.out), "--out",
-                                  str(tmp_path / "again"), "--archive", str(sweep.out)],
-                                 capture_output=True, text=True, env=environment())
-    assert into_itself.returncode == 2 and "another folder" in into_itself.stderr
+    code, _, err = run_ggm_results(capsys, sweep.out, "--out", tmp_path / "again", "--archive", sweep.out)
+    assert code == 2 and "another folder" in err
 
 
 def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
