@@ -19,9 +19,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from gvae.io.files import atomic_path, write_json
+from gvae.sweep.table import mean_std
 
 FAMILIES = ("diagonal", "chain", "grid", "extgrid")
 BETAS = (1e-4, 1e-3, 1e-2)
@@ -59,7 +58,7 @@ def command(args, family, beta, seed):
 
 def table(args):
     """{rows, complete, epochs}: per family and beta the test error (percent) and rate (nats) as mean and
-    sample standard deviation over the trained seeds, and the runs that are missing."""
+    sample standard deviation over the trained seeds (with the values), and the runs that are missing."""
     rows, complete = [], True
     for family in args.families:
         for beta in args.betas:
@@ -74,22 +73,16 @@ def table(args):
             errors = [100 * s["test_error"] for s in found]
             rates = [s["test_rate"] for s in found]
             rows.append({"family": family, "beta": beta, "seeds": len(found), "missing_seeds": missing,
-                         "test_error": _stat(errors), "test_rate": _stat(rates),
+                         "test_error": {**mean_std(errors), "values": errors},
+                         "test_rate": {**mean_std(rates), "values": rates},
                          "best_epochs": [s["best_epoch"] for s in found]})
     return {"rows": rows, "complete": complete, "epochs": args.epochs, "paper_error": PAPER_ERROR}
 
 
-def _stat(values):
-    if not values:
-        return None
-    return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-            "values": values}
-
-
 def _cell(stat, digits):
-    if stat is None:
+    if stat["mean"] is None:
         return "-"
-    return f"{stat['mean']:.{digits}f}" + ("" if stat["sd"] is None else f" ± {stat['sd']:.{digits}f}")
+    return f"{stat['mean']:.{digits}f}" + ("" if stat["std"] is None else f" ± {stat['std']:.{digits}f}")
 
 
 def markdown(result):

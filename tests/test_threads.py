@@ -279,6 +279,21 @@ def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypat
     kernels.set_threads(1)
 
 
+def test_threads_unless_set_is_the_count_inside_cores_unless_set(monkeypatch):
+    monkeypatch.setitem(threads._state, "threads", 1)
+    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    with threads.cores_unless_set():
+        inside = kernels.get_threads()
+    assert threads.threads_unless_set() == inside == 3 and kernels.get_threads() == 1
+    kernels.set_threads(2)  # a choice stands
+    try:
+        with threads.cores_unless_set():
+            assert threads.threads_unless_set() == kernels.get_threads() == 2
+    finally:
+        kernels.set_threads(1)
+
+
 @pytest.mark.parametrize("items,step,parts", [(10, 1, 3), (10, 8, 3), (17, 8, 2), (7, 8, 4), (64, 8, 16), (1, 1, 5)])
 def test_band_chunks_cover_the_items_at_multiples_of_the_step(items, step, parts):
     from gvae.kernels.band.driver_cpu import chunks

@@ -29,7 +29,7 @@ def test_the_table_of_the_trained_runs(tmp_path, capsys):
     summary = json.loads((grid / "summary.json").read_text())
     row = result["rows"][1]
     assert (row["family"], row["seeds"], row["missing_seeds"]) == ("grid", 1, [])
-    assert row["test_error"]["mean"] == pytest.approx(100 * summary["test_error"]) and row["test_error"]["sd"] is None
+    assert row["test_error"]["mean"] == pytest.approx(100 * summary["test_error"]) and row["test_error"]["std"] is None
     assert row["test_rate"]["mean"] == pytest.approx(summary["test_rate"])
     # A second seed not trained yet: listed as missing, and the exit status says the table is incomplete.
     capsys.readouterr()

@@ -20,8 +20,8 @@ import os
 import queue
 import threading
 
-__all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "run", "over_blocks", "blocks",
-           "row_blocks"]
+__all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
+           "over_blocks", "blocks", "row_blocks"]
 
 # A hand-over to a worker and back costs some 20-60 us here (a futex wake-up each way, and the GIL), so
 # a kernel call is split only into blocks that each take at least this long.
@@ -87,6 +87,12 @@ def cores_unless_set():
         yield
     finally:
         _state["threads"] = before
+
+
+def threads_unless_set():
+    """The thread count a call takes inside :func:`cores_unless_set`, without entering it: the count
+    :func:`set_threads` chose, else one per available core."""
+    return _state["threads"] if _state["set"] else available_cores()
 
 
 def get_threads():

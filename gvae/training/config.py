@@ -42,26 +42,23 @@ positive_float = _number_parser(float, "positive finite number", strict=True)
 non_negative_float = _number_parser(float, "non-negative finite number", strict=False)
 
 
-def fraction(text):
-    """A number in [0, 1) from text (a decay rate), else ValueError naming what was expected."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= v < 1:
-        raise ValueError(f"expected a number in [0, 1), got {text}")
-    return v
+def _interval_parser(interval, inside):
+    """A parser of a float from text that accepts the values ``inside(v)`` holds for, raising ValueError
+    that names ``interval`` (its text, "[0, 1)") otherwise."""
+    def parse(text):
+        try:
+            v = float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number in {interval}, got {text!r}") from None
+        if not inside(v):
+            raise ValueError(f"expected a number in {interval}, got {text}")
+        return v
+    parse.__name__ = "number_in_" + interval
+    return parse
 
 
-def decay_factor(text):
-    """A number in (0, 1] from text (a learning rate's decay per step), else ValueError."""
-    try:
-        v = float(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < v <= 1:
-        raise ValueError(f"expected a number in (0, 1], got {text}")
-    return v
+fraction = _interval_parser("[0, 1)", lambda v: 0 <= v < 1)          # a decay rate
+decay_factor = _interval_parser("(0, 1]", lambda v: 0 < v <= 1)      # a learning rate's decay per step
 
 # Separates the stochastic layers' lists of hidden widths on the command line: --hidden 200 200 / 100 100.
 LAYER_SEPARATOR = "/"

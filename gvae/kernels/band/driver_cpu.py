@@ -42,8 +42,7 @@ def driver(plan, run):
         items, step, work, work_min = plan(*args)
         if work < work_min or items <= step:
             return run(*args, 0, items)
-        with threads.cores_unless_set():
-            parts = chunks(items, step, threads.get_threads())
+        parts = chunks(items, step, threads.threads_unless_set())
         results = threads.over_blocks(lambda lo, hi: run(*args, lo, hi), parts)
         return sum(r[0] for r in results), sum(r[1] for r in results)
     drive.__name__ = drive.__qualname__ = "drive" + run.py_func.__name__
