@@ -1,5 +1,11 @@
-"""``python -P -m gvae.sweep_child PARENT_PID ARGS...``: the gvae command ``gvae ARGS...`` (``gvae.cli``) in a
-process that stops when process PARENT_PID, the Dask worker that started it, has ended.
+"""``python -P -m gvae.sweep_child PARENT_PID COMMANDS``: gvae commands (``gvae.cli``), one after the
+other, in a process that stops when process PARENT_PID, the Dask worker that started it, has ended.
+
+COMMANDS is a JSON list of argument lists (``[["train", ...], ["eval", ...]]``): a run's training and its
+evaluation share one process, so the evaluation finds NumPy, Numba and the run's kernels loaded (a
+process costs 1-2 s to start). Before each command a line ``[date time] gvae ARGS`` is printed; the
+first command that fails ends the process with its exit status, and the header lines tell which one it
+was (:func:`gvae.sweep.execute.run_job`).
 
 A worker that dies (its sweep killed, its node lost) does not take its child processes with it; a run
 left training would hold its folder's lock against the sweep's next attempt. So a thread watches the
@@ -7,8 +13,10 @@ parent and, once it is gone, interrupts the command as Ctrl-C would: gvae train 
 last finished epoch on disk, resumable. The child answers SIGINT even when it was started with SIGINT
 ignored, as every process started in the background by a non-interactive shell (``gvae sweep ... &``)
 is: without that, an orphaned run would train on. Only the standard library is imported before gvae.cli, which
-sets the thread counts before NumPy loads. Like ``gvae.cli``, this is a process's entry point, so it sits
-beside it at the top of the package: the sweep (below the commands) names it only as a module to run."""
+sets the thread counts before NumPy loads (every command of one child has the same ``--threads``). Like
+``gvae.cli``, this is a process's entry point, so it sits beside it at the top of the package: the sweep
+(below the commands) names it only as a module to run."""
+import json
 import os
 import signal
 import sys
@@ -24,12 +32,31 @@ def stop_with_parent(parent, period=1.0):
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def header(args):
+    """The line printed before the gvae command ``args``."""
+    return f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] gvae {' '.join(args)}"
+
+
 def main(argv):
-    parent = int(argv[0])
+    parent, commands = int(argv[0]), json.loads(argv[1])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
-    from .cli import main as gvae
-    return gvae(argv[1:])
+    try:
+        from .cli import main as gvae
+        for args in commands:
+            print("\n" + header(args), flush=True)
+            try:
+                code = gvae(args)
+            except SystemExit as e:  # argparse's exits: --help, --version, arguments it refuses
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if code:
+                return code
+    except KeyboardInterrupt:  # the parent ended between two commands (each command answers it itself)
+        print("gvae: interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Running a sweep on Dask distributed: each run that is not finished, or not evaluated after its last
 training, becomes one Dask task; the task trains and evaluates its run with ``gvae train`` and ``gvae
-eval``, each in a process of its own (see :func:`run_job` for why).
+eval``, one after the other in one process of its own (see :func:`run_job` for why).
 
 Threads: a run's process uses ``threads`` threads for gvae's kernels, the BLAS and OpenMP (``--threads``), and the
 Dask worker that waits on it runs one task at a time, so n workers use n x threads cores; on this
@@ -80,24 +80,29 @@ def eval_args(sweep, run):
     return ("eval", str(run.folder.absolute()), *words, *_common(sweep))
 
 
-def _run_command(args, log):
-    """Run ``python -P -m gvae.sweep_child PARENT gvae-args...`` with its output appended to the file ``log``;
-    returns (exit status, the last line it wrote).
+def _run_command(commands, log):
+    """Run ``python -P -m gvae.sweep_child PARENT COMMANDS`` (``commands``: argument lists of gvae commands,
+    run one after the other in that one process) with its output appended to the file ``log``; returns
+    (exit status, the index of the command that ended it, the last line written).
 
     ``-P``: ``python -m`` would put the working directory first on the import path, so a ``gvae/`` folder
     there (a checkout's parent, or one planted) would run instead of the installed gvae; with ``-P`` only
     the import path of the installation (site-packages, an editable install, ``PYTHONPATH``) is used."""
-    command = [sys.executable, "-P", "-m", "gvae.sweep_child", str(os.getpid()), *args]
+    command = [sys.executable, "-P", "-m", "gvae.sweep_child", str(os.getpid()),
+               json.dumps([list(args) for args in commands])]
     with open(log, "a") as f:
-        f.write(f"\n[{time.strftime('%Y-%m-%d %H:%M:%S')}] gvae {' '.join(args)}\n")
-        f.flush()
         start = f.tell()
         code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT).returncode
     with open(log) as f:
         f.seek(start)
         lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    # The child prints "[date time] gvae ARGS" before each command, in order: the last one printed ran last.
+    started = 0
+    for line in lines:
+        if started < len(commands) and line.startswith("[") and line.endswith(f"] gvae {' '.join(commands[started])}"):
+            started += 1
     last = lines[-1] if lines else (f"killed by signal {-code}" if code < 0 else "no output")
-    return code, last
+    return code, max(started - 1, 0), last
 
 
 def run_job(job):
@@ -105,7 +110,7 @@ def run_job(job):
     (when ``job.evaluate``). Returns a dict: id, ok, seconds, and on failure the failed command, its exit
     status and last line (gvae's message), or on success the evaluation's result.
 
-    Each command runs in a process of its own (:mod:`gvae.sweep_child`): its ``--threads`` set gvae's,
+    Both commands run in one process of their own (:mod:`gvae.sweep_child`): its ``--threads`` set gvae's,
     the BLAS's and OpenMP's thread counts before NumPy loads there (the worker's own NumPy is loaded
     already); a crash or a leak stays in that process; the run is trained exactly as ``gvae train``
     trains it (its lock, atomic checkpoints, exit statuses); and it stops, resumably, when its worker
@@ -114,13 +119,11 @@ def run_job(job):
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / LOG_NAME
     start = time.perf_counter()
-    for args in (job.train, job.evaluate):
-        if args is None:
-            continue
-        code, last = _run_command(args, log)
-        if code != 0:
-            return {"id": job.id, "ok": False, "command": args[0], "returncode": code, "message": last,
-                    "log": str(log), "seconds": time.perf_counter() - start}
+    commands = [args for args in (job.train, job.evaluate) if args is not None]
+    code, failed, last = _run_command(commands, log)
+    if code != 0:
+        return {"id": job.id, "ok": False, "command": commands[failed][0], "returncode": code, "message": last,
+                "log": str(log), "seconds": time.perf_counter() - start}
     if job.evaluate is not None:
         state.record_evaluation(folder, job.settings)
     return {"id": job.id, "ok": True, "seconds": time.perf_counter() - start,
