@@ -42,10 +42,30 @@ def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint)
     assert state.training(out, TrainConfig(epochs=100000)).state == "unfinished"  # resumable, not finished
 
 
+def kill_group(proc):
+    """SIGKILL to the process group of ``proc`` (a sweep started in a session of its own), if any is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def assert_stopped_resumably(out, runs, timeout=60):
+    """Each run of ``runs`` in the sweep folder ``out`` stops within ``timeout`` s (its lock is free), and
+    one that trained an epoch is unfinished: resumable (their spec asks 100,000 epochs)."""
+    for run in runs:
+        wait_for(lambda: not (out / run.id).is_dir() or lock_is_free(out / run.id), timeout, f"{run.id} to stop")
+        if (out / run.id / "checkpoint.npz").is_file():
+            assert state.training(out / run.id, TrainConfig(epochs=100000)).state == "unfinished"
+
+
 @pytest.mark.slow
-def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, data_file):
-    # kill, a batch system's time limit: the driver closes its cluster, its runs stop resumably, and the
-    # user is told how to go on (SIGTERM's default ended the driver at once, in silence).
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_sigterm_and_ctrl_c_stop_a_sweep_and_its_runs(tmp_path, data_file, how):
+    """kill, a batch system's time limit (SIGTERM to the driver; its default ended the driver at once, in
+    silence), and Ctrl-C in a terminal (SIGINT to the whole process group): the driver stops the runs and
+    closes its cluster at once, its runs stop resumably, the user is told how to go on, and no worker
+    prints a traceback."""
     pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
     spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 100000"))
     out = tmp_path / "sweep"
@@ -53,19 +73,71 @@ def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path, data_file):
     try:
         wait_for(lambda: any((out / run.id / "checkpoint.npz").is_file() for run in load_spec(spec).runs)
                  or proc.poll() is not None, 300, "a run's first epoch")
-        proc.send_signal(signal.SIGTERM)
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
+        kill_group(proc)
+    said = "stopped by SIGTERM" if how == "sigterm" else "interrupted"
+    assert proc.returncode == (143 if how == "sigterm" else 130), err
+    assert f"gvae: {said}; the same gvae sweep command goes on from where the sweep stopped" in err
+    # No worker died of Ctrl-C with a traceback, and none was busy at the close (Dask then waited 4 s
+    # and killed it, saying "still alive").
+    assert "Traceback" not in err and "still alive" not in err, err
+    assert_stopped_resumably(out, load_spec(spec).runs)
+
+
+CLUSTER = """
+import sys
+import dask
+import distributed
+from gvae.sweep.execute import LOCAL_CLUSTER_CONFIG
+if __name__ == "__main__":
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    print(cluster.scheduler_address, flush=True)
+    sys.stdin.read()  # until the test closes this pipe
+    cluster.close()
+"""
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_stops_its_runs_on_a_cluster_that_outlives_it(tmp_path, data_file):
+    """SIGTERM to a sweep on a cluster of its own (--scheduler): Dask cannot cancel a running task, so the
+    sweep asks every worker to interrupt its runs' processes; each stops resumably at once and the cluster
+    lives on, idle (the runs would train on for their 100,000 epochs otherwise)."""
+    pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+    script = tmp_path / "cluster.py"
+    script.write_text(CLUSTER)
+    cluster = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=environment(), start_new_session=True)
+    try:
+        address = cluster.stdout.readline().strip()
+        assert address.startswith("tcp://"), address
+        spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 100000"))
+        out = tmp_path / "sweep"
+        runs = load_spec(spec).runs
+        proc = subprocess.Popen([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(out),
+                                 "--scheduler", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=environment(), start_new_session=True)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    assert proc.returncode == 143, err
-    assert "gvae: stopped by SIGTERM; the same gvae sweep command goes on from where the sweep stopped" in err
-    for run in load_spec(spec).runs:
-        wait_for(lambda: not (out / run.id).is_dir() or lock_is_free(out / run.id), 60, f"{run.id} to stop")
-        if (out / run.id / "checkpoint.npz").is_file():
-            assert state.training(out / run.id, TrainConfig(epochs=100000)).state == "unfinished"
+            wait_for(lambda: sum((out / run.id / "checkpoint.npz").is_file() for run in runs) >= 2
+                     or proc.poll() is not None, 300, "two runs' first epochs")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            kill_group(proc)
+        assert proc.returncode == 143, err
+        assert_stopped_resumably(out, runs, timeout=30)
+        assert cluster.poll() is None  # the cluster outlives the sweep
+    finally:
+        cluster.stdin.close()
+        try:
+            cluster.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
 
 
 def strip_times(table):
@@ -104,10 +176,7 @@ def test_a_sweep_killed_midway_and_resumed_gives_the_table_of_an_uninterrupted_o
             wait_for(lambda: not (killed / run.id).is_dir() or lock_is_free(killed / run.id), 60,
                      f"{run.id} to stop")
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)
     finished_before = len(evaluated())
     assert 1 <= finished_before < len(runs), "the sweep was not killed mid-way"
     assert not (killed / "table.json").exists()

@@ -80,6 +80,27 @@ def eval_args(sweep, run):
     return ("eval", str(run.folder.absolute()), *words, *_common(sweep))
 
 
+# The run process of each run folder that a task of this (worker) process is waiting on, for
+# :func:`interrupt_runs`.
+_CHILDREN = {}
+
+
+def interrupt_runs(folders):
+    """Send SIGINT (Ctrl-C) to the run processes of this process's tasks whose run folder is among
+    ``folders``: each stops as gvae train and gvae eval stop on Ctrl-C, resumably, and its task ends.
+    Returns how many were interrupted. The sweep runs it on every worker when it stops early
+    (:func:`_execute`): Dask cannot cancel a task that is running, but the task only waits on its run."""
+    import signal
+
+    stopped = 0
+    for folder in folders:
+        child = _CHILDREN.get(str(folder))
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            stopped += 1
+    return stopped
+
+
 def _run_command(commands, log):
     """Run ``python -P -m gvae.sweep_child PARENT COMMANDS`` (``commands``: argument lists of gvae commands,
     run one after the other in that one process) with its output appended to the file ``log``; returns
@@ -90,9 +111,15 @@ def _run_command(commands, log):
     the import path of the installation (site-packages, an editable install, ``PYTHONPATH``) is used."""
     command = [sys.executable, "-P", "-m", "gvae.sweep_child", str(os.getpid()),
                json.dumps([list(args) for args in commands])]
+    folder = str(Path(log).parent)
     with open(log, "a") as f:
         start = f.tell()
-        code = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT).returncode
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        _CHILDREN[folder] = child
+        try:
+            code = child.wait()
+        finally:
+            _CHILDREN.pop(folder, None)
     with open(log) as f:
         f.seek(start)
         lines = [line.strip() for line in f.read().splitlines() if line.strip()]
@@ -232,9 +259,21 @@ def _connect(distributed, scheduler, workers):
     if scheduler is None:
         import dask
 
-        with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read by the scheduler, and passed to each worker
-            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None)
+        # The workers are started with SIGINT ignored (a Python started so keeps it ignored): Ctrl-C in a
+        # terminal reaches the whole process group, and a worker would die of it with a traceback
+        # mid-shutdown. The driver stops the runs and closes the workers itself; each run's process
+        # answers Ctrl-C again (gvae.sweep_child).
+        import signal
+
+        main = threading.current_thread() is threading.main_thread()  # (only it may set a handler)
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read by the scheduler, and passed to each worker
+                cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, before)
         return distributed.Client(cluster), cluster
     address = _scheduler_address(scheduler)
     _check_scheduler(distributed, address, scheduler)
@@ -383,6 +422,18 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
     return 0
 
 
+def _stop_runs(client, jobs):
+    """Interrupt the run processes of ``jobs`` on every worker of ``client``'s cluster (a local one or one
+    that outlives the sweep), so that they stop resumably at once and their workers are free: a local
+    cluster then closes without waiting for busy workers (4 s, then killed), and a cluster elsewhere
+    trains no run of a sweep that has stopped. A worker that does not answer is left to its own end."""
+    try:
+        client.run(interrupt_runs, [job.folder for job in jobs], on_error="ignore")
+    except Exception as e:  # noqa: BLE001 - the sweep is stopping anyway: say so, and stop
+        print(f"gvae: could not ask the workers to stop the runs ({type(e).__name__}: {e}); a run in flight "
+              "stops when its worker ends", file=sys.stderr)
+
+
 def _execute(distributed, sweep, jobs, scheduler, workers, failures):
     """Run the jobs as Dask tasks, reporting each as it ends; returns the updated failures."""
     from tqdm import tqdm
@@ -421,6 +472,9 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
             _show_epochs(sweep, bar)
             bar.write(_line(result), file=sys.stdout)
             sys.stdout.flush()  # a line per run as it ends, also into a pipe or a log file
+    except BaseException:  # Ctrl-C, SIGTERM or a failure of the driver: the runs in flight stop now
+        _stop_runs(client, jobs)
+        raise
     finally:
         ended.set()
         watcher.join()
