@@ -89,6 +89,54 @@ def test_sigterm_and_ctrl_c_stop_a_sweep_and_its_runs(tmp_path, data_file, how):
     assert_stopped_resumably(out, load_spec(spec).runs)
 
 
+def test_stopping_runs_asks_every_worker_and_waits_a_bounded_time(monkeypatch, capsys):
+    """_stop_runs: interrupt_runs with the jobs' folders on every worker; a scheduler that does not answer
+    (a lost worker waits out Dask's connect timeout) or fails is said in one line, within STOP_SECONDS."""
+    from gvae.sweep import execute
+    jobs = [execute.Job(f"{c}/seed-0", f"/runs/{c}/seed-0", (), None, {}) for c in "ab"]
+    asked, release = [], threading.Event()
+
+    class Client:
+        def __init__(self, behaviour):
+            self.behaviour = behaviour
+
+        def run(self, function, folders, on_error):
+            asked.append((function, folders, on_error))
+            if self.behaviour == "hang":
+                release.wait(30)
+            elif self.behaviour == "fail":
+                raise OSError("scheduler gone")
+
+    execute._stop_runs(Client("answer"), jobs)
+    assert asked == [(execute.interrupt_runs, ["/runs/a/seed-0", "/runs/b/seed-0"], "ignore")]
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(execute, "STOP_SECONDS", 0.2)
+    start = time.monotonic()
+    execute._stop_runs(Client("hang"), jobs)
+    release.set()
+    assert time.monotonic() - start < 5
+    assert "could not ask every worker to stop its runs (no answer within 0.2 s)" in capsys.readouterr().err
+    execute._stop_runs(Client("fail"), jobs)
+    assert "(OSError: scheduler gone); a run in flight stops when its worker ends" in capsys.readouterr().err
+
+
+def test_interrupt_runs_signals_only_the_named_folders_running_processes(tmp_path):
+    from gvae.sweep import execute
+    sleepers = {name: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for name in "abc"}
+    try:
+        execute._CHILDREN.update({str(tmp_path / name): proc for name, proc in sleepers.items()})
+        sleepers["c"].kill()
+        sleepers["c"].wait()
+        assert execute.interrupt_runs([tmp_path / "a", tmp_path / "c", tmp_path / "unknown"]) == 1
+        assert sleepers["a"].wait(timeout=30) != 0  # SIGINT: KeyboardInterrupt in the sleeper
+        assert sleepers["b"].poll() is None
+    finally:
+        for name, proc in sleepers.items():
+            execute._CHILDREN.pop(str(tmp_path / name), None)
+            proc.kill()
+            proc.wait()
+
+
 CLUSTER = """
 import sys
 import dask

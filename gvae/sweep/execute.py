@@ -422,16 +422,31 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
     return 0
 
 
+STOP_SECONDS = 10.0  # for the workers to answer that they have interrupted a stopping sweep's runs
+
+
 def _stop_runs(client, jobs):
     """Interrupt the run processes of ``jobs`` on every worker of ``client``'s cluster (a local one or one
     that outlives the sweep), so that they stop resumably at once and their workers are free: a local
     cluster then closes without waiting for busy workers (4 s, then killed), and a cluster elsewhere
-    trains no run of a sweep that has stopped. A worker that does not answer is left to its own end."""
-    try:
-        client.run(interrupt_runs, [job.folder for job in jobs], on_error="ignore")
-    except Exception as e:  # noqa: BLE001 - the sweep is stopping anyway: say so, and stop
-        print(f"gvae: could not ask the workers to stop the runs ({type(e).__name__}: {e}); a run in flight "
-              "stops when its worker ends", file=sys.stderr)
+    trains no run of a sweep that has stopped. The sweep waits STOP_SECONDS at most for the workers'
+    answers (one that is gone may take Dask's connect timeout of 30 s): a run it could not reach stops
+    when its worker ends."""
+    problem = []
+
+    def ask():
+        try:
+            client.run(interrupt_runs, [job.folder for job in jobs], on_error="ignore")
+        except Exception as e:  # noqa: BLE001 - the sweep is stopping anyway: say so, and stop
+            problem.append(f"{type(e).__name__}: {e}")
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(STOP_SECONDS)
+    if asking.is_alive() or problem:
+        why = problem[0] if problem else f"no answer within {STOP_SECONDS:g} s"
+        print(f"gvae: could not ask every worker to stop its runs ({why}); a run in flight stops when its "
+              "worker ends", file=sys.stderr)
 
 
 def _execute(distributed, sweep, jobs, scheduler, workers, failures):
