@@ -86,19 +86,22 @@ _CHILDREN = {}
 
 
 def interrupt_runs(folders):
-    """Send SIGINT (Ctrl-C) to the run processes of this process's tasks whose run folder is among
-    ``folders``: each stops as gvae train and gvae eval stop on Ctrl-C, resumably, and its task ends.
-    Returns how many were interrupted. The sweep runs it on every worker when it stops early
-    (:func:`_execute`): Dask cannot cancel a task that is running, but the task only waits on its run."""
+    """Send SIGINT (Ctrl-C), once, to each run process of this process's tasks whose run folder is among
+    ``folders``: it stops as gvae train and gvae eval stop on Ctrl-C, resumably, and its task ends.
+    Returns how many of them are still running. A stopping sweep runs it on every worker until none is
+    (:func:`_stop_runs`): Dask cannot cancel a task that is running, but the task only waits on its run."""
     import signal
 
-    stopped = 0
+    running = 0
     for folder in folders:
         child = _CHILDREN.get(str(folder))
-        if child is not None and child.poll() is None:
+        if child is None or child.poll() is not None:
+            continue
+        running += 1
+        if not getattr(child, "gvae_interrupted", False):  # a second Ctrl-C could cut its stop short
             child.send_signal(signal.SIGINT)
-            stopped += 1
-    return stopped
+            child.gvae_interrupted = True
+    return running
 
 
 def _run_command(commands, log):
@@ -425,18 +428,22 @@ def run_sweep(spec_file, out=None, scheduler=None, workers=None, overwrite=False
 STOP_SECONDS = 10.0  # for the workers to answer that they have interrupted a stopping sweep's runs
 
 
-def _stop_runs(client, jobs):
-    """Interrupt the run processes of ``jobs`` on every worker of ``client``'s cluster (a local one or one
-    that outlives the sweep), so that they stop resumably at once and their workers are free: a local
-    cluster then closes without waiting for busy workers (4 s, then killed), and a cluster elsewhere
-    trains no run of a sweep that has stopped. The sweep waits STOP_SECONDS at most for the workers'
-    answers (one that is gone may take Dask's connect timeout of 30 s): a run it could not reach stops
-    when its worker ends."""
+def _stop_runs(client, jobs, futures):
+    """Stop the sweep's work on ``client``'s cluster (a local one or one that outlives the sweep): cancel
+    its tasks (``futures``), so that none that waits starts, and interrupt the run processes of ``jobs``
+    on every worker until none runs: each stops resumably at once and its worker is free, so a local
+    cluster closes without waiting for busy workers (4 s, then killed), and a cluster elsewhere trains
+    no run of a sweep that has stopped. The sweep waits STOP_SECONDS at most (a worker that is gone may
+    hold a request for Dask's connect timeout of 30 s): a run it could not reach stops when its worker
+    ends."""
     problem = []
 
     def ask():
         try:
-            client.run(interrupt_runs, [job.folder for job in jobs], on_error="ignore")
+            client.cancel(list(futures))
+            folders = [job.folder for job in jobs]
+            while sum(client.run(interrupt_runs, folders, on_error="ignore").values()):
+                time.sleep(0.05)
         except Exception as e:  # noqa: BLE001 - the sweep is stopping anyway: say so, and stop
             problem.append(f"{type(e).__name__}: {e}")
 
@@ -467,8 +474,9 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
     watcher.start()
     runs_done = len(sweep.runs) - len(jobs)
     bar.set_postfix_str(f"runs {runs_done}/{len(sweep.runs)}")
+    futures = {}
     try:
-        futures = {client.submit(run_job, job, pure=False): job for job in jobs}
+        futures.update((client.submit(run_job, job, pure=False), job) for job in jobs)
         for future in distributed.as_completed(futures):
             job = futures[future]
             try:
@@ -488,7 +496,7 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
             bar.write(_line(result), file=sys.stdout)
             sys.stdout.flush()  # a line per run as it ends, also into a pipe or a log file
     except BaseException:  # Ctrl-C, SIGTERM or a failure of the driver: the runs in flight stop now
-        _stop_runs(client, jobs)
+        _stop_runs(client, jobs, futures)
         raise
     finally:
         ended.set()
