@@ -265,7 +265,8 @@ def _connect(distributed, scheduler, workers):
         # The workers are started with SIGINT ignored (a Python started so keeps it ignored): Ctrl-C in a
         # terminal reaches the whole process group, and a worker would die of it with a traceback
         # mid-shutdown. The driver stops the runs and closes the workers itself; each run's process
-        # answers Ctrl-C again (gvae.sweep_child).
+        # answers Ctrl-C again (gvae.sweep_child). (A Ctrl-C in the second the cluster takes to start is
+        # not seen: SIGINT is ignored here too meanwhile.)
         import signal
 
         main = threading.current_thread() is threading.main_thread()  # (only it may set a handler)
