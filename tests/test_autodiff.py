@@ -92,3 +92,18 @@ def test_missing_vjp_is_named():
     floor = primitive(np.floor, name="floor")
     with pytest.raises(TypeError, match="VJP of floor wrt argument 0 not defined"):
         value_and_grad(lambda x: ops.sum(floor(x)))(np.ones(2))
+
+
+@pytest.mark.parametrize("error", [1e-4, 1e-2])
+def test_the_gradient_check_fails_a_wrong_gradient_at_every_step(error):
+    """tests/gradcheck.check_vjp tries three steps before it fails: a VJP off by a relative ``error`` (as
+    small as 1e-4, ten times its tolerance) matches the difference at none of them; the right one passes."""
+    from gvae.autodiff import defvjp, primitive
+    from tests.gradcheck import check_vjp
+
+    cube = defvjp(primitive(lambda x: x ** 3, name="cube"), lambda ans, x: lambda g: g * 3 * x * x)
+    wrong = defvjp(primitive(lambda x: x ** 3, name="cube"), lambda ans, x: lambda g: g * 3 * x * x * (1 + error))
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    check_vjp(cube, [x])
+    with pytest.raises(AssertionError, match="against the differences"):
+        check_vjp(wrong, [x])
