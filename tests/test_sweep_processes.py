@@ -85,7 +85,7 @@ def test_sigterm_and_ctrl_c_stop_a_sweep_and_its_runs(tmp_path, data_file, how):
     assert f"gvae: {said}; the same gvae sweep command goes on from where the sweep stopped" in err
     # No worker died of Ctrl-C with a traceback, and none was busy at the close (Dask then waited 4 s
     # and killed it, saying "still alive", or cancelled a task mid-run, saying "cancelled").
-    assert not any(word in err for word in ("Traceback", "still alive", "cancelled", "WARNING")), err
+    assert not any(word in err for word in ("Traceback", "still alive", "cancelled")), err
     assert_stopped_resumably(out, load_spec(spec).runs)
 
 
