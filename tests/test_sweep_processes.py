@@ -50,6 +50,12 @@ def kill_group(proc):
         pass
 
 
+def answering_ctrl_c():
+    """For preexec_fn: SIGINT at its default, as in a terminal, whatever the test run's own (a test run
+    started in the background by a non-interactive shell has it ignored, and its children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def assert_stopped_resumably(out, runs, timeout=60):
     """Each run of ``runs`` in the sweep folder ``out`` stops within ``timeout`` s (its lock is free), and
     one that trained an epoch is unfinished: resumable (their spec asks 100,000 epochs)."""
@@ -132,7 +138,8 @@ def test_interrupt_runs_signals_the_named_folders_running_processes_once(tmp_pat
     code = {"a": "import time; time.sleep(60)", "b": "import time; time.sleep(60)", "c": "pass",
             "d": "import signal, time; signal.signal(signal.SIGINT, lambda *a: open('d-int', 'a').write('.')); "
                  "open('d-ready', 'w').close(); time.sleep(60)"}
-    procs = {name: subprocess.Popen([sys.executable, "-c", text], cwd=tmp_path) for name, text in code.items()}
+    procs = {name: subprocess.Popen([sys.executable, "-c", text], cwd=tmp_path, preexec_fn=answering_ctrl_c)
+             for name, text in code.items()}
     try:
         procs["c"].wait()
         wait_for(lambda: (tmp_path / "d-ready").is_file(), 60, "d's handler")
@@ -217,7 +224,7 @@ def strip_times(table):
 def sweep_process(spec, out):
     return subprocess.Popen([sys.executable, "-m", "gvae.cli", "sweep", str(spec), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=answering_ctrl_c)
 
 
 @pytest.mark.slow
