@@ -3,9 +3,9 @@ other, in a process that stops when process PARENT_PID, the Dask worker that sta
 
 COMMANDS is a JSON list of argument lists (``[["train", ...], ["eval", ...]]``): a run's training and its
 evaluation share one process, so the evaluation finds NumPy, Numba and the run's kernels loaded (a
-process costs 1-2 s to start). Before each command a line ``[date time] gvae ARGS`` is printed; the
-first command that fails ends the process with its exit status, and the header lines tell which one it
-was (:func:`gvae.sweep.execute.run_job`).
+process costs 1-2 s to start). Before each command a line ``[date time] gvae ARGS`` is printed
+(:mod:`gvae.sweep.runlog`); the first command that fails ends the process with its exit status, and the
+header lines tell which one it was (:func:`gvae.sweep.execute.run_job`).
 
 A worker that dies (its sweep killed, its node lost) does not take its child processes with it; a run
 left training would hold its folder's lock against the sweep's next attempt. So a thread watches the
@@ -32,25 +32,19 @@ def stop_with_parent(parent, period=1.0):
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def header(args):
-    """The line printed before the gvae command ``args``."""
-    return f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] gvae {' '.join(args)}"
-
-
 def main(argv):
     parent, commands = int(argv[0]), json.loads(argv[1])
     signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
     try:
         from .cli import main as gvae
+        from .sweep.runlog import header
         for args in commands:
             print("\n" + header(args), flush=True)
             try:
                 code = gvae(args)
             except SystemExit as e:  # argparse's exits: --help, --version, arguments it refuses
                 code = e.code if isinstance(e.code, int) else int(e.code is not None)
-            sys.stdout.flush()
-            sys.stderr.flush()
             if code:
                 return code
     except KeyboardInterrupt:  # the parent ended between two commands (each command answers it itself)

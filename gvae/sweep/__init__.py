@@ -3,7 +3,8 @@ an ordinary run folder, run on Dask distributed and aggregated into a table.
 
 :mod:`~gvae.sweep.spec` reads and checks the spec, :mod:`~gvae.sweep.state` tells how far each run
 folder has come, :mod:`~gvae.sweep.execute` brings the runs up to date on a Dask cluster (each run a
-``gvae train`` then ``gvae eval`` in one process of its own, :mod:`gvae.sweep_child`), :mod:`~gvae.sweep.table`
+``gvae train`` then ``gvae eval`` in one process of its own, :mod:`gvae.sweep_child`, whose log lines
+:mod:`~gvae.sweep.runlog` writes and reads), :mod:`~gvae.sweep.table`
 aggregates the results over seeds, and :mod:`~gvae.sweep.commands` adds ``gvae sweep`` and
 ``gvae table`` to the command line.
 

@@ -24,6 +24,7 @@ from ..kernels.threads import available_cores
 from ..training import rundir
 from ..training.config import RESUMABLE
 from . import state
+from .runlog import commands_started
 from .spec import load_spec
 from .state import FAILURES_NAME, LOG_NAME, RECORD_NAME, SPEC_NAME
 
@@ -126,13 +127,9 @@ def _run_command(commands, log):
     with open(log) as f:
         f.seek(start)
         lines = [line.strip() for line in f.read().splitlines() if line.strip()]
-    # The child prints "[date time] gvae ARGS" before each command, in order: the last one printed ran last.
-    started = 0
-    for line in lines:
-        if started < len(commands) and line.startswith("[") and line.endswith(f"] gvae {' '.join(commands[started])}"):
-            started += 1
     last = lines[-1] if lines else (f"killed by signal {-code}" if code < 0 else "no output")
-    return code, max(started - 1, 0), last
+    # The child writes a header before each command, in order: the last one written ran last.
+    return code, max(commands_started(lines, commands) - 1, 0), last
 
 
 def run_job(job):
