@@ -1,6 +1,6 @@
 """gvae's own threads (gvae/kernels/threads.py) and the kernels that split their work over them: every
 split kernel gives what the whole call gives on one thread; the pool's hand-over, errors, nesting and
-fork; the BLAS thread count is restored. The split thresholds are lowered so that small arrays split."""
+fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered so that small arrays split."""
 import multiprocessing
 import threading
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels import matmul_cpu, threads
+from gvae.kernels import adam_cpu, blas, matmul_cpu, threads
 from tests.band_reference import random_factor
 
 
@@ -227,20 +227,70 @@ def test_products_refuse_bad_arguments():
         kernels.matmul(a, a.T.astype(np.float64))
 
 
-def test_the_blas_thread_count_is_restored(split_everything):
-    controls = matmul_cpu._openblas_threads()
+@pytest.fixture
+def blas_on_two_threads():
+    """(get, set) of NumPy's OpenBLAS thread count, set to 2 for the test (as a process that loaded NumPy
+    without OPENBLAS_NUM_THREADS has it on a 2-core machine) and restored after; skips elsewhere."""
+    controls = blas._controls()
     if controls is None:
         pytest.skip("NumPy's BLAS here is not an OpenBLAS whose thread count can be read")
     get, put = controls
     before = get()
     put(2)
-    try:
-        kernels.set_threads(2)
-        a = np.ones((64, 64), np.float32)
-        kernels.matmul(a, a)
-        assert get() == 2
-    finally:
-        put(before)
+    yield get, put
+    put(before)
+    kernels.set_threads(1)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_each_blas_call_runs_on_one_thread_and_the_count_is_restored(split_everything, blas_on_two_threads,
+                                                                     monkeypatch, n_threads):
+    """gvae's products and dot products hold the BLAS to one thread, on one gvae thread as on two (a
+    product of the process's multi-threaded OpenBLAS rounded otherwise), and give it back after."""
+    get, _put = blas_on_two_threads
+    seen = []
+
+    class Spy:  # NumPy, with the BLAS's thread count noted at each call
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def matmul(self, *args, **kwargs):
+            seen.append(get())
+            return np.matmul(*args, **kwargs)
+
+        def dot(self, *args, **kwargs):
+            seen.append(get())
+            return np.dot(*args, **kwargs)
+
+    monkeypatch.setattr(matmul_cpu, "np", Spy())
+    monkeypatch.setattr(adam_cpu, "np", Spy())
+    kernels.set_threads(n_threads)
+    a = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    np.testing.assert_allclose(kernels.matmul(a, a), a @ a, rtol=1e-5, atol=1e-5)
+    kernels.matmuls([(a, a, None), (a.T, a, None)])
+    assert kernels.sum_squares(a.reshape(-1)) == pytest.approx(float(np.sum(a.astype(np.float64) ** 2)), rel=1e-6)
+    assert len(seen) >= 4 and set(seen) == {1}
+    assert get() == 2
+
+
+def test_a_step_from_python_is_the_same_whatever_the_processs_blas_threads(blas_on_two_threads, tmp_path):
+    """A hostile setting outside gvae: the process's OpenBLAS on two threads (NumPy imported before gvae
+    could set anything, as in a notebook) while gvae runs on one. The steps equal, bit for bit, those
+    of a process whose BLAS has one thread (what ``gvae train --threads 1`` sets before NumPy loads)."""
+    from gvae.training import TrainConfig, Trainer
+    _get, put = blas_on_two_threads
+    x = (np.random.default_rng(0).random((100, 784)) < 0.3).astype(np.float32)
+    data = {s: (x, np.zeros(100, np.int64)) for s in ("train", "valid", "test")}
+    kernels.set_threads(1)
+    params = {}
+    for blas_threads in (1, 2):
+        put(blas_threads)
+        cfg = TrainConfig(latent=4, hidden=(64,), posterior="chain", batch_size=50, seed=5)
+        trainer = Trainer(cfg, data, tmp_path / f"blas{blas_threads}", progress=False, quiet=True)
+        for i in range(6):
+            trainer.step(x[i % 2 * 50:(i % 2 + 1) * 50], 1.0)
+        params[blas_threads] = trainer.state.params.flat.copy()
+    np.testing.assert_array_equal(params[1], params[2])
 
 
 def test_a_training_step_on_two_threads_matches_one(split_everything, tmp_path):

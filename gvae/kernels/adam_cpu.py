@@ -7,7 +7,7 @@ import math
 import numpy as np
 from .jit import jit
 
-from . import threads
+from . import blas, threads
 from .backend import register
 
 _CHUNK = 1 << 16
@@ -52,8 +52,10 @@ def _average(a, p, decay):
 
 @register("sum_squares")
 def sum_squares(g):
-    """sum(g**2) of a 1-D array (float64 sums of per-block sums)."""
-    return sum(threads.over_blocks(lambda lo, hi: _sum_squares(g[lo:hi]), threads.row_blocks(g.size, 1, 0.07e-9)))
+    """sum(g**2) of a 1-D array (float64 sums of per-block sums; each dot product on its caller's
+    thread, :mod:`blas`)."""
+    with blas.one_thread():
+        return sum(threads.over_blocks(lambda lo, hi: _sum_squares(g[lo:hi]), threads.row_blocks(g.size, 1, 0.07e-9)))
 
 
 @register("adam_update")

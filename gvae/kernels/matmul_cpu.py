@@ -3,87 +3,25 @@
 At the dense layers' shapes (M = 100-500 rows, K and N = 16-784) OpenBLAS's own threads scale poorly:
 measured on a 2-core AVX-512 machine, 500 x 500 @ 500 x 784 ran at 93 GFLOP/s on one thread and 126 on
 two, and 170-185 as two single-threaded calls on halves of the rows (the peers: PyTorch 163, XLA 190).
-So while gvae's threads are in use, the BLAS is held to one thread; independent products given
-together run one per thread, and a product of at least ``MIN_FLOPS`` given alone is cut into blocks of
-rows (of columns for a wide product or a transposed b), each computed by NumPy's matmul on its own
-thread. Where the BLAS's thread count cannot be set (not OpenBLAS, or no ``/proc/self/maps`` to find
-it), or on one thread, this is NumPy's matmul unchanged.
+So the BLAS is held to one thread (:mod:`blas`); on gvae's threads, independent products given together
+run one per thread, and a product of at least ``MIN_FLOPS`` given alone is cut into blocks of rows (of
+columns for a wide product or a transposed b), each computed by NumPy's matmul on its own thread. Where
+the BLAS's thread count cannot be set (not OpenBLAS, or no ``/proc/self/maps`` to find it), this is
+NumPy's matmul on the BLAS's own threads, one product after the other.
 
 A left factor that is mostly zeros (a binarised image batch: the first layer's product and its weight
 gradient) is multiplied in compressed sparse rows instead (:mod:`sparse_rows_cpu`), on one thread or in
 blocks of rows on gvae's threads.
 """
-import ctypes
-import threading
-
 import numpy as np
 
-from . import threads
+from . import blas, threads
 from .backend import register
 from .sparse_rows_cpu import csr_product, sparse_rows
 
 MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over costs 20-60 us
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
 MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
-
-_controls = {}
-
-
-def _openblas_threads():
-    """(get, set) of the thread count of the OpenBLAS that NumPy loaded, as ctypes functions, or None.
-    Found from the libraries mapped into this process, under the symbol names of NumPy's wheels
-    (``scipy_openblas_*64_``) and of plain builds."""
-    if "openblas" in _controls:
-        return _controls["openblas"]
-    found = None
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]})
-    except OSError:
-        paths = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""),
-                               ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                found = (get, put)
-                break
-        if found:
-            break
-    _controls["openblas"] = found
-    return found
-
-
-class _OneBlasThread:
-    """While entered (by any number of threads at once), the BLAS runs each call on the calling thread."""
-    _lock = threading.Lock()
-    _depth = 0
-    _saved = 1
-
-    def __init__(self, controls):
-        self.get, self.put = controls
-
-    def __enter__(self):
-        with self._lock:
-            if _OneBlasThread._depth == 0:
-                _OneBlasThread._saved = self.get()
-                if _OneBlasThread._saved != 1:
-                    self.put(1)
-            _OneBlasThread._depth += 1
-
-    def __exit__(self, *exc):
-        with self._lock:
-            _OneBlasThread._depth -= 1
-            if _OneBlasThread._depth == 0 and _OneBlasThread._saved != 1:
-                self.put(_OneBlasThread._saved)
-
 
 def _tasks(a, b, out, split):
     """Tasks computing out = a @ b, in blocks for gvae's threads when ``split`` and the product is large
@@ -116,16 +54,15 @@ def _tasks(a, b, out, split):
 def matmul(products):
     """[(a, b, out or None)] -> [a @ b], each into its out (allocated when None)."""
     outs = [np.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out for a, b, out in products]
-    controls = _openblas_threads() if threads.get_threads() > 1 else None
     # As many independent products as threads (a dense layer's two gradients): one thread each, whole.
-    whole = controls is None or len(products) >= threads.get_threads()
+    whole = not blas.settable() or len(products) >= threads.get_threads()
     tasks = [task for (a, b, _), out in zip(products, outs) for task in _tasks(a, b, out, split=not whole)]
-    if controls is None:
+    if not blas.settable():  # the BLAS's own threads, for one product at a time
         for task in tasks:
             task()
         return outs
-    # Every product runs on one BLAS thread while gvae's threads are in use: OpenBLAS's own workers,
-    # woken by a product it ran on several, would spin on the core the next split product needs.
-    with _OneBlasThread(controls):
+    # Each product on one BLAS thread (:mod:`blas`: no spinning BLAS workers between gvae's, and the
+    # rounding of gvae's thread count, not of the process's BLAS setting).
+    with blas.one_thread():
         threads.run(tasks)
     return outs

@@ -122,9 +122,9 @@ def run(tasks):
 
     Each task must release the GIL for its work (a ``nogil`` Numba kernel, a BLAS call) to run in
     parallel. A call made while another is running (from a task, or from a second user thread) runs its
-    tasks one after the other in its own thread."""
+    tasks one after the other in its own thread, as does every call on one thread (:func:`set_threads`)."""
     lock = _state["lock"]
-    if len(tasks) == 1 or not lock.acquire(blocking=False):
+    if len(tasks) == 1 or _state["threads"] == 1 or not lock.acquire(blocking=False):
         for task in tasks:
             task()
         return

@@ -1,0 +1,87 @@
+"""The BLAS that NumPy loaded, held to one thread while gvae's kernels call it.
+
+gvae's CPU kernels that call the BLAS (the products of :mod:`matmul_cpu`, the dot products of the squared
+norm in :mod:`adam_cpu`) run each call on the thread that makes it, whatever thread count the process's
+BLAS has: with gvae's threads in use, OpenBLAS's own workers, woken by a call it ran on several, would
+spin on the core that the next split call needs; on one gvae thread, one thread is what was asked for;
+and OpenBLAS cuts a product or a dot product differently with its thread count, so the rounding of gvae's
+results would depend on a setting outside gvae (a step from Python, in a process whose OpenBLAS has
+every core, differed from ``gvae train``'s in the last bits). The count is found through the libraries
+mapped into this process (``/proc/self/maps``), under the symbol names of NumPy's wheels
+(``scipy_openblas_*64_``) and of plain OpenBLAS builds; elsewhere (another BLAS, another system) the
+BLAS keeps its own threads.
+"""
+import contextlib
+import ctypes
+import threading
+
+__all__ = ["settable", "one_thread"]
+
+_found = {}
+
+
+def _controls():
+    """(get, set) of the thread count of the OpenBLAS that NumPy loaded, as ctypes functions, or None."""
+    if "openblas" in _found:
+        return _found["openblas"]
+    found = None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]})
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""),
+                               ("openblas", "")):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                put.restype, put.argtypes = None, [ctypes.c_int]
+                found = (get, put)
+                break
+        if found:
+            break
+    _found["openblas"] = found
+    return found
+
+
+def settable():
+    """Whether the BLAS's thread count can be read and set here (so :func:`one_thread` holds it)."""
+    return _controls() is not None
+
+
+class _OneThread:
+    """While entered (by any number of threads at once), the BLAS runs each call on the calling thread;
+    the count it had is restored when the last one leaves."""
+    _lock = threading.Lock()
+    _depth = 0
+    _saved = 1
+
+    def __init__(self, controls):
+        self.get, self.put = controls
+
+    def __enter__(self):
+        with self._lock:
+            if _OneThread._depth == 0:
+                _OneThread._saved = self.get()
+                if _OneThread._saved != 1:
+                    self.put(1)
+            _OneThread._depth += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            _OneThread._depth -= 1
+            if _OneThread._depth == 0 and _OneThread._saved != 1:
+                self.put(_OneThread._saved)
+
+
+def one_thread():
+    """A context within which each BLAS call runs on the thread that makes it (a context that does
+    nothing where the count cannot be set)."""
+    controls = _controls()
+    return contextlib.nullcontext() if controls is None else _OneThread(controls)
