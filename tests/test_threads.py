@@ -110,6 +110,17 @@ def test_a_run_inside_a_task_runs_inline():
     assert sorted(out) == [1, 2, 3]
 
 
+def in_forked_child(target):
+    """What ``target(queue)`` puts on its queue in a forked child, which must exit cleanly."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    return queue.get(timeout=5)
+
+
 def _child_sum(queue):
     kernels.set_threads(2)
     x = np.arange(1000, dtype=np.float64)
@@ -120,13 +131,7 @@ def _child_sum(queue):
 def test_a_forked_child_makes_its_own_workers(split_everything):
     kernels.set_threads(2)
     threads.run([lambda: None, lambda: None])  # the parent's workers exist before the fork
-    ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_child_sum, args=(queue,))
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0
-    assert queue.get(timeout=5) == float(np.sum(np.arange(1000.0) ** 2))
+    assert in_forked_child(_child_sum) == float(np.sum(np.arange(1000.0) ** 2))
 
 
 def _results(fun, n):
@@ -270,6 +275,36 @@ def test_each_blas_call_runs_on_one_thread_and_the_count_is_restored(split_every
     kernels.matmuls([(a, a, None), (a.T, a, None)])
     assert kernels.sum_squares(a.reshape(-1)) == pytest.approx(float(np.sum(a.astype(np.float64) ** 2)), rel=1e-6)
     assert len(seen) >= 4 and set(seen) == {1}
+    assert get() == 2
+
+
+def _child_blas_count(queue):
+    get, _put = blas._controls()
+    before = get()
+    with blas.one_thread():  # the lock is free in the child
+        inside = get()
+    queue.put((before, inside, get()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_a_child_forked_inside_a_blas_hold_gets_the_count_back(blas_on_two_threads):
+    """Forked while another thread holds the BLAS at one thread (a gvae call in a thread of a program
+    that forks): the child starts with the count the hold would have restored, and can hold it again."""
+    get, _put = blas_on_two_threads
+    entered, release = threading.Event(), threading.Event()
+
+    def holder():
+        with blas.one_thread():
+            entered.set()
+            release.wait(30)
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert entered.wait(30) and get() == 1
+        assert in_forked_child(_child_blas_count) == (2, 1, 2)
+    finally:
+        release.set()
+        thread.join()
     assert get() == 2
 
 

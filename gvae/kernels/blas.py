@@ -13,6 +13,7 @@ BLAS keeps its own threads.
 """
 import contextlib
 import ctypes
+import os
 import threading
 
 __all__ = ["settable", "one_thread"]
@@ -78,6 +79,19 @@ class _OneThread:
             _OneThread._depth -= 1
             if _OneThread._depth == 0 and _OneThread._saved != 1:
                 self.put(_OneThread._saved)
+
+
+def _after_fork():
+    # A fork while another thread was inside the hold: that thread does not exist in the child, so its
+    # exit never comes. The child gets the BLAS's count back and a lock no one holds.
+    _OneThread._lock = threading.Lock()
+    if _OneThread._depth and _found.get("openblas") and _OneThread._saved != 1:
+        _found["openblas"][1](_OneThread._saved)
+    _OneThread._depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def one_thread():
