@@ -19,14 +19,15 @@ def _jax_compilation_cache():
     """JAX's persistent compilation cache for the test processes: the JAX tests spend most of their time
     compiling (tests/test_jax_ops.py and test_jax_distribution.py in one process: 39-42 s, 23 s with the
     cache warm). Set through JAX's environment variables, here in the test process only and before any
-    test imports JAX; a value already set stands. The folder is the user's own cache folder (compiled
+    test imports JAX; a value already set stands. The folder is in gvae's cache folder (compiled
     executables are code: never a shared temporary folder). The size bound makes JAX guard each entry
     with a file lock (``filelock``, which PyTorch brings), since both xdist processes read and write it;
     without filelock, or without a writable folder, there is no cache."""
     import importlib.util
     if importlib.util.find_spec("filelock") is None:
         return
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gvae" / "jax-tests"
+    from gvae.io.mnist import cache_dir
+    folder = cache_dir() / "jax-tests"
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:

@@ -1,6 +1,7 @@
 """gvae's own threads (gvae/kernels/threads.py) and the kernels that split their work over them: every
 split kernel gives what the whole call gives on one thread; the pool's hand-over, errors, nesting and
-fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered so that small arrays split."""
+fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered
+so that small arrays split."""
 import multiprocessing
 import threading
 

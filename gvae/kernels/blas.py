@@ -56,46 +56,56 @@ def settable():
     return _controls() is not None
 
 
-class _OneThread:
+class _Hold:
     """While entered (by any number of threads at once), the BLAS runs each call on the calling thread;
-    the count it had is restored when the last one leaves."""
-    _lock = threading.Lock()
-    _depth = 0
-    _saved = 1
+    the count it had is restored when the last one leaves. One per process (:func:`one_thread`)."""
 
     def __init__(self, controls):
         self.get, self.put = controls
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.saved = 1
 
     def __enter__(self):
-        with self._lock:
-            if _OneThread._depth == 0:
-                _OneThread._saved = self.get()
-                if _OneThread._saved != 1:
+        with self.lock:
+            if self.depth == 0:
+                self.saved = self.get()
+                if self.saved != 1:
                     self.put(1)
-            _OneThread._depth += 1
+            self.depth += 1
 
     def __exit__(self, *exc):
-        with self._lock:
-            _OneThread._depth -= 1
-            if _OneThread._depth == 0 and _OneThread._saved != 1:
-                self.put(_OneThread._saved)
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0 and self.saved != 1:
+                self.put(self.saved)
+
+    def after_fork(self):
+        # A fork while another thread was inside the hold: that thread does not exist in the child, so
+        # its exit never comes. The child gets the BLAS's count back and a lock no one holds.
+        self.lock = threading.Lock()
+        if self.depth and self.saved != 1:
+            self.put(self.saved)
+        self.depth = 0
 
 
-def _after_fork():
-    # A fork while another thread was inside the hold: that thread does not exist in the child, so its
-    # exit never comes. The child gets the BLAS's count back and a lock no one holds.
-    _OneThread._lock = threading.Lock()
-    if _OneThread._depth and _found.get("openblas") and _OneThread._saved != 1:
-        _found["openblas"][1](_OneThread._saved)
-    _OneThread._depth = 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+_NOTHING = contextlib.nullcontext()
 
 
 def one_thread():
     """A context within which each BLAS call runs on the thread that makes it (a context that does
     nothing where the count cannot be set)."""
-    controls = _controls()
-    return contextlib.nullcontext() if controls is None else _OneThread(controls)
+    if "hold" not in _found:
+        controls = _controls()
+        _found["hold"] = _NOTHING if controls is None else _Hold(controls)
+    return _found["hold"]
+
+
+def _after_fork():
+    hold = _found.get("hold")
+    if isinstance(hold, _Hold):
+        hold.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

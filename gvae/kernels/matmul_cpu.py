@@ -55,9 +55,10 @@ def matmul(products):
     """[(a, b, out or None)] -> [a @ b], each into its out (allocated when None)."""
     outs = [np.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out for a, b, out in products]
     # As many independent products as threads (a dense layer's two gradients): one thread each, whole.
-    whole = not blas.settable() or len(products) >= threads.get_threads()
+    held = blas.settable()
+    whole = not held or len(products) >= threads.get_threads()
     tasks = [task for (a, b, _), out in zip(products, outs) for task in _tasks(a, b, out, split=not whole)]
-    if not blas.settable():  # the BLAS's own threads, for one product at a time
+    if not held:  # the BLAS's own threads, for one product at a time
         for task in tasks:
             task()
         return outs
