@@ -434,24 +434,45 @@ def _stop_runs(client, jobs, futures):
     no run of a sweep that has stopped. The sweep waits STOP_SECONDS at most (a worker that is gone may
     hold a request for Dask's connect timeout of 30 s): a run it could not reach stops when its worker
     ends."""
-    problem = []
-
     def ask():
-        try:
-            client.cancel(list(futures))
-            folders = [job.folder for job in jobs]
-            while sum(client.run(interrupt_runs, folders, on_error="ignore").values()):
-                time.sleep(0.05)
-        except Exception as e:  # noqa: BLE001 - the sweep is stopping anyway: say so, and stop
-            problem.append(f"{type(e).__name__}: {e}")
+        client.cancel(list(futures))
+        folders = [job.folder for job in jobs]
+        while sum(client.run(interrupt_runs, folders, on_error="ignore").values()):
+            time.sleep(0.05)
 
-    asking = threading.Thread(target=ask, daemon=True)
-    asking.start()
-    asking.join(STOP_SECONDS)
-    if asking.is_alive() or problem:
-        why = problem[0] if problem else f"no answer within {STOP_SECONDS:g} s"
+    why = _within(STOP_SECONDS, ask)
+    if why:
         print(f"gvae: could not ask every worker to stop its runs ({why}); a run in flight stops when its "
               "worker ends", file=sys.stderr)
+
+
+def _within(seconds, ask):
+    """Call ``ask()`` (a request to the cluster) in a thread of its own, waiting ``seconds`` at most; returns
+    None once it has returned, else why not (its exception, or that it did not answer in time)."""
+    problem = []
+
+    def call():
+        try:
+            ask()
+        except Exception as e:  # noqa: BLE001 - the sweep is stopping anyway: say why, and stop
+            problem.append(f"{type(e).__name__}: {e}")
+
+    asking = threading.Thread(target=call, daemon=True)
+    asking.start()
+    asking.join(seconds)
+    if problem:
+        return problem[0]
+    return f"no answer within {seconds:g} s" if asking.is_alive() else None
+
+
+def silence_logging():
+    """Run on each worker of the sweep's own cluster just before the sweep closes it: the worker process
+    ends with the close, and what Dask logs meanwhile is noise of the close's order (a heartbeat that
+    meets the scheduler already closed printed "Failed to communicate with scheduler during heartbeat"
+    with a traceback, now and then, after a run had stopped cleanly)."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
 
 
 def _execute(distributed, sweep, jobs, scheduler, workers, failures):
@@ -500,6 +521,8 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
         ended.set()
         watcher.join()
         bar.close()
+        if cluster is not None:  # (no answer in time: the close goes on, and a worker may say so)
+            _within(STOP_SECONDS, lambda: client.run(silence_logging, on_error="ignore"))
         client.close()
         if cluster is not None:
             cluster.close()
