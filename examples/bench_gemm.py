@@ -28,6 +28,8 @@ import time
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 import numpy as np  # noqa: E402
 
+from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+
 # (name, M, K, N, a transposed, b transposed): out (M, N) = op(a) (M, K) @ op(b) (K, N)
 SHAPES = [("enc L0 forward x @ W", 100, 784, 500, False, False),
           ("enc L1 forward", 100, 500, 500, False, False),
@@ -83,6 +85,18 @@ def _mkl_sgemm():
     return gemm
 
 
+def gvae_plan(lib, a, b, ta, tb):
+    """For the gvae row: how gvae computed the product ("  rows x2": NumPy's matmul on two blocks of rows
+    on gvae's threads; gvae.kernels.matmul_cpu.plan), else ""."""
+    if lib != "gvae":
+        return ""
+    from gvae.kernels import blas, matmul_cpu, threads
+    if not blas.settable():
+        return "  whole, on the BLAS's own threads"
+    form, blocks, _ = matmul_cpu.plan(a.T if ta else a, b.T if tb else b, split=threads.get_threads() > 1)
+    return f"  {form} x{len(blocks)}"
+
+
 def prepare(lib, threads):
     """make(a, b, out, ta, tb) -> (call, result): call() computes op(a) @ op(b) with ``lib`` (a and b as
     stored), result() returns it as a NumPy array. Only call() is timed."""
@@ -131,6 +145,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     shapes = SHAPES if args.products == "step" else eval_shapes()
     rng = np.random.default_rng(0)
+    print(f"CPU: {cpu_model()}; gvae and torch on {args.threads} thread(s)", flush=True)
     for lib in args.libs:
         try:
             make = prepare(lib, args.threads)
@@ -149,7 +164,7 @@ def main(argv=None):
             seconds = median_seconds(call, args.repeat)
             total += seconds
             print(f"{lib:9s} {name:22s} {m:4d} x {k:4d} x {n:4d} {seconds * 1e6:8.1f} us "
-                  f"{2 * m * k * n / seconds / 1e9:6.1f} GFLOP/s", flush=True)
+                  f"{2 * m * k * n / seconds / 1e9:6.1f} GFLOP/s{gvae_plan(lib, a, b, ta, tb)}", flush=True)
         print(f"{lib:9s} all {len(shapes)} products: {total * 1e3:.2f} ms", flush=True)
         if args.products == "eval":
             print(f"{lib:9s} at most {shapes[0][1] / total:,.0f} importance samples per second", flush=True)

@@ -22,9 +22,7 @@ that many threads):
 """
 import argparse
 import os
-import platform
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -35,23 +33,9 @@ import gvae.torch as gt
 from gvae import autodiff, ops
 from gvae.model.lattice import extgrid_offsets, grid_offsets, lattice_mask
 
+from cpu_model import cpu_model  # examples/cpu_model.py, beside this script
+
 TABLES = ("overhead", "size", "dense", "vae")
-
-
-def cpu_model():
-    """The CPU's model name with its family/model numbers (x86 /proc/cpuinfo), else platform's guess."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    flags = fields.get("flags", "").split()
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, "
-            f"model {fields.get('model', '?')}, {simd})")
 
 
 def interleaved(fns, repeats, inner):
@@ -227,7 +211,6 @@ def dense_table(args):
 
 
 def vae_table(args):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from torch_banded_vae import VAE, train_step
     rng = np.random.default_rng(3)
     x = torch.from_numpy((rng.random((20, 100, 784)) < 0.3).astype(np.float32))

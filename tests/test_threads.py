@@ -211,7 +211,10 @@ def test_split_products_match_numpy(split_everything, n):
     kernels.set_threads(n)
     # Tall products in row blocks, wide ones (fewer rows than columns) and transposed right factors in
     # column blocks; left factors C- and Fortran-ordered.
-    for left, right in [(a, b), (c.T, b.T), (a, d.T), (c.T, c), (d, e), (b.T, e)]:
+    forms = ["rows", "columns", "columns", "rows", "columns", "columns"]
+    for (left, right), form in zip([(a, b), (c.T, b.T), (a, d.T), (c.T, c), (d, e), (b.T, e)], forms):
+        how, blocks, _ = matmul_cpu.plan(left, right)
+        assert (how, len(blocks)) == (form, n)
         expected = left.astype(np.float64) @ right.astype(np.float64)
         np.testing.assert_allclose(kernels.matmul(left, right), expected, rtol=1e-4, atol=1e-4)
         out = np.full(expected.shape, np.nan, np.float32)

@@ -23,20 +23,20 @@ MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over cost
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
 MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
 
-def _tasks(a, b, out, split):
-    """Tasks computing out = a @ b, in blocks for gvae's threads when ``split`` and the product is large
-    enough: a mostly-zero a (with b's rows contiguous) as sparse rows, in blocks of rows; otherwise
-    NumPy's matmul, in blocks of rows, or of columns when the product is wide or b is stored transposed
-    (g @ W.T)."""
+def plan(a, b, split=True):
+    """How out = a @ b is computed: (form, blocks, csr). ``form`` is "sparse rows" (a mostly-zero a, with
+    b's rows contiguous: the compressed rows ``csr`` times b, in blocks of rows), "rows" or "columns"
+    (NumPy's matmul on blocks of the product's rows or columns); ``blocks`` the [(lo, hi)] ranges, one per
+    task on gvae's threads (one block: one call). ``split``: the product may be cut into blocks (it is
+    given alone, not one of as many products as threads)."""
     form = sparse_rows(a) if b.strides[1] == b.itemsize else None
     if form is not None:
-        indptr, indices, values = form
         m = a.shape[0]
-        parts = threads.blocks(m, MIN_ROWS) if split and values.size * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
-        return [lambda lo=lo, hi=hi: csr_product(indptr, indices, values, b, out, lo, hi) for lo, hi in parts]
+        parts = threads.blocks(m, MIN_ROWS) if split and form[2].size * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
+        return "sparse rows", parts, form
     m, n = a.shape[0], b.shape[1]
     if not split or 2.0 * m * n * a.shape[1] < MIN_FLOPS:
-        return [lambda: np.matmul(a, b, out=out)]
+        return "rows", [(0, m)], None
     # Each block's BLAS call packs the whole of the factor the blocks share: b (K, N) for row blocks, a
     # (M, K) for column blocks. So a wide product (M < N: a batch of 100 rows into 500-784 units) is cut
     # into column blocks, a tall one into row blocks. Measured on the 2-core Zen 1 machine, 100 x 500 x 500
@@ -45,9 +45,20 @@ def _tasks(a, b, out, split):
     # 100 x 784 x 500 on the AVX-512 machine: 0.60 ms in two column blocks, 0.67 in two row blocks, 1.15
     # with W.T copied first and row blocks, 1.01 on one thread).
     if m < n or not b.flags.c_contiguous:
-        return [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi])
-                for lo, hi in threads.blocks(n, MIN_ROWS)]
-    return [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in threads.blocks(m, MIN_ROWS)]
+        return "columns", threads.blocks(n, MIN_ROWS), None
+    return "rows", threads.blocks(m, MIN_ROWS), None
+
+
+def _tasks(a, b, out, split):
+    """The tasks of :func:`plan`'s blocks, each writing its block of out."""
+    form, parts, csr = plan(a, b, split)
+    if form == "sparse rows":
+        return [lambda lo=lo, hi=hi: csr_product(*csr, b, out, lo, hi) for lo, hi in parts]
+    if form == "columns":
+        return [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in parts]
+    if len(parts) == 1:
+        return [lambda: np.matmul(a, b, out=out)]
+    return [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in parts]
 
 
 @register("matmul")

@@ -1,0 +1,41 @@
+"""The CPU a benchmark ran on, for the first line of its table (timings mean little without it)."""
+import os
+import platform
+
+
+def cpu_model():
+    """The CPU's model name with its family/model numbers and vector width (x86 /proc/cpuinfo), the cores
+    this process may use and the caches, else platform's guess."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    flags = fields.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, "
+            f"model {fields.get('model', '?')}, {simd}{_caches()}); {usable} of {os.cpu_count()} cores usable")
+
+
+def _caches():
+    """", L2 1 MiB, L3 32 MiB" from sysfs (cpu0's unified caches), or "" where sysfs does not say."""
+    said = []
+    for index in range(8):
+        folder = f"/sys/devices/system/cpu/cpu0/cache/index{index}"
+        try:
+            with open(f"{folder}/level") as f:
+                level = f.read().strip()
+            with open(f"{folder}/type") as f:
+                kind = f.read().strip()
+            with open(f"{folder}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            break
+        if kind == "Unified":
+            kib = int(size[:-1]) * (1024 if size.endswith("M") else 1) if size[-1:] in ("K", "M") and size[:-1].isdigit() else 0
+            said.append(f"L{level} {kib // 1024} MiB" if kib and kib % 1024 == 0 else f"L{level} {size}")
+    return "".join(", " + s for s in said)
