@@ -148,3 +148,30 @@ def test_analyze_checks_that_it_can_write_before_its_work(run, capsys, monkeypat
     rc = main(["analyze", str(folder), "--data", str(data), "--quiet"])
     err = _one_line(capsys)
     assert rc == 2 and "cannot write analysis.json" in err and "Read-only file system" in err
+
+
+@pytest.mark.parametrize("command, module, name", [("eval", "gvae.io.files", "write_json"),
+                                                   ("sample", "gvae.plots", "atomic_path")])
+def test_a_full_disk_during_eval_or_sample_ends_in_one_line(run, tmp_path, capsys, monkeypatch, command, module,
+                                                            name):
+    """Writing the results (eval.json) or the pictures fails with ENOSPC: exit 1 and one line naming the
+    reason, the run's checkpoint untouched, and the same command works once there is space again."""
+    import importlib
+
+    folder, data = run
+    target = importlib.import_module(module)
+    write = getattr(target, name)
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    before = (folder / "checkpoint.npz").read_bytes()
+    flags = (["--data", str(data), "--iw-samples", "10", "--quiet"] if command == "eval"
+             else ["--n", "4", "--out", str(tmp_path / "pictures"), "--quiet"])
+    monkeypatch.setattr(target, name, full)
+    rc = main([command, str(folder), *flags])
+    err = _one_line(capsys)
+    assert rc == 1 and "No space left on device" in err, err
+    assert (folder / "checkpoint.npz").read_bytes() == before
+    monkeypatch.setattr(target, name, write)
+    assert main([command, str(folder), *flags]) == 0

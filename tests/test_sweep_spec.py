@@ -190,6 +190,9 @@ BAD = [  # (edit of SPEC, where the message points, what it says was expected)
      "has every setting of configuration 'chain'"),
     (("[eval]", '[[configs]]\nname = "x"\nlatnet = 3\n[eval]'), "[[configs]] 'x'", "did you mean latent?"),
     (("epochs = 2", 'epochs = 2\ntask = "classify"'), "[base] task", "train a classifier with gvae train --task classify"),
+    (("latent = 4", "latent = 12345678901234567890"), "[base] latent", "expected a positive integer of at most 2147483647"),
+    (("hidden = [16]", "hidden = [12345678901234567890]"), "[base] hidden", "of at most 2147483647"),
+    (("iw_samples = 10", "iw_samples = 12345678901234567890"), "[eval] iw_samples", "of at most 2147483647"),
 ]
 
 
@@ -266,3 +269,9 @@ def test_a_folder_that_holds_no_sweep_is_refused(tmp_path, capsys):
     assert main(["sweep", str(write_spec(tmp_path))]) == 2
     assert "is not empty and holds no sweep" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["notes.txt"]
+
+
+def test_the_sweep_s_counts_are_singular_for_one():
+    """The sweep's lines say "1 seed", "1 run" ("1 seeds" was seen)."""
+    from gvae.sweep.execute import _count
+    assert [_count(n, "seed") for n in (0, 1, 2)] == ["0 seeds", "1 seed", "2 seeds"]
