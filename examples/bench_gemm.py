@@ -94,7 +94,7 @@ def gvae_plan(lib, a, b, ta, tb):
     if not blas.settable():
         return "  whole, on the BLAS's own threads"
     form, blocks, _ = matmul_cpu.plan(a.T if ta else a, b.T if tb else b, split=threads.get_threads() > 1)
-    return f"  {form} x{len(blocks)}"
+    return f"  {form}" + (f" x{len(blocks)}" if len(blocks) > 1 else "")
 
 
 def prepare(lib, threads):

@@ -408,6 +408,28 @@ def paired_ratio(rounds, name, ref):
     return float(np.median(np.asarray(rounds[name]) / np.asarray(rounds[ref])))
 
 
+def product_plans(trainer, batch):
+    """How gvae cut each product of one step of ``trainer`` (gvae.kernels.matmul_cpu.plan), as
+    "M x K x N form xblocks" with a count where a cut repeats."""
+    from collections import Counter
+
+    from gvae.kernels import blas, matmul_cpu
+    seen, plan = Counter(), matmul_cpu.plan
+
+    def recording(a, b, split=True):
+        found = plan(a, b, split)
+        blocks = f" x{len(found[1])}" if len(found[1]) > 1 else ""
+        seen[f"{a.shape[0]}x{a.shape[1]}x{b.shape[1]} {found[0]}{blocks}"] += 1
+        return found
+    matmul_cpu.plan = recording
+    try:
+        trainer.step(batch, 1.0)
+    finally:
+        matmul_cpu.plan = plan
+    where = "" if blas.settable() else " (the BLAS's thread count cannot be set: each whole, on its own threads)"
+    return ", ".join(k + (f" ({n})" if n > 1 else "") for k, n in seen.items()) + where
+
+
 def main(args):
     rng = np.random.default_rng(args.seed)
     data, batches = make_data(args, rng)
@@ -424,6 +446,7 @@ def main(args):
             impls[name] = gvae_step(gvae_trainer(args, data, out, first, **settings), batches)
         phased = gvae_phased_step(gvae_trainer(args, data, out), batches)  # its own, instrumented
         floor_step, floor_flops = gemm_floor(args, rng, batches[0])
+        plans = product_plans(trainer, batches[0])
         impls["GEMMs alone (gvae matmul)"] = floor_step
         notes = []
         if args.no_torch:
@@ -493,6 +516,7 @@ def main(args):
         print(f"{name:<20} {med:>10.3f} {f'[{q25:.3f}, {q75:.3f}]':>16} {med / (total * 1e3):>7.1%}")
     print(f"{'total':<20} {total * 1e3:>10.3f}")
     print(f"forward+backward over the GEMM floor: {np.median(phases[:, 0]) / med_floor:.2f}x")
+    print(f"gvae's products in one {first} step, as cut for {kernels.get_threads()} thread(s): {plans}")
 
 
 if __name__ == "__main__":

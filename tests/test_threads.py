@@ -215,6 +215,7 @@ def test_split_products_match_numpy(split_everything, n):
     for (left, right), form in zip([(a, b), (c.T, b.T), (a, d.T), (c.T, c), (d, e), (b.T, e)], forms):
         how, blocks, _ = matmul_cpu.plan(left, right)
         assert (how, len(blocks)) == (form, n)
+        assert matmul_cpu.plan(left, right, split=False)[:2] == ("whole", [(0, left.shape[0])])
         expected = left.astype(np.float64) @ right.astype(np.float64)
         np.testing.assert_allclose(kernels.matmul(left, right), expected, rtol=1e-4, atol=1e-4)
         out = np.full(expected.shape, np.nan, np.float32)

@@ -25,10 +25,10 @@ MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is on
 
 def plan(a, b, split=True):
     """How out = a @ b is computed: (form, blocks, csr). ``form`` is "sparse rows" (a mostly-zero a, with
-    b's rows contiguous: the compressed rows ``csr`` times b, in blocks of rows), "rows" or "columns"
-    (NumPy's matmul on blocks of the product's rows or columns); ``blocks`` the [(lo, hi)] ranges, one per
-    task on gvae's threads (one block: one call). ``split``: the product may be cut into blocks (it is
-    given alone, not one of as many products as threads)."""
+    b's rows contiguous: the compressed rows ``csr`` times b, in blocks of rows), "whole" (one NumPy
+    matmul), or "rows" or "columns" (NumPy's matmul on blocks of the product's rows or columns);
+    ``blocks`` the [(lo, hi)] ranges of rows or columns, one per task on gvae's threads. ``split``: the
+    product may be cut into blocks (it is given alone, not one of as many products as threads)."""
     form = sparse_rows(a) if b.strides[1] == b.itemsize else None
     if form is not None:
         m = a.shape[0]
@@ -36,7 +36,7 @@ def plan(a, b, split=True):
         return "sparse rows", parts, form
     m, n = a.shape[0], b.shape[1]
     if not split or 2.0 * m * n * a.shape[1] < MIN_FLOPS:
-        return "rows", [(0, m)], None
+        return "whole", [(0, m)], None
     # Each block's BLAS call packs the whole of the factor the blocks share: b (K, N) for row blocks, a
     # (M, K) for column blocks. So a wide product (M < N: a batch of 100 rows into 500-784 units) is cut
     # into column blocks, a tall one into row blocks. Measured on the 2-core Zen 1 machine, 100 x 500 x 500
@@ -56,7 +56,7 @@ def _tasks(a, b, out, split):
         return [lambda lo=lo, hi=hi: csr_product(*csr, b, out, lo, hi) for lo, hi in parts]
     if form == "columns":
         return [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in parts]
-    if len(parts) == 1:
+    if form == "whole":
         return [lambda: np.matmul(a, b, out=out)]
     return [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in parts]
 
