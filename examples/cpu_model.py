@@ -36,6 +36,14 @@ def _caches():
         except OSError:
             break
         if kind == "Unified":
-            kib = int(size[:-1]) * (1024 if size.endswith("M") else 1) if size[-1:] in ("K", "M") and size[:-1].isdigit() else 0
-            said.append(f"L{level} {kib // 1024} MiB" if kib and kib % 1024 == 0 else f"L{level} {size}")
+            said.append(f"L{level} {_size(size)}")
     return "".join(", " + s for s in said)
+
+
+def _size(text):
+    """sysfs's "1024K" or "32M" as "1 MiB" or "32 MiB"; anything else as it is."""
+    number, unit = text[:-1], text[-1:]
+    if not number.isdigit() or unit not in ("K", "M"):
+        return text
+    kib = int(number) * (1024 if unit == "M" else 1)
+    return f"{kib // 1024} MiB" if kib % 1024 == 0 else f"{kib} KiB"

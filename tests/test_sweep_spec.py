@@ -190,7 +190,8 @@ BAD = [  # (edit of SPEC, where the message points, what it says was expected)
      "has every setting of configuration 'chain'"),
     (("[eval]", '[[configs]]\nname = "x"\nlatnet = 3\n[eval]'), "[[configs]] 'x'", "did you mean latent?"),
     (("epochs = 2", 'epochs = 2\ntask = "classify"'), "[base] task", "train a classifier with gvae train --task classify"),
-    (("latent = 4", "latent = 12345678901234567890"), "[base] latent", "expected a positive integer of at most 2147483647"),
+    (("latent = 4", "latent = 12345678901234567890"), "[base] latent",
+     "expected a positive integer of at most 2147483647"),
     (("hidden = [16]", "hidden = [12345678901234567890]"), "[base] hidden", "of at most 2147483647"),
     (("iw_samples = 10", "iw_samples = 12345678901234567890"), "[eval] iw_samples", "of at most 2147483647"),
 ]
