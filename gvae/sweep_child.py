@@ -12,7 +12,9 @@ left training would hold its folder's lock against the sweep's next attempt. So 
 parent and, once it is gone, interrupts the command as Ctrl-C would: gvae train stops at once with its
 last finished epoch on disk, resumable. The child answers SIGINT even when it was started with SIGINT
 ignored, as every process started in the background by a non-interactive shell (``gvae sweep ... &``)
-is: without that, an orphaned run would train on. Only the standard library is imported before gvae.cli, which
+is: without that, an orphaned run would train on. Started by a sweep's worker, it closes the pipe end named
+by ``GVAE_SWEEP_READY_FD`` once it answers SIGINT: before that a SIGINT would be lost, and the worker
+waits for it before it interrupts the run. Only the standard library is imported before gvae.cli, which
 sets the thread counts before NumPy loads (every command of one child has the same ``--threads``). Like
 ``gvae.cli``, this is a process's entry point, so it sits beside it at the top of the package: the sweep
 (below the commands) names it only as a module to run."""
@@ -35,10 +37,13 @@ def stop_with_parent(parent, period=1.0):
 def main(argv):
     parent, commands = int(argv[0]), json.loads(argv[1])
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    from .sweep.runlog import READY_VARIABLE, header
+    told = os.environ.pop(READY_VARIABLE, None)  # its worker interrupts the run only once this is closed
+    if told is not None:
+        os.close(int(told))
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
     try:
         from .cli import main as gvae
-        from .sweep.runlog import header
         for args in commands:
             print("\n" + header(args), flush=True)
             try:

@@ -141,6 +141,9 @@ def test_interrupt_runs_signals_the_named_folders_running_processes_once(tmp_pat
                  "open('d-ready', 'w').close(); time.sleep(60)"}
     procs = {name: subprocess.Popen([sys.executable, "-c", text], cwd=tmp_path, preexec_fn=answering_ctrl_c)
              for name, text in code.items()}
+    for proc in procs.values():  # each answers Ctrl-C (as a run's process says by closing its pipe)
+        proc.gvae_ready = threading.Event()
+        proc.gvae_ready.set()
     try:
         procs["c"].wait()
         wait_for(lambda: (tmp_path / "d-ready").is_file(), 60, "d's handler")
@@ -156,6 +159,42 @@ def test_interrupt_runs_signals_the_named_folders_running_processes_once(tmp_pat
             execute._CHILDREN.pop(str(tmp_path / name), None)
             proc.kill()
             proc.wait()
+
+
+
+_INTERRUPT_AT_ONCE = """
+import json, pathlib, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a sweep's worker has it, and its run's process inherits
+from gvae.sweep import execute
+log = sys.argv[2]
+folder = str(pathlib.Path(log).parent)
+ended = {}
+task = threading.Thread(target=lambda: ended.update(code=execute._run_command([json.loads(sys.argv[1])], log)[0]))
+task.start()
+while folder not in execute._CHILDREN:
+    time.sleep(0.001)
+start = time.perf_counter()
+while execute.interrupt_runs([folder]) and time.perf_counter() - start < 60:
+    time.sleep(0.01)
+task.join(60)
+print(ended.get("code"), time.perf_counter() - start)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_the_moment_it_starts_stops(tmp_path, data_file):
+    """A stopping sweep asks its runs to stop right after one started: the run's process began with SIGINT
+    ignored (as its worker has it), so a SIGINT before it installed its handler was lost and the run
+    trained on, until its worker was killed 14 s later. The worker now waits for the run to say it
+    answers Ctrl-C (it closes a pipe), then interrupts it: it stops at once."""
+    out = tmp_path / "run"
+    out.mkdir()
+    args = ["train", "--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size",
+            "20", "--epochs", "100000", "--quiet", "--threads", "1", "--out", str(out)]
+    done = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_ONCE, json.dumps(args), str(out / "sweep.log")],
+                          capture_output=True, text=True, env=environment(), timeout=180)
+    code, seconds = done.stdout.split()
+    assert code == "130" and float(seconds) < 30, (done.stdout, done.stderr, (out / "sweep.log").read_text())
 
 
 CLUSTER = """

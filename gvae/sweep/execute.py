@@ -24,7 +24,7 @@ from ..kernels.threads import available_cores
 from ..training import rundir
 from ..training.config import RESUMABLE
 from . import state
-from .runlog import commands_started
+from .runlog import READY_VARIABLE, commands_started
 from .spec import load_spec
 from .state import FAILURES_NAME, LOG_NAME, RECORD_NAME, SPEC_NAME
 
@@ -99,7 +99,8 @@ def interrupt_runs(folders):
         if child is None or child.poll() is not None:
             continue
         running += 1
-        if not getattr(child, "gvae_interrupted", False):  # a second Ctrl-C could cut its stop short
+        # Not before it answers Ctrl-C (runlog.READY_VARIABLE), and once: a second could cut its stop short.
+        if child.gvae_ready.is_set() and not getattr(child, "gvae_interrupted", False):
             child.send_signal(signal.SIGINT)
             child.gvae_interrupted = True
     return running
@@ -112,18 +113,32 @@ def _run_command(commands, log):
 
     ``-P``: ``python -m`` would put the working directory first on the import path, so a ``gvae/`` folder
     there (a checkout's parent, or one planted) would run instead of the installed gvae; with ``-P`` only
-    the import path of the installation (site-packages, an editable install, ``PYTHONPATH``) is used."""
+    the import path of the installation (site-packages, an editable install, ``PYTHONPATH``) is used.
+    The child is registered for :func:`interrupt_runs` at once, and marked ready (``gvae_ready``) when it
+    closes the pipe end named by ``runlog.READY_VARIABLE``: from then on it answers SIGINT."""
     command = [sys.executable, "-P", "-m", "gvae.sweep_child", str(os.getpid()),
                json.dumps([list(args) for args in commands])]
     folder = str(Path(log).parent)
+    ready, told = os.pipe()  # the child closes ``told`` once it answers SIGINT: EOF here
     with open(log, "a") as f:
         start = f.tell()
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                     pass_fds=(told,), env={**os.environ, READY_VARIABLE: str(told)})
+        except BaseException:
+            os.close(ready)
+            raise
+        finally:
+            os.close(told)
+        child.gvae_ready = threading.Event()
         _CHILDREN[folder] = child
         try:
+            os.read(ready, 1)  # returns once the child has closed its end (or ended)
+            child.gvae_ready.set()
             code = child.wait()
         finally:
             _CHILDREN.pop(folder, None)
+            os.close(ready)
     with open(log) as f:
         f.seek(start)
         lines = [line.strip() for line in f.read().splitlines() if line.strip()]
