@@ -37,12 +37,12 @@ def stop_with_parent(parent, period=1.0):
 def main(argv):
     parent, commands = int(argv[0]), json.loads(argv[1])
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from .sweep.runlog import READY_VARIABLE, header
-    told = os.environ.pop(READY_VARIABLE, None)  # its worker interrupts the run only once this is closed
-    if told is not None:
-        os.close(int(told))
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
     try:
+        from .sweep.runlog import READY_VARIABLE, header
+        told = os.environ.pop(READY_VARIABLE, None)
+        if told is not None:  # from here its worker may interrupt the run: inside this try, which answers it
+            os.close(int(told))
         from .cli import main as gvae
         for args in commands:
             print("\n" + header(args), flush=True)
@@ -52,7 +52,7 @@ def main(argv):
                 code = e.code if isinstance(e.code, int) else int(e.code is not None)
             if code:
                 return code
-    except KeyboardInterrupt:  # the parent ended between two commands (each command answers it itself)
+    except KeyboardInterrupt:  # before the first command or between two (each command answers it itself)
         print("gvae: interrupted", file=sys.stderr)
         return 130
     return 0
