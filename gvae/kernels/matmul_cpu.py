@@ -29,11 +29,11 @@ def plan(a, b, split=True):
     matmul), or "rows" or "columns" (NumPy's matmul on blocks of the product's rows or columns);
     ``blocks`` the [(lo, hi)] ranges of rows or columns, one per task on gvae's threads. ``split``: the
     product may be cut into blocks (it is given alone, not one of as many products as threads)."""
-    form = sparse_rows(a) if b.strides[1] == b.itemsize else None
-    if form is not None:
+    csr = sparse_rows(a) if b.strides[1] == b.itemsize else None
+    if csr is not None:
         m = a.shape[0]
-        parts = threads.blocks(m, MIN_ROWS) if split and form[2].size * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
-        return "sparse rows", parts, form
+        parts = threads.blocks(m, MIN_ROWS) if split and csr[2].size * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
+        return "sparse rows", parts, csr
     m, n = a.shape[0], b.shape[1]
     if not split or 2.0 * m * n * a.shape[1] < MIN_FLOPS:
         return "whole", [(0, m)], None

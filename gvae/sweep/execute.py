@@ -120,25 +120,24 @@ def _run_command(commands, log):
                json.dumps([list(args) for args in commands])]
     folder = str(Path(log).parent)
     ready, told = os.pipe()  # the child closes ``told`` once it answers SIGINT: EOF here
-    with open(log, "a") as f:
-        start = f.tell()
-        try:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                     pass_fds=(told,), env={**os.environ, READY_VARIABLE: str(told)})
-        except BaseException:
-            os.close(ready)
-            raise
-        finally:
-            os.close(told)
-        child.gvae_ready = threading.Event()
-        _CHILDREN[folder] = child
-        try:
-            os.read(ready, 1)  # returns once the child has closed its end (or ended)
-            child.gvae_ready.set()
-            code = child.wait()
-        finally:
-            _CHILDREN.pop(folder, None)
-            os.close(ready)
+    try:
+        with open(log, "a") as f:
+            start = f.tell()
+            try:
+                child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                         pass_fds=(told,), env={**os.environ, READY_VARIABLE: str(told)})
+            finally:
+                os.close(told)
+            child.gvae_ready = threading.Event()
+            _CHILDREN[folder] = child
+            try:
+                os.read(ready, 1)  # returns once the child has closed its end (or ended)
+                child.gvae_ready.set()
+                code = child.wait()
+            finally:
+                _CHILDREN.pop(folder, None)
+    finally:
+        os.close(ready)
     with open(log) as f:
         f.seek(start)
         lines = [line.strip() for line in f.read().splitlines() if line.strip()]
