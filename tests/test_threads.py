@@ -4,12 +4,13 @@ fork; each BLAS call on one thread, the BLAS's thread count restored. The split 
 so that small arrays split."""
 import multiprocessing
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels import adam_cpu, blas, matmul_cpu, threads
+from gvae.kernels import adam_cpu, blas, matmul_cpu, threads, worker_cpu
 from tests.band_reference import random_factor
 
 
@@ -225,6 +226,111 @@ def test_split_products_match_numpy(split_everything, n):
     for got, (left, right) in zip(pair, [(a, b), (c.T, b.T)]):
         np.testing.assert_allclose(got, left @ right, rtol=1e-4, atol=1e-4)
     assert kernels.matmuls([]) == []
+
+
+def _operands(rng, dtype):
+    """(a, b) pairs in the layouts the step's blocks have: C-ordered, transposed views, and column and
+    row blocks of larger arrays (leading dimensions beyond the block)."""
+    a = rng.standard_normal((23, 31)).astype(dtype)
+    b = rng.standard_normal((31, 40)).astype(dtype)
+    return [(a, b), (b.T[:, :23], a[:, :17]), (a[:, 3:20], b[3:20, 5:33]), (a[4:19], b.T.copy().T),
+            (np.asfortranarray(a), b[:, 7:9])]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_workers_product_is_one_blas_call_equal_to_numpys(dtype):
+    """A block a worker computes runs as one cblas call from its native loop, never through Python, and
+    gives NumPy's matmul of the same operands bit for bit."""
+    if blas.gemm_address(np.dtype(dtype)) is None:
+        pytest.skip("NumPy's BLAS here is not an ILP64 OpenBLAS")
+    rng = np.random.default_rng(3)
+    called = []
+    kernels.set_threads(2)
+    try:
+        for a, b in _operands(rng, dtype):
+            outs = [np.full((a.shape[0], b.shape[1]), np.nan, dtype) for _ in range(2)]
+            tasks = [matmul_cpu._Product(a, b, out) for out in outs]
+            assert tasks[1].native is not None and tasks[1].native[0] in (worker_cpu.GEMM32, worker_cpu.GEMM64)
+
+            class Watched(matmul_cpu._Product):
+                def __call__(self):
+                    called.append(threading.get_ident())
+                    super().__call__()
+            threads.run([Watched(a, b, outs[0]), Watched(a, b, outs[1])])
+            np.testing.assert_array_equal(outs[1], np.matmul(a, b))
+            np.testing.assert_array_equal(outs[0], outs[1])
+    finally:
+        kernels.set_threads(1)
+    assert set(called) == {threading.get_ident()} and len(called) == 5  # only the caller's blocks
+
+
+def test_what_the_blas_cannot_take_as_it_is_goes_through_numpy(monkeypatch):
+    """No native form (so a worker calls NumPy's matmul) for strides the BLAS cannot take, empty
+    products, vectors and a @ a.T (where NumPy calls gemv or syrk), an out that overlaps a factor, and a
+    BLAS without an ILP64 cblas_sgemm; the products are still NumPy's on two threads."""
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((12, 10)).astype(np.float32)
+    b = rng.standard_normal((10, 16)).astype(np.float32)
+    big = np.zeros((12, 22), np.float32)
+    cases = [(a[:, ::2], b[::2]), (a[:, :0], b[:0]), (a, b[:, 2:2]), (a, b[:, 3:4]), (a[5:6], b), (a, a.T)]
+    for left, right in cases:
+        assert matmul_cpu._Product(left, right, np.empty((left.shape[0], right.shape[1]), np.float32)).native is None
+    assert matmul_cpu._Product(big[:, :10], b, big[:, 6:22]).native is None  # out overlaps a
+    monkeypatch.setattr(blas, "gemm_address", lambda dtype: None)
+    assert matmul_cpu._Product(a, b, np.empty((12, 16), np.float32)).native is None
+    kernels.set_threads(2)
+    try:
+        for left, right in cases + [(a, b)]:
+            outs = [np.empty((left.shape[0], right.shape[1]), np.float32) for _ in range(2)]
+            threads.run([matmul_cpu._Product(left, right, out) for out in outs])
+            np.testing.assert_array_equal(outs[0], np.matmul(left, right))
+            np.testing.assert_array_equal(outs[1], outs[0])
+    finally:
+        kernels.set_threads(1)
+
+
+def _worker_seconds(worker):
+    return time.clock_gettime(time.pthread_getcpuclockid(worker.thread.ident))
+
+
+@pytest.mark.skipif(not hasattr(time, "pthread_getcpuclockid"), reason="no per-thread CPU clock here")
+def test_an_idle_worker_sleeps_and_wakes_for_the_next_call():
+    """A worker spins only briefly after its last task: then it sleeps (using no CPU), and the next call
+    wakes it and runs on it."""
+    kernels.set_threads(2)
+    try:
+        threads.run([lambda: None, lambda: None])
+        worker = threads._state["workers"][0]
+        deadline = time.monotonic() + 10
+        while not worker.sleeping and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.sleeping
+        before = _worker_seconds(worker)
+        time.sleep(0.3)
+        assert _worker_seconds(worker) - before < 0.03
+        ran = []
+        threads.run([lambda: None, lambda: ran.append(threading.get_ident())])
+        assert ran == [worker.thread.ident]
+    finally:
+        kernels.set_threads(1)
+
+
+def test_fewer_threads_stop_the_workers_beyond_them():
+    kernels.set_threads(3)
+    try:
+        threads.run([lambda: None] * 3)
+        started = [worker.thread for worker in threads._state["workers"]]
+        assert len(started) == 2
+        kernels.set_threads(2)
+        started[1].join(10)
+        assert not started[1].is_alive() and started[0].is_alive()
+        out = []
+        threads.run([lambda: out.append(0), lambda: out.append(1)])
+        assert sorted(out) == [0, 1]
+    finally:
+        kernels.set_threads(1)
+    started[0].join(10)
+    assert not started[0].is_alive()
 
 
 def test_products_refuse_bad_arguments():

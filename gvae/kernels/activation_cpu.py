@@ -9,7 +9,7 @@ Transcendentals come from :mod:`vecmath_cpu` (vectorisable, in the array's preci
 element and then selected, so that the loop stays branch-free); tanh is a library call.
 
 Each kernel is serial; the registered functions cut large arrays into row blocks for gvae's own
-threads (:mod:`threads`), which sleep between calls rather than spin against the BLAS's threads.
+threads (:mod:`threads`).
 """
 import math
 

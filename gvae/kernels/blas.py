@@ -16,9 +16,13 @@ import ctypes
 import os
 import threading
 
-__all__ = ["settable", "one_thread"]
+__all__ = ["settable", "one_thread", "gemm_address"]
 
 _found = {}
+# The symbol names of OpenBLAS builds: (thread-count prefix, cblas prefix, suffix); "64_" marks the ILP64
+# builds (64-bit sizes) that NumPy's wheels ship.
+_NAMES = (("scipy_openblas", "scipy_cblas", "64_"), ("openblas", "cblas", "64_"), ("scipy_openblas", "scipy_cblas", ""),
+          ("openblas", "cblas", ""))
 
 
 def _controls():
@@ -36,19 +40,29 @@ def _controls():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("scipy_openblas", ""),
-                               ("openblas", "")):
+        for prefix, cblas, suffix in _NAMES:
             get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
             put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
             if get is not None and put is not None:
                 get.restype, get.argtypes = ctypes.c_int, []
                 put.restype, put.argtypes = None, [ctypes.c_int]
                 found = (get, put)
+                if suffix == "64_":
+                    _found["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
+                                                        ctypes.c_void_p).value for char, name in ("fs", "dd")}
                 break
         if found:
             break
     _found["openblas"] = found
     return found
+
+
+def gemm_address(dtype):
+    """The address of ``cblas_sgemm`` (float32) or ``cblas_dgemm`` (float64) of the ILP64 OpenBLAS that
+    NumPy loaded, for a product run outside Python (:mod:`worker_cpu`); None where there is none (another
+    BLAS, 32-bit sizes, or a thread count that cannot be held)."""
+    _controls()
+    return _found.get("gemm", {}).get(dtype.char)
 
 
 def settable():

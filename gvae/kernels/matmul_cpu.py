@@ -7,7 +7,9 @@ So the BLAS is held to one thread (:mod:`blas`); on gvae's threads, independent 
 run one per thread, and a product of at least ``MIN_FLOPS`` given alone is cut into blocks of rows (of
 columns for a wide product or a transposed b), each computed by NumPy's matmul on its own thread. Where
 the BLAS's thread count cannot be set (not OpenBLAS, or no ``/proc/self/maps`` to find it), this is
-NumPy's matmul on the BLAS's own threads, one product after the other.
+NumPy's matmul on the BLAS's own threads, one product after the other. A block that a worker computes
+is one ``cblas_?gemm`` call made from the worker's native loop (:mod:`worker_cpu`), the caller's block
+NumPy's matmul.
 
 A left factor that is mostly zeros (a binarised image batch: the first layer's product and its weight
 gradient) is multiplied in compressed sparse rows instead (:mod:`sparse_rows_cpu`), on one thread or in
@@ -15,7 +17,7 @@ blocks of rows on gvae's threads.
 """
 import numpy as np
 
-from . import blas, threads
+from . import blas, threads, worker_cpu
 from .backend import register
 from .sparse_rows_cpu import csr_product, sparse_rows
 
@@ -49,16 +51,59 @@ def plan(a, b, split=True):
     return "rows", threads.blocks(m, MIN_ROWS), None
 
 
+_NO_TRANS, _TRANS = 111, 112  # CBLAS_TRANSPOSE
+
+
+def _layout(x):
+    """(transpose flag, leading dimension) of the 2-D ``x`` as a row-major BLAS operand, or None (the
+    test of NumPy's matmul: one unit stride, the other a multiple of the item size spanning a row)."""
+    (rows, cols), (s0, s1), size = x.shape, x.strides, x.itemsize
+    if s1 == size and s0 % size == 0 and s0 >= cols * size:
+        return _NO_TRANS, s0 // size
+    if s0 == size and s1 % size == 0 and s1 >= rows * size:
+        return _TRANS, s1 // size
+    return None
+
+
+class _Product:
+    """out = a @ b, a task of :func:`threads.run`: NumPy's matmul when called, and for a worker the same
+    product as one BLAS call (``native``: the worker_cpu kind and the cblas arguments; None where the BLAS
+    cannot take it as it is, and the worker calls NumPy's matmul instead)."""
+    __slots__ = ("a", "b", "out")
+
+    def __init__(self, a, b, out):
+        self.a, self.b, self.out = a, b, out
+
+    def __call__(self):
+        np.matmul(self.a, self.b, out=self.out)
+
+    @property
+    def native(self):
+        a, b, out = self.a, self.b, self.out
+        address = blas.gemm_address(a.dtype)
+        la, lb, lc = _layout(a), _layout(b), _layout(out)
+        (m, k), n = a.shape, b.shape[1]
+        # Vectors (NumPy calls gemv) and a @ a.T (syrk) too go through NumPy, so that a block is NumPy's
+        # product bit for bit whichever thread computes it.
+        if (address is None or la is None or lb is None or lc is None or lc[0] != _NO_TRANS or min(m, n) < 2
+                or k == 0 or not (a.flags.aligned and b.flags.aligned and out.flags.aligned)
+                or np.may_share_memory(out, a) or np.may_share_memory(out, b) or np.may_share_memory(a, b)):
+            return None
+        kind = worker_cpu.GEMM32 if a.dtype == np.float32 else worker_cpu.GEMM64
+        return kind, (address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data, lb[1], out.ctypes.data,
+                      lc[1])
+
+
 def _tasks(a, b, out, split):
     """The tasks of :func:`plan`'s blocks, each writing its block of out."""
     form, parts, csr = plan(a, b, split)
     if form == "sparse rows":
         return [lambda lo=lo, hi=hi: csr_product(*csr, b, out, lo, hi) for lo, hi in parts]
     if form == "columns":
-        return [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in parts]
+        return [_Product(a, b[:, lo:hi], out[:, lo:hi]) for lo, hi in parts]
     if form == "whole":
-        return [lambda: np.matmul(a, b, out=out)]
-    return [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in parts]
+        return [_Product(a, b, out)]
+    return [_Product(a[lo:hi], b, out[lo:hi]) for lo, hi in parts]
 
 
 @register("matmul")

@@ -5,8 +5,10 @@ with a data dependency between each and the next, so the only parallelism is ins
 parallelises its GEMMs itself but badly at these shapes (measured at 2 threads: 120-130 GFLOP/s, where
 the same GEMMs split by rows over two single-threaded calls reach 170-185), and an OpenMP pool (Numba's
 ``parallel=True``) spins after each region, fighting OpenBLAS's spinning threads for the cores. So the
-pieces here are plain calls of ``nogil`` Numba kernels, or of NumPy's matmul on one BLAS thread, handed
-to persistent Python threads that sleep on a queue between calls.
+pieces here are plain calls of ``nogil`` Numba kernels, or of the BLAS on one thread, handed to
+persistent threads of gvae's own. Each waits in native code (:mod:`worker_cpu`): it spins without the
+GIL for SPIN_SECONDS after its last task, running the products posted to it there, and then sleeps on a
+queue until the next call.
 
 ``set_threads(n)`` sets how many threads run a call (the caller's own and n - 1 workers; default 1:
 every call runs in the caller's thread). gvae's own long computations started from Python (training)
@@ -19,33 +21,113 @@ import math
 import os
 import queue
 import threading
+import time
+
+from . import worker_cpu
 
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
            "over_blocks", "blocks", "row_blocks"]
 
-# A hand-over to a worker and back costs some 20-60 us here (a futex wake-up each way, and the GIL), so
-# a kernel call is split only into blocks that each take at least this long.
+# A hand-over costs about a microsecond to a spinning worker when the task runs natively (a product),
+# and some 20-60 us when the worker must take the GIL to run Python (a futex wake-up when the caller
+# holds it), so a kernel call of Python tasks is split only into blocks that each take at least this long.
 MIN_BLOCK_SECONDS = 150e-6
+# A worker with nothing to do spins this long before it sleeps: longer than most gaps between the
+# hand-overs of a training step, short enough that an idle process costs nothing measurable.
+SPIN_SECONDS = 0.5e-3
+# The caller spins this long for a worker's task to finish, then checks every POLL_SECONDS (a task as
+# long as the caller's own block is finished by the time the caller's is, or nearly).
+WAIT_SECONDS, POLL_SECONDS = 5e-3, 50e-6
 
-_state = {"threads": 1, "set": False, "workers": [], "done": queue.SimpleQueue(), "lock": threading.Lock()}
+_state = {"threads": 1, "set": False, "workers": [], "lock": threading.Lock(), "rounds_per_second": None}
 
 
-def _work(inbox, done):
-    while True:
-        task = inbox.get()
-        if task is None:
-            return
-        try:
-            task()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
-            done.put(exc)
-        else:
-            done.put(None)
+def _rounds(seconds):
+    """The turns of :func:`worker_cpu.wait_done`'s loop that take about ``seconds`` here (measured once
+    per process, on a board nothing changes)."""
+    if _state["rounds_per_second"] is None:
+        board = worker_cpu.new_board()
+        worker_cpu.wait_done(board, 1, 1)  # compiled or loaded before the clock starts
+        turns = 20_000
+        start = time.perf_counter()
+        worker_cpu.wait_done(board, 1, turns)
+        _state["rounds_per_second"] = turns / max(time.perf_counter() - start, 1e-6)
+    return max(1, int(seconds * _state["rounds_per_second"]))
+
+
+class _Worker:
+    """One worker thread and its board. The caller posts a task (:meth:`post`) and collects it
+    (:meth:`collect`); a task with a ``native`` attribute (a product's cblas arguments, see
+    :mod:`matmul_cpu`) runs without the GIL, any other is called in the worker's Python."""
+
+    def __init__(self, name):
+        self.board = worker_cpu.new_board()
+        self.posted = 0
+        self.task = None  # kept (with the arrays whose addresses are on the board) until collected
+        self.error = None
+        self.lock = threading.Lock()
+        self.sleeping = False
+        self.bell = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, args=(_rounds(SPIN_SECONDS),), daemon=True, name=name)
+        self.thread.start()
+
+    def _loop(self, rounds):
+        board, finished = self.board, 0
+        while True:
+            kind = worker_cpu.serve(board, rounds, finished)
+            finished = 0
+            if kind == worker_cpu.QUIT:
+                return
+            if kind == worker_cpu.PYTHON:
+                try:
+                    self.task()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+                    self.error = exc
+                finished = int(board[worker_cpu.POSTED])  # reported by serve, once the GIL is released
+                continue
+            # Nothing posted for a while: sleep until a post rings the bell (the lock orders the check
+            # here against post's, so that no post goes unseen).
+            with self.lock:
+                self.sleeping = board[worker_cpu.POSTED] == board[worker_cpu.DONE]
+                sleeping = self.sleeping
+            if sleeping:
+                self.bell.get()
+
+    def post(self, task):
+        board = self.board
+        native = getattr(task, "native", None)
+        if native is not None:
+            board[worker_cpu.ARGS:worker_cpu.ARGS + len(native[1])] = native[1]
+        board[worker_cpu.KIND] = worker_cpu.PYTHON if native is None else native[0]
+        self.task = task
+        self.posted += 1
+        worker_cpu.publish(board, self.posted)
+        with self.lock:
+            if self.sleeping:
+                self.sleeping = False
+                self.bell.put(None)
+
+    def collect(self, rounds):
+        """Wait until the posted task is finished; its exception, or None. Nothing of it remains after."""
+        while not worker_cpu.wait_done(self.board, self.posted, rounds):
+            time.sleep(POLL_SECONDS)
+        error, self.error, self.task = self.error, None, None
+        return error
+
+    def stop(self):
+        self.post(_QUIT)
+
+
+class _Quit:
+    native = (worker_cpu.QUIT, ())
+
+
+_QUIT = _Quit()
 
 
 def _after_fork():
     # The parent's workers do not exist in a forked child (and its lock may be held by one of them).
-    _state.update(workers=[], done=queue.SimpleQueue(), lock=threading.Lock())
+    _state.update(workers=[], lock=threading.Lock())
 
 
 if hasattr(os, "register_at_fork"):
@@ -60,8 +142,7 @@ def set_threads(n):
     with _state["lock"]:
         workers = _state["workers"]
         while len(workers) > n - 1:
-            _thread, inbox = workers.pop()
-            inbox.put(None)
+            workers.pop().stop()
         _state["threads"] = n
         _state["set"] = True
 
@@ -121,39 +202,36 @@ def run(tasks):
     workers, and return when all have returned (re-raising the first exception any of them raised).
 
     Each task must release the GIL for its work (a ``nogil`` Numba kernel, a BLAS call) to run in
-    parallel. A call made while another is running (from a task, or from a second user thread) runs its
-    tasks one after the other in its own thread, as does every call on one thread (:func:`set_threads`)."""
+    parallel; a task with a ``native`` attribute runs on a worker without Python (:mod:`worker_cpu`). A
+    call made while another is running (from a task, or from a second user thread) runs its tasks one
+    after the other in its own thread, as does every call on one thread (:func:`set_threads`)."""
     lock = _state["lock"]
     if len(tasks) == 1 or _state["threads"] == 1 or not lock.acquire(blocking=False):
         for task in tasks:
             task()
         return
     try:
-        workers, done = _state["workers"], _state["done"]
+        workers = _state["workers"]
         while len(workers) < len(tasks) - 1:
-            inbox = queue.SimpleQueue()
-            thread = threading.Thread(target=_work, args=(inbox, done), daemon=True,
-                                      name=f"gvae-worker-{len(workers) + 1}")
-            thread.start()
-            workers.append((thread, inbox))
-        for (_thread, inbox), task in zip(workers, tasks[1:]):
-            inbox.put(task)
-        pending = len(tasks) - 1
+            workers.append(_Worker(f"gvae-worker-{len(workers) + 1}"))
+        busy = workers[:len(tasks) - 1]
+        for worker, task in zip(busy, tasks[1:]):
+            worker.post(task)
         error = None
         try:
             tasks[0]()
         except BaseException as exc:  # noqa: BLE001 - re-raised once the workers are done
             error = exc
+        rounds = _rounds(WAIT_SECONDS)
         try:
-            while pending:
-                exc = done.get()
-                pending -= 1
-                error = error or exc
+            for worker in busy:
+                failed = worker.collect(rounds)
+                error = failed if error is None else error
         finally:
-            # Interrupted (Ctrl-C) while waiting: the workers' results must not reach the next call.
-            while pending:
-                done.get()
-                pending -= 1
+            # Interrupted (Ctrl-C) while waiting: no worker may still write into the call's arrays, nor
+            # its completion reach the next call.
+            for worker in busy:
+                worker.collect(rounds)
         if error is not None:
             raise error
     finally:

@@ -1,0 +1,141 @@
+"""The native loop a gvae worker thread waits in: spinning on a board (an int64 array) without the GIL,
+and running the BLAS products posted to it without returning to Python.
+
+Handing a call to a thread that sleeps on a queue costs a futex wake-up each way and a turn of the GIL
+(measured 28-73 us a round trip on 2-core KVM guests), and a training step hands over about 14 times.
+Here the worker spins (for ``rounds`` turns of an atomic load and a pause) and sees a posted task within
+a microsecond; a product it runs by calling the BLAS's ``cblas_?gemm`` at the address posted with it, so
+it never takes the GIL, and the caller, spinning on the same board, sees it done at once. Any other task
+goes back to Python (:mod:`threads` runs it there and reports it done on the next entry, after the GIL is
+released again). Measured on a 2-core Zen 4 KVM guest, 100 x 500 @ 500 x 500 in two column blocks:
+0.29 ms against 0.34 with the sleeping queue (one thread: 0.49).
+
+Board layout (int64 slots; the two counters on their own cache lines):
+``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
+what the posted task is (:data:`GEMM`, :data:`PYTHON`, :data:`QUIT`), ``ARGS`` onwards a product's
+``cblas_?gemm`` address and arguments (row-major; transa, transb, M, N, K, a, lda, b, ldb, c, ldc;
+alpha 1, beta 0).
+"""
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+import numpy as np
+
+from .jit import jit
+
+POSTED, DONE, KIND, ARGS, SIZE = 0, 8, 16, 17, 32
+GEMM32, GEMM64, PYTHON, QUIT = 1, 2, 3, 4
+ROW_MAJOR = 101  # CBLAS_ORDER
+
+
+def new_board():
+    """A zeroed board, 64-byte aligned (each counter alone on its cache line)."""
+    raw = np.zeros(SIZE + 8, np.int64)
+    start = (-raw.ctypes.data // 8) % 8
+    return raw[start:start + SIZE]
+
+
+def _slot_pointer(context, builder, aryty, ary, idx):
+    return cgutils.get_item_pointer(context, builder, aryty, context.make_array(aryty)(context, builder, ary),
+                                    [idx])
+
+
+@intrinsic
+def _load_acquire(typingctx, board, idx):
+    """board[idx], an atomic load with acquire ordering (a plain load could be hoisted out of a loop)."""
+    def codegen(context, builder, signature, args):
+        ptr = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+    return board.dtype(board, idx), codegen
+
+
+@intrinsic
+def _store_release(typingctx, board, idx, value):
+    """board[idx] = value, an atomic store with release ordering (what was written before is seen first)."""
+    def codegen(context, builder, signature, args):
+        ptr = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+    return types.void(board, idx, value), codegen
+
+
+@intrinsic
+def _pause(typingctx):
+    """The x86 spin-wait hint (lets a sibling hyperthread run, saves power); nothing elsewhere."""
+    def codegen(context, builder, signature, args):
+        if builder.module.triple.startswith(("x86_64", "i686", "i386")):
+            hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                  "llvm.x86.sse2.pause")
+            builder.call(hint, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def _call_gemm(typingctx, address, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm(RowMajor, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) through the
+    function at ``address``: enums int32, sizes int64 (an ILP64 BLAS), alpha and beta in the product's
+    dtype, the three matrices as addresses (int64)."""
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        real = args[6].type
+        pointer = real.as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, pointer, i64, pointer, i64,
+                                               real, pointer, i64])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        order = ir.Constant(i32, ROW_MAJOR)
+        cast = [builder.trunc(args[1], i32), builder.trunc(args[2], i32)]
+        builder.call(fn, [order] + cast + list(args[3:7]) + [builder.inttoptr(args[7], pointer), args[8],
+                                                             builder.inttoptr(args[9], pointer), args[10],
+                                                             args[11], builder.inttoptr(args[12], pointer),
+                                                             args[13]])
+        return context.get_dummy_value()
+    sig = types.void(address, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    return sig, codegen
+
+
+@jit
+def serve(board, rounds, finished):
+    """A worker's wait: first report task ``finished`` done (0: none), then run every product posted, and
+    return the KIND of the first task that needs Python (:data:`PYTHON`, :data:`QUIT`), or 0 once
+    ``rounds`` turns have passed with nothing posted."""
+    if finished:
+        _store_release(board, DONE, finished)
+    seen = board[DONE]
+    idle = 0
+    while idle < rounds:
+        posted = _load_acquire(board, POSTED)
+        if posted == seen:
+            idle += 1
+            _pause()
+            continue
+        kind = board[KIND]
+        if kind != GEMM32 and kind != GEMM64:
+            return kind
+        a = board[ARGS:ARGS + 12]
+        if kind == GEMM32:
+            _call_gemm(a[0], a[1], a[2], a[3], a[4], a[5], np.float32(1.0), a[6], a[7], a[8], a[9],
+                       np.float32(0.0), a[10], a[11])
+        else:
+            _call_gemm(a[0], a[1], a[2], a[3], a[4], a[5], 1.0, a[6], a[7], a[8], a[9], 0.0, a[10], a[11])
+        seen = posted
+        _store_release(board, DONE, posted)
+        idle = 0
+    return 0
+
+
+@jit
+def publish(board, count):
+    """Post task ``count``: what was written on the board before is seen by the worker first."""
+    _store_release(board, POSTED, count)
+
+
+@jit
+def wait_done(board, count, rounds):
+    """Spin (at most ``rounds`` turns) until the worker has finished task ``count``; whether it has."""
+    for _ in range(rounds):
+        if _load_acquire(board, DONE) == count:
+            return True
+        _pause()
+    return _load_acquire(board, DONE) == count
