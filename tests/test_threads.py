@@ -3,6 +3,7 @@ split kernel gives what the whole call gives on one thread; the pool's hand-over
 fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered
 so that small arrays split."""
 import multiprocessing
+import signal
 import threading
 import time
 
@@ -98,6 +99,28 @@ def test_an_interrupted_call_leaves_nothing_for_the_next():
         assert log == ["first"]
         threads.run([lambda: log.append("caller"), lambda: slow("second")])
         assert sorted(log) == ["caller", "first", "second"]
+    finally:
+        kernels.set_threads(1)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="no pthread_kill here")
+def test_ctrl_c_while_waiting_for_a_worker_waits_for_it():
+    """Ctrl-C arrives while the caller waits for a worker's longer task (the caller polls in Python
+    then): run re-raises it only once the worker's task has finished, and the next call runs normally."""
+    kernels.set_threads(2)
+    log, main = [], threading.get_ident()
+    try:
+        def slow():
+            threading.Event().wait(0.3)
+            log.append("worker done")
+        timer = threading.Timer(0.1, lambda: signal.pthread_kill(main, signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            threads.run([lambda: None, slow])
+        timer.join()
+        assert log == ["worker done"]
+        threads.run([lambda: log.append("caller"), lambda: log.append("worker")])
+        assert sorted(log) == ["caller", "worker", "worker done"]
     finally:
         kernels.set_threads(1)
 
