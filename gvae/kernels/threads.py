@@ -88,8 +88,7 @@ class _Worker:
             # Nothing posted for a while: sleep until a post rings the bell (the lock orders the check
             # here against post's, so that no post goes unseen).
             with self.lock:
-                self.sleeping = board[worker_cpu.POSTED] == board[worker_cpu.DONE]
-                sleeping = self.sleeping
+                self.sleeping = sleeping = bool(board[worker_cpu.POSTED] == board[worker_cpu.DONE])
             if sleeping:
                 self.bell.get()
 
@@ -222,15 +221,16 @@ def run(tasks):
             tasks[0]()
         except BaseException as exc:  # noqa: BLE001 - re-raised once the workers are done
             error = exc
-        rounds = _rounds(WAIT_SECONDS)
+        rounds, collected = _rounds(WAIT_SECONDS), 0
         try:
             for worker in busy:
                 failed = worker.collect(rounds)
+                collected += 1
                 error = failed if error is None else error
         finally:
             # Interrupted (Ctrl-C) while waiting: no worker may still write into the call's arrays, nor
             # its completion reach the next call.
-            for worker in busy:
+            for worker in busy[collected:]:
                 worker.collect(rounds)
         if error is not None:
             raise error
