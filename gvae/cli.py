@@ -5,14 +5,22 @@ This module imports only the standard library and :mod:`gvae.process` at its top
 still set the thread counts that OpenBLAS, MKL and OpenMP read when they load."""
 import sys
 
-from .process import prepare
+from .process import load_uninterrupted, prepare
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    prepare(argv)
-    from .commands import run
-    return run(argv)
+    loaded = {}
+
+    def load():
+        prepare(argv)
+        from .commands import run
+        loaded["run"] = run
+    # A Ctrl-C while NumPy loads (the first second of a command) is taken after the imports: a clean stop.
+    if load_uninterrupted(load):
+        print("gvae: interrupted", file=sys.stderr)
+        return 130
+    return loaded["run"](argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ that OpenBLAS, MKL and OpenMP read when they load. It changes the environment on
 gvae sets nothing."""
 import argparse
 import os
+import signal
 
 # What --threads sets, in this process only: OpenMP and MKL (when NumPy uses it). OpenBLAS runs on one
 # thread in gvae's own process: gvae splits its products over its own threads (kernels/threads.py), and
@@ -45,3 +46,24 @@ def prepare(argv):
     from .kernels.threads import available_cores, set_threads as set_kernel_threads
     # gvae's own threads split its GEMMs and elementwise kernels (see gvae/kernels/threads.py).
     set_kernel_threads(n if n is not None else available_cores())
+
+
+def load_uninterrupted(load):
+    """Call ``load()`` (the imports of NumPy, Numba and gvae's kernels) with SIGINT held back in this
+    thread, and return whether one arrived meanwhile (taken, so never delivered). A Ctrl-C that lands in
+    NumPy's import of its C extension comes out as an unrelated ImportError ("PyCapsule_Import could not
+    import module datetime"), not as an interruption. Other threads of the process must hold SIGINT back
+    too (as :mod:`gvae.sweep_child`'s watchdog does), or the kernel delivers it to them; where there is
+    no per-thread signal mask, ``load()`` runs as it is."""
+    if not hasattr(signal, "pthread_sigmask"):
+        load()
+        return False
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        load()
+    finally:
+        came = signal.SIGINT in signal.sigpending()
+        if came:
+            signal.sigtimedwait({signal.SIGINT}, 0)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    return came

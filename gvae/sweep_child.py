@@ -37,7 +37,12 @@ def stop_with_parent(parent, period=1.0):
 def main(argv):
     parent, commands = int(argv[0]), json.loads(argv[1])
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The watchdog holds SIGINT back (it inherits the mask it starts with), so that a SIGINT sent to the
+    # process always reaches the main thread, also while gvae.cli holds it back there during its imports.
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") else None
     threading.Thread(target=stop_with_parent, args=(parent,), daemon=True).start()
+    if before is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
     try:
         from .sweep.runlog import READY_VARIABLE, header
         told = os.environ.pop(READY_VARIABLE, None)
