@@ -3,7 +3,7 @@ sparse rows (gvae/kernels/sparse_rows_cpu.py) and without them (the BLAS), and t
 (784-500-500-16 ELU, Bernoulli, Adam) both ways, interleaved in one process.
 
 Usage: ``python examples/bench_sparse_rows.py [--threads 2] [--iw 5]``. "dense" is gvae with the
-sparse form switched off (``matmul_cpu.sparse_rows`` replaced by one that declines), nothing else changed.
+sparse form switched off (``matmul_cpu.sparse_factor`` replaced by one that declines), nothing else changed.
 """
 import argparse
 import os
@@ -32,7 +32,7 @@ from gvae.kernels import matmul_cpu  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 kernels.set_threads(ARGS.threads)
-VARIANTS = {"sparse": matmul_cpu.sparse_rows, "dense": lambda a, max_density=None: None}
+VARIANTS = {"sparse": matmul_cpu.sparse_factor, "dense": lambda a, max_density=None: None}
 
 
 def best_ms(fun, n=200, repeats=7):
@@ -56,7 +56,7 @@ def main():
     h, gW = np.empty((100, 500), np.float32), np.empty((784, 500), np.float32)
     print(f"threads {ARGS.threads}; a binarised batch: {np.count_nonzero(batch) / batch.size:.1%} of its pixels on")
     for name, rows in VARIANTS.items():
-        matmul_cpu.sparse_rows = rows
+        matmul_cpu.sparse_factor = rows
         print(f"{name:>6}: x @ W {best_ms(lambda: kernels.matmul(batch, W, out=h)):.3f} ms, "
               f"x.T @ g {best_ms(lambda: kernels.matmul(batch.T, g, out=gW)):.3f} ms")
 
@@ -70,12 +70,12 @@ def main():
     times = {name: [] for name in VARIANTS}
     for _ in range(ARGS.rounds):
         for name, trainer in trainers.items():
-            matmul_cpu.sparse_rows = VARIANTS[name]
+            matmul_cpu.sparse_factor = VARIANTS[name]
             for i in range(10):
                 start = time.perf_counter()
                 trainer.step(batches[i % 8], 1.0)
                 times[name].append(time.perf_counter() - start)
-    matmul_cpu.sparse_rows = VARIANTS["sparse"]
+    matmul_cpu.sparse_factor = VARIANTS["sparse"]
     median = {name: np.median(t[10:]) * 1e3 for name, t in times.items()}  # the first round warms up
     step = "ELBO" if ARGS.iw == 1 else f"IWAE k={ARGS.iw}"
     print(f"{step} step: sparse {median['sparse']:.2f} ms, dense {median['dense']:.2f} ms, "

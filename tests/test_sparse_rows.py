@@ -1,4 +1,4 @@
-"""Products with a mostly-zero left factor (gvae/kernels/sparse_rows_cpu.py): the CSR form against SciPy's,
+"""Products with a mostly-zero left factor (gvae/kernels/sparse_rows_cpu.py): the CSR form of a block against SciPy's,
 and kernels.matmul on such factors, whole and split over threads, against a float64 NumPy product."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gvae import kernels
 from gvae.kernels import matmul_cpu, sparse_rows_cpu, threads
-from gvae.kernels.sparse_rows_cpu import MAX_DENSITY, sparse_rows
+from gvae.kernels.sparse_rows_cpu import MAX_DENSITY, sparse_factor
 
 
 def mostly_zero(rng, shape, density, dtype, binary):
@@ -20,35 +20,26 @@ def mostly_zero(rng, shape, density, dtype, binary):
 
 
 @given(m=st.integers(1, 30), k=st.integers(1, 50), density=st.floats(0, MAX_DENSITY), transposed=st.booleans(),
+       block=st.tuples(st.floats(0, 1), st.floats(0, 1)), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2**32 - 1))
-def test_the_csr_form_is_scipys(m, k, density, transposed, seed):
+def test_the_csr_form_of_a_block_is_scipys(m, k, density, transposed, block, dtype, seed):
     rng = np.random.default_rng(seed)
-    a = mostly_zero(rng, (k, m) if transposed else (m, k), density, np.float32, binary=False)
+    a = mostly_zero(rng, (k, m) if transposed else (m, k), density, dtype, binary=False)
     a = a.T if transposed else a  # a Fortran-ordered (m, k): the layout of x.T in a weight gradient
-    form = sparse_rows(a)
-    assert form is not None
-    reference = scipy.sparse.csr_matrix(a)
+    if a.size:  # NaN and inf are nonzeros, -0.0 a zero
+        a.T.flat[rng.integers(a.size, size=2)] = rng.choice([-0.0, np.nan, np.inf], 2)
+    found = sparse_factor(a, max_density=1.0)
+    assert found is not None
+    base, is_transposed, nonzeros = found
+    assert base.flags.c_contiguous and nonzeros == np.count_nonzero(a)
+    np.testing.assert_array_equal(base.T if is_transposed else base, a)  # (one row or column: either layout)
+    lo, hi = sorted(int(f * m) for f in block)
+    form = sparse_rows_cpu.block_form(base, is_transposed, lo, hi)
+    reference = scipy.sparse.csr_matrix(np.where(np.isnan(a), 1.0, a)[lo:hi])  # SciPy drops NaN's position
     reference.sort_indices()
-    for got, expected in zip(form, (reference.indptr, reference.indices, reference.data)):
+    for got, expected in zip(form[:2], (reference.indptr, reference.indices)):
         np.testing.assert_array_equal(got, expected)
-
-
-def test_dense_or_strided_factors_have_no_sparse_form():
-    rng = np.random.default_rng(0)
-    dense = rng.standard_normal((20, 30)).astype(np.float32)
-    assert sparse_rows(dense) is None
-    assert sparse_rows(np.where(rng.random((20, 30)) < 0.5, 1.0, 0.0)) is None  # above MAX_DENSITY
-    sparse = mostly_zero(rng, (20, 30), 0.1, np.float32, binary=True)
-    assert sparse_rows(sparse) is not None and sparse_rows(sparse[:, ::2]) is None  # neither C nor F
-    assert sparse_rows(sparse, max_density=0.0) is None
-    at_most = np.zeros((10, 10), np.float32)
-    at_most.flat[:20] = 1.0  # 20% nonzero: the limit itself
-    assert sparse_rows(at_most, max_density=0.2) is not None
-    at_most.flat[99] = 1.0
-    assert sparse_rows(at_most, max_density=0.2) is None
-    front_loaded = np.zeros((100, 50), np.float32)  # 16% nonzero, all in the rows the probe reads
-    front_loaded[:8] = 1.0
-    assert sparse_rows(front_loaded) is None and sparse_rows(front_loaded[::-1].copy()) is not None
+    np.testing.assert_array_equal(form[2], a[lo:hi][a[lo:hi] != 0])  # row by row, in column order
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n} threads")
@@ -87,8 +78,8 @@ def test_the_sparse_path_is_taken_for_a_binarised_batch(monkeypatch):
     x = mostly_zero(rng, (100, 784), 0.13, np.float32, binary=True)
     W = rng.standard_normal((784, 50)).astype(np.float32)
     calls = []
-    product = sparse_rows_cpu.csr_product
-    monkeypatch.setattr(matmul_cpu, "csr_product", lambda *args: calls.append(args[-2:]) or product(*args))
+    product = sparse_rows_cpu.sparse_product
+    monkeypatch.setattr(matmul_cpu, "sparse_product", lambda *args: calls.append(args[-2:]) or product(*args))
     np.testing.assert_allclose(kernels.matmul(x, W), x @ W, rtol=1e-5, atol=1e-5)
     assert calls == [(0, 100)]
     calls.clear()

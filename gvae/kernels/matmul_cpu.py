@@ -19,23 +19,24 @@ import numpy as np
 
 from . import blas, threads, worker_cpu
 from .backend import register
-from .sparse_rows_cpu import csr_product, sparse_rows
+from .sparse_rows_cpu import sparse_factor, sparse_product
 
 MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over costs 20-60 us
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
 MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
 
 def plan(a, b, split=True):
-    """How out = a @ b is computed: (form, blocks, csr). ``form`` is "sparse rows" (a mostly-zero a, with
-    b's rows contiguous: the compressed rows ``csr`` times b, in blocks of rows), "whole" (one NumPy
+    """How out = a @ b is computed: (form, blocks, sparse). ``form`` is "sparse rows" (a mostly-zero a, with
+    b's rows contiguous: each block of rows in compressed form times b; ``sparse`` is
+    :func:`sparse_factor`'s answer), "whole" (one NumPy
     matmul), or "rows" or "columns" (NumPy's matmul on blocks of the product's rows or columns);
     ``blocks`` the [(lo, hi)] ranges of rows or columns, one per task on gvae's threads. ``split``: the
     product may be cut into blocks (it is given alone, not one of as many products as threads)."""
-    csr = sparse_rows(a) if b.strides[1] == b.itemsize else None
-    if csr is not None:
+    sparse = sparse_factor(a) if b.strides[1] == b.itemsize else None
+    if sparse is not None:
         m = a.shape[0]
-        parts = threads.blocks(m, MIN_ROWS) if split and csr[2].size * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
-        return "sparse rows", parts, csr
+        parts = threads.blocks(m, MIN_ROWS) if split and sparse[2] * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
+        return "sparse rows", parts, sparse
     m, n = a.shape[0], b.shape[1]
     if not split or 2.0 * m * n * a.shape[1] < MIN_FLOPS:
         return "whole", [(0, m)], None
@@ -96,9 +97,10 @@ class _Product:
 
 def _tasks(a, b, out, split):
     """The tasks of :func:`plan`'s blocks, each writing its block of out."""
-    form, parts, csr = plan(a, b, split)
+    form, parts, sparse = plan(a, b, split)
     if form == "sparse rows":
-        return [lambda lo=lo, hi=hi: csr_product(*csr, b, out, lo, hi) for lo, hi in parts]
+        base, transposed, _ = sparse
+        return [lambda lo=lo, hi=hi: sparse_product(base, transposed, b, out, lo, hi) for lo, hi in parts]
     if form == "columns":
         return [_Product(a, b[:, lo:hi], out[:, lo:hi]) for lo, hi in parts]
     if form == "whole":

@@ -1,15 +1,18 @@
-"""Numba CPU kernels for a product whose left factor is mostly zeros: its compressed sparse rows (CSR)
-and the product of them with a dense matrix.
+"""Numba CPU kernels for a product whose left factor is mostly zeros: compressed sparse rows (CSR) of a
+block of it, built and multiplied with a dense matrix by the thread that computes the block.
 
 A binarised MNIST batch is 13% ones, so the encoder's first layer, x (100, 784) @ W (784, 500), and its
 weight gradient x^T (784, 100) @ g (100, 500) need 13% of a dense product's multiply-adds. Adding up the
 rows of W (of g) that the nonzeros pick is then faster than the BLAS. Measured on a quiet 2-core AVX-512
-machine through kernels.matmul, the CSR form included (0.055 ms; 0.087 for x^T, transposed from x's),
-``python examples/bench_sparse_rows.py``: on one thread 0.33 and 0.38 ms against the BLAS's 0.80 for
-either product; on two, 0.30 and 0.40 against 0.51 and 0.48 (the form is built on one thread). The
-sparse product's time grows with the nonzeros, the BLAS's does not: on one thread they break even near
-35% nonzeros; MAX_DENSITY stays well below that. Zeros of the left factor are skipped, so 0 * inf and 0 * nan add nothing here (as in
-scipy.sparse), where the dense product gives nan.
+machine through kernels.matmul, ``python examples/bench_sparse_rows.py``: on one thread 0.33 and 0.38 ms
+against the BLAS's 0.80 for either product. The sparse product's time grows with the nonzeros, the BLAS's
+does not: on one thread they break even near 35% nonzeros; MAX_DENSITY stays well below that.
+
+Each thread builds the compressed form of its own block (x's rows, or x's columns for x^T), so the form
+is built in parallel too: on the 2-core Zen 4 machine, two threads, the form included, 0.20-0.22 ms for
+x @ W and 0.26-0.29 for x^T @ g, against 0.25-0.26 and 0.30-0.31 with the whole form built first on the
+caller's thread (branching on each entry) and then split. Zeros of the left factor are skipped, so
+0 * inf and 0 * nan add nothing here (as in scipy.sparse), where the dense product gives nan.
 """
 import numpy as np
 
@@ -31,29 +34,31 @@ def _nonzeros(a):
 
 
 @jit
-def _rows_form(a, limit):
-    """CSR (indptr, indices, values) of a C-ordered (M, K) ``a`` in one pass, or three empty arrays as soon
-    as it has more than ``limit`` nonzeros."""
+def _csr(a):
+    """CSR (indptr, indices, values) of the 2-D ``a``, each row's entries in increasing column order.
+    Branch-free: every entry is written to the next free slot, which only a nonzero keeps (the branch on
+    each entry of a binarised image mispredicts: 91 us against 63 for 100 x 784 on the Zen 4 machine).
+    Called on a C-ordered array (a block of rows): on a strided one (a block of columns) it is slower."""
     m, k = a.shape
+    nnz = _nonzeros(a)
     indptr = np.empty(m + 1, dtype=np.int32)
-    indices = np.empty(limit, dtype=np.int32)
-    values = np.empty(limit, dtype=a.dtype)
+    indices = np.empty(nnz + 1, dtype=np.int32)  # + 1: the slot of the zeros after the last nonzero
+    values = np.empty(nnz + 1, dtype=a.dtype)
     p = 0
     indptr[0] = 0
     for i in range(m):
+        row = a[i]
         for j in range(k):
-            if a[i, j] != 0:
-                if p == limit:
-                    return indptr[:0], indices[:0], values[:0]
-                indices[p] = j
-                values[p] = a[i, j]
-                p += 1
+            v = row[j]
+            indices[p] = j
+            values[p] = v
+            p += v != 0
         indptr[i + 1] = p
-    return indptr, indices[:p], values[:p]
+    return indptr, indices[:nnz], values[:nnz]
 
 
 @jit
-def _transposed_form(indptr, indices, values, columns):
+def _transposed(indptr, indices, values, columns):
     """CSR of A.T from the CSR of A (with ``columns`` columns): a counting sort of the nonzeros by column,
     each row's entries in increasing order."""
     t_indptr = np.zeros(columns + 1, dtype=np.int32)
@@ -74,17 +79,17 @@ def _transposed_form(indptr, indices, values, columns):
 
 
 @jit
-def csr_product(indptr, indices, values, b, out, lo, hi):
-    """out[lo:hi] <- A[lo:hi] @ b for A in CSR form, b (K, N) with C-ordered rows, out (M, N).
+def _csr_times(indptr, indices, values, b, out, row0):
+    """out[row0 + r] <- row r of the CSR matrix (indptr, indices, values) @ b, b (K, N) with C-ordered rows.
 
     Four picked rows of b are added per pass over the output row: one load and store of it per four
     multiply-adds (0.26 ms against 0.37 one at a time, for the 100 x 784 @ 784 x 500 of a binarised batch)."""
     n = b.shape[1]
-    for i in range(lo, hi):
-        row = out[i]
+    for r in range(indptr.shape[0] - 1):
+        row = out[row0 + r]
         for j in range(n):
             row[j] = 0
-        p, end = indptr[i], indptr[i + 1]
+        p, end = indptr[r], indptr[r + 1]
         while p + 4 <= end:
             b0, b1, b2, b3 = b[indices[p]], b[indices[p + 1]], b[indices[p + 2]], b[indices[p + 3]]
             v0, v1, v2, v3 = values[p], values[p + 1], values[p + 2], values[p + 3]
@@ -98,11 +103,27 @@ def csr_product(indptr, indices, values, b, out, lo, hi):
                 row[j] += v * picked[j]
 
 
-def sparse_rows(a, max_density=MAX_DENSITY):
-    """(indptr, indices, values): the CSR form of the 2-D ``a`` (C- or Fortran-ordered: a transposed C
-    array), or None when more than ``max_density`` of its entries are nonzero or it is laid out otherwise.
-    One pass over ``a`` in its memory order, given up as soon as it passes the limit; a dense ``a`` (a
-    layer's activations) is told by its first rows, at twice the limit, before any allocation."""
+def block_form(a, transposed, lo, hi):
+    """CSR of the rows lo..hi-1 of A = a.T if ``transposed`` else a, for the C-ordered 2-D ``a``: a block of
+    a's rows directly; a block of a's columns in compressed rows, then transposed (a scatter straight into
+    the columns' slots took 232 us for 100 x 784, this 92)."""
+    if transposed:
+        return _transposed(*_csr(a[:, lo:hi]), hi - lo)
+    return _csr(a[lo:hi])
+
+
+def sparse_product(a, transposed, b, out, lo, hi):
+    """out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a, for the C-ordered mostly-zero ``a``
+    and b (K, N) with C-ordered rows: the block's CSR is built on the thread that multiplies it."""
+    _csr_times(*block_form(a, transposed, lo, hi), b, out, lo)
+
+
+def sparse_factor(a, max_density=MAX_DENSITY):
+    """(base, transposed, nonzeros) for a 2-D ``a`` with at most ``max_density`` of its entries nonzero:
+    ``base`` the C-ordered array in memory (a itself, or a.T for a Fortran-ordered a: x.T in a weight
+    gradient), ``transposed`` whether a is base.T, ``nonzeros`` their count. None for a denser ``a`` or
+    one laid out otherwise. A dense ``a`` (a layer's activations) is told by its first rows, at twice the
+    limit, before the whole is counted."""
     if a.flags.c_contiguous:
         base = a
     elif a.flags.f_contiguous:
@@ -112,7 +133,5 @@ def sparse_rows(a, max_density=MAX_DENSITY):
     probe = base[:PROBE_ROWS]
     if _nonzeros(probe) > 2 * max_density * probe.size:
         return None
-    form = _rows_form(base, int(max_density * a.size))
-    if base is not a and form[0].size:
-        form = _transposed_form(*form, a.shape[0])
-    return form if form[0].size else None
+    nonzeros = _nonzeros(base)
+    return (base, base is not a, nonzeros) if nonzeros <= max_density * a.size else None
