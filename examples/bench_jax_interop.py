@@ -1,6 +1,8 @@
-"""Per-call overhead of gvae.jax on a tiny input: ``band_matvec`` on a 2 x 8 factor, eagerly and under
-``jit``, against calling :mod:`gvae.kernels` directly on NumPy arrays. Prints microseconds per call
-(the median of repeats); timings belong here, not in the tests.
+"""Per-call cost of gvae.jax against calling :mod:`gvae.kernels` directly on NumPy arrays: ``band_matvec``
+on a tiny 2 x 8 factor (the overhead alone), and on a chain factor of B = 100, d = 256 (float32), eagerly
+and under ``jit``; and the gradient of sum(band_solve_t(L, b)) with respect to L under ``jit`` at that
+size, against the same kernels called directly (the solve, the solve of the backward and ``band_outer``).
+Prints microseconds per call (the median of repeats); timings belong here, not in the tests.
 
     python examples/bench_jax_interop.py
 """
@@ -13,22 +15,47 @@ import gvae.jax as gj
 from gvae import kernels
 
 
-def per_call_us(f, number=2000, repeat=7):
+def per_call_us(f, number=500, repeat=7):
     f()  # compile (Numba and XLA) outside the timing
     return 1e6 * float(np.median(timeit.repeat(f, number=number, repeat=repeat))) / number
 
 
+def chain(batch, n, rng):
+    """A chain factor (batch, 2, n) with a positive diagonal, float32."""
+    L = rng.uniform(-0.5, 0.5, (batch, 2, n)).astype(np.float32)
+    L[:, 0] += 1.5
+    L[:, 1, 0] = 0.0
+    return L
+
+
 def main():
-    offsets, n = (0, 1), 8
-    L = np.ones((2, n), np.float32)
-    x = np.arange(n, dtype=np.float32)
-    Lj, xj = jax.numpy.asarray(L), jax.numpy.asarray(x)
-    jitted = jax.jit(lambda L, x: gj.band_matvec(L, offsets, x))
-    rows = [("gvae.kernels.band_matvec (NumPy)", lambda: kernels.band_matvec(L, offsets, x)),
-            ("gvae.jax.band_matvec, eager", lambda: gj.band_matvec(Lj, offsets, xj).block_until_ready()),
-            ("gvae.jax.band_matvec, jit", lambda: jitted(Lj, xj).block_until_ready())]
+    rng = np.random.default_rng(0)
+    offsets = (0, 1)
+    rows = []
+    for label, L in (("2 x 8", np.ones((2, 8), np.float32)), ("100 x 2 x 256", chain(100, 256, rng))):
+        x = rng.standard_normal(L.shape[:-2] + L.shape[-1:]).astype(np.float32)
+        Lj, xj = jax.numpy.asarray(L), jax.numpy.asarray(x)
+        jitted = jax.jit(lambda L, x: gj.band_matvec(L, offsets, x))
+        rows += [(f"band_matvec {label}: gvae.kernels (NumPy)", lambda L=L, x=x: kernels.band_matvec(L, offsets, x)),
+                 (f"band_matvec {label}: gvae.jax, eager",
+                  lambda Lj=Lj, xj=xj: gj.band_matvec(Lj, offsets, xj).block_until_ready()),
+                 (f"band_matvec {label}: gvae.jax, jit",
+                  lambda Lj=Lj, xj=xj, f=jitted: f(Lj, xj).block_until_ready())]
+    L = chain(100, 256, rng)
+    b = rng.standard_normal((100, 256)).astype(np.float32)
+    ones = np.ones_like(b)
+
+    def direct_grad():
+        y = kernels.band_solve_t(L, offsets, b)
+        u = kernels.band_solve(L, offsets, ones, check=False)
+        return kernels.band_outer(y, u, offsets, (100,), -1.0)
+
+    grad = jax.jit(jax.grad(lambda L, b: gj.band_solve_t(L, offsets, b).sum()))
+    Lj, bj = jax.numpy.asarray(L), jax.numpy.asarray(b)
+    rows += [("grad of sum(band_solve_t) 100 x 2 x 256: the kernels directly", direct_grad),
+             ("grad of sum(band_solve_t) 100 x 2 x 256: gvae.jax, jit", lambda: grad(Lj, bj).block_until_ready())]
     for label, f in rows:
-        print(f"{label:36s} {per_call_us(f):8.1f} us")
+        print(f"{label:64s} {per_call_us(f):8.1f} us")
 
 
 if __name__ == "__main__":

@@ -142,8 +142,18 @@ def test_values_against_dense_with_broadcasting():
 # The eager path and the callback path
 # --------------------------------------------------------------------------------------------------
 
+@pytest.fixture(params=["buffer_callback", "pure_callback"])
+def callback(request, monkeypatch):
+    """Traced calls through XLA's buffers (the CPU's path), or through pure_callback (where jaxlib has
+    no buffer_callback, and off the CPU)."""
+    if request.param == "pure_callback":
+        from gvae.jax import ops
+        monkeypatch.setattr(ops, "_buffer_callback", None)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_eager_equals_callback_bitwise(dtype):
+def test_eager_equals_callback_bitwise(dtype, callback):
     offsets = STENCILS["extgrid"]
     L, b = factor(offsets, (2, 3)).astype(dtype), rhs((3,)).astype(dtype)
     for name in VECTOR + FACTOR:
@@ -169,20 +179,33 @@ def test_eager_calls_read_the_arrays_memory(monkeypatch):
     assert seen == [L.unsafe_buffer_pointer()]
 
 
+def test_jit_calls_read_and_write_xla_buffers(monkeypatch):
+    """Under jit on the CPU the kernel reads the jit argument's own buffer (buffer_callback: no copy of
+    the arguments), and its result lands in the array jit returns."""
+    from gvae.jax import ops
+    seen, kernel = [], ops._band.band_matvec
+    monkeypatch.setattr(ops._band, "band_matvec", lambda L, offsets, x, **kw: seen.append(
+        (L.__array_interface__["data"][0], x.__array_interface__["data"][0])) or kernel(L, offsets, x, **kw))
+    L, x = factor(STENCILS["grid"], (3,)), rhs((3,))
+    y = jax.jit(lambda L, x: gj.band_matvec(L, STENCILS["grid"], x))(L, x)
+    assert seen == [(L.unsafe_buffer_pointer(), x.unsafe_buffer_pointer())]
+    assert np.array_equal(y, kernel(np.asarray(L), STENCILS["grid"], np.asarray(x)))
+
+
 def test_reverse_mode_to_first_order_only():
     """custom_vjp over a callback: forward mode (jvp) and a gradient of a gradient are refused, as
     documented."""
     L = factor(STENCILS["chain"], garbage=0.0)
     with pytest.raises(TypeError, match="custom_vjp"):
         jax.jvp(gj.band_logdet, (L,), (L,))
-    with pytest.raises(ValueError, match="Pure callbacks do not support JVP"):
+    with pytest.raises(ValueError, match="(Buffer|Pure) callbacks do not support JVP"):
         jax.grad(lambda L: jax.grad(lambda L: gj.band_solve(L, (0, 1), L[0]).sum())(L).sum())(L)
 
 
 def test_a_gpu_backend_warns_once_of_the_host_copy(monkeypatch):
     """No GPU here: the backend's name is patched, to check the one warning of the copy through the host."""
     from gvae.jax import ops
-    monkeypatch.setattr(ops, "_backend_checked", False)
+    monkeypatch.setattr(ops, "_backend", [])
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     L = factor(STENCILS["chain"])
     with pytest.warns(RuntimeWarning, match="on gpu every call copies its arguments to the host"):

@@ -1,21 +1,24 @@
 """The banded-factor kernels of docs/api.md section 2 as JAX functions with ``jax.custom_vjp``.
 
 Called eagerly on concrete arrays, a function runs the Numba kernel directly on ``np.asarray`` views of
-the arrays (no copy on the CPU), past ``custom_vjp`` too: with nothing to differentiate its dispatch
-would cost about 250 us a call (84 against 140 us under ``jit``, 7 us for gvae.kernels on NumPy, for
-``band_matvec`` on a 2 x 8 factor: examples/bench_jax_interop.py). Under a transformation (``jit``, ``vmap``, ``grad``: any tracer among the
-arguments) it runs the same kernel through ``jax.pure_callback``, on NumPy views of the arrays that XLA hands the
-callback (with jaxlib 0.10.2 on the CPU these are not the jit arguments' own buffers: a copy was seen);
-both paths give the same bits. ``vmap`` reaches the kernel as one more leading
-batch axis (``vmap_method="expand_dims"``): every argument is first given the same number of batch axes,
-so that the mapped axis lines up across arguments and the kernels' own broadcasting does the rest.
+the arrays (no copy on the CPU), past ``custom_vjp`` too. Under a transformation (``jit``, ``vmap``,
+``grad``: any tracer among the arguments) it runs the same kernel in a callback: on the CPU through
+``jax.experimental.buffer_callback``, which hands the callback XLA's own buffers (the kernel reads a jit
+argument's memory where it is, and its result is written into the buffer jit returns), else through
+``jax.pure_callback`` (jaxlib without buffer_callback, or a GPU backend), whose arguments are copies.
+For ``band_matvec`` under ``jit`` (examples/bench_jax_interop.py, 2-core Zen 4): 24-26 us a call on a
+2 x 8 factor and 40 us on 100 x 2 x 256, against 134-156 and 279-300 us through pure_callback, and the
+kernels themselves 8.5 and 18-27 us; the gradient of a solve at 100 x 2 x 256 under jit 176-178 us
+against 724-835 (the kernels alone: 123-128). Both paths give the same bits as the eager one. ``vmap``
+reaches the kernel as one more leading batch axis (``vmap_method="expand_dims"``): every argument is
+first given the same number of batch axes, so that the mapped axis lines up across arguments and the
+kernels' own broadcasting does the rest.
 
 Backward passes run gvae's own VJP kernels as ``gvae.torch.ops`` does: ``band_outer`` (the L-gradient of
 every solve and product), ``band_logdet_grad``, ``band_trace_inv_grad`` and ``band_diag_inv_grad``.
-Reverse mode only, to first order: ``pure_callback`` has no JVP rule, so ``jvp``, ``jacfwd`` and a
-gradient of a gradient raise. On a GPU the callbacks copy through the host (a warning says so once):
-``jax.experimental.buffer_callback`` exists in jaxlib 0.10.2 but the path to gvae's CUDA kernels on
-XLA's stream is not written yet.
+Reverse mode only, to first order: the callbacks have no JVP rule, so ``jvp``, ``jacfwd`` and a
+gradient of a gradient raise. On a GPU the callbacks copy through the host (a warning says so once): the
+path from ``buffer_callback``'s device buffers to gvae's CUDA kernels on XLA's stream is not written.
 
 Shapes, dtypes and offsets are checked while tracing (a ``TypeError``/``ValueError`` naming the function
 and argument, under ``jit`` too); the verdict on the values (a diagonal entry <= 0, NaN) is the kernel's
@@ -31,11 +34,16 @@ import numpy as np
 
 from ..kernels import band as _band
 
+try:  # experimental in jaxlib 0.10: where it is missing, every traced call goes through pure_callback
+    from jax.experimental.buffer_callback import buffer_callback as _buffer_callback
+except ImportError:
+    _buffer_callback = None
+
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_backend_checked = False
+_backend = []  # JAX's default backend, asked once (it costs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,22 +85,21 @@ def _vector_shape(name, argname, L, v):
 
 
 # --------------------------------------------------------------------------------------------------
-# Host calls: directly on concrete arrays, through pure_callback under a transformation
+# Host calls: directly on concrete arrays, through a callback under a transformation
 # --------------------------------------------------------------------------------------------------
 
 def _concrete(args):
     return not any(isinstance(a, jax.core.Tracer) for a in args)
 
 
-def _warn_host_copy():
-    """Once per process: a warning if JAX's default backend is not the CPU (asked once: it costs)."""
-    global _backend_checked
-    if _backend_checked:
-        return
-    _backend_checked = True
-    if jax.default_backend() != "cpu":
-        warnings.warn(f"gvae.jax: the band kernels run on the CPU; on {jax.default_backend()} every call "
-                      "copies its arguments to the host and its result back", RuntimeWarning, stacklevel=4)
+def _on_cpu():
+    """Whether JAX's default backend is the CPU; once per process, a warning if it is not."""
+    if not _backend:
+        _backend.append(jax.default_backend())
+        if _backend[0] != "cpu":
+            warnings.warn(f"gvae.jax: the band kernels run on the CPU; on {_backend[0]} every call copies its "
+                          "arguments to the host and its result back", RuntimeWarning, stacklevel=4)
+    return _backend[0] == "cpu"
 
 
 def _align(args, cores):
@@ -106,8 +113,8 @@ def _host(kernel, shape, out_core, args, cores, spread=False):
     """``kernel(*numpy arrays)``, of result ``shape`` (``out_core`` trailing axes not batch axes) in the
     arguments' dtype. With ``spread`` the kernel needs every argument over the whole batch and its output
     takes the first argument's batch: vmap's axes are then broadcast over all arguments in the callback
-    (views, no copy)."""
-    _warn_host_copy()
+    (views, no copy). Traced: through ``buffer_callback`` on the CPU, else ``pure_callback``."""
+    on_cpu = _on_cpu()
     if _concrete(args):
         return jnp.asarray(kernel(*(np.asarray(a) for a in args)))
     args = _align(args, cores)
@@ -120,7 +127,7 @@ def _host(kernel, shape, out_core, args, cores, spread=False):
             raise RuntimeError("gvae.jax: float64 under a transformation needs x64 enabled process-wide "
                                "(jax.config.update('jax_enable_x64', True)): the jax.enable_x64 context is "
                                "local to its thread, and XLA may run the callback on another")
-        xs = [np.asarray(x) for x in xs]  # the callback is handed jax.Arrays: their NumPy views, no copy
+        xs = [np.asarray(x) for x in xs]  # jax.Arrays or XLA's buffers: their NumPy views, no copy
         extra = xs[0].ndim - ndim  # the axes vmap added in front
         if spread and extra:
             lead = np.broadcast_shapes(*(x.shape[:extra] for x in xs))
@@ -130,6 +137,11 @@ def _host(kernel, shape, out_core, args, cores, spread=False):
     batches = [a.shape[:a.ndim - c] for a, c in zip(args, cores)]
     batch = batches[0] if spread else np.broadcast_shapes(*batches)
     result = jax.ShapeDtypeStruct(tuple(batch) + tuple(shape[len(shape) - out_core:]), args[0].dtype)
+    if on_cpu and _buffer_callback is not None:
+        # XLA's own buffers: the arguments' memory is read where it is, the result written into XLA's.
+        def in_place(ctx, out, *xs):
+            np.asarray(out)[...] = call(*xs)
+        return _buffer_callback(in_place, result, vmap_method="expand_dims")(*args).reshape(shape)
     return jax.pure_callback(call, result, *args, vmap_method="expand_dims").reshape(shape)
 
 
