@@ -13,6 +13,7 @@ TORCH = "torch==2.13.0"
 # gvae.jax is pinned likewise: it relies on jax.custom_vjp over jax.pure_callback (its vmap_method and the
 # arrays it hands the callback changed between releases), and jaxlib must match jax exactly.
 JAX = ["jax==0.10.2", "jaxlib==0.10.2"]
+OPTAX = "optax==0.2.8"  # examples/jax_banded_vae.py (tested) and the JAX peer of the benchmarks
 version = next(line.split('"')[1] for line in (here / "gvae" / "__init__.py").read_text().splitlines()
                if line.startswith("__version__"))
 
@@ -30,9 +31,9 @@ setup(
     # (gvae/kernels/numba_compat.py), which a release may move.
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX],
         "dask": [DASK],
-        "bench": ["asv>=0.6", TORCH, *JAX, "optax==0.2.8"],  # the peers of examples/bench_*.py
+        "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of examples/bench_*.py
         "plot": [PLOT],
         "torch": [TORCH],
         "jax": JAX,
