@@ -2,11 +2,12 @@
 
 Called eagerly on concrete arrays, a function runs the Numba kernel directly on ``np.asarray`` views of
 the arrays (no copy on the CPU), past ``custom_vjp`` too (55 us a call for ``band_matvec`` on a 2 x 8
-factor, 75 on 100 x 2 x 256: the checks, and the result made a JAX array, 17 us of it). Under a transformation (``jit``, ``vmap``,
-``grad``: any tracer among the arguments) it runs the same kernel in a callback: on the CPU through
-``jax.experimental.buffer_callback``, which hands the callback XLA's own buffers (the kernel reads a jit
-argument's memory where it is, and its result is written into the buffer jit returns), else through
-``jax.pure_callback`` (jaxlib without buffer_callback, or a GPU backend), whose arguments are copies.
+factor, 75 on 100 x 2 x 256: the checks, and the result made a JAX array, 17 us of it). Under a
+transformation (``jit``, ``vmap``, ``grad``: any tracer among the arguments) it runs the same kernel in a
+callback: on the CPU through ``jax.experimental.buffer_callback``, which hands the callback XLA's own
+buffers (the kernel reads a jit argument's memory where it is, and its result is written into the buffer
+jit returns), else through ``jax.pure_callback`` (jaxlib without buffer_callback, or a GPU backend), whose
+arguments are copies.
 For ``band_matvec`` under ``jit`` (examples/bench_jax_interop.py, 2-core Zen 4): 24-26 us a call on a
 2 x 8 factor and 40 us on 100 x 2 x 256, against 134-156 and 279-300 us through pure_callback, and the
 kernels themselves 8.5 and 18-27 us; the gradient of a solve at 100 x 2 x 256 under jit 176-178 us

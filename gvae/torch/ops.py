@@ -43,7 +43,8 @@ def _dtype(name, args):
     """TypeError unless every (argname, tensor) is a tensor of float32/float64 and they share one dtype."""
     for argname, t in args:
         if not isinstance(t, torch.Tensor):  # a list or a NumPy array: its own dtype would name a wrong cause
-            raise TypeError(f"{name}: {argname} must be a torch.Tensor, got {type(t).__module__}.{type(t).__qualname__}")
+            raise TypeError(f"{name}: {argname} must be a torch.Tensor, "
+                            f"got {type(t).__module__}.{type(t).__qualname__}")
         if t.dtype not in _FLOATS:
             raise TypeError(f"{name}: {argname} has dtype {t.dtype}, expected torch.float32 or torch.float64")
     dtypes = {t.dtype for _, t in args}
