@@ -2,10 +2,14 @@
 on a tiny 2 x 8 factor (the overhead alone), and on a chain factor of B = 100, d = 256 (float32), eagerly
 and under ``jit``; and the gradient of sum(band_solve_t(L, b)) with respect to L under ``jit`` at that
 size, against the same kernels called directly (the solve, the solve of the backward and ``band_outer``).
-Prints microseconds per call (the median of repeats); timings belong here, not in the tests.
+Prints microseconds per call (the median of repeats); timings belong here, not in the tests. Then one
+jitted Adam step of examples/jax_banded_vae.py (784-500-500-16 ELU, B = 100) with each posterior, in
+interleaved rounds, and its ratio to the diagonal posterior's step.
 
-    python examples/bench_jax_interop.py
+    python examples/bench_jax_interop.py [--rounds 20]
 """
+import argparse
+import time
 import timeit
 
 import jax
@@ -58,5 +62,48 @@ def main():
         print(f"{label:64s} {per_call_us(f):8.1f} us")
 
 
+def vae_steps(rounds, block=20):
+    """Median ms per jitted step of the example VAE for each posterior, over ``rounds`` interleaved blocks,
+    and the medians of the per-round ratios to the diagonal posterior's step."""
+    import optax
+    from jax_banded_vae import POSTERIORS, init, make_step
+
+    x = (np.random.default_rng(0).random((8, 100, 784)) < 0.13).astype(np.float32)
+    keys = jax.random.split(jax.random.key(1), rounds * block + block)
+    runs = {}
+    for posterior in POSTERIORS:
+        params = init(jax.random.key(0), posterior)
+        optimizer = optax.adam(1e-3)
+        runs[posterior] = [make_step(optimizer, posterior, 16), params, optimizer.init(params)]
+
+    def timed(posterior, start):
+        step, params, state = runs[posterior]
+        begin = time.perf_counter()
+        for i in range(block):
+            params, state, loss = step(params, state, x[i % len(x)], keys[start + i])
+        loss.block_until_ready()
+        runs[posterior][1:] = [params, state]
+        return (time.perf_counter() - begin) / block
+
+    for posterior in POSTERIORS:
+        timed(posterior, 0)  # compile
+    seconds = {posterior: [] for posterior in POSTERIORS}
+    for r in range(rounds):
+        for posterior in POSTERIORS:
+            seconds[posterior].append(timed(posterior, (r + 1) * block))
+    print(f"\none jitted Adam step of examples/jax_banded_vae.py (784-500-500-16 ELU, B = 100), {rounds} rounds "
+          f"of {block} steps interleaved")
+    diagonal = np.asarray(seconds["diagonal"])
+    for posterior in POSTERIORS:
+        ms = np.median(seconds[posterior]) * 1e3
+        print(f"{posterior:10s} {ms:7.2f} ms  {np.median(np.asarray(seconds[posterior]) / diagonal):.3f}x diagonal")
+
+
 if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds of the VAE steps")
+    args = p.parse_args()
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     main()
+    vae_steps(args.rounds)
