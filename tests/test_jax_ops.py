@@ -192,6 +192,17 @@ def test_jit_calls_read_and_write_xla_buffers(monkeypatch):
     assert np.array_equal(y, kernel(np.asarray(L), STENCILS["grid"], np.asarray(x)))
 
 
+def test_a_kernel_result_of_the_wrong_shape_is_refused_under_jit(monkeypatch):
+    """The result is copied into XLA's buffer: one that would broadcast into it (or be cast) is an error,
+    not silently spread (pure_callback checks the same)."""
+    from gvae.jax import ops
+    kernel = ops._band.band_logdet
+    monkeypatch.setattr(ops._band, "band_logdet", lambda L, **kw: kernel(L, **kw)[..., :1])
+    wrong = r"the kernel gave float64 \(1,\), XLA expected float64 \(3,\)"
+    with pytest.raises(jax.errors.JaxRuntimeError, match=wrong):
+        jax.jit(gj.band_logdet)(factor(STENCILS["chain"], (3,))).block_until_ready()
+
+
 def test_reverse_mode_to_first_order_only():
     """custom_vjp over a callback: forward mode (jvp) and a gradient of a gradient are refused, as
     documented."""

@@ -147,7 +147,11 @@ def _host(kernel, shape, out_core, args, cores, spread=False):
     if on_cpu and _buffer_callback is not None:
         # XLA's own buffers: the arguments' memory is read where it is, the result written into XLA's.
         def in_place(ctx, out, *xs):
-            np.asarray(out)[...] = call(*xs)
+            out, got = np.asarray(out), call(*xs)
+            if got.shape != out.shape or got.dtype != out.dtype:  # an assignment would broadcast or cast
+                raise RuntimeError(f"gvae.jax: the kernel gave {got.dtype} {got.shape}, XLA expected "
+                                   f"{out.dtype} {out.shape}")
+            out[...] = got
         return _buffer_callback(in_place, result, vmap_method="expand_dims")(*args).reshape(shape)
     return jax.pure_callback(call, result, *args, vmap_method="expand_dims").reshape(shape)
 
