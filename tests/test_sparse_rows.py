@@ -34,7 +34,7 @@ def test_the_csr_form_of_a_block_is_scipys(m, k, density, transposed, block, dty
     assert base.flags.c_contiguous and nonzeros == np.count_nonzero(a)
     np.testing.assert_array_equal(base.T if is_transposed else base, a)  # (one row or column: either layout)
     lo, hi = sorted(int(f * m) for f in block)
-    form = sparse_rows_cpu.block_form(base, is_transposed, lo, hi)
+    form = sparse_rows_cpu.block_form(base, is_transposed, nonzeros, lo, hi)
     reference = scipy.sparse.csr_matrix(np.where(np.isnan(a), 1.0, a)[lo:hi])  # SciPy drops NaN's position
     reference.sort_indices()
     for got, expected in zip(form[:2], (reference.indptr, reference.indices)):

@@ -28,10 +28,10 @@ MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is on
 def plan(a, b, split=True):
     """How out = a @ b is computed: (form, blocks, sparse). ``form`` is "sparse rows" (a mostly-zero a, with
     b's rows contiguous: each block of rows in compressed form times b; ``sparse`` is
-    :func:`sparse_factor`'s answer), "whole" (one NumPy
-    matmul), or "rows" or "columns" (NumPy's matmul on blocks of the product's rows or columns);
-    ``blocks`` the [(lo, hi)] ranges of rows or columns, one per task on gvae's threads. ``split``: the
-    product may be cut into blocks (it is given alone, not one of as many products as threads)."""
+    :func:`sparse_factor`'s answer), "whole" (one NumPy matmul), or "rows" or "columns" (NumPy's matmul
+    on blocks of the product's rows or columns); ``blocks`` the [(lo, hi)] ranges of rows or columns, one
+    per task on gvae's threads. ``split``: the product may be cut into blocks (it is given alone, not one
+    of as many products as threads)."""
     sparse = sparse_factor(a) if b.strides[1] == b.itemsize else None
     if sparse is not None:
         m = a.shape[0]
@@ -99,8 +99,7 @@ def _tasks(a, b, out, split):
     """The tasks of :func:`plan`'s blocks, each writing its block of out."""
     form, parts, sparse = plan(a, b, split)
     if form == "sparse rows":
-        base, transposed, _ = sparse
-        return [lambda lo=lo, hi=hi: sparse_product(base, transposed, b, out, lo, hi) for lo, hi in parts]
+        return [lambda lo=lo, hi=hi: sparse_product(*sparse, b, out, lo, hi) for lo, hi in parts]
     if form == "columns":
         return [_Product(a, b[:, lo:hi], out[:, lo:hi]) for lo, hi in parts]
     if form == "whole":

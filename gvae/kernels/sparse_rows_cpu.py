@@ -10,8 +10,9 @@ does not: on one thread they break even near 35% nonzeros; MAX_DENSITY stays wel
 
 Each thread builds the compressed form of its own block (x's rows, or x's columns for x^T), so the form
 is built in parallel too: on the 2-core Zen 4 machine, two threads, the form included, 0.20-0.22 ms for
-x @ W and 0.26-0.29 for x^T @ g, against 0.25-0.26 and 0.30-0.31 with the whole form built first on the
-caller's thread (branching on each entry) and then split. Zeros of the left factor are skipped, so
+x @ W and 0.24-0.25 for x^T @ g (0.26-0.29 while each block counted its own nonzeros again, a strided
+pass over x's columns), against 0.25-0.26 and 0.30-0.31 with the whole form built first on the caller's
+thread (branching on each entry) and then split. Zeros of the left factor are skipped, so
 0 * inf and 0 * nan add nothing here (as in scipy.sparse), where the dense product gives nan.
 """
 import numpy as np
@@ -34,16 +35,17 @@ def _nonzeros(a):
 
 
 @jit
-def _csr(a):
-    """CSR (indptr, indices, values) of the 2-D ``a``, each row's entries in increasing column order.
-    Branch-free: every entry is written to the next free slot, which only a nonzero keeps (the branch on
-    each entry of a binarised image mispredicts: 91 us against 63 for 100 x 784 on the Zen 4 machine).
-    Called on a C-ordered array (a block of rows): on a strided one (a block of columns) it is slower."""
+def _csr(a, capacity):
+    """CSR (indptr, indices, values) of the 2-D ``a`` with at most ``capacity`` nonzeros (the count of the
+    whole factor it is a block of: no second pass to count the block's own), each row's entries in
+    increasing column order. Branch-free: every entry is written to the next free slot, which only a
+    nonzero keeps (the branch on each entry of a binarised image mispredicts: 91 us against 63 for
+    100 x 784 on the Zen 4 machine). Called on a C-ordered array (a block of rows): on a strided one (a
+    block of columns) it is slower."""
     m, k = a.shape
-    nnz = _nonzeros(a)
     indptr = np.empty(m + 1, dtype=np.int32)
-    indices = np.empty(nnz + 1, dtype=np.int32)  # + 1: the slot of the zeros after the last nonzero
-    values = np.empty(nnz + 1, dtype=a.dtype)
+    indices = np.empty(capacity + 1, dtype=np.int32)  # + 1: the slot of the zeros after the last nonzero
+    values = np.empty(capacity + 1, dtype=a.dtype)
     p = 0
     indptr[0] = 0
     for i in range(m):
@@ -54,7 +56,7 @@ def _csr(a):
             values[p] = v
             p += v != 0
         indptr[i + 1] = p
-    return indptr, indices[:nnz], values[:nnz]
+    return indptr, indices[:p], values[:p]
 
 
 @jit
@@ -103,19 +105,21 @@ def _csr_times(indptr, indices, values, b, out, row0):
                 row[j] += v * picked[j]
 
 
-def block_form(a, transposed, lo, hi):
-    """CSR of the rows lo..hi-1 of A = a.T if ``transposed`` else a, for the C-ordered 2-D ``a``: a block of
-    a's rows directly; a block of a's columns in compressed rows, then transposed (a scatter straight into
-    the columns' slots took 232 us for 100 x 784, this 92)."""
+def block_form(a, transposed, nonzeros, lo, hi):
+    """CSR of the rows lo..hi-1 of A = a.T if ``transposed`` else a, for the C-ordered 2-D ``a`` of
+    ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer): a block of a's rows directly; a block
+    of a's columns in compressed rows, then transposed (a scatter straight into the columns' slots took
+    232 us for 100 x 784, this 92)."""
     if transposed:
-        return _transposed(*_csr(a[:, lo:hi]), hi - lo)
-    return _csr(a[lo:hi])
+        return _transposed(*_csr(a[:, lo:hi], nonzeros), hi - lo)
+    return _csr(a[lo:hi], nonzeros)
 
 
-def sparse_product(a, transposed, b, out, lo, hi):
+def sparse_product(a, transposed, nonzeros, b, out, lo, hi):
     """out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a, for the C-ordered mostly-zero ``a``
-    and b (K, N) with C-ordered rows: the block's CSR is built on the thread that multiplies it."""
-    _csr_times(*block_form(a, transposed, lo, hi), b, out, lo)
+    of ``nonzeros`` nonzero entries and b (K, N) with C-ordered rows: the block's CSR is built on the
+    thread that multiplies it."""
+    _csr_times(*block_form(a, transposed, nonzeros, lo, hi), b, out, lo)
 
 
 def sparse_factor(a, max_density=MAX_DENSITY):

@@ -12,7 +12,7 @@ released again). Measured on a 2-core Zen 4 KVM guest, 100 x 500 @ 500 x 500 in 
 
 Board layout (int64 slots; the two counters on their own cache lines):
 ``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
-what the posted task is (:data:`GEMM`, :data:`PYTHON`, :data:`QUIT`), ``ARGS`` onwards a product's
+what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`PYTHON`, :data:`QUIT`), ``ARGS`` onwards a product's
 ``cblas_?gemm`` address and arguments (row-major; transa, transb, M, N, K, a, lda, b, ldb, c, ldc;
 alpha 1, beta 0).
 """
