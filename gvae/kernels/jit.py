@@ -7,8 +7,17 @@ those places is writable: if so every kernel is cached there, if not the kernels
 each process (correct, only slower to start) and one warning says how to give Numba a cache folder.
 The in-tree cache is kept whole: when any kernel source changes, all of it is dropped and compiled again
 (:func:`drop_stale_cache`), since Numba would keep a kernel whose inlined helpers changed in another file.
+
+Numba's cache is not safe for processes that compile the same kernel at once (numba/numba#10128): each
+reads a kernel's index, picks the first free data file name and writes both, so two processes compiling
+two signatures can both pick name 1, and the index of one then points at the other's machine code: a
+float32 call runs float64 code ("can't unbox array"), or crashes. Every cached kernel therefore reads its
+cache files under a shared ``flock`` of their folder's lock file and writes them under an exclusive one
+(:class:`_LockedCacheFile`); dropping the stale cache takes the exclusive locks too.
 gvae sets no environment variable and changes no Numba setting.
 """
+import contextlib
+import fcntl
 import glob
 import hashlib
 import os
@@ -17,13 +26,14 @@ import warnings
 
 from numba import config, njit
 
-from .numba_compat import numba_user_cache_dir
+from .numba_compat import numba_user_cache_dir, wrap_cache_file
 
 __all__ = ["jit", "CACHING", "cache_is_cold"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _FOLDERS = (_HERE, os.path.join(_HERE, "band"))  # the kernel folders; each caches in its __pycache__
 _STAMP = "gvae-kernels.sha256"
+_LOCK = ".gvae-numba.lock"  # in each cache folder; a dot file, so that no glob of cache files meets it
 
 
 def _writable_dir(path):
@@ -65,25 +75,71 @@ def drop_stale_cache(folders=_FOLDERS):
     Returns the number of files removed."""
     record = os.path.join(folders[0], "__pycache__", _STAMP)
     digest = sources_digest(folders)
-    try:
-        with open(record) as f:
-            if f.read().strip() == digest:
-                return 0
-    except OSError:
-        pass
-    removed = 0
-    for folder in folders:
-        for path in glob.glob(os.path.join(folder, "__pycache__", "*.nb[ic]")):
-            try:
+    if _recorded(record) == digest:
+        return 0
+    with contextlib.ExitStack() as locks:  # in folder order, the only place that holds two
+        for folder in folders:
+            locks.enter_context(_cache_lock(os.path.join(folder, "__pycache__"), exclusive=True))
+        if _recorded(record) == digest:  # another process dropped it while this one waited
+            return 0
+        removed = 0
+        for folder in folders:
+            for path in glob.glob(os.path.join(folder, "__pycache__", "*.nb[ic]")):
                 os.unlink(path)
                 removed += 1
-            except FileNotFoundError:  # another process removed it first
-                pass
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(record), prefix=f".{_STAMP}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(digest + "\n")
-    os.replace(tmp, record)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(record), prefix=f".{_STAMP}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(digest + "\n")
+        os.replace(tmp, record)
     return removed
+
+
+def _recorded(record):
+    """The digest that ``record`` holds, or None."""
+    try:
+        with open(record) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _cache_lock(folder, exclusive):
+    """Hold ``folder``'s lock file: exclusively (to write cache files) or shared (to read them). A reader
+    of a folder where the lock file cannot be made goes on unlocked: gvae writes nothing there either."""
+    try:
+        fd = os.open(os.path.join(folder, _LOCK), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        if exclusive:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class _LockedCacheFile:
+    """Numba's reader and writer of one kernel's cache files (index and data, in ``folder``), each call
+    under the folder's lock: a save (read the index, pick a data file name, write both) is one step for
+    every other process, and a load never pairs an index with data files written for another one."""
+
+    def __init__(self, files, folder):
+        self._files, self._folder = files, folder
+
+    def load(self, key):
+        with _cache_lock(self._folder, exclusive=False):
+            return self._files.load(key)
+
+    def save(self, key, data):
+        with _cache_lock(self._folder, exclusive=True):
+            self._files.save(key, data)
+
+    def flush(self):
+        with _cache_lock(self._folder, exclusive=True):
+            self._files.flush()
 
 
 # Whether Numba caches in the kernel folders' own __pycache__ (checked once: each check writes a file).
@@ -106,9 +162,16 @@ def cache_is_cold():
     return not any(glob.glob(os.path.join(d, "__pycache__", "*_cpu.*.nbi")) for d in _FOLDERS)
 
 
-def jit(*args, **options):
+def jit(fn=None, **options):
     """``numba.njit`` with ``cache`` set to :data:`CACHING` (callers may still pass ``cache=False``) and
-    ``nogil``, so that gvae's threads (:mod:`threads`) run kernels side by side."""
+    ``nogil``, so that gvae's threads (:mod:`threads`) run kernels side by side; a cached kernel's files
+    are read and written under their folder's lock (:class:`_LockedCacheFile`). ``@jit`` or
+    ``@jit(**options)``."""
+    if fn is None:
+        return lambda f: jit(f, **options)
     options.setdefault("cache", CACHING)
     options.setdefault("nogil", True)
-    return njit(*args, **options)
+    dispatcher = njit(**options)(fn)
+    if options["cache"]:
+        wrap_cache_file(dispatcher, _LockedCacheFile)
+    return dispatcher

@@ -10,13 +10,22 @@ they were checked: each name has had this path since Numba 0.49; run with 0.68.1
 - :func:`numba_user_cache_dir` -> the user-wide folder where Numba caches compiled functions when the
   package's own ``__pycache__`` is not writable (Numba's cache locators read it through its vendored
   appdirs, appname "numba").
+- :func:`wrap_cache_file` (``dispatcher``, ``wrap``) -> replaces the object through which a dispatcher made
+  with ``cache=True`` reads and writes its cache files (``dispatcher._cache._cache_file``, a
+  ``numba.core.caching.IndexDataCacheFile`` with ``load(key)``, ``save(key, data)`` and ``flush()``) by
+  ``wrap(that object, the folder of its files)``: jit.py puts a lock around it.
 """
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir"]
+__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir", "wrap_cache_file"]
 
 
 def numba_user_cache_dir():
     from numba.misc.appdirs import AppDirs
     return AppDirs(appname="numba", appauthor=False).user_cache_dir
+
+
+def wrap_cache_file(dispatcher, wrap):
+    cache = dispatcher._cache
+    cache._cache_file = wrap(cache._cache_file, cache.cache_path)
