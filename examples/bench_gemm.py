@@ -28,7 +28,7 @@ import time
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 import numpy as np  # noqa: E402
 
-from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import blas_kernels, cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
 
 # (name, M, K, N, a transposed, b transposed): out (M, N) = op(a) (M, K) @ op(b) (K, N)
 SHAPES = [("enc L0 forward x @ W", 100, 784, 500, False, False),
@@ -145,7 +145,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     shapes = SHAPES if args.products == "step" else eval_shapes()
     rng = np.random.default_rng(0)
-    print(f"CPU: {cpu_model()}; gvae and torch on {args.threads} thread(s)", flush=True)
+    print(f"CPU: {cpu_model()}; NumPy's OpenBLAS: {blas_kernels()}; gvae and torch on {args.threads} thread(s)",
+          flush=True)
     for lib in args.libs:
         try:
             make = prepare(lib, args.threads)

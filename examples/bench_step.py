@@ -78,7 +78,7 @@ from gvae.io.mnist import load_mnist  # noqa: E402
 from gvae.sweep.spec import FIELDS, config_value  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
-from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import blas_kernels, cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
 
 kernels.set_threads(ARGS.threads)
 
@@ -481,6 +481,7 @@ def main(args):
     tinfo = f", torch {torch.__version__} {torch.get_num_threads()}t" if "torch" in " ".join(impls) else ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"CPU: {cpu_model()}")
+    blas += f" ({blas_kernels()})"
     print(f"threads {args.threads} on {cores} core(s) (gvae {kernels.get_threads()}t, NumPy BLAS: {blas} 1t{tinfo}); "
           f"{args.repeats} steps each in blocks of {args.block}, interleaved; {wall:.1f} s")
     print(f"1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores")

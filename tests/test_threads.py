@@ -3,7 +3,11 @@ split kernel gives what the whole call gives on one thread; the pool's hand-over
 fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered
 so that small arrays split."""
 import multiprocessing
+import os
+import platform
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -285,6 +289,21 @@ def test_a_workers_product_is_one_blas_call_equal_to_numpys(dtype):
     finally:
         kernels.set_threads(1)
     assert set(called) == {threading.get_ident()} and len(called) == 5  # only the caller's blocks
+
+
+def test_the_blas_kernels_are_named_as_openblas_chose_them():
+    """blas.core() names the kernels OpenBLAS loaded with (the benchmarks print it): here forced by
+    $OPENBLAS_CORETYPE, which it reads when it loads, in a new process."""
+    if blas.core() is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS that names its kernels")
+    if platform.machine() != "x86_64":
+        pytest.skip("the kernel names forced here are x86's")
+    code = "import numpy; from gvae.kernels import blas; print(blas.core())"
+    env = dict(os.environ, OPENBLAS_CORETYPE="Nehalem")  # SSE4.2 kernels, which every x86-64 CPU in use runs
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["Nehalem"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [blas.core()]  # this process's environment, this process's kernels
 
 
 def test_what_the_blas_cannot_take_as_it_is_goes_through_numpy(monkeypatch):

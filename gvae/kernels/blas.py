@@ -16,7 +16,7 @@ import ctypes
 import os
 import threading
 
-__all__ = ["settable", "one_thread", "gemm_address"]
+__all__ = ["settable", "one_thread", "gemm_address", "core"]
 
 _found = {}
 # The symbol names of OpenBLAS builds: (thread-count prefix, cblas prefix, suffix); "64_" marks the ILP64
@@ -47,6 +47,10 @@ def _controls():
                 get.restype, get.argtypes = ctypes.c_int, []
                 put.restype, put.argtypes = None, [ctypes.c_int]
                 found = (get, put)
+                name = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+                if name is not None:
+                    name.restype, name.argtypes = ctypes.c_char_p, []
+                    _found["core"] = name().decode()
                 if suffix == "64_":
                     _found["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
                                                         ctypes.c_void_p).value for char, name in ("fs", "dd")}
@@ -63,6 +67,16 @@ def gemm_address(dtype):
     BLAS, 32-bit sizes, or a thread count that cannot be held)."""
     _controls()
     return _found.get("gemm", {}).get(dtype.char)
+
+
+def core():
+    """The name of the kernels that the OpenBLAS NumPy loaded chose for this CPU (``Haswell``, ``SkylakeX``,
+    ...: its ``openblas_get_corename``), or None where it is not known. OpenBLAS picks them once, when it
+    loads, from the CPU's identity, or from ``$OPENBLAS_CORETYPE`` when that is set: on a Zen 5 its
+    AVX-512 kernels (``OPENBLAS_CORETYPE=SkylakeX``) multiply 1.8x as fast as the AVX2 ones it picks
+    itself (README, Results)."""
+    _controls()
+    return _found.get("core")
 
 
 def settable():
