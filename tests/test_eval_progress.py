@@ -198,14 +198,15 @@ def test_ctrl_c_says_whether_anything_was_kept(run, capsys, monkeypatch):
 
     monkeypatch.setattr(ev, "log_weights", lambda *a: stopped(*a, at=1))  # in the first batch
     capsys.readouterr()
-    assert main(argv) == 130
+    assert main(argv + ["--threads", "2"]) == 130  # raised in one thread's part of the pass
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "gvae: interrupted; nothing was kept (an evaluation keeps its progress once a batch of 25 images is "
         "done), so the same gvae eval command starts over")
     assert not list(out.glob("*partial*"))
     calls.clear()
-    monkeypatch.setattr(ev, "log_weights", lambda *a: stopped(*a, at=2))  # in the second batch
-    assert main(argv) == 130
+    # In the second batch: one call a pass on one thread (on more, each thread's part of a pass is a call).
+    monkeypatch.setattr(ev, "log_weights", lambda *a: stopped(*a, at=2))
+    assert main(argv + ["--threads", "1"]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "gvae: interrupted; the same gvae eval command goes on from the images it finished")
     with np.load(out / "eval_k20.partial.npz") as f:

@@ -159,3 +159,43 @@ def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monke
         _, result, _ = ev.evaluate(model, params, x, 20, **other, partial=path)
         assert len(calls) == 6
         assert (result == means) == (other is settings)
+
+
+@pytest.mark.parametrize("posterior", ["diagonal", "extgrid"])
+def test_the_samples_of_a_pass_run_side_by_side_as_one_thread_computes_them(posterior, monkeypatch):
+    """On gvae's threads each pass's samples are cut into one part per thread, each taken through the whole
+    model on its own thread (training/evaluate.py): the parts cover the pass and run on as many threads;
+    the results are those of one thread but for the BLAS's rounding of products cut into rows (OpenBLAS's
+    AVX2 kernels round some rows of a product differently when it has fewer rows), and the same bits on
+    the same thread count."""
+    import threading
+    from gvae.training import evaluate
+    rng = np.random.default_rng(4)
+    model = VAE(784, 16, [64, 48], "elu", posterior=posterior)
+    params = model.new_params(np.random.default_rng(2)).views
+    x = (rng.random((7, 784)) < 0.15).astype(np.float32)
+    settings = dict(ks=(1, 5), batch_size=4, progress=False, memory_mb=1)  # passes of 22, 22 and 1 samples
+    ran = []
+    real = evaluate.log_weights
+
+    def watched(model, params, xb, eps):
+        ran.append((threading.get_ident(), eps.shape[0]))
+        return real(model, params, xb, eps)
+    monkeypatch.setattr(evaluate, "log_weights", watched)
+    results = {}
+    try:
+        for count in (1, 3, 3):
+            kernels.set_threads(count)
+            ran.clear()
+            out = importance_sampling(model, params, x, 45, 3, **settings)
+            if count in results:
+                for key in out:
+                    np.testing.assert_array_equal(out[key], results[count][key])
+            results[count] = out
+            # two batches of 4 and 3 rows, each 45 samples in passes of 22, 22 and 1: parts of 7, 7 and 8
+            assert sum(c for _, c in ran) == 45 * 2 and len({ident for ident, _ in ran}) == count
+            assert sorted(c for _, c in ran) == sorted([22, 22, 1] * 2 if count == 1 else [7, 7, 8, 7, 7, 8, 1] * 2)
+    finally:
+        kernels.set_threads(1)
+    for key in results[1]:
+        np.testing.assert_allclose(results[3][key], results[1][key], rtol=1e-6)  # float32 weights: an ulp is 6e-8
