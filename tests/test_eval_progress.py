@@ -26,7 +26,7 @@ def problem():
 def interrupted(problem, path, monkeypatch, at_call):
     """Stop an evaluation at its ``at_call``-th decoder pass (one per batch here): its partial file."""
     model, params, x = problem[:3]
-    real, calls = ev.log_weights, []
+    real, calls = ev._log_weights_into, []
 
     def counted(*args):
         calls.append(1)
@@ -35,7 +35,7 @@ def interrupted(problem, path, monkeypatch, at_call):
         return real(*args)
 
     with monkeypatch.context() as m:
-        m.setattr(ev, "log_weights", counted)
+        m.setattr(ev, "_log_weights_into", counted)
         with pytest.raises(KeyboardInterrupt):
             ev.evaluate(model, params, x, K, **SETTINGS, partial=path, save_seconds=1e9)
     return path
@@ -149,13 +149,13 @@ def test_a_partial_file_of_another_evaluation_is_replaced_saying_so(problem, tmp
 
 def test_the_estimate_scales_the_timed_trial_to_the_whole_work(problem, monkeypatch):
     model, params, x = problem[:3]
-    real = ev.log_weights
+    real = ev._log_weights_into
 
     def slow(*args):  # every decoder pass takes 20 ms more than it would
         time.sleep(0.02)
         return real(*args)
 
-    monkeypatch.setattr(ev, "log_weights", slow)
+    monkeypatch.setattr(ev, "_log_weights_into", slow)
     assert ev._chunk(model, K, 5, 256) == K  # one pass per batch of 5 rows: 6 passes for 30 rows
     seconds, trial = ev.estimate_seconds(model, params, x, K, batch_size=5, trial_seconds=0.05)
     assert 6 * 0.02 <= seconds < 6 * 0.04 and 0.05 <= trial < 0.2
@@ -188,7 +188,7 @@ def test_gvae_eval_says_its_work_and_estimated_time_before_it_starts(run, capsys
 def test_ctrl_c_says_whether_anything_was_kept(run, capsys, monkeypatch):
     out, data = run
     argv = ["eval", str(out), "--data", str(data), "--iw-samples", "20", "--batch-size", "25", "--quiet"]
-    real, calls = ev.log_weights, []
+    real, calls = ev._log_weights_into, []
 
     def stopped(*args, at):
         calls.append(1)
@@ -196,17 +196,16 @@ def test_ctrl_c_says_whether_anything_was_kept(run, capsys, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(ev, "log_weights", lambda *a: stopped(*a, at=1))  # in the first batch
+    monkeypatch.setattr(ev, "_log_weights_into", lambda *a: stopped(*a, at=1))  # in the first batch
     capsys.readouterr()
-    assert main(argv + ["--threads", "2"]) == 130  # raised in one thread's part of the pass
+    assert main(argv) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "gvae: interrupted; nothing was kept (an evaluation keeps its progress once a batch of 25 images is "
         "done), so the same gvae eval command starts over")
     assert not list(out.glob("*partial*"))
     calls.clear()
-    # In the second batch: one call a pass on one thread (on more, each thread's part of a pass is a call).
-    monkeypatch.setattr(ev, "log_weights", lambda *a: stopped(*a, at=2))
-    assert main(argv + ["--threads", "1"]) == 130
+    monkeypatch.setattr(ev, "_log_weights_into", lambda *a: stopped(*a, at=2))  # in the second batch
+    assert main(argv) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "gvae: interrupted; the same gvae eval command goes on from the images it finished")
     with np.load(out / "eval_k20.partial.npz") as f:

@@ -131,21 +131,21 @@ def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monke
     settings = dict(ks=(1, 5), seed=3, batch_size=5, progress=False)
     full, means, _ = ev.evaluate(model, params, x, 20, **settings)
     path = tmp_path / "progress.npz"
-    real, calls = ev.log_weights, []
+    real, calls = ev._log_weights_into, []
 
-    def counted(*args, interrupt_at=None):  # one call per batch here (20 samples fit one pass)
+    def counted(*args, interrupt_at=None):  # one pass per batch here (20 samples fit one pass)
         calls.append(1)
         if len(calls) == interrupt_at:
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(ev, "log_weights", lambda *a: counted(*a, interrupt_at=4))
+    monkeypatch.setattr(ev, "_log_weights_into", lambda *a: counted(*a, interrupt_at=4))
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(model, params, x, 20, **settings, partial=path, save_seconds=1e9)  # saved at the interrupt
     with np.load(path) as f:
         assert int(f["rows"]) == 15 and f["result_log_likelihood"].shape == (15,)
     calls.clear()
-    monkeypatch.setattr(ev, "log_weights", counted)
+    monkeypatch.setattr(ev, "_log_weights_into", counted)
     per, again, _ = ev.evaluate(model, params, x, 20, **settings, partial=path)
     assert len(calls) == 4  # the three batches not done before, and one stored batch recomputed as a check
     assert again == means
