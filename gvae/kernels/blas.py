@@ -47,10 +47,10 @@ def _controls():
                 get.restype, get.argtypes = ctypes.c_int, []
                 put.restype, put.argtypes = None, [ctypes.c_int]
                 found = (get, put)
-                name = getattr(lib, f"{prefix}_get_corename{suffix}", None)
-                if name is not None:
-                    name.restype, name.argtypes = ctypes.c_char_p, []
-                    _found["core"] = name().decode()
+                corename = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+                if corename is not None:
+                    corename.restype, corename.argtypes = ctypes.c_char_p, []
+                    _found["core"] = corename().decode()
                 if suffix == "64_":
                     _found["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
                                                         ctypes.c_void_p).value for char, name in ("fs", "dd")}
