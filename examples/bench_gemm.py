@@ -87,14 +87,17 @@ def _mkl_sgemm():
 
 def gvae_plan(lib, a, b, ta, tb):
     """For the gvae row: how gvae computed the product ("  rows x2": NumPy's matmul on two blocks of rows
-    on gvae's threads; gvae.kernels.matmul_cpu.plan), else ""."""
+    on gvae's threads; gvae.kernels.matmul_cpu.plan: this machine's measured plan where tuning is on, else
+    the hand-made rule), else ""."""
     if lib != "gvae":
         return ""
-    from gvae.kernels import blas, matmul_cpu, threads
+    from gvae.kernels import blas, matmul_cpu, threads, tuning
     if not blas.settable():
         return "  whole, on the BLAS's own threads"
-    form, blocks, _ = matmul_cpu.plan(a.T if ta else a, b.T if tb else b, split=threads.get_threads() > 1)
-    return f"  {form}" + (f" x{len(blocks)}" if len(blocks) > 1 else "")
+    a, b = a.T if ta else a, b.T if tb else b
+    form, blocks, _ = matmul_cpu.plan(a, b, split=threads.get_threads() > 1)
+    how = " (measured here)" if matmul_cpu.key(a, b, None) in tuning.plans() else ""
+    return f"  {form}" + (f" x{len(blocks)}" if len(blocks) > 1 else "") + how
 
 
 def prepare(lib, threads):

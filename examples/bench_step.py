@@ -50,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--objective", action="append", default=[], metavar="K=V[,K=V]",
                    help="also time the first family's step with these TrainConfig settings (repeatable), "
                         "e.g. beta=0.5 or mmd=1000,alpha=1")
+    p.add_argument("--rules", action="store_true",
+                   help="also time the first family's step with tuning off: its products cut by the hand-made "
+                        "rules, against this machine's tuned plans (gvae.kernels.tuning)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.block < 1 or args.threads < 1 or args.iw < 1:
@@ -162,6 +165,20 @@ def gvae_step(trainer, batches):
         if trainer.step(batches[i % N_BATCHES], 1.0) is None:
             raise RuntimeError("gvae skipped a step (non-finite loss or gradient)")
     return step
+
+
+def untuned(step):
+    """``step`` with gvae's tuning off while it runs: every product cut by its rule."""
+    from gvae.kernels import tuning
+
+    def run(i):
+        before = tuning.active()
+        tuning.set_tuning(False)
+        try:
+            step(i)
+        finally:
+            tuning.set_tuning(before)
+    return run
 
 
 PHASES = ("forward+backward", "norm", "adam", "other (eps, read)")
@@ -409,25 +426,26 @@ def paired_ratio(rounds, name, ref):
 
 
 def product_plans(trainer, batch):
-    """How gvae cut each product of one step of ``trainer`` (gvae.kernels.matmul_cpu.plan), as
-    "M x K x N form xblocks" with a count where a cut repeats."""
+    """How gvae computed each product of one step of ``trainer`` (gvae.kernels.matmul_cpu: the rule, or
+    this machine's tuned plan), as "M x K x N form xblocks" with a count where a cut repeats."""
     from collections import Counter
 
-    from gvae.kernels import blas, matmul_cpu
-    seen, plan = Counter(), matmul_cpu.plan
+    from gvae.kernels import blas, matmul_cpu, tuning
+    seen, tasks = Counter(), matmul_cpu.tasks
 
-    def recording(a, b, split=True):
-        found = plan(a, b, split)
+    def recording(a, b, out, found):
         blocks = f" x{len(found[1])}" if len(found[1]) > 1 else ""
         seen[f"{a.shape[0]}x{a.shape[1]}x{b.shape[1]} {found[0]}{blocks}"] += 1
-        return found
-    matmul_cpu.plan = recording
+        return tasks(a, b, out, found)
+    trainer.step(batch, 1.0)  # a first step measures the plans that this machine has not kept yet
+    matmul_cpu.tasks = recording
     try:
         trainer.step(batch, 1.0)
     finally:
-        matmul_cpu.plan = plan
+        matmul_cpu.tasks = tasks
     where = "" if blas.settable() else " (the BLAS's thread count cannot be set: each whole, on its own threads)"
-    return ", ".join(k + (f" ({n})" if n > 1 else "") for k, n in seen.items()) + where
+    how = f"; tuned, plans in {tuning.plan_file()}" if tuning.active() else "; hand-made rules (tuning off)"
+    return ", ".join(k + (f" ({n})" if n > 1 else "") for k, n in seen.items()) + where + how
 
 
 def main(args):
@@ -444,6 +462,10 @@ def main(args):
             name = f"gvae {first} " + ",".join(f"{k}={v}" for k, v in settings.items())
             variants[name] = f"gvae {first}"
             impls[name] = gvae_step(gvae_trainer(args, data, out, first, **settings), batches)
+        if args.rules:
+            name = f"gvae {first}, hand-made rules"
+            variants[name] = f"gvae {first}"
+            impls[name] = untuned(gvae_step(gvae_trainer(args, data, out, first), batches))
         phased = gvae_phased_step(gvae_trainer(args, data, out), batches)  # its own, instrumented
         floor_step, floor_flops = gemm_floor(args, rng, batches[0])
         plans = product_plans(trainer, batches[0])

@@ -1,5 +1,5 @@
 """The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample``,
-``gvae plot``, ``gvae analyze`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and
+``gvae plot``, ``gvae analyze``, ``gvae plans`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and
 their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets the process up
 (:mod:`gvae.process`) and calls :func:`run`."""
 import argparse
@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__
 from .kernels.jit import cache_is_cold
 from .process import THREAD_VARIABLES
-from .kernels import device_module, device_names, to_device, to_host
+from .kernels import device_module, device_names, to_device, to_host, tuning
 from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
@@ -163,6 +163,10 @@ def build_parser():
     _add_run_flags(pl, threads, seed_help="seed of the z of decoder_means.png (the same z as gvae sample --seed S)")
     pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
     pl.add_argument("--quiet", action="store_true", help="no line naming the files written")
+    pn = sub.add_parser("plans", help="this machine's measured plans of gvae's products on several threads "
+                        "(gvae.kernels.tuning): the file that keeps them and what it holds", formatter_class=defaults)
+    pn.add_argument("--clear", action="store_true",
+                    help="remove the kept plans (of every machine); the next runs measure them again")
     sweep_commands.add_parsers(sub, defaults, _positive_int)
     return parser
 
@@ -398,7 +402,20 @@ def _plots_or_none():
     return plots if plots.available() else None
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
+def cmd_plans(args):
+    if args.clear:
+        removed = tuning.clear()
+        print(f"removed {len(removed)} plan file(s) from {tuning.folder()}" + "".join(f"\n  {n}" for n in removed))
+        return 0
+    path = tuning.plan_file()
+    state = "on" if tuning.active() else "off (GVAE_TUNING, or no writable folder: each product follows its rule)"
+    print(f"tuning: {state}\nplans of this machine: {path}" + ("" if path.exists() else " (none yet)"))
+    for name, choice in sorted(tuning.plans().items()):
+        print(f"  {name}: {choice}")
+    return 0
+
+
+COMMANDS = {"plans": cmd_plans, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
             **sweep_commands.COMMANDS}
 
 

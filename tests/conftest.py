@@ -42,6 +42,11 @@ def _jax_compilation_cache():
 
 _jax_compilation_cache()
 
+# The tests' products follow the hand-made rules (gvae.kernels.tuning): a plan measured under the test run's
+# load would be noise, and kept in the user's cache folder, it would outlive the tests. Set here, so that
+# the commands the tests start inherit it; tests/test_tuning.py turns tuning on in a folder of its own.
+os.environ["GVAE_TUNING"] = "off"
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")

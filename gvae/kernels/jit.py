@@ -17,7 +17,6 @@ cache files under a shared ``flock`` of their folder's lock file and writes them
 gvae sets no environment variable and changes no Numba setting.
 """
 import contextlib
-import fcntl
 import glob
 import hashlib
 import os
@@ -26,6 +25,7 @@ import warnings
 
 from numba import config, njit
 
+from .file_lock import file_lock
 from .numba_compat import numba_user_cache_dir, wrap_cache_file
 
 __all__ = ["jit", "CACHING", "cache_is_cold"]
@@ -103,22 +103,9 @@ def _recorded(record):
         return None
 
 
-@contextlib.contextmanager
 def _cache_lock(folder, exclusive):
-    """Hold ``folder``'s lock file: exclusively (to write cache files) or shared (to read them). A reader
-    of a folder where the lock file cannot be made goes on unlocked: gvae writes nothing there either."""
-    try:
-        fd = os.open(os.path.join(folder, _LOCK), os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        if exclusive:
-            raise
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    """The lock of ``folder``'s cache files (:func:`file_lock`): exclusive to write them, shared to read."""
+    return file_lock(os.path.join(folder, _LOCK), exclusive)
 
 
 class _LockedCacheFile:

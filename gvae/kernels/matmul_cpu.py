@@ -14,10 +14,15 @@ NumPy's matmul.
 A left factor that is mostly zeros (a binarised image batch: the first layer's product and its weight
 gradient) is multiplied in compressed sparse rows instead (:mod:`sparse_rows_cpu`), on one thread or in
 blocks of rows on gvae's threads.
+
+These are the hand-made rules (:func:`rule`). Where tuning is on (:mod:`tuning`), a product of at least
+``MIN_FLOPS`` given alone, and a pair given together, follow this machine's measured plan instead
+(:func:`plan`): the rule unless another way was measured faster here. A product computed inside a task
+of gvae's threads (one part of the evaluation's samples) runs whole, on that thread.
 """
 import numpy as np
 
-from . import blas, threads, worker_cpu
+from . import blas, threads, tuning, worker_cpu
 from .backend import register
 from .sparse_rows_cpu import sparse_factor, sparse_product
 
@@ -25,14 +30,24 @@ MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over cost
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
 MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
 
-def plan(a, b, split=True):
-    """How out = a @ b is computed: (form, blocks, sparse). ``form`` is "sparse rows" (a mostly-zero a, with
+
+def rule(a, b, split=True):
+    """The hand-made rule of how out = a @ b is computed (:func:`plan` measures the alternatives where it
+    can): (form, blocks, sparse). ``form`` is "sparse rows" (a mostly-zero a, with
     b's rows contiguous: each block of rows in compressed form times b; ``sparse`` is
     :func:`sparse_factor`'s answer), "whole" (one NumPy matmul), or "rows" or "columns" (NumPy's matmul
     on blocks of the product's rows or columns); ``blocks`` the [(lo, hi)] ranges of rows or columns, one
     per task on gvae's threads. ``split``: the product may be cut into blocks (it is given alone, not one
     of as many products as threads)."""
-    sparse = sparse_factor(a) if b.strides[1] == b.itemsize else None
+    return _rule(a, b, split, _sparse(a, b))
+
+
+def _sparse(a, b):
+    """:func:`sparse_factor` of a where b's rows are contiguous (the compressed product reads them), else None."""
+    return sparse_factor(a) if b.strides[1] == b.itemsize else None
+
+
+def _rule(a, b, split, sparse):
     if sparse is not None:
         m = a.shape[0]
         parts = threads.blocks(m, MIN_ROWS) if split and sparse[2] * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
@@ -50,6 +65,118 @@ def plan(a, b, split=True):
     if m < n or not b.flags.c_contiguous:
         return "columns", threads.blocks(n, MIN_ROWS), None
     return "rows", threads.blocks(m, MIN_ROWS), None
+
+
+def _name(found):
+    """The tuning's name of a (form, blocks, sparse) plan."""
+    form, parts, _ = found
+    if len(parts) == 1:
+        return {"sparse rows": "sparse whole", "rows": "whole", "columns": "whole"}.get(form, form)
+    return form
+
+
+def _cut(name, a, b, sparse):
+    """The (form, blocks, sparse) plan of a tuning's name."""
+    m, n = a.shape[0], b.shape[1]
+    if name == "sparse rows":
+        return "sparse rows", threads.blocks(m, MIN_ROWS), sparse
+    if name == "sparse whole":
+        return "sparse rows", [(0, m)], sparse
+    if name == "rows":
+        return "rows", threads.blocks(m, MIN_ROWS), None
+    if name == "columns":
+        return "columns", threads.blocks(n, MIN_ROWS), None
+    return "whole", [(0, m)], None
+
+
+def _choices(a, b, sparse):
+    """The names of the ways a product given alone may be computed: in one call on this thread, in blocks
+    of rows or of columns on gvae's threads, and for a mostly-zero a, in compressed rows, whole or in
+    blocks. One call on the BLAS's own threads is not among them: measured alone it won some shapes on
+    the Zen 5 machine, but its threads then spun beside gvae's, and the step's median was 12.0-12.7 ms
+    with it, 7.8 for the rules' step in the same process, 3.2-3.4 in runs without it (README, Threads)."""
+    m, n = a.shape[0], b.shape[1]
+    names = ["whole"] + ["rows"] * (m >= 2 * MIN_ROWS) + ["columns"] * (n >= 2 * MIN_ROWS)
+    if sparse is not None:
+        names += ["sparse whole"] + ["sparse rows"] * (m >= 2 * MIN_ROWS)
+    return names
+
+
+def _side(x):
+    """One letter for an operand's layout: N (rows contiguous), T (a transposed view), S (neither); in
+    lower case when its rows (columns) are spaced wider than it is (a block of a larger array)."""
+    found = _layout(x)
+    if found is None:
+        return "S"
+    letter = "N" if found[0] == _NO_TRANS else "T"
+    width = x.shape[1] if found[0] == _NO_TRANS else x.shape[0]
+    return letter if found[1] == width else letter.lower()
+
+
+def key(a, b, sparse):
+    """The tuning's key of a @ b given alone: dtype, shape, layouts, thread count, sparsity."""
+    (m, k), n = a.shape, b.shape[1]
+    return (f"matmul {a.dtype} {m}x{k}x{n} {_side(a)}{_side(b)} {threads.get_threads()} threads"
+            + (" sparse" if sparse is not None else ""))
+
+
+def _geometry(a, b, sparse):
+    """What a plan depends on, cheaply compared: a step asks for the same few, again and again."""
+    return a.dtype.char, a.shape, a.strides, b.shape, b.strides, sparse is None
+
+
+# Plans decided in this process: (geometry..., thread count, tuning generation) -> name.
+_DECIDED = {}
+
+
+def _measurable(a, b, out):
+    """Whether candidates may write ``out`` again and again: it exists and overlaps neither factor."""
+    return out is not None and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)
+
+
+def _handover():
+    """A native task for each of gvae's workers and one for the caller (a tiny product each): what the
+    step's next split call does, after each candidate of a tuning (:func:`tuning.fastest`)."""
+    count = threads.get_threads()
+    if count not in _HANDOVER:
+        tiny = np.ones((8, 8), np.float32)
+        _HANDOVER[count] = [_Product(tiny, tiny, np.empty_like(tiny)) for _ in range(count)]
+    threads.run(_HANDOVER[count])
+
+
+_HANDOVER = {}
+
+
+def plan(a, b, split=True, out=None):
+    """How out = a @ b is computed, as :func:`rule` answers: its rule, unless it is given alone (``split``)
+    on more than one of gvae's threads while tuning is on (:mod:`tuning`) and has at least MIN_FLOPS
+    multiply-adds and adds; then this machine's kept plan
+    for its :func:`key`, and where there is none yet, the fastest of :func:`_choices`, measured now on
+    these operands (written into ``out``; without an ``out`` to write, the rule)."""
+    return _plan(a, b, split, out, _sparse(a, b))
+
+
+def _large(a, b):
+    """Whether a @ b is worth measuring (a tuning takes up to 0.1 s, a smaller product some microseconds)."""
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= MIN_FLOPS
+
+
+def _plan(a, b, split, out, sparse):
+    if not split or threads.get_threads() == 1 or not _large(a, b) or not tuning.active():
+        return _rule(a, b, split, sparse)
+    decided = (_geometry(a, b, sparse), threads.get_threads(), tuning.generation())
+    name = _DECIDED.get(decided)
+    if name is None:
+        known, choices = key(a, b, sparse), _choices(a, b, sparse)
+        name = tuning.recorded(known, choices)
+        if name is None:
+            found = _rule(a, b, split, sparse)
+            if not _measurable(a, b, out):
+                return found
+            candidates = {c: (lambda c=c: _compute(tasks(a, b, out, _cut(c, a, b, sparse)))) for c in choices}
+            name = tuning.tune(known, candidates, _name(found), _handover)
+        _DECIDED[decided] = name
+    return _cut(name, a, b, sparse)
 
 
 _NO_TRANS, _TRANS = 111, 112  # CBLAS_TRANSPOSE
@@ -95,9 +222,9 @@ class _Product:
                       lc[1])
 
 
-def _tasks(a, b, out, split):
-    """The tasks of :func:`plan`'s blocks, each writing its block of out."""
-    form, parts, sparse = plan(a, b, split)
+def tasks(a, b, out, found):
+    """The tasks of the plan ``found`` (form, blocks, sparse), each writing its block of out."""
+    form, parts, sparse = found
     if form == "sparse rows":
         return [lambda lo=lo, hi=hi: sparse_product(*sparse, b, out, lo, hi) for lo, hi in parts]
     if form == "columns":
@@ -107,20 +234,66 @@ def _tasks(a, b, out, split):
     return [_Product(a[lo:hi], b, out[lo:hi]) for lo, hi in parts]
 
 
+def _compute(tasks):
+    """Run ``tasks`` on gvae's threads, each product on one BLAS thread (:mod:`blas`: no spinning BLAS
+    workers between gvae's, and the rounding of gvae's thread count, not of the process's BLAS setting)."""
+    with blas.one_thread():
+        threads.run(tasks)
+
+
+def _alone(products, outs, sparse):
+    """Each product planned and computed alone, one after the other."""
+    for (a, b, _), out, known in zip(products, outs, sparse):
+        _compute(tasks(a, b, out, _plan(a, b, True, out, known)))
+
+
 @register("matmul")
 def matmul(products):
     """[(a, b, out or None)] -> [a @ b], each into its out (allocated when None)."""
     outs = [np.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out for a, b, out in products]
-    # As many independent products as threads (a dense layer's two gradients): one thread each, whole.
-    held = blas.settable()
-    whole = not held or len(products) >= threads.get_threads()
-    tasks = [task for (a, b, _), out in zip(products, outs) for task in _tasks(a, b, out, split=not whole)]
-    if not held:  # the BLAS's own threads, for one product at a time
-        for task in tasks:
-            task()
-        return outs
-    # Each product on one BLAS thread (:mod:`blas`: no spinning BLAS workers between gvae's, and the
-    # rounding of gvae's thread count, not of the process's BLAS setting).
-    with blas.one_thread():
-        threads.run(tasks)
+    sparse = [_sparse(a, b) for a, b, _ in products]
+    count = threads.get_threads()
+    if count > 1 and blas.settable() and not threads.in_a_call():
+        if len(products) < count:
+            _alone(products, outs, sparse)
+            return outs
+        if (any(_large(a, b) for a, b, _ in products) and tuning.active()
+                and _pair_plan(products, outs, sparse) == "one by one"):
+            _alone(products, outs, sparse)
+            return outs
+    _whole(products, outs, sparse)
     return outs
+
+
+def _pair_plan(products, outs, sparse):
+    """As many products as threads (a dense layer's two gradients): "side by side", each whole on one
+    thread (the rule), or "one by one", each in its own plan, as this machine's plan says (measured now,
+    on these operands, where it has none)."""
+    decided = (tuple(_geometry(a, b, s) for (a, b, _), s in zip(products, sparse)), threads.get_threads(),
+               tuning.generation())
+    name = _DECIDED.get(decided)
+    if name is None:
+        pair = "side by side: " + " & ".join(key(a, b, s) for (a, b, _), s in zip(products, sparse))
+        choices = ("side by side", "one by one")
+        name = tuning.recorded(pair, choices)
+        if name is None:
+            if not all(_measurable(a, b, out) for (a, b, _), out in zip(products, outs)):
+                return "side by side"
+            name = tuning.tune(pair, {"side by side": lambda: _whole(products, outs, sparse),
+                                      "one by one": lambda: _alone(products, outs, sparse)}, "side by side",
+                               _handover)
+        _DECIDED[decided] = name
+    return name
+
+
+def _whole(products, outs, sparse):
+    """Each product whole on one thread: side by side on gvae's threads, or one after the other where
+    the call runs on one (one thread, or a call inside another's task), or on the BLAS's own threads
+    where their count cannot be held."""
+    found = [task for (a, b, _), out, known in zip(products, outs, sparse)
+             for task in tasks(a, b, out, _rule(a, b, False, known))]
+    if not blas.settable():
+        for task in found:
+            task()
+        return
+    _compute(found)

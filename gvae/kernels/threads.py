@@ -26,7 +26,7 @@ import time
 from . import worker_cpu
 
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
-           "over_blocks", "blocks", "row_blocks"]
+           "over_blocks", "blocks", "row_blocks", "in_a_call"]
 
 # A hand-over costs about a microsecond to a spinning worker when the task runs natively (a product),
 # and some 20-60 us when the worker must take the GIL to run Python (a futex wake-up when the caller
@@ -178,6 +178,12 @@ def threads_unless_set():
 def get_threads():
     """How many threads a kernel call may use (see :func:`set_threads`)."""
     return _state["threads"]
+
+
+def in_a_call():
+    """Whether a :func:`run` is under way (this thread is one of its tasks, or another thread's call holds
+    the workers): a call made now runs its tasks one after the other in this thread."""
+    return _state["lock"].locked()
 
 
 def blocks(n, grain):

@@ -1,0 +1,242 @@
+"""Per-machine tuning: the fastest way of running a kernel call, measured once on this machine and kept.
+
+How a product is best cut over gvae's threads depends on the CPU, its caches and the BLAS's kernels,
+and a rule tuned by hand on one machine was 1.4x slower than JAX on another (issue 27). So, like FFTW's
+planner (it times candidate plans when it first meets a size and keeps the winner as "wisdom"), a call
+that meets a key with no plan yet (:mod:`matmul_cpu`: a product's shape, layout, dtype and thread count)
+times its candidates on its own operands, interleaved, each trial followed by a hand-over to every worker
+(so that a candidate which leaves the cores busy pays for it), and keeps the fastest: the call's own rule
+unless another is faster by more than MARGIN. That costs at most about BUDGET_SECONDS once per key.
+
+The plans are kept in one JSON file per machine in gvae's cache folder (``$XDG_CACHE_HOME/gvae/plans``,
+else ``~/.cache/gvae/plans``), named by a digest of what they depend on (:func:`identity`: the CPU, its
+core count, NumPy's BLAS and its kernels, the versions of NumPy and Numba, gvae's kernel sources). A
+process adds its plan under the folder's lock, re-reading the file first, and the first plan recorded
+for a key is the one every process uses: so a run resumed in another process computes its products as
+the one before did, and its results are the same bits (README, exact resume). Where no cache folder can
+be written, nothing is measured and every call follows its rule, for the same reason. A damaged file is
+ignored, with a warning, and rebuilt. :func:`set_tuning` (or ``GVAE_TUNING=off`` in the environment)
+turns tuning off; :func:`clear` (``gvae plans --clear``) removes the kept plans.
+"""
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from . import blas
+from .file_lock import file_lock
+
+__all__ = ["set_tuning", "active", "generation", "recorded", "tune", "fastest", "identity", "plan_file", "plans",
+           "clear", "folder"]
+
+FORMAT = 1
+MARGIN = 0.05          # another candidate replaces the rule only when its median is this much faster
+BUDGET_SECONDS = 0.1   # of timed rounds per key (at least MIN_ROUNDS of them)
+MIN_ROUNDS, MAX_ROUNDS = 5, 31
+
+_state = {"enabled": None, "folder": None, "identity": None, "plans": None, "writable": None, "generation": 0}
+
+
+def generation():
+    """A number that changes whenever the plans may have (:func:`set_tuning`, :func:`clear`): callers that
+    remember what they looked up keep it with the number."""
+    return _state["generation"]
+
+
+def set_tuning(on):
+    """Measure and keep plans (True, the default unless ``$GVAE_TUNING`` is ``off``), or follow each
+    call's rule (False)."""
+    if not isinstance(on, bool):
+        raise ValueError(f"set_tuning: expected True or False, got {on!r}")
+    _state["enabled"] = on
+    _state["generation"] += 1
+
+
+def folder():
+    """The folder of the plan files (a Path, not created)."""
+    if _state["folder"] is not None:
+        return Path(_state["folder"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gvae" / "plans"
+
+
+def _cpu():
+    """The CPU's identity from /proc/cpuinfo (vendor, family, model, stepping and name: the name alone,
+    "AMD EPYC" under some hypervisors, does not tell a Zen 3 from a Zen 5), else Python's."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if not name:
+                    break  # the first processor's block is enough
+                if name in ("vendor_id", "cpu family", "model", "stepping", "model name", "CPU implementer",
+                            "CPU part"):
+                    fields[name] = value.strip()
+    except OSError:
+        pass
+    return fields or {"processor": platform.processor(), "machine": platform.machine()}
+
+
+def identity():
+    """What a plan depends on, as a JSON-able dict (computed once per process)."""
+    if _state["identity"] is None:
+        import numba
+        import numpy
+
+        from .jit import sources_digest
+        _state["identity"] = {"format": FORMAT, "cpu": _cpu(), "cores": os.cpu_count(), "numpy": numpy.__version__,
+                              "numba": numba.__version__, "blas": blas.core(), "blas_held": blas.settable(),
+                              "kernels": sources_digest()}
+    return _state["identity"]
+
+
+def plan_file():
+    """This machine's plan file (a Path; it may not exist)."""
+    digest = hashlib.sha256(json.dumps(identity(), sort_keys=True).encode()).hexdigest()[:16]
+    return folder() / f"plans-{digest}.json"
+
+
+def _writable():
+    if _state["writable"] is None:
+        try:
+            folder().mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder()).close()
+            _state["writable"] = True
+        except OSError:
+            _state["writable"] = False
+    return _state["writable"]
+
+
+def active():
+    """Whether calls measure and keep their plans here: tuning is on and the plan folder writable."""
+    if _state["enabled"] is None:  # the environment's word, read once
+        _state["enabled"] = os.environ.get("GVAE_TUNING", "").strip().lower() not in ("off", "0", "no", "false")
+    return _state["enabled"] and _writable()
+
+
+def _read(path):
+    """The plans in the file ``path`` ({key: choice}); {} for none. A damaged file (not this format, not
+    this machine's, not a mapping of names to names) gives {} and a warning: it is rebuilt when the next
+    plan is recorded."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        warnings.warn(f"gvae: cannot read the plan file {path} ({exc}); measuring again", RuntimeWarning, stacklevel=3)
+        return {}
+    try:
+        content = json.loads(text)
+        if not isinstance(content, dict) or content.get("machine") != identity():
+            raise ValueError("it was written for another machine or format")
+        found = content["plans"]
+        if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+            raise ValueError("its plans are not a mapping of keys to names")
+    except (ValueError, KeyError) as exc:
+        warnings.warn(f"gvae: the plan file {path} is damaged ({exc}); it is ignored and rebuilt", RuntimeWarning,
+                      stacklevel=3)
+        return {}
+    return found
+
+
+def _lock_path():
+    return str(plan_file()) + ".lock"
+
+
+def plans():
+    """This machine's kept plans, {key: choice} (read from its file once per process; see :func:`clear`)."""
+    if _state["plans"] is None:
+        path = plan_file()
+        with file_lock(_lock_path(), exclusive=False):
+            _state["plans"] = _read(path) if path.exists() else {}
+    return _state["plans"]
+
+
+def recorded(key, choices):
+    """The kept plan of ``key`` when it is one of ``choices``, else None."""
+    found = plans().get(key)
+    return found if found in choices else None
+
+
+def _record(key, choice, choices):
+    """Keep ``choice`` for ``key`` unless another process kept one of ``choices`` first; the kept one.
+    The file is re-read under the exclusive lock, and replaced whole by a rename."""
+    path = plan_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(_lock_path(), exclusive=True):
+        kept = _read(path)
+        if kept.get(key) not in choices:
+            kept[key] = choice
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump({"machine": identity(), "plans": kept}, f, sort_keys=True, indent=1)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    _state["plans"] = kept
+    return kept[key]
+
+
+def fastest(candidates, default, after):
+    """The name of the fastest of ``candidates`` ({name: callable}; ``default`` among them), each timed as a
+    call followed by ``after()``: rounds of every candidate in turn, the order rotated each round, for at
+    least MIN_ROUNDS and about BUDGET_SECONDS; medians compared. ``default`` unless the fastest other is
+    faster by more than MARGIN."""
+    names = list(candidates)
+    for name in names:  # once untimed: first calls compile, allocate, wake workers
+        candidates[name]()
+        after()
+    times = {name: [] for name in names}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - start < BUDGET_SECONDS):
+        shift = rounds % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            candidates[name]()
+            after()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    median = {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
+    best = min(names, key=median.get)
+    return default if median[default] <= (1 + MARGIN) * median[best] else best
+
+
+def tune(key, candidates, default, after):
+    """The plan of ``key``: the kept one, else :func:`fastest` of ``candidates`` measured now and kept (or the
+    one another process kept first). Call only when :func:`active`."""
+    choice = recorded(key, candidates)
+    if choice is not None:
+        return choice
+    measured = fastest(candidates, default, after)
+    try:
+        return _record(key, measured, candidates)
+    except OSError as exc:  # the folder became unwritable: the rule from now on, as for one never writable
+        warnings.warn(f"gvae: cannot keep plans in {folder()} ({exc}); products follow their rules", RuntimeWarning,
+                      stacklevel=2)
+        _state["writable"] = False
+        return default
+
+
+def clear():
+    """Remove the kept plans of every machine from the plan folder; the names of the removed files."""
+    removed = []
+    where = folder()
+    if where.is_dir():
+        for path in sorted(where.glob("plans-*.json")):
+            with file_lock(str(path) + ".lock", exclusive=True):
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    _state["plans"] = None
+    _state["generation"] += 1
+    return removed
