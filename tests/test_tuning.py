@@ -302,3 +302,30 @@ def test_the_plans_command_shows_and_clears_them(tuned):
                              text=True, timeout=60)
     assert cleared.returncode == 0 and tuning.plan_file().name in cleared.stdout
     assert not tuning.plan_file().exists()
+
+
+@pytest.mark.slow
+def test_a_run_resumed_in_other_processes_on_kept_plans_gives_the_same_numbers(tuned, tmp_path):
+    """The first process measures its plans during its first step (the step's products are those of the
+    plan chosen, not of the last candidate timed); the processes after it read them."""
+    from tests.helpers import write_data
+    data = write_data(tmp_path / "data.npz", n=300)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tuned.parent.parent)}
+    common = ["--data", str(data), "--hidden", "300", "--latent", "4", "--batch-size", "100", "--threads", "2",
+              "--quiet"]
+
+    def train(*args):
+        done = subprocess.run([sys.executable, "-m", "gvae.cli", "train", *common, *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    train("--epochs", "3", "--out", str(tmp_path / "straight"))
+    kept = json.loads(tuning.plan_file().read_text())["plans"]
+    assert "matmul float32 100x784x300 NN 2 threads sparse" in kept  # the first layer's (binarised x) product
+    train("--epochs", "1", "--out", str(tmp_path / "split"))
+    train("--epochs", "3", "--resume", "--out", str(tmp_path / "split"))
+    assert json.loads(tuning.plan_file().read_text())["plans"] == kept
+    strip = lambda line: {k: v for k, v in json.loads(line).items()  # noqa: E731
+                          if not k.startswith("seconds") and k != "resumed_with"}
+    rows = [[strip(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("straight", "split")]
+    assert rows[0] == rows[1]
