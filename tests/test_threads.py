@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels import adam_cpu, blas, matmul_cpu, threads, worker_cpu
+from gvae.kernels import blas, matmul_cpu, threads, worker_cpu
 from tests.band_reference import random_factor
 
 
@@ -403,8 +403,8 @@ def blas_on_two_threads():
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_each_blas_call_runs_on_one_thread_and_the_count_is_restored(split_everything, blas_on_two_threads,
                                                                      monkeypatch, n_threads):
-    """gvae's products and dot products hold the BLAS to one thread, on one gvae thread as on two (a
-    product of the process's multi-threaded OpenBLAS rounded otherwise), and give it back after."""
+    """gvae's products hold the BLAS to one thread, on one gvae thread as on two (a product of the
+    process's multi-threaded OpenBLAS rounded otherwise), and give it back after."""
     get, _put = blas_on_two_threads
     seen = []
 
@@ -416,18 +416,13 @@ def test_each_blas_call_runs_on_one_thread_and_the_count_is_restored(split_every
             seen.append(get())
             return np.matmul(*args, **kwargs)
 
-        def dot(self, *args, **kwargs):
-            seen.append(get())
-            return np.dot(*args, **kwargs)
-
     monkeypatch.setattr(matmul_cpu, "np", Spy())
-    monkeypatch.setattr(adam_cpu, "np", Spy())
     kernels.set_threads(n_threads)
     a = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
     np.testing.assert_allclose(kernels.matmul(a, a), a @ a, rtol=1e-5, atol=1e-5)
     kernels.matmuls([(a, a, None), (a.T, a, None)])
     assert kernels.sum_squares(a.reshape(-1)) == pytest.approx(float(np.sum(a.astype(np.float64) ** 2)), rel=1e-6)
-    assert len(seen) >= 4 and set(seen) == {1}
+    assert len(seen) >= 2 and set(seen) == {1}  # a worker's blocks are cblas calls, not NumPy's
     assert get() == 2
 
 

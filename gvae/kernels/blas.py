@@ -1,15 +1,14 @@
 """The BLAS that NumPy loaded, held to one thread while gvae's kernels call it.
 
-gvae's CPU kernels that call the BLAS (the products of :mod:`matmul_cpu`, the dot products of the squared
-norm in :mod:`adam_cpu`) run each call on the thread that makes it, whatever thread count the process's
-BLAS has: with gvae's threads in use, OpenBLAS's own workers, woken by a call it ran on several, would
-spin on the core that the next split call needs; on one gvae thread, one thread is what was asked for;
-and OpenBLAS cuts a product or a dot product differently with its thread count, so the rounding of gvae's
-results would depend on a setting outside gvae (a step from Python, in a process whose OpenBLAS has
-every core, differed from ``gvae train``'s in the last bits). The count is found through the libraries
-mapped into this process (``/proc/self/maps``), under the symbol names of NumPy's wheels
-(``scipy_openblas_*64_``) and of plain OpenBLAS builds; elsewhere (another BLAS, another system) the
-BLAS keeps its own threads.
+gvae's CPU kernels that call the BLAS (the products of :mod:`matmul_cpu`) run each call on the thread
+that makes it, whatever thread count the process's BLAS has: with gvae's threads in use, OpenBLAS's own
+workers, woken by a call it ran on several, would spin on the core that the next split call needs; on
+one gvae thread, one thread is what was asked for; and OpenBLAS cuts a product differently with its
+thread count, so the rounding of gvae's results would depend on a setting outside gvae (a step from
+Python, in a process whose OpenBLAS has every core, differed from ``gvae train``'s in the last bits). The
+count is found through the libraries mapped into this process (``/proc/self/maps``), under the symbol
+names of NumPy's wheels (``scipy_openblas_*64_``) and of plain OpenBLAS builds; elsewhere (another BLAS,
+another system) the BLAS keeps its own threads.
 """
 import contextlib
 import ctypes
