@@ -20,7 +20,7 @@ def tuned(tmp_path, monkeypatch):
     one thread again after."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("GVAE_TUNING")
-    for name in ("enabled", "writable", "plans", "folder"):
+    for name in ("enabled", "writable", "plans"):
         monkeypatch.setitem(tuning._state, name, None)
     tuning._state["generation"] += 1  # what this process decided before is forgotten (never set back)
     yield tmp_path / "cache" / "gvae" / "plans"

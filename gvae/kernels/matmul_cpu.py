@@ -125,8 +125,16 @@ def _geometry(a, b, sparse):
     return a.dtype.char, a.shape, a.strides, b.shape, b.strides, sparse is None
 
 
-# Plans decided in this process: (geometry..., thread count, tuning generation) -> name.
+# Plans decided in this process: (geometry..., thread count, tuning generation) -> name; emptied when it
+# reaches _MOST (a program of ever new shapes), since each is looked up again cheaply in the kept plans.
 _DECIDED = {}
+_MOST = 4096
+
+
+def _decide(decided, name):
+    if len(_DECIDED) >= _MOST:
+        _DECIDED.clear()
+    _DECIDED[decided] = name
 
 
 def _measurable(a, b, out):
@@ -150,9 +158,9 @@ _HANDOVER = {}
 def plan(a, b, split=True, out=None):
     """How out = a @ b is computed, as :func:`rule` answers: its rule, unless it is given alone (``split``)
     on more than one of gvae's threads while tuning is on (:mod:`tuning`) and has at least MIN_FLOPS
-    multiply-adds and adds; then this machine's kept plan
-    for its :func:`key`, and where there is none yet, the fastest of :func:`_choices`, measured now on
-    these operands (written into ``out``; without an ``out`` to write, the rule)."""
+    multiply-adds and adds; then this machine's kept plan for its :func:`key`, and where there is none
+    yet, the fastest of :func:`_choices`, measured now on these operands (written into ``out``; without
+    an ``out`` to write, the rule)."""
     return _plan(a, b, split, out, _sparse(a, b))
 
 
@@ -175,7 +183,7 @@ def _plan(a, b, split, out, sparse):
                 return found
             candidates = {c: (lambda c=c: _compute(tasks(a, b, out, _cut(c, a, b, sparse)))) for c in choices}
             name = tuning.tune(known, candidates, _name(found), _handover)
-        _DECIDED[decided] = name
+        _decide(decided, name)
     return _cut(name, a, b, sparse)
 
 
@@ -234,11 +242,12 @@ def tasks(a, b, out, found):
     return [_Product(a[lo:hi], b, out[lo:hi]) for lo, hi in parts]
 
 
-def _compute(tasks):
-    """Run ``tasks`` on gvae's threads, each product on one BLAS thread (:mod:`blas`: no spinning BLAS
-    workers between gvae's, and the rounding of gvae's thread count, not of the process's BLAS setting)."""
+def _compute(work):
+    """Run the tasks ``work`` on gvae's threads, each product on one BLAS thread (:mod:`blas`: no spinning
+    BLAS workers between gvae's, and the rounding of gvae's thread count, not of the process's BLAS
+    setting)."""
     with blas.one_thread():
-        threads.run(tasks)
+        threads.run(work)
 
 
 def _alone(products, outs, sparse):
@@ -282,7 +291,7 @@ def _pair_plan(products, outs, sparse):
             name = tuning.tune(pair, {"side by side": lambda: _whole(products, outs, sparse),
                                       "one by one": lambda: _alone(products, outs, sparse)}, "side by side",
                                _handover)
-        _DECIDED[decided] = name
+        _decide(decided, name)
     return name
 
 

@@ -1,22 +1,23 @@
 """Per-machine tuning: the fastest way of running a kernel call, measured once on this machine and kept.
 
-How a product is best cut over gvae's threads depends on the CPU, its caches and the BLAS's kernels,
-and a rule tuned by hand on one machine was 1.4x slower than JAX on another (issue 27). So, like FFTW's
-planner (it times candidate plans when it first meets a size and keeps the winner as "wisdom"), a call
-that meets a key with no plan yet (:mod:`matmul_cpu`: a product's shape, layout, dtype and thread count)
-times its candidates on its own operands, interleaved, each trial followed by a hand-over to every worker
-(so that a candidate which leaves the cores busy pays for it), and keeps the fastest: the call's own rule
-unless another is faster by more than MARGIN. That costs at most about BUDGET_SECONDS once per key.
+How a product is best cut over gvae's threads depends on the CPU, its caches and the BLAS's kernels: rules
+tuned by hand on one machine left the two-thread step 1.41-1.44x JAX's on a Zen 3, where its 100-row
+products ran slower on two threads than on one. So, like FFTW's planner (it times candidate plans when it
+first meets a size and keeps the winner as "wisdom"), a call that meets a key with no plan yet
+(:mod:`matmul_cpu`: a product's shape, layout, dtype and thread count) times its candidates on its own
+operands, interleaved, each trial followed by a hand-over to every worker (so that a candidate which leaves
+the cores busy pays for it), and keeps the fastest: the call's own rule unless another is faster by more
+than MARGIN. That costs about BUDGET_SECONDS (MIN_ROUNDS rounds, where they take longer) once per key.
 
-The plans are kept in one JSON file per machine in gvae's cache folder (``$XDG_CACHE_HOME/gvae/plans``,
-else ``~/.cache/gvae/plans``), named by a digest of what they depend on (:func:`identity`: the CPU, its
-core count, NumPy's BLAS and its kernels, the versions of NumPy and Numba, gvae's kernel sources). A
-process adds its plan under the folder's lock, re-reading the file first, and the first plan recorded
-for a key is the one every process uses: so a run resumed in another process computes its products as
-the one before did, and its results are the same bits (README, exact resume). Where no cache folder can
+The plans are kept in one JSON file per machine in gvae's cache folder (``$XDG_CACHE_HOME/gvae/plans``, else
+``~/.cache/gvae/plans``), named by a digest of what they depend on (:func:`identity`: the CPU, its core
+count, NumPy's BLAS and its kernels, the versions of NumPy and Numba, gvae's kernel sources). A process adds
+its plan under the file's lock (``plans-DIGEST.json.lock``), re-reading the file first, and the first plan
+recorded for a key is the one every process uses: so a run resumed in another process computes its products
+as the one before did, and its results are the same bits (README, exact resume). Where no cache folder can
 be written, nothing is measured and every call follows its rule, for the same reason. A damaged file is
-ignored, with a warning, and rebuilt. :func:`set_tuning` (or ``GVAE_TUNING=off`` in the environment)
-turns tuning off; :func:`clear` (``gvae plans --clear``) removes the kept plans.
+ignored, with a warning, and rebuilt. :func:`set_tuning` (or ``GVAE_TUNING=off`` in the environment) turns
+tuning off; :func:`clear` (``gvae plans --clear``) removes the kept plans.
 """
 import hashlib
 import json
@@ -38,7 +39,7 @@ MARGIN = 0.05          # another candidate replaces the rule only when its media
 BUDGET_SECONDS = 0.1   # of timed rounds per key (at least MIN_ROUNDS of them)
 MIN_ROUNDS, MAX_ROUNDS = 5, 31
 
-_state = {"enabled": None, "folder": None, "identity": None, "plans": None, "writable": None, "generation": 0}
+_state = {"enabled": None, "identity": None, "plans": None, "writable": None, "generation": 0}
 
 
 def generation():
@@ -58,8 +59,6 @@ def set_tuning(on):
 
 def folder():
     """The folder of the plan files (a Path, not created)."""
-    if _state["folder"] is not None:
-        return Path(_state["folder"])
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gvae" / "plans"
 
