@@ -5,10 +5,12 @@ Compares, in one process and interleaved block by block (so machine noise hits e
 
 * ``gvae <family>``: :meth:`gvae.training.Trainer.step`, the real training step, for each family of
   ``--posterior`` (value_and_grad of the loss, writing the gradients into one flat buffer; norm; one
-  read of the loss and the reported means; fused Adam), on ``--threads`` of gvae's own threads;
+  read of the loss and the reported means; fused Adam), on ``--threads`` of gvae's own threads; each
+  family after the first with its ratio to the first family's step in the column "vs <first family>";
 * ``gvae <family> [k=v,...]``: with each ``--objective`` (TrainConfig settings such as ``beta=0.5``,
   ``mmd=1000,alpha=1`` or ``target_rate=20``), the first family's step on that objective, with its ratio
-  to the same family's ELBO (or IWAE) step in the column "vs ELBO";
+  to the same family's ELBO (or IWAE) step in that column; with ``--rules``, the first family's step with
+  its products cut by the hand-made rules (tuning off), its ratio there too;
 * ``gvae phased``: a second diagonal Trainer with a timer around each phase it calls, for the breakdown;
 * PyTorch eager with ``torch.optim.Adam`` (default, ``foreach`` and ``fused`` where this build has
   them), same architecture, initialisation and loss (diagonal q), ``torch.set_num_threads(threads)``;
@@ -457,7 +459,7 @@ def main(args):
         trainer = next(iter(trainers.values()))
         impls = {f"gvae {f}": gvae_step(t, batches) for f, t in trainers.items()}
         first = args.posterior[0]
-        variants = {}
+        variants = {f"gvae {f}": f"gvae {first}" for f in args.posterior[1:]}
         for settings in args.objective:
             name = f"gvae {first} " + ",".join(f"{k}={v}" for k, v in settings.items())
             variants[name] = f"gvae {first}"
@@ -513,7 +515,7 @@ def main(args):
     refs = [r for r in impls if r.startswith("JAX")] + [r for r in ("torch eager, Adam",) if r in impls]
     width = max(28, *(len(n) for n in impls))
     header = (f"{'implementation':<{width}} {'median ms':>10} {'IQR ms':>16}"
-              + "".join(f" {'vs ' + r.split(' ')[0]:>10}" for r in refs) + (f" {'vs ELBO':>10}" if variants else ""))
+              + "".join(f" {'vs ' + r.split(' ')[0]:>10}" for r in refs) + (f" {'vs ' + first:>10}" if variants else ""))
     print(header)
     print("-" * len(header))
     for name in list(impls) + ["__phased__"]:

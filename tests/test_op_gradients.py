@@ -149,6 +149,21 @@ def _band_factor(data, name):
     return [(getattr(ops, name), [L, offsets], 0)]
 
 
+@case("band_normal_kl")
+def _band_kl(data, name):
+    """mu broadcasting with the factor's batch, as band_problem's right-hand sides do."""
+    L, offsets, mu, _ = data.draw(band_problem())
+    return [(ops.band_normal_kl, [L, offsets, mu], 0), (ops.band_normal_kl, [L, offsets, mu], 2)]
+
+
+@case("band_factor")
+def _band_factor_from_raw(data, name):
+    raw = data.draw(arrays(st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 6)), floats))
+    mask = (np.random.default_rng(data.draw(st.integers(0, 99))).random((raw.shape[1] - 1, raw.shape[2])) < 0.7)
+    floor = data.draw(st.floats(1e-4, 0.5))
+    return [(lambda r: ops.band_factor(r, mask.astype(np.float64), floor), [raw], 0)]
+
+
 @case("band_cholesky")
 def _band_cholesky(data, name):
     """A = M M^T + I (M a random band factor) on the full band of M's largest offset, NaN in the slots

@@ -36,11 +36,7 @@ def band_factor(raw, off_mask, floor):
 
     ``off_mask`` (a :class:`~gvae.model.constants.DeviceConstant` of shape (K - 1, n), 0/1) removes the
     off-diagonal slots outside the matrix and the lattice's wrap-around links."""
-    k = raw.shape[-2]
-    diag = positive(raw[..., :1, :], floor)
-    if k == 1:
-        return diag
-    return ops.concatenate2(diag, raw[..., 1:, :] * off_mask.like(raw), axis=-2)
+    return ops.band_factor(raw, off_mask.like(raw), floor)
 
 
 # Every factor the model builds (band_factor's, the AR(1) family's) has a positive diagonal by

@@ -12,13 +12,49 @@ host per call; for factors positive by construction, whose NaNs reach a loss tha
 from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
 
-__all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_diag_inv", "band_cholesky"]
+__all__ = ["band_factor", "band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet",
+           "band_trace_inv", "band_diag_inv", "band_cholesky"]
 
 
 def _cast(g, L):
     """The upstream gradient in L's dtype (the kernels take one dtype)."""
     return g.astype(L.dtype, copy=False)
+
+
+def _factor_forward(raw, off_mask, floor):
+    """(L, softplus of the main diagonal): the value and what its gradient needs."""
+    xp = kernels.array_module(raw)
+    L = xp.empty_like(raw)
+    diag = kernels.activation(raw[..., :1, :], "softplus")
+    L[..., :1, :] = diag + raw.dtype.type(floor)
+    L[..., 1:, :] = raw[..., 1:, :] * off_mask
+    return L, diag
+
+
+@primitive
+def band_factor(raw, off_mask, floor):
+    """A band factor L (*B, K, n) from unconstrained values raw (*B, K, n): the main diagonal softplus(raw)
+    + floor (positive, bounded away from zero), the off-diagonals raw times ``off_mask`` (K - 1, n), a 0/1
+    array of raw's dtype that removes the slots outside the matrix (and a lattice's wrap-around links).
+    One tape entry where slicing, softplus, the floor, the mask and the concatenation took six (the same
+    values, bit for bit)."""
+    return _factor_forward(raw, off_mask, floor)[0]
+
+
+def _factor_vjp(diag, argnums, raw, off_mask, floor):
+    if 1 in argnums:
+        raise ValueError("band_factor: no gradient with respect to the mask")
+
+    def vjp(g):
+        xp = kernels.array_module(g)
+        graw = xp.empty(raw.shape, dtype=raw.dtype)
+        graw[..., :1, :] = kernels.activation_grad(g[..., :1, :], diag, "softplus")
+        graw[..., 1:, :] = g[..., 1:, :] * off_mask
+        return graw, None, None
+    return vjp
+
+
+defvjp_joint(band_factor, _factor_vjp, forward=_factor_forward)
 
 
 @primitive
