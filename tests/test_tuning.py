@@ -15,7 +15,13 @@ from gvae.kernels import matmul_cpu, threads, tuning
 
 
 @pytest.fixture
-def tuned(tmp_path, monkeypatch):
+def quiet(monkeypatch):
+    """No check for other work on the CPUs during a measurement (the tests run beside each other)."""
+    monkeypatch.setattr(tuning, "_ticks", lambda: None)
+
+
+@pytest.fixture
+def tuned(tmp_path, monkeypatch, quiet):
     """Tuning on, its plans in a folder of this test's (through $XDG_CACHE_HOME, as a user would move it);
     one thread again after."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -45,7 +51,7 @@ class _Clock:
     (1.04, 1.0, "default"),     # 4% faster: within MARGIN, the rule stays
     (1.0, 2.0, "default"),
 ])
-def test_the_rule_stays_unless_another_is_faster_by_more_than_the_margin(monkeypatch, default_ms, other_ms,
+def test_the_rule_stays_unless_another_is_faster_by_more_than_the_margin(monkeypatch, quiet, default_ms, other_ms,
                                                                          expected):
     clock = _Clock()
     monkeypatch.setattr(tuning, "time", clock)
@@ -55,7 +61,7 @@ def test_the_rule_stays_unless_another_is_faster_by_more_than_the_margin(monkeyp
     assert len(after) >= 2 * (tuning.MIN_ROUNDS + 1)  # a hand-over after each trial, the untimed ones too
 
 
-def test_a_candidate_that_leaves_the_cores_busy_pays_for_it(monkeypatch):
+def test_a_candidate_that_leaves_the_cores_busy_pays_for_it(monkeypatch, quiet):
     """The hand-over after a trial is timed with it: the candidate it follows is charged."""
     clock = _Clock()
     monkeypatch.setattr(tuning, "time", clock)
@@ -70,6 +76,31 @@ def test_a_candidate_that_leaves_the_cores_busy_pays_for_it(monkeypatch):
         state["busy"] = False
     assert tuning.fastest({"rule": clock.spend(2e-3), "spinner": quick_but_leaves_spinning}, "rule",
                           handover) == "rule"
+
+
+def test_a_measurement_beside_other_work_keeps_the_rule(monkeypatch):
+    """Other processes took 100 ticks of this process's CPUs while the candidates ran: the clearly faster
+    candidate is not trusted."""
+    clock = _Clock()
+    monkeypatch.setattr(tuning, "time", clock)
+    readings = iter([(1000, 50), (1100, 50)])
+    monkeypatch.setattr(tuning, "_ticks", lambda: next(readings))
+    candidates = {"default": clock.spend(2e-3), "other": clock.spend(1e-3)}
+    assert tuning.fastest(candidates, "default", lambda: None) == "default"
+    readings = iter([(1000, 50), (1100, 150)])  # the same ticks, this process's own: no disturbance
+    assert tuning.fastest(candidates, "default", lambda: None) == "other"
+
+
+def test_another_program_on_this_process_cpus_is_seen():
+    """A busy loop in another process, on the CPUs this one may use, for half a second."""
+    before = tuning._ticks()
+    if before is None:
+        pytest.skip("no /proc here")
+    cpus = sorted(os.sched_getaffinity(0))
+    hog = subprocess.Popen([sys.executable, "-c", f"import os, time\nos.sched_setaffinity(0, {cpus[:1]})\n"
+                            "end = time.time() + 0.6\nwhile time.time() < end: pass"])
+    hog.wait(timeout=60)
+    assert tuning._disturbed(before, tuning._ticks(), 1.0)
 
 
 def _operands(m, k, n, sparse=False, seed=0):

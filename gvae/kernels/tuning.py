@@ -186,16 +186,50 @@ def _record(key, choice, choices):
     return kept[key]
 
 
+def _ticks():
+    """(busy clock ticks of the CPUs this process may run on, this process's own ticks) from /proc, or None
+    where it does not say. Busy: user, nice, system, irq, softirq and steal (a hypervisor giving the CPU to
+    another guest)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        busy = 0
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if line.startswith("cpu") and line[3:4].isdigit():
+                    name, *values = line.split()
+                    if int(name[3:]) in cpus:
+                        v = [int(x) for x in values[:8]]
+                        busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        with open("/proc/self/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return busy, int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, AttributeError, ValueError, IndexError):
+        return None
+
+
+def _disturbed(before, after, seconds):
+    """Whether other work ran on this process's CPUs between the :func:`_ticks` readings ``before`` and
+    ``after``, ``seconds`` apart: more than a fifth of one CPU's time, beyond two ticks of rounding."""
+    if before is None or after is None:
+        return False
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return others > 0.2 * seconds * os.sysconf("SC_CLK_TCK") + 2
+
+
 def fastest(candidates, default, after):
     """The name of the fastest of ``candidates`` ({name: callable}; ``default`` among them), each timed as a
     call followed by ``after()``: rounds of every candidate in turn, the order rotated each round, for at
     least MIN_ROUNDS and about BUDGET_SECONDS; medians compared. ``default`` unless the fastest other is
-    faster by more than MARGIN."""
+    faster by more than MARGIN, or other processes used this process's CPUs meanwhile (:func:`_disturbed`):
+    a split product measures slow when another program holds a core, and the plan is kept for good. That
+    happened on the Zen 5 machine: measured beside a test run, every 100-row product of the step went whole,
+    and the step then took 1.25-1.28x as long as with the rules' cuts (README, Threads)."""
     names = list(candidates)
     for name in names:  # once untimed: first calls compile, allocate, wake workers
         candidates[name]()
         after()
     times = {name: [] for name in names}
+    ticks = _ticks()
     start = time.perf_counter()
     rounds = 0
     while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and time.perf_counter() - start < BUDGET_SECONDS):
@@ -206,6 +240,8 @@ def fastest(candidates, default, after):
             after()
             times[name].append(time.perf_counter() - t0)
         rounds += 1
+    if _disturbed(ticks, _ticks(), time.perf_counter() - start):
+        return default
     median = {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
     best = min(names, key=median.get)
     return default if median[default] <= (1 + MARGIN) * median[best] else best
