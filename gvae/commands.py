@@ -1,7 +1,7 @@
 """The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample``,
-``gvae plot``, ``gvae analyze``, ``gvae plans`` (and ``gvae sweep`` and ``gvae table`` from :mod:`gvae.sweep.commands`), and
-their parser (the train flags built from :class:`TrainConfig`). :mod:`gvae.cli` sets the process up
-(:mod:`gvae.process`) and calls :func:`run`."""
+``gvae plot``, ``gvae analyze``, ``gvae plans`` (and ``gvae sweep`` and ``gvae table`` from
+:mod:`gvae.sweep.commands`), and their parser (the train flags built from :class:`TrainConfig`).
+:mod:`gvae.cli` sets the process up (:mod:`gvae.process`) and calls :func:`run`."""
 import argparse
 import contextlib
 import dataclasses
@@ -415,8 +415,8 @@ def cmd_plans(args):
     return 0
 
 
-COMMANDS = {"plans": cmd_plans, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
-            **sweep_commands.COMMANDS}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "plot": cmd_plot, "analyze": cmd_analyze,
+            "plans": cmd_plans, **sweep_commands.COMMANDS}
 
 
 class Terminated(KeyboardInterrupt):
