@@ -20,12 +20,11 @@ import contextlib
 import glob
 import hashlib
 import os
-import tempfile
 import warnings
 
 from numba import config, njit
 
-from .file_lock import file_lock
+from .shared_files import file_lock, replace_text, writable_folder
 from .numba_compat import numba_user_cache_dir, wrap_cache_file
 
 __all__ = ["jit", "CACHING", "cache_is_cold"]
@@ -36,23 +35,13 @@ _STAMP = "gvae-kernels.sha256"
 _LOCK = ".gvae-numba.lock"  # in each cache folder; a dot file, so that no glob of cache files meets it
 
 
-def _writable_dir(path):
-    """Whether ``path`` exists as a folder (or can be made one) and a file can be created in it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError:
-        return False
-    return True
-
-
 def _caching_possible():
     """Whether Numba will find a writable cache for every kernel: ``$NUMBA_CACHE_DIR`` when set (Numba
     then uses nothing else), else the in-tree ``__pycache__`` folders of both kernel folders, else the
     user-wide cache."""
     if config.CACHE_DIR:
-        return _writable_dir(config.CACHE_DIR)
-    return _IN_TREE or _writable_dir(numba_user_cache_dir())
+        return writable_folder(config.CACHE_DIR)
+    return _IN_TREE or writable_folder(numba_user_cache_dir())
 
 
 def sources_digest(folders=_FOLDERS):
@@ -87,10 +76,7 @@ def drop_stale_cache(folders=_FOLDERS):
             for path in glob.glob(os.path.join(folder, "__pycache__", "*.nb[ic]")):
                 os.unlink(path)
                 removed += 1
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(record), prefix=f".{_STAMP}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(digest + "\n")
-        os.replace(tmp, record)
+        replace_text(record, digest + "\n")
     return removed
 
 
@@ -130,7 +116,7 @@ class _LockedCacheFile:
 
 
 # Whether Numba caches in the kernel folders' own __pycache__ (checked once: each check writes a file).
-_IN_TREE = all(_writable_dir(os.path.join(d, "__pycache__")) for d in _FOLDERS)
+_IN_TREE = all(writable_folder(os.path.join(d, "__pycache__")) for d in _FOLDERS)
 CACHING = _caching_possible()
 if CACHING and not config.CACHE_DIR and _IN_TREE:
     drop_stale_cache()

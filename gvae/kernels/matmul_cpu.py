@@ -53,7 +53,7 @@ def _rule(a, b, split, sparse):
         parts = threads.blocks(m, MIN_ROWS) if split and sparse[2] * b.shape[1] >= MIN_SPARSE_WORK else [(0, m)]
         return "sparse rows", parts, sparse
     m, n = a.shape[0], b.shape[1]
-    if not split or 2.0 * m * n * a.shape[1] < MIN_FLOPS:
+    if not split or not _large(a, b):
         return "whole", [(0, m)], None
     # Each block's BLAS call packs the whole of the factor the blocks share: b (K, N) for row blocks, a
     # (M, K) for column blocks. So a wide product (M < N: a batch of 100 rows into 500-784 units) is cut
@@ -175,16 +175,26 @@ def _plan(a, b, split, out, sparse):
     decided = (_geometry(a, b, sparse), threads.get_threads(), tuning.generation())
     name = _DECIDED.get(decided)
     if name is None:
-        known, choices = key(a, b, sparse), _choices(a, b, sparse)
-        name = tuning.recorded(known, choices)
+        choices = _choices(a, b, sparse)
+        name = _kept_or_measured(
+            decided, key(a, b, sparse), choices, _name(_rule(a, b, split, sparse)), _measurable(a, b, out),
+            lambda: {c: (lambda c=c: _compute(tasks(a, b, out, _cut(c, a, b, sparse)))) for c in choices})
         if name is None:
-            found = _rule(a, b, split, sparse)
-            if not _measurable(a, b, out):
-                return found
-            candidates = {c: (lambda c=c: _compute(tasks(a, b, out, _cut(c, a, b, sparse)))) for c in choices}
-            name = tuning.tune(known, candidates, _name(found), _handover)
-        _decide(decided, name)
+            return _rule(a, b, split, sparse)
     return _cut(name, a, b, sparse)
+
+
+def _kept_or_measured(decided, known, choices, default, measurable, candidates):
+    """The plan named ``known``: this machine's kept one, else the fastest of ``candidates()`` measured now
+    (:func:`tuning.tune`), remembered for ``decided``; None where none is kept and it cannot be measured
+    (its output overlaps a factor)."""
+    name = tuning.recorded(known, choices)
+    if name is None:
+        if not measurable:
+            return None
+        name = tuning.tune(known, candidates(), default, _handover)
+    _decide(decided, name)
+    return name
 
 
 _NO_TRANS, _TRANS = 111, 112  # CBLAS_TRANSPOSE
@@ -282,17 +292,13 @@ def _pair_plan(products, outs, sparse):
                tuning.generation())
     name = _DECIDED.get(decided)
     if name is None:
-        pair = "side by side: " + " & ".join(key(a, b, s) for (a, b, _), s in zip(products, sparse))
-        choices = ("side by side", "one by one")
-        name = tuning.recorded(pair, choices)
-        if name is None:
-            if not all(_measurable(a, b, out) for (a, b, _), out in zip(products, outs)):
-                return "side by side"
-            name = tuning.tune(pair, {"side by side": lambda: _whole(products, outs, sparse),
-                                      "one by one": lambda: _alone(products, outs, sparse)}, "side by side",
-                               _handover)
-        _decide(decided, name)
-    return name
+        name = _kept_or_measured(
+            decided, "side by side: " + " & ".join(key(a, b, s) for (a, b, _), s in zip(products, sparse)),
+            ("side by side", "one by one"), "side by side",
+            all(_measurable(a, b, out) for (a, b, _), out in zip(products, outs)),
+            lambda: {"side by side": lambda: _whole(products, outs, sparse),
+                     "one by one": lambda: _alone(products, outs, sparse)})
+    return name or "side by side"
 
 
 def _whole(products, outs, sparse):

@@ -23,13 +23,12 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from . import blas
-from .file_lock import file_lock
+from .shared_files import file_lock, replace_text, writable_folder
 
 __all__ = ["set_tuning", "active", "generation", "recorded", "tune", "fastest", "identity", "plan_file", "plans",
            "clear", "folder"]
@@ -43,8 +42,8 @@ _state = {"enabled": None, "identity": None, "plans": None, "writable": None, "g
 
 
 def generation():
-    """A number that changes whenever the plans may have (:func:`set_tuning`, :func:`clear`): callers that
-    remember what they looked up keep it with the number."""
+    """A number that changes whenever the kept plans may have (:func:`clear`): callers that remember what
+    they looked up keep it with the number. Turning tuning off and on again changes no plan."""
     return _state["generation"]
 
 
@@ -54,7 +53,6 @@ def set_tuning(on):
     if not isinstance(on, bool):
         raise ValueError(f"set_tuning: expected True or False, got {on!r}")
     _state["enabled"] = on
-    _state["generation"] += 1
 
 
 def folder():
@@ -103,12 +101,7 @@ def plan_file():
 
 def _writable():
     if _state["writable"] is None:
-        try:
-            folder().mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=folder()).close()
-            _state["writable"] = True
-        except OSError:
-            _state["writable"] = False
+        _state["writable"] = writable_folder(folder())
     return _state["writable"]
 
 
@@ -172,16 +165,7 @@ def _record(key, choice, choices):
         kept = _read(path)
         if kept.get(key) not in choices:
             kept[key] = choice
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump({"machine": identity(), "plans": kept}, f, sort_keys=True, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            replace_text(path, json.dumps({"machine": identity(), "plans": kept}, sort_keys=True, indent=1))
     _state["plans"] = kept
     return kept[key]
 

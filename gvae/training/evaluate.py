@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .. import kernels
 from ..kernels import array_module, device_of, generator, to_device, to_host
-from ..kernels.threads import run as side_by_side
+from ..kernels.threads import blocks, over_blocks
 from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
 from ..model.objectives import elbo, log_weights
@@ -142,10 +142,7 @@ def _log_weights_into(model, params, xb, eps, out):
     def part(lo, hi):
         rec, log_ratio = log_weights(model, params, xb, eps[lo:hi])
         out[lo:hi] = rec + log_ratio + model.likelihood.nats_offset()
-    c = len(eps)
-    parts = min(c, kernels.get_threads()) if device_of(xb) == "cpu" else 1
-    cuts = [c * i // parts for i in range(parts + 1)]
-    side_by_side([lambda lo=lo, hi=hi: part(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])])
+    over_blocks(part, blocks(len(eps), 1) if device_of(xb) == "cpu" else [(0, len(eps))])
 
 
 def _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, counted=None):
