@@ -75,8 +75,8 @@ def _cpu():
                 if name in ("vendor_id", "cpu family", "model", "stepping", "model name", "CPU implementer",
                             "CPU part"):
                     fields[name] = value.strip()
-    except OSError:
-        pass
+    except OSError:  # no /proc/cpuinfo (not Linux): Python's names of the processor below
+        fields = {}
     return fields or {"processor": platform.processor(), "machine": platform.machine()}
 
 
