@@ -36,12 +36,14 @@ class _Tape:
 
 
 class _Node:
-    __slots__ = ("parents", "vjp", "index", "into")
+    __slots__ = ("parents", "vjp", "joint", "into")
 
-    def __init__(self, parents, vjp, index, into=False):
+    def __init__(self, parents, vjp, joint=False, into=False):
         self.parents = parents  # tuple of (parent node index, shape, argument position)
-        self.vjp = vjp          # g -> tuple of gradients, one per parent; g, into -> the same if into
-        self.index = index
+        # joint: g -> gradients of every argument, indexed by position (g, into -> the same if into);
+        # otherwise a tuple of functions g -> gradient, one per parent; None for a leaf
+        self.vjp = vjp
+        self.joint = joint
         self.into = into        # whether vjp takes destinations {argument position: array}
 
 
@@ -94,45 +96,40 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args, **kwargs):
-        tape = None
-        argnums = []
+        for a in args:
+            if isinstance(a, Tracer):
+                tape = a.tape
+                break
+        else:
+            return self.fun(*args, **kwargs)
+        # One pass over the arguments: their values, and the traced ones' (node, shape, position).
+        raw, parents = [], []
         for i, a in enumerate(args):
             if isinstance(a, Tracer):
-                if tape is None:
-                    tape = a.tape
-                elif a.tape is not tape:
+                if a.tape is not tape:
                     raise ValueError(f"{self.name}: arguments come from two different traces")
-                argnums.append(i)
-        if tape is None:
-            return self.fun(*args, **kwargs)
-        raw = [a.value if isinstance(a, Tracer) else a for a in args]
+                value = a.value
+                parents.append((a.node, value.shape, i))
+                raw.append(value)
+            else:
+                raw.append(a)
         if self.traced_forward is not None:
             ans, residual = self.traced_forward(*raw, **kwargs)
         else:
             ans = residual = self.fun(*raw, **kwargs)
-        vjp = self._vjp(residual, tuple(argnums), raw, kwargs)
-        parents = tuple((args[i].node, raw[i].shape, i) for i in argnums)
-        node = _Node(parents, vjp, len(tape.nodes), self.into)
-        tape.nodes.append(node)
-        return Tracer(ans, tape, node.index)
-
-    def _vjp(self, ans, argnums, raw, kwargs):
         if self.joint is not None:
-            joint = self.joint(ans, argnums, *raw, **kwargs)
-            if self.into:
-                return lambda g, into: _select(joint(g, into), argnums)
-            return lambda g: _select(joint(g), argnums)
-        fns = []
-        for i in argnums:
-            maker = self.makers.get(i)
-            if maker is None:
-                raise TypeError(f"VJP of {self.name} wrt argument {i} not defined: it cannot be differentiated")
-            fns.append(maker(ans, *raw, **kwargs))
-        return lambda g: [f(g) for f in fns]
+            vjp = self.joint(residual, tuple(pos for _, _, pos in parents), *raw, **kwargs)
+        else:
+            vjp = tuple(self._maker(pos)(residual, *raw, **kwargs) for _, _, pos in parents)
+        nodes = tape.nodes
+        nodes.append(_Node(tuple(parents), vjp, self.joint is not None, self.into))
+        return Tracer(ans, tape, len(nodes) - 1)
 
-
-def _select(grads, argnums):
-    return [grads[i] for i in argnums]
+    def _maker(self, i):
+        maker = self.makers.get(i)
+        if maker is None:
+            raise TypeError(f"VJP of {self.name} wrt argument {i} not defined: it cannot be differentiated")
+        return maker
 
 
 def primitive(fun=None, *, name=None):
@@ -185,32 +182,38 @@ def _backward(tape, out_index, g_out, sinks):
     nodes = tape.nodes
     for index in range(out_index, -1, -1):
         g = grads.get(index)
+        if g is None:
+            continue
         node = nodes[index]
-        if g is None or node.vjp is None:
+        vjp = node.vjp
+        if vjp is None:  # a leaf: its gradient stays in grads
             continue
         del grads[index]
         into = {}
-        if node.into:
-            for parent, _, pos in node.parents:
-                if parent in sinks and parent not in filled and all(a is not sinks[parent] for a in into.values()):
-                    into[pos] = sinks[parent]
-            pgs = node.vjp(g, into)
-        else:
-            pgs = node.vjp(g)
-        for (parent, shape, pos), pg in zip(node.parents, pgs):
+        if node.joint:
+            if node.into:
+                for parent, _, pos in node.parents:
+                    if parent in sinks and parent not in filled and all(a is not sinks[parent] for a in into.values()):
+                        into[pos] = sinks[parent]
+                pgs = vjp(g, into)
+            else:
+                pgs = vjp(g)
+        for k, (parent, shape, pos) in enumerate(node.parents):
+            pg = pgs[pos] if node.joint else vjp[k](g)
             if pg is None:
                 continue
+            if pg.shape != shape:
+                pg = unbroadcast(pg, shape)
             sink = sinks.get(parent)
             if sink is None:
-                pg = unbroadcast(pg, shape)
                 prev = grads.get(parent)
                 grads[parent] = pg if prev is None else prev + pg
                 continue
             if pg is not into.get(pos):  # (when it is, the VJP has written the sink itself)
                 if parent in filled:
-                    sink += unbroadcast(pg, shape)
+                    sink += pg
                 else:
-                    sink[...] = unbroadcast(pg, shape)
+                    sink[...] = pg
             filled.add(parent)
     for index, sink in sinks.items():
         if index not in filled:
@@ -227,9 +230,8 @@ def _leaves(tree, tape):
     if getattr(getattr(tree, "dtype", None), "kind", None) != "f":
         what = f"dtype {tree.dtype}" if hasattr(tree, "dtype") else type(tree).__name__
         raise TypeError(f"value_and_grad: can only differentiate floating arrays, got {what}")
-    node = _Node((), None, len(tape.nodes))
-    tape.nodes.append(node)
-    return Tracer(tree, tape, node.index)
+    tape.nodes.append(_Node((), None))
+    return Tracer(tree, tape, len(tape.nodes) - 1)
 
 
 def _sinks(wrapped, out, found, where="out"):

