@@ -6,12 +6,11 @@ an argument, or used as a value, makes the kernel uncacheable or breaks the cach
 processes), and a switch inside the element loop blocks vectorisation. The backward pass needs only
 the layer's output y = act(h + b): every supported activation has act'(h) as a function of y.
 Transcendentals come from :mod:`vecmath_cpu` (vectorisable, in the array's precision; computed for every
-element and then selected, so that the loop stays branch-free); tanh is a library call.
+element and then selected, so that the loop stays branch-free).
 
 Each kernel is serial; the registered functions cut large arrays into row blocks for gvae's own
 threads (:mod:`threads`).
 """
-import math
 
 import numpy as np
 from .jit import jit
@@ -19,7 +18,7 @@ from .jit import jit
 from .activations import CODES
 from . import threads
 from .backend import register
-from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid
+from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
 
@@ -42,7 +41,7 @@ def _forward(h, b, code):
                 row[j] = x if x > 0 else e
         elif code == 3:
             for j in range(n):
-                row[j] = math.tanh(np.float64(row[j] + b[j]))
+                row[j] = tanh(row[j] + b[j])
         elif code == 4:
             for j in range(n):
                 row[j] = softplus_and_sigmoid(row[j] + b[j])[0]
