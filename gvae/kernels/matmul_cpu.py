@@ -295,13 +295,11 @@ def matmul(products):
 def _one_by_one(products, outs, sparse):
     """Each product whole, one after the other on this thread (one thread, a call inside another's task,
     products too small for a hand-over, or a BLAS whose thread count cannot be held, whose own threads then
-    compute it): :func:`tasks` of the unsplit rule, called directly."""
+    compute it): :func:`tasks` of the unsplit rule, called directly (not through :func:`threads.run`)."""
     with blas.one_thread():
         for (a, b, _), out, known in zip(products, outs, sparse):
-            if known is None:
-                np.matmul(a, b, out=out)
-            else:
-                sparse_product(*known, b, out, 0, a.shape[0])
+            for task in tasks(a, b, out, _rule(a, b, False, known)):
+                task()
 
 
 def _pair_plan(products, outs, sparse):
