@@ -27,7 +27,8 @@ def matmul(a, b, out=None):
 def matmuls(products):
     """Independent products [(a, b, out or None), ...] (each as :func:`matmul` takes them) -> the list
     of results. On the CPU they run side by side on gvae's threads: one thread per product when there
-    are as many products as threads (a dense layer's two gradients), else row blocks of each."""
+    are as many products as threads (a dense layer's two gradients) and each is worth a hand-over, else
+    row blocks of each (see :mod:`matmul_cpu`)."""
     products = [tuple(p) for p in products]
     if not products:
         return []

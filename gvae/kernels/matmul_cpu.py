@@ -4,12 +4,12 @@ At the dense layers' shapes (M = 100-500 rows, K and N = 16-784) OpenBLAS's own 
 measured on a 2-core AVX-512 machine, 500 x 500 @ 500 x 784 ran at 93 GFLOP/s on one thread and 126 on
 two, and 170-185 as two single-threaded calls on halves of the rows (the peers: PyTorch 163, XLA 190).
 So the BLAS is held to one thread (:mod:`blas`); on gvae's threads, independent products given together
-run one per thread, and a product of at least ``MIN_FLOPS`` given alone is cut into blocks of rows (of
-columns for a wide product or a transposed b), each computed by NumPy's matmul on its own thread. Where
-the BLAS's thread count cannot be set (not OpenBLAS, or no ``/proc/self/maps`` to find it), this is
-NumPy's matmul on the BLAS's own threads, one product after the other. A block that a worker computes
-is one ``cblas_?gemm`` call made from the worker's native loop (:mod:`worker_cpu`), the caller's block
-NumPy's matmul.
+run one per thread (one after the other where each is under ``MIN_SIDE_BY_SIDE``), and a product of at
+least ``MIN_FLOPS`` given alone is cut into blocks of rows (of columns for a wide product or a transposed
+b), each computed by NumPy's matmul on its own thread. Where the BLAS's thread count cannot be set (not
+OpenBLAS, or no ``/proc/self/maps`` to find it), this is NumPy's matmul on the BLAS's own threads, one
+product after the other. A block that a worker computes is one ``cblas_?gemm`` call made from the
+worker's native loop (:mod:`worker_cpu`), the caller's block NumPy's matmul.
 
 A left factor that is mostly zeros (a binarised image batch: the first layer's product and its weight
 gradient) is multiplied in compressed sparse rows instead (:mod:`sparse_rows_cpu`), on one thread or in
