@@ -169,9 +169,14 @@ def plan(a, b, split=True, out=None):
     return _plan(a, b, split, out, _sparse(a, b))
 
 
+def _flops(a, b):
+    """The multiply-adds and adds of a @ b: 2 M K N."""
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
+
+
 def _large(a, b):
     """Whether a @ b is worth measuring (a tuning takes up to 0.1 s, a smaller product some microseconds)."""
-    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= MIN_FLOPS
+    return _flops(a, b) >= MIN_FLOPS
 
 
 def _plan(a, b, split, out, sparse):
@@ -278,7 +283,7 @@ def matmul(products):
     sparse = [_sparse(a, b) for a, b, _ in products]
     count = threads.get_threads()
     if (count == 1 or not blas.settable() or threads.in_a_call()
-            or all(2.0 * a.shape[0] * a.shape[1] * b.shape[1] < MIN_SIDE_BY_SIDE for a, b, _ in products)):
+            or all(_flops(a, b) < MIN_SIDE_BY_SIDE for a, b, _ in products)):
         _one_by_one(products, outs, sparse)
         return outs
     if len(products) < count:
@@ -295,11 +300,10 @@ def matmul(products):
 def _one_by_one(products, outs, sparse):
     """Each product whole, one after the other on this thread (one thread, a call inside another's task,
     products too small for a hand-over, or a BLAS whose thread count cannot be held, whose own threads then
-    compute it): :func:`tasks` of the unsplit rule, called directly (not through :func:`threads.run`)."""
+    compute it): :func:`_unsplit` tasks, called directly (not through :func:`threads.run`)."""
     with blas.one_thread():
-        for (a, b, _), out, known in zip(products, outs, sparse):
-            for task in tasks(a, b, out, _rule(a, b, False, known)):
-                task()
+        for task in _unsplit(products, outs, sparse):
+            task()
 
 
 def _pair_plan(products, outs, sparse):
@@ -321,5 +325,10 @@ def _pair_plan(products, outs, sparse):
 
 def _whole(products, outs, sparse):
     """Each product whole on one thread, side by side on gvae's threads."""
-    _compute([task for (a, b, _), out, known in zip(products, outs, sparse)
-              for task in tasks(a, b, out, _rule(a, b, False, known))])
+    _compute(_unsplit(products, outs, sparse))
+
+
+def _unsplit(products, outs, sparse):
+    """The :func:`tasks` of each product's rule when it may not be cut: one task a product."""
+    return [task for (a, b, _), out, known in zip(products, outs, sparse)
+            for task in tasks(a, b, out, _rule(a, b, False, known))]
