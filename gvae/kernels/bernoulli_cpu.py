@@ -7,25 +7,16 @@ from .backend import register
 from .vecmath_cpu import FMA, softplus_and_sigmoid
 
 
-@jit(error_model="numpy", fastmath=FMA)
+@jit(error_model="numpy", fastmath={"reassoc", "contract"})
 def _sum(v):
-    """sum(v) with eight running sums: independent additions overlap (one running sum, reassociated or
-    not, was a chain of dependent adds: 4.5x slower over 784 values)."""
-    n = v.size
-    m = n - n % 8
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-    for i in range(0, m, 8):
-        a0 += v[i]
-        a1 += v[i + 1]
-        a2 += v[i + 2]
-        a3 += v[i + 3]
-        a4 += v[i + 4]
-        a5 += v[i + 5]
-        a6 += v[i + 6]
-        a7 += v[i + 7]
-    for i in range(m, n):
-        a0 += v[i]
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    """sum(v) in float64, which LLVM may reassociate: it keeps running sums in vector lanes (float64
+    error about 1e-16 per term, far under the float32 terms' own rounding). Eight scalar running sums,
+    without reassociation, took 1.13 ms for 6,000 rows of 784 float32 terms on one Zen 5 core; this
+    0.19 ms (the evaluation's likelihood over 6,000 rows: 3.2 ms before)."""
+    total = 0.0
+    for i in range(v.size):
+        total += v[i]
+    return total
 
 
 @jit(error_model="numpy", fastmath=FMA)
