@@ -48,7 +48,7 @@ def _loglik(logits, x, dlogits, first, out):
 # counted as 1 ns because this kernel's blocks pay from about 100 us. In the 2-thread ELBO step the
 # 100-row likelihood took 66-72 us split in two against 43-47 whole; the IWAE k = 5 step's 500 rows 125-139
 # split against 197 whole (both split at the 5 ns this was, from the kernel's scalar row sums).
-SECONDS = 1e-9
+_SECONDS = 1e-9
 
 
 @register("bernoulli_loglik")
@@ -61,5 +61,5 @@ def bernoulli_loglik(logits, x, dlogits):
     out = np.empty(m, dtype=logits.dtype)
     grad = dlogits.shape[0] == m
     threads.over_blocks(lambda lo, hi: _loglik(logits[lo:hi], x, dlogits[lo:hi] if grad else dlogits, lo, out[lo:hi]),
-                        threads.row_blocks(*logits.shape, SECONDS))
+                        threads.row_blocks(*logits.shape, _SECONDS))
     return out
