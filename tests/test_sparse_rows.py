@@ -79,8 +79,8 @@ def test_the_sparse_path_is_taken_for_a_binarised_batch(monkeypatch):
     x = mostly_zero(rng, (100, 784), 0.13, np.float32, binary=True)
     W = rng.standard_normal((784, 50)).astype(np.float32)
     calls = []
-    product = sparse_rows_cpu.sparse_product
-    monkeypatch.setattr(matmul_cpu, "sparse_product", lambda *args: calls.append(args[-2:]) or product(*args))
+    task = sparse_rows_cpu.sparse_task
+    monkeypatch.setattr(matmul_cpu, "sparse_task", lambda *args: calls.append(args[-2:]) or task(*args))
     np.testing.assert_allclose(kernels.matmul(x, W), x @ W, rtol=1e-5, atol=1e-5)
     assert calls == [(0, 100)]
     calls.clear()

@@ -2,6 +2,7 @@
 split kernel gives what the whole call gives on one thread; the pool's hand-over, errors, nesting and
 fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered
 so that small arrays split."""
+import math
 import multiprocessing
 import os
 import platform
@@ -11,11 +12,12 @@ import sys
 import threading
 import time
 
+import numba
 import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels import blas, matmul_cpu, threads, worker_cpu
+from gvae.kernels import adam_cpu, blas, matmul_cpu, native_cpu, threads, worker_cpu
 from tests.band_reference import random_factor
 
 
@@ -227,6 +229,87 @@ def test_split_optimiser_kernels_match_one_thread(split_everything, n):
         return np.concatenate([p, m, v])
     one, many = _results(step, n)
     np.testing.assert_array_equal(one, many)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything, monkeypatch, n, dtype):
+    """A worker's block of Adam, of a product with a mostly-zero factor, of a bias and activation and of
+    the Bernoulli likelihood is handed over as a C entry (native_cpu), which its native loop calls without
+    the GIL, and gives what one thread gives, bit for bit; a product whose b is a block of a larger array,
+    and an activation whose bias is strided, go through the worker's Python, as before."""
+    monkeypatch.setattr(matmul_cpu, "MIN_SPARSE_WORK", 0.0)
+    posted = []
+    post = threads._Worker.post
+
+    def watched(self, task, native=None):
+        kind = worker_cpu.PYTHON if native is None else native[0]
+        if kind != worker_cpu.QUIT:  # (set_threads stopping workers)
+            posted.append(kind)
+        post(self, task, native)
+    monkeypatch.setattr(threads._Worker, "post", watched)
+    rng = np.random.default_rng(5)
+    start = [rng.standard_normal(1001).astype(dtype) for _ in range(4)]
+
+    def adam():
+        p, g, m, v = (a.copy() for a in start)
+        v = np.abs(v)
+        kernels.adam_update(p, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=2, scale=0.25)
+        return np.concatenate([p, m, v])
+    x = (rng.random((40, 60)) < 0.1).astype(dtype)
+    W = rng.standard_normal((60, 36)).astype(dtype)
+    g = rng.standard_normal((40, 36)).astype(dtype)
+
+    def products():
+        return np.concatenate([kernels.matmul(x, W).ravel(), kernels.matmul(x.T, g).ravel()])
+    h = rng.standard_normal((9, 36)).astype(dtype)
+    b = rng.standard_normal(72).astype(dtype)
+
+    def layer():
+        return kernels.bias_activation(h.copy(), b[:36], "elu")
+    logits = rng.standard_normal((3, 9, 36)).astype(dtype)
+    pixels = (rng.random((9, 36)) < 0.5).astype(dtype)
+
+    def likelihood():
+        rec, grad = kernels.bernoulli_loglik(logits, pixels, want_grad=True)
+        return np.concatenate([rec.ravel(), grad.ravel(), kernels.bernoulli_loglik(logits, pixels)[0].ravel()])
+    for fun in (adam, products, layer, likelihood):
+        posted.clear()
+        one, many = _results(fun, n)
+        np.testing.assert_array_equal(one, many)
+        assert posted and set(posted) == {worker_cpu.CALL}
+    posted.clear()
+    kernels.set_threads(n)
+    np.testing.assert_array_equal(kernels.bias_activation(h.copy(), b[::2], "tanh"),
+                                  kernels.bias_activation(h.copy(), b[::2].copy(), "tanh"))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(kernels.matmul(x, W[:, 3:30]), x.astype(float) @ W[:, 3:30].astype(float), rtol=tol,
+                               atol=tol)
+    assert worker_cpu.PYTHON in posted and worker_cpu.CALL in posted  # (the strided bias's, the copy's)
+
+
+def test_a_c_entrys_float_arguments_keep_every_bit():
+    float_of = numba.njit(lambda pattern: native_cpu.float_of(pattern))
+    for x in (0.1, -2.5e-300, 1e308, float("inf"), 5e-324, -0.0):
+        back = float_of(native_cpu.bits(x))
+        assert back == x and math.copysign(1.0, back) == math.copysign(1.0, x)
+    assert math.isnan(float_of(native_cpu.bits(float("nan"))))
+
+
+def test_a_c_entry_with_more_arguments_than_the_board_holds_is_refused_before_any_hand_over():
+    ran = []
+    fits = native_cpu.Call(lambda: ran.append(1), adam_cpu._adam_entry, lambda: (8,) + (0,) * 11)
+    too_many = native_cpu.Call(lambda: ran.append(2), adam_cpu._adam_entry,
+                               lambda: (0,) * (worker_cpu.SIZE - worker_cpu.ARGS))
+    kernels.set_threads(3)
+    try:
+        with pytest.raises(ValueError, match="arguments on the board"):
+            threads.run([lambda: ran.append(0), fits, too_many])
+        assert ran == []  # nothing was handed over, and the caller's own task did not run
+        threads.run([lambda: ran.append(0), lambda: ran.append(1), lambda: ran.append(2)])
+        assert sorted(ran) == [0, 1, 2]  # the workers are free for the next call
+    finally:
+        kernels.set_threads(1)
 
 
 @pytest.mark.parametrize("n", [2, 3])

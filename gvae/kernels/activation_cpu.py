@@ -9,7 +9,7 @@ Transcendentals come from :mod:`vecmath_cpu` (vectorisable, in the array's preci
 element and then selected, so that the loop stays branch-free).
 
 Each kernel is serial; the registered functions cut large arrays into row blocks for gvae's own
-threads (:mod:`threads`).
+threads (:mod:`threads`), a worker running its block of the forward as a C entry (:mod:`native_cpu`).
 """
 
 import numpy as np
@@ -18,6 +18,7 @@ from .jit import jit
 from .activations import CODES
 from . import threads
 from .backend import register
+from .native_cpu import array_at, run_blocks
 from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
@@ -48,6 +49,20 @@ def _forward(h, b, code):
         else:
             for j in range(n):
                 row[j] = softplus_and_sigmoid(row[j] + b[j])[1]
+
+
+@jit(error_model="numpy")
+def _forward_at(args, dtype):
+    _forward(array_at(args[1], (args[2], args[3]), dtype), array_at(args[4], args[3], dtype), args[5])
+
+
+def _forward_entry(args):
+    """The C entry of :func:`_forward`: args = (itemsize; h's address, rows, columns; b's address; code),
+    h and b C-ordered."""
+    if args[0] == 4:
+        _forward_at(args, np.float32)
+    else:
+        _forward_at(args, np.float64)
 
 
 @jit(error_model="numpy", fastmath=FMA)
@@ -91,7 +106,13 @@ def bias_act_forward(h, b, activation):
     """In place: h <- act(h + b[None, :]) for the activation called ``activation``; row blocks on
     gvae's threads."""
     code = CODES[activation]
-    threads.over_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), threads.row_blocks(*h.shape, _FORWARD_SECONDS))
+    parts = threads.row_blocks(*h.shape, _FORWARD_SECONDS)
+    if not b.flags.c_contiguous:  # (a strided bias: each block in its thread's Python)
+        threads.over_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), parts)
+        return
+    size, cols = h.itemsize, h.shape[1]
+    run_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), _forward_entry,
+               lambda lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code), parts)
 
 
 @register("bias_act_backward")

@@ -1,12 +1,16 @@
 """CPU kernels for the optimiser: one fused Adam pass over flat buffers (Numba, vectorised: no division
 checks, so LLVM emits SIMD), the running average of the parameters (Polyak averaging), and the squared
-norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`threads`)."""
+norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`threads`); a worker
+runs its block of Adam as a C entry (:mod:`native_cpu`), without the GIL."""
 import math
+
+import numpy as np
 
 from .jit import jit
 
 from . import threads
 from .backend import register
+from .native_cpu import array_at, bits, float_of, run_blocks
 
 _BLOCK = 1024  # squares summed in the array's precision before they join the float64 total
 
@@ -56,6 +60,23 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
 
 
 @jit(error_model="numpy")
+def _adam_at(args, dtype):
+    n = args[5]
+    _adam(array_at(args[1], n, dtype), array_at(args[2], n, dtype), array_at(args[3], n, dtype),
+          array_at(args[4], n, dtype), float_of(args[6]), float_of(args[7]), float_of(args[8]), float_of(args[9]),
+          args[10], float_of(args[11]))
+
+
+def _adam_entry(args):
+    """The C entry of :func:`_adam`: args = (itemsize; addresses of p, g, m, v; n; lr, beta1, beta2, eps as
+    float bits; step; scale as float bits)."""
+    if args[0] == 4:
+        _adam_at(args, np.float32)
+    else:
+        _adam_at(args, np.float64)
+
+
+@jit(error_model="numpy")
 def _average(a, p, decay):
     """In place over flat buffers: a <- decay a + (1 - decay) p, in a's dtype."""
     t = a.dtype.type
@@ -73,8 +94,11 @@ def sum_squares(g):
 @register("adam_update")
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
-    threads.over_blocks(lambda lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step,
-                                             scale), threads.row_blocks(p.size, 1, 0.6e-9))
+    size = p.itemsize
+    hyper = (bits(lr), bits(beta1), bits(beta2), bits(eps), int(step), bits(scale))
+    run_blocks(lambda lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
+               _adam_entry, lambda lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
+               threads.row_blocks(p.size, 1, 0.6e-9))
 
 
 @register("average_update")

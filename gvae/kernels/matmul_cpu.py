@@ -24,7 +24,7 @@ import numpy as np
 
 from . import blas, threads, tuning, worker_cpu
 from .backend import register
-from .sparse_rows_cpu import sparse_factor, sparse_product
+from .sparse_rows_cpu import sparse_factor, sparse_task
 
 MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over costs 20-60 us
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
@@ -254,7 +254,7 @@ def tasks(a, b, out, found):
     """The tasks of the plan ``found`` (form, blocks, sparse), each writing its block of out."""
     form, parts, sparse = found
     if form == "sparse rows":
-        return [lambda lo=lo, hi=hi: sparse_product(*sparse, b, out, lo, hi) for lo, hi in parts]
+        return [sparse_task(*sparse, b, out, lo, hi) for lo, hi in parts]
     if form == "columns":
         return [_Product(a, b[:, lo:hi], out[:, lo:hi]) for lo, hi in parts]
     if form == "whole":

@@ -14,11 +14,14 @@ they were checked: each name has had this path since Numba 0.49; run with 0.68.1
   with ``cache=True`` reads and writes its cache files (``dispatcher._cache._cache_file``, a
   ``numba.core.caching.IndexDataCacheFile`` with ``load(key)``, ``save(key, data)`` and ``flush()``) by
   ``wrap(that object, the folder of its files)``: jit.py puts a lock around it.
+- :func:`compile_cfunc` (``pyfunc``, ``signature``, ``wrap``, ``**options``) -> ``pyfunc`` compiled as a C
+  callback (``numba.core.ccallback.CFunc``: what ``numba.cfunc`` makes, with ``.address``), its cache files
+  (when ``wrap`` is given) read and written through ``wrap`` as a dispatcher's are: native_cpu's entries.
 """
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir", "wrap_cache_file"]
+__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir", "wrap_cache_file", "compile_cfunc"]
 
 
 def numba_user_cache_dir():
@@ -29,3 +32,14 @@ def numba_user_cache_dir():
 def wrap_cache_file(dispatcher, wrap):
     cache = dispatcher._cache
     cache._cache_file = wrap(cache._cache_file, cache.cache_path)
+
+
+def compile_cfunc(pyfunc, signature, wrap=None, **options):
+    from numba.core import sigutils
+    from numba.core.ccallback import CFunc
+    compiled = CFunc(pyfunc, sigutils.normalize_signature(signature), locals={}, options=options)
+    if wrap is not None:
+        compiled.enable_caching()
+        wrap_cache_file(compiled, wrap)
+    compiled.compile()
+    return compiled

@@ -18,6 +18,7 @@ thread (branching on each entry) and then split. Zeros of the left factor are sk
 import numpy as np
 
 from .jit import jit
+from .native_cpu import Call, array_at
 
 MAX_DENSITY = 0.2
 PROBE_ROWS = 8  # of the array in memory order: a dense one is told from them
@@ -35,17 +36,15 @@ def _nonzeros(a):
 
 
 @jit
-def _csr(a, capacity):
-    """CSR (indptr, indices, values) of the 2-D ``a`` with at most ``capacity`` nonzeros (the count of the
-    whole factor it is a block of: no second pass to count the block's own), each row's entries in
-    increasing column order. Branch-free: every entry is written to the next free slot, which only a
-    nonzero keeps (the branch on each entry of a binarised image mispredicts: 91 us against 63 for
-    100 x 784 on the Zen 4 machine). Called on a C-ordered array (a block of rows): on a strided one (a
-    block of columns) it is slower."""
+def _csr(a, indptr, indices, values):
+    """CSR (indptr, indices, values) of the 2-D ``a``, written into the given arrays (indptr of a's rows + 1
+    entries, indices and values of one more than a's nonzeros: the count of the whole factor it is a block
+    of, so no second pass counts the block's own); returns the count p, the form being (indptr,
+    indices[:p], values[:p]), each row's entries in increasing column order. Branch-free: every entry is
+    written to the next free slot, which only a nonzero keeps (the branch on each entry of a binarised
+    image mispredicts: 91 us against 63 for 100 x 784 on the Zen 4 machine). Called on a C-ordered array
+    (a block of rows): on a strided one (a block of columns) it is slower."""
     m, k = a.shape
-    indptr = np.empty(m + 1, dtype=np.int32)
-    indices = np.empty(capacity + 1, dtype=np.int32)  # + 1: the slot of the zeros after the last nonzero
-    values = np.empty(capacity + 1, dtype=a.dtype)
     p = 0
     indptr[0] = 0
     for i in range(m):
@@ -56,28 +55,27 @@ def _csr(a, capacity):
             values[p] = v
             p += v != 0
         indptr[i + 1] = p
-    return indptr, indices[:p], values[:p]
+    return p
 
 
 @jit
-def _transposed(indptr, indices, values, columns):
-    """CSR of A.T from the CSR of A (with ``columns`` columns): a counting sort of the nonzeros by column,
-    each row's entries in increasing order."""
-    t_indptr = np.zeros(columns + 1, dtype=np.int32)
+def _transposed(indptr, indices, values, t_indptr, fill, t_indices, t_values):
+    """CSR of A.T, written into (t_indptr (A's columns + 1), t_indices, t_values) with ``fill`` (A's
+    columns) as scratch, from the CSR of A: a counting sort of the nonzeros by column, each row's entries
+    in increasing order."""
+    columns = fill.shape[0]
+    t_indptr[:] = 0
     for p in range(indices.shape[0]):
         t_indptr[indices[p] + 1] += 1
     for c in range(columns):
         t_indptr[c + 1] += t_indptr[c]
-    fill = t_indptr[:columns].copy()
-    t_indices = np.empty_like(indices)
-    t_values = np.empty_like(values)
+    fill[:] = t_indptr[:columns]
     for i in range(indptr.shape[0] - 1):
         for p in range(indptr[i], indptr[i + 1]):
             c = indices[p]
             t_indices[fill[c]] = i
             t_values[fill[c]] = values[p]
             fill[c] += 1
-    return t_indptr, t_indices, t_values
 
 
 @jit
@@ -105,21 +103,80 @@ def _csr_times(indptr, indices, values, b, out, row0):
                 row[j] += v * picked[j]
 
 
+@jit
+def _form_into(a, transposed, lo, hi, ints, reals):
+    """The CSR of the rows lo..hi-1 of A = a.T if ``transposed`` else a, in the scratch ``ints`` (int32)
+    and ``reals`` (a's dtype) that :func:`_scratch` sized: a block of a's rows directly; a block of a's
+    columns in compressed rows, then transposed (a scatter straight into the columns' slots took 232 us
+    for 100 x 784, this 92)."""
+    block = a[:, lo:hi] if transposed else a[lo:hi]
+    rows, capacity = block.shape[0], reals.shape[0] // (2 if transposed else 1)
+    indptr, indices, values = ints[:rows + 1], ints[rows + 1:rows + 1 + capacity], reals[:capacity]
+    p = _csr(block, indptr, indices, values)
+    if not transposed:
+        return indptr, indices[:p], values[:p]
+    columns = hi - lo
+    rest = ints[rows + 1 + capacity:]
+    t_indptr, fill, t_indices = rest[:columns + 1], rest[columns + 1:2 * columns + 1], rest[2 * columns + 1:]
+    t_values = reals[capacity:]
+    _transposed(indptr, indices[:p], values[:p], t_indptr, fill, t_indices[:p], t_values[:p])
+    return t_indptr, t_indices[:p], t_values[:p]
+
+
+def _scratch(a, transposed, nonzeros, lo, hi):
+    """The (int32, a's dtype) scratch arrays of :func:`_form_into` for the block lo..hi-1."""
+    capacity = nonzeros + 1  # + 1: the slot of the zeros after the last nonzero
+    rows = a.shape[0] if transposed else hi - lo
+    ints = rows + 1 + capacity + ((hi - lo + 1) + (hi - lo) + capacity if transposed else 0)
+    return np.empty(ints, np.int32), np.empty(capacity * (2 if transposed else 1), a.dtype)
+
+
 def block_form(a, transposed, nonzeros, lo, hi):
-    """CSR of the rows lo..hi-1 of A = a.T if ``transposed`` else a, for the C-ordered 2-D ``a`` of
-    ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer): a block of a's rows directly; a block
-    of a's columns in compressed rows, then transposed (a scatter straight into the columns' slots took
-    232 us for 100 x 784, this 92)."""
-    if transposed:
-        return _transposed(*_csr(a[:, lo:hi], nonzeros), hi - lo)
-    return _csr(a[lo:hi], nonzeros)
+    """CSR (indptr, indices, values) of the rows lo..hi-1 of A = a.T if ``transposed`` else a, for the
+    C-ordered 2-D ``a`` of ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer)."""
+    return _form_into(a, transposed, lo, hi, *_scratch(a, transposed, nonzeros, lo, hi))
 
 
-def sparse_product(a, transposed, nonzeros, b, out, lo, hi):
-    """out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a, for the C-ordered mostly-zero ``a``
-    of ``nonzeros`` nonzero entries and b (K, N) with C-ordered rows: the block's CSR is built on the
-    thread that multiplies it."""
-    _csr_times(*block_form(a, transposed, nonzeros, lo, hi), b, out, lo)
+@jit
+def _block_product(a, transposed, b, out, lo, hi, ints, reals):
+    """out[lo:hi] <- A[lo:hi] @ b through the block's CSR, built in the scratch (:func:`_form_into`)."""
+    _csr_times(*_form_into(a, transposed, lo, hi, ints, reals), b, out, lo)
+
+
+@jit(error_model="numpy")
+def _block_at(args, dtype):
+    n = args[7]
+    _block_product(array_at(args[2], (args[3], args[4]), dtype), args[1] != 0, array_at(args[5], (args[6], n), dtype),
+                   array_at(args[8], (args[9], n), dtype), args[10], args[11], array_at(args[12], args[13], np.int32),
+                   array_at(args[14], args[15], dtype))
+
+
+def _block_entry(args):
+    """The C entry of :func:`_block_product`: args = (itemsize; transposed; a's address, rows, columns;
+    b's address, rows, columns; out's address, rows; lo, hi; the int32 scratch's address and size; the
+    real scratch's address and size), every array C-ordered (as the caller's thread's are: the same
+    compiled loops)."""
+    if args[0] == 4:
+        _block_at(args, np.float32)
+    else:
+        _block_at(args, np.float64)
+
+
+def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
+    """The task (:func:`threads.run`) of out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a, for
+    the C-ordered mostly-zero ``a`` of ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer), b
+    (K, N) with C-ordered rows and out C-ordered rows: the block's CSR is built by the thread that
+    multiplies it, a worker's through a C entry (:mod:`native_cpu`), without the GIL, when b and out are
+    C-contiguous (else in its Python)."""
+    ints, reals = _scratch(a, transposed, nonzeros, lo, hi)
+
+    def run():
+        _block_product(a, transposed, b, out, lo, hi, ints, reals)
+    if not (b.flags.c_contiguous and out.flags.c_contiguous):  # (a block of a larger b: a worker runs it in Python)
+        return run
+    return Call(run, _block_entry, lambda: (a.itemsize, int(transposed), a.ctypes.data, *a.shape, b.ctypes.data,
+                                            *b.shape, out.ctypes.data, out.shape[0], lo, hi, ints.ctypes.data, ints.size,
+                                            reals.ctypes.data, reals.size))
 
 
 def sparse_factor(a, max_density=MAX_DENSITY):

@@ -7,8 +7,8 @@ the same GEMMs split by rows over two single-threaded calls reach 170-185), and 
 ``parallel=True``) spins after each region, fighting OpenBLAS's spinning threads for the cores. So the
 pieces here are plain calls of ``nogil`` Numba kernels, or of the BLAS on one thread, handed to
 persistent threads of gvae's own. Each waits in native code (:mod:`worker_cpu`): it spins without the
-GIL for SPIN_SECONDS after its last task, running the products posted to it there, and then sleeps on a
-queue until the next call.
+GIL for SPIN_SECONDS after its last task, running the products and C entries (:mod:`native_cpu`) posted
+to it there, and then sleeps on a queue until the next call.
 
 ``set_threads(n)`` sets how many threads run a call (the caller's own and n - 1 workers; default 1:
 every call runs in the caller's thread). gvae's own long computations started from Python (training)
@@ -28,7 +28,7 @@ from . import worker_cpu
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
            "over_blocks", "blocks", "row_blocks", "in_a_call"]
 
-# A hand-over costs about a microsecond to a spinning worker when the task runs natively (a product),
+# A hand-over costs about a microsecond to a spinning worker when the task runs natively (a product, a C entry),
 # and some 20-60 us when the worker must take the GIL to run Python (a futex wake-up when the caller
 # holds it), so a kernel call of Python tasks is split only into blocks that each take at least this long.
 MIN_BLOCK_SECONDS = 150e-6
@@ -58,7 +58,8 @@ def _rounds(seconds):
 class _Worker:
     """One worker thread and its board. The caller posts a task (:meth:`post`) and collects it
     (:meth:`collect`); a task with a ``native`` attribute (a product's cblas arguments, see
-    :mod:`matmul_cpu`) runs without the GIL, any other is called in the worker's Python."""
+    :mod:`matmul_cpu`, or a C entry's, see :mod:`native_cpu`) runs without the GIL, any other is called in
+    the worker's Python."""
 
     def __init__(self, name):
         self.board = worker_cpu.new_board()
@@ -92,9 +93,9 @@ class _Worker:
             if sleeping:
                 self.bell.get()
 
-    def post(self, task):
+    def post(self, task, native=None):
+        """Hand ``task`` over, as its ``native`` form (kind, int64 arguments) where it has one."""
         board = self.board
-        native = getattr(task, "native", None)
         if native is not None:
             board[worker_cpu.ARGS:worker_cpu.ARGS + len(native[1])] = native[1]
         board[worker_cpu.KIND] = worker_cpu.PYTHON if native is None else native[0]
@@ -114,7 +115,7 @@ class _Worker:
         return error
 
     def stop(self):
-        self.post(_QUIT)
+        self.post(_QUIT, _QUIT.native)
 
 
 class _Quit:
@@ -220,8 +221,9 @@ def run(tasks):
         while len(workers) < len(tasks) - 1:
             workers.append(_Worker(f"gvae-worker-{len(workers) + 1}"))
         busy = workers[:len(tasks) - 1]
-        for worker, task in zip(busy, tasks[1:]):
-            worker.post(task)
+        natives = [getattr(task, "native", None) for task in tasks[1:]]  # all of them before any is posted
+        for worker, task, native in zip(busy, tasks[1:], natives):
+            worker.post(task, native)
         error = None
         try:
             tasks[0]()

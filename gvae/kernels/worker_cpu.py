@@ -5,16 +5,17 @@ Handing a call to a thread that sleeps on a queue costs a futex wake-up each way
 (measured 28-73 us a round trip on 2-core KVM guests), and a training step hands over about 14 times.
 Here the worker spins (for ``rounds`` turns of an atomic load and a pause) and sees a posted task within
 a microsecond; a product it runs by calling the BLAS's ``cblas_?gemm`` at the address posted with it, so
-it never takes the GIL, and the caller, spinning on the same board, sees it done at once. Any other task
-goes back to Python (:mod:`threads` runs it there and reports it done on the next entry, after the GIL is
-released again). Measured on a 2-core Zen 4 KVM guest, 100 x 500 @ 500 x 500 in two column blocks:
+it never takes the GIL, and the caller, spinning on the same board, sees it done at once. A Numba kernel
+compiled as a C entry (:mod:`native_cpu`) it calls the same way, at the address posted with it. Any other
+task goes back to Python (:mod:`threads` runs it there and reports it done on the next entry, after the GIL
+is released again). Measured on a 2-core Zen 4 KVM guest, 100 x 500 @ 500 x 500 in two column blocks:
 0.29 ms against 0.34 with the sleeping queue (one thread: 0.49).
 
 Board layout (int64 slots; the two counters on their own cache lines):
 ``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
-what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`PYTHON`, :data:`QUIT`), ``ARGS`` onwards a product's
-``cblas_?gemm`` address and arguments (row-major; transa, transb, M, N, K, a, lda, b, ldb, c, ldc;
-alpha 1, beta 0).
+what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`CALL`, :data:`PYTHON`, :data:`QUIT`),
+``ARGS`` onwards a product's ``cblas_?gemm`` address and arguments (row-major; transa, transb, M, N, K, a,
+lda, b, ldb, c, ldc; alpha 1, beta 0), or a C entry's address and then the int64 arguments it reads.
 """
 from llvmlite import ir
 from numba import types
@@ -24,8 +25,8 @@ import numpy as np
 
 from .jit import jit
 
-POSTED, DONE, KIND, ARGS, SIZE = 0, 8, 16, 17, 32
-GEMM32, GEMM64, PYTHON, QUIT = 1, 2, 3, 4
+POSTED, DONE, KIND, ARGS, SIZE = 0, 8, 16, 17, 48
+GEMM32, GEMM64, PYTHON, QUIT, CALL = 1, 2, 3, 4, 5
 ROW_MAJOR = 101  # CBLAS_ORDER
 
 
@@ -95,10 +96,21 @@ def _call_gemm(typingctx, address, transa, transb, m, n, k, alpha, a, lda, b, ld
     return sig, codegen
 
 
+@intrinsic
+def _call_entry(typingctx, address, board, idx):
+    """The C entry ``void entry(int64 *args)`` at ``address``, called with the address of board[idx]."""
+    def codegen(context, builder, signature, args):
+        slots = ir.IntType(64).as_pointer()
+        fn = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [slots]).as_pointer())
+        builder.call(fn, [_slot_pointer(context, builder, signature.args[1], args[1], args[2])])
+        return context.get_dummy_value()
+    return types.void(address, board, idx), codegen
+
+
 @jit
 def serve(board, rounds, finished):
-    """A worker's wait: first report task ``finished`` done (0: none), then run every product posted, and
-    return the KIND of the first task that needs Python (:data:`PYTHON`, :data:`QUIT`), or 0 once
+    """A worker's wait: first report task ``finished`` done (0: none), then run every product and C entry
+    posted, and return the KIND of the first task that needs Python (:data:`PYTHON`, :data:`QUIT`), or 0 once
     ``rounds`` turns have passed with nothing posted."""
     if finished:
         _store_release(board, DONE, finished)
@@ -111,14 +123,16 @@ def serve(board, rounds, finished):
             _pause()
             continue
         kind = board[KIND]
-        if kind != GEMM32 and kind != GEMM64:
-            return kind
         a = board[ARGS:ARGS + 12]
-        if kind == GEMM32:
+        if kind == CALL:
+            _call_entry(a[0], board, ARGS + 1)
+        elif kind == GEMM32:
             _call_gemm(a[0], a[1], a[2], a[3], a[4], a[5], np.float32(1.0), a[6], a[7], a[8], a[9],
                        np.float32(0.0), a[10], a[11])
-        else:
+        elif kind == GEMM64:
             _call_gemm(a[0], a[1], a[2], a[3], a[4], a[5], 1.0, a[6], a[7], a[8], a[9], 0.0, a[10], a[11])
+        else:
+            return kind
         seen = posted
         _store_release(board, DONE, posted)
         idle = 0

@@ -1,0 +1,99 @@
+"""C entries through which a gvae worker runs a Numba kernel without Python (:mod:`worker_cpu`).
+
+A worker handed a Python task must take the GIL to run it, and on a 2-core KVM guest that wait cost
+~100 us a hand-over in a training step (the caller's half of Adam, 0.19 ms, then waited ~0.1 ms for the
+worker's; README, Results), where a product handed over as a BLAS call costs about a microsecond. An
+*entry* is a kernel compiled as a C function ``void entry(int64 *args)`` (a Numba ``cfunc``) that reads
+its arguments from the worker's board: array addresses, sizes, and floats as their 64-bit patterns
+(:func:`bits`, :func:`float_of`). A task posts the entry's address and its arguments (kind
+``worker_cpu.CALL``) and the worker calls it from its native loop. An entry must not raise (nothing
+would see the exception): its kernel may not allocate or fail.
+
+An entry is compiled the first time it is asked for in a process (:func:`entry`) and cached on disk as
+gvae's other kernels are (:mod:`jit`).
+"""
+import struct
+
+from llvmlite import ir
+from numba import carray, types
+from numba.extending import intrinsic
+
+from . import threads, worker_cpu
+from .jit import CACHING, _LockedCacheFile, jit
+from .numba_compat import compile_cfunc
+
+__all__ = ["Call", "run_blocks", "entry", "bits", "float_of", "array_at"]
+
+_SIGNATURE = types.void(types.CPointer(types.int64))
+_ENTRIES = {}  # template -> its compiled CFunc (holding the machine code that its address points at)
+
+
+def entry(template):
+    """The address of the C entry compiled from ``template(args)`` (a plain Python function of the int64
+    arguments), compiled or loaded from the cache the first time it is asked for in this process."""
+    compiled = _ENTRIES.get(template)
+    if compiled is None:
+        compiled = _ENTRIES[template] = compile_cfunc(template, _SIGNATURE, _LockedCacheFile if CACHING else None,
+                                                       error_model="numpy")
+    return compiled.address
+
+
+class Call:
+    """A task of :func:`threads.run`: the caller's thread runs it by calling ``run()``, a worker through the C
+    entry of ``template`` with the int64 arguments that ``args()`` gives (the same kernel on the same data;
+    asked for only when the task is handed to a worker)."""
+    __slots__ = ("run", "template", "args")
+
+    def __init__(self, run, template, args):
+        self.run, self.template, self.args = run, template, args
+
+    def __call__(self):
+        self.run()
+
+    @property
+    def native(self):
+        args = self.args()
+        if 1 + len(args) > worker_cpu.SIZE - worker_cpu.ARGS:
+            raise ValueError(f"a C entry takes at most {worker_cpu.SIZE - worker_cpu.ARGS - 1} arguments on the "
+                             f"board, got {len(args)}")
+        return worker_cpu.CALL, (entry(self.template), *args)
+
+
+def run_blocks(run, template, args, parts):
+    """``run(lo, hi)`` for each block (lo, hi) of ``parts`` side by side on gvae's threads
+    (:func:`threads.run`), a worker's block through the C entry of ``template`` with the arguments
+    ``args(lo, hi)``; one block runs here, with no hand-over."""
+    if len(parts) == 1:
+        run(*parts[0])
+        return
+    threads.run([Call(lambda lo=lo, hi=hi: run(lo, hi), template, lambda lo=lo, hi=hi: args(lo, hi))
+                 for lo, hi in parts])
+
+
+def bits(x):
+    """The 64-bit pattern of the float ``x`` as a (signed) int, for an entry's argument."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+@intrinsic
+def float_of(typingctx, pattern):
+    """The float64 whose 64-bit pattern is the int64 ``pattern`` (:func:`bits` inverted)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _pointer(typingctx, address, dtype):
+    """A pointer to ``dtype`` (a NumPy scalar type, np.float32) at the int64 ``address``."""
+    target = dtype.instance_type
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(target)(types.int64, dtype), codegen
+
+
+@jit
+def array_at(address, shape, dtype):
+    """The C-ordered array of ``shape`` (an int or a tuple) and ``dtype`` whose data are at ``address``."""
+    return carray(_pointer(address, dtype), shape)
