@@ -83,3 +83,33 @@ def test_processes_compiling_one_kernel_at_once_leave_each_signature_its_own_cod
     values, counts = out.stdout.splitlines()
     assert values == str([20.0] * len(DTYPES))
     assert counts == f"0 {len(DTYPES)}"  # all from the cache, none compiled again
+
+
+ENTRY_KERNEL = """\
+def double_first(args):
+    args[0] = args[0] * 2
+"""
+
+# One process: the C entry of double_first (as native_cpu compiles its entries), called on [21].
+ENTRY = """\
+import ctypes, sys
+from numba import types
+sys.path.insert(0, sys.argv[1])
+import entrykernel
+from gvae.kernels.jit import compile_entry
+compiled = compile_entry(entrykernel.double_first, types.void(types.CPointer(types.int64)))
+args = (ctypes.c_int64 * 1)(21)
+ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_int64))(compiled.address)(args)
+print(args[0], compiled.cache_hits)
+"""
+
+
+@pytest.mark.slow
+def test_a_c_entry_is_compiled_once_and_loaded_from_the_cache_after(tmp_path):
+    if not CACHING:
+        pytest.skip("Numba cannot cache gvae's kernels on this machine")
+    (tmp_path / "entrykernel.py").write_text(ENTRY_KERNEL)
+    runs = [subprocess.run([sys.executable, "-c", ENTRY, str(tmp_path)], capture_output=True, text=True)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    assert [r.stdout.split() for r in runs] == [["42", "0"], ["42", "1"]]

@@ -13,7 +13,8 @@ reads a kernel's index, picks the first free data file name and writes both, so 
 two signatures can both pick name 1, and the index of one then points at the other's machine code: a
 float32 call runs float64 code ("can't unbox array"), or crashes. Every cached kernel therefore reads its
 cache files under a shared ``flock`` of their folder's lock file and writes them under an exclusive one
-(:class:`_LockedCacheFile`); dropping the stale cache takes the exclusive locks too.
+(:class:`_LockedCacheFile`); dropping the stale cache takes the exclusive locks too. The C entries of
+:mod:`native_cpu` (Numba ``cfunc``) are compiled and cached the same way (:func:`compile_entry`).
 gvae sets no environment variable and changes no Numba setting.
 """
 import contextlib
@@ -25,9 +26,9 @@ import warnings
 from numba import config, njit
 
 from .shared_files import file_lock, replace_text, writable_folder
-from .numba_compat import numba_user_cache_dir, wrap_cache_file
+from .numba_compat import compile_cfunc, numba_user_cache_dir, wrap_cache_file
 
-__all__ = ["jit", "CACHING", "cache_is_cold"]
+__all__ = ["jit", "compile_entry", "CACHING", "cache_is_cold"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _FOLDERS = (_HERE, os.path.join(_HERE, "band"))  # the kernel folders; each caches in its __pycache__
@@ -148,3 +149,9 @@ def jit(fn=None, **options):
     if options["cache"]:
         wrap_cache_file(dispatcher, _LockedCacheFile)
     return dispatcher
+
+
+def compile_entry(fn, signature, **options):
+    """``fn`` compiled now as a C callback of ``signature`` (Numba's ``cfunc``: ``.address``), cached as
+    :func:`jit` caches kernels, under the same lock."""
+    return compile_cfunc(fn, signature, _LockedCacheFile if CACHING else None, **options)

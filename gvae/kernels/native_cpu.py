@@ -13,28 +13,32 @@ An entry is compiled the first time it is asked for in a process (:func:`entry`)
 gvae's other kernels are (:mod:`jit`).
 """
 import struct
+import threading
 
 from llvmlite import ir
 from numba import carray, types
 from numba.extending import intrinsic
 
 from . import threads, worker_cpu
-from .jit import CACHING, _LockedCacheFile, jit
-from .numba_compat import compile_cfunc
+from .jit import compile_entry, jit
 
 __all__ = ["Call", "run_blocks", "entry", "bits", "float_of", "array_at"]
 
 _SIGNATURE = types.void(types.CPointer(types.int64))
 _ENTRIES = {}  # template -> its compiled CFunc (holding the machine code that its address points at)
+_COMPILING = threading.Lock()
 
 
 def entry(template):
     """The address of the C entry compiled from ``template(args)`` (a plain Python function of the int64
-    arguments), compiled or loaded from the cache the first time it is asked for in this process."""
+    arguments), compiled or loaded from the cache the first time it is asked for in this process, and kept
+    for the life of the process (a worker may be about to call it)."""
     compiled = _ENTRIES.get(template)
     if compiled is None:
-        compiled = _ENTRIES[template] = compile_cfunc(template, _SIGNATURE, _LockedCacheFile if CACHING else None,
-                                                       error_model="numpy")
+        with _COMPILING:  # one compilation per entry, whichever threads ask at once
+            compiled = _ENTRIES.get(template)
+            if compiled is None:
+                compiled = _ENTRIES[template] = compile_entry(template, _SIGNATURE, error_model="numpy")
     return compiled.address
 
 
