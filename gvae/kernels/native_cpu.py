@@ -1,8 +1,9 @@
 """C entries through which a gvae worker runs a Numba kernel without Python (:mod:`worker_cpu`).
 
-A worker handed a Python task must take the GIL to run it, and on a 2-core KVM guest that wait cost
-~100 us a hand-over in a training step (the caller's half of Adam, 0.19 ms, then waited ~0.1 ms for the
-worker's; README, Results), where a product handed over as a BLAS call costs about a microsecond. An
+A worker handed a Python task must take the GIL to run it: in 2-thread training steps on a 2-core Zen 5
+KVM guest the caller then waited 17-104 us (medians of runs) for each such block, and the process made
+3.7-3.9 voluntary context switches a step (README, Results), where a product handed over as a BLAS call
+waits about 2 us. An
 *entry* is a kernel compiled as a C function ``void entry(int64 *args)`` (a Numba ``cfunc``) that reads
 its arguments from the worker's board: array addresses, sizes, and floats as their 64-bit patterns
 (:func:`bits`, :func:`float_of`). A task posts the entry's address and its arguments (kind
