@@ -237,7 +237,8 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
     """A worker's block of Adam, of a product with a mostly-zero factor, of a bias and activation and of
     the Bernoulli likelihood is handed over as a C entry (native_cpu), which its native loop calls without
     the GIL, and gives what one thread gives, bit for bit; a product whose b is a block of a larger array,
-    and an activation whose bias is strided, go through the worker's Python, as before."""
+    an activation whose bias is strided and Adam over buffers off their items' alignment go through the
+    worker's Python, as before."""
     monkeypatch.setattr(matmul_cpu, "MIN_SPARSE_WORK", 0.0)
     posted = []
     post = threads._Worker.post
@@ -286,6 +287,19 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
     np.testing.assert_allclose(kernels.matmul(x, W[:, 3:30]), x.astype(float) @ W[:, 3:30].astype(float), rtol=tol,
                                atol=tol)
     assert worker_cpu.PYTHON in posted and worker_cpu.CALL in posted  # (the strided bias's, the copy's)
+    posted.clear()  # buffers off their items' alignment: also through Python, and the same values
+    raw = np.zeros(4 * 1001 * np.dtype(dtype).itemsize + 1, np.uint8)
+    odd = [raw[1 + k * 1001 * np.dtype(dtype).itemsize:][:1001 * np.dtype(dtype).itemsize].view(dtype) for k in range(4)]
+    assert not any(a.flags.aligned for a in odd)
+    for a, value in zip(odd, start):
+        a[:] = np.abs(value)
+    kernels.adam_update(*odd, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=2, scale=0.25)
+    expected = [np.abs(value) for value in start]
+    kernels.set_threads(1)
+    kernels.adam_update(*expected, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=2, scale=0.25)
+    for got, want in zip(odd, expected):
+        np.testing.assert_array_equal(got, want)
+    assert posted == [worker_cpu.PYTHON] * (n - 1)
 
 
 def test_a_c_entrys_float_arguments_keep_every_bit():

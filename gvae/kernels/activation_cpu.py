@@ -106,13 +106,10 @@ def bias_act_forward(h, b, activation):
     """In place: h <- act(h + b[None, :]) for the activation called ``activation``; row blocks on
     gvae's threads."""
     code = CODES[activation]
-    parts = threads.row_blocks(*h.shape, _FORWARD_SECONDS)
-    if not b.flags.c_contiguous:  # (a strided bias: each block in its thread's Python)
-        threads.over_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), parts)
-        return
     size, cols = h.itemsize, h.shape[1]
     run_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), _forward_entry,
-               lambda lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code), parts)
+               lambda lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code),
+               threads.row_blocks(*h.shape, _FORWARD_SECONDS), (h, b))
 
 
 @register("bias_act_backward")

@@ -98,7 +98,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     hyper = (bits(lr), bits(beta1), bits(beta2), bits(eps), int(step), bits(scale))
     run_blocks(lambda lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
                _adam_entry, lambda lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
-               threads.row_blocks(p.size, 1, 0.6e-9))
+               threads.row_blocks(p.size, 1, 0.6e-9), (p, g, m, v))
 
 
 @register("average_update")

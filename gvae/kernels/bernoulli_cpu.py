@@ -91,5 +91,5 @@ def bernoulli_loglik(logits, x, dlogits):
         return (size, logits.ctypes.data + lo * n * size, hi - lo, n, x.ctypes.data, x.shape[0],
                 dlogits.ctypes.data + (lo * n * size if grad else 0), rows, lo, out.ctypes.data + lo * size,
                 scratch[blocks[lo]].ctypes.data)
-    run_blocks(run, _loglik_entry, args, parts)
+    run_blocks(run, _loglik_entry, args, parts, (logits, x, dlogits, out, scratch))
     return out

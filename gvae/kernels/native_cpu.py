@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 from . import threads, worker_cpu
 from .jit import compile_entry, jit
 
-__all__ = ["Call", "run_blocks", "entry", "bits", "float_of", "array_at"]
+__all__ = ["Call", "usable", "run_blocks", "entry", "bits", "float_of", "array_at"]
 
 _SIGNATURE = types.void(types.CPointer(types.int64))
 _ENTRIES = {}  # template -> its compiled CFunc (holding the machine code that its address points at)
@@ -64,12 +64,22 @@ class Call:
         return worker_cpu.CALL, (entry(self.template), *args)
 
 
-def run_blocks(run, template, args, parts):
+def usable(*arrays):
+    """Whether an entry may be handed ``arrays`` by address: each C-contiguous and aligned, as
+    :func:`array_at` types them."""
+    return all(a.flags.c_contiguous and a.flags.aligned for a in arrays)
+
+
+def run_blocks(run, template, args, parts, arrays):
     """``run(lo, hi)`` for each block (lo, hi) of ``parts`` side by side on gvae's threads
     (:func:`threads.run`), a worker's block through the C entry of ``template`` with the arguments
-    ``args(lo, hi)``; one block runs here, with no hand-over."""
+    ``args(lo, hi)``, where ``arrays`` (those whose addresses ``args`` gives) are :func:`usable`, else in the
+    worker's Python; one block runs here, with no hand-over."""
     if len(parts) == 1:
         run(*parts[0])
+        return
+    if not usable(*arrays):
+        threads.run([lambda lo=lo, hi=hi: run(lo, hi) for lo, hi in parts])
         return
     threads.run([Call(lambda lo=lo, hi=hi: run(lo, hi), template, lambda lo=lo, hi=hi: args(lo, hi))
                  for lo, hi in parts])

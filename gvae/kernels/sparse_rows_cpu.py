@@ -18,7 +18,7 @@ thread (branching on each entry) and then split. Zeros of the left factor are sk
 import numpy as np
 
 from .jit import jit
-from .native_cpu import Call, array_at
+from .native_cpu import Call, array_at, usable
 
 MAX_DENSITY = 0.2
 PROBE_ROWS = 8  # of the array in memory order: a dense one is told from them
@@ -166,13 +166,13 @@ def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
     """The task (:func:`threads.run`) of out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a, for
     the C-ordered mostly-zero ``a`` of ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer), b
     (K, N) with C-ordered rows and out C-ordered rows: the block's CSR is built by the thread that
-    multiplies it, a worker's through a C entry (:mod:`native_cpu`), without the GIL, when b and out are
-    C-contiguous (else in its Python)."""
+    multiplies it, a worker's through a C entry (:mod:`native_cpu`), without the GIL, where b and out are
+    :func:`~native_cpu.usable` by address (else in its Python)."""
     ints, reals = _scratch(a, transposed, nonzeros, lo, hi)
 
     def run():
         _block_product(a, transposed, b, out, lo, hi, ints, reals)
-    if not (b.flags.c_contiguous and out.flags.c_contiguous):  # (a block of a larger b: a worker runs it in Python)
+    if not usable(a, b, out, ints, reals):  # (a block of a larger b: a worker runs it in Python)
         return run
     return Call(run, _block_entry, lambda: (a.itemsize, int(transposed), a.ctypes.data, *a.shape, b.ctypes.data,
                                             *b.shape, out.ctypes.data, out.shape[0], lo, hi, ints.ctypes.data, ints.size,
