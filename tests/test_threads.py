@@ -634,6 +634,36 @@ def test_a_training_step_on_two_threads_matches_one(split_everything, tmp_path):
     np.testing.assert_allclose(losses[1], losses[2], rtol=1e-5)
 
 
+@pytest.mark.parametrize("posterior,iw", [("diagonal", 1), ("diagonal", 5), ("extgrid", 1)])
+def test_a_two_thread_training_step_hands_its_worker_no_python_task(monkeypatch, tmp_path, posterior, iw):
+    """In the README's training step (784-500-500-16, batch 100, products cut by the rules) every block a
+    worker is handed runs natively, a product's BLAS call or a C entry: the worker never takes the GIL."""
+    from gvae.kernels import tuning
+    from gvae.training import TrainConfig, Trainer
+    posted = []
+    post = threads._Worker.post
+    monkeypatch.setattr(threads._Worker, "post",
+                        lambda self, task, native=None: posted.append(None if native is None else native[0])
+                        or post(self, task, native))
+    rng = np.random.default_rng(1)
+    x = (rng.random((100, 784)) < 0.13).astype(np.float32)
+    data = {s: (x, np.zeros(100, np.int64)) for s in ("train", "valid", "test")}
+    before = tuning.active()
+    tuning.set_tuning(False)
+    kernels.set_threads(2)
+    try:
+        cfg = TrainConfig(posterior=posterior, latent=16, hidden=(500, 500), activation="elu", iw_samples=iw,
+                          batch_size=100, seed=2)
+        trainer = Trainer(cfg, data, tmp_path / "run", progress=False, quiet=True)
+        for _ in range(2):
+            assert trainer.step(x, 1.0) is not None
+    finally:
+        kernels.set_threads(1)
+        tuning.set_tuning(before)
+    kinds = set(posted) - {worker_cpu.QUIT}
+    assert worker_cpu.CALL in kinds and kinds <= {worker_cpu.GEMM32, worker_cpu.CALL}, kinds
+
+
 def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypatch, tmp_path):
     """Trainer.fit (and so gvae.train) runs on one kernel thread per available core, as the command does,
     unless set_threads was called; the count before is back after."""
