@@ -234,9 +234,11 @@ def test_split_optimiser_kernels_match_one_thread(split_everything, n):
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything, monkeypatch, n, dtype):
-    """A worker's block of Adam, of a product with a mostly-zero factor, of a bias and activation and of
-    the Bernoulli likelihood is handed over as a C entry (native_cpu), which its native loop calls without
-    the GIL, and gives what one thread gives, bit for bit; a product whose b is a block of a larger array,
+    """A worker's block of Adam, of the parameters' average, of the squared norm, of a product with a
+    mostly-zero factor, of a bias and activation (forward and backward) and of the Bernoulli likelihood is
+    handed over as a C entry (native_cpu), which its native loop calls without the GIL, and gives what one
+    thread gives, bit for bit (the sums over blocks to rounding); a product whose b is a block of a larger
+    array,
     an activation whose bias is strided and Adam over buffers off their items' alignment go through the
     worker's Python, as before."""
     monkeypatch.setattr(matmul_cpu, "MIN_SPARSE_WORK", 0.0)
@@ -274,16 +276,30 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
     def likelihood():
         rec, grad = kernels.bernoulli_loglik(logits, pixels, want_grad=True)
         return np.concatenate([rec.ravel(), grad.ravel(), kernels.bernoulli_loglik(logits, pixels)[0].ravel()])
-    for fun in (adam, products, layer, likelihood):
+    y = kernels.bias_activation(h.copy(), b[:36], "elu")
+    upstream = rng.standard_normal((9, 36)).astype(dtype)
+
+    def average():
+        a = start[0].copy()
+        kernels.average_update(a, start[1], decay=0.99)
+        return a
+    for fun in (adam, products, layer, likelihood, average,
+                lambda: kernels.bias_activation_grad(upstream, y, "elu")[0]):
         posted.clear()
         one, many = _results(fun, n)
         np.testing.assert_array_equal(one, many)
+        assert posted and set(posted) == {worker_cpu.CALL}
+    # Sums of per-block sums: the same to rounding, not bit for bit, across thread counts.
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for fun in (lambda: kernels.sum_squares(start[0]), lambda: kernels.bias_activation_grad(upstream, y, "elu")[1]):
+        posted.clear()
+        one, many = _results(fun, n)
+        np.testing.assert_allclose(one, many, rtol=tol, atol=tol)
         assert posted and set(posted) == {worker_cpu.CALL}
     posted.clear()
     kernels.set_threads(n)
     np.testing.assert_array_equal(kernels.bias_activation(h.copy(), b[::2], "tanh"),
                                   kernels.bias_activation(h.copy(), b[::2].copy(), "tanh"))
-    tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(kernels.matmul(x, W[:, 3:30]), x.astype(float) @ W[:, 3:30].astype(float), rtol=tol,
                                atol=tol)
     assert worker_cpu.PYTHON in posted and worker_cpu.CALL in posted  # (the strided bias's, the copy's)

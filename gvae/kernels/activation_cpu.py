@@ -9,7 +9,7 @@ Transcendentals come from :mod:`vecmath_cpu` (vectorisable, in the array's preci
 element and then selected, so that the loop stays branch-free).
 
 Each kernel is serial; the registered functions cut large arrays into row blocks for gvae's own
-threads (:mod:`threads`), a worker running its block of the forward as a C entry (:mod:`native_cpu`).
+threads (:mod:`threads`), a worker running its block as a C entry (:mod:`native_cpu`).
 """
 
 import numpy as np
@@ -66,12 +66,14 @@ def _forward_entry(args):
 
 
 @jit(error_model="numpy", fastmath=FMA)
-def _backward(g, y, code, gh):
+def _backward(g, y, code, gh, gb):
+    """gh = g * act'(.) from the output y, and gb (N,) its column sums."""
     m, n = g.shape
-    gb = np.zeros(n, dtype=g.dtype)
     # Constants in the arrays' dtype: a float64 literal would turn a float32 loop into float64 arithmetic
     # (half the lanes, and conversions: the float32 ELU backward ran at float64's speed).
     zero, one = g.dtype.type(0.0), g.dtype.type(1.0)
+    for j in range(n):
+        gb[j] = zero
     for i in range(m):
         gi, yi, out = g[i], y[i], gh[i]
         if code == 0:
@@ -94,7 +96,22 @@ def _backward(g, y, code, gh):
                 out[j] = gi[j] * (yi[j] * (one - yi[j]))
         for j in range(n):
             gb[j] += out[j]
-    return gb
+
+
+@jit(error_model="numpy")
+def _backward_at(args, dtype):
+    m, n = args[2], args[3]
+    _backward(array_at(args[1], (m, n), dtype), array_at(args[4], (m, n), dtype), args[5],
+              array_at(args[6], (m, n), dtype), array_at(args[7], n, dtype))
+
+
+def _backward_entry(args):
+    """The C entry of :func:`_backward`: args = (itemsize; g's address, rows, columns; y's address; code;
+    gh's address; gb's address), every array C-ordered."""
+    if args[0] == 4:
+        _backward_at(args, np.float32)
+    else:
+        _backward_at(args, np.float64)
 
 
 # Seconds per element on one core (measured, AVX-512, ELU: the forward's exponential dominates).
@@ -107,8 +124,8 @@ def bias_act_forward(h, b, activation):
     gvae's threads."""
     code = CODES[activation]
     size, cols = h.itemsize, h.shape[1]
-    run_blocks(lambda lo, hi: _forward(h[lo:hi], b, code), _forward_entry,
-               lambda lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code),
+    run_blocks(lambda k, lo, hi: _forward(h[lo:hi], b, code), _forward_entry,
+               lambda k, lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code),
                threads.row_blocks(*h.shape, _FORWARD_SECONDS), (h, b))
 
 
@@ -116,6 +133,10 @@ def bias_act_forward(h, b, activation):
 def bias_act_backward(g, y, activation, gh):
     """gh <- g * act'(.) from the output y; returns the bias gradient (N,) (per-block sums added)."""
     code = CODES[activation]
-    sums = threads.over_blocks(lambda lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi]),
-                               threads.row_blocks(*g.shape, _BACKWARD_SECONDS))
-    return sums[0] if len(sums) == 1 else np.sum(sums, axis=0, dtype=g.dtype)
+    (m, n), size = g.shape, g.itemsize
+    parts = threads.row_blocks(m, n, _BACKWARD_SECONDS)
+    sums = np.empty((len(parts), n), dtype=g.dtype)  # each block's bias gradient
+    run_blocks(lambda k, lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), _backward_entry,
+               lambda k, lo, hi: (size, g.ctypes.data + lo * n * size, hi - lo, n, y.ctypes.data + lo * n * size, code,
+                                  gh.ctypes.data + lo * n * size, sums[k].ctypes.data), parts, (g, y, gh, sums))
+    return sums[0] if len(parts) == 1 else np.sum(sums, axis=0, dtype=g.dtype)

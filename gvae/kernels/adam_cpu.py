@@ -1,7 +1,7 @@
 """CPU kernels for the optimiser: one fused Adam pass over flat buffers (Numba, vectorised: no division
 checks, so LLVM emits SIMD), the running average of the parameters (Polyak averaging), and the squared
 norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`threads`); a worker
-runs its block of Adam as a C entry (:mod:`native_cpu`), without the GIL."""
+runs its block as a C entry (:mod:`native_cpu`), without the GIL."""
 import math
 
 import numpy as np
@@ -85,10 +85,45 @@ def _average(a, p, decay):
         a[i] = d * a[i] + e * p[i]
 
 
+@jit(error_model="numpy")
+def _average_at(args, dtype):
+    n = args[3]
+    _average(array_at(args[1], n, dtype), array_at(args[2], n, dtype), float_of(args[4]))
+
+
+def _average_entry(args):
+    """The C entry of :func:`_average`: args = (itemsize; addresses of a, p; n; decay as float bits)."""
+    if args[0] == 4:
+        _average_at(args, np.float32)
+    else:
+        _average_at(args, np.float64)
+
+
+@jit(error_model="numpy")
+def _sum_squares_at(args, dtype):
+    array_at(args[3], 1, np.float64)[0] = _sum_squares(array_at(args[1], args[2], dtype))
+
+
+def _sum_squares_entry(args):
+    """The C entry of :func:`_sum_squares`: args = (itemsize; g's address; n; the float64 result's address)."""
+    if args[0] == 4:
+        _sum_squares_at(args, np.float32)
+    else:
+        _sum_squares_at(args, np.float64)
+
+
 @register("sum_squares")
 def sum_squares(g):
-    """sum(g**2) of a 1-D array (float64 sums of per-block sums, :func:`_sum_squares`)."""
-    return sum(threads.over_blocks(lambda lo, hi: _sum_squares(g[lo:hi]), threads.row_blocks(g.size, 1, 0.036e-9)))
+    """sum(g**2) of a 1-D array (float64 sums of per-block sums, :func:`_sum_squares`), in blocks on gvae's
+    threads."""
+    parts = threads.row_blocks(g.size, 1, 0.036e-9)
+    sums, size = np.empty(len(parts)), g.itemsize
+
+    def run(k, lo, hi):
+        sums[k] = _sum_squares(g[lo:hi])
+    run_blocks(run, _sum_squares_entry, lambda k, lo, hi: (size, g.ctypes.data + lo * size, hi - lo,
+                                                              sums.ctypes.data + k * sums.itemsize), parts, (g, sums))
+    return sum(sums.tolist())
 
 
 @register("adam_update")
@@ -96,8 +131,8 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
     size = p.itemsize
     hyper = (bits(lr), bits(beta1), bits(beta2), bits(eps), int(step), bits(scale))
-    run_blocks(lambda lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
-               _adam_entry, lambda lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
+    run_blocks(lambda k, lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
+               _adam_entry, lambda k, lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
                threads.row_blocks(p.size, 1, 0.6e-9), (p, g, m, v))
 
 
@@ -105,4 +140,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
 def average_update(a, p, decay):
     """One step of the exponential moving average in place (see :func:`_average`), in blocks on gvae's
     threads."""
-    threads.over_blocks(lambda lo, hi: _average(a[lo:hi], p[lo:hi], decay), threads.row_blocks(a.size, 1, 0.2e-9))
+    size = a.itemsize
+    run_blocks(lambda k, lo, hi: _average(a[lo:hi], p[lo:hi], decay), _average_entry,
+               lambda k, lo, hi: (size, a.ctypes.data + lo * size, p.ctypes.data + lo * size, hi - lo, bits(decay)),
+               threads.row_blocks(a.size, 1, 0.2e-9), (a, p))

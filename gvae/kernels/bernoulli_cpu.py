@@ -81,15 +81,14 @@ def bernoulli_loglik(logits, x, dlogits):
     grad = dlogits.shape[0] == m
     parts = threads.row_blocks(m, n, _SECONDS)
     scratch = np.empty((len(parts), n), dtype=logits.dtype)  # each block's terms
-    blocks = {lo: k for k, (lo, _) in enumerate(parts)}
 
-    def run(lo, hi):
-        _loglik(logits[lo:hi], x, dlogits[lo:hi] if grad else dlogits, lo, out[lo:hi], scratch[blocks[lo]])
+    def run(k, lo, hi):
+        _loglik(logits[lo:hi], x, dlogits[lo:hi] if grad else dlogits, lo, out[lo:hi], scratch[k])
 
-    def args(lo, hi):
+    def args(k, lo, hi):
         rows = hi - lo if grad else 0
         return (size, logits.ctypes.data + lo * n * size, hi - lo, n, x.ctypes.data, x.shape[0],
                 dlogits.ctypes.data + (lo * n * size if grad else 0), rows, lo, out.ctypes.data + lo * size,
-                scratch[blocks[lo]].ctypes.data)
+                scratch[k].ctypes.data)
     run_blocks(run, _loglik_entry, args, parts, (logits, x, dlogits, out, scratch))
     return out

@@ -71,18 +71,18 @@ def usable(*arrays):
 
 
 def run_blocks(run, template, args, parts, arrays):
-    """``run(lo, hi)`` for each block (lo, hi) of ``parts`` side by side on gvae's threads
+    """``run(k, lo, hi)`` for each block k, (lo, hi), of ``parts`` side by side on gvae's threads
     (:func:`threads.run`), a worker's block through the C entry of ``template`` with the arguments
-    ``args(lo, hi)``, where ``arrays`` (those whose addresses ``args`` gives) are :func:`usable`, else in the
-    worker's Python; one block runs here, with no hand-over."""
+    ``args(k, lo, hi)``, where ``arrays`` (those whose addresses ``args`` gives) are :func:`usable`, else in
+    the worker's Python; one block runs here, with no hand-over."""
     if len(parts) == 1:
-        run(*parts[0])
+        run(0, *parts[0])
         return
+    blocks = [(k, lo, hi) for k, (lo, hi) in enumerate(parts)]
     if not usable(*arrays):
-        threads.run([lambda lo=lo, hi=hi: run(lo, hi) for lo, hi in parts])
+        threads.run([lambda b=b: run(*b) for b in blocks])
         return
-    threads.run([Call(lambda lo=lo, hi=hi: run(lo, hi), template, lambda lo=lo, hi=hi: args(lo, hi))
-                 for lo, hi in parts])
+    threads.run([Call(lambda b=b: run(*b), template, lambda b=b: args(*b)) for b in blocks])
 
 
 def bits(x):
