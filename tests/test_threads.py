@@ -235,8 +235,9 @@ def test_split_optimiser_kernels_match_one_thread(split_everything, n):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything, monkeypatch, n, dtype):
     """A worker's block of Adam, of the parameters' average, of the squared norm, of a product with a
-    mostly-zero factor, of a bias and activation (forward and backward) and of the Bernoulli likelihood is
-    handed over as a C entry (native_cpu), which its native loop calls without the GIL, and gives what one
+    mostly-zero factor, of a bias and activation (forward and backward), of the Bernoulli likelihood and a
+    chunk of the banded products (L x, L^T x, the outer products of their gradients) is handed over as a C
+    entry (native_cpu), which its native loop calls without the GIL, and gives what one
     thread gives, bit for bit (the sums over blocks to rounding); a product whose b is a block of a larger
     array,
     an activation whose bias is strided and Adam over buffers off their items' alignment go through the
@@ -283,8 +284,15 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
         a = start[0].copy()
         kernels.average_update(a, start[1], decay=0.99)
         return a
+    offsets = (0, 1, 9, 10, 11)
+    L = random_factor(rng, (40,), offsets, 150).astype(dtype)
+    v = rng.standard_normal((10, 40, 150)).astype(dtype)  # 400 pairs x 150 x 5: past the band driver's threshold
+
+    def band():
+        return np.concatenate([kernels.band_matvec_t(L, offsets, v).ravel(), kernels.band_matvec(L, offsets, v).ravel(),
+                               kernels.band_outer(v, v[::-1], offsets, (40,)).ravel()])
     for fun in (adam, products, layer, likelihood, average,
-                lambda: kernels.bias_activation_grad(upstream, y, "elu")[0]):
+                lambda: kernels.bias_activation_grad(upstream, y, "elu")[0], band):
         posted.clear()
         one, many = _results(fun, n)
         np.testing.assert_array_equal(one, many)
@@ -729,10 +737,10 @@ def test_band_chunks_cover_the_items_at_multiples_of_the_step(items, step, parts
 def test_the_band_kernels_on_three_threads_give_what_one_gives(monkeypatch):
     """Calls above the band driver's work threshold run in chunks on gvae's threads (blocks of 8 factors
     for the selected inversion): bitwise the result of one thread, and really split."""
+    from gvae.kernels.band import driver_cpu
     splits = []
-    over_blocks = threads.over_blocks
-    monkeypatch.setattr(threads, "over_blocks",
-                        lambda fun, parts: splits.append(len(parts)) or over_blocks(fun, parts))
+    chunks = driver_cpu.chunks
+    monkeypatch.setattr(driver_cpu, "chunks", lambda *a: splits.append(len(chunks(*a))) or chunks(*a))
     rng = np.random.default_rng(5)
     offsets, n, F = (0, 1, 70, 71, 72), 150, 61  # a partial last block of 8
     L = random_factor(rng, (F,), offsets, n)

@@ -12,7 +12,10 @@ everything it calls, so a jitted driver over the selected inversion compiled it 
 its parallel loop's body), most of a minute per dtype on a cold cache, and its OpenMP pool would spin
 beside gvae's threads.
 """
+import numpy as np
+
 from .. import threads
+from ..native_cpu import run_blocks
 
 # Work (elements x diagonals of the per-pair loops) below which a call runs serially: ~0.3 ms.
 _PARALLEL_MIN = 1 << 18
@@ -33,18 +36,31 @@ def chunks(items, step, parts):
     return [(min(items, c * nb // parts * step), min(items, (c + 1) * nb // parts * step)) for c in range(parts)]
 
 
-def driver(plan, run):
+def driver(plan, run, entry=None):
     """The kernel ``(*args) -> (bad, checksum)`` that runs the jitted chunk function ``run`` over the
     work that ``plan(*args) -> (items, step, work, work_min)`` describes: items [0, items) in one call
     when work < work_min or one step holds them all, else in one chunk per thread (cut at multiples of
-    step); returns the summed (bad, checksum). ``drive.kernel`` is ``run``."""
+    step); returns the summed (bad, checksum). ``drive.kernel`` is ``run``.
+
+    ``entry``, where given, is (template, arguments): a worker's chunk then runs as the C entry of
+    ``template`` (:mod:`native_cpu`), which writes the chunk's (bad, checksum) into two float64 slots,
+    with the int64 arguments ``arguments(*args, lo, hi, slots)``."""
     def drive(*args):
         items, step, work, work_min = plan(*args)
         if work < work_min or items <= step:
             return run(*args, 0, items)
         parts = chunks(items, step, threads.threads_unless_set())
-        results = threads.over_blocks(lambda lo, hi: run(*args, lo, hi), parts)
-        return sum(r[0] for r in results), sum(r[1] for r in results)
+        if entry is None:
+            results = threads.over_blocks(lambda lo, hi: run(*args, lo, hi), parts)
+            return sum(r[0] for r in results), sum(r[1] for r in results)
+        template, arguments = entry
+        flags = np.empty((len(parts), 2))
+
+        def chunk(k, lo, hi):
+            flags[k] = run(*args, lo, hi)
+        run_blocks(chunk, template, lambda k, lo, hi: arguments(*args, lo, hi, flags[k]), parts,
+                   [a for a in args if isinstance(a, np.ndarray)] + [flags])
+        return int(sum(flags[:, 0].tolist())), sum(flags[:, 1].tolist())
     drive.__name__ = drive.__qualname__ = "drive" + run.py_func.__name__
     drive.kernel = run
     return drive
