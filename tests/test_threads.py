@@ -336,8 +336,8 @@ def test_a_c_entrys_float_arguments_keep_every_bit():
 
 def test_a_c_entry_with_more_arguments_than_the_board_holds_is_refused_before_any_hand_over():
     ran = []
-    fits = native_cpu.Call(lambda: ran.append(1), adam_cpu._adam_entry, lambda: (8,) + (0,) * 11)
-    too_many = native_cpu.Call(lambda: ran.append(2), adam_cpu._adam_entry,
+    fits = native_cpu.Call(lambda: ran.append(1), adam_cpu._adam_at, lambda: (8,) + (0,) * 11)
+    too_many = native_cpu.Call(lambda: ran.append(2), adam_cpu._adam_at,
                                lambda: (0,) * (worker_cpu.SIZE - worker_cpu.ARGS))
     kernels.set_threads(3)
     try:

@@ -22,7 +22,6 @@ from .native_cpu import array_at, run_blocks
 from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
-
 @jit(error_model="numpy", fastmath=FMA)
 def _forward(h, b, code):
     m, n = h.shape
@@ -53,16 +52,9 @@ def _forward(h, b, code):
 
 @jit(error_model="numpy")
 def _forward_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_forward`: args = (itemsize; h's address, rows,
+    columns; b's address; code), h and b C-ordered."""
     _forward(array_at(args[1], (args[2], args[3]), dtype), array_at(args[4], args[3], dtype), args[5])
-
-
-def _forward_entry(args):
-    """The C entry of :func:`_forward`: args = (itemsize; h's address, rows, columns; b's address; code),
-    h and b C-ordered."""
-    if args[0] == 4:
-        _forward_at(args, np.float32)
-    else:
-        _forward_at(args, np.float64)
 
 
 @jit(error_model="numpy", fastmath=FMA)
@@ -100,18 +92,11 @@ def _backward(g, y, code, gh, gb):
 
 @jit(error_model="numpy")
 def _backward_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_backward`: args = (itemsize; g's address, rows,
+    columns; y's address; code; gh's address; gb's address), every array C-ordered."""
     m, n = args[2], args[3]
     _backward(array_at(args[1], (m, n), dtype), array_at(args[4], (m, n), dtype), args[5],
               array_at(args[6], (m, n), dtype), array_at(args[7], n, dtype))
-
-
-def _backward_entry(args):
-    """The C entry of :func:`_backward`: args = (itemsize; g's address, rows, columns; y's address; code;
-    gh's address; gb's address), every array C-ordered."""
-    if args[0] == 4:
-        _backward_at(args, np.float32)
-    else:
-        _backward_at(args, np.float64)
 
 
 # Seconds per element on one core (measured, AVX-512, ELU: the forward's exponential dominates).
@@ -124,7 +109,7 @@ def bias_act_forward(h, b, activation):
     gvae's threads."""
     code = CODES[activation]
     size, cols = h.itemsize, h.shape[1]
-    run_blocks(lambda k, lo, hi: _forward(h[lo:hi], b, code), _forward_entry,
+    run_blocks(lambda k, lo, hi: _forward(h[lo:hi], b, code), _forward_at,
                lambda k, lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code),
                threads.row_blocks(*h.shape, _FORWARD_SECONDS), (h, b))
 
@@ -136,7 +121,7 @@ def bias_act_backward(g, y, activation, gh):
     (m, n), size = g.shape, g.itemsize
     parts = threads.row_blocks(m, n, _BACKWARD_SECONDS)
     sums = np.empty((len(parts), n), dtype=g.dtype)  # each block's bias gradient
-    run_blocks(lambda k, lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), _backward_entry,
+    run_blocks(lambda k, lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), _backward_at,
                lambda k, lo, hi: (size, g.ctypes.data + lo * n * size, hi - lo, n, y.ctypes.data + lo * n * size, code,
                                   gh.ctypes.data + lo * n * size, sums[k].ctypes.data), parts, (g, y, gh, sums))
     return sums[0] if len(parts) == 1 else np.sum(sums, axis=0, dtype=g.dtype)

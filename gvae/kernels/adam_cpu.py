@@ -61,19 +61,12 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
 
 @jit(error_model="numpy")
 def _adam_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_adam`: args = (itemsize; addresses of p, g, m, v; n;
+    lr, beta1, beta2, eps as float bits; step; scale as float bits)."""
     n = args[5]
     _adam(array_at(args[1], n, dtype), array_at(args[2], n, dtype), array_at(args[3], n, dtype),
           array_at(args[4], n, dtype), float_of(args[6]), float_of(args[7]), float_of(args[8]), float_of(args[9]),
           args[10], float_of(args[11]))
-
-
-def _adam_entry(args):
-    """The C entry of :func:`_adam`: args = (itemsize; addresses of p, g, m, v; n; lr, beta1, beta2, eps as
-    float bits; step; scale as float bits)."""
-    if args[0] == 4:
-        _adam_at(args, np.float32)
-    else:
-        _adam_at(args, np.float64)
 
 
 @jit(error_model="numpy")
@@ -87,29 +80,17 @@ def _average(a, p, decay):
 
 @jit(error_model="numpy")
 def _average_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_average`: args = (itemsize; addresses of a, p; n;
+    decay as float bits)."""
     n = args[3]
     _average(array_at(args[1], n, dtype), array_at(args[2], n, dtype), float_of(args[4]))
 
 
-def _average_entry(args):
-    """The C entry of :func:`_average`: args = (itemsize; addresses of a, p; n; decay as float bits)."""
-    if args[0] == 4:
-        _average_at(args, np.float32)
-    else:
-        _average_at(args, np.float64)
-
-
 @jit(error_model="numpy")
 def _sum_squares_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_sum_squares`: args = (itemsize; g's address; n; the
+    float64 result's address)."""
     array_at(args[3], 1, np.float64)[0] = _sum_squares(array_at(args[1], args[2], dtype))
-
-
-def _sum_squares_entry(args):
-    """The C entry of :func:`_sum_squares`: args = (itemsize; g's address; n; the float64 result's address)."""
-    if args[0] == 4:
-        _sum_squares_at(args, np.float32)
-    else:
-        _sum_squares_at(args, np.float64)
 
 
 @register("sum_squares")
@@ -121,7 +102,7 @@ def sum_squares(g):
 
     def run(k, lo, hi):
         sums[k] = _sum_squares(g[lo:hi])
-    run_blocks(run, _sum_squares_entry, lambda k, lo, hi: (size, g.ctypes.data + lo * size, hi - lo,
+    run_blocks(run, _sum_squares_at, lambda k, lo, hi: (size, g.ctypes.data + lo * size, hi - lo,
                                                               sums.ctypes.data + k * sums.itemsize), parts, (g, sums))
     return sum(sums.tolist())
 
@@ -132,7 +113,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     size = p.itemsize
     hyper = (bits(lr), bits(beta1), bits(beta2), bits(eps), int(step), bits(scale))
     run_blocks(lambda k, lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
-               _adam_entry, lambda k, lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
+               _adam_at, lambda k, lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
                threads.row_blocks(p.size, 1, 0.6e-9), (p, g, m, v))
 
 
@@ -141,6 +122,6 @@ def average_update(a, p, decay):
     """One step of the exponential moving average in place (see :func:`_average`), in blocks on gvae's
     threads."""
     size = a.itemsize
-    run_blocks(lambda k, lo, hi: _average(a[lo:hi], p[lo:hi], decay), _average_entry,
+    run_blocks(lambda k, lo, hi: _average(a[lo:hi], p[lo:hi], decay), _average_at,
                lambda k, lo, hi: (size, a.ctypes.data + lo * size, p.ctypes.data + lo * size, hi - lo, bits(decay)),
                threads.row_blocks(a.size, 1, 0.2e-9), (a, p))

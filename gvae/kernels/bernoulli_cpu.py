@@ -55,19 +55,12 @@ _SECONDS = 1e-9
 
 @jit(error_model="numpy")
 def _loglik_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_loglik`: args = (itemsize; the logits' address, rows,
+    columns; x's address, rows; dlogits' address, rows (0: no gradient); first; out's address; the
+    scratch's address), every array C-ordered."""
     m, n, d = args[2], args[3], args[7]
     _loglik(array_at(args[1], (m, n), dtype), array_at(args[4], (args[5], n), dtype), array_at(args[6], (d, n), dtype),
             args[8], array_at(args[9], m, dtype), array_at(args[10], n, dtype))
-
-
-def _loglik_entry(args):
-    """The C entry of :func:`_loglik`: args = (itemsize; the logits' address, rows, columns; x's address,
-    rows; dlogits' address, rows (0: no gradient); first; out's address; the scratch's address), every
-    array C-ordered."""
-    if args[0] == 4:
-        _loglik_at(args, np.float32)
-    else:
-        _loglik_at(args, np.float64)
 
 
 @register("bernoulli_loglik")
@@ -90,5 +83,5 @@ def bernoulli_loglik(logits, x, dlogits):
         return (size, logits.ctypes.data + lo * n * size, hi - lo, n, x.ctypes.data, x.shape[0],
                 dlogits.ctypes.data + (lo * n * size if grad else 0), rows, lo, out.ctypes.data + lo * size,
                 scratch[k].ctypes.data)
-    run_blocks(run, _loglik_entry, args, parts, (logits, x, dlogits, out, scratch))
+    run_blocks(run, _loglik_at, args, parts, (logits, x, dlogits, out, scratch))
     return out

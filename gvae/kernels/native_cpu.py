@@ -10,11 +10,16 @@ its arguments from the worker's board: array addresses, sizes, and floats as the
 ``worker_cpu.CALL``) and the worker calls it from its native loop. An entry must not raise (nothing
 would see the exception): its kernel may not allocate or fail.
 
-An entry is compiled the first time it is asked for in a process (:func:`entry`) and cached on disk as
-gvae's other kernels are (:mod:`jit`).
+A kernel with an entry is a jitted ``kernel(args, dtype)`` that builds its arrays from the arguments
+(:func:`array_at`) and calls the kernel the caller's thread calls; args[0] is the arrays' itemsize, which
+picks the dtype. Its entry is compiled the first time it is asked for in a process (:func:`entry`) and
+cached on disk as gvae's other kernels are (:mod:`jit`).
 """
 import struct
 import threading
+import types as pytypes
+
+import numpy as np
 
 from llvmlite import ir
 from numba import carray, types
@@ -26,31 +31,45 @@ from .jit import compile_entry, jit
 __all__ = ["Call", "usable", "run_blocks", "entry", "bits", "float_of", "array_at"]
 
 _SIGNATURE = types.void(types.CPointer(types.int64))
-_ENTRIES = {}  # template -> its compiled CFunc (holding the machine code that its address points at)
+_ENTRIES = {}  # kernel -> its entry's compiled CFunc (holding the machine code that its address points at)
 _COMPILING = threading.Lock()
 
 
-def entry(template):
-    """The address of the C entry compiled from ``template(args)`` (a plain Python function of the int64
-    arguments), compiled or loaded from the cache the first time it is asked for in this process, and kept
-    for the life of the process (a worker may be about to call it)."""
-    compiled = _ENTRIES.get(template)
+def _typed(args):
+    """The C entry of the kernel bound as ``_AT``: ``_AT(args, dtype)`` for the dtype whose itemsize is
+    args[0] (4: float32, else float64)."""
+    if args[0] == 4:
+        _AT(args, np.float32)  # noqa: F821 (bound per entry by :func:`entry`)
+    else:
+        _AT(args, np.float64)  # noqa: F821
+
+
+def entry(kernel):
+    """The address of the C entry of ``kernel(args, dtype)`` (a jitted function of the int64 arguments, the
+    first of them the arrays' itemsize), compiled or loaded from the cache the first time it is asked for in
+    this process, and kept for the life of the process (a worker may be about to call it). The entry is
+    filed under the kernel's own source file, so that its cache goes stale with that file."""
+    compiled = _ENTRIES.get(kernel)
     if compiled is None:
         with _COMPILING:  # one compilation per entry, whichever threads ask at once
-            compiled = _ENTRIES.get(template)
+            compiled = _ENTRIES.get(kernel)
             if compiled is None:
-                compiled = _ENTRIES[template] = compile_entry(template, _SIGNATURE, error_model="numpy")
+                home = kernel.py_func
+                code = _typed.__code__.replace(co_filename=home.__code__.co_filename)
+                fn = pytypes.FunctionType(code, dict(_typed.__globals__, _AT=kernel), home.__name__ + "_entry")
+                fn.__qualname__ = home.__qualname__ + "_entry"
+                compiled = _ENTRIES[kernel] = compile_entry(fn, _SIGNATURE, error_model="numpy")
     return compiled.address
 
 
 class Call:
     """A task of :func:`threads.run`: the caller's thread runs it by calling ``run()``, a worker through the C
-    entry of ``template`` with the int64 arguments that ``args()`` gives (the same kernel on the same data;
-    asked for only when the task is handed to a worker)."""
-    __slots__ = ("run", "template", "args")
+    entry of ``kernel`` (:func:`entry`) with the int64 arguments that ``args()`` gives (the same kernel on
+    the same data; asked for only when the task is handed to a worker)."""
+    __slots__ = ("run", "kernel", "args")
 
-    def __init__(self, run, template, args):
-        self.run, self.template, self.args = run, template, args
+    def __init__(self, run, kernel, args):
+        self.run, self.kernel, self.args = run, kernel, args
 
     def __call__(self):
         self.run()
@@ -61,7 +80,7 @@ class Call:
         if 1 + len(args) > worker_cpu.SIZE - worker_cpu.ARGS:
             raise ValueError(f"a C entry takes at most {worker_cpu.SIZE - worker_cpu.ARGS - 1} arguments on the "
                              f"board, got {len(args)}")
-        return worker_cpu.CALL, (entry(self.template), *args)
+        return worker_cpu.CALL, (entry(self.kernel), *args)
 
 
 def usable(*arrays):
@@ -70,9 +89,9 @@ def usable(*arrays):
     return all(a.flags.c_contiguous and a.flags.aligned for a in arrays)
 
 
-def run_blocks(run, template, args, parts, arrays):
+def run_blocks(run, kernel, args, parts, arrays):
     """``run(k, lo, hi)`` for each block k, (lo, hi), of ``parts`` side by side on gvae's threads
-    (:func:`threads.run`), a worker's block through the C entry of ``template`` with the arguments
+    (:func:`threads.run`), a worker's block through the C entry of ``kernel`` with the arguments
     ``args(k, lo, hi)``, where ``arrays`` (those whose addresses ``args`` gives) are :func:`usable`, else in
     the worker's Python; one block runs here, with no hand-over."""
     if len(parts) == 1:
@@ -82,7 +101,7 @@ def run_blocks(run, template, args, parts, arrays):
     if not usable(*arrays):
         threads.run([lambda b=b: run(*b) for b in blocks])
         return
-    threads.run([Call(lambda b=b: run(*b), template, lambda b=b: args(*b)) for b in blocks])
+    threads.run([Call(lambda b=b: run(*b), kernel, lambda b=b: args(*b)) for b in blocks])
 
 
 def bits(x):

@@ -145,21 +145,14 @@ def _block_product(a, transposed, b, out, lo, hi, ints, reals):
 
 @jit(error_model="numpy")
 def _block_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of :func:`_block_product`: args = (itemsize; transposed; a's
+    address, rows, columns; b's address, rows, columns; out's address, rows; lo, hi; the int32 scratch's
+    address and size; the real scratch's address and size), every array C-ordered (as the caller's thread's
+    are: the same compiled loops)."""
     n = args[7]
     _block_product(array_at(args[2], (args[3], args[4]), dtype), args[1] != 0, array_at(args[5], (args[6], n), dtype),
                    array_at(args[8], (args[9], n), dtype), args[10], args[11], array_at(args[12], args[13], np.int32),
                    array_at(args[14], args[15], dtype))
-
-
-def _block_entry(args):
-    """The C entry of :func:`_block_product`: args = (itemsize; transposed; a's address, rows, columns;
-    b's address, rows, columns; out's address, rows; lo, hi; the int32 scratch's address and size; the
-    real scratch's address and size), every array C-ordered (as the caller's thread's are: the same
-    compiled loops)."""
-    if args[0] == 4:
-        _block_at(args, np.float32)
-    else:
-        _block_at(args, np.float64)
 
 
 def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
@@ -174,9 +167,9 @@ def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
         _block_product(a, transposed, b, out, lo, hi, ints, reals)
     if not usable(a, b, out, ints, reals):  # (a block of a larger b: a worker runs it in Python)
         return run
-    return Call(run, _block_entry, lambda: (a.itemsize, int(transposed), a.ctypes.data, *a.shape, b.ctypes.data,
-                                            *b.shape, out.ctypes.data, out.shape[0], lo, hi, ints.ctypes.data, ints.size,
-                                            reals.ctypes.data, reals.size))
+    return Call(run, _block_at, lambda: (a.itemsize, int(transposed), a.ctypes.data, *a.shape, b.ctypes.data,
+                                         *b.shape, out.ctypes.data, out.shape[0], lo, hi, ints.ctypes.data,
+                                         ints.size, reals.ctypes.data, reals.size))
 
 
 def sparse_factor(a, max_density=MAX_DENSITY):

@@ -50,6 +50,8 @@ _pairs_n = specialise((_matvec_pairs,), "_n", _TRANSPOSED=False)[0]
 
 @jit(error_model="numpy")
 def _matvec_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of a chunk of the products: args = (itemsize; L's address, F, K,
+    n; offs' address; x's address, S; out's address; lo, hi; the flags' address; transposed)."""
     F, K, n, S = args[2], args[3], args[4], args[7]
     L, offs = array_at(args[1], (F, K, n), dtype), array_at(args[5], K, np.int64)
     x, out = array_at(args[6], (S, F, n), dtype), array_at(args[8], (S, F, n), dtype)
@@ -61,21 +63,12 @@ def _matvec_at(args, dtype):
     flags[0], flags[1] = bad, chk
 
 
-def _matvec_entry(args):
-    """The C entry of a chunk of the products: args = (itemsize; L's address, F, K, n; offs' address; x's
-    address, S; out's address; lo, hi; the flags' address; transposed)."""
-    if args[0] == 4:
-        _matvec_at(args, np.float32)
-    else:
-        _matvec_at(args, np.float64)
-
-
 def _direction(transposed):
     """The kernel (L, offs, x, out) -> (bad, checksum): out = L^T x if transposed, else L x."""
     def arguments(L, offs, x, out, lo, hi, flags):
         return (L.itemsize, L.ctypes.data, *L.shape, offs.ctypes.data, x.ctypes.data, x.shape[0], out.ctypes.data,
                 lo, hi, flags.ctypes.data, int(transposed))
-    return driver(pair_plan, _pairs_t if transposed else _pairs_n, (_matvec_entry, arguments))
+    return driver(pair_plan, _pairs_t if transposed else _pairs_n, (_matvec_at, arguments))
 
 
 # out[s, f] = L_f^T x[s, f] and out[s, f] = L_f x[s, f]; L (F, K, n); x, out (S, F, n).
@@ -130,6 +123,9 @@ def _outer_plan(a, c, offs, scale, out):
 
 @jit(error_model="numpy")
 def _outer_at(args, dtype):
+    """The kernel of the C entry (native_cpu) of a chunk of band_outer: args = (itemsize; a's and c's
+    addresses, S, F, n; offs' address, K; out's address, Q; scale as float bits; lo, hi; the flags'
+    address)."""
     S, F, n, K, Q = args[3], args[4], args[5], args[7], args[9]
     bad, chk = _outer_items(array_at(args[1], (S, F, n), dtype), array_at(args[2], (S, F, n), dtype),
                             array_at(args[6], K, np.int64), float_of(args[10]), array_at(args[8], (Q, F, K, n), dtype),
@@ -138,21 +134,12 @@ def _outer_at(args, dtype):
     flags[0], flags[1] = bad, chk
 
 
-def _outer_entry(args):
-    """The C entry of a chunk of band_outer: args = (itemsize; a's and c's addresses, S, F, n; offs'
-    address, K; out's address, Q; scale as float bits; lo, hi; the flags' address)."""
-    if args[0] == 4:
-        _outer_at(args, np.float32)
-    else:
-        _outer_at(args, np.float64)
-
-
 def _outer_arguments(a, c, offs, scale, out, lo, hi, flags):
     return (a.itemsize, a.ctypes.data, c.ctypes.data, *a.shape, offs.ctypes.data, offs.shape[0], out.ctypes.data,
             out.shape[0], bits(scale), lo, hi, flags.ctypes.data)
 
 
-_outer = driver(_outer_plan, _outer_items, (_outer_entry, _outer_arguments))
+_outer = driver(_outer_plan, _outer_items, (_outer_at, _outer_arguments))
 
 
 @register("band_outer")
