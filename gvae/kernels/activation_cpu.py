@@ -18,7 +18,7 @@ from .jit import jit
 from .activations import CODES
 from . import threads
 from .backend import register
-from .native_cpu import array_at, run_blocks
+from .native_cpu import array_at, row_address, run_blocks
 from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
@@ -110,7 +110,7 @@ def bias_act_forward(h, b, activation):
     code = CODES[activation]
     size, cols = h.itemsize, h.shape[1]
     run_blocks(lambda k, lo, hi: _forward(h[lo:hi], b, code), _forward_at,
-               lambda k, lo, hi: (size, h.ctypes.data + lo * cols * size, hi - lo, cols, b.ctypes.data, code),
+               lambda k, lo, hi: (size, row_address(h, lo), hi - lo, cols, b.ctypes.data, code),
                threads.row_blocks(*h.shape, _FORWARD_SECONDS), (h, b))
 
 
@@ -122,6 +122,6 @@ def bias_act_backward(g, y, activation, gh):
     parts = threads.row_blocks(m, n, _BACKWARD_SECONDS)
     sums = np.empty((len(parts), n), dtype=g.dtype)  # each block's bias gradient
     run_blocks(lambda k, lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), _backward_at,
-               lambda k, lo, hi: (size, g.ctypes.data + lo * n * size, hi - lo, n, y.ctypes.data + lo * n * size, code,
-                                  gh.ctypes.data + lo * n * size, sums[k].ctypes.data), parts, (g, y, gh, sums))
+               lambda k, lo, hi: (size, row_address(g, lo), hi - lo, n, row_address(y, lo), code, row_address(gh, lo),
+                                  row_address(sums, k)), parts, (g, y, gh, sums))
     return sums[0] if len(parts) == 1 else np.sum(sums, axis=0, dtype=g.dtype)

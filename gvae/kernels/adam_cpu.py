@@ -10,7 +10,7 @@ from .jit import jit
 
 from . import threads
 from .backend import register
-from .native_cpu import array_at, bits, float_of, run_blocks
+from .native_cpu import array_at, bits, float_of, row_address, run_blocks
 
 _BLOCK = 1024  # squares summed in the array's precision before they join the float64 total
 
@@ -102,8 +102,8 @@ def sum_squares(g):
 
     def run(k, lo, hi):
         sums[k] = _sum_squares(g[lo:hi])
-    run_blocks(run, _sum_squares_at, lambda k, lo, hi: (size, g.ctypes.data + lo * size, hi - lo,
-                                                              sums.ctypes.data + k * sums.itemsize), parts, (g, sums))
+    run_blocks(run, _sum_squares_at, lambda k, lo, hi: (size, row_address(g, lo), hi - lo, row_address(sums, k)),
+               parts, (g, sums))
     return sum(sums.tolist())
 
 
@@ -113,7 +113,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     size = p.itemsize
     hyper = (bits(lr), bits(beta1), bits(beta2), bits(eps), int(step), bits(scale))
     run_blocks(lambda k, lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
-               _adam_at, lambda k, lo, hi: (size, *(a.ctypes.data + lo * size for a in (p, g, m, v)), hi - lo, *hyper),
+               _adam_at, lambda k, lo, hi: (size, *(row_address(a, lo) for a in (p, g, m, v)), hi - lo, *hyper),
                threads.row_blocks(p.size, 1, 0.6e-9), (p, g, m, v))
 
 
@@ -123,5 +123,5 @@ def average_update(a, p, decay):
     threads."""
     size = a.itemsize
     run_blocks(lambda k, lo, hi: _average(a[lo:hi], p[lo:hi], decay), _average_at,
-               lambda k, lo, hi: (size, a.ctypes.data + lo * size, p.ctypes.data + lo * size, hi - lo, bits(decay)),
+               lambda k, lo, hi: (size, row_address(a, lo), row_address(p, lo), hi - lo, bits(decay)),
                threads.row_blocks(a.size, 1, 0.2e-9), (a, p))

@@ -4,7 +4,7 @@ from .jit import jit
 
 from . import threads
 from .backend import register
-from .native_cpu import array_at, run_blocks
+from .native_cpu import array_at, row_address, run_blocks
 from .vecmath_cpu import FMA, softplus_and_sigmoid
 
 
@@ -80,8 +80,8 @@ def bernoulli_loglik(logits, x, dlogits):
 
     def args(k, lo, hi):
         rows = hi - lo if grad else 0
-        return (size, logits.ctypes.data + lo * n * size, hi - lo, n, x.ctypes.data, x.shape[0],
-                dlogits.ctypes.data + (lo * n * size if grad else 0), rows, lo, out.ctypes.data + lo * size,
+        return (size, row_address(logits, lo), hi - lo, n, x.ctypes.data, x.shape[0],
+                row_address(dlogits, lo if grad else 0), rows, lo, row_address(out, lo),
                 scratch[k].ctypes.data)
     run_blocks(run, _loglik_at, args, parts, (logits, x, dlogits, out, scratch))
     return out

@@ -28,7 +28,7 @@ from numba.extending import intrinsic
 from . import threads, worker_cpu
 from .jit import compile_entry, jit
 
-__all__ = ["Call", "usable", "run_blocks", "entry", "bits", "float_of", "array_at"]
+__all__ = ["Call", "usable", "run_blocks", "entry", "row_address", "bits", "float_of", "array_at"]
 
 _SIGNATURE = types.void(types.CPointer(types.int64))
 _ENTRIES = {}  # kernel -> its entry's compiled CFunc (holding the machine code that its address points at)
@@ -102,6 +102,12 @@ def run_blocks(run, kernel, args, parts, arrays):
         threads.run([lambda b=b: run(*b) for b in blocks])
         return
     threads.run([Call(lambda b=b: run(*b), kernel, lambda b=b: args(*b)) for b in blocks])
+
+
+def row_address(a, row):
+    """The address of row ``row`` of the C-ordered array ``a`` (of entry ``row`` of a 1-D one), for an
+    entry's argument: the start of a block of rows."""
+    return a.ctypes.data + row * a.strides[0]
 
 
 def bits(x):
