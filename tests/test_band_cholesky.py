@@ -2,6 +2,8 @@
 factorisations in float32 and float64, ill-conditioned matrices included; its refusal, naming the
 first failing row, of a matrix that is not positive definite (never NaN); its argument checks; and its
 gradient (the finite-difference check is tests/test_op_gradients.py's, with every op's)."""
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -138,6 +140,23 @@ def test_nan_or_inf_in_the_matrix_is_named_and_unused_slots_are_ignored():
                 kernels.band_cholesky(B, (0, 1, 2))
 
 
+def test_float32_entries_near_the_maximum_give_the_error_without_an_overflow_warning():
+    """Finite entries near float32's maximum sum to inf in the scan that looks for NaN/inf: NumPy's
+    overflow warning once came before the right error (here: not positive definite) or a good factor."""
+    A = np.zeros((2, 4), np.float32)
+    A[0], A[1, 1:] = 3e38, 3e38  # pivot of row 1: 3e38 - (3e38)^2 / 3e38 = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="^band_cholesky: A is not positive definite: the pivot of row 1 "):
+            kernels.band_cholesky(A, (0, 1))
+        A[1, 2] = np.inf
+        with pytest.raises(ValueError, match="^band_cholesky: A contains NaN or inf"):
+            kernels.band_cholesky(A, (0, 1))
+        A[1, 1:] = 1e38
+        L = kernels.band_cholesky(A, (0, 1))
+    assert L.dtype == np.float32 and np.all(np.isfinite(L[..., 1:]))
+
+
 def test_unchecked_failure_marks_the_failing_rows_and_leaves_the_others():
     A, _ = spd_band(np.random.default_rng(5), (3,), 9, 1)
     good = kernels.band_cholesky(A, (0, 1))
@@ -149,9 +168,15 @@ def test_unchecked_failure_marks_the_failing_rows_and_leaves_the_others():
 
 @pytest.mark.parametrize("call,error,match", [
     (lambda: kernels.band_cholesky(np.ones((3, 5)), (0, 1, 3)), ValueError, r"offsets must be the full band \(0, 1, \.\.\., w\)"),
-    (lambda: kernels.band_cholesky(np.ones((2, 5)), (0, 1, 2)), ValueError, "K=2 diagonals"),
-    (lambda: kernels.band_cholesky(np.ones((2, 5), int), (0, 1)), TypeError, "float32 or float64"),
-    (lambda: kernels.band_cholesky(np.ones(5), (0,)), ValueError, "at least 2 dimension"),
+    # the messages name the argument A (they once named L, the result)
+    (lambda: kernels.band_cholesky(np.ones((2, 5)), (0, 1, 2)), ValueError, "^band_cholesky: A holds K=2 diagonals"),
+    (lambda: kernels.band_cholesky(np.ones((2, 5), int), (0, 1)), TypeError, "^band_cholesky A: .*float32 or float64"),
+    (lambda: kernels.band_cholesky(np.ones(5), (0,)), ValueError, "^band_cholesky A: .*at least 2 dimension"),
+    (lambda: ops.band_cholesky(np.ones((2, 0)), (0, 1)), ValueError,
+     r"^band_cholesky: A must have shape \(\*batch, K, n\)"),
+    (lambda: kernels.band_cholesky_grad(np.ones((2, 5)), (0, 1), np.ones(5)), ValueError, "^band_cholesky_grad g: "),
+    (lambda: kernels.band_cholesky_grad(np.ones((3, 5)), (0, 1), np.ones((3, 5))), ValueError,
+     "^band_cholesky_grad: L holds K=3"),
     (lambda: kernels.band_cholesky(np.ones((3, 2)), (0, 1, 2)), ValueError, "offsets must be < n=2"),
     (lambda: kernels.band_cholesky_grad(np.ones((2, 5)), (0, 1), np.ones((3, 2, 5))), ValueError, "g must have L's shape"),
     (lambda: kernels.band_cholesky_grad(np.ones((2, 5)), (0, 1), np.ones((2, 5), np.float32)), TypeError, "one dtype"),

@@ -75,6 +75,20 @@ def test_the_fake_device_refuses_what_a_gpu_refuses():
         device_of(a, np.zeros(2))
 
 
+def test_categorical_labels_are_checked_on_the_device_with_one_read():
+    """Labels outside 0..C-1 are refused on the device too (-1 once read the last class silently), by
+    their min and max there: one read when they are fine, no implicit conversion either way."""
+    from gvae import ops
+    logits = to_device(np.random.default_rng(0).standard_normal((3, 4)), "fake")
+    with Counting() as counts:
+        got = ops.categorical_log_prob(logits, to_device(np.array([0, 3, 1]), "fake"))
+        assert device_of(got) == "fake" and counts["sync"] == 1
+    for labels, bad in (([0, -1, 2], -1), ([0, 4, 1], 4)):
+        with Counting(), pytest.raises(ValueError, match=f"^categorical_log_prob: labels must be class indices "
+                                                         rf"in 0\.\.3 .*got label {bad} "):
+            ops.categorical_log_prob(logits, to_device(np.array(labels), "fake"))
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=ids)
 def test_training_evaluation_and_sampling_stay_on_the_device(cfg, data, tmp_path):
     cpu, dev = trainers(cfg, data, tmp_path)

@@ -140,6 +140,42 @@ def test_non_positive_diagonal_eagerly_and_under_jit():
         jax.jit(lambda f: BandedPrecisionNormal.chain(jnp.zeros(N), f).entropy())(factor).block_until_ready()
 
 
+def test_dense_views_beyond_free_memory_are_refused_eagerly_and_under_jit(monkeypatch):
+    """covariance_matrix at n = 60,000 once ran into the out-of-memory killer: a dense view that cannot
+    fit in the free memory is a ValueError naming its size, before anything is allocated, under jit too
+    (shapes are static). Shown with n = 1500 (18 MB a matrix) against 100 MB free: JAX materialises the
+    broadcast over loc's batch of 2, and its computation holds 4 (precision) or 6 (covariance) more."""
+    from gvae.kernels.band import dense
+    n = 1500
+    q = BandedPrecisionNormal.chain(jnp.zeros((2, n)), jnp.ones((2, n)))
+    monkeypatch.setattr(dense, "free_memory", lambda: 100_000_000)
+    for view, needed in (("covariance_matrix", "144"), ("precision_matrix", "108")):
+        message = (rf"^BandedPrecisionNormal\.{view}: the dense \(2, 1500, 1500\) float64 matrix needs 36 MB "
+                   rf"\({needed} MB with the temporaries its computation makes\), more than the 100 MB this machine "
+                   r"has free; use the banded operations")
+        with pytest.raises(ValueError, match=message):
+            getattr(q, view)
+        with pytest.raises(ValueError, match=message):
+            jax.jit(lambda d: getattr(d, view))(q)
+    monkeypatch.setattr(dense, "free_memory", lambda: 120_000_000)
+    P = q.precision_matrix
+    assert P.shape == (2, n, n) and float(P[1, 1, 0]) == 1.0
+
+
+def test_kl_to_diagonal_refuses_a_non_positive_scale_and_gives_nan_under_jit_as_torch():
+    """scale 0 once gave NaN silently: a concrete scale <= 0 or NaN is a ValueError (gvae.torch's validated
+    Normal refuses it too); a traced one cannot be read, and gives NaN, as gvae.torch without validation."""
+    q, _, _ = make("chain")
+    for scale, bad in ((0.0, "1 of its 1"), (jnp.array([1.0, 0.0, 2.0, -1.0, 1.0, 1.0]), "2 of its 6"),
+                       (jnp.full((2, 1), jnp.nan), "2 of its 2")):
+        with pytest.raises(ValueError, match=rf"^BandedPrecisionNormal\.kl_to_diagonal: scale must be > 0 .*{bad} "
+                                             "entries are not"):
+            q.kl_to_diagonal(0.0, scale)
+    got = jax.jit(lambda s: q.kl_to_diagonal(0.0, s))(0.0)
+    assert got.shape == (2,) and bool(jnp.isnan(got).all())
+    assert bool(jnp.isfinite(jax.jit(lambda s: q.kl_to_diagonal(0.0, s))(1.5)).all())
+
+
 # --------------------------------------------------------------------------------------------------
 # The README
 # --------------------------------------------------------------------------------------------------

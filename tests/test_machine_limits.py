@@ -175,3 +175,43 @@ def test_a_full_disk_during_eval_or_sample_ends_in_one_line(run, tmp_path, capsy
     assert (folder / "checkpoint.npz").read_bytes() == before
     monkeypatch.setattr(target, name, write)
     assert main([command, str(folder), *flags]) == 0
+
+
+def test_a_dense_view_beyond_free_memory_is_refused_naming_both_sizes(monkeypatch):
+    """The shared check of the dense views of a band factor (PyTorch's and JAX's BandedPrecisionNormal,
+    the posterior families' precision): n = 60,000 in float64 once ran into the out-of-memory killer."""
+    from gvae.kernels.band import dense
+    monkeypatch.setattr(dense, "free_memory", lambda: 20_100_000_000)
+    with pytest.raises(ValueError, match=r"^covariance_matrix: the dense \(60000, 60000\) float64 matrix needs "
+                                         r"28\.8 GB \(86\.4 GB with the temporaries its computation makes\), more than the "
+                                         r"20\.1 GB this machine has free; use the banded operations \(log_prob, "):
+        dense.require_dense("covariance_matrix", (60000, 60000), "float64", 8, 3)
+    monkeypatch.setattr(dense, "free_memory", lambda: 10_000_000_000)
+    with pytest.raises(ValueError, match=r"the dense \(2, 40000, 40000\) float32 matrix needs 12\.8 GB, more than "
+                                         r"the 10 GB"):
+        dense.require_dense("precision", (2, 40000, 40000), "float32", 4, 2)
+    assert dense.require_dense("precision", (40000, 40000), "float32", 4, 1) == 6_400_000_000
+    # Small views never read the free memory (as much time as the view itself); unknown memory refuses nothing.
+    monkeypatch.setattr(dense, "free_memory", lambda: 0)
+    assert dense.require_dense("precision", (100, 100), "float64", 8, 3) == 240_000
+    monkeypatch.setattr(dense, "free_memory", lambda: None)
+    assert dense.require_dense("precision", (60000, 60000), "float64", 8, 3) == 86_400_000_000
+
+
+def test_free_memory_reads_meminfo_and_falls_back_to_the_free_pages(monkeypatch):
+    import os
+
+    from gvae.kernels.band import dense
+    free = dense.free_memory()
+    assert isinstance(free, int) and free > 0
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError("no /proc here")
+    monkeypatch.setattr(dense, "open", unreadable, raising=False)
+    monkeypatch.setattr(os, "sysconf", {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}.__getitem__)
+    assert dense.free_memory() == 4_096_000
+
+    def unknown(name):  # what os.sysconf raises for a name the system does not know
+        raise ValueError(f"unrecognized configuration name {name}")
+    monkeypatch.setattr(os, "sysconf", unknown)
+    assert dense.free_memory() is None

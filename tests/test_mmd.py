@@ -57,10 +57,21 @@ def test_identical_samples_have_zero_discrepancy_and_distinct_ones_a_positive_on
     ((np.ones((3, 2)), np.ones((3, 2)), "laplace"), ValueError, "kernel must be one of imq, rbf"),
     ((np.ones((3, 2)), np.ones((3, 2)), "imq", -1.0), ValueError, "scale must be a positive finite"),
     ((np.ones((3, 2), int), np.ones((3, 2))), TypeError, "float32 or float64"),
+    # d = 0 was blamed on the scale ("scale must be a positive finite number, got None")
+    ((np.ones((3, 0)), np.ones((4, 0))), ValueError, r"^mmd: z and y have latent dimension d = 0 .*expected d >= 1"),
+    ((np.ones((3, 0)), np.ones((4, 0)), "rbf", 1.0), ValueError, "latent dimension d = 0"),
 ])
 def test_bad_arguments_are_named(args, error, match):
     with pytest.raises(error, match=match):
         kernels.mmd(*args)
+
+
+def test_the_op_refuses_a_zero_latent_dimension():
+    from gvae.autodiff import value_and_grad
+    with pytest.raises(ValueError, match="^mmd: z and y have latent dimension d = 0"):
+        ops.mmd(np.ones((3, 0)), np.ones((3, 0)))
+    with pytest.raises(ValueError, match="^mmd: z and y have latent dimension d = 0"):
+        value_and_grad(lambda a: ops.mmd(a, np.ones((3, 0))))(np.ones((3, 0)))
 
 
 def test_no_gradient_for_the_reference_sample():

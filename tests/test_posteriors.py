@@ -280,6 +280,30 @@ def test_correlation_is_the_normalised_covariance(name):
     assert np.abs(off).max() < 1e-12 if name == "diagonal" else np.abs(off).max() > 0.01
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_dense_views_beyond_free_memory_are_refused_before_allocating(name, monkeypatch):
+    """precision, correlation and (where it is dense) factor_diagonals build (B, d, d) float64 arrays on
+    the host: where those cannot fit in the free memory, a ValueError naming the view and the sizes comes
+    before any allocation (the shared check of gvae.kernels.band.dense). d = 1500: 18 MB a matrix."""
+    from gvae.kernels.band import dense
+    d = 1500
+    fam = get_family(name, grid_shape=(30, 50) if name in GRID else None)
+    q = fam.split(np.random.default_rng(0).standard_normal((1, fam.head_size(d))) * 0.1, d)
+    monkeypatch.setattr(dense, "free_memory", lambda: 10_000_000)
+    for view in ("precision", "correlation"):
+        with pytest.raises(ValueError, match=rf"^{name}\.precision: the dense \(1, 1500, 1500\) float64 matrix "
+                                             r"needs 18 MB.* more than the 10 MB this machine has free"):
+            getattr(fam, view)(q)
+    if name == "diagonal":  # its precision (18 MB) fits in 30 MB, what the views make of it does not
+        monkeypatch.setattr(dense, "free_memory", lambda: 30_000_000)
+        assert fam.precision(q).shape == (1, d, d)
+        for view, needed in (("correlation", 54), ("factor_diagonals", 36)):
+            with pytest.raises(ValueError, match=rf"^diagonal\.{view}: the dense \(1, 1500, 1500\) float64 matrix "
+                                                 rf"needs 18 MB \({needed} MB with the temporaries"):
+                getattr(fam, view)(q)
+    with pytest.raises(ValueError, match=r"^dense_factor: the dense \(2, 1500, 1500\) float64 matrix needs 36 MB, "):
+        dense_factor(np.ones((2, 1, d)), (0,))
+
 def test_structured_and_banded_families():
     assert {n for n, cls in FAMILIES.items() if not cls.structured} == {"diagonal"}
     assert {n for n, cls in FAMILIES.items() if cls.banded} == {"ar1", "chain", "grid", "extgrid", "full"}

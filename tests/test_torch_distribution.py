@@ -215,6 +215,38 @@ def test_bad_input_raises_clear_errors():
         kl_divergence(good, Independent(Normal(torch.zeros(3, N, dtype=f64), torch.ones(3, N, dtype=f64)), 2))
 
 
+def test_kl_against_a_non_positive_scale_is_refused_by_validation_and_nan_without_as_jax():
+    """The behaviour gvae.jax's kl_to_diagonal follows: a ValueError where the scale can be read (here,
+    the Normal's validation), NaN where it cannot (without validation; in JAX, under jit)."""
+    q = BandedPrecisionNormal.chain(torch.zeros(3, N, dtype=f64), raw_factor("chain", (3,), garbage=0.0))
+    with pytest.raises(ValueError, match="Expected parameter scale"):
+        Normal(torch.zeros((), dtype=f64), torch.zeros((), dtype=f64), validate_args=True)
+    for scale in (torch.zeros((), dtype=f64), torch.full((N,), -1.0, dtype=f64)):
+        got = kl_divergence(q, Normal(torch.zeros((), dtype=f64), scale, validate_args=False))
+        assert got.shape == (3,) and bool(got.isnan().all())
+
+
+def test_dense_views_beyond_free_memory_are_refused_before_allocating(monkeypatch):
+    """covariance_matrix at n = 60,000 once ran into the out-of-memory killer: a dense view that cannot
+    fit in the free memory is a ValueError naming its size, before anything is allocated. Shown here with
+    n = 1500 against 30 MB free: its 18 MB matrix, 54 MB with its computation's temporaries."""
+    from gvae.kernels.band import dense
+    n = 1500
+    # loc's batch of 4 broadcasts the shared factor: the view is expanded, its matrix stored once
+    q = BandedPrecisionNormal.chain(torch.zeros(4, n, dtype=f64), torch.ones(2, n, dtype=f64))
+    monkeypatch.setattr(dense, "free_memory", lambda: 30_000_000)
+    for view in ("covariance_matrix", "precision_matrix"):
+        with pytest.raises(ValueError, match=rf"^BandedPrecisionNormal\.{view}: the dense \(1500, 1500\) float64 "
+                                             r"matrix needs 18 MB \(54 MB with the temporaries its computation "
+                                             r"makes\), more than the 30 MB this machine has free; use the banded"):
+            getattr(q, view)
+    monkeypatch.setattr(dense, "free_memory", lambda: 60_000_000)
+    assert q.precision_matrix.shape == (4, n, n) and q.precision_matrix[3, 1, 0] == 1.0
+    monkeypatch.setattr(dense, "free_memory", lambda: 30_000_000)
+    assert BandedPrecisionNormal.chain(torch.zeros(n // 2, dtype=f64),  # 4.5 MB: never read
+                                       torch.ones(2, n // 2, dtype=f64)).covariance_matrix.shape == (n // 2, n // 2)
+
+
 def test_the_readme_block_runs():
     import re
     from pathlib import Path

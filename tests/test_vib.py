@@ -33,6 +33,26 @@ def test_categorical_log_prob_is_the_log_softmax_at_the_label_and_never_overflow
                                rtol=1e-12)
 
 
+@pytest.mark.parametrize("labels,bad", [([0, -1, 2], "-1"), ([0, 4, 2], "4"), ([-3, 9, 0], "-3")])
+def test_categorical_log_prob_refuses_labels_outside_the_classes(labels, bad):
+    """Label -1 once read the last class's log-probability silently, label C raised a bare IndexError."""
+    logits = np.random.default_rng(0).standard_normal((2, 3, 4))
+    with pytest.raises(ValueError, match=rf"^categorical_log_prob: labels must be class indices in 0\.\.3 .*"
+                                         rf"got label {bad} "):
+        ops.categorical_log_prob(logits, np.array(labels))
+    from gvae.autodiff import value_and_grad  # the traced call checks them too
+    with pytest.raises(ValueError, match=f"got label {bad} "):
+        value_and_grad(lambda l_: ops.categorical_log_prob(l_, np.array(labels)).sum())(logits)
+
+
+def test_categorical_log_prob_refuses_labels_that_are_not_integers():
+    logits = np.zeros((3, 4))
+    with pytest.raises(TypeError, match="^categorical_log_prob: labels must be integers .*got dtype float64"):
+        ops.categorical_log_prob(logits, np.array([0.0, 1.0, 2.0]))
+    assert ops.categorical_log_prob(logits, np.array([0, 3, 1], np.uint8)) == pytest.approx([-np.log(4)] * 3)
+    assert ops.categorical_log_prob(np.zeros((0, 4)), np.zeros(0, int)).shape == (0,)
+
+
 def _tiny(posterior, seed=0):
     """A float64 classifier on 7 inputs, 6 latent units (grid and extgrid: a 2 x 3 lattice), 3 classes."""
     model = Classifier(7, 6, [5], 3, "tanh", posterior, np.float64)

@@ -3,7 +3,9 @@
 N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/api.md, section 1): ``factor`` of shape
 ``(*fbatch, K, n)`` on ``offsets``. Sampling, scoring, entropy and the KL against diagonal Gaussians cost
 O(n K) per factor and right-hand side, through :mod:`gvae.jax.ops`; diag(Sigma) and tr(Sigma) are exact
-(selected inversion), O(n K w) with w = offsets[-1]. Only the dense views are O(n^2) or more.
+(selected inversion), O(n K w) with w = offsets[-1]. Only the dense views are O(n^2) or more; on the
+CPU, one that cannot fit in the memory the machine has free is refused (``ValueError``, naming its size)
+before anything is allocated, under ``jit`` too (shapes are static) (:mod:`gvae.kernels.band.dense`).
 
 ``loc`` and ``factor`` are the pytree's leaves and ``offsets`` its static part, so a distribution passes
 through ``jit``, ``vmap`` and ``grad`` (and is rebuilt there without the eager checks).
@@ -16,6 +18,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 
 from ..kernels.band import validate_offsets
+from ..kernels.band.dense import require_dense
 from . import ops
 
 __all__ = ["BandedPrecisionNormal"]
@@ -121,8 +124,24 @@ class BandedPrecisionNormal:
         """diag(Sigma), exactly, through ``band_diag_inv``: (*batch, n)."""
         return jnp.broadcast_to(ops.band_diag_inv(self.factor, self.offsets), self.loc.shape)
 
-    def _dense_factor(self):
+    def _on_cpu(self):
+        """Whether the factor lives (or, traced, will run) on the CPU: the dense views' memory is then the
+        host's, which :func:`require_dense` checks; an accelerator's allocator refuses on its own."""
+        if isinstance(self.factor, jax.core.Tracer):
+            return jax.default_backend() == "cpu"
+        return all(d.platform == "cpu" for d in self.factor.devices())
+
+    def _dense_factor(self, name="dense factor", matrices=2):
+        """L as a dense (*fbatch, n, n) array, once ``require_dense`` has passed the view ``name`` whose
+        computation holds ``matrices`` (*fbatch, n, n) arrays at once besides its (*batch, n, n) result
+        (building L alone holds 2: each .at[].set below copies)."""
         n = self.loc.shape[-1]
+        if self._on_cpu():
+            # broadcast_to materialises the result over loc's batch where that is wider than the factor's
+            wider = self.batch_shape != self.factor.shape[:-2]
+            count = matrices * math.prod(self.factor.shape[:-2]) + wider * math.prod(self.batch_shape)
+            require_dense(f"{_NAME}.{name}", self.batch_shape + (n, n), str(self.factor.dtype),
+                          self.factor.dtype.itemsize, count)
         D = jnp.zeros(self.factor.shape[:-2] + (n, n), self.factor.dtype)
         for k, o in enumerate(self.offsets):
             i = np.arange(o, n)
@@ -131,14 +150,17 @@ class BandedPrecisionNormal:
 
     @property
     def precision_matrix(self):
-        """L L^T as a dense (*batch, n, n) array (for small n)."""
-        D = self._dense_factor()
+        """L L^T as a dense (*batch, n, n) array (for small n; ValueError where it cannot fit in memory)."""
+        # Measured: the peak holds about 4 n x n arrays (each .at[].set copies, then L and the product).
+        D = self._dense_factor("precision_matrix", 4)
         return jnp.broadcast_to(D @ jnp.swapaxes(D, -1, -2), self.batch_shape + self.event_shape * 2)
 
     @property
     def covariance_matrix(self):
-        """(L L^T)^-1 as a dense (*batch, n, n) array (for small n), by Cholesky solves with L."""
-        D = self._dense_factor()
+        """(L L^T)^-1 as a dense (*batch, n, n) array (for small n), by Cholesky solves with L; ValueError
+        where it cannot fit in memory."""
+        # Measured: the peak holds about 6 n x n arrays (L, the identity, the solves' and the result).
+        D = self._dense_factor("covariance_matrix", 6)
         eye = jnp.broadcast_to(jnp.eye(D.shape[-1], dtype=D.dtype), D.shape)
         return jnp.broadcast_to(cho_solve((D, True), eye), self.batch_shape + self.event_shape * 2)
 
@@ -173,9 +195,17 @@ class BandedPrecisionNormal:
         """KL(self || N(loc, diag scale^2)), loc and scale broadcasting to (*batch, n):
         sum log s + log det L + (sum_i Sigma_ii / s_i^2 + |(mu - loc) / s|^2 - n) / 2, where the sum is
         tr(Sigma) / s^2 (``band_trace_inv``) when the scale is one number per distribution (no axis, or a
-        last axis of size 1), else through diag(Sigma) (``band_diag_inv``)."""
+        last axis of size 1), else through diag(Sigma) (``band_diag_inv``).
+
+        A concrete scale with an entry <= 0 or NaN is a ValueError here, as gvae.torch's validated Normal
+        refuses it; a traced one (under ``jit`` or ``vmap``) cannot be read, and such a scale gives NaN
+        there, as in gvae.torch without validation (``validate_args=False``, or under torch.compile)."""
         loc, scale = jnp.asarray(loc, self.loc.dtype), jnp.asarray(scale, self.loc.dtype)
         n = self.loc.shape[-1]
+        if not isinstance(scale, jax.core.Tracer) and not bool((scale > 0).all()):
+            bad = int((~(scale > 0)).sum())
+            raise ValueError(f"{_NAME}.kl_to_diagonal: scale must be > 0 (and not NaN): the standard deviations "
+                             f"of the diagonal Gaussian; {bad} of its {scale.size} entries are not")
         for what, t in (("loc", loc), ("scale", scale)):
             if t.ndim and t.shape[-1] not in (1, n):
                 raise ValueError(f"{_NAME}.kl_to_diagonal: {what} has {t.shape[-1]} entries in its last axis, "

@@ -7,7 +7,7 @@ MMD_KERNELS = ("imq", "rbf")
 
 
 def mmd(z, y, kernel="imq", scale=None, want_grad=False):
-    """MMD^2 between the samples z (B, d) and y (M, d), the biased (V-statistic) estimate
+    """MMD^2 between the samples z (B, d) and y (M, d), d >= 1, the biased (V-statistic) estimate
 
         (1/B^2) sum_ij k(z_i, z_j) + (1/M^2) sum_ij k(y_i, y_j) - (2/(B M)) sum_ij k(z_i, y_j),
 
@@ -25,6 +25,9 @@ def mmd(z, y, kernel="imq", scale=None, want_grad=False):
     B, d = z.shape
     if y.shape[1] != d or B == 0 or y.shape[0] == 0:
         raise ValueError(f"mmd: z (B, d) and y (M, d) need one d and B, M >= 1, got {z.shape} and {y.shape}")
+    if d == 0:  # checked before the scale, whose default 2 d would be 0 and blamed instead
+        raise ValueError(f"mmd: z and y have latent dimension d = 0 (shapes {z.shape} and {y.shape}): samples "
+                         "with no coordinates have no discrepancy; expected d >= 1")
     C = 2.0 * d if scale is None else float(scale)
     if not C > 0 or C == float("inf"):
         raise ValueError(f"mmd: scale must be a positive finite number, got {scale!r}")

@@ -73,9 +73,32 @@ def _log_softmax(logits):
     return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def _checked_labels(labels, n_classes, xp):
+    """``labels`` as an integer array of ``xp`` in 0..n_classes-1, else a ValueError/TypeError naming them.
+
+    Checked because take_along_axis would read label -1 as the last class (a wrong value, silently) and
+    fail on label C with an IndexError. Min and max are two reductions on the labels' own device (NumPy or
+    CuPy), far cheaper than the softmax they index, and one read from it (the values only on failure)."""
+    if not hasattr(labels, "dtype"):
+        labels = xp.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"categorical_log_prob: labels must be integers (class indices 0..{n_classes - 1}), "
+                        f"got dtype {labels.dtype}")
+    if labels.size:
+        low, high = labels.min(), labels.max()
+        if bool((low < 0) | (high >= n_classes)):
+            low, high = int(low), int(high)
+            bad = low if low < 0 else high
+            raise ValueError(f"categorical_log_prob: labels must be class indices in 0..{n_classes - 1} "
+                             f"(logits have C={n_classes} classes in their last axis), got label {bad} "
+                             f"(labels range over {low}..{high})")
+    return labels
+
+
 def _categorical_forward(logits, labels):
     """(log q(y | logits), softmax(logits)): the value and what its gradient needs."""
     xp = array_module(logits)
+    labels = _checked_labels(labels, logits.shape[-1], xp)
     log_p = _log_softmax(logits)
     index = xp.broadcast_to(labels, log_p.shape[:-1])[..., None]
     return xp.take_along_axis(log_p, index, axis=-1)[..., 0], xp.exp(log_p)

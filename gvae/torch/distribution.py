@@ -4,7 +4,9 @@ N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/api.md, section
 ``(*fbatch, K, n)`` on ``offsets``. Sampling, scoring, entropy and the KL against diagonal Gaussians cost
 O(n K) per factor and right-hand side, through the ``gvae::`` operators of :mod:`gvae.torch.ops`; the
 marginal variances diag(Sigma) and tr(Sigma) are exact (selected inversion), O(n K w) with
-w = offsets[-1]. Only the dense views ``precision_matrix`` and ``covariance_matrix`` are O(n^2) or more.
+w = offsets[-1]. Only the dense views ``precision_matrix`` and ``covariance_matrix`` are O(n^2) or more;
+on the CPU, one that cannot fit in the memory the machine has free is refused (``ValueError``, naming its
+size) before anything is allocated (:mod:`gvae.kernels.band.dense`).
 """
 import math
 
@@ -12,6 +14,7 @@ import torch
 from torch.distributions import Distribution, Independent, Normal, constraints, register_kl
 
 from ..kernels.band import validate_offsets
+from ..kernels.band.dense import require_dense
 from . import ops
 
 __all__ = ["BandedPrecisionNormal"]
@@ -141,21 +144,32 @@ class BandedPrecisionNormal(Distribution):
         """diag(Sigma), exactly, through ``band_diag_inv``."""
         return ops.band_diag_inv(self.factor, self.offsets).expand(self.batch_shape + self.event_shape)
 
-    def _dense_factor(self):
+    def _dense_factor(self, name="dense factor", matrices=3):
+        """L as a dense (*fbatch, n, n) tensor, once ``require_dense`` has passed the view ``name`` whose
+        computation holds ``matrices`` (*fbatch, n, n) tensors at once (checked on the CPU only: CUDA's
+        allocator refuses what does not fit with an error of its own). The sum below holds 3 of them:
+        the running total, the next diagonal and their sum."""
         n = self.event_shape[0]
+        if self.factor.device.type == "cpu":
+            shape = self.factor.shape[:-2] + (n, n)
+            require_dense(f"BandedPrecisionNormal.{name}", shape, str(self.factor.dtype).replace("torch.", ""),
+                          self.factor.element_size(), matrices * math.prod(self.factor.shape[:-2]))
         return sum(torch.diag_embed(self.factor[..., k, o:], offset=-o)
                    for k, o in enumerate(self.offsets) if o < n)
 
     @property
     def precision_matrix(self):
-        """L L^T as a dense (*batch, n, n) tensor (for small n)."""
-        D = self._dense_factor()
+        """L L^T as a dense (*batch, n, n) tensor (for small n; ValueError where it cannot fit in memory)."""
+        # 3 n x n tensors at once (measured): building L, more than L and the product after it.
+        D = self._dense_factor("precision_matrix", 3)
         return (D @ D.mT).expand(self.batch_shape + self.event_shape + self.event_shape)
 
     @property
     def covariance_matrix(self):
-        """(L L^T)^-1 as a dense (*batch, n, n) tensor (for small n)."""
-        return torch.cholesky_inverse(self._dense_factor()).expand(
+        """(L L^T)^-1 as a dense (*batch, n, n) tensor (for small n; ValueError where it cannot fit in
+        memory)."""
+        # 3 n x n tensors at once (measured): building L, then L, the result and LAPACK's copy of it.
+        return torch.cholesky_inverse(self._dense_factor("covariance_matrix", 3)).expand(
             self.batch_shape + self.event_shape + self.event_shape)
 
     def rsample(self, sample_shape=torch.Size()):
@@ -185,7 +199,9 @@ def _kl_diagonal(q, loc, scale):
     """KL(q || N(loc, diag scale^2)) with loc, scale broadcasting to q's (*batch, n):
     sum log s + log det L + (sum_i Sigma_ii / s_i^2 + |(mu - loc) / s|^2 - n) / 2, where sum_i Sigma_ii / s_i^2
     is tr(Sigma) / s^2 (``band_trace_inv``) when the scale is one number per distribution (the last axis of
-    size 1, as for N(0, I)), else through diag(Sigma) (``band_diag_inv``)."""
+    size 1, as for N(0, I)), else through diag(Sigma) (``band_diag_inv``). A scale <= 0 is the Normal's
+    own validation's ValueError; without validation it gives NaN (gvae.jax's kl_to_diagonal does the same:
+    a ValueError for a concrete scale, NaN under jit)."""
     n = q.event_shape[0]
     for what, t in (("loc", loc), ("scale", scale)):
         if t.dim() and t.shape[-1] not in (1, n):

@@ -22,7 +22,7 @@ its Numba kernels ``NAME_cpu.py`` and its CUDA source ``NAME.cu`` with ``NAME_cu
 what the fronts share.
 """
 from .cholesky import band_cholesky, band_cholesky_grad, full_band
-from .layout import validate_offsets
+from .layout import offsets_problem, validate_offsets
 from .logdet import band_logdet, band_logdet_grad
 from .product import band_matvec, band_matvec_t, band_outer
 from .substitution import band_solve, band_solve_t
@@ -30,4 +30,4 @@ from .trace import band_diag_inv, band_diag_inv_grad, band_trace_inv, band_trace
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv", "band_outer", "band_logdet_grad", "band_trace_inv_grad", "band_diag_inv_grad",
-           "band_cholesky", "band_cholesky_grad", "full_band", "validate_offsets"]
+           "band_cholesky", "band_cholesky_grad", "full_band", "validate_offsets", "offsets_problem"]

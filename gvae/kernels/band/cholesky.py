@@ -19,9 +19,10 @@ def full_band(w):
     return tuple(range(int(w) + 1))
 
 
-def _full_band_factor(name, A, offsets):
-    """Validate a full-band argument; returns (offsets as int64, K, n)."""
-    offs, K, n = _factor(name, A, offsets)
+def _full_band_factor(name, A, offsets, argname):
+    """Validate the full-band argument ``argname`` (errors name it: A, or band_cholesky_grad's L); returns
+    (offsets as int64, K, n)."""
+    offs, K, n = _factor(name, A, offsets, argname)
     if offs.tolist() != list(range(K)):
         raise ValueError(f"{name}: offsets must be the full band (0, 1, ..., w): the Cholesky factor fills in "
                          f"every diagonal up to the largest offset; got {tuple(offs.tolist())} (put the stencil's "
@@ -60,7 +61,7 @@ def band_cholesky(A, offsets, *, check=True):
     read back: a failing matrix then gets NaN in its rows from the failing one on (for callers
     whose A is positive definite by construction and whose loss is checked anyway)."""
     name = "band_cholesky"
-    offs, K, n = _full_band_factor(name, A, offsets)
+    offs, K, n = _full_band_factor(name, A, offsets, "A")
     xp = array_module(A)
     F = math.prod(A.shape[:-2])
     Ac = _read(xp, A, (F, K, n))
@@ -83,8 +84,8 @@ def band_cholesky_grad(L, offsets, g, *, check=True):
     in float64 (scratch: a float64 copy of g, one matrix at a time per thread on the CPU, all at once on a
     GPU). Checks as the band kernels: a diagonal entry of L <= 0, NaN or inf in L or g."""
     name = "band_cholesky_grad"
-    offs, K, n = _full_band_factor(name, L, offsets)
-    _shape(name, g)
+    offs, K, n = _full_band_factor(name, L, offsets, "L")
+    _shape(name, g, "g")
     same_dtype(name, L, g)
     if g.shape != L.shape:
         raise ValueError(f"{name}: g must have L's shape {L.shape}, got {g.shape}")

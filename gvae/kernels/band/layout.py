@@ -10,34 +10,49 @@ from ..backend import array_module, implementation
 from ..checks import float_array, real_array, same_dtype
 
 
-def validate_offsets(name, offsets, n=None, K=None):
+def validate_offsets(name, offsets, n=None, K=None, argname="L"):
     """Validated offsets as a read-only int64 array (validation cached per tuple, n and K); errors are
-    ``ValueError`` naming ``name`` and what was expected."""
+    ``ValueError`` naming ``name`` and what was expected, and ``argname`` the array holding the K diagonals."""
     try:
         tup = tuple(offsets)
     except TypeError:
         raise ValueError(f"{name}: offsets must be a sequence of ints, got {offsets!r}") from None
     # The types are checked before the cache: 1.0 and True are equal to 1 as keys.
-    if not all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup):
+    if not _all_ints(tup):
         raise ValueError(f"{name}: offsets must be ints, got {tup!r}")
     try:
-        return _offsets_cached(tuple(int(o) for o in tup), n, K)
+        return _offsets_cached(tuple(int(o) for o in tup), n, K, argname)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
 
 
-@functools.lru_cache(maxsize=1024)
-def _offsets_cached(tup, n, K):
+def _all_ints(tup):
+    return all(isinstance(o, (int, np.integer)) and not isinstance(o, (bool, np.bool_)) for o in tup)
+
+
+def offsets_problem(tup, n=None, K=None, argname="L"):
+    """What is wrong with the offsets ``tup`` (a tuple) of a factor with n columns and K diagonals, or None.
+    Plain Python on the sizes, so that a tracer (torch.compile) runs it on symbolic ones."""
+    if not _all_ints(tup):
+        return f"offsets must be ints, got {tup!r}"
     if not tup:
-        raise ValueError("offsets must not be empty (offsets[0] == 0 is the main diagonal)")
+        return "offsets must not be empty (offsets[0] == 0 is the main diagonal)"
     if tup[0] != 0:
-        raise ValueError(f"offsets[0] must be 0 (the main diagonal), got {tup!r}")
+        return f"offsets[0] must be 0 (the main diagonal), got {tup!r}"
     if any(b <= a for a, b in zip(tup, tup[1:])):
-        raise ValueError(f"offsets must be strictly increasing, got {tup!r}")
+        return f"offsets must be strictly increasing, got {tup!r}"
     if K is not None and len(tup) != K:
-        raise ValueError(f"L holds K={K} diagonals (axis -2) but offsets has {len(tup)} entries {tup!r}")
+        return f"{argname} holds K={K} diagonals (axis -2) but offsets has {len(tup)} entries {tup!r}"
     if n is not None and tup[-1] >= n:
-        raise ValueError(f"offsets must be < n={n}, got largest offset {tup[-1]}")
+        return f"offsets must be < n={n}, got largest offset {tup[-1]}"
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _offsets_cached(tup, n, K, argname):
+    problem = offsets_problem(tup, n, K, argname)
+    if problem is not None:
+        raise ValueError(problem)
     arr = np.array(tup, dtype=np.int64)
     arr.setflags(write=False)
     return arr
@@ -47,23 +62,29 @@ def _finite(name, what, a, xp):
     """Raise if ``a`` holds NaN or inf: one summing pass (no temporary), exact test only if it fails."""
     if a.size == 0:
         return
-    if not bool(xp.isfinite(a.sum())) and not bool(xp.isfinite(a).all()):
+    # Finite entries near the dtype's maximum (float32's 3.4e38) may sum to inf: NumPy's overflow warning
+    # would then precede the caller's real error, and the exact test below already tells the two apart.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = a.sum()
+    if not bool(xp.isfinite(total)) and not bool(xp.isfinite(a).all()):
         raise ValueError(f"{name}: {what} contains NaN or inf")
 
 
-def _shape(name, L):
-    """Validate ``L`` as a band factor; returns (K, n)."""
-    float_array(f"{name} L", L, 2)
+def _shape(name, L, argname="L"):
+    """Validate ``L`` as a band array (a factor, or the band matrix ``argname`` of band_cholesky); returns
+    (K, n)."""
+    float_array(f"{name} {argname}", L, 2)
     K, n = L.shape[-2:]
     if n < 1 or K < 1:
-        raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
+        raise ValueError(f"{name}: {argname} must have shape (*batch, K, n) with K, n >= 1, got {L.shape}")
     return K, n
 
 
-def _factor(name, L, offsets):
-    """Validate ``L`` and ``offsets``; returns (offsets as an int64 array, K, n)."""
-    K, n = _shape(name, L)
-    return validate_offsets(name, offsets, n, K), K, n
+def _factor(name, L, offsets, argname="L"):
+    """Validate ``L`` (the argument called ``argname``) and ``offsets``; returns (offsets as an int64
+    array, K, n)."""
+    K, n = _shape(name, L, argname)
+    return validate_offsets(name, offsets, n, K, argname), K, n
 
 
 def _verdict(name, flags, L, offs, others=()):

@@ -19,7 +19,7 @@ from ... import kernels, ops
 from ..constants import DeviceConstant
 from ..gaussian import LOG_2PI, band_factor, band_log_density, band_precision_merge, band_sample
 from ..lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask, lattice_shape
-from .base import Family, PosteriorParams
+from .base import Family, PosteriorParams, dense_check
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +94,8 @@ class Banded(Family):
         return ops.band_diag_inv(q.L, q.offsets, check=False)
 
     def precision(self, q):
+        d = q.L.shape[-1]
+        dense_check(f"{self.name}.precision", tuple(q.L.shape[:-2]) + (d, d), 2)  # L and L L^T
         L = dense_factor(kernels.to_host(ops.value_of(q.L)), q.offsets)
         return L @ np.swapaxes(L, -1, -2)
 
@@ -125,9 +127,10 @@ class Banded(Family):
 
 def dense_factor(L, offsets):
     """The dense (…, n, n) float64 lower-triangular NumPy matrix stored in band form ``L`` (…, K, n), a
-    host array (a reference for tests and pictures)."""
+    host array (a reference for tests and pictures); a ValueError where it cannot fit in memory."""
     L = np.asarray(L, dtype=np.float64)
     n = L.shape[-1]
+    dense_check("dense_factor", L.shape[:-2] + (n, n), 1)
     out = np.zeros(L.shape[:-2] + (n, n))
     for k, o in enumerate(offsets):
         i = np.arange(o, n)

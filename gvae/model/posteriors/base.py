@@ -1,11 +1,13 @@
 """What every posterior family provides, and the pieces they share."""
 import functools
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from ... import ops
+from ...kernels.band.dense import require_dense
 from ..gaussian import LOG_2PI, std_normal_log_prob
 
 
@@ -44,6 +46,13 @@ def _own_q(method):
                             f"split), got {type(q).__name__}")
         return method(self, q, *args, **kwargs)
     return checked
+
+
+def dense_check(what, shape, matrices):
+    """Refuse (ValueError naming the sizes) a dense float64 ``shape`` (*B, d, d) of a family's ``what``
+    whose computation holds ``matrices`` of those arrays at once, where the machine has not that much
+    memory free: :func:`gvae.kernels.band.dense.require_dense`, before anything is allocated."""
+    require_dense(what, shape, "float64", 8, matrices * math.prod(int(s) for s in shape[:-2]))
 
 
 class Family(ABC):
@@ -135,6 +144,7 @@ class Family(ABC):
         and give their stencil's first ``most`` diagonals."""
         P = self.precision(q)
         d = P.shape[-1]
+        dense_check(f"{self.name}.factor_diagonals", P.shape, 2)  # the factor and LAPACK's copy, besides P
         chol = np.linalg.cholesky(P)
         offsets = tuple(range(d if most is None else min(d, most)))
         values = np.zeros(P.shape[:-2] + (len(offsets), d))
@@ -157,8 +167,12 @@ class Family(ABC):
     @_own_q
     def correlation(self, q):
         """The posterior correlation matrices corr(z_i, z_j | x), float64 (B, d, d) on the host, from the
-        inverse of :meth:`precision` (symmetrised, clipped to [-1, 1])."""
-        cov = np.linalg.inv(self.precision(q))
+        inverse of :meth:`precision` (symmetrised, clipped to [-1, 1]); a ValueError where they cannot fit
+        in memory (:func:`dense_check`)."""
+        P = self.precision(q)
+        dense_check(f"{self.name}.correlation", P.shape, 3)  # the inverse, LAPACK's copy, the symmetrised sum
+        cov = np.linalg.inv(P)
+        del P
         cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
         s = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
         return np.clip(cov / (s[..., :, None] * s[..., None, :]), -1.0, 1.0)

@@ -5,7 +5,7 @@ import numpy as np
 
 from ... import kernels, ops
 from ..gaussian import LOG_2PI, positive
-from .base import Family, PosteriorParams
+from .base import Family, PosteriorParams, dense_check
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +49,8 @@ class Diagonal(Family):
         return q.sigma * q.sigma
 
     def precision(self, q):
+        d = q.sigma.shape[-1]
+        dense_check(f"{self.name}.precision", tuple(q.sigma.shape[:-1]) + (d, d), 1)
         s = kernels.to_host(ops.value_of(q.sigma)).astype(np.float64)
         return np.einsum("...i,ij->...ij", 1.0 / s ** 2, np.eye(s.shape[-1]))
 

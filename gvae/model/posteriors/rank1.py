@@ -12,7 +12,7 @@ import numpy as np
 
 from ... import kernels, ops
 from ..gaussian import LOG_2PI, positive
-from .base import Family, PosteriorParams
+from .base import Family, PosteriorParams, dense_check
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +68,8 @@ class Rank1(Family):
         return 0.5 * q.mu.shape[-1] * (1.0 + LOG_2PI) - 0.5 * q.logdet_p
 
     def precision(self, q):
+        d = q.D.shape[-1]
+        dense_check(f"{self.name}.precision", tuple(q.D.shape[:-1]) + (d, d), 3)  # diag D, u u^T and their sum
         D = kernels.to_host(ops.value_of(q.D)).astype(np.float64)
         u = kernels.to_host(ops.value_of(q.u)).astype(np.float64)
         return np.einsum("...i,ij->...ij", D, np.eye(D.shape[-1])) + u[..., :, None] * u[..., None, :]
