@@ -366,6 +366,30 @@ def test_bad_shapes_raise_clear_errors_while_tracing():
         gt.band_logdet(L.half())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamic", [None, True])
+def test_bad_arguments_under_torch_compile_keep_gvaes_exception(dynamic):
+    """Under torch.compile the checks run in the traced Python, so the caller gets gvae's own TypeError or
+    ValueError (raised from the fake implementation, Dynamo would wrap it in its TorchRuntimeError)."""
+    offs = STENCILS["grid"]
+    L, b = factor(offs, (3,), garbage=0.0), torch.randn(3, N, dtype=torch.float64)
+    gt.band_solve_t(L, offs, b)  # the offsets' check cached, as after any earlier call (see the closing note)
+    cases = [(lambda L, b: gt.band_solve_t(L, offs, b[..., :5]), ValueError,
+              r"band_solve_t: b (must have shape|has length 5)"),
+             (lambda L, b: gt.band_trace_inv(L, (0, 1)), ValueError, "band_trace_inv: L holds K=3 diagonals"),
+             (lambda L, b: gt.band_logdet(L.half()), TypeError, "band_logdet: L has dtype torch.float16"),
+             (lambda L, b: gt.band_matvec(L, offs, b.float()), TypeError, "band_matvec: arguments must share")]
+    for f, error, message in cases:
+        torch._dynamo.reset()
+        with pytest.raises(error, match=message):
+            torch.compile(f, dynamic=dynamic, backend="aot_eager")(L, b)
+    torch._dynamo.reset()
+    # The checks leave a good call's graph whole: fullgraph compiles, and the value is eager's.
+    good = torch.compile(lambda L, b: gt.band_solve_t(L, offs, b), fullgraph=True, dynamic=dynamic,
+                         backend="aot_eager")
+    torch.testing.assert_close(good(L, b), gt.band_solve_t(L, offs, b), rtol=0, atol=0)
+
+
 def test_cuda_tensors_are_refused_clearly():
     # No GPU here: the CUDA kernel the dispatcher would call is run directly on CPU tensors.
     L, b = factor(STENCILS["chain"]), torch.randn(N, dtype=torch.float64)

@@ -4,7 +4,12 @@ Each operator is defined with ``torch.library.Library`` (schema, CPU and CUDA ke
 ``torch.library.custom_op``: on a tiny input the latter added about 5 us more per call in eager mode
 (29 against 24 us for ``band_matvec`` on a 2 x 8 factor, 6.8 us calling :mod:`gvae.kernels` directly).
 Both take the same ``register_fake`` (shape and dtype only, so ``torch.compile`` and ``torch.export``
-trace through), ``register_autograd`` and ``register_vmap``.
+trace through) and ``register_vmap``. Derivatives are one ``torch.autograd.Function`` per operator
+(:func:`_autograd`) with a reverse-mode rule and a forward-mode one, so ``torch.autograd.forward_ad`` and the
+``torch.func`` transforms (``grad``, ``jacrev``, ``jvp``, ``jacfwd``, ``hessian``, ``vmap`` of each) work on
+the public functions; ``band_diag_inv`` alone refuses forward mode (its tangent is not O(n K)). Called as
+``torch.ops.gvae.NAME``, an operator takes reverse and forward mode, but not ``torch.func``'s
+derivatives: those enter an ``autograd.Function`` before the dispatcher, so such a call refuses clearly.
 
 CPU tensors reach the Numba kernels as NumPy views of their own memory (``Tensor.numpy``) and the
 kernels' outputs come back as tensors over the same memory (``torch.from_numpy``): no copy either way.
@@ -23,6 +28,7 @@ are differentiable once: gvae has no second-order kernel of the selected inversi
 backward through them raises ``NotImplementedError``.
 """
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from ..kernels import band as _band
 
@@ -30,7 +36,9 @@ __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_l
            "band_diag_inv"]
 
 _lib = torch.library.Library("gvae", "DEF")
-_OPS, _CPU, _EAGER = {}, {}, {}  # name -> operator overload, CPU kernel, eager autograd.Function
+# name -> operator overload, CPU kernel, fake (shape-only) kernel, autograd.Function of the operator (forward and reverse mode, torch.func)
+# and of the eager path (reverse mode)
+_OPS, _CPU, _FAKE, _FUNCTION, _EAGER = {}, {}, {}, {}, {}
 _FLOATS = (torch.float32, torch.float64)
 _VECTOR = {"band_solve_t": "b", "band_solve": "b", "band_matvec_t": "x", "band_matvec": "x"}
 
@@ -59,7 +67,9 @@ def _factor_shape(name, L, offsets=None):
         raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {tuple(L.shape)}")
     K, n = L.shape[-2:]
     if offsets is not None:
-        _band.validate_offsets(name, offsets, int(n), int(K))
+        problem = _band.offsets_problem(tuple(offsets), n, K)
+        if problem is not None:
+            raise ValueError(f"{name}: {problem}")
     return K, n
 
 
@@ -102,31 +112,67 @@ def _define(name, schema, cpu, fake):
     _lib.impl(name, _cuda_refusal(name), "CUDA")
     torch.library.register_fake(f"gvae::{name}", fake, lib=_lib)
     _OPS[name] = getattr(torch.ops.gvae, name).default
-    _CPU[name] = cpu
+    _CPU[name], _FAKE[name] = cpu, fake
 
 
-def _autograd(name, backward, setup_context):
-    """Register ``gvae::name``'s backward, and the same pair as the ``torch.autograd.Function`` of its
-    eager path (:func:`_call`)."""
-    torch.library.register_autograd(f"gvae::{name}", backward, setup_context=setup_context, lib=_lib)
-    cpu = _CPU[name]
+def _autograd(name, setup_context, backward, jvp):
+    """Register ``gvae::name``'s derivatives: reverse mode (``backward``) and forward mode (``jvp``).
 
-    # forward(ctx, ...) with the set-up inside rather than a separate setup_context: PyTorch binds the
-    # arguments of the latter form to the forward's signature with ``inspect`` on every call (~15 us).
+    ``setup_context(ctx, inputs, output)`` keeps what both need and returns the tensors to save;
+    ``backward(ctx, *grads)`` and ``jvp(ctx, *tangents)`` read them from ``ctx.saved_tensors``. One
+    ``torch.autograd.Function`` in the form ``torch.func`` requires (a separate ``setup_context``, a
+    generated vmap rule) is the operator's Autograd kernel, so ``torch.func.grad``/``jacrev``/``jvp``/
+    ``jacfwd``, ``torch.autograd.forward_ad`` and ``torch.compile`` all see the same rules.
+    (``torch.library.register_autograd`` takes no forward-mode rule, and its Function has no
+    ``setup_context``, which ``torch.func`` refuses.) The eager path (:func:`_call`) gets the same pair
+    as a Function with the set-up inside ``forward``: PyTorch binds a separate ``setup_context``'s
+    arguments with ``inspect`` on every call (~15 us)."""
+    op, cpu = _OPS[name], _CPU[name]
+    # The dispatcher drops trailing arguments equal to their defaults; the rules see every argument.
+    defaults = [a.default_value for a in op._schema.arguments if a.has_default_value()]
+    arity = len(op._schema.arguments)
+
+    def below_autograd(*args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*args)
+
+    def save(ctx, inputs, output):
+        tensors = setup_context(ctx, inputs, output)
+        ctx.save_for_backward(*tensors)
+        ctx.save_for_forward(*tensors)
+
+    function = type(f"{name}_derivatives", (torch.autograd.Function,), {
+        "forward": staticmethod(below_autograd), "setup_context": staticmethod(save),
+        "backward": staticmethod(backward), "jvp": staticmethod(jvp), "generate_vmap_rule": True})
+    _FUNCTION[name] = function
+
+    def autograd_kernel(*args):
+        args = args + tuple(defaults[len(defaults) - (arity - len(args)):])
+        if torch._C._are_functorch_transforms_active():
+            # Reached from inside a transform's level, where an autograd.Function can no longer be
+            # entered (functorch hands it to each level from the top, before the dispatcher).
+            raise NotImplementedError(
+                f"torch.ops.gvae.{name} cannot be differentiated by torch.func transforms when called as "
+                f"an operator; call gvae.torch.{name}, the same operator with its derivatives entered as "
+                "torch.func requires")
+        return function.apply(*args)
+    _lib.impl(name, autograd_kernel, "Autograd")
+
     def forward(ctx, *args):
         out = cpu(*args)
-        setup_context(ctx, args, out)
+        ctx.save_for_backward(*setup_context(ctx, args, out))
         return out
     _EAGER[name] = type(name, (torch.autograd.Function,), {
         "forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
 def _plain(tensors):
-    """Whether a call on ``tensors`` may skip PyTorch's dispatcher: CPU tensors of the base class (no
-    fake, functional or batched wrapper) and nothing that intercepts operators (torch.compile, a
-    torch.func transform, a dispatch or function mode)."""
-    if (torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-            or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack()):
+    """Whether a call on ``tensors`` outside torch.func may skip PyTorch's dispatcher: CPU tensors of the
+    base class (no fake, functional or batched wrapper), nothing that intercepts operators (torch.compile,
+    a dispatch or function mode) and no forward-mode AD (a ``dual_level``, whose tangents only the
+    operator's Autograd kernel carries)."""
+    if (torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack()
+            or torch._C._len_torch_function_stack() or _forward_ad._current_level >= 0):
         return False
     for t in tensors:  # a loop and is_cpu rather than all(...) and device.type: 2-3 us less a call
         if type(t) is not torch.Tensor or not t.is_cpu:
@@ -134,13 +180,27 @@ def _plain(tensors):
     return True
 
 
+class _Leaf(tuple):
+    """A tuple that torch.utils._pytree keeps whole (it flattens only the tuple type itself)."""
+
+
 def _call(name, *args):
     """``torch.ops.gvae.name(*args)``, in eager mode on plain CPU tensors without the dispatcher.
 
     The dispatcher and the autograd kernel of ``torch.library`` cost 15-40 us a call in Python, several
     times the kernel on small inputs; eagerly the same CPU kernel runs directly (no gradient wanted) or
-    inside an ``autograd.Function`` with the registered backward (same values, same gradients). Anything
-    that traces or transforms goes through the operator."""
+    inside an ``autograd.Function`` with the registered backward (same values, same gradients). Under a
+    torch.func transform the operator's Function is applied from the top; anything else that traces
+    goes through the operator."""
+    if torch.compiler.is_compiling():
+        # First: Dynamo cannot trace the functorch query below. The checks traced in Python, where Dynamo lets gvae's own exception reach the caller (raised from
+        # the fake implementation, it would come wrapped in Dynamo's TorchRuntimeError).
+        _FAKE[name](*args)
+        return _OPS[name](*args)
+    if torch._C._are_functorch_transforms_active():
+        # From the top, where torch.func hands an autograd.Function to each of its levels in turn; the
+        # offsets as one leaf of its argument tree (the rules return one derivative per argument).
+        return _FUNCTION[name].apply(*(_Leaf(a) if isinstance(a, (tuple, list)) else a for a in args))
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     if not _plain(tensors):
         return _OPS[name](*args)
@@ -271,7 +331,7 @@ def _save_vector(ctx, inputs, output):
     L, offsets, v, _ = inputs
     ctx.offsets = offsets
     ctx.v_shape = v.shape
-    ctx.save_for_backward(L, v, output)
+    return L, v, output
 
 
 def _solve_backward(transposed):
@@ -289,6 +349,19 @@ def _solve_backward(transposed):
     return backward
 
 
+def _solve_jvp(transposed):
+    """x = L^{-T} b: dx = L^{-T} (db - dL^T x); x = L^{-1} b: dx = L^{-1} (db - dL x). The tangent dL
+    may have any diagonal (unchecked)."""
+    solve, product = ("band_solve_t", "band_matvec_t") if transposed else ("band_solve", "band_matvec")
+
+    def jvp(ctx, dL, _, db, __):
+        L, _, x = ctx.saved_tensors
+        r = None if dL is None else -_call(product, dL, ctx.offsets, x, False)
+        r = db if r is None else r if db is None else db + r
+        return _call(solve, L, ctx.offsets, r, False)
+    return jvp
+
+
 def _matvec_backward(transposed):
     """y = L x: gL = band_outer(g, x), gx = L^T g; y = L^T x: gL = band_outer(x, g), gx = L g."""
     def backward(ctx, g):
@@ -303,26 +376,70 @@ def _matvec_backward(transposed):
     return backward
 
 
-for _name, _backward in (("band_solve_t", _solve_backward(True)), ("band_solve", _solve_backward(False)),
-                         ("band_matvec_t", _matvec_backward(True)), ("band_matvec", _matvec_backward(False))):
-    _autograd(_name, _backward, _save_vector)
+def _matvec_jvp(transposed):
+    """y = L x: dy = dL x + L dx; y = L^T x: dy = dL^T x + L^T dx (bilinear in L and x)."""
+    product = "band_matvec_t" if transposed else "band_matvec"
+
+    def jvp(ctx, dL, _, dx, __):
+        L, x, y = ctx.saved_tensors
+        terms = ([] if dL is None else [_call(product, dL, ctx.offsets, x, False)]) + \
+                ([] if dx is None else [_call(product, L, ctx.offsets, dx, False)])
+        return terms[0].expand(y.shape) if len(terms) == 1 else terms[0] + terms[1]
+    return jvp
+
+
+for _name, _transposed in (("band_solve_t", True), ("band_solve", False)):
+    _autograd(_name, _save_vector, _solve_backward(_transposed), _solve_jvp(_transposed))
+for _name, _transposed in (("band_matvec_t", True), ("band_matvec", False)):
+    _autograd(_name, _save_vector, _matvec_backward(_transposed), _matvec_jvp(_transposed))
 
 
 def _save_factor(ctx, inputs, output):
     ctx.offsets = inputs[1] if len(inputs) > 2 else None
-    ctx.save_for_backward(inputs[0])
+    return (inputs[0],)
 
 
-_autograd("band_logdet", lambda ctx, g: (_call("band_logdet_grad", ctx.saved_tensors[0], g), None), _save_factor)
-for _name in ("band_trace_inv", "band_diag_inv"):
-    _autograd(_name, lambda ctx, g, _grad=f"{_name}_grad": (
-        _call(_grad, ctx.saved_tensors[0], ctx.offsets, g, False), None, None), _save_factor)
+def _logdet_jvp(ctx, dL, _):
+    """d log det L = sum_i dL_ii / L_ii."""
+    L, = ctx.saved_tensors
+    return (dL[..., 0, :] / L[..., 0, :]).sum(-1)
+
+
+_autograd("band_logdet", _save_factor,
+          lambda ctx, g: (_call("band_logdet_grad", ctx.saved_tensors[0], g), None), _logdet_jvp)
+
+
+def _trace_inv_jvp(ctx, dL, _, __):
+    """d tr(Sigma) = <G, dL> with G the gradient of tr(Sigma) (one VJP, O(n K w)); G is zero in the slots
+    outside the matrix, so whatever the tangent holds there does not count."""
+    L, = ctx.saved_tensors
+    G = _call("band_trace_inv_grad", L, ctx.offsets, L.new_ones(L.shape[:-2]), False)
+    return torch.where(G != 0, G * dL, 0).sum((-2, -1))
+
+
+def _no_forward_mode(name, why):
+    def jvp(ctx, *tangents):
+        raise NotImplementedError(
+            f"gvae.torch: forward-mode derivatives of {name} are not offered ({why}); use reverse mode "
+            "(torch.autograd.grad, torch.func.grad or torch.func.jacrev)")
+    return jvp
+
+
+_autograd("band_trace_inv", _save_factor,
+          lambda ctx, g: (_call("band_trace_inv_grad", ctx.saved_tensors[0], ctx.offsets, g, False), None, None),
+          _trace_inv_jvp)
+# diag(Sigma)'s tangent, -2 diag(Sigma dL L^-1), needs entries of Sigma and L^-1 outside the band: O(n^2)
+# at least, where every other rule here is O(n K).
+_autograd("band_diag_inv", _save_factor,
+          lambda ctx, g: (_call("band_diag_inv_grad", ctx.saved_tensors[0], ctx.offsets, g, False), None, None),
+          _no_forward_mode("band_diag_inv", "its tangent needs entries of the covariance outside the band, "
+                                            "O(n^2) where gvae's kernels are O(n K)"))
 
 
 def _save_outer(ctx, inputs, output):
     a, c, like, offsets, scale = inputs
-    ctx.offsets, ctx.scale, ctx.a_shape, ctx.c_shape = offsets, scale, a.shape, c.shape
-    ctx.save_for_backward(a, c)
+    ctx.offsets, ctx.scale, ctx.a_shape, ctx.c_shape, ctx.like = offsets, scale, a.shape, c.shape, like
+    return a, c
 
 
 def _outer_backward(ctx, gG):
@@ -337,11 +454,25 @@ def _outer_backward(ctx, gG):
     return ga, gc, None, None, None
 
 
-_autograd("band_outer", _outer_backward, _save_outer)
+def _outer_jvp(ctx, da, dc, *_):
+    """G is bilinear in (a, c): dG = outer(da, c) + outer(a, dc), scaled alike."""
+    a, c = ctx.saved_tensors
+    terms = ([] if da is None else [_call("band_outer", da, c, ctx.like, ctx.offsets, ctx.scale)]) + \
+            ([] if dc is None else [_call("band_outer", a, dc, ctx.like, ctx.offsets, ctx.scale)])
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+_autograd("band_outer", _save_outer, _outer_backward, _outer_jvp)
+
+
+def _on_diagonal(diag, K):
+    """The band (*batch, K, n) holding ``diag`` (*batch, n) on its main diagonal and zeros elsewhere,
+    built out of place (an in-place write into zeros cannot be mapped by vmap)."""
+    return torch.cat([diag[..., None, :], diag.new_zeros(diag.shape[:-1] + (K - 1, diag.shape[-1]))], -2)
 
 
 def _save_logdet_grad(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
+    return inputs
 
 
 def _logdet_grad_backward(ctx, gG):
@@ -351,14 +482,22 @@ def _logdet_grad_backward(ctx, gG):
     h = gG[..., 0, :] / d
     gL = gg = None
     if ctx.needs_input_grad[0]:
-        gL = torch.zeros_like(L)
-        gL[..., 0, :] = -h * g[..., None] / d
+        gL = _reduce(_on_diagonal(-h * g[..., None] / d, L.shape[-2]), L.shape)
     if ctx.needs_input_grad[1]:
         gg = _reduce(h.sum(-1), g.shape)
     return gL, gg
 
 
-_autograd("band_logdet_grad", _logdet_grad_backward, _save_logdet_grad)
+def _logdet_grad_jvp(ctx, dL, dg):
+    """dG = dg / L_0 - g dL_0 / L_0^2 on the main diagonal, zero elsewhere."""
+    L, g = ctx.saved_tensors
+    d = L[..., 0, :]
+    terms = ([] if dg is None else [dg[..., None] / d]) + \
+            ([] if dL is None else [-g[..., None] * dL[..., 0, :] / (d * d)])
+    return _on_diagonal(terms[0] if len(terms) == 1 else terms[0] + terms[1], L.shape[-2]).expand(L.shape)
+
+
+_autograd("band_logdet_grad", _save_logdet_grad, _logdet_grad_backward, _logdet_grad_jvp)
 
 
 def _no_double_backward(name):
@@ -370,7 +509,9 @@ def _no_double_backward(name):
 
 
 for _name in ("band_trace_inv", "band_diag_inv"):
-    _autograd(f"{_name}_grad", _no_double_backward(_name), lambda ctx, inputs, output: None)
+    _autograd(f"{_name}_grad", lambda ctx, inputs, output: (), _no_double_backward(_name),
+              _no_forward_mode(f"{_name}'s gradient", "gvae has no second-order kernel of the selected "
+                                                      "inversion"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,6 +546,48 @@ for _name in ("band_trace_inv", "band_diag_inv"):
         f"gvae::{_name}",
         lambda info, in_dims, L, offsets, check=True, _op=_OPS[_name]: (_op(L.movedim(in_dims[0], 0), offsets, check), 0),
         lib=_lib)
+
+
+def _mapped_before_batch(t, dim, batch_ndim, core):
+    """t with its mapped axis (a size-1 one where ``dim`` is None) placed just before its last
+    ``batch_ndim`` batch axes, size-1 axes added where it has fewer: the axes in front of it are the
+    samples that a gradient kernel sums over, and the mapped axis lines up with the result's."""
+    t = t.unsqueeze(0) if dim is None else t.movedim(dim, 0)
+    lead = t.dim() - 1 - core
+    if lead < batch_ndim:
+        t = t[(slice(None),) + (None,) * (batch_ndim - lead)]
+        lead = batch_ndim
+    return t.movedim(0, lead - batch_ndim)
+
+
+def _mapped_factor(info, L, dim):
+    """A factor argument whose shape is the result's: the mapped axis in front, expanded where unmapped."""
+    return L.movedim(dim, 0) if dim is not None else L.expand((info.batch_size,) + L.shape)
+
+
+def _vmap_outer(info, in_dims, a, c, like, offsets, scale):
+    m = like.dim() - 2 - (in_dims[2] is not None)
+    return _OPS["band_outer"](_mapped_before_batch(a, in_dims[0], m, 1), _mapped_before_batch(c, in_dims[1], m, 1),
+                              _mapped_factor(info, like, in_dims[2]), offsets, scale), 0
+
+
+def _vmap_factor_grad(name, core):
+    """The rule of a gradient kernel (L, [offsets,] g): the result has L's shape, g broadcasts against
+    L's batch (``core`` trailing axes of g are not batch axes)."""
+    def rule(info, in_dims, L, *rest):
+        m = L.dim() - 2 - (in_dims[0] is not None)
+        gi = 1 if name == "band_logdet_grad" else 2
+        g = rest[gi - 1]
+        g = _lead(g, in_dims[gi], m, core) if in_dims[gi] is not None else g
+        args = list(rest)
+        args[gi - 1] = g
+        return _OPS[name](_mapped_factor(info, L, in_dims[0]), *args), 0
+    return rule
+
+
+torch.library.register_vmap("gvae::band_outer", _vmap_outer, lib=_lib)
+for _name, _core in (("band_logdet_grad", 0), ("band_trace_inv_grad", 0), ("band_diag_inv_grad", 1)):
+    torch.library.register_vmap(f"gvae::{_name}", _vmap_factor_grad(_name, _core), lib=_lib)
 
 
 # --------------------------------------------------------------------------------------------------
