@@ -725,6 +725,133 @@ def test_threads_unless_set_is_the_count_inside_cores_unless_set(monkeypatch):
         kernels.set_threads(1)
 
 
+def test_concurrent_cores_unless_set_leave_the_process_count_alone(monkeypatch):
+    """Two threads inside cores_unless_set at once (A enters, B enters, A leaves, B leaves: the order in
+    which a save-and-restore of one process-wide count leaves B's saved 3 behind). Each sees its cores;
+    a third thread sees the process's count meanwhile, and it is the same after."""
+    monkeypatch.setitem(threads._state, "threads", 1)
+    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    a_in, b_in, looked = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with threads.cores_unless_set():
+            seen["a"] = kernels.get_threads()
+            a_in.set()
+            assert b_in.wait(10) and looked.wait(10)
+        seen["a after"] = kernels.get_threads()
+
+    def second():
+        assert a_in.wait(10)
+        with threads.cores_unless_set():
+            seen["b"] = kernels.get_threads(), threads.threads_unless_set()
+            b_in.set()
+            a.join(10)  # A leaves while B is still inside
+        seen["b after"] = kernels.get_threads()
+
+    a, b = threading.Thread(target=first), threading.Thread(target=second)
+    a.start()
+    b.start()
+    assert b_in.wait(10)
+    outside = threading.Thread(target=lambda: seen.setdefault("outside", kernels.get_threads()))
+    outside.start()
+    outside.join(10)
+    seen["main"] = kernels.get_threads()
+    looked.set()
+    a.join(10)
+    b.join(10)
+    assert seen == {"a": 3, "b": (3, 3), "outside": 1, "main": 1, "a after": 1, "b after": 1}
+    assert kernels.get_threads() == 1 and threads._state["threads"] == 1 and not threads._state["set"]
+
+
+def test_two_trainers_at_once_leave_the_thread_count_as_it_was(monkeypatch, tmp_path):
+    """Issue 50: two Trainers fitting at once in two threads left the process's count at the cores
+    count for good. Each fits on the cores count; the count before is back after, whichever leaves last."""
+    from gvae.training import TrainConfig, Trainer
+    monkeypatch.setitem(threads._state, "threads", 1)
+    monkeypatch.setitem(threads._state, "set", False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    a_in, b_in = threading.Event(), threading.Event()
+    seen, failures = {}, []
+    real_epoch = Trainer.run_epoch
+
+    def epoch(self):
+        seen[self.name] = kernels.get_threads()
+        if self.name == "a":  # A is inside first, and waits for B to be inside too
+            a_in.set()
+            assert b_in.wait(60)
+        else:  # B stays inside until A has finished
+            b_in.set()
+            first.join(60)
+        return real_epoch(self)
+    monkeypatch.setattr(Trainer, "run_epoch", epoch)
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 20)) < 0.3).astype(np.float32)
+    data = {s: (x, np.zeros(40, np.int64)) for s in ("train", "valid", "test")}
+    cfg = TrainConfig(latent=2, hidden=(4,), epochs=1, batch_size=20)
+
+    def fit(name):
+        try:
+            trainer = Trainer(cfg, data, tmp_path / name, progress=False, quiet=True)
+            trainer.name = name
+            trainer.fit(events=[])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            failures.append(exc)
+            a_in.set()
+            b_in.set()
+
+    first = threading.Thread(target=fit, args=("a",))
+    second = threading.Thread(target=fit, args=("b",))
+    first.start()
+    assert a_in.wait(60)
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert not failures, failures
+    assert seen == {"a": 3, "b": 3}
+    assert kernels.get_threads() == 1 and not threads._state["set"]
+
+
+def test_a_thread_inside_cores_unless_set_splits_over_its_own_count(monkeypatch):
+    """While the process's count is 1, a thread inside cores_unless_set grows the pool to its count and
+    splits its calls over it; its tasks on the workers see that count; a thread outside runs its calls
+    whole. A set_threads made meanwhile holds in that thread too (the choice stands)."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    kernels.set_threads(1)  # no workers left from other tests
+    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    counts, names = [], []
+
+    def task():
+        counts.append(kernels.get_threads())
+        names.append(threading.current_thread().name)
+    try:
+        threads.run([task] * 3)
+        assert counts == [1] * 3 and len(set(names)) == 1 and not threads._state["workers"]
+        counts.clear()
+        names.clear()
+        inside, chosen, seen = threading.Event(), threading.Event(), {}
+
+        def in_context():
+            with threads.cores_unless_set():
+                threads.run([task] * 3)
+                seen["workers"] = len(threads._state["workers"])
+                inside.set()
+                assert chosen.wait(10)
+                seen["after set_threads"] = kernels.get_threads(), threads.threads_unless_set()
+        other = threading.Thread(target=in_context)
+        other.start()
+        assert inside.wait(10)
+        seen["outside"] = kernels.get_threads()
+        kernels.set_threads(2)
+        chosen.set()
+        other.join(10)
+        assert counts == [3] * 3 and len(set(names)) == 3
+        assert seen == {"workers": 2, "outside": 1, "after set_threads": (2, 2)}
+    finally:
+        kernels.set_threads(1)
+
+
 @pytest.mark.parametrize("items,step,parts", [(10, 1, 3), (10, 8, 3), (17, 8, 2), (7, 8, 4), (64, 8, 16), (1, 1, 5)])
 def test_band_chunks_cover_the_items_at_multiples_of_the_step(items, step, parts):
     from gvae.kernels.band.driver_cpu import chunks

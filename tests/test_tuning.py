@@ -221,6 +221,144 @@ def test_a_damaged_plan_file_is_ignored_and_rebuilt(tuned, damage):
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+# A process that reads a plan: its memory held to a bound (a plan file read whole, /dev/zero through a
+# link, would take the machine's), its time to HOSTILE_SECONDS (a FIFO opened for reading waits for ever).
+_READER = textwrap.dedent("""
+    import json, resource, warnings
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    from gvae.kernels import tuning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = tuning.plans()
+        kept = tuning.tune("k", {"x": lambda: None}, "x", lambda: None)
+    print(json.dumps({"plans": first, "kept": kept, "warnings": [str(w.message) for w in caught]}))
+""")
+HOSTILE_SECONDS = 60
+
+
+def _plant(path, kind):
+    """Put the hostile ``kind`` of file at ``path``; the words its warning must hold."""
+    if kind == "random bytes":  # what a disk error or a stray write leaves: not UTF-8
+        path.write_bytes(b"\xff\xfe" + np.random.default_rng(0).bytes(4096))
+        return "UTF-8"
+    if kind == "nested":  # valid JSON, but deeper than the parser's recursion allows
+        path.write_text("[" * 200_000 + "]" * 200_000)
+        return "nested"
+    if kind == "large":  # 3 GB, sparse: nothing of it may be read
+        with open(path, "wb") as f:
+            f.truncate(3 * 10 ** 9)
+        return "larger than"
+    if kind == "link to /dev/zero":
+        path.symlink_to("/dev/zero")
+        return "symbolic link"
+    if kind == "fifo":  # opening it for reading would wait for a writer, for ever
+        os.mkfifo(path)
+        return "not a regular file"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "nested", "large", "link to /dev/zero", "fifo"])
+def test_a_hostile_plan_file_is_a_warning_naming_it_and_is_rebuilt(tuned, kind):
+    """Issue 50: random bytes stopped every threaded run (UnicodeDecodeError, the file unnamed), deep
+    nesting raised RecursionError, a 3 GB file or a link to /dev/zero was read whole, a FIFO hung. Each is
+    now a warning naming the file, read quickly and without following links, and then replaced by a
+    regular file holding the new plan."""
+    path = tuning.plan_file()
+    path.parent.mkdir(parents=True)
+    words = _plant(path, kind)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tuned.parent.parent)}
+    try:
+        done = subprocess.run([sys.executable, "-c", _READER], env=env, capture_output=True, text=True,
+                              timeout=HOSTILE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"reading the plan file ({kind}) took more than {HOSTILE_SECONDS} s")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["plans"] == {} and found["kept"] == "x"
+    first, again = found["warnings"]  # on reading it, and on reading it again under the lock to rebuild it
+    assert str(path) in first and words in first and str(path) in again
+    assert path.is_file() and not path.is_symlink()
+    assert json.loads(path.read_text()) == {"machine": tuning.identity(), "plans": {"k": "x"}}
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_damaged_plan_file_does_not_stop_a_threaded_training(tuned, tmp_path):
+    """Issue 50: a plan file of random bytes stopped `gvae train` on two threads with exit 2 (the file
+    unnamed, a run folder left with config.json alone). It trains, and the warning names the file."""
+    from gvae.cli import main
+    from tests.helpers import write_data
+    path = tuning.plan_file()
+    path.parent.mkdir(parents=True)
+    _plant(path, "random bytes")
+    data = write_data(tmp_path / "tiny.npz", n=200)
+    with pytest.warns(RuntimeWarning, match=str(path)):
+        code = main(["train", "--data", str(data), "--limit", "200", "--latent", "3", "--hidden", "256",
+                     "--batch-size", "200", "--epochs", "1", "--threads", "2", "--quiet",
+                     "--out", str(tmp_path / "run")])
+    assert code == 0 and (tmp_path / "run" / "checkpoint.npz").is_file()
+    assert json.loads(path.read_text())["machine"] == tuning.identity()
+
+
+def test_a_plan_lock_that_is_a_dangling_link_creates_nothing_elsewhere(tuned, tmp_path):
+    """Issue 50: the plan file's lock, a link to a missing path, made that file (outside the cache). The
+    link is not followed: plans are read unlocked (a writer replaces the file by a rename, so a reader
+    sees it whole), but none is written unlocked (two processes could each keep their own plan for one
+    key): the call follows its rule, with a warning naming the lock."""
+    path = tuning.plan_file()
+    path.parent.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere" / "made-by-gvae"
+    elsewhere.parent.mkdir()
+    lock = path.with_name(path.name + ".lock")
+    lock.symlink_to(elsewhere)
+    assert tuning.plans() == {}
+    with pytest.warns(RuntimeWarning, match=f"{lock}.*symbolic link"):
+        assert tuning.tune("k", {"x": lambda: None, "y": lambda: None}, "y", lambda: None) == "y"
+    assert not elsewhere.exists() and lock.is_symlink() and not path.exists()
+    path.write_text("{}")  # a plan file to clear: not without its lock, and the error names the link
+    with pytest.raises(OSError, match=f"{lock} is a symbolic link"):
+        tuning.clear()
+    assert not elsewhere.exists() and path.exists()
+
+
+def test_a_plan_lock_that_is_a_fifo_is_refused_at_once(tuned):
+    """Anything but a regular file where the lock goes is refused as a link is, without waiting on it."""
+    path = tuning.plan_file()
+    path.parent.mkdir(parents=True)
+    os.mkfifo(str(path) + ".lock")
+    with pytest.warns(RuntimeWarning, match=f"{path}.lock is not a regular file"):
+        assert tuning.tune("k", {"x": lambda: None, "y": lambda: None}, "y", lambda: None) == "y"
+    assert not path.exists()
+
+
+def test_a_plan_file_full_to_its_bound_keeps_its_plans(tuned, monkeypatch):
+    """A plan file is refused beyond PLAN_BYTES; so no plan is added that would take it there (it would
+    be read as damaged and every plan lost): that product follows its rule, with a warning, and the
+    plans kept before stay."""
+    monkeypatch.setattr(tuning, "PLAN_BYTES", len(json.dumps({"machine": tuning.identity(), "plans": {"k": "x"}},
+                                                            sort_keys=True, indent=1)))
+    assert tuning.tune("k", {"x": lambda: None}, "x", lambda: None) == "x"
+    with pytest.warns(RuntimeWarning, match="full"):
+        assert tuning.tune("k2", {"a": lambda: None, "b": lambda: None}, "a", lambda: None) == "a"
+    assert json.loads(tuning.plan_file().read_text())["plans"] == {"k": "x"}
+    tuning._state["plans"] = None
+    assert tuning.plans() == {"k": "x"}
+
+
+def test_a_plan_folder_that_turns_unwritable_keeps_the_rule(tuned, monkeypatch):
+    """The plan folder writable when tuning began, not when a plan is kept (the rename refused): the
+    product follows its rule, with a warning naming the folder, and tuning stops for this process."""
+    tuning.plans()
+    assert tuning.active()
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", dst)
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.warns(RuntimeWarning, match=f"cannot keep plans in {tuning.folder()}"):
+        assert tuning.tune("k", {"x": lambda: None, "y": lambda: None}, "y", lambda: None) == "y"
+    assert not tuning.active() and not tuning.plan_file().exists()
+    assert not [p for p in tuned.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_a_kept_plan_that_is_no_longer_a_choice_is_measured_again(tuned):
     tuning.tune("k", {"gone": lambda: None}, "gone", lambda: None)
     assert tuning.recorded("k", ("x", "y")) is None

@@ -13,10 +13,14 @@ to it there, and then sleeps on a queue until the next call.
 ``set_threads(n)`` sets how many threads run a call (the caller's own and n - 1 workers; default 1:
 every call runs in the caller's thread). gvae's own long computations started from Python (training)
 run on one thread per available core unless ``set_threads`` was called (:func:`cores_unless_set`), so a
-library user gets the speed of the ``gvae`` command without setting anything. Nothing here touches the
-environment; a forked child starts without workers and makes its own when it first needs them.
+library user gets the speed of the ``gvae`` command without setting anything. That count is the calling
+thread's own (a context variable), never a change of the process's: two trainings in two threads each
+have theirs, and a thread outside both keeps the process's count. Every kernel reads the count through
+:func:`get_threads`. Nothing here touches the environment; a forked child starts without workers and
+makes its own when it first needs them.
 """
 import contextlib
+import contextvars
 import math
 import os
 import queue
@@ -40,6 +44,11 @@ SPIN_SECONDS = 0.5e-3
 WAIT_SECONDS, POLL_SECONDS = 5e-3, 50e-6
 
 _state = {"threads": 1, "set": False, "workers": [], "lock": threading.Lock(), "rounds_per_second": None}
+
+# The count of the calling thread (or asyncio task) where :func:`cores_unless_set` chose one, else None: the
+# process's count. A context variable rather than a save-and-restore of _state["threads"]: two threads
+# entering and leaving at once restored each other's saved value, and the process kept the cores count.
+_own_count = contextvars.ContextVar("gvae_threads", default=None)
 
 
 def _rounds(seconds):
@@ -65,6 +74,7 @@ class _Worker:
         self.board = worker_cpu.new_board()
         self.posted = 0
         self.task = None  # kept (with the arrays whose addresses are on the board) until collected
+        self.count = None  # the count of the call being run, the one its Python task sees (get_threads)
         self.error = None
         self.lock = threading.Lock()
         self.sleeping = False
@@ -81,6 +91,8 @@ class _Worker:
                 return
             if kind == worker_cpu.PYTHON:
                 try:
+                    # A task is a piece of its caller's call: the kernels it calls cut as the caller's would.
+                    _own_count.set(self.count)
                     self.task()
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                     self.error = exc
@@ -136,7 +148,8 @@ if hasattr(os, "register_at_fork"):
 
 def set_threads(n):
     """Run each of gvae's CPU kernel calls on up to ``n`` threads (an int >= 1). Workers are started
-    when a call first needs them and stopped when n shrinks."""
+    when a call first needs them and stopped when n shrinks. The choice holds in every thread, those
+    inside :func:`cores_unless_set` included."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of threads must be an integer >= 1, got {n!r}")
     with _state["lock"]:
@@ -157,28 +170,34 @@ def available_cores():
 
 @contextlib.contextmanager
 def cores_unless_set():
-    """Within it, kernel calls use one thread per available core, unless :func:`set_threads` was called
-    (that choice stands); the count is restored after."""
+    """Within it, the calling thread's kernel calls use one thread per available core, unless
+    :func:`set_threads` was called (that choice stands, even when made meanwhile). Only this thread's
+    count changes, for the duration: other threads, and this one after, see the process's."""
     if _state["set"]:
         yield
         return
-    before = _state["threads"]
-    _state["threads"] = available_cores()
+    token = _own_count.set(available_cores())
     try:
         yield
     finally:
-        _state["threads"] = before
+        _own_count.reset(token)
 
 
 def threads_unless_set():
     """The thread count a call takes inside :func:`cores_unless_set`, without entering it: the count
-    :func:`set_threads` chose, else one per available core."""
-    return _state["threads"] if _state["set"] else available_cores()
+    :func:`set_threads` chose, else one per available core (this thread's own where it is inside one)."""
+    if _state["set"]:
+        return _state["threads"]
+    own = _own_count.get()
+    return available_cores() if own is None else own
 
 
 def get_threads():
-    """How many threads a kernel call may use (see :func:`set_threads`)."""
-    return _state["threads"]
+    """How many threads a kernel call made now in this thread may use: the process's (see
+    :func:`set_threads`), or this thread's own inside :func:`cores_unless_set` while set_threads was not
+    called."""
+    own = _own_count.get()
+    return _state["threads"] if own is None or _state["set"] else own
 
 
 def in_a_call():
@@ -190,7 +209,7 @@ def in_a_call():
 def blocks(n, grain):
     """range(n) cut into at most :func:`get_threads` contiguous (start, stop) blocks of >= ``grain``
     items each (one block when n < 2 * grain)."""
-    parts = max(1, min(_state["threads"], n // max(1, grain)))
+    parts = max(1, min(get_threads(), n // max(1, grain)))
     if parts == 1:
         return [(0, n)]
     edges = [n * k // parts for k in range(parts + 1)]
@@ -212,7 +231,8 @@ def run(tasks):
     call made while another is running (from a task, or from a second user thread) runs its tasks one
     after the other in its own thread, as does every call on one thread (:func:`set_threads`)."""
     lock = _state["lock"]
-    if len(tasks) == 1 or _state["threads"] == 1 or not lock.acquire(blocking=False):
+    count = get_threads()
+    if len(tasks) == 1 or count == 1 or not lock.acquire(blocking=False):
         for task in tasks:
             task()
         return
@@ -223,6 +243,7 @@ def run(tasks):
         busy = workers[:len(tasks) - 1]
         natives = [getattr(task, "native", None) for task in tasks[1:]]  # all of them before any is posted
         for worker, task, native in zip(busy, tasks[1:], natives):
+            worker.count = count  # before the post: the worker reads it once the task is published
             worker.post(task, native)
         error = None
         try:

@@ -15,9 +15,11 @@ count, NumPy's BLAS and its kernels, the versions of NumPy and Numba, gvae's ker
 its plan under the file's lock (``plans-DIGEST.json.lock``), re-reading the file first, and the first plan
 recorded for a key is the one every process uses: so a run resumed in another process computes its products
 as the one before did, and its results are the same bits (README, exact resume). Where no cache folder can
-be written, nothing is measured and every call follows its rule, for the same reason. A damaged file is
-ignored, with a warning, and rebuilt. :func:`set_tuning` (or ``GVAE_TUNING=off`` in the environment) turns
-tuning off; :func:`clear` (``gvae plans --clear``) removes the kept plans.
+be written, nothing is measured and every call follows its rule, for the same reason. A damaged file (not
+UTF-8, not JSON, nested too deep, not this format; a link, a FIFO or anything but a regular file; larger
+than PLAN_BYTES) is ignored, with a warning naming it, and rebuilt. :func:`set_tuning` (or
+``GVAE_TUNING=off`` in the environment) turns tuning off; :func:`clear` (``gvae plans --clear``) removes
+the kept plans.
 """
 import hashlib
 import json
@@ -28,7 +30,7 @@ import warnings
 from pathlib import Path
 
 from . import blas
-from .shared_files import file_lock, replace_text, writable_folder
+from .shared_files import file_lock, read_small_text, replace_text, writable_folder
 
 __all__ = ["set_tuning", "active", "generation", "recorded", "tune", "fastest", "identity", "plan_file", "plans",
            "clear", "folder"]
@@ -37,6 +39,11 @@ FORMAT = 1
 MARGIN = 0.05          # another candidate replaces the rule only when its median is this much faster
 BUDGET_SECONDS = 0.1   # of timed rounds per key (at least MIN_ROUNDS of them)
 MIN_ROUNDS, MAX_ROUNDS = 5, 31
+# The most bytes a plan file may hold. A plan takes some 60-80 bytes ("matmul float32 100x784x400 NT 2
+# threads": "rows 2"), so this is over ten thousand plans, each measured for about BUDGET_SECONDS: far more
+# than a machine's programs meet, while a file read whole and parsed at this size costs milliseconds. A
+# larger file is refused as damaged, so none is written larger (:func:`_record`).
+PLAN_BYTES = 1 << 20
 
 _state = {"enabled": None, "identity": None, "plans": None, "writable": None, "generation": 0}
 
@@ -113,28 +120,36 @@ def active():
 
 
 def _read(path):
-    """The plans in the file ``path`` ({key: choice}); {} for none. A damaged file (not this format, not
-    this machine's, not a mapping of names to names) gives {} and a warning: it is rebuilt when the next
-    plan is recorded."""
+    """The plans in the file ``path`` ({key: choice}); {} for none. A damaged file (see the module's
+    notes; not this machine's, not a mapping of names to names) gives {} and a warning naming it: it is
+    rebuilt when the next plan is recorded."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}
+        text = read_small_text(path, PLAN_BYTES)
     except OSError as exc:
         warnings.warn(f"gvae: cannot read the plan file {path} ({exc}); measuring again", RuntimeWarning, stacklevel=3)
         return {}
+    except ValueError as exc:
+        return _damaged(path, exc)
+    if text is None:
+        return {}
     try:
         content = json.loads(text)
-        if not isinstance(content, dict) or content.get("machine") != identity():
-            raise ValueError("it was written for another machine or format")
-        found = content["plans"]
-        if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
-            raise ValueError("its plans are not a mapping of keys to names")
-    except (ValueError, KeyError) as exc:
-        warnings.warn(f"gvae: the plan file {path} is damaged ({exc}); it is ignored and rebuilt", RuntimeWarning,
-                      stacklevel=3)
-        return {}
+    except RecursionError:  # the C parser's depth is Python's recursion limit
+        return _damaged(path, "its JSON is nested too deeply")
+    except ValueError as exc:
+        return _damaged(path, f"not JSON: {exc}")
+    if not isinstance(content, dict) or content.get("machine") != identity():
+        return _damaged(path, "it was written for another machine or format")
+    found = content.get("plans")
+    if not isinstance(found, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        return _damaged(path, "its plans are not a mapping of keys to names")
     return found
+
+
+def _damaged(path, why):
+    warnings.warn(f"gvae: the plan file {path} is damaged ({why}); it is ignored and rebuilt", RuntimeWarning,
+                  stacklevel=4)
+    return {}
 
 
 def _lock_path():
@@ -144,9 +159,8 @@ def _lock_path():
 def plans():
     """This machine's kept plans, {key: choice} (read from its file once per process; see :func:`clear`)."""
     if _state["plans"] is None:
-        path = plan_file()
         with file_lock(_lock_path(), exclusive=False):
-            _state["plans"] = _read(path) if path.exists() else {}
+            _state["plans"] = _read(plan_file())
     return _state["plans"]
 
 
@@ -157,15 +171,24 @@ def recorded(key, choices):
 
 
 def _record(key, choice, choices):
-    """Keep ``choice`` for ``key`` unless another process kept one of ``choices`` first; the kept one.
-    The file is re-read under the exclusive lock, and replaced whole by a rename."""
+    """Keep ``choice`` for ``key`` unless another process kept one of ``choices`` first; the kept one, or
+    None where the file is full (PLAN_BYTES). The file is re-read under the exclusive lock, and replaced
+    whole by a rename."""
     path = plan_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(_lock_path(), exclusive=True):
         kept = _read(path)
         if kept.get(key) not in choices:
+            text = json.dumps({"machine": identity(), "plans": {**kept, key: choice}}, sort_keys=True, indent=1)
+            if len(text.encode()) > PLAN_BYTES:
+                # Written, it would be refused as damaged and every plan in it lost: this one is not kept.
+                warnings.warn(f"gvae: the plan file {path} is full ({PLAN_BYTES} bytes); products not planned "
+                              "yet follow their rules (`gvae plans --clear` starts it again)", RuntimeWarning,
+                              stacklevel=3)
+                _state["plans"] = kept
+                return None
+            replace_text(path, text)
             kept[key] = choice
-            replace_text(path, json.dumps({"machine": identity(), "plans": kept}, sort_keys=True, indent=1))
     _state["plans"] = kept
     return kept[key]
 
@@ -239,7 +262,8 @@ def tune(key, candidates, default, after):
         return choice
     measured = fastest(candidates, default, after)
     try:
-        return _record(key, measured, candidates)
+        kept = _record(key, measured, candidates)
+        return default if kept is None else kept  # not kept: the rule, as every other process will follow
     except OSError as exc:  # the folder became unwritable: the rule from now on, as for one never writable
         warnings.warn(f"gvae: cannot keep plans in {folder()} ({exc}); products follow their rules", RuntimeWarning,
                       stacklevel=2)
