@@ -42,5 +42,6 @@ setup(
     },
     entry_points={"console_scripts": ["gvae=gvae.cli:main"]},
     license="MIT",
+    license_files=["LICENSE"],  # the license's text, in the sdist and in the wheel's metadata
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

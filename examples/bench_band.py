@@ -18,7 +18,6 @@ ratio = best dense (the faster of SciPy/NumPy and PyTorch, if importable) / band
 each band kernel must move (factor, inputs, outputs), %bw compares it with the copy bandwidth measured
 here. The machine may be shared: compare ratios within one run, not absolute times across runs.
 """
-import argparse
 import contextlib
 import math
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 import scipy.linalg
 
 from gvae import kernels
+from gvae.io.arguments import ArgumentParser
 from gvae.kernels.threads import available_cores
 from gvae.model import lattice
 
@@ -229,7 +229,7 @@ def dense_times(L, offsets, B_full, min_time, budget):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short timing windows (about a minute)")
     ap.add_argument("--dims", type=int, nargs="+", default=[16, 64, 256, 1024])
     ap.add_argument("--batches", type=int, nargs="+", default=[100, 10000])

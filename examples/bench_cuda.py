@@ -17,20 +17,20 @@
 Every timed block ends with a stream synchronisation inside the timed region; kernels are compiled and
 warmed up before timing. Compare ratios within one run.
 """
-import argparse
 import math
 import sys
 import time
 
 import numpy as np
 
+from gvae.io.arguments import ArgumentParser
+
 
 N_IN, HIDDEN, LATENT = 784, 500, 16
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="shorter timing windows")
     p.add_argument("--sides", type=int, nargs="+", default=[8, 28], help="lattice sides r (n = r^2)")
     p.add_argument("--factors", type=int, nargs="+", default=[100, 10000], help="factors F per call")

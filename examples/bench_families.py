@@ -6,10 +6,11 @@ family alike; medians over ``--repeats`` steps:
 
     python examples/bench_families.py --latent 16 --hidden 500 --threads 1
 """
-import argparse
 import os
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+from gvae.io.arguments import ArgumentParser
+
+parser = ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--latent", type=int, default=16)
 parser.add_argument("--hidden", type=int, default=500)
 parser.add_argument("--batch", type=int, default=100)

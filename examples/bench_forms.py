@@ -12,11 +12,11 @@ different sum, not the same product cut otherwise).
 
 Usage: ``python examples/bench_forms.py [--threads 2] [--iw 5] [--posterior extgrid] [--rounds 16]``.
 """
-import argparse
 import os
 
-p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+from gvae.io.arguments import ArgumentParser
+
+p = ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--threads", type=int, default=2, help="gvae's threads (the process is pinned to 1 core at 1)")
 p.add_argument("--iw", type=int, default=1, help="importance samples: 1 = ELBO step, K > 1 = IWAE step")
 p.add_argument("--posterior", default="diagonal")

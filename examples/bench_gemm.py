@@ -16,12 +16,13 @@ threads (row or column blocks, one BLAS thread each); ``blis`` the ``blis`` whee
 product's median time over ``--repeat`` calls after 10 warm-up calls, and its GFLOP/s. Every result is
 checked against NumPy's before it is timed. Run it on a quiet machine.
 """
-import argparse
 import ctypes
 import glob
 import os
 import sys
 import time
+
+from gvae.io.arguments import ArgumentParser
 
 # NumPy's OpenBLAS on one thread: the openblas row is the speed of one core, and gvae splits its products
 # itself (set before NumPy loads the library).
@@ -138,7 +139,7 @@ def prepare(lib, threads):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--libs", nargs="+", default=["openblas", "gvae"],
                         choices=["openblas", "gvae", "blis", "mkl", "torch", "jax"])
     parser.add_argument("--threads", type=int, default=2, help="threads of the gvae and torch rows")

@@ -20,7 +20,6 @@ that many threads):
   vae       one Adam step of examples/torch_banded_vae.py (784-500-500-16 ELU, B = 100): the extended-grid
             posterior against the diagonal one, interleaved.
 """
-import argparse
 import os
 import statistics
 import time
@@ -30,6 +29,7 @@ import torch
 
 import gvae.kernels as gk
 import gvae.torch as gt
+from gvae.io.arguments import ArgumentParser
 from gvae import autodiff, ops
 from gvae.model.lattice import extgrid_offsets, grid_offsets, lattice_mask
 
@@ -234,8 +234,7 @@ def vae_table(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1, help="cores the process is pinned to, and threads")
     p.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
     p.add_argument("--repeats", type=int, default=21, help="interleaved rounds per measurement")

@@ -8,7 +8,6 @@ interleaved rounds, and its ratio to the diagonal posterior's step.
 
     python examples/bench_jax_interop.py [--rounds 20]
 """
-import argparse
 import time
 import timeit
 
@@ -17,6 +16,7 @@ import numpy as np
 
 import gvae.jax as gj
 from gvae import kernels
+from gvae.io.arguments import ArgumentParser
 
 
 def per_call_us(f, number=500, repeat=7):
@@ -100,7 +100,7 @@ def vae_steps(rounds, block=20):
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=20, help="interleaved rounds of the VAE steps")
     args = p.parse_args()
     if args.rounds < 1:

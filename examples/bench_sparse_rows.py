@@ -5,10 +5,11 @@ sparse rows (gvae/kernels/sparse_rows_cpu.py) and without them (the BLAS), and t
 Usage: ``python examples/bench_sparse_rows.py [--threads 2] [--iw 5]``. "dense" is gvae with the
 sparse form switched off (``matmul_cpu.sparse_factor`` replaced by one that declines), nothing else changed.
 """
-import argparse
 import os
 
-p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+from gvae.io.arguments import ArgumentParser
+
+p = ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--iw", type=int, default=1, help="importance samples of the step (1: the ELBO step)")
 p.add_argument("--rounds", type=int, default=40, help="interleaved rounds of 10 steps per variant")

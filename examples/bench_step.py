@@ -31,13 +31,13 @@ Usage: ``python examples/bench_step.py [--threads 2] [--iw 5] [--posterior diago
 [--objective beta=0.5 --objective mmd=1000,alpha=1]``.
 Compare ratios from one run; absolute times on a shared machine drift between runs.
 """
-import argparse
 import os
+
+from gvae.io.arguments import ArgumentParser
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=200, help="timed steps per implementation")
     p.add_argument("--block", type=int, default=10, help="steps per interleaved block")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per implementation first")

@@ -6,7 +6,6 @@ samples of each run as a PNG, and writes a Markdown table:
 
     python examples/compare_likelihoods.py --epochs 5 --iw-samples 100 --test-limit 1000 --out runs/lik
 """
-import argparse
 import dataclasses
 import json
 import math
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
 from gvae.training.evaluate import evaluate
 from gvae.io.files import atomic_path, write_json
@@ -37,7 +37,7 @@ def precision_conditioning(model, params, decoded):
             "weakest_direction_sd_median": float(np.median(sds))}
 
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser = ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--likelihoods", nargs="+",
                     default=["gaussian", "logitnormal", "logitnormal-grid", "logitnormal-extgrid"])
 parser.add_argument("--posteriors", nargs="+", default=["diagonal", "chain"])

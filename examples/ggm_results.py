@@ -17,12 +17,12 @@ that a later sweep goes on from, training only the runs it lacks (docs/ggm_repro
     python examples/ggm_results.py runs/ggm --out docs/results --archive docs/results/ggm_runs
     cp -r docs/results/ggm_runs runs/ggm && gvae sweep examples/ggm_sweep.toml --out runs/ggm
 """
-import argparse
 import math
 import shutil
 import sys
 from pathlib import Path
 
+from gvae.io.arguments import ArgumentParser
 from gvae.io.files import atomic_path, write_json
 from gvae.sweep import state
 from gvae.sweep.table import curves, mean_std, write_curves, write_table
@@ -167,7 +167,7 @@ def archive(sweep_dir, into):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", help="the folder of gvae sweep examples/ggm_sweep.toml")
     parser.add_argument("--out", default="docs/results", help="where the three files go")
     parser.add_argument("--archive", metavar="DIR", help="also copy the spec and the evaluated runs, without "

@@ -13,7 +13,6 @@ epoch's test ELBO, one sample per image).
 
     python examples/jax_banded_vae.py --posterior extgrid --epochs 10 --json extgrid.json
 """
-import argparse
 import json
 import math
 import time
@@ -24,6 +23,7 @@ import numpy as np
 import optax
 
 import gvae.jax as gj
+from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
 from gvae.model.lattice import lattice_shape
 from gvae.training.batching import binarize
@@ -110,8 +110,7 @@ def mean_elbo(params, x, key, posterior, latent, batch=500):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--posterior", choices=POSTERIORS, default="extgrid")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--latent", type=int, default=16)

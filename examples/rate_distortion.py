@@ -12,13 +12,13 @@ with the line R + D = the best run's -ELBO (Alemi et al., "Fixing a Broken ELBO"
 above the line of the best ELBO, and the ELBO alone cannot tell the points of that line apart).
 Runs not yet trained are listed as missing, never dropped silently.
 """
-import argparse
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from gvae.io.arguments import ArgumentParser
 from gvae.io.files import atomic_path, write_json
 from gvae.io.mnist import load_mnist
 from gvae.kernels import generator
@@ -102,7 +102,7 @@ def picture(points, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweep", type=Path, help="the sweep folder gvae sweep wrote")
     p.add_argument("--out", type=Path, default=None, help="folder for rd.json, rd.md, rd.png (default: the sweep's)")
     args = p.parse_args(argv)

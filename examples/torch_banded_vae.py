@@ -16,7 +16,6 @@ sample per image) is reported, as gvae does.
 
     python examples/torch_banded_vae.py --posterior extgrid --epochs 10 --json extgrid.json
 """
-import argparse
 import json
 import math
 import time
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Independent, Normal, kl_divergence
 
+from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
 from gvae.model.lattice import lattice_shape
 from gvae.torch import BandedPrecisionNormal
@@ -100,8 +100,7 @@ def mean_elbo(model, x, seed, batch=500):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--posterior", choices=POSTERIORS, default="extgrid")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--latent", type=int, default=16)

@@ -19,16 +19,16 @@ The factors gvae differed in are switches, so that each can be moved to gvae's c
 
     python examples/torch_reference_vae.py --epochs 10 --threads 1 --seed 0
 """
-import argparse
 import json
 import math
 import os
 import time
 
+from gvae.io.arguments import ArgumentParser
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--hidden", type=int, nargs="+", default=[500, 500])

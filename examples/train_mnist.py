@@ -2,12 +2,11 @@
 
     python examples/train_mnist.py --epochs 10 --out runs/diagonal
 """
-import argparse
-
+from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
 from gvae.training import TrainConfig, train
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser = ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--posterior", default="diagonal")
 parser.add_argument("--epochs", type=int, default=10)
 parser.add_argument("--out", default="runs/mnist")

@@ -12,13 +12,13 @@ one whose summary already covers them is kept, so the command may be stopped (Ct
 ``--jobs N`` trains N runs at a time (each on ``--threads``). Writes ``OUT/table.md`` and ``OUT/table.json``;
 runs not yet trained are listed as missing, never dropped silently.
 """
-import argparse
 import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from gvae.io.arguments import ArgumentParser
 from gvae.io.files import atomic_path, write_json
 from gvae.sweep.table import mean_std
 
@@ -98,7 +98,7 @@ def markdown(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the runs and the table")
     parser.add_argument("--epochs", type=int, default=200, help="epochs a run (the paper: 200)")
     parser.add_argument("--families", nargs="+", default=FAMILIES, choices=FAMILIES)

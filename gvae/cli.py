@@ -2,7 +2,8 @@
 (:mod:`gvae.process`), then runs the command (:mod:`gvae.commands`).
 
 This module imports only the standard library and :mod:`gvae.process` at its top, so ``--threads N`` can
-still set the thread counts that OpenBLAS, MKL and OpenMP read when they load."""
+still set the thread counts that OpenBLAS, MKL and OpenMP read when they load. The commands' parser is
+:class:`gvae.io.arguments.ArgumentParser`, also the parser of the scripts in ``examples/``."""
 import sys
 
 from .process import load_uninterrupted, prepare

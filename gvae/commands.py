@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .io.arguments import ArgumentParser, DefaultsHelpFormatter
 from .kernels.jit import cache_is_cold
 from .process import THREAD_VARIABLES
 from .kernels import device_module, device_names, to_device, to_host, tuning
@@ -75,21 +76,9 @@ def _add_run_flags(parser, threads, seed_help, data=True):
                             help="as for gvae train (default: MNIST from the cache)")
 
 
-class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help with every flag's default, except where "(default: ...)" would say nothing: a required flag
-    has none, and a flag whose default is None says in its own words what happens without it."""
-
-    def _get_help_string(self, action):
-        if action.required or action.default is None:
-            return action.help
-        if isinstance(action.default, (list, tuple)):  # as it is typed: --hidden 500 500
-            return f"{action.help} (default: {' '.join(map(str, action.default))})"
-        return super()._get_help_string(action)
-
-
 def build_parser():
-    parser = argparse.ArgumentParser(prog="gvae", description="VAEs with structured Gaussian posteriors.")
-    defaults = _DefaultsHelpFormatter
+    parser = ArgumentParser(prog="gvae", description="VAEs with structured Gaussian posteriors.")
+    defaults = DefaultsHelpFormatter
     parser.add_argument("--version", action="version", version=f"gvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     threads = dict(type=_positive_int, default=None, metavar="N",
@@ -106,7 +95,9 @@ def build_parser():
                         "default: MNIST from the cache ($GVAE_DATA), fetched on first use")
     t.add_argument("--out", required=True, metavar="DIR",
                    help="run folder to write (a new one, unless --resume or --overwrite)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    t.add_argument("--quiet", action="store_true",
+                   help="the result line only: no progress bar and no line per epoch (a log needs no --quiet: "
+                        "without a terminal there is no bar, and one line per epoch)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its own configuration; only " + ", ".join(
                        "--" + name.replace("_", "-") for name in RESUMABLE) + " may change")
@@ -126,7 +117,8 @@ def build_parser():
     e.add_argument("--batch-size", type=_positive_int, default=100, metavar="B", help="test images per pass")
     e.add_argument("--memory-mb", type=_positive_int, default=256, metavar="M",
                    help="bound on the memory of one decoder pass, in MiB (samples are chunked to fit)")
-    e.add_argument("--quiet", action="store_true", help="no progress bar and no result line")
+    e.add_argument("--quiet", action="store_true",
+                   help="no progress (a bar on a terminal, a line per tenth of the work in a log) and no result line")
 
     s = sub.add_parser("sample", help="decoder means and samples for z ~ N(0, I) (a hierarchy: drawn from the "
                        "top layer down), saved as PNG grids",

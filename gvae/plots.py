@@ -499,9 +499,16 @@ def _surgeries(result):
     return [layer for layer in result["layers"] if layer.get("surgery")]
 
 
-def _draw_surgery(ax, layer):
-    """One stacked bar of a layer's ELBO surgery: its mean KL term split into the mutual information
-    (with its bound log N dashed) and the marginal KL, bars of one standard error."""
+def _layer_name(layer, n_layers):
+    """An ``analysis.json`` layer's name as the README writes it: z for a model's one stochastic layer, else
+    z1, z2, ... from the bottom (the file's ``layer`` counts from 0)."""
+    return "z" if n_layers == 1 else f"z{layer['layer'] + 1}"
+
+
+def _draw_surgery(ax, layer, n_layers):
+    """One stacked bar of a layer's ELBO surgery (of a model with ``n_layers`` stochastic layers): its mean
+    KL term split into the mutual information (with its bound log N dashed) and the marginal KL, bars of
+    one standard error."""
     s = layer["surgery"]
     mutual, marginal = s["mutual_information"], s["marginal_kl"]
     ax.bar([0], [mutual], 0.6, yerr=s["mutual_information_sem"], capsize=4, color="C2",
@@ -509,7 +516,8 @@ def _draw_surgery(ax, layer):
     ax.bar([0], [marginal], 0.6, bottom=[mutual], yerr=s["marginal_kl_sem"], capsize=4, color="C4",
            label=f"marginal KL(q(z) || p(z)) {marginal:.2f}")
     ax.axhline(s["log_n"], color="C2", lw=1, ls="--", label=f"log N = {s['log_n']:.2f}")
-    ax.set_xticks([0], [f"layer {layer['layer']} ({layer['posterior']})" if layer["layer"] else layer["posterior"]])
+    name = f"{_layer_name(layer, n_layers)} ({layer['posterior']})" if n_layers > 1 else layer["posterior"]
+    ax.set_xticks([0], [name])
     ax.set_xlim(-0.8, 0.8)
     top = max(mutual + marginal + (s["marginal_kl_sem"] or 0.0), s["log_n"], 1e-3)
     ax.set_ylim(min(0.0, mutual, mutual + marginal) * 1.1, top * 1.45)  # room for the legend
@@ -530,7 +538,7 @@ def plot_gaps(result, path):
     bars, points, trace, *more = fig.subplots(1, 3 + len(surgeries),
                                               width_ratios=[0.8, 1.0, 1.2] + [0.9] * len(surgeries))
     for ax, layer in zip(more, surgeries):
-        _draw_surgery(ax, layer)
+        _draw_surgery(ax, layer, len(result["layers"]))
     approx, amort = gaps["approximation_gap"], gaps["amortisation_gap"]
     bars.bar([0], [approx], 0.6, yerr=gaps["approximation_gap_sem"], capsize=4, color="C0",
              label=f"approximation gap {approx:.2f}")
@@ -585,7 +593,7 @@ def plot_unit_activity(result, path):
         ax.set_ylim(min(shown.min(), threshold) / 3, max(shown.max(), threshold) * 3)
         _integer_axis(ax, 0, len(activity) - 1)
         ax.set_yscale("log")
-        ax.set_xlabel(f"latent unit of layer {layer['layer']} ({layer['posterior']}, d = {layer['latent']})")
+        ax.set_xlabel(f"latent unit of {_layer_name(layer, len(layers))} ({layer['posterior']}, d = {layer['latent']})")
         ax.set_ylabel("Cov$_x$(E$_q$[$z_i$])")
         ax.set_title(f"{layer['active_units']} of {layer['latent']} units active", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -601,7 +609,7 @@ def plot_surgery(result, path):
     surgeries = _surgeries(result)
     fig = _figure(1.0 + 4.0 * len(surgeries), 4.4, layout="constrained")
     for ax, layer in zip(np.atleast_1d(fig.subplots(1, len(surgeries))), surgeries):
-        _draw_surgery(ax, layer)
+        _draw_surgery(ax, layer, len(result["layers"]))
     fig.suptitle(_wrap(_titled("ELBO surgery (Hoffman & Johnson): mean KL = I(n, z) + KL(q(z) || p(z))",
                                analysis_title(result)), 1.0 + 4.0 * len(surgeries), 11), fontsize=11)
     return _save(fig, path)

@@ -19,12 +19,13 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def thread_count(argv):
     """The value of ``--threads`` among ``argv`` (None when absent or not a positive int: the full
     parser then names the problem)."""
-    pre = argparse.ArgumentParser(add_help=False)
+    # exit_on_error=False: a --threads without a value is left to the full parser to name, in its own words.
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     pre.add_argument("--threads", default=None)
-    known, _ = pre.parse_known_args(argv)
     try:
+        known, _ = pre.parse_known_args(argv)
         n = int(known.threads)
-    except (TypeError, ValueError):
+    except (argparse.ArgumentError, TypeError, ValueError):
         return None
     return n if n >= 1 else None
 

@@ -67,4 +67,29 @@ def test_an_unknown_device_is_refused_alike_by_every_command(command, capsys):
         main(argv + ["--device", "tpu"])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.splitlines()[-1]
-    assert error.startswith(f"gvae {command}: error: argument --device: invalid choice: 'tpu'"), error
+    assert error.startswith("gvae: error: argument --device: invalid choice: 'tpu'"), error
+    assert error.endswith(f"(see gvae {command} --help)"), error
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--out", "x", "--posterior", "diagnal"], "argument --posterior: invalid choice: 'diagnal'"),
+    (["train", "--out", "x", "--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+    (["train"], "the following arguments are required: --out"),
+    (["train", "--out", "x", "--threads"], "argument --threads: expected one argument"),
+    (["train", "--out", "x", "--bogus"], "unrecognized arguments: --bogus"),
+    (["trian", "--out", "x"], "argument command: invalid choice: 'trian'"),
+    ([], "the following arguments are required: command"),
+    (["eval"], "the following arguments are required: DIR"),
+    (["sample", "x", "--n", "0"], "argument --n: expected a positive integer, got 0"),
+    (["sweep"], "the following arguments are required: SPEC"),
+])
+def test_every_parser_error_is_one_line_with_the_prefix_of_every_error(argv, expected, capsys):
+    """A misspelt choice, a bad number or a missing flag printed a usage block of up to 19 lines first, and
+    "gvae train: error:" where every other error says "gvae: error:"."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    command = argv[0] if argv and argv[0] in ("train", "eval", "sample", "sweep") else None
+    assert err.count("\n") == 1 and err.startswith(f"gvae: error: {expected}"), err
+    assert err.endswith(f" (see gvae {command} --help)\n" if command else " (see gvae --help)\n"), err

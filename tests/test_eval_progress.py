@@ -177,10 +177,10 @@ def test_gvae_eval_says_its_work_and_estimated_time_before_it_starts(run, capsys
     assert main(["eval", str(out), "--data", str(data), "--iw-samples", "40", "--batch-size", "25"]) == 0
     err = capsys.readouterr().err
     first = err.strip().splitlines()[0]
-    assert first.startswith("log p(x): 100 images x 40 samples = 4,000 decoder passes in 4 batches of 25: about ")
+    assert first.startswith("log p(x): 100 images x 40 samples = 4,000 decoder passes in 4 batches of 25: ")
     assert "on this device (an estimate from a " in first and "s trial); an interruption keeps the batches done in " \
-        "eval_k40.partial.npz (the first ends in about " in first
-    assert err.index(first) < err.index("log p(x), K=40")  # before the progress bar
+        "eval_k40.partial.npz (the first ends in " in first and "about under" not in first
+    assert err.index(first) < err.index("log p(x), K=40")  # before the progress lines
     assert main(["eval", str(out), "--data", str(data), "--iw-samples", "40", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
 
@@ -210,3 +210,54 @@ def test_ctrl_c_says_whether_anything_was_kept(run, capsys, monkeypatch):
         "gvae: interrupted; the same gvae eval command goes on from the images it finished")
     with np.load(out / "eval_k20.partial.npz") as f:
         assert int(f["rows"]) == 25
+
+
+def test_gvae_eval_into_a_log_prints_a_line_per_tenth_of_its_batches(run, capsys):
+    """Without a terminal the bar gives way to one line per tenth of the work (a bar's every redraw would
+    stay in the log), each with the time so far and the time left."""
+    out, data = run
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(data), "--iw-samples", "40", "--batch-size", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("log p(x), K=40: ")]
+    assert len(lines) == 10, err  # 20 batches of 5 images: a line every 2
+    assert lines[0].startswith("log p(x), K=40: 400 of 4,000 samples (10%) in ") and lines[0].endswith(" left")
+    assert lines[-1].startswith("log p(x), K=40: 4,000 of 4,000 samples (100%) in ") and "left" not in lines[-1]
+
+
+def test_gvae_eval_on_a_terminal_draws_its_bar(run, monkeypatch):
+    from tests.test_cli import Terminal
+    out, data = run
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["eval", str(out), "--data", str(data), "--iw-samples", "40", "--batch-size", "5"]) == 0
+    assert "log p(x), K=40: 100%|" in terminal.getvalue() and "\r" in terminal.getvalue()
+
+
+def test_a_short_estimate_reads_under_1_s_not_about_under_1_s(problem, monkeypatch):
+    model, params, x = problem[:3]
+    monkeypatch.setattr(ev, "estimate_seconds", lambda *a, **k: (0.6, 0.5))
+    line = ev._work_line(model, params, x, K, 5, 256, "eval_k20.partial.npz")
+    assert "batches of 5: under 1 s on this device" in line and "(the first ends in under 1 s)" in line
+    monkeypatch.setattr(ev, "estimate_seconds", lambda *a, **k: (84.0, 0.5))
+    line = ev._work_line(model, params, x, K, 5, 256, "eval_k20.partial.npz")
+    assert "about 1 min 24 s on this device" in line and "(the first ends in about 14 s)" in line
+
+
+@pytest.mark.parametrize("enabled, terminal, lines, shown", [(True, True, True, "bar"), (True, False, True, "lines"),
+                                                             (True, False, False, None), (False, True, True, None),
+                                                             (False, False, True, None)])
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch, enabled, terminal, lines, shown):
+    from gvae.training.events import ProgressLines, progress_bar
+    from tests.test_cli import Terminal
+    stderr = Terminal() if terminal else __import__("io").StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    bar = progress_bar(enabled, 40, "work", lines=lines)
+    for _ in range(40):
+        bar.update(1)
+    bar.close()
+    assert isinstance(bar, ProgressLines) == (shown == "lines")
+    text = stderr.getvalue()
+    assert ("40/40" in text) == (shown == "bar") and (text.count("\n") == 10) == (shown == "lines")
+    assert (text == "") == (shown is None)

@@ -346,17 +346,23 @@ def test_refinement_never_leaves_a_point_worse_than_its_encoder():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-def test_the_progress_bar_ends_at_the_steps_taken(capsys):
-    """A refinement that stops at a plateau before max_steps: the bar's last count and total are the steps
-    that ran (3 here, one before each of three restarts), not max_steps."""
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_progress_bar_ends_at_the_steps_taken(capsys, monkeypatch, terminal):
+    """A refinement that stops at a plateau before max_steps: the bar's last count and total (off a
+    terminal: its last line's) are the steps that ran (3 here, one before each of three restarts), not
+    max_steps."""
     model = VAE(N, D, [], "tanh", "diagonal", "gaussian", np.float32)
     params = model.new_params(np.random.default_rng(0)).views
     x = np.random.default_rng(1).standard_normal((2, N)).astype(np.float32)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: terminal)
     _, refinements = inference_gaps(model, params, x, np.random.default_rng(0), iw_samples=4, progress=True,
                                     options=RefineOptions(lr=1e30, decay=0.5, max_decays=2, max_steps=50))
     assert refinements[0]["steps"] == 3
     last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
-    assert " 3/3 " in last and "/50" not in last
+    if terminal:
+        assert " 3/3 " in last and "/50" not in last
+    else:
+        assert last.startswith("refining q for 2 points: 3 of 3 steps (100%) in ")
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")

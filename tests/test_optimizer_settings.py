@@ -124,7 +124,7 @@ def test_bad_values_are_refused_before_any_work(tmp_path, capsys, flag, value, e
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--out", str(tmp_path / "r"), flag, value])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"gvae train: error: argument {flag}: {expected}"
+    assert capsys.readouterr().err == f"gvae: error: argument {flag}: {expected} (see gvae train --help)\n"
     assert not (tmp_path / "r").exists()
 
 

@@ -260,7 +260,24 @@ def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
     assert (mutual.get_y(), mutual.get_height()) == (0.0, 6.5)
     assert (marginal.get_y(), marginal.get_height()) == (6.5, 13.5)
     assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"] == [6.9]
-    assert ax.get_ylim()[1] > 20.3 and "layer 1" in ax.get_xticklabels()[0].get_text()
+    assert ax.get_ylim()[1] > 20.3 and ax.get_xticklabels()[0].get_text() == "z2 (chain)"  # the top layer, as z2
+
+
+def test_the_layers_are_named_as_the_readme_numbers_them(tmp_path, drawn):
+    """z1, z2 from the bottom (the README's names, gvae train's "stochastic layer 1, 2"), z for one layer: the
+    pictures and gvae analyze's lines said "layer 0" and "layer 1", analysis.json's index."""
+    from gvae.training.analysis import describe_surgery
+    layers = [{"layer": i, "activity": [0.5] * 4, "activity_threshold": 0.01, "active_units": 4, "latent": 4,
+               "posterior": "chain", "surgery": None} for i in range(2)]
+    plots.plot_unit_activity({"layers": layers, "posterior": "chain", "latent": [4, 4]}, tmp_path / "unit_activity.png")
+    assert [ax.get_xlabel() for ax in drawn["unit_activity.png"].axes] == [
+        "latent unit of z1 (chain, d = 4)", "latent unit of z2 (chain, d = 4)"]
+    plots.plot_unit_activity({"layers": layers[:1], "posterior": "chain", "latent": 4}, tmp_path / "one.png")
+    assert [ax.get_xlabel() for ax in drawn["one.png"].axes] == ["latent unit of z (chain, d = 4)"]
+    surgery = {"n_points": 10, "log_n": 2.3, "mean_kl": 2.0, "mutual_information": 1.5, "mutual_information_sem": 0.1,
+               "marginal_kl": 0.5, "marginal_kl_sem": 0.1}
+    assert describe_surgery({**layers[1], "surgery": surgery}, 2).startswith("ELBO surgery of z2, 10 points: ")
+    assert describe_surgery({**layers[0], "surgery": surgery}, 1).startswith("ELBO surgery, 10 points: ")
 
 
 def test_titles_break_between_phrases_and_fit(tmp_path, drawn):

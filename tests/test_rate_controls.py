@@ -9,6 +9,7 @@ from gvae.io.files import read_jsonl
 from gvae.model import VAE
 from gvae.model.objectives import elbo_terms, training_loss
 from gvae.training import TrainConfig, train
+from gvae.training.config import largest_rate_control
 from tests.gradcheck import check_vjp
 from tests.helpers import make_data
 
@@ -82,3 +83,47 @@ def test_bad_values_are_refused_naming_the_flag(flags, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--out", str(tmp_path / "run"), *flags])
     assert e.value.code == 2 and named in capsys.readouterr().err
+
+
+# Rate controls beyond what the training dtype holds: refused in one line before any work (they trained to
+# exit 3 with the advice "a lower learning rate", printing NumPy's overflow warnings even under --quiet).
+
+@pytest.mark.parametrize("flags, named", [(["--beta", "1e308"], "beta 1e+308"), (["--beta", "1e20"], "beta 1e+20"),
+                                          (["--target-rate", "1e308"], "target_rate 1e+308"),
+                                          (["--mmd", "1e30"], "mmd 1e+30")])
+def test_rate_controls_beyond_the_dtype_are_one_line_before_any_work(flags, named, tmp_path, data_file, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data_file), "--out", str(out), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"gvae: error: invalid training configuration: {named} is "
+                                                   "beyond float32 training: ") and "at most 1e+13" in err, err
+    assert not out.exists()
+
+
+def test_the_bound_follows_the_dtype():
+    assert largest_rate_control("float32") == 1e13 and largest_rate_control("float64") == 1e148
+    for name in ("beta", "mmd", "target_rate"):
+        TrainConfig(**{name: 1e13})  # the bound itself is taken
+        with pytest.raises(ValueError, match=f"{name} 2e\\+13 is beyond float32 training"):
+            TrainConfig(**{name: 2e13})
+        TrainConfig(**{name: 1e30}, dtype="float64")
+
+
+@pytest.mark.parametrize("setting", [dict(beta=1e13, mmd=1e13), dict(target_rate=1e13)])
+def test_training_at_the_bound_stays_finite(setting, tmp_path):
+    """At the bound, with both weights there at once, no step has a non-finite loss or gradient."""
+    cfg = TrainConfig(latent=4, hidden=(32,), epochs=2, batch_size=20, **setting)
+    summary = train(cfg, make_data(), tmp_path, progress=False, quiet=True)
+    assert summary["skipped_steps"] == 0 and np.isfinite(summary["test_elbo"])
+
+
+def test_non_finite_steps_print_no_numpy_warnings(tmp_path, data_file, capsys):
+    """The loop finds non-finite steps itself and says so in one line: NumPy's overflow and invalid-value
+    warnings from the steps before it are not printed (--quiet printed them)."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = main(["train", "--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size",
+                   "40", "--epochs", "1", "--lr", "1e30", "--quiet", "--out", str(tmp_path / "run")])
+    assert rc == 3 and "training diverged in epoch 1" in capsys.readouterr().err
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []

@@ -888,3 +888,24 @@ def test_the_band_kernels_on_three_threads_give_what_one_gives(monkeypatch):
     assert splits == [1] * len(calls) + [3] * len(calls), splits  # every call past the threshold
     for one, three in zip(results[1], results[3]):
         np.testing.assert_array_equal(one, three)
+
+
+def test_a_workers_python_task_runs_under_its_callers_floating_point_error_state():
+    """np.errstate is the calling thread's own; a Python task handed to a worker takes the caller's, so a
+    Trainer's silenced overflows stay silent on its workers and nobody else's warnings are touched."""
+    seen = []
+
+    def task():
+        seen.append(np.geterr()["over"])
+
+    before = kernels.get_threads()
+    kernels.set_threads(2)
+    try:
+        for mode in ("ignore", "raise"):
+            seen.clear()
+            with np.errstate(over=mode):
+                threads.run([task, task])
+            assert seen == [mode, mode]
+        assert np.geterr()["over"] == "warn"
+    finally:
+        kernels.set_threads(before)

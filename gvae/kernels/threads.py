@@ -27,6 +27,8 @@ import queue
 import threading
 import time
 
+import numpy as np
+
 from . import worker_cpu
 
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
@@ -75,6 +77,7 @@ class _Worker:
         self.posted = 0
         self.task = None  # kept (with the arrays whose addresses are on the board) until collected
         self.count = None  # the count of the call being run, the one its Python task sees (get_threads)
+        self.errstate = {}  # the caller's np.geterr(), under which its Python task runs
         self.error = None
         self.lock = threading.Lock()
         self.sleeping = False
@@ -92,8 +95,10 @@ class _Worker:
             if kind == worker_cpu.PYTHON:
                 try:
                     # A task is a piece of its caller's call: the kernels it calls cut as the caller's would.
+                    # NumPy's floating-point error state too (np.errstate holds in its own thread only).
                     _own_count.set(self.count)
-                    self.task()
+                    with np.errstate(**self.errstate):
+                        self.task()
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                     self.error = exc
                 finished = int(board[worker_cpu.POSTED])  # reported by serve, once the GIL is released
@@ -242,8 +247,9 @@ def run(tasks):
             workers.append(_Worker(f"gvae-worker-{len(workers) + 1}"))
         busy = workers[:len(tasks) - 1]
         natives = [getattr(task, "native", None) for task in tasks[1:]]  # all of them before any is posted
+        errstate = np.geterr() if None in natives else None  # for the tasks that run in Python
         for worker, task, native in zip(busy, tasks[1:], natives):
-            worker.count = count  # before the post: the worker reads it once the task is published
+            worker.count, worker.errstate = count, errstate  # before the post: read once the task is published
             worker.post(task, native)
         error = None
         try:

@@ -491,7 +491,7 @@ def silence_logging():
 
 def _execute(distributed, sweep, jobs, scheduler, workers, failures):
     """Run the jobs as Dask tasks, reporting each as it ends; returns the updated failures."""
-    from tqdm import tqdm
+    from ..training.events import progress_bar
 
     if scheduler is None:
         workers = min(workers or max(1, available_cores() // sweep.threads), len(jobs))
@@ -499,9 +499,10 @@ def _execute(distributed, sweep, jobs, scheduler, workers, failures):
               flush=True)
     client, cluster = _connect(distributed, scheduler, workers)
     # Progress in epochs, read from the runs' own files (each run trains --quiet in a process of its own):
-    # a bar over the runs alone would stand still for the hours a run takes.
-    bar = tqdm(total=sum(run.config.epochs for run in sweep.runs), initial=epochs_done(sweep), unit="epoch",
-               desc="sweep", file=sys.stderr, dynamic_ncols=True)
+    # a bar over the runs alone would stand still for the hours a run takes. Off a terminal, no bar: the
+    # line per run as it ends says it there.
+    bar = progress_bar(True, sum(run.config.epochs for run in sweep.runs), "sweep", unit="epoch",
+                       initial=epochs_done(sweep), lines=False, dynamic_ncols=True)
     ended = threading.Event()
     watcher = threading.Thread(target=_follow_epochs, args=(sweep, bar, ended), daemon=True)
     watcher.start()

@@ -109,7 +109,7 @@ def describe_surgery(layer, n_layers):
     """The line ``gvae analyze`` prints for the ELBO surgery of a layer of ``analysis.json`` (of a model
     with ``n_layers`` stochastic layers)."""
     s = layer["surgery"]
-    where = f" of layer {layer['layer']}" if n_layers > 1 else ""
+    where = f" of z{layer['layer'] + 1}" if n_layers > 1 else ""  # the README's names (the file's index is from 0)
     note = f" ({s['points_note']})" if "points_note" in s else ""
     return (f"ELBO surgery{where}, {s['n_points']} points{note}: mean KL {s['mean_kl']:.2f} = mutual information "
             f"{_with_error(s, 'mutual_information')} (at most log N = {s['log_n']:.2f}) + marginal KL "

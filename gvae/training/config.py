@@ -8,6 +8,8 @@ default is written once, here."""
 import dataclasses
 import math
 
+import numpy as np
+
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
 from ..model.vae import INFERENCE, MERGES, layer_family, layer_widths
@@ -34,6 +36,18 @@ def _number_parser(kind, noun, strict, most=None):
         return v
     parse.__name__ = noun.replace(" ", "_").replace("-", "_")
     return parse
+
+
+def largest_rate_control(dtype):
+    """The largest --beta, --mmd and --target-rate a run in ``dtype`` ("float32", "float64") takes."""
+    # A weight W (beta, mmd) scales its term's gradient, and the step squares the gradient in the training
+    # dtype (the norm's per-block sums, Adam's second moment): W times a gradient entry must stay below
+    # sqrt(max), 1.8e19 in float32, or every step is non-finite (beta 3e19 was, on the smallest model).
+    # The terms' gradient entries are below 1 per unit weight at the start (784-500-500-16 on MNIST-sized
+    # data); the bound leaves them a factor 1e6 of growth: sqrt(max) / 1e6, rounded down to a power of ten
+    # (1e13 in float32, 1e148 in float64). A target rate S enters the loss at its own size (|S - R|), so it
+    # is held to the same bound.
+    return 10.0 ** (math.floor(math.log10(math.sqrt(float(np.finfo(dtype).max)))) - 6)
 
 
 positive_int = _number_parser(int, "positive integer", strict=True, most=MOST)
@@ -297,6 +311,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise _invalid(msg)
+        self._check_rate_controls()
         self._check_layers(len(hidden))
         self._check_task()
         # config.json's form: the widths once when every layer has the same, else a list per layer.
@@ -334,6 +349,15 @@ class TrainConfig:
         for i, pair in zip(on_lattice, pairs):
             shapes[i] = pair
         return tuple(shapes)
+
+    def _check_rate_controls(self):
+        """beta, mmd and target_rate within what training in the run's dtype holds."""
+        most = largest_rate_control(self.dtype)
+        for name in ("beta", "mmd", "target_rate"):
+            value = getattr(self, name)
+            if value is not None and value > most:
+                raise _invalid(f"{name} {value:g} is beyond {self.dtype} training: beta, mmd and target_rate must be "
+                               f"at most {most:g} with dtype {self.dtype} (beyond it the training steps overflow)")
 
     def _check_task(self):
         """A classify run's settings: one stochastic layer, the VIB objective alone, no observation model."""

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import kernels
 from ..kernels import array_module, device_of, generator, to_device, to_host
@@ -22,7 +21,7 @@ from ..kernels.threads import blocks, over_blocks
 from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
 from ..model.objectives import elbo, log_weights
-from .events import duration
+from .events import about, progress_bar
 
 PARTIAL_FORMAT = 1  # of the partial file's content; a file of another format is started over
 SAVE_SECONDS = 30.0  # between two writes of an evaluation's progress (a batch of K = 5000 takes ~25 s)
@@ -113,8 +112,8 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     # The rate and the time left from the whole run's average (smoothing=0): the work is the same pass over
     # and over, and tqdm's default moving average showed 112-113K samples/s where the pass did 125K
     # (2-core Zen 4), after a dip of a second.
-    bar = tqdm(total=n * n_samples, initial=done * n_samples, unit="sample", unit_scale=True, smoothing=0,
-               disable=not progress, file=sys.stderr, desc=f"log p(x), K={n_samples}")
+    bar = progress_bar(progress, n * n_samples, f"log p(x), K={n_samples}", unit="sample", initial=done * n_samples,
+                       unit_scale=True, smoothing=0)
     logw = xp.empty((n_samples, batch_size), dtype=np.float64)
     try:
         for start in range(done, n, batch_size):
@@ -249,10 +248,10 @@ def _work_line(model, params, x, n_samples, batch_size, memory_mb, partial):
     seconds, trial = estimate_seconds(model, params, x, n_samples, batch_size, memory_mb)
     per_batch = seconds * min(batch_size, n) / n
     batches = -(-n // batch_size)
-    kept = (f"; an interruption keeps the batches done in {Path(partial).name} (the first ends in about "
-            f"{duration(per_batch)})" if partial is not None else "")
+    kept = (f"; an interruption keeps the batches done in {Path(partial).name} (the first ends in "
+            f"{about(per_batch)})" if partial is not None else "")
     return (f"log p(x): {n:,} images x {n_samples:,} samples = {n * n_samples:,} decoder passes in {batches:,} "
-            f"batch{'es' if batches > 1 else ''} of {min(batch_size, n)}: about {duration(seconds)} on this "
+            f"batch{'es' if batches > 1 else ''} of {min(batch_size, n)}: {about(seconds)} on this "
             f"device (an estimate from a {trial:.1f} s trial){kept}")
 
 

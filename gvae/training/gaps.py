@@ -15,16 +15,14 @@ the importance-sampled estimate with the equal mixture of q_amortised and q* as 
 better of the two proposals). The IWAE bounds L_K of each proposal alone come from the same samples and
 are reported beside it.
 """
-import sys
-
 import numpy as np
-from tqdm import tqdm
 
 from .. import kernels
 from ..kernels import array_module, to_host
 from ..model.local import encoder_heads
 from ..model.proposals import mixture_log_weights, proposal_terms
 from .evaluate import sample_chunk
+from .events import progress_bar
 from .refine import RefineOptions, refine_heads
 
 POSTERIORS = ("amortised", "refined")  # the two proposals, in this order
@@ -83,8 +81,7 @@ def inference_gaps(model, params, x, rng, iw_samples=1000, options=RefineOptions
     parts = []
     refinements = []
     n_batches = -(-n // batch_size)
-    bar = tqdm(total=n_batches * options.max_steps, unit="step", disable=not progress, file=sys.stderr,
-               desc=f"refining q for {n} points")
+    bar = progress_bar(progress, n_batches * options.max_steps, f"refining q for {n} points", unit="step")
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size]
         amortised = array_module(xb).ascontiguousarray(encoder_heads(model, params, xb))

@@ -22,11 +22,9 @@ import contextlib
 import dataclasses
 import hashlib
 import math
-import sys
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import kernels
 from ..autodiff import value_and_grad
@@ -39,7 +37,7 @@ from .batching import batches, epoch_batches
 from .classify import TEST_SAMPLES, classifier_scores, labels_of
 from .config import RESUMABLE, learning_rate
 from .evaluate import dataset_elbo
-from .events import Console, tell
+from .events import Console, progress_bar, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
 from .runs import EVAL_SEED, bits_per_dim, build_model, fixed_eval_sets
@@ -84,6 +82,15 @@ def _first_non_finite(loss, grads):
         if not bool(array_module(g).isfinite(g).all()):
             return f"the gradient of {name}"
     return "the gradient norm"
+
+
+def _no_floating_point_warnings():
+    """Within it, NumPy's warnings of overflows, invalid values and divisions by zero are not shown. The loop
+    checks every step's loss and gradient and every epoch's health itself and names what was not finite in
+    its own message; NumPy's warnings of the same values came before it, once per line of code, even under
+    --quiet. np.errstate: the calling thread's own state (a context variable), which gvae's workers take
+    for the tasks they run for it; a warnings filter would be the whole process's, for every thread."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
 
 class Trainer:
@@ -248,8 +255,8 @@ class Trainer:
         n_batches = -(-len(self.train_x) // cfg.batch_size)
         sums = np.zeros(3)
         seen = 0
-        bar = tqdm(total=n_batches, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", disable=not self.progress,
-                   leave=False, file=sys.stderr)
+        # Off a terminal no bar: the Console's line per epoch says it there.
+        bar = progress_bar(self.progress, n_batches, f"epoch {state.epoch + 1}/{cfg.epochs}", lines=False, leave=False)
         for i, (x, y) in enumerate(self.epoch_data()):
             result = self.step(x, self.kl_weight(state.epoch + i / n_batches), y)
             bar.update(1)
@@ -365,6 +372,7 @@ class Trainer:
         with contextlib.ExitStack() as stack:
             # From Python as from the command: one kernel thread per core unless set_threads chose.
             stack.enter_context(cores_unless_set())
+            stack.enter_context(_no_floating_point_warnings())
             for listener in events:
                 stack.enter_context(listener.running(self))
             tell(events, "started", self)
