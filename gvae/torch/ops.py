@@ -167,12 +167,12 @@ def _autograd(name, setup_context, backward, jvp):
 
 
 def _plain(tensors):
-    """Whether a call on ``tensors`` outside torch.func may skip PyTorch's dispatcher: CPU tensors of the
-    base class (no fake, functional or batched wrapper), nothing that intercepts operators (torch.compile,
-    a dispatch or function mode) and no forward-mode AD (a ``dual_level``, whose tangents only the
-    operator's Autograd kernel carries)."""
-    if (torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack()
-            or torch._C._len_torch_function_stack() or _forward_ad._current_level >= 0):
+    """Whether a call on ``tensors`` outside torch.compile and torch.func may skip PyTorch's dispatcher:
+    CPU tensors of the base class (no fake, functional or batched wrapper), nothing that intercepts
+    operators (a dispatch or function mode) and no forward-mode AD (a ``dual_level``, whose tangents only
+    the operator's Autograd kernel carries)."""
+    if (torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack()
+            or _forward_ad._current_level >= 0):
         return False
     for t in tensors:  # a loop and is_cpu rather than all(...) and device.type: 2-3 us less a call
         if type(t) is not torch.Tensor or not t.is_cpu:
@@ -193,8 +193,9 @@ def _call(name, *args):
     torch.func transform the operator's Function is applied from the top; anything else that traces
     goes through the operator."""
     if torch.compiler.is_compiling():
-        # First: Dynamo cannot trace the functorch query below. The checks traced in Python, where Dynamo lets gvae's own exception reach the caller (raised from
-        # the fake implementation, it would come wrapped in Dynamo's TorchRuntimeError).
+        # Before the functorch query below, which Dynamo cannot trace. The checks run in the traced Python,
+        # where Dynamo lets gvae's own exception reach the caller (raised from the fake implementation, it
+        # would come wrapped in Dynamo's TorchRuntimeError).
         _FAKE[name](*args)
         return _OPS[name](*args)
     if torch._C._are_functorch_transforms_active():
