@@ -3,15 +3,21 @@
 Numba picks a cached kernel's data file name from the index it read, so two processes that compile two
 signatures of one kernel together could both write data file 1, and the index of one would point at the
 other's code. conftest.py's warm-up does exactly this on a cold cache (one process per core, dtypes split
-among them), and CI once failed so: every float64 call of band_outer raised "can't unbox array"."""
+among them), and CI once failed so: every float64 call of band_outer raised "can't unbox array".
+
+Compiling on a cold cache is announced (issue 50, a silent 345 s), and a cache hit is silent; a script that
+imports another copy of gvae than the tests (whose cache is its own) is found."""
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gvae.kernels.jit import CACHING
+
+ROOT = Path(__file__).resolve().parents[1]
 
 KERNEL = """\
 from gvae.kernels.jit import jit
@@ -113,3 +119,107 @@ def test_a_c_entry_is_compiled_once_and_loaded_from_the_cache_after(tmp_path):
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert [r.stdout.split() for r in runs] == [["42", "0"], ["42", "1"]]
+
+
+# Two kernels, one calling the other, called for the dtype given; with "quiet", gvae's loggers set to WARNING
+# first, with "logged", logging configured at INFO.
+ANNOUNCED_KERNEL = """\
+from gvae.kernels.jit import jit
+
+
+@jit
+def inner(x):
+    return x.sum()
+
+
+@jit
+def outer(x):
+    return inner(x) * 2
+"""
+
+ANNOUNCED = """\
+import logging, sys
+import numpy as np
+if sys.argv[3] == "quiet":
+    logging.getLogger("gvae").setLevel(logging.WARNING)
+elif sys.argv[3] == "logged":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+sys.path.insert(0, sys.argv[1])
+import announcedkernel
+print(float(announcedkernel.outer(np.arange(5).astype(sys.argv[2]))))
+"""
+
+
+@pytest.mark.slow
+def test_compiling_is_announced_before_and_after_and_a_cache_hit_says_nothing(tmp_path):
+    """Issue 50: a cold cache compiled for minutes without a word. The first process says what it compiles
+    and where, then how many kernels took how long; the next, loading them, says nothing; a level set on
+    gvae's logger silences it, and logging configured by the application carries it."""
+    if not CACHING:
+        pytest.skip("Numba cannot cache gvae's kernels on this machine")
+    (tmp_path / "announcedkernel.py").write_text(ANNOUNCED_KERNEL)
+
+    def run(dtype, mode="plain"):
+        done = subprocess.run([sys.executable, "-c", ANNOUNCED, str(tmp_path), dtype, mode], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and float(done.stdout) == 20.0, done.stderr
+        return done.stderr.splitlines()
+
+    first = run("float32")
+    assert len(first) == 2, first
+    assert first[0].startswith("gvae: compiling Numba kernels for float32 that are not in the cache yet, into "
+                               f"{tmp_path / '__pycache__'} (")
+    assert first[1].startswith("gvae: compiled 2 Numba kernels in ") and first[1].endswith(" s; later runs load "
+                                                                                             "them from the cache")
+    assert run("float32") == []            # both loaded from the cache
+    assert run("float64", "quiet") == []   # compiled, silenced
+    logged = run("int64", "logged")
+    assert [line.split(":")[0] for line in logged] == ["INFO gvae.kernels.jit"] * 2, logged
+    assert "compiling Numba kernels that are not in the cache yet" in logged[0]
+    assert run("int64") == [] and run("float64") == []
+
+
+def test_a_script_importing_another_copy_of_gvae_is_found(tmp_path, monkeypatch):
+    """Issue 50: after the suite, examples/torch_banded_vae.py compiled its kernels again (151 s): a script
+    imports the installed gvae, the tests the clone's, and another copy has a Numba cache of its own.
+    conftest.py says so before a run; here the other copy comes first on the path."""
+    from tests.warm_kernels import script_package
+    other = tmp_path / "site" / "gvae"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(other.parent))
+    assert script_package(ROOT) == other
+
+
+# One training step of examples/torch_banded_vae.py's VAE for each banded posterior, and its evaluation.
+EXAMPLE_STEP = """\
+import importlib.util, sys
+import torch
+spec = importlib.util.spec_from_file_location("torch_banded_vae", sys.argv[1])
+example = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(example)
+torch.manual_seed(0)
+x = (torch.rand(8, 784) < 0.3).float()
+for posterior in ("chain", "extgrid"):
+    model = example.VAE(posterior, latent=16, hidden=(16,))
+    example.train_step(model, torch.optim.Adam(model.parameters()), x)
+    example.mean_elbo(model, x, 0)
+"""
+
+
+@pytest.mark.slow
+def test_the_pytorch_examples_step_compiles_nothing_the_warm_up_did_not(tmp_path):
+    """The kernels of the PyTorch example (gvae.torch on float32 tensors, through the band fronts' read-only
+    views) are those the warm-up's float32 band calls compile (tests/warm_kernels.py): after them a new
+    process loads every one from the cache, where a signature of its own (another dtype, layout or
+    writability) would compile again, announced on stderr."""
+    pytest.importorskip("torch")
+    if not CACHING:
+        pytest.skip("Numba cannot cache gvae's kernels on this machine")
+    warm = subprocess.run([sys.executable, "-c", "import numpy as np; from tests.warm_kernels import _band; "
+                           "_band(np.float32)"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert warm.returncode == 0, warm.stderr
+    step = subprocess.run([sys.executable, "-c", EXAMPLE_STEP, str(ROOT / "examples" / "torch_banded_vae.py")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert step.returncode == 0, step.stderr
+    assert "gvae: compil" not in step.stderr, step.stderr

@@ -5,7 +5,9 @@ Numba compiles a kernel in the process that first calls it and caches it on disk
 pytest-xdist worker would compile the same kernels for itself (most of a cold run's time); conftest.py
 instead starts one of these processes per worker before the workers start, each compiling a share, so the
 workers find the cache warm. A kernel these calls miss still compiles where a test first calls it."""
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -78,6 +80,19 @@ def _activations(dtype):
 
 GROUPS = [(_band, np.float64), (_band, np.float32), (_model, np.float32), (_model, np.float64),
           (_band_lanes, np.float64), (_band_lanes, np.float32), (_activations, np.float32), (_activations, np.float64)]
+
+
+def script_package(root):
+    """The folder of the gvae that a script in ``root/examples`` imports (found, not imported), or None.
+    The tests import the clone's (``root/gvae``: pytest puts ``root`` on the path); a script imports the
+    installed one, which is the clone's only with ``pip install -e .``. Numba caches kernels beside their
+    source, so another copy (a plain install, an editable install's strict link tree) has a cache of its
+    own, cold whatever the tests compiled: issue 50 saw the PyTorch example's first epoch take 151 s."""
+    found = subprocess.run([sys.executable, "-c", "import importlib.util as u; s = u.find_spec('gvae'); "
+                            "print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')"],
+                           cwd=Path(root) / "examples", capture_output=True, text=True, timeout=60)
+    folder = found.stdout.strip()
+    return Path(folder) if found.returncode == 0 and folder else None
 
 
 def main(part, parts):

@@ -16,17 +16,30 @@ cache files under a shared ``flock`` of their folder's lock file and writes them
 (:class:`_LockedCacheFile`); dropping the stale cache takes the exclusive locks too. The C entries of
 :mod:`native_cpu` (Numba ``cfunc``) are compiled and cached the same way (:func:`compile_entry`).
 gvae sets no environment variable and changes no Numba setting.
+
+Compiling takes minutes on a cold cache, so it is announced (:class:`_Compilations`): when a kernel misses
+the cache, one line says what compiles and where it is cached, and when the burst of compilation is over
+(no kernel compiling for a second), one line says how many kernels took how long. A cache hit says
+nothing. The lines are INFO records of the logger ``gvae.kernels.jit``: where the application configured
+logging they go through it (and its levels decide); where it configured none they go to stderr, unless a
+level set on a logger of gvae turns INFO off. ``logging.getLogger("gvae").setLevel(logging.WARNING)``
+silences them.
 """
+import atexit
 import contextlib
 import glob
 import hashlib
+import logging
 import os
+import sys
+import threading
+import time
 import warnings
 
 from numba import config, njit
 
 from .shared_files import file_lock, replace_text, writable_folder
-from .numba_compat import compile_cfunc, numba_user_cache_dir, wrap_cache_file
+from .numba_compat import compile_cfunc, numba_user_cache_dir, wrap_cache_file, wrap_compile
 
 __all__ = ["jit", "compile_entry", "CACHING", "cache_is_cold"]
 
@@ -95,6 +108,114 @@ def _cache_lock(folder, exclusive):
     return file_lock(os.path.join(folder, _LOCK), exclusive)
 
 
+_LOG = logging.getLogger(__name__)
+# A burst of compilation is over when no kernel has compiled for this long: the kernels of a training
+# step compile one front-end call after another, a few milliseconds of Python apart.
+_QUIET_SECONDS = 1.0
+# What a cold cache costs, for the first line. Measured: examples/torch_banded_vae.py's first epoch took
+# 30.5 s on a cold cache against 0.7 s warm (float32 band kernels, 2-vCPU Xeon, Emerald Rapids); issue 50
+# saw 151 s against 10 s on the 2-core Zen 5, and tests/warm_kernels.py's whole set (both dtypes, two
+# processes) took 345 s there.
+_ESTIMATE = "a training step's kernels take 0.5-3 min on 2 cores"
+
+
+def _channel():
+    """Where the lines go: ``_LOG.info`` where the application configured logging (its levels decide),
+    else ``print`` to stderr, or None where a level set on a logger of gvae turns INFO off. Unconfigured,
+    Python's logging would drop INFO, and a silent wait of minutes is what the lines are for."""
+    if _LOG.hasHandlers():
+        return _LOG.info
+    if _LOG.manager.disable >= logging.INFO:
+        return None
+    logger = _LOG
+    while logger is not None and logger is not logging.root:
+        if logger.level:
+            if logger.level > logging.INFO:
+                return None
+            break
+        logger = logger.parent
+    return lambda message: print(message, file=sys.stderr, flush=True)
+
+
+class _Compilations:
+    """The announcement of compilation in this process. A compile call of a gvae kernel (:func:`jit`'s
+    dispatchers, :func:`compile_entry`) is :meth:`session`, nested ones included; a signature missing from
+    the cache (:meth:`missed`) opens a burst, with a line naming the dtype and the cache folder (through
+    :func:`_channel`, chosen then for the burst's two lines: pytest's logging, say, gone by exit); each kernel
+    written to the cache (:meth:`saved`) is counted; the burst closes :data:`_QUIET_SECONDS` after the last
+    outermost session ended with none begun since (a timer thread), or when the process exits before, with
+    a line giving the count and the time from the first miss to the end of the last session."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0        # compile calls under way (waiting for Numba's lock included)
+        self._start = None     # the burst's first miss (perf_counter), None outside a burst
+        self._end = 0.0        # when the last outermost session ended
+        self._compiled = 0
+        self._say = None       # the burst's channel
+        self._timer = None
+        self._at_exit = False  # _close_now registered with atexit
+
+    @contextlib.contextmanager
+    def session(self):
+        with self._lock:
+            self._depth += 1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._start is not None:
+                    self._end = time.perf_counter()
+                    self._timer = threading.Timer(_QUIET_SECONDS, self._close)
+                    self._timer.daemon = True  # the process need not wait for it: _close_now says it at exit
+                    self._timer.start()
+
+    def missed(self, sig, folder):
+        with self._lock:
+            if self._start is not None:
+                return
+            self._start, self._compiled, self._say = time.perf_counter(), 0, _channel()
+            first, self._at_exit, say = not self._at_exit, True, self._say
+        if first:
+            atexit.register(self._close_now)
+        # a dispatcher's signature is a tuple of types, a C entry's a Signature (its .args)
+        args = getattr(sig, "args", sig)
+        dtypes = sorted({str(t.dtype) for t in args if str(getattr(t, "dtype", "")).startswith("float")})
+        what = f" for {', '.join(dtypes)}" if dtypes else ""
+        if say is not None:
+            say(f"gvae: compiling Numba kernels{what} that are not in the cache yet, into {folder} (once, after "
+                f"an install or an update of gvae; {_ESTIMATE})")
+
+    def saved(self):
+        with self._lock:
+            self._compiled += 1
+
+    def _close(self):
+        with self._lock:
+            if self._depth or self._start is None:  # a session began meanwhile: it closes the burst
+                return
+            count, seconds, say = self._compiled, self._end - self._start, self._say
+            self._start, self._timer = None, None
+        if count and say is not None:  # none compiled: the compilation failed, and the error said so
+            say(f"gvae: compiled {count} Numba kernel{'s' if count != 1 else ''} in {seconds:.1f} s; "
+                "later runs load them from the cache")
+
+    def _close_now(self):
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+        self._close()
+
+
+_COMPILATIONS = _Compilations()
+if hasattr(os, "register_at_fork"):  # a child starts outside any burst, with a lock nobody holds
+    os.register_at_fork(after_in_child=_COMPILATIONS.__init__)
+
+
 class _LockedCacheFile:
     """Numba's reader and writer of one kernel's cache files (index and data, in ``folder``), each call
     under the folder's lock: a save (read the index, pick a data file name, write both) is one step for
@@ -105,11 +226,15 @@ class _LockedCacheFile:
 
     def load(self, key):
         with _cache_lock(self._folder, exclusive=False):
-            return self._files.load(key)
+            data = self._files.load(key)
+        if data is None:  # Numba compiles this signature next
+            _COMPILATIONS.missed(key[0], self._folder)
+        return data
 
     def save(self, key, data):
         with _cache_lock(self._folder, exclusive=True):
             self._files.save(key, data)
+        _COMPILATIONS.saved()
 
     def flush(self):
         with _cache_lock(self._folder, exclusive=True):
@@ -139,8 +264,8 @@ def cache_is_cold():
 def jit(fn=None, **options):
     """``numba.njit`` with ``cache`` set to :data:`CACHING` (callers may still pass ``cache=False``) and
     ``nogil``, so that gvae's threads (:mod:`threads`) run kernels side by side; a cached kernel's files
-    are read and written under their folder's lock (:class:`_LockedCacheFile`). ``@jit`` or
-    ``@jit(**options)``."""
+    are read and written under their folder's lock (:class:`_LockedCacheFile`), and its compilation is
+    announced (:class:`_Compilations`). ``@jit`` or ``@jit(**options)``."""
     if fn is None:
         return lambda f: jit(f, **options)
     options.setdefault("cache", CACHING)
@@ -148,10 +273,20 @@ def jit(fn=None, **options):
     dispatcher = njit(**options)(fn)
     if options["cache"]:
         wrap_cache_file(dispatcher, _LockedCacheFile)
+        wrap_compile(dispatcher, _announced)
     return dispatcher
+
+
+def _announced(compile):
+    """A dispatcher's ``compile(sig)`` as one session of :data:`_COMPILATIONS`."""
+    def announced(sig):
+        with _COMPILATIONS.session():
+            return compile(sig)
+    return announced
 
 
 def compile_entry(fn, signature, **options):
     """``fn`` compiled now as a C callback of ``signature`` (Numba's ``cfunc``: ``.address``), cached as
     :func:`jit` caches kernels, under the same lock."""
-    return compile_cfunc(fn, signature, _LockedCacheFile if CACHING else None, **options)
+    with _COMPILATIONS.session():
+        return compile_cfunc(fn, signature, _LockedCacheFile if CACHING else None, **options)

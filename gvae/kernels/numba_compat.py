@@ -14,6 +14,9 @@ they were checked: each name has had this path since Numba 0.49; run with 0.68.1
   with ``cache=True`` reads and writes its cache files (``dispatcher._cache._cache_file``, a
   ``numba.core.caching.IndexDataCacheFile`` with ``load(key)``, ``save(key, data)`` and ``flush()``) by
   ``wrap(that object, the folder of its files)``: jit.py puts a lock around it.
+- :func:`wrap_compile` (``dispatcher``, ``wrap``) -> replaces the dispatcher's ``compile(sig)``, which Numba
+  calls (as ``self.compile``) for each signature not yet compiled in the process, top-level or nested in
+  another kernel's compilation, by ``wrap(compile)``: jit.py tells when a burst of compilation ends.
 - :func:`compile_cfunc` (``pyfunc``, ``signature``, ``wrap``, ``**options``) -> ``pyfunc`` compiled as a C
   callback (``numba.core.ccallback.CFunc``: what ``numba.cfunc`` makes, with ``.address``), its cache files
   (when ``wrap`` is given) read and written through ``wrap`` as a dispatcher's are: native_cpu's entries.
@@ -21,7 +24,8 @@ they were checked: each name has had this path since Numba 0.49; run with 0.68.1
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir", "wrap_cache_file", "compile_cfunc"]
+__all__ = ["tuple_setitem", "to_fixed_tuple", "numba_user_cache_dir", "wrap_cache_file", "wrap_compile",
+           "compile_cfunc"]
 
 
 def numba_user_cache_dir():
@@ -32,6 +36,10 @@ def numba_user_cache_dir():
 def wrap_cache_file(dispatcher, wrap):
     cache = dispatcher._cache
     cache._cache_file = wrap(cache._cache_file, cache.cache_path)
+
+
+def wrap_compile(dispatcher, wrap):
+    dispatcher.compile = wrap(dispatcher.compile)
 
 
 def compile_cfunc(pyfunc, signature, wrap=None, **options):
