@@ -50,8 +50,10 @@ os.environ["GVAE_TUNING"] = "off"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")
-    config.addinivalue_line("markers", "slow: over about a second warm (subprocesses, sweeps on Dask, refinements "
-                                       "to convergence); the quick loop leaves them out: -m 'not slow'")
+    config.addinivalue_line("markers", "slow: a case over about half a second warm (subprocesses, sweeps on Dask, "
+                                       "refinements to convergence, training steps, the largest kernels): a "
+                                       "quarter of the tests, over two thirds of the time; the quick loop "
+                                       "leaves them out: -m 'not slow'")
 
 
 @pytest.fixture
@@ -76,22 +78,31 @@ def data_file(tmp_path):
 def pytest_sessionstart(session):
     """On a cold Numba cache, compile the kernels in one process per core (tests/warm_kernels.py), each a
     share, before any test (and any xdist worker) starts: otherwise every worker compiles all of them for
-    itself. Only for runs over whole folders (the README's command), not for single files or tests."""
+    itself. Only for runs over whole folders (the README's command), not for single files or tests. Says
+    so when scripts (the examples) import another copy of gvae than the tests: its cache is its own."""
     config = session.config
     if hasattr(config, "workerinput") or not all(Path(a).is_dir() for a in config.args):
         return
+    root = Path(__file__).resolve().parents[1]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    from tests.warm_kernels import script_package
+    other = script_package(root)
+    if reporter is not None and other is not None and not os.path.samefile(other, root / "gvae"):
+        reporter.write_line(f"gvae: the tests compile the kernels of {root / 'gvae'}, but scripts import the gvae "
+                            f"at {other}, whose Numba cache is its own: they compile again there on first use "
+                            "(pip install -e . makes the two one)")
     from gvae.kernels.jit import cache_is_cold
     if not cache_is_cold():
         return
     from tests.warm_kernels import GROUPS
     parts = max(1, min(len(GROUPS), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                        else os.cpu_count() or 1))
-    root = Path(__file__).resolve().parents[1]
     start = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-m", "tests.warm_kernels", str(i), str(parts)], cwd=root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(parts)]
-    failed = [p.communicate()[1].strip().splitlines()[-1:] for p in procs if p.wait() != 0]
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    # the error's line: the last but gvae's own lines on compiling (the last of them may follow a traceback)
+    failed = [[line for line in p.communicate()[1].strip().splitlines() if not line.startswith("gvae: compil")][-1:]
+              for p in procs if p.wait() != 0]
     if reporter is not None:
         reporter.write_line(f"gvae: compiled the Numba kernels into their cache in {parts} processes, "
                             f"{time.perf_counter() - start:.0f} s"

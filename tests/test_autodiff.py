@@ -10,6 +10,7 @@ from gvae.autodiff import value_and_grad, unbroadcast
 from tests.strategies import arrays
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["linear", "relu", "elu", "tanh", "softplus", "sigmoid"])
 @given(data=st.data())
 def test_dense_fused_forward(activation, data):

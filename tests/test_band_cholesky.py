@@ -77,6 +77,7 @@ def _graph_laplacian(rows, cols, shift):
     return D
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", ["laplacian_1d", "laplacian_2d", "graded"])
 def test_ill_conditioned_matrices(case, dtype):

@@ -117,6 +117,7 @@ def test_band_outer_matches_dense(batch, lead_a, lead_c, S, dtype):
     _close(gL, -2.0 * expected.reshape(gL.shape), dtype, scale=np.max(np.abs(expected)) * 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offsets", [(0, 1), (0, 1, 10), (0, 1, 70, 71, 72), (0, 65, 100), (0, 3, 4)])
 def test_long_blocks_and_parallel_path(offsets):
     # n = 150 with offsets >= 64 takes the blocked substitution; 1200 right-hand sides the threads
@@ -261,6 +262,7 @@ def test_overflow_from_finite_inputs_is_returned():
     assert np.isinf(x).any()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("offsets,n", CASES)
 def test_diag_inv_matches_dense(offsets, n, dtype):
@@ -286,6 +288,7 @@ def test_diag_inv_matches_dense(offsets, n, dtype):
         np.testing.assert_array_equal(L, L0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offsets", [(0, 1), (0, 1, 10), (0, 1, 70, 71, 72), (0, 3, 4)])
 def test_diag_inv_parallel_path(offsets):
     # 40 factors of n = 150: the threads (dense references on a corner of the batch)

@@ -38,6 +38,7 @@ def test_one_factor_gradient_peak_memory_within_bound():
 
 @pytest.mark.parametrize("offsets,n", [((0, 1, 3), 20), ((0, 1, 4, 5, 6), 30), ((0, 2, 7), 25),
                                        ((0, 1, 5, 6, 7, 9), 19)])
+@pytest.mark.slow
 def test_one_lane_and_eight_lane_blocks_match_dense(offsets, n):
     """Both widths of the gradient's lock-step recursion (the dispatch picks one lane only for bands past
     the memory budget, too large for a dense reference, so each variant is called here directly), and the
@@ -124,6 +125,7 @@ def test_segment_rows_fit_the_budget_or_keep_the_fewest_rows(n, W, lanes):
     ((0, 3), 4, (4, 7, 8, 9, 12, 13)),            # two diagonals, each row its own terms
     ((0, 1, 5, 6, 7, 9), 9, (10, 17, 18, 19, 28)),
 ])
+@pytest.mark.slow
 def test_segmented_sweep_matches_one_segment_and_dense(offsets, ks, sizes, dtype):
     """The gradient's sweep in segments of ks rows (n around multiples of ks: n < ks, n = ks - 1, ks,
     ks + 1, several ks) gives bitwise the result of one segment (every row kept), on one lane and on

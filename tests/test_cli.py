@@ -57,6 +57,7 @@ def test_missing_data_file(tmp_path, capsys):
     assert "absent.npz" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "gvae.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("gvae ")
@@ -203,6 +204,7 @@ print(code, numpy.ones(2).sum())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="no per-thread signal mask")
 def test_ctrl_c_while_a_command_loads_numpy_is_a_clean_stop(tmp_path):
     """A Ctrl-C while a command imports NumPy once came out as NumPy's "PyCapsule_Import could not import

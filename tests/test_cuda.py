@@ -237,6 +237,7 @@ def test_band_vector_kernels(offsets, n, dtype):
               rtol=_band_rtol(dtype, n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offsets,n", BAND_CASES)
 def test_band_factor_kernels(offsets, n, dtype):
@@ -270,6 +271,7 @@ SEGMENT_CASES = [((0,), 1), ((0, 1, 6), 31), ((0, 1, 5, 6, 7), 31), ((0, 2, 17, 
                  ((0, 1, 10), 100), ((0, 1, 9, 10, 11), 100), ((0, 1, 2, 3, 17, 18, 19), 100), ((0, 1, 40, 90), 100)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offsets,n", SEGMENT_CASES)
 def test_band_trace_grad_in_segments(offsets, n, dtype, monkeypatch):
@@ -487,6 +489,7 @@ def test_band_cholesky_refusals_match_the_numba_twins():
         kernels.band_cholesky(dev(A), (0, 1, 2, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kernel", ["imq", "rbf"])
 @pytest.mark.parametrize("B,M,d", [(1, 1, 1), (33, 31, 16), (100, 100, 3), (5, 300, 2)])

@@ -289,6 +289,7 @@ def test_band_trace_window_at_other_warp_counts(cp, warps, diag, dtype):
         _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-11)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offsets,n", [((0, 1, 6), 31), ((0, 1, 10, 11, 12), 33), ((0, 1, 2, 3, 17, 18, 19), 100)])
 def test_band_trace_grad_at_every_segment_length(cp, offsets, n, dtype):

@@ -457,6 +457,7 @@ def trained_run(tmp_path_factory):
     return run, path
 
 
+@pytest.mark.slow
 def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
     run, data = trained_run
     rc = main(["analyze", str(run), "--data", str(data), "--points", "5", "--iw-samples", "30",
@@ -517,6 +518,7 @@ def test_analyze_refuses_a_single_test_image(trained_run, capsys):
     assert rc == 2 and err.count("\n") == 1 and "needs at least 2, got 1" in err
 
 
+@pytest.mark.slow
 def test_analyze_with_more_points_than_images_uses_them_all_and_says_so(trained_run, capsys):
     run, data = trained_run
     rc = main(["analyze", str(run), "--data", str(data), "--points", "7", "--limit", "4", "--iw-samples", "5",

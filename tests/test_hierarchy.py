@@ -164,6 +164,7 @@ def test_exact_posterior_gives_log_p_x_in_every_weight(inference):
         np.testing.assert_allclose(value, exact[:4], atol=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_importance_sampling_of_a_hierarchy_converges_from_a_poor_proposal(inference):
     model, params, x, exact = linear_gaussian_hierarchy(inference, seed=4, points=20)
@@ -174,6 +175,7 @@ def test_importance_sampling_of_a_hierarchy_converges_from_a_poor_proposal(infer
     assert errors[2] < 0.02 and errors[2] < errors[1] < errors[0], errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_analytic_and_mc_elbo_agree_in_expectation(inference):
     """The analytic terms (closed-form top KL; closed-form lower KL given z2 top-down, closed-form

@@ -41,6 +41,7 @@ def test_a_hierarchy_trains_evaluates_samples_and_loads(tmp_path, data_file):
     assert "latent (6, 4)" in repr(vae)
 
 
+@pytest.mark.slow
 def test_analyze_reports_every_layer_of_a_hierarchy(tmp_path, data_file, capsys):
     """Active units and the KL term per layer; the layers' rates add up to the rate, and rate plus
     distortion is minus the ELBO; the gaps are left out with the reason (one-layer refinement only)."""
@@ -63,6 +64,7 @@ def test_analyze_reports_every_layer_of_a_hierarchy(tmp_path, data_file, capsys)
     assert "gaps.png" not in result["pictures"] and "surgery.png" not in result["pictures"]
 
 
+@pytest.mark.slow
 def test_per_layer_widths_and_top_down_inference(tmp_path, data_file):
     out = tmp_path / "td"
     assert main(["train", "--data", str(data_file), "--limit", "40", "--epochs", "1", "--latent", "6", "4",

@@ -16,6 +16,7 @@ def _run(code, env, cwd):
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_import_sets_no_environment_variable():
     code = ("import json, os; before = dict(os.environ); import gvae, gvae.cli, gvae.plots, gvae.training; "
             "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")

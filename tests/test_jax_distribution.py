@@ -33,6 +33,7 @@ def make(stencil, batch=(2,), seed=0):
     return q, P, np.linalg.inv(P)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stencil", STENCILS)
 def test_against_dense_reference(stencil):
     q, P, S = make(stencil)
@@ -140,6 +141,7 @@ def test_non_positive_diagonal_eagerly_and_under_jit():
         jax.jit(lambda f: BandedPrecisionNormal.chain(jnp.zeros(N), f).entropy())(factor).block_until_ready()
 
 
+@pytest.mark.slow
 def test_dense_views_beyond_free_memory_are_refused_eagerly_and_under_jit(monkeypatch):
     """covariance_matrix at n = 60,000 once ran into the out-of-memory killer: a dense view that cannot
     fit in the free memory is a ValueError naming its size, before anything is allocated, under jit too
@@ -180,6 +182,7 @@ def test_kl_to_diagonal_refuses_a_non_positive_scale_and_gives_nan_under_jit_as_
 # The README
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_readme_block_runs():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = re.search(r"<!-- the block below runs in tests/test_jax_distribution.py -->\n```python\n(.*?)```",

@@ -17,6 +17,7 @@ example = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(example)
 
 
+@pytest.mark.slow
 def test_the_extended_grid_head_is_the_factor_of_the_precision_it_scores_with():
     params = example.init(jax.random.key(0), "extgrid", latent=6, hidden=(8,))
     x = (np.random.default_rng(0).random((3, 784)) < 0.5).astype(np.float64)
@@ -39,6 +40,7 @@ def test_the_extended_grid_head_is_the_factor_of_the_precision_it_scores_with():
     np.testing.assert_allclose(q.kl_to_standard_normal(), 0.5 * (trace + (mu ** 2).sum(-1) - 6) + logdet, rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("posterior", example.POSTERIORS)
 def test_training_steps_lower_the_loss_on_a_fixed_batch(posterior):
     params = example.init(jax.random.key(1), posterior, latent=6, hidden=(16,))

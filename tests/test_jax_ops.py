@@ -114,6 +114,7 @@ def test_jit_vmap_grad_against_dense(stencil):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_jit_grad_vmap_shared_factor_against_dense():
     """jit(grad(sum of vmap)) with the factor shared by the mapped rows: its gradient summed over them."""
     offsets = STENCILS["extgrid"]
@@ -152,6 +153,7 @@ def callback(request, monkeypatch):
     return request.param
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_eager_equals_callback_bitwise(dtype, callback):
     offsets = STENCILS["extgrid"]
@@ -282,6 +284,7 @@ def _run(code):
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.slow
 def test_imports_leave_jax_alone():
     """import gvae does not import JAX; import gvae.jax changes no JAX configuration."""
     _run("import sys, gvae, gvae.posteriors\n"

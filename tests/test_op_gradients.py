@@ -181,6 +181,7 @@ def test_every_op_has_a_gradient_case():
     assert set(ops.__all__) - NOT_DIFFERENTIABLE == set(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 @settings(deadline=None)
 @given(data=st.data(), seed=st.integers(0, 999))

@@ -49,6 +49,7 @@ def assert_pngs(paths, out_dir, expected):
     ("diagonal", 3, IMAGES),
     pytest.param("rank1", 3, IMAGES | STRUCTURED, marks=pytest.mark.slow),
 ])
+@pytest.mark.slow
 def test_plot_run_writes_the_right_pictures(tmp_path, data, posterior, latent, expected):
     run = train_run(tmp_path / "run", data, posterior, latent)
     pyplot_before = "matplotlib.pyplot" in sys.modules
@@ -58,6 +59,7 @@ def test_plot_run_writes_the_right_pictures(tmp_path, data, posterior, latent, e
         assert "matplotlib.pyplot" not in sys.modules  # figures never go through pyplot's global state
 
 
+@pytest.mark.slow
 def test_out_dir_and_non_square_images(tmp_path, capsys):
     data = make_data(n=100, d=36)
     for split in data:  # 36 -> 35 pixels: not a square image any more
@@ -190,6 +192,7 @@ def test_sweep_curves_after_one_epoch_show_every_run(tmp_path, drawn):
     assert_legends_beside_the_axes(fig)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epochs", [3, 17, 50])
 def test_sweep_curves_show_whole_lines_on_integer_epochs(tmp_path, drawn, epochs):
     curves = sweep_curves(epochs)
@@ -245,6 +248,7 @@ def test_unit_activity_ticks_and_legend(tmp_path, drawn):
     assert "extgrid: extgrid" not in title.replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
     """A hierarchy has no gaps: its top layer's ELBO surgery goes to surgery.png, one bar of the mutual
     information with the marginal KL on top of it, and log N dashed."""
@@ -263,6 +267,7 @@ def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
     assert ax.get_ylim()[1] > 20.3 and ax.get_xticklabels()[0].get_text() == "z2 (chain)"  # the top layer, as z2
 
 
+@pytest.mark.slow
 def test_the_layers_are_named_as_the_readme_numbers_them(tmp_path, drawn):
     """z1, z2 from the bottom (the README's names, gvae train's "stochastic layer 1, 2"), z for one layer: the
     pictures and gvae analyze's lines said "layer 0" and "layer 1", analysis.json's index."""
@@ -309,6 +314,7 @@ def chain_run(tmp_path_factory, data):
     return train_run(tmp_path_factory.mktemp("plots") / "chain", data, "chain", 2)
 
 
+@pytest.mark.slow
 def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path, data, chain_run, drawn):
     plots.plot_run(open_run(chain_run).with_test_set(data), out_dir=tmp_path, n_images=4)
     subtitle = plots.run_title(json.loads((chain_run / "config.json").read_text()), chain_run)

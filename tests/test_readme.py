@@ -61,6 +61,7 @@ def numbers_and_text(line):
     return [float(v) for v in re.findall(pattern, line)], re.sub(pattern, "#", line)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["torch", "jax"])
 def test_the_readme_blocks_print_what_they_say(name):
     pytest.importorskip(name)

@@ -183,6 +183,7 @@ def test_a_process_that_locked_a_removed_lock_file_opens_the_name_again(tmp_path
     assert holder is None and not os.path.lexists(tmp_path / rundir.LOCK_NAME)
 
 
+@pytest.mark.slow
 def test_processes_never_hold_the_folder_at_once(tmp_path):
     # The races above between real processes (about 0.5 s: 900 lockings; without the check of the name,
     # 9 in 10 runs of this test failed, and so did every run that refused a lock file of no name).

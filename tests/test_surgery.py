@@ -95,6 +95,7 @@ def test_the_estimate_stays_on_the_device(name):
         np.testing.assert_array_equal(device[key], cpu[key])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale, low, high", [(1.0, 3.5, 3.69), (0.3, 1.5, 2.2)])
 def test_the_estimate_against_a_large_sample_reference(scale, low, high):
     """analysis.surgery with 20 samples per point against the same split with 4000 samples per point

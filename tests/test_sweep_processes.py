@@ -343,6 +343,7 @@ def test_a_failing_configuration_is_reported_and_recorded_and_the_others_are_kep
     assert (sweep.out / "sweep.1.toml").read_text() == spec.read_text()  # the spec it replaced is kept
 
 
+@pytest.mark.slow
 def test_a_run_imports_the_installed_gvae_not_one_in_the_working_directory(tmp_path, monkeypatch):
     """A gvae/ folder in the sweep's working directory (planted, or a checkout's parent) is never imported
     by the runs: python -m would put the working directory first on the import path."""
@@ -358,6 +359,7 @@ def test_a_run_imports_the_installed_gvae_not_one_in_the_working_directory(tmp_p
     assert code == 0 and failed == 0 and last.startswith("gvae ") and not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_runs_commands_share_one_process_and_the_first_failure_ends_it(tmp_path):
     """run_job's process runs its commands in order; the one that fails ends it, and is the one named."""
     from gvae.sweep.execute import _run_command
@@ -429,6 +431,7 @@ def test_a_scheduler_file_that_is_not_one_is_named(tmp_path, data_file, capsys, 
     assert rc == 2 and f"{path} is not a Dask scheduler file" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["metrics", "summary", "config"])
 def test_a_damaged_run_is_named_and_the_others_go_on(tmp_path, capsys, damage):
     """One run whose metrics.jsonl, summary.json or config.json is damaged: gvae table still tables the

@@ -244,6 +244,7 @@ def test_workers_with_a_scheduler_is_refused(tmp_path, capsys):
     assert "--workers sets the size of the local cluster" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_local_cluster_runs_dask_s_bookkeeping_rarely(monkeypatch):
     distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
     import dask

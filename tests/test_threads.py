@@ -174,6 +174,7 @@ def _results(fun, n):
     return one, fun()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_split_elementwise_kernels_match_one_thread(split_everything, n, dtype):
@@ -213,6 +214,7 @@ def test_split_mmd_matches_one_thread(split_everything, n, B, M):
         np.testing.assert_array_equal(g1, gn)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 3])
 def test_split_optimiser_kernels_match_one_thread(split_everything, n):
     rng = np.random.default_rng(0)
@@ -231,6 +233,7 @@ def test_split_optimiser_kernels_match_one_thread(split_everything, n):
     np.testing.assert_array_equal(one, many)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything, monkeypatch, n, dtype):
@@ -459,6 +462,7 @@ def test_a_workers_product_is_one_blas_call_equal_to_numpys(dtype):
     assert set(called) == {threading.get_ident()} and len(called) == 5  # only the caller's blocks
 
 
+@pytest.mark.slow
 def test_the_blas_kernels_are_named_as_openblas_chose_them():
     """blas.core() names the kernels OpenBLAS loaded with (the benchmarks print it): here forced by
     $OPENBLAS_CORETYPE, which it reads when it loads, in a new process."""

@@ -226,6 +226,7 @@ def test_kl_against_a_non_positive_scale_is_refused_by_validation_and_nan_withou
         assert got.shape == (3,) and bool(got.isnan().all())
 
 
+@pytest.mark.slow
 def test_dense_views_beyond_free_memory_are_refused_before_allocating(monkeypatch):
     """covariance_matrix at n = 60,000 once ran into the out-of-memory killer: a dense view that cannot
     fit in the free memory is a ValueError naming its size, before anything is allocated. Shown here with

@@ -35,6 +35,7 @@ def test_the_extended_grid_head_is_the_factor_of_the_precision_it_scores_with():
     torch.testing.assert_close(kl_divergence(q, model.prior), kl_divergence(dense, prior))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("posterior", example.POSTERIORS)
 def test_training_steps_lower_the_loss_on_a_fixed_batch(posterior):
     torch.manual_seed(1)

@@ -120,6 +120,7 @@ def test_diag_inv_refuses_forward_mode_and_keeps_reverse_mode():
     torch.testing.assert_close(jacrev(lambda L: gt.band_diag_inv(L, OFFS))(L), want, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_hessians_forward_over_reverse():
     """jacfwd(jacrev(f)) runs the forward-mode rules of the backward's operators (band_outer,
     band_logdet_grad, the solves and products)."""

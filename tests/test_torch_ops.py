@@ -58,6 +58,7 @@ def _opcheck_cases():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(_opcheck_cases()))
 def test_opcheck(name):
     op, args = _opcheck_cases()[name]
@@ -136,6 +137,7 @@ def test_gradient_kernels_work_in_place_of_the_tensors(monkeypatch):
     assert seen["out"].ctypes.data == L.grad.data_ptr()
 
 
+@pytest.mark.slow
 def test_non_contiguous_inputs():
     offs = STENCILS["extgrid"]
     Lt = factor(offs, (3,)).transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()  # (3, K, n), strided
@@ -398,6 +400,7 @@ def test_cuda_tensors_are_refused_clearly():
         gops._cuda_refusal("band_solve_t")(L, (0, 1), b)
 
 
+@pytest.mark.slow
 def test_importing_gvae_does_not_import_torch():
     code = ("import sys, gvae, gvae.kernels, gvae.ops, gvae.model; "
             "assert 'torch' not in sys.modules, 'torch imported'")

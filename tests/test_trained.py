@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import gvae
 from gvae.training import TrainConfig, train
@@ -64,6 +65,7 @@ def test_threads_are_set_before_numpy_and_numba_load():
     assert out.stdout.split() == ["1", "1"]
 
 
+@pytest.mark.slow
 def test_the_command_runs_openblas_on_one_thread_and_gvae_on_the_threads_asked():
     code = ("import os, gvae.cli as c\ntry:\n    c.main(['--threads', '2', '--version'])\nexcept SystemExit:\n    pass\n"
             "import gvae.kernels as k; print(os.environ['OPENBLAS_NUM_THREADS'], k.get_threads())")

@@ -92,6 +92,7 @@ def test_a_measurement_beside_other_work_keeps_the_rule(monkeypatch):
     assert tuning.fastest(candidates, "default", lambda: None) == "other"
 
 
+@pytest.mark.slow
 def test_another_program_on_this_process_cpus_is_seen():
     """A busy loop in another process, on the CPUs this one may use, for half a second."""
     before = tuning._ticks()
@@ -156,6 +157,7 @@ def test_a_product_inside_a_task_runs_whole_unmeasured(tuned, monkeypatch):
         np.testing.assert_allclose(got, a @ b, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sparse", [False, True])
 def test_every_plan_computes_the_product(tuned, sparse):
     """Each way a product may be cut, kept as the plan: float32 rounding of the float64 product."""
@@ -177,6 +179,7 @@ def test_every_plan_computes_the_product(tuned, sparse):
         np.testing.assert_allclose(pair[1], a.T.astype(np.float64) @ a, rtol=1e-4, atol=1e-3, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_pair_may_be_computed_one_by_one(tuned):
     a, b = _operands(200, 300, 400)
     c, d = _operands(300, 200, 400, seed=3)
@@ -257,6 +260,7 @@ def _plant(path, kind):
     raise AssertionError(kind)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["random bytes", "nested", "large", "link to /dev/zero", "fifo"])
 def test_a_hostile_plan_file_is_a_warning_naming_it_and_is_rebuilt(tuned, kind):
     """Issue 50: random bytes stopped every threaded run (UnicodeDecodeError, the file unnamed), deep
@@ -282,6 +286,7 @@ def test_a_hostile_plan_file_is_a_warning_naming_it_and_is_rebuilt(tuned, kind):
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_a_damaged_plan_file_does_not_stop_a_threaded_training(tuned, tmp_path):
     """Issue 50: a plan file of random bytes stopped `gvae train` on two threads with exit 2 (the file
     unnamed, a run folder left with config.json alone). It trains, and the warning names the file."""
@@ -384,6 +389,7 @@ _RECORDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_processes_that_keep_plans_at_once_lose_none(tuned):
     env = {**os.environ, "XDG_CACHE_HOME": str(tuned.parent.parent)}
     start = time.time() + 3.0
@@ -398,6 +404,7 @@ def test_processes_that_keep_plans_at_once_lose_none(tuned):
     assert {shared for shared, _ in answers} == {kept["shared"]}
 
 
+@pytest.mark.slow
 def test_a_second_process_uses_the_kept_plans_without_measuring(tuned):
     a, b = _operands(200, 300, 400)
     kernels.set_threads(2)
@@ -432,6 +439,7 @@ def test_tuning_is_off_without_a_writable_folder(tuned, monkeypatch):
     assert matmul_cpu.plan(a, b, out=np.empty((200, 400), np.float32)) == matmul_cpu.rule(a, b)
 
 
+@pytest.mark.slow
 def test_tuning_is_turned_off_by_the_environment_or_by_set_tuning(tuned, monkeypatch):
     assert tuning.active()
     tuning.set_tuning(False)
@@ -459,6 +467,7 @@ def test_clear_removes_the_plans_and_they_are_measured_again(tuned, monkeypatch)
     assert measured == [1]
 
 
+@pytest.mark.slow
 def test_the_plans_command_shows_and_clears_them(tuned):
     a, b = _operands(200, 300, 400)
     kernels.set_threads(2)

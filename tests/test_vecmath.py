@@ -43,6 +43,7 @@ ULPS = {np.float32: (3.0, 3.0, 3.0, 3.0, 3.0), np.float64: (2000.0, 3e-11 / 2.2e
 NAMES = ("exp", "expm1", "softplus", "sigmoid", "tanh")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_against_numpy_in_ulps(dtype):
     x = _arguments(dtype)
@@ -96,6 +97,7 @@ def test_the_python_forms():
     assert sp == pytest.approx(math.log1p(math.exp(-3.0)), rel=1e-15) and sig == pytest.approx(1 / (1 + math.exp(3.0)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_that_call_them_twice_compile_without_numba_warnings(dtype):
     """The helpers are inlined into every call site (the Bernoulli kernel has two); Numba's IR inliner
