@@ -3,6 +3,8 @@ reference written in plain PyTorch (torch.linalg), and the one operator without 
 refusing it clearly instead of answering zero."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch", reason="gvae.torch needs PyTorch (pip install gvae[torch])")
 import torch.autograd.forward_ad as fwAD  # noqa: E402
@@ -228,3 +230,19 @@ def test_vmap_rules_of_the_gradient_operators_equal_a_loop(in_dims):
         got = vmap(f, in_dims=dims)(Ls, g)
         want = torch.stack([f(pick(Ls, dims[0], i), g[i]) for i in range(V)])
         torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+
+
+@settings(deadline=None)
+@given(seed=st.integers(0, 2 ** 16), batch=st.sampled_from([(), (2,)]), name=st.sampled_from(VECTOR))
+def test_forward_rules_against_central_differences(seed, batch, name):
+    """Every forward-mode rule of a solve or product: the tangent along a random direction of (L, b) equals
+    the float64 central difference of the values along it."""
+    gen = torch.Generator().manual_seed(seed)
+    L = torch.tensor(random_factor(np.random.default_rng(seed), batch, OFFS, N, garbage=0.0))
+    b = torch.randn(batch + (N,), dtype=torch.float64, generator=gen)
+    dL = torch.randn(L.shape, dtype=torch.float64, generator=gen) * 0.1
+    db = torch.randn(b.shape, dtype=torch.float64, generator=gen)
+    _, tangent = jvp(lambda L, b: gvae_call(name, L, b), (L, b), (dL, db))
+    h = 1e-6
+    diff = (gvae_call(name, L + h * dL, b + h * db) - gvae_call(name, L - h * dL, b - h * db)) / (2 * h)
+    torch.testing.assert_close(tangent, diff, rtol=1e-6, atol=1e-7)
