@@ -27,8 +27,8 @@ setup(
     packages=find_packages(include=["gvae", "gvae.*"]),
     package_data={"gvae.kernels": ["*.cu", "*.cuh"], "gvae.kernels.band": ["*.cu", "*.cuh"]},
     python_requires=">=3.11",
-    # Numba capped below its next minor release: the kernels use three names from outside its public API
-    # (gvae/kernels/numba_compat.py), which a release may move.
+    # Numba capped below its next minor release: the kernels use names from outside its public API
+    # (gvae/kernels/cpu/numba_compat.py), which a release may move.
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX],

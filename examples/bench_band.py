@@ -28,7 +28,7 @@ import scipy.linalg
 
 from gvae import kernels
 from gvae.io.arguments import ArgumentParser
-from gvae.kernels.threads import available_cores
+from gvae.kernels.cpu.threads import available_cores
 from gvae.model import lattice
 
 try:

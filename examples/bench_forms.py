@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 
 from gvae import kernels  # noqa: E402
 from gvae.io.mnist import load_mnist  # noqa: E402
-from gvae.kernels import matmul_cpu, threads  # noqa: E402
+from gvae.kernels import matmul_cpu  # noqa: E402
+from gvae.kernels.cpu import threads  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)

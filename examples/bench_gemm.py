@@ -1,5 +1,5 @@
 """The float32 matrix products of a 784-500-500-16 VAE step (batch 100; IWAE k = 5 decoder rows 500) on
-each BLAS at hand: how gvae chose its products (README, Results). With ``--products eval``, the three
+each BLAS at hand: how gvae chose its products (docs/performance.md). With ``--products eval``, the three
 products of one decoder pass of ``gvae eval`` instead (12,100 rows: 121 samples of 100 images, what the
 default 256 MiB bound allows), and the importance samples per second they alone would allow: the ceiling
 of evaluation throughput on this machine.
@@ -46,9 +46,9 @@ SHAPES = [("enc L0 forward x @ W", 100, 784, 500, False, False),
 
 def eval_shapes(batch=100, memory_mb=256):
     """The decoder products of one pass of ``gvae eval`` at its defaults: as many samples of a batch of
-    test images as gvae's memory bound allows (:func:`gvae.training.evaluate.sample_chunk`)."""
+    test images as gvae's memory bound allows (:func:`gvae.evaluation.evaluate.sample_chunk`)."""
     from gvae.model import VAE
-    from gvae.training.evaluate import sample_chunk
+    from gvae.evaluation.evaluate import sample_chunk
     rows = batch * sample_chunk(VAE(784, 16, [500, 500], "elu"), batch, memory_mb * 2 ** 20)
     return [("eval dec L0 forward", rows, 16, 500, False, False),
             ("eval dec L1 forward", rows, 500, 500, False, False),
@@ -92,7 +92,8 @@ def gvae_plan(lib, a, b, ta, tb):
     the hand-made rule), else ""."""
     if lib != "gvae":
         return ""
-    from gvae.kernels import blas, matmul_cpu, threads, tuning
+    from gvae.kernels import matmul_cpu
+    from gvae.kernels.cpu import blas, threads, tuning
     if not blas.settable():
         return "  whole, on the BLAS's own threads"
     a, b = a.T if ta else a, b.T if tb else b

@@ -54,7 +54,7 @@ def parse_args(argv=None):
                         "e.g. beta=0.5 or mmd=1000,alpha=1")
     p.add_argument("--rules", action="store_true",
                    help="also time the first family's step with tuning off: its products cut by the hand-made "
-                        "rules, against this machine's tuned plans (gvae.kernels.tuning)")
+                        "rules, against this machine's tuned plans (gvae.kernels.cpu.tuning)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.repeats < 1 or args.block < 1 or args.threads < 1 or args.iw < 1:
@@ -171,7 +171,7 @@ def gvae_step(trainer, batches):
 
 def untuned(step):
     """``step`` with gvae's tuning off while it runs: every product cut by its rule."""
-    from gvae.kernels import tuning
+    from gvae.kernels.cpu import tuning
 
     def run(i):
         before = tuning.active()
@@ -432,7 +432,8 @@ def product_plans(trainer, batch):
     this machine's tuned plan), as "M x K x N form xblocks" with a count where a cut repeats."""
     from collections import Counter
 
-    from gvae.kernels import blas, matmul_cpu, tuning
+    from gvae.kernels import matmul_cpu
+    from gvae.kernels.cpu import blas, tuning
     seen, tasks = Counter(), matmul_cpu.tasks
 
     def recording(a, b, out, found):

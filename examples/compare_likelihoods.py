@@ -15,12 +15,14 @@ import numpy as np
 
 from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
-from gvae.training.evaluate import evaluate
+from gvae.evaluation.evaluate import evaluate
 from gvae.io.files import atomic_path, write_json
 from gvae.model.posteriors import dense_factor
-from gvae.plots import plot_image_grid, run_title
+from gvae.plots.images import plot_image_grid
+from gvae.plots.titles import run_title
 from gvae.training import TrainConfig, Trainer
-from gvae.training.runs import fixed_eval_sets, load_model
+from gvae.training.batching import fixed_eval_sets
+from gvae.training.runs import load_model
 
 def precision_conditioning(model, params, decoded):
     """How far from singular the pixel precision P = L L^T of each decoded output is (float64, dense):

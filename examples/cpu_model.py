@@ -50,10 +50,10 @@ def _size(text):
 
 
 def blas_kernels():
-    """"SkylakeX kernels" (the kernels the OpenBLAS NumPy loaded chose, gvae.kernels.blas.core), with what
+    """"SkylakeX kernels" (the kernels the OpenBLAS NumPy loaded chose, gvae.kernels.cpu.blas.core), with what
     in the environment forced them: OPENBLAS_CORETYPE overrides OpenBLAS's own choice (some machines set
     it: Haswell's AVX2 kernels on a Zen 5 multiply at half the speed of its AVX-512 ones)."""
-    from gvae.kernels import blas
+    from gvae.kernels.cpu import blas
     core = blas.core()
     said = f"{core} kernels" if core else "kernels not known"
     forced = [f"{name}={os.environ[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if name in os.environ]

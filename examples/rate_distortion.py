@@ -5,7 +5,7 @@
 
 For each run, on the fixed binarised test set (the one ``gvae train`` reports on), R = mean KL(q(z|x) || p(z))
 in closed form and D = -mean E_q log p(x|z) with 10 posterior samples per image
-(:func:`gvae.training.analysis.rate_distortion`); -ELBO = R + D. The table gives, per family and target
+(:func:`gvae.evaluation.analysis.rate_distortion`); -ELBO = R + D. The table gives, per family and target
 setting (the sweep's grid values other than the family: beta or the target rate), the mean and sample
 standard deviation over seeds; the picture draws D against R for each family
 with the line R + D = the best run's -ELBO (Alemi et al., "Fixing a Broken ELBO": every model lies on or
@@ -23,8 +23,9 @@ from gvae.io.files import atomic_path, write_json
 from gvae.io.mnist import load_mnist
 from gvae.kernels import generator
 from gvae.sweep import state
-from gvae.training.analysis import rate_distortion
-from gvae.training.runs import EVAL_SEED, fixed_eval_sets, load_model
+from gvae.evaluation.analysis import rate_distortion
+from gvae.training.batching import EVAL_SEED, fixed_eval_sets
+from gvae.training.runs import load_model
 
 SAMPLES = 10  # posterior samples per test image for D
 

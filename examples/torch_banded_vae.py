@@ -30,7 +30,7 @@ from gvae.io.mnist import load_mnist
 from gvae.model.lattice import lattice_shape
 from gvae.torch import BandedPrecisionNormal
 from gvae.training.batching import binarize
-from gvae.training.runs import EVAL_SEED
+from gvae.training.batching import EVAL_SEED
 
 FLOOR = 1e-4  # the floor on the factor's diagonal (and on sigma), as in gvae
 POSTERIORS = ("diagonal", "chain", "extgrid")

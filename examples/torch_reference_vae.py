@@ -57,7 +57,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from gvae.io.mnist import load_mnist  # noqa: E402
 from gvae.training.batching import binarize  # noqa: E402
-from gvae.training.runs import EVAL_SEED  # noqa: E402
+from gvae.training.batching import EVAL_SEED  # noqa: E402
 
 FLOOR = 1e-4  # gvae's floor on positive parameters
 
@@ -123,7 +123,7 @@ def main(args):
     torch.manual_seed(args.seed)
     data = load_mnist()
     train_raw = data["train"][0][:args.limit]
-    rng_eval = np.random.default_rng(EVAL_SEED)  # as gvae.training.runs.fixed_eval_sets: valid, then test
+    rng_eval = np.random.default_rng(EVAL_SEED)  # as gvae.training.batching.fixed_eval_sets: valid, then test
     valid, test = (torch.from_numpy(binarize(data[s][0], rng_eval)) for s in ("valid", "test"))
     model = VAE(args, train_raw.mean(axis=0))
     # fused=True: the same update in one kernel, PyTorch's fastest Adam on CPU (examples/bench_step.py:

@@ -13,7 +13,7 @@ pre-activation gradient of a dense layer, say) is done once. A joint maker may c
 forward ``forward(*args, **kwargs) -> (ans, residual)``, used only when tracing, whose ``residual``
 (what a fused kernel computed for the backward pass in the same sweep) the maker receives in place of
 ``ans``. Gradients that come back with a broadcast shape are reduced to the argument's shape in one
-place, :func:`unbroadcast`.
+place, :func:`gvae.rules.broadcast.unbroadcast`.
 
 The tape never converts an array: values and gradients stay arrays of the device they were made on
 (NumPy, CuPy, ...), and new ones come from that device's array module. ``value_and_grad(..., out=)``
@@ -21,9 +21,9 @@ writes the gradients into arrays the caller owns (views of one flat buffer, say)
 registered with ``into=True`` may write an argument's gradient straight into such an array.
 """
 from .kernels.backend import array_module
+from .rules.broadcast import unbroadcast
 
-__all__ = ["Primitive", "primitive", "defvjp", "defvjp_joint", "Tracer", "value_and_grad", "grad",
-           "unbroadcast", "value_of"]
+__all__ = ["Primitive", "primitive", "defvjp", "defvjp_joint", "Tracer", "value_and_grad", "grad", "value_of"]
 
 
 class _Tape:
@@ -158,19 +158,6 @@ def defvjp_joint(prim, maker, forward=None, into=False):
     prim.traced_forward = forward
     prim.into = into
     return prim
-
-
-def unbroadcast(g, shape):
-    """Sum ``g`` over the axes that broadcasting added or stretched to reach ``g.shape``."""
-    if g.shape == tuple(shape):
-        return g
-    extra = g.ndim - len(shape)
-    if extra:
-        g = g.sum(axis=tuple(range(extra)))
-    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    if stretched:
-        g = g.sum(axis=stretched, keepdims=True)
-    return g.reshape(shape)
 
 
 def _backward(tape, out_index, g_out, sinks):

@@ -15,9 +15,10 @@ import numpy as np
 
 from . import __version__
 from .io.arguments import ArgumentParser, DefaultsHelpFormatter
-from .kernels.jit import cache_is_cold
+from .kernels.cpu.compile_cache import cache_is_cold
 from .process import THREAD_VARIABLES
-from .kernels import device_module, device_names, to_device, to_host, tuning
+from .kernels import device_module, device_names, to_device, to_host
+from .kernels.cpu import tuning
 from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
@@ -156,7 +157,8 @@ def build_parser():
     pl.add_argument("--out", default=None, metavar="DIR", help="folder for the PNGs (default: the run folder)")
     pl.add_argument("--quiet", action="store_true", help="no line naming the files written")
     pn = sub.add_parser("plans", help="this machine's measured plans of gvae's products on several threads "
-                        "(gvae.kernels.tuning): the file that keeps them and what it holds", formatter_class=defaults)
+                        "(gvae.kernels.cpu.tuning): the file that keeps them and what it holds",
+                        formatter_class=defaults)
     pn.add_argument("--clear", action="store_true",
                     help="remove the kept plans (of every machine); the next runs measure them again")
     sweep_commands.add_parsers(sub, defaults, _positive_int)
@@ -190,11 +192,7 @@ def cmd_train(args):
     except TrainingStopped as e:
         print(f"gvae: {e}", file=sys.stderr)
         return 3
-    if "test_error" in summary:  # a classify run
-        result = f"test error {100 * summary['test_error']:.2f}%, test rate {summary['test_rate']:.2f} nats"
-    else:
-        result = f"test ELBO {summary['test_elbo']:.3f} nats"
-    print(f"{result}; run written to {args.out}")  # --quiet too: the result
+    print(f"{trainer.task.result_line(summary)}; run written to {args.out}")  # --quiet too: the result
     return 0
 
 
@@ -218,9 +216,9 @@ def _evaluate_run(args, opened, per_example, partial):
     import resource
 
     from .io.files import atomic_path, remove_stale_temporaries, write_json
-    from .training.evaluate import evaluate
+    from .evaluation.evaluate import evaluate
+    from .training.validation import bits_per_dim
     from .training.memory import check_importance_sampling
-    from .training.runs import bits_per_dim
 
     opened = opened.with_test_set(args.data, args.limit)
     run, model, params, config, test_x = opened.run_dir, opened.model, opened.params, opened.config, opened.test_x
@@ -303,21 +301,23 @@ def _sample(args):
     model, params, config = run.model, run.params, run.config
     check_sampling(model, args.n)
     out, rng = prior_draws(model, params, args.n, args.seed, args.device)  # the z of gvae plot's decoder_means.png
-    plots = _plots_or_none()  # without matplotlib: plain grids, without titles
+    titled = _can_draw()  # without matplotlib: plain grids, without titles
     kinds = {"means": (model.likelihood.mean(out, params), "Decoder means"),
              "samples": (model.likelihood.sample(out, params, rng), "Samples x ~ p(x|z)")}
     written = []
     for kind, (images, what) in kinds.items():
         path = f"{prefix}_{kind}.png"
         images = np.clip(to_host(images), 0, 1)
-        if plots is None:
+        if not titled:
             write_png(path, tile(images), scale=2)
         else:
-            plots.plot_image_grid(images, path, plots.prior_draws_title(model, what, args.n, args.params),
-                                  plots.run_title(config, args.run))
+            from .plots.images import plot_image_grid, prior_draws_title
+            from .plots.titles import run_title
+            plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params),
+                            run_title(config, args.run))
         written.append(path)
     if not args.quiet:
-        print("wrote " + ", ".join(written) + ("" if plots else " (untitled: pip install 'gvae[plot]' for titles)"))
+        print("wrote " + ", ".join(written) + ("" if titled else " (untitled: pip install 'gvae[plot]' for titles)"))
     return 0
 
 
@@ -329,14 +329,15 @@ def cmd_plot(args):
 
 
 def _plot(args):
-    from . import plots
     from .io.files import check_writable
+    from .plots.canvas import require
+    from .plots.run import plot_run
     from .training.runs import open_run
 
     check_writable(args.out or args.run, "the pictures (--out)")
-    plots.require()  # fail early and clearly, before the run is read
+    require()  # fail early and clearly, before the run is read
     run = open_run(args.run, args.params, args.device).with_test_set(args.data)
-    paths = plots.plot_run(run, out_dir=args.out, seed=args.seed)
+    paths = plot_run(run, out_dir=args.out, seed=args.seed)
     if not args.quiet:
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
@@ -351,7 +352,7 @@ def cmd_analyze(args):
 
 def _analyze(args):
     from .io.files import check_writable, write_json
-    from .training.analysis import analyze_run, describe_surgery
+    from .evaluation.analysis import analyze_run, describe_surgery
 
     check_writable(args.run, "analysis.json")  # before the work, which takes minutes
     result = analyze_run(args.run, args.data, which=args.params, limit=args.limit,
@@ -359,11 +360,11 @@ def _analyze(args):
                          seed=args.seed, surgery_points=args.surgery_points, surgery_samples=args.surgery_samples,
                          device=args.device, progress=not args.quiet)
     run = Path(args.run)
-    plots = _plots_or_none()
-    if plots is None:
+    if not _can_draw():
         result.update(pictures=[], pictures_note="no pictures: pip install 'gvae[plot]' (matplotlib)")
     else:
-        result["pictures"] = [p.name for p in plots.plot_analysis(result, run)]
+        from .plots.analysis import plot_analysis
+        result["pictures"] = [p.name for p in plot_analysis(result, run)]
     write_json(run / "analysis.json", result)
     if not args.quiet:
         gaps = result["gaps"]
@@ -388,10 +389,10 @@ def _analyze(args):
     return 0
 
 
-def _plots_or_none():
-    """:mod:`gvae.plots` if matplotlib is there to draw, else None."""
-    from . import plots
-    return plots if plots.available() else None
+def _can_draw():
+    """Whether matplotlib is there to draw the pictures (:func:`gvae.plots.canvas.available`)."""
+    from .plots.canvas import available
+    return available()
 
 
 def cmd_plans(args):

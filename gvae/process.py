@@ -1,7 +1,7 @@
 """Setting up a process that runs a gvae command (the ``gvae`` console script, a sweep's run): the thread
 counts of the BLAS and OpenMP, read from ``--threads`` before NumPy loads, and gvae's own threads (one per
 core the process may use unless ``--threads`` says otherwise). gvae runs no OpenMP or Numba thread pool
-of its own: every parallel kernel runs on gvae's threads (kernels/threads.py).
+of its own: every parallel kernel runs on gvae's threads (kernels/cpu/threads.py).
 
 This module imports only the standard library at its top, so :func:`prepare` can still set the variables
 that OpenBLAS, MKL and OpenMP read when they load. It changes the environment only when called: importing
@@ -11,7 +11,7 @@ import os
 import signal
 
 # What --threads sets, in this process only: OpenMP and MKL (when NumPy uses it). OpenBLAS runs on one
-# thread in gvae's own process: gvae splits its products over its own threads (kernels/threads.py), and
+# thread in gvae's own process: gvae splits its products over its own threads (kernels/cpu/threads.py), and
 # an OpenBLAS pool beside them would spin on the cores they need.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -44,8 +44,8 @@ def prepare(argv):
     n = thread_count(argv)
     if n is not None:
         set_threads(n)
-    from .kernels.threads import available_cores, set_threads as set_kernel_threads
-    # gvae's own threads split its GEMMs and elementwise kernels (see gvae/kernels/threads.py).
+    from .kernels.cpu.threads import available_cores, set_threads as set_kernel_threads
+    # gvae's own threads split its GEMMs and elementwise kernels (see gvae/kernels/cpu/threads.py).
     set_kernel_threads(n if n is not None else available_cores())
 
 

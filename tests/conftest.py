@@ -42,7 +42,7 @@ def _jax_compilation_cache():
 
 _jax_compilation_cache()
 
-# The tests' products follow the hand-made rules (gvae.kernels.tuning): a plan measured under the test run's
+# The tests' products follow the hand-made rules (gvae.kernels.cpu.tuning): a plan measured under the test run's
 # load would be noise, and kept in the user's cache folder, it would outlive the tests. Set here, so that
 # the commands the tests start inherit it; tests/test_tuning.py turns tuning on in a folder of its own.
 os.environ["GVAE_TUNING"] = "off"
@@ -91,7 +91,7 @@ def pytest_sessionstart(session):
         reporter.write_line(f"gvae: the tests compile the kernels of {root / 'gvae'}, but scripts import the gvae "
                             f"at {other}, whose Numba cache is its own: they compile again there on first use "
                             "(pip install -e . makes the two one)")
-    from gvae.kernels.jit import cache_is_cold
+    from gvae.kernels.cpu.compile_cache import cache_is_cold
     if not cache_is_cold():
         return
     from tests.warm_kernels import GROUPS

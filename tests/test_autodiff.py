@@ -6,7 +6,8 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gvae import ops
-from gvae.autodiff import value_and_grad, unbroadcast
+from gvae.autodiff import value_and_grad
+from gvae.rules.broadcast import unbroadcast
 from tests.strategies import arrays
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels.jit import CACHING
+from gvae.kernels.cpu.compile_cache import CACHING
 from gvae.model import lattice
 from tests.band_reference import (band_from_dense, dense_from_band, diag_inv_grad_ref, diag_inv_ref, logdet_ref,
                                   matvec_ref, matvec_t_ref, named_offsets, random_factor, random_offsets,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels.band import trace_cpu
+from gvae.kernels.band import selected_inversion_cpu as inversion
 from tests.band_reference import diag_inv_grad_ref, random_factor, trace_inv_grad_ref, trace_inv_ref
 
 _PEAK = """
@@ -52,7 +52,7 @@ def test_one_lane_and_eight_lane_blocks_match_dense(offsets, n):
         expected = g[:, None, None] * trace_inv_grad_ref(L, offsets)
         tol = dict(rtol=1e-11, atol=1e-12 * np.max(np.abs(expected)))
         np.testing.assert_allclose(kernels.band_trace_inv_grad(L, offsets, g), expected, **tol)
-        for variant in (trace_cpu._grad_blocks_x1, trace_cpu._grad_blocks_x8):
+        for variant in (inversion._grad_blocks_x1, inversion._grad_blocks_x8):
             out = np.zeros_like(L)
             variant(L, offs, g[:, None], out, 0, F, n)
             np.testing.assert_allclose(out, expected, **tol, err_msg=variant.__name__)
@@ -92,7 +92,7 @@ def test_gradient_scratch_stays_within_budget_past_it():
     increase, euler = out.stdout.split()[-2:]
     n = 200000
     other = 12 * n * 3 * 8  # staged factor, gradient, diagonals, weights and the result: O(n K)
-    assert int(increase) < trace_cpu._SCRATCH_MAX + other, (int(increase), trace_cpu._SCRATCH_MAX + other)
+    assert int(increase) < inversion._SCRATCH_MAX + other, (int(increase), inversion._SCRATCH_MAX + other)
     assert float(euler) < 1e-9
 
 
@@ -104,8 +104,8 @@ def _rows(n, W, ks):
 @pytest.mark.parametrize("n,W,lanes", [(784, 29, 8), (20000, 501, 1), (200000, 201, 1), (10**5, 1001, 1),
                                        (10**6, 1001, 1), (3 * 10**7, 1, 1), (10**6, 2, 1)])
 def test_segment_rows_fit_the_budget_or_keep_the_fewest_rows(n, W, lanes):
-    fit = trace_cpu._SCRATCH_MAX // (trace_cpu._pitch(W) * lanes * 8)
-    ks = trace_cpu._segment_rows(n, W, lanes)
+    fit = inversion._SCRATCH_MAX // (inversion._pitch(W) * lanes * 8)
+    ks = inversion._segment_rows(n, W, lanes)
     rows = {m: _rows(n, W, -(-n // m)) for m in range(1, min(n, 20000) + 1)}
     if n <= fit:
         assert ks == n  # every row kept: no sweep repeated
@@ -140,7 +140,7 @@ def test_segmented_sweep_matches_one_segment_and_dense(offsets, ks, sizes, dtype
             g = g.astype(dtype)
             expected = diag_inv_grad_ref(L, offsets, np.broadcast_to(g, (F, n)))
             scale = np.max(np.abs(expected))
-            for variant in (trace_cpu._grad_blocks_x1, trace_cpu._grad_blocks_x8):
+            for variant in (inversion._grad_blocks_x1, inversion._grad_blocks_x8):
                 whole = np.zeros_like(L)
                 variant(L, offs, g, whole, 0, F, n)
                 for k in sorted({1, ks - 1, ks, ks + 1, 2 * ks} - {0}):

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-import gvae.training.evaluate as ev
+import gvae.evaluation.evaluate as ev
 from gvae.cli import main
 from tests.test_iwae import factor_analysis
 
@@ -249,7 +249,7 @@ def test_a_short_estimate_reads_under_1_s_not_about_under_1_s(problem, monkeypat
                                                              (True, False, False, None), (False, True, True, None),
                                                              (False, False, True, None)])
 def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch, enabled, terminal, lines, shown):
-    from gvae.training.events import ProgressLines, progress_bar
+    from gvae.training.progress import ProgressLines, progress_bar
     from tests.test_cli import Terminal
     stderr = Terminal() if terminal else __import__("io").StringIO()
     monkeypatch.setattr("sys.stderr", stderr)

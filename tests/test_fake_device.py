@@ -8,15 +8,16 @@ import shutil
 import numpy as np
 import pytest
 
-from gvae import plots
+from gvae.plots import canvas
 from gvae.cli import main
 from gvae.io.mnist import load_mnist
 from gvae.kernels import device_of, to_device, to_host
 from gvae.model.objectives import training_loss
 from gvae.autodiff import value_and_grad
 from gvae.training import TrainConfig, Trainer
-from gvae.training.evaluate import evaluate
-from gvae.training.runs import fixed_eval_sets, load_model
+from gvae.evaluation.evaluate import evaluate
+from gvae.training.batching import fixed_eval_sets
+from gvae.training.runs import load_model
 from tests import fake_device as fake
 from tests.helpers import make_data, write_data
 
@@ -191,7 +192,7 @@ def chain_run(tmp_path_factory):
 PLOT_READS = 5
 
 
-@pytest.mark.skipif(not plots.available(), reason="gvae plot needs matplotlib")
+@pytest.mark.skipif(not canvas.available(), reason="gvae plot needs matplotlib")
 @pytest.mark.slow
 def test_gvae_plot_on_the_device_draws_the_cpus_pictures(chain_run, tmp_path):
     run, data = chain_run

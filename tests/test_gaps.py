@@ -33,9 +33,9 @@ from gvae.model.gaussian import positive, positive_inverse
 from gvae.model.local import HEADS, LocalVAE, encoder_heads, with_heads
 from gvae.model.objectives import elbo
 from gvae.model.proposals import mixture_log_weights, proposal_terms
-from gvae.training.analysis import rate_distortion, sample_points, unit_activity
-from gvae.training.gaps import inference_gaps
-from gvae.training.refine import RefineOptions, refine_heads
+from gvae.evaluation.analysis import rate_distortion, sample_points, unit_activity
+from gvae.evaluation.gaps import inference_gaps
+from gvae.evaluation.refine import RefineOptions, refine_heads
 from tests.gradcheck import check_vjp
 
 D, N, GRID = 6, 8, (2, 3)

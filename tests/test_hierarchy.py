@@ -11,7 +11,8 @@ from gvae.model import VAE
 from gvae.model.vae import layer_widths
 from gvae.model.posteriors import dense_factor
 from gvae.model.objectives import elbo, iwae_bound, layer_terms, log_weights
-from gvae.training.evaluate import importance_sampling, per_example_elbo
+from gvae.evaluation.evaluate import importance_sampling
+from gvae.training.validation import per_example_elbo
 from tests.gradcheck import check_vjp
 
 INFERENCE = ["bottom-up", "top-down"]

@@ -326,3 +326,47 @@ def test_the_meta_json_of_a_real_checkpoint_is_far_below_its_bound(run):
     with zipfile.ZipFile(run) as zf:
         assert zf.getinfo("meta_json.npy").file_size * 100 < checkpoint.META_BYTES
     assert json.loads(str(np.load(run)["meta_json"]))["format"] == checkpoint.FORMAT
+
+
+def test_run_folder_reads_follow_no_link_and_open_no_fifo(tmp_path):
+    """A run folder's JSON files are read as regular files only: a link planted at a name (to a file
+    outside the folder, or to /dev/zero) and a FIFO (which would block an open for reading until a writer
+    came) are refused at once, naming the file."""
+    from gvae.io.files import read_json, read_jsonl, write_json
+    outside = tmp_path / "outside.json"
+    write_json(outside, {"secret": 1})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").symlink_to(outside)
+    with pytest.raises(ValueError, match=r"config.json: it is a symbolic link"):
+        read_json(run / "config.json")
+    (run / "metrics.jsonl").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match=r"metrics.jsonl: it is a symbolic link"):
+        read_jsonl(run / "metrics.jsonl")
+    os.mkfifo(run / "summary.json")
+    with pytest.raises(ValueError, match=r"summary.json: it is not a regular file"):
+        read_json(run / "summary.json")
+    (run / "eval.json").mkdir()
+    with pytest.raises(ValueError, match=r"eval.json is a folder"):
+        read_json(run / "eval.json")
+    with pytest.raises(FileNotFoundError):
+        read_json(run / "absent.json")
+    write_json(run / "ok.json", {"a": [1, None]})
+    assert read_json(run / "ok.json") == {"a": [1, None]}
+
+
+def test_cache_files_are_replaced_whole_by_the_run_folders_atomic_write(tmp_path):
+    """The cache folder's replace_text writes through gvae.io.files.atomic_path: no temporary is left,
+    a link at the name is replaced (not written through), and the file reads like any other (0644)."""
+    from gvae.io.shared_files import read_small_text, replace_text
+    target = tmp_path / "target.txt"
+    target.write_text("keep")
+    link = tmp_path / "plans.json"
+    link.symlink_to(target)
+    replace_text(link, "new")
+    assert target.read_text() == "keep" and not link.is_symlink()
+    assert read_small_text(link, 100) == "new"
+    assert oct(link.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plans.json", "target.txt"]
+    with pytest.raises(ValueError, match="larger than such a file can be"):
+        read_small_text(link, 2)

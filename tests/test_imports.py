@@ -18,7 +18,7 @@ def _run(code, env, cwd):
 
 @pytest.mark.slow
 def test_import_sets_no_environment_variable():
-    code = ("import json, os; before = dict(os.environ); import gvae, gvae.cli, gvae.plots, gvae.training; "
+    code = ("import json, os; before = dict(os.environ); import gvae, gvae.cli, gvae.plots.run, gvae.training; "
             "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(ROOT)
@@ -55,7 +55,7 @@ def test_a_cold_kernel_cache_is_announced_once(tmp_path):
     shutil.copytree(ROOT / "gvae", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env["PYTHONPATH"] = str(pkg.parent)
-    code = ("import numpy as np, gvae.kernels.jit as j; print(j.cache_is_cold()); from gvae import kernels; "
+    code = ("import numpy as np, gvae.kernels.cpu.compile_cache as j; print(j.cache_is_cold()); from gvae import kernels; "
             "kernels.band_logdet(np.ones((1, 1, 3)))")
     first = _run(code, env, tmp_path)
     second = _run(code, env, tmp_path)

@@ -8,7 +8,8 @@ from scipy.special import logsumexp, softmax
 from scipy.stats import multivariate_normal
 
 from gvae import kernels
-from gvae.training.evaluate import importance_sampling, per_example_elbo
+from gvae.evaluation.evaluate import importance_sampling
+from gvae.training.validation import per_example_elbo
 from gvae.model import VAE
 from gvae.model.objectives import iwae_bound
 from tests.gradcheck import check_vjp
@@ -102,7 +103,7 @@ def test_bounds_increase_with_k():
 
 
 def test_memory_bound_chunks_the_samples():
-    from gvae.training.evaluate import sample_chunk
+    from gvae.evaluation.evaluate import sample_chunk
     model = VAE(784, 16, [500, 500], "elu")
     c = sample_chunk(model, 100, 64 * 2 ** 20)
     assert 1 <= c and 3 * 100 * (500 + 500 + 784 + 64) * 4 * c <= 64 * 2 ** 20
@@ -126,7 +127,7 @@ def test_importance_sampling_goes_on_after_any_batch_to_the_same_result():
 
 
 def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monkeypatch):
-    import gvae.training.evaluate as ev
+    import gvae.evaluation.evaluate as ev
     model, params, x, _ = factor_analysis(seed=6, points=30)
     settings = dict(ks=(1, 5), seed=3, batch_size=5, progress=False)
     full, means, _ = ev.evaluate(model, params, x, 20, **settings)
@@ -164,12 +165,12 @@ def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monke
 @pytest.mark.parametrize("posterior", ["diagonal", "extgrid"])
 def test_the_samples_of_a_pass_run_side_by_side_as_one_thread_computes_them(posterior, monkeypatch):
     """On gvae's threads each pass's samples are cut into one part per thread, each taken through the whole
-    model on its own thread (training/evaluate.py): the parts cover the pass and run on as many threads;
+    model on its own thread (evaluation/evaluate.py): the parts cover the pass and run on as many threads;
     the results are those of one thread but for the BLAS's rounding of products cut into rows (OpenBLAS's
     AVX2 kernels round some rows of a product differently when it has fewer rows), and the same bits on
     the same thread count."""
     import threading
-    from gvae.training import evaluate
+    from gvae.evaluation import evaluate
     rng = np.random.default_rng(4)
     model = VAE(784, 16, [64, 48], "elu", posterior=posterior)
     params = model.new_params(np.random.default_rng(2)).views

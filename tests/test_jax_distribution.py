@@ -116,7 +116,7 @@ def test_wrong_dtype_is_a_type_error():
 
 
 def test_mixed_dtypes_are_a_type_error():
-    with pytest.raises(TypeError, match="loc and factor must share one dtype"):
+    with pytest.raises(TypeError, match="arguments must share one dtype, got loc float32, factor float64"):
         BandedPrecisionNormal(jnp.zeros(N, jnp.float32), jnp.ones((2, N)), (0, 1))
 
 
@@ -176,6 +176,10 @@ def test_kl_to_diagonal_refuses_a_non_positive_scale_and_gives_nan_under_jit_as_
     got = jax.jit(lambda s: q.kl_to_diagonal(0.0, s))(0.0)
     assert got.shape == (2,) and bool(jnp.isnan(got).all())
     assert bool(jnp.isfinite(jax.jit(lambda s: q.kl_to_diagonal(0.0, s))(1.5)).all())
+    # A concrete scale closed over under jit is read on the host (compared there, it would be a tracer).
+    scale = jnp.full(N, 1.5, jnp.float32)
+    kl = jax.jit(lambda F: BandedPrecisionNormal.chain(jnp.zeros(N, jnp.float32), F).kl_to_diagonal(0.0, scale))
+    assert bool(jnp.isfinite(kl(jnp.ones((2, N), jnp.float32))).all())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The layer rule of the README, checked on every module's imports (read with ``ast``, nothing imported):
-kernels <- autodiff, ops <- model <- training <- process, plots <- the package's fronts (gvae/__init__, gvae.torch,
+kernels <- rules (the array-namespace formulas) <- autodiff, ops <- model <- training <- evaluation <- process, plots <- the package's fronts (gvae/__init__, gvae.torch,
 gvae.jax, the short name gvae.posteriors) <- sweep <- commands <- cli <- sweep_child (the entry points of a
 process on top: the commands use the sweep, the sweep names its child process only as a module to run); io stands apart (only itself, the standard
-library and NumPy below it) and is used from training upwards. Nothing imports upward, and no modules
+library and NumPy below it) and is used by the CPU runtime's cache files and from training upwards. Nothing imports upward, and no modules
 import each other in a circle, even within a layer (imports inside functions count: they tie the
 modules as much)."""
 import ast
@@ -13,9 +13,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gvae"
 
 # Layer of each top-level part of the package; a module may import its own layer and those below.
-LAYERS = {"kernels": 0, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "process": 4, "plots": 4, "posteriors": 5,
+LAYERS = {"kernels": 0, "rules": 0.5, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "evaluation": 3.5,
+          "process": 4, "plots": 4, "posteriors": 5,
           "torch": 5, "jax": 5, "__init__": 5, "sweep": 6, "commands": 7, "cli": 8, "sweep_child": 9}
-IO_USERS = {"training", "cli", "commands", "sweep", "plots", "__init__"}
+IO_USERS = {"kernels", "training", "evaluation", "cli", "commands", "sweep", "plots", "__init__"}
 
 
 def _part(module):
@@ -67,7 +68,7 @@ def test_no_module_imports_upward(path):
         if dst == "__version__":
             continue
         if dst == "io":
-            assert src == "io" or src in IO_USERS, f"{path.name} (layer {src}) imports {target}: io is used from training up"
+            assert src == "io" or src in IO_USERS, f"{path.name} (layer {src}) imports {target}: io is used by the CPU runtime and from training up"
             continue
         assert src != "io", f"{path.name} is in gvae.io, which stands apart, but imports {target}"
         assert LAYERS[dst] <= LAYERS[src], f"{path.relative_to(PACKAGE)} (layer {src}) imports {target} (layer {dst}) above it"
@@ -77,7 +78,7 @@ def test_the_rule_is_checked_on_real_imports():
     """The checker sees relative imports at every depth (else the test above could pass vacuously)."""
     found = {t for p in MODULES for t in _imports(p)}
     for expected in ("gvae.kernels.backend", "gvae.ops", "gvae.model.gaussian", "gvae.training.config",
-                     "gvae.io.files", "gvae.kernels.jit"):
+                     "gvae.io.files", "gvae.kernels.cpu.jit"):
         assert any(t == expected or t.startswith(expected + ".") for t in found), expected
 
 
@@ -141,3 +142,19 @@ def test_the_circle_check_finds_a_circle():
     planted = {**graph, "gvae.sweep.spec": graph["gvae.sweep.spec"] | {"gvae.commands"}}
     assert any({"gvae.commands", "gvae.sweep.spec"} <= set(c) for c in _circles(planted))
     assert _circles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_the_cpu_runtime_is_the_floor_of_the_kernels():
+    """gvae.kernels.cpu (threads, C entries, the Numba cache, BLAS control, tuning) sits under the kernels:
+    its modules import nothing of gvae outside the runtime itself, but the careful file code of gvae.io
+    (which stands apart), and no kernel module but the runtime imports gvae.io."""
+    runtime = sorted((PACKAGE / "kernels" / "cpu").glob("*.py"))
+    assert PACKAGE / "kernels" / "cpu" / "threads.py" in runtime
+    for path in runtime:
+        for target in _imports(path):
+            assert target.startswith(("gvae.kernels.cpu.", "gvae.io.")) or target == "gvae.kernels.cpu", \
+                f"{path.relative_to(PACKAGE)} imports {target}, outside the CPU runtime"
+    for path in sorted((PACKAGE / "kernels").rglob("*.py")):
+        if path.parent.name != "cpu":
+            assert not any(t.startswith("gvae.io") for t in _imports(path)), \
+                f"{path.relative_to(PACKAGE)} imports gvae.io: only the CPU runtime's cache files do"

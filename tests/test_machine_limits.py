@@ -134,7 +134,7 @@ def test_analyze_checks_that_it_can_write_before_its_work(run, capsys, monkeypat
     refusal is simulated at the temporary file) is refused before any analysis is computed."""
     import tempfile
 
-    import gvae.training.analysis as analysis
+    import gvae.evaluation.analysis as analysis
     folder, data = run
 
     def read_only(*args, **kwargs):
@@ -151,7 +151,7 @@ def test_analyze_checks_that_it_can_write_before_its_work(run, capsys, monkeypat
 
 
 @pytest.mark.parametrize("command, module, name", [("eval", "gvae.io.files", "write_json"),
-                                                   ("sample", "gvae.plots", "atomic_path")])
+                                                   ("sample", "gvae.plots.canvas", "atomic_path")])
 def test_a_full_disk_during_eval_or_sample_ends_in_one_line(run, tmp_path, capsys, monkeypatch, command, module,
                                                             name):
     """Writing the results (eval.json) or the pictures fails with ENOSPC: exit 1 and one line naming the

@@ -1,4 +1,5 @@
-"""gvae's kernels in Numba's on-disk cache when several processes compile them at once (gvae/kernels/jit.py).
+"""gvae's kernels in Numba's on-disk cache when several processes compile them at once (gvae/kernels/cpu/jit.py,
+compile_cache.py, compilations.py).
 
 Numba picks a cached kernel's data file name from the index it read, so two processes that compile two
 signatures of one kernel together could both write data file 1, and the index of one would point at the
@@ -7,6 +8,8 @@ among them), and CI once failed so: every float64 call of band_outer raised "can
 
 Compiling on a cold cache is announced (issue 50, a silent 345 s), and a cache hit is silent; a script that
 imports another copy of gvae than the tests (whose cache is its own) is found."""
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gvae.kernels.jit import CACHING
+from gvae.kernels.cpu.compile_cache import CACHING
 
 ROOT = Path(__file__).resolve().parents[1]
 
 KERNEL = """\
-from gvae.kernels.jit import jit
+from gvae.kernels.cpu.jit import jit
 
 
 @jit
@@ -96,13 +99,13 @@ def double_first(args):
     args[0] = args[0] * 2
 """
 
-# One process: the C entry of double_first (as native_cpu compiles its entries), called on [21].
+# One process: the C entry of double_first (as gvae.kernels.cpu.entries compiles its entries), called on [21].
 ENTRY = """\
 import ctypes, sys
 from numba import types
 sys.path.insert(0, sys.argv[1])
 import entrykernel
-from gvae.kernels.jit import compile_entry
+from gvae.kernels.cpu.jit import compile_entry
 compiled = compile_entry(entrykernel.double_first, types.void(types.CPointer(types.int64)))
 args = (ctypes.c_int64 * 1)(21)
 ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_int64))(compiled.address)(args)
@@ -124,7 +127,7 @@ def test_a_c_entry_is_compiled_once_and_loaded_from_the_cache_after(tmp_path):
 # Two kernels, one calling the other, called for the dtype given; with "quiet", gvae's loggers set to WARNING
 # first, with "logged", logging configured at INFO.
 ANNOUNCED_KERNEL = """\
-from gvae.kernels.jit import jit
+from gvae.kernels.cpu.jit import jit
 
 
 @jit
@@ -174,9 +177,82 @@ def test_compiling_is_announced_before_and_after_and_a_cache_hit_says_nothing(tm
     assert run("float32") == []            # both loaded from the cache
     assert run("float64", "quiet") == []   # compiled, silenced
     logged = run("int64", "logged")
-    assert [line.split(":")[0] for line in logged] == ["INFO gvae.kernels.jit"] * 2, logged
+    assert [line.split(":")[0] for line in logged] == ["INFO gvae.kernels.cpu.compilations"] * 2, logged
     assert "compiling Numba kernels that are not in the cache yet" in logged[0]
     assert run("int64") == [] and run("float64") == []
+
+
+# One process: racekernel's total called once, every warning recorded.
+LOCKED_OUT = """\
+import sys, warnings
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import racekernel
+    print(float(racekernel.total(np.arange(5).astype(sys.argv[2]))))
+print("|".join(str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_a_cache_lock_that_is_a_link_or_a_fifo_skips_the_cache_with_a_warning(tmp_path, kind):
+    """Issue 51: a link (or a FIFO) where the lock of a cache folder goes is not followed (nor opened to
+    wait on): the kernel is compiled and runs, neither loaded from nor saved to that folder, and a warning
+    names the lock, in every process, until it is removed."""
+    if not CACHING:
+        pytest.skip("Numba cannot cache gvae's kernels on this machine")
+    (tmp_path / "racekernel.py").write_text(KERNEL)
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    lock, elsewhere = cache / ".gvae-numba.lock", tmp_path / "elsewhere" / "made-by-gvae"
+    if kind == "link":
+        lock.symlink_to(elsewhere)
+    else:
+        os.mkfifo(lock)
+    for dtype in ("float64", "float64", "float32"):
+        done = subprocess.run([sys.executable, "-c", LOCKED_OUT, str(tmp_path), dtype], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        value, warned = done.stdout.splitlines()
+        assert float(value) == 20.0
+        assert f"{lock} is {'a symbolic link' if kind == 'link' else 'not a regular file'}" in warned, warned
+    assert not elsewhere.exists() and not list(cache.glob("*.nb[ic]"))
+    assert lock.is_symlink() if kind == "link" else lock.is_fifo()
+
+
+# A copy of gvae whose kernel cache's lock is a link: the stale cache cannot be dropped under it at import.
+LOCKED_AT_IMPORT = """\
+import warnings
+import numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from gvae import kernels
+    from gvae.kernels.cpu.compile_cache import CACHING
+    print(CACHING, float(kernels.band_logdet(np.full((1, 1, 3), np.e))[0]))
+print("|".join(str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.slow
+def test_a_link_at_the_kernel_caches_lock_is_a_warning_at_import_and_no_cache(tmp_path):
+    """The in-tree cache of a fresh copy of gvae is dropped under the locks of its folders when the sources
+    changed; with a link where one goes, importing gvae warns, naming it, and compiles without the cache."""
+    pkg = tmp_path / "site" / "gvae"
+    shutil.copytree(ROOT / "gvae", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    lock = pkg / "kernels" / "__pycache__" / ".gvae-numba.lock"
+    lock.parent.mkdir()
+    lock.symlink_to(tmp_path / "elsewhere")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env["PYTHONPATH"] = str(pkg.parent)
+    done = subprocess.run([sys.executable, "-B", "-c", LOCKED_AT_IMPORT], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result, warned = done.stdout.splitlines()[-2:]
+    assert result == "False 3.0"
+    assert f"{lock} is a symbolic link" in warned and "cannot cache" in warned, warned
+    assert not (tmp_path / "elsewhere").exists() and not list(pkg.rglob("*.nb[ic]"))
 
 
 def test_a_script_importing_another_copy_of_gvae_is_found(tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ from gvae.cli import main
 from gvae.io.files import read_jsonl
 from gvae.training import TrainConfig, Trainer, checkpoint
 from gvae.training.config import learning_rate
-from gvae.training.evaluate import dataset_elbo
-from gvae.training.runs import EVAL_SEED
+from gvae.training.validation import dataset_elbo
+from gvae.training.batching import EVAL_SEED
 from gvae.training.state import TrainingState
 from gvae.kernels import generator
 from tests.helpers import make_data

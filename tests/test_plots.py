@@ -11,7 +11,15 @@ import pytest
 pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
 
-from gvae import plots  # noqa: E402
+from gvae.evaluation.pictures import manifold_grid  # noqa: E402
+from gvae.io.images import tile  # noqa: E402
+from gvae.plots import canvas  # noqa: E402
+from gvae.plots.analysis import plot_analysis, plot_unit_activity  # noqa: E402
+from gvae.plots.curves import plot_curves, plot_sweep_curves  # noqa: E402
+from gvae.plots.images import plot_image_grid  # noqa: E402
+from gvae.plots.posterior import MAX_DIAGONALS  # noqa: E402
+from gvae.plots.run import plot_run  # noqa: E402
+from gvae.plots.titles import run_title  # noqa: E402
 from gvae.training import TrainConfig, Trainer, load_model, open_run  # noqa: E402
 from tests.helpers import make_data  # noqa: E402
 
@@ -53,7 +61,7 @@ def assert_pngs(paths, out_dir, expected):
 def test_plot_run_writes_the_right_pictures(tmp_path, data, posterior, latent, expected):
     run = train_run(tmp_path / "run", data, posterior, latent)
     pyplot_before = "matplotlib.pyplot" in sys.modules
-    paths = plots.plot_run(open_run(run).with_test_set(data), n_images=4)
+    paths = plot_run(open_run(run).with_test_set(data), n_images=4)
     assert_pngs(paths, run, expected)
     if not pyplot_before:
         assert "matplotlib.pyplot" not in sys.modules  # figures never go through pyplot's global state
@@ -67,7 +75,7 @@ def test_out_dir_and_non_square_images(tmp_path, capsys):
         data[split] = (np.ascontiguousarray(x[:, :35]), y)
     run = train_run(tmp_path / "run", data, "chain", 2)
     out = tmp_path / "pictures"
-    paths = plots.plot_run(open_run(run).with_test_set(data), out_dir=out)
+    paths = plot_run(open_run(run).with_test_set(data), out_dir=out)
     assert_pngs(paths, out, {"curves.png"} | STRUCTURED)
     assert "not a square number" in capsys.readouterr().err
     assert not list(run.glob("*.png"))
@@ -80,7 +88,7 @@ def test_cholesky_diagonals_match_the_dense_factor(tmp_path):
         run = train_run(tmp_path / posterior, data, posterior, latent)
         model, params, _ = load_model(run)
         q = model.encode(params, np.ascontiguousarray(data["test"][0][:2]))
-        offsets, values, _ = model.layers[0].family.factor_diagonals(q, plots.MAX_DIAGONALS)
+        offsets, values, _ = model.layers[0].family.factor_diagonals(q, MAX_DIAGONALS)
         chol = np.linalg.cholesky(model.layers[0].family.precision(q))
         assert offsets[0] == 0 and len(values) == 2
         for b in range(2):
@@ -92,13 +100,13 @@ def test_cholesky_diagonals_match_the_dense_factor(tmp_path):
 
 
 def test_helpers():
-    assert plots.image_side(784) == 28 and plots.image_side(35) is None and plots.image_side(1) == 1
-    z, values = plots.manifold_grid(4)
+    assert canvas.image_side(784) == 28 and canvas.image_side(35) is None and canvas.image_side(1) == 1
+    z, values = manifold_grid(4)
     assert z.shape == (16, 2) and np.all(np.diff(values) > 0)
     np.testing.assert_allclose(values, -values[::-1])  # symmetric quantiles, 0 and 1 avoided
     assert np.all(np.isfinite(z))
     assert z[0, 0] == values[0] and z[0, 1] == values[-1]  # top-left: smallest z1, largest z2
-    grid = plots.tile(np.zeros((3, 2, 2)), 2, 2, pad=1)
+    grid = tile(np.zeros((3, 2, 2)), 2, 2, pad=1)
     assert grid.shape == (7, 7) and grid[1, 1] == 0 and grid[4, 4] == 1  # unused cell stays padding
 
 
@@ -113,25 +121,25 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(RuntimeError, match=r"pip install 'gvae\[plot\]'"):
-        plots._figure(1, 1)
+        canvas.new_figure(1, 1)
 
 
 def test_one_probe_says_whether_pictures_can_be_drawn(monkeypatch, tmp_path):
-    """plots.available() is what gvae plot, gvae train's pictures and the sweep's curves ask."""
+    """canvas.available() is what gvae plot, gvae train's pictures and the sweep's curves ask."""
     import importlib.util
     from gvae import commands
     from gvae.sweep.table import write_curves
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
-    assert not plots.available() and commands._plots_or_none() is None
+    assert not canvas.available() and not commands._can_draw()
     with pytest.raises(RuntimeError, match=r"pip install 'gvae\[plot\]'"):
-        plots.plot_run(tmp_path)
+        plot_run(tmp_path)
     assert write_curves(tmp_path) is None
 
 
 def test_plot_run_takes_an_opened_run(tmp_path):
     with pytest.raises(TypeError, match=r"plot_run\(gvae.training.runs.open_run\("):
-        plots.plot_run(tmp_path)
+        plot_run(tmp_path)
 
 
 # --- what the figures look like ----------------------------------------------------------------------
@@ -140,13 +148,13 @@ def test_plot_run_takes_an_opened_run(tmp_path):
 def drawn(monkeypatch):
     """{file name: Figure} of every picture drawn in the test (each still written as usual)."""
     figures = {}
-    save = plots._save
+    save = canvas.save
 
     def keep(fig, path):
         figures[Path(path).name] = fig
         return save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(canvas, "save", keep)
     return figures
 
 
@@ -182,7 +190,7 @@ def sweep_curves(epochs, seeds=(0, 1)):
 
 
 def test_sweep_curves_after_one_epoch_show_every_run(tmp_path, drawn):
-    plots.plot_sweep_curves(sweep_curves(1), tmp_path / "curves.png", "sweep")
+    plot_sweep_curves(sweep_curves(1), tmp_path / "curves.png", "sweep")
     fig = drawn["curves.png"]
     assert_single_points_marked(fig)
     (ax,) = fig.axes  # one epoch: no enlarged last half beside it
@@ -196,7 +204,7 @@ def test_sweep_curves_after_one_epoch_show_every_run(tmp_path, drawn):
 @pytest.mark.parametrize("epochs", [3, 17, 50])
 def test_sweep_curves_show_whole_lines_on_integer_epochs(tmp_path, drawn, epochs):
     curves = sweep_curves(epochs)
-    plots.plot_sweep_curves(curves, tmp_path / "curves.png", "sweep")
+    plot_sweep_curves(curves, tmp_path / "curves.png", "sweep")
     fig = drawn["curves.png"]
     assert len(fig.axes) == (1 if epochs < 10 else 2)
     for ax in fig.axes:
@@ -218,7 +226,7 @@ def write_metrics(run, epochs):
 
 @pytest.mark.parametrize("epochs", [1, 3, 23])
 def test_run_curves_at_any_length(tmp_path, drawn, epochs):
-    plots.plot_curves(write_metrics(tmp_path / "run", epochs))
+    plot_curves(write_metrics(tmp_path / "run", epochs))
     fig = drawn["curves.png"]
     (ax,) = fig.axes
     ticks = visible_ticks(ax)
@@ -237,7 +245,7 @@ def test_unit_activity_ticks_and_legend(tmp_path, drawn):
     activity = [0.5] * 12 + [1e-4] * 4
     layer = {"layer": 0, "activity": activity, "activity_threshold": 0.01, "active_units": 12, "latent": 16,
              "posterior": "extgrid"}
-    plots.plot_unit_activity({"layers": [layer], "posterior": "extgrid", "latent": 16, "hidden": [32],
+    plot_unit_activity({"layers": [layer], "posterior": "extgrid", "latent": 16, "hidden": [32],
                               "run": str(tmp_path / "extgrid")}, tmp_path / "unit_activity.png")
     fig = drawn["unit_activity.png"]
     ax = fig.axes[0]
@@ -257,7 +265,7 @@ def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
                "marginal_kl_sem": 0.3}
     layers = [{"layer": i, "activity": [0.5] * 4, "activity_threshold": 0.01, "active_units": 4, "latent": 4,
                "posterior": "chain", "surgery": surgery if i else None} for i in range(2)]
-    paths = plots.plot_analysis({"layers": layers, "gaps": None, "posterior": "chain", "latent": [4, 4]}, tmp_path)
+    paths = plot_analysis({"layers": layers, "gaps": None, "posterior": "chain", "latent": [4, 4]}, tmp_path)
     assert [p.name for p in paths] == ["surgery.png", "unit_activity.png"]
     (ax,) = drawn["surgery.png"].axes
     mutual, marginal = ax.patches
@@ -268,16 +276,16 @@ def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
 
 
 @pytest.mark.slow
-def test_the_layers_are_named_as_the_readme_numbers_them(tmp_path, drawn):
-    """z1, z2 from the bottom (the README's names, gvae train's "stochastic layer 1, 2"), z for one layer: the
-    pictures and gvae analyze's lines said "layer 0" and "layer 1", analysis.json's index."""
-    from gvae.training.analysis import describe_surgery
+def test_the_layers_are_named_as_the_docs_number_them(tmp_path, drawn):
+    """z1, z2 from the bottom (the names of docs/commands.md, gvae train's "stochastic layer 1, 2"), z for one
+    layer: the pictures and gvae analyze's lines said "layer 0" and "layer 1", analysis.json's index."""
+    from gvae.evaluation.analysis import describe_surgery
     layers = [{"layer": i, "activity": [0.5] * 4, "activity_threshold": 0.01, "active_units": 4, "latent": 4,
                "posterior": "chain", "surgery": None} for i in range(2)]
-    plots.plot_unit_activity({"layers": layers, "posterior": "chain", "latent": [4, 4]}, tmp_path / "unit_activity.png")
+    plot_unit_activity({"layers": layers, "posterior": "chain", "latent": [4, 4]}, tmp_path / "unit_activity.png")
     assert [ax.get_xlabel() for ax in drawn["unit_activity.png"].axes] == [
         "latent unit of z1 (chain, d = 4)", "latent unit of z2 (chain, d = 4)"]
-    plots.plot_unit_activity({"layers": layers[:1], "posterior": "chain", "latent": 4}, tmp_path / "one.png")
+    plot_unit_activity({"layers": layers[:1], "posterior": "chain", "latent": 4}, tmp_path / "one.png")
     assert [ax.get_xlabel() for ax in drawn["one.png"].axes] == ["latent unit of z (chain, d = 4)"]
     surgery = {"n_points": 10, "log_n": 2.3, "mean_kl": 2.0, "mutual_information": 1.5, "mutual_information_sem": 0.1,
                "marginal_kl": 0.5, "marginal_kl_sem": 0.1}
@@ -288,7 +296,7 @@ def test_the_layers_are_named_as_the_readme_numbers_them(tmp_path, drawn):
 def test_titles_break_between_phrases_and_fit(tmp_path, drawn):
     title = "Decoder means for 64 z ~ N(0, I), d = 16 (best parameters)"
     subtitle = "extgrid16: extgrid posterior, bernoulli likelihood, latent 16, hidden 500 500"
-    plots.plot_image_grid(np.zeros((4, 784)), tmp_path / "grid.png", title, subtitle, cols=2)  # a narrow grid
+    plot_image_grid(np.zeros((4, 784)), tmp_path / "grid.png", title, subtitle, cols=2)  # a narrow grid
     fig = drawn["grid.png"]
     text = fig.axes[0].get_title()
     lines = text.split("\n")
@@ -304,9 +312,9 @@ def test_titles_break_between_phrases_and_fit(tmp_path, drawn):
 
 def test_run_title_does_not_repeat_a_folder_named_after_its_model(tmp_path):
     config = {"posterior": "extgrid", "latent": 16, "hidden": [32]}
-    assert plots.run_title(config, tmp_path / "extgrid") == ("extgrid posterior, bernoulli likelihood, latent 16, "
+    assert run_title(config, tmp_path / "extgrid") == ("extgrid posterior, bernoulli likelihood, latent 16, "
                                                              "hidden 32")
-    assert plots.run_title(config, tmp_path / "ext50").startswith("ext50: extgrid posterior")
+    assert run_title(config, tmp_path / "ext50").startswith("ext50: extgrid posterior")
 
 
 @pytest.fixture(scope="module")
@@ -316,8 +324,8 @@ def chain_run(tmp_path_factory, data):
 
 @pytest.mark.slow
 def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path, data, chain_run, drawn):
-    plots.plot_run(open_run(chain_run).with_test_set(data), out_dir=tmp_path, n_images=4)
-    subtitle = plots.run_title(json.loads((chain_run / "config.json").read_text()), chain_run)
+    plot_run(open_run(chain_run).with_test_set(data), out_dir=tmp_path, n_images=4)
+    subtitle = run_title(json.loads((chain_run / "config.json").read_text()), chain_run)
     for name, fig in drawn.items():
         titles = [fig._suptitle.get_text()] if fig._suptitle is not None else [ax.get_title() for ax in fig.axes[:1]]
         assert subtitle.replace("\n", " ") in " ".join(titles).replace("\n", " "), name  # manifold.png too
@@ -334,13 +342,13 @@ def test_every_run_picture_has_its_subtitle_and_legends_beside_the_data(tmp_path
 
 def test_an_opened_run_without_its_test_images_is_refused_by_name(chain_run):
     with pytest.raises(ValueError, match=r"with_test_set"):
-        plots.plot_run(open_run(chain_run))
+        plot_run(open_run(chain_run))
 
 
 def test_an_opened_run_carries_the_test_set_every_command_evaluates(chain_run, data):
     """open_run is how eval, sample, plot, analyze and gvae.load open a run: the same parameters as
     load_model, and with_test_set the test split as fixed_eval_sets prepares it, cut to ``limit``."""
-    from gvae.training.runs import fixed_eval_sets
+    from gvae.training.batching import fixed_eval_sets
     run = open_run(chain_run, "last")
     model, params, _ = load_model(chain_run, "last")
     assert run.which == "last" and run.device == "cpu" and run.test_x is None
@@ -350,3 +358,40 @@ def test_an_opened_run_carries_the_test_set_every_command_evaluates(chain_run, d
     np.testing.assert_array_equal(some.test_x, fixed_eval_sets(data, model)[1][:7])
     np.testing.assert_array_equal(some.test_y, data["test"][1][:7])
     assert run.test_x is None  # with_test_set gives a new OpenRun
+
+
+def test_the_pictures_only_draw():
+    """gvae.plots calls no model and reads no device: its modules import, of the rest of gvae, the files and
+    images of gvae.io, the run titles' layer widths and gvae.evaluation.pictures, which computes what a run's
+    pictures show."""
+    import ast
+    import gvae.plots
+    imported = set()
+    for path in Path(gvae.plots.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                imported.add(node.module)
+            assert not (isinstance(node, ast.Import) and any(a.name.startswith("gvae") for a in node.names)), path
+    assert imported == {"io.files", "io.images", "evaluation", "model.vae"}
+
+
+def test_what_a_run_shows_comes_to_the_host_as_numpy_arrays(chain_run, data):
+    from gvae.evaluation import pictures
+    run = open_run(chain_run).with_test_set(data)
+    model, params, x = run.model, run.params, run.test_x[:3]
+    recon = pictures.reconstructions(model, params, x)
+    means, values = pictures.manifold_means(model, params, 5)
+    prior = pictures.prior_means(model, params, 6, seed=2)
+    for a, shape in [(recon, (3, 784)), (means, (25, 784)), (prior, (6, 784))]:
+        assert type(a) is np.ndarray and a.dtype == np.float64 and a.shape == shape
+        assert np.all((a >= 0) & (a <= 1))
+    np.testing.assert_array_equal(values, manifold_grid(5)[1])
+    np.testing.assert_array_equal(prior, pictures.prior_means(model, params, 6, seed=2))  # the seed's z
+    offsets, diagonals, free = pictures.factor_diagonals(model, params, x, MAX_DIAGONALS)
+    assert offsets == (0, 1) and diagonals.shape == (3, 2, 2) and free.shape == (2, 2)
+    corr = pictures.correlations(model, params, x)
+    assert corr.shape == (3, 2, 2) and np.allclose(np.diagonal(corr, axis1=1, axis2=2), 1.0)
+    wide = train_run(chain_run.parent / "wide", data, "chain", 3)
+    wide_run = open_run(wide)
+    with pytest.raises(ValueError, match="needs one 2-d stochastic layer, this model has 3"):
+        pictures.manifold_means(wide_run.model, wide_run.params, 5)

@@ -11,7 +11,8 @@ from gvae.io.mnist import load_mnist
 from gvae.model.objectives import elbo_terms
 from gvae.sweep.spec import load_spec
 from gvae.training import train
-from gvae.training.runs import fixed_eval_sets, load_model
+from gvae.training.batching import fixed_eval_sets
+from gvae.training.runs import load_model
 from tests.helpers import write_data
 
 pytest.importorskip("matplotlib")

@@ -142,7 +142,7 @@ def test_an_epoch_of_only_skipped_steps_stops_the_run(tmp_path):
 def test_a_collapsed_validation_elbo_is_divergence(tmp_path):
     config = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, limit=100)
     trainer = Trainer(config, make_data(), tmp_path / "run", progress=False, quiet=True)
-    trainer.validation_elbo = lambda: -1e7 if trainer.state.epoch else -50.0  # untrained: -50 nats
+    trainer.validate = lambda: {"valid_elbo": -1e7 if trainer.state.epoch else -50.0}  # untrained: -50 nats
     with pytest.raises(DivergedError, match="fell to -1e\\+07, far below the untrained model's -50"):
         trainer.fit()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -268,7 +268,7 @@ def test_an_evaluation_with_another_k_does_not_replace_the_first(tmp_path, data_
 
 
 def test_an_evaluation_stopped_by_sigterm_goes_on_where_it_stopped(tmp_path, data_file, capsys, monkeypatch):
-    import gvae.training.evaluate as ev
+    import gvae.evaluation.evaluate as ev
     from gvae.commands import Terminated
     out = tmp_path / "run"
     assert train(data_file, out, "--epochs", "1") == 0

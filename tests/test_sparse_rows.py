@@ -6,7 +6,8 @@ import scipy.sparse
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gvae import kernels
-from gvae.kernels import matmul_cpu, sparse_rows_cpu, threads
+from gvae.kernels import matmul_cpu, sparse_rows_cpu
+from gvae.kernels.cpu import threads
 from gvae.kernels.sparse_rows_cpu import MAX_DENSITY, sparse_factor
 
 

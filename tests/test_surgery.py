@@ -1,4 +1,4 @@
-"""ELBO surgery (gvae.training.surgery) on the factor-analysis model of tests/test_gaps.py, where q(z|x) is
+"""ELBO surgery (gvae.evaluation.surgery) on the factor-analysis model of tests/test_gaps.py, where q(z|x) is
 the exact posterior N(A (x - b), P^-1), one covariance for every x, so that the aggregate posterior of N
 points is a known mixture of N Gaussians: the split against the closed-form KL, against a dense NumPy
 computation of the same estimate from the same samples, and against a large-sample reference."""
@@ -9,8 +9,8 @@ import pytest
 from scipy.special import logsumexp
 
 from gvae.kernels import to_device
-from gvae.training.analysis import analyze, surgery
-from gvae.training.surgery import elbo_surgery
+from gvae.evaluation.analysis import analyze, surgery
+from gvae.evaluation.surgery import elbo_surgery
 from tests import fake_device as fake
 from tests.test_gaps import D, FAMILIES, exact_encoder, exact_posterior, fa_data, fa_model
 

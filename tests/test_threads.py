@@ -1,4 +1,4 @@
-"""gvae's own threads (gvae/kernels/threads.py) and the kernels that split their work over them: every
+"""gvae's own threads (gvae/kernels/cpu/threads.py) and the kernels that split their work over them: every
 split kernel gives what the whole call gives on one thread; the pool's hand-over, errors, nesting and
 fork; each BLAS call on one thread, the BLAS's thread count restored. The split thresholds are lowered
 so that small arrays split."""
@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels import adam_cpu, blas, matmul_cpu, native_cpu, threads, worker_cpu
+from gvae.kernels import adam_cpu, matmul_cpu
+from gvae.kernels.cpu import blas, entries, threads, worker_loop
+from gvae.kernels.cpu.state import RUNTIME
 from tests.band_reference import random_factor
 
 
@@ -240,7 +242,7 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
     """A worker's block of Adam, of the parameters' average, of the squared norm, of a product with a
     mostly-zero factor, of a bias and activation (forward and backward), of the Bernoulli likelihood and a
     chunk of the banded products (L x, L^T x, the outer products of their gradients) is handed over as a C
-    entry (native_cpu), which its native loop calls without the GIL, and gives what one
+    entry (gvae.kernels.cpu.entries), which its native loop calls without the GIL, and gives what one
     thread gives, bit for bit (the sums over blocks to rounding); a product whose b is a block of a larger
     array,
     an activation whose bias is strided and Adam over buffers off their items' alignment go through the
@@ -250,8 +252,8 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
     post = threads._Worker.post
 
     def watched(self, task, native=None):
-        kind = worker_cpu.PYTHON if native is None else native[0]
-        if kind != worker_cpu.QUIT:  # (set_threads stopping workers)
+        kind = worker_loop.PYTHON if native is None else native[0]
+        if kind != worker_loop.QUIT:  # (set_threads stopping workers)
             posted.append(kind)
         post(self, task, native)
     monkeypatch.setattr(threads._Worker, "post", watched)
@@ -299,21 +301,21 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
         posted.clear()
         one, many = _results(fun, n)
         np.testing.assert_array_equal(one, many)
-        assert posted and set(posted) == {worker_cpu.CALL}
+        assert posted and set(posted) == {worker_loop.CALL}
     # Sums of per-block sums: the same to rounding, not bit for bit, across thread counts.
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for fun in (lambda: kernels.sum_squares(start[0]), lambda: kernels.bias_activation_grad(upstream, y, "elu")[1]):
         posted.clear()
         one, many = _results(fun, n)
         np.testing.assert_allclose(one, many, rtol=tol, atol=tol)
-        assert posted and set(posted) == {worker_cpu.CALL}
+        assert posted and set(posted) == {worker_loop.CALL}
     posted.clear()
     kernels.set_threads(n)
     np.testing.assert_array_equal(kernels.bias_activation(h.copy(), b[::2], "tanh"),
                                   kernels.bias_activation(h.copy(), b[::2].copy(), "tanh"))
     np.testing.assert_allclose(kernels.matmul(x, W[:, 3:30]), x.astype(float) @ W[:, 3:30].astype(float), rtol=tol,
                                atol=tol)
-    assert worker_cpu.PYTHON in posted and worker_cpu.CALL in posted  # (the strided bias's, the copy's)
+    assert worker_loop.PYTHON in posted and worker_loop.CALL in posted  # (the strided bias's, the copy's)
     posted.clear()  # buffers off their items' alignment: also through Python, and the same values
     raw = np.zeros(4 * 1001 * np.dtype(dtype).itemsize + 1, np.uint8)
     odd = [raw[1 + k * 1001 * np.dtype(dtype).itemsize:][:1001 * np.dtype(dtype).itemsize].view(dtype) for k in range(4)]
@@ -326,31 +328,39 @@ def test_a_workers_blocks_of_the_step_kernels_run_as_c_entries(split_everything,
     kernels.adam_update(*expected, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=2, scale=0.25)
     for got, want in zip(odd, expected):
         np.testing.assert_array_equal(got, want)
-    assert posted == [worker_cpu.PYTHON] * (n - 1)
+    assert posted == [worker_loop.PYTHON] * (n - 1)
 
 
 def test_a_c_entrys_float_arguments_keep_every_bit():
-    float_of = numba.njit(lambda pattern: native_cpu.float_of(pattern))
+    float_of = numba.njit(lambda pattern: entries.float_of(pattern))
     for x in (0.1, -2.5e-300, 1e308, float("inf"), 5e-324, -0.0):
-        back = float_of(native_cpu.bits(x))
+        back = float_of(entries.bits(x))
         assert back == x and math.copysign(1.0, back) == math.copysign(1.0, x)
-    assert math.isnan(float_of(native_cpu.bits(float("nan"))))
+    assert math.isnan(float_of(entries.bits(float("nan"))))
 
 
-def test_a_c_entry_with_more_arguments_than_the_board_holds_is_refused_before_any_hand_over():
-    ran = []
-    fits = native_cpu.Call(lambda: ran.append(1), adam_cpu._adam_at, lambda: (8,) + (0,) * 11)
-    too_many = native_cpu.Call(lambda: ran.append(2), adam_cpu._adam_at,
-                               lambda: (0,) * (worker_cpu.SIZE - worker_cpu.ARGS))
+def test_a_c_entry_with_more_arguments_than_the_board_holds_is_refused_when_declared():
+    """An entry's arguments are known from its declaration: one that would not fit the board is refused
+    there, naming the kernel, as is one that does not name the kernel's parameters, before any call could
+    hand it over; one that fits runs on the workers."""
+    @numba.njit
+    def first_rows(x, out):
+        out[0] = x[0, 0]
+
+    sizes = [f"n{k}" for k in range(entries.CAPACITY - 1)]  # itemsize + address + sizes: one too many
+    with pytest.raises(ValueError, match="first_rows takes .* at most .* arguments on the board"):
+        entries.Entry(first_rows, x=entries.array(*sizes), out=entries.array("one"))
+    with pytest.raises(ValueError, match=r"declares the parameters \['x'\], but the kernel takes \['x', 'out'\]"):
+        entries.Entry(first_rows, x=entries.array("m", "n"))
+    averages = [np.full(5, float(k)) for k in range(3)]
     kernels.set_threads(3)
     try:
-        with pytest.raises(ValueError, match="arguments on the board"):
-            threads.run([lambda: ran.append(0), fits, too_many])
-        assert ran == []  # nothing was handed over, and the caller's own task did not run
-        threads.run([lambda: ran.append(0), lambda: ran.append(1), lambda: ran.append(2)])
-        assert sorted(ran) == [0, 1, 2]  # the workers are free for the next call
+        tasks = [entries.Call(adam_cpu._AVERAGE, (a, np.ones(5), 0.5)) for a in averages]
+        assert tasks[1].native[0] == worker_loop.CALL
+        threads.run(tasks)
     finally:
         kernels.set_threads(1)
+    assert [a.tolist() for a in averages] == [[0.5] * 5, [1.0] * 5, [1.5] * 5]
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -448,7 +458,7 @@ def test_a_workers_product_is_one_blas_call_equal_to_numpys(dtype):
         for a, b in _operands(rng, dtype):
             outs = [np.full((a.shape[0], b.shape[1]), np.nan, dtype) for _ in range(2)]
             tasks = [matmul_cpu._Product(a, b, out) for out in outs]
-            assert tasks[1].native is not None and tasks[1].native[0] in (worker_cpu.GEMM32, worker_cpu.GEMM64)
+            assert tasks[1].native is not None and tasks[1].native[0] in (worker_loop.GEMM32, worker_loop.GEMM64)
 
             class Watched(matmul_cpu._Product):
                 def __call__(self):
@@ -470,7 +480,7 @@ def test_the_blas_kernels_are_named_as_openblas_chose_them():
         pytest.skip("NumPy's BLAS here is not an OpenBLAS that names its kernels")
     if platform.machine() != "x86_64":
         pytest.skip("the kernel names forced here are x86's")
-    code = "import numpy; from gvae.kernels import blas; print(blas.core())"
+    code = "import numpy; from gvae.kernels.cpu import blas; print(blas.core())"
     env = dict(os.environ, OPENBLAS_CORETYPE="Nehalem")  # SSE4.2 kernels, which every x86-64 CPU in use runs
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["Nehalem"]
@@ -514,7 +524,7 @@ def test_an_idle_worker_sleeps_and_wakes_for_the_next_call():
     kernels.set_threads(2)
     try:
         threads.run([lambda: None, lambda: None])
-        worker = threads._state["workers"][0]
+        worker = RUNTIME.workers[0]
         deadline = time.monotonic() + 10
         while not worker.sleeping and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -533,7 +543,7 @@ def test_fewer_threads_stop_the_workers_beyond_them():
     kernels.set_threads(3)
     try:
         threads.run([lambda: None] * 3)
-        started = [worker.thread for worker in threads._state["workers"]]
+        started = [worker.thread for worker in RUNTIME.workers]
         assert len(started) == 2
         kernels.set_threads(2)
         started[1].join(10)
@@ -666,7 +676,7 @@ def test_a_training_step_on_two_threads_matches_one(split_everything, tmp_path):
 def test_a_two_thread_training_step_hands_its_worker_no_python_task(monkeypatch, tmp_path, posterior, iw):
     """In the README's training step (784-500-500-16, batch 100, products cut by the rules) every block a
     worker is handed runs natively, a product's BLAS call or a C entry: the worker never takes the GIL."""
-    from gvae.kernels import tuning
+    from gvae.kernels.cpu import tuning
     from gvae.training import TrainConfig, Trainer
     posted = []
     post = threads._Worker.post
@@ -688,16 +698,16 @@ def test_a_two_thread_training_step_hands_its_worker_no_python_task(monkeypatch,
     finally:
         kernels.set_threads(1)
         tuning.set_tuning(before)
-    kinds = set(posted) - {worker_cpu.QUIT}
-    assert worker_cpu.CALL in kinds and kinds <= {worker_cpu.GEMM32, worker_cpu.CALL}, kinds
+    kinds = set(posted) - {worker_loop.QUIT}
+    assert worker_loop.CALL in kinds and kinds <= {worker_loop.GEMM32, worker_loop.CALL}, kinds
 
 
 def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypatch, tmp_path):
     """Trainer.fit (and so gvae.train) runs on one kernel thread per available core, as the command does,
     unless set_threads was called; the count before is back after."""
     from gvae.training import TrainConfig, Trainer
-    monkeypatch.setitem(threads._state, "threads", 1)
-    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(RUNTIME, "threads", 1)
+    monkeypatch.setattr(RUNTIME, "threads_set", False)  # as in a fresh process
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     seen = []
     real_epoch = Trainer.run_epoch
@@ -707,7 +717,7 @@ def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypat
     data = {s: (x, np.zeros(40, np.int64)) for s in ("train", "valid", "test")}
     cfg = TrainConfig(latent=2, hidden=(4,), epochs=1, batch_size=20)
     Trainer(cfg, data, tmp_path / "default", progress=False, quiet=True).fit(events=[])
-    assert seen == [3] and kernels.get_threads() == 1 and not threads._state["set"]
+    assert seen == [3] and kernels.get_threads() == 1 and not RUNTIME.threads_set
     kernels.set_threads(2)  # a choice stands
     Trainer(cfg, data, tmp_path / "chosen", progress=False, quiet=True).fit(events=[])
     assert seen == [3, 2] and kernels.get_threads() == 2
@@ -715,8 +725,8 @@ def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypat
 
 
 def test_threads_unless_set_is_the_count_inside_cores_unless_set(monkeypatch):
-    monkeypatch.setitem(threads._state, "threads", 1)
-    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(RUNTIME, "threads", 1)
+    monkeypatch.setattr(RUNTIME, "threads_set", False)  # as in a fresh process
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     with threads.cores_unless_set():
         inside = kernels.get_threads()
@@ -733,8 +743,8 @@ def test_concurrent_cores_unless_set_leave_the_process_count_alone(monkeypatch):
     """Two threads inside cores_unless_set at once (A enters, B enters, A leaves, B leaves: the order in
     which a save-and-restore of one process-wide count leaves B's saved 3 behind). Each sees its cores;
     a third thread sees the process's count meanwhile, and it is the same after."""
-    monkeypatch.setitem(threads._state, "threads", 1)
-    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(RUNTIME, "threads", 1)
+    monkeypatch.setattr(RUNTIME, "threads_set", False)  # as in a fresh process
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     a_in, b_in, looked = threading.Event(), threading.Event(), threading.Event()
     seen = {}
@@ -766,15 +776,15 @@ def test_concurrent_cores_unless_set_leave_the_process_count_alone(monkeypatch):
     a.join(10)
     b.join(10)
     assert seen == {"a": 3, "b": (3, 3), "outside": 1, "main": 1, "a after": 1, "b after": 1}
-    assert kernels.get_threads() == 1 and threads._state["threads"] == 1 and not threads._state["set"]
+    assert kernels.get_threads() == 1 and RUNTIME.threads == 1 and not RUNTIME.threads_set
 
 
 def test_two_trainers_at_once_leave_the_thread_count_as_it_was(monkeypatch, tmp_path):
     """Issue 50: two Trainers fitting at once in two threads left the process's count at the cores
     count for good. Each fits on the cores count; the count before is back after, whichever leaves last."""
     from gvae.training import TrainConfig, Trainer
-    monkeypatch.setitem(threads._state, "threads", 1)
-    monkeypatch.setitem(threads._state, "set", False)
+    monkeypatch.setattr(RUNTIME, "threads", 1)
+    monkeypatch.setattr(RUNTIME, "threads_set", False)
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     a_in, b_in = threading.Event(), threading.Event()
     seen, failures = {}, []
@@ -814,7 +824,7 @@ def test_two_trainers_at_once_leave_the_thread_count_as_it_was(monkeypatch, tmp_
     second.join(60)
     assert not failures, failures
     assert seen == {"a": 3, "b": 3}
-    assert kernels.get_threads() == 1 and not threads._state["set"]
+    assert kernels.get_threads() == 1 and not RUNTIME.threads_set
 
 
 def test_a_thread_inside_cores_unless_set_splits_over_its_own_count(monkeypatch):
@@ -823,7 +833,7 @@ def test_a_thread_inside_cores_unless_set_splits_over_its_own_count(monkeypatch)
     whole. A set_threads made meanwhile holds in that thread too (the choice stands)."""
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     kernels.set_threads(1)  # no workers left from other tests
-    monkeypatch.setitem(threads._state, "set", False)  # as in a fresh process
+    monkeypatch.setattr(RUNTIME, "threads_set", False)  # as in a fresh process
     counts, names = [], []
 
     def task():
@@ -831,7 +841,7 @@ def test_a_thread_inside_cores_unless_set_splits_over_its_own_count(monkeypatch)
         names.append(threading.current_thread().name)
     try:
         threads.run([task] * 3)
-        assert counts == [1] * 3 and len(set(names)) == 1 and not threads._state["workers"]
+        assert counts == [1] * 3 and len(set(names)) == 1 and not RUNTIME.workers
         counts.clear()
         names.clear()
         inside, chosen, seen = threading.Event(), threading.Event(), {}
@@ -839,7 +849,7 @@ def test_a_thread_inside_cores_unless_set_splits_over_its_own_count(monkeypatch)
         def in_context():
             with threads.cores_unless_set():
                 threads.run([task] * 3)
-                seen["workers"] = len(threads._state["workers"])
+                seen["workers"] = len(RUNTIME.workers)
                 inside.set()
                 assert chosen.wait(10)
                 seen["after set_threads"] = kernels.get_threads(), threads.threads_unless_set()

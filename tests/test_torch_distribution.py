@@ -185,8 +185,10 @@ def test_the_helpers_are_marked_constant_as_torch_compiler_marks_them():
 def test_bad_input_raises_clear_errors():
     F = raw_factor("grid", (3,), garbage=0.0)
     loc = torch.zeros(3, N, dtype=f64)
-    with pytest.raises(TypeError, match="loc and factor must share dtype"):
+    with pytest.raises(TypeError, match="arguments must share one dtype, got loc torch.float32, factor torch.float64"):
         BandedPrecisionNormal(loc.float(), F, (0, 1, COLS))
+    with pytest.raises(TypeError, match="loc and factor must be on one device, got loc on cpu, factor on meta"):
+        BandedPrecisionNormal(loc, F.to("meta"), (0, 1, COLS))
     with pytest.raises(TypeError, match="factor has dtype torch.int64"):
         BandedPrecisionNormal(loc, F.long(), (0, 1, COLS))
     with pytest.raises(ValueError, match="with the same n"):

@@ -93,7 +93,7 @@ def test_the_default_listeners_write_the_run_the_same_as_listeners_given_explici
 
 def test_a_diverged_epoch_is_told_and_not_reported_as_an_end(tmp_path):
     trainer = Trainer(CONFIG, make_data(), tmp_path / "run", progress=False, quiet=True)
-    trainer.validation_elbo = lambda: float("nan") if trainer.state.epoch else -50.0
+    trainer.validate = lambda: {"valid_elbo": float("nan") if trainer.state.epoch else -50.0}
     recorder = Recorder()
     with pytest.raises(DivergedError, match="validation ELBO is nan"):
         trainer.fit(events=[recorder])
@@ -104,7 +104,7 @@ def test_patience_is_told_as_an_early_stop(tmp_path):
     config = TrainConfig(latent=2, hidden=(8,), epochs=5, batch_size=50, limit=100, patience=1)
     trainer = Trainer(config, make_data(), tmp_path / "run", progress=False, quiet=True)
     values = iter([-50.0, -40.0, -45.0, -44.0, -43.0])
-    trainer.validation_elbo = lambda: next(values)
+    trainer.validate = lambda: {"valid_elbo": next(values)}
     recorder = Recorder()
     summary = trainer.fit(events=[recorder])
     assert recorder.calls[-2:] == [("stopped_early", 2), ("finished", 2)] and summary["stopped_early"]

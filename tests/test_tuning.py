@@ -1,4 +1,4 @@
-"""The per-machine plans of gvae's products (gvae.kernels.tuning, matmul_cpu.plan): measured once, kept in
+"""The per-machine plans of gvae's products (gvae.kernels.cpu.tuning, matmul_cpu.plan): measured once, kept in
 one file per machine, shared by processes, rebuilt when damaged, never a change in the results beyond
 float32 rounding."""
 import json
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.kernels import matmul_cpu, threads, tuning
+from gvae.kernels import matmul_cpu
+from gvae.kernels.cpu import threads, tuning
+from gvae.kernels.cpu.state import RUNTIME
 
 
 @pytest.fixture
@@ -27,9 +29,9 @@ def tuned(tmp_path, monkeypatch, quiet):
     one thread again after."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("GVAE_TUNING")
-    for name in ("enabled", "writable", "plans"):
-        monkeypatch.setitem(tuning._state, name, None)
-    tuning._state["generation"] += 1  # what this process decided before is forgotten (never set back)
+    for name in ("tuning_on", "tuning_writable", "tuning_plans"):
+        monkeypatch.setattr(RUNTIME, name, None)
+    RUNTIME.tuning_generation += 1  # what this process decided before is forgotten (never set back)
     yield tmp_path / "cache" / "gvae" / "plans"
     kernels.set_threads(1)
 
@@ -229,7 +231,7 @@ def test_a_damaged_plan_file_is_ignored_and_rebuilt(tuned, damage):
 _READER = textwrap.dedent("""
     import json, resource, warnings
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-    from gvae.kernels import tuning
+    from gvae.kernels.cpu import tuning
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = tuning.plans()
@@ -345,7 +347,7 @@ def test_a_plan_file_full_to_its_bound_keeps_its_plans(tuned, monkeypatch):
     with pytest.warns(RuntimeWarning, match="full"):
         assert tuning.tune("k2", {"a": lambda: None, "b": lambda: None}, "a", lambda: None) == "a"
     assert json.loads(tuning.plan_file().read_text())["plans"] == {"k": "x"}
-    tuning._state["plans"] = None
+    RUNTIME.tuning_plans = None
     assert tuning.plans() == {"k": "x"}
 
 
@@ -373,7 +375,7 @@ def test_a_kept_plan_that_is_no_longer_a_choice_is_measured_again(tuned):
 
 _RECORDER = textwrap.dedent("""
     import sys, time
-    from gvae.kernels import tuning
+    from gvae.kernels.cpu import tuning
     me, start = sys.argv[1], float(sys.argv[2])
     real = tuning.os.replace
     def slow_replace(src, dst):  # a slow file system: the window between reading and renaming is wide
@@ -414,7 +416,7 @@ def test_a_second_process_uses_the_kept_plans_without_measuring(tuned):
     script = textwrap.dedent(f"""
         import numpy as np
         from gvae import kernels
-        from gvae.kernels import tuning
+        from gvae.kernels.cpu import tuning
         def refuse(*args):
             raise AssertionError("measured again")
         tuning.fastest = refuse
@@ -448,7 +450,7 @@ def test_tuning_is_turned_off_by_the_environment_or_by_set_tuning(tuned, monkeyp
         with pytest.raises(ValueError, match="True or False"):
             tuning.set_tuning(bad)
     env = {**os.environ, "XDG_CACHE_HOME": str(tuned.parent.parent), "GVAE_TUNING": "off"}
-    done = subprocess.run([sys.executable, "-c", "from gvae.kernels import tuning; print(tuning.active())"],
+    done = subprocess.run([sys.executable, "-c", "from gvae.kernels.cpu import tuning; print(tuning.active())"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 

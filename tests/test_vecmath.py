@@ -122,7 +122,7 @@ def test_kernels_that_call_them_twice_compile_without_numba_warnings(dtype):
 
 def test_a_changed_helper_drops_the_whole_kernel_cache(tmp_path):
     # Numba would keep a cached kernel whose helper (inlined from another file) changed: the cache is one unit.
-    from gvae.kernels.jit import drop_stale_cache
+    from gvae.kernels.cpu.compile_cache import drop_stale_cache
     kernels, band = tmp_path / "kernels", tmp_path / "kernels" / "band"
     for folder in (kernels, band):
         (folder / "__pycache__").mkdir(parents=True)

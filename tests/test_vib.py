@@ -13,7 +13,8 @@ from gvae.io.files import read_jsonl
 from gvae.model import FAMILIES
 from gvae.model.vib import Classifier, predict, vib_loss, vib_terms
 from gvae.training import TrainConfig, Trainer, checkpoint
-from gvae.training.classify import classifier_scores, labels_of
+from gvae.training.validation import classifier_scores
+from gvae.training.tasks.classify import labels_of
 from tests.gradcheck import check_vjp
 from tests.helpers import make_data
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gvae import kernels
-from gvae.kernels.band import trace_cpu
+from gvae.kernels.band import selected_inversion_cpu as inversion
 from tests.band_reference import random_factor
 
 STENCILS = (((0,), 5), ((0, 1), 9), ((0, 1, 3), 12), ((0, 1, 4, 5, 6), 14))
@@ -47,7 +47,7 @@ def _band_lanes(dtype):
     offsets = (0, 1, 4, 5, 6)
     L = random_factor(rng, (8,), offsets, 20, dtype=dtype)
     offs, g = np.array(offsets, dtype=np.int64), np.ones(8, dtype=dtype)
-    for variant in (trace_cpu._grad_blocks_x1, trace_cpu._grad_blocks_x8):
+    for variant in (inversion._grad_blocks_x1, inversion._grad_blocks_x8):
         variant(L, offs, g[:, None], np.zeros_like(L), 0, 8, 20)
 
 

@@ -1,5 +1,5 @@
-"""Evaluation throughput: importance sampling of log p(x) (:func:`gvae.training.evaluate.importance_sampling`)
-and the whole test evaluation (:func:`gvae.training.evaluate.evaluate`: ELBO pass + importance sampling) of an
+"""Evaluation throughput: importance sampling of log p(x) (:func:`gvae.evaluation.evaluate.importance_sampling`)
+and the whole test evaluation (:func:`gvae.evaluation.evaluate.evaluate`: ELBO pass + importance sampling) of an
 untrained 784-500-500-16 ELU VAE with a Bernoulli decoder, float32, within the default 256 MB bound.
 
 Untrained weights cost what trained ones cost. ``gvae eval`` runs the same functions on 1000 test images
@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from gvae.training import TrainConfig
-from gvae.training.evaluate import evaluate, importance_sampling
+from gvae.evaluation.evaluate import evaluate, importance_sampling
 from gvae.training.runs import build_model
 
 from .common import Benchmark

@@ -1,10 +1,19 @@
-"""Writing files so that nothing written is lost: a temporary name in the same folder, then a rename."""
+"""Writing files so that nothing written is lost (a temporary name in the same folder, then a rename), and
+reading them without following a link or waiting on a FIFO."""
+import errno
 import json
 import math
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+# Open flags for a name that must be a file of its own: O_NOFOLLOW refuses a link in its place (dangling
+# or not; followed, it would read /dev/zero or create a file outside the folder), O_NONBLOCK makes opening
+# a FIFO return at once rather than wait for a writer (it changes nothing for a regular file), O_CLOEXEC
+# keeps the descriptor (and a lock on it) out of programs the process starts.
+CAREFUL = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 @contextmanager
@@ -67,17 +76,41 @@ def write_jsonl(path, rows):
         tmp.write_text("".join(_dumps(r) + "\n" for r in rows))
 
 
-def _read_text(path):
-    """The UTF-8 text of the file ``path``; ValueError naming it when it is a folder, unreadable or not
-    UTF-8 (FileNotFoundError when absent)."""
+def open_regular(path):
+    """A binary file object of the regular file ``path``, opened for reading without following a link or
+    waiting on a FIFO: FileNotFoundError where there is none, IsADirectoryError for a folder, a ValueError
+    saying why where a link or anything else but a regular file stands there (an OSError such as no
+    permission is raised as it is)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | CAREFUL)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("it is a symbolic link, which gvae does not follow there") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "a folder", os.fspath(path))
+        raise ValueError("it is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_text(path):
+    """The UTF-8 text of the regular file ``path``, read without following a link or waiting on a FIFO
+    (:func:`open_regular`); ValueError naming it when it is a folder, a link or
+    anything but a regular file, unreadable or not UTF-8 (FileNotFoundError when absent)."""
+    try:
+        with open_regular(path) as f:
+            return f.read().decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is damaged: not UTF-8 text (byte {e.start})") from None
     except IsADirectoryError:
         raise ValueError(f"{path} is a folder, where a file was expected") from None
     except FileNotFoundError:
         raise
+    except ValueError as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror}") from None
 

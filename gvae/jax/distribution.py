@@ -17,13 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve
 
-from ..kernels.band import validate_offsets
 from ..kernels.band.dense import require_dense
+from ..rules import gaussian as rules
+from ..rules.checks import event_axis, offsets_tuple
 from . import ops
+from .ops import CHECKS
 
 __all__ = ["BandedPrecisionNormal"]
 
 _NAME = "BandedPrecisionNormal"
+_OPS = rules.GaussianOps(solve_t=ops.band_solve_t, matvec_t=ops.band_matvec_t, logdet=ops.band_logdet,
+                         square=jnp.square, trace_inv=ops.band_trace_inv, diag_inv=ops.band_diag_inv, log=jnp.log)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -39,22 +43,9 @@ class BandedPrecisionNormal:
 
     def __init__(self, loc, factor, offsets):
         loc, factor = jnp.asarray(loc), jnp.asarray(factor)
-        for argname, t in (("loc", loc), ("factor", factor)):
-            if t.dtype not in (jnp.float32, jnp.float64):
-                raise TypeError(f"{_NAME}: {argname} has dtype {t.dtype}, expected float32 or float64")
-        if loc.dtype != factor.dtype:
-            raise TypeError(f"{_NAME}: loc and factor must share one dtype, got loc {loc.dtype}, "
-                            f"factor {factor.dtype}")
-        if loc.ndim < 1 or factor.ndim < 2 or factor.shape[-1] != loc.shape[-1]:
-            raise ValueError(f"{_NAME}: loc must have shape (*batch, n) and factor (*batch, K, n) with the same "
-                             f"n, got loc {tuple(loc.shape)}, factor {tuple(factor.shape)}")
-        n, K = loc.shape[-1], factor.shape[-2]
-        offsets = tuple(int(o) for o in validate_offsets(_NAME, offsets, n, K))
-        try:
-            batch = np.broadcast_shapes(loc.shape[:-1], factor.shape[:-2])
-        except ValueError:
-            raise ValueError(f"{_NAME}: loc's batch shape {tuple(loc.shape[:-1])} does not broadcast with "
-                             f"factor's {tuple(factor.shape[:-2])}") from None
+        n, K = CHECKS.distribution(_NAME, loc, factor)
+        offsets = offsets_tuple(_NAME, offsets, n, K)
+        batch = CHECKS.batch(_NAME, "loc", loc.shape[:-1], factor.shape[:-2])
         if not isinstance(factor, jax.core.Tracer) and not bool((factor[..., 0, :] > 0).all()):
             raise ValueError(f"{_NAME}: factor's main diagonal factor[..., 0, :] must be > 0 (and not NaN)")
         self.loc = jnp.broadcast_to(loc, batch + (n,))
@@ -170,20 +161,16 @@ class BandedPrecisionNormal:
         """loc + L^-T eps, eps ~ N(0, I) of shape ``sample_shape + batch_shape + (n,)`` drawn with ``key``;
         differentiable in loc and factor."""
         eps = jax.random.normal(key, tuple(sample_shape) + self.loc.shape, self.loc.dtype)
-        return self.loc + ops.band_solve_t(self.factor, self.offsets, eps)
+        return rules.sample(_OPS, self.factor, self.offsets, self.loc, eps)
 
     def log_prob(self, value):
         """log N(value; loc, (L L^T)^-1) = log det L - |L^T (value - loc)|^2 / 2 - n log(2 pi) / 2;
         ``value`` (*sample, *batch, n) gives (*sample, *batch)."""
-        y = ops.band_matvec_t(self.factor, self.offsets, value - self.loc)
-        n = self.loc.shape[-1]
-        return ops.band_logdet(self.factor) - 0.5 * jnp.square(y).sum(-1) - 0.5 * n * math.log(2 * math.pi)
+        return rules.log_density(_OPS, self.factor, self.offsets, value, self.loc)
 
     def entropy(self):
         """n (1 + log 2 pi) / 2 - log det L, shape ``batch_shape``."""
-        n = self.loc.shape[-1]
-        return jnp.broadcast_to(0.5 * n * (1 + math.log(2 * math.pi)) - ops.band_logdet(self.factor),
-                                self.batch_shape)
+        return jnp.broadcast_to(rules.entropy(_OPS, self.factor), self.batch_shape)
 
     # -- closed-form KL -------------------------------------------------------------------------------
 
@@ -201,21 +188,11 @@ class BandedPrecisionNormal:
         refuses it; a traced one (under ``jit`` or ``vmap``) cannot be read, and such a scale gives NaN
         there, as in gvae.torch without validation (``validate_args=False``, or under torch.compile)."""
         loc, scale = jnp.asarray(loc, self.loc.dtype), jnp.asarray(scale, self.loc.dtype)
-        n = self.loc.shape[-1]
-        if not isinstance(scale, jax.core.Tracer) and not bool((scale > 0).all()):
-            bad = int((~(scale > 0)).sum())
+        # Read on the host: under jit even a concrete scale's comparison would be staged (a tracer).
+        positive = None if isinstance(scale, jax.core.Tracer) else np.asarray(scale) > 0
+        if positive is not None and not positive.all():
+            bad = int((~positive).sum())
             raise ValueError(f"{_NAME}.kl_to_diagonal: scale must be > 0 (and not NaN): the standard deviations "
                              f"of the diagonal Gaussian; {bad} of its {scale.size} entries are not")
-        for what, t in (("loc", loc), ("scale", scale)):
-            if t.ndim and t.shape[-1] not in (1, n):
-                raise ValueError(f"{_NAME}.kl_to_diagonal: {what} has {t.shape[-1]} entries in its last axis, "
-                                 f"the event has n={n}")
-        if scale.ndim == 0 or scale.shape[-1] == 1:
-            s = scale if scale.ndim == 0 else scale[..., 0]
-            spread = ops.band_trace_inv(self.factor, self.offsets) / jnp.square(s)
-            log_scale = n * jnp.log(s)
-        else:
-            spread = (ops.band_diag_inv(self.factor, self.offsets) / jnp.square(scale)).sum(-1)
-            log_scale = jnp.log(scale).sum(-1)
-        mahalanobis = jnp.square((self.loc - loc) / scale).sum(-1)
-        return log_scale + ops.band_logdet(self.factor) + 0.5 * (spread + mahalanobis - n)
+        event_axis(f"{_NAME}.kl_to_diagonal", (("loc", loc), ("scale", scale)), self.loc.shape[-1])
+        return rules.kl_to_diagonal(_OPS, self.factor, self.offsets, self.loc, loc, scale)

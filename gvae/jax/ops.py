@@ -1,23 +1,18 @@
 """The banded-factor kernels of docs/api.md section 2 as JAX functions with ``jax.custom_vjp``.
 
 Called eagerly on concrete arrays, a function runs the Numba kernel directly on ``np.asarray`` views of
-the arrays (no copy on the CPU), past ``custom_vjp`` too (55 us a call for ``band_matvec`` on a 2 x 8
-factor, 75 on 100 x 2 x 256: the checks, and the result made a JAX array, 17 us of it). Under a
-transformation (``jit``, ``vmap``, ``grad``: any tracer among the arguments) it runs the same kernel in a
-callback: on the CPU through ``jax.experimental.buffer_callback``, which hands the callback XLA's own
-buffers (the kernel reads a jit argument's memory where it is, and its result is written into the buffer
-jit returns), else through ``jax.pure_callback`` (jaxlib without buffer_callback, or a GPU backend), whose
-arguments are copies.
-For ``band_matvec`` under ``jit`` (examples/bench_jax_interop.py, 2-core Zen 4): 24-26 us a call on a
-2 x 8 factor and 40 us on 100 x 2 x 256, against 134-156 and 279-300 us through pure_callback, and the
-kernels themselves 8.5 and 18-27 us; the gradient of a solve at 100 x 2 x 256 under jit 176-178 us
-against 724-835 (the kernels alone: 123-128). Both paths give the same bits as the eager one. ``vmap``
-reaches the kernel as one more leading batch axis (``vmap_method="expand_dims"``): every argument is
-first given the same number of batch axes, so that the mapped axis lines up across arguments and the
-kernels' own broadcasting does the rest.
+the arrays (no copy on the CPU), past ``custom_vjp`` too. Under a transformation (``jit``, ``vmap``,
+``grad``: any tracer among the arguments) it runs the same kernel in a callback: on the CPU through
+``jax.experimental.buffer_callback``, which hands the callback XLA's own buffers (the kernel reads a jit
+argument's memory where it is, and its result is written into the buffer jit returns), else through
+``jax.pure_callback`` (jaxlib without buffer_callback, or a GPU backend), whose arguments are copies.
+Both paths give the same bits as the eager one. ``vmap`` reaches the kernel as one more leading batch
+axis (``vmap_method="expand_dims"``): every argument is first given the same number of batch axes, so
+that the mapped axis lines up across arguments and the kernels' own broadcasting does the rest.
 
-Backward passes run gvae's own VJP kernels as ``gvae.torch.ops`` does: ``band_outer`` (the L-gradient of
-every solve and product), ``band_logdet_grad``, ``band_trace_inv_grad`` and ``band_diag_inv_grad``.
+Backward passes run gvae's own VJP kernels as ``gvae.torch.ops`` does, the solves' and products' by the
+rules of :mod:`gvae.rules.band`: ``band_outer`` (the L-gradient of every solve and product),
+``band_logdet_grad``, ``band_trace_inv_grad`` and ``band_diag_inv_grad``.
 Reverse mode only, to first order: the callbacks have no JVP rule, so ``jvp``, ``jacfwd`` and a
 gradient of a gradient raise. On a GPU the callbacks copy through the host (a warning says so once): the
 path from ``buffer_callback``'s device buffers to gvae's CUDA kernels on XLA's stream is not written.
@@ -35,6 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels import band as _band
+from ..rules.band import VJP, BandKernels
+from ..rules.broadcast import unbroadcast
+from ..rules.checks import Checks, offsets_tuple
 
 try:  # experimental in jaxlib 0.10: where it is missing, every traced call goes through pure_callback
     from jax.experimental.buffer_callback import buffer_callback as _buffer_callback
@@ -44,51 +42,25 @@ except ImportError:
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv"]
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _backend = []  # JAX's default backend, asked once (it costs)
 
-
-# --------------------------------------------------------------------------------------------------
-# Checks (shapes and dtypes are static: they run while tracing as well as eagerly)
-# --------------------------------------------------------------------------------------------------
-
-def _dtype(name, args):
-    """TypeError unless every (argname, array) is float32/float64 and they share one dtype."""
-    for argname, t in args:
-        if np.dtype(t.dtype) not in _FLOATS:
-            raise TypeError(f"{name}: {argname} has dtype {t.dtype}, expected float32 or float64")
-    if len({np.dtype(t.dtype) for _, t in args}) > 1:
-        raise TypeError(f"{name}: arguments must share one dtype, got "
-                        + ", ".join(f"{a} {t.dtype}" for a, t in args))
+# Shapes and dtypes are static: the checks run while tracing as well as eagerly, on JAX arrays (converted
+# first, hence no type check); gvae.jax.distribution's too.
+CHECKS = Checks(None, (np.dtype(np.float32), np.dtype(np.float64)), "float32 or float64", np.broadcast_shapes,
+                 ValueError)
+_dtype = CHECKS.dtypes
 
 
 def _array(x):
-    """x as a JAX array (a jax.Array or tracer as it is: jnp.asarray would dispatch a conversion, ~8 us)."""
+    """x as a JAX array (a jax.Array or tracer as it is: jnp.asarray would dispatch a conversion)."""
     return x if isinstance(x, jax.Array) else jnp.asarray(x)
 
 
 def _factor(name, L, offsets=None):
     """L as an array checked to have shape (*batch, K, n), K, n >= 1, and the offsets as a tuple."""
     L = _array(L)
-    if L.ndim < 2 or L.shape[-1] < 1 or L.shape[-2] < 1:
-        raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {tuple(L.shape)}")
-    if offsets is None:
-        return L, None
-    K, n = L.shape[-2:]
-    return L, tuple(int(o) for o in _band.validate_offsets(name, offsets, n, K))
-
-
-def _vector_shape(name, argname, L, v):
-    """The broadcast of L's batch and v's leading axes, plus n."""
-    n = L.shape[-1]
-    if v.ndim < 1 or v.shape[-1] != n:
-        raise ValueError(f"{name}: {argname} must have shape (*lead, n) with n={n} (L's last axis), "
-                         f"got {tuple(v.shape)}")
-    try:
-        return np.broadcast_shapes(L.shape[:-2], v.shape[:-1]) + (n,)
-    except ValueError:
-        raise ValueError(f"{name}: {argname}'s batch shape {tuple(v.shape[:-1])} does not broadcast with "
-                         f"the factor batch shape {tuple(L.shape[:-2])}") from None
+    K, n = CHECKS.factor(name, L)
+    return L, (None if offsets is None else offsets_tuple(name, offsets, n, K))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,7 +130,7 @@ def _host(kernel, shape, out_core, args, cores, spread=False):
 
 def _vector(name, L, offsets, v, check):
     """The forward kernel ``name`` (a solve or product) on L (*batch, K, n) and v (*lead, n)."""
-    shape = _vector_shape(name, "v", L, v)
+    shape = CHECKS.vector(name, "v", L, v)
     kernel = getattr(_band, name)
     return _host(lambda L, v: kernel(L, offsets, v, check=check), shape, 1, [L, v], [2, 1])
 
@@ -169,18 +141,21 @@ def _outer(a, c, L, offsets, scale):
                  [L, a, c], [2, 1, 1], spread=True)
 
 
-def _unbroadcast(g, shape):
-    """g summed down to ``shape`` (the gradient of an input that was broadcast)."""
-    g = g.sum(tuple(range(g.ndim - len(shape))))
-    axes = tuple(i for i, (s, t) in enumerate(zip(shape, g.shape)) if s == 1 and t != 1)
-    return g.sum(axes, keepdims=True) if axes else g
-
-
 # --------------------------------------------------------------------------------------------------
 # The differentiable functions: every backward is a gvae kernel
 # --------------------------------------------------------------------------------------------------
 
-def _vector_op(name, backward):
+# The kernels of gvae.rules.band's VJPs, on the host as the forward ones.
+_KERNELS = BandKernels(solve=partial(_vector, "band_solve", check=False),
+                       solve_t=partial(_vector, "band_solve_t", check=False),
+                       matvec=partial(_vector, "band_matvec", check=False),
+                       matvec_t=partial(_vector, "band_matvec_t", check=False), outer=_outer)
+
+
+def _vector_op(name):
+    """The custom_vjp of a solve or product, its backward ``name``'s rule of :data:`gvae.rules.band.VJP`."""
+    rule = VJP[name]
+
     @partial(jax.custom_vjp, nondiff_argnums=(1, 3))
     def op(L, offsets, v, check):
         return _vector(name, L, offsets, v, check)
@@ -191,39 +166,14 @@ def _vector_op(name, backward):
 
     def bwd(offsets, check, res, g):
         L, v, out = res
-        gL, gv = backward(L, offsets, v, out, g)
-        return gL, _unbroadcast(gv, v.shape)
+        gL, gv = rule(_KERNELS, L, offsets, v, out, g, True, True)
+        return gL, unbroadcast(gv, v.shape)
 
     op.defvjp(fwd, bwd)
     return op
 
 
-def _solve_t_bwd(L, offsets, b, x, g):
-    """x = L^-T b: u = L^-1 g, gb = u, gL = band_outer(x, u, -1)."""
-    u = _vector("band_solve", L, offsets, g, False)
-    return _outer(x, u, L, offsets, -1.0), u
-
-
-def _solve_bwd(L, offsets, b, x, g):
-    """x = L^-1 b: u = L^-T g, gb = u, gL = band_outer(u, x, -1)."""
-    u = _vector("band_solve_t", L, offsets, g, False)
-    return _outer(u, x, L, offsets, -1.0), u
-
-
-def _matvec_t_bwd(L, offsets, x, y, g):
-    """y = L^T x: gL = band_outer(x, g), gx = L g."""
-    return _outer(x, g, L, offsets, 1.0), _vector("band_matvec", L, offsets, g, False)
-
-
-def _matvec_bwd(L, offsets, x, y, g):
-    """y = L x: gL = band_outer(g, x), gx = L^T g."""
-    return _outer(g, x, L, offsets, 1.0), _vector("band_matvec_t", L, offsets, g, False)
-
-
-_VECTOR = {"band_solve_t": _vector_op("band_solve_t", _solve_t_bwd),
-           "band_solve": _vector_op("band_solve", _solve_bwd),
-           "band_matvec_t": _vector_op("band_matvec_t", _matvec_t_bwd),
-           "band_matvec": _vector_op("band_matvec", _matvec_bwd)}
+_VECTOR = {name: _vector_op(name) for name in VJP}
 
 
 def _logdet_plain(L, check):
@@ -277,8 +227,8 @@ def _vector_public(name, argname, L, offsets, v, check):
     L, offsets = _factor(name, L, offsets)
     v = _array(v)
     _dtype(name, [("L", L), (argname, v)])
-    _vector_shape(name, argname, L, v)
-    if _concrete((L, v)):  # nothing to differentiate: custom_vjp's dispatch would cost 250 us a call
+    CHECKS.vector(name, argname, L, v)
+    if _concrete((L, v)):  # nothing to differentiate: custom_vjp's dispatch would cost many kernel calls
         return _vector(name, L, offsets, v, bool(check))
     return _VECTOR[name](L, offsets, v, bool(check))
 

@@ -5,7 +5,10 @@ above the array module of their arrays and the copies between host and device. E
 validates its arguments, brings them to the layout its kernels expect, and calls
 the implementation that :mod:`gvae.kernels.backend` picks from the arrays' type. Per algorithm, the
 front file ``NAME.py`` sits beside its Numba kernel ``NAME_cpu.py``, its CUDA source ``NAME.cu`` and
-the thin ``NAME_cuda.py`` that launches it; the banded-factor kernels have a folder of their own.
+the thin ``NAME_cuda.py`` that launches it; the banded-factor kernels have a folder of their own. Under the
+Numba kernels lies their CPU runtime, :mod:`gvae.kernels.cpu` (gvae's threads and the C entries its
+workers call, the Numba decorator and its cache, BLAS control, per-machine tuning), which imports nothing
+of gvae above it.
 """
 from .activation import activation, activation_grad, bias_activation, bias_activation_grad
 from .activations import ACTIVATIONS
@@ -19,7 +22,7 @@ from .gauss_kl import diag_normal_kl
 from .logmeanexp import log_mean_exp
 from .matmul import matmul, matmuls
 from .mmd import MMD_KERNELS, mmd
-from .threads import get_threads, set_threads
+from .cpu.threads import get_threads, set_threads
 
 __all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",

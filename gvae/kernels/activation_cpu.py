@@ -9,16 +9,15 @@ Transcendentals come from :mod:`vecmath_cpu` (vectorisable, in the array's preci
 element and then selected, so that the loop stays branch-free).
 
 Each kernel is serial; the registered functions cut large arrays into row blocks for gvae's own
-threads (:mod:`threads`), a worker running its block as a C entry (:mod:`native_cpu`).
+threads (:mod:`.cpu.threads`), a worker running its block as a C entry (:mod:`.cpu.entries`).
 """
-
 import numpy as np
-from .jit import jit
 
 from .activations import CODES
-from . import threads
 from .backend import register
-from .native_cpu import array_at, row_address, run_blocks
+from .cpu import threads
+from .cpu.entries import INT, Entry, array, run_blocks
+from .cpu.jit import jit
 from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
@@ -50,11 +49,7 @@ def _forward(h, b, code):
                 row[j] = softplus_and_sigmoid(row[j] + b[j])[1]
 
 
-@jit(error_model="numpy")
-def _forward_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of :func:`_forward`: args = (itemsize; h's address, rows,
-    columns; b's address; code), h and b C-ordered."""
-    _forward(array_at(args[1], (args[2], args[3]), dtype), array_at(args[4], args[3], dtype), args[5])
+_FORWARD = Entry(_forward, h=array("m", "n"), b=array("n"), code=INT)
 
 
 @jit(error_model="numpy", fastmath=FMA)
@@ -90,16 +85,10 @@ def _backward(g, y, code, gh, gb):
             gb[j] += out[j]
 
 
-@jit(error_model="numpy")
-def _backward_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of :func:`_backward`: args = (itemsize; g's address, rows,
-    columns; y's address; code; gh's address; gb's address), every array C-ordered."""
-    m, n = args[2], args[3]
-    _backward(array_at(args[1], (m, n), dtype), array_at(args[4], (m, n), dtype), args[5],
-              array_at(args[6], (m, n), dtype), array_at(args[7], n, dtype))
+_BACKWARD = Entry(_backward, g=array("m", "n"), y=array("m", "n"), code=INT, gh=array("m", "n"), gb=array("n"))
 
 
-# Seconds per element on one core (measured, AVX-512, ELU: the forward's exponential dominates).
+# Seconds per element on one core (measured with ELU: the forward's exponential dominates).
 _FORWARD_SECONDS, _BACKWARD_SECONDS = 2e-9, 0.4e-9
 
 
@@ -108,20 +97,15 @@ def bias_act_forward(h, b, activation):
     """In place: h <- act(h + b[None, :]) for the activation called ``activation``; row blocks on
     gvae's threads."""
     code = CODES[activation]
-    size, cols = h.itemsize, h.shape[1]
-    run_blocks(lambda k, lo, hi: _forward(h[lo:hi], b, code), _forward_at,
-               lambda k, lo, hi: (size, row_address(h, lo), hi - lo, cols, b.ctypes.data, code),
-               threads.row_blocks(*h.shape, _FORWARD_SECONDS), (h, b))
+    run_blocks(_FORWARD, lambda k, lo, hi: (h[lo:hi], b, code), threads.row_blocks(*h.shape, _FORWARD_SECONDS))
 
 
 @register("bias_act_backward")
 def bias_act_backward(g, y, activation, gh):
     """gh <- g * act'(.) from the output y; returns the bias gradient (N,) (per-block sums added)."""
     code = CODES[activation]
-    (m, n), size = g.shape, g.itemsize
+    m, n = g.shape
     parts = threads.row_blocks(m, n, _BACKWARD_SECONDS)
     sums = np.empty((len(parts), n), dtype=g.dtype)  # each block's bias gradient
-    run_blocks(lambda k, lo, hi: _backward(g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), _backward_at,
-               lambda k, lo, hi: (size, row_address(g, lo), hi - lo, n, row_address(y, lo), code, row_address(gh, lo),
-                                  row_address(sums, k)), parts, (g, y, gh, sums))
+    run_blocks(_BACKWARD, lambda k, lo, hi: (g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), parts)
     return sums[0] if len(parts) == 1 else np.sum(sums, axis=0, dtype=g.dtype)

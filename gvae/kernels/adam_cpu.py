@@ -1,16 +1,15 @@
 """CPU kernels for the optimiser: one fused Adam pass over flat buffers (Numba, vectorised: no division
 checks, so LLVM emits SIMD), the running average of the parameters (Polyak averaging), and the squared
-norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`threads`); a worker
-runs its block as a C entry (:mod:`native_cpu`), without the GIL."""
+norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`.cpu.threads`); a
+worker runs its block as a C entry (:mod:`.cpu.entries`), without the GIL."""
 import math
 
 import numpy as np
 
-from .jit import jit
-
-from . import threads
 from .backend import register
-from .native_cpu import array_at, bits, float_of, row_address, run_blocks
+from .cpu import threads
+from .cpu.entries import FLOAT, INT, Entry, array, run_blocks
+from .cpu.jit import jit
 
 _BLOCK = 1024  # squares summed in the array's precision before they join the float64 total
 
@@ -18,11 +17,10 @@ _BLOCK = 1024  # squares summed in the array's precision before they join the fl
 @jit(error_model="numpy", fastmath={"reassoc", "contract"})
 def _sum_squares(g):
     """sum(g**2) of a contiguous 1-D array: per block of _BLOCK values a sum in g's dtype, which may be
-    reassociated (so LLVM keeps one running sum per vector lane: without it the loop was a chain of
-    dependent adds, 0.9 ms for 1.1M float32 values), and the blocks' sums added in float64. Relative
-    error about 1e-9 for float32 (each lane adds 64 squares); 47 us for the 1.3M float32 gradient of the
-    784-500-500-16 VAE on one Zen 5 core, where float64 sums of BLAS dot products over chunks of 65,536
-    took 71-76 us (a Python loop of 20 calls) and erred by 4e-8."""
+    reassociated (so LLVM keeps one running sum per vector lane: without it the loop is a chain of
+    dependent adds), and the blocks' sums added in float64. Relative error about 1e-9 for float32 (each
+    lane adds 64 squares), less than float64 sums of BLAS dot products over chunks, and faster than
+    them."""
     n = g.size
     whole = n - n % _BLOCK
     total = 0.0
@@ -59,14 +57,8 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
         p[i] -= rate * mi / (math.sqrt(vi) + eps_hat)
 
 
-@jit(error_model="numpy")
-def _adam_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of :func:`_adam`: args = (itemsize; addresses of p, g, m, v; n;
-    lr, beta1, beta2, eps as float bits; step; scale as float bits)."""
-    n = args[5]
-    _adam(array_at(args[1], n, dtype), array_at(args[2], n, dtype), array_at(args[3], n, dtype),
-          array_at(args[4], n, dtype), float_of(args[6]), float_of(args[7]), float_of(args[8]), float_of(args[9]),
-          args[10], float_of(args[11]))
+_ADAM = Entry(_adam, p=array("n"), g=array("n"), m=array("n"), v=array("n"), lr=FLOAT, beta1=FLOAT, beta2=FLOAT,
+              eps=FLOAT, step=INT, scale=FLOAT)
 
 
 @jit(error_model="numpy")
@@ -78,19 +70,8 @@ def _average(a, p, decay):
         a[i] = d * a[i] + e * p[i]
 
 
-@jit(error_model="numpy")
-def _average_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of :func:`_average`: args = (itemsize; addresses of a, p; n;
-    decay as float bits)."""
-    n = args[3]
-    _average(array_at(args[1], n, dtype), array_at(args[2], n, dtype), float_of(args[4]))
-
-
-@jit(error_model="numpy")
-def _sum_squares_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of :func:`_sum_squares`: args = (itemsize; g's address; n; the
-    float64 result's address)."""
-    array_at(args[3], 1, np.float64)[0] = _sum_squares(array_at(args[1], args[2], dtype))
+_AVERAGE = Entry(_average, a=array("n"), p=array("n"), decay=FLOAT)
+_SUM_SQUARES = Entry(_sum_squares, results=1, g=array("n"))
 
 
 @register("sum_squares")
@@ -98,30 +79,20 @@ def sum_squares(g):
     """sum(g**2) of a 1-D array (float64 sums of per-block sums, :func:`_sum_squares`), in blocks on gvae's
     threads."""
     parts = threads.row_blocks(g.size, 1, 0.036e-9)
-    sums, size = np.empty(len(parts)), g.itemsize
-
-    def run(k, lo, hi):
-        sums[k] = _sum_squares(g[lo:hi])
-    run_blocks(run, _sum_squares_at, lambda k, lo, hi: (size, row_address(g, lo), hi - lo, row_address(sums, k)),
-               parts, (g, sums))
-    return sum(sums.tolist())
+    sums = np.empty((len(parts), 1))
+    run_blocks(_SUM_SQUARES, lambda k, lo, hi: (g[lo:hi],), parts, sums)
+    return sum(sums[:, 0].tolist())
 
 
 @register("adam_update")
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
-    size = p.itemsize
-    hyper = (bits(lr), bits(beta1), bits(beta2), bits(eps), int(step), bits(scale))
-    run_blocks(lambda k, lo, hi: _adam(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
-               _adam_at, lambda k, lo, hi: (size, *(row_address(a, lo) for a in (p, g, m, v)), hi - lo, *hyper),
-               threads.row_blocks(p.size, 1, 0.6e-9), (p, g, m, v))
+    run_blocks(_ADAM, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
+               threads.row_blocks(p.size, 1, 0.6e-9))
 
 
 @register("average_update")
 def average_update(a, p, decay):
     """One step of the exponential moving average in place (see :func:`_average`), in blocks on gvae's
     threads."""
-    size = a.itemsize
-    run_blocks(lambda k, lo, hi: _average(a[lo:hi], p[lo:hi], decay), _average_at,
-               lambda k, lo, hi: (size, row_address(a, lo), row_address(p, lo), hi - lo, bits(decay)),
-               threads.row_blocks(a.size, 1, 0.2e-9), (a, p))
+    run_blocks(_AVERAGE, lambda k, lo, hi: (a[lo:hi], p[lo:hi], decay), threads.row_blocks(a.size, 1, 0.2e-9))

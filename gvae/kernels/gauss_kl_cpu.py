@@ -2,10 +2,10 @@
 import math
 
 import numpy as np
-from .jit import jit
-from .vecmath_cpu import FMA
 
 from .backend import register
+from .cpu.jit import jit
+from .vecmath_cpu import FMA
 
 
 @register("diag_normal_kl")

@@ -4,11 +4,11 @@ spinning on the core the next GEMM needed); large calls run in row blocks on gva
 import math
 
 import numpy as np
-from .jit import jit
-from .vecmath_cpu import FMA
 
-from . import threads
 from .backend import register
+from .cpu import threads
+from .cpu.jit import jit
+from .vecmath_cpu import FMA
 
 
 @jit(error_model="numpy", fastmath=FMA)
@@ -38,7 +38,7 @@ def _log_mean_exp(logw, out, weights):
 
 @register("log_mean_exp")
 def log_mean_exp(logw, out, weights):
-    """:func:`_log_mean_exp` in row blocks on gvae's threads (~10 ns per element on one core: the
-    exponential is a library call)."""
+    """:func:`_log_mean_exp` in row blocks on gvae's threads (the seconds per element given to
+    row_blocks are many: the exponential is a library call)."""
     threads.over_blocks(lambda lo, hi: _log_mean_exp(logw[lo:hi], out[lo:hi], weights[lo:hi]),
                         threads.row_blocks(*logw.shape, 10e-9))

@@ -1,38 +1,38 @@
 """The CPU matrix product: NumPy's matmul, split by rows of the product over gvae's threads.
 
-At the dense layers' shapes (M = 100-500 rows, K and N = 16-784) OpenBLAS's own threads scale poorly:
-measured on a 2-core AVX-512 machine, 500 x 500 @ 500 x 784 ran at 93 GFLOP/s on one thread and 126 on
-two, and 170-185 as two single-threaded calls on halves of the rows (the peers: PyTorch 163, XLA 190).
-So the BLAS is held to one thread (:mod:`blas`); on gvae's threads, independent products given together
+At the dense layers' shapes (M = 100-500 rows, K and N = 16-784) OpenBLAS's own threads scale poorly: two
+single-threaded calls on halves of the rows run faster than one call on two of its threads. So the BLAS
+is held to one thread (:mod:`.cpu.blas`); on gvae's threads, independent products given together
 run one per thread (one after the other where each is under ``MIN_SIDE_BY_SIDE``), and a product of at
 least ``MIN_FLOPS`` given alone is cut into blocks of rows (of columns for a wide product or a transposed
 b), each computed by NumPy's matmul on its own thread. Where the BLAS's thread count cannot be set (not
 OpenBLAS, or no ``/proc/self/maps`` to find it), this is NumPy's matmul on the BLAS's own threads, one
 product after the other. A block that a worker computes is one ``cblas_?gemm`` call made from the
-worker's native loop (:mod:`worker_cpu`), the caller's block NumPy's matmul.
+worker's native loop (:mod:`.cpu.worker_loop`), the caller's block NumPy's matmul.
 
 A left factor that is mostly zeros (a binarised image batch: the first layer's product and its weight
 gradient) is multiplied in compressed sparse rows instead (:mod:`sparse_rows_cpu`), on one thread or in
 blocks of rows on gvae's threads.
 
-These are the hand-made rules (:func:`rule`). Where tuning is on (:mod:`tuning`), a product of at least
+These are the hand-made rules (:func:`rule`). Where tuning is on (:mod:`.cpu.tuning`), a product of at least
 ``MIN_FLOPS`` given alone, and a pair given together, follow this machine's measured plan instead
 (:func:`plan`): the rule unless another way was measured faster here. A product computed inside a task
-of gvae's threads (one part of the evaluation's samples) runs whole, on that thread.
+of gvae's threads (one part of the evaluation's samples) runs whole, on that thread. The plans decided in
+this process are :data:`.cpu.state.RUNTIME`'s (``products_decided``, ``handover_products``).
 """
 import numpy as np
 
-from . import blas, threads, tuning, worker_cpu
 from .backend import register
+from .cpu import blas, threads, tuning, worker_loop
+from .cpu.state import RUNTIME
 from .sparse_rows_cpu import sparse_factor, sparse_task
 
-MIN_FLOPS = 4e7   # below this (~0.4 ms on one core), one call: a hand-over costs 20-60 us
+MIN_FLOPS = 4e7   # below this, one call: a hand-over costs more than splitting saves
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
-MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call (~0.2 ms)
+MIN_SPARSE_WORK = 2.5e6  # nonzeros x columns below which a sparse product is one call
 # Multiply-adds and adds of each product below which products given together run one after the other on
-# the calling thread: handing one to a worker costs about 8 us. Measured on the 2-core Zen 5, a dense
-# layer's two gradients (each 2 M K N): 100 x 16 x 500 (1.6e6) 25 us one after the other, 28 side by
-# side; 100 x 100 x 100 (2.0e6) 27 and 28; 100 x 32 x 500 (3.2e6) 46 and 36.
+# the calling thread: handing one to a worker costs more than it saves (measured on a dense layer's two
+# gradients, each 2 M K N, at the shapes around this bound).
 MIN_SIDE_BY_SIDE = 2e6
 
 
@@ -62,11 +62,9 @@ def _rule(a, b, split, sparse):
         return "whole", [(0, m)], None
     # Each block's BLAS call packs the whole of the factor the blocks share: b (K, N) for row blocks, a
     # (M, K) for column blocks. So a wide product (M < N: a batch of 100 rows into 500-784 units) is cut
-    # into column blocks, a tall one into row blocks. Measured on the 2-core Zen 1 machine, 100 x 500 x 500
-    # on two threads: 1.13-1.68 ms in row blocks, 0.76-1.20 in column blocks (three runs).
-    # A column block of W.T is a row block of W: each task is one whole-row NT product, no copy (at
-    # 100 x 784 x 500 on the AVX-512 machine: 0.60 ms in two column blocks, 0.67 in two row blocks, 1.15
-    # with W.T copied first and row blocks, 1.01 on one thread).
+    # into column blocks, a tall one into row blocks (measured faster at 100 x 500 x 500 on two threads).
+    # A column block of W.T is a row block of W: each task is one whole-row NT product, no copy (faster
+    # than row blocks, and than W.T copied first).
     if m < n or not b.flags.c_contiguous:
         return "columns", threads.blocks(n, MIN_ROWS), None
     return "rows", threads.blocks(m, MIN_ROWS), None
@@ -97,9 +95,8 @@ def _cut(name, a, b, sparse):
 def _choices(a, b, sparse):
     """The names of the ways a product given alone may be computed: in one call on this thread, in blocks
     of rows or of columns on gvae's threads, and for a mostly-zero a, in compressed rows, whole or in
-    blocks. One call on the BLAS's own threads is not among them: measured alone it won some shapes on
-    the Zen 5 machine, but its threads then spun beside gvae's, and the step's median was 12.0-12.7 ms
-    with it, 7.8 for the rules' step in the same process, 3.2-3.4 in runs without it (README, Threads)."""
+    blocks. One call on the BLAS's own threads is not among them: measured alone it won some shapes, but
+    its threads then spun beside gvae's, and the whole step ran slower with it (docs/threads.md)."""
     m, n = a.shape[0], b.shape[1]
     names = ["whole"] + ["rows"] * (m >= 2 * MIN_ROWS) + ["columns"] * (n >= 2 * MIN_ROWS)
     if sparse is not None:
@@ -130,16 +127,16 @@ def _geometry(a, b, sparse):
     return a.dtype.char, a.shape, a.strides, b.shape, b.strides, sparse is None
 
 
-# Plans decided in this process: (geometry..., thread count, tuning generation) -> name; emptied when it
-# reaches _MOST (a program of ever new shapes), since each is looked up again cheaply in the kept plans.
-_DECIDED = {}
+# The plans decided in this process (RUNTIME.products_decided: (geometry..., thread count, tuning
+# generation) -> name) are forgotten when they reach _MOST (a program of ever new shapes), since each is
+# looked up again cheaply in the kept plans.
 _MOST = 4096
 
 
 def _decide(decided, name):
-    if len(_DECIDED) >= _MOST:
-        _DECIDED.clear()
-    _DECIDED[decided] = name
+    if len(RUNTIME.products_decided) >= _MOST:
+        RUNTIME.products_decided.clear()
+    RUNTIME.products_decided[decided] = name
 
 
 def _measurable(a, b, out):
@@ -151,18 +148,16 @@ def _handover():
     """A native task for each of gvae's workers and one for the caller (a tiny product each): what the
     step's next split call does, after each candidate of a tuning (:func:`tuning.fastest`)."""
     count = threads.get_threads()
-    if count not in _HANDOVER:
+    handover = RUNTIME.handover_products
+    if count not in handover:
         tiny = np.ones((8, 8), np.float32)
-        _HANDOVER[count] = [_Product(tiny, tiny, np.empty_like(tiny)) for _ in range(count)]
-    threads.run(_HANDOVER[count])
-
-
-_HANDOVER = {}
+        handover[count] = [_Product(tiny, tiny, np.empty_like(tiny)) for _ in range(count)]
+    threads.run(handover[count])
 
 
 def plan(a, b, split=True, out=None):
     """How out = a @ b is computed, as :func:`rule` answers: its rule, unless it is given alone (``split``)
-    on more than one of gvae's threads while tuning is on (:mod:`tuning`) and has at least MIN_FLOPS
+    on more than one of gvae's threads while tuning is on (:mod:`.cpu.tuning`) and has at least MIN_FLOPS
     multiply-adds and adds; then this machine's kept plan for its :func:`key`, and where there is none
     yet, the fastest of :func:`_choices`, measured now on these operands (written into ``out``; without
     an ``out`` to write, the rule)."""
@@ -175,7 +170,8 @@ def _flops(a, b):
 
 
 def _large(a, b):
-    """Whether a @ b is worth measuring (a tuning takes up to 0.1 s, a smaller product some microseconds)."""
+    """Whether a @ b is worth measuring (a tuning takes up to tuning.BUDGET_SECONDS, far longer than a
+    smaller product)."""
     return _flops(a, b) >= MIN_FLOPS
 
 
@@ -183,7 +179,7 @@ def _plan(a, b, split, out, sparse):
     if not split or threads.get_threads() == 1 or not _large(a, b) or not tuning.active():
         return _rule(a, b, split, sparse)
     decided = (_geometry(a, b, sparse), threads.get_threads(), tuning.generation())
-    name = _DECIDED.get(decided)
+    name = RUNTIME.products_decided.get(decided)
     if name is None:
         choices = _choices(a, b, sparse)
         name = _kept_or_measured(
@@ -222,9 +218,9 @@ def _layout(x):
 
 
 class _Product:
-    """out = a @ b, a task of :func:`threads.run`: NumPy's matmul when called, and for a worker the same
-    product as one BLAS call (``native``: the worker_cpu kind and the cblas arguments; None where the BLAS
-    cannot take it as it is, and the worker calls NumPy's matmul instead)."""
+    """out = a @ b, a task of :func:`.cpu.threads.run`: NumPy's matmul when called, and for a worker the
+    same product as one BLAS call (``native``: the worker_loop kind and the cblas arguments; None where the
+    BLAS cannot take it as it is, and the worker calls NumPy's matmul instead)."""
     __slots__ = ("a", "b", "out")
 
     def __init__(self, a, b, out):
@@ -245,7 +241,7 @@ class _Product:
                 or k == 0 or not (a.flags.aligned and b.flags.aligned and out.flags.aligned)
                 or np.may_share_memory(out, a) or np.may_share_memory(out, b) or np.may_share_memory(a, b)):
             return None
-        kind = worker_cpu.GEMM32 if a.dtype == np.float32 else worker_cpu.GEMM64
+        kind = worker_loop.GEMM32 if a.dtype == np.float32 else worker_loop.GEMM64
         return kind, (address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data, lb[1], out.ctypes.data,
                       lc[1])
 
@@ -263,7 +259,7 @@ def tasks(a, b, out, found):
 
 
 def _compute(work):
-    """Run the tasks ``work`` on gvae's threads, each product on one BLAS thread (:mod:`blas`: no spinning
+    """Run the tasks ``work`` on gvae's threads, each product on one BLAS thread (:mod:`.cpu.blas`: no spinning
     BLAS workers between gvae's, and the rounding of gvae's thread count, not of the process's BLAS
     setting)."""
     with blas.one_thread():
@@ -312,7 +308,7 @@ def _pair_plan(products, outs, sparse):
     on these operands, where it has none)."""
     decided = (tuple(_geometry(a, b, s) for (a, b, _), s in zip(products, sparse)), threads.get_threads(),
                tuning.generation())
-    name = _DECIDED.get(decided)
+    name = RUNTIME.products_decided.get(decided)
     if name is None:
         name = _kept_or_measured(
             decided, "side by side: " + " & ".join(key(a, b, s) for (a, b, _), s in zip(products, sparse)),

@@ -1,18 +1,17 @@
 """Numba CPU kernel: the MMD^2 V-statistic between two samples with an IMQ or RBF kernel, fused with its
 gradient with respect to the first sample; one pass over the pairs, float64 accumulation.
 
-The rows are cut into blocks on gvae's own threads (:mod:`gvae.kernels.threads`), not a ``prange``:
-Numba's parallel pool spins after each region and, on a busy 2-core machine, a region can wait a
-scheduler tick for a thread that is not running (measured: 30-50 ms a call at B = M = 100, d = 16 on
-two threads, against 2.2 ms serially)."""
+The rows are cut into blocks on gvae's own threads (:mod:`gvae.kernels.cpu.threads`), not a ``prange``:
+Numba's parallel pool spins after each region and, on a busy machine with few cores, a region can wait a
+scheduler tick for a thread that is not running: far longer than the whole call serially."""
 import numpy as np
 
-from . import threads
 from .backend import register
-from .jit import jit
+from .cpu import threads
+from .cpu.jit import jit
 
-# Seconds per pair and coordinate on one core (measured on the 2-core Zen 3: 2.2 ms for the 3 x 100^2
-# pairs at d = 16 with the gradient), for the size of the blocks handed to the threads.
+# Seconds per pair and coordinate on one core (measured with the gradient), for the size of the blocks
+# handed to the threads.
 _SECONDS = 4.5e-9
 
 

@@ -3,22 +3,21 @@ block of it, built and multiplied with a dense matrix by the thread that compute
 
 A binarised MNIST batch is 13% ones, so the encoder's first layer, x (100, 784) @ W (784, 500), and its
 weight gradient x^T (784, 100) @ g (100, 500) need 13% of a dense product's multiply-adds. Adding up the
-rows of W (of g) that the nonzeros pick is then faster than the BLAS. Measured on a quiet 2-core AVX-512
-machine through kernels.matmul, ``python examples/bench_sparse_rows.py``: on one thread 0.33 and 0.38 ms
-against the BLAS's 0.80 for either product. The sparse product's time grows with the nonzeros, the BLAS's
-does not: on one thread they break even near 35% nonzeros; MAX_DENSITY stays well below that.
+rows of W (of g) that the nonzeros pick is then faster than the BLAS (``python
+examples/bench_sparse_rows.py`` measures both through kernels.matmul). The sparse product's time grows
+with the nonzeros, the BLAS's does not: on one thread they break even near 35% nonzeros; MAX_DENSITY
+stays well below that.
 
 Each thread builds the compressed form of its own block (x's rows, or x's columns for x^T), so the form
-is built in parallel too: on the 2-core Zen 4 machine, two threads, the form included, 0.20-0.22 ms for
-x @ W and 0.24-0.25 for x^T @ g (0.26-0.29 while each block counted its own nonzeros again, a strided
-pass over x's columns), against 0.25-0.26 and 0.30-0.31 with the whole form built first on the caller's
-thread (branching on each entry) and then split. Zeros of the left factor are skipped, so
-0 * inf and 0 * nan add nothing here (as in scipy.sparse), where the dense product gives nan.
+is built in parallel too, faster than the whole form built first on the caller's thread (branching on
+each entry) and then split, or than each block counting its own nonzeros again (a strided pass over x's
+columns). Zeros of the left factor are skipped, so 0 * inf and 0 * nan add nothing here (as in
+scipy.sparse), where the dense product gives nan.
 """
 import numpy as np
 
-from .jit import jit
-from .native_cpu import Call, array_at, usable
+from .cpu.entries import FLAG, INT, Call, Entry, array
+from .cpu.jit import jit
 
 MAX_DENSITY = 0.2
 PROBE_ROWS = 8  # of the array in memory order: a dense one is told from them
@@ -26,8 +25,8 @@ PROBE_ROWS = 8  # of the array in memory order: a dense one is told from them
 
 @jit
 def _nonzeros(a):
-    """The number of nonzero entries of the 2-D ``a`` (np.count_nonzero took 8 us for 8 x 500 float32,
-    this 0.5 us: it is asked before every product)."""
+    """The number of nonzero entries of the 2-D ``a`` (faster than np.count_nonzero on a few rows: it is
+    asked before every product)."""
     count = 0
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
@@ -42,8 +41,8 @@ def _csr(a, indptr, indices, values):
     of, so no second pass counts the block's own); returns the count p, the form being (indptr,
     indices[:p], values[:p]), each row's entries in increasing column order. Branch-free: every entry is
     written to the next free slot, which only a nonzero keeps (the branch on each entry of a binarised
-    image mispredicts: 91 us against 63 for 100 x 784 on the Zen 4 machine). Called on a C-ordered array
-    (a block of rows): on a strided one (a block of columns) it is slower."""
+    image mispredicts, and is slower). Called on a C-ordered array (a block of rows): on a strided one (a
+    block of columns) it is slower."""
     m, k = a.shape
     p = 0
     indptr[0] = 0
@@ -83,7 +82,7 @@ def _csr_times(indptr, indices, values, b, out, row0):
     """out[row0 + r] <- row r of the CSR matrix (indptr, indices, values) @ b, b (K, N) with C-ordered rows.
 
     Four picked rows of b are added per pass over the output row: one load and store of it per four
-    multiply-adds (0.26 ms against 0.37 one at a time, for the 100 x 784 @ 784 x 500 of a binarised batch)."""
+    multiply-adds (faster than one at a time)."""
     n = b.shape[1]
     for r in range(indptr.shape[0] - 1):
         row = out[row0 + r]
@@ -107,8 +106,8 @@ def _csr_times(indptr, indices, values, b, out, row0):
 def _form_into(a, transposed, lo, hi, ints, reals):
     """The CSR of the rows lo..hi-1 of A = a.T if ``transposed`` else a, in the scratch ``ints`` (int32)
     and ``reals`` (a's dtype) that :func:`_scratch` sized: a block of a's rows directly; a block of a's
-    columns in compressed rows, then transposed (a scatter straight into the columns' slots took 232 us
-    for 100 x 784, this 92)."""
+    columns in compressed rows, then transposed (faster than a scatter straight into the columns'
+    slots)."""
     block = a[:, lo:hi] if transposed else a[lo:hi]
     rows, capacity = block.shape[0], reals.shape[0] // (2 if transposed else 1)
     indptr, indices, values = ints[:rows + 1], ints[rows + 1:rows + 1 + capacity], reals[:capacity]
@@ -143,33 +142,19 @@ def _block_product(a, transposed, b, out, lo, hi, ints, reals):
     _csr_times(*_form_into(a, transposed, lo, hi, ints, reals), b, out, lo)
 
 
-@jit(error_model="numpy")
-def _block_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of :func:`_block_product`: args = (itemsize; transposed; a's
-    address, rows, columns; b's address, rows, columns; out's address, rows; lo, hi; the int32 scratch's
-    address and size; the real scratch's address and size), every array C-ordered (as the caller's thread's
-    are: the same compiled loops)."""
-    n = args[7]
-    _block_product(array_at(args[2], (args[3], args[4]), dtype), args[1] != 0, array_at(args[5], (args[6], n), dtype),
-                   array_at(args[8], (args[9], n), dtype), args[10], args[11], array_at(args[12], args[13], np.int32),
-                   array_at(args[14], args[15], dtype))
+_BLOCK_PRODUCT = Entry(_block_product, a=array("m", "k"), transposed=FLAG, b=array("kb", "n"),
+                       out=array("rows", "n"), lo=INT, hi=INT, ints=array("ni", dtype=np.int32),
+                       reals=array("nr"))
 
 
 def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
-    """The task (:func:`threads.run`) of out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a, for
-    the C-ordered mostly-zero ``a`` of ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer), b
-    (K, N) with C-ordered rows and out C-ordered rows: the block's CSR is built by the thread that
-    multiplies it, a worker's through a C entry (:mod:`native_cpu`), without the GIL, where b and out are
-    :func:`~native_cpu.usable` by address (else in its Python)."""
+    """The task (:func:`.cpu.threads.run`) of out[lo:hi] <- A[lo:hi] @ b, A = a.T if ``transposed`` else a,
+    for the C-ordered mostly-zero ``a`` of ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer),
+    b (K, N) with C-ordered rows and out C-ordered rows: the block's CSR is built by the thread that
+    multiplies it, a worker's through a C entry (:mod:`.cpu.entries`), without the GIL, where b and out
+    are C-contiguous (else in its Python: a block of a larger b)."""
     ints, reals = _scratch(a, transposed, nonzeros, lo, hi)
-
-    def run():
-        _block_product(a, transposed, b, out, lo, hi, ints, reals)
-    if not usable(a, b, out, ints, reals):  # (a block of a larger b: a worker runs it in Python)
-        return run
-    return Call(run, _block_at, lambda: (a.itemsize, int(transposed), a.ctypes.data, *a.shape, b.ctypes.data,
-                                         *b.shape, out.ctypes.data, out.shape[0], lo, hi, ints.ctypes.data,
-                                         ints.size, reals.ctypes.data, reals.size))
+    return Call(_BLOCK_PRODUCT, (a, transposed, b, out, lo, hi, ints, reals))
 
 
 def sparse_factor(a, max_density=MAX_DENSITY):

@@ -1,7 +1,7 @@
 """exp, expm1, log1p and tanh that LLVM can vectorise inside Numba loops, in the argument's precision.
 
-Numba here has no SVML, so ``math.exp``/``math.log1p`` in a loop are scalar library calls (9-25 ns per
-element). These are branch-free polynomials, inlined into the kernels. Each public function is one
+Numba here has no SVML, so ``math.exp``/``math.log1p`` in a loop are scalar library calls, one element
+at a time. These are branch-free polynomials, inlined into the kernels. Each public function is one
 name with two implementations, chosen at compile time by the type of its argument (``numba.extending.
 overload``): float32 arithmetic for a float32 argument (8 lanes per AVX2 register), float64 for any other.
 
@@ -26,20 +26,18 @@ float32 (training's precision), about 1 ulp:
     log1p(e), e in [0, 1]:     2 atanh(s) as above, odd series to s^15 (truncation < 2e-9).
     tanh(x):                   tanh |x| = -m / (2 + m), m = e^(-2|x|) - 1 by the expm1 above (no
                                cancellation near 0), with x's sign; float64 arguments take the
-                               library's tanh. Measured on a Zen 5 core, 100 x 500 float32: 19 us,
-                               where the library's (in float64, one element at a time) took 92-400.
+                               library's tanh (in float64, one element at a time: slower over
+                               float32 arrays).
 
 No float32 result or intermediate is subnormal (below 2^-126 ~ 1.2e-38, but not zero): a subnormal
-operand or result costs the CPU a slow path. Measured on a Zen 5 core, the Bernoulli log-likelihood of
-100 x 784 logits took 55 us where they were above -43, 101 us between -44 and -86 (where s^2 was
-subnormal) and 135 us below -88 (where e^x was too), as a trained decoder's background pixels may be.
-So the series is summed at max(s, 2^-40)^2, which is 1 just as the series at s^2 is for s < 2^-30, and
-e^x stops at -86.5, where 2^n (e^r - 1) + 2^n is still normal for every r (n >= -125, e^r >= 0.7), as
-are the sigmoid's e / (1 + e) and the softplus's 2 s from it.
+operand or result costs the CPU a slow path: the Bernoulli log-likelihood ran markedly slower on logits
+below -44 (where s^2 was subnormal), and slower still below -88 (where e^x was too), as a trained
+decoder's background pixels may be. So the series is summed at max(s, 2^-40)^2, which is 1 just as the
+series at s^2 is for s < 2^-30, and e^x stops at -86.5, where 2^n (e^r - 1) + 2^n is still normal for
+every r (n >= -125, e^r >= 0.7), as are the sigmoid's e / (1 + e) and the softplus's 2 s from it.
 
-Measured on a Zen 1 core, ELU forward over float32: 12.4 ns per element with the float64 polynomials
-as separate multiplies and adds, 7.1 with FMA contraction (:data:`FMA`), 2.8 in float32 (2^n as a
-product of selected powers of two); float32 e^x 3.1 -> 2.0 ns per element with 2^n built from its bits.
+FMA contraction (:data:`FMA`), float32 arithmetic for float32 arguments and 2^n built from its bits each
+made the ELU forward over float32 faster.
 """
 import math
 
@@ -48,7 +46,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .jit import jit
+from .cpu.jit import jit
 
 # What the kernels that evaluate these polynomials compile with: LLVM may fuse a multiply and an add into
 # one FMA (more accurate, not less; CUDA's nvcc does the same by default).

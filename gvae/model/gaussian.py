@@ -4,16 +4,19 @@ storage, built from unconstrained network outputs (each O(n |stencil|)):
 
     L[0] = softplus(raw[0]) + floor,  L[k>0] = raw[k] * mask[k],
     log N(y; mu, P^-1) = -|L^T (y - mu)|^2 / 2 + sum_i log L_ii - n/2 log 2 pi,
-    y = mu + L^-T eps.
+    y = mu + L^-T eps,
+
+the last two the formulas of :mod:`gvae.rules.gaussian` on the tape's operators.
 """
 import math
+from functools import partial
 
 import numpy as np
 
 from .. import kernels, ops
 from ..autodiff import value_of
-
-LOG_2PI = math.log(2 * math.pi)
+from ..rules import gaussian as rules
+from ..rules.gaussian import LOG_2PI
 
 
 def positive(raw, floor):
@@ -42,16 +45,20 @@ def band_factor(raw, off_mask, floor):
 # Every factor the model builds (band_factor's, the AR(1) family's) has a positive diagonal by
 # construction, and a NaN in it reaches the loss, which training checks: the model's band operations
 # skip the kernels' verdict on L (check=False), which on a device reads flags back to the host per call.
+_OPS = rules.GaussianOps(solve_t=partial(ops.band_solve_t, check=False),
+                         matvec_t=partial(ops.band_matvec_t, check=False),
+                         logdet=partial(ops.band_logdet, check=False),
+                         square=lambda u: u * u)  # a product on the tape: its gradient g u + g u, as ever
+
 
 def band_log_density(L, offsets, y, mu):
-    """log N(y; mu, (L L^T)^-1) summed over the last axis."""
-    u = ops.band_matvec_t(L, offsets, y - mu, check=False)
-    return -0.5 * ops.sum(u * u, axis=-1) + ops.band_logdet(L, check=False) - 0.5 * y.shape[-1] * LOG_2PI
+    """log N(y; mu, (L L^T)^-1) summed over the last axis (:func:`gvae.rules.gaussian.log_density`)."""
+    return rules.log_density(_OPS, L, offsets, y, mu)
 
 
 def band_sample(L, offsets, mu, eps):
     """mu + L^-T eps (eps standard normal, broadcast against L's batch dims)."""
-    return mu + ops.band_solve_t(L, offsets, eps, check=False)
+    return rules.sample(_OPS, L, offsets, mu, eps)
 
 
 def band_gram(L, offsets):

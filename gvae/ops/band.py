@@ -1,19 +1,29 @@
 """Differentiable banded-factor operations: the :mod:`gvae.kernels.band` functions with their VJPs.
 
-Every L-gradient is a band (same shape as L, zero in the slots that do not exist), computed in
-O(n K) per right-hand side by :func:`gvae.kernels.band_outer`, which also sums over the samples that
-share a factor; gradients wrt right-hand sides come back with the broadcast shape and are reduced by
-the tape's ``unbroadcast``.
+The VJPs of the solves and products are the rules of :mod:`gvae.rules.band` on gvae's kernels: every
+L-gradient is a band (same shape as L, zero in the slots that do not exist), computed in O(n K) per
+right-hand side by :func:`gvae.kernels.band_outer`, which also sums over the samples that share a factor;
+gradients wrt right-hand sides come back with the broadcast shape and are reduced by the tape's
+``unbroadcast``.
 
 The forward functions take the kernels' ``check``: with ``check=False`` they skip the verdict on the
 factor (a non-positive diagonal, NaN or inf), which on a device costs a read of two flags back to the
 host per call; for factors positive by construction, whose NaNs reach a loss that is checked anyway.
 """
+from functools import partial
+
 from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
+from ..rules.band import VJP, BandKernels
 
 __all__ = ["band_factor", "band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet",
            "band_trace_inv", "band_diag_inv", "band_cholesky"]
+
+# The kernels of the VJP rules, without the verdict on L (checked by the forward call).
+_KERNELS = BandKernels(
+    solve=partial(kernels.band_solve, check=False), solve_t=partial(kernels.band_solve_t, check=False),
+    matvec=partial(kernels.band_matvec, check=False), matvec_t=partial(kernels.band_matvec_t, check=False),
+    outer=lambda a, c, L, offsets, scale: kernels.band_outer(a, c, offsets, L.shape[:-2], scale=scale))
 
 
 def _cast(g, L):
@@ -57,102 +67,32 @@ def _factor_vjp(diag, argnums, raw, off_mask, floor):
 defvjp_joint(band_factor, _factor_vjp, forward=_factor_forward)
 
 
-@primitive
-def band_solve_t(L, offsets, b, check=True):
-    """x with L^T x = b (see :func:`gvae.kernels.band_solve_t`)."""
-    return kernels.band_solve_t(L, offsets, b, check=check)
+def _vector_vjp(rule):
+    """The joint VJP maker of y = op(L, offsets, v): ``rule`` of :data:`gvae.rules.band.VJP` on the
+    kernels, with the upstream gradient in L's dtype."""
+    def maker(ans, argnums, L, offsets, v, check=True):
+        want_L, want_v = 0 in argnums, 2 in argnums
 
-
-def _solve_vjp(transposed):
-    """The VJP maker of a substitution. x = L^{-T} b: u = L^{-1} g, gb = u, gL[k, i] = -sum_s x_i u_{i-o_k};
-    x = L^{-1} b: u = L^{-T} g, gb = u, gL[k, i] = -sum_s u_i x_{i-o_k} (the other solve, the outer
-    product's factors swapped)."""
-    other = kernels.band_solve if transposed else kernels.band_solve_t
-
-    def maker(ans, argnums, L, offsets, b, check=True):
         def vjp(g):
-            u = other(L, offsets, _cast(g, L), check=False)
-            pair = (ans, u) if transposed else (u, ans)
-            gL = kernels.band_outer(*pair, offsets, L.shape[:-2], scale=-1.0) if 0 in argnums else None
-            return gL, None, u
+            gL, gv = rule(_KERNELS, L, offsets, v, ans, _cast(g, L), want_L, want_v)
+            return gL, None, gv
         return vjp
     return maker
 
 
-defvjp_joint(band_solve_t, _solve_vjp(transposed=True))
+# Each operation is its kernel (signature and docstring, ``check`` keyword-only) made a primitive.
+band_solve_t = defvjp_joint(primitive(kernels.band_solve_t), _vector_vjp(VJP["band_solve_t"]))
+band_solve = defvjp_joint(primitive(kernels.band_solve), _vector_vjp(VJP["band_solve"]))
+band_matvec_t = defvjp_joint(primitive(kernels.band_matvec_t), _vector_vjp(VJP["band_matvec_t"]))
+band_matvec = defvjp_joint(primitive(kernels.band_matvec), _vector_vjp(VJP["band_matvec"]))
 
-
-@primitive
-def band_solve(L, offsets, b, check=True):
-    """x with L x = b (see :func:`gvae.kernels.band_solve`)."""
-    return kernels.band_solve(L, offsets, b, check=check)
-
-
-defvjp_joint(band_solve, _solve_vjp(transposed=False))
-
-
-@primitive
-def band_matvec(L, offsets, x, check=True):
-    """L x (see :func:`gvae.kernels.band_matvec`)."""
-    return kernels.band_matvec(L, offsets, x, check=check)
-
-
-# y = L x:  gx = L^T g;  gL[k, i] = sum_s g_i x_{i - o_k}
-defvjp(band_matvec,
-       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_outer(_cast(g, L), x, offsets, L.shape[:-2]),
-       None,
-       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_matvec_t(L, offsets, _cast(g, L), check=False))
-
-
-@primitive
-def band_matvec_t(L, offsets, x, check=True):
-    """L^T x (see :func:`gvae.kernels.band_matvec_t`)."""
-    return kernels.band_matvec_t(L, offsets, x, check=check)
-
-
-# y = L^T x:  gx = L g;  gL[k, i] = sum_s x_i g_{i - o_k}
-defvjp(band_matvec_t,
-       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_outer(x, _cast(g, L), offsets, L.shape[:-2]),
-       None,
-       lambda ans, L, offsets, x, check=True: lambda g: kernels.band_matvec(L, offsets, _cast(g, L), check=False))
-
-
-@primitive
-def band_logdet(L, check=True):
-    """log det L = sum_i log L_ii, shape ``L.shape[:-2]``."""
-    return kernels.band_logdet(L, check=check)
-
-
-defvjp(band_logdet, lambda ans, L, check=True: lambda g: kernels.band_logdet_grad(L, g, check=False))
-
-
-@primitive
-def band_trace_inv(L, offsets, check=True):
-    """tr((L L^T)^{-1}), exact, shape ``L.shape[:-2]`` (see :func:`gvae.kernels.band_trace_inv`)."""
-    return kernels.band_trace_inv(L, offsets, check=check)
-
-
-defvjp(band_trace_inv,
-       lambda ans, L, offsets, check=True: lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))
-
-
-@primitive
-def band_diag_inv(L, offsets, check=True):
-    """diag((L L^T)^{-1}), exact, shape ``L.shape[:-2] + (n,)`` (see :func:`gvae.kernels.band_diag_inv`)."""
-    return kernels.band_diag_inv(L, offsets, check=check)
-
-
-defvjp(band_diag_inv,
-       lambda ans, L, offsets, check=True: lambda g: kernels.band_diag_inv_grad(L, offsets, _cast(g, L), check=False))
-
-
-@primitive
-def band_cholesky(A, offsets, check=True):
-    """The Cholesky factor of the band matrix A on the full band offsets (0, ..., w) (see
-    :func:`gvae.kernels.band_cholesky`)."""
-    return kernels.band_cholesky(A, offsets, check=check)
-
-
-# L = chol(A): gA by reverse mode through the factorisation, O(n w^2) (gvae.kernels.band_cholesky_grad)
-defvjp(band_cholesky,
-       lambda ans, A, offsets, check=True: lambda g: kernels.band_cholesky_grad(ans, offsets, _cast(g, ans), check=False))
+band_logdet = defvjp(primitive(kernels.band_logdet),
+                     lambda ans, L, check=True: lambda g: kernels.band_logdet_grad(L, g, check=False))
+# tr((L L^T)^-1) and diag((L L^T)^-1): their VJPs are kernels of the selected inversion
+band_trace_inv = defvjp(primitive(kernels.band_trace_inv), lambda ans, L, offsets, check=True:
+                        lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))
+band_diag_inv = defvjp(primitive(kernels.band_diag_inv), lambda ans, L, offsets, check=True:
+                       lambda g: kernels.band_diag_inv_grad(L, offsets, _cast(g, L), check=False))
+# L = chol(A) on the full band offsets (0, ..., w): gA by reverse mode through the factorisation, O(n w^2)
+band_cholesky = defvjp(primitive(kernels.band_cholesky), lambda ans, A, offsets, check=True:
+                       lambda g: kernels.band_cholesky_grad(ans, offsets, _cast(g, ans), check=False))

@@ -1,7 +1,8 @@
 """Fused log-densities and KL terms (the differentiable twins of gvae.kernels.densities)."""
 from .. import kernels
-from ..autodiff import defvjp_joint, primitive, unbroadcast
+from ..autodiff import defvjp_joint, primitive
 from ..kernels import array_module
+from ..rules.broadcast import unbroadcast
 
 __all__ = ["bernoulli_loglik", "diag_normal_kl", "band_normal_kl", "categorical_log_prob"]
 

@@ -40,7 +40,7 @@ def _count(shape, axis):
 def mean(x, axis=None, keepdims=False):
     if x.dtype.kind == "f" and x.dtype.itemsize >= 4:
         # The sum over the count: NumPy's mean bit for bit in float32 and float64 (it sums in the
-        # array's dtype, then divides), without the 2 us of its Python wrapper.
+        # array's dtype, then divides), without the cost of its Python wrapper.
         return x.sum(axis=axis, keepdims=keepdims) / _count(x.shape, axis)
     return x.mean(axis=axis, keepdims=keepdims)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..io.files import atomic_path, write_json
-from ..kernels.threads import available_cores
+from ..kernels.cpu.threads import available_cores
 from ..training import rundir
 from ..training.config import RESUMABLE
 from . import state
@@ -491,7 +491,7 @@ def silence_logging():
 
 def _execute(distributed, sweep, jobs, scheduler, workers, failures):
     """Run the jobs as Dask tasks, reporting each as it ends; returns the updated failures."""
-    from ..training.events import progress_bar
+    from ..training.progress import progress_bar
 
     if scheduler is None:
         workers = min(workers or max(1, available_cores() // sweep.threads), len(jobs))

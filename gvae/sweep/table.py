@@ -161,7 +161,8 @@ def curves(sweep):
 def write_curves(sweep_dir):
     """Draw ``curves.png`` into a sweep folder; returns its path, or None when matplotlib is missing or
     no run has finished an epoch."""
-    from ..plots import available, plot_sweep_curves
+    from ..plots.canvas import available
+    from ..plots.curves import plot_sweep_curves
     if not available():  # the optional extra: without it, no picture
         return None
     sweep = state.spec_of(sweep_dir)

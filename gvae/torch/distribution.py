@@ -13,16 +13,22 @@ import math
 import torch
 from torch.distributions import Distribution, Independent, Normal, constraints, register_kl
 
-from ..kernels.band import validate_offsets
 from ..kernels.band.dense import require_dense
+from ..rules import gaussian as rules
+from ..rules.checks import event_axis, offsets_tuple
 from . import ops
+from .ops import CHECKS
 
 __all__ = ["BandedPrecisionNormal"]
+
+_OPS = rules.GaussianOps(solve_t=ops.band_solve_t, matvec_t=ops.band_matvec_t, logdet=ops.band_logdet,
+                         square=torch.square, trace_inv=ops.band_trace_inv, diag_inv=ops.band_diag_inv,
+                         log=torch.log)
 
 
 def _constant_result(fn):
     """``torch.compiler.assume_constant_result(fn)`` without importing Dynamo when gvae.torch is imported
-    (torch._dynamo takes 1.4-1.9 s, more than torch itself): in torch 2.13 the decorator imports Dynamo and
+    (importing torch._dynamo takes longer than torch itself): in torch 2.13 the decorator imports Dynamo and
     sets only this attribute, which Dynamo reads when it traces a call (tests/test_torch_distribution.py
     checks that the two mark a function alike)."""
     fn._dynamo_marked_constant = True
@@ -33,7 +39,7 @@ def _constant_result(fn):
 # NumPy helpers once, eagerly, instead of tracing into them.
 @_constant_result
 def _checked_offsets(name, offsets, n, K):
-    return tuple(validate_offsets(name, offsets, n, K).tolist())
+    return offsets_tuple(name, offsets, n, K)
 
 
 @_constant_result
@@ -65,24 +71,12 @@ class BandedPrecisionNormal(Distribution):
 
     def __init__(self, loc, factor, offsets, validate_args=None):
         name = "BandedPrecisionNormal"
-        for argname, t in (("loc", loc), ("factor", factor)):
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"{name}: {argname} must be a torch.Tensor, got {type(t).__name__}")
-            if t.dtype not in (torch.float32, torch.float64):
-                raise TypeError(f"{name}: {argname} has dtype {t.dtype}, expected torch.float32 or torch.float64")
-        if loc.dtype != factor.dtype or loc.device != factor.device:
-            raise TypeError(f"{name}: loc and factor must share dtype and device, got loc {loc.dtype} on "
-                            f"{loc.device}, factor {factor.dtype} on {factor.device}")
-        if loc.dim() < 1 or factor.dim() < 2 or factor.shape[-1] != loc.shape[-1]:
-            raise ValueError(f"{name}: loc must have shape (*batch, n) and factor (*batch, K, n) with the same n, "
-                             f"got loc {tuple(loc.shape)}, factor {tuple(factor.shape)}")
-        n, K = loc.shape[-1], factor.shape[-2]
+        n, K = CHECKS.distribution(name, loc, factor)
+        if loc.device != factor.device:
+            raise TypeError(f"{name}: loc and factor must be on one device, got loc on {loc.device}, "
+                            f"factor on {factor.device}")
         self.offsets = _checked_offsets(name, tuple(offsets), int(n), int(K))
-        try:
-            batch_shape = torch.broadcast_shapes(loc.shape[:-1], factor.shape[:-2])
-        except RuntimeError:
-            raise ValueError(f"{name}: loc's batch shape {tuple(loc.shape[:-1])} does not broadcast with "
-                             f"factor's {tuple(factor.shape[:-2])}") from None
+        batch_shape = torch.Size(CHECKS.batch(name, "loc", loc.shape[:-1], factor.shape[:-2]))
         self.loc = loc.expand(batch_shape + (n,))
         self.factor = factor
         super().__init__(batch_shape, loc.shape[-1:], validate_args=validate_args)
@@ -176,7 +170,7 @@ class BandedPrecisionNormal(Distribution):
         """loc + L^-T eps, eps ~ N(0, I) of shape ``sample_shape + batch_shape + (n,)``."""
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + ops.band_solve_t(self.factor, self.offsets, eps)
+        return rules.sample(_OPS, self.factor, self.offsets, self.loc, eps)
 
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():
@@ -186,36 +180,21 @@ class BandedPrecisionNormal(Distribution):
         """log N(value; loc, (L L^T)^-1) = log det L - |L^T (value - loc)|^2 / 2 - n log(2 pi) / 2."""
         if self._validate_args:
             self._validate_sample(value)
-        y = ops.band_matvec_t(self.factor, self.offsets, value - self.loc)
-        n = self.event_shape[0]
-        return ops.band_logdet(self.factor) - 0.5 * y.square().sum(-1) - 0.5 * n * math.log(2 * math.pi)
+        return rules.log_density(_OPS, self.factor, self.offsets, value, self.loc)
 
     def entropy(self):
-        n = self.event_shape[0]
-        return (0.5 * n * (1 + math.log(2 * math.pi)) - ops.band_logdet(self.factor)).expand(self.batch_shape)
+        """n (1 + log 2 pi) / 2 - log det L, shape ``batch_shape``."""
+        return rules.entropy(_OPS, self.factor).expand(self.batch_shape)
 
 
 def _kl_diagonal(q, loc, scale):
-    """KL(q || N(loc, diag scale^2)) with loc, scale broadcasting to q's (*batch, n):
-    sum log s + log det L + (sum_i Sigma_ii / s_i^2 + |(mu - loc) / s|^2 - n) / 2, where sum_i Sigma_ii / s_i^2
-    is tr(Sigma) / s^2 (``band_trace_inv``) when the scale is one number per distribution (the last axis of
-    size 1, as for N(0, I)), else through diag(Sigma) (``band_diag_inv``). A scale <= 0 is the Normal's
-    own validation's ValueError; without validation it gives NaN (gvae.jax's kl_to_diagonal does the same:
-    a ValueError for a concrete scale, NaN under jit)."""
-    n = q.event_shape[0]
-    for what, t in (("loc", loc), ("scale", scale)):
-        if t.dim() and t.shape[-1] not in (1, n):
-            raise ValueError(f"kl_divergence(BandedPrecisionNormal, Normal): the Normal's {what} has {t.shape[-1]} "
-                             f"entries in its last axis, the BandedPrecisionNormal's event has n={n}")
-    if scale.dim() == 0 or scale.shape[-1] == 1:
-        s = scale if scale.dim() == 0 else scale[..., 0]
-        spread = ops.band_trace_inv(q.factor, q.offsets) / s.square()
-        log_scale = n * s.log()
-    else:
-        spread = (ops.band_diag_inv(q.factor, q.offsets) / scale.square()).sum(-1)
-        log_scale = scale.log().sum(-1)
-    mahalanobis = ((q.loc - loc) / scale).square().sum(-1)
-    return log_scale + ops.band_logdet(q.factor) + 0.5 * (spread + mahalanobis - n)
+    """KL(q || N(loc, diag scale^2)) with loc, scale broadcasting to q's (*batch, n)
+    (:func:`gvae.rules.gaussian.kl_to_diagonal`). A scale <= 0 is the Normal's own validation's
+    ValueError; without validation it gives NaN (gvae.jax's kl_to_diagonal does the same: a ValueError for
+    a concrete scale, NaN under jit)."""
+    event_axis("kl_divergence(BandedPrecisionNormal, Normal)",
+               (("the Normal's loc", loc), ("the Normal's scale", scale)), q.event_shape[0])
+    return rules.kl_to_diagonal(_OPS, q.factor, q.offsets, q.loc, loc, scale)
 
 
 @register_kl(BandedPrecisionNormal, Normal)

@@ -1,10 +1,9 @@
 """The banded-factor kernels of docs/api.md section 2 as PyTorch operators in the ``gvae::`` namespace.
 
 Each operator is defined with ``torch.library.Library`` (schema, CPU and CUDA kernels) rather than
-``torch.library.custom_op``: on a tiny input the latter added about 5 us more per call in eager mode
-(29 against 24 us for ``band_matvec`` on a 2 x 8 factor, 6.8 us calling :mod:`gvae.kernels` directly).
-Both take the same ``register_fake`` (shape and dtype only, so ``torch.compile`` and ``torch.export``
-trace through) and ``register_vmap``. Derivatives are one ``torch.autograd.Function`` per operator
+``torch.library.custom_op``, whose Python layers cost more per call in eager mode. Both take the same
+``register_fake`` (shape and dtype only, so ``torch.compile`` and ``torch.export`` trace through) and
+``register_vmap``. Derivatives are one ``torch.autograd.Function`` per operator
 (:func:`_autograd`) with a reverse-mode rule and a forward-mode one, so ``torch.autograd.forward_ad`` and the
 ``torch.func`` transforms (``grad``, ``jacrev``, ``jvp``, ``jacfwd``, ``hessian``, ``vmap`` of each) work on
 the public functions; ``band_diag_inv`` alone refuses forward mode (its tangent is not O(n K)). Called as
@@ -16,21 +15,25 @@ kernels' outputs come back as tensors over the same memory (``torch.from_numpy``
 A non-contiguous input is copied once, by the kernel front ends, as for a strided NumPy array.
 
 The public functions take a shorter road in plain eager mode (:func:`_call`): the dispatcher and
-``torch.library``'s Python autograd kernel cost 15-40 us a call, so on plain CPU tensors with nothing
-tracing, the CPU kernel runs directly, or inside an ``autograd.Function`` made of the operator's own
-setup and backward when a gradient is wanted.
+``torch.library``'s Python autograd kernel cost several kernel calls on a small input, so on plain CPU
+tensors with nothing tracing, the CPU kernel runs directly, or inside an ``autograd.Function`` made of the
+operator's own setup and backward when a gradient is wanted.
 
-Backward passes run gvae's own VJP kernels, themselves operators here so that the backward traces too:
-``band_outer`` (the L-gradient of every solve and product), ``band_logdet_grad``,
-``band_trace_inv_grad`` and ``band_diag_inv_grad``. Solves and products are differentiable to any
-order (the VJP of ``band_outer`` is a pair of band products). ``band_trace_inv`` and ``band_diag_inv``
-are differentiable once: gvae has no second-order kernel of the selected inversion, so a double
-backward through them raises ``NotImplementedError``.
+Backward passes run gvae's own VJP kernels, themselves operators here so that the backward traces too,
+the solves' and products' by the rules of :mod:`gvae.rules.band`: ``band_outer`` (the L-gradient of
+every solve and product), ``band_logdet_grad``, ``band_trace_inv_grad`` and ``band_diag_inv_grad``.
+Solves and products are differentiable to any order (the VJP of ``band_outer`` is a pair of band
+products). ``band_trace_inv`` and ``band_diag_inv`` are differentiable once: gvae has no second-order
+kernel of the selected inversion, so a double backward through them raises ``NotImplementedError``.
 """
+from functools import partial
+
 import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from ..kernels import band as _band
+from ..rules.band import VJP, BandKernels
+from ..rules.checks import Checks
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv"]
@@ -39,51 +42,11 @@ _lib = torch.library.Library("gvae", "DEF")
 # name -> operator overload, CPU kernel, fake (shape-only) kernel, autograd.Function of the operator (forward and reverse mode, torch.func)
 # and of the eager path (reverse mode)
 _OPS, _CPU, _FAKE, _FUNCTION, _EAGER = {}, {}, {}, {}, {}
-_FLOATS = (torch.float32, torch.float64)
 _VECTOR = {"band_solve_t": "b", "band_solve": "b", "band_matvec_t": "x", "band_matvec": "x"}
-
-
-# --------------------------------------------------------------------------------------------------
-# Checks shared by the kernels and the fake (shape-only) implementations
-# --------------------------------------------------------------------------------------------------
-
-def _dtype(name, args):
-    """TypeError unless every (argname, tensor) is a tensor of float32/float64 and they share one dtype."""
-    for argname, t in args:
-        if not isinstance(t, torch.Tensor):  # a list or a NumPy array: its own dtype would name a wrong cause
-            raise TypeError(f"{name}: {argname} must be a torch.Tensor, "
-                            f"got {type(t).__module__}.{type(t).__qualname__}")
-        if t.dtype not in _FLOATS:
-            raise TypeError(f"{name}: {argname} has dtype {t.dtype}, expected torch.float32 or torch.float64")
-    dtypes = {t.dtype for _, t in args}
-    if len(dtypes) > 1:
-        raise TypeError(f"{name}: arguments must share one dtype, got "
-                        + ", ".join(f"{a} {t.dtype}" for a, t in args))
-
-
-def _factor_shape(name, L, offsets=None):
-    """(K, n) of a band factor; ValueError naming what is wrong (as the kernels' own checks)."""
-    if L.dim() < 2 or L.shape[-1] < 1 or L.shape[-2] < 1:
-        raise ValueError(f"{name}: L must have shape (*batch, K, n) with K, n >= 1, got {tuple(L.shape)}")
-    K, n = L.shape[-2:]
-    if offsets is not None:
-        problem = _band.offsets_problem(tuple(offsets), n, K)
-        if problem is not None:
-            raise ValueError(f"{name}: {problem}")
-    return K, n
-
-
-def _broadcast(name, argname, L, v):
-    """The broadcast shape of L's batch and v's leading axes, plus v's last axis."""
-    _, n = _factor_shape(name, L)
-    if v.dim() < 1 or v.shape[-1] != n:
-        raise ValueError(f"{name}: {argname} must have shape (*lead, n) with n={n} (L's last axis), "
-                         f"got {tuple(v.shape)}")
-    try:
-        return tuple(torch.broadcast_shapes(L.shape[:-2], v.shape[:-1])) + (n,)
-    except RuntimeError:
-        raise ValueError(f"{name}: {argname}'s batch shape {tuple(v.shape[:-1])} does not broadcast with "
-                         f"the factor batch shape {tuple(L.shape[:-2])}") from None
+# The checks shared by the kernels, the fake (shape-only) implementations and gvae.torch.distribution.
+CHECKS = Checks(torch.Tensor, (torch.float32, torch.float64), "torch.float32 or torch.float64",
+                 torch.broadcast_shapes, RuntimeError)
+_dtype = CHECKS.dtypes
 
 
 def _np(t):
@@ -126,7 +89,7 @@ def _autograd(name, setup_context, backward, jvp):
     (``torch.library.register_autograd`` takes no forward-mode rule, and its Function has no
     ``setup_context``, which ``torch.func`` refuses.) The eager path (:func:`_call`) gets the same pair
     as a Function with the set-up inside ``forward``: PyTorch binds a separate ``setup_context``'s
-    arguments with ``inspect`` on every call (~15 us)."""
+    arguments with ``inspect`` on every call."""
     op, cpu = _OPS[name], _CPU[name]
     # The dispatcher drops trailing arguments equal to their defaults; the rules see every argument.
     defaults = [a.default_value for a in op._schema.arguments if a.has_default_value()]
@@ -174,7 +137,7 @@ def _plain(tensors):
     if (torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack()
             or _forward_ad._current_level >= 0):
         return False
-    for t in tensors:  # a loop and is_cpu rather than all(...) and device.type: 2-3 us less a call
+    for t in tensors:  # a loop and is_cpu: cheaper per call than all(...) and device.type
         if type(t) is not torch.Tensor or not t.is_cpu:
             return False
     return True
@@ -187,11 +150,11 @@ class _Leaf(tuple):
 def _call(name, *args):
     """``torch.ops.gvae.name(*args)``, in eager mode on plain CPU tensors without the dispatcher.
 
-    The dispatcher and the autograd kernel of ``torch.library`` cost 15-40 us a call in Python, several
-    times the kernel on small inputs; eagerly the same CPU kernel runs directly (no gradient wanted) or
-    inside an ``autograd.Function`` with the registered backward (same values, same gradients). Under a
-    torch.func transform the operator's Function is applied from the top; anything else that traces
-    goes through the operator."""
+    The dispatcher and the autograd kernel of ``torch.library`` cost, in Python, several times the kernel
+    on small inputs; eagerly the same CPU kernel runs directly (no gradient wanted) or inside an
+    ``autograd.Function`` with the registered backward (same values, same gradients). Under a torch.func
+    transform the operator's Function is applied from the top; anything else that traces goes through
+    the operator."""
     if torch.compiler.is_compiling():
         # Before the functorch query below, which Dynamo cannot trace. The checks run in the traced Python,
         # where Dynamo lets gvae's own exception reach the caller (raised from the fake implementation, it
@@ -221,8 +184,8 @@ def _vector_kernel(name, argname):
 
     def fake(L, offsets, v, check=True):
         _dtype(name, [("L", L), (argname, v)])
-        _factor_shape(name, L, offsets)
-        return L.new_empty(_broadcast(name, argname, L, v))
+        CHECKS.factor(name, L, offsets)
+        return L.new_empty(CHECKS.vector(name, argname, L, v))
     return cpu, fake
 
 
@@ -238,7 +201,7 @@ def _logdet_cpu(L, check=True):
 
 def _logdet_fake(L, check=True):
     _dtype("band_logdet", [("L", L)])
-    _factor_shape("band_logdet", L)
+    CHECKS.factor("band_logdet", L)
     return L.new_empty(L.shape[:-2])
 
 
@@ -253,7 +216,7 @@ def _sigma_kernel(name, per_row):
 
     def fake(L, offsets, check=True):
         _dtype(name, [("L", L)])
-        _, n = _factor_shape(name, L, offsets)
+        _, n = CHECKS.factor(name, L, offsets)
         return L.new_empty(L.shape[:-2] + ((n,) if per_row else ()))
     return cpu, fake
 
@@ -274,9 +237,9 @@ def _outer_cpu(a, c, like, offsets, scale):
 
 def _outer_fake(a, c, like, offsets, scale):
     _dtype("band_outer", [("a", a), ("c", c), ("like", like)])
-    _factor_shape("band_outer", like, offsets)
+    CHECKS.factor("band_outer", like, offsets)
     for argname, v in (("a", a), ("c", c)):
-        _broadcast("band_outer", argname, like, v)
+        CHECKS.vector("band_outer", argname, like, v)
     return like.new_empty(like.shape)
 
 
@@ -306,7 +269,7 @@ def _sigma_grad_kernel(name):
 
     def fake(L, offsets, g, check=True):
         _dtype(name, [("L", L), ("g", g)])
-        _factor_shape(name, L, offsets)
+        CHECKS.factor(name, L, offsets)
         return L.new_empty(L.shape)
     return cpu, fake
 
@@ -335,18 +298,21 @@ def _save_vector(ctx, inputs, output):
     return L, v, output
 
 
-def _solve_backward(transposed):
-    """x = L^{-T} b: u = L^{-1} g, gb = u, gL = band_outer(x, u, scale=-1); x = L^{-1} b: u = L^{-T} g,
-    gb = u, gL = band_outer(u, x, scale=-1)."""
+# The kernels of gvae.rules.band's VJPs: the operators, so that a backward traces (and differentiates) too.
+_KERNELS = BandKernels(solve=lambda L, offsets, v: _call("band_solve", L, offsets, v, False),
+                       solve_t=lambda L, offsets, v: _call("band_solve_t", L, offsets, v, False),
+                       matvec=lambda L, offsets, v: _call("band_matvec", L, offsets, v, False),
+                       matvec_t=lambda L, offsets, v: _call("band_matvec_t", L, offsets, v, False),
+                       outer=partial(_call, "band_outer"))
+
+
+def _vector_backward(rule):
+    """The backward of a solve or product: ``rule`` of :data:`gvae.rules.band.VJP`, v's gradient reduced
+    to v's shape."""
     def backward(ctx, g):
-        L, _, x = ctx.saved_tensors
-        u = _call("band_solve" if transposed else "band_solve_t", L, ctx.offsets, g, False)
-        gL = gb = None
-        if ctx.needs_input_grad[0]:
-            gL = _call("band_outer", *((x, u) if transposed else (u, x)), L, ctx.offsets, -1.0)
-        if ctx.needs_input_grad[2]:
-            gb = _reduce(u, ctx.v_shape)
-        return gL, None, gb, None
+        L, v, y = ctx.saved_tensors
+        gL, gv = rule(_KERNELS, L, ctx.offsets, v, y, g, ctx.needs_input_grad[0], ctx.needs_input_grad[2])
+        return gL, None, (None if gv is None else _reduce(gv, ctx.v_shape)), None
     return backward
 
 
@@ -363,20 +329,6 @@ def _solve_jvp(transposed):
     return jvp
 
 
-def _matvec_backward(transposed):
-    """y = L x: gL = band_outer(g, x), gx = L^T g; y = L^T x: gL = band_outer(x, g), gx = L g."""
-    def backward(ctx, g):
-        L, x, _ = ctx.saved_tensors
-        gL = gx = None
-        if ctx.needs_input_grad[0]:
-            gL = _call("band_outer", *((x, g) if transposed else (g, x)), L, ctx.offsets, 1.0)
-        if ctx.needs_input_grad[2]:
-            gx = _reduce(_call("band_matvec" if transposed else "band_matvec_t", L, ctx.offsets, g, False),
-                         ctx.v_shape)
-        return gL, None, gx, None
-    return backward
-
-
 def _matvec_jvp(transposed):
     """y = L x: dy = dL x + L dx; y = L^T x: dy = dL^T x + L^T dx (bilinear in L and x)."""
     product = "band_matvec_t" if transposed else "band_matvec"
@@ -390,9 +342,9 @@ def _matvec_jvp(transposed):
 
 
 for _name, _transposed in (("band_solve_t", True), ("band_solve", False)):
-    _autograd(_name, _save_vector, _solve_backward(_transposed), _solve_jvp(_transposed))
+    _autograd(_name, _save_vector, _vector_backward(VJP[_name]), _solve_jvp(_transposed))
 for _name, _transposed in (("band_matvec_t", True), ("band_matvec", False)):
-    _autograd(_name, _save_vector, _matvec_backward(_transposed), _matvec_jvp(_transposed))
+    _autograd(_name, _save_vector, _vector_backward(VJP[_name]), _matvec_jvp(_transposed))
 
 
 def _save_factor(ctx, inputs, output):

@@ -1,5 +1,6 @@
 """The data as the training loop and the evaluations take it: raw images in [0, 1] made into the
-observations a likelihood models, and an epoch's shuffled batches of them.
+observations a likelihood models, an epoch's shuffled batches of them, and the validation and test sets
+made observations once, with EVAL_SEED, the same for every run (:func:`fixed_eval_sets`).
 
 The likelihood says what it models (``Likelihood.continuous``: dequantised intensities squashed into
 (lambda, 1 - lambda), lambda its ``squash``; otherwise binary pixels); this module makes the observations,
@@ -9,6 +10,9 @@ on the data's device with a generator of that device (numpy.random.default_rng, 
 import numpy as np
 
 from ..kernels import array_module
+
+# Validation and test sets are binarised once with this seed, so numbers compare across runs.
+EVAL_SEED = 20140101
 
 
 def _float_dtype(x):
@@ -59,3 +63,12 @@ def epoch_batches(x, likelihood, batch_size, rng):
     from ``rng`` here, in that order, before the first batch is taken, so the steps' own draws come after."""
     obs = observations(x, likelihood, rng)
     return (obs[idx] for idx in batches(len(obs), batch_size, rng))
+
+
+def fixed_eval_sets(data, model):
+    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED, on the host:
+    the same observations for every run, every evaluation and every device (move them with to_device).
+    ``data``: {split: (x, ...)}, the images x (N, n) in [0, 1]; returns (valid, test), the model's dtype."""
+    rng = np.random.default_rng(EVAL_SEED)
+    return tuple(observations(np.asarray(data[split][0], model.dtype), model.likelihood, rng)
+                 for split in ("valid", "test"))

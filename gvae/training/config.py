@@ -13,6 +13,7 @@ import numpy as np
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
 from ..model.vae import INFERENCE, MERGES, layer_family, layer_widths
+from .tasks import TASKS, task_class
 
 
 # The largest count a flag takes (a size, a number of samples, epochs, ...): 2^31 - 1, the largest index of a
@@ -160,11 +161,6 @@ IWAE_SCHEDULE_EPOCHS = sum(3 ** i for i in range(8))
 # What may change when a run is resumed (each change is recorded in the metrics); everything else is the
 # run's own configuration.
 RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
-# What a run trains: a VAE of the images, or the deep variational information bottleneck's classifier of
-# their labels (gvae.model.vib).
-TASKS = ("generate", "classify")
-# The settings of the observation model p(x|z), which a classifier does not have.
-LIKELIHOOD_SETTINGS = ("likelihood", "psi", "pixel_factor", "squash")
 
 # Settings added after runs were first written, each with the value every run written before it used:
 # a config.json without the field describes a run made that way (checkpoint.config_of reads it so).
@@ -174,9 +170,8 @@ FORMER_DEFAULTS = {"init": "he"}
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
-    task: str = _option("generate", "what the run learns: generate, a VAE of the images; classify, the deep "
-                        "variational information bottleneck (Alemi et al. 2017), a softmax q(y|z) of the data "
-                        "set's labels through the stochastic code z, trained on E log q(y|z) - beta R",
+    task: str = _option("generate", "what the run learns: " + "; ".join(f"{name}, {task.about}"
+                                                                       for name, task in TASKS.items()),
                         choices=list(TASKS))
     classes: int = _option(10, "classify: the number of classes C; every label must lie in 0..C-1",
                            parse=positive_int, metavar="C")
@@ -360,25 +355,21 @@ class TrainConfig:
                                f"at most {most:g} with dtype {self.dtype} (beyond it the training steps overflow)")
 
     def _check_task(self):
-        """A classify run's settings: one stochastic layer, the VIB objective alone, no observation model."""
-        if self.task not in TASKS:
-            raise _invalid(f"task must be one of {list(TASKS)}, got {self.task!r}")
-        if self.task == "generate":
-            if self.classes != 10:
-                raise _invalid("classes applies to --task classify only")
-            return
+        """A registered task (:mod:`gvae.training.tasks`), the settings that only other tasks read left at
+        their defaults, and the rest checked by the task (:meth:`Task.check_config`)."""
+        try:
+            task = task_class(self.task)
+        except ValueError as e:
+            raise _invalid(str(e)) from None
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        changed = [name for name in LIKELIHOOD_SETTINGS if getattr(self, name) != defaults[name]]
-        checks = [(self.classes >= 2, f"a classifier needs classes >= 2, got {self.classes}"),
-                  (len(self.layer_sizes()) == 1, "task classify has one stochastic layer: give one --latent size"),
-                  (not changed, "task classify has no observation model p(x|z): leave "
-                                + ", ".join("--" + n.replace("_", "-") for n in changed) + " at the default"),
-                  (self.iw_samples == 1 and self.target_rate is None and self.mmd == 0 and self.alpha == 0,
-                   "task classify trains E log q(y|z) - beta R: use it without --iw-samples, --target-rate, --mmd "
-                   "or --alpha")]
-        for ok, msg in checks:
-            if not ok:
-                raise _invalid(msg)
+        for name in sorted({name for other in TASKS.values() for name in other.options} - set(task.options)):
+            if getattr(self, name) != defaults[name]:
+                owners = " or ".join(other.name for other in TASKS.values() if name in other.options)
+                raise _invalid(f"{name} applies to --task {owners} only")
+        try:
+            task.check_config(self)
+        except ValueError as e:
+            raise _invalid(str(e)) from None
 
     def _check_layers(self, hidden_lists):
         """Every per-layer list the right length (``hidden_lists``: how many lists of widths were given),

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..io.files import remove_stale_temporaries
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.npz", "summary.json")
-EVAL_PARTIAL = "eval_k{k}.partial.npz"  # gvae eval's progress with K = k (training.evaluate's partial file)
+EVAL_PARTIAL = "eval_k{k}.partial.npz"  # gvae eval's progress with K = k (evaluation.evaluate's partial file)
 # What gvae eval, sample, plot and analyze write from a run: replaced with it, so none describes another run.
 DERIVED = ("eval.json", "eval_k*.json", "decoder_means.png", "decoder_samples.png", "curves.png",
            "reconstructions.png", "samples.png", "manifold.png", "cholesky_diagonals.png", "correlation.png",

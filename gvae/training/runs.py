@@ -1,10 +1,9 @@
 """Run folders as the evaluation, sampling, plotting and analysis commands read them: the model a
-configuration describes, the trained parameters of a run, the fixed validation and test sets, and the one
-way to open a run (:func:`open_run`).
+configuration describes, the trained parameters of a run, and the one way to open a run (:func:`open_run`),
+with its test set prepared as the run evaluates it.
 
 A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
-import math
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
@@ -13,38 +12,16 @@ import numpy as np
 from ..io.mnist import load_mnist
 from ..kernels import generator, to_device
 from ..model import VAE
-from ..model.vib import Classifier
 from ..model.params import FlatParams
 from . import checkpoint, rundir
-from .batching import observations
-
-# Validation and test sets are binarised once with this seed, so numbers compare across runs.
-EVAL_SEED = 20140101
-
-
-def fixed_eval_sets(data, model):
-    """The validation and test sets prepared once (binarised or dequantised) with EVAL_SEED, on the host:
-    the same observations for every run, every evaluation and every device (move them with to_device)."""
-    rng = np.random.default_rng(EVAL_SEED)
-    return tuple(observations(np.asarray(data[split][0], model.dtype), model.likelihood, rng)
-                 for split in ("valid", "test"))
+from .batching import fixed_eval_sets
+from .tasks import task_class
 
 
 def build_model(config, n_in):
-    """The model a configuration describes, for n_in observed units: the VAE, or with task "classify" the
-    VIB's :class:`~gvae.model.vib.Classifier`."""
-    if config.task == "classify":
-        return Classifier(n_in, config.latent, config.layer_hidden()[0], config.classes, config.activation,
-                          config.posterior, np.dtype(config.dtype), {"grid_shape": config.layer_grid_shapes()[0]},
-                          config.init)
-    lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
-                   "bernoulli": {}}.get(config.likelihood,
-                                        {"factor": config.pixel_factor, "squash": config.squash})
-    return VAE(n_in, config.layer_sizes(), config.layer_hidden(), config.activation, config.layer_posteriors(),
-               config.likelihood, np.dtype(config.dtype),
-               posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],
-               likelihood_options=lik_options, inference=config.inference, init=config.init,
-               merge=config.merge)
+    """The model a configuration describes, for n_in observed units: its task's
+    (:meth:`gvae.training.tasks.Task.build_model`)."""
+    return task_class(config.task).build_model(config, n_in)
 
 
 def load_model(run_dir, which="best", device="cpu"):
@@ -95,9 +72,9 @@ def open_run(run_dir, which="best", device="cpu"):
     the one way gvae eval, sample, plot, analyze and :func:`gvae.load` open a run. Returns an
     :class:`OpenRun`; ``.with_test_set(data)`` adds its test images."""
     model, params, config = load_model(run_dir, which, device)
-    if config.task == "classify":  # every user of an OpenRun needs a generative model's decoder and prior
-        raise ValueError(f"{run_dir} holds a classifier (--task classify), which has no decoder p(x|z) or prior "
-                         "to evaluate, sample, plot or analyse: its test error and rate are in its summary.json")
+    refusal = task_class(config.task).cannot_open  # every user of an OpenRun needs a VAE's decoder and prior
+    if refusal is not None:
+        raise ValueError(f"{run_dir} holds {refusal}")
     return OpenRun(Path(run_dir), which, device, model, params, config)
 
 
@@ -109,9 +86,3 @@ def prior_draws(model, params, n, seed, device="cpu"):
     eps = rng.standard_normal((n, model.noise_size), dtype=model.dtype)
     return model.decode(params, model.prior_sample(params, eps)[0]), rng
 
-
-def bits_per_dim(model, nats):
-    """For continuous likelihoods: {name + "_bits_per_dim": -value / (n log 2)} of each entry."""
-    if not model.likelihood.continuous:
-        return {}
-    return {f"{k}_bits_per_dim": -v / (model.n_in * math.log(2)) for k, v in nats.items()}

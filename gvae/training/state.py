@@ -2,8 +2,8 @@
 
 :class:`TrainingState` is the whole of a run's progress: the parameters (one flat buffer on the run's
 device, with named views), those of the best validation epoch, Adam's moments, with Polyak averaging the
-running average of the parameters, the epoch count, the step counters, the best and the untrained
-model's validation ELBO, and the metrics rows. A checkpoint
+running average of the parameters, the epoch count, the step counters, the best score and the untrained
+model's health number (the task's: a VAE's validation ELBO), and the metrics rows. A checkpoint
 (:mod:`checkpoint`) is this state in host arrays plus a JSON meta: :meth:`TrainingState.to_checkpoint`
 writes that form and :meth:`TrainingState.from_checkpoint` builds the state back from it, so a resumed run
 continues from exactly the state the uninterrupted one had at the end of that epoch."""
@@ -34,9 +34,9 @@ class TrainingState:
     epoch: int = 0
     skipped_steps: int = 0          # steps skipped for a non-finite loss or gradient, in all
     bad_steps: int = 0              # of those, how many in a row up to now
-    best_valid: float = -math.inf   # the best validation ELBO so far, and its epoch
+    best_valid: float = -math.inf   # the best score so far (Task.score), and its epoch
     best_epoch: int = 0
-    initial_valid: float = None     # the untrained model's validation ELBO, the yardstick of divergence
+    initial_valid: float = None     # the untrained model's health number, the yardstick of divergence
     metrics: list = dataclasses.field(default_factory=list)
     polyak: float = 0.0             # D, the average's decay (0: no average)
     average: object = None          # a_t on the device, or None without an average
@@ -100,7 +100,9 @@ class TrainingState:
 
     def to_checkpoint(self, config, data_sha256):
         """(arrays, meta) for :func:`checkpoint.save`: host copies of the device's buffers, and the meta
-        that :meth:`from_checkpoint` and :func:`checkpoint.config_of` read back."""
+        that :meth:`from_checkpoint` and :func:`checkpoint.config_of` read back (the best score and the
+        health number under the names they had when only VAEs were trained: ``best_valid_elbo``,
+        ``initial_valid_elbo``)."""
         arrays = {"params": to_host(self.params.flat), "best_params": to_host(self.best_flat), **self.optimizer.state()}
         if self.average is not None:
             arrays["average_params"] = to_host(self.average)

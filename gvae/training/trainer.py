@@ -1,17 +1,18 @@
-"""Training loop: epochs of Adam steps on the negative ELBO (or, with task "classify", on the deep
-variational information bottleneck's loss, :mod:`gvae.model.vib`), with validation, checkpoints and metrics.
+"""Training loop: epochs of Adam steps on the loss of the run's task (:mod:`gvae.training.tasks`: the
+negative ELBO of a VAE, the deep variational information bottleneck's loss, ...), with validation,
+checkpoints and metrics. The loop knows no task: what a step differentiates, what an epoch draws, what
+validation and test measure and which epoch is best, each is asked of ``Trainer.task``.
 
 Output folder (docs/api.md, section 5): ``config.json``, ``metrics.jsonl`` (one object per epoch),
 ``checkpoint.npz`` (after every epoch) and, at the end, ``summary.json``.
 
-Device: ``Trainer(..., device=)`` puts the training and evaluation data, the parameters, the gradient
-buffer (into whose views value_and_grad writes the gradients) and Adam's moments on one device at the
-start; from then on a step draws its noise with the device's own generator and computes there. The host
-reads two things per step: the squared gradient norm (a host float from ``kernels.sum_squares``, which
-decides whether the step is skipped and by how much it is clipped) and one small vector holding the loss
-and the three reported batch means (the non-finite check and the step's result). Checkpoints and metrics
-are written from host copies at epoch ends; the configuration names no device, so a run may resume on
-another.
+Device: ``Trainer(..., device=)`` puts the task's data, the parameters, the gradient buffer (into whose
+views value_and_grad writes the gradients) and Adam's moments on one device at the start; from then on a
+step draws its noise with the device's own generator and computes there. The host reads two things per
+step: the squared gradient norm (a host float from ``kernels.sum_squares``, which decides whether the
+step is skipped and by how much it is clipped) and one small vector holding the loss and the task's
+reported batch means (the non-finite check and the step's result). Checkpoints and metrics are written
+from host copies at epoch ends; the configuration names no device, so a run may resume on another.
 
 Randomness: the parameters are initialised on the host from ``seed`` (the same model on every device);
 all an epoch draws (binarisation or dequantisation, data order, noise) comes from a generator of the
@@ -28,20 +29,17 @@ import numpy as np
 
 from .. import kernels
 from ..autodiff import value_and_grad
-from ..kernels import array_module, device_module, generator, to_device, to_host
-from ..kernels.threads import cores_unless_set
-from ..model.objectives import training_loss
-from ..model.vib import vib_loss
+from .progress import progress_bar
+from ..kernels import array_module, device_module, generator, to_host
+from ..kernels.cpu.threads import cores_unless_set
 from . import rundir
-from .batching import batches, epoch_batches
-from .classify import TEST_SAMPLES, classifier_scores, labels_of
 from .config import RESUMABLE, learning_rate
-from .evaluate import dataset_elbo
-from .events import Console, progress_bar, tell
+from .events import Console, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
-from .runs import EVAL_SEED, bits_per_dim, build_model, fixed_eval_sets
 from .state import TrainingState
+from .tasks import task_class
+from .tasks.base import SPLITS
 
 # The second word of an epoch's seed (seed, EPOCH_STREAM, epoch): not 0, since a SeedSequence pads its
 # entropy with zeros, so (seed, 0, 0) would give the initialisation's stream (seeded with seed alone).
@@ -58,16 +56,18 @@ class NonFiniteError(TrainingStopped):
 
 
 class DivergedError(TrainingStopped):
-    """After an epoch the validation ELBO or the parameters were not finite, or the validation ELBO fell
-    far below the untrained model's (by more than the untrained model's own magnitude)."""
+    """After an epoch the task's health number (a VAE's validation ELBO) or the parameters were not finite,
+    or the health number fell far below the untrained model's (by more than the untrained model's own
+    magnitude)."""
 
 
-def data_fingerprint(train_x, data, labels=()):
-    """SHA-256 of the training images a run uses (after its limit) and of the raw validation and test
-    images, then of the arrays ``labels`` (a classify run's, train after its limit, valid, test): a resumed
-    run must see the data it was trained on."""
+def data_fingerprint(inputs):
+    """SHA-256 of a run's host inputs ({split: tuple}, :meth:`Task.inputs`, the training split after its
+    limit): the first input (the images) of the train, valid and test splits, then the second of each,
+    and so on (a classifier's: its images, then its labels). A resumed run must see the data it was
+    trained on."""
     digest = hashlib.sha256()
-    for a in (train_x, data["valid"][0], data["test"][0], *labels):
+    for a in (inputs[split][i] for i in range(len(inputs["train"])) for split in SPLITS):
         a = np.ascontiguousarray(a)
         digest.update(f"{a.dtype.str}{a.shape}".encode())
         digest.update(a.data)
@@ -94,9 +94,9 @@ def _no_floating_point_warnings():
 
 
 class Trainer:
-    """One run on one device: its configuration, model and data, its :class:`TrainingState`, and the loop
-    that trains it. The loop only trains; what is written or printed along the way is up to the listeners
-    (:mod:`events`) that :meth:`fit` is given.
+    """One run on one device: its configuration, task, model and data, its :class:`TrainingState`, and
+    the loop that trains it. The loop only trains; what is written or printed along the way is up to the
+    listeners (:mod:`events`) that :meth:`fit` is given.
 
     ``Trainer(config, data, out, device=...)`` starts a run (``data`` holds host arrays, as
     :func:`gvae.io.mnist.load_mnist` returns them); :meth:`resume` continues one from its folder with the
@@ -104,57 +104,45 @@ class Trainer:
 
     def __init__(self, config, data, out, progress=True, quiet=False, device="cpu", overwrite=False, saved=None):
         self.xp = device_module(device)  # first: an unavailable device is refused before any work
-        self.device = device
-        self.config = config
-        self.out = rundir.run_path(out)
-        self.overwrite = overwrite
-        self.progress = progress and not quiet
-        self.quiet = quiet
-        train_x = data["train"][0]
-        if config.limit is not None:
-            train_x = train_x[:config.limit]
-        self.classify = config.task == "classify"
-        # The validation number whose collapse is divergence (the untrained model's is the yardstick). A
-        # classifier's best epoch is picked by its validation error instead (:meth:`score`): the objective
-        # peaks early (epoch 18 of 50 on MNIST, 1.50% test error, against 1.42% at epoch 50) while the
-        # error still falls, its log q(y|z) spent on the few images the classifier gets confidently wrong.
-        self.health_name, self.health_label = (("valid_objective", "validation objective") if self.classify
-                                               else ("valid_elbo", "validation ELBO"))
-        self.score_label = "validation error" if self.classify else "validation ELBO"
-        self.model = build_model(config, train_x.shape[1])
-        # Before any array of the model's size is made: sizes beyond the machine are refused, naming the flags.
-        check_training(self.model, config.batch_size, config.samples * config.iw_samples, len(train_x))
-        if self.classify:
-            train_y, valid_y, test_y = labels_of(data, config.classes)
-            labels = (train_y[:len(train_x)], valid_y, test_y)
-        else:
-            for split in ("train", "valid", "test"):
-                self.model.likelihood.check(data[split][0])
-            labels = ()
-        self.data_sha256 = data_fingerprint(train_x, data, labels)
+        self.device, self.config, self.out = device, config, rundir.run_path(out)
+        self.overwrite, self.progress, self.quiet = overwrite, progress and not quiet, quiet
+        self.task, host = self._task_and_inputs(data)
+        self.model = self.task.model
+        self.data_sha256 = data_fingerprint(host)
         self.resumed, self.resumed_with = saved is not None, {}
         self.files = RunFiles(None if saved is None else saved.stamps)  # the listener that writes the folder
-        if saved is not None and saved.arrays is not None:
-            if saved.meta.get("data_sha256") not in (None, self.data_sha256):
-                raise ValueError(f"{out} was trained on other data than the data given now (SHA-256 "
-                                 f"{saved.meta['data_sha256'][:16]}... against {self.data_sha256[:16]}...); resume "
-                                 "it with the data it was trained on (--data)")
-            self.state = TrainingState.from_checkpoint(saved.arrays, saved.meta, self.model, config, device,
-                                                       saved.metrics, where=saved.checkpoint)
-        else:  # a new run, or one stopped before its first checkpoint (no metrics rows then)
-            self.state = TrainingState.new(self.model, config, train_x, device)
-        self.train_x = to_device(np.ascontiguousarray(train_x, dtype=self.model.dtype), device)
-        if self.classify:  # the raw intensities, and the labels beside them
-            self.valid_x, self.test_x = (to_device(np.ascontiguousarray(data[s][0], dtype=self.model.dtype), device)
-                                         for s in ("valid", "test"))
-            self.train_y, self.valid_y, self.test_y = (to_device(y, device) for y in labels)
-        else:
-            self.valid_x, self.test_x = (to_device(x, device) for x in fixed_eval_sets(data, self.model))
+        self.state = self._first_state(saved, host["train"][0])
+        self.inputs = self.task.on_device(host)
         self.grad_flat = self.xp.zeros_like(self.state.params.flat)
-        self.step_fn = value_and_grad(vib_loss if self.classify else training_loss, has_aux=True,
-                                      out=self.state.params.unflatten(self.grad_flat))
+        self.step_fn = value_and_grad(self.task.loss, has_aux=True, out=self.state.params.unflatten(self.grad_flat))
         self.rng = self.epoch_generator(self.state.epoch)
         self.saved_epoch = self.state.epoch  # the epoch of the checkpoint on disk (0: none)
+
+    def _task_and_inputs(self, data):
+        """The run's task with its model for the data's images (sizes beyond the machine refused, naming
+        the flags, before any array of the model's size is made), and its checked host inputs of every
+        split, the training split cut to ``config.limit``."""
+        cfg = self.config
+        train_x = data["train"][0][:cfg.limit]
+        kind = task_class(cfg.task)
+        model = kind.build_model(cfg, train_x.shape[1])
+        check_training(model, cfg.batch_size, cfg.samples * cfg.iw_samples, len(train_x))
+        task = kind(cfg, model, self.device)
+        inputs = task.inputs(data)
+        return task, {**inputs, "train": tuple(a[:cfg.limit] for a in inputs["train"])}
+
+    def _first_state(self, saved, train_x):
+        """The state the run starts from: a resumed run's checkpoint (refused when it was trained on other
+        data), else a new state (``train_x``, the host images, sets the decoder's output bias); a run stopped
+        before its first checkpoint starts anew (no metrics rows then)."""
+        if saved is None or saved.arrays is None:
+            return TrainingState.new(self.model, self.config, train_x, self.device)
+        if saved.meta.get("data_sha256") not in (None, self.data_sha256):
+            raise ValueError(f"{self.out} was trained on other data than the data given now (SHA-256 "
+                             f"{saved.meta['data_sha256'][:16]}... against {self.data_sha256[:16]}...); resume "
+                             "it with the data it was trained on (--data)")
+        return TrainingState.from_checkpoint(saved.arrays, saved.meta, self.model, self.config, self.device,
+                                             saved.metrics, where=saved.checkpoint)
 
     @property
     def continuing(self):
@@ -203,30 +191,30 @@ class Trainer:
         w, beta = self.config.warmup, self.config.beta * (1.0 - self.config.alpha)
         return beta if w == 0 else beta * min(1.0, progress_in_epochs / w)
 
-    def step(self, x, kl_weight, y=None):
-        """One Adam step on a batch x (B, n) on the trainer's device (with its labels y (B,) in a classify
-        run); returns the (bound, rec, kl) batch means as host floats (classify: the objective, mean
-        log q(y|z), the rate), or None if the step was skipped."""
-        cfg, state = self.config, self.state
-        n_samples = cfg.iw_samples if cfg.iw_samples > 1 else cfg.samples
-        eps = self.rng.standard_normal((n_samples, len(x), self.model.noise_size), dtype=self.model.dtype)
-        if self.classify:
-            args = (y, eps, cfg.kl, kl_weight)
-        else:
-            mmd = None
-            if cfg.mmd > 0:  # the prior's draws for the MMD, after the posterior's noise
-                prior = self.rng.standard_normal((n_samples * len(x), self.model.layers[-1].size),
-                                                 dtype=self.model.dtype)
-                mmd = (cfg.mmd, prior, cfg.mmd_kernel)
-            args = (eps, cfg.kl, kl_weight, cfg.iw_samples > 1, cfg.target_rate, mmd)
-        (loss, aux), grads = self.step_fn(state.params.views, self.model, x, *args)
+    @property
+    def train_x(self):
+        """The training images on the device, as the task's epochs take them."""
+        return self.inputs["train"][0]
+
+    @property
+    def valid_x(self):
+        """The validation images on the device, as the task validates on them."""
+        return self.inputs["valid"][0]
+
+    def step(self, batch, kl_weight):
+        """One Adam step on ``batch``, the task's step inputs on the trainer's device: a tuple of arrays
+        (B, ...), or the images x (B, n) alone for a task whose only input they are. Returns the task's
+        ``reported`` batch means as host floats (a VAE's bound, rec, kl), or None if the step was skipped."""
+        state = self.state
+        args = self.task.step_args(batch if isinstance(batch, tuple) else (batch,), self.rng, kl_weight)
+        (loss, aux), grads = self.step_fn(state.params.views, self.model, *args)
         # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
         norm2 = kernels.sum_squares(self.grad_flat)
-        loss, bound, rec, kl = to_host(self.xp.stack([loss, *aux])).tolist()
+        loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()
         if not (math.isfinite(loss) and math.isfinite(norm2)):
             state.bad_steps += 1
             state.skipped_steps += 1
-            if state.bad_steps >= cfg.max_bad_steps:
+            if state.bad_steps >= self.config.max_bad_steps:
                 raise NonFiniteError(
                     f"training stopped: {state.bad_steps} steps in a row had a non-finite loss or gradient "
                     f"(first non-finite quantity in the last one: {_first_non_finite(loss, grads)}, in epoch "
@@ -235,36 +223,28 @@ class Trainer:
         state.bad_steps = 0
         state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
         state.after_step()
-        return bound, rec, kl
-
-    def epoch_data(self):
-        """The epoch's training batches as (x, y) pairs, drawn from the epoch's generator: a classify run's
-        raw images with their labels, otherwise the observations made afresh every epoch (y None)."""
-        if self.classify:
-            return ((self.train_x[idx], self.train_y[idx])
-                    for idx in batches(len(self.train_x), self.config.batch_size, self.rng))
-        return ((x, None) for x in epoch_batches(self.train_x, self.model.likelihood, self.config.batch_size, self.rng))
+        return tuple(reported)
 
     def run_epoch(self):
-        """One epoch of steps, then the validation numbers (:meth:`validate`); returns its metrics row (also
-        appended to the state's metrics)."""
-        cfg, state = self.config, self.state
+        """One epoch of steps on the task's batches, then the validation numbers (:meth:`validate`);
+        returns its metrics row (also appended to the state's metrics)."""
+        cfg, state, task = self.config, self.state, self.task
         start = time.perf_counter()
         state.optimizer.lr = learning_rate(cfg, state.epoch)
         self.rng = self.epoch_generator(state.epoch)
         n_batches = -(-len(self.train_x) // cfg.batch_size)
-        sums = np.zeros(3)
+        sums = np.zeros(len(task.reported))
         seen = 0
         # Off a terminal no bar: the Console's line per epoch says it there.
         bar = progress_bar(self.progress, n_batches, f"epoch {state.epoch + 1}/{cfg.epochs}", lines=False, leave=False)
-        for i, (x, y) in enumerate(self.epoch_data()):
-            result = self.step(x, self.kl_weight(state.epoch + i / n_batches), y)
+        for i, batch in enumerate(task.batches(self.inputs["train"], cfg.batch_size, self.rng)):
+            result = self.step(batch, self.kl_weight(state.epoch + i / n_batches))
             bar.update(1)
             if result is None:
                 continue
-            sums += np.array(result) * len(x)
-            seen += len(x)
-            bar.set_postfix({"objective" if self.classify else "bound": f"{sums[0] / seen:.2f}"})
+            sums += np.array(result) * len(batch[0])
+            seen += len(batch[0])
+            bar.set_postfix({task.reported[0]: f"{sums[0] / seen:.2f}"})
         bar.close()
         if seen == 0:
             raise NonFiniteError(f"training stopped: every step of epoch {state.epoch + 1} had a non-finite loss or "
@@ -272,17 +252,10 @@ class Trainer:
         state.epoch += 1
         train_seconds = time.perf_counter() - start
         valid = self.validate()
-        if self.score(valid) > state.best_valid:
-            state.best_valid, state.best_epoch = self.score(valid), state.epoch
+        if task.score(valid) > state.best_valid:
+            state.best_valid, state.best_epoch = task.score(valid), state.epoch
             state.best_flat[...] = state.evaluated_flat()
-        bound, rec, kl = sums / max(seen, 1)
-        if self.classify:
-            train = {"train_objective": bound, "train_log_lik": rec, "train_rate": kl}
-        else:
-            offset = self.model.likelihood.nats_offset()  # nats of the 8-bit data for continuous likelihoods
-            bound, rec = bound + offset, rec + offset
-            train = {"train_elbo": rec - kl, "train_bound": bound, "train_rec": rec, "train_kl": kl}
-        row = {"epoch": state.epoch, **train, **valid, "seconds": train_seconds,
+        row = {"epoch": state.epoch, **task.train_row(sums / max(seen, 1)), **valid, "seconds": train_seconds,
                "seconds_with_eval": time.perf_counter() - start, "skipped_steps": state.skipped_steps,
                "kl_weight": self.kl_weight(state.epoch), "lr": state.optimizer.lr}
         if self.resumed_with and state.epoch == self.saved_epoch + 1:
@@ -300,36 +273,20 @@ class Trainer:
                 f"from it with a lower learning rate: gvae train --resume --out {self.out} --lr {lr:g}")
 
     def validate(self):
-        """The validation numbers of an epoch's metrics row: ``valid_elbo`` (:meth:`validation_elbo`), or in
-        a classify run ``valid_objective``, ``valid_error`` and ``valid_rate`` (:meth:`classifier_scores`
-        with 12 samples per image); of the parameters the run evaluates (with Polyak averaging, the average)."""
-        if not self.classify:
-            return {"valid_elbo": self.validation_elbo()}
-        scores = self.scores(self.evaluated(), self.valid_x, self.valid_y)
-        return {"valid_objective": scores["objective"], "valid_error": scores["error"], "valid_rate": scores["rate"]}
-
-    def score(self, valid):
-        """What picks the best epoch and stops a run early, the higher the better, from :meth:`validate`'s
-        numbers: the validation ELBO, or a classify run's validation accuracy 1 - valid_error."""
-        return 1.0 - valid["valid_error"] if self.classify else valid["valid_elbo"]
-
-    def scores(self, params, x, y):
-        """:func:`classify.classifier_scores` of a classify run's ``params`` on (x, y), with fixed noise."""
-        return classifier_scores(self.model, params, x, y, generator(self.device, EVAL_SEED), self.config.beta)
+        """The validation numbers of an epoch's metrics row (:meth:`Task.validate`: a VAE's ``valid_elbo``,
+        a classifier's ``valid_objective``, ``valid_error``, ``valid_rate``), of the parameters the run
+        evaluates (with Polyak averaging, the average)."""
+        return self.task.validate(self.evaluated(), self.inputs["valid"])
 
     def evaluated(self):
         """Named views of the parameters the run evaluates (:meth:`TrainingState.evaluated_flat`)."""
         return self.state.params.unflatten(self.state.evaluated_flat())
 
-    def validation_elbo(self):
-        """The mean validation ELBO (nats per image) of the evaluated parameters, with fixed noise."""
-        return dataset_elbo(self.model, self.evaluated(), self.valid_x, generator(self.device, EVAL_SEED),
-                            kl=self.config.kl)
-
     def unhealthy(self, row):
-        """Why the epoch just run (its metrics ``row``) left the run unusable, or None: a non-finite
-        validation ELBO (classify: objective) or parameters, or one far below the untrained model's."""
-        valid, init, what = row[self.health_name], self.state.initial_valid, self.health_label
+        """Why the epoch just run (its metrics ``row``) left the run unusable, or None: a non-finite health
+        number (the task's ``health_name``: a VAE's validation ELBO) or parameters, or a health number far
+        below the untrained model's."""
+        valid, init, what = row[self.task.health_name], self.state.initial_valid, self.task.health_label
         if not math.isfinite(valid):
             return f"the {what} is {valid}"
         if not math.isfinite(kernels.sum_squares(self.state.params.flat)):
@@ -339,33 +296,27 @@ class Trainer:
         return None
 
     def test_summary(self, stopped_early):
-        """The run's results: the test ELBO of the best validation epoch's parameters (classify: the test
-        error, rate, mean log q(y|z) and objective with 12 samples per image), and the loop's counts."""
-        state, cfg = self.state, self.config
+        """The run's results: the task's test numbers of the best epoch's parameters
+        (:meth:`Task.test_summary`), then the loop's counts."""
+        state = self.state
         best = state.params.unflatten(state.best_flat)
         counts = {"best_epoch": state.best_epoch, "epochs": state.epoch, "stopped_early": stopped_early,
                   "skipped_steps": state.skipped_steps, "n_train": len(self.train_x),
                   "n_parameters": int(state.params.size),
                   "seconds_per_epoch": float(np.mean([m["seconds"] for m in state.metrics])) if state.metrics else None}
-        if self.classify:
-            test = self.scores(best, self.test_x, self.test_y)
-            return {"task": "classify", "test_error": test["error"], "test_rate": test["rate"],
-                    "test_log_lik": test["log_lik"], "test_objective": test["objective"], "test_samples": TEST_SAMPLES,
-                    "beta": cfg.beta, "best_valid_error": 1.0 - state.best_valid, **counts}
-        test = dataset_elbo(self.model, best, self.test_x, generator(self.device, EVAL_SEED), kl=cfg.kl)
-        return {"test_elbo": test, **bits_per_dim(self.model, {"test_elbo": test}),
-                "best_valid_elbo": state.best_valid, **counts}
+        return {**self.task.test_summary(best, self.inputs["test"], state.best_valid), **counts}
 
     def fit(self, events=None):
-        """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better
-        validation ELBO, classify: error); returns the summary. ``events`` are the listeners (:class:`events.Events`) told
-        of each point of the loop; by default this trainer's :class:`RunFiles` (the folder's files, under
-        its lock) and, unless ``quiet``, a :class:`Console`.
+        """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better score,
+        :meth:`Task.score`: a VAE's validation ELBO, a classifier's validation error); returns the summary.
+        ``events`` are the listeners (:class:`events.Events`) told of each point of the loop; by default
+        this trainer's :class:`RunFiles` (the folder's files, under its lock) and, unless ``quiet``, a
+        :class:`Console`.
 
         The run's health is checked after every epoch before the listeners hear of it, so a checkpoint
         written then is always one of a healthy epoch; a run that goes wrong raises a
         :class:`TrainingStopped` naming it. The test numbers use the parameters of the epoch with the best
-        validation ELBO (classify: the lowest validation error)."""
+        score."""
         if events is None:
             events = [self.files] + ([] if self.quiet else [Console()])
         cfg, state = self.config, self.state
@@ -377,7 +328,7 @@ class Trainer:
                 stack.enter_context(listener.running(self))
             tell(events, "started", self)
             if state.initial_valid is None and state.epoch == 0:
-                state.initial_valid = self.validate()[self.health_name]
+                state.initial_valid = self.validate()[self.task.health_name]
             stopped_early = False
             while state.epoch < cfg.epochs:
                 row = self.run_epoch()
@@ -396,7 +347,7 @@ class Trainer:
 
 
 def train(config, data, out, progress=True, quiet=False, device="cpu", overwrite=False):
-    """Train a VAE described by ``config`` on ``data`` (as returned by :func:`gvae.io.mnist.load_mnist`)
-    on ``device``, writing into the new run folder ``out`` (an existing run there is refused unless
+    """Train the run ``config`` describes (its task's model) on ``data`` (as returned by
+    :func:`gvae.io.mnist.load_mnist`) on ``device``, writing into the new run folder ``out`` (an existing run there is refused unless
     ``overwrite``); returns the summary dict."""
     return Trainer(config, data, out, progress=progress, quiet=quiet, device=device, overwrite=overwrite).fit()

@@ -30,13 +30,13 @@ time, on blocks of one lane compiled from the same source.
 """
 import numpy as np
 
-from ..jit import jit
+from ..cpu.jit import jit
 
 _FMA = {"contract"}
 _u = np.uint64
 _FMA_REASSOC = {"contract", "reassoc"}  # for the checksums: reordering a sum keeps NaN/inf
 # Factors per lock-step block of the exact trace and its gradient, for batches of at least _TB factors
-# (see trace_cpu).
+# (see lockstep_cpu).
 _TB = 8
 
 

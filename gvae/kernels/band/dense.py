@@ -13,7 +13,7 @@ import math
 import os
 
 # Below this many bytes nothing is read: every machine gvae runs on has that much free, and reading
-# /proc/meminfo (about 10 us) would cost as much as a small dense view itself.
+# /proc/meminfo would cost as much as a small dense view itself.
 SMALL = 1 << 24
 
 

@@ -3,21 +3,20 @@
 A kernel's work is a range of items (pairs, factors, blocks of factors) cut into chunks, each run by a
 chunk function ``run(*args, lo, hi) -> (bad, checksum)`` (see common_cpu), a ``nogil`` Numba kernel; the
 driver runs the chunks and sums the pairs. Below a threshold of work the whole range is one chunk run
-serially in the caller's thread: a hand-over to another thread costs tens of microseconds. Above it, the
-chunks run side by side on gvae's own threads (kernels/threads.py), one per core the process may use
-unless ``set_threads`` chose a count.
+serially in the caller's thread: a hand-over to another thread costs more than a short chunk. Above it,
+the chunks run side by side on gvae's own threads (:mod:`..cpu.threads`), one per core the process may
+use unless ``set_threads`` chose a count.
 
 The driver is Python, not a Numba ``parallel=True`` kernel: Numba links and optimises a caller with
 everything it calls, so a jitted driver over the selected inversion compiled it twice more (once for
-its parallel loop's body), most of a minute per dtype on a cold cache, and its OpenMP pool would spin
-beside gvae's threads.
+its parallel loop's body), and its OpenMP pool would spin beside gvae's threads.
 """
 import numpy as np
 
-from .. import threads
-from ..native_cpu import run_blocks
+from ..cpu import threads
+from ..cpu.entries import Entry, run_blocks
 
-# Work (elements x diagonals of the per-pair loops) below which a call runs serially: ~0.3 ms.
+# Work (elements x diagonals of the per-pair loops) below which a call runs serially.
 _PARALLEL_MIN = 1 << 18
 
 
@@ -36,31 +35,29 @@ def chunks(items, step, parts):
     return [(min(items, c * nb // parts * step), min(items, (c + 1) * nb // parts * step)) for c in range(parts)]
 
 
-def driver(plan, run, entry=None):
+def driver(plan, run):
     """The kernel ``(*args) -> (bad, checksum)`` that runs the jitted chunk function ``run`` over the
     work that ``plan(*args) -> (items, step, work, work_min)`` describes: items [0, items) in one call
     when work < work_min or one step holds them all, else in one chunk per thread (cut at multiples of
-    step); returns the summed (bad, checksum). ``drive.kernel`` is ``run``.
+    step); returns the summed (bad, checksum). ``drive.kernel`` is the chunk function.
 
-    ``entry``, where given, is (template, arguments): a worker's chunk then runs as the C entry of
-    ``template`` (:mod:`native_cpu`), which writes the chunk's (bad, checksum) into two float64 slots,
-    with the int64 arguments ``arguments(*args, lo, hi, slots)``."""
+    ``run`` may be the :class:`~..cpu.entries.Entry` of the chunk function (``results=2``, its parameters
+    ``*args, lo, hi``): a worker's chunk then runs as that C entry, which writes the chunk's (bad,
+    checksum) into two float64 slots."""
+    entry = run if isinstance(run, Entry) else None
+    kernel = run.kernel if entry is not None else run
+
     def drive(*args):
         items, step, work, work_min = plan(*args)
         if work < work_min or items <= step:
-            return run(*args, 0, items)
+            return kernel(*args, 0, items)
         parts = chunks(items, step, threads.threads_unless_set())
         if entry is None:
-            results = threads.over_blocks(lambda lo, hi: run(*args, lo, hi), parts)
+            results = threads.over_blocks(lambda lo, hi: kernel(*args, lo, hi), parts)
             return sum(r[0] for r in results), sum(r[1] for r in results)
-        template, arguments = entry
         flags = np.empty((len(parts), 2))
-
-        def chunk(k, lo, hi):
-            flags[k] = run(*args, lo, hi)
-        run_blocks(chunk, template, lambda k, lo, hi: arguments(*args, lo, hi, flags[k]), parts,
-                   [a for a in args if isinstance(a, np.ndarray)] + [flags])
+        run_blocks(entry, lambda k, lo, hi: (*args, lo, hi), parts, flags)
         return int(sum(flags[:, 0].tolist())), sum(flags[:, 1].tolist())
-    drive.__name__ = drive.__qualname__ = "drive" + run.py_func.__name__
-    drive.kernel = run
+    drive.__name__ = drive.__qualname__ = "drive" + kernel.py_func.__name__
+    drive.kernel = kernel
     return drive

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from ..backend import register
-from ..jit import jit
+from ..cpu.jit import jit
 from .common_cpu import _nonpositive, _u
 from .driver_cpu import _PARALLEL_MIN, driver
 

@@ -3,11 +3,11 @@ products that are the L-gradient of every solve and product."""
 import numpy as np
 
 from ..backend import register
-from ..jit import jit
-from ..native_cpu import array_at, bits, float_of
+from ..cpu.entries import FLOAT, INT, Entry, array
+from ..cpu.jit import jit
+from ..cpu.specialise import template, variants
 from .common_cpu import _FMA, _checksum, _nonpositive
 from .driver_cpu import _PARALLEL_MIN, driver, pair_plan
-from .variants_cpu import specialise, template
 
 
 @template(fastmath=_FMA, error_model="numpy")
@@ -44,31 +44,12 @@ def _matvec_pairs(L, offs, x, out, lo, hi):
     return bad, chk
 
 
-_pairs_t = specialise((_matvec_pairs,), "_t", _TRANSPOSED=True)[0]
-_pairs_n = specialise((_matvec_pairs,), "_n", _TRANSPOSED=False)[0]
-
-
-@jit(error_model="numpy")
-def _matvec_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of a chunk of the products: args = (itemsize; L's address, F, K,
-    n; offs' address; x's address, S; out's address; lo, hi; the flags' address; transposed)."""
-    F, K, n, S = args[2], args[3], args[4], args[7]
-    L, offs = array_at(args[1], (F, K, n), dtype), array_at(args[5], K, np.int64)
-    x, out = array_at(args[6], (S, F, n), dtype), array_at(args[8], (S, F, n), dtype)
-    if args[12]:
-        bad, chk = _pairs_t(L, offs, x, out, args[9], args[10])
-    else:
-        bad, chk = _pairs_n(L, offs, x, out, args[9], args[10])
-    flags = array_at(args[11], 2, np.float64)
-    flags[0], flags[1] = bad, chk
-
-
 def _direction(transposed):
-    """The kernel (L, offs, x, out) -> (bad, checksum): out = L^T x if transposed, else L x."""
-    def arguments(L, offs, x, out, lo, hi, flags):
-        return (L.itemsize, L.ctypes.data, *L.shape, offs.ctypes.data, x.ctypes.data, x.shape[0], out.ctypes.data,
-                lo, hi, flags.ctypes.data, int(transposed))
-    return driver(pair_plan, _pairs_t if transposed else _pairs_n, (_matvec_at, arguments))
+    """The kernel (L, offs, x, out) -> (bad, checksum): out = L^T x if transposed, else L x; a worker's
+    chunk of pairs runs as a C entry."""
+    pairs = variants((_matvec_pairs,), "_t" if transposed else "_n", _TRANSPOSED=transposed)[0]
+    return driver(pair_plan, Entry(pairs, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
+                                   x=array("S", "F", "n"), out=array("S", "F", "n"), lo=INT, hi=INT))
 
 
 # out[s, f] = L_f^T x[s, f] and out[s, f] = L_f x[s, f]; L (F, K, n); x, out (S, F, n).
@@ -121,25 +102,10 @@ def _outer_plan(a, c, offs, scale, out):
     return out.shape[0] * F, 1, S * F * n * offs.shape[0], _PARALLEL_MIN
 
 
-@jit(error_model="numpy")
-def _outer_at(args, dtype):
-    """The kernel of the C entry (native_cpu) of a chunk of band_outer: args = (itemsize; a's and c's
-    addresses, S, F, n; offs' address, K; out's address, Q; scale as float bits; lo, hi; the flags'
-    address)."""
-    S, F, n, K, Q = args[3], args[4], args[5], args[7], args[9]
-    bad, chk = _outer_items(array_at(args[1], (S, F, n), dtype), array_at(args[2], (S, F, n), dtype),
-                            array_at(args[6], K, np.int64), float_of(args[10]), array_at(args[8], (Q, F, K, n), dtype),
-                            args[11], args[12])
-    flags = array_at(args[13], 2, np.float64)
-    flags[0], flags[1] = bad, chk
-
-
-def _outer_arguments(a, c, offs, scale, out, lo, hi, flags):
-    return (a.itemsize, a.ctypes.data, c.ctypes.data, *a.shape, offs.ctypes.data, offs.shape[0], out.ctypes.data,
-            out.shape[0], bits(scale), lo, hi, flags.ctypes.data)
-
-
-_outer = driver(_outer_plan, _outer_items, (_outer_at, _outer_arguments))
+# A worker's chunk of band_outer runs as a C entry.
+_outer = driver(_outer_plan, Entry(_outer_items, results=2, a=array("S", "F", "n"), c=array("S", "F", "n"),
+                                   offs=array("K", dtype=np.int64), scale=FLOAT, out=array("Q", "F", "K", "n"),
+                                   lo=INT, hi=INT))
 
 
 @register("band_outer")

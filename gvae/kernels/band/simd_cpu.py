@@ -1,7 +1,7 @@
 """A small vector language for Numba on llvmlite: a block of ``lanes`` float64 values as one LLVM vector
 value, with loads, stores, arithmetic and the staging transposes (used by the exact trace).
 
-:func:`simd` builds the language for one width, to be bound into templates (see variants_cpu) together
+:func:`simd` builds the language for one width, to be bound into templates (:mod:`..cpu.specialise`) together
 with ``_TB = lanes``: the same kernel source then compiles to 8-lane blocks (two AVX2 registers per
 operation) or to 1-lane ones (plain scalar code, the block of one factor)."""
 from llvmlite import ir

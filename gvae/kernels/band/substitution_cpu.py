@@ -1,6 +1,6 @@
 """Numba CPU kernels: forward and backward substitution with a banded factor (L x = b, L^T x = b).
 
-Both directions are compiled from one set of templates (see variants_cpu) that read ``_TRANSPOSED``.
+Both directions are compiled from one set of templates (:mod:`..cpu.specialise`) that read ``_TRANSPOSED``.
 They walk the rows in solve order, t = 0 .. n-1 steps from the row where the solve starts: row
 ``_row(t, n)`` is t for L x = b (forwards from row 0) and n-1-t for L^T x = b (backwards from row n-1),
 and the term of offset o in row t reads x at row ``_row(t - o, n)``, solved o steps earlier.
@@ -8,11 +8,11 @@ and the term of offset o in row t reads x at row ``_row(t - o, n)``, solved o st
 import numpy as np
 
 from ..backend import register
-from ..jit import jit
-from ..numba_compat import to_fixed_tuple
+from ..cpu.jit import jit
+from ..cpu.numba_compat import to_fixed_tuple
+from ..cpu.specialise import template, variants
 from .common_cpu import _FMA, _checksum, _nonpositive, _u
 from .driver_cpu import driver, pair_plan
-from .variants_cpu import specialise, template
 
 
 @template()
@@ -175,7 +175,7 @@ def _solve_pairs(L, offs, b, out, lo, hi):
 def _direction(transposed):
     """The kernel (L, offs, b, out) -> (bad, checksum) solving L^T x = b if transposed, else L x = b."""
     templates = (_row, _prep, _solve_rows, _solve_seg, _solve_blk, _solve_pairs)
-    return driver(pair_plan, specialise(templates, "_t" if transposed else "_n", _TRANSPOSED=transposed)[-1])
+    return driver(pair_plan, variants(templates, "_t" if transposed else "_n", _TRANSPOSED=transposed)[-1])
 
 
 # out[s, f] = L_f^{-T} b[s, f] and out[s, f] = L_f^{-1} b[s, f]; L (F, K, n); b, out (S, F, n).

@@ -1,5 +1,6 @@
-"""Front of the selected inversion of a banded factor (Numba: trace_cpu.py; CUDA: trace.cu, trace_cuda.py):
-the exact trace and diagonal of Sigma = (L L^T)^{-1} and their gradients, from one recursion."""
+"""Front of the selected inversion of a banded factor (Numba: trace_cpu.py, with selected_inversion_cpu.py and
+lockstep_cpu.py; CUDA: trace.cu, trace_cuda.py): the exact trace and diagonal of Sigma = (L L^T)^{-1} and
+their gradients, from one recursion."""
 import math
 
 from . import trace_cpu  # noqa: F401  (registers the CPU kernels)

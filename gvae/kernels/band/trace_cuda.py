@@ -30,7 +30,7 @@ def _grad_scratch(n, W, ks):
 
 
 def _segment_rows(n, W, budget):
-    """Rows per segment for one warp's scratch of at most ``budget`` float64 (see trace_cpu's
+    """Rows per segment for one warp's scratch of at most ``budget`` float64 (see selected_inversion_cpu's
     _segment_rows): the fewest segments that fit, ks = ceil(n / m), else, where none fits, the m of the
     least scratch, about (2 sqrt(n w) + w + W) W at m ~ sqrt(n / w), against (n + W) W for ks = n."""
     w = W - 1

@@ -23,7 +23,7 @@ the last check, not each point's best check: picking the best of many checks on 
 that noise. Only a point whose final held-out ELBO is below its encoder's keeps the encoder's heads (a
 choice between two). A step or check with a non-finite value restarts Adam from the last checked heads at
 the decayed rate (it counts as a plateau). The reported ELBO of the refined q is estimated afterwards on
-fresh noise (:mod:`gvae.training.gaps`).
+fresh noise (:mod:`gvae.evaluation.gaps`).
 """
 import dataclasses
 import math
@@ -36,7 +36,7 @@ from ..kernels import array_module
 from ..model.local import LocalVAE, with_heads
 from ..model.objectives import elbo
 from .. import ops
-from .adam import Adam
+from ..training.adam import Adam
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,8 @@ latent units, rate and distortion, and the inference gaps on a sample of test po
   posterior mean, exceeds 0.01.
 - Rate and distortion (Alemi et al., "Fixing a Broken ELBO"): R = mean KL(q(z|x) || p(z)) and
   D = -mean E_q[log p(x|z)] over the test images, in nats of the data; ELBO = -(D + R).
-- The inference gaps of :mod:`gvae.training.gaps`.
-- ELBO surgery (:mod:`gvae.training.surgery`) of the layer whose posterior depends on x alone and whose
+- The inference gaps of :mod:`gvae.evaluation.gaps`.
+- ELBO surgery (:mod:`gvae.evaluation.surgery`) of the layer whose posterior depends on x alone and whose
   prior is N(0, I): the mean KL term split into the index-code mutual information and the KL from the
   aggregate posterior to the prior, on a sample of test points.
 
@@ -25,10 +25,10 @@ import numpy as np
 from ..kernels import array_module, device_of, generator, to_device, to_host
 from .. import ops
 from ..model.objectives import layer_terms
+from ..training.memory import check_importance_sampling
+from ..training.runs import open_run
 from .gaps import inference_gaps, summarize
-from .memory import check_importance_sampling
 from .refine import RefineOptions
-from .runs import open_run
 from .surgery import elbo_surgery
 
 ACTIVITY_THRESHOLD = 0.01
@@ -91,7 +91,7 @@ def surgery_layer(model):
 def surgery(model, params, x, rng, samples):
     """The ELBO surgery of :func:`surgery_layer`'s layer over the rows of x (N, n), ``samples`` samples of
     z per row from ``rng`` (a generator of x's device): a JSON-ready dict of the means of
-    :func:`gvae.training.surgery.elbo_surgery`'s parts with their standard errors over the rows."""
+    :func:`gvae.evaluation.surgery.elbo_surgery`'s parts with their standard errors over the rows."""
     at = surgery_layer(model)
     layer, used = model.layers[at], x.shape[0]
     q = model.infer(params, x)[0][at]
@@ -109,7 +109,7 @@ def describe_surgery(layer, n_layers):
     """The line ``gvae analyze`` prints for the ELBO surgery of a layer of ``analysis.json`` (of a model
     with ``n_layers`` stochastic layers)."""
     s = layer["surgery"]
-    where = f" of z{layer['layer'] + 1}" if n_layers > 1 else ""  # the README's names (the file's index is from 0)
+    where = f" of z{layer['layer'] + 1}" if n_layers > 1 else ""  # z1, z2, ... as docs/commands.md names the layers (the file's index is from 0)
     note = f" ({s['points_note']})" if "points_note" in s else ""
     return (f"ELBO surgery{where}, {s['n_points']} points{note}: mean KL {s['mean_kl']:.2f} = mutual information "
             f"{_with_error(s, 'mutual_information')} (at most log N = {s['log_n']:.2f}) + marginal KL "

@@ -3,9 +3,8 @@ importance-sampled log-likelihood log p(x) ~ L_K, within a stated memory bound.
 
 Everything runs on the device the data ``x`` live on: the noise comes from generators of that device
 (see :func:`gvae.kernels.generator`), and the per-example results are device arrays (float64) until
-:func:`evaluate` copies them to the host once, at the end. An evaluation of log p(x) on a test set takes
-as long as the training did (5,000 samples of 10,000 images: 50 million decoder passes), so it keeps its
-progress in a file and goes on from it after an interruption (:func:`evaluate`'s ``partial``)."""
+:func:`evaluate` copies them to the host once, at the end. An evaluation of log p(x) on a test set is long
+(5,000 samples of 10,000 images: 50 million decoder passes), so it keeps its progress in a file and goes on from it after an interruption (:func:`evaluate`'s ``partial``)."""
 import hashlib
 import json
 import random
@@ -17,36 +16,19 @@ import numpy as np
 
 from .. import kernels
 from ..kernels import array_module, device_of, generator, to_device, to_host
-from ..kernels.threads import blocks, over_blocks
+from ..kernels.cpu.threads import blocks, over_blocks
 from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
-from ..model.objectives import elbo, log_weights
-from .events import about, progress_bar
+from ..model.objectives import log_weights
+from ..training.progress import about, progress_bar
+from ..training.validation import per_example_elbo
 
 PARTIAL_FORMAT = 1  # of the partial file's content; a file of another format is started over
-SAVE_SECONDS = 30.0  # between two writes of an evaluation's progress (a batch of K = 5000 takes ~25 s)
+SAVE_SECONDS = 30.0  # between two writes of an evaluation's progress
 KEY_BYTES = 2 ** 16  # the most read of a partial file's key (a few hundred characters of JSON)
 ORDER_TOLERANCE = 1e-9  # relative rounding allowed in L_k <= L_k' (that of the log-mean-exps is ~1e-15)
 TRIAL_SECONDS = 0.5  # timed decoder passes behind the estimate an evaluation prints before it starts
 TRIAL_STREAM = 0x7E57  # the trial's noise: a stream of its own, whose values matter to nothing
-
-
-def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
-    """Mean ELBO per data point (nats) over the rows of x, with fresh noise from ``rng``: a host float
-    (the one read back from the device)."""
-    return float(per_example_elbo(model, params, x, rng, batch_size, n_samples, kl).mean())
-
-
-def per_example_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
-    """The ELBO of every row of x, float64 (N,) on x's device, in nats of the data (see
-    Likelihood.nats_offset)."""
-    xp = array_module(x)
-    out = xp.empty(len(x), dtype=np.float64)
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        eps = rng.standard_normal((n_samples, len(xb), model.noise_size), dtype=model.dtype)
-        out[start:start + len(xb)] = elbo(model, params, xb, eps, kl)
-    return out + model.likelihood.nats_offset()
 
 
 def sample_chunk(model, batch_size, memory_bytes):
@@ -110,8 +92,7 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
         for key, values in arrays.items():
             out[key][:done] = to_device(values[:done], device)
     # The rate and the time left from the whole run's average (smoothing=0): the work is the same pass over
-    # and over, and tqdm's default moving average showed 112-113K samples/s where the pass did 125K
-    # (2-core Zen 4), after a dip of a second.
+    # and over, and tqdm's default moving average stays low for long after a momentary dip.
     bar = progress_bar(progress, n * n_samples, f"log p(x), K={n_samples}", unit="sample", initial=done * n_samples,
                        unit_scale=True, smoothing=0)
     logw = xp.empty((n_samples, batch_size), dtype=np.float64)
@@ -132,12 +113,11 @@ def _log_weights_into(model, params, xb, eps, out):
     the rows xb. On the CPU with gvae's threads the c samples are cut into one contiguous part per thread,
     each taken through the whole model on its thread (whose kernels then run there, one after the other):
     no hand-over between the layers, where a pass over all c samples split each product and elementwise
-    kernel over the threads and waited for the slower half after each (2-core Zen 5: 269,000-275,000
-    samples per second against 245,000-258,000; README, Results). A sample's weight is computed by the same
-    kernels either way, as rows of the same products: the same bits there with OpenBLAS's AVX-512 kernels;
-    its AVX2 kernels round some rows of a product differently when it has fewer rows, as they do for the
-    row blocks of a pass split over the threads, so results may differ in the last bits between thread
-    counts (never between runs on the same count)."""
+    kernel over the threads and waited for the slower half after each. A sample's weight is computed by the
+    same kernels either way, as rows of the same products: the same bits where OpenBLAS rounds a row alike in
+    products of any number of rows; where its kernels round some rows differently when a product has fewer
+    rows, as they do for the row blocks of a pass split over the threads, results may differ in the last
+    bits between thread counts (never between runs on the same count)."""
     def part(lo, hi):
         rec, log_ratio = log_weights(model, params, xb, eps[lo:hi])
         out[lo:hi] = rec + log_ratio + model.likelihood.nats_offset()

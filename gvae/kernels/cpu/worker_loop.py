@@ -1,15 +1,13 @@
 """The native loop a gvae worker thread waits in: spinning on a board (an int64 array) without the GIL,
-and running the BLAS products posted to it without returning to Python.
+and running the BLAS products and C entries posted to it without returning to Python.
 
-Handing a call to a thread that sleeps on a queue costs a futex wake-up each way and a turn of the GIL
-(measured 28-73 us a round trip on 2-core KVM guests), and a training step hands over about 14 times.
-Here the worker spins (for ``rounds`` turns of an atomic load and a pause) and sees a posted task within
-a microsecond; a product it runs by calling the BLAS's ``cblas_?gemm`` at the address posted with it, so
-it never takes the GIL, and the caller, spinning on the same board, sees it done at once. A Numba kernel
-compiled as a C entry (:mod:`native_cpu`) it calls the same way, at the address posted with it. Any other
-task goes back to Python (:mod:`threads` runs it there and reports it done on the next entry, after the GIL
-is released again). Measured on a 2-core Zen 4 KVM guest, 100 x 500 @ 500 x 500 in two column blocks:
-0.29 ms against 0.34 with the sleeping queue (one thread: 0.49).
+Handing a call to a thread that sleeps on a queue costs a futex wake-up each way and a turn of the GIL,
+and a training step hands over about 14 times. Here the worker spins (for ``rounds`` turns of an atomic
+load and a pause) and sees a posted task at once; a product it runs by calling the BLAS's
+``cblas_?gemm`` at the address posted with it, so it never takes the GIL, and the caller, spinning on the
+same board, sees it done at once. A Numba kernel compiled as a C entry (:mod:`entries`) it calls the same
+way, at the address posted with it. Any other task goes back to Python (:mod:`threads` runs it there and
+reports it done on the next entry, after the GIL is released again).
 
 Board layout (int64 slots; the two counters on their own cache lines):
 ``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
@@ -17,13 +15,13 @@ what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`CALL`, :data:`PY
 ``ARGS`` onwards a product's ``cblas_?gemm`` address and arguments (row-major; transa, transb, M, N, K, a,
 lda, b, ldb, c, ldc; alpha 1, beta 0), or a C entry's address and then the int64 arguments it reads.
 """
+import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
-import numpy as np
 
 from .jit import jit
+from .numba_compat import declared_function, item_pointer
 
 POSTED, DONE, KIND, ARGS, SIZE = 0, 8, 16, 17, 48
 GEMM32, GEMM64, PYTHON, QUIT, CALL = 1, 2, 3, 4, 5
@@ -37,16 +35,11 @@ def new_board():
     return raw[start:start + SIZE]
 
 
-def _slot_pointer(context, builder, aryty, ary, idx):
-    return cgutils.get_item_pointer(context, builder, aryty, context.make_array(aryty)(context, builder, ary),
-                                    [idx])
-
-
 @intrinsic
 def _load_acquire(typingctx, board, idx):
     """board[idx], an atomic load with acquire ordering (a plain load could be hoisted out of a loop)."""
     def codegen(context, builder, signature, args):
-        ptr = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        ptr = item_pointer(context, builder, signature.args[0], args[0], args[1])
         return builder.load_atomic(ptr, "acquire", 8)
     return board.dtype(board, idx), codegen
 
@@ -55,7 +48,7 @@ def _load_acquire(typingctx, board, idx):
 def _store_release(typingctx, board, idx, value):
     """board[idx] = value, an atomic store with release ordering (what was written before is seen first)."""
     def codegen(context, builder, signature, args):
-        ptr = _slot_pointer(context, builder, signature.args[0], args[0], args[1])
+        ptr = item_pointer(context, builder, signature.args[0], args[0], args[1])
         builder.store_atomic(args[2], ptr, "release", 8)
         return context.get_dummy_value()
     return types.void(board, idx, value), codegen
@@ -66,8 +59,7 @@ def _pause(typingctx):
     """The x86 spin-wait hint (lets a sibling hyperthread run, saves power); nothing elsewhere."""
     def codegen(context, builder, signature, args):
         if builder.module.triple.startswith(("x86_64", "i686", "i386")):
-            hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                  "llvm.x86.sse2.pause")
+            hint = declared_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
             builder.call(hint, [])
         return context.get_dummy_value()
     return types.void(), codegen
@@ -102,7 +94,7 @@ def _call_entry(typingctx, address, board, idx):
     def codegen(context, builder, signature, args):
         slots = ir.IntType(64).as_pointer()
         fn = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [slots]).as_pointer())
-        builder.call(fn, [_slot_pointer(context, builder, signature.args[1], args[1], args[2])])
+        builder.call(fn, [item_pointer(context, builder, signature.args[1], args[1], args[2])])
         return context.get_dummy_value()
     return types.void(address, board, idx), codegen
 

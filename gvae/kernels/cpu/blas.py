@@ -1,23 +1,23 @@
 """The BLAS that NumPy loaded, held to one thread while gvae's kernels call it.
 
-gvae's CPU kernels that call the BLAS (the products of :mod:`matmul_cpu`) run each call on the thread
-that makes it, whatever thread count the process's BLAS has: with gvae's threads in use, OpenBLAS's own
-workers, woken by a call it ran on several, would spin on the core that the next split call needs; on
+gvae's CPU kernels that call the BLAS (the products of :mod:`gvae.kernels.matmul_cpu`) run each call on
+the thread that makes it, whatever thread count the process's BLAS has: with gvae's threads in use,
+OpenBLAS's own workers, woken by a call it ran on several, would spin on the core that the next split call needs; on
 one gvae thread, one thread is what was asked for; and OpenBLAS cuts a product differently with its
 thread count, so the rounding of gvae's results would depend on a setting outside gvae (a step from
 Python, in a process whose OpenBLAS has every core, differed from ``gvae train``'s in the last bits). The
 count is found through the libraries mapped into this process (``/proc/self/maps``), under the symbol
 names of NumPy's wheels (``scipy_openblas_*64_``) and of plain OpenBLAS builds; elsewhere (another BLAS,
-another system) the BLAS keeps its own threads.
+another system) the BLAS keeps its own threads. What was found, and the hold, are
+:data:`state.RUNTIME`'s (``blas``).
 """
-import contextlib
 import ctypes
-import os
 import threading
+
+from .state import RUNTIME
 
 __all__ = ["settable", "one_thread", "gemm_address", "core"]
 
-_found = {}
 # The symbol names of OpenBLAS builds: (thread-count prefix, cblas prefix, suffix); "64_" marks the ILP64
 # builds (64-bit sizes) that NumPy's wheels ship.
 _NAMES = (("scipy_openblas", "scipy_cblas", "64_"), ("openblas", "cblas", "64_"), ("scipy_openblas", "scipy_cblas", ""),
@@ -26,8 +26,9 @@ _NAMES = (("scipy_openblas", "scipy_cblas", "64_"), ("openblas", "cblas", "64_")
 
 def _controls():
     """(get, set) of the thread count of the OpenBLAS that NumPy loaded, as ctypes functions, or None."""
-    if "openblas" in _found:
-        return _found["openblas"]
+    known = RUNTIME.blas
+    if "openblas" in known:
+        return known["openblas"]
     found = None
     try:
         with open("/proc/self/maps") as maps:
@@ -49,33 +50,32 @@ def _controls():
                 corename = getattr(lib, f"{prefix}_get_corename{suffix}", None)
                 if corename is not None:
                     corename.restype, corename.argtypes = ctypes.c_char_p, []
-                    _found["core"] = corename().decode()
+                    known["core"] = corename().decode()
                 if suffix == "64_":
-                    _found["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
-                                                        ctypes.c_void_p).value for char, name in ("fs", "dd")}
+                    known["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
+                                                       ctypes.c_void_p).value for char, name in ("fs", "dd")}
                 break
         if found:
             break
-    _found["openblas"] = found
+    known["openblas"] = found
     return found
 
 
 def gemm_address(dtype):
     """The address of ``cblas_sgemm`` (float32) or ``cblas_dgemm`` (float64) of the ILP64 OpenBLAS that
-    NumPy loaded, for a product run outside Python (:mod:`worker_cpu`); None where there is none (another
+    NumPy loaded, for a product run outside Python (:mod:`worker_loop`); None where there is none (another
     BLAS, 32-bit sizes, or a thread count that cannot be held)."""
     _controls()
-    return _found.get("gemm", {}).get(dtype.char)
+    return RUNTIME.blas.get("gemm", {}).get(dtype.char)
 
 
 def core():
     """The name of the kernels that the OpenBLAS NumPy loaded chose for this CPU (``Haswell``, ``SkylakeX``,
     ...: its ``openblas_get_corename``), or None where it is not known. OpenBLAS picks them once, when it
-    loads, from the CPU's identity, or from ``$OPENBLAS_CORETYPE`` when that is set: on a Zen 5 its
-    AVX-512 kernels (``OPENBLAS_CORETYPE=SkylakeX``) multiply 1.8x as fast as the AVX2 ones it picks
-    itself (README, Results)."""
+    loads, from the CPU's identity, or from ``$OPENBLAS_CORETYPE`` when that is set: where it picks
+    kernels slower than the CPU could run, that variable chooses others (docs/performance.md)."""
     _controls()
-    return _found.get("core")
+    return RUNTIME.blas.get("core")
 
 
 def settable():
@@ -108,31 +108,32 @@ class _Hold:
                 self.put(self.saved)
 
     def after_fork(self):
-        # A fork while another thread was inside the hold: that thread does not exist in the child, so
-        # its exit never comes. The child gets the BLAS's count back and a lock no one holds.
+        """In a forked child (:meth:`state.Runtime.after_fork`): a fork while another thread was inside
+        the hold leaves that thread out of the child, so its exit never comes. The child gets the BLAS's
+        count back and a lock no one holds."""
         self.lock = threading.Lock()
         if self.depth and self.saved != 1:
             self.put(self.saved)
         self.depth = 0
 
 
-_NOTHING = contextlib.nullcontext()
+class _NoHold:
+    """The hold where the BLAS's thread count cannot be set: nothing to do."""
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+    def after_fork(self):
+        return None
 
 
 def one_thread():
     """A context within which each BLAS call runs on the thread that makes it (a context that does
     nothing where the count cannot be set)."""
-    if "hold" not in _found:
+    if "hold" not in RUNTIME.blas:
         controls = _controls()
-        _found["hold"] = _NOTHING if controls is None else _Hold(controls)
-    return _found["hold"]
-
-
-def _after_fork():
-    hold = _found.get("hold")
-    if isinstance(hold, _Hold):
-        hold.after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
+        RUNTIME.blas["hold"] = _NoHold() if controls is None else _Hold(controls)
+    return RUNTIME.blas["hold"]

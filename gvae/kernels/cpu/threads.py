@@ -1,14 +1,14 @@
 """gvae's own CPU threads: how many there are, and running the pieces of one kernel call on them.
 
-A training step is a chain of short calls (0.05-3 ms each: GEMMs, activations, the likelihood, Adam)
-with a data dependency between each and the next, so the only parallelism is inside a call. OpenBLAS
-parallelises its GEMMs itself but badly at these shapes (measured at 2 threads: 120-130 GFLOP/s, where
-the same GEMMs split by rows over two single-threaded calls reach 170-185), and an OpenMP pool (Numba's
-``parallel=True``) spins after each region, fighting OpenBLAS's spinning threads for the cores. So the
-pieces here are plain calls of ``nogil`` Numba kernels, or of the BLAS on one thread, handed to
-persistent threads of gvae's own. Each waits in native code (:mod:`worker_cpu`): it spins without the
-GIL for SPIN_SECONDS after its last task, running the products and C entries (:mod:`native_cpu`) posted
-to it there, and then sleeps on a queue until the next call.
+A training step is a chain of short calls (GEMMs, activations, the likelihood, Adam) with a data
+dependency between each and the next, so the only parallelism is inside a call. OpenBLAS parallelises
+its GEMMs itself but badly at these shapes (the same GEMMs split by rows over two single-threaded calls
+run faster than OpenBLAS on two threads), and an OpenMP pool (Numba's ``parallel=True``) spins after each
+region, fighting OpenBLAS's spinning threads for the cores. So the pieces here are plain calls of
+``nogil`` Numba kernels, or of the BLAS on one thread, handed to persistent threads of gvae's own. Each
+waits in native code (:mod:`worker_loop`): it spins without the GIL for SPIN_SECONDS after its last task,
+running the products and C entries (:mod:`entries`) posted to it there, and then sleeps on a queue until
+the next call.
 
 ``set_threads(n)`` sets how many threads run a call (the caller's own and n - 1 workers; default 1:
 every call runs in the caller's thread). gvae's own long computations started from Python (training)
@@ -17,10 +17,10 @@ library user gets the speed of the ``gvae`` command without setting anything. Th
 thread's own (a context variable), never a change of the process's: two trainings in two threads each
 have theirs, and a thread outside both keeps the process's count. Every kernel reads the count through
 :func:`get_threads`. Nothing here touches the environment; a forked child starts without workers and
-makes its own when it first needs them.
+makes its own when it first needs them (:meth:`state.Runtime.after_fork`). The pool's state is
+:data:`state.RUNTIME`'s.
 """
 import contextlib
-import contextvars
 import math
 import os
 import queue
@@ -29,14 +29,15 @@ import time
 
 import numpy as np
 
-from . import worker_cpu
+from . import worker_loop
+from .state import RUNTIME
 
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
            "over_blocks", "blocks", "row_blocks", "in_a_call"]
 
-# A hand-over costs about a microsecond to a spinning worker when the task runs natively (a product, a C entry),
-# and some 20-60 us when the worker must take the GIL to run Python (a futex wake-up when the caller
-# holds it), so a kernel call of Python tasks is split only into blocks that each take at least this long.
+# A hand-over to a spinning worker is short when the task runs natively (a product, a C entry), and much
+# longer when the worker must take the GIL to run Python (a futex wake-up when the caller holds it), so a
+# kernel call of Python tasks is split only into blocks that each take at least this long.
 MIN_BLOCK_SECONDS = 150e-6
 # A worker with nothing to do spins this long before it sleeps: longer than most gaps between the
 # hand-overs of a training step, short enough that an idle process costs nothing measurable.
@@ -45,35 +46,28 @@ SPIN_SECONDS = 0.5e-3
 # long as the caller's own block is finished by the time the caller's is, or nearly).
 WAIT_SECONDS, POLL_SECONDS = 5e-3, 50e-6
 
-_state = {"threads": 1, "set": False, "workers": [], "lock": threading.Lock(), "rounds_per_second": None}
-
-# The count of the calling thread (or asyncio task) where :func:`cores_unless_set` chose one, else None: the
-# process's count. A context variable rather than a save-and-restore of _state["threads"]: two threads
-# entering and leaving at once restored each other's saved value, and the process kept the cores count.
-_own_count = contextvars.ContextVar("gvae_threads", default=None)
-
 
 def _rounds(seconds):
-    """The turns of :func:`worker_cpu.wait_done`'s loop that take about ``seconds`` here (measured once
+    """The turns of :func:`worker_loop.wait_done`'s loop that take about ``seconds`` here (measured once
     per process, on a board nothing changes)."""
-    if _state["rounds_per_second"] is None:
-        board = worker_cpu.new_board()
-        worker_cpu.wait_done(board, 1, 1)  # compiled or loaded before the clock starts
+    if RUNTIME.rounds_per_second is None:
+        board = worker_loop.new_board()
+        worker_loop.wait_done(board, 1, 1)  # compiled or loaded before the clock starts
         turns = 20_000
         start = time.perf_counter()
-        worker_cpu.wait_done(board, 1, turns)
-        _state["rounds_per_second"] = turns / max(time.perf_counter() - start, 1e-6)
-    return max(1, int(seconds * _state["rounds_per_second"]))
+        worker_loop.wait_done(board, 1, turns)
+        RUNTIME.rounds_per_second = turns / max(time.perf_counter() - start, 1e-6)
+    return max(1, int(seconds * RUNTIME.rounds_per_second))
 
 
 class _Worker:
     """One worker thread and its board. The caller posts a task (:meth:`post`) and collects it
-    (:meth:`collect`); a task with a ``native`` attribute (a product's cblas arguments, see
-    :mod:`matmul_cpu`, or a C entry's, see :mod:`native_cpu`) runs without the GIL, any other is called in
-    the worker's Python."""
+    (:meth:`collect`); a task whose ``native`` attribute is not None (a product's cblas arguments, see
+    :mod:`gvae.kernels.matmul_cpu`, or a C entry's, see :mod:`entries`) runs without the GIL, any other is
+    called in the worker's Python."""
 
     def __init__(self, name):
-        self.board = worker_cpu.new_board()
+        self.board = worker_loop.new_board()
         self.posted = 0
         self.task = None  # kept (with the arrays whose addresses are on the board) until collected
         self.count = None  # the count of the call being run, the one its Python task sees (get_threads)
@@ -88,25 +82,25 @@ class _Worker:
     def _loop(self, rounds):
         board, finished = self.board, 0
         while True:
-            kind = worker_cpu.serve(board, rounds, finished)
+            kind = worker_loop.serve(board, rounds, finished)
             finished = 0
-            if kind == worker_cpu.QUIT:
+            if kind == worker_loop.QUIT:
                 return
-            if kind == worker_cpu.PYTHON:
+            if kind == worker_loop.PYTHON:
                 try:
                     # A task is a piece of its caller's call: the kernels it calls cut as the caller's would.
                     # NumPy's floating-point error state too (np.errstate holds in its own thread only).
-                    _own_count.set(self.count)
+                    RUNTIME.own_threads.set(self.count)
                     with np.errstate(**self.errstate):
                         self.task()
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                     self.error = exc
-                finished = int(board[worker_cpu.POSTED])  # reported by serve, once the GIL is released
+                finished = int(board[worker_loop.POSTED])  # reported by serve, once the GIL is released
                 continue
             # Nothing posted for a while: sleep until a post rings the bell (the lock orders the check
             # here against post's, so that no post goes unseen).
             with self.lock:
-                self.sleeping = sleeping = bool(board[worker_cpu.POSTED] == board[worker_cpu.DONE])
+                self.sleeping = sleeping = bool(board[worker_loop.POSTED] == board[worker_loop.DONE])
             if sleeping:
                 self.bell.get()
 
@@ -114,11 +108,11 @@ class _Worker:
         """Hand ``task`` over, as its ``native`` form (kind, int64 arguments) where it has one."""
         board = self.board
         if native is not None:
-            board[worker_cpu.ARGS:worker_cpu.ARGS + len(native[1])] = native[1]
-        board[worker_cpu.KIND] = worker_cpu.PYTHON if native is None else native[0]
+            board[worker_loop.ARGS:worker_loop.ARGS + len(native[1])] = native[1]
+        board[worker_loop.KIND] = worker_loop.PYTHON if native is None else native[0]
         self.task = task
         self.posted += 1
-        worker_cpu.publish(board, self.posted)
+        worker_loop.publish(board, self.posted)
         with self.lock:
             if self.sleeping:
                 self.sleeping = False
@@ -126,7 +120,7 @@ class _Worker:
 
     def collect(self, rounds):
         """Wait until the posted task is finished; its exception, or None. Nothing of it remains after."""
-        while not worker_cpu.wait_done(self.board, self.posted, rounds):
+        while not worker_loop.wait_done(self.board, self.posted, rounds):
             time.sleep(POLL_SECONDS)
         error, self.error, self.task = self.error, None, None
         return error
@@ -136,19 +130,10 @@ class _Worker:
 
 
 class _Quit:
-    native = (worker_cpu.QUIT, ())
+    native = (worker_loop.QUIT, ())
 
 
 _QUIT = _Quit()
-
-
-def _after_fork():
-    # The parent's workers do not exist in a forked child (and its lock may be held by one of them).
-    _state.update(workers=[], lock=threading.Lock())
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 def set_threads(n):
@@ -157,12 +142,12 @@ def set_threads(n):
     inside :func:`cores_unless_set` included."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"the number of threads must be an integer >= 1, got {n!r}")
-    with _state["lock"]:
-        workers = _state["workers"]
+    with RUNTIME.pool_lock:
+        workers = RUNTIME.workers
         while len(workers) > n - 1:
             workers.pop().stop()
-        _state["threads"] = n
-        _state["set"] = True
+        RUNTIME.threads = n
+        RUNTIME.threads_set = True
 
 
 def available_cores():
@@ -178,22 +163,22 @@ def cores_unless_set():
     """Within it, the calling thread's kernel calls use one thread per available core, unless
     :func:`set_threads` was called (that choice stands, even when made meanwhile). Only this thread's
     count changes, for the duration: other threads, and this one after, see the process's."""
-    if _state["set"]:
+    if RUNTIME.threads_set:
         yield
         return
-    token = _own_count.set(available_cores())
+    token = RUNTIME.own_threads.set(available_cores())
     try:
         yield
     finally:
-        _own_count.reset(token)
+        RUNTIME.own_threads.reset(token)
 
 
 def threads_unless_set():
     """The thread count a call takes inside :func:`cores_unless_set`, without entering it: the count
     :func:`set_threads` chose, else one per available core (this thread's own where it is inside one)."""
-    if _state["set"]:
-        return _state["threads"]
-    own = _own_count.get()
+    if RUNTIME.threads_set:
+        return RUNTIME.threads
+    own = RUNTIME.own_threads.get()
     return available_cores() if own is None else own
 
 
@@ -201,14 +186,14 @@ def get_threads():
     """How many threads a kernel call made now in this thread may use: the process's (see
     :func:`set_threads`), or this thread's own inside :func:`cores_unless_set` while set_threads was not
     called."""
-    own = _own_count.get()
-    return _state["threads"] if own is None or _state["set"] else own
+    own = RUNTIME.own_threads.get()
+    return RUNTIME.threads if own is None or RUNTIME.threads_set else own
 
 
 def in_a_call():
     """Whether a :func:`run` is under way (this thread is one of its tasks, or another thread's call holds
     the workers): a call made now runs its tasks one after the other in this thread."""
-    return _state["lock"].locked()
+    return RUNTIME.pool_lock.locked()
 
 
 def blocks(n, grain):
@@ -232,17 +217,18 @@ def run(tasks):
     workers, and return when all have returned (re-raising the first exception any of them raised).
 
     Each task must release the GIL for its work (a ``nogil`` Numba kernel, a BLAS call) to run in
-    parallel; a task with a ``native`` attribute runs on a worker without Python (:mod:`worker_cpu`). A
+    parallel; a task whose ``native`` attribute is not None runs on a worker without Python
+    (:mod:`worker_loop`). A
     call made while another is running (from a task, or from a second user thread) runs its tasks one
     after the other in its own thread, as does every call on one thread (:func:`set_threads`)."""
-    lock = _state["lock"]
+    lock = RUNTIME.pool_lock
     count = get_threads()
     if len(tasks) == 1 or count == 1 or not lock.acquire(blocking=False):
         for task in tasks:
             task()
         return
     try:
-        workers = _state["workers"]
+        workers = RUNTIME.workers
         while len(workers) < len(tasks) - 1:
             workers.append(_Worker(f"gvae-worker-{len(workers) + 1}"))
         busy = workers[:len(tasks) - 1]

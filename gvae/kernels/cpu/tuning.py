@@ -1,25 +1,26 @@
 """Per-machine tuning: the fastest way of running a kernel call, measured once on this machine and kept.
 
 How a product is best cut over gvae's threads depends on the CPU, its caches and the BLAS's kernels: rules
-tuned by hand on one machine left the two-thread step 1.41-1.44x JAX's on a Zen 3, where its 100-row
-products ran slower on two threads than on one. So, like FFTW's planner (it times candidate plans when it
-first meets a size and keeps the winner as "wisdom"), a call that meets a key with no plan yet
-(:mod:`matmul_cpu`: a product's shape, layout, dtype and thread count) times its candidates on its own
-operands, interleaved, each trial followed by a hand-over to every worker (so that a candidate which leaves
-the cores busy pays for it), and keeps the fastest: the call's own rule unless another is faster by more
-than MARGIN. That costs about BUDGET_SECONDS (MIN_ROUNDS rounds, where they take longer) once per key.
+tuned by hand on one machine left the two-thread step slower than its peers' on another, where its
+100-row products ran slower on two threads than on one. So, like FFTW's planner (it times candidate plans
+when it first meets a size and keeps the winner as "wisdom"), a call that meets a key with no plan yet
+(:mod:`gvae.kernels.matmul_cpu`: a product's shape, layout, dtype and thread count) times its candidates on
+its own operands, interleaved, each trial followed by a hand-over to every worker (so that a candidate
+which leaves the cores busy pays for it), and keeps the fastest: the call's own rule unless another is
+faster by more than MARGIN. That costs about BUDGET_SECONDS (MIN_ROUNDS rounds, where they take longer)
+once per key.
 
 The plans are kept in one JSON file per machine in gvae's cache folder (``$XDG_CACHE_HOME/gvae/plans``, else
 ``~/.cache/gvae/plans``), named by a digest of what they depend on (:func:`identity`: the CPU, its core
 count, NumPy's BLAS and its kernels, the versions of NumPy and Numba, gvae's kernel sources). A process adds
 its plan under the file's lock (``plans-DIGEST.json.lock``), re-reading the file first, and the first plan
 recorded for a key is the one every process uses: so a run resumed in another process computes its products
-as the one before did, and its results are the same bits (README, exact resume). Where no cache folder can
-be written, nothing is measured and every call follows its rule, for the same reason. A damaged file (not
-UTF-8, not JSON, nested too deep, not this format; a link, a FIFO or anything but a regular file; larger
-than PLAN_BYTES) is ignored, with a warning naming it, and rebuilt. :func:`set_tuning` (or
-``GVAE_TUNING=off`` in the environment) turns tuning off; :func:`clear` (``gvae plans --clear``) removes
-the kept plans.
+as the one before did, and its results are the same bits (docs/threads.md, exact resume). Where no cache
+folder can be written, nothing is measured and every call follows its rule, for the same reason. A damaged
+file (not UTF-8, not JSON, nested too deep, not this format; a link, a FIFO or anything but a regular file;
+larger than PLAN_BYTES) is ignored, with a warning naming it, and rebuilt. :func:`set_tuning` (or
+``GVAE_TUNING=off`` in the environment) turns tuning off; :func:`clear` (``gvae plans --clear``) removes the
+kept plans. What this process knows of them is :data:`state.RUNTIME`'s (``tuning_*``).
 """
 import hashlib
 import json
@@ -30,7 +31,9 @@ import warnings
 from pathlib import Path
 
 from . import blas
-from .shared_files import file_lock, read_small_text, replace_text, writable_folder
+from ...io.shared_files import file_lock, read_small_text, reader_lock, replace_text, writable_folder
+from .compile_cache import sources_digest
+from .state import RUNTIME
 
 __all__ = ["set_tuning", "active", "generation", "recorded", "tune", "fastest", "identity", "plan_file", "plans",
            "clear", "folder"]
@@ -41,17 +44,15 @@ BUDGET_SECONDS = 0.1   # of timed rounds per key (at least MIN_ROUNDS of them)
 MIN_ROUNDS, MAX_ROUNDS = 5, 31
 # The most bytes a plan file may hold. A plan takes some 60-80 bytes ("matmul float32 100x784x400 NT 2
 # threads": "rows 2"), so this is over ten thousand plans, each measured for about BUDGET_SECONDS: far more
-# than a machine's programs meet, while a file read whole and parsed at this size costs milliseconds. A
-# larger file is refused as damaged, so none is written larger (:func:`_record`).
+# than a machine's programs meet, while a file of this size is read whole and parsed quickly. A larger
+# file is refused as damaged, so none is written larger (:func:`_record`).
 PLAN_BYTES = 1 << 20
-
-_state = {"enabled": None, "identity": None, "plans": None, "writable": None, "generation": 0}
 
 
 def generation():
     """A number that changes whenever the kept plans may have (:func:`clear`): callers that remember what
     they looked up keep it with the number. Turning tuning off and on again changes no plan."""
-    return _state["generation"]
+    return RUNTIME.tuning_generation
 
 
 def set_tuning(on):
@@ -59,7 +60,7 @@ def set_tuning(on):
     call's rule (False)."""
     if not isinstance(on, bool):
         raise ValueError(f"set_tuning: expected True or False, got {on!r}")
-    _state["enabled"] = on
+    RUNTIME.tuning_on = on
 
 
 def folder():
@@ -70,7 +71,8 @@ def folder():
 
 def _cpu():
     """The CPU's identity from /proc/cpuinfo (vendor, family, model, stepping and name: the name alone,
-    "AMD EPYC" under some hypervisors, does not tell a Zen 3 from a Zen 5), else Python's."""
+    which some hypervisors shorten to the vendor's brand, does not tell two generations apart), else
+    Python's."""
     fields = {}
     try:
         with open("/proc/cpuinfo") as info:
@@ -89,15 +91,13 @@ def _cpu():
 
 def identity():
     """What a plan depends on, as a JSON-able dict (computed once per process)."""
-    if _state["identity"] is None:
+    if RUNTIME.tuning_identity is None:
         import numba
         import numpy
-
-        from .jit import sources_digest
-        _state["identity"] = {"format": FORMAT, "cpu": _cpu(), "cores": os.cpu_count(), "numpy": numpy.__version__,
-                              "numba": numba.__version__, "blas": blas.core(), "blas_held": blas.settable(),
-                              "kernels": sources_digest()}
-    return _state["identity"]
+        RUNTIME.tuning_identity = {"format": FORMAT, "cpu": _cpu(), "cores": os.cpu_count(),
+                                   "numpy": numpy.__version__, "numba": numba.__version__, "blas": blas.core(),
+                                   "blas_held": blas.settable(), "kernels": sources_digest()}
+    return RUNTIME.tuning_identity
 
 
 def plan_file():
@@ -107,16 +107,16 @@ def plan_file():
 
 
 def _writable():
-    if _state["writable"] is None:
-        _state["writable"] = writable_folder(folder())
-    return _state["writable"]
+    if RUNTIME.tuning_writable is None:
+        RUNTIME.tuning_writable = writable_folder(folder())
+    return RUNTIME.tuning_writable
 
 
 def active():
     """Whether calls measure and keep their plans here: tuning is on and the plan folder writable."""
-    if _state["enabled"] is None:  # the environment's word, read once
-        _state["enabled"] = os.environ.get("GVAE_TUNING", "").strip().lower() not in ("off", "0", "no", "false")
-    return _state["enabled"] and _writable()
+    if RUNTIME.tuning_on is None:  # the environment's word, read once
+        RUNTIME.tuning_on = os.environ.get("GVAE_TUNING", "").strip().lower() not in ("off", "0", "no", "false")
+    return RUNTIME.tuning_on and _writable()
 
 
 def _read(path):
@@ -158,10 +158,10 @@ def _lock_path():
 
 def plans():
     """This machine's kept plans, {key: choice} (read from its file once per process; see :func:`clear`)."""
-    if _state["plans"] is None:
-        with file_lock(_lock_path(), exclusive=False):
-            _state["plans"] = _read(plan_file())
-    return _state["plans"]
+    if RUNTIME.tuning_plans is None:
+        with reader_lock(_lock_path()):  # unlocked where it cannot be held: every writer replaces the file whole
+            RUNTIME.tuning_plans = _read(plan_file())
+    return RUNTIME.tuning_plans
 
 
 def recorded(key, choices):
@@ -185,11 +185,11 @@ def _record(key, choice, choices):
                 warnings.warn(f"gvae: the plan file {path} is full ({PLAN_BYTES} bytes); products not planned "
                               "yet follow their rules (`gvae plans --clear` starts it again)", RuntimeWarning,
                               stacklevel=3)
-                _state["plans"] = kept
+                RUNTIME.tuning_plans = kept
                 return None
             replace_text(path, text)
             kept[key] = choice
-    _state["plans"] = kept
+    RUNTIME.tuning_plans = kept
     return kept[key]
 
 
@@ -228,9 +228,9 @@ def fastest(candidates, default, after):
     call followed by ``after()``: rounds of every candidate in turn, the order rotated each round, for at
     least MIN_ROUNDS and about BUDGET_SECONDS; medians compared. ``default`` unless the fastest other is
     faster by more than MARGIN, or other processes used this process's CPUs meanwhile (:func:`_disturbed`):
-    a split product measures slow when another program holds a core, and the plan is kept for good. That
-    happened on the Zen 5 machine: measured beside a test run, every 100-row product of the step went whole,
-    and the step then took 1.25-1.28x as long as with the rules' cuts (README, Threads)."""
+    a split product measures slow when another program holds a core, and the plan is kept for good
+    (measured beside a test run, every 100-row product of the step once went whole, and the step ran
+    slower than with the rules' cuts: docs/threads.md)."""
     names = list(candidates)
     for name in names:  # once untimed: first calls compile, allocate, wake workers
         candidates[name]()
@@ -267,7 +267,7 @@ def tune(key, candidates, default, after):
     except OSError as exc:  # the folder became unwritable: the rule from now on, as for one never writable
         warnings.warn(f"gvae: cannot keep plans in {folder()} ({exc}); products follow their rules", RuntimeWarning,
                       stacklevel=2)
-        _state["writable"] = False
+        RUNTIME.tuning_writable = False
         return default
 
 
@@ -280,6 +280,6 @@ def clear():
             with file_lock(str(path) + ".lock", exclusive=True):
                 path.unlink(missing_ok=True)
             removed.append(path.name)
-    _state["plans"] = None
-    _state["generation"] += 1
+    RUNTIME.tuning_plans = None
+    RUNTIME.tuning_generation += 1
     return removed

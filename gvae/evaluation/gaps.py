@@ -5,7 +5,7 @@ Suboptimality in Variational Autoencoders", table 1), per point, in nats:
            inference gap         =   approximation gap   +      amortisation gap
 
 q_amortised is the encoder's q(z|x); q* the q of the same family refined for x alone with the decoder
-fixed (:mod:`gvae.training.refine`). The approximation gap is what the family cannot express of the true
+fixed (:mod:`gvae.evaluation.refine`). The approximation gap is what the family cannot express of the true
 posterior; the amortisation gap what the encoder loses by sharing one network over all data points.
 
 Estimates, from one pass of ``iw_samples`` = K reparameterised samples from each of the two posteriors:
@@ -22,7 +22,7 @@ from ..kernels import array_module, to_host
 from ..model.local import encoder_heads
 from ..model.proposals import mixture_log_weights, proposal_terms
 from .evaluate import sample_chunk
-from .events import progress_bar
+from ..training.progress import progress_bar
 from .refine import RefineOptions, refine_heads
 
 POSTERIORS = ("amortised", "refined")  # the two proposals, in this order

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..kernels import device_of, generator, to_device, to_host
 from ..model.objectives import elbo
-from .batching import observations
+from ..training.batching import observations
+from ..training.runs import open_run
 from .evaluate import importance_sampling
-from .runs import open_run
 
 
 class TrainedModel:

@@ -1,0 +1,280 @@
+"""C entries through which a gvae worker runs a Numba kernel without Python (:mod:`worker_loop`), each made
+from one declared argument list.
+
+A worker handed a Python task must take the GIL to run it, and the caller then waits for the GIL's turn
+as well as for the task, where a product handed over as a BLAS call is seen and run at once (the
+measurements: docs/threads.md, Measured). An *entry* is a kernel compiled as a C function ``void entry(int64
+*args)`` (a Numba ``cfunc``) that reads its arguments from the worker's board. A task posts the entry's
+address and its arguments (kind ``worker_loop.CALL``) and the worker calls it from its native loop. An
+entry must not raise (nothing would see the exception): its kernel may not allocate or fail.
+
+An entry is declared once, beside its kernel (:class:`Entry`): each of the kernel's parameters in order,
+as an :func:`array` of the kernel's dtype or of a fixed one, its shape given by size names
+(``array("m", "n")``; a name met before is the same size), or as :data:`INT`, :data:`FLOAT` or
+:data:`FLAG`; and how many float64 values of what the kernel returns the entry writes back
+(``results``). From that one list come both sides of the board:
+
+- the packing, in Python (:meth:`Entry.pack`), from the very arguments that the caller's thread passes to
+  the kernel: args[0] the itemsize of the kernel's dtype (4: float32, else float64), then per parameter
+  an array's address (of its first item: a block of rows is a view that starts at the block's first row)
+  followed by each size of its shape not named before, an int as it is, a float as its 64-bit pattern
+  (:func:`bits`), a flag as 0 or 1; last the address of the results.
+- the unpacking, natively: ``unpack(args, dtype)``, generated from the list and jitted, rebuilds the
+  arrays (:func:`array_at`, C-ordered as the caller's are) and the floats (:func:`float_of`) and calls the
+  kernel: the same compiled kernel on the same data as the caller's thread. The C entry calls it for the
+  dtype that args[0] names (:meth:`Entry.address`).
+
+Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
+that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
+process, or loaded from the cache as gvae's other kernels are (:func:`jit.compile_entry`).
+"""
+import inspect
+import struct
+
+import numpy as np
+from llvmlite import ir
+from numba import carray, types
+from numba.extending import intrinsic
+
+from . import threads, worker_loop
+from .jit import compile_entry, jit
+from .specialise import specialise
+from .state import RUNTIME
+
+__all__ = ["Entry", "array", "INT", "FLOAT", "FLAG", "CAPACITY", "Call", "run_blocks", "bits", "float_of",
+           "array_at"]
+
+# The board slots an entry's arguments may take: those from ARGS on, less the one of the entry's address.
+CAPACITY = worker_loop.SIZE - worker_loop.ARGS - 1
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_SIGNATURE = types.void(types.CPointer(types.int64))
+# The C function of every entry: ``unpack`` (bound per entry) for the dtype whose itemsize is args[0].
+_DISPATCH = """\
+def entry(args):
+    if args[0] == 4:
+        unpack(args, np.float32)
+    else:
+        unpack(args, np.float64)
+"""
+
+
+class _Scalar:
+    """A parameter of an entry other than an array: :data:`INT`, :data:`FLOAT` or :data:`FLAG`."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+# An int (on the board as it is), a float (its 64-bit pattern), a flag (0 or 1, a bool for the kernel).
+INT, FLOAT, FLAG = _Scalar("INT"), _Scalar("FLOAT"), _Scalar("FLAG")
+
+
+class _Array:
+    """An array parameter of an entry: the size names of its shape, and its dtype (None: the kernel's)."""
+    __slots__ = ("sizes", "dtype")
+
+    def __init__(self, sizes, dtype):
+        self.sizes, self.dtype = sizes, dtype
+
+
+def array(*sizes, dtype=None):
+    """An array parameter of an entry: C-ordered, of shape ``sizes`` (each a name; the same name is the same
+    size wherever it appears) and of the kernel's dtype, or of ``dtype``."""
+    if not sizes or not all(isinstance(s, str) and s for s in sizes):
+        raise ValueError(f"an entry's array takes the names of its sizes, one per axis, got {sizes!r}")
+    return _Array(sizes, None if dtype is None else np.dtype(dtype))
+
+
+class Entry:
+    """The C entry of the jitted ``kernel``, declared by its parameters (keywords, in the kernel's order:
+    each an :func:`array`, :data:`INT`, :data:`FLOAT` or :data:`FLAG`) and by ``results``, the number of
+    float64 values of the kernel's return value (a number, or a tuple of that many) written back."""
+
+    def __init__(self, kernel, results=0, **parameters):
+        home = kernel.py_func
+        names = list(inspect.signature(home).parameters)
+        if list(parameters) != names:
+            raise ValueError(f"the C entry of {home.__name__} declares the parameters {list(parameters)}, but the "
+                             f"kernel takes {names}")
+        for name, kind in parameters.items():
+            if not isinstance(kind, (_Array, _Scalar)):
+                raise ValueError(f"the C entry of {home.__name__}: parameter {name} is {kind!r}, not an array, INT, "
+                                 "FLOAT or FLAG")
+        typed = [k for k, kind in enumerate(parameters.values()) if isinstance(kind, _Array) and kind.dtype is None]
+        if not typed:
+            raise ValueError(f"the C entry of {home.__name__} has no array of the kernel's dtype")
+        self.kernel, self.results = kernel, results
+        self._kinds = tuple(parameters.values())
+        self._typed = typed[0]  # the array whose dtype is the kernel's
+        source, slots = _unpacking(self._kinds, results)
+        if slots > CAPACITY:
+            raise ValueError(f"the C entry of {home.__name__} takes {slots} arguments, and a C entry takes at most "
+                             f"{CAPACITY} arguments on the board")
+        self.unpack = jit(error_model="numpy")(specialise(_plain(source, "unpack", home), home.__name__ + "_at",
+                                                          home=home.__code__.co_filename, kernel=kernel))
+
+    def pack(self, arguments, results=None):
+        """The int64 board arguments of the kernel's ``arguments`` (and of ``results``, a float64 array of
+        :attr:`results` values), or None where the entry cannot take them as they are: an array that is
+        not a C-contiguous, aligned NumPy array of its dtype (float32 or float64 for the kernel's) and
+        number of axes, or one whose sizes disagree with another's; the worker then runs the kernel in
+        Python."""
+        dtype = getattr(arguments[self._typed], "dtype", None)
+        if dtype not in _FLOATS:
+            return None
+        packed = [dtype.itemsize]
+        sizes = {}
+        for value, kind in zip(arguments, self._kinds):
+            if kind is INT:
+                packed.append(int(value))
+            elif kind is FLOAT:
+                packed.append(bits(value))
+            elif kind is FLAG:
+                packed.append(1 if value else 0)
+            else:
+                if not _usable(value, dtype if kind.dtype is None else kind.dtype, len(kind.sizes)):
+                    return None
+                packed.append(value.ctypes.data)
+                for name, extent in zip(kind.sizes, value.shape):
+                    if name not in sizes:
+                        sizes[name] = extent
+                        packed.append(extent)
+                    elif sizes[name] != extent:
+                        return None
+        if self.results:
+            if not _usable(results, _FLOATS[1], 1) or results.shape[0] != self.results:
+                return None
+            packed.append(results.ctypes.data)
+        return packed
+
+    def address(self):
+        """The address of the entry's C function, compiled or loaded from the cache the first time it is
+        asked for in this process, and kept for the life of the process (a worker may be about to call
+        it)."""
+        compiled = RUNTIME.entries.get(self)
+        if compiled is None:
+            with RUNTIME.compile_lock:  # one compilation per entry, whichever threads ask at once
+                compiled = RUNTIME.entries.get(self)
+                if compiled is None:
+                    home = self.kernel.py_func
+                    fn = specialise(_plain(_DISPATCH, "entry", home), home.__name__ + "_entry",
+                                    home=home.__code__.co_filename, unpack=self.unpack)
+                    compiled = RUNTIME.entries[self] = compile_entry(fn, _SIGNATURE, error_model="numpy")
+        return compiled.address
+
+
+def _usable(a, dtype, ndim):
+    """Whether an entry may be handed ``a`` by address as an array of ``dtype`` and ``ndim`` axes: a NumPy
+    array of that dtype and shape length, C-contiguous and aligned, as :func:`array_at` types it."""
+    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.flags.c_contiguous
+            and a.flags.aligned)
+
+
+def _unpacking(kinds, results):
+    """(the source of ``unpack(args, dtype)`` for parameters of ``kinds`` and ``results`` values written
+    back, the number of board arguments it reads): the layout of :meth:`Entry.pack`."""
+    values, sizes, slot = [], {}, 1  # args[0]: the itemsize
+    for kind in kinds:
+        if kind is INT:
+            values.append(f"args[{slot}]")
+        elif kind is FLOAT:
+            values.append(f"float_of(args[{slot}])")
+        elif kind is FLAG:
+            values.append(f"args[{slot}] != 0")
+        else:
+            address = slot
+            for name in kind.sizes:
+                if name not in sizes:
+                    slot += 1
+                    sizes[name] = slot
+            shape = [f"args[{sizes[name]}]" for name in kind.sizes]
+            shape = shape[0] if len(shape) == 1 else f"({', '.join(shape)})"
+            dtype = "dtype" if kind.dtype is None else f"np.{kind.dtype.name}"
+            values.append(f"array_at(args[{address}], {shape}, {dtype})")
+        slot += 1
+    call = f"kernel({', '.join(values)})"
+    if results == 0:
+        body = [call]
+    elif results == 1:
+        body = [f"array_at(args[{slot}], 1, np.float64)[0] = {call}"]
+    else:
+        body = [f"found = {call}", f"out = array_at(args[{slot}], {results}, np.float64)"]
+        body += [f"out[{i}] = found[{i}]" for i in range(results)]
+    slot += results > 0
+    return "def unpack(args, dtype):\n" + "".join(f"    {line}\n" for line in body), slot
+
+
+def _plain(source, name, home):
+    """The plain function ``name`` that ``source`` defines, seeing NumPy and this module's :func:`array_at`
+    and :func:`float_of`, of the module of the function ``home``."""
+    namespace = {"__name__": home.__module__, "np": np, "array_at": array_at, "float_of": float_of}
+    exec(compile(source, f"<the C entry of {home.__qualname__}>", "exec"), namespace)
+    return namespace[name]
+
+
+class Call:
+    """A task of :func:`threads.run`: ``entry``'s kernel on ``arguments``, its value written into
+    ``results`` (a float64 array) where given. The caller's thread runs it by calling it, a worker through
+    the C entry (:attr:`native`: None where the entry cannot take these arguments, and the worker calls
+    the kernel in its Python)."""
+    __slots__ = ("entry", "arguments", "results")
+
+    def __init__(self, entry, arguments, results=None):
+        self.entry, self.arguments, self.results = entry, arguments, results
+
+    def __call__(self):
+        value = self.entry.kernel(*self.arguments)
+        if self.results is not None:
+            self.results[...] = value
+
+    @property
+    def native(self):
+        packed = self.entry.pack(self.arguments, self.results)
+        if packed is None:
+            return None
+        return worker_loop.CALL, (self.entry.address(), *packed)
+
+
+def run_blocks(entry, arguments, parts, results=None):
+    """``entry``'s kernel on ``arguments(k, lo, hi)`` for each block k, (lo, hi), of ``parts``, side by side
+    on gvae's threads (:func:`threads.run`), its value into ``results[k]`` (a float64 array of a row per
+    block) where given; a worker's block through the C entry (:class:`Call`). One block runs here, with no
+    hand-over."""
+    if len(parts) == 1:  # no task objects where nothing is handed over (most calls on one thread)
+        Call(entry, arguments(0, *parts[0]), None if results is None else results[0])()
+        return
+    threads.run([Call(entry, arguments(k, lo, hi), None if results is None else results[k])
+                 for k, (lo, hi) in enumerate(parts)])
+
+
+def bits(x):
+    """The 64-bit pattern of the float ``x`` as a (signed) int, for an entry's argument."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+@intrinsic
+def float_of(typingctx, pattern):
+    """The float64 whose 64-bit pattern is the int64 ``pattern`` (:func:`bits` inverted)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _pointer(typingctx, address, dtype):
+    """A pointer to ``dtype`` (a NumPy scalar type, np.float32) at the int64 ``address``."""
+    target = dtype.instance_type
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(target)(types.int64, dtype), codegen
+
+
+@jit
+def array_at(address, shape, dtype):
+    """The C-ordered array of ``shape`` (an int or a tuple) and ``dtype`` whose data are at ``address``."""
+    return carray(_pointer(address, dtype), shape)

@@ -1,0 +1,127 @@
+"""What a run trains, as the training loop sees it (:class:`Task`), and the registry in which
+``TrainConfig.task`` names it (:func:`register_task`, :func:`task_class`).
+
+The loop (:class:`gvae.training.trainer.Trainer`) builds the task's model, takes its data, draws each
+epoch's batches, differentiates its loss, averages the numbers the loss reports, validates, keeps the
+best epoch by the task's score, checks the run's health against the untrained model and writes the test
+summary without knowing which task runs: each of those is a method here. A task is a subclass of
+:class:`Task` in a module that registers it under its name; the package :mod:`gvae.training.tasks`
+imports its built-in modules, so :data:`TASKS` holds them all whenever it is read.
+docs/adding_a_model.md is the recipe for another."""
+import numpy as np
+
+from ...kernels import to_device
+from ..batching import batches
+
+SPLITS = ("train", "valid", "test")
+TASKS = {}  # name -> Task subclass, in the order the modules registered them
+
+
+def register_task(name):
+    """A class decorator: the :class:`Task` subclass it decorates is the task ``name`` (``TrainConfig.task``,
+    ``gvae train --task NAME``), and its ``name`` attribute says so. ValueError for a name taken."""
+    def register(cls):
+        if name in TASKS:
+            raise ValueError(f"task {name!r} is registered twice: by {TASKS[name].__qualname__} and "
+                             f"{cls.__qualname__}")
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+    return register
+
+
+def task_class(name):
+    """The :class:`Task` subclass registered as ``name``; ValueError naming the registered ones otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got {name!r}")
+    return TASKS[name]
+
+
+class Task:
+    """One run's objective and data as the loop uses them, for ``config`` (its TrainConfig), ``model`` (as
+    :meth:`build_model` made it) and ``device``.
+
+    A batch is a tuple of device arrays of one length B along the first axis, the step's inputs (x; or
+    x and the labels y), the images x first. The loss is called as ``loss(params, model, *step_args(...))``
+    and returns ``(loss, aux)``: a scalar to minimise and the ``reported`` numbers, batch means, which
+    the epoch averages over its images (:meth:`train_row` names them for the metrics row; the progress
+    bar shows the first). Validation numbers are a dict (a metrics row's ``valid_*``); ``health_name``
+    names the one whose collapse below the untrained model's is divergence, :meth:`score` (higher is
+    better) picks the best epoch and stops a run early."""
+    name = None                 # set by register_task
+    about = ""                  # what ``gvae train --help`` says the task learns, after its name
+    options = ()                # TrainConfig fields that only this task reads (other runs keep their defaults)
+    cannot_open = None          # why gvae eval, sample, plot, analyze refuse its runs; None: they are VAEs
+    reported = ()               # the names of the loss's aux numbers, in order
+    health_name = None          # the validation number whose collapse is divergence ...
+    health_label = None         # ... in words ("validation ELBO")
+    score_label = None          # what :meth:`score` measures, in words
+
+    def __init__(self, config, model, device):
+        self.config, self.model, self.device = config, model, device
+
+    @classmethod
+    def check_config(cls, config):
+        """Raise ValueError saying which settings of ``config`` the task cannot train (nothing by default)."""
+
+    @classmethod
+    def build_model(cls, config, n_in):
+        """The model ``config`` describes for inputs of ``n_in`` units; its first encoder weight is named
+        ``enc.W0``, shape (n_in, ...), from which :func:`gvae.training.runs.load_model` reads n_in."""
+        raise NotImplementedError
+
+    @staticmethod
+    def loss(params, model, *args):
+        """``(loss, aux)`` of a batch: what the step differentiates, and the ``reported`` batch means."""
+        raise NotImplementedError
+
+    def inputs(self, data):
+        """{split: tuple of host arrays}: the step inputs of each split of ``data`` ({split: (x, y)} as
+        :func:`gvae.io.mnist.load_mnist` returns it), checked (ValueError naming the split), as given (the
+        loop cuts the training split to ``config.limit``). They are what a run's data fingerprint hashes."""
+        raise NotImplementedError
+
+    def on_device(self, inputs):
+        """The host ``inputs`` ({split: tuple}) as the loop keeps them on the device: the images as
+        contiguous arrays of the model's dtype, the other inputs as they are."""
+        return {split: (to_device(np.ascontiguousarray(arrays[0], dtype=self.model.dtype), self.device),
+                        *(to_device(a, self.device) for a in arrays[1:]))
+                for split, arrays in inputs.items()}
+
+    def batches(self, train, batch_size, rng):
+        """An epoch's batches of the training inputs ``train`` (a tuple of device arrays), drawn from the
+        device's generator ``rng``: by default every row once, in the shuffled order of
+        :func:`gvae.training.batching.batches`."""
+        return (tuple(a[idx] for a in train) for idx in batches(len(train[0]), batch_size, rng))
+
+    def step_args(self, batch, rng, kl_weight):
+        """The arguments of :attr:`loss` after (params, model) for ``batch``, with its noise drawn from
+        ``rng`` and the rate weighted by ``kl_weight`` (:meth:`Trainer.kl_weight`)."""
+        raise NotImplementedError
+
+    def train_row(self, means):
+        """The metrics row's training numbers ({name: float}) from the epoch's means of ``reported``."""
+        raise NotImplementedError
+
+    def validate(self, params, valid):
+        """The metrics row's validation numbers ({name: host float}) of ``params`` on the validation
+        inputs ``valid`` (a tuple of device arrays), with fixed noise."""
+        raise NotImplementedError
+
+    def score(self, valid):
+        """The number that picks the best epoch, the higher the better, from :meth:`validate`'s dict: by
+        default the health number."""
+        return valid[self.health_name]
+
+    def test_summary(self, params, test, best_valid):
+        """The summary's task numbers ({name: JSON value}): those of ``params`` (the best epoch's) on the
+        test inputs ``test``, and the best score ``best_valid`` as the summary states it."""
+        raise NotImplementedError
+
+    def epoch_line(self, row):
+        """The numbers of the metrics ``row`` that gvae train prints after an epoch, as text."""
+        raise NotImplementedError
+
+    def result_line(self, summary):
+        """The test result that gvae train prints at the end, as text, from the ``summary``."""
+        raise NotImplementedError

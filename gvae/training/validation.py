@@ -1,0 +1,58 @@
+"""The numbers a run is validated and tested on while it trains: the ELBO over a data set (nats per
+image, and in bits per dimension for continuous data), and a classifier's error, rate and objective (the
+deep variational information bottleneck, :mod:`gvae.model.vib`, with the paper's 12 posterior samples per
+image at test time). Batched, without taping, on the device the data live on."""
+import math
+
+import numpy as np
+
+from ..kernels import array_module, to_host
+from ..model.objectives import elbo
+from ..model.vib import predict
+
+# Posterior samples per image at test time, as Alemi et al. evaluate: the class probabilities are the
+# softmax averaged over them.
+TEST_SAMPLES = 12
+
+
+def classifier_scores(model, params, x, y, rng, beta, batch_size=500, n_samples=TEST_SAMPLES):
+    """The classifier's numbers on x (N, n_in) with labels y (N,), both on one device, with ``n_samples``
+    samples of z per image drawn from ``rng`` (that device's generator): a dict of host floats
+    ``error`` (the fraction of images whose averaged softmax's argmax is not the label), ``rate`` (mean
+    KL(q(z|x) || N(0, I)), nats), ``log_lik`` (mean over images and samples of log q(y|z), nats) and
+    ``objective`` = log_lik - beta rate."""
+    xp = array_module(x)
+    sums = xp.zeros(3, dtype=np.float64)  # wrong predictions, log_lik, rate: summed on the device
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        eps = rng.standard_normal((n_samples, len(xb), model.noise_size), dtype=model.dtype)
+        probs, log_lik, rate = predict(model, params, xb, yb, eps)
+        sums += xp.stack([(probs.argmax(axis=-1) != yb).sum(), log_lik.sum(), rate.sum()]).astype(np.float64)
+    wrong, log_lik, rate = (to_host(sums) / len(x)).tolist()
+    return {"error": wrong, "rate": rate, "log_lik": log_lik, "objective": log_lik - beta * rate}
+
+
+def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
+    """Mean ELBO per data point (nats) over the rows of x, with fresh noise from ``rng``: a host float
+    (the one read back from the device)."""
+    return float(per_example_elbo(model, params, x, rng, batch_size, n_samples, kl).mean())
+
+
+def per_example_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
+    """The ELBO of every row of x, float64 (N,) on x's device, in nats of the data (see
+    Likelihood.nats_offset)."""
+    xp = array_module(x)
+    out = xp.empty(len(x), dtype=np.float64)
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        eps = rng.standard_normal((n_samples, len(xb), model.noise_size), dtype=model.dtype)
+        out[start:start + len(xb)] = elbo(model, params, xb, eps, kl)
+    return out + model.likelihood.nats_offset()
+
+
+def bits_per_dim(model, nats):
+    """For continuous likelihoods: {name + "_bits_per_dim": -value / (n log 2)} of each entry of ``nats``
+    (name -> nats per image); {} for binary data."""
+    if not model.likelihood.continuous:
+        return {}
+    return {f"{k}_bits_per_dim": -v / (model.n_in * math.log(2)) for k, v in nats.items()}

@@ -1,0 +1,122 @@
+"""The tasks a run trains (gvae.training.tasks): the registry, a task registered by a module of its own
+training and resuming to the same numbers without an edit to the loop, the settings that belong to one
+task, and the data fingerprint runs were written with."""
+import argparse
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gvae.commands import build_parser
+from gvae.training import TrainConfig, Trainer, checkpoint
+from gvae.training.tasks import TASKS, Task, register_task, task_class
+from gvae.training.tasks.classify import Classify
+from gvae.training.tasks.generate import Generate
+from tests.helpers import make_data
+
+TRAINING = Path(__file__).resolve().parents[1] / "gvae" / "training"
+
+
+def test_the_built_in_tasks_are_registered_in_order_and_are_the_choices_of_the_command_line():
+    assert list(TASKS) == ["generate", "classify"]
+    assert task_class("generate") is Generate and task_class("classify") is Classify
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    task = next(a for a in train._actions if "--task" in a.option_strings)
+    assert task.choices == ["generate", "classify"] and task.default == "generate"
+
+
+def test_a_name_is_registered_once():
+    with pytest.raises(ValueError, match="task 'generate' is registered twice"):
+        register_task("generate")(type("Again", (Task,), {}))
+    assert TASKS["generate"] is Generate
+
+
+def test_an_unknown_task_is_refused_naming_the_registered_ones():
+    with pytest.raises(ValueError, match=r"^invalid training configuration: task must be one of "
+                                         r"\['generate', 'classify'\], got 'regress'$"):
+        TrainConfig(task="regress")
+
+
+def test_the_loop_names_no_task():
+    """What a task does is asked of it: the loop, its state and its files name none."""
+    for name in ("trainer.py", "state.py", "runfiles.py", "events.py", "checkpoint.py"):
+        text = (TRAINING / name).read_text()
+        assert not re.search(r"\bclassify\b|\"generate\"", text), name
+
+
+class ByObjective(Classify):
+    """The VIB with its best epoch picked by the validation objective: a task of a test module, registered
+    as a model's module registers its own."""
+    about = "the VIB, its best epoch the one of the best validation objective"
+    score_label = "validation objective"
+
+    def score(self, valid):
+        return valid["valid_objective"]
+
+    def test_summary(self, params, test, best_valid):
+        summary = super().test_summary(params, test, best_valid)
+        del summary["best_valid_error"]  # the classifier's, 1 - its score
+        return {**summary, "best_valid_objective": best_valid}
+
+
+@pytest.fixture
+def by_objective():
+    register_task("vib-objective")(ByObjective)
+    yield "vib-objective"
+    del TASKS["vib-objective"]
+
+
+def _strip(rows):
+    return [{k: v for k, v in row.items() if not k.startswith("seconds") and k != "resumed_with"} for row in rows]
+
+
+def test_a_task_of_its_own_module_trains_and_resumes_to_the_same_numbers(tmp_path, by_objective):
+    config = TrainConfig(task=by_objective, classes=10, latent=2, hidden=(8,), epochs=3, batch_size=50, limit=150,
+                         polyak=0.5)
+    data = make_data()
+    straight = Trainer(config, data, tmp_path / "straight", progress=False, quiet=True).fit()
+    Trainer(TrainConfig(**{**vars(config), "epochs": 1}), data, tmp_path / "split", progress=False, quiet=True).fit()
+    resumed = Trainer.resume(tmp_path / "split", data, progress=False, quiet=True, epochs=3).fit()
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert _strip(rows) == _strip(again) and len(rows) == 3
+    a, _ = checkpoint.load(tmp_path / "straight" / "checkpoint.npz")
+    b, meta = checkpoint.load(tmp_path / "split" / "checkpoint.npz")
+    assert set(a) == set(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert {k: v for k, v in straight.items() if k != "seconds_per_epoch"} == \
+           {k: v for k, v in resumed.items() if k != "seconds_per_epoch"}
+    # Its own score picked the best epoch, and its name is the run's task in config.json and the checkpoint.
+    objectives = [row["valid_objective"] for row in rows]
+    assert straight["best_epoch"] == 1 + objectives.index(max(objectives))
+    assert straight["best_valid_objective"] == max(objectives)
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["task"] == by_objective
+    assert meta["config"]["task"] == by_objective
+
+
+def test_a_setting_of_some_tasks_is_refused_by_the_others(by_objective):
+    assert TrainConfig(task=by_objective, classes=6).classes == 6  # it reads classes too (options)
+    with pytest.raises(ValueError, match="classes applies to --task classify or vib-objective only"):
+        TrainConfig(classes=6)
+
+
+def _former_fingerprint(train_x, data, labels=()):
+    """The SHA-256 of a run's data as runs were written before the tasks: the training images after the
+    limit, the raw validation and test images, then a classify run's labels (train after the limit)."""
+    digest = hashlib.sha256()
+    for a in (train_x, data["valid"][0], data["test"][0], *labels):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.data)
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("task", ["generate", "classify"])
+def test_the_data_fingerprint_is_the_one_runs_were_written_with(tmp_path, task):
+    data = make_data()
+    trainer = Trainer(TrainConfig(task=task, latent=2, hidden=(8,), limit=120), data, tmp_path, progress=False,
+                      quiet=True)
+    labels = () if task == "generate" else (data["train"][1][:120], data["valid"][1], data["test"][1])
+    assert trainer.data_sha256 == _former_fingerprint(data["train"][0][:120], data, labels)
