@@ -14,6 +14,8 @@ TORCH = "torch==2.13.0"
 # arrays it hands the callback changed between releases), and jaxlib must match jax exactly.
 JAX = ["jax==0.10.2", "jaxlib==0.10.2"]
 OPTAX = "optax==0.2.8"  # examples/jax_banded_vae.py (tested) and the JAX peer of the benchmarks
+# The linear SVM that measures a VCCA's shared code (task vcca's test summary), as the VCCA paper does.
+EVAL = "scikit-learn>=1.3"
 version = next(line.split('"')[1] for line in (here / "gvae" / "__init__.py").read_text().splitlines()
                if line.startswith("__version__"))
 
@@ -31,10 +33,11 @@ setup(
     # (gvae/kernels/cpu/numba_compat.py), which a release may move.
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX, EVAL],
         "dask": [DASK],
         "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of examples/bench_*.py
         "plot": [PLOT],
+        "eval": [EVAL],
         "torch": [TORCH],
         "jax": JAX,
         "cuda12": ["cupy-cuda12x>=13"],

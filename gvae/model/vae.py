@@ -152,6 +152,10 @@ class VAE:
             below = d if inference == "bottom-up" else (widths[-1] if widths else below)
         self.noise_size = sum(sizes)
 
+    def networks(self):
+        """Every network of the model: each layer's encoder and decoder, bottom up."""
+        return [net for layer in self.layers for net in (layer.encoder, layer.decoder)]
+
     def param_shapes(self):
         """{name: shape} of every parameter, in the order of the flat buffer."""
         shapes = {}

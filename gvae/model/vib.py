@@ -53,6 +53,10 @@ class Classifier:
         """The posterior family of q(z|x)."""
         return self.layers[0].family
 
+    def networks(self):
+        """The encoder and the softmax head."""
+        return [self.layers[0].encoder, self.layers[0].decoder]
+
     def param_shapes(self):
         """{name: shape} of every parameter, in the order of the flat buffer."""
         layer = self.layers[0]

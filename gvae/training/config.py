@@ -175,6 +175,8 @@ class TrainConfig:
                         choices=list(TASKS))
     classes: int = _option(10, "classify: the number of classes C; every label must lie in 0..C-1",
                            parse=positive_int, metavar="C")
+    private: int = _option(0, "vcca: the private code's units per view (VCCA-private, Wang et al. 2016); 0: plain "
+                           "VCCA, one shared code", parse=non_negative_int, metavar="P")
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")

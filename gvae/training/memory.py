@@ -57,10 +57,10 @@ def parameter_count(model):
 
 
 def activation_width(model):
-    """Entries one sample of one data point holds in a forward pass: every layer width of every network
-    (the hidden layers, the heads, the decoder outputs) and the latent draws."""
-    networks = [net for layer in model.layers for net in (layer.encoder, layer.decoder)]
-    return sum(sum(net.sizes) for net in networks) + model.noise_size
+    """Entries one sample of one data point holds in a forward pass: every layer width of every network of
+    the model (``model.networks()``: the hidden layers, the heads, the decoder outputs) and the latent
+    draws."""
+    return sum(sum(net.sizes) for net in model.networks()) + model.noise_size
 
 
 def check_training(model, batch_size, iw_samples, n_train):

@@ -56,3 +56,28 @@ def bits_per_dim(model, nats):
     if not model.likelihood.continuous:
         return {}
     return {f"{k}_bits_per_dim": -v / (model.n_in * math.log(2)) for k, v in nats.items()}
+
+
+# The SVM's regularisation C tried on the validation set, as the VCCA paper tunes it.
+SVM_C = (0.01, 0.1, 1.0, 10.0)
+
+
+def linear_svm_error(train, valid, test, cs=SVM_C):
+    """The test error of a linear SVM on codes, as Wang et al. measure VCCA: each of ``train``, ``valid``,
+    ``test`` is (codes (N, D), labels (N,)) on the host. The codes are standardised by the training set's
+    mean and deviation, one-vs-rest linear SVMs (scikit-learn's LinearSVC, squared hinge, primal) are fitted
+    on the training set for each C of ``cs``, and the C with the lowest validation error is tested.
+    Returns {"svm_test_error", "svm_valid_error", "svm_c"} as floats. Needs scikit-learn (gvae[eval])."""
+    from sklearn.svm import LinearSVC
+
+    mean, scale = train[0].mean(axis=0), train[0].std(axis=0) + 1e-12
+    norm = [((codes - mean) / scale, labels) for codes, labels in (train, valid, test)]
+    best = None
+    for c in cs:
+        svm = LinearSVC(C=c, dual=False, max_iter=5000).fit(*norm[0])
+        error = float((svm.predict(norm[1][0]) != norm[1][1]).mean())
+        if best is None or error < best[0]:
+            best = (error, c, svm)
+    error, c, svm = best
+    return {"svm_test_error": float((svm.predict(norm[2][0]) != norm[2][1]).mean()), "svm_valid_error": error,
+            "svm_c": c}

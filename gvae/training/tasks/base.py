@@ -8,12 +8,17 @@ summary without knowing which task runs: each of those is a method here. A task 
 :class:`Task` in a module that registers it under its name; the package :mod:`gvae.training.tasks`
 imports its built-in modules, so :data:`TASKS` holds them all whenever it is read.
 docs/adding_a_model.md is the recipe for another."""
+import dataclasses
+
 import numpy as np
 
 from ...kernels import to_device
 from ..batching import batches
 
 SPLITS = ("train", "valid", "test")
+# The settings of a VAE's observation model p(x|z) (:class:`gvae.model.likelihoods`), which other tasks
+# leave at their defaults.
+LIKELIHOOD_SETTINGS = ("likelihood", "psi", "pixel_factor", "squash")
 TASKS = {}  # name -> Task subclass, in the order the modules registered them
 
 
@@ -28,6 +33,26 @@ def register_task(name):
         TASKS[name] = cls
         return cls
     return register
+
+
+def require(checks):
+    """Raise ValueError with the message of the first ``(ok, message)`` pair of ``checks`` that is not ok:
+    a task's :meth:`Task.check_config`."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def changed_flags(config, names):
+    """The command-line flags ("--pixel-factor", ...) of the settings ``names`` that ``config`` changes
+    from their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    return ["--" + name.replace("_", "-") for name in names if getattr(config, name) != defaults[name]]
+
+
+def one_bound(config):
+    """Whether ``config`` trains a task's own bound alone: no IWAE, target rate, MMD or alpha."""
+    return config.iw_samples == 1 and config.target_rate is None and config.mmd == 0 and config.alpha == 0
 
 
 def task_class(name):

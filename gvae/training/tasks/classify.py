@@ -7,18 +7,13 @@ their labels, checked (:func:`labels_of`). Validation and test give the error of
 argmax, the rate and the objective with the paper's 12 samples per image
 (:func:`gvae.training.validation.classifier_scores`); the best epoch is the one with the lowest
 validation error."""
-import dataclasses
-
 import numpy as np
 
 from ..validation import TEST_SAMPLES, classifier_scores
 from ...kernels import generator
 from ...model.vib import Classifier, vib_loss
 from ..batching import EVAL_SEED
-from .base import SPLITS, Task, register_task
-
-# The settings of the observation model p(x|z), which a classifier does not have.
-LIKELIHOOD_SETTINGS = ("likelihood", "psi", "pixel_factor", "squash")
+from .base import LIKELIHOOD_SETTINGS, SPLITS, Task, changed_flags, one_bound, register_task, require
 
 
 def labels_of(data, classes):
@@ -63,18 +58,13 @@ class Classify(Task):
     def check_config(cls, config):
         """One stochastic layer, the VIB objective alone (no IWAE, target rate, MMD or alpha), no
         observation model, at least two classes."""
-        defaults = {f.name: f.default for f in dataclasses.fields(config)}
-        changed = [name for name in LIKELIHOOD_SETTINGS if getattr(config, name) != defaults[name]]
-        checks = [(config.classes >= 2, f"a classifier needs classes >= 2, got {config.classes}"),
-                  (len(config.layer_sizes()) == 1, "task classify has one stochastic layer: give one --latent size"),
-                  (not changed, "task classify has no observation model p(x|z): leave "
-                                + ", ".join("--" + n.replace("_", "-") for n in changed) + " at the default"),
-                  (config.iw_samples == 1 and config.target_rate is None and config.mmd == 0 and config.alpha == 0,
-                   "task classify trains E log q(y|z) - beta R: use it without --iw-samples, --target-rate, --mmd "
-                   "or --alpha")]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+        changed = changed_flags(config, LIKELIHOOD_SETTINGS)
+        require([(config.classes >= 2, f"a classifier needs classes >= 2, got {config.classes}"),
+                 (len(config.layer_sizes()) == 1, "task classify has one stochastic layer: give one --latent size"),
+                 (not changed, "task classify has no observation model p(x|z): leave " + ", ".join(changed)
+                               + " at the default"),
+                 (one_bound(config), "task classify trains E log q(y|z) - beta R: use it without --iw-samples, "
+                                     "--target-rate, --mmd or --alpha")])
 
     @classmethod
     def build_model(cls, config, n_in):

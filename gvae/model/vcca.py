@@ -1,0 +1,115 @@
+"""Deep variational canonical correlation analysis (Wang, Yan, Lee, Livescu, "Deep variational canonical
+correlation analysis", 2016): two views x1, x2 of one thing, a shared code z inferred from view 1 alone,
+and a decoder per view.
+
+VCCA:          q(z|x1);  p(x1|z) p(x2|z);  p(z) = N(0, I).
+VCCA-private:  also a private code per view, h1 ~ q(h1|x1) and h2 ~ q(h2|x2) (diagonal Gaussians, as in
+               the paper), and decoders p(x1|z, h1), p(x2|z, h2) of the concatenated codes.
+
+Training maximises, per pair, the bound
+
+    E_q [log p(x1|.) + log p(x2|.)] - KL(q(z|x1) || N(0, I)) [- KL(q(h1|x1) || N(0, I)) - KL(q(h2|x2) || N(0, I))],
+
+by reparameterised samples, the rate weighted by the trainer's ``kl_weight`` (1 at the paper's bound).
+q(z|x1) is any gvae posterior family (a banded precision among them). Both views are modelled by
+Bernoulli likelihoods of their intensities in [0, 1] (the cross-entropy of the pixels, a proper density
+for binary pixels only): the paper's measurement is a linear SVM on the mean of q(z|x1), not the
+likelihood.
+"""
+import numpy as np
+
+from .. import ops
+from .layers import INITS, MLP
+from .objectives import KL_ESTIMATORS
+from .gaussian import std_normal_log_prob
+from .params import FlatParams
+from .vae import layer_family
+
+
+class VCCA:
+    """VCCA (``private`` = 0) or VCCA-private (``private`` > 0 units per view) of two views of ``n_in`` and
+    ``n_in2`` units: ``latent`` shared units with the posterior ``posterior`` (a family name;
+    ``posterior_options``: ``grid_shape``, ``floor``), networks of hidden widths ``hidden`` and
+    ``activation``, parameters in one flat buffer of ``dtype`` initialised by ``init``.
+
+    Parameters: ``enc.*`` (x1 -> the family's head), ``dec1.*`` and ``dec2.*`` (the code -> each view's
+    logits); with private codes ``priv1.*`` (x1 -> (mu, log sigma) of h1) and ``priv2.*`` (x2 -> h2).
+    The noise of a pass is (S, B, noise_size): z's ``latent`` units first, then h1's and h2's."""
+
+    def __init__(self, n_in, n_in2, latent, hidden, activation="elu", posterior="diagonal", private=0,
+                 dtype=np.float32, posterior_options=None, init="uniform"):
+        if min(int(n_in), int(n_in2), int(latent)) < 1 or int(private) < 0:
+            raise ValueError(f"VCCA needs positive view and latent sizes and private >= 0, got views {n_in}, {n_in2}, "
+                             f"latent {latent}, private {private}")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        self.n_in, self.n_in2, self.size, self.private = int(n_in), int(n_in2), int(latent), int(private)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation, self.init, self.dtype = activation, init, np.dtype(dtype)
+        self.family = layer_family(posterior, self.size, posterior_options)
+        code = self.size + self.private
+        self.encoder = MLP([self.n_in, *self.hidden, self.family.head_size(self.size)], activation, "enc.")
+        self.decoders = (MLP([code, *self.hidden, self.n_in], activation, "dec1."),
+                         MLP([code, *self.hidden, self.n_in2], activation, "dec2."))
+        self.private_family = layer_family("diagonal", self.private) if self.private else None
+        self.private_encoders = () if not self.private else tuple(
+            MLP([n, *self.hidden, self.private_family.head_size(self.private)], activation, f"priv{k}.")
+            for k, n in ((1, self.n_in), (2, self.n_in2)))
+        self.noise_size = self.size + 2 * self.private
+
+    def networks(self):
+        """Every network of the model, in the order of the flat buffer."""
+        return [self.encoder, *self.decoders, *self.private_encoders]
+
+    def param_shapes(self):
+        """{name: shape} of every parameter, in the order of the flat buffer."""
+        return {name: shape for net in self.networks() for name, shape in net.shapes().items()}
+
+    def new_params(self, rng, x=None):
+        """A freshly initialised :class:`FlatParams` on the host, drawn from the NumPy generator ``rng``,
+        network by network in the order of :meth:`networks`. ``x`` (the training data) is accepted as
+        :meth:`VAE.new_params` takes it; nothing here depends on the data."""
+        params = FlatParams(self.param_shapes(), self.dtype)
+        for net in self.networks():
+            net.init(rng, params.views, self.init)
+        return params
+
+    def shared(self, params, x1, eps=None):
+        """x1 (B, n_in) -> (q, z): q(z|x1)'s parameters and z = sample(q, eps) for eps (S, B, latent), shape
+        (S, B, latent); with ``eps=None`` z is the mean of q, (B, latent)."""
+        q = self.family.split(self.encoder(params, x1), self.size)
+        return q, (q.mu if eps is None else self.family.sample(q, eps))
+
+    def terms(self, params, x1, x2, eps, kl="analytic"):
+        """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
+        Returns ``(rec, rate)``, each (B,): rec = mean_s [log p(x1|.) + log p(x2|.)], rate the sum of the
+        codes' KL(q || N(0, I)), in closed form (``"analytic"``) or as mean_s [log q - log N(0, I)]
+        (``"mc"``)."""
+        if kl not in KL_ESTIMATORS:
+            raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
+        views = (x1, x2)
+        q, z = self.shared(params, x1, eps[..., :self.size])
+        codes, rate = [z, z], _rate(self.family, q, z, kl)
+        for k, encoder in enumerate(self.private_encoders):
+            lo = self.size + k * self.private
+            qh = self.private_family.split(encoder(params, views[k]), self.private)
+            h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
+            codes[k] = ops.concatenate2(z, h)
+            rate = rate + _rate(self.private_family, qh, h, kl)
+        log_p = [ops.bernoulli_loglik(decoder(params, code), x) for decoder, code, x in zip(self.decoders, codes, views)]
+        return ops.mean(log_p[0] + log_p[1], axis=0), rate
+
+
+def _rate(family, q, z, kl):
+    """KL(q || N(0, I)) per data point: the family's closed form, or the Monte Carlo mean over the samples z."""
+    if kl == "analytic":
+        return family.kl(q)
+    return ops.mean(family.log_prob(q, z) - std_normal_log_prob(z), axis=0)
+
+
+def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0):
+    """The loss minimised by training, mean_b [kl_weight rate_b - rec_b] (:meth:`VCCA.terms`), and ``aux`` =
+    (the bound at weight 1, mean rec, mean rate), batch means."""
+    rec, rate = model.terms(params, x1, x2, eps, kl)
+    rec, rate = ops.mean(rec), ops.mean(rate)
+    return kl_weight * rate - rec, (rec - rate, rec, rate)

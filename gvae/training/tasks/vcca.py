@@ -1,0 +1,125 @@
+"""The task ``vcca``: deep variational CCA (Wang, Yan, Lee, Livescu 2016, :mod:`gvae.model.vcca`) on noisy
+MNIST, built from the run's MNIST (:func:`gvae.io.noisy_mnist.noisy_mnist`, with the fixed seed
+NOISY_SEED so that every run sees the same pairs). ``--private P`` adds the private codes of
+VCCA-private.
+
+The inputs are the two views and the labels; the step models the views (the labels only ride along for
+the test). Validation and test give the bound per pair (nats) with the noise of EVAL_SEED; the test
+summary adds the paper's measurement, the error of a linear SVM on the mean of q(z|x1)
+(:func:`gvae.training.validation.linear_svm_error`: fitted on the training pairs, C chosen on the
+validation pairs)."""
+import importlib.util
+
+import numpy as np
+
+from ...io.noisy_mnist import noisy_mnist
+from ...kernels import array_module, generator, to_device, to_host
+from ...model.vcca import VCCA, vcca_loss
+from ..batching import EVAL_SEED
+from ..validation import linear_svm_error
+from .base import LIKELIHOOD_SETTINGS, Task, changed_flags, one_bound, register_task, require
+
+NOISY_SEED = 0  # the pairs, angles and noise of noisy MNIST, the same for every run
+MOST_PRIVATE = 10_000
+
+
+@register_task("vcca")
+class Vcca(Task):
+    """VCCA, or VCCA-private with ``config.private`` > 0 (:class:`gvae.model.vcca.VCCA`): the loss is
+    :func:`vcca_loss`, its rate weighted by the trainer's ``kl_weight``."""
+    about = ("deep variational CCA (Wang et al. 2016) on noisy MNIST: a code shared by two views inferred from "
+             "view 1, a decoder per view (--private P: VCCA-private); its test summary has the linear SVM's error "
+             "on the shared code")
+    options = ("private",)
+    cannot_open = ("a VCCA (--task vcca), a model of two views that gvae eval, sample, plot and analyze do not "
+                   "read: its test bound and SVM error are in its summary.json")
+    reported = ("bound", "rec", "kl")
+    health_name, health_label = "valid_elbo", "validation bound"
+    score_label = "validation bound"
+    loss = staticmethod(vcca_loss)
+
+    @classmethod
+    def check_config(cls, config):
+        """One stochastic layer, the bound alone (no IWAE, target rate, MMD or alpha), the Bernoulli
+        likelihood, 0 <= private <= MOST_PRIVATE, and scikit-learn installed for the test's SVM."""
+        changed = changed_flags(config, LIKELIHOOD_SETTINGS)
+        require([(len(config.layer_sizes()) == 1, "task vcca has one shared code: give one --latent size"),
+                 (not changed, "task vcca models both views' intensities by Bernoulli likelihoods: leave "
+                               + ", ".join(changed) + " at the default"),
+                 (one_bound(config), "task vcca trains its bound: use it without --iw-samples, --target-rate, --mmd "
+                                     "or --alpha"),
+                 (0 <= config.private <= MOST_PRIVATE, f"private must lie in 0..{MOST_PRIVATE}, got {config.private}"),
+                 (importlib.util.find_spec("sklearn") is not None,
+                  "task vcca measures its code with a linear SVM from scikit-learn, which is not installed: "
+                  "pip install 'gvae[eval]'")])
+
+    @classmethod
+    def build_model(cls, config, n_in):
+        return VCCA(n_in, n_in, config.latent, config.layer_hidden()[0], config.activation, config.posterior,
+                    config.private, np.dtype(config.dtype), {"grid_shape": config.layer_grid_shapes()[0]},
+                    config.init)
+
+    def inputs(self, data):
+        """The two views of noisy MNIST and the labels of every split (ValueError naming a split without
+        labels or with images that are not 28 x 28)."""
+        return noisy_mnist(data, NOISY_SEED)
+
+    def on_device(self, inputs):
+        """Both views as contiguous arrays of the model's dtype on the device, the labels on the host; kept
+        as :attr:`svm_sets` too, the sets the test's SVM is fitted and tuned on."""
+        dtype = self.model.dtype
+        self.svm_sets = {split: (*(to_device(np.ascontiguousarray(v, dtype=dtype), self.device) for v in views), y)
+                         for split, (*views, y) in inputs.items()}
+        return self.svm_sets
+
+    def batches(self, train, batch_size, rng):
+        """Every pair once, in shuffled batches of the two views (the labels stay behind)."""
+        x1, x2, _ = train
+        return ((b1, b2) for b1, b2, _ in super().batches((x1, x2, np.empty(len(x1))), batch_size, rng))
+
+    def step_args(self, batch, rng, kl_weight):
+        """S = ``samples`` draws of the codes' noise per pair, from ``rng``."""
+        x1, x2 = batch
+        eps = rng.standard_normal((self.config.samples, len(x1), self.model.noise_size), dtype=self.model.dtype)
+        return x1, x2, eps, self.config.kl, kl_weight
+
+    def train_row(self, means):
+        """``train_elbo`` (the bound at weight 1), ``train_bound``, ``train_rec``, ``train_kl`` (nats)."""
+        bound, rec, kl = means
+        return {"train_elbo": rec - kl, "train_bound": bound, "train_rec": rec, "train_kl": kl}
+
+    def bound(self, params, views, batch_size=500):
+        """The mean bound per pair (nats) of the views (x1, x2), with the noise of EVAL_SEED: a host float."""
+        x1, x2 = views[:2]
+        rng, xp = generator(self.device, EVAL_SEED), array_module(x1)
+        total = xp.zeros((), dtype=np.float64)
+        for lo in range(0, len(x1), batch_size):
+            b1, b2 = x1[lo:lo + batch_size], x2[lo:lo + batch_size]
+            eps = rng.standard_normal((1, len(b1), self.model.noise_size), dtype=self.model.dtype)
+            rec, rate = self.model.terms(params, b1, b2, eps, self.config.kl)
+            total += (rec - rate).astype(np.float64).sum()
+        return float(to_host(total)) / len(x1)
+
+    def validate(self, params, valid):
+        """``valid_elbo``: the mean validation bound (nats per pair)."""
+        return {"valid_elbo": self.bound(params, valid)}
+
+    def codes(self, params, views, batch_size=500):
+        """The mean of q(z|x1) of every pair, float64 host (N, latent)."""
+        x1 = views[0]
+        return np.concatenate([to_host(self.model.shared(params, x1[lo:lo + batch_size])[1]).astype(np.float64)
+                               for lo in range(0, len(x1), batch_size)])
+
+    def test_summary(self, params, test, best_valid):
+        """The test bound, the linear SVM's test error on the shared code's mean (fitted on the training
+        pairs, C chosen on the validation pairs) and the best validation bound."""
+        sets = [(self.codes(params, views), np.asarray(views[2])) for views in (self.svm_sets["train"],
+                                                                               self.svm_sets["valid"], test)]
+        return {"task": self.name, "private": self.config.private, "test_elbo": self.bound(params, test),
+                **linear_svm_error(*sets), "best_valid_elbo": best_valid}
+
+    def epoch_line(self, row):
+        return f"train bound {row['train_bound']:.3f}  valid bound {row['valid_elbo']:.3f} nats/pair"
+
+    def result_line(self, summary):
+        return f"test bound {summary['test_elbo']:.3f} nats, linear SVM test error {100 * summary['svm_test_error']:.2f}%"

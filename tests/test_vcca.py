@@ -1,0 +1,179 @@
+"""Deep variational CCA (--task vcca): noisy MNIST's two views against scipy's rotation and their recipe,
+the bound against a dense NumPy reference for VCCA and VCCA-private, its gradient against finite
+differences, the linear SVM's measurement, a run from the command line that resumes to the same numbers,
+and the refusals."""
+import json
+
+import numpy as np
+import pytest
+import scipy.ndimage
+from hypothesis import given, settings, strategies as st
+
+from gvae.cli import main
+from gvae.io.files import read_jsonl
+from gvae.io.noisy_mnist import noisy_mnist, rotate, two_views
+from gvae.model.vcca import VCCA, vcca_loss
+from gvae.training import TrainConfig, checkpoint
+from gvae.training.validation import linear_svm_error
+from tests.gradcheck import check_vjp
+from tests.helpers import fake_splits
+
+
+@settings(max_examples=20, deadline=None)
+@given(angle=st.floats(-np.pi / 4, np.pi / 4), seed=st.integers(0, 2 ** 16))
+def test_rotate_is_scipys_bilinear_rotation_with_zeros_outside(angle, seed):
+    image = np.random.default_rng(seed).random((28, 28)).astype(np.float32)
+    ref = scipy.ndimage.rotate(image.astype(np.float64), -np.degrees(angle), reshape=False, order=1,
+                               mode="grid-constant", cval=0.0)
+    np.testing.assert_allclose(rotate(image.reshape(1, 784), np.array([angle]))[0].reshape(28, 28), ref, atol=2e-6)
+
+
+def test_rotating_by_zero_is_the_identity_and_a_quarter_turn_moves_rows_into_columns():
+    image = np.random.default_rng(0).random((1, 784)).astype(np.float32)
+    np.testing.assert_array_equal(rotate(image, np.zeros(1)), image)
+    turned = rotate(image, np.array([np.pi / 2]))[0].reshape(28, 28)
+    np.testing.assert_allclose(turned, np.rot90(image.reshape(28, 28), k=-1), atol=1e-5)
+
+
+def test_the_two_views_follow_the_recipe_and_are_reproducible():
+    data = fake_splits({"train": 200, "valid": 50, "test": 60}, seed=1)
+    views = noisy_mnist(data, seed=3)
+    assert noisy_mnist(data, seed=3)["train"][0].tobytes() == views["train"][0].tobytes()
+    assert noisy_mnist(data, seed=4)["train"][1].tobytes() != views["train"][1].tobytes()
+    # A split's views do not depend on the other splits.
+    other = noisy_mnist({**data, "train": fake_splits({"train": 20}, seed=9)["train"]}, seed=3)
+    assert other["test"][1].tobytes() == views["test"][1].tobytes()
+    x, y = data["train"]
+    v1, v2, labels = views["train"]
+    assert v1.dtype == v2.dtype == np.float32 and v1.shape == v2.shape == x.shape
+    np.testing.assert_array_equal(labels, y)
+    assert v1.min() >= 0 and v1.max() <= 1 + 1e-6 and v2.min() >= 0 and v2.max() <= 1
+    # View 2 is an image of the same class plus noise in [0, 1], clipped: redraw it with the same generator.
+    rng = np.random.default_rng(7)
+    a1, a2 = two_views(x, y, rng)
+    rng = np.random.default_rng(7)
+    angles = rng.uniform(-np.pi / 4, np.pi / 4, len(x))
+    np.testing.assert_array_equal(a1, rotate(x, angles))
+    for i in range(len(x)):  # some image of the class, under the noise
+        below = np.all(a2[i][None, :] >= x[y == y[i]] - 1e-7, axis=1)
+        assert below.any()
+
+
+def test_noisy_mnist_refuses_splits_without_labels_and_images_of_another_size():
+    data = fake_splits()
+    with pytest.raises(ValueError, match="the valid split has no labels"):
+        noisy_mnist({**data, "valid": (data["valid"][0], None)})
+    with pytest.raises(ValueError, match=r"28 x 28 images, \(N, 784\); got shape \(5, 36\)"):
+        two_views(np.zeros((5, 36)), np.zeros(5, int), np.random.default_rng(0))
+
+
+def _tiny(private, posterior="diagonal", seed=0, n=7, latent=3):
+    rng = np.random.default_rng(seed)
+    model = VCCA(6, 5, latent, (4,), "elu", posterior, private=private, dtype=np.float64)
+    params = model.new_params(rng).views
+    x1, x2 = rng.random((n, 6)), rng.random((n, 5))
+    eps = rng.standard_normal((2, n, model.noise_size))
+    return model, params, x1, x2, eps
+
+
+def _mlp(params, prefix, x, layers):
+    for i in range(layers):
+        x = x @ params[f"{prefix}W{i}"] + params[f"{prefix}b{i}"]
+        if i < layers - 1:
+            x = np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+    return x
+
+
+def _bernoulli(logits, x):
+    return (x * logits - np.logaddexp(0, logits)).sum(-1)
+
+
+@pytest.mark.parametrize("private", [0, 2])
+def test_the_bound_is_the_dense_reference(private):
+    """Diagonal Gaussians written out: rec = mean_s [log p(x1|z[, h1]) + log p(x2|z[, h2])], the rate the sum
+    of the codes' closed-form KL terms; the loss weighs the rate by kl_weight."""
+    model, params, x1, x2, eps = _tiny(private)
+    p = {k: np.asarray(v) for k, v in params.items()}
+
+    def code(prefix, x, e, size):
+        head = _mlp(p, prefix, x, 2)
+        mu, sigma = head[:, :size], np.logaddexp(0, head[:, size:]) + model.family.floor
+        return mu + sigma * e, 0.5 * (sigma ** 2 + mu ** 2 - 1 - 2 * np.log(sigma)).sum(-1)
+
+    z, rate = code("enc.", x1, eps[..., :3], 3)
+    codes = [z, z]
+    for k, x in enumerate((x1, x2)[:2 if private else 0]):
+        h, kl = code(f"priv{k + 1}.", x, eps[..., 3 + k * private:3 + (k + 1) * private], private)
+        codes[k] = np.concatenate([z, h], axis=-1)
+        rate = rate + kl
+    rec = (_bernoulli(_mlp(p, "dec1.", codes[0], 2), x1) + _bernoulli(_mlp(p, "dec2.", codes[1], 2), x2)).mean(0)
+    got_rec, got_rate = model.terms(params, x1, x2, eps)
+    np.testing.assert_allclose(got_rec, rec, rtol=1e-10)
+    np.testing.assert_allclose(got_rate, rate, rtol=1e-10)
+    loss, (bound, mean_rec, mean_rate) = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3)
+    assert loss == pytest.approx(0.3 * rate.mean() - rec.mean(), rel=1e-10)
+    assert bound == pytest.approx((rec - rate).mean(), rel=1e-10)
+
+
+@pytest.mark.parametrize("private,posterior,kl", [(0, "diagonal", "analytic"), (0, "chain", "mc"),
+                                                  (2, "grid", "analytic"), (3, "rank1", "analytic")])
+def test_the_loss_gradient_against_finite_differences(private, posterior, kl):
+    model, params, x1, x2, eps = _tiny(private, posterior, seed=2, latent=4)
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7)[0], [params])
+
+
+def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_validation():
+    rng = np.random.default_rng(0)
+
+    def codes(n, noise):
+        y = rng.integers(0, 3, n)
+        return np.eye(3)[y] * 4 + noise * rng.standard_normal((n, 3)), y
+    result = linear_svm_error(codes(300, 0.3), codes(100, 0.3), codes(100, 0.3))
+    assert result["svm_test_error"] == 0 and result["svm_valid_error"] == 0 and result["svm_c"] == 0.01
+    chance = linear_svm_error(codes(300, 0.0)[0:1] + (rng.integers(0, 3, 300),), codes(100, 0.0)[0:1] +
+                              (rng.integers(0, 3, 100),), codes(300, 0.0)[0:1] + (rng.integers(0, 3, 300),))
+    assert chance["svm_test_error"] > 0.5
+
+
+def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
+    data = tmp_path / "mnist.npz"
+    splits = fake_splits({"train": 120, "valid": 40, "test": 40}, seed=2)
+    np.savez(data, **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
+    argv = ["train", "--task", "vcca", "--private", "2", "--data", str(data), "--latent", "4", "--hidden", "16",
+            "--posterior", "chain", "--batch-size", "40", "--quiet"]
+    assert main([*argv, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*argv, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", "--out", str(tmp_path / "split"), "--data", str(data), "--epochs", "3",
+                 "--quiet"]) == 0
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("seconds") and k != "resumed_with"} for r in rows]
+    rows = read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+    assert strip(rows) == strip(read_jsonl(tmp_path / "split" / "metrics.jsonl")) and len(rows) == 3
+    a, _ = checkpoint.load(tmp_path / "straight" / "checkpoint.npz")
+    b, meta = checkpoint.load(tmp_path / "split" / "checkpoint.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a) and meta["config"]["private"] == 2
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["task"] == "vcca" and summary["private"] == 2 and 0 <= summary["svm_test_error"] <= 1
+    assert summary["svm_c"] in (0.01, 0.1, 1.0, 10.0) and summary["test_elbo"] < 0
+    assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "straight"), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "holds a VCCA (--task vcca)" in err
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(latent=(4, 2)), "one shared code"),
+    (dict(likelihood="gaussian"), "Bernoulli likelihoods: leave --likelihood at the default"),
+    (dict(iw_samples=5), "without --iw-samples"),
+    (dict(private=-1), "private must lie in 0..10000"),
+])
+def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"task": "vcca", **settings})
+
+
+def test_private_codes_belong_to_vcca_only():
+    with pytest.raises(ValueError, match="private applies to --task vcca only"):
+        TrainConfig(private=3)
