@@ -34,6 +34,16 @@ def test_a_name_is_registered_once():
     assert TASKS["generate"] is Generate
 
 
+def test_a_task_without_what_the_loop_asks_cannot_be_made():
+    """A task that leaves out one of the abstract members fails when made, naming it, not mid-run."""
+    partial = type("Partial", (Generate,), {})
+    partial.__abstractmethods__ = frozenset({"validate"})  # as if Generate had not written validate
+    with pytest.raises(TypeError, match="validate"):
+        partial(TrainConfig(), None, "cpu")
+    assert sorted(Task.__abstractmethods__) == ["build_model", "epoch_line", "inputs", "loss", "result_line",
+                                                "step_args", "test_summary", "train_row", "validate"]
+
+
 def test_an_unknown_task_is_refused_naming_the_registered_ones():
     with pytest.raises(ValueError, match=r"^invalid training configuration: task must be one of "
                                          r"\['generate', 'classify', 'vcca'\], got 'regress'$"):

@@ -8,6 +8,7 @@ summary without knowing which task runs: each of those is a method here. A task 
 :class:`Task` in a module that registers it under its name; the package :mod:`gvae.training.tasks`
 imports its built-in modules, so :data:`TASKS` holds them all whenever it is read.
 docs/adding_a_model.md is the recipe for another."""
+import abc
 import dataclasses
 
 import numpy as np
@@ -62,7 +63,7 @@ def task_class(name):
     return TASKS[name]
 
 
-class Task:
+class Task(abc.ABC):
     """One run's objective and data as the loop uses them, for ``config`` (its TrainConfig), ``model`` (as
     :meth:`build_model` made it) and ``device``.
 
@@ -72,7 +73,8 @@ class Task:
     the epoch averages over its images (:meth:`train_row` names them for the metrics row; the progress
     bar shows the first). Validation numbers are a dict (a metrics row's ``valid_*``); ``health_name``
     names the one whose collapse below the untrained model's is divergence, :meth:`score` (higher is
-    better) picks the best epoch and stops a run early."""
+    better) picks the best epoch and stops a run early. The methods marked abstract are what each task must
+    give: a subclass without one of them cannot be made (a TypeError naming it)."""
     name = None                 # set by register_task
     about = ""                  # what ``gvae train --help`` says the task learns, after its name
     options = ()                # TrainConfig fields that only this task reads (other runs keep their defaults)
@@ -90,21 +92,21 @@ class Task:
         """Raise ValueError saying which settings of ``config`` the task cannot train (nothing by default)."""
 
     @classmethod
+    @abc.abstractmethod
     def build_model(cls, config, n_in):
         """The model ``config`` describes for inputs of ``n_in`` units; its first encoder weight is named
         ``enc.W0``, shape (n_in, ...), from which :func:`gvae.training.runs.load_model` reads n_in."""
-        raise NotImplementedError
 
     @staticmethod
+    @abc.abstractmethod
     def loss(params, model, *args):
         """``(loss, aux)`` of a batch: what the step differentiates, and the ``reported`` batch means."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def inputs(self, data):
         """{split: tuple of host arrays}: the step inputs of each split of ``data`` ({split: (x, y)} as
         :func:`gvae.io.mnist.load_mnist` returns it), checked (ValueError naming the split), as given (the
         loop cuts the training split to ``config.limit``). They are what a run's data fingerprint hashes."""
-        raise NotImplementedError
 
     def on_device(self, inputs):
         """The host ``inputs`` ({split: tuple}) as the loop keeps them on the device: the images as
@@ -119,34 +121,34 @@ class Task:
         :func:`gvae.training.batching.batches`."""
         return (tuple(a[idx] for a in train) for idx in batches(len(train[0]), batch_size, rng))
 
+    @abc.abstractmethod
     def step_args(self, batch, rng, kl_weight):
         """The arguments of :attr:`loss` after (params, model) for ``batch``, with its noise drawn from
         ``rng`` and the rate weighted by ``kl_weight`` (:meth:`Trainer.kl_weight`)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def train_row(self, means):
         """The metrics row's training numbers ({name: float}) from the epoch's means of ``reported``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def validate(self, params, valid):
         """The metrics row's validation numbers ({name: host float}) of ``params`` on the validation
         inputs ``valid`` (a tuple of device arrays), with fixed noise."""
-        raise NotImplementedError
 
     def score(self, valid):
         """The number that picks the best epoch, the higher the better, from :meth:`validate`'s dict: by
         default the health number."""
         return valid[self.health_name]
 
+    @abc.abstractmethod
     def test_summary(self, params, test, best_valid):
         """The summary's task numbers ({name: JSON value}): those of ``params`` (the best epoch's) on the
         test inputs ``test``, and the best score ``best_valid`` as the summary states it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def epoch_line(self, row):
         """The numbers of the metrics ``row`` that gvae train prints after an epoch, as text."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def result_line(self, summary):
         """The test result that gvae train prints at the end, as text, from the ``summary``."""
-        raise NotImplementedError

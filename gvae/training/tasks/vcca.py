@@ -74,8 +74,7 @@ class Vcca(Task):
 
     def batches(self, train, batch_size, rng):
         """Every pair once, in shuffled batches of the two views (the labels stay behind)."""
-        x1, x2, _ = train
-        return ((b1, b2) for b1, b2, _ in super().batches((x1, x2, np.empty(len(x1))), batch_size, rng))
+        return super().batches(train[:2], batch_size, rng)
 
     def step_args(self, batch, rng, kl_weight):
         """S = ``samples`` draws of the codes' noise per pair, from ``rng``."""
