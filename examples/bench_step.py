@@ -84,6 +84,7 @@ from gvae.sweep.spec import FIELDS, config_value  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 from cpu_model import blas_kernels, cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from step_peers import N_IN, init_weights, layer_sizes, torch_vae  # noqa: E402  (beside this script too)
 
 kernels.set_threads(ARGS.threads)
 
@@ -110,12 +111,10 @@ except ValueError as e:
     sys.exit(f"bench_step.py: error: --objective: {e}")
 
 
-N_IN = 784
 N_BATCHES = 8  # distinct batches cycled through, so no implementation sees one batch only
 
 try:
     import torch
-    import torch.nn.functional as F
     TORCH_ERROR = None
 except Exception as exc:  # noqa: BLE001 - any import failure just drops the torch rows
     torch = None
@@ -129,11 +128,6 @@ try:
 except Exception as exc:  # noqa: BLE001 - any import failure just drops the JAX row
     jax = None
     JAX_ERROR = f"{type(exc).__name__}: {exc}"
-
-
-def layer_sizes(args):
-    h = args.hidden
-    return [(N_IN, h), (h, h), (h, 2 * args.latent), (args.latent, h), (h, h), (h, N_IN)]
 
 
 def make_data(args, rng):
@@ -231,7 +225,7 @@ def gemm_floor(args, rng, batch):
     through gvae.kernels.matmuls as gvae's dense layers call it; the decoder's rows are batch x iw, the
     first layer's x is the binarised ``batch`` (so its two products are sparse ones, as in gvae's step)."""
     groups = []
-    for k, (din, dout) in enumerate(layer_sizes(args)):
+    for k, (din, dout) in enumerate(layer_sizes(args.hidden, args.latent)):
         rows = args.batch * (args.iw if k >= 3 else 1)
         x = batch if k == 0 else rng.standard_normal((rows, din), dtype=np.float32)
         W = rng.standard_normal((din, dout), dtype=np.float32)
@@ -247,59 +241,6 @@ def gemm_floor(args, rng, batch):
     return step, flops
 
 
-def init_weights(args, rng):
-    """The layers' (W, b) as gvae initialises them: He normal for hidden layers, Glorot uniform for the
-    output layers, zero biases."""
-    sizes = layer_sizes(args)
-    out = []
-    for k, (din, dout) in enumerate(sizes):
-        if k in (2, 5):
-            limit = math.sqrt(6.0 / (din + dout))
-            W = rng.uniform(-limit, limit, (din, dout)).astype(np.float32)
-        else:
-            W = (rng.standard_normal((din, dout)) * math.sqrt(2.0 / din)).astype(np.float32)
-        out.append((W, np.zeros(dout, np.float32)))
-    return out
-
-
-class TorchVAE(torch.nn.Module if torch is not None else object):
-    """Encoder and decoder MLPs as in gvae (ELU hidden layers, gvae's initialisation); diagonal q with
-    sigma = softplus(s) + 1e-4; the ELBO (analytic KL) or, with iw > 1, the IWAE bound."""
-
-    def __init__(self, args, weights):
-        super().__init__()
-        self.latent, self.iw = args.latent, args.iw
-        lins = []
-        for W, b in weights:
-            lin = torch.nn.Linear(*W.shape)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(W.T.copy()))
-                lin.bias.copy_(torch.from_numpy(b))
-            lins.append(lin)
-        self.enc, self.dec = torch.nn.ModuleList(lins[:3]), torch.nn.ModuleList(lins[3:])
-
-    @staticmethod
-    def _mlp(layers, h):
-        for lin in layers[:-1]:
-            h = F.elu(lin(h))
-        return layers[-1](h)
-
-    def loss(self, x, eps):
-        head = self._mlp(self.enc, x)
-        mu, s = head[:, :self.latent], head[:, self.latent:]
-        sigma = F.softplus(s) + 1e-4
-        z = mu + sigma * eps                                    # (K, B, d)
-        logits = self._mlp(self.dec, z)
-        rec = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-        if self.iw == 1:
-            kl = 0.5 * (mu * mu + sigma * sigma - 1.0).sum(-1) - torch.log(sigma).sum(-1)
-            return (kl - rec[0]).mean()
-        log_q = (-0.5 * eps * eps - torch.log(sigma)).sum(-1)  # the 2 pi terms of q and p cancel
-        log_p = (-0.5 * z * z).sum(-1)
-        bound = torch.logsumexp(rec + log_p - log_q, dim=0) - math.log(self.iw)
-        return -bound.mean()
-
-
 def torch_steps(args, batches, weights):
     """{name: step} for torch.optim.Adam in its default, foreach and fused forms (when supported)."""
     torch.set_num_threads(args.threads)
@@ -309,7 +250,7 @@ def torch_steps(args, batches, weights):
     steps, notes = {}, []
     for name, kw in variants:
         torch.manual_seed(args.seed)
-        model = TorchVAE(args, weights)
+        model = torch_vae(args.latent, args.iw, weights)
         try:
             opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
         except Exception as exc:  # noqa: BLE001
@@ -334,7 +275,7 @@ def torch_steps(args, batches, weights):
 
 
 def jax_step(args, batches, weights):
-    """One jitted step: value_and_grad of the same loss as TorchVAE, optax Adam, noise drawn inside;
+    """One jitted step: value_and_grad of the same loss as step_peers.torch_vae, optax Adam, noise drawn inside;
     parameters, optimiser state and key donated; the loss read back every step, as gvae reads its."""
     params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]
     opt = optax.adam(1e-3)
@@ -454,7 +395,7 @@ def product_plans(trainer, batch):
 def main(args):
     rng = np.random.default_rng(args.seed)
     data, batches = make_data(args, rng)
-    weights = init_weights(args, np.random.default_rng(args.seed))
+    weights = init_weights(args.hidden, args.latent, np.random.default_rng(args.seed))
     with tempfile.TemporaryDirectory() as out:
         trainers = {f: gvae_trainer(args, data, out, f) for f in args.posterior}
         trainer = next(iter(trainers.values()))

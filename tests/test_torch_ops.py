@@ -392,12 +392,13 @@ def test_bad_arguments_under_torch_compile_keep_gvaes_exception(dynamic):
     torch.testing.assert_close(good(L, b), gt.band_solve_t(L, offs, b), rtol=0, atol=0)
 
 
-def test_cuda_tensors_are_refused_clearly():
-    # No GPU here: the CUDA kernel the dispatcher would call is run directly on CPU tensors.
-    L, b = factor(STENCILS["chain"]), torch.randn(N, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"band_solve_t: gvae.torch runs on CPU tensors only for now "
-                                         r"\(L on cpu, b on cpu\)"):
-        gops._cuda_refusal("band_solve_t")(L, (0, 1), b)
+def test_tensors_on_different_devices_are_refused_clearly():
+    # No GPU here: the device check of the CUDA kernel (where the dispatcher sends a call mixing CPU and
+    # CUDA tensors) is run on a CPU and a meta tensor (tests/test_torch_cuda.py has the rest).
+    L, b = factor(STENCILS["chain"]), torch.randn(N, dtype=torch.float64, device="meta")
+    with pytest.raises(ValueError, match=r"band_solve_t: the tensor arguments must be on one CUDA device, "
+                                         r"got L on cpu, b on meta"):
+        gops._cuda_device("band_solve_t", [("L", L), ("offsets", (0, 1)), ("b", b)])
 
 
 @pytest.mark.slow

@@ -1,26 +1,27 @@
 """The banded-factor kernels of docs/api.md section 2 as JAX functions with ``jax.custom_vjp``.
 
-Called eagerly on concrete arrays, a function runs the Numba kernel directly on ``np.asarray`` views of
-the arrays (no copy on the CPU), past ``custom_vjp`` too. Under a transformation (``jit``, ``vmap``,
-``grad``: any tracer among the arguments) it runs the same kernel in a callback: on the CPU through
-``jax.experimental.buffer_callback``, which hands the callback XLA's own buffers (the kernel reads a jit
-argument's memory where it is, and its result is written into the buffer jit returns), else through
-``jax.pure_callback`` (jaxlib without buffer_callback, or a GPU backend), whose arguments are copies.
-Both paths give the same bits as the eager one. ``vmap`` reaches the kernel as one more leading batch
-axis (``vmap_method="expand_dims"``): every argument is first given the same number of batch axes, so
-that the mapped axis lines up across arguments and the kernels' own broadcasting does the rest.
+Called eagerly on concrete arrays, a function runs gvae's kernel directly, past ``custom_vjp`` too: the
+Numba kernel on ``np.asarray`` views of CPU arrays, the CUDA kernel on CuPy views of GPU arrays
+(``cupy.from_dlpack``, the result back through ``jax.dlpack.from_dlpack``; no copy either way). Under a
+transformation (``jit``, ``vmap``, ``grad``: any tracer among the arguments) it runs the same kernel in
+a ``jax.experimental.buffer_callback``, which hands the callback XLA's own buffers: on the CPU as NumPy
+views, on a GPU as CuPy views worked on in XLA's stream (the kernel reads a jit argument's memory where
+it is, and its result is written into the buffer jit returns). Without buffer_callback (older jaxlib),
+or on a GPU without CuPy, it goes through ``jax.pure_callback`` instead, whose arguments are host copies
+(on a GPU a warning says so once). ``vmap`` reaches the kernel as one more leading batch axis
+(``vmap_method="expand_dims"``): every argument is first given the same number of batch axes, so that
+the mapped axis lines up across arguments and the kernels' own broadcasting does the rest.
 
 Backward passes run gvae's own VJP kernels as ``gvae.torch.ops`` does, the solves' and products' by the
 rules of :mod:`gvae.rules.band`: ``band_outer`` (the L-gradient of every solve and product),
 ``band_logdet_grad``, ``band_trace_inv_grad`` and ``band_diag_inv_grad``.
 Reverse mode only, to first order: the callbacks have no JVP rule, so ``jvp``, ``jacfwd`` and a
-gradient of a gradient raise. On a GPU the callbacks copy through the host (a warning says so once): the
-path from ``buffer_callback``'s device buffers to gvae's CUDA kernels on XLA's stream is not written.
+gradient of a gradient raise.
 
 Shapes, dtypes and offsets are checked while tracing (a ``TypeError``/``ValueError`` naming the function
 and argument, under ``jit`` too); the verdict on the values (a diagonal entry <= 0, NaN) is the kernel's
 ``ValueError``, raised directly in eager mode and, under ``jit``, arriving wrapped in a
-``jax.errors.JaxRuntimeError`` whose message contains it.
+``jax.errors.JaxRuntimeError`` whose message contains it on the CPU, as itself on a GPU (jaxlib 0.11).
 """
 import warnings
 from functools import partial
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels import band as _band
+from ..kernels.backend import device_module
 from ..rules.band import VJP, BandKernels
 from ..rules.broadcast import unbroadcast
 from ..rules.checks import Checks, offsets_tuple
@@ -42,7 +44,8 @@ except ImportError:
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv"]
 
-_backend = []  # JAX's default backend, asked once (it costs)
+_backend = []  # (JAX's default backend, CuPy or None), asked once (it costs): _setup
+_DLPACK_CPU = 1  # DLPack's device type of host memory (kDLCPU)
 
 # Shapes and dtypes are static: the checks run while tracing as well as eagerly, on JAX arrays (converted
 # first, hence no type check); gvae.jax.distribution's too.
@@ -64,21 +67,35 @@ def _factor(name, L, offsets=None):
 
 
 # --------------------------------------------------------------------------------------------------
-# Host calls: directly on concrete arrays, through a callback under a transformation
+# Kernel calls: directly on concrete arrays, through a callback under a transformation
 # --------------------------------------------------------------------------------------------------
 
 def _concrete(args):
     return not any(isinstance(a, jax.core.Tracer) for a in args)
 
 
-def _on_cpu():
-    """Whether JAX's default backend is the CPU; once per process, a warning if it is not."""
+def _warn(message):
+    warnings.warn(f"gvae.jax: {message}", RuntimeWarning, stacklevel=5)
+
+
+def _setup():
+    """(JAX's default backend, CuPy or None), once per process: CuPy where the backend is a GPU and CuPy
+    reaches it. A warning, once, where calls copy through the host."""
     if not _backend:
-        _backend.append(jax.default_backend())
-        if _backend[0] != "cpu":
-            warnings.warn(f"gvae.jax: the band kernels run on the CPU; on {_backend[0]} every call copies its "
-                          "arguments to the host and its result back", RuntimeWarning, stacklevel=4)
-    return _backend[0] == "cpu"
+        backend, cupy = jax.default_backend(), None
+        copies = f"on {backend} every call copies its arguments to the host and its result back"
+        if backend == "gpu":
+            try:
+                cupy = device_module("cuda")
+            except RuntimeError as e:  # the message names what to install
+                _warn(f"the band kernels run on the CPU: {e}; {copies}")
+            else:
+                if _buffer_callback is None:
+                    _warn(f"this jaxlib has no jax.experimental.buffer_callback: under jit, vmap or grad {copies}")
+        elif backend != "cpu":
+            _warn(f"the band kernels run on the CPU; {copies}")
+        _backend.append((backend, cupy))
+    return _backend[0]
 
 
 def _align(args, cores):
@@ -88,56 +105,103 @@ def _align(args, cores):
     return [a.reshape((1,) * (m - a.ndim + c) + a.shape) for a, c in zip(args, cores)]
 
 
-def _host(kernel, shape, out_core, args, cores, spread=False):
-    """``kernel(*numpy arrays)``, of result ``shape`` (``out_core`` trailing axes not batch axes) in the
-    arguments' dtype. With ``spread`` the kernel needs every argument over the whole batch and its output
-    takes the first argument's batch: vmap's axes are then broadcast over all arguments in the callback
-    (views, no copy). Traced: through ``buffer_callback`` on the CPU, else ``pure_callback``."""
-    on_cpu = _on_cpu()
-    if _concrete(args):
-        return jnp.asarray(kernel(*(np.asarray(a) for a in args)))
-    args = _align(args, cores)
-    ndim = args[0].ndim
-    x64 = jax.config.jax_enable_x64
-
-    def call(*xs):
+def _batched(kernel, ndim, spread, x64):
+    """``call(xp, xs)``: the kernel on the arrays ``xs`` of array module ``xp`` (NumPy or CuPy) as a
+    callback receives them, vmap's axes (those beyond ``ndim``) in front; ``spread``: see :func:`_run`."""
+    def call(xp, xs):
         if x64 and not jax.config.jax_enable_x64:
             # JAX has made float32 copies of float64 arguments here and would refuse the float32 result.
             raise RuntimeError("gvae.jax: float64 under a transformation needs x64 enabled process-wide "
                                "(jax.config.update('jax_enable_x64', True)): the jax.enable_x64 context is "
                                "local to its thread, and XLA may run the callback on another")
-        xs = [np.asarray(x) for x in xs]  # jax.Arrays or XLA's buffers: their NumPy views, no copy
         extra = xs[0].ndim - ndim  # the axes vmap added in front
         if spread and extra:
             lead = np.broadcast_shapes(*(x.shape[:extra] for x in xs))
-            xs = [np.broadcast_to(x, lead + x.shape[extra:]) for x in xs]
+            xs = [xp.broadcast_to(x, lead + x.shape[extra:]) for x in xs]
         return kernel(*xs)
+    return call
 
+
+def _write(out, got):
+    """The kernel's result ``got`` into XLA's output ``out`` (both NumPy or both CuPy)."""
+    if got.shape != out.shape or got.dtype != out.dtype:  # an assignment would broadcast or cast
+        raise RuntimeError(f"gvae.jax: the kernel gave {got.dtype} {got.shape}, XLA expected "
+                           f"{out.dtype} {out.shape}")
+    out[...] = got
+
+
+def _in_place(call, cupy):
+    """The callback of ``buffer_callback``: XLA's own buffers, read where they are and the result written
+    into XLA's. Host buffers are NumPy views; a GPU's are CuPy views (``__cuda_array_interface__``, no
+    copy), worked on in XLA's stream, in order with XLA's own work and nothing through the host."""
+    def in_place(ctx, out, *xs):
+        kind, device = out.__dlpack_device__()
+        if kind == _DLPACK_CPU:  # also on a GPU backend, for arrays placed on the CPU
+            _write(np.asarray(out), call(np, [np.asarray(x) for x in xs]))
+            return
+        with cupy.cuda.Device(device), cupy.cuda.ExternalStream(ctx.stream, device):
+            _write(cupy.asarray(out), call(cupy, [cupy.asarray(x) for x in xs]))
+    return in_place
+
+
+def _eager_cuda(cupy, kernel, args):
+    """``kernel`` on concrete GPU arrays through DLPack, no copy. The stream protocol orders the work:
+    ``cupy.from_dlpack`` hands JAX CuPy's current stream, which JAX makes wait for the arguments, and
+    ``jax.dlpack.from_dlpack`` hands CuPy JAX's, which CuPy makes wait for the result."""
+    with cupy.cuda.Device(args[0].__dlpack_device__()[1]):
+        got = kernel(*(cupy.from_dlpack(a) for a in args))
+        return jax.dlpack.from_dlpack(cupy.ascontiguousarray(got))  # JAX imports dense layouts only
+
+
+def _on_one_gpu(args):
+    """Whether the arguments all live on one GPU (a NumPy argument lives on the host)."""
+    devices = {d for a in args for d in (a.devices() if isinstance(a, jax.Array) else ("host",))}
+    return len(devices) == 1 and getattr(next(iter(devices)), "platform", None) == "gpu"
+
+
+def _eager(cupy, backend, kernel, args):
+    """``kernel`` on concrete arrays: on their GPU through CuPy when all of them live there, else on the
+    host (NumPy views of CPU arrays, copies of any others), the result on the first argument's device.
+    Mixed placements happen: a backward pass's cotangent is made on the default device."""
+    if cupy is not None and _on_one_gpu(args):
+        return _eager_cuda(cupy, kernel, args)
+    got = kernel(*(np.asarray(a) for a in args))
+    home = next(iter(args[0].devices())) if isinstance(args[0], jax.Array) else None
+    return jnp.asarray(got) if home is None or home.platform == backend else jax.device_put(got, home)
+
+
+def _run(kernel, shape, out_core, args, cores, spread=False):
+    """``kernel(*arrays)`` (NumPy arrays, or CuPy arrays on a GPU), of result ``shape`` (``out_core``
+    trailing axes not batch axes) in the arguments' dtype. With ``spread`` the kernel needs every
+    argument over the whole batch and its output takes the first argument's batch: vmap's axes are then
+    broadcast over all arguments in the callback (views, no copy). Traced: through ``buffer_callback``
+    on the CPU and on a GPU with CuPy, else ``pure_callback``."""
+    backend, cupy = _setup()
+    if _concrete(args):
+        return _eager(cupy, backend, kernel, args)
+    args = _align(args, cores)
+    call = _batched(kernel, args[0].ndim, spread, jax.config.jax_enable_x64)
     batches = [a.shape[:a.ndim - c] for a, c in zip(args, cores)]
     batch = batches[0] if spread else np.broadcast_shapes(*batches)
     result = jax.ShapeDtypeStruct(tuple(batch) + tuple(shape[len(shape) - out_core:]), args[0].dtype)
-    if on_cpu and _buffer_callback is not None:
-        # XLA's own buffers: the arguments' memory is read where it is, the result written into XLA's.
-        def in_place(ctx, out, *xs):
-            out, got = np.asarray(out), call(*xs)
-            if got.shape != out.shape or got.dtype != out.dtype:  # an assignment would broadcast or cast
-                raise RuntimeError(f"gvae.jax: the kernel gave {got.dtype} {got.shape}, XLA expected "
-                                   f"{out.dtype} {out.shape}")
-            out[...] = got
-        return _buffer_callback(in_place, result, vmap_method="expand_dims")(*args).reshape(shape)
-    return jax.pure_callback(call, result, *args, vmap_method="expand_dims").reshape(shape)
+    if _buffer_callback is not None and (backend == "cpu" or cupy is not None):
+        return _buffer_callback(_in_place(call, cupy), result, vmap_method="expand_dims")(*args).reshape(shape)
+
+    def host(*xs):  # pure_callback's arguments are host copies
+        return call(np, [np.asarray(x) for x in xs])
+    return jax.pure_callback(host, result, *args, vmap_method="expand_dims").reshape(shape)
 
 
 def _vector(name, L, offsets, v, check):
     """The forward kernel ``name`` (a solve or product) on L (*batch, K, n) and v (*lead, n)."""
     shape = CHECKS.vector(name, "v", L, v)
     kernel = getattr(_band, name)
-    return _host(lambda L, v: kernel(L, offsets, v, check=check), shape, 1, [L, v], [2, 1])
+    return _run(lambda L, v: kernel(L, offsets, v, check=check), shape, 1, [L, v], [2, 1])
 
 
 def _outer(a, c, L, offsets, scale):
     """band_outer: ``scale * sum a_i c_{i - o_k}`` over the samples, summed to L's shape."""
-    return _host(lambda L, a, c: _band.band_outer(a, c, offsets, L.shape[:-2], scale), L.shape, 2,
+    return _run(lambda L, a, c: _band.band_outer(a, c, offsets, L.shape[:-2], scale), L.shape, 2,
                  [L, a, c], [2, 1, 1], spread=True)
 
 
@@ -145,7 +209,7 @@ def _outer(a, c, L, offsets, scale):
 # The differentiable functions: every backward is a gvae kernel
 # --------------------------------------------------------------------------------------------------
 
-# The kernels of gvae.rules.band's VJPs, on the host as the forward ones.
+# The kernels of gvae.rules.band's VJPs, run as the forward ones.
 _KERNELS = BandKernels(solve=partial(_vector, "band_solve", check=False),
                        solve_t=partial(_vector, "band_solve_t", check=False),
                        matvec=partial(_vector, "band_matvec", check=False),
@@ -177,7 +241,7 @@ _VECTOR = {name: _vector_op(name) for name in VJP}
 
 
 def _logdet_plain(L, check):
-    return _host(lambda L: _band.band_logdet(L, check=check), L.shape[:-2], 0, [L], [2])
+    return _run(lambda L: _band.band_logdet(L, check=check), L.shape[:-2], 0, [L], [2])
 
 
 _logdet = jax.custom_vjp(_logdet_plain, nondiff_argnums=(1,))
@@ -188,7 +252,7 @@ def _logdet_fwd(L, check):
 
 
 def _logdet_bwd(check, L, g):
-    return (_host(lambda L, g: _band.band_logdet_grad(L, g, check=False), L.shape, 2, [L, g], [2, 0],
+    return (_run(lambda L, g: _band.band_logdet_grad(L, g, check=False), L.shape, 2, [L, g], [2, 0],
                   spread=True),)
 
 
@@ -202,13 +266,13 @@ def _sigma_op(name, per_row):
 
     def plain(L, offsets, check):
         shape = L.shape[:-2] + ((L.shape[-1],) if per_row else ())
-        return _host(lambda L: kernel(L, offsets, check=check), shape, int(per_row), [L], [2])
+        return _run(lambda L: kernel(L, offsets, check=check), shape, int(per_row), [L], [2])
 
     def fwd(L, offsets, check):
         return plain(L, offsets, check), L
 
     def bwd(offsets, check, L, g):
-        return (_host(lambda L, g: grad(L, offsets, g, check=False), L.shape, 2, [L, g], [2, int(per_row)],
+        return (_run(lambda L, g: grad(L, offsets, g, check=False), L.shape, 2, [L, g], [2, int(per_row)],
                       spread=True),)
 
     op = jax.custom_vjp(plain, nondiff_argnums=(1, 2))

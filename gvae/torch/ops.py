@@ -14,9 +14,19 @@ CPU tensors reach the Numba kernels as NumPy views of their own memory (``Tensor
 kernels' outputs come back as tensors over the same memory (``torch.from_numpy``): no copy either way.
 A non-contiguous input is copied once, by the kernel front ends, as for a strided NumPy array.
 
+CUDA tensors reach gvae's CUDA kernels (the same front ends of :mod:`gvae.kernels.band`, which run them on
+CuPy arrays) through DLPack, again without a copy (a non-contiguous tensor is made contiguous first, the
+one copy the CPU path makes too). CuPy is imported when the first CUDA tensor arrives (a ``RuntimeError``
+names what to install where it is missing). The kernels are launched on
+``torch.cuda.current_stream(device)``, in order with PyTorch's own work, and what CuPy allocates during
+the call, the outputs included, comes from PyTorch's caching allocator on that stream. ``check=True`` costs
+what it costs on CuPy arrays: one read of two flags from the device per call (``check=False``, as in every
+backward, reads nothing). Tensors on different devices (the dispatcher sends a call mixing CPU and CUDA
+tensors to the CUDA kernel) are a ``ValueError`` naming each argument's device.
+
 The public functions take a shorter road in plain eager mode (:func:`_call`): the dispatcher and
 ``torch.library``'s Python autograd kernel cost several kernel calls on a small input, so on plain CPU
-tensors with nothing tracing, the CPU kernel runs directly, or inside an ``autograd.Function`` made of the
+tensors with nothing tracing (CUDA tensors always go through the dispatcher), the CPU kernel runs directly, or inside an ``autograd.Function`` made of the
 operator's own setup and backward when a gradient is wanted.
 
 Backward passes run gvae's own VJP kernels, themselves operators here so that the backward traces too,
@@ -26,12 +36,14 @@ Solves and products are differentiable to any order (the VJP of ``band_outer`` i
 products). ``band_trace_inv`` and ``band_diag_inv`` are differentiable once: gvae has no second-order
 kernel of the selected inversion, so a double backward through them raises ``NotImplementedError``.
 """
+import contextlib
 from functools import partial
 
 import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from ..kernels import band as _band
+from ..kernels.backend import CUDA_INSTALL
 from ..rules.band import VJP, BandKernels
 from ..rules.checks import Checks
 
@@ -39,9 +51,9 @@ __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_l
            "band_diag_inv"]
 
 _lib = torch.library.Library("gvae", "DEF")
-# name -> operator overload, CPU kernel, fake (shape-only) kernel, autograd.Function of the operator (forward and reverse mode, torch.func)
-# and of the eager path (reverse mode)
-_OPS, _CPU, _FAKE, _FUNCTION, _EAGER = {}, {}, {}, {}, {}
+# name -> operator overload, CPU kernel, CUDA kernel, fake (shape-only) kernel, autograd.Function of the
+# operator (forward and reverse mode, torch.func) and of the eager path (reverse mode)
+_OPS, _CPU, _CUDA, _FAKE, _FUNCTION, _EAGER = {}, {}, {}, {}, {}, {}
 _VECTOR = {"band_solve_t": "b", "band_solve": "b", "band_matvec_t": "x", "band_matvec": "x"}
 # The checks shared by the kernels, the fake (shape-only) implementations and gvae.torch.distribution.
 CHECKS = Checks(torch.Tensor, (torch.float32, torch.float64), "torch.float32 or torch.float64",
@@ -55,27 +67,88 @@ def _np(t):
     return t.detach().numpy() if t.requires_grad else t.numpy()
 
 
-def _cuda_refusal(name):
-    """The CUDA kernel of ``gvae::name``: a ValueError naming the arguments' devices (the CUDA path through
-    DLPack is not written yet). Mixed CPU and CUDA arguments dispatch here too."""
+def _cupy():
+    """CuPy, imported when the first CUDA tensor arrives (gvae.torch works on machines without it)."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError(f"gvae.torch: CUDA tensors need CuPy, which could not be imported ({e}); install "
+                           f"it with {CUDA_INSTALL}") from None
+    return cupy
+
+
+def _cuda_device(name, named):
+    """The one CUDA device (a ``torch.device``) of the tensors among ``named``, (argname, value) pairs of a
+    call of ``gvae::name``; a ValueError naming each tensor argument's device where they are not all on it."""
+    devices = {v.device for _, v in named if isinstance(v, torch.Tensor)}
+    if len(devices) == 1:
+        device, = devices
+        if device.type == "cuda":
+            return device
+    where = ", ".join(f"{a} on {v.device}" for a, v in named if isinstance(v, torch.Tensor))
+    raise ValueError(f"{name}: the tensor arguments must be on one CUDA device, got {where}; move them to one "
+                     "device first (gvae never copies between devices)")
+
+
+def _allocator(cupy, device):
+    """A CuPy allocator (nbytes -> ``cupy.cuda.MemoryPointer``) drawing from PyTorch's caching allocator:
+    each block is an uint8 tensor on ``device`` (allocated on PyTorch's current stream), owned by the
+    CuPy memory, so it goes back to PyTorch's cache, in that stream's order, when CuPy's last reference to
+    it (an output handed to PyTorch through DLPack included) dies. Zero bytes give a null pointer, which
+    CuPy accepts given the device."""
+    def alloc(nbytes):
+        owner = torch.empty(nbytes, dtype=torch.uint8, device=device)
+        memory = cupy.cuda.UnownedMemory(owner.data_ptr(), nbytes, owner, device.index)
+        return cupy.cuda.MemoryPointer(memory, 0)
+    return alloc
+
+
+@contextlib.contextmanager
+def _on_stream(cupy, device, stream):
+    """CuPy's current device, stream and allocator set to PyTorch's for the block: ``device`` (a CUDA
+    ``torch.device``), ``stream`` (a ``torch.cuda.Stream`` of it, PyTorch's current one) and
+    :func:`_allocator`. Launched on PyTorch's stream, the kernels follow the work that made their inputs
+    and precede the work that reads their outputs, with no synchronisation."""
+    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index), \
+            cupy.cuda.using_allocator(_allocator(cupy, device)):
+        yield
+
+
+def _to_cupy(cupy, t):
+    """The CuPy array over a CUDA tensor's memory (DLPack, no copy; autograd is handled outside the
+    kernel, and DLPack refuses a tensor that requires grad). A non-contiguous tensor is copied once here,
+    as the kernel front ends would copy its strided CuPy view."""
+    return cupy.from_dlpack(t.detach().contiguous())
+
+
+def _cuda_kernel(name, host):
+    """The CUDA kernel of ``gvae::name``: ``host`` (see :func:`_define`) on CuPy views of the tensors,
+    inside :func:`_on_stream`, its result back as a tensor over the same memory (DLPack, no copy)."""
     argnames = [a.name for a in getattr(torch.ops.gvae, name).default._schema.arguments]
 
-    def refuse(*args, **kwargs):
-        named = list(zip(argnames, args)) + list(kwargs.items())
-        where = ", ".join(f"{a} on {t.device}" for a, t in named if isinstance(t, torch.Tensor))
-        raise ValueError(f"{name}: gvae.torch runs on CPU tensors only for now ({where}); "
-                         "move the tensors to the CPU with .cpu()")
-    return refuse
+    def kernel(*args, **kwargs):
+        device = _cuda_device(name, list(zip(argnames, args)) + list(kwargs.items()))
+        cupy = _cupy()
+        with _on_stream(cupy, device, torch.cuda.current_stream(device)):
+            return host(partial(_to_cupy, cupy), torch.from_dlpack, *args, **kwargs)
+    return kernel
 
 
-def _define(name, schema, cpu, fake):
-    """Define ``gvae::name`` with its CPU kernel, a CUDA kernel that refuses clearly, and its fake."""
+def _define(name, schema, host, fake):
+    """Define ``gvae::name`` with its CPU and CUDA kernels and its fake.
+
+    ``host(array, result, *args)`` is the operator's body, written once for both devices: it checks the
+    dtypes, calls gvae's kernel with each tensor argument ``t`` as ``array(t)`` and returns ``result(out)``
+    of its output: NumPy views and ``torch.from_numpy`` on the CPU, CuPy views and ``torch.from_dlpack``
+    on CUDA (:func:`_cuda_kernel`)."""
     _lib.define(f"{name}{schema}")
+    # A partial (C) rather than a closure: the CPU kernel is the eager path's, called on every call.
+    cpu, cuda = partial(host, _np, torch.from_numpy), _cuda_kernel(name, host)
     _lib.impl(name, cpu, "CPU")
-    _lib.impl(name, _cuda_refusal(name), "CUDA")
+    _lib.impl(name, cuda, "CUDA")
     torch.library.register_fake(f"gvae::{name}", fake, lib=_lib)
     _OPS[name] = getattr(torch.ops.gvae, name).default
-    _CPU[name], _FAKE[name] = cpu, fake
+    _CPU[name], _CUDA[name], _FAKE[name] = cpu, cuda, fake
 
 
 def _autograd(name, setup_context, backward, jvp):
@@ -178,15 +251,15 @@ def _call(name, *args):
 # --------------------------------------------------------------------------------------------------
 
 def _vector_kernel(name, argname):
-    def cpu(L, offsets, v, check=True):
+    def host(array, result, L, offsets, v, check=True):
         _dtype(name, [("L", L), (argname, v)])
-        return torch.from_numpy(getattr(_band, name)(_np(L), offsets, _np(v), check=check))
+        return result(getattr(_band, name)(array(L), offsets, array(v), check=check))
 
     def fake(L, offsets, v, check=True):
         _dtype(name, [("L", L), (argname, v)])
         CHECKS.factor(name, L, offsets)
         return L.new_empty(CHECKS.vector(name, argname, L, v))
-    return cpu, fake
+    return host, fake
 
 
 for _name, _arg in _VECTOR.items():
@@ -194,9 +267,9 @@ for _name, _arg in _VECTOR.items():
                           *_vector_kernel(_name, _arg))
 
 
-def _logdet_cpu(L, check=True):
+def _logdet_host(array, result, L, check=True):
     _dtype("band_logdet", [("L", L)])
-    return torch.from_numpy(_band.band_logdet(_np(L), check=check))
+    return result(_band.band_logdet(array(L), check=check))
 
 
 def _logdet_fake(L, check=True):
@@ -206,19 +279,19 @@ def _logdet_fake(L, check=True):
 
 
 _define("band_logdet", "(Tensor L, bool check=True) -> Tensor",
-                              _logdet_cpu, _logdet_fake)
+        _logdet_host, _logdet_fake)
 
 
 def _sigma_kernel(name, per_row):
-    def cpu(L, offsets, check=True):
+    def host(array, result, L, offsets, check=True):
         _dtype(name, [("L", L)])
-        return torch.from_numpy(getattr(_band, name)(_np(L), offsets, check=check))
+        return result(getattr(_band, name)(array(L), offsets, check=check))
 
     def fake(L, offsets, check=True):
         _dtype(name, [("L", L)])
         _, n = CHECKS.factor(name, L, offsets)
         return L.new_empty(L.shape[:-2] + ((n,) if per_row else ()))
-    return cpu, fake
+    return host, fake
 
 
 for _name, _per_row in (("band_trace_inv", False), ("band_diag_inv", True)):
@@ -230,9 +303,9 @@ for _name, _per_row in (("band_trace_inv", False), ("band_diag_inv", True)):
 # The VJP kernels as operators
 # --------------------------------------------------------------------------------------------------
 
-def _outer_cpu(a, c, like, offsets, scale):
+def _outer_host(array, result, a, c, like, offsets, scale):
     _dtype("band_outer", [("a", a), ("c", c), ("like", like)])
-    return torch.from_numpy(_band.band_outer(_np(a), _np(c), offsets, like.shape[:-2], scale))
+    return result(_band.band_outer(array(a), array(c), offsets, like.shape[:-2], scale))
 
 
 def _outer_fake(a, c, like, offsets, scale):
@@ -245,12 +318,12 @@ def _outer_fake(a, c, like, offsets, scale):
 
 # like: a factor of the shape of the result (only its shape is read): the gradient's batch shape.
 _define("band_outer", "(Tensor a, Tensor c, Tensor like, int[] offsets, float scale) -> Tensor",
-                 _outer_cpu, _outer_fake)
+        _outer_host, _outer_fake)
 
 
-def _logdet_grad_cpu(L, g):
+def _logdet_grad_host(array, result, L, g):
     _dtype("band_logdet_grad", [("L", L), ("g", g)])
-    return torch.from_numpy(_band.band_logdet_grad(_np(L), _np(g)))
+    return result(_band.band_logdet_grad(array(L), array(g)))
 
 
 def _logdet_grad_fake(L, g):
@@ -259,19 +332,19 @@ def _logdet_grad_fake(L, g):
 
 
 _define("band_logdet_grad", "(Tensor L, Tensor g) -> Tensor",
-                       _logdet_grad_cpu, _logdet_grad_fake)
+        _logdet_grad_host, _logdet_grad_fake)
 
 
 def _sigma_grad_kernel(name):
-    def cpu(L, offsets, g, check=True):
+    def host(array, result, L, offsets, g, check=True):
         _dtype(name, [("L", L), ("g", g)])
-        return torch.from_numpy(getattr(_band, name)(_np(L), offsets, _np(g), check=check))
+        return result(getattr(_band, name)(array(L), offsets, array(g), check=check))
 
     def fake(L, offsets, g, check=True):
         _dtype(name, [("L", L), ("g", g)])
         CHECKS.factor(name, L, offsets)
         return L.new_empty(L.shape)
-    return cpu, fake
+    return host, fake
 
 
 for _name in ("band_trace_inv_grad", "band_diag_inv_grad"):

