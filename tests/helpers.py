@@ -46,3 +46,31 @@ def assert_splits_equal(loaded, splits):
         assert y.dtype == np.int64
         np.testing.assert_array_equal(x, splits[s][0])
         np.testing.assert_array_equal(y, splits[s][1])
+
+
+def trained_straight_and_resumed(tmp_path, flags):
+    """``gvae train *flags`` on small labelled data (tmp_path/mnist.npz) for 3 epochs in one go, and for 1
+    epoch then resumed to 3: asserts that both wrote the same metrics rows and checkpoint, and returns
+    (rows, summary, checkpoint meta, data path) of the run."""
+    import json
+
+    from gvae.cli import main
+    from gvae.io.files import read_jsonl
+    from gvae.training import checkpoint
+    data = tmp_path / "mnist.npz"
+    splits = fake_splits({"train": 120, "valid": 40, "test": 40}, seed=2)
+    np.savez(data, **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
+    argv = ["train", *flags, "--data", str(data), "--quiet"]
+    assert main([*argv, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*argv, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", "--out", str(tmp_path / "split"), "--data", str(data), "--epochs", "3",
+                 "--quiet"]) == 0
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("seconds") and k != "resumed_with"} for r in rows]
+    rows = read_jsonl(tmp_path / "straight" / "metrics.jsonl")
+    assert strip(rows) == strip(read_jsonl(tmp_path / "split" / "metrics.jsonl")) and len(rows) == 3
+    a, _ = checkpoint.load(tmp_path / "straight" / "checkpoint.npz")
+    b, meta = checkpoint.load(tmp_path / "split" / "checkpoint.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    return rows, json.loads((tmp_path / "straight" / "summary.json").read_text()), meta, data

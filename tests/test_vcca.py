@@ -2,7 +2,6 @@
 the bound against a dense NumPy reference for VCCA and VCCA-private, its gradient against finite
 differences, the linear SVM's measurement, a run from the command line that resumes to the same numbers,
 and the refusals."""
-import json
 
 import numpy as np
 import pytest
@@ -10,13 +9,12 @@ import scipy.ndimage
 from hypothesis import given, settings, strategies as st
 
 from gvae.cli import main
-from gvae.io.files import read_jsonl
 from gvae.io.noisy_mnist import noisy_mnist, rotate, two_views
 from gvae.model.vcca import VCCA, vcca_loss
-from gvae.training import TrainConfig, checkpoint
+from gvae.training import TrainConfig
 from gvae.training.validation import linear_svm_error
 from tests.gradcheck import check_vjp
-from tests.helpers import fake_splits
+from tests.helpers import fake_splits, trained_straight_and_resumed
 
 
 @settings(max_examples=20, deadline=None)
@@ -136,24 +134,10 @@ def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_vali
 
 
 def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
-    data = tmp_path / "mnist.npz"
-    splits = fake_splits({"train": 120, "valid": 40, "test": 40}, seed=2)
-    np.savez(data, **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
-    argv = ["train", "--task", "vcca", "--private", "2", "--data", str(data), "--latent", "4", "--hidden", "16",
-            "--posterior", "chain", "--batch-size", "40", "--quiet"]
-    assert main([*argv, "--epochs", "3", "--out", str(tmp_path / "straight")]) == 0
-    assert main([*argv, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
-    assert main(["train", "--resume", "--out", str(tmp_path / "split"), "--data", str(data), "--epochs", "3",
-                 "--quiet"]) == 0
-
-    def strip(rows):
-        return [{k: v for k, v in r.items() if not k.startswith("seconds") and k != "resumed_with"} for r in rows]
-    rows = read_jsonl(tmp_path / "straight" / "metrics.jsonl")
-    assert strip(rows) == strip(read_jsonl(tmp_path / "split" / "metrics.jsonl")) and len(rows) == 3
-    a, _ = checkpoint.load(tmp_path / "straight" / "checkpoint.npz")
-    b, meta = checkpoint.load(tmp_path / "split" / "checkpoint.npz")
-    assert all(np.array_equal(a[k], b[k]) for k in a) and meta["config"]["private"] == 2
-    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    _, summary, meta, data = trained_straight_and_resumed(
+        tmp_path, ["--task", "vcca", "--private", "2", "--latent", "4", "--hidden", "16", "--posterior", "chain",
+                   "--batch-size", "40"])
+    assert meta["config"]["private"] == 2
     assert summary["task"] == "vcca" and summary["private"] == 2 and 0 <= summary["svm_test_error"] <= 1
     assert summary["svm_c"] in (0.01, 0.1, 1.0, 10.0) and summary["test_elbo"] < 0
     assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])

@@ -177,6 +177,11 @@ class TrainConfig:
                            parse=positive_int, metavar="C")
     private: int = _option(0, "vcca: the private code's units per view (VCCA-private, Wang et al. 2016); 0: plain "
                            "VCCA, one shared code", parse=non_negative_int, metavar="P")
+    mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
+                               "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
+                               parse=non_negative_float, metavar="M")
+    mi_weight: float = _option(1.0, "mae: the weight C of the information's penalty C |I - M| in the loss",
+                               parse=non_negative_float, metavar="C")
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")
@@ -282,6 +287,9 @@ class TrainConfig:
                    "a target rate sets the rate's weight itself: use it without beta, warmup or iw_samples"),
                   (math.isfinite(self.alpha) and 0 <= self.alpha <= 1, "alpha must lie in [0, 1]"),
                   (math.isfinite(self.mmd) and self.mmd >= 0, "mmd must be a finite number >= 0"),
+                  (self.mi_target is None or (math.isfinite(self.mi_target) and self.mi_target >= 0),
+                   "mi_target must be a finite number >= 0"),
+                  (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
                   (self.mmd_kernel in ("imq", "rbf"), "mmd_kernel must be 'imq' or 'rbf'"),
                   (self.mmd == 0 or (self.iw_samples == 1 and self.target_rate is None),
                    "the MMD term is added to the ELBO: use it without iw_samples or target_rate"),
