@@ -57,8 +57,9 @@ def _add_config_flags(parser):
         if parse is not None:
             meta["type"] = _flag_type(parse)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=default, action=_ConfigFlag,
-                            **meta)
+        aliases = ["--" + a for a in meta.pop("aliases", ())]
+        parser.add_argument("--" + f.name.replace("_", "-"), *aliases, dest=f.name, default=default,
+                            action=_ConfigFlag, **meta)
     parser.set_defaults(given_config=())
 
 

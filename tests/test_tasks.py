@@ -130,3 +130,11 @@ def test_the_data_fingerprint_is_the_one_runs_were_written_with(tmp_path, task):
                       quiet=True)
     labels = () if task == "generate" else (data["train"][1][:120], data["valid"][1], data["test"][1])
     assert trainer.data_sha256 == _former_fingerprint(data["train"][0][:120], data, labels)
+
+
+def test_model_names_the_task_as_task_does():
+    """``gvae train --model NAME`` (the name the issue of the models gives the flag) is ``--task NAME``."""
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    for flag in ("--task", "--model"):
+        args = train.parse_args([flag, "vcca", "--out", "somewhere"])
+        assert args.task == "vcca" and args.given_config == ("task",)

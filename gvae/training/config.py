@@ -171,8 +171,9 @@ FORMER_DEFAULTS = {"init": "he"}
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
     task: str = _option("generate", "what the run learns: " + "; ".join(f"{name}, {task.about}"
-                                                                       for name, task in TASKS.items()),
-                        choices=list(TASKS))
+                                                                       for name, task in TASKS.items())
+                        + " (--model NAME is the same flag)",
+                        choices=list(TASKS), aliases=("model",))
     classes: int = _option(10, "classify: the number of classes C; every label must lie in 0..C-1",
                            parse=positive_int, metavar="C")
     private: int = _option(0, "vcca: the private code's units per view (VCCA-private, Wang et al. 2016); 0: plain "
