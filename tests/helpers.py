@@ -74,3 +74,12 @@ def trained_straight_and_resumed(tmp_path, flags):
     b, meta = checkpoint.load(tmp_path / "split" / "checkpoint.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a)
     return rows, json.loads((tmp_path / "straight" / "summary.json").read_text()), meta, data
+
+
+def assert_eval_refuses(run, data, capsys, phrase):
+    """``gvae eval run`` exits 2 with one line on stderr that contains ``phrase`` (what the run holds)."""
+    from gvae.cli import main
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and phrase in err, err

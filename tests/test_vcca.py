@@ -8,13 +8,12 @@ import pytest
 import scipy.ndimage
 from hypothesis import given, settings, strategies as st
 
-from gvae.cli import main
 from gvae.io.noisy_mnist import noisy_mnist, rotate, two_views
 from gvae.model.vcca import VCCA, vcca_loss
 from gvae.training import TrainConfig
 from gvae.training.validation import linear_svm_error
 from tests.gradcheck import check_vjp
-from tests.helpers import fake_splits, trained_straight_and_resumed
+from tests.helpers import assert_eval_refuses, fake_splits, trained_straight_and_resumed
 
 
 @settings(max_examples=20, deadline=None)
@@ -141,10 +140,7 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     assert summary["task"] == "vcca" and summary["private"] == 2 and 0 <= summary["svm_test_error"] <= 1
     assert summary["svm_c"] in (0.01, 0.1, 1.0, 10.0) and summary["test_elbo"] < 0
     assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])
-    capsys.readouterr()
-    assert main(["eval", str(tmp_path / "straight"), "--data", str(data)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "holds a VCCA (--task vcca)" in err
+    assert_eval_refuses(tmp_path / "straight", data, capsys, "holds a VCCA (--task vcca)")
 
 
 @pytest.mark.parametrize("settings,message", [

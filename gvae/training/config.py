@@ -183,6 +183,8 @@ class TrainConfig:
                                parse=non_negative_float, metavar="M")
     mi_weight: float = _option(1.0, "mae: the weight C of the information's penalty C |I - M| in the loss",
                                parse=non_negative_float, metavar="C")
+    weight_prior_scale: float = _option(1.0, "fullvb: the scale s of the decoder weights' prior N(0, s^2)",
+                                        parse=positive_float, metavar="S")
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")
@@ -291,6 +293,8 @@ class TrainConfig:
                   (self.mi_target is None or (math.isfinite(self.mi_target) and self.mi_target >= 0),
                    "mi_target must be a finite number >= 0"),
                   (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
+                  (math.isfinite(self.weight_prior_scale) and self.weight_prior_scale > 0,
+                   "weight_prior_scale must be a finite number > 0"),
                   (self.mmd_kernel in ("imq", "rbf"), "mmd_kernel must be 'imq' or 'rbf'"),
                   (self.mmd == 0 or (self.iw_samples == 1 and self.target_rate is None),
                    "the MMD term is added to the ELBO: use it without iw_samples or target_rate"),

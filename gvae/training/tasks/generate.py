@@ -18,6 +18,16 @@ from ..batching import EVAL_SEED, epoch_batches, fixed_eval_sets
 from .base import SPLITS, Task, register_task
 
 
+def vae_arguments(config, n_in):
+    """The keyword arguments of :class:`gvae.model.VAE` that ``config`` describes for inputs of ``n_in`` units."""
+    lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
+                   "bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
+    return dict(n_in=n_in, latent=config.layer_sizes(), hidden=config.layer_hidden(), activation=config.activation,
+                posterior=config.layer_posteriors(), likelihood=config.likelihood, dtype=np.dtype(config.dtype),
+                posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],
+                likelihood_options=lik_options, inference=config.inference, init=config.init, merge=config.merge)
+
+
 @register_task("generate")
 class Generate(Task):
     """A VAE of the images (:class:`gvae.model.VAE`): the loss is :func:`training_loss`."""
@@ -29,14 +39,7 @@ class Generate(Task):
 
     @classmethod
     def build_model(cls, config, n_in):
-        lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
-                       "bernoulli": {}}.get(config.likelihood,
-                                            {"factor": config.pixel_factor, "squash": config.squash})
-        return VAE(n_in, config.layer_sizes(), config.layer_hidden(), config.activation, config.layer_posteriors(),
-                   config.likelihood, np.dtype(config.dtype),
-                   posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],
-                   likelihood_options=lik_options, inference=config.inference, init=config.init,
-                   merge=config.merge)
+        return VAE(**vae_arguments(config, n_in))
 
     def inputs(self, data):
         """The images of every split, each checked by the likelihood (ValueError naming what it refuses)."""
