@@ -28,5 +28,6 @@ class ObjectiveModel(Protocol):
     def priors(self, params, zs):
         """p(z_l | z_{l+1}) of each layer below the top as a ``DiagonalParams``, then None (N(0, I))."""
 
-    def decode(self, params, z):
-        """The likelihood's parameters (the decoder output) for z_1 (..., d_1)."""
+    def likelihood_params(self, params, zs):
+        """The likelihood's parameters (the decoder output) for a pass's samples zs, bottom first (a VAE
+        reads z_1 alone; a ladder of decoders, as the variational ladder autoencoder's, reads them all)."""

@@ -20,7 +20,7 @@ def encoder_heads(model, params, x):
 class LocalVAE:
     """The VAE ``model`` with ``encode(params, x) = family.split(params[HEADS])``: row b of the heads is
     q(z|x_b), so x and the heads must have the same rows. Everything else the objectives use
-    (:class:`gvae.model.interface.ObjectiveModel`: ``decode``, the priors, ``likelihood``, ``layers``, ...)
+    (:class:`gvae.model.interface.ObjectiveModel`: ``likelihood_params``, the priors, ``likelihood``, ``layers``, ...)
     is the model's. One stochastic layer."""
 
     def __init__(self, model):

@@ -44,7 +44,7 @@ def layer_terms(model, params, x, eps, kl="analytic"):
     (:meth:`VAE.infer`), the samples z_l of shape (S, B, d_l)."""
     _check_kl(kl)
     qs, zs = model.infer(params, x, eps)
-    rec = model.likelihood.log_prob(model.decode(params, zs[0]), x, params)
+    rec = model.likelihood.log_prob(model.likelihood_params(params, zs), x, params)
     priors = model.priors(params, zs)
     kls = []
     for layer, q, z, p in zip(model.layers, qs, zs, priors):
@@ -101,7 +101,7 @@ def log_weights(model, params, x, eps):
     log_ratio)``, each (K, B): rec = log p(x|z_1,k), log_ratio = log p(z_k) - log q(z_k|x) over all
     layers (the top layer's first); log w = rec + log_ratio."""
     qs, zs = model.infer(params, x, eps)
-    rec = model.likelihood.log_prob(model.decode(params, zs[0]), x, params)
+    rec = model.likelihood.log_prob(model.likelihood_params(params, zs), x, params)
     return rec, _total(layer_log_ratios(model, params, qs, zs)[::-1])
 
 

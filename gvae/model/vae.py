@@ -259,6 +259,10 @@ class VAE:
             zs.insert(0, self.conditional.sample(self.prior(params, i, zs[0]), noise[i]))
         return zs
 
+    def likelihood_params(self, params, zs):
+        """The likelihood's parameters for a pass's samples zs (bottom first): :meth:`decode` of z_1."""
+        return self.decode(params, zs[0])
+
     def decode(self, params, z):
         """z_1 (..., d_1) -> likelihood parameters (..., output size)."""
         return self.layers[0].decoder(params, z)

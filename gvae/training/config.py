@@ -323,9 +323,10 @@ class TrainConfig:
                 raise _invalid(msg)
         self._check_rate_controls()
         self._check_layers(len(hidden))
-        self._check_task()
-        # config.json's form: the widths once when every layer has the same, else a list per layer.
+        # config.json's form: the widths once when every layer has the same, else a list per layer (before
+        # the task's checks, which read the widths per layer).
         self.hidden = hidden[0] if len(set(hidden)) == 1 else hidden
+        self._check_task()
 
     def layer_sizes(self):
         """The latent size of each stochastic layer, bottom first (a tuple)."""

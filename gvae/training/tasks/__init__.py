@@ -2,8 +2,9 @@
 it (:func:`register_task`). Importing this package imports every built-in task's module, so
 :data:`TASKS` is complete for whoever reads it: ``generate`` (a VAE of the images, :mod:`.generate`) and
 ``classify`` (the deep variational information bottleneck, :mod:`.classify`), ``vcca`` (deep
-variational CCA of two views, :mod:`.vcca`), ``mae`` (the Mutual Autoencoder, :mod:`.mutual`) and ``fullvb``
-(full variational Bayes over the decoder's weights, :mod:`.bayes`)."""
+variational CCA of two views, :mod:`.vcca`), ``mae`` (the Mutual Autoencoder, :mod:`.mutual`), ``fullvb``
+(full variational Bayes over the decoder's weights, :mod:`.bayes`) and ``vlae`` (the variational ladder
+autoencoder, :mod:`.ladder`)."""
 # Each module registers its task when imported, in this order: the default task, generate, leads the
 # choices of --task and the list in the message of an unknown one.
 from . import generate  # noqa: F401
@@ -11,6 +12,7 @@ from . import classify  # noqa: F401
 from . import vcca  # noqa: F401
 from . import mutual  # noqa: F401
 from . import bayes  # noqa: F401
+from . import ladder  # noqa: F401
 from .base import TASKS, Task, register_task, task_class
 
 __all__ = ["TASKS", "Task", "register_task", "task_class"]

@@ -1,0 +1,90 @@
+"""The variational ladder autoencoder (--task vlae): its bound against a dense NumPy reference, the
+gradients of the ELBO and IWAE losses against finite differences, the ladder's shapes, a run from the
+command line that resumes to the same numbers, and the refusals."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from gvae.model.ladder import VLAE
+from gvae.model.objectives import elbo, training_loss
+from gvae.training import TrainConfig
+from gvae.training.runs import load_model
+from tests.gradcheck import check_vjp
+from tests.helpers import assert_eval_refuses, trained_straight_and_resumed
+
+
+def _tiny(posterior="diagonal", seed=0, n=4, hidden=((5, 4), (3,)), sizes=(2, 3)):
+    rng = np.random.default_rng(seed)
+    model = VLAE(6, list(sizes), [list(h) for h in hidden], "elu", posterior, dtype=np.float64)
+    params = model.new_params(rng).views
+    x = (rng.random((n, 6)) < 0.4).astype(np.float64)
+    return model, params, x, rng.standard_normal((3, n, model.noise_size))
+
+
+def _elu(a):
+    return np.where(a > 0, a, np.expm1(np.minimum(a, 0)))
+
+
+def _mlp(params, prefix, h, layers):
+    for i in range(layers):
+        h = h @ params[f"{prefix}W{i}"] + params[f"{prefix}b{i}"]
+        if i < layers - 1:
+            h = _elu(h)
+    return h
+
+
+def test_the_bound_is_the_ladders_elbo_written_out_in_numpy():
+    """Features of increasing depth, a diagonal Gaussian head on each, the codes fed into the decoder at
+    their depths (the top first), Bernoulli pixels, KL of each code to N(0, I) in closed form."""
+    model, params, x, eps = _tiny()
+    h1 = _elu(_elu(x @ params["enc.W0"] + params["enc.b0"]) @ params["enc.W1"] + params["enc.b1"])
+    h2 = _elu(h1 @ params["enc2.W0"] + params["enc2.b0"])
+    heads = [h1 @ params["enc.W2"] + params["enc.b2"], h2 @ params["enc2.W1"] + params["enc2.b1"]]
+    zs, kl = [], 0.0
+    for head, d, e in zip(heads, (2, 3), (eps[..., :2], eps[..., 2:])):
+        mu, sigma = head[:, :d], np.logaddexp(0, head[:, d:]) + model.layers[0].family.floor
+        zs.append(mu + sigma * e)
+        kl = kl + 0.5 * (mu ** 2 + sigma ** 2 - 1 - 2 * np.log(sigma)).sum(-1)
+    t2 = _mlp(params, "dec2.", zs[1], 2)                                   # 3 -> 3 -> 4 (h1's width)
+    logits = _mlp(params, "dec.", np.concatenate([t2, zs[0]], -1), 3)      # [4 + 2] -> 4 -> 5 -> 6
+    rec = (x * logits - np.logaddexp(0, logits)).sum(-1).mean(0)
+    np.testing.assert_allclose(elbo(model, params, x, eps), rec - kl, rtol=1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2 ** 16), posterior=st.sampled_from(["diagonal", "chain", "full"]),
+       iwae=st.booleans())
+def test_the_losses_gradients_match_finite_differences(seed, posterior, iwae):
+    model, params, x, eps = _tiny(posterior, seed)
+    check_vjp(lambda p: training_loss(p, model, x, eps, "analytic", 0.8, iwae=iwae)[0], [params])
+
+
+def test_the_deeper_codes_enter_the_decoder_earlier_and_the_shapes_follow_the_widths():
+    model = VLAE(784, [16, 8, 4], [[300, 200], [100], [50]])
+    dec = [layer.decoder.sizes for layer in model.layers]
+    enc = [layer.encoder.sizes for layer in model.layers]
+    assert enc == [[784, 300, 200, 32], [200, 100, 16], [100, 50, 8]]
+    assert dec == [[200 + 16, 200, 300, 784], [100 + 8, 100, 200], [4, 50, 100]]  # t_l has h_{l-1}'s width
+    assert model.noise_size == 28 and model.priors(None, [None] * 3) == [None] * 3
+    with pytest.raises(ValueError, match="needs hidden widths"):
+        VLAE(784, [16, 8], [[300], []])
+
+
+def test_a_vlae_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
+    _, summary, meta, data = trained_straight_and_resumed(
+        tmp_path, ["--task", "vlae", "--latent", "3", "6", "--hidden", "16", "/", "8", "--posterior", "chain",
+                   "extgrid", "--batch-size", "40"])
+    assert summary["task"] == "vlae" and summary["log_px_images"] == 40 and summary["log_px_samples"] == 1000
+    assert np.isfinite(summary["test_log_px"]) and {"enc2.W0", "dec2.W0"} <= set(meta["param_shapes"])
+    model, params, config = load_model(tmp_path / "straight")
+    assert isinstance(model, VLAE) and config.task == "vlae" and set(params) == set(meta["param_shapes"])
+    assert_eval_refuses(tmp_path / "straight", data, capsys, "variational ladder autoencoder (--task vlae)")
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(latent=(4, 2), inference="top-down"), "leave --inference at the default"),
+    (dict(latent=(4, 2), inference="top-down", merge="precision"), "--inference, --merge at the default"),
+])
+def test_a_vlae_configuration_refuses_what_it_cannot_train(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"task": "vlae", **settings})
