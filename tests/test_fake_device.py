@@ -254,3 +254,23 @@ def assert_same_numbers(got, want, where="analysis"):
         np.testing.assert_allclose(got, want, **RTOL, err_msg=where)
     else:
         assert got == want, where
+
+
+@pytest.mark.parametrize("cfg", [dict(task="mae", mi_target=2.0), dict(task="fullvb"),
+                                 dict(task="vlae", latent=(6, 4), posterior=("chain", "diagonal"))],
+                         ids=lambda cfg: cfg["task"])
+def test_the_models_steps_read_the_host_twice_and_match_the_cpu(cfg, data, tmp_path):
+    """The systems of the source papers as tasks: a step on the device reads the host twice (the norm, the
+    reported means), uploads nothing after the first, and gives the CPU's numbers; so does validation."""
+    cpu, dev = trainers(cfg, data, tmp_path)
+    for k, rows in enumerate([slice(0, 40), slice(40, 80), slice(80, 120)]):
+        with Counting() as counts:
+            got = dev.step(dev.train_x[rows], 1.0)
+        if k:
+            assert counts["upload"] == 0 and counts["sync"] == SYNCS_PER_STEP, dict(counts)
+        np.testing.assert_allclose(got, cpu.step(cpu.train_x[rows], 1.0), **RTOL)
+    with Counting() as counts:
+        valid = dev.validate()
+    assert counts["upload"] == 0 and counts["sync"] == len(valid), dict(counts)  # one read per number
+    for key, value in cpu.validate().items():
+        np.testing.assert_allclose(valid[key], value, **RTOL, err_msg=key)

@@ -69,13 +69,13 @@ class Mutual(Generate):
         """H(z) + mean log r(z|x') over MI_PAIRS pairs drawn from the model with ``generator(device,
         stream)``: a host float (nats)."""
         rng, model = generator(self.device, stream), self.model
-        total = 0.0
+        total = 0.0  # a device scalar after the first batch: one read at the end
         for lo in range(0, MI_PAIRS, batch_size):
             n = min(batch_size, MI_PAIRS - lo)
             z = rng.standard_normal((n, model.sizes[0]), dtype=model.dtype)
             u = rng.random((n, model.n_in), dtype=model.dtype)
-            total += float(to_host(information(model, generated_terms(model, params, z, u)[0]))) * n
-        return total / MI_PAIRS
+            total = total + information(model, generated_terms(model, params, z, u)[0]).astype(np.float64) * n
+        return float(to_host(total)) / MI_PAIRS
 
     def validate(self, params, valid):
         """``valid_elbo`` and ``valid_mi`` (the estimate over MI_PAIRS pairs drawn with EVAL_SEED)."""
