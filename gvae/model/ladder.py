@@ -16,7 +16,7 @@ import numpy as np
 from .. import ops
 from .layers import INITS, MLP
 from .likelihoods import get_likelihood
-from .params import FlatParams
+from .params import network_params, network_shapes
 from .posteriors import get_family
 from .vae import VAE, StochasticLayer, _per_layer, layer_family, layer_widths
 
@@ -69,23 +69,13 @@ class VLAE:
         return [net for layer in self.layers for net in (layer.encoder, layer.decoder)]
 
     def param_shapes(self):
-        shapes = {}
-        for net in self.networks():
-            shapes.update(net.shapes())
-        return {**shapes, **self.likelihood.param_shapes()}
+        return network_shapes(self)
 
     def new_params(self, rng, x=None):
         """Freshly initialised parameters on the host from the NumPy generator ``rng``, network by network;
         with the training data ``x`` and the "uniform" scheme, the bottom decoder's last bias where the
-        likelihood predicts the data's marginal (as :meth:`VAE.new_params`)."""
-        params = FlatParams(self.param_shapes(), self.dtype)
-        for net in self.networks():
-            net.init(rng, params.views, self.init)
-        self.likelihood.init(rng, params.views)
-        bias = None if x is None or self.init != "uniform" else self.likelihood.output_bias(x)
-        if bias is not None:
-            params.views[f"dec.b{len(self.layers[0].decoder.activations) - 1}"][...] = bias
-        return params
+        likelihood predicts the data's marginal (:func:`gvae.model.params.network_params`)."""
+        return network_params(self, rng, x, self.layers[0].decoder)
 
     def infer(self, params, x, eps=None):
         """``(qs, zs)`` bottom first: q(z_l | x) from the features h_l, z_l = sample(q_l, eps_l) for eps

@@ -40,3 +40,28 @@ class FlatParams:
         """This layout over a copy of the buffer on ``device`` (itself when the buffer is there)."""
         flat = to_device(self.flat, device)
         return self if flat is self.flat else FlatParams(self.shapes, self.dtype, flat)
+
+
+def network_shapes(model):
+    """{name: shape} of a model made of ``model.networks()`` and ``model.likelihood``: the networks' in order,
+    then the likelihood's own."""
+    shapes = {}
+    for net in model.networks():
+        shapes.update(net.shapes())
+    return {**shapes, **model.likelihood.param_shapes()}
+
+
+def network_params(model, rng, x=None, decoder=None):
+    """Fresh :class:`FlatParams` of ``model.param_shapes()`` on the host: every network of
+    ``model.networks()`` initialised by ``model.init`` from the NumPy generator ``rng``, then the
+    likelihood's parameters; with the training data ``x`` and the "uniform" scheme, the last bias of the
+    network ``decoder`` (the one that gives the likelihood's parameters) where the likelihood predicts the
+    data's marginal (``Likelihood.output_bias``)."""
+    params = FlatParams(model.param_shapes(), model.dtype)
+    for net in model.networks():
+        net.init(rng, params.views, model.init)
+    model.likelihood.init(rng, params.views)
+    bias = None if x is None or model.init != "uniform" else model.likelihood.output_bias(x)
+    if bias is not None:
+        params.views[f"{decoder.prefix}b{len(decoder.activations) - 1}"][...] = bias
+    return params

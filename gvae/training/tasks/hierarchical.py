@@ -1,0 +1,80 @@
+"""The task ``hvm``: a VAE whose posterior is a hierarchical variational model (:mod:`gvae.model.hierarchical`;
+Ranganath, Tran, Blei 2016), q(z|x) = integral q(lambda|x) prod_i q(z_i|lambda_i), trained on the auxiliary
+bound with a reverse model r(lambda|z, x).
+
+Data and batches are those of the task ``generate``. Validation and test report the auxiliary bound
+(``valid_elbo``, ``test_elbo``: below the ELBO of the hierarchical q, itself below log p(x)), with the noise
+of EVAL_SEED; the test summary adds ``test_log_px``, the importance-sampling bound on the extended space
+(z, lambda) with K = 1,000 draws on the first 1,000 test images
+(:func:`gvae.training.validation.log_px_estimate`)."""
+import numpy as np
+
+from ...kernels import array_module, generator, to_host
+from ...model.hierarchical import HVM, hvm_loss, log_weights
+from ..batching import EVAL_SEED
+from ..validation import log_px_summary
+from .base import changed_flags, one_bound, register_task, require
+from .generate import Generate
+
+
+@register_task("hvm")
+class Hierarchical(Generate):
+    """The HVM: the loss is :func:`hvm_loss` (the auxiliary bound, its log-ratio weighted by the trainer's
+    ``kl_weight``)."""
+    about = ("a VAE whose posterior is a hierarchical variational model (Ranganath et al. 2016): q(z|x) mixes the "
+             "mean-field posterior over its parameters lambda ~ q(lambda|x) of the --posterior family, trained on "
+             "the auxiliary bound with a reverse model r(lambda|z, x)")
+    cannot_open = ("a hierarchical variational model (--task hvm), which gvae eval, sample, plot and analyze do not "
+                   "read: its test bound and log p(x) estimate are in its summary.json")
+    loss = staticmethod(hvm_loss)
+
+    @classmethod
+    def check_config(cls, config):
+        """One stochastic layer; the auxiliary bound alone (no IWAE, target rate, MMD or alpha); no KL
+        estimator (the bound has no closed-form KL); lattices chosen for lambda's 2 d units (no --grid-shape)."""
+        changed = changed_flags(config, ("kl", "grid_shape", "inference", "merge"))
+        require([(len(config.layer_sizes()) == 1, "task hvm has one stochastic layer: give one --latent size"),
+                 (one_bound(config), "task hvm trains its auxiliary bound: use it without --iw-samples, "
+                                     "--target-rate, --mmd or --alpha"),
+                 (not changed, "task hvm estimates its whole bound by sampling, and its lattice lies on lambda's "
+                               "2 d units: leave " + ", ".join(changed) + " at the default")])
+
+    @classmethod
+    def build_model(cls, config, n_in):
+        lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
+                       "bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
+        return HVM(n_in, config.latent, config.layer_hidden()[0], config.activation, config.posterior,
+                   config.likelihood, np.dtype(config.dtype), likelihood_options=lik_options, init=config.init)
+
+    def step_args(self, batch, rng, kl_weight):
+        """S = ``samples`` draws of (lambda, z)'s noise per image, from ``rng``."""
+        (x,) = batch
+        model = self.model
+        return x, rng.standard_normal((self.config.samples, len(x), model.noise_size), dtype=model.dtype), kl_weight
+
+    def elbo(self, params, x, batch_size=500):
+        """The mean auxiliary bound of the observations x (nats per image), one draw each with the noise of
+        EVAL_SEED: a host float, one read."""
+        rng, model, xp = generator(self.device, EVAL_SEED), self.model, array_module(x)
+        total = xp.zeros((), dtype=np.float64)
+        for lo in range(0, len(x), batch_size):
+            xb = x[lo:lo + batch_size]
+            eps = rng.standard_normal((1, len(xb), model.noise_size), dtype=model.dtype)
+            rec, log_ratio = log_weights(model, params, xb, eps)
+            total += (rec + log_ratio).astype(np.float64).sum()
+        return float(to_host(total)) / len(x) + model.likelihood.nats_offset()
+
+    def test_summary(self, params, test, best_valid):
+        """The test bound, ``test_log_px`` (the extended space's importance-sampling bound, noise from
+        EVAL_SEED) with ``log_px_samples`` and ``log_px_images``, and the best validation bound."""
+        model = self.model
+        estimate = log_px_summary(lambda xb, eps: sum(log_weights(model, params, xb, eps)), model, test[0],
+                                  generator(self.device, EVAL_SEED))
+        return {"task": self.name, **super().test_summary(params, test, best_valid), **estimate}
+
+    def epoch_line(self, row):
+        return f"train bound {row['train_bound']:.3f}  valid auxiliary bound {row['valid_elbo']:.3f} nats/image"
+
+    def result_line(self, summary):
+        return (f"test auxiliary bound {summary['test_elbo']:.3f} nats, log p(x) ~ {summary['test_log_px']:.3f} "
+                f"(L_{summary['log_px_samples']} on (z, lambda), first {summary['log_px_images']} test images)")
