@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from gvae.io.arguments import ArgumentParser
+from gvae.sweep.spec import config_value
 
 
 def parse_args(argv=None):
@@ -34,12 +35,13 @@ def parse_args(argv=None):
 
 
 def settings_of(text):
-    """'vcca,private=30' -> ('vcca', {'private': 30})."""
+    """'vcca,private=30' -> ('vcca', {'private': 30}); 'vlae,latent=16:16' -> ('vlae', {'latent': (16, 16)})
+    (colons separate the values of a setting that takes several), each checked as gvae train checks it."""
     name, *pairs = text.split(",")
     out = {}
     for pair in pairs:
         key, value = pair.split("=", 1)
-        out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        out[key] = config_value(key, value.split(":") if ":" in value else value)
     return name, out
 
 
@@ -60,8 +62,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         for k, text in enumerate(tasks):
             name, extra = settings_of(text)
-            config = TrainConfig(task=name, latent=args.latent, hidden=tuple(args.hidden), batch_size=args.batch,
-                                 **extra)
+            config = TrainConfig(**{"task": name, "latent": args.latent, "hidden": tuple(args.hidden),
+                                    "batch_size": args.batch, **extra})
             trainer = Trainer(config, data, os.path.join(folder, str(k)), progress=False, quiet=True)
             batch = next(iter(trainer.task.batches(trainer.inputs["train"], args.batch, trainer.rng)))
             steps.append(lambda t=trainer, b=batch: t.step(b, 1.0))
