@@ -24,16 +24,15 @@ import numpy as np
 
 from .. import ops
 from .gaussian import positive, std_normal_log_prob
-from .layers import INITS, MLP
-from .likelihoods import get_likelihood
-from .params import network_params, network_shapes
+from .layers import MLP
+from .params import NetworkModel
 from ..rules.gaussian import LOG_2PI
 from .vae import layer_family
 
 SCALE_FLOOR = 1e-4  # the floor of q(z_i | lambda_i)'s scale, as gvae's diagonal family's
 
 
-class HVM:
+class HVM(NetworkModel):
     """A VAE of ``n_in`` units with ``latent`` code units whose posterior is the hierarchical variational
     model above: q(lambda|x) and r(lambda|z, x) of the family ``posterior`` over 2 ``latent`` numbers
     (``posterior_options``), networks of widths ``hidden`` and ``activation``, the likelihood ``likelihood``
@@ -42,14 +41,7 @@ class HVM:
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal", likelihood="bernoulli",
                  dtype=np.float32, posterior_options=None, likelihood_options=None, init="uniform"):
-        if min(int(n_in), int(latent)) < 1:
-            raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
-        if init not in INITS:
-            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
-        self.n_in, self.size, self.init = int(n_in), int(latent), init
-        self.hidden = tuple(int(h) for h in hidden)
-        self.activation, self.dtype = activation, np.dtype(dtype)
-        self.likelihood = get_likelihood(likelihood, self.n_in, **(likelihood_options or {}))
+        super().__init__(n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init)
         self.family = layer_family(posterior, 2 * self.size, posterior_options)
         head = self.family.head_size(2 * self.size)
         self.encoder = MLP([self.n_in, *self.hidden, head], activation, "enc.")
@@ -60,15 +52,6 @@ class HVM:
     def networks(self):
         """The encoder, the reverse model's network and the decoder, in the order of the flat buffer."""
         return [self.encoder, self.reverse, self.decoder]
-
-    def param_shapes(self):
-        return network_shapes(self)
-
-    def new_params(self, rng, x=None):
-        """Freshly initialised parameters on the host from the NumPy generator ``rng``, network by network;
-        with the training data ``x`` and the "uniform" scheme, the bottom decoder's last bias where the
-        likelihood predicts the data's marginal (:func:`gvae.model.params.network_params`)."""
-        return network_params(self, rng, x, self.decoder)
 
     def code(self, params, x, eps):
         """A pass's draws: x (B, n_in), eps (S, B, noise_size) -> (q_lambda, lam, z, log q(z|lambda)), lam

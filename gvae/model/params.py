@@ -5,6 +5,8 @@ import math
 import numpy as np
 
 from ..kernels import to_device
+from .layers import INITS
+from .likelihoods import get_likelihood
 
 
 class FlatParams:
@@ -65,3 +67,28 @@ def network_params(model, rng, x=None, decoder=None):
     if bias is not None:
         params.views[f"{decoder.prefix}b{len(decoder.activations) - 1}"][...] = bias
     return params
+
+
+class NetworkModel:
+    """What a one-layer model made of networks, ``decoder`` among them, and a likelihood keeps: ``n_in``
+    observed units, ``size`` latent units, ``hidden`` widths, ``activation``, ``likelihood`` (built from its
+    name and ``likelihood_options``), ``dtype`` and the initialisation ``init``; its parameters are its
+    networks' and the likelihood's (:func:`network_shapes`, :func:`network_params`)."""
+
+    def __init__(self, n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init):
+        if min(int(n_in), int(latent)) < 1:
+            raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        self.n_in, self.size, self.init = int(n_in), int(latent), init
+        self.hidden = tuple(int(h) for h in hidden)
+        self.activation, self.dtype = activation, np.dtype(dtype)
+        self.likelihood = get_likelihood(likelihood, self.n_in, **(likelihood_options or {}))
+
+    def param_shapes(self):
+        return network_shapes(self)
+
+    def new_params(self, rng, x=None):
+        """Freshly initialised parameters on the host from the NumPy generator ``rng`` (:func:`network_params`:
+        with the training data ``x``, the decoder's last bias at the data's marginal)."""
+        return network_params(self, rng, x, self.decoder)

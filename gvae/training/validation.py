@@ -88,25 +88,30 @@ def linear_svm_error(train, valid, test, cs=SVM_C):
             "svm_c": c}
 
 
+def standard_normal(rng, shape, dtype):
+    """The noise of a reparameterised Gaussian pass."""
+    return rng.standard_normal(shape, dtype=dtype)
+
+
 def log_px_estimate(log_weights, noise_size, dtype, x, rng, samples=LOG_PX_SAMPLES, images=LOG_PX_IMAGES,
-                    batch_size=LOG_PX_BATCH):
+                    batch_size=LOG_PX_BATCH, noise=standard_normal):
     """The mean over the first ``images`` rows of x of log (1/K) sum_k w_k, K = ``samples``: an importance
     sampling bound on log p(x) (the IWAE bound L_K) whose log-weights ``log_weights(xb, eps)`` gives, (K, B),
-    for noise eps (K, B, ``noise_size``) of ``dtype`` drawn from ``rng``. Returns (estimate, images used):
-    a host float, one read."""
+    for noise eps (K, B, ``noise_size``) of ``dtype`` drawn from ``rng`` by ``noise(rng, shape, dtype)``.
+    Returns (estimate, images used): a host float, one read."""
     n = min(images, len(x))
     total = 0.0  # a device scalar after the first batch
     for lo in range(0, n, batch_size):
         xb = x[lo:min(lo + batch_size, n)]
-        eps = rng.standard_normal((samples, len(xb), noise_size), dtype=dtype)
+        eps = noise(rng, (samples, len(xb), noise_size), dtype)
         total = total + ops.log_mean_exp(log_weights(xb, eps), axis=0)[0].astype(np.float64).sum()
     return float(to_host(total)) / n, n
 
 
-def log_px_summary(log_weights, model, x, rng):
+def log_px_summary(log_weights, model, x, rng, noise=standard_normal):
     """A test summary's importance-sampled log p(x): {"test_log_px": :func:`log_px_estimate` of
-    ``log_weights`` on x with noise of ``model.noise_size`` from ``rng``, in nats of the data,
+    ``log_weights`` on x with ``noise`` of ``model.noise_size`` from ``rng``, in nats of the data,
     "log_px_samples", "log_px_images"}."""
-    estimate, n = log_px_estimate(log_weights, model.noise_size, model.dtype, x, rng)
+    estimate, n = log_px_estimate(log_weights, model.noise_size, model.dtype, x, rng, noise=noise)
     return {"test_log_px": estimate + model.likelihood.nats_offset(), "log_px_samples": LOG_PX_SAMPLES,
             "log_px_images": n}

@@ -18,10 +18,15 @@ from ..batching import EVAL_SEED, epoch_batches, fixed_eval_sets
 from .base import SPLITS, Task, register_task
 
 
+def likelihood_options(config):
+    """The options of ``config``'s likelihood (:func:`gvae.model.get_likelihood`)."""
+    return {"gaussian": {"psi": config.psi, "squash": config.squash},
+            "bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
+
+
 def vae_arguments(config, n_in):
     """The keyword arguments of :class:`gvae.model.VAE` that ``config`` describes for inputs of ``n_in`` units."""
-    lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
-                   "bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
+    lik_options = likelihood_options(config)
     return dict(n_in=n_in, latent=config.layer_sizes(), hidden=config.layer_hidden(), activation=config.activation,
                 posterior=config.layer_posteriors(), likelihood=config.likelihood, dtype=np.dtype(config.dtype),
                 posterior_options=[{"grid_shape": shape} for shape in config.layer_grid_shapes()],

@@ -14,7 +14,7 @@ from ...model.hierarchical import HVM, hvm_loss, log_weights
 from ..batching import EVAL_SEED
 from ..validation import log_px_summary
 from .base import changed_flags, one_bound, register_task, require
-from .generate import Generate
+from .generate import Generate, likelihood_options
 
 
 @register_task("hvm")
@@ -41,10 +41,8 @@ class Hierarchical(Generate):
 
     @classmethod
     def build_model(cls, config, n_in):
-        lik_options = {"gaussian": {"psi": config.psi, "squash": config.squash},
-                       "bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
         return HVM(n_in, config.latent, config.layer_hidden()[0], config.activation, config.posterior,
-                   config.likelihood, np.dtype(config.dtype), likelihood_options=lik_options, init=config.init)
+                   config.likelihood, np.dtype(config.dtype), likelihood_options=likelihood_options(config), init=config.init)
 
     def step_args(self, batch, rng, kl_weight):
         """S = ``samples`` draws of (lambda, z)'s noise per image, from ``rng``."""

@@ -1,0 +1,85 @@
+"""A VAE with one layer of binary latent units, the stochastic layer of a sigmoid belief network, trained by
+score-function gradients: the multi-sample bound with VIMCO's leave-one-out learning signals (Mnih and
+Rezende, "Variational Inference for Monte Carlo Objectives", 2016).
+
+    q(z|x) = prod_i Bernoulli(z_i; sigmoid(enc(x)_i)),  p(z) = prod_i Bernoulli(z_i; sigmoid(a_i)) (a learned),
+    p(x|z) = prod_j Bernoulli(x_j; sigmoid(dec(z)_j)).
+
+The bound is L_K = log (1/K) sum_k w_k, w_k = p(x, z_k) / q(z_k|x), z_1..z_K drawn from q. z is discrete,
+so its gradient in the encoder is the score function's; VIMCO gives each sample the learning signal
+L_K - L_K^{-k}, where L_K^{-k} replaces log w_k by the mean of the other samples' log-weights (their
+geometric mean), a baseline independent of z_k that leaves the estimator unbiased:
+
+    grad L_K = sum_k (L_K - L_K^{-k}) grad log q(z_k|x) + sum_k w~_k grad log w_k,   w~ = softmax(log w).
+
+:func:`vimco_loss` is the surrogate whose gradient this is (the signals enter as constants, the samples are
+drawn outside the tape from uniforms u: z = [u < sigmoid(enc(x))]). Parameters: ``enc.*``, ``dec.*``,
+``prior.a``, then the likelihood's.
+"""
+import numpy as np
+
+from .. import kernels, ops
+from ..kernels import array_module
+from .layers import MLP
+from .params import NetworkModel
+
+PRIOR = "prior.a"
+
+
+class BinaryVAE(NetworkModel):
+    """``latent`` binary units over ``n_in`` observed ones: networks of widths ``hidden`` and ``activation``
+    (the encoder's output the units' logits), the likelihood ``likelihood`` (``likelihood_options``), a
+    learned factorised Bernoulli prior; parameters of ``dtype`` initialised by ``init`` (the prior's logits
+    at 0: every unit on with probability 1/2). A pass's noise is uniform on [0, 1), (K, B, latent)."""
+
+    def __init__(self, n_in, latent, hidden, activation="elu", likelihood="bernoulli", dtype=np.float32,
+                 likelihood_options=None, init="uniform"):
+        super().__init__(n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init)
+        self.encoder = MLP([self.n_in, *self.hidden, self.size], activation, "enc.")
+        self.decoder = MLP([self.size, *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
+        self.noise_size = self.size
+
+    def networks(self):
+        return [self.encoder, self.decoder]
+
+    def param_shapes(self):
+        return {**super().param_shapes(), PRIOR: (self.size,)}
+
+
+def log_weights(model, params, x, u):
+    """The samples' log-weights for x (B, n_in) and uniforms u (K, B, latent): ``(rec, log_ratio, log_q)``,
+    each (K, B): log p(x|z_k), log p(z_k) - log q(z_k|x) and log q(z_k|x), with z_k = [u_k < sigmoid(enc(x))]
+    (constants of the tape; log q differentiable in the encoder, log p(z) in the prior's logits)."""
+    logits = model.encoder(params, x)
+    raw = ops.value_of(logits)
+    xp = array_module(raw)
+    z = (u < 0.5 * (1 + xp.tanh(0.5 * raw))).astype(raw.dtype)  # sigmoid without exp's overflow
+    log_q = ops.bernoulli_loglik(ops.broadcast_to(logits, z.shape), z)
+    log_prior = ops.bernoulli_loglik(ops.broadcast_to(params[PRIOR], z.shape), z)
+    rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
+    return rec, log_prior - log_q, log_q
+
+
+def leave_one_out_signals(log_w):
+    """VIMCO's learning signals L_K - L_K^{-k} (K, B) from the log-weights' values (K, B), K >= 2:
+    L_K^{-k} is the bound with log w_k replaced by the mean of the other K - 1 log-weights."""
+    xp = array_module(log_w)
+    k = log_w.shape[0]
+    others = (log_w.sum(axis=0) - log_w) / (k - 1)                       # (K, B)
+    replaced = xp.where(xp.eye(k, dtype=bool)[:, :, None], others[:, None, :], log_w[None, :, :])  # (K, K, B)
+    bound = kernels.log_mean_exp(log_w, axis=0)[0]
+    return bound[None, :] - kernels.log_mean_exp(replaced, axis=1)[0]
+
+
+def vimco_loss(params, model, x, u):
+    """The loss minimised by training, -mean_b [L_K + sum_k signal_k log q(z_k|x)] (the signals constants),
+    whose gradient is minus VIMCO's estimate of grad L_K; ``aux`` = (mean L_K, mean rec, mean -log_ratio),
+    batch means. u (K, B, latent) uniform, K >= 2."""
+    if u.shape[0] < 2:
+        raise ValueError(f"VIMCO's leave-one-out baseline needs 2 or more samples per point, got {u.shape[0]}")
+    rec, log_ratio, log_q = log_weights(model, params, x, u)
+    log_w = rec + log_ratio
+    bound, _ = ops.log_mean_exp(log_w, axis=0)
+    signals = leave_one_out_signals(ops.value_of(log_w))
+    surrogate = bound + ops.sum(signals * log_q, axis=0)
+    return -ops.mean(surrogate), (ops.mean(bound), ops.mean(ops.mean(rec, axis=0)), -ops.mean(ops.mean(log_ratio, axis=0)))

@@ -1,0 +1,78 @@
+"""The task ``sbn``: a VAE with one layer of binary latent units (:mod:`gvae.model.binary`; a sigmoid belief
+network's layer with an amortised encoder), trained on the multi-sample bound L_K (K = ``--iw-samples``,
+2 or more) with VIMCO's leave-one-out score-function gradient.
+
+Data and batches are those of the task ``generate``. Validation and test give the ELBO (L_1, one sample a
+point, noise of EVAL_SEED); the test summary adds ``test_log_px``, L_1000 on the first 1,000 test images
+(:func:`gvae.training.validation.log_px_summary`)."""
+import numpy as np
+
+from ...kernels import array_module, generator, to_host
+from ...model.binary import BinaryVAE, log_weights, vimco_loss
+from ..batching import EVAL_SEED
+from ..validation import log_px_summary
+from .base import changed_flags, register_task, require
+from .generate import Generate, likelihood_options
+
+
+def uniform(rng, shape, dtype):
+    """The noise of a binary layer's pass: uniforms on [0, 1)."""
+    return rng.random(shape, dtype=dtype)
+
+
+@register_task("sbn")
+class Binary(Generate):
+    """The binary-latent VAE: the loss is :func:`vimco_loss`."""
+    about = ("a VAE with one layer of binary latent units (a sigmoid belief network's) and a learned Bernoulli prior, "
+             "trained on the bound over --iw-samples K >= 2 samples with VIMCO's leave-one-out score-function "
+             "gradient (Mnih and Rezende 2016)")
+    cannot_open = ("a VAE with binary latent units (--task sbn), which gvae eval, sample, plot and analyze do not read: "
+                   "its test ELBO and log p(x) estimate are in its summary.json")
+    loss = staticmethod(vimco_loss)
+
+    @classmethod
+    def check_config(cls, config):
+        """One layer; K = iw_samples >= 2 (the leave-one-out baseline); the bound alone (no target rate, MMD,
+        alpha, beta or warm-up); no Gaussian posterior's settings (family, lattice, KL estimator, samples)."""
+        changed = changed_flags(config, ("posterior", "grid_shape", "kl", "samples", "beta", "warmup", "inference",
+                                         "merge"))
+        require([(len(config.layer_sizes()) == 1, "task sbn has one stochastic layer: give one --latent size"),
+                 (config.iw_samples >= 2, "task sbn trains the bound over K samples with a leave-one-out baseline: give "
+                                          "--iw-samples K with K >= 2"),
+                 (config.target_rate is None and config.mmd == 0 and config.alpha == 0,
+                  "task sbn trains its bound alone: use it without --target-rate, --mmd or --alpha"),
+                 (not changed, "task sbn has binary latent units and trains its K-sample bound: leave "
+                               + ", ".join(changed) + " at the default")])
+
+    @classmethod
+    def build_model(cls, config, n_in):
+        return BinaryVAE(n_in, config.latent, config.layer_hidden()[0], config.activation, config.likelihood,
+                         np.dtype(config.dtype), likelihood_options(config), config.init)
+
+    def step_args(self, batch, rng, kl_weight):
+        """K = ``iw_samples`` uniforms per latent unit and image, from ``rng``."""
+        (x,) = batch
+        model = self.model
+        return x, uniform(rng, (self.config.iw_samples, len(x), model.noise_size), model.dtype)
+
+    def elbo(self, params, x, batch_size=500):
+        """The mean ELBO (one sample a point, the noise of EVAL_SEED) of the observations x, nats per image:
+        a host float, one read."""
+        rng, model, xp = generator(self.device, EVAL_SEED), self.model, array_module(x)
+        total = xp.zeros((), dtype=np.float64)
+        for lo in range(0, len(x), batch_size):
+            xb = x[lo:lo + batch_size]
+            rec, log_ratio, _ = log_weights(model, params, xb, uniform(rng, (1, len(xb), model.noise_size), model.dtype))
+            total += (rec + log_ratio).astype(np.float64).sum()
+        return float(to_host(total)) / len(x) + model.likelihood.nats_offset()
+
+    def test_summary(self, params, test, best_valid):
+        """The test ELBO and ``test_log_px`` (L_1000 on the first 1,000 test images, noise of EVAL_SEED)."""
+        model = self.model
+        estimate = log_px_summary(lambda xb, u: sum(log_weights(model, params, xb, u)[:2]), model, test[0],
+                                  generator(self.device, EVAL_SEED), noise=uniform)
+        return {"task": self.name, **super().test_summary(params, test, best_valid), **estimate}
+
+    def result_line(self, summary):
+        return (f"{super().result_line(summary)}, log p(x) ~ {summary['test_log_px']:.3f} (L_{summary['log_px_samples']}"
+                f", first {summary['log_px_images']} test images)")
