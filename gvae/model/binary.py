@@ -71,15 +71,29 @@ def leave_one_out_signals(log_w):
     return bound[None, :] - kernels.log_mean_exp(replaced, axis=1)[0]
 
 
-def vimco_loss(params, model, x, u):
-    """The loss minimised by training, -mean_b [L_K + sum_k signal_k log q(z_k|x)] (the signals constants),
-    whose gradient is minus VIMCO's estimate of grad L_K; ``aux`` = (mean L_K, mean rec, mean -log_ratio),
-    batch means. u (K, B, latent) uniform, K >= 2."""
+def plain_signals(log_w):
+    """The score function without a baseline: every sample's signal is L_K itself (unbiased; the reference
+    the baselines' variance is measured against)."""
+    bound = kernels.log_mean_exp(log_w, axis=0)[0]
+    return array_module(log_w).broadcast_to(bound, log_w.shape)
+
+
+SIGNALS = {"vimco": leave_one_out_signals, "plain": plain_signals}
+
+
+def score_loss(params, model, x, u, signals=leave_one_out_signals):
+    """The loss minimised by training, -mean_b [L_K + sum_k signal_k log q(z_k|x)], the learning signals
+    ``signals(log_w)`` (K, B) constants, whose gradient is minus the score-function estimate of grad L_K;
+    ``aux`` = (mean L_K, mean rec, mean -log_ratio), batch means. u (K, B, latent) uniform, K >= 2."""
     if u.shape[0] < 2:
         raise ValueError(f"VIMCO's leave-one-out baseline needs 2 or more samples per point, got {u.shape[0]}")
     rec, log_ratio, log_q = log_weights(model, params, x, u)
     log_w = rec + log_ratio
     bound, _ = ops.log_mean_exp(log_w, axis=0)
-    signals = leave_one_out_signals(ops.value_of(log_w))
-    surrogate = bound + ops.sum(signals * log_q, axis=0)
+    surrogate = bound + ops.sum(signals(ops.value_of(log_w)) * log_q, axis=0)
     return -ops.mean(surrogate), (ops.mean(bound), ops.mean(ops.mean(rec, axis=0)), -ops.mean(ops.mean(log_ratio, axis=0)))
+
+
+def vimco_loss(params, model, x, u):
+    """:func:`score_loss` with VIMCO's leave-one-out signals: what ``--task sbn`` trains."""
+    return score_loss(params, model, x, u, leave_one_out_signals)
