@@ -1,13 +1,14 @@
 """The variance of score-function gradient estimators on a trained model with binary latent units (a run of
-``gvae train --task sbn``): VIMCO's leave-one-out signals against the plain score function of L_K (every
-sample's signal L_K itself), both unbiased estimates of the same gradient.
+``gvae train --task sbn``): the run's estimator against the plain score function of the same objective,
+both unbiased estimates of one gradient. A VIMCO run: the leave-one-out signals against every sample's
+signal L_K itself; an NVIL run: the learned baseline's signal log w - b(x) against log w (K = 1).
 
     python examples/estimator_variance.py RUN_DIR [--batch 100] [--draws 200] [--samples K] [--seed 0]
 
 On one batch of test images, each estimator's gradient of the loss is drawn ``--draws`` times with fresh
 samples; the table gives, for the encoder's parameters (the only ones the signals reach) and for all, the
 mean over parameters of the gradient's variance across draws, and the norm of its mean (both estimators
-estimate the same mean). K defaults to the run's --iw-samples.
+estimate the same mean). K defaults to the run's --iw-samples (NVIL: 1).
 """
 import sys
 
@@ -29,35 +30,42 @@ def parse_args(argv=None):
     return args
 
 
-def gradient_draws(model, params, x, k, draws, rng, signals):
-    """(draws, n_params) gradients of :func:`gvae.model.binary.score_loss` with ``signals``, float64, and
-    the parameter names in their order."""
+def gradient_draws(loss, params, k, batch, noise_size, dtype, draws, rng):
+    """(draws, n_params) gradients of ``loss(params, u)`` for fresh uniforms u (k, batch, noise_size), float64,
+    the parameters in sorted order."""
     from gvae import value_and_grad
-    from gvae.model.binary import score_loss
     names = sorted(params)
     out = []
     for _ in range(draws):
-        u = rng.random((k, len(x), model.noise_size)).astype(model.dtype)
-        grads = value_and_grad(lambda p: score_loss(p, model, x, u, signals)[0])(params)[1]
+        u = rng.random((k, batch, noise_size)).astype(dtype)
+        grads = value_and_grad(lambda p: loss(p, u)[0])(params)[1]
         out.append(np.concatenate([np.asarray(grads[n], np.float64).ravel() for n in names]))
-    return np.array(out), names
+    return np.array(out)
 
 
 def main(args):
     from gvae.io.mnist import load_mnist
-    from gvae.model.binary import SIGNALS
+    from gvae.model.binary import leave_one_out_signals, nvil_loss, plain_signals, score_loss
     from gvae.training.batching import EVAL_SEED, binarize
     from gvae.training.runs import load_model
     model, params, config = load_model(args.run)
-    k = args.samples or config.iw_samples
     x = binarize(load_mnist()["test"][0][:args.batch], np.random.default_rng(EVAL_SEED)).astype(model.dtype)
+    if config.estimator == "nvil":
+        k = 1
+        estimators = {"nvil": lambda p, u: nvil_loss(p, model, x, u),
+                      "plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
+    else:
+        k = args.samples or config.iw_samples
+        estimators = {"vimco": lambda p, u: score_loss(p, model, x, u, leave_one_out_signals),
+                      "plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
     sizes = {n: params[n].size for n in sorted(params)}
     encoder = np.concatenate([np.full(size, n.startswith("enc."), bool) for n, size in sizes.items()])
-    print(f"# {args.run}: K = {k}, {args.batch} test images, {args.draws} draws each")
+    print(f"# {args.run}: {config.estimator}, K = {k}, {args.batch} test images, {args.draws} draws each")
     print("| estimator | mean variance, encoder | mean variance, all | norm of the mean, encoder |")
     print("| --- | --- | --- | --- |")
-    for name, signals in SIGNALS.items():
-        g, _ = gradient_draws(model, params, x, k, args.draws, np.random.default_rng(args.seed), signals)
+    for name, loss in estimators.items():
+        g = gradient_draws(loss, params, k, len(x), model.noise_size, model.dtype, args.draws,
+                           np.random.default_rng(args.seed))
         var = g.var(axis=0, ddof=1)
         print(f"| {name} | {var[encoder].mean():.4g} | {var.mean():.4g} | {np.linalg.norm(g[:, encoder].mean(0)):.4g} |")
     return 0

@@ -13,8 +13,12 @@ geometric mean), a baseline independent of z_k that leaves the estimator unbiase
     grad L_K = sum_k (L_K - L_K^{-k}) grad log q(z_k|x) + sum_k w~_k grad log w_k,   w~ = softmax(log w).
 
 :func:`vimco_loss` is the surrogate whose gradient this is (the signals enter as constants, the samples are
-drawn outside the tape from uniforms u: z = [u < sigmoid(enc(x))]). Parameters: ``enc.*``, ``dec.*``,
-``prior.a``, then the likelihood's.
+drawn outside the tape from uniforms u: z = [u < sigmoid(enc(x))]). With one sample, :func:`nvil_loss` is
+the score function of the ELBO with NVIL's input-dependent baseline (Mnih and Gregor, "Neural Variational
+Inference and Learning in Belief Networks", 2014): the signal log w - b(x), b a network of its own (``base.*``)
+fitted to log w by least squares; NVIL's running variance normalisation is left out (it rescales each
+step by the samples' spread, which biases a single step). Parameters: ``enc.*``, ``dec.*``, ``base.*`` (with
+the baseline), ``prior.a``, then the likelihood's.
 """
 import numpy as np
 
@@ -30,17 +34,20 @@ class BinaryVAE(NetworkModel):
     """``latent`` binary units over ``n_in`` observed ones: networks of widths ``hidden`` and ``activation``
     (the encoder's output the units' logits), the likelihood ``likelihood`` (``likelihood_options``), a
     learned factorised Bernoulli prior; parameters of ``dtype`` initialised by ``init`` (the prior's logits
-    at 0: every unit on with probability 1/2). A pass's noise is uniform on [0, 1), (K, B, latent)."""
+    at 0: every unit on with probability 1/2); with ``baseline``, NVIL's baseline network x -> b(x). A
+    pass's noise is uniform on [0, 1), (K, B, latent)."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", likelihood="bernoulli", dtype=np.float32,
-                 likelihood_options=None, init="uniform"):
+                 likelihood_options=None, init="uniform", baseline=False):
         super().__init__(n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init)
         self.encoder = MLP([self.n_in, *self.hidden, self.size], activation, "enc.")
         self.decoder = MLP([self.size, *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
+        self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
         self.noise_size = self.size
 
     def networks(self):
-        return [self.encoder, self.decoder]
+        """The encoder, the decoder and, with NVIL's baseline, its network."""
+        return [self.encoder, self.decoder] + ([self.baseline] if self.baseline is not None else [])
 
     def param_shapes(self):
         return {**super().param_shapes(), PRIOR: (self.size,)}
@@ -65,6 +72,8 @@ def leave_one_out_signals(log_w):
     L_K^{-k} is the bound with log w_k replaced by the mean of the other K - 1 log-weights."""
     xp = array_module(log_w)
     k = log_w.shape[0]
+    if k < 2:
+        raise ValueError(f"VIMCO's leave-one-out baseline needs 2 or more samples per point, got {k}")
     others = (log_w.sum(axis=0) - log_w) / (k - 1)                       # (K, B)
     replaced = xp.where(xp.eye(k, dtype=bool)[:, :, None], others[:, None, :], log_w[None, :, :])  # (K, K, B)
     bound = kernels.log_mean_exp(log_w, axis=0)[0]
@@ -84,9 +93,8 @@ SIGNALS = {"vimco": leave_one_out_signals, "plain": plain_signals}
 def score_loss(params, model, x, u, signals=leave_one_out_signals):
     """The loss minimised by training, -mean_b [L_K + sum_k signal_k log q(z_k|x)], the learning signals
     ``signals(log_w)`` (K, B) constants, whose gradient is minus the score-function estimate of grad L_K;
-    ``aux`` = (mean L_K, mean rec, mean -log_ratio), batch means. u (K, B, latent) uniform, K >= 2."""
-    if u.shape[0] < 2:
-        raise ValueError(f"VIMCO's leave-one-out baseline needs 2 or more samples per point, got {u.shape[0]}")
+    ``aux`` = (mean L_K, mean rec, mean -log_ratio), batch means. u (K, B, latent) uniform (VIMCO's signals
+    need K >= 2)."""
     rec, log_ratio, log_q = log_weights(model, params, x, u)
     log_w = rec + log_ratio
     bound, _ = ops.log_mean_exp(log_w, axis=0)
@@ -97,3 +105,29 @@ def score_loss(params, model, x, u, signals=leave_one_out_signals):
 def vimco_loss(params, model, x, u):
     """:func:`score_loss` with VIMCO's leave-one-out signals: what ``--task sbn`` trains."""
     return score_loss(params, model, x, u, leave_one_out_signals)
+
+
+def nvil_loss(params, model, x, u):
+    """One sample a point (u (1, B, latent)): -mean_b [log w + (log w - b(x)) log q(z|x)] (the signal a
+    constant) plus the baseline's least squares mean_b (log w - b(x))^2 (log w a constant): minus NVIL's
+    estimate of the ELBO's gradient, and the baseline's regression. ``aux`` = (mean ELBO, mean rec, mean
+    -log_ratio), batch means."""
+    if u.shape[0] != 1 or model.baseline is None:
+        raise ValueError("NVIL takes one sample a point and a model with its baseline network "
+                         f"(got {u.shape[0]} samples, baseline {'present' if model.baseline else 'absent'})")
+    rec, log_ratio, log_q = log_weights(model, params, x, u)
+    log_w = rec[0] + log_ratio[0]
+    b = model.baseline(params, x)[..., 0]
+    target = ops.value_of(log_w)
+    signal = target - ops.value_of(b)
+    residual = target - b
+    loss = -ops.mean(log_w + signal * log_q[0]) + ops.mean(residual * residual)
+    return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_ratio[0]))
+
+
+ESTIMATORS = {"vimco": vimco_loss, "nvil": nvil_loss}
+
+
+def binary_loss(params, model, x, u, estimator="vimco"):
+    """The loss of the score-function ``estimator`` (a name of :data:`ESTIMATORS`)."""
+    return ESTIMATORS[estimator](params, model, x, u)

@@ -1,6 +1,7 @@
 """The task ``sbn``: a VAE with one layer of binary latent units (:mod:`gvae.model.binary`; a sigmoid belief
-network's layer with an amortised encoder), trained on the multi-sample bound L_K (K = ``--iw-samples``,
-2 or more) with VIMCO's leave-one-out score-function gradient.
+network's layer with an amortised encoder), trained by a score-function gradient (``--estimator``): on the
+multi-sample bound L_K (K = ``--iw-samples``, 2 or more) with VIMCO's leave-one-out signals, or on the
+ELBO with NVIL's learned baseline.
 
 Data and batches are those of the task ``generate``. Validation and test give the ELBO (L_1, one sample a
 point, noise of EVAL_SEED); the test summary adds ``test_log_px``, L_1000 on the first 1,000 test images
@@ -8,7 +9,7 @@ point, noise of EVAL_SEED); the test summary adds ``test_log_px``, L_1000 on the
 import numpy as np
 
 from ...kernels import array_module, generator, to_host
-from ...model.binary import BinaryVAE, log_weights, vimco_loss
+from ...model.binary import BinaryVAE, binary_loss, log_weights
 from ..batching import EVAL_SEED
 from ..validation import log_px_summary
 from .base import changed_flags, register_task, require
@@ -22,23 +23,28 @@ def uniform(rng, shape, dtype):
 
 @register_task("sbn")
 class Binary(Generate):
-    """The binary-latent VAE: the loss is :func:`vimco_loss`."""
+    """The binary-latent VAE: the loss is :func:`binary_loss` of the run's estimator."""
     about = ("a VAE with one layer of binary latent units (a sigmoid belief network's) and a learned Bernoulli prior, "
-             "trained on the bound over --iw-samples K >= 2 samples with VIMCO's leave-one-out score-function "
-             "gradient (Mnih and Rezende 2016)")
+             "trained by a score-function gradient: --estimator vimco (the bound over --iw-samples K >= 2, Mnih and "
+             "Rezende 2016) or nvil (the ELBO with a learned baseline, Mnih and Gregor 2014)")
+    options = ("estimator",)
     cannot_open = ("a VAE with binary latent units (--task sbn), which gvae eval, sample, plot and analyze do not read: "
                    "its test ELBO and log p(x) estimate are in its summary.json")
-    loss = staticmethod(vimco_loss)
+    loss = staticmethod(binary_loss)
 
     @classmethod
     def check_config(cls, config):
-        """One layer; K = iw_samples >= 2 (the leave-one-out baseline); the bound alone (no target rate, MMD,
-        alpha, beta or warm-up); no Gaussian posterior's settings (family, lattice, KL estimator, samples)."""
+        """One layer; K = iw_samples >= 2 with VIMCO (the leave-one-out baseline), 1 with NVIL; the bound alone
+        (no target rate, MMD, alpha, beta or warm-up); no Gaussian posterior's settings (family, lattice, KL
+        estimator, samples)."""
         changed = changed_flags(config, ("posterior", "grid_shape", "kl", "samples", "beta", "warmup", "inference",
                                          "merge"))
         require([(len(config.layer_sizes()) == 1, "task sbn has one stochastic layer: give one --latent size"),
-                 (config.iw_samples >= 2, "task sbn trains the bound over K samples with a leave-one-out baseline: give "
-                                          "--iw-samples K with K >= 2"),
+                 (config.estimator != "vimco" or config.iw_samples >= 2,
+                  "task sbn with VIMCO trains the bound over K samples with a leave-one-out baseline: give "
+                  "--iw-samples K with K >= 2"),
+                 (config.estimator != "nvil" or config.iw_samples == 1,
+                  "task sbn with NVIL trains the ELBO, one sample a point: leave --iw-samples at 1"),
                  (config.target_rate is None and config.mmd == 0 and config.alpha == 0,
                   "task sbn trains its bound alone: use it without --target-rate, --mmd or --alpha"),
                  (not changed, "task sbn has binary latent units and trains its K-sample bound: leave "
@@ -47,13 +53,14 @@ class Binary(Generate):
     @classmethod
     def build_model(cls, config, n_in):
         return BinaryVAE(n_in, config.latent, config.layer_hidden()[0], config.activation, config.likelihood,
-                         np.dtype(config.dtype), likelihood_options(config), config.init)
+                         np.dtype(config.dtype), likelihood_options(config), config.init,
+                         baseline=config.estimator == "nvil")
 
     def step_args(self, batch, rng, kl_weight):
-        """K = ``iw_samples`` uniforms per latent unit and image, from ``rng``."""
+        """K = ``iw_samples`` uniforms per latent unit and image, from ``rng``, and the estimator."""
         (x,) = batch
         model = self.model
-        return x, uniform(rng, (self.config.iw_samples, len(x), model.noise_size), model.dtype)
+        return x, uniform(rng, (self.config.iw_samples, len(x), model.noise_size), model.dtype), self.config.estimator
 
     def elbo(self, params, x, batch_size=500):
         """The mean ELBO (one sample a point, the noise of EVAL_SEED) of the observations x, nats per image:
