@@ -1,7 +1,8 @@
 """The layer rule of the README, checked on every module's imports (read with ``ast``, nothing imported):
 kernels <- rules (the array-namespace formulas) <- autodiff, ops <- model <- training <- evaluation <- process, plots <- the package's fronts (gvae/__init__, gvae.torch,
-gvae.jax, the short name gvae.posteriors) <- sweep <- commands <- cli <- sweep_child (the entry points of a
-process on top: the commands use the sweep, the sweep names its child process only as a module to run); io stands apart (only itself, the standard
+gvae.jax, the short name gvae.posteriors) <- sweep <- commands <- cli <- sweep_child, __main__ (the entry
+points of a process on top: the commands use the sweep, the sweep names its child process only as a module
+to run, ``python -m gvae`` runs the cli); io stands apart (only itself, the standard
 library and NumPy below it) and is used by the CPU runtime's cache files and from training upwards. Nothing imports upward, and no modules
 import each other in a circle, even within a layer (imports inside functions count: they tie the
 modules as much)."""
@@ -15,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gvae"
 # Layer of each top-level part of the package; a module may import its own layer and those below.
 LAYERS = {"kernels": 0, "rules": 0.5, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "evaluation": 3.5,
           "process": 4, "plots": 4, "posteriors": 5,
-          "torch": 5, "jax": 5, "__init__": 5, "sweep": 6, "commands": 7, "cli": 8, "sweep_child": 9}
+          "torch": 5, "jax": 5, "__init__": 5, "sweep": 6, "commands": 7, "cli": 8, "sweep_child": 9,
+          "__main__": 9}
 IO_USERS = {"kernels", "training", "evaluation", "cli", "commands", "sweep", "plots", "__init__"}
 
 

@@ -1,0 +1,69 @@
+"""gvae as a wheel: built from this checkout, it holds every module and CUDA source of gvae/, and installed
+alone in a fresh virtual environment outside the checkout (its dependencies seen from this environment's
+site-packages, not gvae itself) it runs ``python -m gvae``, trains a model, and reads its CUDA sources."""
+import json
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import fake_splits
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("setuptools", reason="building the wheel needs setuptools in this environment")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                    "-w", str(out), str(ROOT)], check=True, cwd=out, capture_output=True)
+    (path,) = out.glob("gvae-*.whl")
+    return path
+
+
+def test_the_wheel_holds_every_module_and_cuda_source_and_the_command(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "gvae").rglob("*")
+               if p.suffix in (".py", ".cu", ".cuh") and "__pycache__" not in p.parts}
+    assert sources and sources <= names, sorted(sources - names)[:10]
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "gvae = gvae.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+@pytest.mark.slow
+def test_the_wheel_works_alone_outside_the_checkout(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                    "--no-index", str(wheel)], check=True, capture_output=True)
+    # The dependencies (NumPy, SciPy, Numba, tqdm) from this environment: its site-packages as a plain path,
+    # whose own .pth files (this checkout's editable install among them) are not read.
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    splits = fake_splits({"train": 60, "valid": 20, "test": 20}, seed=1)
+    np.savez(work / "data.npz", **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
+
+    def run(*args):
+        return subprocess.run([str(python), *args], cwd=work, capture_output=True, text=True, timeout=600)
+    where = run("-c", "import gvae; print(gvae.__file__)")
+    assert where.returncode == 0 and where.stdout.strip().startswith(purelib), where
+    version = run("-m", "gvae", "--version")
+    assert version.returncode == 0 and version.stdout.strip() == "gvae 0.1.0", version
+    trained = run("-m", "gvae", "train", "--data", "data.npz", "--latent", "2", "--hidden", "8", "--epochs", "1",
+                  "--batch-size", "20", "--posterior", "chain", "--threads", "1", "--quiet", "--out", "run")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((work / "run" / "summary.json").read_text())["test_elbo"] < 0
+    sources = run("-c", "from gvae.kernels import backend, cuda_build\n"
+                        "import importlib\n"
+                        "for m in backend.cuda_modules(): importlib.import_module(m)\n"
+                        "print(sum(len(s.text()) > 0 for s in cuda_build.SOURCES.values()))")
+    assert sources.returncode == 0 and int(sources.stdout) == len(list((ROOT / "gvae").rglob("*.cu"))), sources
