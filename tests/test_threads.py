@@ -118,11 +118,12 @@ def test_ctrl_c_while_waiting_for_a_worker_waits_for_it():
     then): run re-raises it only once the worker's task has finished, and the next call runs normally."""
     kernels.set_threads(2)
     log, main = [], threading.get_ident()
+    # Python leaves SIGINT ignored when it starts with it ignored (a test run started in the background by a
+    # non-interactive shell, as `cmd &` in a script): Ctrl-C's own handler here, whatever the test run's.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         def slow():
-            # The worker itself interrupts the caller, so the signal lands while its task runs however
-            # loaded the machine is (a timer thread may not get the CPU before the task ends).
-            signal.pthread_kill(main, signal.SIGINT)
+            signal.pthread_kill(main, signal.SIGINT)  # from the worker: lands while its task runs
             threading.Event().wait(0.3)
             log.append("worker done")
         with pytest.raises(KeyboardInterrupt):
@@ -131,6 +132,7 @@ def test_ctrl_c_while_waiting_for_a_worker_waits_for_it():
         threads.run([lambda: log.append("caller"), lambda: log.append("worker")])
         assert sorted(log) == ["caller", "worker", "worker done"]
     finally:
+        signal.signal(signal.SIGINT, before)
         kernels.set_threads(1)
 
 
