@@ -25,6 +25,7 @@ import numpy as np
 from .. import kernels, ops
 from ..kernels import array_module
 from .layers import MLP
+from .likelihoods import bernoulli_draw
 from .params import NetworkModel
 
 PRIOR = "prior.a"
@@ -58,9 +59,7 @@ def log_weights(model, params, x, u):
     each (K, B): log p(x|z_k), log p(z_k) - log q(z_k|x) and log q(z_k|x), with z_k = [u_k < sigmoid(enc(x))]
     (constants of the tape; log q differentiable in the encoder, log p(z) in the prior's logits)."""
     logits = model.encoder(params, x)
-    raw = ops.value_of(logits)
-    xp = array_module(raw)
-    z = (u < 0.5 * (1 + xp.tanh(0.5 * raw))).astype(raw.dtype)  # sigmoid without exp's overflow
+    z = bernoulli_draw(logits, u)
     log_q = ops.bernoulli_loglik(ops.broadcast_to(logits, z.shape), z)
     log_prior = ops.bernoulli_loglik(ops.broadcast_to(params[PRIOR], z.shape), z)
     rec = model.likelihood.log_prob(model.decoder(params, z), x, params)

@@ -83,6 +83,13 @@ class Likelihood(ABC):
         return 0.0
 
 
+def bernoulli_draw(logits, u):
+    """Binary draws [u < sigmoid(logits)] in logits' dtype, for uniforms u on [0, 1) (broadcast against the
+    logits): the one way gvae turns uniforms into Bernoulli samples, outside any tape (a Tracer's value)."""
+    p = ops.sigmoid(ops.value_of(logits))
+    return (u < p).astype(p.dtype)
+
+
 class Bernoulli(Likelihood):
     """p(x|z) = prod_j Bernoulli(x_j; sigmoid(l_j)) with decoder logits l; x in [0, 1]."""
 
@@ -101,8 +108,7 @@ class Bernoulli(Likelihood):
         return array_module(x).log(m / (1 - m))
 
     def sample(self, out, params, rng):
-        p = self.mean(out)
-        return (rng.random(p.shape) < p).astype(p.dtype)
+        return bernoulli_draw(out, rng.random(out.shape))
 
 
 class Continuous(Likelihood):

@@ -26,6 +26,7 @@ import numpy as np
 from .. import ops
 from ..kernels import array_module
 from .layers import MLP
+from .likelihoods import bernoulli_draw
 from .objectives import elbo_terms
 from .vae import VAE
 
@@ -70,9 +71,7 @@ def generated_terms(model, params, z, u):
     ``(log_r, log_px)``, each (B,): log r(z|x') (differentiable in r's parameters) and
     log p_theta(x'|z) (in the decoder's)."""
     logits = model.decode(params, z)
-    raw = ops.value_of(logits)
-    xp = array_module(raw)
-    x = (u < 0.5 * (1 + xp.tanh(0.5 * raw))).astype(raw.dtype)  # sigmoid without exp's overflow
+    x = bernoulli_draw(logits, u)
     log_px = ops.bernoulli_loglik(logits, x)
     q = model.mi_family.split(model.mi_net(params, x), model.sizes[0])
     return ops.mean(model.mi_family.log_prob(q, z[None]), axis=0), log_px

@@ -96,7 +96,8 @@ def standard_normal(rng, shape, dtype):
 def log_px_estimate(log_weights, noise_size, dtype, x, rng, samples=LOG_PX_SAMPLES, images=LOG_PX_IMAGES,
                     batch_size=LOG_PX_BATCH, noise=standard_normal):
     """The mean over the first ``images`` rows of x of log (1/K) sum_k w_k, K = ``samples``: an importance
-    sampling bound on log p(x) (the IWAE bound L_K) whose log-weights ``log_weights(xb, eps)`` gives, (K, B),
+    sampling bound on log p(x) (the IWAE bound L_K; with one sample the mean log-weight, an ELBO) whose
+    log-weights ``log_weights(xb, eps)`` gives, (K, B),
     for noise eps (K, B, ``noise_size``) of ``dtype`` drawn from ``rng`` by ``noise(rng, shape, dtype)``.
     Returns (estimate, images used): a host float, one read."""
     n = min(images, len(x))

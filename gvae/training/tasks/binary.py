@@ -8,10 +8,10 @@ point, noise of EVAL_SEED); the test summary adds ``test_log_px``, L_1000 on the
 (:func:`gvae.training.validation.log_px_summary`)."""
 import numpy as np
 
-from ...kernels import array_module, generator, to_host
+from ...kernels import generator
 from ...model.binary import BinaryVAE, binary_loss, log_weights
 from ..batching import EVAL_SEED
-from ..validation import log_px_summary
+from ..validation import log_px_estimate, log_px_summary
 from .base import changed_flags, register_task, require
 from .generate import Generate, likelihood_options
 
@@ -62,22 +62,22 @@ class Binary(Generate):
         model = self.model
         return x, uniform(rng, (self.config.iw_samples, len(x), model.noise_size), model.dtype), self.config.estimator
 
+    def log_weights(self, params):
+        """(x (B, n), u (K, B, latent)) -> the samples' log-weights (K, B)."""
+        return lambda xb, u: sum(log_weights(self.model, params, xb, u)[:2])
+
     def elbo(self, params, x, batch_size=500):
-        """The mean ELBO (one sample a point, the noise of EVAL_SEED) of the observations x, nats per image:
-        a host float, one read."""
-        rng, model, xp = generator(self.device, EVAL_SEED), self.model, array_module(x)
-        total = xp.zeros((), dtype=np.float64)
-        for lo in range(0, len(x), batch_size):
-            xb = x[lo:lo + batch_size]
-            rec, log_ratio, _ = log_weights(model, params, xb, uniform(rng, (1, len(xb), model.noise_size), model.dtype))
-            total += (rec + log_ratio).astype(np.float64).sum()
-        return float(to_host(total)) / len(x) + model.likelihood.nats_offset()
+        """The mean ELBO (one sample a point, the noise of EVAL_SEED) of the observations x, nats per image
+        (:func:`log_px_estimate` with one sample: the mean log-weight): a host float, one read."""
+        model = self.model
+        return log_px_estimate(self.log_weights(params), model.noise_size, model.dtype, x,
+                               generator(self.device, EVAL_SEED), samples=1, images=len(x), batch_size=batch_size,
+                               noise=uniform)[0] + model.likelihood.nats_offset()
 
     def test_summary(self, params, test, best_valid):
         """The test ELBO and ``test_log_px`` (L_1000 on the first 1,000 test images, noise of EVAL_SEED)."""
-        model = self.model
-        estimate = log_px_summary(lambda xb, u: sum(log_weights(model, params, xb, u)[:2]), model, test[0],
-                                  generator(self.device, EVAL_SEED), noise=uniform)
+        estimate = log_px_summary(self.log_weights(params), self.model, test[0], generator(self.device, EVAL_SEED),
+                                  noise=uniform)
         return {"task": self.name, **super().test_summary(params, test, best_valid), **estimate}
 
     def result_line(self, summary):

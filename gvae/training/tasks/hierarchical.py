@@ -9,10 +9,10 @@ of EVAL_SEED; the test summary adds ``test_log_px``, the importance-sampling bou
 (:func:`gvae.training.validation.log_px_estimate`)."""
 import numpy as np
 
-from ...kernels import array_module, generator, to_host
+from ...kernels import generator
 from ...model.hierarchical import HVM, hvm_loss, log_weights
 from ..batching import EVAL_SEED
-from ..validation import log_px_summary
+from ..validation import log_px_estimate, log_px_summary
 from .base import changed_flags, one_bound, register_task, require
 from .generate import Generate, likelihood_options
 
@@ -50,24 +50,22 @@ class Hierarchical(Generate):
         model = self.model
         return x, rng.standard_normal((self.config.samples, len(x), model.noise_size), dtype=model.dtype), kl_weight
 
+    def log_weights(self, params):
+        """(x (B, n), eps (K, B, noise_size)) -> the extended space's log-weights (K, B)."""
+        return lambda xb, eps: sum(log_weights(self.model, params, xb, eps))
+
     def elbo(self, params, x, batch_size=500):
         """The mean auxiliary bound of the observations x (nats per image), one draw each with the noise of
-        EVAL_SEED: a host float, one read."""
-        rng, model, xp = generator(self.device, EVAL_SEED), self.model, array_module(x)
-        total = xp.zeros((), dtype=np.float64)
-        for lo in range(0, len(x), batch_size):
-            xb = x[lo:lo + batch_size]
-            eps = rng.standard_normal((1, len(xb), model.noise_size), dtype=model.dtype)
-            rec, log_ratio = log_weights(model, params, xb, eps)
-            total += (rec + log_ratio).astype(np.float64).sum()
-        return float(to_host(total)) / len(x) + model.likelihood.nats_offset()
+        EVAL_SEED (:func:`log_px_estimate` with one sample: the mean log-weight): a host float, one read."""
+        model = self.model
+        return log_px_estimate(self.log_weights(params), model.noise_size, model.dtype, x,
+                               generator(self.device, EVAL_SEED), samples=1, images=len(x),
+                               batch_size=batch_size)[0] + model.likelihood.nats_offset()
 
     def test_summary(self, params, test, best_valid):
         """The test bound, ``test_log_px`` (the extended space's importance-sampling bound, noise from
         EVAL_SEED) with ``log_px_samples`` and ``log_px_images``, and the best validation bound."""
-        model = self.model
-        estimate = log_px_summary(lambda xb, eps: sum(log_weights(model, params, xb, eps)), model, test[0],
-                                  generator(self.device, EVAL_SEED))
+        estimate = log_px_summary(self.log_weights(params), self.model, test[0], generator(self.device, EVAL_SEED))
         return {"task": self.name, **super().test_summary(params, test, best_valid), **estimate}
 
     def epoch_line(self, row):
