@@ -130,6 +130,36 @@ def test_diag_normal_kl(shape, dtype, want_grad):
         assert gradsd is None
 
 
+# How a product's operand may lie: (shape of the array made, the view of it taken) for an (r, c) operand:
+# C-contiguous, a transposed view (F-contiguous), rows padded (a column slice), and strides neither allows
+# (copied once).
+LAYOUTS = {"c": (lambda r, c: (r, c), lambda x: x), "f": (lambda r, c: (c, r), lambda x: x.T),
+           "padded": (lambda r, c: (r, c + 3), lambda x: x[:, :x.shape[1] - 3]),
+           "strided": (lambda r, c: (2 * r, 2 * c), lambda x: x[::2, ::2])}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (3, 5, 2), (100, 784, 500), (37, 1, 9), (1, 16, 1), (0, 4, 3),
+                                     (4, 0, 3)])
+def test_matmul(M, K, N, dtype):
+    """gvae's own cuBLAS GEMM (which a CUDA graph can record) against NumPy in every operand layout, with
+    and without ``out``."""
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    for made_a, view_a in LAYOUTS.values():
+        for made_b, view_b in LAYOUTS.values():
+            base_a, base_b = (rng.standard_normal(made(*shape)).astype(dtype)
+                              for made, shape in ((made_a, (M, K)), (made_b, (K, N))))
+            a, b = view_a(base_a), view_b(base_b)
+            assert a.shape == (M, K) and b.shape == (K, N)
+            expected = (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype)
+            scale = max(1.0, float(np.abs(expected).max(initial=0)))
+            da, db = view_a(dev(base_a)), view_b(dev(base_b))
+            close(kernels.matmul(da, db), expected, dtype, scale=scale)
+            out = dev(np.full((M, N), np.nan, dtype))
+            assert kernels.matmul(da, db, out=out) is out
+            close(out, expected, dtype, scale=scale)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 31, 1000, 1_000_003])
 def test_sum_squares(n, dtype):
@@ -152,6 +182,28 @@ def test_adam_update(n, dtype):
         kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step, scale=0.7)
         kernels.adam_update(p, g, m, v, **kw)
         kernels.adam_update(pd, dev(g), md, vd, **kw)
+    for a, b in ((pd, p), (md, m), (vd, v)):
+        close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 257, 100_001])
+def test_adam_update_guarded(n, dtype):
+    """The graph-recordable step against its Numba twin: clipped, unclipped, and skipped (non-finite loss
+    or norm), with the squared norm left on the device."""
+    rng = np.random.default_rng(n)
+    p, m = rng.standard_normal(n).astype(dtype), (rng.standard_normal(n) * 0.1).astype(dtype)
+    v = rng.uniform(0, 0.1, n).astype(dtype)
+    pd, md, vd = dev(p), dev(m), dev(v)
+    for step, clip, loss in ((1, None, 2.0), (2, 1e-2, 2.0), (3, None, np.nan), (4, 1e-2, np.inf)):
+        g = rng.standard_normal(n).astype(dtype)
+        norm2 = kernels.sum_squares_array(dev(g))
+        assert isinstance(norm2, _cupy().ndarray) and norm2.shape == (1,)
+        hyper = np.array(kernels.adam_constants(1e-3, 0.9, 0.999, 1e-8, step, clip))
+        kernels.adam_update_guarded(p, g, m, v, hyper=hyper, norm2=kernels.sum_squares_array(g),
+                                    loss=np.array([loss], dtype), beta1=0.9, beta2=0.999)
+        kernels.adam_update_guarded(pd, dev(g), md, vd, hyper=dev(hyper), norm2=norm2, loss=dev(np.array([loss], dtype)),
+                                    beta1=0.9, beta2=0.999)
     for a, b in ((pd, p), (md, m), (vd, v)):
         close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
 

@@ -193,8 +193,8 @@ def test_adam_and_norm_at_other_block_sizes(cp, block, dtype):
 
     p, m, v = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
     pd, md, vd = cp.asarray(p), cp.asarray(m), cp.asarray(v)
-    backend.implementation("adam_update")(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 3, 0.5)
     c1, c2 = 1 - 0.9 ** 3, 1 - 0.999 ** 3
+    backend.implementation("adam_update")(p, g, m, v, 1e-3 * np.sqrt(c2) / c1, 1e-8 * np.sqrt(c2), 0.9, 0.999, 0.5)
     t = np.dtype(dtype).type
     _fn("adam.cu", "adam_update<{T}>", dtype)(
         (3,), (block,), (pd, cp.asarray(g), md, vd, t(1e-3 * np.sqrt(c2) / c1), t(1e-8 * np.sqrt(c2)), t(0.9),

@@ -1,4 +1,6 @@
 """The fused layer, likelihood, KL and optimiser kernels against plain NumPy references."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -164,6 +166,47 @@ def test_average_update_errors():
 def test_sum_squares():
     g = np.arange(100001, dtype=np.float32) / 1000
     assert kernels.sum_squares(g) == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)), rel=1e-6)
+
+
+@given(n=st.integers(1, 5000), dtype=dtypes, step=st.integers(1, 1000), seed=st.integers(0, 2**32 - 1),
+       clip=st.sampled_from([None, 1e-3, 1e6]), bad=st.sampled_from([None, "loss", "norm"]))
+def test_adam_update_guarded_is_adam_update_or_nothing(n, dtype, step, seed, clip, bad):
+    """The device-guarded step (its constants and guard read from arrays: what a CUDA graph records)
+    gives adam_update's bits for the trainer's clip scale, and writes nothing on a non-finite loss or
+    norm."""
+    rng = np.random.default_rng(seed)
+    p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    m, v = rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    norm2 = kernels.sum_squares_array(g)
+    assert norm2.dtype == np.float64 and norm2.shape == (1,) and norm2[0] == kernels.sum_squares(g)
+    loss = np.array([1.5], dtype)
+    if bad == "loss":
+        loss[0] = np.nan
+    elif bad == "norm":
+        norm2[0] = np.inf
+    norm = math.sqrt(norm2[0])
+    scale = clip / norm if clip is not None and norm > clip else 1.0
+    expected = [x.copy() for x in (p, m, v)]
+    if bad is None:
+        kernels.adam_update(*expected[:1], g, *expected[1:], lr=lr, beta1=b1, beta2=b2, eps=eps, step=step,
+                            scale=scale)
+    hyper = np.array(kernels.adam_constants(lr, b1, b2, eps, step, clip))
+    kernels.adam_update_guarded(p, g, m, v, hyper=hyper, norm2=norm2, loss=loss, beta1=b1, beta2=b2)
+    for got, want in zip((p, m, v), expected):
+        assert np.array_equal(got, want)
+
+
+def test_adam_update_guarded_errors():
+    z = np.zeros(3, np.float32)
+    hyper, norm2, loss = np.array(kernels.adam_constants(1e-3, 0.9, 0.999, 1e-8, 1)), np.zeros(1), np.zeros(1, np.float32)
+    kw = dict(beta1=0.9, beta2=0.999)
+    with pytest.raises(ValueError, match="hyper must be a contiguous float64 array of 3"):
+        kernels.adam_update_guarded(z, z.copy(), z.copy(), z.copy(), hyper=hyper[:2], norm2=norm2, loss=loss, **kw)
+    with pytest.raises(ValueError, match="loss must be a contiguous float32 array of 1"):
+        kernels.adam_update_guarded(z, z.copy(), z.copy(), z.copy(), hyper=hyper, norm2=norm2, loss=np.zeros(1), **kw)
+    with pytest.raises(ValueError, match="step counts from 1"):
+        kernels.adam_constants(1e-3, 0.9, 0.999, 1e-8, 0)
 
 
 def test_adam_errors():

@@ -3,7 +3,7 @@
 # MNIST on the GPU and on the CPU, the band-kernel and training-step benchmarks, the step's launches and
 # copies, and the CUDA-graph replay of its forward and backward pass.
 #
-#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests train eval step band probe profile compile
+#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests train eval step band probe replay profile compile
 #
 # FRONTEND_TESTS (the gvae.torch and gvae.jax CUDA test files), KERNEL_TESTS=0 (skip tests/test_cuda.py)
 # and STEP_WINDOW (seconds of timing per step row, 0.3) narrow a rerun.
@@ -15,7 +15,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-STAGES=${*:-info install tests train eval step band probe profile compile}
+STAGES=${*:-info install tests train eval step band probe replay profile compile}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX would otherwise take 75% of the GPU's memory at start
@@ -79,6 +79,7 @@ if want install; then
     stage install 120 "$OUT/tests.log" $PY -m pip install -q --no-index --no-deps --no-build-isolation \
         --use-pep517 -e .
     stage mnist 60 "$OUT/tests.log" $PY -c "from gvae.io.mnist import fetch_mnist; print(fetch_mnist())"
+    stage cublas 30 "$OUT/tests.log" $PY -c "from gvae.kernels.cublas_cuda import _find; print('libcublas:', _find())"
 fi
 
 if want tests || want train; then
@@ -136,7 +137,11 @@ fi
 
 if want probe; then
     stage counts 40 "$OUT/step.log" $PY tools/gpu_probe.py counts
-    stage graph 40 "$OUT/step.log" $PY tools/gpu_probe.py graph
+    stage graph 120 "$OUT/step.log" $PY tools/gpu_probe.py graph
+fi
+if want replay; then
+    stage trainer 60 "$OUT/step.log" $PY tools/gpu_probe.py trainer
+    stage trainer-iw 60 "$OUT/step.log" $PY tools/gpu_probe.py trainer --iw 5 --batch 1000
 fi
 if want profile; then
     stage profile 60 "$OUT/step.log" $PY tools/gpu_probe.py profile --posterior diagonal

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..kernels import band as _band
 from ..kernels.backend import device_module
+from ..kernels.cuda_stream import external_stream
 from ..rules.band import VJP, BandKernels
 from ..rules.broadcast import unbroadcast
 from ..rules.checks import Checks, offsets_tuple
@@ -139,7 +140,7 @@ def _in_place(call, cupy):
         if kind == _DLPACK_CPU:  # also on a GPU backend, for arrays placed on the CPU
             _write(np.asarray(out), call(np, [np.asarray(x) for x in xs]))
             return
-        with cupy.cuda.Device(device), cupy.cuda.ExternalStream(ctx.stream, device):
+        with cupy.cuda.Device(device), external_stream(cupy, ctx.stream, device):
             _write(cupy.asarray(out), call(cupy, [cupy.asarray(x) for x in xs]))
     return in_place
 

@@ -12,7 +12,7 @@ of gvae above it.
 """
 from .activation import activation, activation_grad, bias_activation, bias_activation_grad
 from .activations import ACTIVATIONS
-from .adam import adam_update, average_update, sum_squares
+from .adam import adam_constants, adam_update, adam_update_guarded, average_update, sum_squares, sum_squares_array
 from .backend import (array_module, device_module, device_names, device_of, generator, register_device,
                       to_device, to_host)
 from .band import *  # noqa: F401,F403
@@ -26,6 +26,7 @@ from .cpu.threads import get_threads, set_threads
 
 __all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",
-           "bernoulli_loglik", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "average_update", "sum_squares", "log_mean_exp",
+           "bernoulli_loglik", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "adam_update_guarded", "adam_constants",
+           "average_update", "sum_squares", "sum_squares_array", "log_mean_exp",
            "matmul", "matmuls", "set_threads", "get_threads"]
 __all__ += _band

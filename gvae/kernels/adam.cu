@@ -3,11 +3,11 @@
 #include "cuda_common.cuh"
 
 // In place, grid-stride over n: m <- b1 m + a1 g';  v <- b2 v + a2 g'^2;  p <- p - rate m / (sqrt(v) + eps_hat)
-// with g' = scale * g. rate and eps_hat carry the bias corrections (computed on the host in float64 and
-// rounded to T, as the CPU kernel does).
+// with g' = scale * g. rate and eps_hat carry the bias corrections (computed in float64 and rounded to T,
+// as the CPU kernel does).
 template <typename T>
-__global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
-                            T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, long long n) {
+__device__ void adam_pass(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
+                          T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T gi = scale * g[i];
@@ -17,6 +17,28 @@ __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __res
         v[i] = vi;
         p[i] -= rate * mi / (gvae::sqrt_(vi) + eps_hat);
     }
+}
+
+// The pass with the constants from the host.
+template <typename T>
+__global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
+                            T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, long long n) {
+    adam_pass(p, g, m, v, rate, eps_hat, b1, b2, a1, a2, scale, n);
+}
+
+// The pass with the step's constants and its guard on the device, so that a CUDA graph can replay it:
+// hyper = (rate, eps_hat, clip) in float64 (written before each replay); the gradient scaled by
+// clip / |g| where |g| = sqrt(norm2[0]) exceeds clip (as the host computes it, in float64); nothing
+// written unless norm2[0] and loss[0] are finite (a step the trainer skips).
+template <typename T>
+__global__ void adam_update_guarded(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                                    T* __restrict__ v, const double* __restrict__ hyper,
+                                    const double* __restrict__ norm2, const T* __restrict__ loss, T b1, T b2, T a1,
+                                    T a2, long long n) {
+    const double n2 = norm2[0];
+    if (!(isfinite(n2) && isfinite((double)loss[0]))) return;
+    const double norm = sqrt(n2), clip = hyper[2];
+    adam_pass(p, g, m, v, (T)hyper[0], (T)hyper[1], b1, b2, a1, a2, (T)(norm > clip ? clip / norm : 1.0), n);
 }
 
 // In place, grid-stride over n: a <- d a + e p, with d the decay and e = 1 - d (rounded to T on the host).

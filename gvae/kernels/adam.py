@@ -1,4 +1,8 @@
 """Optimiser kernels over flat parameter buffers."""
+import math
+
+import numpy as np
+
 from . import adam_cpu  # noqa: F401  (registers the CPU kernels)
 from .backend import implementation
 from .checks import float_array, same_dtype
@@ -10,17 +14,55 @@ def sum_squares(g):
     return float(implementation("sum_squares", g)(g.reshape(-1)))
 
 
+def sum_squares_array(g):
+    """sum(g**2) of a flat array as a float64 array of shape (1,) on g's device, not read (no
+    synchronisation: what a CUDA graph can record)."""
+    float_array("sum_squares_array g", g, 1)
+    return implementation("sum_squares_array", g)(g.reshape(-1))
+
+
+def _flat_buffers(name, p, g, m, v):
+    for what, a in (("p", p), ("g", g), ("m", m), ("v", v)):
+        float_array(f"{name} {what}", a, 1)
+        if a.ndim != 1 or a.shape != p.shape or not a.flags.c_contiguous:
+            raise ValueError(f"{name}: {what} must be flat and contiguous with p's shape {p.shape}")
+    same_dtype(name, p, g, m, v)
+
+
+def adam_constants(lr, beta1, beta2, eps, step, clip_norm=None):
+    """The float64 (rate, eps_hat, clip) of Adam's step ``step`` (from 1) that :func:`adam_update_guarded`
+    reads and :func:`adam_update` passes its kernels: rate = lr sqrt(c2) / c1 and eps_hat = eps sqrt(c2)
+    with c1 = 1 - beta1^step and c2 = 1 - beta2^step (the one place they are computed, so that both steps
+    round them alike), clip = ``clip_norm`` or infinity."""
+    if step < 1:
+        raise ValueError(f"adam_constants: step counts from 1, got {step}")
+    c1, c2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+    return lr * math.sqrt(c2) / c1, eps * math.sqrt(c2), math.inf if clip_norm is None else float(clip_norm)
+
+
+def adam_update_guarded(p, g, m, v, *, hyper, norm2, loss, beta1, beta2):
+    """:func:`adam_update` with its step's constants and its guard in arrays on the buffers' device, so
+    that nothing is read from the device (a CUDA graph can record it): ``hyper`` float64 (3,), the step's
+    :func:`adam_constants`; the gradient scaled by clip / sqrt(norm2[0]) where that norm exceeds clip;
+    nothing written unless ``norm2[0]`` (float64 (1,), :func:`sum_squares_array`) and ``loss[0]`` (the
+    step's loss, p's dtype) are finite. The same bits as :func:`adam_update` given the same step."""
+    _flat_buffers("adam_update_guarded", p, g, m, v)
+    for what, a, dtype, size in (("hyper", hyper, np.float64, 3), ("norm2", norm2, np.float64, 1),
+                                 ("loss", loss, p.dtype, 1)):
+        if a.dtype != dtype or a.size != size or not a.flags.c_contiguous:
+            raise ValueError(f"adam_update_guarded: {what} must be a contiguous {np.dtype(dtype)} array of {size} "
+                             f"value(s), got {a.dtype} of shape {a.shape}")
+    implementation("adam_update_guarded", p, g, m, v, hyper, norm2, loss)(
+        p, g, m, v, hyper.reshape(-1), norm2.reshape(-1), loss.reshape(-1), float(beta1), float(beta2))
+
+
 def adam_update(p, g, m, v, *, lr, beta1, beta2, eps, step, scale=1.0):
     """One Adam step in place on flat, equally shaped, contiguous buffers (see adam_cpu)."""
-    for name, a in (("p", p), ("g", g), ("m", m), ("v", v)):
-        float_array(f"adam_update {name}", a, 1)
-        if a.ndim != 1 or a.shape != p.shape or not a.flags.c_contiguous:
-            raise ValueError(f"adam_update: {name} must be flat and contiguous with p's shape {p.shape}")
-    same_dtype("adam_update", p, g, m, v)
+    _flat_buffers("adam_update", p, g, m, v)
     if step < 1:
         raise ValueError(f"adam_update: step counts from 1, got {step}")
-    implementation("adam_update", p, g, m, v)(p, g, m, v, float(lr), float(beta1), float(beta2),
-                                              float(eps), int(step), float(scale))
+    rate, eps_hat, _ = adam_constants(float(lr), float(beta1), float(beta2), float(eps), int(step))
+    implementation("adam_update", p, g, m, v)(p, g, m, v, rate, eps_hat, float(beta1), float(beta2), float(scale))
 
 
 def average_update(a, p, *, decay):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .backend import register
 from .cpu import threads
-from .cpu.entries import FLOAT, INT, Entry, array, run_blocks
+from .cpu.entries import FLOAT, Entry, array, run_blocks
 from .cpu.jit import jit
 
 _BLOCK = 1024  # squares summed in the array's precision before they join the float64 total
@@ -36,16 +36,13 @@ def _sum_squares(g):
 
 
 @jit(error_model="numpy")
-def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
-    """In place over flat buffers: Adam with bias correction on the gradient ``scale * g``.
-
-    m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  p <- p - lr * (m / c1) / (sqrt(v / c2) + eps),
-    with c1 = 1 - b1^step and c2 = 1 - b2^step folded into two constants; maths in p's dtype."""
+def _adam_pass(p, g, m, v, rate, eps_hat, beta1, beta2, scale):
+    """In place over flat buffers, Adam with bias correction on the gradient g' = scale g:
+    m <- b1 m + (1-b1) g';  v <- b2 v + (1-b2) g'^2;  p <- p - rate m / (sqrt(v) + eps_hat), where rate and
+    eps_hat fold in the corrections (kernels.adam_constants: lr (m / c1) / (sqrt(v / c2) + eps) with c1 =
+    1 - b1^step, c2 = 1 - b2^step); the float64 constants rounded to p's dtype, the maths in it."""
     t = p.dtype.type
-    c1 = 1.0 - beta1 ** step
-    c2 = 1.0 - beta2 ** step
-    rate = t(lr * math.sqrt(c2) / c1)
-    eps_hat = t(eps * math.sqrt(c2))
+    rate, eps_hat = t(rate), t(eps_hat)
     b1, b2, sc = t(beta1), t(beta2), t(scale)
     a1, a2 = t(1.0 - beta1), t(1.0 - beta2)
     for i in range(p.size):
@@ -57,8 +54,14 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, step, scale):
         p[i] -= rate * mi / (math.sqrt(vi) + eps_hat)
 
 
-_ADAM = Entry(_adam, p=array("n"), g=array("n"), m=array("n"), v=array("n"), lr=FLOAT, beta1=FLOAT, beta2=FLOAT,
-              eps=FLOAT, step=INT, scale=FLOAT)
+@jit(error_model="numpy")
+def _adam_guarded(p, g, m, v, rate, eps_hat, clip, norm2, loss, beta1, beta2):
+    """:func:`_adam_pass` with the gradient scaled by clip / sqrt(norm2) where that norm exceeds
+    ``clip``, and nothing written unless ``norm2`` and ``loss`` are finite."""
+    if not (math.isfinite(norm2) and math.isfinite(loss)):
+        return
+    norm = math.sqrt(norm2)
+    _adam_pass(p, g, m, v, rate, eps_hat, beta1, beta2, clip / norm if norm > clip else 1.0)
 
 
 @jit(error_model="numpy")
@@ -70,6 +73,10 @@ def _average(a, p, decay):
         a[i] = d * a[i] + e * p[i]
 
 
+_ADAM = Entry(_adam_pass, p=array("n"), g=array("n"), m=array("n"), v=array("n"), rate=FLOAT, eps_hat=FLOAT,
+              beta1=FLOAT, beta2=FLOAT, scale=FLOAT)
+_ADAM_GUARDED = Entry(_adam_guarded, p=array("n"), g=array("n"), m=array("n"), v=array("n"), rate=FLOAT,
+                      eps_hat=FLOAT, clip=FLOAT, norm2=FLOAT, loss=FLOAT, beta1=FLOAT, beta2=FLOAT)
 _AVERAGE = Entry(_average, a=array("n"), p=array("n"), decay=FLOAT)
 _SUM_SQUARES = Entry(_sum_squares, results=1, g=array("n"))
 
@@ -84,10 +91,27 @@ def sum_squares(g):
     return sum(sums[:, 0].tolist())
 
 
+@register("sum_squares_array")
+def sum_squares_array(g):
+    """:func:`sum_squares` as a float64 (1,) array."""
+    return np.array([sum_squares(g)])
+
+
+@register("adam_update_guarded")
+def adam_update_guarded(p, g, m, v, hyper, norm2, loss, beta1, beta2):
+    """One Adam step in place with (rate, eps_hat, clip) from the float64 array ``hyper``, clipped by
+    ``norm2[0]`` and skipped unless it and ``loss[0]`` are finite (:func:`_adam_guarded`), in blocks on
+    gvae's threads."""
+    rate, eps_hat, clip = (float(x) for x in hyper[:3])
+    n2, value = float(norm2[0]), float(loss[0])
+    run_blocks(_ADAM_GUARDED, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], rate, eps_hat, clip, n2, value,
+                                                 beta1, beta2), threads.row_blocks(p.size, 1, 0.6e-9))
+
+
 @register("adam_update")
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
-    """One Adam step in place (see :func:`_adam`), in blocks on gvae's threads."""
-    run_blocks(_ADAM, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, step, scale),
+def adam_update(p, g, m, v, rate, eps_hat, beta1, beta2, scale):
+    """One Adam step in place (see :func:`_adam_pass`), in blocks on gvae's threads."""
+    run_blocks(_ADAM, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], rate, eps_hat, beta1, beta2, scale),
                threads.row_blocks(p.size, 1, 0.6e-9))
 
 

@@ -1,13 +1,17 @@
-"""CUDA twin of :mod:`matmul_cpu`: CuPy's matmul (cuBLAS), into ``out`` when given."""
+"""CUDA twin of :mod:`matmul_cpu`: cuBLAS's GEMM through gvae's own handle (:mod:`cublas_cuda`), so that
+a CUDA graph can record the dense layers, into ``out`` when given."""
 from .backend import register
+from .cublas_cuda import gemm
 
 
 @register("matmul", "cuda")
 def matmul(products):
-    """[(a, b, out or None)] -> [a @ b], one cuBLAS call each on the stream in order."""
+    """[(a, b, out or None)] -> [a @ b], one cuBLAS call each on CuPy's current stream, in order."""
     import cupy
     outs = []
     for a, b, out in products:
         with a.device:
-            outs.append(cupy.matmul(a, b, out=out))
+            if out is None:
+                out = cupy.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+            outs.append(gemm(a, b, out))
     return outs

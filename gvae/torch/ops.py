@@ -44,6 +44,7 @@ import torch.autograd.forward_ad as _forward_ad
 
 from ..kernels import band as _band
 from ..kernels.backend import CUDA_INSTALL
+from ..kernels.cuda_stream import external_stream
 from ..rules.band import VJP, BandKernels
 from ..rules.checks import Checks
 
@@ -109,7 +110,7 @@ def _on_stream(cupy, device, stream):
     ``torch.device``), ``stream`` (a ``torch.cuda.Stream`` of it, PyTorch's current one) and
     :func:`_allocator`. Launched on PyTorch's stream, the kernels follow the work that made their inputs
     and precede the work that reads their outputs, with no synchronisation."""
-    with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index), \
+    with cupy.cuda.Device(device.index), external_stream(cupy, stream.cuda_stream, device.index), \
             cupy.cuda.using_allocator(_allocator(cupy, device)):
         yield
 

@@ -37,6 +37,7 @@ from .config import RESUMABLE, learning_rate
 from .events import Console, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
+from .graph_step import GraphStep
 from .state import TrainingState
 from .tasks import task_class
 from .tasks.base import SPLITS
@@ -116,6 +117,7 @@ class Trainer:
         self.grad_flat = self.xp.zeros_like(self.state.params.flat)
         self.step_fn = value_and_grad(self.task.loss, has_aux=True, out=self.state.params.unflatten(self.grad_flat))
         self.rng = self.epoch_generator(self.state.epoch)
+        self.graph = GraphStep(self) if device == "cuda" else None
         self.saved_epoch = self.state.epoch  # the epoch of the checkpoint on disk (0: none)
 
     def _task_and_inputs(self, data):
@@ -204,24 +206,43 @@ class Trainer:
     def step(self, batch, kl_weight):
         """One Adam step on ``batch``, the task's step inputs on the trainer's device: a tuple of arrays
         (B, ...), or the images x (B, n) alone for a task whose only input they are. Returns the task's
-        ``reported`` batch means as host floats (a VAE's bound, rec, kl), or None if the step was skipped."""
+        ``reported`` batch means as host floats (a VAE's bound, rec, kl), or None if the step was skipped.
+        On CUDA the step replays a CUDA graph of itself where it can (:mod:`.graph_step`: the same bits)."""
         state = self.state
-        args = self.task.step_args(batch if isinstance(batch, tuple) else (batch,), self.rng, kl_weight)
-        (loss, aux), grads = self.step_fn(state.params.views, self.model, *args)
-        # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
-        norm2 = kernels.sum_squares(self.grad_flat)
-        loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()
+        batch = batch if isinstance(batch, tuple) else (batch,)
+        replayed = None
+        if self.graph is not None:
+            key = self.graph.key(batch, kl_weight, self.rng)
+            if self.graph.replayable(key):
+                replayed = self.graph.replay(batch, kl_weight, key)
+        if replayed is not None:  # Adam already applied on the device, unless the step is skipped below
+            loss, reported, norm2 = replayed
+            grads = None
+        else:
+            with self.graph.eager() if self.graph is not None else contextlib.nullcontext():
+                args = self.task.step_args(batch, self.rng, kl_weight)
+                (loss, aux), grads = self.step_fn(state.params.views, self.model, *args)
+                # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
+                norm2 = kernels.sum_squares(self.grad_flat)
+                loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()
         if not (math.isfinite(loss) and math.isfinite(norm2)):
             state.bad_steps += 1
             state.skipped_steps += 1
             if state.bad_steps >= self.config.max_bad_steps:
+                what = "the loss" if not math.isfinite(loss) else \
+                    "the gradient norm" if grads is None else _first_non_finite(loss, grads)
                 raise NonFiniteError(
                     f"training stopped: {state.bad_steps} steps in a row had a non-finite loss or gradient "
-                    f"(first non-finite quantity in the last one: {_first_non_finite(loss, grads)}, in epoch "
+                    f"(first non-finite quantity in the last one: {what}, in epoch "
                     f"{state.epoch + 1}); {self.last_good()}")
             return None
         state.bad_steps = 0
-        state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
+        if replayed is None:
+            state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
+            if self.graph is not None:
+                self.graph.warm(key)
+        else:
+            state.optimizer.step += 1
         state.after_step()
         return tuple(reported)
 

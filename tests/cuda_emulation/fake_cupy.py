@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tests.cuda_emulation import emulator
+from tests.cuda_emulation import emulator, fake_cublas
 from tests.fake_device import DeviceArray, _Module, _unwrap
 
 SM_COUNT = 2
@@ -36,9 +36,31 @@ class ndarray(DeviceArray):  # noqa: N801  (cupy's spelling)
 
     __slots__ = ()
     device = property(lambda self: DEVICE)
+    strides = property(lambda self: self._a.strides)
+    itemsize = property(lambda self: self._a.itemsize)
+    data = property(lambda self: _Pointer(self._a.ctypes.data))  # the address of element [0, ...]
 
     def __repr__(self):
         return f"emulated cupy.ndarray(shape={self.shape}, dtype={self.dtype})"
+
+
+class _Pointer:
+    """``ndarray.data`` and ``cupy.cuda.Memory``: a device address as ``ptr``."""
+
+    def __init__(self, ptr, keep=None):
+        self.ptr, self._keep = ptr, keep
+
+
+class _Stream:
+    """The emulated GPU's one stream (CuPy's default: a null pointer)."""
+
+    ptr = 0
+
+
+def _memory(nbytes):
+    """``cupy.cuda.Memory(nbytes)``: raw device memory outside the pool."""
+    buffer = _guarded((nbytes,), np.uint8)
+    return _Pointer(buffer.ctypes.data, buffer)
 
 
 class _Device:
@@ -119,7 +141,8 @@ class _Cupy(_Module):
 
     def __init__(self):
         super().__init__()
-        self.cuda = types.SimpleNamespace(Device=lambda device_id=0: DEVICE,
+        self.cuda = types.SimpleNamespace(Device=lambda device_id=0: DEVICE, Memory=_memory,
+                                          get_current_stream=lambda: _Stream,
                                           runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
 
     @staticmethod
@@ -155,8 +178,10 @@ cupy = _Cupy()
 def _reset_gvae_caches():
     """Forget what gvae cached of the CuPy it met: its compiled modules and kernels, offsets uploaded,
     the multiprocessor count and the registered "cuda" device (its array type changes with the module)."""
-    from gvae.kernels import backend, cuda_build
+    from gvae.kernels import backend, cublas_cuda, cuda_build
     from gvae.kernels.band import common_cuda
+    cublas_cuda._library = None
+    cublas_cuda._handles.clear()
     for source in cuda_build.SOURCES.values():
         source._modules.clear()
         source._functions.clear()
@@ -183,6 +208,8 @@ def installed():
     previous = sys.modules.get("cupy")
     _reset_gvae_caches()
     sys.modules["cupy"] = cupy
+    from gvae.kernels import cublas_cuda
+    cublas_cuda._library = fake_cublas.FakeCublas()  # gvae's GEMMs call it as they would libcublas
     try:
         yield cupy
     finally:
