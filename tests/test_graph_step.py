@@ -20,7 +20,7 @@ def _trainer(tmp_path, name, posterior, iw, clip=None):
     x = (rng.random((80, 784)) < 0.13).astype(np.float32)
     y = np.zeros(len(x), np.int64)
     data = {"train": (x, y), "valid": (x[:20], y[:20]), "test": (x[:20], y[:20])}
-    cfg = TrainConfig(posterior=posterior, latent=4, hidden=(50,), batch_size=20, iw_samples=iw, seed=0,
+    cfg = TrainConfig(posterior=posterior, latent=9, hidden=(50,), batch_size=20, iw_samples=iw, seed=0,
                       dtype="float32", clip_norm=clip)
     return Trainer(cfg, data, tmp_path / name, progress=False, quiet=True, device="cuda")
 
