@@ -272,11 +272,11 @@ def test_the_mixture_estimate_is_unbiased_for_p_x():
     P, mean, logp = exact_posterior(W, b, psi, x)
     family = model.layers[0].family
     good = np.concatenate([mean, [[positive_inverse(v, family.floor) for v in 1 / np.sqrt(np.diag(P))]]], 1)
-    qs = [family.split(h, D) for h in (encoder_heads(model, params, x), good)]
+    proposals = [(model, params), (LocalVAE(model), with_heads(params, good))]
     rng = np.random.default_rng(0)
     ratios = []
     for _ in range(400):
-        terms = proposal_terms(model, params, x, qs, [rng.standard_normal((5, 1, D)) for _ in qs])
+        terms = proposal_terms(model, params, proposals, x, [rng.standard_normal((5, 1, D)) for _ in proposals])
         logw = np.concatenate([mixture_log_weights(t) for t in terms])
         ratios.append(np.exp(logw - logp).mean())
     ratios = np.asarray(ratios)
@@ -292,7 +292,7 @@ def test_mixture_log_weights_against_scipy():
     heads = [rng.standard_normal((2, family.head_size(D))) * 0.3 for _ in range(2)]
     qs = [family.split(h, D) for h in heads]
     eps = [rng.standard_normal((3, 2, D)) for _ in qs]
-    terms = proposal_terms(model, params, x, qs, eps)
+    terms = proposal_terms(model, params, [(LocalVAE(model), with_heads(params, h)) for h in heads], x, eps)
     for i, t in enumerate(terms):
         z = family.sample(qs[i], eps[i])
         for bb in range(2):

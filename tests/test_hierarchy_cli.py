@@ -2,6 +2,7 @@
 configuration's per-layer lists; bad input; one-layer runs written before hierarchies existed."""
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -44,24 +45,29 @@ def test_a_hierarchy_trains_evaluates_samples_and_loads(tmp_path, data_file):
 @pytest.mark.slow
 def test_analyze_reports_every_layer_of_a_hierarchy(tmp_path, data_file, capsys):
     """Active units and the KL term per layer; the layers' rates add up to the rate, and rate plus
-    distortion is minus the ELBO; the gaps are left out with the reason (one-layer refinement only)."""
+    distortion is minus the ELBO; the gaps refine both layers (the three gaps add up)."""
     out = tmp_path / "h"
     assert main(["train", "--data", str(data_file), "--limit", "80", "--epochs", "2", "--latent", "6", "4",
                  "--hidden", "8", "--posterior", "chain", "diagonal", "--batch-size", "40", "--out", str(out),
                  "--quiet"]) == 0
-    # --points above --limit: no gaps are computed for a hierarchy, so nothing is refused for it
-    assert main(["analyze", str(out), "--data", str(data_file), "--limit", "30", "--points", "50"]) == 0
+    # --points above --limit: all 30 test images, and the result says so
+    assert main(["analyze", str(out), "--data", str(data_file), "--limit", "30", "--points", "50", "--refine-steps",
+                 "40", "--iw-samples", "50"]) == 0
     result = json.loads((out / "analysis.json").read_text())
     assert [(l["layer"], l["latent"], l["posterior"], len(l["activity"])) for l in result["layers"]] == \
         [(0, 6, "chain", 6), (1, 4, "diagonal", 4)]
     assert all(0 <= l["active_units"] <= l["latent"] and l["rate"] > 0 for l in result["layers"])
     assert result["rate"] == pytest.approx(sum(l["rate"] for l in result["layers"]), rel=1e-9)
     assert result["elbo"] == pytest.approx(-(result["rate"] + result["distortion"]), rel=1e-9)
-    assert result["gaps"] is None and "one stochastic layer" in result["gaps_note"]
+    gaps = result["gaps"]
+    assert gaps["points"] == 30 and "gaps_note" not in result
+    assert gaps["inference_gap"] == pytest.approx(gaps["approximation_gap"] + gaps["amortisation_gap"], abs=1e-9)
+    assert all(math.isfinite(gaps[k]) for k in ("log_likelihood", "elbo_amortised", "elbo_refined"))
+    assert gaps["elbo_amortised"] == pytest.approx(result["elbo"], abs=1.0)  # the same q, other noise
     assert all(l["surgery"] is None for l in result["layers"]) and "no ELBO surgery" in result["surgery_note"]
     out = capsys.readouterr().out
-    assert "no inference gaps" in out and "no ELBO surgery: bottom-up" in out
-    assert "gaps.png" not in result["pictures"] and "surgery.png" not in result["pictures"]
+    assert "no inference gaps" not in out and "no ELBO surgery: bottom-up" in out
+    assert "gaps.png" in result["pictures"] and "surgery.png" not in result["pictures"]
 
 
 @pytest.mark.slow
@@ -78,12 +84,13 @@ def test_per_layer_widths_and_top_down_inference(tmp_path, data_file):
     assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "5", "--limit", "6", "--quiet"]) == 0
     # top-down, the top layer's posterior depends on x alone and its prior is N(0, I): its ELBO surgery
     assert main(["analyze", str(out), "--data", str(data_file), "--limit", "12", "--surgery-samples", "2",
-                 "--quiet"]) == 0
+                 "--refine-steps", "20", "--iw-samples", "20", "--quiet"]) == 0
     result = json.loads((out / "analysis.json").read_text())
     bottom, top = (l["surgery"] for l in result["layers"])
     assert bottom is None and top["n_points"] == 12 and top["mutual_information"] <= top["log_n"]
     assert "top layer only" in result["surgery_note"]
-    assert result["pictures"] == [] or result["pictures"] == ["surgery.png", "unit_activity.png"]
+    assert result["gaps"]["points"] == 12  # top-down with the learned merge: every layer's heads refined
+    assert result["pictures"] == [] or result["pictures"] == ["gaps.png", "unit_activity.png"]  # the surgery beside the gaps
 
 
 def test_a_hierarchy_resumes_to_the_same_numbers(tmp_path, data_file):

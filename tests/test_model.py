@@ -174,11 +174,13 @@ def test_the_vae_and_its_local_twin_provide_what_the_objectives_need():
     one = VAE(16, 3, [8], "tanh", posterior="chain")
     two = VAE(16, [4, 2], [8], "tanh", posterior="chain")
     local = LocalVAE(one)
-    for model in (one, two, local):
+    for model in (one, two, local, LocalVAE(two)):
         assert isinstance(model, ObjectiveModel)
     assert not isinstance(object(), ObjectiveModel)
-    for name in ("layers", "likelihood", "noise_size", "inference", "conditional", "sizes"):
+    for name in ("layers", "likelihood", "noise_size", "conditional", "sizes"):
         assert getattr(local, name) is getattr(one, name), name
+    # its own: the layers' q do not depend on the samples above them, whatever order the encoder infers in
+    assert LocalVAE(VAE(16, [4, 2], [8], "tanh", inference="top-down")).inference == "bottom-up"
     with pytest.raises(AttributeError):
         local.no_such_attribute
     # the objectives score the local twin at the encoder's own heads exactly as the model itself

@@ -12,9 +12,10 @@ latent units, rate and distortion, and the inference gaps on a sample of test po
   aggregate posterior to the prior, on a sample of test points.
 
 Results are per stochastic layer where the quantity belongs to one (``layers``, bottom first: active
-units and rate, the KL term of each layer); the distortion belongs to the whole model. The gaps are
-measured for models with one stochastic layer (refinement of a hierarchy's local parameters is not
-built); for a hierarchy ``gaps`` is null and ``gaps_note`` says why.
+units and rate, the KL term of each layer); the distortion belongs to the whole model. The gaps of a
+hierarchy refine every layer's posterior (q* the product of the layers' refined q, see
+:mod:`gvae.evaluation.gaps`); a model whose posterior has no heads to refine (top-down inference with the
+precision merge) has ``gaps`` null and ``gaps_note`` says why.
 """
 import dataclasses
 import math
@@ -122,6 +123,12 @@ def _with_error(summary, key):
     return f"{summary[key]:.2f}" + ("" if sem is None else f" +- {sem:.2f}")
 
 
+def _refinable(model):
+    """Whether the model's posterior has heads to refine (all but top-down inference with the precision
+    merge, whose lower layers' q is a merge with the prior)."""
+    return len(model.layers) == 1 or not (model.inference == "top-down" and model.merge == "precision")
+
+
 def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions(), seed=0,
             rd_samples=10, surgery_points=1000, surgery_samples=10, progress=False):
     """Everything ``gvae analyze`` reports for the test images x (N, n) (prepared observations, on
@@ -133,8 +140,9 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
     start = time.perf_counter()
     n = x.shape[0]
     one_layer = len(model.layers) == 1
+    refinable = _refinable(model)
     asked, points = points, min(points, n)  # more points than images: all of them, and the result says so
-    idx = sample_points(n, points, seed) if one_layer else None  # checked before any work
+    idx = sample_points(n, points, seed) if refinable else None  # checked before any work
     surgery_idx = sample_points(n, min(surgery_points, n), seed)
     if not (isinstance(surgery_samples, (int, np.integer)) and surgery_samples >= 1):
         raise ValueError(f"the samples of z per point of the ELBO surgery must be an integer >= 1, got "
@@ -160,9 +168,9 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
             **surgery(model, params, x[to_device(surgery_idx, device)], generator(device, seed + 3), surgery_samples),
             **_points_note(surgery_points, n)}
         timings["surgery"] = time.perf_counter() - start
-    if not one_layer:
-        result["gaps_note"] = (f"the inference gaps are measured for one stochastic layer; this model has "
-                               f"{len(model.layers)}")
+    if not refinable:
+        result["gaps_note"] = ("no inference gaps: with the precision merge a layer's posterior is the merge of a "
+                               "head with its conditional prior, not a head of its family that could be refined")
         return result
     start = time.perf_counter()
     chosen = x[to_device(idx, device)]  # the index goes to x's device: a device array takes no host index
@@ -185,7 +193,7 @@ def analyze_run(run_dir, data=None, which="best", limit=None, points=100, iw_sam
     (the parameters and the test images are copied there once). The result names the run."""
     run = open_run(run_dir, which, device)
     model, config = run.model, run.config
-    if len(model.layers) == 1:  # the gaps' arrays: 2 proposals x K samples x a batch of points, twice
+    if _refinable(model):  # the gaps' arrays: 2 proposals x K samples x a batch of points, twice
         check_importance_sampling(model, min(points, GAP_BATCH), 4 * iw_samples, GAP_MEMORY_MB * 2 ** 20)
     run = run.with_test_set(data, limit)
     result = analyze(model, run.params, to_device(run.test_x, device), points, iw_samples,

@@ -8,8 +8,13 @@ q_amortised is the encoder's q(z|x); q* the q of the same family refined for x a
 fixed (:mod:`gvae.evaluation.refine`). The approximation gap is what the family cannot express of the true
 posterior; the amortisation gap what the encoder loses by sharing one network over all data points.
 
+In a hierarchy q* is the product of every layer's q refined (:mod:`gvae.model.local`): the layers
+independent given x, where the encoder's q conditions each on its neighbour's sample; so the amortisation
+gap there also carries what that independence costs or gains, and may be negative.
+
 Estimates, from one pass of ``iw_samples`` = K reparameterised samples from each of the two posteriors:
-ELBO(q) = mean of log p(x|z) over q's own K samples minus KL(q || N(0, I)) in closed form; log p(x) =
+ELBO(q) = mean of log p(x|z) over q's own K samples minus KL(q || N(0, I)) in closed form (in a hierarchy
+minus the mean over the same samples of log q(z) - log p(z)); log p(x) =
 the importance-sampled estimate with the equal mixture of q_amortised and q* as proposal, 2K samples
 (:mod:`gvae.model.proposals`: a stochastic lower bound, as the IWAE bound L_K is, never much worse than the
 better of the two proposals). The IWAE bounds L_K of each proposal alone come from the same samples and
@@ -19,7 +24,7 @@ import numpy as np
 
 from .. import kernels
 from ..kernels import array_module, to_host
-from ..model.local import encoder_heads
+from ..model.local import LocalVAE, encoder_heads, with_heads
 from ..model.proposals import mixture_log_weights, proposal_terms
 from .evaluate import sample_chunk
 from ..training.progress import progress_bar
@@ -31,30 +36,35 @@ GAPS = {"approximation_gap": ("log_likelihood", "elbo_refined"),
         "inference_gap": ("log_likelihood", "elbo_amortised")}
 
 
-def posterior_estimates(model, params, x, heads, rng, iw_samples, chunk):
-    """Estimates for the points x (B, n) under each posterior whose heads are in ``heads`` (a list of
-    (B, head_size) arrays, the proposals of :data:`POSTERIORS`), from ``iw_samples`` = K samples of each,
-    drawn ``chunk`` at a time. Returns float64 arrays (B,) on x's device, in nats of the data:
-    ``log_likelihood`` (the mixture estimate from all samples) and, per posterior NAME,
-    ``log_likelihood_NAME`` (L_K with that proposal alone), ``elbo_NAME``, ``rate_NAME`` (its KL term)
-    and ``distortion_NAME`` (minus its reconstruction term)."""
+def posterior_estimates(model, params, x, refined, rng, iw_samples, chunk):
+    """Estimates for the points x (B, n) under each posterior of :data:`POSTERIORS`: the model's amortised
+    q, and the local q of the ``refined`` heads (B, total head size; :class:`LocalVAE`), from
+    ``iw_samples`` = K samples of each, drawn ``chunk`` at a time. Returns float64 arrays (B,) on x's
+    device, in nats of the data: ``log_likelihood`` (the mixture estimate from all samples) and, per
+    posterior NAME, ``log_likelihood_NAME`` (L_K with that proposal alone), ``elbo_NAME``, ``rate_NAME``
+    (its KL term: in closed form for one layer, else the mean over its samples of log q - log p(z)) and
+    ``distortion_NAME`` (minus its reconstruction term)."""
     xp = array_module(x)
-    family, b, d, k = model.layers[0].family, x.shape[0], model.sizes[0], iw_samples
-    qs = [family.split(h, d) for h in heads]
-    own = xp.empty((len(qs), k, b), dtype=np.float64)
-    mix = xp.empty((len(qs), k, b), dtype=np.float64)
-    rec = xp.zeros((len(qs), b), dtype=np.float64)
+    proposals = [(model, params), (LocalVAE(model), with_heads(params, refined))]
+    b, k, one_layer = x.shape[0], iw_samples, len(model.layers) == 1
+    own = xp.empty((len(proposals), k, b), dtype=np.float64)
+    mix = xp.empty((len(proposals), k, b), dtype=np.float64)
+    rec = xp.zeros((len(proposals), b), dtype=np.float64)
+    log_ratio = xp.zeros((len(proposals), b), dtype=np.float64)
+    qs = [None] * len(proposals)
     for s in range(0, k, chunk):
         c = min(chunk, k - s)
-        eps = [rng.standard_normal((c, b, d), dtype=model.dtype) for _ in qs]
-        for j, terms in enumerate(proposal_terms(model, params, x, qs, eps)):
+        eps = [rng.standard_normal((c, b, model.noise_size), dtype=model.dtype) for _ in proposals]
+        for j, terms in enumerate(proposal_terms(model, params, proposals, x, eps)):
             own[j, s:s + c] = terms["rec"] + terms["log_prior"] - terms["log_q"][j]
             mix[j, s:s + c] = mixture_log_weights(terms)
             rec[j] += terms["rec"].sum(axis=0)
+            log_ratio[j] += (terms["log_q"][j] - terms["log_prior"]).sum(axis=0)
+            qs[j] = terms["qs"]
     offset = model.likelihood.nats_offset()
     out = {"log_likelihood": kernels.log_mean_exp(mix.reshape(-1, b), axis=0)[0] + offset}
-    for j, (name, q) in enumerate(zip(POSTERIORS, qs)):
-        kl = family.kl(q).astype(np.float64)
+    for j, name in enumerate(POSTERIORS):
+        kl = model.layers[0].family.kl(qs[j][0]).astype(np.float64) if one_layer else log_ratio[j] / k
         distortion = -(rec[j] / k + offset)
         out[f"log_likelihood_{name}"] = kernels.log_mean_exp(own[j], axis=0)[0] + offset
         out[f"rate_{name}"] = kl
@@ -93,7 +103,7 @@ def inference_gaps(model, params, x, rng, iw_samples=1000, options=RefineOptions
         bar.refresh()
         refinements.append(info)
         chunk = min(iw_samples, sample_chunk(model, len(xb), memory_mb * 2 ** 20))
-        parts.append(posterior_estimates(model, params, xb, [amortised, refined], rng, iw_samples, chunk))
+        parts.append(posterior_estimates(model, params, xb, refined, rng, iw_samples, chunk))
     bar.close()
     xp = array_module(x)
     per = {key: to_host(xp.concatenate([p[key] for p in parts])) for key in parts[0]}  # one read per key

@@ -75,8 +75,9 @@ def chunked_elbo(model, params, x, eps, chunk):
 
 
 def refine_heads(model, params, x, h0, rng, options=RefineOptions(), chunk=None, bar=None):
-    """Refine the heads h0 (B, head_size) of the points x (B, n) of ``model`` (a :class:`gvae.model.VAE`
-    with parameters ``params``, held fixed) by Adam on the sum of their ELBOs; see the module docstring.
+    """Refine the heads h0 (B, total head size: every layer's, :mod:`gvae.model.local`) of the points x
+    (B, n) of ``model`` (a :class:`gvae.model.VAE` with parameters ``params``, held fixed) by Adam on the
+    sum of their ELBOs; see the module docstring.
 
     ``rng`` is a generator of x's device; ``chunk`` the samples per decoder pass of the held-out estimate
     (None: all at once); ``bar`` a tqdm bar advanced once per step. Returns ``(h, info)``: the refined heads
@@ -86,11 +87,10 @@ def refine_heads(model, params, x, h0, rng, options=RefineOptions(), chunk=None,
     step 0 the encoder's)."""
     local = LocalVAE(model)
     xp = array_module(x)
-    b, d, family = x.shape[0], model.sizes[0], model.layers[0].family
+    b, d, size = x.shape[0], model.noise_size, sum(local.head_sizes)
     h = xp.array(h0, dtype=model.dtype, copy=True, order="C")
-    if h.shape != (b, family.head_size(d)):
-        raise ValueError(f"refine_heads: heads of shape {tuple(h0.shape)} for {b} points; expected "
-                         f"({b}, {family.head_size(d)})")
+    if h.shape != (b, size):
+        raise ValueError(f"refine_heads: heads of shape {tuple(h0.shape)} for {b} points; expected ({b}, {size})")
     grad = xp.empty_like(h)
     step = value_and_grad(lambda heads, xb, eps: -ops.sum(elbo(local, with_heads(params, heads), xb, eps,
                                                                 "analytic")), out=grad)

@@ -18,18 +18,25 @@ from ..kernels import array_module
 from .gaussian import std_normal_log_prob
 
 
-def proposal_terms(model, params, x, qs, eps):
-    """The pieces of the weights of samples drawn from each proposal in ``qs`` (family parameters of the
-    rows of x (B, n)); eps[i] (S, B, d) standard normal draws z_i = sample(qs[i], eps[i]).
+def proposal_terms(model, params, proposals, x, eps):
+    """The pieces of the weights of samples drawn from each proposal: ``proposals`` a list of (posterior,
+    its parameters), each posterior a model with ``infer(params, x, eps)`` and ``log_q(params, x, zs)``
+    (the VAE itself for its amortised q, a :class:`gvae.model.local.LocalVAE` for free heads); eps[i]
+    (S, B, noise_size) standard normal draws for proposal i. ``model``/``params``: the generative model.
 
-    Returns one dict per proposal i with ``rec`` = log p(x|z_i), ``log_prior`` = log N(z_i; 0, I), each
-    (S, B), and ``log_q`` (J, S, B): log q_j(z_i) under every proposal j. Plain arrays (no gradient)."""
-    family, out = model.layers[0].family, []
-    for q, e in zip(qs, eps):
-        z = family.sample(q, e)
-        rec = model.likelihood.log_prob(model.decode(params, z), x, params)
-        log_q = array_module(rec).stack([family.log_prob(p, z) for p in qs])
-        out.append({"rec": rec, "log_prior": std_normal_log_prob(z), "log_q": log_q})
+    Returns one dict per proposal i with ``rec`` = log p(x|z_i), ``log_prior`` = log p(z_i) (every layer:
+    N(0, I) at the top, p(z_l | z_{l+1}) below), each (S, B), ``log_q`` (J, S, B): log q_j(z_i) under
+    every proposal j, and ``qs``: proposal i's own pass. Plain arrays (no gradient)."""
+    out = []
+    for (posterior, own), e in zip(proposals, eps):
+        qs, zs = posterior.infer(own, x, e)
+        rec = model.likelihood.log_prob(model.likelihood_params(params, zs), x, params)
+        log_prior = None
+        for z, p in zip(zs, model.priors(params, zs)):
+            term = std_normal_log_prob(z) if p is None else model.conditional.log_prob(p, z)
+            log_prior = term if log_prior is None else log_prior + term
+        log_q = array_module(rec).stack([q.log_q(o, x, zs) for q, o in proposals])
+        out.append({"rec": rec, "log_prior": log_prior, "log_q": log_q, "qs": qs})
     return out
 
 

@@ -204,32 +204,59 @@ class VAE:
         that conditions every layer on the means of the others (deterministic). A layer conditioned on
         S samples has parameters of batch shape (S, B)."""
         noise = self.split_noise(eps) if eps is not None else [None] * len(self.layers)
-        qs, zs = [], []
+        return self._pass(params, x, lambda i, q: q.mu if noise[i] is None else self.layers[i].family.sample(q, noise[i]))
+
+    def log_q(self, params, x, zs):
+        """log q(z_1, ..., z_L | x) of given samples zs (bottom first, (..., B, d_l)): the pass conditioned
+        on them, each layer's log-density summed."""
+        qs, _ = self._pass(params, x, lambda i, q: zs[i])
+        total = None
+        for layer, q, z in zip(self.layers, qs, zs):
+            term = layer.family.log_prob(q, z)
+            total = term if total is None else total + term
+        return total
+
+    def mean_heads(self, params, x):
+        """The head values (B, head_size(d_l)) of each layer, bottom first, in the mean pass (:meth:`infer`
+        with ``eps=None``): the amortised q's parameters as the family's ``split`` takes them. Not defined
+        for the precision merge (its q is the merge of a head with the prior, not a head)."""
+        if len(self.layers) > 1 and self.inference == "top-down" and self.merge == "precision":
+            raise ValueError("the precision merge's posterior is not a head of its family: its heads are not "
+                             "defined (use the learned merge, or bottom-up inference)")
+        heads = []
+        self._pass(params, x, lambda i, q: q.mu, heads)
+        return heads
+
+    def _pass(self, params, x, pick, heads=None):
+        """The posterior pass with z_l = pick(l, q_l) (l from 0 at the bottom): ``(qs, zs)``, each layer's
+        head appended to ``heads`` when given (bottom first)."""
+        qs, zs = [None] * len(self.layers), [None] * len(self.layers)
+        found = [None] * len(self.layers)
         if self.inference == "bottom-up":
             h = x
-            for layer, e in zip(self.layers, noise):
-                q = layer.family.split(layer.encoder(params, h), layer.size)
-                h = q.mu if e is None else layer.family.sample(q, e)
-                qs.append(q)
-                zs.append(h)
-            return qs, zs
-        features, h = [], x
-        for layer in self.layers:
-            h = layer.encoder.features(params, h)
-            features.append(h)
-        z = None
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            head = layer.encoder.head(params, features[i])
-            if z is not None and self.merge == "learned":
-                head = head + ops.matmul(z, params[layer.top_down])
-            q = layer.family.split(head, layer.size)
-            if z is not None and self.merge == "precision":
-                q = layer.family.merge(q, self.prior(params, i, z))
-            e = noise[i]
-            z = q.mu if e is None else layer.family.sample(q, e)
-            qs.insert(0, q)
-            zs.insert(0, z)
+            for i, layer in enumerate(self.layers):
+                found[i] = layer.encoder(params, h)
+                qs[i] = layer.family.split(found[i], layer.size)
+                h = zs[i] = pick(i, qs[i])
+        else:
+            features, h = [], x
+            for layer in self.layers:
+                h = layer.encoder.features(params, h)
+                features.append(h)
+            z = None
+            for i in range(len(self.layers) - 1, -1, -1):
+                layer = self.layers[i]
+                head = layer.encoder.head(params, features[i])
+                if z is not None and self.merge == "learned":
+                    head = head + ops.matmul(z, params[layer.top_down])
+                found[i] = head
+                q = layer.family.split(head, layer.size)
+                if z is not None and self.merge == "precision":
+                    q = layer.family.merge(q, self.prior(params, i, z))
+                qs[i] = q
+                z = zs[i] = pick(i, q)
+        if heads is not None:
+            heads.extend(found)
         return qs, zs
 
     def encode(self, params, x):
