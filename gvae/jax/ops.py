@@ -171,6 +171,32 @@ def _eager(cupy, backend, kernel, args):
     return jnp.asarray(got) if home is None or home.platform == backend else jax.device_put(got, home)
 
 
+def _varying(x):
+    """The mesh axes over which x varies inside ``shard_map`` (JAX's manual axis types), else ()."""
+    kind = getattr(jax.typeof(x), "manual_axis_type", None)
+    return frozenset(kind.varying) if kind is not None else frozenset()
+
+
+def _all_varying(args):
+    """``args`` cast to vary over every mesh axis any of them varies over, and those axes, sorted (empty
+    outside shard_map)."""
+    axes = frozenset().union(*(_varying(a) for a in args))
+    return [_vary(a, axes) for a in args], tuple(sorted(axes))
+
+
+def _vary(x, axes):
+    """x cast to vary over the mesh axes ``axes`` too."""
+    missing = frozenset(axes) - _varying(x)
+    return jax.lax.pcast(x, tuple(sorted(missing)), to="varying") if missing else x
+
+
+def _like(ct, primal):
+    """The cotangent ``ct`` of ``primal`` with primal's manual axis type: summed over the mesh axes ct
+    varies over and primal does not (the shards' contributions to a replicated input's gradient)."""
+    extra = _varying(ct) - _varying(primal)
+    return jax.lax.psum(ct, tuple(sorted(extra))) if extra else ct
+
+
 def _run(kernel, shape, out_core, args, cores, spread=False):
     """``kernel(*arrays)`` (NumPy arrays, or CuPy arrays on a GPU), of result ``shape`` (``out_core``
     trailing axes not batch axes) in the arguments' dtype. With ``spread`` the kernel needs every
@@ -181,16 +207,20 @@ def _run(kernel, shape, out_core, args, cores, spread=False):
     if _concrete(args):
         return _eager(cupy, backend, kernel, args)
     args = _align(args, cores)
+    # Inside shard_map the output varies over every mesh axis an input varies over; the callbacks give
+    # their output no manual axis type, so it is cast back (a custom_vjp checks its cotangents' types).
+    args, axes = _all_varying(args)
     call = _batched(kernel, args[0].ndim, spread, jax.config.jax_enable_x64)
     batches = [a.shape[:a.ndim - c] for a, c in zip(args, cores)]
     batch = batches[0] if spread else np.broadcast_shapes(*batches)
     result = jax.ShapeDtypeStruct(tuple(batch) + tuple(shape[len(shape) - out_core:]), args[0].dtype)
     if _buffer_callback is not None and (backend == "cpu" or cupy is not None):
-        return _buffer_callback(_in_place(call, cupy), result, vmap_method="expand_dims")(*args).reshape(shape)
+        return _vary(_buffer_callback(_in_place(call, cupy), result, vmap_method="expand_dims")(*args), axes
+                     ).reshape(shape)
 
     def host(*xs):  # pure_callback's arguments are host copies
         return call(np, [np.asarray(x) for x in xs])
-    return jax.pure_callback(host, result, *args, vmap_method="expand_dims").reshape(shape)
+    return _vary(jax.pure_callback(host, result, *args, vmap_method="expand_dims"), axes).reshape(shape)
 
 
 def _vector(name, L, offsets, v, check):
@@ -232,7 +262,7 @@ def _vector_op(name):
     def bwd(offsets, check, res, g):
         L, v, out = res
         gL, gv = rule(_KERNELS, L, offsets, v, out, g, True, True)
-        return gL, unbroadcast(gv, v.shape)
+        return _like(gL, L), _like(unbroadcast(gv, v.shape), v)
 
     op.defvjp(fwd, bwd)
     return op
@@ -253,8 +283,8 @@ def _logdet_fwd(L, check):
 
 
 def _logdet_bwd(check, L, g):
-    return (_run(lambda L, g: _band.band_logdet_grad(L, g, check=False), L.shape, 2, [L, g], [2, 0],
-                  spread=True),)
+    return (_like(_run(lambda L, g: _band.band_logdet_grad(L, g, check=False), L.shape, 2, [L, g], [2, 0],
+                       spread=True), L),)
 
 
 _logdet.defvjp(_logdet_fwd, _logdet_bwd)
@@ -273,8 +303,8 @@ def _sigma_op(name, per_row):
         return plain(L, offsets, check), L
 
     def bwd(offsets, check, L, g):
-        return (_run(lambda L, g: grad(L, offsets, g, check=False), L.shape, 2, [L, g], [2, int(per_row)],
-                      spread=True),)
+        return (_like(_run(lambda L, g: grad(L, offsets, g, check=False), L.shape, 2, [L, g], [2, int(per_row)],
+                           spread=True), L),)
 
     op = jax.custom_vjp(plain, nondiff_argnums=(1, 2))
     op.defvjp(fwd, bwd)
