@@ -187,6 +187,28 @@ def test_adam_update(n, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_linalg(dtype):
+    """The Gaussian-process layers' dense algebra (cuSOLVER's Cholesky, cuBLAS's triangular solves) against
+    the LAPACK twins; a matrix that is not positive definite named by its batch index."""
+    from gvae.kernels import dense_linalg
+    if _cupy() is fake_cupy.cupy:
+        pytest.skip("cuSOLVER and cupyx.scipy are not emulated: this twin runs on a GPU only")
+    rng = np.random.default_rng(0)
+    M = rng.standard_normal((3, 2, 9, 9))
+    A = (M @ M.swapaxes(-1, -2) + 9 * np.eye(9)).astype(dtype)
+    L = dense_linalg.cholesky(dev(A))
+    close(L, dense_linalg.cholesky(A), dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    B = rng.standard_normal((3, 2, 9, 4)).astype(dtype)
+    for transposed in (False, True):
+        close(dense_linalg.solve_triangular(L, dev(B), transposed),
+              dense_linalg.solve_triangular(dense_linalg.cholesky(A), B, transposed), dtype,
+              rtol=1e-4 if dtype == np.float32 else 1e-11)
+    A[1, 0] = -np.eye(9)
+    with pytest.raises(ValueError, match=r"1 of the 6 matrices are not positive definite \(batch indices \[\(1, 0\)\]"):
+        dense_linalg.cholesky(dev(A))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 257, 100_001])
 def test_adam_update_guarded(n, dtype):
     """The graph-recordable step against its Numba twin: clipped, unclipped, and skipped (non-finite loss

@@ -177,6 +177,45 @@ def _band_cholesky(data, name):
     return [(ops.band_cholesky, [A, full], 0)]
 
 
+def _spd_and_lower(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    n, batch = data.draw(st.integers(1, 5)), data.draw(st.sampled_from([(), (2,), (2, 2)]))
+    A = rng.standard_normal(batch + (n, n))
+    L = np.tril(rng.standard_normal(batch + (n, n)) * 0.3)
+    L[..., range(n), range(n)] = rng.uniform(0.8, 1.5, batch + (n,))
+    return rng, A @ np.swapaxes(A, -1, -2) + n * np.eye(n), L
+
+
+@case("cholesky")
+def _cholesky(data, name):
+    """Through the symmetric part of its argument: the gradient is with respect to a symmetric A."""
+    _, A, _ = _spd_and_lower(data)
+    axes = tuple(range(A.ndim - 2)) + (A.ndim - 1, A.ndim - 2)
+    return [(lambda A: ops.cholesky((A + ops.transpose(A, axes)) * 0.5), [A], 0)]
+
+
+@case("solve_triangular")
+def _solve_triangular(data, name):
+    rng, _, L = _spd_and_lower(data)
+    B = rng.standard_normal(L.shape[:-1] + (data.draw(st.integers(1, 3)),))
+    transposed = data.draw(st.booleans())
+    return [(lambda L, B: ops.solve_triangular(L, B, transposed), [L, B], k) for k in (0, 1)]
+
+
+@case("cholesky_logdet")
+def _cholesky_logdet(data, name):
+    return [(ops.cholesky_logdet, [_spd_and_lower(data)[2]], 0)]
+
+
+@case("rbf_kernel", "linear_kernel")
+def _covariance(data, name):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    N, M, d = (data.draw(st.integers(1, 4)) for _ in range(3))
+    X, Z, scales = rng.standard_normal((N, d)), rng.standard_normal((M, d)), rng.uniform(0.5, 2.0, d)
+    args = [X, Z, scales] + ([np.array(rng.uniform(0.5, 2.0))] if name == "rbf_kernel" else [])
+    return [(getattr(ops, name), args, k) for k in range(len(args))]
+
+
 def test_every_op_has_a_gradient_case():
     assert set(ops.__all__) - NOT_DIFFERENTIABLE == set(CASES)
 

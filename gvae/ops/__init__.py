@@ -18,8 +18,11 @@ from .importance import *  # noqa: F401,F403
 from .importance import __all__ as _importance
 from .discrepancy import *  # noqa: F401,F403
 from .discrepancy import __all__ as _discrepancy
+from .gp import *  # noqa: F401,F403
+from .gp import __all__ as _gp
 
-__all__ = _elementwise + _reductions + _shape + _linalg + _densities + _band + _importance + _discrepancy + ["value_of"]
+__all__ = (_elementwise + _reductions + _shape + _linalg + _densities + _band + _importance + _discrepancy + _gp
+           + ["value_of"])
 
 
 def _bind():
