@@ -1,14 +1,17 @@
 """The variance of score-function gradient estimators on a trained model with binary latent units (a run of
 ``gvae train --task sbn``): the run's estimator against the plain score function of the same objective,
 both unbiased estimates of one gradient. A VIMCO run: the leave-one-out signals against every sample's
-signal L_K itself; an NVIL run: the learned baseline's signal log w - b(x) against log w (K = 1).
+signal L_K itself; a one-sample run (NVIL or DARN's Taylor estimator, K = 1): the learned baseline's signal
+log w - b(x) (NVIL's runs, which have the baseline network) and DARN's Taylor signals against log w. DARN's
+estimator is biased: the last column, the distance of its mean from the plain estimator's, shows how much.
 
     python examples/estimator_variance.py RUN_DIR [--batch 100] [--draws 200] [--samples K] [--seed 0]
 
 On one batch of test images, each estimator's gradient of the loss is drawn ``--draws`` times with fresh
 samples; the table gives, for the encoder's parameters (the only ones the signals reach) and for all, the
 mean over parameters of the gradient's variance across draws, and the norm of its mean (both estimators
-estimate the same mean). K defaults to the run's --iw-samples (NVIL: 1).
+estimate the same mean, but DARN's), and the distance of the mean from the plain score function's. K defaults
+to the run's --iw-samples (NVIL and Taylor: 1).
 """
 import sys
 
@@ -45,29 +48,35 @@ def gradient_draws(loss, params, k, batch, noise_size, dtype, draws, rng):
 
 def main(args):
     from gvae.io.mnist import load_mnist
-    from gvae.model.binary import leave_one_out_signals, nvil_loss, plain_signals, score_loss
+    from gvae.model.binary import leave_one_out_signals, nvil_loss, plain_signals, score_loss, taylor_loss
     from gvae.training.batching import EVAL_SEED, binarize
     from gvae.training.runs import load_model
     model, params, config = load_model(args.run)
     x = binarize(load_mnist()["test"][0][:args.batch], np.random.default_rng(EVAL_SEED)).astype(model.dtype)
-    if config.estimator == "nvil":
+    plain = {"plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
+    if config.estimator in ("nvil", "taylor"):
         k = 1
-        estimators = {"nvil": lambda p, u: nvil_loss(p, model, x, u),
-                      "plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
+        estimators = {**plain, "taylor": lambda p, u: taylor_loss(p, model, x, u)}
+        if model.baseline is not None:
+            estimators["nvil"] = lambda p, u: nvil_loss(p, model, x, u)
     else:
         k = args.samples or config.iw_samples
-        estimators = {"vimco": lambda p, u: score_loss(p, model, x, u, leave_one_out_signals),
-                      "plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
+        estimators = {**plain, "vimco": lambda p, u: score_loss(p, model, x, u, leave_one_out_signals)}
     sizes = {n: params[n].size for n in sorted(params)}
     encoder = np.concatenate([np.full(size, n.startswith("enc."), bool) for n, size in sizes.items()])
     print(f"# {args.run}: {config.estimator}, K = {k}, {args.batch} test images, {args.draws} draws each")
-    print("| estimator | mean variance, encoder | mean variance, all | norm of the mean, encoder |")
-    print("| --- | --- | --- | --- |")
+    print("| estimator | mean variance, encoder | mean variance, all | norm of the mean, encoder "
+          "| distance of the mean from plain's, encoder |")
+    print("| --- | --- | --- | --- | --- |")
+    reference = None
     for name, loss in estimators.items():
         g = gradient_draws(loss, params, k, len(x), model.noise_size, model.dtype, args.draws,
                            np.random.default_rng(args.seed))
         var = g.var(axis=0, ddof=1)
-        print(f"| {name} | {var[encoder].mean():.4g} | {var.mean():.4g} | {np.linalg.norm(g[:, encoder].mean(0)):.4g} |")
+        mean = g[:, encoder].mean(0)
+        reference = mean if reference is None else reference
+        print(f"| {name} | {var[encoder].mean():.4g} | {var.mean():.4g} | {np.linalg.norm(mean):.4g} "
+              f"| {np.linalg.norm(mean - reference):.4g} |")
     return 0
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from gvae import ops, value_and_grad
 from gvae.model.binary import (PRIOR, SIGNALS, BinaryVAE, leave_one_out_signals, log_weights, nvil_loss, score_loss,
-                               vimco_loss)
+                               taylor_loss, vimco_loss)
 from tests.gradcheck import check_vjp
 from gvae.training import TrainConfig
 from tests.helpers import assert_eval_refuses, trained_straight_and_resumed
@@ -115,6 +115,7 @@ def test_an_sbn_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     (dict(iw_samples=3, posterior="chain"), "leave --posterior at the default"),
     (dict(iw_samples=3, kl="mc"), "leave --kl at the default"),
     (dict(iw_samples=3, alpha=0.5), "without --target-rate, --mmd or --alpha"),
+    (dict(iw_samples=2, estimator="taylor"), "--estimator taylor trains the ELBO, one sample a point"),
 ])
 def test_an_sbn_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -184,7 +185,7 @@ def test_an_nvil_run_trains_its_baseline_and_refuses_more_than_one_sample(tmp_pa
         tmp_path, ["--task", "sbn", "--estimator", "nvil", "--latent", "8", "--hidden", "16", "--batch-size", "40"])
     assert meta["config"]["estimator"] == "nvil" and "base.W0" in meta["param_shapes"]
     assert np.isfinite(summary["test_log_px"])
-    with pytest.raises(ValueError, match="with NVIL trains the ELBO, one sample a point"):
+    with pytest.raises(ValueError, match="with --estimator nvil trains the ELBO, one sample a point"):
         TrainConfig(task="sbn", estimator="nvil", iw_samples=3)
     with pytest.raises(ValueError, match="estimator applies to --task sbn only"):
         TrainConfig(estimator="nvil")
@@ -214,3 +215,68 @@ def test_the_pathwise_gradients_in_the_decoder_and_prior_match_finite_difference
     want = value_and_grad(bound)(part)[1]
     for k in want:
         np.testing.assert_allclose(got[k], -want[k], rtol=1e-10, atol=1e-12)
+
+
+def test_darns_taylor_estimate_is_its_formula_and_biased_only_in_the_encoder():
+    """DARN's estimator, enumerated over the 4 codes of a 2-unit layer (its value at a code is
+    deterministic): its expectation equals the formula computed independently here (per-unit Taylor
+    signals from central differences of log w in a continuous z, score and pathwise parts from differences
+    of the log-densities); in the decoder and the prior it is the ELBO's exact gradient (pathwise), in the
+    encoder it is not (the Taylor term is not a baseline independent of z)."""
+    model, params, _ = _tiny(seed=7)
+    x = np.array([[1.0, 0.0, 1.0]])
+    names = ["enc.b1", "enc.W1", "dec.b1", PRIOR]
+    codes = [np.array(c, float) for c in itertools.product([0, 1], repeat=2)]
+
+    def forced(z):
+        return np.where(z[None, None, :] > 0, 0.0, 1 - 1e-12)  # uniforms that draw the code z
+
+    def log_w_cont(p, zc):  # log p(x, z) - log q(z|x) at a continuous z (1, 1, 2), as the signals read it
+        a = model.encoder(p, x)
+        rec = model.likelihood.log_prob(model.decoder(p, zc), x, p)
+        return float((rec + _bern(p[PRIOR], zc) - _bern(a, zc))[0, 0])
+
+    def log_q_unit(p, z, j):
+        a = model.encoder(p, x)[0]
+        return float(z[j] * a[j] - np.logaddexp(0, a[j]))
+
+    expected_impl = 0.0
+    expected_formula = 0.0
+    for z in codes:
+        q = float(np.exp(log_weights(model, params, x, forced(z))[2]).sum())
+        g = value_and_grad(lambda p: taylor_loss(p, model, x, forced(z))[0])(params)[1]
+        expected_impl = expected_impl + q * -np.concatenate([g[n].ravel() for n in names])
+        h = 1e-6
+        signals = [(log_w_cont(params, (z + h * e)[None, None]) - log_w_cont(params, (z - h * e)[None, None])) / (2 * h)
+                   * (z[j] - 0.5) for j, e in enumerate(np.eye(2))]
+        pathwise = _central_differences(lambda p: float(sum(log_weights(model, p, x, forced(z))[:2])[0, 0]), params,
+                                        names)
+        score = sum(signals[j] * _central_differences(lambda p: log_q_unit(p, z, j), params, names) for j in range(2))
+        expected_formula = expected_formula + q * (pathwise + score)
+    np.testing.assert_allclose(expected_impl, expected_formula, rtol=1e-5, atol=1e-7)
+
+    def elbo(p):
+        total = 0.0
+        for z in codes:
+            rec, log_ratio, log_q = log_weights(model, p, x, forced(z))
+            total += float(np.exp(log_q).sum() * (rec + log_ratio).sum())
+        return total
+    exact = _central_differences(elbo, params, names)
+    encoder = params["enc.b1"].size + params["enc.W1"].size
+    np.testing.assert_allclose(expected_impl[encoder:], exact[encoder:], rtol=1e-5, atol=1e-7)
+    assert np.max(np.abs(expected_impl[:encoder] - exact[:encoder])) > 1e-3
+
+
+def test_a_taylor_run_trains(tmp_path):
+    from gvae.cli import main
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.npz"
+    x = (rng.random((60, 784)) < 0.2).astype(np.float32)
+    np.savez(data, train_x=x[:40], train_y=np.zeros(40, np.int64), valid_x=x[40:50], valid_y=np.zeros(10, np.int64),
+             test_x=x[50:], test_y=np.zeros(10, np.int64))
+    out = tmp_path / "run"
+    assert main(["train", "--task", "sbn", "--estimator", "taylor", "--data", str(data), "--latent", "6", "--hidden",
+                 "8", "--batch-size", "20", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    import json
+    summary = json.loads((out / "summary.json").read_text())
+    assert np.isfinite(summary["test_elbo"]) and summary["test_log_px"] > summary["test_elbo"]

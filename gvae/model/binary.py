@@ -17,12 +17,15 @@ drawn outside the tape from uniforms u: z = [u < sigmoid(enc(x))]). With one sam
 the score function of the ELBO with NVIL's input-dependent baseline (Mnih and Gregor, "Neural Variational
 Inference and Learning in Belief Networks", 2014): the signal log w - b(x), b a network of its own (``base.*``)
 fitted to log w by least squares; NVIL's running variance normalisation is left out (it rescales each
-step by the samples' spread, which biases a single step). Parameters: ``enc.*``, ``dec.*``, ``base.*`` (with
+step by the samples' spread, which biases a single step). :func:`taylor_loss` is DARN's estimator: each unit's
+signal the first-order Taylor term of log w in that unit (Gregor et al., "Deep AutoRegressive Networks",
+2014), biased, with nothing to fit. Parameters: ``enc.*``, ``dec.*``, ``base.*`` (with
 the baseline), ``prior.a``, then the likelihood's.
 """
 import numpy as np
 
 from .. import kernels, ops
+from ..autodiff import value_and_grad
 from ..kernels import array_module
 from .layers import MLP
 from .likelihoods import bernoulli_draw
@@ -124,7 +127,36 @@ def nvil_loss(params, model, x, u):
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_ratio[0]))
 
 
-ESTIMATORS = {"vimco": vimco_loss, "nvil": nvil_loss}
+def taylor_signals(model, params, x, logits, z):
+    """DARN's per-unit learning signals (Gregor et al., "Deep AutoRegressive Networks", 2014; the survey's
+    slide): the first-order Taylor term (d log w / d z_j)(z_j - 1/2) of log w = log p(x, z) - log q(z|x)
+    differentiated in z as if it were continuous, at the sample z (K, B, latent), the parameters' values:
+    d log w / dz = (d log p(x|z) / dz, by reverse mode through the decoder) + prior logits - encoder logits."""
+    plain = {k: ops.value_of(v) for k, v in params.items()}
+    _, d_rec = value_and_grad(lambda zz: ops.sum(model.likelihood.log_prob(model.decoder(plain, zz), x, plain)))(z)
+    return (d_rec + plain[PRIOR] - ops.value_of(logits)) * (z - 0.5)
+
+
+def taylor_loss(params, model, x, u):
+    """One sample a point (u (1, B, latent)): -mean_b [log w + sum_j s_j log q(z_j|x)] with DARN's signals
+    s_j (:func:`taylor_signals`, constants): minus DARN's estimate of the ELBO's gradient, which replaces the
+    score function's signal log w by each unit's Taylor term, no baseline to fit, biased (the term it
+    subtracts is not independent of z). ``aux`` = (mean ELBO, mean rec, mean -log_ratio), batch means."""
+    if u.shape[0] != 1:
+        raise ValueError(f"DARN's Taylor estimator takes one sample a point, got {u.shape[0]}")
+    logits = model.encoder(params, x)
+    z = bernoulli_draw(logits, u)
+    per_unit = z * logits - ops.softplus(logits)                     # log q(z_j|x), (1, B, latent)
+    log_q = ops.sum(per_unit, axis=-1)
+    log_prior = ops.bernoulli_loglik(ops.broadcast_to(params[PRIOR], z.shape), z)
+    rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
+    log_w = rec[0] + log_prior[0] - log_q[0]
+    signals = taylor_signals(model, params, x, logits, z)
+    loss = -ops.mean(log_w + ops.sum(signals * per_unit, axis=-1)[0])
+    return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_prior[0] - log_q[0]))
+
+
+ESTIMATORS = {"vimco": vimco_loss, "nvil": nvil_loss, "taylor": taylor_loss}
 
 
 def binary_loss(params, model, x, u, estimator="vimco"):

@@ -184,8 +184,9 @@ class TrainConfig:
     mi_weight: float = _option(1.0, "mae: the weight C of the information's penalty C |I - M| in the loss",
                                parse=non_negative_float, metavar="C")
     estimator: str = _option("vimco", "sbn: the score-function gradient of the binary units: vimco (the bound over "
-                             "--iw-samples K >= 2 with leave-one-out signals) or nvil (the ELBO, one sample, with a "
-                             "learned input-dependent baseline)", choices=["vimco", "nvil"])
+                             "--iw-samples K >= 2 with leave-one-out signals), nvil (the ELBO, one sample, with a "
+                             "learned input-dependent baseline) or taylor (the ELBO, one sample, DARN's first-order "
+                             "Taylor signals)", choices=["vimco", "nvil", "taylor"])
     weight_prior_scale: float = _option(1.0, "fullvb: the scale s of the decoder weights' prior N(0, s^2)",
                                         parse=positive_float, metavar="S")
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
@@ -296,7 +297,7 @@ class TrainConfig:
                   (self.mi_target is None or (math.isfinite(self.mi_target) and self.mi_target >= 0),
                    "mi_target must be a finite number >= 0"),
                   (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
-                  (self.estimator in ("vimco", "nvil"), "estimator must be 'vimco' or 'nvil'"),
+                  (self.estimator in ("vimco", "nvil", "taylor"), "estimator must be 'vimco', 'nvil' or 'taylor'"),
                   (math.isfinite(self.weight_prior_scale) and self.weight_prior_scale > 0,
                    "weight_prior_scale must be a finite number > 0"),
                   (self.mmd_kernel in ("imq", "rbf"), "mmd_kernel must be 'imq' or 'rbf'"),

@@ -1,7 +1,7 @@
 """The task ``sbn``: a VAE with one layer of binary latent units (:mod:`gvae.model.binary`; a sigmoid belief
 network's layer with an amortised encoder), trained by a score-function gradient (``--estimator``): on the
 multi-sample bound L_K (K = ``--iw-samples``, 2 or more) with VIMCO's leave-one-out signals, or on the
-ELBO with NVIL's learned baseline.
+ELBO with NVIL's learned baseline or DARN's Taylor signals.
 
 Data and batches are those of the task ``generate``. Validation and test give the ELBO (L_1, one sample a
 point, noise of EVAL_SEED); the test summary adds ``test_log_px``, L_1000 on the first 1,000 test images
@@ -26,7 +26,8 @@ class Binary(Generate):
     """The binary-latent VAE: the loss is :func:`binary_loss` of the run's estimator."""
     about = ("a VAE with one layer of binary latent units (a sigmoid belief network's) and a learned Bernoulli prior, "
              "trained by a score-function gradient: --estimator vimco (the bound over --iw-samples K >= 2, Mnih and "
-             "Rezende 2016) or nvil (the ELBO with a learned baseline, Mnih and Gregor 2014)")
+             "Rezende 2016), nvil (the ELBO with a learned baseline, Mnih and Gregor 2014) or taylor (the ELBO with "
+             "DARN's first-order Taylor signals, Gregor et al. 2014)")
     options = ("estimator",)
     cannot_open = ("a VAE with binary latent units (--task sbn), which gvae eval, sample, plot and analyze do not read: "
                    "its test ELBO and log p(x) estimate are in its summary.json")
@@ -43,8 +44,9 @@ class Binary(Generate):
                  (config.estimator != "vimco" or config.iw_samples >= 2,
                   "task sbn with VIMCO trains the bound over K samples with a leave-one-out baseline: give "
                   "--iw-samples K with K >= 2"),
-                 (config.estimator != "nvil" or config.iw_samples == 1,
-                  "task sbn with NVIL trains the ELBO, one sample a point: leave --iw-samples at 1"),
+                 (config.estimator not in ("nvil", "taylor") or config.iw_samples == 1,
+                  f"task sbn with --estimator {config.estimator} trains the ELBO, one sample a point: leave "
+                  "--iw-samples at 1"),
                  (config.target_rate is None and config.mmd == 0 and config.alpha == 0,
                   "task sbn trains its bound alone: use it without --target-rate, --mmd or --alpha"),
                  (not changed, "task sbn has binary latent units and trains its K-sample bound: leave "
