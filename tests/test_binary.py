@@ -9,18 +9,21 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops, value_and_grad
-from gvae.model.binary import (PRIOR, SIGNALS, BinaryVAE, leave_one_out_signals, log_weights, nvil_loss, score_loss,
+from gvae.model.binary import (ENCODER_AR, PRIOR, PRIOR_AR, SIGNALS, BinaryVAE, leave_one_out_signals, log_weights, nvil_loss, score_loss,
                                taylor_loss, vimco_loss)
 from tests.gradcheck import check_vjp
 from gvae.training import TrainConfig
 from tests.helpers import assert_eval_refuses, trained_straight_and_resumed
 
 
-def _tiny(seed=0, n_in=3, latent=2, hidden=(4,), baseline=False):
+def _tiny(seed=0, n_in=3, latent=2, hidden=(4,), baseline=False, autoregressive=False):
     rng = np.random.default_rng(seed)
-    model = BinaryVAE(n_in, latent, hidden, "elu", dtype=np.float64, baseline=baseline)
+    model = BinaryVAE(n_in, latent, hidden, "elu", dtype=np.float64, baseline=baseline, autoregressive=autoregressive)
     params = dict(model.new_params(rng).views)
     params[PRIOR] = rng.normal(0, 0.5, latent)
+    if autoregressive:  # DARN's weights away from zero (zero is the factorised layer)
+        params[ENCODER_AR] = rng.normal(0, 1.0, (latent, latent))
+        params[PRIOR_AR] = rng.normal(0, 1.0, (latent, latent))
     return model, params, rng
 
 
@@ -71,14 +74,15 @@ def test_the_signals_are_the_bound_minus_the_bound_without_each_sample():
         np.testing.assert_allclose(got[k], want, rtol=1e-10)
 
 
-@pytest.mark.parametrize("estimator", sorted(SIGNALS))
-def test_the_gradient_estimate_is_unbiased_for_the_enumerated_expectation_of_the_bound(estimator):
+@pytest.mark.parametrize("estimator, autoregressive", [("vimco", False), ("plain", False), ("vimco", True)])
+def test_the_gradient_estimate_is_unbiased_for_the_enumerated_expectation_of_the_bound(estimator, autoregressive):
     """E over K = 2 samples of L_K, summed exactly over the 16 pairs of binary codes of a 2-unit layer, has
     central-difference gradients that the mean of 20,000 estimates matches within 5 standard errors, in the
-    encoder (score function, VIMCO's signals or the plain L_K), the decoder and the prior (pathwise)."""
-    model, params, rng = _tiny(seed=4)
+    encoder (score function, VIMCO's signals or the plain L_K), the decoder and the prior (pathwise); with
+    DARN's autoregressive layer, in its weights too."""
+    model, params, rng = _tiny(seed=4, autoregressive=autoregressive)
     x = np.array([[1.0, 0.0, 1.0]])
-    names = ["enc.b1", "dec.b1", PRIOR]
+    names = ["enc.b1", "dec.b1", PRIOR] + ([ENCODER_AR, PRIOR_AR] if autoregressive else [])
     codes = [np.array(c, float) for c in itertools.product([0, 1], repeat=2)]
 
     def expected_bound(p):
@@ -94,7 +98,7 @@ def test_the_gradient_estimate_is_unbiased_for_the_enumerated_expectation_of_the
     draws = []
     for _ in range(20_000):
         grads = value_and_grad(lambda p: score_loss(p, model, x, rng.random((2, 1, 2)), SIGNALS[estimator])[0])(params)[1]
-        draws.append(-np.concatenate([grads[n] for n in names]))
+        draws.append(-np.concatenate([grads[n].ravel() for n in names]))
     draws = np.array(draws)
     mean, se = draws.mean(0), draws.std(0) / np.sqrt(len(draws))
     assert np.all(np.abs(mean - exact) < 5 * se + 1e-9), (mean, exact, se)
@@ -187,7 +191,7 @@ def test_an_nvil_run_trains_its_baseline_and_refuses_more_than_one_sample(tmp_pa
     assert np.isfinite(summary["test_log_px"])
     with pytest.raises(ValueError, match="with --estimator nvil trains the ELBO, one sample a point"):
         TrainConfig(task="sbn", estimator="nvil", iw_samples=3)
-    with pytest.raises(ValueError, match="estimator applies to --task sbn only"):
+    with pytest.raises(ValueError, match="estimator applies to --task sbn or darn only"):
         TrainConfig(estimator="nvil")
     model, params, rng = _tiny()
     with pytest.raises(ValueError, match="NVIL takes one sample a point and a model with its baseline"):
@@ -217,27 +221,36 @@ def test_the_pathwise_gradients_in_the_decoder_and_prior_match_finite_difference
         np.testing.assert_allclose(got[k], -want[k], rtol=1e-10, atol=1e-12)
 
 
-def test_darns_taylor_estimate_is_its_formula_and_biased_only_in_the_encoder():
+@pytest.mark.parametrize("autoregressive", [False, True])
+def test_darns_taylor_estimate_is_its_formula_and_biased_only_in_the_encoder(autoregressive):
     """DARN's estimator, enumerated over the 4 codes of a 2-unit layer (its value at a code is
     deterministic): its expectation equals the formula computed independently here (per-unit Taylor
     signals from central differences of log w in a continuous z, score and pathwise parts from differences
     of the log-densities); in the decoder and the prior it is the ELBO's exact gradient (pathwise), in the
     encoder it is not (the Taylor term is not a baseline independent of z)."""
-    model, params, _ = _tiny(seed=7)
+    model, params, _ = _tiny(seed=7, autoregressive=autoregressive)
     x = np.array([[1.0, 0.0, 1.0]])
-    names = ["enc.b1", "enc.W1", "dec.b1", PRIOR]
+    names = ["enc.b1", "enc.W1"] + ([ENCODER_AR] if autoregressive else []) + ["dec.b1", PRIOR] + \
+        ([PRIOR_AR] if autoregressive else [])
     codes = [np.array(c, float) for c in itertools.product([0, 1], repeat=2)]
 
     def forced(z):
         return np.where(z[None, None, :] > 0, 0.0, 1 - 1e-12)  # uniforms that draw the code z
 
+    def logits(p, z):  # the encoder's and the prior's logits at codes z (..., 2), DARN's terms included
+        mask = np.tril(np.ones((2, 2)), -1)
+        a, c = model.encoder(p, x) + 0 * z, p[PRIOR] + 0 * z
+        if autoregressive:
+            a, c = a + z @ (p[ENCODER_AR] * mask).T, c + z @ (p[PRIOR_AR] * mask).T
+        return a, c
+
     def log_w_cont(p, zc):  # log p(x, z) - log q(z|x) at a continuous z (1, 1, 2), as the signals read it
-        a = model.encoder(p, x)
+        a, c = logits(p, zc)
         rec = model.likelihood.log_prob(model.decoder(p, zc), x, p)
-        return float((rec + _bern(p[PRIOR], zc) - _bern(a, zc))[0, 0])
+        return float((rec + _bern(c, zc) - _bern(a, zc))[0, 0])
 
     def log_q_unit(p, z, j):
-        a = model.encoder(p, x)[0]
+        a = logits(p, z[None, None])[0][0, 0]
         return float(z[j] * a[j] - np.logaddexp(0, a[j]))
 
     expected_impl = 0.0
@@ -262,7 +275,7 @@ def test_darns_taylor_estimate_is_its_formula_and_biased_only_in_the_encoder():
             total += float(np.exp(log_q).sum() * (rec + log_ratio).sum())
         return total
     exact = _central_differences(elbo, params, names)
-    encoder = params["enc.b1"].size + params["enc.W1"].size
+    encoder = params["enc.b1"].size + params["enc.W1"].size + (params[ENCODER_AR].size if autoregressive else 0)
     np.testing.assert_allclose(expected_impl[encoder:], exact[encoder:], rtol=1e-5, atol=1e-7)
     assert np.max(np.abs(expected_impl[:encoder] - exact[:encoder])) > 1e-3
 
@@ -280,3 +293,30 @@ def test_a_taylor_run_trains(tmp_path):
     import json
     summary = json.loads((out / "summary.json").read_text())
     assert np.isfinite(summary["test_elbo"]) and summary["test_log_px"] > summary["test_elbo"]
+
+
+def test_darns_log_weights_are_the_model_written_out_in_numpy():
+    """The autoregressive layer: codes drawn by the sequential rule, scored by the masked logits."""
+    model, params, rng = _tiny(seed=3, n_in=5, latent=4, autoregressive=True)
+    x = (rng.random((3, 5)) < 0.5).astype(float)
+    u = rng.random((2, 3, 4))
+    bias = _elu(x @ params["enc.W0"] + params["enc.b0"]) @ params["enc.W1"] + params["enc.b1"]
+    mask = np.tril(np.ones((4, 4)), -1)
+    Wq, Wp = params[ENCODER_AR] * mask, params[PRIOR_AR] * mask
+    z = np.zeros((2, 3, 4))
+    for i in range(4):  # unit by unit: each reads the ones drawn before it
+        a = bias + z @ Wq.T
+        z[..., i] = (u[..., i] < 1 / (1 + np.exp(-a[..., i]))).astype(float)
+    out = _elu(z @ params["dec.W0"] + params["dec.b0"]) @ params["dec.W1"] + params["dec.b1"]
+    rec, log_ratio, log_q = log_weights(model, params, x, u)
+    np.testing.assert_allclose(log_q, _bern(bias + z @ Wq.T, z), rtol=1e-12)
+    np.testing.assert_allclose(log_ratio, _bern(params[PRIOR] + z @ Wp.T, z) - _bern(bias + z @ Wq.T, z), rtol=1e-12)
+    np.testing.assert_allclose(rec, _bern(out, x), rtol=1e-12)
+
+
+def test_a_darn_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
+    _, summary, meta, data = trained_straight_and_resumed(
+        tmp_path, ["--task", "darn", "--iw-samples", "3", "--latent", "8", "--hidden", "16", "--batch-size", "40"])
+    assert summary["task"] == "darn" and summary["test_log_px"] > summary["test_elbo"]
+    assert meta["param_shapes"][ENCODER_AR] == [8, 8] and meta["param_shapes"][PRIOR_AR] == [8, 8]
+    assert_eval_refuses(tmp_path / "straight", data, capsys, "a DARN (--task darn)")

@@ -187,6 +187,19 @@ def test_adam_update(n, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, d", [(1, 1), (7, 33), (70, 100)])
+def test_ar_bernoulli_draw(m, d, dtype):
+    """The autoregressive draws (a warp per row) against the Numba twin: the same codes."""
+    rng = np.random.default_rng(m * d)
+    bias, W, u = (rng.standard_normal((m, d)) * 2).astype(dtype), rng.standard_normal((d, d)).astype(dtype), \
+        rng.random((m, d)).astype(dtype)
+    expected = kernels.ar_bernoulli_draw(bias, W, u)
+    got = kernels.ar_bernoulli_draw(dev(bias), dev(W), dev(u))
+    assert isinstance(got, _cupy().ndarray)
+    np.testing.assert_array_equal(host(got), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_linalg(dtype):
     """The Gaussian-process layers' dense algebra (cuSOLVER's Cholesky, cuBLAS's triangular solves) against
     the LAPACK twins; a matrix that is not positive definite named by its batch index."""

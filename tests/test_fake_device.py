@@ -257,6 +257,7 @@ def assert_same_numbers(got, want, where="analysis"):
 
 
 @pytest.mark.parametrize("cfg", [dict(task="mae", mi_target=2.0), dict(task="fullvb"), dict(task="hvm", posterior="chain"), dict(task="sbn", iw_samples=3),
+                                 dict(task="darn", iw_samples=3), dict(task="sbn", estimator="taylor"),
                                  dict(task="vlae", latent=(6, 4), posterior=("chain", "diagonal"))],
                          ids=lambda cfg: cfg["task"])
 def test_the_models_steps_read_the_host_twice_and_match_the_cpu(cfg, data, tmp_path):

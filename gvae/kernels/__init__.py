@@ -17,6 +17,7 @@ from .backend import (array_module, device_module, device_names, device_of, gene
                       to_device, to_host)
 from .band import *  # noqa: F401,F403
 from .band import __all__ as _band
+from .ar_bernoulli import ar_bernoulli_draw
 from .bernoulli import bernoulli_loglik
 from .gauss_kl import diag_normal_kl
 from .logmeanexp import log_mean_exp
@@ -26,7 +27,7 @@ from .cpu.threads import get_threads, set_threads
 
 __all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",
-           "bernoulli_loglik", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "adam_update_guarded", "adam_constants",
+           "ar_bernoulli_draw", "bernoulli_loglik", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "adam_update_guarded", "adam_constants",
            "average_update", "sum_squares", "sum_squares_array", "log_mean_exp",
            "matmul", "matmuls", "set_threads", "get_threads"]
 __all__ += _band

@@ -27,23 +27,30 @@ import numpy as np
 from .. import kernels, ops
 from ..autodiff import value_and_grad
 from ..kernels import array_module
+from .constants import DeviceConstant
 from .layers import MLP
 from .likelihoods import bernoulli_draw
 from .params import NetworkModel
 
 PRIOR = "prior.a"
+ENCODER_AR, PRIOR_AR = "enc.ar", "prior.ar"  # DARN's autoregressive weights (strictly lower triangles read)
 
 
 class BinaryVAE(NetworkModel):
     """``latent`` binary units over ``n_in`` observed ones: networks of widths ``hidden`` and ``activation``
     (the encoder's output the units' logits), the likelihood ``likelihood`` (``likelihood_options``), a
     learned factorised Bernoulli prior; parameters of ``dtype`` initialised by ``init`` (the prior's logits
-    at 0: every unit on with probability 1/2); with ``baseline``, NVIL's baseline network x -> b(x). A
-    pass's noise is uniform on [0, 1), (K, B, latent)."""
+    at 0: every unit on with probability 1/2); with ``baseline``, NVIL's baseline network x -> b(x). With
+    ``autoregressive`` (DARN, Gregor et al. 2014), the encoder's and the prior's unit i also read the units
+    j < i: logit_i = bias_i + sum_{j<i} W_ij z_j, W the weights ``enc.ar`` and ``prior.ar`` (d, d; their
+    strictly lower triangles; zero at first, the factorised layer). A pass's noise is uniform on [0, 1),
+    (K, B, latent)."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", likelihood="bernoulli", dtype=np.float32,
-                 likelihood_options=None, init="uniform", baseline=False):
+                 likelihood_options=None, init="uniform", baseline=False, autoregressive=False):
         super().__init__(n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init)
+        self.autoregressive = bool(autoregressive)
+        self.mask = DeviceConstant(np.tril(np.ones((self.size, self.size)), -1))  # the units before each unit
         self.encoder = MLP([self.n_in, *self.hidden, self.size], activation, "enc.")
         self.decoder = MLP([self.size, *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
@@ -54,17 +61,41 @@ class BinaryVAE(NetworkModel):
         return [self.encoder, self.decoder] + ([self.baseline] if self.baseline is not None else [])
 
     def param_shapes(self):
-        return {**super().param_shapes(), PRIOR: (self.size,)}
+        ar = {ENCODER_AR: (self.size, self.size), PRIOR_AR: (self.size, self.size)} if self.autoregressive else {}
+        return {**super().param_shapes(), PRIOR: (self.size,), **ar}
+
+    def ar_logits(self, params, name, bias, z):
+        """The logits bias + z (W o mask)^T of the layer ``name`` (ENCODER_AR or PRIOR_AR) at the codes z
+        (..., d): one masked product (z a constant); ``bias`` unchanged without autoregression."""
+        if not self.autoregressive:
+            return bias
+        d = self.size
+        weights = ops.multiply(params[name], self.mask.like(params[name]))
+        return bias + ops.reshape(ops.matmul(ops.reshape(z, (-1, d)), ops.transpose(weights)), z.shape)
+
+    def draw(self, params, x, u):
+        """(z, encoder logits, prior logits): the codes z (K, B, latent) drawn from q(z|x) with the uniforms u
+        (autoregressively with DARN's weights), and the logits that score them."""
+        bias = self.encoder(params, x)
+        if self.autoregressive:
+            xp = array_module(u)
+            z = kernels.ar_bernoulli_draw(xp.ascontiguousarray(xp.broadcast_to(ops.value_of(bias), u.shape)),
+                                          ops.value_of(params[ENCODER_AR]), u)
+        else:
+            z = bernoulli_draw(bias, u)
+        prior = ops.broadcast_to(params[PRIOR], z.shape)
+        return z, self.ar_logits(params, ENCODER_AR, ops.broadcast_to(bias, z.shape), z), \
+            self.ar_logits(params, PRIOR_AR, prior, z)
 
 
 def log_weights(model, params, x, u):
     """The samples' log-weights for x (B, n_in) and uniforms u (K, B, latent): ``(rec, log_ratio, log_q)``,
-    each (K, B): log p(x|z_k), log p(z_k) - log q(z_k|x) and log q(z_k|x), with z_k = [u_k < sigmoid(enc(x))]
-    (constants of the tape; log q differentiable in the encoder, log p(z) in the prior's logits)."""
-    logits = model.encoder(params, x)
-    z = bernoulli_draw(logits, u)
-    log_q = ops.bernoulli_loglik(ops.broadcast_to(logits, z.shape), z)
-    log_prior = ops.bernoulli_loglik(ops.broadcast_to(params[PRIOR], z.shape), z)
+    each (K, B): log p(x|z_k), log p(z_k) - log q(z_k|x) and log q(z_k|x), with z_k drawn from q(z|x) by
+    :meth:`BinaryVAE.draw` (constants of the tape; log q differentiable in the encoder, log p(z) in the
+    prior's logits, with DARN's weights in both)."""
+    z, q_logits, prior_logits = model.draw(params, x, u)
+    log_q = ops.bernoulli_loglik(q_logits, z)
+    log_prior = ops.bernoulli_loglik(prior_logits, z)
     rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
     return rec, log_prior - log_q, log_q
 
@@ -127,32 +158,38 @@ def nvil_loss(params, model, x, u):
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_ratio[0]))
 
 
-def taylor_signals(model, params, x, logits, z):
+def taylor_signals(model, params, x, z):
     """DARN's per-unit learning signals (Gregor et al., "Deep AutoRegressive Networks", 2014; the survey's
     slide): the first-order Taylor term (d log w / d z_j)(z_j - 1/2) of log w = log p(x, z) - log q(z|x)
-    differentiated in z as if it were continuous, at the sample z (K, B, latent), the parameters' values:
-    d log w / dz = (d log p(x|z) / dz, by reverse mode through the decoder) + prior logits - encoder logits."""
+    differentiated in z as if it were continuous (through the decoder, and through DARN's weights where the
+    layer has them), at the sample z (K, B, latent), the parameters' values."""
     plain = {k: ops.value_of(v) for k, v in params.items()}
-    _, d_rec = value_and_grad(lambda zz: ops.sum(model.likelihood.log_prob(model.decoder(plain, zz), x, plain)))(z)
-    return (d_rec + plain[PRIOR] - ops.value_of(logits)) * (z - 0.5)
+    bias = model.encoder(plain, x)
+
+    def log_w(zz):
+        q = model.ar_logits(plain, ENCODER_AR, bias, zz)
+        p = model.ar_logits(plain, PRIOR_AR, plain[PRIOR], zz)
+        rec = model.likelihood.log_prob(model.decoder(plain, zz), x, plain)
+        return ops.sum(rec) + ops.sum(zz * (p - q) - ops.softplus(p) + ops.softplus(q))
+    _, d_log_w = value_and_grad(log_w)(z)
+    return d_log_w * (z - 0.5)
 
 
 def taylor_loss(params, model, x, u):
-    """One sample a point (u (1, B, latent)): -mean_b [log w + sum_j s_j log q(z_j|x)] with DARN's signals
-    s_j (:func:`taylor_signals`, constants): minus DARN's estimate of the ELBO's gradient, which replaces the
-    score function's signal log w by each unit's Taylor term, no baseline to fit, biased (the term it
-    subtracts is not independent of z). ``aux`` = (mean ELBO, mean rec, mean -log_ratio), batch means."""
+    """One sample a point (u (1, B, latent)): -mean_b [log w + sum_j s_j log q(z_j|z_<j, x)] with DARN's
+    signals s_j (:func:`taylor_signals`, constants): minus DARN's estimate of the ELBO's gradient, which
+    replaces the score function's signal log w by each unit's Taylor term, no baseline to fit, biased (the
+    term it subtracts is not independent of z). ``aux`` = (mean ELBO, mean rec, mean -log_ratio), batch
+    means."""
     if u.shape[0] != 1:
         raise ValueError(f"DARN's Taylor estimator takes one sample a point, got {u.shape[0]}")
-    logits = model.encoder(params, x)
-    z = bernoulli_draw(logits, u)
-    per_unit = z * logits - ops.softplus(logits)                     # log q(z_j|x), (1, B, latent)
+    z, q_logits, prior_logits = model.draw(params, x, u)
+    per_unit = z * q_logits - ops.softplus(q_logits)                 # log q(z_j | z_<j, x), (1, B, latent)
     log_q = ops.sum(per_unit, axis=-1)
-    log_prior = ops.bernoulli_loglik(ops.broadcast_to(params[PRIOR], z.shape), z)
+    log_prior = ops.bernoulli_loglik(prior_logits, z)
     rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
     log_w = rec[0] + log_prior[0] - log_q[0]
-    signals = taylor_signals(model, params, x, logits, z)
-    loss = -ops.mean(log_w + ops.sum(signals * per_unit, axis=-1)[0])
+    loss = -ops.mean(log_w + ops.sum(taylor_signals(model, params, x, z) * per_unit, axis=-1)[0])
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_prior[0] - log_q[0]))
 
 

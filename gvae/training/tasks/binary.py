@@ -40,23 +40,26 @@ class Binary(Generate):
         estimator, samples)."""
         changed = changed_flags(config, ("posterior", "grid_shape", "kl", "samples", "beta", "warmup", "inference",
                                          "merge"))
-        require([(len(config.layer_sizes()) == 1, "task sbn has one stochastic layer: give one --latent size"),
+        task = f"task {cls.name}"
+        require([(len(config.layer_sizes()) == 1, f"{task} has one stochastic layer: give one --latent size"),
                  (config.estimator != "vimco" or config.iw_samples >= 2,
-                  "task sbn with VIMCO trains the bound over K samples with a leave-one-out baseline: give "
+                  f"{task} with VIMCO trains the bound over K samples with a leave-one-out baseline: give "
                   "--iw-samples K with K >= 2"),
                  (config.estimator not in ("nvil", "taylor") or config.iw_samples == 1,
-                  f"task sbn with --estimator {config.estimator} trains the ELBO, one sample a point: leave "
+                  f"{task} with --estimator {config.estimator} trains the ELBO, one sample a point: leave "
                   "--iw-samples at 1"),
                  (config.target_rate is None and config.mmd == 0 and config.alpha == 0,
-                  "task sbn trains its bound alone: use it without --target-rate, --mmd or --alpha"),
-                 (not changed, "task sbn has binary latent units and trains its K-sample bound: leave "
+                  f"{task} trains its bound alone: use it without --target-rate, --mmd or --alpha"),
+                 (not changed, f"{task} has binary latent units and trains its K-sample bound: leave "
                                + ", ".join(changed) + " at the default")])
+
+    autoregressive = False  # DARN's layer (task darn) reads the units before each unit
 
     @classmethod
     def build_model(cls, config, n_in):
         return BinaryVAE(n_in, config.latent, config.layer_hidden()[0], config.activation, config.likelihood,
                          np.dtype(config.dtype), likelihood_options(config), config.init,
-                         baseline=config.estimator == "nvil")
+                         baseline=config.estimator == "nvil", autoregressive=cls.autoregressive)
 
     def step_args(self, batch, rng, kl_weight):
         """K = ``iw_samples`` uniforms per latent unit and image, from ``rng``, and the estimator."""
