@@ -3,15 +3,16 @@
 both unbiased estimates of one gradient. A VIMCO run: the leave-one-out signals against every sample's
 signal L_K itself; a one-sample run (NVIL or DARN's Taylor estimator, K = 1): the learned baseline's signal
 log w - b(x) (NVIL's runs, which have the baseline network) and DARN's Taylor signals against log w. DARN's
-estimator is biased: the last column, the distance of its mean from the plain estimator's, shows how much.
+estimator is biased: the last column, the distance of each mean from the least noisy unbiased estimator's,
+beside the noise of the means, shows how much.
 
     python examples/estimator_variance.py RUN_DIR [--batch 100] [--draws 200] [--samples K] [--seed 0]
 
 On one batch of test images, each estimator's gradient of the loss is drawn ``--draws`` times with fresh
 samples; the table gives, for the encoder's parameters (the only ones the signals reach) and for all, the
 mean over parameters of the gradient's variance across draws, and the norm of its mean (both estimators
-estimate the same mean, but DARN's), and the distance of the mean from the plain score function's. K defaults
-to the run's --iw-samples (NVIL and Taylor: 1).
+estimate the same mean, but DARN's), its noise, and its distance from the least noisy unbiased estimator's mean.
+K defaults to the run's --iw-samples (NVIL and Taylor: 1).
 """
 import sys
 
@@ -65,18 +66,22 @@ def main(args):
     sizes = {n: params[n].size for n in sorted(params)}
     encoder = np.concatenate([np.full(size, n.startswith("enc."), bool) for n, size in sizes.items()])
     print(f"# {args.run}: {config.estimator}, K = {k}, {args.batch} test images, {args.draws} draws each")
-    print("| estimator | mean variance, encoder | mean variance, all | norm of the mean, encoder "
-          "| distance of the mean from plain's, encoder |")
-    print("| --- | --- | --- | --- | --- |")
-    reference = None
+    results = {}
     for name, loss in estimators.items():
         g = gradient_draws(loss, params, k, len(x), model.noise_size, model.dtype, args.draws,
                            np.random.default_rng(args.seed))
-        var = g.var(axis=0, ddof=1)
-        mean = g[:, encoder].mean(0)
-        reference = mean if reference is None else reference
-        print(f"| {name} | {var[encoder].mean():.4g} | {var.mean():.4g} | {np.linalg.norm(mean):.4g} "
-              f"| {np.linalg.norm(mean - reference):.4g} |")
+        results[name] = (g.var(axis=0, ddof=1), g[:, encoder].mean(0))
+    # The distances are measured from the unbiased estimator with the least variance (the mean of every
+    # estimator but DARN's estimates the same gradient); "noise" is the norm the mean of the draws would
+    # have from pure noise, sqrt(sum of the variances / draws), the scale those distances compare with.
+    unbiased = [n for n in ("nvil", "vimco", "plain") if n in results][0]
+    print("| estimator | mean variance, encoder | mean variance, all | norm of the mean, encoder | noise of the mean, "
+          f"encoder | distance of the mean from {unbiased}'s, encoder |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, (var, mean) in results.items():
+        noise = np.sqrt(var[encoder].sum() / args.draws)
+        print(f"| {name} | {var[encoder].mean():.4g} | {var.mean():.4g} | {np.linalg.norm(mean):.4g} | {noise:.4g} "
+              f"| {np.linalg.norm(mean - results[unbiased][1]):.4g} |")
     return 0
 
 
