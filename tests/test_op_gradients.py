@@ -216,6 +216,22 @@ def _covariance(data, name):
     return [(getattr(ops, name), args, k) for k in range(len(args))]
 
 
+@case("gamma_sample", "gamma_log_prob", "poisson_log_prob")
+def _gamma_family(data, name):
+    """Shapes away from 0 (the inverse CDF's steep region), broadcasting a per-unit parameter."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    shape = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)))
+    alpha, beta = rng.uniform(0.3, 4.0, shape), rng.uniform(0.5, 2.0, shape[1:])
+    if name == "gamma_sample":
+        u = rng.uniform(0.05, 0.95, shape)
+        return [(lambda a, b: ops.gamma_sample(a, b, u), [alpha, beta], k) for k in (0, 1)]
+    if name == "gamma_log_prob":
+        z = rng.uniform(0.2, 3.0, shape)
+        return [(ops.gamma_log_prob, [z, alpha, beta], k) for k in range(3)]
+    k = rng.poisson(2.0, shape).astype(np.float64)
+    return [(lambda r: ops.poisson_log_prob(k, r), [alpha], 0)]
+
+
 def test_every_op_has_a_gradient_case():
     assert set(ops.__all__) - NOT_DIFFERENTIABLE == set(CASES)
 

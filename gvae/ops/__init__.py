@@ -20,9 +20,11 @@ from .discrepancy import *  # noqa: F401,F403
 from .discrepancy import __all__ as _discrepancy
 from .gp import *  # noqa: F401,F403
 from .gp import __all__ as _gp
+from .gamma import *  # noqa: F401,F403
+from .gamma import __all__ as _gamma
 
 __all__ = (_elementwise + _reductions + _shape + _linalg + _densities + _band + _importance + _discrepancy + _gp
-           + ["value_of"])
+           + _gamma + ["value_of"])
 
 
 def _bind():

@@ -1,0 +1,44 @@
+"""Gamma and Poisson pieces for deep exponential families (gvae.ops.gamma, gvae.kernels.gamma): values
+against SciPy, the implicit reparameterisation gradient against the score function's on a known
+expectation, and the refusals. Each VJP is checked against finite differences in test_op_gradients.py."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from gvae import ops, value_and_grad
+from gvae.kernels import gamma as kgamma
+
+
+def test_values_against_scipy():
+    rng = np.random.default_rng(0)
+    a, b, u = rng.uniform(0.2, 5, 20), rng.uniform(0.5, 3, 20), rng.uniform(0.01, 0.99, 20)
+    np.testing.assert_allclose(ops.gamma_sample(a, b, u), stats.gamma(a, scale=1 / b).ppf(u), rtol=1e-10)
+    z = rng.uniform(0.1, 4, 20)
+    np.testing.assert_allclose(ops.gamma_log_prob(z, a, b), stats.gamma(a, scale=1 / b).logpdf(z), rtol=1e-10)
+    k = rng.poisson(3, 20).astype(float)
+    np.testing.assert_allclose(ops.poisson_log_prob(k, b), stats.poisson(b).logpmf(k), rtol=1e-10)
+    np.testing.assert_allclose(kgamma.digamma(a), __import__("scipy.special").special.psi(a), rtol=1e-12)
+
+
+def test_the_implicit_gradient_is_unbiased_with_less_variance_than_the_score_function():
+    """d/dalpha E[z^2] for z ~ Gamma(alpha, beta) is (2 alpha + 1) / beta^2: the mean of 20,000 implicit
+    (reparameterised) estimates and of 20,000 score-function estimates each within 5 standard errors of it;
+    the implicit one's variance is the smaller by far."""
+    alpha, beta, n = np.array(1.7), np.array(1.3), 20_000
+    rng = np.random.default_rng(3)
+    u = rng.uniform(size=n)
+    _, (g_alpha, _) = value_and_grad(lambda a, b: ops.sum(ops.gamma_sample(a, b, u) ** 2), argnums=(0, 1))(
+        np.full(n, alpha), np.full(n, beta))
+    z = stats.gamma(alpha, scale=1 / beta).ppf(u)
+    score = z ** 2 * (np.log(beta) + np.log(z) - __import__("scipy.special").special.psi(alpha))
+    exact = (2 * alpha + 1) / beta ** 2
+    for est in (g_alpha, score):
+        assert abs(est.mean() - exact) < 5 * est.std() / np.sqrt(n)
+    assert g_alpha.var() < score.var() / 5
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="must have one shape"):
+        kgamma.gamma_inverse_cdf(np.ones(3), np.ones(2) * 0.5)
+    with pytest.raises(ValueError, match="no gradient with respect to the counts"):
+        value_and_grad(lambda k: ops.sum(ops.poisson_log_prob(k, np.ones(2))))(np.ones(2))
