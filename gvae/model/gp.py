@@ -12,7 +12,8 @@ computed in O(n m^2) through L L^T = K_mm, A = L^-1 K_mn / s, L_B L_B^T = I + A 
 
 With Z = X (and no jitter) Q = K_nn and F is the exact log marginal likelihood; otherwise a lower bound.
 Differentiable in X, Y, Z, the lengthscales, the variance and the noise variance s^2 (the dense algebra's
-own VJPs, :mod:`gvae.ops.gp`)."""
+own VJPs, :mod:`gvae.ops.gp`). With uncertain inputs (:func:`gplvm_bound`) the kernel enters through its
+expectations, the psi statistics (:func:`rbf_psi_statistics`): the Bayesian GP-LVM, one layer of a deep GP."""
 import math
 
 import numpy as np
@@ -21,24 +22,68 @@ from .. import ops
 from ..kernels import array_module
 
 
+def collapsed_bound(Y, Kmm, psi0, psi1, psi2, noise, jitter=1e-6):
+    """The collapsed bound from the kernel's statistics (Titsias 2009; Titsias and Lawrence 2010 with
+    uncertain inputs): Y (n, p), Kmm (m, m) the inducing inputs' covariance, psi0 = sum_n E k(x_n, x_n),
+    psi1 (n, m) = E k(x_n, z_m), psi2 (m, m) = sum_n E k(z, x_n) k(x_n, z)^T, the noise variance s^2:
+
+        -n p log(2 pi s^2) / 2 - p log det(I + A) / 2 - |Y|^2 / (2 s^2) + |c|^2 / 2 - p (psi0 / s^2 - tr A) / 2,
+
+    A = L^-1 psi2 L^-T / s^2 (L L^T = Kmm + jitter I), c = L_B^-1 L^-1 psi1^T Y / s^2 (L_B L_B^T = I + A)."""
+    n, p = Y.shape
+    xp = array_module(ops.value_of(Kmm))
+    eye = xp.eye(Kmm.shape[0], dtype=ops.value_of(Kmm).dtype)
+    L = ops.cholesky(Kmm + jitter * eye)
+    half = ops.solve_triangular(L, psi2)                                       # L^-1 psi2
+    A = ops.transpose(ops.solve_triangular(L, ops.transpose(half))) / noise   # L^-1 psi2 L^-T / s^2
+    LB = ops.cholesky(A + eye)
+    c = ops.solve_triangular(LB, ops.solve_triangular(L, ops.matmul(ops.transpose(psi1), Y))) / noise
+    trace_A = ops.sum(A * eye)
+    return (-0.5 * n * p * (math.log(2 * math.pi) + ops.log(noise)) - 0.5 * p * ops.cholesky_logdet(LB)
+            - 0.5 * ops.sum(Y * Y) / noise + 0.5 * ops.sum(c * c) - 0.5 * p * (psi0 / noise - trace_A))
+
+
 def sparse_gp_bound(X, Y, Z, lengthscales, variance, noise, jitter=1e-6):
     """Titsias's bound F (a 0-d array; see the module docstring): X (n, d), Y (n, p), Z (m, d),
     lengthscales (d,), variance and noise (0-d, the signal and noise variances), ``jitter`` added to
-    K_mm's diagonal (its Cholesky factor needs it when inducing inputs nearly coincide)."""
-    n, p = Y.shape
-    m = Z.shape[0]
-    xp = array_module(ops.value_of(Z))
-    eye = xp.eye(m, dtype=ops.value_of(Z).dtype)
-    L = ops.cholesky(ops.rbf_kernel(Z, Z, lengthscales, variance) + jitter * eye)
-    s = ops.sqrt(noise)
-    A = ops.solve_triangular(L, ops.rbf_kernel(Z, X, lengthscales, variance)) / s
-    B = ops.matmul(A, ops.transpose(A)) + eye
-    LB = ops.cholesky(B)
-    c = ops.solve_triangular(LB, ops.matmul(A, Y)) / s
-    log_normal = (-0.5 * n * p * (math.log(2 * math.pi) + ops.log(noise)) - 0.5 * p * ops.cholesky_logdet(LB)
-                  - 0.5 * ops.sum(Y * Y) / noise + 0.5 * ops.sum(c * c))
-    trace = -0.5 * p * n * variance / noise + 0.5 * p * ops.sum(A * A)
-    return log_normal + trace
+    K_mm's diagonal (its Cholesky factor needs it when inducing inputs nearly coincide). The statistics of
+    known inputs: psi0 = n variance, psi1 = K_nm, psi2 = K_mn K_nm."""
+    Knm = ops.rbf_kernel(X, Z, lengthscales, variance)
+    return collapsed_bound(Y, ops.rbf_kernel(Z, Z, lengthscales, variance), X.shape[0] * variance, Knm,
+                           ops.matmul(ops.transpose(Knm), Knm), noise, jitter)
+
+
+def rbf_psi_statistics(mu, S, Z, lengthscales, variance):
+    """(psi0, psi1 (n, m), psi2 (m, m)) of the ARD squared exponential under Gaussian inputs
+    x_n ~ N(mu_n, diag S_n) (mu, S (n, d)), in closed form (Titsias and Lawrence 2010):
+
+        psi1_nm = v prod_k (1 + S_nk / l_k^2)^(-1/2) exp(-(mu_nk - z_mk)^2 / (2 (l_k^2 + S_nk))),
+        psi2_mm' = v^2 sum_n prod_k (1 + 2 S_nk / l_k^2)^(-1/2)
+                   exp(-(z_mk - z_m'k)^2 / (4 l_k^2) - (mu_nk - (z_mk + z_m'k) / 2)^2 / (l_k^2 + 2 S_nk)),
+
+    psi0 = n v; composed of gvae's differentiable operations (O(n m^2 d) memory for psi2)."""
+    l2 = lengthscales * lengthscales
+    mu3, S3 = ops.reshape(mu, (mu.shape[0], 1, mu.shape[1])), ops.reshape(S, (S.shape[0], 1, S.shape[1]))
+    d1 = l2 + S3                                                               # (n, 1, d)
+    diff = mu3 - ops.reshape(Z, (1,) + Z.shape)                                # (n, m, d)
+    psi1 = variance * ops.exp(ops.sum(-0.5 * ops.log(d1 / l2) - 0.5 * diff * diff / d1, axis=-1))
+    m, d = Z.shape
+    Za, Zb = ops.reshape(Z, (m, 1, d)), ops.reshape(Z, (1, m, d))
+    gap = Za - Zb                                                              # (m, m, d)
+    centre = ops.reshape(mu, (mu.shape[0], 1, 1, d)) - ops.reshape((Za + Zb) * 0.5, (1, m, m, d))
+    d2 = ops.reshape(l2 + 2.0 * S, (S.shape[0], 1, 1, d))
+    terms = -0.5 * ops.log(d2 / l2) - ops.reshape(gap * gap / (4.0 * l2), (1, m, m, d)) - centre * centre / d2
+    psi2 = variance * variance * ops.sum(ops.exp(ops.sum(terms, axis=-1)), axis=0)
+    return mu.shape[0] * variance, psi1, psi2
+
+
+def gplvm_bound(mu, S, Y, Z, lengthscales, variance, noise, jitter=1e-6):
+    """The Bayesian GP-LVM's bound (Titsias and Lawrence, "Bayesian Gaussian Process Latent Variable Model",
+    2010): the collapsed bound with the kernel's statistics under q(X) = prod_n N(mu_n, diag S_n), minus
+    KL(q(X) || N(0, I)). mu, S (n, d) (S > 0), Y (n, p), Z (m, d)."""
+    psi0, psi1, psi2 = rbf_psi_statistics(mu, S, Z, lengthscales, variance)
+    kl = 0.5 * ops.sum(S + mu * mu - 1.0 - ops.log(S))
+    return collapsed_bound(Y, ops.rbf_kernel(Z, Z, lengthscales, variance), psi0, psi1, psi2, noise, jitter) - kl
 
 
 def exact_gp_log_likelihood(X, Y, lengthscales, variance, noise):
