@@ -111,8 +111,10 @@ class _Worker:
             board[worker_loop.ARGS:worker_loop.ARGS + len(native[1])] = native[1]
         board[worker_loop.KIND] = worker_loop.PYTHON if native is None else native[0]
         self.task = task
+        # Published before it is counted: an interrupt between the two leaves a task that collect() does not
+        # wait for (the one-line window), never a count that no task will ever reach (a hang).
+        worker_loop.publish(board, self.posted + 1)
         self.posted += 1
-        worker_loop.publish(board, self.posted)
         with self.lock:
             if self.sleeping:
                 self.sleeping = False
@@ -234,11 +236,13 @@ def run(tasks):
         busy = workers[:len(tasks) - 1]
         natives = [getattr(task, "native", None) for task in tasks[1:]]  # all of them before any is posted
         errstate = np.geterr() if None in natives else None  # for the tasks that run in Python
-        for worker, task, native in zip(busy, tasks[1:], natives):
-            worker.count, worker.errstate = count, errstate  # before the post: read once the task is published
-            worker.post(task, native)
         error = None
         try:
+            # Ctrl-C may land anywhere in here, the posts included: every worker is collected below all the
+            # same (a worker whose post had not happened yet is collected at once).
+            for worker, task, native in zip(busy, tasks[1:], natives):
+                worker.count, worker.errstate = count, errstate  # before the post: read once the task is published
+                worker.post(task, native)
             tasks[0]()
         except BaseException as exc:  # noqa: BLE001 - re-raised once the workers are done
             error = exc
