@@ -20,7 +20,7 @@ fitted to log w by least squares; NVIL's running variance normalisation is left 
 step by the samples' spread, which biases a single step). :func:`taylor_loss` is DARN's estimator: each unit's
 signal the first-order Taylor term of log w in that unit (Gregor et al., "Deep AutoRegressive Networks",
 2014), biased, with nothing to fit. Parameters: ``enc.*``, ``dec.*``, ``base.*`` (with
-the baseline), ``prior.a``, then the likelihood's.
+the baseline), ``prior.a``, DARN's ``enc.ar`` and ``prior.ar`` (autoregressive), then the likelihood's.
 """
 import numpy as np
 
@@ -50,7 +50,8 @@ class BinaryVAE(NetworkModel):
                  likelihood_options=None, init="uniform", baseline=False, autoregressive=False):
         super().__init__(n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init)
         self.autoregressive = bool(autoregressive)
-        self.mask = DeviceConstant(np.tril(np.ones((self.size, self.size)), -1))  # the units before each unit
+        # the units before each unit, for DARN's masked products
+        self.mask = DeviceConstant(np.tril(np.ones((self.size, self.size)), -1)) if self.autoregressive else None
         self.encoder = MLP([self.n_in, *self.hidden, self.size], activation, "enc.")
         self.decoder = MLP([self.size, *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
