@@ -75,15 +75,17 @@ def posterior_of(params, x, posterior, latent):
     return gj.BandedPrecisionNormal.extgrid(mu, factor, *lattice_shape(latent))
 
 
-def elbo(params, x, key, posterior, latent):
-    """One-sample ELBO per image, (B,): log p(x|z) at z ~ q(z|x), minus KL(q || N(0, I)) in closed form."""
+def elbo(params, x, key, posterior, latent, eps=None):
+    """One-sample ELBO per image, (B,): log p(x|z) at z ~ q(z|x), minus KL(q || N(0, I)) in closed form. z
+    is drawn with ``key``, or from the given standard normal noise ``eps`` (B, d) as the draw transforms it
+    (z = mu + sigma eps, or mu + L^-T eps)."""
     q = posterior_of(params, x, posterior, latent)
     if posterior == "diagonal":
         mu, sigma = q
-        z = mu + sigma * jax.random.normal(key, mu.shape, mu.dtype)
+        z = mu + sigma * (jax.random.normal(key, mu.shape, mu.dtype) if eps is None else eps)
         kl = 0.5 * (jnp.square(sigma) + jnp.square(mu) - 1.0).sum(-1) - jnp.log(sigma).sum(-1)
     else:
-        z = q.rsample(key)
+        z = q.rsample(key) if eps is None else q.loc + gj.band_solve_t(q.factor, q.offsets, eps)
         kl = q.kl_to_standard_normal()  # (tr Sigma + |mu|^2 - d) / 2 + log det L
     logits = mlp(params["dec"], z)
     rec = (x * logits - jax.nn.softplus(logits)).sum(-1)  # log Bernoulli(x; sigmoid(logits))

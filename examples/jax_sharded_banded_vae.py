@@ -51,23 +51,10 @@ def make_grad(posterior, latent, devices):
     rows of x and eps split over the first ``devices`` devices."""
     import jax
     from jax.sharding import Mesh, PartitionSpec as P
-    import gvae.jax as gj
-    from jax_banded_vae import mlp, posterior_of  # examples/jax_banded_vae.py, beside this script
+    from jax_banded_vae import elbo  # examples/jax_banded_vae.py, beside this script
     shard_map = getattr(jax, "shard_map", None)
     if shard_map is None:
         from jax.experimental.shard_map import shard_map
-
-    def elbo(params, x, eps):
-        q = posterior_of(params, x, posterior, latent)
-        if posterior == "diagonal":
-            mu, sigma = q
-            z = mu + sigma * eps
-            kl = 0.5 * (sigma ** 2 + mu ** 2 - 1.0).sum(-1) - jax.numpy.log(sigma).sum(-1)
-        else:
-            z = q.loc + gj.band_solve_t(q.factor, q.offsets, eps)
-            kl = q.kl_to_standard_normal()
-        logits = mlp(params["dec"], z)
-        return (x * logits - jax.nn.softplus(logits)).sum(-1) - kl
 
     def summed(a):
         # The gradient of a replicated parameter is already summed over the shards by JAX's differentiation
@@ -76,7 +63,7 @@ def make_grad(posterior, latent, devices):
         return jax.lax.psum(a, "batch") if kind is None or "batch" in kind.varying else a
 
     def share(params, x, eps, total):
-        loss, grads = jax.value_and_grad(lambda p: -elbo(p, x, eps).sum() / total)(params)
+        loss, grads = jax.value_and_grad(lambda p: -elbo(p, x, None, posterior, latent, eps).sum() / total)(params)
         return summed(loss), jax.tree.map(summed, grads)
 
     mesh = Mesh(np.array(jax.devices()[:devices]), ("batch",))

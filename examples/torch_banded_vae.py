@@ -28,7 +28,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
 from gvae.model.lattice import lattice_shape
-from gvae.torch import BandedPrecisionNormal
+from gvae.torch import BandedPrecisionNormal, band_solve_t
 from gvae.training.batching import binarize
 from gvae.training.batching import EVAL_SEED
 
@@ -73,9 +73,16 @@ class VAE(torch.nn.Module):
             return BandedPrecisionNormal.chain(mu, factor)
         return BandedPrecisionNormal.extgrid(mu, factor, *self.rows_cols)
 
-    def elbo(self, x):
+    def elbo(self, x, eps=None):
+        """One-sample ELBO per image (B,), z drawn by ``q.rsample()``, or from the given standard normal
+        noise ``eps`` (B, d) as rsample transforms it (z = mu + sigma eps, or mu + L^-T eps)."""
         q = self.q(x)
-        z = q.rsample()
+        if eps is None:
+            z = q.rsample()
+        elif self.posterior == "diagonal":
+            z = q.base_dist.loc + q.base_dist.scale * eps
+        else:
+            z = q.loc + band_solve_t(q.factor, q.offsets, eps)
         rec = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
         if self.posterior == "diagonal":
             kl = kl_divergence(q.base_dist, self.prior).sum(-1)

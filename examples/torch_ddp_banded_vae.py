@@ -27,34 +27,23 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch.distributions import kl_divergence
 from torch.nn.parallel import DistributedDataParallel
 
-import gvae.torch as gt
 from gvae.io.arguments import ArgumentParser
 from parallel_args import add_training_args, positive  # examples/parallel_args.py, beside this script
 from torch_banded_vae import VAE  # examples/torch_banded_vae.py, beside this script
 
 
 class NoisyELBO(torch.nn.Module):
-    """The VAE's one-sample ELBO per image (B,) with its standard normal noise given: z = mu + L^-T eps
-    (the banded families) or mu + sigma eps (diagonal), as ``BandedPrecisionNormal.rsample`` draws it."""
+    """The VAE's one-sample ELBO per image (B,) with its standard normal noise given (``VAE.elbo``'s eps):
+    DDP wraps a module whose forward takes every input of the step."""
 
     def __init__(self, vae):
         super().__init__()
         self.vae = vae
 
     def forward(self, x, eps):
-        q = self.vae.q(x)
-        if self.vae.posterior == "diagonal":
-            z = q.base_dist.loc + q.base_dist.scale * eps
-            kl = kl_divergence(q.base_dist, self.vae.prior).sum(-1)
-        else:
-            z = q.loc + gt.band_solve_t(q.factor, q.offsets, eps)
-            kl = kl_divergence(q, self.vae.prior)
-        rec = -F.binary_cross_entropy_with_logits(self.vae.dec(z), x, reduction="none").sum(-1)
-        return rec - kl
+        return self.vae.elbo(x, eps)
 
 
 def rows(batch, rank, world):

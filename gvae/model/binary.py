@@ -74,10 +74,10 @@ class BinaryVAE(NetworkModel):
         weights = ops.multiply(params[name], self.mask.like(params[name]))
         return bias + ops.reshape(ops.matmul(ops.reshape(z, (-1, d)), ops.transpose(weights)), z.shape)
 
-    def draw(self, params, x, u):
-        """(z, encoder logits, prior logits): the codes z (K, B, latent) drawn from q(z|x) with the uniforms u
-        (autoregressively with DARN's weights), and the logits that score them."""
-        bias = self.encoder(params, x)
+    def draw(self, params, bias, u):
+        """(z, encoder logits, prior logits): the codes z (K, B, latent) drawn from q(z|x) with the uniforms u,
+        ``bias`` the encoder's output for x (B, latent) (autoregressively with DARN's weights), and the logits
+        that score them."""
         if self.autoregressive:
             xp = array_module(u)
             z = kernels.ar_bernoulli_draw(xp.ascontiguousarray(xp.broadcast_to(ops.value_of(bias), u.shape)),
@@ -92,9 +92,9 @@ class BinaryVAE(NetworkModel):
 def log_weights(model, params, x, u):
     """The samples' log-weights for x (B, n_in) and uniforms u (K, B, latent): ``(rec, log_ratio, log_q)``,
     each (K, B): log p(x|z_k), log p(z_k) - log q(z_k|x) and log q(z_k|x), with z_k drawn from q(z|x) by
-    :meth:`BinaryVAE.draw` (constants of the tape; log q differentiable in the encoder, log p(z) in the
+    :meth:`BinaryVAE.draw` from the encoder's output (constants of the tape; log q differentiable in the encoder, log p(z) in the
     prior's logits, with DARN's weights in both)."""
-    z, q_logits, prior_logits = model.draw(params, x, u)
+    z, q_logits, prior_logits = model.draw(params, model.encoder(params, x), u)
     log_q = ops.bernoulli_loglik(q_logits, z)
     log_prior = ops.bernoulli_loglik(prior_logits, z)
     rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
@@ -159,13 +159,14 @@ def nvil_loss(params, model, x, u):
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_ratio[0]))
 
 
-def taylor_signals(model, params, x, z):
+def taylor_signals(model, params, x, bias, z):
     """DARN's per-unit learning signals (Gregor et al., "Deep AutoRegressive Networks", 2014; the survey's
     slide): the first-order Taylor term (d log w / d z_j)(z_j - 1/2) of log w = log p(x, z) - log q(z|x)
     differentiated in z as if it were continuous (through the decoder, and through DARN's weights where the
-    layer has them), at the sample z (K, B, latent), the parameters' values."""
+    layer has them), at the sample z (K, B, latent), the parameters' values; ``bias`` the encoder's output
+    for x (B, latent)."""
     plain = {k: ops.value_of(v) for k, v in params.items()}
-    bias = model.encoder(plain, x)
+    bias = ops.value_of(bias)
 
     def log_w(zz):
         q = model.ar_logits(plain, ENCODER_AR, bias, zz)
@@ -184,13 +185,14 @@ def taylor_loss(params, model, x, u):
     means."""
     if u.shape[0] != 1:
         raise ValueError(f"DARN's Taylor estimator takes one sample a point, got {u.shape[0]}")
-    z, q_logits, prior_logits = model.draw(params, x, u)
+    bias = model.encoder(params, x)
+    z, q_logits, prior_logits = model.draw(params, bias, u)
     per_unit = z * q_logits - ops.softplus(q_logits)                 # log q(z_j | z_<j, x), (1, B, latent)
     log_q = ops.sum(per_unit, axis=-1)
     log_prior = ops.bernoulli_loglik(prior_logits, z)
     rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
     log_w = rec[0] + log_prior[0] - log_q[0]
-    loss = -ops.mean(log_w + ops.sum(taylor_signals(model, params, x, z) * per_unit, axis=-1)[0])
+    loss = -ops.mean(log_w + ops.sum(taylor_signals(model, params, x, bias, z) * per_unit, axis=-1)[0])
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_prior[0] - log_q[0]))
 
 

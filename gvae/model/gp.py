@@ -16,8 +16,6 @@ own VJPs, :mod:`gvae.ops.gp`). With uncertain inputs (:func:`gplvm_bound`) the k
 expectations, the psi statistics (:func:`rbf_psi_statistics`): the Bayesian GP-LVM, one layer of a deep GP."""
 import math
 
-import numpy as np
-
 from .. import ops
 from ..kernels import array_module
 
@@ -84,11 +82,3 @@ def gplvm_bound(mu, S, Y, Z, lengthscales, variance, noise, jitter=1e-6):
     psi0, psi1, psi2 = rbf_psi_statistics(mu, S, Z, lengthscales, variance)
     kl = 0.5 * ops.sum(S + mu * mu - 1.0 - ops.log(S))
     return collapsed_bound(Y, ops.rbf_kernel(Z, Z, lengthscales, variance), psi0, psi1, psi2, noise, jitter) - kl
-
-
-def exact_gp_log_likelihood(X, Y, lengthscales, variance, noise):
-    """The exact log marginal likelihood sum_columns log N(y; 0, K_nn + s^2 I), in NumPy (the reference the
-    bound meets at Z = X)."""
-    from scipy.stats import multivariate_normal
-    K = ops.rbf_kernel(X, X, lengthscales, variance) + noise * np.eye(len(X))
-    return float(sum(multivariate_normal(np.zeros(len(X)), K).logpdf(Y[:, j]) for j in range(Y.shape[1])))

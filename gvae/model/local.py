@@ -58,7 +58,7 @@ class LocalVAE:
                              f"{names} posterior (expected ({x.shape[0]}, {total}))")
         out, start = [], 0
         for layer, size in zip(self.layers, self.head_sizes):
-            out.append(layer.family.split(h[..., start:start + size] if len(self.layers) > 1 else h, layer.size))
+            out.append(layer.family.split(h[..., start:start + size], layer.size))
             start += size
         return out
 
