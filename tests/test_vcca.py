@@ -110,13 +110,18 @@ def test_the_bound_is_the_dense_reference(private):
     loss, (bound, mean_rec, mean_rate) = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3)
     assert loss == pytest.approx(0.3 * rate.mean() - rec.mean(), rel=1e-10)
     assert bound == pytest.approx((rec - rate).mean(), rel=1e-10)
+    # view 2's term tempered by W in the loss alone; the reported bound stays the paper's
+    rec2 = _bernoulli(_mlp(p, "dec2.", codes[1], 2), x2).mean(0)
+    loss, (bound_w, _, _) = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3, view_weight=7.0)
+    assert loss == pytest.approx(0.3 * rate.mean() - (rec - rec2).mean() - 7.0 * rec2.mean(), rel=1e-10)
+    assert bound_w == pytest.approx(bound, rel=1e-12)
 
 
 @pytest.mark.parametrize("private,posterior,kl", [(0, "diagonal", "analytic"), (0, "chain", "mc"),
                                                   (2, "grid", "analytic"), (3, "rank1", "analytic")])
 def test_the_loss_gradient_against_finite_differences(private, posterior, kl):
     model, params, x1, x2, eps = _tiny(private, posterior, seed=2, latent=4)
-    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7)[0], [params])
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0)[0], [params])
 
 
 def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_validation():
@@ -135,8 +140,8 @@ def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_vali
 def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
     _, summary, meta, data = trained_straight_and_resumed(
         tmp_path, ["--task", "vcca", "--private", "2", "--latent", "4", "--hidden", "16", "--posterior", "chain",
-                   "--batch-size", "40"])
-    assert meta["config"]["private"] == 2
+                   "--batch-size", "40", "--view-weight", "4"])
+    assert meta["config"]["private"] == 2 and meta["config"]["view_weight"] == 4
     assert summary["task"] == "vcca" and summary["private"] == 2 and 0 <= summary["svm_test_error"] <= 1
     assert summary["svm_c"] in (0.01, 0.1, 1.0, 10.0) and summary["test_elbo"] < 0
     assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])
@@ -148,12 +153,15 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     (dict(likelihood="gaussian"), "Bernoulli likelihoods: leave --likelihood at the default"),
     (dict(iw_samples=5), "without --iw-samples"),
     (dict(private=-1), "private must lie in 0..10000"),
+    (dict(view_weight=0.0), "view_weight must be a finite number > 0"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{"task": "vcca", **settings})
 
 
-def test_private_codes_belong_to_vcca_only():
+def test_private_codes_and_the_view_weight_belong_to_vcca_only():
     with pytest.raises(ValueError, match="private applies to --task vcca only"):
         TrainConfig(private=3)
+    with pytest.raises(ValueError, match="view_weight applies to --task vcca only"):
+        TrainConfig(view_weight=2.0)

@@ -80,11 +80,10 @@ class VCCA:
         q = self.family.split(self.encoder(params, x1), self.size)
         return q, (q.mu if eps is None else self.family.sample(q, eps))
 
-    def terms(self, params, x1, x2, eps, kl="analytic"):
+    def view_terms(self, params, x1, x2, eps, kl="analytic"):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
-        Returns ``(rec, rate)``, each (B,): rec = mean_s [log p(x1|.) + log p(x2|.)], rate the sum of the
-        codes' KL(q || N(0, I)), in closed form (``"analytic"``) or as mean_s [log q - log N(0, I)]
-        (``"mc"``)."""
+        Returns ``(rec1, rec2, rate)``, each (B,): rec_k = mean_s log p(x_k|.), rate the sum of the codes'
+        KL(q || N(0, I)), in closed form (``"analytic"``) or as mean_s [log q - log N(0, I)] (``"mc"``)."""
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
         views = (x1, x2)
@@ -96,8 +95,14 @@ class VCCA:
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
             codes[k] = ops.concatenate2(z, h)
             rate = rate + _rate(self.private_family, qh, h, kl)
-        log_p = [ops.bernoulli_loglik(decoder(params, code), x) for decoder, code, x in zip(self.decoders, codes, views)]
-        return ops.mean(log_p[0] + log_p[1], axis=0), rate
+        rec1, rec2 = (ops.mean(ops.bernoulli_loglik(decoder(params, code), x), axis=0)
+                      for decoder, code, x in zip(self.decoders, codes, views))
+        return rec1, rec2, rate
+
+    def terms(self, params, x1, x2, eps, kl="analytic"):
+        """``(rec, rate)`` per pair (:meth:`view_terms`), rec = rec1 + rec2: the bound is rec - rate."""
+        rec1, rec2, rate = self.view_terms(params, x1, x2, eps, kl)
+        return rec1 + rec2, rate
 
 
 def _rate(family, q, z, kl):
@@ -107,9 +112,11 @@ def _rate(family, q, z, kl):
     return ops.mean(family.log_prob(q, z) - std_normal_log_prob(z), axis=0)
 
 
-def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0):
-    """The loss minimised by training, mean_b [kl_weight rate_b - rec_b] (:meth:`VCCA.terms`), and ``aux`` =
-    (the bound at weight 1, mean rec, mean rate), batch means."""
-    rec, rate = model.terms(params, x1, x2, eps, kl)
-    rec, rate = ops.mean(rec), ops.mean(rate)
-    return kl_weight * rate - rec, (rec - rate, rec, rate)
+def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0):
+    """The loss minimised by training, mean_b [kl_weight rate_b - rec1_b - view_weight rec2_b]
+    (:meth:`VCCA.view_terms`), and ``aux`` = (the bound at weights 1, mean rec1 + rec2, mean rate), batch
+    means. ``view_weight`` > 1 tempers view 2's likelihood: its term alone rewards the class (the only
+    thing the views share), by at most log 10 nats a pair at weight 1."""
+    rec1, rec2, rate = (ops.mean(t) for t in model.view_terms(params, x1, x2, eps, kl))
+    rec = rec1 + rec2
+    return kl_weight * rate - rec1 - view_weight * rec2, (rec - rate, rec, rate)

@@ -55,7 +55,7 @@ def train_flags(config):
     words = []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        if value is None:
+        if value is None or value == ():  # unset, or an empty list (no flag gives one)
             continue
         words.append("--" + f.name.replace("_", "-"))
         words += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]

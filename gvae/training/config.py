@@ -14,6 +14,7 @@ from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
 from ..model.vae import INFERENCE, MERGES, layer_family, layer_widths
 from .tasks import TASKS, task_class
+from .tasks.base import field_defaults
 
 
 # The largest count a flag takes (a size, a number of samples, epochs, ...): 2^31 - 1, the largest index of a
@@ -86,6 +87,14 @@ def hidden_width(text):
 
 def _invalid(message):
     return ValueError(f"invalid training configuration: {message}")
+
+
+def _unit_indices(name, value):
+    """A sequence of unit indices (ints >= 0) as a tuple; the error names ``name`` otherwise."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in value):
+        raise _invalid(f"{name} must be a list of unit indices (integers >= 0), got {value!r}")
+    return tuple(int(k) for k in value)
 
 
 def _one_or_many(name, value, kind):
@@ -178,6 +187,9 @@ class TrainConfig:
                            parse=positive_int, metavar="C")
     private: int = _option(0, "vcca: the private code's units per view (VCCA-private, Wang et al. 2016); 0: plain "
                            "VCCA, one shared code", parse=non_negative_int, metavar="P")
+    view_weight: float = _option(1.0, "vcca: the weight W on view 2's log-likelihood in the loss (1: the paper's bound, "
+                                 "which is what is reported either way; W > 1 tempers view 2's likelihood)",
+                                 parse=positive_float, metavar="W")
     mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
                                "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
                                parse=non_negative_float, metavar="M")
@@ -187,6 +199,11 @@ class TrainConfig:
                              "--iw-samples K >= 2 with leave-one-out signals), nvil (the ELBO, one sample, with a "
                              "learned input-dependent baseline) or taylor (the ELBO, one sample, DARN's first-order "
                              "Taylor signals)", choices=["vimco", "nvil", "taylor"])
+    anchors: tuple = _option((), "corex: the latent units (indices from 0) anchored by AnchorVAE's term lambda I(z_k; x) "
+                             "(Gao et al. 2019): their marginal KL weighs 1 - lambda", parse=non_negative_int,
+                             nargs="+", metavar="UNIT")
+    anchor_weight: float = _option(0.0, "corex: the anchors' weight lambda in [0, 1] (needs --anchors)",
+                                   parse=non_negative_float, metavar="LAMBDA")
     weight_prior_scale: float = _option(1.0, "fullvb: the scale s of the decoder weights' prior N(0, s^2)",
                                         parse=positive_float, metavar="S")
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
@@ -278,6 +295,7 @@ class TrainConfig:
         self.latent = _one_or_many("latent", self.latent, int)
         self.posterior = _one_or_many("posterior", self.posterior, str)
         self.grid_shape = _grid_pairs(self.grid_shape)
+        self.anchors = _unit_indices("anchors", self.anchors)
         hidden = _hidden_groups(self.hidden)
         counts = [*self.layer_sizes(), *(h for widths in hidden for h in widths), self.batch_size,
                   self.samples, self.iw_samples, self.epochs]
@@ -297,6 +315,9 @@ class TrainConfig:
                   (self.mi_target is None or (math.isfinite(self.mi_target) and self.mi_target >= 0),
                    "mi_target must be a finite number >= 0"),
                   (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
+                  (math.isfinite(self.view_weight) and self.view_weight > 0, "view_weight must be a finite number > 0"),
+                  (math.isfinite(self.anchor_weight) and 0 <= self.anchor_weight <= 1,
+                   "anchor_weight must lie in [0, 1]"),
                   (self.estimator in ("vimco", "nvil", "taylor"), "estimator must be 'vimco', 'nvil' or 'taylor'"),
                   (math.isfinite(self.weight_prior_scale) and self.weight_prior_scale > 0,
                    "weight_prior_scale must be a finite number > 0"),
@@ -382,7 +403,7 @@ class TrainConfig:
             task = task_class(self.task)
         except ValueError as e:
             raise _invalid(str(e)) from None
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults = field_defaults(self)
         for name in sorted({name for other in TASKS.values() for name in other.options} - set(task.options)):
             if getattr(self, name) != defaults[name]:
                 owners = " or ".join(other.name for other in TASKS.values() if name in other.options)

@@ -5,8 +5,8 @@ it (:func:`register_task`). Importing this package imports every built-in task's
 variational CCA of two views, :mod:`.vcca`), ``mae`` (the Mutual Autoencoder, :mod:`.mutual`), ``fullvb``
 (full variational Bayes over the decoder's weights, :mod:`.bayes`), ``vlae`` (the variational ladder
 autoencoder, :mod:`.ladder`), ``hvm`` (hierarchical variational models, :mod:`.hierarchical`), ``sbn``
-(binary latent units trained with score-function gradients, :mod:`.binary`) and ``darn`` (the same units
-autoregressive, :mod:`.darn`)."""
+(binary latent units trained with score-function gradients, :mod:`.binary`), ``darn`` (the same units
+autoregressive, :mod:`.darn`) and ``corex`` (the total-correlation autoencoder, :mod:`.corex`)."""
 # Each module registers its task when imported, in this order: the default task, generate, leads the
 # choices of --task and the list in the message of an unknown one.
 from . import generate  # noqa: F401
@@ -18,6 +18,7 @@ from . import ladder  # noqa: F401
 from . import hierarchical  # noqa: F401
 from . import binary  # noqa: F401
 from . import darn  # noqa: F401
+from . import corex  # noqa: F401
 from .base import TASKS, Task, register_task, task_class
 
 __all__ = ["TASKS", "Task", "register_task", "task_class"]

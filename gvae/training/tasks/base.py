@@ -44,10 +44,16 @@ def require(checks):
             raise ValueError(message)
 
 
+def field_defaults(config):
+    """{name: default} of every field of the dataclass ``config`` (a default factory's value for a list)."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(config)}
+
+
 def changed_flags(config, names):
     """The command-line flags ("--pixel-factor", ...) of the settings ``names`` that ``config`` changes
     from their defaults."""
-    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    defaults = field_defaults(config)
     return ["--" + name.replace("_", "-") for name in names if getattr(config, name) != defaults[name]]
 
 

@@ -26,11 +26,11 @@ MOST_PRIVATE = 10_000
 @register_task("vcca")
 class Vcca(Task):
     """VCCA, or VCCA-private with ``config.private`` > 0 (:class:`gvae.model.vcca.VCCA`): the loss is
-    :func:`vcca_loss`, its rate weighted by the trainer's ``kl_weight``."""
+    :func:`vcca_loss`, its rate weighted by the trainer's ``kl_weight``, view 2's term by ``view_weight``."""
     about = ("deep variational CCA (Wang et al. 2016) on noisy MNIST: a code shared by two views inferred from "
              "view 1, a decoder per view (--private P: VCCA-private); its test summary has the linear SVM's error "
              "on the shared code")
-    options = ("private",)
+    options = ("private", "view_weight")
     cannot_open = ("a VCCA (--task vcca), a model of two views that gvae eval, sample, plot and analyze do not "
                    "read: its test bound and SVM error are in its summary.json")
     reported = ("bound", "rec", "kl")
@@ -77,10 +77,10 @@ class Vcca(Task):
         return super().batches(train[:2], batch_size, rng)
 
     def step_args(self, batch, rng, kl_weight):
-        """S = ``samples`` draws of the codes' noise per pair, from ``rng``."""
+        """S = ``samples`` draws of the codes' noise per pair, from ``rng``; the rate's and view 2's weights."""
         x1, x2 = batch
         eps = rng.standard_normal((self.config.samples, len(x1), self.model.noise_size), dtype=self.model.dtype)
-        return x1, x2, eps, self.config.kl, kl_weight
+        return x1, x2, eps, self.config.kl, kl_weight, self.config.view_weight
 
     def train_row(self, means):
         """``train_elbo`` (the bound at weight 1), ``train_bound``, ``train_rec``, ``train_kl`` (nats)."""
