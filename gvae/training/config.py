@@ -12,6 +12,7 @@ import numpy as np
 
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
+from ..model.bayes import WEIGHT_POSTERIORS
 from ..model.vae import INFERENCE, MERGES, layer_family, layer_widths
 from .tasks import TASKS, task_class
 from .tasks.base import field_defaults
@@ -206,6 +207,9 @@ class TrainConfig:
                                    parse=non_negative_float, metavar="LAMBDA")
     weight_prior_scale: float = _option(1.0, "fullvb: the scale s of the decoder weights' prior N(0, s^2)",
                                         parse=positive_float, metavar="S")
+    weight_posterior: str = _option("diagonal", "fullvb: the Gaussian posterior of the decoder's weights: diagonal, "
+                                    "or each output unit's incoming weights with a banded precision over its inputs "
+                                    "(chain, grid, extgrid; the biases stay diagonal)", choices=list(WEIGHT_POSTERIORS))
     posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")

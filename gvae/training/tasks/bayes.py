@@ -1,6 +1,6 @@
 """The task ``fullvb``: full variational Bayes over the decoder's weights (:mod:`gvae.model.bayes`; AEVB's
 appendix F), a VAE of the images whose decoder has a Gaussian posterior over its weights under the prior
-N(0, s^2 I), s = ``--weight-prior-scale``.
+N(0, s^2 I), s = ``--weight-prior-scale``, diagonal or banded over each unit's inputs (``--weight-posterior``).
 
 Data, batches and likelihoods are those of the task ``generate``; each step also draws the weights' noise,
 one draw for the batch. The metrics rows add ``train_weight_kl`` (the weights' KL over the data size,
@@ -9,7 +9,8 @@ the test summary has the ELBO at the mean weights (``test_elbo``) and its mean o
 the weights (``test_elbo_sampled``: E_q(theta) ELBO, a lower bound on the log of the predictive
 E_q(theta) p(x|theta)), and the weights' KL."""
 from ...kernels import generator, to_host
-from ...model.bayes import BayesianDecoderVAE, bayes_loss, draw_weight_noise, sampled_weights, weight_kl
+from ...model.bayes import (BayesianDecoderVAE, bayes_loss, draw_weight_noise, sampled_weights, weight_bands,
+                            weight_kl)
 from ..batching import EVAL_SEED
 from ..validation import dataset_elbo
 from .base import one_bound, register_task, require
@@ -23,8 +24,9 @@ WEIGHT_STREAM = 2  # the test's weight draws: a stream of their own after EVAL_S
 class FullBayes(Generate):
     """The VAE with a Bayesian decoder: the loss is :func:`bayes_loss` over the training set's size."""
     about = ("full variational Bayes over the decoder's weights (Kingma and Welling 2014, appendix F): a Gaussian "
-             "posterior over each weight under the prior N(0, s^2), s = --weight-prior-scale")
-    options = ("weight_prior_scale",)
+             "posterior over the weights (--weight-posterior: diagonal, or banded over each unit's inputs) under the prior "
+             "N(0, s^2), s = --weight-prior-scale")
+    options = ("weight_prior_scale", "weight_posterior")
     cannot_open = ("a VAE with a Bayesian decoder (--task fullvb), whose weight posterior gvae eval, sample, plot "
                    "and analyze do not read: its test ELBOs are in its summary.json")
     reported = ("bound", "rec", "kl", "weight_kl")
@@ -32,14 +34,20 @@ class FullBayes(Generate):
 
     @classmethod
     def check_config(cls, config):
-        """One stochastic layer and the ELBO alone (no IWAE, target rate, MMD or alpha)."""
+        """One stochastic layer, the ELBO alone (no IWAE, target rate, MMD or alpha), and a banded weight
+        posterior's stencil possible over every decoder layer's inputs (the code, then the hidden widths)."""
         require([(len(config.layer_sizes()) == 1, "task fullvb has one stochastic layer: give one --latent size"),
                  (one_bound(config), "task fullvb trains the ELBO with its weights' KL: use it without --iw-samples, "
                                      "--target-rate, --mmd or --alpha")])
+        if config.weight_posterior != "diagonal":
+            fan_ins = (config.layer_sizes()[0], *config.layer_hidden()[0][::-1])
+            for k, fan_in in enumerate(fan_ins):
+                weight_bands(config.weight_posterior, f"dec.W{k}", fan_in)
 
     @classmethod
     def build_model(cls, config, n_in):
-        return BayesianDecoderVAE(**vae_arguments(config, n_in), prior_scale=config.weight_prior_scale)
+        return BayesianDecoderVAE(**vae_arguments(config, n_in), prior_scale=config.weight_prior_scale,
+                                  weight_posterior=config.weight_posterior)
 
     def on_device(self, inputs):
         """As the task ``generate``; the training set's size N is kept: the weights' KL is divided by it."""
