@@ -20,6 +20,15 @@ def test_values_against_scipy():
     np.testing.assert_allclose(kgamma.digamma(a), __import__("scipy.special").special.psi(a), rtol=1e-12)
 
 
+def test_the_draws_shape_derivative_is_the_inverse_cdfs_difference_quotient():
+    """dz/dalpha at fixed u against a central difference of SciPy's inverse CDF in alpha, float64."""
+    rng = np.random.default_rng(1)
+    a, u = rng.uniform(0.2, 6.0, 50), rng.uniform(0.01, 0.99, 50)
+    h = 1e-6 * a
+    want = (stats.gamma(a + h).ppf(u) - stats.gamma(a - h).ppf(u)) / (2 * h)
+    np.testing.assert_allclose(kgamma.gamma_draw_shape_grad(a, kgamma.gamma_inverse_cdf(a, u)), want, rtol=1e-5)
+
+
 def test_the_implicit_gradient_is_unbiased_with_less_variance_than_the_score_function():
     """d/dalpha E[z^2] for z ~ Gamma(alpha, beta) is (2 alpha + 1) / beta^2: the mean of 20,000 implicit
     (reparameterised) estimates and of 20,000 score-function estimates each within 5 standard errors of it;
@@ -40,5 +49,7 @@ def test_the_implicit_gradient_is_unbiased_with_less_variance_than_the_score_fun
 def test_refusals():
     with pytest.raises(ValueError, match="must have one shape"):
         kgamma.gamma_inverse_cdf(np.ones(3), np.ones(2) * 0.5)
+    with pytest.raises(ValueError, match="alpha .3,. and z .2,. must have one shape"):
+        kgamma.gamma_draw_shape_grad(np.ones(3), np.ones(2))
     with pytest.raises(ValueError, match="no gradient with respect to the counts"):
         value_and_grad(lambda k: ops.sum(ops.poisson_log_prob(k, np.ones(2))))(np.ones(2))

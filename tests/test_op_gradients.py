@@ -216,7 +216,7 @@ def _covariance(data, name):
     return [(getattr(ops, name), args, k) for k in range(len(args))]
 
 
-@case("gamma_sample", "gamma_log_prob", "poisson_log_prob")
+@case("gamma_sample", "gamma_log_prob", "poisson_log_prob", "bernoulli_poisson_loglik")
 def _gamma_family(data, name):
     """Shapes away from 0 (the inverse CDF's steep region), broadcasting a per-unit parameter."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
@@ -228,6 +228,10 @@ def _gamma_family(data, name):
     if name == "gamma_log_prob":
         z = rng.uniform(0.2, 3.0, shape)
         return [(ops.gamma_log_prob, [z, alpha, beta], k) for k in range(3)]
+    if name == "bernoulli_poisson_loglik":  # rates from 1e-3 (the log's steep end) up, over a batch of draws
+        x = (rng.random(shape[1:]) < 0.5).astype(np.float64)
+        rates = np.exp(rng.uniform(np.log(1e-3), np.log(4.0), shape))
+        return [(lambda r: ops.bernoulli_poisson_loglik(r, x), [rates], 0)]
     k = rng.poisson(2.0, shape).astype(np.float64)
     return [(lambda r: ops.poisson_log_prob(k, r), [alpha], 0)]
 

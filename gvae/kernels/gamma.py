@@ -1,19 +1,30 @@
-"""The gamma distribution's pieces for deep exponential families (issue 53): draws by the inverse CDF with
-the derivative of the draw in the shape (implicit reparameterisation), log Gamma and digamma."""
+"""The gamma distribution's pieces for deep exponential families (issue 53): draws by the inverse CDF, the
+derivative of a draw in the shape (implicit reparameterisation), log Gamma and digamma."""
 from . import gamma_cpu  # noqa: F401  (registers the CPU kernels)
 from .backend import implementation
 from .checks import float_array, same_dtype
 
 
+def _one_shape(name, alpha, other, other_name):
+    float_array(f"{name} alpha", alpha, 0)
+    float_array(f"{name} {other_name}", other, 0)
+    same_dtype(name, alpha, other)
+    if alpha.shape != other.shape:
+        raise ValueError(f"{name}: alpha {alpha.shape} and {other_name} {other.shape} must have one shape")
+
+
 def gamma_inverse_cdf(alpha, u):
-    """(z, dz/dalpha) for shapes alpha > 0 and uniforms u in (0, 1) of one shape and dtype: z ~ Gamma(alpha, 1)
-    as the inverse CDF at u, and its derivative in alpha at fixed u (computed in float64)."""
-    float_array("gamma_inverse_cdf alpha", alpha, 0)
-    float_array("gamma_inverse_cdf u", u, 0)
-    same_dtype("gamma_inverse_cdf", alpha, u)
-    if alpha.shape != u.shape:
-        raise ValueError(f"gamma_inverse_cdf: alpha {alpha.shape} and u {u.shape} must have one shape")
+    """z ~ Gamma(alpha, 1) as the inverse CDF at u, for shapes alpha > 0 and uniforms u in (0, 1) of one
+    shape and dtype (computed in float64)."""
+    _one_shape("gamma_inverse_cdf", alpha, u, "u")
     return implementation("gamma_inverse_cdf", alpha, u)(alpha, u)
+
+
+def gamma_draw_shape_grad(alpha, z):
+    """dz/dalpha of the draws z = P^-1(alpha, u) at fixed u (implicit reparameterisation), alpha and z of one
+    shape and dtype (computed in float64)."""
+    _one_shape("gamma_draw_shape_grad", alpha, z, "z")
+    return implementation("gamma_draw_shape_grad", alpha, z)(alpha, z)
 
 
 def lgamma(x):

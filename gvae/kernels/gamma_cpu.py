@@ -1,5 +1,5 @@
-"""CPU kernels of :mod:`gamma`: the standard gamma distribution's inverse CDF with its derivative in the
-shape (implicit reparameterisation), log Gamma and digamma, through SciPy's special functions."""
+"""CPU kernels of :mod:`gamma`: the standard gamma distribution's inverse CDF, the derivative of a draw in
+the shape (implicit reparameterisation), log Gamma and digamma, through SciPy's special functions."""
 import numpy as np
 from scipy import special
 
@@ -10,17 +10,22 @@ _STEP = 1e-5  # relative step of the central difference of P(alpha, z) in alpha 
 
 @register("gamma_inverse_cdf")
 def gamma_inverse_cdf(alpha, u):
-    """(z, dz/dalpha): z = P^-1(alpha, u), P the regularised lower incomplete gamma function, floored at the
-    dtype's smallest normal number; dz/dalpha = -(dP/dalpha)(alpha, z) / p(z; alpha) at fixed u (Figurnov
-    et al., "Implicit Reparameterization Gradients", 2018), dP/dalpha by a central difference in float64."""
-    a, uu = np.asarray(alpha, np.float64), np.asarray(u, np.float64)
-    z = np.maximum(special.gammaincinv(a, uu), np.finfo(np.asarray(alpha).dtype).tiny)
+    """z = P^-1(alpha, u), P the regularised lower incomplete gamma function (in float64), floored at the
+    dtype's smallest normal number."""
+    z = special.gammaincinv(np.asarray(alpha, np.float64), np.asarray(u, np.float64))
+    return np.maximum(z, np.finfo(alpha.dtype).tiny).astype(alpha.dtype)
+
+
+@register("gamma_draw_shape_grad")
+def gamma_draw_shape_grad(alpha, z):
+    """dz/dalpha at fixed u of the draw z = P^-1(alpha, u): -(dP/dalpha)(alpha, z) / p(z; alpha) (Figurnov et
+    al., "Implicit Reparameterization Gradients", 2018), dP/dalpha by a central difference, in float64."""
+    a, zz = np.asarray(alpha, np.float64), np.asarray(z, np.float64)
     h = _STEP * np.maximum(a, 1.0)
-    dP = (special.gammainc(a + h, z) - special.gammainc(np.maximum(a - h, 0.5 * a), z)) / (
-        a + h - np.maximum(a - h, 0.5 * a))
-    log_p = (a - 1.0) * np.log(z) - z - special.gammaln(a)
-    dt = np.asarray(alpha).dtype
-    return z.astype(dt), (-dP * np.exp(-log_p)).astype(dt)
+    lo = np.maximum(a - h, 0.5 * a)
+    dP = (special.gammainc(a + h, zz) - special.gammainc(lo, zz)) / (a + h - lo)
+    log_p = (a - 1.0) * np.log(zz) - zz - special.gammaln(a)
+    return (-dP * np.exp(-log_p)).astype(alpha.dtype)
 
 
 @register("gamma_special")

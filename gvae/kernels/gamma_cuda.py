@@ -8,17 +8,26 @@ _STEP = 1e-5
 
 @register("gamma_inverse_cdf", "cuda")
 def gamma_inverse_cdf(alpha, u):
-    """(z, dz/dalpha) as :func:`gamma_cpu.gamma_inverse_cdf`, in float64 on the GPU."""
+    """z as :func:`gamma_cpu.gamma_inverse_cdf`, in float64 on the GPU."""
     import cupy
     from cupyx.scipy import special
     with alpha.device:
-        a, uu = alpha.astype(cupy.float64), u.astype(cupy.float64)
-        z = cupy.maximum(special.gammaincinv(a, uu), np.finfo(alpha.dtype).tiny)
+        z = special.gammaincinv(alpha.astype(cupy.float64), u.astype(cupy.float64))
+        return cupy.maximum(z, np.finfo(alpha.dtype).tiny).astype(alpha.dtype)
+
+
+@register("gamma_draw_shape_grad", "cuda")
+def gamma_draw_shape_grad(alpha, z):
+    """dz/dalpha as :func:`gamma_cpu.gamma_draw_shape_grad`, in float64 on the GPU."""
+    import cupy
+    from cupyx.scipy import special
+    with alpha.device:
+        a, zz = alpha.astype(cupy.float64), z.astype(cupy.float64)
         h = _STEP * cupy.maximum(a, 1.0)
         lo = cupy.maximum(a - h, 0.5 * a)
-        dP = (special.gammainc(a + h, z) - special.gammainc(lo, z)) / (a + h - lo)
-        log_p = (a - 1.0) * cupy.log(z) - z - special.gammaln(a)
-        return z.astype(alpha.dtype), (-dP * cupy.exp(-log_p)).astype(alpha.dtype)
+        dP = (special.gammainc(a + h, zz) - special.gammainc(lo, zz)) / (a + h - lo)
+        log_p = (a - 1.0) * cupy.log(zz) - zz - special.gammaln(a)
+        return (-dP * cupy.exp(-log_p)).astype(alpha.dtype)
 
 
 @register("gamma_special", "cuda")

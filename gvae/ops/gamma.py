@@ -1,6 +1,7 @@
 """Differentiable gamma and Poisson pieces for deep exponential families (issue 53), each VJP beside its
 forward: a reparameterised gamma draw (implicit reparameterisation: Figurnov, Mohamed and Mnih, "Implicit
-Reparameterization Gradients", 2018), and the gamma and Poisson log-densities."""
+Reparameterization Gradients", 2018), the gamma and Poisson log-densities, and the Bernoulli-Poisson link
+that models binary data by a Poisson rate (a pixel is on when its count is)."""
 import numpy as np
 
 from ..autodiff import defvjp_joint, primitive
@@ -8,7 +9,7 @@ from ..kernels import array_module
 from ..kernels import gamma as _gamma
 from ..rules.broadcast import unbroadcast
 
-__all__ = ["gamma_sample", "gamma_log_prob", "poisson_log_prob"]
+__all__ = ["gamma_sample", "gamma_log_prob", "poisson_log_prob", "bernoulli_poisson_loglik"]
 
 
 @primitive
@@ -18,14 +19,14 @@ def gamma_sample(alpha, beta, u):
     dz/dalpha = -(dP/dalpha) / p(z), the implicit gradient) and beta (dz/dbeta = -z / beta)."""
     xp = array_module(alpha, beta, u)
     a, b, uu = xp.broadcast_arrays(alpha, beta, u)
-    z, _ = _gamma.gamma_inverse_cdf(xp.ascontiguousarray(a), xp.ascontiguousarray(uu))
-    return z / b
+    return _gamma.gamma_inverse_cdf(xp.ascontiguousarray(a), xp.ascontiguousarray(uu)) / b
 
 
 def _sample_vjp(ans, argnums, alpha, beta, u):
+    # The draw's derivative in the shape at the unit-rate draw z = ans * beta (the inverse CDF is not redone).
     xp = array_module(alpha, beta, u)
-    a, b, uu = xp.broadcast_arrays(alpha, beta, u)
-    _, dz = _gamma.gamma_inverse_cdf(xp.ascontiguousarray(a), xp.ascontiguousarray(uu))
+    a, b = xp.broadcast_arrays(alpha, beta, ans)[:2]
+    dz = _gamma.gamma_draw_shape_grad(xp.ascontiguousarray(a), xp.ascontiguousarray(ans * b))
 
     def vjp(g):
         return (unbroadcast(g * dz / b, np.shape(alpha)), unbroadcast(-g * ans / b, np.shape(beta)), None)
@@ -74,3 +75,22 @@ def _poisson_vjp(ans, argnums, k, rate):
 
 
 defvjp_joint(poisson_log_prob, _poisson_vjp)
+
+
+@primitive
+def bernoulli_poisson_loglik(rate, x):
+    """sum_j x_j log(1 - exp(-r_j)) - (1 - x_j) r_j over the last axis: log p(x|r) for binary x_j = [n_j > 0],
+    n_j ~ Poisson(r_j), so P(x_j = 1) = 1 - exp(-r_j); rate (*S, *B, N) > 0, x (*B, N) -> (*S, *B). The log is
+    taken as log(-expm1(-r)), exact for small rates. Gradient for the rate: x / expm1(r) - (1 - x)."""
+    xp = array_module(rate, x)
+    return xp.sum(x * xp.log(-xp.expm1(-rate)) - (1.0 - x) * rate, axis=-1)
+
+
+def _bernoulli_poisson_vjp(ans, argnums, rate, x):
+    if 1 in argnums:
+        raise ValueError("bernoulli_poisson_loglik: no gradient with respect to the observations x")
+    xp = array_module(rate, x)
+    return lambda g: (g[..., None] * (x / xp.expm1(rate) - (1.0 - x)), None)
+
+
+defvjp_joint(bernoulli_poisson_loglik, _bernoulli_poisson_vjp)

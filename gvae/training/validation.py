@@ -109,10 +109,10 @@ def log_px_estimate(log_weights, noise_size, dtype, x, rng, samples=LOG_PX_SAMPL
     return float(to_host(total)) / n, n
 
 
-def log_px_summary(log_weights, model, x, rng, noise=standard_normal):
+def log_px_summary(log_weights, model, x, rng, noise=standard_normal, samples=LOG_PX_SAMPLES):
     """A test summary's importance-sampled log p(x): {"test_log_px": :func:`log_px_estimate` of
-    ``log_weights`` on x with ``noise`` of ``model.noise_size`` from ``rng``, in nats of the data,
-    "log_px_samples", "log_px_images"}."""
-    estimate, n = log_px_estimate(log_weights, model.noise_size, model.dtype, x, rng, noise=noise)
-    return {"test_log_px": estimate + model.likelihood.nats_offset(), "log_px_samples": LOG_PX_SAMPLES,
+    ``log_weights`` on x with ``samples`` draws of ``noise`` of ``model.noise_size`` from ``rng``, in nats
+    of the data, "log_px_samples", "log_px_images"}."""
+    estimate, n = log_px_estimate(log_weights, model.noise_size, model.dtype, x, rng, samples=samples, noise=noise)
+    return {"test_log_px": estimate + model.likelihood.nats_offset(), "log_px_samples": samples,
             "log_px_images": n}

@@ -11,7 +11,7 @@ import numpy as np
 from ...kernels import generator
 from ...model.binary import BinaryVAE, binary_loss, log_weights
 from ..batching import EVAL_SEED
-from ..validation import log_px_estimate, log_px_summary
+from ..validation import LOG_PX_SAMPLES, log_px_estimate, log_px_summary
 from .base import changed_flags, register_task, require
 from .generate import Generate, likelihood_options
 
@@ -32,6 +32,8 @@ class Binary(Generate):
     cannot_open = ("a VAE with binary latent units (--task sbn), which gvae eval, sample, plot and analyze do not read: "
                    "its test ELBO and log p(x) estimate are in its summary.json")
     loss = staticmethod(binary_loss)
+    noise = staticmethod(uniform)  # a pass's noise, (rng, shape, dtype) -> array
+    log_px_samples = LOG_PX_SAMPLES  # K of the test's L_K
 
     @classmethod
     def check_config(cls, config):
@@ -65,7 +67,7 @@ class Binary(Generate):
         """K = ``iw_samples`` uniforms per latent unit and image, from ``rng``, and the estimator."""
         (x,) = batch
         model = self.model
-        return x, uniform(rng, (self.config.iw_samples, len(x), model.noise_size), model.dtype), self.config.estimator
+        return x, self.noise(rng, (self.config.iw_samples, len(x), model.noise_size), model.dtype), self.config.estimator
 
     def log_weights(self, params):
         """(x (B, n), u (K, B, latent)) -> the samples' log-weights (K, B)."""
@@ -77,12 +79,13 @@ class Binary(Generate):
         model = self.model
         return log_px_estimate(self.log_weights(params), model.noise_size, model.dtype, x,
                                generator(self.device, EVAL_SEED), samples=1, images=len(x), batch_size=batch_size,
-                               noise=uniform)[0] + model.likelihood.nats_offset()
+                               noise=self.noise)[0] + model.likelihood.nats_offset()
 
     def test_summary(self, params, test, best_valid):
-        """The test ELBO and ``test_log_px`` (L_1000 on the first 1,000 test images, noise of EVAL_SEED)."""
+        """The test ELBO and ``test_log_px`` (L_K, K = ``log_px_samples``, on the first 1,000 test images, noise
+        of EVAL_SEED)."""
         estimate = log_px_summary(self.log_weights(params), self.model, test[0], generator(self.device, EVAL_SEED),
-                                  noise=uniform)
+                                  noise=self.noise, samples=self.log_px_samples)
         return {"task": self.name, **super().test_summary(params, test, best_valid), **estimate}
 
     def result_line(self, summary):

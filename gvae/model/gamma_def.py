@@ -1,0 +1,139 @@
+"""The sparse gamma deep exponential family (Ranganath, Tang, Charlin, Blei, "Deep exponential families",
+2015; the survey's slide) with an amortised encoder, trained by implicit reparameterisation gradients
+(Figurnov, Mohamed, Mnih 2018) through :func:`gvae.ops.gamma_sample`.
+
+Layers z_1 .. z_L of K_l non-negative units, bottom first, each controlling the next one's mean:
+
+    z_L,k ~ Gamma(alpha, rate beta)                       (alpha = 0.1, beta = 0.3: sparse, the paper's),
+    z_l,k | z_{l+1} ~ Gamma(alpha, rate alpha / m_l,k),   m_l = z_{l+1} W_l   (so E[z_l,k] = m_l,k),
+    x_j | z_1 ~ Bernoulli(1 - exp(-r_j)),                 r = z_1 W_0 + RATE_FLOOR,
+
+the last the Bernoulli-Poisson link (x_j = [n_j > 0], n_j ~ Poisson(r_j); :func:`gvae.ops.bernoulli_poisson_loglik`)
+that models binarised images with the paper's Poisson layer. The weights W_l = softplus(raw) >= 0 are point
+estimates (the paper puts gamma priors on them and infers them too). The posterior is amortised and
+mean-field given x: q(z_l,k | x) = Gamma(a, rate b), (a, b) = softplus(enc(x)) + floors, one network for all
+layers. A draw is z = P^-1(a, u) / b for uniforms u (clipped into [U_FLOOR, 1 - U_FLOOR]), and the ELBO
+E_q[log p(x, z) - log q(z|x)] is estimated by Monte Carlo, every density in closed form.
+
+Numerics: q's shapes are floored at SHAPE_FLOOR = 0.2, above the prior's 0.1, so that a draw at the
+smallest uniform stays a normal float32 (a shape of 0.05 would underflow to 0); the means m_l and the
+rates r are floored by RATE_FLOOR. Parameters: ``enc.*``, then ``gen.W0`` (K_1, n_in), ``gen.W1`` (K_2, K_1), ...
+"""
+import math
+
+import numpy as np
+
+from .. import ops
+from ..kernels import array_module
+from .layers import INITS, MLP
+from .likelihoods import get_likelihood
+from .params import FlatParams
+
+PRIOR_SHAPE, PRIOR_RATE = 0.1, 0.3
+SHAPE_FLOOR, SCALE_FLOOR = 0.2, 1e-3  # q's shape and rate floors
+RATE_FLOOR = 1e-6                     # floor of the means m_l and the pixels' Poisson rates
+U_FLOOR = 2.0 ** -24                  # the uniforms' clip: a float32 draw of 0 or 1 is moved inside (0, 1)
+
+
+def weight_name(layer):
+    return f"gen.W{layer}"
+
+
+class GammaDEF:
+    """The sparse gamma DEF over ``n_in`` binary units with layers of ``latent`` units (bottom first), an
+    encoder of widths ``hidden`` and ``activation``, parameters of ``dtype`` initialised by ``init``. A pass's
+    noise is uniforms (S, B, sum(latent)), each layer's slice in order."""
+
+    def __init__(self, n_in, latent, hidden, activation="elu", dtype=np.float32, init="uniform"):
+        sizes = (latent,) if np.isscalar(latent) else tuple(latent)
+        if min(int(n_in), *map(int, sizes)) < 1:
+            raise ValueError(f"the gamma DEF needs positive input and layer sizes, got {n_in} and {sizes}")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        self.n_in, self.sizes = int(n_in), tuple(int(k) for k in sizes)
+        self.hidden, self.activation, self.init = tuple(int(h) for h in hidden), activation, init
+        self.dtype = np.dtype(dtype)
+        self.likelihood = get_likelihood("bernoulli", self.n_in)  # the data's binarisation and checks
+        self.encoder = MLP([self.n_in, *self.hidden, 2 * sum(self.sizes)], activation, "enc.")
+        self.noise_size = sum(self.sizes)
+        self.fan_outs = (self.n_in, *self.sizes[:-1])
+
+    def networks(self):
+        return [self.encoder]
+
+    def param_shapes(self):
+        weights = {weight_name(l): (k, out) for l, (k, out) in enumerate(zip(self.sizes, self.fan_outs))}
+        return {**self.encoder.shapes(), **weights}
+
+    def new_params(self, rng, x=None):
+        """The encoder as :class:`MLP` initialises it; the weights at softplus^-1 of positive values that put
+        each layer's mean at the prior's (alpha / beta) when the layer above is at it, and the pixels' rates
+        at the data's marginal (-log(1 - mean x), clipped into [1e-3, 1 - 1e-3]) when ``x`` is given (0.1
+        otherwise), each times a uniform draw in [0.5, 1.5]."""
+        params = FlatParams(self.param_shapes(), self.dtype)
+        self.encoder.init(rng, params.views, self.init)
+        mean = PRIOR_SHAPE / PRIOR_RATE
+        for layer, (k, out) in enumerate(zip(self.sizes, self.fan_outs)):
+            if layer == 0:
+                p = np.full(out, 1 - math.exp(-0.1)) if x is None else np.clip(np.asarray(x, np.float64).mean(0),
+                                                                                 1e-3, 1 - 1e-3)
+                target = -np.log1p(-p) / (k * mean)
+            else:
+                target = np.full(out, 1.0 / k)
+            value = target[None, :] * rng.uniform(0.5, 1.5, (k, out))
+            params.views[weight_name(layer)][...] = value + np.log(-np.expm1(-value))  # softplus^-1
+        return params
+
+    def posterior(self, params, x):
+        """[(a, b)] per layer, bottom first, each (B, K_l): q(z_l|x) = Gamma(a, rate b)."""
+        h = self.encoder(params, x)
+        out, lo = [], 0
+        for k in self.sizes:
+            a = ops.softplus(ops.getitem(h, (slice(None), slice(lo, lo + k)))) + self.dtype.type(SHAPE_FLOOR)
+            b = ops.softplus(ops.getitem(h, (slice(None), slice(lo + k, lo + 2 * k)))) + self.dtype.type(SCALE_FLOOR)
+            out.append((a, b))
+            lo += 2 * k
+        return out
+
+    def weights(self, params):
+        """W_l = softplus(raw) >= 0, bottom first."""
+        return [ops.softplus(params[weight_name(layer)]) for layer in range(len(self.sizes))]
+
+    def mean_of(self, z, w):
+        """z (S, B, K) times W (K, n) -> (S, B, n), plus RATE_FLOOR."""
+        s, b, k = z.shape
+        return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + self.dtype.type(RATE_FLOOR)
+
+
+def log_weights(model, params, x, u):
+    """The samples' log-weights for x (B, n_in) and uniforms u (S, B, noise_size): ``(rec, log_ratio)``, each
+    (S, B): log p(x|z_1) and log p(z) - log q(z|x) over every layer, z drawn from q(z|x) by implicit
+    reparameterisation (differentiable in the encoder through the draws)."""
+    dt = model.dtype.type
+    zs, log_q, lo = [], 0.0, 0
+    for (a, b), k in zip(model.posterior(params, x), model.sizes):
+        z = ops.gamma_sample(a, b, u[..., lo:lo + k])
+        log_q = log_q + ops.sum(ops.gamma_log_prob(z, a, b), axis=-1)
+        zs.append(z)
+        lo += k
+    weights = model.weights(params)
+    log_p = ops.sum(ops.gamma_log_prob(zs[-1], dt(PRIOR_SHAPE), dt(PRIOR_RATE)), axis=-1)
+    for layer in range(len(zs) - 1):
+        m = model.mean_of(zs[layer + 1], weights[layer + 1])
+        log_p = log_p + ops.sum(ops.gamma_log_prob(zs[layer], dt(PRIOR_SHAPE), dt(PRIOR_SHAPE) / m), axis=-1)
+    rec = ops.bernoulli_poisson_loglik(model.mean_of(zs[0], weights[0]), x)
+    return rec, log_p - log_q
+
+
+def gamma_def_loss(params, model, x, u, kl_weight=1.0):
+    """The loss minimised by training, -mean [rec + kl_weight log_ratio] over the S samples and the batch
+    (the ELBO at weight 1; warm-up or beta below or above it), and ``aux`` = (mean ELBO, mean rec, mean
+    -log_ratio), batch means."""
+    rec, log_ratio = log_weights(model, params, x, u)
+    return -ops.mean(rec + log_ratio * kl_weight), (ops.mean(rec + log_ratio), ops.mean(rec), -ops.mean(log_ratio))
+
+
+def open_uniform(rng, shape, dtype):
+    """Uniforms on [U_FLOOR, 1 - U_FLOOR] from the device generator ``rng``: the noise of a gamma DEF's pass."""
+    u = rng.random(shape, dtype=dtype)
+    return array_module(u).clip(u, U_FLOOR, 1.0 - U_FLOOR)

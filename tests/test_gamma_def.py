@@ -1,0 +1,121 @@
+"""The sparse gamma DEF (--task gammadef): the Bernoulli-Poisson link against scipy's Poisson, the samples'
+log-weights against a NumPy/SciPy reference of the two-layer model, the loss's gradient against finite
+differences, the initialisation at the data's marginal, a run that resumes to the same numbers, and the
+refusals."""
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+from hypothesis import given, settings, strategies as st
+
+from gvae import ops
+from gvae.model.gamma_def import (PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR, GammaDEF,
+                                  gamma_def_loss, log_weights, open_uniform)
+from gvae.training import TrainConfig
+from tests.gradcheck import check_vjp
+from tests.helpers import assert_eval_refuses, trained_straight_and_resumed
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2 ** 16))
+def test_the_bernoulli_poisson_link_is_scipys_poisson_at_zero_and_above(seed):
+    rng = np.random.default_rng(seed)
+    rate = np.exp(rng.uniform(np.log(1e-9), np.log(30.0), (3, 4, 5)))
+    x = (rng.random((4, 5)) < 0.5).astype(np.float64)
+    p0 = scipy.stats.poisson.logpmf(0, rate)
+    want = np.where(x == 1, np.log(-np.expm1(p0)), p0).sum(-1)  # log P(n > 0) = log(1 - P(n = 0))
+    np.testing.assert_allclose(ops.bernoulli_poisson_loglik(rate, x), want, rtol=1e-12)
+    # tiny rates: log(1 - e^-r) is log r to first order, not the -inf of 1 - exp(-r) rounded
+    assert ops.bernoulli_poisson_loglik(np.array([1e-300]), np.ones(1)) == pytest.approx(np.log(1e-300), rel=1e-12)
+
+
+def _tiny(seed=0, n=4, n_in=6, latent=(3, 2), hidden=(5,)):
+    rng = np.random.default_rng(seed)
+    model = GammaDEF(n_in, latent, hidden, "elu", np.float64)
+    x = (rng.random((n, n_in)) < 0.4).astype(np.float64)
+    params = dict(model.new_params(rng, x).views)
+    return model, params, x, open_uniform(rng, (2, n, model.noise_size), np.float64)
+
+
+def _mlp(params, x):
+    h = x @ params["enc.W0"] + params["enc.b0"]
+    h = np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+    return h @ params["enc.W1"] + params["enc.b1"]
+
+
+def test_the_log_weights_are_the_dense_two_layer_models():
+    """Draws by scipy's inverse regularised incomplete gamma function, densities by scipy.stats.gamma, the
+    pixels by the link: z_2 ~ Gamma(0.1, 0.3), z_1 | z_2 ~ Gamma(0.1, 0.1 / (z_2 W_1)), x | z_1 through
+    r = z_1 W_0."""
+    model, params, x, u = _tiny(seed=3)
+    h = _mlp(params, x)
+    softplus = lambda v: np.logaddexp(0, v)  # noqa: E731
+    zs, log_q = [], 0
+    for lo, k in ((0, 3), (6, 2)):
+        a, b = softplus(h[:, lo:lo + k]) + SHAPE_FLOOR, softplus(h[:, lo + k:lo + 2 * k]) + SCALE_FLOOR
+        off = 0 if lo == 0 else 3
+        z = scipy.special.gammaincinv(a, u[..., off:off + k]) / b
+        log_q = log_q + scipy.stats.gamma.logpdf(z, a, scale=1 / b).sum(-1)
+        zs.append(z)
+    w0, w1 = softplus(params["gen.W0"]), softplus(params["gen.W1"])
+    log_p = scipy.stats.gamma.logpdf(zs[1], PRIOR_SHAPE, scale=1 / PRIOR_RATE).sum(-1)
+    m = zs[1] @ w1 + RATE_FLOOR
+    log_p = log_p + scipy.stats.gamma.logpdf(zs[0], PRIOR_SHAPE, scale=m / PRIOR_SHAPE).sum(-1)
+    r = zs[0] @ w0 + RATE_FLOOR
+    rec = np.where(x == 1, np.log(-np.expm1(-r)), -r).sum(-1)
+    got_rec, got_ratio = log_weights(model, params, x, u)
+    np.testing.assert_allclose(got_rec, rec, rtol=1e-9)
+    np.testing.assert_allclose(got_ratio, log_p - log_q, rtol=1e-8, atol=1e-8)
+    loss, (bound, mean_rec, rate) = gamma_def_loss(params, model, x, u, kl_weight=0.5)
+    assert loss == pytest.approx(-(rec + 0.5 * (log_p - log_q)).mean(), rel=1e-9)
+    assert bound == pytest.approx((rec + log_p - log_q).mean(), rel=1e-9) and rate == pytest.approx(
+        -(log_p - log_q).mean(), rel=1e-8)
+
+
+@pytest.mark.parametrize("latent", [(3,), (3, 2)])
+def test_the_loss_gradient_against_finite_differences(latent):
+    """Through the implicit reparameterisation of every draw, the gamma densities and the link, float64."""
+    model, params, x, u = _tiny(seed=5, latent=latent)
+    check_vjp(lambda p_: gamma_def_loss(p_, model, x, u, kl_weight=0.8)[0], [params], rtol=1e-4)
+
+
+def test_the_pixels_start_at_the_datas_marginal_and_the_uniforms_stay_inside_zero_one():
+    rng = np.random.default_rng(2)
+    x = (rng.random((400, 30)) < np.linspace(0.05, 0.6, 30)).astype(np.float32)
+    model = GammaDEF(30, (8, 4), (10,), dtype=np.float32)
+    params = model.new_params(np.random.default_rng(0), x).views
+    w0 = np.logaddexp(0, params["gen.W0"].astype(np.float64))
+    target = -np.log1p(-np.clip(x.mean(0), 1e-3, 1 - 1e-3)) / (8 * PRIOR_SHAPE / PRIOR_RATE)
+    assert np.all(w0 >= 0.5 * target - 1e-6) and np.all(w0 <= 1.5 * target + 1e-6)
+    # at the prior's mean z_1 = alpha / beta, the rates' mean is the data's marginal's, within the draws' spread
+    p_on = 1 - np.exp(-(PRIOR_SHAPE / PRIOR_RATE) * w0.sum(0))
+    assert np.corrcoef(p_on, x.mean(0))[0, 1] > 0.95
+    w1 = np.logaddexp(0, params["gen.W1"].astype(np.float64))
+    assert np.all((w1 >= 0.5 / 4 - 1e-6) & (w1 <= 1.5 / 4 + 1e-6))
+
+    class Zeros:
+        def random(self, shape, dtype):
+            return np.zeros(shape, dtype)
+    assert np.all(open_uniform(Zeros(), (3,), np.float32) == np.float32(U_FLOOR))
+
+
+def test_a_gammadef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(tmp_path, capsys):
+    rows, summary, meta, data = trained_straight_and_resumed(
+        tmp_path, ["--task", "gammadef", "--latent", "4", "3", "--hidden", "16", "--batch-size", "40",
+                   "--samples", "2", "--warmup", "2"])
+    assert summary["task"] == "gammadef" and np.isfinite(summary["test_log_px"]) and summary["log_px_samples"] == 100
+    assert summary["test_log_px"] >= summary["test_elbo"] - 1.0  # L_1000 above the one-draw ELBO, within its noise
+    assert meta["param_shapes"]["gen.W1"] == [3, 4] and meta["param_shapes"]["gen.W0"] == [4, 784]
+    assert rows[0]["kl_weight"] < 1
+    assert_eval_refuses(tmp_path / "straight", data, capsys, "sparse gamma DEF (--task gammadef)")
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(iw_samples=5), "without --iw-samples"),
+    (dict(posterior="chain"), "leave --posterior at the default"),
+    (dict(likelihood="gaussian"), "leave --likelihood at the default"),
+    (dict(kl="mc"), "leave --kl at the default"),
+])
+def test_a_gammadef_configuration_refuses_what_it_cannot_train(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"task": "gammadef", **settings})
