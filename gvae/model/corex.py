@@ -1,22 +1,22 @@
 """The total-correlation (CorEx) autoencoder (Gao, Brekelmans, Ver Steeg, Galstyan, "Auto-encoding total
 correlation explanation", 2019), as the survey writes it.
 
-CorEx maximises TC(x; z) - TC(z) = sum_i I(x_i; z) - sum_j I(z_j; x) (+ H(z|x) - the entropy the bound
-drops), the correlation among the pixels that the code explains minus the code's own. With a decoder
-that factorises over the pixels, I(x_i; z) >= H(x_i) + E log p(x_i|z); and I(z_j; x) <= E_x KL(q(z_j|x) ||
-r(z_j)). With r(z_j) = N(0, 1) the bound to maximise is, per image,
+CorEx maximises TC(x; z) - TC(z) = sum_i I(x_i; z) - sum_j H(z_j) + H(z|x), the correlation among the pixels
+that the code explains minus the code's own. With a decoder that factorises over the pixels, I(x_i; z) >=
+H(x_i) + E log p(x_i|z), and -H(z_j) >= E log r(z_j); with r(z_j) = N(0, 1) the bound to maximise is, per
+image,
 
-    L(x) = E_q [log p(x|z)] - sum_j w_j KL(q(z_j|x) || N(0, 1)),
+    L(x) = E_q [log p(x|z)] - sum_j w_j KL(q(z_j|x) || N(0, 1)) - TC(q(z|x)),
+    TC(q(z|x)) = KL(q || N(0, I)) - sum_j KL(q_j || N(0, 1)) = 1/2 (sum_j log Sigma_jj - log det Sigma) >= 0,
 
-where q(z_j|x) = N(mu_j, Sigma_jj) is the j-th marginal of q(z|x) and w_j = 1 (CorEx). For a diagonal
-q this is the VAE's ELBO. For a structured q it is not: KL(q || N(0, I)) = sum_j KL(q_j || N(0, 1)) +
-TC(q(z|x)), and CorEx does not charge the posterior's own total correlation
-
-    TC(q(z|x)) = 1/2 (sum_j log Sigma_jj - log det Sigma) >= 0,
-
-so its bound lies above the ELBO by that much. The anchored variant (AnchorVAE) adds lambda I(z_k; x) for
-the anchored units k, which in the same bound gives those units the weight w_k = 1 - lambda (0 <= lambda
-<= 1: lambda > 1 would reward an unbounded rate)."""
+where q(z_j|x) = N(mu_j, Sigma_jj) is the j-th marginal of q(z|x) and w_j = 1: the ELBO, for any q. The
+survey's last step (sum_j I(z_j; x) in place of sum_j H(z_j) - H(z|x)) holds for a factorised q only: with a
+correlated q it drops TC(q(z|x)), and training then moves the code's information into the correlations
+(docs/models.md measures it), so the posterior's TC is charged here. The anchored variant (AnchorVAE) adds
+lambda I(z_k; x) for the anchored units k, I(z_k; x) taken as E KL(q(z_k|x) || N(0, 1)) as the survey's
+step takes it, which gives those units the weight w_k = 1 - lambda (0 <= lambda <= 1: lambda > 1 would
+reward an unbounded rate); the objective then lies above the ELBO by lambda times the anchors' KL terms.
+"""
 import numpy as np
 
 from .. import ops
@@ -60,10 +60,11 @@ def corex_parts(model, params, x, eps):
 
 def corex_terms(model, params, x, eps, weights):
     """CorEx's terms per image (:func:`corex_parts`), ``weights`` (d,) an array of the model's dtype on x's
-    device. Returns ``(rec, rate, kl, tc)``, each (B,): rec, rate = sum_j w_j KL(q(z_j|x) || N(0, 1)), kl =
-    KL(q(z|x) || N(0, I)), tc = TC(q(z|x)) = kl - sum_j KL(q_j || N(0, 1)) (zero for a diagonal q)."""
+    device. Returns ``(rec, rate, kl, tc)``, each (B,): rec, rate = sum_j w_j KL(q(z_j|x) || N(0, 1)) + tc,
+    kl = KL(q(z|x) || N(0, I)), tc = TC(q(z|x)) = kl - sum_j KL(q_j || N(0, 1)) (zero for a diagonal q)."""
     rec, kls, kl = corex_parts(model, params, x, eps)
-    return rec, ops.sum(kls * weights, axis=-1), kl, kl - ops.sum(kls, axis=-1)
+    tc = kl - ops.sum(kls, axis=-1)
+    return rec, ops.sum(kls * weights, axis=-1) + tc, kl, tc
 
 
 def corex_loss(params, model, x, eps, weights, kl="analytic", kl_weight=1.0):

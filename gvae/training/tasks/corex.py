@@ -1,12 +1,14 @@
 """The task ``corex``: the total-correlation (CorEx) autoencoder (:mod:`gvae.model.corex`; Gao et al. 2019),
-a one-layer VAE trained on CorEx's bound, the reconstruction minus the marginals' KL terms, with the
-anchors of AnchorVAE (``--anchors UNIT ... --anchor-weight LAMBDA``). The model is a VAE, so gvae eval,
-sample, plot and analyze read its runs.
+a one-layer VAE trained on CorEx's bound, the reconstruction minus the marginals' KL terms and the
+posterior's own total correlation (the ELBO), with the anchors of AnchorVAE (``--anchors UNIT ...
+--anchor-weight LAMBDA``: those units' KL terms weigh 1 - lambda). The model is a VAE, so gvae eval, sample,
+plot and analyze read its runs.
 
 Data, batches and the warm-up or beta on the rate are those of the task ``generate``. Validation gives the
 ELBO (the run's health) and CorEx's bound (``valid_corex``, the score that picks the best epoch); the test
-summary has both, the reconstruction, the rate (unweighted sum of the marginals' KL terms), the posterior's
-own total correlation TC(q(z|x)) that CorEx does not charge, and each unit's mean marginal KL."""
+summary has both, the reconstruction, the rate (the weighted marginals' KL terms and the TC), the unweighted
+sum of the marginals' KL terms, the posterior's own total correlation TC(q(z|x)), and each unit's mean
+marginal KL."""
 import numpy as np
 
 from ...kernels import array_module, generator, to_device, to_host
@@ -23,7 +25,8 @@ FACTORISED = ("bernoulli", "gaussian", "logitnormal")
 class Corex(Generate):
     """The CorEx autoencoder: the loss is :func:`corex_loss` with the unit weights of the run's anchors."""
     about = ("the total-correlation (CorEx) autoencoder (Gao et al. 2019): the reconstruction minus each latent "
-             "unit's marginal KL (--anchors UNIT ... --anchor-weight LAMBDA: AnchorVAE)")
+             "unit's marginal KL and the posterior's total correlation (--anchors UNIT ... --anchor-weight LAMBDA: "
+             "AnchorVAE, the anchors' KL weighed 1 - LAMBDA)")
     options = ("anchors", "anchor_weight")
     reported = ("bound", "elbo", "rec", "kl", "tc")
     loss = staticmethod(corex_loss)
@@ -62,7 +65,7 @@ class Corex(Generate):
 
     def train_row(self, means):
         """``train_corex`` (CorEx's bound), ``train_elbo``, ``train_rec``, ``train_kl`` (the weighted rate),
-        ``train_tc`` (TC(q(z|x))), nats of the data; ``train_bound`` is CorEx's bound too."""
+        ``train_tc`` (TC(q(z|x)), inside the rate), nats of the data; ``train_bound`` is CorEx's bound too."""
         corex, elbo, rec, rate, tc = means
         offset = self.model.likelihood.nats_offset()
         return {"train_corex": corex + offset, "train_bound": corex + offset, "train_elbo": elbo + offset,
@@ -70,7 +73,7 @@ class Corex(Generate):
 
     def terms(self, params, x, batch_size=500):
         """Means over the rows of x with the noise of EVAL_SEED, host floats: CorEx's bound, the ELBO, rec,
-        the weighted rate, its unweighted sum, TC(q(z|x)), and each unit's mean marginal KL (a list)."""
+        the rate, the marginals' unweighted sum, TC(q(z|x)), and each unit's mean marginal KL (a list)."""
         model, rng, xp = self.model, generator(self.device, EVAL_SEED), array_module(x)
         sums = xp.zeros(2, dtype=np.float64)  # rec, kl
         units = xp.zeros(model.sizes[0], dtype=np.float64)
@@ -81,7 +84,8 @@ class Corex(Generate):
             sums += xp.stack([rec.astype(np.float64).sum(), kl.astype(np.float64).sum()])
             units += kls.astype(np.float64).sum(axis=0)
         (rec, kl), unit_kl = to_host(sums) / len(x), to_host(units) / len(x)
-        marginal, rate = float(unit_kl.sum()), float(unit_kl @ to_host(self.weights).astype(np.float64))
+        marginal = float(unit_kl.sum())
+        rate = float(unit_kl @ to_host(self.weights).astype(np.float64)) + kl - marginal
         offset = model.likelihood.nats_offset()
         return {"corex": rec - rate + offset, "elbo": rec - kl + offset, "rec": rec + offset, "rate": rate,
                 "marginal_kl": marginal, "tc": kl - marginal, "unit_kl": [float(v) for v in unit_kl]}
@@ -95,9 +99,9 @@ class Corex(Generate):
         return valid["valid_corex"]
 
     def test_summary(self, params, test, best_valid):
-        """``test_corex``, ``test_elbo``, ``test_rec``, ``test_rate`` (the weighted rate),
-        ``test_marginal_kl`` (its unweighted sum), ``test_tc``, ``test_unit_kl`` (d,), the anchors, and
-        ``best_valid_corex``."""
+        """``test_corex``, ``test_elbo``, ``test_rec``, ``test_rate`` (the weighted marginals' KL terms plus
+        the TC), ``test_marginal_kl`` (the marginals' unweighted sum), ``test_tc``, ``test_unit_kl`` (d,), the
+        anchors, and ``best_valid_corex``."""
         t = self.terms(params, test[0])
         return {"task": self.name, **{f"test_{k}": v for k, v in t.items()}, "anchors": list(self.config.anchors),
                 "anchor_weight": self.config.anchor_weight, "best_valid_corex": best_valid}
