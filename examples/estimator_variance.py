@@ -13,6 +13,10 @@ samples; the table gives, for the encoder's parameters (the only ones the signal
 mean over parameters of the gradient's variance across draws, and the norm of its mean (both estimators
 estimate the same mean, but DARN's), its noise, and its distance from the least noisy unbiased estimator's mean.
 K defaults to the run's --iw-samples (NVIL and Taylor: 1).
+
+A run of ``gvae train --task gammadef`` (the sparse gamma DEF): the implicit reparameterisation gradient it
+trains with against the score function of the same ELBO, one draw a point
+(:func:`gvae.model.gamma_def.score_function_loss`), both unbiased.
 """
 import sys
 
@@ -34,14 +38,15 @@ def parse_args(argv=None):
     return args
 
 
-def gradient_draws(loss, params, k, batch, noise_size, dtype, draws, rng):
+def gradient_draws(loss, params, k, batch, noise_size, dtype, draws, rng, noise=None):
     """(draws, n_params) gradients of ``loss(params, u)`` for fresh uniforms u (k, batch, noise_size), float64,
-    the parameters in sorted order."""
+    the parameters in sorted order; ``noise(rng, shape, dtype)`` draws u if given."""
     from gvae import value_and_grad
     names = sorted(params)
     out = []
     for _ in range(draws):
-        u = rng.random((k, batch, noise_size)).astype(dtype)
+        shape = (k, batch, noise_size)
+        u = rng.random(shape).astype(dtype) if noise is None else noise(rng, shape, dtype)
         grads = value_and_grad(lambda p: loss(p, u)[0])(params)[1]
         out.append(np.concatenate([np.asarray(grads[n], np.float64).ravel() for n in names]))
     return np.array(out)
@@ -55,7 +60,13 @@ def main(args):
     model, params, config = load_model(args.run)
     x = binarize(load_mnist()["test"][0][:args.batch], np.random.default_rng(EVAL_SEED)).astype(model.dtype)
     plain = {"plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
-    if config.estimator in ("nvil", "taylor"):
+    noise, what = None, config.estimator
+    if config.task == "gammadef":
+        from gvae.model.gamma_def import gamma_def_loss, open_uniform, score_function_loss
+        k, noise, what = 1, open_uniform, "implicit reparameterisation"
+        estimators = {"score": lambda p, u: score_function_loss(p, model, x, u),
+                      "implicit": lambda p, u: gamma_def_loss(p, model, x, u)}
+    elif config.estimator in ("nvil", "taylor"):
         k = 1
         estimators = {**plain, "taylor": lambda p, u: taylor_loss(p, model, x, u)}
         if model.baseline is not None:
@@ -65,16 +76,16 @@ def main(args):
         estimators = {**plain, "vimco": lambda p, u: score_loss(p, model, x, u, leave_one_out_signals)}
     sizes = {n: params[n].size for n in sorted(params)}
     encoder = np.concatenate([np.full(size, n.startswith("enc."), bool) for n, size in sizes.items()])
-    print(f"# {args.run}: {config.estimator}, K = {k}, {args.batch} test images, {args.draws} draws each")
+    print(f"# {args.run}: {what}, K = {k}, {args.batch} test images, {args.draws} draws each")
     results = {}
     for name, loss in estimators.items():
         g = gradient_draws(loss, params, k, len(x), model.noise_size, model.dtype, args.draws,
-                           np.random.default_rng(args.seed))
+                           np.random.default_rng(args.seed), noise)
         results[name] = (g.var(axis=0, ddof=1), g[:, encoder].mean(0))
     # The distances are measured from the unbiased estimator with the least variance (the mean of every
     # estimator but DARN's estimates the same gradient); "noise" is the norm the mean of the draws would
     # have from pure noise, sqrt(sum of the variances / draws), the scale those distances compare with.
-    unbiased = [n for n in ("nvil", "vimco", "plain") if n in results][0]
+    unbiased = [n for n in ("implicit", "nvil", "vimco", "plain") if n in results][0]
     print("| estimator | mean variance, encoder | mean variance, all | norm of the mean, encoder | noise of the mean, "
           f"encoder | distance of the mean from {unbiased}'s, encoder |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -105,24 +105,48 @@ class GammaDEF:
         return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + self.dtype.type(RATE_FLOOR)
 
 
-def log_weights(model, params, x, u):
-    """The samples' log-weights for x (B, n_in) and uniforms u (S, B, noise_size): ``(rec, log_ratio)``, each
-    (S, B): log p(x|z_1) and log p(z) - log q(z|x) over every layer, z drawn from q(z|x) by implicit
-    reparameterisation (differentiable in the encoder through the draws)."""
-    dt = model.dtype.type
-    zs, log_q, lo = [], 0.0, 0
-    for (a, b), k in zip(model.posterior(params, x), model.sizes):
-        z = ops.gamma_sample(a, b, u[..., lo:lo + k])
-        log_q = log_q + ops.sum(ops.gamma_log_prob(z, a, b), axis=-1)
-        zs.append(z)
+def draw(model, params, x, u):
+    """q(z|x)'s parameters [(a, b)] and draws [z_l] (S, B, K_l), bottom first, for x (B, n_in) and uniforms u
+    (S, B, noise_size): z = P^-1(a, u) / b, differentiable in the encoder by implicit reparameterisation."""
+    qs, zs, lo = model.posterior(params, x), [], 0
+    for (a, b), k in zip(qs, model.sizes):
+        zs.append(ops.gamma_sample(a, b, u[..., lo:lo + k]))
         lo += k
+    return qs, zs
+
+
+def joint_terms(model, params, x, qs, zs):
+    """``(rec, log_ratio, log_q)``, each (S, B), at the draws zs: log p(x|z_1), log p(z) - log q(z|x) over every
+    layer, and log q(z|x)."""
+    dt = model.dtype.type
+    log_q = 0.0
+    for (a, b), z in zip(qs, zs):
+        log_q = log_q + ops.sum(ops.gamma_log_prob(z, a, b), axis=-1)
     weights = model.weights(params)
     log_p = ops.sum(ops.gamma_log_prob(zs[-1], dt(PRIOR_SHAPE), dt(PRIOR_RATE)), axis=-1)
     for layer in range(len(zs) - 1):
         m = model.mean_of(zs[layer + 1], weights[layer + 1])
         log_p = log_p + ops.sum(ops.gamma_log_prob(zs[layer], dt(PRIOR_SHAPE), dt(PRIOR_SHAPE) / m), axis=-1)
     rec = ops.bernoulli_poisson_loglik(model.mean_of(zs[0], weights[0]), x)
-    return rec, log_p - log_q
+    return rec, log_p - log_q, log_q
+
+
+def log_weights(model, params, x, u):
+    """The samples' log-weights for x (B, n_in) and uniforms u (S, B, noise_size): ``(rec, log_ratio)``, each
+    (S, B): log p(x|z_1) and log p(z) - log q(z|x) over every layer, z drawn from q(z|x) by implicit
+    reparameterisation (differentiable in the encoder through the draws)."""
+    return joint_terms(model, params, x, *draw(model, params, x, u))[:2]
+
+
+def score_function_loss(params, model, x, u):
+    """The ELBO's score-function estimator, the reference the implicit gradient's variance is measured
+    against (examples/estimator_variance.py): the draws held constant, -mean [log w + log w~ log q(z|x)]
+    with log w~ the log-weight's value, whose gradient in the encoder is -mean (log w - 1) grad log q and in
+    the weights -mean grad log p(x, z); unbiased (tests/test_gamma_def.py). ``aux`` as :func:`gamma_def_loss`'s."""
+    qs, zs = draw(model, params, x, u)
+    rec, log_ratio, log_q = joint_terms(model, params, x, qs, [ops.value_of(z) for z in zs])
+    log_w = rec + log_ratio
+    return -ops.mean(log_w + ops.value_of(log_w) * log_q), (ops.mean(log_w), ops.mean(rec), -ops.mean(log_ratio))
 
 
 def gamma_def_loss(params, model, x, u, kl_weight=1.0):
