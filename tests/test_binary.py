@@ -94,13 +94,20 @@ def test_the_gradient_estimate_is_unbiased_for_the_enumerated_expectation_of_the
             log_w = rec + log_ratio
             total += np.exp(log_q.sum()) * np.log(np.exp(log_w).mean(0))[0]
         return total
-    exact = _central_differences(expected_bound, params, names)
-    draws = []
-    for _ in range(20_000):
-        grads = value_and_grad(lambda p: score_loss(p, model, x, rng.random((2, 1, 2)), SIGNALS[estimator])[0])(params)[1]
-        draws.append(-np.concatenate([grads[n].ravel() for n in names]))
-    draws = np.array(draws)
-    mean, se = draws.mean(0), draws.std(0) / np.sqrt(len(draws))
+    assert_unbiased(lambda p, u: score_loss(p, model, x, u, SIGNALS[estimator])[0], params, names,
+                    _central_differences(expected_bound, params, names), (2, 1, 2), 20_000, rng)
+
+
+def assert_unbiased(loss, params, names, exact, noise_shape, draws, rng):
+    """The mean of ``draws`` gradient estimates -grad ``loss(params, u)`` (fresh uniforms u of ``noise_shape``
+    each) in the parameters ``names`` lies within 5 standard errors of ``exact`` (their concatenated
+    gradient), which is itself far from zero (10 standard errors)."""
+    out = []
+    for _ in range(draws):
+        grads = value_and_grad(lambda p: loss(p, rng.random(noise_shape)))(params)[1]
+        out.append(-np.concatenate([np.ravel(grads[n]) for n in names]))
+    out = np.array(out)
+    mean, se = out.mean(0), out.std(0) / np.sqrt(len(out))
     assert np.all(np.abs(mean - exact) < 5 * se + 1e-9), (mean, exact, se)
     assert np.abs(exact).max() > 10 * se.max()
 
@@ -191,7 +198,7 @@ def test_an_nvil_run_trains_its_baseline_and_refuses_more_than_one_sample(tmp_pa
     assert np.isfinite(summary["test_log_px"])
     with pytest.raises(ValueError, match="with --estimator nvil trains the ELBO, one sample a point"):
         TrainConfig(task="sbn", estimator="nvil", iw_samples=3)
-    with pytest.raises(ValueError, match="estimator applies to --task sbn or darn only"):
+    with pytest.raises(ValueError, match="estimator applies to --task sbn or darn or sbndef only"):
         TrainConfig(estimator="nvil")
     model, params, rng = _tiny()
     with pytest.raises(ValueError, match="NVIL takes one sample a point and a model with its baseline"):

@@ -65,6 +65,11 @@ class BinaryVAE(NetworkModel):
         ar = {ENCODER_AR: (self.size, self.size), PRIOR_AR: (self.size, self.size)} if self.autoregressive else {}
         return {**super().param_shapes(), PRIOR: (self.size,), **ar}
 
+    def log_weights(self, params, x, u):
+        """:func:`log_weights` of this model (what the score-function losses call, so that another model of
+        binary units with this method trains with them)."""
+        return log_weights(self, params, x, u)
+
     def ar_logits(self, params, name, bias, z):
         """The logits bias + z (W o mask)^T of the layer ``name`` (ENCODER_AR or PRIOR_AR) at the codes z
         (..., d): one masked product (z a constant); ``bias`` unchanged without autoregression."""
@@ -129,7 +134,7 @@ def score_loss(params, model, x, u, signals=leave_one_out_signals):
     ``signals(log_w)`` (K, B) constants, whose gradient is minus the score-function estimate of grad L_K;
     ``aux`` = (mean L_K, mean rec, mean -log_ratio), batch means. u (K, B, latent) uniform (VIMCO's signals
     need K >= 2)."""
-    rec, log_ratio, log_q = log_weights(model, params, x, u)
+    rec, log_ratio, log_q = model.log_weights(params, x, u)
     log_w = rec + log_ratio
     bound, _ = ops.log_mean_exp(log_w, axis=0)
     surrogate = bound + ops.sum(signals(ops.value_of(log_w)) * log_q, axis=0)
@@ -149,7 +154,7 @@ def nvil_loss(params, model, x, u):
     if u.shape[0] != 1 or model.baseline is None:
         raise ValueError("NVIL takes one sample a point and a model with its baseline network "
                          f"(got {u.shape[0]} samples, baseline {'present' if model.baseline else 'absent'})")
-    rec, log_ratio, log_q = log_weights(model, params, x, u)
+    rec, log_ratio, log_q = model.log_weights(params, x, u)
     log_w = rec[0] + log_ratio[0]
     b = model.baseline(params, x)[..., 0]
     target = ops.value_of(log_w)

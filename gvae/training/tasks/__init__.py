@@ -6,8 +6,9 @@ variational CCA of two views, :mod:`.vcca`), ``mae`` (the Mutual Autoencoder, :m
 (full variational Bayes over the decoder's weights, :mod:`.bayes`), ``vlae`` (the variational ladder
 autoencoder, :mod:`.ladder`), ``hvm`` (hierarchical variational models, :mod:`.hierarchical`), ``sbn``
 (binary latent units trained with score-function gradients, :mod:`.binary`), ``darn`` (the same units
-autoregressive, :mod:`.darn`), ``corex`` (the total-correlation autoencoder, :mod:`.corex`) and ``gammadef``
-(the sparse gamma deep exponential family, :mod:`.gamma_def`)."""
+autoregressive, :mod:`.darn`), ``corex`` (the total-correlation autoencoder, :mod:`.corex`), ``gammadef``
+(the sparse gamma deep exponential family, :mod:`.gamma_def`) and ``sbndef`` (the sigmoid belief network
+DEF, :mod:`.sigmoid_belief`)."""
 # Each module registers its task when imported, in this order: the default task, generate, leads the
 # choices of --task and the list in the message of an unknown one.
 from . import generate  # noqa: F401
@@ -21,6 +22,7 @@ from . import binary  # noqa: F401
 from . import darn  # noqa: F401
 from . import corex  # noqa: F401
 from . import gamma_def  # noqa: F401
+from . import sigmoid_belief  # noqa: F401
 from .base import TASKS, Task, register_task, task_class
 
 __all__ = ["TASKS", "Task", "register_task", "task_class"]

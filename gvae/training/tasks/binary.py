@@ -9,7 +9,7 @@ point, noise of EVAL_SEED); the test summary adds ``test_log_px``, L_1000 on the
 import numpy as np
 
 from ...kernels import generator
-from ...model.binary import BinaryVAE, binary_loss, log_weights
+from ...model.binary import BinaryVAE, binary_loss
 from ..batching import EVAL_SEED
 from ..validation import LOG_PX_SAMPLES, log_px_estimate, log_px_summary
 from .base import changed_flags, register_task, require
@@ -43,7 +43,10 @@ class Binary(Generate):
         changed = changed_flags(config, ("posterior", "grid_shape", "kl", "samples", "beta", "warmup", "inference",
                                          "merge"))
         task = f"task {cls.name}"
-        require([(len(config.layer_sizes()) == 1, f"{task} has one stochastic layer: give one --latent size"),
+        require([(len(config.layer_sizes()) == 1 or not cls.one_layer,
+                  f"{task} has one stochastic layer: give one --latent size"),
+                 (config.estimator in cls.estimators, f"{task} trains with --estimator "
+                                                      + " or ".join(cls.estimators) + f", not {config.estimator}"),
                  (config.estimator != "vimco" or config.iw_samples >= 2,
                   f"{task} with VIMCO trains the bound over K samples with a leave-one-out baseline: give "
                   "--iw-samples K with K >= 2"),
@@ -56,6 +59,8 @@ class Binary(Generate):
                                + ", ".join(changed) + " at the default")])
 
     autoregressive = False  # DARN's layer (task darn) reads the units before each unit
+    one_layer = True  # one stochastic layer (the sigmoid belief DEF, task sbndef, stacks several)
+    estimators = ("vimco", "nvil", "taylor")  # the --estimator choices the task trains with
 
     @classmethod
     def build_model(cls, config, n_in):
@@ -71,7 +76,7 @@ class Binary(Generate):
 
     def log_weights(self, params):
         """(x (B, n), u (K, B, latent)) -> the samples' log-weights (K, B)."""
-        return lambda xb, u: sum(log_weights(self.model, params, xb, u)[:2])
+        return lambda xb, u: sum(self.model.log_weights(params, xb, u)[:2])
 
     def elbo(self, params, x, batch_size=500):
         """The mean ELBO (one sample a point, the noise of EVAL_SEED) of the observations x, nats per image
