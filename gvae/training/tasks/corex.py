@@ -54,8 +54,8 @@ class Corex(Generate):
 
     def __init__(self, config, model, device):
         super().__init__(config, model, device)
-        self.weights = to_device(unit_weights(model.sizes[0], config.anchors, config.anchor_weight, model.dtype),
-                                 device)
+        self.host_weights = unit_weights(model.sizes[0], config.anchors, config.anchor_weight)  # float64
+        self.weights = to_device(self.host_weights.astype(model.dtype), device)
 
     def step_args(self, batch, rng, kl_weight):
         """The posterior's noise (S samples per image) from ``rng``, the unit weights, the warm-up weight."""
@@ -85,7 +85,7 @@ class Corex(Generate):
             units += kls.astype(np.float64).sum(axis=0)
         (rec, kl), unit_kl = to_host(sums) / len(x), to_host(units) / len(x)
         marginal = float(unit_kl.sum())
-        rate = float(unit_kl @ to_host(self.weights).astype(np.float64)) + kl - marginal
+        rate = float(unit_kl @ self.host_weights) + kl - marginal
         offset = model.likelihood.nats_offset()
         return {"corex": rec - rate + offset, "elbo": rec - kl + offset, "rec": rec + offset, "rate": rate,
                 "marginal_kl": marginal, "tc": kl - marginal, "unit_kl": [float(v) for v in unit_kl]}
