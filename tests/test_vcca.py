@@ -98,6 +98,7 @@ def test_the_bound_is_the_dense_reference(private):
         return mu + sigma * e, 0.5 * (sigma ** 2 + mu ** 2 - 1 - 2 * np.log(sigma)).sum(-1)
 
     z, rate = code("enc.", x1, eps[..., :3], 3)
+    shared_rate = rate
     codes = [z, z]
     for k, x in enumerate((x1, x2)[:2 if private else 0]):
         h, kl = code(f"priv{k + 1}.", x, eps[..., 3 + k * private:3 + (k + 1) * private], private)
@@ -112,8 +113,10 @@ def test_the_bound_is_the_dense_reference(private):
     assert bound == pytest.approx((rec - rate).mean(), rel=1e-10)
     # view 2's term tempered by W in the loss alone; the reported bound stays the paper's
     rec2 = _bernoulli(_mlp(p, "dec2.", codes[1], 2), x2).mean(0)
-    loss, (bound_w, _, _) = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3, view_weight=7.0)
-    assert loss == pytest.approx(0.3 * rate.mean() - (rec - rec2).mean() - 7.0 * rec2.mean(), rel=1e-10)
+    loss, (bound_w, _, _) = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3, view_weight=7.0, private_weight=4.0)
+    private_rate = rate - shared_rate
+    assert loss == pytest.approx(0.3 * (shared_rate.mean() + 4.0 * private_rate.mean()) - (rec - rec2).mean()
+                                 - 7.0 * rec2.mean(), rel=1e-10)
     assert bound_w == pytest.approx(bound, rel=1e-12)
 
 
@@ -121,7 +124,8 @@ def test_the_bound_is_the_dense_reference(private):
                                                   (2, "grid", "analytic"), (3, "rank1", "analytic")])
 def test_the_loss_gradient_against_finite_differences(private, posterior, kl):
     model, params, x1, x2, eps = _tiny(private, posterior, seed=2, latent=4)
-    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0)[0], [params])
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0, private_weight=2.0)[0],
+              [params])
 
 
 def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_validation():
@@ -154,6 +158,7 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     (dict(iw_samples=5), "without --iw-samples"),
     (dict(private=-1), "private must lie in 0..10000"),
     (dict(view_weight=0.0), "view_weight must be a finite number > 0"),
+    (dict(private_weight=3.0), "--private-weight weighs the private codes' KL terms: give --private P"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):

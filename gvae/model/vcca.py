@@ -82,27 +82,28 @@ class VCCA:
 
     def view_terms(self, params, x1, x2, eps, kl="analytic"):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
-        Returns ``(rec1, rec2, rate)``, each (B,): rec_k = mean_s log p(x_k|.), rate the sum of the codes'
-        KL(q || N(0, I)), in closed form (``"analytic"``) or as mean_s [log q - log N(0, I)] (``"mc"``)."""
+        Returns ``(rec1, rec2, rate, private_rate)``, each (B,): rec_k = mean_s log p(x_k|.), rate the shared
+        code's KL(q || N(0, I)) and private_rate the private codes' (0 without them), in closed form
+        (``"analytic"``) or as mean_s [log q - log N(0, I)] (``"mc"``)."""
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
         views = (x1, x2)
         q, z = self.shared(params, x1, eps[..., :self.size])
-        codes, rate = [z, z], _rate(self.family, q, z, kl)
+        codes, rate, private_rate = [z, z], _rate(self.family, q, z, kl), 0.0
         for k, encoder in enumerate(self.private_encoders):
             lo = self.size + k * self.private
             qh = self.private_family.split(encoder(params, views[k]), self.private)
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
             codes[k] = ops.concatenate2(z, h)
-            rate = rate + _rate(self.private_family, qh, h, kl)
+            private_rate = private_rate + _rate(self.private_family, qh, h, kl)
         rec1, rec2 = (ops.mean(ops.bernoulli_loglik(decoder(params, code), x), axis=0)
                       for decoder, code, x in zip(self.decoders, codes, views))
-        return rec1, rec2, rate
+        return rec1, rec2, rate, private_rate
 
     def terms(self, params, x1, x2, eps, kl="analytic"):
         """``(rec, rate)`` per pair (:meth:`view_terms`), rec = rec1 + rec2: the bound is rec - rate."""
-        rec1, rec2, rate = self.view_terms(params, x1, x2, eps, kl)
-        return rec1 + rec2, rate
+        rec1, rec2, rate, private_rate = self.view_terms(params, x1, x2, eps, kl)
+        return rec1 + rec2, rate + private_rate
 
 
 def _rate(family, q, z, kl):
@@ -112,11 +113,15 @@ def _rate(family, q, z, kl):
     return ops.mean(family.log_prob(q, z) - std_normal_log_prob(z), axis=0)
 
 
-def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0):
-    """The loss minimised by training, mean_b [kl_weight rate_b - rec1_b - view_weight rec2_b]
-    (:meth:`VCCA.view_terms`), and ``aux`` = (the bound at weights 1, mean rec1 + rec2, mean rate), batch
-    means. ``view_weight`` > 1 tempers view 2's likelihood: its term alone rewards the class (the only
-    thing the views share), by at most log 10 nats a pair at weight 1."""
-    rec1, rec2, rate = (ops.mean(t) for t in model.view_terms(params, x1, x2, eps, kl))
-    rec = rec1 + rec2
-    return kl_weight * rate - rec1 - view_weight * rec2, (rec - rate, rec, rate)
+def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0, private_weight=1.0):
+    """The loss minimised by training, mean_b [kl_weight (rate_b + private_weight private_rate_b) - rec1_b -
+    view_weight rec2_b] (:meth:`VCCA.view_terms`), and ``aux`` = (the bound at weights 1, mean rec1 + rec2,
+    mean rate of every code), batch means. ``view_weight`` > 1 tempers view 2's likelihood: its term alone
+    rewards the class (the only thing the views share), by at most log 10 nats a pair at weight 1;
+    ``private_weight`` > 1 makes the private codes dearer than the shared one."""
+    rec1, rec2, rate, private_rate = model.view_terms(params, x1, x2, eps, kl)
+    rec1, rec2, rate = ops.mean(rec1), ops.mean(rec2), ops.mean(rate)
+    private_rate = ops.mean(private_rate) if model.private else 0.0
+    rec, total_rate = rec1 + rec2, rate + private_rate
+    loss = kl_weight * (rate + private_weight * private_rate) - rec1 - view_weight * rec2
+    return loss, (rec - total_rate, rec, total_rate)

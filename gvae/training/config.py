@@ -191,6 +191,9 @@ class TrainConfig:
     view_weight: float = _option(1.0, "vcca: the weight W on view 2's log-likelihood in the loss (1: the paper's bound, "
                                  "which is what is reported either way; W > 1 tempers view 2's likelihood)",
                                  parse=positive_float, metavar="W")
+    private_weight: float = _option(1.0, "vcca: the weight on the private codes' KL terms in the loss (with --private; "
+                                    "1: the paper's bound, which is what is reported either way)",
+                                    parse=positive_float, metavar="W")
     mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
                                "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
                                parse=non_negative_float, metavar="M")
@@ -320,6 +323,8 @@ class TrainConfig:
                    "mi_target must be a finite number >= 0"),
                   (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
                   (math.isfinite(self.view_weight) and self.view_weight > 0, "view_weight must be a finite number > 0"),
+                  (math.isfinite(self.private_weight) and self.private_weight > 0,
+                   "private_weight must be a finite number > 0"),
                   (math.isfinite(self.anchor_weight) and 0 <= self.anchor_weight <= 1,
                    "anchor_weight must lie in [0, 1]"),
                   (self.estimator in ("vimco", "nvil", "taylor"), "estimator must be 'vimco', 'nvil' or 'taylor'"),

@@ -30,7 +30,7 @@ class Vcca(Task):
     about = ("deep variational CCA (Wang et al. 2016) on noisy MNIST: a code shared by two views inferred from "
              "view 1, a decoder per view (--private P: VCCA-private); its test summary has the linear SVM's error "
              "on the shared code")
-    options = ("private", "view_weight")
+    options = ("private", "view_weight", "private_weight")
     cannot_open = ("a VCCA (--task vcca), a model of two views that gvae eval, sample, plot and analyze do not "
                    "read: its test bound and SVM error are in its summary.json")
     reported = ("bound", "rec", "kl")
@@ -49,6 +49,8 @@ class Vcca(Task):
                  (one_bound(config), "task vcca trains its bound: use it without --iw-samples, --target-rate, --mmd "
                                      "or --alpha"),
                  (0 <= config.private <= MOST_PRIVATE, f"private must lie in 0..{MOST_PRIVATE}, got {config.private}"),
+                 (config.private > 0 or config.private_weight == 1, "--private-weight weighs the private codes' KL "
+                                                                     "terms: give --private P"),
                  (importlib.util.find_spec("sklearn") is not None,
                   "task vcca measures its code with a linear SVM from scikit-learn, which is not installed: "
                   "pip install 'gvae[eval]'")])
@@ -77,10 +79,11 @@ class Vcca(Task):
         return super().batches(train[:2], batch_size, rng)
 
     def step_args(self, batch, rng, kl_weight):
-        """S = ``samples`` draws of the codes' noise per pair, from ``rng``; the rate's and view 2's weights."""
+        """S = ``samples`` draws of the codes' noise per pair, from ``rng``; the rate's, view 2's and the
+        private codes' weights."""
         x1, x2 = batch
         eps = rng.standard_normal((self.config.samples, len(x1), self.model.noise_size), dtype=self.model.dtype)
-        return x1, x2, eps, self.config.kl, kl_weight, self.config.view_weight
+        return x1, x2, eps, self.config.kl, kl_weight, self.config.view_weight, self.config.private_weight
 
     def train_row(self, means):
         """``train_elbo`` (the bound at weight 1), ``train_bound``, ``train_rec``, ``train_kl`` (nats)."""
