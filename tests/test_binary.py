@@ -198,7 +198,7 @@ def test_an_nvil_run_trains_its_baseline_and_refuses_more_than_one_sample(tmp_pa
     assert np.isfinite(summary["test_log_px"])
     with pytest.raises(ValueError, match="with --estimator nvil trains the ELBO, one sample a point"):
         TrainConfig(task="sbn", estimator="nvil", iw_samples=3)
-    with pytest.raises(ValueError, match="estimator applies to --task sbn or darn or sbndef only"):
+    with pytest.raises(ValueError, match="estimator applies to --task sbn or darn or sbndef or poissondef only"):
         TrainConfig(estimator="nvil")
     model, params, rng = _tiny()
     with pytest.raises(ValueError, match="NVIL takes one sample a point and a model with its baseline"):

@@ -263,7 +263,8 @@ def assert_same_numbers(got, want, where="analysis"):
                                  dict(task="vlae", latent=(6, 4), posterior=("chain", "diagonal")),
                                  dict(task="corex", posterior="chain", anchors=(1,), anchor_weight=0.5),
                                  dict(task="fullvb", weight_posterior="chain"), dict(task="sbndef", latent=(6, 4),
-                                                                                    iw_samples=3)],
+                                                                                    iw_samples=3),
+                                 dict(task="poissondef", latent=(6, 4), iw_samples=3)],
                          ids=lambda cfg: "-".join(str(v) for v in cfg.values() if isinstance(v, str)))
 def test_the_models_steps_read_the_host_twice_and_match_the_cpu(cfg, data, tmp_path):
     """The systems of the source papers as tasks: a step on the device reads the host twice (the norm, the

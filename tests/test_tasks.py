@@ -21,11 +21,11 @@ TRAINING = Path(__file__).resolve().parents[1] / "gvae" / "training"
 
 
 def test_the_built_in_tasks_are_registered_in_order_and_are_the_choices_of_the_command_line():
-    assert list(TASKS) == ["generate", "classify", "vcca", "mae", "fullvb", "vlae", "hvm", "sbn", "darn", "corex", "gammadef", "sbndef"]
+    assert list(TASKS) == ["generate", "classify", "vcca", "mae", "fullvb", "vlae", "hvm", "sbn", "darn", "corex", "gammadef", "sbndef", "poissondef"]
     assert task_class("generate") is Generate and task_class("classify") is Classify
     train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
     task = next(a for a in train._actions if "--task" in a.option_strings)
-    assert task.choices == ["generate", "classify", "vcca", "mae", "fullvb", "vlae", "hvm", "sbn", "darn", "corex", "gammadef", "sbndef"] and task.default == "generate"
+    assert task.choices == ["generate", "classify", "vcca", "mae", "fullvb", "vlae", "hvm", "sbn", "darn", "corex", "gammadef", "sbndef", "poissondef"] and task.default == "generate"
 
 
 def test_a_name_is_registered_once():
@@ -46,7 +46,7 @@ def test_a_task_without_what_the_loop_asks_cannot_be_made():
 
 def test_an_unknown_task_is_refused_naming_the_registered_ones():
     with pytest.raises(ValueError, match=r"^invalid training configuration: task must be one of "
-                                         r"\['generate', 'classify', 'vcca', 'mae', 'fullvb', 'vlae', 'hvm', 'sbn', 'darn', 'corex', 'gammadef', 'sbndef'\], got 'regress'$"):
+                                         r"\['generate', 'classify', 'vcca', 'mae', 'fullvb', 'vlae', 'hvm', 'sbn', 'darn', 'corex', 'gammadef', 'sbndef', 'poissondef'\], got 'regress'$"):
         TrainConfig(task="regress")
 
 

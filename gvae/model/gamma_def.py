@@ -25,9 +25,9 @@ import numpy as np
 
 from .. import ops
 from ..kernels import array_module
-from .layers import INITS, MLP
+from .layers import MLP
 from .likelihoods import get_likelihood
-from .params import FlatParams
+from .params import FlatParams, LayeredModel
 
 PRIOR_SHAPE, PRIOR_RATE = 0.1, 0.3
 SHAPE_FLOOR, SCALE_FLOOR = 0.2, 1e-3  # q's shape and rate floors
@@ -39,23 +39,15 @@ def weight_name(layer):
     return f"gen.W{layer}"
 
 
-class GammaDEF:
+class GammaDEF(LayeredModel):
     """The sparse gamma DEF over ``n_in`` binary units with layers of ``latent`` units (bottom first), an
     encoder of widths ``hidden`` and ``activation``, parameters of ``dtype`` initialised by ``init``. A pass's
     noise is uniforms (S, B, sum(latent)), each layer's slice in order."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", dtype=np.float32, init="uniform"):
-        sizes = (latent,) if np.isscalar(latent) else tuple(latent)
-        if min(int(n_in), *map(int, sizes)) < 1:
-            raise ValueError(f"the gamma DEF needs positive input and layer sizes, got {n_in} and {sizes}")
-        if init not in INITS:
-            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
-        self.n_in, self.sizes = int(n_in), tuple(int(k) for k in sizes)
-        self.hidden, self.activation, self.init = tuple(int(h) for h in hidden), activation, init
-        self.dtype = np.dtype(dtype)
+        super().__init__("the gamma DEF", n_in, latent, hidden, activation, dtype, init)
         self.likelihood = get_likelihood("bernoulli", self.n_in)  # the data's binarisation and checks
         self.encoder = MLP([self.n_in, *self.hidden, 2 * sum(self.sizes)], activation, "enc.")
-        self.noise_size = sum(self.sizes)
         self.fan_outs = (self.n_in, *self.sizes[:-1])
 
     def networks(self):

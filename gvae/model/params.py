@@ -92,3 +92,20 @@ class NetworkModel:
         """Freshly initialised parameters on the host from the NumPy generator ``rng`` (:func:`network_params`:
         with the training data ``x``, the decoder's last bias at the data's marginal)."""
         return network_params(self, rng, x, self.decoder)
+
+
+class LayeredModel:
+    """What a model of stochastic layers bottom first over ``n_in`` observed units keeps (the deep exponential
+    families'): ``sizes``, the encoder's ``hidden`` widths and ``activation``, ``dtype`` and the
+    initialisation ``init``, checked (ValueError naming ``what`` the model is)."""
+
+    def __init__(self, what, n_in, latent, hidden, activation, dtype, init):
+        sizes = (latent,) if np.isscalar(latent) else tuple(latent)
+        if min(int(n_in), *map(int, sizes)) < 1:
+            raise ValueError(f"{what} needs positive input and layer sizes, got {n_in} and {sizes}")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        self.n_in, self.sizes = int(n_in), tuple(int(k) for k in sizes)
+        self.hidden, self.activation, self.init = tuple(int(h) for h in hidden), activation, init
+        self.dtype = np.dtype(dtype)
+        self.noise_size = sum(self.sizes)

@@ -18,14 +18,14 @@ its parameters. Parameters: ``enc.*`` (x -> z_1's logits), ``up{l}.*`` (z_l -> z
 import numpy as np
 
 from .. import ops
-from .layers import INITS, MLP
+from .layers import MLP
 from .likelihoods import bernoulli_draw, get_likelihood
-from .params import FlatParams
+from .params import FlatParams, LayeredModel
 
 PRIOR = "prior.a"
 
 
-class SigmoidBeliefDEF:
+class SigmoidBeliefDEF(LayeredModel):
     """Binary layers of ``latent`` units (bottom first) over ``n_in`` binary pixels; the encoder's network
     of widths ``hidden`` and ``activation``; parameters of ``dtype`` initialised by ``init`` (the pixels'
     bias at the data's marginal when the training data are given, the prior's logits at 0); with
@@ -33,14 +33,7 @@ class SigmoidBeliefDEF:
     sum(latent)), each layer's slice in order."""
 
     def __init__(self, n_in, latent, hidden, activation="elu", dtype=np.float32, init="uniform", baseline=False):
-        sizes = (latent,) if np.isscalar(latent) else tuple(latent)
-        if min(int(n_in), *map(int, sizes)) < 1:
-            raise ValueError(f"the sigmoid belief network needs positive input and layer sizes, got {n_in} and {sizes}")
-        if init not in INITS:
-            raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
-        self.n_in, self.sizes = int(n_in), tuple(int(k) for k in sizes)
-        self.hidden, self.activation, self.init = tuple(int(h) for h in hidden), activation, init
-        self.dtype = np.dtype(dtype)
+        super().__init__("the sigmoid belief network", n_in, latent, hidden, activation, dtype, init)
         self.likelihood = get_likelihood("bernoulli", self.n_in)
         self.encoder = MLP([self.n_in, *self.hidden, self.sizes[0]], activation, "enc.")
         self.up = [MLP([k, k_next], activation, f"up{l + 1}.")
@@ -48,7 +41,6 @@ class SigmoidBeliefDEF:
         self.gen = [MLP([k, out], activation, f"gen{l}.")
                     for l, (k, out) in enumerate(zip(self.sizes, (self.n_in, *self.sizes[:-1])))]
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
-        self.noise_size = sum(self.sizes)
 
     def networks(self):
         return [self.encoder, *self.up, *self.gen] + ([self.baseline] if self.baseline is not None else [])

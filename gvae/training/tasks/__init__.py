@@ -7,8 +7,8 @@ variational CCA of two views, :mod:`.vcca`), ``mae`` (the Mutual Autoencoder, :m
 autoencoder, :mod:`.ladder`), ``hvm`` (hierarchical variational models, :mod:`.hierarchical`), ``sbn``
 (binary latent units trained with score-function gradients, :mod:`.binary`), ``darn`` (the same units
 autoregressive, :mod:`.darn`), ``corex`` (the total-correlation autoencoder, :mod:`.corex`), ``gammadef``
-(the sparse gamma deep exponential family, :mod:`.gamma_def`) and ``sbndef`` (the sigmoid belief network
-DEF, :mod:`.sigmoid_belief`)."""
+(the sparse gamma deep exponential family, :mod:`.gamma_def`), ``sbndef`` (the sigmoid belief network
+DEF, :mod:`.sigmoid_belief`) and ``poissondef`` (the Poisson DEF on counts, :mod:`.poisson_def`)."""
 # Each module registers its task when imported, in this order: the default task, generate, leads the
 # choices of --task and the list in the message of an unknown one.
 from . import generate  # noqa: F401
@@ -23,6 +23,7 @@ from . import darn  # noqa: F401
 from . import corex  # noqa: F401
 from . import gamma_def  # noqa: F401
 from . import sigmoid_belief  # noqa: F401
+from . import poisson_def  # noqa: F401
 from .base import TASKS, Task, register_task, task_class
 
 __all__ = ["TASKS", "Task", "register_task", "task_class"]

@@ -1,0 +1,157 @@
+"""The Poisson deep exponential family (Ranganath, Tang, Charlin, Blei, "Deep exponential families", 2015; the
+survey's slide: count layers, each the Poisson rate of the one below) with an amortised encoder, on count
+data: MNIST's 8-bit pixel intensities k = min(floor(256 x), 255) taken as counts (:class:`PixelCounts`), the
+same every epoch. Trained by the score-function estimators of :mod:`gvae.model.binary` (VIMCO or NVIL), which
+call :meth:`PoissonDEF.log_weights`.
+
+Layers z_1 .. z_L of K_l count units, bottom first:
+
+    z_L,k ~ Poisson(softplus(a_k))                          (a learned),
+    z_l,k | z_{l+1} ~ Poisson(z_{l+1} W_l + RATE_FLOOR)       (W_l = softplus(raw) >= 0),
+    x_j | z_1 ~ Poisson(z_1 W_0 + c_j)                        (c = softplus(raw) > 0, a pixel's base rate),
+
+and q(z_l,k | x) = Poisson(r_l,k(x)), r = softplus(enc(x / 256)) + RATE_FLOOR clipped at RATE_MAX, one
+network for every layer (mean-field given x). A draw is the Poisson inverse CDF at a uniform u, truncated at
+MOST_COUNT (P(z > MOST_COUNT) < 1e-13 at RATE_MAX), taken by accumulating the pmf in float64 with the
+device's array operations; the draws are constants of the tape, log q differentiable in the encoder.
+Parameters: ``enc.*``, ``gen.W0`` (K_1, n_in), ``gen.c`` (n_in,), ``gen.W1`` (K_2, K_1), ..., ``prior.a``,
+and with NVIL's baseline ``base.*``.
+"""
+import numpy as np
+
+from .. import ops
+from ..kernels import array_module
+from .layers import MLP
+from .params import FlatParams, LayeredModel
+
+PRIOR, BASE_RATE = "prior.a", "gen.c"
+RATE_FLOOR, RATE_MAX, MOST_COUNT = 1e-4, 30.0, 80
+LEVELS = 256  # MNIST's intensities are k / 256
+
+
+def weight_name(layer):
+    return f"gen.W{layer}"
+
+
+class PixelCounts:
+    """The observations of a Poisson DEF: each pixel's 8-bit intensity as a count, k = min(floor(256 x), 255)
+    for x = k / 256 in [0, 1] (MNIST's pickle; k / 255 gives the same k). Counts are modelled as they are, so
+    log p(x) is in nats of the counts (no offset)."""
+
+    continuous = False  # counts, not dequantised intensities: no bits per dimension
+
+    def __init__(self, n):
+        self.n = int(n)
+
+    @staticmethod
+    def counts(x):
+        """Raw images x (N, n) in [0, 1] -> counts (N, n) float64 on the host; ValueError outside [0, 1]."""
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating) or x.size and (x.min() < 0 or x.max() > 1):
+            raise ValueError("the Poisson DEF reads 8-bit intensities as counts: the images must be floats in [0, 1]")
+        return np.minimum(np.floor(x.astype(np.float64) * LEVELS), LEVELS - 1)
+
+    def nats_offset(self):
+        return 0.0
+
+
+def poisson_draw(rate, u):
+    """Counts k ~ Poisson(rate) by the inverse CDF at uniforms u (broadcasting): the least k with
+    P(K <= k) > u, accumulated in float64 up to MOST_COUNT; rate's dtype. Not differentiable (a draw)."""
+    rate = ops.value_of(rate)
+    xp = array_module(rate, u)
+    rate64 = xp.asarray(rate, dtype=np.float64)
+    u64 = xp.asarray(u, dtype=np.float64)
+    pmf = xp.exp(-rate64)
+    cdf = pmf
+    k = xp.zeros(np.broadcast_shapes(rate64.shape, u64.shape))
+    for j in range(1, MOST_COUNT + 1):
+        k = k + (u64 >= cdf)
+        pmf = pmf * rate64 / j
+        cdf = cdf + pmf
+    return k.astype(rate.dtype)
+
+
+class PoissonDEF(LayeredModel):
+    """Count layers of ``latent`` units (bottom first) over ``n_in`` count observations; the encoder's
+    network of widths ``hidden`` and ``activation``; parameters of ``dtype`` initialised by ``init``; with
+    ``baseline``, NVIL's baseline network. A pass's noise is uniform on [0, 1), (K, B, sum(latent))."""
+
+    def __init__(self, n_in, latent, hidden, activation="elu", dtype=np.float32, init="uniform", baseline=False):
+        super().__init__("the Poisson DEF", n_in, latent, hidden, activation, dtype, init)
+        self.likelihood = PixelCounts(self.n_in)
+        self.encoder = MLP([self.n_in, *self.hidden, sum(self.sizes)], activation, "enc.")
+        self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
+        self.fan_outs = (self.n_in, *self.sizes[:-1])
+
+    def networks(self):
+        return [self.encoder] + ([self.baseline] if self.baseline is not None else [])
+
+    def param_shapes(self):
+        weights = {weight_name(l): (k, out) for l, (k, out) in enumerate(zip(self.sizes, self.fan_outs))}
+        return {**{n: s for net in self.networks() for n, s in net.shapes().items()}, **weights,
+                BASE_RATE: (self.n_in,), PRIOR: (self.sizes[-1],)}
+
+    def new_params(self, rng, x=None):
+        """The networks as :meth:`MLP.init` draws them; the prior's rates at 1; each layer's weights at
+        softplus^-1 of values that keep the layer below at rate 1 when this one is (1 / K times a uniform draw
+        in [0.5, 1.5]); the pixels' base rates at a tenth of the training counts' mean (``x``, (N, n_in); 1
+        without), their weights at the rest of the mean over K_1 units of rate 1."""
+        params = FlatParams(self.param_shapes(), self.dtype)
+        for net in self.networks():
+            net.init(rng, params.views, self.init)
+        mean = np.full(self.n_in, 1.0) if x is None else np.maximum(np.asarray(x, np.float64).mean(0), 1e-2)
+        for layer, (k, out) in enumerate(zip(self.sizes, self.fan_outs)):
+            target = (0.9 * mean if layer == 0 else np.ones(out)) / k
+            params.views[weight_name(layer)][...] = _softplus_inverse(target[None, :] * rng.uniform(0.5, 1.5, (k, out)))
+        params.views[BASE_RATE][...] = _softplus_inverse(0.1 * mean)
+        params.views[PRIOR][...] = _softplus_inverse(np.ones(self.sizes[-1]))
+        return params
+
+    def rates(self, params, x):
+        """q(z_l|x)'s Poisson rates per layer, bottom first, each (B, K_l): softplus(enc(x / 256)) + RATE_FLOOR,
+        at most RATE_MAX."""
+        dt = self.dtype.type
+        h = ops.softplus(self.encoder(params, x * dt(1.0 / LEVELS))) + dt(RATE_FLOOR)
+        h = h - ops.softplus(h - dt(RATE_MAX))  # a smooth cap: below RATE_MAX for any input
+        out, lo = [], 0
+        for k in self.sizes:
+            out.append(ops.getitem(h, (slice(None), slice(lo, lo + k))))
+            lo += k
+        return out
+
+    def log_weights(self, params, x, u):
+        """:func:`log_weights` of this model."""
+        return log_weights(self, params, x, u)
+
+
+def _softplus_inverse(v):
+    v = np.asarray(v, np.float64)
+    return v + np.log(-np.expm1(-v))
+
+
+def _rate_of(model, z, w, bias):
+    """z (K, B, k) times w (k, n) plus ``bias`` -> (K, B, n)."""
+    s, b, k = z.shape
+    return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + bias
+
+
+def log_weights(model, params, x, u):
+    """The samples' log-weights for counts x (B, n_in) and uniforms u (K, B, noise_size): ``(rec, log_ratio,
+    log_q)``, each (K, B): log p(x|z_1), log p(z) - log q(z|x) over every layer, and log q(z|x), the counts z
+    drawn from q (constants of the tape)."""
+    dt = model.dtype.type
+    zs, log_q, lo = [], 0.0, 0
+    for rate, k in zip(model.rates(params, x), model.sizes):
+        z = poisson_draw(rate, u[..., lo:lo + k])
+        log_q = log_q + ops.sum(ops.poisson_log_prob(z, rate), axis=-1)
+        zs.append(z)
+        lo += k
+    weights = [ops.softplus(params[weight_name(layer)]) for layer in range(len(model.sizes))]
+    log_p = ops.sum(ops.poisson_log_prob(zs[-1], ops.softplus(params[PRIOR])), axis=-1)
+    for layer in range(len(zs) - 1):
+        log_p = log_p + ops.sum(ops.poisson_log_prob(zs[layer], _rate_of(model, zs[layer + 1], weights[layer + 1],
+                                                                         dt(RATE_FLOOR))), axis=-1)
+    rec = ops.sum(ops.poisson_log_prob(x, _rate_of(model, zs[0], weights[0], ops.softplus(params[BASE_RATE]))), axis=-1)
+    return rec, log_p - log_q, log_q
+
