@@ -9,7 +9,8 @@ beside the noise of the means, shows how much.
     python examples/estimator_variance.py RUN_DIR [--batch 100] [--draws 200] [--samples K] [--seed 0]
 
 On one batch of test images, each estimator's gradient of the loss is drawn ``--draws`` times with fresh
-samples; the table gives, for the encoder's parameters (the only ones the signals reach) and for all, the
+samples; the table gives, for the encoder's parameters (the only ones the signals reach; a sigmoid belief
+DEF's upward layers ``up*`` with them) and for all, the
 mean over parameters of the gradient's variance across draws, and the norm of its mean (both estimators
 estimate the same mean, but DARN's), its noise, and its distance from the least noisy unbiased estimator's mean.
 K defaults to the run's --iw-samples (NVIL and Taylor: 1).
@@ -75,7 +76,8 @@ def main(args):
         k = args.samples or config.iw_samples
         estimators = {**plain, "vimco": lambda p, u: score_loss(p, model, x, u, leave_one_out_signals)}
     sizes = {n: params[n].size for n in sorted(params)}
-    encoder = np.concatenate([np.full(size, n.startswith("enc."), bool) for n, size in sizes.items()])
+    # the parameters of q, which the score function reaches: the encoder, and a deep model's upward layers
+    encoder = np.concatenate([np.full(size, n.startswith(("enc.", "up")), bool) for n, size in sizes.items()])
     print(f"# {args.run}: {what}, K = {k}, {args.batch} test images, {args.draws} draws each")
     results = {}
     for name, loss in estimators.items():
