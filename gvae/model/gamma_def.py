@@ -93,8 +93,7 @@ class GammaDEF(LayeredModel):
 
     def mean_of(self, z, w):
         """z (S, B, K) times W (K, n) -> (S, B, n), plus RATE_FLOOR."""
-        s, b, k = z.shape
-        return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + self.dtype.type(RATE_FLOOR)
+        return self.affine(z, w, self.dtype.type(RATE_FLOOR))
 
 
 def draw(model, params, x, u):

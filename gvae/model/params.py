@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from .. import ops
 from ..kernels import to_device
 from .layers import INITS
 from .likelihoods import get_likelihood
@@ -109,3 +110,10 @@ class LayeredModel:
         self.hidden, self.activation, self.init = tuple(int(h) for h in hidden), activation, init
         self.dtype = np.dtype(dtype)
         self.noise_size = sum(self.sizes)
+
+    @staticmethod
+    def affine(z, w, bias):
+        """The next layer's parameters from samples z (S, B, k): z W + bias for W (k, n), (S, B, n), by one
+        two-dimensional product over the S B rows."""
+        s, b, k = z.shape
+        return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + bias

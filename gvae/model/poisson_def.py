@@ -130,12 +130,6 @@ def _softplus_inverse(v):
     return v + np.log(-np.expm1(-v))
 
 
-def _rate_of(z, w, bias):
-    """z (K, B, k) times w (k, n) plus ``bias`` -> (K, B, n)."""
-    s, b, k = z.shape
-    return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + bias
-
-
 def log_weights(model, params, x, u):
     """The samples' log-weights for counts x (B, n_in) and uniforms u (K, B, noise_size): ``(rec, log_ratio,
     log_q)``, each (K, B): log p(x|z_1), log p(z) - log q(z|x) over every layer, and log q(z|x), the counts z
@@ -150,8 +144,8 @@ def log_weights(model, params, x, u):
     weights = [ops.softplus(params[weight_name(layer)]) for layer in range(len(model.sizes))]
     log_p = ops.sum(ops.poisson_log_prob(zs[-1], ops.softplus(params[PRIOR])), axis=-1)
     for layer in range(len(zs) - 1):
-        log_p = log_p + ops.sum(ops.poisson_log_prob(zs[layer], _rate_of(zs[layer + 1], weights[layer + 1],
-                                                                         dt(RATE_FLOOR))), axis=-1)
-    rec = ops.sum(ops.poisson_log_prob(x, _rate_of(zs[0], weights[0], ops.softplus(params[BASE_RATE]))), axis=-1)
+        rate = model.affine(zs[layer + 1], weights[layer + 1], dt(RATE_FLOOR))
+        log_p = log_p + ops.sum(ops.poisson_log_prob(zs[layer], rate), axis=-1)
+    rec = ops.sum(ops.poisson_log_prob(x, model.affine(zs[0], weights[0], ops.softplus(params[BASE_RATE]))), axis=-1)
     return rec, log_p - log_q, log_q
 
