@@ -39,12 +39,17 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=1, help="right-hand sides S per factor")
     p.add_argument("--stencils", nargs="+", default=["chain", "grid", "extgrid"],
                    choices=["chain", "grid", "extgrid"])
+    p.add_argument("--kernels", nargs="+", default=None, help="time only these kernels (default: all)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch dense rows")
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if min(args.factors) < 1 or args.samples < 1:
         p.error("--factors and --samples must be >= 1")
+    known = set(kernel_calls(*[None] * 7, *[1] * 5))  # the names only: no call is made
+    unknown = sorted(set(args.kernels or ()) - known)
+    if unknown:
+        p.error(f"--kernels: unknown {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
     return args
 
 
@@ -181,6 +186,8 @@ def main(args):
                 dense = torch_rows(torch, L_host, offs, b_host,
                                    lambda fn, sync: gpu_timer(sync, window)(fn))
             for kname, (fn, nbytes) in kernel_calls(kernels, L, offs, b, c, g, gn, F, S, K, n, item).items():
+                if args.kernels and kname not in args.kernels:
+                    continue
                 seconds = time_it(fn)
                 gbs = nbytes / seconds / 1e9
                 ratio = dense[kname] / seconds if kname in dense else None

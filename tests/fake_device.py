@@ -190,6 +190,9 @@ class FakeArray(DeviceArray):
     __slots__ = ()
 
 
+ARRAYS_ONLY = {"broadcast_to", "broadcast_arrays", "ascontiguousarray"}  # CuPy's, typed as ndarray arguments
+
+
 class _Function:
     """A NumPy function over FakeArrays: arguments unwrapped (NumPy arrays refused), results wrapped;
     an ``out=`` FakeArray is returned itself, as CuPy returns its ``out``. Results are of class ``cls``."""
@@ -198,6 +201,10 @@ class _Function:
         self.fun, self.name, self.cls = fun, name, cls
 
     def __call__(self, *args, **kwargs):
+        arrays = args if self.name == "broadcast_arrays" else args[:1]
+        if self.name in ARRAYS_ONLY and not all(isinstance(a, DeviceArray) for a in arrays):
+            raise TypeError(f"xp.{self.name} takes device arrays only (as CuPy's, which refuses a scalar: "
+                            f"'Argument 'array' has incorrect type'); got {[type(a).__name__ for a in arrays]}")
         result = self.fun(*_unwrap(args, f"xp.{self.name}"), **_unwrap(kwargs, f"xp.{self.name}"))
         out = kwargs.get("out")
         return out if isinstance(out, DeviceArray) and result is out._a else _wrap(result, self.cls)

@@ -309,6 +309,8 @@ def _band_cases():
         cases.append((random_offsets(rng, n, max_k=6), n))
     cases.append(((0, 1, 27, 28, 29), 784))   # the extended grid of a 28 x 28 image
     cases.append(((0, 1, 40, 90), 100))        # a window that does not fit in shared memory
+    cases.append(((0, 1, 2, 4, 7, 11, 12), 41))  # K = 7: band_solve's step-by-step kernel (K > KC_MAX)
+    cases.append(((0, 2, 3, 5, 6, 9), 23))     # K = 6, no offset 1: the prefetched chunks' widest case
     return cases
 
 

@@ -247,7 +247,9 @@ def test_band_kernels_at_other_block_sizes(cp, n, block, dtype):
         out, flags = cp.empty(x.shape, dtype=dtype), cp.zeros(2)
         _fn("band/product.cu", expression, dtype)(grid, (block,), (Ld, offs, xd, out, *sizes, flags))
         _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-12)
-    for expression, name in (("band_solve<{T}, false>", "band_solve"), ("band_solve<{T}, true>", "band_solve_t")):
+    # band_solve with K at compile time (prefetched chunks) and without it (every step alike), each against Numba
+    for expression, name in [(f"band_solve<{{T}}, {tr}, {kc}>", name) for tr, name in
+                             (("false", "band_solve"), ("true", "band_solve_t")) for kc in (0, K)]:
         expected = np.empty_like(x)
         _numba(name, L, np.array(offsets), x, expected)
         out, flags = cp.empty(x.shape, dtype=dtype), cp.zeros(2)

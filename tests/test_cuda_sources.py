@@ -54,6 +54,9 @@ def _cuda_sources(path):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "CudaSource":
             root = node.args[1]
             inner = {id(v) for j in ast.walk(root) if isinstance(j, ast.JoinedStr) for v in j.values}
+            # what a comprehension iterates over (("false", "true"), say) is not an expression
+            inner |= {id(n) for c in ast.walk(root) if isinstance(c, ast.comprehension)
+                      for part in (c.iter, *c.ifs) for n in ast.walk(part)}
             exprs = [p for e in ast.walk(root) if id(e) not in inner for p in _patterns(e)]
             found.append((node.args[0].value, exprs))
     return found
@@ -81,8 +84,10 @@ def _patterns(e):
 
 def _matches(fetched, declared):
     (fp, flit), (dp, dlit) = fetched, declared
+    # two patterns: the fetched one with "0" for each formatted part is an instance the declared one must match
+    sample = re.sub(r"\\(.)", r"\1", fp.replace(".+", "0"))
     return (fp == dp or (flit is not None and re.fullmatch(dp, flit) is not None)
-            or (dlit is not None and re.fullmatch(fp, dlit) is not None))
+            or (dlit is not None and re.fullmatch(fp, dlit) is not None) or re.fullmatch(dp, sample) is not None)
 
 
 def _fetched(path):

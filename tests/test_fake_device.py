@@ -13,6 +13,7 @@ from gvae.cli import main
 from gvae.io.mnist import load_mnist
 from gvae.kernels import device_of, to_device, to_host
 from gvae.model.objectives import training_loss
+from gvae import ops
 from gvae.autodiff import value_and_grad
 from gvae.training import TrainConfig, Trainer
 from gvae.evaluation.evaluate import evaluate
@@ -66,7 +67,8 @@ def test_the_fake_device_refuses_what_a_gpu_refuses():
     a = to_device(np.arange(4.0), "fake")
     with Counting() as counts:
         for attempt in (lambda: np.asarray(a), lambda: a + np.ones(4), lambda: fake.xp.exp(np.ones(4)),
-                        lambda: np.exp(a), lambda: float(a), lambda: a[np.array([0, 1])], lambda: a * [1.0]):
+                        lambda: np.exp(a), lambda: float(a), lambda: a[np.array([0, 1])], lambda: a * [1.0],
+                        lambda: fake.xp.broadcast_to(np.float32(1), (3,))):
             with pytest.raises(TypeError):
                 attempt()
         fake.COUNTS["implicit"] = 0  # (np.asarray above did try: that is what the counter is for)
@@ -281,3 +283,18 @@ def test_the_models_steps_read_the_host_twice_and_match_the_cpu(cfg, data, tmp_p
     assert counts["upload"] == 0 and counts["sync"] == len(valid), dict(counts)  # one read per number
     for key, value in cpu.validate().items():
         np.testing.assert_allclose(valid[key], value, **RTOL, err_msg=key)
+
+
+def test_a_gamma_prior_with_host_constants_stays_on_the_device():
+    """The gamma DEF's prior, Gamma(z; a, b) with a and b host scalars: its value and its gradient in z on the
+    device without a copy to it (CuPy's broadcast_to refused the scalar: the first GPU run of --task gammadef)."""
+    z = np.random.default_rng(0).gamma(2.0, size=(5, 3)).astype(np.float32)
+    a, b = np.float32(0.3), np.float32(1.5)
+    with Counting() as counts:
+        zd = to_device(z, "fake")
+        counts.clear()
+        value, grad = value_and_grad(lambda t: ops.sum(ops.gamma_log_prob(t, a, b)))(zd)
+        assert counts["upload"] == 0, dict(counts)
+    expected, expected_grad = value_and_grad(lambda t: ops.sum(ops.gamma_log_prob(t, a, b)))(z)
+    np.testing.assert_allclose(float(value), expected, **RTOL)
+    np.testing.assert_allclose(fake.to_host(grad), expected_grad, **RTOL)

@@ -3,7 +3,8 @@
 # MNIST on the GPU and on the CPU, the band-kernel and training-step benchmarks, the step's launches and
 # copies, and the CUDA-graph replay of its forward and backward pass.
 #
-#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests train eval step band probe replay profile compile
+#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests tasks train eval step band solves
+#                                                      # probe replay profile compile
 #
 # FRONTEND_TESTS (the gvae.torch and gvae.jax CUDA test files), KERNEL_TESTS=0 (skip tests/test_cuda.py)
 # and STEP_WINDOW (seconds of timing per step row, 0.3) narrow a rerun.
@@ -15,7 +16,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-STAGES=${*:-info install tests train eval step band probe replay profile compile}
+STAGES=${*:-info install tests tasks train eval step band solves probe replay profile compile}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX would otherwise take 75% of the GPU's memory at start
@@ -82,7 +83,7 @@ if want install; then
     stage cublas 30 "$OUT/tests.log" $PY -c "from gvae.kernels.cublas_cuda import _find; print('libcublas:', _find())"
 fi
 
-if want tests || want train; then
+if want tests || want train || want tasks; then
     # The tests and the two trainings run side by side on their own cores: none of them is timed
     # against anything.
     if want train; then
@@ -92,12 +93,33 @@ if want tests || want train; then
         ( stage train-cpu 150 "$OUT/train.log" $(pinned 4-9) gvae train --device cpu --threads 6 --epochs 2 \
               --seed 0 --out "$RUNS/cpu" --quiet ) &
     fi
+    if want tasks; then
+        # Every task of `gvae train --task` for one short epoch on the GPU (tools/gpu_tasks.txt: name|flags),
+        # four at a time on cores 4-9 (the CPU training's cores: `tasks` and `train` are not run together).
+        (
+            rm -rf "$RUNS/tasks" && mkdir -p "$RUNS/tasks"
+            while IFS='|' read -r name flags; do
+                [[ -z $name || $name == \#* ]] && continue
+                while [ "$(jobs -rp | wc -l)" -ge 4 ]; do wait -n; done
+                (
+                    # shellcheck disable=SC2086  # the flags are words
+                    timeout -k 5 150 $(pinned 4-9) gvae train $flags --device cuda --epochs 1 --limit 2000 --seed 0 \
+                        --out "$RUNS/tasks/$name" --quiet >"$RUNS/tasks/$name.log" 2>&1
+                    echo "$name: exit $? $(tail -n 1 "$RUNS/tasks/$name.log")" >>"$OUT/tasks.log"
+                ) &
+            done <tools/gpu_tasks.txt
+            wait
+            note "-- tasks: $(grep -c ': exit 0 ' "$OUT/tasks.log") of $(grep -c '^[^#]' tools/gpu_tasks.txt) exit 0"
+            grep -v ': exit 0 ' "$OUT/tasks.log" | sed 's/^/   | /' >>"$SUMMARY"
+            for log in "$RUNS"/tasks/*.log; do echo "== $log"; tail -n 15 "$log"; done >>"$OUT/tasks.log"
+        ) &
+    fi
     if want tests; then
         ( stage tests-frontends 150 "$OUT/frontends.log" $(pinned 2-3) $PY -m pytest -q -p no:cacheprovider -n 0 \
               ${FRONTEND_TESTS:-tests/test_jax_cuda.py tests/test_torch_cuda.py} ) &
         if [ "${KERNEL_TESTS:-1}" = 1 ]; then
             stage tests-cuda 150 "$OUT/tests.log" $(pinned 10-15) $PY -m pytest -q -p no:cacheprovider -n 6 \
-                -k "not emulated" tests/test_cuda.py
+                -k "not emulated" tests/test_cuda.py tests/test_graph_step.py
         fi
     fi
     wait
@@ -133,6 +155,18 @@ fi
 
 if want band; then
     stage band 75 "$OUT/band.log" $PY examples/bench_cuda.py --quick --stencils chain extgrid --json "$OUT/band.json"
+fi
+
+if want solves; then
+    # The solves (and the forward product as a control) of this tree against the gvae packages in
+    # .gpu/trees/NAME/gvae (another commit's, or a variant's: git archive BASE gvae | tar -x -C
+    # .gpu/trees/base), one process each, in turn; this tree first and last (the run-to-run noise).
+    for tree in head .gpu/trees/*/ head; do
+        path=.; [ "$tree" = head ] || path=${tree%/}
+        stage "solves-$(basename "$path" | sed 's/^\.$/head/')" 60 "$OUT/band.log" env PYTHONPATH=$path \
+            $PY examples/bench_cuda.py --quick --stencils chain extgrid --no-torch \
+            --kernels band_solve band_solve_t band_matvec
+    done
 fi
 
 if want probe; then

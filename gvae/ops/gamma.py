@@ -36,22 +36,40 @@ def _sample_vjp(ans, argnums, alpha, beta, u):
 defvjp_joint(gamma_sample, _sample_vjp)
 
 
+def _host_scalar(v):
+    return isinstance(v, (int, float, np.generic))
+
+
+def _of_shape(fn, alpha, shape, xp):
+    """fn (``lgamma`` or ``digamma``) of alpha broadcast to ``shape``; of a host scalar (a prior's
+    constant) on the host, as a scalar of its type: no copy to the device, which a device's array module
+    would need (CuPy's broadcast_to refuses host scalars) and a captured step could not make."""
+    if _host_scalar(alpha):
+        value = fn(np.array([alpha], dtype=np.float64))[0]
+        return alpha.dtype.type(value) if isinstance(alpha, np.generic) else float(value)
+    return fn(xp.ascontiguousarray(xp.broadcast_to(alpha, shape)))
+
+
+def _log(v, xp):
+    return np.log(v) if _host_scalar(v) else xp.log(v)
+
+
 @primitive
 def gamma_log_prob(z, alpha, beta):
     """log Gamma(z; alpha, rate beta) = alpha log beta + (alpha - 1) log z - beta z - log Gamma(alpha),
-    broadcasting; gradients for z, alpha and beta."""
+    broadcasting (alpha and beta may be host scalars); gradients for z, alpha and beta."""
     xp = array_module(z, alpha, beta)
-    a = xp.broadcast_to(alpha, np.broadcast_shapes(np.shape(z), np.shape(alpha), np.shape(beta)))
-    return alpha * xp.log(beta) + (alpha - 1.0) * xp.log(z) - beta * z - _gamma.lgamma(xp.ascontiguousarray(a))
+    shape = np.broadcast_shapes(np.shape(z), np.shape(alpha), np.shape(beta))
+    return alpha * _log(beta, xp) + (alpha - 1.0) * xp.log(z) - beta * z - _of_shape(_gamma.lgamma, alpha, shape, xp)
 
 
 def _gamma_vjp(ans, argnums, z, alpha, beta):
     xp = array_module(z, alpha, beta)
-    a = xp.ascontiguousarray(xp.broadcast_to(alpha, ans.shape))
 
     def vjp(g):
         return (unbroadcast(g * ((alpha - 1.0) / z - beta), np.shape(z)),
-                unbroadcast(g * (xp.log(beta) + xp.log(z) - _gamma.digamma(a)), np.shape(alpha)),
+                unbroadcast(g * (_log(beta, xp) + xp.log(z) - _of_shape(_gamma.digamma, alpha, ans.shape, xp)),
+                            np.shape(alpha)),
                 unbroadcast(g * (alpha / beta - z), np.shape(beta)))
     return vjp
 

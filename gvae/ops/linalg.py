@@ -1,4 +1,6 @@
 """Matrix products and the fused dense layer."""
+import numpy as np
+
 from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
 from ..kernels import array_module
@@ -6,17 +8,25 @@ from ..kernels import array_module
 __all__ = ["matmul", "dense"]
 
 
+def _product(a, b):
+    """a @ b: two float matrices of one dtype through gvae's product (on CUDA gvae's own cuBLAS handle,
+    which a CUDA graph can record, where CuPy's ``@`` refuses a capture); anything else through ``@``."""
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64):
+        return kernels.matmul(a, b)
+    return a @ b
+
+
 @primitive
 def matmul(a, b):
     """a @ b for arrays of rank >= 2 (batch dims broadcast)."""
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(f"matmul: expected arrays of rank >= 2, got shapes {a.shape} and {b.shape}")
-    return a @ b
+    return _product(a, b)
 
 
 defvjp(matmul,
-       lambda ans, a, b: lambda g: g @ b.swapaxes(-1, -2),
-       lambda ans, a, b: lambda g: a.swapaxes(-1, -2) @ g)
+       lambda ans, a, b: lambda g: _product(g, b.swapaxes(-1, -2)),
+       lambda ans, a, b: lambda g: _product(a.swapaxes(-1, -2), g))
 
 
 @primitive

@@ -22,11 +22,24 @@ every step (a warm-up) therefore runs eagerly until it settles, and a new epoch 
 recorded again. A step the capture refuses (a task that reads the device inside its step) runs eagerly,
 and so does every later one, with one warning.
 """
+import os
+import traceback
 import warnings
 
 import numpy as np
 
 from .. import kernels
+
+
+def refused_where(exc):
+    """Where in gvae ``exc`` arose, as ' in NAME (gvae/FILE.py:LINE)': the innermost frame of gvae's own
+    code it passed through (the operation a capture refused), or '' when it passed through none."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ours = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename).startswith(root + os.sep)]
+    if not ours:
+        return ""
+    frame = ours[-1]
+    return f" in {frame.name} (gvae/{os.path.relpath(frame.filename, root)}:{frame.lineno})"
 
 
 class GraphStep:
@@ -102,7 +115,7 @@ class GraphStep:
                 try:
                     self._record(key, kl_weight)
                 except Exception as exc:  # noqa: BLE001 - any refusal means: this run steps eagerly
-                    self.refused = f"{type(exc).__name__}: {exc}"
+                    self.refused = f"{type(exc).__name__}{refused_where(exc)}: {exc}"
                     self.recorded = self.warmed = None
                     warnings.warn(f"the training step could not be recorded as a CUDA graph ({self.refused}); "
                                   "it runs eagerly (the same results, more host time a step)", stacklevel=3)

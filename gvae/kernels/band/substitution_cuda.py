@@ -5,7 +5,9 @@ from ..backend import register
 from ..cuda_build import CudaSource, contiguous
 from .common_cuda import device_offsets, new_flags, sizes, verdict
 
-SOURCE = CudaSource("band/substitution.cu", ["band_solve<{T}, false>", "band_solve<{T}, true>"])
+KC_MAX = 6  # K up to this is a template argument of band_solve (its main loop prefetches in chunks)
+SOURCE = CudaSource("band/substitution.cu", [f"band_solve<{{T}}, {tr}, {kc}>" for tr in ("false", "true")
+                                             for kc in range(KC_MAX + 1)])
 
 
 def _solve(name, transposed, L, offs, b, out):
@@ -16,7 +18,8 @@ def _solve(name, transposed, L, offs, b, out):
         flags = new_flags()
         if pairs and n:
             # 64 threads a block: the few pairs spread over many SMs (each thread is a serial chain)
-            SOURCE.function(f"band_solve<{{T}}, {'true' if transposed else 'false'}>", L.dtype)(
+            kc = K if K <= KC_MAX else 0
+            SOURCE.function(f"band_solve<{{T}}, {'true' if transposed else 'false'}, {kc}>", L.dtype)(
                 (-(-pairs // 64),), (64,), (L, device_offsets(offs, L.device), b, out, F, K, S, n, flags))
     return verdict(flags)
 
