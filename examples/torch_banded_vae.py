@@ -28,7 +28,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 from gvae.io.arguments import ArgumentParser
 from gvae.io.mnist import load_mnist
 from gvae.model.lattice import lattice_shape
-from gvae.torch import BandedPrecisionNormal, band_solve_t
+from gvae.torch import BandedPrecisionNormal, band_head
 from gvae.training.batching import binarize
 from gvae.training.batching import EVAL_SEED
 
@@ -77,17 +77,15 @@ class VAE(torch.nn.Module):
         """One-sample ELBO per image (B,), z drawn by ``q.rsample()``, or from the given standard normal
         noise ``eps`` (B, d) as rsample transforms it (z = mu + sigma eps, or mu + L^-T eps)."""
         q = self.q(x)
-        if eps is None:
-            z = q.rsample()
-        elif self.posterior == "diagonal":
-            z = q.base_dist.loc + q.base_dist.scale * eps
-        else:
-            z = q.loc + band_solve_t(q.factor, q.offsets, eps)
-        rec = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
         if self.posterior == "diagonal":
+            z = q.rsample() if eps is None else q.base_dist.loc + q.base_dist.scale * eps
             kl = kl_divergence(q.base_dist, self.prior).sum(-1)
         else:
-            kl = kl_divergence(q, self.prior)  # closed form: (tr Sigma + |mu|^2 - d) / 2 + log det L
+            # z = mu + L^-T eps and the closed-form KL, (tr Sigma + |mu|^2 - d) / 2 + log det L, in one
+            # operator (and one backward): as q.rsample() and kl_divergence(q, self.prior) give them
+            eps = torch.randn_like(q.loc) if eps is None else eps
+            z, _, kl = band_head(q.factor, q.offsets, q.loc, eps)
+        rec = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
         return rec - kl
 
 

@@ -291,6 +291,27 @@ def test_gradients_on_cuda_match_the_cpu(name, dtype):
 
 
 @gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stencil", sorted(OFFSETS))
+def test_the_head_and_its_gradients_on_cuda_match_the_cpu(stencil, dtype):
+    """band_head (sample, log-density, KL in one operator) and its one backward on CUDA tensors, every
+    cotangent used and the log-density's left out."""
+    offs, dev = OFFSETS[stencil], torch.device("cuda", torch.cuda.current_device())
+    L0, mu0, eps0 = _factor(offs, (3,), dtype), torch.randn(3, N, dtype=dtype), torch.randn(2, 3, N, dtype=dtype)
+
+    def run(device, used):
+        L, mu, eps = (t.to(device).requires_grad_() for t in (L0, mu0, eps0))
+        out = gt.band_head(L, offs, mu, eps)
+        loss = sum((torch.linspace(-1, 1, y.numel(), dtype=dtype, device=device).reshape(y.shape) * y).sum()
+                   for k, y in enumerate(out) if k in used)
+        return [*out, *torch.autograd.grad(loss, (L, mu, eps))]
+
+    for used in ((0, 1, 2), (0, 2)):
+        for got, want in zip(run(dev, used), run("cpu", used)):
+            _close(got, want, dtype, dev)
+
+
+@gpu
 def test_second_order_gradients_on_cuda_match_the_cpu():
     offs, dev, dtype = OFFSETS["grid"], torch.device("cuda", torch.cuda.current_device()), torch.float64
     L0, b0 = _factor(offs, (), dtype), torch.randn(N, dtype=dtype)

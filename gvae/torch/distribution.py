@@ -17,7 +17,7 @@ from ..kernels.band.dense import require_dense
 from ..rules import gaussian as rules
 from ..rules.checks import event_axis, offsets_tuple
 from . import ops
-from .ops import CHECKS
+from .ops import CHECKS, band_head
 
 __all__ = ["BandedPrecisionNormal"]
 
@@ -171,6 +171,13 @@ class BandedPrecisionNormal(Distribution):
         shape = self._extended_shape(sample_shape)
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return rules.sample(_OPS, self.factor, self.offsets, self.loc, eps)
+
+    def rsample_log_prob_kl(self, sample_shape=torch.Size()):
+        """``(z, log_prob(z), KL(self || N(0, I)))`` of a reparameterised sample z (as :meth:`rsample`) in one
+        operator call and one backward (:func:`gvae.torch.band_head`): what a VAE's step asks of its
+        posterior, without the separate calls of ``rsample``, ``log_prob`` and ``kl_divergence``."""
+        eps = torch.randn(self._extended_shape(sample_shape), dtype=self.loc.dtype, device=self.loc.device)
+        return band_head(self.factor, self.offsets, self.loc, eps)
 
     def sample(self, sample_shape=torch.Size()):
         with torch.no_grad():

@@ -43,13 +43,14 @@ import torch
 import torch.autograd.forward_ad as _forward_ad
 
 from ..kernels import band as _band
-from ..kernels.backend import CUDA_INSTALL
+from ..kernels.backend import CUDA_INSTALL, array_module
 from ..kernels.cuda_stream import external_stream
 from ..rules.band import VJP, BandKernels
 from ..rules.checks import Checks
+from ..rules.gaussian import LOG_2PI
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_diag_inv"]
+           "band_diag_inv", "band_head"]
 
 _lib = torch.library.Library("gvae", "DEF")
 # name -> operator overload, CPU kernel, CUDA kernel, fake (shape-only) kernel, autograd.Function of the
@@ -426,22 +427,28 @@ def _save_factor(ctx, inputs, output):
     return (inputs[0],)
 
 
-def _logdet_jvp(ctx, dL, _):
+def _logdet_tangent(L, dL):
     """d log det L = sum_i dL_ii / L_ii."""
-    L, = ctx.saved_tensors
     return (dL[..., 0, :] / L[..., 0, :]).sum(-1)
+
+
+def _logdet_jvp(ctx, dL, _):
+    return _logdet_tangent(ctx.saved_tensors[0], dL)
 
 
 _autograd("band_logdet", _save_factor,
           lambda ctx, g: (_call("band_logdet_grad", ctx.saved_tensors[0], g), None), _logdet_jvp)
 
 
-def _trace_inv_jvp(ctx, dL, _, __):
+def _trace_tangent(L, offsets, dL):
     """d tr(Sigma) = <G, dL> with G the gradient of tr(Sigma) (one VJP, O(n K w)); G is zero in the slots
     outside the matrix, so whatever the tangent holds there does not count."""
-    L, = ctx.saved_tensors
-    G = _call("band_trace_inv_grad", L, ctx.offsets, L.new_ones(L.shape[:-2]), False)
+    G = _call("band_trace_inv_grad", L, offsets, L.new_ones(L.shape[:-2]), False)
     return torch.where(G != 0, G * dL, 0).sum((-2, -1))
+
+
+def _trace_inv_jvp(ctx, dL, _, __):
+    return _trace_tangent(ctx.saved_tensors[0], ctx.offsets, dL)
 
 
 def _no_forward_mode(name, why):
@@ -528,7 +535,7 @@ _autograd("band_logdet_grad", _save_logdet_grad, _logdet_grad_backward, _logdet_
 
 
 def _no_double_backward(name):
-    def backward(ctx, gG):
+    def backward(ctx, *grads):
         raise NotImplementedError(
             f"gvae.torch: double backward through {name} is not offered (gvae has no second-order kernel "
             "of the selected inversion); use its first derivatives only")
@@ -539,6 +546,146 @@ for _name in ("band_trace_inv", "band_diag_inv"):
     _autograd(f"{_name}_grad", lambda ctx, inputs, output: (), _no_double_backward(_name),
               _no_forward_mode(f"{_name}'s gradient", "gvae has no second-order kernel of the selected "
                                                       "inversion"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The posterior's head of a VAE step as one operator
+# --------------------------------------------------------------------------------------------------
+# Per step a VAE asks q for a reparameterised sample, its log-density and the KL to the prior: on a band
+# factor a solve, a log-determinant and a trace, then their VJPs, each an operator call that pays PyTorch's
+# dispatcher, on CUDA a DLPack hand-over and, checked, a read of the device's flags (a synchronisation).
+# band_head does the three in one call (one read), band_head_grad their backward in one (none).
+#   x = L^-T eps,  log q(mu + x) = log det L - |eps|^2 / 2 - n log(2 pi) / 2   (L^T (z - mu) = eps),
+#   KL(N(mu, (L L^T)^-1) || N(0, I)) = (tr Sigma + |mu|^2 - n) / 2 + log det L.
+
+def _head_shapes(name, L, offsets, mu, eps):
+    """The shapes of x, log q (z's without n: x's broadcast with mu's batch) and the KL (L's batch
+    broadcast with mu's) of band_head's arguments, checked."""
+    _dtype(name, [("L", L), ("mu", mu), ("eps", eps)])
+    CHECKS.factor(name, L, offsets)
+    x_shape, kl_shape = CHECKS.vector(name, "eps", L, eps), CHECKS.vector(name, "mu", L, mu)[:-1]
+    return x_shape, tuple(torch.broadcast_shapes(x_shape[:-1], kl_shape)), kl_shape
+
+
+def _sum_to(xp, a, shape):
+    """The array a summed down to ``shape``, which it broadcasts from (a NumPy or CuPy array)."""
+    lead = a.ndim - len(shape)
+    if lead:
+        a = a.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, k in enumerate(shape) if k == 1 and a.shape[i] != 1)
+    return a.sum(axis=axes, keepdims=True) if axes else a
+
+
+def _head_host(array, result, L, offsets, mu, eps, check=True):
+    _, q_shape, _ = _head_shapes("band_head", L, offsets, mu, eps)
+    Lh, m, e = array(L), array(mu), array(eps)
+    xp = array_module(Lh)
+    n = L.shape[-1]
+    # The solve's verdict is the call's: every entry of the band and of eps reaches its checksum.
+    x = _band.band_solve_t(Lh, offsets, e, check=check)
+    logdet = _band.band_logdet(Lh, check=False)
+    log_q = logdet - 0.5 * (e * e).sum(-1) - 0.5 * n * LOG_2PI
+    kl = 0.5 * (_band.band_trace_inv(Lh, offsets, check=False) + (m * m).sum(-1) - n) + logdet
+    if log_q.shape != q_shape:  # mu's batch wider than L's and eps's: z is, and so is its density
+        log_q = xp.ascontiguousarray(xp.broadcast_to(log_q, q_shape))
+    return result(x), result(xp.asarray(log_q)), result(xp.asarray(kl))
+
+
+def _head_fake(L, offsets, mu, eps, check=True):
+    x_shape, q_shape, kl_shape = _head_shapes("band_head", L, offsets, mu, eps)
+    return L.new_empty(x_shape), L.new_empty(q_shape), L.new_empty(kl_shape)
+
+
+_define("band_head", "(Tensor L, int[] offsets, Tensor mu, Tensor eps, bool check=True) -> (Tensor, Tensor, Tensor)",
+        _head_host, _head_fake)
+
+
+def _head_grad_args(L, mu, eps, x, gx, glq, gkl):
+    """L's batch shape and the KL's."""
+    _dtype("band_head_grad", [(a, t) for a, t in (("L", L), ("mu", mu), ("eps", eps), ("x", x), ("gx", gx),
+                                                  ("glq", glq), ("gkl", gkl)) if t is not None])
+    return tuple(L.shape[:-2]), tuple(torch.broadcast_shapes(L.shape[:-2], mu.shape[:-1]))
+
+
+def _head_grad_host(array, result, L, offsets, mu, eps, x, gx=None, glq=None, gkl=None):
+    """(gL, gmu, gx_eps) of band_head for the cotangents (gx, glq, gkl), any of them None (zero): gL of L's
+    shape, gmu of the KL's shape + (n,), gx_eps = L^-1 gx of x's shape, eps's gradient through x (through
+    log q it is -glq eps, which the caller adds: an elementwise product). The caller reduces them to its
+    arguments' shapes."""
+    batch, kl_shape = _head_grad_args(L, mu, eps, x, gx, glq, gkl)
+    Lh, m = array(L), array(mu)
+    xp = array_module(Lh)
+    det = xp.zeros(batch, Lh.dtype)               # the weight of d log det L
+    gL = geps = None
+    if gx is not None:                            # x = L^-T eps (gvae.rules.band.solve_t_vjp)
+        u = _band.band_solve(Lh, offsets, array(gx), check=False)
+        gL, geps = _band.band_outer(array(x), u, offsets, batch, -1.0), u
+    if glq is not None:
+        det = det + _sum_to(xp, array(glq), batch)
+    gmu = xp.zeros(kl_shape + (L.shape[-1],), Lh.dtype)
+    if gkl is not None:
+        g = array(gkl)
+        gmu = g[..., None] * m + gmu
+        g = _sum_to(xp, g, batch)
+        det = det + g
+        gt = _band.band_trace_inv_grad(Lh, offsets, 0.5 * g, check=False)
+        gL = gt if gL is None else gL + gt
+    gd = _band.band_logdet_grad(Lh, det, check=False)
+    gL = gd if gL is None else gL + gd
+    return result(gL), result(gmu), result(xp.zeros(x.shape, Lh.dtype) if geps is None else geps)
+
+
+def _head_grad_fake(L, offsets, mu, eps, x, gx=None, glq=None, gkl=None):
+    _, kl_shape = _head_grad_args(L, mu, eps, x, gx, glq, gkl)
+    return L.new_empty(L.shape), L.new_empty(kl_shape + (L.shape[-1],)), L.new_empty(x.shape)
+
+
+_define("band_head_grad", "(Tensor L, int[] offsets, Tensor mu, Tensor eps, Tensor x, Tensor? gx=None, "
+        "Tensor? glq=None, Tensor? gkl=None) -> (Tensor, Tensor, Tensor)", _head_grad_host, _head_grad_fake)
+
+
+def _save_head(ctx, inputs, output):
+    L, offsets, mu, eps = inputs[:4]
+    ctx.offsets = offsets
+    ctx.set_materialize_grads(False)  # an unused output's cotangent stays None: no work for it
+    return L, mu, eps, output[0]
+
+
+def _head_backward(ctx, gx, glq, gkl):
+    L, mu, eps, x = ctx.saved_tensors
+    gL, gmu, geps = _call("band_head_grad", L, ctx.offsets, mu, eps, x, gx, glq, gkl)
+    need = ctx.needs_input_grad
+    if need[3]:
+        geps = _reduce(geps, eps.shape)
+        if glq is not None:
+            geps = geps - _reduce(glq[..., None] * eps, eps.shape)
+    return gL if need[0] else None, None, _reduce(gmu, mu.shape) if need[2] else None, geps if need[3] else None, None
+
+
+def _head_jvp(ctx, dL, _, dmu, deps, __):
+    """dx = L^-T (deps - dL^T x); d log q = d log det L - <eps, deps>; d KL = d tr(Sigma) / 2 + <mu, dmu> +
+    d log det L."""
+    L, mu, eps, x = ctx.saved_tensors
+    r = None if dL is None else -_call("band_matvec_t", dL, ctx.offsets, x, False)
+    r = deps if r is None else r if deps is None else deps + r
+    dx = x.new_zeros(x.shape) if r is None else _call("band_solve_t", L, ctx.offsets, r, False).expand(x.shape)
+    dlq = x.new_zeros(torch.broadcast_shapes(x.shape[:-1], mu.shape[:-1]))
+    dkl = x.new_zeros(torch.broadcast_shapes(L.shape[:-2], mu.shape[:-1]))
+    if dL is not None:
+        dlogdet = _logdet_tangent(L, dL)
+        dlq = dlq + dlogdet
+        dkl = dkl + 0.5 * _trace_tangent(L, ctx.offsets, dL) + dlogdet
+    if deps is not None:
+        dlq = dlq - (eps * deps).sum(-1)
+    if dmu is not None:
+        dkl = dkl + (mu * dmu).sum(-1)
+    return dx, dlq, dkl
+
+
+_autograd("band_head", _save_head, _head_backward, _head_jvp)
+# Its backward holds the selected inversion's gradient, which gvae cannot differentiate again.
+_autograd("band_head_grad", lambda ctx, inputs, output: (), _no_double_backward("band_head"),
+          _no_forward_mode("band_head's gradient", "gvae has no second-order kernel of the selected inversion"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -617,6 +764,55 @@ for _name, _core in (("band_logdet_grad", 0), ("band_trace_inv_grad", 0), ("band
     torch.library.register_vmap(f"gvae::{_name}", _vmap_factor_grad(_name, _core), lib=_lib)
 
 
+def _head_batch_ndim(L, Ld, mu, mud):
+    """The number of batch axes of band_head's L and mu, not counting a mapped one."""
+    return max(L.dim() - 2 - (Ld is not None), mu.dim() - 1 - (mud is not None))
+
+
+def _vmap_head(info, in_dims, L, offsets, mu, eps, check=True):
+    """The mapped axis becomes a batch axis of L and mu (in front of theirs) and of eps (just before its
+    last m batch axes, behind the samples); x (when L or eps has it) and log q carry it there, the KL in
+    front (when L or mu has it)."""
+    Ld, mud, ed = in_dims[0], in_dims[2], in_dims[3]
+    m = _head_batch_ndim(L, Ld, mu, mud)
+    x, log_q, kl = _OPS["band_head"](_lead(L, Ld, m, 2), offsets, _lead(mu, mud, m, 1),
+                                     _mapped_before_batch(eps, ed, m, 1), check)
+    at = x.dim() - 2 - m
+    if Ld is None and ed is None:  # x does not depend on mu: its mapped axis is the size-1 one eps got
+        x, x_at = x.squeeze(at), None
+    else:
+        x_at = at
+    return (x, log_q, kl), (x_at, at, 0 if Ld is not None or mud is not None else None)
+
+
+def _carrying(info, t, dim, m, core):
+    """t (mapped on ``dim``, or not: then expanded) with the mapped axis in front of m batch axes and
+    ``core`` trailing ones, and a function that takes a result of that shape back to t's per-example one."""
+    per_example = t.shape if dim is None else t.movedim(dim, 0).shape[1:]
+    t = t.unsqueeze(0).expand((info.batch_size,) + t.shape) if dim is None else t.movedim(dim, 0)
+    t = _lead(t, 0, m, core)
+    return t, lambda r: r.reshape((info.batch_size,) + per_example)
+
+
+def _vmap_head_grad(info, in_dims, L, offsets, mu, eps, x, gx=None, glq=None, gkl=None):
+    """Every result carries the mapped axis: L and mu are expanded along it where they lack it."""
+    Ld, mud, ed, xd, gxd, glqd, gkld = in_dims[0], *in_dims[2:]
+    m = _head_batch_ndim(L, Ld, mu, mud)
+    L2, L_back = _carrying(info, L, Ld, m, 2)
+    mu2, mu_back = _carrying(info, mu, mud, m, 1)
+    sample = [None if t is None else _mapped_before_batch(t, d, m, core)
+              for t, d, core in ((eps, ed, 1), (x, xd, 1), (gx, gxd, 1), (glq, glqd, 0))]
+    gkl2 = None if gkl is None else _lead(gkl, gkld, m, 0)
+    gL, gmu, geps = _OPS["band_head_grad"](L2, offsets, mu2, *sample, gkl2)
+    at = geps.dim() - 2 - m
+    geps = geps.expand(geps.shape[:at] + (info.batch_size,) + geps.shape[at + 1:])  # zeros where no gx: size 1
+    return (L_back(gL), gmu, geps), (0, 0, at)
+
+
+torch.library.register_vmap("gvae::band_head", _vmap_head, lib=_lib)
+torch.library.register_vmap("gvae::band_head_grad", _vmap_head_grad, lib=_lib)
+
+
 # --------------------------------------------------------------------------------------------------
 # Public functions (docs/api.md, "From PyTorch")
 # --------------------------------------------------------------------------------------------------
@@ -654,3 +850,14 @@ def band_trace_inv(L, offsets, *, check=True):
 def band_diag_inv(L, offsets, *, check=True):
     """diag((L L^T)^-1), exact, shape ``L.shape[:-2] + (n,)``."""
     return _call("band_diag_inv", L, offsets, check)
+
+
+def band_head(L, offsets, mu, eps, *, check=True):
+    """A VAE step's three uses of q = N(mu, (L L^T)^-1) in one operator and one backward:
+    ``(z, log_q, kl)`` with z = mu + L^-T eps (the reparameterised sample, of eps's shape broadcast with
+    L's batch), log_q = log q(z) (that shape without n) and kl = KL(q || N(0, I)) (L's batch broadcast
+    with mu's). The same values and derivatives as ``mu + band_solve_t(L, offsets, eps)``, the log-density
+    at it and the closed-form KL (log q from eps, which L^T (z - mu) equals). L (*batch, K, n); mu (*batch,
+    n); eps (*S, *batch, n); float32 or float64."""
+    x, log_q, kl = _call("band_head", L, offsets, mu, eps, check)
+    return mu + x, log_q, kl
