@@ -91,6 +91,7 @@ class Primitive:
         self.into = False
         self.__doc__ = fun.__doc__
         self.__name__ = self.name
+        self.__wrapped__ = fun  # inspect.signature (help(), the API reference) shows fun's arguments
 
     def __repr__(self):
         return f"<primitive {self.name}>"

@@ -2,7 +2,7 @@
 entropy, KL against a diagonal Gaussian and reparameterised sample, written once for gvae's model (on
 its tape), gvae.torch's and gvae.jax's BandedPrecisionNormal in terms of the operators each passes
 (:class:`GaussianOps`). Each costs O(n K) per factor and right-hand side, the KL's marginal variances
-O(n K w), w = offsets[-1] (selected inversion).
+O(n K w), w = offsets[-1] (selected inversion)::
 
     log N(y; mu, (L L^T)^-1) = log det L - |L^T (y - mu)|^2 / 2 - n log(2 pi) / 2
     H = n (1 + log 2 pi) / 2 - log det L
