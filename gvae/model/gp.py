@@ -13,21 +13,26 @@ computed in O(n m^2) through L L^T = K_mm, A = L^-1 K_mn / s, L_B L_B^T = I + A 
 With Z = X (and no jitter) Q = K_nn and F is the exact log marginal likelihood; otherwise a lower bound.
 Differentiable in X, Y, Z, the lengthscales, the variance and the noise variance s^2 (the dense algebra's
 own VJPs, :mod:`gvae.ops.gp`). With uncertain inputs (:func:`gplvm_bound`) the kernel enters through its
-expectations, the psi statistics (:func:`rbf_psi_statistics`): the Bayesian GP-LVM, one layer of a deep GP."""
+expectations, the psi statistics (:func:`rbf_psi_statistics`): the Bayesian GP-LVM, one layer of a deep GP;
+two such layers make :func:`deep_gp_bound`."""
 import math
 
 from .. import ops
 from ..kernels import array_module
 
 
-def collapsed_bound(Y, Kmm, psi0, psi1, psi2, noise, jitter=1e-6):
+def collapsed_bound(Y, Kmm, psi0, psi1, psi2, noise, jitter=1e-6, Y_var=None):
     """The collapsed bound from the kernel's statistics (Titsias 2009; Titsias and Lawrence 2010 with
     uncertain inputs): Y (n, p), Kmm (m, m) the inducing inputs' covariance, psi0 = sum_n E k(x_n, x_n),
     psi1 (n, m) = E k(x_n, z_m), psi2 (m, m) = sum_n E k(z, x_n) k(x_n, z)^T, the noise variance s^2:
 
         -n p log(2 pi s^2) / 2 - p log det(I + A) / 2 - |Y|^2 / (2 s^2) + |c|^2 / 2 - p (psi0 / s^2 - tr A) / 2,
 
-    A = L^-1 psi2 L^-T / s^2 (L L^T = Kmm + jitter I), c = L_B^-1 L^-1 psi1^T Y / s^2 (L_B L_B^T = I + A)."""
+    A = L^-1 psi2 L^-T / s^2 (L L^T = Kmm + jitter I), c = C Y, C = L_B^-1 L^-1 psi1^T / s^2 (L_B L_B^T = I + A).
+
+    With ``Y_var`` (n, p) the outputs are themselves uncertain, Y_np ~ N(Y_np, Y_var_np) independently (a
+    deep GP's hidden layer, Damianou and Lawrence 2013), and the bound is its expectation: being quadratic
+    in Y it adds - sum Y_var / (2 s^2) + sum_n |C_:n|^2 sum_p Y_var_np / 2."""
     n, p = Y.shape
     xp = array_module(ops.value_of(Kmm))
     eye = xp.eye(Kmm.shape[0], dtype=ops.value_of(Kmm).dtype)
@@ -37,8 +42,12 @@ def collapsed_bound(Y, Kmm, psi0, psi1, psi2, noise, jitter=1e-6):
     LB = ops.cholesky(A + eye)
     c = ops.solve_triangular(LB, ops.solve_triangular(L, ops.matmul(ops.transpose(psi1), Y))) / noise
     trace_A = ops.sum(A * eye)
-    return (-0.5 * n * p * (math.log(2 * math.pi) + ops.log(noise)) - 0.5 * p * ops.cholesky_logdet(LB)
-            - 0.5 * ops.sum(Y * Y) / noise + 0.5 * ops.sum(c * c) - 0.5 * p * (psi0 / noise - trace_A))
+    bound = (-0.5 * n * p * (math.log(2 * math.pi) + ops.log(noise)) - 0.5 * p * ops.cholesky_logdet(LB)
+             - 0.5 * ops.sum(Y * Y) / noise + 0.5 * ops.sum(c * c) - 0.5 * p * (psi0 / noise - trace_A))
+    if Y_var is None:
+        return bound
+    C = ops.solve_triangular(LB, ops.solve_triangular(L, ops.transpose(psi1))) / noise     # (m, n)
+    return bound - 0.5 * ops.sum(Y_var) / noise + 0.5 * ops.sum(ops.sum(C * C, axis=0) * ops.sum(Y_var, axis=1))
 
 
 def sparse_gp_bound(X, Y, Z, lengthscales, variance, noise, jitter=1e-6):
@@ -80,5 +89,28 @@ def gplvm_bound(mu, S, Y, Z, lengthscales, variance, noise, jitter=1e-6):
     2010): the collapsed bound with the kernel's statistics under q(X) = prod_n N(mu_n, diag S_n), minus
     KL(q(X) || N(0, I)). mu, S (n, d) (S > 0), Y (n, p), Z (m, d)."""
     psi0, psi1, psi2 = rbf_psi_statistics(mu, S, Z, lengthscales, variance)
-    kl = 0.5 * ops.sum(S + mu * mu - 1.0 - ops.log(S))
-    return collapsed_bound(Y, ops.rbf_kernel(Z, Z, lengthscales, variance), psi0, psi1, psi2, noise, jitter) - kl
+    return (collapsed_bound(Y, ops.rbf_kernel(Z, Z, lengthscales, variance), psi0, psi1, psi2, noise, jitter)
+            - gaussian_kl(mu, S))
+
+
+def gaussian_kl(mu, S):
+    """KL(prod N(mu, S) || N(0, I)) summed over every entry of mu, S (S > 0)."""
+    return 0.5 * ops.sum(S + mu * mu - 1.0 - ops.log(S))
+
+
+def deep_gp_bound(mu_x, S_x, mu_h, S_h, Y, layers, jitter=1e-6):
+    """The two-layer deep GP's bound (Damianou and Lawrence, "Deep Gaussian Processes", 2013): X (n, q) ~
+    N(0, I) -> H (n, h) = f1(X) + noise -> Y (n, p) = f2(H) + noise, each f a GP with the ARD squared
+    exponential and its own inducing inputs, q(X) = prod N(mu_x, diag S_x), q(H) = prod N(mu_h, diag S_h):
+
+        F = g_Y(q(H)) + g_H(q(X), q(H)) + entropy(q(H)) - KL(q(X) || N(0, I)),
+
+    g_Y the collapsed bound of Y with the kernel's statistics under q(H), g_H that of the uncertain outputs
+    H (mean mu_h, variance S_h) under q(X) (:func:`collapsed_bound` with ``Y_var``). ``layers``: two
+    (Z (m, d_in), lengthscales (d_in,), variance, noise) tuples, X -> H first. A 0-d array."""
+    (Z1, ls1, v1, s1), (Z2, ls2, v2, s2) = layers
+    hidden = collapsed_bound(mu_h, ops.rbf_kernel(Z1, Z1, ls1, v1), *rbf_psi_statistics(mu_x, S_x, Z1, ls1, v1), s1,
+                             jitter, Y_var=S_h)
+    out = collapsed_bound(Y, ops.rbf_kernel(Z2, Z2, ls2, v2), *rbf_psi_statistics(mu_h, S_h, Z2, ls2, v2), s2, jitter)
+    entropy = 0.5 * ops.sum(ops.log(S_h)) + 0.5 * S_h.size * (1.0 + math.log(2 * math.pi))
+    return out + hidden + entropy - gaussian_kl(mu_x, S_x)

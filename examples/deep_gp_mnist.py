@@ -1,0 +1,162 @@
+"""A two-layer deep GP (Damianou and Lawrence 2013) against a one-layer Bayesian GP-LVM (Titsias and
+Lawrence 2010) on a subset of MNIST: both trained by full-batch Adam on their collapsed bounds
+(:func:`gvae.model.gp.deep_gp_bound`, :func:`gvae.model.gp.gplvm_bound`), float64, same latent size.
+
+    python examples/deep_gp_mnist.py --out DIR --images 500 --latent 5 --hidden 10 --inducing 30 \\
+        --steps 1500 [--seed 0]
+
+``--out DIR`` (a new folder, or one this script wrote: the run then resumes where its last checkpoint
+left it, every 100 steps, written atomically) receives each model's parameters and Adam state
+(``gplvm.npz``, ``deep.npz``) and ``results.json``.
+
+Data: the first ``--images`` training images of MNIST (as ``gvae train`` loads it), intensities in [0, 1]
+minus their mean image (the GPs have zero mean). Both models start from the data's principal components
+(the GP-LVM's latent; the deep GP's hidden layer, and its top latent from the hidden layer's), inducing
+inputs at random latent points, unit lengthscales and signal variance, noise variance 0.1. Prints and
+writes the bound per image (nats, a lower bound on the model's log p(Y) of the training images, which are
+also what the variational parameters were fitted to).
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gvae import value_and_grad
+from gvae.io.arguments import ArgumentParser
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=500)
+    p.add_argument("--latent", type=int, default=5, help="q, the top latent's size (both models)")
+    p.add_argument("--hidden", type=int, default=10, help="the deep GP's hidden layer's size")
+    p.add_argument("--inducing", type=int, default=30, help="inducing inputs per GP layer")
+    p.add_argument("--steps", type=int, default=1500, help="Adam steps (full batch)")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--out", required=True, help="the run folder (resumed when it holds a checkpoint)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if min(args.images, args.latent, args.hidden, args.inducing, args.steps) < 1 or not args.lr > 0:
+        p.error("--images, --latent, --hidden, --inducing and --steps must be >= 1 and --lr > 0")
+    if args.inducing > args.images:
+        p.error(f"--inducing ({args.inducing}) must not exceed --images ({args.images})")
+    return args
+
+
+def principal_components(Y, k):
+    """The first k principal component scores of Y (n, p), scaled to unit variance."""
+    U, s, _ = np.linalg.svd(Y - Y.mean(0), full_matrices=False)
+    scores = U[:, :k] * s[:k]
+    return scores / scores.std(0)
+
+
+def layer(rng, inputs, m):
+    """Log-parameterised (Z, log lengthscales, log variance, log noise) of a GP layer on ``inputs``."""
+    return {"Z": inputs[rng.choice(len(inputs), m, replace=False)].copy(), "log_ls": np.zeros(inputs.shape[1]),
+            "log_v": np.array(0.0), "log_s": np.array(np.log(0.1))}
+
+
+def unpack(ops, lp):
+    return lp["Z"], ops.exp(lp["log_ls"]), ops.exp(lp["log_v"]), ops.exp(lp["log_s"])
+
+
+def gplvm_objective(params, Y):
+    from gvae import ops
+    from gvae.model.gp import gplvm_bound
+    return -gplvm_bound(params["mu_x"], ops.exp(params["log_S_x"]), Y, *unpack(ops, params["layer"]))
+
+
+def deep_objective(params, Y):
+    from gvae import ops
+    from gvae.model.gp import deep_gp_bound
+    return -deep_gp_bound(params["mu_x"], ops.exp(params["log_S_x"]), params["mu_h"], ops.exp(params["log_S_h"]), Y,
+                          [unpack(ops, params["top"]), unpack(ops, params["out"])])
+
+
+def _leaves(tree, prefix=""):
+    """[(dotted name, array)] of a dict of dicts of arrays, in a fixed order."""
+    return [item for k in sorted(tree) for item in
+            (_leaves(tree[k], f"{prefix}{k}.") if isinstance(tree[k], dict) else [(prefix + k, tree[k])])]
+
+
+def _save(path, params, m, v, t):
+    tmp = path.with_suffix(".tmp.npz")
+    arrays = {f"p.{k}": x for k, x in _leaves(params)}
+    arrays.update({f"m.{k}": x for (k, _), x in zip(_leaves(params), m)})
+    arrays.update({f"v.{k}": x for (k, _), x in zip(_leaves(params), v)})
+    np.savez(tmp, step=np.array(t), **arrays)
+    tmp.replace(path)
+
+
+def adam(objective, params, Y, steps, lr, label, path):
+    """Full-batch Adam on the dict (of dicts) of arrays ``params``, resumed from and checkpointed to
+    ``path``; returns (bound per image, seconds of this process)."""
+    m = [np.zeros_like(x) for _, x in _leaves(params)]
+    v = [np.zeros_like(x) for _, x in _leaves(params)]
+    start = 0
+    if path.exists():
+        with np.load(path) as saved:
+            for (k, x), mi, vi in zip(_leaves(params), m, v):
+                x[...], mi[...], vi[...] = saved[f"p.{k}"], saved[f"m.{k}"], saved[f"v.{k}"]
+            start = int(saved["step"])
+        print(f"{label}: resumed at step {start}", flush=True)
+    step = value_and_grad(objective)
+    t0 = time.perf_counter()
+    for t in range(start + 1, steps + 1):
+        loss, grad = step(params, Y)
+        if not np.isfinite(loss):
+            raise SystemExit(f"deep_gp_mnist: {label}: the bound is not finite at step {t}; the last good "
+                             f"checkpoint is {path}")
+        for (_, x), (_, g), mi, vi in zip(_leaves(params), _leaves(grad), m, v):
+            mi[...] = 0.9 * mi + 0.1 * g
+            vi[...] = 0.999 * vi + 0.001 * g * g
+            x -= lr * (mi / (1 - 0.9 ** t)) / (np.sqrt(vi / (1 - 0.999 ** t)) + 1e-8)
+        if t % 100 == 0 or t == steps:
+            _save(path, params, m, v, t)
+        if t == 1 or t % max(1, steps // 10) == 0:
+            print(f"{label}: step {t}: bound per image {-float(loss) / len(Y):.2f} nats", flush=True)
+    return -float(step(params, Y)[0]) / len(Y), time.perf_counter() - t0
+
+
+def main(args):
+    from gvae.io.mnist import load_mnist
+    out = Path(args.out)
+    settings = {k: getattr(args, k) for k in ("images", "latent", "hidden", "inducing", "lr", "seed")}
+    if out.exists():
+        try:
+            kept = json.loads((out / "settings.json").read_text())
+        except (OSError, ValueError):
+            raise SystemExit(f"deep_gp_mnist: {out} exists and is not a run of this script (no settings.json): "
+                             "name a new folder") from None
+        if kept != settings:
+            raise SystemExit(f"deep_gp_mnist: {out} was run with {kept}, not {settings}: name a new folder")
+    else:
+        out.mkdir(parents=True)
+        (out / "settings.json").write_text(json.dumps(settings))
+    rng = np.random.default_rng(args.seed)
+    Y = load_mnist()["train"][0][:args.images].astype(np.float64)
+    Y = Y - Y.mean(0)
+    hidden = principal_components(Y, args.hidden)
+    top = principal_components(hidden, args.latent)
+    n = len(Y)
+    gplvm = {"mu_x": principal_components(Y, args.latent), "log_S_x": np.full((n, args.latent), np.log(0.1)),
+             "layer": layer(rng, principal_components(Y, args.latent), args.inducing)}
+    deep = {"mu_x": top, "log_S_x": np.full((n, args.latent), np.log(0.1)), "mu_h": hidden,
+            "log_S_h": np.full((n, args.hidden), np.log(0.1)),
+            "top": layer(rng, top, args.inducing), "out": layer(rng, hidden, args.inducing)}
+    results = dict(settings, steps=args.steps)
+    for label, name, objective, params in (("GP-LVM", "gplvm", gplvm_objective, gplvm),
+                                           ("deep GP", "deep", deep_objective, deep)):
+        bound, seconds = adam(objective, params, Y, args.steps, args.lr, label, out / f"{name}.npz")
+        results[label] = {"bound_per_image": bound, "seconds": seconds}
+        print(f"{label}: bound per image {bound:.2f} nats after {args.steps} steps ({seconds:.0f} s)", flush=True)
+    tmp = out / "results.tmp.json"
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(out / "results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
