@@ -14,7 +14,8 @@ minus their mean image (the GPs have zero mean). Both models start from the data
 (the GP-LVM's latent; the deep GP's hidden layer, and its top latent from the hidden layer's), inducing
 inputs at random latent points, unit lengthscales and signal variance, noise variance 0.1. Prints and
 writes the bound per image (nats, a lower bound on the model's log p(Y) of the training images, which are
-also what the variational parameters were fitted to).
+also what the variational parameters were fitted to) and the mean squared error per pixel of the images
+rebuilt from their latent posteriors (the last GP layer's predictive mean).
 """
 import json
 import sys
@@ -120,6 +121,17 @@ def adam(objective, params, Y, steps, lr, label, path):
     return -float(step(params, Y)[0]) / len(Y), time.perf_counter() - t0
 
 
+def reconstruction(mu, S, Y, lp):
+    """The GP layer's predictive mean at its inputs' distributions q = N(mu, diag S) (Titsias and Lawrence
+    2010): psi1 (Kmm + psi2 / s^2)^-1 psi1^T Y / s^2, (n, p)."""
+    from gvae import ops
+    from gvae.model.gp import rbf_psi_statistics
+    Z, ls, v, s2 = unpack(np, lp)
+    _, psi1, psi2 = rbf_psi_statistics(mu, S, Z, ls, v)
+    Kmm = ops.rbf_kernel(Z, Z, ls, v)
+    return psi1 @ np.linalg.solve(Kmm + psi2 / s2 + 1e-6 * np.eye(len(Z)), psi1.T @ Y) / s2
+
+
 def main(args):
     from gvae.io.mnist import load_mnist
     out = Path(args.out)
@@ -146,12 +158,18 @@ def main(args):
     deep = {"mu_x": top, "log_S_x": np.full((n, args.latent), np.log(0.1)), "mu_h": hidden,
             "log_S_h": np.full((n, args.hidden), np.log(0.1)),
             "top": layer(rng, top, args.inducing), "out": layer(rng, hidden, args.inducing)}
-    results = dict(settings, steps=args.steps)
+    results = dict(settings, steps=args.steps, pixel_variance=float(np.mean(Y ** 2)))
     for label, name, objective, params in (("GP-LVM", "gplvm", gplvm_objective, gplvm),
                                            ("deep GP", "deep", deep_objective, deep)):
         bound, seconds = adam(objective, params, Y, args.steps, args.lr, label, out / f"{name}.npz")
-        results[label] = {"bound_per_image": bound, "seconds": seconds}
-        print(f"{label}: bound per image {bound:.2f} nats after {args.steps} steps ({seconds:.0f} s)", flush=True)
+        # the images rebuilt from their latent posteriors (the deep GP's from q(H), its last layer's inputs)
+        inputs = ("mu_x", "log_S_x", "layer") if name == "gplvm" else ("mu_h", "log_S_h", "out")
+        rebuilt = reconstruction(params[inputs[0]], np.exp(params[inputs[1]]), Y, params[inputs[2]])
+        mse = float(np.mean((rebuilt - Y) ** 2))
+        results[label] = {"bound_per_image": bound, "reconstruction_mse_per_pixel": mse, "seconds": seconds}
+        print(f"{label}: bound per image {bound:.2f} nats after {args.steps} steps ({seconds:.0f} s); "
+              f"reconstruction MSE per pixel {mse:.5f} (the images' variance per pixel {float(np.mean(Y ** 2)):.5f})",
+              flush=True)
     tmp = out / "results.tmp.json"
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(out / "results.json")
