@@ -37,6 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=1500, help="Adam steps (full batch)")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--out", required=True, help="the run folder (resumed when it holds a checkpoint)")
+    p.add_argument("--picture", default=None, help="also draw both models' latent means here (PNG; matplotlib)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if min(args.images, args.latent, args.hidden, args.inducing, args.steps) < 1 or not args.lr > 0:
@@ -132,6 +133,22 @@ def reconstruction(mu, S, Y, lp):
     return psi1 @ np.linalg.solve(Kmm + psi2 / s2 + 1e-6 * np.eye(len(Z)), psi1.T @ Y) / s2
 
 
+def latent_picture(path, models, labels):
+    """The latent means of each model ({title: (mu (n, q), lengthscales (q,))}) on their two most relevant
+    axes (the smallest lengthscales of the GP that reads them), one colour per digit."""
+    from gvae.plots import canvas
+    fig = canvas.new_figure(5.0 * len(models), 4.6, layout="constrained")
+    for k, (title, (mu, ls)) in enumerate(models.items()):
+        a, b = np.argsort(ls)[:2]
+        ax = fig.add_subplot(1, len(models), k + 1)
+        points = ax.scatter(mu[:, a], mu[:, b], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=6)
+        ax.set_title(title)
+        ax.set_xlabel(f"latent axis {a} (lengthscale {ls[a]:.2f})")
+        ax.set_ylabel(f"latent axis {b} (lengthscale {ls[b]:.2f})")
+    fig.colorbar(points, ax=fig.axes, ticks=range(10), label="digit")
+    return canvas.save(fig, path)
+
+
 def main(args):
     from gvae.io.mnist import load_mnist
     out = Path(args.out)
@@ -148,7 +165,14 @@ def main(args):
         out.mkdir(parents=True)
         (out / "settings.json").write_text(json.dumps(settings))
     rng = np.random.default_rng(args.seed)
-    Y = load_mnist()["train"][0][:args.images].astype(np.float64)
+    if args.picture:
+        from gvae.plots import canvas
+        try:
+            canvas.require()  # before the training, not after it
+        except RuntimeError as exc:
+            raise SystemExit(f"deep_gp_mnist: --picture: {exc}") from None
+    train = load_mnist()["train"]
+    Y, labels = train[0][:args.images].astype(np.float64), np.asarray(train[1][:args.images])
     Y = Y - Y.mean(0)
     hidden = principal_components(Y, args.hidden)
     top = principal_components(hidden, args.latent)
@@ -170,6 +194,9 @@ def main(args):
         print(f"{label}: bound per image {bound:.2f} nats after {args.steps} steps ({seconds:.0f} s); "
               f"reconstruction MSE per pixel {mse:.5f} (the images' variance per pixel {float(np.mean(Y ** 2)):.5f})",
               flush=True)
+    if args.picture:
+        latent_picture(args.picture, {"Bayesian GP-LVM": (gplvm["mu_x"], np.exp(gplvm["layer"]["log_ls"])),
+                                      "deep GP (top layer)": (deep["mu_x"], np.exp(deep["top"]["log_ls"]))}, labels)
     tmp = out / "results.tmp.json"
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(out / "results.json")

@@ -91,7 +91,9 @@ def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
     common = ["--images", "30", "--latent", "2", "--hidden", "3", "--inducing", "6"]
     example.main(example.parse_args(["--out", str(tmp_path / "straight"), "--steps", "200", *common]))
     example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "100", *common]))
-    example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common]))
+    example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common,
+                                     "--picture", str(tmp_path / "latent.png")]))
+    assert (tmp_path / "latent.png").stat().st_size > 1000
     straight, resumed = (np.load(tmp_path / run / "deep.npz") for run in ("straight", "resumed"))
     assert sorted(straight.files) == sorted(resumed.files)
     for key in straight.files:
