@@ -42,9 +42,11 @@ def _indent(line):
 
 def _plain_maths(app, what, name, obj, options, lines):
     literal = None  # the indentation of the "::" line whose literal block is being read
+    doctest = False  # inside a doctest block (">>>" to the next blank line)
     for i, line in enumerate(lines):
-        if literal is not None and (not line.strip() or _indent(line) > literal):
-            continue  # a literal block shows its characters as they are
+        doctest = bool(line.strip()) and (doctest or line.lstrip().startswith(">>>"))
+        if doctest or literal is not None and (not line.strip() or _indent(line) > literal):
+            continue  # literal and doctest blocks show their characters as they are
         literal = _indent(line) if line.rstrip().endswith("::") else None
         parts = _LITERAL.split(line)
         lines[i] = "".join(p if k % 2 else p.replace("*", r"\*").replace("|", r"\|") for k, p in enumerate(parts))

@@ -264,6 +264,12 @@ def value_and_grad(f, argnums=0, has_aux=False, out=None):
     for a tuple ``argnums``): arrays of the gradient's structure, shapes and dtypes that every call writes
     the gradient into and returns, instead of new arrays. The value is a 0-d array of the device's (a
     NumPy scalar on the CPU): reading it on the host is left to the caller.
+
+    >>> import numpy as np
+    >>> from gvae import ops, value_and_grad
+    >>> value, gradient = value_and_grad(lambda x: ops.sum(x * x))(np.array([1.0, -2.0]))
+    >>> float(value), gradient
+    (5.0, array([ 2., -4.]))
     """
     multi = isinstance(argnums, (tuple, list))
     nums = tuple(argnums) if multi else (argnums,)
