@@ -177,8 +177,8 @@ def main(args):
     hidden = principal_components(Y, args.hidden)
     top = principal_components(hidden, args.latent)
     n = len(Y)
-    gplvm = {"mu_x": principal_components(Y, args.latent), "log_S_x": np.full((n, args.latent), np.log(0.1)),
-             "layer": layer(rng, principal_components(Y, args.latent), args.inducing)}
+    flat = principal_components(Y, args.latent)
+    gplvm = {"mu_x": flat, "log_S_x": np.full((n, args.latent), np.log(0.1)), "layer": layer(rng, flat, args.inducing)}
     deep = {"mu_x": top, "log_S_x": np.full((n, args.latent), np.log(0.1)), "mu_h": hidden,
             "log_S_h": np.full((n, args.hidden), np.log(0.1)),
             "top": layer(rng, top, args.inducing), "out": layer(rng, hidden, args.inducing)}

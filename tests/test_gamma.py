@@ -3,10 +3,12 @@ against SciPy, the implicit reparameterisation gradient against the score functi
 expectation, and the refusals. Each VJP is checked against finite differences in test_op_gradients.py."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy import stats
 
 from gvae import ops, value_and_grad
 from gvae.kernels import gamma as kgamma
+from tests.gradcheck import check_vjp
 
 
 def test_values_against_scipy():
@@ -53,3 +55,18 @@ def test_refusals():
         kgamma.gamma_draw_shape_grad(np.ones(3), np.ones(2))
     with pytest.raises(ValueError, match="no gradient with respect to the counts"):
         value_and_grad(lambda k: ops.sum(ops.poisson_log_prob(k, np.ones(2))))(np.ones(2))
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2 ** 16), python_float=st.booleans())
+def test_a_gamma_density_with_host_scalar_parameters(seed, python_float):
+    """alpha and beta as host scalars (a prior's constants, kept off the device): the values of the array
+    path and SciPy's, and the gradient in z against central differences in float64."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0.1, 4, (3, 4))
+    a, b = rng.uniform(0.2, 5), rng.uniform(0.5, 3)
+    a, b = (float(a), float(b)) if python_float else (np.float64(a), np.float64(b))
+    got = ops.gamma_log_prob(z, a, b)
+    np.testing.assert_allclose(got, ops.gamma_log_prob(z, np.full(z.shape, a), np.full(z.shape, b)), rtol=1e-13)
+    np.testing.assert_allclose(got, stats.gamma(a, scale=1 / b).logpdf(z), rtol=1e-10)
+    check_vjp(lambda t: ops.gamma_log_prob(t, a, b), [z], argnum=0, seed=seed)

@@ -56,8 +56,8 @@ def _opcheck_cases():
         "band_trace_inv_grad": (op.band_trace_inv_grad, (L.detach(), offs, g.detach())),
         "band_diag_inv_grad": (op.band_diag_inv_grad, (L.detach(), offs, torch.randn(3, N, dtype=torch.float64))),
         "band_head": (op.band_head, (L, offs, torch.randn(3, N, dtype=torch.float64, requires_grad=True), b)),
-        "band_head_grad": (op.band_head_grad, (L.detach(), offs, torch.randn(3, N, dtype=torch.float64), b.detach(),
-                                               torch.randn(2, 3, N, dtype=torch.float64), None,
+        "band_head_grad": (op.band_head_grad, (L.detach(), offs, torch.randn(3, N, dtype=torch.float64),
+                                               b.detach(), torch.randn(2, 3, N, dtype=torch.float64),
                                                torch.randn(2, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64))),
     }
 

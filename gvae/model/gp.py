@@ -90,12 +90,7 @@ def gplvm_bound(mu, S, Y, Z, lengthscales, variance, noise, jitter=1e-6):
     KL(q(X) || N(0, I)). mu, S (n, d) (S > 0), Y (n, p), Z (m, d)."""
     psi0, psi1, psi2 = rbf_psi_statistics(mu, S, Z, lengthscales, variance)
     return (collapsed_bound(Y, ops.rbf_kernel(Z, Z, lengthscales, variance), psi0, psi1, psi2, noise, jitter)
-            - gaussian_kl(mu, S))
-
-
-def gaussian_kl(mu, S):
-    """KL(prod N(mu, S) || N(0, I)) summed over every entry of mu, S (S > 0)."""
-    return 0.5 * ops.sum(S + mu * mu - 1.0 - ops.log(S))
+            - ops.sum(ops.diag_normal_kl(mu, ops.sqrt(S))))
 
 
 def deep_gp_bound(mu_x, S_x, mu_h, S_h, Y, layers, jitter=1e-6):
@@ -113,4 +108,4 @@ def deep_gp_bound(mu_x, S_x, mu_h, S_h, Y, layers, jitter=1e-6):
                              jitter, Y_var=S_h)
     out = collapsed_bound(Y, ops.rbf_kernel(Z2, Z2, ls2, v2), *rbf_psi_statistics(mu_h, S_h, Z2, ls2, v2), s2, jitter)
     entropy = 0.5 * ops.sum(ops.log(S_h)) + 0.5 * S_h.size * (1.0 + math.log(2 * math.pi))
-    return out + hidden + entropy - gaussian_kl(mu_x, S_x)
+    return out + hidden + entropy - ops.sum(ops.diag_normal_kl(mu_x, ops.sqrt(S_x)))

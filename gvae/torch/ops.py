@@ -47,6 +47,7 @@ from ..kernels.backend import CUDA_INSTALL, array_module
 from ..kernels.cuda_stream import external_stream
 from ..rules.band import VJP, BandKernels
 from ..rules.checks import Checks
+from ..rules.broadcast import unbroadcast
 from ..rules.gaussian import LOG_2PI
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
@@ -567,15 +568,6 @@ def _head_shapes(name, L, offsets, mu, eps):
     return x_shape, tuple(torch.broadcast_shapes(x_shape[:-1], kl_shape)), kl_shape
 
 
-def _sum_to(xp, a, shape):
-    """The array a summed down to ``shape``, which it broadcasts from (a NumPy or CuPy array)."""
-    lead = a.ndim - len(shape)
-    if lead:
-        a = a.sum(axis=tuple(range(lead)))
-    axes = tuple(i for i, k in enumerate(shape) if k == 1 and a.shape[i] != 1)
-    return a.sum(axis=axes, keepdims=True) if axes else a
-
-
 def _head_host(array, result, L, offsets, mu, eps, check=True):
     _, q_shape, _ = _head_shapes("band_head", L, offsets, mu, eps)
     Lh, m, e = array(L), array(mu), array(eps)
@@ -600,19 +592,19 @@ _define("band_head", "(Tensor L, int[] offsets, Tensor mu, Tensor eps, bool chec
         _head_host, _head_fake)
 
 
-def _head_grad_args(L, mu, eps, x, gx, glq, gkl):
+def _head_grad_args(L, mu, x, gx, glq, gkl):
     """L's batch shape and the KL's."""
-    _dtype("band_head_grad", [(a, t) for a, t in (("L", L), ("mu", mu), ("eps", eps), ("x", x), ("gx", gx),
-                                                  ("glq", glq), ("gkl", gkl)) if t is not None])
+    _dtype("band_head_grad", [(a, t) for a, t in (("L", L), ("mu", mu), ("x", x), ("gx", gx), ("glq", glq),
+                                                  ("gkl", gkl)) if t is not None])
     return tuple(L.shape[:-2]), tuple(torch.broadcast_shapes(L.shape[:-2], mu.shape[:-1]))
 
 
-def _head_grad_host(array, result, L, offsets, mu, eps, x, gx=None, glq=None, gkl=None):
+def _head_grad_host(array, result, L, offsets, mu, x, gx=None, glq=None, gkl=None):
     """(gL, gmu, gx_eps) of band_head for the cotangents (gx, glq, gkl), any of them None (zero): gL of L's
     shape, gmu of the KL's shape + (n,), gx_eps = L^-1 gx of x's shape, eps's gradient through x (through
     log q it is -glq eps, which the caller adds: an elementwise product). The caller reduces them to its
     arguments' shapes."""
-    batch, kl_shape = _head_grad_args(L, mu, eps, x, gx, glq, gkl)
+    batch, kl_shape = _head_grad_args(L, mu, x, gx, glq, gkl)
     Lh, m = array(L), array(mu)
     xp = array_module(Lh)
     det = xp.zeros(batch, Lh.dtype)               # the weight of d log det L
@@ -621,12 +613,13 @@ def _head_grad_host(array, result, L, offsets, mu, eps, x, gx=None, glq=None, gk
         u = _band.band_solve(Lh, offsets, array(gx), check=False)
         gL, geps = _band.band_outer(array(x), u, offsets, batch, -1.0), u
     if glq is not None:
-        det = det + _sum_to(xp, array(glq), batch)
-    gmu = xp.zeros(kl_shape + (L.shape[-1],), Lh.dtype)
-    if gkl is not None:
-        g = array(gkl)
-        gmu = g[..., None] * m + gmu
-        g = _sum_to(xp, g, batch)
+        det = det + unbroadcast(array(glq), batch)
+    if gkl is None:
+        gmu = xp.zeros(kl_shape + (L.shape[-1],), Lh.dtype)
+    else:
+        g = array(gkl)                            # of the KL's shape, which mu's batch broadcasts to
+        gmu = g[..., None] * m
+        g = unbroadcast(g, batch)
         det = det + g
         gt = _band.band_trace_inv_grad(Lh, offsets, 0.5 * g, check=False)
         gL = gt if gL is None else gL + gt
@@ -635,12 +628,12 @@ def _head_grad_host(array, result, L, offsets, mu, eps, x, gx=None, glq=None, gk
     return result(gL), result(gmu), result(xp.zeros(x.shape, Lh.dtype) if geps is None else geps)
 
 
-def _head_grad_fake(L, offsets, mu, eps, x, gx=None, glq=None, gkl=None):
-    _, kl_shape = _head_grad_args(L, mu, eps, x, gx, glq, gkl)
+def _head_grad_fake(L, offsets, mu, x, gx=None, glq=None, gkl=None):
+    _, kl_shape = _head_grad_args(L, mu, x, gx, glq, gkl)
     return L.new_empty(L.shape), L.new_empty(kl_shape + (L.shape[-1],)), L.new_empty(x.shape)
 
 
-_define("band_head_grad", "(Tensor L, int[] offsets, Tensor mu, Tensor eps, Tensor x, Tensor? gx=None, "
+_define("band_head_grad", "(Tensor L, int[] offsets, Tensor mu, Tensor x, Tensor? gx=None, "
         "Tensor? glq=None, Tensor? gkl=None) -> (Tensor, Tensor, Tensor)", _head_grad_host, _head_grad_fake)
 
 
@@ -653,7 +646,7 @@ def _save_head(ctx, inputs, output):
 
 def _head_backward(ctx, gx, glq, gkl):
     L, mu, eps, x = ctx.saved_tensors
-    gL, gmu, geps = _call("band_head_grad", L, ctx.offsets, mu, eps, x, gx, glq, gkl)
+    gL, gmu, geps = _call("band_head_grad", L, ctx.offsets, mu, x, gx, glq, gkl)
     need = ctx.needs_input_grad
     if need[3]:
         geps = _reduce(geps, eps.shape)
@@ -794,14 +787,14 @@ def _carrying(info, t, dim, m, core):
     return t, lambda r: r.reshape((info.batch_size,) + per_example)
 
 
-def _vmap_head_grad(info, in_dims, L, offsets, mu, eps, x, gx=None, glq=None, gkl=None):
+def _vmap_head_grad(info, in_dims, L, offsets, mu, x, gx=None, glq=None, gkl=None):
     """Every result carries the mapped axis: L and mu are expanded along it where they lack it."""
-    Ld, mud, ed, xd, gxd, glqd, gkld = in_dims[0], *in_dims[2:]
+    Ld, mud, xd, gxd, glqd, gkld = in_dims[0], *in_dims[2:]
     m = _head_batch_ndim(L, Ld, mu, mud)
     L2, L_back = _carrying(info, L, Ld, m, 2)
-    mu2, mu_back = _carrying(info, mu, mud, m, 1)
+    mu2, _ = _carrying(info, mu, mud, m, 1)
     sample = [None if t is None else _mapped_before_batch(t, d, m, core)
-              for t, d, core in ((eps, ed, 1), (x, xd, 1), (gx, gxd, 1), (glq, glqd, 0))]
+              for t, d, core in ((x, xd, 1), (gx, gxd, 1), (glq, glqd, 0))]
     gkl2 = None if gkl is None else _lead(gkl, gkld, m, 0)
     gL, gmu, geps = _OPS["band_head_grad"](L2, offsets, mu2, *sample, gkl2)
     at = geps.dim() - 2 - m

@@ -48,6 +48,11 @@ __global__ void band_solve(const T* __restrict__ L, const int* __restrict__ offs
         int o[KR];                                 // the offsets in registers when K is known
 #pragma unroll
         for (int k = 0; k < KR; ++k) o[k] = KC > 0 ? offs[k] : 0;
+        // Step j's row; the row o steps back (solved o steps earlier); the column of diagonal k linking row
+        // i with the row o away (the entry lies in column max(i, m), see above).
+        auto row_of = [&](int j) { return TRANSPOSED ? n - 1 - j : j; };
+        auto back = [&](int i, int o_k) { return TRANSPOSED ? i + o_k : i - o_k; };
+        auto entry = [&](int k, int i, int o_k) { return Lf[(long long)k * n + (TRANSPOSED ? i + o_k : i)]; };
         // One step: row i with its diagonal d, acc = m0_i b_i, scaled(k) = L_{i,m_k} m0_i for k = 1..p and
         // hist(k, m) = x_m. With KC > 0 the loop over k is unrolled, so both index registers at fixed positions.
         auto step = [&](int i, T d, T acc, int p, auto scaled, auto hist) {
@@ -55,8 +60,7 @@ __global__ void band_solve(const T* __restrict__ L, const int* __restrict__ offs
             for (int k = 1; k < (KC > 0 ? KC : K); ++k) {
                 if (k > p) break;
                 if (k < k0) continue;
-                const int ok = KC > 0 ? o[k] : offs[k];
-                const int m = TRANSPOSED ? i + ok : i - ok;
+                const int m = back(i, KC > 0 ? o[k] : offs[k]);
                 acc -= scaled(k) * hist(k, m);
             }
             if (has1 && p >= 1) acc -= scaled(1) * prev;
@@ -73,9 +77,9 @@ __global__ void band_solve(const T* __restrict__ L, const int* __restrict__ offs
         for (int p = 0; p < last; ++p) {           // steps j0..j1-1: diagonals 1..p have a term
             const int j1 = p + 1 < K ? min(offs[p + 1], n) : n;
             for (int j = j0; j < j1; ++j) {
-                const int i = TRANSPOSED ? n - 1 - j : j;
+                const int i = row_of(j);
                 const T d = Lf[i], m0 = T(1) / d;
-                step(i, d, m0 * bv[i], p, [&](int k) { return Lf[(long long)k * n + (TRANSPOSED ? i + offs[k] : i)] * m0; },
+                step(i, d, m0 * bv[i], p, [&](int k) { return entry(k, i, offs[k]) * m0; },
                      [&](int, int m) { return xv[m]; });
             }
             j0 = j1;
@@ -91,10 +95,10 @@ __global__ void band_solve(const T* __restrict__ L, const int* __restrict__ offs
 #pragma unroll
                 for (int u = 0; u < U; ++u) {
                     if (jc + u < n) {
-                        const int i = TRANSPOSED ? n - 1 - (jc + u) : jc + u;
+                        const int i = row_of(jc + u);
                         nb[u] = bv[i];
 #pragma unroll
-                        for (int k = 0; k < KR; ++k) nl[u][k] = Lf[(long long)k * n + (TRANSPOSED ? i + o[k] : i)];
+                        for (int k = 0; k < KR; ++k) nl[u][k] = entry(k, i, o[k]);
                     }
                 }
             };
@@ -113,10 +117,9 @@ __global__ void band_solve(const T* __restrict__ L, const int* __restrict__ offs
 #pragma unroll
                     for (int u = 0; u < U; ++u) {
                         if (jc + u < n) {
-                            const int i = TRANSPOSED ? n - 1 - (jc + u) : jc + u;
 #pragma unroll
                             for (int k = 1; k < KR; ++k) {
-                                if (k >= k0) ch[u][k] = xv[TRANSPOSED ? i + o[k] : i - o[k]];
+                                if (k >= k0) ch[u][k] = xv[back(row_of(jc + u), o[k])];
                             }
                         }
                     }
@@ -133,8 +136,7 @@ __global__ void band_solve(const T* __restrict__ L, const int* __restrict__ offs
 #pragma unroll
                 for (int u = 0; u < U; ++u) {
                     if (jc + u < n) {
-                        const int i = TRANSPOSED ? n - 1 - (jc + u) : jc + u;
-                        step(i, cl[u][0], cb[u], K - 1, [&](int k) { return cl[u][k]; },
+                        step(row_of(jc + u), cl[u][0], cb[u], K - 1, [&](int k) { return cl[u][k]; },
                              [&](int k, int m) { return far ? ch[u][k] : xv[m]; });
                     }
                 }
