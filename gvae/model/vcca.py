@@ -11,55 +11,105 @@ Training maximises, per pair, the bound
     E_q [log p(x1|.) + log p(x2|.)] - KL(q(z|x1) || N(0, I)) [- KL(q(h1|x1) || N(0, I)) - KL(q(h2|x2) || N(0, I))],
 
 by reparameterised samples, the rate weighted by the trainer's ``kl_weight`` (1 at the paper's bound).
-q(z|x1) is any gvae posterior family (a banded precision among them). Both views are modelled by
-Bernoulli likelihoods of their intensities in [0, 1] (the cross-entropy of the pixels, a proper density
+q(z|x1) is any gvae posterior family (a banded precision among them). By default both views are modelled
+by Bernoulli likelihoods of their intensities in [0, 1] (the cross-entropy of the pixels, a proper density
 for binary pixels only): the paper's measurement is a linear SVM on the mean of q(z|x1), not the
 likelihood.
+
+``likelihood="gaussian"`` models view k as N(dec_k(code), (L_k L_k^T)^-1), L_k a learned dense
+lower-triangular factor shared by all pairs (band storage on the full band, as the ``full`` posterior);
+with linear decoders (no hidden layer) that is probabilistic CCA's generative model (Bach and Jordan, "A
+probabilistic interpretation of canonical correlation analysis", 2005). Its maximum-likelihood solution is
+the bound's maximiser only when q can be the exact posterior p(z|x1, x2), which depends on both views:
+``shared_from="both"`` infers z from the concatenated views for that reason (the paper's q(z|x1) loosens
+the bound by E KL(q(z|x1) || p(z|x1, x2))).
 """
 import numpy as np
 
 from .. import ops
+from ..kernels import array_module
+from .constants import DeviceConstant
+from .gaussian import band_factor, band_log_density, positive_inverse, std_normal_log_prob
 from .layers import INITS, MLP
 from .objectives import KL_ESTIMATORS
-from .gaussian import std_normal_log_prob
 from .params import FlatParams
 from .vae import layer_family
+
+
+VIEW_LIKELIHOODS = ("bernoulli", "gaussian")
+SHARED_FROM = ("view1", "both")
+
+
+class FullGaussianNoise:
+    """A view's noise N(0, (L L^T)^-1) around its decoder's output: L (n, n) lower-triangular, one for all
+    pairs, in band storage on the full band (row k the k-th subdiagonal), parameter ``{prefix}L`` (n, n):
+    L[0] = softplus(raw[0]) + floor, the other rows as they are where the matrix has them. L = I to start."""
+
+    def __init__(self, n, prefix, floor=1e-4):
+        self.n, self.name, self.floor = int(n), f"{prefix}L", floor
+        self.offsets = tuple(range(self.n))
+        self.off_mask = DeviceConstant((np.arange(self.n) >= np.arange(self.n)[:, None])[1:].astype(np.float64))
+
+    def shapes(self):
+        return {self.name: (self.n, self.n)}
+
+    def init(self, rng, params, scheme=None):
+        """L = I (draws nothing from ``rng``; ``scheme`` is the networks' and does not apply)."""
+        params[self.name][...] = 0
+        params[self.name][0] = positive_inverse(1.0, self.floor)
+
+    def log_prob(self, params, mean, x):
+        """log N(x; mean, (L L^T)^-1) summed over the units: mean (S, B, n), x (B, n) -> (S, B)."""
+        L = band_factor(params[self.name], self.off_mask, self.floor)
+        return band_log_density(L, self.offsets, x, mean)
 
 
 class VCCA:
     """VCCA (``private`` = 0) or VCCA-private (``private`` > 0 units per view) of two views of ``n_in`` and
     ``n_in2`` units: ``latent`` shared units with the posterior ``posterior`` (a family name;
     ``posterior_options``: ``grid_shape``, ``floor``), networks of hidden widths ``hidden`` and
-    ``activation``, parameters in one flat buffer of ``dtype`` initialised by ``init``.
+    ``activation``, parameters in one flat buffer of ``dtype`` initialised by ``init``; ``likelihood`` of
+    each view ``"bernoulli"`` or ``"gaussian"`` (a learned dense precision per view, see the module), and
+    q(z|.) ``shared_from`` view 1 (the paper's ``"view1"``) or ``"both"`` views.
 
-    Parameters: ``enc.*`` (x1 -> the family's head), ``dec1.*`` and ``dec2.*`` (the code -> each view's
-    logits); with private codes ``priv1.*`` (x1 -> (mu, log sigma) of h1) and ``priv2.*`` (x2 -> h2).
-    The noise of a pass is (S, B, noise_size): z's ``latent`` units first, then h1's and h2's."""
+    Parameters: ``enc.*`` (x1, or x1 and x2 concatenated -> the family's head), ``dec1.*`` and ``dec2.*``
+    (the code -> each view's logits or mean); with private codes ``priv1.*`` (x1 -> (mu, log sigma) of
+    h1) and ``priv2.*`` (x2 -> h2); with Gaussian views ``noise1.L`` and ``noise2.L``. The noise of a pass
+    is (S, B, noise_size): z's ``latent`` units first, then h1's and h2's."""
 
     def __init__(self, n_in, n_in2, latent, hidden, activation="elu", posterior="diagonal", private=0,
-                 dtype=np.float32, posterior_options=None, init="uniform"):
+                 dtype=np.float32, posterior_options=None, init="uniform", likelihood="bernoulli",
+                 shared_from="view1"):
         if min(int(n_in), int(n_in2), int(latent)) < 1 or int(private) < 0:
             raise ValueError(f"VCCA needs positive view and latent sizes and private >= 0, got views {n_in}, {n_in2}, "
                              f"latent {latent}, private {private}")
         if init not in INITS:
             raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
+        if likelihood not in VIEW_LIKELIHOODS:
+            raise ValueError(f"unknown VCCA view likelihood {likelihood!r}; expected one of {list(VIEW_LIKELIHOODS)}")
+        if shared_from not in SHARED_FROM:
+            raise ValueError(f"VCCA infers the shared code from {list(SHARED_FROM)}, got {shared_from!r}")
         self.n_in, self.n_in2, self.size, self.private = int(n_in), int(n_in2), int(latent), int(private)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.init, self.dtype = activation, init, np.dtype(dtype)
+        self.likelihood, self.shared_from = likelihood, shared_from
         self.family = layer_family(posterior, self.size, posterior_options)
         code = self.size + self.private
-        self.encoder = MLP([self.n_in, *self.hidden, self.family.head_size(self.size)], activation, "enc.")
+        seen = self.n_in + (self.n_in2 if shared_from == "both" else 0)
+        self.encoder = MLP([seen, *self.hidden, self.family.head_size(self.size)], activation, "enc.")
         self.decoders = (MLP([code, *self.hidden, self.n_in], activation, "dec1."),
                          MLP([code, *self.hidden, self.n_in2], activation, "dec2."))
         self.private_family = layer_family("diagonal", self.private) if self.private else None
         self.private_encoders = () if not self.private else tuple(
             MLP([n, *self.hidden, self.private_family.head_size(self.private)], activation, f"priv{k}.")
             for k, n in ((1, self.n_in), (2, self.n_in2)))
+        self.noises = () if likelihood == "bernoulli" else (FullGaussianNoise(self.n_in, "noise1."),
+                                                             FullGaussianNoise(self.n_in2, "noise2."))
         self.noise_size = self.size + 2 * self.private
 
     def networks(self):
-        """Every network of the model, in the order of the flat buffer."""
-        return [self.encoder, *self.decoders, *self.private_encoders]
+        """Every network (and view noise) of the model, in the order of the flat buffer."""
+        return [self.encoder, *self.decoders, *self.private_encoders, *self.noises]
 
     def param_shapes(self):
         """{name: shape} of every parameter, in the order of the flat buffer."""
@@ -74,11 +124,22 @@ class VCCA:
             net.init(rng, params.views, self.init)
         return params
 
-    def shared(self, params, x1, eps=None):
-        """x1 (B, n_in) -> (q, z): q(z|x1)'s parameters and z = sample(q, eps) for eps (S, B, latent), shape
-        (S, B, latent); with ``eps=None`` z is the mean of q, (B, latent)."""
+    def shared(self, params, x1, eps=None, x2=None):
+        """x1 (B, n_in) [and x2 (B, n_in2) when ``shared_from="both"``] -> (q, z): q(z|.)'s parameters and
+        z = sample(q, eps) for eps (S, B, latent), shape (S, B, latent); with ``eps=None`` z is the mean of
+        q, (B, latent)."""
+        if self.shared_from == "both":
+            if x2 is None:
+                raise ValueError("this VCCA infers its shared code from both views (shared_from='both'): give x2")
+            x1 = array_module(x1, x2).concatenate((x1, x2), axis=-1)
         q = self.family.split(self.encoder(params, x1), self.size)
         return q, (q.mu if eps is None else self.family.sample(q, eps))
+
+    def view_log_lik(self, params, k, out, x):
+        """log p(x_k|.) of view k (0 or 1) for the decoder output out (S, B, n_k) and x (B, n_k) -> (S, B)."""
+        if self.likelihood == "bernoulli":
+            return ops.bernoulli_loglik(out, x)
+        return self.noises[k].log_prob(params, out, x)
 
     def view_terms(self, params, x1, x2, eps, kl="analytic"):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
@@ -88,7 +149,7 @@ class VCCA:
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
         views = (x1, x2)
-        q, z = self.shared(params, x1, eps[..., :self.size])
+        q, z = self.shared(params, x1, eps[..., :self.size], x2)
         codes, rate, private_rate = [z, z], _rate(self.family, q, z, kl), 0.0
         for k, encoder in enumerate(self.private_encoders):
             lo = self.size + k * self.private
@@ -96,8 +157,8 @@ class VCCA:
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
             codes[k] = ops.concatenate2(z, h)
             private_rate = private_rate + _rate(self.private_family, qh, h, kl)
-        rec1, rec2 = (ops.mean(ops.bernoulli_loglik(decoder(params, code), x), axis=0)
-                      for decoder, code, x in zip(self.decoders, codes, views))
+        rec1, rec2 = (ops.mean(self.view_log_lik(params, k, decoder(params, code), x), axis=0)
+                      for k, (decoder, code, x) in enumerate(zip(self.decoders, codes, views)))
         return rec1, rec2, rate, private_rate
 
     def terms(self, params, x1, x2, eps, kl="analytic"):
