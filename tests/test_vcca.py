@@ -120,6 +120,41 @@ def test_the_bound_is_the_dense_reference(private):
     assert bound_w == pytest.approx(bound, rel=1e-12)
 
 
+def test_dropout_multiplies_every_hidden_layer_by_its_mask_and_keeps_the_mean():
+    """The bound with dropout masks is the dense reference with each hidden layer's activations multiplied by
+    its mask (the decoders' masks shared by a pair's samples); the masks are 0 or 1 / (1 - rate), zero at
+    the rate's frequency, so the activations' expectation is unchanged; rate 0 masks nothing."""
+    model, params, x1, x2, eps = _tiny(2, seed=4)
+    masks = model.dropout_masks(np.random.default_rng(5), len(x1), 0.5)
+    assert set(masks) == {"enc.", "dec1.", "dec2.", "priv1.", "priv2."}
+    assert all(len(m) == 1 and m[0].shape == (len(x1), 4) and set(np.unique(m[0])) <= {0.0, 2.0}
+               for m in masks.values())
+    p = {k: np.asarray(v) for k, v in params.items()}
+
+    def net(prefix, x):
+        h = x @ p[f"{prefix}W0"] + p[f"{prefix}b0"]
+        h = np.where(h > 0, h, np.expm1(np.minimum(h, 0))) * masks[prefix][0]
+        return h @ p[f"{prefix}W1"] + p[f"{prefix}b1"]
+
+    def code(prefix, x, e, size):
+        head = net(prefix, x)
+        mu, sigma = head[:, :size], np.logaddexp(0, head[:, size:]) + model.family.floor
+        return mu + sigma * e, 0.5 * (sigma ** 2 + mu ** 2 - 1 - 2 * np.log(sigma)).sum(-1)
+
+    z, rate = code("enc.", x1, eps[..., :3], 3)
+    codes = []
+    for k, x in enumerate((x1, x2)):
+        h, kl = code(f"priv{k + 1}.", x, eps[..., 3 + 2 * k:5 + 2 * k], 2)
+        codes.append(np.concatenate([z, h], axis=-1))
+        rate = rate + kl
+    rec = (_bernoulli(net("dec1.", codes[0]), x1) + _bernoulli(net("dec2.", codes[1]), x2)).mean(0)
+    loss, _ = vcca_loss(params, model, x1, x2, eps, masks=masks)
+    assert loss == pytest.approx((rate - rec).mean(), rel=1e-10)
+    big = model.dropout_masks(np.random.default_rng(6), 20_000, 0.3)["enc."][0]
+    assert (big == 0).mean() == pytest.approx(0.3, abs=0.01) and big.mean() == pytest.approx(1, abs=0.01)
+    assert vcca_loss(params, model, x1, x2, eps, masks=None)[0] == vcca_loss(params, model, x1, x2, eps)[0]
+
+
 @pytest.mark.parametrize("private,posterior,kl,options", [
     (0, "diagonal", "analytic", {}), (0, "chain", "mc", {}), (2, "grid", "analytic", {}),
     (3, "rank1", "analytic", {}), (0, "full", "mc", {"likelihood": "gaussian", "shared_from": "both"}),
@@ -129,8 +164,9 @@ def test_the_loss_gradient_against_finite_differences(private, posterior, kl, op
     if model.noises:  # factors away from the identity they start at
         for k in (1, 2):
             params[f"noise{k}.L"] += 0.3 * np.random.default_rng(k).standard_normal(params[f"noise{k}.L"].shape)
-    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0, private_weight=2.0)[0],
-              [params])
+    masks = model.dropout_masks(np.random.default_rng(3), len(x1), 0.4) if private else None
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0, private_weight=2.0,
+                                   masks=masks)[0], [params])
 
 
 def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_validation():
@@ -149,8 +185,8 @@ def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_vali
 def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
     _, summary, meta, data = trained_straight_and_resumed(
         tmp_path, ["--task", "vcca", "--private", "2", "--latent", "4", "--hidden", "16", "--posterior", "chain",
-                   "--batch-size", "40", "--view-weight", "4"])
-    assert meta["config"]["private"] == 2 and meta["config"]["view_weight"] == 4
+                   "--batch-size", "40", "--view-weight", "4", "--dropout", "0.2"])
+    assert meta["config"]["private"] == 2 and meta["config"]["view_weight"] == 4 and meta["config"]["dropout"] == 0.2
     assert summary["task"] == "vcca" and summary["private"] == 2 and 0 <= summary["svm_test_error"] <= 1
     assert summary["svm_c"] in (0.01, 0.1, 1.0, 10.0) and summary["test_elbo"] < 0
     assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])
@@ -164,6 +200,7 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     (dict(private=-1), "private must lie in 0..10000"),
     (dict(view_weight=0.0), "view_weight must be a finite number > 0"),
     (dict(private_weight=3.0), "--private-weight weighs the private codes' KL terms: give --private P"),
+    (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):

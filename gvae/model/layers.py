@@ -74,14 +74,25 @@ class MLP:
             else:
                 init_dense(rng, W, b, act, scheme)
 
-    def __call__(self, params, x):
-        return self.head(params, self.features(params, x))
+    def __call__(self, params, x, masks=None):
+        return self.head(params, self.features(params, x, masks))
 
-    def features(self, params, x):
-        """The last hidden layer's activations (x itself when there is no hidden layer)."""
+    def features(self, params, x, masks=None):
+        """The last hidden layer's activations (x itself when there is no hidden layer). ``masks``: one
+        array per hidden layer multiplying its activations (dropout's, :func:`dropout_masks`)."""
         for i, act in enumerate(self.activations[:-1]):
             x = ops.dense(x, params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"], act)
+            if masks is not None:
+                x = x * masks[i]
         return x
+
+    def dropout_masks(self, rng, batch, rate, dtype):
+        """Inverted dropout (Srivastava et al. 2014) of every hidden layer for ``batch`` rows: arrays (batch,
+        width) of 0 (with probability ``rate``) or 1 / (1 - rate), drawn from ``rng`` (a generator of the
+        device's array module), so that the expected activations are the undropped ones."""
+        scale = dtype.type(1 / (1 - rate))
+        return [(rng.random((batch, width), dtype=dtype) >= rate).astype(dtype) * scale
+                for width in self.sizes[1:-1]]
 
     def head(self, params, h):
         """The output layer on the features h."""

@@ -124,15 +124,15 @@ class VCCA:
             net.init(rng, params.views, self.init)
         return params
 
-    def shared(self, params, x1, eps=None, x2=None):
+    def shared(self, params, x1, eps=None, x2=None, masks=None):
         """x1 (B, n_in) [and x2 (B, n_in2) when ``shared_from="both"``] -> (q, z): q(z|.)'s parameters and
         z = sample(q, eps) for eps (S, B, latent), shape (S, B, latent); with ``eps=None`` z is the mean of
-        q, (B, latent)."""
+        q, (B, latent). ``masks``: the encoder's dropout masks (training only)."""
         if self.shared_from == "both":
             if x2 is None:
                 raise ValueError("this VCCA infers its shared code from both views (shared_from='both'): give x2")
             x1 = array_module(x1, x2).concatenate((x1, x2), axis=-1)
-        q = self.family.split(self.encoder(params, x1), self.size)
+        q = self.family.split(self.encoder(params, x1, masks), self.size)
         return q, (q.mu if eps is None else self.family.sample(q, eps))
 
     def view_log_lik(self, params, k, out, x):
@@ -141,23 +141,32 @@ class VCCA:
             return ops.bernoulli_loglik(out, x)
         return self.noises[k].log_prob(params, out, x)
 
-    def view_terms(self, params, x1, x2, eps, kl="analytic"):
+    def dropout_masks(self, rng, batch, rate):
+        """Dropout masks of every network's hidden layers for ``batch`` pairs ({prefix: [arrays (batch,
+        width)]}, :meth:`MLP.dropout_masks`; the decoders' are shared by the samples of a pair)."""
+        return {net.prefix: net.dropout_masks(rng, batch, rate, self.dtype) for net in self.networks()
+                if isinstance(net, MLP)}
+
+    def view_terms(self, params, x1, x2, eps, kl="analytic", masks=None):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
         Returns ``(rec1, rec2, rate, private_rate)``, each (B,): rec_k = mean_s log p(x_k|.), rate the shared
         code's KL(q || N(0, I)) and private_rate the private codes' (0 without them), in closed form
-        (``"analytic"``) or as mean_s [log q - log N(0, I)] (``"mc"``)."""
+        (``"analytic"``) or as mean_s [log q - log N(0, I)] (``"mc"``). ``masks``: dropout's
+        (:meth:`dropout_masks`), in training only."""
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
+        masks = masks or {}
         views = (x1, x2)
-        q, z = self.shared(params, x1, eps[..., :self.size], x2)
+        q, z = self.shared(params, x1, eps[..., :self.size], x2, masks.get(self.encoder.prefix))
         codes, rate, private_rate = [z, z], _rate(self.family, q, z, kl), 0.0
         for k, encoder in enumerate(self.private_encoders):
             lo = self.size + k * self.private
-            qh = self.private_family.split(encoder(params, views[k]), self.private)
+            qh = self.private_family.split(encoder(params, views[k], masks.get(encoder.prefix)), self.private)
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
             codes[k] = ops.concatenate2(z, h)
             private_rate = private_rate + _rate(self.private_family, qh, h, kl)
-        rec1, rec2 = (ops.mean(self.view_log_lik(params, k, decoder(params, code), x), axis=0)
+        rec1, rec2 = (ops.mean(self.view_log_lik(params, k, decoder(params, code, masks.get(decoder.prefix)), x),
+                               axis=0)
                       for k, (decoder, code, x) in enumerate(zip(self.decoders, codes, views)))
         return rec1, rec2, rate, private_rate
 
@@ -174,13 +183,15 @@ def _rate(family, q, z, kl):
     return ops.mean(family.log_prob(q, z) - std_normal_log_prob(z), axis=0)
 
 
-def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0, private_weight=1.0):
+def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0, private_weight=1.0,
+              masks=None):
     """The loss minimised by training, mean_b [kl_weight (rate_b + private_weight private_rate_b) - rec1_b -
     view_weight rec2_b] (:meth:`VCCA.view_terms`), and ``aux`` = (the bound at weights 1, mean rec1 + rec2,
     mean rate of every code), batch means. ``view_weight`` > 1 tempers view 2's likelihood: its term alone
     rewards the class (the only thing the views share), by at most log 10 nats a pair at weight 1;
-    ``private_weight`` > 1 makes the private codes dearer than the shared one."""
-    rec1, rec2, rate, private_rate = model.view_terms(params, x1, x2, eps, kl)
+    ``private_weight`` > 1 makes the private codes dearer than the shared one; ``masks``: dropout's
+    (:meth:`VCCA.dropout_masks`; None: none)."""
+    rec1, rec2, rate, private_rate = model.view_terms(params, x1, x2, eps, kl, masks)
     rec1, rec2, rate = ops.mean(rec1), ops.mean(rec2), ops.mean(rate)
     private_rate = ops.mean(private_rate) if model.private else 0.0
     rec, total_rate = rec1 + rec2, rate + private_rate

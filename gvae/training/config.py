@@ -194,6 +194,9 @@ class TrainConfig:
     private_weight: float = _option(1.0, "vcca: the weight on the private codes' KL terms in the loss (with --private; "
                                     "1: the paper's bound, which is what is reported either way)",
                                     parse=positive_float, metavar="W")
+    dropout: float = _option(0.0, "vcca: dropout's rate on every network's hidden units in training (inverted "
+                             "dropout, Srivastava et al. 2014; the paper's networks use it; 0: none)",
+                             parse=non_negative_float, metavar="P")
     mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
                                "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
                                parse=non_negative_float, metavar="M")
@@ -323,6 +326,7 @@ class TrainConfig:
                    "mi_target must be a finite number >= 0"),
                   (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
                   (math.isfinite(self.view_weight) and self.view_weight > 0, "view_weight must be a finite number > 0"),
+                  (math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
                   (math.isfinite(self.private_weight) and self.private_weight > 0,
                    "private_weight must be a finite number > 0"),
                   (math.isfinite(self.anchor_weight) and 0 <= self.anchor_weight <= 1,
