@@ -2,9 +2,12 @@
 on a tiny 2 x 8 factor (the overhead alone), and on a chain factor of B = 100, d = 256 (float32), eagerly
 and under ``jit``; and the gradient of sum(band_solve_t(L, b)) with respect to L under ``jit`` at that
 size, against the same kernels called directly (the solve, the solve of the backward and ``band_outer``).
-Prints microseconds per call (the median of repeats); timings belong here, not in the tests. Then one
-jitted Adam step of examples/jax_banded_vae.py (784-500-500-16 ELU, B = 100) with each posterior, in
-interleaved rounds, and its ratio to the diagonal posterior's step.
+Prints microseconds per call (the median of repeats); timings belong here, not in the tests. Then the
+posterior's head under ``jit``: the gradient of sum(z) + sum(KL) for an extended grid 4 x 4, B = 100,
+float32, through ``band_head`` (one kernel call and one backward) against ``rsample`` and
+``kl_to_standard_normal`` (the separate calls). Then one jitted Adam step of examples/jax_banded_vae.py
+(784-500-500-16 ELU, B = 100) with each posterior, in interleaved rounds, and its ratio to the diagonal
+posterior's step.
 
     python examples/bench_jax_interop.py [--rounds 20]
 """
@@ -60,6 +63,38 @@ def main():
              ("grad of sum(band_solve_t) 100 x 2 x 256: gvae.jax, jit", lambda: grad(Lj, bj).block_until_ready())]
     for label, f in rows:
         print(f"{label:64s} {per_call_us(f):8.1f} us")
+    head_table(rng)
+
+
+def head_table(rng, rounds=15):
+    """The head through band_head against the separate calls, interleaved rounds, median us and ratio."""
+    from gvae.model.lattice import extgrid_offsets, lattice_mask
+    offsets = extgrid_offsets(4, 4)
+    factor = (rng.uniform(-0.3, 0.3, (100, len(offsets), 16)) * lattice_mask(offsets, 4, 4)).astype(np.float32)
+    factor[:, 0] = rng.uniform(0.8, 1.5, (100, 16))  # the diagonal: positive
+    loc = rng.standard_normal((100, 16)).astype(np.float32)
+    key = jax.random.key(2)
+
+    def head(L, mu):
+        z, _, kl = gj.BandedPrecisionNormal(mu, L, offsets).rsample_log_prob_kl(key)
+        return z.sum() + kl.sum()
+
+    def separate(L, mu):
+        q = gj.BandedPrecisionNormal(mu, L, offsets)
+        return q.rsample(key).sum() + q.kl_to_standard_normal().sum()
+
+    calls = {name: (lambda g=jax.jit(jax.grad(f, (0, 1))), L=jax.numpy.asarray(factor), mu=jax.numpy.asarray(loc):
+                    jax.block_until_ready(g(L, mu))) for name, f in (("head", head), ("separate", separate))}
+    times = {name: [] for name in calls}
+    for name, f in calls.items():
+        f()  # compile
+    for _ in range(rounds):
+        for name, f in calls.items():
+            times[name].append(per_call_us(f, number=100, repeat=3))
+    ratio = np.median(np.asarray(times["separate"]) / np.asarray(times["head"]))
+    print(f"\nhead under jit, grad of sum(z) + sum(KL), extended grid 4 x 4, B = 100, float32 ({rounds} rounds):"
+          f" band_head {np.median(times['head']):.1f} us, rsample + kl_to_standard_normal "
+          f"{np.median(times['separate']):.1f} us, {ratio:.2f}x")
 
 
 def vae_steps(rounds, block=20):

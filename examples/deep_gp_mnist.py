@@ -1,13 +1,23 @@
 """A two-layer deep GP (Damianou and Lawrence 2013) against a one-layer Bayesian GP-LVM (Titsias and
-Lawrence 2010) on a subset of MNIST: both trained by full-batch Adam on their collapsed bounds
-(:func:`gvae.model.gp.deep_gp_bound`, :func:`gvae.model.gp.gplvm_bound`), float64, same latent size.
+Lawrence 2010) and a VAE on a subset of MNIST: the GPs trained by full-batch Adam on their collapsed bounds
+(:func:`gvae.model.gp.deep_gp_bound`, :func:`gvae.model.gp.gplvm_bound`), the VAE on its ELBO, float64,
+same latent size, same data and scale.
 
     python examples/deep_gp_mnist.py --out DIR --images 500 --latent 5 --hidden 10 --inducing 30 \\
-        --steps 1500 [--seed 0]
+        --steps 1500 [--vae-hidden 200 --vae-steps 5000 --vae-lr 0.001] [--seed 0]
 
 ``--out DIR`` (a new folder, or one this script wrote: the run then resumes where its last checkpoint
 left it, every 100 steps, written atomically) receives each model's parameters and Adam state
-(``gplvm.npz``, ``deep.npz``) and ``results.json``.
+(``gplvm.npz``, ``deep.npz``, ``vae.npz``) and ``results.json``.
+
+The VAE is the GPs' model with a network for a GP (Kingma and Welling 2014): z ~ N(0, I_q), y ~ N(f(z),
+s^2 I) with one noise variance s^2 for every pixel as the GPs have, f a tanh network of ``--vae-hidden``
+units, q(z|y) diagonal from a network of the same width; full-batch Adam on the ELBO, one reparameterised
+draw per image and step (the draws of step t from the generator seeded (seed, t), so a resumed run draws
+what a straight one does). Its bound per image is the ELBO averaged over 100 draws per image; it is also
+given on held-out images (the next ``--images`` training images, centred by the same mean), which the
+VAE's encoder reaches without fitting anything (the GPs would need their latent posteriors fitted to new
+images, which this script does not do).
 
 Data: the first ``--images`` training images of MNIST (as ``gvae train`` loads it), intensities in [0, 1]
 minus their mean image (the GPs have zero mean). Both models start from the data's principal components
@@ -36,12 +46,17 @@ def parse_args(argv=None):
     p.add_argument("--inducing", type=int, default=30, help="inducing inputs per GP layer")
     p.add_argument("--steps", type=int, default=1500, help="Adam steps (full batch)")
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--vae-hidden", type=int, default=200, help="the VAE's networks' hidden units")
+    p.add_argument("--vae-steps", type=int, default=5000, help="the VAE's Adam steps (full batch)")
+    p.add_argument("--vae-lr", type=float, default=0.001)
     p.add_argument("--out", required=True, help="the run folder (resumed when it holds a checkpoint)")
     p.add_argument("--picture", default=None, help="also draw both models' latent means here (PNG; matplotlib)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if min(args.images, args.latent, args.hidden, args.inducing, args.steps) < 1 or not args.lr > 0:
-        p.error("--images, --latent, --hidden, --inducing and --steps must be >= 1 and --lr > 0")
+    if min(args.images, args.latent, args.hidden, args.inducing, args.steps, args.vae_hidden, args.vae_steps) < 1 \
+            or not (args.lr > 0 and args.vae_lr > 0):
+        p.error("--images, --latent, --hidden, --inducing, --steps, --vae-hidden and --vae-steps must be >= 1, "
+                "--lr and --vae-lr > 0")
     if args.inducing > args.images:
         p.error(f"--inducing ({args.inducing}) must not exceed --images ({args.images})")
     return args
@@ -77,6 +92,61 @@ def deep_objective(params, Y):
                           [unpack(ops, params["top"]), unpack(ops, params["out"])])
 
 
+class Vae:
+    """The VAE of the module's docstring: ``params`` a flat dict (``enc.*``, ``dec.*``, ``log_s``)."""
+
+    def __init__(self, p, q, hidden):
+        from gvae.model.layers import MLP
+        from gvae.model.vae import layer_family
+        self.q, self.p = q, p
+        self.encoder = MLP([p, hidden, 2 * q], "tanh", "enc.")
+        self.decoder = MLP([q, hidden, p], "tanh", "dec.")
+        self.family = layer_family("diagonal", q)
+
+    def new_params(self, rng):
+        params = {"log_s": np.array(np.log(0.1))}
+        for net in (self.encoder, self.decoder):
+            params.update({name: np.zeros(shape) for name, shape in net.shapes().items()})
+            net.init(rng, params, "uniform")
+        return params
+
+    def terms(self, params, Y, eps):
+        """(E log p(y|z), KL(q(z|y) || N(0, I))) summed over the images, with the draws eps (S, n, q)."""
+        from gvae import ops
+        from gvae.model.gaussian import LOG_2PI
+        q = self.family.split(self.encoder(params, Y), self.q)
+        r = Y - self.decoder(params, self.family.sample(q, eps))
+        s2 = ops.exp(params["log_s"])
+        loglik = -0.5 * ops.sum(r * r, axis=-1) / s2 - 0.5 * self.p * (ops.log(s2) + LOG_2PI)
+        return ops.sum(ops.mean(loglik, axis=0)), ops.sum(self.family.kl(q))
+
+    def objective(self, params, Y, eps):
+        rec, kl = self.terms(params, Y, eps)
+        return kl - rec
+
+    def noise(self, seed, n):
+        """The draws of step t: (1, n, q) from the generator seeded (seed, t)."""
+        return lambda t: (np.random.default_rng([seed, t]).standard_normal((1, n, self.q)),)
+
+    def bound(self, params, Y, seed):
+        """The ELBO per image of Y, averaged over 100 draws per image (from the generator seeded (seed, 0))."""
+        eps = np.random.default_rng([seed, 0]).standard_normal((100, len(Y), self.q))
+        return -float(self.objective(params, Y, eps)) / len(Y)
+
+    def kl_per_unit(self, params, Y):
+        """Each latent unit's KL(q(z_j|y) || N(0, 1)) averaged over the images, (q,)."""
+        q = self.family.split(self.encoder(params, Y), self.q)
+        mu, sigma = np.asarray(q.mu), np.asarray(q.sigma)
+        return (0.5 * (sigma ** 2 + mu ** 2 - 1) - np.log(sigma)).mean(0)
+
+    def means(self, params, Y):
+        return np.asarray(self.family.split(self.encoder(params, Y), self.q).mu)
+
+    def rebuilt(self, params, Y):
+        """The decoder's output at the posterior means, (n, p)."""
+        return np.asarray(self.decoder(params, self.family.split(self.encoder(params, Y), self.q).mu))
+
+
 def _leaves(tree, prefix=""):
     """[(dotted name, array)] of a dict of dicts of arrays, in a fixed order."""
     return [item for k in sorted(tree) for item in
@@ -92,9 +162,9 @@ def _save(path, params, m, v, t):
     tmp.replace(path)
 
 
-def adam(objective, params, Y, steps, lr, label, path):
+def adam(objective, params, Y, steps, lr, label, path, noise=lambda t: ()):
     """Full-batch Adam on the dict (of dicts) of arrays ``params``, resumed from and checkpointed to
-    ``path``; returns (bound per image, seconds of this process)."""
+    ``path``, ``objective(params, Y, *noise(t))`` at step t; returns the seconds of this process."""
     m = [np.zeros_like(x) for _, x in _leaves(params)]
     v = [np.zeros_like(x) for _, x in _leaves(params)]
     start = 0
@@ -107,7 +177,7 @@ def adam(objective, params, Y, steps, lr, label, path):
     step = value_and_grad(objective)
     t0 = time.perf_counter()
     for t in range(start + 1, steps + 1):
-        loss, grad = step(params, Y)
+        loss, grad = step(params, Y, *noise(t))
         if not np.isfinite(loss):
             raise SystemExit(f"deep_gp_mnist: {label}: the bound is not finite at step {t}; the last good "
                              f"checkpoint is {path}")
@@ -119,7 +189,7 @@ def adam(objective, params, Y, steps, lr, label, path):
             _save(path, params, m, v, t)
         if t == 1 or t % max(1, steps // 10) == 0:
             print(f"{label}: step {t}: bound per image {-float(loss) / len(Y):.2f} nats", flush=True)
-    return -float(step(params, Y)[0]) / len(Y), time.perf_counter() - t0
+    return time.perf_counter() - t0
 
 
 def reconstruction(mu, S, Y, lp):
@@ -134,17 +204,18 @@ def reconstruction(mu, S, Y, lp):
 
 
 def latent_picture(path, models, labels):
-    """The latent means of each model ({title: (mu (n, q), lengthscales (q,))}) on their two most relevant
-    axes (the smallest lengthscales of the GP that reads them), one colour per digit."""
+    """The latent means of each model ({title: (mu (n, q), relevance (q,), what the relevance is)}) on
+    their two most relevant axes (a GP's smallest lengthscales, a VAE's largest KL terms), one colour per
+    digit."""
     from gvae.plots import canvas
     fig = canvas.new_figure(5.0 * len(models), 4.6, layout="constrained")
-    for k, (title, (mu, ls)) in enumerate(models.items()):
-        a, b = np.argsort(ls)[:2]
+    for k, (title, (mu, relevance, what)) in enumerate(models.items()):
+        a, b = np.argsort(relevance)[:2] if what == "lengthscale" else np.argsort(relevance)[::-1][:2]
         ax = fig.add_subplot(1, len(models), k + 1)
         points = ax.scatter(mu[:, a], mu[:, b], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=6)
         ax.set_title(title)
-        ax.set_xlabel(f"latent axis {a} (lengthscale {ls[a]:.2f})")
-        ax.set_ylabel(f"latent axis {b} (lengthscale {ls[b]:.2f})")
+        ax.set_xlabel(f"latent axis {a} ({what} {relevance[a]:.2f})")
+        ax.set_ylabel(f"latent axis {b} ({what} {relevance[b]:.2f})")
     fig.colorbar(points, ax=fig.axes, ticks=range(10), label="digit")
     return canvas.save(fig, path)
 
@@ -152,10 +223,13 @@ def latent_picture(path, models, labels):
 def main(args):
     from gvae.io.mnist import load_mnist
     out = Path(args.out)
-    settings = {k: getattr(args, k) for k in ("images", "latent", "hidden", "inducing", "lr", "seed")}
+    settings = {k: getattr(args, k) for k in ("images", "latent", "hidden", "inducing", "lr", "seed", "vae_hidden",
+                                              "vae_lr")}
     if out.exists():
         try:
-            kept = json.loads((out / "settings.json").read_text())
+            # a folder written before the VAE was added holds GP runs that any VAE settings extend
+            kept = {"vae_hidden": args.vae_hidden, "vae_lr": args.vae_lr,
+                    **json.loads((out / "settings.json").read_text())}
         except (OSError, ValueError):
             raise SystemExit(f"deep_gp_mnist: {out} exists and is not a run of this script (no settings.json): "
                              "name a new folder") from None
@@ -173,6 +247,7 @@ def main(args):
             raise SystemExit(f"deep_gp_mnist: --picture: {exc}") from None
     train = load_mnist()["train"]
     Y, labels = train[0][:args.images].astype(np.float64), np.asarray(train[1][:args.images])
+    held_out = train[0][args.images:2 * args.images].astype(np.float64) - Y.mean(0)
     Y = Y - Y.mean(0)
     hidden = principal_components(Y, args.hidden)
     top = principal_components(hidden, args.latent)
@@ -182,21 +257,40 @@ def main(args):
     deep = {"mu_x": top, "log_S_x": np.full((n, args.latent), np.log(0.1)), "mu_h": hidden,
             "log_S_h": np.full((n, args.hidden), np.log(0.1)),
             "top": layer(rng, top, args.inducing), "out": layer(rng, hidden, args.inducing)}
-    results = dict(settings, steps=args.steps, pixel_variance=float(np.mean(Y ** 2)))
+    vae = Vae(Y.shape[1], args.latent, args.vae_hidden)
+    vae_params = vae.new_params(np.random.default_rng([args.seed, 1]))
+    results = dict(settings, steps=args.steps, vae_steps=args.vae_steps, pixel_variance=float(np.mean(Y ** 2)))
     for label, name, objective, params in (("GP-LVM", "gplvm", gplvm_objective, gplvm),
-                                           ("deep GP", "deep", deep_objective, deep)):
-        bound, seconds = adam(objective, params, Y, args.steps, args.lr, label, out / f"{name}.npz")
-        # the images rebuilt from their latent posteriors (the deep GP's from q(H), its last layer's inputs)
-        inputs = ("mu_x", "log_S_x", "layer") if name == "gplvm" else ("mu_h", "log_S_h", "out")
-        rebuilt = reconstruction(params[inputs[0]], np.exp(params[inputs[1]]), Y, params[inputs[2]])
+                                           ("deep GP", "deep", deep_objective, deep),
+                                           ("VAE", "vae", vae.objective, vae_params)):
+        if name == "vae":
+            seconds = adam(objective, params, Y, args.vae_steps, args.vae_lr, label, out / "vae.npz",
+                           vae.noise(args.seed, n))
+            bound, rebuilt, steps = vae.bound(params, Y, args.seed), vae.rebuilt(params, Y), args.vae_steps
+        else:
+            seconds = adam(objective, params, Y, args.steps, args.lr, label, out / f"{name}.npz")
+            bound, steps = -float(objective(params, Y)) / n, args.steps
+            # the images rebuilt from their latent posteriors (the deep GP's from q(H), its last layer's inputs)
+            inputs = ("mu_x", "log_S_x", "layer") if name == "gplvm" else ("mu_h", "log_S_h", "out")
+            rebuilt = reconstruction(params[inputs[0]], np.exp(params[inputs[1]]), Y, params[inputs[2]])
         mse = float(np.mean((rebuilt - Y) ** 2))
         results[label] = {"bound_per_image": bound, "reconstruction_mse_per_pixel": mse, "seconds": seconds}
-        print(f"{label}: bound per image {bound:.2f} nats after {args.steps} steps ({seconds:.0f} s); "
+        print(f"{label}: bound per image {bound:.2f} nats after {steps} steps ({seconds:.0f} s); "
               f"reconstruction MSE per pixel {mse:.5f} (the images' variance per pixel {float(np.mean(Y ** 2)):.5f})",
               flush=True)
+    if len(held_out):
+        results["VAE"]["held_out_images"] = len(held_out)
+        results["VAE"]["held_out_bound_per_image"] = vae.bound(vae_params, held_out, args.seed)
+        results["VAE"]["held_out_reconstruction_mse_per_pixel"] = float(
+            np.mean((vae.rebuilt(vae_params, held_out) - held_out) ** 2))
+        print(f"VAE: on {len(held_out)} held-out images, bound per image "
+              f"{results['VAE']['held_out_bound_per_image']:.2f} nats, reconstruction MSE per pixel "
+              f"{results['VAE']['held_out_reconstruction_mse_per_pixel']:.5f}", flush=True)
     if args.picture:
-        latent_picture(args.picture, {"Bayesian GP-LVM": (gplvm["mu_x"], np.exp(gplvm["layer"]["log_ls"])),
-                                      "deep GP (top layer)": (deep["mu_x"], np.exp(deep["top"]["log_ls"]))}, labels)
+        latent_picture(args.picture, {
+            "Bayesian GP-LVM": (gplvm["mu_x"], np.exp(gplvm["layer"]["log_ls"]), "lengthscale"),
+            "deep GP (top layer)": (deep["mu_x"], np.exp(deep["top"]["log_ls"]), "lengthscale"),
+            "VAE (posterior means)": (vae.means(vae_params, Y), vae.kl_per_unit(vae_params, Y), "KL")}, labels)
     tmp = out / "results.tmp.json"
     tmp.write_text(json.dumps(results, indent=1))
     tmp.replace(out / "results.json")

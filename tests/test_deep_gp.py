@@ -1,6 +1,9 @@
 """The two-layer deep GP's bound (gvae.model.gp.deep_gp_bound): the hidden layer's uncertain outputs enter
 the collapsed bound as its exact expectation (checked against the quadratic's second differences and
 against Monte Carlo), and the bound's gradients in every argument against central differences in float64."""
+import json
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -86,17 +89,33 @@ def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     rng = np.random.default_rng(0)
-    images = rng.random((30, 16))
-    monkeypatch.setattr("gvae.io.mnist.load_mnist", lambda: {"train": (images, np.zeros(30))})
-    common = ["--images", "30", "--latent", "2", "--hidden", "3", "--inducing", "6"]
-    example.main(example.parse_args(["--out", str(tmp_path / "straight"), "--steps", "200", *common]))
-    example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "100", *common]))
-    example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common,
-                                     "--picture", str(tmp_path / "latent.png")]))
+    images = rng.random((50, 16))  # 30 to fit, 20 held out for the VAE
+    monkeypatch.setattr("gvae.io.mnist.load_mnist", lambda: {"train": (images, np.zeros(50))})
+    common = ["--images", "30", "--latent", "2", "--hidden", "3", "--inducing", "6", "--vae-hidden", "5"]
+    example.main(example.parse_args(["--out", str(tmp_path / "straight"), "--steps", "200", "--vae-steps", "200",
+                                     *common]))
+    example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "100", "--vae-steps", "100",
+                                     *common]))
+    example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", "--vae-steps", "200",
+                                     *common, "--picture", str(tmp_path / "latent.png")]))
     assert (tmp_path / "latent.png").stat().st_size > 1000
-    straight, resumed = (np.load(tmp_path / run / "deep.npz") for run in ("straight", "resumed"))
-    assert sorted(straight.files) == sorted(resumed.files)
-    for key in straight.files:
-        np.testing.assert_array_equal(straight[key], resumed[key], err_msg=key)
+    for model in ("deep", "vae"):
+        straight, resumed = (np.load(tmp_path / run / f"{model}.npz") for run in ("straight", "resumed"))
+        assert sorted(straight.files) == sorted(resumed.files)
+        for key in straight.files:
+            np.testing.assert_array_equal(straight[key], resumed[key], err_msg=f"{model}: {key}")
+    results = json.loads((tmp_path / "straight" / "results.json").read_text())
+    assert set(results) >= {"GP-LVM", "deep GP", "VAE"} and math.isfinite(results["VAE"]["bound_per_image"])
+    assert results["VAE"]["held_out_images"] == 20 and math.isfinite(results["VAE"]["held_out_bound_per_image"])
     with pytest.raises(SystemExit, match="was run with"):
-        example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common[:-1], "7"]))
+        example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common[:-3], "7"]))
+    # a folder written before the VAE existed (its settings without the VAE's) gets the VAE added
+    settings = tmp_path / "straight" / "settings.json"
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items()
+                                    if not k.startswith("vae_")}))
+    (tmp_path / "straight" / "vae.npz").unlink()
+    example.main(example.parse_args(["--out", str(tmp_path / "straight"), "--steps", "200", "--vae-steps", "200",
+                                     *common]))
+    redone, resumed = (np.load(tmp_path / run / "vae.npz") for run in ("straight", "resumed"))
+    for key in redone.files:
+        np.testing.assert_array_equal(redone[key], resumed[key], err_msg=key)

@@ -141,8 +141,8 @@ def dress_as_gpu(monkeypatch):
         pytest.skip("this jaxlib has no jax.experimental.buffer_callback")
 
     def dressed(callback, result, **kw):
-        def as_gpu(ctx, out, *xs):
-            callback(Context(), GpuBuffer(np.asarray(out)), *(GpuBuffer(np.asarray(x)) for x in xs))
+        def as_gpu(ctx, out, *xs):  # out: a tuple of XLA's buffers (gvae.jax asks for a tuple of results)
+            callback(Context(), tuple(GpuBuffer(np.asarray(o)) for o in out), *(GpuBuffer(np.asarray(x)) for x in xs))
         return real(as_gpu, result, **kw)
     monkeypatch.setattr(ops, "_buffer_callback", dressed)
 
@@ -233,6 +233,33 @@ def test_under_transformations_the_gpu_callback_gives_the_cpu_bits(monkeypatch, 
     streams = {entry[1:] for entry in cupy.log if entry[0] == "ExternalStream"}
     assert streams == {(STREAM, DEVICE)}
     assert {entry[1] for entry in cupy.log if entry[0] == "asarray"} == {(DEVICE, STREAM)}
+
+
+def head_transformed(offsets, L, mu, eps):
+    """band_head under jit, vmap over eps, grad and vmap of grad (fresh functions each time)."""
+    L, mu, eps = jnp.asarray(L), jnp.asarray(mu), jnp.asarray(eps)
+    loss = lambda L, mu, eps: sum((o * o).sum() for o in gj.band_head(L, offsets, mu, eps))  # noqa: E731
+    return jax.tree.map(np.asarray, {
+        "jit": jax.jit(lambda L, mu, eps: gj.band_head(L, offsets, mu, eps))(L, mu, eps),
+        "vmap eps": jax.vmap(lambda e: gj.band_head(L, offsets, mu, e))(jnp.stack([eps, -eps])),
+        "grad": jax.grad(loss, argnums=(0, 1, 2))(L, mu, eps),
+        "vmap grad": jax.vmap(jax.grad(loss, argnums=(0, 1, 2)), in_axes=(None, 0, None))(L, jnp.stack([mu, 2 * mu]),
+                                                                                        eps)})
+
+
+@fakes_need_a_cpu_backend
+@pytest.mark.usefixtures("jax_x64")
+def test_the_head_under_transformations_on_the_gpu_callback_gives_the_cpu_bits(monkeypatch):
+    """band_head's three results (and its backward's three) through one GPU callback each."""
+    offsets, L, b = inputs("extgrid")
+    mu, eps = b, np.stack([b, 0.5 * b])  # mu (3, n) and eps (2, 3, n) against L (2, 3, K, n)
+    expected = head_transformed(offsets, L, mu, eps)
+    cupy = fake_cupy()
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setattr(ops, "_backend", [("gpu", cupy)])
+    dress_as_gpu(monkeypatch)
+    jax.tree.map(np.testing.assert_array_equal, head_transformed(offsets, L, mu, eps), expected)
+    assert {entry[1:] for entry in cupy.log if entry[0] == "ExternalStream"} == {(STREAM, DEVICE)}
 
 
 def test_a_gpu_backend_without_buffer_callback_warns_of_its_own_copies(monkeypatch, cupy):

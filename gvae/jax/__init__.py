@@ -3,8 +3,8 @@
 factor (sampling, scoring, entropy, variances and closed-form KLs). Needs JAX (``pip install gvae[jax]``);
 importing :mod:`gvae` alone does not import it, and importing this changes no JAX configuration."""
 from .distribution import BandedPrecisionNormal
-from .ops import (band_diag_inv, band_logdet, band_matvec, band_matvec_t, band_solve, band_solve_t,
+from .ops import (band_diag_inv, band_head, band_logdet, band_matvec, band_matvec_t, band_solve, band_solve_t,
                   band_trace_inv)
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_diag_inv", "BandedPrecisionNormal"]
+           "band_diag_inv", "band_head", "BandedPrecisionNormal"]

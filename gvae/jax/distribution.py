@@ -163,6 +163,13 @@ class BandedPrecisionNormal:
         eps = jax.random.normal(key, tuple(sample_shape) + self.loc.shape, self.loc.dtype)
         return rules.sample(_OPS, self.factor, self.offsets, self.loc, eps)
 
+    def rsample_log_prob_kl(self, key, sample_shape=()):
+        """``(z, log_prob(z), KL(self || N(0, I)))`` of a reparameterised sample z (as :meth:`rsample`) in one
+        kernel call and one backward (:func:`gvae.jax.band_head`): what a VAE's step asks of its
+        posterior, without the separate calls of ``rsample``, ``log_prob`` and ``kl_to_standard_normal``."""
+        eps = jax.random.normal(key, tuple(sample_shape) + self.loc.shape, self.loc.dtype)
+        return ops.band_head(self.factor, self.offsets, self.loc, eps)
+
     def log_prob(self, value):
         """log N(value; loc, (L L^T)^-1) = log det L - |L^T (value - loc)|^2 / 2 - n log(2 pi) / 2;
         ``value`` (*sample, *batch, n) gives (*sample, *batch)."""

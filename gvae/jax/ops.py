@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels import band as _band
-from ..kernels.backend import device_module
+from ..kernels.backend import array_module, device_module
 from ..kernels.cuda_stream import external_stream
+from ..rules import head
 from ..rules.band import VJP, BandKernels
 from ..rules.broadcast import unbroadcast
 from ..rules.checks import Checks, offsets_tuple
@@ -43,7 +44,7 @@ except ImportError:
     _buffer_callback = None
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
-           "band_diag_inv"]
+           "band_diag_inv", "band_head"]
 
 _backend = []  # (JAX's default backend, CuPy or None), asked once (it costs): _setup
 _DLPACK_CPU = 1  # DLPack's device type of host memory (kDLCPU)
@@ -131,17 +132,28 @@ def _write(out, got):
     out[...] = got
 
 
+def _each(got, convert):
+    """``convert`` of a kernel's result, or of each of its results (a tuple), as a tuple."""
+    return tuple(convert(g) for g in got) if isinstance(got, tuple) else convert(got)
+
+
 def _in_place(call, cupy):
-    """The callback of ``buffer_callback``: XLA's own buffers, read where they are and the result written
-    into XLA's. Host buffers are NumPy views; a GPU's are CuPy views (``__cuda_array_interface__``, no
-    copy), worked on in XLA's stream, in order with XLA's own work and nothing through the host."""
+    """The callback of ``buffer_callback``: XLA's own buffers, read where they are and the result (or each
+    of a tuple of results, into the tuple ``out``) written into XLA's. Host buffers are NumPy views; a
+    GPU's are CuPy views (``__cuda_array_interface__``, no copy), worked on in XLA's stream, in order with
+    XLA's own work and nothing through the host."""
     def in_place(ctx, out, *xs):
-        kind, device = out.__dlpack_device__()
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        kind, device = outs[0].__dlpack_device__()
         if kind == _DLPACK_CPU:  # also on a GPU backend, for arrays placed on the CPU
-            _write(np.asarray(out), call(np, [np.asarray(x) for x in xs]))
+            got = call(np, [np.asarray(x) for x in xs])
+            for o, g in zip(outs, got if isinstance(got, tuple) else (got,)):
+                _write(np.asarray(o), g)
             return
         with cupy.cuda.Device(device), external_stream(cupy, ctx.stream, device):
-            _write(cupy.asarray(out), call(cupy, [cupy.asarray(x) for x in xs]))
+            got = call(cupy, [cupy.asarray(x) for x in xs])
+            for o, g in zip(outs, got if isinstance(got, tuple) else (got,)):
+                _write(cupy.asarray(o), g)
     return in_place
 
 
@@ -151,7 +163,8 @@ def _eager_cuda(cupy, kernel, args):
     ``jax.dlpack.from_dlpack`` hands CuPy JAX's, which CuPy makes wait for the result."""
     with cupy.cuda.Device(args[0].__dlpack_device__()[1]):
         got = kernel(*(cupy.from_dlpack(a) for a in args))
-        return jax.dlpack.from_dlpack(cupy.ascontiguousarray(got))  # JAX imports dense layouts only
+        # JAX imports dense layouts only
+        return _each(got, lambda g: jax.dlpack.from_dlpack(cupy.ascontiguousarray(g)))
 
 
 def _on_one_gpu(args):
@@ -168,7 +181,8 @@ def _eager(cupy, backend, kernel, args):
         return _eager_cuda(cupy, kernel, args)
     got = kernel(*(np.asarray(a) for a in args))
     home = next(iter(args[0].devices())) if isinstance(args[0], jax.Array) else None
-    return jnp.asarray(got) if home is None or home.platform == backend else jax.device_put(got, home)
+    return _each(got, lambda g: jnp.asarray(g) if home is None or home.platform == backend else
+                 jax.device_put(g, home))
 
 
 def _varying(x):
@@ -197,12 +211,12 @@ def _like(ct, primal):
     return jax.lax.psum(ct, tuple(sorted(extra))) if extra else ct
 
 
-def _run(kernel, shape, out_core, args, cores, spread=False):
-    """``kernel(*arrays)`` (NumPy arrays, or CuPy arrays on a GPU), of result ``shape`` (``out_core``
-    trailing axes not batch axes) in the arguments' dtype. With ``spread`` the kernel needs every
-    argument over the whole batch and its output takes the first argument's batch: vmap's axes are then
-    broadcast over all arguments in the callback (views, no copy). Traced: through ``buffer_callback``
-    on the CPU and on a GPU with CuPy, else ``pure_callback``."""
+def _run_many(kernel, outs, args, cores, spread=False):
+    """``kernel(*arrays)`` (NumPy arrays, or CuPy arrays on a GPU) giving a tuple of results, ``outs`` their
+    (shape, trailing axes that are not batch axes), in the arguments' dtype. With ``spread`` the kernel
+    needs every argument over the whole batch: vmap's axes are then broadcast over all arguments in the
+    callback (views, no copy). Traced: one callback for all the results (a tuple of XLA's buffers),
+    through ``buffer_callback`` on the CPU and on a GPU with CuPy, else ``pure_callback``."""
     backend, cupy = _setup()
     if _concrete(args):
         return _eager(cupy, backend, kernel, args)
@@ -211,16 +225,22 @@ def _run(kernel, shape, out_core, args, cores, spread=False):
     # their output no manual axis type, so it is cast back (a custom_vjp checks its cotangents' types).
     args, axes = _all_varying(args)
     call = _batched(kernel, args[0].ndim, spread, jax.config.jax_enable_x64)
-    batches = [a.shape[:a.ndim - c] for a, c in zip(args, cores)]
-    batch = batches[0] if spread else np.broadcast_shapes(*batches)
-    result = jax.ShapeDtypeStruct(tuple(batch) + tuple(shape[len(shape) - out_core:]), args[0].dtype)
+    m = args[0].ndim - cores[0]  # the batch axes every argument has now
+    results = tuple(jax.ShapeDtypeStruct((1,) * (m - len(shape) + core) + tuple(shape), args[0].dtype)
+                    for shape, core in outs)
     if _buffer_callback is not None and (backend == "cpu" or cupy is not None):
-        return _vary(_buffer_callback(_in_place(call, cupy), result, vmap_method="expand_dims")(*args), axes
-                     ).reshape(shape)
+        got = _buffer_callback(_in_place(call, cupy), results, vmap_method="expand_dims")(*args)
+    else:
+        def host(*xs):  # pure_callback's arguments are host copies
+            return call(np, [np.asarray(x) for x in xs])
+        got = jax.pure_callback(host, results, *args, vmap_method="expand_dims")
+    return tuple(_vary(g, axes).reshape(shape) for g, (shape, _) in zip(got, outs))
 
-    def host(*xs):  # pure_callback's arguments are host copies
-        return call(np, [np.asarray(x) for x in xs])
-    return _vary(jax.pure_callback(host, result, *args, vmap_method="expand_dims"), axes).reshape(shape)
+
+def _run(kernel, shape, out_core, args, cores, spread=False):
+    """:func:`_run_many` of a kernel with one result, of ``shape`` (``out_core`` trailing axes not batch
+    axes; with ``spread`` the first argument's batch)."""
+    return _run_many(lambda *xs: (kernel(*xs),), [(shape, out_core)], args, cores, spread)[0]
 
 
 def _vector(name, L, offsets, v, check):
@@ -314,6 +334,45 @@ def _sigma_op(name, per_row):
 _SIGMA = {"band_trace_inv": _sigma_op("band_trace_inv", False), "band_diag_inv": _sigma_op("band_diag_inv", True)}
 
 
+def _head_shapes(L, mu, eps):
+    """The shapes of band_head's x, log q and KL (see :func:`band_head`), checked."""
+    x_shape = CHECKS.vector("band_head", "eps", L, eps)
+    kl_shape = CHECKS.vector("band_head", "mu", L, mu)[:-1]
+    return x_shape, np.broadcast_shapes(x_shape[:-1], kl_shape), kl_shape
+
+
+def _head_plain(L, offsets, mu, eps, check):
+    """(x, log q, KL) of :func:`gvae.rules.head.forward` in one kernel call."""
+    x_shape, q_shape, kl_shape = _head_shapes(L, mu, eps)
+    return _run_many(lambda L, mu, eps: head.forward(_band, array_module(L), L, offsets, mu, eps, check),
+                     [(x_shape, 1), (q_shape, 0), (kl_shape, 0)], [L, mu, eps], [2, 1, 1], spread=True)
+
+
+_head = jax.custom_vjp(_head_plain, nondiff_argnums=(1, 4))
+
+
+def _head_fwd(L, offsets, mu, eps, check):
+    out = _head_plain(L, offsets, mu, eps, check)
+    return out, (L, mu, eps, out[0])
+
+
+def _head_bwd(offsets, check, res, cotangents):
+    """The three gradients in one kernel call (:func:`gvae.rules.head.backward`), reduced to the
+    arguments' shapes; eps's also through log q, -glq eps."""
+    L, mu, eps, x = res
+    gx, glq, gkl = cotangents
+    kl_shape = _head_shapes(L, mu, eps)[2]
+    gL, gmu, geps = _run_many(
+        lambda L, mu, x, gx, glq, gkl: head.backward(_band, array_module(L), L, offsets, mu, x, gx, glq, gkl),
+        [(L.shape, 2), (kl_shape + (L.shape[-1],), 1), (x.shape, 1)], [L, mu, x, gx, glq, gkl], [2, 1, 1, 1, 0, 0],
+        spread=True)
+    geps = unbroadcast(geps, eps.shape) - unbroadcast(glq[..., None] * eps, eps.shape)
+    return _like(gL, L), _like(unbroadcast(gmu, mu.shape), mu), _like(geps, eps)
+
+
+_head.defvjp(_head_fwd, _head_bwd)
+
+
 # --------------------------------------------------------------------------------------------------
 # Public functions (docs/api.md, "From JAX")
 # --------------------------------------------------------------------------------------------------
@@ -369,3 +428,18 @@ def band_diag_inv(L, offsets, *, check=True):
     _dtype("band_diag_inv", [("L", L)])
     plain, op = _SIGMA["band_diag_inv"]
     return (plain if _concrete((L,)) else op)(L, offsets, bool(check))
+
+
+def band_head(L, offsets, mu, eps, *, check=True):
+    """A VAE step's three uses of q = N(mu, (L L^T)^-1) in one kernel call and one backward: ``(z, log_q,
+    kl)`` with z = mu + L^-T eps (the reparameterised sample, of eps's shape broadcast with L's batch),
+    log_q = log q(z) (that shape without n, broadcast with mu's batch) and kl = KL(q || N(0, I)) (L's batch
+    broadcast with mu's). The same values and derivatives as ``mu + band_solve_t(L, offsets, eps)``, the
+    log-density at it and the closed-form KL (:mod:`gvae.rules.head`). L (*batch, K, n); mu (*batch, n);
+    eps (*S, *batch, n); float32 or float64."""
+    L, offsets = _factor("band_head", L, offsets)
+    mu, eps = _array(mu), _array(eps)
+    _dtype("band_head", [("L", L), ("mu", mu), ("eps", eps)])
+    _head_shapes(L, mu, eps)
+    x, log_q, kl = (_head_plain if _concrete((L, mu, eps)) else _head)(L, offsets, mu, eps, bool(check))
+    return mu + x, log_q, kl

@@ -45,10 +45,9 @@ import torch.autograd.forward_ad as _forward_ad
 from ..kernels import band as _band
 from ..kernels.backend import CUDA_INSTALL, array_module
 from ..kernels.cuda_stream import external_stream
+from ..rules import head
 from ..rules.band import VJP, BandKernels
 from ..rules.checks import Checks
-from ..rules.broadcast import unbroadcast
-from ..rules.gaussian import LOG_2PI
 
 __all__ = ["band_solve_t", "band_solve", "band_matvec_t", "band_matvec", "band_logdet", "band_trace_inv",
            "band_diag_inv", "band_head"]
@@ -550,14 +549,13 @@ for _name in ("band_trace_inv", "band_diag_inv"):
 
 
 # --------------------------------------------------------------------------------------------------
-# The posterior's head of a VAE step as one operator
+# The posterior's head of a VAE step as one operator (the maths: gvae.rules.head)
 # --------------------------------------------------------------------------------------------------
 # Per step a VAE asks q for a reparameterised sample, its log-density and the KL to the prior: on a band
 # factor a solve, a log-determinant and a trace, then their VJPs, each an operator call that pays PyTorch's
 # dispatcher, on CUDA a DLPack hand-over and, checked, a read of the device's flags (a synchronisation).
-# band_head does the three in one call (one read), band_head_grad their backward in one (none).
-#   x = L^-T eps,  log q(mu + x) = log det L - |eps|^2 / 2 - n log(2 pi) / 2   (L^T (z - mu) = eps),
-#   KL(N(mu, (L L^T)^-1) || N(0, I)) = (tr Sigma + |mu|^2 - n) / 2 + log det L.
+# band_head does the three in one call (one read), band_head_grad their backward in one (none); the maths
+# and the kernel calls are gvae.rules.head's, shared with gvae.jax.
 
 def _head_shapes(name, L, offsets, mu, eps):
     """The shapes of x, log q (z's without n: x's broadcast with mu's batch) and the KL (L's batch
@@ -569,18 +567,9 @@ def _head_shapes(name, L, offsets, mu, eps):
 
 
 def _head_host(array, result, L, offsets, mu, eps, check=True):
-    _, q_shape, _ = _head_shapes("band_head", L, offsets, mu, eps)
-    Lh, m, e = array(L), array(mu), array(eps)
-    xp = array_module(Lh)
-    n = L.shape[-1]
-    # The solve's verdict is the call's: every entry of the band and of eps reaches its checksum.
-    x = _band.band_solve_t(Lh, offsets, e, check=check)
-    logdet = _band.band_logdet(Lh, check=False)
-    log_q = logdet - 0.5 * (e * e).sum(-1) - 0.5 * n * LOG_2PI
-    kl = 0.5 * (_band.band_trace_inv(Lh, offsets, check=False) + (m * m).sum(-1) - n) + logdet
-    if log_q.shape != q_shape:  # mu's batch wider than L's and eps's: z is, and so is its density
-        log_q = xp.ascontiguousarray(xp.broadcast_to(log_q, q_shape))
-    return result(x), result(xp.asarray(log_q)), result(xp.asarray(kl))
+    _head_shapes("band_head", L, offsets, mu, eps)
+    Lh = array(L)
+    return tuple(result(t) for t in head.forward(_band, array_module(Lh), Lh, offsets, array(mu), array(eps), check))
 
 
 def _head_fake(L, offsets, mu, eps, check=True):
@@ -600,32 +589,13 @@ def _head_grad_args(L, mu, x, gx, glq, gkl):
 
 
 def _head_grad_host(array, result, L, offsets, mu, x, gx=None, glq=None, gkl=None):
-    """(gL, gmu, gx_eps) of band_head for the cotangents (gx, glq, gkl), any of them None (zero): gL of L's
-    shape, gmu of the KL's shape + (n,), gx_eps = L^-1 gx of x's shape, eps's gradient through x (through
-    log q it is -glq eps, which the caller adds: an elementwise product). The caller reduces them to its
-    arguments' shapes."""
-    batch, kl_shape = _head_grad_args(L, mu, x, gx, glq, gkl)
-    Lh, m = array(L), array(mu)
-    xp = array_module(Lh)
-    det = xp.zeros(batch, Lh.dtype)               # the weight of d log det L
-    gL = geps = None
-    if gx is not None:                            # x = L^-T eps (gvae.rules.band.solve_t_vjp)
-        u = _band.band_solve(Lh, offsets, array(gx), check=False)
-        gL, geps = _band.band_outer(array(x), u, offsets, batch, -1.0), u
-    if glq is not None:
-        det = det + unbroadcast(array(glq), batch)
-    if gkl is None:
-        gmu = xp.zeros(kl_shape + (L.shape[-1],), Lh.dtype)
-    else:
-        g = array(gkl)                            # of the KL's shape, which mu's batch broadcasts to
-        gmu = g[..., None] * m
-        g = unbroadcast(g, batch)
-        det = det + g
-        gt = _band.band_trace_inv_grad(Lh, offsets, 0.5 * g, check=False)
-        gL = gt if gL is None else gL + gt
-    gd = _band.band_logdet_grad(Lh, det, check=False)
-    gL = gd if gL is None else gL + gd
-    return result(gL), result(gmu), result(xp.zeros(x.shape, Lh.dtype) if geps is None else geps)
+    """(gL, gmu, gx_eps) of band_head (:func:`gvae.rules.head.backward`; the caller reduces them to its
+    arguments' shapes)."""
+    _head_grad_args(L, mu, x, gx, glq, gkl)
+    Lh = array(L)
+    cotangents = (None if g is None else array(g) for g in (gx, glq, gkl))
+    return tuple(result(t) for t in head.backward(_band, array_module(Lh), Lh, offsets, array(mu), array(x),
+                                                  *cotangents))
 
 
 def _head_grad_fake(L, offsets, mu, x, gx=None, glq=None, gkl=None):
