@@ -18,7 +18,7 @@ STENCILS = {"diagonal": (0,), "chain": (0, 1), "extgrid": (0, 1, 2, 3, 4)}
 N = 6
 # (L's batch, mu's batch, eps's sample axes): shared factor, mu wider than L, eps with samples
 SHAPES = {"plain": ((3,), (3,), ()), "samples": ((3,), (3,), (2,)), "wide_mu": ((), (4,), (2,)),
-          "shared_factor": ((1,), (2, 3), ())}
+          "shared_factor": ((1,), (2, 3), ()), "mu_wider_than_eps": ((3,), (2, 3), None)}
 
 
 def inputs(offsets, shape, seed=0, dtype="float64"):
@@ -26,7 +26,8 @@ def inputs(offsets, shape, seed=0, dtype="float64"):
     rng = np.random.default_rng(seed)
     L = jnp.asarray(random_factor(rng, fbatch, offsets, N, garbage=0.0), dtype=dtype)
     mu = jnp.asarray(rng.standard_normal(mbatch + (N,)), dtype=dtype)
-    eps = jnp.asarray(rng.standard_normal(samples + np.broadcast_shapes(fbatch, mbatch) + (N,)), dtype=dtype)
+    eps_batch = fbatch if samples is None else samples + np.broadcast_shapes(fbatch, mbatch)  # None: eps as L
+    eps = jnp.asarray(rng.standard_normal(eps_batch + (N,)), dtype=dtype)
     return L, mu, eps
 
 
@@ -74,14 +75,17 @@ def callback(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_jit_equals_eager_bitwise_and_its_gradient_is_the_separate_functions(dtype, callback):
+def test_jit_equals_eager_and_its_gradient_is_the_separate_functions(dtype, callback):
     offsets = STENCILS["extgrid"]
     L, mu, eps = inputs(offsets, "samples", dtype=dtype)
     eager, traced = gj.band_head(L, offsets, mu, eps), jax.jit(lambda *a: gj.band_head(a[0], offsets, *a[1:]))(
         L, mu, eps)
-    for a, b in zip(eager, traced):
-        assert a.dtype == b.dtype == dtype and np.array_equal(a, b)
+    # the kernels' result bit for bit; log q and the KL are XLA's elementwise sums of the kernels' results,
+    # which jit fuses (a last-place difference in float32)
+    assert all(a.dtype == b.dtype == dtype for a, b in zip(eager, traced)) and np.array_equal(eager[0], traced[0])
     tol = 1e-10 if dtype == "float64" else 2e-4
+    for a, b in zip(eager[1:], traced[1:]):
+        np.testing.assert_allclose(a, b, rtol=tol)
     for got, want in zip(jax.jit(jax.grad(loss(gj.band_head, offsets), (0, 1, 2)))(L, mu, eps),
                          jax.grad(loss(separate, offsets), (0, 1, 2))(L, mu, eps)):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)

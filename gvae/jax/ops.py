@@ -342,10 +342,13 @@ def _head_shapes(L, mu, eps):
 
 
 def _head_plain(L, offsets, mu, eps, check):
-    """(x, log q, KL) of :func:`gvae.rules.head.forward` in one kernel call."""
-    x_shape, q_shape, kl_shape = _head_shapes(L, mu, eps)
-    return _run_many(lambda L, mu, eps: head.forward(_band, array_module(L), L, offsets, mu, eps, check),
-                     [(x_shape, 1), (q_shape, 0), (kl_shape, 0)], [L, mu, eps], [2, 1, 1], spread=True)
+    """(x, log q, KL): the three kernels of :func:`gvae.rules.head.kernel_forward` in one callback, the rest
+    (:func:`gvae.rules.head.combine`) in XLA."""
+    x_shape, q_shape, _ = _head_shapes(L, mu, eps)
+    x, logdet, trace = _run_many(lambda L, eps: head.kernel_forward(_band, L, offsets, eps, check),
+                                 [(x_shape, 1), (L.shape[:-2], 0), (L.shape[:-2], 0)], [L, eps], [2, 1], spread=True)
+    log_q, kl = head.combine(logdet, trace, mu, eps)
+    return x, jnp.broadcast_to(log_q, q_shape), kl  # z's batch is mu's too where mu's is wider
 
 
 _head = jax.custom_vjp(_head_plain, nondiff_argnums=(1, 4))
@@ -357,15 +360,14 @@ def _head_fwd(L, offsets, mu, eps, check):
 
 
 def _head_bwd(offsets, check, res, cotangents):
-    """The three gradients in one kernel call (:func:`gvae.rules.head.backward`), reduced to the
-    arguments' shapes; eps's also through log q, -glq eps."""
+    """gL and eps's gradient through x from the four kernels of :func:`gvae.rules.head.kernel_backward` in
+    one callback; the weights, mu's gradient and the reductions in XLA."""
     L, mu, eps, x = res
     gx, glq, gkl = cotangents
-    kl_shape = _head_shapes(L, mu, eps)[2]
-    gL, gmu, geps = _run_many(
-        lambda L, mu, x, gx, glq, gkl: head.backward(_band, array_module(L), L, offsets, mu, x, gx, glq, gkl),
-        [(L.shape, 2), (kl_shape + (L.shape[-1],), 1), (x.shape, 1)], [L, mu, x, gx, glq, gkl], [2, 1, 1, 1, 0, 0],
-        spread=True)
+    det, half_trace, gmu = head.cotangents(L.shape[:-2], mu, glq, gkl)
+    gL, geps = _run_many(lambda L, x, gx, det, half: head.kernel_backward(_band, array_module(L), L, offsets, x, gx,
+                                                                          det, half),
+                         [(L.shape, 2), (x.shape, 1)], [L, x, gx, det, half_trace], [2, 1, 1, 0, 0], spread=True)
     geps = unbroadcast(geps, eps.shape) - unbroadcast(glq[..., None] * eps, eps.shape)
     return _like(gL, L), _like(unbroadcast(gmu, mu.shape), mu), _like(geps, eps)
 
