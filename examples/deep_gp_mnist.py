@@ -135,9 +135,9 @@ class Vae:
 
     def kl_per_unit(self, params, Y):
         """Each latent unit's KL(q(z_j|y) || N(0, 1)) averaged over the images, (q,)."""
+        from gvae import ops
         q = self.family.split(self.encoder(params, Y), self.q)
-        mu, sigma = np.asarray(q.mu), np.asarray(q.sigma)
-        return (0.5 * (sigma ** 2 + mu ** 2 - 1) - np.log(sigma)).mean(0)
+        return np.asarray(ops.diag_normal_kl(q.mu[..., None], q.sigma[..., None])).mean(0)
 
     def means(self, params, Y):
         return np.asarray(self.family.split(self.encoder(params, Y), self.q).mu)

@@ -154,9 +154,9 @@ def dress_as_gpu(monkeypatch):
 def test_the_gpu_callback_runs_the_kernel_on_xla_stream_into_xla_output(cupy):
     offsets, L, b = inputs("grid")
     kernel = lambda L, b: ops._band.band_solve(L, offsets, b)  # noqa: E731
-    callback = ops._in_place(ops._batched(kernel, 3, False, False), cupy)
+    callback = ops._in_place(ops._batched(lambda L, b: (kernel(L, b),), 3, False, False), cupy)
     out = np.full(np.broadcast_shapes(L.shape[:-2], b.shape[:-1]) + (N,), np.nan)
-    callback(Context(), GpuBuffer(out), GpuBuffer(L), GpuBuffer(b))
+    callback(Context(), (GpuBuffer(out),), GpuBuffer(L), GpuBuffer(b))
     np.testing.assert_array_equal(out, ops._band.band_solve(L, offsets, b))
     assert cupy.log[:2] == [("Device", DEVICE), ("ExternalStream", STREAM, DEVICE)]
     wrapped = [entry for entry in cupy.log if entry[0] == "asarray"]
@@ -169,12 +169,12 @@ def test_the_gpu_callback_refuses_a_result_xla_did_not_expect(cupy, wrong):
     _, L, _ = inputs("chain", batch=(3,))
     kernel = {"shape": lambda L: ops._band.band_logdet(L)[:1],
               "dtype": lambda L: ops._band.band_logdet(L).astype(np.float32)}[wrong]
-    callback = ops._in_place(ops._batched(kernel, 3, False, False), cupy)
+    callback = ops._in_place(ops._batched(lambda L: (kernel(L),), 3, False, False), cupy)
     out = np.zeros(3)
     expected = {"shape": r"the kernel gave float64 \(1,\), XLA expected float64 \(3,\)",
                 "dtype": r"the kernel gave float32 \(3,\), XLA expected float64 \(3,\)"}[wrong]
     with pytest.raises(RuntimeError, match=expected):
-        callback(Context(), GpuBuffer(out), GpuBuffer(L))
+        callback(Context(), (GpuBuffer(out),), GpuBuffer(L))
     assert not out.any()
 
 
@@ -186,9 +186,9 @@ def test_host_buffers_take_the_numpy_branch_on_a_gpu_backend(cupy):
         def __dlpack_device__(self):
             return 1, 0
 
-    callback = ops._in_place(ops._batched(ops._band.band_logdet, 3, False, False), cupy)
+    callback = ops._in_place(ops._batched(lambda L: (ops._band.band_logdet(L),), 3, False, False), cupy)
     out = np.zeros(3).view(HostBuffer)
-    callback(NoStream(), out, L.view(HostBuffer))
+    callback(NoStream(), (out,), L.view(HostBuffer))
     np.testing.assert_array_equal(out, ops._band.band_logdet(L))
     assert cupy.log == []
 

@@ -132,39 +132,31 @@ def _write(out, got):
     out[...] = got
 
 
-def _each(got, convert):
-    """``convert`` of a kernel's result, or of each of its results (a tuple), as a tuple."""
-    return tuple(convert(g) for g in got) if isinstance(got, tuple) else convert(got)
-
-
 def _in_place(call, cupy):
-    """The callback of ``buffer_callback``: XLA's own buffers, read where they are and the result (or each
-    of a tuple of results, into the tuple ``out``) written into XLA's. Host buffers are NumPy views; a
-    GPU's are CuPy views (``__cuda_array_interface__``, no copy), worked on in XLA's stream, in order with
-    XLA's own work and nothing through the host."""
+    """The callback of ``buffer_callback``: XLA's own buffers, read where they are and the results (a
+    tuple) written into XLA's (the tuple ``out``). Host buffers are NumPy views; a GPU's are CuPy views
+    (``__cuda_array_interface__``, no copy), worked on in XLA's stream, in order with XLA's own work and
+    nothing through the host."""
     def in_place(ctx, out, *xs):
-        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-        kind, device = outs[0].__dlpack_device__()
+        kind, device = out[0].__dlpack_device__()
         if kind == _DLPACK_CPU:  # also on a GPU backend, for arrays placed on the CPU
-            got = call(np, [np.asarray(x) for x in xs])
-            for o, g in zip(outs, got if isinstance(got, tuple) else (got,)):
+            for o, g in zip(out, call(np, [np.asarray(x) for x in xs])):
                 _write(np.asarray(o), g)
             return
         with cupy.cuda.Device(device), external_stream(cupy, ctx.stream, device):
-            got = call(cupy, [cupy.asarray(x) for x in xs])
-            for o, g in zip(outs, got if isinstance(got, tuple) else (got,)):
+            for o, g in zip(out, call(cupy, [cupy.asarray(x) for x in xs])):
                 _write(cupy.asarray(o), g)
     return in_place
 
 
 def _eager_cuda(cupy, kernel, args):
-    """``kernel`` on concrete GPU arrays through DLPack, no copy. The stream protocol orders the work:
-    ``cupy.from_dlpack`` hands JAX CuPy's current stream, which JAX makes wait for the arguments, and
-    ``jax.dlpack.from_dlpack`` hands CuPy JAX's, which CuPy makes wait for the result."""
+    """``kernel`` (a tuple of results) on concrete GPU arrays through DLPack, no copy. The stream protocol
+    orders the work: ``cupy.from_dlpack`` hands JAX CuPy's current stream, which JAX makes wait for the
+    arguments, and ``jax.dlpack.from_dlpack`` hands CuPy JAX's, which CuPy makes wait for the result."""
     with cupy.cuda.Device(args[0].__dlpack_device__()[1]):
         got = kernel(*(cupy.from_dlpack(a) for a in args))
         # JAX imports dense layouts only
-        return _each(got, lambda g: jax.dlpack.from_dlpack(cupy.ascontiguousarray(g)))
+        return tuple(jax.dlpack.from_dlpack(cupy.ascontiguousarray(g)) for g in got)
 
 
 def _on_one_gpu(args):
@@ -174,15 +166,15 @@ def _on_one_gpu(args):
 
 
 def _eager(cupy, backend, kernel, args):
-    """``kernel`` on concrete arrays: on their GPU through CuPy when all of them live there, else on the
+    """``kernel`` (a tuple of results) on concrete arrays: on their GPU through CuPy when all of them live there, else on the
     host (NumPy views of CPU arrays, copies of any others), the result on the first argument's device.
     Mixed placements happen: a backward pass's cotangent is made on the default device."""
     if cupy is not None and _on_one_gpu(args):
         return _eager_cuda(cupy, kernel, args)
     got = kernel(*(np.asarray(a) for a in args))
     home = next(iter(args[0].devices())) if isinstance(args[0], jax.Array) else None
-    return _each(got, lambda g: jnp.asarray(g) if home is None or home.platform == backend else
-                 jax.device_put(g, home))
+    return tuple(jnp.asarray(g) if home is None or home.platform == backend else jax.device_put(g, home)
+                 for g in got)
 
 
 def _varying(x):
@@ -335,16 +327,15 @@ _SIGMA = {"band_trace_inv": _sigma_op("band_trace_inv", False), "band_diag_inv":
 
 
 def _head_shapes(L, mu, eps):
-    """The shapes of band_head's x, log q and KL (see :func:`band_head`), checked."""
+    """The shapes of band_head's x and log q (see :func:`band_head`), checked."""
     x_shape = CHECKS.vector("band_head", "eps", L, eps)
-    kl_shape = CHECKS.vector("band_head", "mu", L, mu)[:-1]
-    return x_shape, np.broadcast_shapes(x_shape[:-1], kl_shape), kl_shape
+    return x_shape, np.broadcast_shapes(x_shape[:-1], CHECKS.vector("band_head", "mu", L, mu)[:-1])
 
 
 def _head_plain(L, offsets, mu, eps, check):
     """(x, log q, KL): the three kernels of :func:`gvae.rules.head.kernel_forward` in one callback, the rest
     (:func:`gvae.rules.head.combine`) in XLA."""
-    x_shape, q_shape, _ = _head_shapes(L, mu, eps)
+    x_shape, q_shape = _head_shapes(L, mu, eps)
     x, logdet, trace = _run_many(lambda L, eps: head.kernel_forward(_band, L, offsets, eps, check),
                                  [(x_shape, 1), (L.shape[:-2], 0), (L.shape[:-2], 0)], [L, eps], [2, 1], spread=True)
     log_q, kl = head.combine(logdet, trace, mu, eps)

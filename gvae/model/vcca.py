@@ -28,11 +28,11 @@ import numpy as np
 
 from .. import ops
 from ..kernels import array_module
-from .constants import DeviceConstant
 from .gaussian import band_factor, band_log_density, positive_inverse, std_normal_log_prob
 from .layers import INITS, MLP
 from .objectives import KL_ESTIMATORS
 from .params import FlatParams
+from .posteriors import get_family
 from .vae import layer_family
 
 
@@ -42,13 +42,14 @@ SHARED_FROM = ("view1", "both")
 
 class FullGaussianNoise:
     """A view's noise N(0, (L L^T)^-1) around its decoder's output: L (n, n) lower-triangular, one for all
-    pairs, in band storage on the full band (row k the k-th subdiagonal), parameter ``{prefix}L`` (n, n):
-    L[0] = softplus(raw[0]) + floor, the other rows as they are where the matrix has them. L = I to start."""
+    pairs, in the ``full`` posterior family's band storage and layout (row k the k-th subdiagonal),
+    parameter ``{prefix}L`` (n, n): L[0] = softplus(raw[0]) + floor, the other rows as they are where the
+    matrix has them. L = I to start."""
 
     def __init__(self, n, prefix, floor=1e-4):
         self.n, self.name, self.floor = int(n), f"{prefix}L", floor
-        self.offsets = tuple(range(self.n))
-        self.off_mask = DeviceConstant((np.arange(self.n) >= np.arange(self.n)[:, None])[1:].astype(np.float64))
+        self.family = get_family("full", floor=floor)
+        self.offsets = self.family.layout(self.n)[0]
 
     def shapes(self):
         return {self.name: (self.n, self.n)}
@@ -60,7 +61,7 @@ class FullGaussianNoise:
 
     def log_prob(self, params, mean, x):
         """log N(x; mean, (L L^T)^-1) summed over the units: mean (S, B, n), x (B, n) -> (S, B)."""
-        L = band_factor(params[self.name], self.off_mask, self.floor)
+        L = band_factor(params[self.name], self.family.off_mask(self.n), self.floor)
         return band_log_density(L, self.offsets, x, mean)
 
 

@@ -63,9 +63,10 @@ def kernel_backward(band, xp, L, offsets, x, gx=None, det=None, half_trace=None)
     if half_trace is not None:
         gt = band.band_trace_inv_grad(L, offsets, half_trace, check=False)
         gL = gt if gL is None else gL + gt
-    gd = band.band_logdet_grad(L, xp.zeros(batch, L.dtype) if det is None else det, check=False)
-    gL = gd if gL is None else gL + gd
-    return gL, xp.zeros(x.shape, L.dtype) if geps is None else geps
+    if det is not None:
+        gd = band.band_logdet_grad(L, det, check=False)
+        gL = gd if gL is None else gL + gd
+    return (xp.zeros(L.shape, L.dtype) if gL is None else gL), (xp.zeros(x.shape, L.dtype) if geps is None else geps)
 
 
 def backward(band, xp, L, offsets, mu, x, gx=None, glq=None, gkl=None):
