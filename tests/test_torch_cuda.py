@@ -26,7 +26,7 @@ from tests.band_reference import named_offsets, random_factor  # noqa: E402
 
 class _FakeCupy(types.ModuleType):
     """The parts of ``cupy`` that gvae.torch touches, recording in ``log`` what is entered and left, and
-    what ``from_dlpack`` gets (converted to NumPy, so that gvae's CPU kernels can run on it)."""
+    what ``from_dlpack`` and ``ndarray`` get (converted to NumPy, so that gvae's CPU kernels can run on it)."""
 
     def __init__(self):
         super().__init__("cupy")
@@ -81,8 +81,17 @@ class _FakeCupy(types.ModuleType):
                                           UnownedMemory=UnownedMemory, MemoryPointer=MemoryPointer)
 
     def from_dlpack(self, t):
-        self.log.append(("from_dlpack", t, self.stream, self.allocator is not None))
+        self.log.append(("wrap", t, self.stream, self.allocator is not None))
         return t.numpy()
+
+    def ndarray(self, shape, dtype, memptr):
+        """CuPy's array over ``memptr``: here the NumPy view of the tensor that owns the memory, checked to
+        be the whole of it."""
+        t = memptr.mem._owner
+        assert memptr.ptr == t.data_ptr() and memptr.mem.size == t.numel() * t.element_size()
+        assert memptr.mem.device_id == t.device.index and str(t.dtype) == f"torch.{dtype}"
+        self.log.append(("wrap", t, self.stream, self.allocator is not None))
+        return t.numpy().reshape(shape)
 
 
 def _on(device, t):
@@ -189,7 +198,7 @@ def test_cuda_kernel_converts_and_launches_inside_pytorchs_stream(monkeypatch, n
     got = gops._CUDA[name](*on_gpu)
     torch.testing.assert_close(got, getattr(torch.ops.gvae, name)(*args), rtol=0, atol=0)
     assert asked == [torch.device("cuda", 2)]
-    conversions = [e for e in fake.log if e[0] == "from_dlpack"]
+    conversions = [e for e in fake.log if e[0] == "wrap"]
     assert len(conversions) == sum(isinstance(a, torch.Tensor) for a in args)
     assert all(stream == (0xBEEF, 2) and allocator for _, _, stream, allocator in conversions)
     assert fake.log[0] == ("enter", "device", 2) and fake.log[-1] == ("exit", "device", 2)

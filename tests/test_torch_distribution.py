@@ -133,6 +133,21 @@ def test_lattice_constructors_mask_the_wrap_around(stencil):
         assert torch.all(q.factor[..., 1, i * COLS] == 0)
 
 
+def test_the_lattice_mask_is_made_once_and_serves_autograd_after_inference_mode():
+    """The mask lives on the factor's device, made on first use (on a GPU each call would copy it from the
+    host); made first under inference mode, it is still a tensor autograd may save."""
+    from gvae.torch import distribution
+    distribution._device_mask.cache_clear()
+    loc, factor = torch.zeros(2, 6, dtype=torch.float64), torch.ones(2, 5, 6, dtype=torch.float64)
+    with torch.inference_mode():
+        BandedPrecisionNormal.extgrid(loc, factor, 2, 3)
+    f = factor.clone().requires_grad_()
+    BandedPrecisionNormal.extgrid(loc, f, 2, 3).log_prob(torch.zeros(2, 6, dtype=torch.float64)).sum().backward()
+    assert torch.isfinite(f.grad).all()
+    info = distribution._device_mask.cache_info()
+    assert (info.currsize, info.hits) == (1, 1)
+
+
 def test_expand():
     q = make("chain", torch.randn(3, N, dtype=f64), raw_factor("chain", (3,)))
     e = q.expand((4, 3))

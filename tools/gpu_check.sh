@@ -3,8 +3,8 @@
 # MNIST on the GPU and on the CPU, the band-kernel and training-step benchmarks, the step's launches and
 # copies, and the CUDA-graph replay of its forward and backward pass.
 #
-#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests tasks train eval step band solves
-#                                                      # probe replay profile compile
+#   OUT=/some/dir bash tools/gpu_check.sh [STAGE ...]  # info install tests tasks train eval torchhead step band
+#                                                      # solves probe replay profile compile
 #
 # FRONTEND_TESTS (the gvae.torch and gvae.jax CUDA test files), KERNEL_TESTS=0 (skip tests/test_cuda.py)
 # and STEP_WINDOW (seconds of timing per step row, 0.3) narrow a rerun.
@@ -16,7 +16,7 @@
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-STAGES=${*:-info install tests tasks train eval step band solves probe replay profile compile}
+STAGES=${*:-info install tests tasks train eval torchhead step band solves probe replay profile compile}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX would otherwise take 75% of the GPU's memory at start
@@ -147,6 +147,11 @@ if want eval; then
         --memory-mb 4096
     stage eval-cpu 90 "$OUT/train.log" gvae eval "$RUNS/cpu" --device cpu --threads 16 --iw-samples 5000 \
         --limit 100 --memory-mb 1024
+fi
+
+if want torchhead; then
+    # Where gvae.torch's extended-grid step (examples/torch_banded_vae.py) spends its time beyond the diagonal one's.
+    stage torchhead 60 "$OUT/step.log" $PY tools/gpu_probe.py torchhead
 fi
 
 if want step; then

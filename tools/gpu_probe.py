@@ -6,6 +6,7 @@ for the counts, PyTorch's profiler).
     python tools/gpu_probe.py profile [--posterior diagonal] [--batch 100]
     python tools/gpu_probe.py graph  [--posterior diagonal] [--batch 100]
     python tools/gpu_probe.py trainer [--posterior diagonal extgrid] [--batch 100] [--iw 1]
+    python tools/gpu_probe.py torchhead [--batch 100]
 
 ``counts``: :meth:`gvae.training.Trainer.step` on ``device="cuda"`` under ``torch.profiler`` (CUPTI sees
 every kernel of the process, CuPy's and cuBLAS's included), after warm-up steps; per step, the kernels
@@ -19,7 +20,8 @@ host spends a step that the GPU waits for.
 compared bit for bit with the eager call on the same inputs; then the whole device step (noise, value and
 gradient, Adam) the same way, and the replayed step timed against the eager one and PyTorch CUDA eager
 (see :func:`graph`). ``trainer``: ``Trainer.step`` replaying its graph against an eager trainer, bit for
-bit (see :func:`trainer`). A capture that CuPy or the step refuses is reported with its error: it says what in
+bit (see :func:`trainer`). ``torchhead``: where examples/torch_banded_vae.py's extended-grid step spends
+the time its diagonal one does not (see :func:`torchhead`). A capture that CuPy or the step refuses is reported with its error: it says what in
 the step is not capturable (a host read, an allocation the pool cannot serve).
 """
 import argparse
@@ -274,14 +276,77 @@ def trainer(args):
                   f"last bounds {reports['graph'][-1]} vs {reports['eager'][-1]})", flush=True)
 
 
+def torchhead(args):
+    """examples/torch_banded_vae.py's step on CUDA (gvae.torch's band_head): the diagonal and extended-grid
+    models' steps timed, the extended grid's also with the head unchecked (``check=False``: no read of the
+    device's flags), and host-side and device-side accounts of 20 steps under ``torch.profiler``: the
+    operators with the most host time of their own, and the device's kernels by time."""
+    import os
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    import torch_banded_vae as example
+    rng = np.random.default_rng(0)
+    xs = [torch.from_numpy((rng.random((args.batch, 784)) < 0.13).astype(np.float32)).cuda() for _ in range(4)]
+    sync = torch.cuda.synchronize
+    models = {}
+    for posterior in ("diagonal", "extgrid"):
+        torch.manual_seed(0)
+        model = example.VAE(posterior, 16, (500, 500)).cuda()
+        model.prior = torch.distributions.Normal(torch.tensor(0.0, device="cuda"), torch.tensor(1.0, device="cuda"))
+        models[posterior] = (model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True))
+    i = [0]
+
+    def stepper(posterior):
+        model, opt = models[posterior]
+
+        def step():
+            i[0] += 1
+            float(example.train_step(model, opt, xs[i[0] % 4]))
+        return step
+    times = {p: _timed(stepper(p), sync) for p in models}
+    head = example.band_head
+    example.band_head = lambda *a, **k: head(*a, **{**k, "check": False})
+    times["extgrid, head unchecked"] = _timed(stepper("extgrid"), sync)
+    example.band_head = head
+    for label, sec in times.items():
+        print(f"torchhead, batch {args.batch}: {label:<24} {sec * 1e3:7.3f} ms  "
+              f"{sec / times['diagonal']:.2f}x diagonal", flush=True)
+    for posterior in models:
+        step = stepper(posterior)
+        for _ in range(3):
+            step()
+        sync()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(20):
+                step()
+            sync()
+        print(f"torchhead, {posterior}: 20 steps, operators by host time of their own", flush=True)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=22, max_name_column_width=60))
+        print(f"torchhead, {posterior}: 20 steps, device kernels by time", flush=True)
+        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=14, max_name_column_width=60))
+    import cProfile
+    import pstats
+    step = stepper("extgrid")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(300):
+        step()
+    sync()
+    prof.disable()
+    print("torchhead, extgrid: 300 steps under cProfile, the functions with the most time of their own", flush=True)
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(45)
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("cumtime").print_stats(45)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["counts", "profile", "graph", "trainer"])
+    p.add_argument("what", choices=["counts", "profile", "graph", "trainer", "torchhead"])
     p.add_argument("--posterior", nargs="+", default=["diagonal", "extgrid"])
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--iw", type=int, default=1)
     args = p.parse_args(argv)
-    {"counts": counts, "profile": profile, "graph": graph, "trainer": trainer}[args.what](args)
+    {"counts": counts, "profile": profile, "graph": graph, "trainer": trainer, "torchhead": torchhead}[args.what](args)
     return 0
 
 

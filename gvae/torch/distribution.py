@@ -8,6 +8,7 @@ w = offsets[-1]. Only the dense views ``precision_matrix`` and ``covariance_matr
 on the CPU, one that cannot fit in the memory the machine has free is refused (``ValueError``, naming its
 size) before anything is allocated (:mod:`gvae.kernels.band.dense`).
 """
+import functools
 import math
 
 import torch
@@ -47,6 +48,14 @@ def _lattice_mask(offsets, rows, cols):
     """gvae.model.lattice.lattice_mask as nested tuples of bools."""
     from ..model.lattice import lattice_mask
     return tuple(tuple(row) for row in (lattice_mask(offsets, rows, cols) > 0).tolist())
+
+
+@functools.lru_cache(maxsize=64)
+def _device_mask(offsets, rows, cols, device):
+    """The lattice's mask as a bool tensor on ``device``, made once: on a GPU, a new one every call would
+    copy it from the host, a copy that waits for the work queued before it."""
+    with torch.inference_mode(False):  # a normal tensor even when first asked for under inference mode
+        return torch.tensor(_lattice_mask(offsets, rows, cols), dtype=torch.bool, device=device)
 
 
 class _PositiveDiagonal(constraints.Constraint):
@@ -109,7 +118,10 @@ class BandedPrecisionNormal(Distribution):
             raise ValueError(f"BandedPrecisionNormal: factor must have shape (*batch, {len(offsets)}, {rows * cols}) "
                              f"for offsets {offsets} on a {rows} x {cols} lattice, got {got}")
         # where, not a product: a slot outside the matrix may hold NaN, and NaN * 0 is NaN.
-        mask = torch.tensor(_lattice_mask(offsets, rows, cols), dtype=torch.bool, device=factor.device)
+        if torch.compiler.is_compiling():
+            mask = torch.tensor(_lattice_mask(offsets, rows, cols), dtype=torch.bool, device=factor.device)
+        else:
+            mask = _device_mask(offsets, rows, cols, factor.device)
         return cls(loc, torch.where(mask, factor, torch.zeros((), dtype=factor.dtype, device=factor.device)),
                    offsets, validate_args)
 
