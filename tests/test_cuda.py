@@ -262,6 +262,29 @@ def test_adam_update_guarded(n, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 257, 100_001])
+def test_adam_with_the_average(n, dtype):
+    """Both Adam kernels with the Polyak average's step in their pass against their Numba twins, a skipped
+    guarded step leaving the average too."""
+    rng = np.random.default_rng(n)
+    p, m = rng.standard_normal(n).astype(dtype), (rng.standard_normal(n) * 0.1).astype(dtype)
+    v, a = rng.uniform(0, 0.1, n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    pd, md, vd, ad = dev(p), dev(m), dev(v), dev(a)
+    for step, loss in ((1, 2.0), (2, np.nan), (3, 2.0)):
+        g = rng.standard_normal(n).astype(dtype)
+        kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step, scale=0.7, decay=0.99)
+        kernels.adam_update(p, g, m, v, average=a, **kw)
+        kernels.adam_update(pd, dev(g), md, vd, average=ad, **kw)
+        hyper = np.array(kernels.adam_constants(1e-3, 0.9, 0.999, 1e-8, step, 1e-2))
+        kernels.adam_update_guarded(p, g, m, v, hyper=hyper, norm2=kernels.sum_squares_array(g),
+                                    loss=np.array([loss], dtype), beta1=0.9, beta2=0.999, average=a, decay=0.9)
+        kernels.adam_update_guarded(pd, dev(g), md, vd, hyper=dev(hyper), norm2=kernels.sum_squares_array(dev(g)),
+                                    loss=dev(np.array([loss], dtype)), beta1=0.9, beta2=0.999, average=ad, decay=0.9)
+    for x, y in ((pd, p), (md, m), (vd, v), (ad, a)):
+        close(x, y, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 257, 100_001])
 def test_average_update(n, dtype):
     rng = np.random.default_rng(n)
     a = rng.standard_normal(n).astype(dtype)

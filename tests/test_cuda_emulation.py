@@ -192,18 +192,20 @@ def test_adam_and_norm_at_other_block_sizes(cp, block, dtype):
     assert float(total[0]) == pytest.approx(backend.implementation("sum_squares")(g), rel=1e-6)
 
     p, m, v = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
-    pd, md, vd = cp.asarray(p), cp.asarray(m), cp.asarray(v)
-    c1, c2 = 1 - 0.9 ** 3, 1 - 0.999 ** 3
-    backend.implementation("adam_update")(p, g, m, v, 1e-3 * np.sqrt(c2) / c1, 1e-8 * np.sqrt(c2), 0.9, 0.999, 0.5)
-    t = np.dtype(dtype).type
-    _fn("adam.cu", "adam_update<{T}>", dtype)(
-        (3,), (block,), (pd, cp.asarray(g), md, vd, t(1e-3 * np.sqrt(c2) / c1), t(1e-8 * np.sqrt(c2)), t(0.9),
-                         t(0.999), t(0.1), t(0.001), t(0.5), np.int64(n)))
-    for a, b in ((pd, p), (md, m), (vd, v)):
-        _close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
-
     avg = rng.standard_normal(n).astype(dtype)
-    avg_d = cp.asarray(avg)
+    pd, md, vd, avg_d = cp.asarray(p), cp.asarray(m), cp.asarray(v), cp.asarray(avg)
+    c1, c2 = 1 - 0.9 ** 3, 1 - 0.999 ** 3
+    t = np.dtype(dtype).type
+    for averaged in (0, 1):  # the pass alone (its a never read: p stands in), then with the average's step
+        backend.implementation("adam_update")(p, g, m, v, 1e-3 * np.sqrt(c2) / c1, 1e-8 * np.sqrt(c2), 0.9, 0.999, 0.5,
+                                              avg if averaged else None, 0.99)
+        _fn("adam.cu", "adam_update<{T}>", dtype)(
+            (3,), (block,), (pd, cp.asarray(g), md, vd, avg_d if averaged else pd, t(1e-3 * np.sqrt(c2) / c1),
+                             t(1e-8 * np.sqrt(c2)), t(0.9), t(0.999), t(0.1), t(0.001), t(0.5), t(0.99), t(1 - 0.99),
+                             np.int32(averaged), np.int64(n)))
+        for a, b in ((pd, p), (md, m), (vd, v), (avg_d, avg)):
+            _close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
     backend.implementation("average_update")(avg, p, 0.999)
     _fn("adam.cu", "average_update<{T}>", dtype)((3,), (block,), (avg_d, cp.asarray(p), t(0.999), t(1 - 0.999),
                                                                    np.int64(n)))

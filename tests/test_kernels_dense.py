@@ -197,6 +197,50 @@ def test_adam_update_guarded_is_adam_update_or_nothing(n, dtype, step, seed, cli
         assert np.array_equal(got, want)
 
 
+@given(n=st.integers(1, 20000), dtype=dtypes, step=st.integers(1, 1000), seed=st.integers(0, 2**32 - 1),
+       decay=st.sampled_from([0.0, 0.5, 0.999]), bad=st.sampled_from([None, "loss"]))
+def test_the_average_in_the_adam_pass_is_the_two_passes(n, dtype, step, seed, decay, bad):
+    """adam_update and adam_update_guarded with the Polyak average: the bits of adam_update then
+    average_update (n past the pass's chunks of 2,048 and the threads' blocks), and nothing written, the
+    average included, on a skipped step."""
+    rng = np.random.default_rng(seed)
+    p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    m, v, a = rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step)
+    want = [x.copy() for x in (p, m, v, a)]
+    kernels.adam_update(*want[:1], g, *want[1:3], scale=0.5, **kw)
+    kernels.average_update(want[3], want[0], decay=decay)
+    got = [x.copy() for x in (p, m, v, a)]
+    kernels.adam_update(*got[:1], g, *got[1:3], scale=0.5, average=got[3], decay=decay, **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(got, want))
+
+    norm2, loss = kernels.sum_squares_array(g), np.array([np.nan if bad else 1.5], dtype)
+    if bad is None:
+        want = [x.copy() for x in (p, m, v, a)]
+        kernels.adam_update(*want[:1], g, *want[1:3], scale=1.0, **kw)
+        kernels.average_update(want[3], want[0], decay=decay)
+    else:
+        want = [x.copy() for x in (p, m, v, a)]
+    hyper = np.array(kernels.adam_constants(kw["lr"], 0.9, 0.999, 1e-8, step))
+    kernels.adam_update_guarded(p, g, m, v, hyper=hyper, norm2=norm2, loss=loss, beta1=0.9, beta2=0.999, average=a,
+                                decay=decay)
+    assert all(np.array_equal(x, y) for x, y in zip((p, m, v, a), want))
+
+
+def test_the_average_in_the_adam_pass_refuses_what_does_not_fit():
+    z = np.zeros(3, np.float32)
+    kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
+    with pytest.raises(ValueError, match="decay is the average's; give average too"):
+        kernels.adam_update(z, z.copy(), z.copy(), z.copy(), decay=0.5, **kw)
+    with pytest.raises(ValueError, match="average must be flat and contiguous with p's shape"):
+        kernels.adam_update(z, z.copy(), z.copy(), z.copy(), average=np.zeros(4, np.float32), decay=0.5, **kw)
+    with pytest.raises(TypeError, match="dtype"):
+        kernels.adam_update(z, z.copy(), z.copy(), z.copy(), average=np.zeros(3), decay=0.5, **kw)
+    for decay in (None, 1.0, -0.5, float("nan")):
+        with pytest.raises(ValueError, match=r"decay must lie in \[0, 1\) with an average"):
+            kernels.adam_update(z, z.copy(), z.copy(), z.copy(), average=z.copy(), decay=decay, **kw)
+
+
 def test_adam_update_guarded_errors():
     z = np.zeros(3, np.float32)
     hyper, norm2, loss = np.array(kernels.adam_constants(1e-3, 0.9, 0.999, 1e-8, 1)), np.zeros(1), np.zeros(1, np.float32)

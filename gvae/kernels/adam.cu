@@ -4,10 +4,12 @@
 
 // In place, grid-stride over n: m <- b1 m + a1 g';  v <- b2 v + a2 g'^2;  p <- p - rate m / (sqrt(v) + eps_hat)
 // with g' = scale * g. rate and eps_hat carry the bias corrections (computed in float64 and rounded to T,
-// as the CPU kernel does).
+// as the CPU kernel does). With `averaged`, the Polyak average's step on the new p too, a <- d a + e p
+// (average_update's arithmetic); without it a is never read.
 template <typename T>
 __device__ void adam_pass(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
-                          T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, long long n) {
+                          T* __restrict__ a, T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, T d, T e,
+                          int averaged, long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const T gi = scale * g[i];
@@ -15,15 +17,18 @@ __device__ void adam_pass(T* __restrict__ p, const T* __restrict__ g, T* __restr
         const T vi = b2 * v[i] + a2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] -= rate * mi / (gvae::sqrt_(vi) + eps_hat);
+        const T pi = p[i] - rate * mi / (gvae::sqrt_(vi) + eps_hat);
+        p[i] = pi;
+        if (averaged) a[i] = d * a[i] + e * pi;
     }
 }
 
 // The pass with the constants from the host.
 template <typename T>
 __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
-                            T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, long long n) {
-    adam_pass(p, g, m, v, rate, eps_hat, b1, b2, a1, a2, scale, n);
+                            T* __restrict__ a, T rate, T eps_hat, T b1, T b2, T a1, T a2, T scale, T d, T e,
+                            int averaged, long long n) {
+    adam_pass(p, g, m, v, a, rate, eps_hat, b1, b2, a1, a2, scale, d, e, averaged, n);
 }
 
 // The pass with the step's constants and its guard on the device, so that a CUDA graph can replay it:
@@ -32,13 +37,14 @@ __global__ void adam_update(T* __restrict__ p, const T* __restrict__ g, T* __res
 // written unless norm2[0] and loss[0] are finite (a step the trainer skips).
 template <typename T>
 __global__ void adam_update_guarded(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
-                                    T* __restrict__ v, const double* __restrict__ hyper,
+                                    T* __restrict__ v, T* __restrict__ a, const double* __restrict__ hyper,
                                     const double* __restrict__ norm2, const T* __restrict__ loss, T b1, T b2, T a1,
-                                    T a2, long long n) {
+                                    T a2, T d, T e, int averaged, long long n) {
     const double n2 = norm2[0];
     if (!(isfinite(n2) && isfinite((double)loss[0]))) return;
     const double norm = sqrt(n2), clip = hyper[2];
-    adam_pass(p, g, m, v, (T)hyper[0], (T)hyper[1], b1, b2, a1, a2, (T)(norm > clip ? clip / norm : 1.0), n);
+    adam_pass(p, g, m, v, a, (T)hyper[0], (T)hyper[1], b1, b2, a1, a2, (T)(norm > clip ? clip / norm : 1.0), d, e,
+              averaged, n);
 }
 
 // In place, grid-stride over n: a <- d a + e p, with d the decay and e = 1 - d (rounded to T on the host).

@@ -1,6 +1,6 @@
 """CPU kernels for the optimiser: one fused Adam pass over flat buffers (Numba, vectorised: no division
-checks, so LLVM emits SIMD), the running average of the parameters (Polyak averaging), and the squared
-norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`.cpu.threads`); a
+checks, so LLVM emits SIMD), the running average of the parameters (Polyak averaging), alone or in the Adam
+pass, and the squared norm. The registered functions cut the buffers into blocks for gvae's threads (:mod:`.cpu.threads`); a
 worker runs its block as a C entry (:mod:`.cpu.entries`), without the GIL."""
 import math
 
@@ -8,10 +8,11 @@ import numpy as np
 
 from .backend import register
 from .cpu import threads
-from .cpu.entries import FLOAT, Entry, array, run_blocks
+from .cpu.entries import FLAG, FLOAT, Entry, array, run_blocks
 from .cpu.jit import jit
 
 _BLOCK = 1024  # squares summed in the array's precision before they join the float64 total
+_CHUNK = 2048  # values of each buffer the Adam pass updates before the average reads them back (16 KiB in float64)
 
 
 @jit(error_model="numpy", fastmath={"reassoc", "contract"})
@@ -55,16 +56,6 @@ def _adam_pass(p, g, m, v, rate, eps_hat, beta1, beta2, scale):
 
 
 @jit(error_model="numpy")
-def _adam_guarded(p, g, m, v, rate, eps_hat, clip, norm2, loss, beta1, beta2):
-    """:func:`_adam_pass` with the gradient scaled by clip / sqrt(norm2) where that norm exceeds
-    ``clip``, and nothing written unless ``norm2`` and ``loss`` are finite."""
-    if not (math.isfinite(norm2) and math.isfinite(loss)):
-        return
-    norm = math.sqrt(norm2)
-    _adam_pass(p, g, m, v, rate, eps_hat, beta1, beta2, clip / norm if norm > clip else 1.0)
-
-
-@jit(error_model="numpy")
 def _average(a, p, decay):
     """In place over flat buffers: a <- decay a + (1 - decay) p, in a's dtype."""
     t = a.dtype.type
@@ -73,10 +64,38 @@ def _average(a, p, decay):
         a[i] = d * a[i] + e * p[i]
 
 
+@jit(error_model="numpy")
+def _adam_average(p, g, m, v, a, rate, eps_hat, beta1, beta2, scale, decay):
+    """:func:`_adam_pass`, then :func:`_average` of its new p into a, chunk by chunk: the average reads p
+    from the cache the pass left it in, not from memory; the bits are the two passes'."""
+    for start in range(0, p.size, _CHUNK):
+        stop = min(start + _CHUNK, p.size)
+        _adam_pass(p[start:stop], g[start:stop], m[start:stop], v[start:stop], rate, eps_hat, beta1, beta2, scale)
+        _average(a[start:stop], p[start:stop], decay)
+
+
+@jit(error_model="numpy")
+def _adam_guarded(p, g, m, v, a, rate, eps_hat, clip, norm2, loss, beta1, beta2, decay, averaged):
+    """:func:`_adam_pass` with the gradient scaled by clip / sqrt(norm2) where that norm exceeds ``clip``,
+    and with ``averaged`` the average's update after it (:func:`_adam_average`); nothing written unless
+    ``norm2`` and ``loss`` are finite."""
+    if not (math.isfinite(norm2) and math.isfinite(loss)):
+        return
+    norm = math.sqrt(norm2)
+    scale = clip / norm if norm > clip else 1.0
+    if averaged:
+        _adam_average(p, g, m, v, a, rate, eps_hat, beta1, beta2, scale, decay)
+    else:
+        _adam_pass(p, g, m, v, rate, eps_hat, beta1, beta2, scale)
+
+
 _ADAM = Entry(_adam_pass, p=array("n"), g=array("n"), m=array("n"), v=array("n"), rate=FLOAT, eps_hat=FLOAT,
               beta1=FLOAT, beta2=FLOAT, scale=FLOAT)
-_ADAM_GUARDED = Entry(_adam_guarded, p=array("n"), g=array("n"), m=array("n"), v=array("n"), rate=FLOAT,
-                      eps_hat=FLOAT, clip=FLOAT, norm2=FLOAT, loss=FLOAT, beta1=FLOAT, beta2=FLOAT)
+_ADAM_AVERAGE = Entry(_adam_average, p=array("n"), g=array("n"), m=array("n"), v=array("n"), a=array("n"),
+                      rate=FLOAT, eps_hat=FLOAT, beta1=FLOAT, beta2=FLOAT, scale=FLOAT, decay=FLOAT)
+_ADAM_GUARDED = Entry(_adam_guarded, p=array("n"), g=array("n"), m=array("n"), v=array("n"), a=array("n"),
+                      rate=FLOAT, eps_hat=FLOAT, clip=FLOAT, norm2=FLOAT, loss=FLOAT, beta1=FLOAT, beta2=FLOAT,
+                      decay=FLOAT, averaged=FLAG)
 _AVERAGE = Entry(_average, a=array("n"), p=array("n"), decay=FLOAT)
 _SUM_SQUARES = Entry(_sum_squares, results=1, g=array("n"))
 
@@ -98,21 +117,28 @@ def sum_squares_array(g):
 
 
 @register("adam_update_guarded")
-def adam_update_guarded(p, g, m, v, hyper, norm2, loss, beta1, beta2):
+def adam_update_guarded(p, g, m, v, hyper, norm2, loss, beta1, beta2, a=None, decay=0.0):
     """One Adam step in place with (rate, eps_hat, clip) from the float64 array ``hyper``, clipped by
-    ``norm2[0]`` and skipped unless it and ``loss[0]`` are finite (:func:`_adam_guarded`), in blocks on
-    gvae's threads."""
+    ``norm2[0]`` and skipped unless it and ``loss[0]`` are finite, and with an average ``a`` its update
+    (:func:`_adam_guarded`), in blocks on gvae's threads."""
     rate, eps_hat, clip = (float(x) for x in hyper[:3])
     n2, value = float(norm2[0]), float(loss[0])
-    run_blocks(_ADAM_GUARDED, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], rate, eps_hat, clip, n2, value,
-                                                 beta1, beta2), threads.row_blocks(p.size, 1, 0.6e-9))
+    averaged, a = a is not None, p if a is None else a  # without an average the kernel never reads its a
+    run_blocks(_ADAM_GUARDED, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], a[lo:hi], rate, eps_hat, clip,
+                                                 n2, value, beta1, beta2, decay, averaged),
+               threads.row_blocks(p.size, 1, 0.6e-9 if not averaged else 0.8e-9))
 
 
 @register("adam_update")
-def adam_update(p, g, m, v, rate, eps_hat, beta1, beta2, scale):
-    """One Adam step in place (see :func:`_adam_pass`), in blocks on gvae's threads."""
-    run_blocks(_ADAM, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], rate, eps_hat, beta1, beta2, scale),
-               threads.row_blocks(p.size, 1, 0.6e-9))
+def adam_update(p, g, m, v, rate, eps_hat, beta1, beta2, scale, a=None, decay=0.0):
+    """One Adam step in place (see :func:`_adam_pass`), and with an average ``a`` its update in the same
+    pass (:func:`_adam_average`), in blocks on gvae's threads."""
+    if a is None:
+        run_blocks(_ADAM, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], rate, eps_hat, beta1, beta2, scale),
+                   threads.row_blocks(p.size, 1, 0.6e-9))
+    else:
+        run_blocks(_ADAM_AVERAGE, lambda k, lo, hi: (p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], a[lo:hi], rate, eps_hat,
+                                                     beta1, beta2, scale, decay), threads.row_blocks(p.size, 1, 0.8e-9))
 
 
 @register("average_update")

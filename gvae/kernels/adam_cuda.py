@@ -36,34 +36,43 @@ def sum_squares(g):
     return float(sum_squares_array(g)[0])
 
 
+def _average(t, p, a, decay):
+    """The average's kernel arguments (a, d, e, averaged): without an average, p stands in for a, which the
+    kernel then never reads."""
+    return (p if a is None else a, scalar(t, decay), scalar(t, 1.0 - decay), np.int32(a is not None))
+
+
 @register("adam_update", "cuda")
-def adam_update(p, g, m, v, rate, eps_hat, beta1, beta2, scale):
+def adam_update(p, g, m, v, rate, eps_hat, beta1, beta2, scale, a=None, decay=0.0):
     """In place over flat buffers: Adam with bias correction on the gradient ``scale * g`` (see
-    adam_cpu.adam_update: the same float64 constants, rounded to p's dtype)."""
-    contiguous("adam_update", p, g, m, v)
+    adam_cpu.adam_update: the same float64 constants, rounded to p's dtype), and with an average ``a`` its
+    step on the new p."""
+    contiguous("adam_update", p, g, m, v, *(() if a is None else (a,)))
     n = p.size
     if n == 0:
         return
     t = p.dtype
-    args = (p, g, m, v, scalar(t, rate), scalar(t, eps_hat),
+    avg = _average(t, p, a, decay)
+    args = (p, g, m, v, avg[0], scalar(t, rate), scalar(t, eps_hat),
             scalar(t, beta1), scalar(t, beta2), scalar(t, 1.0 - beta1), scalar(t, 1.0 - beta2),
-            scalar(t, scale), np.int64(n))
+            scalar(t, scale), *avg[1:], np.int64(n))
     with p.device:
         SOURCE.function("adam_update<{T}>", t)((grid_for(n, _THREADS, p, blocks_per_sm=8),), (_THREADS,), args)
 
 
 @register("adam_update_guarded", "cuda")
-def adam_update_guarded(p, g, m, v, hyper, norm2, loss, beta1, beta2):
+def adam_update_guarded(p, g, m, v, hyper, norm2, loss, beta1, beta2, a=None, decay=0.0):
     """In place over flat buffers: :func:`adam_update` with (rate, eps_hat, clip) read from the float64
     device array ``hyper``, the clip scale from the float64 ``norm2[0]``, and no write unless ``norm2[0]``
     and ``loss[0]`` are finite (see adam.cu)."""
-    contiguous("adam_update_guarded", p, g, m, v, hyper, norm2, loss)
+    contiguous("adam_update_guarded", p, g, m, v, hyper, norm2, loss, *(() if a is None else (a,)))
     n = p.size
     if n == 0:
         return
     t = p.dtype
-    args = (p, g, m, v, hyper, norm2, loss, scalar(t, beta1), scalar(t, beta2), scalar(t, 1.0 - beta1),
-            scalar(t, 1.0 - beta2), np.int64(n))
+    avg = _average(t, p, a, decay)
+    args = (p, g, m, v, avg[0], hyper, norm2, loss, scalar(t, beta1), scalar(t, beta2), scalar(t, 1.0 - beta1),
+            scalar(t, 1.0 - beta2), *avg[1:], np.int64(n))
     with p.device:
         SOURCE.function("adam_update_guarded<{T}>", t)((grid_for(n, _THREADS, p, blocks_per_sm=8),), (_THREADS,),
                                                        args)

@@ -24,9 +24,11 @@ class Adam:
         self.v = xp.zeros_like(flat)
         self.step = 0
 
-    def update(self, grad, norm=None):
+    def update(self, grad, norm=None, average=None, decay=None):
         """Apply one step with the flat gradient ``grad``; returns the gradient's global norm
-        (pass ``norm``, a host float, when it is already known; else it is read from the device)."""
+        (pass ``norm``, a host float, when it is already known; else it is read from the device). With
+        ``average`` (a buffer like ``flat``) and ``decay``, the Polyak average's step on the new parameters
+        in the same pass (:func:`gvae.kernels.adam_update`)."""
         if norm is None:
             norm = math.sqrt(kernels.sum_squares(grad))
         scale = 1.0
@@ -34,7 +36,7 @@ class Adam:
             scale = self.clip_norm / norm
         self.step += 1
         kernels.adam_update(self.flat, grad, self.m, self.v, lr=self.lr, beta1=self.beta1,
-                            beta2=self.beta2, eps=self.eps, step=self.step, scale=scale)
+                            beta2=self.beta2, eps=self.eps, step=self.step, scale=scale, average=average, decay=decay)
         return norm
 
     def state(self):

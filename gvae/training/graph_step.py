@@ -9,7 +9,7 @@ read of the loss, the reported means and the squared gradient norm together.
 Recorded: the noise (from the epoch's CuPy generator, whose state lives on the GPU, so that each replay
 draws afresh), value_and_grad, the squared norm, and Adam with its constants and guard on the device
 (:func:`gvae.kernels.adam_update_guarded`: the clip scale from the norm, nothing written for a non-finite
-loss or norm, the step the trainer then counts as skipped). The eager step and the replay launch the same
+loss or norm, the step the trainer then counts as skipped), the Polyak average's step in the same pass. The eager step and the replay launch the same
 kernels in the same order (gvae's own cuBLAS handle in both), so their bits agree and a resumed run goes
 on exactly (tools/gpu_probe.py graph checks it on a GPU).
 
@@ -92,7 +92,8 @@ class GraphStep:
             (loss, aux), _ = tr.step_fn(params, tr.model, *args)
             norm2 = kernels.sum_squares_array(tr.grad_flat)
             kernels.adam_update_guarded(opt.flat, tr.grad_flat, opt.m, opt.v, hyper=self.hyper, norm2=norm2,
-                                        loss=loss.reshape(1), beta1=opt.beta1, beta2=opt.beta2)
+                                        loss=loss.reshape(1), beta1=opt.beta1, beta2=opt.beta2,
+                                        **tr.state.average_args())
             return cupy.concatenate([cupy.stack([loss, *aux]).astype(np.float64), norm2])
 
         self.stream.begin_capture()

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-from .. import kernels
 from ..kernels import array_module, to_device, to_host
 from ..model.params import FlatParams
 from .adam import Adam
@@ -80,10 +79,10 @@ class TrainingState:
                    initial_valid=meta.get("initial_valid_elbo"), metrics=list(metrics), polyak=config.polyak,
                    average=average)
 
-    def after_step(self):
-        """Bring the average up to date after an optimizer step (nothing without Polyak averaging)."""
-        if self.average is not None:
-            kernels.average_update(self.average, self.params.flat, decay=self.polyak)
+    def average_args(self):
+        """The keywords that give the optimizer's step the average's update too (:meth:`Adam.update`,
+        :func:`gvae.kernels.adam_update_guarded`): none without Polyak averaging."""
+        return {} if self.average is None else {"average": self.average, "decay": self.polyak}
 
     def evaluated_flat(self):
         """The parameters the run validates, tests and keeps as its best, as a flat buffer on the device:

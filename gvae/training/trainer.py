@@ -238,12 +238,11 @@ class Trainer:
             return None
         state.bad_steps = 0
         if replayed is None:
-            state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2))
+            state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2), **state.average_args())
             if self.graph is not None:
                 self.graph.warm(key)
         else:
             state.optimizer.step += 1
-        state.after_step()
         return tuple(reported)
 
     def run_epoch(self):
