@@ -80,7 +80,8 @@ class DiagNormalKL(Benchmark):
 
 
 class Adam(Benchmark):
-    """One fused Adam step and the global gradient norm over a flat float32 buffer."""
+    """One fused Adam step and the global gradient norm over a flat float32 buffer; Adam with the Polyak
+    average's step in its pass, against the two passes (the Adam step, then ``average_update``)."""
 
     params = [[10_000, N_PARAMS_VAE, 10_000_000]]
     param_names = ["size"]
@@ -91,13 +92,24 @@ class Adam(Benchmark):
         self.g = rng.standard_normal(size, dtype=np.float32) * np.float32(1e-2)
         self.m = np.zeros_like(self.p)
         self.v = np.zeros_like(self.p)
+        self.a = np.zeros_like(self.p)
         self.time_update(size)
         self.time_sum_squares(size)
+        self.time_update_with_average(size)
+        self.time_update_then_average(size)
 
     def time_update(self, size):
         # A fixed step count keeps the bias correction, and so the work, the same on every call.
         kernels.adam_update(self.p, self.g, self.m, self.v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                             step=10)
+
+    def time_update_with_average(self, size):
+        kernels.adam_update(self.p, self.g, self.m, self.v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                            step=10, average=self.a, decay=0.999)
+
+    def time_update_then_average(self, size):
+        self.time_update(size)
+        kernels.average_update(self.a, self.p, decay=0.999)
 
     def time_sum_squares(self, size):
         kernels.sum_squares(self.g)
