@@ -193,8 +193,6 @@ def test_section_6_every_module_holds_what_the_table_says():
 
 
 def test_section_7_the_stochastic_layers():
-    import gvae.model
-    import gvae.model.objectives
     bases = [module(m) for m in ("gvae.model", "gvae.model.vae", "gvae.model.posteriors", "gvae")]
     assert check_text("section 7", sections()[7], bases) == []
 
