@@ -157,7 +157,7 @@ def check_text(where, text, bases):
     bases = bases + [inspect.getmodule(c) for c in classes] + [builtins]
     problems = []
     for dotted, args in CALL.findall(text):
-        if dotted.split(".")[0] in ("torch", "jax", "np", "q", "model", "objectives", "family", "self"):
+        if dotted.split(".")[0] in ("torch", "jax", "np", "q", "model", "family", "self"):
             continue  # another library's names, or a method on an instance the text describes
         problems += check_call(where, dotted, args, bases + classes)
     for name in NAME.findall(text):
