@@ -24,22 +24,26 @@ cd "$(dirname "$0")/../asv_bench" || exit 2
 BASE=$(git rev-parse --verify "$BASE^{commit}") || exit 2
 HEAD=$(git rev-parse --verify "$HEAD^{commit}") || exit 2
 export OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 OMP_NUM_THREADS=1
-# The machine as asv records it: the CPU model and the core count.
-MACHINE=$(python3 -c "
-import os, re
-model = next((l.split(':', 1)[1] for l in open('/proc/cpuinfo') if l.startswith('model name')), 'cpu')
-print(re.sub(r'[^A-Za-z0-9]+', '-', model.strip()).strip('-') + f'-{os.cpu_count()}cores')")
-asv machine --yes --machine "$MACHINE" >/dev/null || exit 2
-SUBSET=(
-    -b 'bench_training\.FamilyStep\.time_step\(.*, 16\)'
-    -b "bench_band\.BandKernel\.time_kernel\(.*, 256, 100, "
-    -b 'bench_evaluate\.ImportanceSampling\.time_importance_sampling'
-    -b 'bench_kernels\.Adam\.time_update\(1310816\)'
-)
+MACHINE=$(../tools/bench_machine.sh) || exit 2
+source ../tools/bench_subset.sh
+# asv.conf.json with its results elsewhere (.asv/compare-results): a comparison is not the history in
+# asv_bench/results/ (tools/bench_history.sh), and BASE or HEAD may be off main. The same environments.
+CONF=.asv/compare.conf.json
+mkdir -p .asv
+python3 - "$CONF" <<'PY' || exit 2
+import json, os, sys
+from asv import util
+conf = util.load_json("asv.conf.json", js_comments=True)
+here = os.getcwd()
+for key in ("repo", "benchmark_dir", "env_dir", "html_dir"):
+    conf[key] = os.path.normpath(os.path.join(here, conf[key]))
+conf["results_dir"] = os.path.join(here, ".asv", "compare-results")
+json.dump(conf, open(sys.argv[1], "w"), indent=1)
+PY
 LOG=$(mktemp)
-asv continuous --split --factor "$FACTOR" --interleave-rounds -a rounds="$ROUNDS" --cpu-affinity "$CPUS" \
-    --machine "$MACHINE" --show-stderr "${SUBSET[@]}" "$BASE" "$HEAD" 2>&1 | grep -v "libmambapy\|_mamba_helpers" \
-    | tee "$LOG"
+asv continuous --config "$CONF" --split --factor "$FACTOR" --interleave-rounds -a rounds="$ROUNDS" \
+    --cpu-affinity "$CPUS" --machine "$MACHINE" --show-stderr "${SUBSET[@]}" "$BASE" "$HEAD" 2>&1 \
+    | grep -v "libmambapy\|_mamba_helpers" | tee "$LOG"
 status=${PIPESTATUS[0]}
 if grep -q "PERFORMANCE DECREASED" "$LOG"; then
     rm -f "$LOG"

@@ -1,0 +1,10 @@
+# The fast subset of the asv suite that tools/bench_compare.sh and tools/bench_history.sh run (sourced:
+# sets SUBSET, asv's -b arguments): the training step of every posterior family and objective at latent
+# 16, every band kernel at d = 256 and batch 100 on each stencil, importance-sampled evaluation, and the
+# Adam pass at the VAE's size.
+SUBSET=(
+    -b 'bench_training\.FamilyStep\.time_step\(.*, 16\)'
+    -b "bench_band\.BandKernel\.time_kernel\(.*, 256, 100, "
+    -b 'bench_evaluate\.ImportanceSampling\.time_importance_sampling'
+    -b 'bench_kernels\.Adam\.time_update\(1310816\)'
+)
