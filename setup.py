@@ -35,7 +35,8 @@ setup(
     # (gvae/kernels/cpu/numba_compat.py), which a release may move.
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX, EVAL, *DOCS],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX, EVAL, *DOCS,
+                 "asv>=0.6"],  # asv: tests/test_bench_history.py publishes the speed history
         "docs": DOCS,
         "dask": [DASK],
         "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of examples/bench_*.py
