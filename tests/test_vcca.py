@@ -118,6 +118,18 @@ def test_the_bound_is_the_dense_reference(private):
     assert loss == pytest.approx(0.3 * (shared_rate.mean() + 4.0 * private_rate.mean()) - (rec - rec2).mean()
                                  - 7.0 * rec2.mean(), rel=1e-10)
     assert bound_w == pytest.approx(bound, rel=1e-12)
+    if private:  # one weight per view's private code
+        rates = [code(f"priv{k + 1}.", x, eps[..., 3 + k * private:3 + (k + 1) * private], private)[1]
+                 for k, x in enumerate((x1, x2))]
+        loss, (bound_v, _, _) = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3, view_weight=7.0,
+                                          private_weight=(0.5, 9.0))
+        assert loss == pytest.approx(0.3 * (shared_rate.mean() + 0.5 * rates[0].mean() + 9.0 * rates[1].mean())
+                                     - (rec - rec2).mean() - 7.0 * rec2.mean(), rel=1e-10)
+        assert bound_v == pytest.approx(bound, rel=1e-12)
+        equal = vcca_loss(params, model, x1, x2, eps, kl_weight=0.3, private_weight=(4.0, 4.0))[0]
+        assert equal == vcca_loss(params, model, x1, x2, eps, kl_weight=0.3, private_weight=4.0)[0]
+    with pytest.raises(ValueError, match="one weight or one per view"):
+        vcca_loss(params, model, x1, x2, eps, private_weight=(1.0, 2.0, 3.0))
 
 
 def test_dropout_multiplies_every_hidden_layer_by_its_mask_and_keeps_the_mean():
@@ -165,8 +177,9 @@ def test_the_loss_gradient_against_finite_differences(private, posterior, kl, op
         for k in (1, 2):
             params[f"noise{k}.L"] += 0.3 * np.random.default_rng(k).standard_normal(params[f"noise{k}.L"].shape)
     masks = model.dropout_masks(np.random.default_rng(3), len(x1), 0.4) if private else None
-    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0, private_weight=2.0,
-                                   masks=masks)[0], [params])
+    weights = (2.0, 5.0) if private else 2.0
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, kl, kl_weight=0.7, view_weight=3.0,
+                                   private_weight=weights, masks=masks)[0], [params])
 
 
 def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_validation():
@@ -185,8 +198,9 @@ def test_the_linear_svm_reads_the_class_from_separable_codes_and_tunes_c_on_vali
 def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, capsys):
     _, summary, meta, data = trained_straight_and_resumed(
         tmp_path, ["--task", "vcca", "--private", "2", "--latent", "4", "--hidden", "16", "--posterior", "chain",
-                   "--batch-size", "40", "--view-weight", "4", "--dropout", "0.2"])
+                   "--batch-size", "40", "--view-weight", "4", "--dropout", "0.2", "--private-weight2", "3"])
     assert meta["config"]["private"] == 2 and meta["config"]["view_weight"] == 4 and meta["config"]["dropout"] == 0.2
+    assert meta["config"]["private_weight2"] == 3
     assert summary["task"] == "vcca" and summary["private"] == 2 and 0 <= summary["svm_test_error"] <= 1
     assert summary["svm_c"] in (0.01, 0.1, 1.0, 10.0) and summary["test_elbo"] < 0
     assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])
@@ -200,6 +214,8 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     (dict(private=-1), "private must lie in 0..10000"),
     (dict(view_weight=0.0), "view_weight must be a finite number > 0"),
     (dict(private_weight=3.0), "--private-weight weighs the private codes' KL terms: give --private P"),
+    (dict(private_weight2=3.0), "--private-weight2 weighs view 2's private code's KL term: give --private P"),
+    (dict(private=2, private_weight2=0.0), "private_weight2 must be a finite number > 0"),
     (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):

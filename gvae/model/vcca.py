@@ -150,8 +150,9 @@ class VCCA:
 
     def view_terms(self, params, x1, x2, eps, kl="analytic", masks=None):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
-        Returns ``(rec1, rec2, rate, private_rate)``, each (B,): rec_k = mean_s log p(x_k|.), rate the shared
-        code's KL(q || N(0, I)) and private_rate the private codes' (0 without them), in closed form
+        Returns ``(rec1, rec2, rate, private_rates)``: rec_k = mean_s log p(x_k|.) and rate the shared code's
+        KL(q || N(0, I)), each (B,), and private_rates the private codes' KL terms, one (B,) per view (an empty
+        tuple without them), in closed form
         (``"analytic"``) or as mean_s [log q - log N(0, I)] (``"mc"``). ``masks``: dropout's
         (:meth:`dropout_masks`), in training only."""
         if kl not in KL_ESTIMATORS:
@@ -159,22 +160,22 @@ class VCCA:
         masks = masks or {}
         views = (x1, x2)
         q, z = self.shared(params, x1, eps[..., :self.size], x2, masks.get(self.encoder.prefix))
-        codes, rate, private_rate = [z, z], _rate(self.family, q, z, kl), 0.0
+        codes, rate, private_rates = [z, z], _rate(self.family, q, z, kl), ()
         for k, encoder in enumerate(self.private_encoders):
             lo = self.size + k * self.private
             qh = self.private_family.split(encoder(params, views[k], masks.get(encoder.prefix)), self.private)
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
             codes[k] = ops.concatenate2(z, h)
-            private_rate = private_rate + _rate(self.private_family, qh, h, kl)
+            private_rates += (_rate(self.private_family, qh, h, kl),)
         rec1, rec2 = (ops.mean(self.view_log_lik(params, k, decoder(params, code, masks.get(decoder.prefix)), x),
                                axis=0)
                       for k, (decoder, code, x) in enumerate(zip(self.decoders, codes, views)))
-        return rec1, rec2, rate, private_rate
+        return rec1, rec2, rate, private_rates
 
     def terms(self, params, x1, x2, eps, kl="analytic"):
         """``(rec, rate)`` per pair (:meth:`view_terms`), rec = rec1 + rec2: the bound is rec - rate."""
-        rec1, rec2, rate, private_rate = self.view_terms(params, x1, x2, eps, kl)
-        return rec1 + rec2, rate + private_rate
+        rec1, rec2, rate, private_rates = self.view_terms(params, x1, x2, eps, kl)
+        return rec1 + rec2, rate + _total(private_rates)
 
 
 def _rate(family, q, z, kl):
@@ -186,15 +187,30 @@ def _rate(family, q, z, kl):
 
 def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0, private_weight=1.0,
               masks=None):
-    """The loss minimised by training, mean_b [kl_weight (rate_b + private_weight private_rate_b) - rec1_b -
-    view_weight rec2_b] (:meth:`VCCA.view_terms`), and ``aux`` = (the bound at weights 1, mean rec1 + rec2,
-    mean rate of every code), batch means. ``view_weight`` > 1 tempers view 2's likelihood: its term alone
+    """The loss minimised by training, mean_b [kl_weight (rate_b + w1 private_rate1_b + w2 private_rate2_b) -
+    rec1_b - view_weight rec2_b] (:meth:`VCCA.view_terms`), and ``aux`` = (the bound at weights 1, mean rec1 +
+    rec2, mean rate of every code), batch means. ``view_weight`` > 1 tempers view 2's likelihood: its term alone
     rewards the class (the only thing the views share), by at most log 10 nats a pair at weight 1;
-    ``private_weight`` > 1 makes the private codes dearer than the shared one; ``masks``: dropout's
-    (:meth:`VCCA.dropout_masks`; None: none)."""
-    rec1, rec2, rate, private_rate = model.view_terms(params, x1, x2, eps, kl, masks)
+    ``private_weight``, one number w1 = w2 or a pair (w1, w2), > 1 makes the private codes dearer than the shared
+    one; ``masks``: dropout's (:meth:`VCCA.dropout_masks`; None: none)."""
+    weights = tuple(private_weight) if isinstance(private_weight, (tuple, list)) else (private_weight,) * 2
+    if len(weights) != 2:
+        raise ValueError(f"private_weight is one weight or one per view (two), got {len(weights)}")
+    rec1, rec2, rate, private_rates = model.view_terms(params, x1, x2, eps, kl, masks)
     rec1, rec2, rate = ops.mean(rec1), ops.mean(rec2), ops.mean(rate)
-    private_rate = ops.mean(private_rate) if model.private else 0.0
+    private_rate = ops.mean(_total(private_rates)) if private_rates else 0.0
     rec, total_rate = rec1 + rec2, rate + private_rate
-    loss = kl_weight * (rate + private_weight * private_rate) - rec1 - view_weight * rec2
+    if weights[0] == weights[1] or not private_rates:
+        weighted = rate + weights[0] * private_rate
+    else:
+        weighted = rate + weights[0] * ops.mean(private_rates[0]) + weights[1] * ops.mean(private_rates[1])
+    loss = kl_weight * weighted - rec1 - view_weight * rec2
     return loss, (rec - total_rate, rec, total_rate)
+
+
+def _total(rates):
+    """The sum of the per-pair rates (0.0 for none)."""
+    total = 0.0
+    for r in rates:
+        total = total + r
+    return total

@@ -194,6 +194,9 @@ class TrainConfig:
     private_weight: float = _option(1.0, "vcca: the weight on the private codes' KL terms in the loss (with --private; "
                                     "1: the paper's bound, which is what is reported either way)",
                                     parse=positive_float, metavar="W")
+    private_weight2: float = _option(None, "vcca: the weight on view 2's private code's KL term alone (with --private; "
+                                     "default: --private-weight's), so that view 1's and view 2's private codes can "
+                                     "cost differently", parse=positive_float, metavar="W")
     dropout: float = _option(0.0, "vcca: dropout's rate on every network's hidden units in training (inverted "
                              "dropout, Srivastava et al. 2014; the paper's networks use it; 0: none)",
                              parse=non_negative_float, metavar="P")
@@ -329,6 +332,8 @@ class TrainConfig:
                   (math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
                   (math.isfinite(self.private_weight) and self.private_weight > 0,
                    "private_weight must be a finite number > 0"),
+                  (self.private_weight2 is None or (math.isfinite(self.private_weight2) and self.private_weight2 > 0),
+                   "private_weight2 must be a finite number > 0"),
                   (math.isfinite(self.anchor_weight) and 0 <= self.anchor_weight <= 1,
                    "anchor_weight must lie in [0, 1]"),
                   (self.estimator in ("vimco", "nvil", "taylor"), "estimator must be 'vimco', 'nvil' or 'taylor'"),
