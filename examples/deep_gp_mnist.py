@@ -4,11 +4,12 @@ Lawrence 2010) and a VAE on a subset of MNIST: the GPs trained by full-batch Ada
 same latent size, same data and scale.
 
     python examples/deep_gp_mnist.py --out DIR --images 500 --latent 5 --hidden 10 --inducing 30 \\
-        --steps 1500 [--vae-hidden 200 --vae-steps 5000 --vae-lr 0.001] [--seed 0]
+        --steps 1500 [--vae-hidden 200 --vae-steps 5000 --vae-lr 0.001] [--held-out-steps 500] [--seed 0]
 
 ``--out DIR`` (a new folder, or one this script wrote: the run then resumes where its last checkpoint
 left it, every 100 steps, written atomically) receives each model's parameters and Adam state
-(``gplvm.npz``, ``deep.npz``, ``vae.npz``) and ``results.json``.
+(``gplvm.npz``, ``deep.npz``, ``vae.npz``, and the GPs' held-out fits ``gplvm_held_out_STEPS.npz``,
+``deep_held_out_STEPS.npz``, named by the training steps they were fitted after) and ``results.json``.
 
 The VAE is the GPs' model with a network for a GP (Kingma and Welling 2014): z ~ N(0, I_q), y ~ N(f(z),
 s^2 I) with one noise variance s^2 for every pixel as the GPs have, f a tanh network of ``--vae-hidden``
@@ -16,8 +17,14 @@ units, q(z|y) diagonal from a network of the same width; full-batch Adam on the 
 draw per image and step (the draws of step t from the generator seeded (seed, t), so a resumed run draws
 what a straight one does). Its bound per image is the ELBO averaged over 100 draws per image; it is also
 given on held-out images (the next ``--images`` training images, centred by the same mean), which the
-VAE's encoder reaches without fitting anything (the GPs would need their latent posteriors fitted to new
-images, which this script does not do).
+VAE's encoder reaches without fitting anything.
+
+The GPs' held-out density follows Titsias and Lawrence (2010, their test-time prediction): log p(Y*|Y) ~
+F(Y, Y*) - F(Y), F the collapsed bound, F(Y, Y*) that of the training and held-out images together with
+everything the training fitted held fixed (kernels, inducing inputs, noise, the training images' latent
+posteriors) and the held-out images' latent posteriors q(X*) (and, for the deep GP, q(H*)) fitted by
+``--held-out-steps`` steps of full-batch Adam, each starting from the posterior of its nearest training
+image (in pixel space). The difference of two bounds is an estimate, not a bound.
 
 Data: the first ``--images`` training images of MNIST (as ``gvae train`` loads it), intensities in [0, 1]
 minus their mean image (the GPs have zero mean). Both models start from the data's principal components
@@ -49,14 +56,16 @@ def parse_args(argv=None):
     p.add_argument("--vae-hidden", type=int, default=200, help="the VAE's networks' hidden units")
     p.add_argument("--vae-steps", type=int, default=5000, help="the VAE's Adam steps (full batch)")
     p.add_argument("--vae-lr", type=float, default=0.001)
+    p.add_argument("--held-out-steps", type=int, default=500,
+                   help="Adam steps fitting the held-out images' latent posteriors for the GPs' held-out density")
     p.add_argument("--out", required=True, help="the run folder (resumed when it holds a checkpoint)")
     p.add_argument("--picture", default=None, help="also draw both models' latent means here (PNG; matplotlib)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if min(args.images, args.latent, args.hidden, args.inducing, args.steps, args.vae_hidden, args.vae_steps) < 1 \
-            or not (args.lr > 0 and args.vae_lr > 0):
-        p.error("--images, --latent, --hidden, --inducing, --steps, --vae-hidden and --vae-steps must be >= 1, "
-                "--lr and --vae-lr > 0")
+    if min(args.images, args.latent, args.hidden, args.inducing, args.steps, args.vae_hidden, args.vae_steps,
+           args.held_out_steps) < 1 or not (args.lr > 0 and args.vae_lr > 0):
+        p.error("--images, --latent, --hidden, --inducing, --steps, --vae-hidden, --vae-steps and --held-out-steps "
+                "must be >= 1, --lr and --vae-lr > 0")
     if args.inducing > args.images:
         p.error(f"--inducing ({args.inducing}) must not exceed --images ({args.images})")
     return args
@@ -192,6 +201,22 @@ def adam(objective, params, Y, steps, lr, label, path, noise=lambda t: ()):
     return time.perf_counter() - t0
 
 
+def held_out_fit(objective, params, Y, Y_new, steps, lr, label, path):
+    """F(Y, Y_new) - F(Y) per held-out image (the module's docstring): the latent posteriors of Y_new
+    (``params``' per-image entries, ``mu_*`` and ``log_S_*``) fitted with everything else held at ``params``,
+    each starting from its nearest training image's; returns (estimate per image, seconds)."""
+    from gvae import ops
+    rows = [k for k in params if k.startswith(("mu_", "log_S_"))]
+    nearest = np.argmin((Y_new ** 2).sum(1)[:, None] - 2 * Y_new @ Y.T + (Y ** 2).sum(1)[None, :], axis=1)
+    new = {k: params[k][nearest].copy() for k in rows}
+    both = np.concatenate([Y, Y_new])
+
+    def joint(new, Y_both):
+        return objective({**params, **{k: ops.concatenate2(params[k], new[k], axis=0) for k in rows}}, Y_both)
+    seconds = adam(joint, new, both, steps, lr, label, path)
+    return (float(objective(params, Y)) - float(joint(new, both))) / len(Y_new), seconds
+
+
 def reconstruction(mu, S, Y, lp):
     """The GP layer's predictive mean at its inputs' distributions q = N(mu, diag S) (Titsias and Lawrence
     2010): psi1 (Kmm + psi2 / s^2)^-1 psi1^T Y / s^2, (n, p)."""
@@ -224,11 +249,12 @@ def main(args):
     from gvae.io.mnist import load_mnist
     out = Path(args.out)
     settings = {k: getattr(args, k) for k in ("images", "latent", "hidden", "inducing", "lr", "seed", "vae_hidden",
-                                              "vae_lr")}
+                                              "vae_lr", "held_out_steps")}
     if out.exists():
         try:
-            # a folder written before the VAE was added holds GP runs that any VAE settings extend
-            kept = {"vae_hidden": args.vae_hidden, "vae_lr": args.vae_lr,
+            # a folder written before the VAE (or the held-out fits) was added holds runs that any such
+            # settings extend
+            kept = {"vae_hidden": args.vae_hidden, "vae_lr": args.vae_lr, "held_out_steps": args.held_out_steps,
                     **json.loads((out / "settings.json").read_text())}
         except (OSError, ValueError):
             raise SystemExit(f"deep_gp_mnist: {out} exists and is not a run of this script (no settings.json): "
@@ -275,6 +301,13 @@ def main(args):
             rebuilt = reconstruction(params[inputs[0]], np.exp(params[inputs[1]]), Y, params[inputs[2]])
         mse = float(np.mean((rebuilt - Y) ** 2))
         results[label] = {"bound_per_image": bound, "reconstruction_mse_per_pixel": mse, "seconds": seconds}
+        if name != "vae" and len(held_out):
+            estimate, fit_seconds = held_out_fit(objective, params, Y, held_out, args.held_out_steps, args.lr,
+                                                 f"{label}, held-out images", out / f"{name}_held_out_{steps}.npz")
+            results[label].update(held_out_images=len(held_out), held_out_log_density_per_image=estimate,
+                                  held_out_seconds=fit_seconds)
+            print(f"{label}: on {len(held_out)} held-out images, F(Y, Y*) - F(Y) per image {estimate:.2f} nats "
+                  f"({fit_seconds:.0f} s)", flush=True)
         print(f"{label}: bound per image {bound:.2f} nats after {steps} steps ({seconds:.0f} s); "
               f"reconstruction MSE per pixel {mse:.5f} (the images' variance per pixel {float(np.mean(Y ** 2)):.5f})",
               flush=True)

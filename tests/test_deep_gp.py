@@ -91,7 +91,8 @@ def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     images = rng.random((50, 16))  # 30 to fit, 20 held out for the VAE
     monkeypatch.setattr("gvae.io.mnist.load_mnist", lambda: {"train": (images, np.zeros(50))})
-    common = ["--images", "30", "--latent", "2", "--hidden", "3", "--inducing", "6", "--vae-hidden", "5"]
+    common = ["--images", "30", "--latent", "2", "--hidden", "3", "--inducing", "6", "--vae-hidden", "5",
+              "--held-out-steps", "40"]
     example.main(example.parse_args(["--out", str(tmp_path / "straight"), "--steps", "200", "--vae-steps", "200",
                                      *common]))
     example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "100", "--vae-steps", "100",
@@ -99,7 +100,7 @@ def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
     example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", "--vae-steps", "200",
                                      *common, "--picture", str(tmp_path / "latent.png")]))
     assert (tmp_path / "latent.png").stat().st_size > 1000
-    for model in ("deep", "vae"):
+    for model in ("deep", "vae", "gplvm_held_out_200", "deep_held_out_200"):
         straight, resumed = (np.load(tmp_path / run / f"{model}.npz") for run in ("straight", "resumed"))
         assert sorted(straight.files) == sorted(resumed.files)
         for key in straight.files:
@@ -107,12 +108,15 @@ def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
     results = json.loads((tmp_path / "straight" / "results.json").read_text())
     assert set(results) >= {"GP-LVM", "deep GP", "VAE"} and math.isfinite(results["VAE"]["bound_per_image"])
     assert results["VAE"]["held_out_images"] == 20 and math.isfinite(results["VAE"]["held_out_bound_per_image"])
+    for gp in ("GP-LVM", "deep GP"):  # fitted after the 200 steps, not the 100 of the stopped run
+        assert results[gp]["held_out_images"] == 20 and math.isfinite(results[gp]["held_out_log_density_per_image"])
+        assert np.load(tmp_path / "straight" / f"{'gplvm' if gp == 'GP-LVM' else 'deep'}_held_out_200.npz")["step"] == 40
     with pytest.raises(SystemExit, match="was run with"):
-        example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common[:-3], "7"]))
+        example.main(example.parse_args(["--out", str(tmp_path / "resumed"), "--steps", "200", *common[:-5], "7"]))
     # a folder written before the VAE existed (its settings without the VAE's) gets the VAE added
     settings = tmp_path / "straight" / "settings.json"
     settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items()
-                                    if not k.startswith("vae_")}))
+                                    if not k.startswith("vae_") and k != "held_out_steps"}))
     (tmp_path / "straight" / "vae.npz").unlink()
     example.main(example.parse_args(["--out", str(tmp_path / "straight"), "--steps", "200", "--vae-steps", "200",
                                      *common]))
