@@ -13,7 +13,8 @@ Compares, in one process and interleaved block by block (so machine noise hits e
   its products cut by the hand-made rules (tuning off), its ratio there too;
 * ``gvae phased``: a second diagonal Trainer with a timer around each phase it calls, for the breakdown;
 * PyTorch eager with ``torch.optim.Adam`` (default, ``foreach`` and ``fused`` where this build has
-  them), same architecture, initialisation and loss (diagonal q), ``torch.set_num_threads(threads)``;
+  them), same architecture, initialisation and loss (diagonal q, or with ``--peer-posterior full`` the dense
+  MultivariateNormal of examples/step_peers.py), ``torch.set_num_threads(threads)``;
 * JAX ``jit`` of value_and_grad and optax's Adam in one compiled step, parameters and optimiser state
   donated, the noise drawn inside the step;
 * the matrix products alone (forward and backward GEMMs of all six layers through ``gvae.kernels.matmul``
@@ -48,6 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--iw", type=int, default=1, help="importance samples: 1 = ELBO step, K > 1 = IWAE step")
     p.add_argument("--posterior", nargs="+", default=["diagonal"], help="gvae families to time")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
+    p.add_argument("--peer-posterior", choices=["diagonal", "full"], default="diagonal",
+                   help="the PyTorch rows' posterior: diagonal, or full (a dense MultivariateNormal(precision_matrix="
+                        "L L^T), the peer of gvae's full family; the JAX row is then skipped)")
     p.add_argument("--no-jax", action="store_true", help="skip the JAX row")
     p.add_argument("--objective", action="append", default=[], metavar="K=V[,K=V]",
                    help="also time the first family's step with these TrainConfig settings (repeatable), "
@@ -250,7 +254,7 @@ def torch_steps(args, batches, weights):
     steps, notes = {}, []
     for name, kw in variants:
         torch.manual_seed(args.seed)
-        model = torch_vae(args.latent, args.iw, weights)
+        model = torch_vae(args.latent, args.iw, weights, posterior=args.peer_posterior)
         try:
             opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
         except Exception as exc:  # noqa: BLE001
@@ -395,7 +399,7 @@ def product_plans(trainer, batch):
 def main(args):
     rng = np.random.default_rng(args.seed)
     data, batches = make_data(args, rng)
-    weights = init_weights(args.hidden, args.latent, np.random.default_rng(args.seed))
+    weights = init_weights(args.hidden, args.latent, np.random.default_rng(args.seed), args.peer_posterior)
     with tempfile.TemporaryDirectory() as out:
         trainers = {f: gvae_trainer(args, data, out, f) for f in args.posterior}
         trainer = next(iter(trainers.values()))
@@ -425,6 +429,8 @@ def main(args):
             notes += tnotes
         if args.no_jax:
             notes.append("JAX row skipped (--no-jax)")
+        elif args.peer_posterior != "diagonal":
+            notes.append(f"JAX row skipped: its model has a diagonal posterior, the PyTorch rows' is {args.peer_posterior}")
         elif jax is None:
             notes.append(f"JAX row skipped: jax/optax not importable ({JAX_ERROR})")
         else:
