@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import bench_page  # noqa: E402
 
-from tests.test_bench_history import COMMITS  # noqa: E402
+from tests.test_bench_history import measured  # noqa: E402
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="needs Debian's Chromium (apt-get install chromium)")
@@ -99,7 +99,7 @@ def test_each_subset_benchmark_s_graph_draws_a_point_per_commit(page, benchmark)
     assert benchmark in index["benchmarks"]
     params = "&".join(f"p-{name}={quote(value)}" for name, value in GRAPHS[benchmark].items())
     result = probe(f"{address}probe.html#{benchmark}?{params}")
-    # The Adam pass's series is shorter (tests/test_bench_history.py says why).
-    assert result["series"] == 1 and result["points"] >= (10 if benchmark.startswith("bench_kernels.Adam") else COMMITS)
+    # a point per commit measured with the benchmark's current code (tests/test_bench_history.py)
+    assert result["series"] == 1 and result["points"] >= measured(benchmark)[0] >= 1
     assert result["drawn"] == result["points"], result
-    assert result["blank"] <= result["points"] // 4, result
+    assert result["blank"] < result["drawn"] / 2, result  # grid lines may cross a few of the spots
