@@ -2,7 +2,6 @@
 page's index names the machine and the benchmarks, and every benchmark of the subset has a graph with a
 point for each commit of the history."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,24 +21,15 @@ def machines():
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    """(html folder, index.json) of ``asv publish`` run on the history into a temporary folder."""
+    """(html folder, index.json) of ``asv publish`` run on the history into a temporary folder
+    (tools/bench_page.py's :func:`publish`)."""
     pytest.importorskip("asv")
-    html = tmp_path_factory.mktemp("html")
-    conf = html.parent / "conf.json"
-    code = f"""
-import json, os
-from asv import util
-os.chdir({str(ROOT / "asv_bench")!r})
-conf = util.load_json("asv.conf.json", js_comments=True)
-for key in ("repo", "benchmark_dir", "env_dir", "results_dir"):
-    conf[key] = os.path.normpath(os.path.join(os.getcwd(), conf[key]))
-conf["html_dir"] = {str(html)!r}
-json.dump(conf, open({str(conf)!r}, "w"))
-"""
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-    out = subprocess.run([sys.executable, "-m", "asv", "publish", "--config", str(conf)], capture_output=True,
-                         text=True, timeout=600, cwd=ROOT / "asv_bench", env=dict(os.environ, ASV_NO_MAMBA="1"))
-    assert out.returncode == 0, out.stdout + out.stderr
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_page
+    try:
+        html = bench_page.publish(tmp_path_factory.mktemp("html"))
+    except subprocess.CalledProcessError as err:
+        pytest.fail(f"asv publish failed:\n{err.stdout}{err.stderr}")
     return html, json.loads((html / "index.json").read_text())
 
 
