@@ -105,6 +105,29 @@ class BandKernelFloat64(Benchmark):
         self.fun(*self.args)
 
 
+class BandFull(Benchmark):
+    """The selected inversion's kernels on full bands (the ``full`` family's factor: K = d, offsets 0 .. d-1),
+    ``batch`` 100, float32: by the dense inverse from d = 32 on (gvae/kernels/band/dense_inverse_cpu.py), by
+    the recursion at d = 16."""
+
+    params = [["band_trace_inv", "band_trace_inv_grad", "band_diag_inv_grad"], [16, 64, 256]]
+    param_names = ["kernel", "d"]
+
+    def setup(self, kernel, d):
+        rng = np.random.default_rng(0)
+        L = rng.random((100, d, d), dtype=np.float32)
+        L -= np.float32(0.5)
+        L *= np.float32(1 / d)
+        L[:, 0] += np.float32(1.5)
+        g = rng.standard_normal((100, d), dtype=np.float32)
+        self.args = L, tuple(range(d)), g, g
+        self.fun = KERNELS[kernel]
+        self.fun(*self.args)
+
+    def time_kernel(self, kernel, d):
+        self.fun(*self.args)
+
+
 class BandLogdet(Benchmark):
     """log det L of ``batch`` factors (reads the main diagonal only, so the stencil does not matter)."""
 

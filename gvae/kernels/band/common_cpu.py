@@ -59,3 +59,13 @@ def _nonpositive(d):
     for i in range(d.shape[0]):
         count += np.int64(d[i] <= 0)
     return count
+
+
+@jit(fastmath=_FMA, error_model="numpy")
+def _flags(L, lo, hi, chk):
+    """(count of diagonal entries <= 0, chk plus the diagonals' checksum) of factors lo .. hi-1."""
+    bad = 0
+    for f in range(lo, hi):
+        bad += _nonpositive(L[f, 0])
+        chk += _checksum(L[f, 0])
+    return bad, chk

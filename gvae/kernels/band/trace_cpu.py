@@ -2,15 +2,17 @@
 gradients, from one recursion: the forward sweep yields every Sigma_ii (the trace is their sum), and its
 reverse mode takes an adjoint per Sigma_ii (the trace's gradient gives all of them the same g).
 
-The chain's diagonal follows an O(n) recursion of its own (below); every other band runs the selected
-inversion on lock-step blocks of factors (:mod:`selected_inversion_cpu`). This file holds the chain's
-recursion, the choice between them, and the kernels' drivers."""
+The chain's diagonal follows an O(n) recursion of its own (below); a band that fills most of its matrix
+takes the dense inverse (:mod:`dense_inverse_cpu`); every other band runs the selected inversion on
+lock-step blocks of factors (:mod:`selected_inversion_cpu`). This file holds the chain's recursion, the
+choice between them, and the kernels' drivers."""
 import numpy as np
 
 from ..backend import register
 from ..cpu.jit import jit
 from ..cpu.specialise import template, variants
-from .common_cpu import _FMA, _TB, _checksum, _nonpositive, _u
+from . import dense_inverse_cpu
+from .common_cpu import _FMA, _TB, _checksum, _flags, _u
 from .driver_cpu import _PARALLEL_MIN, driver
 from .selected_inversion_cpu import _grad_blocks_x1, _grad_blocks_x8, _grad_wide, _segment_rows, _window_blocks_x8
 
@@ -92,16 +94,6 @@ def _chain(offs):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _flags(L, lo, hi, chk):
-    """(count of diagonal entries <= 0, chk plus the diagonals' checksum) of factors lo .. hi-1."""
-    bad = 0
-    for f in range(lo, hi):
-        bad += _nonpositive(L[f, 0])
-        chk += _checksum(L[f, 0])
-    return bad, chk
-
-
-@jit(fastmath=_FMA, error_model="numpy")
 def _sigma_factors(L, offs, out, lo, hi):
     """out[f] = diag(Sigma_f), out (F, n), or out[f, 0] = tr(Sigma_f), out (F, 1), for f in lo .. hi-1:
     one compiled kernel for both."""
@@ -177,7 +169,17 @@ _sigma_grad_wide = driver(_wide_grad_plan, variants((_grad_factors,), "_wide", _
 _sigma_grad_narrow = driver(_narrow_grad_plan, variants((_grad_factors,), "_narrow", _WIDE=False)[0])
 
 
+def _sigma_any(L, offs, out):
+    """diag(Sigma) or tr(Sigma) into out: by the dense inverse where it pays (:mod:`dense_inverse_cpu`), else
+    by the chain's recursion or the selected inversion."""
+    found = dense_inverse_cpu.addresses(L, offs)
+    return _sigma(L, offs, out) if found is None else dense_inverse_cpu.sigma(L, offs, out, found)
+
+
 def _sigma_grad(L, offs, g, out):
+    found = dense_inverse_cpu.addresses(L, offs)
+    if found is not None:
+        return dense_inverse_cpu.sigma_grad(L, offs, g, out, found)
     return (_sigma_grad_wide if _grad_wide(L, offs) else _sigma_grad_narrow)(L, offs, g, out)
 
 
@@ -187,13 +189,13 @@ def _sigma_grad(L, offs, g, out):
 def band_trace_inv(L, offs, out):
     """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside;
     L (F, K, n), out (F,)."""
-    return _sigma(L, offs, out.reshape(-1, 1))
+    return _sigma_any(L, offs, out.reshape(-1, 1))
 
 
 @register("band_diag_inv")
 def band_diag_inv(L, offs, out):
     """out[f, i] = ((L_f L_f^T)^{-1})_ii, the same recursion; out (F, n)."""
-    return _sigma(L, offs, out)
+    return _sigma_any(L, offs, out)
 
 
 @register("band_trace_inv_grad")

@@ -16,7 +16,7 @@ import threading
 
 from .state import RUNTIME
 
-__all__ = ["settable", "one_thread", "gemm_address", "core"]
+__all__ = ["settable", "one_thread", "gemm_address", "triangular_addresses", "core"]
 
 # The symbol names of OpenBLAS builds: (thread-count prefix, cblas prefix, suffix); "64_" marks the ILP64
 # builds (64-bit sizes) that NumPy's wheels ship.
@@ -54,6 +54,9 @@ def _controls():
                 if suffix == "64_":
                     known["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
                                                        ctypes.c_void_p).value for char, name in ("fs", "dd")}
+                    lapacke = "scipy_LAPACKE" if prefix.startswith("scipy") else "LAPACKE"
+                    known["triangular"] = tuple(ctypes.cast(getattr(lib, name, None), ctypes.c_void_p).value
+                                                for name in (f"{lapacke}_dtrtri64_", f"{cblas}_dtrmm{suffix}"))
                 break
         if found:
             break
@@ -67,6 +70,15 @@ def gemm_address(dtype):
     BLAS, 32-bit sizes, or a thread count that cannot be held)."""
     _controls()
     return RUNTIME.blas.get("gemm", {}).get(dtype.char)
+
+
+def triangular_addresses():
+    """(``LAPACKE_dtrtri``, ``cblas_dtrmm``) of the ILP64 OpenBLAS that NumPy loaded (float64: the inverse of
+    a triangular matrix, and a triangular matrix times a full one), for kernels that call them without the
+    GIL (:mod:`..band.dense_inverse_cpu`); None where either is missing (as :func:`gemm_address`)."""
+    _controls()
+    found = RUNTIME.blas.get("triangular")
+    return found if found is not None and all(found) else None
 
 
 def core():
