@@ -93,6 +93,25 @@ class BinaryVAE(NetworkModel):
         return z, self.ar_logits(params, ENCODER_AR, ops.broadcast_to(bias, z.shape), z), \
             self.ar_logits(params, PRIOR_AR, prior, z)
 
+    def taylor_terms(self, params, x, u):
+        """What :func:`taylor_loss` reads: ([z], [log q(z_j | z_<j, x) per unit], log p(z), log p(x|z),
+        log_w_at), z (K, B, latent) drawn from q with the uniforms u; ``log_w_at(plain, (z,))`` is the sum of
+        log w at a continuous z (the encoder's output a constant)."""
+        bias = self.encoder(params, x)
+        z, q_logits, prior_logits = self.draw(params, bias, u)
+        per_unit = z * q_logits - ops.softplus(q_logits)
+        log_prior = ops.bernoulli_loglik(prior_logits, z)
+        rec = self.likelihood.log_prob(self.decoder(params, z), x, params)
+        fixed = ops.value_of(bias)
+
+        def log_w_at(plain, zs):
+            (zz,) = zs
+            q = self.ar_logits(plain, ENCODER_AR, fixed, zz)
+            p = self.ar_logits(plain, PRIOR_AR, plain[PRIOR], zz)
+            rec = self.likelihood.log_prob(self.decoder(plain, zz), x, plain)
+            return ops.sum(rec) + ops.sum(zz * (p - q) - ops.softplus(p) + ops.softplus(q))
+        return [z], [per_unit], log_prior, rec, log_w_at
+
 
 def log_weights(model, params, x, u):
     """The samples' log-weights for x (B, n_in) and uniforms u (K, B, latent): ``(rec, log_ratio, log_q)``,
@@ -164,40 +183,36 @@ def nvil_loss(params, model, x, u):
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_ratio[0]))
 
 
-def taylor_signals(model, params, x, bias, z):
+def taylor_signals(params, zs, log_w_at):
     """DARN's per-unit learning signals (Gregor et al., "Deep AutoRegressive Networks", 2014; the survey's
     slide): the first-order Taylor term (d log w / d z_j)(z_j - 1/2) of log w = log p(x, z) - log q(z|x)
-    differentiated in z as if it were continuous (through the decoder, and through DARN's weights where the
-    layer has them), at the sample z (K, B, latent), the parameters' values; ``bias`` the encoder's output
-    for x (B, latent)."""
+    differentiated in z as if it were continuous, at the samples ``zs`` (one array (K, B, units) per layer),
+    the parameters' values; ``log_w_at(plain, zs)`` is the sum of log w over the samples at continuous codes
+    (``plain`` the parameters' values), as a model's :meth:`taylor_terms` gives it. One array per layer."""
     plain = {k: ops.value_of(v) for k, v in params.items()}
-    bias = ops.value_of(bias)
-
-    def log_w(zz):
-        q = model.ar_logits(plain, ENCODER_AR, bias, zz)
-        p = model.ar_logits(plain, PRIOR_AR, plain[PRIOR], zz)
-        rec = model.likelihood.log_prob(model.decoder(plain, zz), x, plain)
-        return ops.sum(rec) + ops.sum(zz * (p - q) - ops.softplus(p) + ops.softplus(q))
-    _, d_log_w = value_and_grad(log_w)(z)
-    return d_log_w * (z - 0.5)
+    _, d_log_w = value_and_grad(lambda *zz: log_w_at(plain, zz), argnums=tuple(range(len(zs))))(*zs)
+    return [d * (z - 0.5) for d, z in zip(d_log_w, zs)]
 
 
 def taylor_loss(params, model, x, u):
-    """One sample a point (u (1, B, latent)): -mean_b [log w + sum_j s_j log q(z_j|z_<j, x)] with DARN's
+    """One sample a point (u (1, B, units)): -mean_b [log w + sum_j s_j log q(z_j|z_<j, x)] with DARN's
     signals s_j (:func:`taylor_signals`, constants): minus DARN's estimate of the ELBO's gradient, which
     replaces the score function's signal log w by each unit's Taylor term, no baseline to fit, biased (the
-    term it subtracts is not independent of z). ``aux`` = (mean ELBO, mean rec, mean -log_ratio), batch
-    means."""
+    term it subtracts is not independent of z). The model gives its terms by ``taylor_terms(params, x, u)``
+    -> (codes per layer, log q per unit per layer, log p(z), log p(x|z), log_w_at). ``aux`` = (mean ELBO,
+    mean rec, mean -log_ratio), batch means."""
     if u.shape[0] != 1:
         raise ValueError(f"DARN's Taylor estimator takes one sample a point, got {u.shape[0]}")
-    bias = model.encoder(params, x)
-    z, q_logits, prior_logits = model.draw(params, bias, u)
-    per_unit = z * q_logits - ops.softplus(q_logits)                 # log q(z_j | z_<j, x), (1, B, latent)
-    log_q = ops.sum(per_unit, axis=-1)
-    log_prior = ops.bernoulli_loglik(prior_logits, z)
-    rec = model.likelihood.log_prob(model.decoder(params, z), x, params)
+    zs, per_unit, log_prior, rec, log_w_at = model.taylor_terms(params, x, u)
+    log_q = ops.sum(per_unit[0], axis=-1)
+    for more in per_unit[1:]:
+        log_q = log_q + ops.sum(more, axis=-1)
     log_w = rec[0] + log_prior[0] - log_q[0]
-    loss = -ops.mean(log_w + ops.sum(taylor_signals(model, params, x, bias, z) * per_unit, axis=-1)[0])
+    signals = taylor_signals(params, zs, log_w_at)
+    score = ops.sum(signals[0] * per_unit[0], axis=-1)
+    for s_l, unit_l in zip(signals[1:], per_unit[1:]):
+        score = score + ops.sum(s_l * unit_l, axis=-1)
+    loss = -ops.mean(log_w + score[0])
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_prior[0] - log_q[0]))
 
 
