@@ -73,7 +73,8 @@ def test_the_route_and_the_selected_inversion_agree(monkeypatch):
 def test_the_rule():
     L = np.ones((1, 1, 1))
     for n, K, w, taken in [(31, 31, 30, False), (32, 32, 31, True), (32, 16, 15, False), (48, 28, 27, True),
-                           (48, 27, 26, False), (256, 129, 128, True), (256, 65, 64, False), (256, 3, 255, False)]:
+                           (48, 27, 26, False), (256, 129, 128, True), (256, 65, 64, False), (256, 3, 255, False),
+                           (4096, 4096, 4095, True), (4097, 4097, 4096, False)]:
         offs = np.array(list(range(K - 1)) + [w])
         assert (dense_inverse_cpu.addresses(np.empty((1, K, n)), offs) is not None) == taken, (n, K, w)
     assert dense_inverse_cpu.addresses(L, np.zeros(1, np.int64)) is None

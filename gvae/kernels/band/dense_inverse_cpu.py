@@ -13,7 +13,7 @@ float64 as the recursion:
 the last as two triangular products (cblas_dtrmm, n^3 each), read on the band's slots. Scratch: two n x n
 float64 per chunk of factors. The trace's gradient is the case g_i = g for all i.
 
-Where this route is taken (:func:`addresses`): from ``N_MIN`` columns on, bands with K (w + 1) >= n max(n, 64)
+Where this route is taken (:func:`addresses`): from ``N_MIN`` to ``N_MAX`` columns, bands with K (w + 1) >= n max(n, 64)
 / 4, that is at least a quarter of the matrix's n^2 entries (half of them at n = 32, a third at 48), when
 NumPy's OpenBLAS offers both routines (else, and on CUDA, the selected inversion). The results agree with
 the recursion's to rounding, not bit for bit."""
@@ -29,12 +29,15 @@ from .driver_cpu import _PARALLEL_MIN, driver
 # dense inverse"): below them the recursion is as fast or faster.
 N_MIN = 32
 FILL = 4
+# Its two n x n float64 per thread stay within the selected inversion's scratch budget of 256 MiB a thread
+# (trace.py): past this n the recursion, which keeps its band in segments, runs instead.
+N_MAX = 4096
 
 
 def addresses(L, offs):
     """(trtri, trmm) addresses when the dense route serves this band (L (F, K, n), offs int64), else None."""
     F, K, n = L.shape
-    if n < N_MIN or n * max(n, 64) > FILL * K * (int(offs[K - 1]) + 1):
+    if not N_MIN <= n <= N_MAX or n * max(n, 64) > FILL * K * (int(offs[K - 1]) + 1):
         return None
     return blas.triangular_addresses()
 

@@ -12,7 +12,7 @@ def band_trace_inv(L, offsets, *, check=True):
     """tr((L L^T)^{-1}) = tr(Sigma), exactly, shape ``L.shape[:-2]``; O(n) per factor for the chain,
     O(n K w) with w = offsets[-1] otherwise (selected inversion over a sliding window of Sigma), with
     O(n K + w^2) float64 of scratch per lane of a lock-step block of 8 factors on the CPU. On the CPU a band
-    that fills a quarter of the matrix or more (n >= 32; the full family) takes the dense inverse instead,
+    that fills a quarter of the matrix or more (32 <= n <= 4096; the full family) takes the dense inverse instead,
     O(n^3) in LAPACK's and the BLAS's blocked routines, with two n x n float64 of scratch per thread
     (:mod:`.dense_inverse_cpu`); so do the diagonal and the gradients below."""
     offs, K, n = _factor("band_trace_inv", L, offsets)
