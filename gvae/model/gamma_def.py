@@ -9,22 +9,32 @@ Layers z_1 .. z_L of K_l non-negative units, bottom first, each controlling the 
     x_j | z_1 ~ Bernoulli(1 - exp(-r_j)),                 r = z_1 W_0 + RATE_FLOOR,
 
 the last the Bernoulli-Poisson link (x_j = [n_j > 0], n_j ~ Poisson(r_j); :func:`gvae.ops.bernoulli_poisson_loglik`)
-that models binarised images with the paper's Poisson layer. The weights W_l = softplus(raw) >= 0 are point
-estimates (the paper puts gamma priors on them and infers them too). The posterior is amortised and
+that models binarised images with the paper's Poisson layer. The weights W_l >= 0 are point estimates,
+softplus(raw) (``weights="point"``), or, as the paper has them, random too (``weights="gamma"``): the prior
+W ~ Gamma(alpha, rate beta) per weight and a mean-field posterior q(W) = Gamma(a_W, rate b_W) learned with the
+encoder by the bound per image
+
+    E_q(W) [ELBO(x; W)] - KL(q(W) || p(W)) / N        (N the training set's size),
+
+one draw W = P^-1(a_W, u) / b_W a step shared by the batch (implicit reparameterisation), the KL estimated at
+that draw by log q(W) - log p(W) (unbiased; :func:`weight_kl` is its closed form, for the summary). The
+posterior is amortised and
 mean-field given x: q(z_l,k | x) = Gamma(a, rate b), (a, b) = softplus(enc(x)) + floors, one network for all
 layers. A draw is z = P^-1(a, u) / b for uniforms u (clipped into [U_FLOOR, 1 - U_FLOOR]), and the ELBO
 E_q[log p(x, z) - log q(z|x)] is estimated by Monte Carlo, every density in closed form.
 
 Numerics: q's shapes are floored at SHAPE_FLOOR = 0.2, above the prior's 0.1, so that a draw at the
 smallest uniform stays a normal float32 (a shape of 0.05 would underflow to 0); the means m_l and the
-rates r are floored by RATE_FLOOR. Parameters: ``enc.*``, then ``gen.W0`` (K_1, n_in), ``gen.W1`` (K_2, K_1), ...
+rates r are floored by RATE_FLOOR. Parameters: ``enc.*``, then ``gen.W0`` (K_1, n_in), ``gen.W1`` (K_2, K_1), ...,
+or with gamma weights ``vb.gen.a0``, ``vb.gen.b0``, ... of the same shapes (a_W and b_W through softplus plus
+the floors; a_W starts at WEIGHT_SHAPE0, the weights nearly at their means).
 """
 import math
 
 import numpy as np
 
 from .. import ops
-from ..kernels import array_module
+from ..kernels import array_module, to_host
 from .layers import MLP
 from .likelihoods import get_likelihood
 from .params import FlatParams, LayeredModel
@@ -33,10 +43,21 @@ PRIOR_SHAPE, PRIOR_RATE = 0.1, 0.3
 SHAPE_FLOOR, SCALE_FLOOR = 0.2, 1e-3  # q's shape and rate floors
 RATE_FLOOR = 1e-6                     # floor of the means m_l and the pixels' Poisson rates
 U_FLOOR = 2.0 ** -24                  # the uniforms' clip: a float32 draw of 0 or 1 is moved inside (0, 1)
+WEIGHTS = ("point", "gamma")
+WEIGHT_SHAPE0 = 100.0                 # q(W)'s initial shape: a coefficient of variation of 0.1
 
 
 def weight_name(layer):
     return f"gen.W{layer}"
+
+
+def weight_posterior_names(layer):
+    """The raw shape's and rate's names of layer ``layer``'s gamma weights."""
+    return f"vb.gen.a{layer}", f"vb.gen.b{layer}"
+
+
+def _softplus_inverse(v):
+    return v + np.log(-np.expm1(-v))
 
 
 class GammaDEF(LayeredModel):
@@ -44,17 +65,25 @@ class GammaDEF(LayeredModel):
     encoder of widths ``hidden`` and ``activation``, parameters of ``dtype`` initialised by ``init``. A pass's
     noise is uniforms (S, B, sum(latent)), each layer's slice in order."""
 
-    def __init__(self, n_in, latent, hidden, activation="elu", dtype=np.float32, init="uniform"):
+    def __init__(self, n_in, latent, hidden, activation="elu", dtype=np.float32, init="uniform", weights="point"):
         super().__init__("the gamma DEF", n_in, latent, hidden, activation, dtype, init)
+        if weights not in WEIGHTS:
+            raise ValueError(f"the gamma DEF's weights are one of {WEIGHTS}, got {weights!r}")
         self.likelihood = get_likelihood("bernoulli", self.n_in)  # the data's binarisation and checks
         self.encoder = MLP([self.n_in, *self.hidden, 2 * sum(self.sizes)], activation, "enc.")
         self.fan_outs = (self.n_in, *self.sizes[:-1])
+        self.weight_kind = weights
+        self.weight_shapes = [(k, out) for k, out in zip(self.sizes, self.fan_outs)]
+        self.weight_noise_size = sum(k * out for k, out in self.weight_shapes)  # the uniforms of one draw of W
 
     def networks(self):
         return [self.encoder]
 
     def param_shapes(self):
-        weights = {weight_name(l): (k, out) for l, (k, out) in enumerate(zip(self.sizes, self.fan_outs))}
+        if self.weight_kind == "point":
+            weights = {weight_name(l): shape for l, shape in enumerate(self.weight_shapes)}
+        else:
+            weights = {name: shape for l, shape in enumerate(self.weight_shapes) for name in weight_posterior_names(l)}
         return {**self.encoder.shapes(), **weights}
 
     def new_params(self, rng, x=None):
@@ -73,7 +102,12 @@ class GammaDEF(LayeredModel):
             else:
                 target = np.full(out, 1.0 / k)
             value = target[None, :] * rng.uniform(0.5, 1.5, (k, out))
-            params.views[weight_name(layer)][...] = value + np.log(-np.expm1(-value))  # softplus^-1
+            if self.weight_kind == "point":
+                params.views[weight_name(layer)][...] = _softplus_inverse(value)
+            else:  # q(W)'s mean at that value: a_W = WEIGHT_SHAPE0, b_W = a_W / value
+                a_name, b_name = weight_posterior_names(layer)
+                params.views[a_name][...] = _softplus_inverse(WEIGHT_SHAPE0 - SHAPE_FLOOR)
+                params.views[b_name][...] = _softplus_inverse(WEIGHT_SHAPE0 / value - SCALE_FLOOR)
         return params
 
     def posterior(self, params, x):
@@ -88,8 +122,30 @@ class GammaDEF(LayeredModel):
         return out
 
     def weights(self, params):
-        """W_l = softplus(raw) >= 0, bottom first."""
-        return [ops.softplus(params[weight_name(layer)]) for layer in range(len(self.sizes))]
+        """W_l >= 0, bottom first: softplus(raw), or with gamma weights their posterior mean a_W / b_W (what
+        validation and the test score)."""
+        if self.weight_kind == "point":
+            return [ops.softplus(params[weight_name(layer)]) for layer in range(len(self.sizes))]
+        return [a / b for a, b in self.weight_posterior(params)]
+
+    def weight_posterior(self, params):
+        """[(a_W, b_W)] per layer, bottom first: q(W_l) = Gamma(a_W, rate b_W), each (K_l, fan_out)."""
+        dt = self.dtype.type
+        return [(ops.softplus(params[a]) + dt(SHAPE_FLOOR), ops.softplus(params[b]) + dt(SCALE_FLOOR))
+                for a, b in map(weight_posterior_names, range(len(self.sizes)))]
+
+    def sampled_weights(self, params, u_w):
+        """(one draw of every W_l from q(W), bottom first; log q(W) - log p(W) at it, a scalar) from the
+        uniforms u_w (weight_noise_size,): the draw differentiable in a_W and b_W by implicit
+        reparameterisation, the difference the KL's unbiased estimate."""
+        dt = self.dtype.type
+        draws, kl, lo = [], 0.0, 0
+        for (a, b), (k, out) in zip(self.weight_posterior(params), self.weight_shapes):
+            w = ops.gamma_sample(a, b, u_w[lo:lo + k * out].reshape(k, out))
+            kl = kl + ops.sum(ops.gamma_log_prob(w, a, b) - ops.gamma_log_prob(w, dt(PRIOR_SHAPE), dt(PRIOR_RATE)))
+            draws.append(w)
+            lo += k * out
+        return draws, kl
 
     def mean_of(self, z, w):
         """z (S, B, K) times W (K, n) -> (S, B, n), plus RATE_FLOOR."""
@@ -106,14 +162,14 @@ def draw(model, params, x, u):
     return qs, zs
 
 
-def joint_terms(model, params, x, qs, zs):
+def joint_terms(model, params, x, qs, zs, weights=None):
     """``(rec, log_ratio, log_q)``, each (S, B), at the draws zs: log p(x|z_1), log p(z) - log q(z|x) over every
-    layer, and log q(z|x)."""
+    layer, and log q(z|x); at the given ``weights`` (a list, bottom first), else at ``model.weights(params)``."""
     dt = model.dtype.type
     log_q = 0.0
     for (a, b), z in zip(qs, zs):
         log_q = log_q + ops.sum(ops.gamma_log_prob(z, a, b), axis=-1)
-    weights = model.weights(params)
+    weights = model.weights(params) if weights is None else weights
     log_p = ops.sum(ops.gamma_log_prob(zs[-1], dt(PRIOR_SHAPE), dt(PRIOR_RATE)), axis=-1)
     for layer in range(len(zs) - 1):
         m = model.mean_of(zs[layer + 1], weights[layer + 1])
@@ -140,12 +196,31 @@ def score_function_loss(params, model, x, u):
     return -ops.mean(log_w + ops.value_of(log_w) * log_q), (ops.mean(log_w), ops.mean(rec), -ops.mean(log_ratio))
 
 
-def gamma_def_loss(params, model, x, u, kl_weight=1.0):
+def gamma_def_loss(params, model, x, u, kl_weight=1.0, u_w=None, data_size=1):
     """The loss minimised by training, -mean [rec + kl_weight log_ratio] over the S samples and the batch
     (the ELBO at weight 1; warm-up or beta below or above it), and ``aux`` = (mean ELBO, mean rec, mean
-    -log_ratio), batch means."""
-    rec, log_ratio = log_weights(model, params, x, u)
-    return -ops.mean(rec + log_ratio * kl_weight), (ops.mean(rec + log_ratio), ops.mean(rec), -ops.mean(log_ratio))
+    -log_ratio), batch means. With gamma weights, ``u_w`` (weight_noise_size,) draws them
+    (:meth:`GammaDEF.sampled_weights`) and the loss adds their KL estimate over ``data_size``, which the bound
+    in ``aux`` includes and ``aux``'s fourth number is."""
+    if u_w is None:
+        rec, log_ratio = log_weights(model, params, x, u)
+        return -ops.mean(rec + log_ratio * kl_weight), (ops.mean(rec + log_ratio), ops.mean(rec), -ops.mean(log_ratio))
+    weights, kl = model.sampled_weights(params, u_w)
+    rec, log_ratio = joint_terms(model, params, x, *draw(model, params, x, u), weights=weights)[:2]
+    per_image = kl / model.dtype.type(data_size)
+    return (-ops.mean(rec + log_ratio * kl_weight) + per_image,
+            (ops.mean(rec + log_ratio) - per_image, ops.mean(rec), -ops.mean(log_ratio), per_image))
+
+
+def weight_kl(model, params):
+    """KL(q(W) || p(W)) of gamma weights in closed form, nats (a host float, float64):
+    sum (a - a0) psi(a) - lgamma(a) + lgamma(a0) + a0 (log b - log b0) + a (b0 - b) / b."""
+    from scipy.special import digamma, gammaln
+    total = 0.0
+    for a, b in model.weight_posterior({k: np.asarray(to_host(ops.value_of(v)), np.float64) for k, v in params.items()}):
+        total += float(np.sum((a - PRIOR_SHAPE) * digamma(a) - gammaln(a) + gammaln(PRIOR_SHAPE)
+                              + PRIOR_SHAPE * (np.log(b) - np.log(PRIOR_RATE)) + a * (PRIOR_RATE - b) / b))
+    return total
 
 
 def open_uniform(rng, shape, dtype):

@@ -209,6 +209,10 @@ class TrainConfig:
                              "--iw-samples K >= 2 with leave-one-out signals), nvil (the ELBO, one sample, with a "
                              "learned input-dependent baseline) or taylor (the ELBO, one sample, DARN's first-order "
                              "Taylor signals)", choices=["vimco", "nvil", "taylor"])
+    def_weights: str = _option("point", "gammadef: the generative weights: point (estimates) or gamma (random as in "
+                               "Ranganath et al. 2015: the prior Gamma(0.1, 0.3) per weight and a mean-field gamma "
+                               "posterior, inferred with the codes, their KL over the training set's size)",
+                               choices=["point", "gamma"])
     anchors: tuple = _option((), "corex: the latent units (indices from 0) anchored by AnchorVAE's term lambda I(z_k; x) "
                              "(Gao et al. 2019): their marginal KL weighs 1 - lambda", parse=non_negative_int,
                              nargs="+", metavar="UNIT")
