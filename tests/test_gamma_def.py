@@ -9,7 +9,7 @@ import scipy.stats
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops
-from gvae.model.gamma_def import (PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR, GammaDEF,
+from gvae.model.gamma_def import (MEAN_FLOOR, PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR, GammaDEF,
                                   draw, gamma_def_loss, joint_terms, log_weights, open_uniform, weight_kl,
                                   weight_posterior_names)
 from gvae.training import TrainConfig
@@ -148,9 +148,9 @@ def _tiny_gamma_weights(seed=0, n=4, n_in=6, latent=(3, 2), hidden=(5,)):
     model = GammaDEF(n_in, latent, hidden, "elu", np.float64, weights="gamma")
     x = (rng.random((n, n_in)) < 0.4).astype(np.float64)
     params = dict(model.new_params(rng, x).views)
-    for a, b in map(weight_posterior_names, range(len(latent))):  # away from the initial, nearly sure weights
-        params[a] = params[a] * 0 + rng.uniform(-1.0, 2.0, params[a].shape)
-        params[b] = params[b] + rng.uniform(-0.5, 0.5, params[b].shape)
+    for m, a in map(weight_posterior_names, range(len(latent))):  # away from the initial, nearly sure weights
+        params[m] = params[m] + rng.uniform(-0.5, 0.5, params[m].shape)
+        params[a] = rng.uniform(-1.0, 2.0, params[a].shape)
     return model, params, x, rng
 
 
@@ -163,8 +163,9 @@ def test_gamma_weights_the_loss_is_the_bound_at_a_draw_of_the_weights_less_their
     softplus = lambda v: np.logaddexp(0, v)  # noqa: E731
     weights, kl, lo = [], 0.0, 0
     for layer, (k, out) in enumerate(model.weight_shapes):
-        a_name, b_name = weight_posterior_names(layer)
-        a, b = softplus(params[a_name]) + SHAPE_FLOOR, softplus(params[b_name]) + SCALE_FLOOR
+        m_name, a_name = weight_posterior_names(layer)
+        a = np.exp(params[a_name]) + SHAPE_FLOOR
+        b = a / (softplus(params[m_name]) + MEAN_FLOOR)
         w = scipy.special.gammaincinv(a, u_w[lo:lo + k * out].reshape(k, out)) / b
         kl += (scipy.stats.gamma.logpdf(w, a, scale=1 / b) - scipy.stats.gamma.logpdf(w, PRIOR_SHAPE,
                                                                                         scale=1 / PRIOR_RATE)).sum()
@@ -182,8 +183,8 @@ def test_gamma_weights_the_loss_is_the_bound_at_a_draw_of_the_weights_less_their
 
 def test_gamma_weights_kl_estimate_and_its_gradient_are_unbiased_for_the_closed_form():
     """Over 4,000 draws of W, the mean of log q(W) - log p(W) is the closed form of :func:`weight_kl` within 5
-    standard errors, and so is the mean of its implicit-reparameterisation gradient in the raw shapes and
-    rates the closed form's central differences."""
+    standard errors, and so is the mean of its implicit-reparameterisation gradient in the raw means and
+    shapes the closed form's central differences."""
     from gvae import value_and_grad
     model, params, _, rng = _tiny_gamma_weights(seed=4, n_in=3, latent=(2,))
     names = list(weight_posterior_names(0))
@@ -221,7 +222,8 @@ def test_a_gamma_weights_run_resumes_to_the_same_numbers(tmp_path):
     rows, summary, meta, _ = trained_straight_and_resumed(
         tmp_path, ["--task", "gammadef", "--def-weights", "gamma", "--latent", "4", "3", "--hidden", "16",
                    "--batch-size", "40"])
-    assert meta["param_shapes"]["vb.gen.a0"] == [4, 784] and "gen.W0" not in meta["param_shapes"]
+    assert meta["param_shapes"]["vb.gen.m0"] == [4, 784] and meta["param_shapes"]["vb.gen.a0"] == [4, 784]
+    assert "gen.W0" not in meta["param_shapes"]
     assert all(r["train_weight_kl"] > 0 for r in rows)
     assert summary["weight_kl"] > 0 and summary["weight_kl_per_image"] == pytest.approx(summary["weight_kl"] / 120)
     assert np.isfinite(summary["test_elbo"]) and np.isfinite(summary["test_log_px"])

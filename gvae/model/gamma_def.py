@@ -26,8 +26,9 @@ E_q[log p(x, z) - log q(z|x)] is estimated by Monte Carlo, every density in clos
 Numerics: q's shapes are floored at SHAPE_FLOOR = 0.2, above the prior's 0.1, so that a draw at the
 smallest uniform stays a normal float32 (a shape of 0.05 would underflow to 0); the means m_l and the
 rates r are floored by RATE_FLOOR. Parameters: ``enc.*``, then ``gen.W0`` (K_1, n_in), ``gen.W1`` (K_2, K_1), ...,
-or with gamma weights ``vb.gen.a0``, ``vb.gen.b0``, ... of the same shapes (a_W and b_W through softplus plus
-the floors; a_W starts at WEIGHT_SHAPE0, the weights nearly at their means).
+or with gamma weights ``vb.gen.m0``, ``vb.gen.a0``, ... of the same shapes: q(W)'s mean softplus(m) + MEAN_FLOOR
+(on the point weights' scale, so that Adam moves it as it moves them) and its shape SHAPE_FLOOR + exp(a) (in
+log space, so that it can travel orders of magnitude), starting at WEIGHT_SHAPE0; b_W = a_W / mean.
 """
 import math
 
@@ -45,6 +46,7 @@ RATE_FLOOR = 1e-6                     # floor of the means m_l and the pixels' P
 U_FLOOR = 2.0 ** -24                  # the uniforms' clip: a float32 draw of 0 or 1 is moved inside (0, 1)
 WEIGHTS = ("point", "gamma")
 WEIGHT_SHAPE0 = 100.0                 # q(W)'s initial shape: a coefficient of variation of 0.1
+MEAN_FLOOR = 1e-8                     # q(W)'s mean floor: its rate a_W / mean stays finite
 
 
 def weight_name(layer):
@@ -52,8 +54,8 @@ def weight_name(layer):
 
 
 def weight_posterior_names(layer):
-    """The raw shape's and rate's names of layer ``layer``'s gamma weights."""
-    return f"vb.gen.a{layer}", f"vb.gen.b{layer}"
+    """The raw mean's and shape's names of layer ``layer``'s gamma weights."""
+    return f"vb.gen.m{layer}", f"vb.gen.a{layer}"
 
 
 def _softplus_inverse(v):
@@ -104,10 +106,10 @@ class GammaDEF(LayeredModel):
             value = target[None, :] * rng.uniform(0.5, 1.5, (k, out))
             if self.weight_kind == "point":
                 params.views[weight_name(layer)][...] = _softplus_inverse(value)
-            else:  # q(W)'s mean at that value: a_W = WEIGHT_SHAPE0, b_W = a_W / value
-                a_name, b_name = weight_posterior_names(layer)
-                params.views[a_name][...] = _softplus_inverse(WEIGHT_SHAPE0 - SHAPE_FLOOR)
-                params.views[b_name][...] = _softplus_inverse(WEIGHT_SHAPE0 / value - SCALE_FLOOR)
+            else:  # q(W)'s mean at that value, its shape WEIGHT_SHAPE0
+                m_name, a_name = weight_posterior_names(layer)
+                params.views[m_name][...] = _softplus_inverse(value)
+                params.views[a_name][...] = math.log(WEIGHT_SHAPE0 - SHAPE_FLOOR)
         return params
 
     def posterior(self, params, x):
@@ -126,13 +128,18 @@ class GammaDEF(LayeredModel):
         validation and the test score)."""
         if self.weight_kind == "point":
             return [ops.softplus(params[weight_name(layer)]) for layer in range(len(self.sizes))]
-        return [a / b for a, b in self.weight_posterior(params)]
+        dt = self.dtype.type
+        return [ops.softplus(params[m]) + dt(MEAN_FLOOR) for m, _ in map(weight_posterior_names, range(len(self.sizes)))]
 
     def weight_posterior(self, params):
-        """[(a_W, b_W)] per layer, bottom first: q(W_l) = Gamma(a_W, rate b_W), each (K_l, fan_out)."""
+        """[(a_W, b_W)] per layer, bottom first: q(W_l) = Gamma(a_W, rate b_W), each (K_l, fan_out), from the
+        mean and the shape (b_W = a_W / mean)."""
         dt = self.dtype.type
-        return [(ops.softplus(params[a]) + dt(SHAPE_FLOOR), ops.softplus(params[b]) + dt(SCALE_FLOOR))
-                for a, b in map(weight_posterior_names, range(len(self.sizes)))]
+        out = []
+        for mean, (_, a) in zip(self.weights(params), map(weight_posterior_names, range(len(self.sizes)))):
+            shape = ops.exp(params[a]) + dt(SHAPE_FLOOR)
+            out.append((shape, shape / mean))
+        return out
 
     def sampled_weights(self, params, u_w):
         """(one draw of every W_l from q(W), bottom first; log q(W) - log p(W) at it, a scalar) from the
