@@ -106,23 +106,27 @@ class DeepDARN(NetworkModel):
             out.append(self.ar_logits(params, prior_ar(layer), layer, bias, z))
         return out
 
+    def _scored(self, params, x, u):
+        """(codes, encoder logits, enc(x), log p(z), log p(x|z_1)) at codes drawn from q with the uniforms u: what
+        :meth:`log_weights` and :meth:`taylor_terms` share."""
+        codes, q_logits, top = self.draw(params, x, u)
+        log_p = _sum([ops.bernoulli_loglik(c, z) for c, z in zip(self.prior_logits(params, codes), codes)])
+        rec = self.likelihood.log_prob(self.decoder(params, codes[0]), x, params)
+        return codes, q_logits, top, log_p, rec
+
     def log_weights(self, params, x, u):
         """``(rec, log_ratio, log_q)``, each (K, B): log p(x|z_1), log p(z) - log q(z|x) over every layer and
         log q(z|x), with z drawn from q (constants of the tape)."""
-        codes, q_logits, _ = self.draw(params, x, u)
+        codes, q_logits, _, log_p, rec = self._scored(params, x, u)
         log_q = _sum([ops.bernoulli_loglik(a, z) for a, z in zip(q_logits, codes)])
-        log_p = _sum([ops.bernoulli_loglik(c, z) for c, z in zip(self.prior_logits(params, codes), codes)])
-        rec = self.likelihood.log_prob(self.decoder(params, codes[0]), x, params)
         return rec, log_p - log_q, log_q
 
     def taylor_terms(self, params, x, u):
         """What :func:`gvae.model.binary.taylor_loss` reads: (codes per layer, log q per unit per layer, log
         p(z), log p(x|z_1), log_w_at); ``log_w_at(plain, codes)`` is the sum of log w at continuous codes of
         every layer, through the upward and downward maps and the autoregressive weights (enc(x) a constant)."""
-        codes, q_logits, top = self.draw(params, x, u)
+        codes, q_logits, top, log_prior, rec = self._scored(params, x, u)
         per_unit = [z * a - ops.softplus(a) for a, z in zip(q_logits, codes)]
-        log_prior = _sum([ops.bernoulli_loglik(c, z) for c, z in zip(self.prior_logits(params, codes), codes)])
-        rec = self.likelihood.log_prob(self.decoder(params, codes[0]), x, params)
         fixed = ops.value_of(top)
 
         def log_w_at(plain, zs):
