@@ -16,6 +16,8 @@ JAX = ["jax==0.10.2", "jaxlib==0.10.2"]
 OPTAX = "optax==0.2.8"  # examples/jax_banded_vae.py (tested) and the JAX peer of the benchmarks
 # The linear SVM that measures a VCCA's shared code (task vcca's test summary), as the VCCA paper does.
 EVAL = "scikit-learn>=1.3"
+# The BLAS's thread count found portably (macOS, Windows; OpenBLAS, MKL, BLIS): gvae/kernels/cpu/blas.py.
+BLAS = "threadpoolctl>=3.1"
 # The API reference and the topic pages (docs/conf.py): Sphinx with Markdown through MyST.
 DOCS = ["sphinx>=8.2", "myst-parser>=4"]
 version = next(line.split('"')[1] for line in (here / "gvae" / "__init__.py").read_text().splitlines()
@@ -35,13 +37,14 @@ setup(
     # (gvae/kernels/cpu/numba_compat.py), which a release may move.
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX, EVAL, *DOCS,
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX, EVAL, BLAS, *DOCS,
                  "asv>=0.6"],  # asv: tests/test_bench_history.py publishes the speed history
         "docs": DOCS,
         "dask": [DASK],
         "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of examples/bench_*.py
         "plot": [PLOT],
         "eval": [EVAL],
+        "blas": [BLAS],
         "torch": [TORCH],
         "jax": JAX,
         "cuda12": ["cupy-cuda12x>=13"],

@@ -5,18 +5,25 @@ the thread that makes it, whatever thread count the process's BLAS has: with gva
 OpenBLAS's own workers, woken by a call it ran on several, would spin on the core that the next split call needs; on
 one gvae thread, one thread is what was asked for; and OpenBLAS cuts a product differently with its
 thread count, so the rounding of gvae's results would depend on a setting outside gvae (a step from
-Python, in a process whose OpenBLAS has every core, differed from ``gvae train``'s in the last bits). The
-count is found through the libraries mapped into this process (``/proc/self/maps``), under the symbol
-names of NumPy's wheels (``scipy_openblas_*64_``) and of plain OpenBLAS builds; elsewhere (another BLAS,
-another system) the BLAS keeps its own threads. What was found, and the hold, are
+Python, in a process whose OpenBLAS has every core, differed from ``gvae train``'s in the last bits).
+
+The libraries are found among those loaded into this process: by threadpoolctl's scan where it is
+installed (``gvae[blas]``; portable: Linux, macOS, Windows), else from ``/proc/self/maps`` by their file
+names (Linux). NumPy's own library comes first. gvae then calls the library's own thread-count functions
+(OpenBLAS under the symbol names of NumPy's wheels, ``scipy_openblas_*64_``, and of plain builds; MKL;
+BLIS) directly, not threadpoolctl's controllers: a controller's OpenBLAS setter is ignored on any thread
+but the first that used it, and its ``threadpool_limits`` scans the process at every entry
+(docs/performance.md, "The BLAS's thread count"). Elsewhere (another BLAS, another system without
+threadpoolctl) the BLAS keeps its own threads. What was found, and the hold, are
 :data:`state.RUNTIME`'s (``blas``).
 """
 import ctypes
+import os
 import threading
 
 from .state import RUNTIME
 
-__all__ = ["settable", "one_thread", "gemm_address", "triangular_addresses", "core"]
+__all__ = ["settable", "one_thread", "gemm_address", "triangular_addresses", "core", "library"]
 
 # The symbol names of OpenBLAS builds: (thread-count prefix, cblas prefix, suffix); "64_" marks the ILP64
 # builds (64-bit sizes) that NumPy's wheels ship.
@@ -24,44 +31,99 @@ _NAMES = (("scipy_openblas", "scipy_cblas", "64_"), ("openblas", "cblas", "64_")
           ("openblas", "cblas", ""))
 
 
-def _controls():
-    """(get, set) of the thread count of the OpenBLAS that NumPy loaded, as ctypes functions, or None."""
-    known = RUNTIME.blas
-    if "openblas" in known:
-        return known["openblas"]
-    found = None
+# The thread-count functions (get, set) of the other BLAS libraries threadpoolctl knows, by its internal_api.
+_OTHERS = {"mkl": ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+           "blis": ("bli_thread_get_num_threads", "bli_thread_set_num_threads")}
+# How the file names of each kind begin, for the scan without threadpoolctl (threadpoolctl's own prefixes).
+_FILE_NAMES = {"openblas": ("libopenblas", "libscipy_openblas"), "mkl": ("libmkl_rt",), "blis": ("libblis",)}
+
+
+def _numpys_first(found):
+    """``found`` ((path, kind) pairs) sorted with the libraries inside NumPy's installation (its wheels'
+    ``numpy.libs``, ``numpy/.dylibs``) first, then by path."""
+    import numpy
+    home = os.path.dirname(os.path.abspath(numpy.__file__))
+    inside = (home + os.sep, home + ".libs" + os.sep)
+    return sorted(set(found), key=lambda item: (not os.path.abspath(item[0]).startswith(inside), item))
+
+
+def _loaded():
+    """The BLAS libraries loaded into this process, as (path, kind) pairs, kind "openblas", "mkl" or "blis",
+    NumPy's first (:func:`_numpys_first`): threadpoolctl's scan where it is installed, else the Linux maps."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        threadpoolctl = None
+    if threadpoolctl is not None:
+        libraries = threadpoolctl.ThreadpoolController().lib_controllers
+        return _numpys_first((lib.filepath, lib.internal_api) for lib in libraries
+                             if lib.user_api == "blas" and lib.internal_api in _FILE_NAMES and lib.filepath)
     try:
         with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]})
+            paths = {fields[5] for fields in map(str.split, maps) if len(fields) >= 6 and fields[5].startswith("/")}
     except OSError:
-        paths = []
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
+        paths = set()
+    return _numpys_first((path, kind) for path in paths for kind, names in _FILE_NAMES.items()
+                         if os.path.basename(path).startswith(names))
+
+
+def _bind(lib, get_name, set_name):
+    """(get, set) of a library's thread count as ctypes functions, or None where either is missing."""
+    get, put = getattr(lib, get_name, None), getattr(lib, set_name, None)
+    if get is None or put is None:
+        return None
+    get.restype, get.argtypes = ctypes.c_int, []
+    put.restype, put.argtypes = None, [ctypes.c_int]
+    return get, put
+
+
+def _controls_of(path, kind, known):
+    """(get, set) of the thread count of the library at ``path`` of ``kind``, or None; for an ILP64
+    OpenBLAS also notes its product and triangular routines' addresses and its kernels' name in ``known``."""
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    if kind != "openblas":
+        return _bind(lib, *_OTHERS[kind])
+    for prefix, cblas, suffix in _NAMES:
+        found = _bind(lib, f"{prefix}_get_num_threads{suffix}", f"{prefix}_set_num_threads{suffix}")
+        if found is None:
             continue
-        for prefix, cblas, suffix in _NAMES:
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                get.restype, get.argtypes = ctypes.c_int, []
-                put.restype, put.argtypes = None, [ctypes.c_int]
-                found = (get, put)
-                corename = getattr(lib, f"{prefix}_get_corename{suffix}", None)
-                if corename is not None:
-                    corename.restype, corename.argtypes = ctypes.c_char_p, []
-                    known["core"] = corename().decode()
-                if suffix == "64_":
-                    known["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
-                                                       ctypes.c_void_p).value for char, name in ("fs", "dd")}
-                    lapacke = "scipy_LAPACKE" if prefix.startswith("scipy") else "LAPACKE"
-                    known["triangular"] = tuple(ctypes.cast(getattr(lib, name, None), ctypes.c_void_p).value
-                                                for name in (f"{lapacke}_dtrtri64_", f"{cblas}_dtrmm{suffix}"))
-                break
-        if found:
+        corename = getattr(lib, f"{prefix}_get_corename{suffix}", None)
+        if corename is not None:
+            corename.restype, corename.argtypes = ctypes.c_char_p, []
+            known["core"] = corename().decode()
+        if suffix == "64_":
+            known["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
+                                               ctypes.c_void_p).value for char, name in ("fs", "dd")}
+            lapacke = "scipy_LAPACKE" if prefix.startswith("scipy") else "LAPACKE"
+            known["triangular"] = tuple(ctypes.cast(getattr(lib, name, None), ctypes.c_void_p).value
+                                        for name in (f"{lapacke}_dtrtri64_", f"{cblas}_dtrmm{suffix}"))
+        return found
+    return None
+
+
+def _controls():
+    """(get, set) of the thread count of the BLAS that NumPy loaded, as ctypes functions, or None."""
+    known = RUNTIME.blas
+    if "controls" in known:
+        return known["controls"]
+    found = None
+    for path, kind in _loaded():
+        found = _controls_of(path, kind, known)
+        if found is not None:
+            known["library"] = (kind, path)
             break
-    known["openblas"] = found
+    known["controls"] = found
     return found
+
+
+def library():
+    """(kind, path) of the BLAS whose thread count gvae holds: kind "openblas", "mkl" or "blis"; None where
+    none was found whose count can be set."""
+    _controls()
+    return RUNTIME.blas.get("library")
 
 
 def gemm_address(dtype):

@@ -35,8 +35,9 @@ class Runtime:
         self.compile_lock = threading.Lock()
         # compilations: the announcement of compilation.
         self.compilations = Compilations()
-        # blas: what was found of the BLAS NumPy loaded ("openblas": its thread-count controls, "core",
-        # "gemm" addresses) and "hold", the context that holds it to one thread.
+        # blas: what was found of the BLAS NumPy loaded ("controls": its thread-count functions, "library":
+        # its kind and path, "core", "gemm" and "triangular" addresses) and "hold", the context that holds
+        # it to one thread.
         self.blas = {}
         # tuning: whether it is on (None: not read from the environment yet), this machine's identity,
         # the kept plans (None: not read yet), whether the plan folder is writable (None: not checked), and
