@@ -88,11 +88,33 @@ band_matvec = defvjp_joint(primitive(kernels.band_matvec), _vector_vjp(VJP["band
 
 band_logdet = defvjp(primitive(kernels.band_logdet),
                      lambda ans, L, check=True: lambda g: kernels.band_logdet_grad(L, g, check=False))
-# tr((L L^T)^-1) and diag((L L^T)^-1): their VJPs are kernels of the selected inversion
-band_trace_inv = defvjp(primitive(kernels.band_trace_inv), lambda ans, L, offsets, check=True:
-                        lambda g: kernels.band_trace_inv_grad(L, offsets, _cast(g, L), check=False))
-band_diag_inv = defvjp(primitive(kernels.band_diag_inv), lambda ans, L, offsets, check=True:
-                       lambda g: kernels.band_diag_inv_grad(L, offsets, _cast(g, L), check=False))
+
+
+@primitive
+def band_trace_inv(L, offsets, *, check=True):
+    """tr((L L^T)^-1) of the band factor L (*B, K, n) on ``offsets``, shape *B: :func:`gvae.kernels.band_trace_inv`.
+    Its VJP is the selected inversion's kernel; where the forward ran on the dense inverse (the full family on
+    the CPU) the tape keeps the factors' inverses, and the VJP does not invert them again."""
+    return kernels.band_trace_inv(L, offsets, check=check)
+
+
+@primitive
+def band_diag_inv(L, offsets, *, check=True):
+    """diag((L L^T)^-1), shape (*B, n): :func:`gvae.kernels.band_diag_inv`; its VJP as :func:`band_trace_inv`'s."""
+    return kernels.band_diag_inv(L, offsets, check=check)
+
+
+def _sigma_vjp(grad_kernel):
+    """The joint VJP maker of tr or diag of Sigma: ``kept`` is what the traced forward kept of L."""
+    def maker(kept, argnums, L, offsets, check=True):
+        return lambda g: (grad_kernel(L, offsets, _cast(g, L), check=False, kept=kept), None)
+    return maker
+
+
+defvjp_joint(band_trace_inv, _sigma_vjp(kernels.band_trace_inv_grad),
+             forward=lambda L, offsets, check=True: kernels.band_trace_inv(L, offsets, check=check, keep=True))
+defvjp_joint(band_diag_inv, _sigma_vjp(kernels.band_diag_inv_grad),
+             forward=lambda L, offsets, check=True: kernels.band_diag_inv(L, offsets, check=check, keep=True))
 # L = chol(A) on the full band offsets (0, ..., w): gA by reverse mode through the factorisation, O(n w^2)
 band_cholesky = defvjp(primitive(kernels.band_cholesky), lambda ans, A, offsets, check=True:
                        lambda g: kernels.band_cholesky_grad(ans, offsets, _cast(g, ans), check=False))

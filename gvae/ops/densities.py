@@ -43,20 +43,30 @@ def band_normal_kl(L, offsets, mu, check=True):
     (*B, K, n) on ``offsets`` (:mod:`gvae.kernels.band`) and mu (*B', n) broadcasting with *B -> the
     broadcast batch shape. One tape entry and one VJP where the same sum of band_trace_inv, band_logdet
     and the mean's term took seven (the same values, bit for bit). ``check`` as the band kernels take it."""
+    return _band_kl(L, offsets, mu, check, False)
+
+
+def _band_kl(L, offsets, mu, check, keep):
+    """The KL's value, and with ``keep`` (the traced forward) also what the trace kept of L for its VJP."""
     if mu.shape[-1] != L.shape[-1]:
         raise ValueError(f"band_normal_kl: mu has length {mu.shape[-1]} in its last axis, L has n={L.shape[-1]}")
-    trace = kernels.band_trace_inv(L, offsets, check=check)
-    return 0.5 * (trace + (mu * mu).sum(axis=-1) - mu.shape[-1]) + kernels.band_logdet(L, check=check)
+    if keep:
+        trace, kept = kernels.band_trace_inv(L, offsets, check=check, keep=True)
+    else:
+        trace, kept = kernels.band_trace_inv(L, offsets, check=check), None
+    kl = 0.5 * (trace + (mu * mu).sum(axis=-1) - mu.shape[-1]) + kernels.band_logdet(L, check=check)
+    return (kl, kept) if keep else kl
 
 
-def _band_kl_vjp(ans, argnums, L, offsets, mu, check=True):
-    """dKL/dL = (1/2) d tr/dL + diag(1 / L_ii) (the trace's VJP kernel, the log-determinant's term added to
-    its main diagonal), dKL/dmu = mu; g summed over the axes where mu broadcast L's batch."""
+def _band_kl_vjp(kept, argnums, L, offsets, mu, check=True):
+    """dKL/dL = (1/2) d tr/dL + diag(1 / L_ii) (the trace's VJP kernel, reading the factors' inverses the
+    forward kept where it ran on the dense inverse; the log-determinant's term added to its main diagonal),
+    dKL/dmu = mu; g summed over the axes where mu broadcast L's batch."""
     def vjp(g):
         gL = gmu = None
         if 0 in argnums:
             gb = unbroadcast(g, L.shape[:-2]).astype(L.dtype, copy=False)
-            gL = kernels.band_trace_inv_grad(L, offsets, 0.5 * gb, check=False)
+            gL = kernels.band_trace_inv_grad(L, offsets, 0.5 * gb, check=False, kept=kept)
             gL[..., 0, :] += gb[..., None] / L[..., 0, :]
         if 2 in argnums:
             gmu = g[..., None] * mu
@@ -64,7 +74,8 @@ def _band_kl_vjp(ans, argnums, L, offsets, mu, check=True):
     return vjp
 
 
-defvjp_joint(band_normal_kl, _band_kl_vjp)
+defvjp_joint(band_normal_kl, _band_kl_vjp,
+             forward=lambda L, offsets, mu, check=True: _band_kl(L, offsets, mu, check, True))
 
 
 def _log_softmax(logits):

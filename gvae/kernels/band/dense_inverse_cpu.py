@@ -11,7 +11,9 @@ float64 as the recursion:
   d(sum_i g_i Sigma_ii)/dL = -2 Sigma diag(g) Sigma L = -2 M^T (M diag(g) M^T)   (Sigma L = M^T),
 
 the last as two triangular products (cblas_dtrmm, n^3 each), read on the band's slots. Scratch: two n x n
-float64 per chunk of factors. The trace's gradient is the case g_i = g for all i.
+float64 per chunk of factors. The trace's gradient is the case g_i = g for all i. The forward may keep
+each M in an (F, n, n) float64 array the caller passes (``kept``), and the gradient then reads M from it
+instead of inverting L again (a singular factor's M is kept as NaN).
 
 Where this route is taken (:func:`addresses`): from ``N_MIN`` to ``N_MAX`` columns, bands with K (w + 1) >= n max(n, 64)
 / 4, that is at least a quarter of the matrix's n^2 entries (half of them at n = 32, a third at 48), when
@@ -56,17 +58,21 @@ def _inverse(L, offs, f, M, trtri):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _sigma_factors(L, offs, out, trtri, lo, hi):
-    """out[f] = diag(Sigma_f), out (F, n), or out[f, 0] = tr(Sigma_f), out (F, 1), for f in lo .. hi-1."""
+def _sigma_factors(L, offs, out, trtri, kept, lo, hi):
+    """out[f] = diag(Sigma_f), out (F, n), or out[f, 0] = tr(Sigma_f), out (F, 1), for f in lo .. hi-1;
+    M_f kept in kept[f] where kept (F, n, n) is not empty."""
     n = L.shape[2]
-    M = np.empty((n, n))
+    scratch = np.empty((n, n))
     s = np.empty(n)
     diag = out.shape[1] > 1
+    keep = kept.shape[0] > 0
     chk = 0.0
     for f in range(lo, hi):
+        M = kept[f] if keep else scratch
         s[:] = 0.0
         if _inverse(L, offs, f, M, trtri) != 0:
             s[:] = np.nan
+            M[:, :] = np.nan
         for r in range(n):
             for c in range(r + 1):
                 s[c] += M[r, c] * M[r, c]
@@ -80,16 +86,19 @@ def _sigma_factors(L, offs, out, trtri, lo, hi):
 
 
 @jit(fastmath=_FMA, error_model="numpy")
-def _grad_factors(L, offs, g, out, trtri, trmm, lo, hi):
+def _grad_factors(L, offs, g, out, trtri, trmm, kept, lo, hi):
     """out[f] = d(sum_i g[f, i] Sigma_ii)/dL_f on the band, zero in the slots that do not exist; g (F, n),
-    or (F, 1) for one g per factor (the trace's)."""
+    or (F, 1) for one g per factor (the trace's); M_f read from kept[f] where kept (F, n, n) is not empty
+    (NaN there spreads to the factor's gradient), else L_f inverted again."""
     F, K, n = L.shape
-    M = np.empty((n, n))
+    scratch = np.empty((n, n))
     P = np.empty((n, n))
     per_row = g.shape[1] > 1
+    reuse = kept.shape[0] > 0
     chk = 0.0
     for f in range(lo, hi):
-        failed = _inverse(L, offs, f, M, trtri) != 0
+        M = kept[f] if reuse else scratch
+        failed = False if reuse else _inverse(L, offs, f, M, trtri) != 0
         # P = M diag(g), zero above the diagonal. What P holds there never reaches the gradient's lower
         # triangle in exact arithmetic, but the BLAS multiplies blocks with their zeros, and NaN left there
         # (by a singular factor before) would spread through them.
@@ -113,13 +122,13 @@ def _grad_factors(L, offs, g, out, trtri, trmm, lo, hi):
 
 
 @jit
-def _sigma_plan(L, offs, out, trtri):
+def _sigma_plan(L, offs, out, trtri, kept):
     F, K, n = L.shape
     return F, 1, F * n * n * n, _PARALLEL_MIN
 
 
 @jit
-def _grad_plan(L, offs, g, out, trtri, trmm):
+def _grad_plan(L, offs, g, out, trtri, trmm, kept):
     F, K, n = L.shape
     return F, 1, F * n * n * n, _PARALLEL_MIN
 
@@ -128,13 +137,18 @@ _sigma = driver(_sigma_plan, _sigma_factors)
 _grad = driver(_grad_plan, _grad_factors)
 
 
-def sigma(L, offs, out, found):
-    """The chunked, threaded :func:`_sigma_factors` with ``found`` = :func:`addresses`'s; (bad, checksum)."""
-    with blas.one_thread():
-        return _sigma(L, offs, out, found[0])
+# "Nothing kept": the kernels' kept argument when the caller passes none (one compiled signature for both).
+_NOTHING = np.empty((0, 0, 0))
 
 
-def sigma_grad(L, offs, g, out, found):
-    """The chunked, threaded :func:`_grad_factors`; (bad, checksum)."""
+def sigma(L, offs, out, found, kept=None):
+    """The chunked, threaded :func:`_sigma_factors` with ``found`` = :func:`addresses`'s, each M_f kept in
+    ``kept`` (F, n, n) float64 when given; (bad, checksum)."""
     with blas.one_thread():
-        return _grad(L, offs, g, out, found[0], found[1])
+        return _sigma(L, offs, out, found[0], _NOTHING if kept is None else kept)
+
+
+def sigma_grad(L, offs, g, out, found, kept=None):
+    """The chunked, threaded :func:`_grad_factors`, M read from ``kept`` when given; (bad, checksum)."""
+    with blas.one_thread():
+        return _grad(L, offs, g, out, found[0], found[1], _NOTHING if kept is None else kept)

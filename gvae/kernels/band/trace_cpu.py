@@ -169,44 +169,52 @@ _sigma_grad_wide = driver(_wide_grad_plan, variants((_grad_factors,), "_wide", _
 _sigma_grad_narrow = driver(_narrow_grad_plan, variants((_grad_factors,), "_narrow", _WIDE=False)[0])
 
 
-def _sigma_any(L, offs, out):
+def _sigma_any(L, offs, out, kept=None):
     """diag(Sigma) or tr(Sigma) into out: by the dense inverse where it pays (:mod:`dense_inverse_cpu`), else
-    by the chain's recursion or the selected inversion."""
+    by the chain's recursion or the selected inversion. ``kept`` (F, n, n) float64, given only where
+    :func:`band_sigma_keeps_inverse` says so, receives each factor's inverse for the gradient."""
     found = dense_inverse_cpu.addresses(L, offs)
-    return _sigma(L, offs, out) if found is None else dense_inverse_cpu.sigma(L, offs, out, found)
+    return _sigma(L, offs, out) if found is None else dense_inverse_cpu.sigma(L, offs, out, found, kept)
 
 
-def _sigma_grad(L, offs, g, out):
+def _sigma_grad(L, offs, g, out, kept=None):
     found = dense_inverse_cpu.addresses(L, offs)
     if found is not None:
-        return dense_inverse_cpu.sigma_grad(L, offs, g, out, found)
+        return dense_inverse_cpu.sigma_grad(L, offs, g, out, found, kept)
     return (_sigma_grad_wide if _grad_wide(L, offs) else _sigma_grad_narrow)(L, offs, g, out)
+
+
+@register("band_sigma_keeps_inverse")
+def band_sigma_keeps_inverse(L, offs):
+    """Whether the kernels below run on the dense inverse for this band (L (F, K, n)), so that the
+    forward can keep each factor's inverse for the gradient (their ``kept``)."""
+    return dense_inverse_cpu.addresses(L, offs) is not None
 
 
 # The trace and the diagonal share their compiled kernels, and so do their gradients (the selected
 # inversion is the longest compilation of gvae): the trace's arrays take a trailing axis of 1, as views.
 @register("band_trace_inv")
-def band_trace_inv(L, offs, out):
+def band_trace_inv(L, offs, out, kept=None):
     """out[f] = tr((L_f L_f^T)^{-1}), exactly, in O(n K w) (O(n) for the chain), float64 inside;
-    L (F, K, n), out (F,)."""
-    return _sigma_any(L, offs, out.reshape(-1, 1))
+    L (F, K, n), out (F,); kept as :func:`_sigma_any`'s."""
+    return _sigma_any(L, offs, out.reshape(-1, 1), kept)
 
 
 @register("band_diag_inv")
-def band_diag_inv(L, offs, out):
+def band_diag_inv(L, offs, out, kept=None):
     """out[f, i] = ((L_f L_f^T)^{-1})_ii, the same recursion; out (F, n)."""
-    return _sigma_any(L, offs, out)
+    return _sigma_any(L, offs, out, kept)
 
 
 @register("band_trace_inv_grad")
-def band_trace_inv_grad(L, offs, g, out):
+def band_trace_inv_grad(L, offs, g, out, kept=None):
     """out[f] = g[f] d tr((L_f L_f^T)^{-1}) / d L_f on the band (= -2 g (Sigma^2 L) restricted), zero in
-    the slots that do not exist; L, out (F, K, n), g (F,)."""
-    return _sigma_grad(L, offs, g.reshape(-1, 1), out)
+    the slots that do not exist; L, out (F, K, n), g (F,); the inverses the forward kept, if it kept them."""
+    return _sigma_grad(L, offs, g.reshape(-1, 1), out, kept)
 
 
 @register("band_diag_inv_grad")
-def band_diag_inv_grad(L, offs, g, out):
+def band_diag_inv_grad(L, offs, g, out, kept=None):
     """out[f] = sum_i g[f, i] d ((L_f L_f^T)^{-1})_ii / d L_f on the band, zero in the slots that do not
     exist; L, out (F, K, n), g (F, n)."""
-    return _sigma_grad(L, offs, g, out)
+    return _sigma_grad(L, offs, g, out, kept)

@@ -128,6 +128,12 @@ def _grad(name, L, offs, g, out):
     return verdict(flags)
 
 
+@register("band_sigma_keeps_inverse", "cuda")
+def band_sigma_keeps_inverse(L, offs):
+    """False: on the GPU every band runs the selected inversion, which keeps nothing for the gradient."""
+    return False
+
+
 @register("band_trace_inv", "cuda")
 def band_trace_inv(L, offs, out):
     """out[f] = tr((L_f L_f^T)^{-1}), exactly; float64 inside. Returns (bad, checksum)."""
