@@ -41,13 +41,13 @@ def test_the_history_holds_each_machines_results_for_main_s_last_commits():
         assert re.fullmatch(r"[A-Za-z0-9-]+-\d+cores", folder.name), folder.name
 
 
-def measured(name):
+def measured(name, folders=None):
     """(commits of the history measured with benchmark ``name``'s current code, commits measured with an
-    earlier version of it), over every machine: asv graphs only the first kind, so a benchmark whose code
-    changed starts a new series."""
+    earlier version of it), over the machine folders ``folders`` (every machine's by default): asv graphs
+    only the first kind, so a benchmark whose code changed starts a new series."""
     version = json.loads((RESULTS / "benchmarks.json").read_text())[name]["version"]
     current = older = 0
-    for folder in machines():
+    for folder in machines() if folders is None else folders:
         for f in folder.glob("*.json"):
             if f.name == "machine.json":
                 continue
@@ -77,10 +77,14 @@ def test_the_published_page_graphs_every_benchmark_of_the_subset_at_every_commit
         # Every commit is measured, and a series restarts only where the benchmark's code changed (the Adam
         # pass's, when its variant with the average moved to a class of its own at 7e51625).
         assert current >= 1 and current + older >= COMMITS, (base, current, older)
-        files = [g for g in graphs if g.stem == base and "summary" not in g.parts]
-        assert files, f"no graph of {base}"
-        for g in files:
-            points = json.loads(g.read_text())
-            assert len(points) >= current, (g, len(points), current)
-            # each point: (revision, value or a list of values over the parameters); some of them measured
-            assert any(v is not None and (not isinstance(v, list) or any(x is not None for x in v)) for _, v in points)
+        for folder in machines():  # each machine's graph has a point per commit measured there
+            files = [g for g in graphs if g.stem == base and "summary" not in g.parts
+                     and f"machine-{folder.name}" in g.parts]
+            assert files, f"no graph of {base} on {folder.name}"
+            mine = measured(base, [folder])[0]
+            for g in files:
+                points = json.loads(g.read_text())
+                assert len(points) >= mine, (g, len(points), mine)
+                # each point: (revision, value or a list of values over the parameters); some of them measured
+                assert any(v is not None and (not isinstance(v, list) or any(x is not None for x in v))
+                           for _, v in points)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import bench_page  # noqa: E402
 
-from tests.test_bench_history import measured  # noqa: E402
+from tests.test_bench_history import machines, measured  # noqa: E402
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="needs Debian's Chromium (apt-get install chromium)")
@@ -98,11 +98,14 @@ def test_the_offline_page_loads_no_script_or_style_from_the_web(page):
 
 @pytest.mark.parametrize("benchmark", sorted(GRAPHS))
 def test_each_subset_benchmark_s_graph_draws_a_point_per_commit(page, benchmark):
+    """On each machine's graph (asv draws one series per machine selected: the page is asked for one)."""
     address, index = page
     assert benchmark in index["benchmarks"]
     params = "&".join(f"p-{name}={quote(value)}" for name, value in GRAPHS[benchmark].items())
-    result = probe(f"{address}probe.html#{benchmark}?{params}")
-    # a point per commit measured with the benchmark's current code (tests/test_bench_history.py)
-    assert result["series"] == 1 and result["points"] >= measured(benchmark)[0] >= 1
-    assert result["drawn"] == result["points"], result
-    assert result["blank"] < result["drawn"] / 2, result  # grid lines may cross a few of the spots
+    for folder in machines():
+        assert folder.name in index["params"]["machine"]
+        result = probe(f"{address}probe.html#{benchmark}?machine={quote(folder.name)}&{params}")
+        # a point per commit measured on it with the benchmark's current code (tests/test_bench_history.py)
+        assert result["series"] == 1 and result["points"] >= measured(benchmark, [folder])[0] >= 1, (folder, result)
+        assert result["drawn"] == result["points"], (folder, result)
+        assert result["blank"] < result["drawn"] / 2, (folder, result)  # grid lines may cross a few spots
