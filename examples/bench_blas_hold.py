@@ -9,7 +9,6 @@ its controller's ``limit`` context and ``threadpool_limits`` (which scans the pr
 the one-time discovery with threadpoolctl and with the Linux maps, each in a fresh process; and whether a
 controller's setter is obeyed on a second thread. Medians of 5 rounds, microseconds per call.
 """
-import argparse
 import os
 import statistics
 import subprocess
@@ -19,6 +18,7 @@ import time
 
 import numpy  # loads NumPy's BLAS, the one held
 
+from gvae.io.arguments import ArgumentParser
 from gvae.kernels.cpu import blas
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -45,8 +45,8 @@ def discovery(refuse):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200000)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200000, help="calls per round of the cheap ways")
     args = parser.parse_args()
     import threadpoolctl
     print(f"CPU: {cpu_model()}; NumPy {numpy.__version__}, threadpoolctl {threadpoolctl.__version__}; "
