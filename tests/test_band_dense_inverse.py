@@ -91,6 +91,9 @@ def test_vjps_against_finite_differences(n, drop, batch, seed):
     assert _routed(L, offsets)
     for op in (ops.band_trace_inv, ops.band_diag_inv):
         check_vjp(op, [L, offsets], 0, seed=seed % 1000)
+    # the KL of the full family's step, whose VJP reads the inverses its forward kept
+    mu = rng.standard_normal(tuple(batch) + (n,))
+    check_vjp(ops.band_normal_kl, [L, offsets, mu], 0, seed=seed % 1000)
 
 
 def test_bad_input():

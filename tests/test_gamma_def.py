@@ -9,8 +9,8 @@ import scipy.stats
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops
-from gvae.model.gamma_def import (MEAN_FLOOR, PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR, GammaDEF,
-                                  draw, gamma_def_loss, joint_terms, log_weights, open_uniform, weight_kl,
+from gvae.model.gamma_def import (MEAN_FLOOR, PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR,
+                                  GammaDEF, draw, gamma_def_loss, joint_terms, log_weights, open_uniform, weight_kl,
                                   weight_posterior_names)
 from gvae.training import TrainConfig
 from tests.gradcheck import check_vjp

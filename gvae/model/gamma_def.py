@@ -128,18 +128,15 @@ class GammaDEF(LayeredModel):
         validation and the test score)."""
         if self.weight_kind == "point":
             return [ops.softplus(params[weight_name(layer)]) for layer in range(len(self.sizes))]
-        dt = self.dtype.type
-        return [ops.softplus(params[m]) + dt(MEAN_FLOOR) for m, _ in map(weight_posterior_names, range(len(self.sizes)))]
+        names = map(weight_posterior_names, range(len(self.sizes)))
+        return [ops.softplus(params[m]) + self.dtype.type(MEAN_FLOOR) for m, _ in names]
 
     def weight_posterior(self, params):
         """[(a_W, b_W)] per layer, bottom first: q(W_l) = Gamma(a_W, rate b_W), each (K_l, fan_out), from the
         mean and the shape (b_W = a_W / mean)."""
-        dt = self.dtype.type
-        out = []
-        for mean, (_, a) in zip(self.weights(params), map(weight_posterior_names, range(len(self.sizes)))):
-            shape = ops.exp(params[a]) + dt(SHAPE_FLOOR)
-            out.append((shape, shape / mean))
-        return out
+        shapes = [ops.exp(params[a]) + self.dtype.type(SHAPE_FLOOR)
+                  for _, a in map(weight_posterior_names, range(len(self.sizes)))]
+        return [(shape, shape / mean) for shape, mean in zip(shapes, self.weights(params))]
 
     def sampled_weights(self, params, u_w):
         """(one draw of every W_l from q(W), bottom first; log q(W) - log p(W) at it, a scalar) from the
@@ -224,7 +221,8 @@ def weight_kl(model, params):
     sum (a - a0) psi(a) - lgamma(a) + lgamma(a0) + a0 (log b - log b0) + a (b0 - b) / b."""
     from scipy.special import digamma, gammaln
     total = 0.0
-    for a, b in model.weight_posterior({k: np.asarray(to_host(ops.value_of(v)), np.float64) for k, v in params.items()}):
+    host = {k: np.asarray(to_host(ops.value_of(v)), np.float64) for k, v in params.items()}
+    for a, b in model.weight_posterior(host):
         total += float(np.sum((a - PRIOR_SHAPE) * digamma(a) - gammaln(a) + gammaln(PRIOR_SHAPE)
                               + PRIOR_SHAPE * (np.log(b) - np.log(PRIOR_RATE)) + a * (PRIOR_RATE - b) / b))
     return total
