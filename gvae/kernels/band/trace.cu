@@ -42,23 +42,44 @@ __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, i
     gvae::add_flags(flags, bad, chk);
 }
 
+// Lane's entries of row r of the factor: e[k] = L_{r + o_k, r} (e[0] = L_rr) for k < KR, zero where r is
+// not `valid` or r + o_k >= n. A warp loads 32 consecutive rows so, one coalesced load per diagonal; each
+// step of the serial sweeps then takes its row's entries from the lane holding them (__shfl_sync) rather
+// than from memory on the sweep's path.
+template <typename T, int KR>
+__device__ __forceinline__ void row_entries(const T* __restrict__ Lf, const int (&o)[KR], int n, int r, bool valid,
+                                            T (&e)[KR]) {
+#pragma unroll
+    for (int k = 0; k < KR; ++k) e[k] = valid && r + o[k] < n ? Lf[(long long)k * n + r + o[k]] : T(0);
+}
+
 // General offsets, one warp per factor. The window win (W x W, float64) is a ring: slot (i mod W) holds
 // index i, and slots of indices >= n hold zeros. Per step i = n-1 .. 0 (m_k = i + o_k, rl = 1 / L_ii):
 //   t[col] = sum_{k >= 1, m_k < n} L_{m_k, i} win[slot(m_k)][col]        (lanes across col)
 //   Sigma_ii = rl (rl + sum_k L_{m_k, i} rl t[slot(m_k)]),  row and column slot(i) <- -rl t.
 // SHARED: win and t live in dynamic shared memory, (W*W + W) doubles per warp; otherwise in `scratch`,
 // (W*W + W) doubles per warp of the grid. out[f] = sum_i Sigma_ii, or out[f, i] = Sigma_ii (DIAG).
-template <typename T, bool SHARED, bool DIAG>
+// The steps run in chunks of 32, lane u holding step i0 - u's Sigma_ii until the chunk ends (one
+// coalesced store of 32 values). Each step's entries L_{m_k, i} and 1 / L_ii would otherwise be loaded
+// when the step is reached, a memory round trip on the warp's serial path per step: with K = KC known
+// at compile time (1 <= KC <= 6) lane u loads step i0 - u's K entries a chunk ahead (coalesced across
+// the lanes) and each step takes them by shuffle; KC = 0 reads them at the step, for any K. The
+// arithmetic is the same, term for term, either way.
+template <typename T, bool SHARED, bool DIAG, int KC>
 __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict__ offs, T* __restrict__ out,
                                   int F, int K, int n, double* __restrict__ scratch, double* __restrict__ flags) {
     extern __shared__ double smem[];
+    constexpr int KR = KC > 0 ? KC : 1;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     const int W = offs[K - 1] + 1;
+    int o[KR];  // the offsets in registers when K is known
+#pragma unroll
+    for (int k = 0; k < KR; ++k) o[k] = KC > 0 ? offs[k] : 0;
     double bad = 0.0, chk = 0.0;
     const int slot = blockIdx.x * warps + warp;  // this warp's scratch, reused for each of its factors
     double* win = SHARED ? smem + (long long)warp * (W * W + W) : scratch + (long long)slot * (W * W + W);
+    double* t = win + W * W;
     for (int f = slot; f < F; f += gridDim.x * warps) {
-        double* t = win + W * W;
         const T* Lf = L + (long long)f * K * n;
         for (int idx = lane; idx < W * W; idx += 32) win[idx] = 0.0;
         for (int i = lane; i < n; i += 32) {
@@ -67,42 +88,57 @@ __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict
             chk += (double)v;
         }
         __syncwarp();
+        T nl[KR];  // lane u's entries of step i0 - u, for the chunk of steps i0 .. i0 - 31
+        auto load = [&](int i0) { row_entries(Lf, o, n, i0 - lane, i0 - lane >= 0, nl); };
+        if (KC > 0) load(n - 1);
         double tr = 0.0;
-        int kmax = 0;
         int s0 = (n - 1) % W;  // ring slot of index i
-        for (int i = n - 1; i >= 0; --i) {
-            while (kmax + 1 < K && i + offs[kmax + 1] < n) ++kmax;
-            const double rl = 1.0 / (double)Lf[i];
-            for (int col = lane; col < W; col += 32) {
-                double tc = 0.0;
-                for (int k = 1; k <= kmax; ++k) {
-                    const int o = offs[k];
-                    const int row = s0 + o >= W ? s0 + o - W : s0 + o;
-                    tc += (double)Lf[(long long)k * n + i + o] * win[row * W + col];
+        for (int i0 = n - 1; i0 >= 0; i0 -= 32) {
+            double cl[KR];
+#pragma unroll
+            for (int k = 0; k < KR; ++k) cl[k] = KC > 0 ? (double)nl[k] : 0.0;
+            if (KC > 0 && i0 >= 32) load(i0 - 32);  // in flight while this chunk's steps run
+            const double crl = KC > 0 && lane <= i0 ? 1.0 / cl[0] : 0.0;
+            const int steps = min(32, i0 + 1);
+            double mine = 0.0;  // Sigma_ii of step i0 - lane
+            for (int u = 0; u < steps; ++u) {
+                const int i = i0 - u;
+                double c[KR];  // c[k] = L_{m_k, i}
+#pragma unroll
+                for (int k = 1; k < KR; ++k) c[k] = __shfl_sync(gvae::FULL_MASK, cl[k], u);
+                const double rl = KC > 0 ? __shfl_sync(gvae::FULL_MASK, crl, u) : 1.0 / (double)Lf[i];
+                // diagonal k has a term while m_k < n (the offsets increase: no later one has)
+                auto off = [&](int k) { return KC > 0 ? o[k] : offs[k]; };
+                auto entry = [&](int k) { return KC > 0 ? c[k] : (double)Lf[(long long)k * n + i + off(k)]; };
+                auto ring = [&](int k) { return s0 + off(k) >= W ? s0 + off(k) - W : s0 + off(k); };  // slot(m_k)
+                for (int col = lane; col < W; col += 32) {
+                    double tc = 0.0;
+#pragma unroll
+                    for (int k = 1; k < (KC > 0 ? KC : K); ++k) {
+                        if (i + off(k) >= n) break;
+                        tc += entry(k) * win[ring(k) * W + col];
+                    }
+                    t[col] = tc;
                 }
-                t[col] = tc;
+                __syncwarp();
+                double d = rl;
+#pragma unroll
+                for (int k = 1; k < (KC > 0 ? KC : K); ++k) {
+                    if (i + off(k) >= n) break;
+                    d += entry(k) * rl * t[ring(k)];
+                }
+                d *= rl;
+                for (int col = lane; col < W; col += 32) {
+                    const double v = col == s0 ? d : -rl * t[col];
+                    win[s0 * W + col] = v;
+                    win[col * W + s0] = v;
+                }
+                __syncwarp();
+                if (lane == u) mine = d;
+                tr += d;
+                s0 = s0 == 0 ? W - 1 : s0 - 1;
             }
-            __syncwarp();
-            double d = rl;
-            for (int k = 1; k <= kmax; ++k) {
-                const int o = offs[k];
-                const int row = s0 + o >= W ? s0 + o - W : s0 + o;
-                d += (double)Lf[(long long)k * n + i + o] * rl * t[row];
-            }
-            d *= rl;
-            for (int col = lane; col < W; col += 32) {
-                const double v = -rl * t[col];
-                win[s0 * W + col] = v;
-                win[col * W + s0] = v;
-            }
-            __syncwarp();
-            if (lane == 0) {
-                win[s0 * W + s0] = d;
-                if (DIAG) out[(long long)f * n + i] = (T)d;
-            }
-            __syncwarp();
-            tr += d;
-            s0 = s0 == 0 ? W - 1 : s0 - 1;
+            if (DIAG && lane < steps) out[(long long)f * n + i0 - lane] = (T)mine;
         }
         if (lane == 0) {
             if (!DIAG) out[f] = (T)tr;
@@ -172,35 +208,49 @@ __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restri
 // Rows hi-1 .. lo of Sigma for band_trace_band_grad, by the warp: R[r - b][d] = Sigma_{r, r+d} (r + d < n),
 // each row from the w = W - 1 rows after it, already in R; Sigma_{m, j} with j < m is read as R[j - b][m - j].
 // Lanes run across d. A segment recomputed from its checkpoint repeats these operations in this order.
-template <typename T>
-__device__ void band_grad_rows(const T* __restrict__ Lf, const int* __restrict__ offs, int K, int n, int W,
-                               double* R, int b, int lo, int hi, int lane) {
-    int kmax = 0;
-    for (int i = hi - 1; i >= lo; --i) {
-        while (kmax + 1 < K && i + offs[kmax + 1] < n) ++kmax;
-        const double rl = 1.0 / (double)Lf[i];
-        const int jend = min(i + W, n);
-        double* Ri = R + (long long)(i - b) * W;
-        for (int d = 1 + lane; d < jend - i; d += 32) {
-            const int j = i + d;
-            double y = 0.0;
-            for (int k = 1; k <= kmax; ++k) {
-                const int m = i + offs[k];
-                const double c = (double)Lf[(long long)k * n + m];
-                y += c * (j < m ? R[(long long)(j - b) * W + (m - j)] : R[(long long)(m - b) * W + (j - m)]);
+// KC > 0: K = KC, each chunk of 32 rows' entries loaded at once (row_entries) and taken by shuffle.
+template <typename T, int KC>
+__device__ void band_grad_rows(const T* __restrict__ Lf, const int* __restrict__ offs, const int (&o)[KC > 0 ? KC : 1],
+                               int K, int n, int W, double* R, int b, int lo, int hi, int lane) {
+    constexpr int KR = KC > 0 ? KC : 1;
+    auto off = [&](int k) { return KC > 0 ? o[k] : offs[k]; };
+    for (int i0 = hi - 1; i0 >= lo; i0 -= 32) {
+        T e[KR];
+        if (KC > 0) row_entries(Lf, o, n, i0 - lane, i0 - lane >= lo, e);
+        const double crl = KC > 0 && i0 - lane >= lo ? 1.0 / (double)e[0] : 0.0;
+        const int steps = min(32, i0 - lo + 1);
+        for (int u = 0; u < steps; ++u) {
+            const int i = i0 - u;
+            double c[KR];  // c[k] = L_{i + o_k, i}
+#pragma unroll
+            for (int k = 1; k < KR; ++k) c[k] = (double)__shfl_sync(gvae::FULL_MASK, e[k], u);
+            const double rl = KC > 0 ? __shfl_sync(gvae::FULL_MASK, crl, u) : 1.0 / (double)Lf[i];
+            auto entry = [&](int k) { return KC > 0 ? c[k] : (double)Lf[(long long)k * n + i + off(k)]; };
+            const int jend = min(i + W, n);
+            double* Ri = R + (long long)(i - b) * W;
+            for (int d = 1 + lane; d < jend - i; d += 32) {
+                const int j = i + d;
+                double y = 0.0;
+#pragma unroll
+                for (int k = 1; k < (KC > 0 ? KC : K); ++k) {
+                    const int m = i + off(k);
+                    if (m >= n) break;  // the offsets increase: no later diagonal has a term
+                    y += entry(k) * (j < m ? R[(long long)(j - b) * W + (m - j)] : R[(long long)(m - b) * W + (j - m)]);
+                }
+                Ri[d] = -rl * y;
             }
-            Ri[d] = -rl * y;
-        }
-        __syncwarp();
-        if (lane == 0) {
-            double sd = rl;
-            for (int k = 1; k <= kmax; ++k) {
-                const int o = offs[k];
-                sd -= (double)Lf[(long long)k * n + i + o] * Ri[o];
+            __syncwarp();
+            if (lane == 0) {
+                double sd = rl;
+#pragma unroll
+                for (int k = 1; k < (KC > 0 ? KC : K); ++k) {
+                    if (i + off(k) >= n) break;
+                    sd -= entry(k) * Ri[off(k)];
+                }
+                Ri[0] = rl * sd;
             }
-            Ri[0] = rl * sd;
+            __syncwarp();
         }
-        __syncwarp();
     }
 }
 
@@ -213,12 +263,16 @@ __device__ void band_grad_rows(const T* __restrict__ Lf, const int* __restrict__
 // checkpoint of the segment after it, in the same operations, so the result does not depend on ks.
 // R holds one segment and the w rows after it, row r at r - b (b: the segment's first row).
 // scratch per warp of the grid (trace_cuda.py's _grad_scratch): R min(ks + w, n) x W, CP (m - 1) w x W,
-// Rb W x W float64; (n + W) W for ks = n. out[f] (K, n): d(sum_i g_i Sigma_ii) / d L on the band
-// (g (F, G) as in band_trace_chain_grad), 0 in the slots that do not exist.
-template <typename T>
+// Rb W x W float64; (n + W) W for ks = n. SHARED: Rb in dynamic shared memory instead (W x W float64 a
+// warp; its part of the scratch goes unused). KC as in band_grad_rows, the reverse sweep's chunks of 32
+// rows ascending. out[f] (K, n): d(sum_i g_i Sigma_ii) / d L on the band (g (F, G) as in
+// band_trace_chain_grad), 0 in the slots that do not exist.
+template <typename T, bool SHARED, int KC>
 __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restrict__ offs, const T* __restrict__ g,
                                      T* __restrict__ out, int F, int K, int n, int G, int ks,
                                      double* __restrict__ scratch, double* __restrict__ flags) {
+    extern __shared__ double smem[];
+    constexpr int KR = KC > 0 ? KC : 1;
     const int gi = G > 1 ? 1 : 0;  // g's stride over i
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int W = offs[K - 1] + 1, w = W - 1;
@@ -226,7 +280,11 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
     const int slot = blockIdx.x * warps + (threadIdx.x >> 5);  // this warp's scratch, reused per factor
     double* R = scratch + (long long)slot * ((long long)(rows + (nseg - 1) * w + W) * W);
     double* CP = R + (long long)rows * W;
-    double* Rb = CP + (long long)(nseg - 1) * w * W;
+    double* Rb = SHARED ? smem + (long long)(threadIdx.x >> 5) * W * W : CP + (long long)(nseg - 1) * w * W;
+    int o[KR];  // the offsets in registers when K is known
+#pragma unroll
+    for (int k = 0; k < KR; ++k) o[k] = KC > 0 ? offs[k] : 0;
+    auto off = [&](int k) { return KC > 0 ? o[k] : offs[k]; };
     double bad = 0.0, chk = 0.0;
     for (int f = slot; f < F; f += gridDim.x * warps) {
         const T* Lf = L + (long long)f * K * n;
@@ -244,7 +302,7 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
             for (int r = c - 1; r >= 0; --r)
                 for (int d = lane; d < W; d += 32) R[(long long)(ks + r) * W + d] = R[(long long)r * W + d];
             __syncwarp();
-            band_grad_rows(Lf, offs, K, n, W, R, b, b, e, lane);
+            band_grad_rows<T, KC>(Lf, offs, o, K, n, W, R, b, b, e, lane);
             if (s > 0)
                 for (int idx = lane; idx < min(w, n - b) * W; idx += 32)
                     CP[(long long)(s - 1) * w * W + idx] = R[idx];
@@ -257,7 +315,6 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
             Rb[idx] = idx == r * W && r < n ? (double)gr[r * gi] : 0.0;
         }
         __syncwarp();
-        int kmax = K - 1;
         int s0 = 0;  // ring slot of row i
         for (int s = 0; s < nseg; ++s) {
             const int b = s * ks, e = min(b + ks, n);
@@ -266,54 +323,71 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
                 for (int idx = lane; idx < c * W; idx += 32)
                     R[(long long)ks * W + idx] = CP[(long long)s * w * W + idx];
                 __syncwarp();
-                band_grad_rows(Lf, offs, K, n, W, R, b, b, e, lane);
+                band_grad_rows<T, KC>(Lf, offs, o, K, n, W, R, b, b, e, lane);
             }
-            for (int i = b; i < e; ++i) {
-                while (kmax > 0 && i + offs[kmax] >= n) --kmax;
-                const double Lii = (double)Lf[i];
-                const double rl = 1.0 / Lii;
-                const int jend = min(i + W, n);
-                const double* Ri = R + (long long)(i - b) * W;
-                double* Rbi = Rb + (long long)s0 * W;
-                const double yb0 = Rbi[0];
-                // Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}
-                double ssum = 0.0;
-                for (int k = 1; k <= kmax; ++k) ssum += (double)Lf[(long long)k * n + i + offs[k]] * Ri[offs[k]];
-                double rlb = yb0 * (2.0 * rl - ssum);
-                __syncwarp();  // every lane has read Rbi[0] and Ri before Rbi changes
-                for (int k = 1 + lane; k <= kmax; k += 32) {  // distinct offsets: no two lanes share a slot
-                    const int o = offs[k];
-                    Rbi[o] -= yb0 * rl * (double)Lf[(long long)k * n + i + o];
-                }
-                __syncwarp();
-                // Sigma_{i, i+d} = -rl T_d  =>  d/drl = Sigma_{i, i+d} L_ii
-                double acc0 = 0.0;
-                for (int d = 1 + lane; d < jend - i; d += 32) acc0 += Rbi[d] * Ri[d];
-                rlb += Lii * gvae::warp_sum(acc0);
-                for (int k = 1; k <= kmax; ++k) {  // in order: two diagonals may update one Rb entry
-                    const int o = offs[k];
-                    const int m = i + o;
-                    const int sm = s0 + o >= W ? s0 + o - W : s0 + o;  // ring slot of row m
-                    const double c = (double)Lf[(long long)k * n + m];
-                    const double coef = -rl * c;
-                    double acc = 0.0;
-                    for (int d = 1 + lane; d < jend - i; d += 32) {
-                        const int j = i + d;
-                        const double yb = Rbi[d];
-                        const int sj = s0 + d >= W ? s0 + d - W : s0 + d;  // ring slot of row j
-                        const bool inj = j < m;  // Sigma_{j, m} in row j, else Sigma_{m, j} in row m
-                        acc += yb * R[inj ? (long long)(j - b) * W + (m - j) : (long long)(m - b) * W + (j - m)];
-                        Rb[inj ? (long long)sj * W + (m - j) : (long long)sm * W + (j - m)] += coef * yb;
+            for (int i0 = b; i0 < e; i0 += 32) {
+                T en[KR];  // lane u's entries of row i0 + u
+                if (KC > 0) row_entries(Lf, o, n, i0 + lane, i0 + lane < e, en);
+                const double crl = KC > 0 && i0 + lane < e ? 1.0 / (double)en[0] : 0.0;
+                const int steps = min(32, e - i0);
+                for (int u = 0; u < steps; ++u) {
+                    const int i = i0 + u;
+                    double c[KR];  // c[k] = L_{i + o_k, i}
+#pragma unroll
+                    for (int k = 1; k < KR; ++k) c[k] = (double)__shfl_sync(gvae::FULL_MASK, en[k], u);
+                    const double Lii = KC > 0 ? (double)__shfl_sync(gvae::FULL_MASK, en[0], u) : (double)Lf[i];
+                    const double rl = KC > 0 ? __shfl_sync(gvae::FULL_MASK, crl, u) : 1.0 / Lii;
+                    auto entry = [&](int k) { return KC > 0 ? c[k] : (double)Lf[(long long)k * n + i + off(k)]; };
+                    const int kend = KC > 0 ? KC : K;  // the loops over k (a constant when KC > 0)
+                    const int jend = min(i + W, n);
+                    const double* Ri = R + (long long)(i - b) * W;
+                    double* Rbi = Rb + (long long)s0 * W;
+                    const double yb0 = Rbi[0];
+                    // Sigma_ii = rl^2 - rl sum_k c_k Sigma_{i, m_k}  (diagonal k has a term while m_k < n)
+                    double ssum = 0.0;
+#pragma unroll
+                    for (int k = 1; k < kend; ++k) {
+                        if (i + off(k) >= n) break;
+                        ssum += entry(k) * Ri[off(k)];
                     }
-                    acc = gvae::warp_sum(acc);
-                    if (lane == 0) gf[(long long)k * n + m] = (T)(-yb0 * rl * Ri[o] - rl * acc);
+                    double rlb = yb0 * (2.0 * rl - ssum);
+                    __syncwarp();  // every lane has read Rbi[0] and Ri before Rbi changes
+#pragma unroll
+                    for (int k = 1; k < kend; ++k) {  // distinct offsets: no two lanes share a slot
+                        if (i + off(k) >= n) break;
+                        if (lane == ((k - 1) & 31)) Rbi[off(k)] -= yb0 * rl * entry(k);
+                    }
                     __syncwarp();
+                    // Sigma_{i, i+d} = -rl T_d  =>  d/drl = Sigma_{i, i+d} L_ii
+                    double acc0 = 0.0;
+                    for (int d = 1 + lane; d < jend - i; d += 32) acc0 += Rbi[d] * Ri[d];
+                    rlb += Lii * gvae::warp_sum(acc0);
+#pragma unroll
+                    for (int k = 1; k < kend; ++k) {  // in order: two diagonals may update one Rb entry
+                        const int ok = off(k);
+                        const int m = i + ok;
+                        if (m >= n) break;
+                        const int sm = s0 + ok >= W ? s0 + ok - W : s0 + ok;  // ring slot of row m
+                        const double coef = -rl * entry(k);
+                        double acc = 0.0;
+                        for (int d = 1 + lane; d < jend - i; d += 32) {
+                            const int j = i + d;
+                            const double yb = Rbi[d];
+                            const int sj = s0 + d >= W ? s0 + d - W : s0 + d;  // ring slot of row j
+                            const bool inj = j < m;  // Sigma_{j, m} in row j, else Sigma_{m, j} in row m
+                            acc += yb * R[inj ? (long long)(j - b) * W + (m - j) : (long long)(m - b) * W + (j - m)];
+                            Rb[inj ? (long long)sj * W + (m - j) : (long long)sm * W + (j - m)] += coef * yb;
+                        }
+                        acc = gvae::warp_sum(acc);
+                        if (lane == 0) gf[(long long)k * n + m] = (T)(-yb0 * rl * Ri[ok] - rl * acc);
+                        __syncwarp();
+                    }
+                    if (lane == 0) gf[i] = (T)(-rlb * rl * rl);
+                    // row i's adjoints are spent: its slot takes row i + W (none reaches it before step i + 1)
+                    for (int d = lane; d < W; d += 32) Rbi[d] = d == 0 && i + W < n ? (double)gr[(i + W) * gi] : 0.0;
+                    __syncwarp();
+                    s0 = s0 == W - 1 ? 0 : s0 + 1;
                 }
-                if (lane == 0) gf[i] = (T)(-rlb * rl * rl);
-                // row i's adjoints are spent: its slot takes row i + W (none reaches it before step i + 1)
-                for (int d = lane; d < W; d += 32) Rbi[d] = d == 0 && i + W < n ? (double)gr[(i + W) * gi] : 0.0;
-                __syncwarp();
-                s0 = s0 == W - 1 ? 0 : s0 + 1;
             }
         }
         for (int k = 1; k < K; ++k)

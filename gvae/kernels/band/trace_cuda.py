@@ -4,26 +4,31 @@ canonical layouts, arguments and return values as the Numba kernels (see :mod:`c
 import numpy as np
 
 from ..backend import register
-from ..cuda_build import CudaSource, contiguous, grid_for, int32, sm_count
-from .common_cuda import device_offsets, new_flags, sizes, verdict
+from ..cuda_build import CudaSource, contiguous, grid_for, int32, memory_bytes, sm_count
+from .common_cuda import KC_MAX, device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/trace.cu", [
     "band_trace_chain<{T}, false>", "band_trace_chain<{T}, true>",
-    "band_trace_window<{T}, true, false>", "band_trace_window<{T}, false, false>",
-    "band_trace_window<{T}, true, true>", "band_trace_window<{T}, false, true>",
-    "band_trace_chain_grad<{T}>", "band_trace_band_grad<{T}>",
+    *(f"band_trace_window<{{T}}, {shared}, {diag}, {kc}>" for shared in ("true", "false") for diag in ("false", "true")
+      for kc in range(KC_MAX + 1)),
+    "band_trace_chain_grad<{T}>",
+    *(f"band_trace_band_grad<{{T}}, {shared}, {kc}>" for shared in ("true", "false") for kc in range(KC_MAX + 1)),
 ])
 
 _SHARED_BYTES = 48 * 1024        # dynamic shared memory available without opting in
 # Cap on the gradient's global scratch per launch: fewer warps beyond it, and where not even one warp
-# keeps every row of Sigma within it, the rows in segments (a module attribute: tests lower it).
-_SCRATCH_BYTES = 256 * 1024**2
+# keeps every row of Sigma within it, the rows in segments. None: a 64th of the device's memory, at
+# least 256 MiB (room for the warps a wide band needs to fill the GPU: extended grid 28 x 28 takes 191 KiB
+# a warp);
+# a number of bytes (tests lower it) overrides that.
+_SCRATCH_BYTES = None
 
 
 def _grad_scratch(n, W, ks):
     """float64 per warp of band_trace_band_grad with segments of ks rows, m = ceil(n / ks) of them: the
     rows of one segment and the w = W - 1 after it, min(ks + w, n) x W; w rows kept at each of the m - 1
-    segment boundaries, (m - 1) w x W; the adjoint ring, W x W. (n + W) W for one segment (ks = n)."""
+    segment boundaries, (m - 1) w x W; the adjoint ring, W x W (unused where the ring is in shared memory).
+    (n + W) W for one segment (ks = n)."""
     w = W - 1
     m = -(-n // ks)
     return (min(ks + w, n) + (m - 1) * w + W) * W
@@ -50,12 +55,19 @@ def _segment_rows(n, W, budget):
     return ks_best
 
 
-def _grad_launch(F, n, W, sms):
+def _scratch_bytes(array):
+    """The gradient's scratch budget on the device holding ``array`` (see _SCRATCH_BYTES)."""
+    if _SCRATCH_BYTES is not None:
+        return _SCRATCH_BYTES
+    return max(256 * 1024**2, memory_bytes(array) // 64)
+
+
+def _grad_launch(F, n, W, sms, budget_bytes):
     """(warps, rows per segment) of band_trace_band_grad, one warp per factor: every row kept (ks = n)
     in as many warps as factors up to 64 per SM and the scratch cap, at least one; where one warp's
     rows alone pass the cap, the rows in segments (the forward sweep once more, whatever their number),
     in as many warps as fit at the least scratch, each segmented to fit its share."""
-    budget = _SCRATCH_BYTES // 8
+    budget = budget_bytes // 8
     cap = min(F, 64 * sms)
     full = _grad_scratch(n, W, n)
     if full <= budget:
@@ -86,14 +98,15 @@ def _forward(name, L, offs, out, diag):
         per_warp = 8 * (W * W + W)
         warps = min(4, _SHARED_BYTES // per_warp)
         d_offs = device_offsets(offs, L.device)
+        kc = K if K <= KC_MAX else 0
         if warps >= 1:
-            SOURCE.function(f"band_trace_window<{{T}}, true, {flag}>", L.dtype)(
+            SOURCE.function(f"band_trace_window<{{T}}, true, {flag}, {kc}>", L.dtype)(
                 (grid_for(F, warps, L),), (32 * warps,), (L, d_offs, out, F, K, n, flags, flags),  # scratch unused here
                 shared_mem=warps * per_warp)
         else:  # the window does not fit in shared memory: one window per warp in global memory
             blocks = grid_for(F, 4, L, blocks_per_sm=4)
             scratch = cupy.empty(blocks * 4 * (W * W + W), dtype=np.float64)
-            SOURCE.function(f"band_trace_window<{{T}}, false, {flag}>", L.dtype)(
+            SOURCE.function(f"band_trace_window<{{T}}, false, {flag}, {kc}>", L.dtype)(
                 (blocks,), (128,), (L, d_offs, out, F, K, n, scratch, flags))
     return verdict(flags)
 
@@ -118,13 +131,18 @@ def _grad(name, L, offs, g, out):
                 (grid_for(F, 64, L),), (64,), (L, g, out, F, n, G, scratch, flags))
             return verdict(flags)
         W = int(offs[-1]) + 1
-        warps, ks = _grad_launch(int(F), int(n), W, sm_count(L))
-        per_block = min(4, warps)
+        warps, ks = _grad_launch(int(F), int(n), W, sm_count(L), _scratch_bytes(L))
+        # the adjoints' ring in shared memory where a warp's W x W float64 fit, else in the scratch
+        per_block = min(4, warps, _SHARED_BYTES // (8 * W * W))
+        shared = per_block >= 1
+        per_block = per_block if shared else min(4, warps)
         blocks = warps // per_block
         scratch = cupy.empty(blocks * per_block * _grad_scratch(int(n), W, ks), dtype=np.float64)
-        SOURCE.function("band_trace_band_grad<{T}>", L.dtype)(
+        kc = K if K <= KC_MAX else 0
+        SOURCE.function(f"band_trace_band_grad<{{T}}, {'true' if shared else 'false'}, {kc}>", L.dtype)(
             (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, G,
-                                           int32(name, ks)[0], scratch, flags))
+                                           int32(name, ks)[0], scratch, flags),
+            shared_mem=8 * W * W * per_block if shared else 0)
     return verdict(flags)
 
 
