@@ -144,7 +144,7 @@ class _Cupy(_Module):
         super().__init__()
 
         def _properties(device_id):
-            return {"totalGlobalMem": MEMORY_BYTES, "multiProcessorCount": SM_COUNT}
+            return {"totalGlobalMem": MEMORY_BYTES}
 
         self.cuda = types.SimpleNamespace(Device=lambda device_id=0: DEVICE, Memory=_memory,
                                           get_current_stream=lambda: _Stream,
@@ -183,7 +183,8 @@ cupy = _Cupy()
 
 def _reset_gvae_caches():
     """Forget what gvae cached of the CuPy it met: its compiled modules and kernels, offsets uploaded,
-    the multiprocessor count and memory size and the registered "cuda" device (its array type changes with the module)."""
+    the multiprocessor count, the memory size and the registered "cuda" device (its array type changes
+    with the module)."""
     from gvae.kernels import backend, cublas_cuda, cuda_build
     from gvae.kernels.band import common_cuda
     cublas_cuda._library = None

@@ -14,9 +14,11 @@ from ..cuda_build import contiguous, int32
 _offsets_on_device = {}
 
 
-# K up to this is a template argument of the sequential kernels (band_solve, band_trace_window), whose
-# main loops then load their entries ahead of the serial path.
+# K up to this is a template argument of the sequential kernels (band_solve and the selected inversion's
+# band_trace_window and band_trace_band_grad), whose main loops then load their entries ahead of the
+# serial path.
 KC_MAX = 6
+
 
 def device_offsets(offs, device):
     """``offs`` (NumPy int64, validated by band/layout.py) as a device int32 array, cached per device."""

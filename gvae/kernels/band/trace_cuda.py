@@ -17,10 +17,9 @@ SOURCE = CudaSource("band/trace.cu", [
 
 _SHARED_BYTES = 48 * 1024        # dynamic shared memory available without opting in
 # Cap on the gradient's global scratch per launch: fewer warps beyond it, and where not even one warp
-# keeps every row of Sigma within it, the rows in segments. None: a 64th of the device's memory, at
-# least 256 MiB (room for the warps a wide band needs to fill the GPU: extended grid 28 x 28 takes 191 KiB
-# a warp);
-# a number of bytes (tests lower it) overrides that.
+# keeps every row of Sigma within it, the rows in segments. None: a 64th of the device's memory, at least
+# 256 MiB (room for the warps a wide band needs to fill the GPU: extended grid 28 x 28 takes 191 KiB a
+# warp); a number of bytes (tests lower it) overrides that.
 _SCRATCH_BYTES = None
 
 
