@@ -20,6 +20,11 @@ _offsets_on_device = {}
 KC_MAX = 6
 
 
+def compile_time_k(K):
+    """The template argument KC for K diagonals: K itself up to KC_MAX, else 0 (any K, read at run time)."""
+    return int(K) if K <= KC_MAX else 0
+
+
 def device_offsets(offs, device):
     """``offs`` (NumPy int64, validated by band/layout.py) as a device int32 array, cached per device."""
     offs = np.asarray(offs, dtype=np.int64)

@@ -3,7 +3,7 @@ directions): x = L^{-1} b and x = L^{-T} b. Same canonical layouts, arguments an
 Numba kernels (see :mod:`common_cuda`)."""
 from ..backend import register
 from ..cuda_build import CudaSource, contiguous
-from .common_cuda import KC_MAX, device_offsets, new_flags, sizes, verdict
+from .common_cuda import KC_MAX, compile_time_k, device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/substitution.cu", [f"band_solve<{{T}}, {tr}, {kc}>" for tr in ("false", "true")
                                              for kc in range(KC_MAX + 1)])
@@ -17,7 +17,7 @@ def _solve(name, transposed, L, offs, b, out):
         flags = new_flags()
         if pairs and n:
             # 64 threads a block: the few pairs spread over many SMs (each thread is a serial chain)
-            kc = K if K <= KC_MAX else 0
+            kc = compile_time_k(K)
             SOURCE.function(f"band_solve<{{T}}, {'true' if transposed else 'false'}, {kc}>", L.dtype)(
                 (-(-pairs // 64),), (64,), (L, device_offsets(offs, L.device), b, out, F, K, S, n, flags))
     return verdict(flags)

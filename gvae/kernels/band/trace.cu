@@ -42,16 +42,32 @@ __global__ void band_trace_chain(const T* __restrict__ L, T* __restrict__ out, i
     gvae::add_flags(flags, bad, chk);
 }
 
-// Lane's entries of row r of the factor: e[k] = L_{r + o_k, r} (e[0] = L_rr) for k < KR, zero where r is
-// not `valid` or r + o_k >= n. A warp loads 32 consecutive rows so, one coalesced load per diagonal; each
-// step of the serial sweeps then takes its row's entries from the lane holding them (__shfl_sync) rather
-// than from memory on the sweep's path.
+// A chunk of 32 rows of the factor, one row a lane: e[k] = L_{r + o_k, r} (e[0] = L_rr) for k < KR, zero
+// where the lane has no row or r + o_k >= n, and rl = 1 / L_rr (0 without a row). A warp loads 32
+// consecutive rows so, one coalesced load per diagonal; step u of a serial sweep then takes row u's entries
+// from lane u (__shfl_sync) rather than from memory on the sweep's path. invert() comes apart from load(),
+// so that a chunk loaded ahead is not waited for until its turn.
 template <typename T, int KR>
-__device__ __forceinline__ void row_entries(const T* __restrict__ Lf, const int (&o)[KR], int n, int r, bool valid,
-                                            T (&e)[KR]) {
+struct RowChunk {
+    T e[KR];
+    double rl;
+    bool has;
+
+    __device__ __forceinline__ void load(const T* __restrict__ Lf, const int (&o)[KR], int n, int r, bool valid) {
+        has = valid;
 #pragma unroll
-    for (int k = 0; k < KR; ++k) e[k] = valid && r + o[k] < n ? Lf[(long long)k * n + r + o[k]] : T(0);
-}
+        for (int k = 0; k < KR; ++k) e[k] = valid && r + o[k] < n ? Lf[(long long)k * n + r + o[k]] : T(0);
+    }
+    __device__ __forceinline__ void invert() { rl = has ? 1.0 / (double)e[0] : 0.0; }
+    // Lane u's row r: c[k] = L_{r + o_k, r} for 1 <= k < KR; returns 1 / L_rr. Every lane calls it.
+    __device__ __forceinline__ double take(int u, double (&c)[KR]) const {
+#pragma unroll
+        for (int k = 1; k < KR; ++k) c[k] = (double)__shfl_sync(gvae::FULL_MASK, e[k], u);
+        return __shfl_sync(gvae::FULL_MASK, rl, u);
+    }
+    // Lane u's L_rr. Every lane calls it.
+    __device__ __forceinline__ double diag(int u) const { return (double)__shfl_sync(gvae::FULL_MASK, e[0], u); }
+};
 
 // General offsets, one warp per factor. The window win (W x W, float64) is a ring: slot (i mod W) holds
 // index i, and slots of indices >= n hold zeros. Per step i = n-1 .. 0 (m_k = i + o_k, rl = 1 / L_ii):
@@ -63,7 +79,7 @@ __device__ __forceinline__ void row_entries(const T* __restrict__ Lf, const int 
 // coalesced store of 32 values). Each step's entries L_{m_k, i} and 1 / L_ii would otherwise be loaded
 // when the step is reached, a memory round trip on the warp's serial path per step: with K = KC known
 // at compile time (1 <= KC <= 6) lane u loads step i0 - u's K entries a chunk ahead (coalesced across
-// the lanes) and each step takes them by shuffle; KC = 0 reads them at the step, for any K. The
+// the lanes, RowChunk) and each step takes them by shuffle; KC = 0 reads them at the step, for any K. The
 // arithmetic is the same, term for term, either way.
 template <typename T, bool SHARED, bool DIAG, int KC>
 __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict__ offs, T* __restrict__ out,
@@ -88,25 +104,23 @@ __global__ void band_trace_window(const T* __restrict__ L, const int* __restrict
             chk += (double)v;
         }
         __syncwarp();
-        T nl[KR];  // lane u's entries of step i0 - u, for the chunk of steps i0 .. i0 - 31
-        auto load = [&](int i0) { row_entries(Lf, o, n, i0 - lane, i0 - lane >= 0, nl); };
+        RowChunk<T, KR> next, cur;  // lane u: step i0 - u's row, for the chunk of steps i0 .. i0 - 31
+        auto load = [&](int i0) { next.load(Lf, o, n, i0 - lane, i0 - lane >= 0); };
         if (KC > 0) load(n - 1);
         double tr = 0.0;
         int s0 = (n - 1) % W;  // ring slot of index i
         for (int i0 = n - 1; i0 >= 0; i0 -= 32) {
-            double cl[KR];
-#pragma unroll
-            for (int k = 0; k < KR; ++k) cl[k] = KC > 0 ? (double)nl[k] : 0.0;
-            if (KC > 0 && i0 >= 32) load(i0 - 32);  // in flight while this chunk's steps run
-            const double crl = KC > 0 && lane <= i0 ? 1.0 / cl[0] : 0.0;
+            if (KC > 0) {
+                cur = next;
+                if (i0 >= 32) load(i0 - 32);  // in flight while this chunk's steps run
+                cur.invert();
+            }
             const int steps = min(32, i0 + 1);
             double mine = 0.0;  // Sigma_ii of step i0 - lane
             for (int u = 0; u < steps; ++u) {
                 const int i = i0 - u;
                 double c[KR];  // c[k] = L_{m_k, i}
-#pragma unroll
-                for (int k = 1; k < KR; ++k) c[k] = __shfl_sync(gvae::FULL_MASK, cl[k], u);
-                const double rl = KC > 0 ? __shfl_sync(gvae::FULL_MASK, crl, u) : 1.0 / (double)Lf[i];
+                const double rl = KC > 0 ? cur.take(u, c) : 1.0 / (double)Lf[i];
                 // diagonal k has a term while m_k < n (the offsets increase: no later one has)
                 auto off = [&](int k) { return KC > 0 ? o[k] : offs[k]; };
                 auto entry = [&](int k) { return KC > 0 ? c[k] : (double)Lf[(long long)k * n + i + off(k)]; };
@@ -208,23 +222,23 @@ __global__ void band_trace_chain_grad(const T* __restrict__ L, const T* __restri
 // Rows hi-1 .. lo of Sigma for band_trace_band_grad, by the warp: R[r - b][d] = Sigma_{r, r+d} (r + d < n),
 // each row from the w = W - 1 rows after it, already in R; Sigma_{m, j} with j < m is read as R[j - b][m - j].
 // Lanes run across d. A segment recomputed from its checkpoint repeats these operations in this order.
-// KC > 0: K = KC, each chunk of 32 rows' entries loaded at once (row_entries) and taken by shuffle.
+// KC > 0: K = KC, each chunk of 32 rows' entries loaded at once (RowChunk) and taken by shuffle.
 template <typename T, int KC>
 __device__ void band_grad_rows(const T* __restrict__ Lf, const int* __restrict__ offs, const int (&o)[KC > 0 ? KC : 1],
                                int K, int n, int W, double* R, int b, int lo, int hi, int lane) {
     constexpr int KR = KC > 0 ? KC : 1;
     auto off = [&](int k) { return KC > 0 ? o[k] : offs[k]; };
     for (int i0 = hi - 1; i0 >= lo; i0 -= 32) {
-        T e[KR];
-        if (KC > 0) row_entries(Lf, o, n, i0 - lane, i0 - lane >= lo, e);
-        const double crl = KC > 0 && i0 - lane >= lo ? 1.0 / (double)e[0] : 0.0;
+        RowChunk<T, KR> ch;  // lane u: row i0 - u
+        if (KC > 0) {
+            ch.load(Lf, o, n, i0 - lane, i0 - lane >= lo);
+            ch.invert();
+        }
         const int steps = min(32, i0 - lo + 1);
         for (int u = 0; u < steps; ++u) {
             const int i = i0 - u;
             double c[KR];  // c[k] = L_{i + o_k, i}
-#pragma unroll
-            for (int k = 1; k < KR; ++k) c[k] = (double)__shfl_sync(gvae::FULL_MASK, e[k], u);
-            const double rl = KC > 0 ? __shfl_sync(gvae::FULL_MASK, crl, u) : 1.0 / (double)Lf[i];
+            const double rl = KC > 0 ? ch.take(u, c) : 1.0 / (double)Lf[i];
             auto entry = [&](int k) { return KC > 0 ? c[k] : (double)Lf[(long long)k * n + i + off(k)]; };
             const int jend = min(i + W, n);
             double* Ri = R + (long long)(i - b) * W;
@@ -326,17 +340,17 @@ __global__ void band_trace_band_grad(const T* __restrict__ L, const int* __restr
                 band_grad_rows<T, KC>(Lf, offs, o, K, n, W, R, b, b, e, lane);
             }
             for (int i0 = b; i0 < e; i0 += 32) {
-                T en[KR];  // lane u's entries of row i0 + u
-                if (KC > 0) row_entries(Lf, o, n, i0 + lane, i0 + lane < e, en);
-                const double crl = KC > 0 && i0 + lane < e ? 1.0 / (double)en[0] : 0.0;
+                RowChunk<T, KR> ch;  // lane u: row i0 + u
+                if (KC > 0) {
+                    ch.load(Lf, o, n, i0 + lane, i0 + lane < e);
+                    ch.invert();
+                }
                 const int steps = min(32, e - i0);
                 for (int u = 0; u < steps; ++u) {
                     const int i = i0 + u;
                     double c[KR];  // c[k] = L_{i + o_k, i}
-#pragma unroll
-                    for (int k = 1; k < KR; ++k) c[k] = (double)__shfl_sync(gvae::FULL_MASK, en[k], u);
-                    const double Lii = KC > 0 ? (double)__shfl_sync(gvae::FULL_MASK, en[0], u) : (double)Lf[i];
-                    const double rl = KC > 0 ? __shfl_sync(gvae::FULL_MASK, crl, u) : 1.0 / Lii;
+                    const double Lii = KC > 0 ? ch.diag(u) : (double)Lf[i];
+                    const double rl = KC > 0 ? ch.take(u, c) : 1.0 / Lii;
                     auto entry = [&](int k) { return KC > 0 ? c[k] : (double)Lf[(long long)k * n + i + off(k)]; };
                     const int kend = KC > 0 ? KC : K;  // the loops over k (a constant when KC > 0)
                     const int jend = min(i + W, n);

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..backend import register
 from ..cuda_build import CudaSource, contiguous, grid_for, int32, memory_bytes, sm_count
-from .common_cuda import KC_MAX, device_offsets, new_flags, sizes, verdict
+from .common_cuda import KC_MAX, compile_time_k, device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/trace.cu", [
     "band_trace_chain<{T}, false>", "band_trace_chain<{T}, true>",
@@ -97,7 +97,7 @@ def _forward(name, L, offs, out, diag):
         per_warp = 8 * (W * W + W)
         warps = min(4, _SHARED_BYTES // per_warp)
         d_offs = device_offsets(offs, L.device)
-        kc = K if K <= KC_MAX else 0
+        kc = compile_time_k(K)
         if warps >= 1:
             SOURCE.function(f"band_trace_window<{{T}}, true, {flag}, {kc}>", L.dtype)(
                 (grid_for(F, warps, L),), (32 * warps,), (L, d_offs, out, F, K, n, flags, flags),  # scratch unused here
@@ -137,7 +137,7 @@ def _grad(name, L, offs, g, out):
         per_block = per_block if shared else min(4, warps)
         blocks = warps // per_block
         scratch = cupy.empty(blocks * per_block * _grad_scratch(int(n), W, ks), dtype=np.float64)
-        kc = K if K <= KC_MAX else 0
+        kc = compile_time_k(K)
         SOURCE.function(f"band_trace_band_grad<{{T}}, {'true' if shared else 'false'}, {kc}>", L.dtype)(
             (blocks,), (32 * per_block,), (L, device_offsets(offs, L.device), g, out, F, K, n, G,
                                            int32(name, ks)[0], scratch, flags),
