@@ -83,3 +83,19 @@ def assert_eval_refuses(run, data, capsys, phrase):
     assert main(["eval", str(run), "--data", str(data)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and phrase in err, err
+
+
+# One training step of examples/torch_banded_vae.py's VAE for each banded posterior, and its evaluation.
+EXAMPLE_STEP = """\
+import importlib.util, sys
+import torch
+spec = importlib.util.spec_from_file_location("torch_banded_vae", sys.argv[1])
+example = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(example)
+torch.manual_seed(0)
+x = (torch.rand(8, 784) < 0.3).float()
+for posterior in ("chain", "extgrid"):
+    model = example.VAE(posterior, latent=16, hidden=(16,))
+    example.train_step(model, torch.optim.Adam(model.parameters()), x)
+    example.mean_elbo(model, x, 0)
+"""

@@ -13,10 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def subset_patterns():
-    """The regular expressions of tools/bench_subset.sh's SUBSET (each after a -b)."""
+def subset_patterns(array="SUBSET"):
+    """The regular expressions of tools/bench_subset.sh's SUBSET, or of its REST (each after a -b)."""
     text = (ROOT / "tools" / "bench_subset.sh").read_text()
-    return [m.group(2) for m in re.finditer(r"-b (['\"])(.*?)\1", text)]
+    body = text[text.index(f"\n{array}=(") + 1:]
+    body = body[:body.index("\n)")]
+    return [m.group(2) for m in re.finditer(r"-b (['\"])(.*?)\1", body)]
 
 
 def suite():
@@ -62,6 +64,19 @@ def test_the_subset_selects_what_it_says():
     assert evaluation == ["bench_evaluate.ImportanceSampling.time_importance_sampling('diagonal')",
                           "bench_evaluate.ImportanceSampling.time_importance_sampling('extgrid')"]
     assert adam == ["bench_kernels.Adam.time_update(1310816)"]
+
+
+def test_the_subset_and_the_rest_split_the_suite():
+    """Every benchmark and parameter combination is in exactly one of SUBSET and REST, so that the subset's
+    history and ALL=1's fill-in together measure the whole suite, nothing twice."""
+    names = suite_names(suite())
+    chosen = {kind: {n for n in names if any(re.search(p, n) for p in subset_patterns(kind))}
+              for kind in ("SUBSET", "REST")}
+    assert not chosen["SUBSET"] & chosen["REST"], sorted(chosen["SUBSET"] & chosen["REST"])[:5]
+    assert chosen["SUBSET"] | chosen["REST"] == set(names), sorted(set(names) - chosen["SUBSET"] - chosen["REST"])[:5]
+    # asv matches a pattern against a benchmark's bare name too: none of REST's may take a subset benchmark whole
+    for base in {n.split("(")[0] for n in chosen["SUBSET"]}:
+        assert not any(re.search(p, base) for p in subset_patterns("REST")), base
 
 
 def test_bench_compare_refuses_an_unknown_commit_before_building():

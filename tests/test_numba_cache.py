@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from gvae.kernels.cpu.compile_cache import CACHING
+from tests.helpers import EXAMPLE_STEP
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -267,20 +267,6 @@ def test_a_script_importing_another_copy_of_gvae_is_found(tmp_path, monkeypatch)
     assert script_package(ROOT) == other
 
 
-# One training step of examples/torch_banded_vae.py's VAE for each banded posterior, and its evaluation.
-EXAMPLE_STEP = """\
-import importlib.util, sys
-import torch
-spec = importlib.util.spec_from_file_location("torch_banded_vae", sys.argv[1])
-example = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(example)
-torch.manual_seed(0)
-x = (torch.rand(8, 784) < 0.3).float()
-for posterior in ("chain", "extgrid"):
-    model = example.VAE(posterior, latent=16, hidden=(16,))
-    example.train_step(model, torch.optim.Adam(model.parameters()), x)
-    example.mean_elbo(model, x, 0)
-"""
 
 
 @pytest.mark.slow

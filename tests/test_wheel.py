@@ -1,6 +1,8 @@
 """gvae as a wheel: built from this checkout, it holds every module and CUDA source of gvae/, and installed
 alone in a fresh virtual environment outside the checkout (its dependencies seen from this environment's
-site-packages, not gvae itself) it runs ``python -m gvae``, trains a model, and reads its CUDA sources."""
+site-packages, not gvae itself; pip, offline, checks the requirements of its torch and jax extras against them)
+it runs ``python -m gvae``, trains a model, reads its CUDA sources, and runs the PyTorch example's step."""
+import importlib.util
 import json
 import site
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import fake_splits
+from tests.helpers import EXAMPLE_STEP, fake_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("setuptools", reason="building the wheel needs setuptools in this environment")
@@ -40,13 +42,17 @@ def test_the_wheel_works_alone_outside_the_checkout(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    "--no-index", str(wheel)], check=True, capture_output=True)
-    # The dependencies (NumPy, SciPy, Numba, tqdm) from this environment: its site-packages as a plain path,
-    # whose own .pth files (this checkout's editable install among them) are not read.
+    # The dependencies (NumPy, SciPy, Numba, tqdm, and PyTorch and JAX for the extras) from this environment:
+    # its site-packages as a plain path, whose own .pth files (this checkout's editable install among them)
+    # are not read. So pip, offline, finds the wheel's requirements and its extras' satisfied, and checks them.
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
     Path(purelib, "deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    extras = [name for name in ("torch", "jax") if importlib.util.find_spec(name) is not None]
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+                                "--no-index", f"{wheel}[{','.join(extras)}]" if extras else str(wheel)],
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
     work = tmp_path / "elsewhere"
     work.mkdir()
     splits = fake_splits({"train": 60, "valid": 20, "test": 20}, seed=1)
@@ -67,3 +73,8 @@ def test_the_wheel_works_alone_outside_the_checkout(wheel, tmp_path):
                         "for m in backend.cuda_modules(): importlib.import_module(m)\n"
                         "print(sum(len(s.text()) > 0 for s in cuda_build.SOURCES.values()))")
     assert sources.returncode == 0 and int(sources.stdout) == len(list((ROOT / "gvae").rglob("*.cu"))), sources
+    if "torch" in extras:  # the PyTorch example's training step and evaluation on the wheel's gvae
+        example = run("-c", EXAMPLE_STEP + "import gvae\nprint(gvae.__file__)\n",
+                      str(ROOT / "examples" / "torch_banded_vae.py"))
+        assert example.returncode == 0, example.stderr
+        assert example.stdout.startswith(purelib), example.stdout

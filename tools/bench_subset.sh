@@ -8,3 +8,11 @@ SUBSET=(
     -b 'bench_evaluate\.ImportanceSampling\.time_importance_sampling'
     -b 'bench_kernels\.Adam\.time_update\(1310816\)'
 )
+# The rest of the suite, every benchmark and parameter outside SUBSET (tools/bench_history.sh with ALL=1):
+# the other benchmarks whole, and the subset's four benchmarks at their other parameters.
+REST=(
+    -b '^(?!bench_band\.BandKernel\.time_kernel|bench_training\.FamilyStep\.time_step|bench_evaluate\.ImportanceSampling\.time_importance_sampling|bench_kernels\.Adam\.time_update(\(|$))'
+    -b "bench_band\.BandKernel\.time_kernel\((?!.*, 256, 100, )"
+    -b 'bench_training\.FamilyStep\.time_step\((?!.*, 16\))'
+    -b 'bench_kernels\.Adam\.time_update\((?!1310816\))'
+)
