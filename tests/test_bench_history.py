@@ -43,31 +43,38 @@ def test_the_history_holds_each_machines_results_for_main_s_last_commits():
         assert re.fullmatch(r"[A-Za-z0-9-]+-\d+cores", folder.name), folder.name
 
 
+def results_of(name, folder):
+    """For each commit of machine ``folder`` that holds benchmark ``name``: (whether it was measured with the
+    benchmark's current code, whether each parameter combination has a value, in asv's order; asv writes
+    None or NaN where a combination did not run)."""
+    version = json.loads((RESULTS / "benchmarks.json").read_text())[name]["version"]
+    for f in folder.glob("*.json"):
+        if f.name == "machine.json":
+            continue
+        result = json.loads(f.read_text())
+        row = result["results"].get(name)
+        if row is None:
+            continue
+        values = row[0] if isinstance(row[0], list) else [row[0]]
+        yield (row[result["result_columns"].index("version")] == version,
+               [v is not None and not math.isnan(v) for v in values])
+
+
 def measured(name, folders=None, at=None):
     """(commits of the history measured with benchmark ``name``'s current code, commits measured with an
     earlier version of it), over the machine folders ``folders`` (every machine's by default): asv graphs
     only the first kind, so a benchmark whose code changed starts a new series. ``at`` ({parameter name:
     value as asv writes it}) counts a commit only where that combination of the parameters has a value."""
-    bench = json.loads((RESULTS / "benchmarks.json").read_text())[name]
     index = None
     if at is not None:
-        combos = list(itertools.product(*bench["params"]))
-        index = combos.index(tuple(at[p] for p in bench["param_names"]))
+        bench = json.loads((RESULTS / "benchmarks.json").read_text())[name]
+        index = list(itertools.product(*bench["params"])).index(tuple(at[p] for p in bench["param_names"]))
     current = older = 0
     for folder in machines() if folders is None else folders:
-        for f in folder.glob("*.json"):
-            if f.name == "machine.json":
-                continue
-            result = json.loads(f.read_text())
-            row = result["results"].get(name)
-            if row is None:
-                continue
-            values = row[0] if isinstance(row[0], list) else [row[0]]
-            if index is not None:
-                values = [values[index]] if index < len(values) else []
-            if row[result["result_columns"].index("version")] != bench["version"]:
+        for is_current, has_value in results_of(name, folder):
+            if not is_current:
                 older += 1
-            elif any(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values):
+            elif any(has_value) if index is None else index < len(has_value) and has_value[index]:
                 current += 1
     return current, older
 
@@ -114,16 +121,9 @@ def test_every_benchmark_and_parameter_of_the_suite_has_a_history():
         best = [0] * len(combos)
         for folder in machines():
             counts = [0] * len(combos)
-            for f in folder.glob("*.json"):
-                if f.name == "machine.json":
-                    continue
-                result = json.loads(f.read_text())
-                row = result["results"].get(name)
-                if row is None or row[result["result_columns"].index("version")] != bench["version"]:
-                    continue
-                values = row[0] if isinstance(row[0], list) else [row[0]]
-                for i, v in enumerate(values):
-                    counts[i] += v is not None and not math.isnan(v)
+            for is_current, has_value in results_of(name, folder):
+                if is_current:
+                    counts = [c + h for c, h in zip(counts, has_value)]
             best = [max(b, c) for b, c in zip(best, counts)]
         for combo, count in zip(combos, best):
             if (name, tuple(combo)) in skipped_by_design:
