@@ -177,12 +177,12 @@ def test_the_samples_of_a_pass_run_side_by_side_as_one_thread_computes_them(post
     x = (rng.random((7, 784)) < 0.15).astype(np.float32)
     settings = dict(ks=(1, 5), batch_size=4, progress=False, memory_mb=1)  # passes of 22, 22 and 1 samples
     ran = []
-    real = evaluate.log_weights
+    real = evaluate.log_ratio
 
-    def watched(model, params, xb, eps):
-        ran.append((threading.get_ident(), eps.shape[0]))
-        return real(model, params, xb, eps)
-    monkeypatch.setattr(evaluate, "log_weights", watched)
+    def watched(model, params, qs, zs):  # once per part, after its posterior pass
+        ran.append((threading.get_ident(), zs[0].shape[0]))
+        return real(model, params, qs, zs)
+    monkeypatch.setattr(evaluate, "log_ratio", watched)
     results = {}
     try:
         for count in (1, 3, 3):
@@ -200,3 +200,45 @@ def test_the_samples_of_a_pass_run_side_by_side_as_one_thread_computes_them(post
         kernels.set_threads(1)
     for key in results[1]:
         np.testing.assert_allclose(results[3][key], results[1][key], rtol=1e-6)  # float32 weights: an ulp is 6e-8
+
+
+@pytest.mark.parametrize("case", ["one layer", "two layers", "gaussian"])
+def test_the_decoder_runs_in_blocks_of_samples_with_the_results_of_whole_parts(case, monkeypatch):
+    """On the CPU a part's samples go through the decoder and the likelihood in blocks of
+    :func:`block_samples` (evaluation/evaluate.py): every sample decoded once, in blocks of the size the
+    byte budget gives, and each weight the one a whole part computes (rows of the same products: the same
+    bits where the BLAS rounds a row alike in products of any number of rows)."""
+    from gvae.evaluation import evaluate
+    rng = np.random.default_rng(5)
+    if case == "one layer":
+        model = VAE(784, 16, [64, 48], "elu", posterior="chain")
+    elif case == "two layers":
+        model = VAE(784, [8, 4], [[40], [24]], "tanh", posterior=["extgrid", "diagonal"], dtype=np.float64)
+    else:
+        model = VAE(30, 5, [20], "elu", posterior="full", likelihood="gaussian")
+    params = model.new_params(np.random.default_rng(2)).views
+    x = rng.random((8, model.n_in)).astype(model.dtype)  # two batches of 4 rows
+    if case != "gaussian":
+        x = (x < 0.15).astype(model.dtype)
+    settings = dict(ks=(1, 5), batch_size=4, progress=False)
+    decoded = []
+    real = model.likelihood_params
+
+    def watched(params, zs):
+        decoded.append(zs[0].shape[0])
+        return real(params, zs)
+    monkeypatch.setattr(model, "likelihood_params", watched)
+    widest = max(model.layers[0].decoder.sizes[1:] + (model.layers[1].encoder.sizes[1:] if len(model.layers) > 1
+                                                       else []))
+    results = {}
+    for samples in (1, 3, 45):  # blocks of 1 and 3 samples, and whole parts
+        monkeypatch.setattr(evaluate, "BLOCK_BYTES", samples * 4 * widest * model.dtype.itemsize)
+        decoded.clear()
+        results[samples] = importance_sampling(model, params, x, 45, 3, **settings)
+        assert evaluate.block_samples(model, 4) == samples
+        assert sum(decoded) == 45 * 2 and max(decoded) == min(samples, 45)  # two batches of 45 samples
+        assert len(decoded) == 2 * -(-45 // samples)
+    for samples in (1, 3):
+        for key in results[45]:
+            np.testing.assert_allclose(results[samples][key], results[45][key],
+                                       rtol=1e-12 if model.dtype == np.float64 else 1e-6)

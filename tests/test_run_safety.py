@@ -275,7 +275,7 @@ def test_an_evaluation_stopped_by_sigterm_goes_on_where_it_stopped(tmp_path, dat
     argv = ["eval", str(out), "--data", str(data_file), "--iw-samples", "20", "--batch-size", "10", "--quiet"]
     assert main(argv) == 0
     whole = json.loads((out / "eval.json").read_text())
-    real, calls = ev.log_weights, []
+    real, calls = ev.log_ratio, []
 
     def stopped_in_the_third_batch(*args):
         calls.append(1)
@@ -284,13 +284,13 @@ def test_an_evaluation_stopped_by_sigterm_goes_on_where_it_stopped(tmp_path, dat
         return real(*args)
 
     monkeypatch.setattr(ev, "SAVE_SECONDS", 0.0)
-    monkeypatch.setattr(ev, "log_weights", stopped_in_the_third_batch)
+    monkeypatch.setattr(ev, "log_ratio", stopped_in_the_third_batch)
     (out / "eval.json").unlink()
     capsys.readouterr()
     assert main(argv) == 143
     assert lines(capsys)[-1] == "gvae: stopped by SIGTERM; the same gvae eval command goes on from the images it finished"
     assert (out / "eval_k20.partial.npz").is_file() and not (out / "eval.json").exists()
-    monkeypatch.setattr(ev, "log_weights", real)
+    monkeypatch.setattr(ev, "log_ratio", real)
     assert main(argv) == 0
     resumed = json.loads((out / "eval.json").read_text())
     assert {k: v for k, v in resumed.items() if k not in ("seconds", "peak_rss_mb")} == \

@@ -19,7 +19,7 @@ from ..kernels import array_module, device_of, generator, to_device, to_host
 from ..kernels.cpu.threads import blocks, over_blocks
 from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
-from ..model.objectives import log_weights
+from ..model.objectives import log_ratio
 from ..training.progress import about, progress_bar
 from ..training.validation import per_example_elbo
 
@@ -29,6 +29,10 @@ KEY_BYTES = 2 ** 16  # the most read of a partial file's key (a few hundred char
 ORDER_TOLERANCE = 1e-9  # relative rounding allowed in L_k <= L_k' (that of the log-mean-exps is ~1e-15)
 TRIAL_SECONDS = 0.5  # timed decoder passes behind the estimate an evaluation prints before it starts
 TRIAL_STREAM = 0x7E57  # the trial's noise: a stream of its own, whose values matter to nothing
+# The widest activation of one decoder block on the CPU (:func:`block_samples`): 4 MiB was the fastest of 2 to
+# 16 MiB and whole parts on a 2-core Xeon (docs/performance.md, "Evaluation in blocks"); smaller blocks pay
+# the per-kernel calls of more, shorter products.
+BLOCK_BYTES = 2 ** 22
 
 
 def sample_chunk(model, batch_size, memory_bytes):
@@ -108,20 +112,40 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     return out
 
 
+def block_samples(model, batch_size, block_bytes=None):
+    """Samples per decoder block of a pass on the CPU: as many as keep a block's widest activation (samples
+    x batch_size x the widest layer of a network run per sample, in the model's dtype) within ``block_bytes``
+    (default :data:`BLOCK_BYTES`), at least one."""
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
+    networks = [layer.decoder for layer in model.layers] + [layer.encoder for layer in model.layers[1:]]
+    widest = max(max(net.sizes[1:]) for net in networks)
+    return max(1, int(block_bytes // (batch_size * widest * model.dtype.itemsize)))
+
+
 def _log_weights_into(model, params, xb, eps, out):
     """out (c, b) = the log-weights rec + log_ratio (nats of the data) of the samples eps (c, b, noise) of
     the rows xb. On the CPU with gvae's threads the c samples are cut into one contiguous part per thread,
     each taken through the whole model on its thread (whose kernels then run there, one after the other):
     no hand-over between the layers, where a pass over all c samples split each product and elementwise
-    kernel over the threads and waited for the slower half after each. A sample's weight is computed by the
-    same kernels either way, as rows of the same products: the same bits where OpenBLAS rounds a row alike in
-    products of any number of rows; where its kernels round some rows differently when a product has fewer
-    rows, as they do for the row blocks of a pass split over the threads, results may differ in the last
-    bits between thread counts (never between runs on the same count)."""
+    kernel over the threads and waited for the slower half after each. A thread's part goes through the
+    encoder and the posterior's sampling once, then through the decoder and the likelihood in blocks of
+    :func:`block_samples`: each product's output is still in the core's cache when the bias, the
+    activation and the likelihood pass over it, where a whole part's activations (tens of MB) went out to
+    memory and back between kernels. A sample's weight is computed by the same kernels either way, as rows
+    of the same products: the same bits where OpenBLAS rounds a row alike in products of any number of
+    rows; where its kernels round some rows differently when a product has fewer rows, as they do for the
+    row blocks of a pass split over the threads, results may differ in the last bits between thread counts
+    (never between runs on the same count)."""
+    cpu = device_of(xb) == "cpu"
+    step = block_samples(model, len(xb)) if cpu else len(eps)
+
     def part(lo, hi):
-        rec, log_ratio = log_weights(model, params, xb, eps[lo:hi])
-        out[lo:hi] = rec + log_ratio + model.likelihood.nats_offset()
-    over_blocks(part, blocks(len(eps), 1) if device_of(xb) == "cpu" else [(0, len(eps))])
+        qs, zs = model.infer(params, xb, eps[lo:hi])
+        ratio = log_ratio(model, params, qs, zs)
+        for s in range(0, hi - lo, step):
+            rec = model.likelihood.log_prob(model.likelihood_params(params, [z[s:s + step] for z in zs]), xb, params)
+            out[lo + s:lo + s + len(rec)] = rec + ratio[s:s + step] + model.likelihood.nats_offset()
+    over_blocks(part, blocks(len(eps), 1) if cpu else [(0, len(eps))])
 
 
 def _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, counted=None):

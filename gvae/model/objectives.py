@@ -102,7 +102,12 @@ def log_weights(model, params, x, eps):
     layers (the top layer's first); log w = rec + log_ratio."""
     qs, zs = model.infer(params, x, eps)
     rec = model.likelihood.log_prob(model.likelihood_params(params, zs), x, params)
-    return rec, _total(layer_log_ratios(model, params, qs, zs)[::-1])
+    return rec, log_ratio(model, params, qs, zs)
+
+
+def log_ratio(model, params, qs, zs):
+    """log p(z) - log q(z|x) of a pass's samples over all layers, summed top layer first, (S, B)."""
+    return _total(layer_log_ratios(model, params, qs, zs)[::-1])
 
 
 def iwae_bound(model, params, x, eps):
