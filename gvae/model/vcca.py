@@ -16,6 +16,11 @@ by Bernoulli likelihoods of their intensities in [0, 1] (the cross-entropy of th
 for binary pixels only): the paper's measurement is a linear SVM on the mean of q(z|x1), not the
 likelihood.
 
+``"diagonal-gaussian"`` models a view as N(mu, diag psi) with the mean and each unit's variance psi =
+softplus + floor from its decoder (:class:`gvae.model.likelihoods.Gaussian` with ``psi="decoder"``), as
+Wang et al.'s own code models noisy MNIST's view 2 (its "least squares loss, with learned std"): the
+variance of the pixels view 1 can predict shrinks, and the bound pays for them more, where a Bernoulli view
+2 weighs every noisy pixel alike. ``likelihood`` names one likelihood for both views or a pair, one per view.
 ``likelihood="gaussian"`` models view k as N(dec_k(code), (L_k L_k^T)^-1), L_k a learned dense
 lower-triangular factor shared by all pairs (band storage on the full band, as the ``full`` posterior);
 with linear decoders (no hidden layer) that is probabilistic CCA's generative model (Bach and Jordan, "A
@@ -30,13 +35,14 @@ from .. import ops
 from ..kernels import array_module
 from .gaussian import band_factor, band_log_density, positive_inverse, std_normal_log_prob
 from .layers import INITS, MLP
+from .likelihoods import Gaussian
 from .objectives import KL_ESTIMATORS
 from .params import FlatParams
 from .posteriors import get_family
 from .vae import layer_family
 
 
-VIEW_LIKELIHOODS = ("bernoulli", "gaussian")
+VIEW_LIKELIHOODS = ("bernoulli", "gaussian", "diagonal-gaussian")
 SHARED_FROM = ("view1", "both")
 
 
@@ -70,12 +76,13 @@ class VCCA:
     ``n_in2`` units: ``latent`` shared units with the posterior ``posterior`` (a family name;
     ``posterior_options``: ``grid_shape``, ``floor``), networks of hidden widths ``hidden`` and
     ``activation``, parameters in one flat buffer of ``dtype`` initialised by ``init``; ``likelihood`` of
-    each view ``"bernoulli"`` or ``"gaussian"`` (a learned dense precision per view, see the module), and
-    q(z|.) ``shared_from`` view 1 (the paper's ``"view1"``) or ``"both"`` views.
+    the views ``"bernoulli"``, ``"gaussian"`` (a learned dense precision per view) or ``"diagonal-gaussian"``
+    (a variance per unit from the decoder), for both views or a pair (view 1's, view 2's; see the module),
+    and q(z|.) ``shared_from`` view 1 (the paper's ``"view1"``) or ``"both"`` views.
 
     Parameters: ``enc.*`` (x1, or x1 and x2 concatenated -> the family's head), ``dec1.*`` and ``dec2.*``
-    (the code -> each view's logits or mean); with private codes ``priv1.*`` (x1 -> (mu, log sigma) of
-    h1) and ``priv2.*`` (x2 -> h2); with Gaussian views ``noise1.L`` and ``noise2.L``. The noise of a pass
+    (the code -> each view's logits or mean, and a diagonal Gaussian view's variances); with private codes ``priv1.*`` (x1 -> (mu, log sigma) of
+    h1) and ``priv2.*`` (x2 -> h2); with dense Gaussian views ``noise1.L`` and/or ``noise2.L``. The noise of a pass
     is (S, B, noise_size): z's ``latent`` units first, then h1's and h2's."""
 
     def __init__(self, n_in, n_in2, latent, hidden, activation="elu", posterior="diagonal", private=0,
@@ -86,26 +93,34 @@ class VCCA:
                              f"latent {latent}, private {private}")
         if init not in INITS:
             raise ValueError(f"unknown initialisation {init!r}; expected one of {sorted(INITS)}")
-        if likelihood not in VIEW_LIKELIHOODS:
-            raise ValueError(f"unknown VCCA view likelihood {likelihood!r}; expected one of {list(VIEW_LIKELIHOODS)}")
+        likelihoods = (likelihood, likelihood) if isinstance(likelihood, str) else tuple(likelihood)
+        if len(likelihoods) != 2 or any(name not in VIEW_LIKELIHOODS for name in likelihoods):
+            raise ValueError(f"a VCCA view likelihood is one of {list(VIEW_LIKELIHOODS)}, for both views or a pair, "
+                             f"got {likelihood!r}")
         if shared_from not in SHARED_FROM:
             raise ValueError(f"VCCA infers the shared code from {list(SHARED_FROM)}, got {shared_from!r}")
         self.n_in, self.n_in2, self.size, self.private = int(n_in), int(n_in2), int(latent), int(private)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.init, self.dtype = activation, init, np.dtype(dtype)
-        self.likelihood, self.shared_from = likelihood, shared_from
+        self.likelihoods, self.shared_from = likelihoods, shared_from
         self.family = layer_family(posterior, self.size, posterior_options)
         code = self.size + self.private
         seen = self.n_in + (self.n_in2 if shared_from == "both" else 0)
         self.encoder = MLP([seen, *self.hidden, self.family.head_size(self.size)], activation, "enc.")
-        self.decoders = (MLP([code, *self.hidden, self.n_in], activation, "dec1."),
-                         MLP([code, *self.hidden, self.n_in2], activation, "dec2."))
+        views = (self.n_in, self.n_in2)
+        # A diagonal Gaussian view's decoder outputs its means, then its variances' raw values.
+        self.diagonal = tuple(Gaussian(n, psi="decoder") if name == "diagonal-gaussian" else None
+                              for n, name in zip(views, likelihoods))
+        self.decoders = tuple(MLP([code, *self.hidden, n if diag is None else diag.output_size()], activation,
+                                  f"dec{k + 1}.") for k, (n, diag) in enumerate(zip(views, self.diagonal)))
         self.private_family = layer_family("diagonal", self.private) if self.private else None
         self.private_encoders = () if not self.private else tuple(
             MLP([n, *self.hidden, self.private_family.head_size(self.private)], activation, f"priv{k}.")
             for k, n in ((1, self.n_in), (2, self.n_in2)))
-        self.noises = () if likelihood == "bernoulli" else (FullGaussianNoise(self.n_in, "noise1."),
-                                                             FullGaussianNoise(self.n_in2, "noise2."))
+        # The dense noises' parameters follow the networks', view 1's first (the layout of earlier checkpoints).
+        self.noise_of = {k: FullGaussianNoise(n, f"noise{k + 1}.") for k, (n, name) in enumerate(zip(views, likelihoods))
+                         if name == "gaussian"}
+        self.noises = tuple(self.noise_of.values())
         self.noise_size = self.size + 2 * self.private
 
     def networks(self):
@@ -137,10 +152,14 @@ class VCCA:
         return q, (q.mu if eps is None else self.family.sample(q, eps))
 
     def view_log_lik(self, params, k, out, x):
-        """log p(x_k|.) of view k (0 or 1) for the decoder output out (S, B, n_k) and x (B, n_k) -> (S, B)."""
-        if self.likelihood == "bernoulli":
+        """log p(x_k|.) of view k (0 or 1) for its decoder's output out (S, B, n_k; 2 n_k for a diagonal
+        Gaussian view) and x (B, n_k) -> (S, B)."""
+        name = self.likelihoods[k]
+        if name == "bernoulli":
             return ops.bernoulli_loglik(out, x)
-        return self.noises[k].log_prob(params, out, x)
+        if name == "gaussian":
+            return self.noise_of[k].log_prob(params, out, x)
+        return self.diagonal[k].log_prob(out, x, params)
 
     def dropout_masks(self, rng, batch, rate):
         """Dropout masks of every network's hidden layers for ``batch`` pairs ({prefix: [arrays (batch,
