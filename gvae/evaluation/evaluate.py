@@ -143,7 +143,8 @@ def _log_weights_into(model, params, xb, eps, out):
         qs, zs = model.infer(params, xb, eps[lo:hi])
         ratio = log_ratio(model, params, qs, zs)
         for s in range(0, hi - lo, step):
-            rec = model.likelihood.log_prob(model.likelihood_params(params, [z[s:s + step] for z in zs]), xb, params)
+            decoded = model.likelihood_params(params, [z[s:s + step] for z in zs])
+            rec = model.likelihood.log_prob(decoded, xb, params)
             out[lo + s:lo + s + len(rec)] = rec + ratio[s:s + step] + model.likelihood.nats_offset()
     over_blocks(part, blocks(len(eps), 1) if cpu else [(0, len(eps))])
 

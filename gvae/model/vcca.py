@@ -18,9 +18,8 @@ likelihood.
 
 ``"diagonal-gaussian"`` models a view as N(mu, diag psi) with the mean and each unit's variance psi =
 softplus + floor from its decoder (:class:`gvae.model.likelihoods.Gaussian` with ``psi="decoder"``), as
-Wang et al.'s own code models noisy MNIST's view 2 (its "least squares loss, with learned std"): the
-variance of the pixels view 1 can predict shrinks, and the bound pays for them more, where a Bernoulli view
-2 weighs every noisy pixel alike. ``likelihood`` names one likelihood for both views or a pair, one per view.
+Wang et al.'s own code models noisy MNIST's view 2 (its "least squares loss, with learned std").
+``likelihood`` names one likelihood for both views or a pair, one per view.
 ``likelihood="gaussian"`` models view k as N(dec_k(code), (L_k L_k^T)^-1), L_k a learned dense
 lower-triangular factor shared by all pairs (band storage on the full band, as the ``full`` posterior);
 with linear decoders (no hidden layer) that is probabilistic CCA's generative model (Bach and Jordan, "A
@@ -81,9 +80,10 @@ class VCCA:
     and q(z|.) ``shared_from`` view 1 (the paper's ``"view1"``) or ``"both"`` views.
 
     Parameters: ``enc.*`` (x1, or x1 and x2 concatenated -> the family's head), ``dec1.*`` and ``dec2.*``
-    (the code -> each view's logits or mean, and a diagonal Gaussian view's variances); with private codes ``priv1.*`` (x1 -> (mu, log sigma) of
-    h1) and ``priv2.*`` (x2 -> h2); with dense Gaussian views ``noise1.L`` and/or ``noise2.L``. The noise of a pass
-    is (S, B, noise_size): z's ``latent`` units first, then h1's and h2's."""
+    (the code -> each view's logits or mean, and a diagonal Gaussian view's variances); with private codes
+    ``priv1.*`` (x1 -> (mu, log sigma) of h1) and ``priv2.*`` (x2 -> h2); with dense Gaussian views
+    ``noise1.L`` and/or ``noise2.L``. The noise of a pass is (S, B, noise_size): z's ``latent`` units first,
+    then h1's and h2's."""
 
     def __init__(self, n_in, n_in2, latent, hidden, activation="elu", posterior="diagonal", private=0,
                  dtype=np.float32, posterior_options=None, init="uniform", likelihood="bernoulli",
@@ -118,8 +118,8 @@ class VCCA:
             MLP([n, *self.hidden, self.private_family.head_size(self.private)], activation, f"priv{k}.")
             for k, n in ((1, self.n_in), (2, self.n_in2)))
         # The dense noises' parameters follow the networks', view 1's first (the layout of earlier checkpoints).
-        self.noise_of = {k: FullGaussianNoise(n, f"noise{k + 1}.") for k, (n, name) in enumerate(zip(views, likelihoods))
-                         if name == "gaussian"}
+        self.noise_of = {k: FullGaussianNoise(n, f"noise{k + 1}.")
+                         for k, (n, name) in enumerate(zip(views, likelihoods)) if name == "gaussian"}
         self.noises = tuple(self.noise_of.values())
         self.noise_size = self.size + 2 * self.private
 

@@ -200,9 +200,9 @@ class TrainConfig:
     dropout: float = _option(0.0, "vcca: dropout's rate on every network's hidden units in training (inverted "
                              "dropout, Srivastava et al. 2014; the paper's networks use it; 0: none)",
                              parse=non_negative_float, metavar="P")
-    view2_likelihood: str = _option("bernoulli", "vcca: view 2's likelihood: bernoulli, or diagonal-gaussian, a mean and "
-                                    "a variance per pixel from view 2's decoder (softplus + 1e-4), as Wang et al.'s "
-                                    "own code models noisy MNIST's view 2; view 1's is Bernoulli either way",
+    view2_likelihood: str = _option("bernoulli", "vcca: view 2's likelihood: bernoulli, or diagonal-gaussian, a "
+                                    "mean and a variance per pixel from view 2's decoder (softplus + 1e-4), as Wang "
+                                    "et al.'s own code models noisy MNIST's view 2; view 1's is Bernoulli either way",
                                     choices=["bernoulli", "diagonal-gaussian"])
     mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
                                "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",

@@ -131,5 +131,6 @@ class Vcca(Task):
         return f"train bound {row['train_bound']:.3f}  valid bound {row['valid_elbo']:.3f} nats/pair"
 
     def result_line(self, summary):
-        return (f"test bound {summary['test_elbo']:.3f} nats, linear SVM test error {100 * summary['svm_test_error']:.2f}% "
-                f"(one-vs-one, as Wang et al.'s code: {100 * summary['svm_ovo_test_error']:.2f}%)")
+        return (f"test bound {summary['test_elbo']:.3f} nats, linear SVM test error "
+                f"{100 * summary['svm_test_error']:.2f}% (one-vs-one, as Wang et al.'s code: "
+                f"{100 * summary['svm_ovo_test_error']:.2f}%)")
