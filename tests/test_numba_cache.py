@@ -267,8 +267,6 @@ def test_a_script_importing_another_copy_of_gvae_is_found(tmp_path, monkeypatch)
     assert script_package(ROOT) == other
 
 
-
-
 @pytest.mark.slow
 def test_the_pytorch_examples_step_compiles_nothing_the_warm_up_did_not(tmp_path):
     """The kernels of the PyTorch example (gvae.torch on float32 tensors, through the band fronts' read-only

@@ -42,10 +42,15 @@ def sample_chunk(model, batch_size, memory_bytes):
     (pre-activation, output, likelihood scratch) in the model's dtype: every network that runs once per
     sample (each stochastic layer's decoder; in a hierarchy the encoders above the bottom one too) and
     the latent draws."""
-    networks = [layer.decoder for layer in model.layers] + [layer.encoder for layer in model.layers[1:]]
-    widths = sum(sum(net.sizes[1:]) for net in networks) + model.noise_size * 4
+    widths = sum(sum(net.sizes[1:]) for net in _per_sample_networks(model)) + model.noise_size * 4
     per_sample = 3 * batch_size * widths * model.dtype.itemsize
     return max(1, int(memory_bytes // per_sample))
+
+
+def _per_sample_networks(model):
+    """The networks a pass runs once per sample: each stochastic layer's decoder, and in a hierarchy the
+    encoders above the bottom one."""
+    return [layer.decoder for layer in model.layers] + [layer.encoder for layer in model.layers[1:]]
 
 
 def _chunk(model, n_samples, batch_size, memory_mb):
@@ -117,8 +122,7 @@ def block_samples(model, batch_size, block_bytes=None):
     x batch_size x the widest layer of a network run per sample, in the model's dtype) within ``block_bytes``
     (default :data:`BLOCK_BYTES`), at least one."""
     block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
-    networks = [layer.decoder for layer in model.layers] + [layer.encoder for layer in model.layers[1:]]
-    widest = max(max(net.sizes[1:]) for net in networks)
+    widest = max(max(net.sizes[1:]) for net in _per_sample_networks(model))
     return max(1, int(block_bytes // (batch_size * widest * model.dtype.itemsize)))
 
 
@@ -138,6 +142,7 @@ def _log_weights_into(model, params, xb, eps, out):
     (never between runs on the same count)."""
     cpu = device_of(xb) == "cpu"
     step = block_samples(model, len(xb)) if cpu else len(eps)
+    offset = model.likelihood.nats_offset()
 
     def part(lo, hi):
         qs, zs = model.infer(params, xb, eps[lo:hi])
@@ -145,7 +150,7 @@ def _log_weights_into(model, params, xb, eps, out):
         for s in range(0, hi - lo, step):
             decoded = model.likelihood_params(params, [z[s:s + step] for z in zs])
             rec = model.likelihood.log_prob(decoded, xb, params)
-            out[lo + s:lo + s + len(rec)] = rec + ratio[s:s + step] + model.likelihood.nats_offset()
+            out[lo + s:lo + s + len(rec)] = rec + ratio[s:s + step] + offset
     over_blocks(part, blocks(len(eps), 1) if cpu else [(0, len(eps))])
 
 

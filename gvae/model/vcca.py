@@ -34,7 +34,7 @@ from .. import ops
 from ..kernels import array_module
 from .gaussian import band_factor, band_log_density, positive_inverse, std_normal_log_prob
 from .layers import INITS, MLP
-from .likelihoods import Gaussian
+from .likelihoods import Bernoulli, Gaussian
 from .objectives import KL_ESTIMATORS
 from .params import FlatParams
 from .posteriors import get_family
@@ -64,8 +64,13 @@ class FullGaussianNoise:
         params[self.name][...] = 0
         params[self.name][0] = positive_inverse(1.0, self.floor)
 
-    def log_prob(self, params, mean, x):
-        """log N(x; mean, (L L^T)^-1) summed over the units: mean (S, B, n), x (B, n) -> (S, B)."""
+    def output_size(self):
+        """The decoder's width for this view: its mean."""
+        return self.n
+
+    def log_prob(self, mean, x, params):
+        """log N(x; mean, (L L^T)^-1) summed over the units: mean (S, B, n), x (B, n) -> (S, B) (a
+        likelihood's signature, :class:`gvae.model.likelihoods.Likelihood`)."""
         L = band_factor(params[self.name], self.family.off_mask(self.n), self.floor)
         return band_log_density(L, self.offsets, x, mean)
 
@@ -107,20 +112,16 @@ class VCCA:
         code = self.size + self.private
         seen = self.n_in + (self.n_in2 if shared_from == "both" else 0)
         self.encoder = MLP([seen, *self.hidden, self.family.head_size(self.size)], activation, "enc.")
-        views = (self.n_in, self.n_in2)
-        # A diagonal Gaussian view's decoder outputs its means, then its variances' raw values.
-        self.diagonal = tuple(Gaussian(n, psi="decoder") if name == "diagonal-gaussian" else None
-                              for n, name in zip(views, likelihoods))
-        self.decoders = tuple(MLP([code, *self.hidden, n if diag is None else diag.output_size()], activation,
-                                  f"dec{k + 1}.") for k, (n, diag) in enumerate(zip(views, self.diagonal)))
+        self.views = tuple(_view_model(name, n, k + 1)
+                           for k, (n, name) in enumerate(zip((self.n_in, self.n_in2), likelihoods)))
+        self.decoders = tuple(MLP([code, *self.hidden, view.output_size()], activation, f"dec{k + 1}.")
+                              for k, view in enumerate(self.views))
         self.private_family = layer_family("diagonal", self.private) if self.private else None
         self.private_encoders = () if not self.private else tuple(
             MLP([n, *self.hidden, self.private_family.head_size(self.private)], activation, f"priv{k}.")
             for k, n in ((1, self.n_in), (2, self.n_in2)))
         # The dense noises' parameters follow the networks', view 1's first (the layout of earlier checkpoints).
-        self.noise_of = {k: FullGaussianNoise(n, f"noise{k + 1}.")
-                         for k, (n, name) in enumerate(zip(views, likelihoods)) if name == "gaussian"}
-        self.noises = tuple(self.noise_of.values())
+        self.noises = tuple(view for view in self.views if isinstance(view, FullGaussianNoise))
         self.noise_size = self.size + 2 * self.private
 
     def networks(self):
@@ -154,12 +155,7 @@ class VCCA:
     def view_log_lik(self, params, k, out, x):
         """log p(x_k|.) of view k (0 or 1) for its decoder's output out (S, B, n_k; 2 n_k for a diagonal
         Gaussian view) and x (B, n_k) -> (S, B)."""
-        name = self.likelihoods[k]
-        if name == "bernoulli":
-            return ops.bernoulli_loglik(out, x)
-        if name == "gaussian":
-            return self.noise_of[k].log_prob(params, out, x)
-        return self.diagonal[k].log_prob(out, x, params)
+        return self.views[k].log_prob(out, x, params)
 
     def dropout_masks(self, rng, batch, rate):
         """Dropout masks of every network's hidden layers for ``batch`` pairs ({prefix: [arrays (batch,
@@ -195,6 +191,17 @@ class VCCA:
         """``(rec, rate)`` per pair (:meth:`view_terms`), rec = rec1 + rec2: the bound is rec - rate."""
         rec1, rec2, rate, private_rates = self.view_terms(params, x1, x2, eps, kl)
         return rec1 + rec2, rate + _total(private_rates)
+
+
+def _view_model(name, n, view):
+    """View ``view``'s (1 or 2) observation model of ``n`` units called ``name``: its decoder's output size and
+    log_prob(out, x, params). A diagonal Gaussian view's decoder outputs its means, then its variances' raw
+    values."""
+    if name == "bernoulli":
+        return Bernoulli(n)
+    if name == "diagonal-gaussian":
+        return Gaussian(n, psi="decoder")
+    return FullGaussianNoise(n, f"noise{view}.")
 
 
 def _rate(family, q, z, kl):
