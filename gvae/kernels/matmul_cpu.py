@@ -298,8 +298,7 @@ def _one_by_one(products, outs, sparse):
     products too small for a hand-over, or a BLAS whose thread count cannot be held, whose own threads then
     compute it): :func:`_unsplit` tasks, called directly (not through :func:`threads.run`)."""
     with blas.one_thread():
-        for task in _unsplit(products, outs, sparse):
-            task()
+        threads.run_here(_unsplit(products, outs, sparse))
 
 
 def _pair_plan(products, outs, sparse):

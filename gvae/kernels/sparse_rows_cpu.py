@@ -142,9 +142,10 @@ def _block_product(a, transposed, b, out, lo, hi, ints, reals):
     _csr_times(*_form_into(a, transposed, lo, hi, ints, reals), b, out, lo)
 
 
-_BLOCK_PRODUCT = Entry(_block_product, a=array("m", "k"), transposed=FLAG, b=array("kb", "n"),
-                       out=array("rows", "n"), lo=INT, hi=INT, ints=array("ni", dtype=np.int32),
-                       reals=array("nr"))
+# Not replayable: the scratch holds the nonzeros of the factor the task was made for, and no more.
+_BLOCK_PRODUCT = Entry(_block_product, replayable=False, a=array("m", "k"), transposed=FLAG,
+                       b=array("kb", "n"), out=array("rows", "n"), lo=INT, hi=INT,
+                       ints=array("ni", dtype=np.int32), reals=array("nr"))
 
 
 def sparse_task(a, transposed, nonzeros, b, out, lo, hi):

@@ -92,9 +92,11 @@ def array(*sizes, dtype=None):
 class Entry:
     """The C entry of the jitted ``kernel``, declared by its parameters (keywords, in the kernel's order:
     each an :func:`array`, :data:`INT`, :data:`FLOAT` or :data:`FLAG`) and by ``results``, the number of
-    float64 values of the kernel's return value (a number, or a tuple of that many) written back."""
+    float64 values of the kernel's return value (a number, or a tuple of that many) written back.
+    ``replayable``: whether a call's arguments stay valid when the call is replayed on new data
+    (:mod:`programs`); False for a kernel given scratch sized by the data of its own call."""
 
-    def __init__(self, kernel, results=0, **parameters):
+    def __init__(self, kernel, results=0, replayable=True, **parameters):
         home = kernel.py_func
         names = list(inspect.signature(home).parameters)
         if list(parameters) != names:
@@ -107,7 +109,7 @@ class Entry:
         typed = [k for k, kind in enumerate(parameters.values()) if isinstance(kind, _Array) and kind.dtype is None]
         if not typed:
             raise ValueError(f"the C entry of {home.__name__} has no array of the kernel's dtype")
-        self.kernel, self.results = kernel, results
+        self.kernel, self.results, self.replayable = kernel, results, replayable
         self._kinds = tuple(parameters.values())
         self._typed = typed[0]  # the array whose dtype is the kernel's
         source, slots = _unpacking(self._kinds, results)
@@ -231,6 +233,13 @@ class Call:
         if self.results is not None:
             self.results[...] = value
 
+    def __repr__(self):
+        return f"<the C entry of {self.entry.kernel.py_func.__name__}>"
+
+    @property
+    def replayable(self):
+        return self.entry.replayable
+
     @property
     def native(self):
         packed = self.entry.pack(self.arguments, self.results)
@@ -244,8 +253,8 @@ def run_blocks(entry, arguments, parts, results=None):
     on gvae's threads (:func:`threads.run`), its value into ``results[k]`` (a float64 array of a row per
     block) where given; a worker's block through the C entry (:class:`Call`). One block runs here, with no
     hand-over."""
-    if len(parts) == 1:  # no task objects where nothing is handed over (most calls on one thread)
-        Call(entry, arguments(0, *parts[0]), None if results is None else results[0])()
+    if len(parts) == 1:  # nothing handed over (most calls on one thread)
+        threads.run_here([Call(entry, arguments(0, *parts[0]), None if results is None else results[0])])
         return
     threads.run([Call(entry, arguments(k, lo, hi), None if results is None else results[k])
                  for k, (lo, hi) in enumerate(parts)])

@@ -33,7 +33,7 @@ from . import worker_loop
 from .state import RUNTIME
 
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
-           "over_blocks", "blocks", "row_blocks", "in_a_call"]
+           "run_here", "held_workers", "over_blocks", "blocks", "row_blocks", "in_a_call"]
 
 # A hand-over to a spinning worker is short when the task runs natively (a product, a C entry), and much
 # longer when the worker must take the GIL to run Python (a futex wake-up when the caller holds it), so a
@@ -135,7 +135,11 @@ class _Quit:
     native = (worker_loop.QUIT, ())
 
 
-_QUIT = _Quit()
+class _Noop:
+    native = (worker_loop.NOOP, ())
+
+
+_QUIT, _NOOP = _Quit(), _Noop()
 
 
 def set_threads(n):
@@ -220,16 +224,18 @@ def run(tasks):
 
     Each task must release the GIL for its work (a ``nogil`` Numba kernel, a BLAS call) to run in
     parallel; a task whose ``native`` attribute is not None runs on a worker without Python
-    (:mod:`worker_loop`). A
-    call made while another is running (from a task, or from a second user thread) runs its tasks one
-    after the other in its own thread, as does every call on one thread (:func:`set_threads`)."""
+    (:mod:`worker_loop`). A call made while another is running (from a task, or from a second user
+    thread) runs its tasks one after the other in its own thread, as does every call on one thread
+    (:func:`set_threads`). Inside :func:`programs.recording` the call is recorded as it runs."""
     lock = RUNTIME.pool_lock
     count = get_threads()
     if len(tasks) == 1 or count == 1 or not lock.acquire(blocking=False):
-        for task in tasks:
-            task()
+        run_here(tasks)
         return
     try:
+        program = RUNTIME.recording.get()
+        if program is not None:
+            program.add(tasks, range(len(tasks)))
         workers = RUNTIME.workers
         while len(workers) < len(tasks) - 1:
             workers.append(_Worker(f"gvae-worker-{len(workers) + 1}"))
@@ -261,6 +267,44 @@ def run(tasks):
             raise error
     finally:
         lock.release()
+
+
+def run_here(tasks):
+    """Call ``tasks`` one after the other in this thread (recorded as such inside
+    :func:`programs.recording`)."""
+    program = RUNTIME.recording.get()
+    if program is not None:
+        program.add(tasks, [0] * len(tasks))
+    for task in tasks:
+        task()
+
+
+@contextlib.contextmanager
+def held_workers(count):
+    """The boards of gvae's first ``count`` workers (started if need be), for native code to post tasks to
+    (:mod:`programs`): the workers' lock taken, each worker awake and spinning (``HOLD``) until the end,
+    when the tasks posted meanwhile are counted as the worker's own."""
+    if count > get_threads() - 1:
+        raise ValueError(f"{count} worker(s) asked for, with {get_threads()} thread(s) set")
+    with RUNTIME.pool_lock:
+        workers = RUNTIME.workers
+        while len(workers) < count:
+            workers.append(_Worker(f"gvae-worker-{len(workers) + 1}"))
+        held = workers[:count]
+        rounds = _rounds(WAIT_SECONDS)
+        try:
+            for worker in held:
+                worker.board[worker_loop.HOLD] = 1
+                worker.post(_NOOP, _NOOP.native)  # wakes a sleeping worker; it then spins while held
+                worker.collect(rounds)
+            yield [worker.board for worker in held]
+        finally:
+            for worker in held:
+                # Whatever the native code posted, the worker finishes before it is let go.
+                while not worker_loop.wait_done(worker.board, worker.board[worker_loop.POSTED], rounds):
+                    time.sleep(POLL_SECONDS)
+                worker.posted = int(worker.board[worker_loop.POSTED])
+                worker.board[worker_loop.HOLD] = 0
 
 
 def over_blocks(fun, parts):

@@ -11,9 +11,12 @@ reports it done on the next entry, after the GIL is released again).
 
 Board layout (int64 slots; the two counters on their own cache lines):
 ``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
-what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`CALL`, :data:`PYTHON`, :data:`QUIT`),
-``ARGS`` onwards a product's ``cblas_?gemm`` address and arguments (row-major; transa, transb, M, N, K, a,
-lda, b, ldb, c, ldc; alpha 1, beta 0), or a C entry's address and then the int64 arguments it reads.
+what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`CALL`, :data:`NOOP`, :data:`PYTHON`,
+:data:`QUIT`), ``ARGS`` onwards a product's ``cblas_?gemm`` address and arguments (row-major; transa,
+transb, M, N, K, a, lda, b, ldb, c, ldc; alpha 1, beta 0), or a C entry's address and then the int64
+arguments it reads; ``HOLD``, on a line of its own, nonzero while a recorded program (:mod:`programs`)
+posts to the worker from native code: the worker then spins without counting its idle turns, since only
+Python could wake it from its sleep.
 """
 import numpy as np
 from llvmlite import ir
@@ -23,8 +26,8 @@ from numba.extending import intrinsic
 from .jit import jit
 from .numba_compat import declared_function, item_pointer
 
-POSTED, DONE, KIND, ARGS, SIZE = 0, 8, 16, 17, 48
-GEMM32, GEMM64, PYTHON, QUIT, CALL = 1, 2, 3, 4, 5
+POSTED, DONE, KIND, ARGS, HOLD, SIZE = 0, 8, 16, 17, 48, 56
+GEMM32, GEMM64, PYTHON, QUIT, CALL, NOOP = 1, 2, 3, 4, 5, 6
 ROW_MAJOR = 101  # CBLAS_ORDER
 
 
@@ -36,7 +39,7 @@ def new_board():
 
 
 @intrinsic
-def _load_acquire(typingctx, board, idx):
+def load_acquire(typingctx, board, idx):
     """board[idx], an atomic load with acquire ordering (a plain load could be hoisted out of a loop)."""
     def codegen(context, builder, signature, args):
         ptr = item_pointer(context, builder, signature.args[0], args[0], args[1])
@@ -45,7 +48,7 @@ def _load_acquire(typingctx, board, idx):
 
 
 @intrinsic
-def _store_release(typingctx, board, idx, value):
+def store_release(typingctx, board, idx, value):
     """board[idx] = value, an atomic store with release ordering (what was written before is seen first)."""
     def codegen(context, builder, signature, args):
         ptr = item_pointer(context, builder, signature.args[0], args[0], args[1])
@@ -55,7 +58,7 @@ def _store_release(typingctx, board, idx, value):
 
 
 @intrinsic
-def _pause(typingctx):
+def pause(typingctx):
     """The x86 spin-wait hint (lets a sibling hyperthread run, saves power); nothing elsewhere."""
     def codegen(context, builder, signature, args):
         if builder.module.triple.startswith(("x86_64", "i686", "i386")):
@@ -100,33 +103,44 @@ def _call_entry(typingctx, address, board, idx):
 
 
 @jit
+def perform(kind, slots, at):
+    """Run the native task of ``kind`` whose address and arguments are ``slots[at:]`` (a board's, or a
+    recorded program's row): a product, a C entry, or nothing (:data:`NOOP`); False for any other kind."""
+    if kind == CALL:
+        _call_entry(slots[at], slots, at + 1)
+    elif kind == GEMM32:
+        _call_gemm(slots[at], slots[at + 1], slots[at + 2], slots[at + 3], slots[at + 4], slots[at + 5],
+                   np.float32(1.0), slots[at + 6], slots[at + 7], slots[at + 8], slots[at + 9], np.float32(0.0),
+                   slots[at + 10], slots[at + 11])
+    elif kind == GEMM64:
+        _call_gemm(slots[at], slots[at + 1], slots[at + 2], slots[at + 3], slots[at + 4], slots[at + 5], 1.0,
+                   slots[at + 6], slots[at + 7], slots[at + 8], slots[at + 9], 0.0, slots[at + 10], slots[at + 11])
+    elif kind != NOOP:
+        return False
+    return True
+
+
+@jit
 def serve(board, rounds, finished):
     """A worker's wait: first report task ``finished`` done (0: none), then run every product and C entry
     posted, and return the KIND of the first task that needs Python (:data:`PYTHON`, :data:`QUIT`), or 0 once
-    ``rounds`` turns have passed with nothing posted."""
+    ``rounds`` turns have passed with nothing posted and nothing holding it (``HOLD``)."""
     if finished:
-        _store_release(board, DONE, finished)
+        store_release(board, DONE, finished)
     seen = board[DONE]
     idle = 0
     while idle < rounds:
-        posted = _load_acquire(board, POSTED)
+        posted = load_acquire(board, POSTED)
         if posted == seen:
-            idle += 1
-            _pause()
+            if load_acquire(board, HOLD) == 0:
+                idle += 1
+            pause()
             continue
         kind = board[KIND]
-        a = board[ARGS:ARGS + 12]
-        if kind == CALL:
-            _call_entry(a[0], board, ARGS + 1)
-        elif kind == GEMM32:
-            _call_gemm(a[0], a[1], a[2], a[3], a[4], a[5], np.float32(1.0), a[6], a[7], a[8], a[9],
-                       np.float32(0.0), a[10], a[11])
-        elif kind == GEMM64:
-            _call_gemm(a[0], a[1], a[2], a[3], a[4], a[5], 1.0, a[6], a[7], a[8], a[9], 0.0, a[10], a[11])
-        else:
+        if not perform(kind, board, ARGS):
             return kind
         seen = posted
-        _store_release(board, DONE, posted)
+        store_release(board, DONE, posted)
         idle = 0
     return 0
 
@@ -134,14 +148,14 @@ def serve(board, rounds, finished):
 @jit
 def publish(board, count):
     """Post task ``count``: what was written on the board before is seen by the worker first."""
-    _store_release(board, POSTED, count)
+    store_release(board, POSTED, count)
 
 
 @jit
 def wait_done(board, count, rounds):
     """Spin (at most ``rounds`` turns) until the worker has finished task ``count``; whether it has."""
     for _ in range(rounds):
-        if _load_acquire(board, DONE) == count:
+        if load_acquire(board, DONE) == count:
             return True
-        _pause()
-    return _load_acquire(board, DONE) == count
+        pause()
+    return load_acquire(board, DONE) == count

@@ -1,0 +1,152 @@
+"""A recorded program: the native tasks that a stretch of kernel calls handed to gvae's threads, in order,
+run again later by one native call, with no Python between the tasks.
+
+While :func:`recording` is open in a thread, every call that thread makes through :func:`threads.run` or
+:func:`threads.run_here` is written down as it runs: each task's native form (a product's ``cblas_?gemm``
+arguments, a C entry's address and arguments: :mod:`worker_loop`), the thread that ran it (0: the caller,
+k: the k-th worker), and which tasks ran side by side (a *group*). A task without a native form, or one
+whose native form is not valid beyond its own call (:attr:`entries.Entry.replayable`: scratch sized by the
+data it was made for), refuses the recording (:attr:`Program.refused` says why). Work that does not pass
+through those two calls (NumPy between the kernels, a kernel called straight from Python) is not seen:
+whoever replays a program must check that nothing of the kind took part (the training step compares a
+replay with the taped step bit for bit before it trusts one).
+
+:meth:`Program.run` replays: the caller's tasks run in a native loop (:func:`_replay`), which posts each
+group's other tasks to the workers' boards and waits for them there, as :func:`threads.run` does from
+Python. The tasks' arrays are kept by the program, so every address written down stays valid; the same
+kernels run on the same addresses in the same order and on the same threads, so the results are those of
+the calls recorded, bit for bit, for whatever the arrays now hold.
+"""
+import contextlib
+
+import numpy as np
+
+from . import blas, threads, worker_loop
+from .entries import array_at
+from .jit import jit
+from .state import RUNTIME
+from .worker_loop import ARGS, DONE, HOLD, KIND, POSTED, SIZE, load_acquire, pause, perform, store_release
+
+__all__ = ["Program", "recording"]
+
+# A program's table: a row per task, its thread, whether it closes its group, its kind, then the board's
+# argument slots.
+THREAD, LAST, TASK_KIND, ROW_ARGS = 0, 1, 2, 3
+WIDTH = ROW_ARGS + HOLD - ARGS
+
+
+class Program:
+    """The tasks recorded by one :func:`recording` (see the module's docstring)."""
+
+    def __init__(self):
+        self.threads = threads.get_threads()  # the count the program was recorded for
+        self.refused = None  # why it cannot be replayed (the first reason), or None
+        self._rows = []      # (thread, kind, int64 arguments)
+        self._ends = []      # the row after each group's last
+        self._kept = []      # every task recorded: the arrays whose addresses the rows hold
+        self._table = None
+
+    def __len__(self):
+        return len(self._rows)
+
+    @property
+    def groups(self):
+        """How many times the recorded calls handed tasks over (groups of tasks run side by side)."""
+        return len(self._ends)
+
+    def refuse(self, why):
+        """Mark the program as not replayable, for the reason ``why`` (the first one given is kept)."""
+        if self.refused is None:
+            self.refused = why
+        self._rows, self._ends, self._kept, self._table = [], [], [], None
+
+    def add(self, tasks, placed):
+        """Write down ``tasks``, run side by side, task i on thread ``placed[i]`` (0: the caller)."""
+        if self.refused is not None:
+            return
+        rows = []
+        for task in tasks:
+            native = getattr(task, "native", None)
+            if native is None:
+                self.refuse(f"a task without a native form ({type(task).__name__}) ran while recording")
+                return
+            if not getattr(task, "replayable", True):
+                self.refuse(f"a task valid only for its own call ({task!r}) ran while recording")
+                return
+            if len(native[1]) > WIDTH - ROW_ARGS:
+                self.refuse(f"a task of {len(native[1])} arguments ran while recording")
+                return
+            rows.append(native)
+        self._rows += [(thread, kind, arguments) for thread, (kind, arguments) in zip(placed, rows)]
+        self._ends.append(len(self._rows))
+        self._kept.append(tuple(tasks))
+        self._table = None
+
+    def table(self):
+        """The int64 table that :func:`_replay` runs: a row per task (see THREAD, LAST, TASK_KIND, ROW_ARGS)."""
+        if self._table is None:
+            table = np.zeros((len(self._rows), WIDTH), np.int64)
+            for i, (thread, kind, arguments) in enumerate(self._rows):
+                table[i, THREAD], table[i, TASK_KIND] = thread, kind
+                table[i, ROW_ARGS:ROW_ARGS + len(arguments)] = arguments
+            table[[end - 1 for end in self._ends], LAST] = 1
+            self._table = table
+        return self._table
+
+    def run(self):
+        """Run the recorded tasks again, in one native call (the caller's tasks here, the others on the
+        workers that ran them), the BLAS held to one thread as gvae's products are."""
+        if self.refused is not None:
+            raise ValueError(f"this program cannot be replayed: {self.refused}")
+        if threads.get_threads() != self.threads:
+            raise ValueError(f"this program was recorded for {self.threads} thread(s) and cannot run on "
+                             f"{threads.get_threads()}; record it again")
+        table = self.table()
+        workers = int(table[:, THREAD].max(initial=0))
+        with blas.one_thread(), threads.held_workers(workers) as boards:
+            posted = np.array([board[POSTED] for board in boards], np.int64)
+            _replay(table, np.array([board.ctypes.data for board in boards], np.int64), posted)
+
+
+@contextlib.contextmanager
+def recording():
+    """Within it, this thread's calls through gvae's threads are recorded into the :class:`Program` it
+    yields (nested recordings: the innermost records)."""
+    program = Program()
+    token = RUNTIME.recording.set(program)
+    try:
+        yield program
+    finally:
+        RUNTIME.recording.reset(token)
+
+
+@jit
+def _replay(table, boards, posted):
+    """Run the program ``table``: for each group, post its workers' tasks (worker k's board at address
+    ``boards[k - 1]``, its count of posted tasks ``posted[k - 1]``, advanced here), run the caller's own
+    tasks in order, then wait until every posted task is done."""
+    n = table.shape[0]
+    first = 0
+    while first < n:
+        last = first
+        while table[last, LAST] == 0:
+            last += 1
+        for r in range(first, last + 1):
+            k = table[r, THREAD]
+            if k > 0:
+                board = array_at(boards[k - 1], SIZE, np.int64)
+                for s in range(WIDTH - ROW_ARGS):
+                    board[ARGS + s] = table[r, ROW_ARGS + s]
+                board[KIND] = table[r, TASK_KIND]
+                posted[k - 1] += 1
+                store_release(board, POSTED, posted[k - 1])
+        for r in range(first, last + 1):
+            if table[r, THREAD] == 0:
+                perform(table[r, TASK_KIND], table[r], ROW_ARGS)
+        for r in range(first, last + 1):
+            k = table[r, THREAD]
+            if k > 0:
+                board = array_at(boards[k - 1], SIZE, np.int64)
+                while load_acquire(board, DONE) != posted[k - 1]:
+                    pause()
+        first = last + 1
