@@ -20,6 +20,7 @@ The tape never converts an array: values and gradients stay arrays of the device
 writes the gradients into arrays the caller owns (views of one flat buffer, say); a joint maker
 registered with ``into=True`` may write an argument's gradient straight into such an array.
 """
+from .kernels.arithmetic import binary, copy_into, sum_axes
 from .kernels.backend import array_module
 from .rules.broadcast import unbroadcast
 
@@ -191,21 +192,21 @@ def _backward(tape, out_index, g_out, sinks):
             if pg is None:
                 continue
             if pg.shape != shape:
-                pg = unbroadcast(pg, shape)
+                pg = unbroadcast(pg, shape, sum_axes)
             sink = sinks.get(parent)
             if sink is None:
                 prev = grads.get(parent)
-                grads[parent] = pg if prev is None else prev + pg
+                grads[parent] = pg if prev is None else binary("add", prev, pg)
                 continue
             if pg is not into.get(pos):  # (when it is, the VJP has written the sink itself)
                 if parent in filled:
-                    sink += pg
+                    binary("add", sink, pg, out=sink)
                 else:
-                    sink[...] = pg
+                    copy_into(pg, sink)
             filled.add(parent)
     for index, sink in sinks.items():
         if index not in filled:
-            sink[...] = 0
+            copy_into(0.0, sink)
     return grads
 
 

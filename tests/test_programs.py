@@ -138,13 +138,25 @@ def test_a_python_task_refuses_the_recording_and_the_replay_says_why(split):
         program.run()
 
 
-def test_a_sparse_product_refuses_the_recording():
-    """Its scratch holds only the nonzeros of the batch it was made for: a denser one would overflow it."""
-    x = (np.random.default_rng(0).random((50, 60)) < 0.05).astype(np.float32)
-    W = np.ones((60, 8), np.float32)
+def test_a_recorded_sparse_product_has_room_for_any_batch_and_guards_its_decision():
+    """The product of a mostly-zero factor runs on its compressed rows, in scratch sized while recording
+    for a factor with no zeros; a replay on a factor the calls would multiply densely does not hold."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((50, 60)) < 0.05).astype(np.float32)
+    W = rng.standard_normal((60, 8)).astype(np.float32)
+    out = np.empty((50, 8), np.float32)
     with programs.recording() as program:
-        kernels.matmul(x, W)
-    assert "valid only for its own call" in program.refused and "_block_product" in program.refused
+        kernels.matmul(x, W, out=out)
+    assert program.refused is None and "_block_product" in repr(program._kept)
+    x[...] = rng.random(x.shape) < 0.15  # three times the nonzeros recorded, still sparse
+    expected = kernels.matmul(x, W)
+    out[...] = np.nan
+    program.run()
+    assert program.holds() and np.array_equal(out, expected)
+    x[...] = 1.0  # dense: the calls would take the BLAS, and the replay's scratch still has room
+    program.run()
+    assert not program.holds()
+    np.testing.assert_allclose(out, x @ W, rtol=1e-5, atol=1e-5)
 
 
 def test_a_replay_refuses_another_thread_count(split):

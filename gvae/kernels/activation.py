@@ -2,6 +2,7 @@
 output), and on their own (the same kernels with a zero bias, over the array's rows)."""
 from . import activation_cpu  # noqa: F401  (registers the CPU kernels)
 from .activations import activation_code
+from .arithmetic import contiguous, copy_into
 from .backend import array_module, implementation
 from .checks import float_array, same_dtype
 
@@ -46,7 +47,7 @@ def activation(x, name):
     """act(x) elementwise, a new array of x's shape and dtype (float32 or float64; x is not modified)."""
     float_array("activation x", x, 0)
     xp = array_module(x)
-    y = xp.array(x, copy=True, order="C")
+    y = copy_into(x, xp.empty(x.shape, x.dtype))
     h = _rows(y)
     implementation("bias_act_forward", h)(h, xp.zeros(h.shape[1], dtype=h.dtype), _known(name))
     return y
@@ -58,8 +59,8 @@ def activation_grad(g, y, name):
     if g.shape != y.shape:
         raise ValueError(f"activation_grad: g {g.shape} and y {y.shape} must have one shape")
     xp = array_module(g, y)
-    g2 = _rows(xp.ascontiguousarray(g, dtype=y.dtype))
-    y2 = _rows(xp.ascontiguousarray(y))
-    gh = xp.empty_like(g2)
+    g2 = _rows(contiguous(g) if g.dtype == y.dtype else copy_into(g, xp.empty(g.shape, y.dtype)))
+    y2 = _rows(contiguous(y))
+    gh = xp.empty(g2.shape, g2.dtype)
     implementation("bias_act_backward", g2, y2)(g2, y2, _known(name), gh)  # (its bias sums go unused)
     return gh.reshape(y.shape)

@@ -11,6 +11,7 @@ def diag_normal_kl(mu, sigma, dmu, dsigma):
     """KL per row of (M, D) arrays; writes dKL/dmu = mu and dKL/dsigma = sigma - 1/sigma into dmu,
     dsigma unless they have zero rows. Returns (M,)."""
     import cupy
+    mu, sigma = cupy.ascontiguousarray(mu), cupy.ascontiguousarray(sigma)  # (the CPU's takes rows apart)
     contiguous("diag_normal_kl", mu, sigma, dmu, dsigma)
     m, d = int32("diag_normal_kl", *mu.shape)
     with mu.device:

@@ -23,9 +23,9 @@ this process are :data:`.cpu.state.RUNTIME`'s (``products_decided``, ``handover_
 import numpy as np
 
 from .backend import register
-from .cpu import blas, threads, tuning, worker_loop
+from .cpu import blas, programs, threads, tuning, worker_loop
 from .cpu.state import RUNTIME
-from .sparse_rows_cpu import sparse_factor, sparse_task
+from .sparse_rows_cpu import decision_check, sparse_factor, sparse_task
 
 MIN_FLOPS = 4e7   # below this, one call: a hand-over costs more than splitting saves
 MIN_ROWS = 16     # each block gets at least this many rows (columns)
@@ -48,8 +48,14 @@ def rule(a, b, split=True):
 
 
 def _sparse(a, b):
-    """:func:`sparse_factor` of a where b's rows are contiguous (the compressed product reads them), else None."""
-    return sparse_factor(a) if b.strides[1] == b.itemsize else None
+    """:func:`sparse_factor` of a where b's rows are contiguous (the compressed product reads them), else None.
+    A recorded program (:mod:`.cpu.programs`) keeps the decision as a guard: a replay's data must take the
+    same one."""
+    if b.strides[1] != b.itemsize:
+        return None
+    found = sparse_factor(a)
+    programs.check(lambda flags: decision_check(a, found is not None, flags))
+    return found
 
 
 def _rule(a, b, split, sparse):

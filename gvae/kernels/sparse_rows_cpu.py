@@ -16,7 +16,8 @@ scipy.sparse), where the dense product gives nan.
 """
 import numpy as np
 
-from .cpu.entries import FLAG, INT, Call, Entry, array
+from .cpu import programs
+from .cpu.entries import FLAG, FLOAT, INT, Call, Entry, array
 from .cpu.jit import jit
 
 MAX_DENSITY = 0.2
@@ -142,10 +143,9 @@ def _block_product(a, transposed, b, out, lo, hi, ints, reals):
     _csr_times(*_form_into(a, transposed, lo, hi, ints, reals), b, out, lo)
 
 
-# Not replayable: the scratch holds the nonzeros of the factor the task was made for, and no more.
-_BLOCK_PRODUCT = Entry(_block_product, replayable=False, a=array("m", "k"), transposed=FLAG,
-                       b=array("kb", "n"), out=array("rows", "n"), lo=INT, hi=INT,
-                       ints=array("ni", dtype=np.int32), reals=array("nr"))
+_BLOCK_PRODUCT = Entry(_block_product, a=array("m", "k"), transposed=FLAG, b=array("kb", "n"),
+                       out=array("rows", "n"), lo=INT, hi=INT, ints=array("ni", dtype=np.int32),
+                       reals=array("nr"))
 
 
 def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
@@ -153,9 +153,13 @@ def sparse_task(a, transposed, nonzeros, b, out, lo, hi):
     for the C-ordered mostly-zero ``a`` of ``nonzeros`` nonzero entries (:func:`sparse_factor`'s answer),
     b (K, N) with C-ordered rows and out C-ordered rows: the block's CSR is built by the thread that
     multiplies it, a worker's through a C entry (:mod:`.cpu.entries`), without the GIL, where b and out
-    are C-contiguous (else in its Python: a block of a larger b)."""
-    ints, reals = _scratch(a, transposed, nonzeros, lo, hi)
-    return Call(_BLOCK_PRODUCT, (a, transposed, b, out, lo, hi, ints, reals))
+    are C-contiguous (else in its Python: a block of a larger b). While a program is recorded
+    (:mod:`.cpu.programs`) the scratch has room for a factor with no zeros, so that the task stays valid
+    for any data written into ``a`` later; otherwise it holds this factor's nonzeros only, and the task
+    is not replayable."""
+    recorded = programs.recording_open()
+    ints, reals = _scratch(a, transposed, a.size if recorded else nonzeros, lo, hi)
+    return Call(_BLOCK_PRODUCT, (a, transposed, b, out, lo, hi, ints, reals), replayable=recorded)
 
 
 def sparse_factor(a, max_density=MAX_DENSITY):
@@ -164,14 +168,47 @@ def sparse_factor(a, max_density=MAX_DENSITY):
     gradient), ``transposed`` whether a is base.T, ``nonzeros`` their count. None for a denser ``a`` or
     one laid out otherwise. A dense ``a`` (a layer's activations) is told by its first rows, at twice the
     limit, before the whole is counted."""
-    if a.flags.c_contiguous:
-        base = a
-    elif a.flags.f_contiguous:
-        base = a.T
-    else:
+    base = _base(a)
+    if base is None:
         return None
+    nonzeros = _sparse_count(base, max_density)
+    return (base, base is not a, nonzeros) if nonzeros >= 0 else None
+
+
+def _base(a):
+    """The C-ordered array in memory behind the 2-D ``a`` (a, or a.T), or None."""
+    if a.flags.c_contiguous:
+        return a
+    if a.flags.f_contiguous:
+        return a.T
+    return None
+
+
+@jit
+def _sparse_count(base, max_density):
+    """The nonzeros of the C-ordered 2-D ``base`` where at most ``max_density`` of its entries are nonzero,
+    else -1; a dense ``base`` (a layer's activations) told by its first rows, at twice the limit, before
+    the whole is counted."""
     probe = base[:PROBE_ROWS]
     if _nonzeros(probe) > 2 * max_density * probe.size:
-        return None
+        return -1
     nonzeros = _nonzeros(base)
-    return (base, base is not a, nonzeros) if nonzeros <= max_density * a.size else None
+    return nonzeros if nonzeros <= max_density * base.size else -1
+
+
+@jit
+def _check(base, max_density, sparse, flags):
+    """flags[0] <- 1 where ``base`` would not be taken as sparse as ``sparse`` says (:func:`sparse_factor`)."""
+    if (_sparse_count(base, max_density) >= 0) != sparse:
+        flags[0] = 1.0
+
+
+_CHECK = Entry(_check, base=array("m", "k"), max_density=FLOAT, sparse=FLAG, flags=array("one", dtype=np.float64))
+
+
+def decision_check(a, sparse, flags, max_density=MAX_DENSITY):
+    """The native task that sets flags[0] to 1 where :func:`sparse_factor` of ``a`` (with the data it will
+    hold) would not be ``sparse`` (a recorded program's check, :func:`.cpu.programs.check`); None where
+    a's layout alone decides (no C-ordered array behind it: never sparse)."""
+    base = _base(a)
+    return None if base is None else Call(_CHECK, (base, max_density, sparse, flags))

@@ -16,7 +16,7 @@ def bernoulli_loglik(logits, x):
 def _bernoulli_vjp(dl, argnums, logits, x):
     if 1 in argnums:
         raise ValueError("bernoulli_loglik: no gradient with respect to the observations x")
-    return lambda g: (g[..., None] * dl, None)
+    return lambda g: (kernels.binary("multiply", g[..., None], dl), None)
 
 
 defvjp_joint(bernoulli_loglik, _bernoulli_vjp,
@@ -31,7 +31,7 @@ def diag_normal_kl(mu, sigma):
 
 def _kl_vjp(grads, argnums, mu, sigma):
     dmu, dsigma = grads
-    return lambda g: (g[..., None] * dmu, g[..., None] * dsigma)
+    return lambda g: (kernels.binary("multiply", g[..., None], dmu), kernels.binary("multiply", g[..., None], dsigma))
 
 
 defvjp_joint(diag_normal_kl, _kl_vjp, forward=lambda mu, sigma: kernels.diag_normal_kl(mu, sigma, want_grad=True))
@@ -54,7 +54,7 @@ def _band_kl(L, offsets, mu, check, keep):
         trace, kept = kernels.band_trace_inv(L, offsets, check=check, keep=True)
     else:
         trace, kept = kernels.band_trace_inv(L, offsets, check=check), None
-    kl = 0.5 * (trace + (mu * mu).sum(axis=-1) - mu.shape[-1]) + kernels.band_logdet(L, check=check)
+    kl = 0.5 * (trace + kernels.sum_axes(mu * mu, axis=-1) - mu.shape[-1]) + kernels.band_logdet(L, check=check)
     return (kl, kept) if keep else kl
 
 
@@ -65,7 +65,7 @@ def _band_kl_vjp(kept, argnums, L, offsets, mu, check=True):
     def vjp(g):
         gL = gmu = None
         if 0 in argnums:
-            gb = unbroadcast(g, L.shape[:-2]).astype(L.dtype, copy=False)
+            gb = unbroadcast(g, L.shape[:-2], kernels.sum_axes).astype(L.dtype, copy=False)
             gL = kernels.band_trace_inv_grad(L, offsets, 0.5 * gb, check=False, kept=kept)
             gL[..., 0, :] += gb[..., None] / L[..., 0, :]
         if 2 in argnums:

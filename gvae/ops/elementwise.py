@@ -1,5 +1,7 @@
-"""Elementwise primitives with broadcasting; the core reduces broadcast gradients. Arithmetic is the
-arrays' own operators and the maths functions come from the arrays' module (see
+"""Elementwise primitives with broadcasting; the core reduces broadcast gradients. Addition, subtraction,
+multiplication and division, forward and backward, are gvae's arithmetic kernels (:func:`gvae.kernels.binary`:
+NumPy's results, and on the CPU tasks that a recorded training step replays natively); the rest are the
+arrays' own operators, and the maths functions come from the arrays' module (see
 :func:`gvae.kernels.array_module`), so each runs on the device its arguments live on. The activations
 (softplus, sigmoid, tanh, relu, elu) are the kernels of the dense layers, whose one table in
 :mod:`gvae.kernels.activations` writes each derivative as a function of the output."""
@@ -11,9 +13,12 @@ __all__ = ["add", "subtract", "multiply", "divide", "power", "negative", "absolu
            "log", "log1p", "softplus", "sigmoid", "tanh", "relu", "elu"]
 
 
+_binary = kernels.binary
+
+
 @primitive
 def add(a, b):
-    return a + b
+    return _binary("add", a, b)
 
 
 defvjp(add, lambda ans, a, b: lambda g: g, lambda ans, a, b: lambda g: g)
@@ -21,26 +26,28 @@ defvjp(add, lambda ans, a, b: lambda g: g, lambda ans, a, b: lambda g: g)
 
 @primitive
 def subtract(a, b):
-    return a - b
+    return _binary("subtract", a, b)
 
 
-defvjp(subtract, lambda ans, a, b: lambda g: g, lambda ans, a, b: lambda g: -g)
+defvjp(subtract, lambda ans, a, b: lambda g: g, lambda ans, a, b: lambda g: _binary("multiply", g, -1.0))
 
 
 @primitive
 def multiply(a, b):
-    return a * b
+    return _binary("multiply", a, b)
 
 
-defvjp(multiply, lambda ans, a, b: lambda g: g * b, lambda ans, a, b: lambda g: g * a)
+defvjp(multiply, lambda ans, a, b: lambda g: _binary("multiply", g, b),
+       lambda ans, a, b: lambda g: _binary("multiply", g, a))
 
 
 @primitive
 def divide(a, b):
-    return a / b
+    return _binary("divide", a, b)
 
 
-defvjp(divide, lambda ans, a, b: lambda g: g / b, lambda ans, a, b: lambda g: -g * ans / b)
+defvjp(divide, lambda ans, a, b: lambda g: _binary("divide", g, b),
+       lambda ans, a, b: lambda g: _binary("divide", _binary("multiply", _binary("multiply", g, -1.0), ans), b))
 
 
 @primitive

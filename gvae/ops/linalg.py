@@ -43,9 +43,8 @@ def _dense_vjp(ans, argnums, x, W, b, activation="linear"):
 
     def vjp(g, into):
         # The weight gradient, the largest, goes straight into the caller's buffer when there is one.
-        xp = array_module(g, ans)
         y2 = ans.reshape(-1, ans.shape[-1])
-        gh, gb = kernels.bias_activation_grad(xp.ascontiguousarray(g.reshape(y2.shape)), y2, activation)
+        gh, gb = kernels.bias_activation_grad(kernels.contiguous(g).reshape(y2.shape), y2, activation)
         wanted = [k for k in (0, 1) if k in argnums]
         products = {0: (gh, W.T, None), 1: (x2.T, gh, into.get(1))}
         found = dict(zip(wanted, kernels.matmuls([products[k] for k in wanted])))  # side by side

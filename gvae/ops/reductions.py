@@ -1,6 +1,7 @@
 """Reductions over axes, as in NumPy (``axis=None`` reduces everything), on any device's arrays."""
 import math
 
+from .. import kernels
 from ..autodiff import defvjp, primitive
 from ..kernels import array_module
 
@@ -15,15 +16,18 @@ def _axes(axis, ndim):
 
 
 def _expand(g, shape, axis, keepdims):
-    """Broadcast the reduced gradient ``g`` back over the reduced axes of ``shape``."""
+    """The reduced gradient ``g`` broadcast back over the reduced axes of ``shape``, as a new array (a
+    kernel's copy: a broadcast view would keep the next kernels from taking it)."""
     xp = array_module(g)
     if axis is not None and not keepdims:
         g = xp.expand_dims(g, _axes(axis, len(shape)))
-    return xp.broadcast_to(g, shape)
+    return kernels.copy_into(g, xp.empty(shape, g.dtype))
 
 
 @primitive
 def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name, as docs/api.md asks)
+    if x.dtype.kind == "f":
+        return kernels.sum_axes(x, axis=axis, keepdims=keepdims)
     return x.sum(axis=axis, keepdims=keepdims)
 
 
@@ -39,14 +43,13 @@ def _count(shape, axis):
 @primitive
 def mean(x, axis=None, keepdims=False):
     if x.dtype.kind == "f" and x.dtype.itemsize >= 4:
-        # The sum over the count: NumPy's mean bit for bit in float32 and float64 (it sums in the
-        # array's dtype, then divides), without the cost of its Python wrapper.
-        return x.sum(axis=axis, keepdims=keepdims) / _count(x.shape, axis)
+        # The kernels' sum (accumulated in float64) over the count, divided in the array's dtype.
+        return kernels.binary("divide", kernels.sum_axes(x, axis=axis, keepdims=keepdims), _count(x.shape, axis))
     return x.mean(axis=axis, keepdims=keepdims)
 
 
 defvjp(mean, lambda ans, x, axis=None, keepdims=False:
-       lambda g: _expand(g / _count(x.shape, axis), x.shape, axis, keepdims))
+       lambda g: _expand(kernels.binary("divide", g, _count(x.shape, axis)), x.shape, axis, keepdims))
 
 
 @primitive

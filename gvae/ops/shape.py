@@ -1,6 +1,7 @@
 """Shape primitives: reshape, indexing, transpose, concatenation, broadcasting, on any device's arrays."""
 from numbers import Integral  # (NumPy's integer scalars are registered as Integral too)
 
+from .. import kernels
 from ..autodiff import defvjp, primitive
 from ..kernels import array_module
 
@@ -32,7 +33,7 @@ def _getitem_vjp(ans, x, idx):
         xp = array_module(g)
         out = xp.zeros(x.shape, dtype=g.dtype)
         if _is_basic(idx):
-            out[idx] = g
+            kernels.copy_into(g, out[idx])
         else:
             xp.add.at(out, idx, g)
         return out

@@ -38,6 +38,7 @@ from .events import Console, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
 from .graph_step import GraphStep
+from .native_step import NativeStep
 from .state import TrainingState
 from .tasks import task_class
 from .tasks.base import SPLITS
@@ -118,6 +119,7 @@ class Trainer:
         self.step_fn = value_and_grad(self.task.loss, has_aux=True, out=self.state.params.unflatten(self.grad_flat))
         self.rng = self.epoch_generator(self.state.epoch)
         self.graph = GraphStep(self) if device == "cuda" else None
+        self.native = NativeStep(self) if device == "cpu" else None
         self.saved_epoch = self.state.epoch  # the epoch of the checkpoint on disk (0: none)
 
     def _task_and_inputs(self, data):
@@ -207,7 +209,8 @@ class Trainer:
         """One Adam step on ``batch``, the task's step inputs on the trainer's device: a tuple of arrays
         (B, ...), or the images x (B, n) alone for a task whose only input they are. Returns the task's
         ``reported`` batch means as host floats (a VAE's bound, rec, kl), or None if the step was skipped.
-        On CUDA the step replays a CUDA graph of itself where it can (:mod:`.graph_step`: the same bits)."""
+        On CUDA the step replays a CUDA graph of itself where it can (:mod:`.graph_step`), on the CPU a
+        native record of its kernels (:mod:`.native_step`): the same bits."""
         state = self.state
         batch = batch if isinstance(batch, tuple) else (batch,)
         replayed = None
@@ -220,8 +223,12 @@ class Trainer:
             grads = None
         else:
             with self.graph.eager() if self.graph is not None else contextlib.nullcontext():
-                args = self.task.step_args(batch, self.rng, kl_weight)
-                (loss, aux), grads = self.step_fn(state.params.views, self.model, *args)
+                if self.native is not None:
+                    loss, aux = self.native.value_and_grad(batch, self.rng, kl_weight)
+                    grads = self.native.grads
+                else:
+                    args = self.task.step_args(batch, self.rng, kl_weight)
+                    (loss, aux), grads = self.step_fn(state.params.views, self.model, *args)
                 # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
                 norm2 = kernels.sum_squares(self.grad_flat)
                 loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()

@@ -42,7 +42,7 @@ from .specialise import specialise
 from .state import RUNTIME
 
 __all__ = ["Entry", "array", "INT", "FLOAT", "FLAG", "CAPACITY", "Call", "run_blocks", "bits", "float_of",
-           "array_at"]
+           "array_at", "strided_at", "row_spacing"]
 
 # The board slots an entry's arguments may take: those from ARGS on, less the one of the entry's address.
 CAPACITY = worker_loop.SIZE - worker_loop.ARGS - 1
@@ -74,29 +74,32 @@ INT, FLOAT, FLAG = _Scalar("INT"), _Scalar("FLOAT"), _Scalar("FLAG")
 
 
 class _Array:
-    """An array parameter of an entry: the size names of its shape, and its dtype (None: the kernel's)."""
-    __slots__ = ("sizes", "dtype")
+    """An array parameter of an entry: the size names of its shape, its dtype (None: the kernel's), and
+    whether its rows may be spaced wider than they are long (``strided``)."""
+    __slots__ = ("sizes", "dtype", "strided")
 
-    def __init__(self, sizes, dtype):
-        self.sizes, self.dtype = sizes, dtype
+    def __init__(self, sizes, dtype, strided):
+        self.sizes, self.dtype, self.strided = sizes, dtype, strided
 
 
-def array(*sizes, dtype=None):
+def array(*sizes, dtype=None, strided=False):
     """An array parameter of an entry: C-ordered, of shape ``sizes`` (each a name; the same name is the same
-    size wherever it appears) and of the kernel's dtype, or of ``dtype``."""
+    size wherever it appears) and of the kernel's dtype, or of ``dtype``. ``strided`` (two axes only): its
+    rows may lie apart, each contiguous (a block of columns of a wider array); on the board it takes one
+    more slot, the distance between rows in items."""
     if not sizes or not all(isinstance(s, str) and s for s in sizes):
         raise ValueError(f"an entry's array takes the names of its sizes, one per axis, got {sizes!r}")
-    return _Array(sizes, None if dtype is None else np.dtype(dtype))
+    if strided and len(sizes) != 2:
+        raise ValueError(f"a strided entry array has two axes, got the sizes {sizes!r}")
+    return _Array(sizes, None if dtype is None else np.dtype(dtype), strided)
 
 
 class Entry:
     """The C entry of the jitted ``kernel``, declared by its parameters (keywords, in the kernel's order:
     each an :func:`array`, :data:`INT`, :data:`FLOAT` or :data:`FLAG`) and by ``results``, the number of
-    float64 values of the kernel's return value (a number, or a tuple of that many) written back.
-    ``replayable``: whether a call's arguments stay valid when the call is replayed on new data
-    (:mod:`programs`); False for a kernel given scratch sized by the data of its own call."""
+    float64 values of the kernel's return value (a number, or a tuple of that many) written back."""
 
-    def __init__(self, kernel, results=0, replayable=True, **parameters):
+    def __init__(self, kernel, results=0, **parameters):
         home = kernel.py_func
         names = list(inspect.signature(home).parameters)
         if list(parameters) != names:
@@ -109,7 +112,7 @@ class Entry:
         typed = [k for k, kind in enumerate(parameters.values()) if isinstance(kind, _Array) and kind.dtype is None]
         if not typed:
             raise ValueError(f"the C entry of {home.__name__} has no array of the kernel's dtype")
-        self.kernel, self.results, self.replayable = kernel, results, replayable
+        self.kernel, self.results = kernel, results
         self._kinds = tuple(parameters.values())
         self._typed = typed[0]  # the array whose dtype is the kernel's
         source, slots = _unpacking(self._kinds, results)
@@ -138,7 +141,12 @@ class Entry:
             elif kind is FLAG:
                 packed.append(1 if value else 0)
             else:
-                if not _usable(value, dtype if kind.dtype is None else kind.dtype, len(kind.sizes)):
+                wanted = dtype if kind.dtype is None else kind.dtype
+                if kind.strided:
+                    spacing = row_spacing(value, wanted)
+                    if spacing is None:
+                        return None
+                elif not _usable(value, wanted, len(kind.sizes)):
                     return None
                 packed.append(value.ctypes.data)
                 for name, extent in zip(kind.sizes, value.shape):
@@ -147,6 +155,8 @@ class Entry:
                         packed.append(extent)
                     elif sizes[name] != extent:
                         return None
+                if kind.strided:
+                    packed.append(spacing)
         if self.results:
             if not _usable(results, _FLOATS[1], 1) or results.shape[0] != self.results:
                 return None
@@ -176,6 +186,22 @@ def _usable(a, dtype, ndim):
             and a.flags.aligned)
 
 
+def row_spacing(a, dtype):
+    """The distance in items between the rows of the 2-D ``a`` where an entry may take it as a strided
+    array (a NumPy array of ``dtype``, aligned, each row contiguous, rows apart by a whole number of items
+    and no closer than a row's length), else None."""
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == 2 and a.flags.aligned):
+        return None
+    (m, n), (s0, s1), size = a.shape, a.strides, a.itemsize
+    if n > 1 and s1 != size:
+        return None
+    if m <= 1:
+        return n
+    if s0 % size or s0 < n * size:
+        return None
+    return s0 // size
+
+
 def _unpacking(kinds, results):
     """(the source of ``unpack(args, dtype)`` for parameters of ``kinds`` and ``results`` values written
     back, the number of board arguments it reads): the layout of :meth:`Entry.pack`."""
@@ -194,9 +220,13 @@ def _unpacking(kinds, results):
                     slot += 1
                     sizes[name] = slot
             shape = [f"args[{sizes[name]}]" for name in kind.sizes]
-            shape = shape[0] if len(shape) == 1 else f"({', '.join(shape)})"
             dtype = "dtype" if kind.dtype is None else f"np.{kind.dtype.name}"
-            values.append(f"array_at(args[{address}], {shape}, {dtype})")
+            if kind.strided:
+                slot += 1
+                values.append(f"strided_at(args[{address}], {shape[0]}, {shape[1]}, args[{slot}], {dtype})")
+            else:
+                shape = shape[0] if len(shape) == 1 else f"({', '.join(shape)})"
+                values.append(f"array_at(args[{address}], {shape}, {dtype})")
         slot += 1
     call = f"kernel({', '.join(values)})"
     if results == 0:
@@ -213,7 +243,8 @@ def _unpacking(kinds, results):
 def _plain(source, name, home):
     """The plain function ``name`` that ``source`` defines, seeing NumPy and this module's :func:`array_at`
     and :func:`float_of`, of the module of the function ``home``."""
-    namespace = {"__name__": home.__module__, "np": np, "array_at": array_at, "float_of": float_of}
+    namespace = {"__name__": home.__module__, "np": np, "array_at": array_at, "strided_at": strided_at,
+                 "float_of": float_of}
     exec(compile(source, f"<the C entry of {home.__qualname__}>", "exec"), namespace)
     return namespace[name]
 
@@ -222,11 +253,12 @@ class Call:
     """A task of :func:`threads.run`: ``entry``'s kernel on ``arguments``, its value written into
     ``results`` (a float64 array) where given. The caller's thread runs it by calling it, a worker through
     the C entry (:attr:`native`: None where the entry cannot take these arguments, and the worker calls
-    the kernel in its Python)."""
-    __slots__ = ("entry", "arguments", "results")
+    the kernel in its Python). ``replayable``: whether the arguments stay valid when the call is replayed
+    on new data (:mod:`programs`); False where they hold scratch sized by this call's data."""
+    __slots__ = ("entry", "arguments", "results", "replayable")
 
-    def __init__(self, entry, arguments, results=None):
-        self.entry, self.arguments, self.results = entry, arguments, results
+    def __init__(self, entry, arguments, results=None, replayable=True):
+        self.entry, self.arguments, self.results, self.replayable = entry, arguments, results, replayable
 
     def __call__(self):
         value = self.entry.kernel(*self.arguments)
@@ -235,10 +267,6 @@ class Call:
 
     def __repr__(self):
         return f"<the C entry of {self.entry.kernel.py_func.__name__}>"
-
-    @property
-    def replayable(self):
-        return self.entry.replayable
 
     @property
     def native(self):
@@ -287,3 +315,10 @@ def _pointer(typingctx, address, dtype):
 def array_at(address, shape, dtype):
     """The C-ordered array of ``shape`` (an int or a tuple) and ``dtype`` whose data are at ``address``."""
     return carray(_pointer(address, dtype), shape)
+
+
+@jit
+def strided_at(address, m, n, spacing, dtype):
+    """The (m, n) array of ``dtype`` whose rows start at ``address`` and every ``spacing`` items after
+    (a view of m rows of ``spacing`` items, never read beyond each row's first n)."""
+    return carray(_pointer(address, dtype), (m, spacing))[:, :n]

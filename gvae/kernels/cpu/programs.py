@@ -27,7 +27,7 @@ from .jit import jit
 from .state import RUNTIME
 from .worker_loop import ARGS, DONE, HOLD, KIND, POSTED, SIZE, load_acquire, pause, perform, store_release
 
-__all__ = ["Program", "recording"]
+__all__ = ["Program", "recording", "recording_open", "check", "unrecorded"]
 
 # A program's table: a row per task, its thread, whether it closes its group, its kind, then the board's
 # argument slots.
@@ -45,6 +45,7 @@ class Program:
         self._ends = []      # the row after each group's last
         self._kept = []      # every task recorded: the arrays whose addresses the rows hold
         self._table = None
+        self.flags = np.zeros(1)  # set by the checks of the decisions taken from the data (see holds)
 
     def __len__(self):
         return len(self._rows)
@@ -53,6 +54,12 @@ class Program:
     def groups(self):
         """How many times the recorded calls handed tasks over (groups of tasks run side by side)."""
         return len(self._ends)
+
+    def holds(self):
+        """Whether every decision that the recorded calls took from their data (:func:`check`) came out the
+        same in the last replay (each checked on the data the replay had computed up to it). Where one
+        differs, the calls would have run other kernels, and the replay's results are not theirs."""
+        return self.flags[0] == 0
 
     def refuse(self, why):
         """Mark the program as not replayable, for the reason ``why`` (the first one given is kept)."""
@@ -103,6 +110,7 @@ class Program:
                              f"{threads.get_threads()}; record it again")
         table = self.table()
         workers = int(table[:, THREAD].max(initial=0))
+        self.flags[0] = 0
         with blas.one_thread(), threads.held_workers(workers) as boards:
             posted = np.array([board[POSTED] for board in boards], np.int64)
             _replay(table, np.array([board.ctypes.data for board in boards], np.int64), posted)
@@ -118,6 +126,32 @@ def recording():
         yield program
     finally:
         RUNTIME.recording.reset(token)
+
+
+def recording_open():
+    """Whether this thread's calls are being recorded now."""
+    return RUNTIME.recording.get() is not None
+
+
+def check(make):
+    """Give the program recorded now (if any) the check of a decision that the calls took from their data
+    (a product computed sparse or dense): ``make(flags)`` is the native task that sets ``flags[0]`` (a
+    float64 array) to 1 where the decision would come out otherwise. It is written down at this point of
+    the program, so that it reads the data the replay computed up to here, and never run while recording
+    (see :meth:`Program.holds`); ``make`` may answer None: nothing to check."""
+    program = RUNTIME.recording.get()
+    if program is not None:
+        task = make(program.flags)
+        if task is not None:  # (None: nothing to check)
+            program.add([task], [0])
+
+
+def unrecorded(what):
+    """Say that ``what`` (computed outside gvae's threads' tasks: NumPy, say) took part in the calls now
+    running: a recording open in this thread is refused, since its replay would not compute it."""
+    program = RUNTIME.recording.get()
+    if program is not None:
+        program.refuse(f"{what} ran outside the kernels' tasks")
 
 
 @jit

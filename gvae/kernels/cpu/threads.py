@@ -310,6 +310,9 @@ def held_workers(count):
 def over_blocks(fun, parts):
     """[fun(lo, hi) for (lo, hi) in parts], the calls run side by side by :func:`run`."""
     if len(parts) == 1:  # the common case of a short call: no hand-over machinery
+        program = RUNTIME.recording.get()
+        if program is not None:
+            program.refuse("a Python function (over_blocks) ran while recording")
         return [fun(*parts[0])]
     results = [None] * len(parts)
 

@@ -30,7 +30,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import blas
+from . import blas, programs
 from ...io.shared_files import file_lock, read_small_text, reader_lock, replace_text, writable_folder
 from .compile_cache import sources_digest
 from .state import RUNTIME
@@ -260,6 +260,7 @@ def tune(key, candidates, default, after):
     choice = recorded(key, candidates)
     if choice is not None:
         return choice
+    programs.unrecorded("a tuning measurement")  # its candidates' runs are no part of the calls
     measured = fastest(candidates, default, after)
     try:
         kept = _record(key, measured, candidates)

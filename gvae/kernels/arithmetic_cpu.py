@@ -1,0 +1,196 @@
+"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, and sums along one axis, on 2-D views whose
+rows may lie apart (a block of columns, as the posterior's mean and scale are of its head's output).
+
+Every operand is seen as (rows, columns) of the result's (M, N) (its last axis N, the others M): R rows
+of N or 1 columns, where R is 1, M, or the rows of the result's trailing axes that the operand has
+(broadcast over leading axes: row i reads the operand's row i % R), as NumPy broadcasts. The arithmetic is IEEE's, one operation
+per element, so the results are NumPy's bit for bit. Sums accumulate in float64 and round once (more
+accurate than NumPy's pairwise float32 sums, so not their bits). An operand that does not fit those views
+(other broadcasts, mixed dtypes, integers) goes through NumPy, and a recording open then is refused
+(:func:`.cpu.programs.unrecorded`)."""
+import math
+
+import numpy as np
+
+from .backend import register
+from .cpu import programs, threads
+from .cpu.entries import INT, Call, Entry, array, row_spacing
+from .cpu.jit import jit
+
+ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
+_CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@jit(inline="always")
+def _apply(op, x, y):
+    if op == ADD:
+        return x + y
+    if op == SUBTRACT:
+        return x - y
+    if op == MULTIPLY:
+        return x * y
+    if op == DIVIDE:
+        return x / y
+    return x
+
+
+@jit(error_model="numpy")
+def _binary(a, b, op, out):
+    """out <- a op b (op COPY: a), each operand (R rows, R dividing M; N or 1 columns) broadcast to out's
+    (M, N), row i reading the operand's row i % R."""
+    m, n = out.shape
+    wide_a, wide_b = a.shape[1] == n, b.shape[1] == n
+    ra, rb = a.shape[0], b.shape[0]
+    for i in range(m):
+        ai, bi, oi = a[i % ra], b[i % rb], out[i]
+        if wide_a and wide_b:
+            for j in range(n):
+                oi[j] = _apply(op, ai[j], bi[j])
+        elif wide_a:
+            y = bi[0]
+            for j in range(n):
+                oi[j] = _apply(op, ai[j], y)
+        elif wide_b:
+            x = ai[0]
+            for j in range(n):
+                oi[j] = _apply(op, x, bi[j])
+        else:
+            v = _apply(op, ai[0], bi[0])
+            for j in range(n):
+                oi[j] = v
+
+
+_BINARY = Entry(_binary, a=array("am", "an", strided=True), b=array("bm", "bn", strided=True), op=INT,
+                out=array("m", "n", strided=True))
+
+
+@jit(error_model="numpy")
+def _sum(a, axis, out):
+    """out <- the sums of a (M, N) over its rows (axis 0: out (N,)) or along each row (axis 1: out (M,)),
+    accumulated in float64."""
+    m, n = a.shape
+    if axis == 0:
+        for j in range(n):
+            acc = 0.0
+            for i in range(m):
+                acc += a[i, j]
+            out[j] = acc
+    else:
+        for i in range(m):
+            acc = 0.0
+            row = a[i]
+            for j in range(n):
+                acc += row[j]
+            out[i] = acc
+
+
+_SUM = Entry(_sum, a=array("m", "n", strided=True), axis=INT, out=array("k"))
+
+
+def _weak(x, other):
+    """A Python number as a 0-d array of the other operand's dtype (NumPy's rule for Python scalars), a
+    NumPy scalar as a 0-d array of its own."""
+    if type(x) in (int, float) and hasattr(other, "dtype") and other.dtype in _FLOATS:
+        return np.asarray(x, dtype=other.dtype)
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    return x
+
+
+def _view(x, rows, cols):
+    """x as a (rows, cols) view whose rows are each contiguous, or None where no view is."""
+    try:
+        v = np.reshape(x, (rows, cols), copy=False)
+    except ValueError:
+        return None
+    return v if row_spacing(v, v.dtype) is not None else None
+
+
+def _operand(x, shape):
+    """The 2-D view of the operand ``x`` of a result of ``shape`` (see the module's docstring), or None."""
+    m, n = (math.prod(shape[:-1]), shape[-1]) if shape else (1, 1)
+    if x.ndim > len(shape):
+        return None
+    full = (1,) * (len(shape) - x.ndim) + x.shape
+    lead, last = full[:-1], (full[-1] if full else 1)
+    ones = next((k for k, s in enumerate(lead) if s != 1), len(lead))  # the leading axes it is broadcast over
+    rows = math.prod(lead[ones:]) if lead[ones:] == shape[ones:len(lead)] else None
+    cols = n if last == n else 1 if last == 1 else None
+    if rows is None or cols is None:
+        return None
+    return _view(x, rows, cols)
+
+
+def _kernel(dtype, *arrays):
+    """Whether the kernels take ``arrays``: NumPy arrays, all of the float dtype ``dtype``."""
+    return dtype in _FLOATS and all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays)
+
+
+@register("binary")
+def binary(op, a, b, out):
+    a, b = _weak(a, b), _weak(b, a)
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        programs.unrecorded(f"{op} of {type(a).__name__} and {type(b).__name__}")
+        return getattr(np, op)(a, b) if out is None else getattr(np, op)(a, b, out=out)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    if out is None and _kernel(a.dtype, b):
+        out = np.empty(shape, a.dtype)
+    found = None
+    if out is not None and out.shape == shape and _kernel(a.dtype, b, out):
+        found = _operand(a, shape), _operand(b, shape), _operand(out, shape)
+    if found is None or any(f is None for f in found):
+        programs.unrecorded(f"{op} of {a.dtype}{a.shape} and {b.dtype}{b.shape}")
+        return getattr(np, op)(a, b) if out is None else getattr(np, op)(a, b, out=out)
+    a2, b2, out2 = found
+    threads.run_here([Call(_BINARY, (a2, b2, _CODES[op], out2))])
+    return out
+
+
+@register("copy_into")
+def copy_into(src, dst):
+    src = _weak(src, dst)
+    found = None
+    if isinstance(src, np.ndarray) and _kernel(dst.dtype, src, dst) and src.ndim <= dst.ndim:
+        found = _operand(src, dst.shape), _operand(dst, dst.shape)
+    if found is None or any(f is None for f in found):
+        programs.unrecorded(f"a copy of {getattr(src, 'shape', src)} into {dst.dtype}{dst.shape}")
+        dst[...] = src
+        return
+    threads.run_here([Call(_BINARY, (found[0], found[0], COPY, found[1]))])
+
+
+def _sum_plan(x, axis):
+    """(2-D view, its axis to sum, the result's shape without kept axes, the axes) of x.sum(axis) where the
+    kernel takes it: a sum over the first k axes (the view's rows) or over the last ones (along its rows)."""
+    ndim = x.ndim
+    if ndim == 0:
+        return None
+    axes = tuple(range(ndim)) if axis is None else tuple(
+        sorted(a % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,))))
+    k = len(axes)
+    if len(set(axes)) != k or k == 0:
+        return None
+    if axes == tuple(range(ndim - k, ndim)):  # the last k axes (all of them included)
+        split, along = ndim - k, 1
+    elif axes == tuple(range(k)):  # the first k
+        split, along = k, 0
+    else:
+        return None
+    view = _view(x, math.prod(x.shape[:split]), math.prod(x.shape[split:]))
+    shape = x.shape[:split] if along else x.shape[split:]
+    return None if view is None else (view, along, shape, axes)
+
+
+@register("sum_axes")
+def sum_axes(x, axis, keepdims):
+    plan = _sum_plan(x, axis) if _kernel(getattr(x, "dtype", None), x) else None
+    if plan is None:
+        programs.unrecorded(f"a sum of {getattr(x, 'dtype', '')}{getattr(x, 'shape', '')} over {axis}")
+        return x.sum(axis=axis, keepdims=keepdims)
+    view, along, shape, axes = plan
+    out = np.empty(shape, x.dtype)
+    threads.run_here([Call(_SUM, (view, along, out.reshape(-1)))])
+    if keepdims:
+        out = out.reshape(tuple(1 if i in axes else s for i, s in enumerate(x.shape)))
+    return out

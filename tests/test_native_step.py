@@ -1,0 +1,149 @@
+"""The CPU training step replayed from its native record (gvae/training/native_step.py) against the taped
+step, bit for bit: every step's reported means, and the parameters, Adam's moments and the counters after
+a plan of batches that records, checks, replays, meets a non-finite batch, a new KL weight and a new
+epoch. The replay makes no Python call per kernel. Steps the recording cannot take (refused, or caught
+by the check against the tape) stay on the tape, exactly as before."""
+import sys
+
+import numpy as np
+import pytest
+
+from gvae import kernels
+from gvae.kernels.cpu import programs
+from gvae.training import TrainConfig, Trainer
+
+
+def _trainer(tmp_path, name, hidden=(50,), **settings):
+    rng = np.random.default_rng(0)
+    x = (rng.random((100, 784)) < 0.13).astype(np.float32)
+    y = np.zeros(len(x), np.int64)
+    data = {"train": (x, y), "valid": (x[:20], y[:20]), "test": (x[:20], y[:20])}
+    cfg = TrainConfig(**{**dict(posterior="diagonal", latent=9, hidden=hidden, batch_size=20, seed=0,
+                                dtype="float32"), **settings})
+    return Trainer(cfg, data, tmp_path / name, progress=False, quiet=True)
+
+
+def _state(t):
+    s = t.state
+    average = [] if s.average is None else [s.average.copy()]
+    return [a.copy() for a in (s.params.flat, s.optimizer.m, s.optimizer.v)] + average + [
+        s.optimizer.step, s.bad_steps, s.skipped_steps]
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _plan(trainer):
+    xs = [trainer.train_x[i * 20:(i + 1) * 20] for i in range(5)]
+    bad = xs[0].copy()
+    bad[0, 0] = np.nan  # a non-finite loss: the step is skipped, replayed or taped
+    return ([(xs[i % 5], 1.0) for i in range(6)] + [(bad, 1.0), (xs[3], 1.0), (xs[4], 0.5), (xs[0], 0.5),
+                                                     (xs[1], 0.5), ("epoch", None), (xs[2], 0.5), (xs[3], 0.5),
+                                                     (xs[4], 0.5), (xs[0], 0.5)])
+
+
+def _run_both(tmp_path, **settings):
+    native, tape = _trainer(tmp_path, "native", **settings), _trainer(tmp_path, "tape", **settings)
+    tape.native = None
+    for x, kl in _plan(native):
+        if isinstance(x, str):
+            native.rng, tape.rng = native.epoch_generator(1), tape.epoch_generator(1)
+            continue
+        assert native.step(x, kl) == tape.step(x, kl)
+    assert native.state.skipped_steps == 1
+    assert _same(_state(native), _state(tape))
+    return native
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("settings", [{}, {"polyak": 0.9}, {"clip_norm": 1e-3}, {"beta": 0.5},
+                                      {"activation": "relu", "hidden": (40, 30)}, {"samples": 2},
+                                      {"dtype": "float64"}])
+def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
+    kernels.set_threads(count)
+    try:
+        native = _run_both(tmp_path, **settings)
+    finally:
+        kernels.set_threads(1)
+    # Recorded at the second step of a key, checked at the third, replayed from then on.
+    assert native.native.refused == [] and native.native.replays >= 8
+
+
+@pytest.mark.parametrize("settings", [{"posterior": "chain"}, {"iw_samples": 3}, {"kl": "mc"}])
+def test_steps_the_record_cannot_take_stay_on_the_tape(tmp_path, settings):
+    native = _run_both(tmp_path, **settings)
+    assert native.native.replays == 0 and native.native.refused
+
+
+def test_a_replay_that_differs_from_the_tape_is_never_trusted(tmp_path, monkeypatch):
+    """Work the recording does not see (here: the loss scaled in NumPy, outside the kernels) leaves the
+    record's output stale; the check against the tape catches it and the key stays on the tape."""
+    native, tape = _trainer(tmp_path, "native"), _trainer(tmp_path, "tape")
+    tape.native = None
+
+    def unseen(step_fn):
+        def wrapped(params, model, x, *rest):
+            return step_fn(params, model, np.multiply(x, 1.0, dtype=x.dtype), *rest)  # NumPy: not recorded
+        return wrapped
+    native.native.step_fn = unseen(native.native.step_fn)
+    for x, kl in _plan(native)[:6]:
+        assert native.step(x, kl) == tape.step(x, kl)
+    assert native.native.replays == 0
+    assert [why for _, why in native.native.refused] == ["a replay differed from the tape"]
+    assert _same(_state(native), _state(tape))
+
+
+def _python_calls(fn):
+    calls = []
+    sys.setprofile(lambda frame, event, arg: calls.append(1) if event == "call" else None)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return len(calls)
+
+
+def test_a_replayed_step_makes_no_python_call_per_kernel(tmp_path):
+    counts, kernels_run = [], []
+    for hidden in [(30,), (30, 30, 30, 30)]:
+        t = _trainer(tmp_path, f"h{len(hidden)}", hidden=hidden)
+        xs = [t.train_x[i * 20:(i + 1) * 20] for i in range(5)]
+        for i in range(4):
+            t.step(xs[i], 1.0)
+        assert t.native.record.trusted
+        counts.append(_python_calls(lambda: t.native.value_and_grad((xs[4],), t.rng, 1.0)))
+        kernels_run.append(len(t.native.record.program))
+        taped = _python_calls(lambda: t.native._tape(t.native.record.args))
+    assert kernels_run[1] >= kernels_run[0] + 12  # three more layers: their kernels, forward and backward
+    assert counts[1] == counts[0]  # the replay's Python does not grow with them
+    assert taped > 10 * counts[1]
+
+
+def test_a_recorded_sparse_product_takes_any_batch_and_falls_back_where_the_tape_would_go_dense(tmp_path):
+    """The first layer's products run on the batch's sparse rows; the record sizes their scratch for a
+    batch without zeros, and a batch the tape would multiply densely is taped (the guard)."""
+    native, tape = _trainer(tmp_path, "native"), _trainer(tmp_path, "tape")
+    tape.native = None
+    xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
+    dense = np.ones_like(xs[0])
+    for x in xs[:4] + [dense, xs[4], dense, xs[0]]:
+        assert native.step(x, 1.0) == tape.step(x, 1.0)
+    assert _same(_state(native), _state(tape))
+    assert native.native.record.trusted and native.native.replays == 3
+
+
+def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
+    """Another thread count is another key: recorded again, never the old program run on other threads."""
+    native = _trainer(tmp_path, "native")
+    xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
+    for x in xs[:4]:
+        native.step(x, 1.0)
+    first = native.native.record
+    kernels.set_threads(2)
+    try:
+        native.step(xs[4], 1.0)
+        assert native.native.record is first and native.native.seen != first.key
+        assert programs.recording_open() is False
+    finally:
+        kernels.set_threads(1)
