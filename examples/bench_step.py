@@ -12,6 +12,8 @@ Compares, in one process and interleaved block by block (so machine noise hits e
   to the same family's ELBO (or IWAE) step in that column; with ``--rules``, the first family's step with
   its products cut by the hand-made rules (tuning off), its ratio there too;
 * ``gvae phased``: a second diagonal Trainer with a timer around each phase it calls, for the breakdown;
+* with ``--tape``, ``gvae <family>, tape``: each family's step with the native record off (every step on
+  the tape), with its ratio to the replayed step in the column "vs <first family>";
 * PyTorch eager with ``torch.optim.Adam`` (default, ``foreach`` and ``fused`` where this build has
   them), same architecture, initialisation and loss (diagonal q, or with ``--peer-posterior full`` the dense
   MultivariateNormal of examples/step_peers.py), ``torch.set_num_threads(threads)``;
@@ -56,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--objective", action="append", default=[], metavar="K=V[,K=V]",
                    help="also time the first family's step with these TrainConfig settings (repeatable), "
                         "e.g. beta=0.5 or mmd=1000,alpha=1")
+    p.add_argument("--tape", action="store_true",
+                   help="also time each family's step with the native record off: the taped step, with its ratio to "
+                        "the replayed one (gvae/training/native_step.py)")
     p.add_argument("--rules", action="store_true",
                    help="also time the first family's step with tuning off: its products cut by the hand-made "
                         "rules, against this machine's tuned plans (gvae.kernels.cpu.tuning)")
@@ -202,7 +207,10 @@ def gvae_phased_step(trainer, batches):
                 spent[phase] += clock() - t0
         return wrapper
 
-    trainer.step_fn = timed("forward+backward", trainer.step_fn)
+    if trainer.native is not None:  # the replayed step (drawing eps included: "other" is the read and checks)
+        trainer.native.value_and_grad = timed("forward+backward", trainer.native.value_and_grad)
+    else:
+        trainer.step_fn = timed("forward+backward", trainer.step_fn)
     trainer.optimizer.update = timed("adam", trainer.optimizer.update)
     plain_sum_squares = kernels.sum_squares
     timed_sum_squares = timed("norm", plain_sum_squares)
@@ -410,6 +418,12 @@ def main(args):
             name = f"gvae {first} " + ",".join(f"{k}={v}" for k, v in settings.items())
             variants[name] = f"gvae {first}"
             impls[name] = gvae_step(gvae_trainer(args, data, out, first, **settings), batches)
+        if args.tape:
+            for f in args.posterior:
+                taped = gvae_trainer(args, data, out, f)
+                taped.native = None
+                impls[f"gvae {f}, tape"] = gvae_step(taped, batches)
+                variants[f"gvae {f}, tape"] = f"gvae {f}"
         if args.rules:
             name = f"gvae {first}, hand-made rules"
             variants[name] = f"gvae {first}"

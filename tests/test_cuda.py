@@ -130,6 +130,39 @@ def test_diag_normal_kl(shape, dtype, want_grad):
         assert gradsd is None
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_diag_normal_kl_of_columns_apart(dtype):
+    """The head's mean and scale as blocks of its columns: the CPU kernel reads them in place, the CUDA one
+    after a copy; the same KL."""
+    rng = np.random.default_rng(5)
+    head = rng.uniform(0.05, 2.0, (40, 32)).astype(dtype)
+    kl, grads = kernels.diag_normal_kl(head[:, :16], head[:, 16:], want_grad=True)
+    d = dev(head)
+    kld, gradsd = kernels.diag_normal_kl(d[:, :16], d[:, 16:], want_grad=True)
+    close(kld, kl, dtype, rtol=1e-5 if dtype == np.float32 else 1e-11)
+    close(gradsd[0], grads[0], dtype)
+    close(gradsd[1], grads[1], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "divide"])
+def test_arithmetic(op, dtype):
+    """The tape's arithmetic (gvae/kernels/arithmetic*.py): the CUDA twins against the CPU's."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((3, 20, 7)).astype(dtype)
+    b = rng.uniform(0.5, 2.0, (20, 1)).astype(dtype)
+    close(kernels.binary(op, dev(a), dev(b)), kernels.binary(op, a, b), dtype, rtol=0)
+    close(kernels.binary(op, dev(a), 0.5), kernels.binary(op, a, 0.5), dtype, rtol=0)
+    out = dev(np.zeros_like(a))
+    assert kernels.binary(op, dev(a), dev(b), out=out) is out
+    close(out, getattr(np, op)(a, b), dtype, rtol=0)
+    for axis in [None, 0, (0, 1), -1]:
+        close(kernels.sum_axes(dev(a), axis=axis), kernels.sum_axes(a, axis=axis), dtype)
+    close(kernels.broadcast_to(dev(b), (4, 20, 7)), np.broadcast_to(b, (4, 20, 7)), dtype, rtol=0)
+    dst = dev(np.zeros((2, 20, 7), dtype))
+    close(kernels.copy_into(dev(b), dst), np.broadcast_to(b, (2, 20, 7)), dtype, rtol=0)
+
+
 # How a product's operand may lie: (shape of the array made, the view of it taken) for an (r, c) operand:
 # C-contiguous, a transposed view (F-contiguous), rows padded (a column slice), and strides neither allows
 # (copied once).

@@ -6,7 +6,7 @@ operators."""
 from . import arithmetic_cpu  # noqa: F401  (registers the CPU kernels)
 from .backend import array_module, implementation
 
-__all__ = ["binary", "copy_into", "contiguous", "sum_axes", "OPERATIONS"]
+__all__ = ["binary", "copy_into", "contiguous", "broadcast_to", "sum_axes", "OPERATIONS"]
 
 OPERATIONS = ("add", "subtract", "multiply", "divide")
 
@@ -16,8 +16,7 @@ def binary(op, a, b, out=None):
     array of the result's shape and dtype); a or b may be a Python number."""
     if op not in OPERATIONS:
         raise ValueError(f"binary: op must be one of {OPERATIONS}, got {op!r}")
-    arrays = [x for x in (a, b) if hasattr(x, "dtype")]
-    return implementation("binary", *arrays)(op, a, b, out)
+    return implementation("binary", a, b)(op, a, b, out)  # (Python numbers name no device)
 
 
 def copy_into(src, dst):
@@ -32,6 +31,12 @@ def contiguous(x):
         return x
     xp = array_module(x)
     return copy_into(x, xp.empty(x.shape, x.dtype))
+
+
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape``: a read-only view, or while a program is recorded on the CPU a new
+    array (a kernel's copy, which a replay makes again; the kernels take no view of stride 0)."""
+    return implementation("broadcast_to", x)(x, tuple(shape))
 
 
 def sum_axes(x, axis=None, keepdims=False):

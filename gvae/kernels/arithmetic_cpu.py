@@ -1,7 +1,9 @@
 """Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, and sums along one axis, on 2-D views whose
 rows may lie apart (a block of columns, as the posterior's mean and scale are of its head's output).
 
-Every operand is seen as (rows, columns) of the result's (M, N) (its last axis N, the others M): R rows
+Outside a recording (:func:`.cpu.programs.recording_open`) the elementwise calls are NumPy's own operators,
+which cost less Python per call and give the same bits; the kernels run while a program is recorded, so
+that the replay runs them. Every operand is seen as (rows, columns) of the result's (M, N) (its last axis N, the others M): R rows
 of N or 1 columns, where R is 1, M, or the rows of the result's trailing axes that the operand has
 (broadcast over leading axes: row i reads the operand's row i % R), as NumPy broadcasts. The arithmetic is IEEE's, one operation
 per element, so the results are NumPy's bit for bit. Sums accumulate in float64 and round once (more
@@ -129,6 +131,8 @@ def _kernel(dtype, *arrays):
 
 @register("binary")
 def binary(op, a, b, out):
+    if not programs.recording_open():
+        return getattr(np, op)(a, b) if out is None else getattr(np, op)(a, b, out=out)
     a, b = _weak(a, b), _weak(b, a)
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
         programs.unrecorded(f"{op} of {type(a).__name__} and {type(b).__name__}")
@@ -149,6 +153,9 @@ def binary(op, a, b, out):
 
 @register("copy_into")
 def copy_into(src, dst):
+    if not programs.recording_open():
+        dst[...] = src
+        return
     src = _weak(src, dst)
     found = None
     if isinstance(src, np.ndarray) and _kernel(dst.dtype, src, dst) and src.ndim <= dst.ndim:
@@ -158,6 +165,15 @@ def copy_into(src, dst):
         dst[...] = src
         return
     threads.run_here([Call(_BINARY, (found[0], found[0], COPY, found[1]))])
+
+
+@register("broadcast_to")
+def broadcast_to(x, shape):
+    if not programs.recording_open():
+        return np.broadcast_to(x, shape)
+    out = np.empty(shape, x.dtype)
+    copy_into(x, out)
+    return out
 
 
 def _sum_plan(x, axis):
@@ -185,6 +201,11 @@ def _sum_plan(x, axis):
 @register("sum_axes")
 def sum_axes(x, axis, keepdims):
     plan = _sum_plan(x, axis) if _kernel(getattr(x, "dtype", None), x) else None
+    if plan is None and _kernel(getattr(x, "dtype", None), x):
+        # A layout the kernel cannot view (a broadcast, say): copied first, so that the sum is the
+        # kernel's whether or not a recording is open (the copy is NumPy's: a recording is refused).
+        programs.unrecorded(f"a copy of {x.dtype}{x.shape} with strides {x.strides} to sum")
+        plan = _sum_plan(np.ascontiguousarray(x), axis)
     if plan is None:
         programs.unrecorded(f"a sum of {getattr(x, 'dtype', '')}{getattr(x, 'shape', '')} over {axis}")
         return x.sum(axis=axis, keepdims=keepdims)

@@ -21,6 +21,12 @@ def copy_into(src, dst):
     cupy.copyto(dst, src, casting="unsafe")
 
 
+@register("broadcast_to", "cuda")
+def broadcast_to(x, shape):
+    import cupy
+    return cupy.broadcast_to(x, shape)
+
+
 @register("sum_axes", "cuda")
 def sum_axes(x, axis, keepdims):
     import cupy

@@ -10,8 +10,9 @@ trainer's flat buffer) read where the recorded step left them.
 A record belongs to one *key*: the step inputs' shapes and dtypes, every other step argument (the KL
 weight, the objective's settings), gvae's thread count, the products' tuning generation, and the
 parameter and gradient buffers. The first step of a key runs on the tape (compiling, deciding the
-products' plans); the second is recorded as it runs; the third is replayed and then run on the tape from
-the same inputs, and the record is trusted only if the two agree bit for bit (this is what catches work
+products' plans); the second is recorded as it runs (and then run on the tape again, outside the
+recording, for its own result); the third is replayed and then run on the tape from the same inputs, and
+the record is trusted only if the two agree bit for bit (this is what catches work
 that the recording could not see: NumPy between the kernels, a draw made inside the loss). A record that
 disagrees, or a step whose recording was refused (a task without a native form, or one the recording
 cannot see), leaves its key on the tape for the rest of the run. A replay whose data would have made the
@@ -112,7 +113,9 @@ class NativeStep:
             self.refused.append((key, program.refused))
         else:
             self.record = _Record(key, program, own, _leaves(own, [], [])[0], loss, aux)
-        return loss, aux
+        # The step itself is the tape's outside a recording: a kernel taken only while recording (a view
+        # copied for the next kernel, say) must not make this step differ from an unrecorded run's.
+        return self._tape(args)
 
 
 def _copied(args):

@@ -193,6 +193,8 @@ def row_spacing(a, dtype):
     if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == 2 and a.flags.aligned):
         return None
     (m, n), (s0, s1), size = a.shape, a.strides, a.itemsize
+    if a.size == 0:  # (NumPy gives an empty array any strides)
+        return n
     if n > 1 and s1 != size:
         return None
     if m <= 1:

@@ -1,0 +1,160 @@
+"""The tape's arithmetic kernels (gvae/kernels/arithmetic*.py) against NumPy: a op b with every broadcast the
+kernels take (and those they leave to NumPy), on rows that lie apart, into given arrays; copies; sums
+against float64 references. Each with a recording open (the kernels run, as a replay runs them) and
+without (NumPy's operators), bit for bit the same; and replayed. The C entries' strided arrays."""
+import ctypes
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gvae import kernels
+from gvae.kernels.cpu import entries, programs
+from gvae.kernels.cpu.jit import jit
+
+SHAPES = [((4, 5), (4, 5)), ((4, 5), (5,)), ((4, 5), (4, 1)), ((4, 5), ()), ((3, 4, 5), (4, 5)),
+          ((3, 4, 5), (1, 4, 1)), ((2, 3, 4), (3, 1)), ((1, 4, 5), (4, 5)), ((6,), ()), ((0, 5), (5,)),
+          ((3, 4, 5), (3, 1, 5)), ((4, 5), (3, 4, 5))]
+
+
+def _operand(rng, shape, dtype, apart):
+    """A random array of ``shape``; with ``apart`` (2 axes or more) a block of columns of a wider one."""
+    if apart and len(shape) >= 2:
+        wide = rng.standard_normal(shape[:-1] + (shape[-1] + 3,)).astype(dtype)
+        return wide[..., 1:shape[-1] + 1]
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=st.sampled_from(SHAPES), op=st.sampled_from(kernels.arithmetic.OPERATIONS),
+       dtype=st.sampled_from([np.float32, np.float64]), apart=st.booleans(), swap=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_binary_is_numpys_bit_for_bit_recorded_or_not(case, op, dtype, apart, swap, seed):
+    rng = np.random.default_rng(seed)
+    a, b = (_operand(rng, s, dtype, apart) for s in case)
+    if swap:
+        a, b = b, a
+    if op == "divide":
+        b = np.where(np.abs(b) < 0.1, 1.0, b).astype(dtype)
+    expected = getattr(np, op)(a, b)
+    plain = kernels.binary(op, a, b)
+    with programs.recording() as program:
+        recorded = kernels.binary(op, a, b)
+    for got in (plain, recorded):
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+    # The kernels took it (no NumPy while recording) but for a broadcast over a middle axis.
+    assert (program.refused is None) == (case != ((3, 4, 5), (3, 1, 5)))
+
+
+@pytest.mark.parametrize("scalar", [0.1, 3, -1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_python_number_takes_the_arrays_dtype_as_numpy_does(scalar, dtype):
+    x = np.random.default_rng(0).standard_normal((7, 3)).astype(dtype)
+    with programs.recording() as program:
+        for op in kernels.arithmetic.OPERATIONS:
+            for got, expected in ((kernels.binary(op, x, scalar), getattr(np, op)(x, scalar)),
+                                  (kernels.binary(op, scalar, x), getattr(np, op)(scalar, x))):
+                assert got.dtype == dtype
+                np.testing.assert_array_equal(got, expected)
+    assert program.refused is None
+
+
+def test_what_the_kernels_do_not_take_goes_through_numpy_and_refuses_a_recording():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with programs.recording() as program:
+        got = kernels.binary("add", a, np.ones(3, np.float64))  # mixed dtypes: NumPy promotes
+    assert got.dtype == np.float64 and np.array_equal(got, a + 1.0)
+    assert "add of float32(2, 3) and float64(3,)" in program.refused
+    with programs.recording() as program:
+        kernels.binary("multiply", a, np.arange(3))  # integers
+    assert program.refused is not None
+
+
+def test_binary_writes_into_out_and_a_replay_computes_it_again():
+    rng = np.random.default_rng(1)
+    head = rng.standard_normal((6, 8)).astype(np.float32)
+    mu, raw = head[:, :4], head[:, 4:]  # columns apart, as a posterior's mean and scale
+    out = np.empty((2, 6, 4), np.float32)
+    with programs.recording() as program:
+        kernels.binary("multiply", raw, mu, out=out[0])
+        kernels.binary("add", mu, out[0], out=out[1])
+        total = kernels.sum_axes(out, axis=(0, 1))
+    assert program.refused is None
+    head[...] = rng.standard_normal(head.shape)
+    expected = [raw * mu, mu + raw * mu]
+    out[...] = np.nan
+    total[...] = np.nan
+    program.run()
+    np.testing.assert_array_equal(out[0], expected[0])
+    np.testing.assert_array_equal(out[1], expected[1])
+    np.testing.assert_allclose(total, np.sum(np.stack(expected).astype(np.float64), axis=(0, 1)), rtol=1e-6)
+
+
+SUMS = [((5, 7), None), ((5, 7), 0), ((5, 7), 1), ((5, 7), -1), ((2, 3, 4), (0, 1)), ((2, 3, 4), (1, 2)),
+        ((2, 3, 4), 0), ((2, 3, 4), (0, 2)), ((9,), None), ((9,), 0), ((0, 4), 0), ((3, 0), 1)]
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("shape, axis", SUMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sums_are_float64_accurate_and_the_same_recorded_or_not(shape, axis, keepdims, dtype):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 10 ** rng.uniform(-3, 3, shape)).astype(dtype)
+    expected = np.sum(x.astype(np.float64), axis=axis, keepdims=keepdims)
+    plain = kernels.sum_axes(x, axis=axis, keepdims=keepdims)
+    with programs.recording():
+        recorded = kernels.sum_axes(x, axis=axis, keepdims=keepdims)
+    assert plain.shape == expected.shape and plain.dtype == dtype
+    np.testing.assert_array_equal(plain, recorded)
+    # One rounding of the float64 sum (within a float32 or float64 ulp of it, the sum being of mixed signs).
+    np.testing.assert_allclose(plain, expected.astype(dtype), rtol=4 * np.finfo(dtype).eps,
+                               atol=4 * np.finfo(dtype).eps * float(np.abs(x).sum()))
+
+
+def test_a_broadcast_view_sums_as_its_copy_does():
+    """A view of stride 0 (a reduction's gradient broadcast back) is summed by the kernel after a copy, not
+    by NumPy's pairwise float32 sum: the same bits as the materialised array a recording makes."""
+    g = np.float32(1.0 / 3.0) * np.ones((1, 100), np.float32)
+    view = np.broadcast_to(g, (7, 100))
+    with programs.recording():
+        copy = kernels.broadcast_to(g, (7, 100))
+    assert copy.flags.writeable and not view.flags.writeable
+    np.testing.assert_array_equal(kernels.sum_axes(view, axis=0), kernels.sum_axes(copy, axis=0))
+    np.testing.assert_array_equal(kernels.sum_axes(view, axis=None), kernels.sum_axes(copy, axis=None))
+
+
+def test_copy_into_and_contiguous():
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal((4, 9)).astype(np.float32)[:, 2:7]
+    dst = np.empty((3, 4, 5), np.float32)
+    with programs.recording() as program:
+        kernels.copy_into(src, dst)
+        packed = kernels.contiguous(src)
+        kernels.copy_into(0.0, dst[1])
+    assert program.refused is None and packed.flags.c_contiguous and np.array_equal(packed, src)
+    assert np.array_equal(dst[0], src) and np.array_equal(dst[2], src) and not dst[1].any()
+
+
+@jit(cache=False)
+def _twice(a, out):
+    m, n = a.shape
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = 2 * a[i, j]
+
+
+def test_a_strided_entry_array_is_read_in_place():
+    entry = entries.Entry(_twice, a=entries.array("m", "n", strided=True), out=entries.array("m", "n"))
+    h = np.arange(24, dtype=np.float32).reshape(4, 6)
+    out = np.zeros((4, 3), np.float32)
+    packed = entry.pack((h[:, 2:5], out))
+    assert packed[2:5] == [4, 3, 6]  # m, n, then the rows' spacing in items
+    args = np.array(packed, np.int64)
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(entry.address())(args.ctypes.data)
+    assert np.array_equal(out, 2 * h[:, 2:5])
+    assert entry.pack((h[::2, 2:5], out[:2]))[4] == 12
+    assert entry.pack((h.T[:3, :3], out[:3])) is None  # its columns apart: not rows apart
+    with pytest.raises(ValueError, match="two axes"):
+        entries.array("m", strided=True)
