@@ -34,10 +34,12 @@ class Layers:
             return (scale * rng.standard_normal(shape)).astype(dtype)
         self.rng, self.dtype = rng, dtype
         self.x = normal(batch, 40)
-        self.W1, self.b1, self.W2, self.b2 = normal(40, 30, scale=0.2), normal(30), normal(30, 20, scale=0.2), normal(20)
+        self.W1, self.b1 = normal(40, 30, scale=0.2), normal(30)
+        self.W2, self.b2 = normal(30, 20, scale=0.2), normal(20)
         self.g = normal(batch, 20)
         self.h, self.y = np.empty((batch, 30), dtype), np.empty((batch, 20), dtype)
-        self.gh, self.gx, self.gW1 = np.empty((batch, 20), dtype), np.empty((batch, 30), dtype), np.empty((40, 30), dtype)
+        self.gh, self.gx = np.empty((batch, 20), dtype), np.empty((batch, 30), dtype)
+        self.gW1 = np.empty((40, 30), dtype)
 
     def outputs(self):
         return self.h, self.y, self.gh, self.gx, self.gW1

@@ -3,7 +3,6 @@ import numpy as np
 
 from .. import kernels
 from ..autodiff import defvjp, defvjp_joint, primitive
-from ..kernels import array_module
 
 __all__ = ["matmul", "dense"]
 

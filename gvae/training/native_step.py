@@ -1,24 +1,24 @@
 """The training step's forward and backward on the CPU, recorded once and replayed natively for each batch.
 
 A CPU step is a few dozen kernel calls, and the tape's Python between them (the primitives, their VJPs,
-each kernel's checks and dispatch) takes a fifth to a third of the step at batch 100 (docs/performance.md).
-So the Trainer records the kernels that one step's ``value_and_grad`` hands to gvae's threads
-(:mod:`gvae.kernels.cpu.programs`) and runs later steps as that record: the batch and the noise copied
-into the recorded inputs, one native call, and the loss, the reported means and the gradient (in the
-trainer's flat buffer) read where the recorded step left them.
+each kernel's checks and dispatch) takes an eighth to a quarter of the step at batch 100
+(docs/performance.md). So the Trainer records the kernels that one step's ``value_and_grad`` hands to
+gvae's threads (:mod:`gvae.kernels.cpu.programs`) and runs later steps as that record: the batch and the
+noise copied into the recorded inputs, one native call, and the loss, the reported means and the gradient
+(in the trainer's flat buffer) read where the recorded step left them.
 
 A record belongs to one *key*: the step inputs' shapes and dtypes, every other step argument (the KL
 weight, the objective's settings), gvae's thread count, the products' tuning generation, and the
 parameter and gradient buffers. The first step of a key runs on the tape (compiling, deciding the
 products' plans); the second is recorded as it runs (and then run on the tape again, outside the
 recording, for its own result); the third is replayed and then run on the tape from the same inputs, and
-the record is trusted only if the two agree bit for bit (this is what catches work
-that the recording could not see: NumPy between the kernels, a draw made inside the loss). A record that
-disagrees, or a step whose recording was refused (a task without a native form, or one the recording
-cannot see), leaves its key on the tape for the rest of the run. A replay whose data would have made the
-tape take another decision (:meth:`Program.holds`: a product of a mostly-zero factor computed sparse or
-dense) is followed by the tape on the same inputs. The replay runs the same kernels on the same arrays in
-the same order as the tape, so its results are the tape's bit for bit, and a resumed run goes on exactly.
+the record is trusted only if the two agree bit for bit (this catches work that the recording could not
+see: NumPy between the kernels, a draw made inside the loss). A record that disagrees, or a step whose
+recording was refused (a task without a native form, or work declared outside the tasks), leaves its key
+on the tape for the rest of the run. A replay whose data would have made the tape take another decision
+(:meth:`Program.holds`: a product of a mostly-zero factor computed sparse or dense) is followed by the
+tape on the same inputs. The replay runs the same kernels on the same arrays in the same order as the
+tape, so its results are the tape's bit for bit, and a resumed run goes on exactly.
 """
 import numpy as np
 

@@ -5,11 +5,13 @@ While :func:`recording` is open in a thread, every call that thread makes throug
 :func:`threads.run_here` is written down as it runs: each task's native form (a product's ``cblas_?gemm``
 arguments, a C entry's address and arguments: :mod:`worker_loop`), the thread that ran it (0: the caller,
 k: the k-th worker), and which tasks ran side by side (a *group*). A task without a native form, or one
-whose native form is not valid beyond its own call (:attr:`entries.Entry.replayable`: scratch sized by the
-data it was made for), refuses the recording (:attr:`Program.refused` says why). Work that does not pass
-through those two calls (NumPy between the kernels, a kernel called straight from Python) is not seen:
+whose arguments are not valid beyond its own call (:class:`entries.Call` ``replayable``: scratch sized by
+the data it was made for), refuses the recording (:attr:`Program.refused` says why), as does work that a
+kernel's front declares it did outside its tasks (:func:`unrecorded`). Other work that does not pass
+through those calls (NumPy between the kernels, a kernel called straight from Python) is not seen:
 whoever replays a program must check that nothing of the kind took part (the training step compares a
-replay with the taped step bit for bit before it trusts one).
+replay with the taped step bit for bit before it trusts one). A decision the calls took from their data
+(a product of a mostly-zero factor computed sparse) is checked natively in the replay (:func:`check`).
 
 :meth:`Program.run` replays: the caller's tasks run in a native loop (:func:`_replay`), which posts each
 group's other tasks to the workers' boards and waits for them there, as :func:`threads.run` does from
@@ -21,7 +23,7 @@ import contextlib
 
 import numpy as np
 
-from . import blas, threads, worker_loop
+from . import blas, threads
 from .entries import array_at
 from .jit import jit
 from .state import RUNTIME
