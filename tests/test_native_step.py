@@ -147,3 +147,27 @@ def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
         assert programs.recording_open() is False
     finally:
         kernels.set_threads(1)
+
+
+@pytest.mark.parametrize("cfg", [dict(task="classify"), dict(task="mae", mi_target=2.0), dict(task="fullvb"),
+                                 dict(task="hvm"), dict(task="sbn", iw_samples=3), dict(task="darn", iw_samples=3),
+                                 dict(task="vlae", latent=(6, 4)), dict(task="corex", anchors=(1,), anchor_weight=0.5),
+                                 dict(task="gammadef", latent=(6, 4)), dict(task="sbndef", latent=(6, 4), iw_samples=3),
+                                 dict(task="poissondef", latent=(6, 4), iw_samples=3), dict(task="vcca", dropout=0.2),
+                                 dict(task="generate", mmd=10.0), dict(task="generate", target_rate=3.0)],
+                         ids=lambda cfg: "-".join(str(v) for v in cfg.values()))
+def test_every_task_steps_as_the_tape_does(cfg, tmp_path):
+    """Whatever a task's step records, replays or leaves on the tape, its steps are the tape's, bit for bit."""
+    from tests.helpers import make_data
+    data = make_data(n=120, d=784 if cfg["task"] == "vcca" else 36)  # (noisy MNIST's views are 28 x 28)
+    config = TrainConfig(**{"latent": 6, "hidden": (16,), "epochs": 2, "batch_size": 40, "lr": 3e-3, "seed": 3,
+                            "dtype": "float32", **cfg})
+    native = Trainer(config, data, tmp_path / "native", progress=False, quiet=True)
+    tape = Trainer(config, data, tmp_path / "tape", progress=False, quiet=True)
+    tape.native = None
+    batches = [b for b in native.task.batches(native.inputs["train"], 40, np.random.default_rng(0))]
+    for k in range(8):
+        batch = batches[k % len(batches)]
+        assert native.step(batch, 1.0) == tape.step(batch, 1.0), k
+    assert _same(_state(native), _state(tape))
+    return native.native
