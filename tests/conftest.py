@@ -57,6 +57,21 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def split_everything(monkeypatch):
+    """gvae's threads on for the test, and every kernel call split however small (tests/test_threads.py,
+    tests/test_programs.py); restored after the test."""
+    from gvae import kernels
+    from gvae.kernels import matmul_cpu
+    from gvae.kernels.cpu import threads
+    monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
+    monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)
+    yield
+    kernels.set_threads(1)
+
+
+@pytest.fixture
 def jax_x64():
     """JAX's x64 mode set process-wide for a test and restored after it (the jax.enable_x64 context is local
     to its thread, and XLA may run gvae.jax's callbacks on another)."""

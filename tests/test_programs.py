@@ -14,17 +14,6 @@ from gvae.kernels.cpu import programs, threads
 from gvae.kernels.cpu.state import RUNTIME
 
 
-@pytest.fixture
-def split(monkeypatch):
-    """Every product cut into blocks however small, so that two threads hand tasks over."""
-    monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
-    monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
-    monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)
-    monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
-    yield
-    kernels.set_threads(1)
-
-
 class Layers:
     """Two dense ELU layers forward and the first one's backward, through gvae's kernels, on fixed arrays
     (the layout of a training step's kernel calls)."""
@@ -61,7 +50,7 @@ class Layers:
 
 @pytest.mark.parametrize("count", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_replay_is_the_calls_bit_for_bit_on_new_data(split, count, dtype):
+def test_a_replay_is_the_calls_bit_for_bit_on_new_data(split_everything, count, dtype):
     kernels.set_threads(count)
     layers = Layers(dtype, np.random.default_rng(count))
     layers()
@@ -94,7 +83,7 @@ def _python_calls(fn):
 
 
 @pytest.mark.parametrize("count", [1, 2])
-def test_a_replay_makes_no_python_call_per_task(split, count):
+def test_a_replay_makes_no_python_call_per_task(split_everything, count):
     kernels.set_threads(count)
     layers = Layers(np.float32, np.random.default_rng(0))
     layers()
@@ -109,7 +98,7 @@ def test_a_replay_makes_no_python_call_per_task(split, count):
     assert _python_calls(layers) > 5 * len(short)  # what the calls themselves cost in Python
 
 
-def test_a_replay_finds_the_workers_asleep_and_leaves_them_usable(split):
+def test_a_replay_finds_the_workers_asleep_and_leaves_them_usable(split_everything):
     kernels.set_threads(2)
     layers = Layers(np.float64, np.random.default_rng(1))
     layers()
@@ -131,7 +120,7 @@ def test_a_replay_finds_the_workers_asleep_and_leaves_them_usable(split):
     assert sorted(out) == [1, 2]
 
 
-def test_a_python_task_refuses_the_recording_and_the_replay_says_why(split):
+def test_a_python_task_refuses_the_recording_and_the_replay_says_why(split_everything):
     kernels.set_threads(2)
     with programs.recording() as program:
         threads.run([lambda: None, lambda: None])
@@ -161,7 +150,7 @@ def test_a_recorded_sparse_product_has_room_for_any_batch_and_guards_its_decisio
     np.testing.assert_allclose(out, x @ W, rtol=1e-5, atol=1e-5)
 
 
-def test_a_replay_refuses_another_thread_count(split):
+def test_a_replay_refuses_another_thread_count(split_everything):
     kernels.set_threads(2)
     layers = Layers(np.float32, np.random.default_rng(0))
     with programs.recording() as program:
@@ -171,7 +160,7 @@ def test_a_replay_refuses_another_thread_count(split):
         program.run()
 
 
-def test_the_innermost_recording_records_and_other_threads_do_not(split):
+def test_the_innermost_recording_records_and_other_threads_do_not(split_everything):
     kernels.set_threads(1)
     layers = Layers(np.float32, np.random.default_rng(0))
     with programs.recording() as outer:
@@ -182,7 +171,7 @@ def test_the_innermost_recording_records_and_other_threads_do_not(split):
     assert RUNTIME.recording.get() is None
 
 
-def test_the_workers_keep_spinning_through_a_long_task_of_the_caller(split):
+def test_the_workers_keep_spinning_through_a_long_task_of_the_caller(split_everything):
     """Between two hand-overs the caller runs a product far longer than a worker spins before it sleeps:
     held, the worker is still there for the second hand-over (asleep, nothing native could wake it)."""
     kernels.set_threads(2)

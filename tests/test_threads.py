@@ -23,17 +23,6 @@ from gvae.kernels.cpu.state import RUNTIME
 from tests.band_reference import random_factor
 
 
-@pytest.fixture
-def split_everything(monkeypatch):
-    """Threads on, and every kernel call split however small (restored after the test)."""
-    monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
-    monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
-    monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
-    monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)
-    yield
-    kernels.set_threads(1)
-
-
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
 def test_set_threads_refuses_what_is_not_a_positive_int(bad):
     before = kernels.get_threads()
