@@ -92,6 +92,39 @@ def test_binary_writes_into_out_and_a_replay_computes_it_again():
     np.testing.assert_allclose(total, np.sum(np.stack(expected).astype(np.float64), axis=(0, 1)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("op", kernels.arithmetic.UNARY)
+@pytest.mark.parametrize("shape", [(5, 7), (3, 4, 5), (9,), (), (0, 3), (700, 300)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unary_is_the_same_recorded_or_not_and_within_an_ulp_of_float64(split_everything, op, shape, dtype):
+    kernels.set_threads(2)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0.01, 30.0, shape).astype(dtype) if op == "log" else rng.normal(0, 10, shape).astype(dtype)
+    if x.ndim >= 2:
+        x = np.concatenate([x, x[..., :2]], axis=-1)[..., 1:x.shape[-1] + 1]  # rows apart
+    plain = kernels.unary(op, x)
+    with programs.recording() as program:
+        recorded = kernels.unary(op, x)
+    assert program.refused is None and plain.dtype == dtype and plain.shape == x.shape
+    np.testing.assert_array_equal(plain, recorded)
+    np.testing.assert_allclose(plain, getattr(np, op)(x.astype(np.float64)), rtol=2 * np.finfo(dtype).eps)
+    x[...] = x[::-1] if x.ndim else x  # a replay computes it again from what x holds now
+    recorded[...] = np.nan
+    program.run()
+    np.testing.assert_array_equal(recorded, kernels.unary(op, x))
+
+
+def test_unary_special_values_and_what_it_refuses():
+    x = np.array([0.0, -1.0, np.inf, np.nan, -np.inf], np.float32)
+    log, exp = kernels.unary("log", x), kernels.unary("exp", x)
+    np.testing.assert_array_equal(log, np.array([-np.inf, np.nan, np.inf, np.nan, np.nan], np.float32))
+    np.testing.assert_array_equal(exp, np.array([1.0, np.exp(-1.0), np.inf, np.nan, 0.0], np.float32))
+    with programs.recording() as program:
+        assert kernels.unary("log", np.arange(1, 4)).dtype == np.float64  # integers: NumPy's
+    assert "log of int64(3,)" in program.refused
+    with pytest.raises(ValueError, match="op must be one of"):
+        kernels.unary("sin", x)
+
+
 SUMS = [((5, 7), None), ((5, 7), 0), ((5, 7), 1), ((5, 7), -1), ((2, 3, 4), (0, 1)), ((2, 3, 4), (1, 2)),
         ((2, 3, 4), 0), ((2, 3, 4), (0, 2)), ((9,), None), ((9,), 0), ((0, 4), 0), ((3, 0), 1)]
 

@@ -153,7 +153,7 @@ def test_row_kernels_at_other_block_sizes(cp, block, dtype):
     m, n = 33, 31
     logw = (rng.standard_normal((m, n)) * 3).astype(dtype)
     out, w = np.empty(m, dtype), np.empty((m, n), dtype)
-    backend.implementation("log_mean_exp")(logw, out, w)
+    backend.implementation("log_mean_exp")(logw[:, :, None], out[:, None], w[:, :, None])
     outd, wd = cp.empty(m, dtype=dtype), cp.empty((m, n), dtype=dtype)
     grid = (3,)
     _fn("logmeanexp.cu", "log_mean_exp<{T}>", dtype)(

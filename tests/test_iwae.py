@@ -30,6 +30,30 @@ def test_log_mean_exp_against_scipy(data, dtype):
     assert value.dtype == dtype and weights.dtype == dtype
 
 
+@pytest.mark.parametrize("shape, axis", [((5, 100), 0), ((4, 3, 7), 1), ((6, 9), 1), ((2000, 3), 0), ((3, 1500), 1)])
+def test_log_mean_exp_is_recorded_in_place_along_any_axis_and_replayed(split_everything, shape, axis):
+    """No transposed copy: the kernel reads K along the axis where it lies, in blocks of pairs on the
+    threads, so that a recorded step replays it; the replay recomputes it from the array's new values."""
+    from gvae.kernels.cpu import programs
+    kernels.set_threads(2)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32) * 20
+    plain = kernels.log_mean_exp(x, axis)
+    with programs.recording() as program:
+        value, weights = kernels.log_mean_exp(x, axis)
+    assert program.refused is None
+    np.testing.assert_array_equal(value, plain[0])
+    np.testing.assert_array_equal(weights, plain[1])
+    x[...] = rng.standard_normal(shape) * 20
+    value[...], weights[...] = np.nan, np.nan
+    program.run()
+    expected = kernels.log_mean_exp(x, axis)
+    np.testing.assert_array_equal(value, expected[0])
+    np.testing.assert_array_equal(weights, expected[1])
+    np.testing.assert_allclose(value, logsumexp(x.astype(np.float64), axis=axis) - np.log(shape[axis]), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_log_mean_exp_edge_rows():
     x = np.array([[-np.inf, -np.inf], [0.0, -np.inf], [np.nan, 0.0]])
     value, weights = kernels.log_mean_exp(x, 1)

@@ -59,7 +59,8 @@ def _run_both(tmp_path, **settings):
 @pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("settings", [{}, {"polyak": 0.9}, {"clip_norm": 1e-3}, {"beta": 0.5},
                                       {"activation": "relu", "hidden": (40, 30)}, {"samples": 2},
-                                      {"dtype": "float64"}])
+                                      {"dtype": "float64"}, {"iw_samples": 3}, {"iw_samples": 3, "beta": 0.5},
+                                      {"kl": "mc"}])
 def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     kernels.set_threads(count)
     try:
@@ -70,7 +71,7 @@ def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     assert native.native.refused == [] and native.native.replays >= 8
 
 
-@pytest.mark.parametrize("settings", [{"posterior": "chain"}, {"iw_samples": 3}, {"kl": "mc"}])
+@pytest.mark.parametrize("settings", [{"posterior": "chain"}, {"posterior": "grid", "latent": 9}])
 def test_steps_the_record_cannot_take_stay_on_the_tape(tmp_path, settings):
     native = _run_both(tmp_path, **settings)
     assert native.native.replays == 0 and native.native.refused
@@ -170,4 +171,3 @@ def test_every_task_steps_as_the_tape_does(cfg, tmp_path):
         batch = batches[k % len(batches)]
         assert native.step(batch, 1.0) == tape.step(batch, 1.0), k
     assert _same(_state(native), _state(tape))
-    return native.native

@@ -12,7 +12,7 @@ of gvae above it.
 """
 from .activation import activation, activation_grad, bias_activation, bias_activation_grad
 from .activations import ACTIVATIONS
-from .arithmetic import binary, broadcast_to, contiguous, copy_into, sum_axes
+from .arithmetic import binary, broadcast_to, contiguous, copy_into, sum_axes, unary
 from .adam import adam_constants, adam_update, adam_update_guarded, average_update, sum_squares, sum_squares_array
 from .backend import (array_module, device_module, device_names, device_of, generator, register_device,
                       to_device, to_host)
@@ -28,7 +28,7 @@ from .cpu.threads import get_threads, set_threads
 
 __all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",
-           "binary", "broadcast_to", "contiguous", "copy_into", "sum_axes",
+           "binary", "broadcast_to", "contiguous", "copy_into", "sum_axes", "unary",
            "ar_bernoulli_draw", "bernoulli_loglik", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "adam_update_guarded", "adam_constants",
            "average_update", "sum_squares", "sum_squares_array", "log_mean_exp",
            "matmul", "matmuls", "set_threads", "get_threads"]

@@ -6,9 +6,10 @@ operators."""
 from . import arithmetic_cpu  # noqa: F401  (registers the CPU kernels)
 from .backend import array_module, implementation
 
-__all__ = ["binary", "copy_into", "contiguous", "broadcast_to", "sum_axes", "OPERATIONS"]
+__all__ = ["binary", "unary", "copy_into", "contiguous", "broadcast_to", "sum_axes", "OPERATIONS", "UNARY"]
 
 OPERATIONS = ("add", "subtract", "multiply", "divide")
+UNARY = ("log", "exp")
 
 
 def binary(op, a, b, out=None):
@@ -17,6 +18,15 @@ def binary(op, a, b, out=None):
     if op not in OPERATIONS:
         raise ValueError(f"binary: op must be one of {OPERATIONS}, got {op!r}")
     return implementation("binary", a, b)(op, a, b, out)  # (Python numbers name no device)
+
+
+def unary(op, x):
+    """log(x) or exp(x) (op one of :data:`UNARY`) elementwise, in x's dtype. On the CPU the kernel computes
+    it whether or not a recording is open (its results are the C library's, not NumPy's SIMD ones, so the
+    taped and the replayed step agree only if both use it)."""
+    if op not in UNARY:
+        raise ValueError(f"unary: op must be one of {UNARY}, got {op!r}")
+    return implementation("unary", x)(op, x)
 
 
 def copy_into(src, dst):

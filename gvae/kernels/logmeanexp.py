@@ -1,6 +1,9 @@
 """Importance-weight reductions: log-mean-exp with its normalised weights."""
 
+import math
+
 from . import logmeanexp_cpu  # noqa: F401  (registers the CPU kernel)
+from .arithmetic import contiguous
 from .backend import array_module, implementation
 from .checks import float_array
 
@@ -9,16 +12,18 @@ def log_mean_exp(logw, axis=-1):
     """(log mean_k exp(logw_k), softmax(logw)) along ``axis``, stable for any magnitude.
 
     Returns the reduced array (``logw.shape`` without ``axis``) and the weights (``logw.shape``),
-    both in logw's dtype."""
+    both in logw's dtype. The kernels see logw as (M, K, N), K along ``axis``: no transposed copy."""
     float_array("log_mean_exp logw", logw)
     xp = array_module(logw)
     if not -logw.ndim <= axis < logw.ndim:
         raise ValueError(f"log_mean_exp: axis {axis} out of range for shape {logw.shape}")
+    axis %= logw.ndim
     if logw.shape[axis] == 0:
         raise ValueError("log_mean_exp: cannot average over an empty axis")
-    moved = xp.moveaxis(logw, axis, -1)
-    rows = xp.ascontiguousarray(moved.reshape(-1, moved.shape[-1]))
-    out = xp.empty(rows.shape[0], dtype=logw.dtype)
-    weights = xp.empty_like(rows)
-    implementation("log_mean_exp", rows)(rows, out, weights)
-    return out.reshape(moved.shape[:-1]), xp.moveaxis(weights.reshape(moved.shape), -1, axis)
+    shape = logw.shape
+    cube = (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
+    logw = contiguous(logw)
+    out = xp.empty((cube[0], cube[2]), dtype=logw.dtype)
+    weights = xp.empty(shape, dtype=logw.dtype)
+    implementation("log_mean_exp", logw)(logw.reshape(cube), out, weights.reshape(cube))
+    return out.reshape(shape[:axis] + shape[axis + 1:]), weights

@@ -52,10 +52,10 @@ defvjp(divide, lambda ans, a, b: lambda g: _binary("divide", g, b),
 
 @primitive
 def negative(x):
-    return -x
+    return _binary("multiply", x, -1.0)  # (-x's bits: the sign flipped, exactly)
 
 
-defvjp(negative, lambda ans, x: lambda g: -g)
+defvjp(negative, lambda ans, x: lambda g: _binary("multiply", g, -1.0))
 
 
 @primitive
@@ -96,18 +96,18 @@ defvjp(sqrt, lambda ans, x: lambda g: g * 0.5 / ans)
 
 @primitive
 def exp(x):
-    return array_module(x).exp(x)
+    return kernels.unary("exp", x)
 
 
-defvjp(exp, lambda ans, x: lambda g: g * ans)
+defvjp(exp, lambda ans, x: lambda g: _binary("multiply", g, ans))
 
 
 @primitive
 def log(x):
-    return array_module(x).log(x)
+    return kernels.unary("log", x)
 
 
-defvjp(log, lambda ans, x: lambda g: g / x)
+defvjp(log, lambda ans, x: lambda g: _binary("divide", g, x))
 
 
 @primitive

@@ -12,7 +12,8 @@ def _attach(logw, value, weights, axis):
     return value
 
 
-defvjp(_attach, lambda ans, logw, value, weights, axis: lambda g: array_module(g).expand_dims(g, axis) * weights)
+defvjp(_attach, lambda ans, logw, value, weights, axis: lambda g: kernels.binary(
+    "multiply", array_module(g).expand_dims(g, axis), weights))
 
 
 def log_mean_exp(logw, axis=-1):
