@@ -14,6 +14,7 @@ threads (:mod:`.cpu.threads`), a worker running its block as a C entry (:mod:`.c
 import numpy as np
 
 from .activations import CODES
+from .arithmetic import sum_axes
 from .backend import register
 from .cpu import threads
 from .cpu.entries import INT, Entry, array, run_blocks
@@ -108,4 +109,4 @@ def bias_act_backward(g, y, activation, gh):
     parts = threads.row_blocks(m, n, _BACKWARD_SECONDS)
     sums = np.empty((len(parts), n), dtype=g.dtype)  # each block's bias gradient
     run_blocks(_BACKWARD, lambda k, lo, hi: (g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), parts)
-    return sums[0] if len(parts) == 1 else np.sum(sums, axis=0, dtype=g.dtype)
+    return sums[0] if len(parts) == 1 else sum_axes(sums, axis=0)  # (a kernel's sum: a recorded step holds it)

@@ -31,13 +31,21 @@ def _cast(g, L):
     return g.astype(L.dtype, copy=False)
 
 
+def _masked(x, off_mask):
+    """A new (*B, K, n) array holding x's off-diagonals times ``off_mask`` (K - 1, n), its main diagonal
+    left to the caller: a kernel per diagonal (x may be a view whose diagonals lie apart), so that a
+    recorded training step holds them."""
+    out = kernels.array_module(x).empty(x.shape, x.dtype)
+    for k in range(1, x.shape[-2]):
+        kernels.binary("multiply", x[..., k, :], off_mask[k - 1], out=out[..., k, :])
+    return out
+
+
 def _factor_forward(raw, off_mask, floor):
     """(L, softplus of the main diagonal): the value and what its gradient needs."""
-    xp = kernels.array_module(raw)
-    L = xp.empty_like(raw)
     diag = kernels.activation(raw[..., :1, :], "softplus")
-    L[..., :1, :] = diag + raw.dtype.type(floor)
-    L[..., 1:, :] = raw[..., 1:, :] * off_mask
+    L = _masked(raw, off_mask)
+    kernels.binary("add", diag, raw.dtype.type(floor), out=L[..., :1, :])
     return L, diag
 
 
@@ -56,10 +64,8 @@ def _factor_vjp(diag, argnums, raw, off_mask, floor):
         raise ValueError("band_factor: no gradient with respect to the mask")
 
     def vjp(g):
-        xp = kernels.array_module(g)
-        graw = xp.empty(raw.shape, dtype=raw.dtype)
-        graw[..., :1, :] = kernels.activation_grad(g[..., :1, :], diag, "softplus")
-        graw[..., 1:, :] = g[..., 1:, :] * off_mask
+        graw = _masked(_cast(g, raw), off_mask)
+        kernels.copy_into(kernels.activation_grad(g[..., :1, :], diag, "softplus"), graw[..., :1, :])
         return graw, None, None
     return vjp
 

@@ -54,7 +54,9 @@ def _band_kl(L, offsets, mu, check, keep):
         trace, kept = kernels.band_trace_inv(L, offsets, check=check, keep=True)
     else:
         trace, kept = kernels.band_trace_inv(L, offsets, check=check), None
-    kl = 0.5 * (trace + kernels.sum_axes(mu * mu, axis=-1) - mu.shape[-1]) + kernels.band_logdet(L, check=check)
+    b = kernels.binary
+    kl = b("add", b("multiply", 0.5, b("subtract", b("add", trace, kernels.sum_axes(b("multiply", mu, mu), axis=-1)),
+                                      mu.shape[-1])), kernels.band_logdet(L, check=check))
     return (kl, kept) if keep else kl
 
 
@@ -66,10 +68,11 @@ def _band_kl_vjp(kept, argnums, L, offsets, mu, check=True):
         gL = gmu = None
         if 0 in argnums:
             gb = unbroadcast(g, L.shape[:-2], kernels.sum_axes).astype(L.dtype, copy=False)
-            gL = kernels.band_trace_inv_grad(L, offsets, 0.5 * gb, check=False, kept=kept)
-            gL[..., 0, :] += gb[..., None] / L[..., 0, :]
+            gL = kernels.band_trace_inv_grad(L, offsets, kernels.binary("multiply", 0.5, gb), check=False, kept=kept)
+            diagonal = gL[..., 0, :]
+            kernels.binary("add", diagonal, kernels.binary("divide", gb[..., None], L[..., 0, :]), out=diagonal)
         if 2 in argnums:
-            gmu = g[..., None] * mu
+            gmu = kernels.binary("multiply", g[..., None], mu)
         return gL, None, gmu
     return vjp
 

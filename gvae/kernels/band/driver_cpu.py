@@ -13,7 +13,7 @@ its parallel loop's body), and its OpenMP pool would spin beside gvae's threads.
 """
 import numpy as np
 
-from ..cpu import threads
+from ..cpu import programs, threads
 from ..cpu.entries import Entry, run_blocks
 
 # Work (elements x diagonals of the per-pair loops) below which a call runs serially.
@@ -43,21 +43,26 @@ def driver(plan, run):
 
     ``run`` may be the :class:`~..cpu.entries.Entry` of the chunk function (``results=2``, its parameters
     ``*args, lo, hi``): a worker's chunk then runs as that C entry, which writes the chunk's (bad,
-    checksum) into two float64 slots."""
+    checksum) into two float64 slots, and a serial call goes through :func:`threads.run_here`, so that a
+    recorded training step holds it (:mod:`..cpu.programs`). A chunk function without an entry refuses a
+    recording."""
     entry = run if isinstance(run, Entry) else None
     kernel = run.kernel if entry is not None else run
+    name = kernel.py_func.__name__
 
     def drive(*args):
         items, step, work, work_min = plan(*args)
-        if work < work_min or items <= step:
-            return kernel(*args, 0, items)
-        parts = chunks(items, step, threads.threads_unless_set())
+        serial = work < work_min or items <= step
+        parts = [(0, items)] if serial else chunks(items, step, threads.threads_unless_set())
         if entry is None:
+            programs.unrecorded(f"the band kernel {name} (no C entry)")
+            if serial:
+                return kernel(*args, 0, items)
             results = threads.over_blocks(lambda lo, hi: kernel(*args, lo, hi), parts)
             return sum(r[0] for r in results), sum(r[1] for r in results)
         flags = np.empty((len(parts), 2))
         run_blocks(entry, lambda k, lo, hi: (*args, lo, hi), parts, flags)
         return int(sum(flags[:, 0].tolist())), sum(flags[:, 1].tolist())
-    drive.__name__ = drive.__qualname__ = "drive" + kernel.py_func.__name__
+    drive.__name__ = drive.__qualname__ = "drive" + name
     drive.kernel = kernel
     return drive

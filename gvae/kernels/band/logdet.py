@@ -3,6 +3,7 @@ logdet_cuda.py) and its gradient."""
 import math
 
 from . import logdet_cpu  # noqa: F401  (registers the CPU kernels)
+from ..arithmetic import binary, copy_into
 from ..backend import array_module, implementation
 from .layout import _read, _shape, _verdict, _weights
 
@@ -32,8 +33,9 @@ def band_logdet_grad(L, g, *, check=True):
     d = L[..., 0, :]
     if check:  # before dividing by a zero
         _verdict(name, (int(xp.count_nonzero(d <= 0)), 0.0), L, None)
-    gL = xp.zeros(L.shape, dtype=L.dtype)
-    gL[..., 0, :] = gb[..., None] / d
+    # Kernels, the zeros too, so that a recorded step holds them and its replay writes every slot.
+    gL = copy_into(0.0, xp.empty(L.shape, dtype=L.dtype))
+    binary("divide", gb[..., None], d, out=gL[..., 0, :])
     if check:  # the quotients carry any NaN/inf of g or d (an infinite d through d's own sum)
         chk = float(d.sum(dtype=xp.float64)) + float(gL[..., 0, :].sum(dtype=xp.float64))
         _verdict(name, (0, chk), L, None, [("g", gb)])

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from ..backend import register
+from ..cpu.entries import INT, Entry, array
 from ..cpu.jit import jit
 from .common_cpu import _nonpositive, _u
 from .driver_cpu import _PARALLEL_MIN, driver
@@ -63,4 +64,5 @@ def _plan(L, out):
 
 
 # out[f] = sum_i log L[f, 0, i]; L (F, K, n), out (F,).
-register("band_logdet")(driver(_plan, _logdet_factors))
+register("band_logdet")(driver(_plan, Entry(_logdet_factors, results=2, L=array("F", "K", "n"), out=array("F"),
+                                             lo=INT, hi=INT)))

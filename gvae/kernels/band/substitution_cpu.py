@@ -8,6 +8,7 @@ and the term of offset o in row t reads x at row ``_row(t - o, n)``, solved o st
 import numpy as np
 
 from ..backend import register
+from ..cpu.entries import INT, Entry, array
 from ..cpu.jit import jit
 from ..cpu.numba_compat import to_fixed_tuple
 from ..cpu.specialise import template, variants
@@ -173,9 +174,12 @@ def _solve_pairs(L, offs, b, out, lo, hi):
 
 
 def _direction(transposed):
-    """The kernel (L, offs, b, out) -> (bad, checksum) solving L^T x = b if transposed, else L x = b."""
+    """The kernel (L, offs, b, out) -> (bad, checksum) solving L^T x = b if transposed, else L x = b; a
+    chunk of pairs runs as a C entry."""
     templates = (_row, _prep, _solve_rows, _solve_seg, _solve_blk, _solve_pairs)
-    return driver(pair_plan, variants(templates, "_t" if transposed else "_n", _TRANSPOSED=transposed)[-1])
+    pairs = variants(templates, "_t" if transposed else "_n", _TRANSPOSED=transposed)[-1]
+    return driver(pair_plan, Entry(pairs, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
+                                   b=array("S", "F", "n"), out=array("S", "F", "n"), lo=INT, hi=INT))
 
 
 # out[s, f] = L_f^{-T} b[s, f] and out[s, f] = L_f^{-1} b[s, f]; L (F, K, n); b, out (S, F, n).

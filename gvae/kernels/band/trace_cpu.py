@@ -9,6 +9,7 @@ choice between them, and the kernels' drivers."""
 import numpy as np
 
 from ..backend import register
+from ..cpu.entries import INT, Entry, array
 from ..cpu.jit import jit
 from ..cpu.specialise import template, variants
 from . import dense_inverse_cpu
@@ -164,9 +165,16 @@ def _narrow_grad_plan(L, offs, g, out):
     return _plan(L, offs, False, 2)
 
 
-_sigma = driver(_forward_plan, _sigma_factors)
-_sigma_grad_wide = driver(_wide_grad_plan, variants((_grad_factors,), "_wide", _WIDE=True)[0])
-_sigma_grad_narrow = driver(_narrow_grad_plan, variants((_grad_factors,), "_narrow", _WIDE=False)[0])
+def _grad_entry(kernel):
+    return Entry(kernel, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64), g=array("F", "m"),
+                 out=array("F", "K", "n"), lo=INT, hi=INT)
+
+
+# A chunk runs as a C entry (on a worker, and in a recorded training step).
+_sigma = driver(_forward_plan, Entry(_sigma_factors, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
+                                     out=array("F", "m"), lo=INT, hi=INT))
+_sigma_grad_wide = driver(_wide_grad_plan, _grad_entry(variants((_grad_factors,), "_wide", _WIDE=True)[0]))
+_sigma_grad_narrow = driver(_narrow_grad_plan, _grad_entry(variants((_grad_factors,), "_narrow", _WIDE=False)[0]))
 
 
 def _sigma_any(L, offs, out, kept=None):
