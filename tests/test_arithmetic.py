@@ -61,6 +61,25 @@ def test_a_python_number_takes_the_arrays_dtype_as_numpy_does(scalar, dtype):
     assert program.refused is None
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("case", [((5, 100, 78), (5, 100, 1)), ((37, 11), (11,)), ((7, 1, 9), ())])
+def test_binary_in_row_blocks_on_the_threads_is_one_calls_bits_and_replays(split_everything, count, case):
+    kernels.set_threads(count)
+    rng = np.random.default_rng(count)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in case)
+    with programs.recording() as program:
+        got = kernels.binary("multiply", a, b)
+        copy = kernels.copy_into(got, np.empty_like(got))
+    assert program.refused is None
+    np.testing.assert_array_equal(got, a * b)
+    np.testing.assert_array_equal(copy, a * b)
+    a[...] = rng.standard_normal(a.shape)
+    got[...], copy[...] = np.nan, np.nan
+    program.run()
+    np.testing.assert_array_equal(got, a * b)
+    np.testing.assert_array_equal(copy, a * b)
+
+
 def test_what_the_kernels_do_not_take_goes_through_numpy_and_refuses_a_recording():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     with programs.recording() as program:

@@ -92,3 +92,15 @@ def test_the_dense_route_refuses_a_recording_and_names_its_kernel():
     with programs.recording() as program:
         kernels.band_trace_inv(L, tuple(range(n)), check=False)
     assert program.refused is not None and "band kernel" in program.refused and "no C entry" in program.refused
+
+
+def test_a_right_hand_side_that_needs_a_transposed_copy_refuses_a_recording_and_says_so():
+    """L broadcast over a trailing axis of b: the fronts copy b to the kernels' layout with NumPy, which a
+    replay would not redo; the recording is refused (never silently stale)."""
+    rng = np.random.default_rng(4)
+    L = _factor(rng, 3, (0, 1), 6, np.float64).reshape(3, 1, 2, 6)
+    b = rng.standard_normal((3, 4, 6))
+    with programs.recording() as program:
+        got = kernels.band_solve_t(L, (0, 1), b, check=False)
+    assert program.refused is not None and "copy of" in program.refused
+    np.testing.assert_allclose(got[1, 2], kernels.band_solve_t(L[1, 0], (0, 1), b[1, 2], check=False), rtol=1e-12)

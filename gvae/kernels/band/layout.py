@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..arithmetic import contiguous
 from ..backend import array_module, implementation
 from ..checks import float_array, real_array, same_dtype
 
@@ -134,7 +135,7 @@ def _read(xp, a, shape):
     """``a`` as a kernel reads it: C-contiguous of ``shape`` (a view when it already is), and on the CPU a
     read-only view. Read-only is part of a Numba array type, so without this every kernel would be
     compiled twice, for writable inputs (NumPy, PyTorch) and for read-only ones (JAX's, broadcast views)."""
-    a = xp.ascontiguousarray(a).reshape(shape)
+    a = contiguous(a).reshape(shape)  # (a copy by a kernel: a recorded step holds it, or is refused)
     if xp is np and a.flags.writeable:
         a = a.view()
         a.flags.writeable = False
@@ -159,7 +160,7 @@ def _from_canonical(xp, y, plan):
     if perm is None:
         return y.reshape(out + (n,))
     y = y.reshape(tuple(out[a] for a in perm) + (n,))
-    return xp.ascontiguousarray(y.transpose(inverse + (len(out),)))
+    return contiguous(y.transpose(inverse + (len(out),)))
 
 
 def _rhs(name, argname, v, n, L):
