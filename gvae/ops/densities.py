@@ -54,9 +54,10 @@ def _band_kl(L, offsets, mu, check, keep):
         trace, kept = kernels.band_trace_inv(L, offsets, check=check, keep=True)
     else:
         trace, kept = kernels.band_trace_inv(L, offsets, check=check), None
-    b = kernels.binary
-    kl = b("add", b("multiply", 0.5, b("subtract", b("add", trace, kernels.sum_axes(b("multiply", mu, mu), axis=-1)),
-                                      mu.shape[-1])), kernels.band_logdet(L, check=check))
+    b = kernels.binary  # (kernels, not NumPy's operators: a recorded training step holds them)
+    norm2 = kernels.sum_axes(b("multiply", mu, mu), axis=-1)
+    half = b("multiply", 0.5, b("subtract", b("add", trace, norm2), mu.shape[-1]))
+    kl = b("add", half, kernels.band_logdet(L, check=check))
     return (kl, kept) if keep else kl
 
 

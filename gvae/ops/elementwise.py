@@ -1,8 +1,9 @@
 """Elementwise primitives with broadcasting; the core reduces broadcast gradients. Addition, subtraction,
 multiplication and division, forward and backward, are gvae's arithmetic kernels (:func:`gvae.kernels.binary`:
-NumPy's results, and on the CPU tasks that a recorded training step replays natively); the rest are the
-arrays' own operators, and the maths functions come from the arrays' module (see
-:func:`gvae.kernels.array_module`), so each runs on the device its arguments live on. The activations
+NumPy's results, and on the CPU tasks that a recorded training step replays natively), negation too (a
+product by -1), and so are ``exp`` and ``log`` (:func:`gvae.kernels.unary`: the C library's functions on
+the CPU, recorded or not); the rest are the arrays' own operators, and the other maths functions come from
+the arrays' module (see :func:`gvae.kernels.array_module`), so each runs on the device its arguments live on. The activations
 (softplus, sigmoid, tanh, relu, elu) are the kernels of the dense layers, whose one table in
 :mod:`gvae.kernels.activations` writes each derivative as a function of the output."""
 from .. import kernels
