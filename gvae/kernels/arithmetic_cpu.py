@@ -18,7 +18,7 @@ import numpy as np
 
 from .backend import register
 from .cpu import programs, threads
-from .cpu.entries import INT, Call, Entry, array, row_spacing, run_blocks
+from .cpu.entries import INT, Call, Entry, array, row_of, row_spacing, run_blocks
 from .cpu.jit import jit
 
 ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
@@ -49,7 +49,7 @@ def _binary(a, b, op, out, lo, hi):
     wide_a, wide_b = a.shape[1] == n, b.shape[1] == n
     ra, rb = a.shape[0], b.shape[0]
     for i in range(lo, hi):
-        ai, bi, oi = a[i % ra], b[i % rb], out[i]
+        ai, bi, oi = row_of(a, i % ra), row_of(b, i % rb), row_of(out, i)
         if wide_a and wide_b:
             for j in range(n):
                 oi[j] = _apply(op, ai[j], bi[j])
@@ -83,7 +83,7 @@ def _unary(x, op, out, lo, hi):
     """out[i] <- log(x[i]) (op LOG) or exp(x[i]) (EXP) for the rows i in [lo, hi) of the (M, N) x and out."""
     n = out.shape[1]
     for i in range(lo, hi):
-        xi, oi = x[i], out[i]
+        xi, oi = row_of(x, i), out[i]
         if op == LOG:
             for j in range(n):
                 oi[j] = math.log(xi[j])
@@ -109,7 +109,7 @@ def _sum(a, axis, out):
     else:
         for i in range(m):
             acc = 0.0
-            row = a[i]
+            row = row_of(a, i)
             for j in range(n):
                 acc += row[j]
             out[i] = acc

@@ -42,7 +42,7 @@ from .specialise import specialise
 from .state import RUNTIME
 
 __all__ = ["Entry", "array", "INT", "FLOAT", "FLAG", "CAPACITY", "Call", "run_blocks", "bits", "float_of",
-           "array_at", "strided_at", "row_spacing"]
+           "array_at", "strided_at", "row_of", "row_spacing"]
 
 # The board slots an entry's arguments may take: those from ARGS on, less the one of the entry's address.
 CAPACITY = worker_loop.SIZE - worker_loop.ARGS - 1
@@ -324,3 +324,19 @@ def strided_at(address, m, n, spacing, dtype):
     """The (m, n) array of ``dtype`` whose rows start at ``address`` and every ``spacing`` items after
     (a view of m rows of ``spacing`` items, never read beyond each row's first n)."""
     return carray(_pointer(address, dtype), (m, spacing))[:, :n]
+
+
+@jit(inline="always")
+def row_of(a, i):
+    """Row i of the 2-D ``a`` as a C-contiguous 1-D array (a kernel must know its rows are each contiguous,
+    as a strided entry array's are): typed so, unlike ``a[i]`` of an array whose rows lie apart, so that
+    LLVM vectorises the loops over it."""
+    return carray(_pointer_like(a[i:].ctypes.data, a), a.shape[1])
+
+
+@intrinsic
+def _pointer_like(typingctx, address, like):
+    """A pointer to the items of the array type ``like`` at the integer ``address``."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(like.dtype)(address, like), codegen
