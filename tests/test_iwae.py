@@ -54,6 +54,22 @@ def test_log_mean_exp_is_recorded_in_place_along_any_axis_and_replayed(split_eve
                                atol=1e-5)
 
 
+def test_log_mean_exp_of_a_column_slice_is_recorded_with_its_copy(split_everything):
+    """The evaluation reduces logw[:, :b] of a wider buffer: the front's copy to a contiguous array is a
+    kernel's, so the recording holds it and a replay reads the buffer's new values."""
+    from gvae.kernels.cpu import programs
+    kernels.set_threads(2)
+    rng = np.random.default_rng(6)
+    buf = rng.standard_normal((40, 30)).astype(np.float32)
+    with programs.recording() as program:
+        value, weights = kernels.log_mean_exp(buf[:, :17], axis=0)
+    assert program.refused is None
+    buf[...] = rng.standard_normal(buf.shape)
+    value[...] = np.nan
+    program.run()
+    np.testing.assert_array_equal(value, kernels.log_mean_exp(np.ascontiguousarray(buf[:, :17]), axis=0)[0])
+
+
 def test_log_mean_exp_edge_rows():
     x = np.array([[-np.inf, -np.inf], [0.0, -np.inf], [np.nan, 0.0]])
     value, weights = kernels.log_mean_exp(x, 1)
