@@ -71,6 +71,15 @@ def test_a_huge_latent_size_is_refused_without_building_its_stencil():
             memory.check_training(model, 100, 1, 1000)
 
 
+def test_a_cpu_run_counts_the_native_record_of_its_activations():
+    model = VAE(784, 16, [500, 500])
+    plain = memory.check_training(model, 100, 5, 1000)
+    recorded = memory.check_training(model, 100, 5, 1000, recorded=True)
+    assert recorded - plain == 4 * 100 * 5 * memory.activation_width(model) * 4
+    with pytest.raises(memory.TooMuchMemory, match="native step's record"):
+        memory.check_training(model, 10 ** 6, 5, 1000, recorded=True)
+
+
 def test_require_adds_the_parts_and_lists_them_largest_first():
     parts = {"small {}": 2 ** 20, "large {}": 3 * 2 ** 30}
     assert memory.require(parts, "lower it", available=4 * 2 ** 30) == 3 * 2 ** 30 + 2 ** 20

@@ -63,15 +63,19 @@ def activation_width(model):
     return sum(sum(net.sizes) for net in model.networks()) + model.noise_size
 
 
-def check_training(model, batch_size, iw_samples, n_train):
+def check_training(model, batch_size, iw_samples, n_train, recorded=False):
     """Refuse a training run whose arrays cannot fit: the parameters with their gradient, best copy,
     Adam's two moments and the checkpoint's copy (6 buffers), one step's activations kept for the
-    backward pass with their gradients (batch x samples x widths, 4 arrays each) and the training images."""
+    backward pass with their gradients (batch x samples x widths, 4 arrays each) and the training images;
+    with ``recorded`` (a CPU run: :mod:`.native_step`) as many activations again, which the step's native
+    record keeps."""
     item = model.dtype.itemsize
+    activations = 4 * batch_size * iw_samples * activation_width(model) * item
     parts = {"parameters with their gradient and Adam state {} (--latent, --hidden)": 6 * parameter_count(model) * item,
-             "one step's activations {} (--batch-size x --samples x --iw-samples x the layer widths)":
-                 4 * batch_size * iw_samples * activation_width(model) * item,
+             "one step's activations {} (--batch-size x --samples x --iw-samples x the layer widths)": activations,
              "training images {}": n_train * model.n_in * item}
+    if recorded:
+        parts["the native step's record of them {} (the same flags)"] = activations
     return require(parts, "lower the flags named")
 
 

@@ -130,7 +130,7 @@ class Trainer:
         train_x = data["train"][0][:cfg.limit]
         kind = task_class(cfg.task)
         model = kind.build_model(cfg, train_x.shape[1])
-        check_training(model, cfg.batch_size, cfg.samples * cfg.iw_samples, len(train_x))
+        check_training(model, cfg.batch_size, cfg.samples * cfg.iw_samples, len(train_x), recorded=self.device == "cpu")
         task = kind(cfg, model, self.device)
         inputs = task.inputs(data)
         return task, {**inputs, "train": tuple(a[:cfg.limit] for a in inputs["train"])}
