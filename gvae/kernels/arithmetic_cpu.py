@@ -1,5 +1,6 @@
-"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, and sums along one axis, on 2-D views whose
-rows may lie apart (a block of columns, as the posterior's mean and scale are of its head's output).
+"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log and exp, and sums along one axis, on 2-D
+views whose rows may lie apart (a block of columns, as the posterior's mean and scale are of its head's
+output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so that the loops vectorise.
 
 Outside a recording (:func:`.cpu.programs.recording_open`) the elementwise calls are NumPy's own
 operators, which cost less Python per call and give the same bits; the kernels run while a program is
@@ -8,9 +9,10 @@ recorded, so that the replay runs them. Every operand is seen as (rows, columns)
 trailing axes that the operand has (broadcast over leading axes: row i reads the operand's row i % R), as
 NumPy broadcasts. The arithmetic is IEEE's, one operation per element, so the results are NumPy's bit for
 bit. Sums accumulate in float64 and round once, recorded or not (more accurate than NumPy's pairwise
-float32 sums, so not their bits). An operand that does not fit those views (other broadcasts, mixed
-dtypes, integers) goes through NumPy, and a recording open then is refused
-(:func:`.cpu.programs.unrecorded`)."""
+float32 sums, so not their bits); log and exp are the kernel's, recorded or not, too (the C library's
+functions, an ulp at most from NumPy's SIMD ones). Large calls run in row blocks on gvae's threads. An
+operand that does not fit those views (other broadcasts, mixed dtypes, integers) goes through NumPy, and a
+recording open then is refused (:func:`.cpu.programs.unrecorded`)."""
 
 import math
 
