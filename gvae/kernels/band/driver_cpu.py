@@ -43,9 +43,9 @@ def driver(plan, run):
 
     ``run`` may be the :class:`~..cpu.entries.Entry` of the chunk function (``results=2``, its parameters
     ``*args, lo, hi``): a worker's chunk then runs as that C entry, which writes the chunk's (bad,
-    checksum) into two float64 slots, and a serial call goes through :func:`threads.run_here`, so that a
-    recorded training step holds it (:mod:`..cpu.programs`). A chunk function without an entry refuses a
-    recording."""
+    checksum) into two float64 slots, and a serial call made while a program is recorded goes through
+    :func:`threads.run_here`, so that the recorded training step holds it (:mod:`..cpu.programs`). A chunk
+    function without an entry refuses a recording."""
     entry = run if isinstance(run, Entry) else None
     kernel = run.kernel if entry is not None else run
     name = kernel.py_func.__name__
@@ -53,11 +53,12 @@ def driver(plan, run):
     def drive(*args):
         items, step, work, work_min = plan(*args)
         serial = work < work_min or items <= step
-        parts = [(0, items)] if serial else chunks(items, step, threads.threads_unless_set())
         if entry is None:
             programs.unrecorded(f"the band kernel {name} (no C entry)")
-            if serial:
-                return kernel(*args, 0, items)
+        if serial and (entry is None or not programs.recording_open()):
+            return kernel(*args, 0, items)  # (no task: the same kernel, without the hand-over's Python)
+        parts = [(0, items)] if serial else chunks(items, step, threads.threads_unless_set())
+        if entry is None:
             results = threads.over_blocks(lambda lo, hi: kernel(*args, lo, hi), parts)
             return sum(r[0] for r in results), sum(r[1] for r in results)
         flags = np.empty((len(parts), 2))
