@@ -159,14 +159,19 @@ def _kernel(dtype, *arrays):
     return dtype in _FLOATS and all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays)
 
 
+def _numpy(op, a, b, out):
+    """a op b by NumPy's own operator (``out`` None: a new array)."""
+    return getattr(np, op)(a, b, out=out)
+
+
 @register("binary")
 def binary(op, a, b, out):
     if not programs.recording_open():
-        return getattr(np, op)(a, b) if out is None else getattr(np, op)(a, b, out=out)
+        return _numpy(op, a, b, out)
     a, b = _weak(a, b), _weak(b, a)
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
         programs.unrecorded(f"{op} of {type(a).__name__} and {type(b).__name__}")
-        return getattr(np, op)(a, b) if out is None else getattr(np, op)(a, b, out=out)
+        return _numpy(op, a, b, out)
     shape = np.broadcast_shapes(a.shape, b.shape)
     if out is None and _kernel(a.dtype, b):
         out = np.empty(shape, a.dtype)
@@ -175,7 +180,7 @@ def binary(op, a, b, out):
         found = _operand(a, shape), _operand(b, shape), _operand(out, shape)
     if found is None or any(f is None for f in found):
         programs.unrecorded(f"{op} of {a.dtype}{a.shape} and {b.dtype}{b.shape}")
-        return getattr(np, op)(a, b) if out is None else getattr(np, op)(a, b, out=out)
+        return _numpy(op, a, b, out)
     a2, b2, out2 = found
     _run_binary(a2, b2, _CODES[op], out2)
     return out
@@ -183,18 +188,15 @@ def binary(op, a, b, out):
 
 @register("unary")
 def unary(op, x):
-    if isinstance(x, np.ndarray) and _kernel(x.dtype, x):
-        shape = x.shape
-        m, n = (math.prod(shape[:-1]), shape[-1]) if shape else (1, 1)
-        view = _view(x, m, n)
-        if view is not None:
-            out = np.empty(shape, x.dtype)
-            # (blocks of rows: the C library's log and exp cost some 5 ns an element, NumPy's SIMD ones less)
-            run_blocks(_UNARY, lambda part, lo, hi: (view, _UNARY_CODES[op], out.reshape(m, n), lo, hi),
-                       threads.row_blocks(m, n, 5e-9))
-            return out
-    programs.unrecorded(f"{op} of {getattr(x, 'dtype', type(x).__name__)}{getattr(x, 'shape', '')}")
-    return getattr(np, op)(x)
+    view = _operand(x, x.shape) if _kernel(getattr(x, "dtype", None), x) else None
+    if view is None:
+        programs.unrecorded(f"{op} of {getattr(x, 'dtype', type(x).__name__)}{getattr(x, 'shape', '')}")
+        return getattr(np, op)(x)
+    out = np.empty(x.shape, x.dtype)
+    # (blocks of rows: the C library's log and exp cost some 5 ns an element, NumPy's SIMD ones less)
+    run_blocks(_UNARY, lambda part, lo, hi: (view, _UNARY_CODES[op], out.reshape(view.shape), lo, hi),
+               threads.row_blocks(*view.shape, 5e-9))
+    return out
 
 
 @register("copy_into")
