@@ -27,6 +27,14 @@ def test_offsets_that_are_not_ints_are_refused_even_after_the_int_version_was_us
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_unhashable_offsets_and_numpy_ints(name):
+    fn, L = FUNCTIONS[name], np.ones((2, 3, 16))
+    with pytest.raises(ValueError, match=rf"{name}: offsets must be ints, got \(0, \[1\], 4\)"):
+        fn(L, (0, [1], 4))
+    np.testing.assert_array_equal(fn(L, np.array([0, 1, 4])), fn(L, [0, 1, 4]))
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_missing_offsets_is_a_clear_error(name):
     with pytest.raises(ValueError, match=f"{name}: offsets must be a sequence of ints, got None"):
         FUNCTIONS[name](np.ones((2, 3, 16)), None)

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 torch = pytest.importorskip("torch", reason="gvae.torch needs PyTorch (pip install gvae[torch])")
 
@@ -350,6 +351,18 @@ def _bad_calls():
         ("diagonal", lambda: gt.band_logdet(neg), ValueError, "band_logdet: the main diagonal"),
         ("NaN", lambda: gt.band_matvec_t(L, offs, b * np.nan), ValueError, "band_matvec_t: x contains NaN or inf"),
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([0, 1, 2, 3]), max_size=4).map(tuple), min_size=1, max_size=3))
+def test_broadcast_of_int_shapes_is_torchs(shapes):
+    try:
+        expected = tuple(torch.broadcast_shapes(*shapes))
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="do not broadcast"):
+            gops._broadcast_shapes(*shapes)
+    else:
+        assert gops._broadcast_shapes(*[torch.Size(s) for s in shapes]) == expected
 
 
 @pytest.mark.parametrize("case", _bad_calls(), ids=lambda c: c[0])

@@ -12,17 +12,21 @@ from ..checks import float_array, real_array, same_dtype
 
 
 def validate_offsets(name, offsets, n=None, K=None, argname="L"):
-    """Validated offsets as a read-only int64 array (validation cached per tuple, n and K); errors are
-    ``ValueError`` naming ``name`` and what was expected, and ``argname`` the array holding the K diagonals."""
+    """Validated offsets as a read-only int64 array (validation cached per tuple, its entries' types, n and
+    K); errors are ``ValueError`` naming ``name`` and what was expected, and ``argname`` the array holding
+    the K diagonals."""
     try:
         tup = tuple(offsets)
     except TypeError:
         raise ValueError(f"{name}: offsets must be a sequence of ints, got {offsets!r}") from None
-    # The types are checked before the cache: 1.0 and True are equal to 1 as keys.
-    if not _all_ints(tup):
-        raise ValueError(f"{name}: offsets must be ints, got {tup!r}")
+    # The entries' types are part of the key: 1.0 and True are equal to 1 as keys, and are refused.
+    key = (tup, tuple(map(type, tup)))
     try:
-        return _offsets_cached(tuple(int(o) for o in tup), n, K, argname)
+        hash(key)
+    except TypeError:
+        raise ValueError(f"{name}: offsets must be ints, got {tup!r}") from None
+    try:
+        return _offsets_cached(*key, n, K, argname)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
 
@@ -50,7 +54,10 @@ def offsets_problem(tup, n=None, K=None, argname="L"):
 
 
 @functools.lru_cache(maxsize=1024)
-def _offsets_cached(tup, n, K, argname):
+def _offsets_cached(tup, types, n, K, argname):
+    if not _all_ints(tup):
+        raise ValueError(f"offsets must be ints, got {tup!r}")
+    tup = tuple(int(o) for o in tup)
     problem = offsets_problem(tup, n, K, argname)
     if problem is not None:
         raise ValueError(problem)
