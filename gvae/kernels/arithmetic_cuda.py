@@ -18,7 +18,13 @@ def binary(op, a, b, out):
 @register("unary", "cuda")
 def unary(op, x):
     import cupy
-    return cupy.log(x) if op == "log" else cupy.exp(x)
+    if op == "log":
+        return cupy.log(x)
+    if op == "exp":
+        return cupy.exp(x)
+    if op == "log1p":
+        return cupy.log1p(x)
+    return cupy.sqrt(x)
 
 
 @register("copy_into", "cuda")

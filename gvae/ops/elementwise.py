@@ -1,8 +1,8 @@
 """Elementwise primitives with broadcasting; the core reduces broadcast gradients. Addition, subtraction,
 multiplication and division, forward and backward, are gvae's arithmetic kernels (:func:`gvae.kernels.binary`:
 NumPy's results, and on the CPU tasks that a recorded training step replays natively), negation too (a
-product by -1), and so are ``exp`` and ``log`` (:func:`gvae.kernels.unary`: the C library's functions on
-the CPU, recorded or not); the rest are the arrays' own operators, and the other maths functions come from
+product by -1), and so are ``exp``, ``log``, ``log1p`` and ``sqrt`` (:func:`gvae.kernels.unary`: the C
+library's functions on the CPU, recorded or not); the rest are the arrays' own operators, and the other maths functions come from
 the arrays' module (see :func:`gvae.kernels.array_module`), so each runs on the device its arguments live on. The activations
 (softplus, sigmoid, tanh, relu, elu) are the kernels of the dense layers, whose one table in
 :mod:`gvae.kernels.activations` writes each derivative as a function of the output."""
@@ -89,10 +89,10 @@ defvjp(square, lambda ans, x: lambda g: 2 * g * x)
 
 @primitive
 def sqrt(x):
-    return array_module(x).sqrt(x)
+    return kernels.unary("sqrt", x)
 
 
-defvjp(sqrt, lambda ans, x: lambda g: g * 0.5 / ans)
+defvjp(sqrt, lambda ans, x: lambda g: _binary("divide", _binary("multiply", g, 0.5), ans))
 
 
 @primitive
@@ -113,10 +113,10 @@ defvjp(log, lambda ans, x: lambda g: _binary("divide", g, x))
 
 @primitive
 def log1p(x):
-    return array_module(x).log1p(x)
+    return kernels.unary("log1p", x)
 
 
-defvjp(log1p, lambda ans, x: lambda g: g / (1 + x))
+defvjp(log1p, lambda ans, x: lambda g: _binary("divide", g, _binary("add", x, 1.0)))
 
 
 def _activation(name, doc):

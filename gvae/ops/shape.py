@@ -1,6 +1,8 @@
 """Shape primitives: reshape, indexing, transpose, concatenation, broadcasting, on any device's arrays."""
 from numbers import Integral  # (NumPy's integer scalars are registered as Integral too)
 
+import numpy as np
+
 from .. import kernels
 from ..autodiff import defvjp, primitive
 from ..kernels import array_module
@@ -62,8 +64,17 @@ defvjp(transpose, lambda ans, x, axes=None:
 
 @primitive
 def concatenate2(a, b, axis=-1):
-    """concatenate((a, b), axis) for two arrays of equal rank."""
-    return array_module(a, b).concatenate((a, b), axis=axis)
+    """concatenate((a, b), axis) for two arrays of equal rank, written by :func:`gvae.kernels.copy_into`
+    into one new array (so that a recorded training step holds the copies)."""
+    ax = axis % a.ndim
+    if a.ndim != b.ndim or a.shape[:ax] + a.shape[ax + 1:] != b.shape[:ax] + b.shape[ax + 1:]:
+        raise ValueError(f"concatenate2: shapes {a.shape} and {b.shape} do not join along axis {axis}")
+    n, lead = a.shape[ax], (slice(None),) * ax
+    out = array_module(a, b).empty(a.shape[:ax] + (n + b.shape[ax],) + a.shape[ax + 1:],
+                                   np.result_type(a.dtype, b.dtype))
+    kernels.copy_into(a, out[lead + (slice(None, n),)])
+    kernels.copy_into(b, out[lead + (slice(n, None),)])
+    return out
 
 
 def _split(first):

@@ -59,8 +59,9 @@ class AR1(Banded):
         s = positive(h[..., d:d + 1], self.floor)
         rho = ops.tanh(h[..., d + 1:d + 2]) * scalar(1 - RHO_MARGIN)
         one_minus = 1 - rho * rho
-        a = ops.power(s * one_minus, scalar(-0.5))
-        diag = a * not_last.like(h) + ops.power(s, scalar(-0.5)) * last.like(h)
+        # 1 / sqrt, not a power of -1/2: the root and the division are kernels, which a recorded step holds
+        a = 1 / ops.sqrt(s * one_minus)
+        diag = a * not_last.like(h) + 1 / ops.sqrt(s) * last.like(h)
         offsets, _ = self.layout(d)
         L = diag[..., None, :]
         if d > 1:

@@ -52,7 +52,8 @@ class Rank1(Family):
 
     def log_prob(self, q, z):
         w = z - q.mu
-        quad = ops.sum(q.D * w * w, axis=-1) + ops.sum(q.u * w, axis=-1) ** 2
+        uw = ops.sum(q.u * w, axis=-1)
+        quad = ops.sum(q.D * w * w, axis=-1) + uw * uw
         return -0.5 * quad + 0.5 * q.logdet_p - 0.5 * z.shape[-1] * LOG_2PI
 
     def kl(self, q):
