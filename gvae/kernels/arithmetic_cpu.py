@@ -1,7 +1,7 @@
-"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p and sqrt, and sums along one
-axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean and scale are of its
-head's output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so that the loops
-vectorise.
+"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p, sqrt, |x| and sign, and sums
+along one axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean and scale
+are of its head's output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so that the
+loops vectorise.
 
 Outside a recording (:func:`.cpu.programs.recording_open`) the elementwise calls are NumPy's own
 operators, which cost less Python per call and give the same bits; the kernels run while a program is
@@ -10,10 +10,10 @@ recorded, so that the replay runs them. Every operand is seen as (rows, columns)
 trailing axes that the operand has (broadcast over leading axes: row i reads the operand's row i % R), as
 NumPy broadcasts. The arithmetic is IEEE's, one operation per element, so the results are NumPy's bit for
 bit. Sums accumulate in float64 and round once, recorded or not (more accurate than NumPy's pairwise
-float32 sums, so not their bits); log, exp, log1p and sqrt are the kernel's, recorded or not, too (the C
-library's functions, an ulp at most from NumPy's SIMD ones; sqrt is exact either way). Large calls run in row blocks on gvae's threads. An
-operand that does not fit those views (other broadcasts, mixed dtypes, integers) goes through NumPy, and a
-recording open then is refused (:func:`.cpu.programs.unrecorded`)."""
+float32 sums, so not their bits); the unary maths are the kernel's, recorded or not, too (the C library's
+functions, an ulp at most from NumPy's SIMD ones; sqrt, |x| and sign are exact either way). Large calls run
+in row blocks on gvae's threads. An operand that does not fit those views (other broadcasts, mixed dtypes,
+integers) goes through NumPy, and a recording open then is refused (:func:`.cpu.programs.unrecorded`)."""
 
 import math
 
@@ -26,8 +26,8 @@ from .cpu.jit import jit
 
 ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
 _CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE}
-LOG, EXP, LOG1P, SQRT = 0, 1, 2, 3
-_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "sqrt": SQRT}
+LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN = 0, 1, 2, 3, 4, 5
+_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "sqrt": SQRT, "absolute": ABSOLUTE, "sign": SIGN}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -83,8 +83,9 @@ def _run_binary(a, b, op, out):
 
 @jit(error_model="numpy")
 def _unary(x, op, out, lo, hi):
-    """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P) or sqrt(x[i]) (SQRT) for the rows i
-    in [lo, hi) of the (M, N) x and out."""
+    """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), sqrt(x[i]) (SQRT), |x[i]|
+    (ABSOLUTE) or sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) for the rows i in [lo, hi) of
+    the (M, N) x and out."""
     n = out.shape[1]
     for i in range(lo, hi):
         xi, oi = row_of(x, i), out[i]
@@ -97,9 +98,16 @@ def _unary(x, op, out, lo, hi):
         elif op == LOG1P:
             for j in range(n):
                 oi[j] = math.log1p(xi[j])
-        else:
+        elif op == SQRT:
             for j in range(n):
                 oi[j] = math.sqrt(xi[j])
+        elif op == ABSOLUTE:
+            for j in range(n):
+                oi[j] = abs(xi[j])
+        else:
+            for j in range(n):
+                v = xi[j]
+                oi[j] = 1.0 if v > 0 else (-1.0 if v < 0 else (0.0 if v == 0 else v))
 
 
 _UNARY = Entry(_unary, x=array("m", "n", strided=True), op=INT, out=array("m", "n"), lo=INT, hi=INT)

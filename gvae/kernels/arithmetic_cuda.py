@@ -24,7 +24,11 @@ def unary(op, x):
         return cupy.exp(x)
     if op == "log1p":
         return cupy.log1p(x)
-    return cupy.sqrt(x)
+    if op == "sqrt":
+        return cupy.sqrt(x)
+    if op == "absolute":
+        return cupy.absolute(x)
+    return cupy.sign(x)
 
 
 @register("copy_into", "cuda")

@@ -1,5 +1,6 @@
 """The maximum mean discrepancy between two samples (InfoVAE, Zhao et al.), fused with its gradient."""
 from . import mmd_cpu  # noqa: F401  (registers the CPU kernel)
+from .arithmetic import contiguous
 from .backend import array_module, implementation
 from .checks import float_array, same_dtype
 
@@ -32,7 +33,7 @@ def mmd(z, y, kernel="imq", scale=None, want_grad=False):
     if not C > 0 or C == float("inf"):
         raise ValueError(f"mmd: scale must be a positive finite number, got {scale!r}")
     xp = array_module(z, y)
-    z, y = xp.ascontiguousarray(z), xp.ascontiguousarray(y)
+    z, y = contiguous(z), contiguous(y)
     grad = xp.empty_like(z) if want_grad else xp.empty((0, d), z.dtype)
     value = implementation("mmd", z, y)(z, y, kernel == "rbf", C, grad)
-    return value.astype(z.dtype), (grad if want_grad else None)
+    return value.astype(z.dtype, copy=False), (grad if want_grad else None)

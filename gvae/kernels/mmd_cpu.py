@@ -8,6 +8,7 @@ import numpy as np
 
 from .backend import register
 from .cpu import threads
+from .cpu.entries import FLAG, FLOAT, INT, Call, Entry, array, run_blocks
 from .cpu.jit import jit
 
 # Seconds per pair and coordinate on one core (measured with the gradient), for the size of the blocks
@@ -72,13 +73,30 @@ def _rows(z, y, rbf, C, grad, lo, hi):
     return acc
 
 
+@jit
+def _total(parts, out):
+    """out[0] = the sum of parts[:, 0] (float64, in order), rounded once to out's dtype."""
+    acc = 0.0
+    for k in range(parts.shape[0]):
+        acc += parts[k, 0]
+    out[0] = acc
+
+
+# Each block and the total run as C entries (on a worker, and in a recorded training step).
+_ROWS = Entry(_rows, results=1, z=array("B", "d"), y=array("M", "d"), rbf=FLAG, C=FLOAT, grad=array("G", "d"),
+              lo=INT, hi=INT)
+_TOTAL = Entry(_total, parts=array("P", "one", dtype=np.float64), out=array("o"))
+
+
 @register("mmd")
 def mmd(z, y, rbf, C, grad):
-    """MMD^2 of z (B, d) and y (M, d) as a float64 0-d array; writes dMMD^2/dz into grad (B, d) unless it
-    has zero rows. Row blocks on gvae's threads."""
+    """MMD^2 of z (B, d) and y (M, d) as a 0-d array of z's dtype (accumulated in float64); writes
+    dMMD^2/dz into grad (B, d) unless it has zero rows. Row blocks on gvae's threads, their parts summed in
+    order."""
     B, d = z.shape
     M = y.shape[0]
-    rows = max(B, M)
-    parts = threads.over_blocks(lambda lo, hi: _rows(z, y, rbf, C, grad, lo, hi),
-                                threads.row_blocks(rows, (B + 2 * M) * d, _SECONDS))
-    return np.asarray(sum(parts), dtype=np.float64)
+    parts = threads.row_blocks(max(B, M), (B + 2 * M) * d, _SECONDS)
+    values, out = np.empty((len(parts), 1)), np.empty(1, z.dtype)
+    run_blocks(_ROWS, lambda k, lo, hi: (z, y, rbf, C, grad, lo, hi), parts, values)
+    threads.run_here([Call(_TOTAL, (values, out))])
+    return out.reshape(())

@@ -15,7 +15,7 @@ def mmd(z, y, kernel="imq", scale=None):
 def _mmd_vjp(dz, argnums, z, y, kernel="imq", scale=None):
     if 1 in argnums:
         raise ValueError("mmd: no gradient with respect to the reference sample y")
-    return lambda g: (g * dz, None)
+    return lambda g: (kernels.binary("multiply", g, dz), None)
 
 
 defvjp_joint(mmd, _mmd_vjp, forward=lambda z, y, kernel="imq", scale=None: kernels.mmd(z, y, kernel, scale, True))

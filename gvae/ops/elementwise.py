@@ -1,11 +1,12 @@
 """Elementwise primitives with broadcasting; the core reduces broadcast gradients. Addition, subtraction,
 multiplication and division, forward and backward, are gvae's arithmetic kernels (:func:`gvae.kernels.binary`:
 NumPy's results, and on the CPU tasks that a recorded training step replays natively), negation too (a
-product by -1), and so are ``exp``, ``log``, ``log1p`` and ``sqrt`` (:func:`gvae.kernels.unary`: the C
-library's functions on the CPU, recorded or not); the rest are the arrays' own operators, and the other maths functions come from
-the arrays' module (see :func:`gvae.kernels.array_module`), so each runs on the device its arguments live on. The activations
-(softplus, sigmoid, tanh, relu, elu) are the kernels of the dense layers, whose one table in
-:mod:`gvae.kernels.activations` writes each derivative as a function of the output."""
+product by -1), and so are ``exp``, ``log``, ``log1p``, ``sqrt`` and ``absolute`` (:func:`gvae.kernels.unary`:
+the C library's functions on the CPU, recorded or not); the rest are the arrays' own operators, and the
+other maths functions come from the arrays' module (see :func:`gvae.kernels.array_module`), so each runs on
+the device its arguments live on. The activations (softplus, sigmoid, tanh, relu, elu) are the kernels of
+the dense layers, whose one table in :mod:`gvae.kernels.activations` writes each derivative as a function of
+the output."""
 from .. import kernels
 from ..autodiff import defvjp, primitive
 from ..kernels import array_module
@@ -62,10 +63,10 @@ defvjp(negative, lambda ans, x: lambda g: _binary("multiply", g, -1.0))
 @primitive
 def absolute(x):
     """|x|; its derivative sign(x) is taken as 0 at x = 0 (a subgradient)."""
-    return abs(x)
+    return kernels.unary("absolute", x)
 
 
-defvjp(absolute, lambda ans, x: lambda g: g * array_module(x).sign(x))
+defvjp(absolute, lambda ans, x: lambda g: _binary("multiply", g, kernels.unary("sign", x)))
 
 
 @primitive

@@ -22,6 +22,7 @@ the recursion's to rounding, not bit for bit."""
 import numpy as np
 
 from ..cpu import blas
+from ..cpu.entries import INT, Entry, array
 from ..cpu.jit import jit
 from ..cpu.triangular_calls import COL_MAJOR, LEFT, LOWER, RIGHT, ROW_MAJOR, TRANS, call_trmm, call_trtri
 from .common_cpu import _FMA, _checksum, _flags
@@ -133,8 +134,13 @@ def _grad_plan(L, offs, g, out, trtri, trmm, kept):
     return F, 1, F * n * n * n, _PARALLEL_MIN
 
 
-_sigma = driver(_sigma_plan, _sigma_factors)
-_grad = driver(_grad_plan, _grad_factors)
+# A chunk runs as a C entry (on a worker, and in a recorded training step); kept is (0, 0, 0) when unused.
+_sigma = driver(_sigma_plan, Entry(_sigma_factors, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
+                                   out=array("F", "m"), trtri=INT, kept=array("kf", "kr", "kc", dtype=np.float64),
+                                   lo=INT, hi=INT))
+_grad = driver(_grad_plan, Entry(_grad_factors, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
+                                 g=array("F", "m"), out=array("F", "K", "n"), trtri=INT, trmm=INT,
+                                 kept=array("kf", "kr", "kc", dtype=np.float64), lo=INT, hi=INT))
 
 
 # "Nothing kept": the kernels' kept argument when the caller passes none (one compiled signature for both).
