@@ -176,6 +176,22 @@ def test_sums_are_float64_accurate_and_the_same_recorded_or_not(shape, axis, kee
                                atol=4 * np.finfo(dtype).eps * float(np.abs(x).sum()))
 
 
+@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 1), (1, 2), (0, 2)])
+def test_a_slice_sums_in_place_as_its_copy_does(axis):
+    """Axes of one item do not stop a view: a column slice of (1, B, n) codes or a (3, 1, 4) with any
+    strides sums recorded, with the bits of its contiguous copy's sum."""
+    rng = np.random.default_rng(8)
+    for x in (rng.standard_normal((1, 20, 240)).astype(np.float32)[:, :, 6:9],
+              rng.standard_normal((3, 2, 4)).astype(np.float32)[:, 1:, :]):
+        with programs.recording() as program:
+            recorded = kernels.sum_axes(x, axis=axis)
+        assert program.refused is None
+        np.testing.assert_array_equal(recorded, kernels.sum_axes(np.ascontiguousarray(x), axis=axis))
+        x[...] = -x
+        program.run()
+        np.testing.assert_array_equal(recorded, kernels.sum_axes(np.ascontiguousarray(x), axis=axis))
+
+
 def test_a_broadcast_view_sums_as_its_copy_does():
     """A view of stride 0 (a reduction's gradient broadcast back) is summed by the kernel after a copy, not
     by NumPy's pairwise float32 sum: the same bits as the materialised array a recording makes."""

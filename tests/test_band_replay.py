@@ -85,13 +85,20 @@ def test_the_band_factor_and_the_band_kl_with_their_gradients_replay(split_every
         assert expected[i] == pytest.approx((kl(up) - kl(down)) / (2 * eps), rel=1e-6, abs=1e-8)
 
 
-def test_the_dense_route_refuses_a_recording_and_names_its_kernel():
+def test_the_dense_route_records_and_replays_on_new_factors():
     rng = np.random.default_rng(3)
-    n = 40
-    L = _factor(rng, 2, tuple(range(n)), n, np.float64)  # the full band: the dense inverse
+    n, offs = 40, tuple(range(40))
+    L = _factor(rng, 2, offs, n, np.float64)  # the full band: the dense inverse (LAPACK and the BLAS)
+    g = rng.standard_normal(2)
     with programs.recording() as program:
-        kernels.band_trace_inv(L, tuple(range(n)), check=False)
-    assert program.refused is not None and "band kernel" in program.refused and "no C entry" in program.refused
+        trace = kernels.band_trace_inv(L, offs, check=False)
+        grad = kernels.band_trace_inv_grad(L, offs, g, check=False)
+    assert program.refused is None
+    L[...] = _factor(rng, 2, offs, n, np.float64)
+    trace[...] = grad[...] = np.nan
+    program.run()
+    np.testing.assert_array_equal(trace, kernels.band_trace_inv(L, offs, check=False))
+    np.testing.assert_array_equal(grad, kernels.band_trace_inv_grad(L, offs, g, check=False))
 
 
 def test_a_right_hand_side_that_needs_a_transposed_copy_refuses_a_recording_and_says_so():

@@ -16,7 +16,7 @@ from gvae.training import TrainConfig, Trainer
 def _trainer(tmp_path, name, hidden=(50,), **settings):
     rng = np.random.default_rng(0)
     x = (rng.random((100, 784)) < 0.13).astype(np.float32)
-    y = np.zeros(len(x), np.int64)
+    y = np.arange(len(x)) % 10  # (VCCA pairs images of one class)
     data = {"train": (x, y), "valid": (x[:20], y[:20]), "test": (x[:20], y[:20])}
     cfg = TrainConfig(**{**dict(posterior="diagonal", latent=9, hidden=hidden, batch_size=20, seed=0,
                                 dtype="float32"), **settings})
@@ -75,6 +75,18 @@ def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
         kernels.set_threads(1)
     # Recorded at the second step of a key, checked at the third, replayed from then on.
     assert native.native.refused == [] and native.native.replays >= 8
+
+
+@pytest.mark.parametrize("settings", [{"task": "vcca"}, {"task": "vcca", "private": 3, "dropout": 0.2},
+                                      {"task": "vlae", "latent": (4, 4)}])
+def test_tasks_whose_batches_are_tuples_replay_their_taped_steps(tmp_path, settings):
+    native, tape = _trainer(tmp_path, "native", **settings), _trainer(tmp_path, "tape", **settings)
+    tape.native = None
+    batches = list(native.task.batches(native.inputs["train"], 20, np.random.default_rng(1)))
+    for i in range(9):
+        assert native.step(batches[i % len(batches)], 1.0) == tape.step(batches[i % len(batches)], 1.0)
+    assert _same(_state(native), _state(tape))
+    assert native.native.refused == [] and native.native.replays >= 6
 
 
 def test_steps_the_record_cannot_take_stay_on_the_tape(tmp_path):

@@ -115,8 +115,9 @@ _UNARY = Entry(_unary, x=array("m", "n", strided=True), op=INT, out=array("m", "
 
 @jit(error_model="numpy")
 def _sum(a, axis, out):
-    """out <- the sums of a (M, N) over its rows (axis 0: out (N,)) or along each row (axis 1: out (M,)),
-    accumulated in float64."""
+    """out <- the sums of a (M, N) over its rows (axis 0: out (N,)), along each row (axis 1: out (M,)) or
+    of all its items in row-major order (axis 2: out (1,)), accumulated in float64; axis 3 sums over no
+    axis (out (M N,) <- a, row by row)."""
     m, n = a.shape
     if axis == 0:
         for j in range(n):
@@ -124,13 +125,25 @@ def _sum(a, axis, out):
             for i in range(m):
                 acc += a[i, j]
             out[j] = acc
-    else:
+    elif axis == 1:
         for i in range(m):
             acc = 0.0
             row = row_of(a, i)
             for j in range(n):
                 acc += row[j]
             out[i] = acc
+    elif axis == 2:
+        acc = 0.0
+        for i in range(m):
+            row = row_of(a, i)
+            for j in range(n):
+                acc += row[j]
+        out[0] = acc
+    else:
+        for i in range(m):
+            row = row_of(a, i)
+            for j in range(n):
+                out[i * n + j] = row[j]
 
 
 _SUM = Entry(_sum, a=array("m", "n", strided=True), axis=INT, out=array("k"))
@@ -241,8 +254,10 @@ def broadcast_to(x, shape):
 
 
 def _sum_plan(x, axis):
-    """(2-D view, its axis to sum, the result's shape without kept axes, the axes) of x.sum(axis) where the
-    kernel takes it: a sum over the first k axes (the view's rows) or over the last ones (along its rows)."""
+    """(2-D view, the kernel's axis code, the result's shape without kept axes, the axes) of x.sum(axis)
+    where the kernel takes it: a sum over the first k axes (the view's rows), over the last ones (along
+    its rows), over all or over none. Axes of one item are dropped first (a view whatever their strides),
+    so that the sum of a slice needs no copy."""
     ndim = x.ndim
     if ndim == 0:
         return None
@@ -251,14 +266,20 @@ def _sum_plan(x, axis):
     k = len(axes)
     if len(set(axes)) != k or k == 0:
         return None
-    if axes == tuple(range(ndim - k, ndim)):  # the last k axes (all of them included)
-        split, along = ndim - k, 1
-    elif axes == tuple(range(k)):  # the first k
+    shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    kept = [i for i in range(ndim) if x.shape[i] != 1]
+    sizes = [x.shape[i] for i in kept]
+    summed = tuple(j for j, i in enumerate(kept) if i in axes)
+    n, k = len(kept), len(summed)
+    if k in (0, n):  # over none (all summed axes of one item) or over all
+        split, along = max(n - 1, 0), 3 if k == 0 else 2
+    elif summed == tuple(range(n - k, n)):  # the last k
+        split, along = n - k, 1
+    elif summed == tuple(range(k)):  # the first k
         split, along = k, 0
     else:
         return None
-    view = _view(x, math.prod(x.shape[:split]), math.prod(x.shape[split:]))
-    shape = x.shape[:split] if along else x.shape[split:]
+    view = _view(x, math.prod(sizes[:split]), math.prod(sizes[split:]))
     return None if view is None else (view, along, shape, axes)
 
 
