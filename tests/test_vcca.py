@@ -204,6 +204,29 @@ def test_dropout_multiplies_every_hidden_layer_by_its_mask_and_keeps_the_mean():
     assert vcca_loss(params, model, x1, x2, eps, masks=None)[0] == vcca_loss(params, model, x1, x2, eps)[0]
 
 
+def test_input_dropout_masks_what_the_encoders_read_not_what_the_decoders_reconstruct():
+    model, params, x1, x2, eps = _tiny(2, seed=4)
+    masks = model.dropout_masks(np.random.default_rng(5), len(x1), 0.0, 0.5)
+    assert set(masks) == {"input"}
+    assert [m.shape for m in masks["input"]] == [x1.shape, x2.shape]
+    assert all(set(np.unique(m)) <= {0.0, 2.0} for m in masks["input"])
+    m1, m2 = masks["input"]
+    dropped, seen = model.view_terms(params, x1, x2, eps, masks=masks), model.view_terms(params, x1 * m1, x2 * m2, eps)
+    np.testing.assert_array_equal(dropped[2], seen[2])  # the codes are those of the masked views
+    np.testing.assert_array_equal(dropped[3][0], seen[3][0])
+    np.testing.assert_array_equal(dropped[3][1], seen[3][1])
+    # ... and what is reconstructed is the whole views: their terms differ from the masked views' own
+    assert not np.allclose(dropped[0], seen[0]) and not np.allclose(dropped[1], seen[1])
+    ones = {"input": (np.ones_like(x1), np.ones_like(x2))}
+    assert vcca_loss(params, model, x1, x2, eps, masks=ones)[0] == vcca_loss(params, model, x1, x2, eps)[0]
+    big = model.dropout_masks(np.random.default_rng(6), 20_000, 0.0, 0.3)["input"][0]
+    assert (big == 0).mean() == pytest.approx(0.3, abs=0.01) and big.mean() == pytest.approx(1, abs=0.01)
+    both = model.dropout_masks(np.random.default_rng(6), len(x1), 0.2, 0.3)
+    assert set(both) == {"enc.", "dec1.", "dec2.", "priv1.", "priv2.", "input"}
+    hidden = model.dropout_masks(np.random.default_rng(6), len(x1), 0.2)  # drawn first: the same masks
+    assert all(np.array_equal(a, b) for k in hidden for a, b in zip(hidden[k], both[k]))
+
+
 @pytest.mark.parametrize("private,posterior,kl,options", [
     (0, "diagonal", "analytic", {}), (0, "chain", "mc", {}), (2, "grid", "analytic", {}),
     (3, "rank1", "analytic", {}), (0, "full", "mc", {"likelihood": "gaussian", "shared_from": "both"}),
@@ -288,6 +311,7 @@ def test_a_vcca_run_with_a_diagonal_gaussian_view_2_resumes_to_the_same_numbers(
     (dict(private_weight2=3.0), "--private-weight2 weighs view 2's private code's KL term: give --private P"),
     (dict(private=2, private_weight2=0.0), "private_weight2 must be a finite number > 0"),
     (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
+    (dict(input_dropout=-0.1), r"input_dropout must lie in \[0, 1\)"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -157,11 +157,18 @@ class VCCA:
         Gaussian view) and x (B, n_k) -> (S, B)."""
         return self.views[k].log_prob(out, x, params)
 
-    def dropout_masks(self, rng, batch, rate):
-        """Dropout masks of every network's hidden layers for ``batch`` pairs ({prefix: [arrays (batch,
-        width)]}, :meth:`MLP.dropout_masks`; the decoders' are shared by the samples of a pair)."""
-        return {net.prefix: net.dropout_masks(rng, batch, rate, self.dtype) for net in self.networks()
-                if isinstance(net, MLP)}
+    def dropout_masks(self, rng, batch, rate, input_rate=0.0):
+        """Dropout masks for ``batch`` pairs: of every network's hidden layers at ``rate`` ({prefix: [arrays
+        (batch, width)]}, :meth:`MLP.dropout_masks`; the decoders' are shared by the samples of a pair; none
+        at rate 0), then with ``input_rate`` > 0 of the encoders' inputs ({"input": (view 1's (batch, n_in),
+        view 2's (batch, n_in2))}, 0 or 1 / (1 - input_rate))."""
+        masks = {net.prefix: net.dropout_masks(rng, batch, rate, self.dtype) for net in self.networks()
+                 if isinstance(net, MLP)} if rate else {}
+        if input_rate:
+            scale = self.dtype.type(1 / (1 - input_rate))
+            masks["input"] = tuple((rng.random((batch, n), dtype=self.dtype) >= input_rate).astype(self.dtype) * scale
+                                   for n in (self.n_in, self.n_in2))
+        return masks
 
     def view_terms(self, params, x1, x2, eps, kl="analytic", masks=None):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
@@ -174,11 +181,13 @@ class VCCA:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
         masks = masks or {}
         views = (x1, x2)
-        q, z = self.shared(params, x1, eps[..., :self.size], x2, masks.get(self.encoder.prefix))
+        # What the encoders read: the views, each times its input mask in training (the targets stay whole).
+        seen = views if "input" not in masks else tuple(ops.multiply(v, m) for v, m in zip(views, masks["input"]))
+        q, z = self.shared(params, seen[0], eps[..., :self.size], seen[1], masks.get(self.encoder.prefix))
         codes, rate, private_rates = [z, z], _rate(self.family, q, z, kl), ()
         for k, encoder in enumerate(self.private_encoders):
             lo = self.size + k * self.private
-            qh = self.private_family.split(encoder(params, views[k], masks.get(encoder.prefix)), self.private)
+            qh = self.private_family.split(encoder(params, seen[k], masks.get(encoder.prefix)), self.private)
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
             codes[k] = ops.concatenate2(z, h)
             private_rates += (_rate(self.private_family, qh, h, kl),)

@@ -200,6 +200,9 @@ class TrainConfig:
     dropout: float = _option(0.0, "vcca: dropout's rate on every network's hidden units in training (inverted "
                              "dropout, Srivastava et al. 2014; the paper's networks use it; 0: none)",
                              parse=non_negative_float, metavar="P")
+    input_dropout: float = _option(0.0, "vcca: dropout's rate on the encoders' inputs in training (as Wang et "
+                                   "al.'s own code; the views the decoders reconstruct stay whole; 0: none)",
+                                   parse=non_negative_float, metavar="P")
     view2_likelihood: str = _option("bernoulli", "vcca: view 2's likelihood: bernoulli, or diagonal-gaussian, a "
                                     "mean and a variance per pixel from view 2's decoder (softplus + 1e-4), as Wang "
                                     "et al.'s own code models noisy MNIST's view 2; view 1's is Bernoulli either way",
@@ -338,6 +341,8 @@ class TrainConfig:
                   (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
                   (math.isfinite(self.view_weight) and self.view_weight > 0, "view_weight must be a finite number > 0"),
                   (math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
+                  (math.isfinite(self.input_dropout) and 0 <= self.input_dropout < 1,
+                   "input_dropout must lie in [0, 1)"),
                   (math.isfinite(self.private_weight) and self.private_weight > 0,
                    "private_weight must be a finite number > 0"),
                   (self.private_weight2 is None or (math.isfinite(self.private_weight2) and self.private_weight2 > 0),

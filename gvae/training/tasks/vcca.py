@@ -31,7 +31,8 @@ class Vcca(Task):
     about = ("deep variational CCA (Wang et al. 2016) on noisy MNIST: a code shared by two views inferred from "
              "view 1, a decoder per view (--private P: VCCA-private); its test summary has the linear SVM's error "
              "on the shared code")
-    options = ("private", "view_weight", "private_weight", "private_weight2", "dropout", "view2_likelihood")
+    options = ("private", "view_weight", "private_weight", "private_weight2", "dropout", "input_dropout",
+               "view2_likelihood")
     cannot_open = ("a VCCA (--task vcca), a model of two views that gvae eval, sample, plot and analyze do not "
                    "read: its test bound and SVM error are in its summary.json")
     reported = ("bound", "rec", "kl")
@@ -83,10 +84,13 @@ class Vcca(Task):
 
     def step_args(self, batch, rng, kl_weight):
         """S = ``samples`` draws of the codes' noise per pair, from ``rng``; the rate's, view 2's and the
-        private codes' weights (view 1's, view 2's); with ``dropout`` > 0 the networks' dropout masks, drawn after the noise."""
+        private codes' weights (view 1's, view 2's); with ``dropout`` or ``input_dropout`` > 0 the dropout
+        masks, drawn after the noise."""
         x1, x2 = batch
         eps = rng.standard_normal((self.config.samples, len(x1), self.model.noise_size), dtype=self.model.dtype)
-        masks = self.model.dropout_masks(rng, len(x1), self.config.dropout) if self.config.dropout else None
+        cfg = self.config
+        masks = (self.model.dropout_masks(rng, len(x1), cfg.dropout, cfg.input_dropout)
+                 if cfg.dropout or cfg.input_dropout else None)
         weight2 = self.config.private_weight if self.config.private_weight2 is None else self.config.private_weight2
         return (x1, x2, eps, self.config.kl, kl_weight, self.config.view_weight,
                 (self.config.private_weight, weight2), masks)
