@@ -114,6 +114,19 @@ def test_bernoulli_loglik(lead, shape, dtype, want_grad):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead,b,c", [((), 1, 2), ((), 7, 10), ((3,), 5, 4)])
+def test_categorical(lead, b, c, dtype):
+    rng = np.random.default_rng(b * c)
+    logits = (rng.standard_normal(lead + (b, c)) * 5).astype(dtype)
+    labels, g = rng.integers(0, c, b), rng.standard_normal(lead + (b,)).astype(dtype)
+    log_p, probs = kernels.categorical_log_prob(logits, labels)
+    log_pd, probsd = kernels.categorical_log_prob(dev(logits), dev(labels))
+    close(log_pd, log_p, dtype)
+    close(probsd, probs, dtype)
+    close(kernels.categorical_grad(dev(g), dev(labels), probsd), kernels.categorical_grad(g, labels, probs), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (3, 16), (100, 33), (2, 5, 64)])
 @pytest.mark.parametrize("want_grad", [False, True])
 def test_diag_normal_kl(shape, dtype, want_grad):

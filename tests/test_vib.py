@@ -46,6 +46,43 @@ def test_categorical_log_prob_refuses_labels_outside_the_classes(labels, bad):
         value_and_grad(lambda l_: ops.categorical_log_prob(l_, np.array(labels)).sum())(logits)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lead,b,c", [((), 1, 2), ((), 300, 10), ((4,), 90, 7)])
+def test_the_categorical_kernels_against_scipy_recorded_and_replayed(lead, b, c, dtype):
+    """The kernels' log softmax at the label and softmax against SciPy's in float64, the gradient against
+    g ([c = y] - softmax); the same bits recorded, and a replay on new logits is a new call's."""
+    from scipy.special import log_softmax
+    from gvae import kernels
+    from gvae.kernels.cpu import programs
+    kernels.set_threads(2)
+    try:
+        rng = np.random.default_rng(b)
+        logits = (rng.standard_normal(lead + (b, c)) * 8).astype(dtype)
+        labels, g = rng.integers(0, c, b), rng.standard_normal(lead + (b,)).astype(dtype)
+        log_p, probs = kernels.categorical_log_prob(logits, labels)
+        ref = log_softmax(logits.astype(np.float64), axis=-1)
+        tol = 40 * np.finfo(dtype).eps  # rounding of lse (|lse| up to some 40) carried into l_y - lse and exp
+        np.testing.assert_allclose(log_p, np.take_along_axis(ref, np.broadcast_to(labels, lead + (b,))[..., None],
+                                                             axis=-1)[..., 0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(probs, np.exp(ref), rtol=tol, atol=tol)
+        onehot = np.arange(c) == np.broadcast_to(labels, lead + (b,))[..., None]
+        grad = kernels.categorical_grad(g, labels, probs)
+        np.testing.assert_allclose(grad, g[..., None] * (onehot - probs), rtol=tol, atol=tol)
+        with programs.recording() as program:
+            rec_log_p, rec_probs = kernels.categorical_log_prob(logits, labels)
+            rec_grad = kernels.categorical_grad(g, labels, rec_probs)
+        assert program.refused is None
+        np.testing.assert_array_equal(rec_log_p, log_p)
+        np.testing.assert_array_equal(rec_grad, grad)
+        logits[...] = -logits
+        program.run()
+        again, again_probs = kernels.categorical_log_prob(logits, labels)
+        np.testing.assert_array_equal(rec_log_p, again)
+        np.testing.assert_array_equal(rec_grad, kernels.categorical_grad(g, labels, again_probs))
+    finally:
+        kernels.set_threads(1)
+
+
 def test_categorical_log_prob_refuses_labels_that_are_not_integers():
     logits = np.zeros((3, 4))
     with pytest.raises(TypeError, match="^categorical_log_prob: labels must be integers .*got dtype float64"):

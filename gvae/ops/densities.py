@@ -82,13 +82,6 @@ defvjp_joint(band_normal_kl, _band_kl_vjp,
              forward=lambda L, offsets, mu, check=True: _band_kl(L, offsets, mu, check, True))
 
 
-def _log_softmax(logits):
-    """log softmax over the last axis, shifted by the row's maximum so that exp never overflows."""
-    xp = array_module(logits)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def _checked_labels(labels, n_classes, xp):
     """``labels`` as an integer array of ``xp`` in 0..n_classes-1, else a ValueError/TypeError naming them.
 
@@ -112,12 +105,9 @@ def _checked_labels(labels, n_classes, xp):
 
 
 def _categorical_forward(logits, labels):
-    """(log q(y | logits), softmax(logits)): the value and what its gradient needs."""
-    xp = array_module(logits)
-    labels = _checked_labels(labels, logits.shape[-1], xp)
-    log_p = _log_softmax(logits)
-    index = xp.broadcast_to(labels, log_p.shape[:-1])[..., None]
-    return xp.take_along_axis(log_p, index, axis=-1)[..., 0], xp.exp(log_p)
+    """(log q(y | logits), softmax(logits)): the value and what its gradient needs (one kernel)."""
+    labels = _checked_labels(labels, logits.shape[-1], array_module(logits))
+    return kernels.categorical_log_prob(logits, labels)
 
 
 @primitive
@@ -129,13 +119,8 @@ def categorical_log_prob(logits, labels):
 
 def _categorical_vjp(probs, argnums, logits, labels):
     # The labels are integers (value_and_grad traces floating arrays only): a gradient for the logits alone.
-    xp = array_module(logits)
-
-    def vjp(g):
-        # d/dl_c (l_y - logsumexp l) = [c = y] - softmax(l)_c
-        onehot = xp.arange(logits.shape[-1]) == xp.broadcast_to(labels, logits.shape[:-1])[..., None]
-        return g[..., None] * (onehot - probs), None
-    return vjp
+    # d/dl_c (l_y - logsumexp l) = [c = y] - softmax(l)_c
+    return lambda g: (kernels.categorical_grad(g, labels, probs), None)
 
 
 defvjp_joint(categorical_log_prob, _categorical_vjp, forward=_categorical_forward)
