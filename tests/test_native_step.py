@@ -66,7 +66,9 @@ def _run_both(tmp_path, **settings):
                                       {"posterior": "rank1", "iw_samples": 3}, {"posterior": "ar1"},
                                       {"posterior": "ar1", "kl": "mc"}, {"target_rate": 5.0}, {"mmd": 10.0},
                                       {"mmd": 10.0, "mmd_kernel": "rbf", "posterior": "chain"}, {"alpha": 0.5},
-                                      {"latent": (9, 5)}, {"task": "fullvb"}, {"task": "corex"}])
+                                      {"latent": (9, 5)}, {"latent": (9, 5), "inference": "top-down"},
+                                      {"latent": (9, 5, 4), "inference": "top-down", "merge": "precision"},
+                                      {"task": "fullvb"}, {"task": "corex"}])
 def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     kernels.set_threads(count)
     try:

@@ -8,11 +8,25 @@ __all__ = ["matmul", "dense"]
 
 
 def _product(a, b):
-    """a @ b: two float matrices of one dtype through gvae's product (on CUDA gvae's own cuBLAS handle,
-    which a CUDA graph can record, where CuPy's ``@`` refuses a capture); anything else through ``@``."""
-    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64):
-        return kernels.matmul(a, b)
+    """a @ b: float arrays of one dtype, b a matrix and a a matrix or a stack of them (samples of a batch,
+    taken as the rows of one matrix), through gvae's product (on CUDA gvae's own cuBLAS handle, which a
+    CUDA graph can record, where CuPy's ``@`` refuses a capture; on the CPU a kernel a recorded step holds);
+    anything else through ``@``."""
+    if a.ndim >= 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype in (np.float32, np.float64):
+        if a.ndim == 2:
+            return kernels.matmul(a, b)
+        rows = kernels.contiguous(a).reshape(-1, a.shape[-1])
+        return kernels.matmul(rows, b).reshape(a.shape[:-1] + (b.shape[1],))
     return a @ b
+
+
+def _b_gradient(ans, a, b):
+    """The VJP of a @ b for b: a^T g, summed over a's stacked matrices when b is one matrix (one product of
+    their rows)."""
+    if b.ndim == 2 and a.ndim > 2:
+        return lambda g: _product(kernels.contiguous(a).reshape(-1, a.shape[-1]).T,
+                                  kernels.contiguous(g).reshape(-1, g.shape[-1]))
+    return lambda g: _product(a.swapaxes(-1, -2), g)
 
 
 @primitive
@@ -23,9 +37,7 @@ def matmul(a, b):
     return _product(a, b)
 
 
-defvjp(matmul,
-       lambda ans, a, b: lambda g: _product(g, b.swapaxes(-1, -2)),
-       lambda ans, a, b: lambda g: _product(a.swapaxes(-1, -2), g))
+defvjp(matmul, lambda ans, a, b: lambda g: _product(g, b.swapaxes(-1, -2)), _b_gradient)
 
 
 @primitive
