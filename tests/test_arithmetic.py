@@ -117,7 +117,7 @@ def test_binary_writes_into_out_and_a_replay_computes_it_again():
 def test_unary_is_the_same_recorded_or_not_and_within_an_ulp_of_float64(split_everything, op, shape, dtype):
     kernels.set_threads(2)
     rng = np.random.default_rng(4)
-    signed = op in ("exp", "absolute", "sign")
+    signed = op in ("exp", "absolute", "sign", "heaviside")
     x = rng.normal(0, 10, shape).astype(dtype) if signed else rng.uniform(0.01, 30.0, shape).astype(dtype)
     if x.ndim >= 2:
         x = np.concatenate([x, x[..., :2]], axis=-1)[..., 1:x.shape[-1] + 1]  # rows apart
@@ -126,7 +126,9 @@ def test_unary_is_the_same_recorded_or_not_and_within_an_ulp_of_float64(split_ev
         recorded = kernels.unary(op, x)
     assert program.refused is None and plain.dtype == dtype and plain.shape == x.shape
     np.testing.assert_array_equal(plain, recorded)
-    np.testing.assert_allclose(plain, getattr(np, op)(x.astype(np.float64)), rtol=2 * np.finfo(dtype).eps)
+    reference = np.heaviside if op == "heaviside" else getattr(np, op)
+    np.testing.assert_allclose(plain, reference(x.astype(np.float64), *([0.0] if op == "heaviside" else [])),
+                               rtol=2 * np.finfo(dtype).eps)
     x[...] = x[::-1] if x.ndim else x  # a replay computes it again from what x holds now
     recorded[...] = np.nan
     program.run()
@@ -144,8 +146,9 @@ def test_unary_special_values_and_what_it_refuses():
     np.testing.assert_array_equal(kernels.unary("log1p", np.float32([-1.0, -2.0, 1e-30])),
                                   np.float32([-np.inf, np.nan, 1e-30]))
     signs = np.float32([0.0, -0.0, np.nan, -np.inf, 3.0, -1e-45])
-    for op in ("absolute", "sign"):  # NumPy's bits, signed zeros included
-        got, want = kernels.unary(op, signs), getattr(np, op)(signs)
+    for op in ("absolute", "sign", "heaviside"):  # NumPy's bits, signed zeros included
+        got = kernels.unary(op, signs)
+        want = np.heaviside(signs, np.float32(0)) if op == "heaviside" else getattr(np, op)(signs)
         np.testing.assert_array_equal(got.view(np.int32)[[0, 1, 3, 4, 5]], want.view(np.int32)[[0, 1, 3, 4, 5]])
         assert np.isnan(got[2])
     with programs.recording() as program:

@@ -174,7 +174,8 @@ def test_arithmetic(op, dtype):
     close(kernels.broadcast_to(dev(b), (4, 20, 7)), np.broadcast_to(b, (4, 20, 7)), dtype, rtol=0)
     dst = dev(np.zeros((2, 20, 7), dtype))
     close(kernels.copy_into(dev(b), dst), np.broadcast_to(b, (2, 20, 7)), dtype, rtol=0)
-    for name, x in (("log", b), ("exp", a), ("log1p", b), ("sqrt", b), ("absolute", a), ("sign", a)):  # a few ulp
+    for name, x in (("log", b), ("exp", a), ("log1p", b), ("sqrt", b), ("absolute", a), ("sign", a),
+                    ("heaviside", a)):  # a few ulp
         close(kernels.unary(name, dev(x)), kernels.unary(name, x), dtype, rtol=4 * np.finfo(dtype).eps)
 
 

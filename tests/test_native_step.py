@@ -68,7 +68,7 @@ def _run_both(tmp_path, **settings):
                                       {"mmd": 10.0, "mmd_kernel": "rbf", "posterior": "chain"}, {"alpha": 0.5},
                                       {"latent": (9, 5)}, {"latent": (9, 5), "inference": "top-down"},
                                       {"latent": (9, 5, 4), "inference": "top-down", "merge": "precision"},
-                                      {"task": "fullvb"}, {"task": "corex"}])
+                                      {"task": "fullvb"}, {"task": "corex"}, {"task": "mae", "mi_target": 3.0}])
 def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     kernels.set_threads(count)
     try:
@@ -161,6 +161,7 @@ def test_a_recorded_sparse_product_takes_any_batch_and_falls_back_where_the_tape
 
 def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
     """Another thread count is another key: recorded again, never the old program run on other threads."""
+    kernels.set_threads(1)  # (not the process's default, which is every core: the count must change below)
     native = _trainer(tmp_path, "native")
     xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
     for x in xs[:4]:

@@ -1,5 +1,5 @@
-"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p, sqrt, |x| and sign, and sums
-along one axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean and scale
+"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p, sqrt, |x|, sign and the step,
+and sums along one axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean and scale
 are of its head's output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so that the
 loops vectorise.
 
@@ -11,7 +11,7 @@ trailing axes that the operand has (broadcast over leading axes: row i reads the
 NumPy broadcasts. The arithmetic is IEEE's, one operation per element, so the results are NumPy's bit for
 bit. Sums accumulate in float64 and round once, recorded or not (more accurate than NumPy's pairwise
 float32 sums, so not their bits); the unary maths are the kernel's, recorded or not, too (the C library's
-functions, an ulp at most from NumPy's SIMD ones; sqrt, |x| and sign are exact either way). Large calls run
+functions, an ulp at most from NumPy's SIMD ones; sqrt, |x|, sign and the step are exact either way). Large calls run
 in row blocks on gvae's threads. An operand that does not fit those views (other broadcasts, mixed dtypes,
 integers) goes through NumPy, and a recording open then is refused (:func:`.cpu.programs.unrecorded`)."""
 
@@ -26,8 +26,9 @@ from .cpu.jit import jit
 
 ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
 _CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE}
-LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN = 0, 1, 2, 3, 4, 5
-_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "sqrt": SQRT, "absolute": ABSOLUTE, "sign": SIGN}
+LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN, HEAVISIDE = 0, 1, 2, 3, 4, 5, 6
+_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "sqrt": SQRT, "absolute": ABSOLUTE, "sign": SIGN,
+                "heaviside": HEAVISIDE}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -84,8 +85,8 @@ def _run_binary(a, b, op, out):
 @jit(error_model="numpy")
 def _unary(x, op, out, lo, hi):
     """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), sqrt(x[i]) (SQRT), |x[i]|
-    (ABSOLUTE) or sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) for the rows i in [lo, hi) of
-    the (M, N) x and out."""
+    (ABSOLUTE), sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) or the step [x[i] > 0] (HEAVISIDE:
+    NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x and out."""
     n = out.shape[1]
     for i in range(lo, hi):
         xi, oi = row_of(x, i), out[i]
@@ -104,10 +105,14 @@ def _unary(x, op, out, lo, hi):
         elif op == ABSOLUTE:
             for j in range(n):
                 oi[j] = abs(xi[j])
-        else:
+        elif op == SIGN:
             for j in range(n):
                 v = xi[j]
                 oi[j] = 1.0 if v > 0 else (-1.0 if v < 0 else (0.0 if v == 0 else v))
+        else:
+            for j in range(n):
+                v = xi[j]
+                oi[j] = 1.0 if v > 0 else (0.0 if v <= 0 else v)
 
 
 _UNARY = Entry(_unary, x=array("m", "n", strided=True), op=INT, out=array("m", "n"), lo=INT, hi=INT)
@@ -220,7 +225,7 @@ def unary(op, x):
     view = _operand(x, x.shape) if _kernel(getattr(x, "dtype", None), x) else None
     if view is None:
         programs.unrecorded(f"{op} of {getattr(x, 'dtype', type(x).__name__)}{getattr(x, 'shape', '')}")
-        return getattr(np, op)(x)
+        return np.heaviside(x, 0) if op == "heaviside" else getattr(np, op)(x)
     out = np.empty(x.shape, x.dtype)
     # (blocks of rows: the C library's log, exp and log1p cost some 5 ns an element, NumPy's SIMD ones less)
     run_blocks(_UNARY, lambda part, lo, hi: (view, _UNARY_CODES[op], out.reshape(view.shape), lo, hi),

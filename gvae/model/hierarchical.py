@@ -62,7 +62,7 @@ class HVM(NetworkModel):
         e = eps[..., 2 * d:]
         scale = positive(lam[..., d:], SCALE_FLOOR)
         z = lam[..., :d] + scale * e
-        log_qz = -0.5 * ops.sum(e * e, axis=-1) - ops.sum(ops.log(scale), axis=-1) - 0.5 * d * LOG_2PI
+        log_qz = -0.5 * ops.sum(ops.multiply(e, e), axis=-1) - ops.sum(ops.log(scale), axis=-1) - 0.5 * d * LOG_2PI
         return q, lam, z, log_qz
 
 

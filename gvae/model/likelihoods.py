@@ -15,7 +15,7 @@ u ~ U(0, 1)^n; ``nats_offset()`` = n log(1 - 2 lambda) - n log 256 turns their l
 import math
 from abc import ABC, abstractmethod
 
-from .. import ops
+from .. import kernels, ops
 from ..kernels import array_module
 from .constants import DeviceConstant
 from .gaussian import LOG_2PI, band_factor, band_log_density, band_sample, positive, positive_inverse
@@ -87,7 +87,9 @@ def bernoulli_draw(logits, u):
     """Binary draws [u < sigmoid(logits)] in logits' dtype, for uniforms u on [0, 1) (broadcast against the
     logits): the one way gvae turns uniforms into Bernoulli samples, outside any tape (a Tracer's value)."""
     p = ops.sigmoid(ops.value_of(logits))
-    return (u < p).astype(p.dtype)
+    # [u < p] as the step of p - u, kernels both (a recorded step holds them): a difference of two floats
+    # has the sign of their exact difference, so the draws are the comparison's.
+    return kernels.unary("heaviside", kernels.binary("subtract", p, u))
 
 
 class Bernoulli(Likelihood):

@@ -23,8 +23,7 @@ import math
 
 import numpy as np
 
-from .. import ops
-from ..kernels import array_module
+from .. import kernels, ops
 from .layers import MLP
 from .likelihoods import bernoulli_draw
 from .objectives import elbo_terms
@@ -78,8 +77,11 @@ def generated_terms(model, params, z, u):
 
 
 def information(model, log_r):
-    """The bound's estimate H(z) + mean log r over the pairs, from log r's values (B,): an array scalar."""
-    return model.prior_entropy() + ops.value_of(log_r).mean()
+    """The bound's estimate H(z) + mean log r over the pairs, from log r's values (B,): an array scalar
+    (kernels, so that a recorded step holds it)."""
+    lr = ops.value_of(log_r)
+    mean = kernels.binary("divide", kernels.sum_axes(lr, None, False), lr.shape[0])
+    return kernels.binary("add", mean, model.prior_entropy())
 
 
 def mutual_loss(params, model, x, eps, z, u, kl="analytic", kl_weight=1.0, target=0.0, weight=1.0):
@@ -91,10 +93,11 @@ def mutual_loss(params, model, x, eps, z, u, kl="analytic", kl_weight=1.0, targe
     log_r, log_px = generated_terms(model, params, z, u)
     lr = ops.value_of(log_r)
     n = lr.shape[0]
-    baseline = (lr.sum() - lr) / (n - 1)  # the others' mean: independent of the pair it weighs
+    # The others' mean, independent of the pair it weighs, and the direction of the information's
+    # penalty: kernels, so that a recorded step computes them from each batch.
+    baseline = kernels.binary("divide", kernels.binary("subtract", kernels.sum_axes(lr, None, False), lr), n - 1)
     m = information(model, log_r)
-    xp = array_module(lr)
-    direction = weight * xp.sign(m - target)
-    score = ops.mean((lr - baseline) * log_px)
+    direction = kernels.binary("multiply", kernels.unary("sign", kernels.binary("subtract", m, target)), weight)
+    score = ops.mean(kernels.binary("subtract", lr, baseline) * log_px)
     loss = ops.mean(kl_term * kl_weight - rec) - ops.mean(log_r) + direction * score
     return loss, (ops.mean(rec - kl_term), ops.mean(rec), ops.mean(kl_term), m)
