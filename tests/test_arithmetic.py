@@ -195,6 +195,25 @@ def test_a_slice_sums_in_place_as_its_copy_does(axis):
         np.testing.assert_array_equal(recorded, kernels.sum_axes(np.ascontiguousarray(x), axis=axis))
 
 
+@pytest.mark.parametrize("shape", [(9, 9), (5, 300), (1, 4)])
+def test_a_transposed_matrix_is_copied_by_its_columns_recorded(shape):
+    """A transpose's gradient (a matrix with contiguous columns) as an operand or a copy's source: recorded
+    through the column copy, NumPy's bits, and a replay reads what the matrix holds then."""
+    rng = np.random.default_rng(9)
+    base, w = rng.standard_normal(shape[::-1]).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
+    g = base.T
+    with programs.recording() as program:
+        product = kernels.binary("multiply", g, w)
+        copy = kernels.contiguous(g)
+    assert program.refused is None and copy.flags.c_contiguous
+    np.testing.assert_array_equal(product, g * w)
+    np.testing.assert_array_equal(copy, g)
+    base[...] = rng.standard_normal(base.shape)
+    program.run()
+    np.testing.assert_array_equal(product, g * w)
+    np.testing.assert_array_equal(copy, g)
+
+
 def test_a_broadcast_view_sums_as_its_copy_does():
     """A view of stride 0 (a reduction's gradient broadcast back) is summed by the kernel after a copy, not
     by NumPy's pairwise float32 sum: the same bits as the materialised array a recording makes."""

@@ -211,6 +211,8 @@ def binary(op, a, b, out):
         out = np.empty(shape, a.dtype)
     found = None
     if out is not None and out.shape == shape and _kernel(a.dtype, b, out):
+        # A transposed matrix operand is copied to C order first (a recorded copy by its columns).
+        a, b = (_in_rows(v, shape) for v in (a, b))
         found = _operand(a, shape), _operand(b, shape), _operand(out, shape)
     if found is None or any(f is None for f in found):
         programs.unrecorded(f"{op} of {a.dtype}{a.shape} and {b.dtype}{b.shape}")
@@ -233,15 +235,53 @@ def unary(op, x):
     return out
 
 
+@jit(error_model="numpy")
+def _transposed(src, out):
+    """out (M, N) <- src.T for src (N, M), each array's rows contiguous (a transposed matrix copied to C
+    order)."""
+    m, n = out.shape
+    for i in range(m):
+        oi = row_of(out, i)
+        for j in range(n):
+            oi[j] = src[j, i]
+
+
+_TRANSPOSED = Entry(_transposed, src=array("n", "m", strided=True), out=array("m", "n", strided=True))
+
+
+def _transposed_views(src, dst):
+    """(src.T, dst) as the rows :func:`_transposed` takes, where src and dst are matrices of one shape and
+    src is a transposed one (its columns contiguous), else None."""
+    if src.ndim != 2 or src.shape != dst.shape:
+        return None
+    views = src.T, dst
+    return views if all(row_spacing(v, dst.dtype) is not None for v in views) else None
+
+
+def _in_rows(x, shape):
+    """x, or its C-ordered copy (:func:`copy_into`) where x is a transposed matrix of the result's shape."""
+    if (x.ndim == 2 and x.shape == tuple(shape) and _operand(x, shape) is None
+            and row_spacing(x.T, x.dtype) is not None):
+        y = np.empty(x.shape, x.dtype)
+        copy_into(x, y)
+        return y
+    return x
+
+
 @register("copy_into")
 def copy_into(src, dst):
     if not programs.recording_open():
         dst[...] = src
         return
     src = _weak(src, dst)
-    found = None
+    found = turned = None
     if isinstance(src, np.ndarray) and _kernel(dst.dtype, src, dst) and src.ndim <= dst.ndim:
         found = _operand(src, dst.shape), _operand(dst, dst.shape)
+        if found[0] is None:  # a transposed matrix (a transpose's gradient, say): copied by its columns
+            turned = _transposed_views(src, dst)
+    if turned is not None:
+        threads.run_here([Call(_TRANSPOSED, turned)])
+        return
     if found is None or any(f is None for f in found):
         programs.unrecorded(f"a copy of {getattr(src, 'shape', src)} into {dst.dtype}{dst.shape}")
         dst[...] = src

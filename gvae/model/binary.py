@@ -84,8 +84,7 @@ class BinaryVAE(NetworkModel):
         ``bias`` the encoder's output for x (B, latent) (autoregressively with DARN's weights), and the logits
         that score them."""
         if self.autoregressive:
-            xp = array_module(u)
-            z = kernels.ar_bernoulli_draw(xp.ascontiguousarray(xp.broadcast_to(ops.value_of(bias), u.shape)),
+            z = kernels.ar_bernoulli_draw(kernels.contiguous(kernels.broadcast_to(ops.value_of(bias), u.shape)),
                                           ops.value_of(params[ENCODER_AR]), u)
         else:
             z = bernoulli_draw(bias, u)

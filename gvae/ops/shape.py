@@ -91,7 +91,9 @@ defvjp(concatenate2, _split(True), _split(False))
 
 @primitive
 def broadcast_to(x, shape):
-    return array_module(x).broadcast_to(x, shape)
+    """x broadcast to ``shape``: a view, or a copy while a training step is recorded
+    (:func:`gvae.kernels.broadcast_to`)."""
+    return kernels.broadcast_to(x, shape)
 
 
 defvjp(broadcast_to, lambda ans, x, shape: lambda g: g)
