@@ -68,7 +68,11 @@ def _run_both(tmp_path, **settings):
                                       {"mmd": 10.0, "mmd_kernel": "rbf", "posterior": "chain"}, {"alpha": 0.5},
                                       {"latent": (9, 5)}, {"latent": (9, 5), "inference": "top-down"},
                                       {"latent": (9, 5, 4), "inference": "top-down", "merge": "precision"},
-                                      {"task": "fullvb"}, {"task": "corex"}, {"task": "mae", "mi_target": 3.0}])
+                                      {"task": "fullvb"}, {"task": "corex"}, {"task": "mae", "mi_target": 3.0},
+                                      {"task": "sbn", "iw_samples": 3}, {"task": "darn", "iw_samples": 3},
+                                      {"task": "darn", "estimator": "taylor"},
+                                      {"task": "darn", "estimator": "taylor", "latent": (9, 5)},
+                                      {"task": "sbndef", "iw_samples": 2}])
 def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     kernels.set_threads(count)
     try:

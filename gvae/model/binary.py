@@ -127,21 +127,23 @@ def log_weights(model, params, x, u):
 def leave_one_out_signals(log_w):
     """VIMCO's learning signals L_K - L_K^{-k} (K, B) from the log-weights' values (K, B), K >= 2:
     L_K^{-k} is the bound with log w_k replaced by the mean of the other K - 1 log-weights."""
-    xp = array_module(log_w)
     k = log_w.shape[0]
     if k < 2:
         raise ValueError(f"VIMCO's leave-one-out baseline needs 2 or more samples per point, got {k}")
-    others = (log_w.sum(axis=0) - log_w) / (k - 1)                       # (K, B)
-    replaced = xp.where(xp.eye(k, dtype=bool)[:, :, None], others[:, None, :], log_w[None, :, :])  # (K, K, B)
+    # Kernels throughout (copies, not a select), so that a recorded step computes the signals anew.
+    others = kernels.binary("divide", kernels.binary("subtract", kernels.sum_axes(log_w, 0, True), log_w), k - 1)
+    replaced = kernels.copy_into(log_w, array_module(log_w).empty((k,) + log_w.shape, log_w.dtype))  # (K, K, B)
+    for j in range(k):
+        kernels.copy_into(others[j], replaced[j, j])
     bound = kernels.log_mean_exp(log_w, axis=0)[0]
-    return bound[None, :] - kernels.log_mean_exp(replaced, axis=1)[0]
+    return kernels.binary("subtract", bound, kernels.log_mean_exp(replaced, axis=1)[0])
 
 
 def plain_signals(log_w):
     """The score function without a baseline: every sample's signal is L_K itself (unbiased; the reference
     the baselines' variance is measured against)."""
     bound = kernels.log_mean_exp(log_w, axis=0)[0]
-    return array_module(log_w).broadcast_to(bound, log_w.shape)
+    return kernels.broadcast_to(bound, log_w.shape)
 
 
 SIGNALS = {"vimco": leave_one_out_signals, "plain": plain_signals}
@@ -190,7 +192,7 @@ def taylor_signals(params, zs, log_w_at):
     (``plain`` the parameters' values), as a model's :meth:`taylor_terms` gives it. One array per layer."""
     plain = {k: ops.value_of(v) for k, v in params.items()}
     _, d_log_w = value_and_grad(lambda *zz: log_w_at(plain, zz), argnums=tuple(range(len(zs))))(*zs)
-    return [d * (z - 0.5) for d, z in zip(d_log_w, zs)]
+    return [kernels.binary("multiply", d, kernels.binary("subtract", z, 0.5)) for d, z in zip(d_log_w, zs)]
 
 
 def taylor_loss(params, model, x, u):

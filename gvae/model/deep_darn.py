@@ -20,7 +20,6 @@ layer this is :class:`gvae.model.binary.BinaryVAE` with ``autoregressive``. Para
 import numpy as np
 
 from .. import kernels, ops
-from ..kernels import array_module
 from .constants import DeviceConstant
 from .layers import MLP
 from .params import NetworkModel
@@ -82,14 +81,13 @@ class DeepDARN(NetworkModel):
     def draw(self, params, x, u):
         """(codes, encoder logits, the encoder's output): per layer the codes (K, B, d_l) drawn bottom-up from
         q with the uniforms u (K, B, sum(latent)), unit by unit, and the logits that score them; enc(x)."""
-        xp = array_module(u)
         codes, logits, lo = [], [], 0
         top = self.encoder(params, x)
         for layer, k in enumerate(self.sizes):
             ul = u[..., lo:lo + k]
             bias = ops.broadcast_to(top, ul.shape) if layer == 0 else self.up[layer - 1](params, codes[-1])
-            z = kernels.ar_bernoulli_draw(xp.ascontiguousarray(ops.value_of(bias)),
-                                          ops.value_of(params[encoder_ar(layer)]), xp.ascontiguousarray(ul))
+            z = kernels.ar_bernoulli_draw(kernels.contiguous(ops.value_of(bias)),
+                                          ops.value_of(params[encoder_ar(layer)]), kernels.contiguous(ul))
             logits.append(self.ar_logits(params, encoder_ar(layer), layer, bias, z))
             codes.append(z)
             lo += k
