@@ -30,7 +30,8 @@ from .cpu.threads import get_threads, set_threads
 __all__ = ["array_module", "device_of", "device_module", "device_names", "to_device", "to_host", "register_device", "generator",
            "activation", "activation_grad", "bias_activation", "bias_activation_grad", "ACTIVATIONS",
            "binary", "broadcast_to", "contiguous", "copy_into", "sum_axes", "unary",
-           "ar_bernoulli_draw", "bernoulli_loglik", "categorical_log_prob", "categorical_grad", "diag_normal_kl", "mmd", "MMD_KERNELS", "adam_update", "adam_update_guarded", "adam_constants",
+           "ar_bernoulli_draw", "bernoulli_loglik", "categorical_log_prob", "categorical_grad", "diag_normal_kl",
+           "mmd", "MMD_KERNELS", "adam_update", "adam_update_guarded", "adam_constants",
            "average_update", "sum_squares", "sum_squares_array", "log_mean_exp",
            "matmul", "matmuls", "set_threads", "get_threads"]
 __all__ += _band

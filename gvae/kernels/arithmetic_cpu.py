@@ -1,7 +1,7 @@
 """Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p, sqrt, |x|, sign and the step,
-and sums along one axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean and scale
-are of its head's output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so that the
-loops vectorise.
+and sums along one axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean
+and scale are of its head's output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so
+that the loops vectorise; a transposed matrix is copied by its columns first.
 
 Outside a recording (:func:`.cpu.programs.recording_open`) the elementwise calls are NumPy's own
 operators, which cost less Python per call and give the same bits; the kernels run while a program is
@@ -11,9 +11,10 @@ trailing axes that the operand has (broadcast over leading axes: row i reads the
 NumPy broadcasts. The arithmetic is IEEE's, one operation per element, so the results are NumPy's bit for
 bit. Sums accumulate in float64 and round once, recorded or not (more accurate than NumPy's pairwise
 float32 sums, so not their bits); the unary maths are the kernel's, recorded or not, too (the C library's
-functions, an ulp at most from NumPy's SIMD ones; sqrt, |x|, sign and the step are exact either way). Large calls run
-in row blocks on gvae's threads. An operand that does not fit those views (other broadcasts, mixed dtypes,
-integers) goes through NumPy, and a recording open then is refused (:func:`.cpu.programs.unrecorded`)."""
+functions, an ulp at most from NumPy's SIMD ones; sqrt, |x|, sign and the step are exact either way). Large
+calls run in row blocks on gvae's threads. An operand that does not fit those views (other broadcasts, mixed
+dtypes, integers) goes through NumPy, and a recording open then is refused
+(:func:`.cpu.programs.unrecorded`)."""
 
 import math
 

@@ -165,8 +165,8 @@ class VCCA:
         masks = {net.prefix: net.dropout_masks(rng, batch, rate, self.dtype) for net in self.networks()
                  if isinstance(net, MLP)} if rate else {}
         if input_rate:
-            scale = self.dtype.type(1 / (1 - input_rate))
-            masks["input"] = tuple((rng.random((batch, n), dtype=self.dtype) >= input_rate).astype(self.dtype) * scale
+            scale, dtype = self.dtype.type(1 / (1 - input_rate)), self.dtype
+            masks["input"] = tuple((rng.random((batch, n), dtype=dtype) >= input_rate).astype(dtype) * scale
                                    for n in (self.n_in, self.n_in2))
         return masks
 

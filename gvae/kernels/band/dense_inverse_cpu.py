@@ -135,12 +135,12 @@ def _grad_plan(L, offs, g, out, trtri, trmm, kept):
 
 
 # A chunk runs as a C entry (on a worker, and in a recorded training step); kept is (0, 0, 0) when unused.
-_sigma = driver(_sigma_plan, Entry(_sigma_factors, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
-                                   out=array("F", "m"), trtri=INT, kept=array("kf", "kr", "kc", dtype=np.float64),
-                                   lo=INT, hi=INT))
-_grad = driver(_grad_plan, Entry(_grad_factors, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
-                                 g=array("F", "m"), out=array("F", "K", "n"), trtri=INT, trmm=INT,
-                                 kept=array("kf", "kr", "kc", dtype=np.float64), lo=INT, hi=INT))
+_FACTORS = dict(L=array("F", "K", "n"), offs=array("K", dtype=np.int64))
+_KEPT = array("kf", "kr", "kc", dtype=np.float64)
+_sigma = driver(_sigma_plan, Entry(_sigma_factors, results=2, **_FACTORS, out=array("F", "m"), trtri=INT,
+                                   kept=_KEPT, lo=INT, hi=INT))
+_grad = driver(_grad_plan, Entry(_grad_factors, results=2, **_FACTORS, g=array("F", "m"), out=array("F", "K", "n"),
+                                 trtri=INT, trmm=INT, kept=_KEPT, lo=INT, hi=INT))
 
 
 # "Nothing kept": the kernels' kept argument when the caller passes none (one compiled signature for both).
