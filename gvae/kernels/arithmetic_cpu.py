@@ -83,37 +83,34 @@ def _run_binary(a, b, op, out):
     run_blocks(_BINARY, lambda k, lo, hi: (a, b, op, out, lo, hi), threads.row_blocks(*out.shape, _BINARY_SECONDS))
 
 
+@jit(inline="always")
+def _unary_value(op, v):
+    if op == LOG:
+        return math.log(v)
+    if op == EXP:
+        return math.exp(v)
+    if op == LOG1P:
+        return math.log1p(v)
+    if op == SQRT:
+        return math.sqrt(v)
+    if op == ABSOLUTE:
+        return abs(v)
+    if op == SIGN:
+        return 1.0 if v > 0 else (-1.0 if v < 0 else (0.0 if v == 0 else v))
+    return 1.0 if v > 0 else (0.0 if v <= 0 else v)  # HEAVISIDE
+
+
 @jit(error_model="numpy")
 def _unary(x, op, out, lo, hi):
     """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), sqrt(x[i]) (SQRT), |x[i]|
     (ABSOLUTE), sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) or the step [x[i] > 0] (HEAVISIDE:
-    NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x and out."""
+    NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x and out (op is the
+    same for every item: the branch is taken out of the loop, as :func:`_binary`'s)."""
     n = out.shape[1]
     for i in range(lo, hi):
         xi, oi = row_of(x, i), out[i]
-        if op == LOG:
-            for j in range(n):
-                oi[j] = math.log(xi[j])
-        elif op == EXP:
-            for j in range(n):
-                oi[j] = math.exp(xi[j])
-        elif op == LOG1P:
-            for j in range(n):
-                oi[j] = math.log1p(xi[j])
-        elif op == SQRT:
-            for j in range(n):
-                oi[j] = math.sqrt(xi[j])
-        elif op == ABSOLUTE:
-            for j in range(n):
-                oi[j] = abs(xi[j])
-        elif op == SIGN:
-            for j in range(n):
-                v = xi[j]
-                oi[j] = 1.0 if v > 0 else (-1.0 if v < 0 else (0.0 if v == 0 else v))
-        else:
-            for j in range(n):
-                v = xi[j]
-                oi[j] = 1.0 if v > 0 else (0.0 if v <= 0 else v)
+        for j in range(n):
+            oi[j] = _unary_value(op, xi[j])
 
 
 _UNARY = Entry(_unary, x=array("m", "n", strided=True), op=INT, out=array("m", "n"), lo=INT, hi=INT)
