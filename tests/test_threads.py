@@ -463,6 +463,47 @@ def test_a_workers_product_is_one_blas_call_equal_to_numpys(dtype):
     assert set(called) == {threading.get_ident()} and len(called) == 5  # only the caller's blocks
 
 
+def _vector_operands(rng, dtype):
+    """Products of a matrix and a vector, the matrix in C order or transposed, the vector contiguous or
+    strided, the output a column or row of a wider array, from one item to sizes NumPy's BLAS splits."""
+    for m, k in [(2, 1), (7, 3), (100, 500), (37, 1000), (500, 100), (1000, 2000)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        c = rng.standard_normal((k + 3, m)).astype(dtype)[:k]
+        x = rng.standard_normal((k, 3)).astype(dtype)
+        out = np.full((m, 2), np.nan, dtype)
+        yield a, x[:, :1], out[:, 1:]               # (m, k) @ (k, 1), the vector strided, the output too
+        yield c.T, x[:, 2:], out[:, :1]             # a transposed matrix
+        yield x[:, 1:2].T, c, np.full((1, m), np.nan, dtype)      # (1, k) @ (k, m)
+        yield np.ascontiguousarray(x[:, 0])[None], a.T, out.T[1:]  # (1, k) @ a transposed one, out a row
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_workers_matrix_vector_product_is_one_gemv_call_equal_to_numpys(dtype):
+    """A matrix times a vector (NumPy's matmul calls gemv for it) runs on a worker as one cblas gemv call
+    from its native loop, and gives NumPy's matmul bit for bit, whatever the layouts."""
+    if blas.gemv_address(np.dtype(dtype)) is None:
+        pytest.skip("NumPy's BLAS here is not an ILP64 OpenBLAS")
+    kinds = (worker_loop.GEMV32, worker_loop.GEMV64)
+    called = []
+
+    class Watched(matmul_cpu._Product):
+        def __call__(self):
+            called.append(threading.get_ident())
+            super().__call__()
+    kernels.set_threads(2)
+    try:
+        for a, b, out in _vector_operands(np.random.default_rng(5), dtype):
+            mine = np.full(out.shape, np.nan, dtype)
+            tasks = [Watched(a, b, mine), Watched(a, b, out)]
+            assert tasks[1].native is not None and tasks[1].native[0] in kinds
+            threads.run(tasks)  # task 1 on the worker, natively
+            np.testing.assert_array_equal(out, np.matmul(a, b))
+            np.testing.assert_array_equal(mine, out)
+    finally:
+        kernels.set_threads(1)
+    assert set(called) == {threading.get_ident()} and len(called) == 24  # only the caller's tasks
+
+
 @pytest.mark.slow
 def test_the_blas_kernels_are_named_as_openblas_chose_them():
     """blas.core() names the kernels OpenBLAS loaded with (the benchmarks print it): here forced by
@@ -481,16 +522,20 @@ def test_the_blas_kernels_are_named_as_openblas_chose_them():
 
 def test_what_the_blas_cannot_take_as_it_is_goes_through_numpy(monkeypatch):
     """No native form (so a worker calls NumPy's matmul) for strides the BLAS cannot take, empty
-    products, vectors and a @ a.T (where NumPy calls gemv or syrk), an out that overlaps a factor, and a
-    BLAS without an ILP64 cblas_sgemm; the products are still NumPy's on two threads."""
+    products, a vector times a vector and a @ a.T (where NumPy calls dot or syrk), an out that overlaps a
+    factor, and a BLAS without an ILP64 cblas_sgemm (or cblas_sgemv, for a matrix times a vector); the
+    products are still NumPy's on two threads."""
     rng = np.random.default_rng(4)
     a = rng.standard_normal((12, 10)).astype(np.float32)
     b = rng.standard_normal((10, 16)).astype(np.float32)
     big = np.zeros((12, 22), np.float32)
-    cases = [(a[:, ::2], b[::2]), (a[:, :0], b[:0]), (a, b[:, 2:2]), (a, b[:, 3:4]), (a[5:6], b), (a, a.T)]
+    cases = [(a[:, ::2], b[::2]), (a[:, :0], b[:0]), (a, b[:, 2:2]), (a[5:6], b[:, 3:4]), (a, a.T),
+             (a[:, ::2], b[::2, 3:4]), (a[5:6], np.broadcast_to(b[:1], b.shape))]
     for left, right in cases:
         assert matmul_cpu._Product(left, right, np.empty((left.shape[0], right.shape[1]), np.float32)).native is None
     assert matmul_cpu._Product(big[:, :10], b, big[:, 6:22]).native is None  # out overlaps a
+    monkeypatch.setattr(blas, "gemv_address", lambda dtype: None)
+    assert matmul_cpu._Product(a, b[:, 3:4], np.empty((12, 1), np.float32)).native is None
     monkeypatch.setattr(blas, "gemm_address", lambda dtype: None)
     assert matmul_cpu._Product(a, b, np.empty((12, 16), np.float32)).native is None
     kernels.set_threads(2)

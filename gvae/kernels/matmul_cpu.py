@@ -238,18 +238,47 @@ class _Product:
     @property
     def native(self):
         a, b, out = self.a, self.b, self.out
+        (m, k), n = a.shape, b.shape[1]
+        if (k == 0 or not (a.flags.aligned and b.flags.aligned and out.flags.aligned)
+                or np.may_share_memory(out, a) or np.may_share_memory(out, b) or np.may_share_memory(a, b)):
+            return None
+        if min(m, n) == 1:
+            return _vector_product(a, b, out)
         address = blas.gemm_address(a.dtype)
         la, lb, lc = _layout(a), _layout(b), _layout(out)
-        (m, k), n = a.shape, b.shape[1]
-        # Vectors (NumPy calls gemv) and a @ a.T (syrk) too go through NumPy, so that a block is NumPy's
-        # product bit for bit whichever thread computes it.
-        if (address is None or la is None or lb is None or lc is None or lc[0] != _NO_TRANS or min(m, n) < 2
-                or k == 0 or not (a.flags.aligned and b.flags.aligned and out.flags.aligned)
-                or np.may_share_memory(out, a) or np.may_share_memory(out, b) or np.may_share_memory(a, b)):
+        # a @ a.T (NumPy calls syrk) goes through NumPy, so that a block is NumPy's product bit for bit
+        # whichever thread computes it.
+        if address is None or la is None or lb is None or lc is None or lc[0] != _NO_TRANS:
             return None
         kind = worker_loop.GEMM32 if a.dtype == np.float32 else worker_loop.GEMM64
         return kind, (address, la[0], lb[0], m, n, k, a.ctypes.data, la[1], b.ctypes.data, lb[1], out.ctypes.data,
                       lc[1])
+
+
+def _step(x, axis):
+    """The stride of ``x`` along ``axis`` in items, where it is a positive whole number of them, else None."""
+    stride = x.strides[axis]
+    return stride // x.itemsize if stride > 0 and stride % x.itemsize == 0 else None
+
+
+def _vector_product(a, b, out):
+    """The ``cblas_?gemv`` task of out = a @ b where a or b is a vector ((m, k) @ (k, 1) or (1, k) @ (k, n)),
+    the call NumPy's matmul makes for it (the same bits: tests/test_matmul.py), or None (a product of two
+    vectors, which NumPy takes to its dot; strides the BLAS cannot take)."""
+    (m, k), n = a.shape, b.shape[1]
+    address = blas.gemv_address(a.dtype)
+    if address is None or m == n == 1:
+        return None
+    # y = M x for the matrix M (a, or b transposed) stored row-major or transposed, x and y of any step.
+    matrix, x, y = (a, b[:, 0], out[:, 0]) if n == 1 else (b.T, a[0], out[0])
+    rows, cols = matrix.shape
+    layout, incx, incy = _layout(matrix), _step(x, 0), _step(y, 0)
+    if layout is None or incx is None or incy is None:
+        return None
+    trans, ld = layout
+    shape = (rows, cols) if trans == _NO_TRANS else (cols, rows)  # the stored matrix's, row-major
+    kind = worker_loop.GEMV32 if a.dtype == np.float32 else worker_loop.GEMV64
+    return kind, (address, trans, *shape, matrix.ctypes.data, ld, x.ctypes.data, incx, y.ctypes.data, incy)
 
 
 def tasks(a, b, out, found):

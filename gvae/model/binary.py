@@ -178,7 +178,7 @@ def nvil_loss(params, model, x, u):
     log_w = rec[0] + log_ratio[0]
     b = model.baseline(params, x)[..., 0]
     target = ops.value_of(log_w)
-    signal = target - ops.value_of(b)
+    signal = ops.subtract(target, ops.value_of(b))  # (plain arrays, through the kernels: a recorded step holds it)
     residual = target - b
     loss = -ops.mean(log_w + signal * log_q[0]) + ops.mean(residual * residual)
     return loss, (ops.mean(log_w), ops.mean(rec[0]), -ops.mean(log_ratio[0]))

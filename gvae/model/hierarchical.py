@@ -62,7 +62,9 @@ class HVM(NetworkModel):
         e = eps[..., 2 * d:]
         scale = positive(lam[..., d:], SCALE_FLOOR)
         z = lam[..., :d] + scale * e
-        log_qz = -0.5 * ops.sum(ops.multiply(e, e), axis=-1) - ops.sum(ops.log(scale), axis=-1) - 0.5 * d * LOG_2PI
+        # (e is not traced: its square's sum is scaled by the kernels too, so that a recorded step replays it)
+        log_qz = (ops.multiply(ops.sum(ops.multiply(e, e), axis=-1), -0.5) - ops.sum(ops.log(scale), axis=-1)
+                  - 0.5 * d * LOG_2PI)
         return q, lam, z, log_qz
 
 

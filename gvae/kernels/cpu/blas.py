@@ -23,7 +23,7 @@ import threading
 
 from .state import RUNTIME
 
-__all__ = ["settable", "one_thread", "gemm_address", "triangular_addresses", "core", "library"]
+__all__ = ["settable", "one_thread", "gemm_address", "gemv_address", "triangular_addresses", "core", "library"]
 
 # The symbol names of OpenBLAS builds: (thread-count prefix, cblas prefix, suffix); "64_" marks the ILP64
 # builds (64-bit sizes) that NumPy's wheels ship.
@@ -95,8 +95,9 @@ def _controls_of(path, kind, known):
             corename.restype, corename.argtypes = ctypes.c_char_p, []
             known["core"] = corename().decode()
         if suffix == "64_":
-            known["gemm"] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}gemm{suffix}", None),
-                                               ctypes.c_void_p).value for char, name in ("fs", "dd")}
+            for routine in ("gemm", "gemv"):
+                known[routine] = {char: ctypes.cast(getattr(lib, f"{cblas}_{name}{routine}{suffix}", None),
+                                                    ctypes.c_void_p).value for char, name in ("fs", "dd")}
             lapacke = "scipy_LAPACKE" if prefix.startswith("scipy") else "LAPACKE"
             known["triangular"] = tuple(ctypes.cast(getattr(lib, name, None), ctypes.c_void_p).value
                                         for name in (f"{lapacke}_dtrtri64_", f"{cblas}_dtrmm{suffix}"))
@@ -132,6 +133,13 @@ def gemm_address(dtype):
     BLAS, 32-bit sizes, or a thread count that cannot be held)."""
     _controls()
     return RUNTIME.blas.get("gemm", {}).get(dtype.char)
+
+
+def gemv_address(dtype):
+    """The address of ``cblas_sgemv`` (float32) or ``cblas_dgemv`` (float64) of that OpenBLAS (a matrix times
+    a vector, as NumPy's matmul computes it), or None (as :func:`gemm_address`)."""
+    _controls()
+    return RUNTIME.blas.get("gemv", {}).get(dtype.char)
 
 
 def triangular_addresses():

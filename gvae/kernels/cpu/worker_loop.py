@@ -4,17 +4,19 @@ and running the BLAS products and C entries posted to it without returning to Py
 Handing a call to a thread that sleeps on a queue costs a futex wake-up each way and a turn of the GIL,
 and a training step hands over about 14 times. Here the worker spins (for ``rounds`` turns of an atomic
 load and a pause) and sees a posted task at once; a product it runs by calling the BLAS's
-``cblas_?gemm`` at the address posted with it, so it never takes the GIL, and the caller, spinning on the
+``cblas_?gemm`` (or, for a matrix times a vector, ``cblas_?gemv``) at the address posted with it, so it
+never takes the GIL, and the caller, spinning on the
 same board, sees it done at once. A Numba kernel compiled as a C entry (:mod:`entries`) it calls the same
 way, at the address posted with it. Any other task goes back to Python (:mod:`threads` runs it there and
 reports it done on the next entry, after the GIL is released again).
 
 Board layout (int64 slots; the two counters on their own cache lines):
 ``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
-what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`CALL`, :data:`NOOP`, :data:`PYTHON`,
-:data:`QUIT`), ``ARGS`` onwards a product's ``cblas_?gemm`` address and arguments (row-major; transa,
-transb, M, N, K, a, lda, b, ldb, c, ldc; alpha 1, beta 0), or a C entry's address and then the int64
-arguments it reads; ``HOLD``, on a line of its own, nonzero while a recorded program (:mod:`programs`)
+what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`GEMV32`, :data:`GEMV64`, :data:`CALL`,
+:data:`NOOP`, :data:`PYTHON`, :data:`QUIT`), ``ARGS`` onwards a product's ``cblas_?gemm`` address and
+arguments (row-major; transa, transb, M, N, K, a, lda, b, ldb, c, ldc; alpha 1, beta 0), a matrix-vector
+product's ``cblas_?gemv`` address and arguments (row-major; trans, M, N, a, lda, x, incx, y, incy; alpha 1,
+beta 0), or a C entry's address and then the int64 arguments it reads; ``HOLD``, on a line of its own, nonzero while a recorded program (:mod:`programs`)
 posts to the worker from native code: the worker then spins without counting its idle turns, since only
 Python could wake it from its sleep.
 """
@@ -27,7 +29,7 @@ from .jit import jit
 from .numba_compat import declared_function, item_pointer
 
 POSTED, DONE, KIND, ARGS, HOLD, SIZE = 0, 8, 16, 17, 48, 56
-GEMM32, GEMM64, PYTHON, QUIT, CALL, NOOP = 1, 2, 3, 4, 5, 6
+GEMM32, GEMM64, PYTHON, QUIT, CALL, NOOP, GEMV32, GEMV64 = 1, 2, 3, 4, 5, 6, 7, 8
 ROW_MAJOR = 101  # CBLAS_ORDER
 
 
@@ -92,6 +94,25 @@ def _call_gemm(typingctx, address, transa, transb, m, n, k, alpha, a, lda, b, ld
 
 
 @intrinsic
+def _call_gemv(typingctx, address, trans, m, n, alpha, a, lda, x, incx, beta, y, incy):
+    """cblas_?gemv(RowMajor, trans, m, n, alpha, a, lda, x, incx, beta, y, incy) through the function at
+    ``address``: the enums int32, sizes and increments int64 (an ILP64 BLAS), alpha and beta in the
+    product's dtype, the matrix and the vectors as addresses (int64)."""
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        real = args[4].type
+        pointer = real.as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i64, i64, real, pointer, i64, pointer, i64, real,
+                                               pointer, i64])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(fn, [ir.Constant(i32, ROW_MAJOR), builder.trunc(args[1], i32), args[2], args[3], args[4],
+                          builder.inttoptr(args[5], pointer), args[6], builder.inttoptr(args[7], pointer), args[8],
+                          args[9], builder.inttoptr(args[10], pointer), args[11]])
+        return context.get_dummy_value()
+    return types.void(address, trans, m, n, alpha, a, lda, x, incx, beta, y, incy), codegen
+
+
+@intrinsic
 def _call_entry(typingctx, address, board, idx):
     """The C entry ``void entry(int64 *args)`` at ``address``, called with the address of board[idx]."""
     def codegen(context, builder, signature, args):
@@ -105,7 +126,7 @@ def _call_entry(typingctx, address, board, idx):
 @jit
 def perform(kind, slots, at):
     """Run the native task of ``kind`` whose address and arguments are ``slots[at:]`` (a board's, or a
-    recorded program's row): a product, a C entry, or nothing (:data:`NOOP`); False for any other kind."""
+    recorded program's row): a product (of two matrices, or of a matrix and a vector), a C entry, or nothing (:data:`NOOP`); False for any other kind."""
     if kind == CALL:
         _call_entry(slots[at], slots, at + 1)
     elif kind == GEMM32:
@@ -115,6 +136,12 @@ def perform(kind, slots, at):
     elif kind == GEMM64:
         _call_gemm(slots[at], slots[at + 1], slots[at + 2], slots[at + 3], slots[at + 4], slots[at + 5], 1.0,
                    slots[at + 6], slots[at + 7], slots[at + 8], slots[at + 9], 0.0, slots[at + 10], slots[at + 11])
+    elif kind == GEMV32:
+        _call_gemv(slots[at], slots[at + 1], slots[at + 2], slots[at + 3], np.float32(1.0), slots[at + 4],
+                   slots[at + 5], slots[at + 6], slots[at + 7], np.float32(0.0), slots[at + 8], slots[at + 9])
+    elif kind == GEMV64:
+        _call_gemv(slots[at], slots[at + 1], slots[at + 2], slots[at + 3], 1.0, slots[at + 4], slots[at + 5],
+                   slots[at + 6], slots[at + 7], 0.0, slots[at + 8], slots[at + 9])
     elif kind != NOOP:
         return False
     return True
