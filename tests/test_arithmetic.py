@@ -117,7 +117,7 @@ def test_binary_writes_into_out_and_a_replay_computes_it_again():
 def test_unary_is_the_same_recorded_or_not_and_within_an_ulp_of_float64(split_everything, op, shape, dtype):
     kernels.set_threads(2)
     rng = np.random.default_rng(4)
-    signed = op in ("exp", "absolute", "sign", "heaviside")
+    signed = op in ("exp", "expm1", "absolute", "sign", "heaviside")
     x = rng.normal(0, 10, shape).astype(dtype) if signed else rng.uniform(0.01, 30.0, shape).astype(dtype)
     if x.ndim >= 2:
         x = np.concatenate([x, x[..., :2]], axis=-1)[..., 1:x.shape[-1] + 1]  # rows apart
@@ -145,6 +145,8 @@ def test_unary_special_values_and_what_it_refuses():
         np.testing.assert_array_equal(kernels.unary("sqrt", x), np.sqrt(x))
     np.testing.assert_array_equal(kernels.unary("log1p", np.float32([-1.0, -2.0, 1e-30])),
                                   np.float32([-np.inf, np.nan, 1e-30]))
+    np.testing.assert_array_equal(kernels.unary("expm1", np.float32([-np.inf, np.inf, 1e-30, -0.0, 100.0])),
+                                  np.float32([-1.0, np.inf, 1e-30, -0.0, np.inf]))
     signs = np.float32([0.0, -0.0, np.nan, -np.inf, 3.0, -1e-45])
     for op in ("absolute", "sign", "heaviside"):  # NumPy's bits, signed zeros included
         got = kernels.unary(op, signs)

@@ -174,7 +174,7 @@ def test_arithmetic(op, dtype):
     close(kernels.broadcast_to(dev(b), (4, 20, 7)), np.broadcast_to(b, (4, 20, 7)), dtype, rtol=0)
     dst = dev(np.zeros((2, 20, 7), dtype))
     close(kernels.copy_into(dev(b), dst), np.broadcast_to(b, (2, 20, 7)), dtype, rtol=0)
-    for name, x in (("log", b), ("exp", a), ("log1p", b), ("sqrt", b), ("absolute", a), ("sign", a),
+    for name, x in (("log", b), ("exp", a), ("log1p", b), ("expm1", a), ("sqrt", b), ("absolute", a), ("sign", a),
                     ("heaviside", a)):  # a few ulp
         close(kernels.unary(name, dev(x)), kernels.unary(name, x), dtype, rtol=4 * np.finfo(dtype).eps)
 
@@ -251,7 +251,7 @@ def test_ar_bernoulli_draw(m, d, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gamma_pieces(dtype):
     """The gamma draws, their implicit derivative, log Gamma and digamma (cupyx.scipy.special) against the
-    SciPy twins."""
+    Numba twins."""
     from gvae.kernels import gamma
     if _cupy() is fake_cupy.cupy:
         pytest.skip("cupyx.scipy.special is not emulated: this twin runs on a GPU only")
@@ -263,6 +263,17 @@ def test_gamma_pieces(dtype):
     close(gamma.gamma_draw_shape_grad(dev(a), dev(z)), gamma.gamma_draw_shape_grad(a, z), dtype, rtol=rtol)
     close(gamma.lgamma(dev(a)), gamma.lgamma(a), dtype, rtol=rtol)
     close(gamma.digamma(dev(a)), gamma.digamma(a), dtype, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poisson_draws(dtype):
+    """Poisson draws by the inverse CDF (CuPy's elementwise operators) against the Numba twin, draw for draw:
+    rates from 0 to past the largest count's reach, and uniforms at the ends."""
+    from gvae.kernels import gamma
+    rng = np.random.default_rng(1)
+    rate = np.concatenate([[0.0, 1e-4, 30.0, 200.0], rng.uniform(0.0, 40.0, 995)]).astype(dtype)
+    u = np.concatenate([[0.0, 0.5, 1 - 2 ** -24, 0.999], rng.uniform(0.0, 1.0, 995)]).astype(dtype)
+    close(gamma.poisson_draw(dev(rate), dev(u), 80), gamma.poisson_draw(rate, u, 80), dtype, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

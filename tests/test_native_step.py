@@ -74,7 +74,10 @@ def _run_both(tmp_path, **settings):
                                       {"task": "darn", "estimator": "taylor", "latent": (9, 5)},
                                       {"task": "sbndef", "iw_samples": 2}, {"task": "hvm"},
                                       {"task": "hvm", "posterior": "chain", "samples": 2},
-                                      {"task": "sbn", "estimator": "nvil"}])
+                                      {"task": "sbn", "estimator": "nvil"}, {"task": "gammadef", "latent": (6, 4)},
+                                      {"task": "gammadef", "latent": (6,), "def_weights": "gamma"},
+                                      {"task": "poissondef", "latent": (6, 4), "iw_samples": 2},
+                                      {"task": "poissondef", "latent": (6,), "estimator": "nvil"}])
 def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     kernels.set_threads(count)
     try:

@@ -9,7 +9,7 @@ from .backend import array_module, implementation
 __all__ = ["binary", "unary", "copy_into", "contiguous", "broadcast_to", "sum_axes", "OPERATIONS", "UNARY"]
 
 OPERATIONS = ("add", "subtract", "multiply", "divide")
-UNARY = ("log", "exp", "log1p", "sqrt", "absolute", "sign", "heaviside")
+UNARY = ("log", "exp", "log1p", "expm1", "sqrt", "absolute", "sign", "heaviside")
 
 
 def binary(op, a, b, out=None):
@@ -21,7 +21,7 @@ def binary(op, a, b, out=None):
 
 
 def unary(op, x):
-    """log(x), exp(x), log1p(x), sqrt(x), |x|, sign(x) or the step heaviside(x, 0) = [x > 0] (op one of
+    """log(x), exp(x), log1p(x), expm1(x) = e^x - 1, sqrt(x), |x|, sign(x) or the step heaviside(x, 0) = [x > 0] (op one of
     :data:`UNARY`, NumPy's names) elementwise, in x's dtype. On the CPU
     the kernel computes it whether or not a recording is open (its results are the C library's, not NumPy's
     SIMD ones, so the taped and the replayed step agree only if both use it)."""

@@ -1,4 +1,4 @@
-"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p, sqrt, |x|, sign and the step,
+"""Numba CPU kernels of :mod:`arithmetic`: elementwise a op b, log, exp, log1p, expm1, sqrt, |x|, sign and the step,
 and sums along one axis, on 2-D views whose rows may lie apart (a block of columns, as the posterior's mean
 and scale are of its head's output), each row read as a contiguous array (:func:`.cpu.entries.row_of`), so
 that the loops vectorise; a transposed matrix is copied by its columns first.
@@ -27,8 +27,8 @@ from .cpu.jit import jit
 
 ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
 _CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE}
-LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN, HEAVISIDE = 0, 1, 2, 3, 4, 5, 6
-_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "sqrt": SQRT, "absolute": ABSOLUTE, "sign": SIGN,
+LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN, HEAVISIDE, EXPM1 = 0, 1, 2, 3, 4, 5, 6, 7
+_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "expm1": EXPM1, "sqrt": SQRT, "absolute": ABSOLUTE, "sign": SIGN,
                 "heaviside": HEAVISIDE}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -91,6 +91,8 @@ def _unary_value(op, v):
         return math.exp(v)
     if op == LOG1P:
         return math.log1p(v)
+    if op == EXPM1:
+        return math.expm1(v)
     if op == SQRT:
         return math.sqrt(v)
     if op == ABSOLUTE:
@@ -102,7 +104,7 @@ def _unary_value(op, v):
 
 @jit(error_model="numpy")
 def _unary(x, op, out, lo, hi):
-    """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), sqrt(x[i]) (SQRT), |x[i]|
+    """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), expm1(x[i]) (EXPM1), sqrt(x[i]) (SQRT), |x[i]|
     (ABSOLUTE), sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) or the step [x[i] > 0] (HEAVISIDE:
     NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x and out (op is the
     same for every item: the branch is taken out of the loop, as :func:`_binary`'s)."""
@@ -227,7 +229,7 @@ def unary(op, x):
         programs.unrecorded(f"{op} of {getattr(x, 'dtype', type(x).__name__)}{getattr(x, 'shape', '')}")
         return np.heaviside(x, 0) if op == "heaviside" else getattr(np, op)(x)
     out = np.empty(x.shape, x.dtype)
-    # (blocks of rows: the C library's log, exp and log1p cost some 5 ns an element, NumPy's SIMD ones less)
+    # (blocks of rows: the C library's log, exp, log1p and expm1 cost some 5 ns an element, NumPy's SIMD ones less)
     run_blocks(_UNARY, lambda part, lo, hi: (view, _UNARY_CODES[op], out.reshape(view.shape), lo, hi),
                threads.row_blocks(*view.shape, 5e-9))
     return out

@@ -24,6 +24,8 @@ def unary(op, x):
         return cupy.exp(x)
     if op == "log1p":
         return cupy.log1p(x)
+    if op == "expm1":
+        return cupy.expm1(x)
     if op == "sqrt":
         return cupy.sqrt(x)
     if op == "absolute":

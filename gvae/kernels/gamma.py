@@ -1,16 +1,17 @@
 """The gamma distribution's pieces for deep exponential families (issue 53): draws by the inverse CDF, the
-derivative of a draw in the shape (implicit reparameterisation), log Gamma and digamma."""
+derivative of a draw in the shape (implicit reparameterisation), log Gamma and digamma; and Poisson draws by
+the inverse CDF."""
 from . import gamma_cpu  # noqa: F401  (registers the CPU kernels)
 from .backend import implementation
 from .checks import float_array, same_dtype
 
 
-def _one_shape(name, alpha, other, other_name):
-    float_array(f"{name} alpha", alpha, 0)
+def _one_shape(name, alpha, other, other_name, first_name="alpha"):
+    float_array(f"{name} {first_name}", alpha, 0)
     float_array(f"{name} {other_name}", other, 0)
     same_dtype(name, alpha, other)
     if alpha.shape != other.shape:
-        raise ValueError(f"{name}: alpha {alpha.shape} and {other_name} {other.shape} must have one shape")
+        raise ValueError(f"{name}: {first_name} {alpha.shape} and {other_name} {other.shape} must have one shape")
 
 
 def gamma_inverse_cdf(alpha, u):
@@ -37,3 +38,13 @@ def digamma(x):
     """digamma(x) = d log Gamma(x) / dx, elementwise."""
     float_array("digamma x", x, 0)
     return implementation("gamma_special", x)("digamma", x)
+
+
+def poisson_draw(rate, u, most):
+    """Counts k ~ Poisson(rate) by the inverse CDF at uniforms u (rate >= 0 and u in [0, 1) of one shape and
+    dtype): the least k in 0..``most`` with P(K <= k) > u, the probabilities accumulated in float64; rate's
+    dtype."""
+    _one_shape("poisson_draw", rate, u, "u", "rate")
+    if isinstance(most, bool) or not isinstance(most, int) or most < 0:
+        raise ValueError(f"poisson_draw: most must be an int >= 0 (the largest count drawn), got {most!r}")
+    return implementation("poisson_draw", rate, u)(rate, u, most)

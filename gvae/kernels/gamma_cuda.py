@@ -1,4 +1,5 @@
-"""CUDA twins of :mod:`gamma_cpu` through ``cupyx.scipy.special`` (the same formulas and steps)."""
+"""CUDA twins of :mod:`gamma_cpu` through ``cupyx.scipy.special`` (the same formulas and steps), and the Poisson
+draw in CuPy's elementwise operators."""
 import numpy as np
 
 from .backend import register
@@ -37,3 +38,20 @@ def gamma_special(name, x):
     from cupyx.scipy import special
     with x.device:
         return cupy.asarray({"lgamma": special.gammaln, "digamma": special.digamma}[name](x), dtype=x.dtype)
+
+
+@register("poisson_draw", "cuda")
+def poisson_draw(rate, u, most):
+    """Counts k ~ Poisson(rate) as :func:`gamma_cpu.poisson_draw`: the probabilities accumulated in float64
+    on the GPU, one pass of the arrays a count."""
+    import cupy
+    with rate.device:
+        r, v = rate.astype(cupy.float64), u.astype(cupy.float64)
+        mass = cupy.exp(-r)
+        below = mass
+        k = cupy.zeros(r.shape)
+        for j in range(1, most + 1):
+            k = k + (v >= below)
+            mass = mass * r / j
+            below = below + mass
+        return k.astype(rate.dtype)

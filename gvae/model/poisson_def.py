@@ -12,15 +12,14 @@ Layers z_1 .. z_L of K_l count units, bottom first:
 
 and q(z_l,k | x) = Poisson(r_l,k(x)), r = softplus(enc(x / 256)) + RATE_FLOOR clipped at RATE_MAX, one
 network for every layer (mean-field given x). A draw is the Poisson inverse CDF at a uniform u, truncated at
-MOST_COUNT (P(z > MOST_COUNT) < 1e-13 at RATE_MAX), taken by accumulating the pmf in float64 with the
-device's array operations; the draws are constants of the tape, log q differentiable in the encoder.
+MOST_COUNT (P(z > MOST_COUNT) < 1e-13 at RATE_MAX), taken by accumulating the pmf in float64 (a kernel of
+:mod:`gvae.kernels.gamma`); the draws are constants of the tape, log q differentiable in the encoder.
 Parameters: ``enc.*``, ``gen.W0`` (K_1, n_in), ``gen.c`` (n_in,), ``gen.W1`` (K_2, K_1), ..., ``prior.a``,
 and with NVIL's baseline ``base.*``.
 """
 import numpy as np
 
 from .. import ops
-from ..kernels import array_module
 from .layers import MLP
 from .params import FlatParams, LayeredModel
 
@@ -56,20 +55,9 @@ class PixelCounts:
 
 
 def poisson_draw(rate, u):
-    """Counts k ~ Poisson(rate) by the inverse CDF at uniforms u (broadcasting): the least k with
-    P(K <= k) > u, accumulated in float64 up to MOST_COUNT; rate's dtype. Not differentiable (a draw)."""
-    rate = ops.value_of(rate)
-    xp = array_module(rate, u)
-    rate64 = xp.asarray(rate, dtype=np.float64)
-    u64 = xp.asarray(u, dtype=np.float64)
-    pmf = xp.exp(-rate64)
-    cdf = pmf
-    k = xp.zeros(np.broadcast_shapes(rate64.shape, u64.shape))
-    for j in range(1, MOST_COUNT + 1):
-        k = k + (u64 >= cdf)
-        pmf = pmf * rate64 / j
-        cdf = cdf + pmf
-    return k.astype(rate.dtype)
+    """Counts k ~ Poisson(rate) by the inverse CDF at uniforms u (broadcasting), truncated at MOST_COUNT
+    (:func:`gvae.ops.poisson_draw`); rate's dtype. Not differentiable (a draw)."""
+    return ops.poisson_draw(rate, u, MOST_COUNT)
 
 
 class PoissonDEF(LayeredModel):
@@ -112,7 +100,7 @@ class PoissonDEF(LayeredModel):
         """q(z_l|x)'s Poisson rates per layer, bottom first, each (B, K_l): softplus(enc(x / 256)) + RATE_FLOOR,
         at most RATE_MAX."""
         dt = self.dtype.type
-        h = ops.softplus(self.encoder(params, x * dt(1.0 / LEVELS))) + dt(RATE_FLOOR)
+        h = ops.softplus(self.encoder(params, ops.multiply(x, dt(1.0 / LEVELS)))) + dt(RATE_FLOOR)
         h = h - ops.softplus(h - dt(RATE_MAX))  # a smooth cap: below RATE_MAX for any input
         out, lo = [], 0
         for k in self.sizes:

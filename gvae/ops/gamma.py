@@ -4,12 +4,39 @@ Reparameterization Gradients", 2018), the gamma and Poisson log-densities, and t
 that models binary data by a Poisson rate (a pixel is on when its count is)."""
 import numpy as np
 
-from ..autodiff import defvjp_joint, primitive
-from ..kernels import array_module
+from .. import kernels
+from ..autodiff import defvjp_joint, primitive, value_of
 from ..kernels import gamma as _gamma
 from ..rules.broadcast import unbroadcast
 
-__all__ = ["gamma_sample", "gamma_log_prob", "poisson_log_prob", "bernoulli_poisson_loglik"]
+__all__ = ["gamma_sample", "gamma_log_prob", "poisson_log_prob", "bernoulli_poisson_loglik", "poisson_draw"]
+
+# Every step of these primitives and of their VJPs is a gvae kernel (the arithmetic's, the gamma module's):
+# a training step made of them is recorded and replayed natively (gvae.kernels.cpu.programs). A host
+# scalar (a prior's constant) stays a scalar, and what is computed of scalars alone is a constant.
+
+
+def _host_scalar(v):
+    return isinstance(v, (int, float, np.generic))
+
+
+def _op(name, a, b):
+    """a name b: NumPy's scalar arithmetic where both are host scalars, else the arithmetic kernel."""
+    return getattr(np, name)(a, b) if _host_scalar(a) and _host_scalar(b) else kernels.binary(name, a, b)
+
+
+def _log(v):
+    return np.log(v) if _host_scalar(v) else kernels.unary("log", v)
+
+
+def _full(x, shape):
+    """The array x broadcast to ``shape``, C-contiguous (a kernel's copy where it is not already)."""
+    return kernels.contiguous(x if np.shape(x) == tuple(shape) else kernels.broadcast_to(x, shape))
+
+
+def _reduced(g, arg):
+    """The gradient ``g`` summed back to the argument's shape by the kernels' sums."""
+    return unbroadcast(g, np.shape(arg), kernels.sum_axes)
 
 
 @primitive
@@ -17,60 +44,58 @@ def gamma_sample(alpha, beta, u):
     """z ~ Gamma(alpha, rate beta) from uniforms u in (0, 1): z = P^-1(alpha, u) / beta (P the regularised
     incomplete gamma function); alpha, beta, u broadcast together. Differentiable in alpha (at fixed u,
     dz/dalpha = -(dP/dalpha) / p(z), the implicit gradient) and beta (dz/dbeta = -z / beta)."""
-    xp = array_module(alpha, beta, u)
-    a, b, uu = xp.broadcast_arrays(alpha, beta, u)
-    return _gamma.gamma_inverse_cdf(xp.ascontiguousarray(a), xp.ascontiguousarray(uu)) / b
+    shape = np.broadcast_shapes(np.shape(alpha), np.shape(beta), np.shape(u))
+    return kernels.binary("divide", _gamma.gamma_inverse_cdf(_full(alpha, shape), _full(u, shape)), beta)
 
 
 def _sample_vjp(ans, argnums, alpha, beta, u):
     # The draw's derivative in the shape at the unit-rate draw z = ans * beta (the inverse CDF is not redone).
-    xp = array_module(alpha, beta, u)
-    a, b = xp.broadcast_arrays(alpha, beta, ans)[:2]
-    dz = _gamma.gamma_draw_shape_grad(xp.ascontiguousarray(a), xp.ascontiguousarray(ans * b))
+    dz = _gamma.gamma_draw_shape_grad(_full(alpha, ans.shape), kernels.binary("multiply", ans, beta)) \
+        if 0 in argnums else None
 
     def vjp(g):
-        return (unbroadcast(g * dz / b, np.shape(alpha)), unbroadcast(-g * ans / b, np.shape(beta)), None)
+        d_alpha = _reduced(_op("divide", _op("multiply", g, dz), beta), alpha) if 0 in argnums else None
+        d_beta = _reduced(_op("divide", _op("multiply", _op("multiply", g, -1.0), ans), beta), beta) \
+            if 1 in argnums else None
+        return d_alpha, d_beta, None
     return vjp
 
 
 defvjp_joint(gamma_sample, _sample_vjp)
 
 
-def _host_scalar(v):
-    return isinstance(v, (int, float, np.generic))
-
-
-def _of_shape(fn, alpha, shape, xp):
-    """fn (``lgamma`` or ``digamma``) of alpha broadcast to ``shape``; of a host scalar (a prior's
+def _of_shape(name, alpha, shape):
+    """log Gamma (``"lgamma"``) or digamma of alpha broadcast to ``shape``; of a host scalar (a prior's
     constant) on the host, as a scalar of its type: no copy to the device, which a device's array module
     would need (CuPy's broadcast_to refuses host scalars) and a captured step could not make."""
+    fn = getattr(_gamma, name)
     if _host_scalar(alpha):
         value = fn(np.array([alpha], dtype=np.float64))[0]
         return alpha.dtype.type(value) if isinstance(alpha, np.generic) else float(value)
-    return fn(xp.ascontiguousarray(xp.broadcast_to(alpha, shape)))
-
-
-def _log(v, xp):
-    return np.log(v) if _host_scalar(v) else xp.log(v)
+    return fn(_full(alpha, shape))
 
 
 @primitive
 def gamma_log_prob(z, alpha, beta):
     """log Gamma(z; alpha, rate beta) = alpha log beta + (alpha - 1) log z - beta z - log Gamma(alpha),
     broadcasting (alpha and beta may be host scalars); gradients for z, alpha and beta."""
-    xp = array_module(z, alpha, beta)
     shape = np.broadcast_shapes(np.shape(z), np.shape(alpha), np.shape(beta))
-    return alpha * _log(beta, xp) + (alpha - 1.0) * xp.log(z) - beta * z - _of_shape(_gamma.lgamma, alpha, shape, xp)
+    first = _op("add", _op("multiply", alpha, _log(beta)), _op("multiply", _op("subtract", alpha, 1.0), _log(z)))
+    return _op("subtract", _op("subtract", first, _op("multiply", beta, z)), _of_shape("lgamma", alpha, shape))
 
 
 def _gamma_vjp(ans, argnums, z, alpha, beta):
-    xp = array_module(z, alpha, beta)
-
     def vjp(g):
-        return (unbroadcast(g * ((alpha - 1.0) / z - beta), np.shape(z)),
-                unbroadcast(g * (_log(beta, xp) + xp.log(z) - _of_shape(_gamma.digamma, alpha, ans.shape, xp)),
-                            np.shape(alpha)),
-                unbroadcast(g * (alpha / beta - z), np.shape(beta)))
+        d_z = d_alpha = d_beta = None
+        if 0 in argnums:  # g ((alpha - 1) / z - beta)
+            d_z = _reduced(_op("multiply", g, _op("subtract", _op("divide", _op("subtract", alpha, 1.0), z), beta)), z)
+        if 1 in argnums:  # g (log beta + log z - digamma(alpha))
+            logs = _op("add", _log(beta), _log(z))
+            d_alpha = _reduced(_op("multiply", g, _op("subtract", logs, _of_shape("digamma", alpha, ans.shape))),
+                               alpha)
+        if 2 in argnums:  # g (alpha / beta - z)
+            d_beta = _reduced(_op("multiply", g, _op("subtract", _op("divide", alpha, beta), z)), beta)
+        return d_z, d_alpha, d_beta
     return vjp
 
 
@@ -81,15 +106,15 @@ defvjp_joint(gamma_log_prob, _gamma_vjp)
 def poisson_log_prob(k, rate):
     """log Poisson(k; rate) = k log rate - rate - log Gamma(k + 1) for counts k >= 0 (any real k: the same
     formula), broadcasting; the gradient for the rate (k is data)."""
-    xp = array_module(k, rate)
-    kk = xp.ascontiguousarray(xp.broadcast_to(k, np.broadcast_shapes(np.shape(k), np.shape(rate))))
-    return k * xp.log(rate) - rate - _gamma.lgamma(kk + 1.0)
+    shape = np.broadcast_shapes(np.shape(k), np.shape(rate))
+    factorial = _gamma.lgamma(kernels.binary("add", _full(k, shape), 1.0))
+    return _op("subtract", _op("subtract", _op("multiply", k, _log(rate)), rate), factorial)
 
 
 def _poisson_vjp(ans, argnums, k, rate):
     if 0 in argnums:
         raise ValueError("poisson_log_prob: no gradient with respect to the counts k")
-    return lambda g: (None, unbroadcast(g * (k / rate - 1.0), np.shape(rate)))
+    return lambda g: (None, _reduced(_op("multiply", g, _op("subtract", _op("divide", k, rate), 1.0)), rate))
 
 
 defvjp_joint(poisson_log_prob, _poisson_vjp)
@@ -100,15 +125,31 @@ def bernoulli_poisson_loglik(rate, x):
     """sum_j x_j log(1 - exp(-r_j)) - (1 - x_j) r_j over the last axis: log p(x|r) for binary x_j = [n_j > 0],
     n_j ~ Poisson(r_j), so P(x_j = 1) = 1 - exp(-r_j); rate (*S, *B, N) > 0, x (*B, N) -> (*S, *B). The log is
     taken as log(-expm1(-r)), exact for small rates. Gradient for the rate: x / expm1(r) - (1 - x)."""
-    xp = array_module(rate, x)
-    return xp.sum(x * xp.log(-xp.expm1(-rate)) - (1.0 - x) * rate, axis=-1)
+    on = kernels.unary("log", kernels.binary("multiply", kernels.unary("expm1", kernels.binary("multiply", rate, -1.0)),
+                                             -1.0))
+    terms = kernels.binary("subtract", kernels.binary("multiply", x, on),
+                           kernels.binary("multiply", kernels.binary("subtract", 1.0, x), rate))
+    return kernels.sum_axes(terms, axis=-1)
 
 
 def _bernoulli_poisson_vjp(ans, argnums, rate, x):
     if 1 in argnums:
         raise ValueError("bernoulli_poisson_loglik: no gradient with respect to the observations x")
-    xp = array_module(rate, x)
-    return lambda g: (g[..., None] * (x / xp.expm1(rate) - (1.0 - x)), None)
+
+    def vjp(g):
+        slope = kernels.binary("subtract", kernels.binary("divide", x, kernels.unary("expm1", rate)),
+                               kernels.binary("subtract", 1.0, x))
+        return kernels.binary("multiply", g[..., None], slope), None
+    return vjp
 
 
 defvjp_joint(bernoulli_poisson_loglik, _bernoulli_poisson_vjp)
+
+
+def poisson_draw(rate, u, most):
+    """Counts k ~ Poisson(rate) by the inverse CDF at uniforms u (broadcasting): the least k in 0..``most``
+    with P(K <= k) > u, accumulated in float64; rate's dtype. Not differentiable (a draw): ``rate`` may be
+    traced, and its value is used."""
+    rate = value_of(rate)
+    shape = np.broadcast_shapes(np.shape(rate), np.shape(u))
+    return _gamma.poisson_draw(_full(rate, shape), _full(u, shape), most)
