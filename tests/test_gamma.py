@@ -34,6 +34,10 @@ def test_the_kernels_against_scipy_across_their_range():
                                                            1 - 2.0 ** -24, 0.999, 0.001, 1e-30], 4)])
     want = np.maximum(special.gammaincinv(a, u), np.finfo(np.float64).tiny)
     np.testing.assert_allclose(kgamma.gamma_inverse_cdf(a, u), want, rtol=2e-12)
+    grid_a, grid_u = np.meshgrid([0.05, 0.5, 1.0, 3.0, 9.99, 10.0, 12.0, 50.0, 1e3, 1e4],
+                                 [1e-300, 1e-250, 1e-100, 1e-30, 1e-12, 2.0 ** -24, 0.3, 0.5, 0.7, 1 - 1e-12])
+    want = np.maximum(special.gammaincinv(grid_a, grid_u), np.finfo(np.float64).tiny)
+    np.testing.assert_allclose(kgamma.gamma_inverse_cdf(grid_a, grid_u), want, rtol=1e-13)
     # P and Q against 30 digits (SciPy's own err by 1e-11 in the far tails at large a, where gvae's do not)
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 30

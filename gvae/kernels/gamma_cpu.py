@@ -45,7 +45,7 @@ def _log_front(a, x):
             total += power / k if k % 2 == 1 else -power / k
             power *= t
     else:
-        total = math.log1p(t) - t
+        total = math.log(x / a) - t  # (not log1p(t): 1 + t would lose x where x << a)
     r = 1.0 / (a * a)  # s(a) = sum B_2k / (2k (2k - 1) a^(2k - 1)), seven terms: 1e-17 at a = 10
     remainder = (1.0 / 12 - r * (1.0 / 360 - r * (1.0 / 1260 - r * (1.0 / 1680 - r * (1.0 / 1188 - r * (
         691.0 / 360360 - r / 156.0)))))) / a
@@ -128,9 +128,10 @@ def _start(a, u):
 
 @jit
 def quantile(a, u):
-    """x = P^-1(a, u), the u-quantile of Gamma(a, 1), for a > 0 and u in [0, 1]. Below the median, Newton's
-    steps on log P(a, e^y) - log u in y = log x (nearly linear in y where x is small, so that a tail as far
-    as u = 1e-300 takes a few steps); above it, Halley's on (1 - u) - Q(a, x) in x."""
+    """x = P^-1(a, u), the u-quantile of Gamma(a, 1), for a > 0 and u in [0, 1]: Halley's steps, below the
+    median on log P(a, e^y) - log u in y = log x (nearly linear in y where x is small, so that a tail as far
+    as u = 1e-300 takes a few steps), above it on (1 - u) - Q(a, x) in x. Their error cubes at each step, so
+    a step under 1e-7 of x is the last."""
     if not (a > 0.0) or not (0.0 <= u <= 1.0):
         return math.nan
     if u == 0.0:
@@ -155,8 +156,10 @@ def quantile(a, u):
             step = step / (1.0 - 0.5 * min(1.0, step * ((a - 1.0) / x - 1.0)))
             relative = step / x
         else:
-            # d log P / dy = x p(x) / P = exp(log(x^a e^-x / Gamma(a)) - log P)
-            relative = (log_p - log_u) / math.exp(log_front - log_p)
+            # g = log P - log u: g' = x p(x) / P = exp(log(x^a e^-x / Gamma(a)) - log P), g''/g' = a - x - g'
+            slope = math.exp(log_front - log_p)
+            relative = (log_p - log_u) / slope
+            relative = relative / (1.0 - 0.5 * min(1.0, relative * (a - x - slope)))
         # Converged, or at the noise of P's last bits: a step that no longer halves near the root is that
         # noise, and x stays as it is.
         if abs(relative) < 1e-8 and abs(relative) > 0.5 * previous:
@@ -169,7 +172,7 @@ def quantile(a, u):
                 x = 0.5 * last
         else:
             x *= math.exp(-max(min(relative, 50.0), -50.0))
-        if abs(relative) <= 1e-15:
+        if abs(relative) <= 1e-7:
             break
     return x
 
@@ -225,15 +228,16 @@ def _special(x, which, out):
 @jit(error_model="numpy")
 def _poisson_draw(rate, u, most, out):
     """out <- the least k in 0..most with P(K <= k) > u for K ~ Poisson(rate), itemwise: the probabilities
-    e^-rate rate^k / k! accumulated in float64 (k = most where u is beyond them)."""
+    e^-rate rate^k / k! accumulated in float64 until they pass u (k = most where u is beyond them)."""
     for i in range(out.size):
         r, v = np.float64(rate[i]), np.float64(u[i])
         mass = math.exp(-r)
         below = mass
         k = 0.0
         for j in range(1, most + 1):
-            if v >= below:
-                k += 1.0
+            if v < below:  # (below only grows: no later count passes either)
+                break
+            k += 1.0
             mass = mass * r / j
             below = below + mass
         out[i] = k
