@@ -271,8 +271,8 @@ def test_poisson_draws(dtype):
     rates from 0 to past the largest count's reach, and uniforms at the ends."""
     from gvae.kernels import gamma
     rng = np.random.default_rng(1)
-    rate = np.concatenate([[0.0, 1e-4, 30.0, 200.0], rng.uniform(0.0, 40.0, 995)]).astype(dtype)
-    u = np.concatenate([[0.0, 0.5, 1 - 2 ** -24, 0.999], rng.uniform(0.0, 1.0, 995)]).astype(dtype)
+    rate = np.concatenate([[0.0, 1e-4, 30.0, 200.0, -1.0, np.inf, 2.0], rng.uniform(0.0, 40.0, 993)]).astype(dtype)
+    u = np.concatenate([[0.0, 0.5, 1 - 2 ** -24, 0.999, 0.5, 0.5, 1.5], rng.uniform(0.0, 1.0, 993)]).astype(dtype)
     close(gamma.poisson_draw(dev(rate), dev(u), 80), gamma.poisson_draw(rate, u, 80), dtype, rtol=0)
 
 

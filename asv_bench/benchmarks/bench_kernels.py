@@ -131,3 +131,35 @@ class AdamAverage(Benchmark):
         kernels.adam_update(self.p, self.g, self.m, self.v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                             step=10)
         kernels.average_update(self.a, self.p, decay=0.999)
+
+
+class GammaDraws(Benchmark):
+    """The deep exponential families' draws over 10,000 items, float32: the gamma quantile and its shape
+    derivative at shapes near ``shape`` (the DEF's posteriors: 0.2-5; its gamma weights: about 100), and
+    Poisson counts by the inverse CDF at rates near ``shape``. Skipped on the commits before gvae's own
+    kernels replaced SciPy's (they had no ``poisson_draw``)."""
+
+    params = [[0.5, 5.0, 100.0]]
+    param_names = ["shape"]
+
+    def setup(self, shape):
+        from gvae.kernels import gamma
+        if not hasattr(gamma, "poisson_draw"):
+            raise NotImplementedError("gvae.kernels.gamma has no poisson_draw before commit c6090e0")
+        self.gamma = gamma
+        rng = np.random.default_rng(0)
+        self.alpha = (shape * rng.uniform(0.5, 1.5, 10_000)).astype(np.float32)
+        self.u = rng.uniform(2.0 ** -24, 1 - 2.0 ** -24, 10_000).astype(np.float32)
+        self.z = gamma.gamma_inverse_cdf(self.alpha, self.u)
+        self.time_inverse_cdf(shape)
+        self.time_shape_grad(shape)
+        self.time_poisson_draw(shape)
+
+    def time_inverse_cdf(self, shape):
+        self.gamma.gamma_inverse_cdf(self.alpha, self.u)
+
+    def time_shape_grad(self, shape):
+        self.gamma.gamma_draw_shape_grad(self.alpha, self.z)
+
+    def time_poisson_draw(self, shape):
+        self.gamma.poisson_draw(self.alpha, self.u, 80)

@@ -43,7 +43,7 @@ def digamma(x):
 def poisson_draw(rate, u, most):
     """Counts k ~ Poisson(rate) by the inverse CDF at uniforms u (rate >= 0 and u in [0, 1) of one shape and
     dtype): the least k in 0..``most`` with P(K <= k) > u, the probabilities accumulated in float64; rate's
-    dtype."""
+    dtype; NaN where a rate is negative, infinite or NaN, or a u outside [0, 1]."""
     _one_shape("poisson_draw", rate, u, "u", "rate")
     if isinstance(most, bool) or not isinstance(most, int) or most < 0:
         raise ValueError(f"poisson_draw: most must be an int >= 0 (the largest count drawn), got {most!r}")

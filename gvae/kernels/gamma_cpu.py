@@ -228,9 +228,13 @@ def _special(x, which, out):
 @jit(error_model="numpy")
 def _poisson_draw(rate, u, most, out):
     """out <- the least k in 0..most with P(K <= k) > u for K ~ Poisson(rate), itemwise: the probabilities
-    e^-rate rate^k / k! accumulated in float64 until they pass u (k = most where u is beyond them)."""
+    e^-rate rate^k / k! accumulated in float64 until they pass u (k = most where u is beyond them); NaN
+    where the rate is not in [0, inf) or u not in [0, 1]."""
     for i in range(out.size):
         r, v = np.float64(rate[i]), np.float64(u[i])
+        if not (0.0 <= r < math.inf and 0.0 <= v <= 1.0):
+            out[i] = math.nan
+            continue
         mass = math.exp(-r)
         below = mass
         k = 0.0

@@ -54,4 +54,5 @@ def poisson_draw(rate, u, most):
             k = k + (v >= below)
             mass = mass * r / j
             below = below + mass
-        return k.astype(rate.dtype)
+        valid = (r >= 0) & (r < cupy.inf) & (v >= 0) & (v <= 1)
+        return cupy.where(valid, k, cupy.nan).astype(rate.dtype)
