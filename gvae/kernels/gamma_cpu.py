@@ -6,10 +6,10 @@ natively (:mod:`.cpu.programs`); the maths in float64 whatever the arrays' dtype
 The regularised incomplete gamma function P(a, x) is its power series where x < a + 1 and Legendre's
 continued fraction for Q = 1 - P elsewhere (evaluated by the modified Lentz method), each with the
 prefactor x^a e^-x / Gamma(a) taken in log space (Abramowitz and Stegun 6.5.29 and 6.5.31; from a = 10 on
-through Stirling's series, so that its large terms cancel exactly). The inverse
-starts from Wilson and Hilferty's cube-root normal approximation (a > 1) or from the small-x and large-x
-limits of P (a <= 1) and takes Halley steps on P(a, x) - u (on (1 - u) - Q(a, x) in the upper half, where
-1 - u is exact and Q keeps its relative precision); digamma is its recurrence up to x >= 10, then its
+through Stirling's series, so that its large terms cancel exactly). The inverse starts from Wilson and
+Hilferty's cube-root normal approximation (a > 1) or from the small-x and large-x limits of P and takes
+Halley steps: below the median on log P(a, e^y) - log u in y = log x, above it on (1 - u) - Q(a, x), where
+1 - u is exact and Q keeps its relative precision. Digamma is its recurrence up to x >= 10, then its
 asymptotic series. The results agree with SciPy's to about 1e-13 in float64 (tests/test_gamma.py)."""
 import math
 
