@@ -263,7 +263,7 @@ def _step(x, axis):
 
 def _vector_product(a, b, out):
     """The ``cblas_?gemv`` task of out = a @ b where a or b is a vector ((m, k) @ (k, 1) or (1, k) @ (k, n)),
-    the call NumPy's matmul makes for it (the same bits: tests/test_matmul.py), or None (a product of two
+    the call NumPy's matmul makes for it (the same bits: tests/test_threads.py), or None (a product of two
     vectors, which NumPy takes to its dot; strides the BLAS cannot take)."""
     (m, k), n = a.shape, b.shape[1]
     address = blas.gemv_address(a.dtype)
