@@ -21,9 +21,9 @@ def binary(op, a, b, out=None):
 
 
 def unary(op, x):
-    """log(x), exp(x), log1p(x), expm1(x) = e^x - 1, sqrt(x), |x|, sign(x) or the step heaviside(x, 0) = [x > 0] (op one of
-    :data:`UNARY`, NumPy's names) elementwise, in x's dtype. On the CPU
-    the kernel computes it whether or not a recording is open (its results are the C library's, not NumPy's
+    """log(x), exp(x), log1p(x), expm1(x) = e^x - 1, sqrt(x), |x|, sign(x) or the step heaviside(x, 0) =
+    [x > 0] (op one of :data:`UNARY`, NumPy's names) elementwise, in x's dtype. On the CPU the kernel
+    computes it whether or not a recording is open (its results are the C library's, not NumPy's
     SIMD ones, so the taped and the replayed step agree only if both use it)."""
     if op not in UNARY:
         raise ValueError(f"unary: op must be one of {UNARY}, got {op!r}")

@@ -28,8 +28,8 @@ from .cpu.jit import jit
 ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
 _CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE}
 LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN, HEAVISIDE, EXPM1 = 0, 1, 2, 3, 4, 5, 6, 7
-_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "expm1": EXPM1, "sqrt": SQRT, "absolute": ABSOLUTE, "sign": SIGN,
-                "heaviside": HEAVISIDE}
+_UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "expm1": EXPM1, "sqrt": SQRT, "absolute": ABSOLUTE,
+                "sign": SIGN, "heaviside": HEAVISIDE}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -104,10 +104,10 @@ def _unary_value(op, v):
 
 @jit(error_model="numpy")
 def _unary(x, op, out, lo, hi):
-    """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), expm1(x[i]) (EXPM1), sqrt(x[i]) (SQRT), |x[i]|
-    (ABSOLUTE), sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) or the step [x[i] > 0] (HEAVISIDE:
-    NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x and out (op is the
-    same for every item: the branch is taken out of the loop, as :func:`_binary`'s)."""
+    """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), expm1(x[i]) (EXPM1), sqrt(x[i])
+    (SQRT), |x[i]| (ABSOLUTE), sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) or the step
+    [x[i] > 0] (HEAVISIDE: NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x
+    and out (op is the same for every item: the branch is taken out of the loop, as :func:`_binary`'s)."""
     n = out.shape[1]
     for i in range(lo, hi):
         xi, oi = row_of(x, i), out[i]

@@ -44,14 +44,21 @@ def gamma_sample(alpha, beta, u):
     """z ~ Gamma(alpha, rate beta) from uniforms u in (0, 1): z = P^-1(alpha, u) / beta (P the regularised
     incomplete gamma function); alpha, beta, u broadcast together. Differentiable in alpha (at fixed u,
     dz/dalpha = -(dP/dalpha) / p(z), the implicit gradient) and beta (dz/dbeta = -z / beta)."""
+    return _sample_forward(alpha, beta, u)[0]
+
+
+def _sample_forward(alpha, beta, u):
+    """(the draw, (the draw, the unit-rate draw P^-1(alpha, u))): the backward reads the latter as it is."""
     shape = np.broadcast_shapes(np.shape(alpha), np.shape(beta), np.shape(u))
-    return kernels.binary("divide", _gamma.gamma_inverse_cdf(_full(alpha, shape), _full(u, shape)), beta)
+    unit = _gamma.gamma_inverse_cdf(_full(alpha, shape), _full(u, shape))
+    ans = kernels.binary("divide", unit, beta)
+    return ans, (ans, unit)
 
 
-def _sample_vjp(ans, argnums, alpha, beta, u):
-    # The draw's derivative in the shape at the unit-rate draw z = ans * beta (the inverse CDF is not redone).
-    dz = _gamma.gamma_draw_shape_grad(_full(alpha, ans.shape), kernels.binary("multiply", ans, beta)) \
-        if 0 in argnums else None
+def _sample_vjp(residual, argnums, alpha, beta, u):
+    # The draw's derivative in the shape at the forward's unit-rate draw (the inverse CDF is not redone).
+    ans, unit = residual
+    dz = _gamma.gamma_draw_shape_grad(_full(alpha, ans.shape), unit) if 0 in argnums else None
 
     def vjp(g):
         d_alpha = _reduced(_op("divide", _op("multiply", g, dz), beta), alpha) if 0 in argnums else None
@@ -61,7 +68,7 @@ def _sample_vjp(ans, argnums, alpha, beta, u):
     return vjp
 
 
-defvjp_joint(gamma_sample, _sample_vjp)
+defvjp_joint(gamma_sample, _sample_vjp, forward=_sample_forward)
 
 
 def _of_shape(name, alpha, shape):

@@ -5,10 +5,10 @@ Handing a call to a thread that sleeps on a queue costs a futex wake-up each way
 and a training step hands over about 14 times. Here the worker spins (for ``rounds`` turns of an atomic
 load and a pause) and sees a posted task at once; a product it runs by calling the BLAS's
 ``cblas_?gemm`` (or, for a matrix times a vector, ``cblas_?gemv``) at the address posted with it, so it
-never takes the GIL, and the caller, spinning on the
-same board, sees it done at once. A Numba kernel compiled as a C entry (:mod:`entries`) it calls the same
-way, at the address posted with it. Any other task goes back to Python (:mod:`threads` runs it there and
-reports it done on the next entry, after the GIL is released again).
+never takes the GIL, and the caller, spinning on the same board, sees it done at once. A Numba kernel
+compiled as a C entry (:mod:`entries`) it calls the same way, at the address posted with it. Any other
+task goes back to Python (:mod:`threads` runs it there and reports it done on the next entry, after the GIL
+is released again).
 
 Board layout (int64 slots; the two counters on their own cache lines):
 ``POSTED`` the caller's count of tasks posted, ``DONE`` the worker's count of tasks finished, ``KIND``
@@ -16,9 +16,9 @@ what the posted task is (:data:`GEMM32`, :data:`GEMM64`, :data:`GEMV32`, :data:`
 :data:`NOOP`, :data:`PYTHON`, :data:`QUIT`), ``ARGS`` onwards a product's ``cblas_?gemm`` address and
 arguments (row-major; transa, transb, M, N, K, a, lda, b, ldb, c, ldc; alpha 1, beta 0), a matrix-vector
 product's ``cblas_?gemv`` address and arguments (row-major; trans, M, N, a, lda, x, incx, y, incy; alpha 1,
-beta 0), or a C entry's address and then the int64 arguments it reads; ``HOLD``, on a line of its own, nonzero while a recorded program (:mod:`programs`)
-posts to the worker from native code: the worker then spins without counting its idle turns, since only
-Python could wake it from its sleep.
+beta 0), or a C entry's address and then the int64 arguments it reads; ``HOLD``, on a line of its own,
+nonzero while a recorded program (:mod:`programs`) posts to the worker from native code: the worker then
+spins without counting its idle turns, since only Python could wake it from its sleep.
 """
 import numpy as np
 from llvmlite import ir
@@ -126,7 +126,8 @@ def _call_entry(typingctx, address, board, idx):
 @jit
 def perform(kind, slots, at):
     """Run the native task of ``kind`` whose address and arguments are ``slots[at:]`` (a board's, or a
-    recorded program's row): a product (of two matrices, or of a matrix and a vector), a C entry, or nothing (:data:`NOOP`); False for any other kind."""
+    recorded program's row): a product (of two matrices, or of a matrix and a vector), a C entry, or
+    nothing (:data:`NOOP`); False for any other kind."""
     if kind == CALL:
         _call_entry(slots[at], slots, at + 1)
     elif kind == GEMM32:
