@@ -205,7 +205,7 @@ def cmd_eval(args):
     # Under the run folder's lock from before the model is read: no other process replaces the run (gvae
     # train --overwrite) while this one evaluates it, nor writes its results.
     with rundir.folder_lock(rundir.existing_run(args.run), command="gvae eval", advice="wait for it to end") as run:
-        opened = open_run(run, args.params, args.device)
+        opened = open_run(run, args.params, args.device, weighted=True)
         # The importance sampling's progress, so that an interrupted evaluation goes on where it stopped.
         partial = run / rundir.EVAL_PARTIAL.format(k=args.iw_samples)
         rundir.refuse_folders(run, ["eval.json", f"eval_k{args.iw_samples}.json", partial.name])
@@ -218,6 +218,7 @@ def _evaluate_run(args, opened, per_example, partial):
 
     from .io.files import atomic_path, remove_stale_temporaries, write_json
     from .evaluation.evaluate import evaluate
+    from .evaluation.task_weights import TaskWeights
     from .training.validation import bits_per_dim
     from .training.memory import check_importance_sampling
 
@@ -226,7 +227,8 @@ def _evaluate_run(args, opened, per_example, partial):
     check_importance_sampling(model, args.batch_size, args.iw_samples, args.memory_mb * 2 ** 20, len(test_x))
     test_x = to_device(test_x, args.device)
     remove_stale_temporaries(run, partial.name)
-    per, means, seconds = evaluate(model, params, test_x, args.iw_samples, seed=args.seed,
+    source = model if opened.task is None else TaskWeights(opened.task)
+    per, means, seconds = evaluate(source, params, test_x, args.iw_samples, seed=args.seed,
                                    batch_size=args.batch_size, memory_mb=args.memory_mb,
                                    progress=not args.quiet, kl=config.kl, partial=partial)
     result = {"test_elbo": means["elbo"], "test_log_likelihood": means["log_likelihood"],

@@ -85,6 +85,22 @@ def assert_eval_refuses(run, data, capsys, phrase):
     assert err.count("\n") == 0 and phrase in err, err
 
 
+def assert_eval_estimates(run, data, capsys, phrase):
+    """``gvae eval run`` of a task with its own log-weights writes eval.json, its bounds finite and in order
+    (L_1 <= L_5 <= L_K); ``gvae sample run`` refuses it in one line that contains ``phrase``."""
+    import json
+
+    from gvae.cli import main
+    assert main(["eval", str(run), "--data", str(data), "--iw-samples", "20", "--quiet"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    bounds = [result["test_iwae_1"], result["test_iwae_5"], result["test_log_likelihood"]]
+    assert np.all(np.isfinite(bounds + [result["test_elbo"]])) and bounds == sorted(bounds), result
+    capsys.readouterr()
+    assert main(["sample", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and phrase in err and "gvae eval estimates its log p(x)" in err, err
+
+
 # One training step of examples/torch_banded_vae.py's VAE for each banded posterior, and its evaluation.
 EXAMPLE_STEP = """\
 import importlib.util, sys

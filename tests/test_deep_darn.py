@@ -9,7 +9,7 @@ import pytest
 from gvae import value_and_grad
 from gvae.model.binary import SIGNALS, score_loss, taylor_loss
 from gvae.model.deep_darn import PRIOR, DeepDARN, encoder_ar, prior_ar
-from tests.helpers import assert_eval_refuses, trained_straight_and_resumed
+from tests.helpers import assert_eval_estimates, trained_straight_and_resumed
 from tests.test_binary import _bern, _central_differences, _elu, assert_unbiased
 
 MASK2 = np.tril(np.ones((2, 2)), -1)
@@ -157,4 +157,4 @@ def test_a_deep_darn_run_resumes_to_the_same_numbers(tmp_path, capsys, estimator
     shapes = meta["param_shapes"]
     assert shapes[encoder_ar(0)] == [8, 8] and shapes[prior_ar(1)] == [4, 4] and shapes["up1.W0"] == [8, 4]
     assert shapes["gen1.W0"] == [4, 8]
-    assert_eval_refuses(tmp_path / "straight", data, capsys, "a DARN (--task darn)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "a DARN (--task darn)")

@@ -4,7 +4,13 @@ importance-sampled log-likelihood log p(x) ~ L_K, within a stated memory bound.
 Everything runs on the device the data ``x`` live on: the noise comes from generators of that device
 (see :func:`gvae.kernels.generator`), and the per-example results are device arrays (float64) until
 :func:`evaluate` copies them to the host once, at the end. An evaluation of log p(x) on a test set is long
-(5,000 samples of 10,000 images: 50 million decoder passes), so it keeps its progress in a file and goes on from it after an interruption (:func:`evaluate`'s ``partial``)."""
+(5,000 samples of 10,000 images: 50 million decoder passes), so it keeps its progress in a file and goes on from it after an interruption (:func:`evaluate`'s ``partial``).
+
+Where the log-weights come from: every function here takes a VAE (the model of ``gvae train``'s default task,
+whose passes it cuts into blocks that stay in cache) or a :class:`LogWeightSource`, such as a task's own
+log-weights (:class:`gvae.evaluation.task_weights.TaskWeights`: binary, autoregressive, gamma and Poisson
+latents, HVM's extended space). Both give the same batching, noise streams, progress file and checks."""
+import abc
 import hashlib
 import json
 import random
@@ -53,9 +59,67 @@ def _per_sample_networks(model):
     return [layer.decoder for layer in model.layers] + [layer.encoder for layer in model.layers[1:]]
 
 
+class LogWeightSource(abc.ABC):
+    """What an evaluation samples: K draws per row of x, each weighted by log p(x, z) - log q(z|x) (nats of
+    the data). ``dtype`` and ``noise_size`` say what one draw's noise is; a subclass gives the rest."""
+    dtype = None
+    noise_size = None
+
+    @abc.abstractmethod
+    def draw(self, rng, shape):
+        """Noise of ``shape`` (c, b) draws from the generator ``rng``: an array (c, b, noise_size)."""
+
+    @abc.abstractmethod
+    def samples_per_pass(self, batch_size, memory_bytes):
+        """How many draws of ``batch_size`` rows one pass may take within ``memory_bytes``, at least one."""
+
+    @abc.abstractmethod
+    def log_weights_into(self, params, xb, eps, out):
+        """out (c, b) = the log-weights of the draws eps (c, b, noise_size) of the rows xb (b, n), on the
+        calling thread (:func:`_log_weights_into` gives each thread a part of the draws)."""
+
+    @abc.abstractmethod
+    def elbo(self, params, x, rng, kl):
+        """The ELBO of every row of x (float64 (N,) on x's device; one draw a row from ``rng``, the KL as
+        ``kl`` says where the source has one in closed form)."""
+
+
+class _VAE(LogWeightSource):
+    """A VAE's log-weights: the encoder and the posterior's sampling once per part of the draws, the decoder
+    and the likelihood in blocks of :func:`block_samples`."""
+
+    def __init__(self, model):
+        self.model, self.dtype, self.noise_size = model, model.dtype, model.noise_size
+
+    def draw(self, rng, shape):
+        return rng.standard_normal((*shape, self.noise_size), dtype=self.dtype)
+
+    def samples_per_pass(self, batch_size, memory_bytes):
+        return sample_chunk(self.model, batch_size, memory_bytes)
+
+    def log_weights_into(self, params, xb, eps, out):
+        model = self.model
+        step = block_samples(model, len(xb)) if device_of(xb) == "cpu" else len(eps)
+        qs, zs = model.infer(params, xb, eps)
+        ratio = log_ratio(model, params, qs, zs)
+        offset = model.likelihood.nats_offset()
+        for s in range(0, len(eps), step):
+            decoded = model.likelihood_params(params, [z[s:s + step] for z in zs])
+            rec = model.likelihood.log_prob(decoded, xb, params)
+            out[s:s + len(rec)] = rec + ratio[s:s + step] + offset
+
+    def elbo(self, params, x, rng, kl):
+        return per_example_elbo(self.model, params, x, rng, kl=kl)
+
+
+def _source(model):
+    """``model`` as a :class:`LogWeightSource`: itself if it is one, else the VAE's."""
+    return model if isinstance(model, LogWeightSource) else _VAE(model)
+
+
 def _chunk(model, n_samples, batch_size, memory_mb):
-    """Samples per decoder pass of :func:`importance_sampling`."""
-    return min(n_samples, sample_chunk(model, batch_size, memory_mb * 2 ** 20))
+    """Samples per decoder pass of :func:`importance_sampling` (``model``: a VAE or a source)."""
+    return min(n_samples, _source(model).samples_per_pass(batch_size, memory_mb * 2 ** 20))
 
 
 def _bounds(n_samples, ks):
@@ -70,7 +134,8 @@ def _result_names(ks):
 
 def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_size=100, memory_mb=256,
                         progress=True, resume_from=None, on_batch=None):
-    """Per-example IWAE bounds from ``n_samples`` importance samples per row of x.
+    """Per-example IWAE bounds from ``n_samples`` importance samples per row of x, weighted by ``model``: a VAE
+    or a :class:`LogWeightSource`.
 
     Returns a dict of float64 arrays of shape (N,) on x's device: ``log_likelihood`` = L_K (K =
     n_samples, the estimate of log p(x)) and ``iwae_{k}`` for each k in ``ks`` that divides K,
@@ -87,7 +152,8 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     if n_samples < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {n_samples}")
     ks = _bounds(n_samples, ks)
-    chunk = _chunk(model, n_samples, batch_size, memory_mb)
+    source = _source(model)
+    chunk = _chunk(source, n_samples, batch_size, memory_mb)
     xp = array_module(x)
     device = device_of(x)
     n = len(x)
@@ -107,7 +173,7 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     logw = xp.empty((n_samples, batch_size), dtype=np.float64)
     try:
         for start in range(done, n, batch_size):
-            rows = _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, bar.update)
+            rows = _batch(source, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, bar.update)
             for key, values in rows.items():
                 out[key][start:start + batch_size] = values
             if on_batch is not None:
@@ -126,35 +192,25 @@ def block_samples(model, batch_size, block_bytes=None):
     return max(1, int(block_bytes // (batch_size * widest * model.dtype.itemsize)))
 
 
-def _log_weights_into(model, params, xb, eps, out):
-    """out (c, b) = the log-weights rec + log_ratio (nats of the data) of the samples eps (c, b, noise) of
-    the rows xb. On the CPU with gvae's threads the c samples are cut into one contiguous part per thread,
-    each taken through the whole model on its thread (whose kernels then run there, one after the other):
-    no hand-over between the layers, where a pass over all c samples split each product and elementwise
-    kernel over the threads and waited for the slower half after each. A thread's part goes through the
-    encoder and the posterior's sampling once, then through the decoder and the likelihood in blocks of
-    :func:`block_samples`: each product's output is still in the core's cache when the bias, the
+def _log_weights_into(source, params, xb, eps, out):
+    """out (c, b) = the log-weights of the samples eps (c, b, noise) of the rows xb from the
+    :class:`LogWeightSource` ``source``. On the CPU with gvae's threads the c samples are cut into one
+    contiguous part per thread, each taken through the whole model on its thread (whose kernels then run
+    there, one after the other): no hand-over between the layers, where a pass over all c samples split each
+    product and elementwise kernel over the threads and waited for the slower half after each. A VAE's part
+    goes through the encoder and the posterior's sampling once, then through the decoder and the likelihood
+    in blocks of :func:`block_samples`: each product's output is still in the core's cache when the bias, the
     activation and the likelihood pass over it, where a whole part's activations (tens of MB) went out to
     memory and back between kernels. A sample's weight is computed by the same kernels either way, as rows
     of the same products: the same bits where OpenBLAS rounds a row alike in products of any number of
     rows; where its kernels round some rows differently when a product has fewer rows, as they do for the
     row blocks of a pass split over the threads, results may differ in the last bits between thread counts
     (never between runs on the same count)."""
-    cpu = device_of(xb) == "cpu"
-    step = block_samples(model, len(xb)) if cpu else len(eps)
-    offset = model.likelihood.nats_offset()
-
-    def part(lo, hi):
-        qs, zs = model.infer(params, xb, eps[lo:hi])
-        ratio = log_ratio(model, params, qs, zs)
-        for s in range(0, hi - lo, step):
-            decoded = model.likelihood_params(params, [z[s:s + step] for z in zs])
-            rec = model.likelihood.log_prob(decoded, xb, params)
-            out[lo + s:lo + s + len(rec)] = rec + ratio[s:s + step] + offset
-    over_blocks(part, blocks(len(eps), 1) if cpu else [(0, len(eps))])
+    parts = blocks(len(eps), 1) if device_of(xb) == "cpu" else [(0, len(eps))]
+    over_blocks(lambda lo, hi: source.log_weights_into(params, xb, eps[lo:hi], out[lo:hi]), parts)
 
 
-def _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, counted=None):
+def _batch(source, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, counted=None):
     """The results of the rows [start, start + batch_size) of x, as :func:`importance_sampling` computes
     them (a dict of float64 (b,) arrays, b the rows there), in the float64 scratch ``logw`` (K,
     batch_size); ``counted(m)`` is told of each m samples x rows done."""
@@ -163,8 +219,8 @@ def _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw
     rng = generator(device_of(x), (seed, start))
     for s in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s)
-        eps = rng.standard_normal((c, b, model.noise_size), dtype=model.dtype)
-        _log_weights_into(model, params, xb, eps, logw[s:s + c, :b])
+        eps = source.draw(rng, (c, b))
+        _log_weights_into(source, params, xb, eps, logw[s:s + c, :b])
         if counted is not None:
             counted(c * b)
     block = logw[:, :b]
@@ -177,8 +233,9 @@ def _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw
 
 def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size=100, memory_mb=256,
              progress=True, kl="analytic", partial=None, save_seconds=None):
-    """Test metrics of a model on x, computed on x's device: per-example host arrays and their means
-    (nats per data point), and the seconds taken. With ``progress``, one line on stderr first states the
+    """Test metrics of ``model`` (a VAE or a :class:`LogWeightSource`) on x, computed on x's device: per-example
+    host arrays (``elbo`` and those of :func:`importance_sampling`) and their means (nats per data point), and
+    the seconds taken. With ``progress``, one line on stderr first states the
     work and an estimate of its time (from a short timed trial, :func:`estimate_seconds`), then a bar.
 
     ``partial``: a file (.npz) that keeps the importance sampling's progress, written atomically at most
@@ -193,16 +250,17 @@ def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size
     a time may use a file (the caller's lock)."""
     start = time.perf_counter()
     device = device_of(x)
-    per = {"elbo": per_example_elbo(model, params, x, generator(device, seed), kl=kl)}
+    source = _source(model)
+    per = {"elbo": source.elbo(params, x, generator(device, seed), kl)}
     kept = None
     if partial is not None:
-        key = _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb)
+        key = _partial_key(source, params, x, n_samples, ks, seed, batch_size, memory_mb)
         kept = _Progress(Path(partial), key, len(x), batch_size, _result_names(_bounds(n_samples, ks)), save_seconds)
         if kept.resume_from is not None:
             if progress:
                 print(f"log p(x): checking the {kept.resume_from[0]} rows kept in {partial} (recomputing one of "
                       "their batches)", file=sys.stderr)
-            problem = _stored_problem(model, params, x, kept.resume_from, n_samples, seed + 1, ks, batch_size,
+            problem = _stored_problem(source, params, x, kept.resume_from, n_samples, seed + 1, ks, batch_size,
                                       memory_mb)
             if problem is not None:
                 kept.start_over(problem)
@@ -211,9 +269,9 @@ def evaluate(model, params, x, n_samples=5000, ks=(1, 5, 50), seed=0, batch_size
                       file=sys.stderr)
     done = 0 if kept is None or kept.resume_from is None else kept.resume_from[0]
     if progress and done < len(x):
-        print(_work_line(model, params, x[done:], n_samples, batch_size, memory_mb, partial), file=sys.stderr)
+        print(_work_line(source, params, x[done:], n_samples, batch_size, memory_mb, partial), file=sys.stderr)
     try:
-        per.update(importance_sampling(model, params, x, n_samples, seed + 1, ks, batch_size, memory_mb, progress,
+        per.update(importance_sampling(source, params, x, n_samples, seed + 1, ks, batch_size, memory_mb, progress,
                                        resume_from=None if kept is None else kept.resume_from,
                                        on_batch=None if kept is None else kept.batch_done))
     except KeyboardInterrupt:
@@ -234,16 +292,17 @@ def estimate_seconds(model, params, x, n_samples, batch_size=100, memory_mb=256,
     and row is scaled to all of them. The log-mean-exp of the weights is left out (a small share). An
     estimate: other load on the machine, or a batch of other size at the end, makes the real time differ."""
     xb = x[:batch_size]
-    c = _chunk(model, n_samples, batch_size, memory_mb)
+    source = _source(model)
+    c = _chunk(source, n_samples, batch_size, memory_mb)
     rng = generator(device_of(x), TRIAL_STREAM)
     work = len(x) * n_samples
     passes = -(-work // (c * len(xb)))
     times = []
     logw = array_module(x).empty((c, len(xb)), dtype=np.float64)
     for i in range(passes + 1):
-        eps = rng.standard_normal((c, len(xb), model.noise_size), dtype=model.dtype)
+        eps = source.draw(rng, (c, len(xb)))
         began = time.perf_counter()
-        _log_weights_into(model, params, xb, eps, logw)
+        _log_weights_into(source, params, xb, eps, logw)
         to_host(logw[:1, :1])  # waits for the device
         if i > 0:  # the first pass may include one-off costs (loading compiled kernels, allocations)
             times.append(time.perf_counter() - began)
@@ -315,6 +374,7 @@ class _Progress:
 def _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb):
     """What an evaluation's partial results depend on, as a JSON string: the settings, the sampling's
     chunk, the dtype and SHA-256 digests of the parameters and of the data."""
+    source = _source(model)
     digest = hashlib.sha256()
     for name in sorted(params):
         digest.update(name.encode())
@@ -322,8 +382,8 @@ def _partial_key(model, params, x, n_samples, ks, seed, batch_size, memory_mb):
     data = hashlib.sha256(np.ascontiguousarray(to_host(x)).tobytes()).hexdigest()
     return json.dumps({"format": PARTIAL_FORMAT, "n_samples": int(n_samples), "ks": sorted(int(k) for k in ks),
                        "seed": int(seed), "batch_size": int(batch_size),
-                       "chunk": _chunk(model, n_samples, batch_size, memory_mb),
-                       "dtype": str(model.dtype), "params_sha256": digest.hexdigest(), "data_sha256": data,
+                       "chunk": _chunk(source, n_samples, batch_size, memory_mb),
+                       "dtype": str(source.dtype), "params_sha256": digest.hexdigest(), "data_sha256": data,
                        "rows": len(x)}, sort_keys=True)
 
 
@@ -369,6 +429,7 @@ def _stored_problem(model, params, x, resume_from, n_samples, seed, ks, batch_si
     Every stored row must also obey what holds for any one set of samples, whatever the noise: no NaN,
     no +inf, and L_k <= L_k' whenever k divides k' (log is concave: the mean of L_k over the groups of k
     within a group of k' is at most its L_k'), with L_K = log p(x) the largest."""
+    source = _source(model)
     rows, arrays = resume_from
     ks = _bounds(n_samples, ks)
     for name, values in arrays.items():
@@ -385,9 +446,9 @@ def _stored_problem(model, params, x, resume_from, n_samples, seed, ks, batch_si
                     return (f"holds results no evaluation gives: {names[k]} {low[bad[0]]:.6g} above "
                             f"{names[big]} {high[bad[0]]:.6g} in row {bad[0]}")
     start = batch_size * random.SystemRandom().randrange(-(-rows // batch_size))
-    chunk = _chunk(model, n_samples, batch_size, memory_mb)
+    chunk = _chunk(source, n_samples, batch_size, memory_mb)
     logw = array_module(x).empty((n_samples, batch_size), dtype=np.float64)
-    again = _batch(model, params, x, start, batch_size, n_samples, seed, ks, chunk, logw)
+    again = _batch(source, params, x, start, batch_size, n_samples, seed, ks, chunk, logw)
     for name, values in again.items():
         if not np.array_equal(to_host(values), arrays[name][start:start + batch_size]):
             return (f"holds results that differ from a recomputation of rows {start}-"

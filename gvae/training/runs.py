@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from ..io.mnist import load_mnist
-from ..kernels import generator, to_device
+from ..kernels import generator, to_device, to_host
 from ..model import VAE
 from ..model.params import FlatParams
 from . import checkpoint, rundir
@@ -54,6 +54,7 @@ class OpenRun(NamedTuple):
     config: Any  # the run's TrainConfig
     test_x: Optional[np.ndarray] = None  # (N, n) on the host: the test split prepared as the run evaluates it
     test_y: Optional[np.ndarray] = None  # (N,): its labels, None when the data set has none
+    task: Any = None  # the run's Task where gvae eval reads it by the task's own log-weights, else None
 
     def with_test_set(self, data=None, limit=None):
         """This run with the first ``limit`` (all when None) images of the test split of ``data`` prepared
@@ -64,18 +65,26 @@ class OpenRun(NamedTuple):
             data = load_mnist(data)
         test = data["test"]
         labels = test[1][:limit] if len(test) > 1 else None
+        if self.task is not None:  # the test observations as the task trained and summarised on them
+            return self._replace(test_x=to_host(self.task.on_device(self.task.inputs(data))["test"][0])[:limit],
+                                 test_y=labels)
         return self._replace(test_x=fixed_eval_sets(data, self.model)[1][:limit], test_y=labels)
 
 
-def open_run(run_dir, which="best", device="cpu"):
+def open_run(run_dir, which="best", device="cpu", weighted=False):
     """The run in the folder ``run_dir`` with its ``which`` parameters on ``device`` (:func:`load_model`):
     the one way gvae eval, sample, plot, analyze and :func:`gvae.load` open a run. Returns an
-    :class:`OpenRun`; ``.with_test_set(data)`` adds its test images."""
+    :class:`OpenRun`; ``.with_test_set(data)`` adds its test images. A run of a task that is not a VAE is
+    refused (ValueError saying what it holds), unless ``weighted`` (gvae eval) and the task gives its own
+    log-weights (:meth:`gvae.training.tasks.Task.log_weights`): then the OpenRun's ``task`` is set."""
     model, params, config = load_model(run_dir, which, device)
-    refusal = task_class(config.task).cannot_open  # every user of an OpenRun needs a VAE's decoder and prior
-    if refusal is not None:
-        raise ValueError(f"{run_dir} holds {refusal}")
-    return OpenRun(Path(run_dir), which, device, model, params, config)
+    cls = task_class(config.task)
+    task = None
+    if cls.cannot_open is not None:  # every other user of an OpenRun needs a VAE's decoder and prior
+        task = cls(config, model, device) if weighted else None
+        if task is None or task.log_weights(params) is None:
+            raise ValueError(f"{run_dir} holds {cls.cannot_open}")
+    return OpenRun(Path(run_dir), which, device, model, params, config, task=task)
 
 
 def prior_draws(model, params, n, seed, device="cpu"):

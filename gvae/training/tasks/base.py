@@ -15,6 +15,7 @@ import numpy as np
 
 from ...kernels import to_device
 from ..batching import batches
+from ..validation import standard_normal
 
 SPLITS = ("train", "valid", "test")
 # The settings of a VAE's observation model p(x|z) (:class:`gvae.model.likelihoods`), which other tasks
@@ -84,14 +85,24 @@ class Task(abc.ABC):
     name = None                 # set by register_task
     about = ""                  # what ``gvae train --help`` says the task learns, after its name
     options = ()                # TrainConfig fields that only this task reads (other runs keep their defaults)
-    cannot_open = None          # why gvae eval, sample, plot, analyze refuse its runs; None: they are VAEs
+    cannot_open = None          # why gvae sample, plot, analyze (and eval, without log_weights) refuse its runs;
+                                # None: they are VAEs
     reported = ()               # the names of the loss's aux numbers, in order
     health_name = None          # the validation number whose collapse is divergence ...
     health_label = None         # ... in words ("validation ELBO")
     score_label = None          # what :meth:`score` measures, in words
 
+    noise = staticmethod(standard_normal)  # the noise of one pass of the model, (rng, shape, dtype) -> array
+
     def __init__(self, config, model, device):
         self.config, self.model, self.device = config, model, device
+
+    def log_weights(self, params):
+        """The task's own log-weights, by which ``gvae eval`` estimates log p(x) of a run it cannot read as a
+        VAE (:class:`gvae.evaluation.task_weights.TaskWeights`): a function (x (B, n), noise (K, B,
+        noise_size) drawn by :attr:`noise`) -> the K draws' log p(x, z) - log q(z|x) (K, B). None (the
+        default) for a VAE, which gvae eval reads as a model, and for a task it cannot evaluate."""
+        return None
 
     @classmethod
     def check_config(cls, config):

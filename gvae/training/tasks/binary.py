@@ -29,8 +29,9 @@ class Binary(Generate):
              "Rezende 2016), nvil (the ELBO with a learned baseline, Mnih and Gregor 2014) or taylor (the ELBO with "
              "DARN's first-order Taylor signals, Gregor et al. 2014)")
     options = ("estimator",)
-    cannot_open = ("a VAE with binary latent units (--task sbn), which gvae eval, sample, plot and analyze do not read: "
-                   "its test ELBO and log p(x) estimate are in its summary.json")
+    cannot_open = ("a VAE with binary latent units (--task sbn), which gvae sample, plot and analyze do not read: "
+                   "its test ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log "
+                   "p(x) on the whole test set")
     loss = staticmethod(binary_loss)
     noise = staticmethod(uniform)  # a pass's noise, (rng, shape, dtype) -> array
     log_px_samples = LOG_PX_SAMPLES  # K of the test's L_K

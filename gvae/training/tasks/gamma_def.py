@@ -23,8 +23,9 @@ class GammaDef(Binary):
              "of the one below, binary pixels through a Poisson rate, an amortised gamma encoder trained by implicit "
              "reparameterisation")
     options = ("def_weights",)
-    cannot_open = ("a sparse gamma DEF (--task gammadef), which gvae eval, sample, plot and analyze do not read: its "
-                   "test ELBO and log p(x) estimate are in its summary.json")
+    cannot_open = ("a sparse gamma DEF (--task gammadef), which gvae sample, plot and analyze do not read: its test "
+                   "ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log p(x) on "
+                   "the whole test set")
     loss = staticmethod(gamma_def_loss)
     noise = staticmethod(open_uniform)
     # each draw is an inverse incomplete gamma function (about 3 us on this CPU): L_100, not L_1000, at the test

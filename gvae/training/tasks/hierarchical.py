@@ -24,8 +24,9 @@ class Hierarchical(Generate):
     about = ("a VAE whose posterior is a hierarchical variational model (Ranganath et al. 2016): q(z|x) mixes the "
              "mean-field posterior over its parameters lambda ~ q(lambda|x) of the --posterior family, trained on "
              "the auxiliary bound with a reverse model r(lambda|z, x)")
-    cannot_open = ("a hierarchical variational model (--task hvm), which gvae eval, sample, plot and analyze do not "
-                   "read: its test bound and log p(x) estimate are in its summary.json")
+    cannot_open = ("a hierarchical variational model (--task hvm), which gvae sample, plot and analyze do not read: "
+                   "its test bound and a log p(x) estimate are in its summary.json, and gvae eval estimates its log "
+                   "p(x) on the whole test set")
     loss = staticmethod(hvm_loss)
 
     @classmethod

@@ -16,8 +16,9 @@ class PoissonDef(SigmoidBeliefDef):
     about = ("the Poisson deep exponential family (Ranganath et al. 2015): count layers, each the Poisson rate of "
              "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
              "or nvil")
-    cannot_open = ("a Poisson DEF (--task poissondef), which gvae eval, sample, plot and analyze do not read: its "
-                   "test ELBO and log p(x) estimate are in its summary.json")
+    cannot_open = ("a Poisson DEF (--task poissondef), which gvae sample, plot and analyze do not read: its test "
+                   "ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log p(x) on "
+                   "the whole test set")
 
     @classmethod
     def build_model(cls, config, n_in):

@@ -15,8 +15,9 @@ class SigmoidBeliefDef(Binary):
     about = ("the sigmoid belief network deep exponential family (Ranganath et al. 2015): binary layers, each "
              "layer's logits linear in the one above, a bottom-up amortised encoder, trained with --estimator vimco "
              "(--iw-samples K >= 2) or nvil")
-    cannot_open = ("a sigmoid belief network DEF (--task sbndef), which gvae eval, sample, plot and analyze do not "
-                   "read: its test ELBO and log p(x) estimate are in its summary.json")
+    cannot_open = ("a sigmoid belief network DEF (--task sbndef), which gvae sample, plot and analyze do not read: "
+                   "its test ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log "
+                   "p(x) on the whole test set")
     one_layer = False
     estimators = ("vimco", "nvil")
 
