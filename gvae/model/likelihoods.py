@@ -15,6 +15,8 @@ u ~ U(0, 1)^n; ``nats_offset()`` = n log(1 - 2 lambda) - n log 256 turns their l
 import math
 from abc import ABC, abstractmethod
 
+import numpy as np
+
 from .. import kernels, ops
 from ..kernels import array_module
 from .constants import DeviceConstant
@@ -111,6 +113,57 @@ class Bernoulli(Likelihood):
 
     def sample(self, out, params, rng):
         return bernoulli_draw(out, rng.random(out.shape))
+
+
+class AutoregressiveBernoulli(Bernoulli):
+    """DARN's visible layer (Gregor et al., "Deep AutoRegressive Networks", 2014): pixel j also reads the
+    pixels before it in raster order,
+
+        p(x|z) = prod_j Bernoulli(x_j; sigmoid(l_j + sum_{i<j} V_ji x_i)),
+
+    with decoder logits l and the learned weights V = ``lik.ar`` (n, n; only its strictly lower triangle is
+    read; zero at first, where this is :class:`Bernoulli`). log p(x|z) takes one masked product per image
+    (x is observed), shared by every sample of z; drawing x is sequential, pixel by pixel
+    (:func:`gvae.kernels.ar_bernoulli_draw`)."""
+
+    name = "ar-bernoulli"
+
+    def __init__(self, n):
+        super().__init__(n)
+        self.mask = DeviceConstant(np.tril(np.ones((self.n, self.n)), -1))
+
+    def param_shapes(self):
+        return {"lik.ar": (self.n, self.n)}
+
+    def init(self, rng, params):
+        params["lik.ar"][...] = 0.0
+
+    def _weights(self, params):
+        return ops.multiply(params["lik.ar"], self.mask.like(params["lik.ar"]))
+
+    def _logits(self, out, x, params):
+        """l + x (V o mask)^T: the decoder's logits (..., B, n) plus each image's own term (B, n)."""
+        return out + ops.matmul(x, ops.transpose(self._weights(params)))
+
+    def log_prob(self, out, x, params):
+        return ops.bernoulli_loglik(self._logits(out, x, params), x)
+
+    def _draw(self, out, params, u):
+        """The pixels drawn in order from uniforms u of out's shape."""
+        l = kernels.contiguous(ops.value_of(out))
+        return kernels.ar_bernoulli_draw(l, ops.value_of(params["lik.ar"]), kernels.contiguous(u))
+
+    def mean(self, out, params):
+        """The probabilities p(x_j = 1 | x_<j, z) along the most probable path drawn pixel by pixel (each
+        pixel on where its probability exceeds 1/2): the picture of an autoregressive decoder's output,
+        deterministic like a factorised one's mean."""
+        half = array_module(ops.value_of(out)).full(out.shape, 0.5, dtype=out.dtype)
+        x = self._draw(out, params, half)
+        return ops.sigmoid(out + ops.reshape(ops.matmul(ops.reshape(x, (-1, self.n)),
+                                                        ops.transpose(self._weights(params))), out.shape))
+
+    def sample(self, out, params, rng):
+        return self._draw(out, params, rng.random(out.shape, dtype=out.dtype))
 
 
 class Continuous(Likelihood):
@@ -242,7 +295,7 @@ class LogitNormal(Continuous):
         return ops.sigmoid(band_sample(L, self.offsets, mu, eps))
 
 
-LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian,
+LIKELIHOODS = {"bernoulli": Bernoulli, "ar-bernoulli": AutoregressiveBernoulli, "gaussian": Gaussian,
                "logitnormal": lambda n, **kw: LogitNormal(n, "diagonal", **kw),
                "logitnormal-grid": lambda n, **kw: LogitNormal(n, "grid", **kw),
                "logitnormal-extgrid": lambda n, **kw: LogitNormal(n, "extgrid", **kw)}

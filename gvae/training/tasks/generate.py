@@ -20,8 +20,8 @@ from .base import SPLITS, Task, register_task
 
 def likelihood_options(config):
     """The options of ``config``'s likelihood (:func:`gvae.model.get_likelihood`)."""
-    return {"gaussian": {"psi": config.psi, "squash": config.squash},
-            "bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
+    return {"gaussian": {"psi": config.psi, "squash": config.squash}, "bernoulli": {},
+            "ar-bernoulli": {}}.get(config.likelihood, {"factor": config.pixel_factor, "squash": config.squash})
 
 
 def vae_arguments(config, n_in):
