@@ -257,6 +257,10 @@ class TrainConfig:
                         "(PyTorch's nn.Linear), with a Bernoulli decoder's last bias at the logits of the mean "
                         "training image; he, He normal before rectifiers, Glorot uniform before the output "
                         "layers, zero biases (gvae's former default)", choices=sorted(INITS))
+    init_from: str = _option(None, "start every parameter that the run in folder RUN also has (the same name and "
+                             "shape) at RUN's best parameters, the others as --init draws them; Adam starts afresh "
+                             "(fine-tuning; a model grown from a trained one, as a DARN given its autoregressive "
+                             "visible layer; default: none)", metavar="RUN")
     likelihood: str = _option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
     psi: str = _option("global", "gaussian likelihood: one learned variance per pixel, or one per data "
                        "point from the decoder", choices=["global", "decoder"])

@@ -42,6 +42,26 @@ def load_model(run_dir, which="best", device="cpu"):
     return model, FlatParams(model.param_shapes(), model.dtype, to_device(host, device)).views, config
 
 
+def shared_parameters(run_dir, model):
+    """{name: host array} of the best parameters of the run in ``run_dir`` that ``model`` has too, in the
+    model's dtype (``--init-from``). ValueError for a parameter of the same name and another shape, or for
+    none in common, naming the run."""
+    try:
+        _, params, _ = load_model(run_dir, "best")
+    except ValueError as e:  # no run there (RunFolderError), a damaged or diverged one
+        raise ValueError(f"--init-from: {e}") from None
+    shapes = model.param_shapes()
+    for name, value in params.items():
+        if name in shapes and tuple(value.shape) != tuple(shapes[name]):
+            raise ValueError(f"--init-from {run_dir}: its parameter {name} is {tuple(value.shape)}, this model's "
+                             f"{tuple(shapes[name])}: start from a run of the same sizes where both have it")
+    shared = {name: np.asarray(to_host(value), dtype=model.dtype) for name, value in params.items() if name in shapes}
+    if not shared:
+        raise ValueError(f"--init-from {run_dir}: it has no parameter of this model's (names {sorted(shapes)[:3]} "
+                         f"..., its {sorted(params)[:3]} ...)")
+    return shared
+
+
 class OpenRun(NamedTuple):
     """A trained run as the commands use it (:func:`open_run`): its folder, which parameters, the device
     they are on, the model, the parameters (name -> array) and the run's TrainConfig; with

@@ -42,12 +42,16 @@ class TrainingState:
     _scratch: object = None         # where evaluated_flat writes a_t / (1 - D^t)
 
     @classmethod
-    def new(cls, model, config, train_x, device):
+    def new(cls, model, config, train_x, device, start=None):
         """The state before the first epoch: parameters initialised on the host from ``config.seed`` (the
-        same model on every device; ``train_x``, host images, sets the decoder's output bias), then moved
-        to ``device``; Adam with ``config.lr``, ``config.adam_beta1`` and ``config.clip_norm``; with
+        same model on every device; ``train_x``, host images, sets the decoder's output bias), those named
+        in ``start`` ({name: host array of the parameter's shape}) then set to its values, and all moved to
+        ``device``; Adam with ``config.lr``, ``config.adam_beta1`` and ``config.clip_norm``; with
         ``config.polyak`` an average of zeros."""
-        params = model.new_params(np.random.default_rng(config.seed), train_x).on(device)
+        params = model.new_params(np.random.default_rng(config.seed), train_x)
+        for name, value in (start or {}).items():
+            params.views[name][...] = value
+        params = params.on(device)
         average = array_module(params.flat).zeros_like(params.flat) if config.polyak > 0 else None
         return cls(params, params.flat.copy(), _adam(params.flat, config), polyak=config.polyak, average=average)
 

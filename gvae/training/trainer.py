@@ -37,6 +37,7 @@ from .config import RESUMABLE, learning_rate
 from .events import Console, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
+from .runs import shared_parameters
 from .graph_step import GraphStep
 from .native_step import NativeStep
 from .state import TrainingState
@@ -140,7 +141,8 @@ class Trainer:
         data), else a new state (``train_x``, the host images, sets the decoder's output bias); a run stopped
         before its first checkpoint starts anew (no metrics rows then)."""
         if saved is None or saved.arrays is None:
-            return TrainingState.new(self.model, self.config, train_x, self.device)
+            start = None if self.config.init_from is None else shared_parameters(self.config.init_from, self.model)
+            return TrainingState.new(self.model, self.config, train_x, self.device, start)
         if saved.meta.get("data_sha256") not in (None, self.data_sha256):
             raise ValueError(f"{self.out} was trained on other data than the data given now (SHA-256 "
                              f"{saved.meta['data_sha256'][:16]}... against {self.data_sha256[:16]}...); resume "
