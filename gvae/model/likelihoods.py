@@ -150,8 +150,8 @@ class AutoregressiveBernoulli(Bernoulli):
 
     def _draw(self, out, params, u):
         """The pixels drawn in order from uniforms u of out's shape."""
-        l = kernels.contiguous(ops.value_of(out))
-        return kernels.ar_bernoulli_draw(l, ops.value_of(params["lik.ar"]), kernels.contiguous(u))
+        logits = kernels.contiguous(ops.value_of(out))
+        return kernels.ar_bernoulli_draw(logits, ops.value_of(params["lik.ar"]), kernels.contiguous(u))
 
     def mean(self, out, params):
         """The probabilities p(x_j = 1 | x_<j, z) along the most probable path drawn pixel by pixel (each
