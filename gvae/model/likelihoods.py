@@ -142,8 +142,10 @@ class AutoregressiveBernoulli(Bernoulli):
         return ops.multiply(params["lik.ar"], self.mask.like(params["lik.ar"]))
 
     def _logits(self, out, x, params):
-        """l + x (V o mask)^T: the decoder's logits (..., B, n) plus each image's own term (B, n)."""
-        return out + ops.matmul(x, ops.transpose(self._weights(params)))
+        """l + x (V o mask)^T: the decoder's logits (..., n) plus the term of the pixels x (..., n) that
+        broadcast against them (one image's x for all its samples of z, or one path per logit row)."""
+        rows = ops.matmul(ops.reshape(x, (-1, self.n)), ops.transpose(self._weights(params)))
+        return out + ops.reshape(rows, x.shape)
 
     def log_prob(self, out, x, params):
         return ops.bernoulli_loglik(self._logits(out, x, params), x)
@@ -158,9 +160,7 @@ class AutoregressiveBernoulli(Bernoulli):
         pixel on where its probability exceeds 1/2): the picture of an autoregressive decoder's output,
         deterministic like a factorised one's mean."""
         half = array_module(ops.value_of(out)).full(out.shape, 0.5, dtype=out.dtype)
-        x = self._draw(out, params, half)
-        return ops.sigmoid(out + ops.reshape(ops.matmul(ops.reshape(x, (-1, self.n)),
-                                                        ops.transpose(self._weights(params))), out.shape))
+        return ops.sigmoid(self._logits(out, self._draw(out, params, half), params))
 
     def sample(self, out, params, rng):
         return self._draw(out, params, rng.random(out.shape, dtype=out.dtype))

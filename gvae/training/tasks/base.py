@@ -58,6 +58,14 @@ def changed_flags(config, names):
     return ["--" + name.replace("_", "-") for name in names if getattr(config, name) != defaults[name]]
 
 
+def read_by_weights(what, bound="ELBO"):
+    """The ``cannot_open`` of a task whose runs gvae eval reads by their own log-weights (:meth:`Task.log_weights`)
+    but sample, plot and analyze cannot: ``what`` its runs hold ("a DARN (--task darn)"), ``bound`` what its
+    summary's test bound is."""
+    return (f"{what}, which gvae sample, plot and analyze do not read: its test {bound} and a log p(x) estimate "
+            "are in its summary.json, and gvae eval estimates its log p(x) on the whole test set")
+
+
 def one_bound(config):
     """Whether ``config`` trains a task's own bound alone: no IWAE, target rate, MMD or alpha."""
     return config.iw_samples == 1 and config.target_rate is None and config.mmd == 0 and config.alpha == 0

@@ -12,7 +12,7 @@ from ...kernels import generator
 from ...model.binary import BinaryVAE, binary_loss
 from ..batching import EVAL_SEED
 from ..validation import LOG_PX_SAMPLES, log_px_estimate, log_px_summary
-from .base import changed_flags, register_task, require
+from .base import changed_flags, read_by_weights, register_task, require
 from .generate import Generate, likelihood_options
 
 
@@ -29,11 +29,9 @@ class Binary(Generate):
              "Rezende 2016), nvil (the ELBO with a learned baseline, Mnih and Gregor 2014) or taylor (the ELBO with "
              "DARN's first-order Taylor signals, Gregor et al. 2014)")
     options = ("estimator",)
-    cannot_open = ("a VAE with binary latent units (--task sbn), which gvae sample, plot and analyze do not read: "
-                   "its test ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log "
-                   "p(x) on the whole test set")
+    cannot_open = read_by_weights("a VAE with binary latent units (--task sbn)")
     loss = staticmethod(binary_loss)
-    noise = staticmethod(uniform)  # a pass's noise, (rng, shape, dtype) -> array
+    noise = staticmethod(uniform)
     log_px_samples = LOG_PX_SAMPLES  # K of the test's L_K
 
     @classmethod

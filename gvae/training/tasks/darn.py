@@ -8,7 +8,7 @@ summary as ``sbn``."""
 import numpy as np
 
 from ...model.deep_darn import DeepDARN
-from .base import register_task
+from .base import read_by_weights, register_task
 from .binary import Binary
 from .generate import likelihood_options
 
@@ -19,9 +19,7 @@ class Darn(Binary):
     about = ("DARN (Gregor et al. 2014): task sbn's binary latent units with an autoregressive encoder and prior "
              "(each unit reads the units before it; several --latent sizes stack such layers, bottom first), "
              "trained with --estimator vimco, nvil or taylor (DARN's first-order Taylor signals)")
-    cannot_open = ("a DARN (--task darn), which gvae sample, plot and analyze do not read: its test ELBO and a log "
-                   "p(x) estimate are in its summary.json, and gvae eval estimates its log p(x) on the whole test "
-                   "set")
+    cannot_open = read_by_weights("a DARN (--task darn)")
     autoregressive = True
     one_layer = False
 

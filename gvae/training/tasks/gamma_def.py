@@ -12,7 +12,7 @@ the weights' KL in closed form."""
 import numpy as np
 
 from ...model.gamma_def import GammaDEF, gamma_def_loss, log_weights, open_uniform, weight_kl
-from .base import LIKELIHOOD_SETTINGS, changed_flags, register_task, require
+from .base import LIKELIHOOD_SETTINGS, changed_flags, read_by_weights, register_task, require
 from .binary import Binary
 
 
@@ -23,9 +23,7 @@ class GammaDef(Binary):
              "of the one below, binary pixels through a Poisson rate, an amortised gamma encoder trained by implicit "
              "reparameterisation")
     options = ("def_weights",)
-    cannot_open = ("a sparse gamma DEF (--task gammadef), which gvae sample, plot and analyze do not read: its test "
-                   "ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log p(x) on "
-                   "the whole test set")
+    cannot_open = read_by_weights("a sparse gamma DEF (--task gammadef)")
     loss = staticmethod(gamma_def_loss)
     noise = staticmethod(open_uniform)
     # each draw is an inverse incomplete gamma function (about 3 us on this CPU): L_100, not L_1000, at the test

@@ -13,7 +13,7 @@ from ...kernels import generator
 from ...model.hierarchical import HVM, hvm_loss, log_weights
 from ..batching import EVAL_SEED
 from ..validation import log_px_estimate, log_px_summary
-from .base import changed_flags, one_bound, register_task, require
+from .base import changed_flags, one_bound, read_by_weights, register_task, require
 from .generate import Generate, likelihood_options
 
 
@@ -24,9 +24,7 @@ class Hierarchical(Generate):
     about = ("a VAE whose posterior is a hierarchical variational model (Ranganath et al. 2016): q(z|x) mixes the "
              "mean-field posterior over its parameters lambda ~ q(lambda|x) of the --posterior family, trained on "
              "the auxiliary bound with a reverse model r(lambda|z, x)")
-    cannot_open = ("a hierarchical variational model (--task hvm), which gvae sample, plot and analyze do not read: "
-                   "its test bound and a log p(x) estimate are in its summary.json, and gvae eval estimates its log "
-                   "p(x) on the whole test set")
+    cannot_open = read_by_weights("a hierarchical variational model (--task hvm)", "bound")
     loss = staticmethod(hvm_loss)
 
     @classmethod

@@ -6,7 +6,7 @@ in nats of the counts."""
 import numpy as np
 
 from ...model.poisson_def import PixelCounts, PoissonDEF
-from .base import SPLITS, Task, register_task
+from .base import SPLITS, Task, read_by_weights, register_task
 from .sigmoid_belief import SigmoidBeliefDef
 
 
@@ -16,9 +16,7 @@ class PoissonDef(SigmoidBeliefDef):
     about = ("the Poisson deep exponential family (Ranganath et al. 2015): count layers, each the Poisson rate of "
              "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
              "or nvil")
-    cannot_open = ("a Poisson DEF (--task poissondef), which gvae sample, plot and analyze do not read: its test "
-                   "ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log p(x) on "
-                   "the whole test set")
+    cannot_open = read_by_weights("a Poisson DEF (--task poissondef)")
 
     @classmethod
     def build_model(cls, config, n_in):

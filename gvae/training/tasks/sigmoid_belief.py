@@ -5,7 +5,7 @@ with a learned baseline). Data, validation and the test summary (the ELBO and L_
 import numpy as np
 
 from ...model.sigmoid_belief import SigmoidBeliefDEF
-from .base import register_task
+from .base import read_by_weights, register_task
 from .binary import Binary
 
 
@@ -15,9 +15,7 @@ class SigmoidBeliefDef(Binary):
     about = ("the sigmoid belief network deep exponential family (Ranganath et al. 2015): binary layers, each "
              "layer's logits linear in the one above, a bottom-up amortised encoder, trained with --estimator vimco "
              "(--iw-samples K >= 2) or nvil")
-    cannot_open = ("a sigmoid belief network DEF (--task sbndef), which gvae sample, plot and analyze do not read: "
-                   "its test ELBO and a log p(x) estimate are in its summary.json, and gvae eval estimates its log "
-                   "p(x) on the whole test set")
+    cannot_open = read_by_weights("a sigmoid belief network DEF (--task sbndef)")
     one_layer = False
     estimators = ("vimco", "nvil")
 
