@@ -31,7 +31,8 @@ CONFIGS += [dict(posterior="ar1", likelihood="gaussian", kl="mc", samples=2),
                  adam_beta1=0.5, lr_decay=0.5),
             dict(posterior=("chain", "ar1"), likelihood="bernoulli", latent=(6, 4), iw_samples=3),
             dict(posterior=("extgrid", "rank1"), likelihood="bernoulli", latent=(6, 4), grid_shape=(2, 3),
-                 inference="top-down")]
+                 inference="top-down"),
+            dict(posterior="chain", likelihood="ar-bernoulli")]
 SYNCS_PER_STEP = 2  # the gradient norm, and one read of (loss, bound, rec, kl)
 RTOL = dict(rtol=2e-5, atol=2e-5)  # float32
 
@@ -262,6 +263,7 @@ def assert_same_numbers(got, want, where="analysis"):
 # twins are tested on a GPU, tests/test_cuda.py::test_gamma_pieces).
 @pytest.mark.parametrize("cfg", [dict(task="mae", mi_target=2.0), dict(task="fullvb"), dict(task="hvm", posterior="chain"), dict(task="sbn", iw_samples=3),
                                  dict(task="darn", iw_samples=3), dict(task="sbn", estimator="taylor"),
+                                 dict(task="darn", estimator="taylor", likelihood="ar-bernoulli"),
                                  dict(task="vlae", latent=(6, 4), posterior=("chain", "diagonal")),
                                  dict(task="corex", posterior="chain", anchors=(1,), anchor_weight=0.5),
                                  dict(task="fullvb", weight_posterior="chain"), dict(task="sbndef", latent=(6, 4),
