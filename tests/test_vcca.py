@@ -323,3 +323,30 @@ def test_private_codes_and_the_view_weight_belong_to_vcca_only():
         TrainConfig(private=3)
     with pytest.raises(ValueError, match="view_weight applies to --task vcca only"):
         TrainConfig(view_weight=2.0)
+
+
+def test_the_private_pictures_keep_the_shared_code_and_draw_the_private_ones():
+    """examples/vcca_private_pictures.py: every column of a row decodes the mean of q(z|x1) with private codes
+    h1, h2 drawn from the generator, one draw per column shared by the rows, written out in NumPy; and the
+    first pair of each class is picked, a class without one refused by name."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "vcca_private_pictures", Path(__file__).resolve().parents[1] / "examples" / "vcca_private_pictures.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    model, params, x1, _, _ = _tiny(2)
+    view1, view2 = example.private_draws(model, params, x1, 3, np.random.default_rng(4))
+    assert view1.shape == (7, 3, 6) and view2.shape == (7, 3, 5)
+    p = {k: np.asarray(v) for k, v in params.items()}
+    z = _mlp(p, "enc.", x1, 2)[:, :3]
+    h = np.random.default_rng(4).standard_normal((3, 2, 2))
+    for c in range(3):
+        for k, got in enumerate((view1, view2)):
+            code = np.concatenate([z, np.tile(h[c, k], (7, 1))], axis=1)
+            want = 1 / (1 + np.exp(-_mlp(p, f"dec{k + 1}.", code, 2)))
+            np.testing.assert_allclose(got[:, c], want, rtol=1e-12)
+    assert not np.allclose(view1[:, 0], view1[:, 1])  # the private code changes the picture
+    np.testing.assert_array_equal(example.first_of_each_class([3, 1, 0, 1, 2], classes=4), [2, 1, 4, 0])
+    with pytest.raises(ValueError, match=r"no pair of class \[2\]"):
+        example.first_of_each_class([0, 1, 3, 1], classes=4)
