@@ -235,8 +235,8 @@ def _evaluate_run(args, opened, per_example, partial):
               "iw_samples": args.iw_samples, "n_test": len(test_x), "params": args.params, "seconds": seconds,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               **{f"test_{k}": v for k, v in means.items() if k.startswith("iwae_")}}
-    result.update(bits_per_dim(model, {"test_elbo": result["test_elbo"],
-                                       "test_log_likelihood": result["test_log_likelihood"]}))
+    nats = {"test_elbo": result["test_elbo"], "test_log_likelihood": result["test_log_likelihood"]}
+    result.update(bits_per_dim(model, nats) if opened.task is None else opened.task.bits_per_dim(nats))
     previous = run / "eval.json"
     if previous.is_file():  # an evaluation by an older gvae, with another K, is kept under its own name
         try:
@@ -259,9 +259,10 @@ def _evaluate_run(args, opened, per_example, partial):
                            header=",".join(keys), comments="", fmt="%.6f")
     partial.unlink(missing_ok=True)  # the result is stored: the progress is no longer needed
     if not args.quiet:
+        row = "image" if opened.task is None else opened.task.row_name
         bounds = "  ".join(f"L_{k} {result[f'test_iwae_{k}']:.3f}" for k in (1, 5, 50) if f"test_iwae_{k}" in result)
         print(f"test ELBO {result['test_elbo']:.3f}  {bounds + '  ' if bounds else ''}log p(x) ~ "
-              f"{result['test_log_likelihood']:.3f} (L_{args.iw_samples}) nats per image; {len(test_x)} images, "
+              f"{result['test_log_likelihood']:.3f} (L_{args.iw_samples}) nats per {row}; {len(test_x)} {row}s, "
               f"{seconds:.1f} s; written to {previous} and {run / f'eval_k{args.iw_samples}.json'}")
     return 0
 

@@ -21,7 +21,7 @@ class TaskWeights(LogWeightSource):
     def __init__(self, task):
         model = task.model
         self.task, self.dtype, self.noise_size = task, model.dtype, model.noise_size
-        self.offset = model.likelihood.nats_offset()
+        self.offset = task.nats_offset()
         self.units = self.noise_size + sum(shape[-1] for shape in model.param_shapes().values() if len(shape) == 2)
 
     def draw(self, rng, shape):

@@ -170,6 +170,26 @@ class VCCA:
                                    for n in (self.n_in, self.n_in2))
         return masks
 
+    def _draws(self, params, x1, x2, eps, masks=None):
+        """One pass of the codes for eps (S, B, noise_size): ``(latents, liks)``, latents the (family, q,
+        draw (S, B, size)) of the shared code, then of each private one, and liks each view's log p(x_k|.)
+        (S, B) at its decoder's code. ``masks``: dropout's (:meth:`dropout_masks`), in training only."""
+        masks = masks or {}
+        views = (x1, x2)
+        # What the encoders read: the views, each times its input mask in training (the targets stay whole).
+        seen = views if "input" not in masks else tuple(ops.multiply(v, m) for v, m in zip(views, masks["input"]))
+        q, z = self.shared(params, seen[0], eps[..., :self.size], seen[1], masks.get(self.encoder.prefix))
+        latents, codes = [(self.family, q, z)], [z, z]
+        for k, encoder in enumerate(self.private_encoders):
+            lo = self.size + k * self.private
+            qh = self.private_family.split(encoder(params, seen[k], masks.get(encoder.prefix)), self.private)
+            h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
+            codes[k] = ops.concatenate2(z, h)
+            latents.append((self.private_family, qh, h))
+        liks = tuple(self.view_log_lik(params, k, decoder(params, code, masks.get(decoder.prefix)), x)
+                     for k, (decoder, code, x) in enumerate(zip(self.decoders, codes, views)))
+        return latents, liks
+
     def view_terms(self, params, x1, x2, eps, kl="analytic", masks=None):
         """The bound's terms per pair with S samples: x1 (B, n_in), x2 (B, n_in2), eps (S, B, noise_size).
         Returns ``(rec1, rec2, rate, private_rates)``: rec_k = mean_s log p(x_k|.) and rate the shared code's
@@ -179,22 +199,21 @@ class VCCA:
         (:meth:`dropout_masks`), in training only."""
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
-        masks = masks or {}
-        views = (x1, x2)
-        # What the encoders read: the views, each times its input mask in training (the targets stay whole).
-        seen = views if "input" not in masks else tuple(ops.multiply(v, m) for v, m in zip(views, masks["input"]))
-        q, z = self.shared(params, seen[0], eps[..., :self.size], seen[1], masks.get(self.encoder.prefix))
-        codes, rate, private_rates = [z, z], _rate(self.family, q, z, kl), ()
-        for k, encoder in enumerate(self.private_encoders):
-            lo = self.size + k * self.private
-            qh = self.private_family.split(encoder(params, seen[k], masks.get(encoder.prefix)), self.private)
-            h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
-            codes[k] = ops.concatenate2(z, h)
-            private_rates += (_rate(self.private_family, qh, h, kl),)
-        rec1, rec2 = (ops.mean(self.view_log_lik(params, k, decoder(params, code, masks.get(decoder.prefix)), x),
-                               axis=0)
-                      for k, (decoder, code, x) in enumerate(zip(self.decoders, codes, views)))
-        return rec1, rec2, rate, private_rates
+        latents, liks = self._draws(params, x1, x2, eps, masks)
+        rate, *private_rates = (_rate(family, q, draw, kl) for family, q, draw in latents)
+        rec1, rec2 = (ops.mean(lik, axis=0) for lik in liks)
+        return rec1, rec2, rate, tuple(private_rates)
+
+    def log_weights(self, params, x1, x2, eps):
+        """log p(x1, x2, codes) - log q(codes|.) of each of S draws per pair (S, B), the codes drawn from eps
+        (S, B, noise_size) as the bound draws them: importance weights whose log-mean-exp over the draws is
+        a lower bound on log p(x1, x2) that tightens as S grows (Burda et al., "Importance weighted
+        autoencoders"), equal to it for every draw where q is the exact posterior."""
+        latents, (lik1, lik2) = self._draws(params, x1, x2, eps)
+        weights = lik1 + lik2
+        for family, q, draw in latents:
+            weights = weights + (std_normal_log_prob(draw) - family.log_prob(q, draw))
+        return weights
 
     def terms(self, params, x1, x2, eps, kl="analytic"):
         """``(rec, rate)`` per pair (:meth:`view_terms`), rec = rec1 + rec2: the bound is rec - rate."""

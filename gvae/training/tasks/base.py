@@ -15,7 +15,7 @@ import numpy as np
 
 from ...kernels import to_device
 from ..batching import batches
-from ..validation import standard_normal
+from ..validation import bits_per_dim, standard_normal
 
 SPLITS = ("train", "valid", "test")
 # The settings of a VAE's observation model p(x|z) (:class:`gvae.model.likelihoods`), which other tasks
@@ -101,6 +101,7 @@ class Task(abc.ABC):
     score_label = None          # what :meth:`score` measures, in words
 
     noise = staticmethod(standard_normal)  # the noise of one pass of the model, (rng, shape, dtype) -> array
+    row_name = "image"          # what one row of :meth:`eval_rows` is, as gvae eval reports it
 
     def __init__(self, config, model, device):
         self.config, self.model, self.device = config, model, device
@@ -111,6 +112,21 @@ class Task(abc.ABC):
         noise_size) drawn by :attr:`noise`) -> the K draws' log p(x, z) - log q(z|x) (K, B). None (the
         default) for a VAE, which gvae eval reads as a model, and for a task it cannot evaluate."""
         return None
+
+    def eval_rows(self, split):
+        """The rows x of :meth:`log_weights` for one split's inputs as :meth:`on_device` gives them (a tuple):
+        its first array, the images."""
+        return split[0]
+
+    def nats_offset(self):
+        """What gvae eval adds to the log-weights to make nats of the data: the likelihood's
+        (:meth:`gvae.model.likelihoods.Likelihood.nats_offset`)."""
+        return self.model.likelihood.nats_offset()
+
+    def bits_per_dim(self, nats):
+        """gvae eval's bits per dimension of the estimates ``nats`` (name -> nats per row), as a VAE's
+        (:func:`gvae.training.validation.bits_per_dim`)."""
+        return bits_per_dim(self.model, nats)
 
     @classmethod
     def check_config(cls, config):

@@ -8,7 +8,8 @@ the test). Validation and test give the bound per pair (nats) with the noise of 
 summary adds the paper's measurement, the error of a linear SVM on the mean of q(z|x1), fitted on the
 training pairs with C chosen on the validation pairs, in two forms: one-vs-rest on standardised codes
 (:func:`gvae.training.validation.linear_svm_error`) and the one-vs-one SVC of Wang et al.'s own code
-(:func:`gvae.training.validation.pairwise_svm_error`)."""
+(:func:`gvae.training.validation.pairwise_svm_error`). ``gvae eval`` estimates log p(x1, x2) of the test pairs
+by the model's importance weights (:meth:`Vcca.log_weights`)."""
 import importlib.util
 
 import numpy as np
@@ -33,8 +34,10 @@ class Vcca(Task):
              "on the shared code")
     options = ("private", "view_weight", "private_weight", "private_weight2", "dropout", "input_dropout",
                "view2_likelihood")
-    cannot_open = ("a VCCA (--task vcca), a model of two views that gvae eval, sample, plot and analyze do not "
-                   "read: its test bound and SVM error are in its summary.json")
+    cannot_open = ("a VCCA (--task vcca), a model of two views that gvae sample, plot and analyze do not read: its "
+                   "test bound and SVM errors are in its summary.json, and gvae eval estimates its log p(x) of a pair, "
+                   "log p(x1, x2), on the whole test set")
+    row_name = "pair"
     reported = ("bound", "rec", "kl")
     health_name, health_label = "valid_elbo", "validation bound"
     score_label = "validation bound"
@@ -111,6 +114,29 @@ class Vcca(Task):
             rec, rate = self.model.terms(params, b1, b2, eps, self.config.kl)
             total += (rec - rate).astype(np.float64).sum()
         return float(to_host(total)) / len(x1)
+
+    def log_weights(self, params):
+        """(x (B, n_in + n_in2): a pair's views side by side, :meth:`eval_rows`; noise (K, B, noise_size)) -> the
+        K draws' log p(x1, x2, codes) - log q(codes|.) (:meth:`gvae.model.vcca.VCCA.log_weights`)."""
+        n1 = self.model.n_in
+
+        def log_weights(x, noise):
+            xp = array_module(x)
+            return self.model.log_weights(params, xp.ascontiguousarray(x[:, :n1]), xp.ascontiguousarray(x[:, n1:]),
+                                          noise)
+        return log_weights
+
+    def eval_rows(self, split):
+        """A pair's two views side by side, (N, n_in + n_in2)."""
+        return array_module(split[0]).concatenate(split[:2], axis=1)
+
+    def nats_offset(self):
+        """0: the views' log-densities count as the bound counts them (the paper's units)."""
+        return 0.0
+
+    def bits_per_dim(self, nats):
+        """No bits per dimension: the views are not dequantised intensities."""
+        return {}
 
     def validate(self, params, valid):
         """``valid_elbo``: the mean validation bound (nats per pair)."""
