@@ -1,16 +1,19 @@
 """The variational ladder autoencoder (--task vlae): its bound against a dense NumPy reference, the
 gradients of the ELBO and IWAE losses against finite differences, the ladder's shapes, a run from the
-command line that resumes to the same numbers, and the refusals."""
+command line that resumes to the same numbers and that gvae eval estimates, and the refusals."""
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from gvae.cli import main
 from gvae.model.ladder import VLAE
 from gvae.model.objectives import elbo, training_loss
 from gvae.training import TrainConfig
 from gvae.training.runs import load_model
 from tests.gradcheck import check_vjp
-from tests.helpers import assert_eval_refuses, trained_straight_and_resumed
+from tests.helpers import assert_eval_estimates, trained_straight_and_resumed
 
 
 def _tiny(posterior="diagonal", seed=0, n=4, hidden=((5, 4), (3,)), sizes=(2, 3)):
@@ -78,7 +81,12 @@ def test_a_vlae_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     assert np.isfinite(summary["test_log_px"]) and {"enc2.W0", "dec2.W0"} <= set(meta["param_shapes"])
     model, params, config = load_model(tmp_path / "straight")
     assert isinstance(model, VLAE) and config.task == "vlae" and set(params) == set(meta["param_shapes"])
-    assert_eval_refuses(tmp_path / "straight", data, capsys, "variational ladder autoencoder (--task vlae)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "variational ladder autoencoder (--task vlae)")
+    # The summary's L_1000 on the same 40 test images, with other noise: the same estimate within its spread.
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "straight"), "--data", str(data), "--iw-samples", "1000", "--quiet"]) == 0
+    result = json.loads((tmp_path / "straight" / "eval.json").read_text())
+    assert result["n_test"] == 40 and abs(result["test_log_likelihood"] - summary["test_log_px"]) < 0.1
 
 
 @pytest.mark.parametrize("settings,message", [

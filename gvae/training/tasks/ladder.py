@@ -5,13 +5,14 @@ codes at several depths of one generative network, trained on the objectives of 
 Data, batches, validation and the best epoch are those of ``generate``. The test summary adds an
 importance-sampled estimate of log p(x): the IWAE bound L_K with K = 1,000 samples of q on the first 1,000
 test images (:func:`gvae.training.validation.log_px_estimate`), the estimate ``gvae eval --iw-samples 1000
---limit 1000`` gives a VAE."""
+--limit 1000`` gives a VAE. ``gvae eval`` estimates it on the whole test set by the same log-weights
+(:meth:`Ladder.log_weights`)."""
 from ...kernels import generator
 from ...model.ladder import VLAE
 from ...model.objectives import log_weights
 from ..batching import EVAL_SEED
 from ..validation import log_px_summary
-from .base import changed_flags, register_task, require
+from .base import changed_flags, read_by_weights, register_task, require
 from .generate import Generate, vae_arguments
 
 
@@ -20,9 +21,7 @@ class Ladder(Generate):
     """The VLAE, trained on :func:`gvae.model.objectives.training_loss` as the VAE is."""
     about = ("the variational ladder autoencoder (Zhao et al. 2017): one code per --latent size, each inferred "
              "from features of its own depth and injected at that depth of one generative network")
-    cannot_open = ("a variational ladder autoencoder (--task vlae), which gvae eval, sample, plot and analyze do not "
-                   "read yet: its test ELBO and log p(x) estimate are in its summary.json; gvae.training.load_model "
-                   "opens it")
+    cannot_open = read_by_weights("a variational ladder autoencoder (--task vlae)")
 
     @classmethod
     def check_config(cls, config):
@@ -40,12 +39,16 @@ class Ladder(Generate):
             del arguments[name]
         return VLAE(**arguments)
 
+    def log_weights(self, params):
+        """(x (B, n), noise (K, B, noise_size)) -> log p(x, z_1..z_L) - log q(z_1..z_L|x) of the K draws (K, B), as
+        the IWAE bound sums them (:func:`gvae.model.objectives.log_weights`)."""
+        return lambda x, noise: sum(log_weights(self.model, params, x, noise))
+
     def test_summary(self, params, test, best_valid):
         """The generate task's numbers and ``test_log_px`` (:func:`log_px_summary`, noise from EVAL_SEED),
         with ``log_px_samples`` and ``log_px_images``."""
         model = self.model
-        estimate = log_px_summary(lambda xb, eps: sum(log_weights(model, params, xb, eps)), model, test[0],
-                                  generator(self.device, EVAL_SEED))
+        estimate = log_px_summary(self.log_weights(params), model, test[0], generator(self.device, EVAL_SEED))
         return {"task": self.name, **super().test_summary(params, test, best_valid), **estimate}
 
     def result_line(self, summary):
