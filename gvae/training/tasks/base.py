@@ -109,8 +109,9 @@ class Task(abc.ABC):
     def log_weights(self, params):
         """The task's own log-weights, by which ``gvae eval`` estimates log p(x) of a run it cannot read as a
         VAE (:class:`gvae.evaluation.task_weights.TaskWeights`): a function (x (B, n), noise (K, B,
-        noise_size) drawn by :attr:`noise`) -> the K draws' log p(x, z) - log q(z|x) (K, B). None (the
-        default) for a VAE, which gvae eval reads as a model, and for a task it cannot evaluate."""
+        noise_size) drawn by :attr:`noise`) -> the K draws' log p(x, z) - log q(z|x) (K, B); x the rows of
+        :meth:`eval_rows`. gvae eval reads them only where :attr:`cannot_open` is set (it reads a VAE's run as
+        a model). None (the default) for a task it cannot evaluate."""
         return None
 
     def eval_rows(self, split):
