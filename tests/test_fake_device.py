@@ -300,3 +300,24 @@ def test_a_gamma_prior_with_host_constants_stays_on_the_device():
     expected, expected_grad = value_and_grad(lambda t: ops.sum(ops.gamma_log_prob(t, a, b)))(z)
     np.testing.assert_allclose(float(value), expected, **RTOL)
     np.testing.assert_allclose(fake.to_host(grad), expected_grad, **RTOL)
+
+
+@pytest.mark.parametrize("cfg", [dict(task="vcca", private=2), dict(task="darn", iw_samples=3),
+                                 dict(task="vlae", latent=(6, 4), posterior=("chain", "diagonal"))],
+                         ids=lambda cfg: "-".join(str(v) for v in cfg.values() if isinstance(v, str)))
+def test_a_run_read_by_its_tasks_log_weights_evaluates_on_the_device(cfg, tmp_path):
+    """gvae eval's importance sampling of a task's own log-weights (TaskWeights: a VCCA's pairs, DARN's binary
+    units, the ladder's codes) on the device: the CPU's per-row numbers, nothing uploaded after the first
+    pass, one host read per result."""
+    from gvae.evaluation.task_weights import TaskWeights
+    cpu, dev = trainers(cfg, make_data(n=120, d=784 if cfg["task"] == "vcca" else 36), tmp_path)
+    sources = [(TaskWeights(t.task), t.params.views, t.task.eval_rows(t.inputs["test"])[:30]) for t in (cpu, dev)]
+    assert device_of(sources[1][2]) == "fake" and sources[1][2].shape == sources[0][2].shape
+    evaluate(sources[1][0], sources[1][1], sources[1][2][:2], n_samples=2, ks=(), progress=False)  # constants go over
+    with Counting() as counts:
+        per, _, _ = evaluate(*sources[1], n_samples=6, ks=(1, 3), batch_size=7, progress=False)
+    assert counts["upload"] == 0 and counts["sync"] == len(per), dict(counts)
+    per_cpu, _, _ = evaluate(*sources[0], n_samples=6, ks=(1, 3), batch_size=7, progress=False)
+    assert set(per) == {"elbo", "log_likelihood", "iwae_1", "iwae_3"}
+    for key in per:
+        np.testing.assert_allclose(per[key], per_cpu[key], **RTOL, err_msg=key)
