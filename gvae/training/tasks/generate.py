@@ -86,7 +86,7 @@ class Generate(Task):
         """(x (B, n), noise (K, B, noise_size)) -> log p(x, z) - log q(z|x) of the K draws (K, B), every layer's
         codes, as the IWAE bound sums them (:func:`gvae.model.objectives.log_weights`). gvae eval reads this
         task's runs as a model; it reads by these the runs of the tasks built on it whose models it cannot open
-        (vlae, mae)."""
+        (vlae)."""
         return lambda x, noise: sum(log_weights(self.model, params, x, noise))
 
     def validate(self, params, valid):

@@ -26,9 +26,6 @@ class Mutual(Generate):
     about = ("the Mutual Autoencoder (Phuong et al. 2018): a VAE whose generative model is held at the mutual "
              "information --mi-target between x and z, estimated by the infomax bound with a network r(z|x)")
     options = ("mi_target", "mi_weight")
-    cannot_open = ("a Mutual Autoencoder (--task mae), whose extra network gvae sample, plot and analyze do not "
-                   "read: its test ELBO, rate, distortion and information are in its summary.json, and gvae eval "
-                   "estimates its log p(x) on the whole test set")
     reported = ("bound", "rec", "kl", "mi")
     loss = staticmethod(mutual_loss)
 
