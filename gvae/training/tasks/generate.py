@@ -13,7 +13,7 @@ import numpy as np
 from ..validation import bits_per_dim, dataset_elbo
 from ...kernels import generator, to_device
 from ...model import VAE
-from ...model.objectives import log_weights, training_loss
+from ...model.objectives import training_loss
 from ..batching import EVAL_SEED, epoch_batches, fixed_eval_sets
 from .base import SPLITS, Task, register_task
 
@@ -81,13 +81,6 @@ class Generate(Task):
         offset = self.model.likelihood.nats_offset()  # nats of the 8-bit data for continuous likelihoods
         bound, rec = bound + offset, rec + offset
         return {"train_elbo": rec - kl, "train_bound": bound, "train_rec": rec, "train_kl": kl}
-
-    def log_weights(self, params):
-        """(x (B, n), noise (K, B, noise_size)) -> log p(x, z) - log q(z|x) of the K draws (K, B), every layer's
-        codes, as the IWAE bound sums them (:func:`gvae.model.objectives.log_weights`). gvae eval reads this
-        task's runs as a model; it reads by these the runs of the tasks built on it whose models it cannot open
-        (vlae)."""
-        return lambda x, noise: sum(log_weights(self.model, params, x, noise))
 
     def validate(self, params, valid):
         """``valid_elbo``: the mean validation ELBO (nats per image)."""

@@ -6,9 +6,10 @@ Data, batches, validation and the best epoch are those of ``generate``. The test
 importance-sampled estimate of log p(x): the IWAE bound L_K with K = 1,000 samples of q on the first 1,000
 test images (:func:`gvae.training.validation.log_px_estimate`), the estimate ``gvae eval --iw-samples 1000
 --limit 1000`` gives a VAE. ``gvae eval`` estimates it on the whole test set by the same log-weights
-(:meth:`Generate.log_weights`)."""
+(:meth:`Ladder.log_weights`)."""
 from ...kernels import generator
 from ...model.ladder import VLAE
+from ...model.objectives import log_weights
 from ..batching import EVAL_SEED
 from ..validation import log_px_summary
 from .base import changed_flags, read_by_weights, register_task, require
@@ -37,6 +38,11 @@ class Ladder(Generate):
         for name in ("inference", "merge"):
             del arguments[name]
         return VLAE(**arguments)
+
+    def log_weights(self, params):
+        """(x (B, n), noise (K, B, noise_size)) -> log p(x, z_1..z_L) - log q(z_1..z_L|x) of the K draws (K, B), as
+        the IWAE bound sums them (:func:`gvae.model.objectives.log_weights`)."""
+        return lambda x, noise: sum(log_weights(self.model, params, x, noise))
 
     def test_summary(self, params, test, best_valid):
         """The generate task's numbers and ``test_log_px`` (:func:`log_px_summary`, noise from EVAL_SEED),
