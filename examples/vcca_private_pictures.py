@@ -64,20 +64,20 @@ def main(args):
     from gvae.plots.images import plot_image_grid
     from gvae.training.runs import load_model
     from gvae.training.tasks.vcca import NOISY_SEED
-    model, params, config = load_model(args.run)
+    try:
+        model, params, config = load_model(args.run)
+    except (OSError, ValueError) as e:  # no run there, a damaged or diverged one
+        print(f"vcca_private_pictures: {e}", file=sys.stderr)
+        return 2
     if config.task != "vcca" or not config.private:
         what = f"a {config.task} run" if config.task != "vcca" else "a VCCA without private codes"
         print(f"vcca_private_pictures: {args.run} holds {what}; this picture draws VCCA-private's private codes "
               "(gvae train --task vcca --private P)", file=sys.stderr)
         return 2
-    if model.n_in != model.n_in2:
-        print(f"vcca_private_pictures: {args.run} has views of {model.n_in} and {model.n_in2} units; this picture "
-              "tiles both views' images in one grid", file=sys.stderr)
-        return 2
-    x1, _, labels = noisy_mnist(load_mnist(args.data), NOISY_SEED)["test"]
-    try:
+    try:  # the data the run trained on, and one test pair of each class in it
+        x1, _, labels = noisy_mnist(load_mnist(args.data), NOISY_SEED)["test"]
         rows = first_of_each_class(labels)
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         print(f"vcca_private_pictures: {e}", file=sys.stderr)
         return 2
     x1 = np.ascontiguousarray(x1[rows], dtype=model.dtype)

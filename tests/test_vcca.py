@@ -325,7 +325,7 @@ def test_private_codes_and_the_view_weight_belong_to_vcca_only():
         TrainConfig(view_weight=2.0)
 
 
-def test_the_private_pictures_keep_the_shared_code_and_draw_the_private_ones():
+def test_the_private_pictures_keep_the_shared_code_and_draw_the_private_ones(tmp_path, capsys):
     """examples/vcca_private_pictures.py: every column of a row decodes the mean of q(z|x1) with private codes
     h1, h2 drawn from the generator, one draw per column shared by the rows, written out in NumPy; and the
     first pair of each class is picked, a class without one refused by name."""
@@ -350,3 +350,6 @@ def test_the_private_pictures_keep_the_shared_code_and_draw_the_private_ones():
     np.testing.assert_array_equal(example.first_of_each_class([3, 1, 0, 1, 2], classes=4), [2, 1, 4, 0])
     with pytest.raises(ValueError, match=r"no pair of class \[2\]"):
         example.first_of_each_class([0, 1, 3, 1], classes=4)
+    # A folder without a run: one line on stderr, exit 2
+    assert example.main(example.parse_args([str(tmp_path / "none"), "--out", str(tmp_path / "p.png")])) == 2
+    assert "no run folder" in capsys.readouterr().err
