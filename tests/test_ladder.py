@@ -1,6 +1,7 @@
 """The variational ladder autoencoder (--task vlae): its bound against a dense NumPy reference, the
 gradients of the ELBO and IWAE losses against finite differences, the ladder's shapes, a run from the
-command line that resumes to the same numbers and that gvae eval estimates, and the refusals."""
+command line that resumes to the same numbers and that gvae eval, sample and analyze read as a VAE's run
+(the heads and densities they use checked exactly), a loaded ladder's decoder, and the refusals."""
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ from gvae.model.objectives import elbo, training_loss
 from gvae.training import TrainConfig
 from gvae.training.runs import load_model
 from tests.gradcheck import check_vjp
-from tests.helpers import assert_eval_estimates, trained_straight_and_resumed
+from tests.helpers import fake_splits, trained_straight_and_resumed
 
 
 def _tiny(posterior="diagonal", seed=0, n=4, hidden=((5, 4), (3,)), sizes=(2, 3)):
@@ -52,6 +53,14 @@ def test_the_bound_is_the_ladders_elbo_written_out_in_numpy():
     logits = _mlp(params, "dec.", np.concatenate([t2, zs[0]], -1), 3)      # [4 + 2] -> 4 -> 5 -> 6
     rec = (x * logits - np.logaddexp(0, logits)).sum(-1).mean(0)
     np.testing.assert_allclose(elbo(model, params, x, eps), rec - kl, rtol=1e-12)
+    # The heads gvae analyze refines, and log q(z_1, z_2 | x) of the draws (the proposals' density).
+    for got, want in zip(model.mean_heads(params, x), heads):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    log_q = 0.0
+    for head, d, z in zip(heads, (2, 3), zs):
+        mu, sigma = head[:, :d], np.logaddexp(0, head[:, d:]) + model.layers[0].family.floor
+        log_q = log_q - (0.5 * ((z - mu) / sigma) ** 2 + np.log(sigma) + 0.5 * np.log(2 * np.pi)).sum(-1)
+    np.testing.assert_allclose(model.log_q(params, x, zs), log_q, rtol=1e-12)
 
 
 @settings(max_examples=10, deadline=None)
@@ -81,12 +90,64 @@ def test_a_vlae_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     assert np.isfinite(summary["test_log_px"]) and {"enc2.W0", "dec2.W0"} <= set(meta["param_shapes"])
     model, params, config = load_model(tmp_path / "straight")
     assert isinstance(model, VLAE) and config.task == "vlae" and set(params) == set(meta["param_shapes"])
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "variational ladder autoencoder (--task vlae)")
-    # The summary's L_1000 on the same 40 test images, with other noise: the same estimate within its spread.
-    capsys.readouterr()
-    assert main(["eval", str(tmp_path / "straight"), "--data", str(data), "--iw-samples", "1000", "--quiet"]) == 0
-    result = json.loads((tmp_path / "straight" / "eval.json").read_text())
+    # gvae eval reads the run as a VAE's: the summary's L_1000 on the same 40 test images, with other noise,
+    # is the same estimate within its spread, and the bounds come in order.
+    run = tmp_path / "straight"
+    assert main(["eval", str(run), "--data", str(data), "--iw-samples", "1000", "--quiet"]) == 0
+    result = json.loads((run / "eval.json").read_text())
     assert result["n_test"] == 40 and abs(result["test_log_likelihood"] - summary["test_log_px"]) < 0.1
+    bounds = [result["test_iwae_1"], result["test_iwae_5"], result["test_iwae_50"], result["test_log_likelihood"]]
+    assert np.all(np.isfinite(bounds)) and bounds == sorted(bounds), result
+    # sample draws every layer's code from the prior and decodes them all; analyze refines every layer's
+    # posterior and takes each code's ELBO surgery (each q(z_l | x) of x alone, each prior N(0, I)).
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "drawn"), "--quiet"]) == 0
+    assert (tmp_path / "drawn_means.png").stat().st_size > 0 and (tmp_path / "drawn_samples.png").stat().st_size > 0
+    assert main(["analyze", str(run), "--data", str(data), "--points", "4", "--iw-samples", "20",
+                 "--refine-steps", "20", "--surgery-points", "30", "--quiet"]) == 0
+    analysis = json.loads((run / "analysis.json").read_text())
+    assert "every layer" in analysis["surgery_note"] and analysis["gaps"]["points"] == 4
+    for layer in analysis["layers"]:
+        s = layer["surgery"]
+        assert s["n_points"] == 30 and 0 <= s["mutual_information"] <= s["log_n"] + 1e-6, s
+        assert s["mean_kl"] == pytest.approx(s["mutual_information"] + s["marginal_kl"])
+    assert np.isfinite([analysis["gaps"]["approximation_gap"], analysis["gaps"]["amortisation_gap"]]).all()
+
+
+def test_the_ladders_heads_and_densities_are_those_the_gaps_and_proposals_read():
+    """gvae analyze's pieces on a ladder: free heads set to the encoder's reproduce the amortised ELBO draw
+    for draw (the local q is the amortised q, every layer's), and the model as its own single proposal
+    gives the IWAE log-weights of the objectives."""
+    from gvae.model.local import LocalVAE, encoder_heads, with_heads
+    from gvae.model.objectives import log_weights
+    from gvae.model.proposals import mixture_log_weights, proposal_terms
+    model, params, x, eps = _tiny("chain", seed=3)
+    local = with_heads(params, encoder_heads(model, params, x))
+    np.testing.assert_allclose(elbo(LocalVAE(model), local, x, eps), elbo(model, params, x, eps), rtol=1e-12)
+    (terms,) = proposal_terms(model, params, [(model, params)], x, [eps])
+    np.testing.assert_allclose(mixture_log_weights(terms), sum(log_weights(model, params, x, eps)), rtol=1e-12)
+
+
+def test_a_loaded_ladder_decodes_every_layers_code_and_refuses_fewer(tmp_path):
+    """gvae.load of a ladder run: decode takes every layer's code (a list bottom first), equal to the
+    model's decoder; reconstruct decodes the mean pass; one array or a wrong width is refused in words."""
+    import gvae
+    data = tmp_path / "mnist.npz"
+    splits = fake_splits({"train": 60, "valid": 20, "test": 20}, seed=1)
+    np.savez(data, **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
+    assert main(["train", "--task", "vlae", "--latent", "2", "3", "--hidden", "8", "/", "4", "--epochs", "1",
+                 "--data", str(data), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    vae = gvae.load(tmp_path / "run")
+    model, params = vae.model, vae.params
+    zs = [np.zeros((2, 2), np.float32), np.ones((2, 3), np.float32)]
+    np.testing.assert_array_equal(vae.decode(zs), model.likelihood.mean(model.likelihood_params(params, zs), params))
+    x = splits["test"][0][:3]
+    means = [q.mu for q in vae.encode_layers(x)]
+    np.testing.assert_array_equal(vae.reconstruct(x), vae.decode(means))
+    assert vae.sample(5).shape == (5, 784)
+    with pytest.raises(ValueError, match=r"reads 2 layers' codes \(\(N, 2\), \(N, 3\), bottom first\), got 1"):
+        vae.decode(zs[0])
+    with pytest.raises(ValueError, match=r"expected latent points of shape \(N, 2\), \(N, 3\), got \(2, 2\), \(2, 4\)"):
+        vae.decode([zs[0], np.zeros((2, 4))])
 
 
 @pytest.mark.parametrize("settings,message", [

@@ -34,7 +34,9 @@ from .surgery import elbo_surgery
 
 ACTIVITY_THRESHOLD = 0.01
 GAP_BATCH, GAP_MEMORY_MB = 100, 256  # points refined at once; bound on one decoder pass of the gaps' sampling
-SURGERY_NOTES = {  # why a hierarchy's layers other than surgery_layer's have none
+SURGERY_NOTES = {  # which of a hierarchy's layers have an ELBO surgery (surgery_layers), and why the others have none
+    "independent": "ELBO surgery of every layer: each code's posterior is a function of x alone and its prior is "
+                   "N(0, I)",
     "bottom-up": "no ELBO surgery: bottom-up, the top layer's posterior is conditional on a sample of the layer "
                  "below, and a lower layer's prior is p(z_l | z_{l+1}), not N(0, I)",
     "top-down": "ELBO surgery of the top layer only: a lower layer's posterior and prior are conditional on a "
@@ -80,20 +82,27 @@ def sample_points(n, points, seed):
     return np.sort(np.random.default_rng(seed).choice(n, size=points, replace=False))
 
 
-def surgery_layer(model):
-    """The index (0 = bottom) of the layer whose ELBO surgery is measured, or None: the top layer where
-    its posterior q(z_L|x) depends on x alone (one layer, or top-down inference) and its prior is N(0, I).
-    Bottom-up, the top layer's q is conditional on a sample of the layer below (its q(z_L|x) is a
-    continuous mixture with no closed density), and every lower layer's prior is p(z_l|z_{l+1})."""
+def surgery_layers(model):
+    """The indices (0 = bottom) of the layers whose ELBO surgery is measured: those whose posterior q(z_l|x)
+    depends on x alone and whose prior is N(0, I). Every layer of a model with independent codes (the
+    ladder); otherwise the top layer of one layer or of top-down inference. Bottom-up, a VAE's top layer's q
+    is conditional on a sample of the layer below (its q(z_L|x) is a continuous mixture with no closed
+    density), and every lower layer's prior is p(z_l|z_{l+1}): none."""
     top = len(model.layers) - 1
-    return top if top == 0 or model.inference == "top-down" else None
+    if model.independent_codes:
+        return list(range(top + 1))
+    return [top] if top == 0 or model.inference == "top-down" else []
 
 
-def surgery(model, params, x, rng, samples):
-    """The ELBO surgery of :func:`surgery_layer`'s layer over the rows of x (N, n), ``samples`` samples of
-    z per row from ``rng`` (a generator of x's device): a JSON-ready dict of the means of
-    :func:`gvae.evaluation.surgery.elbo_surgery`'s parts with their standard errors over the rows."""
-    at = surgery_layer(model)
+def _surgery_note(model):
+    """The ``surgery_note`` of a hierarchy: :data:`SURGERY_NOTES` for its kind."""
+    return SURGERY_NOTES["independent" if model.independent_codes else model.inference]
+
+
+def surgery(model, params, x, rng, samples, at):
+    """The ELBO surgery of layer ``at`` (one of :func:`surgery_layers`) over the rows of x (N, n),
+    ``samples`` samples of z per row from ``rng`` (a generator of x's device): a JSON-ready dict of the
+    means of :func:`gvae.evaluation.surgery.elbo_surgery`'s parts with their standard errors over the rows."""
     layer, used = model.layers[at], x.shape[0]
     q = model.infer(params, x)[0][at]
     eps = rng.standard_normal((samples, used, layer.size), dtype=model.dtype)
@@ -160,13 +169,12 @@ def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions
               "rate": float(rate.mean()), "distortion": float(distortion.mean()),
               "elbo": float(-(rate + distortion).mean()), "gaps": None, "seconds": timings}
     if not one_layer:
-        result["surgery_note"] = SURGERY_NOTES[model.inference]
-    at = surgery_layer(model)
-    if at is not None:
-        start = time.perf_counter()
-        layers[at]["surgery"] = {
-            **surgery(model, params, x[to_device(surgery_idx, device)], generator(device, seed + 3), surgery_samples),
-            **_points_note(surgery_points, n)}
+        result["surgery_note"] = _surgery_note(model)
+    start, chosen = time.perf_counter(), x[to_device(surgery_idx, device)]
+    for at in surgery_layers(model):  # each layer's draws from a stream of its own (the top layer's: seed + 3)
+        stream = generator(device, seed + 3 + len(model.layers) - 1 - at)
+        layers[at]["surgery"] = {**surgery(model, params, chosen, stream, surgery_samples, at),
+                                 **_points_note(surgery_points, n)}
         timings["surgery"] = time.perf_counter() - start
     if not refinable:
         result["gaps_note"] = ("no inference gaps: with the precision merge a layer's posterior is the merge of a "

@@ -15,15 +15,16 @@ def _on_device(model, params, a):
     return to_device(np.ascontiguousarray(a, dtype=model.dtype), device_of(*params.values()))
 
 
-def decoder_means(model, params, z):
-    """The likelihood's mean of x for latent points z (N, d) on the device of ``params``, as float64
-    (N, n) on the host."""
-    return to_host(model.likelihood.mean(model.decode(params, z), params)).astype(np.float64)
+def decoder_means(model, params, zs):
+    """The likelihood's mean of x for the codes zs (a list bottom first of (N, d_l) on the device of
+    ``params``; a VAE's decoder reads the bottom one), as float64 (N, n) on the host."""
+    return to_host(model.likelihood.mean(model.likelihood_params(params, zs), params)).astype(np.float64)
 
 
 def reconstructions(model, params, x):
-    """The decoder means at the posterior means z = mu(x) of the images x (N, n): float64 (N, n)."""
-    return decoder_means(model, params, model.encode(params, _on_device(model, params, x)).mu)
+    """The decoder means at the posterior means of the images x (N, n), every layer's from the mean pass
+    (:meth:`VAE.infer` without noise): float64 (N, n)."""
+    return decoder_means(model, params, model.infer(params, _on_device(model, params, x))[1])
 
 
 def prior_means(model, params, n, seed):
@@ -50,7 +51,7 @@ def manifold_means(model, params, n):
         raise ValueError(f"the manifold picture needs one 2-d stochastic layer, this model has "
                          f"{'-'.join(map(str, model.sizes))}")
     z, values = manifold_grid(n)
-    return decoder_means(model, params, _on_device(model, params, z)), values
+    return decoder_means(model, params, [_on_device(model, params, z)]), values
 
 
 def factor_diagonals(model, params, x, most):

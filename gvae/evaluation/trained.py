@@ -8,6 +8,8 @@
 
 A hierarchy (``gvae train --latent 100 50``) works the same way: ``encode`` gives the bottom layer's
 posterior, ``encode_layers`` every layer's, ``decode`` takes z_1, and ``sample`` draws from the top down.
+The variational ladder's decoder reads every layer's code (``--task vlae``): its ``decode`` takes them all,
+a list bottom first.
 
 Images go in as the data sets hold them (floats in [0, 1], shape (N, n)); they are turned into the
 model's observations (binarised, or dequantised for continuous likelihoods) where a density is needed,
@@ -65,25 +67,34 @@ class TrainedModel:
 
     def decode(self, z):
         """The decoder's mean image (the median for logit-normal likelihoods) for latent points z (N, d)
-        (in a hierarchy, points z_1 of the bottom layer)."""
-        z = to_device(np.asarray(z, dtype=self.model.dtype) if device_of(z) == "cpu" else z, self.device)
-        d = self.model.sizes[0]
-        if z.ndim != 2 or z.shape[1] != d:
-            raise ValueError(f"expected latent points of shape (N, {d}), got {tuple(z.shape)}")
-        return self.model.likelihood.mean(self.model.decode(self.params, z), self.params)
+        (in a hierarchy, points z_1 of the bottom layer; of the ladder, a list bottom first of every layer's
+        (N, d_l))."""
+        model, codes = self.model, self.model.decoded_codes
+        zs = list(z) if isinstance(z, (list, tuple)) else [z]
+        want = ", ".join(f"(N, {d})" for d in model.sizes[:codes])
+        if len(zs) != codes:
+            raise ValueError(f"the decoder reads {codes} layer{'s' if codes > 1 else ''}' codes ({want}, bottom "
+                             f"first), got {len(zs)}")
+        zs = [to_device(np.asarray(c, dtype=model.dtype) if device_of(c) == "cpu" else c, self.device) for c in zs]
+        if any(c.ndim != 2 or c.shape != (zs[0].shape[0], d) for c, d in zip(zs, model.sizes)):
+            raise ValueError(f"expected latent points of shape {want}, got "
+                             + ", ".join(str(tuple(c.shape)) for c in zs))
+        return model.likelihood.mean(model.likelihood_params(self.params, zs), self.params)
 
     def sample(self, n, seed=0, mean=True):
         """n images from the model: z ~ N(0, I) (in a hierarchy z_L ~ N(0, I), then each z_l | z_{l+1}
         down to z_1), then the decoder's mean (``mean``) or a draw of x|z."""
         rng = generator(self.device, seed)
         eps = rng.standard_normal((int(n), self.model.noise_size), dtype=self.model.dtype)
-        out = self.model.decode(self.params, self.model.prior_sample(self.params, eps)[0])
+        out = self.model.likelihood_params(self.params, self.model.prior_sample(self.params, eps))
         lik = self.model.likelihood
         return lik.mean(out, self.params) if mean else lik.sample(out, self.params, rng)
 
     def reconstruct(self, x):
-        """The decoder's mean image at each image's posterior mean: decode(encode(x).mu)."""
-        return self.decode(self.encode(x).mu)
+        """The decoder's mean image at each image's posterior mean, every layer's from the mean pass:
+        decode(encode(x).mu) (the ladder: decode of every layer's mean)."""
+        means = [q.mu for q in self.encode_layers(x)]
+        return self.decode(means[:self.model.decoded_codes])
 
     def elbo(self, x, seed=0):
         """The ELBO of each image (nats of the data, one Monte Carlo sample; analytic KL where the run's is)."""

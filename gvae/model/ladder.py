@@ -29,7 +29,15 @@ class VLAE:
     (``likelihood_options``); parameters of ``dtype`` initialised by ``init``. Provides what the objectives
     need (:class:`gvae.model.interface.ObjectiveModel`), so the ELBO and the IWAE bound score it."""
     inference = "bottom-up"  # the features are computed bottom-up; no layer conditions another's posterior
+    # Every q(z_l | x) is a function of x alone and every prior N(0, I): each code's ELBO surgery (gvae analyze)
+    # has a closed-form q(z_l | x) to mix, where a VAE hierarchy's conditional layers do not.
+    independent_codes = True
     split_noise = VAE.split_noise
+
+    @property
+    def decoded_codes(self):
+        """How many layers' codes, bottom first, the decoder reads: every layer's."""
+        return len(self.layers)
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal", likelihood="bernoulli",
                  dtype=np.float32, posterior_options=None, likelihood_options=None, init="uniform"):
@@ -88,6 +96,24 @@ class VLAE:
             qs.append(q)
             zs.append(q.mu if e is None else layer.family.sample(q, e))
         return qs, zs
+
+    def mean_heads(self, params, x):
+        """The head values (B, head_size(d_l)) of each layer's q(z_l | x), bottom first: the q's parameters
+        as the family's ``split`` takes them (each a function of x alone, so the mean pass is every pass)."""
+        heads, h = [], x
+        for layer in self.layers:
+            h = layer.encoder.features(params, h)
+            heads.append(layer.encoder.head(params, h))
+        return heads
+
+    def log_q(self, params, x, zs):
+        """log q(z_1, ..., z_L | x) of given samples zs (bottom first, (..., B, d_l)): each layer's log-density
+        under its q(z_l | x), summed (no layer's q depends on the others' samples)."""
+        total = None
+        for layer, q, z in zip(self.layers, self.infer(params, x)[0], zs):
+            term = layer.family.log_prob(q, z)
+            total = term if total is None else total + term
+        return total
 
     def encode(self, params, x):
         """The bottom layer's q(z_1 | x)."""

@@ -109,6 +109,10 @@ class VAE:
     Parameters live in one :class:`FlatParams` buffer (float32 by default), layer by layer (encoder,
     top-down weight, decoder), then the likelihood's own ``lik.*``; the networks' weights are initialised
     by the scheme ``init`` (a name in :data:`gvae.model.layers.INITS`)."""
+    # Whether every q(z_l | x) is a function of x alone with an N(0, I) prior: in a hierarchy a layer's q or
+    # prior is conditional on a sample of its neighbour (the ladder's codes are independent).
+    independent_codes = False
+    decoded_codes = 1  # the decoder reads z_1 alone (likelihood_params of a pass's codes is decode(z_1))
 
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
                  likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None,

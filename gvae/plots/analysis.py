@@ -66,7 +66,8 @@ def plot_gaps(result, path):
              label=f"approximation gap {approx:.2f}")
     bars.bar([0], [amort], 0.6, bottom=[approx], yerr=gaps["amortisation_gap_sem"], capsize=4, color="C1",
              label=f"amortisation gap {amort:.2f}")
-    bars.set_xticks([0], [f"{result.get('posterior', '?')}"])
+    family = result.get("posterior", "?")  # a hierarchy's: one name per layer, bottom first
+    bars.set_xticks([0], ["+".join(family) if isinstance(family, (list, tuple)) else family])
     bars.set_xlim(-0.8, 0.8)
     top = approx + amort + (gaps["amortisation_gap_sem"] or 0.0)
     bars.set_ylim(min(0.0, approx, approx + amort) * 1.1, max(top, approx, 1e-3) * 1.45)  # room for the legend

@@ -100,7 +100,7 @@ def open_run(run_dir, which="best", device="cpu", weighted=False):
     model, params, config = load_model(run_dir, which, device)
     cls = task_class(config.task)
     task = None
-    if cls.cannot_open is not None:  # every other user of an OpenRun needs a VAE's decoder and prior
+    if cls.cannot_open is not None:  # every other user needs a VAE's passes (a ladder's are the same calls)
         task = cls(config, model, device) if weighted else None
         if task is None or task.log_weights(params) is None:
             raise ValueError(f"{run_dir} holds {cls.cannot_open}")
@@ -113,5 +113,5 @@ def prior_draws(model, params, n, seed, device="cpu"):
     ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. Returns (out, rng)."""
     rng = generator(device, seed)
     eps = rng.standard_normal((n, model.noise_size), dtype=model.dtype)
-    return model.decode(params, model.prior_sample(params, eps)[0]), rng
+    return model.likelihood_params(params, model.prior_sample(params, eps)), rng
 

@@ -5,14 +5,16 @@ codes at several depths of one generative network, trained on the objectives of 
 Data, batches, validation and the best epoch are those of ``generate``. The test summary adds an
 importance-sampled estimate of log p(x): the IWAE bound L_K with K = 1,000 samples of q on the first 1,000
 test images (:func:`gvae.training.validation.log_px_estimate`), the estimate ``gvae eval --iw-samples 1000
---limit 1000`` gives a VAE. ``gvae eval`` estimates it on the whole test set by the same log-weights
-(:meth:`Ladder.log_weights`)."""
+--limit 1000`` gives a VAE. Its runs are read as a VAE's: ``gvae eval`` estimates log p(x) on the whole test
+set by the same log-weights in the VAE's blocks; ``gvae sample`` and ``plot`` draw codes of every layer from
+the prior and decode them all; ``gvae analyze`` refines every layer's posterior for the gaps and takes each
+code's ELBO surgery (each q(z_l | x) is of x alone, each prior N(0, I))."""
 from ...kernels import generator
 from ...model.ladder import VLAE
 from ...model.objectives import log_weights
 from ..batching import EVAL_SEED
 from ..validation import log_px_summary
-from .base import changed_flags, read_by_weights, register_task, require
+from .base import changed_flags, register_task, require
 from .generate import Generate, vae_arguments
 
 
@@ -21,7 +23,6 @@ class Ladder(Generate):
     """The VLAE, trained on :func:`gvae.model.objectives.training_loss` as the VAE is."""
     about = ("the variational ladder autoencoder (Zhao et al. 2017): one code per --latent size, each inferred "
              "from features of its own depth and injected at that depth of one generative network")
-    cannot_open = read_by_weights("a variational ladder autoencoder (--task vlae)")
 
     @classmethod
     def check_config(cls, config):
