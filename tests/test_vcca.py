@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 from gvae.io.noisy_mnist import noisy_mnist, rotate, two_views
 from gvae.model.vcca import VCCA, vcca_loss
 from gvae.training import TrainConfig
+from gvae.training.runs import open_run
 from gvae.training.validation import linear_svm_error, pairwise_svm_error
 from tests.gradcheck import check_vjp
 from tests.helpers import assert_eval_estimates, fake_splits, trained_straight_and_resumed
@@ -40,6 +41,8 @@ def test_the_two_views_follow_the_recipe_and_are_reproducible():
     # A split's views do not depend on the other splits.
     other = noisy_mnist({**data, "train": fake_splits({"train": 20}, seed=9)["train"]}, seed=3)
     assert other["test"][1].tobytes() == views["test"][1].tobytes()
+    alone = noisy_mnist({"test": data["test"]}, seed=3, splits=("test",))  # what gvae eval builds
+    assert list(alone) == ["test"] and all(a.tobytes() == b.tobytes() for a, b in zip(alone["test"], views["test"]))
     x, y = data["train"]
     v1, v2, labels = views["train"]
     assert v1.dtype == v2.dtype == np.float32 and v1.shape == v2.shape == x.shape
@@ -290,6 +293,12 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     assert summary["svm_ovo_c"] in (0.1, 1.0, 10.0) and 0 <= summary["svm_ovo_test_error"] <= 1
     assert {"priv1.W0", "priv2.W0", "dec2.W0"} <= set(meta["param_shapes"])
     assert_eval_estimates(tmp_path / "straight", data, capsys, "holds a VCCA (--task vcca)")
+    # gvae eval's test pairs, built alone, are those of the run's own inputs.
+    task = open_run(tmp_path / "straight", weighted=True).task
+    loaded = dict(np.load(data))
+    splits = {split: (loaded[f"{split}_x"], loaded[f"{split}_y"]) for split in ("train", "valid", "test")}
+    for got, want in zip(task.test_inputs(splits), task.on_device(task.inputs(splits))["test"]):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_vcca_run_with_a_diagonal_gaussian_view_2_resumes_to_the_same_numbers(tmp_path):

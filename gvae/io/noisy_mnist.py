@@ -69,12 +69,13 @@ def two_views(x, y, rng, side=28):
     return rotate(x, angles, side), np.minimum(x[partner] + noise, 1.0)
 
 
-def noisy_mnist(data, seed=0):
-    """The two views of every split of ``data`` ({split: (x, y)}, as :func:`gvae.io.mnist.load_mnist` returns
-    it) as {split: (view1, view2, y)}, made with the generator of ``seed`` and the split's name. ValueError
-    naming the split when it has no labels (the partner of an image is drawn from its class)."""
+def noisy_mnist(data, seed=0, splits=SPLITS):
+    """The two views of the ``splits`` of ``data`` ({split: (x, y)}, as :func:`gvae.io.mnist.load_mnist` returns
+    it) as {split: (view1, view2, y)}, made with the generator of ``seed`` and the split's name (so a split
+    built alone is the same as built with the others). ValueError naming the split when it has no labels (the
+    partner of an image is drawn from its class)."""
     out = {}
-    for split in SPLITS:
+    for split in splits:
         part = data[split]
         if len(part) < 2 or part[1] is None:
             raise ValueError(f"noisy MNIST pairs images of one class, and the {split} split has no labels; give a "

@@ -86,7 +86,7 @@ class OpenRun(NamedTuple):
         test = data["test"]
         labels = test[1][:limit] if len(test) > 1 else None
         if self.task is not None:  # the test observations as the task trained and summarised on them
-            rows = self.task.eval_rows(self.task.on_device(self.task.inputs(data))["test"])
+            rows = self.task.eval_rows(self.task.test_inputs(data))
             return self._replace(test_x=to_host(rows)[:limit], test_y=labels)
         return self._replace(test_x=fixed_eval_sets(data, self.model)[1][:limit], test_y=labels)
 

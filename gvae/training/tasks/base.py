@@ -157,6 +157,12 @@ class Task(abc.ABC):
                         *(to_device(a, self.device) for a in arrays[1:]))
                 for split, arrays in inputs.items()}
 
+    def test_inputs(self, data):
+        """The test split's inputs as :meth:`on_device` gives them (a tuple), for reading a trained run
+        (:meth:`gvae.training.runs.OpenRun.with_test_set`); a task whose inputs cost much to build builds
+        the test split's alone."""
+        return self.on_device(self.inputs(data))["test"]
+
     def batches(self, train, batch_size, rng):
         """An epoch's batches of the training inputs ``train`` (a tuple of device arrays), drawn from the
         device's generator ``rng``: by default every row once, in the shuffled order of
