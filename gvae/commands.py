@@ -301,10 +301,11 @@ def _sample(args):
 
     prefix = _sample_prefix(args)
     check_writable(Path(prefix).parent, "the pictures (--out)")
-    run = open_run(args.run, args.params, args.device)
+    run = open_run(args.run, args.params, args.device, sampled=True)
     model, params, config = run.model, run.params, run.config
     check_sampling(model, args.n)
-    out, rng = prior_draws(model, params, args.n, args.seed, args.device)  # the z of gvae plot's decoder_means.png
+    noise = {} if run.task is None else {"noise": run.task.noise}  # a task's own: uniforms for binary units
+    out, rng = prior_draws(model, params, args.n, args.seed, args.device, **noise)  # gvae plot's decoder_means.png z
     titled = _can_draw()  # without matplotlib: plain grids, without titles
     kinds = {"means": (model.likelihood.mean(out, params), "Decoder means"),
              "samples": (model.likelihood.sample(out, params, rng), "Samples x ~ p(x|z)")}
@@ -318,7 +319,7 @@ def _sample(args):
             from .plots.images import plot_image_grid, prior_draws_title
             from .plots.titles import run_title
             plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params),
-                            run_title(config, args.run))
+                            run_title(config, args.run, run.task is None or run.task.posterior_family))
         written.append(path)
     if not args.quiet:
         print("wrote " + ", ".join(written) + ("" if titled else " (untitled: pip install 'gvae[plot]' for titles)"))

@@ -1,4 +1,6 @@
 """Data and runs the tests share: small generated images, written as the .npz files ``gvae --data`` reads."""
+from pathlib import Path
+
 import numpy as np
 
 
@@ -85,9 +87,10 @@ def assert_eval_refuses(run, data, capsys, phrase):
     assert err.count("\n") == 0 and phrase in err, err
 
 
-def assert_eval_estimates(run, data, capsys, phrase):
+def assert_eval_estimates(run, data, capsys, phrase, samples=False):
     """``gvae eval run`` of a task with its own log-weights writes eval.json, its bounds finite and in order
-    (L_1 <= L_5 <= L_K); ``gvae sample run`` refuses it in one line that contains ``phrase``."""
+    (L_1 <= L_5 <= L_K); ``gvae sample run`` refuses it in one line that contains ``phrase``, or with
+    ``samples`` (a model that draws from its prior) writes its pictures, and ``gvae analyze`` refuses it."""
     import json
 
     from gvae.cli import main
@@ -95,10 +98,15 @@ def assert_eval_estimates(run, data, capsys, phrase):
     result = json.loads((run / "eval.json").read_text())
     bounds = [result["test_iwae_1"], result["test_iwae_5"], result["test_log_likelihood"]]
     assert np.all(np.isfinite(bounds + [result["test_elbo"]])) and bounds == sorted(bounds), result
+    if samples:
+        prefix = run.parent / f"{run.name}-drawn"
+        assert main(["sample", str(run), "--n", "4", "--out", str(prefix), "--quiet"]) == 0
+        assert all(Path(f"{prefix}_{kind}.png").stat().st_size > 0 for kind in ("means", "samples"))
     capsys.readouterr()
-    assert main(["sample", str(run)]) == 2
+    assert main(["analyze", str(run), "--data", str(data)] if samples else ["sample", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and phrase in err and "gvae eval estimates its log p(x)" in err, err
+    assert ("gvae sample draws from its prior" in err) == samples, err
 
 
 # One training step of examples/torch_banded_vae.py's VAE for each banded posterior, and its evaluation.

@@ -63,6 +63,22 @@ def test_the_log_weights_are_the_models_written_out_in_numpy():
     np.testing.assert_allclose(rec, _bern(out, x), rtol=1e-12)
 
 
+@pytest.mark.parametrize("autoregressive", [False, True])
+def test_the_prior_draws_are_the_model_written_out_in_numpy(autoregressive):
+    """gvae sample's draws: z_i = [u_i < sigmoid(a_i)] (DARN: + sum_{j<i} P_ij z_j, unit by unit), then the
+    decoder's output at z."""
+    model, params, rng = _tiny(seed=5, n_in=5, latent=4, autoregressive=autoregressive)
+    u = rng.random((7, 4))
+    P = params[PRIOR_AR] * np.tril(np.ones((4, 4)), -1) if autoregressive else np.zeros((4, 4))
+    z = np.zeros((7, 4))
+    for i in range(4):
+        z[:, i] = u[:, i] < 1 / (1 + np.exp(-(params[PRIOR] + z @ P.T)[:, i]))
+    (got,) = model.prior_sample(params, u)
+    np.testing.assert_array_equal(got, z)
+    out = _elu(z @ params["dec.W0"] + params["dec.b0"]) @ params["dec.W1"] + params["dec.b1"]
+    np.testing.assert_allclose(model.likelihood_params(params, [got]), out, rtol=1e-12)
+
+
 def test_the_signals_are_the_bound_minus_the_bound_without_each_sample():
     log_w = np.random.default_rng(2).normal(-50, 3, (4, 5))
     got = leave_one_out_signals(log_w)
@@ -117,7 +133,7 @@ def test_an_sbn_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
         tmp_path, ["--task", "sbn", "--iw-samples", "3", "--latent", "8", "--hidden", "16", "--batch-size", "40"])
     assert summary["task"] == "sbn" and summary["log_px_images"] == 40 and summary["log_px_samples"] == 1000
     assert summary["test_log_px"] > summary["test_elbo"] and PRIOR in meta["param_shapes"]
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "binary latent units (--task sbn)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "binary latent units (--task sbn)", samples=True)
 
 
 @pytest.mark.parametrize("settings,message", [
@@ -326,4 +342,4 @@ def test_a_darn_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
         tmp_path, ["--task", "darn", "--iw-samples", "3", "--latent", "8", "--hidden", "16", "--batch-size", "40"])
     assert summary["task"] == "darn" and summary["test_log_px"] > summary["test_elbo"]
     assert meta["param_shapes"][ENCODER_AR] == [8, 8] and meta["param_shapes"][PRIOR_AR] == [8, 8]
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "a DARN (--task darn)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "a DARN (--task darn)", samples=True)

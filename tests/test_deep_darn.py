@@ -62,6 +62,25 @@ def test_the_log_weights_are_the_model_written_out_in_numpy():
     np.testing.assert_allclose(rec, _rec(params, x, z1), rtol=1e-12)
 
 
+def test_the_prior_draws_are_the_model_written_out_in_numpy():
+    """gvae sample's draws: the top layer unit by unit from the prior's logits, then z_1 unit by unit from
+    gen_1(z_2) and its own units before each; decoded at z_1."""
+    model, params, rng = _tiny(seed=4, n_in=5, latent=(4, 3))
+    u = rng.random((6, 7))
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    m1, m2 = np.tril(np.ones((4, 4)), -1), np.tril(np.ones((3, 3)), -1)
+    z1, z2 = np.zeros((6, 4)), np.zeros((6, 3))
+    for i in range(3):
+        z2[:, i] = u[:, 4 + i] < sig(params[PRIOR] + z2 @ (params[prior_ar(1)] * m2).T)[:, i]
+    for i in range(4):
+        z1[:, i] = u[:, i] < sig(z2 @ params["gen1.W0"] + params["gen1.b0"] + z1 @ (params[prior_ar(0)] * m1).T)[:, i]
+    codes = model.prior_sample(params, u)
+    np.testing.assert_array_equal(codes[0], z1)
+    np.testing.assert_array_equal(codes[1], z2)
+    out = _elu(z1 @ params["dec.W0"] + params["dec.b0"]) @ params["dec.W1"] + params["dec.b1"]
+    np.testing.assert_allclose(model.likelihood_params(params, codes), out, rtol=1e-12)
+
+
 def _forced(codes):
     """Uniforms that draw the given codes (K, B, units): z = [u < sigmoid]."""
     return np.where(codes > 0, 0.0, 1 - 1e-12)
@@ -157,4 +176,4 @@ def test_a_deep_darn_run_resumes_to_the_same_numbers(tmp_path, capsys, estimator
     shapes = meta["param_shapes"]
     assert shapes[encoder_ar(0)] == [8, 8] and shapes[prior_ar(1)] == [4, 4] and shapes["up1.W0"] == [8, 4]
     assert shapes["gen1.W0"] == [4, 8]
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "a DARN (--task darn)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "a DARN (--task darn)", samples=True)

@@ -287,6 +287,33 @@ def test_the_models_steps_read_the_host_twice_and_match_the_cpu(cfg, data, tmp_p
         np.testing.assert_allclose(valid[key], value, **RTOL, err_msg=key)
 
 
+@pytest.mark.parametrize("cfg", [dict(task="sbn", iw_samples=3), dict(task="darn", iw_samples=3, latent=(6, 4)),
+                                 dict(task="darn", estimator="taylor", likelihood="ar-bernoulli"),
+                                 dict(task="sbndef", latent=(6, 4), iw_samples=3), dict(task="hvm", posterior="chain"),
+                                 dict(task="vlae", latent=(6, 4), posterior=("chain", "diagonal"))],
+                         ids=lambda cfg: "-".join(str(v) for v in cfg.values() if isinstance(v, (str, tuple))))
+def test_gvae_samples_draws_from_a_tasks_prior_on_the_device(cfg, data, tmp_path):
+    """gvae sample's draws of the models read by their task's noise (binary units from uniforms, DARN's
+    unit by unit, HVM's z, the ladder's every code): on the device with nothing uploaded and two reads (the
+    means, the samples), the CPU's pictures."""
+    from gvae.training.runs import prior_draws
+    cpu, dev = trainers(cfg, data, tmp_path)
+    pictures = []
+    for t in (dev, cpu):
+        device = "fake" if t is dev else "cpu"
+        params, lik = t.params.views, t.model.likelihood
+        out, rng = prior_draws(t.model, params, 2, 9, device, noise=t.task.noise)
+        lik.mean(out, params), lik.sample(out, params, rng)  # the model's constants (masks) go over once
+        with Counting() as counts:
+            out, rng = prior_draws(t.model, params, 5, 7, device, noise=t.task.noise)
+            pictures.append([to_host(lik.mean(out, params)), to_host(lik.sample(out, params, rng))])
+        if t is dev:
+            assert counts["upload"] == 0 and counts["sync"] == 2, dict(counts)
+    for got, want in zip(*pictures):
+        assert got.shape == (5, 36)
+        np.testing.assert_allclose(got, want, **RTOL)
+
+
 def test_a_gamma_prior_with_host_constants_stays_on_the_device():
     """The gamma DEF's prior, Gamma(z; a, b) with a and b host scalars: its value and its gradient in z on the
     device without a copy to it (CuPy's broadcast_to refused the scalar: the first GPU run of --task gammadef)."""

@@ -54,6 +54,14 @@ def test_the_log_weights_are_the_extended_spaces_written_out_in_numpy():
     np.testing.assert_allclose(got[1], log_ratio, rtol=1e-12)
 
 
+def test_the_prior_draws_are_zs_slice_of_the_noise_decoded():
+    """gvae sample's draws: z ~ N(0, I), z's slice of a pass's noise, then the decoder's output."""
+    model, params, _, eps = _tiny(latent=3)
+    (z,) = model.prior_sample(params, eps[0])
+    np.testing.assert_array_equal(z, eps[0][:, 6:])
+    np.testing.assert_allclose(model.likelihood_params(params, [z]), _net(params, "dec.", eps[0][:, 6:]), rtol=1e-12)
+
+
 def test_the_weights_mean_is_p_of_x():
     """E w = p(x) on the extended space (r integrates to 1 over lambda): a one-unit code, p(x) by
     Gauss-Hermite quadrature of p(x|z) N(z; 0, 1), the mean of 400,000 weights within 4 standard errors.
@@ -90,7 +98,7 @@ def test_an_hvm_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     assert summary["task"] == "hvm" and summary["log_px_images"] == 40 and summary["log_px_samples"] == 1000
     assert summary["test_log_px"] > summary["test_elbo"]  # L_1000 above the one-draw bound, on the same images
     assert {"enc.W0", "rev.W0", "dec.W0"} <= set(meta["param_shapes"]) and meta["param_shapes"]["rev.W0"][0] == 3 + 784
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "hierarchical variational model (--task hvm)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "hierarchical variational model (--task hvm)", samples=True)
 
 
 @pytest.mark.parametrize("settings,message", [

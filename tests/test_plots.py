@@ -317,6 +317,13 @@ def test_run_title_does_not_repeat_a_folder_named_after_its_model(tmp_path):
     assert run_title(config, tmp_path / "ext50").startswith("ext50: extgrid posterior")
 
 
+def test_run_title_names_the_task_of_a_model_without_a_gaussian_posterior(tmp_path):
+    """gvae sample's pictures of a DARN run: --posterior's default names nothing the model has."""
+    config = {"task": "darn", "posterior": "diagonal", "latent": [500, 200], "hidden": [500, 500]}
+    assert run_title(config, tmp_path / "darn", posterior=False) == ("task darn, bernoulli likelihood, latent "
+                                                                    "500-200, hidden 500-500")
+
+
 @pytest.fixture(scope="module")
 def chain_run(tmp_path_factory, data):
     return train_run(tmp_path_factory.mktemp("plots") / "chain", data, "chain", 2)

@@ -39,6 +39,21 @@ def test_the_log_weights_are_the_two_layer_model_written_out_in_numpy():
     np.testing.assert_allclose(got_rec, rec, rtol=1e-12)
 
 
+def test_the_prior_draws_are_the_two_layer_model_written_out_in_numpy():
+    """gvae sample's draws: z_2 = [u_2 < sigmoid(a)], z_1 = [u_1 < sigmoid(z_2 W_1 + b_1)], the pixels' logits
+    z_1 W_0 + b_0."""
+    model, params, rng = _tiny(seed=2, n_in=5, latent=(3, 2))
+    u = rng.random((6, 5))
+    sig = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    z2 = (u[:, 3:] < sig(params[PRIOR])).astype(float)
+    z1 = (u[:, :3] < sig(z2 @ params["gen1.W0"] + params["gen1.b0"])).astype(float)
+    codes = model.prior_sample(params, u)
+    np.testing.assert_array_equal(codes[0], z1)
+    np.testing.assert_array_equal(codes[1], z2)
+    np.testing.assert_allclose(model.likelihood_params(params, codes), z1 @ params["gen0.W0"] + params["gen0.b0"],
+                               rtol=1e-12)
+
+
 def test_the_pixels_bias_starts_at_the_datas_marginal_and_the_prior_at_one_half():
     x = (np.random.default_rng(1).random((200, 4)) < [0.1, 0.3, 0.5, 0.9]).astype(np.float32)
     model = SigmoidBeliefDEF(4, (3, 2), (5,))
@@ -74,7 +89,7 @@ def test_an_sbndef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(tmp_
                    "--batch-size", "40"])
     assert summary["task"] == "sbndef" and summary["test_log_px"] >= summary["test_elbo"] - 1.0
     assert meta["param_shapes"]["up1.W0"] == [6, 3] and meta["param_shapes"]["gen1.W0"] == [3, 6]
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "sigmoid belief network DEF (--task sbndef)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "sigmoid belief network DEF (--task sbndef)", samples=True)
 
 
 @pytest.mark.parametrize("settings,message", [

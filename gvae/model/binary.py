@@ -57,6 +57,11 @@ class BinaryVAE(NetworkModel):
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
         self.noise_size = self.size
 
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return f"{'autoregressive ' if self.autoregressive else ''}binary z ~ p(z), d = {self.size}"
+
     def networks(self):
         """The encoder, the decoder and, with NVIL's baseline, its network."""
         return [self.encoder, self.decoder] + ([self.baseline] if self.baseline is not None else [])
@@ -91,6 +96,19 @@ class BinaryVAE(NetworkModel):
         prior = ops.broadcast_to(params[PRIOR], z.shape)
         return z, self.ar_logits(params, ENCODER_AR, ops.broadcast_to(bias, z.shape), z), \
             self.ar_logits(params, PRIOR_AR, prior, z)
+
+    def prior_sample(self, params, u):
+        """[z]: codes (..., latent) drawn from the prior with the uniforms u (..., latent), z_i = [u_i <
+        sigmoid(a_i)] (with DARN's weights unit by unit, a_i + sum_{j<i} P_ij z_j): what ``gvae sample``
+        decodes (constants, outside any tape)."""
+        bias = kernels.contiguous(kernels.broadcast_to(ops.value_of(params[PRIOR]), u.shape))
+        if self.autoregressive:
+            return [kernels.ar_bernoulli_draw(bias, ops.value_of(params[PRIOR_AR]), kernels.contiguous(u))]
+        return [bernoulli_draw(bias, u)]
+
+    def likelihood_params(self, params, zs):
+        """The likelihood's parameters for the codes zs ([z]): the decoder's output."""
+        return self.decoder(params, zs[0])
 
     def taylor_terms(self, params, x, u):
         """What :func:`taylor_loss` reads: ([z], [log q(z_j | z_<j, x) per unit], log p(z), log p(x|z),

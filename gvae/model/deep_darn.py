@@ -61,6 +61,12 @@ class DeepDARN(NetworkModel):
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
         self.noise_size = sum(sizes)
 
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return (f"ancestral autoregressive binary draws z{len(self.sizes)} ... z1, d = "
+                + "-".join(map(str, self.sizes)))
+
     def networks(self):
         return [self.encoder, self.decoder, *self.up, *self.gen] + ([self.baseline] if self.baseline else [])
 
@@ -103,6 +109,24 @@ class DeepDARN(NetworkModel):
                 bias = self.gen[layer](params, codes[layer + 1])
             out.append(self.ar_logits(params, prior_ar(layer), layer, bias, z))
         return out
+
+    def prior_sample(self, params, u):
+        """The codes of every layer (bottom first, each (..., d_l)) drawn top-down from the generative model
+        with the uniforms u (..., sum(latent)), each layer unit by unit: what ``gvae sample`` decodes."""
+        bounds = np.cumsum((0, *self.sizes))
+        top = len(self.sizes) - 1
+        codes = [None] * (top + 1)
+        for layer in range(top, -1, -1):
+            ul = kernels.contiguous(u[..., bounds[layer]:bounds[layer + 1]])
+            bias = (kernels.broadcast_to(ops.value_of(params[PRIOR]), ul.shape) if layer == top
+                    else ops.value_of(self.gen[layer](params, codes[layer + 1])))
+            codes[layer] = kernels.ar_bernoulli_draw(kernels.contiguous(bias),
+                                                     ops.value_of(params[prior_ar(layer)]), ul)
+        return codes
+
+    def likelihood_params(self, params, codes):
+        """The likelihood's parameters for the codes (bottom first): the decoder's output at z_1."""
+        return self.decoder(params, codes[0])
 
     def _scored(self, params, x, u):
         """(codes, encoder logits, enc(x), log p(z), log p(x|z_1)) at codes drawn from q with the uniforms u: what

@@ -49,9 +49,23 @@ class HVM(NetworkModel):
         self.decoder = MLP([self.size, *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
         self.noise_size = 3 * self.size
 
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return f"z ~ N(0, I), d = {self.size}"
+
     def networks(self):
         """The encoder, the reverse model's network and the decoder, in the order of the flat buffer."""
         return [self.encoder, self.reverse, self.decoder]
+
+    def prior_sample(self, params, eps):
+        """[z]: draws z ~ N(0, I) (..., latent), z's slice of a pass's noise eps (..., noise_size) (lambda's
+        slice unread): what ``gvae sample`` decodes."""
+        return [eps[..., 2 * self.size:]]
+
+    def likelihood_params(self, params, zs):
+        """The likelihood's parameters for the codes zs ([z]): the decoder's output."""
+        return self.decoder(params, zs[0])
 
     def code(self, params, x, eps):
         """A pass's draws: x (B, n_in), eps (S, B, noise_size) -> (q_lambda, lam, z, log q(z|lambda)), lam

@@ -39,6 +39,11 @@ class VLAE:
         """How many layers' codes, bottom first, the decoder reads: every layer's."""
         return len(self.layers)
 
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return f"z1 .. z{len(self.layers)} ~ N(0, I) independently, d = " + "-".join(map(str, self.sizes))
+
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal", likelihood="bernoulli",
                  dtype=np.float32, posterior_options=None, likelihood_options=None, init="uniform"):
         sizes = [int(latent)] if np.ndim(latent) == 0 else [int(d) for d in latent]

@@ -42,6 +42,11 @@ class SigmoidBeliefDEF(LayeredModel):
                     for l, (k, out) in enumerate(zip(self.sizes, (self.n_in, *self.sizes[:-1])))]
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
 
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return f"ancestral binary draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
+
     def networks(self):
         return [self.encoder, *self.up, *self.gen] + ([self.baseline] if self.baseline is not None else [])
 
@@ -58,6 +63,22 @@ class SigmoidBeliefDEF(LayeredModel):
             params.views["gen0.b0"][...] = self.likelihood.output_bias(x)
         params.views[PRIOR][...] = 0.0
         return params
+
+    def prior_sample(self, params, u):
+        """The codes of every layer (bottom first, each (..., K_l)) drawn top-down with the uniforms u (...,
+        sum(latent)): z_L = [u_L < sigmoid(a)], z_l = [u_l < sigmoid(z_{l+1} W_l + b_l)]; what ``gvae sample``
+        decodes."""
+        bounds = np.cumsum((0, *self.sizes))
+        top = len(self.sizes) - 1
+        codes = [None] * (top + 1)
+        for layer in range(top, -1, -1):
+            logits = params[PRIOR] if layer == top else self.gen[layer + 1](params, codes[layer + 1])
+            codes[layer] = bernoulli_draw(logits, u[..., bounds[layer]:bounds[layer + 1]])
+        return codes
+
+    def likelihood_params(self, params, codes):
+        """The pixels' logits for the codes (bottom first): z_1 W_0 + b_0."""
+        return self.gen[0](params, codes[0])
 
     def log_weights(self, params, x, u):
         """:func:`log_weights` of this model."""

@@ -114,6 +114,13 @@ class VAE:
     independent_codes = False
     decoded_codes = 1  # the decoder reads z_1 alone (likelihood_params of a pass's codes is decode(z_1))
 
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        if len(self.layers) == 1:
+            return f"z ~ N(0, I), d = {self.sizes[0]}"
+        return f"ancestral draws z{len(self.layers)} ~ N(0, I) ... z1, d = " + "-".join(map(str, self.sizes))
+
     def __init__(self, n_in, latent, hidden, activation="elu", posterior="diagonal",
                  likelihood="bernoulli", dtype=np.float32, posterior_options=None, likelihood_options=None,
                  inference="bottom-up", init="uniform", merge="learned"):

@@ -30,12 +30,8 @@ def plot_reconstructions(x, recon, path, labels=None, subtitle=None):
 
 def prior_draws_title(model, what, n, which):
     """The title of a grid of ``what`` ("decoder means") for n prior draws of the ``which`` parameters of
-    ``model`` (its stochastic layers' sizes name the draws)."""
-    if len(model.layers) == 1:
-        draws = f"z ~ N(0, I), d = {model.sizes[0]}"
-    else:
-        draws = f"ancestral draws z{len(model.layers)} ~ N(0, I) ... z1, d = " + "-".join(map(str, model.sizes))
-    return f"{what} for {n} {draws} ({which} parameters)"
+    ``model`` (the model's ``prior_text`` names the draws)."""
+    return f"{what} for {n} {model.prior_text} ({which} parameters)"
 
 
 def plot_image_grid(images, path, title, subtitle=None, cols=None):

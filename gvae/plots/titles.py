@@ -44,17 +44,20 @@ def titled(title, subtitle):
     return title if not subtitle else f"{title}\n{subtitle}"
 
 
-def run_title(config, run_dir=None):
+def run_title(config, run_dir=None, posterior=True):
     """One line naming the run folder, its posterior, likelihood and network: the second line of every
     picture's title, so a picture read on its own says what it shows. ``config``: a TrainConfig or its
-    dict (None or empty: the folder's name alone)."""
+    dict (None or empty: the folder's name alone); without ``posterior`` (a model whose codes are not of a
+    Gaussian family, such as binary units) the line names the task in its place."""
     if not config:
         return "" if run_dir is None else Path(run_dir).name
     config = config if isinstance(config, dict) else dataclasses.asdict(config)
     from ..model.vae import layer_widths  # here, when a title is made: the sweep's curves load no model
     hidden = " / ".join("-".join(map(str, h)) for h in layer_widths(config.get("hidden", ())))
-    text = (f"{_words(config.get('posterior', '?'), ' ')} posterior, {config.get('likelihood', 'bernoulli')} "
-            f"likelihood, latent {_words(config.get('latent', '?'), '-')}, hidden {hidden}")
+    family = (f"{_words(config.get('posterior', '?'), ' ')} posterior" if posterior
+              else f"task {config.get('task', '?')}")
+    text = (f"{family}, {config.get('likelihood', 'bernoulli')} likelihood, latent "
+            f"{_words(config.get('latent', '?'), '-')}, hidden {hidden}")
     name = "" if run_dir is None else Path(run_dir).resolve().name
     # A folder named after its model ("extgrid") would only repeat a word of the line: left out then.
     if not name or name.lower() in re.findall(r"[\w.-]+", text.lower()):

@@ -16,6 +16,7 @@ from ..model.params import FlatParams
 from . import checkpoint, rundir
 from .batching import fixed_eval_sets
 from .tasks import task_class
+from .validation import standard_normal
 
 
 def build_model(config, n_in):
@@ -91,27 +92,32 @@ class OpenRun(NamedTuple):
         return self._replace(test_x=fixed_eval_sets(data, self.model)[1][:limit], test_y=labels)
 
 
-def open_run(run_dir, which="best", device="cpu", weighted=False):
+def open_run(run_dir, which="best", device="cpu", weighted=False, sampled=False):
     """The run in the folder ``run_dir`` with its ``which`` parameters on ``device`` (:func:`load_model`):
     the one way gvae eval, sample, plot, analyze and :func:`gvae.load` open a run. Returns an
     :class:`OpenRun`; ``.with_test_set(data)`` adds its test images. A run of a task that is not a VAE is
     refused (ValueError saying what it holds), unless ``weighted`` (gvae eval) and the task gives its own
-    log-weights (:meth:`gvae.training.tasks.Task.log_weights`): then the OpenRun's ``task`` is set."""
+    log-weights (:meth:`gvae.training.tasks.Task.log_weights`), or ``sampled`` (gvae sample) and its model draws
+    from its prior (:attr:`gvae.training.tasks.Task.draws_prior`): then the OpenRun's ``task`` is set."""
     model, params, config = load_model(run_dir, which, device)
     cls = task_class(config.task)
     task = None
     if cls.cannot_open is not None:  # every other user needs a VAE's passes (a ladder's are the same calls)
-        task = cls(config, model, device) if weighted else None
-        if task is None or task.log_weights(params) is None:
+        task = cls(config, model, device) if weighted or sampled else None
+        readable = task is not None and ((weighted and task.log_weights(params) is not None)
+                                         or (sampled and cls.draws_prior))
+        if not readable:
             raise ValueError(f"{run_dir} holds {cls.cannot_open}")
     return OpenRun(Path(run_dir), which, device, model, params, config, task=task)
 
 
-def prior_draws(model, params, n, seed, device="cpu"):
+def prior_draws(model, params, n, seed, device="cpu", noise=standard_normal):
     """The decoder's output for n draws z ~ p(z) (a hierarchy: ancestral, from the top layer down) made
     from ``seed``, and the generator that made them (``gvae sample`` goes on with it to draw x ~ p(x|z)).
-    ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. Returns (out, rng)."""
+    ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. ``noise``: (rng, shape,
+    dtype) -> the noise the model's ``prior_sample`` reads (a task's :attr:`gvae.training.tasks.Task.noise`:
+    uniforms for binary units). Returns (out, rng)."""
     rng = generator(device, seed)
-    eps = rng.standard_normal((n, model.noise_size), dtype=model.dtype)
+    eps = noise(rng, (n, model.noise_size), model.dtype)
     return model.likelihood_params(params, model.prior_sample(params, eps)), rng
 

@@ -58,12 +58,14 @@ def changed_flags(config, names):
     return ["--" + name.replace("_", "-") for name in names if getattr(config, name) != defaults[name]]
 
 
-def read_by_weights(what, bound="ELBO"):
+def read_by_weights(what, bound="ELBO", samples=False):
     """The ``cannot_open`` of a task whose runs gvae eval reads by their own log-weights (:meth:`Task.log_weights`)
-    but sample, plot and analyze cannot: ``what`` its runs hold ("a DARN (--task darn)"), ``bound`` what its
-    summary's test bound is."""
-    return (f"{what}, which gvae sample, plot and analyze do not read: its test {bound} and a log p(x) estimate "
-            "are in its summary.json, and gvae eval estimates its log p(x) on the whole test set")
+    but plot and analyze cannot (nor sample, unless ``samples``: the task's :attr:`Task.draws_prior`): ``what``
+    its runs hold ("a DARN (--task darn)"), ``bound`` what its summary's test bound is."""
+    readers = ("gvae plot and analyze do not read (gvae sample draws from its prior)" if samples
+               else "gvae sample, plot and analyze do not read")
+    return (f"{what}, which {readers}: its test {bound} and a log p(x) estimate are in its summary.json, and "
+            "gvae eval estimates its log p(x) on the whole test set")
 
 
 def one_bound(config):
@@ -95,6 +97,9 @@ class Task(abc.ABC):
     options = ()                # TrainConfig fields that only this task reads (other runs keep their defaults)
     cannot_open = None          # why gvae sample, plot, analyze (and eval, without log_weights) refuse its runs;
                                 # None: they are VAEs
+    draws_prior = False         # with cannot_open: gvae sample reads its runs all the same, the model drawing
+                                # codes from its generative model (prior_sample, likelihood_params) with :attr:`noise`
+    posterior_family = True     # whether --posterior names the run's posterior (not for binary or gamma units)
     reported = ()               # the names of the loss's aux numbers, in order
     health_name = None          # the validation number whose collapse is divergence ...
     health_label = None         # ... in words ("validation ELBO")

@@ -17,6 +17,7 @@ class PoissonDef(SigmoidBeliefDef):
              "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
              "or nvil")
     cannot_open = read_by_weights("a Poisson DEF (--task poissondef)")
+    draws_prior = False  # its observations are counts, which gvae sample's pictures of [0, 1] images do not show
 
     @classmethod
     def build_model(cls, config, n_in):
