@@ -100,6 +100,30 @@ def test_the_pixels_start_at_the_datas_marginal_and_the_uniforms_stay_inside_zer
     assert np.all(open_uniform(Zeros(), (3,), np.float32) == np.float32(U_FLOOR))
 
 
+@pytest.mark.parametrize("weights", ["point", "gamma"])
+def test_the_prior_draws_are_the_dense_two_layer_models(weights):
+    """gvae sample's draws by scipy's inverse regularised incomplete gamma function, top down: z_2 ~ Gamma(0.1,
+    0.3), z_1 | z_2 ~ Gamma(0.1, 0.1 / (z_2 W_1)) (gamma weights at their posterior mean), and the pixels'
+    logits log(e^r - 1), whose sigmoid is the link's 1 - exp(-r), r = z_1 W_0."""
+    model, params, _, rng = (_tiny_gamma_weights(seed=4) if weights == "gamma"
+                             else (*_tiny(seed=4)[:3], np.random.default_rng(4)))
+    u = open_uniform(rng, (5, model.noise_size), np.float64)
+    softplus = lambda v: np.logaddexp(0, v)  # noqa: E731
+    if weights == "gamma":
+        w0, w1 = (softplus(params[weight_posterior_names(l)[0]]) + MEAN_FLOOR for l in (0, 1))
+    else:
+        w0, w1 = softplus(params["gen.W0"]), softplus(params["gen.W1"])
+    z2 = scipy.special.gammaincinv(PRIOR_SHAPE, u[:, 3:]) / PRIOR_RATE
+    z1 = scipy.special.gammaincinv(PRIOR_SHAPE, u[:, :3]) / (PRIOR_SHAPE / (z2 @ w1 + RATE_FLOOR))
+    codes = model.prior_sample(params, u)
+    np.testing.assert_allclose(codes[1], z2, rtol=1e-9)
+    np.testing.assert_allclose(codes[0], z1, rtol=1e-8)
+    r = z1 @ w0 + RATE_FLOOR
+    logits = model.likelihood_params(params, codes)
+    np.testing.assert_allclose(logits, np.log(np.expm1(r)), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(model.likelihood.mean(logits, params), -np.expm1(-r), rtol=1e-7)
+
+
 def test_a_gammadef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(tmp_path, capsys):
     rows, summary, meta, data = trained_straight_and_resumed(
         tmp_path, ["--task", "gammadef", "--latent", "4", "3", "--hidden", "16", "--batch-size", "40",
@@ -108,7 +132,7 @@ def test_a_gammadef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(tmp
     assert summary["test_log_px"] >= summary["test_elbo"] - 1.0  # L_1000 above the one-draw ELBO, within its noise
     assert meta["param_shapes"]["gen.W1"] == [3, 4] and meta["param_shapes"]["gen.W0"] == [4, 784]
     assert rows[0]["kl_weight"] < 1
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "sparse gamma DEF (--task gammadef)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "sparse gamma DEF (--task gammadef)", samples=True)
 
 
 @pytest.mark.parametrize("settings,message", [

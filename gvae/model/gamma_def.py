@@ -151,6 +151,33 @@ class GammaDEF(LayeredModel):
             lo += k * out
         return draws, kl
 
+    def prior_sample(self, params, u):
+        """The codes of every layer (bottom first, each (..., K_l)) drawn top down with the uniforms u (...,
+        sum(latent)) in (0, 1): z_L ~ Gamma(alpha, rate beta), z_l ~ Gamma(alpha, rate alpha / m_l), m_l =
+        z_{l+1} W_l + RATE_FLOOR at :meth:`weights` (gamma weights: their posterior mean, as validation scores
+        them); what ``gvae sample`` decodes."""
+        dt, weights = self.dtype.type, self.weights(params)
+        bounds = np.cumsum((0, *self.sizes))
+        top = len(self.sizes) - 1
+        codes = [None] * (top + 1)
+        for layer in range(top, -1, -1):
+            rate = (dt(PRIOR_RATE) if layer == top
+                    else dt(PRIOR_SHAPE) / self.mean_of(codes[layer + 1], weights[layer + 1]))
+            codes[layer] = ops.value_of(ops.gamma_sample(dt(PRIOR_SHAPE), rate, u[..., bounds[layer]:bounds[layer + 1]]))
+        return codes
+
+    def likelihood_params(self, params, codes):
+        """The pixels' logits under the Bernoulli-Poisson link, p(x_j = 1) = 1 - exp(-r_j) with r = z_1 W_0 +
+        RATE_FLOOR: logit = log(e^r - 1) = r + log(1 - e^-r), so that the Bernoulli likelihood's mean and draws
+        (:attr:`likelihood`) are the link's."""
+        r = self.mean_of(codes[0], self.weights(params)[0])
+        return r + ops.log1p(-ops.exp(-r))
+
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return f"ancestral gamma draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
+
     def mean_of(self, z, w):
         """z (S, B, K) times W (K, n) -> (S, B, n), plus RATE_FLOOR."""
         return self.affine(z, w, self.dtype.type(RATE_FLOOR))

@@ -113,7 +113,7 @@ class LayeredModel:
 
     @staticmethod
     def affine(z, w, bias):
-        """The next layer's parameters from samples z (S, B, k): z W + bias for W (k, n), (S, B, n), by one
-        two-dimensional product over the S B rows."""
-        s, b, k = z.shape
-        return ops.reshape(ops.matmul(ops.reshape(z, (s * b, k)), w), (s, b, w.shape[-1])) + bias
+        """The next layer's parameters from samples z (..., k) (a pass's (S, B, k), a prior draw's (N, k)):
+        z W + bias for W (k, n), (..., n), by one two-dimensional product over the rows."""
+        *lead, k = z.shape
+        return ops.reshape(ops.matmul(ops.reshape(z, (-1, k)), w), (*lead, w.shape[-1])) + bias
