@@ -22,7 +22,7 @@ import numpy as np
 from .. import kernels, ops
 from .constants import DeviceConstant
 from .layers import MLP
-from .params import NetworkModel
+from .params import NetworkModel, top_down
 
 PRIOR = "prior.a"
 
@@ -113,16 +113,12 @@ class DeepDARN(NetworkModel):
     def prior_sample(self, params, u):
         """The codes of every layer (bottom first, each (..., d_l)) drawn top-down from the generative model
         with the uniforms u (..., sum(latent)), each layer unit by unit: what ``gvae sample`` decodes."""
-        bounds = np.cumsum((0, *self.sizes))
-        top = len(self.sizes) - 1
-        codes = [None] * (top + 1)
-        for layer in range(top, -1, -1):
-            ul = kernels.contiguous(u[..., bounds[layer]:bounds[layer + 1]])
-            bias = (kernels.broadcast_to(ops.value_of(params[PRIOR]), ul.shape) if layer == top
-                    else ops.value_of(self.gen[layer](params, codes[layer + 1])))
-            codes[layer] = kernels.ar_bernoulli_draw(kernels.contiguous(bias),
-                                                     ops.value_of(params[prior_ar(layer)]), ul)
-        return codes
+        def draw(layer, above, ul):
+            ul = kernels.contiguous(ul)
+            bias = (kernels.broadcast_to(ops.value_of(params[PRIOR]), ul.shape) if above is None
+                    else ops.value_of(self.gen[layer](params, above)))
+            return kernels.ar_bernoulli_draw(kernels.contiguous(bias), ops.value_of(params[prior_ar(layer)]), ul)
+        return top_down(self.sizes, u, draw)
 
     def likelihood_params(self, params, codes):
         """The likelihood's parameters for the codes (bottom first): the decoder's output at z_1."""

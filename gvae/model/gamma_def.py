@@ -38,7 +38,7 @@ from .. import ops
 from ..kernels import array_module, to_host
 from .layers import MLP
 from .likelihoods import get_likelihood
-from .params import FlatParams, LayeredModel
+from .params import FlatParams, LayeredModel, top_down
 
 PRIOR_SHAPE, PRIOR_RATE = 0.1, 0.3
 SHAPE_FLOOR, SCALE_FLOOR = 0.2, 1e-3  # q's shape and rate floors
@@ -157,14 +157,11 @@ class GammaDEF(LayeredModel):
         z_{l+1} W_l + RATE_FLOOR at :meth:`weights` (gamma weights: their posterior mean, as validation scores
         them); what ``gvae sample`` decodes."""
         dt, weights = self.dtype.type, self.weights(params)
-        bounds = np.cumsum((0, *self.sizes))
-        top = len(self.sizes) - 1
-        codes = [None] * (top + 1)
-        for layer in range(top, -1, -1):
-            rate = (dt(PRIOR_RATE) if layer == top
-                    else dt(PRIOR_SHAPE) / self.mean_of(codes[layer + 1], weights[layer + 1]))
-            codes[layer] = ops.value_of(ops.gamma_sample(dt(PRIOR_SHAPE), rate, u[..., bounds[layer]:bounds[layer + 1]]))
-        return codes
+
+        def draw(layer, above, ul):
+            rate = dt(PRIOR_RATE) if above is None else dt(PRIOR_SHAPE) / self.mean_of(above, weights[layer + 1])
+            return ops.value_of(ops.gamma_sample(dt(PRIOR_SHAPE), rate, ul))
+        return top_down(self.sizes, u, draw)
 
     def likelihood_params(self, params, codes):
         """The pixels' logits under the Bernoulli-Poisson link, p(x_j = 1) = 1 - exp(-r_j) with r = z_1 W_0 +

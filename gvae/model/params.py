@@ -95,6 +95,17 @@ class NetworkModel:
         return network_params(self, rng, x, self.decoder)
 
 
+def top_down(sizes, u, draw):
+    """The codes of layers of ``sizes`` (bottom first) drawn from the top down with the noise u (..., sum(sizes)),
+    each layer's slice in order: ``draw(layer, above, u_layer)`` -> the layer's codes, ``above`` the codes of
+    the layer above (None for the top one). Returns the codes, bottom first (a prior draw of a layered model)."""
+    bounds = np.cumsum((0, *sizes))
+    codes, above = [None] * len(sizes), None
+    for layer in range(len(sizes) - 1, -1, -1):
+        above = codes[layer] = draw(layer, above, u[..., bounds[layer]:bounds[layer + 1]])
+    return codes
+
+
 class LayeredModel:
     """What a model of stochastic layers bottom first over ``n_in`` observed units keeps (the deep exponential
     families'): ``sizes``, the encoder's ``hidden`` widths and ``activation``, ``dtype`` and the

@@ -20,7 +20,7 @@ import numpy as np
 from .. import ops
 from .layers import MLP
 from .likelihoods import bernoulli_draw, get_likelihood
-from .params import FlatParams, LayeredModel
+from .params import FlatParams, LayeredModel, top_down
 
 PRIOR = "prior.a"
 
@@ -68,13 +68,8 @@ class SigmoidBeliefDEF(LayeredModel):
         """The codes of every layer (bottom first, each (..., K_l)) drawn top-down with the uniforms u (...,
         sum(latent)): z_L = [u_L < sigmoid(a)], z_l = [u_l < sigmoid(z_{l+1} W_l + b_l)]; what ``gvae sample``
         decodes."""
-        bounds = np.cumsum((0, *self.sizes))
-        top = len(self.sizes) - 1
-        codes = [None] * (top + 1)
-        for layer in range(top, -1, -1):
-            logits = params[PRIOR] if layer == top else self.gen[layer + 1](params, codes[layer + 1])
-            codes[layer] = bernoulli_draw(logits, u[..., bounds[layer]:bounds[layer + 1]])
-        return codes
+        return top_down(self.sizes, u, lambda layer, above, ul: bernoulli_draw(
+            params[PRIOR] if above is None else self.gen[layer + 1](params, above), ul))
 
     def likelihood_params(self, params, codes):
         """The pixels' logits for the codes (bottom first): z_1 W_0 + b_0."""
