@@ -83,7 +83,7 @@ class TrainedModel:
 
     def sample(self, n, seed=0, mean=True):
         """n images from the model: z ~ N(0, I) (in a hierarchy z_L ~ N(0, I), then each z_l | z_{l+1}
-        down to z_1), then the decoder's mean (``mean``) or a draw of x|z."""
+        down to z_1; the ladder's every code from N(0, I)), then the decoder's mean (``mean``) or a draw of x|z."""
         rng = generator(self.device, seed)
         eps = rng.standard_normal((int(n), self.model.noise_size), dtype=self.model.dtype)
         out = self.model.likelihood_params(self.params, self.model.prior_sample(self.params, eps))

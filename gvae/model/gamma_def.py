@@ -176,7 +176,7 @@ class GammaDEF(LayeredModel):
         return f"ancestral gamma draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
 
     def mean_of(self, z, w):
-        """z (S, B, K) times W (K, n) -> (S, B, n), plus RATE_FLOOR."""
+        """z (..., K) times W (K, n) -> (..., n), plus RATE_FLOOR."""
         return self.affine(z, w, self.dtype.type(RATE_FLOOR))
 
 
