@@ -61,6 +61,26 @@ def test_the_log_weights_are_the_two_layer_model_in_scipy():
     assert np.all(r < RATE_MAX)
 
 
+def test_the_prior_draws_and_the_pictures_are_the_two_layer_model_in_scipy():
+    """gvae sample's draws: z_2 ~ Poisson(softplus(a)), z_1 ~ Poisson(z_2 W_1 + floor), the pixels' rates
+    z_1 W_0 + c; the picture's means rate / 256 and its pixels' counts by scipy's quantiles (up to 255) / 256."""
+    model, params, _, rng = _tiny(seed=6)
+    u = rng.random((7, 5))
+    softplus = lambda v: np.logaddexp(0, v)  # noqa: E731
+    z2 = scipy.stats.poisson.ppf(u[:, 3:], softplus(params[PRIOR]))
+    z1 = scipy.stats.poisson.ppf(u[:, :3], z2 @ softplus(params["gen.W1"]) + RATE_FLOOR)
+    codes = model.prior_sample(params, u)
+    np.testing.assert_array_equal(codes[1], z2)
+    np.testing.assert_array_equal(codes[0], z1)
+    rate = model.likelihood_params(params, codes)
+    np.testing.assert_allclose(rate, z1 @ softplus(params["gen.W0"]) + softplus(params[BASE_RATE]), rtol=1e-12)
+    np.testing.assert_allclose(model.likelihood.mean(rate, params), rate / 256, rtol=1e-15)
+    big = np.array([[0.5, 40.0, 300.0]])  # a count above 255 stays an 8-bit intensity
+    drawn = model.likelihood.sample(big, params, np.random.default_rng(2))
+    want = np.minimum(scipy.stats.poisson.ppf(np.random.default_rng(2).random(big.shape), big), 255) / 256
+    np.testing.assert_array_equal(drawn, want)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_vimcos_gradient_in_the_generative_layers_is_the_bounds(seed):
     """The draws fixed, the bound L_K is smooth in the generative weights, the base rates and the prior
@@ -86,7 +106,7 @@ def test_a_poissondef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(t
                    "--batch-size", "40"])
     assert summary["task"] == "poissondef" and summary["test_log_px"] >= summary["test_elbo"] - 1.0
     assert meta["param_shapes"]["gen.W1"] == [3, 5] and meta["param_shapes"][BASE_RATE] == [784]
-    assert_eval_estimates(tmp_path / "straight", data, capsys, "Poisson DEF (--task poissondef)")
+    assert_eval_estimates(tmp_path / "straight", data, capsys, "Poisson DEF (--task poissondef)", samples=True)
 
 
 @pytest.mark.parametrize("settings,message", [

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import ops
 from .layers import MLP
-from .params import FlatParams, LayeredModel
+from .params import FlatParams, LayeredModel, top_down
 
 PRIOR, BASE_RATE = "prior.a", "gen.c"
 RATE_FLOOR, RATE_MAX, MOST_COUNT = 1e-4, 30.0, 80
@@ -52,6 +52,17 @@ class PixelCounts:
 
     def nats_offset(self):
         return 0.0
+
+    def mean(self, out, params):
+        """The pixels' mean counts ``out`` (their Poisson rates, (..., n)) as intensities, rate / 256 (a picture
+        clips them into [0, 1])."""
+        return ops.multiply(out, out.dtype.type(1.0 / LEVELS))
+
+    def sample(self, out, params, rng):
+        """Counts drawn at the rates ``out`` (..., n) from ``rng``'s uniforms, by the inverse CDF truncated at
+        255 (an 8-bit intensity), as intensities k / 256."""
+        counts = ops.poisson_draw(out, rng.random(out.shape, dtype=out.dtype), LEVELS - 1)
+        return ops.multiply(counts, out.dtype.type(1.0 / LEVELS))
 
 
 def poisson_draw(rate, u):
@@ -108,6 +119,28 @@ class PoissonDEF(LayeredModel):
             lo += k
         return out
 
+    def weights(self, params):
+        """W_l = softplus(raw) >= 0, bottom first."""
+        return [ops.softplus(params[weight_name(layer)]) for layer in range(len(self.sizes))]
+
+    def prior_sample(self, params, u):
+        """The counts of every layer (bottom first, each (..., K_l)) drawn top down with the uniforms u (...,
+        sum(latent)): z_L ~ Poisson(softplus(a)), z_l ~ Poisson(z_{l+1} W_l + RATE_FLOOR), truncated at
+        MOST_COUNT as in a pass; what ``gvae sample`` decodes."""
+        dt, weights = self.dtype.type, self.weights(params)
+        return top_down(self.sizes, u, lambda layer, above, ul: poisson_draw(
+            ops.softplus(params[PRIOR]) if above is None else self.affine(above, weights[layer + 1], dt(RATE_FLOOR)),
+            ul))
+
+    def likelihood_params(self, params, codes):
+        """The pixels' Poisson rates at the codes (bottom first): z_1 W_0 + c."""
+        return self.affine(codes[0], self.weights(params)[0], ops.softplus(params[BASE_RATE]))
+
+    @property
+    def prior_text(self):
+        """What a prior draw is, in words (a picture's title)."""
+        return f"ancestral count draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
+
     def log_weights(self, params, x, u):
         """:func:`log_weights` of this model."""
         return log_weights(self, params, x, u)
@@ -129,7 +162,7 @@ def log_weights(model, params, x, u):
         log_q = log_q + ops.sum(ops.poisson_log_prob(z, rate), axis=-1)
         zs.append(z)
         lo += k
-    weights = [ops.softplus(params[weight_name(layer)]) for layer in range(len(model.sizes))]
+    weights = model.weights(params)
     log_p = ops.sum(ops.poisson_log_prob(zs[-1], ops.softplus(params[PRIOR])), axis=-1)
     for layer in range(len(zs) - 1):
         rate = model.affine(zs[layer + 1], weights[layer + 1], dt(RATE_FLOOR))

@@ -16,8 +16,7 @@ class PoissonDef(SigmoidBeliefDef):
     about = ("the Poisson deep exponential family (Ranganath et al. 2015): count layers, each the Poisson rate of "
              "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
              "or nvil")
-    cannot_open = read_by_weights("a Poisson DEF (--task poissondef)")
-    draws_prior = False  # its observations are counts, which gvae sample's pictures of [0, 1] images do not show
+    cannot_open = read_by_weights("a Poisson DEF (--task poissondef)", samples=True)
 
     @classmethod
     def build_model(cls, config, n_in):
