@@ -58,14 +58,12 @@ def changed_flags(config, names):
     return ["--" + name.replace("_", "-") for name in names if getattr(config, name) != defaults[name]]
 
 
-def read_by_weights(what, bound="ELBO", samples=False):
+def read_by_weights(what, bound="ELBO"):
     """The ``cannot_open`` of a task whose runs gvae eval reads by their own log-weights (:meth:`Task.log_weights`)
-    but plot and analyze cannot (nor sample, unless ``samples``: the task's :attr:`Task.draws_prior`): ``what``
+    and gvae sample by its model's prior draws (:attr:`Task.draws_prior`), but plot and analyze cannot: ``what``
     its runs hold ("a DARN (--task darn)"), ``bound`` what its summary's test bound is."""
-    readers = ("gvae plot and analyze do not read (gvae sample draws from its prior)" if samples
-               else "gvae sample, plot and analyze do not read")
-    return (f"{what}, which {readers}: its test {bound} and a log p(x) estimate are in its summary.json, and "
-            "gvae eval estimates its log p(x) on the whole test set")
+    return (f"{what}, which gvae plot and analyze do not read (gvae sample draws from its prior): its test {bound} "
+            "and a log p(x) estimate are in its summary.json, and gvae eval estimates its log p(x) on the whole test set")
 
 
 def one_bound(config):

@@ -29,7 +29,7 @@ class Binary(Generate):
              "Rezende 2016), nvil (the ELBO with a learned baseline, Mnih and Gregor 2014) or taylor (the ELBO with "
              "DARN's first-order Taylor signals, Gregor et al. 2014)")
     options = ("estimator",)
-    cannot_open = read_by_weights("a VAE with binary latent units (--task sbn)", samples=True)
+    cannot_open = read_by_weights("a VAE with binary latent units (--task sbn)")
     draws_prior = True
     posterior_family = False  # the codes' posterior is the task's own (Bernoulli units), whatever --posterior says
     loss = staticmethod(binary_loss)

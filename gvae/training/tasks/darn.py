@@ -19,7 +19,7 @@ class Darn(Binary):
     about = ("DARN (Gregor et al. 2014): task sbn's binary latent units with an autoregressive encoder and prior "
              "(each unit reads the units before it; several --latent sizes stack such layers, bottom first), "
              "trained with --estimator vimco, nvil or taylor (DARN's first-order Taylor signals)")
-    cannot_open = read_by_weights("a DARN (--task darn)", samples=True)
+    cannot_open = read_by_weights("a DARN (--task darn)")
     autoregressive = True
     one_layer = False
 

@@ -23,7 +23,7 @@ class GammaDef(Binary):
              "of the one below, binary pixels through a Poisson rate, an amortised gamma encoder trained by implicit "
              "reparameterisation")
     options = ("def_weights",)
-    cannot_open = read_by_weights("a sparse gamma DEF (--task gammadef)", samples=True)
+    cannot_open = read_by_weights("a sparse gamma DEF (--task gammadef)")
     loss = staticmethod(gamma_def_loss)
     noise = staticmethod(open_uniform)
     # each draw is an inverse incomplete gamma function (about 3 us on this CPU): L_100, not L_1000, at the test

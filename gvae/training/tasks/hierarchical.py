@@ -24,7 +24,7 @@ class Hierarchical(Generate):
     about = ("a VAE whose posterior is a hierarchical variational model (Ranganath et al. 2016): q(z|x) mixes the "
              "mean-field posterior over its parameters lambda ~ q(lambda|x) of the --posterior family, trained on "
              "the auxiliary bound with a reverse model r(lambda|z, x)")
-    cannot_open = read_by_weights("a hierarchical variational model (--task hvm)", "bound", samples=True)
+    cannot_open = read_by_weights("a hierarchical variational model (--task hvm)", "bound")
     draws_prior = True
     loss = staticmethod(hvm_loss)
 

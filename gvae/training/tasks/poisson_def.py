@@ -16,7 +16,7 @@ class PoissonDef(SigmoidBeliefDef):
     about = ("the Poisson deep exponential family (Ranganath et al. 2015): count layers, each the Poisson rate of "
              "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
              "or nvil")
-    cannot_open = read_by_weights("a Poisson DEF (--task poissondef)", samples=True)
+    cannot_open = read_by_weights("a Poisson DEF (--task poissondef)")
 
     @classmethod
     def build_model(cls, config, n_in):

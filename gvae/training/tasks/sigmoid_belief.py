@@ -15,7 +15,7 @@ class SigmoidBeliefDef(Binary):
     about = ("the sigmoid belief network deep exponential family (Ranganath et al. 2015): binary layers, each "
              "layer's logits linear in the one above, a bottom-up amortised encoder, trained with --estimator vimco "
              "(--iw-samples K >= 2) or nvil")
-    cannot_open = read_by_weights("a sigmoid belief network DEF (--task sbndef)", samples=True)
+    cannot_open = read_by_weights("a sigmoid belief network DEF (--task sbndef)")
     one_layer = False
     estimators = ("vimco", "nvil")
 
