@@ -319,7 +319,8 @@ def _sample(args):
             from .plots.images import plot_image_grid, prior_draws_title
             from .plots.titles import run_title
             plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params),
-                            run_title(config, args.run, run.task is None or run.task.posterior_family))
+                            run_title(config, args.run) if run.task is None else
+                            run_title(config, args.run, run.task.posterior_family, model.likelihood.name))
         written.append(path)
     if not args.quiet:
         print("wrote " + ", ".join(written) + ("" if titled else " (untitled: pip install 'gvae[plot]' for titles)"))

@@ -317,6 +317,20 @@ def test_run_title_does_not_repeat_a_folder_named_after_its_model(tmp_path):
     assert run_title(config, tmp_path / "ext50").startswith("ext50: extgrid posterior")
 
 
+def test_the_prior_draws_title_names_each_models_draws():
+    """gvae sample's titles: one layer of a kind, or the layers' ancestral order; the ladder's independent codes."""
+    from gvae.model.binary import BinaryVAE
+    from gvae.model.ladder import VLAE
+    from gvae.model.sigmoid_belief import SigmoidBeliefDEF
+    from gvae.plots.images import prior_draws_title
+    cases = [(SigmoidBeliefDEF(4, (3,), (5,)), "binary draws z, d = 3"),
+             (SigmoidBeliefDEF(4, (3, 2), (5,)), "ancestral binary draws z2 ... z1, d = 3-2"),
+             (BinaryVAE(4, 3, (5,), autoregressive=True), "autoregressive binary draws z, d = 3"),
+             (VLAE(4, [3, 2], [[5], [4]]), "z1 .. z2 ~ N(0, I) independently, d = 3-2")]
+    for model, draws in cases:
+        assert prior_draws_title(model, "Decoder means", 8, "best") == f"Decoder means for 8 {draws} (best parameters)"
+
+
 def test_run_title_names_the_task_of_a_model_without_a_gaussian_posterior(tmp_path):
     """gvae sample's pictures of a DARN run: --posterior's default names nothing the model has."""
     config = {"task": "darn", "posterior": "diagonal", "latent": [500, 200], "hidden": [500, 500]}

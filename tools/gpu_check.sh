@@ -106,7 +106,13 @@ if want tests || want train || want tasks; then
                     # shellcheck disable=SC2086  # the flags are words
                     timeout -k 5 150 $(pinned 4-9) gvae train $flags --device cuda --epochs 1 --limit 2000 --seed 0 \
                         --out "$RUNS/tasks/$name" --quiet >"$RUNS/tasks/$name.log" 2>&1
-                    echo "$name: exit $? $(tail -n 1 "$RUNS/tasks/$name.log")" >>"$OUT/tasks.log"
+                    rc=$? drawn=-
+                    if [ $rc = 0 ]; then  # the prior's draws on the GPU (2: a task gvae sample refuses, as on the CPU)
+                        timeout -k 5 60 $(pinned 4-9) gvae sample "$RUNS/tasks/$name" --device cuda --n 16 --quiet \
+                            >>"$RUNS/tasks/$name.log" 2>&1
+                        drawn=$?
+                    fi
+                    echo "$name: exit $rc (gvae sample: $drawn) $(tail -n 1 "$RUNS/tasks/$name.log")" >>"$OUT/tasks.log"
                 ) &
             done <tools/gpu_tasks.txt
             wait

@@ -30,7 +30,7 @@ from ..kernels import array_module
 from .constants import DeviceConstant
 from .layers import MLP
 from .likelihoods import bernoulli_draw
-from .params import NetworkModel
+from .params import NetworkModel, layered_prior_text
 
 PRIOR = "prior.a"
 ENCODER_AR, PRIOR_AR = "enc.ar", "prior.ar"  # DARN's autoregressive weights (strictly lower triangles read)
@@ -60,7 +60,7 @@ class BinaryVAE(NetworkModel):
     @property
     def prior_text(self):
         """What a prior draw is, in words (a picture's title)."""
-        return f"{'autoregressive ' if self.autoregressive else ''}binary z ~ p(z), d = {self.size}"
+        return layered_prior_text("autoregressive binary" if self.autoregressive else "binary", (self.size,))
 
     def networks(self):
         """The encoder, the decoder and, with NVIL's baseline, its network."""

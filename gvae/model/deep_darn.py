@@ -22,7 +22,7 @@ import numpy as np
 from .. import kernels, ops
 from .constants import DeviceConstant
 from .layers import MLP
-from .params import NetworkModel, top_down
+from .params import NetworkModel, layered_prior_text, top_down
 
 PRIOR = "prior.a"
 
@@ -64,8 +64,7 @@ class DeepDARN(NetworkModel):
     @property
     def prior_text(self):
         """What a prior draw is, in words (a picture's title)."""
-        return (f"ancestral autoregressive binary draws z{len(self.sizes)} ... z1, d = "
-                + "-".join(map(str, self.sizes)))
+        return layered_prior_text("autoregressive binary", self.sizes)
 
     def networks(self):
         return [self.encoder, self.decoder, *self.up, *self.gen] + ([self.baseline] if self.baseline else [])

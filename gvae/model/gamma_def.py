@@ -38,7 +38,7 @@ from .. import ops
 from ..kernels import array_module, to_host
 from .layers import MLP
 from .likelihoods import get_likelihood
-from .params import FlatParams, LayeredModel, top_down
+from .params import FlatParams, LayeredModel, layered_prior_text, top_down
 
 PRIOR_SHAPE, PRIOR_RATE = 0.1, 0.3
 SHAPE_FLOOR, SCALE_FLOOR = 0.2, 1e-3  # q's shape and rate floors
@@ -173,7 +173,7 @@ class GammaDEF(LayeredModel):
     @property
     def prior_text(self):
         """What a prior draw is, in words (a picture's title)."""
-        return f"ancestral gamma draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
+        return layered_prior_text("gamma", self.sizes)
 
     def mean_of(self, z, w):
         """z (..., K) times W (K, n) -> (..., n), plus RATE_FLOOR."""

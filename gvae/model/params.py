@@ -95,6 +95,14 @@ class NetworkModel:
         return network_params(self, rng, x, self.decoder)
 
 
+def layered_prior_text(kind, sizes):
+    """What a prior draw of layers of ``sizes`` (bottom first) of ``kind`` units ("binary") is, in words (a
+    picture's title): "binary draws z, d = 16" for one layer, "ancestral binary draws z2 ... z1, d = 6-4"."""
+    if len(sizes) == 1:
+        return f"{kind} draws z, d = {sizes[0]}"
+    return f"ancestral {kind} draws z{len(sizes)} ... z1, d = " + "-".join(map(str, sizes))
+
+
 def top_down(sizes, u, draw):
     """The codes of layers of ``sizes`` (bottom first) drawn from the top down with the noise u (..., sum(sizes)),
     each layer's slice in order: ``draw(layer, above, u_layer)`` -> the layer's codes, ``above`` the codes of

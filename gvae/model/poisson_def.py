@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import ops
 from .layers import MLP
-from .params import FlatParams, LayeredModel, top_down
+from .params import FlatParams, LayeredModel, layered_prior_text, top_down
 
 PRIOR, BASE_RATE = "prior.a", "gen.c"
 RATE_FLOOR, RATE_MAX, MOST_COUNT = 1e-4, 30.0, 80
@@ -38,6 +38,7 @@ class PixelCounts:
     log p(x) is in nats of the counts (no offset)."""
 
     continuous = False  # counts, not dequantised intensities: no bits per dimension
+    name = "poisson"  # the observation model, as a picture's title names it
 
     def __init__(self, n):
         self.n = int(n)
@@ -139,7 +140,7 @@ class PoissonDEF(LayeredModel):
     @property
     def prior_text(self):
         """What a prior draw is, in words (a picture's title)."""
-        return f"ancestral count draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
+        return layered_prior_text("count", self.sizes)
 
     def log_weights(self, params, x, u):
         """:func:`log_weights` of this model."""

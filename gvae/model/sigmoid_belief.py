@@ -20,7 +20,7 @@ import numpy as np
 from .. import ops
 from .layers import MLP
 from .likelihoods import bernoulli_draw, get_likelihood
-from .params import FlatParams, LayeredModel, top_down
+from .params import FlatParams, LayeredModel, layered_prior_text, top_down
 
 PRIOR = "prior.a"
 
@@ -45,7 +45,7 @@ class SigmoidBeliefDEF(LayeredModel):
     @property
     def prior_text(self):
         """What a prior draw is, in words (a picture's title)."""
-        return f"ancestral binary draws z{len(self.sizes)} ... z1, d = " + "-".join(map(str, self.sizes))
+        return layered_prior_text("binary", self.sizes)
 
     def networks(self):
         return [self.encoder, *self.up, *self.gen] + ([self.baseline] if self.baseline is not None else [])

@@ -44,11 +44,12 @@ def titled(title, subtitle):
     return title if not subtitle else f"{title}\n{subtitle}"
 
 
-def run_title(config, run_dir=None, posterior=True):
+def run_title(config, run_dir=None, posterior=True, likelihood=None):
     """One line naming the run folder, its posterior, likelihood and network: the second line of every
     picture's title, so a picture read on its own says what it shows. ``config``: a TrainConfig or its
     dict (None or empty: the folder's name alone); without ``posterior`` (a model whose codes are not of a
-    Gaussian family, such as binary units) the line names the task in its place."""
+    Gaussian family, such as binary units) the line names the task in its place; ``likelihood``: the
+    observation model's name where the task fixes its own (the config's otherwise)."""
     if not config:
         return "" if run_dir is None else Path(run_dir).name
     config = config if isinstance(config, dict) else dataclasses.asdict(config)
@@ -56,7 +57,7 @@ def run_title(config, run_dir=None, posterior=True):
     hidden = " / ".join("-".join(map(str, h)) for h in layer_widths(config.get("hidden", ())))
     family = (f"{_words(config.get('posterior', '?'), ' ')} posterior" if posterior
               else f"task {config.get('task', '?')}")
-    text = (f"{family}, {config.get('likelihood', 'bernoulli')} likelihood, latent "
+    text = (f"{family}, {likelihood or config.get('likelihood', 'bernoulli')} likelihood, latent "
             f"{_words(config.get('latent', '?'), '-')}, hidden {hidden}")
     name = "" if run_dir is None else Path(run_dir).resolve().name
     # A folder named after its model ("extgrid") would only repeat a word of the line: left out then.
