@@ -97,7 +97,7 @@ class Task(abc.ABC):
                                 # None: they are VAEs
     draws_prior = False         # with cannot_open: gvae sample reads its runs all the same, the model drawing
                                 # codes from its generative model (prior_sample, likelihood_params) with :attr:`noise`
-    posterior_family = True     # whether --posterior names the run's posterior (not for binary or gamma units)
+    posterior_family = True     # whether --posterior names the run's posterior (not for binary, gamma or count units)
     reported = ()               # the names of the loss's aux numbers, in order
     health_name = None          # the validation number whose collapse is divergence ...
     health_label = None         # ... in words ("validation ELBO")
