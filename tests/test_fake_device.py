@@ -242,6 +242,27 @@ def test_gvae_analyze_on_the_device_gives_the_cpus_analysis(chain_run, tmp_path)
     assert_same_numbers(got, want)
 
 
+@pytest.mark.slow
+def test_gvae_analyze_of_a_ladder_on_the_device_gives_the_cpus_analysis(chain_run, tmp_path):
+    """The ladder's analysis (every layer refined, each code's ELBO surgery) on the device: the CPU's numbers,
+    with the host reads of a VAE's analysis, a surgery's three per layer."""
+    _, data = chain_run
+    config = TrainConfig(task="vlae", latent=(3, 2), hidden=(16,), epochs=1, batch_size=40, lr=3e-3, seed=3,
+                         posterior=("chain", "diagonal"))
+    Trainer(config, load_mnist(data), tmp_path / "run", progress=False, quiet=True).fit()
+    results = {}
+    for device in ("cpu", "fake"):
+        shutil.copytree(tmp_path / "run", tmp_path / device)
+        with Counting() as counts:
+            assert main(["analyze", str(tmp_path / device), "--data", str(data), "--points", "5", "--iw-samples",
+                         "6", "--refine-steps", "20", "--limit", "30", "--quiet", "--device", device]) == 0
+        results[device] = json.loads((tmp_path / device / "analysis.json").read_text())
+    got, want = results["fake"], results["cpu"]
+    assert all(layer["surgery"] is not None for layer in got["layers"])
+    assert counts["sync"] == analyze_reads(got), dict(counts)
+    assert_same_numbers(got, want)
+
+
 def assert_same_numbers(got, want, where="analysis"):
     """``got`` and ``want`` (JSON values) alike, their numbers within RTOL; timings and the run's path
     are left out."""
