@@ -298,29 +298,31 @@ def _sample(args):
     from .io.images import tile, write_png
     from .training.memory import check_sampling
     from .training.runs import open_run, prior_draws
+    from .training.validation import standard_normal
 
     prefix = _sample_prefix(args)
     check_writable(Path(prefix).parent, "the pictures (--out)")
     run = open_run(args.run, args.params, args.device, sampled=True)
-    model, params, config = run.model, run.params, run.config
+    model, params, config, task = run.model, run.params, run.config, run.task  # task: a task model's run
     check_sampling(model, args.n)
-    noise = {} if run.task is None else {"noise": run.task.noise}  # a task's own: uniforms for binary units
-    out, rng = prior_draws(model, params, args.n, args.seed, args.device, **noise)  # gvae plot's decoder_means.png z
+    noise = standard_normal if task is None else task.noise  # a task's own: uniforms for binary units
+    out, rng = prior_draws(model, params, args.n, args.seed, args.device, noise)  # gvae plot's decoder_means.png z
     titled = _can_draw()  # without matplotlib: plain grids, without titles
+    if titled:
+        from .plots.images import plot_image_grid, prior_draws_title
+        from .plots.titles import run_title
+        subtitle = (run_title(config, args.run) if task is None
+                    else run_title(config, args.run, task.posterior_family, model.likelihood.name))
     kinds = {"means": (model.likelihood.mean(out, params), "Decoder means"),
              "samples": (model.likelihood.sample(out, params, rng), "Samples x ~ p(x|z)")}
     written = []
     for kind, (images, what) in kinds.items():
         path = f"{prefix}_{kind}.png"
         images = np.clip(to_host(images), 0, 1)
-        if not titled:
-            write_png(path, tile(images), scale=2)
+        if titled:
+            plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params), subtitle)
         else:
-            from .plots.images import plot_image_grid, prior_draws_title
-            from .plots.titles import run_title
-            plot_image_grid(images, path, prior_draws_title(model, what, args.n, args.params),
-                            run_title(config, args.run) if run.task is None else
-                            run_title(config, args.run, run.task.posterior_family, model.likelihood.name))
+            write_png(path, tile(images), scale=2)
         written.append(path)
     if not args.quiet:
         print("wrote " + ", ".join(written) + ("" if titled else " (untitled: pip install 'gvae[plot]' for titles)"))

@@ -106,10 +106,6 @@ class BinaryVAE(NetworkModel):
             return [kernels.ar_bernoulli_draw(bias, ops.value_of(params[PRIOR_AR]), kernels.contiguous(u))]
         return [bernoulli_draw(bias, u)]
 
-    def likelihood_params(self, params, zs):
-        """The likelihood's parameters for the codes zs ([z]): the decoder's output."""
-        return self.decoder(params, zs[0])
-
     def taylor_terms(self, params, x, u):
         """What :func:`taylor_loss` reads: ([z], [log q(z_j | z_<j, x) per unit], log p(z), log p(x|z),
         log_w_at), z (K, B, latent) drawn from q with the uniforms u; ``log_w_at(plain, (z,))`` is the sum of

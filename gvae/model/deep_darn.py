@@ -119,10 +119,6 @@ class DeepDARN(NetworkModel):
             return kernels.ar_bernoulli_draw(kernels.contiguous(bias), ops.value_of(params[prior_ar(layer)]), ul)
         return top_down(self.sizes, u, draw)
 
-    def likelihood_params(self, params, codes):
-        """The likelihood's parameters for the codes (bottom first): the decoder's output at z_1."""
-        return self.decoder(params, codes[0])
-
     def _scored(self, params, x, u):
         """(codes, encoder logits, enc(x), log p(z), log p(x|z_1)) at codes drawn from q with the uniforms u: what
         :meth:`log_weights` and :meth:`taylor_terms` share."""

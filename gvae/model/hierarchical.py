@@ -63,10 +63,6 @@ class HVM(NetworkModel):
         slice unread): what ``gvae sample`` decodes."""
         return [eps[..., 2 * self.size:]]
 
-    def likelihood_params(self, params, zs):
-        """The likelihood's parameters for the codes zs ([z]): the decoder's output."""
-        return self.decoder(params, zs[0])
-
     def code(self, params, x, eps):
         """A pass's draws: x (B, n_in), eps (S, B, noise_size) -> (q_lambda, lam, z, log q(z|lambda)), lam
         (S, B, 2 latent), z (S, B, latent), the log-density (S, B)."""

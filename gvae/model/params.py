@@ -94,6 +94,11 @@ class NetworkModel:
         with the training data ``x``, the decoder's last bias at the data's marginal)."""
         return network_params(self, rng, x, self.decoder)
 
+    def likelihood_params(self, params, codes):
+        """The likelihood's parameters for a draw's codes (a list, bottom first): the decoder's output at the
+        bottom one (what ``gvae sample`` decodes after the model's ``prior_sample``)."""
+        return self.decoder(params, codes[0])
+
 
 def layered_prior_text(kind, sizes):
     """What a prior draw of layers of ``sizes`` (bottom first) of ``kind`` units ("binary") is, in words (a
