@@ -217,12 +217,15 @@ def _evaluate_run(args, opened, per_example, partial):
     import resource
 
     from .io.files import atomic_path, remove_stale_temporaries, write_json
+    from .io.mnist import load_mnist
     from .evaluation.evaluate import evaluate
     from .evaluation.task_weights import TaskWeights
     from .training.validation import bits_per_dim
     from .training.memory import check_importance_sampling
 
-    opened = opened.with_test_set(args.data, args.limit)
+    data = load_mnist(args.data)
+    read = _evaluated_data(args, opened, data)
+    opened = opened.with_test_set(data, args.limit)
     run, model, params, config, test_x = opened.run_dir, opened.model, opened.params, opened.config, opened.test_x
     check_importance_sampling(model, args.batch_size, args.iw_samples, args.memory_mb * 2 ** 20, len(test_x))
     test_x = to_device(test_x, args.device)
@@ -233,7 +236,7 @@ def _evaluate_run(args, opened, per_example, partial):
                                    progress=not args.quiet, kl=config.kl, partial=partial)
     result = {"test_elbo": means["elbo"], "test_log_likelihood": means["log_likelihood"],
               "iw_samples": args.iw_samples, "n_test": len(test_x), "params": args.params, "seconds": seconds,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **read,
               **{f"test_{k}": v for k, v in means.items() if k.startswith("iwae_")}}
     nats = {"test_elbo": result["test_elbo"], "test_log_likelihood": result["test_log_likelihood"]}
     result.update(bits_per_dim(model, nats) if opened.task is None else opened.task.bits_per_dim(nats))
@@ -265,6 +268,30 @@ def _evaluate_run(args, opened, per_example, partial):
               f"{result['test_log_likelihood']:.3f} (L_{args.iw_samples}) nats per {row}; {len(test_x)} {row}s, "
               f"{seconds:.1f} s; written to {previous} and {run / f'eval_k{args.iw_samples}.json'}")
     return 0
+
+
+def _evaluated_data(args, opened, data):
+    """What eval.json records of the data read (``data``, from --data or MNIST): ``data`` (the path, or
+    "mnist"), ``data_sha256`` (its fingerprint as the run's checkpoint records the run's own) and
+    ``data_is_the_runs`` (None for a run that recorded none). A run trained on other data than MNIST is
+    refused without --data (its numbers on MNIST would pass for its own); given --data of other data, a
+    warning says so, since evaluating on another data set may be what is wanted."""
+    from .training.tasks import task_class
+    from .training.trainer import data_fingerprint, run_inputs
+
+    task = opened.task or task_class(opened.config.task)(opened.config, opened.model, "cpu")
+    given = data_fingerprint(run_inputs(task, data))
+    same = None if opened.data_sha256 is None else given == opened.data_sha256
+    named = "MNIST" if args.data is None else args.data
+    if same is False:
+        hashes = f"data SHA-256 {opened.data_sha256[:16]}... against {given[:16]}..."
+        if args.data is None:
+            raise ValueError(f"{opened.run_dir} was trained on other data than MNIST ({hashes}): give the data it "
+                             "was trained on with --data PATH")
+        print(f"gvae: warning: {opened.run_dir} was trained on other data than {named} ({hashes}); evaluating it "
+              f"on the test images of {named}", file=sys.stderr)
+    return {"data": "mnist" if args.data is None else str(Path(args.data).absolute()), "data_sha256": given,
+            "data_is_the_runs": same}
 
 
 def _per_example_path(text):

@@ -95,6 +95,45 @@ def test_iwae_training_then_eval(tmp_path, data_file):
     assert per.shape == (30, 4)
 
 
+def test_eval_records_its_data_and_refuses_mnist_for_a_run_trained_on_other_data(tmp_path, data_file, monkeypatch,
+                                                                                    capsys):
+    """Without --data, gvae eval read MNIST, whatever the run had been trained on, and eval.json did not say
+    which data it read. It records the data and their fingerprint, refuses MNIST for a run trained on a
+    user's file, and warns when --data names other data than the run's."""
+    from gvae.io import mnist
+    from gvae.training import checkpoint
+    from tests.helpers import write_data
+
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data_file), *TINY_RUN, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    recorded = checkpoint.load(out / "checkpoint.npz")[1]["data_sha256"]
+    other = write_data(tmp_path / "other.npz", seed=1)
+    monkeypatch.setattr(mnist, "fetch_mnist", lambda *a: other)  # MNIST stands in as other data
+    capsys.readouterr()
+    assert main(["eval", str(out), "--iw-samples", "5", "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"gvae: error: {out} was trained on other data than MNIST") and error.endswith(
+        "give the data it was trained on with --data PATH") and len(error.splitlines()) == 1, error
+    assert not (out / "eval.json").exists()
+
+    assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "5", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    result = json.loads((out / "eval.json").read_text())
+    assert (result["data"], result["data_sha256"], result["data_is_the_runs"]) == (str(data_file.absolute()),
+                                                                                recorded, True)
+
+    assert main(["eval", str(out), "--data", str(other), "--iw-samples", "5", "--quiet"]) == 0
+    assert f"gvae: warning: {out} was trained on other data than {other} " in capsys.readouterr().err
+    result = json.loads((out / "eval.json").read_text())
+    assert result["data"] == str(other.absolute()) and result["data_sha256"] != recorded
+    assert result["data_is_the_runs"] is False
+
+    monkeypatch.setattr(mnist, "fetch_mnist", lambda *a: data_file)  # MNIST is the run's data
+    assert main(["eval", str(out), "--iw-samples", "5", "--quiet"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert (result["data"], result["data_is_the_runs"]) == ("mnist", True)
+
+
 def test_resume_continues_to_the_same_numbers(tmp_path, data_file):
     common = ["--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20",
               "--quiet"]

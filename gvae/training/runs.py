@@ -28,6 +28,11 @@ def build_model(config, n_in):
 def load_model(run_dir, which="best", device="cpu"):
     """(model, params dict, config) of a run folder, the parameters on ``device``; ``which`` is "best"
     (by validation) or "last". A folder without a trained run is a RunFolderError saying what it holds."""
+    return _load_model(run_dir, which, device)[:3]
+
+
+def _load_model(run_dir, which, device):
+    """:func:`load_model`'s (model, params, config) and the checkpoint's meta."""
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     path = rundir.existing_run(run_dir) / "checkpoint.npz"
@@ -40,7 +45,7 @@ def load_model(run_dir, which="best", device="cpu"):
     if not np.isfinite(host).all():
         raise ValueError(f"the {which} parameters in {path} hold NaN or inf (the run diverged); there is no "
                          "model to use: train again with a lower --lr")
-    return model, FlatParams(model.param_shapes(), model.dtype, to_device(host, device)).views, config
+    return model, FlatParams(model.param_shapes(), model.dtype, to_device(host, device)).views, config, meta
 
 
 def shared_parameters(run_dir, model):
@@ -76,6 +81,7 @@ class OpenRun(NamedTuple):
     test_x: Optional[np.ndarray] = None  # (N, n) on the host: the test split prepared as the run evaluates it
     test_y: Optional[np.ndarray] = None  # (N,): its labels, None when the data set has none
     task: Any = None  # the run's Task where gvae eval reads it by the task's own log-weights, else None
+    data_sha256: Optional[str] = None  # the fingerprint of the data it was trained on (None: not recorded)
 
     def with_test_set(self, data=None, limit=None):
         """This run with the first ``limit`` (all when None) images of the test split of ``data`` prepared
@@ -99,7 +105,7 @@ def open_run(run_dir, which="best", device="cpu", weighted=False, sampled=False)
     refused (ValueError saying what it holds), unless ``weighted`` (gvae eval) and the task gives its own
     log-weights (:meth:`gvae.training.tasks.Task.log_weights`), or ``sampled`` (gvae sample) and its model draws
     from its prior (:attr:`gvae.training.tasks.Task.draws_prior`): then the OpenRun's ``task`` is set."""
-    model, params, config = load_model(run_dir, which, device)
+    model, params, config, meta = _load_model(run_dir, which, device)
     cls = task_class(config.task)
     task = None
     if cls.cannot_open is not None:  # every other user needs a VAE's passes (a ladder's are the same calls)
@@ -108,7 +114,8 @@ def open_run(run_dir, which="best", device="cpu", weighted=False, sampled=False)
                                          or (sampled and cls.draws_prior))
         if not readable:
             raise ValueError(f"{run_dir} holds {cls.cannot_open}")
-    return OpenRun(Path(run_dir), which, device, model, params, config, task=task)
+    return OpenRun(Path(run_dir), which, device, model, params, config, task=task,
+                   data_sha256=meta.get("data_sha256"))
 
 
 def prior_draws(model, params, n, seed, device="cpu", noise=standard_normal):

@@ -77,6 +77,13 @@ def data_fingerprint(inputs):
     return digest.hexdigest()
 
 
+def run_inputs(task, data):
+    """The host inputs a run of ``task`` trains on from ``data``: every split's (:meth:`Task.inputs`), the
+    training split cut to the run's ``limit``; what :func:`data_fingerprint` hashes."""
+    inputs = task.inputs(data)
+    return {**inputs, "train": tuple(a[:task.config.limit] for a in inputs["train"])}
+
+
 def _first_non_finite(loss, grads):
     """What was not finite in a skipped step (reads the gradients back: only on this error path)."""
     if not math.isfinite(loss):
@@ -133,8 +140,7 @@ class Trainer:
         model = kind.build_model(cfg, train_x.shape[1])
         check_training(model, cfg.batch_size, cfg.samples * cfg.iw_samples, len(train_x), recorded=self.device == "cpu")
         task = kind(cfg, model, self.device)
-        inputs = task.inputs(data)
-        return task, {**inputs, "train": tuple(a[:cfg.limit] for a in inputs["train"])}
+        return task, run_inputs(task, data)
 
     def _first_state(self, saved, train_x):
         """The state the run starts from: a resumed run's checkpoint (refused when it was trained on other
