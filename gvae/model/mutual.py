@@ -13,7 +13,7 @@ posterior family (a banded precision among them). Each step, on a batch x of the
 * the VAE's parameters take the ELBO's gradient minus C sign(m - M) times the gradient of the bound's
   expectation, m the batch's estimate; x' is binary, so that gradient is the score-function one,
   E[(log r(z|x') - b) grad log p_theta(x'|z)], with b the mean of the other pairs' log r (a baseline
-  that keeps it unbiased);
+  that keeps it unbiased; 0 in a batch of one pair);
 * r's parameters climb E log r_w(z|x') (the estimate's own gradient).
 
 One loss carries both (:func:`mutual_loss`): its r term depends on r's parameters alone (the pairs are
@@ -94,8 +94,11 @@ def mutual_loss(params, model, x, eps, z, u, kl="analytic", kl_weight=1.0, targe
     lr = ops.value_of(log_r)
     n = lr.shape[0]
     # The others' mean, independent of the pair it weighs, and the direction of the information's
-    # penalty: kernels, so that a recorded step computes them from each batch.
-    baseline = kernels.binary("divide", kernels.binary("subtract", kernels.sum_axes(lr, None, False), lr), n - 1)
+    # penalty: kernels, so that a recorded step computes them from each batch. A batch of one pair has no
+    # others: its sum less its own log r is 0, and dividing by 1 keeps it so: no baseline, which any
+    # constant is as unbiased as (the plain score-function gradient, of a larger variance).
+    others = kernels.binary("subtract", kernels.sum_axes(lr, None, False), lr)
+    baseline = kernels.binary("divide", others, max(n - 1, 1))
     m = information(model, log_r)
     direction = kernels.binary("multiply", kernels.unary("sign", kernels.binary("subtract", m, target)), weight)
     score = ops.mean(kernels.binary("subtract", lr, baseline) * log_px)

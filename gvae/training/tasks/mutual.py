@@ -32,16 +32,14 @@ class Mutual(Generate):
     @classmethod
     def check_config(cls, config):
         """One stochastic layer, the Bernoulli likelihood, the ELBO alone (no IWAE, target rate, MMD or
-        alpha), a target given, batches of 2 or more (the score term's baseline is the others' mean)."""
+        alpha) and a target given."""
         changed = changed_flags(config, LIKELIHOOD_SETTINGS)
         require([(len(config.layer_sizes()) == 1, "task mae has one stochastic layer: give one --latent size"),
                  (not changed, "task mae draws binary images from its decoder: leave " + ", ".join(changed)
                                + " at the default (Bernoulli)"),
                  (one_bound(config), "task mae adds its information term to the ELBO: use it without --iw-samples, "
                                      "--target-rate, --mmd or --alpha"),
-                 (config.mi_target is not None, "task mae needs the information to hold: give --mi-target M (nats)"),
-                 (config.batch_size >= 2, f"task mae needs batches of 2 or more images, got --batch-size "
-                                          f"{config.batch_size}")])
+                 (config.mi_target is not None, "task mae needs the information to hold: give --mi-target M (nats)")])
 
     @classmethod
     def build_model(cls, config, n_in):
