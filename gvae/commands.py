@@ -264,9 +264,10 @@ def _evaluate_run(args, opened, per_example, partial):
     if not args.quiet:
         row = "image" if opened.task is None else opened.task.row_name
         bounds = "  ".join(f"L_{k} {result[f'test_iwae_{k}']:.3f}" for k in (1, 5, 50) if f"test_iwae_{k}" in result)
-        print(f"test ELBO {result['test_elbo']:.3f}  {bounds + '  ' if bounds else ''}log p(x) ~ "
-              f"{result['test_log_likelihood']:.3f} (L_{args.iw_samples}) nats per {row}; {len(test_x)} {row}s, "
-              f"{seconds:.1f} s; written to {previous} and {run / f'eval_k{args.iw_samples}.json'}")
+        print(f"test ELBO {result['test_elbo']:.3f} (one draw of z per {row}, seed {args.seed})  "
+              f"{bounds + '  ' if bounds else ''}log p(x) ~ {result['test_log_likelihood']:.3f} (L_{args.iw_samples}: "
+              f"{args.iw_samples:,} importance samples) nats per {row}; {len(test_x):,} test {row}s, the {args.params} "
+              f"epoch's parameters, {seconds:.1f} s; written to {previous} and {run / f'eval_k{args.iw_samples}.json'}")
     return 0
 
 
@@ -405,14 +406,16 @@ def _analyze(args):
         gaps = result["gaps"]
         active = ", ".join(f"{layer['active_units']} of {layer['latent']}" for layer in result["layers"])
         print(f"active units {active}; rate {result['rate']:.2f}, distortion {result['distortion']:.2f}, ELBO "
-              f"{result['elbo']:.2f} nats on {result['n_test']} test images")
+              f"{result['elbo']:.2f} nats on {result['n_test']:,} test images (distortion from "
+              f"{result['rd_samples']} draws of z per image)")
         if gaps is None:
             print(f"no inference gaps: {result['gaps_note']}")
         else:
             if "points_note" in gaps:
                 print(f"inference gaps: {gaps['points_note']}")
-            print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f}, ELBO refined "
-                  f"{gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f}; approximation gap "
+            print(f"{gaps['points']} points: log p(x) {gaps['log_likelihood']:.2f} (L_{2 * args.iw_samples}), ELBO "
+                  f"refined {gaps['elbo_refined']:.2f}, amortised {gaps['elbo_amortised']:.2f} ({args.iw_samples:,} "
+                  f"draws of z each); approximation gap "
                   f"{gaps['approximation_gap']:.2f}, amortisation gap {gaps['amortisation_gap']:.2f} nats")
         for layer in result["layers"]:
             if layer["surgery"] is not None:

@@ -134,6 +134,23 @@ def test_eval_records_its_data_and_refuses_mnist_for_a_run_trained_on_other_data
     assert (result["data"], result["data_is_the_runs"]) == ("mnist", True)
 
 
+def test_train_and_eval_say_which_test_elbo_they_print(tmp_path, data_file, capsys):
+    """gvae train's, eval's and analyze's test ELBOs of one model differ (other draws of z, other images):
+    each line says what it is (analyze's: tests/test_gaps.py)."""
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(data_file), *TINY_RUN, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert capsys.readouterr().out.startswith(
+        f"test ELBO {summary['test_elbo']:.3f} nats (all {summary['n_test']} test images, one draw of z each, the "
+        "best epoch's parameters); ")
+    assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "7", "--seed", "3", "--params", "last"]) == 0
+    line = capsys.readouterr().out
+    result = json.loads((out / "eval.json").read_text())
+    assert line.startswith(f"test ELBO {result['test_elbo']:.3f} (one draw of z per image, seed 3)  L_1 "), line
+    assert (f"log p(x) ~ {result['test_log_likelihood']:.3f} (L_7: 7 importance samples) nats per image; "
+            f"{result['n_test']} test images, the last epoch's parameters, ") in line, line
+
+
 def test_resume_continues_to_the_same_numbers(tmp_path, data_file):
     common = ["--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20",
               "--quiet"]

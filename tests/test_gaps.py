@@ -465,6 +465,9 @@ def test_analyze_writes_analysis_json_and_pictures(trained_run, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "active units" in out and "approximation gap" in out and "analysis.json" in out
+    # each ELBO says on what and from how many draws, beside gvae train's and gvae eval's of the same model
+    assert "nats on 30 test images (distortion from 10 draws of z per image)" in out, out
+    assert "5 points: log p(x) " in out and " (L_60), ELBO refined " in out and " (30 draws of z each); " in out, out
     assert "ELBO surgery, 20 points: mean KL" in out and "mutual information" in out
     result = _strict_json(run / "analysis.json")
     layer = result["layers"][0]

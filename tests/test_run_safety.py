@@ -431,8 +431,10 @@ def test_a_resume_that_read_a_run_replaced_since_is_refused(tmp_path, data_file)
 def test_train_says_where_it_resumes_and_quiet_keeps_the_result_line(tmp_path, data_file, capsys):
     out = tmp_path / "run"
     assert train(data_file, out, "--epochs", "1") == 0  # --quiet: the result and the folder, nothing else
-    assert capsys.readouterr().out.splitlines() == [f"test ELBO {json.loads((out / 'summary.json').read_text())['test_elbo']:.3f} "
-                                                    f"nats; run written to {out}"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert capsys.readouterr().out.splitlines() == [f"test ELBO {summary['test_elbo']:.3f} nats (all {summary['n_test']} "
+                                                    "test images, one draw of z each, the best epoch's parameters); "
+                                                    f"run written to {out}"]
     argv = ["train", "--resume", "--data", str(data_file), "--out", str(out), "--epochs", "2"]
     assert main(argv) == 0
     printed = capsys.readouterr().out.splitlines()

@@ -337,6 +337,7 @@ class Trainer:
         best = state.params.unflatten(state.best_flat)
         counts = {"best_epoch": state.best_epoch, "epochs": state.epoch, "stopped_early": stopped_early,
                   "skipped_steps": state.skipped_steps, "n_train": len(self.train_x),
+                  "n_test": len(self.inputs["test"][0]),
                   "n_parameters": int(state.params.size),
                   "seconds_per_epoch": float(np.mean([m["seconds"] for m in state.metrics])) if state.metrics else None}
         return {**self.task.test_summary(best, self.inputs["test"], state.best_valid), **counts}

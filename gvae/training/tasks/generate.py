@@ -99,4 +99,5 @@ class Generate(Task):
         return f"train bound {row['train_bound']:.3f}  valid ELBO {row['valid_elbo']:.3f} nats/image"
 
     def result_line(self, summary):
-        return f"test ELBO {summary['test_elbo']:.3f} nats"
+        return (f"test ELBO {summary['test_elbo']:.3f} nats (all {summary['n_test']:,} test images, one draw of z "
+                "each, the best epoch's parameters)")
