@@ -93,6 +93,155 @@ def test_the_draws_shape_derivative_is_the_inverse_cdfs_difference_quotient():
     np.testing.assert_allclose(kgamma.gamma_draw_shape_grad(a, kgamma.gamma_inverse_cdf(a, u)), want, rtol=1e-5)
 
 
+def _mp_poisson_tails(k, rate):
+    """(P(K <= k), P(K > k)) for K ~ Poisson(rate) to 40 digits: the series of the regularised lower
+    incomplete gamma P(k + 1, rate) = P(K > k) summed in mpmath, its complement the other."""
+    import mpmath
+    with mpmath.workdps(40):
+        a, x = mpmath.mpf(k) + 1, mpmath.mpf(rate)
+        term = total = 1 / a
+        shape = a
+        while term > total * mpmath.mpf(10) ** -35:
+            shape += 1
+            term *= x / shape
+            total += term
+        upper = total * mpmath.exp(a * mpmath.log(x) - x - mpmath.loggamma(a))
+        return 1 - upper, upper
+
+
+def _is_the_least_count(k, rate, u):
+    """Whether k is the least count with P(K <= k) > u, decided in 40 digits in the tail that keeps them."""
+    import mpmath
+    u = mpmath.mpf(float(u))
+    lower, upper = _mp_poisson_tails(k, rate)
+    if u >= 0.5:
+        passes = upper < 1 - u
+        before = k == 0 or _mp_poisson_tails(k - 1, rate)[1] >= 1 - u
+    else:
+        passes = lower > u
+        before = k == 0 or _mp_poisson_tails(k - 1, rate)[0] <= u
+    return bool(passes and before)
+
+
+def test_poisson_draws_past_the_exponentials_underflow():
+    """The counts at rates where e^-rate is subnormal or zero: the medians, not the walk's end."""
+    k = ops.poisson_draw(np.array([700.0, 745.0, 746.0, 800.0]), np.full(4, 0.5), 4000)
+    np.testing.assert_array_equal(k, stats.poisson.ppf(0.5, [700.0, 745.0, 746.0, 800.0]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(log_rate=st.floats(np.log(1e-8), np.log(1e7)), tail=st.floats(np.log(1e-12), np.log(0.5)),
+       side=st.sampled_from(["lower", "upper", "uniform"]), uniform=st.floats(0.0, 1.0, exclude_max=True))
+def test_poisson_draws_are_the_inverse_cdf_at_every_rate(log_rate, tail, side, uniform):
+    """The count at rates from 1e-8 to 1e7 and uniforms from 1e-12 to 1 - 1e-12 is SciPy's poisson.ppf, or,
+    where the two differ (SciPy's CDF loses digits in the upper tail at large rates), provably the least
+    count whose CDF passes u, decided in 40 digits."""
+    rate = float(np.exp(log_rate))
+    u = {"lower": np.exp(tail), "upper": 1.0 - np.exp(tail), "uniform": uniform}[side]
+    k = float(kgamma.poisson_draw(np.array([rate]), np.array([u]), 2 ** 40)[0])
+    if k != stats.poisson.ppf(u, rate):
+        assert _is_the_least_count(k, rate, u)
+
+
+@pytest.mark.slow
+def test_poisson_draws_agree_with_scipy_in_bulk_and_beyond_the_exact_search():
+    """20,000 draws over the same ranges: SciPy's answer but for a few upper-tail items at large rates,
+    each decided in 40 digits for gvae; above 1e9 the Cornish-Fisher count within one of SciPy's; float32
+    rates give the float64 counts of the same rates; ``most`` caps the count."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    rate = np.exp(rng.uniform(np.log(1e-8), np.log(1e7), n))
+    u = np.concatenate([rng.uniform(0, 1, n - 2000), np.exp(rng.uniform(np.log(1e-12), np.log(0.5), 1000)),
+                        1 - np.exp(rng.uniform(np.log(1e-12), np.log(0.5), 1000))])
+    k = kgamma.poisson_draw(rate, u, 2 ** 40)
+    differ = np.flatnonzero(k != stats.poisson.ppf(u, rate))
+    assert differ.size < n / 500
+    for i in differ[:5]:
+        assert _is_the_least_count(k[i], rate[i], u[i])
+    huge = np.exp(rng.uniform(np.log(2e9), np.log(1e14), 200))
+    want = stats.poisson.ppf(u[:200], huge)
+    known = np.isfinite(want)  # (SciPy gives NaN at some of these rates)
+    assert known.sum() > 100
+    assert np.max(np.abs(kgamma.poisson_draw(huge, u[:200], 2 ** 60) - want)[known]) <= 1
+    small = rate[rate < 1e6].astype(np.float32)
+    np.testing.assert_array_equal(kgamma.poisson_draw(small, np.full(small.shape, 0.3, np.float32), 2 ** 40),
+                                  kgamma.poisson_draw(small.astype(np.float64), np.full(small.shape, 0.3), 2 ** 40))
+    np.testing.assert_array_equal(kgamma.poisson_draw(np.array([5e6, 1e-3]), np.array([0.999, 0.999]), 7), [7, 0])
+
+
+def _mp_shape_derivative(a, x):
+    """dx/da at fixed P(a, x) in 30 digits: -(dP/da) / p(x; a), mpmath's derivative of its regularised
+    incomplete gamma function."""
+    import mpmath
+    with mpmath.workdps(30):
+        a, x = mpmath.mpf(float(a)), mpmath.mpf(float(x))
+        slope = mpmath.diff(lambda s: mpmath.gammainc(s, 0, x, regularized=True), a)
+        return float(-slope / mpmath.exp((a - 1) * mpmath.log(x) - x - mpmath.loggamma(a)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(log_a=st.floats(np.log(1e-4), np.log(1e4)), log_tail=st.floats(np.log(1e-300), np.log(0.5)),
+       upper=st.booleans())
+def test_the_draws_shape_derivative_against_mpmath(log_a, log_tail, upper):
+    """dz/dalpha of the draw z = P^-1(alpha, u) for shapes from 1e-4 to 1e4 and z over the whole support
+    (u from 1e-300 to 1 - 1e-16) to 1e-12 of mpmath's, in float64: no difference step."""
+    pytest.importorskip("mpmath")
+    a = float(np.exp(log_a))
+    u = 1.0 - max(np.exp(log_tail), 1e-16) if upper else float(np.exp(log_tail))
+    z = kgamma.gamma_inverse_cdf(np.array([a]), np.array([u]))
+    got = float(kgamma.gamma_draw_shape_grad(np.array([a]), z)[0])
+    assert got == pytest.approx(_mp_shape_derivative(a, z[0]), rel=1e-12)
+
+
+def test_the_shape_derivative_at_small_shapes_and_tiny_draws():
+    """Shapes 1e-3 to 7e-3 with draws near 1e-125, where a difference step in the shape lost six digits."""
+    pytest.importorskip("mpmath")
+    a = np.array([1e-3, 3e-3, 0.0067, 7e-3])
+    z = np.array([1e-300, 1e-200, 1.26e-125, 1e-100])
+    got = kgamma.gamma_draw_shape_grad(a, z)
+    np.testing.assert_allclose(got, [_mp_shape_derivative(ai, zi) for ai, zi in zip(a, z)], rtol=1e-13)
+
+
+@pytest.mark.slow
+def test_the_gamma_quantile_at_a_shape_of_1e8():
+    """At shape 1e8 and u = 1e-7 the quantile's P is u to 1e-12 (by 40-digit series): SciPy's gammaincinv is
+    7.5e-6 away there, so SciPy is no reference."""
+    pytest.importorskip("mpmath")
+    import mpmath
+    for a, u in ((1e8, 1e-7), (1e7, 1e-7), (1e6, 1 - 1e-7)):
+        x = float(kgamma.gamma_inverse_cdf(np.array([a]), np.array([u]))[0])
+        lower, upper = _mp_poisson_tails(a - 1, x)  # P(a, x) = P(K > a - 1) for K ~ Poisson(x)
+        if u < 0.5:
+            assert float(mpmath.log(upper)) == pytest.approx(np.log(u), rel=1e-12)
+        else:
+            assert float(lower) == pytest.approx(1 - u, rel=1e-8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.floats(1e-3, 1e3), rate=st.floats(1e-6, 1e3), dtype=st.sampled_from([np.float32, np.float64]))
+def test_log_densities_at_the_boundary_of_their_support_are_scipys(b, rate, dtype):
+    """0 log 0 = 0: Gamma(0; 1, b) is log b, Poisson(0; 0) is 0 and a pixel off at rate 0 has log probability
+    0, as scipy.stats says, in float32 and float64; their gradients are the limits (Gamma's in z at alpha = 1:
+    -b; Poisson's in the rate at k = 0: -1; the Bernoulli-Poisson's at x = 0: -1), and an interior point is
+    unchanged."""
+    t = np.dtype(dtype).type
+    zero, one = np.zeros(2, dtype), np.ones(2, dtype)
+    beta = np.array([b, 1.0], dtype)
+    value, grad = value_and_grad(lambda z: ops.sum(ops.gamma_log_prob(z, one, beta)))(zero)
+    np.testing.assert_allclose(value, stats.gamma(1.0, scale=1 / beta.astype(float)).logpdf(0).sum(), rtol=1e-6)
+    np.testing.assert_allclose(grad, -beta, rtol=1e-6)
+    value, grad = value_and_grad(lambda r: ops.sum(ops.poisson_log_prob(zero, r)))(np.array([0.0, rate], dtype))
+    np.testing.assert_allclose(value, stats.poisson([0.0, rate]).logpmf(0).sum(), rtol=1e-6)
+    np.testing.assert_array_equal(grad, [-1, -1])
+    x = np.array([[0.0, 1.0, 0.0]], dtype)
+    r = np.array([[0.0, rate, rate]], dtype)
+    value, grad = value_and_grad(lambda q: ops.sum(ops.bernoulli_poisson_loglik(q, x)))(r)
+    want = np.log(-np.expm1(-float(rate))) - float(rate)
+    np.testing.assert_allclose(value, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(grad, [[-1.0, 1.0 / np.expm1(float(rate)), -1.0]], rtol=1e-5, atol=1e-37)
+    assert float(ops.poisson_log_prob(t(3.0), t(rate))) == pytest.approx(stats.poisson(rate).logpmf(3), rel=1e-5)
+
+
 def test_the_implicit_gradient_is_unbiased_with_less_variance_than_the_score_function():
     """d/dalpha E[z^2] for z ~ Gamma(alpha, beta) is (2 alpha + 1) / beta^2: the mean of 20,000 implicit
     (reparameterised) estimates and of 20,000 score-function estimates each within 5 standard errors of it;

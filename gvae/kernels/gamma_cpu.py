@@ -9,8 +9,11 @@ prefactor x^a e^-x / Gamma(a) taken in log space (Abramowitz and Stegun 6.5.29 a
 through Stirling's series, so that its large terms cancel exactly). The inverse starts from Wilson and
 Hilferty's cube-root normal approximation (a > 1) or from the small-x and large-x limits of P and takes
 Halley steps: below the median on log P(a, e^y) - log u in y = log x, above it on (1 - u) - Q(a, x), where
-1 - u is exact and Q keeps its relative precision. Digamma is its recurrence up to x >= 10, then its
-asymptotic series. The results agree with SciPy's to about 1e-13 in float64 (tests/test_gamma.py)."""
+1 - u is exact and Q keeps its relative precision. The derivative of a draw in the shape differentiates the
+same series and continued fraction in a, term by term (no difference step). Digamma is its recurrence up
+to x >= 10, then its asymptotic series. A Poisson count is the least k with Q(k + 1, rate) > u, searched
+from a Cornish-Fisher start by the pmf's recurrence, in whichever tail keeps its relative precision.
+Accuracy against SciPy and mpmath: tests/test_gamma.py."""
 import math
 
 import numpy as np
@@ -21,10 +24,11 @@ from .cpu import threads
 from .cpu.entries import FLOAT, INT, Entry, array, run_blocks
 from .cpu.jit import jit
 
-_STEP = 1e-5        # relative step of the central difference of P(alpha, z) in alpha (truncation ~1e-10)
 _EPS = 1e-16        # the series' and the continued fraction's relative stopping point
 _TINY = 1e-300      # the continued fraction's guard against a zero denominator
-_TERMS = 100_000    # at most this many terms of either (about sqrt(a) are needed where x is near a)
+_EXACT_RATE = 1e9   # Poisson counts are found exactly up to this rate (the CDF costs ~9 sqrt(rate) terms)
+_TERMS = 100_000    # at most this many terms of either, plus _WIDTH sqrt(a): where x is near a, the series'
+_WIDTH = 60.0       # terms fall as exp(-n^2 / 2a) and the fraction converges alike (9 sqrt(a) reach 1e-17)
 _STEPS = 100        # at most this many Halley steps of the inverse (a handful are needed)
 LGAMMA, DIGAMMA = 0, 1
 _SPECIAL = {"lgamma": LGAMMA, "digamma": DIGAMMA}
@@ -52,6 +56,12 @@ def _log_front(a, x):
     return 0.5 * math.log(a / (2.0 * math.pi)) + a * total - remainder
 
 
+@jit(inline="always")
+def _terms(a):
+    """How many terms of the series or the continued fraction are taken at most, for the shape a."""
+    return _TERMS + int(_WIDTH * math.sqrt(a))
+
+
 @jit
 def _incomplete(a, x):
     """(P(a, x), Q(a, x), log P(a, x), log(x^a e^-x / Gamma(a))): the regularised lower and upper incomplete
@@ -67,7 +77,7 @@ def _incomplete(a, x):
         term = 1.0 / a
         total = term
         shape = a
-        for _ in range(_TERMS):
+        for _ in range(_terms(a)):
             shape += 1.0
             term *= x / shape
             total += term
@@ -80,7 +90,7 @@ def _incomplete(a, x):
     c = 1.0 / _TINY
     d = 1.0 / b
     h = d
-    for i in range(1, _TERMS):
+    for i in range(1, _terms(a)):
         an = -i * (i - a)
         b += 2.0
         d = an * d + b
@@ -196,6 +206,113 @@ def digamma(x):
     return total + math.log(x) - 0.5 / x - series
 
 
+@jit
+def shape_derivative(a, x):
+    """dx/da at fixed P(a, x), for a > 0 and 0 < x < inf: the derivative of the draw x = P^-1(a, u) in the
+    shape (Figurnov et al., "Implicit Reparameterization Gradients", 2018), -(dP/da) / p(x; a). With
+    P = f S, f = x^a e^-x / Gamma(a) and p(x; a) = f / x, the prefactor cancels. Where :func:`_incomplete`
+    sums the series S = sum_n t_n, t_n = Gamma(a) x^n / Gamma(a + n + 1), dt_n/da = t_n (digamma(a) -
+    digamma(a + n + 1)), so dx/da = -x sum_n t_n (log x - digamma(a + n + 1)). Where it takes the continued
+    fraction h = Q / f, h is differentiated in a along the modified Lentz recurrence, and dx/da = x (h (log x -
+    digamma(a)) + dh/da). Zero at x = 0 (the draw stays there); NaN outside the domain."""
+    if not (a > 0.0) or not (0.0 <= x < math.inf):
+        return math.nan
+    if x == 0.0:
+        return 0.0
+    log_x = math.log(x)
+    if x < a + 1.0:
+        term = 1.0 / a
+        psi = digamma(a + 1.0)
+        total = term * (log_x - psi)
+        size = term * (abs(log_x) + abs(psi))  # the sum of the terms' magnitudes: where to stop
+        shape = a
+        for _ in range(_terms(a)):
+            shape += 1.0
+            psi += 1.0 / shape
+            term *= x / shape
+            part = term * (log_x - psi)
+            total += part
+            size += abs(part)
+            if term * (abs(log_x) + abs(psi)) < size * _EPS:
+                break
+        return -x * total
+    # h = 1 / (b0 + an_1 / (b1 + an_2 / ...)), b_i = x + 1 - a + 2 i, an_i = -i (i - a), and with each
+    # quantity of the recurrence its derivative in a (db/da = -1, dan_i/da = i)
+    b = x + 1.0 - a
+    c, dc = 1.0 / _TINY, 0.0
+    d = 1.0 / b
+    dd = d * d  # -(db/da) / b^2
+    h, dh = d, dd
+    for i in range(1, _terms(a)):
+        an = -i * (i - a)
+        b += 2.0
+        den = an * d + b
+        dden = i * d + an * dd - 1.0
+        if abs(den) < _TINY:
+            den, dden = _TINY, 0.0
+        c_next = b + an / c
+        dc = -1.0 + i / c - an * dc / (c * c)
+        c = c_next
+        if abs(c) < _TINY:
+            c, dc = _TINY, 0.0
+        d = 1.0 / den
+        dd = -dden * d * d
+        delta = d * c
+        d_delta = dd * c + d * dc
+        dh = dh * delta + h * d_delta
+        h *= delta
+        if abs(delta - 1.0) < _EPS and abs(h * d_delta) <= _EPS * abs(dh):
+            break
+    return x * (h * (log_x - digamma(a)) + dh)
+
+
+@jit
+def normal_quantile(u):
+    """Phi^-1(u) for 0 < u < 1: Abramowitz and Stegun 26.2.23 (to 4.5e-4) in the nearer tail, then Newton
+    steps on that tail's probability 1/2 erfc(z / sqrt 2), which keeps its relative precision."""
+    tail = u if u < 0.5 else 1.0 - u  # (1 - u exact for u >= 1/2)
+    t = math.sqrt(-2.0 * math.log(tail))
+    z = t - (2.515517 + t * (0.802853 + t * 0.010328)) / (1.0 + t * (1.432788 + t * (0.189269 + t * 0.001308)))
+    for _ in range(3):
+        density = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        z += (0.5 * math.erfc(z / math.sqrt(2.0)) - tail) / density
+    return -z if u < 0.5 else z
+
+
+@jit
+def _count_passes(k, rate, u):
+    """Whether P(K <= k) > u for K ~ Poisson(rate): P(K <= k) = Q(k + 1, rate), compared in the tail that
+    keeps its precision (u < 1/2: Q against u; else P(k + 1, rate) = P(K > k) against 1 - u)."""
+    p, q = incomplete(k + 1.0, rate)
+    return q > u if u < 0.5 else p < 1.0 - u
+
+
+@jit
+def poisson_quantile(rate, u, most):
+    """The least k in 0..most with P(K <= k) > u for K ~ Poisson(rate) (``most`` where none is), for
+    0 <= rate < inf and 0 <= u <= 1. From the Cornish-Fisher expansion of the quantile with the continuity
+    correction, k = round(rate + s z + (z^2 - 1) / 6 + (z - z^3) / (72 s)) (s = sqrt(rate), z = Phi^-1(u)),
+    the count is found exactly by steps of one, each deciding on the CDF itself (:func:`_count_passes`).
+    Above _EXACT_RATE the start is the answer: its quantile errs by O(1 / s) of a count."""
+    if u >= 1.0:
+        return float(most)
+    if rate == 0.0 or u == 0.0:
+        return 0.0
+    s = math.sqrt(rate)
+    z = normal_quantile(u)
+    start = math.floor(rate + s * z + (z * z - 1.0) / 6.0 + (z - z * z * z) / (72.0 * s) + 0.5)
+    k = min(max(start, 0.0), float(most))
+    if rate > _EXACT_RATE:
+        return k
+    if _count_passes(k, rate, u):
+        while k > 0.0 and _count_passes(k - 1.0, rate, u):
+            k -= 1.0
+    else:
+        while k < most and not _count_passes(k, rate, u):
+            k += 1.0
+    return k
+
+
 @jit(error_model="numpy")
 def _inverse_cdf(alpha, u, floor, out):
     """out <- max(P^-1(alpha, u), floor) itemwise (flat arrays of one size)."""
@@ -205,16 +322,9 @@ def _inverse_cdf(alpha, u, floor, out):
 
 @jit(error_model="numpy")
 def _shape_grad(alpha, z, out):
-    """out <- dz/dalpha = -(dP/dalpha)(alpha, z) / p(z; alpha) at fixed u for the draws z = P^-1(alpha, u)
-    (Figurnov et al., "Implicit Reparameterization Gradients", 2018), dP/dalpha a central difference of
-    relative step _STEP (its lower point kept above alpha / 2)."""
+    """out <- dz/dalpha at fixed u for the draws z = P^-1(alpha, u) (:func:`shape_derivative`) itemwise."""
     for i in range(out.size):
-        a, x = np.float64(alpha[i]), np.float64(z[i])
-        h = _STEP * max(a, 1.0)
-        lo = max(a - h, 0.5 * a)
-        slope = (incomplete(a + h, x)[0] - incomplete(lo, x)[0]) / (a + h - lo)
-        log_density = _log_front(a, x) - math.log(x)
-        out[i] = -slope * math.exp(-log_density)
+        out[i] = shape_derivative(np.float64(alpha[i]), np.float64(z[i]))
 
 
 @jit(error_model="numpy")
@@ -227,24 +337,14 @@ def _special(x, which, out):
 
 @jit(error_model="numpy")
 def _poisson_draw(rate, u, most, out):
-    """out <- the least k in 0..most with P(K <= k) > u for K ~ Poisson(rate), itemwise: the probabilities
-    e^-rate rate^k / k! accumulated in float64 until they pass u (k = most where u is beyond them); NaN
-    where the rate is not in [0, inf) or u not in [0, 1]."""
+    """out <- :func:`poisson_quantile` (rate, u, most) itemwise; NaN where the rate is not in [0, inf) or u
+    not in [0, 1]."""
     for i in range(out.size):
         r, v = np.float64(rate[i]), np.float64(u[i])
         if not (0.0 <= r < math.inf and 0.0 <= v <= 1.0):
             out[i] = math.nan
-            continue
-        mass = math.exp(-r)
-        below = mass
-        k = 0.0
-        for j in range(1, most + 1):
-            if v < below:  # (below only grows: no later count passes either)
-                break
-            k += 1.0
-            mass = mass * r / j
-            below = below + mass
-        out[i] = k
+        else:
+            out[i] = poisson_quantile(r, v, most)
 
 
 _INVERSE_CDF = Entry(_inverse_cdf, alpha=array("n"), u=array("n"), floor=FLOAT, out=array("n"))

@@ -1,34 +1,39 @@
-"""CUDA twins of :mod:`gamma_cpu` through ``cupyx.scipy.special`` (the same formulas and steps), and the Poisson
-draw in CuPy's elementwise operators."""
+"""CUDA twins of :mod:`gamma_cpu`: the gamma quantile, the draw's derivative in the shape and the Poisson draws
+as kernels of their own (source: ``gamma.cu``: the same series, fraction, starts and steps as the Numba
+kernels, one thread an item); log Gamma and digamma through ``cupyx.scipy.special``."""
 import numpy as np
 
 from .backend import register
+from .cuda_build import CudaSource, contiguous, grid_for
 
-_STEP = 1e-5
+SOURCE = CudaSource("gamma.cu", ["gamma_inverse_cdf<{T}>", "gamma_shape_grad<{T}>", "poisson_draw<{T}>"])
+
+
+def _itemwise(expression, first, second, *scalars):
+    """The kernel ``expression`` over the items of ``first`` and ``second`` (one shape and dtype) into a new
+    array of their shape and dtype, then ``scalars`` before the item count."""
+    import cupy
+    with first.device:
+        a, b = cupy.ascontiguousarray(first), cupy.ascontiguousarray(second)
+        out = cupy.empty(a.shape, a.dtype)
+        contiguous(expression, a, b, out)
+        if out.size:
+            SOURCE.function(expression, a.dtype)((grid_for(out.size, 256, out),), (256,),
+                                                 (a, b, out, *scalars, np.int64(out.size)))
+        return out
 
 
 @register("gamma_inverse_cdf", "cuda")
 def gamma_inverse_cdf(alpha, u):
-    """z as :func:`gamma_cpu.gamma_inverse_cdf`, in float64 on the GPU."""
-    import cupy
-    from cupyx.scipy import special
-    with alpha.device:
-        z = special.gammaincinv(alpha.astype(cupy.float64), u.astype(cupy.float64))
-        return cupy.maximum(z, np.finfo(alpha.dtype).tiny).astype(alpha.dtype)
+    """z as :func:`gamma_cpu.gamma_inverse_cdf` (floored at the dtype's smallest normal number), in double on
+    the GPU."""
+    return _itemwise("gamma_inverse_cdf<{T}>", alpha, u, np.float64(np.finfo(alpha.dtype).tiny))
 
 
 @register("gamma_draw_shape_grad", "cuda")
 def gamma_draw_shape_grad(alpha, z):
-    """dz/dalpha as :func:`gamma_cpu.gamma_draw_shape_grad`, in float64 on the GPU."""
-    import cupy
-    from cupyx.scipy import special
-    with alpha.device:
-        a, zz = alpha.astype(cupy.float64), z.astype(cupy.float64)
-        h = _STEP * cupy.maximum(a, 1.0)
-        lo = cupy.maximum(a - h, 0.5 * a)
-        dP = (special.gammainc(a + h, zz) - special.gammainc(lo, zz)) / (a + h - lo)
-        log_p = (a - 1.0) * cupy.log(zz) - zz - special.gammaln(a)
-        return (-dP * cupy.exp(-log_p)).astype(alpha.dtype)
+    """dz/dalpha as :func:`gamma_cpu.gamma_draw_shape_grad`, in double on the GPU."""
+    return _itemwise("gamma_shape_grad<{T}>", alpha, z)
 
 
 @register("gamma_special", "cuda")
@@ -42,17 +47,5 @@ def gamma_special(name, x):
 
 @register("poisson_draw", "cuda")
 def poisson_draw(rate, u, most):
-    """Counts k ~ Poisson(rate) as :func:`gamma_cpu.poisson_draw`: the probabilities accumulated in float64
-    on the GPU, one pass of the arrays a count."""
-    import cupy
-    with rate.device:
-        r, v = rate.astype(cupy.float64), u.astype(cupy.float64)
-        mass = cupy.exp(-r)
-        below = mass
-        k = cupy.zeros(r.shape)
-        for j in range(1, most + 1):
-            k = k + (v >= below)
-            mass = mass * r / j
-            below = below + mass
-        valid = (r >= 0) & (r < cupy.inf) & (v >= 0) & (v <= 1)
-        return cupy.where(valid, k, cupy.nan).astype(rate.dtype)
+    """Counts k ~ Poisson(rate) as :func:`gamma_cpu.poisson_draw`, in double on the GPU."""
+    return _itemwise("poisson_draw<{T}>", rate, u, np.float64(most))
