@@ -261,3 +261,32 @@ def test_a_strided_entry_array_is_read_in_place():
     assert entry.pack((h.T[:3, :3], out[:3])) is None  # its columns apart: not rows apart
     with pytest.raises(ValueError, match="two axes"):
         entries.array("m", strided=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [((4, 5), (4, 5)), ((3, 4, 5), (4, 1)), ((6,), ()), ((3, 4, 5), (3, 1, 5))])
+def test_xlogy_and_xdivy_are_scipys_recorded_or_not(case, dtype):
+    """x log y and x / y with their limit 0 where x = 0 (and y not NaN): SciPy's xlogy and x / y elsewhere,
+    at the boundary values (y = 0, inf, NaN, negative) too, the same recorded, plain and through NumPy's
+    pieces (a layout the kernels leave to NumPy)."""
+    from scipy import special
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal(case[0]).astype(dtype), np.abs(rng.standard_normal(case[1])).astype(dtype)
+    a.reshape(-1)[::3] = 0
+    if b.ndim:
+        b.reshape(-1)[:4] = [0.0, np.inf, np.nan, -1.0][:b.size]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wants = {"xlogy": special.xlogy(a, b).astype(dtype),
+                 "xdivy": np.where((a == 0) & ~np.isnan(b), 0, a / b).astype(dtype)}
+    for op in kernels.arithmetic.LIMITS:
+        plain = kernels.binary(op, a, b)
+        with programs.recording() as program:
+            recorded = kernels.binary(op, a, b)
+        for got in (plain, recorded):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, wants[op], rtol=2e-7 if dtype == np.float32 else 1e-15)
+        np.testing.assert_array_equal(plain, recorded)
+        assert np.all(plain[np.broadcast_to(a == 0, plain.shape) & ~np.isnan(np.broadcast_to(b, plain.shape))] == 0)
+        assert (program.refused is None) == (case != ((3, 4, 5), (3, 1, 5)))
+    with pytest.raises(ValueError, match="op must be one of"):
+        kernels.binary("xlog1py", a, a)

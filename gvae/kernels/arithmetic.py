@@ -6,17 +6,21 @@ operators."""
 from . import arithmetic_cpu  # noqa: F401  (registers the CPU kernels)
 from .backend import array_module, implementation
 
-__all__ = ["binary", "unary", "copy_into", "contiguous", "broadcast_to", "sum_axes", "OPERATIONS", "UNARY"]
+__all__ = ["binary", "unary", "copy_into", "contiguous", "broadcast_to", "sum_axes", "OPERATIONS", "LIMITS", "UNARY"]
 
 OPERATIONS = ("add", "subtract", "multiply", "divide")
+LIMITS = ("xlogy", "xdivy")
 UNARY = ("log", "exp", "log1p", "expm1", "sqrt", "absolute", "sign", "heaviside")
 
 
 def binary(op, a, b, out=None):
-    """a op b (op one of :data:`OPERATIONS`), NumPy's broadcasting and result, into ``out`` where given (an
-    array of the result's shape and dtype); a or b may be a Python number."""
-    if op not in OPERATIONS:
-        raise ValueError(f"binary: op must be one of {OPERATIONS}, got {op!r}")
+    """a op b (op one of :data:`OPERATIONS` or :data:`LIMITS`), NumPy's broadcasting and result, into ``out``
+    where given (an array of the result's shape and dtype); a or b may be a Python number. ``xlogy`` is
+    a log(b) and ``xdivy`` a / b, each 0 where a = 0 and b is not NaN (SciPy's xlogy: the limit of the terms
+    a log b of a density at the boundary of its support, 0 log 0 = 0, and of their derivatives); on the CPU
+    they are the kernel's whether or not a recording is open, as :func:`unary` is."""
+    if op not in OPERATIONS + LIMITS:
+        raise ValueError(f"binary: op must be one of {OPERATIONS + LIMITS}, got {op!r}")
     return implementation("binary", a, b)(op, a, b, out)  # (Python numbers name no device)
 
 

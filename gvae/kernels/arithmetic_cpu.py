@@ -25,8 +25,9 @@ from .cpu import programs, threads
 from .cpu.entries import INT, Call, Entry, array, row_of, row_spacing, run_blocks
 from .cpu.jit import jit
 
-ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY = 0, 1, 2, 3, 4
-_CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE}
+ADD, SUBTRACT, MULTIPLY, DIVIDE, COPY, XLOGY, XDIVY = 0, 1, 2, 3, 4, 5, 6
+_CODES = {"add": ADD, "subtract": SUBTRACT, "multiply": MULTIPLY, "divide": DIVIDE, "xlogy": XLOGY, "xdivy": XDIVY}
+_ALWAYS_KERNEL = ("xlogy", "xdivy")  # arithmetic.LIMITS: NumPy has no operator of theirs, nor the kernel's log
 LOG, EXP, LOG1P, SQRT, ABSOLUTE, SIGN, HEAVISIDE, EXPM1 = 0, 1, 2, 3, 4, 5, 6, 7
 _UNARY_CODES = {"log": LOG, "exp": EXP, "log1p": LOG1P, "expm1": EXPM1, "sqrt": SQRT, "absolute": ABSOLUTE,
                 "sign": SIGN, "heaviside": HEAVISIDE}
@@ -43,6 +44,10 @@ def _apply(op, x, y):
         return x * y
     if op == DIVIDE:
         return x / y
+    if op == XLOGY:
+        return 0.0 if x == 0 and y == y else x * math.log(y)
+    if op == XDIVY:
+        return 0.0 if x == 0 and y == y else x / y
     return x
 
 
@@ -194,13 +199,21 @@ def _kernel(dtype, *arrays):
 
 
 def _numpy(op, a, b, out):
-    """a op b by NumPy's own operator (``out`` None: a new array)."""
-    return getattr(np, op)(a, b, out=out)
+    """a op b by NumPy's own operator (``out`` None: a new array); xlogy and xdivy by NumPy's pieces."""
+    if op not in _ALWAYS_KERNEL:
+        return getattr(np, op)(a, b, out=out)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.multiply(a, np.log(b)) if op == "xlogy" else np.divide(a, b)
+        result = np.where((np.asarray(a) == 0) & ~np.isnan(b), np.zeros_like(value), value)
+    if out is None:
+        return result
+    np.copyto(out, result)
+    return out
 
 
 @register("binary")
 def binary(op, a, b, out):
-    if not programs.recording_open():
+    if not programs.recording_open() and op not in _ALWAYS_KERNEL:
         return _numpy(op, a, b, out)
     a, b = _weak(a, b), _weak(b, a)
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):

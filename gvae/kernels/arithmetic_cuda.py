@@ -2,10 +2,26 @@
 on the device, recorded by a CUDA graph as any other)."""
 from .backend import register
 
+# x log y and x / y, each 0 where x = 0 and y is not NaN (arithmetic.binary's xlogy and xdivy)
+_LIMITS = {"xlogy": "z = (x == T(0) && y == y) ? T(0) : x * log(y)",
+           "xdivy": "z = (x == T(0) && y == y) ? T(0) : x / y"}
+_KERNELS = {}
+
+
+def _limit_kernel(op):
+    """CuPy's elementwise kernel of ``op`` (one of :data:`_LIMITS`), made once."""
+    if op not in _KERNELS:
+        import cupy
+        _KERNELS[op] = cupy.ElementwiseKernel("T x, T y", "T z", _LIMITS[op], f"gvae_{op}")
+    return _KERNELS[op]
+
 
 @register("binary", "cuda")
 def binary(op, a, b, out):
     import cupy
+    if op in _LIMITS:
+        kernel = _limit_kernel(op)
+        return kernel(a, b) if out is None else kernel(a, b, out)
     if op == "add":
         return cupy.add(a, b, out=out)
     if op == "subtract":

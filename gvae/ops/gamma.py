@@ -3,6 +3,7 @@ forward: a reparameterised gamma draw (implicit reparameterisation: Figurnov, Mo
 Reparameterization Gradients", 2018), the gamma and Poisson log-densities, and the Bernoulli-Poisson link
 that models binary data by a Poisson rate (a pixel is on when its count is)."""
 import numpy as np
+from scipy import special
 
 from .. import kernels
 from ..autodiff import defvjp_joint, primitive, value_of
@@ -21,8 +22,16 @@ def _host_scalar(v):
 
 
 def _op(name, a, b):
-    """a name b: NumPy's scalar arithmetic where both are host scalars, else the arithmetic kernel."""
-    return getattr(np, name)(a, b) if _host_scalar(a) and _host_scalar(b) else kernels.binary(name, a, b)
+    """a name b: NumPy's (SciPy's for xlogy, xdivy's limit) scalar arithmetic where both are host scalars,
+    else the arithmetic kernel."""
+    if not (_host_scalar(a) and _host_scalar(b)):
+        return kernels.binary(name, a, b)
+    if name == "xlogy":
+        return special.xlogy(a, b)
+    if name == "xdivy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(a == 0 and not np.isnan(b), 0, np.divide(a, b))[()]
+    return getattr(np, name)(a, b)
 
 
 def _log(v):
@@ -85,17 +94,18 @@ def _of_shape(name, alpha, shape):
 @primitive
 def gamma_log_prob(z, alpha, beta):
     """log Gamma(z; alpha, rate beta) = alpha log beta + (alpha - 1) log z - beta z - log Gamma(alpha),
-    broadcasting (alpha and beta may be host scalars); gradients for z, alpha and beta."""
+    broadcasting (alpha and beta may be host scalars), with 0 log 0 = 0 (at z = 0, alpha = 1: log beta, as
+    SciPy's); gradients for z, alpha and beta."""
     shape = np.broadcast_shapes(np.shape(z), np.shape(alpha), np.shape(beta))
-    first = _op("add", _op("multiply", alpha, _log(beta)), _op("multiply", _op("subtract", alpha, 1.0), _log(z)))
+    first = _op("add", _op("multiply", alpha, _log(beta)), _op("xlogy", _op("subtract", alpha, 1.0), z))
     return _op("subtract", _op("subtract", first, _op("multiply", beta, z)), _of_shape("lgamma", alpha, shape))
 
 
 def _gamma_vjp(ans, argnums, z, alpha, beta):
     def vjp(g):
         d_z = d_alpha = d_beta = None
-        if 0 in argnums:  # g ((alpha - 1) / z - beta)
-            d_z = _reduced(_op("multiply", g, _op("subtract", _op("divide", _op("subtract", alpha, 1.0), z), beta)), z)
+        if 0 in argnums:  # g ((alpha - 1) / z - beta), the first term 0 where alpha = 1
+            d_z = _reduced(_op("multiply", g, _op("subtract", _op("xdivy", _op("subtract", alpha, 1.0), z), beta)), z)
         if 1 in argnums:  # g (log beta + log z - digamma(alpha))
             logs = _op("add", _log(beta), _log(z))
             d_alpha = _reduced(_op("multiply", g, _op("subtract", logs, _of_shape("digamma", alpha, ans.shape))),
@@ -112,16 +122,17 @@ defvjp_joint(gamma_log_prob, _gamma_vjp)
 @primitive
 def poisson_log_prob(k, rate):
     """log Poisson(k; rate) = k log rate - rate - log Gamma(k + 1) for counts k >= 0 (any real k: the same
-    formula), broadcasting; the gradient for the rate (k is data)."""
+    formula), broadcasting, with 0 log 0 = 0 (k = 0 at rate 0: 0); the gradient for the rate (k is data):
+    k / rate - 1, its first term 0 where k = 0."""
     shape = np.broadcast_shapes(np.shape(k), np.shape(rate))
     factorial = _gamma.lgamma(kernels.binary("add", _full(k, shape), 1.0))
-    return _op("subtract", _op("subtract", _op("multiply", k, _log(rate)), rate), factorial)
+    return _op("subtract", _op("subtract", _op("xlogy", k, rate), rate), factorial)
 
 
 def _poisson_vjp(ans, argnums, k, rate):
     if 0 in argnums:
         raise ValueError("poisson_log_prob: no gradient with respect to the counts k")
-    return lambda g: (None, _reduced(_op("multiply", g, _op("subtract", _op("divide", k, rate), 1.0)), rate))
+    return lambda g: (None, _reduced(_op("multiply", g, _op("subtract", _op("xdivy", k, rate), 1.0)), rate))
 
 
 defvjp_joint(poisson_log_prob, _poisson_vjp)
@@ -130,11 +141,11 @@ defvjp_joint(poisson_log_prob, _poisson_vjp)
 @primitive
 def bernoulli_poisson_loglik(rate, x):
     """sum_j x_j log(1 - exp(-r_j)) - (1 - x_j) r_j over the last axis: log p(x|r) for binary x_j = [n_j > 0],
-    n_j ~ Poisson(r_j), so P(x_j = 1) = 1 - exp(-r_j); rate (*S, *B, N) > 0, x (*B, N) -> (*S, *B). The log is
-    taken as log(-expm1(-r)), exact for small rates. Gradient for the rate: x / expm1(r) - (1 - x)."""
-    on = kernels.unary("log", kernels.binary("multiply", kernels.unary("expm1", kernels.binary("multiply", rate, -1.0)),
-                                             -1.0))
-    terms = kernels.binary("subtract", kernels.binary("multiply", x, on),
+    n_j ~ Poisson(r_j), so P(x_j = 1) = 1 - exp(-r_j); rate (*S, *B, N) >= 0, x (*B, N) -> (*S, *B). The log is
+    taken as log(-expm1(-r)), exact for small rates, with 0 log 0 = 0 (an off pixel at rate 0 has
+    probability 1). Gradient for the rate: x / expm1(r) - (1 - x), its first term 0 where x = 0."""
+    on = kernels.binary("multiply", kernels.unary("expm1", kernels.binary("multiply", rate, -1.0)), -1.0)
+    terms = kernels.binary("subtract", kernels.binary("xlogy", x, on),
                            kernels.binary("multiply", kernels.binary("subtract", 1.0, x), rate))
     return kernels.sum_axes(terms, axis=-1)
 
@@ -144,7 +155,7 @@ def _bernoulli_poisson_vjp(ans, argnums, rate, x):
         raise ValueError("bernoulli_poisson_loglik: no gradient with respect to the observations x")
 
     def vjp(g):
-        slope = kernels.binary("subtract", kernels.binary("divide", x, kernels.unary("expm1", rate)),
+        slope = kernels.binary("subtract", kernels.binary("xdivy", x, kernels.unary("expm1", rate)),
                                kernels.binary("subtract", 1.0, x))
         return kernels.binary("multiply", g[..., None], slope), None
     return vjp
