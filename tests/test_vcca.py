@@ -8,6 +8,7 @@ import pytest
 import scipy.ndimage
 from hypothesis import given, settings, strategies as st
 
+from gvae.cli import main
 from gvae.io.noisy_mnist import noisy_mnist, rotate, two_views
 from gvae.model.vcca import VCCA, vcca_loss
 from gvae.training import TrainConfig
@@ -325,6 +326,22 @@ def test_a_vcca_run_with_a_diagonal_gaussian_view_2_resumes_to_the_same_numbers(
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{"task": "vcca", **settings})
+
+
+@pytest.mark.parametrize("labels, limit, message", [
+    ([3] * 60, [], "the 60 training images all have label 3"),
+    ([1] * 59 + [2], ["--limit", "59"], "the 59 training images that --limit keeps all have label 1"),
+])
+def test_training_pairs_of_one_class_are_refused_before_training(tmp_path, capsys, labels, limit, message):
+    """The test's SVM cannot be fitted on one class: the run is refused before it trains, not after."""
+    splits = fake_splits({"train": 60, "valid": 20, "test": 20}, seed=2)
+    splits["train"] = (splits["train"][0], np.array(labels))
+    np.savez(tmp_path / "one.npz", **{f"{s}_{part}": splits[s][i] for s in splits for i, part in enumerate("xy")})
+    run = tmp_path / "run"
+    assert main(["train", "--task", "vcca", "--latent", "4", "--hidden", "16", "--epochs", "1", *limit,
+                 "--data", str(tmp_path / "one.npz"), "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "two or more classes" in err and not run.exists()
 
 
 def test_private_codes_and_the_view_weight_belong_to_vcca_only():

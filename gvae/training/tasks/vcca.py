@@ -80,7 +80,16 @@ class Vcca(Task):
 
     def on_device(self, inputs):
         """Both views as contiguous arrays of the model's dtype on the device, the labels on the host; kept
-        as :attr:`svm_sets` too, the sets the test's SVM is fitted and tuned on."""
+        as :attr:`svm_sets` too, the sets the test's SVM is fitted and tuned on. ValueError, before any
+        training, when the training pairs (as --limit cuts them) hold one class: the SVM has none to tell
+        apart, and the run could not report its measurement."""
+        if "train" in inputs:
+            classes = np.unique(inputs["train"][2])
+            if len(classes) < 2:
+                kept = "" if self.config.limit is None else " that --limit keeps"
+                raise ValueError(f"task vcca measures its code by a linear SVM fitted on the training pairs' "
+                                 f"classes, and the {len(inputs['train'][2])} training images{kept} all have label "
+                                 f"{classes[0]}; give data with two or more classes among them")
         dtype = self.model.dtype
         self.svm_sets = {split: (*(to_device(np.ascontiguousarray(v, dtype=dtype), self.device) for v in views), y)
                          for split, (*views, y) in inputs.items()}
