@@ -1,6 +1,9 @@
 """Rate and distortion as controls: --beta B trains on D + B R (the beta-VAE; B = 1 is the ELBO) and
 --target-rate S on D + |S - R| (Alemi et al., "Fixing a broken ELBO"), R = the batch's mean
-KL(q(z|x) || p(z)), D = -mean log p(x|z)."""
+KL(q(z|x) || p(z)), D = -mean log p(x|z); every weight of a loss bounded by the training dtype."""
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,7 @@ from gvae.io.files import read_jsonl
 from gvae.model import VAE
 from gvae.model.objectives import elbo_terms, training_loss
 from gvae.training import TrainConfig, train
-from gvae.training.config import largest_rate_control
+from gvae.training.config import LOSS_WEIGHTS, largest_rate_control
 from tests.gradcheck import check_vjp
 from tests.helpers import make_data
 
@@ -90,7 +93,11 @@ def test_bad_values_are_refused_naming_the_flag(flags, named, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, named", [(["--beta", "1e308"], "beta 1e+308"), (["--beta", "1e20"], "beta 1e+20"),
                                           (["--target-rate", "1e308"], "target_rate 1e+308"),
-                                          (["--mmd", "1e30"], "mmd 1e+30")])
+                                          (["--mmd", "1e30"], "mmd 1e+30"),
+                                          (["--task", "mae", "--mi-target", "3", "--mi-weight", "1e20"], "mi_weight 1e+20"),
+                                          (["--task", "vcca", "--view-weight", "1e20"], "view_weight 1e+20"),
+                                          (["--task", "vcca", "--private", "2", "--private-weight", "1e20"],
+                                           "private_weight 1e+20")])
 def test_rate_controls_beyond_the_dtype_are_one_line_before_any_work(flags, named, tmp_path, data_file, capsys):
     out = tmp_path / "run"
     assert main(["train", "--data", str(data_file), "--out", str(out), "--quiet", *flags]) == 2
@@ -100,13 +107,27 @@ def test_rate_controls_beyond_the_dtype_are_one_line_before_any_work(flags, name
     assert not out.exists()
 
 
+def test_every_weight_of_a_loss_is_declared_as_one_and_so_bounded():
+    """The bound is derived from the fields' declarations (LOSS_WEIGHTS): every field named a weight is
+    declared so, but anchor_weight, which lies in [0, 1]."""
+    declared = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("parse") in LOSS_WEIGHTS}
+    named = {f.name for f in dataclasses.fields(TrainConfig) if re.search(r"_weight\d*$", f.name)}
+    assert named - declared == {"anchor_weight"} and declared == set(WEIGHTED)
+
+
+# Each weight of a loss, with the settings its task needs.
+WEIGHTED = {"beta": {}, "mmd": {}, "target_rate": {}, "mi_weight": dict(task="mae", mi_target=3.0),
+            "view_weight": dict(task="vcca"), "private_weight": dict(task="vcca", private=2),
+            "private_weight2": dict(task="vcca", private=2)}
+
+
 def test_the_bound_follows_the_dtype():
     assert largest_rate_control("float32") == 1e13 and largest_rate_control("float64") == 1e148
-    for name in ("beta", "mmd", "target_rate"):
-        TrainConfig(**{name: 1e13})  # the bound itself is taken
+    for name, task in WEIGHTED.items():
+        TrainConfig(**{name: 1e13}, **task)  # the bound itself is taken
         with pytest.raises(ValueError, match=f"{name} 2e\\+13 is beyond float32 training"):
-            TrainConfig(**{name: 2e13})
-        TrainConfig(**{name: 1e30}, dtype="float64")
+            TrainConfig(**{name: 2e13}, **task)
+        TrainConfig(**{name: 1e30}, **task, dtype="float64")
 
 
 @pytest.mark.parametrize("setting", [dict(beta=1e13, mmd=1e13), dict(target_rate=1e13)])

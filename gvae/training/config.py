@@ -42,7 +42,8 @@ def _number_parser(kind, noun, strict, most=None):
 
 
 def largest_rate_control(dtype):
-    """The largest --beta, --mmd and --target-rate a run in ``dtype`` ("float32", "float64") takes."""
+    """The largest weight or target of the loss (a field declared with :data:`LOSS_WEIGHTS`: --beta, --mmd,
+    --target-rate, --mi-weight, ...) a run in ``dtype`` ("float32", "float64") takes."""
     # A weight W (beta, mmd) scales its term's gradient, and the step squares the gradient in the training
     # dtype (the norm's per-block sums, Adam's second moment): W times a gradient entry must stay below
     # sqrt(max), 1.8e19 in float32, or every step is non-finite (beta 3e19 was, on the smallest model).
@@ -57,6 +58,12 @@ positive_int = _number_parser(int, "positive integer", strict=True, most=MOST)
 non_negative_int = _number_parser(int, "non-negative integer", strict=False)
 positive_float = _number_parser(float, "positive finite number", strict=True)
 non_negative_float = _number_parser(float, "non-negative finite number", strict=False)
+# The parsers of the loss's weights and targets: a field declared with one of them is held to
+# largest_rate_control in the run's dtype (TrainConfig._check_loss_weights), so that no weight, a new one
+# included, can make every step overflow.
+loss_weight = _number_parser(float, "non-negative finite number", strict=False)
+positive_loss_weight = _number_parser(float, "positive finite number", strict=True)
+LOSS_WEIGHTS = (loss_weight, positive_loss_weight)
 
 
 def _interval_parser(interval, inside):
@@ -190,13 +197,13 @@ class TrainConfig:
                            "VCCA, one shared code", parse=non_negative_int, metavar="P")
     view_weight: float = _option(1.0, "vcca: the weight W on view 2's log-likelihood in the loss (1: the paper's bound, "
                                  "which is what is reported either way; W > 1 tempers view 2's likelihood)",
-                                 parse=positive_float, metavar="W")
+                                 parse=positive_loss_weight, metavar="W")
     private_weight: float = _option(1.0, "vcca: the weight on the private codes' KL terms in the loss (with --private; "
                                     "1: the paper's bound, which is what is reported either way)",
-                                    parse=positive_float, metavar="W")
+                                    parse=positive_loss_weight, metavar="W")
     private_weight2: float = _option(None, "vcca: the weight on view 2's private code's KL term alone (with --private; "
                                      "default: --private-weight's), so that view 1's and view 2's private codes can "
-                                     "cost differently", parse=positive_float, metavar="W")
+                                     "cost differently", parse=positive_loss_weight, metavar="W")
     dropout: float = _option(0.0, "vcca: dropout's rate on every network's hidden units in training (inverted "
                              "dropout, Srivastava et al. 2014; the paper's networks use it; 0: none)",
                              parse=non_negative_float, metavar="P")
@@ -211,7 +218,7 @@ class TrainConfig:
                                "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
                                parse=non_negative_float, metavar="M")
     mi_weight: float = _option(1.0, "mae: the weight C of the information's penalty C |I - M| in the loss",
-                               parse=non_negative_float, metavar="C")
+                               parse=loss_weight, metavar="C")
     estimator: str = _option("vimco", "sbn: the score-function gradient of the binary units: vimco (the bound over "
                              "--iw-samples K >= 2 with leave-one-out signals), nvil (the ELBO, one sample, with a "
                              "learned input-dependent baseline) or taylor (the ELBO, one sample, DARN's first-order "
@@ -279,15 +286,15 @@ class TrainConfig:
                           "-E_q log p(x|z) (the beta-VAE; 1: the ELBO; times the warm-up's weight); with --task "
                           "classify, the VIB's beta: the loss is B R - E_q log q(y|z) (the paper's MNIST model: "
                           "1e-3)",
-                          parse=non_negative_float, metavar="B")
+                          parse=loss_weight, metavar="B")
     target_rate: float = _option(None, "train on D + |S - R| instead, R the batch's mean rate in nats (Alemi "
-                                 "et al., 'Fixing a broken ELBO'); default: no target", parse=non_negative_float,
+                                 "et al., 'Fixing a broken ELBO'); default: no target", parse=loss_weight,
                                  metavar="S")
     alpha: float = _option(0.0, "InfoVAE's alpha: the rate's weight becomes (1 - A) times beta (Zhao et al.; "
                            "1 with --mmd: the MMD-VAE)", parse=non_negative_float, metavar="A")
     mmd: float = _option(0.0, "add W MMD^2 between the batch's posterior samples of the top layer and as many "
                          "draws of N(0, I) (InfoVAE; W = alpha + lambda - 1 in Zhao et al.'s terms; 0: none)",
-                         parse=non_negative_float, metavar="W")
+                         parse=loss_weight, metavar="W")
     mmd_kernel: str = _option("imq", "the MMD's kernel: inverse multiquadratic C / (C + |a - b|^2) or Gaussian "
                               "exp(-|a - b|^2 / C), C = 2 d", choices=["imq", "rbf"])
     samples: int = _option(1, "Monte Carlo samples of z per image for the ELBO", parse=positive_int,
@@ -382,7 +389,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise _invalid(msg)
-        self._check_rate_controls()
+        self._check_loss_weights()
         self._check_layers(len(hidden))
         # config.json's form: the widths once when every layer has the same, else a list per layer (before
         # the task's checks, which read the widths per layer).
@@ -422,14 +429,23 @@ class TrainConfig:
             shapes[i] = pair
         return tuple(shapes)
 
-    def _check_rate_controls(self):
-        """beta, mmd and target_rate within what training in the run's dtype holds."""
+    def _check_loss_weights(self):
+        """The loss's weights and targets (the fields declared with :data:`LOSS_WEIGHTS`) and the weights'
+        prior scale within what training in the run's dtype holds."""
         most = largest_rate_control(self.dtype)
-        for name in ("beta", "mmd", "target_rate"):
-            value = getattr(self, name)
-            if value is not None and value > most:
-                raise _invalid(f"{name} {value:g} is beyond {self.dtype} training: beta, mmd and target_rate must be "
-                               f"at most {most:g} with dtype {self.dtype} (beyond it the training steps overflow)")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("parse") in LOSS_WEIGHTS and value is not None and value > most:
+                raise _invalid(f"{f.name} {value:g} is beyond {self.dtype} training: {f.name} must be at most "
+                               f"{most:g} with dtype {self.dtype}, as every weight and target of the loss (beyond "
+                               "it the training steps overflow)")
+        # The prior N(0, s^2) weighs each weight's mu^2 by 1 / (2 s^2): that weight is held to the same bound,
+        # and s^2 to it too (s = 1e308 overflowed s^2 even in float64).
+        low, high = most ** -0.5, most ** 0.5
+        if not low <= self.weight_prior_scale <= high:
+            raise _invalid(f"weight_prior_scale {self.weight_prior_scale:g} is beyond {self.dtype} training: it must "
+                           f"lie in [{low:.3g}, {high:.3g}] with dtype {self.dtype} (beyond it s^2 or 1 / s^2 "
+                           "overflows the training steps)")
 
     def _check_task(self):
         """A registered task (:mod:`gvae.training.tasks`), the settings that only other tasks read left at
