@@ -90,6 +90,26 @@ def test_the_signals_are_the_bound_minus_the_bound_without_each_sample():
         np.testing.assert_allclose(got[k], want, rtol=1e-10)
 
 
+@pytest.mark.parametrize("k", [2, 4])
+def test_a_log_weight_of_minus_infinity_has_a_finite_signal(k):
+    """A sample the likelihood rules out (log w = -inf) still has its leave-one-out baseline: no signal NaN,
+    each the bound minus the bound with that sample replaced by the others' mean (-inf where one of the
+    others is -inf), computed in float64 by scipy's logsumexp; finite unless every other sample is ruled
+    out too (K = 2: the one sample left is credited with the whole bound, +inf)."""
+    from scipy.special import logsumexp
+    log_w = np.random.default_rng(2).normal(-50, 3, (k, 5))
+    log_w[0, :2] = -np.inf
+    log_w[-1, 1] = -np.inf if k > 2 else log_w[-1, 1]
+    got = leave_one_out_signals(log_w)
+    for j in range(k):
+        replaced = log_w.copy()
+        replaced[j] = np.delete(log_w, j, axis=0).mean(axis=0)
+        want = logsumexp(log_w, axis=0) - logsumexp(replaced, axis=0)
+        np.testing.assert_allclose(got[j], want, rtol=1e-10)
+    assert not np.isnan(got).any()
+    assert np.isfinite(got).all() == (k > 2)
+
+
 @pytest.mark.parametrize("estimator, autoregressive", [("vimco", False), ("plain", False), ("vimco", True)])
 def test_the_gradient_estimate_is_unbiased_for_the_enumerated_expectation_of_the_bound(estimator, autoregressive):
     """E over K = 2 samples of L_K, summed exactly over the 16 pairs of binary codes of a 2-unit layer, has

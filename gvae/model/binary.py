@@ -144,9 +144,16 @@ def leave_one_out_signals(log_w):
     k = log_w.shape[0]
     if k < 2:
         raise ValueError(f"VIMCO's leave-one-out baseline needs 2 or more samples per point, got {k}")
-    # Kernels throughout (copies, not a select), so that a recorded step computes the signals anew.
-    others = kernels.binary("divide", kernels.binary("subtract", kernels.sum_axes(log_w, 0, True), log_w), k - 1)
-    replaced = kernels.copy_into(log_w, array_module(log_w).empty((k,) + log_w.shape, log_w.dtype))  # (K, K, B)
+    # Kernels throughout (copies, not a select), so that a recorded step computes the signals anew. The
+    # others' mean is summed over the others alone (not the total less log w_k, which is NaN where a log-weight
+    # is -inf: a sample the likelihood rules out still has a finite baseline).
+    xp = array_module(log_w)
+    apart = xp.empty((k, k - 1) + log_w.shape[1:], log_w.dtype)  # row j: every log-weight but the j-th
+    for j in range(k):
+        kernels.copy_into(log_w[:j], apart[j, :j])
+        kernels.copy_into(log_w[j + 1:], apart[j, j:])
+    others = kernels.binary("divide", kernels.sum_axes(apart, 1), k - 1)
+    replaced = kernels.copy_into(log_w, xp.empty((k,) + log_w.shape, log_w.dtype))  # (K, K, B)
     for j in range(k):
         kernels.copy_into(others[j], replaced[j, j])
     bound = kernels.log_mean_exp(log_w, axis=0)[0]
