@@ -15,10 +15,10 @@ import numpy as np
 
 from . import __version__
 from .io.arguments import ArgumentParser, DefaultsHelpFormatter
-from .kernels.cpu.compile_cache import cache_is_cold
 from .process import THREAD_VARIABLES
 from .kernels import device_module, device_names, to_device, to_host
 from .kernels.cpu import tuning
+from .kernels.cpu.jit import report_compilations
 from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
@@ -193,6 +193,7 @@ def cmd_train(args):
     except TrainingStopped as e:
         print(f"gvae: {e}", file=sys.stderr)
         return 3
+    report_compilations()
     print(f"{trainer.task.result_line(summary)}; run written to {args.out}")  # --quiet too: the result
     return 0
 
@@ -262,6 +263,7 @@ def _evaluate_run(args, opened, per_example, partial):
                            header=",".join(keys), comments="", fmt="%.6f")
     partial.unlink(missing_ok=True)  # the result is stored: the progress is no longer needed
     if not args.quiet:
+        report_compilations()
         row = "image" if opened.task is None else opened.task.row_name
         bounds = "  ".join(f"L_{k} {result[f'test_iwae_{k}']:.3f}" for k in (1, 5, 50) if f"test_iwae_{k}" in result)
         print(f"test ELBO {result['test_elbo']:.3f} (one draw of z per {row}, seed {args.seed})  "
@@ -353,6 +355,7 @@ def _sample(args):
             write_png(path, tile(images), scale=2)
         written.append(path)
     if not args.quiet:
+        report_compilations()
         print("wrote " + ", ".join(written) + ("" if titled else " (untitled: pip install 'gvae[plot]' for titles)"))
     return 0
 
@@ -375,6 +378,7 @@ def _plot(args):
     run = open_run(args.run, args.params, args.device).with_test_set(args.data)
     paths = plot_run(run, out_dir=args.out, seed=args.seed)
     if not args.quiet:
+        report_compilations()
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -403,6 +407,7 @@ def _analyze(args):
         result["pictures"] = [p.name for p in plot_analysis(result, run)]
     write_json(run / "analysis.json", result)
     if not args.quiet:
+        report_compilations()
         gaps = result["gaps"]
         active = ", ".join(f"{layer['active_units']} of {layer['latent']}" for layer in result["layers"])
         print(f"active units {active}; rate {result['rate']:.2f}, distortion {result['distortion']:.2f}, ELBO "
@@ -486,9 +491,6 @@ def _run(args):
     try:
         if hasattr(args, "device"):
             device_module(args.device)  # an unavailable device is refused before any work is done
-        if not getattr(args, "quiet", False) and cache_is_cold():
-            print("gvae: compiling gvae's kernels for this machine (the first run only: about a minute; "
-                  "they are cached for the next runs)", file=sys.stderr)
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError, TypeError) as e:
         print(f"gvae: error: {e}", file=sys.stderr)

@@ -182,6 +182,44 @@ def test_compiling_is_announced_before_and_after_and_a_cache_hit_says_nothing(tm
     assert run("int64") == [] and run("float64") == []
 
 
+# Two bursts of compilation apart in one process (float32, then float64 after a quiet pause), then a
+# report, then the program's own line, and the seconds compiling against the time taken.
+TWO_BURSTS = """\
+import sys, time
+import numpy as np
+from gvae.kernels.cpu.compilations import QUIET_SECONDS
+from gvae.kernels.cpu.jit import compiling_seconds, report_compilations
+sys.path.insert(0, sys.argv[1])
+import announcedkernel
+start = time.perf_counter()
+announcedkernel.outer(np.arange(5).astype(np.float32))
+time.sleep(QUIET_SECONDS + 0.5)
+announcedkernel.outer(np.arange(5).astype(np.float64))
+report_compilations()
+print("the program's line", file=sys.stderr)
+print(compiling_seconds(), time.perf_counter() - start - QUIET_SECONDS - 0.5)
+"""
+
+
+@pytest.mark.slow
+def test_two_bursts_of_compilation_are_one_line_before_the_programs_own(tmp_path):
+    """A training run compiled in two bursts (35 s, then 117 s) under two lines, the second after the epoch
+    line it had delayed: the process announces its first burst only, and one line counts both where the
+    program reports, before its own line; the seconds compiling leave the pause between them out."""
+    if not CACHING:
+        pytest.skip("Numba cannot cache gvae's kernels on this machine")
+    (tmp_path / "announcedkernel.py").write_text(ANNOUNCED_KERNEL)
+    done = subprocess.run([sys.executable, "-c", TWO_BURSTS, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("gvae: compiling Numba kernels for float32 that are not in "), lines
+    assert lines[1].startswith("gvae: compiled 4 Numba kernels in ") and lines[2] == "the program's line", lines
+    compiling, working = map(float, done.stdout.split())
+    assert 0 < compiling <= working and float(lines[1].split(" in ")[1].split(" s;")[0]) == pytest.approx(
+        compiling, abs=0.06)
+
+
 # One process: racekernel's total called once, every warning recorded.
 LOCKED_OUT = """\
 import sys, warnings

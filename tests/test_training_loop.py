@@ -108,3 +108,29 @@ def test_patience_is_told_as_an_early_stop(tmp_path):
     recorder = Recorder()
     summary = trainer.fit(events=[recorder])
     assert recorder.calls[-2:] == [("stopped_early", 2), ("finished", 2)] and summary["stopped_early"]
+
+
+def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, capsys):
+    """The first epoch's estimate counted a cold cache's compilation (about 28 min left where 5 remained):
+    it leaves the seconds spent compiling out, and later estimates time the epochs after the first."""
+    from types import SimpleNamespace
+
+    import gvae.training.events as events
+    clock = {"now": 0.0, "compiling": 0.0}
+    monkeypatch.setattr(events.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(events, "compiling_seconds", lambda: clock["compiling"])
+    monkeypatch.setattr(events, "report_compilations", lambda: print("compiled"))
+    trainer = SimpleNamespace(config=SimpleNamespace(epochs=11), state=SimpleNamespace(epoch=0), resumed=False,
+                              task=SimpleNamespace(epoch_line=lambda row: "numbers"))
+    console = Console()
+    console.started(trainer)
+    for epoch, (now, compiling) in enumerate([(130.0, 100.0), (160.0, 100.0), (200.0, 110.0)], start=1):
+        clock.update(now=now, compiling=compiling)
+        trainer.state.epoch = epoch
+        console.epoch_end(trainer, {"epoch": epoch, "seconds": 1.0})
+    lines = capsys.readouterr().out.splitlines()
+    # 30 s of work in the first epoch; then 30 s an epoch after it (epochs 2 and 3: 70 s, 10 of them compiling)
+    assert lines[1::2] == ["epoch 1/11  numbers  1.0 s  about 5 min 00 s left",
+                           "epoch 2/11  numbers  1.0 s  about 4 min 30 s left",
+                           "epoch 3/11  numbers  1.0 s  about 4 min 00 s left"]
+    assert lines[::2] == ["compiled"] * 3

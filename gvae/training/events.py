@@ -8,6 +8,7 @@ train without writing or printing anything."""
 import contextlib
 import time
 
+from ..kernels.cpu.jit import compiling_seconds, report_compilations
 from .progress import about
 
 
@@ -47,7 +48,7 @@ class Console(Events):
     an estimate of the time left, and an early stop."""
 
     def started(self, trainer):
-        self.first, self.start = trainer.state.epoch, time.perf_counter()
+        self.first, self.since = trainer.state.epoch, (time.perf_counter(), compiling_seconds())
         if trainer.resumed and trainer.state.epoch == trainer.saved_epoch:
             changed = ", ".join(f"{name} {value}" for name, value in sorted(trainer.resumed_with.items()))
             print(f"resuming {trainer.out} from epoch {trainer.state.epoch} of {trainer.config.epochs}"
@@ -57,10 +58,18 @@ class Console(Events):
 
     def epoch_end(self, trainer, row):
         epochs, done = trainer.config.epochs, trainer.state.epoch
-        left = (time.perf_counter() - self.start) / (done - self.first) * (epochs - done)
+        # The estimate is of the epochs since the first of this call (which loads and compiles kernels), and
+        # leaves compilation out of the first's when it is the only one yet.
+        now = (time.perf_counter(), compiling_seconds())
+        if done - self.first == 1:
+            self.first_end = now
+        start, counted = (self.since, 1) if done - self.first == 1 else (self.first_end, done - self.first - 1)
+        left = (now[0] - start[0] - (now[1] - start[1])) / counted * (epochs - done)
+        report_compilations()
         print(f"epoch {row['epoch']}/{epochs}  {trainer.task.epoch_line(row)}  {row['seconds']:.1f} s"
               + (f"  {about(left)} left" if done < epochs else ""), flush=True)
 
     def stopped_early(self, trainer):
+        report_compilations()
         print(f"stopped early: no better {trainer.task.score_label} for {trainer.config.patience} epochs (best: epoch "
               f"{trainer.state.best_epoch})", flush=True)

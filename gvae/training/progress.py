@@ -7,6 +7,8 @@ import time
 
 from tqdm import tqdm
 
+from ..kernels.cpu.jit import compiling_seconds, report_compilations
+
 
 def duration(seconds):
     """Seconds for a message, as gvae train's and gvae eval's estimates say them: "under 1 s", "42 s",
@@ -49,7 +51,7 @@ class ProgressLines:
 
     def __init__(self, total, desc, unit="it", initial=0):
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
-        self.first, self.start = initial, time.perf_counter()
+        self.first, self.start, self.compiled = initial, time.perf_counter(), compiling_seconds()
         self.shown = self._part()
 
     def _part(self):
@@ -67,8 +69,10 @@ class ProgressLines:
         seconds = time.perf_counter() - self.start
         percent = 100 * self.n // self.total if self.total > 0 else 100
         line = f"{self.desc}: {self.n:,} of {self.total:,} {self.unit}s ({percent}%) in {duration(seconds)}"
-        if self.first < self.n < self.total:
-            line += f"; {about(seconds / (self.n - self.first) * (self.total - self.n))} left"
+        if self.first < self.n < self.total:  # from the work done, compilation left out
+            working = seconds - (compiling_seconds() - self.compiled)
+            line += f"; {about(working / (self.n - self.first) * (self.total - self.n))} left"
+        report_compilations()
         print(line, file=sys.stderr, flush=True)
 
     def close(self):

@@ -1,12 +1,14 @@
 """The announcement of Numba compiling gvae's kernels: compiling takes minutes on a cold cache, and a silent
 wait of minutes looks like a hang.
 
-When a kernel misses the cache, one line says what compiles and where it is cached; when the burst of
-compilation is over (no kernel compiling for :data:`QUIET_SECONDS`), one line says how many kernels took
-how long. A cache hit says nothing. The lines are INFO records of this module's logger: where the
-application configured logging they go through it (and its levels decide); where it configured none
-they go to stderr, unless a level set on a logger of gvae turns INFO off.
-``logging.getLogger("gvae").setLevel(logging.WARNING)`` silences them.
+When the process's first kernel misses the cache, one line says what compiles, where it is cached and
+how long it takes; the kernels compiled since are then counted, and one line says how many took how long
+where the program next reports (:meth:`Compilations.report`: gvae's commands before each line of theirs,
+so that it comes before the line whose wait it explains) or at exit. A cache hit says nothing. The time
+spent compiling (:meth:`Compilations.seconds`) is what gvae's estimates of the time left leave out. The
+lines are INFO records of this module's logger: where the application configured logging they go
+through it (and its levels decide); where it configured none they go to stderr, unless a level set on a
+logger of gvae turns INFO off. ``logging.getLogger("gvae").setLevel(logging.WARNING)`` silences them.
 """
 import atexit
 import contextlib
@@ -46,34 +48,52 @@ def _channel():
 class Compilations:
     """The announcement of compilation in this process (one, :data:`state.RUNTIME`'s). A compile call of a
     gvae kernel (a dispatcher's, a C entry's) is :meth:`session`, nested ones included; a signature missing
-    from the cache (:meth:`missed`) opens a burst, with a line naming the dtype and the cache folder
-    (through :func:`_channel`, chosen then for the burst's two lines: pytest's logging, say, gone by exit);
-    each kernel written to the cache (:meth:`saved`) is counted; the burst closes :data:`QUIET_SECONDS`
-    after the last outermost session ended with none begun since (a timer thread), or when the process
-    exits before, with a line giving the count and the time from the first miss to the end of the last
-    session."""
+    from the cache (:meth:`missed`) opens a burst, and the process's first says so in a line naming the
+    dtype and the cache folder (through :func:`_channel`, chosen then: pytest's logging, say, gone by exit);
+    each kernel written to the cache (:meth:`saved`) is counted. A burst lasts from its first miss to the
+    end of the last outermost session that began within :data:`QUIET_SECONDS` of the one before;
+    :meth:`report` (and the process's exit) says the kernels counted since the last report and the time
+    their bursts took, in one line."""
 
     def __init__(self):
         self.reset()
 
     def reset(self):
-        """No burst under way and a lock nobody holds (a forked child's start)."""
+        """No burst under way, nothing counted and a lock nobody holds (a forked child's start)."""
         self._lock = threading.Lock()
         self._depth = 0        # compile calls under way (waiting for Numba's lock included)
-        self._start = None     # the burst's first miss (perf_counter), None outside a burst
+        self._start = None     # the open burst's first miss (perf_counter), None outside a burst
         self._end = 0.0        # when the last outermost session ended
-        self._compiled = 0
-        self._say = None       # the burst's channel
-        self._timer = None
-        self._at_exit = False  # _close_now registered with atexit
+        self._closed = 0.0     # the seconds of the bursts closed so far
+        self._compiled = 0     # kernels compiled since the last report
+        self._reported = 0.0   # the seconds compiling at the last report
+        self._say = None       # the channel of the lines, chosen at the process's first miss
+        self._announced = False
+
+    def _close_burst(self, now):
+        """Close the open burst if it is over (nothing under way, and quiet since ``now`` - QUIET_SECONDS or
+        ``now`` is None: a report); under the lock."""
+        if self._start is not None and self._depth == 0 and (now is None or now - self._end > QUIET_SECONDS):
+            self._closed += self._end - self._start
+            self._start = None
+
+    def _seconds(self):
+        """Under the lock: the closed bursts' seconds and the open one's so far."""
+        if self._start is None:
+            return self._closed
+        return self._closed + (time.perf_counter() if self._depth else self._end) - self._start
+
+    def seconds(self):
+        """The seconds this process has spent compiling gvae's kernels (cache misses' bursts) so far."""
+        with self._lock:
+            return self._seconds()
 
     @contextlib.contextmanager
     def session(self):
         with self._lock:
+            if self._depth == 0:
+                self._close_burst(time.perf_counter())
             self._depth += 1
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
         try:
             yield
         finally:
@@ -81,18 +101,17 @@ class Compilations:
                 self._depth -= 1
                 if self._depth == 0 and self._start is not None:
                     self._end = time.perf_counter()
-                    self._timer = threading.Timer(QUIET_SECONDS, self._close)
-                    self._timer.daemon = True  # the process need not wait for it: _close_now says it at exit
-                    self._timer.start()
 
     def missed(self, sig, folder):
         with self._lock:
             if self._start is not None:
                 return
-            self._start, self._compiled, self._say = time.perf_counter(), 0, _channel()
-            first, self._at_exit, say = not self._at_exit, True, self._say
-        if first:
-            atexit.register(self._close_now)
+            self._start = time.perf_counter()
+            if self._announced:
+                return
+            self._announced = True
+            say = self._say = _channel()
+        atexit.register(self.report)
         # a dispatcher's signature is a tuple of types, a C entry's a Signature (its .args)
         args = getattr(sig, "args", sig)
         dtypes = sorted({str(t.dtype) for t in args if str(getattr(t, "dtype", "")).startswith("float")})
@@ -105,18 +124,15 @@ class Compilations:
         with self._lock:
             self._compiled += 1
 
-    def _close(self):
+    def report(self):
+        """Say how many kernels were compiled since the last report, and in how long, unless none were or
+        one is compiling now (then a later report says it)."""
         with self._lock:
-            if self._depth or self._start is None:  # a session began meanwhile: it closes the burst
+            if self._depth or not self._compiled:  # none compiled: none missed, or the error said why
                 return
-            count, seconds, say = self._compiled, self._end - self._start, self._say
-            self._start, self._timer = None, None
-        if count and say is not None:  # none compiled: the compilation failed, and the error said so
+            self._close_burst(None)
+            count, seconds, say = self._compiled, self._closed - self._reported, self._say
+            self._compiled, self._reported = 0, self._closed
+        if say is not None:
             say(f"gvae: compiled {count} Numba kernel{'s' if count != 1 else ''} in {seconds:.1f} s; "
                 "later runs load them from the cache")
-
-    def _close_now(self):
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-        self._close()

@@ -11,7 +11,7 @@ from .compile_cache import CACHING, LockedCacheFile
 from .numba_compat import compile_cfunc, wrap_cache_file, wrap_compile
 from .state import RUNTIME
 
-__all__ = ["jit", "compile_entry"]
+__all__ = ["jit", "compile_entry", "report_compilations", "compiling_seconds"]
 
 
 def jit(fn=None, **options):
@@ -44,3 +44,15 @@ def compile_entry(fn, signature, **options):
     :func:`jit` caches kernels, under the same lock."""
     with RUNTIME.compilations.session():
         return compile_cfunc(fn, signature, LockedCacheFile if CACHING else None, **options)
+
+
+def report_compilations():
+    """Say, in one line, the kernels compiled since the last report and how long they took (nothing when none
+    were): a command calls it before each line it prints, so that the line follows the wait it explains."""
+    RUNTIME.compilations.report()
+
+
+def compiling_seconds():
+    """The seconds this process has spent compiling gvae's kernels so far, which an estimate of the time
+    left leaves out: a cold cache compiles once, in the first steps."""
+    return RUNTIME.compilations.seconds()
