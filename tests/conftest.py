@@ -49,6 +49,13 @@ os.environ["GVAE_TUNING"] = "off"
 
 
 def pytest_configure(config):
+    # Warnings of the peers' own code that no change of gvae's removes, each filtered for its reason:
+    # - JAX warns at every fork once it is imported (another test in the same xdist worker imports it). The
+    #   forks here run no JAX: tests/test_threads.py forks on purpose to check gvae's threads in the child,
+    #   and subprocess execs a new program straight after its fork.
+    config.addinivalue_line("filterwarnings", r"ignore:os\.fork\(\) was called\..*JAX is multithreaded:RuntimeWarning")
+    # - PyTorch's forward mode loads its JVP decompositions with its own deprecated torch.jit.script.
+    config.addinivalue_line("filterwarnings", r"ignore:`torch\.jit\.script` is deprecated:DeprecationWarning:torch")
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")
     config.addinivalue_line("markers", "slow: a case over about half a second warm (subprocesses, sweeps on Dask, "
                                        "refinements to convergence, training steps, the largest kernels): a "
@@ -123,3 +130,25 @@ def pytest_sessionstart(session):
                             f"{time.perf_counter() - start:.0f} s"
                             + (f" ({len(failed)} failed, the tests compile what they miss: {failed})" if failed else ""))
 
+
+
+def skip_reasons(reports):
+    """[(count, reason)] of the skipped test ``reports``, most first: the reason each skip gave, counted
+    over the places that gave it."""
+    counts = {}
+    for report in reports:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        counts[reason] = counts.get(reason, 0) + 1
+    return sorted(((n, reason) for reason, n in counts.items()), key=lambda c: (-c[0], c[1]))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Why the tests that skipped did (no CUDA GPU, no Chromium, ...), one line per reason, unless -rs lists
+    each place already: a count alone ("546 skipped") reads like tests that were lost."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or "s" in terminalreporter.reportchars:
+        return
+    terminalreporter.write_sep("-", "why tests skipped")
+    for count, reason in skip_reasons(skipped):
+        terminalreporter.write_line(f"{count:5d} skipped: {reason}")
