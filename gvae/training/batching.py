@@ -13,6 +13,8 @@ from ..kernels import array_module
 
 # Validation and test sets are binarised once with this seed, so numbers compare across runs.
 EVAL_SEED = 20140101
+# The training images of the static protocol (--binarization static) are binarised once with this one.
+STATIC_SEED = 20080705
 
 
 def _float_dtype(x):
@@ -26,6 +28,15 @@ def binarize(x, rng):
     ``x``: float array in ``[0, 1]`` on any device; ``rng``: a generator of that device.
     Returns an array of ``x.shape`` and dtype (float32 unless x is float64) with values in {0, 1}."""
     return (rng.random(x.shape, dtype=np.float32) < x).astype(_float_dtype(x))
+
+
+def static_binarization(x):
+    """The training images of the static protocol: ``x`` (N, n) in [0, 1] binarised once with STATIC_SEED
+    on the host, the same for every run (and its first N rows the same whatever N: a run with --limit N
+    trains on the first N of the full set's draws); x's dtype. Binary images stay as they are under the
+    epochs' binarisation, so a run trains on this one draw throughout."""
+    x = np.asarray(x)
+    return binarize(x, np.random.default_rng(STATIC_SEED)).astype(x.dtype)
 
 
 def dequantize(x, rng, squash=1e-6):

@@ -275,6 +275,10 @@ class TrainConfig:
                                 "the decoder, or one learned factor", choices=["decoder", "global"])
     squash: float = _option(1e-6, "continuous likelihoods: dequantised pixels are squashed into "
                             "(LAMBDA, 1 - LAMBDA)", parse=positive_float, metavar="LAMBDA")
+    binarization: str = _option("dynamic", "binary pixels of the training images: dynamic, drawn afresh every "
+                                "epoch; static, drawn once with a fixed seed, the same for every run (the statically "
+                                "binarised MNIST protocol); the validation and test images are drawn once either "
+                                "way", choices=["dynamic", "static"])
     epochs: int = _option(10, "passes over the training images", parse=positive_int, metavar="E")
     batch_size: int = _option(100, "training images per Adam step", parse=positive_int, metavar="B")
     lr: float = _option(1e-3, "Adam learning rate (per step)", parse=positive_float, metavar="LR")
@@ -384,6 +388,10 @@ class TrainConfig:
                    "merge 'precision' needs inference 'top-down' (it merges each lower layer's posterior with "
                    "its conditional prior p(zl|z(l+1)))"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
+                  (self.binarization in ("dynamic", "static"), "binarization must be 'dynamic' or 'static'"),
+                  (self.binarization == "dynamic" or not getattr(LIKELIHOODS.get(self.likelihood), "continuous", False),
+                   f"binarization static binarises the images: the {self.likelihood} likelihood models "
+                   "intensities (use a binary likelihood, bernoulli or ar-bernoulli)"),
                   (self.init in INITS, f"init must be one of {sorted(INITS)}"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
         for ok, msg in checks:
@@ -455,6 +463,8 @@ class TrainConfig:
         except ValueError as e:
             raise _invalid(str(e)) from None
         defaults = field_defaults(self)
+        if self.binarization != defaults["binarization"] and not task.binarizes:
+            raise _invalid(f"binarization applies to the tasks that binarise images, not --task {self.task}")
         for name in sorted({name for other in TASKS.values() for name in other.options} - set(task.options)):
             if getattr(self, name) != defaults[name]:
                 owners = " or ".join(other.name for other in TASKS.values() if name in other.options)

@@ -93,6 +93,7 @@ class Task(abc.ABC):
     name = None                 # set by register_task
     about = ""                  # what ``gvae train --help`` says the task learns, after its name
     options = ()                # TrainConfig fields that only this task reads (other runs keep their defaults)
+    binarizes = False           # whether its training images are binarised (--binarization applies)
     cannot_open = None          # why gvae sample, plot, analyze (and eval, without log_weights) refuse its runs;
                                 # None: they are VAEs
     draws_prior = False         # with cannot_open: gvae sample reads its runs all the same, the model drawing

@@ -3,7 +3,8 @@
 rate; InfoVAE's MMD term; the IWAE bound), validated and tested by the ELBO.
 
 Its inputs are the images alone. The training images are made observations afresh every epoch
-(binarised, or dequantised for a continuous likelihood: :func:`gvae.training.batching.epoch_batches`);
+(binarised, or dequantised for a continuous likelihood: :func:`gvae.training.batching.epoch_batches`),
+or with ``--binarization static`` binarised once before the first (:func:`static_binarization`);
 the validation and test images once, with EVAL_SEED, the same for every run
 (:func:`gvae.training.batching.fixed_eval_sets`). The reported numbers are the bound at weight 1, the
 mean reconstruction term and the mean rate (KL, or the IWAE's -log ratio), in nats of the data in the
@@ -14,7 +15,7 @@ from ..validation import bits_per_dim, dataset_elbo
 from ...kernels import generator, to_device
 from ...model import VAE
 from ...model.objectives import training_loss
-from ..batching import EVAL_SEED, epoch_batches, fixed_eval_sets
+from ..batching import EVAL_SEED, epoch_batches, fixed_eval_sets, static_binarization
 from .base import SPLITS, Task, register_task
 
 
@@ -37,6 +38,7 @@ def vae_arguments(config, n_in):
 class Generate(Task):
     """A VAE of the images (:class:`gvae.model.VAE`): the loss is :func:`training_loss`."""
     about = "a VAE of the images"
+    binarizes = True
     reported = ("bound", "rec", "kl")
     health_name, health_label = "valid_elbo", "validation ELBO"
     score_label = "validation ELBO"
@@ -47,10 +49,14 @@ class Generate(Task):
         return VAE(**vae_arguments(config, n_in))
 
     def inputs(self, data):
-        """The images of every split, each checked by the likelihood (ValueError naming what it refuses)."""
+        """The images of every split, each checked by the likelihood (ValueError naming what it refuses); the
+        training images binarised once where the run's binarisation is static."""
         for split in SPLITS:
             self.model.likelihood.check(data[split][0])
-        return {split: (data[split][0],) for split in SPLITS}
+        images = {split: data[split][0] for split in SPLITS}
+        if self.config.binarization == "static":
+            images["train"] = static_binarization(images["train"])
+        return {split: (x,) for split, x in images.items()}
 
     def on_device(self, inputs):
         """The raw training images (made observations by each epoch), the validation and test sets as the

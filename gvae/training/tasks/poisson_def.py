@@ -17,6 +17,7 @@ class PoissonDef(SigmoidBeliefDef):
              "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
              "or nvil")
     cannot_open = read_by_weights("a Poisson DEF (--task poissondef)")
+    binarizes = False  # (its data are counts)
 
     @classmethod
     def build_model(cls, config, n_in):
