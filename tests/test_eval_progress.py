@@ -261,3 +261,18 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(monkeypatch, enable
     text = stderr.getvalue()
     assert ("40/40" in text) == (shown == "bar") and (text.count("\n") == 10) == (shown == "lines")
     assert (text == "") == (shown is None)
+
+
+def test_lines_of_a_loop_that_stops_early_say_so_against_the_plan(capsys):
+    """gvae analyze's refinement said "1,200 of 2,000 steps (60%)", then, stopped at a plateau, "1,200 of
+    1,200 (100%)": the lines after the total is lowered say by how much and why, against the plan."""
+    from gvae.training.progress import ProgressLines
+    lines = ProgressLines(2000, "refining q for 100 points", unit="step")
+    lines.update(1200)
+    lines.total -= 800
+    lines.refresh()
+    printed = capsys.readouterr().err.splitlines()
+    assert printed[0].startswith("refining q for 100 points: 1,200 of 2,000 steps (60%) in ")
+    assert printed[-1].startswith("refining q for 100 points: 1,200 of 1,200 steps (100%) in ")
+    assert printed[-1].endswith(" (800 fewer than the 2,000 planned: stopped early)")
+    assert all("fewer" not in line for line in printed[:-1])

@@ -46,11 +46,11 @@ def progress_bar(enabled, total, desc, unit="it", initial=0, lines=True, **bar):
 class ProgressLines:
     """A progress bar's stand-in off a terminal: one line on stderr each time another tenth of the work is
     done, with the time so far and an estimate of the time left. It takes what gvae's loops call on a tqdm
-    bar: ``update``, ``refresh`` (after ``total`` is lowered) and ``close``."""
+    bar: ``update``, ``refresh`` (after ``total`` is lowered: the lines then say by how much) and ``close``."""
     PARTS = 10
 
     def __init__(self, total, desc, unit="it", initial=0):
-        self.total, self.desc, self.unit, self.n = total, desc, unit, initial
+        self.total, self.desc, self.unit, self.n, self.planned = total, desc, unit, initial, total
         self.first, self.start, self.compiled = initial, time.perf_counter(), compiling_seconds()
         self.shown = self._part()
 
@@ -72,6 +72,8 @@ class ProgressLines:
         if self.first < self.n < self.total:  # from the work done, compilation left out
             working = seconds - (compiling_seconds() - self.compiled)
             line += f"; {about(working / (self.n - self.first) * (self.total - self.n))} left"
+        if self.total < self.planned:  # lowered by a loop that stops early: the earlier lines said the plan
+            line += f" ({self.planned - self.total:,} fewer than the {self.planned:,} planned: stopped early)"
         report_compilations()
         print(line, file=sys.stderr, flush=True)
 
