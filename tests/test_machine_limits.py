@@ -34,6 +34,8 @@ def _one_line(capsys):
     (["--latent", "1000000000", "--posterior", "extgrid"], "--latent"),
     (["--hidden", "10000000"], "--hidden"),
     (["--iw-samples", "10000000"], "--iw-samples"),
+    (["--task", "darn", "--iw-samples", "2", "--latent", "200000"], "--latent squared"),
+    (["--task", "darn", "--iw-samples", "2", "--latent", "4", "200000"], "--latent squared"),
 ])
 def test_training_sizes_beyond_the_machine_are_refused_naming_the_flag(run, tmp_path, capsys, flags, named):
     _, data = run
@@ -69,6 +71,24 @@ def test_a_huge_latent_size_is_refused_without_building_its_stencil():
         assert model.layers[0].family.head_size(d) == k * d
         with pytest.raises(memory.TooMuchMemory, match="--latent"):
             memory.check_training(model, 100, 1, 1000)
+
+
+def test_darns_masks_are_counted_and_made_only_when_a_pass_reads_them(monkeypatch):
+    """A DARN of d units multiplies two d x d weights by d x d masks in each step: a model of 200,000 units
+    is built without them (they were allocated first, 320 GB, a traceback), and 20,000 units, whose
+    parameters fit in 30 GiB, are refused by their masks' count (the run had reached 19 GB)."""
+    from gvae.model.binary import BinaryVAE
+    from gvae.model.deep_darn import DeepDARN
+    for model in (BinaryVAE(784, 200_000, [8], autoregressive=True), DeepDARN(784, (4, 200_000), [8])):
+        with pytest.raises(memory.TooMuchMemory, match="masks and masked copies .* \\(--latent squared\\)"):
+            memory.check_training(model, 100, 2, 1000)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 30 * memory.GIB)
+    model = BinaryVAE(784, 20_000, [8], autoregressive=True)
+    assert 6 * memory.parameter_count(model) * 4 < 30 * memory.GIB
+    with pytest.raises(memory.TooMuchMemory, match="masks and masked copies 17.9 GiB"):
+        memory.check_training(model, 100, 2, 1000)
+    assert memory.masked_count(BinaryVAE(784, 30, [8])) == 0 and memory.masked_count(VAE(784, 16, [8])) == 0
+    assert memory.masked_count(DeepDARN(784, (4, 3), [8])) == 2 * (16 + 9)
 
 
 def test_a_cpu_run_counts_the_native_record_of_its_activations():

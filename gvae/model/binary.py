@@ -27,7 +27,7 @@ import numpy as np
 from .. import kernels, ops
 from ..autodiff import value_and_grad
 from ..kernels import array_module
-from .constants import DeviceConstant
+from .constants import units_before
 from .layers import MLP
 from .likelihoods import bernoulli_draw
 from .params import NetworkModel, layered_prior_text
@@ -51,7 +51,7 @@ class BinaryVAE(NetworkModel):
         super().__init__(n_in, latent, hidden, activation, likelihood, dtype, likelihood_options, init)
         self.autoregressive = bool(autoregressive)
         # the units before each unit, for DARN's masked products
-        self.mask = DeviceConstant(np.tril(np.ones((self.size, self.size)), -1)) if self.autoregressive else None
+        self.mask = units_before(self.size) if self.autoregressive else None
         self.encoder = MLP([self.n_in, *self.hidden, self.size], activation, "enc.")
         self.decoder = MLP([self.size, *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
         self.baseline = MLP([self.n_in, *self.hidden, 1], activation, "base.") if baseline else None
@@ -69,6 +69,10 @@ class BinaryVAE(NetworkModel):
     def param_shapes(self):
         ar = {ENCODER_AR: (self.size, self.size), PRIOR_AR: (self.size, self.size)} if self.autoregressive else {}
         return {**super().param_shapes(), PRIOR: (self.size,), **ar}
+
+    def masked_weights(self):
+        """The weights a pass multiplies by a mask of their shape: DARN's autoregressive ones."""
+        return (ENCODER_AR, PRIOR_AR) if self.autoregressive else ()
 
     def log_weights(self, params, x, u):
         """:func:`log_weights` of this model (what the score-function losses call, so that another model of

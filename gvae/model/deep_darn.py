@@ -20,7 +20,7 @@ layer this is :class:`gvae.model.binary.BinaryVAE` with ``autoregressive``. Para
 import numpy as np
 
 from .. import kernels, ops
-from .constants import DeviceConstant
+from .constants import units_before
 from .layers import MLP
 from .params import NetworkModel, layered_prior_text, top_down
 
@@ -52,7 +52,7 @@ class DeepDARN(NetworkModel):
                              "BinaryVAE with autoregressive=True)")
         super().__init__(n_in, sum(sizes), hidden, activation, likelihood, dtype, likelihood_options, init)
         self.sizes = sizes
-        self.masks = [DeviceConstant(np.tril(np.ones((k, k)), -1)) for k in sizes]
+        self.masks = [units_before(k) for k in sizes]
         self.encoder = MLP([self.n_in, *self.hidden, sizes[0]], activation, "enc.")
         self.decoder = MLP([sizes[0], *self.hidden[::-1], self.likelihood.output_size()], activation, "dec.")
         pairs = list(zip(sizes, sizes[1:]))
@@ -75,6 +75,10 @@ class DeepDARN(NetworkModel):
             ar[encoder_ar(layer)] = (k, k)
             ar[prior_ar(layer)] = (k, k)
         return {**super().param_shapes(), PRIOR: (self.sizes[-1],), **ar}
+
+    def masked_weights(self):
+        """The weights a pass multiplies by a mask of their shape: every layer's autoregressive ones."""
+        return tuple(name for layer in range(len(self.sizes)) for name in (encoder_ar(layer), prior_ar(layer)))
 
     def ar_logits(self, params, name, layer, bias, z):
         """bias + z (W o mask)^T for the weights ``name`` of layer ``layer`` at its codes z (..., d_l): one

@@ -63,15 +63,24 @@ def activation_width(model):
     return sum(sum(net.sizes) for net in model.networks()) + model.noise_size
 
 
+def masked_count(model):
+    """Entries of the weights a pass multiplies by a mask of their shape (``model.masked_weights()``, DARN's
+    autoregressive d x d weights; none for a model without the method)."""
+    shapes = model.param_shapes()
+    return sum(math.prod(shapes[name]) for name in getattr(model, "masked_weights", tuple)())
+
+
 def check_training(model, batch_size, iw_samples, n_train, recorded=False):
     """Refuse a training run whose arrays cannot fit: the parameters with their gradient, best copy,
-    Adam's two moments and the checkpoint's copy (6 buffers), one step's activations kept for the
-    backward pass with their gradients (batch x samples x widths, 4 arrays each) and the training images;
-    with ``recorded`` (a CPU run: :mod:`.native_step`) as many activations again, which the step's native
-    record keeps."""
+    Adam's two moments and the checkpoint's copy (6 buffers), the masks of masked weights with what a step
+    makes of them (the mask made in float64 and its copy, the masked weights, their gradient and the
+    product's: 6 arrays of the weights' size), one step's activations kept for the backward pass with their
+    gradients (batch x samples x widths, 4 arrays each) and the training images; with ``recorded`` (a CPU
+    run: :mod:`.native_step`) as many activations again, which the step's native record keeps."""
     item = model.dtype.itemsize
     activations = 4 * batch_size * iw_samples * activation_width(model) * item
     parts = {"parameters with their gradient and Adam state {} (--latent, --hidden)": 6 * parameter_count(model) * item,
+             "the autoregressive weights' masks and masked copies {} (--latent squared)": 6 * masked_count(model) * item,
              "one step's activations {} (--batch-size x --samples x --iw-samples x the layer widths)": activations,
              "training images {}": n_train * model.n_in * item}
     if recorded:
