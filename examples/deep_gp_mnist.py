@@ -68,6 +68,16 @@ def parse_args(argv=None):
                 "must be >= 1, --lr and --vae-lr > 0")
     if args.inducing > args.images:
         p.error(f"--inducing ({args.inducing}) must not exceed --images ({args.images})")
+    # The models start from principal components: the deep GP's hidden layer from the images' (N centred
+    # images have N - 1), its top latent from the hidden layer's.
+    if args.hidden >= args.images:
+        p.error(f"--hidden ({args.hidden}) must be below --images ({args.images}): the hidden layer starts at the "
+                f"images' principal components, and N centred images have N - 1")
+    if args.latent > args.hidden:
+        p.error(f"--latent ({args.latent}) must not exceed --hidden ({args.hidden}): the deep GP's top latent starts "
+                "at the hidden layer's first principal components")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
     return args
 
 

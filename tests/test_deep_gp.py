@@ -80,14 +80,35 @@ def test_the_deep_gp_bounds_gradients(seed):
         check_vjp(bound, args, argnum=argnum, seed=seed, rtol=1e-5, atol=1e-7)
 
 
-def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
-    """examples/deep_gp_mnist.py: a run stopped at its checkpoint and resumed ends where a straight run ends."""
+def _example():
+    """examples/deep_gp_mnist.py as a module."""
     import importlib.util
     from pathlib import Path
     spec = importlib.util.spec_from_file_location(
         "deep_gp_mnist", Path(__file__).resolve().parents[1] / "examples" / "deep_gp_mnist.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    return example
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--latent", "4", "--hidden", "3"], "--latent (4) must not exceed --hidden (3)"),
+    (["--latent", "41", "--hidden", "41", "--images", "40"], "--hidden (41) must be below --images (40)"),
+    (["--hidden", "40", "--images", "40"], "--hidden (40) must be below --images (40)"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--images", "1", "--inducing", "1"], "--hidden (10) must be below --images (1)"),
+])
+def test_the_examples_arguments_are_checked_before_any_work_in_one_line(tmp_path, capsys, flags, message):
+    """They were tracebacks (a broadcasting error after the GP-LVM had trained, NumPy's seed, an SVD)."""
+    with pytest.raises(SystemExit) as e:
+        _example().parse_args(["--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_the_example_resumed_equals_straight(tmp_path, monkeypatch):
+    """examples/deep_gp_mnist.py: a run stopped at its checkpoint and resumed ends where a straight run ends."""
+    example = _example()
     rng = np.random.default_rng(0)
     images = rng.random((50, 16))  # 30 to fit, 20 held out for the VAE
     monkeypatch.setattr("gvae.io.mnist.load_mnist", lambda: {"train": (images, np.zeros(50))})
