@@ -24,7 +24,7 @@ _LOG = logging.getLogger(__name__)
 # step compile one front-end call after another, with only a little Python between them.
 QUIET_SECONDS = 1.0
 # What a cold cache costs, said in the first line.
-_ESTIMATE = "gvae train's take about 1.5 min on 2 cores, the other commands' seconds"
+_ESTIMATE = "gvae train's take 1.5-3 min on 2 cores, the other commands' seconds"
 
 
 def _channel():
