@@ -83,3 +83,4 @@ def test_what_static_binarisation_refuses_in_one_line(argv, phrase, capsys, tmp_
     assert code == 2
     err = capsys.readouterr().err
     assert phrase in err and "Traceback" not in err
+

@@ -134,3 +134,26 @@ def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, c
                            "epoch 2/11  numbers  1.0 s  about 4 min 30 s left",
                            "epoch 3/11  numbers  1.0 s  about 4 min 00 s left"]
     assert lines[::2] == ["compiled"] * 3
+
+
+@pytest.mark.parametrize("polyak", [0.0, 0.9])
+def test_the_test_summary_measures_the_last_epochs_parameters_when_asked(polyak, tmp_path):
+    """--test-params last (a fixed budget without early stopping, as Wang et al.'s VCCA and Alemi et al.'s
+    VIB report): the summary's test numbers are those of the parameters the run evaluates after its last
+    epoch (with --polyak, their average), not of the best epoch's; the default stays the best epoch's."""
+    data = make_data()
+    runs = {}
+    for which in ("best", "last"):
+        trainer = Trainer(TrainConfig(latent=2, hidden=(8,), epochs=3, limit=150, polyak=polyak, test_params=which),
+                          data, tmp_path / which, progress=False, quiet=True)
+        runs[which] = trainer, trainer.fit(events=[])
+    trainer, summary = runs["last"]
+    state = trainer.state
+    want = trainer.task.test_summary(state.params.unflatten(state.evaluated_flat()), trainer.inputs["test"],
+                                     state.best_valid)
+    assert summary["test_elbo"] == want["test_elbo"] and summary["tested_epoch"] == 3
+    best_trainer, best = runs["best"]
+    assert best["test_params"] == "best" and best["tested_epoch"] == best["best_epoch"]
+    want = best_trainer.task.test_summary(best_trainer.state.params.unflatten(best_trainer.state.best_flat),
+                                          best_trainer.inputs["test"], best_trainer.state.best_valid)
+    assert best["test_elbo"] == want["test_elbo"]

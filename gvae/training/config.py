@@ -325,6 +325,10 @@ class TrainConfig:
                                parse=positive_float, metavar="C")
     max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
                                  parse=positive_int, metavar="N")
+    test_params: str = _option("best", "the parameters the run's test summary measures: best, the epoch's with the "
+                               "best validation score; last, the last epoch's (with --polyak, its average), as a "
+                               "paper that trains a fixed budget without early stopping reports",
+                               choices=["best", "last"])
     patience: int = _option(None, "stop early when the validation ELBO (classify: the validation error) "
                             "has not improved for N epochs (default: never)", parse=positive_int, metavar="N")
     dtype: str = _option("float32", "floating-point type of parameters and computation",
@@ -389,6 +393,7 @@ class TrainConfig:
                    "its conditional prior p(zl|z(l+1)))"),
                   (self.kl in ("analytic", "mc"), "kl must be 'analytic' or 'mc'"),
                   (self.binarization in ("dynamic", "static"), "binarization must be 'dynamic' or 'static'"),
+                  (self.test_params in ("best", "last"), "test_params must be 'best' or 'last'"),
                   (self.binarization == "dynamic" or not getattr(LIKELIHOODS.get(self.likelihood), "continuous", False),
                    f"binarization static binarises the images: the {self.likelihood} likelihood models "
                    "intensities (use a binary likelihood, bernoulli or ar-bernoulli)"),

@@ -331,16 +331,19 @@ class Trainer:
         return None
 
     def test_summary(self, stopped_early):
-        """The run's results: the task's test numbers of the best epoch's parameters
-        (:meth:`Task.test_summary`), then the loop's counts."""
+        """The run's results: the task's test numbers (:meth:`Task.test_summary`) of the best epoch's
+        parameters, or with ``test_params`` "last" of the last epoch's (what the run evaluates: with Polyak
+        averaging, the average), then the loop's counts."""
         state = self.state
-        best = state.params.unflatten(state.best_flat)
-        counts = {"best_epoch": state.best_epoch, "epochs": state.epoch, "stopped_early": stopped_early,
+        last = self.config.test_params == "last"
+        tested = state.params.unflatten(state.evaluated_flat() if last else state.best_flat)
+        counts = {"test_params": self.config.test_params, "tested_epoch": state.epoch if last else state.best_epoch,
+                  "best_epoch": state.best_epoch, "epochs": state.epoch, "stopped_early": stopped_early,
                   "skipped_steps": state.skipped_steps, "n_train": len(self.train_x),
                   "n_test": len(self.inputs["test"][0]),
                   "n_parameters": int(state.params.size),
                   "seconds_per_epoch": float(np.mean([m["seconds"] for m in state.metrics])) if state.metrics else None}
-        return {**self.task.test_summary(best, self.inputs["test"], state.best_valid), **counts}
+        return {**self.task.test_summary(tested, self.inputs["test"], state.best_valid), **counts}
 
     def fit(self, events=None):
         """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better score,

@@ -106,4 +106,4 @@ class Generate(Task):
 
     def result_line(self, summary):
         return (f"test ELBO {summary['test_elbo']:.3f} nats (all {summary['n_test']:,} test images, one draw of z "
-                "each, the best epoch's parameters)")
+                f"each, the {summary['test_params']} epoch's parameters)")
