@@ -1,0 +1,264 @@
+"""Banded linear algebra with SciPy's names, signatures and banded storage, batched, on NumPy arrays (Numba
+kernels) and, where noted, CuPy arrays (CUDA kernels).
+
+Storage (``scipy.linalg.solve_banded``'s): a general band matrix A (n x n) of ``l`` sub- and ``u``
+super-diagonals is ``ab`` (l + u + 1, n) with ``ab[u + i - j, j] = A[i, j]``; a symmetric positive definite
+one of ``u`` off-diagonals is its upper triangle, ``ab[u + i - j, j] = A[i, j]`` (i <= j), or with
+``lower=True`` its lower one, ``ab[i - j, j] = A[i, j]`` (i >= j). Slots outside the matrix are ignored.
+
+Batches: ``ab`` may have leading axes (*batch, rows, n); the right-hand sides ``b`` are (*batch, n) vectors
+when ``b.ndim == ab.ndim - 1`` or b is 1-D, and (*batch, n, k) matrices otherwise (as
+``torch.linalg.solve`` tells them apart); the batch axes broadcast by NumPy's rules. Integer inputs are
+computed in float64, float32 stays float32; complex arrays are refused. ``overwrite_*`` are accepted for
+SciPy's signatures (gvae never writes into its arguments); ``check_finite`` refuses NaN and inf as SciPy
+does.
+
+The derivatives of every function (both ``ab`` and ``b``) are in :mod:`gvae.rules.banded`, which
+:mod:`gvae.torch.linalg` and :mod:`gvae.jax.linalg` use."""
+import math
+
+import numpy as np
+
+from .kernels import array_module
+from .kernels.band import band_cholesky, band_logdet, band_solve, band_solve_t, full_band
+from .kernels.banded_lu import banded_lu_solve
+
+__all__ = ["solve_banded", "solveh_banded", "cholesky_banded", "cho_solve_banded", "matmul_banded",
+           "logdeth_banded", "LinAlgError"]
+
+LinAlgError = np.linalg.LinAlgError
+
+
+def _float(name, argname, a):
+    """``a`` as an array of float32 or float64 (integers and bools as float64), on its own device."""
+    xp = np if isinstance(a, (np.ndarray, np.generic, list, tuple, int, float)) else array_module(a)
+    a = xp.asarray(a)
+    if a.dtype.kind == "c":
+        raise TypeError(f"{name}: {argname} is complex ({a.dtype}); gvae's banded functions take real arrays")
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: {argname} has dtype {a.dtype}; expected a real floating-point array")
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8):
+        a = a.astype(np.float64)
+    return a
+
+
+def _common(name, a, b):
+    """``a`` and ``b`` in their common dtype (float32 with float32, float64 otherwise)."""
+    if a.dtype != b.dtype:
+        dtype = np.promote_types(a.dtype, b.dtype)
+        a, b = a.astype(dtype), b.astype(dtype)
+    return a, b
+
+
+def _finite(name, argname, a, check):
+    if check and not bool(array_module(a).isfinite(a).all()):
+        raise ValueError(f"{name}: {argname} must not contain infs or NaNs (check_finite=True)")
+
+
+def _bands(name, ab, rows, what):
+    """Check ``ab``'s shape (*batch, rows, n) for ``what`` (the bands it should hold); returns n."""
+    if ab.ndim < 2:
+        raise ValueError(f"{name}: ab must have shape (*batch, rows, n), got {ab.shape}")
+    if ab.shape[-2] != rows:
+        raise ValueError(f"{name}: ab has {ab.shape[-2]} rows, but {what} need {rows} (ab.shape {ab.shape})")
+    return ab.shape[-1]
+
+
+def _counts(name, l_and_u):
+    try:
+        lower, upper = (int(v) for v in l_and_u)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: (l, u) must be two ints, the numbers of sub- and super-diagonals; got "
+                         f"{l_and_u!r}") from None
+    if lower < 0 or upper < 0 or (lower, upper) != tuple(l_and_u):
+        raise ValueError(f"{name}: l and u must be ints >= 0, got {tuple(l_and_u)!r}")
+    return lower, upper
+
+
+def _rhs(name, ab, b, n):
+    """(a new C-contiguous (F, n, k) copy of b broadcast to the batch, the batch shape, the result's shape)."""
+    vector = b.ndim == 1 or b.ndim == ab.ndim - 1
+    if b.ndim < 1 or (b.shape[-1] if vector else b.shape[-2]) != n:
+        raise ValueError(f"{name}: b of shape {b.shape} does not match ab's n = {n}: expected (*batch, {n}) or "
+                         f"(*batch, {n}, k)")
+    b_batch = b.shape[:-1] if vector else b.shape[:-2]
+    try:
+        batch = np.broadcast_shapes(ab.shape[:-2], b_batch)
+    except ValueError:
+        raise ValueError(f"{name}: the batch shapes of ab {ab.shape[:-2]} and b {b_batch} do not broadcast") \
+            from None
+    xp = array_module(b)
+    full = b[..., None] if vector else b
+    full = xp.broadcast_to(full, batch + full.shape[-2:])
+    out_shape = batch + ((n,) if vector else (n, full.shape[-1]))
+    return xp.array(full.reshape((math.prod(batch),) + full.shape[-2:]), order="C", copy=True), batch, out_shape
+
+
+def _batched(ab, batch):
+    """``ab`` broadcast to ``batch`` and flattened to (F, rows, n), C-contiguous."""
+    xp = array_module(ab)
+    return xp.ascontiguousarray(xp.broadcast_to(ab, batch + ab.shape[-2:]).reshape((-1,) + ab.shape[-2:]))
+
+
+def _index(batch, f):
+    return f" at batch index {tuple(int(i) for i in np.unravel_index(f, batch))}" if batch else ""
+
+
+def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
+    """x with A x = b for the general band matrix A of ``l_and_u`` = (l, u) in ``ab`` (*batch, l + u + 1, n),
+    by LU factorisation with partial pivoting (LAPACK's gbsv: the interchanges widen U's band to l + u).
+    O(n l (l + u + k)) per system. Returns x of b's broadcast shape. A matrix with a zero pivot raises
+    :class:`LinAlgError` naming its batch index and the pivot's column. NumPy arrays only."""
+    name = "solve_banded"
+    lower, upper = _counts(name, l_and_u)
+    ab, b = _common(name, _float(name, "ab", ab), _float(name, "b", b))
+    n = _bands(name, ab, lower + upper + 1, f"l = {lower} and u = {upper}")
+    if array_module(ab) is not np or array_module(b) is not np:
+        raise TypeError(f"{name}: the general banded solve runs on NumPy arrays; got "
+                        f"{type(ab).__module__} arrays (solveh_banded, cholesky_banded and cho_solve_banded take "
+                        "CuPy arrays)")
+    _finite(name, "ab", ab, check_finite)
+    _finite(name, "b", b, check_finite)
+    rhs, batch, out_shape = _rhs(name, ab, b, n)
+    info = banded_lu_solve(_batched(ab, batch), rhs, lower, upper)
+    failed = np.flatnonzero(info)
+    if failed.size:
+        f = int(failed[0])
+        raise LinAlgError(f"{name}: singular matrix{_index(batch, f)}: the pivot of column {int(info[f]) - 1} "
+                          f"is exactly zero ({failed.size} of {info.size} matrices singular)")
+    return rhs.reshape(out_shape)
+
+
+def gvae_band(ab, lower):
+    """The symmetric band in gvae's lower storage (*batch, min(w + 1, n), n), ``A[k, i] = A_{i, i-k}``,
+    C-contiguous, from SciPy's upper (``ab[w + i - j, j]``: the rows reversed) or lower (``ab[i - j, j]``:
+    row k shifted by k) form; the diagonals k >= n, which the matrix does not have, left out."""
+    xp = array_module(ab)
+    n = ab.shape[-1]
+    if not lower:
+        return xp.ascontiguousarray(ab[..., ::-1, :][..., :n, :])
+    out = xp.zeros_like(ab[..., :n, :])
+    for k in range(out.shape[-2]):
+        out[..., k, k:] = ab[..., k, :n - k]
+    return out
+
+
+def scipy_band(L, lower, rows=None):
+    """gvae's lower storage of a band (L[k, i] = L_{i, i-k}) as SciPy's of ``rows`` rows (default: L's;
+    more: the diagonals that the matrix does not have, zero): L itself in ``lower`` form (``c[k, j] =
+    L[j + k, j]``), else its transpose U = L^T in upper form (``c[w + i - j, j] = U[i, j]``)."""
+    xp = array_module(L)
+    n, have = L.shape[-1], L.shape[-2]
+    rows = have if rows is None else rows
+    out = xp.zeros(L.shape[:-2] + (rows, n), L.dtype)
+    for k in range(have):
+        if lower:
+            out[..., k, :n - k] = L[..., k, k:]
+        else:
+            out[..., rows - 1 - k, :] = L[..., k, :]
+    return out
+
+
+def _factor(name, ab, lower, check_finite):
+    """The lower Cholesky factor, in gvae's storage, of the symmetric positive definite band ``ab``."""
+    _finite(name, "ab", ab, check_finite)
+    if ab.ndim < 2:
+        raise ValueError(f"{name}: ab must have shape (*batch, u + 1, n), got {ab.shape}")
+    band = gvae_band(ab, lower)
+    try:
+        return band_cholesky(band, full_band(band.shape[-2] - 1))
+    except ValueError as e:
+        message = str(e).replace("band_cholesky", name).replace(": A is", ": ab is")
+        if "not positive definite" in message:
+            raise LinAlgError(message) from None
+        raise ValueError(message) from None
+
+
+def cholesky_banded(ab, overwrite_ab=False, lower=False, check_finite=True):
+    """The Cholesky factor of the symmetric positive definite band matrix ``ab`` (*batch, u + 1, n), in the
+    same form: U with A = U^T U in upper form, or with ``lower=True`` L with A = L L^T in lower form (zeros in
+    the slots outside the matrix). O(n u^2) per matrix. Not positive definite: :class:`LinAlgError` naming
+    the batch index and the row. NumPy and CuPy arrays."""
+    ab = _float("cholesky_banded", "ab", ab)
+    return scipy_band(_factor("cholesky_banded", ab, lower, check_finite), lower, ab.shape[-2])
+
+
+def _cho_solve(name, L, b, ab_like):
+    """x = (L L^T)^-1 b, L in gvae's lower storage (*batch, w + 1, n), b as :func:`_rhs` takes it."""
+    n = L.shape[-1]
+    rhs, batch, out_shape = _rhs(name, ab_like, b, n)
+    xp = array_module(rhs)
+    Lb = _batched(L, batch)
+    # gvae's band solves take right-hand sides (k, F, n): samples first, factors second
+    v = xp.ascontiguousarray(rhs.transpose(2, 0, 1))
+    offsets = full_band(L.shape[-2] - 1)
+    x = band_solve_t(Lb, offsets, band_solve(Lb, offsets, v))
+    return xp.ascontiguousarray(x.transpose(1, 2, 0)).reshape(out_shape)
+
+
+def solveh_banded(ab, b, overwrite_ab=False, overwrite_b=False, lower=False, check_finite=True):
+    """x with A x = b for the symmetric positive definite band matrix A in ``ab`` (*batch, u + 1, n), upper
+    form or with ``lower=True`` lower form: its Cholesky factor, then two band solves, O(n u (u + k)) per
+    system. Not positive definite: :class:`LinAlgError`. NumPy and CuPy arrays."""
+    name = "solveh_banded"
+    ab, b = _common(name, _float(name, "ab", ab), _float(name, "b", b))
+    _finite(name, "b", b, check_finite)
+    return _cho_solve(name, _factor(name, ab, lower, check_finite), b, ab)
+
+
+def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
+    """x with A x = b from A's Cholesky factor ``(cb, lower)`` as :func:`cholesky_banded` returns it.
+    NumPy and CuPy arrays."""
+    name = "cho_solve_banded"
+    try:
+        cb, lower = cb_and_lower
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: the first argument must be (cb, lower), as cholesky_banded's factor and its "
+                         "form") from None
+    cb, b = _common(name, _float(name, "cb", cb), _float(name, "b", b))
+    _finite(name, "cb", cb, check_finite)
+    _finite(name, "b", b, check_finite)
+    if cb.ndim < 2:
+        raise ValueError(f"{name}: cb must have shape (*batch, u + 1, n), got {cb.shape}")
+    L = gvae_band(cb, bool(lower))
+    if not bool((L[..., 0, :] > 0).all()):
+        raise LinAlgError(f"{name}: the factor's diagonal must be > 0 (a Cholesky factor of a positive definite "
+                          "matrix)")
+    return _cho_solve(name, L, b, cb)
+
+
+def logdeth_banded(ab, lower=False, check_finite=True):
+    """log det A of the symmetric positive definite band matrix A in ``ab`` (*batch, u + 1, n), upper form or
+    with ``lower=True`` lower form: 2 sum_i log L_ii of its Cholesky factor, O(n u^2); shape ``batch``.
+    Not positive definite: :class:`LinAlgError`. NumPy and CuPy arrays."""
+    name = "logdeth_banded"
+    ab = _float(name, "ab", ab)
+    return 2 * band_logdet(_factor(name, ab, lower, check_finite))
+
+
+def matmul_banded(l_and_u, ab, x, check_finite=True):
+    """A x for the general band matrix A of ``l_and_u`` = (l, u) in ``ab`` (*batch, l + u + 1, n) and x
+    (*batch, n) or (*batch, n, k) (as b of :func:`solve_banded`): y_i = sum_j ab[u + i - j, j] x_j, one
+    pass per diagonal, O(n (l + u + 1) k). NumPy and CuPy arrays."""
+    name = "matmul_banded"
+    lower, upper = _counts(name, l_and_u)
+    ab, x = _common(name, _float(name, "ab", ab), _float(name, "x", x))
+    n = _bands(name, ab, lower + upper + 1, f"l = {lower} and u = {upper}")
+    _finite(name, "ab", ab, check_finite)
+    _finite(name, "x", x, check_finite)
+    rhs, batch, out_shape = _rhs(name, ab, x, n)
+    return band_product(_batched(ab, batch), rhs, lower, upper).reshape(out_shape)
+
+
+def band_product(ab, x, lower, upper):
+    """y = A x for ab (F, l + u + 1, n) and x (F, n, k) of one dtype and device: row r of ab is the diagonal
+    j - i = u - r, so y[i] += ab[r, i + u - r] x[i + u - r] over the rows i where that column exists."""
+    xp = array_module(ab)
+    n = ab.shape[-1]
+    y = xp.zeros_like(x)
+    for r in range(lower + upper + 1):
+        d = upper - r  # column j = i + d
+        lo, hi = max(0, -d), min(n, n - d)
+        if lo < hi:
+            y[:, lo:hi] += ab[:, r, lo + d:hi + d, None] * x[:, lo + d:hi + d]
+    return y

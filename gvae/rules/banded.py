@@ -1,0 +1,196 @@
+"""The derivatives of :mod:`gvae.linalg`'s functions in both arguments, written once for gvae.torch and
+gvae.jax over NumPy or CuPy arrays: each ``*_vjp`` gives the gradients from the output's gradient ``g``,
+each ``*_jvp`` the output's tangent from the inputs' tangents (None: zero).
+
+Band storage is SciPy's throughout (:mod:`gvae.linalg`); for A x = b with x = A^-1 b,
+
+    general A:    gb = A^-T g,   gA[i, j] = -gb_i x_j on the band          (A^T: the band (u, l), transposed)
+    symmetric A:  gb = A^-1 g,   gA[i, j] = -(gb_i x_j + gb_j x_i) on the stored triangle (i != j; once on
+                                 the diagonal), each stored entry standing for A[i, j] and A[j, i]
+    y = A x:      gx = A^T g,    gA[i, j] = g_i x_j on the band
+    log det A:    gA = g A^-1 on the stored triangle (off-diagonals twice), from the Cholesky factor's
+                  gradient (:func:`gvae.kernels.band.band_cholesky_grad`)
+    x = (L L^T)^-1 b:  gb = (L L^T)^-1 g, gL[i, j] = -(gb_i (L^T x)_j + x_i (L^T gb)_j) on L's band
+
+and the tangents dx = A^-1 (db - dA x), dy = dA x + A dx. Every right-hand side is (F, n, k) and every band
+(F, rows, n), the batch flattened and broadcast (:func:`gvae.linalg` takes care of shapes): the callers
+flatten and reduce."""
+from .. import linalg
+from ..kernels import array_module
+from ..kernels.band import band_cholesky, band_cholesky_grad, band_logdet_grad, band_matvec_t, full_band
+
+__all__ = ["transpose_banded", "band_outer", "solve_banded_vjp", "solve_banded_jvp", "matmul_banded_vjp",
+           "matmul_banded_jvp", "solveh_banded_vjp", "solveh_banded_jvp", "cholesky_banded_vjp",
+           "cho_solve_banded_vjp", "cho_solve_banded_jvp", "logdeth_banded_vjp", "logdeth_banded_jvp"]
+
+
+def transpose_banded(ab, lower, upper):
+    """A^T in the storage of the band (u, l): abT[l + i - j, j] = A[j, i] = ab[u + j - i, i], row r of abT
+    being ab's row l + u - r shifted by r - l columns (zeros where the column does not exist)."""
+    xp = array_module(ab)
+    out = xp.zeros_like(ab)
+    n = ab.shape[-1]
+    for r in range(lower + upper + 1):
+        s = r - lower  # abT[r, j] = ab[l + u - r, j + s]
+        lo, hi = max(0, -s), min(n, n - s)
+        if lo < hi:
+            out[..., r, lo:hi] = ab[..., lower + upper - r, lo + s:hi + s]
+    return out
+
+
+def band_outer(a, c, lower, upper, scale):
+    """scale * sum_k a[i, k] c[j, k] at each slot of the band (l, u), in its storage: out[u + i - j, j]; a
+    and c (F, n, k) -> (F, l + u + 1, n)."""
+    xp = array_module(a)
+    F, n, _ = a.shape
+    out = xp.zeros((F, lower + upper + 1, n), a.dtype)
+    for r in range(lower + upper + 1):
+        d = r - upper  # i = j + d
+        lo, hi = max(0, -d), min(n, n - d)
+        if lo < hi:
+            out[:, r, lo:hi] = scale * (a[:, lo + d:hi + d] * c[:, lo:hi]).sum(axis=-1)
+    return out
+
+
+def _symmetric_outer(a, c, w, lower, scale):
+    """scale * (a c^T + c a^T) on the stored triangle of a symmetric band of w off-diagonals (the diagonal
+    once: scale * a_i c_i... summed over the right-hand sides), in SciPy's upper or ``lower`` form."""
+    up = band_outer(a, c, 0, w, scale) + band_outer(c, a, 0, w, scale)  # upper form: rows w - d, d = j - i
+    up[:, w] *= 0.5
+    return _upper_to(up, lower)
+
+
+def _upper_to(up, lower):
+    """A symmetric band given in upper form, in upper or ``lower`` form."""
+    return up if not lower else transpose_banded(up, 0, up.shape[-2] - 1)
+
+
+def _symmetric_general(ab, lower):
+    """The symmetric band in ``ab`` (upper or lower form, w off-diagonals) as a general band (w, w)."""
+    w = ab.shape[-2] - 1
+    up = ab if not lower else transpose_banded(ab, w, 0)
+    xp = array_module(ab)
+    return xp.concatenate([up, transpose_banded(up, 0, w)[..., 1:, :]], axis=-2)
+
+
+def solve_banded_vjp(lower, upper, ab, x, g):
+    """(gab, gb) of x = solve_banded((l, u), ab, b), ab (F, l + u + 1, n), x and g (F, n, k)."""
+    gb = linalg.solve_banded((upper, lower), transpose_banded(ab, lower, upper), g, check_finite=False)
+    return band_outer(gb, x, lower, upper, -1.0), gb
+
+
+def solve_banded_jvp(lower, upper, ab, x, dab, db):
+    """dx = A^-1 (db - dA x) (dab or db None: zero)."""
+    rhs = array_module(x).zeros_like(x) if db is None else db
+    if dab is not None:
+        rhs = rhs - linalg.band_product(dab, x, lower, upper)
+    return linalg.solve_banded((lower, upper), ab, rhs, check_finite=False)
+
+
+def matmul_banded_vjp(lower, upper, ab, x, g):
+    """(gab, gx) of y = matmul_banded((l, u), ab, x)."""
+    gx = linalg.band_product(transpose_banded(ab, lower, upper), g, upper, lower)
+    return band_outer(g, x, lower, upper, 1.0), gx
+
+
+def matmul_banded_jvp(lower, upper, ab, x, dab, dx):
+    """dy = dA x + A dx."""
+    dy = array_module(x).zeros_like(x)
+    if dab is not None:
+        dy = dy + linalg.band_product(dab, x, lower, upper)
+    if dx is not None:
+        dy = dy + linalg.band_product(ab, dx, lower, upper)
+    return dy
+
+
+def solveh_banded_vjp(ab, lower, x, g):
+    """(gab, gb) of x = solveh_banded(ab, b, lower=lower)."""
+    gb = linalg.solveh_banded(ab, g, lower=lower, check_finite=False)
+    return _symmetric_outer(gb, x, ab.shape[-2] - 1, lower, -1.0), gb
+
+
+def solveh_banded_jvp(ab, lower, x, dab, db):
+    """dx = A^-1 (db - dA x), dA the symmetric band of dab's triangle."""
+    rhs = array_module(x).zeros_like(x) if db is None else db
+    if dab is not None:
+        w = ab.shape[-2] - 1
+        rhs = rhs - linalg.band_product(_symmetric_general(dab, lower), x, w, w)
+    return linalg.solveh_banded(ab, rhs, lower=lower, check_finite=False)
+
+
+def _factor(ab, lower):
+    """The lower Cholesky factor of ab in gvae's storage (L[k, i] = L_{i, i-k})."""
+    band = _lower_band(ab, lower)
+    return band_cholesky(band, full_band(band.shape[-2] - 1))
+
+
+def cholesky_banded_vjp(ab, lower, c, g):
+    """gab of c = cholesky_banded(ab, lower=lower) from the factor c and its gradient g, in ab's form."""
+    L, gL = (_lower_band(v, lower) for v in (c, g))
+    return _stored(band_cholesky_grad(L, full_band(L.shape[-2] - 1), gL), lower, c.shape[-2])
+
+
+def _lower_band(ab, lower):
+    """``ab`` (SciPy's upper or lower form) in gvae's lower storage, C-contiguous."""
+    return linalg.gvae_band(ab, lower)
+
+
+def _stored(band, lower, rows):
+    """A band in gvae's lower storage in SciPy's upper or ``lower`` form of ``rows`` rows (the storage of a
+    symmetric matrix's triangle, or of the factor L, U = L^T in upper form)."""
+    return linalg.scipy_band(band, lower, rows)
+
+
+def cho_solve_banded_vjp(cb, lower, x, g):
+    """(gcb, gb) of x = cho_solve_banded((cb, lower), b): gL[k, i] = -(gb_i (L^T x)_{i-k} + x_i (L^T
+    gb)_{i-k}) in gvae's storage, then in cb's form (upper: U = L^T, whose gradient is gL^T)."""
+    xp = array_module(cb)
+    L = _lower_band(cb, lower)
+    w = cb.shape[-2] - 1
+    gb = linalg.cho_solve_banded((cb, lower), g, check_finite=False)
+    offsets = full_band(L.shape[-2] - 1)
+    # L^T v for every right-hand side: gvae's band products take (k, F, n)
+    Ltx, Ltg = (xp.ascontiguousarray(band_matvec_t(L, offsets, xp.ascontiguousarray(v.transpose(2, 0, 1)))
+                                     .transpose(1, 2, 0)) for v in (x, gb))
+    # gL[i, j] = -(gb_i Ltx_j + x_i Ltg_j): in SciPy's lower form, band_outer of (l = w, u = 0)
+    lower_form = band_outer(gb, Ltx, w, 0, -1.0) + band_outer(x, Ltg, w, 0, -1.0)
+    return (lower_form if lower else transpose_banded(lower_form, w, 0)), gb
+
+
+def cho_solve_banded_jvp(cb, lower, x, dcb, db):
+    """dx = A^-1 (db - (dL L^T + L dL^T) x), A = L L^T."""
+    xp = array_module(x)
+    rhs = xp.zeros_like(x) if db is None else db
+    if dcb is not None:
+        w = cb.shape[-2] - 1
+        Lg = _lower_general(cb, lower)   # L as a general band (w, 0)
+        dLg = _lower_general(dcb, lower)
+        Ltx = linalg.band_product(transpose_banded(Lg, w, 0), x, 0, w)
+        dLtx = linalg.band_product(transpose_banded(dLg, w, 0), x, 0, w)
+        rhs = rhs - linalg.band_product(dLg, Ltx, w, 0) - linalg.band_product(Lg, dLtx, w, 0)
+    return linalg.cho_solve_banded((cb, lower), rhs, check_finite=False)
+
+
+def _lower_general(cb, lower):
+    """The lower triangular factor of ``(cb, lower)`` as a general band (l = w, u = 0): SciPy's lower form
+    (the upper form holds U = L^T, transposed)."""
+    return cb if lower else transpose_banded(cb, 0, cb.shape[-2] - 1)
+
+
+def _logdet_unit_gradient(ab, lower):
+    """d log det A / d ab: A^-1 on the stored triangle, each off-diagonal slot standing for two entries."""
+    L = _factor(ab, lower)
+    offsets = full_band(L.shape[-2] - 1)
+    xp = array_module(ab)
+    gL = band_logdet_grad(L, xp.full(L.shape[:-2], 2.0, L.dtype))
+    return _stored(band_cholesky_grad(L, offsets, xp.ascontiguousarray(gL)), lower, ab.shape[-2])
+
+
+def logdeth_banded_vjp(ab, lower, g):
+    """gab of logdeth_banded(ab, lower=lower): g[..., None, None] A^-1 on the stored triangle."""
+    return g[..., None, None] * _logdet_unit_gradient(ab, lower)
+
+
+def logdeth_banded_jvp(ab, lower, dab):
+    """d log det A = tr(A^-1 dA), each stored slot of dab weighed by its entry of the gradient."""
+    return (_logdet_unit_gradient(ab, lower) * dab).sum(axis=(-2, -1))

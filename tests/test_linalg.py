@@ -1,0 +1,221 @@
+"""gvae.linalg against scipy.linalg (values, batches, SciPy's edge cases, pivoting), the dense NumPy algebra,
+and its refusals; the derivative rules of gvae.rules.banded against central differences in float64."""
+import numpy as np
+import pytest
+import scipy.linalg as sl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gvae import linalg
+from gvae.rules import banded as rules
+
+
+def _dense(ab, lower, upper):
+    """The dense matrix of SciPy's band storage (the last two axes)."""
+    n = ab.shape[-1]
+    A = np.zeros(ab.shape[:-2] + (n, n), ab.dtype)
+    for i in range(n):
+        for j in range(max(0, i - lower), min(n, i + upper + 1)):
+            A[..., i, j] = ab[..., upper + i - j, j]
+    return A
+
+
+def _general(rng, batch, n, lower, upper, kind):
+    """A band (*batch, l + u + 1, n): ``random`` entries (pivoting needed: not diagonally dominant), or
+    ``zero-lead`` with the main diagonal zero (every first pivot must come from below)."""
+    ab = rng.standard_normal(batch + (lower + upper + 1, n))
+    if kind == "zero-lead" and lower:
+        ab[..., upper, :] = 0.0
+    return ab
+
+
+def _spd(rng, batch, n, w, lower):
+    """A symmetric positive definite band of w off-diagonals in upper or lower form (diagonally dominant
+    plus a random positive part)."""
+    ab = rng.standard_normal(batch + (w + 1, n)) * 0.5
+    diagonal = 0 if lower else w
+    ab[..., diagonal, :] = 2 * w + 1 + rng.random(batch + (n,))
+    return ab
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), lower=st.integers(0, 4), upper=st.integers(0, 4), k=st.sampled_from([None, 1, 3]),
+       batch=st.sampled_from([(), (3,), (2, 2)]), kind=st.sampled_from(["random", "zero-lead"]),
+       seed=st.integers(0, 2 ** 16))
+def test_solve_banded_is_scipys_and_the_dense_solve(n, lower, upper, k, batch, kind, seed):
+    """Batched, each system as SciPy's LAPACK gbsv and as numpy.linalg.solve on the dense matrix, systems that
+    need pivoting included; b a vector or a matrix as SciPy takes it."""
+    rng = np.random.default_rng(seed)
+    ab = _general(rng, batch, n, lower, upper, kind)
+    b = rng.standard_normal(batch + ((n,) if k is None else (n, k)))
+    dense = _dense(ab, lower, upper)
+    if np.any(np.abs(np.linalg.det(dense)) < 1e-8):
+        return  # (singular or nearly: the refusal is tested below)
+    x = linalg.solve_banded((lower, upper), ab, b)
+    assert x.shape == b.shape and x.dtype == np.float64
+    want = np.linalg.solve(dense, b[..., None] if k is None else b)
+    want = want[..., 0] if k is None else want
+    np.testing.assert_allclose(x, want, rtol=1e-8, atol=1e-8 * np.abs(want).max())
+    for index in np.ndindex(*batch):
+        np.testing.assert_allclose(x[index], sl.solve_banded((lower, upper), ab[index], b[index]), rtol=1e-9,
+                                   atol=1e-9 * np.abs(want).max())
+
+
+def test_solve_banded_broadcasts_its_batches_and_keeps_float32():
+    rng = np.random.default_rng(0)
+    ab = _general(rng, (4, 1), 12, 2, 1, "random")
+    ab[..., 1, :] += 6.0
+    b = rng.standard_normal((3, 12, 2))
+    x = linalg.solve_banded((2, 1), ab, b[None])  # (as many axes as ab: matrices; one fewer would be vectors)
+    assert x.shape == (4, 3, 12, 2)
+    for i in range(4):
+        for j in range(3):
+            np.testing.assert_allclose(x[i, j], sl.solve_banded((2, 1), ab[i, 0], b[j]), rtol=1e-12)
+    x32 = linalg.solve_banded((2, 1), ab.astype(np.float32), b[None].astype(np.float32))
+    assert x32.dtype == np.float32
+    np.testing.assert_allclose(x32, x, rtol=1e-4, atol=1e-5)
+    vectors = linalg.solve_banded((2, 1), ab[:, 0], np.broadcast_to(b[0, :, 0], (4, 12)))
+    np.testing.assert_allclose(vectors, x[:, 0, :, 0], rtol=1e-12)
+    assert linalg.solve_banded((2, 1), ab[0, 0], np.arange(12)).dtype == np.float64  # integers as float64
+    b_before = b.copy()
+    linalg.solve_banded((2, 1), ab, b[None], overwrite_b=True, overwrite_ab=True)
+    np.testing.assert_array_equal(b, b_before)
+
+
+@pytest.mark.parametrize("lower", [False, True])
+@pytest.mark.parametrize("w, n, k", [(0, 1, None), (0, 5, 2), (1, 1, None), (2, 9, None), (3, 20, 4), (5, 6, 1)])
+def test_the_symmetric_functions_are_scipys(lower, w, n, k):
+    """solveh_banded, cholesky_banded, cho_solve_banded in both forms, and the log-determinant against the
+    dense slogdet, batched; n = 1, no off-diagonal, more off-diagonals than rows."""
+    rng = np.random.default_rng(w * 100 + n)
+    batch = (3,)
+    ab = _spd(rng, batch, n, w, lower)
+    b = rng.standard_normal(batch + ((n,) if k is None else (n, k)))
+    x = linalg.solveh_banded(ab, b, lower=lower)
+    c = linalg.cholesky_banded(ab, lower=lower)
+    dense = _dense(ab, 0, w) if not lower else _dense(ab, w, 0)
+    dense = dense + np.swapaxes(dense, -1, -2) - np.eye(n) * np.diagonal(dense, axis1=-2, axis2=-1)[..., None, :]
+    want = np.linalg.solve(dense, b[..., None] if k is None else b)
+    np.testing.assert_allclose(x, want[..., 0] if k is None else want, rtol=1e-12, atol=1e-14)
+    factor = np.linalg.cholesky(dense)  # L, with U = L^T
+    np.testing.assert_allclose(c, _band_of(factor, w, lower), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(linalg.logdeth_banded(ab, lower=lower), np.linalg.slogdet(dense)[1], rtol=1e-12)
+    np.testing.assert_allclose(linalg.cho_solve_banded((c, lower), b), x, rtol=1e-12, atol=1e-14)
+    if n <= w:
+        return  # (SciPy's own functions fail on more off-diagonals than rows: their LAPACK wants n > w)
+    for i in range(3):
+        np.testing.assert_allclose(x[i], sl.solveh_banded(ab[i], b[i], lower=lower), rtol=1e-12, atol=1e-14)
+        scipy_factor = sl.cholesky_banded(ab[i], lower=lower)
+        used = _band_of(np.ones((n, n)), w, lower) > 0  # the slots inside the matrix
+        np.testing.assert_allclose(c[i][used], scipy_factor[used], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(linalg.cho_solve_banded((c[i], lower), b[i]),
+                                   sl.cho_solve_banded((scipy_factor, lower), b[i]), rtol=1e-12, atol=1e-14)
+
+
+def _band_of(L, w, lower):
+    """The band storage, SciPy's lower form of L (w sub-diagonals) or upper form of U = L^T, of a dense
+    lower-triangular L (*batch, n, n); zeros outside the matrix."""
+    n = L.shape[-1]
+    out = np.zeros(L.shape[:-2] + (w + 1, n))
+    for i in range(n):
+        for j in range(max(0, i - w), i + 1):
+            if lower:
+                out[..., i - j, j] = L[..., i, j]
+            else:  # U[j, i] = L[i, j] at ab[w + j - i, i]
+                out[..., w + j - i, i] = L[..., i, j]
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 20), lower=st.integers(0, 3), upper=st.integers(0, 3), k=st.sampled_from([None, 2]),
+       seed=st.integers(0, 2 ** 16))
+def test_matmul_banded_is_the_dense_product(n, lower, upper, k, seed):
+    rng = np.random.default_rng(seed)
+    ab = rng.standard_normal((2, lower + upper + 1, n))
+    x = rng.standard_normal((2, n) if k is None else (2, n, k))
+    want = _dense(ab, lower, upper) @ (x[..., None] if k is None else x)
+    np.testing.assert_allclose(linalg.matmul_banded((lower, upper), ab, x), want[..., 0] if k is None else want,
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, error, phrase", [
+    (lambda: linalg.solve_banded((1, 1), np.ones((2, 5)), np.ones(5)), ValueError, "ab has 2 rows, but l = 1 and u = 1 need 3"),
+    (lambda: linalg.solve_banded((1, -1), np.ones((1, 5)), np.ones(5)), ValueError, "l and u must be ints >= 0"),
+    (lambda: linalg.solve_banded((1, 1), np.ones((3, 5)), np.ones(4)), ValueError, "does not match ab's n = 5"),
+    (lambda: linalg.solve_banded((0, 0), np.array([[1.0, np.nan]]), np.ones(2)), ValueError, "ab must not contain infs or NaNs"),
+    (lambda: linalg.solve_banded((0, 0), np.ones((1, 2)), np.array([1.0, np.inf])), ValueError, "b must not contain infs"),
+    (lambda: linalg.solve_banded((0, 0), np.ones((1, 2), complex), np.ones(2)), TypeError, "is complex"),
+    (lambda: linalg.solve_banded((0, 0), np.ones((2, 1, 2)), np.ones((3, 2))), ValueError, "do not broadcast"),
+    (lambda: linalg.solveh_banded(np.array([[0.5, 0.5], [1.0, -4.0]]), np.ones(2)), linalg.LinAlgError, "not positive definite"),
+    (lambda: linalg.cholesky_banded(np.array([[1.0, np.inf]])), ValueError, "ab must not contain infs or NaNs"),
+    (lambda: linalg.cho_solve_banded(np.ones((1, 3)), np.ones(3)), ValueError, "(cb, lower)"),
+    (lambda: linalg.cho_solve_banded((np.array([[1.0, 0.0]]), False), np.ones(2)), linalg.LinAlgError, "diagonal must be > 0"),
+])
+def test_refusals_in_one_line(call, error, phrase):
+    with pytest.raises(error) as info:
+        call()
+    assert phrase in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_singular_matrix_names_its_batch_index_and_pivot():
+    ab = np.ones((3, 2, 3, 4))  # l = u = 1
+    ab[1, 0, 1, 2:] = 0.0  # A[2, 2] = A[3, 3] = 0 ...
+    ab[1, 0, 0, :] = 0.0   # ... and no entry above or below to pivot: columns 2 and 3 have zero pivots
+    ab[1, 0, 2, :] = 0.0
+    with pytest.raises(linalg.LinAlgError, match=r"singular matrix at batch index \(1, 0\): the pivot of column 2 "
+                                                 r"is exactly zero \(1 of 6 matrices singular\)"):
+        linalg.solve_banded((1, 1), ab, np.ones(4))
+    with pytest.raises(np.linalg.LinAlgError):  # SciPy agrees
+        sl.solve_banded((1, 1), ab[1, 0], np.ones(4))
+
+
+def _check_rule(f, vjp, jvp, args, rng, rtol=1e-6):
+    """<g, f'(args) d> three ways: by the VJP's gradients, by the JVP and by a central difference."""
+    out = f(*args)
+    g = rng.standard_normal(out.shape)
+    tangents = [rng.standard_normal(a.shape) for a in args]
+    h = 1e-6
+    plus, minus = f(*[a + h * d for a, d in zip(args, tangents)]), f(*[a - h * d for a, d in zip(args, tangents)])
+    directional = (plus - minus) / (2 * h)
+    want = np.sum(g * directional)
+    got = sum(np.sum(gr * d) for gr, d in zip(vjp(out, g), tangents))
+    assert got == pytest.approx(want, rel=rtol, abs=rtol)
+    if jvp is not None:
+        np.testing.assert_allclose(jvp(out, tangents), directional, rtol=rtol, atol=rtol * np.abs(directional).max())
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 12), lower=st.integers(0, 3), upper=st.integers(0, 3), k=st.integers(1, 3),
+       seed=st.integers(0, 2 ** 16))
+def test_the_general_rules_against_central_differences(n, lower, upper, k, seed):
+    rng = np.random.default_rng(seed)
+    ab = rng.standard_normal((2, lower + upper + 1, n))
+    ab[:, upper] += 3.0 * (lower + upper + 1)  # well conditioned: the differences' error stays small
+    b = rng.standard_normal((2, n, k))
+    _check_rule(lambda A, B: linalg.solve_banded((lower, upper), A, B),
+                lambda x, g: rules.solve_banded_vjp(lower, upper, ab, x, g),
+                lambda x, d: rules.solve_banded_jvp(lower, upper, ab, x, *d), (ab, b), rng)
+    _check_rule(lambda A, B: linalg.matmul_banded((lower, upper), A, B),
+                lambda y, g: rules.matmul_banded_vjp(lower, upper, ab, b, g),
+                lambda y, d: rules.matmul_banded_jvp(lower, upper, ab, b, *d), (ab, b), rng)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 12), w=st.integers(0, 3), k=st.integers(1, 3), lower=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_the_symmetric_rules_against_central_differences(n, w, k, lower, seed):
+    rng = np.random.default_rng(seed)
+    ab = _spd(rng, (2,), n, w, lower)
+    b = rng.standard_normal((2, n, k))
+    c = linalg.cholesky_banded(ab, lower=lower)
+    _check_rule(lambda A, B: linalg.solveh_banded(A, B, lower=lower),
+                lambda x, g: rules.solveh_banded_vjp(ab, lower, x, g),
+                lambda x, d: rules.solveh_banded_jvp(ab, lower, x, *d), (ab, b), rng)
+    _check_rule(lambda A: linalg.cholesky_banded(A, lower=lower),
+                lambda out, g: (rules.cholesky_banded_vjp(ab, lower, out, g),), None, (ab,), rng)
+    _check_rule(lambda C, B: linalg.cho_solve_banded((C, lower), B),
+                lambda x, g: rules.cho_solve_banded_vjp(c, lower, x, g),
+                lambda x, d: rules.cho_solve_banded_jvp(c, lower, x, *d), (c, b), rng)
+    _check_rule(lambda A: linalg.logdeth_banded(A, lower=lower),
+                lambda out, g: (rules.logdeth_banded_vjp(ab, lower, g),),
+                lambda out, d: rules.logdeth_banded_jvp(ab, lower, *d), (ab,), rng)
