@@ -189,11 +189,13 @@ def _cho_solve(name, L, b, ab_like):
     rhs, batch, out_shape = _rhs(name, ab_like, b, n)
     xp = array_module(rhs)
     Lb = _batched(L, batch)
-    # gvae's band solves take right-hand sides (k, F, n): samples first, factors second
-    v = xp.ascontiguousarray(rhs.transpose(2, 0, 1))
+    # gvae's band solves take right-hand sides (k, F, n): samples first, factors second (for one right-hand
+    # side a reshape, else a transposed copy)
+    F, _, k = rhs.shape
+    v = rhs.reshape(1, F, n) if k == 1 else xp.ascontiguousarray(rhs.transpose(2, 0, 1))
     offsets = full_band(L.shape[-2] - 1)
     x = band_solve_t(Lb, offsets, band_solve(Lb, offsets, v))
-    return xp.ascontiguousarray(x.transpose(1, 2, 0)).reshape(out_shape)
+    return (x.reshape(F, n, 1) if k == 1 else xp.ascontiguousarray(x.transpose(1, 2, 0))).reshape(out_shape)
 
 
 def solveh_banded(ab, b, overwrite_ab=False, overwrite_b=False, lower=False, check_finite=True):
