@@ -16,6 +16,7 @@ does.
 The derivatives of every function (both ``ab`` and ``b``) are in :mod:`gvae.rules.banded`, which
 :mod:`gvae.torch.linalg` and :mod:`gvae.jax.linalg` use."""
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,16 +56,19 @@ def _finite(name, argname, a, check):
         raise ValueError(f"{name}: {argname} must not contain infs or NaNs (check_finite=True)")
 
 
-def _bands(name, ab, rows, what):
-    """Check ``ab``'s shape (*batch, rows, n) for ``what`` (the bands it should hold); returns n."""
+def check_bands(name, ab, l_and_u=None):
+    """Check that ``ab`` (anything with NumPy's ``ndim`` and ``shape``: an array, a tensor, a tracer) is
+    (*batch, rows, n), with rows = l + u + 1 for ``l_and_u`` = (l, u) when given."""
     if ab.ndim < 2:
-        raise ValueError(f"{name}: ab must have shape (*batch, rows, n), got {ab.shape}")
-    if ab.shape[-2] != rows:
-        raise ValueError(f"{name}: ab has {ab.shape[-2]} rows, but {what} need {rows} (ab.shape {ab.shape})")
-    return ab.shape[-1]
+        raise ValueError(f"{name}: ab must have shape (*batch, rows, n), got {tuple(ab.shape)}")
+    if l_and_u is not None and ab.shape[-2] != sum(l_and_u) + 1:
+        lower, upper = l_and_u
+        raise ValueError(f"{name}: ab has {ab.shape[-2]} rows, but l = {lower} and u = {upper} need "
+                         f"{lower + upper + 1} (ab.shape {tuple(ab.shape)})")
 
 
-def _counts(name, l_and_u):
+def band_counts(name, l_and_u):
+    """SciPy's ``(l, u)`` checked: two ints >= 0."""
     try:
         lower, upper = (int(v) for v in l_and_u)
     except (TypeError, ValueError):
@@ -75,29 +79,63 @@ def _counts(name, l_and_u):
     return lower, upper
 
 
-def _rhs(name, ab, b, n):
-    """(a new C-contiguous (F, n, k) copy of b broadcast to the batch, the batch shape, the result's shape)."""
-    vector = b.ndim == 1 or b.ndim == ab.ndim - 1
-    if b.ndim < 1 or (b.shape[-1] if vector else b.shape[-2]) != n:
-        raise ValueError(f"{name}: b of shape {b.shape} does not match ab's n = {n}: expected (*batch, {n}) or "
-                         f"(*batch, {n}, k)")
-    b_batch = b.shape[:-1] if vector else b.shape[:-2]
+class Layout(NamedTuple):
+    """How the right-hand sides of a call line up with its bands: ``batch`` the broadcast batch shape,
+    ``vector`` whether b holds vectors (*batch, n) rather than matrices (*batch, n, k), ``out`` x's shape."""
+    batch: tuple
+    vector: bool
+    out: tuple
+
+
+def layout(name, ab_shape, b_shape, broadcast=np.broadcast_shapes):
+    """The :class:`Layout` of bands of shape ``ab_shape`` (*batch, rows, n) and right-hand sides of shape
+    ``b_shape``, from the shapes alone; ``broadcast`` the array library's ``broadcast_shapes``."""
+    n = ab_shape[-1]
+    vector = len(b_shape) == 1 or len(b_shape) == len(ab_shape) - 1
+    if len(b_shape) < 1 or (b_shape[-1] if vector else b_shape[-2]) != n:
+        raise ValueError(f"{name}: b of shape {tuple(b_shape)} does not match ab's n = {n}: expected "
+                         f"(*batch, {n}) or (*batch, {n}, k)")
+    b_batch = tuple(b_shape[:-1] if vector else b_shape[:-2])
     try:
-        batch = np.broadcast_shapes(ab.shape[:-2], b_batch)
-    except ValueError:
-        raise ValueError(f"{name}: the batch shapes of ab {ab.shape[:-2]} and b {b_batch} do not broadcast") \
-            from None
+        batch = tuple(broadcast(tuple(ab_shape[:-2]), b_batch))
+    except (ValueError, RuntimeError):
+        raise ValueError(f"{name}: the batch shapes of ab {tuple(ab_shape[:-2])} and b {b_batch} do not "
+                         "broadcast") from None
+    return Layout(batch, vector, batch + ((n,) if vector else (n, b_shape[-1])))
+
+
+def flat(a, batch, broadcast_to):
+    """``a`` (*, p, q) broadcast to ``batch`` + (p, q) and flattened to (F, p, q), in the array library of
+    ``broadcast_to`` (NumPy's, CuPy's, ``torch.broadcast_to``, ``jax.numpy.broadcast_to``)."""
+    core = tuple(a.shape[-2:])
+    return broadcast_to(a, tuple(batch) + core).reshape((math.prod(batch),) + core)
+
+
+def batched_call(name, core, ab, b=None, *, broadcast_to, broadcast=np.broadcast_shapes):
+    """``core(ab, b)`` on the batch flattened, ab (F, rows, n) and b (F, n, k) (or ``core(ab)`` without b),
+    its output (F, ...) back in the callers' shape: x as :func:`layout` says, or ab's batch + the rest.
+    The shape logic of gvae.torch.linalg and gvae.jax.linalg, whose array libraries' broadcasts and
+    reshapes carry the gradients back to the inputs' shapes."""
+    if b is None:
+        batch = tuple(ab.shape[:-2])
+        out = core(flat(ab, batch, broadcast_to))
+        return out.reshape(batch + tuple(out.shape[1:]))
+    lay = layout(name, ab.shape, b.shape, broadcast)
+    out = core(flat(ab, lay.batch, broadcast_to), flat(b[..., None] if lay.vector else b, lay.batch, broadcast_to))
+    return out.reshape(lay.out)
+
+
+def _rhs(name, ab, b):
+    """(a new C-contiguous (F, n, k) copy of b broadcast to the batch, the batch shape, the result's shape)."""
+    lay = layout(name, ab.shape, b.shape)
     xp = array_module(b)
-    full = b[..., None] if vector else b
-    full = xp.broadcast_to(full, batch + full.shape[-2:])
-    out_shape = batch + ((n,) if vector else (n, full.shape[-1]))
-    return xp.array(full.reshape((math.prod(batch),) + full.shape[-2:]), order="C", copy=True), batch, out_shape
+    full = flat(b[..., None] if lay.vector else b, lay.batch, xp.broadcast_to)
+    return xp.array(full, order="C", copy=True), lay.batch, lay.out
 
 
 def _batched(ab, batch):
     """``ab`` broadcast to ``batch`` and flattened to (F, rows, n), C-contiguous."""
-    xp = array_module(ab)
-    return xp.ascontiguousarray(xp.broadcast_to(ab, batch + ab.shape[-2:]).reshape((-1,) + ab.shape[-2:]))
+    return array_module(ab).ascontiguousarray(flat(ab, batch, array_module(ab).broadcast_to))
 
 
 def _index(batch, f):
@@ -110,16 +148,16 @@ def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_fi
     O(n l (l + u + k)) per system. Returns x of b's broadcast shape. A matrix with a zero pivot raises
     :class:`LinAlgError` naming its batch index and the pivot's column. NumPy arrays only."""
     name = "solve_banded"
-    lower, upper = _counts(name, l_and_u)
+    lower, upper = band_counts(name, l_and_u)
     ab, b = _common(name, _float(name, "ab", ab), _float(name, "b", b))
-    n = _bands(name, ab, lower + upper + 1, f"l = {lower} and u = {upper}")
+    check_bands(name, ab, (lower, upper))
     if array_module(ab) is not np or array_module(b) is not np:
         raise TypeError(f"{name}: the general banded solve runs on NumPy arrays; got "
                         f"{type(ab).__module__} arrays (solveh_banded, cholesky_banded and cho_solve_banded take "
                         "CuPy arrays)")
     _finite(name, "ab", ab, check_finite)
     _finite(name, "b", b, check_finite)
-    rhs, batch, out_shape = _rhs(name, ab, b, n)
+    rhs, batch, out_shape = _rhs(name, ab, b)
     info = banded_lu_solve(_batched(ab, batch), rhs, lower, upper)
     failed = np.flatnonzero(info)
     if failed.size:
@@ -162,8 +200,7 @@ def scipy_band(L, lower, rows=None):
 def _factor(name, ab, lower, check_finite):
     """The lower Cholesky factor, in gvae's storage, of the symmetric positive definite band ``ab``."""
     _finite(name, "ab", ab, check_finite)
-    if ab.ndim < 2:
-        raise ValueError(f"{name}: ab must have shape (*batch, u + 1, n), got {ab.shape}")
+    check_bands(name, ab)
     band = gvae_band(ab, lower)
     try:
         return band_cholesky(band, full_band(band.shape[-2] - 1))
@@ -186,7 +223,7 @@ def cholesky_banded(ab, overwrite_ab=False, lower=False, check_finite=True):
 def _cho_solve(name, L, b, ab_like):
     """x = (L L^T)^-1 b, L in gvae's lower storage (*batch, w + 1, n), b as :func:`_rhs` takes it."""
     n = L.shape[-1]
-    rhs, batch, out_shape = _rhs(name, ab_like, b, n)
+    rhs, batch, out_shape = _rhs(name, ab_like, b)
     xp = array_module(rhs)
     Lb = _batched(L, batch)
     # gvae's band solves take right-hand sides (k, F, n): samples first, factors second (for one right-hand
@@ -243,12 +280,12 @@ def matmul_banded(l_and_u, ab, x, check_finite=True):
     (*batch, n) or (*batch, n, k) (as b of :func:`solve_banded`): y_i = sum_j ab[u + i - j, j] x_j, one
     pass per diagonal, O(n (l + u + 1) k). NumPy and CuPy arrays."""
     name = "matmul_banded"
-    lower, upper = _counts(name, l_and_u)
+    lower, upper = band_counts(name, l_and_u)
     ab, x = _common(name, _float(name, "ab", ab), _float(name, "x", x))
-    n = _bands(name, ab, lower + upper + 1, f"l = {lower} and u = {upper}")
+    check_bands(name, ab, (lower, upper))
     _finite(name, "ab", ab, check_finite)
     _finite(name, "x", x, check_finite)
-    rhs, batch, out_shape = _rhs(name, ab, x, n)
+    rhs, batch, out_shape = _rhs(name, ab, x)
     return band_product(_batched(ab, batch), rhs, lower, upper).reshape(out_shape)
 
 
