@@ -96,6 +96,8 @@ def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
 
 @pytest.mark.parametrize("settings", [{"task": "vcca"}, {"task": "vcca", "private": 3, "dropout": 0.2},
                                       {"task": "vcca", "dropout": 0.2, "input_dropout": 0.2},
+                                      {"task": "vcca", "dropout": 0.2, "input_dropout": 0.2, "code_dropout": 0.2,
+                                       "decoder_draws": "own", "samples": 2, "view2_likelihood": "pixel-gaussian"},
                                       {"task": "vlae", "latent": (4, 4)}, {"task": "classify", "latent": 9},
                                       {"task": "classify", "latent": 9, "posterior": "chain", "samples": 3}])
 def test_tasks_whose_batches_are_tuples_replay_their_taped_steps(tmp_path, settings):

@@ -81,7 +81,7 @@ def test_a_run_written_before_init_existed_reads_as_he_and_resumes_identically(t
 
 def test_the_default_initialisation_is_uniform_and_he_stays_selectable(tmp_path):
     assert TrainConfig().init == "uniform"
-    with pytest.raises(ValueError, match=r"init must be one of \['he', 'uniform'\]"):
+    with pytest.raises(ValueError, match=r"init must be one of \['glorot', 'he', 'uniform', 'uniform-0.05'\]"):
         TrainConfig(init="zeros")
     a = Trainer(TrainConfig(latent=2, hidden=(8,), seed=1), make_data(), tmp_path / "a", progress=False)
     b = Trainer(TrainConfig(latent=2, hidden=(8,), seed=1, init="he"), make_data(), tmp_path / "b", progress=False)

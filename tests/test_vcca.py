@@ -89,6 +89,25 @@ def _bernoulli(logits, x):
     return (x * logits - np.logaddexp(0, logits)).sum(-1)
 
 
+def _kl(mu, sigma):
+    """KL(N(mu, diag sigma^2) || N(0, I)) over the last axis."""
+    return 0.5 * (sigma ** 2 + mu ** 2 - 1 - 2 * np.log(sigma)).sum(-1)
+
+
+def _masked_net(p, masks, prefix, x):
+    """A network of one ELU hidden layer written out, its hidden units times their dropout mask."""
+    h = x @ p[f"{prefix}W0"] + p[f"{prefix}b0"]
+    h = np.where(h > 0, h, np.expm1(np.minimum(h, 0))) * masks[prefix][0]
+    return h @ p[f"{prefix}W1"] + p[f"{prefix}b1"]
+
+
+def _masked_code(p, masks, prefix, x, e, size, floor):
+    """(mu, sigma, mu + sigma e) of a diagonal code whose encoder is :func:`_masked_net`."""
+    head = _masked_net(p, masks, prefix, x)
+    mu, sigma = head[..., :size], np.logaddexp(0, head[..., size:]) + floor
+    return mu, sigma, mu + sigma * e
+
+
 @pytest.mark.parametrize("private", [0, 2])
 def test_the_bound_is_the_dense_reference(private):
     """Diagonal Gaussians written out: rec = mean_s [log p(x1|z[, h1]) + log p(x2|z[, h2])], the rate the sum
@@ -185,14 +204,11 @@ def test_dropout_multiplies_every_hidden_layer_by_its_mask_and_keeps_the_mean():
     p = {k: np.asarray(v) for k, v in params.items()}
 
     def net(prefix, x):
-        h = x @ p[f"{prefix}W0"] + p[f"{prefix}b0"]
-        h = np.where(h > 0, h, np.expm1(np.minimum(h, 0))) * masks[prefix][0]
-        return h @ p[f"{prefix}W1"] + p[f"{prefix}b1"]
+        return _masked_net(p, masks, prefix, x)
 
     def code(prefix, x, e, size):
-        head = net(prefix, x)
-        mu, sigma = head[:, :size], np.logaddexp(0, head[:, size:]) + model.family.floor
-        return mu + sigma * e, 0.5 * (sigma ** 2 + mu ** 2 - 1 - 2 * np.log(sigma)).sum(-1)
+        mu, sigma, draw = _masked_code(p, masks, prefix, x, e, size, model.family.floor)
+        return draw, _kl(mu, sigma)
 
     z, rate = code("enc.", x1, eps[..., :3], 3)
     codes = []
@@ -229,6 +245,72 @@ def test_input_dropout_masks_what_the_encoders_read_not_what_the_decoders_recons
     assert set(both) == {"enc.", "dec1.", "dec2.", "priv1.", "priv2.", "input"}
     hidden = model.dropout_masks(np.random.default_rng(6), len(x1), 0.2)  # drawn first: the same masks
     assert all(np.array_equal(a, b) for k in hidden for a, b in zip(hidden[k], both[k]))
+
+
+def test_own_draws_and_code_dropout_are_their_dense_reference():
+    """decoder_draws "own" with every dropout mask (Wang et al.'s training pass) written out: decoder 2 reads
+    its own draws of z from the noise's last columns, each draw with its own masks on the decoders' hidden
+    units and on the codes entering them (the two decoders' code masks apart), the encoders' inputs masked
+    as before; rec the mean over the S draws of each view's term, the rate closed form, or by Monte Carlo
+    the mean over both decoders' draws."""
+    model, params, x1, x2, _ = _tiny(2, seed=8, decoder_draws="own")
+    assert model.noise_size == 3 + 2 * 2 + 3 and _tiny(2)[0].noise_size == 3 + 2 * 2
+    eps = np.random.default_rng(9).standard_normal((4, len(x1), model.noise_size))
+    masks = model.dropout_masks(np.random.default_rng(5), len(x1), 0.3, 0.4, 0.5, samples=4)
+    assert set(masks) == {"enc.", "dec1.", "dec2.", "priv1.", "priv2.", "input", "codes"}
+    assert masks["enc."][0].shape == (len(x1), 4) and masks["dec1."][0].shape == (4, len(x1), 4)
+    assert [m.shape for m in masks["codes"]] == [(4, len(x1), 5)] * 2 and set(np.unique(masks["codes"][0])) == {0, 2}
+    assert not np.array_equal(masks["codes"][0], masks["codes"][1])
+    p = {k: np.asarray(v) for k, v in params.items()}
+    floor = model.family.floor
+    seen = (x1 * masks["input"][0], x2 * masks["input"][1])
+    mu, sigma, z = _masked_code(p, masks, "enc.", seen[0], eps[..., :3], 3, floor)
+    z2 = mu + sigma * eps[..., 7:]
+    rate = _kl(mu, sigma)
+    recs = []
+    for k, (shared, x) in enumerate(((z, x1), (z2, x2))):
+        m, s, h = _masked_code(p, masks, f"priv{k + 1}.", seen[k], eps[..., 3 + 2 * k:5 + 2 * k], 2, floor)
+        rate = rate + _kl(m, s)
+        code = np.concatenate([shared, h], -1) * masks["codes"][k]
+        recs.append(_bernoulli(_masked_net(p, masks, f"dec{k + 1}.", code), x).mean(0))
+    rec1, rec2, got_rate, private_rates = model.view_terms(params, x1, x2, eps, masks=masks)
+    np.testing.assert_allclose(rec1, recs[0], rtol=1e-10)
+    np.testing.assert_allclose(rec2, recs[1], rtol=1e-10)
+    np.testing.assert_allclose(got_rate + sum(private_rates), rate, rtol=1e-10)
+
+    def mc(zs):  # log q(z|x1) - log N(z; 0, I), averaged over the draws
+        return np.mean([(-0.5 * ((d - mu) / sigma) ** 2 - np.log(sigma) + 0.5 * d ** 2).sum(-1).mean(0) for d in zs], 0)
+    np.testing.assert_allclose(model.view_terms(params, x1, x2, eps, "mc", masks)[2], mc([z, z2]), rtol=1e-10)
+    # The importance weights of gvae eval decode one joint draw: decoder 2's own columns are not read.
+    np.testing.assert_array_equal(model.log_weights(params, x1, x2, eps),
+                                  model.log_weights(params, x1, x2, np.concatenate([eps[..., :7], 0 * z2], -1)))
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, "mc", kl_weight=0.7, masks=masks)[0], [params])
+
+
+def test_a_pixel_gaussian_view_is_scipys_normal_with_a_learned_variance_per_pixel():
+    """pixel-gaussian: log p(x2|.) = sum_j log N(x2_j; dec2_j, 1e-6 + exp(v_j)), v (n_in2,) one parameter per
+    pixel after the networks', 0 to start; the decoder outputs the means alone."""
+    from scipy.stats import norm
+    model, params, x1, x2, eps = _tiny(0, likelihood=("bernoulli", "pixel-gaussian"))
+    assert list(model.param_shapes())[-1] == "noise2.logvar" and model.param_shapes()["noise2.logvar"] == (5,)
+    assert params["dec2.W1"].shape == (4, 5) and not np.any(params["noise2.logvar"])
+    params["noise2.logvar"][...] = np.log([1e-5, 0.3, 1.0, 4.0, 1e-7])
+    out = np.random.default_rng(3).standard_normal((2, len(x2), 5))
+    want = norm.logpdf(x2, out, np.sqrt(1e-6 + np.exp(params["noise2.logvar"]))).sum(-1)
+    np.testing.assert_allclose(model.view_log_lik(params, 1, out, x2), want, rtol=1e-10)
+    check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, view_weight=3.0)[0], [params])
+
+
+def test_the_uniform_005_scheme_draws_every_weight_and_bias_of_every_network_in_its_interval():
+    model = VCCA(784, 784, 40, (1024, 1024, 1024), "relu", private=30, init="uniform-0.05",
+                 likelihood=("bernoulli", "pixel-gaussian"))
+    params = model.new_params(np.random.default_rng(0)).views
+    for name, value in params.items():
+        if name == "noise2.logvar":
+            assert not np.any(value)
+            continue
+        assert np.abs(value).max() <= 0.05 and (value.size < 1000 or np.abs(value).max() > 0.049), name
+        assert abs(value.mean()) < 0.05 / np.sqrt(value.size) * 5, name  # centred: U(-0.05, 0.05)
 
 
 @pytest.mark.parametrize("private,posterior,kl,options", [
@@ -311,6 +393,33 @@ def test_a_vcca_run_with_a_diagonal_gaussian_view_2_resumes_to_the_same_numbers(
     assert summary["task"] == "vcca" and 0 <= summary["svm_test_error"] <= 1 and np.isfinite(summary["test_elbo"])
 
 
+@pytest.mark.slow
+def test_a_run_on_wang_et_als_protocol_resumes_and_fits_its_svm_on_every_training_code(tmp_path, monkeypatch):
+    """Every flag of the authors' protocol in one run (docs/models.md) resumes to the same numbers, and the
+    one-vs-one SVM is fitted on the codes of all the training pairs, tuned on the validation pairs and tested
+    on the test pairs, their labels in order."""
+    from gvae.training.tasks import vcca
+    seen = []
+
+    def recording(train, valid, test, **kw):
+        seen.append([labels for _, labels in (train, valid, test)])
+        return pairwise_svm_error(train, valid, test, **kw)
+    monkeypatch.setattr(vcca, "pairwise_svm_error", recording)
+    _, summary, meta, data = trained_straight_and_resumed(
+        tmp_path, ["--task", "vcca", "--private", "2", "--latent", "4", "--hidden", "16", "16", "--activation", "relu",
+                   "--init", "uniform-0.05", "--dropout", "0.2", "--input-dropout", "0.2", "--code-dropout", "0.2",
+                   "--samples", "3", "--decoder-draws", "own", "--view2-likelihood", "pixel-gaussian",
+                   "--test-params", "last", "--batch-size", "40"])
+    config = meta["config"]
+    assert (config["code_dropout"], config["decoder_draws"], config["view2_likelihood"], config["init"]) == (
+        0.2, "own", "pixel-gaussian", "uniform-0.05")
+    assert meta["param_shapes"]["noise2.logvar"] == [784] and summary["tested_epoch"] == 3
+    loaded = np.load(data)
+    assert len(seen) == 3 and all(np.array_equal(got, loaded[f"{split}_y"])
+                                  for labels in seen for got, split in zip(labels, ("train", "valid", "test")))
+    assert 0 <= summary["svm_ovo_test_error"] <= 1
+
+
 @pytest.mark.parametrize("settings,message", [
     (dict(latent=(4, 2)), "one shared code"),
     (dict(likelihood="gaussian"), "by --view2-likelihood's: leave --likelihood at the default"),
@@ -322,6 +431,7 @@ def test_a_vcca_run_with_a_diagonal_gaussian_view_2_resumes_to_the_same_numbers(
     (dict(private=2, private_weight2=0.0), "private_weight2 must be a finite number > 0"),
     (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
     (dict(input_dropout=-0.1), r"input_dropout must lie in \[0, 1\)"),
+    (dict(code_dropout=1.0), r"code_dropout must lie in \[0, 1\)"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -262,3 +262,96 @@ def test_the_best_epoch_is_the_first_with_the_lowest_validation_error(tmp_path):
     summary = trainer.fit()
     assert summary["best_epoch"] == 1 and summary["best_valid_error"] == pytest.approx(0.2)
     assert trainer.state.initial_valid == -2.3  # the objective: divergence's yardstick
+
+
+def test_signed_inputs_are_what_the_encoder_reads_in_every_split(tmp_path):
+    """--input-range signed: every split's images enter as 2x - 1 (the training batches, validation and
+    test alike); unit leaves them as they are."""
+    data = make_data()
+    signed = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,), input_range="signed"), data, tmp_path / "s",
+                     progress=False)
+    unit = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,)), data, tmp_path / "u", progress=False)
+    for split in ("train", "valid", "test"):
+        np.testing.assert_array_equal(signed.inputs[split][0], 2 * data[split][0] - 1)
+        np.testing.assert_array_equal(unit.inputs[split][0], data[split][0])
+    batch = next(iter(signed.task.batches(signed.inputs["train"], 50, np.random.default_rng(0))))
+    x = signed.task.step_args(batch, np.random.default_rng(0), 1.0)[0]
+    assert {row.tobytes() for row in x} <= {row.tobytes() for row in 2 * data["train"][0] - 1}
+
+
+def test_training_on_train_and_valid_trains_on_both_and_tests_the_last_epoch(tmp_path):
+    """--train-on train+valid: the training inputs are the training images then the validation images, with
+    their labels; the validation split stays as it is (images inside the training set, so the summary
+    tests the last epoch's parameters, as --test-params last says)."""
+    data = make_data()
+    config = TrainConfig(task="classify", latent=2, hidden=(8,), epochs=2, train_on="train+valid", test_params="last")
+    trainer = Trainer(config, data, tmp_path, progress=False, quiet=True)
+    for k in range(2):
+        np.testing.assert_array_equal(trainer.inputs["train"][k], np.concatenate([data["train"][k], data["valid"][k]]))
+        np.testing.assert_array_equal(trainer.inputs["valid"][k], data["valid"][k])
+    summary = trainer.fit(events=[])
+    assert summary["test_params"] == "last" and summary["tested_epoch"] == 2
+
+
+def test_the_scale_offset_starts_the_diagonal_scales_that_much_lower():
+    """scale_offset S: the same draws as without it, the encoder's last bias's scale half S lower, so at the
+    start sigma = softplus(rho - S) + floor for the unshifted model's head rho; the means untouched."""
+    shifted = Classifier(7, 6, [5], 3, "relu", dtype=np.float64, scale_offset=5.0)
+    plain = Classifier(7, 6, [5], 3, "relu", dtype=np.float64)
+    a, b = (m.new_params(np.random.default_rng(2)).views for m in (shifted, plain))
+    for name in b:
+        if name != "enc.b1":
+            np.testing.assert_array_equal(a[name], b[name])
+    np.testing.assert_array_equal(a["enc.b1"], np.concatenate([b["enc.b1"][:6], b["enc.b1"][6:] - 5.0]))
+    x = np.random.default_rng(3).random((4, 7))
+    q, _ = shifted.infer(a, x)
+    h = np.maximum(x @ b["enc.W0"] + b["enc.b0"], 0) @ b["enc.W1"] + b["enc.b1"]
+    np.testing.assert_allclose(q.sigma, np.logaddexp(0, h[:, 6:] - 5.0) + shifted.family.floor, rtol=1e-12)
+    np.testing.assert_allclose(q.mu, plain.infer(b, x)[0].mu, rtol=1e-12)
+    with pytest.raises(ValueError, match="diagonal posterior's scales, not the chain family's"):
+        Classifier(7, 6, [5], 3, "relu", "chain", scale_offset=5.0)
+
+
+def test_the_glorot_scheme_draws_each_weight_in_its_layers_interval_and_zero_biases():
+    params = Classifier(784, 256, [1024, 1024], 10, "relu", init="glorot").new_params(np.random.default_rng(0)).views
+    for name, value in params.items():
+        if "b" in name.split(".")[1]:
+            assert not np.any(value), name
+        else:
+            limit = np.sqrt(6 / sum(value.shape))
+            assert limit * 0.99 < np.abs(value).max() <= limit, name
+
+
+@pytest.mark.slow
+def test_a_run_on_alemi_et_als_recipe_resumes_to_the_same_numbers(tmp_path):
+    from tests.helpers import trained_straight_and_resumed
+    _, summary, meta, _ = trained_straight_and_resumed(
+        tmp_path, ["--task", "classify", "--latent", "4", "--hidden", "16", "16", "--activation", "relu",
+                   "--input-range", "signed", "--scale-offset", "5", "--init", "glorot", "--train-on", "train+valid",
+                   "--test-params", "last", "--polyak", "0.99", "--adam-beta1", "0.5", "--lr-decay", "0.97",
+                   "--lr-decay-epochs", "2", "--batch-size", "40"])
+    config = meta["config"]
+    assert (config["input_range"], config["scale_offset"], config["init"], config["train_on"]) == (
+        "signed", 5.0, "glorot", "train+valid")
+    assert summary["tested_epoch"] == 3 and summary["test_samples"] == 12 and 0 <= summary["test_error"] <= 1
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--train-on", "train+valid"], "--train-on train+valid trains on the validation images, which then pick no "
+                                    "epoch: give --test-params last, without --patience"),
+    (["--train-on", "train+valid", "--test-params", "last", "--patience", "3"], "without --patience"),
+    (["--scale-offset", "5", "--posterior", "chain"], "--scale-offset shifts the diagonal posterior's scales: use it "
+                                                      "with --posterior diagonal"),
+])
+def test_the_recipes_flags_refuse_what_they_cannot_mean_in_one_line(tmp_path, capsys, flags, message):
+    assert main(["train", "--task", "classify", "--out", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gvae: error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("name,value,owner", [("input_range", "signed", "classify"), ("scale_offset", 5.0, "classify"),
+                                              ("train_on", "train+valid", "classify"), ("code_dropout", 0.2, "vcca"),
+                                              ("decoder_draws", "own", "vcca")])
+def test_the_protocols_flags_belong_to_their_tasks(name, value, owner):
+    with pytest.raises(ValueError, match=f"{name} applies to --task {owner} only"):
+        TrainConfig(**{name: value})

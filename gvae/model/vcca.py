@@ -19,6 +19,9 @@ likelihood.
 ``"diagonal-gaussian"`` models a view as N(mu, diag psi) with the mean and each unit's variance psi =
 softplus + floor from its decoder (:class:`gvae.model.likelihoods.Gaussian` with ``psi="decoder"``), as
 Wang et al.'s own code models noisy MNIST's view 2 (its "least squares loss, with learned std").
+``"pixel-gaussian"`` models a view as N(mu, diag(1e-6 + exp(v))), the mean from its decoder and v a
+learned log-variance per unit shared by all pairs (:class:`PixelGaussianNoise`), as Wang et al.'s released
+code models noisy MNIST's view 2.
 ``likelihood`` names one likelihood for both views or a pair, one per view.
 ``likelihood="gaussian"`` models view k as N(dec_k(code), (L_k L_k^T)^-1), L_k a learned dense
 lower-triangular factor shared by all pairs (band storage on the full band, as the ``full`` posterior);
@@ -32,8 +35,8 @@ import numpy as np
 
 from .. import ops
 from ..kernels import array_module
-from .gaussian import band_factor, band_log_density, positive_inverse, std_normal_log_prob
-from .layers import INITS, MLP
+from .gaussian import LOG_2PI, band_factor, band_log_density, positive_inverse, std_normal_log_prob
+from .layers import INITS, MLP, dropout_mask
 from .likelihoods import Bernoulli, Gaussian
 from .objectives import KL_ESTIMATORS
 from .params import FlatParams
@@ -41,8 +44,9 @@ from .posteriors import get_family
 from .vae import layer_family
 
 
-VIEW_LIKELIHOODS = ("bernoulli", "gaussian", "diagonal-gaussian")
+VIEW_LIKELIHOODS = ("bernoulli", "gaussian", "diagonal-gaussian", "pixel-gaussian")
 SHARED_FROM = ("view1", "both")
+DECODER_DRAWS = ("shared", "own")
 
 
 class FullGaussianNoise:
@@ -75,24 +79,53 @@ class FullGaussianNoise:
         return band_log_density(L, self.offsets, x, mean)
 
 
+class PixelGaussianNoise:
+    """A view's noise N(0, diag(floor + exp(v))) around its decoder's output: v (n,) a learned log-variance
+    per unit, one for all pairs, parameter ``{prefix}logvar``. v = 0 to start (variance 1 + floor)."""
+
+    def __init__(self, n, prefix, floor=1e-6):
+        self.n, self.name, self.floor = int(n), f"{prefix}logvar", floor
+        self.sizes = (self.n,)  # the residual a pass holds per sample, as the training memory check counts it
+
+    def shapes(self):
+        return {self.name: (self.n,)}
+
+    def init(self, rng, params, scheme=None):
+        """v = 0 (draws nothing from ``rng``; ``scheme`` is the networks' and does not apply)."""
+        params[self.name][...] = 0
+
+    def output_size(self):
+        """The decoder's width for this view: its mean."""
+        return self.n
+
+    def log_prob(self, mean, x, params):
+        """sum_i log N(x_i; mean_i, floor + exp(v_i)): mean (S, B, n), x (B, n) -> (S, B)."""
+        var = ops.exp(params[self.name]) + params[self.name].dtype.type(self.floor)
+        r = x - mean
+        return -0.5 * ops.sum(r * r / var + ops.log(var), axis=-1) - 0.5 * self.n * LOG_2PI
+
+
 class VCCA:
     """VCCA (``private`` = 0) or VCCA-private (``private`` > 0 units per view) of two views of ``n_in`` and
     ``n_in2`` units: ``latent`` shared units with the posterior ``posterior`` (a family name;
     ``posterior_options``: ``grid_shape``, ``floor``), networks of hidden widths ``hidden`` and
     ``activation``, parameters in one flat buffer of ``dtype`` initialised by ``init``; ``likelihood`` of
-    the views ``"bernoulli"``, ``"gaussian"`` (a learned dense precision per view) or ``"diagonal-gaussian"``
-    (a variance per unit from the decoder), for both views or a pair (view 1's, view 2's; see the module),
-    and q(z|.) ``shared_from`` view 1 (the paper's ``"view1"``) or ``"both"`` views.
+    the views ``"bernoulli"``, ``"gaussian"`` (a learned dense precision per view), ``"diagonal-gaussian"``
+    (a variance per unit from the decoder) or ``"pixel-gaussian"`` (a learned variance per unit), for both
+    views or a pair (view 1's, view 2's; see the module), and q(z|.) ``shared_from`` view 1 (the paper's
+    ``"view1"``) or ``"both"`` views. ``decoder_draws``: the two decoders decode the same S draws of z
+    (``"shared"``) or each its ``"own"`` S draws, as Wang et al.'s released code draws them.
 
     Parameters: ``enc.*`` (x1, or x1 and x2 concatenated -> the family's head), ``dec1.*`` and ``dec2.*``
     (the code -> each view's logits or mean, and a diagonal Gaussian view's variances); with private codes
     ``priv1.*`` (x1 -> (mu, log sigma) of h1) and ``priv2.*`` (x2 -> h2); with dense Gaussian views
-    ``noise1.L`` and/or ``noise2.L``. The noise of a pass is (S, B, noise_size): z's ``latent`` units first,
-    then h1's and h2's."""
+    ``noise1.L`` and/or ``noise2.L``; with per-unit variances ``noise1.logvar`` and/or ``noise2.logvar``. The
+    noise of a pass is (S, B, noise_size): z's ``latent`` units first, then h1's and h2's, then with
+    ``decoder_draws="own"`` decoder 2's own draw of z's."""
 
     def __init__(self, n_in, n_in2, latent, hidden, activation="elu", posterior="diagonal", private=0,
                  dtype=np.float32, posterior_options=None, init="uniform", likelihood="bernoulli",
-                 shared_from="view1"):
+                 shared_from="view1", decoder_draws="shared"):
         if min(int(n_in), int(n_in2), int(latent)) < 1 or int(private) < 0:
             raise ValueError(f"VCCA needs positive view and latent sizes and private >= 0, got views {n_in}, {n_in2}, "
                              f"latent {latent}, private {private}")
@@ -104,10 +137,12 @@ class VCCA:
                              f"got {likelihood!r}")
         if shared_from not in SHARED_FROM:
             raise ValueError(f"VCCA infers the shared code from {list(SHARED_FROM)}, got {shared_from!r}")
+        if decoder_draws not in DECODER_DRAWS:
+            raise ValueError(f"VCCA's decoders draw z as one of {list(DECODER_DRAWS)}, got {decoder_draws!r}")
         self.n_in, self.n_in2, self.size, self.private = int(n_in), int(n_in2), int(latent), int(private)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.init, self.dtype = activation, init, np.dtype(dtype)
-        self.likelihoods, self.shared_from = likelihoods, shared_from
+        self.likelihoods, self.shared_from, self.decoder_draws = likelihoods, shared_from, decoder_draws
         self.family = layer_family(posterior, self.size, posterior_options)
         code = self.size + self.private
         seen = self.n_in + (self.n_in2 if shared_from == "both" else 0)
@@ -121,8 +156,10 @@ class VCCA:
             MLP([n, *self.hidden, self.private_family.head_size(self.private)], activation, f"priv{k}.")
             for k, n in ((1, self.n_in), (2, self.n_in2)))
         # The dense noises' parameters follow the networks', view 1's first (the layout of earlier checkpoints).
-        self.noises = tuple(view for view in self.views if isinstance(view, FullGaussianNoise))
-        self.noise_size = self.size + 2 * self.private
+        self.noises = tuple(view for view in self.views if isinstance(view, (FullGaussianNoise, PixelGaussianNoise)))
+        # One joint draw of the codes, then decoder 2's own draw of z where the decoders draw apart.
+        self.joint_noise = self.size + 2 * self.private
+        self.noise_size = self.joint_noise + (self.size if decoder_draws == "own" else 0)
 
     def networks(self):
         """Every network (and view noise) of the model, in the order of the flat buffer."""
@@ -157,35 +194,46 @@ class VCCA:
         Gaussian view) and x (B, n_k) -> (S, B)."""
         return self.views[k].log_prob(out, x, params)
 
-    def dropout_masks(self, rng, batch, rate, input_rate=0.0):
-        """Dropout masks for ``batch`` pairs: of every network's hidden layers at ``rate`` ({prefix: [arrays
-        (batch, width)]}, :meth:`MLP.dropout_masks`; the decoders' are shared by the samples of a pair; none
-        at rate 0), then with ``input_rate`` > 0 of the encoders' inputs ({"input": (view 1's (batch, n_in),
-        view 2's (batch, n_in2))}, 0 or 1 / (1 - input_rate))."""
-        masks = {net.prefix: net.dropout_masks(rng, batch, rate, self.dtype) for net in self.networks()
-                 if isinstance(net, MLP)} if rate else {}
+    def dropout_masks(self, rng, batch, rate, input_rate=0.0, code_rate=0.0, samples=1):
+        """Dropout masks for ``batch`` pairs, each 0 or 1 / (1 - its rate): of every network's hidden layers at
+        ``rate`` ({prefix: [arrays (batch, width)]}, :meth:`MLP.dropout_masks`; none at rate 0), then with
+        ``input_rate`` > 0 of the encoders' inputs ({"input": (view 1's (batch, n_in), view 2's (batch,
+        n_in2))}), then with ``code_rate`` > 0 of the codes entering the decoders ({"codes": (decoder 1's,
+        decoder 2's), each (batch, latent + private)}). The decoders' masks (hidden and codes) are shared by
+        the samples of a pair; with ``decoder_draws="own"`` each of the ``samples`` draws has its own, (samples,
+        batch, width), as a decoder run once per draw drops its units."""
+        lead = (samples,) if self.decoder_draws == "own" else ()
+        masks = {net.prefix: net.dropout_masks(rng, batch, rate, self.dtype, lead if net in self.decoders else ())
+                 for net in self.networks() if isinstance(net, MLP)} if rate else {}
         if input_rate:
-            scale, dtype = self.dtype.type(1 / (1 - input_rate)), self.dtype
-            masks["input"] = tuple((rng.random((batch, n), dtype=dtype) >= input_rate).astype(dtype) * scale
-                                   for n in (self.n_in, self.n_in2))
+            masks["input"] = tuple(dropout_mask(rng, (batch, n), input_rate, self.dtype) for n in (self.n_in, self.n_in2))
+        if code_rate:
+            masks["codes"] = tuple(dropout_mask(rng, (*lead, batch, self.size + self.private), code_rate, self.dtype)
+                                   for _ in self.decoders)
         return masks
 
-    def _draws(self, params, x1, x2, eps, masks=None):
+    def _draws(self, params, x1, x2, eps, masks=None, joint=False):
         """One pass of the codes for eps (S, B, noise_size): ``(latents, liks)``, latents the (family, q,
-        draw (S, B, size)) of the shared code, then of each private one, and liks each view's log p(x_k|.)
-        (S, B) at its decoder's code. ``masks``: dropout's (:meth:`dropout_masks`), in training only."""
+        draws) of the shared code, then of each private one, draws a tuple of (S, B, size) arrays (two for the
+        shared code where the decoders draw it apart), and liks each view's log p(x_k|.) (S, B) at its
+        decoder's code. ``masks``: dropout's (:meth:`dropout_masks`), in training only. ``joint``: both
+        decoders decode the first draw of z whatever ``decoder_draws`` says (a joint draw of the codes)."""
         masks = masks or {}
         views = (x1, x2)
         # What the encoders read: the views, each times its input mask in training (the targets stay whole).
         seen = views if "input" not in masks else tuple(ops.multiply(v, m) for v, m in zip(views, masks["input"]))
         q, z = self.shared(params, seen[0], eps[..., :self.size], seen[1], masks.get(self.encoder.prefix))
-        latents, codes = [(self.family, q, z)], [z, z]
+        draws = (z,) if joint or self.decoder_draws == "shared" else (
+            z, self.family.sample(q, eps[..., self.joint_noise:self.joint_noise + self.size]))
+        latents, codes = [(self.family, q, draws)], [draws[0], draws[-1]]
         for k, encoder in enumerate(self.private_encoders):
             lo = self.size + k * self.private
             qh = self.private_family.split(encoder(params, seen[k], masks.get(encoder.prefix)), self.private)
             h = self.private_family.sample(qh, eps[..., lo:lo + self.private])
-            codes[k] = ops.concatenate2(z, h)
-            latents.append((self.private_family, qh, h))
+            codes[k] = ops.concatenate2(codes[k], h)
+            latents.append((self.private_family, qh, (h,)))
+        if "codes" in masks:
+            codes = [ops.multiply(code, m) for code, m in zip(codes, masks["codes"])]
         liks = tuple(self.view_log_lik(params, k, decoder(params, code, masks.get(decoder.prefix)), x)
                      for k, (decoder, code, x) in enumerate(zip(self.decoders, codes, views)))
         return latents, liks
@@ -200,7 +248,7 @@ class VCCA:
         if kl not in KL_ESTIMATORS:
             raise ValueError(f"unknown KL estimator {kl!r}; expected one of {list(KL_ESTIMATORS)}")
         latents, liks = self._draws(params, x1, x2, eps, masks)
-        rate, *private_rates = (_rate(family, q, draw, kl) for family, q, draw in latents)
+        rate, *private_rates = (_rate(family, q, draws, kl) for family, q, draws in latents)
         rec1, rec2 = (ops.mean(lik, axis=0) for lik in liks)
         return rec1, rec2, rate, tuple(private_rates)
 
@@ -209,9 +257,9 @@ class VCCA:
         (S, B, noise_size) as the bound draws them: importance weights whose log-mean-exp over the draws is
         a lower bound on log p(x1, x2) that tightens as S grows (Burda et al., "Importance weighted
         autoencoders"), equal to it for every draw where q is the exact posterior."""
-        latents, (lik1, lik2) = self._draws(params, x1, x2, eps)
+        latents, (lik1, lik2) = self._draws(params, x1, x2, eps, joint=True)
         weights = lik1 + lik2
-        for family, q, draw in latents:
+        for family, q, (draw,) in latents:
             weights = weights + (std_normal_log_prob(draw) - family.log_prob(q, draw))
         return weights
 
@@ -229,14 +277,18 @@ def _view_model(name, n, view):
         return Bernoulli(n)
     if name == "diagonal-gaussian":
         return Gaussian(n, psi="decoder")
+    if name == "pixel-gaussian":
+        return PixelGaussianNoise(n, f"noise{view}.")
     return FullGaussianNoise(n, f"noise{view}.")
 
 
-def _rate(family, q, z, kl):
-    """KL(q || N(0, I)) per data point: the family's closed form, or the Monte Carlo mean over the samples z."""
+def _rate(family, q, draws, kl):
+    """KL(q || N(0, I)) per data point: the family's closed form, or the Monte Carlo mean over the samples of
+    every array of ``draws`` (each (S, B, size))."""
     if kl == "analytic":
         return family.kl(q)
-    return ops.mean(family.log_prob(q, z) - std_normal_log_prob(z), axis=0)
+    rates = [ops.mean(family.log_prob(q, z) - std_normal_log_prob(z), axis=0) for z in draws]
+    return rates[0] if len(rates) == 1 else _total(rates) / len(rates)
 
 
 def vcca_loss(params, model, x1, x2, eps, kl="analytic", kl_weight=1.0, view_weight=1.0, private_weight=1.0,

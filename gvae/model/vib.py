@@ -30,10 +30,13 @@ class Classifier:
     ``layers`` holds its one :class:`StochasticLayer` (``encoder``: x -> the family's head; ``decoder``:
     the softmax head z -> logits, the paper's "variational decoder" q(y|z)), so that what sizes a VAE's
     memory sizes this model too. Parameters: ``enc.*`` and ``cls.W0`` (latent, classes), ``cls.b0``
-    (classes,), in one flat buffer of ``dtype``, initialised by the scheme ``init``."""
+    (classes,), in one flat buffer of ``dtype``, initialised by the scheme ``init``; with the diagonal
+    posterior, ``scale_offset`` S > 0 starts the encoder's scale outputs' biases S lower, sigma =
+    softplus(rho - S) + floor as Alemi et al. parametrise it (Adam's steps do not depend on where a bias
+    starts, so a shifted start is that offset)."""
 
     def __init__(self, n_in, latent, hidden, classes, activation="elu", posterior="diagonal", dtype=np.float32,
-                 posterior_options=None, init="uniform"):
+                 posterior_options=None, init="uniform", scale_offset=0.0):
         if int(latent) < 1 or int(n_in) < 1:
             raise ValueError(f"latent and input sizes must be positive, got {latent} and {n_in}")
         if int(classes) < 2:
@@ -44,6 +47,9 @@ class Classifier:
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.init, self.dtype = activation, init, np.dtype(dtype)
         family = layer_family(posterior, self.size, posterior_options)
+        if scale_offset and family.name != "diagonal":
+            raise ValueError(f"a scale offset shifts the diagonal posterior's scales, not the {family.name} family's")
+        self.scale_offset = float(scale_offset)
         encoder = MLP([self.n_in, *self.hidden, family.head_size(self.size)], activation, "enc.")
         self.layers = [StochasticLayer(1, self.size, family, encoder, MLP([self.size, self.classes], activation, "cls."))]
         self.noise_size = self.size
@@ -69,6 +75,8 @@ class Classifier:
         params = FlatParams(self.param_shapes(), self.dtype)
         for net in (self.layers[0].encoder, self.layers[0].decoder):
             net.init(rng, params.views, self.init)
+        if self.scale_offset:  # the diagonal head is (mu, rho): the last bias's second half feeds the scales
+            params.views[f"enc.b{len(self.hidden)}"][self.size:] -= self.scale_offset
         return params
 
     def infer(self, params, x, eps=None):

@@ -193,6 +193,17 @@ class TrainConfig:
                         choices=list(TASKS), aliases=("model",))
     classes: int = _option(10, "classify: the number of classes C; every label must lie in 0..C-1",
                            parse=positive_int, metavar="C")
+    input_range: str = _option("unit", "classify: what the encoder reads: unit, the intensities x in [0, 1]; signed, "
+                               "2x - 1 in [-1, 1] (Alemi et al.'s code), in every split",
+                               choices=["unit", "signed"])
+    scale_offset: float = _option(0.0, "classify, diagonal posterior: sigma = softplus(rho - S) + floor (Alemi et "
+                                  "al.'s code: S = 5), made by starting the encoder's scale biases S lower than "
+                                  "--init draws them, which Adam cannot tell from an offset in the function",
+                                  parse=non_negative_float, metavar="S")
+    train_on: str = _option("train", "classify: the images trained on: train, the training split; train+valid, "
+                            "the training and validation splits together (MNIST's 60,000, as Alemi et al.), "
+                            "which needs --test-params last: the validation numbers are then of training images",
+                            choices=["train", "train+valid"])
     private: int = _option(0, "vcca: the private code's units per view (VCCA-private, Wang et al. 2016); 0: plain "
                            "VCCA, one shared code", parse=non_negative_int, metavar="P")
     view_weight: float = _option(1.0, "vcca: the weight W on view 2's log-likelihood in the loss (1: the paper's bound, "
@@ -210,10 +221,19 @@ class TrainConfig:
     input_dropout: float = _option(0.0, "vcca: dropout's rate on the encoders' inputs in training (as Wang et "
                                    "al.'s own code; the views the decoders reconstruct stay whole; 0: none)",
                                    parse=non_negative_float, metavar="P")
-    view2_likelihood: str = _option("bernoulli", "vcca: view 2's likelihood: bernoulli, or diagonal-gaussian, a "
-                                    "mean and a variance per pixel from view 2's decoder (softplus + 1e-4), as Wang "
-                                    "et al.'s own code models noisy MNIST's view 2; view 1's is Bernoulli either way",
-                                    choices=["bernoulli", "diagonal-gaussian"])
+    code_dropout: float = _option(0.0, "vcca: dropout's rate on the codes entering the decoders in training (as "
+                                  "Wang et al.'s own code, which drops the input of every layer; 0: none)",
+                                  parse=non_negative_float, metavar="P")
+    view2_likelihood: str = _option("bernoulli", "vcca: view 2's likelihood: bernoulli; diagonal-gaussian, a mean "
+                                    "and a variance per pixel from view 2's decoder (softplus + 1e-4); or "
+                                    "pixel-gaussian, the mean from the decoder and a learned variance per pixel "
+                                    "1e-6 + exp(v), shared by all pairs, as Wang et al.'s own code models noisy "
+                                    "MNIST's view 2; view 1's is Bernoulli either way",
+                                    choices=["bernoulli", "diagonal-gaussian", "pixel-gaussian"])
+    decoder_draws: str = _option("shared", "vcca: the draws of the shared code the decoders read: shared, both "
+                                 "decode the same --samples draws; own, each decoder its own --samples draws "
+                                 "(and, with dropout, its own masks per draw), as Wang et al.'s own code",
+                                 choices=["shared", "own"])
     mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
                                "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
                                parse=non_negative_float, metavar="M")
@@ -263,7 +283,9 @@ class TrainConfig:
     init: str = _option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
                         "(PyTorch's nn.Linear), with a Bernoulli decoder's last bias at the logits of the mean "
                         "training image; he, He normal before rectifiers, Glorot uniform before the output "
-                        "layers, zero biases (gvae's former default)", choices=sorted(INITS))
+                        "layers, zero biases (gvae's former default); glorot, Glorot uniform W ~ "
+                        "U(+-sqrt(6/(fan_in + fan_out))) everywhere, zero biases (TensorFlow's layers); "
+                        "uniform-0.05, W and b ~ U(-0.05, 0.05) (Wang et al.'s VCCA code)", choices=sorted(INITS))
     init_from: str = _option(None, "start every parameter that the run in folder RUN also has (the same name and "
                              "shape) at RUN's best parameters, the others as --init draws them; Adam starts afresh "
                              "(fine-tuning; a model grown from a trained one, as a DARN given its autoregressive "
@@ -362,6 +384,9 @@ class TrainConfig:
                   (math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
                   (math.isfinite(self.input_dropout) and 0 <= self.input_dropout < 1,
                    "input_dropout must lie in [0, 1)"),
+                  (math.isfinite(self.code_dropout) and 0 <= self.code_dropout < 1, "code_dropout must lie in [0, 1)"),
+                  (math.isfinite(self.scale_offset) and self.scale_offset >= 0,
+                   "scale_offset must be a finite number >= 0"),
                   (math.isfinite(self.private_weight) and self.private_weight > 0,
                    "private_weight must be a finite number > 0"),
                   (self.private_weight2 is None or (math.isfinite(self.private_weight2) and self.private_weight2 > 0),

@@ -2,11 +2,12 @@
 :mod:`gvae.model.vib`), a softmax q(y|z) of the data set's labels through the stochastic code z, trained on
 J = E log q(y|z) - beta R (:func:`gvae.model.vib.vib_loss`).
 
-Its inputs are the images, raw intensities in [0, 1] (not binarised: nothing models the pixels), and
-their labels, checked (:func:`labels_of`). Validation and test give the error of the averaged softmax's
-argmax, the rate and the objective with the paper's 12 samples per image
-(:func:`gvae.training.validation.classifier_scores`); the best epoch is the one with the lowest
-validation error."""
+Its inputs are the images, raw intensities in [0, 1] (not binarised: nothing models the pixels; with
+``input_range`` "signed" 2x - 1 in [-1, 1]), and their labels, checked (:func:`labels_of`); with
+``train_on`` "train+valid" the training split is the training and validation images together. Validation
+and test give the error of the averaged softmax's argmax, the rate and the objective with the paper's 12
+samples per image (:func:`gvae.training.validation.classifier_scores`); the best epoch is the one with the
+lowest validation error."""
 import numpy as np
 
 from ..validation import TEST_SAMPLES, classifier_scores
@@ -46,7 +47,7 @@ class Classify(Task):
     is the trainer's rate weight."""
     about = ("the deep variational information bottleneck (Alemi et al. 2017), a softmax q(y|z) of the data "
              "set's labels through the stochastic code z, trained on E log q(y|z) - beta R")
-    options = ("classes",)
+    options = ("classes", "input_range", "scale_offset", "train_on")
     cannot_open = ("a classifier (--task classify), which has no decoder p(x|z) or prior to evaluate, sample, "
                    "plot or analyse: its test error and rate are in its summary.json")
     reported = ("objective", "log_lik", "rate")
@@ -64,17 +65,29 @@ class Classify(Task):
                  (not changed, "task classify has no observation model p(x|z): leave " + ", ".join(changed)
                                + " at the default"),
                  (one_bound(config), "task classify trains E log q(y|z) - beta R: use it without --iw-samples, "
-                                     "--target-rate, --mmd or --alpha")])
+                                     "--target-rate, --mmd or --alpha"),
+                 (config.scale_offset == 0 or config.layer_posteriors()[0] == "diagonal",
+                  "--scale-offset shifts the diagonal posterior's scales: use it with --posterior diagonal"),
+                 (config.train_on == "train" or (config.test_params == "last" and config.patience is None),
+                  "--train-on train+valid trains on the validation images, which then pick no epoch: give "
+                  "--test-params last, without --patience")])
 
     @classmethod
     def build_model(cls, config, n_in):
         return Classifier(n_in, config.latent, config.layer_hidden()[0], config.classes, config.activation,
                           config.posterior, np.dtype(config.dtype), {"grid_shape": config.layer_grid_shapes()[0]},
-                          config.init)
+                          config.init, config.scale_offset)
 
     def inputs(self, data):
-        """The raw images of every split and their labels (:func:`labels_of`)."""
-        return {split: (data[split][0], y) for split, y in zip(SPLITS, labels_of(data, self.config.classes))}
+        """The images of every split (2x - 1 with ``input_range`` "signed") and their labels
+        (:func:`labels_of`); with ``train_on`` "train+valid" the training split followed by the validation
+        split as the training inputs."""
+        signed = self.config.input_range == "signed"
+        out = {split: (2 * data[split][0] - 1 if signed else data[split][0], y)
+               for split, y in zip(SPLITS, labels_of(data, self.config.classes))}
+        if self.config.train_on == "train+valid":
+            out["train"] = tuple(np.concatenate(pair) for pair in zip(out["train"], out["valid"]))
+        return out
 
     def step_args(self, batch, rng, kl_weight):
         """S = ``samples`` draws of the posterior's noise per image; ``kl_weight`` is the VIB's beta."""

@@ -33,7 +33,7 @@ class Vcca(Task):
              "view 1, a decoder per view (--private P: VCCA-private); its test summary has the linear SVM's error "
              "on the shared code")
     options = ("private", "view_weight", "private_weight", "private_weight2", "dropout", "input_dropout",
-               "view2_likelihood")
+               "code_dropout", "view2_likelihood", "decoder_draws")
     cannot_open = ("a VCCA (--task vcca), a model of two views that gvae sample, plot and analyze do not read: its "
                    "test bound and SVM errors are in its summary.json, and gvae eval estimates its log p(x) of a pair, "
                    "log p(x1, x2), on the whole test set")
@@ -66,7 +66,8 @@ class Vcca(Task):
     def build_model(cls, config, n_in):
         return VCCA(n_in, n_in, config.latent, config.layer_hidden()[0], config.activation, config.posterior,
                     config.private, np.dtype(config.dtype), {"grid_shape": config.layer_grid_shapes()[0]},
-                    config.init, likelihood=("bernoulli", config.view2_likelihood))
+                    config.init, likelihood=("bernoulli", config.view2_likelihood),
+                    decoder_draws=config.decoder_draws)
 
     def inputs(self, data):
         """The two views of noisy MNIST and the labels of every split (ValueError naming a split without
@@ -101,13 +102,13 @@ class Vcca(Task):
 
     def step_args(self, batch, rng, kl_weight):
         """S = ``samples`` draws of the codes' noise per pair, from ``rng``; the rate's, view 2's and the
-        private codes' weights (view 1's, view 2's); with ``dropout`` or ``input_dropout`` > 0 the dropout
-        masks, drawn after the noise."""
+        private codes' weights (view 1's, view 2's); with ``dropout``, ``input_dropout`` or ``code_dropout``
+        > 0 the dropout masks, drawn after the noise."""
         x1, x2 = batch
-        eps = rng.standard_normal((self.config.samples, len(x1), self.model.noise_size), dtype=self.model.dtype)
         cfg = self.config
-        masks = (self.model.dropout_masks(rng, len(x1), cfg.dropout, cfg.input_dropout)
-                 if cfg.dropout or cfg.input_dropout else None)
+        eps = rng.standard_normal((cfg.samples, len(x1), self.model.noise_size), dtype=self.model.dtype)
+        masks = (self.model.dropout_masks(rng, len(x1), cfg.dropout, cfg.input_dropout, cfg.code_dropout, cfg.samples)
+                 if cfg.dropout or cfg.input_dropout or cfg.code_dropout else None)
         weight2 = self.config.private_weight if self.config.private_weight2 is None else self.config.private_weight2
         return (x1, x2, eps, self.config.kl, kl_weight, self.config.view_weight,
                 (self.config.private_weight, weight2), masks)
