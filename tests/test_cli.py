@@ -151,6 +151,20 @@ def test_train_and_eval_say_which_test_elbo_they_print(tmp_path, data_file, caps
             f"{result['n_test']} test images, the last epoch's parameters, ") in line, line
 
 
+def test_the_count_of_kernels_compiled_comes_before_the_line_whose_wait_it_explains(tmp_path, data_file, monkeypatch,
+                                                                                      capsys):
+    """The line "compiled N Numba kernels" came after gvae sample's "wrote ..." and after an epoch's line: each
+    command reports the compilation before each line it prints."""
+    import gvae.commands
+    out = tmp_path / "r"
+    monkeypatch.setattr(gvae.commands, "report_compilations", lambda: print("compiled"))
+    assert main(["train", "--data", str(data_file), *TINY_RUN, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    assert main(["sample", str(out)]) == 0
+    assert main(["eval", str(out), "--data", str(data_file), "--iw-samples", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["compiled", "test", "compiled", "wrote", "compiled", "test"], lines
+
+
 def test_resume_continues_to_the_same_numbers(tmp_path, data_file):
     common = ["--data", str(data_file), "--limit", "80", "--latent", "3", "--hidden", "8", "--batch-size", "20",
               "--quiet"]
