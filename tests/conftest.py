@@ -54,8 +54,10 @@ def pytest_configure(config):
     #   forks here run no JAX: tests/test_threads.py forks on purpose to check gvae's threads in the child,
     #   and subprocess execs a new program straight after its fork.
     config.addinivalue_line("filterwarnings", r"ignore:os\.fork\(\) was called\..*JAX is multithreaded:RuntimeWarning")
-    # - PyTorch's forward mode loads its JVP decompositions with its own deprecated torch.jit.script.
-    config.addinivalue_line("filterwarnings", r"ignore:`torch\.jit\.script` is deprecated:DeprecationWarning:torch")
+    # - PyTorch's forward mode loads its JVP decompositions with its own deprecated torch.jit.script, and
+    #   torch.compile imports torch.utils.mkldnn, whose classes use its deprecated torch.jit.script_method.
+    config.addinivalue_line("filterwarnings",
+                            r"ignore:`torch\.jit\.script(_method)?` is deprecated:DeprecationWarning:torch")
     config.addinivalue_line("markers", "integration: touches real MNIST (set GVAE_INTEGRATION=1)")
     config.addinivalue_line("markers", "slow: a case over about half a second warm (subprocesses, sweeps on Dask, "
                                        "refinements to convergence, training steps, the largest kernels): a "

@@ -37,6 +37,7 @@ def test_a_run_stops_resumably_when_its_parent_dies(tmp_path, data_file, sigint)
     wait_for(lambda: (out / "checkpoint.npz").is_file(), 120, "the first epoch")
     proc.kill()
     proc.wait()
+    proc.stdout.close()
     wait_for(lambda: lock_is_free(out), 30, "the orphaned run to stop")
     epochs = len((out / "metrics.jsonl").read_text().splitlines())
     assert 1 <= epochs < 100000
@@ -250,6 +251,7 @@ def test_a_stopped_sweep_stops_its_runs_on_a_cluster_that_outlives_it(tmp_path, 
             cluster.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(cluster.pid, signal.SIGKILL)
+        cluster.stdout.close()
 
 
 def strip_times(table):

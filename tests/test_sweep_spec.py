@@ -266,6 +266,36 @@ def test_the_local_cluster_runs_dask_s_bookkeeping_rarely(monkeypatch):
     assert dask.config.get("distributed.worker.profile.enabled")  # the caller's configuration is untouched
 
 
+@pytest.mark.slow
+def test_the_local_cluster_takes_a_free_port_beside_another_cluster():
+    """With Dask's port 8787 held (by another sweep's cluster, say), the local cluster warned "Port 8787 is
+    already in use" and left a socket open: its scheduler's HTTP server takes a free port instead."""
+    import socket
+    import warnings
+    distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
+
+    from gvae.sweep.execute import _connect
+
+    holder = socket.socket()
+    try:
+        holder.bind(("", 8787))
+        holder.listen()
+    except OSError:  # held already: the same case
+        pass
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client, cluster = _connect(distributed, None, 1)
+            try:
+                port = cluster.scheduler.http_server.port
+            finally:
+                client.close()
+                cluster.close()
+    finally:
+        holder.close()
+    assert port != 8787 and not [w for w in caught if "8787" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_a_folder_that_holds_no_sweep_is_refused(tmp_path, capsys):
     pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
     (tmp_path / "sweep").mkdir()

@@ -284,8 +284,11 @@ def _connect(distributed, scheduler, workers):
         before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
             with dask.config.set(LOCAL_CLUSTER_CONFIG):  # read by the scheduler, and passed to each worker
+                # No dashboard; the scheduler's HTTP server (its health and metrics routes) on a free port:
+                # on Dask's fixed 8787, a second cluster of this machine (another sweep's, the user's)
+                # warned and left a socket of its try open.
                 cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                   dashboard_address=None)
+                                                   dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"})
         finally:
             if main:
                 signal.signal(signal.SIGINT, before)
