@@ -245,15 +245,21 @@ def solveh_banded(ab, b, overwrite_ab=False, overwrite_b=False, lower=False, che
     return _cho_solve(name, _factor(name, ab, lower, check_finite), b, ab)
 
 
-def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
-    """x with A x = b from A's Cholesky factor ``(cb, lower)`` as :func:`cholesky_banded` returns it.
-    NumPy and CuPy arrays."""
-    name = "cho_solve_banded"
+def factor_and_form(name, cb_and_lower):
+    """SciPy's ``(cb, lower)`` checked to be a pair."""
     try:
         cb, lower = cb_and_lower
     except (TypeError, ValueError):
         raise ValueError(f"{name}: the first argument must be (cb, lower), as cholesky_banded's factor and its "
                          "form") from None
+    return cb, lower
+
+
+def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
+    """x with A x = b from A's Cholesky factor ``(cb, lower)`` as :func:`cholesky_banded` returns it.
+    NumPy and CuPy arrays."""
+    name = "cho_solve_banded"
+    cb, lower = factor_and_form(name, cb_and_lower)
     cb, b = _common(name, _float(name, "cb", cb), _float(name, "b", b))
     _finite(name, "cb", cb, check_finite)
     _finite(name, "b", b, check_finite)

@@ -10,14 +10,91 @@ from gvae import linalg
 from gvae.rules import banded as rules
 
 
+def band_index(n, lower, upper):
+    """(rows, cols, inside) (n, n): the dense matrix of SciPy's band storage of (l, u) is
+    ``where(inside, ab[..., rows, cols], 0)``, in NumPy, PyTorch or jax.numpy (differentiable there)."""
+    i, j = np.indices((n, n))
+    inside = (j - i <= upper) & (i - j <= lower)
+    return np.where(inside, upper + i - j, 0), j, inside
+
+
+# Batch shapes of ab and b that broadcast, with as many axes each (b may then hold vectors), and b's alone.
+BATCHES = [((), ()), ((2,), (2,)), ((2, 1), (1, 3)), ((), (2,))]
+FUNCTIONS = ["solve_banded", "matmul_banded", "solveh_banded", "cholesky_banded", "cho_solve_banded",
+             "logdeth_banded"]
+# Hypothesis's cases of the fronts' tests (random_case's arguments)
+CASE = dict(n=st.integers(1, 7), lower=st.integers(0, 2), upper=st.integers(0, 2), batches=st.sampled_from(BATCHES),
+            k=st.sampled_from([None, 2]), seed=st.integers(0, 2 ** 16))
+
+
+def call_banded(module, name, params, *args, **kwargs):
+    """``name`` of ``module`` (gvae.linalg, gvae.torch.linalg, gvae.jax.linalg) in SciPy's signature, with
+    :func:`random_case`'s params and arrays."""
+    f = getattr(module, name)
+    if name in ("solve_banded", "matmul_banded"):
+        return f(params, *args, **kwargs)
+    if name == "cho_solve_banded":
+        return f((args[0], params[0]), *args[1:], **kwargs)
+    return f(*args, lower=params[0], **kwargs)
+
+
+def random_case(rng, name, n, lower, upper, batches, k):
+    """(params, arrays) of a call of ``name``: (l, u) = (lower, upper) for the general functions; the
+    symmetric ones take u off-diagonals, in lower form where l > u, and cho_solve_banded the factor. b
+    (*b_batch, n) for k None (as many axes as ab's batch, or 1-D), else (*b_batch, n, k)."""
+    ab_batch, b_batch = batches
+    if k is None and len(b_batch) != len(ab_batch):
+        b_batch = ()  # (a vector b has ab's number of batch axes, or none)
+    b = rng.standard_normal(b_batch + ((n,) if k is None else (n, k)))
+    if name in ("solve_banded", "matmul_banded"):
+        ab = _general(rng, ab_batch, n, lower, upper, "random")
+        ab[..., upper, :] += lower + upper + 1  # well conditioned
+        return (lower, upper), [ab, b]
+    form = lower > upper
+    ab = _spd(rng, ab_batch, n, upper, form)
+    if name == "cho_solve_banded":
+        ab = linalg.cholesky_banded(ab, lower=form)
+    return (form,), [ab] + ([b] if name in ("solveh_banded", "cho_solve_banded") else [])
+
+
+def dense_reference(xp, name, params, ab, b=None):
+    """gvae.linalg's function ``name`` (``params``: (l, u) or (lower,)) through the dense matrix of its band,
+    in ``xp``: NumPy, torch or jax.numpy (differentiable with the latter two)."""
+    n = ab.shape[-1]
+
+    def dense(lower, upper):
+        rows, cols, inside = (xp.asarray(a) for a in band_index(n, lower, upper))
+        return xp.where(inside, ab[..., rows, cols], 0.0)
+
+    if name in ("solve_banded", "matmul_banded"):
+        A = dense(*params)
+    else:
+        w, lower = ab.shape[-2] - 1, params[0]
+        T = dense(w, 0) if lower else dense(0, w)  # the stored triangle, or the factor L (U = L^T)
+        if name == "cho_solve_banded":
+            L = T if lower else T.mT
+            A = L @ L.mT
+        else:
+            A = xp.where(xp.asarray(np.tri(n, dtype=bool) if lower else np.tri(n, dtype=bool).T), T, T.mT)
+    if name == "logdeth_banded":
+        return xp.linalg.slogdet(A)[1]
+    if name == "cholesky_banded":
+        L = xp.linalg.cholesky(A)
+        r, j = np.indices(ab.shape[-2:])
+        i = r + j if lower else r - w + j  # c[r, j] = L[j + r, j], or U[r - w + j, j] = L[j, r - w + j]
+        inside = xp.asarray((i >= 0) & (i < n))
+        i, j = xp.asarray(np.clip(i, 0, n - 1)), xp.asarray(j)
+        return xp.where(inside, L[..., i, j] if lower else L[..., j, i], 0.0)
+    vector = b.ndim == 1 or b.ndim == ab.ndim - 1
+    B = b[..., None] if vector else b
+    X = A @ B if name == "matmul_banded" else xp.linalg.solve(A, B)
+    return X[..., 0] if vector else X
+
+
 def _dense(ab, lower, upper):
     """The dense matrix of SciPy's band storage (the last two axes)."""
-    n = ab.shape[-1]
-    A = np.zeros(ab.shape[:-2] + (n, n), ab.dtype)
-    for i in range(n):
-        for j in range(max(0, i - lower), min(n, i + upper + 1)):
-            A[..., i, j] = ab[..., upper + i - j, j]
-    return A
+    rows, cols, inside = band_index(ab.shape[-1], lower, upper)
+    return np.where(inside, ab[..., rows, cols], 0.0)
 
 
 def _general(rng, batch, n, lower, upper, kind):

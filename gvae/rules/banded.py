@@ -2,7 +2,7 @@
 gvae.jax over NumPy or CuPy arrays: each ``*_vjp`` gives the gradients from the output's gradient ``g``,
 each ``*_jvp`` the output's tangent from the inputs' tangents (None: zero).
 
-Band storage is SciPy's throughout (:mod:`gvae.linalg`); for A x = b with x = A^-1 b,
+Band storage is SciPy's throughout (:mod:`gvae.linalg`); for A x = b with x = A^-1 b::
 
     general A:    gb = A^-T g,   gA[i, j] = -gb_i x_j on the band          (A^T: the band (u, l), transposed)
     symmetric A:  gb = A^-1 g,   gA[i, j] = -(gb_i x_j + gb_j x_i) on the stored triangle (i != j; once on
@@ -14,14 +14,18 @@ Band storage is SciPy's throughout (:mod:`gvae.linalg`); for A x = b with x = A^
 
 and the tangents dx = A^-1 (db - dA x), dy = dA x + A dx. Every right-hand side is (F, n, k) and every band
 (F, rows, n), the batch flattened and broadcast (:func:`gvae.linalg` takes care of shapes): the callers
-flatten and reduce."""
+flatten and reduce (:func:`gvae.linalg.batched_call`). :data:`FUNCTIONS` holds each function with its
+rules in the one form that the fronts wrap."""
+from typing import Callable, NamedTuple, Optional
+
 from .. import linalg
 from ..kernels import array_module
 from ..kernels.band import band_cholesky, band_cholesky_grad, band_logdet_grad, band_matvec_t, full_band
 
 __all__ = ["transpose_banded", "band_outer", "solve_banded_vjp", "solve_banded_jvp", "matmul_banded_vjp",
            "matmul_banded_jvp", "solveh_banded_vjp", "solveh_banded_jvp", "cholesky_banded_vjp",
-           "cho_solve_banded_vjp", "cho_solve_banded_jvp", "logdeth_banded_vjp", "logdeth_banded_jvp"]
+           "cho_solve_banded_vjp", "cho_solve_banded_jvp", "logdeth_banded_vjp", "logdeth_banded_jvp", "Function",
+           "FUNCTIONS"]
 
 
 def transpose_banded(ab, lower, upper):
@@ -194,3 +198,56 @@ def logdeth_banded_vjp(ab, lower, g):
 def logdeth_banded_jvp(ab, lower, dab):
     """d log det A = tr(A^-1 dA), each stored slot of dab weighed by its entry of the gradient."""
     return (_logdet_unit_gradient(ab, lower) * dab).sum(axis=(-2, -1))
+
+
+class Function(NamedTuple):
+    """One of :mod:`gvae.linalg`'s functions on flattened batches, as gvae.torch.linalg and gvae.jax.linalg
+    wrap it: ``inputs`` names its arrays, the band (F, rows, n) first, then the right-hand sides (F, n, k)
+    if any; ``params`` its static arguments, ("l", "u") or ("lower",).
+
+    ``forward(params, check_finite, *inputs)`` -> output; ``vjp(params, inputs, output, g)`` -> one gradient
+    per input; ``jvp(params, inputs, output, tangents)`` -> the output's tangent (a tangent None: zero;
+    ``jvp`` None: no rule); ``shape(*input_shapes)`` -> the output's shape."""
+    inputs: tuple
+    params: tuple
+    forward: Callable
+    vjp: Callable
+    jvp: Optional[Callable]
+    shape: Callable
+
+
+def _rhs_shape(ab, b):
+    return b
+
+
+FUNCTIONS = {
+    "solve_banded": Function(
+        ("ab", "b"), ("l", "u"),
+        lambda p, check, ab, b: linalg.solve_banded(p, ab, b, check_finite=check),
+        lambda p, inputs, x, g: solve_banded_vjp(*p, inputs[0], x, g),
+        lambda p, inputs, x, t: solve_banded_jvp(*p, inputs[0], x, *t), _rhs_shape),
+    "matmul_banded": Function(
+        ("ab", "x"), ("l", "u"),
+        lambda p, check, ab, x: linalg.matmul_banded(p, ab, x, check_finite=check),
+        lambda p, inputs, y, g: matmul_banded_vjp(*p, *inputs, g),
+        lambda p, inputs, y, t: matmul_banded_jvp(*p, *inputs, *t), _rhs_shape),
+    "solveh_banded": Function(
+        ("ab", "b"), ("lower",),
+        lambda p, check, ab, b: linalg.solveh_banded(ab, b, lower=p[0], check_finite=check),
+        lambda p, inputs, x, g: solveh_banded_vjp(inputs[0], *p, x, g),
+        lambda p, inputs, x, t: solveh_banded_jvp(inputs[0], *p, x, *t), _rhs_shape),
+    "cholesky_banded": Function(
+        ("ab",), ("lower",),
+        lambda p, check, ab: linalg.cholesky_banded(ab, lower=p[0], check_finite=check),
+        lambda p, inputs, c, g: (cholesky_banded_vjp(inputs[0], *p, c, g),), None, lambda ab: ab),
+    "cho_solve_banded": Function(
+        ("cb", "b"), ("lower",),
+        lambda p, check, cb, b: linalg.cho_solve_banded((cb, p[0]), b, check_finite=check),
+        lambda p, inputs, x, g: cho_solve_banded_vjp(inputs[0], *p, x, g),
+        lambda p, inputs, x, t: cho_solve_banded_jvp(inputs[0], *p, x, *t), _rhs_shape),
+    "logdeth_banded": Function(
+        ("ab",), ("lower",),
+        lambda p, check, ab: linalg.logdeth_banded(ab, lower=p[0], check_finite=check),
+        lambda p, inputs, out, g: (logdeth_banded_vjp(inputs[0], *p, g),),
+        lambda p, inputs, out, t: logdeth_banded_jvp(inputs[0], *p, *t), lambda ab: ab[:1]),
+}

@@ -565,11 +565,10 @@ def _logdet_grad_jvp(ctx, dL, dg):
 _autograd("band_logdet_grad", _save_logdet_grad, _logdet_grad_backward, _logdet_grad_jvp)
 
 
-def _no_double_backward(name):
+def _no_double_backward(name, why="gvae has no second-order kernel of the selected inversion"):
     def backward(ctx, *grads):
         raise NotImplementedError(
-            f"gvae.torch: double backward through {name} is not offered (gvae has no second-order kernel "
-            "of the selected inversion); use its first derivatives only")
+            f"gvae.torch: double backward through {name} is not offered ({why}); use its first derivatives only")
     return backward
 
 
