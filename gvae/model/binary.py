@@ -152,11 +152,13 @@ def leave_one_out_signals(log_w):
     # others' mean is summed over the others alone (not the total less log w_k, which is NaN where a log-weight
     # is -inf: a sample the likelihood rules out still has a finite baseline).
     xp = array_module(log_w)
-    apart = xp.empty((k, k - 1) + log_w.shape[1:], log_w.dtype)  # row j: every log-weight but the j-th
+    apart = xp.empty((k - 1,) + log_w.shape, log_w.dtype)  # apart[:, j]: every log-weight but the j-th
     for j in range(k):
-        kernels.copy_into(log_w[:j], apart[j, :j])
-        kernels.copy_into(log_w[j + 1:], apart[j, j:])
-    others = kernels.binary("divide", kernels.sum_axes(apart, 1), k - 1)
+        if j:
+            kernels.copy_into(log_w[:j], apart[:j, j])
+        if j < k - 1:
+            kernels.copy_into(log_w[j + 1:], apart[j:, j])
+    others = kernels.binary("divide", kernels.sum_axes(apart, 0), k - 1)
     replaced = kernels.copy_into(log_w, xp.empty((k,) + log_w.shape, log_w.dtype))  # (K, K, B)
     for j in range(k):
         kernels.copy_into(others[j], replaced[j, j])
