@@ -146,15 +146,11 @@ def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_fi
     """x with A x = b for the general band matrix A of ``l_and_u`` = (l, u) in ``ab`` (*batch, l + u + 1, n),
     by LU factorisation with partial pivoting (LAPACK's gbsv: the interchanges widen U's band to l + u).
     O(n l (l + u + k)) per system. Returns x of b's broadcast shape. A matrix with a zero pivot raises
-    :class:`LinAlgError` naming its batch index and the pivot's column. NumPy arrays only."""
+    :class:`LinAlgError` naming its batch index and the pivot's column. NumPy and CuPy arrays."""
     name = "solve_banded"
     lower, upper = band_counts(name, l_and_u)
     ab, b = _common(name, _float(name, "ab", ab), _float(name, "b", b))
     check_bands(name, ab, (lower, upper))
-    if array_module(ab) is not np or array_module(b) is not np:
-        raise TypeError(f"{name}: the general banded solve runs on NumPy arrays; got "
-                        f"{type(ab).__module__} arrays (solveh_banded, cholesky_banded and cho_solve_banded take "
-                        "CuPy arrays)")
     _finite(name, "ab", ab, check_finite)
     _finite(name, "b", b, check_finite)
     rhs, batch, out_shape = _rhs(name, ab, b)

@@ -409,3 +409,24 @@ def test_gamma_and_poisson_kernels_match_numba(cp, dtype):
     rate = rate.astype(dtype)
     want = gamma.poisson_draw(rate, u, 2 ** 40)
     np.testing.assert_array_equal(host(gamma.poisson_draw(cp.asarray(rate), cp.asarray(u), 2 ** 40)), want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_banded_lu_solve_matches_numba(cp, dtype):
+    """banded_lu.cu through gvae.linalg.solve_banded on the emulated device against the Numba kernel: batches
+    with pivoting, a zero leading diagonal, l = 0 or u = 0, n = 1 and k = 3; a singular matrix refused alike."""
+    from gvae import linalg
+    rng = np.random.default_rng(8)
+    for lower, upper, n, k in ((2, 1, 33, 1), (0, 2, 5, 3), (3, 0, 9, 2), (1, 1, 1, 1)):
+        ab = rng.standard_normal((4, lower + upper + 1, n)).astype(dtype)
+        if n > lower > 0 < upper:
+            ab[1, upper] = 0.0  # (every pivot of the second matrix from below)
+        ab[:, upper] += 0.0 if lower else 3.0
+        b = rng.standard_normal((4, n, k)).astype(dtype)
+        want = linalg.solve_banded((lower, upper), ab, b)
+        got = fake_cupy.cupy.asnumpy(linalg.solve_banded((lower, upper), cp.asarray(ab), cp.asarray(b)))
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10 * np.abs(want).max())
+    singular = np.ones((2, 3, 4), dtype)
+    singular[1] = 0.0
+    with pytest.raises(linalg.LinAlgError, match=r"singular matrix at batch index \(1,\): the pivot of column 0"):
+        linalg.solve_banded((1, 1), cp.asarray(singular), cp.asarray(np.ones(4, dtype)))

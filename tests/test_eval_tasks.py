@@ -98,7 +98,8 @@ def test_gvae_eval_estimates_a_darn_runs_log_px(darn_run, capsys):
     capsys.readouterr()
     assert main(["eval", str(run), "--data", str(data), "--iw-samples", "1000", "--batch-size", "20"]) == 0
     captured = capsys.readouterr()
-    assert "log p(x) ~ " in captured.out and "(L_1000) nats per image; 40 images" in captured.out
+    assert "log p(x) ~ " in captured.out and "(L_1000: 1,000 importance samples) nats per image; 40 test images" \
+        in captured.out
     result = json.loads((run / "eval.json").read_text())
     assert result["n_test"] == 40 and result["iw_samples"] == 1000
     assert result["test_iwae_1"] < result["test_iwae_5"] < result["test_iwae_50"] < result["test_log_likelihood"]

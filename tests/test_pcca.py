@@ -209,7 +209,8 @@ def test_maximising_the_expected_bound_from_a_random_start_finds_pccas_solution(
 
 
 def test_the_gaussian_views_and_both_views_refuse_what_they_cannot_do():
-    with pytest.raises(ValueError, match=r"a VCCA view likelihood is one of \['bernoulli', 'gaussian', 'diagonal-gaussian'\], for both views or a pair, got 'poisson'"):
+    with pytest.raises(ValueError, match=r"a VCCA view likelihood is one of \['bernoulli', 'gaussian', 'diagonal-gaussian', "
+                                         r"'pixel-gaussian'\], for both views or a pair, got 'poisson'"):
         VCCA(3, 2, 1, (), likelihood="poisson")
     with pytest.raises(ValueError, match=r"infers the shared code from \['view1', 'both'\], got 'view2'"):
         VCCA(3, 2, 1, (), shared_from="view2")

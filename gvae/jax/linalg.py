@@ -14,7 +14,7 @@ float32 stays float32; any other real dtype is computed in float64 (float32 wher
 a transformation needs x64 enabled process-wide, as in :mod:`gvae.jax.ops`). ``overwrite_*`` are accepted
 for SciPy's signatures; ``check_finite`` refuses NaN and inf, a matrix that is not positive definite is
 :class:`gvae.linalg.LinAlgError` (eagerly; under ``jit`` inside a ``jax.errors.JaxRuntimeError``). Every
-function but :func:`solve_banded` also runs on GPU arrays through CuPy, as gvae.jax.ops's kernels do."""
+function also runs on GPU arrays through CuPy, as gvae.jax.ops's kernels do."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,8 +90,7 @@ def _apply(name, params, check_finite, ab, b=None, l_and_u=None):
 def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
     """x with A x = b, A the general band matrix of ``l_and_u`` = (l, u) in ``ab`` (*batch, l + u + 1, n),
     b (*batch, n) or (*batch, n, k) (:func:`gvae.linalg.solve_banded`: LU with partial pivoting).
-    Gradients: gb = A^-T g, gA = -gb x^T on the band. CPU arrays only: the general banded solve has no
-    CUDA kernel."""
+    Gradients: gb = A^-T g, gA = -gb x^T on the band."""
     l_and_u = linalg.band_counts("solve_banded", l_and_u)
     return _apply("solve_banded", l_and_u, check_finite, ab, b, l_and_u)
 

@@ -156,8 +156,7 @@ def _apply(name, params, check_finite, ab, b=None, l_and_u=None):
 def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
     """x with A x = b, A the general band matrix of ``l_and_u`` = (l, u) in ``ab`` (*batch, l + u + 1, n),
     b (*batch, n) or (*batch, n, k) (:func:`gvae.linalg.solve_banded`: LU with partial pivoting).
-    Derivatives: gb = A^-T g, gA = -gb x^T on the band; dx = A^-1 (db - dA x). CPU tensors only: the
-    general banded solve has no CUDA kernel."""
+    Derivatives: gb = A^-T g, gA = -gb x^T on the band; dx = A^-1 (db - dA x). CPU and CUDA tensors."""
     l_and_u = linalg.band_counts("solve_banded", l_and_u)
     return _apply("solve_banded", l_and_u, check_finite, ab, b, l_and_u)
 
