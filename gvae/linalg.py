@@ -22,7 +22,7 @@ import numpy as np
 
 from .kernels import array_module
 from .kernels.band import band_cholesky, band_logdet, band_solve, band_solve_t, full_band
-from .kernels.banded_lu import banded_lu_solve
+from .kernels.banded_lu import NOT_FINITE_AB, NOT_FINITE_B, banded_lu_solve
 
 __all__ = ["solve_banded", "solveh_banded", "cholesky_banded", "cho_solve_banded", "matmul_banded",
            "logdeth_banded", "LinAlgError"]
@@ -151,10 +151,12 @@ def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_fi
     lower, upper = band_counts(name, l_and_u)
     ab, b = _common(name, _float(name, "ab", ab), _float(name, "b", b))
     check_bands(name, ab, (lower, upper))
-    _finite(name, "ab", ab, check_finite)
-    _finite(name, "b", b, check_finite)
     rhs, batch, out_shape = _rhs(name, ab, b)
-    info = banded_lu_solve(_batched(ab, batch), rhs, lower, upper)
+    # (the kernel checks for NaN and inf as it copies: no pass of its own over the arrays)
+    info = banded_lu_solve(_batched(ab, batch), rhs, lower, upper, check_finite)
+    for code, argname in ((NOT_FINITE_AB, "ab"), (NOT_FINITE_B, "b")):
+        if (info == code).any():
+            raise ValueError(f"{name}: {argname} must not contain infs or NaNs (check_finite=True)")
     failed = np.flatnonzero(info)
     if failed.size:
         f = int(failed[0])

@@ -50,7 +50,7 @@ def row(name, times, reference=None):
     """A table row: the minimum and median of ``times``, and with gvae's ``reference`` times the ratio of
     the medians, gvae's over this row's (below 1: gvae faster)."""
     best, median = min(times), statistics.median(times)
-    ratio = "" if reference is None else f"{statistics.median(reference) / median:8.3f}"
+    ratio = "" if reference is None else f"{statistics.median(reference) / median:8.3g}"
     print(f"| {name:<46} | {best * 1e3:10.3f} | {median * 1e3:10.3f} | {ratio:>8} |")
 
 
@@ -110,7 +110,7 @@ def batch(repeats):
         A, B = jnp.asarray(dense), jnp.asarray(b)
         solve = jax.jit(jnp.linalg.solve)
         _, peer = paired(lambda: linalg.solve_banded((lower, upper), ab, b),
-                         lambda: solve(A, B).block_until_ready(), max(1, repeats // 3))
+                         lambda: solve(A, B[..., None]).block_until_ready(), max(1, repeats // 3))
         row("jax.numpy.linalg.solve (jit) on the dense matrices", peer, ours)
     except ImportError:
         print("| jax.numpy.linalg.solve | (JAX not installed) | | |")

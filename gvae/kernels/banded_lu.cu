@@ -4,10 +4,13 @@
 // with its pivot rows in piv, b (F, n, k) overwritten by the solution.
 #include "cuda_common.cuh"
 
+// info's codes, with check, for NaN or inf in a system's ab or b (banded_lu_cpu.NOT_FINITE_AB, NOT_FINITE_B)
+constexpr long long NOT_FINITE_AB = -1, NOT_FINITE_B = -2;
+
 template <typename T>
 __global__ void banded_lu_solve(const T* __restrict__ ab, T* __restrict__ b, T* __restrict__ work,
                                 long long* __restrict__ piv, long long* __restrict__ info, int lower, int upper,
-                                int n, int k, long long count) {
+                                int check, int n, int k, long long count) {
     const int kv = lower + upper, rows = 2 * lower + upper + 1;
     for (long long f = blockIdx.x * (long long)blockDim.x + threadIdx.x; f < count;
          f += (long long)gridDim.x * blockDim.x) {
@@ -17,8 +20,25 @@ __global__ void banded_lu_solve(const T* __restrict__ ab, T* __restrict__ b, T* 
         long long* p = piv + f * (long long)n;
         for (int r = 0; r < lower; ++r)
             for (int j = 0; j < n; ++j) w[r * n + j] = T(0);
-        for (int r = 0; r <= kv; ++r)
-            for (int j = 0; j < n; ++j) w[(lower + r) * n + j] = a[r * n + j];
+        T scan = T(0);  // a sum of v * 0: NaN exactly where some v is NaN or inf, and it cannot overflow
+        for (int r = 0; r <= kv; ++r) {
+            for (int j = 0; j < n; ++j) {
+                const T v = a[r * n + j];
+                w[(lower + r) * n + j] = v;
+                scan += v * T(0);
+            }
+        }
+        if (check) {
+            if (scan != scan) {
+                info[f] = NOT_FINITE_AB;
+                continue;
+            }
+            for (int i = 0; i < n * k; ++i) scan += x[i] * T(0);
+            if (scan != scan) {
+                info[f] = NOT_FINITE_B;
+                continue;
+            }
+        }
         long long failed = 0;
         int last = 0;  // the last column that an interchange so far has reached
         for (int j = 0; j < n; ++j) {

@@ -4,32 +4,52 @@ l + u, so the factor needs l more rows than the matrix).
 
 A matrix of n rows with l sub- and u super-diagonals is in SciPy's banded storage, ``ab[u + i - j, j] =
 a[i, j]`` (l + u + 1 rows). The factor is written into ``work`` (2 l + u + 1, n), ``work[l + u + i - j, j]``
-holding U's entry (i <= j) or L's multiplier (i > j), with the pivot rows in ``piv``. The arithmetic is in
-the arrays' dtype, as LAPACK's sgbsv and dgbsv."""
+holding U's entry (i <= j) or L's multiplier (i > j), with the pivot rows in ``piv``: one scratch of each for
+a block of systems, reused system after system, so that it stays in the cache. The arithmetic is in the
+arrays' dtype, as LAPACK's sgbsv and dgbsv."""
 import numpy as np
 
 from .backend import register
 from .cpu import threads
-from .cpu.entries import INT, Entry, array, run_blocks
+from .cpu.entries import FLAG, INT, Entry, array, run_blocks
 from .cpu.jit import jit
 
 
+NOT_FINITE_AB, NOT_FINITE_B = -1, -2  # info's codes, with ``check``, for NaN or inf in a system's ab or b
+
+
 @jit(error_model="numpy")
-def _gbsv(ab, b, work, piv, info, lower, upper, lo, hi):
-    """For each system f in [lo, hi): factor A_f (``ab[f]``, (l + u + 1, n)) into ``work[f]`` and ``piv[f]``,
-    then overwrite ``b[f]`` (n, k) with A_f^-1 b_f. ``info[f]`` is 0, or j + 1 for the first column j whose
-    pivot is exactly zero (a singular matrix: ``b[f]`` is then left as it is)."""
+def _gbsv(ab, b, work, piv, info, lower, upper, check, lo, hi):
+    """For each system f in [lo, hi): factor A_f (``ab[f]``, (l + u + 1, n)) into the scratch ``work``
+    (2 l + u + 1, n) and ``piv`` (n,), then overwrite ``b[f]`` (n, k) with A_f^-1 b_f. ``info[f]`` is 0, or
+    j + 1 for the first column j whose pivot is exactly zero (a singular matrix: ``b[f]`` is then left as it
+    is); with ``check``, NOT_FINITE_AB or NOT_FINITE_B where ab[f] or b[f] holds NaN or inf (found as the
+    copies go: a sum of v * 0 is NaN exactly then, and cannot overflow), the system left unsolved."""
     n, k = b.shape[1], b.shape[2]
     kv = lower + upper
+    w, p = work, piv
     for f in range(lo, hi):
-        w, p, x = work[f], piv[f], b[f]
+        x = b[f]
         for r in range(lower):
             for j in range(n):
                 w[r, j] = 0.0
+        scan = 0.0
         for r in range(kv + 1):
             for j in range(n):
-                w[lower + r, j] = ab[f, r, j]
+                v = ab[f, r, j]
+                w[lower + r, j] = v
+                scan += v * 0.0
         info[f] = 0
+        if check:
+            if scan != scan:
+                info[f] = NOT_FINITE_AB
+                continue
+            for j in range(n):
+                for c in range(k):
+                    scan += x[j, c] * 0.0
+            if scan != scan:
+                info[f] = NOT_FINITE_B
+                continue
         last = 0  # the last column that an interchange so far has reached
         for j in range(n):
             below = min(lower, n - 1 - j)
@@ -80,21 +100,22 @@ def _gbsv(ab, b, work, piv, info, lower, upper, lo, hi):
                     x[i, c] -= m * x[j, c]
 
 
-_GBSV = Entry(_gbsv, ab=array("f", "r", "n"), b=array("f", "n", "k"), work=array("f", "w", "n"),
-              piv=array("f", "n", dtype=np.int64), info=array("f", dtype=np.int64), lower=INT, upper=INT,
+_GBSV = Entry(_gbsv, ab=array("f", "r", "n"), b=array("f", "n", "k"), work=array("w", "n"),
+              piv=array("n", dtype=np.int64), info=array("f", dtype=np.int64), lower=INT, upper=INT, check=FLAG,
               lo=INT, hi=INT)
 _GBSV_SECONDS = 3e-9  # a column's elimination and solve per band entry, on one thread (measured order)
 
 
 @register("banded_lu_solve")
-def banded_lu_solve(ab, b, lower, upper):
+def banded_lu_solve(ab, b, lower, upper, check):
     """Overwrites ``b`` (F, n, k) with A_f^-1 b_f for the F band matrices ``ab`` (F, l + u + 1, n), all
-    C-contiguous of one float dtype; returns ``info`` (F,) int64 (0, or the 1-based first zero pivot)."""
+    C-contiguous of one float dtype; returns ``info`` (F,) int64 (:func:`_gbsv`'s)."""
     count, n = b.shape[0], b.shape[1]
-    work = np.empty((count, 2 * lower + upper + 1, n), ab.dtype)
-    piv = np.empty((count, n), np.int64)
-    info = np.empty(count, np.int64)
     per_system = (lower + 1) * (lower + upper + 1 + b.shape[2]) * n
-    run_blocks(_GBSV, lambda part, lo, hi: (ab, b, work, piv, info, lower, upper, lo, hi),
-               threads.row_blocks(count, per_system, _GBSV_SECONDS))
+    parts = threads.row_blocks(count, per_system, _GBSV_SECONDS)
+    work = np.empty((len(parts), 2 * lower + upper + 1, n), ab.dtype)  # a scratch per block
+    piv = np.empty((len(parts), n), np.int64)
+    info = np.empty(count, np.int64)
+    run_blocks(_GBSV, lambda part, lo, hi: (ab, b, work[part], piv[part], info, lower, upper, bool(check), lo, hi),
+               parts)
     return info

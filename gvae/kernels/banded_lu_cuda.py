@@ -8,7 +8,7 @@ SOURCE = CudaSource("banded_lu.cu", ["banded_lu_solve<{T}>"])
 
 
 @register("banded_lu_solve", "cuda")
-def banded_lu_solve(ab, b, lower, upper):
+def banded_lu_solve(ab, b, lower, upper, check):
     """As :func:`banded_lu_cpu.banded_lu_solve`: ``b`` (F, n, k) overwritten with A_f^-1 b_f; ``info`` (F,)
     int64 on the host."""
     import cupy
@@ -21,5 +21,6 @@ def banded_lu_solve(ab, b, lower, upper):
         if count:
             SOURCE.function("banded_lu_solve<{T}>", ab.dtype)(
                 (grid_for(count, 64, b),), (64,),
-                (ab, b, work, piv, info, *int32("banded_lu_solve", lower, upper, n, k), np.int64(count)))
+                (ab, b, work, piv, info, *int32("banded_lu_solve", lower, upper, int(bool(check)), n, k),
+                 np.int64(count)))
         return cupy.asnumpy(info)
