@@ -43,6 +43,12 @@ def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=200, help="timed steps per implementation")
     p.add_argument("--block", type=int, default=10, help="steps per interleaved block")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="seconds of sleep before each block (an independent harness's 0.2: each implementation "
+                        "starts its round from idle threads and caches)")
+    p.add_argument("--blas-threads", type=int, default=1,
+                   help="OPENBLAS_NUM_THREADS for this process (1: as gvae holds it; a user's process leaves it at "
+                        "the core count)")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per implementation first")
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--hidden", type=int, default=500, help="width of both hidden layers")
@@ -66,8 +72,10 @@ def parse_args(argv=None):
                         "rules, against this machine's tuned plans (gvae.kernels.cpu.tuning)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.repeats < 1 or args.block < 1 or args.threads < 1 or args.iw < 1:
-        p.error("--repeats, --block, --threads and --iw must be >= 1")
+    if args.repeats < 1 or args.block < 1 or args.threads < 1 or args.iw < 1 or args.blas_threads < 1:
+        p.error("--repeats, --block, --threads, --iw and --blas-threads must be >= 1")
+    if not (args.pause >= 0):
+        p.error("--pause must be >= 0 seconds")
     return args
 
 
@@ -75,7 +83,7 @@ ARGS = parse_args()
 # Thread counts must be fixed before NumPy (OpenBLAS), Numba, torch or XLA load their thread pools.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
-os.environ["OPENBLAS_NUM_THREADS"] = "1"  # gvae splits its GEMMs over its own threads
+os.environ["OPENBLAS_NUM_THREADS"] = str(ARGS.blas_threads)  # 1 by default: gvae splits its GEMMs itself
 if ARGS.threads == 1 and hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
@@ -336,8 +344,9 @@ def jax_step(args, batches, weights):
 # Timing
 # --------------------------------------------------------------------------------------------------
 
-def run_interleaved(impls, phased, repeats, block, warmup):
-    """Alternate blocks of ``block`` steps between implementations, rotating their order every round.
+def run_interleaved(impls, phased, repeats, block, warmup, pause=0.0):
+    """Alternate blocks of ``block`` steps between implementations, rotating their order every round, with
+    ``pause`` seconds of sleep before each block.
 
     Returns ({name: per-step seconds}, {name: per-round block medians}, per-step phase times)."""
     for step in [*impls.values(), phased]:
@@ -354,6 +363,8 @@ def run_interleaved(impls, phased, repeats, block, warmup):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             block_times = []
+            if pause:
+                time.sleep(pause)
             for j in range(block):
                 i = r * block + j
                 if name == "__phased__":
@@ -452,7 +463,7 @@ def main(args):
 
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
-        times, rounds, phases = run_interleaved(impls, phased, args.repeats, args.block, args.warmup)
+        times, rounds, phases = run_interleaved(impls, phased, args.repeats, args.block, args.warmup, args.pause)
         wall = time.perf_counter() - t0
         load_after = os.getloadavg()[0]
 
@@ -469,7 +480,8 @@ def main(args):
     print(f"CPU: {cpu_model()}")
     blas += f" ({blas_kernels()})"
     print(f"threads {args.threads} on {cores} core(s) (gvae {kernels.get_threads()}t, NumPy BLAS: {blas} 1t{tinfo}); "
-          f"{args.repeats} steps each in blocks of {args.block}, interleaved; {wall:.1f} s")
+          f"{args.repeats} steps each in blocks of {args.block}, interleaved, {args.pause:g} s of sleep before each "
+          f"block, OpenBLAS at {args.blas_threads} thread(s); {wall:.1f} s")
     print(f"1-minute load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores")
     if max(load_before, load_after) > (os.cpu_count() or 1) - 0.5:
         print("warning: the machine is busy; absolute times mean little")
