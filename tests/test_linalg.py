@@ -246,6 +246,35 @@ def test_a_singular_matrix_names_its_batch_index_and_pivot():
         sl.solve_banded((1, 1), ab[1, 0], np.ones(4))
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lower, upper", [(0, 0), (1, 0), (0, 2), (3, 3), (4, 1)])
+def test_the_lockstep_kernel_is_the_scalar_one(dtype, lower, upper):
+    """Groups of S systems side by side (gvae.kernels.banded_lu_cpu) against the scalar kernel on each:
+    batches about S, n from 1 to 40 (below l + u too), a singular system, a NaN in ab and an inf in b
+    within a group: the same values (to rounding) and info codes."""
+    from gvae.kernels import banded_lu_cpu as lu
+    S = lu._BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(lower * 10 + upper)
+    rows = 2 * lower + upper + 1
+    for count in (1, S - 1, S, S + 1, 3 * S + 5):
+        for n, k in ((1, 1), (2, 2), (lower + upper, 1), (S + 3, 1), (40, 3)):
+            if n < 1:
+                continue
+            ab = _general(rng, (count,), n, lower, upper, "random").astype(dtype)
+            b = rng.standard_normal((count, n, k)).astype(dtype)
+            if count > 3:
+                ab[1, :, n // 2] = 0.0  # a zero column: the pivot of column n // 2 is exactly zero
+                ab[2, 0, n - 1] = np.nan
+                b[3, 0, k - 1] = np.inf
+            want, info = b.copy(), np.empty(count, np.int64)
+            lu._gbsv(ab, want, np.empty((rows, n), dtype), np.empty(n, np.int64), info, lower, upper, True, 0, count)
+            got = b.copy()
+            np.testing.assert_array_equal(lu.banded_lu_solve(ab, got, lower, upper, True), info)
+            if count > 3:
+                assert info[1] == n // 2 + 1 and info[2] == lu.NOT_FINITE_AB and info[3] == lu.NOT_FINITE_B
+            np.testing.assert_allclose(got, want, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=0)
+
 def _check_rule(f, vjp, jvp, args, rng, rtol=1e-6):
     """<g, f'(args) d> three ways: by the VJP's gradients, by the JVP and by a central difference."""
     out = f(*args)
