@@ -690,3 +690,23 @@ def test_mmd(dtype, kernel, B, M, d):
     close(dvalue, value, dtype, scale=1.0)
     close(dgrad, grad, dtype)
     close(kernels.mmd(dev(z), dev(y), kernel)[0], value, dtype, scale=1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_banded_linalg(dtype):
+    """gvae.linalg's six functions on device arrays against the host's, batched: the general solve (its own
+    kernel, banded_lu.cu: a batch of 3 with pivoting), and the symmetric ones on the band kernels."""
+    from gvae import linalg
+    rng = np.random.default_rng(2)
+    ab = rng.standard_normal((3, 6, 40)).astype(dtype)  # l = 3, u = 2
+    ab[:, 2] += 1.0
+    b = rng.standard_normal((3, 40, 2)).astype(dtype)
+    spd = (rng.standard_normal((3, 3, 40)) * 0.3).astype(dtype)
+    spd[:, 2] = 3.0
+    c = linalg.cholesky_banded(spd)
+    close(linalg.solve_banded((3, 2), dev(ab), dev(b)), linalg.solve_banded((3, 2), ab, b), dtype, rtol=1e-4)
+    close(linalg.matmul_banded((3, 2), dev(ab), dev(b)), linalg.matmul_banded((3, 2), ab, b), dtype)
+    close(linalg.solveh_banded(dev(spd), dev(b)), linalg.solveh_banded(spd, b), dtype)
+    close(linalg.cholesky_banded(dev(spd)), c, dtype)
+    close(linalg.cho_solve_banded((dev(c), False), dev(b)), linalg.cho_solve_banded((c, False), b), dtype)
+    close(linalg.logdeth_banded(dev(spd)), linalg.logdeth_banded(spd), dtype)

@@ -123,7 +123,7 @@ if want tests || want train || want tasks; then
     fi
     if want tests; then
         ( stage tests-frontends 150 "$OUT/frontends.log" $(pinned 2-3) $PY -m pytest -q -p no:cacheprovider -n 0 \
-              ${FRONTEND_TESTS:-tests/test_jax_cuda.py tests/test_torch_cuda.py} ) &
+              ${FRONTEND_TESTS:-tests/test_jax_cuda.py tests/test_torch_cuda.py tests/test_torch_linalg.py} ) &
         if [ "${KERNEL_TESTS:-1}" = 1 ]; then
             stage tests-cuda 150 "$OUT/tests.log" $(pinned 10-15) $PY -m pytest -q -p no:cacheprovider -n 6 \
                 -k "not emulated" tests/test_cuda.py tests/test_graph_step.py
