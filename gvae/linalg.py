@@ -261,8 +261,7 @@ def cho_solve_banded(cb_and_lower, b, overwrite_b=False, check_finite=True):
     cb, b = _common(name, _float(name, "cb", cb), _float(name, "b", b))
     _finite(name, "cb", cb, check_finite)
     _finite(name, "b", b, check_finite)
-    if cb.ndim < 2:
-        raise ValueError(f"{name}: cb must have shape (*batch, u + 1, n), got {cb.shape}")
+    check_bands(name, cb)
     L = gvae_band(cb, bool(lower))
     if not bool((L[..., 0, :] > 0).all()):
         raise LinAlgError(f"{name}: the factor's diagonal must be > 0 (a Cholesky factor of a positive definite "
@@ -289,8 +288,11 @@ def matmul_banded(l_and_u, ab, x, check_finite=True):
     check_bands(name, ab, (lower, upper))
     _finite(name, "ab", ab, check_finite)
     _finite(name, "x", x, check_finite)
-    rhs, batch, out_shape = _rhs(name, ab, x)
-    return band_product(_batched(ab, batch), rhs, lower, upper).reshape(out_shape)
+    lay = layout(name, ab.shape, x.shape)
+    broadcast_to = array_module(ab).broadcast_to  # (views: the product only reads them)
+    y = band_product(flat(ab, lay.batch, broadcast_to), flat(x[..., None] if lay.vector else x, lay.batch,
+                                                             broadcast_to), lower, upper)
+    return y.reshape(lay.out)
 
 
 def band_product(ab, x, lower, upper):
@@ -298,7 +300,7 @@ def band_product(ab, x, lower, upper):
     j - i = u - r, so y[i] += ab[r, i + u - r] x[i + u - r] over the rows i where that column exists."""
     xp = array_module(ab)
     n = ab.shape[-1]
-    y = xp.zeros_like(x)
+    y = xp.zeros(x.shape, x.dtype)
     for r in range(lower + upper + 1):
         d = upper - r  # column j = i + d
         lo, hi = max(0, -d), min(n, n - d)

@@ -61,20 +61,20 @@ def _symmetric_outer(a, c, w, lower, scale):
     once: scale * a_i c_i... summed over the right-hand sides), in SciPy's upper or ``lower`` form."""
     up = band_outer(a, c, 0, w, scale) + band_outer(c, a, 0, w, scale)  # upper form: rows w - d, d = j - i
     up[:, w] *= 0.5
-    return _upper_to(up, lower)
+    return _other_form(up, False) if lower else up
 
 
-def _upper_to(up, lower):
-    """A symmetric band given in upper form, in upper or ``lower`` form."""
-    return up if not lower else transpose_banded(up, 0, up.shape[-2] - 1)
+def _other_form(band, lower):
+    """A triangular band of w off-diagonals in SciPy's other form: given in ``lower`` form (w, 0), its
+    transpose in upper form (0, w), and the other way round."""
+    w = band.shape[-2] - 1
+    return transpose_banded(band, w, 0) if lower else transpose_banded(band, 0, w)
 
 
 def _symmetric_general(ab, lower):
     """The symmetric band in ``ab`` (upper or lower form, w off-diagonals) as a general band (w, w)."""
-    w = ab.shape[-2] - 1
-    up = ab if not lower else transpose_banded(ab, w, 0)
-    xp = array_module(ab)
-    return xp.concatenate([up, transpose_banded(up, 0, w)[..., 1:, :]], axis=-2)
+    up = _other_form(ab, True) if lower else ab
+    return array_module(ab).concatenate([up, _other_form(up, False)[..., 1:, :]], axis=-2)
 
 
 def solve_banded_vjp(lower, upper, ab, x, g):
@@ -124,32 +124,21 @@ def solveh_banded_jvp(ab, lower, x, dab, db):
 
 def _factor(ab, lower):
     """The lower Cholesky factor of ab in gvae's storage (L[k, i] = L_{i, i-k})."""
-    band = _lower_band(ab, lower)
+    band = linalg.gvae_band(ab, lower)
     return band_cholesky(band, full_band(band.shape[-2] - 1))
 
 
 def cholesky_banded_vjp(ab, lower, c, g):
     """gab of c = cholesky_banded(ab, lower=lower) from the factor c and its gradient g, in ab's form."""
-    L, gL = (_lower_band(v, lower) for v in (c, g))
-    return _stored(band_cholesky_grad(L, full_band(L.shape[-2] - 1), gL), lower, c.shape[-2])
-
-
-def _lower_band(ab, lower):
-    """``ab`` (SciPy's upper or lower form) in gvae's lower storage, C-contiguous."""
-    return linalg.gvae_band(ab, lower)
-
-
-def _stored(band, lower, rows):
-    """A band in gvae's lower storage in SciPy's upper or ``lower`` form of ``rows`` rows (the storage of a
-    symmetric matrix's triangle, or of the factor L, U = L^T in upper form)."""
-    return linalg.scipy_band(band, lower, rows)
+    L, gL = (linalg.gvae_band(v, lower) for v in (c, g))
+    return linalg.scipy_band(band_cholesky_grad(L, full_band(L.shape[-2] - 1), gL), lower, c.shape[-2])
 
 
 def cho_solve_banded_vjp(cb, lower, x, g):
     """(gcb, gb) of x = cho_solve_banded((cb, lower), b): gL[k, i] = -(gb_i (L^T x)_{i-k} + x_i (L^T
     gb)_{i-k}) in gvae's storage, then in cb's form (upper: U = L^T, whose gradient is gL^T)."""
     xp = array_module(cb)
-    L = _lower_band(cb, lower)
+    L = linalg.gvae_band(cb, lower)
     w = cb.shape[-2] - 1
     gb = linalg.cho_solve_banded((cb, lower), g, check_finite=False)
     offsets = full_band(L.shape[-2] - 1)
@@ -158,7 +147,7 @@ def cho_solve_banded_vjp(cb, lower, x, g):
                                      .transpose(1, 2, 0)) for v in (x, gb))
     # gL[i, j] = -(gb_i Ltx_j + x_i Ltg_j): in SciPy's lower form, band_outer of (l = w, u = 0)
     lower_form = band_outer(gb, Ltx, w, 0, -1.0) + band_outer(x, Ltg, w, 0, -1.0)
-    return (lower_form if lower else transpose_banded(lower_form, w, 0)), gb
+    return (lower_form if lower else _other_form(lower_form, True)), gb
 
 
 def cho_solve_banded_jvp(cb, lower, x, dcb, db):
@@ -167,18 +156,11 @@ def cho_solve_banded_jvp(cb, lower, x, dcb, db):
     rhs = xp.zeros_like(x) if db is None else db
     if dcb is not None:
         w = cb.shape[-2] - 1
-        Lg = _lower_general(cb, lower)   # L as a general band (w, 0)
-        dLg = _lower_general(dcb, lower)
-        Ltx = linalg.band_product(transpose_banded(Lg, w, 0), x, 0, w)
-        dLtx = linalg.band_product(transpose_banded(dLg, w, 0), x, 0, w)
+        # L and dL as general bands (w, 0), SciPy's lower form (the upper form holds U = L^T)
+        Lg, dLg = (v if lower else _other_form(v, False) for v in (cb, dcb))
+        Ltx, dLtx = (linalg.band_product(_other_form(v, True), x, 0, w) for v in (Lg, dLg))
         rhs = rhs - linalg.band_product(dLg, Ltx, w, 0) - linalg.band_product(Lg, dLtx, w, 0)
     return linalg.cho_solve_banded((cb, lower), rhs, check_finite=False)
-
-
-def _lower_general(cb, lower):
-    """The lower triangular factor of ``(cb, lower)`` as a general band (l = w, u = 0): SciPy's lower form
-    (the upper form holds U = L^T, transposed)."""
-    return cb if lower else transpose_banded(cb, 0, cb.shape[-2] - 1)
 
 
 def _logdet_unit_gradient(ab, lower):
@@ -187,7 +169,7 @@ def _logdet_unit_gradient(ab, lower):
     offsets = full_band(L.shape[-2] - 1)
     xp = array_module(ab)
     gL = band_logdet_grad(L, xp.full(L.shape[:-2], 2.0, L.dtype))
-    return _stored(band_cholesky_grad(L, offsets, xp.ascontiguousarray(gL)), lower, ab.shape[-2])
+    return linalg.scipy_band(band_cholesky_grad(L, offsets, xp.ascontiguousarray(gL)), lower, ab.shape[-2])
 
 
 def logdeth_banded_vjp(ab, lower, g):
