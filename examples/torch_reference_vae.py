@@ -126,7 +126,7 @@ def main(args):
     rng_eval = np.random.default_rng(EVAL_SEED)  # as gvae.training.batching.fixed_eval_sets: valid, then test
     valid, test = (torch.from_numpy(binarize(data[s][0], rng_eval)) for s in ("valid", "test"))
     model = VAE(args, train_raw.mean(axis=0))
-    # fused=True: the same update in one kernel, PyTorch's fastest Adam on CPU (examples/bench_step.py:
+    # fused=True: the same update in one kernel, PyTorch's fastest Adam on CPU (benchmarks/bench_step.py:
     # 31.2 ms a step against 37.3 for the default on one Zen 1 core), so the epoch times compare gvae with
     # PyTorch at its best.
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=True)

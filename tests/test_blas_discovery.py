@@ -129,12 +129,12 @@ def test_a_library_without_the_functions_is_passed_over(tmp_path):
 
 @pytest.mark.slow
 def test_the_benchmark_of_the_hold_runs():
-    """examples/bench_blas_hold.py (docs/performance.md's table) runs and prints its rows."""
+    """benchmarks/bench_blas_hold.py (docs/performance.md's table) runs and prints its rows."""
     pytest.importorskip("threadpoolctl")
     if blas.library() is None:
         pytest.skip("no BLAS whose thread count can be held")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, os.path.join(root, "examples", "bench_blas_hold.py"), "--calls", "200"],
+    out = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "bench_blas_hold.py"), "--calls", "200"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "| gvae's hold (enter + exit) |" in out.stdout and "finding the library once" in out.stdout

@@ -85,10 +85,11 @@ def example(name):
     return module
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*EXAMPLES.glob("*.py"), *(EXAMPLES.parent / "benchmarks").glob("*.py")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_example_parses_its_flags_with_gvaes_parser(path):
-    """gvae.io.arguments.ArgumentParser: every default in --help (flags without help text showed none) and one-line
-    errors, as gvae's own commands."""
+    """gvae.io.arguments.ArgumentParser, in the examples and the benchmarks: every default in --help (flags without
+    help text showed none) and one-line errors, as gvae's own commands."""
     text = path.read_text()
     assert "argparse.ArgumentParser(" not in text
     if "ArgumentParser(" in text:

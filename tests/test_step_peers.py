@@ -1,4 +1,4 @@
-"""examples/step_peers.py: the PyTorch peer of gvae's full family (a dense MultivariateNormal with the
+"""benchmarks/step_peers.py: the PyTorch peer of gvae's full family (a dense MultivariateNormal with the
 precision L L^T) computes the ELBO and the IWAE bound of a dense NumPy/SciPy reference."""
 import importlib.util
 from pathlib import Path
@@ -9,7 +9,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 torch = pytest.importorskip("torch")
-spec = importlib.util.spec_from_file_location("step_peers", Path(__file__).resolve().parents[1] / "examples" /
+spec = importlib.util.spec_from_file_location("step_peers", Path(__file__).resolve().parents[1] / "benchmarks" /
                                               "step_peers.py")
 peers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(peers)

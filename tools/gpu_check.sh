@@ -162,11 +162,11 @@ if want torchhead; then
 fi
 
 if want step; then
-    stage step 90 "$OUT/step.log" $PY examples/bench_cuda_step.py --window ${STEP_WINDOW:-0.3} --json "$OUT/step.json"
+    stage step 90 "$OUT/step.log" $PY benchmarks/bench_cuda_step.py --window ${STEP_WINDOW:-0.3} --json "$OUT/step.json"
 fi
 
 if want band; then
-    stage band 75 "$OUT/band.log" $PY examples/bench_cuda.py --quick --stencils chain extgrid --json "$OUT/band.json"
+    stage band 75 "$OUT/band.log" $PY benchmarks/bench_cuda.py --quick --stencils chain extgrid --json "$OUT/band.json"
 fi
 
 if want solves; then
@@ -176,7 +176,7 @@ if want solves; then
     for tree in head .gpu/trees/*/ head; do
         path=.; [ "$tree" = head ] || path=${tree%/}
         stage "solves-$(basename "$path" | sed 's/^\.$/head/')" 60 "$OUT/band.log" env PYTHONPATH=$path \
-            $PY examples/bench_cuda.py --quick --stencils ${SOLVES_STENCILS:-chain extgrid} --no-torch \
+            $PY benchmarks/bench_cuda.py --quick --stencils ${SOLVES_STENCILS:-chain extgrid} --no-torch \
             --kernels ${SOLVES_KERNELS:-band_solve band_solve_t band_matvec}
     done
 fi
@@ -193,7 +193,7 @@ if want profile; then
     stage profile 60 "$OUT/step.log" $PY tools/gpu_probe.py profile --posterior diagonal
 fi
 if want compile; then
-    stage step-compile 60 "$OUT/step.log" $PY examples/bench_cuda_step.py --window 0.3 --batches 100 --iw 1 \
+    stage step-compile 60 "$OUT/step.log" $PY benchmarks/bench_cuda_step.py --window 0.3 --batches 100 --iw 1 \
         --compile --posterior diagonal --no-torch-banded
 fi
 note "== done in $(( $(date +%s) - BEGIN )) s"

@@ -222,14 +222,14 @@ def graph(args):
 
 
 def _torch_step(args, xs, sync):
-    """{"torch eager": seconds a step} of examples/step_peers.py's model on the same batches (PyTorch CUDA
+    """{"torch eager": seconds a step} of benchmarks/step_peers.py's model on the same batches (PyTorch CUDA
     eager, fused Adam, the loss read each step), or {} without PyTorch."""
     try:
         import torch
     except ImportError:
         return {}
     import os
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
     from step_peers import init_weights, torch_vae
     from gvae.kernels import to_host
     model = torch_vae(16, args.iw, init_weights(500, 16, np.random.default_rng(0)), "cuda")

@@ -4,7 +4,7 @@ block of it, built and multiplied with a dense matrix by the thread that compute
 A binarised MNIST batch is 13% ones, so the encoder's first layer, x (100, 784) @ W (784, 500), and its
 weight gradient x^T (784, 100) @ g (100, 500) need 13% of a dense product's multiply-adds. Adding up the
 rows of W (of g) that the nonzeros pick is then faster than the BLAS (``python
-examples/bench_sparse_rows.py`` measures both through kernels.matmul). The sparse product's time grows
+benchmarks/bench_sparse_rows.py`` measures both through kernels.matmul). The sparse product's time grows
 with the nonzeros, the BLAS's does not: on one thread they break even near 35% nonzeros; MAX_DENSITY
 stays well below that.
 

@@ -15,7 +15,7 @@
 // (|i - m| = o_k >= 2, from its own output row) up front too. The offset-1 neighbour, present in the
 // chain, grid and extended grid, stays in a register, so the serial dependency per element is one fused
 // multiply-add. Segments of steps with a fixed number of active diagonals (as in substitution_cpu's
-// _solve_seg) keep the inner loops free of edge tests. examples/bench_cuda.py measures the resulting
+// _solve_seg) keep the inner loops free of edge tests. benchmarks/bench_cuda.py measures the resulting
 // GB/s against the device's copy bandwidth.
 #include "band_common.cuh"
 

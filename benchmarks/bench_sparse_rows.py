@@ -2,7 +2,7 @@
 sparse rows (gvae/kernels/sparse_rows_cpu.py) and without them (the BLAS), and the whole training step
 (784-500-500-16 ELU, Bernoulli, Adam) both ways, interleaved in one process.
 
-Usage: ``python examples/bench_sparse_rows.py [--threads 2] [--iw 5]``. "dense" is gvae with the
+Usage: ``python benchmarks/bench_sparse_rows.py [--threads 2] [--iw 5]``. "dense" is gvae with the
 sparse form switched off (``matmul_cpu.sparse_factor`` replaced by one that declines), nothing else changed.
 """
 import os

@@ -4,7 +4,7 @@ The real step (:meth:`gvae.training.Trainer.step`) of a 784-H-H-d ELU VAE with a
 batch 100, for each family, interleaved block by block in one process so that machine noise hits every
 family alike; medians over ``--repeats`` steps:
 
-    python examples/bench_families.py --latent 16 --hidden 500 --threads 1
+    python benchmarks/bench_families.py --latent 16 --hidden 500 --threads 1
 """
 import os
 

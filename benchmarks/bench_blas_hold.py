@@ -1,7 +1,7 @@
 """What holding the BLAS to one thread costs per call, gvae's way against threadpoolctl's, and what finding
 the library costs once (docs/performance.md, "The BLAS's thread count").
 
-    python examples/bench_blas_hold.py [--calls 200000]
+    python benchmarks/bench_blas_hold.py [--calls 200000]
 
 Rows, with the BLAS's count set to 2 first: gvae's hold (``gvae.kernels.cpu.blas.one_thread``, entered and
 left: the library's own get and set, through ctypes), threadpoolctl's controller setting the count twice (the same functions behind a method),
@@ -22,7 +22,7 @@ from gvae.io.arguments import ArgumentParser
 from gvae.kernels.cpu import blas
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
 
 
 def per_call(fn, calls):

@@ -10,7 +10,7 @@ the usual step around it): below 1, that alternative would be faster here. Produ
 them where they run. The sparse first-layer products are left as they are (another cut of them is a
 different sum, not the same product cut otherwise).
 
-Usage: ``python examples/bench_forms.py [--threads 2] [--iw 5] [--posterior extgrid] [--rounds 16]``.
+Usage: ``python benchmarks/bench_forms.py [--threads 2] [--iw 5] [--posterior extgrid] [--rounds 16]``.
 """
 import os
 
@@ -40,7 +40,7 @@ from gvae.kernels import matmul_cpu  # noqa: E402
 from gvae.kernels.cpu import threads  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
-from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
 
 kernels.set_threads(ARGS.threads)
 RULE = matmul_cpu.plan

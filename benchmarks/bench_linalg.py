@@ -1,7 +1,7 @@
 """gvae.linalg against its peers at the sizes of the banded linear algebra's targets, each pair interleaved
 (gvae, peer, gvae, peer, ...) so that the machine's drift hits both alike; the minimum and median of each.
 
-    python tools/bench_linalg.py [--repeats 7] [--only single|batch|torch]
+    python benchmarks/bench_linalg.py [--repeats 7] [--only single|batch|torch]
 
 - ``single``: one system, n = 100,000, l = u = 2, against ``scipy.linalg.solve_banded`` (LAPACK's gbsv),
   and the symmetric positive definite one of two off-diagonals against ``solveh_banded`` (pbsv): run it
@@ -12,9 +12,7 @@
   off-diagonals (four bands), against ``torch.linalg.cholesky`` and ``cholesky_solve`` on the dense matrix;
   the values and gradients compared in float64.
 """
-import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -23,15 +21,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # (before NumPy loads its BL
 import numpy as np  # noqa: E402
 import scipy.linalg as sl  # noqa: E402
 
+from cpu_model import cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
 from gvae import kernels, linalg  # noqa: E402
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
+from gvae.io.arguments import ArgumentParser  # noqa: E402
 
 
 def paired(first, second, repeats):
@@ -159,13 +151,13 @@ def torch_route(repeats):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=1, help="gvae's threads (and torch's)")
     p.add_argument("--only", choices=["single", "batch", "torch"], action="append")
     args = p.parse_args()
     kernels.set_threads(args.threads)
-    print(f"CPU: {cpu_model()}; cores allowed: {sorted(os.sched_getaffinity(0))}; gvae threads {args.threads}")
+    print(f"CPU: {cpu_model()}; gvae threads {args.threads}")
     for name in args.only or ["single", "batch", "torch"]:
         {"single": single, "batch": batch, "torch": torch_route}[name](args.repeats)
 

@@ -16,7 +16,7 @@ Compares, in one process and interleaved block by block (so machine noise hits e
   the tape), with its ratio to the replayed step in the column "vs <first family>";
 * PyTorch eager with ``torch.optim.Adam`` (default, ``foreach`` and ``fused`` where this build has
   them), same architecture, initialisation and loss (diagonal q, or with ``--peer-posterior full`` the dense
-  MultivariateNormal of examples/step_peers.py), ``torch.set_num_threads(threads)``;
+  MultivariateNormal of benchmarks/step_peers.py), ``torch.set_num_threads(threads)``;
 * JAX ``jit`` of value_and_grad and optax's Adam in one compiled step, parameters and optimiser state
   donated, the noise drawn inside the step;
 * the matrix products alone (forward and backward GEMMs of all six layers through ``gvae.kernels.matmul``
@@ -30,7 +30,7 @@ threads); with ``--threads 1`` the whole process is pinned to one core (``sched_
 only limit that XLA's thread pool obeys; NumPy's OpenBLAS is held to one thread because gvae splits its
 products over its own threads (gvae/kernels/matmul_cpu.py).
 
-Usage: ``python examples/bench_step.py [--threads 2] [--iw 5] [--posterior diagonal chain extgrid]
+Usage: ``python benchmarks/bench_step.py [--threads 2] [--iw 5] [--posterior diagonal chain extgrid]
 [--objective beta=0.5 --objective mmd=1000,alpha=1]``.
 Compare ratios from one run; absolute times on a shared machine drift between runs.
 """
@@ -100,7 +100,7 @@ from gvae.io.mnist import load_mnist  # noqa: E402
 from gvae.sweep.spec import FIELDS, config_value  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
-from cpu_model import blas_kernels, cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import blas_kernels, cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
 from step_peers import N_IN, init_weights, layer_sizes, torch_vae  # noqa: E402  (beside this script too)
 
 kernels.set_threads(ARGS.threads)

@@ -2,7 +2,7 @@
 block (so machine noise hits every row alike): :meth:`gvae.training.Trainer.step` of ``generate`` (the
 VAE) and of each other configuration given, at one width, latent size and batch.
 
-    python examples/bench_tasks.py --threads 1 --hidden 1024 1024 --latent 30 \\
+    python benchmarks/bench_tasks.py --threads 1 --hidden 1024 1024 --latent 30 \\
         --task generate --task vcca --task vcca,private=30
 
 A ``--task`` is a task name with TrainConfig settings after commas (``vcca,private=30``). The data are
@@ -51,7 +51,7 @@ def main(argv=None):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from gvae import kernels
     from gvae.training import TrainConfig, Trainer
-    from cpu_model import cpu_model  # examples/cpu_model.py, beside this script
+    from cpu_model import cpu_model  # benchmarks/cpu_model.py, beside this script
 
     kernels.set_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -1,8 +1,8 @@
 """Banded-factor kernels versus the dense path, float32, on the chain, grid and extended-grid stencils.
 
-    python examples/bench_band.py            # d in {16, 64, 256, 1024}, batch in {100, 10000}
-    python examples/bench_band.py --quick    # shorter timing windows (one to two minutes)
-    python examples/bench_band.py --dims 256 --batches 100   # a subset
+    python benchmarks/bench_band.py            # d in {16, 64, 256, 1024}, batch in {100, 10000}
+    python benchmarks/bench_band.py --quick    # shorter timing windows (one to two minutes)
+    python benchmarks/bench_band.py --dims 256 --batches 100   # a subset
 
 For each stencil, latent size d (an r x r lattice, d = r^2) and batch B (one factor per row, one sample):
   sample   x = L^{-T} eps            band_solve_t        dense: triangular solve with the dense factor

@@ -4,9 +4,9 @@ products of one decoder pass of ``gvae eval`` instead (12,100 rows: 121 samples 
 default 256 MiB bound allows), and the importance samples per second they alone would allow: the ceiling
 of evaluation throughput on this machine.
 
-    python examples/bench_gemm.py                          # gvae and NumPy's OpenBLAS
-    python examples/bench_gemm.py --libs openblas blis mkl torch jax gvae
-    python examples/bench_gemm.py --products eval --threads 2
+    python benchmarks/bench_gemm.py                          # gvae and NumPy's OpenBLAS
+    python benchmarks/bench_gemm.py --libs openblas blis mkl torch jax gvae
+    python benchmarks/bench_gemm.py --products eval --threads 2
 
 Rows: ``openblas`` NumPy's matmul, one BLAS thread; ``gvae`` gvae's ``kernels.matmul`` on ``--threads``
 threads (row or column blocks, one BLAS thread each); ``blis`` the ``blis`` wheel (``blis.py.gemm``);
@@ -29,7 +29,7 @@ from gvae.io.arguments import ArgumentParser
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 import numpy as np  # noqa: E402
 
-from cpu_model import blas_kernels, cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import blas_kernels, cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
 
 # (name, M, K, N, a transposed, b transposed): out (M, N) = op(a) (M, K) @ op(b) (K, N)
 SHAPES = [("enc L0 forward x @ W", 100, 784, 500, False, False),

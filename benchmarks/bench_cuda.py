@@ -1,8 +1,8 @@
 """GPU benchmark of gvae's banded-factor CUDA kernels (needs CuPy and a CUDA GPU; PyTorch CUDA optional).
 
-    python examples/bench_cuda.py                  # the sizes of issue 56
-    python examples/bench_cuda.py --quick          # shorter timing windows
-    python examples/bench_cuda.py --json out.json  # the rows as JSON too
+    python benchmarks/bench_cuda.py                  # the sizes of issue 56
+    python benchmarks/bench_cuda.py --quick          # shorter timing windows
+    python benchmarks/bench_cuda.py --json out.json  # the rows as JSON too
 
 For each stencil (the chain at d = 16, 256, 1024; the grid and the extended grid of Malago & Peste on the
 4 x 4, 16 x 16, 32 x 32 and 28 x 28 lattices), F factors per call with S right-hand sides each, float32:

@@ -1,8 +1,8 @@
 """GPU benchmark of one training step: gvae's own step on CUDA against PyTorch CUDA (needs CuPy, a CUDA
 GPU and, for the peers, PyTorch with CUDA).
 
-    python examples/bench_cuda_step.py                          # batch 100 and 1000, ELBO and IWAE k=5
-    python examples/bench_cuda_step.py --compile --json s.json  # with torch.compile beside eager
+    python benchmarks/bench_cuda_step.py                          # batch 100 and 1000, ELBO and IWAE k=5
+    python benchmarks/bench_cuda_step.py --compile --json s.json  # with torch.compile beside eager
 
 Rows, for each batch and bound (ELBO, or IWAE over ``--iw`` samples) of the 784-500-500-16 ELU VAE
 (Bernoulli decoder, float32, Adam):
@@ -10,7 +10,7 @@ Rows, for each batch and bound (ELBO, or IWAE over ``--iw`` samples) of the 784-
 * ``gvae <family>``: :meth:`gvae.training.Trainer.step` on ``device="cuda"``, the step ``gvae train
   --device cuda`` takes (noise drawn on the GPU, value_and_grad into one flat gradient buffer, the norm
   and the loss read back, fused Adam), for each family of ``--posterior``;
-* ``torch eager``: the same model and loss (examples/step_peers.py) with ``torch.optim.Adam(fused=True)``,
+* ``torch eager``: the same model and loss (benchmarks/step_peers.py) with ``torch.optim.Adam(fused=True)``,
   the noise drawn on the GPU and the loss read back every step as gvae reads its;
 * ``torch.compile``: the same with the loss and its backward compiled (``--compile``; compile time
   reported apart);
@@ -21,6 +21,7 @@ Each step is timed as the median over blocks of steps, each block ended by a dev
 Ratios are to ``torch eager`` in the same run. Compare ratios within one run.
 """
 import json
+import os
 import sys
 import tempfile
 import time
@@ -28,7 +29,9 @@ import time
 import numpy as np
 
 from gvae.io.arguments import ArgumentParser
-from step_peers import init_weights, torch_vae  # examples/step_peers.py, beside this script
+from step_peers import init_weights, torch_vae  # benchmarks/step_peers.py, beside this script
+
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))  # the example VAE timed here
 
 N_BATCHES = 8
 DEVICE = "cuda"  # gvae's device name and PyTorch's: the CPU when the rows are rehearsed without a GPU

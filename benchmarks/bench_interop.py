@@ -1,8 +1,8 @@
 """gvae's banded kernels called from PyTorch (``gvae.torch``) against calling gvae directly, and the banded
 Gaussian against PyTorch's dense one.
 
-    python examples/bench_interop.py --threads 1            # all four tables
-    python examples/bench_interop.py --tables overhead size # a subset
+    python benchmarks/bench_interop.py --threads 1            # all four tables
+    python benchmarks/bench_interop.py --tables overhead size # a subset
 
 Tables (medians of interleaved repeats; the process is pinned to ``--threads`` cores, PyTorch and gvae use
 that many threads):
@@ -25,6 +25,7 @@ that many threads):
 """
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -36,7 +37,9 @@ from gvae.io.arguments import ArgumentParser
 from gvae import autodiff, ops
 from gvae.model.lattice import extgrid_offsets, grid_offsets, lattice_mask
 
-from cpu_model import cpu_model  # examples/cpu_model.py, beside this script
+from cpu_model import cpu_model  # benchmarks/cpu_model.py, beside this script
+
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))  # the example VAE timed here
 
 TABLES = ("overhead", "size", "dense", "head", "vae")
 

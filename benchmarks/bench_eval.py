@@ -1,9 +1,9 @@
 """Importance samples per second of gvae's evaluation of log p(x) (``gvae eval``'s importance sampling alone,
 without its ELBO pass, start-up or files) for a run folder, on ``--threads`` threads. Compare with the ceiling
-of ``python examples/bench_gemm.py --products eval --threads T`` (what the decoder's products alone allow).
+of ``python benchmarks/bench_gemm.py --products eval --threads T`` (what the decoder's products alone allow).
 
-    python examples/bench_eval.py RUN --threads 2 --limit 200
-    taskset -c 1 python examples/bench_eval.py RUN --threads 1 --limit 100
+    python benchmarks/bench_eval.py RUN --threads 2 --limit 200
+    taskset -c 1 python benchmarks/bench_eval.py RUN --threads 1 --limit 100
 
 The first ``--limit`` test images (binarised at 0.5, as the speed does not depend on the values), K =
 ``--iw-samples`` samples each, timed ``--repeats`` times after an untimed warm-up of one batch. Run it on a
@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 
 from gvae.io.arguments import ArgumentParser  # noqa: E402
 
-from cpu_model import cpu_model  # noqa: E402  (examples/cpu_model.py, beside this script)
+from cpu_model import cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
 
 
 def main(argv=None):
