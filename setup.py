@@ -41,7 +41,7 @@ setup(
                  "asv>=0.6"],  # asv: tests/test_bench_history.py publishes the speed history
         "docs": DOCS,
         "dask": [DASK],
-        "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of examples/bench_*.py
+        "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of benchmarks/bench_*.py
         "plot": [PLOT],
         "eval": [EVAL],
         "blas": [BLAS],
