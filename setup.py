@@ -13,6 +13,10 @@ TORCH = "torch==2.13.0"
 # gvae.jax is pinned likewise: it relies on jax.custom_vjp over jax.pure_callback (its vmap_method and the
 # arrays it hands the callback changed between releases), and jaxlib must match jax exactly.
 JAX = ["jax==0.10.2", "jaxlib==0.10.2"]
+# gvae.numpyro and gvae.pyro (AutoBandedNormal) extend the libraries' AutoContinuous through names outside
+# their public API (the ravelled latent's init values and unpacking), which a release may change: pinned.
+NUMPYRO = "numpyro==0.22.0"
+PYRO = "pyro-ppl==1.9.2"
 OPTAX = "optax==0.2.8"  # examples/jax_banded_vae.py (tested) and the JAX peer of the benchmarks
 # The linear SVM that measures a VCCA's shared code (task vcca's test summary), as the VCCA paper does.
 EVAL = "scikit-learn>=1.3"
@@ -38,7 +42,7 @@ setup(
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.59,<0.69", "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.80", DASK, PLOT, TORCH, *JAX, OPTAX, EVAL, BLAS, *DOCS,
-                 "asv>=0.6"],  # asv: tests/test_bench_history.py publishes the speed history
+                 NUMPYRO, PYRO, "asv>=0.6"],  # asv: tests/test_bench_history.py publishes the speed history
         "docs": DOCS,
         "dask": [DASK],
         "bench": ["asv>=0.6", TORCH, *JAX, OPTAX],  # the peers of benchmarks/bench_*.py
@@ -47,6 +51,8 @@ setup(
         "blas": [BLAS],
         "torch": [TORCH],
         "jax": JAX,
+        "numpyro": [*JAX, NUMPYRO],
+        "pyro": [TORCH, PYRO],
         "cuda12": ["cupy-cuda12x>=13"],
         "cuda13": ["cupy-cuda13x>=13"],
     },

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gvae"
 # Layer of each top-level part of the package; a module may import its own layer and those below.
 LAYERS = {"kernels": 0, "linalg": 0.25, "rules": 0.5, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "evaluation": 3.5,
           "process": 4, "plots": 4, "posteriors": 5,
-          "torch": 5, "jax": 5, "__init__": 5, "sweep": 6, "commands": 7, "cli": 8, "sweep_child": 9,
+          "torch": 5, "jax": 5, "numpyro": 5, "pyro": 5, "guide_layout": 4.5, "__init__": 5, "sweep": 6, "commands": 7, "cli": 8, "sweep_child": 9,
           "__main__": 9}
 IO_USERS = {"kernels", "training", "evaluation", "cli", "commands", "sweep", "plots", "__init__"}
 

@@ -1,0 +1,145 @@
+"""gvae.numpyro.AutoBandedNormal against dense float64 references: its posterior's log-density, entropy,
+variances and samples against a dense MultivariateNormal of the same precision; on a linear-Gaussian
+state-space model the exact posterior (Kalman smoother) is a point of the guide's family where its ELBO is
+the log evidence, so the optimum; SVI under jit; bad stencils and sizes refused in one line."""
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="gvae.numpyro needs JAX (pip install gvae[numpyro])")
+numpyro = pytest.importorskip("numpyro", reason="gvae.numpyro needs NumPyro (pip install gvae[numpyro])")
+import jax.numpy as jnp  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+from jax.example_libraries.optimizers import exponential_decay  # noqa: E402
+from numpyro.infer import SVI, Trace_ELBO  # noqa: E402
+
+from gvae.numpyro import AutoBandedNormal  # noqa: E402
+
+from .guide_reference import dense_factor, dense_precision, kalman, lattice_links, ssm_posterior_band, ssm_prior_precision  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("jax_x64")
+
+
+def two_sites(rows, cols):
+    """A model with a 2-vector 'a' then a rows x cols field 'x' (standard normals, no data)."""
+    def model():
+        numpyro.sample("a", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.sample("x", dist.Normal(0.0, 1.0).expand([rows, cols]).to_event(2))
+    return model
+
+
+# (guide arguments, the band's order over the 2 + 12 latent coordinates, the links of L over y = x[order])
+CASES = {
+    "grid on x": (dict(stencil=("grid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, False)),
+    "extgrid on x": (dict(stencil=("extgrid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, True)),
+    "chain on all": (dict(), list(range(14)), [(i, i - 1) for i in range(1, 14)]),
+    "offsets on x, a": (dict(offsets=(0, 2, 3), sites=["x", "a"]), list(range(2, 14)) + [0, 1],
+                        [(i, i - o) for i in range(14) for o in (2, 3) if i - o >= 0]),
+}
+
+
+def _params(guide, rng):
+    """Random parameters of an initialised guide: loc, a positive diagonal and every off-diagonal slot
+    (those the stencil leaves out included, which must be ignored)."""
+    with numpyro.handlers.seed(rng_seed=0):
+        guide()
+    D = guide.latent_dim
+    K = len(guide._layout.offsets)
+    return {"auto_loc": jnp.asarray(rng.normal(size=D)), "auto_factor_diag": jnp.asarray(rng.uniform(0.5, 2.0, D)),
+            "auto_factor_off": jnp.asarray(rng.normal(size=(K - 1, D)))}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_posterior_against_dense_multivariate_normal(case):
+    kwargs, order, links = CASES[case]
+    guide = AutoBandedNormal(two_sites(3, 4), **kwargs)
+    params = _params(guide, np.random.default_rng(1))
+    q = guide.get_posterior(params)
+    raw = np.concatenate([np.asarray(params["auto_factor_diag"])[None], np.asarray(params["auto_factor_off"])])
+    offsets = guide._layout.offsets
+    loc = np.asarray(params["auto_loc"])
+    P = dense_precision(raw, offsets, links, np.asarray(order))
+    ref = dist.MultivariateNormal(jnp.asarray(loc), precision_matrix=jnp.asarray(P))
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(5, 14)))
+    np.testing.assert_allclose(q.log_prob(x), ref.log_prob(x), rtol=1e-10)
+    np.testing.assert_allclose(q.entropy(), ref.entropy(), rtol=1e-10)
+    np.testing.assert_allclose(q.variance, np.diag(np.linalg.inv(P)), rtol=1e-10)
+    np.testing.assert_allclose(q.precision_matrix, P, rtol=1e-10, atol=1e-12)
+    # A sample is loc + L^-T eps over y = x[order], eps the standard normals drawn with the key.
+    key = jax.random.PRNGKey(3)
+    eps = np.asarray(jax.random.normal(key, (4, 14), jnp.float64))
+    L = dense_factor(raw, offsets, links, 14)
+    y = loc[order] + np.linalg.solve(L.T, eps.T).T
+    np.testing.assert_allclose(q.sample(key, (4,)), y[:, np.argsort(order)], rtol=1e-10)
+
+
+def ssm(T):
+    """The linear-Gaussian state-space model of tests/guide_reference.py over T steps."""
+    prior = jnp.asarray(ssm_prior_precision(T))
+
+    def model(y):
+        x = numpyro.sample("x", dist.MultivariateNormal(jnp.zeros(T), precision_matrix=prior))
+        numpyro.sample("y", dist.Normal(x, np.sqrt(0.3)).to_event(1), obs=y)
+    return model
+
+
+def test_exact_posterior_of_a_linear_gaussian_state_space_model():
+    """At the exact posterior the ELBO equals log p(y) (every particle's: KL = 0), which no other point of
+    the family reaches: the guide's optimum, whose means and marginal variances are the smoother's."""
+    T = 40
+    y = np.random.default_rng(4).normal(size=T)
+    m_s, v_s, logz = kalman(y)
+    mean, factor = ssm_posterior_band(y)
+    model = ssm(T)
+    guide = AutoBandedNormal(model, stencil="chain")
+    params = {"auto_loc": jnp.asarray(mean), "auto_factor_diag": jnp.asarray(factor[0]),
+              "auto_factor_off": jnp.asarray(factor[1:])}
+    with numpyro.handlers.seed(rng_seed=0):
+        guide(jnp.asarray(y))
+    elbo = -Trace_ELBO(num_particles=3).loss(jax.random.PRNGKey(5), params, model, guide, jnp.asarray(y))
+    np.testing.assert_allclose(elbo, logz, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(guide.median(params)["x"], m_s, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(guide.get_posterior(params).variance, v_s, atol=1e-6, rtol=0)
+    lo, hi = guide.quantiles(params, [0.1586552539314571, 0.8413447460685429])["x"]  # mean -+ one sd
+    np.testing.assert_allclose((hi - lo) / 2, np.sqrt(v_s), atol=1e-6, rtol=0)
+
+
+def test_svi_under_jit_approaches_the_log_evidence():
+    T = 10
+    y = jnp.asarray(np.random.default_rng(6).normal(size=T))
+    model = ssm(T)
+    guide = AutoBandedNormal(model)
+    # The step size decays 100-fold over the run: the end is then close to the optimum, not noisy around it.
+    svi = SVI(model, guide, numpyro.optim.Adam(exponential_decay(0.05, 1500, 0.01)), Trace_ELBO())
+    result = svi.run(jax.random.PRNGKey(7), 1500, y, progress_bar=False)  # jitted steps
+    elbo = -Trace_ELBO(num_particles=4000).loss(jax.random.PRNGKey(8), result.params, model, guide, y)
+    logz = kalman(np.asarray(y))[2]
+    assert logz - 0.05 < elbo < logz + 0.01
+    draws = guide.sample_posterior(jax.random.PRNGKey(9), result.params, sample_shape=(3,))
+    assert draws["x"].shape == (3, T)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(stencil="ring"), r"stencil must be 'chain', \('grid', rows, cols\)"),
+    (dict(stencil=("grid", 3)), r"stencil must be"),
+    (dict(stencil=("grid", 3, 1)), r"cols must be >= 2"),
+    (dict(offsets=(1, 2)), r"offsets\[0\] must be 0"),
+    (dict(offsets=(0, 1), stencil="chain"), r"give offsets or stencil, not both"),
+    (dict(sites="x"), r"sites must be a non-empty list"),
+    (dict(init_scale=0.0), r"init_scale must be > 0"),
+])
+def test_bad_arguments_refused_in_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message) as e:
+        AutoBandedNormal(two_sites(3, 4), **kwargs)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(stencil=("grid", 4, 4), sites=["x"]), r"a 4 x 4 lattice holds 16 coordinates, the sites \['x'\] have 12"),
+    (dict(sites=["x", "b"]), r"sites \['b'\] are not latent sites of the model"),
+    (dict(offsets=(0, 3), sites=["a"]), r"offsets \(0, 3\) reach 3 back, the sites \['a'\] have only 2"),
+])
+def test_sizes_that_do_not_fit_the_model_refused_in_one_line(kwargs, message):
+    guide = AutoBandedNormal(two_sites(3, 4), **kwargs)
+    with pytest.raises(ValueError, match=message) as e, numpyro.handlers.seed(rng_seed=0):
+        guide()
+    assert "\n" not in str(e.value)
