@@ -1,5 +1,5 @@
 """What holding the BLAS to one thread costs per call, gvae's way against threadpoolctl's, and what finding
-the library costs once (docs/performance.md, "The BLAS's thread count").
+the library costs once (docs/notes/2026-11-performance-kernels.md, "The BLAS's thread count").
 
     python benchmarks/bench_blas_hold.py [--calls 200000]
 

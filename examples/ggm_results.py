@@ -12,7 +12,7 @@ evaluation are listed, never dropped silently, and the JSON says whether the tab
 
 ``--archive DIR`` also copies the spec and every finished and evaluated run, without its checkpoint
 (20 MB a run), into DIR: kilobytes to commit, from which the table is made again, and a sweep folder
-that a later sweep goes on from, training only the runs it lacks (docs/ggm_reproduction.md)::
+that a later sweep goes on from, training only the runs it lacks (docs/models/ggm.md)::
 
     python examples/ggm_results.py runs/ggm --out docs/results --archive docs/results/ggm_runs
     cp -r docs/results/ggm_runs runs/ggm && gvae sweep examples/ggm_sweep.toml --out runs/ggm

@@ -8,7 +8,7 @@ primitives) <- :mod:`gvae.model` (networks, posteriors, likelihoods, objectives,
 :mod:`gvae.training` (the loop, its tasks, run folders) and :mod:`gvae.evaluation` (bounds, gaps,
 analysis, trained models' numbers) <- :mod:`gvae.plots` <- the front ends :mod:`gvae.torch` and
 :mod:`gvae.jax` <- :mod:`gvae.sweep` <- :mod:`gvae.cli`; :mod:`gvae.io` (files, data sets, images)
-stands apart. The public contract is ``docs/api.md`` in the repository.
+stands apart. The public contract is ``docs/reference/api.md`` in the repository.
 
 Importing gvae changes nothing outside it (no environment variable is set), and loads its parts when
 they are first used, so that the command line can set thread counts before NumPy starts its BLAS.

@@ -1,4 +1,4 @@
-"""``gvae.posteriors`` is :mod:`gvae.model.posteriors` (docs/api.md, section 4), importable by the short
+"""``gvae.posteriors`` is :mod:`gvae.model.posteriors` (docs/reference/api.md, section 4), importable by the short
 name too: ``import gvae.posteriors`` binds the same module object, so ``FAMILIES`` and the classes are
 the same objects under either name."""
 import sys

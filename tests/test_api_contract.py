@@ -1,4 +1,4 @@
-"""docs/api.md's promises held against the code: every function, class and method that the contract writes
+"""docs/reference/api.md's promises held against the code: every function, class and method that the contract writes
 as a call, `name(arg, ...)`, exists where the contract puts it and takes those arguments, in that order,
 keyword-only where the contract says so (after `*`) and with the defaults it states; every parameter the
 code requires is in the contract; every class or constant it names in a module exists there. Sections 2
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-API = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+API = Path(__file__).resolve().parents[1] / "docs" / "reference" / "api.md"
 CALL = re.compile(r"`((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\(([^`]*)\)`")
 NAME = re.compile(r"`((?:[A-Za-z_]\w*\.)*(?:[A-Z][A-Za-z0-9]*[a-z][A-Za-z0-9]*|[A-Z][A-Z0-9_]+))`")  # Class, CONSTANT
 
 
 def sections():
-    """{section number: its text} of docs/api.md."""
+    """{section number: its text} of docs/reference/api.md."""
     parts = re.split(r"^## (\d+)\. .*$", API.read_text(), flags=re.M)
     return {int(n): text for n, text in zip(parts[1::2], parts[2::2])}
 

@@ -129,7 +129,7 @@ def test_a_library_without_the_functions_is_passed_over(tmp_path):
 
 @pytest.mark.slow
 def test_the_benchmark_of_the_hold_runs():
-    """benchmarks/bench_blas_hold.py (docs/performance.md's table) runs and prints its rows."""
+    """benchmarks/bench_blas_hold.py (docs/notes/2026-11-performance-kernels.md's table) runs and prints its rows."""
     pytest.importorskip("threadpoolctl")
     if blas.library() is None:
         pytest.skip("no BLAS whose thread count can be held")

@@ -65,7 +65,7 @@ def test_a_cold_kernel_cache_is_announced_once(tmp_path):
 
 @pytest.mark.slow
 def test_the_documented_short_names_import():
-    """docs/api.md section 4 names gvae.posteriors.FAMILIES: the import statement and the attribute give the
+    """docs/reference/api.md section 4 names gvae.posteriors.FAMILIES: the import statement and the attribute give the
     one module gvae.model.posteriors, in a fresh process whichever comes first."""
     for code in ("import gvae.posteriors, gvae.model.posteriors as m; assert gvae.posteriors is m",
                  "import gvae, gvae.model.posteriors as m; assert gvae.posteriors is m; import gvae.posteriors; "

@@ -51,7 +51,7 @@ def test_samples_have_the_stated_covariance_and_mc_kl(name):
     np.testing.assert_allclose(fam.kl_mc(q, z), fam.kl(q), rtol=0.02, atol=0.03)
 
 
-# Each family's record of q and its fields' shapes for a batch of 3 with d = 6 (docs/api.md, section 4; the
+# Each family's record of q and its fields' shapes for a batch of 3 with d = 6 (docs/reference/api.md, section 4; the
 # lattices are 2 x 3: grid offsets (0, 1, 3), extgrid (0, 1, 2, 3, 4)).
 RECORDS = {"diagonal": (DiagonalParams, {"sigma": (3, 6)}),
            "ar1": (AR1Params, {"L": (3, 2, 6), "offsets": (2,), "s": (3,), "rho": (3,)}),

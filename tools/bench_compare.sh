@@ -14,7 +14,7 @@
 #
 # FACTOR (default 1.2) and ROUNDS (default 4) were chosen on this project's quiet 2-core VM (family 6, model
 # 167): three unchanged pairs of commits moved no benchmark by more than 1.13x, and a planted 30% slowdown of
-# one kernel showed as 1.28-1.38x (docs/performance.md, "Regression check"). The model-207 VM is noisier:
+# one kernel showed as 1.28-1.38x (docs/notes/2026-11-performance-regression-check.md). The model-207 VM is noisier:
 # there unchanged pairs tripped 1.3.
 set -uo pipefail
 BASE=${1:?usage: tools/bench_compare.sh BASE [HEAD]}

@@ -1,4 +1,4 @@
-"""What ``gvae analyze`` measures of a trained model on the test set (docs/analysis.md): the active
+"""What ``gvae analyze`` measures of a trained model on the test set (docs/howto/analysis.md): the active
 latent units, rate and distortion, and the inference gaps on a sample of test points.
 
 - Active units (Burda, Grosse & Salakhutdinov, "Importance Weighted Autoencoders", section 5.2): unit i
@@ -119,7 +119,7 @@ def describe_surgery(layer, n_layers):
     """The line ``gvae analyze`` prints for the ELBO surgery of a layer of ``analysis.json`` (of a model
     with ``n_layers`` stochastic layers)."""
     s = layer["surgery"]
-    where = f" of z{layer['layer'] + 1}" if n_layers > 1 else ""  # z1, z2, ... as docs/commands.md names the layers (the file's index is from 0)
+    where = f" of z{layer['layer'] + 1}" if n_layers > 1 else ""  # z1, z2, ... as docs/reference/commands.md names the layers (the file's index is from 0)
     note = f" ({s['points_note']})" if "points_note" in s else ""
     return (f"ELBO surgery{where}, {s['n_points']} points{note}: mean KL {s['mean_kl']:.2f} = mutual information "
             f"{_with_error(s, 'mutual_information')} (at most log N = {s['log_n']:.2f}) + marginal KL "
@@ -141,7 +141,7 @@ def _refinable(model):
 def analyze(model, params, x, points=100, iw_samples=1000, options=RefineOptions(), seed=0,
             rd_samples=10, surgery_points=1000, surgery_samples=10, progress=False):
     """Everything ``gvae analyze`` reports for the test images x (N, n) (prepared observations, on
-    their device), as a JSON-ready dict (docs/analysis.md): ``layers`` (one dict per stochastic layer:
+    their device), as a JSON-ready dict (docs/howto/analysis.md): ``layers`` (one dict per stochastic layer:
     ``active_units``, ``activity``, ``rate``, ``surgery``), ``rate``, ``distortion``, ``elbo`` and ``gaps``
     (means, standard errors and per-point values on ``points`` test images drawn with ``seed``). The
     ELBO surgery uses ``surgery_points`` test images, ``surgery_samples`` samples of z each."""

@@ -41,7 +41,7 @@ from ..training.adam import Adam
 
 @dataclasses.dataclass(frozen=True)
 class RefineOptions:
-    """The settings of :func:`refine_heads` (the defaults, and how they were chosen: docs/analysis.md)."""
+    """The settings of :func:`refine_heads` (the defaults, and how they were chosen: docs/howto/analysis.md)."""
     max_steps: int = 2000
     lr: float = 0.05
     samples: int = 10

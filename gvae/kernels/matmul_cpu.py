@@ -102,7 +102,7 @@ def _choices(a, b, sparse):
     """The names of the ways a product given alone may be computed: in one call on this thread, in blocks
     of rows or of columns on gvae's threads, and for a mostly-zero a, in compressed rows, whole or in
     blocks. One call on the BLAS's own threads is not among them: measured alone it won some shapes, but
-    its threads then spun beside gvae's, and the whole step ran slower with it (docs/threads.md)."""
+    its threads then spun beside gvae's, and the whole step ran slower with it (docs/explanation/threads.md)."""
     m, n = a.shape[0], b.shape[1]
     names = ["whole"] + ["rows"] * (m >= 2 * MIN_ROWS) + ["columns"] * (n >= 2 * MIN_ROWS)
     if sparse is not None:

@@ -24,7 +24,7 @@ def _expand(g, shape, axis, keepdims):
 
 
 @primitive
-def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name, as docs/api.md asks)
+def sum(x, axis=None, keepdims=False):  # noqa: A001  (mirrors numpy's name, as docs/reference/api.md asks)
     if x.dtype.kind == "f":
         return kernels.sum_axes(x, axis=axis, keepdims=keepdims)
     return x.sum(axis=axis, keepdims=keepdims)

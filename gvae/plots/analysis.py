@@ -1,4 +1,4 @@
-"""The pictures of ``gvae analyze``, drawn from its ``analysis.json`` dict (docs/analysis.md): ``gaps.png``
+"""The pictures of ``gvae analyze``, drawn from its ``analysis.json`` dict (docs/howto/analysis.md): ``gaps.png``
 (the inference gaps of Cremer et al. and the ELBO surgery beside them), ``surgery.png`` (a hierarchy, which
 has no gaps: the ELBO surgery of each layer that has one) and ``unit_activity.png`` (the activity of each
 latent unit)."""

@@ -1,5 +1,5 @@
 """Learning curves: a run's train and validation ELBO per epoch (``curves.png`` of ``gvae plot``), and the
-validation ELBO of every run of a sweep (``curves.png`` of ``gvae table``, docs/sweeps.md)."""
+validation ELBO of every run of a sweep (``curves.png`` of ``gvae table``, docs/howto/sweeps.md)."""
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Sweeps: a grid of training configurations x seeds, described by a TOML file (docs/sweeps.md), each run
+"""Sweeps: a grid of training configurations x seeds, described by a TOML file (docs/howto/sweeps.md), each run
 an ordinary run folder, run on Dask distributed and aggregated into a table.
 
 :mod:`~gvae.sweep.spec` reads and checks the spec, :mod:`~gvae.sweep.state` tells how far each run

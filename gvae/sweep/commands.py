@@ -8,7 +8,7 @@ def add_parsers(sub, formatter_class, positive_int):
     its argparse type of a positive integer)."""
     s = sub.add_parser("sweep", formatter_class=formatter_class,
                        help="train and evaluate a grid of configurations x seeds on Dask (a TOML spec; "
-                            "docs/sweeps.md); resumable: run it again to go on")
+                            "docs/howto/sweeps.md); resumable: run it again to go on")
     s.add_argument("spec", metavar="SPEC", help="the sweep's TOML file")
     s.add_argument("--out", default=None, metavar="DIR",
                    help="the sweep folder (default: the spec's [sweep] out, relative to the spec's folder)")

@@ -32,7 +32,7 @@ LOCK_NAME = ".gvae-sweep.lock"
 # A local cluster's tasks only wait on a child process, yet with Dask's defaults (a statistical profiler
 # sampling every 10 ms, an event-loop check every 20 ms, a system monitor with disk counters every 500 ms)
 # each of its processes took 4-6% of a core: 9% of a 2-core machine taken from the runs it trains. With
-# these, 1.1% each (docs/sweeps.md).
+# these, 1.1% each (docs/howto/sweeps.md).
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
                         "distributed.admin.system-monitor.interval": "5s",
                         "distributed.admin.system-monitor.disk": False}

@@ -1,5 +1,5 @@
 """A sweep's spec: a TOML file (read with the standard library's ``tomllib``) that names the sweep folder,
-the seeds, the training configurations and the evaluation (docs/sweeps.md).
+the seeds, the training configurations and the evaluation (docs/howto/sweeps.md).
 
     [sweep]    out (the sweep folder), seeds (a list), and optionally data, threads, device
     [base]     TrainConfig fields shared by every configuration

@@ -1,6 +1,6 @@
 """A run folder and its one writer.
 
-A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
+A run folder (docs/reference/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json`` (and what gvae eval, sample, plot and analyze derive from them). Nothing in it is replaced
 without being asked: a new run refuses a folder that already holds a run unless it is told to ``overwrite``
 it, and only ``resume`` continues one (a run stopped before its first checkpoint starts over from epoch 0

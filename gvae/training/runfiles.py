@@ -1,6 +1,6 @@
 """A training run's files in its folder, as the loop writes them and as a resumed run reads them back:
 ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` (a :class:`TrainingState` in checkpoint form) and
-``summary.json`` (docs/api.md, section 5).
+``summary.json`` (docs/reference/api.md, section 5).
 
 :class:`RunFiles` is the listener (:class:`events.Events`) that writes them, under the folder's one-writer
 lock (:func:`rundir.writer`); :func:`read_run` and :func:`resume_conflicts` read what a resumed run

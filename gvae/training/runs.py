@@ -2,7 +2,7 @@
 configuration describes, the trained parameters of a run, and the one way to open a run (:func:`open_run`),
 with its test set prepared as the run evaluates it.
 
-A run folder (docs/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
+A run folder (docs/reference/api.md, section 5) holds ``config.json``, ``metrics.jsonl``, ``checkpoint.npz`` and
 ``summary.json``; see :mod:`gvae.training.trainer` for the writer."""
 from pathlib import Path
 from typing import Any, NamedTuple, Optional

@@ -1,7 +1,7 @@
 """Banded lower-triangular factors: solves, products, log-determinant, exact diagonal and trace of the
 inverse, and the Cholesky factorisation of a band matrix that gives them.
 
-Storage (docs/api.md, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
+Storage (docs/reference/api.md, section 1): ``offsets`` is a tuple of strictly increasing ints starting at 0 and
 ``L`` has shape ``(*batch, K, n)`` with ``L[..., k, i] = L_{i, i - offsets[k]}``; the slots with
 ``i < offsets[k]`` are ignored whatever they hold. The main diagonal is strictly positive.
 

@@ -28,8 +28,8 @@ from ..cpu.triangular_calls import COL_MAJOR, LEFT, LOWER, RIGHT, ROW_MAJOR, TRA
 from .common_cpu import _FMA, _checksum, _flags
 from .driver_cpu import _PARALLEL_MIN, driver
 
-# The route's bounds, measured against the selected inversion (docs/performance.md, "Wide bands by the
-# dense inverse"): below them the recursion is as fast or faster.
+# The route's bounds, measured against the selected inversion (docs/notes/2026-11-performance-step.md, "Wide
+# bands by the dense inverse"): below them the recursion is as fast or faster.
 N_MIN = 32
 FILL = 4
 # Its two n x n float64 per thread stay within the selected inversion's scratch budget of 256 MiB a thread
