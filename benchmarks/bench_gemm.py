@@ -1,5 +1,5 @@
 """The float32 matrix products of a 784-500-500-16 VAE step (batch 100; IWAE k = 5 decoder rows 500) on
-each BLAS at hand: how gvae chose its products (docs/performance.md). With ``--products eval``, the three
+each BLAS at hand: how gvae chose its products (docs/notes/2026-11-performance-kernels.md). With ``--products eval``, the three
 products of one decoder pass of ``gvae eval`` instead (12,100 rows: 121 samples of 100 images, what the
 default 256 MiB bound allows), and the importance samples per second they alone would allow: the ceiling
 of evaluation throughput on this machine.

@@ -1,7 +1,7 @@
 """The speed tools' cheap parts: the subset that tools/bench_compare.sh and tools/bench_history.sh run selects
 what it says from the asv suite (so a renamed benchmark cannot empty it silently), and bench_compare.sh
 refuses what it cannot compare before it builds anything. Their measurements (false alarms, a caught
-slowdown, the history) are in docs/performance.md, not here."""
+slowdown, the history) are in docs/notes/2026-11-performance-regression-check.md, not here."""
 import importlib
 import inspect
 import itertools
