@@ -81,7 +81,7 @@ def test_jit_vmap_and_grad_composed():
         np.testing.assert_allclose(g, d, rtol=1e-9, atol=1e-9)
 
 
-def test_float32_under_jit_and_grad():
+def test_float32_under_jit_grad_and_jvp():
     rng = np.random.default_rng(1)
     params, (ab, b) = random_case(rng, "solveh_banded", 7, 0, 1, ((2,), (2,)), None)
     ab32, b32 = jnp.asarray(ab, jnp.float32), jnp.asarray(b, jnp.float32)
@@ -93,6 +93,10 @@ def test_float32_under_jit_and_grad():
     np.testing.assert_allclose(value, value64, rtol=1e-5)
     for g, g64 in zip(grads, grads64):
         np.testing.assert_allclose(g, g64, rtol=1e-4, atol=1e-5)
+    jvp = jax.jit(lambda a, d: jax.jvp(jl.cholesky_banded, (a,), (d,))[1])
+    tangent = jvp(ab32, jnp.ones_like(ab32))
+    assert tangent.dtype == jnp.float32
+    np.testing.assert_allclose(tangent, jvp(jnp.asarray(ab), jnp.ones(ab.shape)), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -87,8 +87,8 @@ def test_differentiates_once():
 
 @pytest.mark.slow
 def test_vmap_maps_onto_the_batch():
-    """torch.func.vmap of a function, and of its gradient, equals the batched call (b matrices per example,
-    which a mapped axis must not turn into vectors)."""
+    """torch.func.vmap of a function, of its gradient and of a tangent equals the batched call (b matrices per
+    example, which a mapped axis must not turn into vectors)."""
     rng = np.random.default_rng(1)
     params, (ab, b) = random_case(rng, "solveh_banded", 6, 0, 2, ((4,), (4,)), 3)
     ab, b = torch.from_numpy(ab), torch.from_numpy(b)
@@ -104,6 +104,9 @@ def test_vmap_maps_onto_the_batch():
     want = torch.autograd.grad(sum(loss(a[i], c[i]) for i in range(4)), (a, c))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    tangents = torch.randn(ab.shape, dtype=torch.float64)
+    got = torch.func.vmap(lambda a, d: torch.func.jvp(tl.cholesky_banded, (a,), (d,))[1])(ab, tangents)
+    torch.testing.assert_close(got, torch.func.jvp(tl.cholesky_banded, (ab,), (tangents,))[1], rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.slow
