@@ -32,7 +32,7 @@ import numpy as np
 
 from ..kernels import band as _band
 from ..kernels.backend import array_module, device_module
-from ..kernels.cuda_stream import external_stream
+from ..kernels.cuda.stream import external_stream
 from ..rules import head
 from ..rules.band import VJP, BandKernels
 from ..rules.broadcast import unbroadcast

@@ -44,7 +44,7 @@ import torch.autograd.forward_ad as _forward_ad
 
 from ..kernels import band as _band
 from ..kernels.backend import CUDA_INSTALL, array_module
-from ..kernels.cuda_stream import external_stream
+from ..kernels.cuda.stream import external_stream
 from ..rules import head
 from ..rules.band import VJP, BandKernels
 from ..rules.checks import Checks
