@@ -1,4 +1,4 @@
-"""gvae.jax on a GPU: the CuPy plumbing of gvae/jax/ops.py.
+"""gvae.jax on a GPU: the CuPy plumbing of gvae/jax/bridge.py.
 
 Here (no GPU needed): the plumbing driven with a fake ``cupy`` module whose arrays are NumPy ones, and
 with buffers that call themselves GPU buffers: XLA's stream reaches ``cupy.cuda.ExternalStream``, the
@@ -22,8 +22,9 @@ jax = pytest.importorskip("jax", reason="gvae.jax needs JAX (pip install gvae[ja
 import jax.numpy as jnp  # noqa: E402
 
 import gvae.jax as gj  # noqa: E402
-from gvae.jax import ops  # noqa: E402
+from gvae.jax import bridge  # noqa: E402
 from gvae.kernels import backend  # noqa: E402
+from gvae.kernels import band as kband  # noqa: E402
 from gvae.kernels.backend import CUDA_INSTALL  # noqa: E402
 from tests.band_reference import named_offsets, random_factor  # noqa: E402
 
@@ -129,14 +130,14 @@ def cupy(monkeypatch):
     """The fake cupy as ``sys.modules["cupy"]`` and as gvae.jax's CuPy, on a backend said to be a GPU."""
     fake = fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(ops, "_backend", [("gpu", fake)])
+    monkeypatch.setattr(bridge, "_backend", [("gpu", fake)])
     return fake
 
 
 def dress_as_gpu(monkeypatch):
     """buffer_callback whose callback receives XLA's (CPU) buffers dressed as GPU buffers and a context
     with XLA's stream ``STREAM``: the GPU half of the callback then runs under jit, vmap and grad."""
-    real = ops._buffer_callback
+    real = bridge._buffer_callback
     if real is None:
         pytest.skip("this jaxlib has no jax.experimental.buffer_callback")
 
@@ -144,7 +145,7 @@ def dress_as_gpu(monkeypatch):
         def as_gpu(ctx, out, *xs):  # out: a tuple of XLA's buffers (gvae.jax asks for a tuple of results)
             callback(Context(), tuple(GpuBuffer(np.asarray(o)) for o in out), *(GpuBuffer(np.asarray(x)) for x in xs))
         return real(as_gpu, result, **kw)
-    monkeypatch.setattr(ops, "_buffer_callback", dressed)
+    monkeypatch.setattr(bridge, "_buffer_callback", dressed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,11 +154,11 @@ def dress_as_gpu(monkeypatch):
 
 def test_the_gpu_callback_runs_the_kernel_on_xla_stream_into_xla_output(cupy):
     offsets, L, b = inputs("grid")
-    kernel = lambda L, b: ops._band.band_solve(L, offsets, b)  # noqa: E731
-    callback = ops._in_place(ops._batched(lambda L, b: (kernel(L, b),), 3, False, False), cupy)
+    kernel = lambda L, b: kband.band_solve(L, offsets, b)  # noqa: E731
+    callback = bridge._in_place(bridge._batched(lambda L, b: (kernel(L, b),), 3, False, False), cupy)
     out = np.full(np.broadcast_shapes(L.shape[:-2], b.shape[:-1]) + (N,), np.nan)
     callback(Context(), (GpuBuffer(out),), GpuBuffer(L), GpuBuffer(b))
-    np.testing.assert_array_equal(out, ops._band.band_solve(L, offsets, b))
+    np.testing.assert_array_equal(out, kband.band_solve(L, offsets, b))
     assert cupy.log[:2] == [("Device", DEVICE), ("ExternalStream", STREAM, DEVICE)]
     wrapped = [entry for entry in cupy.log if entry[0] == "asarray"]
     assert wrapped == [("asarray", (DEVICE, STREAM))] * 3  # out, L, b: each inside XLA's stream
@@ -167,9 +168,9 @@ def test_the_gpu_callback_runs_the_kernel_on_xla_stream_into_xla_output(cupy):
 @pytest.mark.parametrize("wrong", ["shape", "dtype"])
 def test_the_gpu_callback_refuses_a_result_xla_did_not_expect(cupy, wrong):
     _, L, _ = inputs("chain", batch=(3,))
-    kernel = {"shape": lambda L: ops._band.band_logdet(L)[:1],
-              "dtype": lambda L: ops._band.band_logdet(L).astype(np.float32)}[wrong]
-    callback = ops._in_place(ops._batched(lambda L: (kernel(L),), 3, False, False), cupy)
+    kernel = {"shape": lambda L: kband.band_logdet(L)[:1],
+              "dtype": lambda L: kband.band_logdet(L).astype(np.float32)}[wrong]
+    callback = bridge._in_place(bridge._batched(lambda L: (kernel(L),), 3, False, False), cupy)
     out = np.zeros(3)
     expected = {"shape": r"the kernel gave float64 \(1,\), XLA expected float64 \(3,\)",
                 "dtype": r"the kernel gave float32 \(3,\), XLA expected float64 \(3,\)"}[wrong]
@@ -186,10 +187,10 @@ def test_host_buffers_take_the_numpy_branch_on_a_gpu_backend(cupy):
         def __dlpack_device__(self):
             return 1, 0
 
-    callback = ops._in_place(ops._batched(lambda L: (ops._band.band_logdet(L),), 3, False, False), cupy)
+    callback = bridge._in_place(bridge._batched(lambda L: (kband.band_logdet(L),), 3, False, False), cupy)
     out = np.zeros(3).view(HostBuffer)
     callback(NoStream(), (out,), L.view(HostBuffer))
-    np.testing.assert_array_equal(out, ops._band.band_logdet(L))
+    np.testing.assert_array_equal(out, kband.band_logdet(L))
     assert cupy.log == []
 
 
@@ -226,7 +227,7 @@ def test_under_transformations_the_gpu_callback_gives_the_cpu_bits(monkeypatch, 
     expected = transformed(name, offsets, L, b)  # the CPU callback
     cupy = fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setattr(ops, "_backend", [("gpu", cupy)])
+    monkeypatch.setattr(bridge, "_backend", [("gpu", cupy)])
     dress_as_gpu(monkeypatch)
     got = transformed(name, offsets, L, b)
     jax.tree.map(np.testing.assert_array_equal, got, expected)
@@ -256,34 +257,34 @@ def test_the_head_under_transformations_on_the_gpu_callback_gives_the_cpu_bits(m
     expected = head_transformed(offsets, L, mu, eps)
     cupy = fake_cupy()
     monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setattr(ops, "_backend", [("gpu", cupy)])
+    monkeypatch.setattr(bridge, "_backend", [("gpu", cupy)])
     dress_as_gpu(monkeypatch)
     jax.tree.map(np.testing.assert_array_equal, head_transformed(offsets, L, mu, eps), expected)
     assert {entry[1:] for entry in cupy.log if entry[0] == "ExternalStream"} == {(STREAM, DEVICE)}
 
 
 def test_a_gpu_backend_without_buffer_callback_warns_of_its_own_copies(monkeypatch, cupy):
-    monkeypatch.setattr(ops, "device_module", lambda name: cupy)
-    monkeypatch.setattr(ops, "_backend", [])
+    monkeypatch.setattr(bridge, "device_module", lambda name: cupy)
+    monkeypatch.setattr(bridge, "_backend", [])
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(ops, "_buffer_callback", None)
+    monkeypatch.setattr(bridge, "_buffer_callback", None)
     _, L, _ = inputs("chain", batch=(3,))
     with pytest.warns(RuntimeWarning, match="no jax.experimental.buffer_callback: under jit") as record:
         got = jax.jit(lambda L: gj.band_logdet(L))(L)
     assert not any("CuPy" in str(w.message) for w in record)
-    np.testing.assert_allclose(got, ops._band.band_logdet(L), rtol=1e-6)
+    np.testing.assert_allclose(got, kband.band_logdet(L), rtol=1e-6)
 
 
 @fakes_need_a_cpu_backend
 def test_with_cupy_and_buffer_callback_nothing_warns(monkeypatch, cupy):
-    monkeypatch.setattr(ops, "device_module", lambda name: cupy)
-    monkeypatch.setattr(ops, "_backend", [])
+    monkeypatch.setattr(bridge, "device_module", lambda name: cupy)
+    monkeypatch.setattr(bridge, "_backend", [])
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     _, L, _ = inputs("chain", batch=(3,))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gj.band_logdet(L)
-    assert ops._backend == [("gpu", cupy)]
+    assert bridge._backend == [("gpu", cupy)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,7 +298,7 @@ def test_eager_gpu_arrays_go_through_dlpack(monkeypatch, cupy):
     offsets, L, b = inputs("grid", dtype=np.float32)
     expected = np.asarray(gj.band_solve_t(L, offsets, b))  # CPU arrays: no CuPy
     assert cupy.log == []
-    monkeypatch.setattr(ops, "_on_one_gpu", lambda args: True)
+    monkeypatch.setattr(bridge, "_on_one_gpu", lambda args: True)
     got = gj.band_solve_t(jnp.asarray(L), offsets, jnp.asarray(b))
     assert isinstance(got, jax.Array) and got.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(got), expected)
@@ -309,12 +310,12 @@ def test_gpu_backend_without_cupy_warns_with_the_install_line_and_copies_through
     through pure_callback (host copies), with the same results."""
     monkeypatch.setitem(sys.modules, "cupy", None)
     monkeypatch.setattr(backend, "_DEVICES", {k: v for k, v in backend._DEVICES.items() if k != "cuda"})
-    monkeypatch.setattr(ops, "_backend", [])
+    monkeypatch.setattr(bridge, "_backend", [])
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
 
     def refused(*args, **kwargs):
         raise AssertionError("buffer_callback used without CuPy on a GPU backend")
-    monkeypatch.setattr(ops, "_buffer_callback", refused)
+    monkeypatch.setattr(bridge, "_buffer_callback", refused)
     offsets, L, b = inputs("grid")
     L32, b32 = L.astype(np.float32), b.astype(np.float32)
     with pytest.warns(RuntimeWarning) as record:
@@ -323,7 +324,7 @@ def test_gpu_backend_without_cupy_warns_with_the_install_line_and_copies_through
     assert len(messages) == 1
     assert "needs CuPy, which is not installed" in messages[0]
     assert CUDA_INSTALL in messages[0] and "every call copies its arguments to the host" in messages[0]
-    np.testing.assert_allclose(got, ops._band.band_solve(L32, offsets, b32), rtol=1e-6)
+    np.testing.assert_allclose(got, kband.band_solve(L32, offsets, b32), rtol=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process
         gj.band_logdet(L32)
@@ -376,7 +377,7 @@ def everything(name, offsets, L, b):
 def test_on_the_gpu_every_path_matches_the_cpu(request, monkeypatch, name, stencil, dtype):
     if dtype == np.float64:
         request.getfixturevalue("jax_x64")
-    monkeypatch.setattr(ops, "_backend", [])  # the setup runs again: a warning would show here
+    monkeypatch.setattr(bridge, "_backend", [])  # the setup runs again: a warning would show here
 
     def refused(*args, **kwargs):
         raise AssertionError("pure_callback used: a copy through the host")

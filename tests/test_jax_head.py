@@ -69,8 +69,8 @@ def test_gradients_against_finite_differences(shape):
 @pytest.fixture(params=["buffer_callback", "pure_callback"])
 def callback(request, monkeypatch):
     if request.param == "pure_callback":
-        from gvae.jax import ops
-        monkeypatch.setattr(ops, "_buffer_callback", None)
+        from gvae.jax import bridge
+        monkeypatch.setattr(bridge, "_buffer_callback", None)
     return request.param
 
 

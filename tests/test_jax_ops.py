@@ -16,6 +16,7 @@ from jax.scipy.linalg import solve_triangular  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import gvae.jax as gj  # noqa: E402
+from gvae.kernels import band as kband  # noqa: E402
 from tests import band_reference as ref  # noqa: E402
 from tests.band_reference import random_factor  # noqa: E402
 
@@ -148,8 +149,8 @@ def callback(request, monkeypatch):
     """Traced calls through XLA's buffers (the CPU's path), or through pure_callback (where jaxlib has
     no buffer_callback, and off the CPU)."""
     if request.param == "pure_callback":
-        from gvae.jax import ops
-        monkeypatch.setattr(ops, "_buffer_callback", None)
+        from gvae.jax import bridge
+        monkeypatch.setattr(bridge, "_buffer_callback", None)
     return request.param
 
 
@@ -172,9 +173,8 @@ def test_eager_equals_callback_bitwise(dtype, callback):
 
 def test_eager_calls_read_the_arrays_memory(monkeypatch):
     """The eager path hands the kernel a NumPy view of the jax.Array's own buffer (no copy)."""
-    from gvae.jax import ops
-    seen, kernel = [], ops._band.band_logdet
-    monkeypatch.setattr(ops._band, "band_logdet",
+    seen, kernel = [], kband.band_logdet
+    monkeypatch.setattr(kband, "band_logdet",
                         lambda L, **kw: seen.append(L.__array_interface__["data"][0]) or kernel(L, **kw))
     L = factor(STENCILS["chain"], (3,))
     gj.band_logdet(L)
@@ -184,9 +184,8 @@ def test_eager_calls_read_the_arrays_memory(monkeypatch):
 def test_jit_calls_read_and_write_xla_buffers(monkeypatch):
     """Under jit on the CPU the kernel reads the jit argument's own buffer (buffer_callback: no copy of
     the arguments), and its result lands in the array jit returns."""
-    from gvae.jax import ops
-    seen, kernel = [], ops._band.band_matvec
-    monkeypatch.setattr(ops._band, "band_matvec", lambda L, offsets, x, **kw: seen.append(
+    seen, kernel = [], kband.band_matvec
+    monkeypatch.setattr(kband, "band_matvec", lambda L, offsets, x, **kw: seen.append(
         (L.__array_interface__["data"][0], x.__array_interface__["data"][0])) or kernel(L, offsets, x, **kw))
     L, x = factor(STENCILS["grid"], (3,)), rhs((3,))
     y = jax.jit(lambda L, x: gj.band_matvec(L, STENCILS["grid"], x))(L, x)
@@ -197,9 +196,8 @@ def test_jit_calls_read_and_write_xla_buffers(monkeypatch):
 def test_a_kernel_result_of_the_wrong_shape_is_refused_under_jit(monkeypatch):
     """The result is copied into XLA's buffer: one that would broadcast into it (or be cast) is an error,
     not silently spread (pure_callback checks the same)."""
-    from gvae.jax import ops
-    kernel = ops._band.band_logdet
-    monkeypatch.setattr(ops._band, "band_logdet", lambda L, **kw: kernel(L, **kw)[..., :1])
+    kernel = kband.band_logdet
+    monkeypatch.setattr(kband, "band_logdet", lambda L, **kw: kernel(L, **kw)[..., :1])
     wrong = r"the kernel gave float64 \(1,\), XLA expected float64 \(3,\)"
     with pytest.raises(jax.errors.JaxRuntimeError, match=wrong):
         jax.jit(gj.band_logdet)(factor(STENCILS["chain"], (3,))).block_until_ready()
@@ -217,8 +215,8 @@ def test_reverse_mode_to_first_order_only():
 
 def test_a_gpu_backend_warns_once_of_the_host_copy(monkeypatch):
     """No GPU here: the backend's name is patched, to check the one warning of the copy through the host."""
-    from gvae.jax import ops
-    monkeypatch.setattr(ops, "_backend", [])
+    from gvae.jax import bridge
+    monkeypatch.setattr(bridge, "_backend", [])
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     L = factor(STENCILS["chain"])
     with pytest.warns(RuntimeWarning, match="on gpu every call copies its arguments to the host"):

@@ -36,12 +36,12 @@ def front(request):
     if request.param == "torch":
         torch = pytest.importorskip("torch", reason="gvae.torch needs PyTorch")
         from gvae.torch.distribution import _OPS
-        from gvae.torch.ops import _KERNELS
+        from gvae.torch.derivatives import _KERNELS
         return _KERNELS, _OPS, torch.as_tensor
     jax = pytest.importorskip("jax", reason="gvae.jax needs JAX")
     request.getfixturevalue("jax_x64")
     from gvae.jax.distribution import _OPS
-    from gvae.jax.ops import _KERNELS
+    from gvae.jax.derivatives import _KERNELS
     return _KERNELS, _OPS, jax.numpy.asarray
 
 

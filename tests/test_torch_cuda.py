@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch", reason="gvae.torch needs PyTorch (pip insta
 import gvae.torch as gt  # noqa: E402
 from gvae.kernels import band as kband  # noqa: E402
 from gvae.kernels.backend import CUDA_INSTALL  # noqa: E402
-from gvae.torch import ops as gops  # noqa: E402
+from gvae.torch import bridge, library  # noqa: E402
 from tests.band_reference import named_offsets, random_factor  # noqa: E402
 
 
@@ -103,13 +103,13 @@ def _on(device, t):
 def test_missing_cupy_names_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
     with pytest.raises(RuntimeError, match="CUDA tensors need CuPy.*" + re.escape(CUDA_INSTALL)):
-        gops._cupy()
+        bridge._cupy()
 
 
 def test_cupy_is_imported_only_when_a_cuda_tensor_arrives(monkeypatch):
     fake = _FakeCupy()
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    assert gops._cupy() is fake
+    assert bridge._cupy() is fake
     # CPU tensors never ask for it: with CuPy missing they run as before.
     monkeypatch.setitem(sys.modules, "cupy", None)
     L, x = random_factor(np.random.default_rng(0), (), (0, 1), 6), np.ones(6)
@@ -122,23 +122,23 @@ def test_tensors_on_several_devices_are_named_in_the_error():
     like = torch.ones(2, 4)
     with pytest.raises(ValueError, match=r"band_outer: the tensor arguments must be on one CUDA device, got "
                                          r"a on cpu, c on meta, like on cpu; move them"):
-        gops._cuda_device("band_outer", [("a", a), ("c", c), ("like", like), ("offsets", (0, 1)), ("scale", 1.0)])
+        bridge._cuda_device("band_outer", [("a", a), ("c", c), ("like", like), ("offsets", (0, 1)), ("scale", 1.0)])
     # Two GPUs are two devices too; one GPU is the answer.
     L, b = _on("cuda:0", torch.ones(2, 4)), _on("cuda:1", torch.ones(4))
     with pytest.raises(ValueError, match=r"got L on cuda:0, b on cuda:1"):
-        gops._cuda_device("band_solve", [("L", L), ("offsets", (0, 1)), ("b", b)])
-    assert gops._cuda_device("band_solve", [("L", L), ("offsets", (0, 1)), ("b", _on("cuda:0", b))]) == \
+        bridge._cuda_device("band_solve", [("L", L), ("offsets", (0, 1)), ("b", b)])
+    assert bridge._cuda_device("band_solve", [("L", L), ("offsets", (0, 1)), ("b", _on("cuda:0", b))]) == \
         torch.device("cuda", 0)
     # Only CPU tensors (the dispatcher never sends them to the CUDA kernel) are refused alike.
     with pytest.raises(ValueError, match=r"got L on cpu"):
-        gops._cuda_device("band_logdet", [("L", torch.ones(1, 3))])
+        bridge._cuda_device("band_logdet", [("L", torch.ones(1, 3))])
 
 
 @pytest.mark.parametrize("index, ptr", [(0, 0), (1, 0x7F00AB), (3, 12345)])
 def test_cupy_runs_on_pytorchs_device_stream_and_allocator(index, ptr):
     fake = _FakeCupy()
     stream = types.SimpleNamespace(cuda_stream=ptr)
-    with gops._on_stream(fake, torch.device("cuda", index), stream):
+    with bridge._on_stream(fake, torch.device("cuda", index), stream):
         assert fake.stream == (ptr, index) and callable(fake.allocator)
         inside = list(fake.log)
     assert inside == [("enter", "device", index), ("enter", "stream", ptr, index), ("enter", "allocator")]
@@ -152,7 +152,7 @@ def test_allocations_come_from_pytorch_and_are_freed_with_their_owner(nbytes):
     fake = _FakeCupy()
     # A CPU device with an index stands for a GPU: the allocator only asks torch.empty for the bytes.
     device = torch.device("cpu", 0)
-    memptr = gops._allocator(fake, device)(nbytes)
+    memptr = bridge._allocator(fake, device)(nbytes)
     owner = memptr.mem._owner
     assert type(owner) is torch.Tensor and owner.dtype == torch.uint8 and owner.numel() == nbytes
     assert owner.device == torch.device("cpu")
@@ -170,12 +170,12 @@ def test_allocations_come_from_pytorch_and_are_freed_with_their_owner(nbytes):
 def test_tensors_reach_cupy_detached_and_contiguous_without_a_copy_where_possible():
     fake = _FakeCupy()
     t = torch.randn(3, 4, dtype=torch.float64)
-    gops._to_cupy(fake, t)
+    bridge._to_cupy(fake, t)
     seen = fake.log[-1][1]
     assert seen.data_ptr() == t.data_ptr()
     # A strided view that needs a gradient: one contiguous copy, detached (DLPack refuses requires_grad).
     s = torch.randn(4, 3, dtype=torch.float64, requires_grad=True).mT
-    gops._to_cupy(fake, s)
+    bridge._to_cupy(fake, s)
     seen = fake.log[-1][1]
     assert seen.is_contiguous() and not seen.requires_grad and torch.equal(seen, s.detach())
 
@@ -195,7 +195,7 @@ def test_cuda_kernel_converts_and_launches_inside_pytorchs_stream(monkeypatch, n
     b = torch.randn(3, 2, 8, dtype=torch.float64)
     args = {"band_logdet": (L,), "band_diag_inv": (L, offs)}.get(name, (L, offs, b))
     on_gpu = [_on("cuda:2", a) if isinstance(a, torch.Tensor) else a for a in args]
-    got = gops._CUDA[name](*on_gpu)
+    got = library._CUDA[name](*on_gpu)
     torch.testing.assert_close(got, getattr(torch.ops.gvae, name)(*args), rtol=0, atol=0)
     assert asked == [torch.device("cuda", 2)]
     conversions = [e for e in fake.log if e[0] == "wrap"]
@@ -388,7 +388,7 @@ def test_outputs_and_temporaries_live_in_pytorchs_caching_allocator():
     gc.collect()
     assert torch.cuda.memory_allocated(dev) == before
     # CuPy's own allocations during a call, zero bytes included.
-    with gops._on_stream(cupy, dev, torch.cuda.current_stream(dev)):
+    with bridge._on_stream(cupy, dev, torch.cuda.current_stream(dev)):
         a, e = cupy.empty(1 << 20, dtype=cupy.uint8), cupy.empty(0, dtype=cupy.float32)
         assert torch.cuda.memory_allocated(dev) >= before + (1 << 20)
     assert e.size == 0

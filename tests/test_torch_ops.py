@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="gvae.torch needs PyTorch (pip insta
 from gvae import kernels  # noqa: E402
 from gvae.kernels import band as kband  # noqa: E402
 import gvae.torch as gt  # noqa: E402
-from gvae.torch import ops as gops  # noqa: E402
+from gvae.torch import autograd, bridge, checks, library  # noqa: E402
 from tests.band_reference import random_factor  # noqa: E402
 
 # The named stencils on a 3 x 4 lattice (n = 12).
@@ -218,7 +218,7 @@ def test_double_backward_of_the_selected_inversion_refuses(name):
 
 def _through_operators(monkeypatch):
     """Make every gvae.torch call go through torch.ops.gvae (the eager path disabled)."""
-    monkeypatch.setattr(gops, "_plain", lambda tensors: False)
+    monkeypatch.setattr(autograd, "_plain", lambda tensors: False)
 
 
 @pytest.mark.parametrize("name", VECTOR + FACTOR)
@@ -259,7 +259,7 @@ def test_eager_calls_skip_the_dispatcher_and_modes_see_the_operators(monkeypatch
             return func(*args, **(kwargs or {}))
 
     # Plain eager calls, with and without a gradient, never reach the operator...
-    monkeypatch.setitem(gops._OPS, "band_solve_t", None)
+    monkeypatch.setitem(library._OPS, "band_solve_t", None)
     gt.band_solve_t(L, offs, b).sum().backward()
     with torch.no_grad():
         gt.band_solve_t(L, offs, b)
@@ -360,9 +360,9 @@ def test_broadcast_of_int_shapes_is_torchs(shapes):
         expected = tuple(torch.broadcast_shapes(*shapes))
     except RuntimeError:
         with pytest.raises(RuntimeError, match="do not broadcast"):
-            gops._broadcast_shapes(*shapes)
+            checks._broadcast_shapes(*shapes)
     else:
-        assert gops._broadcast_shapes(*[torch.Size(s) for s in shapes]) == expected
+        assert checks._broadcast_shapes(*[torch.Size(s) for s in shapes]) == expected
 
 
 @pytest.mark.parametrize("case", _bad_calls(), ids=lambda c: c[0])
@@ -415,7 +415,7 @@ def test_tensors_on_different_devices_are_refused_clearly():
     L, b = factor(STENCILS["chain"]), torch.randn(N, dtype=torch.float64, device="meta")
     with pytest.raises(ValueError, match=r"band_solve_t: the tensor arguments must be on one CUDA device, "
                                          r"got L on cpu, b on meta"):
-        gops._cuda_device("band_solve_t", [("L", L), ("offsets", (0, 1)), ("b", b)])
+        bridge._cuda_device("band_solve_t", [("L", L), ("offsets", (0, 1)), ("b", b)])
 
 
 @pytest.mark.slow

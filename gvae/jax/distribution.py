@@ -21,7 +21,7 @@ from ..kernels.band.dense import require_dense
 from ..rules import gaussian as rules
 from ..rules.checks import event_axis, offsets_tuple
 from . import ops
-from .ops import CHECKS
+from .checks import CHECKS
 
 __all__ = ["BandedPrecisionNormal"]
 

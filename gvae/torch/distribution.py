@@ -18,7 +18,8 @@ from ..kernels.band.dense import require_dense
 from ..rules import gaussian as rules
 from ..rules.checks import event_axis, offsets_tuple
 from . import ops
-from .ops import CHECKS, band_head
+from .checks import CHECKS
+from .ops import band_head
 
 __all__ = ["BandedPrecisionNormal"]
 
