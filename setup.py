@@ -35,7 +35,7 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gvae", "gvae.*"]),
-    package_data={"gvae.kernels": ["*.cu", "*.cuh"], "gvae.kernels.band": ["*.cu", "*.cuh"]},
+    package_data={"gvae.kernels": ["*.cu"], "gvae.kernels.band": ["*.cu", "*.cuh"], "gvae.kernels.cuda": ["*.cuh"]},
     python_requires=">=3.11",
     # Numba capped below its next minor release: the kernels use names from outside its public API
     # (gvae/kernels/cpu/numba_compat.py), which a release may move.

@@ -1,6 +1,6 @@
 """GPU benchmark of gvae's banded-factor CUDA kernels (needs CuPy and a CUDA GPU; PyTorch CUDA optional).
 
-    python benchmarks/bench_cuda.py                  # the sizes of issue 56
+    python benchmarks/bench_cuda.py                  # every stencil and size below, F in {100, 10000}
     python benchmarks/bench_cuda.py --quick          # shorter timing windows
     python benchmarks/bench_cuda.py --json out.json  # the rows as JSON too
 

@@ -13,19 +13,23 @@ computed in float64, float32 stays float32; complex arrays are refused. ``overwr
 SciPy's signatures (gvae never writes into its arguments); ``check_finite`` refuses NaN and inf as SciPy
 does.
 
+The eigenvalue functions, :func:`eig_banded` and :func:`eigvals_banded`, are SciPy's (LAPACK) on each matrix
+of a batch, on NumPy arrays only.
+
 The derivatives of every function (both ``ab`` and ``b``) are in :mod:`gvae.rules.banded`, which
 :mod:`gvae.torch.linalg` and :mod:`gvae.jax.linalg` use."""
 import math
 from typing import NamedTuple
 
 import numpy as np
+import scipy.linalg
 
 from .kernels import array_module
 from .kernels.band import band_cholesky, band_logdet, band_solve, band_solve_t, full_band
 from .kernels.banded_lu import NOT_FINITE_AB, NOT_FINITE_B, banded_lu_solve
 
 __all__ = ["solve_banded", "solveh_banded", "cholesky_banded", "cho_solve_banded", "matmul_banded",
-           "logdeth_banded", "LinAlgError"]
+           "logdeth_banded", "eig_banded", "eigvals_banded", "LinAlgError"]
 
 LinAlgError = np.linalg.LinAlgError
 
@@ -307,3 +311,76 @@ def band_product(ab, x, lower, upper):
         if lo < hi:
             y[:, lo:hi] += ab[:, r, lo + d:hi + d, None] * x[:, lo + d:hi + d]
     return y
+
+
+def _index_range(name, select_range, n):
+    """``select='i'``'s (lo, hi) checked: two ints with 0 <= lo <= hi < n."""
+    try:
+        lo, hi = (int(v) for v in select_range)
+    except (TypeError, ValueError):
+        lo, hi = -1, -1
+    if not 0 <= lo <= hi < n:
+        raise ValueError(f"{name}: select='i' takes select_range (lo, hi), ints with 0 <= lo <= hi < n = {n}; "
+                         f"got {select_range!r}")
+    return lo, hi
+
+
+def _eig(name, a_band, lower, vectors, select, select_range, check_finite, max_ev=0):
+    """SciPy's ``eig_banded`` on each matrix of the batch: (eigenvalues (*batch, m), eigenvectors (*batch, n, m)
+    or None), m = n for ``select='a'``, hi - lo + 1 for ``'i'`` and (lo, hi); ``'v'`` on one matrix only."""
+    a = _float(name, "a_band", a_band)
+    if array_module(a) is not np:
+        raise TypeError(f"{name}: a_band is a {type(a).__module__} array; the banded eigenvalue routine is "
+                        "LAPACK's (through SciPy), on NumPy arrays only")
+    check_bands(name, a)
+    _finite(name, "a_band", a, check_finite)
+    n, batch = a.shape[-1], a.shape[:-2]
+    if select not in ("a", "i", "v"):
+        raise ValueError(f"{name}: select must be 'a', 'i' or 'v' (SciPy's), got {select!r}")
+    if select == "v" and batch:
+        raise ValueError(f"{name}: select='v' gives each matrix its own number of eigenvalues; a batch "
+                         f"{batch} takes select='a' or select='i'")
+    lo, hi = (0, n - 1) if select != "i" else _index_range(name, select_range, n)
+    # (the diagonals k >= n, which the matrix does not have, left out: SciPy's select='i' misreads them)
+    a = a[..., :n, :] if lower else a[..., max(0, a.shape[-2] - n):, :]
+    flat_a = a.reshape((-1,) + a.shape[-2:])
+    values = np.empty((flat_a.shape[0], hi - lo + 1), a.dtype)
+    vecs = np.empty((flat_a.shape[0], n, hi - lo + 1), a.dtype) if vectors else None
+    for f, matrix in enumerate(flat_a):
+        try:
+            got = scipy.linalg.eig_banded(matrix, lower=lower, eigvals_only=not vectors, select=select,
+                                          select_range=select_range, max_ev=max_ev, check_finite=False)
+        except np.linalg.LinAlgError as e:
+            raise LinAlgError(f"{name}: LAPACK did not converge{_index(batch, f)} ({e})") from None
+        if select == "v":
+            return got
+        if vectors:
+            values[f], vecs[f] = got
+        else:
+            values[f] = got
+    values = values.reshape(batch + values.shape[1:])
+    return (values, vecs.reshape(batch + vecs.shape[1:])) if vectors else values
+
+
+def eig_banded(a_band, lower=False, eigvals_only=False, overwrite_a_band=False, select="a", select_range=None,
+               max_ev=0, check_finite=True):
+    """The eigenvalues (*batch, m), ascending, and eigenvectors (*batch, n, m), orthonormal columns, of the
+    symmetric band matrix in ``a_band`` (*batch, u + 1, n), upper form or with ``lower=True`` lower form:
+    :func:`scipy.linalg.eig_banded` (LAPACK's sbevd/sbevx) on each matrix, O(n^2 u) each (O(n^3) with
+    eigenvectors). ``select`` 'a' (all, m = n) or 'i' with ``select_range`` (lo, hi) (those indices, m = hi
+    - lo + 1) on batches; 'v' (a range of values) on one matrix. NumPy arrays only."""
+    return _eig("eig_banded", a_band, lower, not eigvals_only, select, select_range, check_finite, max_ev)
+
+
+def eigvals_banded(a_band, lower=False, overwrite_a_band=False, select="a", select_range=None, check_finite=True):
+    """The eigenvalues of the symmetric band matrix in ``a_band`` (*batch, u + 1, n), ascending, shape
+    (*batch, m): :func:`eig_banded` without eigenvectors (:func:`scipy.linalg.eigvals_banded`). NumPy arrays
+    only."""
+    return _eig("eigvals_banded", a_band, lower, False, select, select_range, check_finite)
+
+
+def every_eigenvalue(name, select):
+    """The fronts' ``select``: 'a' (every eigenvalue) only."""
+    if select != "a":
+        raise ValueError(f"{name}: the PyTorch and JAX fronts take select='a' (every eigenvalue), got {select!r}; "
+                         "gvae.linalg.eigvals_banded takes 'i' and 'v' on NumPy arrays")

@@ -76,9 +76,44 @@ def dense_factor(raw, offsets, links, D):
     return L
 
 
+def dense_sample(raw, offsets, links, order, loc, eps):
+    """loc + (L^-T eps over y = x[order]) in x's coordinates: eps (S, D) standard normals."""
+    L = dense_factor(raw, offsets, links, raw.shape[1])
+    y = loc[order] + np.linalg.solve(L.T, eps.T).T
+    return y[:, np.argsort(order)]
+
+
 def dense_precision(raw, offsets, links, order):
     """The precision L L^T over y = x[order], as the dense (D, D) precision over x."""
     D = raw.shape[1]
     L = dense_factor(raw, offsets, links, D)
     inverse = np.argsort(order)
     return (L @ L.T)[np.ix_(inverse, inverse)]
+
+
+# The guides' cases over a model with a 2-vector 'a' then a 3 x 4 field 'x': (guide arguments, the band's order
+# over the 2 + 12 latent coordinates, the links of L over y = x[order]).
+CASES = {
+    "grid on x": (dict(stencil=("grid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, False)),
+    "extgrid on x": (dict(stencil=("extgrid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, True)),
+    "chain on all": (dict(), list(range(14)), [(i, i - 1) for i in range(1, 14)]),
+    "offsets on x, a": (dict(offsets=(0, 2, 3), sites=["x", "a"]), list(range(2, 14)) + [0, 1],
+                        [(i, i - o) for i in range(14) for o in (2, 3) if i - o >= 0]),
+}
+
+# Arguments refused when the guide is made, and (below) when it first meets the two-site model: (arguments, the
+# error's pattern).
+BAD_ARGUMENTS = [
+    (dict(stencil="ring"), r"stencil must be 'chain', \('grid', rows, cols\)"),
+    (dict(stencil=("grid", 3)), r"stencil must be"),
+    (dict(stencil=("grid", 3, 1)), r"cols must be >= 2"),
+    (dict(offsets=(1, 2)), r"offsets\[0\] must be 0"),
+    (dict(offsets=(0, 1), stencil="chain"), r"give offsets or stencil, not both"),
+    (dict(sites="x"), r"sites must be a non-empty list"),
+    (dict(init_scale=0.0), r"init_scale must be > 0"),
+]
+BAD_SIZES = [
+    (dict(stencil=("grid", 4, 4), sites=["x"]), r"a 4 x 4 lattice holds 16 coordinates, the sites \['x'\] have 12"),
+    (dict(sites=["x", "b"]), r"sites \['b'\] are not latent sites of the model"),
+    (dict(offsets=(0, 3), sites=["a"]), r"offsets \(0, 3\) reach 3 back, the sites \['a'\] have only 2"),
+]

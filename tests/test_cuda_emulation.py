@@ -12,7 +12,8 @@ import importlib
 import numpy as np
 import pytest
 
-from gvae.kernels import backend, cuda_build
+from gvae.kernels import backend
+from gvae.kernels.cuda import build as cuda_build
 from gvae.kernels.activations import CODES
 from gvae.kernels.band.common_cuda import KC_MAX
 from tests.band_reference import named_offsets, random_factor

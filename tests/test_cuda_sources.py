@@ -177,7 +177,7 @@ def test_cuda_modules_need_neither_numba_nor_cupy():
     """In a fresh interpreter where ``import numba`` and ``import cupy`` fail, the compile check collects
     every declaration and every source's text. The package ``__init__`` files (which load the Numba
     kernels of the front functions) are bypassed, so what is tested is what the ``*_cuda.py`` modules,
-    cuda_build and the compile check import themselves: a ``*_cpu.py`` module, or Numba, fails it."""
+    gvae.kernels.cuda.build and the compile check import themselves: a ``*_cpu.py`` module, or Numba, fails it."""
     code = f"""
 import importlib.util, json, sys, types
 from pathlib import Path
@@ -211,17 +211,17 @@ def test_compile_check_finds_the_sources_in_subfolders():
 
 
 def test_source_text_pastes_each_header_once_and_points_at_the_real_files():
-    from gvae.kernels import cuda_build
+    from gvae.kernels.cuda import build
     tool = _compile_check()
     for filename, source in tool.declared_sources().items():
         text = source.text()
         assert not re.search(r'^\s*#\s*include\s+"', text, re.MULTILINE), f"{filename}: an include is left"
         assert text.count("#define GVAE_CUDA_COMMON_CUH") == 1, filename
         assert f'#line 1 "{filename}"' in text
-        if filename.startswith("band/"):  # band_common.cuh beside the file, cuda_common.cuh at the root
+        if filename.startswith("band/"):  # band_common.cuh beside the file, cuda/common.cuh from the root
             assert text.count("#define GVAE_BAND_COMMON_CUH") == 1, filename
-            assert '#line 1 "band/band_common.cuh"' in text and '#line 1 "cuda_common.cuh"' in text
-        assert text == cuda_build.source_text(filename, source.prelude)
+            assert '#line 1 "band/band_common.cuh"' in text and '#line 1 "cuda/common.cuh"' in text
+        assert text == build.source_text(filename, source.prelude)
 
 
 def test_activation_enum_is_generated_from_the_table():

@@ -1,8 +1,8 @@
-"""gvae.kernels.cuda_stream: a stream another library made, as CuPy 14 (``Stream.from_external`` with the
+"""gvae.kernels.cuda.stream: a stream another library made, as CuPy 14 (``Stream.from_external`` with the
 CUDA stream protocol, under the stream's GPU) and CuPy 13 (``ExternalStream``) take it."""
 import types
 
-from gvae.kernels.cuda_stream import external_stream
+from gvae.kernels.cuda.stream import external_stream
 
 
 def _cupy(with_from_external):

@@ -1,6 +1,6 @@
-"""gvae.jax.linalg: values against gvae.linalg (itself against SciPy) in float32 and float64, every gradient in
-both arguments against the dense jax.numpy.linalg computation in float64, jit, vmap and grad composed,
-and the refusals. Float64 with x64 enabled per test and restored after it."""
+"""gvae.jax.linalg: values against gvae.linalg (itself against SciPy) in float32 and float64, every gradient and
+tangent in both arguments against the dense computation in float64, jacfwd against jacrev, jit, vmap and
+grad composed, and the refusals. Float64 with x64 enabled per test and restored after it."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -81,7 +81,7 @@ def test_jit_vmap_and_grad_composed():
         np.testing.assert_allclose(g, d, rtol=1e-9, atol=1e-9)
 
 
-def test_float32_under_jit_and_grad():
+def test_float32_under_jit_grad_and_jvp():
     rng = np.random.default_rng(1)
     params, (ab, b) = random_case(rng, "solveh_banded", 7, 0, 1, ((2,), (2,)), None)
     ab32, b32 = jnp.asarray(ab, jnp.float32), jnp.asarray(b, jnp.float32)
@@ -93,12 +93,53 @@ def test_float32_under_jit_and_grad():
     np.testing.assert_allclose(value, value64, rtol=1e-5)
     for g, g64 in zip(grads, grads64):
         np.testing.assert_allclose(g, g64, rtol=1e-4, atol=1e-5)
+    jvp = jax.jit(lambda a, d: jax.jvp(jl.cholesky_banded, (a,), (d,))[1])
+    tangent = jvp(ab32, jnp.ones_like(ab32))
+    assert tangent.dtype == jnp.float32
+    np.testing.assert_allclose(tangent, jvp(jnp.asarray(ab), jnp.ones(ab.shape)), rtol=1e-4, atol=1e-5)
 
 
-def test_forward_mode_is_refused():
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FUNCTIONS)
+@EXAMPLES
+@given(**CASE)
+def test_forward_mode_is_the_dense_jvp(name, n, lower, upper, batches, k, seed):
+    """jax.jvp in ab and b together (eagerly), against torch.func.jvp of the dense computation, float64."""
+    import torch
+    rng = np.random.default_rng(seed)
+    params, arrays = random_case(rng, name, n, lower, upper, batches, k)
+    tangents = [rng.standard_normal(a.shape) for a in arrays]
+    _, got = jax.jvp(lambda *a: call_banded(jl, name, params, *a), tuple(jnp.asarray(a) for a in arrays),
+                     tuple(jnp.asarray(t) for t in tangents))
+    _, want = torch.func.jvp(lambda *a: dense_reference(torch, name, params, *a),
+                             tuple(torch.from_numpy(a) for a in arrays), tuple(torch.from_numpy(t) for t in tangents))
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_jacfwd_is_jacrev_under_jit_and_vmap(name):
+    """Forward and reverse mode agree to rounding, jitted, and vmap of jvp is the batched jvp (a mapped axis
+    joins the batch of the tangent's rule)."""
+    rng = np.random.default_rng(4)
+    params, arrays = random_case(rng, name, 5, 1, 2, ((3,), (3,)), 2)
+    arrays = [jnp.asarray(a) for a in arrays]
+    argnums = tuple(range(len(arrays)))
+
+    def f(*a):
+        return call_banded(jl, name, params, *a)
+    for fwd, rev in zip(jax.jit(jax.jacfwd(f, argnums))(*arrays), jax.jit(jax.jacrev(f, argnums))(*arrays)):
+        np.testing.assert_allclose(fwd, rev, rtol=1e-12, atol=1e-12)
+    tangents = tuple(jnp.asarray(rng.standard_normal(a.shape)) for a in arrays)
+    mapped = jax.vmap(lambda a, t: jax.jvp(f, a, t)[1])(tuple(arrays), tangents)
+    np.testing.assert_allclose(mapped, jax.jvp(f, tuple(arrays), tangents)[1], rtol=1e-13, atol=1e-13)
+
+
+def test_second_order_is_refused_in_one_line():
     ab = jnp.asarray(random_case(np.random.default_rng(2), "logdeth_banded", 4, 0, 1, ((), ()), None)[1][0])
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(jl.logdeth_banded, (ab,), (jnp.ones_like(ab),))
+    for second in (jax.hessian, lambda f: jax.grad(lambda a: jnp.sum(jax.grad(f)(a)))):
+        with pytest.raises(NotImplementedError, match="derivative of logdeth_banded's derivatives") as info:
+            second(lambda a: jnp.sum(jl.logdeth_banded(a)))(ab)
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("call_, error, phrase", [
@@ -109,6 +150,7 @@ def test_forward_mode_is_refused():
     (lambda: jl.logdeth_banded(jnp.array([[0.5, 0.5], [1.0, -4.0]])), linalg.LinAlgError, "not positive definite"),
     (lambda: jax.jit(lambda a, c: jl.solveh_banded(a, c))(jnp.ones((2, 2, 3)), jnp.ones((3, 3))), ValueError,
      "do not broadcast"),
+    (lambda: jl.eigvals_banded(jnp.ones((2, 3)), select="i", select_range=(0, 1)), ValueError, "take select='a'"),
 ])
 def test_refusals_in_one_line(call_, error, phrase):
     with pytest.raises(error) as info:

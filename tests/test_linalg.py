@@ -21,7 +21,7 @@ def band_index(n, lower, upper):
 # Batch shapes of ab and b that broadcast, with as many axes each (b may then hold vectors), and b's alone.
 BATCHES = [((), ()), ((2,), (2,)), ((2, 1), (1, 3)), ((), (2,))]
 FUNCTIONS = ["solve_banded", "matmul_banded", "solveh_banded", "cholesky_banded", "cho_solve_banded",
-             "logdeth_banded"]
+             "logdeth_banded", "eigvals_banded"]
 # Hypothesis's cases of the fronts' tests (random_case's arguments)
 CASE = dict(n=st.integers(1, 7), lower=st.integers(0, 2), upper=st.integers(0, 2), batches=st.sampled_from(BATCHES),
             k=st.sampled_from([None, 2]), seed=st.integers(0, 2 ** 16))
@@ -78,6 +78,8 @@ def dense_reference(xp, name, params, ab, b=None):
             A = xp.where(xp.asarray(np.tri(n, dtype=bool) if lower else np.tri(n, dtype=bool).T), T, T.mT)
     if name == "logdeth_banded":
         return xp.linalg.slogdet(A)[1]
+    if name == "eigvals_banded":
+        return xp.linalg.eigvalsh(A)
     if name == "cholesky_banded":
         L = xp.linalg.cholesky(A)
         r, j = np.indices(ab.shape[-2:])
@@ -215,6 +217,33 @@ def test_matmul_banded_is_the_dense_product(n, lower, upper, k, seed):
                                rtol=1e-12, atol=1e-12)
 
 
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 12), w=st.integers(0, 4), lower=st.booleans(), batch=st.sampled_from([(), (3,), (2, 2)]),
+       float32=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_eigvals_banded_is_scipys_and_the_dense_eigvalsh(n, w, lower, batch, float32, seed):
+    """Symmetric bands (not definite), more off-diagonals than rows included: each matrix's eigenvalues as
+    numpy.linalg.eigvalsh of the dense matrix and (n > w) as SciPy's; eig_banded's vectors orthonormal with A V = V
+    diag(lam); an index range."""
+    rng = np.random.default_rng(seed)
+    ab = rng.standard_normal(batch + (w + 1, n))
+    dense = _dense(ab, w, 0) if lower else _dense(ab, 0, w)
+    dense = dense + np.swapaxes(dense, -1, -2) - np.eye(n) * np.diagonal(dense, axis1=-2, axis2=-1)[..., None, :]
+    a = ab.astype(np.float32) if float32 else ab
+    lam = linalg.eigvals_banded(a, lower=lower)
+    tol = 1e-4 if float32 else 1e-11
+    assert lam.shape == batch + (n,) and lam.dtype == a.dtype
+    np.testing.assert_allclose(lam, np.linalg.eigvalsh(dense), rtol=tol, atol=tol)
+    for index in np.ndindex(*batch):
+        if n > w:  # (SciPy misreads more off-diagonals than rows)
+            np.testing.assert_allclose(lam[index], sl.eigvals_banded(a[index], lower=lower), rtol=tol, atol=tol)
+    values, V = linalg.eig_banded(ab, lower=lower)
+    np.testing.assert_allclose(dense @ V, V * values[..., None, :], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(np.swapaxes(V, -1, -2) @ V, np.broadcast_to(np.eye(n), V.shape), atol=1e-12)
+    lo, hi = n // 3, n - 1
+    np.testing.assert_allclose(linalg.eigvals_banded(ab, lower=lower, select="i", select_range=(lo, hi)),
+                               values[..., lo:hi + 1], rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize("call, error, phrase", [
     (lambda: linalg.solve_banded((1, 1), np.ones((2, 5)), np.ones(5)), ValueError, "ab has 2 rows, but l = 1 and u = 1 need 3"),
     (lambda: linalg.solve_banded((1, -1), np.ones((1, 5)), np.ones(5)), ValueError, "l and u must be ints >= 0"),
@@ -227,6 +256,10 @@ def test_matmul_banded_is_the_dense_product(n, lower, upper, k, seed):
     (lambda: linalg.cholesky_banded(np.array([[1.0, np.inf]])), ValueError, "ab must not contain infs or NaNs"),
     (lambda: linalg.cho_solve_banded(np.ones((1, 3)), np.ones(3)), ValueError, "(cb, lower)"),
     (lambda: linalg.cho_solve_banded((np.array([[1.0, 0.0]]), False), np.ones(2)), linalg.LinAlgError, "diagonal must be > 0"),
+    (lambda: linalg.eigvals_banded(np.ones((2, 2, 3)), select="v", select_range=(0, 1)), ValueError, "a batch (2,) takes"),
+    (lambda: linalg.eigvals_banded(np.ones((2, 3)), select="i", select_range=(2, 3)), ValueError, "0 <= lo <= hi < n = 3"),
+    (lambda: linalg.eig_banded(np.ones((2, 3)), select="x"), ValueError, "select must be 'a', 'i' or 'v'"),
+    (lambda: linalg.eigvals_banded(np.array([[1.0, np.nan]])), ValueError, "a_band must not contain infs or NaNs"),
 ])
 def test_refusals_in_one_line(call, error, phrase):
     with pytest.raises(error) as info:
@@ -318,10 +351,14 @@ def test_the_symmetric_rules_against_central_differences(n, w, k, lower, seed):
                 lambda x, g: rules.solveh_banded_vjp(ab, lower, x, g),
                 lambda x, d: rules.solveh_banded_jvp(ab, lower, x, *d), (ab, b), rng)
     _check_rule(lambda A: linalg.cholesky_banded(A, lower=lower),
-                lambda out, g: (rules.cholesky_banded_vjp(ab, lower, out, g),), None, (ab,), rng)
+                lambda out, g: (rules.cholesky_banded_vjp(ab, lower, out, g),),
+                lambda out, d: rules.cholesky_banded_jvp(ab, lower, out, *d), (ab,), rng)
     _check_rule(lambda C, B: linalg.cho_solve_banded((C, lower), B),
                 lambda x, g: rules.cho_solve_banded_vjp(c, lower, x, g),
                 lambda x, d: rules.cho_solve_banded_jvp(c, lower, x, *d), (c, b), rng)
     _check_rule(lambda A: linalg.logdeth_banded(A, lower=lower),
                 lambda out, g: (rules.logdeth_banded_vjp(ab, lower, g),),
                 lambda out, d: rules.logdeth_banded_jvp(ab, lower, *d), (ab,), rng)
+    _check_rule(lambda A: linalg.eigvals_banded(A, lower=lower),
+                lambda out, g: (rules.eigvals_banded_vjp(ab, lower, g),),
+                lambda out, d: rules.eigvals_banded_jvp(ab, lower, *d), (ab,), rng)

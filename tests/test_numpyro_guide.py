@@ -14,7 +14,7 @@ from numpyro.infer import SVI, Trace_ELBO  # noqa: E402
 
 from gvae.numpyro import AutoBandedNormal  # noqa: E402
 
-from .guide_reference import dense_factor, dense_precision, kalman, lattice_links, ssm_posterior_band, ssm_prior_precision  # noqa: E402
+from .guide_reference import BAD_ARGUMENTS, BAD_SIZES, CASES, dense_precision, dense_sample, kalman, ssm_posterior_band, ssm_prior_precision  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("jax_x64")
 
@@ -25,16 +25,6 @@ def two_sites(rows, cols):
         numpyro.sample("a", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
         numpyro.sample("x", dist.Normal(0.0, 1.0).expand([rows, cols]).to_event(2))
     return model
-
-
-# (guide arguments, the band's order over the 2 + 12 latent coordinates, the links of L over y = x[order])
-CASES = {
-    "grid on x": (dict(stencil=("grid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, False)),
-    "extgrid on x": (dict(stencil=("extgrid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, True)),
-    "chain on all": (dict(), list(range(14)), [(i, i - 1) for i in range(1, 14)]),
-    "offsets on x, a": (dict(offsets=(0, 2, 3), sites=["x", "a"]), list(range(2, 14)) + [0, 1],
-                        [(i, i - o) for i in range(14) for o in (2, 3) if i - o >= 0]),
-}
 
 
 def _params(guide, rng):
@@ -67,9 +57,7 @@ def test_posterior_against_dense_multivariate_normal(case):
     # A sample is loc + L^-T eps over y = x[order], eps the standard normals drawn with the key.
     key = jax.random.PRNGKey(3)
     eps = np.asarray(jax.random.normal(key, (4, 14), jnp.float64))
-    L = dense_factor(raw, offsets, links, 14)
-    y = loc[order] + np.linalg.solve(L.T, eps.T).T
-    np.testing.assert_allclose(q.sample(key, (4,)), y[:, np.argsort(order)], rtol=1e-10)
+    np.testing.assert_allclose(q.sample(key, (4,)), dense_sample(raw, offsets, links, order, loc, eps), rtol=1e-10)
 
 
 def ssm(T):
@@ -118,26 +106,14 @@ def test_svi_under_jit_approaches_the_log_evidence():
     assert draws["x"].shape == (3, T)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(stencil="ring"), r"stencil must be 'chain', \('grid', rows, cols\)"),
-    (dict(stencil=("grid", 3)), r"stencil must be"),
-    (dict(stencil=("grid", 3, 1)), r"cols must be >= 2"),
-    (dict(offsets=(1, 2)), r"offsets\[0\] must be 0"),
-    (dict(offsets=(0, 1), stencil="chain"), r"give offsets or stencil, not both"),
-    (dict(sites="x"), r"sites must be a non-empty list"),
-    (dict(init_scale=0.0), r"init_scale must be > 0"),
-])
+@pytest.mark.parametrize("kwargs, message", BAD_ARGUMENTS)
 def test_bad_arguments_refused_in_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message) as e:
         AutoBandedNormal(two_sites(3, 4), **kwargs)
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(stencil=("grid", 4, 4), sites=["x"]), r"a 4 x 4 lattice holds 16 coordinates, the sites \['x'\] have 12"),
-    (dict(sites=["x", "b"]), r"sites \['b'\] are not latent sites of the model"),
-    (dict(offsets=(0, 3), sites=["a"]), r"offsets \(0, 3\) reach 3 back, the sites \['a'\] have only 2"),
-])
+@pytest.mark.parametrize("kwargs, message", BAD_SIZES)
 def test_sizes_that_do_not_fit_the_model_refused_in_one_line(kwargs, message):
     guide = AutoBandedNormal(two_sites(3, 4), **kwargs)
     with pytest.raises(ValueError, match=message) as e, numpyro.handlers.seed(rng_seed=0):

@@ -1,5 +1,5 @@
 """gvae.torch.linalg: values against gvae.linalg (itself against SciPy), every derivative in both arguments
-(reverse and forward mode) against the dense torch.linalg computation in float64, torch.func.vmap,
+(reverse and forward mode, eigvals_banded's and cholesky_banded's included) against the dense torch.linalg computation in float64, torch.func.vmap,
 torch.compile, CUDA tensors where there is a GPU, and the refusals."""
 import subprocess
 import sys
@@ -55,7 +55,7 @@ def test_gradients_are_the_dense_ones(name, n, lower, upper, batches, k, seed):
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", [f for f in FUNCTIONS if f != "cholesky_banded"])
+@pytest.mark.parametrize("name", FUNCTIONS)
 @settings(max_examples=10, deadline=None)
 @given(**CASE)
 def test_forward_mode_is_the_dense_jvp(name, n, lower, upper, batches, k, seed):
@@ -69,20 +69,17 @@ def test_forward_mode_is_the_dense_jvp(name, n, lower, upper, batches, k, seed):
 def test_gradcheck_both_modes_and_one_argument_at_a_time():
     """torch.autograd.gradcheck, reverse and forward mode, with one argument or both requiring a gradient."""
     rng = np.random.default_rng(3)
-    for name in ("solve_banded", "solveh_banded", "cho_solve_banded"):
+    for name in ("solve_banded", "solveh_banded", "cho_solve_banded", "cholesky_banded", "eigvals_banded"):
         params, arrays = random_case(rng, name, 5, 1, 2, ((2,), (2,)), 2)
-        for need in ((True, True), (True, False), (False, True)):
+        for need in ((True, True), (True, False), (False, True))[:3 if len(arrays) == 2 else 1]:
             inputs = [torch.from_numpy(a).requires_grad_(r) for a, r in zip(arrays, need)]
             assert torch.autograd.gradcheck(lambda *a: call(name, params, *a), inputs, check_forward_ad=True)
 
 
-def test_cholesky_banded_refuses_forward_mode_and_differentiates_once():
+def test_differentiates_once():
     rng = np.random.default_rng(0)
-    params, (ab,) = random_case(rng, "cholesky_banded", 5, 0, 1, ((), ()), None)
-    ab = torch.from_numpy(ab)
-    with pytest.raises(NotImplementedError, match="no JVP rule of the banded Cholesky factor"):
-        torch.func.jvp(lambda a: tl.cholesky_banded(a), (ab,), (torch.ones_like(ab),))
-    a = ab.clone().requires_grad_()
+    params, (ab,) = random_case(rng, "logdeth_banded", 5, 0, 1, ((), ()), None)
+    a = torch.from_numpy(ab).requires_grad_()
     g, = torch.autograd.grad(tl.logdeth_banded(a).sum(), a, create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward through logdeth_banded is not offered"):
         g.sum().backward()
@@ -90,8 +87,8 @@ def test_cholesky_banded_refuses_forward_mode_and_differentiates_once():
 
 @pytest.mark.slow
 def test_vmap_maps_onto_the_batch():
-    """torch.func.vmap of a function, and of its gradient, equals the batched call (b matrices per example,
-    which a mapped axis must not turn into vectors)."""
+    """torch.func.vmap of a function, of its gradient and of a tangent equals the batched call (b matrices per
+    example, which a mapped axis must not turn into vectors)."""
     rng = np.random.default_rng(1)
     params, (ab, b) = random_case(rng, "solveh_banded", 6, 0, 2, ((4,), (4,)), 3)
     ab, b = torch.from_numpy(ab), torch.from_numpy(b)
@@ -107,6 +104,9 @@ def test_vmap_maps_onto_the_batch():
     want = torch.autograd.grad(sum(loss(a[i], c[i]) for i in range(4)), (a, c))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    tangents = torch.randn(ab.shape, dtype=torch.float64)
+    got = torch.func.vmap(lambda a, d: torch.func.jvp(tl.cholesky_banded, (a,), (d,))[1])(ab, tangents)
+    torch.testing.assert_close(got, torch.func.jvp(tl.cholesky_banded, (ab,), (tangents,))[1], rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.slow
@@ -134,6 +134,7 @@ def test_compiled_values_and_gradients_equal_eager():
     (lambda: tl.logdeth_banded(torch.tensor([[0.5, 0.5], [1.0, -4.0]])), linalg.LinAlgError, "not positive definite"),
     (lambda: tl.cholesky_banded(torch.tensor([[1.0, float("nan")]])), ValueError, "must not contain infs or NaNs"),
     (lambda: tl.solveh_banded(torch.ones(2, 2, 3), torch.ones(3, 3)), ValueError, "do not broadcast"),
+    (lambda: tl.eigvals_banded(torch.ones(2, 3), select="i", select_range=(0, 1)), ValueError, "take select='a'"),
 ])
 def test_refusals_in_one_line(call_, error, phrase):
     with pytest.raises(error) as info:
@@ -149,7 +150,7 @@ def test_lists_and_integers_are_float64():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 def test_cuda_tensors_are_the_cpus():
     rng = np.random.default_rng(4)
-    for name in FUNCTIONS:
+    for name in (f for f in FUNCTIONS if f != "eigvals_banded"):  # (LAPACK's, on the host: refused below)
         params, arrays = random_case(rng, name, 9, 0, 2, ((3,), (3,)), 2)
         cpu = [torch.from_numpy(a).requires_grad_() for a in arrays]
         cuda = [a.detach().cuda().requires_grad_() for a in cpu]
@@ -158,6 +159,8 @@ def test_cuda_tensors_are_the_cpus():
         grads = [torch.autograd.grad(o.square().sum(), ins) for o, ins in zip(outs, (cpu, cuda))]
         for g_cpu, g_cuda in zip(*grads):
             torch.testing.assert_close(g_cuda.cpu(), g_cpu, rtol=1e-10, atol=1e-10)
+    with pytest.raises(TypeError, match="on NumPy arrays only"):
+        tl.eigvals_banded(torch.ones(2, 4, device="cuda"))
 
 
 @pytest.mark.slow

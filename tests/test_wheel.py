@@ -68,10 +68,10 @@ def test_the_wheel_works_alone_outside_the_checkout(wheel, tmp_path):
                   "--batch-size", "20", "--posterior", "chain", "--threads", "1", "--quiet", "--out", "run")
     assert trained.returncode == 0, trained.stderr
     assert json.loads((work / "run" / "summary.json").read_text())["test_elbo"] < 0
-    sources = run("-c", "from gvae.kernels import backend, cuda_build\n"
+    sources = run("-c", "from gvae.kernels import backend\nfrom gvae.kernels.cuda import build\n"
                         "import importlib\n"
                         "for m in backend.cuda_modules(): importlib.import_module(m)\n"
-                        "print(sum(len(s.text()) > 0 for s in cuda_build.SOURCES.values()))")
+                        "print(sum(len(s.text()) > 0 for s in build.SOURCES.values()))")
     assert sources.returncode == 0 and int(sources.stdout) == len(list((ROOT / "gvae").rglob("*.cu"))), sources
     if "torch" in extras:  # the PyTorch example's training step and evaluation on the wheel's gvae
         example = run("-c", EXAMPLE_STEP + "import gvae\nprint(gvae.__file__)\n",

@@ -6,7 +6,7 @@ Run from the repository root; it checks the gvae that Python imports (this check
 installed with ``pip install -e .``, or with ``PYTHONPATH=.``) and says which one. Needs neither CuPy
 nor a GPU (CI runs it wherever ``nvcc`` exists). The CUDA modules are the ones the backend loads
 (``gvae.kernels.backend.cuda_modules()``, every ``*_cuda.py`` under gvae/kernels, subfolders included);
-they import without CuPy and declare their sources through :class:`gvae.kernels.cuda_build.CudaSource`.
+they import without CuPy and declare their sources through :class:`gvae.kernels.cuda.build.CudaSource`.
 For each source and each float type a translation unit holds the very text the runtime hands to
 ``cupy.RawModule`` (``CudaSource.text()``: generated prelude, headers pasted in, ``#line`` directives
 for the messages) and takes the address of every declared kernel, which makes nvcc instantiate and
@@ -26,7 +26,8 @@ import sys
 import tempfile
 import time
 
-from gvae.kernels import backend, cuda_build
+from gvae.kernels import backend
+from gvae.kernels.cuda import build as cuda_build
 
 FLOAT_TYPES = ("float", "double")
 

@@ -81,7 +81,7 @@ if want install; then
     stage install 120 "$OUT/tests.log" $PY -m pip install -q --no-index --no-deps --no-build-isolation \
         --use-pep517 -e .
     stage mnist 60 "$OUT/tests.log" $PY -c "from gvae.io.mnist import fetch_mnist; print(fetch_mnist())"
-    stage cublas 30 "$OUT/tests.log" $PY -c "from gvae.kernels.cublas_cuda import _find; print('libcublas:', _find())"
+    stage cublas 30 "$OUT/tests.log" $PY -c "from gvae.kernels.cuda.cublas import _find; print('libcublas:', _find())"
 fi
 
 if want tests || want train || want tasks; then

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.backend import device_module
-from ..kernels.cuda_stream import external_stream
+from ..kernels.cuda.stream import external_stream
 
 try:  # experimental in jaxlib 0.10: where it is missing, every traced call goes through pure_callback
     from jax.experimental.buffer_callback import buffer_callback as _buffer_callback

@@ -4,7 +4,7 @@
 // kernels): the inner loops have no branch on the activation, and the activation's own selects
 // (relu, elu, sigmoid) compile to predicated moves. act'(.) is read off the output y = act(h + b).
 // Maths in T's precision (expf/log1pf/tanhf for float).
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 namespace gvae {
 

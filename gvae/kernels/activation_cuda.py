@@ -9,7 +9,7 @@ import numpy as np
 
 from .activations import CODES as ACT_CODES
 from .backend import register
-from .cuda_build import CudaSource, contiguous, enum_text, int32, sm_count
+from .cuda.build import CudaSource, contiguous, enum_text, int32, sm_count
 
 SOURCE = CudaSource(
     "activation.cu",

@@ -1,6 +1,6 @@
 // CUDA twin of adam_cpu.py: one fused Adam pass over flat buffers, the running average of the parameters,
 // and the squared norm.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // In place, grid-stride over n: m <- b1 m + a1 g';  v <- b2 v + a2 g'^2;  p <- p - rate m / (sqrt(v) + eps_hat)
 // with g' = scale * g. rate and eps_hat carry the bias corrections (computed in float64 and rounded to T,

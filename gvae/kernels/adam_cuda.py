@@ -3,7 +3,7 @@ running average of the parameters, and the squared norm (two stages: per-block f
 import numpy as np
 
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, scalar
+from .cuda.build import CudaSource, contiguous, grid_for, scalar
 
 SOURCE = CudaSource("adam.cu", ["adam_update<{T}>", "adam_update_guarded<{T}>", "average_update<{T}>",
                                "sum_squares_partial<{T}>", "sum_partials"])

@@ -3,7 +3,7 @@
 // One warp per row: for unit i the lanes add W[i, j] z[r, j] over j < i (coalesced along W's row i), the
 // sum is a butterfly shuffle, and lane 0 writes z[r, i] before the warp moves to unit i + 1 (a warp barrier
 // orders the write before the next unit's reads). The sum is in double, as the CPU kernel's.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 template <typename T>
 __global__ void ar_bernoulli_draw(const T* __restrict__ bias, const T* __restrict__ W, const T* __restrict__ u,

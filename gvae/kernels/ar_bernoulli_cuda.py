@@ -1,6 +1,6 @@
 """CUDA twin of :mod:`ar_bernoulli_cpu` (source: ``ar_bernoulli.cu``): one warp per row."""
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("ar_bernoulli.cu", ["ar_bernoulli_draw<{T}>"])
 

@@ -2,7 +2,7 @@
 // solve with it (LAPACK's gbsv), one thread a system, in the arrays' dtype. The storage and the steps are
 // the Numba kernel's: ab (F, l + u + 1, n) in SciPy's banded storage, the factor in work (F, 2 l + u + 1, n)
 // with its pivot rows in piv, b (F, n, k) overwritten by the solution.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // info's codes, with check, for NaN or inf in a system's ab or b (banded_lu_cpu.NOT_FINITE_AB, NOT_FINITE_B)
 constexpr long long NOT_FINITE_AB = -1, NOT_FINITE_B = -2;

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("banded_lu.cu", ["banded_lu_solve<{T}>"])
 

@@ -5,7 +5,7 @@
 // stores are coalesced, and the row sum is a butterfly shuffle; no shared memory. softplus and sigmoid
 // come from one exponential e^-|l| in T's precision. The summands are all <= 0 (x in [0, 1]), so the
 // sum in T loses no accuracy to cancellation.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // logits (m, n) and x (r, n) with m % r == 0, row i using x[i % r]; out (m,); dlogits (m, n) when
 // WANT_GRAD (it is not touched otherwise).

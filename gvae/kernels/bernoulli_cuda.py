@@ -1,7 +1,7 @@
 """CUDA twin of :mod:`bernoulli_cpu` (source: ``bernoulli.cu``): Bernoulli log-likelihood from logits,
 with its gradient in the same pass; one warp per row."""
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("bernoulli.cu", ["bernoulli_loglik<{T}, true>", "bernoulli_loglik<{T}, false>"])
 

@@ -3,7 +3,7 @@
 //
 // One thread per row: the rows are short (a classifier's classes), so a row's loop stays in registers.
 // The log-sum-exp in double, shifted by the row's maximum, as the CPU kernel.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // logits (m, c), row i labelled labels[i % r]; out (m,) and probs (m, c).
 template <typename T>

@@ -1,7 +1,7 @@
 """CUDA twin of :mod:`categorical_cpu` (source: ``categorical.cu``): a softmax's log-probability of labels
 and its gradient, one thread per row."""
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("categorical.cu", ["categorical_log_prob<{T}>", "categorical_grad<{T}>"])
 

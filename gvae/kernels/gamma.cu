@@ -1,7 +1,7 @@
 // CUDA twin of gamma_cpu.py's gamma quantile, the derivative of a gamma draw in its shape and the Poisson
 // draws: the same series, continued fraction, starts and steps, one thread an item, all in double whatever
 // the arrays' dtype.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 namespace gammak {
 

@@ -4,7 +4,7 @@ kernels, one thread an item); log Gamma and digamma through ``cupyx.scipy.specia
 import numpy as np
 
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for
+from .cuda.build import CudaSource, contiguous, grid_for
 
 SOURCE = CudaSource("gamma.cu", ["gamma_inverse_cdf<{T}>", "gamma_shape_grad<{T}>", "poisson_draw<{T}>"])
 

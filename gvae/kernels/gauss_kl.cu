@@ -2,7 +2,7 @@
 //
 // One warp per row (8 rows per block of 256 threads), lanes along the row (coalesced), butterfly
 // shuffle for the row sum; log in T's precision.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // mu, sigma (m, d); out (m,); dmu = mu and dsigma = sigma - 1/sigma (m, d) when WANT_GRAD.
 template <typename T, bool WANT_GRAD>

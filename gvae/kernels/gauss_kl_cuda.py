@@ -1,7 +1,7 @@
 """CUDA twin of :mod:`gauss_kl_cpu` (source: ``gauss_kl.cu``): KL(N(mu, diag sigma^2) || N(0, I)) per
 row, fused with its gradient; one warp per row."""
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("gauss_kl.cu", ["diag_normal_kl<{T}, true>", "diag_normal_kl<{T}, false>"])
 

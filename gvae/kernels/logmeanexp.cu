@@ -3,7 +3,7 @@
 // One warp per row (8 rows per block of 256 threads), lanes along the row (coalesced): a butterfly max,
 // then one pass that writes e^(l - max) and sums it, then one that scales the weights. The max skips
 // NaNs (fmax), as the Numba kernel's does; a NaN then reaches the sum and every weight.
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // logw (rows, k); out (rows,); weights (rows, k). A row whose max is -inf gives out = -inf and uniform
 // weights; a max of +inf gives out = +inf and NaN weights.

@@ -1,7 +1,7 @@
 """CUDA twin of :mod:`logmeanexp_cpu` (source: ``logmeanexp.cu``): log-mean-exp along the middle axis of
 an (M, K, N) array and the normalised weights; one warp per (m, n) pair, its lanes along K."""
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("logmeanexp.cu", ["log_mean_exp<{T}>"])
 

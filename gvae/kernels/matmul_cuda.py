@@ -1,7 +1,7 @@
-"""CUDA twin of :mod:`matmul_cpu`: cuBLAS's GEMM through gvae's own handle (:mod:`cublas_cuda`), so that
+"""CUDA twin of :mod:`matmul_cpu`: cuBLAS's GEMM through gvae's own handle (:mod:`cuda.cublas`), so that
 a CUDA graph can record the dense layers, into ``out`` when given."""
 from .backend import register
-from .cublas_cuda import gemm
+from .cuda.cublas import gemm
 
 
 @register("matmul", "cuda")

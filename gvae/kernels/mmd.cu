@@ -4,7 +4,7 @@
 // One thread per row i < max(B, M), grid-stride: row i of z against every z_j and y_j (its terms and
 // its gradient row), row i of y against every y_j; the per-row sums go to parts (float64), which the
 // launcher adds up. O((B + M) d) per thread: meant for the batch sizes of training (B, M ~ 100-1000).
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 // (k, dk/dr^2) of C / (C + r^2) (IMQ) or exp(-r^2 / C) (RBF), in float64.
 template <bool RBF>

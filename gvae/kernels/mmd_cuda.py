@@ -3,7 +3,7 @@ gradient; one thread per row."""
 import numpy as np
 
 from .backend import register
-from .cuda_build import CudaSource, contiguous, grid_for, int32
+from .cuda.build import CudaSource, contiguous, grid_for, int32
 
 SOURCE = CudaSource("mmd.cu", ["mmd<{T}, false, false>", "mmd<{T}, false, true>", "mmd<{T}, true, false>",
                                "mmd<{T}, true, true>"])

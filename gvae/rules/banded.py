@@ -10,13 +10,15 @@ Band storage is SciPy's throughout (:mod:`gvae.linalg`); for A x = b with x = A^
     y = A x:      gx = A^T g,    gA[i, j] = g_i x_j on the band
     log det A:    gA = g A^-1 on the stored triangle (off-diagonals twice), from the Cholesky factor's
                   gradient (:func:`gvae.kernels.band.band_cholesky_grad`)
+    A = L L^T:    dL from dA = dL L^T + L dL^T, column by column (:func:`cholesky_banded_jvp`)
+    eigenvalues:  gA = sum_k g_k v_k v_k^T on the stored triangle (off-diagonals twice), dlam_k = v_k^T dA v_k
     x = (L L^T)^-1 b:  gb = (L L^T)^-1 g, gL[i, j] = -(gb_i (L^T x)_j + x_i (L^T gb)_j) on L's band
 
 and the tangents dx = A^-1 (db - dA x), dy = dA x + A dx. Every right-hand side is (F, n, k) and every band
 (F, rows, n), the batch flattened and broadcast (:func:`gvae.linalg` takes care of shapes): the callers
 flatten and reduce (:func:`gvae.linalg.batched_call`). :data:`FUNCTIONS` holds each function with its
 rules in the one form that the fronts wrap."""
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 from .. import linalg
 from ..kernels import array_module
@@ -24,8 +26,8 @@ from ..kernels.band import band_cholesky, band_cholesky_grad, band_logdet_grad, 
 
 __all__ = ["transpose_banded", "band_outer", "solve_banded_vjp", "solve_banded_jvp", "matmul_banded_vjp",
            "matmul_banded_jvp", "solveh_banded_vjp", "solveh_banded_jvp", "cholesky_banded_vjp",
-           "cho_solve_banded_vjp", "cho_solve_banded_jvp", "logdeth_banded_vjp", "logdeth_banded_jvp", "Function",
-           "FUNCTIONS"]
+           "cholesky_banded_jvp", "cho_solve_banded_vjp", "cho_solve_banded_jvp", "logdeth_banded_vjp",
+           "logdeth_banded_jvp", "eigvals_banded_vjp", "eigvals_banded_jvp", "Function", "FUNCTIONS"]
 
 
 def transpose_banded(ab, lower, upper):
@@ -134,6 +136,36 @@ def cholesky_banded_vjp(ab, lower, c, g):
     return linalg.scipy_band(band_cholesky_grad(L, full_band(L.shape[-2] - 1), gL), lower, c.shape[-2])
 
 
+def cholesky_banded_jvp(ab, lower, c, dab):
+    """dc of c = cholesky_banded(ab, lower=lower), in c's form: dA = dL L^T + L dL^T on the band, solved
+    for dL column by column in the factor's own order (Crout's), for column j and a = 0..w::
+
+        r_a = dA[j + a, j] - sum_{s=1..w} (dL[j + a, j - s] L[j, j - s] + L[j + a, j - s] dL[j, j - s])
+        dL[j, j] = r_0 / (2 L[j, j]),    dL[j + a, j] = (r_a - L[j + a, j] dL[j, j]) / L[j, j]
+
+    n steps of O(F w^2) over the batch (the recursion is sequential in j)."""
+    xp = array_module(c)
+    F, rows, n = c.shape
+    w = rows - 1
+    # C[:, w + j, a] = L[j + a, j]: SciPy's lower form transposed, after w zero columns (j - s < 0) and
+    # padded to 2 w + 1 entries a column, so that L[j + a, j - s] = C[:, w + j - s, a + s] always exists
+    C = xp.zeros((F, n + w, 2 * w + 1), c.dtype)
+    C[:, w:, :rows] = (c if lower else _other_form(c, False)).transpose(0, 2, 1)
+    dC = xp.zeros_like(C)
+    dA = (dab if lower else _other_form(dab, False)).transpose(0, 2, 1)
+    s = xp.arange(1, rows)
+    a = xp.arange(rows)
+    for j in range(n):
+        near = (C[:, w + j - s, s], dC[:, w + j - s, s])  # L[j, j - s], dL[j, j - s]: (F, w)
+        far = (C[:, (w + j - s)[:, None], a + s[:, None]], dC[:, (w + j - s)[:, None], a + s[:, None]])
+        r = dA[:, j] - (far[1] * near[0][..., None]).sum(axis=1) - (far[0] * near[1][..., None]).sum(axis=1)
+        diagonal = C[:, w + j, 0]
+        d0 = r[:, 0] / (2 * diagonal)
+        dC[:, w + j, :rows] = (r - C[:, w + j, :rows] * d0[:, None]) / diagonal[:, None]
+    dL = xp.where(a[:, None] + xp.arange(n) < n, dC[:, w:, :rows].transpose(0, 2, 1), 0.0)  # (outside: zero)
+    return dL if lower else _other_form(dL, True)
+
+
 def cho_solve_banded_vjp(cb, lower, x, g):
     """(gcb, gb) of x = cho_solve_banded((cb, lower), b): gL[k, i] = -(gb_i (L^T x)_{i-k} + x_i (L^T
     gb)_{i-k}) in gvae's storage, then in cb's form (upper: U = L^T, whose gradient is gL^T)."""
@@ -182,19 +214,38 @@ def logdeth_banded_jvp(ab, lower, dab):
     return (_logdet_unit_gradient(ab, lower) * dab).sum(axis=(-2, -1))
 
 
+def _eigenvectors(ab, lower):
+    """The eigenvectors (F, n, n) of the symmetric bands ab (F, w + 1, n), columns in ascending eigenvalues."""
+    return linalg.eig_banded(ab, lower=lower, check_finite=False)[1]
+
+
+def eigvals_banded_vjp(ab, lower, g):
+    """gab of lam = eigvals_banded(ab, lower=lower), g (F, n): sum_k g_k v_k v_k^T on the stored triangle
+    (off-diagonals twice), v_k the eigenvectors (distinct eigenvalues: a repeated one has no derivative)."""
+    V = _eigenvectors(ab, lower)
+    return _symmetric_outer(V * g[:, None, :], V, ab.shape[-2] - 1, lower, 1.0)
+
+
+def eigvals_banded_jvp(ab, lower, dab):
+    """dlam_k = v_k^T dA v_k, dA the symmetric band of dab's triangle."""
+    V = _eigenvectors(ab, lower)
+    w = ab.shape[-2] - 1
+    return (V * linalg.band_product(_symmetric_general(dab, lower), V, w, w)).sum(axis=-2)
+
+
 class Function(NamedTuple):
     """One of :mod:`gvae.linalg`'s functions on flattened batches, as gvae.torch.linalg and gvae.jax.linalg
     wrap it: ``inputs`` names its arrays, the band (F, rows, n) first, then the right-hand sides (F, n, k)
     if any; ``params`` its static arguments, ("l", "u") or ("lower",).
 
     ``forward(params, check_finite, *inputs)`` -> output; ``vjp(params, inputs, output, g)`` -> one gradient
-    per input; ``jvp(params, inputs, output, tangents)`` -> the output's tangent (a tangent None: zero;
-    ``jvp`` None: no rule); ``shape(*input_shapes)`` -> the output's shape."""
+    per input; ``jvp(params, inputs, output, tangents)`` -> the output's tangent (a tangent None: zero);
+    ``shape(*input_shapes)`` -> the output's shape."""
     inputs: tuple
     params: tuple
     forward: Callable
     vjp: Callable
-    jvp: Optional[Callable]
+    jvp: Callable
     shape: Callable
 
 
@@ -221,7 +272,8 @@ FUNCTIONS = {
     "cholesky_banded": Function(
         ("ab",), ("lower",),
         lambda p, check, ab: linalg.cholesky_banded(ab, lower=p[0], check_finite=check),
-        lambda p, inputs, c, g: (cholesky_banded_vjp(inputs[0], *p, c, g),), None, lambda ab: ab),
+        lambda p, inputs, c, g: (cholesky_banded_vjp(inputs[0], *p, c, g),),
+        lambda p, inputs, c, t: cholesky_banded_jvp(inputs[0], *p, c, *t), lambda ab: ab),
     "cho_solve_banded": Function(
         ("cb", "b"), ("lower",),
         lambda p, check, cb, b: linalg.cho_solve_banded((cb, p[0]), b, check_finite=check),
@@ -232,4 +284,9 @@ FUNCTIONS = {
         lambda p, check, ab: linalg.logdeth_banded(ab, lower=p[0], check_finite=check),
         lambda p, inputs, out, g: (logdeth_banded_vjp(inputs[0], *p, g),),
         lambda p, inputs, out, t: logdeth_banded_jvp(inputs[0], *p, *t), lambda ab: ab[:1]),
+    "eigvals_banded": Function(
+        ("a_band",), ("lower",),
+        lambda p, check, ab: linalg.eigvals_banded(ab, lower=p[0], check_finite=check),
+        lambda p, inputs, lam, g: (eigvals_banded_vjp(inputs[0], *p, g),),
+        lambda p, inputs, lam, t: eigvals_banded_jvp(inputs[0], *p, *t), lambda ab: (ab[0], ab[-1])),
 }

@@ -16,7 +16,7 @@ import contextlib
 import torch
 
 from ..kernels.backend import CUDA_INSTALL
-from ..kernels.cuda_stream import external_stream
+from ..kernels.cuda.stream import external_stream
 
 def _np(t):
     """The NumPy view of a CPU tensor's memory (no copy; autograd is handled outside the kernel). detach()

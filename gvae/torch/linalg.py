@@ -1,5 +1,6 @@
-"""SciPy's banded functions on tensors: :mod:`gvae.linalg`'s six functions with SciPy's signatures and
-banded storage, batched (leading axes of ``ab`` and ``b`` broadcast), differentiable in both arguments.
+"""SciPy's banded functions on tensors: :mod:`gvae.linalg`'s six functions and :func:`eigvals_banded` with
+SciPy's signatures and banded storage, batched (leading axes of ``ab`` and ``b`` broadcast), differentiable
+in both arguments.
 
 Each function flattens its batch with PyTorch's own ``broadcast_to`` and ``reshape``
 (:func:`gvae.linalg.batched_call`: their derivatives sum a broadcast argument's gradient back to its
@@ -8,7 +9,7 @@ defined as :mod:`gvae.torch.ops` defines its own: CPU tensors as NumPy views, CU
 (DLPack), a fake implementation (``torch.compile`` traces through), a vmap rule (a mapped axis joins F)
 and derivatives in a ``torch.autograd.Function``. The backward runs the rule of
 :mod:`gvae.rules.banded` as the operator ``gvae::linalg_NAME_vjp``, forward mode as
-``gvae::linalg_NAME_jvp`` (every function but :func:`cholesky_banded`). Differentiable once: the rules
+``gvae::linalg_NAME_jvp``. Differentiable once: the rules
 have no derivatives of their own, so a double backward or a second forward mode raises
 ``NotImplementedError``.
 
@@ -26,7 +27,7 @@ from .derivatives import _no_double_backward, _no_forward_mode
 from .library import _OPS, _define, _lib
 
 __all__ = ["solve_banded", "solveh_banded", "cholesky_banded", "cho_solve_banded", "matmul_banded",
-           "logdeth_banded"]
+           "logdeth_banded", "eigvals_banded"]
 
 _TYPES = {"l": "int", "u": "int", "lower": "bool"}
 
@@ -84,8 +85,8 @@ def _vmap(name):
 
 
 def _register(name, spec):
-    """``gvae::linalg_NAME`` (forward), ``_vjp`` and ``_jvp`` (where there is a rule), with their fakes,
-    vmap rules and derivatives."""
+    """``gvae::linalg_NAME`` (forward), ``_vjp`` and ``_jvp``, with their fakes, vmap rules and
+    derivatives."""
     op, k = f"linalg_{name}", len(spec.inputs)
     params = ", ".join(f"{_TYPES[p]} {p}" for p in spec.params)
     tensors = ", ".join(f"Tensor {a}" for a in spec.inputs)
@@ -100,19 +101,15 @@ def _register(name, spec):
     refuse = _no_double_backward(name, "its rules in gvae.rules.banded have no derivatives of their own")
     _autograd(f"{op}_vjp", lambda ctx, inputs, output: (), refuse,
               _no_forward_mode(f"{name}'s gradient", "its rule has no derivative of its own"))
-    if spec.jvp is not None:
-        tangents = ", ".join(f"Tensor? d{a}" for a in spec.inputs)
-        _define(f"{op}_jvp", f"({tensors}, Tensor out, {tangents}, {params}) -> Tensor",
-                _host(f"{op}_jvp", lambda arrays, rest: spec.jvp(tuple(rest), arrays[:k], arrays[k], arrays[k + 1:]),
-                      2 * k + 1),
-                _fake(f"{op}_jvp", lambda *ts: ts[k].shape, 2 * k + 1))
-        _autograd(f"{op}_jvp", lambda ctx, inputs, output: (), refuse,
-                  _no_forward_mode(f"{name}'s tangent", "its rule has no derivative of its own"))
-        jvp = _jvp(op, k)
-    else:
-        jvp = _no_forward_mode(name, "gvae.rules.banded has no JVP rule of the banded Cholesky factor")
-    _autograd(op, _save, _backward(op, k), jvp)
-    for suffix in ("", "_vjp") + (("_jvp",) if spec.jvp is not None else ()):
+    tangents = ", ".join(f"Tensor? d{a}" for a in spec.inputs)
+    _define(f"{op}_jvp", f"({tensors}, Tensor out, {tangents}, {params}) -> Tensor",
+            _host(f"{op}_jvp", lambda arrays, rest: spec.jvp(tuple(rest), arrays[:k], arrays[k], arrays[k + 1:]),
+                  2 * k + 1),
+            _fake(f"{op}_jvp", lambda *ts: ts[k].shape, 2 * k + 1))
+    _autograd(f"{op}_jvp", lambda ctx, inputs, output: (), refuse,
+              _no_forward_mode(f"{name}'s tangent", "its rule has no derivative of its own"))
+    _autograd(op, _save, _backward(op, k), _jvp(op, k))
+    for suffix in ("", "_vjp", "_jvp"):
         _vmap(op + suffix)
 
 
@@ -173,9 +170,9 @@ def solveh_banded(ab, b, overwrite_ab=False, overwrite_b=False, lower=False, che
 
 def cholesky_banded(ab, overwrite_ab=False, lower=False, check_finite=True):
     """The Cholesky factor of the symmetric positive definite ``ab`` (*batch, u + 1, n) in the same form: U
-    with A = U^T U, or with ``lower=True`` L with A = L L^T (:func:`gvae.linalg.cholesky_banded`). Reverse
-    mode only: gvae.rules.banded has no JVP rule of the factor, so forward mode raises
-    ``NotImplementedError``. CPU and CUDA tensors."""
+    with A = U^T U, or with ``lower=True`` L with A = L L^T (:func:`gvae.linalg.cholesky_banded`).
+    Derivatives: the factor's gradient (gvae's ``band_cholesky_grad``); dL from dA = dL L^T + L dL^T, column
+    by column (n sequential steps). CPU and CUDA tensors."""
     return _apply("cholesky_banded", (bool(lower),), check_finite, ab)
 
 
@@ -199,3 +196,13 @@ def logdeth_banded(ab, lower=False, check_finite=True):
     (:func:`gvae.linalg.logdeth_banded`). Derivatives: gA = g A^-1 on the stored triangle (off-diagonals
     twice); d log det A = tr(A^-1 dA). CPU and CUDA tensors."""
     return _apply("logdeth_banded", (bool(lower),), check_finite, ab)
+
+
+def eigvals_banded(a_band, lower=False, overwrite_a_band=False, select="a", select_range=None, check_finite=True):
+    """The eigenvalues, ascending, (*batch, n), of the symmetric band matrix in ``a_band`` (*batch, u + 1,
+    n), upper form or with ``lower=True`` lower form (:func:`gvae.linalg.eigvals_banded`: LAPACK through
+    SciPy, each matrix of the batch); ``select='a'`` only. Derivatives from the eigenvectors v_k
+    (:func:`gvae.linalg.eig_banded`, computed again): gA = sum_k g_k v_k v_k^T on the stored triangle,
+    dlam_k = v_k^T dA v_k, for distinct eigenvalues. CPU tensors only (a CUDA tensor: ``TypeError``)."""
+    linalg.every_eigenvalue("eigvals_banded", select)
+    return _apply("eigvals_banded", (bool(lower),), check_finite, a_band)

@@ -1,4 +1,4 @@
-"""A stand-in for libcublas under the emulated CuPy: the entry points gvae's ``cublas_cuda`` calls, with
+"""A stand-in for libcublas under the emulated CuPy: the entry points gvae's ``gvae.kernels.cuda.cublas`` calls, with
 the same arguments (raw device addresses as ints, host pointers to alpha and beta), computed in NumPy
 over the emulated device's memory. The GEMM reads and writes its operands through their addresses and
 leading dimensions alone, as cuBLAS does, so a wrong operation, leading dimension or pointer reads the

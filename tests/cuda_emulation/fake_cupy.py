@@ -185,15 +185,16 @@ def _reset_gvae_caches():
     """Forget what gvae cached of the CuPy it met: its compiled modules and kernels, offsets uploaded,
     the multiprocessor count, the memory size and the registered "cuda" device (its array type changes
     with the module)."""
-    from gvae.kernels import backend, cublas_cuda, cuda_build
+    from gvae.kernels import backend
     from gvae.kernels.band import common_cuda
-    cublas_cuda._library = None
-    cublas_cuda._handles.clear()
-    for source in cuda_build.SOURCES.values():
+    from gvae.kernels.cuda import build, cublas
+    cublas._library = None
+    cublas._handles.clear()
+    for source in build.SOURCES.values():
         source._modules.clear()
         source._functions.clear()
-    cuda_build._sm_count.cache_clear()
-    cuda_build._memory_bytes.cache_clear()
+    build._sm_count.cache_clear()
+    build._memory_bytes.cache_clear()
     common_cuda._offsets_on_device.clear()
     backend._DEVICES.pop("cuda", None)
 
@@ -201,10 +202,11 @@ def _reset_gvae_caches():
 def precompile():
     """Build every CUDA source of gvae for float and double now, two at a time per core, in an order
     of this process's own (test processes beside it take the others first)."""
-    from gvae.kernels import backend, cuda_build
+    from gvae.kernels import backend
+    from gvae.kernels.cuda import build
     for name in backend.cuda_modules():
         importlib.import_module(name)
-    jobs = [(s.text(), s.instantiations(ct)) for s in cuda_build.SOURCES.values() for ct in ("float", "double")]
+    jobs = [(s.text(), s.instantiations(ct)) for s in build.SOURCES.values() for ct in ("float", "double")]
     random.Random(os.getpid()).shuffle(jobs)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(lambda job: emulator.build(*job), jobs))
@@ -216,8 +218,8 @@ def installed():
     previous = sys.modules.get("cupy")
     _reset_gvae_caches()
     sys.modules["cupy"] = cupy
-    from gvae.kernels import cublas_cuda
-    cublas_cuda._library = fake_cublas.FakeCublas()  # gvae's GEMMs call it as they would libcublas
+    from gvae.kernels.cuda import cublas
+    cublas._library = fake_cublas.FakeCublas()  # gvae's GEMMs call it as they would libcublas
     try:
         yield cupy
     finally:

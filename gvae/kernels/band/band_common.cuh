@@ -11,7 +11,7 @@
 #ifndef GVAE_BAND_COMMON_CUH
 #define GVAE_BAND_COMMON_CUH
 
-#include "cuda_common.cuh"
+#include "cuda/common.cuh"
 
 namespace gvae {
 

@@ -2,7 +2,7 @@
 thread per matrix. Same canonical layouts, arguments and return values as the Numba kernels (see
 :mod:`common_cuda`)."""
 from ..backend import register
-from ..cuda_build import CudaSource, contiguous, grid_for
+from ..cuda.build import CudaSource, contiguous, grid_for
 from .common_cuda import new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/cholesky.cu", ["band_cholesky<{T}>", "band_cholesky_grad<{T}>"])

@@ -9,7 +9,7 @@ never waits for the device.
 """
 import numpy as np
 
-from ..cuda_build import contiguous, int32
+from ..cuda.build import contiguous, int32
 
 _offsets_on_device = {}
 

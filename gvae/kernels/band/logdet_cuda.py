@@ -1,7 +1,7 @@
 """CUDA twin of :mod:`logdet_cpu` (source: ``logdet.cu``): log det L per factor, one warp per factor.
 Same canonical layouts, arguments and return values as the Numba kernel (see :mod:`common_cuda`)."""
 from ..backend import register
-from ..cuda_build import CudaSource, contiguous, grid_for
+from ..cuda.build import CudaSource, contiguous, grid_for
 from .common_cuda import new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/logdet.cu", ["band_logdet<{T}>"])

@@ -2,7 +2,7 @@
 y = L x, y = L^T x, and the band-restricted outer products of their gradients. Same canonical layouts,
 arguments and return values as the Numba kernels (see :mod:`common_cuda`)."""
 from ..backend import register
-from ..cuda_build import CudaSource, contiguous, grid_for, int32, scalar
+from ..cuda.build import CudaSource, contiguous, grid_for, int32, scalar
 from .common_cuda import device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/product.cu", ["band_matvec<{T}, false>", "band_matvec<{T}, true>", "band_outer<{T}>"])

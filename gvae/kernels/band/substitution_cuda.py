@@ -2,7 +2,7 @@
 directions): x = L^{-1} b and x = L^{-T} b. Same canonical layouts, arguments and return values as the
 Numba kernels (see :mod:`common_cuda`)."""
 from ..backend import register
-from ..cuda_build import CudaSource, contiguous
+from ..cuda.build import CudaSource, contiguous
 from .common_cuda import KC_MAX, compile_time_k, device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/substitution.cu", [f"band_solve<{{T}}, {tr}, {kc}>" for tr in ("false", "true")

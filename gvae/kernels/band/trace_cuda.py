@@ -4,7 +4,7 @@ canonical layouts, arguments and return values as the Numba kernels (see :mod:`c
 import numpy as np
 
 from ..backend import register
-from ..cuda_build import CudaSource, contiguous, grid_for, int32, memory_bytes, sm_count
+from ..cuda.build import CudaSource, contiguous, grid_for, int32, memory_bytes, sm_count
 from .common_cuda import KC_MAX, compile_time_k, device_offsets, new_flags, sizes, verdict
 
 SOURCE = CudaSource("band/trace.cu", [

@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gvae/kernels: the sources' root
 OPTIONS = ("--std=c++17",)  # the spelling CuPy itself uses (it adds it when absent)
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 SOURCES = {}  # path relative to HERE -> CudaSource, filled as the *_cuda modules are imported

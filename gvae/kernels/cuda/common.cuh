@@ -1,7 +1,7 @@
 // Device helpers shared by the gvae CUDA kernels: maths in the precision of T, and warp reductions.
 //
 // No standard headers: the sources must compile under NVRTC (cupy.RawModule) as well as nvcc. The
-// loader (cuda_build.py) pastes this file in place of its #include, so CuPy's kernel cache, which
+// loader (cuda/build.py) pastes this file in place of its #include, so CuPy's kernel cache, which
 // hashes the source text, sees every change of it.
 #ifndef GVAE_CUDA_COMMON_CUH
 #define GVAE_CUDA_COMMON_CUH
