@@ -1,0 +1,96 @@
+"""The autoguides of NumPyro and Pyro side by side, gvae's AutoBandedNormal among them, and SVI fits that
+report the final ELBO and the time a step: shared by examples/stochastic_volatility_guides.py,
+examples/poisson_field_guides.py and benchmarks/bench_guides.py."""
+import statistics
+import time
+
+import numpy as np
+
+NUMPYRO_GUIDES = ("banded", "mvn", "lowrank10", "lowrank50", "diagonal")
+PYRO_GUIDES = NUMPYRO_GUIDES + ("autogaussian",)
+
+
+def numpyro_guide(name, model, banded):
+    """The NumPyro autoguide ``name`` (NUMPYRO_GUIDES) of ``model``; 'banded' is
+    ``gvae.numpyro.AutoBandedNormal(model, **banded)``."""
+    from numpyro.infer import autoguide
+
+    from gvae.numpyro import AutoBandedNormal
+    make = {"banded": lambda: AutoBandedNormal(model, **banded),
+            "mvn": lambda: autoguide.AutoMultivariateNormal(model),
+            "lowrank10": lambda: autoguide.AutoLowRankMultivariateNormal(model, rank=10),
+            "lowrank50": lambda: autoguide.AutoLowRankMultivariateNormal(model, rank=50),
+            "diagonal": lambda: autoguide.AutoDiagonalNormal(model)}
+    return make[name]()
+
+
+def pyro_guide(name, model, banded):
+    """The Pyro autoguide ``name`` (PYRO_GUIDES) of ``model``; 'banded' is
+    ``gvae.pyro.AutoBandedNormal(model, **banded)``, 'autogaussian' AutoGaussian on its dense back end (a
+    model with one site for a whole path or field gives it the dependency structure of the dense guide)."""
+    from pyro.infer import autoguide
+
+    from gvae.pyro import AutoBandedNormal
+    make = {"banded": lambda: AutoBandedNormal(model, **banded),
+            "mvn": lambda: autoguide.AutoMultivariateNormal(model),
+            "lowrank10": lambda: autoguide.AutoLowRankMultivariateNormal(model, rank=10),
+            "lowrank50": lambda: autoguide.AutoLowRankMultivariateNormal(model, rank=50),
+            "diagonal": lambda: autoguide.AutoDiagonalNormal(model),
+            "autogaussian": lambda: autoguide.AutoGaussian(model, backend="dense")}
+    return make[name]()
+
+
+def fit_numpyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_repeats=5):
+    """SVI with Adam (step size lr decaying 10-fold over ``steps``), each step jitted and timed:
+    (params, the final ELBO: the mean over ``elbo_repeats`` estimates of ``elbo_particles`` particles each,
+    the median milliseconds a step after the first)."""
+    import jax
+    import numpyro
+    from jax.example_libraries.optimizers import exponential_decay
+    from numpyro.infer import SVI, Trace_ELBO
+
+    svi = SVI(model, guide, numpyro.optim.Adam(exponential_decay(lr, steps, 0.1)), Trace_ELBO())
+    state = svi.init(jax.random.PRNGKey(seed), data)
+    update = jax.jit(svi.update)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        state, loss = update(state, data)
+        loss.block_until_ready()
+        times.append(time.perf_counter() - t)
+    params = svi.get_params(state)
+    elbo = Trace_ELBO(num_particles=elbo_particles)
+    loss_at = jax.jit(lambda key: elbo.loss(key, params, model, guide, data))
+    keys = jax.random.split(jax.random.PRNGKey(seed + 1), elbo_repeats)
+    final = -float(np.mean([loss_at(k) for k in keys]))
+    return params, final, 1e3 * statistics.median(times[1:] or times)
+
+
+def fit_pyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_repeats=5):
+    """SVI with Adam (step size lr decaying 10-fold over ``steps``), eager, each step timed: (guide, the
+    final ELBO as :func:`fit_numpyro`'s, the median milliseconds a step after the first)."""
+    import pyro
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    data = torch.as_tensor(data)
+    svi = SVI(model, guide, pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1 / steps)}), Trace_ELBO())
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        svi.step(data)
+        times.append(time.perf_counter() - t)
+    elbo = Trace_ELBO(num_particles=elbo_particles, vectorize_particles=True)
+    with torch.no_grad():
+        final = -float(np.mean([elbo.loss(model, guide, data) for _ in range(elbo_repeats)]))
+    return guide, final, 1e3 * statistics.median(times[1:] or times)
+
+
+def fit(library, name, models, banded, data, steps, lr, seed=0):
+    """Fit the guide ``name`` of ``library`` ('numpyro' or 'pyro') to ``models[library]``: (params or
+    guide, final ELBO, ms a step) as :func:`fit_numpyro` and :func:`fit_pyro`."""
+    if library == "numpyro":
+        return fit_numpyro(models["numpyro"], numpyro_guide(name, models["numpyro"], banded), data, steps, lr, seed)
+    return fit_pyro(models["pyro"], pyro_guide(name, models["pyro"], banded), data, steps, lr, seed)
