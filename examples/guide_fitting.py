@@ -40,10 +40,15 @@ def pyro_guide(name, model, banded):
     return make[name]()
 
 
+def _ms_per_step(times):
+    """The median of the step times after the warm-up (the first tenth, at most 10 steps), in ms."""
+    return 1e3 * statistics.median(times[min(10, len(times) // 10):])
+
+
 def fit_numpyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_repeats=5):
     """SVI with Adam (step size lr decaying 10-fold over ``steps``), each step jitted and timed:
     (params, the final ELBO: the mean over ``elbo_repeats`` estimates of ``elbo_particles`` particles each,
-    the median milliseconds a step after the first)."""
+    or None with no particles, the median milliseconds a step after the warm-up)."""
     import jax
     import numpyro
     from jax.example_libraries.optimizers import exponential_decay
@@ -59,11 +64,13 @@ def fit_numpyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_
         loss.block_until_ready()
         times.append(time.perf_counter() - t)
     params = svi.get_params(state)
+    if not elbo_particles:
+        return params, None, _ms_per_step(times)
     elbo = Trace_ELBO(num_particles=elbo_particles)
     loss_at = jax.jit(lambda key: elbo.loss(key, params, model, guide, data))
     keys = jax.random.split(jax.random.PRNGKey(seed + 1), elbo_repeats)
     final = -float(np.mean([loss_at(k) for k in keys]))
-    return params, final, 1e3 * statistics.median(times[1:] or times)
+    return params, final, _ms_per_step(times)
 
 
 def fit_pyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_repeats=5):
@@ -82,15 +89,22 @@ def fit_pyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_rep
         t = time.perf_counter()
         svi.step(data)
         times.append(time.perf_counter() - t)
+    if not elbo_particles:
+        return guide, None, _ms_per_step(times)
     elbo = Trace_ELBO(num_particles=elbo_particles, vectorize_particles=True)
     with torch.no_grad():
         final = -float(np.mean([elbo.loss(model, guide, data) for _ in range(elbo_repeats)]))
-    return guide, final, 1e3 * statistics.median(times[1:] or times)
+    return guide, final, _ms_per_step(times)
 
 
-def fit(library, name, models, banded, data, steps, lr, seed=0):
-    """Fit the guide ``name`` of ``library`` ('numpyro' or 'pyro') to ``models[library]``: (params or
-    guide, final ELBO, ms a step) as :func:`fit_numpyro` and :func:`fit_pyro`."""
+def fit(library, name, models, banded, data, steps, lr, seed=0, **elbo):
+    """Fit the guide ``name`` of ``library`` ('numpyro' or 'pyro') to ``models[library]``: (the guide, its
+    params (NumPyro) or None (Pyro: the guide holds them), final ELBO, ms a step) as :func:`fit_numpyro` and
+    :func:`fit_pyro` (``elbo``: their elbo_particles and elbo_repeats)."""
     if library == "numpyro":
-        return fit_numpyro(models["numpyro"], numpyro_guide(name, models["numpyro"], banded), data, steps, lr, seed)
-    return fit_pyro(models["pyro"], pyro_guide(name, models["pyro"], banded), data, steps, lr, seed)
+        guide = numpyro_guide(name, models["numpyro"], banded)
+        params, final, ms = fit_numpyro(models["numpyro"], guide, data, steps, lr, seed, **elbo)
+        return guide, params, final, ms
+    guide = pyro_guide(name, models["pyro"], banded)
+    _, final, ms = fit_pyro(models["pyro"], guide, data, steps, lr, seed, **elbo)
+    return guide, None, final, ms

@@ -105,7 +105,7 @@ def main(argv=None):
     banded = {"stencil": (args.stencil, args.size, args.size)}
     print(f"Poisson counts on a {args.size} x {args.size} GMRF, {args.library}, {args.steps} steps")
     for name in names:
-        _, elbo, ms = fit(args.library, name, MODELS, banded, y, args.steps, args.lr, args.seed)
+        _, _, elbo, ms = fit(args.library, name, MODELS, banded, y, args.steps, args.lr, args.seed)
         print(f"{name:>14}: ELBO {elbo:12.2f}   {ms:9.2f} ms/step", flush=True)
 
 

@@ -90,7 +90,7 @@ def main(argv=None):
     y, _ = simulate(args.T, args.seed)
     print(f"stochastic volatility, T = {args.T}, {args.library}, {args.steps} steps")
     for name in names:
-        _, elbo, ms = fit(args.library, name, MODELS, BANDED, y, args.steps, args.lr, args.seed)
+        _, _, elbo, ms = fit(args.library, name, MODELS, BANDED, y, args.steps, args.lr, args.seed)
         print(f"{name:>14}: ELBO {elbo:12.2f}   {ms:9.2f} ms/step", flush=True)
 
 
