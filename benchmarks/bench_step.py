@@ -66,7 +66,7 @@ def parse_args(argv=None):
                         "e.g. beta=0.5 or mmd=1000,alpha=1")
     p.add_argument("--tape", action="store_true",
                    help="also time each family's step with the native record off: the taped step, with its ratio to "
-                        "the replayed one (gvae/training/native_step.py)")
+                        "the replayed one (gvae/training/captured_step.py)")
     p.add_argument("--rules", action="store_true",
                    help="also time the first family's step with tuning off: its products cut by the hand-made "
                         "rules, against this machine's tuned plans (gvae.kernels.cpu.tuning)")
@@ -215,10 +215,8 @@ def gvae_phased_step(trainer, batches):
                 spent[phase] += clock() - t0
         return wrapper
 
-    if trainer.native is not None:  # the replayed step (drawing eps included: "other" is the read and checks)
-        trainer.native.value_and_grad = timed("forward+backward", trainer.native.value_and_grad)
-    else:
-        trainer.step_fn = timed("forward+backward", trainer.step_fn)
+    # Replayed or taped, the step's forward and backward (drawing eps is "other", with the reads and checks).
+    trainer.captured._value_and_grad = timed("forward+backward", trainer.captured._value_and_grad)
     trainer.optimizer.update = timed("adam", trainer.optimizer.update)
     plain_sum_squares = kernels.sum_squares
     timed_sum_squares = timed("norm", plain_sum_squares)
@@ -432,7 +430,7 @@ def main(args):
         if args.tape:
             for f in args.posterior:
                 taped = gvae_trainer(args, data, out, f)
-                taped.native = None
+                taped.captured.capture = None
                 impls[f"gvae {f}, tape"] = gvae_step(taped, batches)
                 variants[f"gvae {f}, tape"] = f"gvae {f}"
         if args.rules:

@@ -16,9 +16,8 @@ import numpy as np
 from . import __version__
 from .io.arguments import ArgumentParser, DefaultsHelpFormatter
 from .process import THREAD_VARIABLES
-from .kernels import device_module, device_names, to_device, to_host
-from .kernels.cpu import tuning
-from .kernels.cpu.jit import report_compilations
+from .kernels import (clear_plans, device_module, device_names, kept_plans, plan_file, plans_folder, report_compilations,
+                      to_device, to_host, tuning_active)
 from .sweep import commands as sweep_commands
 from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
 
@@ -440,13 +439,13 @@ def _can_draw():
 
 def cmd_plans(args):
     if args.clear:
-        removed = tuning.clear()
-        print(f"removed {len(removed)} plan file(s) from {tuning.folder()}" + "".join(f"\n  {n}" for n in removed))
+        removed = clear_plans()
+        print(f"removed {len(removed)} plan file(s) from {plans_folder()}" + "".join(f"\n  {n}" for n in removed))
         return 0
-    path = tuning.plan_file()
-    state = "on" if tuning.active() else "off (GVAE_TUNING, or no writable folder: each product follows its rule)"
+    path = plan_file()
+    state = "on" if tuning_active() else "off (GVAE_TUNING, or no writable folder: each product follows its rule)"
     print(f"tuning: {state}\nplans of this machine: {path}" + ("" if path.exists() else " (none yet)"))
-    for name, choice in sorted(tuning.plans().items()):
+    for name, choice in sorted(kept_plans().items()):
         print(f"  {name}: {choice}")
     return 0
 

@@ -44,7 +44,7 @@ def prepare(argv):
     n = thread_count(argv)
     if n is not None:
         set_threads(n)
-    from .kernels.cpu.threads import available_cores, set_threads as set_kernel_threads
+    from .kernels import available_cores, set_threads as set_kernel_threads
     # gvae's own threads split its GEMMs and elementwise kernels (see gvae/kernels/cpu/threads.py).
     set_kernel_threads(n if n is not None else available_cores())
 

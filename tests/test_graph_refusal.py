@@ -1,12 +1,12 @@
-"""The warning of a CUDA-graph capture that was refused names where in gvae it stopped (runs on the CPU:
-only the traceback is read)."""
+"""A capture that was refused (a CUDA graph's, gvae/kernels/cuda/capture.py) names where in gvae it stopped
+(runs on the CPU: only the traceback is read)."""
 import re
 
 import numpy as np
 import pytest
 
 from gvae import kernels
-from gvae.training.graph_step import refused_where
+from gvae.kernels.cuda.capture import refused_where
 
 
 def test_a_refusal_names_the_innermost_gvae_function_and_line():

@@ -1,7 +1,9 @@
-"""The training step recorded as a CUDA graph (gvae/training/graph_step.py) against the eager step, bit
-for bit, on a real GPU (skipped without CuPy and a GPU: a capture cannot be emulated on the host).
-tools/gpu_probe.py trainer runs the same comparison at the benchmarks' sizes."""
-import warnings
+"""The training step's forward and backward recorded as a CUDA graph (gvae/training/captured_step.py over
+gvae/kernels/cuda/capture.py) against the taped step, bit for bit, on a real GPU (skipped without CuPy
+and a GPU: the host emulation of tests/cuda_emulation captures gvae's own kernels but runs CuPy's
+operators at once, tests/test_capture.py). tools/gpu_probe.py trainer runs the same comparison at the
+benchmarks' sizes."""
+import re
 
 import numpy as np
 import pytest
@@ -40,11 +42,11 @@ def _same(a, b):
 @pytest.mark.parametrize("posterior, iw, clip, polyak", [("diagonal", 1, None, 0.0), ("extgrid", 5, None, 0.0),
                                                         ("chain", 1, 1e-3, 0.0), ("diagonal", 1, None, 0.9)])
 def test_replayed_steps_are_the_eager_steps(tmp_path, posterior, iw, clip, polyak):
-    """With Polyak averaging too: the average's step is in the recorded Adam pass, and a skipped step
-    leaves it, as the eager step does."""
+    """With Polyak averaging too (Adam and the average's step follow the replay, as the tape), and a
+    skipped step."""
     graphed = _trainer(tmp_path, "graph", posterior, iw, clip, polyak)
     eager = _trainer(tmp_path, "eager", posterior, iw, clip, polyak)
-    eager.graph = None
+    eager.captured.capture = None
     xs = [graphed.train_x[i * 20:(i + 1) * 20] for i in range(4)]
     bad = xs[0].copy()
     bad[0, 0] = np.nan  # a non-finite loss: the step is skipped, on the device as on the host
@@ -55,25 +57,28 @@ def test_replayed_steps_are_the_eager_steps(tmp_path, posterior, iw, clip, polya
             graphed.rng, eager.rng = graphed.epoch_generator(1), eager.epoch_generator(1)
             continue
         assert graphed.step(x, kl) == eager.step(x, kl)
-    assert graphed.graph.recorded is not None and graphed.graph.refused is None
+    captured = graphed.captured
+    assert captured.record is not None and captured.record.trusted and captured.refused == []
+    assert captured.replays >= 4
     assert graphed.state.skipped_steps == 1
     assert _same(_state(graphed), _state(eager))
 
 
-def test_a_step_that_reads_the_device_runs_eagerly(tmp_path):
+def test_a_step_that_reads_the_device_runs_on_the_tape(tmp_path):
     graphed = _trainer(tmp_path, "graph", "diagonal", 1)
     eager = _trainer(tmp_path, "eager", "diagonal", 1)
-    eager.graph = None
-    step_args = graphed.task.step_args
+    eager.captured.capture = None
+    step_fn = graphed.captured.step_fn
 
-    def reading(batch, rng, kl_weight):  # a task that reads the device inside its step
-        float(batch[0].sum())
-        return step_args(batch, rng, kl_weight)
-    graphed.task.step_args = reading
+    def reading(params, model, x, *rest):  # a loss that reads the device inside the step
+        float(x.sum())
+        return step_fn(params, model, x, *rest)
+    graphed.captured.step_fn = reading
     xs = [graphed.train_x[i * 20:(i + 1) * 20] for i in range(3)]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for x in xs:
-            assert graphed.step(x, 1.0) == eager.step(x, 1.0)
-    assert graphed.graph.refused and sum("could not be recorded as a CUDA graph" in str(w.message) for w in caught) == 1
+    for x in xs:
+        assert graphed.step(x, 1.0) == eager.step(x, 1.0)
+    assert graphed.captured.record is None and graphed.captured.replays == 0
+    [(_, why)] = graphed.captured.refused
+    # CuPy's error, and the innermost frame of gvae's it passed through (the step's call of the loss).
+    assert re.fullmatch(r"\w+ in _tape \(gvae/training/captured_step\.py:\d+\): .+", why, re.DOTALL), why
     assert _same(_state(graphed), _state(eager))

@@ -96,7 +96,7 @@ def test_a_cpu_run_counts_the_native_record_of_its_activations():
     plain = memory.check_training(model, 100, 5, 1000)
     recorded = memory.check_training(model, 100, 5, 1000, recorded=True)
     assert recorded - plain == 4 * 100 * 5 * memory.activation_width(model) * 4
-    with pytest.raises(memory.TooMuchMemory, match="native step's record"):
+    with pytest.raises(memory.TooMuchMemory, match="captured step's record"):
         memory.check_training(model, 10 ** 6, 5, 1000, recorded=True)
 
 

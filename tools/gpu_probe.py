@@ -15,11 +15,11 @@ launched, the copies between host and device by direction, and the memsets.
 ``profile``: 300 steps under ``cProfile``, the functions with the most time of their own: where the
 host spends a step that the GPU waits for.
 
-``graph``: the step's value_and_grad (``Trainer.step_fn``) on fixed inputs, captured on a CuPy stream
+``graph``: the step's value_and_grad (``Trainer.captured.step_fn``) on fixed inputs, captured on a CuPy stream
 (``Stream.begin_capture``/``end_capture``) once the memory pool holds every block it needs, replayed, and
 compared bit for bit with the eager call on the same inputs; then the whole device step (noise, value and
 gradient, Adam) the same way, and the replayed step timed against the eager one and PyTorch CUDA eager
-(see :func:`graph`). ``trainer``: ``Trainer.step`` replaying its graph against an eager trainer, bit for
+(see :func:`graph`). ``trainer``: ``Trainer.step`` replaying its graph against a taped trainer, bit for
 bit (see :func:`trainer`). ``torchhead``: where examples/torch_banded_vae.py's extended-grid step spends
 the time its diagonal one does not (see :func:`torchhead`). A capture that CuPy or the step refuses is reported with its error: it says what in
 the step is not capturable (a host read, an allocation the pool cannot serve).
@@ -143,7 +143,7 @@ def graph(args):
                 params = trainer.state.params.views
 
                 def call():
-                    (loss, aux), _ = trainer.step_fn(params, trainer.model, *step_args)
+                    (_, (loss, aux)), _ = trainer.captured.step_fn(params, trainer.model, *step_args)
                     return loss
                 for _ in range(3):  # the pool now holds every block one call asks for
                     loss = call()
@@ -168,7 +168,7 @@ def graph(args):
 
                 def device_step(rng):
                     a = trainer.task.step_args((x_in,), rng, 1.0)
-                    (loss, aux), _ = trainer.step_fn(params, trainer.model, *a)
+                    (_, (loss, aux)), _ = trainer.captured.step_fn(params, trainer.model, *a)
                     # Adam's step count and clip scale are the graph's constants (step 10, no clipping).
                     kernels.adam_update(opt.flat, trainer.grad_flat, opt.m, opt.v, lr=opt.lr, beta1=opt.beta1,
                                         beta2=opt.beta2, eps=opt.eps, step=10, scale=1.0)
@@ -250,16 +250,17 @@ def _torch_step(args, xs, sync):
 
 
 def trainer(args):
-    """``Trainer.step`` as gvae train runs it on CUDA (the recorded graph, gvae/training/graph_step.py)
-    against the same trainer stepping eagerly (its graph switched off), from the same parameters, on the
-    same batches: parameters, Adam's moments and the reported means bit for bit after steps that cover
-    the first (eager) step, the recording, replays, and a new epoch's generator (recorded again)."""
+    """``Trainer.step`` as gvae train runs it on CUDA (its forward and backward recorded as a graph,
+    gvae/training/captured_step.py) against the same trainer on the tape (its capture switched off), from
+    the same parameters, on the same batches: parameters, Adam's moments and the reported means bit for
+    bit after steps that cover the first (taped) step, the recording, the check against the tape,
+    replays, and a new epoch's generator."""
     from gvae.kernels import to_host
     for posterior in args.posterior:
         with tempfile.TemporaryDirectory() as out_a, tempfile.TemporaryDirectory() as out_b:
             graphed, xs = trainer_on_gpu(posterior, args.batch, args.iw, out_a)
             eager, _ = trainer_on_gpu(posterior, args.batch, args.iw, out_b)
-            eager.graph = None
+            eager.captured.capture = None
             reports = {"graph": [], "eager": []}
             for i in range(12):
                 if i == 6:  # a new epoch: a new generator for both
@@ -270,10 +271,10 @@ def trainer(args):
                 np.array_equal(to_host(a), to_host(b)) for a, b in
                 ((graphed.state.params.flat, eager.state.params.flat), (graphed.state.optimizer.m, eager.state.optimizer.m),
                  (graphed.state.optimizer.v, eager.state.optimizer.v)))
-            g = graphed.graph
+            c = graphed.captured
             print(f"trainer, {posterior}, batch {args.batch}, iw {args.iw}: 12 steps, graph vs eager: "
-                  f"{'identical' if same else 'DIFFERENT'} (recorded: {g.recorded is not None}, refused: {g.refused}; "
-                  f"last bounds {reports['graph'][-1]} vs {reports['eager'][-1]})", flush=True)
+                  f"{'identical' if same else 'DIFFERENT'} (recorded: {c.record is not None}, replayed: {c.replays}, "
+                  f"refused: {c.refused}; last bounds {reports['graph'][-1]} vs {reports['eager'][-1]})", flush=True)
 
 
 def torchhead(args):

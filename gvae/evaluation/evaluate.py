@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import kernels
-from ..kernels import array_module, device_of, generator, to_device, to_host
-from ..kernels.cpu.threads import blocks, over_blocks
+from ..kernels import array_module, blocks, device_of, generator, on_host, over_blocks, to_device, to_host
 from ..io.archive import Npz, check_regular_file
 from ..io.files import atomic_path
 from ..model.objectives import log_ratio
@@ -99,7 +98,7 @@ class _VAE(LogWeightSource):
 
     def log_weights_into(self, params, xb, eps, out):
         model = self.model
-        step = block_samples(model, len(xb)) if device_of(xb) == "cpu" else len(eps)
+        step = block_samples(model, len(xb)) if on_host(xb) else len(eps)
         qs, zs = model.infer(params, xb, eps)
         ratio = log_ratio(model, params, qs, zs)
         offset = model.likelihood.nats_offset()
@@ -206,7 +205,7 @@ def _log_weights_into(source, params, xb, eps, out):
     rows; where its kernels round some rows differently when a product has fewer rows, as they do for the
     row blocks of a pass split over the threads, results may differ in the last bits between thread counts
     (never between runs on the same count)."""
-    parts = blocks(len(eps), 1) if device_of(xb) == "cpu" else [(0, len(eps))]
+    parts = blocks(len(eps), 1) if on_host(xb) else [(0, len(eps))]
     over_blocks(lambda lo, hi: source.log_weights_into(params, xb, eps[lo:hi], out[lo:hi]), parts)
 
 

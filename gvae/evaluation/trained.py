@@ -17,7 +17,7 @@ with a fixed seed, as the evaluation sets are. Outputs are arrays of the device 
 """
 import numpy as np
 
-from ..kernels import device_of, generator, to_device, to_host
+from ..kernels import generator, on_host, to_device, to_host
 from ..model.objectives import elbo
 from ..training.batching import observations
 from ..training.runs import open_run
@@ -40,7 +40,7 @@ class TrainedModel:
                 f"{list(c.hidden)}, {c.likelihood} likelihood, on {self.device})")
 
     def _images(self, x):
-        x = to_device(np.ascontiguousarray(x, dtype=self.model.dtype) if device_of(x) == "cpu" else x,
+        x = to_device(np.ascontiguousarray(x, dtype=self.model.dtype) if on_host(x) else x,
                       self.device)
         if x.ndim != 2 or x.shape[1] != self.model.n_in:
             raise ValueError(f"expected images of shape (N, {self.model.n_in}), got {tuple(x.shape)}")
@@ -75,7 +75,7 @@ class TrainedModel:
         if len(zs) != codes:
             raise ValueError(f"the decoder reads {codes} layer{'s' if codes > 1 else ''}' codes ({want}, bottom "
                              f"first), got {len(zs)}")
-        zs = [to_device(np.asarray(c, dtype=model.dtype) if device_of(c) == "cpu" else c, self.device) for c in zs]
+        zs = [to_device(np.asarray(c, dtype=model.dtype) if on_host(c) else c, self.device) for c in zs]
         if any(c.ndim != 2 or c.shape != (zs[0].shape[0], d) for c, d in zip(zs, model.sizes)):
             raise ValueError(f"expected latent points of shape {want}, got "
                              + ", ".join(str(tuple(c.shape)) for c in zs))

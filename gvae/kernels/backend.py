@@ -113,6 +113,12 @@ def device_of(*arrays):
     return "cpu" if found is None else found[0].name
 
 
+def on_host(*arrays):
+    """Whether the arrays live on the host (NumPy arrays and scalars: the CPU, whose kernels run on this
+    machine's cores and caches)."""
+    return device_of(*arrays) == "cpu"
+
+
 def implementation(name, *arrays):
     """The kernel ``name`` for the device the ``arrays`` live on."""
     device = device_of(*arrays)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..io.files import atomic_path, write_json
-from ..kernels.cpu.threads import available_cores
+from ..kernels import available_cores
 from ..training import rundir
 from ..training.config import RESUMABLE
 from . import state

@@ -8,7 +8,7 @@ train without writing or printing anything."""
 import contextlib
 import time
 
-from ..kernels.cpu.jit import compiling_seconds, report_compilations
+from ..kernels import compiling_seconds, report_compilations
 from .progress import about
 
 

@@ -75,8 +75,8 @@ def check_training(model, batch_size, iw_samples, n_train, recorded=False):
     Adam's two moments and the checkpoint's copy (6 buffers), the masks of masked weights with what a step
     makes of them (the mask made in float64 and its copy, the masked weights, their gradient and the
     product's: 6 arrays of the weights' size), one step's activations kept for the backward pass with their
-    gradients (batch x samples x widths, 4 arrays each) and the training images; with ``recorded`` (a CPU
-    run: :mod:`.native_step`) as many activations again, which the step's native record keeps."""
+    gradients (batch x samples x widths, 4 arrays each) and the training images; with ``recorded`` (a device
+    with a capture: :mod:`.captured_step`) as many activations again, which the step's record keeps."""
     item = model.dtype.itemsize
     activations = 4 * batch_size * iw_samples * activation_width(model) * item
     parts = {"parameters with their gradient and Adam state {} (--latent, --hidden)": 6 * parameter_count(model) * item,
@@ -84,7 +84,7 @@ def check_training(model, batch_size, iw_samples, n_train, recorded=False):
              "one step's activations {} (--batch-size x --samples x --iw-samples x the layer widths)": activations,
              "training images {}": n_train * model.n_in * item}
     if recorded:
-        parts["the native step's record of them {} (the same flags)"] = activations
+        parts["the captured step's record of them {} (the same flags)"] = activations
     return require(parts, "lower the flags named")
 
 

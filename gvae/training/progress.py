@@ -7,7 +7,7 @@ import time
 
 from tqdm import tqdm
 
-from ..kernels.cpu.jit import compiling_seconds, report_compilations
+from ..kernels import compiling_seconds, report_compilations
 
 
 def duration(seconds):

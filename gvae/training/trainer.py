@@ -28,18 +28,15 @@ import time
 import numpy as np
 
 from .. import kernels
-from ..autodiff import value_and_grad
 from .progress import progress_bar
-from ..kernels import array_module, device_module, generator, to_host
-from ..kernels.cpu.threads import cores_unless_set
+from ..kernels import array_module, cores_unless_set, device_module, generator
 from . import rundir
 from .config import RESUMABLE, learning_rate
 from .events import Console, tell
 from .memory import check_training
 from .runfiles import RunFiles, read_run
 from .runs import shared_parameters
-from .graph_step import GraphStep
-from .native_step import NativeStep
+from .captured_step import CapturedStep
 from .state import TrainingState
 from .tasks import task_class
 from .tasks.base import SPLITS
@@ -124,10 +121,8 @@ class Trainer:
         self.state = self._first_state(saved, host["train"][0])
         self.inputs = self.task.on_device(host)
         self.grad_flat = self.xp.zeros_like(self.state.params.flat)
-        self.step_fn = value_and_grad(self.task.loss, has_aux=True, out=self.state.params.unflatten(self.grad_flat))
         self.rng = self.epoch_generator(self.state.epoch)
-        self.graph = GraphStep(self) if device == "cuda" else None
-        self.native = NativeStep(self) if device == "cpu" else None
+        self.captured = CapturedStep(self, kernels.capture(self.grad_flat))
         self.saved_epoch = self.state.epoch  # the epoch of the checkpoint on disk (0: none)
 
     def _task_and_inputs(self, data):
@@ -138,7 +133,8 @@ class Trainer:
         train_x = data["train"][0][:cfg.limit]
         kind = task_class(cfg.task)
         model = kind.build_model(cfg, train_x.shape[1])
-        check_training(model, cfg.batch_size, cfg.samples * cfg.iw_samples, len(train_x), recorded=self.device == "cpu")
+        check_training(model, cfg.batch_size, cfg.samples * cfg.iw_samples, len(train_x),
+                       recorded=kernels.has_capture(self.device))
         task = kind(cfg, model, self.device)
         return task, run_inputs(task, data)
 
@@ -217,47 +213,23 @@ class Trainer:
         """One Adam step on ``batch``, the task's step inputs on the trainer's device: a tuple of arrays
         (B, ...), or the images x (B, n) alone for a task whose only input they are. Returns the task's
         ``reported`` batch means as host floats (a VAE's bound, rec, kl), or None if the step was skipped.
-        On CUDA the step replays a CUDA graph of itself where it can (:mod:`.graph_step`), on the CPU a
-        native record of its kernels (:mod:`.native_step`): the same bits."""
+        Its forward and backward replay a capture of themselves where the device has one
+        (:mod:`.captured_step`): the same bits; Adam follows on the device."""
         state = self.state
         batch = batch if isinstance(batch, tuple) else (batch,)
-        replayed = None
-        if self.graph is not None:
-            key = self.graph.key(batch, kl_weight, self.rng)
-            if self.graph.replayable(key):
-                replayed = self.graph.replay(batch, kl_weight, key)
-        if replayed is not None:  # Adam already applied on the device, unless the step is skipped below
-            loss, reported, norm2 = replayed
-            grads = None
-        else:
-            with self.graph.eager() if self.graph is not None else contextlib.nullcontext():
-                if self.native is not None:
-                    loss, aux = self.native.value_and_grad(batch, self.rng, kl_weight)
-                    grads = self.native.grads
-                else:
-                    args = self.task.step_args(batch, self.rng, kl_weight)
-                    (loss, aux), grads = self.step_fn(state.params.views, self.model, *args)
-                # The step's two reads from the device: the norm (skip? clip?), then the loss and the results.
-                norm2 = kernels.sum_squares(self.grad_flat)
-                loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()
+        loss, reported, norm2 = self.captured(batch, self.rng, kl_weight)
         if not (math.isfinite(loss) and math.isfinite(norm2)):
             state.bad_steps += 1
             state.skipped_steps += 1
             if state.bad_steps >= self.config.max_bad_steps:
-                what = "the loss" if not math.isfinite(loss) else \
-                    "the gradient norm" if grads is None else _first_non_finite(loss, grads)
+                what = _first_non_finite(loss, self.captured.grads)
                 raise NonFiniteError(
                     f"training stopped: {state.bad_steps} steps in a row had a non-finite loss or gradient "
                     f"(first non-finite quantity in the last one: {what}, in epoch "
                     f"{state.epoch + 1}); {self.last_good()}")
             return None
         state.bad_steps = 0
-        if replayed is None:
-            state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2), **state.average_args())
-            if self.graph is not None:
-                self.graph.warm(key)
-        else:
-            state.optimizer.step += 1
+        state.optimizer.update(self.grad_flat, norm=math.sqrt(norm2), **state.average_args())
         return tuple(reported)
 
     def run_epoch(self):

@@ -58,6 +58,69 @@ class _Stream:
     ptr = 0
 
 
+_CAPTURED = []  # while a stream captures: the launches it recorded so far (one list), else empty
+
+
+class Stream:
+    """``cupy.cuda.Stream``: work on the emulated GPU runs at once, in order, whatever the stream, except
+    between ``begin_capture`` and ``end_capture``, where a kernel's launch is recorded instead (into the
+    :class:`Graph` that ``end_capture`` returns) and a read to the host is refused, as CUDA does. Only
+    kernels are captured: other work made meanwhile (a fill, a copy) happens at once, as no GPU does."""
+
+    def __init__(self, non_blocking=False):
+        self.ptr = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def record(self):
+        """An event: None, since the work issued before it is done already."""
+
+    def wait_event(self, event):
+        """Nothing to wait for: every stream's work is done when it is issued."""
+
+    def synchronize(self):
+        """Nothing to wait for (see :meth:`wait_event`)."""
+
+    def begin_capture(self):
+        if _CAPTURED:
+            raise RuntimeError("emulated stream: a capture is under way already")
+        _CAPTURED.append([])
+
+    def end_capture(self):
+        return Graph(_CAPTURED.pop())
+
+
+Stream.null = Stream()
+
+
+class Graph:
+    """``cupyx.cuda.Graph``: the launches a capture recorded, launched again in order by ``launch``."""
+
+    def __init__(self, launches):
+        self._launches = launches
+
+    def launch(self, stream=None):
+        for function, arguments in self._launches:
+            function(*arguments)
+
+
+class MemoryPool:
+    """``cupy.cuda.MemoryPool``: the emulation allocates each array afresh, so its ``malloc`` is never
+    called (``using_allocator`` sets nothing)."""
+
+    def malloc(self, nbytes):
+        raise NotImplementedError("the emulated device allocates without a pool")
+
+
+@contextlib.contextmanager
+def _using_allocator(allocator=None):
+    yield
+
+
 def _memory(nbytes):
     """``cupy.cuda.Memory(nbytes)``: raw device memory outside the pool."""
     buffer = _guarded((nbytes,), np.uint8)
@@ -111,15 +174,22 @@ class Function:
         self._kernel = kernel
 
     def __call__(self, grid, block, args, shared_mem=0):
+        if _CAPTURED:  # recorded for the graph's launches, after the checks of a launch
+            self._checked(args)
+            _CAPTURED[-1].append((self, (grid, block, args, shared_mem)))
+            return
+        self._checked(args)
+        host = [_unwrap(a) for a in args]
+        self._kernel.launch(grid, block, host, shared_mem)
+        check_guards(self._kernel.name, [a for a in host if isinstance(a, np.ndarray)])
+
+    def _checked(self, args):
         for a in args:
             if isinstance(a, np.ndarray):
                 raise TypeError(f"{self._kernel.name}: a NumPy array among the kernel's arguments (CuPy "
                                 "refuses host arrays)")
             if isinstance(a, DeviceArray) and not isinstance(a, ndarray):
                 raise TypeError(f"{self._kernel.name}: an array of another device among the arguments")
-        host = [_unwrap(a) for a in args]
-        self._kernel.launch(grid, block, host, shared_mem)
-        check_guards(self._kernel.name, [a for a in host if isinstance(a, np.ndarray)])
 
 
 class RawModule:
@@ -147,7 +217,8 @@ class _Cupy(_Module):
             return {"totalGlobalMem": MEMORY_BYTES}
 
         self.cuda = types.SimpleNamespace(Device=lambda device_id=0: DEVICE, Memory=_memory,
-                                          get_current_stream=lambda: _Stream,
+                                          get_current_stream=lambda: _Stream, Stream=Stream,
+                                          MemoryPool=MemoryPool, using_allocator=_using_allocator,
                                           runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
                                                                         getDeviceProperties=_properties))
 
@@ -162,6 +233,9 @@ class _Cupy(_Module):
 
     @staticmethod
     def asnumpy(a):
+        if _CAPTURED:
+            raise RuntimeError("emulated stream: a copy to the host while the stream is capturing (CUDA "
+                               "refuses a synchronisation in a capture)")
         return np.array(a._a, copy=True)
 
     @staticmethod

@@ -6,4 +6,6 @@ it.
   CuPy RawModules, and the launch configuration.
 - :mod:`cublas`: gvae's own cuBLAS handle, whose GEMMs a CUDA graph can record.
 - :mod:`stream`: CuPy's handle on a stream another library made (PyTorch's, XLA's).
+- :mod:`capture`: a stretch of kernel launches recorded as a CUDA graph and replayed
+  (:mod:`gvae.kernels.capture`).
 """

@@ -1,4 +1,4 @@
-"""The CPU training step replayed from its native record (gvae/training/native_step.py) against the taped
+"""The CPU training step replayed from its native record (gvae/training/captured_step.py) against the taped
 step, bit for bit: every step's reported means, and the parameters, Adam's moments and the counters after
 a plan of batches that records, checks, replays, meets a non-finite batch, a new KL weight and a new
 epoch. The replay makes no Python call per kernel. Steps the recording cannot take (refused, or caught
@@ -45,7 +45,7 @@ def _plan(trainer):
 
 def _run_both(tmp_path, **settings):
     native, tape = _trainer(tmp_path, "native", **settings), _trainer(tmp_path, "tape", **settings)
-    tape.native = None
+    tape.captured.capture = None
     for x, kl in _plan(native):
         if isinstance(x, str):
             native.rng, tape.rng = native.epoch_generator(1), tape.epoch_generator(1)
@@ -91,7 +91,7 @@ def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
     finally:
         kernels.set_threads(1)
     # Recorded at the second step of a key, checked at the third, replayed from then on.
-    assert native.native.refused == [] and native.native.replays >= 8
+    assert native.captured.refused == [] and native.captured.replays >= 8
 
 
 @pytest.mark.parametrize("settings", [{"task": "vcca"}, {"task": "vcca", "private": 3, "dropout": 0.2},
@@ -102,12 +102,12 @@ def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
                                       {"task": "classify", "latent": 9, "posterior": "chain", "samples": 3}])
 def test_tasks_whose_batches_are_tuples_replay_their_taped_steps(tmp_path, settings):
     native, tape = _trainer(tmp_path, "native", **settings), _trainer(tmp_path, "tape", **settings)
-    tape.native = None
+    tape.captured.capture = None
     batches = list(native.task.batches(native.inputs["train"], 20, np.random.default_rng(1)))
     for i in range(9):
         assert native.step(batches[i % len(batches)], 1.0) == tape.step(batches[i % len(batches)], 1.0)
     assert _same(_state(native), _state(tape))
-    assert native.native.refused == [] and native.native.replays >= 6
+    assert native.captured.refused == [] and native.captured.replays >= 6
 
 
 def test_steps_the_record_cannot_take_stay_on_the_tape(tmp_path, monkeypatch):
@@ -116,8 +116,8 @@ def test_steps_the_record_cannot_take_stay_on_the_tape(tmp_path, monkeypatch):
     from gvae.kernels.cpu import blas
     monkeypatch.setattr(blas, "gemv_address", lambda dtype: None)
     native = _run_both(tmp_path, task="sbn", estimator="nvil")
-    assert native.native.replays == 0
-    assert {why for _, why in native.native.refused} == {
+    assert native.captured.replays == 0
+    assert {why for _, why in native.captured.refused} == {
         "a task without a native form (_Product) ran while recording"}
 
 
@@ -125,17 +125,17 @@ def test_a_replay_that_differs_from_the_tape_is_never_trusted(tmp_path, monkeypa
     """Work the recording does not see (here: the loss scaled in NumPy, outside the kernels) leaves the
     record's output stale; the check against the tape catches it and the key stays on the tape."""
     native, tape = _trainer(tmp_path, "native"), _trainer(tmp_path, "tape")
-    tape.native = None
+    tape.captured.capture = None
 
     def unseen(step_fn):
         def wrapped(params, model, x, *rest):
             return step_fn(params, model, np.multiply(x, 1.0, dtype=x.dtype), *rest)  # NumPy: not recorded
         return wrapped
-    native.native.step_fn = unseen(native.native.step_fn)
+    native.captured.step_fn = unseen(native.captured.step_fn)
     for x, kl in _plan(native)[:6]:
         assert native.step(x, kl) == tape.step(x, kl)
-    assert native.native.replays == 0
-    assert [why for _, why in native.native.refused] == ["a replay differed from the tape"]
+    assert native.captured.replays == 0
+    assert [why for _, why in native.captured.refused] == ["a replay differed from the tape"]
     assert _same(_state(native), _state(tape))
 
 
@@ -156,10 +156,10 @@ def test_a_replayed_step_makes_no_python_call_per_kernel(tmp_path):
         xs = [t.train_x[i * 20:(i + 1) * 20] for i in range(5)]
         for i in range(4):
             t.step(xs[i], 1.0)
-        assert t.native.record.trusted
-        counts.append(_python_calls(lambda: t.native.value_and_grad((xs[4],), t.rng, 1.0)))
-        kernels_run.append(len(t.native.record.program))
-        taped = _python_calls(lambda: t.native._tape(t.native.record.args))
+        assert t.captured.record.trusted
+        counts.append(_python_calls(lambda: t.captured._value_and_grad(t.task.step_args((xs[4],), t.rng, 1.0))))
+        kernels_run.append(len(t.captured.record.record))
+        taped = _python_calls(lambda: t.captured._tape(t.captured.record.args))
     assert kernels_run[1] >= kernels_run[0] + 12  # three more layers: their kernels, forward and backward
     assert counts[1] == counts[0]  # the replay's Python does not grow with them
     assert taped > 10 * counts[1]
@@ -169,13 +169,13 @@ def test_a_recorded_sparse_product_takes_any_batch_and_falls_back_where_the_tape
     """The first layer's products run on the batch's sparse rows; the record sizes their scratch for a
     batch without zeros, and a batch the tape would multiply densely is taped (the guard)."""
     native, tape = _trainer(tmp_path, "native"), _trainer(tmp_path, "tape")
-    tape.native = None
+    tape.captured.capture = None
     xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
     dense = np.ones_like(xs[0])
     for x in xs[:4] + [dense, xs[4], dense, xs[0]]:
         assert native.step(x, 1.0) == tape.step(x, 1.0)
     assert _same(_state(native), _state(tape))
-    assert native.native.record.trusted and native.native.replays == 3
+    assert native.captured.record.trusted and native.captured.replays == 3
 
 
 def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
@@ -185,11 +185,11 @@ def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
     xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
     for x in xs[:4]:
         native.step(x, 1.0)
-    first = native.native.record
+    first = native.captured.record
     kernels.set_threads(2)
     try:
         native.step(xs[4], 1.0)
-        assert native.native.record is first and native.native.seen != first.key
+        assert native.captured.record is first and native.captured.seen != first.key
         assert programs.recording_open() is False
     finally:
         kernels.set_threads(1)
@@ -210,7 +210,7 @@ def test_every_task_steps_as_the_tape_does(cfg, tmp_path):
                             "dtype": "float32", **cfg})
     native = Trainer(config, data, tmp_path / "native", progress=False, quiet=True)
     tape = Trainer(config, data, tmp_path / "tape", progress=False, quiet=True)
-    tape.native = None
+    tape.captured.capture = None
     batches = [b for b in native.task.batches(native.inputs["train"], 40, np.random.default_rng(0))]
     for k in range(8):
         batch = batches[k % len(batches)]

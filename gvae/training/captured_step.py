@@ -1,0 +1,154 @@
+"""The training step's forward and backward, captured once and replayed for each batch, on any device.
+
+A step is tens to a hundred kernel calls, and the Python between them (the tape's primitives, their
+VJPs, each kernel's checks and dispatch, a GPU's launches) costs a large part of the step at batch 100
+(docs/performance.md, docs/gpu.md). So :class:`CapturedStep` records the kernels of one step's
+``value_and_grad`` with the device's capture (:func:`gvae.kernels.capture`: the CPU's native program,
+CUDA's graph) and runs later steps as that record: the step inputs (the batch, the noise the task drew for
+it, every array :meth:`Task.step_args` gives) copied into the recorded inputs, one run, and the loss, the
+reported means and the gradient (in the trainer's flat buffer) read where the record left them. Adam is
+outside the record on every device: the trainer applies it after the step, so a record is checked
+against the tape by its outputs alone, and a skipped step needs no guard inside it.
+
+A record belongs to one *key*: the step inputs' shapes and dtypes, every other step argument (the KL
+weight, the objective's settings), what the capture adds (the CPU: gvae's thread count and the products'
+tuning generation), and the parameter and gradient buffers. The first step of a key runs on the tape
+(compiling, deciding the products' plans, filling a GPU graph's memory pool); the second is recorded,
+then run on the tape outside the recording for its own result; the third is replayed and then run on the
+tape from the same inputs, and the record is trusted only if the two agree bit for bit (this catches work
+that the recording could not see: NumPy between the kernels, a draw made inside the loss). A record that
+disagrees, or a step whose recording was refused (a task without a native form, work declared outside
+the tasks, a read of the GPU inside the step), leaves its key on the tape for the rest of the run
+(:attr:`CapturedStep.refused` says why: a last, shorter batch of an epoch is often refused, and costs
+nothing but its own Python). A replay whose data would have made the tape take another
+decision (a product of a mostly-zero factor computed sparse or dense) is followed by the tape on the same
+inputs. The replay runs the same kernels on the same arrays in the same order as the tape, so its results
+are the tape's bit for bit, and a resumed run goes on exactly.
+
+Each step reads the device twice, replayed or taped: the squared gradient norm (a host float from
+``kernels.sum_squares``: skip the step? clip it?), then one small vector of the loss and the reported
+means.
+"""
+import contextlib
+
+from .. import kernels
+from ..autodiff import value_and_grad
+from ..kernels import array_module, to_host
+
+
+class _Record:
+    __slots__ = ("key", "record", "args", "inputs", "trusted")
+
+    def __init__(self, key, record, args, inputs):
+        self.key, self.record, self.args, self.inputs, self.trusted = key, record, args, inputs, False
+
+
+class CapturedStep:
+    """The captured step of one :class:`Trainer` (see the module's docstring); ``capture`` None: every
+    step on the tape."""
+
+    def __init__(self, trainer, capture):
+        self.trainer, self.capture = trainer, capture
+        self.xp = array_module(trainer.grad_flat)
+        self.grads = trainer.state.params.unflatten(trainer.grad_flat)
+        loss = trainer.task.loss
+
+        def with_loss(*args):  # the loss array itself among the results (value_and_grad gives a scalar)
+            value, aux = loss(*args)
+            return value, (value, aux)
+        self.step_fn = value_and_grad(with_loss, has_aux=True, out=self.grads)
+        self.seen = None      # the key of the last step run on the tape
+        self.record = None
+        self.refused = []     # (key, why it stays on the tape); keys are compared, never hashed
+        self.replays = 0      # steps replayed (and trusted) so far
+
+    def __call__(self, batch, rng, kl_weight):
+        """One step's loss, reported means (a list) and squared gradient norm, as host floats; the gradient
+        in the trainer's flat buffer."""
+        with contextlib.nullcontext() if self.capture is None else self.capture.around():
+            loss, aux = self._value_and_grad(self.trainer.task.step_args(batch, rng, kl_weight))
+            norm2 = kernels.sum_squares(self.trainer.grad_flat)
+            loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()
+        return loss, reported, norm2
+
+    def _key(self, args):
+        tr = self.trainer
+        arrays, others = self._leaves(args, [], [])
+        return (tuple((a.shape, a.dtype.str) for a in arrays), tuple(others), self.capture.key(),
+                id(tr.state.params.flat), id(tr.grad_flat))
+
+    def _tape(self, args):
+        (_, (loss, aux)), _ = self.step_fn(self.trainer.state.params.views, self.trainer.model, *args)
+        return loss, aux
+
+    def _value_and_grad(self, args):
+        """The loss and the reported means (0-d arrays) of the step on ``args``: replayed where a trusted
+        record exists, else on the tape (recording or checking a record on the way)."""
+        if self.capture is None:
+            return self._tape(args)
+        key = self._key(args)
+        record = self.record
+        if record is not None and record.key == key:
+            return self._replay(record, args)
+        if self.seen != key or any(key == k for k, _ in self.refused):
+            self.seen = key
+            return self._tape(args)
+        own = self._copied(args)
+        made, why = self.capture.record(self._tape, (own,))
+        if made is None:
+            self.refused.append((key, why))
+        else:
+            self.record = _Record(key, made, own, self._leaves(own, [], [])[0])
+        # The step itself is the tape's outside a recording: a kernel taken only while recording (a view
+        # copied for the next kernel, say) must not make this step differ from an unrecorded run's.
+        return self._tape(args)
+
+    def _replay(self, record, args):
+        for dst, src in zip(record.inputs, self._leaves(args, [], [])[0]):
+            dst[...] = src
+        if not record.record.run():
+            return self._tape(record.args)
+        loss, aux = record.record.outputs
+        if record.trusted:
+            self.replays += 1
+            return loss, aux
+        replayed = [a.copy() for a in (loss, *aux)], self.trainer.grad_flat.copy()
+        loss, aux = self._tape(record.args)
+        xp = self.xp
+        if all(bool(xp.array_equal(a, b, equal_nan=True)) for a, b in zip(replayed[0], (loss, *aux))) and \
+                bool(xp.array_equal(replayed[1], self.trainer.grad_flat, equal_nan=True)):
+            record.trusted = True
+        else:
+            self.refused.append((record.key, "a replay differed from the tape"))
+            self.record = None
+        return loss, aux
+
+    def _leaves(self, args, arrays, others):
+        """Split the step arguments ``args`` (nested tuples, lists and dicts) into their device arrays and
+        everything else (a dict's keys among the latter), in a fixed order."""
+        for a in args:
+            if isinstance(a, self.xp.ndarray):
+                arrays.append(a)
+            elif isinstance(a, (tuple, list)):
+                self._leaves(a, arrays, others)
+            elif isinstance(a, dict):
+                others.append(tuple(a))
+                self._leaves(a.values(), arrays, others)
+            else:
+                others.append(a)
+        return arrays, others
+
+    def _copied(self, args):
+        """``args`` with each device array replaced by a copy of its own (the recorded inputs, which later
+        steps' data are copied into)."""
+        out = []
+        for a in args:
+            if isinstance(a, self.xp.ndarray):
+                out.append(self.xp.array(a, copy=True))
+            elif isinstance(a, (tuple, list)):
+                out.append(type(a)(self._copied(a)))
+            elif isinstance(a, dict):
+                out.append(dict(zip(a, self._copied(a.values()))))
+            else:
+                out.append(a)
+        return tuple(out)
