@@ -91,6 +91,7 @@ def test_exact_posterior_of_a_linear_gaussian_state_space_model():
     np.testing.assert_allclose((hi - lo) / 2, np.sqrt(v_s), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_svi_under_jit_approaches_the_log_evidence():
     T = 10
     y = jnp.asarray(np.random.default_rng(6).normal(size=T))

@@ -100,6 +100,7 @@ def test_exact_posterior_of_a_linear_gaussian_state_space_model():
     np.testing.assert_allclose((hi - lo) / 2, np.sqrt(v_s), atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_eager_svi_approaches_the_log_evidence():
     pyro.set_rng_seed(5)
     T = 10
