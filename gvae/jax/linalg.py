@@ -13,11 +13,11 @@ is the primitive ``gvae_linalg_cotangent`` (the VJP rule): ``jvp`` and ``jacfwd`
 order: a derivative of a derivative (``hessian``, ``grad`` of ``grad``) raises ``NotImplementedError``.
 
 float32 stays float32; any other real dtype is computed in float64 (float32 where x64 is off; float64 under
-a transformation needs x64 enabled process-wide, as in :mod:`gvae.jax.ops`). ``overwrite_*`` are accepted
+a transformation needs x64 enabled process-wide, as in :mod:`gvae.jax.bridge`). ``overwrite_*`` are accepted
 for SciPy's signatures; ``check_finite`` refuses NaN and inf, a matrix that is not positive definite is
 :class:`gvae.linalg.LinAlgError` (eagerly; under ``jit`` inside a ``jax.errors.JaxRuntimeError``). Every
 function but :func:`eigvals_banded` (LAPACK's, on the host) also runs on GPU arrays through CuPy, as
-gvae.jax.ops's kernels do."""
+gvae.jax.bridge's calls do."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -41,7 +41,7 @@ def _dtypes(name, tensors):
 
 
 def _host(name, f, count):
-    """The body of an operator (see :func:`gvae.torch.ops._define`): ``f`` on the arrays of its ``count``
+    """The body of an operator (see :func:`gvae.torch.library._define`): ``f`` on the arrays of its ``count``
     leading (optional) tensor arguments and its other arguments, a result or a tuple of them back."""
     def host(array, result, *args):
         tensors = args[:count]
