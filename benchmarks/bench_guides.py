@@ -24,7 +24,7 @@ from gvae.io.arguments import ArgumentParser
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))  # the models fitted here
 from guide_fitting import fit  # noqa: E402
-from stochastic_volatility_guides import BANDED, MODELS, simulate  # noqa: E402
+from stochastic_volatility_guides import BANDED, model_of, simulate  # noqa: E402
 
 TABLE = [("numpyro", "banded"), ("numpyro", "mvn"), ("numpyro", "lowrank10"), ("numpyro", "lowrank50"),
          ("numpyro", "diagonal"), ("pyro", "banded"), ("pyro", "autogaussian")]
@@ -78,7 +78,7 @@ def nuts_reference(y, args):
     import jax
     from numpyro.infer import MCMC, NUTS
 
-    mcmc = MCMC(NUTS(MODELS["numpyro"]), num_warmup=args.nuts_samples, num_samples=args.nuts_samples,
+    mcmc = MCMC(NUTS(model_of("numpyro")), num_warmup=args.nuts_samples, num_samples=args.nuts_samples,
                 progress_bar=False)
     mcmc.run(jax.random.PRNGKey(args.seed), y)
     h = np.asarray(mcmc.get_samples()["h"])
@@ -96,7 +96,7 @@ def path_draws(library, guide, params, y, seed):
     import torch
     from pyro.infer import Predictive
     with torch.no_grad():
-        return Predictive(MODELS["pyro"], guide=guide, num_samples=DRAWS, return_sites=["h"])(torch.as_tensor(y))["h"].numpy()
+        return Predictive(model_of("pyro"), guide=guide, num_samples=DRAWS, return_sites=["h"])(torch.as_tensor(y))["h"].numpy()
 
 
 def errors(draws, mean, sd):
@@ -116,7 +116,7 @@ def main(argv=None):
     print(f"{'library':>8} {'guide':>13} {'ELBO':>11} {'ms/step':>9} {'mean RMSE':>10} {'mean max':>9} "
           f"{'sd RMSE':>8} {'sd max':>7}")
     for library, name in TABLE:
-        guide, params, final, ms = fit(library, name, MODELS, BANDED, y, args.steps, args.lr, args.seed, **elbo)
+        guide, params, final, ms = fit(library, name, model_of, BANDED, y, args.steps, args.lr, args.seed, **elbo)
         e = errors(path_draws(library, guide, params, y, args.seed), mean, sd)
         print(f"{library:>8} {name:>13} {final:11.2f} {ms:9.3f} {e[0]:10.4f} {e[1]:9.4f} {e[2]:8.4f} {e[3]:7.4f}",
               flush=True)
@@ -124,9 +124,9 @@ def main(argv=None):
     print(f"{'T':>6} {'banded':>9} {'diagonal':>9} {'mvn':>9}")
     for T in args.scaling_T:
         yT, _ = simulate(T, args.seed)
-        row = [fit("numpyro", name, MODELS, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]
+        row = [fit("numpyro", name, model_of, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]
                for name in ("banded", "diagonal")]
-        dense = (f"{fit('numpyro', 'mvn', MODELS, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]:9.3f}"
+        dense = (f"{fit('numpyro', 'mvn', model_of, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]:9.3f}"
                  if T <= args.dense_max_T else f"{'-':>9}")
         print(f"{T:>6} {row[0]:9.3f} {row[1]:9.3f} {dense}", flush=True)
 

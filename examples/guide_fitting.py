@@ -97,14 +97,47 @@ def fit_pyro(model, guide, data, steps, lr, seed=0, elbo_particles=100, elbo_rep
     return guide, final, _ms_per_step(times)
 
 
-def fit(library, name, models, banded, data, steps, lr, seed=0, **elbo):
-    """Fit the guide ``name`` of ``library`` ('numpyro' or 'pyro') to ``models[library]``: (the guide, its
-    params (NumPyro) or None (Pyro: the guide holds them), final ELBO, ms a step) as :func:`fit_numpyro` and
-    :func:`fit_pyro` (``elbo``: their elbo_particles and elbo_repeats)."""
+def fit(library, name, model_of, banded, data, steps, lr, seed=0, **elbo):
+    """Fit the guide ``name`` of ``library`` ('numpyro' or 'pyro') to ``model_of(library)``: (the guide,
+    its params (NumPyro) or None (Pyro: the guide holds them), final ELBO, ms a step) as
+    :func:`fit_numpyro` and :func:`fit_pyro` (``elbo``: their elbo_particles and elbo_repeats)."""
+    model = model_of(library)
     if library == "numpyro":
-        guide = numpyro_guide(name, models["numpyro"], banded)
-        params, final, ms = fit_numpyro(models["numpyro"], guide, data, steps, lr, seed, **elbo)
+        guide = numpyro_guide(name, model, banded)
+        params, final, ms = fit_numpyro(model, guide, data, steps, lr, seed, **elbo)
         return guide, params, final, ms
-    guide = pyro_guide(name, models["pyro"], banded)
-    _, final, ms = fit_pyro(models["pyro"], guide, data, steps, lr, seed, **elbo)
+    guide = pyro_guide(name, model, banded)
+    _, final, ms = fit_pyro(model, guide, data, steps, lr, seed, **elbo)
     return guide, None, final, ms
+
+
+def primitives(library):
+    """(the library's module, for sample and factor; its distributions; its array namespace), for a model
+    written once for both: NumPyro with jax.numpy, Pyro with torch."""
+    if library == "numpyro":
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+        return numpyro, dist, jnp
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    return pyro, dist, torch
+
+
+def add_flags(parser, steps):
+    """The examples' common flags (library, SVI steps and step size, guides, seed) added to ``parser``."""
+    parser.add_argument("--library", choices=("numpyro", "pyro"), default="numpyro")
+    parser.add_argument("--steps", type=int, default=steps, help="SVI steps")
+    parser.add_argument("--lr", type=float, default=0.01, help="Adam's first step size")
+    parser.add_argument("--guides", nargs="+", default=None, help=f"of {PYRO_GUIDES} (NumPyro: all but autogaussian)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def report(args, model_of, banded, data):
+    """Fit each of ``args.guides`` (default: all of the library's) and print its final ELBO and ms a step."""
+    names = args.guides or (NUMPYRO_GUIDES if args.library == "numpyro" else PYRO_GUIDES)
+    for name in names:
+        _, _, elbo, ms = fit(args.library, name, model_of, banded, data, args.steps, args.lr, args.seed)
+        print(f"{name:>14}: ELBO {elbo:12.2f}   {ms:9.2f} ms/step", flush=True)

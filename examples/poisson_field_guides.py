@@ -18,7 +18,7 @@ import numpy as np
 from scipy.linalg import cholesky_banded, solve_banded
 
 from gvae.io.arguments import ArgumentParser
-from guide_fitting import NUMPYRO_GUIDES, PYRO_GUIDES, fit  # examples/guide_fitting.py, beside this script
+from guide_fitting import add_flags, primitives, report  # examples/guide_fitting.py, beside this script
 
 TAU, KAPPA, BIAS = 4.0, 0.1, 1.0
 
@@ -63,50 +63,27 @@ def gmrf_log_density(f, log_det):
     return 0.5 * log_det - 0.5 * n * np.log(2 * np.pi) - 0.5 * quad
 
 
-def numpyro_model(y):
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
+def model_of(library):
+    """The model in the primitives of ``library`` ('numpyro' or 'pyro'): model(y), y (R, C) the counts."""
+    ppl, dist, xp = primitives(library)
 
-    rows, cols = y.shape
-    base = dist.Normal(0.0, 1.0).expand([rows, cols]).to_event(2)
-    f = numpyro.sample("f", base)
-    numpyro.factor("gmrf", gmrf_log_density(f, log_det_precision(rows, cols)) - base.log_prob(f))
-    numpyro.sample("y", dist.Poisson(jnp.exp(BIAS + f)).to_event(2), obs=y)
-
-
-def pyro_model(y):
-    import pyro
-    import pyro.distributions as dist
-    import torch
-
-    rows, cols = y.shape
-    base = dist.Normal(0.0, 1.0).expand([rows, cols]).to_event(2)
-    f = pyro.sample("f", base)
-    pyro.factor("gmrf", gmrf_log_density(f, log_det_precision(rows, cols)) - base.log_prob(f))
-    pyro.sample("y", dist.Poisson(torch.exp(BIAS + f)).to_event(2), obs=y)
-
-
-MODELS = {"numpyro": numpyro_model, "pyro": pyro_model}
+    def model(y):
+        rows, cols = y.shape
+        base = dist.Normal(0.0, 1.0).expand([rows, cols]).to_event(2)
+        f = ppl.sample("f", base)
+        ppl.factor("gmrf", gmrf_log_density(f, log_det_precision(rows, cols)) - base.log_prob(f))
+        ppl.sample("y", dist.Poisson(xp.exp(BIAS + f)).to_event(2), obs=y)
+    return model
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--library", choices=("numpyro", "pyro"), default="numpyro")
     p.add_argument("--size", type=int, default=64, help="the lattice's rows and columns")
     p.add_argument("--stencil", choices=("grid", "extgrid"), default="grid", help="AutoBandedNormal's")
-    p.add_argument("--steps", type=int, default=3000, help="SVI steps")
-    p.add_argument("--lr", type=float, default=0.01, help="Adam's first step size")
-    p.add_argument("--guides", nargs="+", default=None, help=f"of {PYRO_GUIDES} (NumPyro: all but autogaussian)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    names = args.guides or (NUMPYRO_GUIDES if args.library == "numpyro" else PYRO_GUIDES)
+    args = add_flags(p, steps=3000).parse_args(argv)
     y, _ = simulate(args.size, args.size, args.seed)
-    banded = {"stencil": (args.stencil, args.size, args.size)}
     print(f"Poisson counts on a {args.size} x {args.size} GMRF, {args.library}, {args.steps} steps")
-    for name in names:
-        _, _, elbo, ms = fit(args.library, name, MODELS, banded, y, args.steps, args.lr, args.seed)
-        print(f"{name:>14}: ELBO {elbo:12.2f}   {ms:9.2f} ms/step", flush=True)
+    report(args, model_of, {"stencil": (args.stencil, args.size, args.size)}, y)
 
 
 if __name__ == "__main__":

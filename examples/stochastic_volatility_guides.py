@@ -17,7 +17,7 @@ and the milliseconds a step.
 import numpy as np
 
 from gvae.io.arguments import ArgumentParser
-from guide_fitting import NUMPYRO_GUIDES, PYRO_GUIDES, fit  # examples/guide_fitting.py, beside this script
+from guide_fitting import add_flags, primitives, report  # examples/guide_fitting.py, beside this script
 
 TRUTH = {"mu": -1.0, "phi": 0.95, "sigma": 0.25}
 BANDED = {"stencil": "chain", "sites": ["h"]}  # AutoBandedNormal's arguments: a chain over the path
@@ -46,52 +46,28 @@ def ar1_log_density(xp, h, mu, phi, sigma):
             - 0.5 * T * np.log(2 * np.pi))
 
 
-def numpyro_model(y):
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
+def model_of(library):
+    """The model in the primitives of ``library`` ('numpyro' or 'pyro'): model(y), y (T,) the returns."""
+    ppl, dist, xp = primitives(library)
 
-    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-    phi = 2 * numpyro.sample("phi01", dist.Beta(20.0, 1.5)) - 1
-    sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
-    stationary = dist.Normal(mu[..., None], (sigma / jnp.sqrt(1 - phi ** 2))[..., None])
-    h = numpyro.sample("h", stationary.expand(jnp.shape(mu) + y.shape[-1:]).to_event(1))
-    numpyro.factor("h_prior", ar1_log_density(jnp, h, mu, phi, sigma) - stationary.log_prob(h).sum(-1))
-    numpyro.sample("y", dist.Normal(0.0, jnp.exp(h / 2)).to_event(1), obs=y)
-
-
-def pyro_model(y):
-    import pyro
-    import pyro.distributions as dist
-    import torch
-
-    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-    phi = 2 * pyro.sample("phi01", dist.Beta(20.0, 1.5)) - 1
-    sigma = pyro.sample("sigma", dist.HalfNormal(0.5))
-    stationary = dist.Normal(mu[..., None], (sigma / torch.sqrt(1 - phi ** 2))[..., None])
-    h = pyro.sample("h", stationary.expand(mu.shape + y.shape[-1:]).to_event(1))
-    pyro.factor("h_prior", ar1_log_density(torch, h, mu, phi, sigma) - stationary.log_prob(h).sum(-1))
-    pyro.sample("y", dist.Normal(0.0, torch.exp(h / 2)).to_event(1), obs=y)
-
-
-MODELS = {"numpyro": numpyro_model, "pyro": pyro_model}
+    def model(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        phi = 2 * ppl.sample("phi01", dist.Beta(20.0, 1.5)) - 1
+        sigma = ppl.sample("sigma", dist.HalfNormal(0.5))
+        stationary = dist.Normal(mu[..., None], (sigma / xp.sqrt(1 - phi ** 2))[..., None])
+        h = ppl.sample("h", stationary.expand(mu.shape + y.shape[-1:]).to_event(1))
+        ppl.factor("h_prior", ar1_log_density(xp, h, mu, phi, sigma) - stationary.log_prob(h).sum(-1))
+        ppl.sample("y", dist.Normal(0.0, xp.exp(h / 2)).to_event(1), obs=y)
+    return model
 
 
 def main(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--library", choices=("numpyro", "pyro"), default="numpyro")
     p.add_argument("--T", type=int, default=1000, help="time steps (1,000 to 10,000)")
-    p.add_argument("--steps", type=int, default=5000, help="SVI steps")
-    p.add_argument("--lr", type=float, default=0.01, help="Adam's first step size")
-    p.add_argument("--guides", nargs="+", default=None, help=f"of {PYRO_GUIDES} (NumPyro: all but autogaussian)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    names = args.guides or (NUMPYRO_GUIDES if args.library == "numpyro" else PYRO_GUIDES)
+    args = add_flags(p, steps=5000).parse_args(argv)
     y, _ = simulate(args.T, args.seed)
     print(f"stochastic volatility, T = {args.T}, {args.library}, {args.steps} steps")
-    for name in names:
-        _, _, elbo, ms = fit(args.library, name, MODELS, BANDED, y, args.steps, args.lr, args.seed)
-        print(f"{name:>14}: ELBO {elbo:12.2f}   {ms:9.2f} ms/step", flush=True)
+    report(args, model_of, BANDED, y)
 
 
 if __name__ == "__main__":

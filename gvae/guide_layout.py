@@ -6,7 +6,8 @@ names, in the user's order) first: y = x[order], y's first m coordinates the ban
 coordinates independent of everything (their rows of the factor hold the main diagonal only). Its
 precision over y is L L^T with L (D x D) lower-triangular in band storage on ``offsets``; the ``mask``
 (K, D) says which band slots are free parameters, so that L keeps the stencil's shape: off-diagonals of
-the uncovered rows and a lattice's wrap-around links are held at zero.
+the uncovered rows and a lattice's wrap-around links are held at zero. :class:`PermutedBand` gives the
+posterior's moments and densities in x's coordinates, for either library's distribution.
 """
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 from .model.lattice import chain_offsets, extgrid_offsets, grid_offsets, lattice_mask
 from .rules.checks import offsets_tuple
 
-__all__ = ["BandSpec", "Layout"]
+__all__ = ["BandSpec", "Layout", "PermutedBand"]
 
 _STENCILS = "stencil must be 'chain', ('grid', rows, cols) or ('extgrid', rows, cols)"
 
@@ -100,3 +101,48 @@ class BandSpec:
         identity = bool((order == np.arange(D)).all())
         return Layout(None if identity else order, self.offsets, mask, m)
 
+
+
+class PermutedBand:
+    """The methods of a distribution over x (*batch, D) whose ``band`` (gvae.jax's or gvae.torch's
+    BandedPrecisionNormal) is over y = x[..., order] (``order`` and its ``inverse``: int (D,) arrays of the
+    library, or None for the identity): densities through y, moments and matrices back in x's order."""
+
+    def _permuted(self, x):
+        """x[..., order]: from x's coordinates to the band's."""
+        return x if self.order is None else x[..., self.order]
+
+    def _unpermuted(self, y):
+        """y[..., inverse]: from the band's coordinates to x's."""
+        return y if self.inverse is None else y[..., self.inverse]
+
+    def _unpermuted_matrix(self, a):
+        """a[..., inverse, :][..., inverse]: a (D, D) matrix from the band's coordinates to x's."""
+        return a if self.inverse is None else a[..., self.inverse, :][..., self.inverse]
+
+    def log_prob(self, value):
+        """log N(value; loc, P^-1), through the band's coordinates: (*sample, *batch)."""
+        return self.band.log_prob(self._permuted(value))
+
+    def entropy(self):
+        """D (1 + log 2 pi) / 2 - log det L: ``batch_shape``."""
+        return self.band.entropy()
+
+    @property
+    def mean(self):
+        return self._unpermuted(self.band.mean)
+
+    @property
+    def variance(self):
+        """diag(P^-1) exactly, by selected inversion: (*batch, D)."""
+        return self._unpermuted(self.band.variance)
+
+    @property
+    def precision_matrix(self):
+        """P as a dense (*batch, D, D) array (for small D)."""
+        return self._unpermuted_matrix(self.band.precision_matrix)
+
+    @property
+    def covariance_matrix(self):
+        """P^-1 as a dense (*batch, D, D) array (for small D)."""
+        return self._unpermuted_matrix(self.band.covariance_matrix)

@@ -42,6 +42,20 @@ def kalman(y):
     return m_s, v_s, logz
 
 
+# The quantiles at the mean -+ one standard deviation.
+ONE_SD = [0.15865525393145707, 0.8413447460685429]
+
+
+def assert_smoother(y, elbo, mean, variance, quantiles):
+    """The guide at the exact posterior of y against the Kalman smoother: its ELBO the log evidence, its
+    mean, marginal variances and ONE_SD quantiles (2, T) the smoother's, to 1e-6."""
+    m_s, v_s, logz = kalman(y)
+    np.testing.assert_allclose(elbo, logz, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(mean, m_s, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(variance, v_s, atol=1e-6, rtol=0)
+    np.testing.assert_allclose((quantiles[1] - quantiles[0]) / 2, np.sqrt(v_s), atol=1e-6, rtol=0)
+
+
 def ssm_posterior_band(y):
     """(mean, factor (2, T)) of the exact posterior N(mean, (L L^T)^-1): L the Cholesky factor of the
     posterior precision, in band storage on offsets (0, 1)."""
@@ -100,20 +114,3 @@ CASES = {
     "offsets on x, a": (dict(offsets=(0, 2, 3), sites=["x", "a"]), list(range(2, 14)) + [0, 1],
                         [(i, i - o) for i in range(14) for o in (2, 3) if i - o >= 0]),
 }
-
-# Arguments refused when the guide is made, and (below) when it first meets the two-site model: (arguments, the
-# error's pattern).
-BAD_ARGUMENTS = [
-    (dict(stencil="ring"), r"stencil must be 'chain', \('grid', rows, cols\)"),
-    (dict(stencil=("grid", 3)), r"stencil must be"),
-    (dict(stencil=("grid", 3, 1)), r"cols must be >= 2"),
-    (dict(offsets=(1, 2)), r"offsets\[0\] must be 0"),
-    (dict(offsets=(0, 1), stencil="chain"), r"give offsets or stencil, not both"),
-    (dict(sites="x"), r"sites must be a non-empty list"),
-    (dict(init_scale=0.0), r"init_scale must be > 0"),
-]
-BAD_SIZES = [
-    (dict(stencil=("grid", 4, 4), sites=["x"]), r"a 4 x 4 lattice holds 16 coordinates, the sites \['x'\] have 12"),
-    (dict(sites=["x", "b"]), r"sites \['b'\] are not latent sites of the model"),
-    (dict(offsets=(0, 3), sites=["a"]), r"offsets \(0, 3\) reach 3 back, the sites \['a'\] have only 2"),
-]
