@@ -62,7 +62,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         for k, text in enumerate(tasks):
             name, extra = settings_of(text)
-            config = TrainConfig(**{"task": name, "latent": args.latent, "hidden": tuple(args.hidden),
+            config = TrainConfig.of(**{"task": name, "latent": args.latent, "hidden": tuple(args.hidden),
                                     "batch_size": args.batch, **extra})
             trainer = Trainer(config, data, os.path.join(folder, str(k)), progress=False, quiet=True)
             batch = next(iter(trainer.task.batches(trainer.inputs["train"], args.batch, trainer.rng)))

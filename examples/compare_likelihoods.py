@@ -6,7 +6,6 @@ samples of each run as a PNG, and writes a Markdown table:
 
     python examples/compare_likelihoods.py --epochs 5 --iw-samples 100 --test-limit 1000 --out runs/lik
 """
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -73,7 +72,7 @@ for lik in args.likelihoods:
                 "seconds_per_epoch": summary["seconds_per_epoch"]})
             rng = np.random.default_rng(0)
             decoded = model.decode(params, rng.standard_normal((64, model.sizes[0])).astype(model.dtype))
-            title = run_title(dataclasses.asdict(config), run)
+            title = run_title(config.flat(), run)
             plot_image_grid(model.likelihood.sample(decoded, params, rng), run / "samples.png",
                             "samples x ~ p(x|z), z ~ N(0, I)", title)
             plot_image_grid(model.likelihood.mean(decoded, params), run / "means.png",

@@ -1,6 +1,6 @@
 """A two-layer deep GP (Damianou and Lawrence 2013) against a one-layer Bayesian GP-LVM (Titsias and
 Lawrence 2010) and a VAE on a subset of MNIST: the GPs trained by full-batch Adam on their collapsed bounds
-(:func:`gvae.model.gp.deep_gp_bound`, :func:`gvae.model.gp.gplvm_bound`), the VAE on its ELBO, float64,
+(:func:`gvae.models.deep_gp.model.deep_gp_bound`, :func:`gvae.models.deep_gp.model.gplvm_bound`), the VAE on its ELBO, float64,
 same latent size, same data and scale.
 
     python examples/deep_gp_mnist.py --out DIR --images 500 --latent 5 --hidden 10 --inducing 30 \\
@@ -100,13 +100,13 @@ def unpack(ops, lp):
 
 def gplvm_objective(params, Y):
     from gvae import ops
-    from gvae.model.gp import gplvm_bound
+    from gvae.models.deep_gp.model import gplvm_bound
     return -gplvm_bound(params["mu_x"], ops.exp(params["log_S_x"]), Y, *unpack(ops, params["layer"]))
 
 
 def deep_objective(params, Y):
     from gvae import ops
-    from gvae.model.gp import deep_gp_bound
+    from gvae.models.deep_gp.model import deep_gp_bound
     return -deep_gp_bound(params["mu_x"], ops.exp(params["log_S_x"]), params["mu_h"], ops.exp(params["log_S_h"]), Y,
                           [unpack(ops, params["top"]), unpack(ops, params["out"])])
 
@@ -231,7 +231,7 @@ def reconstruction(mu, S, Y, lp):
     """The GP layer's predictive mean at its inputs' distributions q = N(mu, diag S) (Titsias and Lawrence
     2010): psi1 (Kmm + psi2 / s^2)^-1 psi1^T Y / s^2, (n, p)."""
     from gvae import ops
-    from gvae.model.gp import rbf_psi_statistics
+    from gvae.models.deep_gp.model import rbf_psi_statistics
     Z, ls, v, s2 = unpack(np, lp)
     _, psi1, psi2 = rbf_psi_statistics(mu, S, Z, ls, v)
     Kmm = ops.rbf_kernel(Z, Z, ls, v)

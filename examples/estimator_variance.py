@@ -17,7 +17,7 @@ K defaults to the run's --iw-samples (NVIL and Taylor: 1).
 
 A run of ``gvae train --task gammadef`` (the sparse gamma DEF): the implicit reparameterisation gradient it
 trains with against the score function of the same ELBO, one draw a point
-(:func:`gvae.model.gamma_def.score_function_loss`), both unbiased.
+(:func:`gvae.models.gamma_def.model.score_function_loss`), both unbiased.
 """
 import sys
 
@@ -63,19 +63,19 @@ def gradient_moments(loss, params, k, batch, noise_size, dtype, draws, rng, nois
 
 def main(args):
     from gvae.io.mnist import load_mnist
-    from gvae.model.binary import leave_one_out_signals, nvil_loss, plain_signals, score_loss, taylor_loss
+    from gvae.models.binary.model import leave_one_out_signals, nvil_loss, plain_signals, score_loss, taylor_loss
     from gvae.training.batching import EVAL_SEED, binarize
     from gvae.training.runs import load_model
     model, params, config = load_model(args.run)
     x = binarize(load_mnist()["test"][0][:args.batch], np.random.default_rng(EVAL_SEED)).astype(model.dtype)
     plain = {"plain": lambda p, u: score_loss(p, model, x, u, plain_signals)}
-    noise, what = None, config.estimator
+    noise, what = None, config.options.estimator
     if config.task == "gammadef":
-        from gvae.model.gamma_def import gamma_def_loss, open_uniform, score_function_loss
+        from gvae.models.gamma_def.model import gamma_def_loss, open_uniform, score_function_loss
         k, noise, what = 1, open_uniform, "implicit reparameterisation"
         estimators = {"score": lambda p, u: score_function_loss(p, model, x, u),
                       "implicit": lambda p, u: gamma_def_loss(p, model, x, u)}
-    elif config.estimator in ("nvil", "taylor"):
+    elif config.options.estimator in ("nvil", "taylor"):
         k = 1
         estimators = {**plain, "taylor": lambda p, u: taylor_loss(p, model, x, u)}
         if model.baseline is not None:

@@ -33,7 +33,7 @@ def parse_args(argv=None):
 
 def unit_kls(model, params, x):
     """The mean over the rows of x of each unit's marginal KL, float64 (d,)."""
-    from gvae.model.corex import marginal_kls
+    from gvae.models.corex.model import marginal_kls
     family = model.layers[0].family
     return np.asarray(marginal_kls(family, model.encode(params, x)), np.float64).mean(axis=0)
 
@@ -65,7 +65,7 @@ def main(args):
     values = np.linspace(-args.span, args.span, args.columns)
     images = traversals(model, params, x[args.image:args.image + 1], units, values)
     rows = ", ".join(f"z{u} {kls[u]:.2f}" for u in units)
-    anchors = f", anchors {list(config.anchors)} at lambda {config.anchor_weight:g}" if config.anchors else ""
+    anchors = f", anchors {list(config.options.anchors)} at lambda {config.options.anchor_weight:g}" if config.options.anchors else ""
     path = plot_image_grid(images, args.out, f"{config.task} ({config.posterior}{anchors}): one unit varied per "
                            f"row over [-{args.span:g}, {args.span:g}]",
                            subtitle=f"rows: unit and its mean marginal KL (nats), {rows}", cols=args.columns)

@@ -63,13 +63,13 @@ def main(args):
     from gvae.io.noisy_mnist import noisy_mnist
     from gvae.plots.images import plot_image_grid
     from gvae.training.runs import load_model
-    from gvae.training.tasks.vcca import NOISY_SEED
+    from gvae.models.vcca.task import NOISY_SEED
     try:
         model, params, config = load_model(args.run)
     except (OSError, ValueError) as e:  # no run there, a damaged or diverged one
         print(f"vcca_private_pictures: {e}", file=sys.stderr)
         return 2
-    if config.task != "vcca" or not config.private:
+    if config.task != "vcca" or not config.options.private:
         what = f"a {config.task} run" if config.task != "vcca" else "a VCCA without private codes"
         print(f"vcca_private_pictures: {args.run} holds {what}; this picture draws VCCA-private's private codes "
               "(gvae train --task vcca --private P)", file=sys.stderr)

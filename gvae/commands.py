@@ -19,7 +19,8 @@ from .process import THREAD_VARIABLES
 from .kernels import (clear_plans, device_module, device_names, kept_plans, plan_file, plans_folder, report_compilations,
                       to_device, to_host, tuning_active)
 from .sweep import commands as sweep_commands
-from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int
+from . import models  # noqa: F401  (registers the literature models' tasks: their flags, runs and names)
+from .training.config import RESUMABLE, TrainConfig, non_negative_int, positive_int, setting_fields
 
 DEVICE_HELP = ("where the arrays live and the work is done: cpu (NumPy and Numba) or cuda (CuPy; pip install "
                '"gvae[cuda12]" or "gvae[cuda13]")')
@@ -49,12 +50,17 @@ class _ConfigFlag(argparse.Action):
 
 
 def _add_config_flags(parser):
-    """One ``--flag`` per :class:`TrainConfig` field, with its default, help and parser."""
-    for f in dataclasses.fields(TrainConfig):
+    """One ``--flag`` per setting (:func:`gvae.training.config.setting_fields`: TrainConfig's fields, then
+    each registered task's options), with its default, help and parser."""
+    for f in setting_fields().values():
         meta = dict(f.metadata)
         parse = meta.pop("parse", None)
         if parse is not None:
             meta["type"] = _flag_type(parse)
+        if callable(meta["help"]):  # the task's: the registered tasks, read when the parser is built
+            meta["help"] = meta["help"]()
+        if "choices" in meta:
+            meta["choices"] = list(meta["choices"])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         aliases = ["--" + a for a in meta.pop("aliases", ())]
         parser.add_argument("--" + f.name.replace("_", "-"), *aliases, dest=f.name, default=default,
@@ -180,7 +186,7 @@ def cmd_train(args):
                              f"from it: {listed}. Only " + ", ".join("--" + n.replace("_", "-") for n in RESUMABLE)
                              + " may change on resume; start a new run (another --out) for the rest")
     # A new run's configuration is checked before the data are loaded (or fetched).
-    config = None if args.resume else TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    config = None if args.resume else TrainConfig.of(**{name: getattr(args, name) for name in setting_fields()})
     data = load_mnist(args.data)
     if args.resume:
         trainer = Trainer.resume(args.out, data, quiet=args.quiet, device=args.device,

@@ -62,7 +62,7 @@ def fake_run(run, seconds, result=None, settings=None, valid=None):
     and a rate that halves each epoch), and an evaluation if ``result``."""
     run.folder.mkdir(parents=True)
     (run.folder / "checkpoint.npz").write_bytes(b"")
-    write_json(run.folder / "config.json", dataclasses.asdict(run.config))
+    write_json(run.folder / "config.json", run.config.flat())
     write_jsonl(run.folder / "metrics.jsonl", [{"epoch": i + 1, "seconds": s, "seconds_with_eval": s + 0.5,
                                                 **({} if valid is None else {"valid_elbo": valid[i], "lr": 0.5 ** i})}
                                                for i, s in enumerate(seconds)])

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from gvae import ops, value_and_grad
 from gvae.cli import main
 from gvae.model import VAE
-from gvae.model.bayes import (FLOOR, INIT_SIGMA, LINK_PREFIX, SCALE_PREFIX, BayesianDecoderVAE, band_factors,
+from gvae.models.bayes.model import (FLOOR, INIT_SIGMA, LINK_PREFIX, SCALE_PREFIX, BayesianDecoderVAE, band_factors,
                               bayes_loss, sampled_weights, weight_kl, weight_scales)
 from gvae.model.posteriors.banded import dense_factor
 from gvae.model.gaussian import positive_inverse
@@ -253,7 +253,7 @@ def test_a_fullvb_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path
 ])
 def test_a_fullvb_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "fullvb", **settings})
+        TrainConfig.of(**{"task": "fullvb", **settings})
 
 
 @pytest.mark.parametrize("scale", ["1e308", "1e-308", "1e-200", "3.1e-7", "3.2e6"])
@@ -269,15 +269,15 @@ def test_a_prior_scale_beyond_the_dtype_is_one_line_before_any_work(tmp_path, da
 
 def test_the_prior_scales_bounds_are_taken_and_follow_the_dtype():
     for scale in (3.17e-7, 3.16e6):
-        TrainConfig(task="fullvb", weight_prior_scale=scale)
+        TrainConfig.of(task="fullvb", weight_prior_scale=scale)
     for scale in (1e-74, 1e74):
-        TrainConfig(task="fullvb", weight_prior_scale=scale, dtype="float64")
+        TrainConfig.of(task="fullvb", weight_prior_scale=scale, dtype="float64")
     with pytest.raises(ValueError, match=r"must lie in \[1e-74, 1e\+74\] with dtype float64"):
-        TrainConfig(task="fullvb", weight_prior_scale=1e-200, dtype="float64")
+        TrainConfig.of(task="fullvb", weight_prior_scale=1e-200, dtype="float64")
 
 
 def test_the_weights_prior_and_posterior_belong_to_fullvb_only():
     with pytest.raises(ValueError, match="weight_prior_scale applies to --task fullvb only"):
-        TrainConfig(weight_prior_scale=2.0)
+        TrainConfig.of(weight_prior_scale=2.0)
     with pytest.raises(ValueError, match="weight_posterior applies to --task fullvb only"):
-        TrainConfig(weight_posterior="chain")
+        TrainConfig.of(weight_posterior="chain")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops, value_and_grad
-from gvae.model.binary import (ENCODER_AR, PRIOR, PRIOR_AR, SIGNALS, BinaryVAE, leave_one_out_signals, log_weights, nvil_loss, score_loss,
+from gvae.models.binary.model import (ENCODER_AR, PRIOR, PRIOR_AR, SIGNALS, BinaryVAE, leave_one_out_signals, log_weights, nvil_loss, score_loss,
                                taylor_loss, vimco_loss)
 from tests.gradcheck import check_vjp
 from gvae.training import TrainConfig
@@ -166,7 +166,7 @@ def test_an_sbn_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
 ])
 def test_an_sbn_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "sbn", "latent": 8, **settings})
+        TrainConfig.of(**{"task": "sbn", "latent": 8, **settings})
 
 
 def test_vimco_needs_two_samples():
@@ -233,9 +233,9 @@ def test_an_nvil_run_trains_its_baseline_and_refuses_more_than_one_sample(tmp_pa
     assert meta["config"]["estimator"] == "nvil" and "base.W0" in meta["param_shapes"]
     assert np.isfinite(summary["test_log_px"])
     with pytest.raises(ValueError, match="with --estimator nvil trains the ELBO, one sample a point"):
-        TrainConfig(task="sbn", estimator="nvil", iw_samples=3)
+        TrainConfig.of(task="sbn", estimator="nvil", iw_samples=3)
     with pytest.raises(ValueError, match="estimator applies to --task sbn or darn or sbndef or poissondef only"):
-        TrainConfig(estimator="nvil")
+        TrainConfig.of(estimator="nvil")
     model, params, rng = _tiny()
     with pytest.raises(ValueError, match="NVIL takes one sample a point and a model with its baseline"):
         nvil_loss(params, model, np.ones((1, 3)), rng.random((1, 1, 2)))

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from gvae.cli import main
 from gvae.model import VAE
-from gvae.model.corex import corex_loss, corex_terms, marginal_kls, unit_weights
+from gvae.models.corex.model import corex_loss, corex_terms, marginal_kls, unit_weights
 from gvae.model.objectives import elbo_terms
 from gvae.training import TrainConfig
 from tests.gradcheck import check_vjp
@@ -112,12 +112,12 @@ def test_a_corex_run_resumes_to_the_same_numbers_and_gvae_eval_reads_it(tmp_path
 ])
 def test_a_corex_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "corex", **settings})
+        TrainConfig.of(**{"task": "corex", **settings})
 
 
 def test_anchors_belong_to_corex_only():
     with pytest.raises(ValueError, match="anchors applies to --task corex only"):
-        TrainConfig(anchors=(0,))
+        TrainConfig.of(anchors=(0,))
 
 
 def test_the_traversals_vary_one_unit_of_an_images_mean_code_a_row():

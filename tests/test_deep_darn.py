@@ -1,4 +1,4 @@
-"""DARN's deeper variant (gvae/model/deep_darn.py): its log-weights written out in NumPy, VIMCO's estimate
+"""DARN's deeper variant (gvae/models/darn/model.py): its log-weights written out in NumPy, VIMCO's estimate
 unbiased and DARN's Taylor estimate equal to its formula by enumeration over the codes of two small layers,
 and the task's runs (resume, refusals)."""
 import itertools
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from gvae import value_and_grad
-from gvae.model.binary import SIGNALS, score_loss, taylor_loss
-from gvae.model.deep_darn import PRIOR, DeepDARN, encoder_ar, prior_ar
+from gvae.models.binary.model import SIGNALS, score_loss, taylor_loss
+from gvae.models.darn.model import PRIOR, DeepDARN, encoder_ar, prior_ar
 from tests.helpers import assert_eval_estimates, trained_straight_and_resumed
 from tests.test_binary import _bern, _central_differences, _elu, assert_unbiased
 

@@ -1,4 +1,4 @@
-"""The two-layer deep GP's bound (gvae.model.gp.deep_gp_bound): the hidden layer's uncertain outputs enter
+"""The two-layer deep GP's bound (gvae.models.deep_gp.model.deep_gp_bound): the hidden layer's uncertain outputs enter
 the collapsed bound as its exact expectation (checked against the quadratic's second differences and
 against Monte Carlo), and the bound's gradients in every argument against central differences in float64."""
 import json
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops
-from gvae.model.gp import collapsed_bound, deep_gp_bound, rbf_psi_statistics
+from gvae.models.deep_gp.model import collapsed_bound, deep_gp_bound, rbf_psi_statistics
 from tests.gradcheck import check_vjp
 
 

@@ -12,7 +12,7 @@ import gvae.evaluation.evaluate as ev
 from gvae import kernels
 from gvae.cli import main
 from gvae.evaluation.task_weights import TaskWeights
-from gvae.model.binary import ENCODER_AR, PRIOR, PRIOR_AR, log_weights
+from gvae.models.binary.model import ENCODER_AR, PRIOR, PRIOR_AR, log_weights
 from gvae.training import TrainConfig
 from gvae.training.runs import build_model
 from gvae.training.tasks import task_class
@@ -22,7 +22,7 @@ from tests.helpers import trained_straight_and_resumed
 
 def _darn(latent=3, n_in=5, seed=0):
     """A float64 DARN task of ``latent`` autoregressive units on n_in pixels, its weights drawn away from zero."""
-    config = TrainConfig(task="darn", estimator="taylor", latent=(latent,), hidden=(6,), dtype="float64")
+    config = TrainConfig.of(task="darn", estimator="taylor", latent=(latent,), hidden=(6,), dtype="float64")
     model = build_model(config, n_in)
     rng = np.random.default_rng(seed)
     params = dict(model.new_params(rng).views)

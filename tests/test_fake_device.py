@@ -48,7 +48,7 @@ def data():
 
 
 def trainers(cfg, data, tmp_path):
-    config = TrainConfig(**{"latent": 6, "hidden": (16,), "epochs": 2, "batch_size": 40, "lr": 3e-3, "seed": 3, **cfg})
+    config = TrainConfig.of(**{"latent": 6, "hidden": (16,), "epochs": 2, "batch_size": 40, "lr": 3e-3, "seed": 3, **cfg})
     return (Trainer(config, data, tmp_path / "cpu", progress=False, quiet=True),
             Trainer(config, data, tmp_path / "fake", progress=False, quiet=True, device="fake"))
 
@@ -184,7 +184,7 @@ def chain_run(tmp_path_factory):
     picture from the model (reconstructions, decoder means, the manifold, the factor, the correlations)."""
     root = tmp_path_factory.mktemp("chain")
     data = write_data(root / "data.npz", n=120)  # 784 pixels, as --data takes them
-    config = TrainConfig(latent=2, hidden=(16,), epochs=2, batch_size=40, lr=3e-3, seed=3, posterior="chain")
+    config = TrainConfig.of(latent=2, hidden=(16,), epochs=2, batch_size=40, lr=3e-3, seed=3, posterior="chain")
     Trainer(config, load_mnist(data), root / "run", progress=False, quiet=True).fit()
     return root / "run", data
 
@@ -247,7 +247,7 @@ def test_gvae_analyze_of_a_ladder_on_the_device_gives_the_cpus_analysis(chain_ru
     """The ladder's analysis (every layer refined, each code's ELBO surgery) on the device: the CPU's numbers,
     with the host reads of a VAE's analysis, a surgery's three per layer."""
     _, data = chain_run
-    config = TrainConfig(task="vlae", latent=(3, 2), hidden=(16,), epochs=1, batch_size=40, lr=3e-3, seed=3,
+    config = TrainConfig.of(task="vlae", latent=(3, 2), hidden=(16,), epochs=1, batch_size=40, lr=3e-3, seed=3,
                          posterior=("chain", "diagonal"))
     Trainer(config, load_mnist(data), tmp_path / "run", progress=False, quiet=True).fit()
     results = {}

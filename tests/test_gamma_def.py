@@ -9,7 +9,7 @@ import scipy.stats
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops
-from gvae.model.gamma_def import (MEAN_FLOOR, PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR,
+from gvae.models.gamma_def.model import (MEAN_FLOOR, PRIOR_RATE, PRIOR_SHAPE, RATE_FLOOR, SCALE_FLOOR, SHAPE_FLOOR, U_FLOOR,
                                   GammaDEF, draw, gamma_def_loss, joint_terms, log_weights, open_uniform, weight_kl,
                                   weight_posterior_names)
 from gvae.training import TrainConfig
@@ -143,14 +143,14 @@ def test_a_gammadef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(tmp
 ])
 def test_a_gammadef_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "gammadef", **settings})
+        TrainConfig.of(**{"task": "gammadef", **settings})
 
 
 def test_the_score_function_and_the_implicit_gradient_estimate_one_gradient_the_first_far_noisier():
     """Over 3,000 draws on a tiny model (float64), the mean gradients of the two estimators agree within 5
     standard errors in every parameter, and the score function's variance in the encoder is the larger."""
     from gvae import value_and_grad
-    from gvae.model.gamma_def import score_function_loss
+    from gvae.models.gamma_def.model import score_function_loss
     model, params, x, _ = _tiny(seed=8, latent=(2,), hidden=(3,))
     rng = np.random.default_rng(9)
     names = sorted(params)
@@ -255,6 +255,6 @@ def test_a_gamma_weights_run_resumes_to_the_same_numbers(tmp_path):
 
 def test_gamma_weights_are_refused_elsewhere_and_unknown_kinds_are_named():
     with pytest.raises(ValueError, match="def.weights"):
-        TrainConfig(task="generate", def_weights="gamma")
+        TrainConfig.of(task="generate", def_weights="gamma")
     with pytest.raises(ValueError, match="weights are one of"):
         GammaDEF(5, (3,), (4,), weights="normal")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gvae.model.hierarchical import SCALE_FLOOR, HVM, hvm_loss, log_weights
+from gvae.models.hierarchical.model import SCALE_FLOOR, HVM, hvm_loss, log_weights
 from gvae.training import TrainConfig
 from tests.gradcheck import check_vjp
 from tests.helpers import assert_eval_estimates, trained_straight_and_resumed

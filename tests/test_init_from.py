@@ -21,7 +21,7 @@ def source(tmp_path_factory):
 def test_a_darn_grown_an_autoregressive_visible_layer_starts_as_the_trained_darn(source, tmp_path):
     run, _ = source
     _, trained, _ = load_model(run, "best")
-    config = TrainConfig(task="darn", estimator="taylor", latent=(6, 3), hidden=(12,), batch_size=40, epochs=1,
+    config = TrainConfig.of(task="darn", estimator="taylor", latent=(6, 3), hidden=(12,), batch_size=40, epochs=1,
                          likelihood="ar-bernoulli", init_from=str(run), seed=5)
     grown = Trainer(config, make_data(n=120, d=784), tmp_path / "grown", progress=False, quiet=True)
     views = grown.state.params.views
@@ -31,7 +31,7 @@ def test_a_darn_grown_an_autoregressive_visible_layer_starts_as_the_trained_darn
     # The same log-weights as the trained DARN's for the same noise: the visible layer adds nothing yet.
     x = grown.inputs["valid"][0][:10]
     u = np.random.default_rng(0).random((4, 10, 9)).astype(np.float32)
-    plain = Trainer(TrainConfig(task="darn", estimator="taylor", latent=(6, 3), hidden=(12,), batch_size=40,
+    plain = Trainer(TrainConfig.of(task="darn", estimator="taylor", latent=(6, 3), hidden=(12,), batch_size=40,
                                 epochs=1, init_from=str(run)), make_data(n=120, d=784), tmp_path / "plain",
                     progress=False, quiet=True)
     np.testing.assert_array_equal(grown.task.log_weights(views)(x, u), plain.task.log_weights(plain.params.views)(x, u))

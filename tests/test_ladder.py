@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gvae.cli import main
-from gvae.model.ladder import VLAE
+from gvae.models.ladder.model import VLAE
 from gvae.model.objectives import elbo, training_loss
 from gvae.training import TrainConfig
 from gvae.training.runs import load_model

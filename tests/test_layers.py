@@ -1,5 +1,5 @@
 """The layer rule of the README, checked on every module's imports (read with ``ast``, nothing imported):
-kernels <- linalg (SciPy's banded functions) <- rules (the array-namespace formulas) <- autodiff, ops <- model <- training <- evaluation <- process, plots <- the package's fronts (gvae/__init__, gvae.torch,
+kernels <- linalg (SciPy's banded functions) <- rules (the array-namespace formulas) <- autodiff, ops <- model <- training <- models (the literature models, one folder each, tasks included) <- evaluation <- process, plots <- the package's fronts (gvae/__init__, gvae.torch,
 gvae.jax, the short name gvae.posteriors) <- sweep <- commands <- cli <- sweep_child, __main__ (the entry
 points of a process on top: the commands use the sweep, the sweep names its child process only as a module
 to run, ``python -m gvae`` runs the cli); io stands apart (only itself, the standard
@@ -14,11 +14,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gvae"
 
 # Layer of each top-level part of the package; a module may import its own layer and those below.
-LAYERS = {"kernels": 0, "linalg": 0.25, "rules": 0.5, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "evaluation": 3.5,
+LAYERS = {"kernels": 0, "linalg": 0.25, "rules": 0.5, "autodiff": 1, "ops": 1, "model": 2, "training": 3, "models": 3.25, "evaluation": 3.5,
           "process": 4, "plots": 4, "posteriors": 5,
           "torch": 5, "jax": 5, "numpyro": 5, "pyro": 5, "guide_layout": 4.5, "__init__": 5, "sweep": 6, "commands": 7, "cli": 8, "sweep_child": 9,
           "__main__": 9}
-IO_USERS = {"kernels", "training", "evaluation", "cli", "commands", "sweep", "plots", "__init__"}
+IO_USERS = {"kernels", "training", "models", "evaluation", "cli", "commands", "sweep", "plots", "__init__"}
 
 
 def _part(module):

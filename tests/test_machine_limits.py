@@ -77,8 +77,8 @@ def test_darns_masks_are_counted_and_made_only_when_a_pass_reads_them(monkeypatc
     """A DARN of d units multiplies two d x d weights by d x d masks in each step: a model of 200,000 units
     is built without them (they were allocated first, 320 GB, a traceback), and 20,000 units, whose
     parameters fit in 30 GiB, are refused by their masks' count (the run had reached 19 GB)."""
-    from gvae.model.binary import BinaryVAE
-    from gvae.model.deep_darn import DeepDARN
+    from gvae.models.binary.model import BinaryVAE
+    from gvae.models.darn.model import DeepDARN
     for model in (BinaryVAE(784, 200_000, [8], autoregressive=True), DeepDARN(784, (4, 200_000), [8])):
         with pytest.raises(memory.TooMuchMemory, match="masks and masked copies .* \\(--latent squared\\)"):
             memory.check_training(model, 100, 2, 1000)

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from gvae import ops, value_and_grad
 from gvae.cli import main
 from gvae.model import VAE
-from gvae.model.mutual import LOG_2PI_E, MutualAutoencoder, generated_terms, information, mutual_loss
+from gvae.models.mutual.model import LOG_2PI_E, MutualAutoencoder, generated_terms, information, mutual_loss
 from gvae.training import TrainConfig
 from tests.gradcheck import check_vjp
 from tests.helpers import trained_straight_and_resumed
@@ -205,11 +205,11 @@ def test_batches_of_one_image_train_every_step(tmp_path, flags):
 ])
 def test_an_mae_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "mae", **settings})
+        TrainConfig.of(**{"task": "mae", **settings})
 
 
 def test_the_information_settings_belong_to_mae_only():
     with pytest.raises(ValueError, match="mi_target applies to --task mae only"):
-        TrainConfig(mi_target=3.0)
+        TrainConfig.of(mi_target=3.0)
     with pytest.raises(ValueError, match="mi_weight applies to --task mae only"):
-        TrainConfig(mi_weight=2.0)
+        TrainConfig.of(mi_weight=2.0)

@@ -12,7 +12,7 @@ import scipy.special
 from hypothesis import given, settings, strategies as st
 
 from gvae.autodiff import value_and_grad
-from gvae.model.vcca import VCCA, vcca_loss
+from gvae.models.vcca.model import VCCA, vcca_loss
 from tests.pcca_reference import log_likelihood, model_correlations, pcca_ml
 
 FLOOR = 1e-4  # the floor on the factors' diagonals, the posterior's and the noises' (their defaults)

@@ -319,9 +319,9 @@ def test_run_title_does_not_repeat_a_folder_named_after_its_model(tmp_path):
 
 def test_the_prior_draws_title_names_each_models_draws():
     """gvae sample's titles: one layer of a kind, or the layers' ancestral order; the ladder's independent codes."""
-    from gvae.model.binary import BinaryVAE
-    from gvae.model.ladder import VLAE
-    from gvae.model.sigmoid_belief import SigmoidBeliefDEF
+    from gvae.models.binary.model import BinaryVAE
+    from gvae.models.ladder.model import VLAE
+    from gvae.models.sigmoid_belief.model import SigmoidBeliefDEF
     from gvae.plots.images import prior_draws_title
     cases = [(SigmoidBeliefDEF(4, (3,), (5,)), "binary draws z, d = 3"),
              (SigmoidBeliefDEF(4, (3, 2), (5,)), "ancestral binary draws z2 ... z1, d = 3-2"),

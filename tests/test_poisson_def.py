@@ -8,8 +8,8 @@ import scipy.stats
 from hypothesis import given, settings, strategies as st
 
 from gvae import ops, value_and_grad
-from gvae.model.binary import vimco_loss
-from gvae.model.poisson_def import (BASE_RATE, PRIOR, RATE_FLOOR, RATE_MAX, PixelCounts, PoissonDEF, log_weights,
+from gvae.models.binary.model import vimco_loss
+from gvae.models.poisson_def.model import (BASE_RATE, PRIOR, RATE_FLOOR, RATE_MAX, PixelCounts, PoissonDEF, log_weights,
                                     poisson_draw)
 from gvae.training import TrainConfig
 from tests.gradcheck import check_vjp
@@ -115,4 +115,4 @@ def test_a_poissondef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(t
 ])
 def test_a_poissondef_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "poissondef", **settings})
+        TrainConfig.of(**{"task": "poissondef", **settings})

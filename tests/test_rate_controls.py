@@ -1,7 +1,6 @@
 """Rate and distortion as controls: --beta B trains on D + B R (the beta-VAE; B = 1 is the ELBO) and
 --target-rate S on D + |S - R| (Alemi et al., "Fixing a broken ELBO"), R = the batch's mean
 KL(q(z|x) || p(z)), D = -mean log p(x|z); every weight of a loss bounded by the training dtype."""
-import dataclasses
 import re
 
 import numpy as np
@@ -12,7 +11,7 @@ from gvae.io.files import read_jsonl
 from gvae.model import VAE
 from gvae.model.objectives import elbo_terms, training_loss
 from gvae.training import TrainConfig, train
-from gvae.training.config import LOSS_WEIGHTS, largest_rate_control
+from gvae.training.config import LOSS_WEIGHTS, largest_rate_control, setting_fields
 from tests.gradcheck import check_vjp
 from tests.helpers import make_data
 
@@ -50,15 +49,15 @@ def test_target_rate_gradient_against_finite_differences(side):
 
 def test_beta_one_is_the_elbo_bit_for_bit(tmp_path):
     cfg = dict(latent=2, hidden=(8,), epochs=2, batch_size=50, seed=3, posterior="chain")
-    a = train(TrainConfig(**cfg), make_data(), tmp_path / "a", progress=False, quiet=True)
-    b = train(TrainConfig(**cfg, beta=1.0), make_data(), tmp_path / "b", progress=False, quiet=True)
+    a = train(TrainConfig.of(**cfg), make_data(), tmp_path / "a", progress=False, quiet=True)
+    b = train(TrainConfig.of(**cfg, beta=1.0), make_data(), tmp_path / "b", progress=False, quiet=True)
     assert a["test_elbo"] == b["test_elbo"]
     assert read_jsonl(tmp_path / "a" / "metrics.jsonl")[-1]["train_elbo"] == \
         read_jsonl(tmp_path / "b" / "metrics.jsonl")[-1]["train_elbo"]
 
 
 def test_beta_scales_the_warm_up_weight(tmp_path):
-    cfg = TrainConfig(latent=2, hidden=(8,), epochs=2, batch_size=50, warmup=4, beta=0.5)
+    cfg = TrainConfig.of(latent=2, hidden=(8,), epochs=2, batch_size=50, warmup=4, beta=0.5)
     train(cfg, make_data(), tmp_path, progress=False, quiet=True)
     assert [m["kl_weight"] for m in read_jsonl(tmp_path / "metrics.jsonl")] == [0.125, 0.25]
 
@@ -67,7 +66,7 @@ def test_the_rate_follows_its_target(tmp_path):
     """Two runs from the same start, targets 0.5 and 6 nats: the trained rates end near them and apart."""
     rates = {}
     for S in (0.5, 6.0):
-        cfg = TrainConfig(latent=4, hidden=(32,), epochs=4, batch_size=20, lr=3e-3, seed=1, target_rate=S)
+        cfg = TrainConfig.of(latent=4, hidden=(32,), epochs=4, batch_size=20, lr=3e-3, seed=1, target_rate=S)
         train(cfg, make_data(), tmp_path / str(S), progress=False, quiet=True)
         rates[S] = read_jsonl(tmp_path / str(S) / "metrics.jsonl")[-1]["train_kl"]
     assert abs(rates[0.5] - 0.5) < 0.5 and abs(rates[6.0] - 6.0) < 1.5, rates
@@ -76,7 +75,7 @@ def test_the_rate_follows_its_target(tmp_path):
 def test_a_target_rate_sets_the_weight_itself():
     for other in (dict(beta=2.0), dict(warmup=1.0), dict(iw_samples=5)):
         with pytest.raises(ValueError, match="target rate sets the rate's weight itself"):
-            TrainConfig(target_rate=3.0, **other)
+            TrainConfig.of(target_rate=3.0, **other)
 
 
 @pytest.mark.parametrize("flags,named", [(["--beta", "-1"], "--beta"), (["--beta", "inf"], "--beta"),
@@ -108,10 +107,10 @@ def test_rate_controls_beyond_the_dtype_are_one_line_before_any_work(flags, name
 
 
 def test_every_weight_of_a_loss_is_declared_as_one_and_so_bounded():
-    """The bound is derived from the fields' declarations (LOSS_WEIGHTS): every field named a weight is
-    declared so, but anchor_weight, which lies in [0, 1]."""
-    declared = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("parse") in LOSS_WEIGHTS}
-    named = {f.name for f in dataclasses.fields(TrainConfig) if re.search(r"_weight\d*$", f.name)}
+    """The bound is derived from the fields' declarations (LOSS_WEIGHTS): every setting named a weight, the
+    tasks' options included, is declared so, but anchor_weight, which lies in [0, 1]."""
+    declared = {f.name for f in setting_fields().values() if f.metadata.get("parse") in LOSS_WEIGHTS}
+    named = {name for name in setting_fields() if re.search(r"_weight\d*$", name)}
     assert named - declared == {"anchor_weight"} and declared == set(WEIGHTED)
 
 
@@ -124,16 +123,16 @@ WEIGHTED = {"beta": {}, "mmd": {}, "target_rate": {}, "mi_weight": dict(task="ma
 def test_the_bound_follows_the_dtype():
     assert largest_rate_control("float32") == 1e13 and largest_rate_control("float64") == 1e148
     for name, task in WEIGHTED.items():
-        TrainConfig(**{name: 1e13}, **task)  # the bound itself is taken
+        TrainConfig.of(**{name: 1e13}, **task)  # the bound itself is taken
         with pytest.raises(ValueError, match=f"{name} 2e\\+13 is beyond float32 training"):
-            TrainConfig(**{name: 2e13}, **task)
-        TrainConfig(**{name: 1e30}, **task, dtype="float64")
+            TrainConfig.of(**{name: 2e13}, **task)
+        TrainConfig.of(**{name: 1e30}, **task, dtype="float64")
 
 
 @pytest.mark.parametrize("setting", [dict(beta=1e13, mmd=1e13), dict(target_rate=1e13)])
 def test_training_at_the_bound_stays_finite(setting, tmp_path):
     """At the bound, with both weights there at once, no step has a non-finite loss or gradient."""
-    cfg = TrainConfig(latent=4, hidden=(32,), epochs=2, batch_size=20, **setting)
+    cfg = TrainConfig.of(latent=4, hidden=(32,), epochs=2, batch_size=20, **setting)
     summary = train(cfg, make_data(), tmp_path, progress=False, quiet=True)
     assert summary["skipped_steps"] == 0 and np.isfinite(summary["test_elbo"])
 

@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from gvae.model.binary import SIGNALS, score_loss
-from gvae.model.sigmoid_belief import PRIOR, SigmoidBeliefDEF, log_weights
+from gvae.models.binary.model import SIGNALS, score_loss
+from gvae.models.sigmoid_belief.model import PRIOR, SigmoidBeliefDEF, log_weights
 from gvae.training import TrainConfig
 from tests.helpers import assert_eval_estimates, trained_straight_and_resumed
 from tests.test_binary import _bern, _central_differences, _elu, assert_unbiased
@@ -99,4 +99,4 @@ def test_an_sbndef_run_resumes_to_the_same_numbers_and_gvae_eval_refuses_it(tmp_
 ])
 def test_an_sbndef_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "sbndef", **settings})
+        TrainConfig.of(**{"task": "sbndef", **settings})

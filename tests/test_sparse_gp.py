@@ -1,4 +1,4 @@
-"""The sparse GP layer's bound (gvae.model.gp): the exact log marginal likelihood when the inducing inputs
+"""The sparse GP layer's bound (gvae.models.deep_gp.model): the exact log marginal likelihood when the inducing inputs
 are the data's, a lower bound otherwise that rises to it as inducing inputs are added, and its gradients
 (through the dense algebra's own VJPs) against central differences in float64."""
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from scipy.stats import multivariate_normal
 
 from gvae import ops
-from gvae.model.gp import gplvm_bound, rbf_psi_statistics, sparse_gp_bound
+from gvae.models.deep_gp.model import gplvm_bound, rbf_psi_statistics, sparse_gp_bound
 from tests.gradcheck import check_vjp
 
 

@@ -12,6 +12,7 @@ from gvae.commands import build_parser
 from gvae.sweep.execute import _record_spec, plan, train_flags
 from gvae.sweep.spec import SpecError, load_spec
 from gvae.training import TrainConfig
+from gvae.training.config import setting_fields
 from tests.sweep_helpers import REPO, SPEC, write_spec, edit, fake_run
 
 _spec = importlib.util.spec_from_file_location("ggm_results", REPO / "examples" / "ggm_results.py")
@@ -144,7 +145,7 @@ def test_train_flags_give_the_same_configuration_to_gvae_train(tmp_path):
     text += '\n[[configs]]\nname = "g"\nposterior = "grid"\ngrid_shape = [2, 2]\n'
     for run in load_spec(write_spec(tmp_path, text)).runs:
         args = build_parser().parse_args(["train", "--out", "x", *train_flags(run.config)])
-        assert TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__}) == run.config
+        assert TrainConfig.of(**{k: getattr(args, k) for k in setting_fields()}) == run.config
 
 
 BAD = [  # (edit of SPEC, where the message points, what it says was expected)

@@ -10,10 +10,10 @@ from hypothesis import given, settings, strategies as st
 
 from gvae.cli import main
 from gvae.io.noisy_mnist import noisy_mnist, rotate, two_views
-from gvae.model.vcca import VCCA, vcca_loss
+from gvae.models.vcca.model import VCCA, vcca_loss
 from gvae.training import TrainConfig
 from gvae.training.runs import open_run
-from gvae.training.validation import linear_svm_error, pairwise_svm_error
+from gvae.models.vcca.svm import linear_svm_error, pairwise_svm_error
 from tests.gradcheck import check_vjp
 from tests.helpers import assert_eval_estimates, fake_splits, trained_straight_and_resumed
 
@@ -398,7 +398,7 @@ def test_a_run_on_wang_et_als_protocol_resumes_and_fits_its_svm_on_every_trainin
     """Every flag of the authors' protocol in one run (docs/models.md) resumes to the same numbers, and the
     one-vs-one SVM is fitted on the codes of all the training pairs, tuned on the validation pairs and tested
     on the test pairs, their labels in order."""
-    from gvae.training.tasks import vcca
+    from gvae.models.vcca import task as vcca
     seen = []
 
     def recording(train, valid, test, **kw):
@@ -435,7 +435,7 @@ def test_a_run_on_wang_et_als_protocol_resumes_and_fits_its_svm_on_every_trainin
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "vcca", **settings})
+        TrainConfig.of(**{"task": "vcca", **settings})
 
 
 @pytest.mark.parametrize("labels, limit, message", [
@@ -456,9 +456,9 @@ def test_training_pairs_of_one_class_are_refused_before_training(tmp_path, capsy
 
 def test_private_codes_and_the_view_weight_belong_to_vcca_only():
     with pytest.raises(ValueError, match="private applies to --task vcca only"):
-        TrainConfig(private=3)
+        TrainConfig.of(private=3)
     with pytest.raises(ValueError, match="view_weight applies to --task vcca only"):
-        TrainConfig(view_weight=2.0)
+        TrainConfig.of(view_weight=2.0)
 
 
 def test_the_private_pictures_keep_the_shared_code_and_draw_the_private_ones(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """The deep variational information bottleneck (--task classify): the softmax head's log-probability,
 the objective E log q(y|z) - beta KL against a dense NumPy reference for every family, its gradient, the
 12-sample evaluation, a run from the command line, and the refusals."""
-import dataclasses
 import json
 
 import numpy as np
@@ -11,10 +10,10 @@ from gvae import ops
 from gvae.cli import main
 from gvae.io.files import read_jsonl
 from gvae.model import FAMILIES
-from gvae.model.vib import Classifier, predict, vib_loss, vib_terms
+from gvae.models.vib.model import Classifier, predict, vib_loss, vib_terms
 from gvae.training import TrainConfig, Trainer, checkpoint
-from gvae.training.validation import classifier_scores
-from gvae.training.tasks.classify import labels_of
+from gvae.models.vib.scores import classifier_scores
+from gvae.models.vib.task import labels_of
 from tests.gradcheck import check_vjp
 from tests.helpers import make_data
 
@@ -210,9 +209,9 @@ def test_a_classify_run_from_the_command_line(tmp_path, capsys):
 
 
 def test_a_run_written_before_the_task_existed_is_a_generative_run():
-    meta_config = {k: v for k, v in dataclasses.asdict(TrainConfig()).items() if k not in ("task", "classes")}
+    meta_config = {k: v for k, v in TrainConfig.of().flat().items() if k != "task"}
     config = checkpoint.config_of("config.json", {"config": meta_config})
-    assert config.task == "generate" and config.classes == 10
+    assert config.task == "generate" and config.flat() == TrainConfig().flat()
 
 
 @pytest.mark.parametrize("settings,message", [
@@ -225,12 +224,12 @@ def test_a_run_written_before_the_task_existed_is_a_generative_run():
 ])
 def test_a_classify_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"task": "classify", **settings})
+        TrainConfig.of(**{"task": "classify", **settings})
 
 
 def test_classes_belong_to_classify_runs():
     with pytest.raises(ValueError, match="classes applies to --task classify only"):
-        TrainConfig(classes=6)
+        TrainConfig.of(classes=6)
 
 
 def test_the_labels_are_checked(tmp_path, capsys):
@@ -240,7 +239,7 @@ def test_the_labels_are_checked(tmp_path, capsys):
         labels_of(data, 5)
     unlabelled = {**data, "test": (data["test"][0],)}
     with pytest.raises(ValueError, match="needs labels, and the test split has none"):
-        Trainer(TrainConfig(task="classify", latent=2, hidden=(8,)), unlabelled, tmp_path / "r", progress=False)
+        Trainer(TrainConfig.of(task="classify", latent=2, hidden=(8,)), unlabelled, tmp_path / "r", progress=False)
     floats = {**data, "train": (data["train"][0], data["train"][1].astype(np.float64) + 0.5)}
     with pytest.raises(ValueError, match="the train labels have dtype float64, expected integer class labels"):
         labels_of(floats, 10)
@@ -254,7 +253,7 @@ def test_the_labels_are_checked(tmp_path, capsys):
 
 
 def test_the_best_epoch_is_the_first_with_the_lowest_validation_error(tmp_path):
-    trainer = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,), epochs=3, batch_size=100), make_data(),
+    trainer = Trainer(TrainConfig.of(task="classify", latent=2, hidden=(8,), epochs=3, batch_size=100), make_data(),
                       tmp_path, progress=False, quiet=True)
     # The untrained model's numbers, then three epochs' whose best objective (epoch 3) is not the best error.
     values = iter([(-2.3, 0.9), (-1.0, 0.2), (-0.5, 0.3), (-0.4, 0.2)])
@@ -268,9 +267,9 @@ def test_signed_inputs_are_what_the_encoder_reads_in_every_split(tmp_path):
     """--input-range signed: every split's images enter as 2x - 1 (the training batches, validation and
     test alike); unit leaves them as they are."""
     data = make_data()
-    signed = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,), input_range="signed"), data, tmp_path / "s",
+    signed = Trainer(TrainConfig.of(task="classify", latent=2, hidden=(8,), input_range="signed"), data, tmp_path / "s",
                      progress=False)
-    unit = Trainer(TrainConfig(task="classify", latent=2, hidden=(8,)), data, tmp_path / "u", progress=False)
+    unit = Trainer(TrainConfig.of(task="classify", latent=2, hidden=(8,)), data, tmp_path / "u", progress=False)
     for split in ("train", "valid", "test"):
         np.testing.assert_array_equal(signed.inputs[split][0], 2 * data[split][0] - 1)
         np.testing.assert_array_equal(unit.inputs[split][0], data[split][0])
@@ -284,7 +283,7 @@ def test_training_on_train_and_valid_trains_on_both_and_tests_the_last_epoch(tmp
     their labels; the validation split stays as it is (images inside the training set, so the summary
     tests the last epoch's parameters, as --test-params last says)."""
     data = make_data()
-    config = TrainConfig(task="classify", latent=2, hidden=(8,), epochs=2, train_on="train+valid", test_params="last")
+    config = TrainConfig.of(task="classify", latent=2, hidden=(8,), epochs=2, train_on="train+valid", test_params="last")
     trainer = Trainer(config, data, tmp_path, progress=False, quiet=True)
     for k in range(2):
         np.testing.assert_array_equal(trainer.inputs["train"][k], np.concatenate([data["train"][k], data["valid"][k]]))
@@ -354,4 +353,4 @@ def test_the_recipes_flags_refuse_what_they_cannot_mean_in_one_line(tmp_path, ca
                                               ("decoder_draws", "own", "vcca")])
 def test_the_protocols_flags_belong_to_their_tasks(name, value, owner):
     with pytest.raises(ValueError, match=f"{name} applies to --task {owner} only"):
-        TrainConfig(**{name: value})
+        TrainConfig.of(**{name: value})

@@ -17,6 +17,7 @@ with a fixed seed, as the evaluation sets are. Outputs are arrays of the device 
 """
 import numpy as np
 
+from .. import models  # noqa: F401  (registers the literature models' tasks: a run of any of them opens)
 from ..kernels import generator, on_host, to_device, to_host
 from ..model.objectives import elbo
 from ..training.batching import observations

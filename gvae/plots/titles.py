@@ -1,7 +1,6 @@
 """The titles of the pictures: a first line saying what a picture shows, a second naming the run (its folder,
 posterior, likelihood and network), broken into lines between phrases so that "hidden 500 500" or
 "N(0, I)" is never split."""
-import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -52,7 +51,7 @@ def run_title(config, run_dir=None, posterior=True, likelihood=None):
     observation model's name where the task fixes its own (the config's otherwise)."""
     if not config:
         return "" if run_dir is None else Path(run_dir).name
-    config = config if isinstance(config, dict) else dataclasses.asdict(config)
+    config = config if isinstance(config, dict) else config.flat()
     from ..model.vae import layer_widths  # here, when a title is made: the sweep's curves load no model
     hidden = " / ".join("-".join(map(str, h)) for h in layer_widths(config.get("hidden", ())))
     family = (f"{_words(config.get('posterior', '?'), ' ')} posterior" if posterior

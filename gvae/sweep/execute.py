@@ -53,11 +53,10 @@ class Job:
 def train_flags(config):
     """The ``gvae train`` flags that give ``config`` (every field that is not None), as argv words."""
     words = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
+    for name, value in config.flat().items():
         if value is None or value == ():  # unset, or an empty list (no flag gives one)
             continue
-        words.append("--" + f.name.replace("_", "-"))
+        words.append("--" + name.replace("_", "-"))
         words += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
     return words
 
@@ -204,7 +203,7 @@ def plan(sweep, overwrite=False):
         if progress.state in ("unfinished", "finished"):
             try:
                 differ = [f"{name} {value} (the run's: {old})" for name, value, old in
-                          resume_conflicts(run.folder, dataclasses.asdict(run.config))]
+                          resume_conflicts(run.folder, run.config.flat())]
             except ValueError as e:  # its config.json or checkpoint cannot be read
                 damaged[run.id] = str(e)
                 continue

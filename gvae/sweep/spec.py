@@ -18,9 +18,10 @@ import tomllib
 from pathlib import Path
 
 from ..kernels.backend import device_names
-from ..training.config import TrainConfig, non_negative_int, positive_int
+from .. import models  # noqa: F401  (registers the literature models' tasks, whose options are settings too)
+from ..training.config import TrainConfig, non_negative_int, positive_int, setting_fields
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+FIELDS = setting_fields()  # TrainConfig's fields and the tasks' options: every gvae train flag
 TABLES = ("sweep", "base", "grid", "configs", "eval")
 SWEEP_KEYS = ("out", "seeds", "data", "threads", "device")
 # The flags of gvae eval that change its numbers (parser, or the allowed choices).
@@ -269,7 +270,7 @@ def load_spec(file, out=None):
         if name in configs:
             _fail(file, f"configuration {name!r}", "the name is given twice")
         try:
-            config = TrainConfig(**{**base, **settings, "seed": seeds[0]})
+            config = TrainConfig.of(**{**base, **settings, "seed": seeds[0]})
         except ValueError as e:
             _fail(file, f"configuration {name!r}", str(e))
         same = next((other for other, c in built.items() if c == config), None)

@@ -146,6 +146,6 @@ def config_of(path, meta):
     """The TrainConfig a checkpoint's meta describes (ValueError naming the file if it is not one); a
     setting the run predates takes the value runs had before it existed (config.FORMER_DEFAULTS)."""
     try:  # TypeError: a key TrainConfig lacks; ValueError: a value its checks refuse
-        return TrainConfig(**{**FORMER_DEFAULTS, **meta["config"]})
+        return TrainConfig.of(**{**FORMER_DEFAULTS, **meta["config"]})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} holds a configuration this gvae does not know ({e})") from None

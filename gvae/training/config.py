@@ -12,7 +12,6 @@ import numpy as np
 
 from ..kernels.activations import ACTIVATIONS
 from ..model import FAMILIES, INITS, LIKELIHOODS
-from ..model.bayes import WEIGHT_POSTERIORS
 from ..model.vae import INFERENCE, MERGES, layer_family, layer_widths
 from .tasks import TASKS, task_class
 from .tasks.base import field_defaults
@@ -93,15 +92,15 @@ def hidden_width(text):
     return LAYER_SEPARATOR if text == LAYER_SEPARATOR else positive_int(text)
 
 
-def _invalid(message):
+def invalid(message):
     return ValueError(f"invalid training configuration: {message}")
 
 
-def _unit_indices(name, value):
+def unit_indices(name, value):
     """A sequence of unit indices (ints >= 0) as a tuple; the error names ``name`` otherwise."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not all(
             isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 0 for k in value):
-        raise _invalid(f"{name} must be a list of unit indices (integers >= 0), got {value!r}")
+        raise invalid(f"{name} must be a list of unit indices (integers >= 0), got {value!r}")
     return tuple(int(k) for k in value)
 
 
@@ -112,7 +111,7 @@ def _one_or_many(name, value, kind):
         return kind(value)
     items = tuple(kind(v) for v in value)
     if not items:
-        raise _invalid(f"{name} needs at least one value")
+        raise invalid(f"{name} needs at least one value")
     return items[0] if len(items) == 1 else items
 
 
@@ -128,13 +127,13 @@ def _hidden_groups(value):
             else:
                 groups[-1].append(v)
         if not all(groups):
-            raise _invalid(f"hidden {' '.join(map(str, value))} has an empty list of widths beside a "
+            raise invalid(f"hidden {' '.join(map(str, value))} has an empty list of widths beside a "
                            f"'{LAYER_SEPARATOR}'; expected e.g. --hidden 200 200 {LAYER_SEPARATOR} 100 100")
         value = groups
     try:
         return layer_widths(value)
     except ValueError as e:
-        raise _invalid(str(e)) from None
+        raise invalid(str(e)) from None
 
 
 def _grid_pairs(value):
@@ -143,13 +142,13 @@ def _grid_pairs(value):
         return None
     flat = [int(v) for item in value for v in (item if isinstance(item, (list, tuple)) else (item,))]
     if not flat or len(flat) % 2:
-        raise _invalid(f"grid_shape takes pairs R C, one per layer whose family is on a lattice; got "
+        raise invalid(f"grid_shape takes pairs R C, one per layer whose family is on a lattice; got "
                        f"{len(flat)} numbers")
     pairs = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
     return pairs[0] if len(pairs) == 1 else pairs
 
 
-def _option(default, help, **cli):
+def option(default, help, **cli):
     """A dataclass field whose metadata describes its command-line flag."""
     if isinstance(default, tuple):
         return dataclasses.field(default_factory=lambda: default, metadata={"help": help, **cli})
@@ -184,183 +183,167 @@ RESUMABLE = ("epochs", "lr", "max_bad_steps", "patience")
 FORMER_DEFAULTS = {"init": "he"}
 
 
+def setting_fields():
+    """{name: dataclasses.Field} of every setting a run may have, one ``gvae train`` flag each: TrainConfig's
+    fields (but ``options``), then the options of each registered task (:data:`TASKS`; a field that several
+    tasks share, such as the binary units' --estimator, once)."""
+    out = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "options"}
+    for task in TASKS.values():
+        for name, f in option_fields(task).items():
+            out.setdefault(name, f)
+    return out
+
+
+def setting_defaults():
+    """{name: default} of every setting (:func:`setting_fields`)."""
+    return {name: _default(f) for name, f in setting_fields().items()}
+
+
+def _registered(name):
+    """The task registered as ``name``; the invalid-configuration ValueError naming the registered ones
+    otherwise."""
+    try:
+        return task_class(name)
+    except ValueError as e:
+        raise invalid(str(e)) from None
+
+
+def option_fields(task):
+    """{name: dataclasses.Field} of the options of ``task`` (a :class:`Task` subclass)."""
+    return {f.name: f for f in dataclasses.fields(task.Options)}
+
+
+def _default(f):
+    """The default of the dataclass field ``f`` (a default factory's value for a list)."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _plain(value):
+    """A setting's value as config.json holds it, its tuples as lists: a default compared with a value read."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def check_settings(checks):
+    """Raise the invalid-configuration ValueError with the message of the first ``(ok, message)`` pair of
+    ``checks`` that is not ok."""
+    for ok, message in checks:
+        if not ok:
+            raise invalid(message)
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
-    task: str = _option("generate", "what the run learns: " + "; ".join(f"{name}, {task.about}"
-                                                                       for name, task in TASKS.items())
-                        + " (--model NAME is the same flag)",
-                        choices=list(TASKS), aliases=("model",))
-    classes: int = _option(10, "classify: the number of classes C; every label must lie in 0..C-1",
-                           parse=positive_int, metavar="C")
-    input_range: str = _option("unit", "classify: what the encoder reads: unit, the intensities x in [0, 1]; signed, "
-                               "2x - 1 in [-1, 1] (Alemi et al.'s code), in every split",
-                               choices=["unit", "signed"])
-    scale_offset: float = _option(0.0, "classify, diagonal posterior: sigma = softplus(rho - S) + floor (Alemi et "
-                                  "al.'s code: S = 5), made by starting the encoder's scale biases S lower than "
-                                  "--init draws them, which Adam cannot tell from an offset in the function",
-                                  parse=non_negative_float, metavar="S")
-    train_on: str = _option("train", "classify: the images trained on: train, the training split; train+valid, "
-                            "the training and validation splits together (MNIST's 60,000, as Alemi et al.), "
-                            "which needs --test-params last: the validation numbers are then of training images",
-                            choices=["train", "train+valid"])
-    private: int = _option(0, "vcca: the private code's units per view (VCCA-private, Wang et al. 2016); 0: plain "
-                           "VCCA, one shared code", parse=non_negative_int, metavar="P")
-    view_weight: float = _option(1.0, "vcca: the weight W on view 2's log-likelihood in the loss (1: the paper's bound, "
-                                 "which is what is reported either way; W > 1 tempers view 2's likelihood)",
-                                 parse=positive_loss_weight, metavar="W")
-    private_weight: float = _option(1.0, "vcca: the weight on the private codes' KL terms in the loss (with --private; "
-                                    "1: the paper's bound, which is what is reported either way)",
-                                    parse=positive_loss_weight, metavar="W")
-    private_weight2: float = _option(None, "vcca: the weight on view 2's private code's KL term alone (with --private; "
-                                     "default: --private-weight's), so that view 1's and view 2's private codes can "
-                                     "cost differently", parse=positive_loss_weight, metavar="W")
-    dropout: float = _option(0.0, "vcca: dropout's rate on every network's hidden units in training (inverted "
-                             "dropout, Srivastava et al. 2014; the paper's networks use it; 0: none)",
-                             parse=non_negative_float, metavar="P")
-    input_dropout: float = _option(0.0, "vcca: dropout's rate on the encoders' inputs in training (as Wang et "
-                                   "al.'s own code; the views the decoders reconstruct stay whole; 0: none)",
-                                   parse=non_negative_float, metavar="P")
-    code_dropout: float = _option(0.0, "vcca: dropout's rate on the codes entering the decoders in training (as "
-                                  "Wang et al.'s own code, which drops the input of every layer; 0: none)",
-                                  parse=non_negative_float, metavar="P")
-    view2_likelihood: str = _option("bernoulli", "vcca: view 2's likelihood: bernoulli; diagonal-gaussian, a mean "
-                                    "and a variance per pixel from view 2's decoder (softplus + 1e-4); or "
-                                    "pixel-gaussian, the mean from the decoder and a learned variance per pixel "
-                                    "1e-6 + exp(v), shared by all pairs, as Wang et al.'s own code models noisy "
-                                    "MNIST's view 2; view 1's is Bernoulli either way",
-                                    choices=["bernoulli", "diagonal-gaussian", "pixel-gaussian"])
-    decoder_draws: str = _option("shared", "vcca: the draws of the shared code the decoders read: shared, both "
-                                 "decode the same --samples draws; own, each decoder its own --samples draws "
-                                 "(and, with dropout, its own masks per draw), as Wang et al.'s own code",
-                                 choices=["shared", "own"])
-    mi_target: float = _option(None, "mae: the mutual information M (nats) between x and z that the generative model "
-                               "is held at (the Mutual Autoencoder, Phuong et al. 2018); default: none, which --task mae refuses",
-                               parse=non_negative_float, metavar="M")
-    mi_weight: float = _option(1.0, "mae: the weight C of the information's penalty C |I - M| in the loss",
-                               parse=loss_weight, metavar="C")
-    estimator: str = _option("vimco", "sbn: the score-function gradient of the binary units: vimco (the bound over "
-                             "--iw-samples K >= 2 with leave-one-out signals), nvil (the ELBO, one sample, with a "
-                             "learned input-dependent baseline) or taylor (the ELBO, one sample, DARN's first-order "
-                             "Taylor signals)", choices=["vimco", "nvil", "taylor"])
-    def_weights: str = _option("point", "gammadef: the generative weights: point (estimates) or gamma (random as in "
-                               "Ranganath et al. 2015: the prior Gamma(0.1, 0.3) per weight and a mean-field gamma "
-                               "posterior, inferred with the codes, their KL over the training set's size)",
-                               choices=["point", "gamma"])
-    anchors: tuple = _option((), "corex: the latent units (indices from 0) anchored by AnchorVAE's term lambda I(z_k; x) "
-                             "(Gao et al. 2019): their marginal KL weighs 1 - lambda", parse=non_negative_int,
-                             nargs="+", metavar="UNIT")
-    anchor_weight: float = _option(0.0, "corex: the anchors' weight lambda in [0, 1] (needs --anchors)",
-                                   parse=non_negative_float, metavar="LAMBDA")
-    weight_prior_scale: float = _option(1.0, "fullvb: the scale s of the decoder weights' prior N(0, s^2)",
-                                        parse=positive_float, metavar="S")
-    weight_posterior: str = _option("diagonal", "fullvb: the Gaussian posterior of the decoder's weights: diagonal, "
-                                    "or each output unit's incoming weights with a banded precision over its inputs "
-                                    "(chain, grid, extgrid; the biases stay diagonal)", choices=list(WEIGHT_POSTERIORS))
-    posterior: object = _option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
+    task: str = option("generate", lambda: "what the run learns: " + "; ".join(f"{name}, {task.about}"
+                                                                              for name, task in TASKS.items())
+                       + " (--model NAME is the same flag)", choices=TASKS, aliases=("model",))
+    # The settings only the task reads: an instance of its Options dataclass (a dict of them, or None for
+    # their defaults, is made one); each field is a gvae train flag of its own.
+    options: object = None
+    posterior: object = option("diagonal", "posterior family of q(z|x): one name for every stochastic layer, "
                                 "or one per layer, bottom first (" + ", ".join(sorted(FAMILIES)) + ")",
                                 choices=sorted(FAMILIES), nargs="+", metavar="NAME")
-    grid_shape: object = _option(None, "lattice R x C of the latent units of a grid/extgrid layer: one pair "
+    grid_shape: object = option(None, "lattice R x C of the latent units of a grid/extgrid layer: one pair "
                                  "per layer whose family is on a lattice, bottom first (default: the most "
                                  "square R x C of each)", parse=positive_int, nargs="+", metavar="R C")
-    latent: object = _option(16, "latent units of each stochastic layer, bottom first (one number: one "
+    latent: object = option(16, "latent units of each stochastic layer, bottom first (one number: one "
                              "layer; --latent 100 50: the IWAE paper's two layers)", parse=positive_int,
                              nargs="+", metavar="D")
-    hidden: tuple = _option((500, 500), "hidden widths of each stochastic layer's encoder, whose decoder "
+    hidden: tuple = option((500, 500), "hidden widths of each stochastic layer's encoder, whose decoder "
                             f"mirrors them: one list for every layer, or one per layer, bottom first, "
                             f"separated by '{LAYER_SEPARATOR}' (--hidden 200 200 {LAYER_SEPARATOR} 100 100)",
                             parse=hidden_width, nargs="+", metavar="H")
-    inference: str = _option("bottom-up", "order of a hierarchy's posterior pass: bottom-up q(z1|x) q(z2|z1) "
+    inference: str = option("bottom-up", "order of a hierarchy's posterior pass: bottom-up q(z1|x) q(z2|z1) "
                              "... (the IWAE paper's) or top-down q(zL|x) ... q(z1|z2, x) (the Ladder VAE's), "
                              "where each lower layer's KL term is closed form", choices=list(INFERENCE))
-    merge: str = _option("learned", "top-down inference: how z(l+1) enters q(zl|.): learned, the encoder's "
+    merge: str = option("learned", "top-down inference: how z(l+1) enters q(zl|.): learned, the encoder's "
                          "head plus z(l+1) times a learned weight; precision, the Ladder VAE's precision-weighted "
                          "merge of the encoder's Gaussian with p(zl|z(l+1)) (diagonal, chain, grid, extgrid, full; "
                          "banded families through a banded Cholesky factor, O(d w^2) for the largest offset w)",
                          choices=list(MERGES))
-    activation: str = _option("elu", "hidden-layer activation",
+    activation: str = option("elu", "hidden-layer activation",
                               choices=sorted(set(ACTIVATIONS) - {"linear"}))
-    init: str = _option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
+    init: str = option("uniform", "initialisation of the networks: uniform, W and b ~ U(+-1/sqrt(fan_in)) "
                         "(PyTorch's nn.Linear), with a Bernoulli decoder's last bias at the logits of the mean "
                         "training image; he, He normal before rectifiers, Glorot uniform before the output "
                         "layers, zero biases (gvae's former default); glorot, Glorot uniform W ~ "
                         "U(+-sqrt(6/(fan_in + fan_out))) everywhere, zero biases (TensorFlow's layers); "
                         "uniform-0.05, W and b ~ U(-0.05, 0.05) (Wang et al.'s VCCA code)", choices=sorted(INITS))
-    init_from: str = _option(None, "start every parameter that the run in folder RUN also has (the same name and "
+    init_from: str = option(None, "start every parameter that the run in folder RUN also has (the same name and "
                              "shape) at RUN's best parameters, the others as --init draws them; Adam starts afresh "
                              "(fine-tuning; a model grown from a trained one, as a DARN given its autoregressive "
                              "visible layer; default: none)", metavar="RUN")
-    likelihood: str = _option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
-    psi: str = _option("global", "gaussian likelihood: one learned variance per pixel, or one per data "
+    likelihood: str = option("bernoulli", "observation model p(x|z)", choices=sorted(LIKELIHOODS))
+    psi: str = option("global", "gaussian likelihood: one learned variance per pixel, or one per data "
                        "point from the decoder", choices=["global", "decoder"])
-    pixel_factor: str = _option("decoder", "logitnormal likelihoods: the precision factor over pixels from "
+    pixel_factor: str = option("decoder", "logitnormal likelihoods: the precision factor over pixels from "
                                 "the decoder, or one learned factor", choices=["decoder", "global"])
-    squash: float = _option(1e-6, "continuous likelihoods: dequantised pixels are squashed into "
+    squash: float = option(1e-6, "continuous likelihoods: dequantised pixels are squashed into "
                             "(LAMBDA, 1 - LAMBDA)", parse=positive_float, metavar="LAMBDA")
-    binarization: str = _option("dynamic", "binary pixels of the training images: dynamic, drawn afresh every "
+    binarization: str = option("dynamic", "binary pixels of the training images: dynamic, drawn afresh every "
                                 "epoch; static, drawn once with a fixed seed, the same for every run (the statically "
                                 "binarised MNIST protocol); the validation and test images are drawn once either "
                                 "way", choices=["dynamic", "static"])
-    epochs: int = _option(10, "passes over the training images", parse=positive_int, metavar="E")
-    batch_size: int = _option(100, "training images per Adam step", parse=positive_int, metavar="B")
-    lr: float = _option(1e-3, "Adam learning rate (per step)", parse=positive_float, metavar="LR")
-    kl: str = _option("analytic", "KL term in closed form (SGVB-B) or by Monte Carlo (SGVB-A)",
+    epochs: int = option(10, "passes over the training images", parse=positive_int, metavar="E")
+    batch_size: int = option(100, "training images per Adam step", parse=positive_int, metavar="B")
+    lr: float = option(1e-3, "Adam learning rate (per step)", parse=positive_float, metavar="LR")
+    kl: str = option("analytic", "KL term in closed form (SGVB-B) or by Monte Carlo (SGVB-A)",
                       choices=["analytic", "mc"])
-    warmup: float = _option(0.0, "raise the KL weight linearly from 0 to 1 over this many epochs",
+    warmup: float = option(0.0, "raise the KL weight linearly from 0 to 1 over this many epochs",
                             parse=non_negative_float, metavar="EPOCHS")
-    beta: float = _option(1.0, "weight B of the rate in the loss D + B R, with R = KL(q(z|x) || p(z)) and D = "
+    beta: float = option(1.0, "weight B of the rate in the loss D + B R, with R = KL(q(z|x) || p(z)) and D = "
                           "-E_q log p(x|z) (the beta-VAE; 1: the ELBO; times the warm-up's weight); with --task "
                           "classify, the VIB's beta: the loss is B R - E_q log q(y|z) (the paper's MNIST model: "
                           "1e-3)",
                           parse=loss_weight, metavar="B")
-    target_rate: float = _option(None, "train on D + |S - R| instead, R the batch's mean rate in nats (Alemi "
+    target_rate: float = option(None, "train on D + |S - R| instead, R the batch's mean rate in nats (Alemi "
                                  "et al., 'Fixing a broken ELBO'); default: no target", parse=loss_weight,
                                  metavar="S")
-    alpha: float = _option(0.0, "InfoVAE's alpha: the rate's weight becomes (1 - A) times beta (Zhao et al.; "
+    alpha: float = option(0.0, "InfoVAE's alpha: the rate's weight becomes (1 - A) times beta (Zhao et al.; "
                            "1 with --mmd: the MMD-VAE)", parse=non_negative_float, metavar="A")
-    mmd: float = _option(0.0, "add W MMD^2 between the batch's posterior samples of the top layer and as many "
+    mmd: float = option(0.0, "add W MMD^2 between the batch's posterior samples of the top layer and as many "
                          "draws of N(0, I) (InfoVAE; W = alpha + lambda - 1 in Zhao et al.'s terms; 0: none)",
                          parse=loss_weight, metavar="W")
-    mmd_kernel: str = _option("imq", "the MMD's kernel: inverse multiquadratic C / (C + |a - b|^2) or Gaussian "
+    mmd_kernel: str = option("imq", "the MMD's kernel: inverse multiquadratic C / (C + |a - b|^2) or Gaussian "
                               "exp(-|a - b|^2 / C), C = 2 d", choices=["imq", "rbf"])
-    samples: int = _option(1, "Monte Carlo samples of z per image for the ELBO", parse=positive_int,
+    samples: int = option(1, "Monte Carlo samples of z per image for the ELBO", parse=positive_int,
                            metavar="S")
-    iw_samples: int = _option(1, "importance samples per image (K > 1: train on the IWAE bound)",
+    iw_samples: int = option(1, "importance samples per image (K > 1: train on the IWAE bound)",
                               parse=positive_int, metavar="K")
-    schedule: str = _option("constant", "learning rate: constant, --lr throughout; or iwae, the IWAE paper's "
+    schedule: str = option("constant", "learning rate: constant, --lr throughout; or iwae, the IWAE paper's "
                             "stages i = 0, ..., 7 of 3^i epochs each at --lr x 10^(-i/7) (3280 epochs; later "
                             "epochs stay at the last stage's rate)", choices=sorted(SCHEDULES))
-    lr_decay: float = _option(1.0, "multiply the learning rate by R every --lr-decay-epochs epochs, on top of "
+    lr_decay: float = option(1.0, "multiply the learning rate by R every --lr-decay-epochs epochs, on top of "
                               "--schedule (Alemi et al.'s deep VIB: 0.97 every 2 epochs; 1: no decay)",
                               parse=decay_factor, metavar="R")
-    lr_decay_epochs: int = _option(1, "epochs between two steps of --lr-decay", parse=positive_int, metavar="N")
-    adam_beta1: float = _option(0.9, "Adam's beta1, the decay of its running mean of the gradients (Alemi et al. "
+    lr_decay_epochs: int = option(1, "epochs between two steps of --lr-decay", parse=positive_int, metavar="N")
+    adam_beta1: float = option(0.9, "Adam's beta1, the decay of its running mean of the gradients (Alemi et al. "
                                 "train the deep VIB with 0.5)", parse=fraction, metavar="B1")
-    polyak: float = _option(0.0, "Polyak averaging: after every step a <- D a + (1 - D) theta, bias-corrected as "
+    polyak: float = option(0.0, "Polyak averaging: after every step a <- D a + (1 - D) theta, bias-corrected as "
                             "Adam's moments are, and the average is what is validated, tested and kept as the best "
                             "model (Alemi et al.'s deep VIB: 0.999; 0: none)", parse=fraction, metavar="D")
-    seed: int = _option(0, "seed of the initialisation, the data order, the binarisation and the noise",
+    seed: int = option(0, "seed of the initialisation, the data order, the binarisation and the noise",
                         parse=non_negative_int, metavar="S")
-    limit: int = _option(None, "use only the first N training images (default: all)", parse=positive_int,
+    limit: int = option(None, "use only the first N training images (default: all)", parse=positive_int,
                          metavar="N")
-    clip_norm: float = _option(None, "clip the global gradient norm to C (default: no clipping)",
+    clip_norm: float = option(None, "clip the global gradient norm to C (default: no clipping)",
                                parse=positive_float, metavar="C")
-    max_bad_steps: int = _option(20, "stop after N steps in a row with a non-finite loss or gradient",
+    max_bad_steps: int = option(20, "stop after N steps in a row with a non-finite loss or gradient",
                                  parse=positive_int, metavar="N")
-    test_params: str = _option("best", "the parameters the run's test summary measures: best, the epoch's with the "
+    test_params: str = option("best", "the parameters the run's test summary measures: best, the epoch's with the "
                                "best validation score; last, the last epoch's (with --polyak, its average), as a "
                                "paper that trains a fixed budget without early stopping reports",
                                choices=["best", "last"])
-    patience: int = _option(None, "stop early when the validation ELBO (classify: the validation error) "
+    patience: int = option(None, "stop early when the validation ELBO (classify: the validation error) "
                             "has not improved for N epochs (default: never)", parse=positive_int, metavar="N")
-    dtype: str = _option("float32", "floating-point type of parameters and computation",
+    dtype: str = option("float32", "floating-point type of parameters and computation",
                          choices=["float32", "float64"])
 
     def __post_init__(self):
+        self._task_options()
         self.latent = _one_or_many("latent", self.latent, int)
         self.posterior = _one_or_many("posterior", self.posterior, str)
         self.grid_shape = _grid_pairs(self.grid_shape)
-        self.anchors = _unit_indices("anchors", self.anchors)
         hidden = _hidden_groups(self.hidden)
         counts = [*self.layer_sizes(), *(h for widths in hidden for h in widths), self.batch_size,
                   self.samples, self.iw_samples, self.epochs]
@@ -377,25 +360,6 @@ class TrainConfig:
                    "a target rate sets the rate's weight itself: use it without beta, warmup or iw_samples"),
                   (math.isfinite(self.alpha) and 0 <= self.alpha <= 1, "alpha must lie in [0, 1]"),
                   (math.isfinite(self.mmd) and self.mmd >= 0, "mmd must be a finite number >= 0"),
-                  (self.mi_target is None or (math.isfinite(self.mi_target) and self.mi_target >= 0),
-                   "mi_target must be a finite number >= 0"),
-                  (math.isfinite(self.mi_weight) and self.mi_weight >= 0, "mi_weight must be a finite number >= 0"),
-                  (math.isfinite(self.view_weight) and self.view_weight > 0, "view_weight must be a finite number > 0"),
-                  (math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout must lie in [0, 1)"),
-                  (math.isfinite(self.input_dropout) and 0 <= self.input_dropout < 1,
-                   "input_dropout must lie in [0, 1)"),
-                  (math.isfinite(self.code_dropout) and 0 <= self.code_dropout < 1, "code_dropout must lie in [0, 1)"),
-                  (math.isfinite(self.scale_offset) and self.scale_offset >= 0,
-                   "scale_offset must be a finite number >= 0"),
-                  (math.isfinite(self.private_weight) and self.private_weight > 0,
-                   "private_weight must be a finite number > 0"),
-                  (self.private_weight2 is None or (math.isfinite(self.private_weight2) and self.private_weight2 > 0),
-                   "private_weight2 must be a finite number > 0"),
-                  (math.isfinite(self.anchor_weight) and 0 <= self.anchor_weight <= 1,
-                   "anchor_weight must lie in [0, 1]"),
-                  (self.estimator in ("vimco", "nvil", "taylor"), "estimator must be 'vimco', 'nvil' or 'taylor'"),
-                  (math.isfinite(self.weight_prior_scale) and self.weight_prior_scale > 0,
-                   "weight_prior_scale must be a finite number > 0"),
                   (self.mmd_kernel in ("imq", "rbf"), "mmd_kernel must be 'imq' or 'rbf'"),
                   (self.mmd == 0 or (self.iw_samples == 1 and self.target_rate is None),
                    "the MMD term is added to the ELBO: use it without iw_samples or target_rate"),
@@ -424,9 +388,7 @@ class TrainConfig:
                    "intensities (use a binary likelihood, bernoulli or ar-bernoulli)"),
                   (self.init in INITS, f"init must be one of {sorted(INITS)}"),
                   (self.dtype in ("float32", "float64"), "dtype must be float32 or float64")]
-        for ok, msg in checks:
-            if not ok:
-                raise _invalid(msg)
+        check_settings(checks)
         self._check_loss_weights()
         self._check_layers(len(hidden))
         # config.json's form: the widths once when every layer has the same, else a list per layer (before
@@ -457,10 +419,10 @@ class TrainConfig:
         pairs = [self.grid_shape] if isinstance(self.grid_shape[0], int) else list(self.grid_shape)
         on_lattice = [i for i, name in enumerate(names) if FAMILIES[name].on_lattice]
         if not on_lattice:
-            raise _invalid(f"a grid shape applies only to the grid and extgrid families, not "
+            raise invalid(f"a grid shape applies only to the grid and extgrid families, not "
                            f"{', '.join(sorted(set(names)))}")
         if len(pairs) != len(on_lattice):
-            raise _invalid(f"grid_shape gives {len(pairs)} pair(s) R C for {len(on_lattice)} layer(s) on a lattice "
+            raise invalid(f"grid_shape gives {len(pairs)} pair(s) R C for {len(on_lattice)} layer(s) on a lattice "
                            f"(layers {', '.join(str(i + 1) for i in on_lattice)}): give one pair per such layer, "
                            "bottom first")
         for i, pair in zip(on_lattice, pairs):
@@ -468,41 +430,66 @@ class TrainConfig:
         return tuple(shapes)
 
     def _check_loss_weights(self):
-        """The loss's weights and targets (the fields declared with :data:`LOSS_WEIGHTS`) and the weights'
-        prior scale within what training in the run's dtype holds."""
+        """The loss's weights and targets (the fields, the task's options' included, declared with
+        :data:`LOSS_WEIGHTS`) within what training in the run's dtype holds."""
         most = largest_rate_control(self.dtype)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("parse") in LOSS_WEIGHTS and value is not None and value > most:
-                raise _invalid(f"{f.name} {value:g} is beyond {self.dtype} training: {f.name} must be at most "
-                               f"{most:g} with dtype {self.dtype}, as every weight and target of the loss (beyond "
-                               "it the training steps overflow)")
-        # The prior N(0, s^2) weighs each weight's mu^2 by 1 / (2 s^2): that weight is held to the same bound,
-        # and s^2 to it too (s = 1e308 overflowed s^2 even in float64).
-        low, high = most ** -0.5, most ** 0.5
-        if not low <= self.weight_prior_scale <= high:
-            raise _invalid(f"weight_prior_scale {self.weight_prior_scale:g} is beyond {self.dtype} training: it must "
-                           f"lie in [{low:.3g}, {high:.3g}] with dtype {self.dtype} (beyond it s^2 or 1 / s^2 "
-                           "overflows the training steps)")
+        for source in (self, self.options):
+            for f in dataclasses.fields(source):
+                value = getattr(source, f.name)
+                if f.metadata.get("parse") in LOSS_WEIGHTS and value is not None and value > most:
+                    raise invalid(f"{f.name} {value:g} is beyond {self.dtype} training: {f.name} must be at most "
+                                  f"{most:g} with dtype {self.dtype}, as every weight and target of the loss (beyond "
+                                  "it the training steps overflow)")
+
+    def _task_options(self):
+        """:attr:`options` as an instance of the task's :attr:`Task.Options` (from a dict of its fields, or
+        their defaults for None); ValueError for a task not registered or options of another."""
+        task = _registered(self.task)
+        if self.options is None or isinstance(self.options, dict):
+            try:
+                self.options = task.Options(**(self.options or {}))
+            except TypeError as e:
+                raise invalid(f"--task {self.task} has no such option: {e}") from None
+        elif type(self.options) is not task.Options:
+            raise invalid(f"options of --task {self.task} are a {task.Options.__qualname__}, not a "
+                          f"{type(self.options).__qualname__}")
 
     def _check_task(self):
-        """A registered task (:mod:`gvae.training.tasks`), the settings that only other tasks read left at
-        their defaults, and the rest checked by the task (:meth:`Task.check_config`)."""
-        try:
-            task = task_class(self.task)
-        except ValueError as e:
-            raise _invalid(str(e)) from None
-        defaults = field_defaults(self)
-        if self.binarization != defaults["binarization"] and not task.binarizes:
-            raise _invalid(f"binarization applies to the tasks that binarise images, not --task {self.task}")
-        for name in sorted({name for other in TASKS.values() for name in other.options} - set(task.options)):
-            if getattr(self, name) != defaults[name]:
-                owners = " or ".join(other.name for other in TASKS.values() if name in other.options)
-                raise _invalid(f"{name} applies to --task {owners} only")
+        """The task's own checks (:meth:`Task.check_config`) and its binarisation."""
+        task = task_class(self.task)
+        if self.binarization != field_defaults(self)["binarization"] and not task.binarizes:
+            raise invalid(f"binarization applies to the tasks that binarise images, not --task {self.task}")
         try:
             task.check_config(self)
         except ValueError as e:
-            raise _invalid(str(e)) from None
+            raise invalid(str(e)) from None
+
+    @classmethod
+    def of(cls, **settings):
+        """The configuration of flat ``settings`` (name -> value: TrainConfig's fields and the task's options
+        side by side, as gvae train's flags and config.json give them). A setting of another task is
+        refused unless at its default: a config.json written before the options moved into the tasks lists
+        every task's."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        task = _registered(settings.get("task", "generate"))
+        mine = {f.name for f in dataclasses.fields(task.Options)}
+        others = {name: f for t in TASKS.values() for name, f in option_fields(t).items() if name not in mine}
+        for name, value in settings.items():
+            if name in own or name in mine:
+                continue
+            if name not in others:
+                raise invalid(f"unknown setting {name!r}")
+            if _plain(value) != _plain(_default(others[name])):
+                owners = " or ".join(t.name for t in TASKS.values() if name in option_fields(t))
+                raise invalid(f"{name} applies to --task {owners} only")
+        return cls(**{k: v for k, v in settings.items() if k in own},
+                   options={k: v for k, v in settings.items() if k in mine})
+
+    def flat(self):
+        """{name: value} of every setting, the task's options beside the common fields: config.json's form,
+        which :meth:`of` reads."""
+        common = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        return {**common, **{f.name: getattr(self.options, f.name) for f in dataclasses.fields(self.options)}}
 
     def _check_layers(self, hidden_lists):
         """Every per-layer list the right length (``hidden_lists``: how many lists of widths were given),
@@ -512,13 +499,13 @@ class TrainConfig:
                   "hidden": hidden_lists}
         for name, count in counts.items():
             if count not in (1, len(sizes)):
-                raise _invalid(f"{name} gives {count} per-layer values for {len(sizes)} stochastic layer(s) "
+                raise invalid(f"{name} gives {count} per-layer values for {len(sizes)} stochastic layer(s) "
                                f"(latent {' '.join(map(str, sizes))}): give one for every layer or one per layer")
         for i, (d, name, shape) in enumerate(zip(sizes, self.layer_posteriors(), self.layer_grid_shapes())):
             try:
                 family = layer_family(name, d, {"grid_shape": shape}, i + 1 if len(sizes) > 1 else None)
             except ValueError as e:
-                raise _invalid(str(e)) from None
+                raise invalid(str(e)) from None
             if self.merge == "precision" and i < len(sizes) - 1 and not family.mergeable:
-                raise _invalid(f"stochastic layer {i + 1} ({name}): merge 'precision' needs a family with a precision "
+                raise invalid(f"stochastic layer {i + 1} ({name}): merge 'precision' needs a family with a precision "
                                f"merge below the top layer (diagonal, chain, grid, extgrid or full), not {name}")

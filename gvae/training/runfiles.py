@@ -11,7 +11,7 @@ from pathlib import Path
 from ..io.files import read_json, read_jsonl, write_json, write_jsonl
 from . import checkpoint, rundir
 from .checkpoint import config_of
-from .config import RESUMABLE
+from .config import RESUMABLE, TrainConfig, setting_defaults
 from .events import Events
 
 
@@ -89,13 +89,15 @@ def resume_conflicts(out, given):
     values as the configuration holds them (lists for several values, one value as itself)."""
     path = Path(out) / "checkpoint.npz"
     run = config_of(path, checkpoint.load(path)[1]) if path.is_file() else configuration_file(out)
+    # Every setting, another task's option at its default (what the run had of it: nothing to change).
+    own = {**setting_defaults(), **run.flat()}
     try:
-        asked = dataclasses.replace(run, **given)
+        asked = {**own, **TrainConfig.of(**{**run.flat(), **given}).flat()}
     except ValueError:
         asked = None
-    return [(name, _listed(value if asked is None else getattr(asked, name)), _listed(getattr(run, name)))
+    return [(name, _listed(value if asked is None else asked[name]), _listed(own[name]))
             for name, value in sorted(given.items())
-            if name not in RESUMABLE and (asked is None or getattr(asked, name) != getattr(run, name))]
+            if name not in RESUMABLE and (asked is None or _listed(asked[name]) != _listed(own[name]))]
 
 
 def _listed(value):
@@ -120,7 +122,7 @@ class RunFiles(Events):
         if trainer.continuing and stamps(trainer.out) != self.read_from:
             raise rundir.RunFolderError(f"{trainer.out} was written by another gvae process after this one read "
                                         "its run; run the command again to continue the run as it is now")
-        write_json(trainer.out / "config.json", dataclasses.asdict(trainer.config))
+        write_json(trainer.out / "config.json", trainer.config.flat())
         self.read_from = stamps(trainer.out)
 
     def epoch_end(self, trainer, row):

@@ -109,7 +109,7 @@ class TrainingState:
         arrays = {"params": to_host(self.params.flat), "best_params": to_host(self.best_flat), **self.optimizer.state()}
         if self.average is not None:
             arrays["average_params"] = to_host(self.average)
-        meta = {"config": dataclasses.asdict(config), "epoch": self.epoch, "param_shapes": self.params.shapes,
+        meta = {"config": config.flat(), "epoch": self.epoch, "param_shapes": self.params.shapes,
                 "skipped_steps": self.skipped_steps, "bad_steps": self.bad_steps, "best_valid_elbo": self.best_valid,
                 "best_epoch": self.best_epoch, "initial_valid_elbo": self.initial_valid, "data_sha256": data_sha256}
         return arrays, meta

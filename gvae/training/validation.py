@@ -1,7 +1,6 @@
 """The numbers a run is validated and tested on while it trains: the ELBO over a data set (nats per
-image, and in bits per dimension for continuous data), and a classifier's error, rate and objective (the
-deep variational information bottleneck, :mod:`gvae.model.vib`, with the paper's 12 posterior samples per
-image at test time). Batched, without taping, on the device the data live on."""
+image, and in bits per dimension for continuous data), and the importance-sampled log p(x) the models
+beyond the VAE report. Batched, without taping, on the device the data live on."""
 import math
 
 import numpy as np
@@ -9,33 +8,10 @@ import numpy as np
 from .. import ops
 from ..kernels import array_module, to_host
 from ..model.objectives import elbo
-from ..model.vib import predict
 
 # Importance samples and test images of the log p(x) estimate the models beyond the VAE report in their
 # summaries (what gvae eval --iw-samples 1000 --limit 1000 gives a VAE), and images a pass.
 LOG_PX_SAMPLES, LOG_PX_IMAGES, LOG_PX_BATCH = 1000, 1000, 10
-
-# Posterior samples per image at test time, as Alemi et al. evaluate: the class probabilities are the
-# softmax averaged over them.
-TEST_SAMPLES = 12
-
-
-def classifier_scores(model, params, x, y, rng, beta, batch_size=500, n_samples=TEST_SAMPLES):
-    """The classifier's numbers on x (N, n_in) with labels y (N,), both on one device, with ``n_samples``
-    samples of z per image drawn from ``rng`` (that device's generator): a dict of host floats
-    ``error`` (the fraction of images whose averaged softmax's argmax is not the label), ``rate`` (mean
-    KL(q(z|x) || N(0, I)), nats), ``log_lik`` (mean over images and samples of log q(y|z), nats) and
-    ``objective`` = log_lik - beta rate."""
-    xp = array_module(x)
-    sums = xp.zeros(3, dtype=np.float64)  # wrong predictions, log_lik, rate: summed on the device
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        eps = rng.standard_normal((n_samples, len(xb), model.noise_size), dtype=model.dtype)
-        probs, log_lik, rate = predict(model, params, xb, yb, eps)
-        sums += xp.stack([(probs.argmax(axis=-1) != yb).sum(), log_lik.sum(), rate.sum()]).astype(np.float64)
-    wrong, log_lik, rate = (to_host(sums) / len(x)).tolist()
-    return {"error": wrong, "rate": rate, "log_lik": log_lik, "objective": log_lik - beta * rate}
-
 
 def dataset_elbo(model, params, x, rng, batch_size=500, n_samples=1, kl="analytic"):
     """Mean ELBO per data point (nats) over the rows of x, with fresh noise from ``rng``: a host float
@@ -61,51 +37,6 @@ def bits_per_dim(model, nats):
     if not model.likelihood.continuous:
         return {}
     return {f"{k}_bits_per_dim": -v / (model.n_in * math.log(2)) for k, v in nats.items()}
-
-
-# The SVM's regularisation C tried on the validation set, as the VCCA paper tunes it.
-SVM_C = (0.01, 0.1, 1.0, 10.0)
-# The C that Wang et al.'s own code tries for its one-vs-one SVM.
-PAIRWISE_SVM_C = (0.1, 1.0, 10.0)
-
-
-def linear_svm_error(train, valid, test, cs=SVM_C):
-    """The test error of a linear SVM on codes, as Wang et al. measure VCCA: each of ``train``, ``valid``,
-    ``test`` is (codes (N, D), labels (N,)) on the host. The codes are standardised by the training set's
-    mean and deviation, one-vs-rest linear SVMs (scikit-learn's LinearSVC, squared hinge, primal) are fitted
-    on the training set for each C of ``cs``, and the C with the lowest validation error is tested.
-    Returns {"svm_test_error", "svm_valid_error", "svm_c"} as floats. Needs scikit-learn (gvae[eval])."""
-    from sklearn.svm import LinearSVC
-
-    mean, scale = train[0].mean(axis=0), train[0].std(axis=0) + 1e-12
-    norm = [((codes - mean) / scale, labels) for codes, labels in (train, valid, test)]
-    return _tuned("svm", lambda c: LinearSVC(C=c, dual=False, max_iter=5000), norm, cs)
-
-
-def pairwise_svm_error(train, valid, test, cs=PAIRWISE_SVM_C):
-    """The test error of the linear SVM of Wang et al.'s own VCCA code, on the same sets as
-    :func:`linear_svm_error`: scikit-learn's SVC with a linear kernel (libsvm: one classifier per pair of
-    classes, 45 for 10, and their majority vote; hinge loss, dual) on the raw codes, for each C of ``cs``,
-    the C with the lowest validation error tested. Its regions are intersections of the pairs' half-spaces,
-    which one-vs-rest's ten hyperplanes cannot always draw. Returns {"svm_ovo_test_error",
-    "svm_ovo_valid_error", "svm_ovo_c"} as floats. Needs scikit-learn (gvae[eval])."""
-    from sklearn.svm import SVC
-
-    return _tuned("svm_ovo", lambda c: SVC(C=c, kernel="linear"), (train, valid, test), cs)
-
-
-def _tuned(name, make, sets, cs):
-    """Fit ``make(c)`` on sets[0] for each c of ``cs``; test the one with the lowest error on sets[1]."""
-    train, valid, test = sets
-    best = None
-    for c in cs:
-        svm = make(c).fit(*train)
-        error = float((svm.predict(valid[0]) != valid[1]).mean())
-        if best is None or error < best[0]:
-            best = (error, c, svm)
-    error, c, svm = best
-    return {f"{name}_test_error": float((svm.predict(test[0]) != test[1]).mean()), f"{name}_valid_error": error,
-            f"{name}_c": c}
 
 
 def standard_normal(rng, shape, dtype):

@@ -5,11 +5,14 @@ The loop (:class:`gvae.training.trainer.Trainer`) builds the task's model, takes
 epoch's batches, differentiates its loss, averages the numbers the loss reports, validates, keeps the
 best epoch by the task's score, checks the run's health against the untrained model and writes the test
 summary without knowing which task runs: each of those is a method here. A task is a subclass of
-:class:`Task` in a module that registers it under its name; the package :mod:`gvae.training.tasks`
-imports its built-in modules, so :data:`TASKS` holds them all whenever it is read.
+:class:`Task` in a module that registers it under its name: ``generate`` in :mod:`.generate`, each
+literature model in its folder of :mod:`gvae.models`, whose import registers them all.
 docs/adding_a_model.md is the recipe for another."""
 import abc
+import collections
 import dataclasses
+import functools
+import inspect
 
 import numpy as np
 
@@ -21,7 +24,7 @@ SPLITS = ("train", "valid", "test")
 # The settings of a VAE's observation model p(x|z) (:class:`gvae.model.likelihoods`), which other tasks
 # leave at their defaults.
 LIKELIHOOD_SETTINGS = ("likelihood", "psi", "pixel_factor", "squash")
-TASKS = {}  # name -> Task subclass, in the order the modules registered them
+TASKS = {}  # name -> Task subclass, in the order the modules registered them (generate first)
 
 
 def register_task(name):
@@ -71,10 +74,28 @@ def one_bound(config):
     return config.iw_samples == 1 and config.target_rate is None and config.mmd == 0 and config.alpha == 0
 
 
+@functools.lru_cache(maxsize=None)
+def step_record(loss):
+    """The named record of the inputs of one step of ``loss``: a NamedTuple class whose fields are the
+    parameters of ``loss`` after (params, model), with their defaults; the loop calls
+    ``loss(params, model, *record)``, so a field named wrongly or missing is a TypeError when the record is
+    made, not an argument in the wrong place."""
+    params = list(inspect.signature(loss).parameters.values())[2:]
+    defaults = [p.default for p in params if p.default is not inspect.Parameter.empty]
+    return collections.namedtuple(f"{loss.__name__}_inputs", [p.name for p in params], defaults=defaults)
+
+
+@dataclasses.dataclass
+class NoOptions:
+    """The options of a task that reads no setting of its own (:attr:`Task.Options`)."""
+
+
 def task_class(name):
-    """The :class:`Task` subclass registered as ``name``; ValueError naming the registered ones otherwise."""
+    """The :class:`Task` subclass registered as ``name``; ValueError naming the registered ones otherwise
+    (the literature models register when :mod:`gvae.models` is imported)."""
     if name not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {name!r}")
+        raise ValueError(f"task must be one of {list(TASKS)}, got {name!r} (import gvae.models to register the "
+                         "literature models, or the package of your own)")
     return TASKS[name]
 
 
@@ -83,8 +104,9 @@ class Task(abc.ABC):
     :meth:`build_model` made it) and ``device``.
 
     A batch is a tuple of device arrays of one length B along the first axis, the step's inputs (x; or
-    x and the labels y), the images x first. The loss is called as ``loss(params, model, *step_args(...))``
-    and returns ``(loss, aux)``: a scalar to minimise and the ``reported`` numbers, batch means, which
+    x and the labels y), the images x first. :meth:`step_args` makes the step's inputs, a named record
+    (:meth:`step_inputs`); the loss is called as ``loss(params, model, *record)`` and returns
+    ``(loss, aux)``: a scalar to minimise and the ``reported`` numbers, batch means, which
     the epoch averages over its images (:meth:`train_row` names them for the metrics row; the progress
     bar shows the first). Validation numbers are a dict (a metrics row's ``valid_*``); ``health_name``
     names the one whose collapse below the untrained model's is divergence, :meth:`score` (higher is
@@ -92,7 +114,8 @@ class Task(abc.ABC):
     give: a subclass without one of them cannot be made (a TypeError naming it)."""
     name = None                 # set by register_task
     about = ""                  # what ``gvae train --help`` says the task learns, after its name
-    options = ()                # TrainConfig fields that only this task reads (other runs keep their defaults)
+    Options = NoOptions         # the dataclass of the settings only this task reads (``TrainConfig.options``);
+                                # its fields' metadata describe their gvae train flags, as TrainConfig's do
     binarizes = False           # whether its training images are binarised (--binarization applies)
     cannot_open = None          # why gvae sample, plot, analyze (and eval, without log_weights) refuse its runs;
                                 # None: they are VAEs
@@ -175,8 +198,14 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def step_args(self, batch, rng, kl_weight):
-        """The arguments of :attr:`loss` after (params, model) for ``batch``, with its noise drawn from
-        ``rng`` and the rate weighted by ``kl_weight`` (:meth:`Trainer.kl_weight`)."""
+        """The inputs of :attr:`loss` after (params, model) for ``batch``, a named record
+        (:meth:`step_inputs`), with its noise drawn from ``rng`` and the rate weighted by ``kl_weight``
+        (:meth:`Trainer.kl_weight`)."""
+
+    def step_inputs(self, **inputs):
+        """The record of :attr:`loss`'s inputs ``inputs`` (name -> value; a name left out takes the loss's
+        default): :func:`step_record`."""
+        return step_record(self.loss)(**inputs)
 
     @abc.abstractmethod
     def train_row(self, means):

@@ -79,7 +79,8 @@ class Generate(Task):
         if cfg.mmd > 0:  # the prior's draws for the MMD, after the posterior's noise
             prior = rng.standard_normal((n_samples * len(x), model.layers[-1].size), dtype=model.dtype)
             mmd = (cfg.mmd, prior, cfg.mmd_kernel)
-        return x, eps, cfg.kl, kl_weight, cfg.iw_samples > 1, cfg.target_rate, mmd
+        return self.step_inputs(x=x, eps=eps, kl=cfg.kl, kl_weight=kl_weight, iwae=cfg.iw_samples > 1,
+                                target_rate=cfg.target_rate, mmd=mmd)
 
     def train_row(self, means):
         """``train_elbo`` (rec - kl), ``train_bound``, ``train_rec``, ``train_kl``, in nats of the data."""
