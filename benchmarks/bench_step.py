@@ -101,7 +101,7 @@ from gvae.sweep.spec import FIELDS, config_value  # noqa: E402
 from gvae.training import TrainConfig, Trainer  # noqa: E402
 
 from cpu_model import blas_kernels, cpu_model  # noqa: E402  (benchmarks/cpu_model.py, beside this script)
-from step_peers import N_IN, init_weights, layer_sizes, torch_vae  # noqa: E402  (beside this script too)
+from step_peers import N_IN, init_weights, jax_step, layer_sizes, torch_steps  # noqa: E402  (beside this script too)
 
 kernels.set_threads(ARGS.threads)
 
@@ -139,8 +139,7 @@ except Exception as exc:  # noqa: BLE001 - any import failure just drops the tor
 
 try:
     import jax
-    import jax.numpy as jnp
-    import optax
+    import optax  # noqa: F401 - the JAX row's optimiser (step_peers.jax_step)
     JAX_ERROR = None
 except Exception as exc:  # noqa: BLE001 - any import failure just drops the JAX row
     jax = None
@@ -259,85 +258,6 @@ def gemm_floor(args, rng, batch):
     return step, flops
 
 
-def torch_steps(args, batches, weights):
-    """{name: step} for torch.optim.Adam in its default, foreach and fused forms (when supported)."""
-    torch.set_num_threads(args.threads)
-    xs = [torch.from_numpy(b) for b in batches]
-    variants = [("torch eager, Adam", {}), ("torch eager, Adam foreach", {"foreach": True}),
-                ("torch eager, Adam fused", {"fused": True})]
-    steps, notes = {}, []
-    for name, kw in variants:
-        torch.manual_seed(args.seed)
-        model = torch_vae(args.latent, args.iw, weights, posterior=args.peer_posterior)
-        try:
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3, **kw)
-        except Exception as exc:  # noqa: BLE001
-            notes.append(f"{name}: not available ({type(exc).__name__}: {exc})")
-            continue
-        gen = torch.Generator().manual_seed(args.seed)
-
-        def step(i, model=model, opt=opt, gen=gen):
-            eps = torch.randn((args.iw, args.batch, args.latent), generator=gen)
-            opt.zero_grad(set_to_none=True)
-            loss = model.loss(xs[i % N_BATCHES], eps)
-            loss.backward()
-            opt.step()
-            float(loss.detach())
-        try:
-            step(0)
-        except Exception as exc:  # noqa: BLE001 - e.g. fused Adam without a CPU kernel
-            notes.append(f"{name}: not available ({type(exc).__name__}: {exc})")
-            continue
-        steps[name] = step
-    return steps, notes
-
-
-def jax_step(args, batches, weights):
-    """One jitted step: value_and_grad of the same loss as step_peers.torch_vae, optax Adam, noise drawn inside;
-    parameters, optimiser state and key donated; the loss read back every step, as gvae reads its."""
-    params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in weights]
-    opt = optax.adam(1e-3)
-    d, iw = args.latent, args.iw
-
-    def mlp(layers, h):
-        for W, b in layers[:-1]:
-            h = jax.nn.elu(h @ W + b)
-        W, b = layers[-1]
-        return h @ W + b
-
-    def loss_fn(params, x, eps):
-        head = mlp(params[:3], x)
-        mu, s = head[:, :d], head[:, d:]
-        sigma = jax.nn.softplus(s) + 1e-4
-        z = mu + sigma * eps
-        logits = mlp(params[3:], z)
-        rec = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
-        if iw == 1:
-            kl = 0.5 * jnp.sum(mu * mu + sigma * sigma - 1.0, -1) - jnp.sum(jnp.log(sigma), -1)
-            return jnp.mean(kl - rec[0])
-        log_q = jnp.sum(-0.5 * eps * eps - jnp.log(sigma), -1)
-        log_p = jnp.sum(-0.5 * z * z, -1)
-        return -jnp.mean(jax.nn.logsumexp(rec + log_p - log_q, axis=0) - math.log(iw))
-
-    def step(params, state, key, x):
-        key, sub = jax.random.split(key)
-        eps = jax.random.normal(sub, (iw, x.shape[0], d), dtype=jnp.float32)
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, eps)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, key, loss
-
-    compiled = jax.jit(step, donate_argnums=(0, 1, 2))
-    xs = [jnp.asarray(b) for b in batches]
-    holder = {"params": params, "state": opt.init(params), "key": jax.random.PRNGKey(args.seed)}
-
-    def run(i):
-        holder["params"], holder["state"], holder["key"], loss = compiled(
-            holder["params"], holder["state"], holder["key"], xs[i % N_BATCHES])
-        float(loss)
-    run(0)
-    return run
-
-
 # --------------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------------
@@ -447,7 +367,8 @@ def main(args):
         elif torch is None:
             notes.append(f"PyTorch rows skipped: torch not importable ({TORCH_ERROR})")
         else:
-            tsteps, tnotes = torch_steps(args, batches, weights)
+            tsteps, tnotes = torch_steps(args.latent, args.iw, weights, batches, args.threads, args.seed,
+                                         args.peer_posterior)
             impls.update(tsteps)
             notes += tnotes
         if args.no_jax:
@@ -457,7 +378,7 @@ def main(args):
         elif jax is None:
             notes.append(f"JAX row skipped: jax/optax not importable ({JAX_ERROR})")
         else:
-            impls[f"JAX {jax.__version__} jit"] = jax_step(args, batches, weights)
+            impls[f"JAX {jax.__version__} jit"] = jax_step(args.latent, args.iw, weights, batches, args.seed)
 
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()

@@ -6,14 +6,9 @@ import numpy as np
 
 from gvae.training import TrainConfig, Trainer
 
-from .common import Benchmark
+from .common import Benchmark, binary_batches
 
-N_IN = 784
 N_BATCHES = 4  # distinct batches cycled through
-# Grey levels of mean 0.13, MNIST's mean intensity, binarised with those probabilities. Denser images
-# (mean 0.5) start the chain, grid and extgrid families at d = 64 with KL terms of 1e16 and more and
-# non-finite steps; at MNIST's density every family trains from the first step.
-MEAN_INTENSITY = 0.13
 
 
 class _Step(Benchmark):
@@ -22,13 +17,7 @@ class _Step(Benchmark):
     tmp = None  # asv calls teardown also after a setup that skipped (NotImplementedError)
 
     def setup_trainer(self, batch, **config):
-        rng = np.random.default_rng(0)
-        n = batch * N_BATCHES
-        x = rng.random((n, N_IN), dtype=np.float32) * np.float32(2 * MEAN_INTENSITY)
-        y = np.zeros(n, dtype=np.int64)
-        data = {"train": (x, y), "valid": (x[:batch], y[:batch]), "test": (x[:batch], y[:batch])}
-        binary = (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
-        self.batches = [np.ascontiguousarray(binary[i * batch:(i + 1) * batch]) for i in range(N_BATCHES)]
+        data, self.batches = binary_batches(batch, N_BATCHES)
         self.tmp = tempfile.TemporaryDirectory()  # Trainer only writes there in fit()/save()
         config = TrainConfig(hidden=(500, 500), activation="elu", likelihood="bernoulli", batch_size=batch,
                              kl="analytic", dtype="float32", seed=0, **config)
