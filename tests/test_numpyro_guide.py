@@ -1,7 +1,12 @@
 """gvae.numpyro.AutoBandedNormal against dense float64 references: its posterior's log-density, entropy,
 variances and samples against a dense MultivariateNormal of the same precision; on a linear-Gaussian
 state-space model the exact posterior (Kalman smoother) is a point of the guide's family where its ELBO is
-the log evidence, so the optimum; SVI under jit (tests/test_guide_arguments.py: the arguments refused)."""
+the log evidence, so the optimum; SVI under jit; importing gvae imports neither NumPyro nor Pyro
+(tests/test_guide_arguments.py: the arguments refused)."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -102,3 +107,14 @@ def test_svi_under_jit_approaches_the_log_evidence():
     assert logz - 0.05 < elbo < logz + 0.01
     draws = guide.sample_posterior(jax.random.PRNGKey(9), result.params, sample_shape=(3,))
     assert draws["x"].shape == (3, T)
+
+
+@pytest.mark.slow
+def test_gvae_imports_neither_library_and_numpyros_guide_not_pyro():
+    code = ("import sys, gvae, gvae.cli, gvae.jax\n"
+            "assert not {'numpyro', 'pyro'} & set(sys.modules), 'imported'\n"
+            "import gvae.numpyro\n"
+            "assert not {'pyro', 'torch'} & set(sys.modules), 'imported'\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
