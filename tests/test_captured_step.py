@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import gvae.models  # noqa: F401  (registers the literature models' tasks)
 from gvae import kernels
 from gvae.kernels.cpu import programs
 from gvae.training import TrainConfig, Trainer
@@ -18,7 +19,7 @@ def _trainer(tmp_path, name, hidden=(50,), **settings):
     x = (rng.random((100, 784)) < 0.13).astype(np.float32)
     y = np.arange(len(x)) % 10  # (VCCA pairs images of one class)
     data = {"train": (x, y), "valid": (x[:20], y[:20]), "test": (x[:20], y[:20])}
-    cfg = TrainConfig(**{**dict(posterior="diagonal", latent=9, hidden=hidden, batch_size=20, seed=0,
+    cfg = TrainConfig.of(**{**dict(posterior="diagonal", latent=9, hidden=hidden, batch_size=20, seed=0,
                                 dtype="float32"), **settings})
     return Trainer(cfg, data, tmp_path / name, progress=False, quiet=True)
 
@@ -206,7 +207,7 @@ def test_every_task_steps_as_the_tape_does(cfg, tmp_path):
     """Whatever a task's step records, replays or leaves on the tape, its steps are the tape's, bit for bit."""
     from tests.helpers import make_data
     data = make_data(n=120, d=784 if cfg["task"] == "vcca" else 36)  # (noisy MNIST's views are 28 x 28)
-    config = TrainConfig(**{"latent": 6, "hidden": (16,), "epochs": 2, "batch_size": 40, "lr": 3e-3, "seed": 3,
+    config = TrainConfig.of(**{"latent": 6, "hidden": (16,), "epochs": 2, "batch_size": 40, "lr": 3e-3, "seed": 3,
                             "dtype": "float32", **cfg})
     native = Trainer(config, data, tmp_path / "native", progress=False, quiet=True)
     tape = Trainer(config, data, tmp_path / "tape", progress=False, quiet=True)

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
 
+import gvae.models  # noqa: E402,F401  (registers the literature models' tasks)
 from gvae.evaluation.pictures import manifold_grid  # noqa: E402
 from gvae.io.images import tile  # noqa: E402
 from gvae.plots import canvas  # noqa: E402
