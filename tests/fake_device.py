@@ -15,6 +15,10 @@ syncs) and from it (counted as uploads), and for every CPU kernel a fake kernel 
 arguments explicitly, runs the CPU kernel and wraps what comes back: the device's own work, not counted.
 Scalars a CPU kernel returns come back as 0-d FakeArrays (the CUDA twins leave their flags on the
 device), except ``sum_squares``'s, which is read to the host (counted) as its CUDA twin's is.
+
+The emulated CuPy of tests/cuda_emulation builds its arrays on :class:`DeviceArray`; while one of its
+streams captures (:data:`CAPTURED`), every operator and function here is recorded as it runs
+(:func:`_done`), so that the graph's launch does it again, and a read to the host is refused.
 """
 import operator
 from collections import Counter
@@ -25,6 +29,54 @@ from gvae.kernels import backend
 
 COUNTS = Counter()  # "implicit" conversions attempted, explicit "sync"s, host-to-device "upload"s
 KERNELS_READ_BACK = {"sum_squares"}
+# While a stream of tests/cuda_emulation captures: one list, the work recorded so far (callables that a
+# graph's launch calls in order); else empty. The fake device itself never captures.
+CAPTURED = []
+
+
+def capturing():
+    """Whether an emulated stream is capturing now."""
+    return bool(CAPTURED)
+
+
+def _arrays(obj):
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [a for o in obj for a in _arrays(o)]
+    if isinstance(obj, dict):
+        return [a for o in obj.values() for a in _arrays(o)]
+    return []
+
+
+def _done(compute, inputs, writes=False):
+    """``compute()``, a piece of NumPy work on device arrays; while a stream captures, also recorded, so
+    that a graph's launch does it again on what its arrays then hold: work that ``writes`` into its inputs
+    (or returns nothing) as it is, work that makes new arrays into those very arrays (scalars become 0-d
+    arrays, so that they have one), and a view of the inputs not at all."""
+    if not CAPTURED:
+        return compute()
+    with np.errstate(all="ignore"):  # on what the inputs hold before the graph runs: garbage, by design
+        result = compute()
+    if writes or result is None:  # (a function that returns nothing, as np.copyto, wrote into its arguments)
+        CAPTURED[-1].append(compute)
+        return result
+    result = _generics_as_arrays(result)
+    made = [r for r in _arrays(result) if not any(np.may_share_memory(r, a) for a in _arrays(inputs))]
+    if made:
+        def again():
+            for r, value in zip(made, _arrays(_generics_as_arrays(compute()))):
+                np.copyto(r, value, casting="unsafe")
+        CAPTURED[-1].append(again)
+    return result
+
+
+def _generics_as_arrays(obj):
+    if isinstance(obj, np.generic):
+        return np.asarray(obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_generics_as_arrays(o) for o in obj)
+    return obj
 
 
 def _refuse_numpy(where):
@@ -79,17 +131,17 @@ def _operand(other):
 def _binary(op, iop=None):
     def forward(self, other):
         o = _operand(other)
-        return NotImplemented if o is NotImplemented else _wrap(op(self._a, o), type(self))
+        return NotImplemented if o is NotImplemented else _wrap(_done(lambda: op(self._a, o), (self._a, o)), type(self))
 
     def reflected(self, other):
         o = _operand(other)
-        return NotImplemented if o is NotImplemented else _wrap(op(o, self._a), type(self))
+        return NotImplemented if o is NotImplemented else _wrap(_done(lambda: op(o, self._a), (self._a, o)), type(self))
 
     def inplace(self, other):
         o = _operand(other)
         if o is NotImplemented:
             return NotImplemented
-        iop(self._a, o)  # writes into the array itself
+        _done(lambda: iop(self._a, o), (self._a, o), writes=True)  # writes into the array itself
         return self
     return forward, reflected, inplace
 
@@ -128,16 +180,22 @@ class DeviceArray:
         return f"{type(self).__name__}(shape={self._a.shape}, dtype={self._a.dtype})"
 
     def __getitem__(self, idx):
-        return _wrap(self._a[_unwrap(idx, "FakeArray index")], type(self))
+        i = _unwrap(idx, "FakeArray index")
+        return _wrap(_done(lambda: self._a[i], (self._a, i)), type(self))
 
     def __setitem__(self, idx, value):
         v = _operand(value)
         if v is NotImplemented:
             raise TypeError(f"cannot assign a {type(value).__name__} into a FakeArray")
-        self._a[_unwrap(idx, "FakeArray index")] = v
+        i = _unwrap(idx, "FakeArray index")
+
+        def assign():
+            self._a[i] = v
+        _done(assign, (self._a, v), writes=True)
 
     # explicit reads of one value: the syncs a GPU allows, counted
     def _read_one(self, what):
+        _refuse_a_read_in_a_capture()
         if self._a.size != 1:
             raise TypeError(f"only a size-1 FakeArray can be read as {what}, got shape {self._a.shape}")
         COUNTS["sync"] += 1
@@ -156,11 +214,18 @@ class DeviceArray:
         return self._read_one("a Python scalar")
 
     def tolist(self):
+        _refuse_a_read_in_a_capture()
         COUNTS["sync"] += 1
         return self._a.tolist()
 
     def __neg__(self):
-        return _wrap(-self._a, type(self))
+        return _wrap(_done(lambda: -self._a, (self._a,)), type(self))
+
+
+def _refuse_a_read_in_a_capture():
+    if CAPTURED:
+        raise RuntimeError("emulated stream: a read of the device while the stream is capturing (CUDA refuses "
+                           "a synchronisation in a capture)")
 
 
 for _name in ("add", "sub", "mul", "truediv", "pow", "matmul", "and", "or"):
@@ -175,7 +240,8 @@ for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
 
 def _method(name):
     def method(self, *args, **kwargs):
-        return _wrap(getattr(self._a, name)(*_unwrap(args, name), **_unwrap(kwargs, name)), type(self))
+        a, k = _unwrap(args, name), _unwrap(kwargs, name)
+        return _wrap(_done(lambda: getattr(self._a, name)(*a, **k), (self._a, a, k)), type(self))
     method.__name__ = name
     return method
 
@@ -205,15 +271,16 @@ class _Function:
         if self.name in ARRAYS_ONLY and not all(isinstance(a, DeviceArray) for a in arrays):
             raise TypeError(f"xp.{self.name} takes device arrays only (as CuPy's, which refuses a scalar: "
                             f"'Argument 'array' has incorrect type'); got {[type(a).__name__ for a in arrays]}")
-        result = self.fun(*_unwrap(args, f"xp.{self.name}"), **_unwrap(kwargs, f"xp.{self.name}"))
+        a, k = _unwrap(args, f"xp.{self.name}"), _unwrap(kwargs, f"xp.{self.name}")
+        result = _done(lambda: self.fun(*a, **k), (a, k), writes=k.get("out") is not None)
         out = kwargs.get("out")
         return out if isinstance(out, DeviceArray) and result is out._a else _wrap(result, self.cls)
 
 
 class _Ufunc(_Function):
     def at(self, a, indices, b=None):
-        self.fun.at(_unwrap(a, f"xp.{self.name}.at"), _unwrap(indices, f"xp.{self.name}.at"),
-                    _unwrap(b, f"xp.{self.name}.at"))
+        a, i, b = (_unwrap(v, f"xp.{self.name}.at") for v in (a, indices, b))
+        _done(lambda: self.fun.at(a, i, b), (a, i, b), writes=True)
 
 
 class _Generator:

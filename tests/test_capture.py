@@ -1,15 +1,17 @@
 """The device-neutral capture (gvae.kernels.capture) on each device: a stretch of kernel work recorded
-once, then run on new data copied into its inputs, bit for bit the same work run as it is called. The CPU
-records the native program of its threads' tasks; CUDA records a graph of a stream, here on the host
-emulation (tests/cuda_emulation, whose stream capture records the launches of gvae's own kernels: CuPy's
-operators run at once there, so a whole training step cannot be captured on it; tests/test_graph_step.py
-checks the step on a real GPU). A refusal says why."""
+once, then run on new data copied into its inputs, bit for bit the same work run as it is called; and the
+training step that gvae.training.captured_step records, checks and replays, bit for bit the taped step.
+The CPU records the native program of its threads' tasks; CUDA records a graph of a stream, here on the
+host emulation (tests/cuda_emulation: its stream capture records the launches of gvae's kernels, the
+cuBLAS calls and CuPy's operators, done again by the graph's launch; tests/test_graph_step.py checks the
+step on a real GPU). A refusal says why."""
 import re
 
 import numpy as np
 import pytest
 
 from gvae import kernels
+from gvae.training import TrainConfig, Trainer
 from tests.cuda_emulation import emulator, fake_cupy
 
 
@@ -92,3 +94,39 @@ def test_a_device_without_a_capture_has_none():
     fake_device.install()
     x = fake_device.xp.zeros(3)
     assert kernels.capture(x) is None and not kernels.has_capture("fake")
+
+
+def _state(t):
+    s = t.state
+    average = [] if s.average is None else [s.average]
+    return [kernels.to_host(a) for a in (s.params.flat, s.optimizer.m, s.optimizer.v, *average)] + [
+        s.optimizer.step, s.bad_steps, s.skipped_steps]
+
+
+@pytest.mark.parametrize("settings", [{}, {"posterior": "chain", "clip_norm": 1e-3}, {"polyak": 0.9, "iw_samples": 3}])
+def test_the_captured_step_is_the_taped_step_on_each_device(xp, tmp_path, settings):
+    """A plan of batches that records, checks, replays, meets a non-finite batch (a skipped step), a new KL
+    weight (recorded again) and a new epoch; every step's reported means, then the parameters, Adam's
+    moments and the counters, bit for bit those of the same trainer on the tape."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((50, 16)) < 0.3).astype(np.float32)
+    y = np.zeros(len(x), np.int64)
+    data = {"train": (x, y), "valid": (x[:10], y[:10]), "test": (x[:10], y[:10])}
+    cfg = TrainConfig(**{"latent": 3, "hidden": (8,), "batch_size": 10, "seed": 0, "dtype": "float32", **settings})
+    device = "cpu" if xp is np else "cuda"
+    captured = Trainer(cfg, data, tmp_path / "captured", progress=False, quiet=True, device=device)
+    taped = Trainer(cfg, data, tmp_path / "taped", progress=False, quiet=True, device=device)
+    taped.captured.capture = None
+    xs = [captured.train_x[i * 10:(i + 1) * 10] for i in range(5)]
+    bad = xp.asarray(np.where(np.arange(16) == 0, np.nan, kernels.to_host(xs[0])).astype(np.float32))
+    plan = [(xs[i % 5], 1.0) for i in range(5)] + [(bad, 1.0), (xs[0], 0.5), (xs[1], 0.5), (xs[2], 0.5), "epoch",
+                                                  (xs[3], 0.5), (xs[4], 0.5)]
+    with np.errstate(invalid="ignore"):
+        for step in plan:
+            if step == "epoch":
+                captured.rng, taped.rng = captured.epoch_generator(1), taped.epoch_generator(1)
+                continue
+            assert captured.step(*step) == taped.step(*step)
+    assert captured.captured.refused == [] and captured.captured.replays == 5
+    assert captured.state.skipped_steps == 1
+    assert all(np.array_equal(a, b) for a, b in zip(_state(captured), _state(taped)))

@@ -1,8 +1,7 @@
 """The training step's forward and backward recorded as a CUDA graph (gvae/training/captured_step.py over
 gvae/kernels/cuda/capture.py) against the taped step, bit for bit, on a real GPU (skipped without CuPy
-and a GPU: the host emulation of tests/cuda_emulation captures gvae's own kernels but runs CuPy's
-operators at once, tests/test_capture.py). tools/gpu_probe.py trainer runs the same comparison at the
-benchmarks' sizes."""
+and a GPU: tests/test_capture.py runs a smaller plan on the host emulation of tests/cuda_emulation).
+tools/gpu_probe.py trainer runs the same comparison at the benchmarks' sizes."""
 import re
 
 import numpy as np

@@ -2,7 +2,7 @@
 
 A step is tens to a hundred kernel calls, and the Python between them (the tape's primitives, their
 VJPs, each kernel's checks and dispatch, a GPU's launches) costs a large part of the step at batch 100
-(docs/performance.md, docs/gpu.md). So :class:`CapturedStep` records the kernels of one step's
+(docs/performance.md, docs/howto/gpu.md). So :class:`CapturedStep` records the kernels of one step's
 ``value_and_grad`` with the device's capture (:func:`gvae.kernels.capture`: the CPU's native program,
 CUDA's graph) and runs later steps as that record: the step inputs (the batch, the noise the task drew for
 it, every array :meth:`Task.step_args` gives) copied into the recorded inputs, one run, and the loss, the

@@ -7,6 +7,8 @@ import ctypes
 
 import numpy as np
 
+from tests import fake_device
+
 _TYPES = {"cublasSgemm_v2": (np.float32, ctypes.c_float), "cublasDgemm_v2": (np.float64, ctypes.c_double)}
 
 
@@ -52,7 +54,16 @@ class FakeCublas:
         A, B = (A if op_a == 0 else A.T), (B if op_b == 0 else B.T)
         if ctype.from_address(beta).value != 0:
             raise ValueError("emulated cuBLAS: gvae's GEMMs overwrite C (beta = 0)")
-        C[...] = ctype.from_address(alpha).value * (A @ B)  # C is not read, as cuBLAS with beta = 0
+        scale = ctype.from_address(alpha).value  # a host pointer: read when called (or captured), as cuBLAS
+
+        def gemm():
+            C[...] = scale * (A @ B)  # C is not read, as cuBLAS with beta = 0
+        if fake_device.capturing():  # recorded for a graph's launch, with the buffers it reads and writes
+            from tests.cuda_emulation.fake_cupy import owners
+            keep = owners(a, b, c)
+            fake_device.CAPTURED[-1].append(lambda: (keep, gemm()))
+        else:
+            gemm()
         return 0
 
     def __getattr__(self, name):

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tests.cuda_emulation import emulator, fake_cublas
-from tests.fake_device import DeviceArray, _Module, _unwrap
+from tests.fake_device import CAPTURED, DeviceArray, _done, _Module, _unwrap
 
 SM_COUNT = 2
 MEMORY_BYTES = 16 * 1024**3  # what the emulated device reports as its global memory
@@ -58,14 +58,12 @@ class _Stream:
     ptr = 0
 
 
-_CAPTURED = []  # while a stream captures: the launches it recorded so far (one list), else empty
-
-
 class Stream:
-    """``cupy.cuda.Stream``: work on the emulated GPU runs at once, in order, whatever the stream, except
-    between ``begin_capture`` and ``end_capture``, where a kernel's launch is recorded instead (into the
-    :class:`Graph` that ``end_capture`` returns) and a read to the host is refused, as CUDA does. Only
-    kernels are captured: other work made meanwhile (a fill, a copy) happens at once, as no GPU does."""
+    """``cupy.cuda.Stream``: work on the emulated GPU runs at once, in order, whatever the stream. Between
+    ``begin_capture`` and ``end_capture`` a kernel's launch and a cuBLAS call are recorded instead of run,
+    and CuPy's own operators run and are recorded too (tests/fake_device.CAPTURED: on whatever their
+    inputs hold then, to be done again), into the :class:`Graph` that ``end_capture`` returns; a read to
+    the host, or a copy from it, is refused, as CUDA does."""
 
     def __init__(self, non_blocking=False):
         self.ptr = 0
@@ -86,26 +84,26 @@ class Stream:
         """Nothing to wait for (see :meth:`wait_event`)."""
 
     def begin_capture(self):
-        if _CAPTURED:
+        if CAPTURED:
             raise RuntimeError("emulated stream: a capture is under way already")
-        _CAPTURED.append([])
+        CAPTURED.append([])
 
     def end_capture(self):
-        return Graph(_CAPTURED.pop())
+        return Graph(CAPTURED.pop())
 
 
 Stream.null = Stream()
 
 
 class Graph:
-    """``cupyx.cuda.Graph``: the launches a capture recorded, launched again in order by ``launch``."""
+    """``cupyx.cuda.Graph``: the work a capture recorded, done again in order by ``launch``."""
 
-    def __init__(self, launches):
-        self._launches = launches
+    def __init__(self, work):
+        self._work = work
 
     def launch(self, stream=None):
-        for function, arguments in self._launches:
-            function(*arguments)
+        for step in self._work:
+            step()
 
 
 class MemoryPool:
@@ -174,9 +172,9 @@ class Function:
         self._kernel = kernel
 
     def __call__(self, grid, block, args, shared_mem=0):
-        if _CAPTURED:  # recorded for the graph's launches, after the checks of a launch
+        if CAPTURED:  # recorded for the graph's launches, after the checks of a launch
             self._checked(args)
-            _CAPTURED[-1].append((self, (grid, block, args, shared_mem)))
+            CAPTURED[-1].append(lambda: self(grid, block, args, shared_mem))
             return
         self._checked(args)
         host = [_unwrap(a) for a in args]
@@ -226,14 +224,21 @@ class _Cupy(_Module):
     def asarray(a, dtype=None):
         if isinstance(a, ndarray) and (dtype is None or np.dtype(dtype) == a.dtype):
             return a
-        host = np.asarray(a._a if isinstance(a, ndarray) else a, dtype=dtype)
+        if isinstance(a, ndarray):  # a cast on the device
+            out = _guarded(a.shape, dtype)
+            _done(lambda: np.copyto(out, a._a, casting="unsafe"), (out, a._a), writes=True)
+            return ndarray(out)
+        if CAPTURED:
+            raise RuntimeError("emulated stream: a copy from the host while the stream is capturing (CUDA "
+                               "refuses a synchronous copy in a capture)")
+        host = np.asarray(a, dtype=dtype)
         out = _guarded(host.shape, host.dtype)
         out[...] = host
         return ndarray(out)
 
     @staticmethod
     def asnumpy(a):
-        if _CAPTURED:
+        if CAPTURED:
             raise RuntimeError("emulated stream: a copy to the host while the stream is capturing (CUDA "
                                "refuses a synchronisation in a capture)")
         return np.array(a._a, copy=True)
@@ -245,14 +250,25 @@ class _Cupy(_Module):
     @staticmethod
     def zeros(shape, dtype=np.float64):
         out = _guarded(shape, dtype)
-        out[...] = 0
+        _done(lambda: out.fill(0), (out,), writes=True)  # a memset, done again by a graph's launch
         return ndarray(out)
 
     def ascontiguousarray(self, a):
-        return a if a.flags.c_contiguous else self.asarray(a._a.copy())
+        if a.flags.c_contiguous:
+            return a
+        out = _guarded(a.shape, a.dtype)
+        _done(lambda: np.copyto(out, a._a), (out, a._a), writes=True)
+        return ndarray(out)
 
 
 cupy = _Cupy()
+
+
+def owners(*addresses):
+    """The buffers this module allocated that hold the device ``addresses``: what a recorded library call
+    keeps alive until a graph's launch (CUDA's pool keeps a graph's memory)."""
+    return [root for root in list(_GUARDED.values())
+            if any(root.ctypes.data <= p < root.ctypes.data + root.nbytes for p in addresses)]
 
 
 def _reset_gvae_caches():
