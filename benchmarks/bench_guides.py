@@ -1,15 +1,16 @@
 """gvae's AutoBandedNormal against NumPyro's and Pyro's autoguides on the stochastic-volatility model of
 examples/stochastic_volatility_guides.py (the T-step log-volatility path and three globals).
 
-At T = 2,000 every guide is fitted by SVI (Adam, its step size decaying 10-fold over --steps): NumPyro's
-AutoBandedNormal (a chain over the path), AutoMultivariateNormal, AutoLowRankMultivariateNormal (rank 10
-and 50) and AutoDiagonalNormal, jitted; Pyro's AutoBandedNormal and AutoGaussian (dense back end: one site
-for the path), eager. The table: the final ELBO (the mean of --elbo-repeats estimates of --elbo-particles
-particles each), milliseconds a step (the median after the warm-up), and the error of the path's
-posterior means and standard deviations (from 2,000 draws of the guide) against a long NUTS run (RMSE and
-the largest, over the T steps). The NUTS run is cached in --nuts-cache (outside the repository), so it runs
-once per T, seed and --nuts-samples. Then the T-scaling rows: ms a step of the banded and diagonal guides
-(and of the dense one up to --dense-max-T) at each of --scaling-T.
+At T = 2,000 every guide is fitted by SVI (Adam, its step size decaying 10-fold over its steps): NumPyro's
+AutoBandedNormal (a chain over the path), AutoMultivariateNormal, AutoLowRankMultivariateNormal (rank 10 and
+50) and AutoDiagonalNormal, jitted; Pyro's AutoBandedNormal and AutoGaussian (dense back end: one site for the
+path), eager. The dense guides cost O(T^3) a step, so their step counts are flags of their own (--dense-steps
+for AutoMultivariateNormal, --autogaussian-steps); the table shows each fit's steps, the final ELBO (the mean
+of --elbo-repeats estimates of --elbo-particles particles each), milliseconds a step (the median after the
+warm-up), and the error of the path's posterior means and standard deviations (from 2,000 draws of the guide)
+against a long NUTS run (RMSE and the largest, over the T steps). The NUTS run is cached in --nuts-cache
+(outside the repository), so it runs once per T, seed and --nuts-samples. Then the T-scaling rows: ms a step
+of the banded and diagonal guides (and of the dense one up to --dense-max-T) at each of --scaling-T.
 
     python benchmarks/bench_guides.py --threads 1                # the full run (NUTS first: long)
     python benchmarks/bench_guides.py --quick                    # a rehearsal at small sizes
@@ -34,7 +35,9 @@ DRAWS = 2000  # posterior draws for the path's means and standard deviations
 def parse(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--T", type=int, default=2000, help="time steps of the table")
-    p.add_argument("--steps", type=int, default=20000, help="SVI steps of each fit in the table")
+    p.add_argument("--steps", type=int, default=20000, help="SVI steps of each fit in the table but the dense ones")
+    p.add_argument("--dense-steps", type=int, default=5000, help="SVI steps of NumPyro's AutoMultivariateNormal")
+    p.add_argument("--autogaussian-steps", type=int, default=500, help="SVI steps of Pyro's AutoGaussian")
     p.add_argument("--lr", type=float, default=0.01, help="Adam's first step size")
     p.add_argument("--elbo-particles", type=int, default=1000, help="particles of each final ELBO estimate")
     p.add_argument("--elbo-repeats", type=int, default=5, help="final ELBO estimates averaged")
@@ -51,6 +54,7 @@ def parse(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.T, args.steps, args.elbo_particles, args.elbo_repeats, args.nuts_samples = 200, 100, 10, 2, 100
+        args.dense_steps, args.autogaussian_steps = 100, 20
         args.scaling_T, args.scaling_steps, args.dense_max_T = [200, 400], 20, 400
     return args
 
@@ -96,7 +100,8 @@ def path_draws(library, guide, params, y, seed):
     import torch
     from pyro.infer import Predictive
     with torch.no_grad():
-        return Predictive(model_of("pyro"), guide=guide, num_samples=DRAWS, return_sites=["h"])(torch.as_tensor(y))["h"].numpy()
+        predictive = Predictive(model_of("pyro"), guide=guide, num_samples=DRAWS, return_sites=["h"])
+        return predictive(torch.as_tensor(y))["h"].numpy()
 
 
 def errors(draws, mean, sd):
@@ -111,24 +116,25 @@ def main(argv=None):
     y, _ = simulate(args.T, args.seed)
     mean, sd = nuts_reference(y, args)
     elbo = {"elbo_particles": args.elbo_particles, "elbo_repeats": args.elbo_repeats}
-    print(f"stochastic volatility, T = {args.T}, {args.steps} SVI steps, {args.threads} thread(s); errors of the "
-          f"path's posterior against NUTS ({args.nuts_samples} draws)")
-    print(f"{'library':>8} {'guide':>13} {'ELBO':>11} {'ms/step':>9} {'mean RMSE':>10} {'mean max':>9} "
+    print(f"stochastic volatility, T = {args.T}, {args.threads} thread(s); errors of the path's posterior against "
+          f"NUTS ({args.nuts_samples} draws)")
+    print(f"{'library':>8} {'guide':>13} {'steps':>6} {'ELBO':>11} {'ms/step':>9} {'mean RMSE':>10} {'mean max':>9} "
           f"{'sd RMSE':>8} {'sd max':>7}")
+    steps = {"mvn": args.dense_steps, "autogaussian": args.autogaussian_steps}
     for library, name in TABLE:
-        guide, params, final, ms = fit(library, name, model_of, BANDED, y, args.steps, args.lr, args.seed, **elbo)
+        n = steps.get(name, args.steps)
+        guide, params, final, ms = fit(library, name, model_of, BANDED, y, n, args.lr, args.seed, **elbo)
         e = errors(path_draws(library, guide, params, y, args.seed), mean, sd)
-        print(f"{library:>8} {name:>13} {final:11.2f} {ms:9.3f} {e[0]:10.4f} {e[1]:9.4f} {e[2]:8.4f} {e[3]:7.4f}",
-              flush=True)
+        print(f"{library:>8} {name:>13} {n:>6} {final:11.2f} {ms:9.3f} {e[0]:10.4f} {e[1]:9.4f} {e[2]:8.4f} "
+              f"{e[3]:7.4f}", flush=True)
     print(f"\nms per SVI step against T (NumPyro, jitted; median of {args.scaling_steps} steps after the warm-up)")
     print(f"{'T':>6} {'banded':>9} {'diagonal':>9} {'mvn':>9}")
     for T in args.scaling_T:
         yT, _ = simulate(T, args.seed)
-        row = [fit("numpyro", name, model_of, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]
-               for name in ("banded", "diagonal")]
-        dense = (f"{fit('numpyro', 'mvn', model_of, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]:9.3f}"
-                 if T <= args.dense_max_T else f"{'-':>9}")
-        print(f"{T:>6} {row[0]:9.3f} {row[1]:9.3f} {dense}", flush=True)
+        names = ("banded", "diagonal", "mvn") if T <= args.dense_max_T else ("banded", "diagonal")
+        ms = [fit("numpyro", name, model_of, BANDED, yT, args.scaling_steps, args.lr, args.seed, elbo_particles=0)[3]
+              for name in names]
+        print(f"{T:>6} " + " ".join(f"{v:9.3f}" for v in ms) + (f" {'-':>9}" if len(ms) == 2 else ""), flush=True)
 
 
 if __name__ == "__main__":

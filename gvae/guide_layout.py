@@ -46,7 +46,8 @@ class BandSpec:
     def __init__(self, name, offsets=None, stencil=None, sites=None):
         self.name = name
         if offsets is not None and stencil is not None:
-            raise ValueError(f"{name}: give offsets or stencil, not both (got offsets={offsets!r}, stencil={stencil!r})")
+            raise ValueError(f"{name}: give offsets or stencil, not both (got offsets={offsets!r}, "
+                             f"stencil={stencil!r})")
         self.lattice = None
         if offsets is not None:
             self.offsets = offsets_tuple(name, offsets, None, None)
@@ -77,7 +78,8 @@ class BandSpec:
         sites = self.sites if self.sites is not None else tuple(names)
         unknown = [s for s in sites if s not in sizes]
         if unknown:
-            raise ValueError(f"{name}: sites {unknown!r} are not latent sites of the model (its latent sites: {names!r})")
+            raise ValueError(f"{name}: sites {unknown!r} are not latent sites of the model (its latent sites: "
+                             f"{names!r})")
         starts = np.cumsum([0] + [int(sizes[s]) for s in names])
         span = {s: np.arange(starts[i], starts[i + 1]) for i, s in enumerate(names)}
         band = np.concatenate([span[s] for s in sites])

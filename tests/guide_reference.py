@@ -109,7 +109,8 @@ def dense_precision(raw, offsets, links, order):
 # over the 2 + 12 latent coordinates, the links of L over y = x[order]).
 CASES = {
     "grid on x": (dict(stencil=("grid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, False)),
-    "extgrid on x": (dict(stencil=("extgrid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1], lattice_links(3, 4, True)),
+    "extgrid on x": (dict(stencil=("extgrid", 3, 4), sites=["x"]), list(range(2, 14)) + [0, 1],
+                     lattice_links(3, 4, True)),
     "chain on all": (dict(), list(range(14)), [(i, i - 1) for i in range(1, 14)]),
     "offsets on x, a": (dict(offsets=(0, 2, 3), sites=["x", "a"]), list(range(2, 14)) + [0, 1],
                         [(i, i - o) for i in range(14) for o in (2, 3) if i - o >= 0]),

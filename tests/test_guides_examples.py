@@ -38,7 +38,8 @@ def test_the_ar1_path_density_is_the_dense_gaussian_of_its_precision():
     P /= sigma ** 2
     h = np.random.default_rng(0).normal(size=(3, T))
     expected = multivariate_normal(np.full(T, mu), np.linalg.inv(P)).logpdf(h)
-    got = sv.ar1_log_density(torch, torch.as_tensor(h), *(torch.full((3,), v, dtype=torch.float64) for v in (mu, phi, sigma)))
+    mu, phi, sigma = (torch.full((3,), v, dtype=torch.float64) for v in (mu, phi, sigma))
+    got = sv.ar1_log_density(torch, torch.as_tensor(h), mu, phi, sigma)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-10)
 
 

@@ -45,7 +45,8 @@ class AutoBandedNormal(AutoContinuous):
         self.factor_off = nn.Parameter(self.loc.new_zeros(len(layout.offsets) - 1, self.latent_dim))
         self._offsets = layout.offsets
         self.register_buffer("_mask", torch.as_tensor(layout.mask, device=self.loc.device))
-        self.register_buffer("_order", None if layout.order is None else torch.as_tensor(layout.order, device=self.loc.device))
+        order = None if layout.order is None else torch.as_tensor(layout.order, device=self.loc.device)
+        self.register_buffer("_order", order)
 
     def get_posterior(self, *args, **kwargs):
         """The guide's :class:`BandedNormal` over the unconstrained latent vector."""
