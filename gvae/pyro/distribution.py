@@ -1,7 +1,7 @@
 """gvae.torch's banded-precision Gaussian as a Pyro distribution, its coordinates in any order.
 
 x (*batch, D) with x[..., order] ~ N(loc[order], (L L^T)^-1), L lower-triangular in band storage: ``factor``
-(K, D) on ``offsets`` (docs/api.md, section 1), in the permuted coordinates y = x[order]. Sampling,
+(K, D) on ``offsets`` (docs/reference/api.md, section 1), in the permuted coordinates y = x[order]. Sampling,
 log-density and entropy are O(D K) and the marginal variances O(D K w) (w = offsets[-1]), through
 :class:`gvae.torch.BandedPrecisionNormal`'s operators; the permutation is a gather
 (:class:`gvae.guide_layout.PermutedBand`).
