@@ -1,4 +1,4 @@
-"""The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/api.md, section 5), ``gvae sample``,
+"""The commands of ``gvae``: ``gvae train``, ``gvae eval`` (docs/reference/api.md, section 5), ``gvae sample``,
 ``gvae plot``, ``gvae analyze``, ``gvae plans`` (and ``gvae sweep`` and ``gvae table`` from
 :mod:`gvae.sweep.commands`), and their parser (the train flags built from :class:`TrainConfig`).
 :mod:`gvae.cli` sets the process up (:mod:`gvae.process`) and calls :func:`run`."""
@@ -138,7 +138,7 @@ def build_parser():
     s.add_argument("--quiet", action="store_true", help="no line naming the files written")
 
     a = sub.add_parser("analyze", help="active units, rate and distortion, and the inference gaps of a run "
-                       "(docs/analysis.md)", formatter_class=defaults)
+                       "(docs/howto/analysis.md)", formatter_class=defaults)
     _add_run_flags(a, threads, seed_help="seed of the points drawn and of all noise")
     a.add_argument("--points", type=_positive_int, default=100, metavar="N",
                    help="test images (drawn with --seed) whose posteriors are refined for the inference gaps")

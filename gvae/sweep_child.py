@@ -3,7 +3,7 @@ other, in a process that stops when process PARENT_PID, the Dask worker that sta
 
 COMMANDS is a JSON list of argument lists (``[["train", ...], ["eval", ...]]``): a run's training and its
 evaluation share one process, so the evaluation finds NumPy, Numba and the run's kernels loaded (a
-process costs 1-2 s to start). Before each command a line ``[date time] gvae ARGS`` is printed
+new process would import them all again). Before each command a line ``[date time] gvae ARGS`` is printed
 (:mod:`gvae.sweep.runlog`); the first command that fails ends the process with its exit status, and the
 header lines tell which one it was (:func:`gvae.sweep.execute.run_job`).
 

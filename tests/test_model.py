@@ -91,7 +91,7 @@ def test_initialisation_schemes():
 def test_the_default_initialisation_starts_every_family_near_the_prior(name):
     """With "he", head outputs of O(1) made the off-diagonals of a chain's or grid's factor L as large as
     its diagonal, so L^-T multiplied them along the band: KLs of 1e4 nats and more at step 0 on MNIST-sized
-    nets (docs/training_quality.md). The default keeps q(z|x) within a few nats of N(0, I)."""
+    nets (docs/explanation/training_quality.md). The default keeps q(z|x) within a few nats of N(0, I)."""
     rng = np.random.default_rng(0)
     x = (rng.random((200, 784)) < 0.15).astype(np.float32)
     kl = {}

@@ -278,7 +278,7 @@ def test_the_elbo_surgery_of_a_hierarchy_is_drawn_alone(tmp_path, drawn):
 
 @pytest.mark.slow
 def test_the_layers_are_named_as_the_docs_number_them(tmp_path, drawn):
-    """z1, z2 from the bottom (the names of docs/commands.md, gvae train's "stochastic layer 1, 2"), z for one
+    """z1, z2 from the bottom (the names of docs/reference/commands.md, gvae train's "stochastic layer 1, 2"), z for one
     layer: the pictures and gvae analyze's lines said "layer 0" and "layer 1", analysis.json's index."""
     from gvae.evaluation.analysis import describe_surgery
     layers = [{"layer": i, "activity": [0.5] * 4, "activity_threshold": 0.01, "active_units": 4, "latent": 4,

@@ -395,7 +395,7 @@ def test_a_vcca_run_with_a_diagonal_gaussian_view_2_resumes_to_the_same_numbers(
 
 @pytest.mark.slow
 def test_a_run_on_wang_et_als_protocol_resumes_and_fits_its_svm_on_every_training_code(tmp_path, monkeypatch):
-    """Every flag of the authors' protocol in one run (docs/models.md) resumes to the same numbers, and the
+    """Every flag of the authors' protocol in one run (docs/models/vcca.md) resumes to the same numbers, and the
     one-vs-one SVM is fitted on the codes of all the training pairs, tuned on the validation pairs and tested
     on the test pairs, their labels in order."""
     from gvae.models.vcca import task as vcca

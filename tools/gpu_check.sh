@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gvae on a CUDA GPU, in one prepared run (issue 56): versions, install, the CUDA tests, two epochs of
+# gvae on a CUDA GPU, in one prepared run: versions, install, the CUDA tests, two epochs of
 # MNIST on the GPU and on the CPU, the band-kernel and training-step benchmarks, the step's launches and
 # copies, and the CUDA-graph replay of its forward and backward pass.
 #

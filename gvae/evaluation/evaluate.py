@@ -34,9 +34,9 @@ KEY_BYTES = 2 ** 16  # the most read of a partial file's key (a few hundred char
 ORDER_TOLERANCE = 1e-9  # relative rounding allowed in L_k <= L_k' (that of the log-mean-exps is ~1e-15)
 TRIAL_SECONDS = 0.5  # timed decoder passes behind the estimate an evaluation prints before it starts
 TRIAL_STREAM = 0x7E57  # the trial's noise: a stream of its own, whose values matter to nothing
-# The widest activation of one decoder block on the CPU (:func:`block_samples`): 4 MiB was the fastest of 2 to
-# 16 MiB and whole parts on a 2-core Xeon (docs/performance.md, "Evaluation in blocks"); smaller blocks pay
-# the per-kernel calls of more, shorter products.
+# The widest activation of one decoder block on the CPU (:func:`block_samples`), chosen by measuring block
+# sizes against whole parts (docs/notes/2026-11-performance-evaluation.md, "Evaluation in blocks"): smaller
+# blocks pay the per-kernel calls of more, shorter products; larger ones leave the caches.
 BLOCK_BYTES = 2 ** 22
 
 

@@ -1,4 +1,4 @@
-"""gvae from JAX (docs/api.md, "From JAX"): the banded-factor kernels as ``jax.custom_vjp`` functions
+"""gvae from JAX (docs/reference/api.md, "From JAX"): the banded-factor kernels as ``jax.custom_vjp`` functions
 (:mod:`gvae.jax.ops`) and :class:`BandedPrecisionNormal`, a pytree Gaussian with a banded precision
 factor (sampling, scoring, entropy, variances and closed-form KLs). Needs JAX (``pip install gvae[jax]``);
 importing :mod:`gvae` alone does not import it, and importing this changes no JAX configuration."""

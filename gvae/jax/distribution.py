@@ -1,6 +1,6 @@
 """A Gaussian with a banded precision factor as a JAX pytree (the counterpart of gvae.torch's).
 
-N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/api.md, section 1): ``factor`` of shape
+N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/reference/api.md, section 1): ``factor`` of shape
 ``(*fbatch, K, n)`` on ``offsets``. Sampling, scoring, entropy and the KL against diagonal Gaussians cost
 O(n K) per factor and right-hand side, through :mod:`gvae.jax.ops`; diag(Sigma) and tr(Sigma) are exact
 (selected inversion), O(n K w) with w = offsets[-1]. Only the dense views are O(n^2) or more; on the
@@ -63,7 +63,7 @@ class BandedPrecisionNormal:
         new.offsets = offsets
         return new
 
-    # -- the named stencils on an r x c lattice (docs/api.md, section 1) ----------------------------
+    # -- the named stencils on an r x c lattice (docs/reference/api.md, section 1) ----------------------------
 
     @classmethod
     def chain(cls, loc, factor):

@@ -1,4 +1,4 @@
-"""The banded-factor kernels of docs/api.md section 2 as JAX functions with ``jax.custom_vjp``.
+"""The banded-factor kernels of docs/reference/api.md section 2 as JAX functions with ``jax.custom_vjp``.
 
 Each function checks its arguments (:mod:`gvae.jax.checks`) and calls, on concrete arrays, the kernel
 directly (:mod:`gvae.jax.bridge`: nothing to differentiate, and ``custom_vjp``'s dispatch costs many kernel

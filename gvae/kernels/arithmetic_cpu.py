@@ -242,7 +242,7 @@ def unary(op, x):
         programs.unrecorded(f"{op} of {getattr(x, 'dtype', type(x).__name__)}{getattr(x, 'shape', '')}")
         return np.heaviside(x, 0) if op == "heaviside" else getattr(np, op)(x)
     out = np.empty(x.shape, x.dtype)
-    # (blocks of rows: the C library's log, exp, log1p and expm1 cost some 5 ns an element, NumPy's SIMD ones less)
+    # (blocks of rows, costed by the C library's log, exp, log1p and expm1 per element; NumPy's SIMD ones are cheaper)
     run_blocks(_UNARY, lambda part, lo, hi: (view, _UNARY_CODES[op], out.reshape(view.shape), lo, hi),
                threads.row_blocks(*view.shape, 5e-9))
     return out

@@ -1,4 +1,4 @@
-"""Dense symmetric positive-definite algebra for the Gaussian-process layers (issue 53): the Cholesky
+"""Dense symmetric positive-definite algebra for the Gaussian-process layers: the Cholesky
 factor of a batch of matrices and triangular solves with it. Arrays in, arrays out; the VJPs are in
 :mod:`gvae.ops.gp`. CPU kernels only (LAPACK, :mod:`dense_linalg_cpu`): a CuPy array has no kernel here
 yet."""

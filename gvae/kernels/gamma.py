@@ -1,4 +1,4 @@
-"""The gamma distribution's pieces for deep exponential families (issue 53): draws by the inverse CDF, the
+"""The gamma distribution's pieces for deep exponential families: draws by the inverse CDF, the
 derivative of a draw in the shape (implicit reparameterisation), log Gamma and digamma; and Poisson draws by
 the inverse CDF."""
 from . import gamma_cpu  # noqa: F401  (registers the CPU kernels)

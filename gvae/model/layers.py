@@ -43,7 +43,7 @@ def _uniform_005(rng, W, b, activation):
 # Initialisation schemes by name. "uniform" is the default: at equal training it reaches 1.9 nats more
 # test ELBO than "he", gvae's former scheme, whose O(1) encoder-head outputs also start a chain or grid
 # posterior with off-diagonals of L as large as its diagonal (KLs of 1e4 nats at step 0), which costs
-# those families 3-6 nats after 10 epochs on MNIST (docs/training_quality.md).
+# those families 3-6 nats after 10 epochs on MNIST (docs/explanation/training_quality.md).
 INITS = {"uniform": _uniform, "he": _he, "glorot": _glorot, "uniform-0.05": _uniform_005}
 
 

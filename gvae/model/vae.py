@@ -190,7 +190,7 @@ class VAE:
         With the training data ``x`` (N, n_in) in [0, 1] on the host, the "uniform" scheme also starts the
         decoder's last bias where the likelihood predicts the data's marginal (``Likelihood.output_bias``:
         the pixel means' logits for Bernoulli; Burda et al.'s IWAE code does the same), which is worth
-        0.2-0.6 nats of test ELBO after 10 epochs on MNIST (docs/training_quality.md)."""
+        0.2-0.6 nats of test ELBO after 10 epochs on MNIST (docs/explanation/training_quality.md)."""
         params = FlatParams(self.param_shapes(), self.dtype)
         for i, layer in enumerate(self.layers):
             layer.encoder.init(rng, params.views, self.init, zero_output=i > 0)

@@ -4,7 +4,7 @@ reads (``options.py``, the task's :attr:`~gvae.training.tasks.Task.Options`), wi
 model's alone. Importing this package imports every folder in it, which registers their tasks: whoever
 builds or reads a run of any task (the commands, :mod:`gvae.evaluation`, the sweeps) imports it first.
 
-A folder added here is a model added: :func:`register_folders` finds it (docs/adding_a_model.md)."""
+A folder added here is a model added: :func:`register_folders` finds it (docs/howto/adding_a_model.md)."""
 import importlib
 import pkgutil
 

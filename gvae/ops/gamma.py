@@ -1,4 +1,4 @@
-"""Differentiable gamma and Poisson pieces for deep exponential families (issue 53), each VJP beside its
+"""Differentiable gamma and Poisson pieces for deep exponential families, each VJP beside its
 forward: a reparameterised gamma draw (implicit reparameterisation: Figurnov, Mohamed and Mnih, "Implicit
 Reparameterization Gradients", 2018), the gamma and Poisson log-densities, and the Bernoulli-Poisson link
 that models binary data by a Poisson rate (a pixel is on when its count is)."""

@@ -1,4 +1,4 @@
-"""Differentiable dense algebra for Gaussian-process layers (issue 53): covariance functions and the
+"""Differentiable dense algebra for Gaussian-process layers: covariance functions and the
 Cholesky factor, triangular solves and log-determinant of a batch of positive-definite matrices, each
 with its hand-written VJP beside it.
 

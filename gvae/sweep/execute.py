@@ -31,8 +31,8 @@ from .state import FAILURES_NAME, LOG_NAME, RECORD_NAME, SPEC_NAME
 LOCK_NAME = ".gvae-sweep.lock"
 # A local cluster's tasks only wait on a child process, yet with Dask's defaults (a statistical profiler
 # sampling every 10 ms, an event-loop check every 20 ms, a system monitor with disk counters every 500 ms)
-# each of its processes took 4-6% of a core: 9% of a 2-core machine taken from the runs it trains. With
-# these, 1.1% each (docs/howto/sweeps.md).
+# each of its processes took a share of a core from the runs it trains; these settings quiet them
+# (docs/howto/sweeps.md measures both).
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
                         "distributed.admin.system-monitor.interval": "5s",
                         "distributed.admin.system-monitor.disk": False}

@@ -1,4 +1,4 @@
-"""gvae from PyTorch (docs/api.md, "From PyTorch"): the banded-factor kernels as differentiable ``gvae::``
+"""gvae from PyTorch (docs/reference/api.md, "From PyTorch"): the banded-factor kernels as differentiable ``gvae::``
 operators (:mod:`gvae.torch.ops`) and :class:`BandedPrecisionNormal`, a ``torch.distributions``
 distribution with a banded precision factor whose KL against ``Normal`` and ``Independent(Normal)``
 is registered with ``torch.distributions.kl_divergence``. Needs PyTorch (``pip install gvae[torch]``);

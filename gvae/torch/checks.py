@@ -7,9 +7,9 @@ from ..rules.checks import Checks
 
 
 def _broadcast_shapes(*shapes):
-    """``torch.broadcast_shapes(*shapes)`` as a tuple; shapes of plain ints are broadcast here, in a few
-    hundred nanoseconds, where PyTorch's reference implementation (written for symbolic sizes) costs
-    about 30 us a call, several times a band_head's step. Symbolic sizes (torch.compile's) go to it."""
+    """``torch.broadcast_shapes(*shapes)`` as a tuple; shapes of plain ints are broadcast here, where PyTorch's reference
+    implementation (written for symbolic sizes) would cost more than a small band_head's whole call.
+    Symbolic sizes (torch.compile's) go to it."""
     out = []
     for shape in shapes:
         for i, d in enumerate(reversed(shape)):

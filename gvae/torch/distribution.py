@@ -1,6 +1,6 @@
 """A Gaussian with a banded precision factor as a ``torch.distributions.Distribution``.
 
-N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/api.md, section 1): ``factor`` of shape
+N(loc, (L L^T)^-1) with L lower-triangular in band storage (docs/reference/api.md, section 1): ``factor`` of shape
 ``(*fbatch, K, n)`` on ``offsets``. Sampling, scoring, entropy and the KL against diagonal Gaussians cost
 O(n K) per factor and right-hand side, through the ``gvae::`` operators of :mod:`gvae.torch.ops`; the
 marginal variances diag(Sigma) and tr(Sigma) are exact (selected inversion), O(n K w) with
@@ -91,7 +91,7 @@ class BandedPrecisionNormal(Distribution):
         self.factor = factor
         super().__init__(batch_shape, loc.shape[-1:], validate_args=validate_args)
 
-    # -- the named stencils on an r x c lattice (docs/api.md, section 1) ----------------------------
+    # -- the named stencils on an r x c lattice (docs/reference/api.md, section 1) ----------------------------
 
     @classmethod
     def chain(cls, loc, factor, validate_args=None):

@@ -8,7 +8,7 @@ by :mod:`gvae.torch.bridge`. ``check=True`` costs what it costs on CuPy arrays: 
 the device per call (``check=False``, as in every backward, reads nothing). The dispatcher sends a call
 mixing CPU and CUDA tensors to the CUDA kernel, which refuses it.
 
-Besides the forward operators (docs/api.md section 2), gvae's VJP kernels are operators too, so that a
+Besides the forward operators (docs/reference/api.md section 2), gvae's VJP kernels are operators too, so that a
 backward traces: ``band_outer`` (the L-gradient of every solve and product), ``band_logdet_grad``,
 ``band_trace_inv_grad``, ``band_diag_inv_grad`` and ``band_head_grad``. Their derivatives are
 :mod:`gvae.torch.derivatives`', their vmap rules :mod:`gvae.torch.vmap`'s."""

@@ -1,4 +1,4 @@
-"""The banded-factor kernels of docs/api.md section 2 as PyTorch functions, each calling one operator of
+"""The banded-factor kernels of docs/reference/api.md section 2 as PyTorch functions, each calling one operator of
 the ``gvae::`` namespace.
 
 The operators are built in parts: :mod:`gvae.torch.library` defines them (schema, CPU and CUDA kernels,

@@ -3,7 +3,7 @@ negative ELBO of a VAE, the deep variational information bottleneck's loss, ...)
 checkpoints and metrics. The loop knows no task: what a step differentiates, what an epoch draws, what
 validation and test measure and which epoch is best, each is asked of ``Trainer.task``.
 
-Output folder (docs/api.md, section 5): ``config.json``, ``metrics.jsonl`` (one object per epoch),
+Output folder (docs/reference/api.md, section 5): ``config.json``, ``metrics.jsonl`` (one object per epoch),
 ``checkpoint.npz`` (after every epoch) and, at the end, ``summary.json``.
 
 Device: ``Trainer(..., device=)`` puts the task's data, the parameters, the gradient buffer (into whose

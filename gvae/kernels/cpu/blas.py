@@ -13,7 +13,7 @@ names (Linux). NumPy's own library comes first. gvae then calls the library's ow
 (OpenBLAS under the symbol names of NumPy's wheels, ``scipy_openblas_*64_``, and of plain builds; MKL;
 BLIS) directly, not threadpoolctl's controllers: a controller's OpenBLAS setter is ignored on any thread
 but the first that used it, and its ``threadpool_limits`` scans the process at every entry
-(docs/performance.md, "The BLAS's thread count"). Elsewhere (another BLAS, another system without
+(docs/notes/2026-11-performance-kernels.md, "The BLAS's thread count"). Elsewhere (another BLAS, another system without
 threadpoolctl) the BLAS keeps its own threads. What was found, and the hold, are
 :data:`state.RUNTIME`'s (``blas``).
 """
@@ -155,7 +155,7 @@ def core():
     """The name of the kernels that the OpenBLAS NumPy loaded chose for this CPU (``Haswell``, ``SkylakeX``,
     ...: its ``openblas_get_corename``), or None where it is not known. OpenBLAS picks them once, when it
     loads, from the CPU's identity, or from ``$OPENBLAS_CORETYPE`` when that is set: where it picks
-    kernels slower than the CPU could run, that variable chooses others (docs/performance.md)."""
+    kernels slower than the CPU could run, that variable chooses others (docs/notes/2026-11-performance-kernels.md)."""
     _controls()
     return RUNTIME.blas.get("core")
 

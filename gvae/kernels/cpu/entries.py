@@ -3,7 +3,7 @@ from one declared argument list.
 
 A worker handed a Python task must take the GIL to run it, and the caller then waits for the GIL's turn
 as well as for the task, where a product handed over as a BLAS call is seen and run at once (the
-measurements: docs/threads.md, Measured). An *entry* is a kernel compiled as a C function ``void entry(int64
+measurements: docs/notes/2026-11-threads-measured.md). An *entry* is a kernel compiled as a C function ``void entry(int64
 *args)`` (a Numba ``cfunc``) that reads its arguments from the worker's board. A task posts the entry's
 address and its arguments (kind ``worker_loop.CALL``) and the worker calls it from its native loop. An
 entry must not raise (nothing would see the exception): its kernel may not allocate or fail.

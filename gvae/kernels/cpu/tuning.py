@@ -15,7 +15,7 @@ The plans are kept in one JSON file per machine in gvae's cache folder (``$XDG_C
 count, NumPy's BLAS and its kernels, the versions of NumPy and Numba, gvae's kernel sources). A process adds
 its plan under the file's lock (``plans-DIGEST.json.lock``), re-reading the file first, and the first plan
 recorded for a key is the one every process uses: so a run resumed in another process computes its products
-as the one before did, and its results are the same bits (docs/threads.md, exact resume). Where no cache
+as the one before did, and its results are the same bits (docs/explanation/threads.md, exact resume). Where no cache
 folder can be written, nothing is measured and every call follows its rule, for the same reason. A damaged
 file (not UTF-8, not JSON, nested too deep, not this format; a link, a FIFO or anything but a regular file;
 larger than PLAN_BYTES) is ignored, with a warning naming it, and rebuilt. :func:`set_tuning` (or
@@ -230,7 +230,7 @@ def fastest(candidates, default, after):
     faster by more than MARGIN, or other processes used this process's CPUs meanwhile (:func:`_disturbed`):
     a split product measures slow when another program holds a core, and the plan is kept for good
     (measured beside a test run, every 100-row product of the step once went whole, and the step ran
-    slower than with the rules' cuts: docs/threads.md)."""
+    slower than with the rules' cuts: docs/explanation/threads.md)."""
     names = list(candidates)
     for name in names:  # once untimed: first calls compile, allocate, wake workers
         candidates[name]()

@@ -1,4 +1,4 @@
-"""Gaussian posterior families q(z|x), by name (docs/api.md, section 4)."""
+"""Gaussian posterior families q(z|x), by name (docs/reference/api.md, section 4)."""
 from .ar1 import AR1, AR1Params
 from .banded import Banded, BandedParams, Chain, ExtGrid, Full, Grid, dense_factor
 from .base import Family, PosteriorParams

@@ -1,5 +1,5 @@
 """Gaussians with a sparse precision P = L L^T, L lower-triangular with nonzeros on a stencil of
-diagonals (band storage, docs/api.md section 1): chain, grid, extended grid, and the dense reference.
+diagonals (band storage, docs/reference/api.md section 1): chain, grid, extended grid, and the dense reference.
 
 Encoder head: mu (d) then K rows of d band values; the main diagonal goes through softplus + floor,
 the off-diagonals are free but multiplied by a 0/1 mask that removes slots outside the matrix and the
@@ -25,7 +25,7 @@ from .base import Family, PosteriorParams, dense_check
 @dataclass(frozen=True, eq=False)
 class BandedParams(PosteriorParams):
     """q = N(mu, (L L^T)^-1): ``L`` (B, K, d) the Cholesky factor of the precision in band storage on the
-    stencil ``offsets`` (a tuple of K ints, 0 first; docs/api.md section 1), L_ii > 0."""
+    stencil ``offsets`` (a tuple of K ints, 0 first; docs/reference/api.md section 1), L_ii > 0."""
 
     L: object
     offsets: tuple

@@ -12,7 +12,7 @@ image,
 where q(z_j|x) = N(mu_j, Sigma_jj) is the j-th marginal of q(z|x) and w_j = 1: the ELBO, for any q. The
 survey's last step (sum_j I(z_j; x) in place of sum_j H(z_j) - H(z|x)) holds for a factorised q only: with a
 correlated q it drops TC(q(z|x)), and training then moves the code's information into the correlations
-(docs/models.md measures it), so the posterior's TC is charged here. The anchored variant (AnchorVAE) adds
+(docs/models/corex.md measures it), so the posterior's TC is charged here. The anchored variant (AnchorVAE) adds
 lambda I(z_k; x) for the anchored units k, I(z_k; x) taken as E KL(q(z_k|x) || N(0, 1)) as the survey's
 step takes it, which gives those units the weight w_k = 1 - lambda (0 <= lambda <= 1: lambda > 1 would
 reward an unbounded rate); the objective then lies above the ELBO by lambda times the anchors' KL terms.

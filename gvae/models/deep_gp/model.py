@@ -1,4 +1,4 @@
-"""The sparse Gaussian-process layer's bound (issue 53, towards deep GPs): Titsias's collapsed variational
+"""The sparse Gaussian-process layer's bound (towards deep GPs): Titsias's collapsed variational
 bound ("Variational Learning of Inducing Variables in Sparse Gaussian Processes", 2009) on the log marginal
 likelihood of outputs Y (n, p) given inputs X (n, d), with m inducing inputs Z (m, d) and the ARD squared
 exponential covariance (:func:`gvae.ops.rbf_kernel`):

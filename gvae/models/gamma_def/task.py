@@ -27,7 +27,7 @@ class GammaDef(Binary):
     cannot_open = read_by_weights("a sparse gamma DEF (--task gammadef)")
     loss = staticmethod(gamma_def_loss)
     noise = staticmethod(open_uniform)
-    # each draw is an inverse incomplete gamma function (about 3 us on this CPU): L_100, not L_1000, at the test
+    # each draw is an inverse incomplete gamma function, far dearer than a Gaussian draw: L_100, not L_1000, at the test
     log_px_samples = 100
 
     @classmethod

@@ -7,7 +7,7 @@ best epoch by the task's score, checks the run's health against the untrained mo
 summary without knowing which task runs: each of those is a method here. A task is a subclass of
 :class:`Task` in a module that registers it under its name: ``generate`` in :mod:`.generate`, each
 literature model in its folder of :mod:`gvae.models`, whose import registers them all.
-docs/adding_a_model.md is the recipe for another."""
+docs/howto/adding_a_model.md is the recipe for another."""
 import abc
 import collections
 import dataclasses
