@@ -20,14 +20,19 @@ def _jax_compilation_cache():
     compiling (tests/test_jax_ops.py and test_jax_distribution.py in one process: 39-42 s, 23 s with the
     cache warm). Set through JAX's environment variables, here in the test process only and before any
     test imports JAX; a value already set stands. The folder is in gvae's cache folder (compiled
-    executables are code: never a shared temporary folder). The size bound makes JAX guard each entry
-    with a file lock (``filelock``, which PyTorch brings), since both xdist processes read and write it;
+    executables are code: never a shared temporary folder), one folder per xdist worker: a worker
+    once crashed (a segmentation fault inside JAX's cache read) while the other wrote the shared folder.
+    The size bound makes JAX guard each entry with a file lock (``filelock``, which PyTorch brings);
     without filelock, or without a writable folder, there is no cache."""
     import importlib.util
     if importlib.util.find_spec("filelock") is None:
         return
     from gvae.io.mnist import cache_dir
-    folder = cache_dir() / "jax-tests"
+    folders = cache_dir() / "jax-tests"
+    folder = folders / os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # xdist's workers inherit the controller's environment, its folder ("main") among it: theirs replaces it.
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") == str(folders / "main"):
+        del os.environ["JAX_COMPILATION_CACHE_DIR"]
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
