@@ -14,39 +14,6 @@ settings.register_profile("dev", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-
-def _jax_compilation_cache():
-    """JAX's persistent compilation cache for the test processes: the JAX tests spend most of their time
-    compiling (tests/test_jax_ops.py and test_jax_distribution.py in one process: 39-42 s, 23 s with the
-    cache warm). Set through JAX's environment variables, here in the test process only and before any
-    test imports JAX; a value already set stands. The folder is in gvae's cache folder (compiled
-    executables are code: never a shared temporary folder), one folder per xdist worker: a worker
-    once crashed (a segmentation fault inside JAX's cache read) while the other wrote the shared folder.
-    The size bound makes JAX guard each entry with a file lock (``filelock``, which PyTorch brings);
-    without filelock, or without a writable folder, there is no cache."""
-    import importlib.util
-    if importlib.util.find_spec("filelock") is None:
-        return
-    from gvae.io.mnist import cache_dir
-    folders = cache_dir() / "jax-tests"
-    folder = folders / os.environ.get("PYTEST_XDIST_WORKER", "main")
-    # xdist's workers inherit the controller's environment, its folder ("main") among it: theirs replaces it.
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR") == str(folders / "main"):
-        del os.environ["JAX_COMPILATION_CACHE_DIR"]
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError:
-        return
-    if not os.access(folder, os.W_OK):
-        return
-    for name, value in (("JAX_COMPILATION_CACHE_DIR", str(folder)), ("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 ** 28)),
-                        ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"),
-                        ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")):
-        os.environ.setdefault(name, value)
-
-
-_jax_compilation_cache()
-
 # The tests' products follow the hand-made rules (gvae.kernels.cpu.tuning): a plan measured under the test run's
 # load would be noise, and kept in the user's cache folder, it would outlive the tests. Set here, so that
 # the commands the tests start inherit it; tests/test_tuning.py turns tuning on in a folder of its own.
