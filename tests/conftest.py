@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from .numpyro_files import NUMPYRO_FILES
-
 # Numba compiles on first call, so no per-example deadline; CI keeps example counts small.
 settings.register_profile("ci", max_examples=20, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -20,9 +18,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # load would be noise, and kept in the user's cache folder, it would outlive the tests. Set here, so that
 # the commands the tests start inherit it; tests/test_tuning.py turns tuning on in a folder of its own.
 os.environ["GVAE_TUNING"] = "off"
-
-# The NumPyro guides' tests run in a fresh process of their own (tests/numpyro_files.py says why).
-collect_ignore = [] if os.environ.get("GVAE_NUMPYRO_CHILD") else NUMPYRO_FILES
 
 
 def pytest_configure(config):
