@@ -199,7 +199,7 @@ def cmd_train(args):
         print(f"gvae: {e}", file=sys.stderr)
         return 3
     report_compilations()
-    print(f"{trainer.task.result_line(summary)}; run written to {args.out}")  # --quiet too: the result
+    print(f"{trainer.task.report.result_line(summary)}; run written to {args.out}")  # --quiet too: the result
     return 0
 
 
@@ -236,7 +236,7 @@ def _evaluate_run(args, opened, per_example, partial):
     check_importance_sampling(model, args.batch_size, args.iw_samples, args.memory_mb * 2 ** 20, len(test_x))
     test_x = to_device(test_x, args.device)
     remove_stale_temporaries(run, partial.name)
-    source = model if opened.task is None else TaskWeights(opened.task)
+    source = model if opened.task is None else TaskWeights(opened.task.reading)
     per, means, seconds = evaluate(source, params, test_x, args.iw_samples, seed=args.seed,
                                    batch_size=args.batch_size, memory_mb=args.memory_mb,
                                    progress=not args.quiet, kl=config.kl, partial=partial)
@@ -245,7 +245,7 @@ def _evaluate_run(args, opened, per_example, partial):
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **read,
               **{f"test_{k}": v for k, v in means.items() if k.startswith("iwae_")}}
     nats = {"test_elbo": result["test_elbo"], "test_log_likelihood": result["test_log_likelihood"]}
-    result.update(bits_per_dim(model, nats) if opened.task is None else opened.task.bits_per_dim(nats))
+    result.update(bits_per_dim(model, nats) if opened.task is None else opened.task.reading.bits_per_dim(nats))
     previous = run / "eval.json"
     if previous.is_file():  # an evaluation by an older gvae, with another K, is kept under its own name
         try:
@@ -269,7 +269,7 @@ def _evaluate_run(args, opened, per_example, partial):
     partial.unlink(missing_ok=True)  # the result is stored: the progress is no longer needed
     if not args.quiet:
         report_compilations()
-        row = "image" if opened.task is None else opened.task.row_name
+        row = "image" if opened.task is None else opened.task.reading.row_name
         bounds = "  ".join(f"L_{k} {result[f'test_iwae_{k}']:.3f}" for k in (1, 5, 50) if f"test_iwae_{k}" in result)
         print(f"test ELBO {result['test_elbo']:.3f} (one draw of z per {row}, seed {args.seed})  "
               f"{bounds + '  ' if bounds else ''}log p(x) ~ {result['test_log_likelihood']:.3f} (L_{args.iw_samples}: "
@@ -340,14 +340,14 @@ def _sample(args):
     run = open_run(args.run, args.params, args.device, sampled=True)
     model, params, config, task = run.model, run.params, run.config, run.task  # task: a task model's run
     check_sampling(model, args.n)
-    noise = standard_normal if task is None else task.noise  # a task's own: uniforms for binary units
+    noise = standard_normal if task is None else task.reading.noise  # a task's own: uniforms for binary units
     out, rng = prior_draws(model, params, args.n, args.seed, args.device, noise)  # gvae plot's decoder_means.png z
     titled = _can_draw()  # without matplotlib: plain grids, without titles
     if titled:
         from .plots.images import plot_image_grid, prior_draws_title
         from .plots.titles import run_title
         subtitle = (run_title(config, args.run) if task is None
-                    else run_title(config, args.run, task.posterior_family, model.likelihood.name))
+                    else run_title(config, args.run, task.settings.posterior_family, model.likelihood.name))
     kinds = {"means": (model.likelihood.mean(out, params), "Decoder means"),
              "samples": (model.likelihood.sample(out, params, rng), "Samples x ~ p(x|z)")}
     written = []

@@ -52,7 +52,7 @@ def test_the_estimate_converges_to_log_px_enumerated_over_every_code():
     x = (rng.random((6, 5)) < 0.5).astype(np.float64)
     exact, chi2 = _exact_log_px(task.model, params, x)
     k = 20000
-    per, means, _ = ev.evaluate(TaskWeights(task), params, x, k, ks=(1, 10, 100), seed=3, batch_size=4,
+    per, means, _ = ev.evaluate(TaskWeights(task.reading), params, x, k, ks=(1, 10, 100), seed=3, batch_size=4,
                                 progress=False)
     se = np.sqrt(chi2 / k)
     assert np.all(np.abs(per["log_likelihood"] - exact) < 5 * se) and se.max() < 0.05, (per["log_likelihood"], exact, se)
@@ -67,7 +67,7 @@ def test_two_threads_give_the_one_threads_numbers(split_everything):
     out = []
     for threads in (1, 2):
         kernels.set_threads(threads)
-        out.append(ev.importance_sampling(TaskWeights(task), params, x, 64, 5, ks=(1, 8), batch_size=16,
+        out.append(ev.importance_sampling(TaskWeights(task.reading), params, x, 64, 5, ks=(1, 8), batch_size=16,
                                           progress=False))
     for name in out[0]:
         np.testing.assert_allclose(out[1][name], out[0][name], rtol=1e-12)
@@ -75,7 +75,7 @@ def test_two_threads_give_the_one_threads_numbers(split_everything):
 
 def test_the_memory_bound_cuts_the_draws_into_passes():
     task, params, rng = _darn()
-    source = TaskWeights(task)
+    source = TaskWeights(task.reading)
     per_sample = 3 * 10 * source.units * 8  # three float64 arrays per unit, draw and row
     assert source.samples_per_pass(10, 7 * per_sample) == 7 and source.samples_per_pass(10, 1) == 1
     x = (rng.random((10, 5)) < 0.5).astype(np.float64)

@@ -325,10 +325,10 @@ def test_gvae_samples_draws_from_a_tasks_prior_on_the_device(cfg, data, tmp_path
     for t in (dev, cpu):
         device = "fake" if t is dev else "cpu"
         params, lik = t.params.views, t.model.likelihood
-        out, rng = prior_draws(t.model, params, 2, 9, device, noise=t.task.noise)
+        out, rng = prior_draws(t.model, params, 2, 9, device, noise=t.task.reading.noise)
         lik.mean(out, params), lik.sample(out, params, rng)  # the model's constants (masks) go over once
         with Counting() as counts:
-            out, rng = prior_draws(t.model, params, 5, 7, device, noise=t.task.noise)
+            out, rng = prior_draws(t.model, params, 5, 7, device, noise=t.task.reading.noise)
             pictures.append([to_host(lik.mean(out, params)), to_host(lik.sample(out, params, rng))])
         if t is dev:
             assert counts["upload"] == 0 and counts["sync"] == 2, dict(counts)
@@ -361,7 +361,8 @@ def test_a_run_read_by_its_tasks_log_weights_evaluates_on_the_device(cfg, tmp_pa
     pass, one host read per result."""
     from gvae.evaluation.task_weights import TaskWeights
     cpu, dev = trainers(cfg, make_data(n=120, d=784 if cfg["task"] == "vcca" else 36), tmp_path)
-    sources = [(TaskWeights(t.task), t.params.views, t.task.eval_rows(t.inputs["test"])[:30]) for t in (cpu, dev)]
+    sources = [(TaskWeights(t.task.reading), t.params.views, t.task.reading.eval_rows(t.inputs["test"])[:30])
+               for t in (cpu, dev)]
     assert device_of(sources[1][2]) == "fake" and sources[1][2].shape == sources[0][2].shape
     evaluate(sources[1][0], sources[1][1], sources[1][2][:2], n_samples=2, ks=(), progress=False)  # constants go over
     with Counting() as counts:

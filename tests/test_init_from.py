@@ -34,7 +34,8 @@ def test_a_darn_grown_an_autoregressive_visible_layer_starts_as_the_trained_darn
     plain = Trainer(TrainConfig.of(task="darn", estimator="taylor", latent=(6, 3), hidden=(12,), batch_size=40,
                                 epochs=1, init_from=str(run)), make_data(n=120, d=784), tmp_path / "plain",
                     progress=False, quiet=True)
-    np.testing.assert_array_equal(grown.task.log_weights(views)(x, u), plain.task.log_weights(plain.params.views)(x, u))
+    np.testing.assert_array_equal(grown.task.reading.log_weights(views)(x, u),
+                                  plain.task.reading.log_weights(plain.params.views)(x, u))
 
 
 def test_the_grown_run_trains_and_records_where_it_started(source, tmp_path):

@@ -43,19 +43,23 @@ FILES = {
                                        parse=positive_float, metavar="F")
         ''',
     "task.py": '''
-        """The task tiny: the task generate's data, validation and summary with the scaled loss."""
-        from gvae.training.tasks import register_task
-        from gvae.training.tasks.generate import Generate
+        """The task tiny: the images and step of a VAE and the ELBO's report (the task generate's pieces) with
+        the scaled loss."""
+        import functools
+
+        from gvae.training.tasks import ElboReport, Settings, Task, images, register_task
 
         from .model import scaled_loss
         from .options import TinyOptions
 
 
         @register_task("tiny")
-        class Tiny(Generate):
-            about = "a test's VAE with a scaled loss"
-            Options = TinyOptions
+        class Tiny(Task):
+            settings = Settings(about="a test's VAE with a scaled loss", Options=TinyOptions, binarizes=True)
             loss = staticmethod(scaled_loss)
+            build_model = staticmethod(images.build_vae)
+            inputs, on_device, batches = images.inputs, images.on_device, images.batches
+            report = functools.cached_property(ElboReport)
 
             def step_args(self, batch, rng, kl_weight):
                 (x,) = batch

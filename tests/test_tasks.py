@@ -1,8 +1,12 @@
-"""The tasks a run trains (gvae.training.tasks): the registry, a task registered by a module of its own
-training and resuming to the same numbers without an edit to the loop, the settings that belong to one
-task, and the data fingerprint runs were written with."""
+"""The tasks a run trains (gvae.training.tasks): the registry, the loop's protocol and the flat shape of the
+tasks (each a direct subclass of Task), a task registered by a module of its own training and resuming to the
+same numbers without an edit to the loop, the settings that belong to one task, and the data fingerprint runs
+were written with."""
 import argparse
+import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 import re
 from pathlib import Path
@@ -13,7 +17,7 @@ import pytest
 from gvae.commands import build_parser
 from gvae.training import TrainConfig, Trainer, checkpoint
 from gvae.training.tasks import TASKS, Task, register_task, task_class
-from gvae.models.vib.task import Classify
+from gvae.models.vib.task import Classify, VibReport
 from gvae.training.tasks.generate import Generate
 from tests.helpers import make_data
 
@@ -36,12 +40,32 @@ def test_a_name_is_registered_once():
 
 def test_a_task_without_what_the_loop_asks_cannot_be_made():
     """A task that leaves out one of the abstract members fails when made, naming it, not mid-run."""
-    partial = type("Partial", (Generate,), {})
-    partial.__abstractmethods__ = frozenset({"validate"})  # as if Generate had not written validate
-    with pytest.raises(TypeError, match="validate"):
+    members = {name: getattr(Generate, name) for name in ("build_model", "loss", "inputs", "step_args")}
+    partial = type("Partial", (Task,), members)  # as if Generate had not given its report
+    with pytest.raises(TypeError, match="report"):
         partial(TrainConfig.of(), None, "cpu")
-    assert sorted(Task.__abstractmethods__) == ["build_model", "epoch_line", "inputs", "loss", "result_line",
-                                                "step_args", "test_summary", "train_row", "validate"]
+    assert sorted(Task.__abstractmethods__) == ["build_model", "inputs", "loss", "report", "step_args"]
+
+
+# The loop's protocol: every public member of Task, its defaults included. What a run reports is the task's
+# report, how its runs are read its reading, what it says of the configuration its settings: a member for
+# another of those belongs in one of them, not here.
+PROTOCOL = {"name", "settings", "build_model", "loss", "inputs", "on_device", "batches", "step_args", "step_inputs",
+            "report", "reading"}
+
+
+def test_the_loops_protocol_keeps_its_members():
+    assert {name for name in dir(Task) if not name.startswith("_")} == PROTOCOL and len(PROTOCOL) == 11
+
+
+def test_every_task_derives_from_task_alone():
+    """No task extends another: what tasks share they hold or call (functions, a report, a reading), so a
+    chain of tasks, each changing a few members of the one above, cannot come back."""
+    import gvae.models  # noqa: F401  (registers the literature models)
+    for name, cls in TASKS.items():
+        assert cls.__bases__ == (Task,), f"task {name} ({cls.__qualname__}) derives from {cls.__bases__}"
+    for a, b in itertools.permutations(TASKS.values(), 2):
+        assert not issubclass(a, b), f"{a.__qualname__} derives from the task {b.__qualname__}"
 
 
 def test_an_unknown_task_is_refused_naming_the_registered_ones():
@@ -57,10 +81,8 @@ def test_the_loop_names_no_task():
         assert not re.search(r"\bclassify\b|\"generate\"", text), name
 
 
-class ByObjective(Classify):
-    """The VIB with its best epoch picked by the validation objective: a task of a test module, registered
-    as a model's module registers its own."""
-    about = "the VIB, its best epoch the one of the best validation objective"
+class ObjectiveReport(VibReport):
+    """The VIB's report with its best epoch the one of the best validation objective."""
     score_label = "validation objective"
 
     def score(self, valid):
@@ -70,6 +92,17 @@ class ByObjective(Classify):
         summary = super().test_summary(params, test, best_valid)
         del summary["best_valid_error"]  # the classifier's, 1 - its score
         return {**summary, "best_valid_objective": best_valid}
+
+
+class ByObjective(Task):
+    """The VIB with its best epoch picked by the validation objective: a task of a test module, registered
+    as a model's module registers its own, made of the VIB task's pieces and a report of its own."""
+    settings = dataclasses.replace(Classify.settings, about="the VIB, its best epoch the one of the best validation "
+                                                            "objective")
+    loss = staticmethod(Classify.loss)
+    build_model = staticmethod(Classify.build_model)
+    inputs, step_args, reading = Classify.inputs, Classify.step_args, Classify.reading
+    report = functools.cached_property(ObjectiveReport)
 
 
 @pytest.fixture

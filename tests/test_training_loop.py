@@ -121,7 +121,7 @@ def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, c
     monkeypatch.setattr(events, "compiling_seconds", lambda: clock["compiling"])
     monkeypatch.setattr(events, "report_compilations", lambda: print("compiled"))
     trainer = SimpleNamespace(config=SimpleNamespace(epochs=11), state=SimpleNamespace(epoch=0), resumed=False,
-                              task=SimpleNamespace(epoch_line=lambda row: "numbers"))
+                              task=SimpleNamespace(report=SimpleNamespace(epoch_line=lambda row: "numbers")))
     console = Console()
     console.started(trainer)
     for epoch, (now, compiling) in enumerate([(130.0, 100.0), (160.0, 100.0), (200.0, 110.0)], start=1):
@@ -149,11 +149,11 @@ def test_the_test_summary_measures_the_last_epochs_parameters_when_asked(polyak,
         runs[which] = trainer, trainer.fit(events=[])
     trainer, summary = runs["last"]
     state = trainer.state
-    want = trainer.task.test_summary(state.params.unflatten(state.evaluated_flat()), trainer.inputs["test"],
-                                     state.best_valid)
+    want = trainer.task.report.test_summary(state.params.unflatten(state.evaluated_flat()), trainer.inputs["test"],
+                                            state.best_valid)
     assert summary["test_elbo"] == want["test_elbo"] and summary["tested_epoch"] == 3
     best_trainer, best = runs["best"]
     assert best["test_params"] == "best" and best["tested_epoch"] == best["best_epoch"]
-    want = best_trainer.task.test_summary(best_trainer.state.params.unflatten(best_trainer.state.best_flat),
-                                          best_trainer.inputs["test"], best_trainer.state.best_valid)
+    want = best_trainer.task.report.test_summary(best_trainer.state.params.unflatten(best_trainer.state.best_flat),
+                                                 best_trainer.inputs["test"], best_trainer.state.best_valid)
     assert best["test_elbo"] == want["test_elbo"]

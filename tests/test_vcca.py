@@ -380,7 +380,7 @@ def test_a_vcca_run_from_the_command_line_resumes_to_the_same_numbers(tmp_path, 
     task = open_run(tmp_path / "straight", weighted=True).task
     loaded = dict(np.load(data))
     splits = {split: (loaded[f"{split}_x"], loaded[f"{split}_y"]) for split in ("train", "valid", "test")}
-    for got, want in zip(task.test_inputs(splits), task.on_device(task.inputs(splits))["test"]):
+    for got, want in zip(task.reading.test_inputs(splits), task.on_device(task.inputs(splits))["test"]):
         np.testing.assert_array_equal(got, want)
 
 

@@ -71,7 +71,7 @@ def task_tables():
     readers = {}  # Options dataclass -> the names of the tasks that read it
     for name, task in TASKS.items():
         if option_fields(task):
-            readers.setdefault(task.Options, []).append(name)
+            readers.setdefault(task.settings.Options, []).append(name)
     return "".join(f"\n## Options of --task {', '.join(names)} (`{options.__module__}.{options.__qualname__}`)\n\n"
                    + TABLE + "".join(row(f) for f in dataclasses.fields(options))
                    for options, names in readers.items())

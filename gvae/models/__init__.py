@@ -1,7 +1,7 @@
 """The literature models, one folder each: the model (``model.py``), the task that trains it (``task.py``,
 a :class:`gvae.training.tasks.Task` registered under its ``--task`` name) and the settings only that task
-reads (``options.py``, the task's :attr:`~gvae.training.tasks.Task.Options`), with whatever else is the
-model's alone. Importing this package imports every folder in it, which registers their tasks: whoever
+reads (``options.py``, the task's ``settings.Options``: :class:`gvae.training.tasks.Settings`), with whatever
+else is the model's alone. Importing this package imports every folder in it, which registers their tasks: whoever
 builds or reads a run of any task (the commands, :mod:`gvae.evaluation`, the sweeps) imports it first.
 
 A folder added here is a model added: :func:`register_folders` finds it (docs/howto/adding_a_model.md)."""

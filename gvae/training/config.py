@@ -210,7 +210,7 @@ def _registered(name):
 
 def option_fields(task):
     """{name: dataclasses.Field} of the options of ``task`` (a :class:`Task` subclass)."""
-    return {f.name: f for f in dataclasses.fields(task.Options)}
+    return {f.name: f for f in dataclasses.fields(task.settings.Options)}
 
 
 def _default(f):
@@ -234,7 +234,7 @@ def check_settings(checks):
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a run; saved as ``config.json``."""
-    task: str = option("generate", lambda: "what the run learns: " + "; ".join(f"{name}, {task.about}"
+    task: str = option("generate", lambda: "what the run learns: " + "; ".join(f"{name}, {task.settings.about}"
                                                                               for name, task in TASKS.items())
                        + " (--model NAME is the same flag)", choices=TASKS, aliases=("model",))
     # The settings only the task reads: an instance of its Options dataclass (a dict of them, or None for
@@ -442,25 +442,25 @@ class TrainConfig:
                                   "it the training steps overflow)")
 
     def _task_options(self):
-        """:attr:`options` as an instance of the task's :attr:`Task.Options` (from a dict of its fields, or
+        """:attr:`options` as an instance of the task's ``settings.Options`` (from a dict of its fields, or
         their defaults for None); ValueError for a task not registered or options of another."""
         task = _registered(self.task)
         if self.options is None or isinstance(self.options, dict):
             try:
-                self.options = task.Options(**(self.options or {}))
+                self.options = task.settings.Options(**(self.options or {}))
             except TypeError as e:
                 raise invalid(f"--task {self.task} has no such option: {e}") from None
-        elif type(self.options) is not task.Options:
-            raise invalid(f"options of --task {self.task} are a {task.Options.__qualname__}, not a "
+        elif type(self.options) is not task.settings.Options:
+            raise invalid(f"options of --task {self.task} are a {task.settings.Options.__qualname__}, not a "
                           f"{type(self.options).__qualname__}")
 
     def _check_task(self):
-        """The task's own checks (:meth:`Task.check_config`) and its binarisation."""
+        """The task's own checks (its ``settings.check``) and its binarisation."""
         task = task_class(self.task)
-        if self.binarization != field_defaults(self)["binarization"] and not task.binarizes:
+        if self.binarization != field_defaults(self)["binarization"] and not task.settings.binarizes:
             raise invalid(f"binarization applies to the tasks that binarise images, not --task {self.task}")
         try:
-            task.check_config(self)
+            task.settings.check(self)
         except ValueError as e:
             raise invalid(str(e)) from None
 
@@ -472,7 +472,7 @@ class TrainConfig:
         every task's."""
         own = {f.name for f in dataclasses.fields(cls)} - {"options"}
         task = _registered(settings.get("task", "generate"))
-        mine = {f.name for f in dataclasses.fields(task.Options)}
+        mine = {f.name for f in dataclasses.fields(task.settings.Options)}
         others = {name: f for t in TASKS.values() for name, f in option_fields(t).items() if name not in mine}
         for name, value in settings.items():
             if name in own or name in mine:

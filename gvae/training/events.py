@@ -66,10 +66,10 @@ class Console(Events):
         start, counted = (self.since, 1) if done - self.first == 1 else (self.first_end, done - self.first - 1)
         left = (now[0] - start[0] - (now[1] - start[1])) / counted * (epochs - done)
         report_compilations()
-        print(f"epoch {row['epoch']}/{epochs}  {trainer.task.epoch_line(row)}  {row['seconds']:.1f} s"
+        print(f"epoch {row['epoch']}/{epochs}  {trainer.task.report.epoch_line(row)}  {row['seconds']:.1f} s"
               + (f"  {about(left)} left" if done < epochs else ""), flush=True)
 
     def stopped_early(self, trainer):
         report_compilations()
-        print(f"stopped early: no better {trainer.task.score_label} for {trainer.config.patience} epochs (best: epoch "
-              f"{trainer.state.best_epoch})", flush=True)
+        print(f"stopped early: no better {trainer.task.report.score_label} for {trainer.config.patience} epochs "
+              f"(best: epoch {trainer.state.best_epoch})", flush=True)

@@ -80,7 +80,7 @@ class OpenRun(NamedTuple):
     config: Any  # the run's TrainConfig
     test_x: Optional[np.ndarray] = None  # (N, n) on the host: the test split prepared as the run evaluates it
     test_y: Optional[np.ndarray] = None  # (N,): its labels, None when the data set has none
-    task: Any = None  # the run's Task where gvae eval reads it by the task's own log-weights, else None
+    task: Any = None  # the run's Task where it is not read as a VAE (its reading's cannot_open), else None
     data_sha256: Optional[str] = None  # the fingerprint of the data it was trained on (None: not recorded)
 
     def with_test_set(self, data=None, limit=None):
@@ -93,7 +93,8 @@ class OpenRun(NamedTuple):
         test = data["test"]
         labels = test[1][:limit] if len(test) > 1 else None
         if self.task is not None:  # the test observations as the task trained and summarised on them
-            rows = self.task.eval_rows(self.task.test_inputs(data))
+            reading = self.task.reading
+            rows = reading.eval_rows(reading.test_inputs(data))
             return self._replace(test_x=to_host(rows)[:limit], test_y=labels)
         return self._replace(test_x=fixed_eval_sets(data, self.model)[1][:limit], test_y=labels)
 
@@ -102,18 +103,17 @@ def open_run(run_dir, which="best", device="cpu", weighted=False, sampled=False)
     """The run in the folder ``run_dir`` with its ``which`` parameters on ``device`` (:func:`load_model`):
     the one way gvae eval, sample, plot, analyze and :func:`gvae.load` open a run. Returns an
     :class:`OpenRun`; ``.with_test_set(data)`` adds its test images. A run of a task that is not a VAE is
-    refused (ValueError saying what it holds), unless ``weighted`` (gvae eval) and the task gives its own
-    log-weights (:meth:`gvae.training.tasks.Task.log_weights`), or ``sampled`` (gvae sample) and its model draws
-    from its prior (:attr:`gvae.training.tasks.Task.draws_prior`): then the OpenRun's ``task`` is set."""
+    refused (ValueError saying what it holds: its task's ``reading.cannot_open``), unless ``weighted`` (gvae
+    eval) and the task gives its own log-weights (:meth:`gvae.training.tasks.Reading.log_weights`), or
+    ``sampled`` (gvae sample) and its model draws from its prior (:attr:`gvae.training.tasks.Reading.draws_prior`):
+    then the OpenRun's ``task`` is set."""
     model, params, config, meta = _load_model(run_dir, which, device)
-    cls = task_class(config.task)
-    task = None
-    if cls.cannot_open is not None:  # every other user needs a VAE's passes (a ladder's are the same calls)
-        task = cls(config, model, device) if weighted or sampled else None
-        readable = task is not None and ((weighted and task.log_weights(params) is not None)
-                                         or (sampled and cls.draws_prior))
-        if not readable:
-            raise ValueError(f"{run_dir} holds {cls.cannot_open}")
+    task = task_class(config.task)(config, model, device)
+    reading = task.reading
+    if reading.cannot_open is None:  # every user reads it by a VAE's passes (a ladder's are the same calls)
+        task = None
+    elif not ((weighted and reading.log_weights(params) is not None) or (sampled and reading.draws_prior)):
+        raise ValueError(f"{run_dir} holds {reading.cannot_open}")
     return OpenRun(Path(run_dir), which, device, model, params, config, task=task,
                    data_sha256=meta.get("data_sha256"))
 
@@ -122,7 +122,7 @@ def prior_draws(model, params, n, seed, device="cpu", noise=standard_normal):
     """The decoder's output for n draws z ~ p(z) (a hierarchy: ancestral, from the top layer down) made
     from ``seed``, and the generator that made them (``gvae sample`` goes on with it to draw x ~ p(x|z)).
     ``gvae plot`` and ``gvae sample`` both draw here, so one seed gives one set of z. ``noise``: (rng, shape,
-    dtype) -> the noise the model's ``prior_sample`` reads (a task's :attr:`gvae.training.tasks.Task.noise`:
+    dtype) -> the noise the model's ``prior_sample`` reads (a task's :attr:`gvae.training.tasks.Reading.noise`:
     uniforms for binary units). Returns (out, rng)."""
     rng = generator(device, seed)
     eps = noise(rng, (n, model.noise_size), model.dtype)

@@ -33,7 +33,7 @@ class TrainingState:
     epoch: int = 0
     skipped_steps: int = 0          # steps skipped for a non-finite loss or gradient, in all
     bad_steps: int = 0              # of those, how many in a row up to now
-    best_valid: float = -math.inf   # the best score so far (Task.score), and its epoch
+    best_valid: float = -math.inf   # the best score so far (the task's report.score), and its epoch
     best_epoch: int = 0
     initial_valid: float = None     # the untrained model's health number, the yardstick of divergence
     metrics: list = dataclasses.field(default_factory=list)

@@ -240,7 +240,8 @@ class Trainer:
         state.optimizer.lr = learning_rate(cfg, state.epoch)
         self.rng = self.epoch_generator(state.epoch)
         n_batches = -(-len(self.train_x) // cfg.batch_size)
-        sums = np.zeros(len(task.reported))
+        report = task.report
+        sums = np.zeros(len(report.reported))
         seen = 0
         # Off a terminal no bar: the Console's line per epoch says it there.
         bar = progress_bar(self.progress, n_batches, f"epoch {state.epoch + 1}/{cfg.epochs}", lines=False, leave=False)
@@ -251,7 +252,7 @@ class Trainer:
                 continue
             sums += np.array(result) * len(batch[0])
             seen += len(batch[0])
-            bar.set_postfix({task.reported[0]: f"{sums[0] / seen:.2f}"})
+            bar.set_postfix({report.reported[0]: f"{sums[0] / seen:.2f}"})
         bar.close()
         if seen == 0:
             raise NonFiniteError(f"training stopped: every step of epoch {state.epoch + 1} had a non-finite loss or "
@@ -259,10 +260,10 @@ class Trainer:
         state.epoch += 1
         train_seconds = time.perf_counter() - start
         valid = self.validate()
-        if task.score(valid) > state.best_valid:
-            state.best_valid, state.best_epoch = task.score(valid), state.epoch
+        if report.score(valid) > state.best_valid:
+            state.best_valid, state.best_epoch = report.score(valid), state.epoch
             state.best_flat[...] = state.evaluated_flat()
-        row = {"epoch": state.epoch, **task.train_row(sums / max(seen, 1)), **valid, "seconds": train_seconds,
+        row = {"epoch": state.epoch, **report.train_row(sums / max(seen, 1)), **valid, "seconds": train_seconds,
                "seconds_with_eval": time.perf_counter() - start, "skipped_steps": state.skipped_steps,
                "kl_weight": self.kl_weight(state.epoch), "lr": state.optimizer.lr}
         if self.resumed_with and state.epoch == self.saved_epoch + 1:
@@ -280,10 +281,10 @@ class Trainer:
                 f"from it with a lower learning rate: gvae train --resume --out {self.out} --lr {lr:g}")
 
     def validate(self):
-        """The validation numbers of an epoch's metrics row (:meth:`Task.validate`: a VAE's ``valid_elbo``,
+        """The validation numbers of an epoch's metrics row (the task's report's: a VAE's ``valid_elbo``,
         a classifier's ``valid_objective``, ``valid_error``, ``valid_rate``), of the parameters the run
         evaluates (with Polyak averaging, the average)."""
-        return self.task.validate(self.evaluated(), self.inputs["valid"])
+        return self.task.report.validate(self.evaluated(), self.inputs["valid"])
 
     def evaluated(self):
         """Named views of the parameters the run evaluates (:meth:`TrainingState.evaluated_flat`)."""
@@ -291,9 +292,10 @@ class Trainer:
 
     def unhealthy(self, row):
         """Why the epoch just run (its metrics ``row``) left the run unusable, or None: a non-finite health
-        number (the task's ``health_name``: a VAE's validation ELBO) or parameters, or a health number far
-        below the untrained model's."""
-        valid, init, what = row[self.task.health_name], self.state.initial_valid, self.task.health_label
+        number (the task's report's ``health_name``: a VAE's validation ELBO) or parameters, or a health
+        number far below the untrained model's."""
+        report = self.task.report
+        valid, init, what = row[report.health_name], self.state.initial_valid, report.health_label
         if not math.isfinite(valid):
             return f"the {what} is {valid}"
         if not math.isfinite(kernels.sum_squares(self.state.params.flat)):
@@ -303,7 +305,7 @@ class Trainer:
         return None
 
     def test_summary(self, stopped_early):
-        """The run's results: the task's test numbers (:meth:`Task.test_summary`) of the best epoch's
+        """The run's results: the task's test numbers (its report's ``test_summary``) of the best epoch's
         parameters, or with ``test_params`` "last" of the last epoch's (what the run evaluates: with Polyak
         averaging, the average), then the loop's counts."""
         state = self.state
@@ -315,13 +317,13 @@ class Trainer:
                   "n_test": len(self.inputs["test"][0]),
                   "n_parameters": int(state.params.size),
                   "seconds_per_epoch": float(np.mean([m["seconds"] for m in state.metrics])) if state.metrics else None}
-        return {**self.task.test_summary(tested, self.inputs["test"], state.best_valid), **counts}
+        return {**self.task.report.test_summary(tested, self.inputs["test"], state.best_valid), **counts}
 
     def fit(self, events=None):
         """Train until ``config.epochs`` epochs are done (or ``patience`` epochs pass without a better score,
-        :meth:`Task.score`: a VAE's validation ELBO, a classifier's validation error); returns the summary.
-        ``events`` are the listeners (:class:`events.Events`) told of each point of the loop; by default
-        this trainer's :class:`RunFiles` (the folder's files, under its lock) and, unless ``quiet``, a
+        the task's report's ``score``: a VAE's validation ELBO, a classifier's validation error); returns the
+        summary. ``events`` are the listeners (:class:`events.Events`) told of each point of the loop; by
+        default this trainer's :class:`RunFiles` (the folder's files, under its lock) and, unless ``quiet``, a
         :class:`Console`.
 
         The run's health is checked after every epoch before the listeners hear of it, so a checkpoint
@@ -339,7 +341,7 @@ class Trainer:
                 stack.enter_context(listener.running(self))
             tell(events, "started", self)
             if state.initial_valid is None and state.epoch == 0:
-                state.initial_valid = self.validate()[self.task.health_name]
+                state.initial_valid = self.validate()[self.task.report.health_name]
             stopped_early = False
             while state.epoch < cfg.epochs:
                 row = self.run_epoch()

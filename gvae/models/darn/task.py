@@ -4,30 +4,39 @@ the task ``sbn`` with an autoregressive encoder and prior (:class:`gvae.models.b
 :func:`gvae.kernels.ar_bernoulli_draw` and scored in one masked product. Several ``--latent`` sizes give the
 deeper variant, layers of such units each conditioned on its neighbour (:class:`gvae.models.darn.model.DeepDARN`).
 The same estimators (``--estimator vimco``, ``nvil`` or ``taylor``, DARN's own), data, validation and test
-summary as ``sbn``."""
+summary as ``sbn`` (the binary units' pieces of :mod:`gvae.models.binary.task`)."""
+import functools
+
 import numpy as np
 
 from .model import DeepDARN
-from ...training.tasks.base import read_by_weights, register_task
-from ..binary.task import Binary
-from ...training.tasks.generate import likelihood_options
+from ..binary.model import binary_loss
+from ..binary.task import binary_reading, binary_report, binary_settings, binary_step_args, binary_vae
+from ...training.tasks import images
+from ...training.tasks.base import Task, register_task
 
 
 @register_task("darn")
-class Darn(Binary):
-    """DARN: :class:`Binary` with the autoregressive layer, or layers."""
-    about = ("DARN (Gregor et al. 2014): task sbn's binary latent units with an autoregressive encoder and prior "
-             "(each unit reads the units before it; several --latent sizes stack such layers, bottom first), "
-             "trained with --estimator vimco, nvil or taylor (DARN's first-order Taylor signals)")
-    cannot_open = read_by_weights("a DARN (--task darn)")
-    autoregressive = True
-    one_layer = False
+class Darn(Task):
+    """DARN: binary units with the autoregressive layer, or layers; the loss is :func:`binary_loss`."""
+    settings = binary_settings(
+        "DARN (Gregor et al. 2014): task sbn's binary latent units with an autoregressive encoder and prior "
+        "(each unit reads the units before it; several --latent sizes stack such layers, bottom first), "
+        "trained with --estimator vimco, nvil or taylor (DARN's first-order Taylor signals)", one_layer=False)
+    loss = staticmethod(binary_loss)
+    inputs, on_device, batches = images.inputs, images.on_device, images.batches
+    step_args = binary_step_args
+    report = functools.cached_property(binary_report)
 
-    @classmethod
-    def build_model(cls, config, n_in):
+    @staticmethod
+    def build_model(config, n_in):
         sizes = config.layer_sizes()
         if len(sizes) == 1:
-            return super().build_model(config, n_in)
+            return binary_vae(config, n_in, autoregressive=True)
         return DeepDARN(n_in, sizes, config.layer_hidden()[0], config.activation, config.likelihood,
-                        np.dtype(config.dtype), likelihood_options(config), config.init,
+                        np.dtype(config.dtype), images.likelihood_options(config), config.init,
                         baseline=config.options.estimator == "nvil")
+
+    @functools.cached_property
+    def reading(self):
+        return binary_reading(self, "a DARN (--task darn)")

@@ -1,26 +1,33 @@
 """The task ``poissondef``: the Poisson deep exponential family (:mod:`gvae.models.poisson_def.model`; Ranganath et
 al. 2015) on MNIST's pixel intensities as counts (0..255, the same every epoch), count layers of
 ``--latent`` sizes (bottom first) and a mean-field amortised encoder, trained by VIMCO (the bound over
-``--iw-samples`` K >= 2) or NVIL. Validation and the test summary (the ELBO and L_1000) are those of ``sbn``,
-in nats of the counts."""
+``--iw-samples`` K >= 2) or NVIL. Validation and the test summary (the ELBO and L_1000) are those of ``sbn``
+(the binary units' pieces of :mod:`gvae.models.binary.task`), in nats of the counts."""
+import functools
+
 import numpy as np
 
 from .model import PixelCounts, PoissonDEF
-from ...training.tasks.base import SPLITS, Task, read_by_weights, register_task
-from ..sigmoid_belief.task import SigmoidBeliefDef
+from ..binary.model import binary_loss
+from ..binary.task import binary_reading, binary_report, binary_settings, binary_step_args
+from ...training.tasks.base import SPLITS, Task, register_task
 
 
 @register_task("poissondef")
-class PoissonDef(SigmoidBeliefDef):
-    """The Poisson DEF: :class:`Binary`'s losses on :class:`PoissonDEF`, its counts as the data."""
-    about = ("the Poisson deep exponential family (Ranganath et al. 2015): count layers, each the Poisson rate of "
-             "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
-             "or nvil")
-    cannot_open = read_by_weights("a Poisson DEF (--task poissondef)")
-    binarizes = False  # (its data are counts)
+class PoissonDef(Task):
+    """The Poisson DEF: the binary units' losses (:func:`binary_loss`) on :class:`PoissonDEF`, its counts as the
+    data, every image's counts once an epoch in shuffled batches (the task's default ``on_device`` and
+    ``batches``: no binarisation, no fixed draw)."""
+    settings = binary_settings(
+        "the Poisson deep exponential family (Ranganath et al. 2015): count layers, each the Poisson rate of "
+        "the one below, on MNIST's intensities as counts, trained with --estimator vimco (--iw-samples K >= 2) "
+        "or nvil", one_layer=False, estimators=("vimco", "nvil"), binarizes=False)
+    loss = staticmethod(binary_loss)
+    step_args = binary_step_args
+    report = functools.cached_property(binary_report)
 
-    @classmethod
-    def build_model(cls, config, n_in):
+    @staticmethod
+    def build_model(config, n_in):
         return PoissonDEF(n_in, config.layer_sizes(), config.layer_hidden()[0], config.activation,
                           np.dtype(config.dtype), config.init, baseline=config.options.estimator == "nvil")
 
@@ -28,11 +35,6 @@ class PoissonDef(SigmoidBeliefDef):
         """Every split's images as counts (:meth:`PixelCounts.counts`; ValueError outside [0, 1])."""
         return {split: (PixelCounts.counts(data[split][0]),) for split in SPLITS}
 
-    def on_device(self, inputs):
-        """The counts of every split as they are (no binarisation, no fixed draw): contiguous arrays of the
-        model's dtype on the device."""
-        return Task.on_device(self, inputs)
-
-    def batches(self, train, batch_size, rng):
-        """Every image's counts once, in shuffled batches."""
-        return Task.batches(self, train, batch_size, rng)
+    @functools.cached_property
+    def reading(self):
+        return binary_reading(self, "a Poisson DEF (--task poissondef)")
