@@ -8,6 +8,7 @@ the wrong type. The second half launches gvae's kernels directly (the
 RawModule and name expressions of their CudaSource, the configuration chosen here) and compares them
 with the Numba kernels of the same name, called on the same canonical layouts."""
 import importlib
+import sys
 
 import numpy as np
 import pytest
@@ -102,6 +103,26 @@ def test_a_write_past_a_buffer_is_caught(cp):
     out = cp.empty(10, dtype=np.float32)
     with pytest.raises(RuntimeError, match="wrote outside a buffer"):
         _kernel(cp, _BLOCK_SUM, "write_past")((1,), (1,), (out, np.int32(10)))
+
+
+def _mappings():
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts the lines of Linux's /proc/self/maps")
+def test_launches_leave_no_mappings_behind(cp):
+    # Each emulated library has an emulator of its own; stacks that one kept mapped after its launches
+    # (a guard page per thread splits a mapping in two) added ~2,000 mappings per library, and a test
+    # process that loads dozens reached vm.max_map_count, where XLA's compiler crashed on a failed mmap.
+    kernels = [_kernel(cp, _BLOCK_SUM + f"\n// variant {k} of test_launches_leave_no_mappings_behind\n",
+                       "butterfly") for k in range(3)]
+    x, out = cp.asarray(np.ones(1024)), cp.empty(1024)
+    before = _mappings()
+    for kernel in kernels:
+        kernel((1,), (1024,), (x, out))
+    assert np.all(cp.asnumpy(out) == 32.0)
+    assert _mappings() - before < 16
 
 
 def test_butterfly_shuffle_sums_each_warp(cp):

@@ -79,7 +79,7 @@ struct Emulator {
     Barrier warp_bar[MAX_WARPS];
     uint64_t exchange[MAX_WARPS * 64];  // shuffles: per warp, two generations (by parity) of 32 lanes
     alignas(16) unsigned char dynamic_shared[MAX_DYNAMIC_SHARED];
-    char* stacks = nullptr;
+    char* stacks = nullptr;  // the fiber stacks of the launch under way (run_grid's ThreadStacks)
     char error[512] = "";
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;  // one launch at a time: the emulator's state is global
 };
@@ -230,17 +230,25 @@ inline void start_fiber(Fiber& f, char* stack_top) {
     f.sp = sp;
 }
 
-inline char* stacks() {
-    Emulator& e = emu();
-    if (e.stacks == nullptr) {
-        const size_t total = (size_t)MAX_THREADS * (STACK_BYTES + PAGE);
-        void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) return nullptr;
-        for (int t = 0; t < MAX_THREADS; ++t) mprotect((char*)p + t * (STACK_BYTES + PAGE), PAGE, PROT_NONE);
-        e.stacks = (char*)p;
+// The stacks of one launch's threads, each with a guard page below it, mapped when the launch starts
+// and unmapped when it ends: each guard page splits the mapping, so stacks kept mapped by every
+// emulated library (one emulator each) would pile up tens of thousands of mappings in a test process,
+// past the kernel's limit (vm.max_map_count), where the next mmap of anything fails.
+struct ThreadStacks {
+    char* base = nullptr;
+    size_t bytes = 0;
+    explicit ThreadStacks(long long threads) : bytes((size_t)threads * (STACK_BYTES + PAGE)) {
+        void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) return;
+        base = (char*)p;
+        for (long long t = 0; t < threads; ++t) mprotect(base + t * (STACK_BYTES + PAGE), PAGE, PROT_NONE);
     }
-    return e.stacks;
-}
+    ~ThreadStacks() {
+        if (base != nullptr) munmap(base, bytes);
+    }
+    ThreadStacks(const ThreadStacks&) = delete;
+    ThreadStacks& operator=(const ThreadStacks&) = delete;
+};
 
 inline void describe_deadlock() {
     Emulator& e = emu();
@@ -268,13 +276,12 @@ inline void run_block() {
     if (n % 32) e.warp_live[warps - 1] = e.warp_size[warps - 1] = n % 32;
     e.block_bar = Barrier();
     e.threads = e.live = n;
-    char* base = stacks();
     for (int t = 0; t < n; ++t) {
         Fiber& f = e.fibers[t] = Fiber();
         f.tid = uint3{(unsigned)(t % nx), (unsigned)(t / nx % ny), (unsigned)(t / (nx * ny))};
         f.warp = t / 32;
         f.lane = t % 32;
-        start_fiber(f, base + (size_t)(t + 1) * (STACK_BYTES + PAGE));
+        start_fiber(f, e.stacks + (size_t)(t + 1) * (STACK_BYTES + PAGE));
     }
     const bool reverse = (e.bid.x + e.bid.y + e.bid.z) & 1u;
     while (e.live > 0) {
@@ -316,10 +323,12 @@ inline int run_grid(const long long* cfg, void (*body)(void*), void* arg) {
         fail("dynamic shared memory over 48 KiB (a launch needs an opt-in attribute for more)");
         return 1;
     }
-    if (stacks() == nullptr) {
+    ThreadStacks stacks(threads);
+    if (stacks.base == nullptr) {
         fail("cannot map the threads' stacks");
         return 1;
     }
+    e.stacks = stacks.base;
     e.body = body;
     e.body_arg = arg;
     for (unsigned z = 0; z < e.grid.z; ++z)
