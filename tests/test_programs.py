@@ -94,7 +94,9 @@ def test_a_replay_makes_no_python_call_per_task(split_everything, count):
             layers()
     assert len(long) == 10 * len(short)
     short.run(), long.run()  # the table built, the workers started
-    assert _python_calls(long.run) == _python_calls(short.run)
+    # Not equal: the count varies by a few from run to run (29 against 26 once, in a loaded suite run),
+    # but a call per task would add at least one for each of the long program's extra tasks.
+    assert _python_calls(long.run) - _python_calls(short.run) < len(long) - len(short)
     assert _python_calls(layers) > 5 * len(short)  # what the calls themselves cost in Python
 
 
