@@ -48,7 +48,11 @@ def parse(argv=None):
     p.add_argument("--nuts-samples", type=int, default=2000, help="NUTS draws after as many warm-up steps")
     p.add_argument("--nuts-cache", type=Path, default=Path.home() / ".cache" / "gvae" / "bench_guides",
                    help="folder of the cached NUTS runs (outside the repository)")
-    p.add_argument("--scaling-T", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
+    p.add_argument("--guides", nargs="+", default=[f"{library}:{name}" for library, name in TABLE],
+                   choices=[f"{library}:{name}" for library, name in TABLE], metavar="LIBRARY:GUIDE",
+                   help="the table's fits, as library:guide (default: all, in this order)")
+    p.add_argument("--scaling-T", type=int, nargs="*", default=[1000, 2000, 5000, 10000],
+                   help="the path lengths of the scaling rows (none: no scaling rows)")
     p.add_argument("--scaling-steps", type=int, default=200, help="timed SVI steps a row of the scaling")
     p.add_argument("--dense-max-T", type=int, default=2000, help="the largest T the dense guide is timed at")
     p.add_argument("--threads", type=int, default=1, help="threads of gvae's kernels, XLA and PyTorch")
@@ -125,7 +129,7 @@ def main(argv=None):
     print(f"{'library':>8} {'guide':>13} {'steps':>6} {'ELBO':>11} {'ms/step':>9} {'mean RMSE':>10} {'mean max':>9} "
           f"{'sd RMSE':>8} {'sd max':>7}")
     steps = {"mvn": args.dense_steps, "autogaussian": args.autogaussian_steps}
-    for library, name in TABLE:
+    for library, name in (g.split(":") for g in args.guides):
         n = steps.get(name, args.steps)
         lr = args.dense_lr if name in steps else args.lr
         try:
@@ -137,6 +141,8 @@ def main(argv=None):
         e = errors(path_draws(library, guide, params, y, args.seed), mean, sd)
         print(f"{library:>8} {name:>13} {n:>6} {final:11.2f} {ms:9.3f} {e[0]:10.4f} {e[1]:9.4f} {e[2]:8.4f} "
               f"{e[3]:7.4f}", flush=True)
+    if not args.scaling_T:
+        return
     print(f"\nms per SVI step against T (NumPyro, jitted; median of {args.scaling_steps} steps after the warm-up)")
     print(f"{'T':>6} {'banded':>9} {'diagonal':>9} {'mvn':>9}")
     for T in args.scaling_T:
