@@ -25,7 +25,7 @@ import numpy as np
 from gvae.io.arguments import ArgumentParser
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))  # the models fitted here
-from guide_fitting import fit  # noqa: E402
+from guide_fitting import fit, set_threads  # noqa: E402  (set_threads: for bench_guide_*.py too)
 from stochastic_volatility_guides import BANDED, model_of, simulate  # noqa: E402
 
 # The dense guides last: their fits take the longest.
@@ -65,20 +65,6 @@ def parse(argv=None):
         args.dense_steps, args.autogaussian_steps = 100, 20
         args.scaling_T, args.scaling_steps, args.dense_max_T = [200, 400], 20, 400
     return args
-
-
-def set_threads(threads):
-    """Before JAX, Numba and PyTorch are imported: their thread pools are sized when they start."""
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    if threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1").strip()
-    import torch
-
-    from gvae import kernels
-    torch.set_num_threads(threads)
-    kernels.set_threads(threads)
 
 
 def nuts_reference(y, args):

@@ -1,6 +1,7 @@
 """The autoguides of NumPyro and Pyro side by side, gvae's AutoBandedNormal among them, and SVI fits that
 report the final ELBO and the time a step: shared by examples/stochastic_volatility_guides.py,
-examples/poisson_field_guides.py and benchmarks/bench_guides.py."""
+examples/poisson_field_guides.py and benchmarks/bench_guide*.py."""
+import os
 import statistics
 import time
 
@@ -38,6 +39,21 @@ def pyro_guide(name, model, banded):
             "diagonal": lambda: autoguide.AutoDiagonalNormal(model),
             "autogaussian": lambda: autoguide.AutoGaussian(model, backend="dense")}
     return make[name]()
+
+
+def set_threads(threads):
+    """Threads of gvae's kernels, XLA and PyTorch: called before JAX, Numba and PyTorch are imported (their
+    thread pools are sized when they start)."""
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if threads == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+    import torch
+
+    from gvae import kernels
+    torch.set_num_threads(threads)
+    kernels.set_threads(threads)
 
 
 def _ms_per_step(times):
@@ -125,19 +141,40 @@ def primitives(library):
     return pyro, dist, torch
 
 
+def _count(least):
+    """An argparse type: an int >= ``least`` (a bad value is one line of the parser's error)."""
+    import argparse
+
+    def integer(text):
+        value = int(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text} is not >= {least}")
+        return value
+    return integer
+
+
 def add_flags(parser, steps):
-    """The examples' common flags (library, SVI steps and step size, guides, seed) added to ``parser``."""
+    """The examples' common flags (library, SVI steps and step size, guides, final ELBO's particles, threads,
+    seed) added to ``parser``."""
     parser.add_argument("--library", choices=("numpyro", "pyro"), default="numpyro")
-    parser.add_argument("--steps", type=int, default=steps, help="SVI steps")
+    parser.add_argument("--steps", type=_count(1), default=steps, help="SVI steps")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam's first step size")
     parser.add_argument("--guides", nargs="+", default=None, help=f"of {PYRO_GUIDES} (NumPyro: all but autogaussian)")
+    parser.add_argument("--elbo-particles", type=_count(0), default=100,
+                        help="particles of each of the 5 final ELBO estimates (0: no final ELBO, the steps timed only)")
+    parser.add_argument("--threads", type=_count(1), default=None,
+                        help="threads of gvae's kernels, XLA and PyTorch (default: each library's own)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
 def report(args, model_of, banded, data):
     """Fit each of ``args.guides`` (default: all of the library's) and print its final ELBO and ms a step."""
+    if args.threads is not None:
+        set_threads(args.threads)
     names = args.guides or (NUMPYRO_GUIDES if args.library == "numpyro" else PYRO_GUIDES)
     for name in names:
-        _, _, elbo, ms = fit(args.library, name, model_of, banded, data, args.steps, args.lr, args.seed)
-        print(f"{name:>14}: ELBO {elbo:12.2f}   {ms:9.2f} ms/step", flush=True)
+        _, _, elbo, ms = fit(args.library, name, model_of, banded, data, args.steps, args.lr, args.seed,
+                             elbo_particles=args.elbo_particles)
+        shown = "-" if elbo is None else f"{elbo:.2f}"
+        print(f"{name:>14}: ELBO {shown:>12}   {ms:9.2f} ms/step", flush=True)
