@@ -181,6 +181,25 @@ def test_sums_are_float64_accurate_and_the_same_recorded_or_not(shape, axis, kee
                                atol=4 * np.finfo(dtype).eps * float(np.abs(x).sum()))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows_apart", [False, True])
+def test_column_sums_are_the_sequential_float64_sums(dtype, rows_apart):
+    """A sum over the rows, read row by row into float64 running sums: each column's sum is the sequential
+    float64 sum down the column (np.cumsum's last row), rounded once, bit for bit, for contiguous rows and for
+    rows lying apart (a column slice), recorded or not."""
+    rng = np.random.default_rng(11)
+    big = (rng.standard_normal((300, 790)) * 10 ** rng.uniform(-3, 3, (300, 790))).astype(dtype)
+    x = big[:, 3:787] if rows_apart else np.ascontiguousarray(big[:, 3:787])
+    expected = np.cumsum(x.astype(np.float64), axis=0)[-1].astype(dtype)
+    np.testing.assert_array_equal(kernels.sum_axes(x, axis=0, keepdims=False), expected)
+    with programs.recording() as program:
+        recorded = kernels.sum_axes(x, axis=0, keepdims=False)
+    assert program.refused is None
+    x[...] = 2 * x
+    program.run()
+    np.testing.assert_array_equal(recorded, 2 * expected)
+
+
 @pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 1), (1, 2), (0, 2)])
 def test_a_slice_sums_in_place_as_its_copy_does(axis):
     """Axes of one item do not stop a view: a column slice of (1, B, n) codes or a (3, 1, 4) with any

@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gvae import kernels
+from gvae.kernels.cpu import programs
 
 REFERENCE = {
     "linear": lambda h: h, "relu": lambda h: np.maximum(h, 0),
@@ -72,6 +73,30 @@ def test_activation_without_bias(activation, shape, dtype, seed, strided):
     keep = np.abs(x) > 1e-6  # relu and elu read the derivative off the output: ambiguous at the kink
     ref = g.astype(dtype).astype(np.float64) * DERIVATIVE[activation](x.astype(np.float64))
     np.testing.assert_allclose(gx[keep], ref[keep], **GRAD_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (500, 784)])
+def test_the_identity_layers_gradient_is_g_itself_and_its_column_sums(shape, dtype):
+    """Through y = h + b, dL/dh is g: returned as g itself (no copy), the bias gradient its column sums; with
+    ``out`` given, g's values written there; and recorded, a replay reads g's values then."""
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal(shape).astype(dtype)
+    y = rng.standard_normal(shape).astype(dtype)
+    gh, gb = kernels.bias_activation_grad(g, y, "linear")
+    assert gh is g
+    np.testing.assert_allclose(gb, g.astype(np.float64).sum(0), rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+    out = np.full(shape, np.nan, dtype)
+    gh2, gb2 = kernels.bias_activation_grad(g, y, "linear", out=out)
+    assert gh2 is out
+    np.testing.assert_array_equal(out, g)
+    np.testing.assert_array_equal(gb2, gb)
+    with programs.recording() as program:
+        _, recorded = kernels.bias_activation_grad(g, y, "linear")
+    g[...] = -g
+    program.run()
+    np.testing.assert_array_equal(recorded, -gb)
 
 
 def test_bias_activation_errors():

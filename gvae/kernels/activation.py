@@ -26,13 +26,17 @@ def bias_activation(h, b, activation):
 
 
 def bias_activation_grad(g, y, activation, out=None):
-    """Gradient through y = act(h + b): returns (dL/dh of shape (M, N), dL/db of shape (N,))."""
+    """Gradient through y = act(h + b): returns (dL/dh of shape (M, N), dL/db of shape (N,)). For the
+    identity without ``out``, dL/dh is g itself (not a copy: the caller must not write to it)."""
     float_array("bias_activation_grad g", g, 2)
     float_array("bias_activation_grad y", y, 2)
     same_dtype("bias_activation_grad", g, y)
     if g.shape != y.shape or g.ndim != 2:
         raise ValueError(f"bias_activation_grad: g and y must both be (M, N), got {g.shape} and {y.shape}")
-    gh = array_module(g, y).empty_like(g) if out is None else out
+    if out is None:
+        gh = g if _known(activation) == "linear" and g.flags.c_contiguous else array_module(g, y).empty_like(g)
+    else:
+        gh = out
     gb = implementation("bias_act_backward", g, y)(g, y, _known(activation), gh)
     return gh, gb
 

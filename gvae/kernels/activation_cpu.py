@@ -55,13 +55,20 @@ _FORWARD = Entry(_forward, h=array("m", "n"), b=array("n"), code=INT)
 
 @jit(error_model="numpy", fastmath=FMA)
 def _backward(g, y, code, gh, gb):
-    """gh = g * act'(.) from the output y, and gb (N,) its column sums."""
+    """gh = g * act'(.) from the output y, and gb (N,) its column sums; for the identity (code 0) a gh of
+    no rows asks for the sums of g alone (dL/dh is g itself)."""
     m, n = g.shape
     # Constants in the arrays' dtype: a float64 literal would turn a float32 loop into float64 arithmetic
     # (half the lanes, and conversions: the float32 ELU backward ran at float64's speed).
     zero, one = g.dtype.type(0.0), g.dtype.type(1.0)
     for j in range(n):
         gb[j] = zero
+    if code == 0 and gh.shape[0] == 0:
+        for i in range(m):
+            gi = g[i]
+            for j in range(n):
+                gb[j] += gi[j]
+        return
     for i in range(m):
         gi, yi, out = g[i], y[i], gh[i]
         if code == 0:
@@ -86,7 +93,7 @@ def _backward(g, y, code, gh, gb):
             gb[j] += out[j]
 
 
-_BACKWARD = Entry(_backward, g=array("m", "n"), y=array("m", "n"), code=INT, gh=array("m", "n"), gb=array("n"))
+_BACKWARD = Entry(_backward, g=array("m", "n"), y=array("m", "n"), code=INT, gh=array("d", "n"), gb=array("n"))
 
 
 # Seconds per element on one core (measured with ELU: the forward's exponential dominates).
@@ -103,10 +110,13 @@ def bias_act_forward(h, b, activation):
 
 @register("bias_act_backward")
 def bias_act_backward(g, y, activation, gh):
-    """gh <- g * act'(.) from the output y; returns the bias gradient (N,) (per-block sums added)."""
+    """gh <- g * act'(.) from the output y; returns the bias gradient (N,) (per-block sums added). For the
+    identity, a gh that is g itself is left as it is: only the sums are computed."""
     code = CODES[activation]
     m, n = g.shape
     parts = threads.row_blocks(m, n, _BACKWARD_SECONDS)
     sums = np.empty((len(parts), n), dtype=g.dtype)  # each block's bias gradient
-    run_blocks(_BACKWARD, lambda k, lo, hi: (g[lo:hi], y[lo:hi], code, gh[lo:hi], sums[k]), parts)
+    alone = gh is g and code == CODES["linear"]
+    rows = (lambda lo, hi: gh[:0]) if alone else (lambda lo, hi: gh[lo:hi])
+    run_blocks(_BACKWARD, lambda k, lo, hi: (g[lo:hi], y[lo:hi], code, rows(lo, hi), sums[k]), parts)
     return sums[0] if len(parts) == 1 else sum_axes(sums, axis=0)  # (a kernel's sum: a recorded step holds it)

@@ -39,9 +39,13 @@ def bias_act_forward(h, b, activation):
 
 @register("bias_act_backward", "cuda")
 def bias_act_backward(g, y, activation, gh):
-    """gh <- g * act'(.) from the output y (all (M, N)); returns the bias gradient (N,)."""
+    """gh <- g * act'(.) from the output y (all (M, N)); returns the bias gradient (N,). A gh that is g
+    itself (the identity's, which the CPU kernel only sums) gets a scratch array: the kernel's pointers are
+    restrict."""
     import cupy
     contiguous("bias_act_backward", gh)
+    if gh is g:
+        gh = cupy.empty_like(g)
     m, n = int32("bias_act_backward", *g.shape)
     with g.device:
         g, y = cupy.ascontiguousarray(g), cupy.ascontiguousarray(y)
