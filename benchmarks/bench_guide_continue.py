@@ -3,7 +3,10 @@ its parameters handed to NumPyro's AutoBandedNormal (the same layout: loc, the f
 off-diagonals), NumPyro's ELBO at that point (which must agree with Pyro's: one objective), and NumPyro's SVI
 continued from there for --more-steps at each step size of --lr (Adam, decaying 10-fold). Each row: the ELBO
 (the mean of 5 estimates of 1,000 particles), the path's posterior standard deviations against NUTS's
-(bench_guides.py's cached run) and the globals' posterior means.
+(bench_guides.py's cached run) and the globals' posterior means. With --dense-steps, the last of these fits
+is handed on to NumPyro's AutoMultivariateNormal (its mean, and the Cholesky factor of its covariance: the
+same Gaussian) and fitted --dense-steps more from --dense-lr: how far the dense guide's ELBO climbs above the
+banded one's from there.
 
     python benchmarks/bench_guide_continue.py --threads 1              # T = 2,000, 20,000 + 20,000 steps
     python benchmarks/bench_guide_continue.py --quick                  # a rehearsal at small sizes
@@ -29,6 +32,8 @@ def parse(argv=None):
     parser.add_argument("--nuts-cache", type=os.path.expanduser, default="~/.cache/gvae/bench_guides")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dense-steps", type=int, default=0, help="AutoMultivariateNormal's steps from the last fit")
+    parser.add_argument("--dense-lr", type=float, default=1e-4, help="its first step size (decaying 10-fold)")
     parser.add_argument("--quick", action="store_true", help="a rehearsal: T = 200, 200 + 200 steps, 100 NUTS draws")
     args = parser.parse_args(argv)
     if args.quick:
@@ -71,11 +76,41 @@ def main(argv=None):
               f"{float(np.mean(draws['mu'])):7.3f} {phi:6.3f} {float(np.mean(draws['sigma'])):6.3f}", flush=True)
 
     svi = SVI(model, guide, numpyro.optim.Adam(0.0), Trace_ELBO())
-    row("the handed-over point", svi.get_params(svi.init(jax.random.PRNGKey(args.seed), y, init_params=handed)))
+    params = svi.get_params(svi.init(jax.random.PRNGKey(args.seed), y, init_params=handed))
+    row("the handed-over point", params)
     for lr in args.lr:
         svi = SVI(model, guide, numpyro.optim.Adam(exponential_decay(lr, args.more_steps, 0.1)), Trace_ELBO())
-        result = svi.run(jax.random.PRNGKey(args.seed), args.more_steps, y, progress_bar=False, init_params=handed)
-        row(f"+{args.more_steps} steps from {lr:g}", result.params)
+        params = svi.run(jax.random.PRNGKey(args.seed), args.more_steps, y, progress_bar=False,
+                         init_params=handed).params
+        row(f"+{args.more_steps} steps from {lr:g}", params)
+    if args.dense_steps:
+        dense(args, model, guide, params, y, keys)
+
+
+def dense(args, model, banded, params, y, keys):
+    """The banded fit ``params`` as NumPyro's AutoMultivariateNormal, its ELBO there and after
+    ``args.dense_steps`` more steps."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    from jax.example_libraries.optimizers import exponential_decay
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoMultivariateNormal
+
+    posterior = banded.get_posterior(params)
+    covariance = np.asarray(posterior.covariance_matrix, dtype=np.float64)
+    start = {"auto_loc": posterior.mean, "auto_scale_tril": jnp.asarray(np.linalg.cholesky(covariance), jnp.float32)}
+    guide = AutoMultivariateNormal(model)
+    elbo = Trace_ELBO(num_particles=1000)
+
+    def value(p):
+        return -float(np.mean([elbo.loss(k, p, model, guide, y) for k in keys]))
+    svi = SVI(model, guide, numpyro.optim.Adam(exponential_decay(args.dense_lr, args.dense_steps, 0.1)), Trace_ELBO())
+    state = svi.init(jax.random.PRNGKey(args.seed), y, init_params=start)
+    print(f"AutoMultivariateNormal at the last banded fit: ELBO {value(svi.get_params(state)):.2f}", flush=True)
+    result = svi.run(jax.random.PRNGKey(args.seed), args.dense_steps, y, progress_bar=False, init_params=start)
+    print(f"AutoMultivariateNormal after {args.dense_steps} steps from {args.dense_lr:g}: ELBO {value(result.params):.2f}",
+          flush=True)
 
 
 if __name__ == "__main__":
