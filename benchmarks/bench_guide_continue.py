@@ -41,6 +41,14 @@ def parse(argv=None):
     return args
 
 
+def final_elbo(model, guide, params, y, keys):
+    """The mean of NumPyro's ELBO estimates of 1,000 particles, one per key."""
+    from numpyro.infer import Trace_ELBO
+
+    elbo = Trace_ELBO(num_particles=1000)
+    return -float(np.mean([elbo.loss(k, params, model, guide, y) for k in keys]))
+
+
 def main(argv=None):
     args = parse(argv)
     set_threads(args.threads)
@@ -60,14 +68,13 @@ def main(argv=None):
               for name in ("loc", "factor_diag", "factor_off")}
     model = model_of("numpyro")
     guide = AutoBandedNormal(model, **BANDED)
-    elbo = Trace_ELBO(num_particles=1000)
     keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), 5)
     print(f"stochastic volatility, T = {args.T}; Pyro's banded fit after {args.steps} steps: its ELBO {pyro_elbo:.2f}")
     print(f"{'NumPyro from there':>36} {'ELBO':>9} {'sd mean':>8} {'NUTS sd':>8} {'sd RMSE':>8} {'mu':>7} {'phi':>6} "
           f"{'sigma':>6}")
 
     def row(label, params):
-        value = -float(np.mean([elbo.loss(k, params, model, guide, y) for k in keys]))
+        value = final_elbo(model, guide, params, y, keys)
         draws = guide.sample_posterior(jax.random.PRNGKey(args.seed), params, sample_shape=(bench_guides.DRAWS,))
         h = np.asarray(draws["h"])
         errors = bench_guides.errors(h, mean, sd)
@@ -101,16 +108,13 @@ def dense(args, model, banded, params, y, keys):
     covariance = np.asarray(posterior.covariance_matrix, dtype=np.float64)
     start = {"auto_loc": posterior.mean, "auto_scale_tril": jnp.asarray(np.linalg.cholesky(covariance), jnp.float32)}
     guide = AutoMultivariateNormal(model)
-    elbo = Trace_ELBO(num_particles=1000)
-
-    def value(p):
-        return -float(np.mean([elbo.loss(k, p, model, guide, y) for k in keys]))
     svi = SVI(model, guide, numpyro.optim.Adam(exponential_decay(args.dense_lr, args.dense_steps, 0.1)), Trace_ELBO())
     state = svi.init(jax.random.PRNGKey(args.seed), y, init_params=start)
-    print(f"AutoMultivariateNormal at the last banded fit: ELBO {value(svi.get_params(state)):.2f}", flush=True)
+    at_start = final_elbo(model, guide, svi.get_params(state), y, keys)
+    print(f"AutoMultivariateNormal at the last banded fit: ELBO {at_start:.2f}", flush=True)
     result = svi.run(jax.random.PRNGKey(args.seed), args.dense_steps, y, progress_bar=False, init_params=start)
-    print(f"AutoMultivariateNormal after {args.dense_steps} steps from {args.dense_lr:g}: ELBO {value(result.params):.2f}",
-          flush=True)
+    after = final_elbo(model, guide, result.params, y, keys)
+    print(f"AutoMultivariateNormal after {args.dense_steps} steps from {args.dense_lr:g}: ELBO {after:.2f}", flush=True)
 
 
 if __name__ == "__main__":

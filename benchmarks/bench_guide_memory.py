@@ -30,7 +30,7 @@ import sys
 from gvae.io.arguments import ArgumentParser
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))  # the model fitted
-from bench_guides import set_threads  # noqa: E402  (beside this script)
+from guide_fitting import set_threads  # noqa: E402
 
 # (library, guide, dense: only up to --dense-max-T)
 PLAN = [("numpyro", "banded", False), ("numpyro", "diagonal", False), ("numpyro", "lowrank10", False),

@@ -25,7 +25,7 @@ import numpy as np
 from gvae.io.arguments import ArgumentParser
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))  # the models fitted here
-from guide_fitting import fit, set_threads  # noqa: E402  (set_threads: for bench_guide_*.py too)
+from guide_fitting import fit, set_threads  # noqa: E402
 from stochastic_volatility_guides import BANDED, model_of, simulate  # noqa: E402
 
 # The dense guides last: their fits take the longest.

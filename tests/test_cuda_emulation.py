@@ -253,6 +253,19 @@ def test_bias_activation_forward_at_other_block_shapes(cp, block, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [1, 32, 256])
+def test_the_identity_layers_column_sums_at_other_block_sizes(cp, block, dtype):
+    """The identity's backward on CUDA is column_sum over g's rows: the Numba kernel's sums-only path."""
+    rng = np.random.default_rng(block)
+    g = rng.standard_normal((31, 33)).astype(dtype)
+    expected = backend.implementation("bias_act_backward")(g, g, "linear", g)
+    out = cp.empty(33, dtype)
+    _fn("activation.cu", "column_sum<{T}>", dtype)((-(-33 // block),), (block,), (cp.asarray(g), out, np.int32(31),
+                                                                                np.int32(33)))
+    _close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 31, 33])
 @pytest.mark.parametrize("block", [32, 1024])
 def test_band_kernels_at_other_block_sizes(cp, n, block, dtype):
