@@ -404,28 +404,30 @@ def test_products_too_small_for_a_hand_over_stay_on_the_calling_thread(monkeypat
 
 
 
-def test_a_step_sized_likelihood_stays_whole_and_an_iwae_sized_one_is_split(monkeypatch):
-    """At two threads the 100 x 784 likelihood of an ELBO step runs on the calling thread (split in two it
-    took 66-72 us against 43-47 whole on the Zen 5) and the 500 x 784 one of an IWAE k = 5 step in two
-    blocks (125-139 against 197); either way the same values as one thread's."""
+def test_a_tiny_likelihood_stays_whole_and_step_sized_ones_are_split(monkeypatch):
+    """At two threads a 10 x 784 likelihood runs on the calling thread (under two blocks' worth of work,
+    threads.MIN_BLOCK_SECONDS), and the 100 x 784 one of an ELBO step and the 500 x 784 one of an IWAE k = 5
+    step in two blocks (on the 2-core Xeon, through these Python calls: 74-76 us against 94-101 whole, and
+    120 against 190 at 200 rows); either way the same values as one thread's."""
     handed = []
     run = threads.run
     monkeypatch.setattr(threads, "run", lambda tasks: (handed.append(len(tasks)), run(tasks))[1])
     rng = np.random.default_rng(3)
-    x = (rng.random((100, 784)) < 0.2).astype(np.float32)
-    for rows, expected in [(100, []), (500, [2])]:
-        logits = rng.standard_normal((rows // 100, 100, 784), dtype=np.float32)  # samples sharing x
-        grads, values = [], []
+    for rows, samples, expected in [(10, 1, []), (100, 1, [2]), (100, 5, [2])]:
+        x = (rng.random((rows, 784)) < 0.2).astype(np.float32)
+        logits = rng.standard_normal((samples, rows, 784), dtype=np.float32)  # samples sharing x
+        values = []
         for count in (1, 2):
             kernels.set_threads(count)
             try:
                 handed.clear()
                 values.append(kernels.bernoulli_loglik(logits, x, want_grad=True))
-                assert handed == (expected if count == 2 else []), (rows, count)
+                assert handed == (expected if count == 2 else []), (rows, samples, count)
             finally:
                 kernels.set_threads(1)
         np.testing.assert_array_equal(values[0][0], values[1][0])
         np.testing.assert_array_equal(values[0][1], values[1][1])
+
 
 def _operands(rng, dtype):
     """(a, b) pairs in the layouts the step's blocks have: C-ordered, transposed views, and column and

@@ -44,9 +44,7 @@ def _loglik(logits, x, dlogits, first, out, terms):
 
 
 # Seconds per element on one core, as the threads' split counts them (threads.row_blocks, blocks of at
-# least MIN_BLOCK_SECONDS): counted above what the kernel measured with the gradient, because this
-# kernel's blocks pay off only from a larger size than others': the step's 100-row likelihood runs whole,
-# the IWAE step's 500 rows split.
+# least MIN_BLOCK_SECONDS): about what the kernel takes with the gradient (1.4 ns at 500 x 784 measured).
 _SECONDS = 1e-9
 
 _LOGLIK = Entry(_loglik, logits=array("m", "n"), x=array("r", "n"), dlogits=array("d", "n"), first=INT,

@@ -35,10 +35,12 @@ from .state import RUNTIME
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
            "run_here", "held_workers", "over_blocks", "blocks", "row_blocks", "in_a_call"]
 
-# A hand-over to a spinning worker is short when the task runs natively (a product, a C entry), and much
-# longer when the worker must take the GIL to run Python (a futex wake-up when the caller holds it), so a
-# kernel call of Python tasks is split only into blocks that each take at least this long.
-MIN_BLOCK_SECONDS = 150e-6
+# The least work worth a block of an elementwise kernel (row_blocks). Every such kernel hands its blocks
+# over as C entries (entries.run_blocks), which a spinning worker sees at once (a microsecond or two; a
+# Python task would wait 20-60 us for the GIL). 150 us, this value while the blocks were Python tasks, left
+# the IWAE step's 500-row ELU backward and the ELBO step's 100-row passes on one core while the other
+# spun: at 10 us both steps took 3-5% less at two threads (docs/performance.md, "Small blocks").
+MIN_BLOCK_SECONDS = 10e-6
 # A worker with nothing to do spins this long before it sleeps: longer than most gaps between the
 # hand-overs of a training step, short enough that an idle process costs nothing measurable.
 SPIN_SECONDS = 0.5e-3
