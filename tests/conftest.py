@@ -45,6 +45,7 @@ def split_everything(monkeypatch):
     from gvae.kernels import matmul_cpu
     from gvae.kernels.cpu import threads
     monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
+    monkeypatch.setattr(threads, "WAKE_SECONDS", 0.0)  # handed over whether a worker sleeps or not
     monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)

@@ -47,6 +47,7 @@ def test_the_csr_form_of_a_block_is_scipys(m, k, density, transposed, block, dty
 def split_sparse(request, monkeypatch):
     """gvae's threads on, and every product split however small."""
     monkeypatch.setattr(threads, "MIN_BLOCK_SECONDS", 0.0)
+    monkeypatch.setattr(threads, "WAKE_SECONDS", 0.0)  # handed over whether a worker sleeps or not
     monkeypatch.setattr(matmul_cpu, "MIN_FLOPS", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_SIDE_BY_SIDE", 0.0)
     monkeypatch.setattr(matmul_cpu, "MIN_ROWS", 1)

@@ -18,7 +18,7 @@ import pytest
 
 from gvae import kernels
 from gvae.kernels import adam_cpu, matmul_cpu
-from gvae.kernels.cpu import blas, entries, threads, worker_loop
+from gvae.kernels.cpu import blas, entries, programs, threads, worker_loop
 from gvae.kernels.cpu.state import RUNTIME
 from tests.band_reference import random_factor
 
@@ -412,6 +412,7 @@ def test_a_tiny_likelihood_stays_whole_and_step_sized_ones_are_split(monkeypatch
     handed = []
     run = threads.run
     monkeypatch.setattr(threads, "run", lambda tasks: (handed.append(len(tasks)), run(tasks))[1])
+    monkeypatch.setattr(threads, "WAKE_SECONDS", 0.0)  # handed over whether the worker sleeps or not
     rng = np.random.default_rng(3)
     for rows, samples, expected in [(10, 1, []), (100, 1, [2]), (100, 5, [2])]:
         x = (rng.random((rows, 784)) < 0.2).astype(np.float32)
@@ -427,6 +428,43 @@ def test_a_tiny_likelihood_stays_whole_and_step_sized_ones_are_split(monkeypatch
                 kernels.set_threads(1)
         np.testing.assert_array_equal(values[0][0], values[1][0])
         np.testing.assert_array_equal(values[0][1], values[1][1])
+
+
+def test_small_blocks_do_not_wake_a_sleeping_worker(monkeypatch):
+    """Blocks each under threads.WAKE_SECONDS (a 100 x 784 likelihood's two) go to the workers only if those
+    they need are started and spinning (after 2 ms of idle a wake-up cost 50-600 us on the 2-core VM,
+    against a 95 us call); a recording always hands them over (its replays hold the workers awake), and
+    blocks worth WAKE_SECONDS wake them. Run here, the same blocks give the same values."""
+    from types import SimpleNamespace
+    kernels.set_threads(2)
+    try:
+        small, large = threads.row_blocks(100, 784, 1e-9), threads.row_blocks(100_000, 784, 1e-9)
+        assert len(small) == 2 and small.seconds < threads.WAKE_SECONDS <= large.seconds
+        for workers, expected in [([SimpleNamespace(sleeping=True)], False), ([SimpleNamespace(sleeping=False)], True),
+                                  ([], False)]:
+            with monkeypatch.context() as patch:  # stand-in workers, gone before set_threads stops the real ones
+                patch.setattr(RUNTIME, "workers", workers)
+                assert threads.worth_waking(small) is expected
+                assert threads.worth_waking(large) is True
+                assert threads.worth_waking(list(small)) is True  # blocks of unknown worth: as before
+                with programs.recording():
+                    assert threads.worth_waking(small) is True
+
+        handed = []
+        run = threads.run
+        monkeypatch.setattr(threads, "run", lambda tasks: (handed.append(len(tasks)), run(tasks))[1])
+        rng = np.random.default_rng(4)
+        x = (rng.random((100, 784)) < 0.2).astype(np.float32)
+        logits = rng.standard_normal((1, 100, 784), dtype=np.float32)
+        with monkeypatch.context() as patch:
+            patch.setattr(RUNTIME, "workers", [SimpleNamespace(sleeping=True)])
+            here = kernels.bernoulli_loglik(logits, x, want_grad=True)
+        assert handed == []
+    finally:
+        kernels.set_threads(1)
+    whole = kernels.bernoulli_loglik(logits, x, want_grad=True)
+    np.testing.assert_array_equal(here[0], whole[0])
+    np.testing.assert_array_equal(here[1], whole[1])
 
 
 def _operands(rng, dtype):

@@ -282,12 +282,13 @@ def run_blocks(entry, arguments, parts, results=None):
     """``entry``'s kernel on ``arguments(k, lo, hi)`` for each block k, (lo, hi), of ``parts``, side by side
     on gvae's threads (:func:`threads.run`), its value into ``results[k]`` (a float64 array of a row per
     block) where given; a worker's block through the C entry (:class:`Call`). One block runs here, with no
-    hand-over."""
-    if len(parts) == 1:  # nothing handed over (most calls on one thread)
-        threads.run_here([Call(entry, arguments(0, *parts[0]), None if results is None else results[0])])
+    hand-over; small blocks (:func:`threads.worth_waking`) all run here while a worker sleeps."""
+    calls = [Call(entry, arguments(k, lo, hi), None if results is None else results[k])
+             for k, (lo, hi) in enumerate(parts)]
+    if len(calls) == 1 or not threads.worth_waking(parts):  # nothing handed over (most calls on one thread)
+        threads.run_here(calls)
         return
-    threads.run([Call(entry, arguments(k, lo, hi), None if results is None else results[k])
-                 for k, (lo, hi) in enumerate(parts)])
+    threads.run(calls)
 
 
 def bits(x):

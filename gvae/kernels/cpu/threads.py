@@ -33,7 +33,7 @@ from . import worker_loop
 from .state import RUNTIME
 
 __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", "threads_unless_set", "run",
-           "run_here", "held_workers", "over_blocks", "blocks", "row_blocks", "in_a_call"]
+           "run_here", "held_workers", "over_blocks", "blocks", "row_blocks", "worth_waking", "in_a_call"]
 
 # The least work worth a block of an elementwise kernel (row_blocks). Every such kernel hands its blocks
 # over as C entries (entries.run_blocks), which a spinning worker sees at once (a microsecond or two; a
@@ -41,6 +41,9 @@ __all__ = ["set_threads", "get_threads", "available_cores", "cores_unless_set", 
 # the IWAE step's 500-row ELU backward and the ELBO step's 100-row passes on one core while the other
 # spun: at 10 us both steps took 3-5% less at two threads (docs/performance.md, "Small blocks").
 MIN_BLOCK_SECONDS = 10e-6
+# Blocks worth less than this each do not wake a sleeping worker (a futex wake-up: 50-600 us measured on the
+# 2-core VM): the caller runs them one after the other itself, the same blocks, so the same bits.
+WAKE_SECONDS = 150e-6
 # A worker with nothing to do spins this long before it sleeps: longer than most gaps between the
 # hand-overs of a training step, short enough that an idle process costs nothing measurable.
 SPIN_SECONDS = 0.5e-3
@@ -214,10 +217,29 @@ def blocks(n, grain):
     return list(zip(edges[:-1], edges[1:]))
 
 
+class RowBlocks(list):
+    """:func:`row_blocks`' (start, stop) blocks, with the work of the largest in seconds (``seconds``)."""
+    __slots__ = ("seconds",)
+
+
 def row_blocks(rows, cols, seconds_per_element):
     """:func:`blocks` of the rows of a (rows, cols) elementwise kernel that takes ``seconds_per_element``
-    on one thread, each block worth at least MIN_BLOCK_SECONDS."""
-    return blocks(rows, math.ceil(MIN_BLOCK_SECONDS / (max(1, cols) * seconds_per_element)))
+    on one thread, each block worth at least MIN_BLOCK_SECONDS (a :class:`RowBlocks`)."""
+    per_row = max(1, cols) * seconds_per_element
+    parts = RowBlocks(blocks(rows, math.ceil(MIN_BLOCK_SECONDS / per_row)))
+    parts.seconds = max(hi - lo for lo, hi in parts) * per_row
+    return parts
+
+
+def worth_waking(parts):
+    """Whether the blocks ``parts`` (:func:`row_blocks`') should go to gvae's workers even if one of those
+    they would take is asleep (or not started): when each block is worth WAKE_SECONDS or more, and always
+    while a program is recorded (its replays hold the workers awake). Otherwise the caller runs them."""
+    if RUNTIME.recording.get() is not None or getattr(parts, "seconds", math.inf) >= WAKE_SECONDS:
+        return True
+    workers = RUNTIME.workers
+    needed = len(parts) - 1
+    return len(workers) >= needed and not any(worker.sleeping for worker in workers[:needed])
 
 
 def run(tasks):
