@@ -31,9 +31,19 @@ def test_points_read_each_objective_and_thread_count_and_sort_by_commit_date(tmp
     (tmp_path / "machine.json").write_text("{}")
     (tmp_path / "other.json").write_text(json.dumps({"commit_hash": new, "results": {"bench_x.T.time_y": [1.0]}}))
     rows = peer_history.points(tmp_path)
-    assert [r[1] for r in rows] == [old[:7], new[:7]] or int(old_date) == int(new_date)
+    expected = [commit[:7] for _, commit in sorted([(int(old_date), old[:7]), (int(new_date), new[:7])])]
+    assert [r[1] for r in rows] == expected
     newest = dict((r[1], r[2]) for r in rows)[new[:7]]
     assert newest == {"JAX": {("elbo", 1): 0.8, ("elbo", 2): 0.81, ("iwae5", 2): 0.83}}
+
+
+def test_two_result_files_of_one_commit_are_both_kept(tmp_path):
+    (commit, _), = _commits(1)
+    _result(tmp_path, commit, [0.8, 0.8, 0.8, 0.8])
+    record = {"commit_hash": commit, "results": {"bench_peers.StepRatio.track_vs_torch":
+                                                 [[0.7, 0.7, 0.7, 0.7], [["'elbo'", "'iwae5'"], ["1", "2"]]]}}
+    (tmp_path / f"{commit[:8]}-other-env.json").write_text(json.dumps(record))
+    assert sorted(peer for row in peer_history.points(tmp_path) for peer in row[2]) == ["JAX", "PyTorch"]
 
 
 def test_a_folder_without_results_is_a_clear_error(tmp_path):

@@ -47,7 +47,7 @@ def points(folder):
             rows.append((date, commit[:7], found))
     if not rows:
         raise SystemExit(f"no {NAME}* results in {folder}; record them with asv run --bench bench_peers")
-    return sorted(rows)
+    return sorted(rows, key=lambda row: row[:2])  # by date, then hash (never by the dicts)
 
 
 def draw(rows, out, title):
