@@ -19,11 +19,13 @@ from .backend import register
 from .cpu import threads
 from .cpu.entries import INT, Entry, array, run_blocks
 from .cpu.jit import jit
+from .cpu.vector_width import wide_vectors
 from .vecmath_cpu import FMA, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
 @jit(error_model="numpy", fastmath=FMA)
 def _forward(h, b, code):
+    wide_vectors()
     m, n = h.shape
     zero = h.dtype.type(0.0)
     for i in range(m):
@@ -57,6 +59,7 @@ _FORWARD = Entry(_forward, h=array("m", "n"), b=array("n"), code=INT)
 def _backward(g, y, code, gh, gb):
     """gh = g * act'(.) from the output y, and gb (N,) its column sums; for the identity (code 0) a gh of
     no rows asks for the sums of g alone (dL/dh is g itself)."""
+    wide_vectors()
     m, n = g.shape
     # Constants in the arrays' dtype: a float64 literal would turn a float32 loop into float64 arithmetic
     # (half the lanes, and conversions: the float32 ELU backward ran at float64's speed).

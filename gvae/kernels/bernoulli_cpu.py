@@ -5,6 +5,7 @@ from .backend import register
 from .cpu import threads
 from .cpu.entries import INT, Entry, array, run_blocks
 from .cpu.jit import jit
+from .cpu.vector_width import wide_vectors
 from .vecmath_cpu import FMA, softplus_and_sigmoid
 
 
@@ -13,6 +14,7 @@ def _sum(v):
     """sum(v) in float64, which LLVM may reassociate: it keeps running sums in vector lanes (float64
     error about 1e-16 per term, far under the float32 terms' own rounding), faster than scalar running
     sums without reassociation."""
+    wide_vectors()
     total = 0.0
     for i in range(v.size):
         total += v[i]
@@ -23,6 +25,7 @@ def _sum(v):
 def _loglik(logits, x, dlogits, first, out, terms):
     """out[i] = sum_j x_j l_ij - softplus(l_ij) over the rows i of ``logits``, row i using x[(first + i) % R],
     and dlogits = x - sigmoid(l) when it has logits' rows; ``terms`` (N,) scratch."""
+    wide_vectors()
     m, n = logits.shape
     r = x.shape[0]
     want_grad = dlogits.shape[0] == m
