@@ -187,7 +187,10 @@ def test_gvae_eval_says_its_work_and_estimated_time_before_it_starts(run, capsys
 
 def test_ctrl_c_says_whether_anything_was_kept(run, capsys, monkeypatch):
     out, data = run
-    argv = ["eval", str(out), "--data", str(data), "--iw-samples", "20", "--batch-size", "25", "--quiet"]
+    # One thread: one batch at a time, so that the second pass is in the second batch (on more threads
+    # batches run side by side: tests/test_eval_side_by_side.py).
+    argv = ["eval", str(out), "--data", str(data), "--iw-samples", "20", "--batch-size", "25", "--quiet",
+            "--threads", "1"]
     real, calls = ev._log_weights_into, []
 
     def stopped(*args, at):

@@ -147,7 +147,12 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     batches goes on to the result of one that ran through. ``resume_from`` = (rows, arrays): the results
     of the first ``rows`` rows (a multiple of batch_size) from a call with the same arguments;
     ``on_batch(rows, out)`` is called after each batch with the rows done and the result dict (device
-    arrays whose first ``rows`` entries are final)."""
+    arrays whose first ``rows`` entries are final).
+
+    On the CPU with gvae's threads a VAE's batches run side by side, one per thread (:func:`_side_by_side`),
+    each computed exactly as a batch alone (the same cut of each pass, :func:`_log_weights_into`), so the
+    results do not depend on which batches ran together; the batches left at the end, fewer than the
+    threads, run one after the other, each on all the threads."""
     if n_samples < 1:
         raise ValueError(f"the number of importance samples must be >= 1, got {n_samples}")
     ks = _bounds(n_samples, ks)
@@ -169,14 +174,28 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     # and over, and tqdm's default moving average stays low for long after a momentary dip.
     bar = progress_bar(progress, n * n_samples, f"log p(x), K={n_samples}", unit="sample", initial=done * n_samples,
                        unit_scale=True, smoothing=0)
-    logw = xp.empty((n_samples, batch_size), dtype=np.float64)
+    count = kernels.get_threads() if on_host(x) else 1  # the threads each pass is cut for
+    side = _side_by_side(source, x, count)
+    logws = [xp.empty((n_samples, batch_size), dtype=np.float64) for _ in range(side)]
     try:
-        for start in range(done, n, batch_size):
-            rows = _batch(source, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, bar.update)
-            for key, values in rows.items():
-                out[key][start:start + batch_size] = values
-            if on_batch is not None:
-                on_batch(min(start + batch_size, n), out)
+        first = done
+        while first < n:
+            starts = range(first, min(n, first + batch_size * side), batch_size)
+            if side == 1 or len(starts) < side:  # one at a time; or fewer left than threads: each on all of them
+                starts = starts[:1]
+                results = [_batch(source, params, x, first, batch_size, n_samples, seed, ks, chunk, logws[0], count,
+                                  bar.update)]
+            else:
+                results = over_blocks(lambda lo, hi: _batch(source, params, x, starts[lo], batch_size, n_samples, seed,
+                                                             ks, chunk, logws[lo], count),
+                                      [(k, k + 1) for k in range(len(starts))])
+                bar.update((min(n, first + batch_size * side) - first) * n_samples)
+            for start, rows in zip(starts, results):
+                for key, values in rows.items():
+                    out[key][start:start + batch_size] = values
+                if on_batch is not None:
+                    on_batch(min(start + batch_size, n), out)
+            first = starts[-1] + batch_size
     finally:
         bar.close()  # before any message about an interruption
     return out
@@ -191,10 +210,23 @@ def block_samples(model, batch_size, block_bytes=None):
     return max(1, int(block_bytes // (batch_size * widest * model.dtype.itemsize)))
 
 
-def _log_weights_into(source, params, xb, eps, out):
+def _side_by_side(source, x, count):
+    """How many batches :func:`importance_sampling` runs at once: one per thread (``count``) for a VAE of
+    one stochastic layer on the CPU, else 1. Side by side, each thread draws its batch's noise from the
+    batch's own generator and takes the batch's passes alone: no thread waits while another draws, nor at
+    the end of each pass for the slower part. Such a VAE's pass holds one decoder block of samples at a time
+    (:func:`block_samples`) beside its draws, far within the memory bound that sizes a pass (which counts
+    every layer's activations for all its samples), so batches side by side keep within it; a hierarchy
+    runs its upper encoders over a whole pass, and other sources hold a whole pass's activations: they
+    keep one batch at a time."""
+    single = isinstance(source, _VAE) and len(source.model.layers) == 1
+    return count if single and on_host(x) else 1
+
+
+def _log_weights_into(source, params, xb, eps, out, count=None):
     """out (c, b) = the log-weights of the samples eps (c, b, noise) of the rows xb from the
-    :class:`LogWeightSource` ``source``. On the CPU with gvae's threads the c samples are cut into one
-    contiguous part per thread, each taken through the whole model on its thread (whose kernels then run
+    :class:`LogWeightSource` ``source``. On the CPU with ``count`` threads (default gvae's) the c samples are
+    cut into one contiguous part per thread, each taken through the whole model on its thread (whose kernels then run
     there, one after the other): no hand-over between the layers, where a pass over all c samples split each
     product and elementwise kernel over the threads and waited for the slower half after each. A VAE's part
     goes through the encoder and the posterior's sampling once, then through the decoder and the likelihood
@@ -204,22 +236,24 @@ def _log_weights_into(source, params, xb, eps, out):
     of the same products: the same bits where OpenBLAS rounds a row alike in products of any number of
     rows; where its kernels round some rows differently when a product has fewer rows, as they do for the
     row blocks of a pass split over the threads, results may differ in the last bits between thread counts
-    (never between runs on the same count)."""
-    parts = blocks(len(eps), 1) if on_host(xb) else [(0, len(eps))]
+    (never between runs on the same count). Called inside a task of gvae's threads (a batch run beside
+    another), the same parts run one after the other on that thread: the same products, the same bits."""
+    parts = blocks(len(eps), 1, count) if on_host(xb) else [(0, len(eps))]
     over_blocks(lambda lo, hi: source.log_weights_into(params, xb, eps[lo:hi], out[lo:hi]), parts)
 
 
-def _batch(source, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, counted=None):
+def _batch(source, params, x, start, batch_size, n_samples, seed, ks, chunk, logw, count=None, counted=None):
     """The results of the rows [start, start + batch_size) of x, as :func:`importance_sampling` computes
     them (a dict of float64 (b,) arrays, b the rows there), in the float64 scratch ``logw`` (K,
-    batch_size); ``counted(m)`` is told of each m samples x rows done."""
+    batch_size), each pass cut for ``count`` threads (:func:`_log_weights_into`); ``counted(m)`` is told of
+    each m samples x rows done."""
     xb = x[start:start + batch_size]
     b = len(xb)
     rng = generator(device_of(x), (seed, start))
     for s in range(0, n_samples, chunk):
         c = min(chunk, n_samples - s)
         eps = source.draw(rng, (c, b))
-        _log_weights_into(source, params, xb, eps, logw[s:s + c, :b])
+        _log_weights_into(source, params, xb, eps, logw[s:s + c, :b], count)
         if counted is not None:
             counted(c * b)
     block = logw[:, :b]

@@ -207,10 +207,10 @@ def in_a_call():
     return RUNTIME.pool_lock.locked()
 
 
-def blocks(n, grain):
-    """range(n) cut into at most :func:`get_threads` contiguous (start, stop) blocks of >= ``grain``
-    items each (one block when n < 2 * grain)."""
-    parts = max(1, min(get_threads(), n // max(1, grain)))
+def blocks(n, grain, count=None):
+    """range(n) cut into at most ``count`` (default :func:`get_threads`) contiguous (start, stop) blocks of
+    >= ``grain`` items each (one block when n < 2 * grain)."""
+    parts = max(1, min(get_threads() if count is None else count, n // max(1, grain)))
     if parts == 1:
         return [(0, n)]
     edges = [n * k // parts for k in range(parts + 1)]
