@@ -1,4 +1,5 @@
 """Data and runs the tests share: small generated images, written as the .npz files ``gvae --data`` reads."""
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,23 @@ def assert_eval_estimates(run, data, capsys, phrase, samples=False):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and phrase in err and "gvae eval estimates its log p(x)" in err, err
     assert ("gvae sample draws from its prior" in err) == samples, err
+
+
+class Passes:
+    """A stand-in for gvae.evaluation.evaluate._log_weights_into (``real``) that counts the passes it is asked
+    for (``count``) and raises KeyboardInterrupt at pass ``stop_at`` (None: never)."""
+
+    def __init__(self, real, stop_at=None):
+        self.real, self.stop_at, self.count = real, stop_at, 0
+        self._lock = threading.Lock()  # batches side by side ask from two threads at once
+
+    def __call__(self, *args):
+        with self._lock:
+            self.count += 1
+            stop = self.count == self.stop_at
+        if stop:
+            raise KeyboardInterrupt
+        return self.real(*args)
 
 
 # One training step of examples/torch_banded_vae.py's VAE for each banded posterior, and its evaluation.

@@ -7,6 +7,7 @@ import pytest
 import gvae.evaluation.evaluate as ev
 from gvae import kernels
 from gvae.evaluation.task_weights import TaskWeights
+from tests.helpers import Passes
 from tests.test_hierarchy import linear_gaussian_hierarchy
 from tests.test_iwae import factor_analysis
 
@@ -61,23 +62,16 @@ def test_an_interruption_keeps_the_pairs_finished_before_it(problem, two_threads
     model, params, x = problem
     full, means, _ = ev.evaluate(model, params, x, 20, **SETTINGS)
     path = tmp_path / "progress.npz"
-    real, calls = ev._log_weights_into, []
-
-    def counted(*args, at=None):
-        calls.append(1)
-        if len(calls) == at:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(ev, "_log_weights_into", lambda *a: counted(*a, at=3))
+    real = ev._log_weights_into
+    monkeypatch.setattr(ev, "_log_weights_into", Passes(real, stop_at=3))
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(model, params, x, 20, **SETTINGS, partial=path, save_seconds=1e9)
     with np.load(path) as f:
         assert int(f["rows"]) == 10
-    calls.clear()
-    monkeypatch.setattr(ev, "_log_weights_into", counted)
+    calls = Passes(real)
+    monkeypatch.setattr(ev, "_log_weights_into", calls)
     per, again, _ = ev.evaluate(model, params, x, 20, **SETTINGS, partial=path)
-    assert len(calls) == 1 + 5  # one stored batch recomputed as the check, then the five batches left
+    assert calls.count == 1 + 5  # one stored batch recomputed as the check, then the five batches left
     assert again == means
     for key in full:
         np.testing.assert_array_equal(per[key], full[key])

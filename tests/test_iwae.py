@@ -13,6 +13,7 @@ from gvae.training.validation import per_example_elbo
 from gvae.model import VAE
 from gvae.model.objectives import iwae_bound
 from tests.gradcheck import check_vjp
+from tests.helpers import Passes
 
 
 @given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]))
@@ -172,23 +173,17 @@ def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monke
     settings = dict(ks=(1, 5), seed=3, batch_size=5, progress=False)
     full, means, _ = ev.evaluate(model, params, x, 20, **settings)
     path = tmp_path / "progress.npz"
-    real, calls = ev._log_weights_into, []
-
-    def counted(*args, interrupt_at=None):  # one pass per batch here (20 samples fit one pass)
-        calls.append(1)
-        if len(calls) == interrupt_at:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(ev, "_log_weights_into", lambda *a: counted(*a, interrupt_at=4))
+    real = ev._log_weights_into
+    # one pass per batch here (20 samples fit one pass)
+    monkeypatch.setattr(ev, "_log_weights_into", Passes(real, stop_at=4))
     with pytest.raises(KeyboardInterrupt):
         ev.evaluate(model, params, x, 20, **settings, partial=path, save_seconds=1e9)  # saved at the interrupt
     with np.load(path) as f:
         assert int(f["rows"]) == 15 and f["result_log_likelihood"].shape == (15,)
-    calls.clear()
-    monkeypatch.setattr(ev, "_log_weights_into", counted)
+    calls = Passes(real)
+    monkeypatch.setattr(ev, "_log_weights_into", calls)
     per, again, _ = ev.evaluate(model, params, x, 20, **settings, partial=path)
-    assert len(calls) == 4  # the three batches not done before, and one stored batch recomputed as a check
+    assert calls.count == 4  # the three batches not done before, and one stored batch recomputed as a check
     assert again == means
     for key in full:
         np.testing.assert_array_equal(per[key], full[key])
@@ -196,9 +191,9 @@ def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monke
     for other in (dict(settings, seed=4), settings):
         if other is settings:
             path.write_bytes(b"not an npz")
-        calls.clear()
+        calls.count = 0
         _, result, _ = ev.evaluate(model, params, x, 20, **other, partial=path)
-        assert len(calls) == 6
+        assert calls.count == 6
         assert (result == means) == (other is settings)
 
 
