@@ -54,6 +54,17 @@ def split_everything(monkeypatch):
 
 
 @pytest.fixture
+def one_thread():
+    """gvae's threads set to one for the test, whatever earlier tests in the process left (an evaluation
+    runs its batches side by side on more), and restored after it."""
+    from gvae import kernels
+    before = kernels.get_threads()
+    kernels.set_threads(1)
+    yield
+    kernels.set_threads(before)
+
+
+@pytest.fixture
 def jax_x64():
     """JAX's x64 mode set process-wide for a test and restored after it (the jax.enable_x64 context is local
     to its thread, and XLA may run gvae.jax's callbacks on another)."""

@@ -167,7 +167,7 @@ def test_importance_sampling_goes_on_after_any_batch_to_the_same_result():
         importance_sampling(model, params, x, 40, 7, **settings, resume_from=(5, {"log_likelihood": full["log_likelihood"]}))
 
 
-def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monkeypatch):
+def test_an_interrupted_evaluation_goes_on_from_its_partial_file(tmp_path, monkeypatch, one_thread):
     import gvae.evaluation.evaluate as ev
     model, params, x, _ = factor_analysis(seed=6, points=30)
     settings = dict(ks=(1, 5), seed=3, batch_size=5, progress=False)

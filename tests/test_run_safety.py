@@ -272,7 +272,10 @@ def test_an_evaluation_stopped_by_sigterm_goes_on_where_it_stopped(tmp_path, dat
     from gvae.commands import Terminated
     out = tmp_path / "run"
     assert train(data_file, out, "--epochs", "1") == 0
-    argv = ["eval", str(out), "--data", str(data_file), "--iw-samples", "20", "--batch-size", "10", "--quiet"]
+    # One thread: one batch at a time, one pass each, so that the third pass is in the third batch (on more
+    # threads batches run side by side: tests/test_eval_side_by_side.py).
+    argv = ["eval", str(out), "--data", str(data_file), "--iw-samples", "20", "--batch-size", "10", "--quiet",
+            "--threads", "1"]
     assert main(argv) == 0
     whole = json.loads((out / "eval.json").read_text())
     real, calls = ev.log_ratio, []
