@@ -8,9 +8,9 @@ float32 ELU and the Bernoulli log-likelihood, whose polynomials are arithmetic-b
 (only there: nothing outside the kernel, nor Numba's other compilations, changes); LLVM caps it at the
 widest vector the CPU has, so on a CPU without AVX-512 the code is the same as without it. Each kernel's
 loop must sit in the function that calls it (a helper compiled on its own is vectorised in its own module,
-before it is inlined). Only arithmetic-bound loops gain: measured alone on 1.3 million float32 values,
-Adam's pass took the same time either way and the squared norm's blocked sum was slower at 512 bits (0.32
-ms against 0.21), so those kernels do not ask. Element-wise results are the same bits either way; a sum that LLVM may reassociate
+before it is inlined). Only arithmetic-bound loops gain; memory-bound ones (Adam's pass, the squared
+norm's blocked sum) were measured no faster or slower and do not ask (docs/performance.md, "Full-width
+vectors"). Element-wise results are the same bits either way; a sum that LLVM may reassociate
 (``fastmath={"reassoc"}``) keeps twice as many running sums, so its last bits differ.
 """
 from numba import types
