@@ -53,10 +53,10 @@ def split_everything(monkeypatch):
     kernels.set_threads(1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
-    """gvae's threads set to one for the test, whatever earlier tests in the process left (an evaluation
-    runs its batches side by side on more), and restored after it."""
+    """gvae's threads set to one for the tests of a module, whatever earlier tests in the process left (an
+    evaluation runs its batches side by side on more), and restored after them."""
     from gvae import kernels
     before = kernels.get_threads()
     kernels.set_threads(1)

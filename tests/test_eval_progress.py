@@ -13,18 +13,9 @@ from tests.test_iwae import factor_analysis
 
 SETTINGS = dict(ks=(1, 5), seed=3, batch_size=5, progress=False)
 K = 20
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One batch at a time, one pass each (the interruptions below count passes), whatever thread count
-    earlier tests in this process left: on gvae's threads batches run side by side
-    (tests/test_eval_side_by_side.py)."""
-    from gvae import kernels
-    before = kernels.get_threads()
-    kernels.set_threads(1)
-    yield
-    kernels.set_threads(before)
+# One batch at a time, one pass each (the interruptions below count passes), whatever thread count earlier
+# tests left: on gvae's threads batches run side by side (tests/test_eval_side_by_side.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,12 @@ def problem():
 
 def alone(monkeypatch):
     """Make importance_sampling run one batch at a time, as before batches ran side by side."""
-    monkeypatch.setattr(ev, "_side_by_side", lambda source, x, count: 1)
+    monkeypatch.setattr(ev, "_side_by_side", lambda source, count: 1)
 
 
 def test_batches_side_by_side_give_the_bits_of_batches_alone(problem, two_threads, monkeypatch):
     model, params, x = problem
-    assert ev._side_by_side(ev._source(model), x, 2) == 2
+    assert ev._side_by_side(ev._source(model), 2) == 2
     seen = []
     together = ev.importance_sampling(model, params, x, 40, 7, ks=(1, 5), batch_size=5, progress=False,
                                       on_batch=lambda rows, out: seen.append(rows))
@@ -80,10 +80,10 @@ def test_an_interruption_keeps_the_pairs_finished_before_it(problem, two_threads
 def test_a_hierarchy_and_other_sources_keep_one_batch_at_a_time():
     """Their passes hold whole activations (a hierarchy's upper encoders, a task's networks): side by side
     they would hold one pass per thread, beyond the memory bound."""
-    model, params, x = factor_analysis(seed=6, points=10)[:3]
-    assert ev._side_by_side(ev._source(model), x, 2) == 2
-    assert ev._side_by_side(ev._source(model), x, 1) == 1
-    hierarchy, _, xh, _ = linear_gaussian_hierarchy("bottom-up")
-    assert ev._side_by_side(ev._source(hierarchy), xh, 2) == 1
+    model = factor_analysis(seed=6, points=10)[0]
+    assert ev._side_by_side(ev._source(model), 2) == 2
+    assert ev._side_by_side(ev._source(model), 1) == 1
+    hierarchy = linear_gaussian_hierarchy("bottom-up")[0]
+    assert ev._side_by_side(ev._source(hierarchy), 2) == 1
     source = TaskWeights.__new__(TaskWeights)  # any source that is not a VAE's
-    assert ev._side_by_side(source, x, 2) == 1
+    assert ev._side_by_side(source, 2) == 1

@@ -19,9 +19,9 @@ def _elu(x):
         x[i] = x[i] if x[i] > 0 else e
 
 
-def _fresh(fn):
+def _fresh(fn, fastmath=FMA):
     """fn compiled now (no on-disk cache: Numba inspects only what it compiled in this process)."""
-    return numba.njit(error_model="numpy", fastmath=FMA, cache=False)(fn)
+    return numba.njit(error_model="numpy", fastmath=fastmath, cache=False)(fn)
 
 
 def _wide_elu_inline(x):
@@ -56,7 +56,7 @@ def test_on_avx512_the_loop_uses_512_bit_registers():
 def test_the_elementwise_kernels_ask_for_it(kernel):
     """Each arithmetic-bound kernel (the vectorised polynomials and the likelihood's row sums) makes the
     request in its own body: compiled afresh, its LLVM function carries the attribute."""
-    fresh = numba.njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=False)(kernel.py_func)
+    fresh = _fresh(kernel.py_func, fastmath={"reassoc", "contract"})
     f32 = np.float32
     if kernel is activation_cpu._forward:
         args = (np.zeros((2, 3), f32), np.zeros(3, f32), 2)

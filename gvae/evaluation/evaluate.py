@@ -175,7 +175,7 @@ def importance_sampling(model, params, x, n_samples, seed, ks=(1, 5, 50), batch_
     bar = progress_bar(progress, n * n_samples, f"log p(x), K={n_samples}", unit="sample", initial=done * n_samples,
                        unit_scale=True, smoothing=0)
     count = kernels.get_threads() if on_host(x) else 1  # the threads each pass is cut for
-    side = _side_by_side(source, x, count)
+    side = _side_by_side(source, count)
     logws = [xp.empty((n_samples, batch_size), dtype=np.float64) for _ in range(side)]
     try:
         first = done
@@ -210,17 +210,16 @@ def block_samples(model, batch_size, block_bytes=None):
     return max(1, int(block_bytes // (batch_size * widest * model.dtype.itemsize)))
 
 
-def _side_by_side(source, x, count):
+def _side_by_side(source, count):
     """How many batches :func:`importance_sampling` runs at once: one per thread (``count``) for a VAE of
-    one stochastic layer on the CPU, else 1. Side by side, each thread draws its batch's noise from the
+    one stochastic layer (``count`` is 1 off the CPU), else 1. Side by side, each thread draws its batch's noise from the
     batch's own generator and takes the batch's passes alone: no thread waits while another draws, nor at
     the end of each pass for the slower part. Such a VAE's pass holds one decoder block of samples at a time
     (:func:`block_samples`) beside its draws, far within the memory bound that sizes a pass (which counts
     every layer's activations for all its samples), so batches side by side keep within it; a hierarchy
     runs its upper encoders over a whole pass, and other sources hold a whole pass's activations: they
     keep one batch at a time."""
-    single = isinstance(source, _VAE) and len(source.model.layers) == 1
-    return count if single and on_host(x) else 1
+    return count if isinstance(source, _VAE) and len(source.model.layers) == 1 else 1
 
 
 def _log_weights_into(source, params, xb, eps, out, count=None):
