@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from gvae import kernels
+from gvae.kernels import bernoulli_cpu
 from gvae.kernels.cpu import programs
 
 REFERENCE = {
@@ -133,6 +134,28 @@ def test_bernoulli_extreme_logits_are_finite():
     ll, d = kernels.bernoulli_loglik(logits, x, want_grad=True)
     np.testing.assert_allclose(ll, [-np.log(2)], rtol=1e-6)
     assert np.isfinite(d).all()
+
+
+@pytest.mark.parametrize("n", [bernoulli_cpu._RUN - 1, bernoulli_cpu._RUN, bernoulli_cpu._RUN + 1,
+                               9 * bernoulli_cpu._RUN + 3])
+def test_bernoulli_loglik_long_rows(n):
+    """Rows whose product of the factors 1 + exp(-|l|) leaves float64's range many times over (logits 0:
+    2^n, brought back by powers of two), and a row of logits far below 0, whose terms log(1 + e) are far
+    under float32's epsilon beside 1 (float64's product keeps them): against the float64 formula."""
+    rng = np.random.default_rng(n)
+    zero = np.zeros((2, n))
+    x = (rng.random((2, n)) < 0.5).astype(np.float64)
+    np.testing.assert_allclose(kernels.bernoulli_loglik(zero, x)[0], -n * np.log(2.0), rtol=1e-13)
+    for dtype in (np.float32, np.float64):
+        logits = np.concatenate([rng.standard_normal((3, n)) * 20, np.full((1, n), -25.0)]).astype(dtype)
+        x = rng.random((4, n)).astype(dtype)
+        x[3] = 0  # that row's log-likelihood is -n log(1 + e^-25) alone
+        l64 = logits.astype(np.float64)
+        ref = np.sum(x * l64 - np.logaddexp(0, l64), axis=-1)
+        got = kernels.bernoulli_loglik(logits, x)[0]
+        np.testing.assert_allclose(got[:3], ref[:3], rtol=1e-6 if dtype == np.float32 else 1e-13)
+        # The product's rounding, about n float64 epsilons absolute, is all that is lost of the tiny terms.
+        np.testing.assert_allclose(got[3], ref[3], rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-15 * n)
 
 
 @given(shape=shapes, dtype=dtypes, seed=st.integers(0, 2**32 - 1))

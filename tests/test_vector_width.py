@@ -52,9 +52,9 @@ def test_on_avx512_the_loop_uses_512_bit_registers():
 
 
 @pytest.mark.parametrize("kernel", [activation_cpu._forward, activation_cpu._backward, bernoulli_cpu._loglik,
-                                    bernoulli_cpu._sum])
+                                    bernoulli_cpu._row_total])
 def test_the_elementwise_kernels_ask_for_it(kernel):
-    """Each arithmetic-bound kernel (the vectorised polynomials and the likelihood's row sums) makes the
+    """Each arithmetic-bound kernel (the vectorised polynomials and the likelihood's row totals) makes the
     request in its own body: compiled afresh, its LLVM function carries the attribute."""
     fresh = _fresh(kernel.py_func, fastmath={"reassoc", "contract"})
     f32 = np.float32
@@ -64,8 +64,8 @@ def test_the_elementwise_kernels_ask_for_it(kernel):
         args = (np.zeros((2, 3), f32), np.zeros((2, 3), f32), 2, np.zeros((2, 3), f32), np.zeros(3, f32))
     elif kernel is bernoulli_cpu._loglik:
         args = (np.zeros((2, 3), f32), np.zeros((2, 3), f32), np.zeros((0, 3), f32), 0, np.zeros(2, f32),
-                np.zeros(3, f32))
+                np.zeros(3, f32), np.zeros(3, f32))
     else:
-        args = (np.zeros(5, f32),)
+        args = (np.zeros(5, f32), np.zeros(5, f32))
     fresh(*args)
     assert ATTRIBUTE in fresh.inspect_llvm(fresh.signatures[0])
