@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 from scipy.stats import multivariate_normal
 
 from gvae import ops
@@ -29,6 +29,10 @@ def test_against_dense_gaussian(name, seed, scale):
     q = fam.split(rng.standard_normal((3, fam.head_size(d))) * scale, d)
     z = fam.sample(q, rng.standard_normal((4, 3, d)))
     lp, kl, ent, prec = fam.log_prob(q, z), fam.kl(q), fam.entropy(q), fam.precision(q)
+    # The dense reference inverts the precision formed as a matrix, which loses the smallest eigenvalues
+    # of an ill-conditioned one (a chain whose off-diagonal dwarfs its diagonal reached a condition number
+    # of 1e11, where SciPy refused the covariance): the comparison holds where the reference does.
+    assume(all(np.linalg.cond(p) < 1e8 for p in prec))
     for b in range(3):
         cov = np.linalg.inv(prec[b])
         ref = multivariate_normal(q.mu[b], cov)

@@ -66,8 +66,10 @@ def _loglik(logits, x, dlogits, first, out, terms, factors):
                 e = exp_nonpos(-abs(li[j]))
                 terms[j] = xi[j] * li[j] - max(li[j], zero)
                 factors[j] = e
-                up = logits.dtype.type(li[j] >= zero)  # sigmoid: 1 / (1 + e) for l >= 0, e / (1 + e) below
-                di[j] = xi[j] - (up + (one - up) * e) / (one + e)
+                # sigmoid: 1 / (1 + e) for l >= 0, e / (1 + e) below, a 0/1 select
+                inv = one / (one + e)
+                up = logits.dtype.type(li[j] >= zero)
+                di[j] = xi[j] - inv * (up + (one - up) * e)
         else:
             for j in range(n):
                 e = exp_nonpos(-abs(li[j]))
