@@ -1,12 +1,17 @@
 """What the sweep tests share: a small spec, writing and editing it, and run folders made in-process
 (trained, or faked as the table reads them), and waiting on subprocesses."""
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from gvae.io.files import write_json, write_jsonl
 from gvae.sweep import state
+from gvae.sweep.execute import plan
+from gvae.sweep.spec import load_spec
 from gvae.training import Trainer, rundir
 from tests.helpers import make_data
 
@@ -49,6 +54,23 @@ def fit(run, epochs=None):
     """Train ``run`` in-process (on small generated data) for ``epochs`` (default: its own)."""
     config = run.config if epochs is None else dataclasses.replace(run.config, epochs=epochs)
     Trainer(config, make_data(n=100, d=36), run.folder, quiet=True).fit()
+
+
+def compile_for(spec, folder):
+    """Train each run of the spec file ``spec`` for one epoch into ``folder`` (not the runs' own folders), by
+    the commands a sweep's tasks give and one process of the kind that runs them, so that every kernel
+    they use is in Numba's cache before a sweep starts them. A run that is compiling answers Ctrl-C only
+    when the compilation ends (llvmlite's callbacks swallow the KeyboardInterrupt raised in them): with a
+    cold cache on a loaded machine that took 15 s and more, past the 10 s a stopping sweep waits for its
+    runs, and a test of stopping would time the compiler."""
+    commands = []
+    for job in plan(load_spec(spec, out=Path(folder)))[0]:
+        args = list(job.train)
+        args[args.index("--epochs") + 1] = "1"
+        commands.append(args)
+    child = subprocess.run([sys.executable, "-m", "gvae.sweep_child", str(os.getpid()), json.dumps(commands)],
+                           capture_output=True, text=True, env=environment(), timeout=900)
+    assert child.returncode == 0, child.stderr
 
 
 def fake_evaluation(run, settings, **result):

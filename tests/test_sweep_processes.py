@@ -19,7 +19,8 @@ from gvae.sweep.execute import _record_spec, plan
 from gvae.sweep.spec import load_spec
 from gvae.sweep.table import build_table
 from gvae.training import TrainConfig
-from tests.sweep_helpers import SPEC, write_spec, edit, fit, fake_evaluation, fake_run, wait_for, lock_is_free, environment
+from tests.sweep_helpers import (SPEC, write_spec, edit, fit, fake_evaluation, fake_run, wait_for, lock_is_free,
+                                 environment, compile_for)
 
 
 @pytest.mark.slow
@@ -77,6 +78,7 @@ def test_sigterm_and_ctrl_c_stop_a_sweep_and_its_runs(tmp_path, data_file, how):
     pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'gvae[dask]')")
     spec = write_spec(tmp_path, edit(edit(SPEC, "tiny.npz", str(data_file)), "epochs = 2", "epochs = 100000"))
     out = tmp_path / "sweep"
+    compile_for(spec, tmp_path / "compiled")  # the runs answer Ctrl-C from their start
     proc = sweep_process(spec, out)
     try:
         wait_for(lambda: any((out / run.id / "checkpoint.npz").is_file() for run in load_spec(spec).runs)
