@@ -359,6 +359,11 @@ def test_the_symmetric_rules_against_central_differences(n, w, k, lower, seed):
     _check_rule(lambda A: linalg.logdeth_banded(A, lower=lower),
                 lambda out, g: (rules.logdeth_banded_vjp(ab, lower, g),),
                 lambda out, d: rules.logdeth_banded_jvp(ab, lower, *d), (ab,), rng)
-    _check_rule(lambda A: linalg.eigvals_banded(A, lower=lower),
-                lambda out, g: (rules.eigvals_banded_vjp(ab, lower, g),),
-                lambda out, d: rules.eigvals_banded_jvp(ab, lower, *d), (ab,), rng)
+    # Central differences of an eigenvalue hold to rtol only away from the others (the error grows as
+    # (h / gap)^2: an example with two eigenvalues 6.5e-4 apart missed by 1.7e-6), so the eigenvalues'
+    # rule is checked where every gap is at least 1e-2 (most examples: the spectra lie in about [2, 5]).
+    gaps = np.diff(np.sort(linalg.eigvals_banded(ab, lower=lower), axis=-1), axis=-1)
+    if gaps.size == 0 or gaps.min() >= 1e-2:
+        _check_rule(lambda A: linalg.eigvals_banded(A, lower=lower),
+                    lambda out, g: (rules.eigvals_banded_vjp(ab, lower, g),),
+                    lambda out, d: rules.eigvals_banded_jvp(ab, lower, *d), (ab,), rng)
