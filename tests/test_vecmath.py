@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from gvae.kernels.vecmath_cpu import exp_nonpos, expm1_nonpos, softplus_and_sigmoid, tanh
+from gvae.kernels.vecmath_cpu import exp_and_sigmoid, exp_nonpos, expm1_nonpos, softplus_and_sigmoid, tanh
 
 
 @numba.njit
@@ -34,6 +34,33 @@ def _arguments(dtype):
     top = 86.5 if dtype == np.float32 else 87.0
     mags = np.concatenate([np.logspace(-30, np.log10(top), 20000), rng.uniform(0.0, top, 20000), [0.0, 0.5, 1.0]])
     return np.concatenate([-mags, mags]).astype(dtype)
+
+
+@numba.njit
+def _exp_and_sigmoid_beside(x, out):
+    for i in range(x.size):
+        e, sig = exp_and_sigmoid(x[i])
+        out[0, i] = e
+        out[1, i] = sig
+        out[2, i] = exp_nonpos(-abs(x[i]))
+        out[3, i] = softplus_and_sigmoid(x[i])[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_and_sigmoid_is_the_softplus_sigmoid_and_exp(dtype):
+    """The Bernoulli likelihood's gradient (exp_and_sigmoid) and the sigmoid activation
+    (softplus_and_sigmoid) give the same bits, and e is exp_nonpos(-|x|) bit for bit, NaN and infinities
+    included; outside Numba, the plain-Python forms agree to float64's rounding."""
+    x = np.concatenate([_arguments(dtype)[::50], [np.nan, np.inf, -np.inf, -0.0, 100.0, -100.0]]).astype(dtype)
+    out = np.empty((4, x.size), dtype)
+    _exp_and_sigmoid_beside(x, out)
+    assert np.array_equal(out[0], out[2], equal_nan=True)
+    assert np.array_equal(out[1], out[3], equal_nan=True)
+    assert np.allclose(out[1][:-6], 1.0 / (1.0 + np.exp(-x[:-6].astype(np.float64))), rtol=1e-6, atol=0)
+    for v in (-3.0, 0.0, 2.5):
+        e, sig = exp_and_sigmoid(v)
+        assert e == math.exp(-abs(v)) and sig == pytest.approx(1.0 / (1.0 + math.exp(-v)), rel=1e-15)
+        assert softplus_and_sigmoid(v)[1] == sig
 
 
 # float32: ulps of float32. float64: exp's relative error < 2e-13 (about 1000 ulps), and expm1's near

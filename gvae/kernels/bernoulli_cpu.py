@@ -14,7 +14,7 @@ from .cpu import threads
 from .cpu.entries import INT, Entry, array, run_blocks
 from .cpu.jit import jit
 from .cpu.vector_width import wide_vectors
-from .vecmath_cpu import FMA, exp_nonpos
+from .vecmath_cpu import FMA, exp_and_sigmoid, exp_nonpos
 
 _RUN = 256
 _SCALE = 2.0 ** _RUN
@@ -54,7 +54,6 @@ def _loglik(logits, x, dlogits, first, out, terms, exps):
     m, n = logits.shape
     r = x.shape[0]
     want_grad = dlogits.shape[0] == m
-    one = logits.dtype.type(1.0)
     zero = logits.dtype.type(0.0)
     # The terms in the logits' dtype: each is computed in it, so a float64 scratch held the same values
     # (the row sums are float64 either way, in _row_total) but halved the vector lanes, and ran slower.
@@ -64,13 +63,10 @@ def _loglik(logits, x, dlogits, first, out, terms, exps):
         if want_grad:
             di = dlogits[i]
             for j in range(n):
-                e = exp_nonpos(-abs(li[j]))
+                e, sigmoid = exp_and_sigmoid(li[j])
                 terms[j] = xi[j] * li[j] - max(li[j], zero)
                 exps[j] = e
-                # sigmoid: 1 / (1 + e) for l >= 0, e / (1 + e) below, a 0/1 select
-                inv = one / (one + e)
-                up = logits.dtype.type(li[j] >= zero)
-                di[j] = xi[j] - inv * (up + (one - up) * e)
+                di[j] = xi[j] - sigmoid
         else:
             for j in range(n):
                 e = exp_nonpos(-abs(li[j]))

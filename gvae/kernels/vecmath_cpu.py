@@ -162,10 +162,16 @@ def tanh(x):
     return math.tanh(x)
 
 
+def exp_and_sigmoid(x):
+    """(e^-|x|, 1 / (1 + e^-x)): the sigmoid from the one exponential, which the caller reuses."""
+    e = math.exp(-abs(x))
+    return e, (1.0 if x >= 0 else e) / (1.0 + e)
+
+
 def softplus_and_sigmoid(x):
     """(log(1 + e^x), 1 / (1 + e^-x)) from one exponential."""
-    e = math.exp(-abs(x))
-    return max(x, 0.0) + math.log1p(e), (1.0 if x >= 0 else e) / (1.0 + e)
+    e, sigmoid = exp_and_sigmoid(x)
+    return max(x, 0.0) + math.log1p(e), sigmoid
 
 
 @overload(exp_nonpos, inline="always", jit_options={"fastmath": FMA})
@@ -193,15 +199,14 @@ def _tanh_typed(x):
     return lambda x: math.tanh(np.float64(x))
 
 
-@overload(softplus_and_sigmoid, inline="always", jit_options={"fastmath": FMA})
-def _softplus_and_sigmoid_typed(x):
+@overload(exp_and_sigmoid, inline="always", jit_options={"fastmath": FMA})
+def _exp_and_sigmoid_typed(x):
     if x == types.float32:
         def f32(x):
             e = _exp_nonpos32(-abs(x))
             inv = _f32(1.0) / (_f32(1.0) + e)
             up = _f32(x >= 0)  # sigmoid: inv for x >= 0, e * inv below; a 0/1 select
-            return (max(x, _f32(0.0)) + _log1p_unit(e, _INV_ODD32, _f32(2.0 ** -40)),
-                    inv * (up + (_f32(1.0) - up) * e))
+            return e, inv * (up + (_f32(1.0) - up) * e)
         return f32
 
     def f64(x):
@@ -209,5 +214,19 @@ def _softplus_and_sigmoid_typed(x):
         e = _exp_nonpos64(-abs(x))
         inv = 1.0 / (1.0 + e)
         up = np.float64(x >= 0)
-        return max(x, 0.0) + _log1p_unit(e, _INV_ODD64, 0.0), inv * (up + (1.0 - up) * e)
+        return e, inv * (up + (1.0 - up) * e)
+    return f64
+
+
+@overload(softplus_and_sigmoid, inline="always", jit_options={"fastmath": FMA})
+def _softplus_and_sigmoid_typed(x):
+    if x == types.float32:
+        def f32(x):
+            e, sigmoid = exp_and_sigmoid(x)
+            return max(x, _f32(0.0)) + _log1p_unit(e, _INV_ODD32, _f32(2.0 ** -40)), sigmoid
+        return f32
+
+    def f64(x):
+        e, sigmoid = exp_and_sigmoid(x)
+        return max(np.float64(x), 0.0) + _log1p_unit(e, _INV_ODD64, 0.0), sigmoid
     return f64
