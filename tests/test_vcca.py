@@ -287,18 +287,33 @@ def test_own_draws_and_code_dropout_are_their_dense_reference():
     check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, "mc", kl_weight=0.7, masks=masks)[0], [params])
 
 
-def test_a_pixel_gaussian_view_is_scipys_normal_with_a_learned_variance_per_pixel():
-    """pixel-gaussian: log p(x2|.) = sum_j log N(x2_j; dec2_j, 1e-6 + exp(v_j)), v (n_in2,) one parameter per
-    pixel after the networks', 0 to start; the decoder outputs the means alone."""
+@pytest.mark.parametrize("mean", ["linear", "sigmoid"])
+def test_a_pixel_gaussian_view_is_scipys_normal_with_a_learned_variance_per_pixel(mean):
+    """pixel-gaussian: log p(x2|.) = sum_j log N(x2_j; m_j, 1e-6 + exp(v_j)), v (n_in2,) one parameter per
+    pixel after the networks', 0 to start; the decoder outputs the means alone: m = dec2, or with the sigmoid
+    mean (Wang et al.'s decoders end in a sigmoid) m = 1 / (1 + exp(-dec2))."""
+    from scipy.special import expit
     from scipy.stats import norm
-    model, params, x1, x2, eps = _tiny(0, likelihood=("bernoulli", "pixel-gaussian"))
+    model, params, x1, x2, eps = _tiny(0, likelihood=("bernoulli", "pixel-gaussian"), view_mean=("linear", mean))
     assert list(model.param_shapes())[-1] == "noise2.logvar" and model.param_shapes()["noise2.logvar"] == (5,)
     assert params["dec2.W1"].shape == (4, 5) and not np.any(params["noise2.logvar"])
     params["noise2.logvar"][...] = np.log([1e-5, 0.3, 1.0, 4.0, 1e-7])
-    out = np.random.default_rng(3).standard_normal((2, len(x2), 5))
-    want = norm.logpdf(x2, out, np.sqrt(1e-6 + np.exp(params["noise2.logvar"]))).sum(-1)
+    out = 3 * np.random.default_rng(3).standard_normal((2, len(x2), 5))
+    centre = expit(out) if mean == "sigmoid" else out
+    want = norm.logpdf(x2, centre, np.sqrt(1e-6 + np.exp(params["noise2.logvar"]))).sum(-1)
     np.testing.assert_allclose(model.view_log_lik(params, 1, out, x2), want, rtol=1e-10)
     check_vjp(lambda p_: vcca_loss(p_, model, x1, x2, eps, view_weight=3.0)[0], [params])
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(view_mean="sigmoid"), "a sigmoid mean is a pixel-gaussian view's"),
+    (dict(likelihood=("pixel-gaussian", "bernoulli"), view_mean=("linear", "sigmoid")), "a sigmoid mean is a"),
+    (dict(view_mean=("linear",)), "a VCCA view's mean is one of"),
+    (dict(view_mean="softplus"), "a VCCA view's mean is one of"),
+])
+def test_a_view_mean_that_does_not_apply_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        VCCA(6, 5, 3, (4,), **options)
 
 
 def test_the_uniform_005_scheme_draws_every_weight_and_bias_of_every_network_in_its_interval():
@@ -318,7 +333,8 @@ def test_the_uniform_005_scheme_draws_every_weight_and_bias_of_every_network_in_
     (3, "rank1", "analytic", {}), (0, "full", "mc", {"likelihood": "gaussian", "shared_from": "both"}),
     (2, "chain", "analytic", {"likelihood": "gaussian"}),
     (1, "diagonal", "analytic", {"likelihood": ("bernoulli", "diagonal-gaussian")}),
-    (0, "grid", "mc", {"likelihood": ("diagonal-gaussian", "gaussian")})])
+    (0, "grid", "mc", {"likelihood": ("diagonal-gaussian", "gaussian")}),
+    (2, "diagonal", "analytic", {"likelihood": "pixel-gaussian", "view_mean": ("linear", "sigmoid")})])
 def test_the_loss_gradient_against_finite_differences(private, posterior, kl, options):
     model, params, x1, x2, eps = _tiny(private, posterior, seed=2, latent=4, **options)
     for noise in model.noises:  # factors away from the identity they start at
@@ -409,10 +425,10 @@ def test_a_run_on_wang_et_als_protocol_resumes_and_fits_its_svm_on_every_trainin
         tmp_path, ["--task", "vcca", "--private", "2", "--latent", "4", "--hidden", "16", "16", "--activation", "relu",
                    "--init", "uniform-0.05", "--dropout", "0.2", "--input-dropout", "0.2", "--code-dropout", "0.2",
                    "--samples", "3", "--decoder-draws", "own", "--view2-likelihood", "pixel-gaussian",
-                   "--test-params", "last", "--batch-size", "40"])
+                   "--view2-mean", "sigmoid", "--test-params", "last", "--batch-size", "40"])
     config = meta["config"]
-    assert (config["code_dropout"], config["decoder_draws"], config["view2_likelihood"], config["init"]) == (
-        0.2, "own", "pixel-gaussian", "uniform-0.05")
+    assert (config["code_dropout"], config["decoder_draws"], config["view2_likelihood"], config["view2_mean"],
+            config["init"]) == (0.2, "own", "pixel-gaussian", "sigmoid", "uniform-0.05")
     assert meta["param_shapes"]["noise2.logvar"] == [784] and summary["tested_epoch"] == 3
     loaded = np.load(data)
     assert len(seen) == 3 and all(np.array_equal(got, loaded[f"{split}_y"])
@@ -432,6 +448,12 @@ def test_a_run_on_wang_et_als_protocol_resumes_and_fits_its_svm_on_every_trainin
     (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
     (dict(input_dropout=-0.1), r"input_dropout must lie in \[0, 1\)"),
     (dict(code_dropout=1.0), r"code_dropout must lie in \[0, 1\)"),
+    (dict(view2_mean="sigmoid"), "--view2-mean sigmoid is the mean of a pixel-gaussian view 2: give "
+                                 "--view2-likelihood pixel-gaussian \\(not bernoulli\\)"),
+    (dict(view2_mean="sigmoid", view2_likelihood="diagonal-gaussian"), "not diagonal-gaussian"),
+    (dict(view2_mean="tanh"), r"view2_mean must be one of \['linear', 'sigmoid'\], got 'tanh'"),
+    (dict(decoder_draws="both"), "decoder_draws must be one of"),
+    (dict(view2_likelihood="poisson"), "view2_likelihood must be one of"),
 ])
 def test_a_vcca_configuration_refuses_what_it_cannot_train(settings, message):
     with pytest.raises(ValueError, match=message):

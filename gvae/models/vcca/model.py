@@ -21,7 +21,8 @@ softplus + floor from its decoder (:class:`gvae.model.likelihoods.Gaussian` with
 Wang et al.'s own code models noisy MNIST's view 2 (its "least squares loss, with learned std").
 ``"pixel-gaussian"`` models a view as N(mu, diag(1e-6 + exp(v))), the mean from its decoder and v a
 learned log-variance per unit shared by all pairs (:class:`PixelGaussianNoise`), as Wang et al.'s released
-code models noisy MNIST's view 2.
+code models noisy MNIST's view 2; ``view_mean="sigmoid"`` takes mu = sigmoid(decoder output), in (0, 1), as
+that code does (its MNIST decoders end in a sigmoid), where ``"linear"`` takes the output itself.
 ``likelihood`` names one likelihood for both views or a pair, one per view.
 ``likelihood="gaussian"`` models view k as N(dec_k(code), (L_k L_k^T)^-1), L_k a learned dense
 lower-triangular factor shared by all pairs (band storage on the full band, as the ``full`` posterior);
@@ -47,6 +48,7 @@ from ...model.vae import layer_family
 VIEW_LIKELIHOODS = ("bernoulli", "gaussian", "diagonal-gaussian", "pixel-gaussian")
 SHARED_FROM = ("view1", "both")
 DECODER_DRAWS = ("shared", "own")
+VIEW_MEANS = ("linear", "sigmoid")
 
 
 class FullGaussianNoise:
@@ -80,11 +82,12 @@ class FullGaussianNoise:
 
 
 class PixelGaussianNoise:
-    """A view's noise N(0, diag(floor + exp(v))) around its decoder's output: v (n,) a learned log-variance
-    per unit, one for all pairs, parameter ``{prefix}logvar``. v = 0 to start (variance 1 + floor)."""
+    """A view's noise N(0, diag(floor + exp(v))) around its mean, the decoder's output (``mean="linear"``) or
+    its sigmoid (``"sigmoid"``): v (n,) a learned log-variance per unit, one for all pairs, parameter
+    ``{prefix}logvar``. v = 0 to start (variance 1 + floor)."""
 
-    def __init__(self, n, prefix, floor=1e-6):
-        self.n, self.name, self.floor = int(n), f"{prefix}logvar", floor
+    def __init__(self, n, prefix, floor=1e-6, mean="linear"):
+        self.n, self.name, self.floor, self.mean = int(n), f"{prefix}logvar", floor, mean
         self.sizes = (self.n,)  # the residual a pass holds per sample, as the training memory check counts it
 
     def shapes(self):
@@ -98,10 +101,11 @@ class PixelGaussianNoise:
         """The decoder's width for this view: its mean."""
         return self.n
 
-    def log_prob(self, mean, x, params):
-        """sum_i log N(x_i; mean_i, floor + exp(v_i)): mean (S, B, n), x (B, n) -> (S, B)."""
+    def log_prob(self, out, x, params):
+        """sum_i log N(x_i; mean_i, floor + exp(v_i)), mean = out or sigmoid(out): out (S, B, n), x (B, n) ->
+        (S, B)."""
         var = ops.exp(params[self.name]) + params[self.name].dtype.type(self.floor)
-        r = x - mean
+        r = x - (ops.sigmoid(out) if self.mean == "sigmoid" else out)
         return -0.5 * ops.sum(r * r / var + ops.log(var), axis=-1) - 0.5 * self.n * LOG_2PI
 
 
@@ -114,7 +118,9 @@ class VCCA:
     (a variance per unit from the decoder) or ``"pixel-gaussian"`` (a learned variance per unit), for both
     views or a pair (view 1's, view 2's; see the module), and q(z|.) ``shared_from`` view 1 (the paper's
     ``"view1"``) or ``"both"`` views. ``decoder_draws``: the two decoders decode the same S draws of z
-    (``"shared"``) or each its ``"own"`` S draws, as Wang et al.'s released code draws them.
+    (``"shared"``) or each its ``"own"`` S draws, as Wang et al.'s released code draws them. ``view_mean``:
+    a pixel-gaussian view's mean, its decoder's output (``"linear"``) or the output's ``"sigmoid"``, for both
+    views or a pair (a view of another likelihood takes ``"linear"``).
 
     Parameters: ``enc.*`` (x1, or x1 and x2 concatenated -> the family's head), ``dec1.*`` and ``dec2.*``
     (the code -> each view's logits or mean, and a diagonal Gaussian view's variances); with private codes
@@ -125,7 +131,7 @@ class VCCA:
 
     def __init__(self, n_in, n_in2, latent, hidden, activation="elu", posterior="diagonal", private=0,
                  dtype=np.float32, posterior_options=None, init="uniform", likelihood="bernoulli",
-                 shared_from="view1", decoder_draws="shared"):
+                 shared_from="view1", decoder_draws="shared", view_mean="linear"):
         if min(int(n_in), int(n_in2), int(latent)) < 1 or int(private) < 0:
             raise ValueError(f"VCCA needs positive view and latent sizes and private >= 0, got views {n_in}, {n_in2}, "
                              f"latent {latent}, private {private}")
@@ -139,6 +145,13 @@ class VCCA:
             raise ValueError(f"VCCA infers the shared code from {list(SHARED_FROM)}, got {shared_from!r}")
         if decoder_draws not in DECODER_DRAWS:
             raise ValueError(f"VCCA's decoders draw z as one of {list(DECODER_DRAWS)}, got {decoder_draws!r}")
+        means = (view_mean, view_mean) if isinstance(view_mean, str) else tuple(view_mean)
+        if len(means) != 2 or any(mean not in VIEW_MEANS for mean in means):
+            raise ValueError(f"a VCCA view's mean is one of {list(VIEW_MEANS)}, for both views or a pair, "
+                             f"got {view_mean!r}")
+        if any(mean == "sigmoid" and name != "pixel-gaussian" for name, mean in zip(likelihoods, means)):
+            raise ValueError(f"a sigmoid mean is a pixel-gaussian view's; the views' likelihoods are {likelihoods} "
+                             f"and their means {means}")
         self.n_in, self.n_in2, self.size, self.private = int(n_in), int(n_in2), int(latent), int(private)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation, self.init, self.dtype = activation, init, np.dtype(dtype)
@@ -147,8 +160,8 @@ class VCCA:
         code = self.size + self.private
         seen = self.n_in + (self.n_in2 if shared_from == "both" else 0)
         self.encoder = MLP([seen, *self.hidden, self.family.head_size(self.size)], activation, "enc.")
-        self.views = tuple(_view_model(name, n, k + 1)
-                           for k, (n, name) in enumerate(zip((self.n_in, self.n_in2), likelihoods)))
+        self.views = tuple(_view_model(name, n, k + 1, mean)
+                           for k, (n, name, mean) in enumerate(zip((self.n_in, self.n_in2), likelihoods, means)))
         self.decoders = tuple(MLP([code, *self.hidden, view.output_size()], activation, f"dec{k + 1}.")
                               for k, view in enumerate(self.views))
         self.private_family = layer_family("diagonal", self.private) if self.private else None
@@ -269,16 +282,16 @@ class VCCA:
         return rec1 + rec2, rate + _total(private_rates)
 
 
-def _view_model(name, n, view):
+def _view_model(name, n, view, mean):
     """View ``view``'s (1 or 2) observation model of ``n`` units called ``name``: its decoder's output size and
     log_prob(out, x, params). A diagonal Gaussian view's decoder outputs its means, then its variances' raw
-    values."""
+    values; a pixel-gaussian view's mean is the output or its sigmoid (``mean``)."""
     if name == "bernoulli":
         return Bernoulli(n)
     if name == "diagonal-gaussian":
         return Gaussian(n, psi="decoder")
     if name == "pixel-gaussian":
-        return PixelGaussianNoise(n, f"noise{view}.")
+        return PixelGaussianNoise(n, f"noise{view}.", mean=mean)
     return FullGaussianNoise(n, f"noise{view}.")
 
 

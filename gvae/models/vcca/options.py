@@ -36,6 +36,9 @@ class VccaOptions:
                                    "1e-6 + exp(v), shared by all pairs, as Wang et al.'s own code models noisy "
                                    "MNIST's view 2; view 1's is Bernoulli either way",
                                    choices=["bernoulli", "diagonal-gaussian", "pixel-gaussian"])
+    view2_mean: str = option("linear", "vcca: view 2's mean with --view2-likelihood pixel-gaussian: linear, its "
+                             "decoder's output; or sigmoid, the output's sigmoid, in (0, 1), as Wang et al.'s own "
+                             "code (its decoders end in a sigmoid)", choices=["linear", "sigmoid"])
     decoder_draws: str = option("shared", "vcca: the draws of the shared code the decoders read: shared, both "
                                 "decode the same --samples draws; own, each decoder its own --samples draws "
                                 "(and, with dropout, its own masks per draw), as Wang et al.'s own code",
@@ -49,4 +52,11 @@ class VccaOptions:
                          "private_weight2 must be a finite number > 0"),
                         *((math.isfinite(rate) and 0 <= rate < 1, f"{name} must lie in [0, 1)")
                           for name, rate in (("dropout", self.dropout), ("input_dropout", self.input_dropout),
-                                             ("code_dropout", self.code_dropout)))])
+                                             ("code_dropout", self.code_dropout))),
+                        *((getattr(self, name) in choices, f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+                          for name, choices in _CHOICES.items())])
+
+
+# The settings whose values are names, and the names each takes (as its flag's choices).
+_CHOICES = {field.name: field.metadata["choices"] for field in dataclasses.fields(VccaOptions)
+            if field.metadata.get("choices")}

@@ -43,6 +43,9 @@ def check_vcca(config):
              (0 <= options.private <= MOST_PRIVATE, f"private must lie in 0..{MOST_PRIVATE}, got {options.private}"),
              (options.private > 0 or options.private_weight == 1, "--private-weight weighs the private codes' KL "
                                                                   "terms: give --private P"),
+             (options.view2_mean == "linear" or options.view2_likelihood == "pixel-gaussian",
+              f"--view2-mean {options.view2_mean} is the mean of a pixel-gaussian view 2: give --view2-likelihood "
+              f"pixel-gaussian (not {options.view2_likelihood})"),
              (options.private > 0 or options.private_weight2 is None, "--private-weight2 weighs view 2's private "
                                                                       "code's KL term: give --private P"),
              (importlib.util.find_spec("sklearn") is not None,
@@ -160,7 +163,7 @@ class Vcca(Task):
         return VCCA(n_in, n_in, config.latent, config.layer_hidden()[0], config.activation, config.posterior,
                     config.options.private, np.dtype(config.dtype), {"grid_shape": config.layer_grid_shapes()[0]},
                     config.init, likelihood=("bernoulli", config.options.view2_likelihood),
-                    decoder_draws=config.options.decoder_draws)
+                    decoder_draws=config.options.decoder_draws, view_mean=("linear", config.options.view2_mean))
 
     def inputs(self, data):
         """The two views of noisy MNIST and the labels of every split (ValueError naming a split without
