@@ -297,6 +297,8 @@ def test_a_pixel_gaussian_view_is_scipys_normal_with_a_learned_variance_per_pixe
     model, params, x1, x2, eps = _tiny(0, likelihood=("bernoulli", "pixel-gaussian"), view_mean=("linear", mean))
     assert list(model.param_shapes())[-1] == "noise2.logvar" and model.param_shapes()["noise2.logvar"] == (5,)
     assert params["dec2.W1"].shape == (4, 5) and not np.any(params["noise2.logvar"])
+    # the memory check counts the residual, and the sigmoid's mean where there is one
+    assert model.noises[0].sizes == ((5, 5) if mean == "sigmoid" else (5,))
     params["noise2.logvar"][...] = np.log([1e-5, 0.3, 1.0, 4.0, 1e-7])
     out = 3 * np.random.default_rng(3).standard_normal((2, len(x2), 5))
     centre = expit(out) if mean == "sigmoid" else out

@@ -88,7 +88,8 @@ class PixelGaussianNoise:
 
     def __init__(self, n, prefix, floor=1e-6, mean="linear"):
         self.n, self.name, self.floor, self.mean = int(n), f"{prefix}logvar", floor, mean
-        self.sizes = (self.n,)  # the residual a pass holds per sample, as the training memory check counts it
+        # What a pass holds per sample, as the training memory check counts it: the residual, and a sigmoid's mean.
+        self.sizes = (self.n,) * (2 if mean == "sigmoid" else 1)
 
     def shapes(self):
         return {self.name: (self.n,)}
