@@ -216,6 +216,23 @@ def test_a_slice_sums_in_place_as_its_copy_does(axis):
         np.testing.assert_array_equal(recorded, kernels.sum_axes(np.ascontiguousarray(x), axis=axis))
 
 
+@pytest.mark.parametrize("axis", [0, (0, 1), -1])
+def test_a_column_slice_of_samples_sums_recorded_through_a_kernel_copy(axis):
+    """A (S, B, n) block of columns of a wider gradient (a concatenation's VJP gives such views, and
+    VCCA-private's private codes theirs) summed over the samples: no view of it takes the sum kernel, so it
+    is copied first, by the copy kernel, and the recording holds; the bits are the copy's sum's."""
+    rng = np.random.default_rng(10)
+    wide = rng.standard_normal((5, 20, 70)).astype(np.float32)
+    x = wide[..., 40:]
+    with programs.recording() as program:
+        recorded = kernels.sum_axes(x, axis=axis)
+    assert program.refused is None
+    np.testing.assert_array_equal(recorded, kernels.sum_axes(np.ascontiguousarray(x), axis=axis))
+    wide[...] = rng.standard_normal(wide.shape)
+    program.run()
+    np.testing.assert_array_equal(recorded, kernels.sum_axes(np.ascontiguousarray(x), axis=axis))
+
+
 @pytest.mark.parametrize("shape", [(9, 9), (5, 300), (1, 4)])
 def test_a_transposed_matrix_is_copied_by_its_columns_recorded(shape):
     """A transpose's gradient (a matrix with contiguous columns) as an operand or a copy's source: recorded

@@ -96,6 +96,7 @@ def test_replayed_steps_are_the_taped_steps(tmp_path, count, settings):
 
 
 @pytest.mark.parametrize("settings", [{"task": "vcca"}, {"task": "vcca", "private": 3, "dropout": 0.2},
+                                      {"task": "vcca", "private": 3, "samples": 2},
                                       {"task": "vcca", "dropout": 0.2, "input_dropout": 0.2},
                                       {"task": "vcca", "dropout": 0.2, "input_dropout": 0.2, "code_dropout": 0.2,
                                        "decoder_draws": "own", "samples": 2, "view2_likelihood": "pixel-gaussian"},
@@ -157,26 +158,58 @@ def test_a_replayed_step_makes_no_python_call_per_kernel(tmp_path):
         xs = [t.train_x[i * 20:(i + 1) * 20] for i in range(5)]
         for i in range(4):
             t.step(xs[i], 1.0)
-        assert t.captured.record.trusted
+        [record] = t.captured.records
+        assert record.trusted
         counts.append(_python_calls(lambda: t.captured._value_and_grad(t.task.step_args((xs[4],), t.rng, 1.0))))
-        kernels_run.append(len(t.captured.record.record))
-        taped = _python_calls(lambda: t.captured._tape(t.captured.record.args))
+        kernels_run.append(len(record.record))
+        taped = _python_calls(lambda: t.captured._tape(record.args))
     assert kernels_run[1] >= kernels_run[0] + 12  # three more layers: their kernels, forward and backward
     assert counts[1] == counts[0]  # the replay's Python does not grow with them
     assert taped > 10 * counts[1]
 
 
-def test_a_recorded_sparse_product_takes_any_batch_and_falls_back_where_the_tape_would_go_dense(tmp_path):
+def test_a_recorded_sparse_product_takes_any_batch_and_a_dense_batch_gets_a_record_of_its_own(tmp_path):
     """The first layer's products run on the batch's sparse rows; the record sizes their scratch for a
-    batch without zeros, and a batch the tape would multiply densely is taped (the guard)."""
+    batch without zeros. A batch the tape would multiply densely stops the sparse record at its guard, is
+    recorded as the key's second record and taped; from then on each batch replays the record its data
+    take, and a third way (none here: one decision) would be taped."""
     native, tape = _trainer(tmp_path, "native"), _trainer(tmp_path, "tape")
     tape.captured.capture = None
     xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
     dense = np.ones_like(xs[0])
-    for x in xs[:4] + [dense, xs[4], dense, xs[0]]:
+    replays = []
+    for x in xs[:4] + [dense, xs[4], dense, xs[0], dense, dense, xs[1]]:
         assert native.step(x, 1.0) == tape.step(x, 1.0)
+        replays.append(native.captured.replays)
     assert _same(_state(native), _state(tape))
-    assert native.captured.record.trusted and native.captured.replays == 3
+    # tape, record, check, replay; dense: recorded; sparse replayed; dense: checked; then every one replayed
+    assert replays == [0, 0, 0, 1, 1, 2, 2, 3, 4, 5, 6]
+    records = native.captured.records
+    assert len(records) == 2 and all(r.trusted for r in records) and native.captured.refused == []
+
+
+def test_a_replay_stops_at_a_decision_that_changed(tmp_path, monkeypatch):
+    """A record whose guard fails runs only up to the guard's group: the tasks after it are not run."""
+    native = _trainer(tmp_path, "native")
+    xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
+    for x in xs[:4]:
+        native.step(x, 1.0)
+    [record] = native.captured.records
+    program = record.record.program
+    ran = []
+    real = programs._replay
+
+    def counting(table, boards, posted, flags):
+        real(table, boards, posted, flags)
+        ran.append(flags[0])
+    monkeypatch.setattr(programs, "_replay", counting)
+    for dst, src in zip(record.inputs, native.captured._leaves(native.task.step_args((np.ones_like(xs[0]),),
+                                                                                    native.rng, 1.0), [], [])[0]):
+        dst[...] = src
+    before = record.record.outputs[0].copy()
+    assert not record.record.run() and ran == [1.0]
+    # the loss, written at the end of the forward pass, is still the last replay's: the run stopped early
+    assert np.array_equal(record.record.outputs[0], before) and len(program) > 10
 
 
 def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
@@ -186,11 +219,11 @@ def test_a_recording_sees_the_threads_it_was_made_for(tmp_path):
     xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
     for x in xs[:4]:
         native.step(x, 1.0)
-    first = native.captured.record
+    [first] = native.captured.records
     kernels.set_threads(2)
     try:
         native.step(xs[4], 1.0)
-        assert native.captured.record is first and native.captured.seen != first.key
+        assert native.captured.records == [first] and native.captured.seen != first.key
         assert programs.recording_open() is False
     finally:
         kernels.set_threads(1)

@@ -91,12 +91,14 @@ def test_darns_masks_are_counted_and_made_only_when_a_pass_reads_them(monkeypatc
     assert memory.masked_count(DeepDARN(784, (4, 3), [8])) == 2 * (16 + 9)
 
 
-def test_a_cpu_run_counts_the_native_record_of_its_activations():
+def test_a_cpu_run_counts_the_native_records_of_its_activations():
+    """One record of the step's activations for each way its products' decisions may come out."""
+    from gvae.training.captured_step import MAX_RECORDS
     model = VAE(784, 16, [500, 500])
     plain = memory.check_training(model, 100, 5, 1000)
     recorded = memory.check_training(model, 100, 5, 1000, recorded=True)
-    assert recorded - plain == 4 * 100 * 5 * memory.activation_width(model) * 4
-    with pytest.raises(memory.TooMuchMemory, match="captured step's record"):
+    assert MAX_RECORDS == 2 and recorded - plain == MAX_RECORDS * 4 * 100 * 5 * memory.activation_width(model) * 4
+    with pytest.raises(memory.TooMuchMemory, match="captured step's records"):
         memory.check_training(model, 10 ** 6, 5, 1000, recorded=True)
 
 

@@ -351,10 +351,13 @@ def _sum_plan(x, axis):
 def sum_axes(x, axis, keepdims):
     plan = _sum_plan(x, axis) if _kernel(getattr(x, "dtype", None), x) else None
     if plan is None and _kernel(getattr(x, "dtype", None), x):
-        # A layout the kernel cannot view (a broadcast, say): copied first, so that the sum is the
-        # kernel's whether or not a recording is open (the copy is NumPy's: a recording is refused).
-        programs.unrecorded(f"a copy of {x.dtype}{x.shape} with strides {x.strides} to sum")
-        plan = _sum_plan(np.ascontiguousarray(x), axis)
+        # A layout the kernel cannot view (a broadcast; a slice of a gradient's columns, as a concatenation's
+        # VJP makes them): copied first, so that the sum is the kernel's whether or not a recording is open.
+        # The copy is a kernel's where x's rows are evenly spaced (a recording keeps it), NumPy's elsewhere
+        # (copy_into refuses the recording then).
+        dense = np.empty(x.shape, x.dtype)
+        copy_into(x, dense)
+        plan = _sum_plan(dense, axis)
     if plan is None:
         programs.unrecorded(f"a sum of {getattr(x, 'dtype', '')}{getattr(x, 'shape', '')} over {axis}")
         return x.sum(axis=axis, keepdims=keepdims)

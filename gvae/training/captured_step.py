@@ -21,9 +21,13 @@ disagrees, or a step whose recording was refused (a task without a native form, 
 the tasks, a read of the GPU inside the step), leaves its key on the tape for the rest of the run
 (:attr:`CapturedStep.refused` says why: a last, shorter batch of an epoch is often refused, and costs
 nothing but its own Python). A replay whose data would have made the tape take another
-decision (a product of a mostly-zero factor computed sparse or dense) is followed by the tape on the same
-inputs. The replay runs the same kernels on the same arrays in the same order as the tape, so its results
-are the tape's bit for bit, and a resumed run goes on exactly.
+decision (a product of a mostly-zero factor computed sparse or dense) stops at that decision's check; the
+key's other records are tried in turn, and where none holds, the step is recorded once more (that way of
+the decisions is a record of its own, up to :data:`MAX_RECORDS` a key) and taped. Data near a decision's
+threshold (view 1 of noisy MNIST, 20% nonzero after its dropout, about the sparse products' limit) so
+replay either way instead of paying a replay and the tape. The replay runs the same kernels on the same
+arrays in the same order as the tape, so its results are the tape's bit for bit, and a resumed run goes
+on exactly.
 
 Each step reads the device twice, replayed or taped: the squared gradient norm (a host float from
 ``kernels.sum_squares``: skip the step? clip it?), then one small vector of the loss and the reported
@@ -43,6 +47,12 @@ class _Record:
         self.key, self.record, self.args, self.inputs, self.trusted = key, record, args, inputs, False
 
 
+# The records a key keeps, one per way the data-dependent decisions of its products came out (sparse or
+# dense): each holds a step's activations (training's memory check counts them; the inputs are shared). A batch that
+# takes a way none of them took past these runs on the tape.
+MAX_RECORDS = 2
+
+
 class CapturedStep:
     """The captured step of one :class:`Trainer` (see the module's docstring); ``capture`` None: every
     step on the tape."""
@@ -58,7 +68,7 @@ class CapturedStep:
             return value, (value, aux)
         self.step_fn = value_and_grad(with_loss, has_aux=True, out=self.grads)
         self.seen = None      # the key of the last step run on the tape
-        self.record = None
+        self.records = []     # the records of one key, the one replayed last first
         self.refused = []     # (key, why it stays on the tape); keys are compared, never hashed
         self.replays = 0      # steps replayed (and trusted) so far
 
@@ -83,31 +93,60 @@ class CapturedStep:
 
     def _value_and_grad(self, args):
         """The loss and the reported means (0-d arrays) of the step on ``args``: replayed where a trusted
-        record exists, else on the tape (recording or checking a record on the way)."""
+        record of its key holds for them, else on the tape (recording or checking a record on the way)."""
         if self.capture is None:
             return self._tape(args)
         key = self._key(args)
-        record = self.record
-        if record is not None and record.key == key:
-            return self._replay(record, args)
-        if self.seen != key or any(key == k for k, _ in self.refused):
+        refused = any(key == k for k, _ in self.refused)
+        if self.records and self.records[0].key == key:
+            replayed = self._replay(args)
+            if replayed is not None:
+                return replayed
+            if refused or len(self.records) >= MAX_RECORDS:
+                return self._tape(args)
+            return self._record(key, args)  # the decisions came out another way: a record of its own
+        if self.seen != key or refused:
             self.seen = key
             return self._tape(args)
-        own = self._copied(args)
+        self.records = []
+        return self._record(key, args)
+
+    def _record(self, key, args):
+        """Record the step on a copy of ``args`` as one more record of ``key`` (or say why not), then run
+        it on the tape. A key's records share their inputs (the first record's copies): a step's data are
+        copied in once, whichever record then runs."""
+        if self.records:
+            own = self.records[0].args
+            self._copy_in(args)
+        else:
+            own = self._copied(args)
         made, why = self.capture.record(self._tape, (own,))
         if made is None:
             self.refused.append((key, why))
         else:
-            self.record = _Record(key, made, own, self._leaves(own, [], [])[0])
+            self.records.append(_Record(key, made, own, self._leaves(own, [], [])[0]))
         # The step itself is the tape's outside a recording: a kernel taken only while recording (a view
         # copied for the next kernel, say) must not make this step differ from an unrecorded run's.
         return self._tape(args)
 
-    def _replay(self, record, args):
-        for dst, src in zip(record.inputs, self._leaves(args, [], [])[0]):
+    def _replay(self, args):
+        """The step from the first record whose decisions hold for ``args`` (brought to the front), checked
+        against the tape if it is not trusted yet; None where none holds."""
+        self._copy_in(args)
+        for i, record in enumerate(self.records):
+            if record.record.run():
+                self.records.insert(0, self.records.pop(i))
+                return self._outputs(record)
+        return None
+
+    def _copy_in(self, args):
+        """The step's data ``args`` copied into the inputs the key's records share."""
+        for dst, src in zip(self.records[0].inputs, self._leaves(args, [], [])[0]):
             dst[...] = src
-        if not record.record.run():
-            return self._tape(record.args)
+
+    def _outputs(self, record):
+        """The loss and means a holding run of ``record`` left; the tape's, after comparing them, the first
+        time (a record that differs is dropped with the key's others, and the key stays on the tape)."""
         loss, aux = record.record.outputs
         if record.trusted:
             self.replays += 1
@@ -120,7 +159,7 @@ class CapturedStep:
             record.trusted = True
         else:
             self.refused.append((record.key, "a replay differed from the tape"))
-            self.record = None
+            self.records = []
         return loss, aux
 
     def _leaves(self, args, arrays, others):

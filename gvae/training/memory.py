@@ -9,6 +9,7 @@ copies the work makes; they are not a profile."""
 import math
 
 from ..io.archive import physical_memory
+from .captured_step import MAX_RECORDS
 
 GIB = 2 ** 30
 
@@ -76,15 +77,15 @@ def check_training(model, batch_size, iw_samples, n_train, recorded=False):
     makes of them (the mask made in float64 and its copy, the masked weights, their gradient and the
     product's: 6 arrays of the weights' size), one step's activations kept for the backward pass with their
     gradients (batch x samples x widths, 4 arrays each) and the training images; with ``recorded`` (a device
-    with a capture: :mod:`.captured_step`) as many activations again, which the step's record keeps."""
+    with a capture: :mod:`.captured_step`) as many activations again for each record the step may keep."""
     item = model.dtype.itemsize
     activations = 4 * batch_size * iw_samples * activation_width(model) * item
     parts = {"parameters with their gradient and Adam state {} (--latent, --hidden)": 6 * parameter_count(model) * item,
              "the autoregressive weights' masks and masked copies {} (--latent squared)": 6 * masked_count(model) * item,
              "one step's activations {} (--batch-size x --samples x --iw-samples x the layer widths)": activations,
              "training images {}": n_train * model.n_in * item}
-    if recorded:
-        parts["the captured step's record of them {} (the same flags)"] = activations
+    if recorded:  # up to MAX_RECORDS records of the step, one per way its products' decisions came out
+        parts["the captured step's records of them {} (the same flags)"] = MAX_RECORDS * activations
     return require(parts, "lower the flags named")
 
 

@@ -104,7 +104,9 @@ class Program:
 
     def run(self):
         """Run the recorded tasks again, in one native call (the caller's tasks here, the others on the
-        workers that ran them), the BLAS held to one thread as gvae's products are."""
+        workers that ran them), the BLAS held to one thread as gvae's products are. A check that finds a
+        decision changed (:func:`check`) ends the run after its group: the rest would compute what the
+        calls would not have (:meth:`holds` says so)."""
         if self.refused is not None:
             raise ValueError(f"this program cannot be replayed: {self.refused}")
         if threads.get_threads() != self.threads:
@@ -115,7 +117,7 @@ class Program:
         self.flags[0] = 0
         with blas.one_thread(), threads.held_workers(workers) as boards:
             posted = np.array([board[POSTED] for board in boards], np.int64)
-            _replay(table, np.array([board.ctypes.data for board in boards], np.int64), posted)
+            _replay(table, np.array([board.ctypes.data for board in boards], np.int64), posted, self.flags)
 
 
 @contextlib.contextmanager
@@ -157,10 +159,11 @@ def unrecorded(what):
 
 
 @jit
-def _replay(table, boards, posted):
+def _replay(table, boards, posted, flags):
     """Run the program ``table``: for each group, post its workers' tasks (worker k's board at address
     ``boards[k - 1]``, its count of posted tasks ``posted[k - 1]``, advanced here), run the caller's own
-    tasks in order, then wait until every posted task is done."""
+    tasks in order, then wait until every posted task is done; stop there once a check has set
+    ``flags[0]``."""
     n = table.shape[0]
     first = 0
     while first < n:
@@ -185,4 +188,6 @@ def _replay(table, boards, posted):
                 board = array_at(boards[k - 1], SIZE, np.int64)
                 while load_acquire(board, DONE) != posted[k - 1]:
                     pause()
+        if flags[0] != 0:
+            return
         first = last + 1

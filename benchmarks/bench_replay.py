@@ -1,0 +1,92 @@
+"""The training step replayed from its native record against the same step on the tape, in one process and
+on MNIST's own batches (where the products' data-dependent decisions come out as in a real run), blocks of
+steps alternated so that machine noise hits both alike; and how often a replay found a decision changed.
+
+    python benchmarks/bench_replay.py --threads 1 --hidden 1024 1024 1024 --latent 40 \\
+        --task vcca,activation=relu,dropout=0.2,input_dropout=0.2,code_dropout=0.2,samples=5,decoder_draws=own
+
+``--task`` as in bench_tasks.py (a task and its TrainConfig settings after commas). One trainer: its
+records are made in a warm-up of ``--block`` steps, then each round runs ``--block`` batches replayed and
+``--block`` on the tape (gvae's capture switched off for them), in alternating order. The replay column
+counts the steps a record held for; a failed attempt is a record whose check stopped it (its time is
+spent, and the next record or the tape follows).
+"""
+import os
+import statistics
+import tempfile
+import time
+
+from gvae.io.arguments import ArgumentParser
+
+
+def parse_args(argv=None):
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="generate", metavar="NAME[,K=V...]", help="the task and its settings")
+    p.add_argument("--hidden", type=int, nargs="+", default=[500, 500])
+    p.add_argument("--latent", type=int, default=16)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1, help="gvae's threads; with 1 the process is pinned to one core")
+    p.add_argument("--rounds", type=int, default=8, help="rounds of a replayed and a taped block")
+    p.add_argument("--block", type=int, default=5, help="steps per block")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads == 1 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import gvae.models  # noqa: F401  (registers the literature models' tasks)
+    from gvae import kernels
+    from gvae.io.mnist import load_mnist
+    from gvae.kernels.cpu import capture as cpu_capture
+    from gvae.training import TrainConfig, Trainer
+    from bench_tasks import settings_of  # benchmarks/, beside this script
+    from cpu_model import cpu_model
+
+    kernels.set_threads(args.threads)
+    name, extra = settings_of(args.task)
+    needed = (2 * args.rounds + 1) * args.block
+    config = TrainConfig.of(**{"task": name, "latent": args.latent, "hidden": tuple(args.hidden),
+                               "batch_size": args.batch, "limit": needed * args.batch, "seed": 0, **extra})
+    attempts = {"held": [], "stopped": []}
+    run = cpu_capture.CpuRecord.run
+
+    def timed(record):  # every run of a record, timed, by whether its decisions held
+        start = time.perf_counter()
+        held = run(record)
+        attempts["held" if held else "stopped"].append(time.perf_counter() - start)
+        return held
+    cpu_capture.CpuRecord.run = timed
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(config, load_mnist(None), os.path.join(folder, "run"), progress=False, quiet=True)
+        batches = list(trainer.task.batches(trainer.inputs["train"], args.batch, trainer.epoch_generator(0)))
+        capture = trainer.captured.capture
+        for b in batches[:args.block]:
+            trainer.step(b, 1.0)
+        attempts["held"].clear(), attempts["stopped"].clear()
+        times = {"replayed": [], "taped": []}
+        replays = trainer.captured.replays
+        for r in range(args.rounds):
+            for way in ("replayed", "taped") if r % 2 == 0 else ("taped", "replayed"):
+                trainer.captured.capture = capture if way == "replayed" else None
+                first = args.block * (1 + 2 * r + (way == "taped"))
+                start = time.perf_counter()
+                for b in batches[first:first + args.block]:
+                    trainer.step(b, 1.0)
+                times[way].append((time.perf_counter() - start) / args.block)
+        replays = trainer.captured.replays - replays
+    stopped = attempts["stopped"]
+    # (a tree before 2026-11-29 keeps one record, as .record)
+    records = len(getattr(trainer.captured, "records", [getattr(trainer.captured, "record", None)]))
+    print(f"# {cpu_model()}; {args.threads} thread(s); --task {args.task}; hidden {args.hidden}, latent "
+          f"{args.latent}, batch {args.batch}; {records} record(s)")
+    print(f"replayed {1e3 * statistics.median(times['replayed']):.1f} ms a step, taped "
+          f"{1e3 * statistics.median(times['taped']):.1f}: replayed / taped "
+          f"{statistics.median(a / b for a, b in zip(times['replayed'], times['taped'])):.2f} (median of rounds)")
+    print(f"{replays} of {args.rounds * args.block} replayed steps from a record; {len(stopped)} runs stopped at a "
+          f"changed decision, {1e3 * sum(stopped):.1f} ms in all" + (
+              f" ({1e3 * statistics.median(stopped):.2f} ms each)" if stopped else ""))
+
+
+if __name__ == "__main__":
+    main()
