@@ -48,8 +48,8 @@ class _Record:
 
 
 # The records a key keeps, one per way the data-dependent decisions of its products came out (sparse or
-# dense): each holds a step's activations (training's memory check counts them; the inputs are shared). A batch that
-# takes a way none of them took past these runs on the tape.
+# dense): each holds a step's activations (training's memory check counts them; the inputs are shared).
+# A batch that takes a way none of them took, past these, runs on the tape.
 MAX_RECORDS = 2
 
 

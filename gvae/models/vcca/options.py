@@ -53,7 +53,8 @@ class VccaOptions:
                         *((math.isfinite(rate) and 0 <= rate < 1, f"{name} must lie in [0, 1)")
                           for name, rate in (("dropout", self.dropout), ("input_dropout", self.input_dropout),
                                              ("code_dropout", self.code_dropout))),
-                        *((getattr(self, name) in choices, f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+                        *((getattr(self, name) in choices,
+                           f"{name} must be one of {choices}, got {getattr(self, name)!r}")
                           for name, choices in _CHOICES.items())])
 
 
