@@ -9,7 +9,10 @@ steps alternated so that machine noise hits both alike; and how often a replay f
 records are made in a warm-up of ``--block`` steps, then each round runs ``--block`` batches replayed and
 ``--block`` on the tape (gvae's capture switched off for them), in alternating order. The replay column
 counts the steps a record held for; a failed attempt is a record whose check stopped it (its time is
-spent, and the next record or the tape follows).
+spent, and the next record or the tape follows). ``--split`` then runs one batch's forward and backward
+three ways in rotation, on the same inputs: the record's native run, the record's tasks called one by one
+from Python (the same kernels, no native loop), and the tape (NumPy's elementwise operators outside a
+recording), which tells the native loop's cost from that of the kernels the record holds.
 """
 import os
 import statistics
@@ -28,6 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="gvae's threads; with 1 the process is pinned to one core")
     p.add_argument("--rounds", type=int, default=8, help="rounds of a replayed and a taped block")
     p.add_argument("--block", type=int, default=5, help="steps per block")
+    p.add_argument("--split", action="store_true", help="also time the record natively, its tasks from Python, "
+                   "and the tape, on one batch")
     return p.parse_args(argv)
 
 
@@ -75,6 +80,7 @@ def main(argv=None):
                     trainer.step(b, 1.0)
                 times[way].append((time.perf_counter() - start) / args.block)
         replays = trainer.captured.replays - replays
+        split = _split(trainer) if args.split else None
     stopped = attempts["stopped"]
     # (a tree before 2026-11-29 keeps one record, as .record)
     records = len(getattr(trainer.captured, "records", [getattr(trainer.captured, "record", None)]))
@@ -86,6 +92,29 @@ def main(argv=None):
     print(f"{replays} of {args.rounds * args.block} replayed steps from a record; {len(stopped)} runs stopped at a "
           f"changed decision, {1e3 * sum(stopped):.1f} ms in all" + (
               f" ({1e3 * statistics.median(stopped):.2f} ms each)" if stopped else ""))
+    if split:
+        print("one batch's forward and backward, ms (nine rounds of three runs each way): " + ", ".join(
+            f"{way} {1e3 * statistics.median(ts):.1f}" for way, ts in split.items())
+              + f"; native / tasks from Python {statistics.median(a / b for a, b in zip(split['native'], split['tasks'])):.3f},"
+              f" native / tape {statistics.median(a / b for a, b in zip(split['native'], split['tape'])):.3f}")
+
+
+def _split(trainer):
+    """Seconds of the first record's native run, of its tasks called in order from Python, and of the tape,
+    on the record's inputs, nine rounds of three each way in rotating order."""
+    record = trainer.captured.records[0]
+    tasks = [task for group in record.record.program._kept for task in group]
+    ways = {"native": record.record.run, "tasks": lambda: [task() for task in tasks],
+            "tape": lambda: trainer.captured._tape(record.args)}
+    times = {way: [] for way in ways}
+    names = list(ways)
+    for r in range(9):
+        for way in names[r % 3:] + names[:r % 3]:
+            start = time.perf_counter()
+            for _ in range(3):
+                ways[way]()
+            times[way].append((time.perf_counter() - start) / 3)
+    return times
 
 
 if __name__ == "__main__":
