@@ -69,3 +69,18 @@ def test_the_elementwise_kernels_ask_for_it(kernel):
         args = (np.zeros(5, f32), np.zeros(5, f32))
     fresh(*args)
     assert ATTRIBUTE in fresh.inspect_llvm(fresh.signatures[0])
+
+
+@pytest.mark.parametrize("op, instruction", [("multiply", "vmulps"), ("add", "vaddps"), ("divide", "vdivps")])
+def test_the_binary_kernel_of_each_operation_is_vectorised(op, instruction):
+    """arithmetic_cpu's elementwise kernel is compiled once per operation: its float32 loop runs on packed
+    vector instructions (with the operation read at run time it did not, and ran 6x NumPy's time)."""
+    import re
+
+    from gvae.kernels import arithmetic_cpu
+    kernel = arithmetic_cpu._BINARY[arithmetic_cpu._CODES[op]].kernel
+    fresh = numba.njit(error_model="numpy", cache=False)(kernel.py_func)
+    a, b, out = (np.full((4, 64), v, np.float32) for v in (3.0, 2.0, 0.0))
+    fresh(a, b, out, 0, 4)
+    np.testing.assert_array_equal(out, getattr(np, op)(a, b))
+    assert re.search(instruction + r"\s[^\n]*%[xyz]mm", fresh.inspect_asm(fresh.signatures[0])), op
