@@ -116,9 +116,7 @@ def _unary(x, op, out, lo, hi):
     """out[i] <- log(x[i]) (op LOG), exp(x[i]) (EXP), log1p(x[i]) (LOG1P), expm1(x[i]) (EXPM1), sqrt(x[i])
     (SQRT), |x[i]| (ABSOLUTE), sign(x[i]) (SIGN: NumPy's, +0 at either zero, NaN at NaN) or the step
     [x[i] > 0] (HEAVISIDE: NumPy's heaviside(x, 0), NaN at NaN) for the rows i in [lo, hi) of the (M, N) x
-    and out (op is read at run time, which keeps LLVM from vectorising the loop, as it kept :func:`_binary`'s
-    before that was compiled once per operation; the C library's log, exp, log1p and expm1 are one call an
-    element either way)."""
+    and out (op is read at run time; the C library's log, exp, log1p and expm1 are one call an element)."""
     n = out.shape[1]
     for i in range(lo, hi):
         xi, oi = row_of(x, i), out[i]
