@@ -81,9 +81,9 @@ class CapturedStep:
             loss, *reported = to_host(self.xp.stack([loss, *aux])).tolist()
         return loss, reported, norm2
 
-    def _key(self, args):
+    def _key(self, arrays, others):
+        """The key of a step whose arguments split into ``arrays`` and ``others`` (:meth:`_leaves`)."""
         tr = self.trainer
-        arrays, others = self._leaves(args, [], [])
         return (tuple((a.shape, a.dtype.str) for a in arrays), tuple(others), self.capture.key(),
                 id(tr.state.params.flat), id(tr.grad_flat))
 
@@ -96,28 +96,29 @@ class CapturedStep:
         record of its key holds for them, else on the tape (recording or checking a record on the way)."""
         if self.capture is None:
             return self._tape(args)
-        key = self._key(args)
+        arrays, others = self._leaves(args, [], [])  # once a step: the key, and the data copied in
+        key = self._key(arrays, others)
         refused = any(key == k for k, _ in self.refused)
         if self.records and self.records[0].key == key:
-            replayed = self._replay(args)
+            replayed = self._replay(arrays)
             if replayed is not None:
                 return replayed
             if refused or len(self.records) >= MAX_RECORDS:
                 return self._tape(args)
-            return self._record(key, args)  # the decisions came out another way: a record of its own
+            return self._record(key, args, arrays)  # the decisions came out another way: a record of its own
         if self.seen != key or refused:
             self.seen = key
             return self._tape(args)
         self.records = []
-        return self._record(key, args)
+        return self._record(key, args, arrays)
 
-    def _record(self, key, args):
-        """Record the step on a copy of ``args`` as one more record of ``key`` (or say why not), then run
-        it on the tape. A key's records share their inputs (the first record's copies): a step's data are
-        copied in once, whichever record then runs."""
+    def _record(self, key, args, arrays):
+        """Record the step on a copy of ``args`` (its device arrays ``arrays``) as one more record of ``key``
+        (or say why not), then run it on the tape. A key's records share their inputs (the first record's
+        copies): a step's data are copied in once, whichever record then runs."""
         if self.records:
             own = self.records[0].args
-            self._copy_in(args)
+            self._copy_in(arrays)
         else:
             own = self._copied(args)
         made, why = self.capture.record(self._tape, (own,))
@@ -129,19 +130,19 @@ class CapturedStep:
         # copied for the next kernel, say) must not make this step differ from an unrecorded run's.
         return self._tape(args)
 
-    def _replay(self, args):
-        """The step from the first record whose decisions hold for ``args`` (brought to the front), checked
-        against the tape if it is not trusted yet; None where none holds."""
-        self._copy_in(args)
+    def _replay(self, arrays):
+        """The step from the first record whose decisions hold for the step's device arrays ``arrays``
+        (brought to the front), checked against the tape if it is not trusted yet; None where none holds."""
+        self._copy_in(arrays)
         for i, record in enumerate(self.records):
             if record.record.run():
                 self.records.insert(0, self.records.pop(i))
                 return self._outputs(record)
         return None
 
-    def _copy_in(self, args):
-        """The step's data ``args`` copied into the inputs the key's records share."""
-        for dst, src in zip(self.records[0].inputs, self._leaves(args, [], [])[0]):
+    def _copy_in(self, arrays):
+        """The step's device arrays copied into the inputs the key's records share."""
+        for dst, src in zip(self.records[0].inputs, arrays):
             dst[...] = src
 
     def _outputs(self, record):
