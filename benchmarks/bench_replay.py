@@ -6,7 +6,9 @@ steps alternated so that machine noise hits both alike; and how often a replay f
         --task vcca,activation=relu,dropout=0.2,input_dropout=0.2,code_dropout=0.2,samples=5,decoder_draws=own
 
 ``--task`` as in bench_tasks.py (a task and its TrainConfig settings after commas). One trainer: its
-records are made in a warm-up of ``--block`` steps, then each round runs ``--block`` batches replayed and
+records are made and checked against the tape in a warm-up (up to ``--warmup`` steps, ending once the key
+holds its most records, all trusted: a record made or checked inside a timed block would charge the tape's
+runs to the replay), then each round runs ``--block`` batches replayed and
 ``--block`` on the tape (gvae's capture switched off for them), in alternating order. The replay column
 counts the steps a record held for; a failed attempt is a record whose check stopped it (its time is
 spent, and the next record or the tape follows). ``--split`` then runs one batch's forward and backward
@@ -31,8 +33,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="gvae's threads; with 1 the process is pinned to one core")
     p.add_argument("--rounds", type=int, default=8, help="rounds of a replayed and a taped block")
     p.add_argument("--block", type=int, default=5, help="steps per block")
+    p.add_argument("--warmup", type=int, default=40, help="most steps of the warm-up")
     p.add_argument("--split", action="store_true", help="also time the record natively, its tasks from Python, "
                    "and the tape, on one batch")
+    p.add_argument("--tasks", action="store_true", help="also time each task of the record alone, summed by kernel")
     return p.parse_args(argv)
 
 
@@ -45,12 +49,13 @@ def main(argv=None):
     from gvae.io.mnist import load_mnist
     from gvae.kernels.cpu import capture as cpu_capture
     from gvae.training import TrainConfig, Trainer
+    from gvae.training.captured_step import MAX_RECORDS
     from bench_tasks import settings_of  # benchmarks/, beside this script
     from cpu_model import cpu_model
 
     kernels.set_threads(args.threads)
     name, extra = settings_of(args.task)
-    needed = (2 * args.rounds + 1) * args.block
+    needed = 2 * args.rounds * args.block + args.warmup
     config = TrainConfig.of(**{"task": name, "latent": args.latent, "hidden": tuple(args.hidden),
                                "batch_size": args.batch, "limit": needed * args.batch, "seed": 0, **extra})
     attempts = {"held": [], "stopped": []}
@@ -66,26 +71,31 @@ def main(argv=None):
         trainer = Trainer(config, load_mnist(None), os.path.join(folder, "run"), progress=False, quiet=True)
         batches = list(trainer.task.batches(trainer.inputs["train"], args.batch, trainer.epoch_generator(0)))
         capture = trainer.captured.capture
-        for b in batches[:args.block]:
-            trainer.step(b, 1.0)
+        warm = 0
+        while warm < args.warmup and not (len(trainer.captured.records) == MAX_RECORDS
+                                          and all(r.trusted for r in trainer.captured.records)):
+            trainer.step(batches[warm], 1.0)
+            warm += 1
+        batches = batches[warm:]
         attempts["held"].clear(), attempts["stopped"].clear()
         times = {"replayed": [], "taped": []}
         replays = trainer.captured.replays
         for r in range(args.rounds):
             for way in ("replayed", "taped") if r % 2 == 0 else ("taped", "replayed"):
                 trainer.captured.capture = capture if way == "replayed" else None
-                first = args.block * (1 + 2 * r + (way == "taped"))
+                first = args.block * (2 * r + (way == "taped"))
                 start = time.perf_counter()
                 for b in batches[first:first + args.block]:
                     trainer.step(b, 1.0)
                 times[way].append((time.perf_counter() - start) / args.block)
         replays = trainer.captured.replays - replays
         split = _split(trainer) if args.split else None
+        by_kernel = _by_kernel(trainer) if args.tasks else None
     stopped = attempts["stopped"]
-    # (a tree before 2026-11-29 keeps one record, as .record)
-    records = len(getattr(trainer.captured, "records", [getattr(trainer.captured, "record", None)]))
+    records = trainer.captured.records
     print(f"# {cpu_model()}; {args.threads} thread(s); --task {args.task}; hidden {args.hidden}, latent "
-          f"{args.latent}, batch {args.batch}; {records} record(s)")
+          f"{args.latent}, batch {args.batch}; {len(records)} record(s), {sum(r.trusted for r in records)} trusted "
+          f"after a warm-up of {warm} steps")
     print(f"replayed {1e3 * statistics.median(times['replayed']):.1f} ms a step, taped "
           f"{1e3 * statistics.median(times['taped']):.1f}: replayed / taped "
           f"{statistics.median(a / b for a, b in zip(times['replayed'], times['taped'])):.2f} (median of rounds)")
@@ -97,6 +107,40 @@ def main(argv=None):
             f"{way} {1e3 * statistics.median(ts):.1f}" for way, ts in split.items())
               + f"; native / tasks from Python {statistics.median(a / b for a, b in zip(split['native'], split['tasks'])):.3f},"
               f" native / tape {statistics.median(a / b for a, b in zip(split['native'], split['tape'])):.3f}")
+    if by_kernel:
+        total = sum(seconds for _, seconds in by_kernel.values())
+        products = sum(seconds for name, (_, seconds) in by_kernel.items() if name.startswith("product"))
+        print(f"the record's tasks one by one: {1e3 * total:.1f} ms, of which products {1e3 * products:.1f} "
+              f"({100 * products / total:.0f}%); by kernel, ms (tasks):")
+        for name, (count, seconds) in sorted(by_kernel.items(), key=lambda item: -item[1][1]):
+            print(f"{1e3 * seconds:9.2f} ({count:3d})  {name}")
+
+
+def _kernel_of(task):
+    """A task's row in --tasks: a product by its shapes and layouts, another task by its kernel's name."""
+    from gvae.kernels.matmul_cpu import _Product
+    if isinstance(task, _Product):
+        order = "".join("N" if x.strides[1] <= x.strides[0] else "T" for x in (task.a, task.b))
+        return f"product {task.a.shape} @ {task.b.shape} {order}"
+    entry = getattr(task, "entry", None)
+    return entry.kernel.py_func.__name__ if entry is not None else type(task).__name__
+
+
+def _by_kernel(trainer):
+    """{kernel: (tasks, seconds)} of the first record's tasks, each timed alone (median of seven calls)."""
+    record = trainer.captured.records[0]
+    tasks = [task for group in record.record.program._kept for task in group]
+    times = [[] for _ in tasks]
+    for _ in range(7):
+        for task, spent in zip(tasks, times):
+            start = time.perf_counter()
+            task()
+            spent.append(time.perf_counter() - start)
+    by = {}
+    for task, spent in zip(tasks, times):
+        count, seconds = by.get(_kernel_of(task), (0, 0.0))
+        by[_kernel_of(task)] = count + 1, seconds + statistics.median(spent)
+    return by
 
 
 def _split(trainer):
