@@ -9,12 +9,18 @@ steps alternated so that machine noise hits both alike; and how often a replay f
 records are made and checked against the tape in a warm-up (up to ``--warmup`` steps, ending once the key
 holds its most records, all trusted: a record made or checked inside a timed block would charge the tape's
 runs to the replay), then each round runs ``--block`` batches replayed and
-``--block`` on the tape (gvae's capture switched off for them), in alternating order. The replay column
+``--block`` on the tape (gvae's capture switched off for them), in alternating order (``--block 1``: the
+two ways alternate step by step); within them the record's runs and the tape's forward and backward are
+also timed alone, apart from the rest of the step (the noise and dropout masks, Adam). The replay column
 counts the steps a record held for; a failed attempt is a record whose check stopped it (its time is
 spent, and the next record or the tape follows). ``--split`` then runs one batch's forward and backward
 three ways in rotation, on the same inputs: the record's native run, the record's tasks called one by one
 from Python (the same kernels, no native loop), and the tape (NumPy's elementwise operators outside a
-recording), which tells the native loop's cost from that of the kernels the record holds.
+recording), which tells the native loop's cost from that of the kernels the record holds. ``--tasks`` then
+times each task of the first record alone (called from Python, median of seven calls) and sums the times
+by kernel: a product by its shapes and layouts (N: rows in memory order, T: transposed), any other task by
+its kernel's name. ``--trial`` runs the steps instead with gvae's own trial of the two ways (on the CPU,
+the step times both ways over its first steps and goes on with the faster) and prints what it chose.
 """
 import os
 import statistics
@@ -37,6 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--split", action="store_true", help="also time the record natively, its tasks from Python, "
                    "and the tape, on one batch")
     p.add_argument("--tasks", action="store_true", help="also time each task of the record alone, summed by kernel")
+    p.add_argument("--trial", action="store_true", help="only train with gvae's own trial of the two ways on, "
+                   "and print which way it chose")
     return p.parse_args(argv)
 
 
@@ -70,6 +78,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(config, load_mnist(None), os.path.join(folder, "run"), progress=False, quiet=True)
         batches = list(trainer.task.batches(trainer.inputs["train"], args.batch, trainer.epoch_generator(0)))
+        if args.trial:
+            return _trial(trainer, batches)
+        trainer.captured.trial_steps = 0  # (this script times both ways itself: no trial of gvae's own)
         capture = trainer.captured.capture
         warm = 0
         while warm < args.warmup and not (len(trainer.captured.records) == MAX_RECORDS
@@ -78,6 +89,14 @@ def main(argv=None):
             warm += 1
         batches = batches[warm:]
         attempts["held"].clear(), attempts["stopped"].clear()
+        tape, taped_calls = trainer.captured._tape, []
+
+        def timed_tape(step_args):  # the tape's forward and backward within a taped step, timed
+            start = time.perf_counter()
+            out = tape(step_args)
+            taped_calls.append(time.perf_counter() - start)
+            return out
+        trainer.captured._tape = timed_tape
         times = {"replayed": [], "taped": []}
         replays = trainer.captured.replays
         for r in range(args.rounds):
@@ -89,6 +108,7 @@ def main(argv=None):
                     trainer.step(b, 1.0)
                 times[way].append((time.perf_counter() - start) / args.block)
         replays = trainer.captured.replays - replays
+        trainer.captured._tape = tape
         split = _split(trainer) if args.split else None
         by_kernel = _by_kernel(trainer) if args.tasks else None
     stopped = attempts["stopped"]
@@ -99,13 +119,16 @@ def main(argv=None):
     print(f"replayed {1e3 * statistics.median(times['replayed']):.1f} ms a step, taped "
           f"{1e3 * statistics.median(times['taped']):.1f}: replayed / taped "
           f"{statistics.median(a / b for a, b in zip(times['replayed'], times['taped'])):.2f} (median of rounds)")
+    print(f"within those steps: the record's runs that held {1e3 * statistics.median(attempts['held']):.1f} ms, "
+          f"the tape's forward and backward {1e3 * statistics.median(taped_calls):.1f} (medians)")
     print(f"{replays} of {args.rounds * args.block} replayed steps from a record; {len(stopped)} runs stopped at a "
           f"changed decision, {1e3 * sum(stopped):.1f} ms in all" + (
               f" ({1e3 * statistics.median(stopped):.2f} ms each)" if stopped else ""))
     if split:
         print("one batch's forward and backward, ms (nine rounds of three runs each way): " + ", ".join(
             f"{way} {1e3 * statistics.median(ts):.1f}" for way, ts in split.items())
-              + f"; native / tasks from Python {statistics.median(a / b for a, b in zip(split['native'], split['tasks'])):.3f},"
+              + "; native / tasks from Python "
+              f"{statistics.median(a / b for a, b in zip(split['native'], split['tasks'])):.3f},"
               f" native / tape {statistics.median(a / b for a, b in zip(split['native'], split['tape'])):.3f}")
     if by_kernel:
         total = sum(seconds for _, seconds in by_kernel.values())
@@ -114,6 +137,21 @@ def main(argv=None):
               f"({100 * products / total:.0f}%); by kernel, ms (tasks):")
         for name, (count, seconds) in sorted(by_kernel.items(), key=lambda item: -item[1][1]):
             print(f"{1e3 * seconds:9.2f} ({count:3d})  {name}")
+
+
+def _trial(trainer, batches):
+    """Steps as training takes them, until the step's trial (gvae.training.captured_step) has chosen."""
+    from cpu_model import cpu_model
+    captured = trainer.captured
+    steps = 0
+    for b in batches:
+        trainer.step(b, 1.0)
+        steps += 1
+        if captured.refused or (captured.records and captured.records[0].trusted and captured.trial is None):
+            break
+    chose = "; ".join(why for _, why in captured.refused) or (
+        f"the replay ({captured.replays} of {steps} steps replayed)" if captured.records else "no choice yet")
+    print(f"# {cpu_model()}; after {steps} steps, {chose}")
 
 
 def _kernel_of(task):

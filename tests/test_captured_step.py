@@ -11,7 +11,15 @@ import pytest
 import gvae.models  # noqa: F401  (registers the literature models' tasks)
 from gvae import kernels
 from gvae.kernels.cpu import programs
-from gvae.training import TrainConfig, Trainer
+from gvae.training import TrainConfig, Trainer, captured_step
+from gvae.kernels.cpu.capture import CpuRecord
+
+
+@pytest.fixture(autouse=True)
+def _no_trial(monkeypatch):
+    """The tests here count replays, so no key's steps alternate with the tape in a timed trial (that trial
+    is tested on its own, below, with a clock of the test's)."""
+    monkeypatch.setattr(captured_step, "TRIAL_STEPS", 0)
 
 
 def _trainer(tmp_path, name, hidden=(50,), **settings):
@@ -250,3 +258,57 @@ def test_every_task_steps_as_the_tape_does(cfg, tmp_path):
         batch = batches[k % len(batches)]
         assert native.step(batch, 1.0) == tape.step(batch, 1.0), k
     assert _same(_state(native), _state(tape))
+
+
+@pytest.mark.parametrize("tape_faster", [True, False])
+def test_a_key_goes_on_the_faster_way_of_its_trial(tmp_path, monkeypatch, tape_faster):
+    """Once a key's record is trusted, its steps alternate between the tape and the replay (each timed by
+    the trial's clock, here one that a taped step advances by 2 or 4 units and a replayed run by 3) until
+    each way has TRIAL_STEPS; then the faster way goes on: the tape drops the records and says why in
+    ``refused``. Every step is the tape's, bit for bit, whichever way it ran."""
+    monkeypatch.setattr(captured_step, "TRIAL_STEPS", 3)
+    now = [0.0]
+    monkeypatch.setattr(captured_step, "_clock", lambda: now[0])
+    run = CpuRecord.run
+
+    def replay_costs_3(record):
+        now[0] += 3.0
+        return run(record)
+    monkeypatch.setattr(CpuRecord, "run", replay_costs_3)
+    native, tape = _trainer(tmp_path, "native"), _trainer(tmp_path, "tape")
+    tape.captured.capture = None
+    assert native.captured.trial_steps == 3
+    taped = native.captured._tape
+
+    def tape_costs(args):
+        now[0] += 2.0 if tape_faster else 4.0
+        return taped(args)
+    native.captured._tape = tape_costs
+    xs = [native.train_x[i * 20:(i + 1) * 20] for i in range(5)]
+    replays = []
+    for i in range(12):
+        assert native.step(xs[i % 5], 1.0) == tape.step(xs[i % 5], 1.0)
+        replays.append(native.captured.replays)
+    assert _same(_state(native), _state(tape))
+    # tape, record, check; the trial: taped, replayed, three times each; then the faster way only
+    trial = [0, 0, 0, 0, 1, 1, 2, 2, 3]
+    if tape_faster:
+        assert replays == trial + [3, 3, 3] and native.captured.records == []
+        [(key, why)] = native.captured.refused
+        assert why == "the tape was faster: 2000.0 ms a step against 3000.0 replayed (medians of 3 steps each)"
+    else:
+        assert replays == trial + [4, 5, 6] and native.captured.refused == []
+        assert len(native.captured.records) == 1 and native.captured.trial is None
+
+
+def test_a_capture_whose_runs_return_early_has_no_trial(tmp_path, monkeypatch):
+    """CUDA's graph launch returns before its work is done, so a wall clock cannot time it: no trial."""
+    native = _trainer(tmp_path, "native")
+    assert native.captured.trial_steps == 0  # (TRIAL_STEPS is 0 in this module)
+
+    class Launches:
+        synchronous = False
+    assert captured_step.CapturedStep(native, Launches()).trial_steps == 0
+    monkeypatch.setattr(captured_step, "TRIAL_STEPS", 8)
+    assert captured_step.CapturedStep(native, Launches()).trial_steps == 0
+    assert captured_step.CapturedStep(native, native.captured.capture).trial_steps == 8

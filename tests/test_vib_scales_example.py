@@ -14,7 +14,8 @@ from gvae.training import checkpoint
 from gvae.training.runs import load_model
 from tests.test_vib import _bars
 
-spec = importlib.util.spec_from_file_location("vib_scales", Path(__file__).resolve().parents[1] / "examples" / "vib_scales.py")
+spec = importlib.util.spec_from_file_location("vib_scales",
+                                              Path(__file__).resolve().parents[1] / "examples" / "vib_scales.py")
 example = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(example)
 
@@ -22,8 +23,8 @@ spec.loader.exec_module(example)
 def _run(tmp_path, *extra):
     data, out = _bars(tmp_path), tmp_path / "run"
     assert gvae_main(["train", "--task", "classify", "--classes", "6", "--data", str(data), "--latent", "3",
-                      "--hidden", "8", "--activation", "relu", "--batch-size", "50", "--epochs", "2", "--polyak", "0.9", "--input-range",
-                      "signed", "--scale-offset", "5", "--out", str(out), "--quiet", *extra]) == 0
+                      "--hidden", "8", "--activation", "relu", "--batch-size", "50", "--epochs", "2", "--polyak", "0.9",
+                      "--input-range", "signed", "--scale-offset", "5", "--out", str(out), "--quiet", *extra]) == 0
     return data, out
 
 
@@ -45,7 +46,8 @@ def test_the_scales_are_the_encoders(tmp_path, which, array):
     x = 2 * load_mnist(str(data))["test"][0].astype(np.float64) - 1
     sigma, floor = example.scales(str(out), which, load_mnist(str(data)))
     assert floor == 1e-4 and sigma.shape == (100, 3)
-    np.testing.assert_allclose(sigma, _by_hand(arrays[array].astype(np.float64), load_model(str(out))[0].param_shapes(), x), rtol=1e-5)
+    shapes = load_model(str(out))[0].param_shapes()
+    np.testing.assert_allclose(sigma, _by_hand(arrays[array].astype(np.float64), shapes, x), rtol=1e-5)
     # rho starts 5 lower (--scale-offset 5): after two short epochs every scale lies far below softplus(0).
     assert sigma.max() < 0.5
 
@@ -57,7 +59,7 @@ def test_what_it_refuses(tmp_path, capsys):
     example.main([str(out), "--data", str(data)])
     assert "(average): floor 0.0001; sigma min " in (printed := capsys.readouterr().out) and " of 300 scales" in printed
     vae = tmp_path / "vae"
-    assert gvae_main(["train", "--data", str(data), "--latent", "2", "--hidden", "8", "--epochs", "1", "--out", str(vae),
-                      "--quiet"]) == 0
+    assert gvae_main(["train", "--data", str(data), "--latent", "2", "--hidden", "8", "--epochs", "1",
+                      "--out", str(vae), "--quiet"]) == 0
     with pytest.raises(SystemExit, match="not classify"):
         example.main([str(vae), "--data", str(data)])

@@ -11,6 +11,8 @@ or None for a device without one (its work runs as it is called). Every capture 
 - ``record(fn, args)``: ``fn(*args)`` recorded, as ``(record, None)``, or ``(None, why)`` when the device
   refused it. The record's ``outputs`` are what ``fn`` returned: the arrays each run of the record writes
   (on the CPU already computed by the recording; on CUDA not before the first run).
+- ``synchronous``: whether ``record.run()`` returns only once its work is done (the CPU), so that a wall
+  clock around it times the work; CUDA's launch returns at once.
 - ``record.run()``: the recorded work again, on whatever its arrays now hold; returns whether each
   decision the work took from its data came out as when it was recorded (else its outputs are not what
   ``fn`` would have computed).

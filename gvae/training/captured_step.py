@@ -29,11 +29,23 @@ replay either way instead of paying a replay and the tape. The replay runs the s
 arrays in the same order as the tape, so its results are the tape's bit for bit, and a resumed run goes
 on exactly.
 
+A replay is not always the faster way. Its record keeps every array of the step alive at an address of
+its own, where the tape's freed arrays hand their memory (still in cache) to the next ones; at VCCA's size
+(a record of about 180 MiB) the replayed steps measured slower than the taped ones on the CPU, where a
+small VAE's are faster (docs/performance.md). So on a device whose runs the wall
+clock can time (the capture's ``synchronous``: the CPU), a key's first steps after its record is trusted
+are a trial (:class:`_Trial`): taped and replayed steps alternate until each way has :data:`TRIAL_STEPS`
+steps timed (a step that records or checks a record is not counted), and the faster way by median goes on;
+where that is the tape, the key's records are dropped (their memory freed) and :attr:`refused` says so.
+Both ways give the same bits, so the choice changes a run's speed and nothing else.
+
 Each step reads the device twice, replayed or taped: the squared gradient norm (a host float from
 ``kernels.sum_squares``: skip the step? clip it?), then one small vector of the loss and the reported
 means.
 """
 import contextlib
+import statistics
+import time
 
 from .. import kernels
 from ..autodiff import value_and_grad
@@ -51,6 +63,36 @@ class _Record:
 # dense): each holds a step's activations (training's memory check counts them; the inputs are shared).
 # A batch that takes a way none of them took, past these, runs on the tape.
 MAX_RECORDS = 2
+
+# The steps each way of a key's trial is timed on, replayed and taped (see the module's docstring).
+TRIAL_STEPS = 8
+
+_clock = time.perf_counter  # (the trial's clock: tests give it one of their own)
+
+
+class _Trial:
+    """The timing of a key's steps, taped and replayed in turn, each way's times kept until both have
+    ``steps``; then :meth:`tape_is_faster` by median."""
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.times = {"taped": [], "replayed": []}
+        self.turn = "taped"
+
+    def add(self, way, seconds):
+        """One more step of ``way`` timed; the other way's turn next."""
+        self.times[way].append(seconds)
+        self.turn = "replayed" if way == "taped" else "taped"
+
+    def done(self):
+        return all(len(times) >= self.steps for times in self.times.values())
+
+    def tape_is_faster(self):
+        return statistics.median(self.times["taped"]) < statistics.median(self.times["replayed"])
+
+    def summary(self):
+        return (f"the tape was faster: {1e3 * statistics.median(self.times['taped']):.1f} ms a step against "
+                f"{1e3 * statistics.median(self.times['replayed']):.1f} replayed (medians of {self.steps} steps each)")
 
 
 class CapturedStep:
@@ -71,6 +113,9 @@ class CapturedStep:
         self.records = []     # the records of one key, the one replayed last first
         self.refused = []     # (key, why it stays on the tape); keys are compared, never hashed
         self.replays = 0      # steps replayed (and trusted) so far
+        # The steps each way of a key's trial takes (0: no trial, every trusted record replays).
+        self.trial_steps = TRIAL_STEPS if capture is not None and capture.synchronous else 0
+        self.trial = None     # the trial of the records' key while it runs
 
     def __call__(self, batch, rng, kl_weight):
         """One step's loss, reported means (a list) and squared gradient norm, as host floats; the gradient
@@ -100,9 +145,17 @@ class CapturedStep:
         key = self._key(arrays, others)
         refused = any(key == k for k, _ in self.refused)
         if self.records and self.records[0].key == key:
+            trial = self.trial
+            if trial is not None and trial.turn == "taped" and self.records[0].trusted:
+                start = _clock()
+                out = self._tape(args)
+                return self._timed(trial, "taped", start, out)
+            start, replays = _clock(), self.replays
             replayed = self._replay(arrays)
             if replayed is not None:
-                return replayed
+                # (only a trusted record's replay counts: one checked against the tape ran the tape too)
+                return replayed if trial is None or self.replays == replays else \
+                    self._timed(trial, "replayed", start, replayed)
             if refused or len(self.records) >= MAX_RECORDS:
                 return self._tape(args)
             return self._record(key, args, arrays)  # the decisions came out another way: a record of its own
@@ -110,7 +163,19 @@ class CapturedStep:
             self.seen = key
             return self._tape(args)
         self.records = []
+        self.trial = _Trial(self.trial_steps) if self.trial_steps else None
         return self._record(key, args, arrays)
+
+    def _timed(self, trial, way, start, out):
+        """``out``, the step's (loss, means) taken ``way`` since ``start``, after adding its time to the
+        key's trial; the trial decided once both ways have their steps (the tape: the records dropped)."""
+        trial.add(way, _clock() - start)
+        if trial.done():
+            self.trial = None
+            if trial.tape_is_faster():
+                self.refused.append((self.records[0].key, trial.summary()))
+                self.records = []
+        return out
 
     def _record(self, key, args, arrays):
         """Record the step on a copy of ``args`` (its device arrays ``arrays``) as one more record of ``key``
@@ -160,7 +225,7 @@ class CapturedStep:
             record.trusted = True
         else:
             self.refused.append((record.key, "a replay differed from the tape"))
-            self.records = []
+            self.records, self.trial = [], None
         return loss, aux
 
     def _leaves(self, args, arrays, others):

@@ -8,6 +8,8 @@ from . import programs, threads, tuning
 class CpuCapture:
     """Records and replays kernel work on the CPU (the face: :mod:`gvae.kernels.capture`)."""
 
+    synchronous = True  # a run returns when its tasks are done
+
     def key(self):
         """gvae's thread count and the products' tuning generation: a program runs on the threads it was
         recorded for, and with the plans the products then followed."""

@@ -19,6 +19,8 @@ _GVAE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 class CudaCapture:
     """Records and replays kernel work on the current GPU (the face: :mod:`gvae.kernels.capture`)."""
 
+    synchronous = False  # a graph's launch returns before its work is done
+
     def __init__(self):
         self.cupy = cupy = importlib.import_module("cupy")
         self.stream = cupy.cuda.Stream(non_blocking=True)
