@@ -8,8 +8,10 @@ or None for a device without one (its work runs as it is called). Every capture 
   and the generation of the products' plans; CUDA: nothing), compared, never hashed.
 - ``around()``: the context every call of the captured work runs in, recorded or not (CUDA: the graph's
   stream and memory pool, so that the pool holds each block a recording asks for; the CPU: nothing).
-- ``record(fn, args)``: ``fn(*args)`` recorded, as ``(record, None)``, or ``(None, why)`` when the device
-  refused it. The record's ``outputs`` are what ``fn`` returned: the arrays each run of the record writes
+- ``record(fn, args, keep=())``: ``fn(*args)`` recorded, as ``(record, None)``, or ``(None, why)`` when the
+  device refused it. ``keep``: arrays the work reads or writes that live on beyond it besides ``args`` and
+  its outputs (the parameters, the gradients); the CPU may move the work's other arrays (it packs them by
+  their lifetimes, :mod:`gvae.kernels.cpu.buffer_plan`). The record's ``outputs`` are what ``fn`` returned: the arrays each run of the record writes
   (on the CPU already computed by the recording; on CUDA not before the first run).
 - ``synchronous``: whether ``record.run()`` returns only once its work is done (the CPU), so that a wall
   clock around it times the work; CUDA's launch returns at once.

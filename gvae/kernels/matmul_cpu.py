@@ -235,6 +235,13 @@ class _Product:
     def __call__(self):
         np.matmul(self.a, self.b, out=self.out)
 
+    def arrays(self):
+        return [self.a, self.b, self.out]
+
+    def with_arrays(self, move):
+        """The same product on ``move`` of each of its arrays (:class:`.cpu.entries.Call`'s)."""
+        return _Product(move(self.a), move(self.b), move(self.out))
+
     @property
     def native(self):
         a, b, out = self.a, self.b, self.out

@@ -29,10 +29,11 @@ replay either way instead of paying a replay and the tape. The replay runs the s
 arrays in the same order as the tape, so its results are the tape's bit for bit, and a resumed run goes
 on exactly.
 
-A replay is not always the faster way. Its record keeps every array of the step alive at an address of
-its own, where the tape's freed arrays hand their memory (still in cache) to the next ones; at VCCA's size
-(a record of about 180 MiB) the replayed steps measured slower than the taped ones on the CPU, where a
-small VAE's are faster (docs/performance.md). So on a device whose runs the wall
+A replay is not always the faster way: a record keeps the step's arrays alive between its runs, where the
+tape's freed arrays hand their memory (still in cache) to the next ones. The CPU's records pack their
+arrays by lifetime (:mod:`gvae.kernels.cpu.buffer_plan`, given the parameter and gradient buffers as
+``keep``), and replay faster than the tape at every size measured (docs/performance.md), but a record the
+packing left as it was, or another machine's caches, may not. So on a device whose runs the wall
 clock can time (the capture's ``synchronous``: the CPU), a key's first steps after its record is trusted
 are a trial (:class:`_Trial`): taped and replayed steps alternate until each way has :data:`TRIAL_STEPS`
 steps timed (a step that records or checks a record is not counted), and the faster way by median goes on;
@@ -186,7 +187,8 @@ class CapturedStep:
             self._copy_in(arrays)
         else:
             own = self._copied(args)
-        made, why = self.capture.record(self._tape, (own,))
+        made, why = self.capture.record(self._tape, (own,), keep=(self.trainer.state.params.flat,
+                                                                  self.trainer.grad_flat))
         if made is None:
             self.refused.append((key, why))
         else:

@@ -2,7 +2,9 @@
 to gvae's threads, recorded as a :class:`programs.Program` and run again by one native call."""
 import contextlib
 
-from . import programs, threads, tuning
+import numpy as np
+
+from . import buffer_plan, programs, threads, tuning
 
 
 class CpuCapture:
@@ -18,20 +20,37 @@ class CpuCapture:
     def around(self):
         return contextlib.nullcontext()
 
-    def record(self, fn, args):
-        """``fn(*args)`` run once as it is recorded; (record, None), or (None, why the program refused)."""
+    def record(self, fn, args, keep=()):
+        """``fn(*args)`` run once as it is recorded; (record, None), or (None, why the program refused).
+        The program's other arrays than those of ``args``, of its outputs and of ``keep`` (arrays that live
+        on beyond it: the parameters it reads, the gradients it writes) are then packed by their lifetimes
+        (:func:`buffer_plan.pack`); the record's ``packed`` says how, (arena bytes, bytes moved), or None."""
         with programs.recording() as program:
             outputs = fn(*args)
         if program.refused is not None:
             return None, program.refused
-        return CpuRecord(program, outputs), None
+        record = CpuRecord(program, outputs)
+        results = [*_arrays(outputs), *keep]
+        record.packed = buffer_plan.pack(program, [*_arrays(args), *results], results)
+        return record, None
+
+
+def _arrays(x):
+    """The arrays in ``x``, an array or nested tuples, lists and dicts of them and of other values."""
+    if isinstance(x, np.ndarray):
+        return [x]
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (tuple, list)):
+        return [a for item in x for a in _arrays(item)]
+    return []
 
 
 class CpuRecord:
     """A recorded program and the arrays its runs write (``outputs``)."""
 
     def __init__(self, program, outputs):
-        self.program, self.outputs = program, outputs
+        self.program, self.outputs, self.packed = program, outputs, None
 
     def __len__(self):
         """How many native tasks one run performs."""

@@ -270,6 +270,17 @@ class Call:
     def __repr__(self):
         return f"<the C entry of {self.entry.kernel.py_func.__name__}>"
 
+    def arrays(self):
+        """Every array the call reads or writes: its array arguments, then ``results``."""
+        found = [a for a in self.arguments if isinstance(a, np.ndarray)]
+        return found if self.results is None else found + [self.results]
+
+    def with_arrays(self, move):
+        """The same call with each array ``a`` of :meth:`arrays` replaced by ``move(a)`` (an array of its
+        shape, dtype and strides elsewhere: :mod:`buffer_plan`)."""
+        arguments = tuple(move(a) if isinstance(a, np.ndarray) else a for a in self.arguments)
+        return Call(self.entry, arguments, None if self.results is None else move(self.results), self.replayable)
+
     @property
     def native(self):
         packed = self.entry.pack(self.arguments, self.results)

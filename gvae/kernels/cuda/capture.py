@@ -37,8 +37,9 @@ class CudaCapture:
         with self.stream, cupy.cuda.using_allocator(self.pool.malloc):
             yield
 
-    def record(self, fn, args):
-        """``fn(*args)`` captured, not run (inside :meth:`around`); (record, None), or (None, why)."""
+    def record(self, fn, args, keep=()):
+        """``fn(*args)`` captured, not run (inside :meth:`around`); (record, None), or (None, why). ``keep``
+        is the face's (nothing to do with it: the graph's pool hands freed blocks on as the calls did)."""
         try:
             self.stream.begin_capture()
             try:
