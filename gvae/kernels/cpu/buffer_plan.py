@@ -28,7 +28,7 @@ def _allocation(a):
     contiguous array of NumPy's own; else None (memory NumPy did not allocate: it stays)."""
     while isinstance(a.base, np.ndarray):
         a = a.base
-    if a.base is not None or not (a.flags.c_contiguous or a.flags.f_contiguous):
+    if a.base is not None or not a.flags.owndata or not (a.flags.c_contiguous or a.flags.f_contiguous):
         return None
     return a
 

@@ -95,11 +95,11 @@ class Program:
         """Run ``groups`` instead of the recorded tasks: as many groups of as many tasks, task i of group g
         on the thread that ran the recorded one (:mod:`buffer_plan`'s tasks on moved arrays). Returns the
         tasks replaced, in the same form, to give back to this method."""
-        threads = [thread for thread, _, _ in self._rows]
+        placed = [thread for thread, _, _ in self._rows]
         old, self._rows, self._ends, self._kept, self._table = self._kept, [], [], [], None
         at = 0
         for group in groups:
-            self.add(list(group), threads[at:at + len(group)])
+            self.add(list(group), placed[at:at + len(group)])
             at += len(group)
         return old
 
