@@ -775,7 +775,9 @@ def test_a_two_thread_training_step_hands_its_worker_no_python_task(monkeypatch,
         kernels.set_threads(1)
         tuning.set_tuning(before)
     kinds = set(posted) - {worker_loop.QUIT}
-    assert worker_loop.CALL in kinds and kinds <= {worker_loop.GEMM32, worker_loop.CALL}, kinds
+    # (NOOP: the wake-up a replay posts to a sleeping worker; the second step's record is run by the
+    # check of its packing, gvae/kernels/cpu/buffer_plan.py)
+    assert worker_loop.CALL in kinds and kinds <= {worker_loop.GEMM32, worker_loop.CALL, worker_loop.NOOP}, kinds
 
 
 def test_training_from_python_uses_every_core_unless_set_threads_chose(monkeypatch, tmp_path):
