@@ -176,6 +176,13 @@ def gvae_step(trainer, batches):
     def step(i):
         if trainer.step(batches[i % N_BATCHES], 1.0) is None:
             raise RuntimeError("gvae skipped a step (non-finite loss or gradient)")
+    return trialled(trainer, step)
+
+
+def trialled(trainer, step):
+    """``step`` with ``warming()``: whether the trainer's step is still in its trial of the tape against the
+    replay (gvae.training.captured_step), whose steps the warm-up runs on past ``--warmup`` untimed."""
+    step.warming = lambda: trainer.captured.trial is not None
     return step
 
 
@@ -190,6 +197,7 @@ def untuned(step):
             step(i)
         finally:
             tuning.set_tuning(before)
+    run.warming = step.warming
     return run
 
 
@@ -234,7 +242,7 @@ def gvae_phased_step(trainer, batches):
             raise RuntimeError("gvae skipped a step (non-finite loss or gradient)")
         spent[PHASES[-1]] = total - sum(spent[k] for k in PHASES[:-1])
         return tuple(spent[k] for k in PHASES)
-    return step
+    return trialled(trainer, step)
 
 
 def gemm_floor(args, rng, batch):
@@ -268,8 +276,10 @@ def run_interleaved(impls, phased, repeats, block, warmup, pause=0.0):
 
     Returns ({name: per-step seconds}, {name: per-round block medians}, per-step phase times)."""
     for step in [*impls.values(), phased]:
-        for i in range(warmup):
+        i = 0
+        while i < warmup or (getattr(step, "warming", bool)() and i < warmup + 60):
             step(i)
+            i += 1
     names = list(impls) + ["__phased__"]
     times = {n: [] for n in names}
     rounds = {n: [] for n in names}

@@ -58,7 +58,7 @@ def main(argv=None):
     data = {split: (rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n))
             for split, n in (("train", 10 * args.batch), ("valid", args.batch), ("test", args.batch))}
     tasks = args.task or ["generate", "vcca"]
-    steps = []
+    steps, trainers = [], []
     with tempfile.TemporaryDirectory() as folder:
         for k, text in enumerate(tasks):
             name, extra = settings_of(text)
@@ -67,8 +67,13 @@ def main(argv=None):
             trainer = Trainer(config, data, os.path.join(folder, str(k)), progress=False, quiet=True)
             batch = next(iter(trainer.task.batches(trainer.inputs["train"], args.batch, trainer.rng)))
             steps.append(lambda t=trainer, b=batch: t.step(b, 1.0))
-        for step in steps:  # compile and warm every path first
-            for _ in range(args.block):
+            trainers.append(trainer)
+        for step, trainer in zip(steps, trainers):  # compile and warm every path first, past the step's
+            for _ in range(args.block):            # trial of the tape against the replay
+                step()
+            for _ in range(60):
+                if trainer.captured.trial is None:
+                    break
                 step()
         times = [[] for _ in steps]
         for _ in range(max(1, args.repeats // args.block)):
