@@ -109,18 +109,22 @@ def main(argv=None):
                 times[way].append((time.perf_counter() - start) / args.block)
         replays = trainer.captured.replays - replays
         trainer.captured._tape = tape
-        split = _split(trainer) if args.split else None
-        by_kernel = _by_kernel(trainer) if args.tasks else None
+        recorded = bool(trainer.captured.records)  # (none: the key was refused, see refused below)
+        split = _split(trainer) if args.split and recorded else None
+        by_kernel = _by_kernel(trainer) if args.tasks and recorded else None
     stopped = attempts["stopped"]
     records = trainer.captured.records
+    for _, why in trainer.captured.refused:
+        print(f"# the step stayed on the tape: {why}")
     print(f"# {cpu_model()}; {args.threads} thread(s); --task {args.task}; hidden {args.hidden}, latent "
           f"{args.latent}, batch {args.batch}; {len(records)} record(s), {sum(r.trusted for r in records)} trusted "
           f"after a warm-up of {warm} steps")
     print(f"replayed {1e3 * statistics.median(times['replayed']):.1f} ms a step, taped "
           f"{1e3 * statistics.median(times['taped']):.1f}: replayed / taped "
           f"{statistics.median(a / b for a, b in zip(times['replayed'], times['taped'])):.2f} (median of rounds)")
-    print(f"within those steps: the record's runs that held {1e3 * statistics.median(attempts['held']):.1f} ms, "
-          f"the tape's forward and backward {1e3 * statistics.median(taped_calls):.1f} (medians)")
+    if attempts["held"] and taped_calls:  # (none held: the key stayed on the tape, refused)
+        print(f"within those steps: the record's runs that held {1e3 * statistics.median(attempts['held']):.1f} "
+              f"ms, the tape's forward and backward {1e3 * statistics.median(taped_calls):.1f} (medians)")
     print(f"{replays} of {args.rounds * args.block} replayed steps from a record; {len(stopped)} runs stopped at a "
           f"changed decision, {1e3 * sum(stopped):.1f} ms in all" + (
               f" ({1e3 * statistics.median(stopped):.2f} ms each)" if stopped else ""))
