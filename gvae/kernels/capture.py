@@ -11,8 +11,9 @@ or None for a device without one (its work runs as it is called). Every capture 
 - ``record(fn, args, keep=())``: ``fn(*args)`` recorded, as ``(record, None)``, or ``(None, why)`` when the
   device refused it. ``keep``: arrays the work reads or writes that live on beyond it besides ``args`` and
   its outputs (the parameters, the gradients); the CPU may move the work's other arrays (it packs them by
-  their lifetimes, :mod:`gvae.kernels.cpu.buffer_plan`). The record's ``outputs`` are what ``fn`` returned: the arrays each run of the record writes
-  (on the CPU already computed by the recording; on CUDA not before the first run).
+  their lifetimes, :mod:`gvae.kernels.cpu.buffer_plan`). The record's ``outputs`` are what ``fn``
+  returned: the arrays each run of the record writes (on the CPU already computed by the recording; on
+  CUDA not before the first run).
 - ``synchronous``: whether ``record.run()`` returns only once its work is done (the CPU), so that a wall
   clock around it times the work; CUDA's launch returns at once.
 - ``record.run()``: the recorded work again, on whatever its arrays now hold; returns whether each

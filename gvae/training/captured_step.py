@@ -32,9 +32,9 @@ on exactly.
 A replay is not always the faster way: a record keeps the step's arrays alive between its runs, where the
 tape's freed arrays hand their memory (still in cache) to the next ones. The CPU's records pack their
 arrays by lifetime (:mod:`gvae.kernels.cpu.buffer_plan`, given the parameter and gradient buffers as
-``keep``), and replay faster than the tape at every size measured (docs/performance.md), but a record the
-packing left as it was, or another machine's caches, may not. So on a device whose runs the wall
-clock can time (the capture's ``synchronous``: the CPU), a key's first steps after its record is trusted
+``keep``), and replayed faster than the tape at the sizes measured (docs/performance.md), but a record
+the packing left as it was, or another machine's caches, may not. So on a device whose runs the wall clock
+can time (the capture's ``synchronous``: the CPU), a key's first steps after its record is trusted
 are a trial (:class:`_Trial`): taped and replayed steps alternate until each way has :data:`TRIAL_STEPS`
 steps timed (a step that records or checks a record is not counted), and the faster way by median goes on;
 where that is the tape, the key's records are dropped (their memory freed) and :attr:`refused` says so.
