@@ -180,8 +180,9 @@ def _by_kernel(trainer):
             spent.append(time.perf_counter() - start)
     by = {}
     for task, spent in zip(tasks, times):
-        count, seconds = by.get(_kernel_of(task), (0, 0.0))
-        by[_kernel_of(task)] = count + 1, seconds + statistics.median(spent)
+        kernel = _kernel_of(task)
+        count, seconds = by.get(kernel, (0, 0.0))
+        by[kernel] = count + 1, seconds + statistics.median(spent)
     return by
 
 
