@@ -43,6 +43,8 @@ def parse_args(argv=None):
         if system not in SYSTEMS or not seed.isdigit():
             p.error(f"{name!r} is not a queue ({', '.join(QUEUES)}) or a run name SYSTEM-sSEED with SYSTEM one "
                     f"of {', '.join(SYSTEMS)}")
+    if args.core is not None and not hasattr(os, "sched_setaffinity"):
+        p.error("--core pins a process to a core through os.sched_setaffinity, which this system lacks")
     if args.core is not None and args.core not in os.sched_getaffinity(0):
         p.error(f"--core {args.core} is not among this process's cores {sorted(os.sched_getaffinity(0))}")
     if args.epochs < 1:

@@ -60,6 +60,13 @@ def test_what_it_does_not_know_is_refused(tmp_path, capsys, words, said):
     assert e.value.code == 2 and said in capsys.readouterr().err
 
 
+def test_core_is_refused_where_the_system_cannot_pin(tmp_path, capsys, monkeypatch):
+    monkeypatch.delattr(example.os, "sched_setaffinity")
+    with pytest.raises(SystemExit) as e:
+        example.parse_args([str(tmp_path), "vcca", "--core", "0"])
+    assert e.value.code == 2 and "sched_setaffinity" in capsys.readouterr().err
+
+
 def test_the_queues_name_the_runs_of_the_reproductions_row():
     assert example.parse_args(["x", "vcca"]).names == ["vcca-s0", "vcca-s1", "vcca-chain-s0", "vcca-chain-s1"]
     assert example.parse_args(["x", "private"]).names == ["vccap-s0", "vccap-s1", "vcca-extgrid-s0",
