@@ -13,6 +13,7 @@ minutes on 2 cores). The resumed runs' metrics are checked first: they must agre
 1e-9 of each row's largest (the test's tolerance), else nothing is printed or written.
 """
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -21,30 +22,23 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 WRITER = "ff47217"
 ROOT = Path(__file__).resolve().parent.parent
 OLD = ROOT / "tests" / "data" / "old_runs"
 
-# Run with the old checkout on PYTHONPATH: resume each run; print {"bits": {run: {array: sha256}},
-# "metrics": {run: rows}} as JSON.
+# Run with the old checkout on PYTHONPATH: resume each run of OLD into SCRATCH for its second epoch.
 RESUME = r"""
-import hashlib, json, shutil, sys
+import shutil, sys
 from pathlib import Path
-import numpy as np
 from gvae.cli import main
 old, scratch = Path(sys.argv[1]), Path(sys.argv[2])
-bits, metrics = {}, {}
 for name in sorted(p.name for p in old.iterdir() if p.is_dir()):
-    run = scratch / name
-    shutil.copytree(old / name, run)
-    if main(["train", "--resume", "--out", str(run), "--data", str(old / "data.npz"), "--epochs", "2",
+    shutil.copytree(old / name, scratch / name)
+    if main(["train", "--resume", "--out", str(scratch / name), "--data", str(old / "data.npz"), "--epochs", "2",
              "--quiet"]) != 0:
         sys.exit(f"the old code could not resume {name}")
-    with np.load(run / "checkpoint.npz") as z:
-        bits[name] = {k: hashlib.sha256(np.ascontiguousarray(z[k]).tobytes()).hexdigest()
-                      for k in sorted(z.files) if k != "meta_json"}
-    metrics[name] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
-print(json.dumps({"bits": bits, "metrics": metrics}))
 """
 
 
@@ -72,11 +66,25 @@ def resumed_by_the_writer():
                        stdout=subprocess.DEVNULL)
         try:
             env = {**os.environ, "PYTHONPATH": str(tree)}
-            done = subprocess.run([sys.executable, "-c", RESUME, str(OLD), str(scratch)], env=env,
-                                  cwd=tmp, check=True, stdout=subprocess.PIPE, text=True)
+            subprocess.run([sys.executable, "-c", RESUME, str(OLD), str(scratch)], env=env, cwd=tmp, check=True,
+                           stdout=subprocess.DEVNULL)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], check=True, cwd=ROOT)
-    return json.loads(done.stdout.splitlines()[-1])
+        runs = sorted(p for p in scratch.iterdir() if p.is_dir())
+        return {"bits": {run.name: checkpoint_bits(run / "checkpoint.npz") for run in runs},
+                "metrics": {run.name: read_metrics(run / "metrics.jsonl") for run in runs}}
+
+
+def checkpoint_bits(path):
+    """{array: SHA-256 of its bytes} of the checkpoint file ``path`` (its metadata left out)."""
+    with np.load(path) as z:
+        return {k: hashlib.sha256(np.ascontiguousarray(z[k]).tobytes()).hexdigest()
+                for k in sorted(z.files) if k != "meta_json"}
+
+
+def read_metrics(path):
+    """The rows of a run's metrics.jsonl."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def rows(metrics):
