@@ -100,8 +100,8 @@ def _mp_poisson_tails(k, rate):
     with mpmath.workdps(40):
         a, x = mpmath.mpf(k) + 1, mpmath.mpf(rate)
         term = total = 1 / a
-        shape = a
-        while term > total * mpmath.mpf(10) ** -35:
+        shape, digits = a, mpmath.mpf(10) ** -35
+        while term > total * digits:
             shape += 1
             term *= x / shape
             total += term
@@ -110,16 +110,17 @@ def _mp_poisson_tails(k, rate):
 
 
 def _is_the_least_count(k, rate, u):
-    """Whether k is the least count with P(K <= k) > u, decided in 40 digits in the tail that keeps them."""
+    """Whether k is the least count with P(K <= k) > u, decided in 40 digits in the tail that keeps them (the
+    tails at k - 1 from those at k and P(K = k): one series, which at rates near 1e7 takes seconds)."""
     import mpmath
     u = mpmath.mpf(float(u))
-    lower, upper = _mp_poisson_tails(k, rate)
-    if u >= 0.5:
-        passes = upper < 1 - u
-        before = k == 0 or _mp_poisson_tails(k - 1, rate)[1] >= 1 - u
-    else:
-        passes = lower > u
-        before = k == 0 or _mp_poisson_tails(k - 1, rate)[0] <= u
+    with mpmath.workdps(40):
+        lower, upper = _mp_poisson_tails(k, rate)
+        at_k = mpmath.exp(k * mpmath.log(rate) - rate - mpmath.loggamma(k + 1)) if k > 0 else 0
+        if u >= 0.5:
+            passes, before = upper < 1 - u, k == 0 or upper + at_k >= 1 - u
+        else:
+            passes, before = lower > u, k == 0 or lower - at_k <= u
     return bool(passes and before)
 
 
