@@ -140,6 +140,7 @@ def assert_unbiased(loss, params, names, exact, noise_shape, draws, rng, batch=1
     (their concatenated gradient), which is itself far from zero (10 standard errors). The estimates are
     drawn ``batch`` at a time: u (K, batch, units) and ``loss`` the mean over its batch of one point's loss,
     so one gradient is the mean of ``batch`` estimates, and the standard error is that of those means."""
+    assert draws % batch == 0, f"{draws} draws are not a whole number of batches of {batch}"
     out = []
     for _ in range(draws // batch):
         grads = value_and_grad(lambda p: loss(p, rng.random((noise_shape[0], batch, *noise_shape[1:]))))(params)[1]
@@ -191,9 +192,10 @@ def test_vimcos_signals_have_less_variance_than_the_plain_score_function():
 
 
 def test_nvils_estimate_is_unbiased_for_the_enumerated_elbo_and_its_baseline_fits_by_least_squares():
-    """One sample: the mean of 40,000 one-point NVIL estimates (20,000 at each point) matches the central differences of the ELBO summed over
-    the 4 codes of a 2-unit layer (encoder, decoder, prior) within 5 standard errors; the baseline's
-    parameters get the gradient of mean (log w - b(x))^2 with log w fixed (checked against differences)."""
+    """One sample: the mean of 40,000 one-point NVIL estimates (20,000 at each of two points) matches the
+    central differences of the ELBO summed over the 4 codes of a 2-unit layer (encoder, decoder, prior) within
+    5 standard errors; the baseline's parameters get the gradient of mean (log w - b(x))^2 with log w fixed
+    (checked against differences)."""
     model, params, rng = _tiny(seed=6, baseline=True)
     params["base.b1"] = np.array([-3.0])  # a baseline away from zero, so the test sees its use
     x = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
