@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gvae import kernels
 from gvae.kernels.cpu import entries, programs
 from gvae.kernels.cpu.jit import jit
+from gvae.kernels.cpu.state import RUNTIME
 
 SHAPES = [((4, 5), (4, 5)), ((4, 5), (5,)), ((4, 5), (4, 1)), ((4, 5), ()), ((3, 4, 5), (4, 5)),
           ((3, 4, 5), (1, 4, 1)), ((2, 3, 4), (3, 1)), ((1, 4, 5), (4, 5)), ((6,), ()), ((0, 5), (5,)),
@@ -284,6 +285,27 @@ def _twice(a, out):
             out[i, j] = 2 * a[i, j]
 
 
+@jit(cache=False)
+def _thrice(a, out):
+    for i in range(a.shape[0]):
+        out[i] = 3 * a[i]
+
+
+def test_an_entry_compiles_its_kernel_only_for_the_dtypes_it_is_called_with():
+    """A C entry per dtype: a float32 call compiles the kernel for float32 alone (one entry for both dtypes
+    compiled the float64 kernel behind it too), a float64 call then adds its own; other dtypes are refused."""
+    entry = entries.Entry(_thrice, a=entries.array("n"), out=entries.array("n"))
+    for seen, dtype in enumerate((np.float32, np.float64), 1):
+        a, out = np.arange(5, dtype=dtype), np.zeros(5, dtype)
+        kind, (address, *packed) = entries.Call(entry, (a, out)).native
+        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)(np.array(packed, np.int64).ctypes.data)
+        assert np.array_equal(out, 3 * a)
+        # The entries this process has compiled or loaded for this kernel: the dtypes called so far, no other.
+        assert {d for e, d in RUNTIME.entries if e is entry} == {np.dtype(d) for d in (np.float32, np.float64)[:seen]}
+    with pytest.raises(ValueError, match="float32 or float64 arrays, not int32"):
+        entry.address(np.int32)
+
+
 def test_a_strided_entry_array_is_read_in_place():
     entry = entries.Entry(_twice, a=entries.array("m", "n", strided=True), out=entries.array("m", "n"))
     h = np.arange(24, dtype=np.float32).reshape(4, 6)
@@ -291,7 +313,7 @@ def test_a_strided_entry_array_is_read_in_place():
     packed = entry.pack((h[:, 2:5], out))
     assert packed[2:5] == [4, 3, 6]  # m, n, then the rows' spacing in items
     args = np.array(packed, np.int64)
-    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(entry.address())(args.ctypes.data)
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(entry.address(np.float32))(args.ctypes.data)
     assert np.array_equal(out, 2 * h[:, 2:5])
     assert entry.pack((h[::2, 2:5], out[:2]))[4] == 12
     assert entry.pack((h.T[:3, :3], out[:3])) is None  # its columns apart: not rows apart

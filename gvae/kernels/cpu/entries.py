@@ -21,8 +21,9 @@ as an :func:`array` of the kernel's dtype or of a fixed one, its shape given by 
   (:func:`bits`), a flag as 0 or 1; last the address of the results.
 - the unpacking, natively: ``unpack(args, dtype)``, generated from the list and jitted, rebuilds the
   arrays (:func:`array_at`, C-ordered as the caller's are) and the floats (:func:`float_of`) and calls the
-  kernel: the same compiled kernel on the same data as the caller's thread. The C entry calls it for the
-  dtype that args[0] names (:meth:`Entry.address`).
+  kernel: the same compiled kernel on the same data as the caller's thread. Each dtype has a C entry of its
+  own (:meth:`Entry.address`), so that a float32 run compiles no float64 kernel behind it (one entry for
+  both compiled both: a quarter of a first run's compilation).
 
 Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
 that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
@@ -48,13 +49,10 @@ __all__ = ["Entry", "array", "INT", "FLOAT", "FLAG", "CAPACITY", "Call", "run_bl
 CAPACITY = worker_loop.SIZE - worker_loop.ARGS - 1
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _SIGNATURE = types.void(types.CPointer(types.int64))
-# The C function of every entry: ``unpack`` (bound per entry) for the dtype whose itemsize is args[0].
-_DISPATCH = """\
+# The C function of every entry: ``unpack`` and ``DTYPE`` bound per entry and dtype.
+_ENTRY = """\
 def entry(args):
-    if args[0] == 4:
-        unpack(args, np.float32)
-    else:
-        unpack(args, np.float64)
+    unpack(args, DTYPE)
 """
 
 
@@ -163,19 +161,25 @@ class Entry:
             packed.append(results.ctypes.data)
         return packed
 
-    def address(self):
-        """The address of the entry's C function, compiled or loaded from the cache the first time it is
-        asked for in this process, and kept for the life of the process (a worker may be about to call
-        it)."""
-        compiled = RUNTIME.entries.get(self)
+    def address(self, dtype):
+        """The address of the entry's C function for the kernel's ``dtype`` (float32 or float64), compiled
+        or loaded from the cache the first time it is asked for in this process, and kept for the life of
+        the process (a worker may be about to call it)."""
+        dtype = np.dtype(dtype)
+        key = (self, dtype)
+        compiled = RUNTIME.entries.get(key)
         if compiled is None:
-            with RUNTIME.compile_lock:  # one compilation per entry, whichever threads ask at once
-                compiled = RUNTIME.entries.get(self)
+            if dtype not in _FLOATS:
+                raise ValueError(f"the C entry of {self.kernel.py_func.__name__} takes float32 or float64 "
+                                 f"arrays, not {dtype}")
+            with RUNTIME.compile_lock:  # one compilation per entry and dtype, whichever threads ask at once
+                compiled = RUNTIME.entries.get(key)
                 if compiled is None:
                     home = self.kernel.py_func
-                    fn = specialise(_plain(_DISPATCH, "entry", home), home.__name__ + "_entry",
-                                    home=home.__code__.co_filename, unpack=self.unpack)
-                    compiled = RUNTIME.entries[self] = compile_entry(fn, _SIGNATURE, error_model="numpy")
+                    # A name per dtype: Numba's cache tells the two apart by name (their signature is one).
+                    fn = specialise(_plain(_ENTRY, "entry", home), f"{home.__name__}_entry_{dtype.name}",
+                                    home=home.__code__.co_filename, unpack=self.unpack, DTYPE=dtype.type)
+                    compiled = RUNTIME.entries[key] = compile_entry(fn, _SIGNATURE, error_model="numpy")
         return compiled.address
 
 
@@ -286,7 +290,7 @@ class Call:
         packed = self.entry.pack(self.arguments, self.results)
         if packed is None:
             return None
-        return worker_loop.CALL, (self.entry.address(), *packed)
+        return worker_loop.CALL, (self.entry.address(_FLOATS[0] if packed[0] == 4 else _FLOATS[1]), *packed)
 
 
 def run_blocks(entry, arguments, parts, results=None):
