@@ -22,8 +22,8 @@ as an :func:`array` of the kernel's dtype or of a fixed one, its shape given by 
 - the unpacking, natively: ``unpack(args, dtype)``, generated from the list and jitted, rebuilds the
   arrays (:func:`array_at`, C-ordered as the caller's are) and the floats (:func:`float_of`) and calls the
   kernel: the same compiled kernel on the same data as the caller's thread. Each dtype has a C entry of its
-  own (:meth:`Entry.address`), so that a float32 run compiles no float64 kernel behind it (one entry for
-  both compiled both: a quarter of a first run's compilation).
+  own (:meth:`Entry.address`), compiled when a call of that dtype first asks for it, so that a float32
+  run compiles no float64 kernel behind its entries; args[0] picks it (:attr:`Call.native`).
 
 Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
 that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
