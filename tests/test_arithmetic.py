@@ -301,21 +301,50 @@ def test_an_entry_compiles_its_kernel_only_for_the_dtypes_it_is_called_with():
         ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)(np.array(packed, np.int64).ctypes.data)
         assert np.array_equal(out, 3 * a)
         # The entries this process has compiled or loaded for this kernel: the dtypes called so far, no other.
-        assert {d for e, d in RUNTIME.entries if e is entry} == {np.dtype(d) for d in (np.float32, np.float64)[:seen]}
+        called = {np.dtype(d) for d in (np.float32, np.float64)[:seen]}
+        assert {d for e, d, _ in RUNTIME.entries if e is entry} == called
     with pytest.raises(ValueError, match="float32 or float64 arrays, not int32"):
         entry.address(np.int32)
+
+
+@jit(cache=False)
+def _plus_one(a, out):
+    for i in range(a.shape[0]):
+        out[i] = a[i] + 1
+
+
+def test_an_entry_calls_the_kernel_its_callers_compiled_for_their_read_only_arrays():
+    """Read-only is part of a Numba array type, and gvae's band functions hand their kernels read-only
+    arrays: an entry handed the arguments of a Python call runs the kernel compiled for that call (one
+    entry per variant of dtype and read-only flags), not a second copy typed writable."""
+    entry = entries.Entry(_plus_one, a=entries.array("n"), out=entries.array("n"))
+    run = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+    for read_only in (True, False):
+        a, out = np.arange(5.0), np.zeros(5)
+        a.flags.writeable = not read_only
+        _plus_one(a, out)  # (Python's call compiles the kernel for a's type)
+        out[...] = 0
+        kind, (address, *packed) = entries.Call(entry, (a, out)).native
+        run(address)(np.array(packed, np.int64).ctypes.data)
+        assert np.array_equal(out, a + 1)
+        # One compiled kernel per flag: the entry's call added none.
+        assert sorted(s[0].mutable for s in _plus_one.signatures) == [False, True][:2 - read_only]
+    f64 = np.dtype(np.float64)
+    assert {(d, r) for e, d, r in RUNTIME.entries if e is entry} == {(f64, (True, False)), (f64, (False, False))}
+    with pytest.raises(ValueError, match="takes 2 arrays, but was given 1 read-only flags"):
+        entry.address(np.float64, (True,))
 
 
 def test_a_strided_entry_array_is_read_in_place():
     entry = entries.Entry(_twice, a=entries.array("m", "n", strided=True), out=entries.array("m", "n"))
     h = np.arange(24, dtype=np.float32).reshape(4, 6)
     out = np.zeros((4, 3), np.float32)
-    packed = entry.pack((h[:, 2:5], out))
-    assert packed[2:5] == [4, 3, 6]  # m, n, then the rows' spacing in items
+    variant, packed = entry.pack((h[:, 2:5], out))
+    assert variant == (np.float32, (False, False)) and packed[1:4] == [4, 3, 6]  # m, n, the rows' spacing
     args = np.array(packed, np.int64)
-    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(entry.address(np.float32))(args.ctypes.data)
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(entry.address(*variant))(args.ctypes.data)
     assert np.array_equal(out, 2 * h[:, 2:5])
-    assert entry.pack((h[::2, 2:5], out[:2]))[4] == 12
+    assert entry.pack((h[::2, 2:5], out[:2]))[1][3] == 12
     assert entry.pack((h.T[:3, :3], out[:3])) is None  # its columns apart: not rows apart
     with pytest.raises(ValueError, match="two axes"):
         entries.array("m", strided=True)

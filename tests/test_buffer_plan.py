@@ -17,14 +17,16 @@ def _weights(rng, dtype):
         [(rng.standard_normal(WIDTH) / 4).astype(dtype) for _ in range(LAYERS)]
 
 
-def _chain(x, Ws, bs):
-    """relu(... relu(x W0 + b0) ...) through the kernels, each activation a new array; returns the last."""
+def _chain(x, Ws, bs, read_only=False):
+    """relu(... relu(x W0 + b0) ...) through the kernels, each activation a new array (each layer handed a
+    read-only view of it where ``read_only``); returns the last."""
     h = x
     for W, b in zip(Ws, bs):
         out = np.empty((len(h), W.shape[1]), x.dtype)
         kernels.matmul(h, W, out=out)
         kernels.bias_activation(out, b, "relu")
-        h = out
+        h = out.view()
+        h.flags.writeable = not read_only
     return h
 
 
@@ -95,6 +97,26 @@ def test_what_the_caller_keeps_never_moves():
     large = {a.ctypes.data for group in made.program._kept for task in group for a in task.arrays()
              if a.nbytes >= buffer_plan.MIN_BYTES}  # (besides them: the products' checks' flags)
     assert large == {a.ctypes.data for a in (x, *Ws, *scratch)}
+
+
+def test_a_moved_array_keeps_its_read_only_flag():
+    """A kernel's C entry is typed by whether its arrays are read-only (entries.Entry.address), so a read-only
+    view that the recorded calls passed stays read-only where it moves, and the replay calls the kernels
+    the calls compiled."""
+    rng = np.random.default_rng(2)
+    Ws, bs = _weights(rng, np.float32)
+    x = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+
+    def read_only_inputs(x, Ws, bs):
+        return _chain(x, Ws, bs, read_only=True)
+    read_only_inputs(x, Ws, bs)
+    made, why = capture.CpuCapture().record(read_only_inputs, (x, Ws, bs), keep=(*Ws, *bs))
+    assert why is None and made.packed is not None
+    inputs = [task.arrays()[0] for group in made.program._kept for task in group if len(task.arrays()) == 3]
+    assert [a.flags.writeable for a in inputs] == [True] + [False] * (LAYERS - 1)
+    assert sum(a.ctypes.data in _addresses(made) for a in inputs) == LAYERS  # (moved: x stays, the rest share)
+    x[...] = rng.standard_normal(x.shape)
+    assert made.run() and np.array_equal(made.outputs, read_only_inputs(x.copy(), Ws, bs))
 
 
 def test_places_share_memory_only_between_lifetimes_that_do_not_meet():

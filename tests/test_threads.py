@@ -338,9 +338,10 @@ def test_a_c_entry_with_more_arguments_than_the_board_holds_is_refused_when_decl
     def first_rows(x, out):
         out[0] = x[0, 0]
 
-    sizes = [f"n{k}" for k in range(entries.CAPACITY - 1)]  # itemsize + address + sizes: one too many
+    sizes = [f"n{k}" for k in range(entries.CAPACITY - 2)]  # x's address and sizes, out's: one too many
     with pytest.raises(ValueError, match="first_rows takes .* at most .* arguments on the board"):
         entries.Entry(first_rows, x=entries.array(*sizes), out=entries.array("one"))
+    entries.Entry(first_rows, x=entries.array(*sizes[1:]), out=entries.array("one"))  # (a board's worth)
     with pytest.raises(ValueError, match=r"declares the parameters \['x'\], but the kernel takes \['x', 'out'\]"):
         entries.Entry(first_rows, x=entries.array("m", "n"))
     averages = [np.full(5, float(k)) for k in range(3)]

@@ -98,7 +98,9 @@ def pack(program, keep, results):
         if o is None or id(o) not in offsets or a.size == 0:
             return a
         at = offsets[id(o)] + a.ctypes.data - o.ctypes.data
-        return np.ndarray(a.shape, a.dtype, buffer=arena, offset=at, strides=a.strides)
+        moved = np.ndarray(a.shape, a.dtype, buffer=arena, offset=at, strides=a.strides)
+        moved.flags.writeable = a.flags.writeable  # (a kernel's C entry is typed by it: entries.Entry.address)
+        return moved
 
     groups = [tuple(task.with_arrays(move) for task in group) for group in program._kept]
     if any(task.native is None for group in groups for task in group):

@@ -15,15 +15,20 @@ as an :func:`array` of the kernel's dtype or of a fixed one, its shape given by 
 (``results``). From that one list come both sides of the board:
 
 - the packing, in Python (:meth:`Entry.pack`), from the very arguments that the caller's thread passes to
-  the kernel: args[0] the itemsize of the kernel's dtype (4: float32, else float64), then per parameter
-  an array's address (of its first item: a block of rows is a view that starts at the block's first row)
-  followed by each size of its shape not named before, an int as it is, a float as its 64-bit pattern
-  (:func:`bits`), a flag as 0 or 1; last the address of the results.
+  the kernel: per parameter an array's address (of its first item: a block of rows is a view that starts
+  at the block's first row) followed by each size of its shape not named before, an int as it is, a float
+  as its 64-bit pattern (:func:`bits`), a flag as 0 or 1; last the address of the results.
 - the unpacking, natively: ``unpack(args, dtype)``, generated from the list and jitted, rebuilds the
-  arrays (:func:`array_at`, C-ordered as the caller's are) and the floats (:func:`float_of`) and calls the
-  kernel: the same compiled kernel on the same data as the caller's thread. Each dtype has a C entry of its
-  own (:meth:`Entry.address`), compiled when a call of that dtype first asks for it, so that a float32
-  run compiles no float64 kernel behind its entries; args[0] picks it (:attr:`Call.native`).
+  arrays (:func:`array_at`, C-ordered as the caller's are, and read-only where the caller's are:
+  :func:`read_only`) and the floats (:func:`float_of`) and calls the kernel: the same compiled kernel on
+  the same data as the caller's thread.
+
+Numba compiles a kernel once per signature, and an array's dtype and read-only flag are both part of its
+type. So each *variant* of the caller's arguments, their dtype and which of their arrays are read-only, has
+a C entry of its own (:meth:`Entry.address`), compiled when a call of that variant first asks for it: a
+float32 run compiles no float64 kernel behind its entries, and an entry handed the read-only arrays that
+gvae's band functions pass their kernels (``layout._read``) calls the kernel those functions compiled,
+not a second copy typed writable. :attr:`Call.native` picks the variant from the arguments.
 
 Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
 that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
@@ -35,6 +40,7 @@ import struct
 import numpy as np
 from llvmlite import ir
 from numba import carray, types
+from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 from . import threads, worker_loop
@@ -43,7 +49,7 @@ from .specialise import specialise
 from .state import RUNTIME
 
 __all__ = ["Entry", "array", "INT", "FLOAT", "FLAG", "CAPACITY", "Call", "run_blocks", "bits", "float_of",
-           "array_at", "strided_at", "row_of", "row_spacing"]
+           "array_at", "strided_at", "read_only", "row_of", "row_spacing"]
 
 # The board slots an entry's arguments may take: those from ARGS on, less the one of the entry's address.
 CAPACITY = worker_loop.SIZE - worker_loop.ARGS - 1
@@ -113,15 +119,18 @@ class Entry:
         self.kernel, self.results = kernel, results
         self._kinds = tuple(parameters.values())
         self._typed = typed[0]  # the array whose dtype is the kernel's
-        source, slots = _unpacking(self._kinds, results)
+        _, slots = _unpacking(self._kinds, results, (False,) * self._arrays)
         if slots > CAPACITY:
             raise ValueError(f"the C entry of {home.__name__} takes {slots} arguments, and a C entry takes at most "
                              f"{CAPACITY} arguments on the board")
-        self.unpack = jit(error_model="numpy")(specialise(_plain(source, "unpack", home), home.__name__ + "_at",
-                                                          home=home.__code__.co_filename, kernel=kernel))
+
+    @property
+    def _arrays(self):
+        return sum(isinstance(kind, _Array) for kind in self._kinds)
 
     def pack(self, arguments, results=None):
-        """The int64 board arguments of the kernel's ``arguments`` (and of ``results``, a float64 array of
+        """(the variant of the kernel's ``arguments``: their dtype and a tuple saying for each array
+        whether it is read-only; their int64 board arguments, and those of ``results``, a float64 array of
         :attr:`results` values), or None where the entry cannot take them as they are: an array that is
         not a C-contiguous, aligned NumPy array of its dtype (float32 or float64 for the kernel's) and
         number of axes, or one whose sizes disagree with another's; the worker then runs the kernel in
@@ -129,8 +138,7 @@ class Entry:
         dtype = getattr(arguments[self._typed], "dtype", None)
         if dtype not in _FLOATS:
             return None
-        packed = [dtype.itemsize]
-        sizes = {}
+        packed, sizes, readonly = [], {}, []
         for value, kind in zip(arguments, self._kinds):
             if kind is INT:
                 packed.append(int(value))
@@ -147,6 +155,7 @@ class Entry:
                 elif not _usable(value, wanted, len(kind.sizes)):
                     return None
                 packed.append(value.ctypes.data)
+                readonly.append(not value.flags.writeable)
                 for name, extent in zip(kind.sizes, value.shape):
                     if name not in sizes:
                         sizes[name] = extent
@@ -159,26 +168,35 @@ class Entry:
             if not _usable(results, _FLOATS[1], 1) or results.shape[0] != self.results:
                 return None
             packed.append(results.ctypes.data)
-        return packed
+        return (dtype, tuple(readonly)), packed
 
-    def address(self, dtype):
-        """The address of the entry's C function for the kernel's ``dtype`` (float32 or float64), compiled
+    def address(self, dtype, readonly=None):
+        """The address of the entry's C function for the kernel's ``dtype`` (float32 or float64) and arrays
+        read-only where ``readonly`` (a bool per array parameter, in order; None: none of them), compiled
         or loaded from the cache the first time it is asked for in this process, and kept for the life of
         the process (a worker may be about to call it)."""
         dtype = np.dtype(dtype)
-        key = (self, dtype)
+        readonly = (False,) * self._arrays if readonly is None else tuple(map(bool, readonly))
+        key = (self, dtype, readonly)
         compiled = RUNTIME.entries.get(key)
         if compiled is None:
+            home = self.kernel.py_func
             if dtype not in _FLOATS:
-                raise ValueError(f"the C entry of {self.kernel.py_func.__name__} takes float32 or float64 "
-                                 f"arrays, not {dtype}")
-            with RUNTIME.compile_lock:  # one compilation per entry and dtype, whichever threads ask at once
+                raise ValueError(f"the C entry of {home.__name__} takes float32 or float64 arrays, not {dtype}")
+            if len(readonly) != self._arrays:
+                raise ValueError(f"the C entry of {home.__name__} takes {self._arrays} arrays, but was given "
+                                 f"{len(readonly)} read-only flags")
+            with RUNTIME.compile_lock:  # one compilation per entry and variant, whichever threads ask at once
                 compiled = RUNTIME.entries.get(key)
                 if compiled is None:
-                    home = self.kernel.py_func
-                    # A name per dtype: Numba's cache tells the two apart by name (their signature is one).
-                    fn = specialise(_plain(_ENTRY, "entry", home), f"{home.__name__}_entry_{dtype.name}",
-                                    home=home.__code__.co_filename, unpack=self.unpack, DTYPE=dtype.type)
+                    # A name per variant: Numba's cache tells them apart by name (their C signature is one).
+                    flags = "".join("r" if r else "w" for r in readonly)
+                    source, _ = _unpacking(self._kinds, self.results, readonly)
+                    unpack = jit(error_model="numpy")(specialise(
+                        _plain(source, "unpack", home), f"{home.__name__}_at_{flags}", home=home.__code__.co_filename,
+                        kernel=self.kernel))
+                    fn = specialise(_plain(_ENTRY, "entry", home), f"{home.__name__}_entry_{dtype.name}_{flags}",
+                                    home=home.__code__.co_filename, unpack=unpack, DTYPE=dtype.type)
                     compiled = RUNTIME.entries[key] = compile_entry(fn, _SIGNATURE, error_model="numpy")
         return compiled.address
 
@@ -208,10 +226,11 @@ def row_spacing(a, dtype):
     return s0 // size
 
 
-def _unpacking(kinds, results):
+def _unpacking(kinds, results, readonly):
     """(the source of ``unpack(args, dtype)`` for parameters of ``kinds`` and ``results`` values written
-    back, the number of board arguments it reads): the layout of :meth:`Entry.pack`."""
-    values, sizes, slot = [], {}, 1  # args[0]: the itemsize
+    back, its arrays read-only where ``readonly`` says (one flag per array), the number of board arguments
+    it reads): the layout of :meth:`Entry.pack`."""
+    values, sizes, slot, flags = [], {}, 0, iter(readonly)
     for kind in kinds:
         if kind is INT:
             values.append(f"args[{slot}]")
@@ -233,6 +252,8 @@ def _unpacking(kinds, results):
             else:
                 shape = shape[0] if len(shape) == 1 else f"({', '.join(shape)})"
                 values.append(f"array_at(args[{address}], {shape}, {dtype})")
+            if next(flags):
+                values[-1] = f"read_only({values[-1]})"
         slot += 1
     call = f"kernel({', '.join(values)})"
     if results == 0:
@@ -247,10 +268,10 @@ def _unpacking(kinds, results):
 
 
 def _plain(source, name, home):
-    """The plain function ``name`` that ``source`` defines, seeing NumPy and this module's :func:`array_at`
-    and :func:`float_of`, of the module of the function ``home``."""
+    """The plain function ``name`` that ``source`` defines, seeing NumPy and this module's :func:`array_at`,
+    :func:`strided_at`, :func:`read_only` and :func:`float_of`, of the module of the function ``home``."""
     namespace = {"__name__": home.__module__, "np": np, "array_at": array_at, "strided_at": strided_at,
-                 "float_of": float_of}
+                 "read_only": read_only, "float_of": float_of}
     exec(compile(source, f"<the C entry of {home.__qualname__}>", "exec"), namespace)
     return namespace[name]
 
@@ -287,10 +308,11 @@ class Call:
 
     @property
     def native(self):
-        packed = self.entry.pack(self.arguments, self.results)
-        if packed is None:
+        found = self.entry.pack(self.arguments, self.results)
+        if found is None:
             return None
-        return worker_loop.CALL, (self.entry.address(_FLOATS[0] if packed[0] == 4 else _FLOATS[1]), *packed)
+        (dtype, readonly), packed = found
+        return worker_loop.CALL, (self.entry.address(dtype, readonly), *packed)
 
 
 def run_blocks(entry, arguments, parts, results=None):
@@ -333,6 +355,14 @@ def _pointer(typingctx, address, dtype):
 def array_at(address, shape, dtype):
     """The C-ordered array of ``shape`` (an int or a tuple) and ``dtype`` whose data are at ``address``."""
     return carray(_pointer(address, dtype), shape)
+
+
+@intrinsic
+def read_only(typingctx, a):
+    """The array ``a`` typed read-only (the same array: only its Numba type differs)."""
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, signature.return_type, args[0])
+    return a.copy(readonly=True)(a), codegen
 
 
 @jit

@@ -31,8 +31,8 @@ class Runtime:
         self.rounds_per_second = None
         # programs: the program this thread's calls are being recorded into, if any (a context variable).
         self.recording = contextvars.ContextVar("gvae_recording", default=None)
-        # entries: the compiled C entry of each declared entry and dtype, keyed (entry, dtype) (kept for the
-        # life of the process: a worker may be about to call its address), and the lock under which one is
+        # entries: the compiled C entry of each declared entry and variant, keyed (entry, dtype, read-only
+        # flags) (kept for the life of the process: a worker may be about to call its address), and the lock under which one is
         # compiled.
         self.entries = {}
         self.compile_lock = threading.Lock()
