@@ -94,13 +94,14 @@ def _chain(offs):
     return offs.shape[0] == 2 and offs[1] == 1
 
 
-@jit(fastmath=_FMA, error_model="numpy")
+@template(fastmath=_FMA, error_model="numpy")
 def _sigma_factors(L, offs, out, lo, hi):
     """out[f] = diag(Sigma_f), out (F, n), or out[f, 0] = tr(Sigma_f), out (F, 1), for f in lo .. hi-1:
-    one compiled kernel for both."""
+    one compiled kernel for both. Compiled for the chain (_CHAIN) and for every other band, so that a
+    process whose bands are chains compiles no selected inversion."""
     F, K, n = L.shape
     chk = 0.0
-    if _chain(offs):
+    if _CHAIN:
         buf = np.empty((3, n))
         diag = out.shape[1] > 1
         for f in range(lo, hi):
@@ -118,10 +119,11 @@ def _sigma_factors(L, offs, out, lo, hi):
 @template(fastmath=_FMA, error_model="numpy")
 def _grad_factors(L, offs, g, out, lo, hi):
     """out[lo:hi] = d(sum_i g_i Sigma_ii)/dL; g (F, n), or (F, 1): one g per factor, the trace. Compiled
-    for blocks of _TB lanes and for one (_WIDE), so that a process compiles the one-lane sweep only when
-    a band past the memory budget asks for it."""
+    for the chain (_CHAIN), and for other bands on blocks of _TB lanes and on one (_WIDE), so that a
+    process compiles the one-lane sweep only when a band past the memory budget asks for it, and the
+    selected inversion only for a band that is not a chain."""
     F, K, n = L.shape
-    if _chain(offs):
+    if _CHAIN:
         buf = np.empty((3, n))
         for f in range(lo, hi):
             _chain_grad(L[f], g[f], buf, out[f])
@@ -170,11 +172,20 @@ def _grad_entry(kernel):
                  out=array("F", "K", "n"), lo=INT, hi=INT)
 
 
+def _sigma_entry(kernel):
+    return Entry(kernel, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64), out=array("F", "m"),
+                 lo=INT, hi=INT)
+
+
 # A chunk runs as a C entry (on a worker, and in a recorded training step).
-_sigma = driver(_forward_plan, Entry(_sigma_factors, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
-                                     out=array("F", "m"), lo=INT, hi=INT))
-_sigma_grad_wide = driver(_wide_grad_plan, _grad_entry(variants((_grad_factors,), "_wide", _WIDE=True)[0]))
-_sigma_grad_narrow = driver(_narrow_grad_plan, _grad_entry(variants((_grad_factors,), "_narrow", _WIDE=False)[0]))
+_sigma_chain = driver(_forward_plan, _sigma_entry(variants((_sigma_factors,), "_chain", _CHAIN=True)[0]))
+_sigma_band = driver(_forward_plan, _sigma_entry(variants((_sigma_factors,), "", _CHAIN=False)[0]))
+_sigma_grad_chain = driver(_narrow_grad_plan, _grad_entry(variants((_grad_factors,), "_chain", _CHAIN=True,
+                                                                   _WIDE=False)[0]))
+_sigma_grad_wide = driver(_wide_grad_plan, _grad_entry(variants((_grad_factors,), "_wide", _CHAIN=False,
+                                                                _WIDE=True)[0]))
+_sigma_grad_narrow = driver(_narrow_grad_plan, _grad_entry(variants((_grad_factors,), "_narrow", _CHAIN=False,
+                                                                    _WIDE=False)[0]))
 
 
 def _sigma_any(L, offs, out, kept=None):
@@ -182,13 +193,17 @@ def _sigma_any(L, offs, out, kept=None):
     by the chain's recursion or the selected inversion. ``kept`` (F, n, n) float64, given only where
     :func:`band_sigma_keeps_inverse` says so, receives each factor's inverse for the gradient."""
     found = dense_inverse_cpu.addresses(L, offs)
-    return _sigma(L, offs, out) if found is None else dense_inverse_cpu.sigma(L, offs, out, found, kept)
+    if found is not None:
+        return dense_inverse_cpu.sigma(L, offs, out, found, kept)
+    return (_sigma_chain if _chain.py_func(offs) else _sigma_band)(L, offs, out)
 
 
 def _sigma_grad(L, offs, g, out, kept=None):
     found = dense_inverse_cpu.addresses(L, offs)
     if found is not None:
         return dense_inverse_cpu.sigma_grad(L, offs, g, out, found, kept)
+    if _chain.py_func(offs):
+        return _sigma_grad_chain(L, offs, g, out)
     return (_sigma_grad_wide if _grad_wide(L, offs) else _sigma_grad_narrow)(L, offs, g, out)
 
 
