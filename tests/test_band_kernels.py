@@ -177,7 +177,8 @@ kernels.band_trace_inv(L, offs)
 kernels.band_trace_inv_grad(L, offs, 1.0)
 kernels.band_diag_inv(L, offs)
 kernels.band_diag_inv_grad(L, offs, 1.0)
-kernels.band_trace_inv_grad(L[:, :2], (0, 1), 1.0)  # the chain's own kernels
+kernels.band_trace_inv_grad(L[:, :2], (0, 1), 1.0)  # the chain's own kernels, and a solve on blocks
+kernels.band_solve(L[:, :2], (0, 1), b)
 A = np.zeros((2, 4, 9)); A[:, 0] = 2.0
 kernels.band_cholesky_grad(kernels.band_cholesky(A, (0, 1, 2, 3)), (0, 1, 2, 3), np.ones_like(A))
 # the jitted entry points: the drivers' chunk functions and the kernels called directly
@@ -201,7 +202,8 @@ def test_a_new_process_loads_every_kernel_from_numba_cache():
         out = subprocess.run([sys.executable, "-c", _CACHED_CALLS], capture_output=True, text=True, check=True)
     misses, hits, *names = out.stdout.split()
     assert int(misses) == 0 and int(hits) >= 16, out.stdout
-    assert {"_sigma_factors", "_grad_factors_wide", "_grad_factors_chain"} <= set(names), out.stdout
+    assert {"_sigma_factors", "_grad_factors_wide", "_grad_factors_chain", "_solve_pairs_t_seg",
+            "_solve_pairs_n_blk"} <= set(names), out.stdout
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import numpy as np
 
 from ..backend import register
 from ..cpu.entries import INT, Entry, array
-from ..cpu.jit import jit
 from ..cpu.numba_compat import to_fixed_tuple
 from ..cpu.specialise import template, variants
 from .common_cpu import _FMA, _checksum, _nonpositive, _u
@@ -53,8 +52,8 @@ def _prep(Lf, offs, M):
 #   block) and for long blocks; short blocks would run the vector loops' scalar remainders.
 # Indices that LLVM cannot prove non-negative are cast to unsigned (Numba then skips wraparound).
 
-@jit
 def _use_blocks(offs, n):
+    """Whether a band of offsets ``offs`` (an array) is solved on blocks of rows, else by segments."""
     K = offs.shape[0]
     q = 2 if K > 1 and offs[1] == 1 else 1
     return q >= K or offs[q] >= 64
@@ -147,11 +146,11 @@ def _solve_blk(M, offs, b, x):
 @template(fastmath=_FMA, error_model="numpy")
 def _solve_pairs(L, offs, b, out, lo, hi):
     """Solve the (factor, sample) pairs lo..hi-1 (factor-major), preparing each factor once:
-    x_i = M[0, i] b_i - sum_{k >= 1} M[k, i] x_(row o_k steps earlier), M from _prep."""
+    x_i = M[0, i] b_i - sum_{k >= 1} M[k, i] x_(row o_k steps earlier), M from _prep; on blocks of rows
+    (_BLOCKS) or by segments."""
     F, K, n = L.shape
     S = b.shape[0]
     M = np.empty((K, n), dtype=L.dtype)
-    blocks = _use_blocks(offs, n)
     bad = 0
     chk = 0.0
     last = -1
@@ -165,7 +164,7 @@ def _solve_pairs(L, offs, b, out, lo, hi):
             _prep(L[f], offs, M)
             last = f
         x = out[s, f]
-        if blocks:
+        if _BLOCKS:
             _solve_blk(M, offs, b[s, f], x)
         else:
             _solve_seg(M, offs, b[s, f], x)
@@ -174,14 +173,28 @@ def _solve_pairs(L, offs, b, out, lo, hi):
 
 
 def _direction(transposed):
-    """The kernel (L, offs, b, out) -> (bad, checksum) solving L^T x = b if transposed, else L x = b; a
-    chunk of pairs runs as a C entry."""
+    """The kernels (L, offs, b, out) -> (bad, checksum) solving L^T x = b if transposed, else L x = b: on
+    blocks of rows (the chain, and bands whose first gap is wide) and by segments (the grids), each
+    compiled only when a band of its kind asks for it (the segments' unrolled variants are most of the
+    compiling); a chunk of pairs runs as a C entry."""
     templates = (_row, _prep, _solve_rows, _solve_seg, _solve_blk, _solve_pairs)
-    pairs = variants(templates, "_t" if transposed else "_n", _TRANSPOSED=transposed)[-1]
-    return driver(pair_plan, Entry(pairs, results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
-                                   b=array("S", "F", "n"), out=array("S", "F", "n"), lo=INT, hi=INT))
+    return [driver(pair_plan, Entry(variants(templates, ("_t" if transposed else "_n") + suffix,
+                                             _TRANSPOSED=transposed, _BLOCKS=blocks)[-1],
+                                    results=2, L=array("F", "K", "n"), offs=array("K", dtype=np.int64),
+                                    b=array("S", "F", "n"), out=array("S", "F", "n"), lo=INT, hi=INT))
+            for suffix, blocks in (("_blk", True), ("_seg", False))]
 
 
+def _solve(blocks, segments):
+    """The solve (L, offs, b, out) -> (bad, checksum) that runs the kernel ``blocks`` or ``segments`` as
+    the band asks (:func:`_use_blocks`)."""
+    def solve(L, offs, b, out):
+        return (blocks if _use_blocks(offs, L.shape[2]) else segments)(L, offs, b, out)
+    return solve
+
+
+_solve_t_blocks, _solve_t_segments = _direction(True)
+_solve_n_blocks, _solve_n_segments = _direction(False)
 # out[s, f] = L_f^{-T} b[s, f] and out[s, f] = L_f^{-1} b[s, f]; L (F, K, n); b, out (S, F, n).
-register("band_solve_t")(_direction(True))
-register("band_solve")(_direction(False))
+register("band_solve_t")(_solve(_solve_t_blocks, _solve_t_segments))
+register("band_solve")(_solve(_solve_n_blocks, _solve_n_segments))
