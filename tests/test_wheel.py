@@ -2,8 +2,10 @@
 alone in a fresh virtual environment outside the checkout (its dependencies seen from this environment's
 site-packages, not gvae itself; pip, offline, checks the requirements of its torch and jax extras against them)
 it runs ``python -m gvae``, trains a model, reads its CUDA sources, and runs the PyTorch example's step."""
+import fcntl
 import importlib.util
 import json
+import os
 import site
 import subprocess
 import sys
@@ -21,9 +23,19 @@ pytest.importorskip("setuptools", reason="building the wheel needs setuptools in
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-w", str(out), str(ROOT)], check=True, cwd=out, capture_output=True)
+    """The wheel built from this checkout. Under pytest-xdist each worker would build its own, and two
+    builds at once from one checkout race on its build/ and egg-info folders (seen 2026-11-30: pip's exit
+    status 1), so the workers share one, built by the first under a lock in their common temporary folder."""
+    base = tmp_path_factory.getbasetemp()
+    out = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "gvae-wheel"
+    out.mkdir(exist_ok=True)
+    with open(out / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not list(out.glob("gvae-*.whl")):
+            built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                                    "--no-build-isolation", "--no-index", "-w", str(out), str(ROOT)],
+                                   cwd=out, capture_output=True, text=True)
+            assert built.returncode == 0, built.stdout + built.stderr
     (path,) = out.glob("gvae-*.whl")
     return path
 
