@@ -69,7 +69,10 @@ def _transposed(indptr, indices, values, t_indptr, fill, t_indices, t_values):
         t_indptr[indices[p] + 1] += 1
     for c in range(columns):
         t_indptr[c + 1] += t_indptr[c]
-    fill[:] = t_indptr[:columns]
+    # A loop: an array assigned to a slice compiles Numba's check of their shapes, whose error message's
+    # formatting is slow to compile (tests/test_kernel_source.py).
+    for c in range(columns):
+        fill[c] = t_indptr[c]
     for i in range(indptr.shape[0] - 1):
         for p in range(indptr[i], indptr[i + 1]):
             c = indices[p]

@@ -121,10 +121,13 @@ def _window_blocks(L, offs, out, lo, hi):
         block = Lockstep(S, D, offs, n, _runs(offs), R, W, dg, none, none, none)
         tr = np.empty(_TB)
         diag = out.shape[1] > 1
+        # A typed zero, not the literal 0: Numba compiles a function called with a literal for that value,
+        # so _forward was compiled a second time beside _grad_blocks's.
+        start = np.int64(0)
         for f0 in range(lo, hi, _TB):
             nf = min(_TB, hi - f0)
             _stage(L, offs, f0, S, D)
-            _forward(block, 0, 0, n)
+            _forward(block, start, start, n)
             if diag:
                 _unstage_rows(dg, out.reshape(F * n), f0, nf, n)
             else:
@@ -299,7 +302,9 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
                     R[ks * WT + q] = R[q]
                 _forward(block, b, b, e)
                 if j > 0:
-                    CP[(j - 1) * w * WT:(j - 1) * w * WT + min(w, n - b) * WT] = R[:min(w, n - b) * WT]
+                    start = (j - 1) * w * WT
+                    for q in range(min(w, n - b) * WT):  # (loops, not slices assigned: see sparse_rows_cpu)
+                        CP[start + q] = R[q]
             # Reverse, segments 0 .. m-1, each but the first (still in R) recomputed from the start of
             # the one above, kept in CP: the forward sweep twice (less segment 0), always in the same
             # operations, so the result does not depend on ks.
@@ -309,7 +314,8 @@ def _grad_blocks(L, offs, g, out, lo, hi, ks):
                 e = min(b + ks, n)
                 if j > 0:
                     c = min(w, n - e) * WT
-                    R[ks * WT:ks * WT + c] = CP[j * w * WT:j * w * WT + c]
+                    for q in range(c):
+                        R[ks * WT + q] = CP[j * w * WT + q]
                     _forward(block, b, b, e)
                 _reverse(block, b, b, e)
             for b in range(nf):

@@ -28,7 +28,9 @@ type. So each *variant* of the caller's arguments, their dtype and which of thei
 a C entry of its own (:meth:`Entry.address`), compiled when a call of that variant first asks for it: a
 float32 run compiles no float64 kernel behind its entries, and an entry handed the read-only arrays that
 gvae's band functions pass their kernels (``layout._read``) calls the kernel those functions compiled,
-not a second copy typed writable. :attr:`Call.native` picks the variant from the arguments.
+not a second copy typed writable. :attr:`Call.native` picks the variant from the arguments. The layout is
+part of the type too: the caller's thread runs an entry with strided arrays through the kernel the entry
+calls, those arrays typed as spaced rows even where they are contiguous (:meth:`Entry.run`).
 
 Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
 that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
@@ -39,12 +41,13 @@ import struct
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, types
+from numba import carray, from_dtype, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
 
 from . import threads, worker_loop
 from .jit import compile_entry, jit
+from .numba_compat import compiled_for
 from .specialise import specialise
 from .state import RUNTIME
 
@@ -119,6 +122,8 @@ class Entry:
         self.kernel, self.results = kernel, results
         self._kinds = tuple(parameters.values())
         self._typed = typed[0]  # the array whose dtype is the kernel's
+        self._strided = any(isinstance(kind, _Array) and kind.strided for kind in self._kinds)
+        self._as_entry = {}  # variant -> the kernel compiled for the entry's types of it (see run)
         _, slots = _unpacking(self._kinds, results, (False,) * self._arrays)
         if slots > CAPACITY:
             raise ValueError(f"the C entry of {home.__name__} takes {slots} arguments, and a C entry takes at most "
@@ -128,17 +133,35 @@ class Entry:
     def _arrays(self):
         return sum(isinstance(kind, _Array) for kind in self._kinds)
 
-    def pack(self, arguments, results=None):
-        """(the variant of the kernel's ``arguments``: their dtype and a tuple saying for each array
-        whether it is read-only; their int64 board arguments, and those of ``results``, a float64 array of
-        :attr:`results` values), or None where the entry cannot take them as they are: an array that is
-        not a C-contiguous, aligned NumPy array of its dtype (float32 or float64 for the kernel's) and
-        number of axes, or one whose sizes disagree with another's; the worker then runs the kernel in
-        Python."""
+    def variant(self, arguments):
+        """(the kernel's dtype, a tuple saying for each array of ``arguments`` whether it is read-only), or
+        None where the entry cannot take the arrays as they are: one that is not an aligned NumPy array of
+        its dtype (float32 or float64 for the kernel's) and number of axes, C-contiguous, or for a strided
+        parameter with each row contiguous (:func:`row_spacing`)."""
         dtype = getattr(arguments[self._typed], "dtype", None)
         if dtype not in _FLOATS:
             return None
-        packed, sizes, readonly = [], {}, []
+        readonly = []
+        for value, kind in zip(arguments, self._kinds):
+            if isinstance(kind, _Array):
+                wanted = dtype if kind.dtype is None else kind.dtype
+                if kind.strided:
+                    if row_spacing(value, wanted) is None:
+                        return None
+                elif not _usable(value, wanted, len(kind.sizes)):
+                    return None
+                readonly.append(not value.flags.writeable)
+        return dtype, tuple(readonly)
+
+    def pack(self, arguments, results=None):
+        """(:meth:`variant` of the kernel's ``arguments``; their int64 board arguments, and those of
+        ``results``, a float64 array of :attr:`results` values), or None where the entry cannot take them as
+        they are (:meth:`variant`, or an array whose sizes disagree with another's); the worker then runs the
+        kernel in Python."""
+        variant = self.variant(arguments)
+        if variant is None:
+            return None
+        packed, sizes = [], {}
         for value, kind in zip(arguments, self._kinds):
             if kind is INT:
                 packed.append(int(value))
@@ -147,15 +170,7 @@ class Entry:
             elif kind is FLAG:
                 packed.append(1 if value else 0)
             else:
-                wanted = dtype if kind.dtype is None else kind.dtype
-                if kind.strided:
-                    spacing = row_spacing(value, wanted)
-                    if spacing is None:
-                        return None
-                elif not _usable(value, wanted, len(kind.sizes)):
-                    return None
                 packed.append(value.ctypes.data)
-                readonly.append(not value.flags.writeable)
                 for name, extent in zip(kind.sizes, value.shape):
                     if name not in sizes:
                         sizes[name] = extent
@@ -163,12 +178,43 @@ class Entry:
                     elif sizes[name] != extent:
                         return None
                 if kind.strided:
-                    packed.append(spacing)
+                    packed.append(row_spacing(value, value.dtype))
         if self.results:
             if not _usable(results, _FLOATS[1], 1) or results.shape[0] != self.results:
                 return None
             packed.append(results.ctypes.data)
-        return (dtype, tuple(readonly)), packed
+        return variant, packed
+
+    def run(self, arguments):
+        """The kernel on ``arguments``, in this thread. An entry with strided arrays runs the kernel compiled
+        for the types its C entry gives them (:meth:`variant`: a strided array as Numba's layout 'A', rows
+        spaced or not), where it can take them: Numba compiles a kernel per layout of its arguments, and
+        each mix of contiguous and spaced operands that Python's calls met otherwise compiled the kernel
+        once more, beside the entry's own (docs/notes/2026-11-performance-compilation.md)."""
+        if self._strided:
+            variant = self.variant(arguments)
+            if variant is not None:
+                compiled = self._as_entry.get(variant)
+                if compiled is None:
+                    compiled = self._as_entry[variant] = compiled_for(self.kernel, self._types(*variant))
+                return compiled(*arguments)
+        return self.kernel(*arguments)
+
+    def _types(self, dtype, readonly):
+        """The Numba types that the unpacking of the entry's ``dtype`` and ``readonly`` variant gives the
+        kernel's arguments (:func:`_unpacking`)."""
+        flags, found = iter(readonly), []
+        for kind in self._kinds:
+            if kind is INT:
+                found.append(types.int64)
+            elif kind is FLOAT:
+                found.append(types.float64)
+            elif kind is FLAG:
+                found.append(types.boolean)
+            else:
+                item = from_dtype(dtype if kind.dtype is None else kind.dtype)
+                found.append(types.Array(item, len(kind.sizes), "A" if kind.strided else "C", readonly=next(flags)))
+        return tuple(found)
 
     def address(self, dtype, readonly=None):
         """The address of the entry's C function for the kernel's ``dtype`` (float32 or float64) and arrays
@@ -288,7 +334,7 @@ class Call:
         self.entry, self.arguments, self.results, self.replayable = entry, arguments, results, replayable
 
     def __call__(self):
-        value = self.entry.kernel(*self.arguments)
+        value = self.entry.run(self.arguments)
         if self.results is not None:
             self.results[...] = value
 

@@ -24,6 +24,12 @@ for them: each name has had this path since before Numba 0.59, the oldest setup.
 - :func:`wrap_compile` (``dispatcher``, ``wrap``) -> replaces the dispatcher's ``compile(sig)``, which Numba
   calls (as ``self.compile``) for each signature not yet compiled in the process, top-level or nested in
   another kernel's compilation, by ``wrap(compile)``: jit.py tells when a burst of compilation ends.
+- :func:`compiled_for` (``dispatcher``, ``signature``) -> the dispatcher's function for the tuple of Numba
+  types ``signature``, loaded from the cache or compiled the first time (``Dispatcher.compile``, which returns
+  the compile result's ``entry_point``): a callable that converts its arguments to those types without
+  typing them again, so an array whose type differs from the signature's only in its layout (C-contiguous
+  where the signature says 'A') runs the same machine code. It checks no array's dtype or number of axes
+  beyond its item size: the caller's arguments must have the signature's.
 - :func:`compile_cfunc` (``pyfunc``, ``signature``, ``wrap``, ``**options``) -> ``pyfunc`` compiled as a C
   callback (``numba.core.ccallback.CFunc``: what ``numba.cfunc`` makes, with ``.address``), its cache files
   (when ``wrap`` is given) read and written through ``wrap`` as a dispatcher's are: the C entries.
@@ -33,7 +39,7 @@ from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 __all__ = ["tuple_setitem", "to_fixed_tuple", "item_pointer", "declared_function", "numba_user_cache_dir",
-           "wrap_cache_file", "wrap_compile", "compile_cfunc"]
+           "wrap_cache_file", "wrap_compile", "compiled_for", "compile_cfunc"]
 
 
 def item_pointer(context, builder, aryty, ary, idx):
@@ -57,6 +63,10 @@ def wrap_cache_file(dispatcher, wrap):
 
 def wrap_compile(dispatcher, wrap):
     dispatcher.compile = wrap(dispatcher.compile)
+
+
+def compiled_for(dispatcher, signature):
+    return dispatcher.compile(signature)
 
 
 def compile_cfunc(pyfunc, signature, wrap=None, **options):
