@@ -358,28 +358,33 @@ def _halve(a, out, k):
             out[i, j] = a[i, j] / 2 + k
 
 
-def test_python_calls_of_a_strided_entry_compile_the_entrys_kernel_alone():
-    """Numba types a C-contiguous array and one whose rows lie apart differently: Python's calls of a
-    strided entry's kernel, whatever their operands' layouts, run the one kernel its C entry calls (the
-    strided array typed as spaced rows), compiled once per dtype and read-only flags. Operands the entry
-    cannot take (a transposed view) (an array whose rows are not each contiguous) still go to the kernel's own dispatcher."""
+def test_recorded_calls_of_a_strided_entry_compile_the_entrys_kernel_alone():
+    """Numba types a C-contiguous array and one whose rows lie apart differently: while a program is
+    recorded, Python's calls of a strided entry's kernel, whatever their operands' layouts, run the one
+    kernel its C entry calls (the strided array typed as spaced rows), compiled once per dtype and read-only
+    flags. Operands the entry cannot take (an array whose rows are not each contiguous) still go to the
+    kernel's own dispatcher, as do calls outside a recording (its typing is the cheaper per call)."""
     entry = entries.Entry(_halve, a=entries.array("m", "n", strided=True), out=entries.array("m", "n"), k=entries.INT)
     h = np.arange(24, dtype=np.float32).reshape(4, 6)
-    for a in (h[:, :3].copy(), h[:, 2:5], h[:, 2:5].copy()):
-        out = np.zeros((4, 3), np.float32)
-        entries.Call(entry, (a, out, np.int32(1))).__call__()
-        assert np.array_equal(out, a / 2 + 1)
-    assert [str(s[0]) for s in _halve.signatures] == ["array(float32, 2d, A)"]
-    h.flags.writeable = False
-    entries.Call(entry, (h[:, 1:4], out, 3))()
-    assert np.array_equal(out, h[:, 1:4] / 2 + 3)
+    out = np.zeros((4, 3), np.float32)
+    with programs.recording():
+        for a in (h[:, :3].copy(), h[:, 2:5], h[:, 2:5].copy()):
+            entries.Call(entry, (a, out, np.int32(1)))()
+            assert np.array_equal(out, a / 2 + 1)
+        assert [str(s[0]) for s in _halve.signatures] == ["array(float32, 2d, A)"]
+        h.flags.writeable = False
+        entries.Call(entry, (h[:, 1:4], out, 3))()
+        assert np.array_equal(out, h[:, 1:4] / 2 + 3)
     kind, (address, *packed) = entries.Call(entry, (h[:, 1:4], out, 3)).native
     ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)(np.array(packed, np.int64).ctypes.data)
     assert np.array_equal(out, h[:, 1:4] / 2 + 3)
-    assert len(_halve.signatures) == 2  # the entries of both variants called the kernels Python's calls had
-    columns = np.asfortranarray(h[:, :3])  # its items apart along a row
-    entries.Call(entry, (columns, out, 0))()
+    assert len(_halve.signatures) == 2  # the entries of both variants called the kernels the recorded calls had
+    with programs.recording():
+        columns = np.asfortranarray(h[:, :3])  # its items apart along a row
+        entries.Call(entry, (columns, out, 0))()
     assert np.array_equal(out, columns / 2) and str(_halve.signatures[-1][0]) == "array(float32, 2d, F)"
+    entries.Call(entry, (h[:, :3].copy(), out, 0))()
+    assert np.array_equal(out, h[:, :3] / 2) and str(_halve.signatures[-1][0]) == "array(float32, 2d, C)"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

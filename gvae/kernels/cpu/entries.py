@@ -29,8 +29,9 @@ a C entry of its own (:meth:`Entry.address`), compiled when a call of that varia
 float32 run compiles no float64 kernel behind its entries, and an entry handed the read-only arrays that
 gvae's band functions pass their kernels (``layout._read``) calls the kernel those functions compiled,
 not a second copy typed writable. :attr:`Call.native` picks the variant from the arguments. The layout is
-part of the type too: the caller's thread runs an entry with strided arrays through the kernel the entry
-calls, those arrays typed as spaced rows even where they are contiguous (:meth:`Entry.run`).
+part of the type too: while a program is recorded, the caller's thread runs an entry with strided arrays
+through the kernel the entry calls, those arrays typed as spaced rows even where they are contiguous
+(:meth:`Entry.run`).
 
 Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
 that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
@@ -186,12 +187,14 @@ class Entry:
         return variant, packed
 
     def run(self, arguments):
-        """The kernel on ``arguments``, in this thread. An entry with strided arrays runs the kernel compiled
-        for the types its C entry gives them (:meth:`variant`: a strided array as Numba's layout 'A', rows
-        spaced or not), where it can take them: Numba compiles a kernel per layout of its arguments, and
-        each mix of contiguous and spaced operands that Python's calls met otherwise compiled the kernel
-        once more, beside the entry's own (docs/notes/2026-11-performance-compilation.md)."""
-        if self._strided:
+        """The kernel on ``arguments``, in this thread. While a program is recorded (:mod:`programs`), an
+        entry with strided arrays runs the kernel compiled for the types its C entry gives them
+        (:meth:`variant`: a strided array as Numba's layout 'A', rows spaced or not), the one the replay
+        runs, where the entry can take them: Numba compiles a kernel per layout of its arguments, and each
+        mix of contiguous and spaced operands that a recorded step met otherwise compiled the kernel once
+        more (docs/notes/2026-11-performance-compilation.md). Other calls go to the kernel's dispatcher,
+        whose typing costs a small call less than :meth:`variant`."""
+        if self._strided and RUNTIME.recording.get() is not None:
             variant = self.variant(arguments)
             if variant is not None:
                 compiled = self._as_entry.get(variant)
