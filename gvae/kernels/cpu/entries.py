@@ -18,10 +18,12 @@ as an :func:`array` of the kernel's dtype or of a fixed one, its shape given by 
   the kernel: per parameter an array's address (of its first item: a block of rows is a view that starts
   at the block's first row) followed by each size of its shape not named before, an int as it is, a float
   as its 64-bit pattern (:func:`bits`), a flag as 0 or 1; last the address of the results.
-- the unpacking, natively: ``unpack(args, dtype)``, generated from the list and jitted, rebuilds the
+- the unpacking, natively: the C function ``entry(args)`` itself, generated from the list, rebuilds the
   arrays (:func:`array_at`, C-ordered as the caller's are, and read-only where the caller's are:
   :func:`read_only`) and the floats (:func:`float_of`) and calls the kernel: the same compiled kernel on
-  the same data as the caller's thread.
+  the same data as the caller's thread. (One generated function, not a jitted unpacking called by a C
+  function: Numba optimises and compiles again the code of whatever a function calls, so each level more
+  compiled the kernel's code once more.)
 
 Numba compiles a kernel once per signature, and an array's dtype and read-only flag are both part of its
 type. So each *variant* of the caller's arguments, their dtype and which of their arrays are read-only, has
@@ -33,7 +35,7 @@ part of the type too: while a program is recorded, the caller's thread runs an e
 through the kernel the entry calls, those arrays typed as spaced rows even where they are contiguous
 (:meth:`Entry.run`).
 
-Both generated functions are filed under the kernel's own source file (:func:`specialise.specialise`), so
+The generated function is filed under the kernel's own source file (:func:`specialise.specialise`), so
 that their cache goes stale with that file. An entry is compiled the first time it is asked for in a
 process, or loaded from the cache as gvae's other kernels are (:func:`jit.compile_entry`).
 """
@@ -59,11 +61,6 @@ __all__ = ["Entry", "array", "INT", "FLOAT", "FLAG", "CAPACITY", "Call", "run_bl
 CAPACITY = worker_loop.SIZE - worker_loop.ARGS - 1
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _SIGNATURE = types.void(types.CPointer(types.int64))
-# The C function of every entry: ``unpack`` and ``DTYPE`` bound per entry and dtype.
-_ENTRY = """\
-def entry(args):
-    unpack(args, DTYPE)
-"""
 
 
 class _Scalar:
@@ -241,11 +238,8 @@ class Entry:
                     # A name per variant: Numba's cache tells them apart by name (their C signature is one).
                     flags = "".join("r" if r else "w" for r in readonly)
                     source, _ = _unpacking(self._kinds, self.results, readonly)
-                    unpack = jit(error_model="numpy")(specialise(
-                        _plain(source, "unpack", home), f"{home.__name__}_at_{flags}", home=home.__code__.co_filename,
-                        kernel=self.kernel))
-                    fn = specialise(_plain(_ENTRY, "entry", home), f"{home.__name__}_entry_{dtype.name}_{flags}",
-                                    home=home.__code__.co_filename, unpack=unpack, DTYPE=dtype.type)
+                    fn = specialise(_plain(source, "entry", home), f"{home.__name__}_entry_{dtype.name}_{flags}",
+                                    home=home.__code__.co_filename, kernel=self.kernel, DTYPE=dtype.type)
                     compiled = RUNTIME.entries[key] = compile_entry(fn, _SIGNATURE, error_model="numpy")
         return compiled.address
 
@@ -276,9 +270,10 @@ def row_spacing(a, dtype):
 
 
 def _unpacking(kinds, results, readonly):
-    """(the source of ``unpack(args, dtype)`` for parameters of ``kinds`` and ``results`` values written
-    back, its arrays read-only where ``readonly`` says (one flag per array), the number of board arguments
-    it reads): the layout of :meth:`Entry.pack`."""
+    """(the source of the C function ``entry(args)`` for parameters of ``kinds`` and ``results`` values
+    written back, its arrays read-only where ``readonly`` says (one flag per array), ``kernel`` and
+    ``DTYPE`` (the kernel's dtype) left for the caller to bind; the number of board arguments it reads):
+    the layout of :meth:`Entry.pack`."""
     values, sizes, slot, flags = [], {}, 0, iter(readonly)
     for kind in kinds:
         if kind is INT:
@@ -294,7 +289,7 @@ def _unpacking(kinds, results, readonly):
                     slot += 1
                     sizes[name] = slot
             shape = [f"args[{sizes[name]}]" for name in kind.sizes]
-            dtype = "dtype" if kind.dtype is None else f"np.{kind.dtype.name}"
+            dtype = "DTYPE" if kind.dtype is None else f"np.{kind.dtype.name}"
             if kind.strided:
                 slot += 1
                 values.append(f"strided_at(args[{address}], {shape[0]}, {shape[1]}, args[{slot}], {dtype})")
@@ -313,7 +308,7 @@ def _unpacking(kinds, results, readonly):
         body = [f"found = {call}", f"out = array_at(args[{slot}], {results}, np.float64)"]
         body += [f"out[{i}] = found[{i}]" for i in range(results)]
     slot += results > 0
-    return "def unpack(args, dtype):\n" + "".join(f"    {line}\n" for line in body), slot
+    return "def entry(args):\n" + "".join(f"    {line}\n" for line in body), slot
 
 
 def _plain(source, name, home):
