@@ -375,9 +375,10 @@ def test_recorded_calls_of_a_strided_entry_compile_the_entrys_kernel_alone():
         h.flags.writeable = False
         entries.Call(entry, (h[:, 1:4], out, 3))()
         assert np.array_equal(out, h[:, 1:4] / 2 + 3)
-    kind, (address, *packed) = entries.Call(entry, (h[:, 1:4], out, 3)).native
-    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)(np.array(packed, np.int64).ctypes.data)
-    assert np.array_equal(out, h[:, 1:4] / 2 + 3)
+    for a in (h[:, 1:4], np.arange(24, dtype=np.float32).reshape(4, 6)[:, 2:5]):  # read-only, then writable
+        kind, (address, *packed) = entries.Call(entry, (a, out, 3)).native
+        ctypes.CFUNCTYPE(None, ctypes.c_void_p)(address)(np.array(packed, np.int64).ctypes.data)
+        assert np.array_equal(out, a / 2 + 3)
     assert len(_halve.signatures) == 2  # the entries of both variants called the kernels the recorded calls had
     with programs.recording():
         columns = np.asfortranarray(h[:, :3])  # its items apart along a row
