@@ -136,29 +136,39 @@ class Entry:
         None where the entry cannot take the arrays as they are: one that is not an aligned NumPy array of
         its dtype (float32 or float64 for the kernel's) and number of axes, C-contiguous, or for a strided
         parameter with each row contiguous (:func:`row_spacing`)."""
+        found = self._checked(arguments)
+        return None if found is None else found[:2]
+
+    def _checked(self, arguments):
+        """:meth:`variant`'s dtype and read-only flags, and the row spacing of each strided array (in
+        order), or None: the one pass over the arrays that :meth:`variant` and :meth:`pack` share."""
         dtype = getattr(arguments[self._typed], "dtype", None)
         if dtype not in _FLOATS:
             return None
-        readonly = []
+        readonly, spacings = [], []
         for value, kind in zip(arguments, self._kinds):
             if isinstance(kind, _Array):
                 wanted = dtype if kind.dtype is None else kind.dtype
                 if kind.strided:
-                    if row_spacing(value, wanted) is None:
+                    spacing = row_spacing(value, wanted)
+                    if spacing is None:
                         return None
+                    spacings.append(spacing)
                 elif not _usable(value, wanted, len(kind.sizes)):
                     return None
                 readonly.append(not value.flags.writeable)
-        return dtype, tuple(readonly)
+        return dtype, tuple(readonly), spacings
 
     def pack(self, arguments, results=None):
         """(:meth:`variant` of the kernel's ``arguments``; their int64 board arguments, and those of
         ``results``, a float64 array of :attr:`results` values), or None where the entry cannot take them as
         they are (:meth:`variant`, or an array whose sizes disagree with another's); the worker then runs the
         kernel in Python."""
-        variant = self.variant(arguments)
-        if variant is None:
+        found = self._checked(arguments)
+        if found is None:
             return None
+        dtype, readonly, spacings = found
+        spacings = iter(spacings)
         packed, sizes = [], {}
         for value, kind in zip(arguments, self._kinds):
             if kind is INT:
@@ -176,12 +186,12 @@ class Entry:
                     elif sizes[name] != extent:
                         return None
                 if kind.strided:
-                    packed.append(row_spacing(value, value.dtype))
+                    packed.append(next(spacings))
         if self.results:
             if not _usable(results, _FLOATS[1], 1) or results.shape[0] != self.results:
                 return None
             packed.append(results.ctypes.data)
-        return variant, packed
+        return (dtype, readonly), packed
 
     def run(self, arguments):
         """The kernel on ``arguments``, in this thread. While a program is recorded (:mod:`programs`), an
