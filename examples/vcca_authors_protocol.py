@@ -8,7 +8,7 @@ QUEUE is ``vcca`` (VCCA seeds 0 and 1, then the same with ``--posterior chain``)
 or run names such as ``vcca-s0 vccap-s1 vcca-chain-s0 vcca-extgrid-s1``. Each run is the folder OUT/NAME
 and its output goes to OUT/NAME.log; a run with a summary is done and skipped. Two queues on a 2-core
 machine: ``--core 0`` and ``--core 1``, each pinned to its core (one thread a run). A run of 250 epochs
-takes 7.5 h of a core on a 2-core Xeon with AVX-512 and 14-23 h on a Zen 3 (docs/notes/2026-11-vcca.md).
+takes hours of a core; docs/notes/2026-11-vcca.md has the epoch times measured on each machine.
 The summary of each run has the one-vs-one SVM's test error (``svm_ovo_test_error``), the paper's 3.0%
 (VCCA) and 2.4% (VCCA-private).
 """
