@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gvae import kernels
 from gvae.kernels.cpu import entries, programs
+from gvae.kernels.cpu import jit as jit_module
 from gvae.kernels.cpu.jit import jit
 from gvae.kernels.cpu.state import RUNTIME
 
@@ -348,6 +349,34 @@ def test_a_strided_entry_array_is_read_in_place():
     assert entry.pack((h.T[:3, :3], out[:3])) is None  # its columns apart: not rows apart
     with pytest.raises(ValueError, match="two axes"):
         entries.array("m", strided=True)
+
+
+@jit(cache=False)
+def _scaled(a, out, n, x, flip):
+    for i in range(n):
+        out[i] = -x * a[i] if flip else x * a[i]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_each_kind_of_entry_parameter_is_put_read_and_typed_alike(dtype, monkeypatch):
+    """An INT, a FLOAT, a FLAG, a read-only and a writable array through the board: the C entry gives the
+    kernel exactly the types that the entry says it does (the kernel a recording runs must be the one the
+    entry calls), and the kernel sees the values the caller passed. (The entry is compiled here, not
+    loaded from the cache, so that the kernel is compiled for the types the entry gives it.)"""
+    monkeypatch.setattr(jit_module, "CACHING", False)
+    entry = entries.Entry(_scaled, a=entries.array("m"), out=entries.array("m"), n=entries.INT, x=entries.FLOAT,
+                          flip=entries.FLAG)
+    a = np.arange(1.0, 6.0, dtype=dtype)
+    a.flags.writeable = False
+    run = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+    for flip in (True, False):
+        out = np.zeros(5, dtype)
+        variant, packed = entry.pack((a, out, 4, 1 / 3, flip))
+        assert variant == (dtype, (True, False))
+        run(entry.address(*variant))(np.array(packed, np.int64).ctypes.data)
+        expected = ((-1 if flip else 1) * (1 / 3) * a[:4].astype(np.float64)).astype(dtype)  # (Numba's rounding)
+        assert np.array_equal(out[:4], expected) and out[4] == 0
+    assert entry._types(np.dtype(dtype), (True, False)) in [tuple(s) for s in _scaled.signatures]
 
 
 @jit(cache=False)

@@ -40,6 +40,7 @@ that their cache goes stale with that file. An entry is compiled the first time 
 process, or loaded from the cache as gvae's other kernels are (:func:`jit.compile_entry`).
 """
 import inspect
+import operator
 import struct
 
 import numpy as np
@@ -63,19 +64,29 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _SIGNATURE = types.void(types.CPointer(types.int64))
 
 
-class _Scalar:
-    """A parameter of an entry other than an array: :data:`INT`, :data:`FLOAT` or :data:`FLAG`."""
-    __slots__ = ("name",)
+def bits(x):
+    """The 64-bit pattern of the float ``x`` as a (signed) int, for an entry's argument."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
 
-    def __init__(self, name):
-        self.name = name
+
+class _Scalar:
+    """A parameter of an entry other than an array: :data:`INT`, :data:`FLOAT` or :data:`FLAG`, with the
+    three things that the board makes of it, kept together so that they cannot part: ``put``, the int64
+    that :meth:`Entry.pack` puts on the board for a value; ``read``, the source with which the C entry
+    reads it back from board slot ``{}`` (:func:`_unpacking`); ``type``, its Numba type in the kernel."""
+    __slots__ = ("name", "put", "read", "type")
+
+    def __init__(self, name, put, read, type):
+        self.name, self.put, self.read, self.type = name, put, read, type
 
     def __repr__(self):
         return self.name
 
 
 # An int (on the board as it is), a float (its 64-bit pattern), a flag (0 or 1, a bool for the kernel).
-INT, FLOAT, FLAG = _Scalar("INT"), _Scalar("FLOAT"), _Scalar("FLAG")
+INT = _Scalar("INT", int, "args[{}]", types.int64)
+FLOAT = _Scalar("FLOAT", bits, "float_of(args[{}])", types.float64)
+FLAG = _Scalar("FLAG", operator.truth, "args[{}] != 0", types.boolean)  # (a bool is the int 0 or 1)
 
 
 class _Array:
@@ -85,6 +96,12 @@ class _Array:
 
     def __init__(self, sizes, dtype, strided):
         self.sizes, self.dtype, self.strided = sizes, dtype, strided
+
+    def typed(self, dtype, readonly):
+        """The Numba type of the array that the C entry hands the kernel of ``dtype``, read-only or not:
+        :func:`array_at`'s C-ordered array, or :func:`strided_at`'s rows (layout 'A')."""
+        item = from_dtype(dtype if self.dtype is None else self.dtype)
+        return types.Array(item, len(self.sizes), "A" if self.strided else "C", readonly=readonly)
 
 
 def array(*sizes, dtype=None, strided=False):
@@ -119,6 +136,7 @@ class Entry:
             raise ValueError(f"the C entry of {home.__name__} has no array of the kernel's dtype")
         self.kernel, self.results = kernel, results
         self._kinds = tuple(parameters.values())
+        self._puts = tuple(kind.put if kind.__class__ is _Scalar else None for kind in self._kinds)  # (for pack)
         self._typed = typed[0]  # the array whose dtype is the kernel's
         self._strided = any(isinstance(kind, _Array) and kind.strided for kind in self._kinds)
         self._as_entry = {}  # variant -> the kernel compiled for the entry's types of it (see run)
@@ -170,13 +188,9 @@ class Entry:
         dtype, readonly, spacings = found
         spacings = iter(spacings)
         packed, sizes = [], {}
-        for value, kind in zip(arguments, self._kinds):
-            if kind is INT:
-                packed.append(int(value))
-            elif kind is FLOAT:
-                packed.append(bits(value))
-            elif kind is FLAG:
-                packed.append(1 if value else 0)
+        for value, kind, put in zip(arguments, self._kinds, self._puts):
+            if put is not None:
+                packed.append(put(value))
             else:
                 packed.append(value.ctypes.data)
                 for name, extent in zip(kind.sizes, value.shape):
@@ -213,18 +227,8 @@ class Entry:
     def _types(self, dtype, readonly):
         """The Numba types that the unpacking of the entry's ``dtype`` and ``readonly`` variant gives the
         kernel's arguments (:func:`_unpacking`)."""
-        flags, found = iter(readonly), []
-        for kind in self._kinds:
-            if kind is INT:
-                found.append(types.int64)
-            elif kind is FLOAT:
-                found.append(types.float64)
-            elif kind is FLAG:
-                found.append(types.boolean)
-            else:
-                item = from_dtype(dtype if kind.dtype is None else kind.dtype)
-                found.append(types.Array(item, len(kind.sizes), "A" if kind.strided else "C", readonly=next(flags)))
-        return tuple(found)
+        flags = iter(readonly)
+        return tuple(kind.type if kind.__class__ is _Scalar else kind.typed(dtype, next(flags)) for kind in self._kinds)
 
     def address(self, dtype, readonly=None):
         """The address of the entry's C function for the kernel's ``dtype`` (float32 or float64) and arrays
@@ -286,12 +290,8 @@ def _unpacking(kinds, results, readonly):
     the layout of :meth:`Entry.pack`."""
     values, sizes, slot, flags = [], {}, 0, iter(readonly)
     for kind in kinds:
-        if kind is INT:
-            values.append(f"args[{slot}]")
-        elif kind is FLOAT:
-            values.append(f"float_of(args[{slot}])")
-        elif kind is FLAG:
-            values.append(f"args[{slot}] != 0")
+        if kind.__class__ is _Scalar:
+            values.append(kind.read.format(slot))
         else:
             address = slot
             for name in kind.sizes:
@@ -380,11 +380,6 @@ def run_blocks(entry, arguments, parts, results=None):
         threads.run_here(calls)
         return
     threads.run(calls)
-
-
-def bits(x):
-    """The 64-bit pattern of the float ``x`` as a (signed) int, for an entry's argument."""
-    return struct.unpack("<q", struct.pack("<d", x))[0]
 
 
 @intrinsic
