@@ -136,6 +136,29 @@ def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, c
     assert lines[::2] == ["compiled"] * 3
 
 
+def test_the_time_left_is_not_stretched_by_one_paused_epoch(monkeypatch, capsys):
+    """An epoch of 30 s that took 630 s of wall time (its process stopped for 10 min) left the estimate at
+    the mean of the epochs, 230 s an epoch, for the rest of the run: it is their median, 30 s."""
+    from types import SimpleNamespace
+
+    import gvae.training.events as events
+    clock = {"now": 0.0}
+    monkeypatch.setattr(events.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(events, "compiling_seconds", lambda: 0.0)
+    monkeypatch.setattr(events, "report_compilations", lambda: None)
+    trainer = SimpleNamespace(config=SimpleNamespace(epochs=10), state=SimpleNamespace(epoch=0), resumed=False,
+                              task=SimpleNamespace(report=SimpleNamespace(epoch_line=lambda row: "numbers")))
+    console = Console()
+    console.started(trainer)
+    for epoch, now in enumerate([40.0, 70.0, 700.0, 730.0, 760.0], start=1):
+        clock["now"] = now
+        trainer.state.epoch = epoch
+        console.epoch_end(trainer, {"epoch": epoch, "seconds": 30.0})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3:] == ["epoch 4/10  numbers  30.0 s  about 3 min 00 s left",
+                         "epoch 5/10  numbers  30.0 s  about 2 min 30 s left"]
+
+
 @pytest.mark.parametrize("polyak", [0.0, 0.9])
 def test_the_test_summary_measures_the_last_epochs_parameters_when_asked(polyak, tmp_path):
     """--test-params last (a fixed budget without early stopping, as Wang et al.'s VCCA and Alemi et al.'s

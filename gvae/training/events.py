@@ -6,6 +6,7 @@ calls its listeners (a list of :class:`Events`), and they decide what to do. gva
 a program that embeds the loop passes its own (a subclass overriding some methods), or none at all to
 train without writing or printing anything."""
 import contextlib
+import statistics
 import time
 
 from ..kernels import compiling_seconds, report_compilations
@@ -48,7 +49,7 @@ class Console(Events):
     an estimate of the time left, and an early stop."""
 
     def started(self, trainer):
-        self.first, self.since = trainer.state.epoch, (time.perf_counter(), compiling_seconds())
+        self.last, self.spans = (time.perf_counter(), compiling_seconds()), []
         if trainer.resumed and trainer.state.epoch == trainer.saved_epoch:
             changed = ", ".join(f"{name} {value}" for name, value in sorted(trainer.resumed_with.items()))
             print(f"resuming {trainer.out} from epoch {trainer.state.epoch} of {trainer.config.epochs}"
@@ -58,13 +59,14 @@ class Console(Events):
 
     def epoch_end(self, trainer, row):
         epochs, done = trainer.config.epochs, trainer.state.epoch
-        # The estimate is of the epochs since the first of this call (which loads and compiles kernels), and
-        # leaves compilation out of the first's when it is the only one yet.
+        # The estimate is the median of this call's epochs' wall times, each less the seconds it spent
+        # compiling; the first (which loads the kernels) counts only while it is the only one. A median, not a
+        # mean: an epoch stretched by a pause (a stopped process, a busy machine) must not stretch the
+        # estimate for the rest of the run.
         now = (time.perf_counter(), compiling_seconds())
-        if done - self.first == 1:
-            self.first_end = now
-        start, counted = (self.since, 1) if done - self.first == 1 else (self.first_end, done - self.first - 1)
-        left = (now[0] - start[0] - (now[1] - start[1])) / counted * (epochs - done)
+        self.spans.append(now[0] - self.last[0] - (now[1] - self.last[1]))
+        self.last = now
+        left = statistics.median(self.spans[1:] or self.spans) * (epochs - done)
         report_compilations()
         print(f"epoch {row['epoch']}/{epochs}  {trainer.task.report.epoch_line(row)}  {row['seconds']:.1f} s"
               + (f"  {about(left)} left" if done < epochs else ""), flush=True)

@@ -136,7 +136,7 @@ class Entry:
             raise ValueError(f"the C entry of {home.__name__} has no array of the kernel's dtype")
         self.kernel, self.results = kernel, results
         self._kinds = tuple(parameters.values())
-        self._puts = tuple(kind.put if kind.__class__ is _Scalar else None for kind in self._kinds)  # (for pack)
+        self._puts = tuple(kind.put if isinstance(kind, _Scalar) else None for kind in self._kinds)  # (for pack)
         self._typed = typed[0]  # the array whose dtype is the kernel's
         self._strided = any(isinstance(kind, _Array) and kind.strided for kind in self._kinds)
         self._as_entry = {}  # variant -> the kernel compiled for the entry's types of it (see run)
@@ -228,7 +228,7 @@ class Entry:
         """The Numba types that the unpacking of the entry's ``dtype`` and ``readonly`` variant gives the
         kernel's arguments (:func:`_unpacking`)."""
         flags = iter(readonly)
-        return tuple(kind.type if kind.__class__ is _Scalar else kind.typed(dtype, next(flags)) for kind in self._kinds)
+        return tuple(kind.type if isinstance(kind, _Scalar) else kind.typed(dtype, next(flags)) for kind in self._kinds)
 
     def address(self, dtype, readonly=None):
         """The address of the entry's C function for the kernel's ``dtype`` (float32 or float64) and arrays
@@ -290,7 +290,7 @@ def _unpacking(kinds, results, readonly):
     the layout of :meth:`Entry.pack`."""
     values, sizes, slot, flags = [], {}, 0, iter(readonly)
     for kind in kinds:
-        if kind.__class__ is _Scalar:
+        if isinstance(kind, _Scalar):
             values.append(kind.read.format(slot))
         else:
             address = slot
