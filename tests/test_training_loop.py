@@ -110,9 +110,9 @@ def test_patience_is_told_as_an_early_stop(tmp_path):
     assert recorder.calls[-2:] == [("stopped_early", 2), ("finished", 2)] and summary["stopped_early"]
 
 
-def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, capsys):
-    """The first epoch's estimate counted a cold cache's compilation (about 28 min left where 5 remained):
-    it leaves the seconds spent compiling out, and later estimates time the epochs after the first."""
+def _console_lines(monkeypatch, capsys, epochs, ends):
+    """The lines :class:`Console` prints for a run of ``epochs`` whose epochs end at the clock readings
+    ``ends`` (pairs: perf_counter, compiling_seconds), the clock starting at (0, 0)."""
     from types import SimpleNamespace
 
     import gvae.training.events as events
@@ -120,15 +120,21 @@ def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, c
     monkeypatch.setattr(events.time, "perf_counter", lambda: clock["now"])
     monkeypatch.setattr(events, "compiling_seconds", lambda: clock["compiling"])
     monkeypatch.setattr(events, "report_compilations", lambda: print("compiled"))
-    trainer = SimpleNamespace(config=SimpleNamespace(epochs=11), state=SimpleNamespace(epoch=0), resumed=False,
+    trainer = SimpleNamespace(config=SimpleNamespace(epochs=epochs), state=SimpleNamespace(epoch=0), resumed=False,
                               task=SimpleNamespace(report=SimpleNamespace(epoch_line=lambda row: "numbers")))
     console = Console()
     console.started(trainer)
-    for epoch, (now, compiling) in enumerate([(130.0, 100.0), (160.0, 100.0), (200.0, 110.0)], start=1):
+    for epoch, (now, compiling) in enumerate(ends, start=1):
         clock.update(now=now, compiling=compiling)
         trainer.state.epoch = epoch
         console.epoch_end(trainer, {"epoch": epoch, "seconds": 1.0})
-    lines = capsys.readouterr().out.splitlines()
+    return capsys.readouterr().out.splitlines()
+
+
+def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, capsys):
+    """The first epoch's estimate counted a cold cache's compilation (about 28 min left where 5 remained):
+    it leaves the seconds spent compiling out, and later estimates time the epochs after the first."""
+    lines = _console_lines(monkeypatch, capsys, 11, [(130.0, 100.0), (160.0, 100.0), (200.0, 110.0)])
     # 30 s of work in the first epoch; then 30 s an epoch after it (epochs 2 and 3: 70 s, 10 of them compiling)
     assert lines[1::2] == ["epoch 1/11  numbers  1.0 s  about 5 min 00 s left",
                            "epoch 2/11  numbers  1.0 s  about 4 min 30 s left",
@@ -139,24 +145,10 @@ def test_the_time_left_leaves_out_compilation_and_the_first_epoch(monkeypatch, c
 def test_the_time_left_is_not_stretched_by_one_paused_epoch(monkeypatch, capsys):
     """An epoch of 30 s that took 630 s of wall time (its process stopped for 10 min) left the estimate at
     the mean of the epochs, 230 s an epoch, for the rest of the run: it is their median, 30 s."""
-    from types import SimpleNamespace
-
-    import gvae.training.events as events
-    clock = {"now": 0.0}
-    monkeypatch.setattr(events.time, "perf_counter", lambda: clock["now"])
-    monkeypatch.setattr(events, "compiling_seconds", lambda: 0.0)
-    monkeypatch.setattr(events, "report_compilations", lambda: None)
-    trainer = SimpleNamespace(config=SimpleNamespace(epochs=10), state=SimpleNamespace(epoch=0), resumed=False,
-                              task=SimpleNamespace(report=SimpleNamespace(epoch_line=lambda row: "numbers")))
-    console = Console()
-    console.started(trainer)
-    for epoch, now in enumerate([40.0, 70.0, 700.0, 730.0, 760.0], start=1):
-        clock["now"] = now
-        trainer.state.epoch = epoch
-        console.epoch_end(trainer, {"epoch": epoch, "seconds": 30.0})
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[3:] == ["epoch 4/10  numbers  30.0 s  about 3 min 00 s left",
-                         "epoch 5/10  numbers  30.0 s  about 2 min 30 s left"]
+    lines = _console_lines(monkeypatch, capsys, 10, [(40.0, 0.0), (70.0, 0.0), (700.0, 0.0), (730.0, 0.0),
+                                                     (760.0, 0.0)])
+    assert lines[7::2] == ["epoch 4/10  numbers  1.0 s  about 3 min 00 s left",
+                           "epoch 5/10  numbers  1.0 s  about 2 min 30 s left"]
 
 
 @pytest.mark.parametrize("polyak", [0.0, 0.9])

@@ -136,7 +136,6 @@ class Entry:
             raise ValueError(f"the C entry of {home.__name__} has no array of the kernel's dtype")
         self.kernel, self.results = kernel, results
         self._kinds = tuple(parameters.values())
-        self._puts = tuple(kind.put if isinstance(kind, _Scalar) else None for kind in self._kinds)  # (for pack)
         self._typed = typed[0]  # the array whose dtype is the kernel's
         self._strided = any(isinstance(kind, _Array) and kind.strided for kind in self._kinds)
         self._as_entry = {}  # variant -> the kernel compiled for the entry's types of it (see run)
@@ -188,9 +187,9 @@ class Entry:
         dtype, readonly, spacings = found
         spacings = iter(spacings)
         packed, sizes = [], {}
-        for value, kind, put in zip(arguments, self._kinds, self._puts):
-            if put is not None:
-                packed.append(put(value))
+        for value, kind in zip(arguments, self._kinds):
+            if isinstance(kind, _Scalar):
+                packed.append(kind.put(value))
             else:
                 packed.append(value.ctypes.data)
                 for name, extent in zip(kind.sizes, value.shape):
