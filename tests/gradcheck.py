@@ -70,14 +70,14 @@ def check_vjp(fun, args, argnum=0, seed=0, eps=1e-5, rtol=1e-5, atol=1e-8):
     def central(h):
         return (at(h) - at(-h)) / (2 * h)
     analytic = _tree_dot(g, v)
-    numerics = []
-    for step in (eps, 10 * eps, 100 * eps, eps / 10):
+    steps, numerics = (eps, 10 * eps, 100 * eps, eps / 10), []
+    for step in steps:
         numerics.append((4 * central(step / 2) - central(step)) / 3)
         if np.isclose(analytic, numerics[-1], rtol=rtol, atol=atol):
             break
     else:
         raise AssertionError(f"gradient {analytic!r} against the differences {numerics} at steps "
-                             f"{eps:g}, {10 * eps:g}, {100 * eps:g}, {eps / 10:g}")
+                             + ", ".join(f"{step:g}" for step in steps))
     for a, b in zip(args, before):
         if isinstance(a, (dict, np.ndarray)):
             _tree_map(lambda x, y: np.testing.assert_array_equal(x, y, "input mutated"), a, b)
