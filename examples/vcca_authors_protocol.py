@@ -1,14 +1,16 @@
 """VCCA and VCCA-private trained as Wang et al.'s released code trains them (docs/models/vcca.md, "The
-authors' protocol"), one run after another on one core, each started, or resumed where it stopped.
+authors' protocol"), one run after another, each started, or resumed where it stopped.
 
-    python examples/vcca_authors_protocol.py OUT QUEUE [--core C] [--epochs 250] [--data FILE]
+    python examples/vcca_authors_protocol.py OUT QUEUE [--core C [C ...]] [--epochs 250] [--data FILE]
 
 QUEUE is ``vcca`` (VCCA seeds 0 and 1, then the same with ``--posterior chain``), ``private``
 (VCCA-private, ``--private 30``, seeds 0 and 1, then VCCA with ``--posterior extgrid --grid-shape 5 8``),
 or run names such as ``vcca-s0 vccap-s1 vcca-chain-s0 vcca-extgrid-s1``. Each run is the folder OUT/NAME
-and its output goes to OUT/NAME.log; a run with a summary is done and skipped. Two queues on a 2-core
-machine: ``--core 0`` and ``--core 1``, each pinned to its core (one thread a run). A run of 250 epochs
-takes hours of a core; docs/notes/2026-11-vcca.md has the epoch times measured on each machine.
+and its output goes to OUT/NAME.log; a run with a summary is done and skipped. The runs of a queue are
+pinned to the cores given and use one thread a core: on a 2-core machine either two queues side by side
+(``--core 0`` and ``--core 1``), or one queue on both (``--core 0 1``), which finishes its first run
+sooner. A run of 250 epochs takes hours; docs/notes/2026-11-vcca.md has the epoch times measured on each
+machine.
 The summary of each run has the one-vs-one SVM's test error (``svm_ovo_test_error``), the paper's 3.0%
 (VCCA) and 2.4% (VCCA-private).
 """
@@ -33,7 +35,8 @@ def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", metavar="OUT", help="the folder of the runs (made if missing)")
     p.add_argument("queue", nargs="+", metavar="QUEUE", help="vcca, private, or run names (SYSTEM-sSEED)")
-    p.add_argument("--core", type=int, default=None, help="pin the runs to this core (default: not pinned)")
+    p.add_argument("--core", type=int, nargs="+", default=None, metavar="C",
+                   help="pin the runs to these cores, one thread a core (default: not pinned, one thread)")
     p.add_argument("--epochs", type=int, default=250, help="the protocol's 250; fewer for a trial")
     p.add_argument("--data", default=None, help="as for gvae train (default: MNIST from the cache)")
     args = p.parse_args(argv)
@@ -45,36 +48,43 @@ def parse_args(argv=None):
                     f"of {', '.join(SYSTEMS)}")
     if args.core is not None and not hasattr(os, "sched_setaffinity"):
         p.error("--core pins a process to a core through os.sched_setaffinity, which this system lacks")
-    if args.core is not None and args.core not in os.sched_getaffinity(0):
-        p.error(f"--core {args.core} is not among this process's cores {sorted(os.sched_getaffinity(0))}")
+    if args.core is not None:
+        unknown = sorted(set(args.core) - os.sched_getaffinity(0))
+        if unknown:
+            p.error(f"--core {' '.join(map(str, unknown))}: not among this process's cores "
+                    f"{sorted(os.sched_getaffinity(0))}")
+        if len(set(args.core)) != len(args.core):
+            p.error(f"--core names a core twice ({' '.join(map(str, args.core))}); give each core once")
     if args.epochs < 1:
         p.error(f"--epochs must be at least 1, got {args.epochs}")
     args.names = names
     return args
 
 
-def command(name, folder, epochs, data):
+def command(name, folder, epochs, data, threads=1):
     """The gvae train arguments that start the run ``name`` in ``folder``, or resume it where it has a
-    checkpoint."""
+    checkpoint, on ``threads`` threads."""
     data = ["--data", data] if data else []
     if (folder / "checkpoint.npz").is_file():
-        return ["train", "--resume", "--out", str(folder), "--epochs", str(epochs), "--threads", "1", *data]
+        return ["train", "--resume", "--out", str(folder), "--epochs", str(epochs), "--threads", str(threads),
+                *data]
     system, _, seed = name.rpartition("-s")
-    return ["train", *PROTOCOL, *SYSTEMS[system], "--epochs", str(epochs), "--seed", seed, "--threads", "1",
-            "--out", str(folder), *data]
+    return ["train", *PROTOCOL, *SYSTEMS[system], "--epochs", str(epochs), "--seed", seed, "--threads",
+            str(threads), "--out", str(folder), *data]
 
 
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pin = (lambda: os.sched_setaffinity(0, {args.core})) if args.core is not None else None
+    pin = (lambda: os.sched_setaffinity(0, set(args.core))) if args.core is not None else None
+    threads = len(args.core) if args.core is not None else 1
     for name in args.names:
         folder = out / name
         if (folder / "summary.json").is_file():
             print(f"{name}: done")
             continue
-        words = command(name, folder, args.epochs, args.data)
+        words = command(name, folder, args.epochs, args.data, threads)
         print(f"{name}: gvae {' '.join(words)}", flush=True)
         with open(out / f"{name}.log", "a") as log:
             code = subprocess.run([sys.executable, "-m", "gvae", *words], stdout=log, stderr=subprocess.STDOUT,

@@ -53,7 +53,8 @@ def test_a_failing_run_stops_the_queue_with_its_status(tmp_path, capsys):
 
 @pytest.mark.parametrize("words, said", [(["vcca-s"], "not a queue"), (["vae-s0"], "not a queue"),
                                          (["vcca", "--epochs", "0"], "at least 1"),
-                                         (["vcca", "--core", "4096"], "not among")])
+                                         (["vcca", "--core", "4096"], "not among"),
+                                         (["vcca", "--core", "0", "0"], "names a core twice")])
 def test_what_it_does_not_know_is_refused(tmp_path, capsys, words, said):
     with pytest.raises(SystemExit) as e:
         example.parse_args([str(tmp_path), *words])
@@ -74,3 +75,14 @@ def test_the_queues_name_the_runs_of_the_reproductions_row():
     words = example.command("vccap-s1", Path("/nowhere/vccap-s1"), 250, None)
     assert words[:len(example.PROTOCOL) + 1] == ["train", *example.PROTOCOL]
     assert words[words.index("--private") + 1] == "30" and words[words.index("--seed") + 1] == "1"
+    assert words[words.index("--threads") + 1] == "1"
+
+
+def test_a_queue_on_several_cores_runs_one_thread_a_core(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    assert example.parse_args([str(tmp_path), "vcca", "--core", *map(str, cores)]).core == cores
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "checkpoint.npz").touch()
+    start, resume = (example.command("vcca-s1", tmp_path / name, 250, None, threads=2) for name in ("new", "old"))
+    assert "--resume" not in start and "--resume" in resume
+    assert start[start.index("--threads") + 1] == "2" == resume[resume.index("--threads") + 1]
