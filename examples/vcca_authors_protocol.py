@@ -65,20 +65,20 @@ def command(name, folder, epochs, data, threads=1):
     """The gvae train arguments that start the run ``name`` in ``folder``, or resume it where it has a
     checkpoint, on ``threads`` threads."""
     data = ["--data", data] if data else []
+    common = ["--epochs", str(epochs), "--threads", str(threads), "--out", str(folder), *data]
     if (folder / "checkpoint.npz").is_file():
-        return ["train", "--resume", "--out", str(folder), "--epochs", str(epochs), "--threads", str(threads),
-                *data]
+        return ["train", "--resume", *common]
     system, _, seed = name.rpartition("-s")
-    return ["train", *PROTOCOL, *SYSTEMS[system], "--epochs", str(epochs), "--seed", seed, "--threads",
-            str(threads), "--out", str(folder), *data]
+    return ["train", *PROTOCOL, *SYSTEMS[system], "--seed", seed, *common]
 
 
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pin = (lambda: os.sched_setaffinity(0, set(args.core))) if args.core is not None else None
-    threads = len(args.core) if args.core is not None else 1
+    cores = set(args.core) if args.core is not None else None
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    threads = len(cores) if cores else 1
     for name in args.names:
         folder = out / name
         if (folder / "summary.json").is_file():
